@@ -1,0 +1,3 @@
+build/src/core/log.o: src/core/log.c src/core/core.h include/ramole.h
+src/core/core.h:
+include/ramole.h:

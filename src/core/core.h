@@ -1,0 +1,132 @@
+/*
+ * core.h — what every module of ramole stands on: errors with context,
+ * logging, accounted allocation, the thread pool, read-only file maps.
+ *
+ * Errors: a failing function calls rm_err(status, fmt, ...) once, at the
+ * place that knows the file/tensor/offset, and returns its result; callers
+ * pass the status up unchanged (or add context with rm_err_prefix).
+ */
+#ifndef RM_CORE_H
+#define RM_CORE_H
+
+#include "ramole.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef ramole_status rm_status;
+
+#define RM_OK RAMOLE_OK
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Record a formatted message for this thread and return `st`. */
+rm_status rm_err(rm_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prepend "prefix: " to the current message; returns `st`. */
+rm_status rm_err_prefix(rm_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rm_err_clear(void);
+
+/* Evaluate `expr`; on failure return its status from the current function. */
+#define RM_TRY(expr)                           \
+    do {                                       \
+        rm_status rm_try_st_ = (expr);         \
+        if (rm_try_st_ != RAMOLE_OK) return rm_try_st_; \
+    } while (0)
+
+/* ---- logging ----------------------------------------------------------- */
+
+void rm_log(ramole_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool rm_log_enabled(ramole_log_level level);
+#define rm_log_error(...) rm_log(RAMOLE_LOG_ERROR, __VA_ARGS__)
+#define rm_log_warn(...)  rm_log(RAMOLE_LOG_WARN, __VA_ARGS__)
+#define rm_log_info(...)  rm_log(RAMOLE_LOG_INFO, __VA_ARGS__)
+#define rm_log_debug(...) rm_log(RAMOLE_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- allocation -------------------------------------------------------- */
+
+/*
+ * Every heap allocation of the library goes through these. Blocks are
+ * 64-byte aligned (SIMD-friendly); rm_free(NULL) is a no-op. Accounting
+ * counts live bytes and the peak. rm_alloc_fail_after(n) makes the n-th
+ * allocation from now (1-based) and all later ones fail, for tests that walk
+ * every failure point; n = 0 turns injection off.
+ */
+void *rm_malloc(size_t size);
+void *rm_calloc(size_t n, size_t size);
+void *rm_realloc(void *p, size_t size);
+void  rm_free(void *p);
+char *rm_strdup(const char *s);
+char *rm_strndup(const char *s, size_t n);
+/* printf into a fresh rm_malloc'd string (NULL on failure). */
+char *rm_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+size_t rm_alloc_live_bytes(void);
+size_t rm_alloc_peak_bytes(void);
+size_t rm_alloc_count(void);
+void   rm_alloc_fail_after(size_t n);
+
+/* Overflow-checked size arithmetic: false on overflow. */
+static inline bool rm_mul_ok(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool rm_add_ok(size_t a, size_t b, size_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---- thread pool ------------------------------------------------------- */
+
+/*
+ * A persistent pool of nthreads workers (the calling thread is worker 0).
+ * rm_pool_run calls fn(ctx, ith, nth) once for every ith in [0, nth) and
+ * returns when all are done. Ops split their rows by (ith, nth) themselves.
+ * Workers spin briefly between jobs (decode issues many small jobs), then
+ * sleep. A pool is used by one submitting thread at a time.
+ */
+typedef struct rm_pool rm_pool;
+typedef void (*rm_pool_fn)(void *ctx, int ith, int nth);
+
+rm_status rm_pool_new(int nthreads, rm_pool **out);
+void      rm_pool_free(rm_pool *pool);
+int       rm_pool_size(const rm_pool *pool);
+/* pool may be NULL: fn(ctx, 0, 1) runs on the caller. */
+void      rm_pool_run(rm_pool *pool, rm_pool_fn fn, void *ctx);
+
+/* Split [0, n) into nth near-equal chunks; chunk ith is [*lo, *hi). */
+static inline void rm_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t per = n / nth, rem = n % nth;
+    *lo = ith * per + (ith < rem ? ith : rem);
+    *hi = *lo + per + (ith < rem ? 1 : 0);
+}
+
+/* Number of online CPUs (at least 1). */
+int rm_cpu_count(void);
+
+/* ---- files ------------------------------------------------------------- */
+
+/* A read-only memory map of a whole file. Valid until rm_file_unmap. */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    char *path; /* rm_malloc'd copy, for error messages */
+} rm_mapped;
+
+rm_status rm_file_map(const char *path, rm_mapped *out);
+void      rm_file_unmap(rm_mapped *m);
+/* Read a whole file into a NUL-terminated rm_malloc'd buffer. */
+rm_status rm_file_read(const char *path, char **out, size_t *size);
+bool      rm_file_exists(const char *path);
+bool      rm_dir_exists(const char *path);
+/* Join a directory and a file name into a fresh string. */
+char     *rm_path_join(const char *dir, const char *name);
+/*
+ * Write a file atomically: data goes to "path.tmp.PID", is fsync'd, then
+ * renamed over path, so an existing file is never left half-written.
+ */
+rm_status rm_file_write_atomic(const char *path, const void *data, size_t size);
+
+/* Monotonic time in seconds. */
+double rm_time_now(void);
+
+#endif /* RM_CORE_H */

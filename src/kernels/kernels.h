@@ -1,0 +1,139 @@
+/*
+ * kernels.h — the numeric kernels of ramole: tensor element types, type
+ * conversion, matmul/matvec against f32/f16/bf16/q8_0 weights, rmsnorm,
+ * RoPE, softmax, SwiGLU.
+ *
+ * Activations are always f32. Weights are row-major [n][k] (n output rows of
+ * k inputs each, as nn.Linear stores them and as GGUF stores ne = {k, n}).
+ * Every kernel has a naive reference (rm_*_ref) used by the tests; fast
+ * variants (scalar, AVX2, AVX-512) are picked once at start-up by cpuid and
+ * can be forced for tests with rm_isa_set.
+ */
+#ifndef RM_KERNELS_H
+#define RM_KERNELS_H
+
+#include "core/core.h"
+
+/* ---- element types ------------------------------------------------------ */
+
+typedef enum {
+    RM_TYPE_F32 = 0,
+    RM_TYPE_F16,
+    RM_TYPE_BF16,
+    RM_TYPE_Q8_0, /* GGUF block: f16 scale d, then 32 int8 q; x = d * q */
+    RM_TYPE_COUNT
+} rm_type;
+
+#define RM_Q8_0_BLOCK 32
+typedef struct {
+    uint16_t d; /* f16 */
+    int8_t qs[RM_Q8_0_BLOCK];
+} rm_block_q8_0; /* 34 bytes, packed as in GGUF */
+
+const char *rm_type_name(rm_type t);            /* "f32", "f16", "bf16", "q8_0" */
+bool        rm_type_from_name(const char *name, rm_type *out);
+int64_t     rm_type_block_elems(rm_type t);     /* 32 for q8_0, else 1 */
+size_t      rm_type_block_bytes(rm_type t);     /* 34 for q8_0, else element size */
+/* Bytes of a row of n elements; n must be a multiple of the block size. */
+size_t      rm_type_row_bytes(rm_type t, int64_t n);
+
+float    rm_f16_to_f32(uint16_t h);
+uint16_t rm_f32_to_f16(float f); /* round to nearest even, IEEE inf/nan */
+float    rm_bf16_to_f32(uint16_t h);
+uint16_t rm_f32_to_bf16(float f); /* round to nearest even, nan stays nan */
+
+/* Convert n elements (n a multiple of the block sizes involved).
+ * Quantisation to q8_0 follows ggml: d = max|x| / 127, q = round(x / d). */
+void rm_convert(rm_type dst_type, void *dst, rm_type src_type, const void *src, int64_t n);
+
+/* ---- instruction-set dispatch --------------------------------------------- */
+
+typedef enum { RM_ISA_SCALAR = 0, RM_ISA_AVX2, RM_ISA_AVX512, RM_ISA_COUNT } rm_isa;
+const char *rm_isa_name(rm_isa isa);
+bool   rm_isa_supported(rm_isa isa); /* by this CPU (cpuid + OS xsave state) */
+rm_isa rm_isa_best(void);
+rm_isa rm_isa_current(void);
+/* Force a variant (tests, benchmarks). Fails if the CPU lacks it. */
+rm_status rm_isa_set(rm_isa isa);
+
+/* ---- matmul ------------------------------------------------------------- */
+
+/*
+ * Y[m][n] = X[m][k] . W[n][k]^T
+ *   x: f32, m rows of k (row stride k); y: f32, m rows of n (row stride n);
+ *   w: n rows of k elements of type wt (row stride rm_type_row_bytes(wt, k)).
+ * For q8_0 weights, X is first quantised to q8_0 blocks (as llama.cpp does)
+ * and dot products run on integers.
+ *
+ * Work is split over pool's threads. `work` is scratch of at least
+ * rm_matmul_work_size(...) bytes reserved by the caller up front, so the
+ * decode loop never allocates. Large m goes through OpenBLAS sgemm on
+ * f32 panels of W; small m through SIMD dot products.
+ */
+typedef struct {
+    rm_pool *pool;   /* NULL: run on the calling thread */
+    void *work;      /* scratch */
+    size_t work_size;
+} rm_compute;
+
+size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads);
+void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
+                 const void *w, rm_type wt, int64_t n, int64_t k);
+/* Naive reference: double accumulation, weights dequantised element-wise. */
+void   rm_matmul_ref(float *y, const float *x, int64_t m, const void *w, rm_type wt,
+                     int64_t n, int64_t k);
+
+/* ---- element-wise and row ops (one row; callers split rows) -------------- */
+
+/* y = x / sqrt(mean(x^2) + eps) * w; y may alias x. */
+void rm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void rm_rmsnorm_ref(float *y, const float *x, const float *w, int64_t n, float eps);
+
+/* In place, numerically stable (subtracts the max). */
+void rm_softmax(float *x, int64_t n);
+void rm_softmax_ref(float *x, int64_t n);
+
+/* out[i] = silu(gate[i]) * up[i]; silu(g) = g / (1 + exp(-g)). out may alias. */
+void rm_swiglu(float *out, const float *gate, const float *up, int64_t n);
+void rm_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
+
+/* Small vector helpers used by attention. */
+float rm_vec_dot(const float *a, const float *b, int64_t n);
+void  rm_vec_axpy(float *y, float a, const float *x, int64_t n); /* y += a x */
+void  rm_vec_scale(float *y, float a, int64_t n);
+void  rm_vec_add(float *y, const float *x, int64_t n);            /* y += x */
+
+/* ---- RoPE --------------------------------------------------------------- */
+
+typedef enum {
+    RM_ROPE_NORMAL = 0, /* rotate pairs (2i, 2i+1): GPT-J / llama.cpp "normal" (GGUF llama) */
+    RM_ROPE_NEOX,       /* rotate pairs (i, i + d/2): HF rotate_half (HF llama, qwen2) */
+} rm_rope_style;
+
+typedef enum {
+    RM_ROPE_SCALING_NONE = 0,
+    RM_ROPE_SCALING_LINEAR, /* positions divided by factor */
+    RM_ROPE_SCALING_LLAMA3, /* per-frequency smoothing, as HF _compute_llama3_parameters */
+} rm_rope_scaling;
+
+typedef struct {
+    rm_rope_style style;
+    int n_rot;          /* rotated dims per head (= head_dim for the families here) */
+    float theta;        /* rope_theta / freq_base */
+    rm_rope_scaling scaling;
+    float factor;       /* linear and llama3 */
+    float low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_pos;                    /* llama3 original_max_position_embeddings */
+} rm_rope_params;
+
+/* inv_freq[i] for i < n_rot/2, scaling applied (linear folds 1/factor in). */
+void rm_rope_inv_freq(const rm_rope_params *p, float *inv_freq);
+/*
+ * Rotate n_heads heads of head_dim floats at x (contiguous) for position pos.
+ * inv_freq from rm_rope_inv_freq.
+ */
+void rm_rope(float *x, int n_heads, int head_dim, int64_t pos, const rm_rope_params *p,
+             const float *inv_freq);
+void rm_rope_ref(float *x, int n_heads, int head_dim, int64_t pos, const rm_rope_params *p);
+
+#endif /* RM_KERNELS_H */
