@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RM_SPIN_ROUNDS 200000
+#define RM_SPIN_ROUNDS 20000
 
 struct rm_pool {
     int n;
@@ -34,6 +34,18 @@ typedef struct {
     int ith;
 } worker_arg;
 
+/* Busy-wait politely: pause at first, then give the core away, so that an
+ * oversubscribed machine (more runnable threads than cores) still moves. */
+static void relax(int spins) {
+    if (spins < 2000) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    } else {
+        sched_yield();
+    }
+}
+
 static void *worker_main(void *arg) {
     worker_arg wa = *(worker_arg *)arg;
     rm_free(arg);
@@ -45,9 +57,7 @@ static void *worker_main(void *arg) {
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
                !atomic_load(&p->stop)) {
             if (++spins < RM_SPIN_ROUNDS) {
-#if defined(__x86_64__)
-                __builtin_ia32_pause();
-#endif
+                relax(spins);
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -127,11 +137,7 @@ void rm_pool_run(rm_pool *p, rm_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-    }
+    for (int spins = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) relax(spins);
 }
 
 int rm_cpu_count(void) {

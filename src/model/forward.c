@@ -1,0 +1,328 @@
+/*
+ * forward.c — the batched transformer step with a KV cache.
+ *
+ * One rm_ctx_decode runs n tokens (of one or many sequences) through the
+ * model: every weight matrix is applied once to all n rows (one GEMM per
+ * projection), attention reads each token's own sequence from the cache.
+ * All buffers are sized for n_batch tokens at rm_ctx_new; the step itself
+ * never allocates.
+ *
+ * Cache layout: K and V are f32 [n_layers][n_seq][n_ctx][n_kv_heads*head_dim],
+ * so one sequence's positions are contiguous and attention streams them.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model/model.h"
+
+struct rm_ctx {
+    const rm_model *m;
+    rm_ctx_params p;
+    rm_pool *pool;
+    rm_compute comp;
+    int kv_dim, q_dim;
+    float *k_cache, *v_cache;   /* [L][n_seq][n_ctx][kv_dim] */
+    int32_t *seq_len;           /* [n_seq] filled positions */
+    int32_t *seq_len_next;      /* [n_seq] scratch: seq_len after a valid batch */
+    float *x, *xn;              /* [n_batch][hidden] */
+    float *q, *att;             /* [n_batch][q_dim] */
+    float *k, *v;               /* [n_batch][kv_dim] */
+    float *gate, *up;           /* [n_batch][ffn] */
+    float *scores;              /* [n_threads][n_ctx] */
+    float *inv_freq;            /* [n_rot/2] */
+    float *xo;                  /* [n_logits][hidden] */
+    float *logits;              /* [n_logits][vocab] */
+    int32_t *out_rows;          /* [n_logits] */
+    int n_out;
+    size_t bytes;
+    /* the batch being run, for the pool jobs */
+    const rm_batch *batch;
+    int layer;
+};
+
+static float *cache_at(const rm_ctx *c, float *base, int layer, int seq, int pos) {
+    size_t i = (((size_t)layer * (size_t)c->p.n_seq + (size_t)seq) * (size_t)c->p.n_ctx + (size_t)pos);
+    return base + i * (size_t)c->kv_dim;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt) {
+    const rm_model_config *cfg = &m->cfg;
+    size_t w = rm_matmul_work_size(m->output.type, n_logits, cfg->vocab_size, cfg->hidden, nt);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const rm_layer *L = &m->layers[l];
+        const rm_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) {
+            size_t s = rm_matmul_work_size(ws[i]->type, n_batch, ws[i]->rows, ws[i]->cols, nt);
+            if (s > w) w = s;
+        }
+    }
+    return w;
+}
+
+static void *ctx_alloc(rm_ctx *c, size_t n_floats, bool *ok) {
+    size_t bytes;
+    if (!rm_mul_ok(n_floats, sizeof(float), &bytes)) {
+        *ok = false;
+        return NULL;
+    }
+    void *p = rm_calloc(1, bytes ? bytes : 1);
+    if (!p) *ok = false;
+    c->bytes += bytes;
+    return p;
+}
+
+rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
+    *out = NULL;
+    rm_ctx_params p = *pp;
+    if (p.n_logits <= 0 || p.n_logits > p.n_batch) p.n_logits = p.n_batch;
+    if (p.n_threads <= 0) p.n_threads = rm_cpu_count();
+    if (p.n_ctx <= 0 || p.n_seq <= 0 || p.n_batch <= 0)
+        return rm_err(RAMOLE_ERR_INVALID, "context: n_ctx, n_seq and n_batch must be positive (got %d, %d, %d)",
+                      p.n_ctx, p.n_seq, p.n_batch);
+    const rm_model_config *cfg = &m->cfg;
+    rm_ctx *c = rm_calloc(1, sizeof *c);
+    if (!c) return rm_err(RAMOLE_ERR_NOMEM, "context: out of memory");
+    c->m = m;
+    c->p = p;
+    c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
+    c->q_dim = cfg->n_heads * cfg->head_dim;
+    rm_status st = rm_pool_new(p.n_threads, &c->pool);
+    if (st != RAMOLE_OK) {
+        rm_free(c);
+        return st;
+    }
+    bool ok = true;
+    size_t cache = (size_t)cfg->n_layers * (size_t)p.n_seq * (size_t)p.n_ctx * (size_t)c->kv_dim;
+    size_t nb = (size_t)p.n_batch;
+    c->k_cache = ctx_alloc(c, cache, &ok);
+    c->v_cache = ctx_alloc(c, cache, &ok);
+    c->seq_len = rm_calloc((size_t)p.n_seq, sizeof *c->seq_len);
+    c->seq_len_next = rm_calloc((size_t)p.n_seq, sizeof *c->seq_len_next);
+    if (!c->seq_len || !c->seq_len_next) ok = false;
+    c->x = ctx_alloc(c, nb * (size_t)cfg->hidden, &ok);
+    c->xn = ctx_alloc(c, nb * (size_t)cfg->hidden, &ok);
+    c->q = ctx_alloc(c, nb * (size_t)c->q_dim, &ok);
+    c->att = ctx_alloc(c, nb * (size_t)c->q_dim, &ok);
+    c->k = ctx_alloc(c, nb * (size_t)c->kv_dim, &ok);
+    c->v = ctx_alloc(c, nb * (size_t)c->kv_dim, &ok);
+    c->gate = ctx_alloc(c, nb * (size_t)cfg->ffn, &ok);
+    c->up = ctx_alloc(c, nb * (size_t)cfg->ffn, &ok);
+    c->scores = ctx_alloc(c, (size_t)p.n_threads * (size_t)p.n_ctx, &ok);
+    c->inv_freq = ctx_alloc(c, (size_t)cfg->rope.n_rot / 2, &ok);
+    c->xo = ctx_alloc(c, (size_t)p.n_logits * (size_t)cfg->hidden, &ok);
+    c->logits = ctx_alloc(c, (size_t)p.n_logits * (size_t)cfg->vocab_size, &ok);
+    c->out_rows = rm_calloc((size_t)p.n_logits, sizeof *c->out_rows);
+    if (!c->out_rows) ok = false;
+    c->comp.pool = c->pool;
+    c->comp.work_size = max_work(m, p.n_batch, p.n_logits, p.n_threads);
+    c->comp.work = rm_malloc(c->comp.work_size ? c->comp.work_size : 1);
+    c->bytes += c->comp.work_size;
+    if (!c->comp.work || !ok) {
+        rm_ctx_free(c);
+        return rm_err(RAMOLE_ERR_NOMEM, "context: out of memory (%.1f MiB requested; lower n_ctx or n_batch)",
+                      (double)c->bytes / (1 << 20));
+    }
+    rm_rope_inv_freq(&cfg->rope, c->inv_freq);
+    if (m->rope_freq_factors)
+        for (int i = 0; i < cfg->rope.n_rot / 2; i++) c->inv_freq[i] /= m->rope_freq_factors[i];
+    *out = c;
+    return RAMOLE_OK;
+}
+
+void rm_ctx_free(rm_ctx *c) {
+    if (!c) return;
+    rm_pool_free(c->pool);
+    float *bufs[] = {c->k_cache, c->v_cache, c->x, c->xn, c->q, c->att, c->k, c->v, c->gate,
+                     c->up, c->scores, c->inv_freq, c->xo, c->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
+    rm_free(c->seq_len);
+    rm_free(c->seq_len_next);
+    rm_free(c->out_rows);
+    rm_free(c->comp.work);
+    rm_free(c);
+}
+
+const float *rm_ctx_logits(const rm_ctx *c, int i) {
+    if (i < 0 || i >= c->n_out) return NULL;
+    return c->logits + (size_t)i * (size_t)c->m->cfg.vocab_size;
+}
+int rm_ctx_n_logits(const rm_ctx *c) { return c->n_out; }
+void rm_ctx_seq_clear(rm_ctx *c, int seq) {
+    if (seq >= 0 && seq < c->p.n_seq) c->seq_len[seq] = 0;
+}
+size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
+rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }
+
+/* ---- row-parallel element-wise work ---------------------------------------- */
+
+typedef enum { ROWS_RMSNORM, ROWS_SWIGLU, ROWS_ROPE_BIAS } rows_kind;
+
+typedef struct {
+    rm_ctx *c;
+    rows_kind kind;
+    int n;
+    float *dst;
+    const float *src, *w;
+    int64_t width;
+} rows_job;
+
+static void rope_bias_row(rm_ctx *c, int i) {
+    const rm_model_config *cfg = &c->m->cfg;
+    const rm_layer *L = &c->m->layers[c->layer];
+    float *q = c->q + (size_t)i * (size_t)c->q_dim;
+    float *k = c->k + (size_t)i * (size_t)c->kv_dim;
+    if (L->bq) {
+        rm_vec_add(q, L->bq, c->q_dim);
+        rm_vec_add(k, L->bk, c->kv_dim);
+        rm_vec_add(c->v + (size_t)i * (size_t)c->kv_dim, L->bv, c->kv_dim);
+    }
+    int64_t pos = c->batch->pos[i];
+    rm_rope(q, cfg->n_heads, cfg->head_dim, pos, &cfg->rope, c->inv_freq);
+    rm_rope(k, cfg->n_kv_heads, cfg->head_dim, pos, &cfg->rope, c->inv_freq);
+}
+
+static void rows_run(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    int64_t lo, hi;
+    rm_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        size_t off = (size_t)i * (size_t)j->width;
+        switch (j->kind) {
+        case ROWS_RMSNORM:
+            rm_rmsnorm(j->dst + off, j->src + off, j->w, j->width, j->c->m->cfg.rms_eps);
+            break;
+        case ROWS_SWIGLU:
+            rm_swiglu(j->dst + off, j->dst + off, j->src + off, j->width);
+            break;
+        case ROWS_ROPE_BIAS:
+            rope_bias_row(j->c, (int)i);
+            break;
+        }
+    }
+}
+
+static void rows(rm_ctx *c, rows_kind kind, int n, float *dst, const float *src, const float *w,
+                 int64_t width) {
+    rows_job j = {c, kind, n, dst, src, w, width};
+    rm_pool_run(n > 1 ? c->pool : NULL, rows_run, &j);
+}
+
+/* ---- attention ------------------------------------------------------------ */
+
+static void attention_run(void *arg, int ith, int nth) {
+    rm_ctx *c = arg;
+    const rm_model_config *cfg = &c->m->cfg;
+    const rm_batch *b = c->batch;
+    int H = cfg->n_heads, hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *scores = c->scores + (size_t)ith * (size_t)c->p.n_ctx;
+    int64_t lo, hi;
+    rm_split((int64_t)b->n_tokens * H, ith, nth, &lo, &hi);
+    for (int64_t w = lo; w < hi; w++) {
+        int i = (int)(w / H), h = (int)(w % H), kvh = h / group;
+        int seq = b->seq[i], n_pos = b->pos[i] + 1;
+        const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * hd;
+        const float *kc = cache_at(c, c->k_cache, c->layer, seq, 0) + (size_t)kvh * hd;
+        const float *vc = cache_at(c, c->v_cache, c->layer, seq, 0) + (size_t)kvh * hd;
+        for (int t = 0; t < n_pos; t++) scores[t] = rm_vec_dot(q, kc + (size_t)t * c->kv_dim, hd) * scale;
+        rm_softmax(scores, n_pos);
+        float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof *o);
+        for (int t = 0; t < n_pos; t++) rm_vec_axpy(o, scores[t], vc + (size_t)t * c->kv_dim, hd);
+    }
+}
+
+/* ---- the step ------------------------------------------------------------------ */
+
+static rm_status check_batch(rm_ctx *c, const rm_batch *b) {
+    const rm_model_config *cfg = &c->m->cfg;
+    if (b->n_tokens <= 0 || b->n_tokens > c->p.n_batch)
+        return rm_err(RAMOLE_ERR_INVALID, "batch of %d tokens (this context takes 1 to %d)", b->n_tokens,
+                      c->p.n_batch);
+    int n_out = 0;
+    for (int i = 0; i < b->n_tokens; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= cfg->vocab_size)
+            return rm_err(RAMOLE_ERR_RANGE, "token id %d at batch index %d is out of range (vocabulary of %d)",
+                          b->tokens[i], i, cfg->vocab_size);
+        if (b->seq[i] < 0 || b->seq[i] >= c->p.n_seq)
+            return rm_err(RAMOLE_ERR_RANGE, "sequence %d at batch index %d is out of range (%d sequences)",
+                          b->seq[i], i, c->p.n_seq);
+        if (b->pos[i] < 0 || b->pos[i] >= c->p.n_ctx)
+            return rm_err(RAMOLE_ERR_RANGE, "position %d at batch index %d exceeds the context of %d tokens",
+                          b->pos[i], i, c->p.n_ctx);
+        if (b->want_logits ? b->want_logits[i] != 0 : i == b->n_tokens - 1) n_out++;
+    }
+    if (n_out > c->p.n_logits)
+        return rm_err(RAMOLE_ERR_INVALID, "%d tokens want logits (this context keeps at most %d)", n_out, c->p.n_logits);
+    /* Each sequence continues where its cache ends (or rewinds into it);
+     * the cache lengths change only once the whole batch is known valid. */
+    int32_t *next = c->seq_len_next;
+    memcpy(next, c->seq_len, (size_t)c->p.n_seq * sizeof *next);
+    for (int i = 0; i < b->n_tokens; i++) {
+        int s = b->seq[i];
+        if (b->pos[i] > next[s])
+            return rm_err(RAMOLE_ERR_INVALID, "position %d of sequence %d leaves a gap (cache holds %d positions)",
+                          b->pos[i], s, next[s]);
+        next[s] = b->pos[i] + 1;
+    }
+    memcpy(c->seq_len, next, (size_t)c->p.n_seq * sizeof *next);
+    return RAMOLE_OK;
+}
+
+static void matmul(rm_ctx *c, float *y, const float *x, int n, const rm_weight *w) {
+    rm_matmul(&c->comp, y, x, n, w->data, w->type, w->rows, w->cols);
+}
+
+rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
+    const rm_model *m = c->m;
+    const rm_model_config *cfg = &m->cfg;
+    RM_TRY(check_batch(c, b));
+    int n = b->n_tokens;
+    int64_t d = cfg->hidden;
+    c->batch = b;
+
+    for (int i = 0; i < n; i++) {
+        const uint8_t *row = (const uint8_t *)m->tok_embd.data +
+                             (size_t)b->tokens[i] * rm_type_row_bytes(m->tok_embd.type, d);
+        rm_convert(RM_TYPE_F32, c->x + (size_t)i * d, m->tok_embd.type, row, d);
+    }
+
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const rm_layer *L = &m->layers[l];
+        c->layer = l;
+        rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->attn_norm, d);
+        matmul(c, c->q, c->xn, n, &L->wq);
+        matmul(c, c->k, c->xn, n, &L->wk);
+        matmul(c, c->v, c->xn, n, &L->wv);
+        rows(c, ROWS_ROPE_BIAS, n, NULL, NULL, NULL, 0);
+        for (int i = 0; i < n; i++) {
+            memcpy(cache_at(c, c->k_cache, l, b->seq[i], b->pos[i]), c->k + (size_t)i * c->kv_dim,
+                   (size_t)c->kv_dim * sizeof(float));
+            memcpy(cache_at(c, c->v_cache, l, b->seq[i], b->pos[i]), c->v + (size_t)i * c->kv_dim,
+                   (size_t)c->kv_dim * sizeof(float));
+        }
+        rm_pool_run(c->pool, attention_run, c);
+        matmul(c, c->xn, c->att, n, &L->wo);
+        rm_vec_add(c->x, c->xn, (int64_t)n * d);
+        rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->ffn_norm, d);
+        matmul(c, c->gate, c->xn, n, &L->w_gate);
+        matmul(c, c->up, c->xn, n, &L->w_up);
+        rows(c, ROWS_SWIGLU, n, c->gate, c->up, NULL, cfg->ffn);
+        matmul(c, c->xn, c->gate, n, &L->w_down);
+        rm_vec_add(c->x, c->xn, (int64_t)n * d);
+    }
+
+    c->n_out = 0;
+    for (int i = 0; i < n; i++) {
+        bool want = b->want_logits ? b->want_logits[i] != 0 : i == n - 1;
+        if (!want) continue;
+        memcpy(c->xo + (size_t)c->n_out * d, c->x + (size_t)i * d, (size_t)d * sizeof(float));
+        c->out_rows[c->n_out++] = i;
+    }
+    rows(c, ROWS_RMSNORM, c->n_out, c->xo, c->xo, m->out_norm, d);
+    matmul(c, c->logits, c->xo, c->n_out, &m->output);
+    c->batch = NULL;
+    return RAMOLE_OK;
+}

@@ -1,0 +1,173 @@
+/*
+ * model.h — the Llama-family transformer: configuration, weights, batched
+ * forward with a KV cache, and the sampler.
+ *
+ * A model is read-only once loaded: weights are views into mmap'd files
+ * (safetensors or GGUF) except small vectors (norms, biases) kept as f32
+ * copies. All per-request state lives in an rm_ctx, which reserves every
+ * buffer it will need at creation so that rm_ctx_decode never allocates.
+ *
+ * Families: llama, mistral (llama with its own defaults) and qwen2 (q/k/v
+ * bias). GQA, RoPE normal/neox with linear and llama3 scaling, tied
+ * embeddings.
+ */
+#ifndef RM_MODEL_H
+#define RM_MODEL_H
+
+#include "kernels/kernels.h"
+
+typedef enum { RM_ARCH_LLAMA = 0, RM_ARCH_MISTRAL, RM_ARCH_QWEN2, RM_ARCH_COUNT } rm_arch;
+const char *rm_arch_name(rm_arch a);                 /* "llama", "mistral", "qwen2" */
+bool        rm_arch_from_name(const char *s, rm_arch *out);
+
+typedef struct {
+    rm_arch arch;
+    int vocab_size;
+    int hidden;        /* d_model */
+    int ffn;           /* intermediate size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int max_pos;       /* max_position_embeddings / context_length */
+    float rms_eps;
+    rm_rope_params rope;
+    bool tied_embeddings;
+    bool qkv_bias;
+    int bos_id, eos_id; /* -1 when unknown */
+} rm_model_config;
+
+/* Fill the family defaults of `arch` (tiny sizes zero: callers set them). */
+void rm_model_config_defaults(rm_model_config *c, rm_arch arch);
+/* Sizes positive, heads dividing hidden, kv heads dividing heads, ... */
+rm_status rm_model_config_check(const rm_model_config *c, const char *origin);
+
+/* A 2-D weight [rows][cols] (rows = outputs n, cols = inputs k). */
+typedef struct {
+    const void *data;
+    rm_type type;
+    int64_t rows, cols;
+} rm_weight;
+
+typedef struct {
+    const float *attn_norm;          /* [hidden] */
+    rm_weight wq, wk, wv, wo;        /* [H*hd][hidden], [KV*hd][hidden] x2, [hidden][H*hd] */
+    const float *bq, *bk, *bv;       /* qwen2 only: [H*hd], [KV*hd], [KV*hd] */
+    const float *ffn_norm;           /* [hidden] */
+    rm_weight w_gate, w_up, w_down;  /* [ffn][hidden] x2, [hidden][ffn] */
+} rm_layer;
+
+typedef enum { RM_SOURCE_HF = 0, RM_SOURCE_GGUF } rm_source_kind;
+
+typedef struct rm_model rm_model;
+struct rm_model {
+    rm_model_config cfg;
+    rm_source_kind source;
+    char *path;
+    rm_weight tok_embd;              /* [vocab][hidden] */
+    const float *out_norm;           /* [hidden] */
+    rm_weight output;                /* [vocab][hidden]; = tok_embd when tied */
+    const float *rope_freq_factors;  /* GGUF rope_freqs.weight [head_dim/2] or NULL */
+    rm_layer *layers;                /* [n_layers] */
+    /* ownership */
+    struct rm_model_files *files;    /* the mapped files the weights point into */
+    float *owned_f32;                /* norms, biases converted to f32 */
+    void *owned_weights;             /* weights built in memory (random models) */
+};
+
+/*
+ * Open a model: a Hugging Face folder (config.json + *.safetensors, single
+ * or sharded) or a GGUF file. Every tensor's presence, shape and type is
+ * checked against the configuration; errors name the file and tensor.
+ * The model is valid until rm_model_free.
+ */
+rm_status rm_model_open(const char *path, rm_model **out);
+void      rm_model_free(rm_model *m);
+/* Parameter count and bytes of the weights. */
+void      rm_model_size(const rm_model *m, int64_t *n_params, int64_t *n_bytes);
+/* The type most 2-D weights have (for `ramole info`). */
+rm_type   rm_model_main_type(const rm_model *m);
+
+/* Internal loaders (model_hf.c, model_gguf.c). */
+rm_status rm_model_load_hf(const char *dir, rm_model *m);
+rm_status rm_model_load_gguf(const char *path, rm_model *m);
+/* Parse a Hugging Face config.json. */
+rm_status rm_model_config_from_json(const char *path, rm_model_config *c);
+
+/* ---- inference context -------------------------------------------------- */
+
+typedef struct {
+    int n_ctx;      /* positions per sequence in the KV cache */
+    int n_seq;      /* sequences (KV slots) */
+    int n_batch;    /* max tokens in one rm_ctx_decode */
+    int n_logits;   /* max tokens per decode that want logits (0: n_batch) */
+    int n_threads;
+} rm_ctx_params;
+
+typedef struct rm_ctx rm_ctx;
+
+/* One step: n_tokens tokens, each at (seq, pos). Tokens of one sequence in
+ * one batch must have increasing positions; the cache must already hold
+ * positions 0..pos-1 of that sequence. want_logits NULL: the last token only. */
+typedef struct {
+    int n_tokens;
+    const int32_t *tokens;
+    const int32_t *pos;
+    const int32_t *seq;
+    const uint8_t *want_logits;
+} rm_batch;
+
+rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *p, rm_ctx **out);
+void      rm_ctx_free(rm_ctx *c);
+rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b);
+/* Logits of the i-th token that wanted logits in the last decode ([vocab]). */
+const float *rm_ctx_logits(const rm_ctx *c, int i);
+int       rm_ctx_n_logits(const rm_ctx *c);
+/* Forget a sequence's cache (positions start again at 0). */
+void      rm_ctx_seq_clear(rm_ctx *c, int seq);
+size_t    rm_ctx_bytes(const rm_ctx *c);
+rm_pool  *rm_ctx_pool(rm_ctx *c);
+
+/* ---- sampler -------------------------------------------------------------- */
+
+typedef struct {
+    float temperature;    /* <= 0: greedy */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 1: off; as llama.cpp: logit > 0 ? /p : *p */
+    int repeat_last_n;    /* window of recent tokens the penalty sees */
+    uint64_t seed;
+} rm_sampler_params;
+
+void rm_sampler_params_default(rm_sampler_params *p);
+
+typedef struct rm_sampler rm_sampler;
+rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out);
+void      rm_sampler_free(rm_sampler *s);
+/* Pick the next token from logits (not modified); history: tokens so far. */
+int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history,
+                            int n_history);
+
+#endif
+
+/* ---- writing ---------------------------------------------------------------- */
+
+/*
+ * Save a model as a Hugging Face folder (config.json + model.safetensors)
+ * or a GGUF file as llama.cpp writes it (its tensor names and keys, Q/K rows
+ * permuted for the llama family, llama3 scaling as rope_freqs.weight).
+ * 2-D weights are converted to `type` (-1 keeps each tensor's type; HF
+ * folders take f32/f16/bf16 only, and q8_0 falls back to f16 for a tensor
+ * whose rows are not a multiple of 32); norms and biases are stored f32.
+ * The output is written atomically: an existing file is replaced whole or
+ * not at all.
+ */
+rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, const char *path);
+
+/*
+ * Build an in-memory model with random weights of the given shape (HF
+ * layout). Values are uniform with standard deviation `std`, norms 1.
+ * Free with rm_model_free.
+ */
+rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, rm_model **out);

@@ -1,0 +1,447 @@
+/*
+ * model_write.c — saving a model (HF folder or GGUF) and building random
+ * models.
+ *
+ * Saving first lists every output tensor with its final name, shape, type
+ * and bytes (converted or permuted copies are owned by the list), then
+ * hands the list to the format's writer. Q/K layout: a model whose RoPE
+ * style is neox holds HF's row order; llama-family GGUF files hold rows
+ * permuted so that adjacent pairs rotate (llama.cpp's convert permute()).
+ * Converting between the two permutes or un-permutes those rows.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model/model_internal.h"
+
+typedef struct {
+    char name[96];
+    rm_type type;
+    int n_dims;
+    int64_t shape[2]; /* outermost first */
+    const void *data;
+    void *owned;
+} out_tensor;
+
+typedef struct {
+    out_tensor *t;
+    int n, cap;
+} out_list;
+
+static void out_list_free(out_list *l) {
+    for (int i = 0; i < l->n; i++) rm_free(l->t[i].owned);
+    rm_free(l->t);
+}
+
+static out_tensor *out_push(out_list *l) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        out_tensor *t = rm_realloc(l->t, (size_t)cap * sizeof *t);
+        if (!t) return NULL;
+        l->t = t;
+        l->cap = cap;
+    }
+    out_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    return t;
+}
+
+/* Row order of Q/K: `to_pairs` turns HF order into adjacent pairs. */
+static void permute_rows(uint8_t *dst, const uint8_t *src, int64_t rows, size_t row_bytes, int n_head,
+                         bool to_pairs) {
+    int64_t hd = rows / n_head, half = hd / 2;
+    for (int h = 0; h < n_head; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++) {
+                int64_t hf = h * hd + j * half + i, pairs = h * hd + 2 * i + j;
+                int64_t d = to_pairs ? pairs : hf, s = to_pairs ? hf : pairs;
+                memcpy(dst + (size_t)d * row_bytes, src + (size_t)s * row_bytes, row_bytes);
+            }
+}
+
+/* Convert rows of `cols` elements between types through an f32 row. */
+static rm_status convert_rows(void *dst, rm_type dt, const void *src, rm_type st, int64_t rows, int64_t cols) {
+    float *row = rm_malloc((size_t)cols * sizeof *row);
+    if (!row) return rm_err(RAMOLE_ERR_NOMEM, "out of memory converting a tensor");
+    size_t sb = rm_type_row_bytes(st, cols), db = rm_type_row_bytes(dt, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        rm_convert(RM_TYPE_F32, row, st, (const uint8_t *)src + (size_t)r * sb, cols);
+        rm_convert(dt, (uint8_t *)dst + (size_t)r * db, RM_TYPE_F32, row, cols);
+    }
+    rm_free(row);
+    return RAMOLE_OK;
+}
+
+/* Add one tensor, converting to `want` and permuting rows when asked. */
+static rm_status add_tensor(out_list *l, const char *name, int n_dims, int64_t rows, int64_t cols,
+                            const void *data, rm_type have, rm_type want, int permute_heads, bool to_pairs) {
+    out_tensor *t = out_push(l);
+    if (!t) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_dims = n_dims;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    if (want == RM_TYPE_Q8_0 && cols % RM_Q8_0_BLOCK) want = RM_TYPE_F16;
+    t->type = want;
+    if (want == have && !permute_heads) {
+        t->data = data;
+        return RAMOLE_OK;
+    }
+    size_t rb = rm_type_row_bytes(want, cols);
+    t->owned = rm_malloc(rb * (size_t)rows + 1);
+    if (!t->owned) return rm_err(RAMOLE_ERR_NOMEM, "out of memory for tensor %s", name);
+    void *conv = t->owned;
+    if (want != have) RM_TRY(convert_rows(conv, want, data, have, rows, cols));
+    else memcpy(conv, data, rb * (size_t)rows);
+    if (permute_heads) {
+        void *tmp = rm_malloc(rb * (size_t)rows + 1);
+        if (!tmp) return rm_err(RAMOLE_ERR_NOMEM, "out of memory for tensor %s", name);
+        permute_rows(tmp, conv, rows, rb, permute_heads, to_pairs);
+        rm_free(t->owned);
+        t->owned = tmp;
+    }
+    t->data = t->owned;
+    return RAMOLE_OK;
+}
+
+static rm_status add_weight(out_list *l, const char *name, const rm_weight *w, int type, int permute_heads,
+                            bool to_pairs) {
+    rm_type want = type < 0 ? w->type : (rm_type)type;
+    return add_tensor(l, name, 2, w->rows, w->cols, w->data, w->type, want, permute_heads, to_pairs);
+}
+
+static rm_status add_vector(out_list *l, const char *name, const float *v, int64_t n, int permute_heads,
+                            bool to_pairs) {
+    /* a bias permutes like rows of one element */
+    return add_tensor(l, name, 1, n, 1, v, RM_TYPE_F32, RM_TYPE_F32, permute_heads, to_pairs);
+}
+
+/* llama.cpp's rope_freqs for llama3 scaling: divisors of each inv_freq. */
+static void llama3_freq_factors(const rm_rope_params *r, float *ff) {
+    rm_rope_params plain = *r;
+    plain.scaling = RM_ROPE_SCALING_NONE;
+    float base[512], scaled[512];
+    rm_rope_inv_freq(&plain, base);
+    rm_rope_inv_freq(r, scaled);
+    for (int i = 0; i < r->n_rot / 2; i++) ff[i] = base[i] / scaled[i];
+}
+
+static rm_status collect(const rm_model *m, rm_source_kind format, int type, out_list *l, float *ff) {
+    const rm_model_config *c = &m->cfg;
+    const rm_tensor_names *nm = format == RM_SOURCE_HF ? &rm_names_hf : &rm_names_gguf;
+    /* Does the target hold Q/K in adjacent-pair order? */
+    bool target_pairs = format == RM_SOURCE_GGUF && c->arch != RM_ARCH_QWEN2;
+    bool source_pairs = c->rope.style == RM_ROPE_NORMAL;
+    bool perm = target_pairs != source_pairs;
+    char name[128];
+    RM_TRY(add_weight(l, nm->embd, &m->tok_embd, type, 0, false));
+    for (int i = 0; i < c->n_layers; i++) {
+        const rm_layer *L = &m->layers[i];
+#define NAME(p) (snprintf(name, sizeof name, p, i), name)
+        RM_TRY(add_vector(l, NAME(nm->attn_norm), L->attn_norm, c->hidden, 0, false));
+        RM_TRY(add_weight(l, NAME(nm->wq), &L->wq, type, perm ? c->n_heads : 0, target_pairs));
+        RM_TRY(add_weight(l, NAME(nm->wk), &L->wk, type, perm ? c->n_kv_heads : 0, target_pairs));
+        RM_TRY(add_weight(l, NAME(nm->wv), &L->wv, type, 0, false));
+        RM_TRY(add_weight(l, NAME(nm->wo), &L->wo, type, 0, false));
+        if (c->qkv_bias) {
+            RM_TRY(add_vector(l, NAME(nm->bq), L->bq, L->wq.rows, perm ? c->n_heads : 0, target_pairs));
+            RM_TRY(add_vector(l, NAME(nm->bk), L->bk, L->wk.rows, perm ? c->n_kv_heads : 0, target_pairs));
+            RM_TRY(add_vector(l, NAME(nm->bv), L->bv, L->wv.rows, 0, false));
+        }
+        RM_TRY(add_vector(l, NAME(nm->ffn_norm), L->ffn_norm, c->hidden, 0, false));
+        RM_TRY(add_weight(l, NAME(nm->gate), &L->w_gate, type, 0, false));
+        RM_TRY(add_weight(l, NAME(nm->up), &L->w_up, type, 0, false));
+        RM_TRY(add_weight(l, NAME(nm->down), &L->w_down, type, 0, false));
+#undef NAME
+    }
+    RM_TRY(add_vector(l, nm->out_norm, m->out_norm, c->hidden, 0, false));
+    if (!c->tied_embeddings) RM_TRY(add_weight(l, nm->output, &m->output, type, 0, false));
+    if (format == RM_SOURCE_GGUF && c->rope.scaling == RM_ROPE_SCALING_LLAMA3) {
+        llama3_freq_factors(&c->rope, ff);
+        RM_TRY(add_vector(l, "rope_freqs.weight", ff, c->rope.n_rot / 2, 0, false));
+    }
+    if (format == RM_SOURCE_GGUF && m->rope_freq_factors)
+        RM_TRY(add_vector(l, "rope_freqs.weight", m->rope_freq_factors, c->rope.n_rot / 2, 0, false));
+    return RAMOLE_OK;
+}
+
+/* ---- HF folder ---------------------------------------------------------------- */
+
+static const char *hf_arch_class(rm_arch a) {
+    switch (a) {
+    case RM_ARCH_MISTRAL: return "MistralForCausalLM";
+    case RM_ARCH_QWEN2: return "Qwen2ForCausalLM";
+    default: return "LlamaForCausalLM";
+    }
+}
+
+static json_t *hf_config_json(const rm_model *m, rm_type main_type) {
+    const rm_model_config *c = &m->cfg;
+    json_t *j = json_object();
+    json_object_set_new(j, "architectures", json_pack("[s]", hf_arch_class(c->arch)));
+    json_object_set_new(j, "model_type", json_string(rm_arch_name(c->arch)));
+    json_object_set_new(j, "hidden_act", json_string("silu"));
+    json_object_set_new(j, "vocab_size", json_integer(c->vocab_size));
+    json_object_set_new(j, "hidden_size", json_integer(c->hidden));
+    json_object_set_new(j, "intermediate_size", json_integer(c->ffn));
+    json_object_set_new(j, "num_hidden_layers", json_integer(c->n_layers));
+    json_object_set_new(j, "num_attention_heads", json_integer(c->n_heads));
+    json_object_set_new(j, "num_key_value_heads", json_integer(c->n_kv_heads));
+    if (c->head_dim * c->n_heads != c->hidden) json_object_set_new(j, "head_dim", json_integer(c->head_dim));
+    json_object_set_new(j, "max_position_embeddings", json_integer(c->max_pos));
+    json_object_set_new(j, "rms_norm_eps", json_real(c->rms_eps));
+    json_object_set_new(j, "rope_theta", json_real(c->rope.theta));
+    json_t *rs = json_null();
+    if (c->rope.scaling == RM_ROPE_SCALING_LINEAR) {
+        rs = json_pack("{s:s, s:f}", "rope_type", "linear", "factor", (double)c->rope.factor);
+    } else if (c->rope.scaling == RM_ROPE_SCALING_LLAMA3) {
+        rs = json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "factor", (double)c->rope.factor,
+                       "low_freq_factor", (double)c->rope.low_freq_factor, "high_freq_factor",
+                       (double)c->rope.high_freq_factor, "original_max_position_embeddings",
+                       c->rope.original_max_pos);
+    }
+    json_object_set_new(j, "rope_scaling", rs);
+    json_object_set_new(j, "tie_word_embeddings", json_boolean(c->tied_embeddings));
+    if (c->arch != RM_ARCH_QWEN2) json_object_set_new(j, "attention_bias", json_false());
+    if (c->bos_id >= 0) json_object_set_new(j, "bos_token_id", json_integer(c->bos_id));
+    if (c->eos_id >= 0) json_object_set_new(j, "eos_token_id", json_integer(c->eos_id));
+    const char *dt = main_type == RM_TYPE_BF16 ? "bfloat16" : main_type == RM_TYPE_F16 ? "float16" : "float32";
+    json_object_set_new(j, "torch_dtype", json_string(dt));
+    return j;
+}
+
+static rm_status save_hf(const rm_model *m, const out_list *l, rm_type main_type, const char *dir) {
+    if (mkdir(dir, 0755) != 0 && !rm_dir_exists(dir))
+        return rm_err(RAMOLE_ERR_IO, "%s: cannot create the output folder", dir);
+    rm_status st = RAMOLE_OK;
+    char *cfg_path = rm_path_join(dir, "config.json"), *st_path = rm_path_join(dir, "model.safetensors");
+    char *text = NULL;
+    rm_st_writer *w = NULL;
+    json_t *cfg = hf_config_json(m, main_type);
+    if (!cfg_path || !st_path || !cfg) {
+        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = rm_st_writer_new(&w)) != RAMOLE_OK) goto done;
+    if ((st = rm_st_writer_meta(w, "format", "pt")) != RAMOLE_OK) goto done;
+    for (int i = 0; i < l->n; i++) {
+        const out_tensor *t = &l->t[i];
+        if ((st = rm_st_writer_add(w, t->name, t->type, t->n_dims, t->shape, t->data)) != RAMOLE_OK) goto done;
+    }
+    if ((st = rm_st_writer_write(w, st_path)) != RAMOLE_OK) goto done;
+    text = json_dumps(cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    if (!text) {
+        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* json_dumps leaves room for the NUL we overwrite */
+    st = rm_file_write_atomic(cfg_path, text, n + 1);
+done:
+    free(text);
+    json_decref(cfg);
+    rm_st_writer_free(w);
+    rm_free(cfg_path);
+    rm_free(st_path);
+    return st;
+}
+
+/* ---- GGUF --------------------------------------------------------------------- */
+
+/* A vocabulary llama.cpp accepts when the model has no tokenizer of its own:
+ * SentencePiece-style, <unk> <s> </s>, the 256 byte tokens, then fillers. */
+static rm_status gguf_placeholder_vocab(rm_gguf_writer *w, int vocab) {
+    rm_status st = RAMOLE_OK;
+    char **tok = rm_calloc((size_t)vocab, sizeof *tok);
+    float *score = rm_calloc((size_t)vocab, sizeof *score);
+    int32_t *type = rm_calloc((size_t)vocab, sizeof *type);
+    if (!tok || !score || !type) {
+        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < vocab; i++) {
+        if (i == 0) tok[i] = rm_strdup("<unk>"), type[i] = 2;
+        else if (i == 1) tok[i] = rm_strdup("<s>"), type[i] = 3;
+        else if (i == 2) tok[i] = rm_strdup("</s>"), type[i] = 3;
+        else if (i < 3 + 256) tok[i] = rm_asprintf("<0x%02X>", i - 3), type[i] = 6;
+        else tok[i] = rm_asprintf("[tok%d]", i), type[i] = 1;
+        score[i] = i < 3 + 256 ? 0.0f : -(float)i;
+        if (!tok[i]) {
+            st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    }
+    if ((st = rm_gguf_set_str(w, "tokenizer.ggml.model", "llama")) != RAMOLE_OK) goto done;
+    if ((st = rm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, (uint64_t)vocab)) != RAMOLE_OK) goto done;
+    if ((st = rm_gguf_set_arr(w, "tokenizer.ggml.scores", RM_GGUF_FLOAT32, score, (uint64_t)vocab)) != RAMOLE_OK) goto done;
+    if ((st = rm_gguf_set_arr(w, "tokenizer.ggml.token_type", RM_GGUF_INT32, type, (uint64_t)vocab)) != RAMOLE_OK) goto done;
+    if ((st = rm_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) != RAMOLE_OK) goto done;
+    if ((st = rm_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) != RAMOLE_OK) goto done;
+    st = rm_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+done:
+    if (tok)
+        for (int i = 0; i < vocab; i++) rm_free(tok[i]);
+    rm_free(tok);
+    rm_free(score);
+    rm_free(type);
+    return st;
+}
+
+static uint32_t gguf_file_type(rm_type t) {
+    switch (t) {
+    case RM_TYPE_F16: return 1;
+    case RM_TYPE_Q8_0: return 7;
+    case RM_TYPE_BF16: return 32;
+    default: return 0;
+    }
+}
+
+static rm_status save_gguf(const rm_model *m, const out_list *l, rm_type main_type, const char *path) {
+    const rm_model_config *c = &m->cfg;
+    const char *arch = c->arch == RM_ARCH_QWEN2 ? "qwen2" : "llama";
+    rm_gguf_writer *w = NULL;
+    RM_TRY(rm_gguf_writer_new(&w));
+    rm_status st = RAMOLE_OK;
+    char key[128];
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
+#define T(expr) if ((st = (expr)) != RAMOLE_OK) goto done
+    T(rm_gguf_set_str(w, "general.architecture", arch));
+    T(rm_gguf_set_str(w, "general.name", "ramole"));
+    T(rm_gguf_set_u32(w, "general.file_type", gguf_file_type(main_type)));
+    T(rm_gguf_set_u32(w, "general.quantization_version", 2));
+    T(rm_gguf_set_u32(w, K("vocab_size"), (uint32_t)c->vocab_size));
+    T(rm_gguf_set_u32(w, K("context_length"), (uint32_t)c->max_pos));
+    T(rm_gguf_set_u32(w, K("embedding_length"), (uint32_t)c->hidden));
+    T(rm_gguf_set_u32(w, K("block_count"), (uint32_t)c->n_layers));
+    T(rm_gguf_set_u32(w, K("feed_forward_length"), (uint32_t)c->ffn));
+    T(rm_gguf_set_u32(w, K("attention.head_count"), (uint32_t)c->n_heads));
+    T(rm_gguf_set_u32(w, K("attention.head_count_kv"), (uint32_t)c->n_kv_heads));
+    if (c->head_dim * c->n_heads != c->hidden) {
+        T(rm_gguf_set_u32(w, K("attention.key_length"), (uint32_t)c->head_dim));
+        T(rm_gguf_set_u32(w, K("attention.value_length"), (uint32_t)c->head_dim));
+    }
+    T(rm_gguf_set_u32(w, K("rope.dimension_count"), (uint32_t)c->rope.n_rot));
+    T(rm_gguf_set_f32(w, K("rope.freq_base"), c->rope.theta));
+    T(rm_gguf_set_f32(w, K("attention.layer_norm_rms_epsilon"), c->rms_eps));
+    if (c->rope.scaling == RM_ROPE_SCALING_LINEAR) {
+        T(rm_gguf_set_str(w, K("rope.scaling.type"), "linear"));
+        T(rm_gguf_set_f32(w, K("rope.scaling.factor"), c->rope.factor));
+    } else if (c->rope.scaling == RM_ROPE_SCALING_LLAMA3) {
+        /* llama.cpp reads rope_freqs.weight; these keys let ramole write the
+         * HF config back (llama.cpp ignores keys it does not know). */
+        T(rm_gguf_set_str(w, "ramole.rope_scaling.type", "llama3"));
+        T(rm_gguf_set_f32(w, "ramole.rope_scaling.factor", c->rope.factor));
+        T(rm_gguf_set_f32(w, "ramole.rope_scaling.low_freq_factor", c->rope.low_freq_factor));
+        T(rm_gguf_set_f32(w, "ramole.rope_scaling.high_freq_factor", c->rope.high_freq_factor));
+        T(rm_gguf_set_u32(w, "ramole.rope_scaling.original_max_position_embeddings",
+                          (uint32_t)c->rope.original_max_pos));
+    }
+    T(gguf_placeholder_vocab(w, c->vocab_size));
+    for (int i = 0; i < l->n; i++) {
+        const out_tensor *t = &l->t[i];
+        int64_t ne[2] = {t->n_dims == 2 ? t->shape[1] : t->shape[0], t->shape[0]};
+        T(rm_gguf_writer_add(w, t->name, t->type, t->n_dims, ne, t->data));
+    }
+    st = rm_gguf_writer_write(w, path);
+#undef K
+#undef T
+done:
+    rm_gguf_writer_free(w);
+    return st;
+}
+
+rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, const char *path) {
+    if (type >= RM_TYPE_COUNT) return rm_err(RAMOLE_ERR_INVALID, "unknown output type %d", type);
+    if (format == RM_SOURCE_HF && type == RM_TYPE_Q8_0)
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: Hugging Face folders hold f32, f16 or bf16 weights, not q8_0", path);
+    int eff = type;
+    if (format == RM_SOURCE_HF && type < 0 && rm_model_main_type(m) == RM_TYPE_Q8_0) eff = RM_TYPE_F32;
+    rm_type main_type = eff < 0 ? rm_model_main_type(m) : (rm_type)eff;
+    out_list l = {0};
+    float ff[512];
+    if (m->cfg.rope.n_rot / 2 > 512) return rm_err(RAMOLE_ERR_UNSUPPORTED, "rotary dimension too large");
+    rm_status st = collect(m, format, eff, &l, ff);
+    if (st == RAMOLE_OK)
+        st = format == RM_SOURCE_HF ? save_hf(m, &l, main_type, path) : save_gguf(m, &l, main_type, path);
+    out_list_free(&l);
+    return st;
+}
+
+/* ---- random models ----------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-a, a) with a = std*sqrt(3): standard deviation std. */
+static void fill_uniform(float *x, size_t n, float std, uint64_t *s) {
+    float a = std * 1.7320508f;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = (uint32_t)(rng_next(s) >> 40);       /* 24 bits */
+        x[i] = a * ((float)r * (2.0f / 16777216.0f) - 1.0f);
+    }
+}
+
+rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, rm_model **out) {
+    *out = NULL;
+    RM_TRY(rm_model_config_check(cfg, "random model"));
+    rm_model *m = rm_calloc(1, sizeof *m);
+    if (!m) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->cfg.rope.style = RM_ROPE_NEOX;
+    m->source = RM_SOURCE_HF;
+    const rm_model_config *c = &m->cfg;
+    int64_t d = c->hidden, f = c->ffn, qd = (int64_t)c->n_heads * c->head_dim,
+            kd = (int64_t)c->n_kv_heads * c->head_dim, V = c->vocab_size;
+    int64_t per_layer = qd * d + 2 * kd * d + d * qd + 3 * f * d;
+    int64_t mats = V * d * (c->tied_embeddings ? 1 : 2) + per_layer * c->n_layers;
+    int64_t vecs = (2 * d + (c->qkv_bias ? qd + 2 * kd : 0)) * c->n_layers + d;
+    float *w = rm_malloc((size_t)mats * sizeof(float));
+    m->owned_f32 = rm_malloc((size_t)vecs * sizeof(float));
+    m->layers = rm_calloc((size_t)c->n_layers, sizeof *m->layers);
+    m->owned_weights = w;
+    m->path = rm_strdup("random");
+    if (!w || !m->owned_f32 || !m->layers || !m->path) {
+        rm_model_free(m);
+        return rm_err(RAMOLE_ERR_NOMEM, "random model: out of memory (%lld parameters)", (long long)mats);
+    }
+    uint64_t s = seed;
+    fill_uniform(w, (size_t)mats, std, &s);
+    float *v = m->owned_f32;
+#define MAT(wt, r, cc) (wt).data = w, (wt).type = RM_TYPE_F32, (wt).rows = (r), (wt).cols = (cc), w += (r) * (cc)
+    MAT(m->tok_embd, V, d);
+    if (c->tied_embeddings) m->output = m->tok_embd;
+    else MAT(m->output, V, d);
+    for (int l = 0; l < c->n_layers; l++) {
+        rm_layer *L = &m->layers[l];
+        MAT(L->wq, qd, d);
+        MAT(L->wk, kd, d);
+        MAT(L->wv, kd, d);
+        MAT(L->wo, d, qd);
+        MAT(L->w_gate, f, d);
+        MAT(L->w_up, f, d);
+        MAT(L->w_down, d, f);
+        for (int64_t i = 0; i < d; i++) v[i] = 1.0f, v[d + i] = 1.0f;
+        L->attn_norm = v;
+        L->ffn_norm = v + d;
+        v += 2 * d;
+        if (c->qkv_bias) {
+            fill_uniform(v, (size_t)(qd + 2 * kd), std, &s);
+            L->bq = v;
+            L->bk = v + qd;
+            L->bv = v + qd + kd;
+            v += qd + 2 * kd;
+        }
+    }
+#undef MAT
+    for (int64_t i = 0; i < d; i++) v[i] = 1.0f;
+    m->out_norm = v;
+    *out = m;
+    return RAMOLE_OK;
+}

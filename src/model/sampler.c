@@ -1,0 +1,168 @@
+/*
+ * sampler.c — choosing the next token: greedy, or repetition penalty, then
+ * top-k, top-p, min-p, temperature and a seeded draw, in llama.cpp's order.
+ * Scratch for the candidates is reserved at creation (no allocation per
+ * token).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+struct rm_sampler {
+    rm_sampler_params p;
+    int vocab;
+    uint64_t rng;
+    float *logit;   /* [vocab] working copy */
+    int32_t *idx;   /* [vocab] candidate ids */
+    float *prob;    /* [vocab] */
+};
+
+void rm_sampler_params_default(rm_sampler_params *p) {
+    p->temperature = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->repeat_last_n = 64;
+    p->seed = 0x5eed;
+}
+
+rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out) {
+    *out = NULL;
+    if (vocab <= 0) return rm_err(RAMOLE_ERR_INVALID, "sampler: vocabulary size %d", vocab);
+    if (p->top_p <= 0 || p->min_p < 0 || p->min_p > 1 || p->repeat_penalty <= 0 || p->repeat_last_n < 0)
+        return rm_err(RAMOLE_ERR_INVALID,
+                      "sampler: need top_p in (0,1], min_p in [0,1], repeat_penalty > 0, repeat_last_n >= 0");
+    rm_sampler *s = rm_calloc(1, sizeof *s);
+    if (!s) return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
+    s->p = *p;
+    s->vocab = vocab;
+    s->rng = p->seed ? p->seed : 0x9e3779b97f4a7c15ull;
+    s->logit = rm_malloc((size_t)vocab * sizeof *s->logit);
+    s->idx = rm_malloc((size_t)vocab * sizeof *s->idx);
+    s->prob = rm_malloc((size_t)vocab * sizeof *s->prob);
+    if (!s->logit || !s->idx || !s->prob) {
+        rm_sampler_free(s);
+        return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
+    }
+    *out = s;
+    return RAMOLE_OK;
+}
+
+void rm_sampler_free(rm_sampler *s) {
+    if (!s) return;
+    rm_free(s->logit);
+    rm_free(s->idx);
+    rm_free(s->prob);
+    rm_free(s);
+}
+
+/* splitmix64: a small, well-mixed generator; uniform in [0, 1). */
+static double next_uniform(rm_sampler *s) {
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int by_logit_desc(const void *a, const void *b, void *keys) {
+    const float *k = keys;
+    float x = k[*(const int32_t *)a], y = k[*(const int32_t *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b; /* ties: lower id first */
+}
+
+/* Keep the k largest candidates, sorted descending (partial selection first). */
+static int keep_top(rm_sampler *s, int n, int k) {
+    if (k <= 0 || k > n) k = n;
+    if (k < n) {
+        /* Quickselect-style partition by threshold: find the k-th largest. */
+        int lo = 0, hi = n - 1;
+        while (lo < hi) {
+            float pivot = s->logit[s->idx[(lo + hi) / 2]];
+            int i = lo, j = hi;
+            while (i <= j) {
+                while (s->logit[s->idx[i]] > pivot) i++;
+                while (s->logit[s->idx[j]] < pivot) j--;
+                if (i <= j) {
+                    int32_t t = s->idx[i];
+                    s->idx[i] = s->idx[j];
+                    s->idx[j] = t;
+                    i++;
+                    j--;
+                }
+            }
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else break;
+        }
+    }
+    qsort_r(s->idx, (size_t)k, sizeof *s->idx, by_logit_desc, s->logit);
+    return k;
+}
+
+int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history, int n_history) {
+    const rm_sampler_params *p = &s->p;
+    memcpy(s->logit, logits, (size_t)s->vocab * sizeof *s->logit);
+    if (p->repeat_penalty != 1.0f && history) {
+        int from = n_history > p->repeat_last_n ? n_history - p->repeat_last_n : 0;
+        for (int i = from; i < n_history; i++) {
+            int32_t t = history[i];
+            if (t < 0 || t >= s->vocab) continue;
+            bool seen = false; /* penalise each token once */
+            for (int j = from; j < i && !seen; j++) seen = history[j] == t;
+            if (seen) continue;
+            float *l = &s->logit[t];
+            *l = *l > 0 ? *l / p->repeat_penalty : *l * p->repeat_penalty;
+        }
+    }
+    if (p->temperature <= 0) {
+        int32_t best = 0;
+        for (int i = 1; i < s->vocab; i++)
+            if (s->logit[i] > s->logit[best]) best = i;
+        return best;
+    }
+    int n = s->vocab;
+    for (int i = 0; i < n; i++) s->idx[i] = i;
+    n = keep_top(s, n, p->top_k);
+    /* softmax over the survivors (sorted, so idx[0] holds the max) */
+    double sum = 0;
+    float mx = s->logit[s->idx[0]];
+    for (int i = 0; i < n; i++) {
+        s->prob[i] = expf(s->logit[s->idx[i]] - mx);
+        sum += s->prob[i];
+    }
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += s->prob[i] / sum;
+            if (cum >= p->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    if (p->min_p > 0) {
+        float floor_p = p->min_p * s->prob[0]; /* prob[0] is the max (= 1 before normalising) */
+        int keep = 1;
+        while (keep < n && s->prob[keep] >= floor_p) keep++;
+        n = keep;
+    }
+    /* temperature on the survivors, then draw */
+    sum = 0;
+    for (int i = 0; i < n; i++) {
+        s->prob[i] = expf((s->logit[s->idx[i]] - mx) / p->temperature);
+        sum += s->prob[i];
+    }
+    double r = next_uniform(s) * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += s->prob[i];
+        if (r < acc) return s->idx[i];
+    }
+    return s->idx[n - 1];
+}

@@ -1,0 +1,96 @@
+/* cli.c — option parsing helpers shared by the commands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi) {
+        fprintf(stderr, "ramole %s: %s expects an integer from %ld to %ld, got '%s'\n", cmd, opt, lo, hi, val);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "ramole %s: %s expects a number from %g to %g, got '%s'\n", cmd, opt, lo, hi, val);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    if (errno || end == val || *end || val[0] == '-') {
+        fprintf(stderr, "ramole %s: %s expects a non-negative integer, got '%s'\n", cmd, opt, val);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    size_t cap = 1;
+    for (const char *p = val; *p; p++) cap += *p == ',';
+    int32_t *t = rm_malloc(cap * sizeof *t);
+    if (!t) {
+        fprintf(stderr, "ramole %s: out of memory\n", cmd);
+        return false;
+    }
+    const char *p = val;
+    int k = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "ramole %s: --tokens expects comma-separated non-negative ids, got '%s'\n", cmd, val);
+            rm_free(t);
+            return false;
+        }
+        t[k++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        fprintf(stderr, "ramole %s: --tokens is empty\n", cmd);
+        rm_free(t);
+        return false;
+    }
+    *out = t;
+    *n = k;
+    return true;
+}
+
+const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "ramole %s: option %s needs a value\n", cmd, argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_fail(const char *cmd, rm_status st) {
+    const char *msg = ramole_last_error();
+    fprintf(stderr, "ramole %s: %s\n", cmd, msg[0] ? msg : ramole_status_str(st));
+    return 1;
+}
+
+bool cli_ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}

@@ -1,0 +1,32 @@
+/*
+ * cli.h — shared pieces of the `ramole` command line: option parsing with
+ * messages that name the command and the option, and token lists.
+ */
+#ifndef RM_CLI_H
+#define RM_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* Each returns false after printing "ramole CMD: ..." to stderr. */
+bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);
+bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
+/* "1,2,3" -> rm_malloc'd array. */
+bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
+/* The value after argv[*i] (advances *i), or NULL after printing an error. */
+const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+/* Print the library's last error as "ramole CMD: message" and return 1. */
+int cli_fail(const char *cmd, rm_status st);
+bool cli_ends_with(const char *s, const char *suffix);
+
+int cmd_generate(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_random_model(int argc, char **argv);
+
+#endif

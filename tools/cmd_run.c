@@ -1,0 +1,240 @@
+/*
+ * cmd_run.c — the commands that run the model: generate, logits, bench.
+ * Results go to standard output; timings and logs to standard error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "model/model.h"
+
+typedef struct {
+    const char *model;
+    const char *prompt;
+    int32_t *tokens;
+    int n_tokens;
+    long n_predict, threads, n_ctx, bench_prompt, bench_decode;
+    bool all, ignore_eos;
+    rm_sampler_params sp;
+} run_opts;
+
+/* Parse the options every run command shares; false on a bad option. */
+static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = 32;
+    o->threads = rm_cpu_count();
+    o->bench_prompt = 512;
+    o->bench_decode = 64;
+    rm_sampler_params_default(&o->sp);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long l;
+        double d;
+#define VAL() if (!(v = cli_value(cmd, argc, argv, &i))) return false
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); o->model = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt-text")) { VAL(); o->prompt = v; }
+        else if (!strcmp(a, "--tokens")) { VAL(); if (!cli_tokens(cmd, v, &o->tokens, &o->n_tokens)) return false; }
+        else if (!strcmp(a, "-n")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &o->n_predict)) return false; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!cli_int(cmd, a, v, 1, 256, &o->threads)) return false; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return false; }
+        else if (!strcmp(a, "--prompt")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 16, &o->bench_prompt)) return false; }
+        else if (!strcmp(a, "--decode")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 16, &o->bench_decode)) return false; }
+        else if (!strcmp(a, "--temp")) { VAL(); if (!cli_float(cmd, a, v, 0, 100, &d)) return false; o->sp.temperature = (float)d; }
+        else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 24, &l)) return false; o->sp.top_k = (int)l; }
+        else if (!strcmp(a, "--top-p")) { VAL(); if (!cli_float(cmd, a, v, 1e-6, 1, &d)) return false; o->sp.top_p = (float)d; }
+        else if (!strcmp(a, "--min-p")) { VAL(); if (!cli_float(cmd, a, v, 0, 1, &d)) return false; o->sp.min_p = (float)d; }
+        else if (!strcmp(a, "--repeat-penalty")) { VAL(); if (!cli_float(cmd, a, v, 1e-3, 100, &d)) return false; o->sp.repeat_penalty = (float)d; }
+        else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &l)) return false; o->sp.repeat_last_n = (int)l; }
+        else if (!strcmp(a, "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return false; }
+        else if (!strcmp(a, "--all")) o->all = true;
+        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
+        else {
+            fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
+            return false;
+        }
+#undef VAL
+    }
+    if (!o->model) {
+        fprintf(stderr, "ramole %s: -m MODEL is required\n", cmd);
+        return false;
+    }
+    return true;
+}
+
+static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, rm_ctx **ctx) {
+    rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
+                       .n_threads = (int)o->threads};
+    return rm_ctx_new(m, &p, ctx);
+}
+
+/* Run the prompt as one batch of position 0.. (logits for every token if all). */
+static rm_status run_prompt(rm_ctx *ctx, const int32_t *tokens, int n, bool all) {
+    int32_t *pos = rm_malloc((size_t)n * sizeof *pos), *seq = rm_calloc((size_t)n, sizeof *seq);
+    uint8_t *want = rm_malloc((size_t)n);
+    rm_status st;
+    if (!pos || !seq || !want) {
+        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        pos[i] = i;
+        want[i] = all || i == n - 1;
+    }
+    rm_batch b = {n, tokens, pos, seq, want};
+    st = rm_ctx_decode(ctx, &b);
+done:
+    rm_free(pos);
+    rm_free(seq);
+    rm_free(want);
+    return st;
+}
+
+static rm_status decode_one(rm_ctx *ctx, int32_t token, int32_t pos) {
+    int32_t seq = 0;
+    uint8_t want = 1;
+    rm_batch b = {1, &token, &pos, &seq, &want};
+    return rm_ctx_decode(ctx, &b);
+}
+
+static int need_tokens(const char *cmd, const run_opts *o) {
+    if (o->prompt && !o->tokens) {
+        fprintf(stderr, "ramole %s: this model has no tokenizer yet; give the prompt as --tokens 1,2,3\n", cmd);
+        return 1;
+    }
+    if (!o->tokens) {
+        fprintf(stderr, "ramole %s: give a prompt with -p TEXT or --tokens 1,2,3\n", cmd);
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *cmd = "generate";
+    run_opts o;
+    if (!parse_run(cmd, argc, argv, &o)) return 2;
+    rm_model *m = NULL;
+    rm_ctx *ctx = NULL;
+    rm_sampler *smp = NULL;
+    int32_t *hist = NULL;
+    int rc = 1;
+    rm_status st;
+    if (need_tokens(cmd, &o)) goto out;
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    int n_ctx = o.n_ctx ? (int)o.n_ctx : o.n_tokens + (int)o.n_predict;
+    if (o.n_tokens + o.n_predict > n_ctx) {
+        fprintf(stderr, "ramole %s: prompt (%d) + -n (%ld) exceed the context of %d tokens\n", cmd, o.n_tokens,
+                o.n_predict, n_ctx);
+        goto out;
+    }
+    if ((st = open_ctx(&o, m, o.n_tokens, 1, n_ctx, &ctx)) != RAMOLE_OK ||
+        (st = rm_sampler_new(&o.sp, m->cfg.vocab_size, &smp)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    hist = rm_malloc((size_t)n_ctx * sizeof *hist);
+    if (!hist) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    memcpy(hist, o.tokens, (size_t)o.n_tokens * sizeof *hist);
+    int n = o.n_tokens;
+    double t0 = rm_time_now();
+    if ((st = run_prompt(ctx, o.tokens, o.n_tokens, false)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    double t1 = rm_time_now();
+    int generated = 0;
+    for (; generated < o.n_predict; generated++) {
+        int32_t next = rm_sampler_sample(smp, rm_ctx_logits(ctx, 0), hist, n);
+        hist[n++] = next;
+        printf("%s%d", generated ? "," : "", next);
+        fflush(stdout);
+        if (!o.ignore_eos && next == m->cfg.eos_id) { generated++; break; }
+        if (generated + 1 < o.n_predict && (st = decode_one(ctx, next, n - 1)) != RAMOLE_OK) {
+            rc = cli_fail(cmd, st);
+            goto out;
+        }
+    }
+    double t2 = rm_time_now();
+    printf("\n");
+    fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s); generated: %d tokens in %.3f s (%.2f tok/s)\n",
+            o.n_tokens, t1 - t0, o.n_tokens / (t1 - t0), generated, t2 - t1,
+            generated > 1 ? (generated - 1) / (t2 - t1) : 0.0);
+    rc = 0;
+out:
+    rm_free(hist);
+    rm_sampler_free(smp);
+    rm_ctx_free(ctx);
+    rm_model_free(m);
+    rm_free(o.tokens);
+    return rc;
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *cmd = "logits";
+    run_opts o;
+    if (!parse_run(cmd, argc, argv, &o)) return 2;
+    rm_model *m = NULL;
+    rm_ctx *ctx = NULL;
+    int rc = 1;
+    rm_status st;
+    if (need_tokens(cmd, &o)) goto out;
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
+        (st = open_ctx(&o, m, o.n_tokens, o.all ? o.n_tokens : 1, o.n_tokens, &ctx)) != RAMOLE_OK ||
+        (st = run_prompt(ctx, o.tokens, o.n_tokens, o.all)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    for (int r = 0; r < rm_ctx_n_logits(ctx); r++) {
+        const float *l = rm_ctx_logits(ctx, r);
+        for (int i = 0; i < m->cfg.vocab_size; i++) printf("%.9g\n", l[i]);
+    }
+    rc = 0;
+out:
+    rm_ctx_free(ctx);
+    rm_model_free(m);
+    rm_free(o.tokens);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *cmd = "bench";
+    run_opts o;
+    if (!parse_run(cmd, argc, argv, &o)) return 2;
+    rm_model *m = NULL;
+    rm_ctx *ctx = NULL;
+    int32_t *prompt = NULL;
+    int rc = 1;
+    rm_status st;
+    int np = (int)o.bench_prompt, nd = (int)o.bench_decode;
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
+        (st = open_ctx(&o, m, np, 1, np + nd + 1, &ctx)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    prompt = rm_malloc((size_t)np * sizeof *prompt);
+    if (!prompt) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    uint64_t s = 12345;
+    for (int i = 0; i < np; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        prompt[i] = (int32_t)(3 + (s >> 33) % (uint64_t)(m->cfg.vocab_size - 3));
+    }
+    double t0 = rm_time_now();
+    if ((st = run_prompt(ctx, prompt, np, false)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    double t1 = rm_time_now();
+    int32_t tok = prompt[np - 1];
+    for (int i = 0; i < nd; i++) {
+        const float *l = rm_ctx_logits(ctx, 0);
+        int32_t best = 0;
+        for (int v = 1; v < m->cfg.vocab_size; v++) if (l[v] > l[best]) best = v;
+        tok = best;
+        if ((st = decode_one(ctx, tok, np + i)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    }
+    double t2 = rm_time_now();
+    printf("{\"engine\":\"ramole\",\"model\":\"%s\",\"threads\":%ld,\"prompt\":%d,\"decode\":%d,"
+           "\"prefill_tps\":%.3f,\"decode_tps\":%.3f}\n",
+           o.model, o.threads, np, nd, np / (t1 - t0), nd > 0 ? nd / (t2 - t1) : 0.0);
+    rc = 0;
+out:
+    rm_free(prompt);
+    rm_ctx_free(ctx);
+    rm_model_free(m);
+    rm_free(o.tokens);
+    return rc;
+}
