@@ -1,0 +1,304 @@
+/*
+ * test_model.c — the transformer against itself across formats, batch
+ * shapes and cache use; the sampler; bad model files. (Parity against the
+ * outside PyTorch reference is in test_golden.c.)
+ */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/safetensors.h"
+#include "model/model.h"
+
+static rm_model_config tiny_config(rm_arch arch) {
+    rm_model_config c;
+    rm_model_config_defaults(&c, arch);
+    c.vocab_size = 96;
+    c.hidden = 64;
+    c.ffn = 96;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = arch == RM_ARCH_MISTRAL ? 1 : 2;
+    c.head_dim = 16;
+    c.rope.n_rot = 16;
+    c.max_pos = 128;
+    c.tied_embeddings = arch == RM_ARCH_QWEN2;
+    return c;
+}
+
+static char *tmp_path(const char *name) { return rm_path_join(rm_test_tmp_dir(), name); }
+
+/* Logits of every position of one sequence, run as one batch. */
+static float *logits_all(const rm_model *m, const int32_t *toks, int n, int threads) {
+    rm_ctx *ctx = NULL;
+    rm_ctx_params p = {.n_ctx = 64, .n_seq = 1, .n_batch = n, .n_logits = n, .n_threads = threads};
+    if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK) return NULL;
+    int32_t pos[64], seq[64] = {0};
+    uint8_t want[64];
+    for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1;
+    rm_batch b = {n, toks, pos, seq, want};
+    float *out = NULL;
+    if (rm_ctx_decode(ctx, &b) == RAMOLE_OK) {
+        int V = m->cfg.vocab_size;
+        out = malloc((size_t)n * V * sizeof *out);
+        for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, rm_ctx_logits(ctx, i), (size_t)V * sizeof *out);
+    }
+    rm_ctx_free(ctx);
+    return out;
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double md = 0, ma = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > md) md = d;
+        if (fabs(a[i]) > ma) ma = fabs(a[i]);
+    }
+    return md / (ma > 0 ? ma : 1);
+}
+
+static const int32_t prompt[12] = {1, 17, 5, 90, 33, 2, 64, 64, 7, 81, 3, 40};
+
+TEST(model_hf_and_gguf_give_the_same_logits) {
+    for (int a = 0; a < RM_ARCH_COUNT; a++) {
+        rm_model_config c = tiny_config((rm_arch)a);
+        if (a == RM_ARCH_LLAMA) { /* llama3 scaling travels as rope_freqs in GGUF */
+            c.rope.scaling = RM_ROPE_SCALING_LLAMA3;
+            c.rope.factor = 8;
+            c.rope.low_freq_factor = 1;
+            c.rope.high_freq_factor = 4;
+            c.rope.original_max_pos = 8;
+        }
+        rm_model *r = NULL, *hf = NULL, *gg = NULL;
+        CHECK_OK(rm_model_random(&c, 7 + a, 0.1f, &r));
+        char *dir = tmp_path("model_eq_hf"), *gguf = tmp_path("model_eq.gguf");
+        CHECK_OK(rm_model_save(r, RM_SOURCE_HF, -1, dir));
+        CHECK_OK(rm_model_save(r, RM_SOURCE_GGUF, -1, gguf));
+        CHECK_OK(rm_model_open(dir, &hf));
+        CHECK_OK(rm_model_open(gguf, &gg));
+        if (hf && gg) {
+            CHECK(gg->cfg.rope.style == (a == RM_ARCH_QWEN2 ? RM_ROPE_NEOX : RM_ROPE_NORMAL));
+            float *x = logits_all(r, prompt, 12, 1), *y = logits_all(hf, prompt, 12, 2), *z = logits_all(gg, prompt, 12, 2);
+            CHECK(x && y && z);
+            if (x && y && z) {
+                CHECK_MSG(max_rel_diff(x, y, 12 * 96) == 0, "arch %s: HF differs from memory", rm_arch_name(a));
+                CHECK_MSG(max_rel_diff(x, z, 12 * 96) < 2e-6, "arch %s: GGUF differs: %g", rm_arch_name(a),
+                          max_rel_diff(x, z, 12 * 96));
+            }
+            free(x), free(y), free(z);
+        }
+        rm_model_free(r), rm_model_free(hf), rm_model_free(gg);
+        rm_free(dir), rm_free(gguf);
+    }
+}
+
+TEST(model_incremental_decode_matches_one_batch) {
+    rm_model_config c = tiny_config(RM_ARCH_QWEN2);
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, 3, 0.1f, &m));
+    if (!m) return;
+    float *full = logits_all(m, prompt, 12, 2);
+    rm_ctx *ctx = NULL;
+    rm_ctx_params p = {.n_ctx = 32, .n_seq = 1, .n_batch = 4, .n_threads = 2};
+    CHECK_OK(rm_ctx_new(m, &p, &ctx));
+    /* chunks of 4, 1, 3, 4 tokens */
+    int cuts[] = {0, 4, 5, 8, 12};
+    double worst = 0;
+    for (int k = 0; k < 4; k++) {
+        int n = cuts[k + 1] - cuts[k];
+        int32_t pos[4], seq[4] = {0};
+        uint8_t want[4];
+        for (int i = 0; i < n; i++) pos[i] = cuts[k] + i, want[i] = 1;
+        rm_batch b = {n, prompt + cuts[k], pos, seq, want};
+        CHECK_OK(rm_ctx_decode(ctx, &b));
+        for (int i = 0; i < n; i++) {
+            double d = max_rel_diff(full + (size_t)(cuts[k] + i) * 96, rm_ctx_logits(ctx, i), 96);
+            if (d > worst) worst = d;
+        }
+    }
+    CHECK_MSG(worst < 1e-5, "incremental vs full: %g", worst);
+    free(full);
+    rm_ctx_free(ctx);
+    rm_model_free(m);
+}
+
+TEST(model_mixed_batch_matches_each_sequence_alone) {
+    rm_model_config c = tiny_config(RM_ARCH_LLAMA);
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, 11, 0.1f, &m));
+    if (!m) return;
+    /* three sequences of lengths 5, 12, 1 interleaved in one batch */
+    const int32_t *seqs[3] = {prompt + 3, prompt, prompt + 9};
+    int lens[3] = {5, 12, 1};
+    rm_ctx *ctx = NULL;
+    rm_ctx_params p = {.n_ctx = 16, .n_seq = 3, .n_batch = 18, .n_threads = 2};
+    CHECK_OK(rm_ctx_new(m, &p, &ctx));
+    int32_t toks[18], pos[18], seq[18];
+    uint8_t want[18];
+    int n = 0, done[3] = {0};
+    while (n < 18)
+        for (int s = 0; s < 3; s++)
+            if (done[s] < lens[s]) {
+                toks[n] = seqs[s][done[s]], pos[n] = done[s], seq[n] = s, want[n] = 1;
+                done[s]++, n++;
+            }
+    rm_batch b = {n, toks, pos, seq, want};
+    CHECK_OK(rm_ctx_decode(ctx, &b));
+    double worst = 0;
+    for (int s = 0; s < 3; s++) {
+        float *alone = logits_all(m, seqs[s], lens[s], 1);
+        for (int i = 0, k = 0; i < n; i++)
+            if (seq[i] == s) {
+                double d = max_rel_diff(alone + (size_t)k * 96, rm_ctx_logits(ctx, i), 96);
+                if (d > worst) worst = d;
+                k++;
+            }
+        free(alone);
+    }
+    CHECK_MSG(worst < 1e-5, "mixed batch vs alone: %g", worst);
+    /* bad batches are refused and leave the cache as it was */
+    int32_t bad_tok = 96, p0 = 0, s0 = 0, gap = 9, s2 = 2;
+    rm_batch bt = {1, &bad_tok, &p0, &s0, NULL};
+    CHECK_ERR(rm_ctx_decode(ctx, &bt), RAMOLE_ERR_RANGE);
+    CHECK(strstr(ramole_last_error(), "token id 96") != NULL);
+    rm_batch bg = {1, prompt, &gap, &s2, NULL};
+    CHECK_ERR(rm_ctx_decode(ctx, &bg), RAMOLE_ERR_INVALID);
+    int32_t next = 1;
+    rm_batch ok = {1, prompt, &next, &s2, NULL}; /* sequence 2 holds 1 position */
+    CHECK_OK(rm_ctx_decode(ctx, &ok));
+    rm_ctx_free(ctx);
+    rm_model_free(m);
+}
+
+TEST(model_sampler_greedy_topk_and_seed) {
+    float logits[8] = {0.1f, 2.0f, -1.0f, 1.9f, 0.0f, 0.5f, -3.0f, 1.0f};
+    rm_sampler_params p;
+    rm_sampler_params_default(&p);
+    rm_sampler *s = NULL;
+    p.temperature = 0;
+    CHECK_OK(rm_sampler_new(&p, 8, &s));
+    CHECK(rm_sampler_sample(s, logits, NULL, 0) == 1);
+    rm_sampler_free(s);
+    /* repetition penalty pushes token 1 below token 3 */
+    p.repeat_penalty = 1.5f;
+    CHECK_OK(rm_sampler_new(&p, 8, &s));
+    int32_t hist[1] = {1};
+    CHECK(rm_sampler_sample(s, logits, hist, 1) == 3);
+    rm_sampler_free(s);
+    /* top-k 2 only ever gives the two best; frequencies follow softmax */
+    rm_sampler_params_default(&p);
+    p.temperature = 1.0f, p.top_k = 2, p.top_p = 1.0f, p.min_p = 0, p.seed = 42;
+    CHECK_OK(rm_sampler_new(&p, 8, &s));
+    int counts[8] = {0};
+    for (int i = 0; i < 20000; i++) counts[rm_sampler_sample(s, logits, NULL, 0)]++;
+    rm_sampler_free(s);
+    CHECK(counts[1] + counts[3] == 20000);
+    double want1 = 1.0 / (1.0 + exp(1.9 - 2.0));
+    CHECK_NEAR(counts[1] / 20000.0, want1, 0.015);
+    /* same seed, same draws; min-p cuts the tail */
+    rm_sampler *a = NULL, *b = NULL;
+    p.top_k = 0, p.min_p = 0.3f;
+    CHECK_OK(rm_sampler_new(&p, 8, &a));
+    CHECK_OK(rm_sampler_new(&p, 8, &b));
+    for (int i = 0; i < 200; i++) {
+        int32_t x = rm_sampler_sample(a, logits, NULL, 0), y = rm_sampler_sample(b, logits, NULL, 0);
+        CHECK(x == y);
+        CHECK(expf(logits[x] - 2.0f) >= 0.3f - 1e-6f);
+    }
+    rm_sampler_free(a), rm_sampler_free(b);
+    p.top_p = 0;
+    CHECK_ERR(rm_sampler_new(&p, 8, &a), RAMOLE_ERR_INVALID);
+}
+
+/* ---- bad model files --------------------------------------------------------- */
+
+static char *make_tiny_hf(const char *name) {
+    rm_model_config c = tiny_config(RM_ARCH_LLAMA);
+    rm_model *m = NULL;
+    char *dir = tmp_path(name);
+    if (rm_model_random(&c, 1, 0.1f, &m) != RAMOLE_OK || rm_model_save(m, RM_SOURCE_HF, -1, dir) != RAMOLE_OK) {
+        rm_free(dir);
+        dir = NULL;
+    }
+    rm_model_free(m);
+    return dir;
+}
+
+static void replace_in_file(const char *path, const char *from, const char *to) {
+    char *text = NULL;
+    size_t n;
+    if (rm_file_read(path, &text, &n) != RAMOLE_OK) return;
+    char *at = strstr(text, from);
+    if (at) {
+        char *out = rm_asprintf("%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+        rm_file_write_atomic(path, out, strlen(out));
+        rm_free(out);
+    }
+    rm_free(text);
+}
+
+static void expect_open_error(const char *path, rm_status want, const char *needle) {
+    rm_model *m = NULL;
+    rm_status st = rm_model_open(path, &m);
+    CHECK_MSG(st == want, "open %s: got %s (%s), want %s", path, ramole_status_str(st), ramole_last_error(),
+              ramole_status_str(want));
+    CHECK_MSG(strstr(ramole_last_error(), needle) != NULL, "message '%s' lacks '%s'", ramole_last_error(), needle);
+    CHECK(m == NULL);
+}
+
+TEST(model_bad_files_are_refused_with_clear_errors) {
+    char *dir = make_tiny_hf("bad_shape");
+    CHECK(dir != NULL);
+    if (!dir) return;
+    char *cfg = rm_path_join(dir, "config.json"), *st = rm_path_join(dir, "model.safetensors");
+    replace_in_file(cfg, "\"intermediate_size\": 96", "\"intermediate_size\": 128");
+    expect_open_error(dir, RAMOLE_ERR_MISMATCH, "model.layers.0.mlp.gate_proj.weight");
+    replace_in_file(cfg, "\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    replace_in_file(cfg, "\"model_type\": \"llama\"", "\"model_type\": \"gpt_neox\"");
+    expect_open_error(dir, RAMOLE_ERR_UNSUPPORTED, "unknown architecture \"gpt_neox\"");
+    replace_in_file(cfg, "\"model_type\": \"gpt_neox\"", "\"model_type\": \"llama\"");
+    replace_in_file(cfg, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    expect_open_error(dir, RAMOLE_ERR_NOT_FOUND, "model.layers.2.input_layernorm.weight is missing");
+    replace_in_file(cfg, "\"num_hidden_layers\": 3", "\"num_hidden_layers\": 2");
+    replace_in_file(cfg, "\"num_attention_heads\": 4", "\"num_attention_heads\": 3");
+    expect_open_error(dir, RAMOLE_ERR_FORMAT, "not a multiple");
+    replace_in_file(cfg, "\"num_attention_heads\": 3", "\"num_attention_heads\": 4");
+    rm_file_write_atomic(cfg, "{\"model_type\": \"llama\", ", 25);
+    expect_open_error(dir, RAMOLE_ERR_FORMAT, "config.json: invalid JSON");
+    /* a truncated weights file */
+    char *good = make_tiny_hf("bad_trunc");
+    char *st2 = rm_path_join(good, "model.safetensors");
+    CHECK(truncate(st2, 5000) == 0);
+    expect_open_error(good, RAMOLE_ERR_FORMAT, "model.safetensors");
+    expect_open_error("/nonexistent/model", RAMOLE_ERR_NOT_FOUND, "/nonexistent/model");
+    unlink(st2);
+    expect_open_error(good, RAMOLE_ERR_NOT_FOUND, "no model.safetensors");
+    rm_free(cfg), rm_free(st), rm_free(st2), rm_free(dir), rm_free(good);
+}
+
+TEST(model_gguf_corruption_never_crashes) {
+    rm_model_config c = tiny_config(RM_ARCH_QWEN2);
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, 5, 0.1f, &m));
+    char *path = tmp_path("corrupt.gguf"), *cut = tmp_path("corrupt_cut.gguf");
+    CHECK_OK(rm_model_save(m, RM_SOURCE_GGUF, RM_TYPE_Q8_0, path));
+    rm_model_free(m);
+    char *data = NULL;
+    size_t n = 0;
+    CHECK_OK(rm_file_read(path, &data, &n));
+    if (!data) return;
+    /* every cut point through the header, then coarser through the data */
+    int refused = 0, tried = 0;
+    for (size_t len = 0; len < n; len += len < 4096 ? 7 : 4093) {
+        rm_file_write_atomic(cut, data, len);
+        rm_model *x = NULL;
+        rm_status st = rm_model_open(cut, &x);
+        tried++;
+        if (st != RAMOLE_OK && strstr(ramole_last_error(), "corrupt_cut.gguf")) refused++;
+        rm_model_free(x);
+    }
+    CHECK_MSG(refused == tried, "%d of %d truncated files refused with the file named", refused, tried);
+    rm_free(data), rm_free(path), rm_free(cut);
+}
