@@ -33,6 +33,9 @@ enum {
     RM_GGML_Q5_0 = 6, RM_GGML_Q5_1 = 7, RM_GGML_Q8_0 = 8, RM_GGML_BF16 = 30,
 };
 const char *rm_ggml_type_name(uint32_t ggml_type);   /* "q4_K", ..., "unknown" */
+/* Elements per block and bytes per block of a ggml type (every standard
+ * type, quantised ones included); false for an unknown id. */
+bool        rm_ggml_type_size(uint32_t ggml_type, uint32_t *blck, uint32_t *bytes);
 int         rm_type_to_ggml(rm_type t);
 int         rm_type_from_ggml(uint32_t ggml_type);   /* rm_type or -1 */
 
@@ -51,8 +54,17 @@ typedef struct {
 
 typedef struct rm_gguf rm_gguf;
 
+/*
+ * Map and validate path. On failure *out is NULL and the message names the
+ * file and the key or tensor (ERR_FORMAT for bad content, ERR_UNSUPPORTED
+ * for a GGUF version other than 2 or 3, ERR_IO when unreadable). Names,
+ * values and tensor data are valid until rm_gguf_free.
+ */
 rm_status rm_gguf_open(const char *path, rm_gguf **out);
-void      rm_gguf_free(rm_gguf *g);
+/* Same over caller memory (valid while the handle lives); name is used in
+ * messages and as rm_gguf_path. */
+rm_status rm_gguf_open_mem(const void *data, size_t size, const char *name, rm_gguf **out);
+void      rm_gguf_free(rm_gguf *g); /* NULL is a no-op */
 const char *rm_gguf_path(const rm_gguf *g);
 uint32_t  rm_gguf_version(const rm_gguf *g);
 size_t    rm_gguf_alignment(const rm_gguf *g);
@@ -74,7 +86,10 @@ rm_status rm_gguf_get_bool(const rm_gguf *g, const char *key, bool *out);
 /* String value: pointer into the map (not NUL-terminated) and length. */
 rm_status rm_gguf_get_str(const rm_gguf *g, const char *key, const char **s, size_t *len);
 /* Array: element type and count; for numeric arrays *data points at the
- * packed little-endian elements in the map. */
+ * packed little-endian elements in the map (not necessarily aligned: copy
+ * with memcpy); for arrays of strings or of arrays *data is NULL (data may
+ * be NULL if not wanted). Arrays of arrays are accepted on open but have no
+ * further getters. */
 rm_status rm_gguf_get_arr(const rm_gguf *g, const char *key, rm_gguf_vtype *elem_type,
                           uint64_t *count, const void **data);
 /* j-th string of a string array. */
@@ -101,6 +116,10 @@ rm_status rm_gguf_set_i32(rm_gguf_writer *w, const char *key, int32_t v);
 rm_status rm_gguf_set_u64(rm_gguf_writer *w, const char *key, uint64_t v);
 rm_status rm_gguf_set_f32(rm_gguf_writer *w, const char *key, float v);
 rm_status rm_gguf_set_bool(rm_gguf_writer *w, const char *key, bool v);
+/* Any fixed-size scalar type (uint8 ... float64, bool); value points at one
+ * element of that type. */
+rm_status rm_gguf_set_val(rm_gguf_writer *w, const char *key, rm_gguf_vtype type,
+                          const void *value);
 rm_status rm_gguf_set_str(rm_gguf_writer *w, const char *key, const char *v);
 /* Numeric array of count elements of elem_type (copied). */
 rm_status rm_gguf_set_arr(rm_gguf_writer *w, const char *key, rm_gguf_vtype elem_type,
@@ -112,6 +131,14 @@ rm_status rm_gguf_set_arr_str(rm_gguf_writer *w, const char *key, const char *co
 rm_status rm_gguf_set_from(rm_gguf_writer *w, const rm_gguf *src, int64_t kv_index);
 rm_status rm_gguf_writer_add(rm_gguf_writer *w, const char *name, rm_type type, int n_dims,
                              const int64_t *ne, const void *data);
+/* Like rm_gguf_writer_add for any standard ggml type id (for copying
+ * tensors ramole cannot compute with, and for tests); ne[0] must be a whole
+ * number of blocks; names are at most 63 bytes, as llama.cpp requires. */
+rm_status rm_gguf_writer_add_raw(rm_gguf_writer *w, const char *name, uint32_t ggml_type,
+                                 int n_dims, const int64_t *ne, const void *data);
+/* Write to path via a temporary file + fsync + rename; tensor data is streamed,
+ * each tensor at an offset that is a multiple of general.alignment (u32 key,
+ * default 32). The writer stays usable (write may be called again). */
 rm_status rm_gguf_writer_write(rm_gguf_writer *w, const char *path);
 
 #endif
