@@ -67,8 +67,10 @@ rm_status rm_isa_set(rm_isa isa);
  *
  * Work is split over pool's threads. `work` is scratch of at least
  * rm_matmul_work_size(...) bytes reserved by the caller up front, so the
- * decode loop never allocates. Large m goes through OpenBLAS sgemm on
- * f32 panels of W; small m through SIMD dot products.
+ * decode loop never allocates. Large m (>= 32) goes through OpenBLAS sgemm
+ * on f32 panels of W; small m through SIMD dot products (four X rows at a
+ * time). k must be a whole number of blocks of wt; otherwise Y is set to NaN
+ * and an error is logged (a caller bug: shapes are checked at load time).
  */
 typedef struct {
     rm_pool *pool;   /* NULL: run on the calling thread */
@@ -76,6 +78,12 @@ typedef struct {
     size_t work_size;
 } rm_compute;
 
+/*
+ * Scratch bytes a call with these shapes on a pool of nthreads needs. Never
+ * decreases as m grows, so the size for a model's largest batch covers every
+ * smaller call. With less scratch rm_matmul still gives the right answer on
+ * a slower path (and logs a warning once).
+ */
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads);
 void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
                  const void *w, rm_type wt, int64_t n, int64_t k);

@@ -1,0 +1,255 @@
+/*
+ * matmul.c — Y = X W^T over the thread pool.
+ *
+ * Two paths, chosen per call:
+ *
+ *  - Dot path (m < RM_MM_GEMM_MIN_M: decode and short batches). Memory
+ *    bound: every weight byte should be read once per call. Threads take
+ *    contiguous blocks of W rows (split of n by (ith, nth)); for each W row
+ *    every X row is dotted with it while the row is still in L1. For q8_0
+ *    weights X is first quantised to q8_0 into the caller's scratch (once per
+ *    call, rows split over the pool) and the dots run on int8, as llama.cpp.
+ *
+ *  - GEMM path (m >= RM_MM_GEMM_MIN_M: prefill). Compute bound: each thread
+ *    converts panels of its W rows to f32 in its own slice of the scratch
+ *    and calls single-threaded OpenBLAS sgemm on (X, panel); f32 weights go
+ *    to sgemm directly. OpenBLAS's own threading is switched off once, since
+ *    the parallelism is ours.
+ *
+ * Scratch: rm_matmul_work_size gives the worst case of a call, and it never
+ * shrinks as m grows, so sizing for the largest m of a model covers every
+ * smaller call. If a caller passes less, rm_matmul still computes the right
+ * answer on a path that needs no scratch (slower) and logs a warning once.
+ */
+#include "kernels/kern_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+void openblas_set_num_threads(int num_threads);
+
+/*
+ * Below this many activation rows the dot path wins: with the four-row dot
+ * kernels it runs at ~33-37 GFLOP/s on 2 Zen cores for m = 4..8, while
+ * dequantise + sgemm reaches ~21 at m = 16 and ~22-38 at m = 32
+ * (bench_kernels --crossover). rm_kern_matmul_set_gemm_min_m changes it
+ * (benchmarks and tests only).
+ */
+static int g_gemm_min_m = 32;
+#define RM_MM_GEMM_MIN_M g_gemm_min_m
+
+void rm_kern_matmul_set_gemm_min_m(int m) { g_gemm_min_m = m < 1 ? 1 : m; }
+int  rm_kern_matmul_gemm_min_m(void) { return g_gemm_min_m; }
+/*
+ * GEMM panels: OpenBLAS sgemm (X . panel^T) runs ~3x faster once the panel
+ * has >= ~470 rows on this class of CPU (12 vs 33 GFLOP/s at m = 512 on
+ * Zen; see bench_kernels), so a thread's W rows are cut into panels of
+ * 512..1023 rows (fewer if the thread has fewer rows).
+ */
+#define RM_MM_PANEL_TARGET 512
+#define RM_MM_PANEL_MIN_ROWS 16
+
+static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* Rows per panel for a thread owning `chunk` W rows. */
+static int64_t panel_rows(int64_t chunk) {
+    if (chunk < 2 * RM_MM_PANEL_TARGET) return chunk;
+    int64_t np = chunk / RM_MM_PANEL_TARGET;
+    return (chunk + np - 1) / np;
+}
+
+static int64_t chunk_rows(int64_t n, int nth) { return (n + nth - 1) / nth; }
+
+static size_t quant_bytes(int64_t m, int64_t k) {
+    return align64((size_t)m * rm_type_row_bytes(RM_TYPE_Q8_0, k));
+}
+
+static size_t panel_bytes(int64_t rows, int64_t k) { return align64((size_t)rows * (size_t)k * 4); }
+
+/* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
+size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads) {
+    if (m <= 0 || n <= 0 || k <= 0 || wt == RM_TYPE_F32) return 0;
+    if (nthreads < 1) nthreads = 1;
+    size_t need = 0;
+    if (wt == RM_TYPE_Q8_0) need = quant_bytes(m < RM_MM_GEMM_MIN_M ? m : RM_MM_GEMM_MIN_M - 1, k);
+    if (m >= RM_MM_GEMM_MIN_M) {
+        size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
+        need = g > need ? g : need;
+    }
+    return need;
+}
+
+typedef struct {
+    const rm_kern_ops *ops;
+    float *y;
+    const float *x;
+    int64_t m, n, k;
+    const uint8_t *w;
+    rm_type wt;
+    size_t wrow;               /* bytes per W row */
+    rm_block_q8_0 *xq;         /* quantised X (q8_0 dot path), or NULL */
+    uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
+    size_t panel_stride;
+    int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
+} mm_job;
+
+static void job_quantize(void *ctx, int ith, int nth) {
+    mm_job *j = ctx;
+    int64_t lo, hi, nb = j->k / RM_Q8_0_BLOCK;
+    rm_split(j->m, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->ops->f32_to_q8_0(j->xq + i * nb, j->x + i * j->k, j->k);
+}
+
+/* Y[i][r] for activation rows i in [i0, i0 + 4), for one W row r. */
+static void dot4_row(const mm_job *j, const uint8_t *wr, int64_t i0, float *out) {
+    int64_t k = j->k, nb = k / RM_Q8_0_BLOCK;
+    const float *x = j->x + i0 * k;
+    switch (j->wt) {
+    case RM_TYPE_F32: j->ops->dot4_f32(x, k, (const float *)wr, k, out); break;
+    case RM_TYPE_F16: j->ops->dot4_f16(x, k, (const uint16_t *)wr, k, out); break;
+    case RM_TYPE_BF16: j->ops->dot4_bf16(x, k, (const uint16_t *)wr, k, out); break;
+    default:
+        if (j->xq) {
+            j->ops->dot4_q8_0(j->xq + i0 * nb, nb, (const rm_block_q8_0 *)wr, nb, out);
+        } else {
+            for (int r = 0; r < 4; r++) out[r] = rm_kern_dot_f32_q8_0_scalar(x + r * k, (const rm_block_q8_0 *)wr, nb);
+        }
+        break;
+    }
+}
+
+/* Y[i][r] for one activation row i and one W row r. */
+static float dot1_row(const mm_job *j, const uint8_t *wr, int64_t i) {
+    int64_t k = j->k, nb = k / RM_Q8_0_BLOCK;
+    const float *xi = j->x + i * k;
+    switch (j->wt) {
+    case RM_TYPE_F32: return j->ops->dot_f32(xi, (const float *)wr, k);
+    case RM_TYPE_F16: return j->ops->dot_f16(xi, (const uint16_t *)wr, k);
+    case RM_TYPE_BF16: return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
+    default:
+        return j->xq ? j->ops->dot_q8_0(j->xq + i * nb, (const rm_block_q8_0 *)wr, nb)
+                     : rm_kern_dot_f32_q8_0_scalar(xi, (const rm_block_q8_0 *)wr, nb);
+    }
+}
+
+/*
+ * The dot path over W rows [lo, hi): tiles of RM_MM_DOT_TILE W rows (a few
+ * tens of KB, L1/L2 resident) against X rows four at a time, then the
+ * leftover X rows singly. Tiling keeps the X traffic at one pass per tile
+ * instead of one per W row when m * k no longer fits in L2.
+ */
+#define RM_MM_DOT_TILE 8
+
+static void dot_rows(const mm_job *j, int64_t lo, int64_t hi) {
+    for (int64_t r0 = lo; r0 < hi; r0 += RM_MM_DOT_TILE) {
+        int64_t r1 = hi - r0 < RM_MM_DOT_TILE ? hi : r0 + RM_MM_DOT_TILE;
+        int64_t i = 0;
+        for (; i + 4 <= j->m; i += 4) {
+            for (int64_t r = r0; r < r1; r++) {
+                float out[4];
+                dot4_row(j, j->w + (size_t)r * j->wrow, i, out);
+                for (int q = 0; q < 4; q++) j->y[(i + q) * j->n + r] = out[q];
+            }
+        }
+        for (; i < j->m; i++)
+            for (int64_t r = r0; r < r1; r++) j->y[i * j->n + r] = dot1_row(j, j->w + (size_t)r * j->wrow, i);
+    }
+}
+
+static void job_dot(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t lo, hi;
+    rm_split(j->n, ith, nth, &lo, &hi);
+    dot_rows(j, lo, hi);
+}
+
+/* Convert rows [r0, r0+rows) of W to f32 into dst (rows x k). */
+static void panel_fill(const mm_job *j, float *dst, int64_t r0, int64_t rows) {
+    const uint8_t *src = j->w + (size_t)r0 * j->wrow;
+    int64_t cnt = rows * j->k;
+    switch (j->wt) {
+    case RM_TYPE_F16: j->ops->f16_to_f32(dst, (const uint16_t *)src, cnt); break;
+    case RM_TYPE_BF16: j->ops->bf16_to_f32(dst, (const uint16_t *)src, cnt); break;
+    case RM_TYPE_Q8_0: j->ops->q8_0_to_f32(dst, (const rm_block_q8_0 *)src, cnt); break;
+    default: memcpy(dst, src, (size_t)cnt * 4); break;
+    }
+}
+
+static void sgemm_xwt(const mm_job *j, const float *w, int64_t r0, int64_t rows) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->m, (int)rows, (int)j->k, 1.0f, j->x,
+                (int)j->k, w, (int)j->k, 0.0f, j->y + r0, (int)j->n);
+}
+
+static void job_gemm(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t lo, hi;
+    rm_split(j->n, ith, nth, &lo, &hi);
+    if (j->wt == RM_TYPE_F32) {
+        if (hi > lo) sgemm_xwt(j, (const float *)(j->w + (size_t)lo * j->wrow), lo, hi - lo);
+        return;
+    }
+    float *panel = (float *)(j->panels + (size_t)ith * j->panel_stride);
+    int64_t pr = j->panel_rows;
+    for (int64_t r = lo; r < hi; r += pr) {
+        int64_t rows = hi - r < pr ? hi - r : pr;
+        panel_fill(j, panel, r, rows);
+        sgemm_xwt(j, panel, r, rows);
+    }
+}
+
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+static void blas_init(void) { openblas_set_num_threads(1); }
+
+static void warn_scratch_once(size_t have, size_t need) {
+    static atomic_bool warned;
+    if (!atomic_exchange(&warned, true))
+        rm_log_warn("kernels: matmul scratch too small (%zu bytes, need %zu); using a slower path", have, need);
+}
+
+/*
+ * Y = X W^T (kernels.h). Picks the path, hands out the scratch (quantised X
+ * for the q8_0 dot path, per-thread f32 panels for the sgemm path) and runs
+ * the jobs on c->pool. Never allocates.
+ */
+void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const void *w, rm_type wt,
+               int64_t n, int64_t k) {
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    if ((unsigned)wt >= RM_TYPE_COUNT || k % rm_type_block_elems(wt) != 0) {
+        /* a caller bug (shapes are checked at load time): make it loud, not silent */
+        rm_log_error("kernels: rm_matmul on %s weights with k = %lld (not a whole number of blocks)",
+                     rm_type_name(wt), (long long)k);
+        for (int64_t i = 0; i < m * n; i++) y[i] = NAN;
+        return;
+    }
+    rm_pool *pool = c ? c->pool : NULL;
+    int nth = rm_pool_size(pool);
+    size_t have = c && c->work ? c->work_size : 0;
+    mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
+                .wrow = rm_type_row_bytes(wt, k)};
+    if (m >= RM_MM_GEMM_MIN_M) {
+        int64_t want = panel_rows(chunk_rows(n, nth));
+        j.panel_stride = have / (size_t)nth & ~(size_t)63;
+        int64_t fit = (int64_t)(j.panel_stride / ((size_t)k * 4)); /* smaller panels if scratch is short */
+        j.panel_rows = want < fit ? want : fit;
+        if (wt == RM_TYPE_F32 || j.panel_rows == want || j.panel_rows >= RM_MM_PANEL_MIN_ROWS) {
+            pthread_once(&g_blas_once, blas_init);
+            j.panels = c && c->work ? c->work : NULL;
+            rm_pool_run(pool, job_gemm, &j);
+            return;
+        }
+        warn_scratch_once(have, (size_t)nth * panel_bytes(want, k));
+    }
+    if (wt == RM_TYPE_Q8_0) {
+        if (have >= quant_bytes(m, k)) {
+            j.xq = c->work;
+            if (m > 1) rm_pool_run(pool, job_quantize, &j);
+            else job_quantize(&j, 0, 1);
+        } else {
+            warn_scratch_once(have, quant_bytes(m, k));
+        }
+    }
+    rm_pool_run(pool, job_dot, &j);
+}

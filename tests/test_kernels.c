@@ -1,0 +1,626 @@
+/*
+ * test_kernels.c — every kernel against its naive reference, on every
+ * instruction set this CPU supports (an unsupported one is reported as a
+ * skipped note, never as a pass): conversions bit-exact (f16 exhaustively,
+ * against GCC's _Float16 as an outside reference), q8_0 quantisation against
+ * a straightforward re-implementation of ggml's rule, matmul on odd shapes
+ * for both the dot and the GEMM path with 1-3 threads, row ops, and RoPE
+ * against rm_rope_ref and against values dumped from PyTorch (HF formulas).
+ */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kern_internal.h" /* the dot/sgemm switch point */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rng_u32(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+static float rng_unif(void) { return (float)(rng_u32() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; }
+static void fill(float *v, int64_t n, float scale) {
+    for (int64_t i = 0; i < n; i++) v[i] = rng_unif() * scale;
+}
+static float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* ||y - r|| / ||r|| (or ||y|| when r is zero). */
+static double rel_err(const float *y, const float *r, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)y[i] - r[i];
+        num += d * d;
+        den += (double)r[i] * r[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/*
+ * The ISAs to test: every supported one. Unsupported ones are announced once
+ * (a note, not a PASS line) so a run on a smaller CPU says what it skipped.
+ */
+static int isa_list(rm_isa out[RM_ISA_COUNT]) {
+    static bool noted[RM_ISA_COUNT];
+    int n = 0;
+    for (int i = 0; i < RM_ISA_COUNT; i++) {
+        if (rm_isa_supported((rm_isa)i)) out[n++] = (rm_isa)i;
+        else if (!noted[i]) {
+            printf("NOTE kernels: %s is not supported by this CPU; its variants are not tested\n",
+                   rm_isa_name((rm_isa)i));
+            noted[i] = true;
+        }
+    }
+    return n;
+}
+
+/* ---- types and conversions ----------------------------------------------- */
+
+TEST(kernels_type_table) {
+    rm_type t;
+    CHECK(strcmp(rm_type_name(RM_TYPE_Q8_0), "q8_0") == 0);
+    CHECK(rm_type_from_name("bf16", &t) && t == RM_TYPE_BF16);
+    CHECK(!rm_type_from_name("q4_k", &t));
+    CHECK(rm_type_block_elems(RM_TYPE_Q8_0) == 32 && rm_type_block_bytes(RM_TYPE_Q8_0) == 34);
+    CHECK(rm_type_row_bytes(RM_TYPE_Q8_0, 4096) == 128 * 34);
+    CHECK(rm_type_row_bytes(RM_TYPE_F16, 7) == 14 && rm_type_row_bytes(RM_TYPE_F32, 7) == 28);
+    CHECK(sizeof(rm_block_q8_0) == 34);
+    CHECK(rm_isa_supported(RM_ISA_SCALAR));
+    CHECK(rm_isa_supported(rm_isa_best()));
+    CHECK_ERR(rm_isa_set((rm_isa)99), RAMOLE_ERR_INVALID);
+}
+
+/* All 65536 halves: scalar decode vs GCC's _Float16, round trip, bulk == scalar. */
+TEST(kernels_f16_exhaustive) {
+    enum { N = 65536 };
+    uint16_t *h = malloc(N * 2), *h2 = malloc(N * 2);
+    float *f = malloc(N * 4), *f2 = malloc(N * 4);
+    int bad_dec = 0, bad_rt = 0;
+    for (int i = 0; i < N; i++) {
+        h[i] = (uint16_t)i;
+        f[i] = rm_f16_to_f32(h[i]);
+        _Float16 ref;
+        memcpy(&ref, &h[i], 2);
+        float rf = (float)ref;
+        if (isnan(rf) ? !isnan(f[i]) : f32_bits(rf) != f32_bits(f[i])) bad_dec++;
+        uint16_t back = rm_f32_to_f16(f[i]);
+        if (isnan(f[i]) ? back != (h[i] | 0x200) : back != h[i]) bad_rt++;
+    }
+    CHECK_MSG(bad_dec == 0, "%d halves decode differently from _Float16", bad_dec);
+    CHECK_MSG(bad_rt == 0, "%d halves do not round-trip", bad_rt);
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        rm_convert(RM_TYPE_F32, f2, RM_TYPE_F16, h, N);
+        rm_convert(RM_TYPE_F16, h2, RM_TYPE_F32, f, N);
+        int bad = 0;
+        for (int i = 0; i < N; i++)
+            bad += f32_bits(f2[i]) != f32_bits(f[i]) || h2[i] != rm_f32_to_f16(f[i]);
+        CHECK_MSG(bad == 0, "%s: %d bulk f16 conversions differ from scalar", rm_isa_name(isas[t]), bad);
+    }
+    rm_isa_set(saved);
+    free(h), free(h2), free(f), free(f2);
+}
+
+/* f32 -> f16 on chosen edges and random bit patterns (incl. NaN, subnormal). */
+TEST(kernels_f32_to_f16_rounding) {
+    static const struct { float f; uint16_t h; } edges[] = {
+        {0.0f, 0x0000}, {-0.0f, 0x8000}, {1.0f, 0x3c00}, {65504.0f, 0x7bff}, {65519.99f, 0x7bff},
+        {65520.0f, 0x7c00}, {-1e9f, 0xfc00}, {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000},
+        {0x1.8p-25f, 0x0001}, {0x1.8p-24f, 0x0002}, {0x1p-14f, 0x0400}, {0x1.ffcp-15f, 0x0400},
+        {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x1.8p-10f, 0x3c02}, {INFINITY, 0x7c00}, {-INFINITY, 0xfc00},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        CHECK_MSG(rm_f32_to_f16(edges[i].f) == edges[i].h, "f16(%a) = 0x%04x, want 0x%04x", edges[i].f,
+                  rm_f32_to_f16(edges[i].f), edges[i].h);
+    CHECK((rm_f32_to_f16(NAN) & 0x7fff) > 0x7c00);
+    enum { N = 1 << 18 };
+    float *f = malloc(N * 4);
+    uint16_t *h = malloc(N * 2);
+    for (int i = 0; i < N; i++) f[i] = bits_f32(rng_u32() ^ (rng_u32() << 16));
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        _Float16 r = (_Float16)f[i];
+        uint16_t rb;
+        memcpy(&rb, &r, 2);
+        if (!isnan(f[i]) && rb != rm_f32_to_f16(f[i])) bad++;
+    }
+    CHECK_MSG(bad == 0, "%d f32->f16 roundings differ from _Float16", bad);
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        rm_convert(RM_TYPE_F16, h, RM_TYPE_F32, f, N);
+        int b2 = 0;
+        for (int i = 0; i < N; i++) b2 += h[i] != rm_f32_to_f16(f[i]);
+        CHECK_MSG(b2 == 0, "%s: %d bulk f32->f16 differ from scalar", rm_isa_name(isas[t]), b2);
+    }
+    rm_isa_set(saved);
+    free(f), free(h);
+}
+
+TEST(kernels_bf16_conversions) {
+    static const struct { uint32_t f; uint16_t h; } edges[] = {
+        {0x00000000, 0x0000}, {0x80000000, 0x8000}, {0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, /* tie -> even */
+        {0x3f818000, 0x3f82}, {0x3f808001, 0x3f81}, {0x7f800000, 0x7f80}, {0xff800000, 0xff80},
+        {0x7f7fffff, 0x7f80}, /* max float rounds to inf */ {0x00000001, 0x0000}, {0x00010000, 0x0001},
+        {0x7f800001, 0x7fc0}, /* signalling NaN -> quiet */ {0xffc00000, 0xffc0},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        CHECK_MSG(rm_f32_to_bf16(bits_f32(edges[i].f)) == edges[i].h, "bf16(0x%08x) = 0x%04x, want 0x%04x",
+                  edges[i].f, rm_f32_to_bf16(bits_f32(edges[i].f)), edges[i].h);
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        float f = rm_bf16_to_f32((uint16_t)i);
+        if (f32_bits(f) != (uint32_t)i << 16) bad++;
+        uint16_t back = rm_f32_to_bf16(f);
+        if (isnan(f) ? (back & 0x7fff) <= 0x7f80 : back != i) bad++;
+    }
+    CHECK_MSG(bad == 0, "%d bf16 values do not round-trip", bad);
+    enum { N = 1 << 18 };
+    float *f = malloc(N * 4), *f2 = malloc(N * 4);
+    uint16_t *h = malloc(N * 2);
+    for (int i = 0; i < N; i++) f[i] = bits_f32(rng_u32() ^ (rng_u32() << 16));
+    f[5] = bits_f32(0x7f800001);
+    f[77] = bits_f32(0xff812345);
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        rm_convert(RM_TYPE_BF16, h, RM_TYPE_F32, f, N - 3); /* odd count: tails */
+        rm_convert(RM_TYPE_F32, f2, RM_TYPE_BF16, h, N - 3);
+        int b2 = 0;
+        for (int i = 0; i < N - 3; i++)
+            b2 += h[i] != rm_f32_to_bf16(f[i]) || f32_bits(f2[i]) != (uint32_t)h[i] << 16;
+        CHECK_MSG(b2 == 0, "%s: %d bulk bf16 conversions differ from scalar", rm_isa_name(isas[t]), b2);
+    }
+    rm_isa_set(saved);
+    free(f), free(f2), free(h);
+}
+
+/* ggml's quantize_row_q8_0_ref, written out independently. */
+static void q8_quantize_naive(rm_block_q8_0 *out, const float *x, int64_t k) {
+    for (int64_t b = 0; b < k / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(x[b * 32 + j]);
+            if (a > amax) amax = a;
+        }
+        float d = amax / 127.0f;
+        float id = d ? 1.0f / d : 0.0f;
+        out[b].d = rm_f32_to_f16(d);
+        for (int j = 0; j < 32; j++) out[b].qs[j] = (int8_t)roundf(x[b * 32 + j] * id);
+    }
+}
+
+TEST(kernels_q8_0_quantize) {
+    enum { NB = 512, K = NB * 32 };
+    float *x = malloc(K * 4), *deq = malloc(K * 4);
+    rm_block_q8_0 *q = malloc(NB * sizeof *q), *ref = malloc(NB * sizeof *ref);
+    for (int b = 0; b < NB; b++) {
+        float scale = powf(2.0f, (float)(b % 40) - 20.0f);
+        fill(x + b * 32, 32, scale);
+    }
+    for (int j = 0; j < 32; j++) x[j] = 0.0f;                 /* all-zero block */
+    for (int j = 0; j < 32; j++) x[32 + j] = (float)(j - 16); /* exact halves: x*id = k.5 */
+    x[64] = 1e-40f;                                           /* subnormal amax */
+    for (int j = 0; j < 32; j++) x[96 + j] = 0.5f * (float)(j - 16) * (127.0f / 16.0f);
+    q8_quantize_naive(ref, x, K);
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        memset(q, 0x55, NB * sizeof *q);
+        rm_convert(RM_TYPE_Q8_0, q, RM_TYPE_F32, x, K);
+        int bad = 0;
+        for (int b = 0; b < NB; b++) bad += memcmp(&q[b], &ref[b], sizeof *q) != 0;
+        CHECK_MSG(bad == 0, "%s: %d q8_0 blocks differ from the reference quantiser", rm_isa_name(isas[t]), bad);
+        rm_convert(RM_TYPE_F32, deq, RM_TYPE_Q8_0, ref, K);
+        int bad_d = 0;
+        for (int i = 0; i < K; i++) bad_d += deq[i] != rm_f16_to_f32(ref[i / 32].d) * ref[i / 32].qs[i % 32];
+        CHECK_MSG(bad_d == 0, "%s: %d dequantised values wrong", rm_isa_name(isas[t]), bad_d);
+        /* f16 <-> q8_0 goes through f32 chunks */
+        uint16_t *h = malloc(K * 2);
+        rm_convert(RM_TYPE_F16, h, RM_TYPE_Q8_0, ref, K);
+        int bad_h = 0;
+        for (int i = 0; i < K; i++) bad_h += h[i] != rm_f32_to_f16(deq[i]);
+        CHECK(bad_h == 0);
+        free(h);
+    }
+    rm_isa_set(saved);
+    /* the quantisation error is at most half a step per element */
+    /* (plus what rounding d to f16 costs: 127 |d - d16|, large once d is f16-subnormal) */
+    double worst = 0;
+    for (int b = 0; b < NB; b++) {
+        double amax = 0;
+        for (int l = 0; l < 32; l++) amax = fmax(amax, fabs(x[b * 32 + l]));
+        double d = amax / 127.0, d16 = rm_f16_to_f32(ref[b].d);
+        double bound = 0.5 * d * (1 + 1e-6) + 127.0 * fabs(d - d16) + 1e-45;
+        for (int j = 0; j < 32; j++) {
+            double e = fabs((double)x[b * 32 + j] - d16 * ref[b].qs[j]);
+            if (e > bound) worst = fmax(worst, e / bound);
+        }
+    }
+    CHECK_MSG(worst == 0, "q8_0 error exceeds half a step (x%.3g)", worst);
+    free(x), free(deq), free(q), free(ref);
+}
+
+/* ---- matmul --------------------------------------------------------------- */
+
+static const int64_t mm_ms[] = {1, 2, 3, 6, 15, 17, 64}; /* 6, 15: the four-row kernels + leftovers */
+static const int64_t mm_ns[] = {1, 7, 33, 130};
+
+/* Quantise-then-dequantise X rows, as the q8_0 dot path sees them. */
+static void q8_roundtrip(float *out, const float *x, int64_t m, int64_t k) {
+    rm_block_q8_0 *q = malloc((size_t)(k / 32) * sizeof *q);
+    for (int64_t i = 0; i < m; i++) {
+        q8_quantize_naive(q, x + i * k, k);
+        for (int64_t l = 0; l < k; l++) out[i * k + l] = rm_f16_to_f32(q[l / 32].d) * q[l / 32].qs[l % 32];
+    }
+    free(q);
+}
+
+typedef struct {
+    double worst_ref, worst_qref, worst_thread, worst_noscratch;
+} mm_stats;
+
+/* One (m, n, k) shape of weight type wt against the references, every ISA, 1-3 threads. */
+static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const void *w, rm_pool **pools,
+                           mm_stats *st) {
+    float *x = malloc((size_t)(m * k) * 4), *ref = malloc((size_t)(m * n) * 4);
+    float *y = malloc((size_t)(m * n) * 4), *y2 = malloc((size_t)(m * n) * 4);
+    float *qref = NULL;
+    fill(x, m * k, 1.0f);
+    rm_matmul_ref(ref, x, m, w, wt, n, k);
+    if (wt == RM_TYPE_Q8_0 && m < 16) { /* the int8 path: exact up to float rounding on quantised X */
+        float *xq = malloc((size_t)(m * k) * 4);
+        qref = malloc((size_t)(m * n) * 4);
+        q8_roundtrip(xq, x, m, k);
+        rm_matmul_ref(qref, xq, m, w, wt, n, k);
+        free(xq);
+    }
+    size_t ws = rm_matmul_work_size(wt, m, n, k, 3);
+    void *work = ws ? malloc(ws) : NULL;
+    rm_isa isas[RM_ISA_COUNT];
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        rm_compute c = {.pool = NULL, .work = work, .work_size = ws};
+        rm_matmul(&c, y, x, m, w, wt, n, k);
+        st->worst_ref = fmax(st->worst_ref, rel_err(y, ref, m * n));
+        if (qref) st->worst_qref = fmax(st->worst_qref, rel_err(y, qref, m * n));
+        for (int p = 0; p < 3; p++) {
+            c.pool = pools[p];
+            memset(y2, 0, (size_t)(m * n) * 4);
+            rm_matmul(&c, y2, x, m, w, wt, n, k);
+            st->worst_thread = fmax(st->worst_thread, rel_err(y2, y, m * n));
+        }
+        rm_compute none = {.pool = pools[1]};
+        rm_matmul(&none, y2, x, m, w, wt, n, k); /* no scratch: slower path, same answer */
+        st->worst_noscratch = fmax(st->worst_noscratch, rel_err(y2, ref, m * n));
+    }
+    free(work), free(x), free(ref), free(y), free(y2), free(qref);
+}
+
+static void mm_check_type(rm_type wt, const int64_t *ks, int nk, double tol_ref) {
+    rm_pool *pools[3] = {NULL, NULL, NULL};
+    for (int p = 0; p < 3; p++) CHECK_OK(rm_pool_new(p + 1, &pools[p]));
+    rm_isa saved = rm_isa_current();
+    mm_stats st = {0};
+    for (int ik = 0; ik < nk; ik++) {
+        for (size_t in = 0; in < sizeof mm_ns / sizeof mm_ns[0]; in++) {
+            int64_t k = ks[ik], n = mm_ns[in];
+            float *wf = malloc((size_t)(n * k) * 4);
+            fill(wf, n * k, 0.5f);
+            void *w = malloc(rm_type_row_bytes(wt, k) * (size_t)n);
+            rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
+            for (size_t im = 0; im < sizeof mm_ms / sizeof mm_ms[0]; im++)
+                mm_check_shape(wt, mm_ms[im], n, k, w, pools, &st);
+            free(wf), free(w);
+        }
+    }
+    rm_isa_set(saved);
+    CHECK_MSG(st.worst_ref <= tol_ref, "%s: error vs reference %.3g > %.3g", rm_type_name(wt), st.worst_ref, tol_ref);
+    CHECK_MSG(st.worst_qref <= 2e-5, "%s: int8 path vs reference on quantised X %.3g", rm_type_name(wt), st.worst_qref);
+    CHECK_MSG(st.worst_thread <= 1e-6, "%s: threaded differs from single %.3g", rm_type_name(wt), st.worst_thread);
+    CHECK_MSG(st.worst_noscratch <= tol_ref, "%s: no-scratch path error %.3g", rm_type_name(wt), st.worst_noscratch);
+    if (getenv("RM_TEST_VERBOSE"))
+        printf("  %s: ref %.3g qref %.3g threads %.3g noscratch %.3g\n", rm_type_name(wt), st.worst_ref,
+               st.worst_qref, st.worst_thread, st.worst_noscratch);
+    for (int p = 0; p < 3; p++) rm_pool_free(pools[p]);
+}
+
+static const int64_t mm_ks_float[] = {1, 7, 32, 33, 64, 4097};
+static const int64_t mm_ks_q8[] = {32, 64, 96, 4096};
+
+/*
+ * Tolerances: float accumulation over k = 4097 on a 1x1 output whose terms
+ * cancel reaches ~1e-5 of |y|; q8_0 against f32 X carries the quantisation
+ * of X (about 1% on such small outputs) — the int8 path is also checked
+ * tightly against the reference run on the quantised X.
+ */
+TEST(kernels_matmul_f32) { mm_check_type(RM_TYPE_F32, mm_ks_float, 6, 5e-5); }
+TEST(kernels_matmul_f16) { mm_check_type(RM_TYPE_F16, mm_ks_float, 6, 5e-5); }
+TEST(kernels_matmul_bf16) { mm_check_type(RM_TYPE_BF16, mm_ks_float, 6, 5e-5); }
+TEST(kernels_matmul_q8_0) { mm_check_type(RM_TYPE_Q8_0, mm_ks_q8, 4, 5e-2); }
+
+/* The sgemm path on odd m, by lowering the switch point (normally >= 32). */
+TEST(kernels_matmul_gemm_path_small_m) {
+    int saved_min = rm_kern_matmul_gemm_min_m();
+    rm_kern_matmul_set_gemm_min_m(2);
+    rm_pool *pool = NULL;
+    CHECK_OK(rm_pool_new(2, &pool));
+    static const rm_type types[] = {RM_TYPE_F32, RM_TYPE_F16, RM_TYPE_BF16, RM_TYPE_Q8_0};
+    static const int64_t ms[] = {2, 3, 17};
+    double worst[RM_TYPE_COUNT] = {0};
+    for (int t = 0; t < 4; t++) {
+        int64_t k = types[t] == RM_TYPE_Q8_0 ? 96 : 33, n = 130;
+        float *wf = malloc((size_t)(n * k) * 4), *x = malloc((size_t)(17 * k) * 4);
+        float *y = malloc((size_t)(17 * n) * 4), *ref = malloc((size_t)(17 * n) * 4);
+        void *w = malloc(rm_type_row_bytes(types[t], k) * (size_t)n);
+        fill(wf, n * k, 0.5f), fill(x, 17 * k, 1.0f);
+        rm_convert(types[t], w, RM_TYPE_F32, wf, n * k);
+        for (int im = 0; im < 3; im++) {
+            size_t ws = rm_matmul_work_size(types[t], ms[im], n, k, 2);
+            void *work = ws ? malloc(ws) : NULL;
+            rm_compute c = {.pool = pool, .work = work, .work_size = ws};
+            rm_matmul(&c, y, x, ms[im], w, types[t], n, k);
+            rm_matmul_ref(ref, x, ms[im], w, types[t], n, k);
+            worst[types[t]] = fmax(worst[types[t]], rel_err(y, ref, ms[im] * n));
+            free(work);
+        }
+        free(wf), free(x), free(y), free(ref), free(w);
+    }
+    for (int t = 0; t < RM_TYPE_COUNT; t++)
+        CHECK_MSG(worst[t] < 1e-5, "%s: sgemm path error %.3g", rm_type_name((rm_type)t), worst[t]);
+    rm_pool_free(pool);
+    rm_kern_matmul_set_gemm_min_m(saved_min);
+}
+
+TEST(kernels_matmul_work_size) {
+    for (int t = 0; t < RM_TYPE_COUNT; t++) {
+        size_t prev = 0;
+        for (int64_t m = 1; m <= 600; m += 7) {
+            size_t s = rm_matmul_work_size((rm_type)t, m, 5632, 2048, 2);
+            CHECK_MSG(s >= prev, "%s: work size shrinks at m=%lld", rm_type_name((rm_type)t), (long long)m);
+            prev = s;
+        }
+    }
+    CHECK(rm_matmul_work_size(RM_TYPE_F32, 1, 2048, 2048, 2) == 0);
+    CHECK(rm_matmul_work_size(RM_TYPE_Q8_0, 1, 2048, 2048, 2) >= 64 * 34);
+    CHECK(rm_matmul_work_size(RM_TYPE_F16, 512, 2048, 2048, 2) > rm_matmul_work_size(RM_TYPE_F16, 512, 2048, 2048, 1));
+}
+
+/* A known product, independent of rm_matmul_ref. */
+TEST(kernels_matmul_known_values) {
+    float x[2 * 32], wf[3 * 32], y[6];
+    for (int l = 0; l < 32; l++) {
+        x[l] = 1.0f;
+        x[32 + l] = (float)(l % 4) - 1.5f;
+        wf[l] = 0.5f;
+        wf[32 + l] = (float)l;
+        wf[64 + l] = l % 2 ? -2.0f : 2.0f;
+    }
+    static const float want[6] = {16.0f, 496.0f, 0.0f, 0.0f, 40.0f, -32.0f};
+    uint16_t wh[96];
+    rm_convert(RM_TYPE_F16, wh, RM_TYPE_F32, wf, 96);
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        rm_matmul(NULL, y, x, 2, wh, RM_TYPE_F16, 3, 32);
+        for (int i = 0; i < 6; i++) CHECK_NEAR(y[i], want[i], 1e-4);
+    }
+    rm_isa_set(saved);
+    /* a caller bug (k not whole q8_0 blocks) gives NaN, never a plausible answer */
+    rm_block_q8_0 wq[3];
+    rm_convert(RM_TYPE_Q8_0, wq, RM_TYPE_F32, wf, 96);
+    rm_matmul(NULL, y, x, 1, wq, RM_TYPE_Q8_0, 3, 31);
+    CHECK(isnan(y[0]) && isnan(y[2]));
+}
+
+/* ---- row ops ---------------------------------------------------------------- */
+
+static const int64_t row_ns[] = {1, 7, 8, 15, 16, 17, 33, 100, 4097};
+
+TEST(kernels_row_ops) {
+    enum { NMAX = 4097 };
+    float *x = malloc(NMAX * 4), *w = malloc(NMAX * 4), *u = malloc(NMAX * 4);
+    float *y = malloc(NMAX * 4), *r = malloc(NMAX * 4);
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        const char *nm = rm_isa_name(isas[t]);
+        for (size_t in = 0; in < sizeof row_ns / sizeof row_ns[0]; in++) {
+            int64_t n = row_ns[in];
+            fill(x, n, 3.0f), fill(w, n, 1.0f), fill(u, n, 2.0f);
+            rm_rmsnorm(y, x, w, n, 1e-5f);
+            rm_rmsnorm_ref(r, x, w, n, 1e-5f);
+            CHECK_MSG(rel_err(y, r, n) < 1e-6, "%s rmsnorm n=%lld: %g", nm, (long long)n, rel_err(y, r, n));
+            memcpy(y, x, (size_t)n * 4);
+            rm_rmsnorm(y, y, w, n, 1e-5f); /* in place */
+            CHECK(rel_err(y, r, n) < 1e-6);
+
+            for (int64_t i = 0; i < n; i++) x[i] *= 10.0f; /* logits spread over +-30 */
+            if (n > 3) x[n / 2] = -INFINITY;               /* a masked position */
+            memcpy(y, x, (size_t)n * 4), memcpy(r, x, (size_t)n * 4);
+            rm_softmax(y, n);
+            rm_softmax_ref(r, n);
+            CHECK_MSG(rel_err(y, r, n) < 2e-6, "%s softmax n=%lld: %g", nm, (long long)n, rel_err(y, r, n));
+            if (n > 3) CHECK(y[n / 2] == 0.0f);
+
+            fill(x, n, 10.0f);
+            for (int64_t i = 0; i < n; i += 13) x[i] = i % 2 ? 120.0f : -120.0f; /* saturated gates */
+            rm_swiglu(y, x, u, n);
+            rm_swiglu_ref(r, x, u, n);
+            CHECK_MSG(rel_err(y, r, n) < 2e-6, "%s swiglu n=%lld: %g", nm, (long long)n, rel_err(y, r, n));
+
+            fill(x, n, 1.0f), fill(w, n, 1.0f);
+            double dot = 0;
+            for (int64_t i = 0; i < n; i++) dot += (double)x[i] * w[i];
+            CHECK_NEAR(rm_vec_dot(x, w, n), dot, 1e-5 * sqrt((double)n));
+            memcpy(y, w, (size_t)n * 4);
+            rm_vec_axpy(y, 0.75f, x, n);
+            for (int64_t i = 0; i < n; i++) r[i] = (float)(w[i] + 0.75 * x[i]);
+            CHECK(rel_err(y, r, n) < 1e-6);
+            rm_vec_scale(y, -2.0f, n);
+            for (int64_t i = 0; i < n; i++) r[i] *= -2.0f;
+            CHECK(rel_err(y, r, n) < 1e-6);
+            rm_vec_add(y, x, n);
+            for (int64_t i = 0; i < n; i++) r[i] += x[i];
+            CHECK(rel_err(y, r, n) < 1e-6);
+        }
+    }
+    rm_isa_set(saved);
+    free(x), free(w), free(u), free(y), free(r);
+}
+
+/* ---- RoPE ----------------------------------------------------------------- */
+
+static double rope_err(const rm_rope_params *p, int n_heads, int head_dim, int64_t pos) {
+    float x[8 * 256], r[8 * 256], inv[256];
+    fill(x, n_heads * head_dim, 1.0f);
+    memcpy(r, x, sizeof(float) * (size_t)(n_heads * head_dim));
+    rm_rope_inv_freq(p, inv);
+    rm_rope(x, n_heads, head_dim, pos, p, inv);
+    rm_rope_ref(r, n_heads, head_dim, pos, p);
+    return rel_err(x, r, n_heads * head_dim);
+}
+
+TEST(kernels_rope_vs_ref) {
+    static const int64_t poss[] = {0, 1, 7, 100, 1000, 8191, 50000};
+    static const rm_rope_scaling scs[] = {RM_ROPE_SCALING_NONE, RM_ROPE_SCALING_LINEAR, RM_ROPE_SCALING_LLAMA3};
+    for (int style = 0; style < 2; style++) {
+        for (int s = 0; s < 3; s++) {
+            for (int hd = 64; hd <= 128; hd += 64) {
+                rm_rope_params p = {.style = (rm_rope_style)style, .n_rot = hd, .theta = hd == 64 ? 10000.0f : 500000.0f,
+                                    .scaling = scs[s], .factor = s == 1 ? 4.0f : 8.0f, .low_freq_factor = 1.0f,
+                                    .high_freq_factor = 4.0f, .original_max_pos = 8192};
+                for (size_t ip = 0; ip < sizeof poss / sizeof poss[0]; ip++) {
+                    int64_t pos = poss[ip];
+                    /* the angle is a float product, as in HF: its rounding grows with pos */
+                    double tol = 1e-6 + 2e-7 * (double)pos;
+                    double e = rope_err(&p, 3, hd, pos);
+                    CHECK_MSG(e <= tol, "rope style %d scaling %d head_dim %d pos %lld: err %.3g > %.3g", style, s,
+                              hd, (long long)pos, e, tol);
+                }
+            }
+        }
+    }
+    /* partial rotation: dims past n_rot pass through */
+    rm_rope_params p = {.style = RM_ROPE_NEOX, .n_rot = 32, .theta = 10000.0f};
+    float x[64], x0[64], inv[16];
+    fill(x, 64, 1.0f);
+    memcpy(x0, x, sizeof x);
+    rm_rope_inv_freq(&p, inv);
+    rm_rope(x, 1, 64, 123, &p, inv);
+    CHECK(memcmp(x + 32, x0 + 32, 32 * 4) == 0);
+    rm_rope_ref(x0, 1, 64, 123, &p);
+    CHECK(rel_err(x, x0, 64) < 1e-4);
+    /* position 0 is the identity; normal style rotates adjacent pairs */
+    rm_rope_params pn = {.style = RM_ROPE_NORMAL, .n_rot = 4, .theta = 10000.0f};
+    float v[4] = {1, 0, 1, 0}, inv2[2];
+    rm_rope_inv_freq(&pn, inv2);
+    rm_rope(v, 1, 4, 1, &pn, inv2);
+    CHECK_NEAR(v[0], cos(1.0), 1e-6);
+    CHECK_NEAR(v[1], sin(1.0), 1e-6);
+    CHECK_NEAR(v[2], cos(0.01), 1e-6);
+    CHECK_NEAR(v[3], sin(0.01), 1e-6);
+}
+
+/*
+ * Values dumped from PyTorch 2 with HF transformers' formulas (float32):
+ * inv_freq = 1/(base ** (arange(0, dim, 2).float() / dim)); llama3 scaling by
+ * _compute_llama3_parameters (factor 8, low 1, high 4, original 8192,
+ * theta 500000, dim 128); cos/sin of (inv_freq @ position 12345).
+ */
+static const uint32_t gold_inv_std64[32] = {
+    0x3f800000, 0x3f3ff911, 0x3f0ff59a, 0x3ed7e89b, 0x3ea1e89b, 0x3e72d423,
+    0x3e361887, 0x3e088d77, 0x3dcccccd, 0x3d99940d, 0x3d6655c2, 0x3d2cba15,
+    0x3d0186e3, 0x3cc2434f, 0x3c91ad39, 0x3c5a7bf2, 0x3c23d70a, 0x3bf5b9b0,
+    0x3bb8449c, 0x3b8a2e77, 0x3b4f3e38, 0x3b1b690d, 0x3ae91528, 0x3aaec98e,
+    0x3a83126f, 0x3a44948c, 0x3a136a16, 0x39dd1725, 0x39a5cb60, 0x3978a815,
+    0x393a7753, 0x390bd472,
+};
+static const uint32_t gold_inv_llama3_128[64] = {
+    0x3f800000, 0x3f508ac1, 0x3f29e1c6, 0x3f0a6384, 0x3ee177bc, 0x3eb7ab7d,
+    0x3e959ee3, 0x3e73c461, 0x3e4693b0, 0x3e21c3a0, 0x3e03c6a0, 0x3dd6b19c,
+    0x3daee4ad, 0x3d8e7898, 0x3d681e67, 0x3d3d1684, 0x3d1a08c8, 0x3cfaf53f,
+    0x3ccc6f49, 0x3ca68939, 0x3c87a9c3, 0x3c5d06ec, 0x3c340d6d, 0x3c12ac7f,
+    0x3beef74f, 0x3bc2aa76, 0x3b9e9402, 0x3b812e35, 0x3b527720, 0x3b0dfd06,
+    0x3ab3d11d, 0x3a60979e, 0x3a0995d2, 0x39a3f108, 0x393b2dd2, 0x38c86886,
+    0x38a3418d, 0x3884fdbf, 0x3858ac81, 0x38308199, 0x380fc8f8, 0x37ea426f,
+    0x37bed4f4, 0x379b7475, 0x377d45c3, 0x374e51f5, 0x3728126b, 0x3708ea0f,
+    0x36df10c4, 0x36b5b687, 0x369406cb, 0x36712b80, 0x36447610, 0x36200a69,
+    0x36025f34, 0x35d46808, 0x35ad07a7, 0x358cf400, 0x3565a54d, 0x353b12c7,
+    0x351864a7, 0x34f848c2, 0x34ca41b0, 0x34a4c2ff,
+};
+static const uint32_t gold_cos_llama3_12345[64] = {
+    0x3de43872, 0xbf7a50b1, 0x3ee12b75, 0x3f3edf32, 0x3e4b5a2d, 0x3ede80e9,
+    0x3f096008, 0xbe3ce0c1, 0x3f7f1e9b, 0xbf3a7c83, 0x3f0a4a0a, 0x3f7afe1d,
+    0x3e624d47, 0xbed740c4, 0xbf0cbc2b, 0xbe9931fa, 0x3f4243e9, 0x3ebd50e3,
+    0x3f7af9d4, 0x3f6f2bc7, 0xbf78f4d7, 0xbf7fd847, 0xbf5684bb, 0xbf58e948,
+    0xbef21e23, 0xbef08ede, 0xbf7fa60f, 0xbcdf874e, 0xbebbb815, 0xbd2f29ba,
+    0xbeac1041, 0xbed04b87, 0x3f7b18b6, 0xbf40b258, 0xbf176aa9, 0x3ec32b2f,
+    0x3f129ba8, 0x3f357a6d, 0x3f4daecf, 0x3f5e3973, 0x3f696a66, 0x3f70eff7,
+    0x3f75f893, 0x3f79547b, 0x3f7b9139, 0x3f7d0e3a, 0x3f7e0b79, 0x3f7eb3b5,
+    0x3f7f236d, 0x3f7f6d99, 0x3f7f9ed6, 0x3f7fbf84, 0x3f7fd535, 0x3f7fe39a,
+    0x3f7fed27, 0x3f7ff37f, 0x3f7ff7b4, 0x3f7ffa7e, 0x3f7ffc59, 0x3f7ffd93,
+    0x3f7ffe64, 0x3f7ffeef, 0x3f7fff4b, 0x3f7fff88,
+};
+static const uint32_t gold_sin_llama3_12345[64] = {
+    0xbf7e67d1, 0xbe569960, 0xbf65ea18, 0x3f2a9947, 0x3f7ae6bf, 0xbf668ffd,
+    0x3f5804c9, 0xbf7b9b83, 0x3da9b54d, 0x3f2f61c8, 0xbf576f46, 0xbe498ac1,
+    0xbf79ab93, 0xbf6846e0, 0x3f55d84d, 0xbf7445a2, 0xbf26b96e, 0x3f6ddb59,
+    0x3e49e01d, 0xbeb692b3, 0xbe6e8d7a, 0xbd0e97bb, 0xbf0bb4ca, 0xbf07f61f,
+    0x3f619150, 0xbf61fc02, 0xbd56845b, 0xbf7fe799, 0x3f6e2c4b, 0x3f7fc40c,
+    0xbf711c6e, 0xbf69db80, 0x3e4775e3, 0xbf2888ed, 0x3f4e6b63, 0x3f6cabd9,
+    0x3f51dcb0, 0x3f348f2d, 0x3f186a70, 0x3efe2ef8, 0x3ed24497, 0x3ead08b4,
+    0x3e8de7ba, 0x3e6839d5, 0x3e3dbb97, 0x3e1adc87, 0x3dfca1da, 0x3dcdf9aa,
+    0x3da7e2f6, 0x3d88d0a1, 0x3d5ef5a4, 0x3d35a829, 0x3d13ff45, 0x3cf123c5,
+    0x3cc47236, 0x3ca00898, 0x3c825e6f, 0x3c54678d, 0x3c2d07ae, 0x3c0cf440,
+    0x3be5a5f3, 0x3bbb136f, 0x3b986543, 0x3b7849d3,
+};
+
+static int ulp_diff(float a, float b) {
+    int32_t ia = (int32_t)f32_bits(a), ib = (int32_t)f32_bits(b);
+    if (ia < 0) ia = (int32_t)0x80000000 - ia;
+    if (ib < 0) ib = (int32_t)0x80000000 - ib;
+    return abs(ia - ib);
+}
+
+TEST(kernels_rope_matches_torch) {
+    float inv[64];
+    rm_rope_params std = {.style = RM_ROPE_NEOX, .n_rot = 64, .theta = 10000.0f};
+    rm_rope_inv_freq(&std, inv);
+    int worst = 0;
+    for (int i = 0; i < 32; i++) worst = ulp_diff(inv[i], bits_f32(gold_inv_std64[i])) > worst ? ulp_diff(inv[i], bits_f32(gold_inv_std64[i])) : worst;
+    CHECK_MSG(worst <= 2, "inv_freq (theta 1e4) differs from torch by %d ulp", worst);
+    rm_rope_params l3 = {.style = RM_ROPE_NEOX, .n_rot = 128, .theta = 500000.0f, .scaling = RM_ROPE_SCALING_LLAMA3,
+                         .factor = 8.0f, .low_freq_factor = 1.0f, .high_freq_factor = 4.0f, .original_max_pos = 8192};
+    rm_rope_inv_freq(&l3, inv);
+    worst = 0;
+    for (int i = 0; i < 64; i++) {
+        int d = ulp_diff(inv[i], bits_f32(gold_inv_llama3_128[i]));
+        worst = d > worst ? d : worst;
+    }
+    CHECK_MSG(worst <= 4, "llama3 inv_freq differs from torch by %d ulp", worst);
+    /* rotate unit vectors (1 in the first half, 0 in the second): gives (cos, sin) */
+    float x[128];
+    for (int i = 0; i < 128; i++) x[i] = i < 64 ? 1.0f : 0.0f;
+    rm_rope(x, 1, 128, 12345, &l3, inv);
+    double werr = 0;
+    for (int i = 0; i < 64; i++) {
+        werr = fmax(werr, fabs(x[i] - bits_f32(gold_cos_llama3_12345[i])));
+        werr = fmax(werr, fabs(x[64 + i] - bits_f32(gold_sin_llama3_12345[i])));
+    }
+    CHECK_MSG(werr <= 2e-6, "cos/sin at pos 12345 differ from torch by %.3g", werr);
+}
