@@ -12,6 +12,11 @@ log="$RAMOLE_TEST_TMP/run.log"
 : > "$log"
 
 "$BUILD/ramole_tests" 2>&1 | tee -a "$log"
+rc=${PIPESTATUS[0]}
+# a crash ends the suite without a FAIL line: count it as one
+if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$log"; then
+  echo "FAIL c suite: build/ramole_tests exited with status $rc" | tee -a "$log"
+fi
 for t in tests/cli/*.sh; do
   [ -e "$t" ] || continue
   bash "$t" 2>&1 | tee -a "$log"

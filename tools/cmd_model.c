@@ -54,10 +54,12 @@ static bool parse_type(const char *cmd, const char *v, int *type) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *cmd = "convert", *in = NULL, *out = NULL, *v;
+    const char *cmd = "convert", *in = NULL, *out = NULL, *base = NULL, *v;
     int type = -1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--type")) {
+        if (!strcmp(argv[i], "--base")) {
+            if (!(base = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(argv[i], "--type")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_type(cmd, v, &type)) return 2;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, argv[i]);
@@ -70,9 +72,10 @@ int cmd_convert(int argc, char **argv) {
         }
     }
     if (!in || !out) {
-        fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0]\n");
+        fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]\n");
         return 2;
     }
+    if (cli_is_adapter(in)) return cli_convert_adapter(in, out, base);
     rm_model *m;
     rm_status st = rm_model_open(in, &m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);

@@ -2,11 +2,13 @@
  * cmd_run.c — the commands that run the model: generate, logits, bench.
  * Results go to standard output; timings and logs to standard error.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "lora/compose.h"
 #include "model/model.h"
 
 typedef struct {
@@ -17,7 +19,38 @@ typedef struct {
     long n_predict, threads, n_ctx, bench_prompt, bench_decode;
     bool all, ignore_eos;
     rm_sampler_params sp;
+    /* LoRA */
+    const char *lora_paths[RM_LORA_MAX_K];
+    float lora_weights[RM_LORA_MAX_K];
+    int n_lora;
+    const char *router_path;
+    const char *mode;
 } run_opts;
+
+/* "PATH[:WEIGHT]": the weight is split off only when it parses as a number. */
+static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
+    if (o->n_lora == RM_LORA_MAX_K) {
+        fprintf(stderr, "ramole %s: at most %d --lora adapters\n", cmd, RM_LORA_MAX_K);
+        return false;
+    }
+    float w = 1.0f;
+    char *colon = strrchr(arg, ':');
+    if (colon && colon[1]) {
+        char *end;
+        double v = strtod(colon + 1, &end);
+        if (!*end) {
+            if (!isfinite(v)) {
+                fprintf(stderr, "ramole %s: --lora weight must be finite, got '%s'\n", cmd, colon + 1);
+                return false;
+            }
+            w = (float)v;
+            *colon = 0;
+        }
+    }
+    o->lora_paths[o->n_lora] = arg;
+    o->lora_weights[o->n_lora++] = w;
+    return true;
+}
 
 /* Parse the options every run command shares; false on a bad option. */
 static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
@@ -47,6 +80,9 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--repeat-penalty")) { VAL(); if (!cli_float(cmd, a, v, 1e-3, 100, &d)) return false; o->sp.repeat_penalty = (float)d; }
         else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &l)) return false; o->sp.repeat_last_n = (int)l; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return false; }
+        else if (!strcmp(a, "--lora")) { VAL(); if (!parse_lora(cmd, (char *)v, o)) return false; }
+        else if (!strcmp(a, "--router")) { VAL(); o->router_path = v; }
+        else if (!strcmp(a, "--mode")) { VAL(); o->mode = v; }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
         else {
@@ -62,10 +98,56 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
     return true;
 }
 
-static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, rm_ctx **ctx) {
+/* Adapters named on the command line, loaded against the model. */
+typedef struct {
+    rm_adapter *experts[RM_LORA_MAX_K];
+    rm_adapter *router;
+    rm_composition comp;
+} run_lora;
+
+static void run_lora_free(run_lora *l) {
+    for (int i = 0; i < RM_LORA_MAX_K; i++) rm_adapter_free(l->experts[i]);
+    rm_adapter_free(l->router);
+}
+
+static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
+    memset(l, 0, sizeof *l);
+    rm_compose_mode mode = o->n_lora ? RM_COMPOSE_EXPLICIT : RM_COMPOSE_NONE;
+    if (o->mode && !rm_compose_mode_from_name(o->mode, &mode))
+        return rm_err(RAMOLE_ERR_INVALID, "--mode must be none, explicit, selection, mixture, fusion or router, got '%s'", o->mode);
+    if (mode != RM_COMPOSE_NONE && !o->n_lora)
+        return rm_err(RAMOLE_ERR_INVALID, "--mode %s needs at least one --lora adapter", o->mode);
+    if (mode == RM_COMPOSE_ROUTER && !o->router_path)
+        return rm_err(RAMOLE_ERR_INVALID, "--mode router needs --router PATH");
+    if (o->router_path && mode != RM_COMPOSE_ROUTER)
+        return rm_err(RAMOLE_ERR_INVALID, "--router is used only with --mode router");
+    for (int i = 0; i < o->n_lora; i++) RM_TRY(rm_adapter_load(m, o->lora_paths[i], &l->experts[i]));
+    if (o->router_path) RM_TRY(rm_adapter_load(m, o->router_path, &l->router));
+    l->comp.mode = mode;
+    l->comp.k = o->n_lora;
+    for (int i = 0; i < o->n_lora; i++) {
+        l->comp.experts[i] = l->experts[i];
+        l->comp.weights[i] = o->lora_weights[i];
+    }
+    l->comp.router = l->router;
+    return RAMOLE_OK;
+}
+
+static int max_rank(const run_lora *l, int n) {
+    int r = l->router ? l->router->max_rank : 0;
+    for (int i = 0; i < n; i++) r = l->experts[i]->max_rank > r ? l->experts[i]->max_rank : r;
+    return r;
+}
+
+static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, const run_lora *l,
+                          rm_ctx **ctx) {
+    bool lora = l && l->comp.mode != RM_COMPOSE_NONE;
     rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
-                       .n_threads = (int)o->threads};
-    return rm_ctx_new(m, &p, ctx);
+                       .n_threads = (int)o->threads, .lora_max_k = lora ? o->n_lora : 0,
+                       .lora_max_rank = lora ? max_rank(l, o->n_lora) : 0};
+    RM_TRY(rm_ctx_new(m, &p, ctx));
+    if (lora) RM_TRY(rm_lora_set(rm_ctx_lora(*ctx), 0, &l->comp));
+    return RAMOLE_OK;
 }
 
 /* Run the prompt as one batch of position 0.. (logits for every token if all). */
@@ -117,17 +199,21 @@ int cmd_generate(int argc, char **argv) {
     rm_ctx *ctx = NULL;
     rm_sampler *smp = NULL;
     int32_t *hist = NULL;
+    run_lora lora = {0};
     int rc = 1;
     rm_status st;
     if (need_tokens(cmd, &o)) goto out;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = load_lora(&o, m, &lora)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
     int n_ctx = o.n_ctx ? (int)o.n_ctx : o.n_tokens + (int)o.n_predict;
     if (o.n_tokens + o.n_predict > n_ctx) {
         fprintf(stderr, "ramole %s: prompt (%d) + -n (%ld) exceed the context of %d tokens\n", cmd, o.n_tokens,
                 o.n_predict, n_ctx);
         goto out;
     }
-    if ((st = open_ctx(&o, m, o.n_tokens, 1, n_ctx, &ctx)) != RAMOLE_OK ||
+    if ((st = open_ctx(&o, m, o.n_tokens, 1, n_ctx, &lora, &ctx)) != RAMOLE_OK ||
         (st = rm_sampler_new(&o.sp, m->cfg.vocab_size, &smp)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
@@ -161,6 +247,7 @@ out:
     rm_free(hist);
     rm_sampler_free(smp);
     rm_ctx_free(ctx);
+    run_lora_free(&lora);
     rm_model_free(m);
     rm_free(o.tokens);
     return rc;
@@ -172,11 +259,12 @@ int cmd_logits(int argc, char **argv) {
     if (!parse_run(cmd, argc, argv, &o)) return 2;
     rm_model *m = NULL;
     rm_ctx *ctx = NULL;
+    run_lora lora = {0};
     int rc = 1;
     rm_status st;
     if (need_tokens(cmd, &o)) goto out;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
-        (st = open_ctx(&o, m, o.n_tokens, o.all ? o.n_tokens : 1, o.n_tokens, &ctx)) != RAMOLE_OK ||
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = load_lora(&o, m, &lora)) != RAMOLE_OK ||
+        (st = open_ctx(&o, m, o.n_tokens, o.all ? o.n_tokens : 1, o.n_tokens, &lora, &ctx)) != RAMOLE_OK ||
         (st = run_prompt(ctx, o.tokens, o.n_tokens, o.all)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
@@ -188,6 +276,7 @@ int cmd_logits(int argc, char **argv) {
     rc = 0;
 out:
     rm_ctx_free(ctx);
+    run_lora_free(&lora);
     rm_model_free(m);
     rm_free(o.tokens);
     return rc;
@@ -204,7 +293,7 @@ int cmd_bench(int argc, char **argv) {
     rm_status st;
     int np = (int)o.bench_prompt, nd = (int)o.bench_decode;
     if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
-        (st = open_ctx(&o, m, np, 1, np + nd + 1, &ctx)) != RAMOLE_OK) {
+        (st = open_ctx(&o, m, np, 1, np + nd + 1, NULL, &ctx)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }

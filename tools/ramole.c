@@ -11,17 +11,21 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"generate", cmd_generate, "generate -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]"},
-    {"logits", cmd_logits, "logits -m MODEL --tokens 1,2,3 [--all] [-t THREADS]"},
+    {"generate", cmd_generate, "generate -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [LORA]"},
+    {"logits", cmd_logits, "logits -m MODEL --tokens 1,2,3 [--all] [-t THREADS] [LORA]"},
     {"bench", cmd_bench, "bench -m MODEL [-t THREADS] [--prompt N] [--decode N]   (one JSON line of tokens/s)"},
     {"info", cmd_info, "info MODEL"},
-    {"convert", cmd_convert, "convert IN OUT [--type f32|f16|bf16|q8_0]   (HF folder <-> GGUF; OUT ending in .gguf writes GGUF)"},
+    {"convert", cmd_convert, "convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]   (HF folder <-> GGUF, PEFT <-> GGUF LoRA; OUT ending in .gguf writes GGUF)"},
+    {"merge", cmd_merge, "merge -m MODEL --lora PATH[:W] [--lora ...] -o OUT [--type T]"},
+    {"random-adapter", cmd_random_adapter, "random-adapter -m MODEL --rank R [--alpha A] [--targets q,k,v,o,gate,up,down] [--seed S] -o OUT [--format peft|gguf]"},
     {"random-model", cmd_random_model, "random-model --arch llama|mistral|qwen2 --preset tiny|tinyllama-1.1b|qwen2.5-0.5b -o OUT [--format hf|gguf] [--type T] [--seed S]"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "ramole %s — one base model, an open pool of LoRA adapters\n\nusage:\n", RAMOLE_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) fprintf(f, "  ramole %s\n", commands[i].help);
+    fprintf(f, "\nLORA: --lora PATH[:WEIGHT] (repeatable; PEFT folder or GGUF LoRA) "
+               "--mode none|explicit|selection|mixture|fusion|router --router PATH\n");
 }
 
 int main(int argc, char **argv) {

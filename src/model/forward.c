@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "lora/compose.h"
 #include "model/model.h"
 
 struct rm_ctx {
@@ -33,6 +34,8 @@ struct rm_ctx {
     float *xo;                  /* [n_logits][hidden] */
     float *logits;              /* [n_logits][vocab] */
     int32_t *out_rows;          /* [n_logits] */
+    rm_lora_state *lora;        /* NULL without LoRA */
+    bool lora_on;               /* this step has tokens with adapters */
     int n_out;
     size_t bytes;
     /* the batch being run, for the pool jobs */
@@ -47,9 +50,17 @@ static float *cache_at(const rm_ctx *c, float *base, int layer, int seq, int pos
 
 /* ---- creation ----------------------------------------------------------- */
 
-static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt) {
+static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt, int max_rank) {
     const rm_model_config *cfg = &m->cfg;
     size_t w = rm_matmul_work_size(m->output.type, n_logits, cfg->vocab_size, cfg->hidden, nt);
+    if (max_rank > 0) { /* LoRA shrink and expand GEMMs, f32 */
+        int64_t dmax = cfg->ffn > cfg->hidden ? cfg->ffn : cfg->hidden;
+        if ((int64_t)cfg->n_heads * cfg->head_dim > dmax) dmax = (int64_t)cfg->n_heads * cfg->head_dim;
+        size_t a = rm_matmul_work_size(RM_TYPE_F32, n_batch, max_rank, dmax, nt);
+        size_t b = rm_matmul_work_size(RM_TYPE_F32, n_batch, dmax, max_rank, nt);
+        if (a > w) w = a;
+        if (b > w) w = b;
+    }
     for (int l = 0; l < cfg->n_layers; l++) {
         const rm_layer *L = &m->layers[l];
         const rm_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
@@ -116,7 +127,15 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     c->out_rows = rm_calloc((size_t)p.n_logits, sizeof *c->out_rows);
     if (!c->out_rows) ok = false;
     c->comp.pool = c->pool;
-    c->comp.work_size = max_work(m, p.n_batch, p.n_logits, p.n_threads);
+    if (p.lora_max_k > 0) {
+        rm_status lst = rm_lora_state_new(m, p.n_seq, p.n_batch, p.lora_max_k,
+                                          p.lora_max_rank > 0 ? p.lora_max_rank : 64, &c->lora);
+        if (lst != RAMOLE_OK) {
+            rm_ctx_free(c);
+            return lst;
+        }
+    }
+    c->comp.work_size = max_work(m, p.n_batch, p.n_logits, p.n_threads, p.lora_max_k > 0 ? p.lora_max_rank : 0);
     c->comp.work = rm_malloc(c->comp.work_size ? c->comp.work_size : 1);
     c->bytes += c->comp.work_size;
     if (!c->comp.work || !ok) {
@@ -141,6 +160,7 @@ void rm_ctx_free(rm_ctx *c) {
     rm_free(c->seq_len_next);
     rm_free(c->out_rows);
     rm_free(c->comp.work);
+    rm_lora_state_free(c->lora);
     rm_free(c);
 }
 
@@ -154,6 +174,7 @@ void rm_ctx_seq_clear(rm_ctx *c, int seq) {
 }
 size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
 rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }
+rm_lora_state *rm_ctx_lora(rm_ctx *c) { return c->lora; }
 
 /* ---- row-parallel element-wise work ---------------------------------------- */
 
@@ -271,8 +292,10 @@ static rm_status check_batch(rm_ctx *c, const rm_batch *b) {
     return RAMOLE_OK;
 }
 
-static void matmul(rm_ctx *c, float *y, const float *x, int n, const rm_weight *w) {
+/* y = x W^T for layer-module (layer, t), plus the composed adapters. */
+static void project(rm_ctx *c, float *y, const float *x, int n, const rm_weight *w, rm_target t) {
     rm_matmul(&c->comp, y, x, n, w->data, w->type, w->rows, w->cols);
+    if (c->lora_on) rm_lora_apply(c->lora, &c->comp, c->layer, t, x, y);
 }
 
 rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
@@ -282,6 +305,7 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
     int n = b->n_tokens;
     int64_t d = cfg->hidden;
     c->batch = b;
+    c->lora_on = c->lora && rm_lora_plan(c->lora, n, b->seq);
 
     for (int i = 0; i < n; i++) {
         const uint8_t *row = (const uint8_t *)m->tok_embd.data +
@@ -293,9 +317,9 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
         const rm_layer *L = &m->layers[l];
         c->layer = l;
         rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->attn_norm, d);
-        matmul(c, c->q, c->xn, n, &L->wq);
-        matmul(c, c->k, c->xn, n, &L->wk);
-        matmul(c, c->v, c->xn, n, &L->wv);
+        project(c, c->q, c->xn, n, &L->wq, RM_TARGET_Q);
+        project(c, c->k, c->xn, n, &L->wk, RM_TARGET_K);
+        project(c, c->v, c->xn, n, &L->wv, RM_TARGET_V);
         rows(c, ROWS_ROPE_BIAS, n, NULL, NULL, NULL, 0);
         for (int i = 0; i < n; i++) {
             memcpy(cache_at(c, c->k_cache, l, b->seq[i], b->pos[i]), c->k + (size_t)i * c->kv_dim,
@@ -304,13 +328,13 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
                    (size_t)c->kv_dim * sizeof(float));
         }
         rm_pool_run(c->pool, attention_run, c);
-        matmul(c, c->xn, c->att, n, &L->wo);
+        project(c, c->xn, c->att, n, &L->wo, RM_TARGET_O);
         rm_vec_add(c->x, c->xn, (int64_t)n * d);
         rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->ffn_norm, d);
-        matmul(c, c->gate, c->xn, n, &L->w_gate);
-        matmul(c, c->up, c->xn, n, &L->w_up);
+        project(c, c->gate, c->xn, n, &L->w_gate, RM_TARGET_GATE);
+        project(c, c->up, c->xn, n, &L->w_up, RM_TARGET_UP);
         rows(c, ROWS_SWIGLU, n, c->gate, c->up, NULL, cfg->ffn);
-        matmul(c, c->xn, c->gate, n, &L->w_down);
+        project(c, c->xn, c->gate, n, &L->w_down, RM_TARGET_DOWN);
         rm_vec_add(c->x, c->xn, (int64_t)n * d);
     }
 
@@ -322,7 +346,7 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
         c->out_rows[c->n_out++] = i;
     }
     rows(c, ROWS_RMSNORM, c->n_out, c->xo, c->xo, m->out_norm, d);
-    matmul(c, c->logits, c->xo, c->n_out, &m->output);
+    rm_matmul(&c->comp, c->logits, c->xo, c->n_out, m->output.data, m->output.type, m->output.rows, m->output.cols);
     c->batch = NULL;
     return RAMOLE_OK;
 }

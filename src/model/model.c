@@ -285,8 +285,7 @@ rm_status rm_model_open(const char *path, rm_model **out) {
 
 void rm_model_files_free(rm_model_files *f) {
     if (!f) return;
-    for (int i = 0; i < f->n_st; i++) rm_st_free(f->st[i]);
-    rm_free(f->st);
+    rm_st_set_free(f->st);
     rm_gguf_free(f->gguf);
     rm_free(f);
 }

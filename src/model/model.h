@@ -102,6 +102,8 @@ typedef struct {
     int n_batch;    /* max tokens in one rm_ctx_decode */
     int n_logits;   /* max tokens per decode that want logits (0: n_batch) */
     int n_threads;
+    int lora_max_k;    /* adapters per sequence (0: no LoRA in this context) */
+    int lora_max_rank; /* largest adapter rank a composition may hold */
 } rm_ctx_params;
 
 typedef struct rm_ctx rm_ctx;
@@ -127,6 +129,9 @@ int       rm_ctx_n_logits(const rm_ctx *c);
 void      rm_ctx_seq_clear(rm_ctx *c, int seq);
 size_t    rm_ctx_bytes(const rm_ctx *c);
 rm_pool  *rm_ctx_pool(rm_ctx *c);
+/* The context's LoRA state (NULL when lora_max_k is 0); see lora/compose.h:
+ * rm_lora_set(rm_ctx_lora(ctx), seq, &composition) chooses a sequence's adapters. */
+struct rm_lora_state *rm_ctx_lora(rm_ctx *c);
 
 /* ---- sampler -------------------------------------------------------------- */
 

@@ -8,12 +8,11 @@
 
 #include "model/model.h"
 #include "formats/gguf.h"
-#include "formats/safetensors.h"
+#include "formats/st_index.h"
 
-/* Files a model holds open; one list whatever the source. */
+/* Files a model holds open: the safetensors set of a HF folder, or a GGUF file. */
 typedef struct rm_model_files {
-    rm_safetensors **st;
-    int n_st;
+    rm_st_set *st;
     rm_gguf *gguf;
 } rm_model_files;
 void rm_model_files_free(rm_model_files *f);

@@ -1,0 +1,357 @@
+/*
+ * adapter.c — LoRA adapters in memory: target names and sizes, the base
+ * fingerprint, building / checking / freeing adapters, random adapters, and
+ * the format dispatch of rm_adapter_load.
+ *
+ * Memory: an adapter is one struct, one array of n_layers x RM_TARGET_COUNT
+ * modules, and two blocks (A, B) per adapted module. Modules are allocated
+ * only once their rank is known and are zero-filled; a loader that fails
+ * frees the whole adapter with rm_adapter_free, which accepts adapters in
+ * any state of construction.
+ *
+ * The fingerprint hashes (FNV-1a, 64 bits) what an adapter depends on: the
+ * family as GGUF names it ("llama" for llama and mistral, because
+ * llama.cpp writes a Mistral model as general.architecture "llama", so a
+ * Mistral base opened from GGUF cannot be told from a Llama one and must
+ * keep the fingerprint it had as an HF folder; "qwen2"), vocabulary size,
+ * hidden, ffn, layers, heads, kv heads and head dim. It leaves out the row
+ * order and everything about RoPE, so one base as HF folder and as GGUF
+ * file has one fingerprint. The top bit is cleared (63 bits are plenty, and
+ * a GGUF u64 key then fits the GGUF reader's int64 getter).
+ */
+#include "lora/adapter_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "formats/safetensors.h"
+
+static const char *const hf_names[RM_TARGET_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                      "gate_proj", "up_proj", "down_proj"};
+static const char *const gguf_names[RM_TARGET_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                        "ffn_gate", "ffn_up", "ffn_down"};
+static const char *const short_names[RM_TARGET_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+const char *rm_target_hf_name(rm_target t) { return (unsigned)t < RM_TARGET_COUNT ? hf_names[t] : "?"; }
+
+const char *rm_target_gguf_name(rm_target t) { return (unsigned)t < RM_TARGET_COUNT ? gguf_names[t] : "?"; }
+
+bool rm_target_from_name(const char *s, rm_target *out) {
+    if (!s) return false;
+    for (int t = 0; t < RM_TARGET_COUNT; t++)
+        if (!strcmp(s, short_names[t]) || !strcmp(s, hf_names[t]) || !strcmp(s, gguf_names[t])) {
+            *out = (rm_target)t;
+            return true;
+        }
+    return false;
+}
+
+void rm_target_dims(const rm_model_config *c, rm_target t, int64_t *din, int64_t *dout) {
+    int64_t d = c->hidden, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t i = 0, o = 0;
+    switch (t) {
+    case RM_TARGET_Q: i = d, o = q; break;
+    case RM_TARGET_K:
+    case RM_TARGET_V: i = d, o = kv; break;
+    case RM_TARGET_O: i = q, o = d; break;
+    case RM_TARGET_GATE:
+    case RM_TARGET_UP: i = d, o = c->ffn; break;
+    case RM_TARGET_DOWN: i = c->ffn, o = d; break;
+    default: break;
+    }
+    *din = i;
+    *dout = o;
+}
+
+/* ---- fingerprint ------------------------------------------------------------ */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t fnv1a_u32(uint64_t h, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return fnv1a(h, b, 4);
+}
+
+const char *rm_lora_gguf_arch(const rm_model *base) {
+    return base->cfg.arch == RM_ARCH_QWEN2 ? "qwen2" : "llama";
+}
+
+uint64_t rm_model_fingerprint(const rm_model *m) {
+    const rm_model_config *c = &m->cfg;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *tag = "ramole.fingerprint.v1";
+    const char *fam = rm_lora_gguf_arch(m);
+    h = fnv1a(h, tag, strlen(tag) + 1);
+    h = fnv1a(h, fam, strlen(fam) + 1);
+    const int v[7] = {c->vocab_size, c->hidden, c->ffn, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim};
+    for (int i = 0; i < 7; i++) h = fnv1a_u32(h, (uint32_t)v[i]);
+    /* 63 bits, so that the GGUF key (a u64) also reads back through the
+     * reader's int64 getter */
+    return h & 0x7fffffffffffffffull;
+}
+
+/* ---- building ------------------------------------------------------------------ */
+
+float rm_lora_scale(double alpha, int rank, bool rslora) {
+    if (rank <= 0) return 0.0f;
+    return (float)(alpha / (rslora ? sqrt((double)rank) : (double)rank));
+}
+
+int rm_lora_perm_heads(const rm_model *base, rm_target t) {
+    if (t == RM_TARGET_Q) return base->cfg.n_heads;
+    if (t == RM_TARGET_K) return base->cfg.n_kv_heads;
+    return 0;
+}
+
+void rm_lora_permute_rows(float *B, float *tmp, int64_t dout, int rank, int n_heads, bool to_pairs) {
+    int64_t hd = dout / n_heads, half = hd / 2;
+    size_t rb = (size_t)rank * sizeof(float);
+    for (int h = 0; h < n_heads; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++) {
+                int64_t hf = h * hd + j * half + i, pairs = h * hd + 2 * i + j;
+                int64_t d = to_pairs ? pairs : hf, s = to_pairs ? hf : pairs;
+                memcpy(tmp + d * rank, B + s * rank, rb);
+            }
+    memcpy(B, tmp, (size_t)dout * rb);
+}
+
+static char *name_from_path(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/') b--;
+    return rm_strndup(path + b, n - b);
+}
+
+rm_status rm_adapter_alloc(const rm_model *base, const char *path, rm_adapter **out) {
+    *out = NULL;
+    rm_adapter *a = rm_calloc(1, sizeof *a);
+    if (!a) return rm_err(RAMOLE_ERR_NOMEM, "out of memory for an adapter");
+    a->n_layers = base->cfg.n_layers;
+    a->mods = rm_calloc((size_t)a->n_layers * RM_TARGET_COUNT, sizeof *a->mods);
+    a->path = rm_strdup(path ? path : "adapter");
+    a->name = a->path ? name_from_path(a->path) : NULL;
+    a->base_fingerprint = rm_model_fingerprint(base);
+    if (!a->mods || !a->path || !a->name) {
+        rm_adapter_free(a);
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory for an adapter");
+    }
+    *out = a;
+    return RAMOLE_OK;
+}
+
+rm_status rm_adapter_module_alloc(rm_adapter *a, const rm_model *base, int layer, rm_target t, int rank,
+                                  float scale) {
+    int64_t din, dout;
+    rm_target_dims(&base->cfg, t, &din, &dout);
+    rm_lora_module *m = rm_adapter_mod(a, layer, t);
+    rm_free(m->A);
+    rm_free(m->B);
+    m->A = rm_calloc((size_t)rank * (size_t)din, sizeof(float));
+    m->B = rm_calloc((size_t)dout * (size_t)rank, sizeof(float));
+    if (!m->A || !m->B) {
+        rm_free(m->A);
+        rm_free(m->B);
+        memset(m, 0, sizeof *m);
+        return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory for layer %d %s (rank %d)", a->path, layer,
+                      rm_target_hf_name(t), rank);
+    }
+    m->rank = rank;
+    m->scale = scale;
+    return RAMOLE_OK;
+}
+
+void rm_adapter_update_summary(rm_adapter *a) {
+    a->target_mask = 0;
+    a->max_rank = 0;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_lora_module *m = rm_adapter_mod(a, l, (rm_target)t);
+            if (m->rank <= 0) continue;
+            a->target_mask |= 1u << t;
+            if (m->rank > a->max_rank) a->max_rank = m->rank;
+        }
+}
+
+void rm_adapter_free(rm_adapter *a) {
+    if (!a) return;
+    if (a->mods)
+        for (size_t i = 0; i < (size_t)a->n_layers * RM_TARGET_COUNT; i++) {
+            rm_free(a->mods[i].A);
+            rm_free(a->mods[i].B);
+        }
+    rm_free(a->mods);
+    rm_free(a->name);
+    rm_free(a->path);
+    rm_free(a);
+}
+
+rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base) {
+    const char *p = a->path ? a->path : "(unnamed)";
+    if (a->base_fingerprint != rm_model_fingerprint(base))
+        return rm_err(RAMOLE_ERR_MISMATCH,
+                      "adapter %s was made for another base model (fingerprint %016llx, base %s has %016llx)", p,
+                      (unsigned long long)a->base_fingerprint, base->path ? base->path : "?",
+                      (unsigned long long)rm_model_fingerprint(base));
+    if (a->n_layers != base->cfg.n_layers || !a->mods)
+        return rm_err(RAMOLE_ERR_MISMATCH, "adapter %s has %d layers, the base has %d", p, a->n_layers,
+                      base->cfg.n_layers);
+    for (int l = 0; l < a->n_layers; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_lora_module *m = rm_adapter_mod(a, l, (rm_target)t);
+            if (m->rank == 0) continue;
+            if (m->rank < 0 || m->rank > RM_LORA_MAX_RANK)
+                return rm_err(RAMOLE_ERR_RANGE, "adapter %s: layer %d %s has rank %d (allowed 1..%d)", p, l,
+                              rm_target_hf_name((rm_target)t), m->rank, RM_LORA_MAX_RANK);
+            if (!m->A || !m->B)
+                return rm_err(RAMOLE_ERR_INVALID, "adapter %s: layer %d %s has no %s matrix", p, l,
+                              rm_target_hf_name((rm_target)t), m->A ? "B" : "A");
+            if (!isfinite(m->scale))
+                return rm_err(RAMOLE_ERR_RANGE, "adapter %s: layer %d %s has scale %g", p, l,
+                              rm_target_hf_name((rm_target)t), (double)m->scale);
+        }
+    return RAMOLE_OK;
+}
+
+/* ---- reading tensors --------------------------------------------------------------- */
+
+static float elem_f32(const void *src, rm_type type, size_t i) {
+    const uint8_t *p = src;
+    switch (type) {
+    case RM_TYPE_F32: {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    case RM_TYPE_F16: {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return rm_f16_to_f32(h);
+    }
+    case RM_TYPE_BF16: {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return rm_bf16_to_f32(h);
+    }
+    default: return NAN;
+    }
+}
+
+rm_status rm_lora_read_f32(float *dst, const void *src, rm_type type, int64_t rows, int64_t cols,
+                           bool transpose, const char *origin, const char *name) {
+    if (type != RM_TYPE_F32 && type != RM_TYPE_F16 && type != RM_TYPE_BF16)
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "adapter %s: tensor %s has type %s (supported: f32, f16, bf16)",
+                      origin, name, (unsigned)type < RM_TYPE_COUNT ? rm_type_name(type) : "unknown");
+    /* file layout: [rows][cols], or [cols][rows] when transposed */
+    int64_t frows = transpose ? cols : rows, fcols = transpose ? rows : cols;
+    size_t n = (size_t)rows * (size_t)cols;
+    if (!transpose) rm_convert(RM_TYPE_F32, dst, type, src, (int64_t)n); /* the common case, vectorised */
+    for (size_t i = 0; i < n; i++) {
+        float v = transpose ? elem_f32(src, type, i) : dst[i];
+        if (!isfinite(v))
+            return rm_err(RAMOLE_ERR_FORMAT,
+                          "adapter %s: tensor %s: value %g at index %zu (row %lld, column %lld) is not finite", origin,
+                          name, (double)v, i, (long long)(i / (size_t)fcols), (long long)(i % (size_t)fcols));
+        if (transpose) dst[(i % (size_t)fcols) * (size_t)frows + i / (size_t)fcols] = v; /* dst[c][r] */
+    }
+    return RAMOLE_OK;
+}
+
+/* ---- random adapters ------------------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-a, a) with a = std*sqrt(3): standard deviation std. */
+static void fill_uniform(float *x, size_t n, float std, uint64_t *s) {
+    float a = std * 1.7320508f;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = (uint32_t)(rng_next(s) >> 40);
+        x[i] = a * ((float)r * (2.0f / 16777216.0f) - 1.0f);
+    }
+}
+
+rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigned target_mask, uint64_t seed,
+                            float std, rm_adapter **out) {
+    *out = NULL;
+    if (rank < 1 || rank > RM_LORA_MAX_RANK)
+        return rm_err(RAMOLE_ERR_RANGE, "random adapter: rank %d out of range 1..%d", rank, RM_LORA_MAX_RANK);
+    if (target_mask == 0 || (target_mask >> RM_TARGET_COUNT) != 0)
+        return rm_err(RAMOLE_ERR_INVALID, "random adapter: target mask 0x%x names no valid target", target_mask);
+    if (!isfinite(alpha) || !isfinite(std))
+        return rm_err(RAMOLE_ERR_INVALID, "random adapter: alpha and std must be finite");
+    rm_adapter *a = NULL;
+    RM_TRY(rm_adapter_alloc(base, "random", &a));
+    a->alpha = alpha;
+    a->rank = rank;
+    a->rslora = false;
+    rm_status st = RAMOLE_OK;
+    float *tmp = NULL;
+    uint64_t s = seed;
+    bool pairs = rm_lora_base_pairs(base);
+    for (int l = 0; l < a->n_layers && st == RAMOLE_OK; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            if (!(target_mask & (1u << t))) continue;
+            if ((st = rm_adapter_module_alloc(a, base, l, (rm_target)t, rank, rm_lora_scale(alpha, rank, false))) !=
+                RAMOLE_OK)
+                break;
+            int64_t din, dout;
+            rm_target_dims(&base->cfg, (rm_target)t, &din, &dout);
+            rm_lora_module *m = rm_adapter_mod(a, l, (rm_target)t);
+            fill_uniform(m->A, (size_t)rank * (size_t)din, std, &s);
+            fill_uniform(m->B, (size_t)dout * (size_t)rank, std, &s);
+            int heads = rm_lora_perm_heads(base, (rm_target)t);
+            if (pairs && heads) {
+                if (!tmp && !(tmp = rm_malloc((size_t)base->cfg.n_heads * base->cfg.head_dim * rank * sizeof *tmp))) {
+                    st = rm_err(RAMOLE_ERR_NOMEM, "random adapter: out of memory");
+                    break;
+                }
+                rm_lora_permute_rows(m->B, tmp, dout, rank, heads, true);
+            }
+        }
+    rm_free(tmp);
+    if (st != RAMOLE_OK) {
+        rm_adapter_free(a);
+        return st;
+    }
+    rm_adapter_update_summary(a);
+    *out = a;
+    return RAMOLE_OK;
+}
+
+/* ---- loading: format dispatch -------------------------------------------------------------- */
+
+static bool has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+rm_status rm_adapter_load(const rm_model *base, const char *path, rm_adapter **out) {
+    *out = NULL;
+    if (!path || !*path) return rm_err(RAMOLE_ERR_INVALID, "adapter path is empty");
+    if (rm_dir_exists(path)) return rm_adapter_load_peft(base, path, out);
+    if (has_suffix(path, "/adapter_config.json") || has_suffix(path, "/adapter_model.safetensors") ||
+        !strcmp(path, "adapter_config.json") || !strcmp(path, "adapter_model.safetensors")) {
+        const char *slash = strrchr(path, '/');
+        char *dir = slash ? rm_strndup(path, (size_t)(slash - path)) : rm_strdup(".");
+        if (!dir) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        rm_status st = rm_adapter_load_peft(base, dir, out);
+        rm_free(dir);
+        return st;
+    }
+    if (!rm_file_exists(path)) return rm_err(RAMOLE_ERR_NOT_FOUND, "adapter %s: no such file or folder", path);
+    return rm_adapter_load_gguf(base, path, out);
+}

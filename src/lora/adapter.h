@@ -1,0 +1,145 @@
+/*
+ * adapter.h — LoRA adapters in memory, and their files.
+ *
+ * An adapter holds, for some (layer, target module) pairs of a base model,
+ * A (r x din) and B (dout x r) in f32 and a scale s = alpha / r
+ * (alpha / sqrt(r) for rsLoRA): the module computes y = W0 x + s B A x.
+ * Ranks may differ per module (PEFT rank_pattern / alpha_pattern).
+ *
+ * Files: PEFT folders (adapter_config.json + adapter_model.safetensors,
+ * tensors base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight ...)
+ * and GGUF LoRA files as llama.cpp writes them (general.type = "adapter",
+ * adapter.type = "lora", adapter.lora.alpha, blk.N.attn_q.weight.lora_a /
+ * .lora_b). Loading validates everything against the base model before the
+ * adapter is returned: a failed load leaves nothing behind.
+ *
+ * Row order: an adapter in memory is tied to the row order of the base it
+ * was loaded against. When base->cfg.rope.style is RM_ROPE_NORMAL (a GGUF
+ * llama/mistral base, whose Q/K rows llama.cpp permutes into adjacent
+ * pairs), the rows of B for Q and K are in that permuted order too, so that
+ * B A adds to the base weight row by row; otherwise they are in HF order.
+ * Loading and saving convert between a file's order and the base's (PEFT
+ * files: HF order; GGUF LoRA files: pairs for llama/mistral, HF for qwen2).
+ * Use an adapter only with bases of the same fingerprint and row order.
+ *
+ * Lifetime: an adapter owns its memory and does not reference the base or
+ * the file it came from; free it with rm_adapter_free.
+ */
+#ifndef RM_ADAPTER_H
+#define RM_ADAPTER_H
+
+#include "model/model.h"
+
+/* The adaptable linear modules of a Llama-family layer. */
+typedef enum {
+    RM_TARGET_Q = 0, RM_TARGET_K, RM_TARGET_V, RM_TARGET_O,
+    RM_TARGET_GATE, RM_TARGET_UP, RM_TARGET_DOWN,
+    RM_TARGET_COUNT
+} rm_target;
+
+/* "q_proj", "k_proj", ... (PEFT / HF module names). */
+const char *rm_target_hf_name(rm_target t);
+/* "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" (GGUF). */
+const char *rm_target_gguf_name(rm_target t);
+/* Parse "q", "q_proj", "k", ... "down_proj" (and the GGUF names); false if unknown. */
+bool rm_target_from_name(const char *s, rm_target *out);
+/* Input and output sizes of target t in model config c. */
+void rm_target_dims(const rm_model_config *c, rm_target t, int64_t *din, int64_t *dout);
+
+#define RM_LORA_MAX_RANK 1024
+
+typedef struct {
+    int rank;     /* 0: this module is not adapted */
+    float scale;  /* alpha / rank (or alpha / sqrt(rank)) */
+    float *A;     /* [rank][din] */
+    float *B;     /* [dout][rank] */
+} rm_lora_module;
+
+typedef struct rm_adapter {
+    char *name;               /* file or folder name unless set otherwise */
+    char *path;
+    int n_layers;
+    rm_lora_module *mods;     /* [n_layers * RM_TARGET_COUNT], index layer*COUNT + target */
+    uint64_t base_fingerprint;
+    int max_rank;
+    float alpha;              /* the config's lora_alpha (default for modules) */
+    int rank;                 /* the config's r */
+    bool rslora;
+    unsigned target_mask;     /* bit t set if any layer adapts target t */
+} rm_adapter;
+
+static inline rm_lora_module *rm_adapter_mod(const rm_adapter *a, int layer, rm_target t) {
+    return &a->mods[(size_t)layer * RM_TARGET_COUNT + (size_t)t];
+}
+
+/*
+ * A fingerprint of the base model's architecture and shapes (family, sizes,
+ * heads, vocab): adapters record it and refuse another base.
+ */
+uint64_t rm_model_fingerprint(const rm_model *m);
+
+/*
+ * Load a PEFT folder or a GGUF LoRA file, validated against `base`. path
+ * may also name the folder's adapter_config.json or
+ * adapter_model.safetensors. On failure *out is NULL, nothing stays
+ * allocated, and the message names the adapter path, the tensor or key and
+ * the reason (ERR_FORMAT bad content, ERR_UNSUPPORTED a PEFT feature ramole
+ * does not run (DoRA, modules_to_save, bias, ...), ERR_RANGE a rank outside
+ * 1..RM_LORA_MAX_RANK, ERR_MISMATCH another base model, ERR_NOT_FOUND /
+ * ERR_IO missing or unreadable files).
+ */
+rm_status rm_adapter_load(const rm_model *base, const char *path, rm_adapter **out);
+/* The same for a known format. */
+rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter **out);
+rm_status rm_adapter_load_gguf(const rm_model *base, const char *path, rm_adapter **out);
+void      rm_adapter_free(rm_adapter *a); /* NULL is a no-op */
+
+/*
+ * Check that an adapter fits `base`: same fingerprint and layer count,
+ * every adapted module of rank 1..RM_LORA_MAX_RANK with A and B present.
+ * (Values are checked when loading.) Errors name the adapter.
+ */
+rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base);
+
+/*
+ * Write as a PEFT folder (f32 tensors in HF row order, adapter_config.json
+ * with r, lora_alpha, use_rslora, target_modules, and rank_pattern /
+ * alpha_pattern entries (full module names) for modules whose rank or scale
+ * differ from r and lora_alpha). The safetensors __metadata__ records
+ * "ramole.base_fingerprint" (16 hex digits). `base` is the model the
+ * adapter was loaded against (it fixes the row order). The folder is
+ * created if needed; each file is written atomically.
+ */
+rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const char *dir);
+/*
+ * Write as a GGUF LoRA file as llama.cpp's convert_lora_to_gguf.py does
+ * (f32 tensors, B rows of q/k permuted for llama/mistral). GGUF has one
+ * alpha per file and no rsLoRA: llama.cpp scales every module by
+ * alpha / rank (rank = lora_b ne[0]). A module whose scale differs from
+ * that gets its B multiplied by scale / (alpha / rank), so that the
+ * product is the same (B is then not bit-identical to the source).
+ */
+rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const char *path);
+
+/*
+ * A random adapter for tests: rank r on the targets in target_mask, A and B
+ * uniform with standard deviation `std` (B is not zero, unlike a fresh PEFT
+ * init, so that the adapter changes the output). Every layer is adapted;
+ * scale alpha / rank. Values are drawn in HF row order and then put in
+ * the base's order, so the same seed gives the same adapter for an HF base
+ * and for a GGUF base of the same model.
+ */
+rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigned target_mask, uint64_t seed,
+                            float std, rm_adapter **out);
+
+/*
+ * Merge: W' = W + sum_i w_i s_i B_i A_i into a new in-memory copy of the
+ * base (f32 weights; save it with rm_model_save). weights may be NULL (all
+ * 1). Adapters must fit the base (rm_adapter_check). The merged model has
+ * the base's configuration and row order, owns all its memory and does not
+ * reference the base; free it with rm_model_free.
+ */
+rm_status rm_model_merge(const rm_model *base, rm_adapter *const *adapters, const float *weights, int n,
+                         rm_model **out);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * compose.c — per-sequence LoRA composition inside the batched forward
+ * (see compose.h for the method).
+ *
+ * A plan, built once per step, lists the (token, expert) pairs of the batch
+ * grouped by adapter: rows[] holds them group after group, and tok_row[]
+ * finds a token's row for expert j (the router's own row is j = max_k).
+ * Each row owns max_rank floats of U. Groups with many rows (a prefill)
+ * go through the matmul kernel as small GEMMs; the rest (decode, where a
+ * batch holds many adapters of a row or two each) are done by one pool job
+ * for shrink and one for expand, the expand split by output columns so
+ * that threads never write the same element.
+ */
+#include "lora/compose.h"
+
+#include <math.h>
+#include <string.h>
+
+#define BIG_GROUP 16 /* rows from which a group uses the GEMM path */
+
+static const char *const mode_names[RM_COMPOSE_COUNT] = {"none", "explicit", "selection",
+                                                         "mixture", "fusion", "router"};
+
+const char *rm_compose_mode_name(rm_compose_mode m) {
+    return (unsigned)m < RM_COMPOSE_COUNT ? mode_names[m] : "?";
+}
+
+bool rm_compose_mode_from_name(const char *s, rm_compose_mode *out) {
+    for (int i = 0; i < RM_COMPOSE_COUNT; i++)
+        if (!strcmp(s, mode_names[i])) {
+            *out = (rm_compose_mode)i;
+            return true;
+        }
+    return false;
+}
+
+typedef struct {
+    rm_composition comp;
+    rm_adapter *fused;  /* fusion: the averaged adapter, owned */
+    float *router_c;    /* router: all C_rj matrices, owned */
+    size_t *c_off;      /* [k][n_layers*COUNT] offset into router_c, SIZE_MAX if absent */
+} slot_state;
+
+typedef struct {
+    const rm_adapter *a;
+    int first, n_rows;
+} group;
+
+typedef struct {
+    int32_t token;
+    int16_t j;      /* expert index; max_k for the router's own row */
+    int32_t group;
+} row_ref;
+
+struct rm_lora_state {
+    const rm_model *m;
+    int n_seq, n_batch, max_k, max_rank, rows_cap;
+    slot_state *slots;
+    /* plan */
+    int n_tokens, n_groups, n_rows;
+    const int32_t *seq;
+    group *groups;       /* [rows_cap] */
+    row_ref *rows;       /* [rows_cap] */
+    int32_t *tok_row;    /* [n_batch][max_k + 1] */
+    const rm_adapter **hkeys; /* [2 * rows_cap] open addressing: adapter -> group */
+    int32_t *hvals;
+    /* buffers */
+    float *U;            /* [rows_cap][max_rank] */
+    float *gates;        /* [n_batch][max_k] */
+    float *xg, *tg, *zg; /* gather [n_batch][max_dim], expand out, scaled U */
+    int max_dim;
+    /* the module being applied (for pool jobs) */
+    int layer;
+    rm_target target;
+    const float *x;
+    float *y;
+    int64_t din, dout;
+};
+
+/* ---- creation ---------------------------------------------------------------- */
+
+rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank,
+                            rm_lora_state **out) {
+    *out = NULL;
+    if (max_k < 1 || max_k > RM_LORA_MAX_K || max_rank < 1 || max_rank > RM_LORA_MAX_RANK)
+        return rm_err(RAMOLE_ERR_INVALID, "LoRA: max_k must be 1..%d and max_rank 1..%d (got %d, %d)",
+                      RM_LORA_MAX_K, RM_LORA_MAX_RANK, max_k, max_rank);
+    rm_lora_state *s = rm_calloc(1, sizeof *s);
+    if (!s) return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
+    const rm_model_config *c = &m->cfg;
+    s->m = m;
+    s->n_seq = n_seq;
+    s->n_batch = n_batch;
+    s->max_k = max_k;
+    s->max_rank = max_rank;
+    s->rows_cap = n_batch * (max_k + 1);
+    int qd = c->n_heads * c->head_dim;
+    s->max_dim = c->hidden > c->ffn ? c->hidden : c->ffn;
+    if (qd > s->max_dim) s->max_dim = qd;
+    size_t nb = (size_t)n_batch, rc = (size_t)s->rows_cap;
+    s->slots = rm_calloc((size_t)n_seq, sizeof *s->slots);
+    s->groups = rm_calloc(rc, sizeof *s->groups);
+    s->rows = rm_calloc(rc, sizeof *s->rows);
+    s->tok_row = rm_calloc(nb * (size_t)(max_k + 1), sizeof *s->tok_row);
+    s->hkeys = rm_calloc(2 * rc, sizeof *s->hkeys);
+    s->hvals = rm_calloc(2 * rc, sizeof *s->hvals);
+    s->U = rm_calloc(rc * (size_t)max_rank, sizeof *s->U);
+    s->gates = rm_calloc(nb * (size_t)max_k, sizeof *s->gates);
+    s->xg = rm_calloc(nb * (size_t)s->max_dim, sizeof *s->xg);
+    s->tg = rm_calloc(nb * (size_t)s->max_dim, sizeof *s->tg);
+    s->zg = rm_calloc(nb * (size_t)max_rank, sizeof *s->zg);
+    if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
+        !s->xg || !s->tg || !s->zg) {
+        rm_lora_state_free(s);
+        return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
+    }
+    *out = s;
+    return RAMOLE_OK;
+}
+
+static void slot_clear(slot_state *sl) {
+    rm_adapter_free(sl->fused);
+    rm_free(sl->router_c);
+    rm_free(sl->c_off);
+    memset(sl, 0, sizeof *sl);
+}
+
+void rm_lora_state_free(rm_lora_state *s) {
+    if (!s) return;
+    for (int i = 0; s->slots && i < s->n_seq; i++) slot_clear(&s->slots[i]);
+    rm_free(s->slots);
+    rm_free(s->groups);
+    rm_free(s->rows);
+    rm_free(s->tok_row);
+    rm_free(s->hkeys);
+    rm_free(s->hvals);
+    rm_free(s->U);
+    rm_free(s->gates);
+    rm_free(s->xg);
+    rm_free(s->tg);
+    rm_free(s->zg);
+    rm_free(s);
+}
+
+/* ---- setting a composition ---------------------------------------------------- */
+
+static int n_mods(const rm_model *m) { return m->cfg.n_layers * RM_TARGET_COUNT; }
+
+/* Average the experts' parameters module by module (ranks zero-padded). */
+static rm_status build_fused(const rm_lora_state *s, const rm_composition *c, rm_adapter **out) {
+    const rm_model *m = s->m;
+    rm_adapter *f = rm_calloc(1, sizeof *f);
+    if (!f) return rm_err(RAMOLE_ERR_NOMEM, "LoRA fusion: out of memory");
+    *out = f;
+    f->n_layers = m->cfg.n_layers;
+    f->base_fingerprint = c->experts[0]->base_fingerprint;
+    f->name = rm_strdup("fusion");
+    f->mods = rm_calloc((size_t)n_mods(m), sizeof *f->mods);
+    if (!f->name || !f->mods) return rm_err(RAMOLE_ERR_NOMEM, "LoRA fusion: out of memory");
+    float inv_k = 1.0f / (float)c->k;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            int r = 0;
+            for (int j = 0; j < c->k; j++) {
+                int rj = rm_adapter_mod(c->experts[j], l, (rm_target)t)->rank;
+                if (rj > r) r = rj;
+            }
+            if (!r) continue;
+            int64_t din, dout;
+            rm_target_dims(&m->cfg, (rm_target)t, &din, &dout);
+            rm_lora_module *fm = rm_adapter_mod(f, l, (rm_target)t);
+            fm->A = rm_calloc((size_t)r * (size_t)din, sizeof(float));
+            fm->B = rm_calloc((size_t)dout * (size_t)r, sizeof(float));
+            if (!fm->A || !fm->B) return rm_err(RAMOLE_ERR_NOMEM, "LoRA fusion: out of memory");
+            fm->rank = r;
+            fm->scale = 1.0f;
+            for (int j = 0; j < c->k; j++) {
+                const rm_lora_module *em = rm_adapter_mod(c->experts[j], l, (rm_target)t);
+                for (int64_t i = 0; i < (int64_t)em->rank * din; i++) {
+                    int64_t kk = i / din, col = i % din;
+                    fm->A[kk * din + col] += inv_k * em->A[i];
+                }
+                for (int64_t o = 0; o < dout; o++)
+                    for (int kk = 0; kk < em->rank; kk++)
+                        fm->B[o * r + kk] += inv_k * em->scale * em->B[o * em->rank + kk];
+            }
+            if (r > f->max_rank) f->max_rank = r;
+            f->target_mask |= 1u << t;
+        }
+    return RAMOLE_OK;
+}
+
+/* C_rj = B_r^T B_j for every expert j and module both adapt. */
+static rm_status build_router(const rm_lora_state *s, const rm_composition *c, slot_state *sl) {
+    const rm_model *m = s->m;
+    int nm = n_mods(m);
+    sl->c_off = rm_malloc((size_t)c->k * (size_t)nm * sizeof *sl->c_off);
+    if (!sl->c_off) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    size_t total = 0;
+    for (int j = 0; j < c->k; j++)
+        for (int i = 0; i < nm; i++) {
+            int rr = c->router->mods[i].rank, rj = c->experts[j]->mods[i].rank;
+            sl->c_off[(size_t)j * nm + i] = rj && rr ? total : SIZE_MAX;
+            if (rj && rr) total += (size_t)rr * (size_t)rj;
+        }
+    sl->router_c = rm_malloc((total ? total : 1) * sizeof(float));
+    if (!sl->router_c) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    for (int j = 0; j < c->k; j++)
+        for (int i = 0; i < nm; i++) {
+            size_t off = sl->c_off[(size_t)j * nm + i];
+            if (off == SIZE_MAX) continue;
+            const rm_lora_module *R = &c->router->mods[i], *E = &c->experts[j]->mods[i];
+            int64_t din, dout;
+            rm_target_dims(&m->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
+            float *C = sl->router_c + off;
+            for (int a = 0; a < R->rank; a++)
+                for (int b = 0; b < E->rank; b++) {
+                    double acc = 0;
+                    for (int64_t o = 0; o < dout; o++)
+                        acc += (double)R->B[o * R->rank + a] * E->B[o * E->rank + b];
+                    C[a * E->rank + b] = (float)acc;
+                }
+        }
+    return RAMOLE_OK;
+}
+
+static rm_status check_adapter(const rm_lora_state *s, const rm_adapter *a, const char *role) {
+    if (!a) return rm_err(RAMOLE_ERR_INVALID, "LoRA: %s adapter is missing", role);
+    if (a->n_layers != s->m->cfg.n_layers || a->base_fingerprint != rm_model_fingerprint(s->m))
+        return rm_err(RAMOLE_ERR_MISMATCH, "LoRA: %s adapter %s was made for another base model", role,
+                      a->name ? a->name : "?");
+    if (a->max_rank > s->max_rank)
+        return rm_err(RAMOLE_ERR_RANGE, "LoRA: %s adapter %s has rank %d, above this context's maximum of %d",
+                      role, a->name ? a->name : "?", a->max_rank, s->max_rank);
+    return RAMOLE_OK;
+}
+
+static rm_status check_composition(const rm_lora_state *s, const rm_composition *c) {
+    if ((unsigned)c->mode >= RM_COMPOSE_COUNT) return rm_err(RAMOLE_ERR_INVALID, "LoRA: unknown mode %d", c->mode);
+    if (c->k < 1 || c->k > s->max_k)
+        return rm_err(RAMOLE_ERR_RANGE, "LoRA: %s needs 1 to %d adapters (got %d)", rm_compose_mode_name(c->mode),
+                      s->max_k, c->k);
+    for (int j = 0; j < c->k; j++) RM_TRY(check_adapter(s, c->experts[j], "expert"));
+    if (c->mode == RM_COMPOSE_EXPLICIT)
+        for (int j = 0; j < c->k; j++)
+            if (!isfinite(c->weights[j]))
+                return rm_err(RAMOLE_ERR_INVALID, "LoRA: weight %d of adapter %s is not finite", j,
+                              c->experts[j]->name);
+    if (c->mode != RM_COMPOSE_ROUTER) return RAMOLE_OK;
+    RM_TRY(check_adapter(s, c->router, "router"));
+    const rm_model *m = s->m;
+    for (int i = 0; i < n_mods(m); i++) {
+        if (c->router->mods[i].rank) continue;
+        for (int j = 0; j < c->k; j++)
+            if (c->experts[j]->mods[i].rank)
+                return rm_err(RAMOLE_ERR_MISMATCH,
+                              "LoRA: router %s does not adapt layer %d %s, which expert %s adapts: the router's "
+                              "targets must cover the experts'",
+                              c->router->name, i / RM_TARGET_COUNT, rm_target_hf_name((rm_target)(i % RM_TARGET_COUNT)),
+                              c->experts[j]->name);
+    }
+    return RAMOLE_OK;
+}
+
+rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c) {
+    if (!s) /* a context made without LoRA runs the base alone */
+        return !c || c->mode == RM_COMPOSE_NONE
+                   ? RAMOLE_OK
+                   : rm_err(RAMOLE_ERR_INVALID, "LoRA: this context was created without adapters (lora_max_k = 0)");
+    if (seq < 0 || seq >= s->n_seq)
+        return rm_err(RAMOLE_ERR_RANGE, "LoRA: sequence %d is out of range (%d sequences)", seq, s->n_seq);
+    slot_state next = {0};
+    if (c && c->mode != RM_COMPOSE_NONE) {
+        RM_TRY(check_composition(s, c));
+        next.comp = *c;
+        if (c->mode == RM_COMPOSE_SELECTION) next.comp.k = 1;
+        rm_status st = RAMOLE_OK;
+        if (c->mode == RM_COMPOSE_FUSION) st = build_fused(s, c, &next.fused);
+        if (c->mode == RM_COMPOSE_ROUTER) st = build_router(s, c, &next);
+        if (st != RAMOLE_OK) {
+            slot_clear(&next);
+            return st;
+        }
+        if (next.fused && next.fused->max_rank > s->max_rank) {
+            slot_clear(&next);
+            return rm_err(RAMOLE_ERR_RANGE, "LoRA: fused rank above this context's maximum of %d", s->max_rank);
+        }
+    }
+    slot_clear(&s->slots[seq]);
+    s->slots[seq] = next;
+    return RAMOLE_OK;
+}
+
+/* ---- planning ------------------------------------------------------------------ */
+
+/* Adapters used by token slot `sl` as (adapter, j) pairs; returns count. */
+static int slot_adapters(const rm_lora_state *s, const slot_state *sl, const rm_adapter **a, int16_t *j) {
+    const rm_composition *c = &sl->comp;
+    int n = 0;
+    switch (c->mode) {
+    case RM_COMPOSE_NONE:
+        break;
+    case RM_COMPOSE_FUSION:
+        a[n] = sl->fused, j[n++] = 0;
+        break;
+    case RM_COMPOSE_ROUTER:
+        a[n] = c->router, j[n++] = (int16_t)s->max_k;
+        __attribute__((fallthrough)); /* the experts too */
+    default:
+        for (int e = 0; e < c->k; e++) a[n] = c->experts[e], j[n++] = (int16_t)e;
+    }
+    return n;
+}
+
+static int group_of(rm_lora_state *s, const rm_adapter *a) {
+    size_t cap = 2 * (size_t)s->rows_cap, h = ((uintptr_t)a >> 4) * 0x9e3779b97f4a7c15ull % cap;
+    while (s->hkeys[h] && s->hkeys[h] != a) h = (h + 1) % cap;
+    if (!s->hkeys[h]) {
+        s->hkeys[h] = a;
+        s->hvals[h] = s->n_groups;
+        s->groups[s->n_groups].a = a;
+        s->groups[s->n_groups].n_rows = 0;
+        s->n_groups++;
+    }
+    return s->hvals[h];
+}
+
+bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
+    const rm_adapter *a[RM_LORA_MAX_K + 1];
+    int16_t j[RM_LORA_MAX_K + 1];
+    s->n_tokens = n_tokens;
+    s->seq = seq;
+    s->n_groups = 0;
+    memset(s->hkeys, 0, 2 * (size_t)s->rows_cap * sizeof *s->hkeys);
+    /* pass 1: count rows per group */
+    int total = 0;
+    for (int i = 0; i < n_tokens; i++) {
+        int n = slot_adapters(s, &s->slots[seq[i]], a, j);
+        for (int e = 0; e < n; e++) s->groups[group_of(s, a[e])].n_rows++;
+        total += n;
+    }
+    s->n_rows = total;
+    if (!total) return false;
+    int first = 0;
+    for (int g = 0; g < s->n_groups; g++) {
+        s->groups[g].first = first;
+        first += s->groups[g].n_rows;
+        s->groups[g].n_rows = 0;
+    }
+    /* pass 2: place rows group after group */
+    memset(s->tok_row, 0xff, (size_t)n_tokens * (size_t)(s->max_k + 1) * sizeof *s->tok_row);
+    for (int i = 0; i < n_tokens; i++) {
+        int n = slot_adapters(s, &s->slots[seq[i]], a, j);
+        for (int e = 0; e < n; e++) {
+            int g = group_of(s, a[e]);
+            int r = s->groups[g].first + s->groups[g].n_rows++;
+            s->rows[r] = (row_ref){i, j[e], g};
+            s->tok_row[(size_t)i * (s->max_k + 1) + j[e]] = r;
+        }
+    }
+    return true;
+}
+
+/* ---- applying ------------------------------------------------------------------ */
+
+static float *row_u(const rm_lora_state *s, int r) { return s->U + (size_t)r * (size_t)s->max_rank; }
+
+/* Shrink for rows of small groups: u = A x, row by row. */
+static void shrink_small(void *arg, int ith, int nth) {
+    rm_lora_state *s = arg;
+    int64_t lo, hi;
+    rm_split(s->n_rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const row_ref *rr = &s->rows[r];
+        const group *g = &s->groups[rr->group];
+        if (g->n_rows >= BIG_GROUP) continue;
+        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
+        const float *x = s->x + (size_t)rr->token * (size_t)s->din;
+        float *u = row_u(s, (int)r);
+        for (int k = 0; k < md->rank; k++) u[k] = rm_vec_dot(md->A + (size_t)k * s->din, x, s->din);
+    }
+}
+
+/* Gate of row r: the mode's coefficient times the module's scale. */
+static float row_gate(const rm_lora_state *s, const row_ref *rr, const rm_lora_module *md) {
+    const slot_state *sl = &s->slots[s->seq[rr->token]];
+    switch (sl->comp.mode) {
+    case RM_COMPOSE_EXPLICIT: return sl->comp.weights[rr->j] * md->scale;
+    case RM_COMPOSE_MIXTURE: return md->scale / (float)sl->comp.k;
+    case RM_COMPOSE_ROUTER: return s->gates[(size_t)rr->token * s->max_k + rr->j] * md->scale;
+    default: return md->scale; /* selection, fusion (scale 1) */
+    }
+}
+
+/* Router softmax for every token in router mode. */
+static void router_gates(rm_lora_state *s) {
+    int nm = n_mods(s->m), mi = s->layer * RM_TARGET_COUNT + (int)s->target;
+    for (int i = 0; i < s->n_tokens; i++) {
+        const slot_state *sl = &s->slots[s->seq[i]];
+        if (sl->comp.mode != RM_COMPOSE_ROUTER) continue;
+        const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
+        const rm_lora_module *R = &sl->comp.router->mods[mi];
+        float *w = s->gates + (size_t)i * s->max_k;
+        int k = sl->comp.k;
+        if (!R->rank) { /* no expert adapts this module (checked at set time) */
+            for (int j = 0; j < k; j++) w[j] = 0;
+            continue;
+        }
+        const float *q = row_u(s, tr[s->max_k]);
+        float key[RM_LORA_MAX_RANK];
+        float inv = 1.0f / sqrtf((float)R->rank), mx = -INFINITY;
+        for (int j = 0; j < k; j++) {
+            size_t off = sl->c_off[(size_t)j * nm + mi];
+            w[j] = 0;
+            if (off != SIZE_MAX) {
+                const rm_lora_module *E = &sl->comp.experts[j]->mods[mi];
+                const float *C = sl->router_c + off, *u = row_u(s, tr[j]);
+                for (int a = 0; a < R->rank; a++) key[a] = E->scale * rm_vec_dot(C + (size_t)a * E->rank, u, E->rank);
+                w[j] = rm_vec_dot(q, key, R->rank) * inv;
+            }
+            if (w[j] > mx) mx = w[j];
+        }
+        float sum = 0;
+        for (int j = 0; j < k; j++) sum += (w[j] = expf(w[j] - mx));
+        for (int j = 0; j < k; j++) w[j] /= sum;
+    }
+}
+
+/* Expand for rows of small groups, split by output columns. */
+static void expand_small(void *arg, int ith, int nth) {
+    rm_lora_state *s = arg;
+    int64_t lo, hi;
+    rm_split(s->dout, ith, nth, &lo, &hi);
+    float z[RM_LORA_MAX_RANK];
+    for (int r = 0; r < s->n_rows; r++) {
+        const row_ref *rr = &s->rows[r];
+        const group *g = &s->groups[rr->group];
+        if (g->n_rows >= BIG_GROUP || rr->j == s->max_k) continue;
+        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
+        if (!md->rank) continue;
+        float gate = row_gate(s, rr, md);
+        const float *u = row_u(s, r);
+        for (int k = 0; k < md->rank; k++) z[k] = gate * u[k];
+        float *y = s->y + (size_t)rr->token * (size_t)s->dout;
+        for (int64_t o = lo; o < hi; o++) y[o] += rm_vec_dot(md->B + (size_t)o * md->rank, z, md->rank);
+    }
+}
+
+void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t, const float *x, float *y) {
+    s->layer = layer;
+    s->target = t;
+    s->x = x;
+    s->y = y;
+    rm_target_dims(&s->m->cfg, t, &s->din, &s->dout);
+    /* shrink: big groups as GEMMs over gathered rows (chunks of n_batch,
+     * the size of the gather buffers), the rest row by row */
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const group *g = &s->groups[gi];
+        const rm_lora_module *md = rm_adapter_mod(g->a, layer, t);
+        if (g->n_rows < BIG_GROUP || !md->rank) continue;
+        for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
+            int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
+            for (int q = 0; q < nq; q++)
+                memcpy(s->xg + (size_t)q * s->din, x + (size_t)s->rows[g->first + q0 + q].token * s->din,
+                       (size_t)s->din * sizeof(float));
+            rm_matmul(c, s->tg, s->xg, nq, md->A, RM_TYPE_F32, md->rank, s->din);
+            for (int q = 0; q < nq; q++)
+                memcpy(row_u(s, g->first + q0 + q), s->tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
+        }
+    }
+    rm_pool_run(s->n_rows > 1 ? c->pool : NULL, shrink_small, s);
+    router_gates(s);
+    /* expand: gated U rows of a big group, n_batch at a time, then scatter */
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        const group *g = &s->groups[gi];
+        const rm_lora_module *md = rm_adapter_mod(g->a, layer, t);
+        if (g->n_rows < BIG_GROUP || !md->rank) continue;
+        for (int q0 = 0; q0 < g->n_rows;) {
+            int n = 0, q = q0;
+            for (; q < g->n_rows && n < s->n_batch; q++) {
+                const row_ref *rr = &s->rows[g->first + q];
+                if (rr->j == s->max_k) continue; /* the router's own row: no output */
+                float gate = row_gate(s, rr, md);
+                const float *u = row_u(s, g->first + q);
+                for (int k = 0; k < md->rank; k++) s->zg[(size_t)n * md->rank + k] = gate * u[k];
+                n++;
+            }
+            if (n) rm_matmul(c, s->tg, s->zg, n, md->B, RM_TYPE_F32, s->dout, md->rank);
+            for (int p = q0, k = 0; p < q; p++) {
+                const row_ref *rr = &s->rows[g->first + p];
+                if (rr->j == s->max_k) continue;
+                rm_vec_add(y + (size_t)rr->token * s->dout, s->tg + (size_t)k++ * s->dout, s->dout);
+            }
+            q0 = q;
+        }
+    }
+    rm_pool_run(s->dout > 64 ? c->pool : NULL, expand_small, s);
+}
+
+const float *rm_lora_last_gates(const rm_lora_state *s, int i) {
+    return s->gates + (size_t)i * s->max_k;
+}

@@ -1,0 +1,325 @@
+/*
+ * test_compose.c — LoRA composition against naive references: at the
+ * module level (a batch of tokens from sequences in every mode, compared
+ * with expert outputs built in full, per token, in double), and at the
+ * model level (one adapter = the merged model; mixture = explicit 1/k; a
+ * batch of 16 sequences with different adapter sets, ranks and modes = each
+ * sequence alone).
+ */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lora/compose.h"
+
+static rm_model_config small_config(void) {
+    rm_model_config c;
+    rm_model_config_defaults(&c, RM_ARCH_LLAMA);
+    c.vocab_size = 80;
+    c.hidden = 48;
+    c.ffn = 72;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 12;
+    c.rope.n_rot = 12;
+    c.max_pos = 64;
+    return c;
+}
+
+static const unsigned ALL = (1u << RM_TARGET_COUNT) - 1;
+#define BIT(t) (1u << (t))
+
+/* v = s B (A x) in double; zero when the module is absent. */
+static void expert_out(const rm_lora_module *md, const float *x, int64_t din, int64_t dout, double *v) {
+    double u[RM_LORA_MAX_RANK];
+    for (int64_t o = 0; o < dout; o++) v[o] = 0;
+    if (!md->rank) return;
+    for (int k = 0; k < md->rank; k++) {
+        u[k] = 0;
+        for (int64_t i = 0; i < din; i++) u[k] += (double)md->A[k * din + i] * x[i];
+    }
+    for (int64_t o = 0; o < dout; o++)
+        for (int k = 0; k < md->rank; k++) v[o] += md->scale * (double)md->B[o * md->rank + k] * u[k];
+}
+
+/* The naive composed delta for one token. */
+static void naive_delta(const rm_composition *c, int layer, rm_target t, const rm_model_config *cfg,
+                        const float *x, double *delta, double *router_w) {
+    int64_t din, dout;
+    rm_target_dims(cfg, t, &din, &dout);
+    for (int64_t o = 0; o < dout; o++) delta[o] = 0;
+    if (c->mode == RM_COMPOSE_NONE) return;
+    double *v = malloc((size_t)dout * sizeof *v);
+    int k = c->mode == RM_COMPOSE_SELECTION ? 1 : c->k;
+    if (c->mode == RM_COMPOSE_FUSION) {
+        /* build the averaged matrices in full, ranks padded */
+        int r = 0;
+        for (int j = 0; j < k; j++) {
+            int rj = rm_adapter_mod(c->experts[j], layer, t)->rank;
+            if (rj > r) r = rj;
+        }
+        double *Af = calloc((size_t)(r ? r : 1) * din, sizeof *Af), *Bf = calloc((size_t)dout * (r ? r : 1), sizeof *Bf);
+        for (int j = 0; j < k; j++) {
+            const rm_lora_module *md = rm_adapter_mod(c->experts[j], layer, t);
+            for (int kk = 0; kk < md->rank; kk++)
+                for (int64_t i = 0; i < din; i++) Af[kk * din + i] += md->A[kk * din + i] / (double)k;
+            for (int64_t o = 0; o < dout; o++)
+                for (int kk = 0; kk < md->rank; kk++) Bf[o * r + kk] += md->scale * md->B[o * md->rank + kk] / (double)k;
+        }
+        for (int kk = 0; kk < r; kk++) {
+            double u = 0;
+            for (int64_t i = 0; i < din; i++) u += Af[kk * din + i] * x[i];
+            for (int64_t o = 0; o < dout; o++) delta[o] += Bf[o * r + kk] * u;
+        }
+        free(Af), free(Bf), free(v);
+        return;
+    }
+    double w[RM_LORA_MAX_K], score[RM_LORA_MAX_K];
+    double *keys = NULL;
+    if (c->mode == RM_COMPOSE_ROUTER) {
+        const rm_lora_module *R = rm_adapter_mod(c->router, layer, t);
+        double q[RM_LORA_MAX_RANK], mx = -1e300, sum = 0;
+        for (int a = 0; a < R->rank; a++) {
+            q[a] = 0;
+            for (int64_t i = 0; i < din; i++) q[a] += (double)R->A[a * din + i] * x[i];
+        }
+        for (int j = 0; j < k; j++) {
+            expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
+            score[j] = 0;
+            for (int a = 0; a < R->rank; a++) {
+                double key = 0;
+                for (int64_t o = 0; o < dout; o++) key += (double)R->B[o * R->rank + a] * v[o];
+                score[j] += q[a] * key;
+            }
+            score[j] = R->rank ? score[j] / sqrt((double)R->rank) : 0;
+            if (score[j] > mx) mx = score[j];
+        }
+        for (int j = 0; j < k; j++) sum += (w[j] = exp(score[j] - mx));
+        for (int j = 0; j < k; j++) w[j] /= sum;
+        if (router_w) memcpy(router_w, w, (size_t)k * sizeof *w);
+    }
+    for (int j = 0; j < k; j++) {
+        double wj = c->mode == RM_COMPOSE_EXPLICIT ? c->weights[j]
+                  : c->mode == RM_COMPOSE_MIXTURE ? 1.0 / k
+                  : c->mode == RM_COMPOSE_ROUTER ? w[j] : 1.0;
+        expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
+        for (int64_t o = 0; o < dout; o++) delta[o] += wj * v[o];
+    }
+    free(keys);
+    free(v);
+}
+
+static uint64_t lcg(uint64_t *s) { return *s = *s * 6364136223846793005ull + 1442695040888963407ull; }
+static float frand(uint64_t *s) { return (float)((lcg(s) >> 40) / 16777216.0 * 2.0 - 1.0); }
+
+TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 1, 0.1f, &m));
+    if (!m) return;
+    /* experts of different ranks and targets; a router on every target */
+    rm_adapter *e[5] = {0}, *router = NULL;
+    int ranks[5] = {4, 8, 2, 16, 5};
+    unsigned masks[5] = {BIT(RM_TARGET_Q) | BIT(RM_TARGET_V), ALL, ALL & ~BIT(RM_TARGET_O), ALL,
+                         BIT(RM_TARGET_DOWN) | BIT(RM_TARGET_UP)};
+    for (int i = 0; i < 5; i++) CHECK_OK(rm_adapter_random(m, ranks[i], 2.0f * ranks[i], masks[i], 100 + i, 0.2f, &e[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 99, 0.3f, &router));
+    if (!router || !e[4]) return;
+    enum { NSEQ = 7 };
+    rm_composition comps[NSEQ];
+    memset(comps, 0, sizeof comps);
+    comps[0] = (rm_composition){.mode = RM_COMPOSE_EXPLICIT, .k = 2, .experts = {e[0], e[1]}, .weights = {0.7f, -0.4f}};
+    comps[1] = (rm_composition){.mode = RM_COMPOSE_MIXTURE, .k = 3, .experts = {e[1], e[2], e[3]}};
+    comps[2] = (rm_composition){.mode = RM_COMPOSE_SELECTION, .k = 3, .experts = {e[2], e[0], e[1]}};
+    comps[3] = (rm_composition){.mode = RM_COMPOSE_FUSION, .k = 3, .experts = {e[0], e[3], e[4]}};
+    comps[4] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = router};
+    comps[5] = (rm_composition){.mode = RM_COMPOSE_NONE};
+    comps[6] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = 4, .experts = {e[3], e[4], e[1], e[3]}, .router = router};
+    rm_lora_state *st = NULL;
+    int n = 40; /* > BIG_GROUP rows for some adapters: both code paths */
+    CHECK_OK(rm_lora_state_new(m, NSEQ, n, 4, 16, &st));
+    if (!st) return;
+    for (int s = 0; s < NSEQ; s++) CHECK_OK(rm_lora_set(st, s, &comps[s]));
+    int32_t seq[40];
+    uint64_t rs = 7;
+    for (int i = 0; i < n; i++) seq[i] = i < 20 ? (int32_t)(lcg(&rs) >> 33) % NSEQ : 4; /* 20 tokens of slot 4 */
+    CHECK(rm_lora_plan(st, n, seq));
+    rm_pool *pool = NULL;
+    CHECK_OK(rm_pool_new(2, &pool));
+    size_t work = rm_matmul_work_size(RM_TYPE_F32, n, 72, 72, 2) + rm_matmul_work_size(RM_TYPE_F32, n, 16, 72, 2);
+    rm_compute comp = {pool, malloc(work + 64), work};
+    double worst = 0, worst_w = 0;
+    for (int layer = 0; layer < 2; layer++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            int64_t din, dout;
+            rm_target_dims(&cfg, (rm_target)t, &din, &dout);
+            float *x = malloc((size_t)n * din * sizeof *x), *y = malloc((size_t)n * dout * sizeof *y);
+            double *d = malloc((size_t)dout * sizeof *d);
+            for (int64_t i = 0; i < n * din; i++) x[i] = frand(&rs);
+            for (int64_t i = 0; i < n * dout; i++) y[i] = frand(&rs);
+            float *y0 = malloc((size_t)n * dout * sizeof *y0);
+            memcpy(y0, y, (size_t)n * dout * sizeof *y);
+            rm_lora_apply(st, &comp, layer, (rm_target)t, x, y);
+            for (int i = 0; i < n; i++) {
+                double rw[RM_LORA_MAX_K];
+                naive_delta(&comps[seq[i]], layer, (rm_target)t, &cfg, x + i * din, d, rw);
+                double scale = 1e-3;
+                for (int64_t o = 0; o < dout; o++) scale = fmax(scale, fabs(d[o]));
+                for (int64_t o = 0; o < dout; o++)
+                    worst = fmax(worst, fabs((y[i * dout + o] - y0[i * dout + o]) - d[o]) / scale);
+                if (comps[seq[i]].mode == RM_COMPOSE_ROUTER) {
+                    const float *g = rm_lora_last_gates(st, i);
+                    for (int j = 0; j < comps[seq[i]].k; j++) worst_w = fmax(worst_w, fabs(g[j] - rw[j]));
+                }
+            }
+            free(x), free(y), free(y0), free(d);
+        }
+    CHECK_MSG(worst < 1e-5, "composed delta vs naive: relative error %g", worst);
+    CHECK_MSG(worst_w < 1e-5, "router weights vs naive: %g", worst_w);
+    /* bad compositions are refused and the slot keeps what it had */
+    rm_composition bad = {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[1], e[2]}, .router = e[0]};
+    CHECK_ERR(rm_lora_set(st, 4, &bad), RAMOLE_ERR_MISMATCH);
+    CHECK(strstr(ramole_last_error(), "must cover") != NULL);
+    bad = (rm_composition){.mode = RM_COMPOSE_MIXTURE, .k = 5, .experts = {e[0], e[1], e[2], e[3], e[4]}};
+    CHECK_ERR(rm_lora_set(st, 0, &bad), RAMOLE_ERR_RANGE);
+    rm_adapter *big = NULL;
+    CHECK_OK(rm_adapter_random(m, 32, 32, ALL, 5, 0.1f, &big));
+    bad = (rm_composition){.mode = RM_COMPOSE_MIXTURE, .k = 1, .experts = {big}};
+    CHECK_ERR(rm_lora_set(st, 0, &bad), RAMOLE_ERR_RANGE);
+    rm_adapter_free(big);
+    free(comp.work);
+    rm_pool_free(pool);
+    rm_lora_state_free(st);
+    for (int i = 0; i < 5; i++) rm_adapter_free(e[i]);
+    rm_adapter_free(router);
+    rm_model_free(m);
+}
+
+/* ---- model level ------------------------------------------------------------- */
+
+static float *run_seqs(const rm_model *m, int n_seq, const rm_composition *comps, const int32_t *const *toks,
+                       const int *lens, int max_k, int max_rank) {
+    int n = 0;
+    for (int s = 0; s < n_seq; s++) n += lens[s];
+    rm_ctx_params p = {.n_ctx = 32, .n_seq = n_seq, .n_batch = n, .n_threads = 2, .lora_max_k = max_k,
+                       .lora_max_rank = max_rank};
+    rm_ctx *ctx = NULL;
+    if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK) return NULL;
+    for (int s = 0; s < n_seq; s++)
+        if (rm_lora_set(rm_ctx_lora(ctx), s, &comps[s]) != RAMOLE_OK) {
+            rm_ctx_free(ctx);
+            return NULL;
+        }
+    int32_t *tk = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4), *sq = malloc((size_t)n * 4);
+    uint8_t *want = malloc((size_t)n);
+    int i = 0, done[64] = {0};
+    while (i < n) /* interleave the sequences */
+        for (int s = 0; s < n_seq; s++)
+            if (done[s] < lens[s]) tk[i] = toks[s][done[s]], pos[i] = done[s]++, sq[i] = s, want[i++] = 1;
+    rm_batch b = {n, tk, pos, sq, want};
+    float *out = NULL;
+    if (rm_ctx_decode(ctx, &b) == RAMOLE_OK) {
+        /* logits back in per-sequence order */
+        int V = m->cfg.vocab_size, o = 0;
+        out = malloc((size_t)n * V * sizeof *out);
+        for (int s = 0; s < n_seq; s++)
+            for (int k = 0; k < n; k++)
+                if (sq[k] == s) memcpy(out + (size_t)o++ * V, rm_ctx_logits(ctx, k), (size_t)V * sizeof *out);
+    }
+    free(tk), free(pos), free(sq), free(want);
+    rm_ctx_free(ctx);
+    return out;
+}
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        md = fmax(md, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs(b[i]));
+    }
+    return md / (mx > 0 ? mx : 1);
+}
+
+static const int32_t toks[10] = {1, 9, 44, 3, 17, 70, 2, 5, 63, 30};
+
+TEST(compose_one_adapter_equals_the_merged_model) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL, *merged = NULL;
+    rm_adapter *a = NULL;
+    CHECK_OK(rm_model_random(&cfg, 2, 0.1f, &m));
+    if (!m) return;
+    CHECK_OK(rm_adapter_random(m, 8, 16, ALL, 3, 0.2f, &a));
+    float w = 0.8f;
+    CHECK_OK(rm_model_merge(m, &a, &w, 1, &merged));
+    if (!a || !merged) return;
+    const int32_t *t1[1] = {toks};
+    int len[1] = {10};
+    rm_composition none = {0}, one = {.mode = RM_COMPOSE_EXPLICIT, .k = 1, .experts = {a}, .weights = {w}};
+    float *x = run_seqs(m, 1, &one, t1, len, 1, 8), *y = run_seqs(merged, 1, &none, t1, len, 0, 0),
+          *z = run_seqs(m, 1, &none, t1, len, 1, 8);
+    CHECK(x && y && z);
+    if (x && y && z) {
+        CHECK_MSG(rel_err(x, y, 10 * 80) < 1e-5, "runtime vs merged: %g", rel_err(x, y, 10 * 80));
+        CHECK_MSG(rel_err(z, y, 10 * 80) > 1e-3, "the adapter changes nothing (%g)", rel_err(z, y, 10 * 80));
+    }
+    free(x), free(y), free(z);
+    rm_adapter_free(a);
+    rm_model_free(merged);
+    rm_model_free(m);
+}
+
+TEST(compose_mixed_batch_of_16_equals_each_sequence_alone) {
+    rm_model_config cfg = small_config();
+    cfg.arch = RM_ARCH_QWEN2;
+    cfg.qkv_bias = true;
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 4, 0.1f, &m));
+    if (!m) return;
+    enum { NA = 6 };
+    rm_adapter *ad[NA] = {0}, *router = NULL;
+    for (int i = 0; i < NA; i++) CHECK_OK(rm_adapter_random(m, 2 + 3 * i, 8, i % 2 ? ALL : ALL & ~BIT(RM_TARGET_K), 20 + i, 0.2f, &ad[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4, ALL, 30, 0.3f, &router));
+    if (!router) return;
+    rm_composition comps[16];
+    const int32_t *tk[16];
+    int lens[16];
+    for (int s = 0; s < 16; s++) {
+        rm_compose_mode mode = (rm_compose_mode)(s % RM_COMPOSE_COUNT);
+        comps[s] = (rm_composition){.mode = mode, .k = 3,
+                                    .experts = {ad[s % NA], ad[(s + 1) % NA], ad[(s + 3) % NA]},
+                                    .weights = {0.5f, -1.0f, 0.25f}, .router = router};
+        if (mode == RM_COMPOSE_EXPLICIT) comps[s].k = 1 + s % 3;
+        tk[s] = toks + s % 4;
+        lens[s] = 1 + (s * 5) % 7;
+    }
+    float *all = run_seqs(m, 16, comps, tk, lens, 3, 17);
+    CHECK(all != NULL);
+    double worst = 0;
+    int off = 0;
+    for (int s = 0; s < 16 && all; s++) {
+        float *alone = run_seqs(m, 1, &comps[s], &tk[s], &lens[s], 3, 17);
+        CHECK(alone != NULL);
+        if (alone) worst = fmax(worst, rel_err(all + (size_t)off * 80, alone, (size_t)lens[s] * 80));
+        if (alone && getenv("RAMOLE_TEST_VERBOSE")) printf("  seq %d mode %s: %g\n", s, rm_compose_mode_name(comps[s].mode), rel_err(all + (size_t)off * 80, alone, (size_t)lens[s] * 80));
+        off += lens[s];
+        free(alone);
+    }
+    /* A batch runs the base and the big adapter groups as GEMMs, a lone
+     * sequence as dot products: the sums round differently (about 5e-7 here),
+     * and a router's softmax can amplify that for a sequence with peaked
+     * scores (measured up to 1.2e-5). A wrong gate or a row sent to the wrong
+     * sequence moves logits by 1e-2 or more. */
+    CHECK_MSG(worst < 5e-5, "batch of 16 vs alone: %g", worst);
+    /* mixture equals explicit 1/k */
+    rm_composition mix = {.mode = RM_COMPOSE_MIXTURE, .k = 3, .experts = {ad[0], ad[1], ad[2]}};
+    rm_composition ex = {.mode = RM_COMPOSE_EXPLICIT, .k = 3, .experts = {ad[0], ad[1], ad[2]},
+                         .weights = {1.0f / 3, 1.0f / 3, 1.0f / 3}};
+    float *a = run_seqs(m, 1, &mix, tk, lens, 3, 17), *b = run_seqs(m, 1, &ex, tk, lens, 3, 17);
+    if (a && b) CHECK_MSG(rel_err(a, b, (size_t)lens[0] * 80) < 1e-6, "mixture vs explicit 1/k");
+    free(a), free(b), free(all);
+    for (int i = 0; i < NA; i++) rm_adapter_free(ad[i]);
+    rm_adapter_free(router);
+    rm_model_free(m);
+}

@@ -1,0 +1,168 @@
+/*
+ * cmd_lora.c — commands about adapters: random-adapter, merge, and the
+ * adapter side of convert (PEFT folder <-> GGUF LoRA).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "formats/gguf.h"
+#include "lora/compose.h"
+
+/* "q,k,v,o,gate,up,down" -> bit mask of rm_target. */
+static bool parse_targets(const char *cmd, const char *v, unsigned *mask) {
+    *mask = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        rm_target t;
+        if (!rm_target_from_name(tok, &t)) {
+            fprintf(stderr, "ramole %s: unknown target module '%s' (q, k, v, o, gate, up, down)\n", cmd, tok);
+            return false;
+        }
+        *mask |= 1u << t;
+    }
+    if (!*mask) {
+        fprintf(stderr, "ramole %s: --targets is empty\n", cmd);
+        return false;
+    }
+    return true;
+}
+
+int cmd_random_adapter(int argc, char **argv) {
+    const char *cmd = "random-adapter", *model = NULL, *out = NULL, *format = NULL, *v;
+    long rank = 0;
+    double alpha = -1, std = 0.02;
+    unsigned mask = (1u << RM_TARGET_COUNT) - 1;
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-m")) { if (!(model = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "-o")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--format")) { if (!(format = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--rank")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &rank)) return 2; }
+        else if (!strcmp(a, "--alpha")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_float(cmd, a, v, -1e6, 1e6, &alpha)) return 2; }
+        else if (!strcmp(a, "--std")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_float(cmd, a, v, 0, 10, &std)) return 2; }
+        else if (!strcmp(a, "--targets")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_targets(cmd, v, &mask)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_u64(cmd, a, v, &seed)) return 2; }
+        else {
+            fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
+            return 2;
+        }
+    }
+    if (!model || !out || !rank) {
+        fprintf(stderr, "usage: ramole random-adapter -m MODEL --rank R [--alpha A] [--targets q,k,v,o,gate,up,down] "
+                        "[--seed S] -o OUT [--format peft|gguf]\n");
+        return 2;
+    }
+    bool gguf = format ? !strcmp(format, "gguf") : cli_ends_with(out, ".gguf");
+    if (format && !gguf && strcmp(format, "peft")) {
+        fprintf(stderr, "ramole %s: --format must be peft or gguf, got '%s'\n", cmd, format);
+        return 2;
+    }
+    rm_model *m = NULL;
+    rm_adapter *a = NULL;
+    rm_status st = rm_model_open(model, &m);
+    if (st == RAMOLE_OK)
+        st = rm_adapter_random(m, (int)rank, alpha < 0 ? 2.0f * rank : (float)alpha, mask, seed, (float)std, &a);
+    if (st == RAMOLE_OK) st = gguf ? rm_adapter_save_gguf(a, m, out) : rm_adapter_save_peft(a, m, out);
+    rm_adapter_free(a);
+    rm_model_free(m);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
+    fprintf(stderr, "wrote %s (rank %ld, %s)\n", out, rank, gguf ? "GGUF LoRA" : "PEFT folder");
+    return 0;
+}
+
+int cmd_merge(int argc, char **argv) {
+    const char *cmd = "merge", *model = NULL, *out = NULL, *v;
+    const char *paths[RM_LORA_MAX_K];
+    float weights[RM_LORA_MAX_K];
+    int n = 0, type = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-m")) { if (!(model = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "-o")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--type")) {
+            rm_type t;
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!rm_type_from_name(v, &t)) {
+                fprintf(stderr, "ramole %s: --type must be f32, f16, bf16 or q8_0, got '%s'\n", cmd, v);
+                return 2;
+            }
+            type = (int)t;
+        } else if (!strcmp(a, "--lora")) {
+            if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
+            if (n == RM_LORA_MAX_K) {
+                fprintf(stderr, "ramole %s: at most %d adapters\n", cmd, RM_LORA_MAX_K);
+                return 2;
+            }
+            char *arg = (char *)v, *colon = strrchr(arg, ':'), *end;
+            weights[n] = 1.0f;
+            if (colon && colon[1]) {
+                double w = strtod(colon + 1, &end);
+                if (!*end) weights[n] = (float)w, *colon = 0;
+            }
+            paths[n++] = arg;
+        } else {
+            fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
+            return 2;
+        }
+    }
+    if (!model || !out || !n) {
+        fprintf(stderr, "usage: ramole merge -m MODEL --lora PATH[:W] [--lora ...] -o OUT [--type T]\n");
+        return 2;
+    }
+    rm_model *m = NULL, *merged = NULL;
+    rm_adapter *ad[RM_LORA_MAX_K] = {0};
+    rm_status st = rm_model_open(model, &m);
+    for (int i = 0; st == RAMOLE_OK && i < n; i++) st = rm_adapter_load(m, paths[i], &ad[i]);
+    if (st == RAMOLE_OK) st = rm_model_merge(m, ad, weights, n, &merged);
+    if (st == RAMOLE_OK) {
+        /* keep the base's weight type unless told otherwise */
+        int t = type >= 0 ? type : (int)rm_model_main_type(m);
+        rm_source_kind fmt = cli_ends_with(out, ".gguf") ? RM_SOURCE_GGUF : RM_SOURCE_HF;
+        if (fmt == RM_SOURCE_HF && t == RM_TYPE_Q8_0) t = RM_TYPE_F32;
+        st = rm_model_save(merged, fmt, t, out);
+    }
+    for (int i = 0; i < n; i++) rm_adapter_free(ad[i]);
+    rm_model_free(merged);
+    rm_model_free(m);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
+    fprintf(stderr, "wrote %s (%d adapter%s merged)\n", out, n, n > 1 ? "s" : "");
+    return 0;
+}
+
+/* Is `path` an adapter (a PEFT folder, or a GGUF file of general.type adapter)? */
+bool cli_is_adapter(const char *path) {
+    char *cfg = rm_path_join(path, "adapter_config.json");
+    bool yes = cfg && rm_file_exists(cfg);
+    rm_free(cfg);
+    if (yes || !rm_file_exists(path)) return yes;
+    rm_gguf *g = NULL;
+    if (rm_gguf_open(path, &g) != RAMOLE_OK) return false;
+    const char *s;
+    size_t n;
+    yes = rm_gguf_get_str(g, "general.type", &s, &n) == RAMOLE_OK && n == 7 && !memcmp(s, "adapter", 7);
+    rm_gguf_free(g);
+    return yes;
+}
+
+int cli_convert_adapter(const char *in, const char *out, const char *base) {
+    const char *cmd = "convert";
+    if (!base) {
+        fprintf(stderr, "ramole %s: %s is an adapter; converting it needs --base MODEL\n", cmd, in);
+        return 2;
+    }
+    rm_model *m = NULL;
+    rm_adapter *a = NULL;
+    rm_status st = rm_model_open(base, &m);
+    if (st == RAMOLE_OK) st = rm_adapter_load(m, in, &a);
+    bool gguf = cli_ends_with(out, ".gguf");
+    if (st == RAMOLE_OK) st = gguf ? rm_adapter_save_gguf(a, m, out) : rm_adapter_save_peft(a, m, out);
+    rm_adapter_free(a);
+    rm_model_free(m);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
+    fprintf(stderr, "wrote %s (%s)\n", out, gguf ? "GGUF LoRA" : "PEFT folder");
+    return 0;
+}

@@ -1,0 +1,326 @@
+/*
+ * cmd_tokenize.c — `ramole tokenize`, `ramole detokenize`, `ramole tokenizer train`.
+ *
+ * -m takes a model folder (tokenizer.json [+ tokenizer_config.json], or
+ * GPT-2's encoder.json + vocab.bpe) or a tokenizer.json path. Output is
+ * meant for scripts: tokenize prints ids as "1,2,3" (the form detokenize
+ * and `generate --tokens` read); with --jsonl it reads one JSON string per
+ * line and prints one JSON array per line, so a whole corpus is checked in
+ * one process. Every failure prints "ramole VERB: message" and exits 1;
+ * usage errors exit 2.
+ */
+#include "cmd_tokenize.h"
+#include "cli.h"
+#include "tokenizer/tokenizer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Whole stream into a fresh buffer. */
+static char *read_all(FILE *f, size_t *n) {
+    size_t cap = 1 << 16, len = 0;
+    char *b = rm_malloc(cap);
+    if (!b) return NULL;
+    for (;;) {
+        if (len + 1 >= cap) {
+            char *nb = rm_realloc(b, cap *= 2);
+            if (!nb) { rm_free(b); return NULL; }
+            b = nb;
+        }
+        size_t r = fread(b + len, 1, cap - len - 1, f);
+        len += r;
+        if (r == 0) break;
+    }
+    b[len] = 0;
+    *n = len;
+    return b;
+}
+
+static void print_ids(FILE *f, const int32_t *ids, size_t n, bool json) {
+    if (json) fputc('[', f);
+    for (size_t i = 0; i < n; i++) fprintf(f, i ? ",%d" : "%d", ids[i]);
+    fputs(json ? "]\n" : "\n", f);
+}
+
+static int usage_tokenize(void) {
+    fprintf(stderr, "usage: ramole tokenize -m MODEL_OR_TOKENIZER [--special] [--no-parse-special] TEXT|-\n"
+                    "       ramole tokenize -m MODEL_OR_TOKENIZER --jsonl [--special]   (stdin: a JSON string per line)\n");
+    return 2;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *cmd = "tokenize", *model = NULL, *text = NULL;
+    unsigned flags = 0;
+    bool jsonl = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(model = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--special")) flags |= RM_TOK_ADD_SPECIAL;
+        else if (!strcmp(a, "--no-parse-special")) flags |= RM_TOK_NO_PARSE_SPECIAL;
+        else if (!strcmp(a, "--jsonl")) jsonl = true;
+        else if (!strcmp(a, "--") && i + 1 < argc && !text) text = argv[++i];
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage_tokenize(); return 0; }
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "ramole %s: unknown option %s\n", cmd, a);
+            return usage_tokenize();
+        } else if (text) {
+            fprintf(stderr, "ramole %s: one TEXT only (quote it, or use - for standard input)\n", cmd);
+            return 2;
+        } else text = a;
+    }
+    if (!model) { fprintf(stderr, "ramole %s: -m MODEL_OR_TOKENIZER is required\n", cmd); return 2; }
+    if (!jsonl && !text) { fprintf(stderr, "ramole %s: give TEXT, or - to read standard input\n", cmd); return 2; }
+    if (jsonl && text && strcmp(text, "-")) { fprintf(stderr, "ramole %s: --jsonl reads standard input; drop TEXT\n", cmd); return 2; }
+
+    rm_tok *tok = NULL;
+    rm_status st = rm_tok_load(model, &tok);
+    if (st) return cli_fail(cmd, st);
+    rm_tok_ids ids = {0};
+    int rc = 0;
+    size_t n = 0;
+    char *in = NULL;
+    if (!jsonl) {
+        if (!strcmp(text, "-")) {
+            in = read_all(stdin, &n);
+            if (!in) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory reading standard input")); goto done; }
+            text = in;
+        } else n = strlen(text);
+        st = rm_tok_encode(tok, text, n, flags, &ids);
+        if (st) { rc = cli_fail(cmd, st); goto done; }
+        print_ids(stdout, ids.ids, ids.n, false);
+        goto done;
+    }
+    in = read_all(stdin, &n);
+    if (!in) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory reading standard input")); goto done; }
+    size_t lineno = 0;
+    for (char *line = in; line < in + n;) {
+        char *nl = memchr(line, '\n', (size_t)(in + n - line));
+        size_t ln = nl ? (size_t)(nl - line) : (size_t)(in + n - line);
+        lineno++;
+        if (ln && line[ln - 1] == '\r') ln--;
+        if (ln) {
+            json_error_t e;
+            json_t *v = json_loadb(line, ln, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+            if (!v || !json_is_string(v)) {
+                fprintf(stderr, "ramole %s: standard input line %zu: expected a JSON string%s%s\n", cmd, lineno,
+                        v ? "" : ": ", v ? "" : e.text);
+                json_decref(v);
+                rc = 1;
+                goto done;
+            }
+            st = rm_tok_encode(tok, json_string_value(v), json_string_length(v), flags, &ids);
+            json_decref(v);
+            if (st) { rc = cli_fail(cmd, st); goto done; }
+            print_ids(stdout, ids.ids, ids.n, true);
+        }
+        line = nl ? nl + 1 : in + n;
+    }
+done:
+    rm_free(in);
+    rm_tok_ids_free(&ids);
+    rm_tok_free(tok);
+    if (fflush(stdout) != 0 && !rc) { fprintf(stderr, "ramole %s: write error\n", cmd); rc = 1; }
+    return rc;
+}
+
+/* Ids separated by commas and/or white space ("1,2,3", "1 2 3", "[1, 2]"). */
+static bool parse_ids(const char *cmd, const char *s, int32_t **out, size_t *n) {
+    size_t cap = 16, k = 0;
+    int32_t *v = rm_malloc(cap * sizeof *v);
+    if (!v) { fprintf(stderr, "ramole %s: out of memory\n", cmd); return false; }
+    const char *p = s;
+    for (;;) {
+        while (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '[' || *p == ']') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno || x < INT32_MIN || x > INT32_MAX) {
+            fprintf(stderr, "ramole %s: expected token ids like 1,2,3; got \"%.40s\"\n", cmd, p);
+            rm_free(v);
+            return false;
+        }
+        if (k == cap) {
+            int32_t *nv = rm_realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) { rm_free(v); fprintf(stderr, "ramole %s: out of memory\n", cmd); return false; }
+            v = nv;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+    }
+    *out = v;
+    *n = k;
+    return true;
+}
+
+static int usage_detokenize(void) {
+    fprintf(stderr, "usage: ramole detokenize -m MODEL_OR_TOKENIZER [--skip-special] [--cleanup] [-n] IDS|-\n"
+                    "       ramole detokenize -m MODEL_OR_TOKENIZER --jsonl   (stdin: a JSON id array per line;\n"
+                    "       prints a JSON string per line)\n"
+                    "  --cleanup  apply clean_up_tokenization_spaces when tokenizer_config.json asks for it\n"
+                    "  -n         no newline after the text\n");
+    return 2;
+}
+
+int cmd_detokenize(int argc, char **argv) {
+    const char *cmd = "detokenize", *model = NULL, *arg = NULL;
+    unsigned flags = RM_TOK_NO_CLEANUP;
+    bool jsonl = false, newline = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(model = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--skip-special")) flags |= RM_TOK_SKIP_SPECIAL;
+        else if (!strcmp(a, "--cleanup")) flags &= ~(unsigned)RM_TOK_NO_CLEANUP;
+        else if (!strcmp(a, "--jsonl")) jsonl = true;
+        else if (!strcmp(a, "-n")) newline = false;
+        else if (!strcmp(a, "--") && i + 1 < argc && !arg) arg = argv[++i];
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage_detokenize(); return 0; }
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "ramole %s: unknown option %s\n", cmd, a);
+            return usage_detokenize();
+        } else if (arg) {
+            fprintf(stderr, "ramole %s: give the ids as one argument (1,2,3) or - for standard input\n", cmd);
+            return 2;
+        } else arg = a;
+    }
+    if (!model) { fprintf(stderr, "ramole %s: -m MODEL_OR_TOKENIZER is required\n", cmd); return 2; }
+    if (!jsonl && !arg) { fprintf(stderr, "ramole %s: give IDS (1,2,3), or - to read standard input\n", cmd); return 2; }
+
+    rm_tok *tok = NULL;
+    rm_status st = rm_tok_load(model, &tok);
+    if (st) return cli_fail(cmd, st);
+    int rc = 0;
+    size_t n = 0, nids = 0;
+    char *in = NULL, *text = NULL;
+    int32_t *ids = NULL;
+    if (!jsonl) {
+        const char *src = arg;
+        if (!strcmp(arg, "-")) {
+            if (!(in = read_all(stdin, &n))) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+            src = in;
+        }
+        if (!parse_ids(cmd, src, &ids, &nids)) { rc = 1; goto done; }
+        size_t len;
+        st = rm_tok_decode(tok, ids, nids, flags, &text, &len);
+        if (st) { rc = cli_fail(cmd, st); goto done; }
+        fwrite(text, 1, len, stdout);
+        if (newline) fputc('\n', stdout);
+        goto done;
+    }
+    if (!(in = read_all(stdin, &n))) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+    size_t lineno = 0;
+    for (char *line = in; line < in + n;) {
+        char *nl = memchr(line, '\n', (size_t)(in + n - line));
+        size_t ln = nl ? (size_t)(nl - line) : (size_t)(in + n - line);
+        lineno++;
+        if (ln) {
+            json_error_t e;
+            json_t *v = json_loadb(line, ln, 0, &e);
+            bool ok = json_is_array(v);
+            size_t k = ok ? json_array_size(v) : 0;
+            int32_t *x = rm_malloc((k ? k : 1) * sizeof *x);
+            for (size_t j = 0; ok && x && j < k; j++) {
+                json_t *it = json_array_get(v, j);
+                if (!json_is_integer(it) || json_integer_value(it) < INT32_MIN || json_integer_value(it) > INT32_MAX) ok = false;
+                else x[j] = (int32_t)json_integer_value(it);
+            }
+            json_decref(v);
+            if (!ok || !x) {
+                rm_free(x);
+                fprintf(stderr, "ramole %s: standard input line %zu: expected a JSON array of integer ids\n", cmd, lineno);
+                rc = 1;
+                goto done;
+            }
+            size_t len;
+            st = rm_tok_decode(tok, x, k, flags, &text, &len);
+            rm_free(x);
+            if (st) { rc = cli_fail(cmd, rm_err_prefix(st, "standard input line %zu", lineno)); goto done; }
+            json_t *s = json_stringn(text, len);
+            char *js = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+            if (js) puts(js);
+            free(js); /* jansson's allocation */
+            json_decref(s);
+            rm_free(text);
+            text = NULL;
+        }
+        line = nl ? nl + 1 : in + n;
+    }
+done:
+    rm_free(in);
+    rm_free(ids);
+    rm_free(text);
+    rm_tok_free(tok);
+    if (fflush(stdout) != 0 && !rc) { fprintf(stderr, "ramole %s: write error\n", cmd); rc = 1; }
+    return rc;
+}
+
+static int usage_tokenizer(void) {
+    fprintf(stderr, "usage: ramole tokenizer train --vocab-size N -o tokenizer.json [--special TOKEN]... [--min-frequency F] FILES...\n"
+                    "  learns a byte-level BPE (Llama-3/Qwen split regex) from the text files\n");
+    return 2;
+}
+
+int cmd_tokenizer(int argc, char **argv) {
+    const char *cmd = "tokenizer train";
+    if (argc < 2 || strcmp(argv[1], "train")) {
+        if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage_tokenizer(); return 0; }
+        fprintf(stderr, "ramole tokenizer: expected the subcommand 'train'\n");
+        return usage_tokenizer();
+    }
+    long vocab = 0, minf = 2;
+    const char *outp = NULL;
+    const char **files = rm_calloc((size_t)argc, sizeof *files), **specials = rm_calloc((size_t)argc, sizeof *specials);
+    size_t nf = 0, ns = 0;
+    int rc = 0;
+    char **texts = NULL;
+    size_t *lens = NULL;
+    char *json = NULL;
+    if (!files || !specials) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--vocab-size")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 257, 1 << 22, &vocab)) { rc = 2; goto done; }
+        } else if (!strcmp(a, "--min-frequency")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, 1 << 30, &minf)) { rc = 2; goto done; }
+        } else if (!strcmp(a, "-o")) {
+            if (!(outp = cli_value(cmd, argc, argv, &i))) { rc = 2; goto done; }
+        } else if (!strcmp(a, "--special")) {
+            if (!(specials[ns++] = cli_value(cmd, argc, argv, &i))) { rc = 2; goto done; }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "ramole %s: unknown option %s\n", cmd, a);
+            rc = usage_tokenizer();
+            goto done;
+        } else files[nf++] = a;
+    }
+    if (!vocab || !outp || !nf) {
+        fprintf(stderr, "ramole %s: --vocab-size, -o and at least one input file are required\n", cmd);
+        rc = usage_tokenizer();
+        goto done;
+    }
+    texts = rm_calloc(nf, sizeof *texts);
+    lens = rm_calloc(nf, sizeof *lens);
+    if (!texts || !lens) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+    for (size_t i = 0; i < nf; i++) {
+        rm_status st = rm_file_read(files[i], &texts[i], &lens[i]);
+        if (st) { rc = cli_fail(cmd, st); goto done; }
+    }
+    rm_tok_train_opts o = {.vocab_size = (int32_t)vocab, .special_tokens = specials, .n_special = ns,
+                           .min_frequency = (int32_t)minf};
+    rm_status st = rm_tok_train_bpe((const char *const *)texts, lens, nf, &o, &json);
+    if (!st) st = rm_file_write_atomic(outp, json, strlen(json));
+    if (st) { rc = cli_fail(cmd, st); goto done; }
+    fprintf(stderr, "ramole %s: wrote %s\n", cmd, outp);
+done:
+    for (size_t i = 0; texts && i < nf; i++) rm_free(texts[i]);
+    rm_free(texts);
+    rm_free(lens);
+    rm_free(json);
+    rm_free(files);
+    rm_free(specials);
+    return rc;
+}
