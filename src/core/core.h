@@ -129,4 +129,27 @@ rm_status rm_file_write_atomic(const char *path, const void *data, size_t size);
 /* Monotonic time in seconds. */
 double rm_time_now(void);
 
+
+/* ---- random numbers ------------------------------------------------------ */
+
+/* splitmix64: small, well mixed, reproducible for a seed. */
+static inline uint64_t rm_rng_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [0, 1) with 53 bits. */
+static inline double rm_rng_uniform(uint64_t *state) {
+    return (double)(rm_rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+/* n values uniform in [-a, a) with a = std*sqrt(3), i.e. standard deviation std. */
+void rm_rng_fill_uniform(float *x, size_t n, float std, uint64_t *state);
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* Write a jansson value (json_t *) as text with a final newline, atomically;
+ * `flags` are json_dumps flags. */
+rm_status rm_json_write_atomic(const char *path, const void *json, size_t flags);
+
 #endif /* RM_CORE_H */

@@ -268,22 +268,6 @@ rm_status rm_lora_read_f32(float *dst, const void *src, rm_type type, int64_t ro
 
 /* ---- random adapters ------------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-a, a) with a = std*sqrt(3): standard deviation std. */
-static void fill_uniform(float *x, size_t n, float std, uint64_t *s) {
-    float a = std * 1.7320508f;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t r = (uint32_t)(rng_next(s) >> 40);
-        x[i] = a * ((float)r * (2.0f / 16777216.0f) - 1.0f);
-    }
-}
-
 rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigned target_mask, uint64_t seed,
                             float std, rm_adapter **out) {
     *out = NULL;
@@ -311,8 +295,8 @@ rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigne
             int64_t din, dout;
             rm_target_dims(&base->cfg, (rm_target)t, &din, &dout);
             rm_lora_module *m = rm_adapter_mod(a, l, (rm_target)t);
-            fill_uniform(m->A, (size_t)rank * (size_t)din, std, &s);
-            fill_uniform(m->B, (size_t)dout * (size_t)rank, std, &s);
+            rm_rng_fill_uniform(m->A, (size_t)rank * (size_t)din, std, &s);
+            rm_rng_fill_uniform(m->B, (size_t)dout * (size_t)rank, std, &s);
             int heads = rm_lora_perm_heads(base, (rm_target)t);
             if (pairs && heads) {
                 if (!tmp && !(tmp = rm_malloc((size_t)base->cfg.n_heads * base->cfg.head_dim * rank * sizeof *tmp))) {

@@ -864,7 +864,6 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
     float **owned = rm_calloc(nmod, sizeof *owned); /* unpermuted copies of B */
     rm_st_writer *w = NULL;
     json_t *cfg = NULL;
-    char *text = NULL;
     float *tmp = NULL;
     if (!cfg_path || !st_path || !owned) {
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
@@ -909,16 +908,8 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
         }
     if ((st = rm_st_writer_write(w, st_path)) != RAMOLE_OK) goto done;
     if (!(cfg = peft_config_json(a, base, r, &st))) goto done;
-    text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    if (!text) {
-        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    size_t n = strlen(text);
-    text[n] = '\n'; /* json_dumps leaves room for the NUL we overwrite */
-    st = rm_file_write_atomic(cfg_path, text, n + 1);
+    st = rm_json_write_atomic(cfg_path, cfg, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 done:
-    free(text);
     json_decref(cfg);
     rm_st_writer_free(w);
     if (owned)

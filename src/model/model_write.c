@@ -218,7 +218,6 @@ static rm_status save_hf(const rm_model *m, const out_list *l, rm_type main_type
         return rm_err(RAMOLE_ERR_IO, "%s: cannot create the output folder", dir);
     rm_status st = RAMOLE_OK;
     char *cfg_path = rm_path_join(dir, "config.json"), *st_path = rm_path_join(dir, "model.safetensors");
-    char *text = NULL;
     rm_st_writer *w = NULL;
     json_t *cfg = hf_config_json(m, main_type);
     if (!cfg_path || !st_path || !cfg) {
@@ -232,16 +231,8 @@ static rm_status save_hf(const rm_model *m, const out_list *l, rm_type main_type
         if ((st = rm_st_writer_add(w, t->name, t->type, t->n_dims, t->shape, t->data)) != RAMOLE_OK) goto done;
     }
     if ((st = rm_st_writer_write(w, st_path)) != RAMOLE_OK) goto done;
-    text = json_dumps(cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
-    if (!text) {
-        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    size_t n = strlen(text);
-    text[n] = '\n'; /* json_dumps leaves room for the NUL we overwrite */
-    st = rm_file_write_atomic(cfg_path, text, n + 1);
+    st = rm_json_write_atomic(cfg_path, cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
 done:
-    free(text);
     json_decref(cfg);
     rm_st_writer_free(w);
     rm_free(cfg_path);
@@ -372,22 +363,6 @@ rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, cons
 
 /* ---- random models ----------------------------------------------------------------- */
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-a, a) with a = std*sqrt(3): standard deviation std. */
-static void fill_uniform(float *x, size_t n, float std, uint64_t *s) {
-    float a = std * 1.7320508f;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t r = (uint32_t)(rng_next(s) >> 40);       /* 24 bits */
-        x[i] = a * ((float)r * (2.0f / 16777216.0f) - 1.0f);
-    }
-}
-
 rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, rm_model **out) {
     *out = NULL;
     RM_TRY(rm_model_config_check(cfg, "random model"));
@@ -412,7 +387,7 @@ rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, 
         return rm_err(RAMOLE_ERR_NOMEM, "random model: out of memory (%lld parameters)", (long long)mats);
     }
     uint64_t s = seed;
-    fill_uniform(w, (size_t)mats, std, &s);
+    rm_rng_fill_uniform(w, (size_t)mats, std, &s);
     float *v = m->owned_f32;
 #define MAT(wt, r, cc) (wt).data = w, (wt).type = RM_TYPE_F32, (wt).rows = (r), (wt).cols = (cc), w += (r) * (cc)
     MAT(m->tok_embd, V, d);
@@ -432,7 +407,7 @@ rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, 
         L->ffn_norm = v + d;
         v += 2 * d;
         if (c->qkv_bias) {
-            fill_uniform(v, (size_t)(qd + 2 * kd), std, &s);
+            rm_rng_fill_uniform(v, (size_t)(qd + 2 * kd), std, &s);
             L->bq = v;
             L->bk = v + qd;
             L->bv = v + qd + kd;

@@ -59,15 +59,6 @@ void rm_sampler_free(rm_sampler *s) {
     rm_free(s);
 }
 
-/* splitmix64: a small, well-mixed generator; uniform in [0, 1). */
-static double next_uniform(rm_sampler *s) {
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
 static int by_logit_desc(const void *a, const void *b, void *keys) {
     const float *k = keys;
     float x = k[*(const int32_t *)a], y = k[*(const int32_t *)b];
@@ -159,7 +150,7 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
         s->prob[i] = expf((s->logit[s->idx[i]] - mx) / p->temperature);
         sum += s->prob[i];
     }
-    double r = next_uniform(s) * sum, acc = 0;
+    double r = rm_rng_uniform(&s->rng) * sum, acc = 0;
     for (int i = 0; i < n; i++) {
         acc += s->prob[i];
         if (r < acc) return s->idx[i];
