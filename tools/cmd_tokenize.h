@@ -8,6 +8,7 @@
  *   ramole detokenize -m ... [--skip-special] [--cleanup] [-n] IDS|-
  *   ramole detokenize -m ... --jsonl        (stdin: one JSON id array a line)
  *   ramole tokenizer train --vocab-size N -o tokenizer.json [--special TOK]... FILES...
+ *   ramole tokenizer export-gguf -m MODEL_OR_TOKENIZER -o OUT.gguf [--llamacpp-only]
  */
 #ifndef RM_CMD_TOKENIZE_H
 #define RM_CMD_TOKENIZE_H

