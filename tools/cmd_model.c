@@ -97,6 +97,7 @@ typedef struct {
 
 static const preset presets[] = {
     {"tiny", 64, 160, 2, 4, 2, 256, 512, false, 10000.0f, 1e-5f},
+    {"small", 256, 704, 4, 8, 4, 1024, 1024, false, 10000.0f, 1e-5f},
     {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, false, 10000.0f, 1e-5f},
     {"qwen2.5-0.5b", 896, 4864, 24, 14, 2, 151936, 32768, true, 1000000.0f, 1e-6f},
 };
@@ -135,7 +136,7 @@ int cmd_random_model(int argc, char **argv) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (!strcmp(presets[i].name, preset_s)) p = &presets[i];
     if (!p) {
-        fprintf(stderr, "ramole %s: unknown preset '%s' (tiny, tinyllama-1.1b, qwen2.5-0.5b)\n", cmd, preset_s);
+        fprintf(stderr, "ramole %s: unknown preset '%s' (tiny, small, tinyllama-1.1b, qwen2.5-0.5b)\n", cmd, preset_s);
         return 2;
     }
     rm_source_kind fmt = cli_ends_with(out, ".gguf") ? RM_SOURCE_GGUF : RM_SOURCE_HF;

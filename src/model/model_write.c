@@ -269,7 +269,8 @@ done:
 /* ---- GGUF --------------------------------------------------------------------- */
 
 /* A vocabulary llama.cpp accepts when the model has no tokenizer of its own:
- * SentencePiece-style, <unk> <s> </s>, the 256 byte tokens, then fillers. */
+ * SentencePiece-style, <unk> <s> </s>, the 256 byte tokens, the word-start
+ * piece, then unique fillers (a duplicate token aborts llama.cpp). */
 static rm_status gguf_placeholder_vocab(rm_gguf_writer *w, int vocab) {
     rm_status st = RAMOLE_OK;
     char **tok = rm_calloc((size_t)vocab, sizeof *tok);
@@ -284,6 +285,7 @@ static rm_status gguf_placeholder_vocab(rm_gguf_writer *w, int vocab) {
         else if (i == 1) tok[i] = rm_strdup("<s>"), type[i] = 3;
         else if (i == 2) tok[i] = rm_strdup("</s>"), type[i] = 3;
         else if (i < 3 + 256) tok[i] = rm_asprintf("<0x%02X>", i - 3), type[i] = 6;
+        else if (i == 259) tok[i] = rm_strdup("\xe2\x96\x81"), type[i] = 1; /* U+2581: llama.cpp checks it */
         else tok[i] = rm_asprintf("[tok%d]", i), type[i] = 1;
         score[i] = i < 3 + 256 ? 0.0f : -(float)i;
         if (!tok[i]) {
