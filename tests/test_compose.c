@@ -139,7 +139,7 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
     comps[6] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = 4, .experts = {e[3], e[4], e[1], e[3]}, .router = router};
     rm_lora_state *st = NULL;
     int n = 40; /* > BIG_GROUP rows for some adapters: both code paths */
-    CHECK_OK(rm_lora_state_new(m, NSEQ, n, 4, 16, &st));
+    CHECK_OK(rm_lora_state_new(m, NSEQ, n, 4, 16, 2, &st));
     if (!st) return;
     for (int s = 0; s < NSEQ; s++) CHECK_OK(rm_lora_set(st, s, &comps[s]));
     int32_t seq[40];

@@ -68,7 +68,9 @@ struct rm_lora_state {
     float *U;            /* [rows_cap][max_rank] */
     float *gates;        /* [n_batch][max_k] */
     float *xg, *tg, *zg; /* gather [n_batch][max_dim], expand out, scaled U */
-    int max_dim;
+    float *tmp;          /* [n_threads][max_dim] per-thread expand rows */
+    int max_dim, n_threads;
+    rm_compute single;   /* matmul on the calling thread (inside pool jobs) */
     /* the module being applied (for pool jobs) */
     int layer;
     rm_target target;
@@ -79,7 +81,7 @@ struct rm_lora_state {
 
 /* ---- creation ---------------------------------------------------------------- */
 
-rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank,
+rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank, int n_threads,
                             rm_lora_state **out) {
     *out = NULL;
     if (max_k < 1 || max_k > RM_LORA_MAX_K || max_rank < 1 || max_rank > RM_LORA_MAX_RANK)
@@ -109,8 +111,10 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->xg = rm_calloc(nb * (size_t)s->max_dim, sizeof *s->xg);
     s->tg = rm_calloc(nb * (size_t)s->max_dim, sizeof *s->tg);
     s->zg = rm_calloc(nb * (size_t)max_rank, sizeof *s->zg);
+    s->n_threads = n_threads > 0 ? n_threads : 1;
+    s->tmp = rm_calloc((size_t)s->n_threads * (size_t)s->max_dim, sizeof *s->tmp);
     if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
-        !s->xg || !s->tg || !s->zg) {
+        !s->xg || !s->tg || !s->zg || !s->tmp) {
         rm_lora_state_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
     }
@@ -139,6 +143,7 @@ void rm_lora_state_free(rm_lora_state *s) {
     rm_free(s->xg);
     rm_free(s->tg);
     rm_free(s->zg);
+    rm_free(s->tmp);
     rm_free(s);
 }
 
@@ -375,9 +380,10 @@ static void shrink_small(void *arg, int ith, int nth) {
         const group *g = &s->groups[rr->group];
         if (g->n_rows >= BIG_GROUP) continue;
         const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-        const float *x = s->x + (size_t)rr->token * (size_t)s->din;
-        float *u = row_u(s, (int)r);
-        for (int k = 0; k < md->rank; k++) u[k] = rm_vec_dot(md->A + (size_t)k * s->din, x, s->din);
+        if (!md->rank) continue;
+        /* u = A x: one row through the matmul kernel, on this thread */
+        rm_matmul(&s->single, row_u(s, (int)r), s->x + (size_t)rr->token * (size_t)s->din, 1, md->A,
+                  RM_TYPE_F32, md->rank, s->din);
     }
 }
 
@@ -431,7 +437,9 @@ static void expand_small(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int64_t lo, hi;
     rm_split(s->dout, ith, nth, &lo, &hi);
+    if (hi <= lo) return;
     float z[RM_LORA_MAX_RANK];
+    float *tmp = s->tmp + (size_t)ith * (size_t)s->max_dim;
     for (int r = 0; r < s->n_rows; r++) {
         const row_ref *rr = &s->rows[r];
         const group *g = &s->groups[rr->group];
@@ -441,8 +449,9 @@ static void expand_small(void *arg, int ith, int nth) {
         float gate = row_gate(s, rr, md);
         const float *u = row_u(s, r);
         for (int k = 0; k < md->rank; k++) z[k] = gate * u[k];
-        float *y = s->y + (size_t)rr->token * (size_t)s->dout;
-        for (int64_t o = lo; o < hi; o++) y[o] += rm_vec_dot(md->B + (size_t)o * md->rank, z, md->rank);
+        /* y[lo:hi] += B[lo:hi] z: rows lo..hi of B through the matmul kernel */
+        rm_matmul(&s->single, tmp, z, 1, md->B + (size_t)lo * md->rank, RM_TYPE_F32, hi - lo, md->rank);
+        rm_vec_add(s->y + (size_t)rr->token * (size_t)s->dout + lo, tmp, hi - lo);
     }
 }
 
@@ -494,7 +503,9 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
             q0 = q;
         }
     }
-    rm_pool_run(s->dout > 64 ? c->pool : NULL, expand_small, s);
+    /* the expand job's threads write their own slice of tmp */
+    rm_pool *pool = s->dout > 64 && rm_pool_size(c->pool) <= s->n_threads ? c->pool : NULL;
+    rm_pool_run(pool, expand_small, s);
 }
 
 const float *rm_lora_last_gates(const rm_lora_state *s, int i) {

@@ -49,7 +49,8 @@ typedef struct {
 
 typedef struct rm_lora_state rm_lora_state;
 
-rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank,
+/* n_threads: the most threads of the pools that will run rm_lora_apply. */
+rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank, int n_threads,
                             rm_lora_state **out);
 void      rm_lora_state_free(rm_lora_state *s);
 

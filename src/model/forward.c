@@ -129,7 +129,7 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     c->comp.pool = c->pool;
     if (p.lora_max_k > 0) {
         rm_status lst = rm_lora_state_new(m, p.n_seq, p.n_batch, p.lora_max_k,
-                                          p.lora_max_rank > 0 ? p.lora_max_rank : 64, &c->lora);
+                                          p.lora_max_rank > 0 ? p.lora_max_rank : 64, p.n_threads, &c->lora);
         if (lst != RAMOLE_OK) {
             rm_ctx_free(c);
             return lst;
