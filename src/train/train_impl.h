@@ -1,0 +1,1198 @@
+/*
+ * train_impl.h — the training model's forward and backward, written once
+ * over a scalar type. Included by train_f32.c and train_f64.c, which define:
+ *   REAL      float or double
+ *   TM_TYPE   rm_tm_f32 / rm_tm_f64 (the struct's name)
+ *   TM_(x)    rm_tm_f32_##x / rm_tm_f64_##x (public function names)
+ *   GEMM      cblas_sgemm / cblas_dgemm
+ *   REXP      expf / exp
+ * Everything else here is static, so the two copies do not collide.
+ *
+ * Layout: rows are positions, row i = b*T + t of the batch (N = B*T rows).
+ * Linear modules follow HF: W [dout][din], Y [N][dout] = X [N][din] W^T.
+ * Backward of one module: dW += dY^T X, dX = dY W; LoRA: U = X A^T,
+ * dB += s dY^T U, dU = s dY B, dA += dU^T X, dX += dU A; the router is
+ * gemms per (sequence, expert slot) plus a per-token softmax (see the
+ * router section).
+ *
+ * Threads: mm() splits a gemm by rows of its output over the pool;
+ * attention items (sequence, head) run their own small gemms on a worker;
+ * OpenBLAS itself is single-threaded (openblas_set_num_threads(1), as in
+ * the kernels module), so nothing is oversubscribed.
+ *
+ * Numbers follow the inference forward (src/model/forward.c): RoPE angles
+ * are (float)pos * inv_freq[i] in float with cos/sin in double (as
+ * rm_rope), attention scale 1/sqrt(head_dim), bias before RoPE.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "train/train.h"
+
+void openblas_set_num_threads(int num_threads);
+
+/* A LoRA module (trainable adapter, frozen expert or router). */
+typedef struct {
+    int rank;     /* 0: absent */
+    REAL scale;
+    REAL *A, *B;  /* [rank][din], [dout][rank] */
+    REAL *gA, *gB; /* gradients (trainable modules only), same shapes */
+} tm_mod;
+
+typedef struct {
+    REAL *attn_norm;              /* [d] */
+    REAL *w[RM_TARGET_COUNT];     /* q [qd][d], k,v [kvd][d], o [d][qd], gate,up [f][d], down [d][f] */
+    REAL *bq, *bk, *bv;           /* [qd], [kvd], [kvd] (qkv_bias) */
+    REAL *ffn_norm;               /* [d] */
+} tm_layer;
+
+typedef struct {
+    REAL *embd;      /* [V][d] */
+    REAL *out_norm;  /* [d] */
+    REAL *out;       /* [V][d]; = embd when tied */
+    tm_layer *L;     /* [n_layers] */
+} tm_views;
+
+struct TM_TYPE {
+    rm_model_config cfg;
+    rm_train_kind kind;
+    int max_b, max_t, nth;
+    int64_t d, qd, kvd, f, V;
+    int L_;                   /* layers */
+    rm_pool *pool;
+    /* base weights (all kinds) and their gradients (FULL) */
+    size_t n_base;
+    REAL *w, *gw;             /* [n_base] */
+    tm_views W, G;            /* views into w and gw (G all NULL unless FULL) */
+    /* adapters */
+    size_t n_ad;              /* trainable adapter parameters (LORA / ROUTER) */
+    REAL *aw, *gaw;           /* [n_ad] */
+    tm_mod *ad;               /* [L*COUNT] the trainable adapter or the router */
+    int n_pool;
+    REAL *ew;                 /* frozen experts' parameters */
+    tm_mod *ex;               /* [n_pool][L*COUNT] */
+    int max_rank;             /* largest rank of any adapter module */
+    /* trainable table */
+    rm_train_tensor *tens;
+    int n_tens;
+    REAL *params, *grads;     /* = w/gw (FULL) or aw/gaw */
+    size_t n_params;
+    /* RoPE */
+    REAL *rcos, *rsin;        /* [max_t][half] */
+    int half;
+    /* activations, N = max_b*max_t rows */
+    REAL *x;                  /* [L+1][N][d] residual stream: input of layer l, x[L] final */
+    REAL *xn1, *xn2;          /* [L][N][d] normed inputs of attention / MLP */
+    REAL *rs1, *rs2;          /* [L][N] 1/rms */
+    REAL *q;                  /* [L][N][qd] after bias + RoPE */
+    REAL *k, *v;              /* [L][N][kvd] after bias (+ RoPE for k) */
+    REAL *P;                  /* [L][B][H][T][T] attention probabilities */
+    REAL *ao;                 /* [L][N][qd] attention output */
+    REAL *xm;                 /* [L][N][d] after the attention residual */
+    REAL *g, *u, *h;          /* [L][N][f] gate, up pre-activations, SwiGLU output */
+    REAL *xf;                 /* [N][d] final normed */
+    REAL *rsf;                /* [N] */
+    REAL *xg;                 /* [N][d] gathered masked-in rows of xf */
+    REAL *logits;             /* [N][V] of masked-in rows (dlogits in place) */
+    int32_t *rows;            /* [N] masked-in row indices */
+    double *row_loss;         /* [N] */
+    int n_rows;
+    /* backward scratch */
+    REAL *dx, *dxn;           /* [N][d] */
+    REAL *dq, *dk, *dv, *dao; /* [N][qd], [N][kvd] x2, [N][qd] */
+    REAL *dg, *du, *dh;       /* [N][f] */
+    REAL *tmp;                /* [N][max(d,qd,f)] projection outputs */
+    REAL *lu, *ldu;           /* [N][max_rank] LoRA U, dU (router: one sequence's U, dU) */
+    int ks;                   /* ROUTER: expert slots per token (max experts per sequence) */
+    REAL *rv, *rdv;           /* ROUTER: [N][ks][dmax] expert outputs v and their gradients */
+    REAL *rk, *rdk;           /* ROUTER: [N][ks][max_rank] keys B_r^T v and their gradients */
+    REAL *rq, *rdq;           /* ROUTER: [N][max_rank] queries A_r x and their gradients */
+    REAL *rg;                 /* ROUTER: [N][ks] gates */
+    REAL *ascr;               /* per thread: [nth][max_t][max_t] attention dS */
+    int64_t dmax;
+    /* per forward */
+    const rm_train_batch *b;
+    int B, T;
+    int32_t *exl;             /* [max_b][RM_TRAIN_MAX_K] effective expert lists */
+    int32_t *exn;             /* [max_b] */
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static void tm_target_dims(const TM_TYPE *tm, int t, int64_t *din, int64_t *dout) {
+    rm_target_dims(&tm->cfg, (rm_target)t, din, dout);
+}
+
+typedef void (*pfor_fn)(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith);
+typedef struct {
+    TM_TYPE *tm;
+    pfor_fn fn;
+    void *arg;
+    int64_t n;
+} pfor_job;
+
+static void pfor_run(void *a, int ith, int nth) {
+    pfor_job *j = a;
+    int64_t lo, hi;
+    rm_split(j->n, ith, nth, &lo, &hi);
+    if (lo < hi) j->fn(j->tm, j->arg, lo, hi, ith);
+}
+
+/* Run fn over [0, n) split in contiguous chunks over the pool. */
+static void pfor(TM_TYPE *tm, int64_t n, pfor_fn fn, void *arg) {
+    pfor_job j = {tm, fn, arg, n};
+    rm_pool_run(n > 1 ? tm->pool : NULL, pfor_run, &j);
+}
+
+/* C [M][N] = alpha op(A) op(B) + beta C, row-major, split by rows of C. */
+typedef struct {
+    bool ta, tb;
+    int M, N, K;
+    REAL alpha, beta;
+    const REAL *A, *B;
+    REAL *C;
+    int lda, ldb, ldc;
+} mm_job;
+
+static void mm_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    mm_job *j = arg;
+    const REAL *A = j->ta ? j->A + lo : j->A + lo * j->lda;
+    GEMM(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, (int)(hi - lo), j->N,
+         j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta, j->C + lo * j->ldc, j->ldc);
+}
+
+static void mm(TM_TYPE *tm, bool ta, bool tb, int M, int N, int K, REAL alpha, const REAL *A, int lda,
+               const REAL *B, int ldb, REAL beta, REAL *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* empty product: C = beta C */
+        for (int i = 0; i < M; i++)
+            for (int c = 0; c < N; c++) C[(size_t)i * ldc + c] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + c];
+        return;
+    }
+    mm_job j = {ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
+    double work = (double)M * N * K;
+    if (work < 32768.0 || M < 2 * tm->nth) mm_rows(tm, &j, 0, M, 0);
+    else pfor(tm, M, mm_rows, &j);
+}
+
+/* ---- creation ------------------------------------------------------------------ */
+
+static bool add_tensor(TM_TYPE *tm, const char *name, int64_t rows, int64_t cols, size_t off, bool decay) {
+    rm_train_tensor *t = &tm->tens[tm->n_tens++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rows = rows, t->cols = cols, t->offset = off, t->decay = decay;
+    return true;
+}
+
+static const char *const tm_hf_module[RM_TARGET_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+/* Lay out the base views over `base` (NULL: count only); returns the size. */
+static size_t base_layout(TM_TYPE *tm, REAL *base, tm_views *vw, bool table) {
+    size_t off = 0;
+    char nm[96];
+    int64_t d = tm->d, V = tm->V;
+#define TAKE(ptr, rows, cols, name, decay)                                    \
+    do {                                                                      \
+        if (base) (ptr) = base + off;                                         \
+        if (table) add_tensor(tm, name, rows, cols, off, decay);              \
+        off += (size_t)(rows) * (size_t)(cols);                               \
+    } while (0)
+    TAKE(vw->embd, V, d, "model.embed_tokens.weight", true);
+    for (int l = 0; l < tm->L_; l++) {
+        tm_layer *L = &vw->L[l];
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        TAKE(L->attn_norm, 1, d, nm, false);
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            int64_t din, dout;
+            tm_target_dims(tm, t, &din, &dout);
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, tm_hf_module[t]);
+            TAKE(L->w[t], dout, din, nm, true);
+        }
+        if (tm->cfg.qkv_bias) {
+            snprintf(nm, sizeof nm, "model.layers.%d.self_attn.q_proj.bias", l);
+            TAKE(L->bq, 1, tm->qd, nm, false);
+            snprintf(nm, sizeof nm, "model.layers.%d.self_attn.k_proj.bias", l);
+            TAKE(L->bk, 1, tm->kvd, nm, false);
+            snprintf(nm, sizeof nm, "model.layers.%d.self_attn.v_proj.bias", l);
+            TAKE(L->bv, 1, tm->kvd, nm, false);
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        TAKE(L->ffn_norm, 1, d, nm, false);
+    }
+    TAKE(vw->out_norm, 1, d, "model.norm.weight", false);
+    if (tm->cfg.tied_embeddings) {
+        if (base) vw->out = vw->embd;
+    } else {
+        TAKE(vw->out, V, d, "lm_head.weight", true);
+    }
+#undef TAKE
+    return off;
+}
+
+static void cvt_to_real(REAL *dst, const void *src, rm_type type, int64_t n, float *tmp) {
+    rm_convert(RM_TYPE_F32, tmp, type, src, n);
+    for (int64_t i = 0; i < n; i++) dst[i] = (REAL)tmp[i];
+}
+
+static size_t mods_size(const TM_TYPE *tm, const rm_adapter *a) {
+    size_t n = 0;
+    for (int l = 0; l < tm->L_; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_lora_module *md = rm_adapter_mod(a, l, (rm_target)t);
+            int64_t din, dout;
+            tm_target_dims(tm, t, &din, &dout);
+            n += (size_t)md->rank * (size_t)(din + dout);
+        }
+    return n;
+}
+
+/* Copy adapter a into modules mods over storage w (grads over g if not NULL);
+ * names go to the table when table is set. */
+static void mods_copy(TM_TYPE *tm, const rm_adapter *a, tm_mod *mods, REAL *w, REAL *g, bool table) {
+    size_t off = 0;
+    char nm[96];
+    for (int l = 0; l < tm->L_; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_lora_module *md = rm_adapter_mod(a, l, (rm_target)t);
+            tm_mod *m = &mods[l * RM_TARGET_COUNT + t];
+            int64_t din, dout;
+            tm_target_dims(tm, t, &din, &dout);
+            memset(m, 0, sizeof *m);
+            if (!md->rank) continue;
+            m->rank = md->rank;
+            m->scale = (REAL)md->scale;
+            if (md->rank > tm->max_rank) tm->max_rank = md->rank;
+            size_t na = (size_t)md->rank * (size_t)din, nb = (size_t)dout * (size_t)md->rank;
+            m->A = w + off, m->B = w + off + na;
+            if (g) m->gA = g + off, m->gB = g + off + na;
+            for (size_t i = 0; i < na; i++) m->A[i] = (REAL)md->A[i];
+            for (size_t i = 0; i < nb; i++) m->B[i] = (REAL)md->B[i];
+            if (table) {
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.lora_A.weight", l, tm_hf_module[t]);
+                add_tensor(tm, nm, md->rank, din, off, true);
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.lora_B.weight", l, tm_hf_module[t]);
+                add_tensor(tm, nm, dout, md->rank, off + na, true);
+            }
+            off += na + nb;
+        }
+}
+
+static void *tm_alloc(size_t n_elems, size_t elem, bool *ok) {
+    size_t bytes;
+    if (!rm_mul_ok(n_elems ? n_elems : 1, elem, &bytes)) {
+        *ok = false;
+        return NULL;
+    }
+    void *p = rm_calloc(1, bytes);
+    if (!p) *ok = false;
+    return p;
+}
+
+void TM_(free)(TM_TYPE *tm) {
+    if (!tm) return;
+    rm_pool_free(tm->pool);
+    void *bufs[] = {tm->w,   tm->gw,  tm->aw,  tm->gaw, tm->ad,   tm->ew,  tm->ex,       tm->tens,
+                    tm->rcos, tm->rsin, tm->x, tm->xn1, tm->xn2, tm->rs1, tm->rs2, tm->q,
+                    tm->k,   tm->v,   tm->P,   tm->ao,  tm->xm,   tm->g,   tm->u,        tm->h,
+                    tm->xf,  tm->rsf, tm->xg,  tm->logits, tm->rows, tm->row_loss, tm->dx, tm->dxn,
+                    tm->dq,  tm->dk,  tm->dv,  tm->dao, tm->dg,   tm->du,  tm->dh,       tm->tmp,
+                    tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->ascr, tm->exl, tm->exn,      tm->W.L,
+                    tm->G.L};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
+    rm_free(tm);
+}
+
+static rm_status check_params(const rm_model *base, const rm_train_params *p) {
+    const rm_model_config *c = &base->cfg;
+    if ((int)p->kind < 0 || p->kind >= RM_TRAIN_KIND_COUNT)
+        return rm_err(RAMOLE_ERR_INVALID, "training: unknown kind %d", (int)p->kind);
+    if (p->max_batch <= 0 || p->max_seq <= 0)
+        return rm_err(RAMOLE_ERR_INVALID, "training: max_batch and max_seq must be positive (got %d, %d)",
+                      p->max_batch, p->max_seq);
+    if (c->rope.n_rot % 2 || c->rope.n_rot > c->head_dim || c->rope.n_rot <= 0)
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "training: rotary dims %d with head_dim %d", c->rope.n_rot,
+                      c->head_dim);
+    uint64_t fp = rm_model_fingerprint(base);
+    if (p->kind == RM_TRAIN_LORA) {
+        if (!p->lora) return rm_err(RAMOLE_ERR_INVALID, "LoRA training: no adapter given");
+        if (p->lora->n_layers != c->n_layers || p->lora->base_fingerprint != fp)
+            return rm_err(RAMOLE_ERR_MISMATCH, "LoRA training: adapter %s was made for another base model",
+                          p->lora->name ? p->lora->name : "?");
+    }
+    if (p->kind == RM_TRAIN_ROUTER) {
+        if (!p->router || !p->experts || p->n_experts <= 0)
+            return rm_err(RAMOLE_ERR_INVALID, "router training: router and at least one expert are required");
+        const rm_adapter *all[RM_TRAIN_MAX_K + 1];
+        if (p->n_experts > RM_TRAIN_MAX_K)
+            return rm_err(RAMOLE_ERR_INVALID, "router training: %d experts (at most %d)", p->n_experts,
+                          RM_TRAIN_MAX_K);
+        for (int j = 0; j < p->n_experts; j++) all[j] = p->experts[j];
+        all[p->n_experts] = p->router;
+        for (int j = 0; j <= p->n_experts; j++) {
+            if (!all[j]) return rm_err(RAMOLE_ERR_INVALID, "router training: expert %d is NULL", j);
+            if (all[j]->n_layers != c->n_layers || all[j]->base_fingerprint != fp)
+                return rm_err(RAMOLE_ERR_MISMATCH, "router training: adapter %s was made for another base model",
+                              all[j]->name ? all[j]->name : "?");
+        }
+        for (int l = 0; l < c->n_layers; l++)
+            for (int t = 0; t < RM_TARGET_COUNT; t++) {
+                if (rm_adapter_mod(p->router, l, (rm_target)t)->rank) continue;
+                for (int j = 0; j < p->n_experts; j++)
+                    if (rm_adapter_mod(p->experts[j], l, (rm_target)t)->rank)
+                        return rm_err(RAMOLE_ERR_INVALID,
+                                      "router training: the router does not adapt layer %d %s, which expert %s adapts",
+                                      l, rm_target_hf_name((rm_target)t),
+                                      p->experts[j]->name ? p->experts[j]->name : "?");
+            }
+    }
+    return RAMOLE_OK;
+}
+
+rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out) {
+    *out = NULL;
+    RM_TRY(check_params(base, p));
+    TM_TYPE *tm = rm_calloc(1, sizeof *tm);
+    if (!tm) return rm_err(RAMOLE_ERR_NOMEM, "training model: out of memory");
+    const rm_model_config *c = &base->cfg;
+    tm->cfg = *c;
+    tm->kind = p->kind;
+    tm->max_b = p->max_batch, tm->max_t = p->max_seq;
+    tm->nth = p->n_threads > 0 ? p->n_threads : rm_cpu_count();
+    tm->d = c->hidden, tm->qd = (int64_t)c->n_heads * c->head_dim, tm->kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    tm->f = c->ffn, tm->V = c->vocab_size, tm->L_ = c->n_layers;
+    tm->half = c->rope.n_rot / 2;
+    tm->dmax = tm->d > tm->f ? tm->d : tm->f;
+    if (tm->qd > tm->dmax) tm->dmax = tm->qd;
+    openblas_set_num_threads(1); /* our pool splits the gemms */
+    rm_status st = rm_pool_new(tm->nth, &tm->pool);
+    if (st != RAMOLE_OK) {
+        rm_free(tm);
+        return st;
+    }
+    bool ok = true;
+    tm->W.L = tm_alloc((size_t)tm->L_, sizeof(tm_layer), &ok);
+    tm->G.L = tm_alloc((size_t)tm->L_, sizeof(tm_layer), &ok);
+    int n_mods = tm->L_ * RM_TARGET_COUNT;
+    size_t max_tens = (size_t)tm->L_ * 16 + 8;
+    if (p->kind != RM_TRAIN_FULL) max_tens = (size_t)n_mods * 2 + 1;
+    tm->tens = tm_alloc(max_tens, sizeof(rm_train_tensor), &ok);
+    if (!ok) goto nomem;
+    tm->n_base = base_layout(tm, NULL, &tm->W, false);
+    tm->w = tm_alloc(tm->n_base, sizeof(REAL), &ok);
+    if (p->kind == RM_TRAIN_FULL) tm->gw = tm_alloc(tm->n_base, sizeof(REAL), &ok);
+    if (!ok) goto nomem;
+    base_layout(tm, tm->w, &tm->W, p->kind == RM_TRAIN_FULL);
+    if (tm->gw) {
+        tm_views gv = {0};
+        gv.L = tm->G.L;
+        base_layout(tm, tm->gw, &gv, false);
+        tm->G = gv;
+    }
+    /* convert the base weights */
+    {
+        int64_t big = tm->V * tm->d;
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            int64_t din, dout;
+            tm_target_dims(tm, t, &din, &dout);
+            if (din * dout > big) big = din * dout;
+        }
+        float *tmpf = rm_malloc((size_t)big * sizeof(float));
+        if (!tmpf) goto nomem;
+        cvt_to_real(tm->W.embd, base->tok_embd.data, base->tok_embd.type, tm->V * tm->d, tmpf);
+        if (!c->tied_embeddings) cvt_to_real(tm->W.out, base->output.data, base->output.type, tm->V * tm->d, tmpf);
+        cvt_to_real(tm->W.out_norm, base->out_norm, RM_TYPE_F32, tm->d, tmpf);
+        for (int l = 0; l < tm->L_; l++) {
+            const rm_layer *bl = &base->layers[l];
+            tm_layer *L = &tm->W.L[l];
+            const rm_weight *ws[RM_TARGET_COUNT] = {&bl->wq, &bl->wk, &bl->wv, &bl->wo, &bl->w_gate, &bl->w_up,
+                                                    &bl->w_down};
+            for (int t = 0; t < RM_TARGET_COUNT; t++)
+                cvt_to_real(L->w[t], ws[t]->data, ws[t]->type, ws[t]->rows * ws[t]->cols, tmpf);
+            cvt_to_real(L->attn_norm, bl->attn_norm, RM_TYPE_F32, tm->d, tmpf);
+            cvt_to_real(L->ffn_norm, bl->ffn_norm, RM_TYPE_F32, tm->d, tmpf);
+            if (c->qkv_bias) {
+                cvt_to_real(L->bq, bl->bq, RM_TYPE_F32, tm->qd, tmpf);
+                cvt_to_real(L->bk, bl->bk, RM_TYPE_F32, tm->kvd, tmpf);
+                cvt_to_real(L->bv, bl->bv, RM_TYPE_F32, tm->kvd, tmpf);
+            }
+        }
+        rm_free(tmpf);
+    }
+    /* adapters */
+    if (p->kind == RM_TRAIN_LORA || p->kind == RM_TRAIN_ROUTER) {
+        const rm_adapter *a = p->kind == RM_TRAIN_LORA ? p->lora : p->router;
+        tm->n_ad = mods_size(tm, a);
+        tm->aw = tm_alloc(tm->n_ad, sizeof(REAL), &ok);
+        tm->gaw = tm_alloc(tm->n_ad, sizeof(REAL), &ok);
+        tm->ad = tm_alloc((size_t)n_mods, sizeof(tm_mod), &ok);
+        if (!ok) goto nomem;
+        mods_copy(tm, a, tm->ad, tm->aw, tm->gaw, true);
+        tm->params = tm->aw, tm->grads = tm->gaw, tm->n_params = tm->n_ad;
+    } else {
+        tm->params = tm->w, tm->grads = tm->gw, tm->n_params = tm->n_base;
+    }
+    if (p->kind == RM_TRAIN_ROUTER) {
+        size_t tot = 0;
+        tm->n_pool = p->n_experts;
+        tm->ks = p->max_k > 0 ? p->max_k : p->n_experts;
+        if (tm->ks > RM_TRAIN_MAX_K) tm->ks = RM_TRAIN_MAX_K;
+        for (int j = 0; j < p->n_experts; j++) tot += mods_size(tm, p->experts[j]);
+        tm->ew = tm_alloc(tot, sizeof(REAL), &ok);
+        tm->ex = tm_alloc((size_t)n_mods * (size_t)p->n_experts, sizeof(tm_mod), &ok);
+        if (!ok) goto nomem;
+        size_t off = 0;
+        for (int j = 0; j < p->n_experts; j++) {
+            mods_copy(tm, p->experts[j], tm->ex + (size_t)j * n_mods, tm->ew + off, NULL, false);
+            off += mods_size(tm, p->experts[j]);
+        }
+    }
+    /* RoPE tables as rm_rope computes them */
+    {
+        float invf[512];
+        if (tm->half > 512) {
+            TM_(free)(tm);
+            return rm_err(RAMOLE_ERR_UNSUPPORTED, "training: rotary dimension too large");
+        }
+        rm_rope_inv_freq(&c->rope, invf);
+        if (base->rope_freq_factors)
+            for (int i = 0; i < tm->half; i++) invf[i] /= base->rope_freq_factors[i];
+        tm->rcos = tm_alloc((size_t)tm->max_t * tm->half, sizeof(REAL), &ok);
+        tm->rsin = tm_alloc((size_t)tm->max_t * tm->half, sizeof(REAL), &ok);
+        if (!ok) goto nomem;
+        for (int t = 0; t < tm->max_t; t++)
+            for (int i = 0; i < tm->half; i++) {
+                float angle = (float)t * invf[i];
+                tm->rcos[(size_t)t * tm->half + i] = (REAL)cos((double)angle);
+                tm->rsin[(size_t)t * tm->half + i] = (REAL)sin((double)angle);
+            }
+    }
+    /* activations */
+    {
+        size_t N = (size_t)tm->max_b * (size_t)tm->max_t, L = (size_t)tm->L_;
+        size_t d = (size_t)tm->d, qd = (size_t)tm->qd, kvd = (size_t)tm->kvd, f = (size_t)tm->f;
+        size_t H = (size_t)c->n_heads, T = (size_t)tm->max_t, R = (size_t)(tm->max_rank ? tm->max_rank : 1);
+        tm->x = tm_alloc((L + 1) * N * d, sizeof(REAL), &ok);
+        tm->xn1 = tm_alloc(L * N * d, sizeof(REAL), &ok);
+        tm->xn2 = tm_alloc(L * N * d, sizeof(REAL), &ok);
+        tm->rs1 = tm_alloc(L * N, sizeof(REAL), &ok);
+        tm->rs2 = tm_alloc(L * N, sizeof(REAL), &ok);
+        tm->q = tm_alloc(L * N * qd, sizeof(REAL), &ok);
+        tm->k = tm_alloc(L * N * kvd, sizeof(REAL), &ok);
+        tm->v = tm_alloc(L * N * kvd, sizeof(REAL), &ok);
+        tm->P = tm_alloc(L * (size_t)tm->max_b * H * T * T, sizeof(REAL), &ok);
+        tm->ao = tm_alloc(L * N * qd, sizeof(REAL), &ok);
+        tm->xm = tm_alloc(L * N * d, sizeof(REAL), &ok);
+        tm->g = tm_alloc(L * N * f, sizeof(REAL), &ok);
+        tm->u = tm_alloc(L * N * f, sizeof(REAL), &ok);
+        tm->h = tm_alloc(L * N * f, sizeof(REAL), &ok);
+        tm->xf = tm_alloc(N * d, sizeof(REAL), &ok);
+        tm->rsf = tm_alloc(N, sizeof(REAL), &ok);
+        tm->xg = tm_alloc(N * d, sizeof(REAL), &ok);
+        tm->logits = tm_alloc(N * (size_t)tm->V, sizeof(REAL), &ok);
+        tm->rows = tm_alloc(N, sizeof(int32_t), &ok);
+        tm->row_loss = tm_alloc(N, sizeof(double), &ok);
+        tm->dx = tm_alloc(N * d, sizeof(REAL), &ok);
+        tm->dxn = tm_alloc(N * d, sizeof(REAL), &ok);
+        tm->dq = tm_alloc(N * qd, sizeof(REAL), &ok);
+        tm->dao = tm_alloc(N * qd, sizeof(REAL), &ok);
+        tm->dk = tm_alloc(N * kvd, sizeof(REAL), &ok);
+        tm->dv = tm_alloc(N * kvd, sizeof(REAL), &ok);
+        tm->dg = tm_alloc(N * f, sizeof(REAL), &ok);
+        tm->du = tm_alloc(N * f, sizeof(REAL), &ok);
+        tm->dh = tm_alloc(N * f, sizeof(REAL), &ok);
+        tm->tmp = tm_alloc(N * (size_t)tm->dmax, sizeof(REAL), &ok);
+        tm->lu = tm_alloc(N * R, sizeof(REAL), &ok);
+        tm->ldu = tm_alloc(N * R, sizeof(REAL), &ok);
+        tm->exl = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(int32_t), &ok);
+        tm->exn = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
+        tm->ascr = tm_alloc((size_t)tm->nth * T * T, sizeof(REAL), &ok);
+        if (p->kind == RM_TRAIN_ROUTER) {
+            size_t KS = (size_t)tm->ks;
+            tm->rv = tm_alloc(N * KS * (size_t)tm->dmax, sizeof(REAL), &ok);
+            tm->rdv = tm_alloc(N * KS * (size_t)tm->dmax, sizeof(REAL), &ok);
+            tm->rk = tm_alloc(N * KS * R, sizeof(REAL), &ok);
+            tm->rdk = tm_alloc(N * KS * R, sizeof(REAL), &ok);
+            tm->rq = tm_alloc(N * R, sizeof(REAL), &ok);
+            tm->rdq = tm_alloc(N * R, sizeof(REAL), &ok);
+            tm->rg = tm_alloc(N * KS, sizeof(REAL), &ok);
+        }
+        if (!ok) goto nomem;
+    }
+    *out = tm;
+    return RAMOLE_OK;
+nomem:
+    TM_(free)(tm);
+    return rm_err(RAMOLE_ERR_NOMEM, "training model: out of memory");
+}
+
+rm_status TM_(new_random)(const rm_model_config *cfg, uint64_t seed, float std, const rm_train_params *p,
+                          TM_TYPE **out) {
+    *out = NULL;
+    rm_model *m = NULL;
+    RM_TRY(rm_model_random(cfg, seed, std, &m));
+    rm_status st = TM_(new)(m, p, out);
+    rm_model_free(m);
+    return st;
+}
+
+const rm_model_config *TM_(config)(const TM_TYPE *tm) { return &tm->cfg; }
+rm_train_kind TM_(kind)(const TM_TYPE *tm) { return tm->kind; }
+REAL *TM_(params)(TM_TYPE *tm, size_t *n) {
+    if (n) *n = tm->n_params;
+    return tm->params;
+}
+REAL *TM_(grads)(TM_TYPE *tm, size_t *n) {
+    if (n) *n = tm->n_params;
+    return tm->grads;
+}
+int TM_(n_tensors)(const TM_TYPE *tm) { return tm->n_tens; }
+const rm_train_tensor *TM_(tensor)(const TM_TYPE *tm, int i) {
+    return i >= 0 && i < tm->n_tens ? &tm->tens[i] : NULL;
+}
+rm_pool *TM_(pool)(TM_TYPE *tm) { return tm->pool; }
+void TM_(zero_grad)(TM_TYPE *tm) { memset(tm->grads, 0, tm->n_params * sizeof(REAL)); }
+
+rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
+    if (tm->kind == RM_TRAIN_FULL) return rm_err(RAMOLE_ERR_INVALID, "export: a FULL training model has no adapter");
+    if (dst->n_layers != tm->L_) return rm_err(RAMOLE_ERR_MISMATCH, "export: adapter has another layer count");
+    for (int i = 0; i < tm->L_ * RM_TARGET_COUNT; i++)
+        if (dst->mods[i].rank != tm->ad[i].rank)
+            return rm_err(RAMOLE_ERR_MISMATCH, "export: adapter module %d has rank %d (training has %d)", i,
+                          dst->mods[i].rank, tm->ad[i].rank);
+    for (int i = 0; i < tm->L_ * RM_TARGET_COUNT; i++) {
+        const tm_mod *m = &tm->ad[i];
+        if (!m->rank) continue;
+        int64_t din, dout;
+        tm_target_dims(tm, i % RM_TARGET_COUNT, &din, &dout);
+        for (int64_t j = 0; j < m->rank * din; j++) dst->mods[i].A[j] = (float)m->A[j];
+        for (int64_t j = 0; j < m->rank * dout; j++) dst->mods[i].B[j] = (float)m->B[j];
+    }
+    return RAMOLE_OK;
+}
+
+rm_status TM_(export_model)(const TM_TYPE *tm, rm_model **out) {
+    *out = NULL;
+    rm_model *m = NULL;
+    RM_TRY(rm_model_random(&tm->cfg, 0, 0.0f, &m));
+    m->cfg = tm->cfg; /* rm_model_random sets neox; keep the tm's row order */
+    int64_t d = tm->d;
+#define PUT(dst, src, n)                                                     \
+    do {                                                                     \
+        float *d_ = (float *)(dst); /* memory the new model owns */          \
+        for (int64_t i_ = 0; i_ < (int64_t)(n); i_++) d_[i_] = (float)(src)[i_]; \
+    } while (0)
+    PUT(m->tok_embd.data, tm->W.embd, tm->V * d);
+    if (!tm->cfg.tied_embeddings) PUT(m->output.data, tm->W.out, tm->V * d);
+    PUT(m->out_norm, tm->W.out_norm, d);
+    for (int l = 0; l < tm->L_; l++) {
+        rm_layer *bl = &m->layers[l];
+        const tm_layer *L = &tm->W.L[l];
+        rm_weight *ws[RM_TARGET_COUNT] = {&bl->wq, &bl->wk, &bl->wv, &bl->wo, &bl->w_gate, &bl->w_up, &bl->w_down};
+        for (int t = 0; t < RM_TARGET_COUNT; t++) PUT(ws[t]->data, L->w[t], ws[t]->rows * ws[t]->cols);
+        PUT(bl->attn_norm, L->attn_norm, d);
+        PUT(bl->ffn_norm, L->ffn_norm, d);
+        if (tm->cfg.qkv_bias) {
+            PUT(bl->bq, L->bq, tm->qd);
+            PUT(bl->bk, L->bk, tm->kvd);
+            PUT(bl->bv, L->bv, tm->kvd);
+        }
+    }
+#undef PUT
+    *out = m;
+    return RAMOLE_OK;
+}
+
+/* ---- row ops -------------------------------------------------------------------- */
+
+typedef struct {
+    REAL *y, *rs;
+    const REAL *x, *w;
+    int64_t n;
+    REAL eps;
+} norm_job;
+
+static void norm_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    norm_job *j = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        const REAL *x = j->x + i * j->n;
+        REAL *y = j->y + i * j->n, ss = 0;
+        for (int64_t c = 0; c < j->n; c++) ss += x[c] * x[c];
+        REAL r = (REAL)1 / (REAL)sqrt((double)(ss / (REAL)j->n + j->eps));
+        j->rs[i] = r;
+        for (int64_t c = 0; c < j->n; c++) y[c] = (x[c] * r) * j->w[c];
+    }
+}
+
+static void rmsnorm_fwd(TM_TYPE *tm, REAL *y, REAL *rs, const REAL *x, const REAL *w, int n_rows) {
+    norm_job j = {y, rs, x, w, tm->d, (REAL)tm->cfg.rms_eps};
+    pfor(tm, n_rows, norm_rows, &j);
+}
+
+typedef struct {
+    REAL *dx;         /* += */
+    REAL *gw;         /* += (may be NULL) */
+    const REAL *dy, *x, *rs, *w;
+    int64_t n;
+    int n_rows;
+} norm_bwd_job;
+
+static void norm_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    norm_bwd_job *j = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        const REAL *dy = j->dy + i * j->n, *x = j->x + i * j->n;
+        REAL *dx = j->dx + i * j->n, r = j->rs[i], s = 0;
+        for (int64_t c = 0; c < j->n; c++) s += dy[c] * j->w[c] * x[c];
+        REAL k = r * r * r * s / (REAL)j->n;
+        for (int64_t c = 0; c < j->n; c++) dx[c] += r * j->w[c] * dy[c] - x[c] * k;
+    }
+}
+
+/* gw[c] += sum_i dy[i][c] x[i][c] rs[i], columns split, rows in order. */
+static void norm_bwd_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    norm_bwd_job *j = arg;
+    for (int64_t c = lo; c < hi; c++) {
+        REAL s = 0;
+        for (int i = 0; i < j->n_rows; i++) s += j->dy[i * j->n + c] * j->x[i * j->n + c] * j->rs[i];
+        j->gw[c] += s;
+    }
+}
+
+static void rmsnorm_bwd(TM_TYPE *tm, REAL *dx, REAL *gw, const REAL *dy, const REAL *x, const REAL *rs,
+                        const REAL *w, int n_rows) {
+    norm_bwd_job j = {dx, gw, dy, x, rs, w, tm->d, n_rows};
+    pfor(tm, n_rows, norm_bwd_rows, &j);
+    if (gw) pfor(tm, tm->d, norm_bwd_cols, &j);
+}
+
+/* Column sums: g[c] += sum_i d[i][c] (bias gradients). */
+typedef struct {
+    REAL *g;
+    const REAL *d;
+    int64_t n;
+    int n_rows;
+} colsum_job;
+
+static void colsum_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    colsum_job *j = arg;
+    for (int64_t c = lo; c < hi; c++) {
+        REAL s = 0;
+        for (int i = 0; i < j->n_rows; i++) s += j->d[i * j->n + c];
+        j->g[c] += s;
+    }
+}
+
+static void colsum(TM_TYPE *tm, REAL *g, const REAL *dm, int64_t n, int n_rows) {
+    colsum_job j = {g, dm, n, n_rows};
+    pfor(tm, n, colsum_cols, &j);
+}
+
+/* Rotate (or un-rotate: sign -1) the heads of one row at position pos. */
+static void rope_row(const TM_TYPE *tm, REAL *x, int n_heads, int pos, REAL sign) {
+    int hd = tm->cfg.head_dim, half = tm->half;
+    bool neox = tm->cfg.rope.style == RM_ROPE_NEOX;
+    const REAL *c = tm->rcos + (size_t)pos * half, *s = tm->rsin + (size_t)pos * half;
+    for (int h = 0; h < n_heads; h++) {
+        REAL *v = x + (size_t)h * hd;
+        for (int i = 0; i < half; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            REAL x0 = v[a], x1 = v[b], sn = sign * s[i];
+            v[a] = x0 * c[i] - x1 * sn;
+            v[b] = x0 * sn + x1 * c[i];
+        }
+    }
+}
+
+typedef struct {
+    REAL *q, *k, *v;
+    const tm_layer *L;
+    REAL sign;
+} rope_job;
+
+static void rope_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    rope_job *j = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        REAL *q = j->q + i * tm->qd, *k = j->k + i * tm->kvd;
+        int pos = (int)(i % tm->T);
+        if (j->sign > 0 && j->L && j->L->bq) {
+            REAL *v = j->v + i * tm->kvd;
+            for (int64_t c = 0; c < tm->qd; c++) q[c] += j->L->bq[c];
+            for (int64_t c = 0; c < tm->kvd; c++) k[c] += j->L->bk[c], v[c] += j->L->bv[c];
+        }
+        rope_row(tm, q, tm->cfg.n_heads, pos, j->sign);
+        rope_row(tm, k, tm->cfg.n_kv_heads, pos, j->sign);
+    }
+}
+
+/* ---- attention --------------------------------------------------------------------- */
+
+typedef struct {
+    int l;
+} att_job;
+
+/*
+ * Forward of one (sequence b, head h): S = scale Q K^T (a gemm over the full
+ * T x T square; the masked half is overwritten), causal softmax per row
+ * into P, O = P V. Q, K, V, O are strided views of the [N][qd] / [N][kvd]
+ * buffers (leading dimension qd or kvd).
+ */
+static void att_fwd_items(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    att_job *j = arg;
+    int H = tm->cfg.n_heads, hd = tm->cfg.head_dim, T = tm->T, grp = tm->cfg.n_heads / tm->cfg.n_kv_heads;
+    int qd = (int)tm->qd, kvd = (int)tm->kvd;
+    REAL scale = (REAL)1 / (REAL)sqrt((double)hd);
+    size_t NM = (size_t)tm->max_b * tm->max_t;
+    const REAL *Q = tm->q + j->l * NM * tm->qd, *K = tm->k + j->l * NM * tm->kvd, *Vv = tm->v + j->l * NM * tm->kvd;
+    REAL *O = tm->ao + j->l * NM * tm->qd;
+    REAL *Pl = tm->P + (size_t)j->l * tm->max_b * H * tm->max_t * tm->max_t;
+    for (int64_t it = lo; it < hi; it++) {
+        int b = (int)(it / H), h = (int)(it % H), kh = h / grp;
+        REAL *P = Pl + ((size_t)b * H + h) * T * T;
+        const REAL *q = Q + (size_t)b * T * qd + (size_t)h * hd, *k = K + (size_t)b * T * kvd + (size_t)kh * hd;
+        const REAL *v = Vv + (size_t)b * T * kvd + (size_t)kh * hd;
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, qd, k, kvd, 0, P, T);
+        for (int t = 0; t < T; t++) {
+            REAL *p = P + (size_t)t * T, mx = -INFINITY;
+            for (int s = 0; s <= t; s++)
+                if (p[s] > mx) mx = p[s];
+            REAL sum = 0;
+            for (int s = 0; s <= t; s++) sum += (p[s] = REXP(p[s] - mx));
+            REAL inv = (REAL)1 / sum;
+            for (int s = 0; s <= t; s++) p[s] *= inv;
+            for (int s = t + 1; s < T; s++) p[s] = 0;
+        }
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, P, T, v, kvd, 0,
+             O + (size_t)b * T * qd + (size_t)h * hd, qd);
+    }
+}
+
+/*
+ * Backward of one (sequence b, kv head kh) and the query heads it serves
+ * (so the dK, dV rows of an item are its own): per head
+ * dP = dO V^T, dS = P * (dP - rowsum(P * dP)) * scale, dQ = dS K,
+ * dK += dS^T Q, dV += P^T dO. dS lives in the thread's [T][T] scratch.
+ */
+static void att_bwd_items(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    att_job *j = arg;
+    int H = tm->cfg.n_heads, KV = tm->cfg.n_kv_heads, hd = tm->cfg.head_dim, T = tm->T, grp = H / KV;
+    int qd = (int)tm->qd, kvd = (int)tm->kvd;
+    REAL scale = (REAL)1 / (REAL)sqrt((double)hd);
+    size_t NM = (size_t)tm->max_b * tm->max_t;
+    const REAL *Q = tm->q + j->l * NM * tm->qd, *K = tm->k + j->l * NM * tm->kvd, *Vv = tm->v + j->l * NM * tm->kvd;
+    const REAL *Pl = tm->P + (size_t)j->l * tm->max_b * H * tm->max_t * tm->max_t;
+    REAL *dS = tm->ascr + (size_t)ith * tm->max_t * tm->max_t;
+    for (int64_t it = lo; it < hi; it++) {
+        int b = (int)(it / KV), kh = (int)(it % KV);
+        const REAL *k = K + (size_t)b * T * kvd + (size_t)kh * hd, *v = Vv + (size_t)b * T * kvd + (size_t)kh * hd;
+        REAL *dk = tm->dk + (size_t)b * T * kvd + (size_t)kh * hd, *dv = tm->dv + (size_t)b * T * kvd + (size_t)kh * hd;
+        for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+            const REAL *P = Pl + ((size_t)b * H + h) * T * T;
+            const REAL *q = Q + (size_t)b * T * qd + (size_t)h * hd, *dO = tm->dao + (size_t)b * T * qd + (size_t)h * hd;
+            REAL *dq = tm->dq + (size_t)b * T * qd + (size_t)h * hd;
+            REAL beta = h == kh * grp ? 0 : 1;
+            GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1, dO, qd, v, kvd, 0, dS, T);
+            for (int t = 0; t < T; t++) {
+                const REAL *p = P + (size_t)t * T;
+                REAL *ds = dS + (size_t)t * T, acc = 0;
+                for (int s = 0; s <= t; s++) acc += p[s] * ds[s];
+                for (int s = 0; s <= t; s++) ds[s] = p[s] * (ds[s] - acc) * scale;
+                for (int s = t + 1; s < T; s++) ds[s] = 0;
+            }
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, dS, T, k, kvd, 0, dq, qd);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, dS, T, q, qd, beta, dk, kvd);
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, P, T, dO, qd, beta, dv, kvd);
+        }
+    }
+}
+
+/* ---- SwiGLU ------------------------------------------------------------------------- */
+
+typedef struct {
+    const REAL *g, *u;
+    REAL *h;
+} swiglu_job;
+
+static void swiglu_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    swiglu_job *j = arg;
+    for (int64_t i = lo * tm->f; i < hi * tm->f; i++) {
+        REAL g = j->g[i];
+        j->h[i] = g / ((REAL)1 + REXP(-g)) * j->u[i];
+    }
+}
+
+static void swiglu_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    swiglu_job *j = arg;
+    for (int64_t i = lo * tm->f; i < hi * tm->f; i++) {
+        REAL g = j->g[i], sg = (REAL)1 / ((REAL)1 + REXP(-g));
+        REAL dh = tm->dh[i];
+        tm->du[i] = dh * g * sg;
+        tm->dg[i] = dh * j->u[i] * sg * ((REAL)1 + g * ((REAL)1 - sg));
+    }
+}
+
+/* ---- router --------------------------------------------------------------------------- */
+
+/*
+ * RouterLoRA for one module, batched. Expert slot e of sequence b holds
+ * expert exl[b][e]; per-token rows are laid out [N][KS] (KS = tm->ks slots)
+ * so that slot e of sequence b is a strided [T] block (leading dimension
+ * KS*dout or KS*rr) that gemms read and write in place:
+ *   U = X_b A_e^T,  V_be = s_e U B_e^T,  Key_be = V_be B_r   (per (b, e))
+ *   Q = X A_r^T                                               (whole batch)
+ *   score, softmax, y += sum_e w_e v_e                        (per token)
+ * Backward (after router_prep has rebuilt V, Key, Q and the gates):
+ *   per token: dw_e = <dy, v_e>, ds_e = w_e (dw_e - sum_f w_f dw_f) / sqrt(rr),
+ *              dQ = sum_e ds_e key_e, dKey_e = ds_e q, dV_e = w_e dy
+ *   per (b, e): dV_be += dKey_be B_r^T, dB_r += V_be^T dKey_be,
+ *              dU = s_e dV_be B_e, dX_b += dU A_e
+ *   batch:     dA_r += dQ^T X, dX += dQ A_r
+ * Slots beyond a sequence's k are never touched; an expert lacking the
+ * module has V = Key = 0 (score 0, still in the softmax).
+ */
+typedef struct {
+    int l, t, mi;
+    int64_t din, dout;
+    const REAL *X;  /* [N][din] */
+    REAL *Y;        /* forward: [N][dout] += */
+    const REAL *dY; /* backward: [N][dout] */
+    REAL *dX;       /* backward: [N][din] += */
+} router_job;
+
+static const tm_mod *router_expert(const TM_TYPE *tm, int b, int e, int mi) {
+    return &tm->ex[(size_t)tm->exl[b * RM_TRAIN_MAX_K + e] * (size_t)(tm->L_ * RM_TARGET_COUNT) + (size_t)mi];
+}
+
+static void router_gates_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    router_job *j = arg;
+    const tm_mod *R = &tm->ad[j->mi];
+    int rr = R->rank, KS = tm->ks;
+    REAL inv = (REAL)1 / (REAL)sqrt((double)rr);
+    for (int64_t i = lo; i < hi; i++) {
+        int k = tm->exn[i / tm->T];
+        const REAL *q = tm->rq + (size_t)i * rr;
+        REAL *w = tm->rg + (size_t)i * KS, mx = -INFINITY;
+        for (int e = 0; e < k; e++) {
+            const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
+            REAL sc = 0;
+            for (int a = 0; a < rr; a++) sc += q[a] * key[a];
+            w[e] = sc * inv;
+            if (w[e] > mx) mx = w[e];
+        }
+        REAL sum = 0;
+        for (int e = 0; e < k; e++) sum += (w[e] = REXP(w[e] - mx));
+        for (int e = 0; e < k; e++) w[e] /= sum;
+        if (j->Y) {
+            REAL *y = j->Y + i * j->dout;
+            for (int e = 0; e < k; e++) {
+                const REAL *v = tm->rv + ((size_t)i * KS + e) * j->dout;
+                for (int64_t o = 0; o < j->dout; o++) y[o] += w[e] * v[o];
+            }
+        }
+    }
+}
+
+/* V, Key, Q and the gates of the batch (and y += sum w v when j->Y). */
+static void router_prep(TM_TYPE *tm, router_job *j) {
+    const tm_mod *R = &tm->ad[j->mi];
+    int rr = R->rank, KS = tm->ks, T = tm->T, din = (int)j->din, dout = (int)j->dout, n = tm->B * T;
+    for (int b = 0; b < tm->B; b++)
+        for (int e = 0; e < tm->exn[b]; e++) {
+            const tm_mod *E = router_expert(tm, b, e, j->mi);
+            REAL *V = tm->rv + ((size_t)b * T * KS + e) * dout, *Kb = tm->rk + ((size_t)b * T * KS + e) * rr;
+            if (!E->rank) {
+                for (int t = 0; t < T; t++) {
+                    memset(V + (size_t)t * KS * dout, 0, (size_t)dout * sizeof(REAL));
+                    memset(Kb + (size_t)t * KS * rr, 0, (size_t)rr * sizeof(REAL));
+                }
+                continue;
+            }
+            mm(tm, false, true, T, E->rank, din, 1, j->X + (size_t)b * T * din, din, E->A, din, 0, tm->lu, E->rank);
+            mm(tm, false, true, T, dout, E->rank, E->scale, tm->lu, E->rank, E->B, E->rank, 0, V, KS * dout);
+            mm(tm, false, false, T, rr, dout, 1, V, KS * dout, R->B, rr, 0, Kb, KS * rr);
+        }
+    mm(tm, false, true, n, rr, din, 1, j->X, din, R->A, din, 0, tm->rq, rr);
+    pfor(tm, n, router_gates_rows, j);
+}
+
+static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    router_job *j = arg;
+    int rr = tm->ad[j->mi].rank, KS = tm->ks;
+    REAL inv = (REAL)1 / (REAL)sqrt((double)rr);
+    for (int64_t i = lo; i < hi; i++) {
+        int k = tm->exn[i / tm->T];
+        const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;
+        REAL dw[RM_TRAIN_MAX_K], sw = 0;
+        for (int e = 0; e < k; e++) {
+            const REAL *v = tm->rv + ((size_t)i * KS + e) * j->dout;
+            REAL s = 0;
+            for (int64_t o = 0; o < j->dout; o++) s += dy[o] * v[o];
+            dw[e] = s;
+            sw += w[e] * s;
+        }
+        REAL *dq = tm->rdq + (size_t)i * rr;
+        for (int a = 0; a < rr; a++) dq[a] = 0;
+        for (int e = 0; e < k; e++) {
+            REAL ds = w[e] * (dw[e] - sw) * inv;
+            const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
+            REAL *dkey = tm->rdk + ((size_t)i * KS + e) * rr, *dv = tm->rdv + ((size_t)i * KS + e) * j->dout;
+            for (int a = 0; a < rr; a++) dq[a] += ds * key[a], dkey[a] = ds * q[a];
+            for (int64_t o = 0; o < j->dout; o++) dv[o] = w[e] * dy[o];
+        }
+    }
+}
+
+static void router_fwd(TM_TYPE *tm, router_job *j) { router_prep(tm, j); }
+
+static void router_bwd(TM_TYPE *tm, router_job *j) {
+    const tm_mod *R = &tm->ad[j->mi];
+    int rr = R->rank, KS = tm->ks, T = tm->T, din = (int)j->din, dout = (int)j->dout, n = tm->B * T;
+    REAL *Y = j->Y;
+    j->Y = NULL;
+    router_prep(tm, j);
+    j->Y = Y;
+    pfor(tm, n, router_bwd_rows, j);
+    for (int b = 0; b < tm->B; b++)
+        for (int e = 0; e < tm->exn[b]; e++) {
+            const tm_mod *E = router_expert(tm, b, e, j->mi);
+            size_t so = (size_t)b * T * KS + e;
+            REAL *dV = tm->rdv + so * dout, *dK = tm->rdk + so * rr;
+            const REAL *V = tm->rv + so * dout;
+            mm(tm, false, true, T, dout, rr, 1, dK, KS * rr, R->B, rr, 1, dV, KS * dout); /* dV += dKey B_r^T */
+            mm(tm, true, false, dout, rr, T, 1, V, KS * dout, dK, KS * rr, 1, R->gB, rr);   /* dB_r += V^T dKey */
+            if (!E->rank) continue;
+            mm(tm, false, false, T, E->rank, dout, E->scale, dV, KS * dout, E->B, E->rank, 0, tm->ldu, E->rank);
+            mm(tm, false, false, T, din, E->rank, 1, tm->ldu, E->rank, E->A, din, 1, j->dX + (size_t)b * T * din, din);
+        }
+    mm(tm, true, false, rr, din, n, 1, tm->rdq, rr, j->X, din, 1, R->gA, din);  /* dA_r += dQ^T X */
+    mm(tm, false, false, n, din, rr, 1, tm->rdq, rr, R->A, din, 1, j->dX, din); /* dX += dQ A_r */
+}
+
+/* ---- projections ------------------------------------------------------------------------ */
+
+/* Y [n][dout] = X [n][din] W^T + adapter terms (no bias). */
+static void proj_fwd(TM_TYPE *tm, int l, int t, const REAL *X, REAL *Y, int n) {
+    int64_t din, dout;
+    tm_target_dims(tm, t, &din, &dout);
+    mm(tm, false, true, n, (int)dout, (int)din, 1, X, (int)din, tm->W.L[l].w[t], (int)din, 0, Y, (int)dout);
+    if (tm->kind == RM_TRAIN_LORA) {
+        const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
+        if (!m->rank) return;
+        mm(tm, false, true, n, m->rank, (int)din, 1, X, (int)din, m->A, (int)din, 0, tm->lu, m->rank);
+        mm(tm, false, true, n, (int)dout, m->rank, m->scale, tm->lu, m->rank, m->B, m->rank, 1, Y, (int)dout);
+    } else if (tm->kind == RM_TRAIN_ROUTER) {
+        if (!tm->ad[l * RM_TARGET_COUNT + t].rank) return;
+        router_job j = {l, t, l * RM_TARGET_COUNT + t, din, dout, X, Y, NULL, NULL};
+        router_fwd(tm, &j);
+    }
+}
+
+/* dX [n][din] = beta dX + dY W (+ adapter paths); weight gradients added. */
+static void proj_bwd(TM_TYPE *tm, int l, int t, const REAL *X, const REAL *dY, REAL *dX, REAL beta, int n) {
+    int64_t din, dout;
+    tm_target_dims(tm, t, &din, &dout);
+    const REAL *Wt = tm->W.L[l].w[t];
+    if (tm->kind == RM_TRAIN_FULL)
+        mm(tm, true, false, (int)dout, (int)din, n, 1, dY, (int)dout, X, (int)din, 1, tm->G.L[l].w[t], (int)din);
+    mm(tm, false, false, n, (int)din, (int)dout, 1, dY, (int)dout, Wt, (int)din, beta, dX, (int)din);
+    if (tm->kind == RM_TRAIN_LORA) {
+        const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
+        if (!m->rank) return;
+        int r = m->rank;
+        mm(tm, false, true, n, r, (int)din, 1, X, (int)din, m->A, (int)din, 0, tm->lu, r);                 /* U */
+        mm(tm, true, false, (int)dout, r, n, m->scale, dY, (int)dout, tm->lu, r, 1, m->gB, r);            /* dB */
+        mm(tm, false, false, n, r, (int)dout, m->scale, dY, (int)dout, m->B, r, 0, tm->ldu, r);           /* dU */
+        mm(tm, true, false, r, (int)din, n, 1, tm->ldu, r, X, (int)din, 1, m->gA, (int)din);              /* dA */
+        mm(tm, false, false, n, (int)din, r, 1, tm->ldu, r, m->A, (int)din, 1, dX, (int)din);             /* dX */
+    } else if (tm->kind == RM_TRAIN_ROUTER) {
+        const tm_mod *R = &tm->ad[l * RM_TARGET_COUNT + t];
+        if (!R->rank) return;
+        router_job j = {l, t, l * RM_TARGET_COUNT + t, din, dout, X, NULL, dY, dX};
+        router_bwd(tm, &j);
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static rm_status check_batch(TM_TYPE *tm, const rm_train_batch *b) {
+    if (b->B <= 0 || b->B > tm->max_b || b->T <= 0 || b->T > tm->max_t)
+        return rm_err(RAMOLE_ERR_INVALID, "training batch of %d x %d (this model takes up to %d x %d)", b->B, b->T,
+                      tm->max_b, tm->max_t);
+    if (!b->tokens || !b->targets || !b->mask)
+        return rm_err(RAMOLE_ERR_INVALID, "training batch: tokens, targets and mask are required");
+    int n = b->B * b->T, n_mask = 0;
+    for (int i = 0; i < n; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= tm->V)
+            return rm_err(RAMOLE_ERR_RANGE, "training batch: token id %d at sequence %d position %d is out of range "
+                          "(vocabulary of %lld)", b->tokens[i], i / b->T, i % b->T, (long long)tm->V);
+        if (!b->mask[i]) continue;
+        n_mask++;
+        if (b->targets[i] < 0 || b->targets[i] >= tm->V)
+            return rm_err(RAMOLE_ERR_RANGE, "training batch: target id %d at sequence %d position %d is out of range "
+                          "(vocabulary of %lld)", b->targets[i], i / b->T, i % b->T, (long long)tm->V);
+    }
+    if (!n_mask) return rm_err(RAMOLE_ERR_INVALID, "training batch: the mask selects no target position");
+    if (tm->kind == RM_TRAIN_ROUTER) {
+        for (int s = 0; s < b->B; s++) {
+            if (!b->experts) {
+                if (tm->n_pool > tm->ks)
+                    return rm_err(RAMOLE_ERR_INVALID, "router batch: a pool of %d experts is too large to use whole "
+                                  "(%d slots)", tm->n_pool, tm->ks);
+                tm->exn[s] = tm->n_pool;
+                for (int e = 0; e < tm->n_pool; e++) tm->exl[s * RM_TRAIN_MAX_K + e] = e;
+                continue;
+            }
+            int k = b->n_experts ? b->n_experts[s] : 0;
+            if (k < 1 || k > tm->ks)
+                return rm_err(RAMOLE_ERR_INVALID, "router batch: sequence %d has %d experts (1 to %d)", s, k, tm->ks);
+            tm->exn[s] = k;
+            for (int e = 0; e < k; e++) {
+                int32_t id = b->experts[s * RM_TRAIN_MAX_K + e];
+                if (id < 0 || id >= tm->n_pool)
+                    return rm_err(RAMOLE_ERR_RANGE, "router batch: sequence %d names expert %d (pool of %d)", s, id,
+                                  tm->n_pool);
+                tm->exl[s * RM_TRAIN_MAX_K + e] = id;
+            }
+        }
+    }
+    return RAMOLE_OK;
+}
+
+static void loss_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    const rm_train_batch *b = tm->b;
+    for (int64_t r = lo; r < hi; r++) {
+        REAL *z = tm->logits + r * tm->V, mx = -INFINITY;
+        for (int64_t c = 0; c < tm->V; c++)
+            if (z[c] > mx) mx = z[c];
+        double s = 0;
+        for (int64_t c = 0; c < tm->V; c++) s += exp((double)(z[c] - mx));
+        double lse = (double)mx + log(s);
+        tm->row_loss[r] = lse - (double)z[b->targets[tm->rows[r]]];
+    }
+}
+
+static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss) {
+    RM_TRY(check_batch(tm, b));
+    tm->b = b, tm->B = b->B, tm->T = b->T;
+    int n = b->B * b->T;
+    size_t NM = (size_t)tm->max_b * tm->max_t;
+    int64_t d = tm->d;
+    for (int i = 0; i < n; i++) memcpy(tm->x + (size_t)i * d, tm->W.embd + (size_t)b->tokens[i] * d, d * sizeof(REAL));
+    for (int l = 0; l < tm->L_; l++) {
+        tm_layer *L = &tm->W.L[l];
+        REAL *x = tm->x + l * NM * d, *xn1 = tm->xn1 + l * NM * d, *xn2 = tm->xn2 + l * NM * d;
+        REAL *q = tm->q + l * NM * tm->qd, *k = tm->k + l * NM * tm->kvd, *v = tm->v + l * NM * tm->kvd;
+        REAL *ao = tm->ao + l * NM * tm->qd, *xm = tm->xm + l * NM * d, *xo = tm->x + (l + 1) * NM * d;
+        REAL *g = tm->g + l * NM * tm->f, *u = tm->u + l * NM * tm->f, *h = tm->h + l * NM * tm->f;
+        rmsnorm_fwd(tm, xn1, tm->rs1 + l * NM, x, L->attn_norm, n);
+        proj_fwd(tm, l, RM_TARGET_Q, xn1, q, n);
+        proj_fwd(tm, l, RM_TARGET_K, xn1, k, n);
+        proj_fwd(tm, l, RM_TARGET_V, xn1, v, n);
+        rope_job rj = {q, k, v, L, 1};
+        pfor(tm, n, rope_rows, &rj);
+        att_job aj = {l};
+        pfor(tm, (int64_t)b->B * tm->cfg.n_heads, att_fwd_items, &aj);
+        proj_fwd(tm, l, RM_TARGET_O, ao, tm->tmp, n);
+        for (size_t i = 0; i < (size_t)n * d; i++) xm[i] = x[i] + tm->tmp[i];
+        rmsnorm_fwd(tm, xn2, tm->rs2 + l * NM, xm, L->ffn_norm, n);
+        proj_fwd(tm, l, RM_TARGET_GATE, xn2, g, n);
+        proj_fwd(tm, l, RM_TARGET_UP, xn2, u, n);
+        swiglu_job sj = {g, u, h};
+        pfor(tm, n, swiglu_rows, &sj);
+        proj_fwd(tm, l, RM_TARGET_DOWN, h, tm->tmp, n);
+        for (size_t i = 0; i < (size_t)n * d; i++) xo[i] = xm[i] + tm->tmp[i];
+    }
+    const REAL *xl = tm->x + (size_t)tm->L_ * NM * d;
+    rmsnorm_fwd(tm, tm->xf, tm->rsf, xl, tm->W.out_norm, n);
+    tm->n_rows = 0;
+    for (int i = 0; i < n; i++)
+        if (b->mask[i]) {
+            memcpy(tm->xg + (size_t)tm->n_rows * d, tm->xf + (size_t)i * d, d * sizeof(REAL));
+            tm->rows[tm->n_rows++] = i;
+        }
+    mm(tm, false, true, tm->n_rows, (int)tm->V, (int)d, 1, tm->xg, (int)d, tm->W.out, (int)d, 0, tm->logits, (int)tm->V);
+    pfor(tm, tm->n_rows, loss_rows, NULL);
+    double s = 0;
+    for (int r = 0; r < tm->n_rows; r++) s += tm->row_loss[r];
+    *loss = s / tm->n_rows;
+    if (!isfinite(*loss)) return rm_err(RAMOLE_ERR_RANGE, "training: the loss is %s", isnan(*loss) ? "NaN" : "infinite");
+    return RAMOLE_OK;
+}
+
+rm_status TM_(loss)(TM_TYPE *tm, const rm_train_batch *b, double *loss) { return forward(tm, b, loss); }
+
+/* ---- backward ------------------------------------------------------------------------------- */
+
+static void dlogit_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    REAL scale = *(REAL *)arg;
+    for (int64_t r = lo; r < hi; r++) {
+        REAL *z = tm->logits + r * tm->V, mx = -INFINITY;
+        for (int64_t c = 0; c < tm->V; c++)
+            if (z[c] > mx) mx = z[c];
+        REAL s = 0;
+        for (int64_t c = 0; c < tm->V; c++) s += (z[c] = REXP(z[c] - mx));
+        for (int64_t c = 0; c < tm->V; c++) z[c] = z[c] / s * scale;
+        z[tm->b->targets[tm->rows[r]]] -= scale;
+    }
+}
+
+rm_status TM_(backward)(TM_TYPE *tm, const rm_train_batch *b, double grad_scale, double *loss) {
+    RM_TRY(forward(tm, b, loss));
+    int n = b->B * b->T;
+    size_t NM = (size_t)tm->max_b * tm->max_t;
+    int64_t d = tm->d, f = tm->f;
+    bool full = tm->kind == RM_TRAIN_FULL;
+    REAL scale = (REAL)(grad_scale / tm->n_rows);
+    pfor(tm, tm->n_rows, dlogit_rows, &scale);
+    /* head: dxg = dlogits W_out; dW_out += dlogits^T xg */
+    mm(tm, false, false, tm->n_rows, (int)d, (int)tm->V, 1, tm->logits, (int)tm->V, tm->W.out, (int)d, 0, tm->dxn,
+       (int)d);
+    if (full)
+        mm(tm, true, false, (int)tm->V, (int)d, tm->n_rows, 1, tm->logits, (int)tm->V, tm->xg, (int)d, 1, tm->G.out,
+           (int)d);
+    /* scatter into dxf (tm->dao as [N][d] scratch is too small if qd < d: use tmp) */
+    REAL *dxf = tm->tmp;
+    memset(dxf, 0, (size_t)n * d * sizeof(REAL));
+    for (int r = 0; r < tm->n_rows; r++)
+        memcpy(dxf + (size_t)tm->rows[r] * d, tm->dxn + (size_t)r * d, d * sizeof(REAL));
+    memset(tm->dx, 0, (size_t)n * d * sizeof(REAL));
+    rmsnorm_bwd(tm, tm->dx, full ? tm->G.out_norm : NULL, dxf, tm->x + (size_t)tm->L_ * NM * d, tm->rsf,
+                tm->W.out_norm, n);
+    for (int l = tm->L_ - 1; l >= 0; l--) {
+        tm_layer *L = &tm->W.L[l], *GL = full ? &tm->G.L[l] : NULL;
+        REAL *x = tm->x + l * NM * d, *xn1 = tm->xn1 + l * NM * d, *xn2 = tm->xn2 + l * NM * d;
+        REAL *ao = tm->ao + l * NM * tm->qd, *xm = tm->xm + l * NM * d;
+        REAL *g = tm->g + l * NM * f, *u = tm->u + l * NM * f, *h = tm->h + l * NM * f;
+        /* MLP: dx is d(x_out) = d(xm) through the residual */
+        proj_bwd(tm, l, RM_TARGET_DOWN, h, tm->dx, tm->dh, 0, n);
+        swiglu_job sj = {g, u, h};
+        pfor(tm, n, swiglu_bwd_rows, &sj);
+        proj_bwd(tm, l, RM_TARGET_GATE, xn2, tm->dg, tm->dxn, 0, n);
+        proj_bwd(tm, l, RM_TARGET_UP, xn2, tm->du, tm->dxn, 1, n);
+        rmsnorm_bwd(tm, tm->dx, GL ? GL->ffn_norm : NULL, tm->dxn, xm, tm->rs2 + l * NM, L->ffn_norm, n);
+        /* attention */
+        proj_bwd(tm, l, RM_TARGET_O, ao, tm->dx, tm->dao, 0, n);
+        att_job aj = {l};
+        pfor(tm, (int64_t)b->B * tm->cfg.n_kv_heads, att_bwd_items, &aj);
+        rope_job rj = {tm->dq, tm->dk, NULL, NULL, -1};
+        pfor(tm, n, rope_rows, &rj);
+        if (GL && GL->bq) {
+            colsum(tm, GL->bq, tm->dq, tm->qd, n);
+            colsum(tm, GL->bk, tm->dk, tm->kvd, n);
+            colsum(tm, GL->bv, tm->dv, tm->kvd, n);
+        }
+        proj_bwd(tm, l, RM_TARGET_Q, xn1, tm->dq, tm->dxn, 0, n);
+        proj_bwd(tm, l, RM_TARGET_K, xn1, tm->dk, tm->dxn, 1, n);
+        proj_bwd(tm, l, RM_TARGET_V, xn1, tm->dv, tm->dxn, 1, n);
+        rmsnorm_bwd(tm, tm->dx, GL ? GL->attn_norm : NULL, tm->dxn, x, tm->rs1 + l * NM, L->attn_norm, n);
+    }
+    if (full)
+        for (int i = 0; i < n; i++) {
+            REAL *ge = tm->G.embd + (size_t)b->tokens[i] * d;
+            const REAL *dx = tm->dx + (size_t)i * d;
+            for (int64_t c = 0; c < d; c++) ge[c] += dx[c];
+        }
+    return RAMOLE_OK;
+}

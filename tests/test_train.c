@@ -1,0 +1,774 @@
+/*
+ * test_train.c — the training foundation: gradients of every kind (full,
+ * LoRA, router) against central finite differences in double on tiny
+ * models (GQA llama with normal RoPE + linear scaling; qwen2 with q/k/v
+ * bias, tied embeddings, neox RoPE + llama3 scaling); the float build
+ * against the double build; the training loss against -log softmax of the
+ * inference forward's logits (rm_ctx_decode, with the same adapters
+ * composed); AdamW driving a memorisation loss down; bit-exact resume from
+ * a checkpoint; and bad input.
+ */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lora/compose.h"
+#include "train/train.h"
+
+#define BIT(t) (1u << (t))
+static const unsigned ALL = (1u << RM_TARGET_COUNT) - 1;
+
+static rm_model_config tiny_config(rm_arch arch) {
+    rm_model_config c;
+    rm_model_config_defaults(&c, arch);
+    c.vocab_size = 32;
+    c.hidden = 24;
+    c.ffn = 40;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 6;
+    c.rope.n_rot = 6;
+    c.max_pos = 64;
+    c.rms_eps = 1e-5f;
+    if (arch == RM_ARCH_QWEN2) {
+        c.qkv_bias = true;
+        c.tied_embeddings = true;
+    }
+    return c;
+}
+
+/* A random tiny model; llama: normal RoPE with linear scaling; qwen2: neox
+ * with llama3 scaling (a short original context, so that all three bands
+ * of the llama3 rule are used). */
+static rm_model *tiny_model(rm_arch arch, uint64_t seed) {
+    rm_model_config c = tiny_config(arch);
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, seed, 0.3f, &m));
+    if (!m) return NULL;
+    if (arch == RM_ARCH_QWEN2) {
+        m->cfg.rope.style = RM_ROPE_NEOX;
+        m->cfg.rope.scaling = RM_ROPE_SCALING_LLAMA3;
+        m->cfg.rope.factor = 4;
+        m->cfg.rope.low_freq_factor = 1;
+        m->cfg.rope.high_freq_factor = 4;
+        m->cfg.rope.original_max_pos = 16;
+        m->cfg.rope.theta = 100.0f;
+    } else {
+        m->cfg.rope.style = RM_ROPE_NORMAL;
+        m->cfg.rope.scaling = RM_ROPE_SCALING_LINEAR;
+        m->cfg.rope.factor = 2;
+    }
+    /* non-trivial norm weights */
+    uint64_t s = seed * 31 + 7;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        float *a = (float *)m->layers[l].attn_norm, *f = (float *)m->layers[l].ffn_norm;
+        for (int i = 0; i < m->cfg.hidden; i++) {
+            a[i] = 1.0f + 0.3f * (float)(rm_rng_uniform(&s) - 0.5);
+            f[i] = 1.0f + 0.3f * (float)(rm_rng_uniform(&s) - 0.5);
+        }
+    }
+    return m;
+}
+
+/* A batch of B sequences x T positions with random tokens and targets;
+ * sequence b is masked in from position b % 2 up to T - b (padding after). */
+typedef struct {
+    int B, T;
+    int32_t tokens[8 * 16], targets[8 * 16];
+    uint8_t mask[8 * 16];
+    int32_t experts[8 * RM_TRAIN_MAX_K], n_experts[8];
+    rm_train_batch b;
+} test_batch;
+
+static void make_batch(test_batch *tb, int B, int T, int vocab, uint64_t seed) {
+    memset(tb, 0, sizeof *tb);
+    tb->B = B, tb->T = T;
+    uint64_t s = seed;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            tb->tokens[i] = (int32_t)(rm_rng_next(&s) % (uint64_t)vocab);
+            tb->targets[i] = (int32_t)(rm_rng_next(&s) % (uint64_t)vocab);
+            tb->mask[i] = t >= b % 2 && t < T - b;
+        }
+    tb->b = (rm_train_batch){.B = B, .T = T, .tokens = tb->tokens, .targets = tb->targets, .mask = tb->mask};
+}
+
+/*
+ * Check the gradient of the double model against finite differences on
+ * the first 2 and `per_tensor` random coordinates of every trainable
+ * tensor. Returns the largest error |a - n| / max(|a|, |n|, floor).
+ */
+static double fd_check(rm_tm_f64 *tm, const rm_train_batch *b, int per_tensor, uint64_t seed, int *n_checked,
+                       char *worst, size_t worst_n) {
+    double loss = 0, worst_err = 0;
+    rm_tm_f64_zero_grad(tm);
+    CHECK_OK(rm_tm_f64_backward(tm, b, 1.0, &loss));
+    double *p = rm_tm_f64_params(tm, NULL), *g = rm_tm_f64_grads(tm, NULL);
+    uint64_t s = seed;
+    const double h = 3e-4, floor_ = 1e-6;
+    for (int ti = 0; ti < rm_tm_f64_n_tensors(tm); ti++) {
+        const rm_train_tensor *T = rm_tm_f64_tensor(tm, ti);
+        int64_t n = T->rows * T->cols;
+        for (int c = 0; c < 2 + per_tensor; c++) {
+            int64_t i = c < 2 ? c % n : (int64_t)(rm_rng_next(&s) % (uint64_t)n);
+            double *x = &p[T->offset + i], x0 = *x, f[4] = {0, 0, 0, 0};
+            const double steps[4] = {2, 1, -1, -2};
+            for (int k = 0; k < 4; k++) {
+                *x = x0 + steps[k] * h;
+                CHECK_OK(rm_tm_f64_loss(tm, b, &f[k]));
+            }
+            *x = x0;
+            /* five-point stencil: truncation O(h^4), so h can be large
+             * enough that rounding of the loss stays near 1e-12 */
+            double num = (-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * h), an = g[T->offset + i];
+            double den = fmax(fmax(fabs(num), fabs(an)), floor_);
+            double err = fabs(num - an) / den;
+            if (err > worst_err) {
+                worst_err = err;
+                snprintf(worst, worst_n, "%s[%lld]: analytic %.10g, numeric %.10g", T->name, (long long)i, an, num);
+            }
+            (*n_checked)++;
+        }
+    }
+    return worst_err;
+}
+
+static void report_fd(const char *what, double err, int n, const char *worst) {
+    printf("  %s: %d coordinates, worst relative error %.2e (%s)\n", what, n, err, worst);
+    CHECK_MSG(err < 1e-6, "%s: gradient check failed: %s (rel %.3g)", what, worst, err);
+}
+
+TEST(train_grad_full_fd) {
+    rm_arch archs[2] = {RM_ARCH_LLAMA, RM_ARCH_QWEN2};
+    for (int a = 0; a < 2; a++) {
+        rm_model *m = tiny_model(archs[a], 11 + a);
+        if (!m) return;
+        rm_train_params p = {.kind = RM_TRAIN_FULL, .max_batch = 3, .max_seq = 7, .n_threads = 2};
+        rm_tm_f64 *tm = NULL;
+        CHECK_OK(rm_tm_f64_new(m, &p, &tm));
+        if (tm) {
+            test_batch tb;
+            make_batch(&tb, 3, 7, m->cfg.vocab_size, 5 + a);
+            int n = 0;
+            char worst[256] = "";
+            double err = fd_check(tm, &tb.b, 5, 99, &n, worst, sizeof worst);
+            report_fd(archs[a] == RM_ARCH_QWEN2 ? "full qwen2 (bias, tied, neox, llama3)" : "full llama (GQA, normal, linear)",
+                      err, n, worst);
+        }
+        rm_tm_f64_free(tm);
+        rm_model_free(m);
+    }
+}
+
+TEST(train_grad_lora_fd) {
+    rm_arch archs[2] = {RM_ARCH_LLAMA, RM_ARCH_QWEN2};
+    for (int a = 0; a < 2; a++) {
+        rm_model *m = tiny_model(archs[a], 21 + a);
+        rm_adapter *ad = NULL;
+        if (!m) return;
+        CHECK_OK(rm_adapter_random(m, 3, 6.0f, a ? ALL : BIT(RM_TARGET_Q) | BIT(RM_TARGET_V) | BIT(RM_TARGET_DOWN),
+                                   77 + a, 0.2f, &ad));
+        rm_train_params p = {.kind = RM_TRAIN_LORA, .max_batch = 3, .max_seq = 7, .n_threads = 2, .lora = ad};
+        rm_tm_f64 *tm = NULL;
+        CHECK_OK(rm_tm_f64_new(m, &p, &tm));
+        if (tm) {
+            test_batch tb;
+            make_batch(&tb, 3, 7, m->cfg.vocab_size, 15 + a);
+            int n = 0;
+            char worst[256] = "";
+            double err = fd_check(tm, &tb.b, 6, 98, &n, worst, sizeof worst);
+            report_fd(a ? "lora qwen2 (all targets)" : "lora llama (q, v, down)", err, n, worst);
+        }
+        rm_tm_f64_free(tm);
+        rm_adapter_free(ad);
+        rm_model_free(m);
+    }
+}
+
+/* Three experts of different ranks and targets, and a router over all. */
+typedef struct {
+    rm_model *m;
+    rm_adapter *ex[3], *router;
+} router_world;
+
+static bool router_world_new(router_world *w, rm_arch arch, uint64_t seed) {
+    memset(w, 0, sizeof *w);
+    w->m = tiny_model(arch, seed);
+    if (!w->m) return false;
+    CHECK_OK(rm_adapter_random(w->m, 2, 4.0f, ALL, seed + 1, 0.3f, &w->ex[0]));
+    CHECK_OK(rm_adapter_random(w->m, 3, 3.0f, BIT(RM_TARGET_Q) | BIT(RM_TARGET_V) | BIT(RM_TARGET_UP), seed + 2, 0.3f,
+                               &w->ex[1]));
+    CHECK_OK(rm_adapter_random(w->m, 1, 2.0f, BIT(RM_TARGET_O) | BIT(RM_TARGET_DOWN) | BIT(RM_TARGET_V), seed + 3,
+                               0.3f, &w->ex[2]));
+    CHECK_OK(rm_adapter_random(w->m, 2, 2.0f, ALL, seed + 4, 0.5f, &w->router));
+    return w->ex[0] && w->ex[1] && w->ex[2] && w->router;
+}
+
+static void router_world_free(router_world *w) {
+    for (int j = 0; j < 3; j++) rm_adapter_free(w->ex[j]);
+    rm_adapter_free(w->router);
+    rm_model_free(w->m);
+}
+
+/* Sequence experts: {0,1,2}, {2,0}, {1}. */
+static void router_batch(test_batch *tb) {
+    static const int lists[3][3] = {{0, 1, 2}, {2, 0, -1}, {1, -1, -1}};
+    static const int ns[3] = {3, 2, 1};
+    for (int b = 0; b < tb->B; b++) {
+        tb->n_experts[b] = ns[b % 3];
+        for (int e = 0; e < ns[b % 3]; e++) tb->experts[b * RM_TRAIN_MAX_K + e] = lists[b % 3][e];
+    }
+    tb->b.experts = tb->experts;
+    tb->b.n_experts = tb->n_experts;
+}
+
+TEST(train_grad_router_fd) {
+    router_world w;
+    if (!router_world_new(&w, RM_ARCH_LLAMA, 31)) {
+        router_world_free(&w);
+        return;
+    }
+    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 7, .n_threads = 2,
+                         .experts = ex, .n_experts = 3, .router = w.router};
+    rm_tm_f64 *tm = NULL;
+    CHECK_OK(rm_tm_f64_new(w.m, &p, &tm));
+    if (tm) {
+        test_batch tb;
+        make_batch(&tb, 3, 7, w.m->cfg.vocab_size, 25);
+        router_batch(&tb);
+        int n = 0;
+        char worst[256] = "";
+        double err = fd_check(tm, &tb.b, 6, 97, &n, worst, sizeof worst);
+        report_fd("router (3 experts, k = 3/2/1 per sequence)", err, n, worst);
+    }
+    rm_tm_f64_free(tm);
+    router_world_free(&w);
+}
+
+/* ---- float vs double ------------------------------------------------------------- */
+
+static double grad_diff(rm_tm_f32 *a, rm_tm_f64 *b, const rm_train_batch *batch, double *la, double *lb) {
+    rm_tm_f32_zero_grad(a);
+    rm_tm_f64_zero_grad(b);
+    CHECK_OK(rm_tm_f32_backward(a, batch, 1.0, la));
+    CHECK_OK(rm_tm_f64_backward(b, batch, 1.0, lb));
+    size_t n32, n64;
+    float *g = rm_tm_f32_grads(a, &n32);
+    double *G = rm_tm_f64_grads(b, &n64), mx = 0, dmax = 0;
+    CHECK(n32 == n64);
+    for (size_t i = 0; i < n32 && i < n64; i++) {
+        if (fabs(G[i]) > mx) mx = fabs(G[i]);
+        if (fabs(G[i] - g[i]) > dmax) dmax = fabs(G[i] - g[i]);
+    }
+    return dmax / (mx > 0 ? mx : 1);
+}
+
+TEST(train_f32_matches_f64) {
+    router_world w;
+    if (!router_world_new(&w, RM_ARCH_QWEN2, 41)) {
+        router_world_free(&w);
+        return;
+    }
+    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+    rm_train_params ps[3] = {
+        {.kind = RM_TRAIN_FULL, .max_batch = 3, .max_seq = 9, .n_threads = 2},
+        {.kind = RM_TRAIN_LORA, .max_batch = 3, .max_seq = 9, .n_threads = 2, .lora = w.ex[0]},
+        {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 9, .n_threads = 2, .experts = ex, .n_experts = 3,
+         .router = w.router}};
+    for (int k = 0; k < 3; k++) {
+        rm_tm_f32 *a = NULL;
+        rm_tm_f64 *b = NULL;
+        CHECK_OK(rm_tm_f32_new(w.m, &ps[k], &a));
+        CHECK_OK(rm_tm_f64_new(w.m, &ps[k], &b));
+        if (a && b) {
+            test_batch tb;
+            make_batch(&tb, 3, 9, w.m->cfg.vocab_size, 35 + k);
+            router_batch(&tb);
+            double la, lb, rel = grad_diff(a, b, &tb.b, &la, &lb);
+            printf("  %s: loss f32 %.9f f64 %.9f, max grad diff / max |grad| = %.2e\n", rm_train_kind_name(ps[k].kind),
+                   la, lb, rel);
+            CHECK_MSG(rel < 1e-4, "%s: float and double gradients differ by %g", rm_train_kind_name(ps[k].kind), rel);
+            CHECK_NEAR(la, lb, 1e-5 * fabs(lb));
+        }
+        rm_tm_f32_free(a);
+        rm_tm_f64_free(b);
+    }
+    router_world_free(&w);
+}
+
+/* ---- training loss == inference forward's cross-entropy ------------------------------- */
+
+/* Mean -log softmax(logits)[target] over the batch's mask, from rm_ctx_decode,
+ * each sequence b in slot b with composition comps[b] (NULL: none). */
+static double inference_loss(const rm_model *m, const test_batch *tb, const rm_composition *comps) {
+    rm_ctx *ctx = NULL;
+    rm_ctx_params cp = {.n_ctx = tb->T, .n_seq = tb->B, .n_batch = tb->T, .n_threads = 2,
+                        .lora_max_k = comps ? 4 : 0, .lora_max_rank = 8};
+    CHECK_OK(rm_ctx_new(m, &cp, &ctx));
+    if (!ctx) return NAN;
+    double sum = 0;
+    int cnt = 0;
+    int32_t pos[16], seq[16];
+    uint8_t want[16];
+    for (int b = 0; b < tb->B; b++) {
+        if (comps) CHECK_OK(rm_lora_set(rm_ctx_lora(ctx), b, &comps[b]));
+        for (int t = 0; t < tb->T; t++) pos[t] = t, seq[t] = b, want[t] = 1;
+        rm_batch bb = {tb->T, tb->tokens + b * tb->T, pos, seq, want};
+        CHECK_OK(rm_ctx_decode(ctx, &bb));
+        for (int t = 0; t < tb->T; t++) {
+            if (!tb->mask[b * tb->T + t]) continue;
+            const float *z = rm_ctx_logits(ctx, t);
+            double mx = -INFINITY, s = 0;
+            for (int c = 0; c < m->cfg.vocab_size; c++) mx = fmax(mx, z[c]);
+            for (int c = 0; c < m->cfg.vocab_size; c++) s += exp(z[c] - mx);
+            sum += mx + log(s) - z[tb->targets[b * tb->T + t]];
+            cnt++;
+        }
+    }
+    rm_ctx_free(ctx);
+    return sum / cnt;
+}
+
+TEST(train_loss_matches_inference) {
+    for (int a = 0; a < 2; a++) {
+        router_world w;
+        if (!router_world_new(&w, a ? RM_ARCH_QWEN2 : RM_ARCH_LLAMA, 51 + a)) {
+            router_world_free(&w);
+            return;
+        }
+        const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+        test_batch tb;
+        make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 45 + a);
+        router_batch(&tb);
+        rm_composition lora_c[3], router_c[3];
+        for (int b = 0; b < 3; b++) {
+            lora_c[b] = (rm_composition){.mode = RM_COMPOSE_EXPLICIT, .k = 1, .experts = {w.ex[0]}, .weights = {1.0f}};
+            router_c[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb.n_experts[b], .router = w.router};
+            for (int e = 0; e < tb.n_experts[b]; e++) router_c[b].experts[e] = ex[tb.experts[b * RM_TRAIN_MAX_K + e]];
+        }
+        rm_train_params ps[3] = {
+            {.kind = RM_TRAIN_FULL, .max_batch = 3, .max_seq = 8, .n_threads = 2},
+            {.kind = RM_TRAIN_LORA, .max_batch = 3, .max_seq = 8, .n_threads = 2, .lora = w.ex[0]},
+            {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex, .n_experts = 3,
+             .router = w.router}};
+        const rm_composition *comps[3] = {NULL, lora_c, router_c};
+        for (int k = 0; k < 3; k++) {
+            rm_tm_f32 *tm = NULL;
+            CHECK_OK(rm_tm_f32_new(w.m, &ps[k], &tm));
+            if (!tm) continue;
+            double lt = 0, li = inference_loss(w.m, &tb, comps[k]);
+            CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &lt));
+            printf("  %s %s: training loss %.7f, inference %.7f\n", rm_arch_name(w.m->cfg.arch),
+                   rm_train_kind_name(ps[k].kind), lt, li);
+            CHECK_MSG(fabs(lt - li) < 2e-5 * fabs(li), "%s %s: training loss %.8f, inference %.8f",
+                      rm_arch_name(w.m->cfg.arch), rm_train_kind_name(ps[k].kind), lt, li);
+            rm_tm_f32_free(tm);
+        }
+        router_world_free(&w);
+    }
+}
+
+/* ---- optimiser ------------------------------------------------------------------------ */
+
+TEST(train_lr_schedule) {
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    o.lr = 1.0f, o.warmup_steps = 10, o.total_steps = 110, o.min_lr_ratio = 0.1f;
+    CHECK_NEAR(rm_lr_at(&o, 1), 0.1, 1e-7);
+    CHECK_NEAR(rm_lr_at(&o, 10), 1.0, 1e-7);
+    CHECK_NEAR(rm_lr_at(&o, 60), 0.55, 1e-6);  /* half way down the cosine */
+    CHECK_NEAR(rm_lr_at(&o, 110), 0.1, 1e-6);
+    CHECK_NEAR(rm_lr_at(&o, 500), 0.1, 1e-6);
+    o.total_steps = 0;
+    CHECK_NEAR(rm_lr_at(&o, 500), 1.0, 1e-7);
+}
+
+/* A fixed 24-token sequence to memorise: next-token prediction. */
+static void memo_batch(test_batch *tb, int vocab) {
+    memset(tb, 0, sizeof *tb);
+    tb->B = 2, tb->T = 12;
+    uint64_t s = 1234;
+    int32_t seq[25];
+    for (int i = 0; i < 25; i++) seq[i] = (int32_t)(rm_rng_next(&s) % (uint64_t)vocab);
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 12; t++) {
+            tb->tokens[b * 12 + t] = seq[b * 12 + t];
+            tb->targets[b * 12 + t] = seq[b * 12 + t + 1];
+            tb->mask[b * 12 + t] = 1;
+        }
+    tb->b = (rm_train_batch){.B = 2, .T = 12, .tokens = tb->tokens, .targets = tb->targets, .mask = tb->mask};
+}
+
+TEST(train_adamw_memorises) {
+    rm_model_config c = tiny_config(RM_ARCH_LLAMA);
+    c.hidden = 32, c.n_heads = 4, c.head_dim = 8, c.rope.n_rot = 8, c.ffn = 64;
+    rm_train_params p = {.kind = RM_TRAIN_FULL, .max_batch = 2, .max_seq = 12, .n_threads = 2};
+    rm_tm_f32 *tm = NULL;
+    CHECK_OK(rm_tm_f32_new_random(&c, 3, 0.05f, &p, &tm));
+    if (!tm) return;
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    o.lr = 1e-2f, o.warmup_steps = 20, o.total_steps = 300, o.weight_decay = 0.01f, o.clip_norm = 1.0f;
+    rm_trainer *t = NULL;
+    CHECK_OK(rm_trainer_new(tm, &o, 1, &t));
+    test_batch tb;
+    memo_batch(&tb, c.vocab_size);
+    rm_train_stats st = {0};
+    double first = 0;
+    double t0 = rm_time_now();
+    for (int i = 0; i < 300 && t; i++) {
+        /* two micro-batches of one sequence each: accumulation */
+        rm_train_batch mb[2] = {tb.b, tb.b};
+        mb[0].B = mb[1].B = 1;
+        mb[1].tokens += 12, mb[1].targets += 12, mb[1].mask += 12;
+        size_t allocs = rm_alloc_count();
+        CHECK_OK(rm_trainer_step(t, mb, 2, &st));
+        if (i == 0) first = st.loss;
+        CHECK_MSG(rm_alloc_count() == allocs, "a training step allocated");
+    }
+    double last = 0;
+    CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &last));
+    /* the exported model gives the same loss through inference */
+    rm_model *em = NULL;
+    CHECK_OK(rm_tm_f32_export_model(tm, &em));
+    if (em) {
+        double li = inference_loss(em, &tb, NULL);
+        CHECK_MSG(fabs(li - last) < 1e-4 + 1e-3 * last, "exported model: inference loss %g, training %g", li, last);
+        rm_model_free(em);
+    }
+    printf("  memorise 24 tokens: loss %.4f -> %.5f in 300 steps (%.2f s)\n", first, last, rm_time_now() - t0);
+    CHECK_MSG(last < 0.05 && first > 2.5, "loss %.4f -> %.4f", first, last);
+    rm_trainer_free(t);
+    rm_tm_f32_free(tm);
+}
+
+TEST(train_lora_learns) {
+    rm_model *m = tiny_model(RM_ARCH_QWEN2, 61);
+    if (!m) return;
+    rm_adapter *ad = NULL;
+    CHECK_OK(rm_adapter_random(m, 4, 8.0f, ALL, 5, 0.1f, &ad));
+    if (!ad) {
+        rm_model_free(m);
+        return;
+    }
+    for (int i = 0; i < m->cfg.n_layers * RM_TARGET_COUNT; i++) /* PEFT init: B = 0 */
+        if (ad->mods[i].rank) {
+            int64_t din, dout;
+            rm_target_dims(&m->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
+            memset(ad->mods[i].B, 0, (size_t)(dout * ad->mods[i].rank) * sizeof(float));
+        }
+    rm_train_params p = {.kind = RM_TRAIN_LORA, .max_batch = 2, .max_seq = 12, .n_threads = 2, .lora = ad};
+    rm_tm_f32 *tm = NULL;
+    CHECK_OK(rm_tm_f32_new(m, &p, &tm));
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    o.lr = 2e-2f, o.warmup_steps = 10, o.total_steps = 150;
+    rm_trainer *t = NULL;
+    if (tm) CHECK_OK(rm_trainer_new(tm, &o, 1, &t));
+    test_batch tb;
+    memo_batch(&tb, m->cfg.vocab_size);
+    rm_train_stats st = {0};
+    double first = 0, last = 0;
+    for (int i = 0; i < 150 && t; i++) {
+        CHECK_OK(rm_trainer_step(t, &tb.b, 1, &st));
+        if (i == 0) first = st.loss;
+    }
+    if (tm) CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &last));
+    printf("  LoRA r=4 on a frozen random base: loss %.4f -> %.4f in 150 steps\n", first, last);
+    CHECK_MSG(last < 0.25 * first, "LoRA loss %.4f -> %.4f", first, last);
+    /* the exported adapter gives the same loss through inference */
+    if (tm && rm_tm_f32_export_adapter(tm, ad) == RAMOLE_OK) {
+        rm_composition c1[2] = {{.mode = RM_COMPOSE_EXPLICIT, .k = 1, .experts = {ad}, .weights = {1.0f}},
+                                {.mode = RM_COMPOSE_EXPLICIT, .k = 1, .experts = {ad}, .weights = {1.0f}}};
+        double li = inference_loss(m, &tb, c1);
+        CHECK_MSG(fabs(li - last) < 1e-4 + 1e-4 * last, "exported adapter: inference loss %g, training %g", li, last);
+    }
+    rm_trainer_free(t);
+    rm_tm_f32_free(tm);
+    rm_adapter_free(ad);
+    rm_model_free(m);
+}
+
+TEST(train_router_learns) {
+    router_world w;
+    if (!router_world_new(&w, RM_ARCH_LLAMA, 111)) {
+        router_world_free(&w);
+        return;
+    }
+    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 2, .max_seq = 12, .n_threads = 2,
+                         .experts = ex, .n_experts = 3, .router = w.router};
+    rm_tm_f32 *tm = NULL;
+    rm_trainer *t = NULL;
+    CHECK_OK(rm_tm_f32_new(w.m, &p, &tm));
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    o.lr = 3e-2f;
+    if (tm) CHECK_OK(rm_trainer_new(tm, &o, 1, &t));
+    test_batch tb;
+    memo_batch(&tb, w.m->cfg.vocab_size);
+    router_batch(&tb);
+    double first = 0, last = 0;
+    rm_train_stats st = {0};
+    for (int i = 0; i < 80 && t; i++) {
+        CHECK_OK(rm_trainer_step(t, &tb.b, 1, &st));
+        if (i == 0) first = st.loss;
+    }
+    if (tm) CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &last));
+    printf("  router only (base and 3 experts frozen): loss %.4f -> %.4f in 80 steps\n", first, last);
+    CHECK_MSG(last < first - 0.05, "router loss %.4f -> %.4f", first, last);
+    rm_trainer_free(t);
+    rm_tm_f32_free(tm);
+    router_world_free(&w);
+}
+
+/* Random micro-batches drawn from the trainer's RNG and data position. */
+static void draw_batch(rm_trainer *t, test_batch *tb, int vocab) {
+    make_batch(tb, 2, 8, vocab, rm_rng_next(&t->rng) ^ t->data_pos);
+    t->data_pos += 2;
+}
+
+static void run_steps(rm_trainer *t, int n, int vocab) {
+    for (int i = 0; i < n; i++) {
+        test_batch tb[2];
+        draw_batch(t, &tb[0], vocab);
+        draw_batch(t, &tb[1], vocab);
+        rm_train_batch mb[2] = {tb[0].b, tb[1].b};
+        CHECK_OK(rm_trainer_step(t, mb, 2, NULL));
+    }
+}
+
+TEST(train_resume_exact) {
+    rm_model *m = tiny_model(RM_ARCH_LLAMA, 71);
+    if (!m) return;
+    rm_train_params p = {.kind = RM_TRAIN_FULL, .max_batch = 2, .max_seq = 8, .n_threads = 2};
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    o.lr = 3e-3f, o.warmup_steps = 4, o.total_steps = 20, o.weight_decay = 0.1f, o.clip_norm = 0.5f, o.accum = 2;
+    rm_tm_f32 *a = NULL, *b = NULL;
+    rm_trainer *ta = NULL, *tb = NULL;
+    CHECK_OK(rm_tm_f32_new(m, &p, &a));
+    CHECK_OK(rm_tm_f32_new(m, &p, &b));
+    if (a && b) {
+        CHECK_OK(rm_trainer_new(a, &o, 9, &ta));
+        CHECK_OK(rm_trainer_new(b, &o, 9, &tb));
+    }
+    char *path = rm_path_join(rm_test_tmp_dir(), "train_resume.ckpt");
+    if (ta && tb && path) {
+        int V = m->cfg.vocab_size;
+        run_steps(ta, 16, V);
+        run_steps(tb, 8, V);
+        CHECK_OK(rm_trainer_save(tb, path));
+        rm_trainer_free(tb);
+        rm_tm_f32_free(b);
+        tb = NULL, b = NULL;
+        /* a fresh model and trainer from the original weights */
+        CHECK_OK(rm_tm_f32_new(m, &p, &b));
+        if (b) CHECK_OK(rm_trainer_new(b, &o, 12345, &tb));
+        if (tb) {
+            CHECK_OK(rm_trainer_load(tb, path));
+            CHECK(tb->step == 8);
+            run_steps(tb, 8, V);
+            size_t n;
+            float *pa = rm_tm_f32_params(a, &n), *pb = rm_tm_f32_params(b, NULL);
+            CHECK_MSG(memcmp(pa, pb, n * sizeof(float)) == 0, "resumed parameters differ");
+            CHECK(memcmp(ta->m, tb->m, n * sizeof(float)) == 0 && memcmp(ta->v, tb->v, n * sizeof(float)) == 0);
+            CHECK(ta->step == tb->step && ta->rng == tb->rng && ta->data_pos == tb->data_pos);
+            float *p0 = rm_tm_f32_params(b, NULL);
+            (void)p0;
+        }
+        /* a corrupted or foreign checkpoint is refused, the trainer unchanged */
+        char *data = NULL;
+        size_t size = 0;
+        CHECK_OK(rm_file_read(path, &data, &size));
+        if (data && tb) {
+            data[200] ^= 1;
+            char *bad = rm_path_join(rm_test_tmp_dir(), "train_bad.ckpt");
+            CHECK_OK(rm_file_write_atomic(bad, data, size));
+            int64_t step = tb->step;
+            CHECK_ERR(rm_trainer_load(tb, bad), RAMOLE_ERR_FORMAT);
+            CHECK_OK(rm_file_write_atomic(bad, data, size / 2));
+            CHECK_ERR(rm_trainer_load(tb, bad), RAMOLE_ERR_FORMAT);
+            CHECK(tb->step == step);
+            rm_adapter *ad = NULL;
+            CHECK_OK(rm_adapter_random(m, 2, 2.0f, ALL, 1, 0.1f, &ad));
+            rm_train_params pl = {.kind = RM_TRAIN_LORA, .max_batch = 2, .max_seq = 8, .n_threads = 2, .lora = ad};
+            rm_tm_f32 *c = NULL;
+            rm_trainer *tc = NULL;
+            CHECK_OK(rm_tm_f32_new(m, &pl, &c));
+            if (c) CHECK_OK(rm_trainer_new(c, &o, 1, &tc));
+            if (tc) CHECK_ERR(rm_trainer_load(tc, path), RAMOLE_ERR_MISMATCH);
+            rm_trainer_free(tc);
+            rm_tm_f32_free(c);
+            rm_adapter_free(ad);
+            rm_free(bad);
+        }
+        rm_free(data);
+    }
+    rm_free(path);
+    rm_trainer_free(ta);
+    rm_trainer_free(tb);
+    rm_tm_f32_free(a);
+    rm_tm_f32_free(b);
+    rm_model_free(m);
+}
+
+TEST(train_deterministic) {
+    /* two runs with the same seed and threads give identical parameters */
+    rm_model *m = tiny_model(RM_ARCH_QWEN2, 81);
+    if (!m) return;
+    rm_train_params p = {.kind = RM_TRAIN_FULL, .max_batch = 2, .max_seq = 8, .n_threads = 2};
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    o.accum = 2;
+    float *first = NULL;
+    size_t n = 0;
+    for (int run = 0; run < 2; run++) {
+        rm_tm_f32 *tm = NULL;
+        rm_trainer *t = NULL;
+        CHECK_OK(rm_tm_f32_new(m, &p, &tm));
+        if (tm) CHECK_OK(rm_trainer_new(tm, &o, 4, &t));
+        if (t) {
+            run_steps(t, 5, m->cfg.vocab_size);
+            float *pp = rm_tm_f32_params(tm, &n);
+            if (run == 0) {
+                first = malloc(n * sizeof(float));
+                if (first) memcpy(first, pp, n * sizeof(float));
+            } else if (first) {
+                CHECK(memcmp(first, pp, n * sizeof(float)) == 0);
+            }
+        }
+        rm_trainer_free(t);
+        rm_tm_f32_free(tm);
+    }
+    free(first);
+    /* 1 and 2 threads: the same gradients (row splits change no sum) */
+    rm_tm_f32 *t1 = NULL, *t2 = NULL;
+    rm_train_params p1 = p, p2 = p;
+    p1.n_threads = 1, p2.n_threads = 2;
+    p1.max_batch = p2.max_batch = 8, p1.max_seq = p2.max_seq = 16;
+    CHECK_OK(rm_tm_f32_new(m, &p1, &t1));
+    CHECK_OK(rm_tm_f32_new(m, &p2, &t2));
+    if (t1 && t2) {
+        test_batch tb;
+        make_batch(&tb, 8, 16, m->cfg.vocab_size, 3);
+        double l1, l2;
+        rm_tm_f32_zero_grad(t1);
+        rm_tm_f32_zero_grad(t2);
+        CHECK_OK(rm_tm_f32_backward(t1, &tb.b, 1.0, &l1));
+        CHECK_OK(rm_tm_f32_backward(t2, &tb.b, 1.0, &l2));
+        float *g1 = rm_tm_f32_grads(t1, &n), *g2 = rm_tm_f32_grads(t2, NULL);
+        double mx = 0, dm = 0;
+        for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(g1[i])), dm = fmax(dm, fabs(g1[i] - g2[i]));
+        printf("  1 vs 2 threads: loss %s, max grad diff %.2e (max |g| %.2e)\n", l1 == l2 ? "identical" : "differs",
+               dm, mx);
+        CHECK(dm <= 1e-6 * mx);
+    }
+    rm_tm_f32_free(t1);
+    rm_tm_f32_free(t2);
+    rm_model_free(m);
+}
+
+/* ---- bad input ------------------------------------------------------------------------- */
+
+TEST(train_bad_input) {
+    rm_model *m = tiny_model(RM_ARCH_LLAMA, 91);
+    if (!m) return;
+    rm_train_params p = {.kind = RM_TRAIN_FULL, .max_batch = 2, .max_seq = 6, .n_threads = 2};
+    rm_tm_f32 *tm = NULL;
+    CHECK_OK(rm_tm_f32_new(m, &p, &tm));
+    rm_train_params bad = p;
+    rm_tm_f32 *none = NULL;
+    bad.max_seq = 0;
+    CHECK_ERR(rm_tm_f32_new(m, &bad, &none), RAMOLE_ERR_INVALID);
+    bad = p, bad.kind = RM_TRAIN_LORA;
+    CHECK_ERR(rm_tm_f32_new(m, &bad, &none), RAMOLE_ERR_INVALID);
+    bad = p, bad.kind = RM_TRAIN_ROUTER;
+    CHECK_ERR(rm_tm_f32_new(m, &bad, &none), RAMOLE_ERR_INVALID);
+    CHECK(none == NULL);
+    if (tm) {
+        test_batch tb;
+        double loss;
+        make_batch(&tb, 2, 6, m->cfg.vocab_size, 3);
+        tb.targets[3] = m->cfg.vocab_size;
+        tb.mask[3] = 1;
+        CHECK_ERR(rm_tm_f32_loss(tm, &tb.b, &loss), RAMOLE_ERR_RANGE);
+        tb.targets[3] = -1;
+        CHECK_ERR(rm_tm_f32_loss(tm, &tb.b, &loss), RAMOLE_ERR_RANGE);
+        tb.mask[3] = 0; /* a bad target outside the mask is ignored */
+        CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &loss));
+        tb.tokens[5] = 1000;
+        CHECK_ERR(rm_tm_f32_loss(tm, &tb.b, &loss), RAMOLE_ERR_RANGE);
+        tb.tokens[5] = 0;
+        memset(tb.mask, 0, sizeof tb.mask);
+        CHECK_ERR(rm_tm_f32_loss(tm, &tb.b, &loss), RAMOLE_ERR_INVALID);
+        make_batch(&tb, 2, 6, m->cfg.vocab_size, 3);
+        tb.b.T = 7;
+        CHECK_ERR(rm_tm_f32_loss(tm, &tb.b, &loss), RAMOLE_ERR_INVALID);
+        tb.b.T = 6;
+        /* NaN: a poisoned weight; the trainer refuses the step and keeps the parameters */
+        rm_adamw_params o;
+        rm_adamw_params_default(&o);
+        rm_trainer *t = NULL;
+        CHECK_OK(rm_trainer_new(tm, &o, 1, &t));
+        size_t n;
+        float *pp = rm_tm_f32_params(tm, &n);
+        CHECK_OK(rm_trainer_step(t, &tb.b, 1, NULL));
+        float keep = pp[n / 2];
+        pp[n / 2] = NAN;
+        float *snap = malloc(n * sizeof(float));
+        if (snap) memcpy(snap, pp, n * sizeof(float));
+        CHECK_ERR(rm_tm_f32_loss(tm, &tb.b, &loss), RAMOLE_ERR_RANGE);
+        CHECK_ERR(rm_trainer_step(t, &tb.b, 1, NULL), RAMOLE_ERR_RANGE);
+        CHECK(t && t->step == 1);
+        if (snap) CHECK(memcmp(snap, pp, n * sizeof(float)) == 0);
+        free(snap);
+        pp[n / 2] = keep;
+        CHECK_OK(rm_trainer_step(t, &tb.b, 1, NULL));
+        rm_trainer_free(t);
+    }
+    rm_tm_f32_free(tm);
+    rm_model_free(m);
+}
+
+/* Every allocation of rm_tm_*_new and rm_trainer_new failing in turn: a
+ * clean ERR_NOMEM, nothing left allocated, then success. */
+TEST(train_alloc_failures) {
+    router_world w;
+    if (!router_world_new(&w, RM_ARCH_QWEN2, 121)) {
+        router_world_free(&w);
+        return;
+    }
+    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 2, .max_seq = 6, .n_threads = 2,
+                         .experts = ex, .n_experts = 3, .router = w.router};
+    rm_adamw_params o;
+    rm_adamw_params_default(&o);
+    int failures = 0;
+    for (size_t n = 1; n < 500; n++) {
+        size_t live = rm_alloc_live_bytes();
+        rm_tm_f32 *tm = NULL;
+        rm_trainer *t = NULL;
+        rm_alloc_fail_after(n);
+        rm_status st = rm_tm_f32_new(w.m, &p, &tm);
+        if (st == RAMOLE_OK) st = rm_trainer_new(tm, &o, 1, &t);
+        rm_alloc_fail_after(0);
+        bool done = st == RAMOLE_OK;
+        if (!done) {
+            failures++;
+            CHECK_MSG(st == RAMOLE_ERR_NOMEM, "allocation %zu: status %s", n, ramole_status_str(st));
+        }
+        rm_trainer_free(t);
+        rm_tm_f32_free(tm);
+        CHECK_MSG(rm_alloc_live_bytes() == live, "allocation %zu failing leaks %zu bytes", n,
+                  rm_alloc_live_bytes() - live);
+        if (done) break;
+    }
+    printf("  %d allocation failure points, each clean\n", failures);
+    CHECK(failures > 10);
+    router_world_free(&w);
+}
