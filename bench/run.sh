@@ -193,4 +193,29 @@ done
   say "ratio = ramole / llama.cpp (> 1: ramole faster)."
 } | tee "$OUT_MD"
 
+# ---- 6. heterogeneous LoRA batches ------------------------------------------------------------
+# Every sequence has its own top-3 from a pool of rank-16 adapters on all seven
+# targets; mixture and router against the same batch without adapters.
+say ""
+say "## LoRA: batches of sequences with different adapter sets"
+if [ "${BENCH_LORA:-1}" = 0 ]; then
+  skip "LoRA bench (BENCH_LORA=0)"
+elif [ -x "$BUILD/bench/bench_lora" ] && [ ${#MODELS[@]} -gt 0 ]; then
+  lm=${MODELS[0]}
+  "$BUILD/bench/bench_lora" "$lm" --pool "${BENCH_LORA_POOL:-256}" --rank 16 --batch "${BENCH_LORA_BATCH:-16,64}" \
+      --prompt "${BENCH_LORA_PROMPT:-16}" --decode "${BENCH_LORA_DECODE:-4}" -t "$(tr ' ' '\n' <<<"$THREADS" | sort -n | tail -1)" \
+    | tee -a "$OUT_JSONL" || fail "bench_lora exited $?"
+else
+  skip "LoRA bench: $BUILD/bench/bench_lora not built or no model"
+fi
+
+# ---- 7. tokenizer encode speed -------------------------------------------------------------------
+say ""
+say "## tokenizer encode speed (ramole vs the reference JS tokenizer)"
+if [ "${BENCH_TOKENIZER:-1}" = 0 ]; then
+  skip "tokenizer bench (BENCH_TOKENIZER=0)"
+else
+  BUILD=$BUILD bash bench/tokenizer_bench.sh || fail "bench/tokenizer_bench.sh exited $?"
+fi
+
 exit $FAILED
