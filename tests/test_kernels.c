@@ -49,6 +49,25 @@ static double rel_err(const float *y, const float *r, int64_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Log capture: deliberate misuse below logs; keep it off the terminal and check it. */
+static int g_log_count;
+static char g_log_last[256];
+static void log_capture(ramole_log_level level, const char *msg, void *user) {
+    (void)level, (void)user;
+    g_log_count++;
+    snprintf(g_log_last, sizeof g_log_last, "%s", msg);
+}
+static ramole_log_level log_capture_begin(void) {
+    ramole_log_level cur = RAMOLE_LOG_ERROR;
+    for (int l = RAMOLE_LOG_DEBUG; l >= RAMOLE_LOG_ERROR; l--)
+        if (rm_log_enabled((ramole_log_level)l)) { cur = (ramole_log_level)l; break; }
+    g_log_count = 0;
+    g_log_last[0] = 0;
+    ramole_log_set(cur > RAMOLE_LOG_WARN ? cur : RAMOLE_LOG_WARN, log_capture, NULL);
+    return cur;
+}
+static void log_capture_end(ramole_log_level saved) { ramole_log_set(saved, NULL, NULL); }
+
 /*
  * The ISAs to test: every supported one. Unsupported ones are announced once
  * (a note, not a PASS line) so a run on a smaller CPU says what it skipped.
@@ -81,6 +100,12 @@ TEST(kernels_type_table) {
     CHECK(rm_isa_supported(RM_ISA_SCALAR));
     CHECK(rm_isa_supported(rm_isa_best()));
     CHECK_ERR(rm_isa_set((rm_isa)99), RAMOLE_ERR_INVALID);
+    for (int i = 0; i < RM_ISA_COUNT; i++) /* an ISA the CPU lacks is refused with a reason */
+        if (!rm_isa_supported((rm_isa)i)) {
+            CHECK_ERR(rm_isa_set((rm_isa)i), RAMOLE_ERR_UNSUPPORTED);
+            CHECK(strstr(ramole_last_error(), rm_isa_name((rm_isa)i)) != NULL);
+        }
+    CHECK(rm_isa_current() == rm_isa_best() || getenv("RAMOLE_ISA"));
 }
 
 /* All 65536 halves: scalar decode vs GCC's _Float16, round trip, bulk == scalar. */
@@ -305,7 +330,9 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
             st->worst_thread = fmax(st->worst_thread, rel_err(y2, y, m * n));
         }
         rm_compute none = {.pool = pools[1]};
-        rm_matmul(&none, y2, x, m, w, wt, n, k); /* no scratch: slower path, same answer */
+        ramole_log_level lv = log_capture_begin(); /* "scratch too small" (once per process) */
+        rm_matmul(&none, y2, x, m, w, wt, n, k);   /* no scratch: slower path, same answer */
+        log_capture_end(lv);
         st->worst_noscratch = fmax(st->worst_noscratch, rel_err(y2, ref, m * n));
     }
     free(work), free(x), free(ref), free(y), free(y2), free(qref);
@@ -423,8 +450,11 @@ TEST(kernels_matmul_known_values) {
     /* a caller bug (k not whole q8_0 blocks) gives NaN, never a plausible answer */
     rm_block_q8_0 wq[3];
     rm_convert(RM_TYPE_Q8_0, wq, RM_TYPE_F32, wf, 96);
+    ramole_log_level lv = log_capture_begin();
     rm_matmul(NULL, y, x, 1, wq, RM_TYPE_Q8_0, 3, 31);
+    log_capture_end(lv);
     CHECK(isnan(y[0]) && isnan(y[2]));
+    CHECK_MSG(g_log_count == 1 && strstr(g_log_last, "k = 31"), "logged: %s", g_log_last);
 }
 
 /* ---- row ops ---------------------------------------------------------------- */

@@ -4,9 +4,11 @@
  *
  * Dot products keep four 8-wide accumulators (32 elements per iteration) so
  * that FMA latency is hidden and the loop is bound by loads; f16 weights are
- * widened with vcvtph2ps, bf16 by a 16-bit shift. The q8_0 dot is ggml's:
- * |x| as unsigned bytes times sign-adjusted w via maddubs, pairs summed by
- * madd into int32, converted and scaled by d_x*d_w per block. exp for
+ * widened with vcvtph2ps, bf16 by a 16-bit shift. The q8_0 dot is ggml's
+ * integer core (|x| as unsigned bytes times sign-adjusted w via maddubs,
+ * pairs summed by madd into int32), with the per-block scaling batched four
+ * blocks at a time (see dot_q8_0). Four-row variants (dot4_*) serve batched
+ * decode: each weight vector is widened once for four activation rows. exp for
  * softmax/SwiGLU is a Cephes-style polynomial (about 1 ulp). Tails run the
  * same arithmetic one element at a time.
  */
@@ -81,7 +83,7 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
  * iteration and row (8 accumulators); LOADW(p) widens 8 weights to f32.
  */
 #define DOT4_BODY(LOADW, SCALARW)                                                        \
-    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;             \
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];             \
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                          \
     __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                           \
     int64_t i = 0;                                                                       \
@@ -112,18 +114,66 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
         out[0] += x0[i] * wv, out[1] += x1[i] * wv, out[2] += x2[i] * wv, out[3] += x3[i] * wv; \
     }
 
+/* Two rows: bound by widening W, so twice the work of one row for free. */
+#define DOT2_BODY(LOADW, SCALARW)                                                        \
+    const float *x0 = x[0], *x1 = x[1];                                                  \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;                          \
+    int64_t i = 0;                                                                       \
+    for (; i + 16 <= k; i += 16) {                                                       \
+        __m256 w0 = LOADW(w + i), w1 = LOADW(w + i + 8);                                 \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i), w0, a0);                           \
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + i), w0, a1);                           \
+        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i + 8), w1, b0);                       \
+        b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + i + 8), w1, b1);                       \
+    }                                                                                    \
+    for (; i + 8 <= k; i += 8) {                                                         \
+        __m256 w0 = LOADW(w + i);                                                        \
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i), w0, a0);                           \
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + i), w0, a1);                           \
+    }                                                                                    \
+    out[0] = hsum8(_mm256_add_ps(a0, b0));                                               \
+    out[1] = hsum8(_mm256_add_ps(a1, b1));                                               \
+    for (; i < k; i++) {                                                                 \
+        float wv = SCALARW(w[i]);                                                        \
+        out[0] += x0[i] * wv, out[1] += x1[i] * wv;                                      \
+    }
+
 #define LOAD_F32X8(p) _mm256_loadu_ps(p)
 #define SCALAR_F32(v) (v)
 
-static void dot4_f32(const float *x, int64_t ldx, const float *w, int64_t k, float *out) {
+static void dot2_f32(const float *const x[4], const float *w, int64_t k, float *out) {
+    DOT2_BODY(LOAD_F32X8, SCALAR_F32)
+}
+
+static void dot4_f32(const float *const x[4], int nr, const float *w, int64_t k, float *out) {
+    if (nr <= 2) {
+        dot2_f32(x, w, k, out);
+        return;
+    }
     DOT4_BODY(LOAD_F32X8, SCALAR_F32)
 }
 
-static void dot4_f16(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out) {
+static void dot2_f16(const float *const x[4], const uint16_t *w, int64_t k, float *out) {
+    DOT2_BODY(load_f16x8, _cvtsh_ss)
+}
+
+static void dot4_f16(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out) {
+    if (nr <= 2) {
+        dot2_f16(x, w, k, out);
+        return;
+    }
     DOT4_BODY(load_f16x8, _cvtsh_ss)
 }
 
-static void dot4_bf16(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out) {
+static void dot2_bf16(const float *const x[4], const uint16_t *w, int64_t k, float *out) {
+    DOT2_BODY(load_bf16x8, rm_bf16_to_f32)
+}
+
+static void dot4_bf16(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out) {
+    if (nr <= 2) {
+        dot2_bf16(x, w, k, out);
+        return;
+    }
     DOT4_BODY(load_bf16x8, rm_bf16_to_f32)
 }
 
@@ -142,34 +192,39 @@ static inline __m256 q8_block_dot(const rm_block_q8_0 *x, const rm_block_q8_0 *w
     return _mm256_fmadd_ps(d, mul_sum_i8_pairs(qx, qw), acc);
 }
 
-/* Per-block int32 sums of 32 int8 products, 8 partial sums per block. */
-static inline __m256i q8_block_isum(const rm_block_q8_0 *x, const rm_block_q8_0 *w) {
+/*
+ * Int32 sums of the 32 products of a block, as 8 partial sums: ggml's
+ * maddubs(|x|, sign(w, x)) then madd with ones; |x| comes precomputed.
+ */
+static inline __m256i q8_block_isum(const rm_block_q8_0 *x, const uint8_t *ax, const rm_block_q8_0 *w) {
     __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
     __m256i qw = _mm256_loadu_si256((const __m256i *)w->qs);
-    __m256i dot = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qw, qx));
+    __m256i dot = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)ax), _mm256_sign_epi8(qw, qx));
     return _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
 }
 
 /*
  * Four blocks per step: three hadds fold the four blocks' partial sums into
- * one vector (block b in lanes b and b + 4), and the eight f16 scales
- * (4 of x, 4 of w) are widened by one vcvtph2ps — fewer uops per block than
- * a broadcast and FMA per block (about 12% faster on Zen).
+ * one vector (block b in lanes b and b + 4); the four weight scales are
+ * widened by one vcvtph2ps and multiplied by the activation's f32 scales.
+ * With |x| precomputed this runs at 13.0 GB/s of weights in L2 on one Zen
+ * core, against 9.6 for the one-block-at-a-time loop.
  */
-static float dot_q8_0(const rm_block_q8_0 *x, const rm_block_q8_0 *w, int64_t nb) {
+static float dot_q8_0(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        __m256i s01 = _mm256_hadd_epi32(q8_block_isum(x + b, w + b), q8_block_isum(x + b + 1, w + b + 1));
-        __m256i s23 = _mm256_hadd_epi32(q8_block_isum(x + b + 2, w + b + 2), q8_block_isum(x + b + 3, w + b + 3));
+        const uint8_t *a = x.a + b * RM_Q8_0_BLOCK;
+        __m256i s01 = _mm256_hadd_epi32(q8_block_isum(x.q + b, a, w + b), q8_block_isum(x.q + b + 1, a + 32, w + b + 1));
+        __m256i s23 = _mm256_hadd_epi32(q8_block_isum(x.q + b + 2, a + 64, w + b + 2),
+                                        q8_block_isum(x.q + b + 3, a + 96, w + b + 3));
         __m256 fs = _mm256_cvtepi32_ps(_mm256_hadd_epi32(s01, s23));
-        __m128i h = _mm_setr_epi16((short)x[b].d, (short)x[b + 1].d, (short)x[b + 2].d, (short)x[b + 3].d,
-                                   (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d);
-        __m256 d8 = _mm256_cvtph_ps(h);
-        __m128 d4 = _mm_mul_ps(_mm256_castps256_ps128(d8), _mm256_extractf128_ps(d8, 1));
+        __m128i hw = _mm_cvtsi32_si128((int)(w[b].d | (uint32_t)w[b + 1].d << 16));
+        hw = _mm_insert_epi32(hw, (int)(w[b + 2].d | (uint32_t)w[b + 3].d << 16), 1);
+        __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(hw), _mm_loadu_ps(x.d + b));
         acc = _mm256_fmadd_ps(fs, _mm256_set_m128(d4, d4), acc);
     }
-    for (; b < nb; b++) acc = q8_block_dot(x + b, w + b, acc);
+    for (; b < nb; b++) acc = q8_block_dot(x.q + b, w + b, acc);
     return hsum8(acc);
 }
 
@@ -178,8 +233,11 @@ static float dot_q8_0(const rm_block_q8_0 *x, const rm_block_q8_0 *w, int64_t nb
  * L1. (Sharing |w| across rows inside the block loop runs out of the 16 ymm
  * registers and measured slower.)
  */
-static void dot4_q8_0(const rm_block_q8_0 *x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
-    for (int r = 0; r < 4; r++) out[r] = dot_q8_0(x + r * ldx, w, nb);
+static void dot4_q8_0(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
+    for (int r = 0; r < 4; r++) {
+        rm_q8_act xr = {x.q + r * ldx, x.a + r * ldx * RM_Q8_0_BLOCK, x.d + r * ldx};
+        out[r] = dot_q8_0(xr, w, nb);
+    }
 }
 
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {

@@ -85,7 +85,7 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
 
 /* Four activation rows against one weight row (see kern_avx2.c). */
 #define DOT4_BODY(LOADW, LOADW_MASK)                                                     \
-    const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;             \
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];             \
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                          \
     int64_t i = 0;                                                                       \
     for (; i + 16 <= k; i += 16) {                                                       \
@@ -108,18 +108,60 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
     out[2] = _mm512_reduce_add_ps(a2);                                                   \
     out[3] = _mm512_reduce_add_ps(a3);
 
+#define DOT2_BODY(LOADW, LOADW_MASK)                                                     \
+    const float *x0 = x[0], *x1 = x[1];                                                  \
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;                                            \
+    int64_t i = 0;                                                                       \
+    for (; i + 16 <= k; i += 16) {                                                       \
+        __m512 w0 = LOADW(w + i);                                                        \
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x0 + i), w0, a0);                           \
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x1 + i), w0, a1);                           \
+    }                                                                                    \
+    if (i < k) {                                                                         \
+        __mmask16 m = tail_mask(k - i);                                                  \
+        __m512 w0 = LOADW_MASK(w + i, m);                                                \
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x0 + i), w0, a0);                  \
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x1 + i), w0, a1);                  \
+    }                                                                                    \
+    out[0] = _mm512_reduce_add_ps(a0);                                                   \
+    out[1] = _mm512_reduce_add_ps(a1);
+
 #define LOAD_F32X16(p) _mm512_loadu_ps(p)
 #define LOAD_F32X16_MASK(p, m) _mm512_maskz_loadu_ps(m, p)
 
-static void dot4_f32(const float *x, int64_t ldx, const float *w, int64_t k, float *out) {
+static void dot2_f32(const float *const x[4], const float *w, int64_t k, float *out) {
+    DOT2_BODY(LOAD_F32X16, LOAD_F32X16_MASK)
+}
+
+static void dot4_f32(const float *const x[4], int nr, const float *w, int64_t k, float *out) {
+    if (nr <= 2) {
+        dot2_f32(x, w, k, out);
+        return;
+    }
     DOT4_BODY(LOAD_F32X16, LOAD_F32X16_MASK)
 }
 
-static void dot4_f16(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out) {
+static void dot2_f16(const float *const x[4], const uint16_t *w, int64_t k, float *out) {
+    DOT2_BODY(load_f16x16, load_f16x16_mask)
+}
+
+static void dot4_f16(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out) {
+    if (nr <= 2) {
+        dot2_f16(x, w, k, out);
+        return;
+    }
     DOT4_BODY(load_f16x16, load_f16x16_mask)
 }
 
-static void dot4_bf16(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out) {
+static void dot2_bf16(const float *const x[4], const uint16_t *w, int64_t k, float *out) {
+    DOT2_BODY(load_bf16x16, load_bf16x16_mask)
+}
+
+static void dot4_bf16(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out) {
+    if (nr <= 2) {
+        dot2_bf16(x, w, k, out);
+        return;
+    }
     DOT4_BODY(load_bf16x16, load_bf16x16_mask)
 }
 
@@ -144,34 +186,39 @@ static inline __m256 q8_block_dot(const rm_block_q8_0 *x, const rm_block_q8_0 *w
     return _mm256_fmadd_ps(d, mul_sum_i8_pairs(qx, qw), acc);
 }
 
-/* Per-block int32 sums of 32 int8 products, 8 partial sums per block. */
-static inline __m256i q8_block_isum(const rm_block_q8_0 *x, const rm_block_q8_0 *w) {
+/*
+ * Int32 sums of the 32 products of a block, as 8 partial sums: ggml's
+ * maddubs(|x|, sign(w, x)) then madd with ones; |x| comes precomputed.
+ */
+static inline __m256i q8_block_isum(const rm_block_q8_0 *x, const uint8_t *ax, const rm_block_q8_0 *w) {
     __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
     __m256i qw = _mm256_loadu_si256((const __m256i *)w->qs);
-    __m256i dot = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qw, qx));
+    __m256i dot = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)ax), _mm256_sign_epi8(qw, qx));
     return _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
 }
 
 /*
  * Four blocks per step: three hadds fold the four blocks' partial sums into
- * one vector (block b in lanes b and b + 4), and the eight f16 scales
- * (4 of x, 4 of w) are widened by one vcvtph2ps — fewer uops per block than
- * a broadcast and FMA per block (about 12% faster on Zen).
+ * one vector (block b in lanes b and b + 4); the four weight scales are
+ * widened by one vcvtph2ps and multiplied by the activation's f32 scales.
+ * With |x| precomputed this runs at 13.0 GB/s of weights in L2 on one Zen
+ * core, against 9.6 for the one-block-at-a-time loop.
  */
-static float dot_q8_0(const rm_block_q8_0 *x, const rm_block_q8_0 *w, int64_t nb) {
+static float dot_q8_0(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb) {
     __m256 acc = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        __m256i s01 = _mm256_hadd_epi32(q8_block_isum(x + b, w + b), q8_block_isum(x + b + 1, w + b + 1));
-        __m256i s23 = _mm256_hadd_epi32(q8_block_isum(x + b + 2, w + b + 2), q8_block_isum(x + b + 3, w + b + 3));
+        const uint8_t *a = x.a + b * RM_Q8_0_BLOCK;
+        __m256i s01 = _mm256_hadd_epi32(q8_block_isum(x.q + b, a, w + b), q8_block_isum(x.q + b + 1, a + 32, w + b + 1));
+        __m256i s23 = _mm256_hadd_epi32(q8_block_isum(x.q + b + 2, a + 64, w + b + 2),
+                                        q8_block_isum(x.q + b + 3, a + 96, w + b + 3));
         __m256 fs = _mm256_cvtepi32_ps(_mm256_hadd_epi32(s01, s23));
-        __m128i h = _mm_setr_epi16((short)x[b].d, (short)x[b + 1].d, (short)x[b + 2].d, (short)x[b + 3].d,
-                                   (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d);
-        __m256 d8 = _mm256_cvtph_ps(h);
-        __m128 d4 = _mm_mul_ps(_mm256_castps256_ps128(d8), _mm256_extractf128_ps(d8, 1));
+        __m128i hw = _mm_cvtsi32_si128((int)(w[b].d | (uint32_t)w[b + 1].d << 16));
+        hw = _mm_insert_epi32(hw, (int)(w[b + 2].d | (uint32_t)w[b + 3].d << 16), 1);
+        __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(hw), _mm_loadu_ps(x.d + b));
         acc = _mm256_fmadd_ps(fs, _mm256_set_m128(d4, d4), acc);
     }
-    for (; b < nb; b++) acc = q8_block_dot(x + b, w + b, acc);
+    for (; b < nb; b++) acc = q8_block_dot(x.q + b, w + b, acc);
     return hsum8(acc);
 }
 
@@ -180,8 +227,11 @@ static float dot_q8_0(const rm_block_q8_0 *x, const rm_block_q8_0 *w, int64_t nb
  * L1. (Sharing |w| across rows inside the block loop runs out of the 16 ymm
  * registers and measured slower.)
  */
-static void dot4_q8_0(const rm_block_q8_0 *x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
-    for (int r = 0; r < 4; r++) out[r] = dot_q8_0(x + r * ldx, w, nb);
+static void dot4_q8_0(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
+    for (int r = 0; r < 4; r++) {
+        rm_q8_act xr = {x.q + r * ldx, x.a + r * ldx * RM_Q8_0_BLOCK, x.d + r * ldx};
+        out[r] = dot_q8_0(xr, w, nb);
+    }
 }
 
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {

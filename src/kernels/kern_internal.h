@@ -12,23 +12,37 @@
 
 #include "kernels/kernels.h"
 
+/*
+ * An activation row quantised for the int8 dot products: the GGUF q8_0
+ * blocks, plus two derived arrays that take work out of the hot loop — |qs|
+ * as unsigned bytes (32 per block) and the scales widened to f32
+ * (d[b] == rm_f16_to_f32(q[b].d)).
+ */
+typedef struct {
+    const rm_block_q8_0 *q;
+    const uint8_t *a;
+    const float *d;
+} rm_q8_act;
+
 typedef struct {
     rm_isa isa;
     /* dot products of an f32 activation row with one weight row of k elements */
     float (*dot_f32)(const float *x, const float *w, int64_t k);
     float (*dot_f16)(const float *x, const uint16_t *w, int64_t k);
     float (*dot_bf16)(const float *x, const uint16_t *w, int64_t k);
-    /* integer dot of nb q8_0 blocks (activation already quantised) */
-    float (*dot_q8_0)(const rm_block_q8_0 *x, const rm_block_q8_0 *w, int64_t nb);
+    /* integer dot of nb q8_0 blocks of a quantised activation row with a weight row */
+    float (*dot_q8_0)(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb);
     /*
-     * Four activation rows (x, x + ldx, x + 2 ldx, x + 3 ldx; for q8_0 ldx
-     * counts blocks) against one weight row: out[0..3]. Each weight vector is
-     * loaded and widened once for all four rows — the batched-decode kernel.
+     * nr in 2..4 activation rows x[0 .. nr) against one weight row:
+     * out[0 .. nr). Each weight vector is loaded and widened once for all
+     * rows — the batched-decode kernel (x[] has 4 valid entries; unused ones
+     * may repeat a row).
      */
-    void (*dot4_f32)(const float *x, int64_t ldx, const float *w, int64_t k, float *out);
-    void (*dot4_f16)(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out);
-    void (*dot4_bf16)(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out);
-    void (*dot4_q8_0)(const rm_block_q8_0 *x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out);
+    void (*dot4_f32)(const float *const x[4], int nr, const float *w, int64_t k, float *out);
+    void (*dot4_f16)(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out);
+    void (*dot4_bf16)(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out);
+    /* The same for q8_0: rows x, x + ldx, ... (ldx in blocks). */
+    void (*dot4_q8_0)(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out);
     /* bulk conversions (n elements; q8_0 functions take k = 32 * blocks) */
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*f32_to_f16)(uint16_t *dst, const float *src, int64_t n);

@@ -43,30 +43,33 @@ static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
     return s0 + s1;
 }
 
-static float dot_q8_0(const rm_block_q8_0 *x, const rm_block_q8_0 *w, int64_t nb) {
+static float dot_q8_0(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb) {
     float s = 0;
     for (int64_t b = 0; b < nb; b++) {
         int32_t acc = 0;
-        for (int j = 0; j < RM_Q8_0_BLOCK; j++) acc += (int32_t)x[b].qs[j] * w[b].qs[j];
-        s += (float)acc * (rm_f16_to_f32(x[b].d) * rm_f16_to_f32(w[b].d));
+        for (int j = 0; j < RM_Q8_0_BLOCK; j++) acc += (int32_t)x.q[b].qs[j] * w[b].qs[j];
+        s += (float)acc * (x.d[b] * rm_f16_to_f32(w[b].d));
     }
     return s;
 }
 
-static void dot4_f32(const float *x, int64_t ldx, const float *w, int64_t k, float *out) {
-    for (int r = 0; r < 4; r++) out[r] = dot_f32(x + r * ldx, w, k);
+static void dot4_f32(const float *const x[4], int nr, const float *w, int64_t k, float *out) {
+    for (int r = 0; r < nr; r++) out[r] = dot_f32(x[r], w, k);
 }
 
-static void dot4_f16(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out) {
-    for (int r = 0; r < 4; r++) out[r] = dot_f16(x + r * ldx, w, k);
+static void dot4_f16(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out) {
+    for (int r = 0; r < nr; r++) out[r] = dot_f16(x[r], w, k);
 }
 
-static void dot4_bf16(const float *x, int64_t ldx, const uint16_t *w, int64_t k, float *out) {
-    for (int r = 0; r < 4; r++) out[r] = dot_bf16(x + r * ldx, w, k);
+static void dot4_bf16(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out) {
+    for (int r = 0; r < nr; r++) out[r] = dot_bf16(x[r], w, k);
 }
 
-static void dot4_q8_0(const rm_block_q8_0 *x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
-    for (int r = 0; r < 4; r++) out[r] = dot_q8_0(x + r * ldx, w, nb);
+static void dot4_q8_0(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
+    for (int r = 0; r < 4; r++) {
+        rm_q8_act xr = {x.q + r * ldx, x.a + r * ldx * RM_Q8_0_BLOCK, x.d + r * ldx};
+        out[r] = dot_q8_0(xr, w, nb);
+    }
 }
 
 float rm_kern_dot_f32_q8_0_scalar(const float *x, const rm_block_q8_0 *w, int64_t nb) {

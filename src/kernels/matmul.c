@@ -5,10 +5,12 @@
  *
  *  - Dot path (m < RM_MM_GEMM_MIN_M: decode and short batches). Memory
  *    bound: every weight byte should be read once per call. Threads take
- *    contiguous blocks of W rows (split of n by (ith, nth)); for each W row
- *    every X row is dotted with it while the row is still in L1. For q8_0
- *    weights X is first quantised to q8_0 into the caller's scratch (once per
- *    call, rows split over the pool) and the dots run on int8, as llama.cpp.
+ *    contiguous blocks of W rows (split of n by (ith, nth)) and walk them in
+ *    tiles of 8 rows, dotting X rows four at a time (two-row and padded
+ *    four-row kernels for leftovers) against each W row while the tile is
+ *    in L1/L2. For q8_0 weights X is first quantised to q8_0 into the
+ *    caller's scratch (once per call, rows split over the pool) and the dots
+ *    run on int8, as llama.cpp.
  *
  *  - GEMM path (m >= RM_MM_GEMM_MIN_M: prefill). Compute bound: each thread
  *    converts panels of its W rows to f32 in its own slice of the scratch
@@ -27,26 +29,28 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 void openblas_set_num_threads(int num_threads);
 
 /*
- * Below this many activation rows the dot path wins: with the four-row dot
- * kernels it runs at ~33-37 GFLOP/s on 2 Zen cores for m = 4..8, while
- * dequantise + sgemm reaches ~21 at m = 16 and ~22-38 at m = 32
- * (bench_kernels --crossover). rm_kern_matmul_set_gemm_min_m changes it
- * (benchmarks and tests only).
+ * Below this many activation rows the dot path wins. 2 Zen cores, 5632x2048
+ * (bench_kernels --crossover), GFLOP/s dot vs sgemm: f16 m=16 32 vs 23,
+ * m=32 33 vs 30, m=48 34 vs 34; q8_0 m=16 27 vs 22, m=32 41 vs 44.
+ * rm_kern_matmul_set_gemm_min_m changes it (benchmarks and tests only).
  */
 static int g_gemm_min_m = 32;
 #define RM_MM_GEMM_MIN_M g_gemm_min_m
 
 void rm_kern_matmul_set_gemm_min_m(int m) { g_gemm_min_m = m < 1 ? 1 : m; }
 int  rm_kern_matmul_gemm_min_m(void) { return g_gemm_min_m; }
+
 /*
  * GEMM panels: OpenBLAS sgemm (X . panel^T) runs ~3x faster once the panel
  * has >= ~470 rows on this class of CPU (12 vs 33 GFLOP/s at m = 512 on
- * Zen; see bench_kernels), so a thread's W rows are cut into panels of
+ * one Zen core, measured with a plain sgemm loop over panel sizes 16..2048),
+ * so a thread's W rows are cut into panels of
  * 512..1023 rows (fewer if the thread has fewer rows).
  */
 #define RM_MM_PANEL_TARGET 512
@@ -63,8 +67,12 @@ static int64_t panel_rows(int64_t chunk) {
 
 static int64_t chunk_rows(int64_t n, int nth) { return (n + nth - 1) / nth; }
 
+/* Quantised X (rm_q8_act): m rows of q8_0 blocks, then |q| (m x k bytes), then scales (m x k/32 f32). */
+static size_t quant_q_bytes(int64_t m, int64_t k) { return align64((size_t)m * rm_type_row_bytes(RM_TYPE_Q8_0, k)); }
+static size_t quant_a_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)k); }
+
 static size_t quant_bytes(int64_t m, int64_t k) {
-    return align64((size_t)m * rm_type_row_bytes(RM_TYPE_Q8_0, k));
+    return quant_q_bytes(m, k) + quant_a_bytes(m, k) + align64((size_t)m * (size_t)(k / RM_Q8_0_BLOCK) * 4);
 }
 
 static size_t panel_bytes(int64_t rows, int64_t k) { return align64((size_t)rows * (size_t)k * 4); }
@@ -91,6 +99,8 @@ typedef struct {
     rm_type wt;
     size_t wrow;               /* bytes per W row */
     rm_block_q8_0 *xq;         /* quantised X (q8_0 dot path), or NULL */
+    uint8_t *xa;               /* |xq.qs|, m x k */
+    float *xd;                 /* xq scales in f32, m x k/32 */
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
@@ -100,24 +110,14 @@ static void job_quantize(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     int64_t lo, hi, nb = j->k / RM_Q8_0_BLOCK;
     rm_split(j->m, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) j->ops->f32_to_q8_0(j->xq + i * nb, j->x + i * j->k, j->k);
-}
-
-/* Y[i][r] for activation rows i in [i0, i0 + 4), for one W row r. */
-static void dot4_row(const mm_job *j, const uint8_t *wr, int64_t i0, float *out) {
-    int64_t k = j->k, nb = k / RM_Q8_0_BLOCK;
-    const float *x = j->x + i0 * k;
-    switch (j->wt) {
-    case RM_TYPE_F32: j->ops->dot4_f32(x, k, (const float *)wr, k, out); break;
-    case RM_TYPE_F16: j->ops->dot4_f16(x, k, (const uint16_t *)wr, k, out); break;
-    case RM_TYPE_BF16: j->ops->dot4_bf16(x, k, (const uint16_t *)wr, k, out); break;
-    default:
-        if (j->xq) {
-            j->ops->dot4_q8_0(j->xq + i0 * nb, nb, (const rm_block_q8_0 *)wr, nb, out);
-        } else {
-            for (int r = 0; r < 4; r++) out[r] = rm_kern_dot_f32_q8_0_scalar(x + r * k, (const rm_block_q8_0 *)wr, nb);
+    for (int64_t i = lo; i < hi; i++) {
+        const rm_block_q8_0 *q = j->xq + i * nb;
+        j->ops->f32_to_q8_0(j->xq + i * nb, j->x + i * j->k, j->k);
+        for (int64_t b = 0; b < nb; b++) {
+            j->xd[i * nb + b] = rm_f16_to_f32(q[b].d);
+            for (int e = 0; e < RM_Q8_0_BLOCK; e++) /* |q| <= 127: the quantiser never makes -128 */
+                j->xa[(i * nb + b) * RM_Q8_0_BLOCK + e] = (uint8_t)abs(q[b].qs[e]);
         }
-        break;
     }
 }
 
@@ -130,32 +130,56 @@ static float dot1_row(const mm_job *j, const uint8_t *wr, int64_t i) {
     case RM_TYPE_F16: return j->ops->dot_f16(xi, (const uint16_t *)wr, k);
     case RM_TYPE_BF16: return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
     default:
-        return j->xq ? j->ops->dot_q8_0(j->xq + i * nb, (const rm_block_q8_0 *)wr, nb)
-                     : rm_kern_dot_f32_q8_0_scalar(xi, (const rm_block_q8_0 *)wr, nb);
+        if (!j->xq) return rm_kern_dot_f32_q8_0_scalar(xi, (const rm_block_q8_0 *)wr, nb);
+        rm_q8_act xa = {j->xq + i * nb, j->xa + i * k, j->xd + i * nb};
+        return j->ops->dot_q8_0(xa, (const rm_block_q8_0 *)wr, nb);
+    }
+}
+
+/*
+ * Y[i][r] for activation rows i0 .. i0 + nr - 1 (nr in 2..4), for one W row
+ * r: out[0 .. nr). Three rows run the four-row kernel with the last row
+ * repeated (f16/bf16 are bound by widening W, so the spare FMAs cost little).
+ */
+static void dot4_row(const mm_job *j, const uint8_t *wr, int64_t i0, int nr, float *out) {
+    int64_t k = j->k, nb = k / RM_Q8_0_BLOCK;
+    const float *xs[4];
+    for (int q = 0; q < 4; q++) xs[q] = j->x + (i0 + (q < nr ? q : nr - 1)) * k;
+    switch (j->wt) {
+    case RM_TYPE_F32: j->ops->dot4_f32(xs, nr, (const float *)wr, k, out); break;
+    case RM_TYPE_F16: j->ops->dot4_f16(xs, nr, (const uint16_t *)wr, k, out); break;
+    case RM_TYPE_BF16: j->ops->dot4_bf16(xs, nr, (const uint16_t *)wr, k, out); break;
+    default:
+        if (j->xq && nr == 4) {
+            rm_q8_act xa = {j->xq + i0 * nb, j->xa + i0 * k, j->xd + i0 * nb};
+            j->ops->dot4_q8_0(xa, nb, (const rm_block_q8_0 *)wr, nb, out);
+        } else {
+            for (int q = 0; q < nr; q++) out[q] = dot1_row(j, wr, i0 + q);
+        }
+        break;
     }
 }
 
 /*
  * The dot path over W rows [lo, hi): tiles of RM_MM_DOT_TILE W rows (a few
- * tens of KB, L1/L2 resident) against X rows four at a time, then the
- * leftover X rows singly. Tiling keeps the X traffic at one pass per tile
- * instead of one per W row when m * k no longer fits in L2.
+ * tens of KB, L1/L2 resident) against X rows four at a time. Tiling keeps
+ * the X traffic at one pass per tile instead of one per W row when m * k no
+ * longer fits in L2.
  */
 #define RM_MM_DOT_TILE 8
 
 static void dot_rows(const mm_job *j, int64_t lo, int64_t hi) {
     for (int64_t r0 = lo; r0 < hi; r0 += RM_MM_DOT_TILE) {
         int64_t r1 = hi - r0 < RM_MM_DOT_TILE ? hi : r0 + RM_MM_DOT_TILE;
-        int64_t i = 0;
-        for (; i + 4 <= j->m; i += 4) {
+        for (int64_t i = 0; i < j->m; i += 4) {
+            int nr = j->m - i < 4 ? (int)(j->m - i) : 4;
             for (int64_t r = r0; r < r1; r++) {
                 float out[4];
-                dot4_row(j, j->w + (size_t)r * j->wrow, i, out);
-                for (int q = 0; q < 4; q++) j->y[(i + q) * j->n + r] = out[q];
+                if (nr == 1) out[0] = dot1_row(j, j->w + (size_t)r * j->wrow, i);
+                else dot4_row(j, j->w + (size_t)r * j->wrow, i, nr, out);
+                for (int q = 0; q < nr; q++) j->y[(i + q) * j->n + r] = out[q];
             }
         }
-        for (; i < j->m; i++)
-            for (int64_t r = r0; r < r1; r++) j->y[i * j->n + r] = dot1_row(j, j->w + (size_t)r * j->wrow, i);
     }
 }
 
@@ -245,6 +269,8 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     if (wt == RM_TYPE_Q8_0) {
         if (have >= quant_bytes(m, k)) {
             j.xq = c->work;
+            j.xa = (uint8_t *)c->work + quant_q_bytes(m, k);
+            j.xd = (float *)(j.xa + quant_a_bytes(m, k));
             if (m > 1) rm_pool_run(pool, job_quantize, &j);
             else job_quantize(&j, 0, 1);
         } else {

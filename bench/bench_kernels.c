@@ -1,0 +1,224 @@
+/*
+ * bench_kernels.c — kernel microbenchmarks against the memory roofline.
+ *
+ *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|bf16|f32]...
+ *
+ * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
+ *    1 and 2 threads, best of 8 — the roofline for decode.
+ * 2. Matvec (m = 1) GB/s of weight bytes for f16 and q8_0 (and bf16, f32)
+ *    on TinyLlama shapes, 1 and 2 threads. Each timed call touches a fresh
+ *    copy of the matrix (copies cycle through >= 256 MiB) so the weights come
+ *    from DRAM as they do in a real decode, not from the last-level cache.
+ * 3. GEMM GFLOP/s at m = 512 (prefill) on the same shapes.
+ * --crossover also times m = 1..32 to place the dot/GEMM switch.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kern_internal.h" /* rm_kern_matmul_set_gemm_min_m */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+typedef struct {
+    const float *buf;
+    int64_t n;
+    double sums[64];
+} bw_job;
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static double sum_avx2(const float *p, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    return (double)t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+#endif
+
+static double sum_plain(const float *p, int64_t n) {
+    float s[8] = {0};
+    for (int64_t i = 0; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) s[j] += p[i + j];
+    return (double)s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static void bw_fn(void *ctx, int ith, int nth) {
+    bw_job *j = ctx;
+    int64_t lo, hi;
+    rm_split(j->n / 64, ith, nth, &lo, &hi); /* 64-float (256 B) aligned chunks */
+#if defined(__x86_64__)
+    if (rm_isa_supported(RM_ISA_AVX2)) {
+        j->sums[ith] = sum_avx2(j->buf + lo * 64, (hi - lo) * 64);
+        return;
+    }
+#endif
+    j->sums[ith] = sum_plain(j->buf + lo * 64, (hi - lo) * 64);
+}
+
+static double bench_bandwidth(rm_pool *pool, size_t bytes) {
+    float *buf = rm_malloc(bytes);
+    if (!buf) return 0;
+    for (size_t i = 0; i < bytes / 4; i++) buf[i] = (float)(i & 7);
+    bw_job j = {.buf = buf, .n = (int64_t)(bytes / 4)};
+    double best = 0;
+    for (int r = 0; r < 8; r++) {
+        double t0 = rm_time_now();
+        rm_pool_run(pool, bw_fn, &j);
+        double dt = rm_time_now() - t0;
+        if (bytes / dt > best) best = bytes / dt;
+    }
+    rm_free(buf);
+    return best / 1e9;
+}
+
+typedef struct {
+    const char *name;
+    int64_t n, k;
+} shape;
+
+static const shape g_shapes[] = {
+    {"attn 2048x2048", 2048, 2048},
+    {"ffn up 5632x2048", 5632, 2048},
+    {"ffn down 2048x5632", 2048, 5632},
+    {"lm_head 32000x2048", 32000, 2048},
+};
+
+/* Copies of a random weight matrix of type wt, enough to exceed the caches. */
+static uint8_t *make_weights(rm_type wt, int64_t n, int64_t k, size_t *bytes, int *copies, size_t min_total) {
+    *bytes = rm_type_row_bytes(wt, k) * (size_t)n;
+    *copies = (int)((min_total + *bytes - 1) / *bytes);
+    if (*copies < 2) *copies = 2;
+    uint8_t *w = rm_malloc(*bytes * (size_t)*copies);
+    float *row = rm_malloc((size_t)k * 4);
+    if (!w || !row) {
+        rm_free(w), rm_free(row);
+        return NULL;
+    }
+    uint32_t s = 12345;
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t l = 0; l < k; l++) {
+            s = s * 1664525u + 1013904223u;
+            row[l] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.1f;
+        }
+        rm_convert(wt, w + (size_t)r * rm_type_row_bytes(wt, k), RM_TYPE_F32, row, k);
+    }
+    for (int c = 1; c < *copies; c++) memcpy(w + (size_t)c * *bytes, w, *bytes);
+    rm_free(row);
+    return w;
+}
+
+/* Median-free "best of" timing of reps calls over rotating copies: seconds per call. */
+static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, int copies, float *y,
+                          const float *x, int64_t m, int64_t n, int64_t k, void *work, size_t ws, int reps) {
+    rm_compute c = {.pool = pool, .work = work, .work_size = ws};
+    rm_matmul(&c, y, x, m, w, wt, n, k); /* warm-up */
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        const uint8_t *wc = w + (size_t)(r % copies) * bytes;
+        double t0 = rm_time_now();
+        rm_matmul(&c, y, x, m, wc, wt, n, k);
+        double dt = rm_time_now() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+/* Both matmul paths at m = 1..64 (2 threads) to place RM_MM_GEMM_MIN_M. */
+static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, int copies, float *y,
+                            const float *x, const shape *s) {
+    static const int64_t ms[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
+    int saved = rm_kern_matmul_gemm_min_m();
+    printf("    %s %s, 2 threads: m, dot path GFLOP/s, sgemm path GFLOP/s\n", s->name, rm_type_name(wt));
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        double gf[2];
+        for (int path = 0; path < 2; path++) {
+            rm_kern_matmul_set_gemm_min_m(path == 0 ? 1 << 30 : 1);
+            size_t ws = rm_matmul_work_size(wt, ms[i], s->n, s->k, 2);
+            void *work = ws ? rm_malloc(ws) : NULL;
+            double dt = time_matmul(pool, wt, w, bytes, copies, y, x, ms[i], s->n, s->k, work, ws, 5);
+            gf[path] = 2.0 * ms[i] * s->n * s->k / dt / 1e9;
+            rm_free(work);
+        }
+        printf("      m=%-3lld %7.1f %7.1f\n", (long long)ms[i], gf[0], gf[1]);
+    }
+    rm_kern_matmul_set_gemm_min_m(saved);
+}
+
+int main(int argc, char **argv) {
+    bool quick = false, crossover = false, gemm = true, only[RM_TYPE_COUNT] = {false}, any_only = false;
+    for (int i = 1; i < argc; i++) {
+        rm_type t;
+        if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--crossover") == 0) crossover = true;
+        else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
+        else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc && rm_type_from_name(argv[i + 1], &t)) {
+            only[t] = any_only = true;
+            i++;
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|bf16|f32]...\n", argv[0]);
+            return 2;
+        }
+    }
+    rm_pool *pools[2] = {NULL, NULL};
+    for (int t = 0; t < 2; t++)
+        if (rm_pool_new(t + 1, &pools[t]) != RAMOLE_OK) {
+            fprintf(stderr, "bench_kernels: %s\n", ramole_last_error());
+            return 1;
+        }
+    printf("isa: %s\n", rm_isa_name(rm_isa_current()));
+    size_t bw_bytes = (quick ? 128u : 512u) << 20;
+    double bw[2] = {bench_bandwidth(pools[0], bw_bytes), bench_bandwidth(pools[1], bw_bytes)};
+    printf("memory read bandwidth (%zu MiB, best of 8): 1 thread %.2f GB/s, 2 threads %.2f GB/s\n\n", bw_bytes >> 20,
+           bw[0], bw[1]);
+
+    static const rm_type types[] = {RM_TYPE_F16, RM_TYPE_Q8_0, RM_TYPE_BF16, RM_TYPE_F32};
+    int ntypes = quick ? 2 : 4, reps = quick ? 10 : 30;
+    size_t min_total = (quick ? 64u : 256u) << 20;
+    const int64_t gm = 512;
+    float *x = rm_malloc((size_t)gm * 5632 * 4), *y = rm_malloc((size_t)gm * 32000 * 4);
+    for (int64_t i = 0; i < gm * 5632; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "matrix", "type", "MiB", "1t GB/s", "%bw", "2t GB/s",
+           "%bw", "gemm 1t", "gemm 2t");
+    printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "", "", "", "(m=1)", "", "(m=1)", "", "GFLOP/s", "GFLOP/s");
+    for (int it = 0; it < (any_only ? 4 : ntypes); it++) {
+        rm_type wt = types[it];
+        if (any_only && !only[wt]) continue;
+        for (size_t is = 0; is < sizeof g_shapes / sizeof g_shapes[0]; is++) {
+            const shape *s = &g_shapes[is];
+            size_t bytes;
+            int copies;
+            uint8_t *w = make_weights(wt, s->n, s->k, &bytes, &copies, min_total);
+            size_t ws = rm_matmul_work_size(wt, gm, s->n, s->k, 2);
+            void *work = ws ? rm_malloc(ws) : NULL;
+            if (!w || (ws && !work)) {
+                fprintf(stderr, "bench_kernels: out of memory\n");
+                return 1;
+            }
+            double gbs[2], gfl[2];
+            for (int t = 0; t < 2; t++) {
+                double dt = time_matmul(pools[t], wt, w, bytes, copies, y, x, 1, s->n, s->k, work, ws, reps);
+                gbs[t] = bytes / dt / 1e9;
+                gfl[t] = 0;
+                if (!gemm) continue;
+                double dg = time_matmul(pools[t], wt, w, bytes, 1, y, x, gm, s->n, s->k, work, ws, quick ? 1 : 3);
+                gfl[t] = 2.0 * gm * s->n * s->k / dg / 1e9;
+            }
+            printf("%-20s %-5s %9.1f | %8.2f %5.0f%% | %8.2f %5.0f%% | %9.1f %9.1f\n", s->name, rm_type_name(wt),
+                   bytes / 1048576.0, gbs[0], 100 * gbs[0] / bw[0], gbs[1], 100 * gbs[1] / bw[1], gfl[0], gfl[1]);
+            if (crossover && is == 1) crossover_table(pools[1], wt, w, bytes, copies, y, x, s);
+            rm_free(work);
+            rm_free(w);
+        }
+    }
+    rm_free(x), rm_free(y);
+    for (int t = 0; t < 2; t++) rm_pool_free(pools[t]);
+    return 0;
+}
