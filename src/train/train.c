@@ -63,8 +63,9 @@ rm_status rm_trainer_new(rm_tm_f32 *tm, const rm_adamw_params *opt, uint64_t see
     t->m = rm_calloc(t->n ? t->n : 1, sizeof(float));
     t->v = rm_calloc(t->n ? t->n : 1, sizeof(float));
     if (!t->m || !t->v) {
+        size_t n = t->n;
         rm_trainer_free(t);
-        return rm_err(RAMOLE_ERR_NOMEM, "trainer: out of memory (%zu parameters)", t->n);
+        return rm_err(RAMOLE_ERR_NOMEM, "trainer: out of memory (%zu parameters)", n);
     }
     t->rng = seed;
     *out = t;
