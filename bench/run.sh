@@ -108,7 +108,11 @@ say "## kernels"
 if [ "${BENCH_KERNELS:-1}" = 0 ]; then
   skip "kernel microbench (BENCH_KERNELS=0)"
 elif [ -x "$BUILD/bench/bench_kernels" ]; then
-  "$BUILD/bench/bench_kernels" || fail "$BUILD/bench/bench_kernels exited $?"
+  kout=$("$BUILD/bench/bench_kernels" ${BENCH_KERNELS_ARGS:---quick}) || fail "$BUILD/bench/bench_kernels exited $?"
+  say "$kout"
+  # the machine's read bandwidth, for the decode roofline below
+  BW1=$(sed -n 's/.*bandwidth.* 1 thread \([0-9.]*\) GB\/s.*/\1/p' <<<"$kout" | head -1)
+  BW2=$(sed -n 's/.*bandwidth.* 2 threads \([0-9.]*\) GB\/s.*/\1/p' <<<"$kout" | head -1)
 else
   skip "kernel microbench: $BUILD/bench/bench_kernels not built (make bench builds bench/*.c)"
 fi
@@ -173,7 +177,10 @@ for m in "${MODELS[@]+"${MODELS[@]}"}"; do
       fi
       rm -f /tmp/llamacpp-bench.$$.err
     fi
-    ROWS+=("| $name | $t | $(fmt "$r_pf") | $(fmt "$l_pf") | $(ratio "$r_pf" "$l_pf") | $(fmt "$r_dc") | $(fmt "$l_dc") | $(ratio "$r_dc" "$l_dc") |")
+    # decode as a share of the roofline: every weight byte read once per token
+    bw=${BW1:-}; [ "$t" -ge 2 ] && bw=${BW2:-}
+    roof=$(awk -v d="$r_dc" -v b="$(stat -c %s "$m")" -v bw="$bw" 'BEGIN { if (d == "" || bw == "" || bw + 0 == 0) print "—"; else printf "%.0f%%\n", 100 * d * b / (bw * 1e9) }')
+    ROWS+=("| $name | $t | $(fmt "$r_pf") | $(fmt "$l_pf") | $(ratio "$r_pf" "$l_pf") | $(fmt "$r_dc") | $(fmt "$l_dc") | $(ratio "$r_dc" "$l_dc") | $roof |")
   done
 done
 
@@ -182,15 +189,16 @@ done
   say ""
   say "## ramole vs llama.cpp (tokens/s; prefill = $PROMPT-token prompt in one batch, decode = $DECODE greedy tokens after it)"
   say ""
-  say "| model | threads | ramole prefill | llama.cpp prefill | ratio | ramole decode | llama.cpp decode | ratio |"
-  say "|---|---|---|---|---|---|---|---|"
+  say "| model | threads | ramole prefill | llama.cpp prefill | ratio | ramole decode | llama.cpp decode | ratio | ramole decode / roofline |"
+  say "|---|---|---|---|---|---|---|---|---|"
   if [ ${#ROWS[@]} = 0 ]; then
-    say "| (no model) | | | | | | | |"
+    say "| (no model) | | | | | | | | |"
   else
     printf '%s\n' "${ROWS[@]}"
   fi
   say ""
-  say "ratio = ramole / llama.cpp (> 1: ramole faster)."
+  say "ratio = ramole / llama.cpp (> 1: ramole faster). roofline = decode tokens/s x file bytes /"
+  say "measured read bandwidth at that thread count (1 thread ${BW1:-?} GB/s, 2 threads ${BW2:-?} GB/s)."
 } | tee "$OUT_MD"
 
 # ---- 6. heterogeneous LoRA batches ------------------------------------------------------------
