@@ -87,6 +87,12 @@ typedef struct {
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads);
 void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
                  const void *w, rm_type wt, int64_t n, int64_t k);
+/*
+ * Y[m][n] = X[m][k] . W[n][k]^T for f32 W with row stride ldw, on the
+ * calling thread only (OpenBLAS sgemm): for callers that split work over
+ * threads themselves, such as the LoRA groups inside one pool job.
+ */
+void   rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw);
 /* Naive reference: double accumulation, weights dequantised element-wise. */
 void   rm_matmul_ref(float *y, const float *x, int64_t m, const void *w, rm_type wt,
                      int64_t n, int64_t k);

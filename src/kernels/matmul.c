@@ -279,3 +279,10 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     }
     rm_pool_run(pool, job_dot, &j);
 }
+
+void rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw) {
+    if (m <= 0 || n <= 0) return;
+    pthread_once(&g_blas_once, blas_init);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)ldw,
+                0.0f, y, (int)n);
+}

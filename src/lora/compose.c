@@ -67,8 +67,10 @@ struct rm_lora_state {
     /* buffers */
     float *U;            /* [rows_cap][max_rank] */
     float *gates;        /* [n_batch][max_k] */
-    float *xg, *tg, *zg; /* gather [n_batch][max_dim], expand out, scaled U */
+    float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
+                          * gated U [n_batch][max_rank] */
     float *tmp;          /* [n_threads][max_dim] per-thread expand rows */
+    int n_big;           /* groups of this step on the GEMM path */
     int max_dim, n_threads;
     rm_compute single;   /* matmul on the calling thread (inside pool jobs) */
     /* the module being applied (for pool jobs) */
@@ -108,10 +110,11 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->hvals = rm_calloc(2 * rc, sizeof *s->hvals);
     s->U = rm_calloc(rc * (size_t)max_rank, sizeof *s->U);
     s->gates = rm_calloc(nb * (size_t)max_k, sizeof *s->gates);
-    s->xg = rm_calloc(nb * (size_t)s->max_dim, sizeof *s->xg);
-    s->tg = rm_calloc(nb * (size_t)s->max_dim, sizeof *s->tg);
-    s->zg = rm_calloc(nb * (size_t)max_rank, sizeof *s->zg);
     s->n_threads = n_threads > 0 ? n_threads : 1;
+    size_t nt = (size_t)s->n_threads;
+    s->xg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->xg);
+    s->tg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->tg);
+    s->zg = rm_calloc(nt * nb * (size_t)max_rank, sizeof *s->zg);
     s->tmp = rm_calloc((size_t)s->n_threads * (size_t)s->max_dim, sizeof *s->tmp);
     if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
         !s->xg || !s->tg || !s->zg || !s->tmp) {
@@ -455,34 +458,45 @@ static void expand_small(void *arg, int ith, int nth) {
     }
 }
 
-void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t, const float *x, float *y) {
-    s->layer = layer;
-    s->target = t;
-    s->x = x;
-    s->y = y;
-    rm_target_dims(&s->m->cfg, t, &s->din, &s->dout);
-    /* shrink: big groups as GEMMs over gathered rows (chunks of n_batch,
-     * the size of the gather buffers), the rest row by row */
-    for (int gi = 0; gi < s->n_groups; gi++) {
-        const group *g = &s->groups[gi];
-        const rm_lora_module *md = rm_adapter_mod(g->a, layer, t);
-        if (g->n_rows < BIG_GROUP || !md->rank) continue;
-        for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
-            int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
-            for (int q = 0; q < nq; q++)
-                memcpy(s->xg + (size_t)q * s->din, x + (size_t)s->rows[g->first + q0 + q].token * s->din,
-                       (size_t)s->din * sizeof(float));
-            rm_matmul(c, s->tg, s->xg, nq, md->A, RM_TYPE_F32, md->rank, s->din);
-            for (int q = 0; q < nq; q++)
-                memcpy(row_u(s, g->first + q0 + q), s->tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
-        }
+/* Shrink one big group on scratch slice `ith`: U rows = gathered X A^T.
+ * c NULL: on this thread (rm_gemm_f32); else rm_matmul over c's pool. */
+static void shrink_group(rm_lora_state *s, const rm_compute *c, int gi, int ith) {
+    const group *g = &s->groups[gi];
+    const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
+    if (g->n_rows < BIG_GROUP || !md->rank) return;
+    float *xg = s->xg + (size_t)ith * s->n_batch * s->max_dim, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
+    for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
+        int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
+        for (int q = 0; q < nq; q++)
+            memcpy(xg + (size_t)q * s->din, s->x + (size_t)s->rows[g->first + q0 + q].token * s->din,
+                   (size_t)s->din * sizeof(float));
+        if (c) rm_matmul(c, tg, xg, nq, md->A, RM_TYPE_F32, md->rank, s->din);
+        else rm_gemm_f32(tg, xg, nq, md->A, md->rank, s->din, s->din);
+        for (int q = 0; q < nq; q++)
+            memcpy(row_u(s, g->first + q0 + q), tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
     }
-    rm_pool_run(s->n_rows > 1 ? c->pool : NULL, shrink_small, s);
-    router_gates(s);
-    /* expand: gated U rows of a big group, n_batch at a time, then scatter */
+}
+
+/* Big groups dealt round-robin to threads, each GEMM on one thread. */
+static void shrink_big(void *arg, int ith, int nth) {
+    rm_lora_state *s = arg;
+    for (int gi = 0, k = 0; gi < s->n_groups; gi++) {
+        if (s->groups[gi].n_rows < BIG_GROUP) continue;
+        if (k++ % nth == ith) shrink_group(s, NULL, gi, ith);
+    }
+}
+
+/* Expand of big groups, output columns [lo, hi) of this thread: gated U
+ * rows (n_batch at a time) times B[lo:hi]^T, added to their tokens' rows. */
+static void expand_big(void *arg, int ith, int nth) {
+    rm_lora_state *s = arg;
+    int64_t lo, hi;
+    rm_split(s->dout, ith, nth, &lo, &hi);
+    if (hi <= lo) return;
+    float *zg = s->zg + (size_t)ith * s->n_batch * s->max_rank, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
     for (int gi = 0; gi < s->n_groups; gi++) {
         const group *g = &s->groups[gi];
-        const rm_lora_module *md = rm_adapter_mod(g->a, layer, t);
+        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
         if (g->n_rows < BIG_GROUP || !md->rank) continue;
         for (int q0 = 0; q0 < g->n_rows;) {
             int n = 0, q = q0;
@@ -491,21 +505,42 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
                 if (rr->j == s->max_k) continue; /* the router's own row: no output */
                 float gate = row_gate(s, rr, md);
                 const float *u = row_u(s, g->first + q);
-                for (int k = 0; k < md->rank; k++) s->zg[(size_t)n * md->rank + k] = gate * u[k];
+                for (int k = 0; k < md->rank; k++) zg[(size_t)n * md->rank + k] = gate * u[k];
                 n++;
             }
-            if (n) rm_matmul(c, s->tg, s->zg, n, md->B, RM_TYPE_F32, s->dout, md->rank);
+            rm_gemm_f32(tg, zg, n, md->B + (size_t)lo * md->rank, hi - lo, md->rank, md->rank);
             for (int p = q0, k = 0; p < q; p++) {
                 const row_ref *rr = &s->rows[g->first + p];
                 if (rr->j == s->max_k) continue;
-                rm_vec_add(y + (size_t)rr->token * s->dout, s->tg + (size_t)k++ * s->dout, s->dout);
+                rm_vec_add(s->y + (size_t)rr->token * s->dout + lo, tg + (size_t)k++ * (hi - lo), hi - lo);
             }
             q0 = q;
         }
     }
-    /* the expand job's threads write their own slice of tmp */
-    rm_pool *pool = s->dout > 64 && rm_pool_size(c->pool) <= s->n_threads ? c->pool : NULL;
-    rm_pool_run(pool, expand_small, s);
+}
+
+void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t, const float *x, float *y) {
+    s->layer = layer;
+    s->target = t;
+    s->x = x;
+    s->y = y;
+    rm_target_dims(&s->m->cfg, t, &s->din, &s->dout);
+    rm_pool *pool = rm_pool_size(c->pool) <= s->n_threads ? c->pool : NULL; /* scratch is per thread */
+    int nth = rm_pool_size(pool);
+    s->n_big = 0;
+    for (int gi = 0; gi < s->n_groups; gi++) s->n_big += s->groups[gi].n_rows >= BIG_GROUP;
+    /* shrink: many big groups -> threads take whole groups; a few (a prefill
+     * of one adapter) -> each group's GEMM over the whole pool */
+    if (s->n_big >= 2 * nth) {
+        rm_pool_run(pool, shrink_big, s);
+    } else {
+        for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, c, gi, 0);
+    }
+    rm_pool_run(s->n_rows > 1 ? c->pool : NULL, shrink_small, s);
+    router_gates(s);
+    /* expand: every thread owns a slice of output columns, for every group */
+    if (s->n_big) rm_pool_run(s->dout > 64 ? pool : NULL, expand_big, s);
+    rm_pool_run(s->dout > 64 ? pool : NULL, expand_small, s);
 }
 
 const float *rm_lora_last_gates(const rm_lora_state *s, int i) {
