@@ -1,2 +1,0 @@
-build/tools/ramole.o: tools/ramole.c include/ramole.h
-include/ramole.h:
