@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,4 +94,20 @@ int cli_fail(const char *cmd, rm_status st) {
 bool cli_ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
+}
+
+bool cli_lora_spec(const char *cmd, char *arg, float *weight) {
+    *weight = 1.0f;
+    char *colon = strrchr(arg, ':');
+    if (!colon || !colon[1]) return true;
+    char *end;
+    double v = strtod(colon + 1, &end);
+    if (*end) return true; /* not a number: part of the path */
+    if (!isfinite(v)) {
+        fprintf(stderr, "ramole %s: --lora weight must be finite, got '%s'\n", cmd, colon + 1);
+        return false;
+    }
+    *weight = (float)v;
+    *colon = 0;
+    return true;
 }

@@ -16,6 +16,9 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double lo, dou
 bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
 /* "1,2,3" -> rm_malloc'd array. */
 bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
+/* "PATH[:WEIGHT]" in place: the weight is split off (default 1) only when
+ * it parses as a number, so paths with colons still work. */
+bool cli_lora_spec(const char *cmd, char *arg, float *weight);
 /* The value after argv[*i] (advances *i), or NULL after printing an error. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */

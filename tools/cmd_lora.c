@@ -97,13 +97,8 @@ int cmd_merge(int argc, char **argv) {
                 fprintf(stderr, "ramole %s: at most %d adapters\n", cmd, RM_LORA_MAX_K);
                 return 2;
             }
-            char *arg = (char *)v, *colon = strrchr(arg, ':'), *end;
-            weights[n] = 1.0f;
-            if (colon && colon[1]) {
-                double w = strtod(colon + 1, &end);
-                if (!*end) weights[n] = (float)w, *colon = 0;
-            }
-            paths[n++] = arg;
+            if (!cli_lora_spec(cmd, (char *)v, &weights[n])) return 2;
+            paths[n++] = v;
         } else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
             return 2;

@@ -28,28 +28,13 @@ typedef struct {
     const char *mode;
 } run_opts;
 
-/* "PATH[:WEIGHT]": the weight is split off only when it parses as a number. */
 static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
     if (o->n_lora == RM_LORA_MAX_K) {
         fprintf(stderr, "ramole %s: at most %d --lora adapters\n", cmd, RM_LORA_MAX_K);
         return false;
     }
-    float w = 1.0f;
-    char *colon = strrchr(arg, ':');
-    if (colon && colon[1]) {
-        char *end;
-        double v = strtod(colon + 1, &end);
-        if (!*end) {
-            if (!isfinite(v)) {
-                fprintf(stderr, "ramole %s: --lora weight must be finite, got '%s'\n", cmd, colon + 1);
-                return false;
-            }
-            w = (float)v;
-            *colon = 0;
-        }
-    }
-    o->lora_paths[o->n_lora] = arg;
-    o->lora_weights[o->n_lora++] = w;
+    if (!cli_lora_spec(cmd, arg, &o->lora_weights[o->n_lora])) return false;
+    o->lora_paths[o->n_lora++] = arg;
     return true;
 }
 
