@@ -3,6 +3,7 @@
 #   make test       the default suite; ends with "N passed, N failed"
 #   make asan       the suite under AddressSanitizer + UBSan (build-asan/)
 #   make bench      benchmarks (see bench/README and docs/BENCH.md)
+#   make slow       the slow suites (tests/slow/*.sh: toy training tasks, minutes)
 #
 # Files named *_avx2.c / *_avx512.c are built with those instruction sets;
 # the code that calls them checks cpuid at run time, so the binary runs on
@@ -37,7 +38,7 @@ BIN   := $(BUILD)/ramole
 TESTS := $(BUILD)/ramole_tests
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan bench clean deps
+.PHONY: all test asan bench slow clean deps
 all: $(BIN) $(LIB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -74,6 +75,9 @@ asan:
 
 bench: $(BIN) $(BENCH_BINS)
 	@BUILD=$(BUILD) bash bench/run.sh
+
+slow: $(BIN)
+	@for t in tests/slow/*.sh; do RAMOLE_BIN=$(BIN) bash $$t || exit 1; done
 
 deps:
 	bash scripts/deps.sh
