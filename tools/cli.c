@@ -1,5 +1,6 @@
 /* cli.c — option parsing helpers shared by the commands. */
 #include "cli.h"
+#include "lora/adapter.h"
 
 #include <errno.h>
 #include <math.h>
@@ -109,5 +110,24 @@ bool cli_lora_spec(const char *cmd, char *arg, float *weight) {
     }
     *weight = (float)v;
     *colon = 0;
+    return true;
+}
+
+bool cli_targets(const char *cmd, const char *v, unsigned *mask) {
+    *mask = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        rm_target t;
+        if (!rm_target_from_name(tok, &t)) {
+            fprintf(stderr, "ramole %s: unknown target module '%s' (q, k, v, o, gate, up, down)\n", cmd, tok);
+            return false;
+        }
+        *mask |= 1u << t;
+    }
+    if (!*mask) {
+        fprintf(stderr, "ramole %s: --targets is empty\n", cmd);
+        return false;
+    }
     return true;
 }

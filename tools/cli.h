@@ -19,6 +19,8 @@ bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
 /* "PATH[:WEIGHT]" in place: the weight is split off (default 1) only when
  * it parses as a number, so paths with colons still work. */
 bool cli_lora_spec(const char *cmd, char *arg, float *weight);
+/* "q,k,v,o,gate,up,down" (or q_proj, ...) -> bit mask of rm_target. */
+bool cli_targets(const char *cmd, const char *v, unsigned *mask);
 /* The value after argv[*i] (advances *i), or NULL after printing an error. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */

@@ -10,26 +10,6 @@
 #include "formats/gguf.h"
 #include "lora/compose.h"
 
-/* "q,k,v,o,gate,up,down" -> bit mask of rm_target. */
-static bool parse_targets(const char *cmd, const char *v, unsigned *mask) {
-    *mask = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", v);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        rm_target t;
-        if (!rm_target_from_name(tok, &t)) {
-            fprintf(stderr, "ramole %s: unknown target module '%s' (q, k, v, o, gate, up, down)\n", cmd, tok);
-            return false;
-        }
-        *mask |= 1u << t;
-    }
-    if (!*mask) {
-        fprintf(stderr, "ramole %s: --targets is empty\n", cmd);
-        return false;
-    }
-    return true;
-}
-
 int cmd_random_adapter(int argc, char **argv) {
     const char *cmd = "random-adapter", *model = NULL, *out = NULL, *format = NULL, *v;
     long rank = 0;
@@ -44,7 +24,7 @@ int cmd_random_adapter(int argc, char **argv) {
         else if (!strcmp(a, "--rank")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &rank)) return 2; }
         else if (!strcmp(a, "--alpha")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_float(cmd, a, v, -1e6, 1e6, &alpha)) return 2; }
         else if (!strcmp(a, "--std")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_float(cmd, a, v, 0, 10, &std)) return 2; }
-        else if (!strcmp(a, "--targets")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !parse_targets(cmd, v, &mask)) return 2; }
+        else if (!strcmp(a, "--targets")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_targets(cmd, v, &mask)) return 2; }
         else if (!strcmp(a, "--seed")) { if (!(v = cli_value(cmd, argc, argv, &i)) || !cli_u64(cmd, a, v, &seed)) return 2; }
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);

@@ -78,25 +78,6 @@ static int usage(void) {
     return 2;
 }
 
-static bool parse_targets(const char *cmd, const char *v, unsigned *mask) {
-    *mask = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", v);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        rm_target x;
-        if (!rm_target_from_name(t, &x)) {
-            fprintf(stderr, "ramole %s: unknown target module '%s' (q,k,v,o,gate,up,down)\n", cmd, t);
-            return false;
-        }
-        *mask |= 1u << x;
-    }
-    if (!*mask) {
-        fprintf(stderr, "ramole %s: --targets is empty\n", cmd);
-        return false;
-    }
-    return true;
-}
-
 static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     memset(o, 0, sizeof *o);
     o->kind = argv[1];
@@ -142,7 +123,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--tokenizer")) { VAL(); o->tokenizer = v; }
         else if (!strcmp(a, "--arch")) { VAL(); o->arch = v; }
         else if (!strcmp(a, "--preset")) { VAL(); o->preset = v; }
-        else if (!strcmp(a, "--targets")) { VAL(); if (!parse_targets(cmd, v, &o->targets)) return false; }
+        else if (!strcmp(a, "--targets")) { VAL(); if (!cli_targets(cmd, v, &o->targets)) return false; }
         else if (!strcmp(a, "--rank")) INT(o->rank, 1, RM_LORA_MAX_RANK);
         else if (!strcmp(a, "--alpha")) FLT(o->alpha, 1e-6, 1e6);
         else if (!strcmp(a, "--epochs")) INT(o->epochs, 1, 1000000);

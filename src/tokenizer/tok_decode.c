@@ -90,19 +90,6 @@ static rm_status flush_bytes(strlist *out, tok_buf *bytes, bool strip_bom) {
     return st;
 }
 
-static bool byte_token(const char *s, size_t n, uint8_t *b) {
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return false;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0) return false;
-        v = v * 16 + d;
-    }
-    *b = (uint8_t)v;
-    return true;
-}
-
 static rm_status replace_into(strlist *out, const char *s, size_t n, const char *a, size_t an, const char *b, size_t bn) {
     RM_TRY(sl_add(out, "", 0));
     size_t i = 0;
@@ -134,7 +121,7 @@ static rm_status run_decoder(const rm_tok *t, const tok_dec *d, const strlist *i
     case DEC_BYTEFALLBACK:
         for (size_t i = 0; i < in->n && !st; i++) {
             uint8_t b;
-            if (byte_token(ITEM(in, i), ILEN(in, i), &b)) {
+            if (tok_byte_token(ITEM(in, i), ILEN(in, i), &b)) {
                 st = tok_buf_putc(&bytes, (char)b);
             } else {
                 st = flush_bytes(out, &bytes, true);
@@ -264,7 +251,7 @@ rm_status tok_build_pieces(rm_tok *t) {
         if (t->byte_level || (t->flags[i] & TOKF_ADDED)) {
             t->piece[i] = t->bytes[i];
             t->piece_len[i] = t->bytes_len[i];
-        } else if (byte_token(t->bytes[i], t->bytes_len[i], &b) && t->byte_fallback) {
+        } else if (tok_byte_token(t->bytes[i], t->bytes_len[i], &b) && t->byte_fallback) {
             char c = (char)b;
             if (!(t->piece[i] = tok_arena_dup(&t->strings, &c, 1))) return rm_err(RAMOLE_ERR_NOMEM, "%s: out of memory", t->name);
             t->piece_len[i] = 1;

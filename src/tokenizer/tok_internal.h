@@ -37,6 +37,8 @@ rm_status tok_buf_reserve(tok_buf *b, size_t extra);
 rm_status tok_buf_put(tok_buf *b, const void *s, size_t n);
 static inline rm_status tok_buf_putc(tok_buf *b, char c) { return tok_buf_put(b, &c, 1); }
 void tok_buf_free(tok_buf *b);
+/* "<0xAB>" (SentencePiece byte-fallback spelling) -> the byte; false otherwise. */
+bool tok_byte_token(const char *s, size_t n, uint8_t *b);
 
 
 /* Append-only string storage in 1 MiB chunks (pointers stay valid); all

@@ -222,19 +222,6 @@ rm_status tok_set_token(rm_tok *t, int32_t id, const char *s, size_t n) {
     return RM_OK;
 }
 
-static bool parse_byte_token(const char *s, size_t n, int *byte) {
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return false;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0) return false;
-        v = v * 16 + d;
-    }
-    *byte = v;
-    return true;
-}
-
 /* ---- components --------------------------------------------------------- */
 
 static rm_status parse_normalizer(rm_tok *t, const json_t *o, const char *where) {
@@ -717,8 +704,8 @@ static rm_status parse_model(rm_tok *t, const json_t *m, const json_t *added, co
             goto done;
         }
         if ((st = tok_strmap_put(t, id, false))) goto done;
-        int b;
-        if (!t->byte_level && parse_byte_token(ve[k].s, ve[k].n, &b)) {
+        uint8_t b;
+        if (!t->byte_level && tok_byte_token(ve[k].s, ve[k].n, &b)) {
             t->flags[id] |= TOKF_BYTE;
             t->byte_id[b] = id;
         }

@@ -304,3 +304,16 @@ rm_status tok_strmap_put(rm_tok *tok, int32_t id, bool replace) {
     m->count++;
     return RM_OK;
 }
+
+bool tok_byte_token(const char *s, size_t n, uint8_t *b) {
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return false;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return false;
+        v = v * 16 + d;
+    }
+    *b = (uint8_t)v;
+    return true;
+}
