@@ -70,7 +70,8 @@ struct rm_lora_state {
     float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
                           * gated U [n_batch][max_rank] */
     float *tmp;          /* [n_threads][max_dim] per-thread expand rows */
-    int n_big;           /* groups of this step on the GEMM path */
+    int n_big;           /* groups of this step on the GEMM path (set by rm_lora_plan) */
+    int n_small_rows;    /* rows of the other groups */
     int max_dim, n_threads;
     rm_compute single;   /* matmul on the calling thread (inside pool jobs) */
     /* the module being applied (for pool jobs) */
@@ -350,7 +351,10 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
     s->n_rows = total;
     if (!total) return false;
     int first = 0;
+    s->n_big = s->n_small_rows = 0;
     for (int g = 0; g < s->n_groups; g++) {
+        if (s->groups[g].n_rows >= BIG_GROUP) s->n_big++;
+        else s->n_small_rows += s->groups[g].n_rows;
         s->groups[g].first = first;
         first += s->groups[g].n_rows;
         s->groups[g].n_rows = 0;
@@ -527,8 +531,6 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     rm_target_dims(&s->m->cfg, t, &s->din, &s->dout);
     rm_pool *pool = rm_pool_size(c->pool) <= s->n_threads ? c->pool : NULL; /* scratch is per thread */
     int nth = rm_pool_size(pool);
-    s->n_big = 0;
-    for (int gi = 0; gi < s->n_groups; gi++) s->n_big += s->groups[gi].n_rows >= BIG_GROUP;
     /* shrink: many big groups -> threads take whole groups; a few (a prefill
      * of one adapter) -> each group's GEMM over the whole pool */
     if (s->n_big >= 2 * nth) {
@@ -536,11 +538,11 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     } else {
         for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, c, gi, 0);
     }
-    rm_pool_run(s->n_rows > 1 ? c->pool : NULL, shrink_small, s);
+    if (s->n_small_rows) rm_pool_run(s->n_small_rows > 1 ? c->pool : NULL, shrink_small, s);
     router_gates(s);
     /* expand: every thread owns a slice of output columns, for every group */
     if (s->n_big) rm_pool_run(s->dout > 64 ? pool : NULL, expand_big, s);
-    rm_pool_run(s->dout > 64 ? pool : NULL, expand_small, s);
+    if (s->n_small_rows) rm_pool_run(s->dout > 64 ? pool : NULL, expand_small, s);
 }
 
 const float *rm_lora_last_gates(const rm_lora_state *s, int i) {
