@@ -15,7 +15,7 @@ OPT      ?= -O2
 SAN      ?=
 CFLAGS   ?=
 CFLAGS   += $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-            -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
+            -Wshadow -Wpointer-arith -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc -pthread $(SAN) \
             $(shell pkg-config --cflags jansson libpcre2-8 2>/dev/null)
 LDLIBS   += -lopenblas -ljansson -lpcre2-8 -lutf8proc -lm -lpthread

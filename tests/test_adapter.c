@@ -294,8 +294,8 @@ TEST(adapter_random_is_deterministic_and_row_ordered) {
         /* V is never permuted, Q is: row 1 of a GGUF base's head 0 is HF row 8 */
         const rm_lora_module *qx = rm_adapter_mod(x, 0, RM_TARGET_Q), *qz = rm_adapter_mod(z, 0, RM_TARGET_Q);
         CHECK(!memcmp(qx->A, qz->A, 4 * 64 * sizeof(float)));
-        CHECK(!memcmp(qz->B + 1 * 4, qx->B + 8 * 4, 4 * sizeof(float)));
-        CHECK(!memcmp(qz->B + 2 * 4, qx->B + 1 * 4, 4 * sizeof(float)));
+        CHECK(!memcmp((float *)qz->B + 1 * 4, (float *)qx->B + 8 * 4, 4 * sizeof(float)));
+        CHECK(!memcmp((float *)qz->B + 2 * 4, (float *)qx->B + 1 * 4, 4 * sizeof(float)));
         CHECK(!memcmp(rm_adapter_mod(x, 0, RM_TARGET_V)->B, rm_adapter_mod(z, 0, RM_TARGET_V)->B,
                       32 * 4 * sizeof(float)));
     }
@@ -393,7 +393,7 @@ TEST(adapter_peft_on_hf_and_gguf_bases_gives_the_same_logits) {
                 for (int i = 0; i < dout; i++)
                     for (int j = 0; j < 64; j++) {
                         double s = 0;
-                        for (int r = 0; r < 4; r++) s += (double)mod->B[i * 4 + r] * mod->A[r * 64 + j];
+                        for (int r = 0; r < 4; r++) s += (double)rm_lora_elem(mod, mod->B, (size_t)(i * 4 + r)) * rm_lora_elem(mod, mod->A, (size_t)(r * 64 + j));
                         double want = W0[i * 64 + j] + 0.5 * mod->scale * s;
                         if (fabs(want - W1[i * 64 + j]) > worst) worst = fabs(want - W1[i * 64 + j]);
                     }
@@ -508,9 +508,9 @@ TEST(adapter_peft_dtypes_and_fan_in_fan_out) {
         const float *ref = rm_adapter_mod(an, 1, RM_TARGET_DOWN)->A;
         bool ok16 = true, okb = true, differs = false;
         for (int i = 0; i < 4 * 96; i++) {
-            ok16 &= m->A[i] == rm_f16_to_f32(rm_f32_to_f16(ref[i]));
-            okb &= mb->A[i] == rm_bf16_to_f32(rm_f32_to_bf16(ref[i]));
-            differs |= mb->A[i] != ref[i];
+            ok16 &= rm_lora_elem(m, m->A, (size_t)(i)) == rm_f16_to_f32(rm_f32_to_f16(ref[i]));
+            okb &= rm_lora_elem(mb, mb->A, (size_t)(i)) == rm_bf16_to_f32(rm_f32_to_bf16(ref[i]));
+            differs |= rm_lora_elem(mb, mb->A, (size_t)(i)) != ref[i];
         }
         CHECK(ok16 && okb && differs);
     }
@@ -573,7 +573,7 @@ TEST(adapter_rank_and_alpha_patterns) {
             if (ga && gg) {
                 const rm_lora_module *mo = rm_adapter_mod(a, 0, RM_TARGET_O), *go = rm_adapter_mod(ga, 0, RM_TARGET_O);
                 CHECK(go->scale == (float)(8.0 / 4) || rs);
-                CHECK_NEAR(go->scale * go->B[5], mo->scale * mo->B[5], 1e-7);
+                CHECK_NEAR(go->scale * rm_lora_elem(go, go->B, (size_t)(5)), mo->scale * rm_lora_elem(mo, mo->B, (size_t)(5)), 1e-7);
                 float *l1 = merged_logits(b.hf, a, 1), *l2 = merged_logits(b.hf, ga, 1);
                 float *l3 = merged_logits(b.gg, gg, 1);
                 CHECK(l1 && l2 && l3);
@@ -980,5 +980,70 @@ TEST(adapter_load_survives_every_allocation_failure) {
     rm_adapter_free(a);
     rm_free(dir), rm_free(g);
 out:
+    free_bases(&b);
+}
+
+/* Adapters stored as f16 / bf16 (rm_adapter_convert): half the bytes; saved
+ * files hold the rounded values exactly (PEFT and GGUF, HF and GGUF bases);
+ * merging uses them; a value outside f16's range is refused and leaves the
+ * adapter as it was. */
+TEST(adapter_f16_storage_saves_merges_and_refuses_overflow) {
+    bases b = make_bases(RM_ARCH_LLAMA, 41, true);
+    const rm_model *bs[2] = {b.hf, b.gg};
+    for (int k = 0; k < 2 && b.hf && b.gg; k++) {
+        const rm_model *base = bs[k];
+        for (int bf = 0; bf < 2; bf++) {
+            rm_type type = bf ? RM_TYPE_BF16 : RM_TYPE_F16;
+            rm_adapter *h = NULL, *w = NULL, *p = NULL, *g = NULL;
+            CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 77, 0.05f, &h));
+            CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 77, 0.05f, &w));
+            if (!h || !w) break;
+            size_t bytes32 = rm_adapter_bytes(h, base);
+            CHECK_OK(rm_adapter_convert(h, base, type));
+            CHECK(h->type == type && rm_adapter_mod(h, 0, RM_TARGET_Q)->type == type);
+            CHECK(rm_adapter_bytes(h, base) * 2 == bytes32);
+            /* w: the same values rounded, back in f32 */
+            CHECK_OK(rm_adapter_convert(w, base, type));
+            CHECK_OK(rm_adapter_convert(w, base, RM_TYPE_F32));
+            CHECK(w->type == RM_TYPE_F32);
+            const rm_lora_module *mh = rm_adapter_mod(h, 1, RM_TARGET_DOWN), *mw = rm_adapter_mod(w, 1, RM_TARGET_DOWN);
+            CHECK(rm_lora_elem(mh, mh->B, 7) == ((float *)mw->B)[7] && rm_lora_elem(mh, mh->A, 5) == ((float *)mw->A)[5]);
+            char *dir = tmp_path("adapter_f16_peft"), *gg = tmp_path("adapter_f16.gguf");
+            CHECK_OK(rm_adapter_save_peft(h, base, dir));
+            CHECK_OK(rm_adapter_save_gguf(h, base, gg));
+            CHECK_OK(rm_adapter_load(base, dir, &p));
+            CHECK_OK(rm_adapter_load(base, gg, &g));
+            CHECK_MSG(adapters_equal(w, p, base), "%s, base %d: PEFT file of the %s adapter", rm_type_name(type), k,
+                      rm_type_name(type));
+            CHECK_MSG(adapters_equal(w, g, base), "%s, base %d: GGUF file", rm_type_name(type), k);
+            /* files hold 2-byte values: the 3 x (64 + 64) ... tensors shrink by half */
+            char *st = rm_path_join(dir, "adapter_model.safetensors");
+            size_t fsize = 0;
+            FILE *f = fopen(st, "rb");
+            if (f) fseek(f, 0, SEEK_END), fsize = (size_t)ftell(f), fclose(f);
+            CHECK_MSG(fsize > bytes32 / 2 && fsize < bytes32 / 2 + 65536, "safetensors of %zu bytes for %zu bytes of f32",
+                      fsize, bytes32);
+            float *lh = merged_logits(base, h, 1.0f), *lw = merged_logits(base, w, 1.0f);
+            CHECK(lh && lw);
+            if (lh && lw) CHECK_MSG(max_rel_diff(lh, lw, 10 * 96) < 1e-6, "merge of %s adapter: %g", rm_type_name(type),
+                                    max_rel_diff(lh, lw, 10 * 96));
+            free(lh), free(lw);
+            rm_free(st), rm_free(dir), rm_free(gg);
+            rm_adapter_free(h), rm_adapter_free(w), rm_adapter_free(p), rm_adapter_free(g);
+        }
+    }
+    if (b.hf) {
+        rm_adapter *big = NULL;
+        CHECK_OK(rm_adapter_random(b.hf, 2, 2, 0x1, 5, 1e6f, &big));
+        if (big) {
+            float before = ((float *)rm_adapter_mod(big, 0, RM_TARGET_Q)->A)[3];
+            CHECK(rm_adapter_convert(big, b.hf, RM_TYPE_F16) == RAMOLE_ERR_RANGE);
+            CHECK(msg_has("does not fit in f16") && msg_has("q_proj"));
+            CHECK(big->type == RM_TYPE_F32 && ((float *)rm_adapter_mod(big, 0, RM_TARGET_Q)->A)[3] == before);
+            CHECK(rm_adapter_convert(big, b.hf, RM_TYPE_Q8_0) == RAMOLE_ERR_UNSUPPORTED);
+            CHECK_OK(rm_adapter_convert(big, b.hf, RM_TYPE_BF16)); /* bf16 has f32's range */
+        }
+        rm_adapter_free(big);
+    }
     free_bases(&b);
 }

@@ -38,10 +38,10 @@ static void expert_out(const rm_lora_module *md, const float *x, int64_t din, in
     if (!md->rank) return;
     for (int k = 0; k < md->rank; k++) {
         u[k] = 0;
-        for (int64_t i = 0; i < din; i++) u[k] += (double)md->A[k * din + i] * x[i];
+        for (int64_t i = 0; i < din; i++) u[k] += (double)rm_lora_elem(md, md->A, (size_t)(k * din + i)) * x[i];
     }
     for (int64_t o = 0; o < dout; o++)
-        for (int k = 0; k < md->rank; k++) v[o] += md->scale * (double)md->B[o * md->rank + k] * u[k];
+        for (int k = 0; k < md->rank; k++) v[o] += md->scale * (double)rm_lora_elem(md, md->B, (size_t)(o * md->rank + k)) * u[k];
 }
 
 /* The naive composed delta for one token. */
@@ -64,9 +64,9 @@ static void naive_delta(const rm_composition *c, int layer, rm_target t, const r
         for (int j = 0; j < k; j++) {
             const rm_lora_module *md = rm_adapter_mod(c->experts[j], layer, t);
             for (int kk = 0; kk < md->rank; kk++)
-                for (int64_t i = 0; i < din; i++) Af[kk * din + i] += md->A[kk * din + i] / (double)k;
+                for (int64_t i = 0; i < din; i++) Af[kk * din + i] += rm_lora_elem(md, md->A, (size_t)(kk * din + i)) / (double)k;
             for (int64_t o = 0; o < dout; o++)
-                for (int kk = 0; kk < md->rank; kk++) Bf[o * r + kk] += md->scale * md->B[o * md->rank + kk] / (double)k;
+                for (int kk = 0; kk < md->rank; kk++) Bf[o * r + kk] += md->scale * rm_lora_elem(md, md->B, (size_t)(o * md->rank + kk)) / (double)k;
         }
         for (int kk = 0; kk < r; kk++) {
             double u = 0;
@@ -83,14 +83,14 @@ static void naive_delta(const rm_composition *c, int layer, rm_target t, const r
         double q[RM_LORA_MAX_RANK], mx = -1e300, sum = 0;
         for (int a = 0; a < R->rank; a++) {
             q[a] = 0;
-            for (int64_t i = 0; i < din; i++) q[a] += (double)R->A[a * din + i] * x[i];
+            for (int64_t i = 0; i < din; i++) q[a] += (double)rm_lora_elem(R, R->A, (size_t)(a * din + i)) * x[i];
         }
         for (int j = 0; j < k; j++) {
             expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
             score[j] = 0;
             for (int a = 0; a < R->rank; a++) {
                 double key = 0;
-                for (int64_t o = 0; o < dout; o++) key += (double)R->B[o * R->rank + a] * v[o];
+                for (int64_t o = 0; o < dout; o++) key += (double)rm_lora_elem(R, R->B, (size_t)(o * R->rank + a)) * v[o];
                 score[j] += q[a] * key;
             }
             score[j] = R->rank ? score[j] / sqrt((double)R->rank) : 0;
@@ -321,5 +321,57 @@ TEST(compose_mixed_batch_of_16_equals_each_sequence_alone) {
     free(a), free(b), free(all);
     for (int i = 0; i < NA; i++) rm_adapter_free(ad[i]);
     rm_adapter_free(router);
+    rm_model_free(m);
+}
+
+/* Adapters stored as f16 or bf16 give, in a mixed batch of every mode (big
+ * groups on the sgemm path, small ones on the dot path), the logits of the
+ * same rounded values held in f32. */
+TEST(compose_f16_and_bf16_adapters_match_their_values_in_f32) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 5, 0.1f, &m));
+    if (!m) return;
+    enum { NA = 4 };
+    for (int bf = 0; bf < 2; bf++) {
+        rm_type type = bf ? RM_TYPE_BF16 : RM_TYPE_F16;
+        rm_adapter *h[NA + 1] = {0}, *w[NA + 1] = {0};
+        for (int i = 0; i <= NA; i++) {
+            CHECK_OK(rm_adapter_random(m, 3 + 2 * i, 8, ALL, 50 + i, 0.2f, &h[i]));
+            CHECK_OK(rm_adapter_random(m, 3 + 2 * i, 8, ALL, 50 + i, 0.2f, &w[i]));
+            if (!h[i] || !w[i]) return;
+            CHECK_OK(rm_adapter_convert(h[i], m, type));
+            CHECK_OK(rm_adapter_convert(w[i], m, type));
+            CHECK_OK(rm_adapter_convert(w[i], m, RM_TYPE_F32));
+        }
+        rm_composition ch[12], cw[12];
+        const int32_t *tk[12];
+        int lens[12];
+        for (int s = 0; s < 12; s++) {
+            rm_compose_mode mode = (rm_compose_mode)(1 + s % (RM_COMPOSE_COUNT - 1));
+            int e[3] = {s % NA, (s + 1) % NA, (s + 2) % NA};
+            ch[s] = (rm_composition){.mode = mode, .k = 3, .experts = {h[e[0]], h[e[1]], h[e[2]]},
+                                     .weights = {0.5f, -1.0f, 0.25f}, .router = h[NA]};
+            cw[s] = (rm_composition){.mode = mode, .k = 3, .experts = {w[e[0]], w[e[1]], w[e[2]]},
+                                     .weights = {0.5f, -1.0f, 0.25f}, .router = w[NA]};
+            tk[s] = toks + s % 3;
+            lens[s] = 4 + s % 4;
+        }
+        float *a = run_seqs(m, 12, ch, tk, lens, 3, 11), *b = run_seqs(m, 12, cw, tk, lens, 3, 11);
+        CHECK(a && b);
+        int n = 0;
+        for (int s = 0; s < 12; s++) n += lens[s];
+        if (a && b) CHECK_MSG(rel_err(a, b, (size_t)n * 80) < 2e-6, "%s adapters vs their f32 values: %g",
+                              rm_type_name(type), rel_err(a, b, (size_t)n * 80));
+        /* and the rounding is visible: the f32 originals give other logits */
+        rm_adapter *o[NA + 1] = {0};
+        for (int i = 0; i <= NA; i++) CHECK_OK(rm_adapter_random(m, 3 + 2 * i, 8, ALL, 50 + i, 0.2f, &o[i]));
+        rm_composition co = cw[0];
+        for (int j = 0; j < 3; j++) co.experts[j] = o[j]; /* cw[0] holds w[0], w[1], w[2] */
+        float *c = run_seqs(m, 1, &co, tk, lens, 3, 11), *d = run_seqs(m, 1, &ch[0], tk, lens, 3, 11);
+        if (c && d) CHECK_MSG(rel_err(c, d, (size_t)lens[0] * 80) > 1e-6, "rounding changed nothing");
+        free(a), free(b), free(c), free(d);
+        for (int i = 0; i <= NA; i++) rm_adapter_free(h[i]), rm_adapter_free(w[i]), rm_adapter_free(o[i]);
+    }
     rm_model_free(m);
 }

@@ -37,6 +37,6 @@ int cmd_random_adapter(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 bool cli_is_adapter(const char *path);
-int cli_convert_adapter(const char *in, const char *out, const char *base);
+int cli_convert_adapter(const char *in, const char *out, const char *base, int type); /* type -1: f32 */
 
 #endif

@@ -123,16 +123,21 @@ bool cli_is_adapter(const char *path) {
     return yes;
 }
 
-int cli_convert_adapter(const char *in, const char *out, const char *base) {
+int cli_convert_adapter(const char *in, const char *out, const char *base, int type) {
     const char *cmd = "convert";
     if (!base) {
         fprintf(stderr, "ramole %s: %s is an adapter; converting it needs --base MODEL\n", cmd, in);
+        return 2;
+    }
+    if (type == RM_TYPE_Q8_0) {
+        fprintf(stderr, "ramole %s: adapters are written as f32, f16 or bf16, not q8_0\n", cmd);
         return 2;
     }
     rm_model *m = NULL;
     rm_adapter *a = NULL;
     rm_status st = rm_model_open(base, &m);
     if (st == RAMOLE_OK) st = rm_adapter_load(m, in, &a);
+    if (st == RAMOLE_OK && type >= 0) st = rm_adapter_convert(a, m, (rm_type)type);
     bool gguf = cli_ends_with(out, ".gguf");
     if (st == RAMOLE_OK) st = gguf ? rm_adapter_save_gguf(a, m, out) : rm_adapter_save_peft(a, m, out);
     rm_adapter_free(a);

@@ -76,7 +76,7 @@ int cmd_convert(int argc, char **argv) {
         fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]\n");
         return 2;
     }
-    if (cli_is_adapter(in)) return cli_convert_adapter(in, out, base);
+    if (cli_is_adapter(in)) return cli_convert_adapter(in, out, base, type);
     rm_model *m;
     rm_status st = rm_model_open(in, &m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);

@@ -26,6 +26,7 @@ typedef struct {
     int n_lora;
     const char *router_path;
     const char *mode;
+    rm_type lora_type; /* element type adapters are stored in */
 } run_opts;
 
 static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
@@ -69,6 +70,13 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--lora")) { VAL(); if (!parse_lora(cmd, (char *)v, o)) return false; }
         else if (!strcmp(a, "--router")) { VAL(); o->router_path = v; }
         else if (!strcmp(a, "--mode")) { VAL(); o->mode = v; }
+        else if (!strcmp(a, "--lora-type")) {
+            VAL();
+            if (!rm_type_from_name(v, &o->lora_type) || o->lora_type == RM_TYPE_Q8_0) {
+                fprintf(stderr, "ramole %s: --lora-type must be f32, f16 or bf16, got '%s'\n", cmd, v);
+                return false;
+            }
+        }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
         else {
@@ -107,8 +115,14 @@ static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
         return rm_err(RAMOLE_ERR_INVALID, "--mode router needs --router PATH");
     if (o->router_path && mode != RM_COMPOSE_ROUTER)
         return rm_err(RAMOLE_ERR_INVALID, "--router is used only with --mode router");
-    for (int i = 0; i < o->n_lora; i++) RM_TRY(rm_adapter_load(m, o->lora_paths[i], &l->experts[i]));
-    if (o->router_path) RM_TRY(rm_adapter_load(m, o->router_path, &l->router));
+    for (int i = 0; i < o->n_lora; i++) {
+        RM_TRY(rm_adapter_load(m, o->lora_paths[i], &l->experts[i]));
+        RM_TRY(rm_adapter_convert(l->experts[i], m, o->lora_type));
+    }
+    if (o->router_path) {
+        RM_TRY(rm_adapter_load(m, o->router_path, &l->router));
+        RM_TRY(rm_adapter_convert(l->router, m, o->lora_type));
+    }
     l->comp.mode = mode;
     l->comp.k = o->n_lora;
     for (int i = 0; i < o->n_lora; i++) {

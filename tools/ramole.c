@@ -30,7 +30,8 @@ static void usage(FILE *f) {
     fprintf(f, "ramole %s — one base model, an open pool of LoRA adapters\n\nusage:\n", RAMOLE_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) fprintf(f, "  ramole %s\n", commands[i].help);
     fprintf(f, "\nLORA: --lora PATH[:WEIGHT] (repeatable; PEFT folder or GGUF LoRA) "
-               "--mode none|explicit|selection|mixture|fusion|router --router PATH\n");
+               "--mode none|explicit|selection|mixture|fusion|router --router PATH\n"
+               "      --lora-type f32|f16|bf16 (how adapters are stored in memory; f16 halves their bytes)\n");
 }
 
 int main(int argc, char **argv) {

@@ -167,7 +167,92 @@ rm_status rm_adapter_module_alloc(rm_adapter *a, const rm_model *base, int layer
     }
     m->rank = rank;
     m->scale = scale;
+    m->type = RM_TYPE_F32;
     return RAMOLE_OK;
+}
+
+void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_target t, bool b, float *dst) {
+    int64_t din, dout;
+    rm_target_dims(c, t, &din, &dout);
+    rm_convert(RM_TYPE_F32, dst, m->type, b ? m->B : m->A, (b ? dout : din) * m->rank);
+}
+
+/* *out = a copy of n f32 values as `type`; fails if out of memory or a
+ * value does not fit the type. */
+static rm_status convert_values(const rm_adapter *a, int layer, rm_target t, const float *src, size_t n,
+                                rm_type type, void **out) {
+    void *dst = rm_malloc(n * (type == RM_TYPE_F32 ? 4 : 2));
+    if (!dst)
+        return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory converting layer %d %s to %s", a->path, layer,
+                      rm_target_hf_name(t), rm_type_name(type));
+    rm_convert(type, dst, RM_TYPE_F32, src, (int64_t)n);
+    if (type == RM_TYPE_F16)
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(rm_f16_to_f32(((uint16_t *)dst)[i]))) {
+                rm_free(dst);
+                return rm_err(RAMOLE_ERR_RANGE, "adapter %s: layer %d %s: value %g at index %zu does not fit in f16",
+                              a->path, layer, rm_target_hf_name(t), (double)src[i], i);
+            }
+    *out = dst;
+    return RAMOLE_OK;
+}
+
+rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type) {
+    if (type != RM_TYPE_F32 && type != RM_TYPE_F16 && type != RM_TYPE_BF16)
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "adapter %s: cannot store adapters as %s (f32, f16 or bf16)", a->path,
+                      (unsigned)type < RM_TYPE_COUNT ? rm_type_name(type) : "?");
+    RM_TRY(rm_adapter_check(a, base));
+    size_t nm = (size_t)a->n_layers * RM_TARGET_COUNT;
+    void **fresh = rm_calloc(2 * nm, sizeof *fresh); /* all new arrays first: failure leaves a as it was */
+    float *tmp = NULL;
+    rm_status st = fresh ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory", a->path);
+    for (size_t i = 0; i < nm && st == RAMOLE_OK; i++) {
+        const rm_lora_module *m = &a->mods[i];
+        if (m->rank <= 0 || m->type == type) continue;
+        rm_target t = (rm_target)(i % RM_TARGET_COUNT);
+        int64_t din, dout;
+        rm_target_dims(&base->cfg, t, &din, &dout);
+        size_t big = (size_t)(din > dout ? din : dout) * (size_t)m->rank;
+        rm_free(tmp);
+        if (!(tmp = rm_malloc(big * sizeof *tmp))) {
+            st = rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory", a->path);
+            break;
+        }
+        int layer = (int)(i / RM_TARGET_COUNT);
+        for (int b = 0; b < 2 && st == RAMOLE_OK; b++) {
+            rm_lora_module_get(m, &base->cfg, t, b, tmp);
+            size_t n = (size_t)(b ? dout : din) * (size_t)m->rank;
+            st = convert_values(a, layer, t, tmp, n, type, &fresh[2 * i + (size_t)b]);
+        }
+    }
+    if (st == RAMOLE_OK) {
+        for (size_t i = 0; i < nm; i++) {
+            rm_lora_module *m = &a->mods[i];
+            if (m->rank <= 0 || m->type == type) continue;
+            rm_free(m->A);
+            rm_free(m->B);
+            m->A = fresh[2 * i], m->B = fresh[2 * i + 1];
+            m->type = type;
+        }
+        a->type = type;
+    } else if (fresh) {
+        for (size_t i = 0; i < 2 * nm; i++) rm_free(fresh[i]);
+    }
+    rm_free(fresh);
+    rm_free(tmp);
+    return st;
+}
+
+size_t rm_adapter_bytes(const rm_adapter *a, const rm_model *base) {
+    size_t total = 0;
+    for (size_t i = 0; i < (size_t)a->n_layers * RM_TARGET_COUNT; i++) {
+        const rm_lora_module *m = &a->mods[i];
+        if (m->rank <= 0) continue;
+        int64_t din, dout;
+        rm_target_dims(&base->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
+        total += (size_t)(din + dout) * (size_t)m->rank * (m->type == RM_TYPE_F32 ? 4 : 2);
+    }
+    return total;
 }
 
 void rm_adapter_update_summary(rm_adapter *a) {

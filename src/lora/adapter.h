@@ -2,9 +2,15 @@
  * adapter.h — LoRA adapters in memory, and their files.
  *
  * An adapter holds, for some (layer, target module) pairs of a base model,
- * A (r x din) and B (dout x r) in f32 and a scale s = alpha / r
- * (alpha / sqrt(r) for rsLoRA): the module computes y = W0 x + s B A x.
- * Ranks may differ per module (PEFT rank_pattern / alpha_pattern).
+ * A (r x din) and B (dout x r) and a scale s = alpha / r (alpha / sqrt(r)
+ * for rsLoRA): the module computes y = W0 x + s B A x. Ranks may differ
+ * per module (PEFT rank_pattern / alpha_pattern).
+ *
+ * Element type: adapters are loaded, made and trained in f32. A server can
+ * store them in f16 or bf16 (rm_adapter_convert): half the memory, and half
+ * the bytes a decode step reads per adapter, which is what bounds a batch
+ * that touches many adapters. Every function here accepts any of the three;
+ * code that needs the values as f32 reads them with rm_lora_module_get.
  *
  * Files: PEFT folders (adapter_config.json + adapter_model.safetensors,
  * tensors base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight ...)
@@ -51,9 +57,21 @@ void rm_target_dims(const rm_model_config *c, rm_target t, int64_t *din, int64_t
 typedef struct {
     int rank;     /* 0: this module is not adapted */
     float scale;  /* alpha / rank (or alpha / sqrt(rank)) */
-    float *A;     /* [rank][din] */
-    float *B;     /* [dout][rank] */
+    rm_type type; /* of A and B: RM_TYPE_F32, RM_TYPE_F16 or RM_TYPE_BF16 */
+    void *A;      /* [rank][din] */
+    void *B;      /* [dout][rank] */
 } rm_lora_module;
+
+/* Element i of A or B (one of m's two matrices) as f32. */
+static inline float rm_lora_elem(const rm_lora_module *m, const void *p, size_t i) {
+    switch (m->type) {
+    case RM_TYPE_F16: return rm_f16_to_f32(((const uint16_t *)p)[i]);
+    case RM_TYPE_BF16: return rm_bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+/* Copy A (b false, rank x din values) or B (b true, dout x rank) to dst as f32. */
+void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_target t, bool b, float *dst);
 
 typedef struct rm_adapter {
     char *name;               /* file or folder name unless set otherwise */
@@ -66,6 +84,7 @@ typedef struct rm_adapter {
     int rank;                 /* the config's r */
     bool rslora;
     unsigned target_mask;     /* bit t set if any layer adapts target t */
+    rm_type type;             /* element type of every module's A and B */
 } rm_adapter;
 
 static inline rm_lora_module *rm_adapter_mod(const rm_adapter *a, int layer, rm_target t) {
@@ -95,6 +114,16 @@ rm_status rm_adapter_load_gguf(const rm_model *base, const char *path, rm_adapte
 void      rm_adapter_free(rm_adapter *a); /* NULL is a no-op */
 
 /*
+ * Store every module's A and B as `type` (f32, f16 or bf16). f16 and bf16
+ * round each value to nearest even; a value outside f16's range is an
+ * error naming the module (ERR_RANGE). On failure the adapter is
+ * unchanged.
+ */
+rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type);
+/* Bytes of A and B over all modules. */
+size_t rm_adapter_bytes(const rm_adapter *a, const rm_model *base);
+
+/*
  * Check that an adapter fits `base`: same fingerprint and layer count,
  * every adapted module of rank 1..RM_LORA_MAX_RANK with A and B present.
  * (Values are checked when loading.) Errors name the adapter.
@@ -102,7 +131,7 @@ void      rm_adapter_free(rm_adapter *a); /* NULL is a no-op */
 rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base);
 
 /*
- * Write as a PEFT folder (f32 tensors in HF row order, adapter_config.json
+ * Write as a PEFT folder (tensors of the adapter's element type, in HF row order, adapter_config.json
  * with r, lora_alpha, use_rslora, target_modules, and rank_pattern /
  * alpha_pattern entries (full module names) for modules whose rank or scale
  * differ from r and lora_alpha). The safetensors __metadata__ records
@@ -113,7 +142,7 @@ rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base);
 rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const char *dir);
 /*
  * Write as a GGUF LoRA file as llama.cpp's convert_lora_to_gguf.py does
- * (f32 tensors, B rows of q/k permuted for llama/mistral). GGUF has one
+ * (tensors of the adapter's element type, B rows of q/k permuted for llama/mistral). GGUF has one
  * alpha per file and no rsLoRA: llama.cpp scales every module by
  * alpha / rank (rank = lora_b ne[0]). A module whose scale differs from
  * that gets its B multiplied by scale / (alpha / rank), so that the

@@ -293,7 +293,7 @@ rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const 
 
     rm_status st = RAMOLE_OK;
     rm_gguf_writer *w = NULL;
-    float **owned = rm_calloc(nmod, sizeof *owned);
+    void **owned = rm_calloc(nmod, sizeof *owned);
     float *tmp = NULL;
     if (!owned) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     if ((st = rm_gguf_writer_new(&w)) != RAMOLE_OK) goto done;
@@ -315,7 +315,7 @@ rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const 
             int heads = rm_lora_perm_heads(base, (rm_target)k);
             float fs = file_scale(alpha_file, m->rank);
             bool fold = m->scale != fs, perm = flip && heads;
-            const float *B = m->B;
+            const void *B = m->B;
             if (fold && (fs == 0 || !isfinite((double)m->scale / (double)fs))) {
                 st = rm_err(RAMOLE_ERR_RANGE, "adapter %s: layer %d %s: scale %g cannot be expressed with GGUF alpha %g",
                             a->path, l, rm_target_hf_name((rm_target)k), (double)m->scale, (double)alpha_file);
@@ -323,31 +323,39 @@ rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const 
             }
             if (fold || perm) {
                 float *copy = rm_malloc(n * sizeof *copy);
-                if (!copy) {
+                void *packed = rm_malloc(n * sizeof(float));
+                if (!copy || !packed) {
+                    rm_free(copy);
+                    rm_free(packed);
                     st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
                     goto done;
                 }
-                owned[(size_t)l * T_COUNT + (size_t)k] = copy;
+                owned[(size_t)l * T_COUNT + (size_t)k] = packed;
+                rm_lora_module_get(m, &base->cfg, (rm_target)k, true, copy);
                 /* fold the module's own scale into B: fs * B' == scale * B */
                 double f = fold ? (double)m->scale / (double)fs : 1.0;
-                for (size_t i = 0; i < n; i++) copy[i] = fold ? (float)((double)m->B[i] * f) : m->B[i];
+                if (fold)
+                    for (size_t i = 0; i < n; i++) copy[i] = (float)((double)copy[i] * f);
                 if (perm) {
                     rm_free(tmp);
                     if (!(tmp = rm_malloc(n * sizeof *tmp))) {
+                        rm_free(copy);
                         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
                         goto done;
                     }
                     /* base order -> file order */
                     rm_lora_permute_rows(copy, tmp, dout, m->rank, heads, !rm_lora_base_pairs(base));
                 }
-                B = copy;
+                rm_convert(m->type, packed, RM_TYPE_F32, copy, (int64_t)n); /* back to the adapter's type */
+                rm_free(copy);
+                B = packed;
             }
             char name[96];
             int64_t na[2] = {din, m->rank}, nb[2] = {m->rank, dout};
             snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", l, rm_target_gguf_name((rm_target)k));
-            T(rm_gguf_writer_add(w, name, RM_TYPE_F32, 2, na, m->A));
+            T(rm_gguf_writer_add(w, name, m->type, 2, na, m->A));
             snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", l, rm_target_gguf_name((rm_target)k));
-            T(rm_gguf_writer_add(w, name, RM_TYPE_F32, 2, nb, B));
+            T(rm_gguf_writer_add(w, name, m->type, 2, nb, B));
         }
     st = rm_gguf_writer_write(w, path);
 #undef T

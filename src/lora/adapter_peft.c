@@ -861,7 +861,7 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
     char *cfg_path = rm_path_join(dir, "adapter_config.json");
     char *st_path = rm_path_join(dir, "adapter_model.safetensors");
     size_t nmod = (size_t)a->n_layers * T_COUNT;
-    float **owned = rm_calloc(nmod, sizeof *owned); /* unpermuted copies of B */
+    void **owned = rm_calloc(nmod, sizeof *owned); /* unpermuted copies of B */
     rm_st_writer *w = NULL;
     json_t *cfg = NULL;
     float *tmp = NULL;
@@ -881,7 +881,7 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
             if (m->rank <= 0) continue;
             int64_t din, dout;
             rm_target_dims(&base->cfg, (rm_target)t, &din, &dout);
-            const float *B = m->B;
+            const void *B = m->B;
             int heads = rm_lora_perm_heads(base, (rm_target)t);
             if (pairs && heads) {
                 size_t n = (size_t)dout * (size_t)m->rank;
@@ -893,18 +893,21 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
                     st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
                     goto done;
                 }
-                memcpy(copy, m->B, n * sizeof *copy);
+                rm_lora_module_get(m, &base->cfg, (rm_target)t, true, copy);
                 rm_lora_permute_rows(copy, tmp, dout, m->rank, heads, false);
-                owned[(size_t)l * T_COUNT + (size_t)t] = copy;
-                B = copy;
+                rm_convert(m->type, tmp, RM_TYPE_F32, copy, (int64_t)n); /* exact: the values came from m->type */
+                rm_free(copy);
+                owned[(size_t)l * T_COUNT + (size_t)t] = tmp;
+                tmp = NULL;
+                B = owned[(size_t)l * T_COUNT + (size_t)t];
             }
             char key[96], name[160];
             module_name(key, sizeof key, l, (rm_target)t);
             int64_t sa[2] = {m->rank, din}, sb[2] = {dout, m->rank};
             snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", key);
-            if ((st = rm_st_writer_add(w, name, RM_TYPE_F32, 2, sa, m->A)) != RAMOLE_OK) goto done;
+            if ((st = rm_st_writer_add(w, name, m->type, 2, sa, m->A)) != RAMOLE_OK) goto done;
             snprintf(name, sizeof name, "base_model.model.%s.lora_B.weight", key);
-            if ((st = rm_st_writer_add(w, name, RM_TYPE_F32, 2, sb, B)) != RAMOLE_OK) goto done;
+            if ((st = rm_st_writer_add(w, name, m->type, 2, sb, B)) != RAMOLE_OK) goto done;
         }
     if ((st = rm_st_writer_write(w, st_path)) != RAMOLE_OK) goto done;
     if (!(cfg = peft_config_json(a, base, r, &st))) goto done;

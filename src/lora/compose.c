@@ -5,14 +5,17 @@
  * A plan, built once per step, lists the (token, expert) pairs of the batch
  * grouped by adapter: rows[] holds them group after group, and tok_row[]
  * finds a token's row for expert j (the router's own row is j = max_k).
- * Each row owns max_rank floats of U. Groups with many rows (a prefill)
- * go through the matmul kernel as small GEMMs; the rest (decode, where a
- * batch holds many adapters of a row or two each) are done by one pool job
- * for shrink and one for expand, the expand split by output columns so
- * that threads never write the same element.
+ * Each row owns max_rank floats of U. Every group is one matrix product
+ * for shrink and one for expand, so each adapter matrix is read once per
+ * step whatever the number of its tokens: sgemm for groups of BIG_GROUP
+ * rows or more (a prefill), the dot kernel for the rest (decode, where a
+ * batch holds many adapters of a row or two each). Shrink deals whole
+ * groups to threads; expand splits output columns, so that threads never
+ * write the same element.
  */
 #include "lora/compose.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -69,9 +72,8 @@ struct rm_lora_state {
     float *gates;        /* [n_batch][max_k] */
     float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
                           * gated U [n_batch][max_rank] */
-    float *tmp;          /* [n_threads][max_dim] per-thread expand rows */
-    int n_big;           /* groups of this step on the GEMM path (set by rm_lora_plan) */
-    int n_small_rows;    /* rows of the other groups */
+    float *wf;           /* per thread: f16/bf16 adapter rows widened for sgemm [max_rank * max_dim] */
+    size_t wf_stride;
     int max_dim, n_threads;
     rm_compute single;   /* matmul on the calling thread (inside pool jobs) */
     /* the module being applied (for pool jobs) */
@@ -116,9 +118,10 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->xg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->xg);
     s->tg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->tg);
     s->zg = rm_calloc(nt * nb * (size_t)max_rank, sizeof *s->zg);
-    s->tmp = rm_calloc((size_t)s->n_threads * (size_t)s->max_dim, sizeof *s->tmp);
+    s->wf_stride = (size_t)max_rank * (size_t)s->max_dim;
+    s->wf = rm_malloc(nt * s->wf_stride * sizeof *s->wf);
     if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
-        !s->xg || !s->tg || !s->zg || !s->tmp) {
+        !s->xg || !s->tg || !s->zg || !s->wf) {
         rm_lora_state_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
     }
@@ -147,7 +150,7 @@ void rm_lora_state_free(rm_lora_state *s) {
     rm_free(s->xg);
     rm_free(s->tg);
     rm_free(s->zg);
-    rm_free(s->tmp);
+    rm_free(s->wf);
     rm_free(s);
 }
 
@@ -183,15 +186,14 @@ static rm_status build_fused(const rm_lora_state *s, const rm_composition *c, rm
             if (!fm->A || !fm->B) return rm_err(RAMOLE_ERR_NOMEM, "LoRA fusion: out of memory");
             fm->rank = r;
             fm->scale = 1.0f;
+            fm->type = RM_TYPE_F32;
+            float *fa = fm->A, *fb = fm->B;
             for (int j = 0; j < c->k; j++) {
                 const rm_lora_module *em = rm_adapter_mod(c->experts[j], l, (rm_target)t);
-                for (int64_t i = 0; i < (int64_t)em->rank * din; i++) {
-                    int64_t kk = i / din, col = i % din;
-                    fm->A[kk * din + col] += inv_k * em->A[i];
-                }
+                for (int64_t i = 0; i < (int64_t)em->rank * din; i++) fa[i] += inv_k * rm_lora_elem(em, em->A, (size_t)i);
                 for (int64_t o = 0; o < dout; o++)
                     for (int kk = 0; kk < em->rank; kk++)
-                        fm->B[o * r + kk] += inv_k * em->scale * em->B[o * em->rank + kk];
+                        fb[o * r + kk] += inv_k * em->scale * rm_lora_elem(em, em->B, (size_t)(o * em->rank + kk));
             }
             if (r > f->max_rank) f->max_rank = r;
             f->target_mask |= 1u << t;
@@ -214,22 +216,38 @@ static rm_status build_router(const rm_lora_state *s, const rm_composition *c, s
         }
     sl->router_c = rm_malloc((total ? total : 1) * sizeof(float));
     if (!sl->router_c) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    /* f16/bf16 B matrices are widened into scratch for sgemm */
+    int64_t max_dout = m->cfg.hidden;
+    for (int t = 0; t < RM_TARGET_COUNT; t++) {
+        int64_t din, dout;
+        rm_target_dims(&m->cfg, (rm_target)t, &din, &dout);
+        if (dout > max_dout) max_dout = dout;
+    }
+    int max_r = c->router->max_rank;
+    for (int j = 0; j < c->k; j++)
+        if (c->experts[j]->max_rank > max_r) max_r = c->experts[j]->max_rank;
+    float *wide = rm_malloc(2 * (size_t)max_dout * (size_t)max_r * sizeof *wide);
+    if (!wide) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
     for (int j = 0; j < c->k; j++)
         for (int i = 0; i < nm; i++) {
             size_t off = sl->c_off[(size_t)j * nm + i];
             if (off == SIZE_MAX) continue;
             const rm_lora_module *R = &c->router->mods[i], *E = &c->experts[j]->mods[i];
+            rm_target t = (rm_target)(i % RM_TARGET_COUNT);
             int64_t din, dout;
-            rm_target_dims(&m->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
-            float *C = sl->router_c + off;
-            for (int a = 0; a < R->rank; a++)
-                for (int b = 0; b < E->rank; b++) {
-                    double acc = 0;
-                    for (int64_t o = 0; o < dout; o++)
-                        acc += (double)R->B[o * R->rank + a] * E->B[o * E->rank + b];
-                    C[a * E->rank + b] = (float)acc;
-                }
+            rm_target_dims(&m->cfg, t, &din, &dout);
+            const float *br = R->B, *be = E->B;
+            if (R->type != RM_TYPE_F32) rm_lora_module_get(R, &m->cfg, t, true, wide), br = wide;
+            if (E->type != RM_TYPE_F32) {
+                float *w2 = wide + (size_t)max_dout * (size_t)max_r;
+                rm_lora_module_get(E, &m->cfg, t, true, w2);
+                be = w2;
+            }
+            /* C = B_r^T B_j: [r_r][dout] . [dout][r_j] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R->rank, E->rank, (int)dout, 1.0f, br, R->rank, be,
+                        E->rank, 0.0f, sl->router_c + off, E->rank);
         }
+    rm_free(wide);
     return RAMOLE_OK;
 }
 
@@ -351,10 +369,7 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
     s->n_rows = total;
     if (!total) return false;
     int first = 0;
-    s->n_big = s->n_small_rows = 0;
     for (int g = 0; g < s->n_groups; g++) {
-        if (s->groups[g].n_rows >= BIG_GROUP) s->n_big++;
-        else s->n_small_rows += s->groups[g].n_rows;
         s->groups[g].first = first;
         first += s->groups[g].n_rows;
         s->groups[g].n_rows = 0;
@@ -376,23 +391,6 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
 /* ---- applying ------------------------------------------------------------------ */
 
 static float *row_u(const rm_lora_state *s, int r) { return s->U + (size_t)r * (size_t)s->max_rank; }
-
-/* Shrink for rows of small groups: u = A x, row by row. */
-static void shrink_small(void *arg, int ith, int nth) {
-    rm_lora_state *s = arg;
-    int64_t lo, hi;
-    rm_split(s->n_rows, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        const row_ref *rr = &s->rows[r];
-        const group *g = &s->groups[rr->group];
-        if (g->n_rows >= BIG_GROUP) continue;
-        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-        if (!md->rank) continue;
-        /* u = A x: one row through the matmul kernel, on this thread */
-        rm_matmul(&s->single, row_u(s, (int)r), s->x + (size_t)rr->token * (size_t)s->din, 1, md->A,
-                  RM_TYPE_F32, md->rank, s->din);
-    }
-}
 
 /* Gate of row r: the mode's coefficient times the module's scale. */
 static float row_gate(const rm_lora_state *s, const row_ref *rr, const rm_lora_module *md) {
@@ -439,60 +437,60 @@ static void router_gates(rm_lora_state *s) {
     }
 }
 
-/* Expand for rows of small groups, split by output columns. */
-static void expand_small(void *arg, int ith, int nth) {
-    rm_lora_state *s = arg;
-    int64_t lo, hi;
-    rm_split(s->dout, ith, nth, &lo, &hi);
-    if (hi <= lo) return;
-    float z[RM_LORA_MAX_RANK];
-    float *tmp = s->tmp + (size_t)ith * (size_t)s->max_dim;
-    for (int r = 0; r < s->n_rows; r++) {
-        const row_ref *rr = &s->rows[r];
-        const group *g = &s->groups[rr->group];
-        if (g->n_rows >= BIG_GROUP || rr->j == s->max_k) continue;
-        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-        if (!md->rank) continue;
-        float gate = row_gate(s, rr, md);
-        const float *u = row_u(s, r);
-        for (int k = 0; k < md->rank; k++) z[k] = gate * u[k];
-        /* y[lo:hi] += B[lo:hi] z: rows lo..hi of B through the matmul kernel */
-        rm_matmul(&s->single, tmp, z, 1, md->B + (size_t)lo * md->rank, RM_TYPE_F32, hi - lo, md->rank);
-        rm_vec_add(s->y + (size_t)rr->token * (size_t)s->dout + lo, tmp, hi - lo);
+/*
+ * One adapter matrix product on the calling thread: out[n][rows] =
+ * in[n][k] . W[rows][k]^T for W of the module's element type. Groups of
+ * BIG_GROUP rows or more go through sgemm (f16/bf16 rows widened into this
+ * thread's scratch first); smaller ones through the matmul kernel's dot
+ * path, which reads W once for every four input rows.
+ */
+static void group_matmul(const rm_lora_state *s, int ith, float *out, const float *in, int n,
+                         const rm_lora_module *md, const void *w, int64_t rows, int64_t k) {
+    if (n < BIG_GROUP) {
+        rm_matmul(&s->single, out, in, n, w, md->type, rows, k);
+        return;
     }
+    const float *wf = w;
+    if (md->type != RM_TYPE_F32) {
+        float *buf = s->wf + (size_t)ith * s->wf_stride;
+        rm_convert(RM_TYPE_F32, buf, md->type, w, rows * k);
+        wf = buf;
+    }
+    rm_gemm_f32(out, in, n, wf, rows, k, k);
 }
 
-/* Shrink one big group on scratch slice `ith`: U rows = gathered X A^T.
- * c NULL: on this thread (rm_gemm_f32); else rm_matmul over c's pool. */
-static void shrink_group(rm_lora_state *s, const rm_compute *c, int gi, int ith) {
+/* Shrink group gi: its tokens' rows of X gathered, U rows = X_g A^T.
+ * c NULL: on thread ith; else over c's pool (a group spanning the batch). */
+static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, int ith) {
     const group *g = &s->groups[gi];
     const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-    if (g->n_rows < BIG_GROUP || !md->rank) return;
+    if (!md->rank) return;
     float *xg = s->xg + (size_t)ith * s->n_batch * s->max_dim, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
     for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
         int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
         for (int q = 0; q < nq; q++)
             memcpy(xg + (size_t)q * s->din, s->x + (size_t)s->rows[g->first + q0 + q].token * s->din,
                    (size_t)s->din * sizeof(float));
-        if (c) rm_matmul(c, tg, xg, nq, md->A, RM_TYPE_F32, md->rank, s->din);
-        else rm_gemm_f32(tg, xg, nq, md->A, md->rank, s->din, s->din);
+        if (c) rm_matmul(c, tg, xg, nq, md->A, md->type, md->rank, s->din);
+        else group_matmul(s, ith, tg, xg, nq, md, md->A, md->rank, s->din);
         for (int q = 0; q < nq; q++)
             memcpy(row_u(s, g->first + q0 + q), tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
     }
 }
 
-/* Big groups dealt round-robin to threads, each GEMM on one thread. */
-static void shrink_big(void *arg, int ith, int nth) {
+/* Many groups: each thread takes whole groups, those whose first row lies
+ * in its share of the rows (so the work is balanced by rows). */
+static void shrink_groups(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
-    for (int gi = 0, k = 0; gi < s->n_groups; gi++) {
-        if (s->groups[gi].n_rows < BIG_GROUP) continue;
-        if (k++ % nth == ith) shrink_group(s, NULL, gi, ith);
-    }
+    int64_t lo, hi;
+    rm_split(s->n_rows, ith, nth, &lo, &hi);
+    for (int gi = 0; gi < s->n_groups; gi++)
+        if (s->groups[gi].first >= lo && s->groups[gi].first < hi) shrink_group(s, NULL, gi, ith);
 }
 
-/* Expand of big groups, output columns [lo, hi) of this thread: gated U
+/* Expand, output columns [lo, hi) of this thread for every group: gated U
  * rows (n_batch at a time) times B[lo:hi]^T, added to their tokens' rows. */
-static void expand_big(void *arg, int ith, int nth) {
+static void expand_groups(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int64_t lo, hi;
     rm_split(s->dout, ith, nth, &lo, &hi);
@@ -501,7 +499,8 @@ static void expand_big(void *arg, int ith, int nth) {
     for (int gi = 0; gi < s->n_groups; gi++) {
         const group *g = &s->groups[gi];
         const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-        if (g->n_rows < BIG_GROUP || !md->rank) continue;
+        if (!md->rank) continue;
+        const void *b = (const char *)md->B + (size_t)lo * (size_t)md->rank * (md->type == RM_TYPE_F32 ? 4 : 2);
         for (int q0 = 0; q0 < g->n_rows;) {
             int n = 0, q = q0;
             for (; q < g->n_rows && n < s->n_batch; q++) {
@@ -512,7 +511,7 @@ static void expand_big(void *arg, int ith, int nth) {
                 for (int k = 0; k < md->rank; k++) zg[(size_t)n * md->rank + k] = gate * u[k];
                 n++;
             }
-            rm_gemm_f32(tg, zg, n, md->B + (size_t)lo * md->rank, hi - lo, md->rank, md->rank);
+            if (n) group_matmul(s, ith, tg, zg, n, md, b, hi - lo, md->rank);
             for (int p = q0, k = 0; p < q; p++) {
                 const row_ref *rr = &s->rows[g->first + p];
                 if (rr->j == s->max_k) continue;
@@ -531,18 +530,16 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     rm_target_dims(&s->m->cfg, t, &s->din, &s->dout);
     rm_pool *pool = rm_pool_size(c->pool) <= s->n_threads ? c->pool : NULL; /* scratch is per thread */
     int nth = rm_pool_size(pool);
-    /* shrink: many big groups -> threads take whole groups; a few (a prefill
-     * of one adapter) -> each group's GEMM over the whole pool */
-    if (s->n_big >= 2 * nth) {
-        rm_pool_run(pool, shrink_big, s);
+    /* shrink: many groups -> threads take whole groups; a few (a prefill of
+     * one adapter) -> each group's product over the whole pool */
+    if (s->n_groups >= 2 * nth) {
+        rm_pool_run(pool, shrink_groups, s);
     } else {
-        for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, c, gi, 0);
+        for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, pool ? c : NULL, gi, 0);
     }
-    if (s->n_small_rows) rm_pool_run(s->n_small_rows > 1 ? c->pool : NULL, shrink_small, s);
     router_gates(s);
     /* expand: every thread owns a slice of output columns, for every group */
-    if (s->n_big) rm_pool_run(s->dout > 64 ? pool : NULL, expand_big, s);
-    if (s->n_small_rows) rm_pool_run(s->dout > 64 ? pool : NULL, expand_small, s);
+    rm_pool_run(s->dout > 64 ? pool : NULL, expand_groups, s);
 }
 
 const float *rm_lora_last_gates(const rm_lora_state *s, int i) {

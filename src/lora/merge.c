@@ -88,6 +88,19 @@ rm_status rm_model_merge(const rm_model *base, rm_adapter *const *adapters, cons
         rm_model_free(m);
         return rm_err(RAMOLE_ERR_NOMEM, "merge: out of memory (%lld weights)", (long long)mats);
     }
+    size_t need = 0; /* f32 scratch for one module of an f16/bf16 adapter */
+    for (int i = 0; i < n; i++)
+        if (adapters[i]->type != RM_TYPE_F32) {
+            int64_t d = c->hidden > c->ffn ? c->hidden : c->ffn;
+            if (c->n_heads * c->head_dim > d) d = (int64_t)c->n_heads * c->head_dim;
+            size_t want = 2 * (size_t)d * (size_t)adapters[i]->max_rank;
+            if (want > need) need = want;
+        }
+    float *scratch = need ? rm_malloc(need * sizeof *scratch) : NULL;
+    if (need && !scratch) {
+        rm_model_free(m);
+        return rm_err(RAMOLE_ERR_NOMEM, "merge: out of memory");
+    }
     w += take_weight(w, &base->tok_embd, &m->tok_embd);
     if (c->tied_embeddings) m->output = m->tok_embd;
     else w += take_weight(w, &base->output, &m->output);
@@ -107,11 +120,18 @@ rm_status rm_model_merge(const rm_model *base, rm_adapter *const *adapters, cons
                 const rm_lora_module *mod = rm_adapter_mod(adapters[i], l, (rm_target)t);
                 float f = (weights ? weights[i] : 1.0f) * mod->scale;
                 if (mod->rank <= 0 || f == 0.0f) continue;
+                const float *A = mod->A, *Bm = mod->B;
+                if (mod->type != RM_TYPE_F32) { /* f16/bf16 adapters: widen into the scratch */
+                    rm_lora_module_get(mod, c, (rm_target)t, false, scratch);
+                    rm_lora_module_get(mod, c, (rm_target)t, true, scratch + (size_t)mod->rank * W->cols);
+                    A = scratch, Bm = scratch + (size_t)mod->rank * W->cols;
+                }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)W->rows, (int)W->cols, mod->rank, f,
-                            mod->B, mod->rank, mod->A, (int)W->cols, 1.0f, (float *)W->data, (int)W->cols);
+                            Bm, mod->rank, A, (int)W->cols, 1.0f, (float *)W->data, (int)W->cols);
             }
         }
     }
+    rm_free(scratch);
     m->out_norm = take_vec(&v, base->out_norm, c->hidden);
     m->rope_freq_factors = take_vec(&v, base->rope_freq_factors, c->rope.n_rot / 2);
     *out = m;

@@ -269,8 +269,8 @@ static void mods_copy(TM_TYPE *tm, const rm_adapter *a, tm_mod *mods, REAL *w, R
             size_t na = (size_t)md->rank * (size_t)din, nb = (size_t)dout * (size_t)md->rank;
             m->A = w + off, m->B = w + off + na;
             if (g) m->gA = g + off, m->gB = g + off + na;
-            for (size_t i = 0; i < na; i++) m->A[i] = (REAL)md->A[i];
-            for (size_t i = 0; i < nb; i++) m->B[i] = (REAL)md->B[i];
+            for (size_t i = 0; i < na; i++) m->A[i] = (REAL)rm_lora_elem(md, md->A, i);
+            for (size_t i = 0; i < nb; i++) m->B[i] = (REAL)rm_lora_elem(md, md->B, i);
             if (table) {
                 snprintf(nm, sizeof nm, "model.layers.%d.%s.lora_A.weight", l, tm_hf_module[t]);
                 add_tensor(tm, nm, md->rank, din, off, true);
@@ -568,8 +568,16 @@ rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
         if (!m->rank) continue;
         int64_t din, dout;
         tm_target_dims(tm, i % RM_TARGET_COUNT, &din, &dout);
-        for (int64_t j = 0; j < m->rank * din; j++) dst->mods[i].A[j] = (float)m->A[j];
-        for (int64_t j = 0; j < m->rank * dout; j++) dst->mods[i].B[j] = (float)m->B[j];
+        rm_lora_module *dm = &dst->mods[i];
+        size_t es = dm->type == RM_TYPE_F32 ? 4 : 2; /* dst may store f16/bf16: convert value by value */
+        for (int64_t j = 0; j < m->rank * din; j++) {
+            float v = (float)m->A[j];
+            rm_convert(dm->type, (char *)dm->A + (size_t)j * es, RM_TYPE_F32, &v, 1);
+        }
+        for (int64_t j = 0; j < m->rank * dout; j++) {
+            float v = (float)m->B[j];
+            rm_convert(dm->type, (char *)dm->B + (size_t)j * es, RM_TYPE_F32, &v, 1);
+        }
     }
     return RAMOLE_OK;
 }

@@ -28,6 +28,19 @@ expect_ok cli_convert_gguf_to_peft $R convert "$TMP/a1.gguf" "$TMP/a1_back" --ba
 $R logits -m "$TMP/base" --tokens $T --lora "$TMP/a1_back:0.7" >"$TMP/l_back" 2>/dev/null
 cmp -s "$TMP/l_back" "$TMP/l_a1" && pass cli_adapter_round_trip_keeps_logits || fail cli_adapter_round_trip_keeps_logits "differ"
 
+# adapters stored in f16: an f16 file, and --lora-type f16 on an f32 file, give the same logits
+expect_ok cli_convert_adapter_to_f16 $R convert "$TMP/a1" "$TMP/a1_f16" --base "$TMP/base" --type f16
+sz32=$(stat -c %s "$TMP/a1/adapter_model.safetensors"); sz16=$(stat -c %s "$TMP/a1_f16/adapter_model.safetensors")
+[ $((sz16 * 2)) -lt $((sz32 + 8192)) ] && pass cli_f16_adapter_file_is_half || fail cli_f16_adapter_file_is_half "$sz16 vs $sz32 bytes"
+$R logits -m "$TMP/base" --tokens $T --lora "$TMP/a1_f16:0.7" >"$TMP/l_f16file" 2>/dev/null
+$R logits -m "$TMP/base" --tokens $T --lora "$TMP/a1:0.7" --lora-type f16 >"$TMP/l_f16mem" 2>/dev/null
+r=$(close "$TMP/l_f16file" "$TMP/l_f16mem" 1e-5)
+[ "$r" = ok ] && pass cli_lora_type_f16_equals_f16_file || fail cli_lora_type_f16_equals_f16_file "$r"
+r=$(close "$TMP/l_f16mem" "$TMP/l_a1" 1e-3)
+[ "$r" = ok ] && pass cli_lora_type_f16_close_to_f32 || fail cli_lora_type_f16_close_to_f32 "$r"
+expect_error cli_lora_type_bad "--lora-type must be" $R logits -m "$TMP/base" --tokens 1,2 --lora "$TMP/a1" --lora-type q8_0
+expect_error cli_convert_adapter_q8_0 "not q8_0" $R convert "$TMP/a1" "$TMP/x8" --base "$TMP/base" --type q8_0
+
 # mixture of k equals explicit 1/k; every mode runs
 $R logits -m "$TMP/base" --tokens $T --lora "$TMP/a1" --lora "$TMP/a2.gguf" --mode mixture >"$TMP/l_mix" 2>/dev/null
 $R logits -m "$TMP/base" --tokens $T --lora "$TMP/a1:0.5" --lora "$TMP/a2.gguf:0.5" >"$TMP/l_ex" 2>/dev/null
