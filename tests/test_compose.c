@@ -361,15 +361,24 @@ TEST(compose_f16_and_bf16_adapters_match_their_values_in_f32) {
         CHECK(a && b);
         int n = 0;
         for (int s = 0; s < 12; s++) n += lens[s];
-        if (a && b) CHECK_MSG(rel_err(a, b, (size_t)n * 80) < 2e-6, "%s adapters vs their f32 values: %g",
+        /* Same values, other kernels (f16/bf16 rows widened as they are read;
+         * bf16 takes the dot path, f32 the short-row kernel): the sums round
+         * differently, measured up to 3e-6. */
+        if (a && b) CHECK_MSG(rel_err(a, b, (size_t)n * 80) < 2e-5, "%s adapters vs their f32 values: %g",
                               rm_type_name(type), rel_err(a, b, (size_t)n * 80));
+        if (a && b && getenv("RAMOLE_TEST_VERBOSE"))
+            printf("  %s adapters vs their values in f32: %g\n", rm_type_name(type), rel_err(a, b, (size_t)n * 80));
         /* and the rounding is visible: the f32 originals give other logits */
         rm_adapter *o[NA + 1] = {0};
         for (int i = 0; i <= NA; i++) CHECK_OK(rm_adapter_random(m, 3 + 2 * i, 8, ALL, 50 + i, 0.2f, &o[i]));
         rm_composition co = cw[0];
         for (int j = 0; j < 3; j++) co.experts[j] = o[j]; /* cw[0] holds w[0], w[1], w[2] */
         float *c = run_seqs(m, 1, &co, tk, lens, 3, 11), *d = run_seqs(m, 1, &ch[0], tk, lens, 3, 11);
-        if (c && d) CHECK_MSG(rel_err(c, d, (size_t)lens[0] * 80) > 1e-6, "rounding changed nothing");
+        if (c && d) CHECK_MSG(rel_err(c, d, (size_t)lens[0] * 80) > 1e-4, "rounding changed little: %g",
+                              rel_err(c, d, (size_t)lens[0] * 80));
+        if (c && d && getenv("RAMOLE_TEST_VERBOSE"))
+            printf("  %s rounding of the adapters moves logits by %g\n", rm_type_name(type),
+                   rel_err(c, d, (size_t)lens[0] * 80));
         free(a), free(b), free(c), free(d);
         for (int i = 0; i <= NA; i++) rm_adapter_free(h[i]), rm_adapter_free(w[i]), rm_adapter_free(o[i]);
     }

@@ -366,7 +366,7 @@ static void mm_check_type(rm_type wt, const int64_t *ks, int nk, double tol_ref)
     for (int p = 0; p < 3; p++) rm_pool_free(pools[p]);
 }
 
-static const int64_t mm_ks_float[] = {1, 7, 32, 33, 64, 4097};
+static const int64_t mm_ks_float[] = {1, 7, 8, 16, 24, 32, 33, 64, 72, 4097};
 static const int64_t mm_ks_q8[] = {32, 64, 96, 4096};
 
 /*
@@ -375,9 +375,9 @@ static const int64_t mm_ks_q8[] = {32, 64, 96, 4096};
  * of X (about 1% on such small outputs) — the int8 path is also checked
  * tightly against the reference run on the quantised X.
  */
-TEST(kernels_matmul_f32) { mm_check_type(RM_TYPE_F32, mm_ks_float, 6, 5e-5); }
-TEST(kernels_matmul_f16) { mm_check_type(RM_TYPE_F16, mm_ks_float, 6, 5e-5); }
-TEST(kernels_matmul_bf16) { mm_check_type(RM_TYPE_BF16, mm_ks_float, 6, 5e-5); }
+TEST(kernels_matmul_f32) { mm_check_type(RM_TYPE_F32, mm_ks_float, 10, 5e-5); }
+TEST(kernels_matmul_f16) { mm_check_type(RM_TYPE_F16, mm_ks_float, 10, 5e-5); }
+TEST(kernels_matmul_bf16) { mm_check_type(RM_TYPE_BF16, mm_ks_float, 10, 5e-5); }
 TEST(kernels_matmul_q8_0) { mm_check_type(RM_TYPE_Q8_0, mm_ks_q8, 4, 5e-2); }
 
 /* The sgemm path on odd m, by lowering the switch point (normally >= 32). */

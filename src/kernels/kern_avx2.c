@@ -13,6 +13,7 @@
  * same arithmetic one element at a time.
  */
 #include "kernels/kern_internal.h"
+#include "kernels/kern_short.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -436,6 +437,8 @@ const rm_kern_ops rm_kern_ops_avx2 = {
     .dot_q8_0 = dot_q8_0,
     .dot4_f32 = dot4_f32,
     .dot4_f16 = dot4_f16,
+    .short_f32 = short_rows_f32,
+    .short_f16 = short_rows_f16,
     .dot4_bf16 = dot4_bf16,
     .dot4_q8_0 = dot4_q8_0,
     .f16_to_f32 = f16_to_f32,

@@ -24,6 +24,8 @@ typedef struct {
     const float *d;
 } rm_q8_act;
 
+#define RM_KERN_SHORT_MAX_K 64
+
 typedef struct {
     rm_isa isa;
     /* dot products of an f32 activation row with one weight row of k elements */
@@ -41,6 +43,13 @@ typedef struct {
     void (*dot4_f32)(const float *const x[4], int nr, const float *w, int64_t k, float *out);
     void (*dot4_f16)(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out);
     void (*dot4_bf16)(const float *const x[4], int nr, const uint16_t *w, int64_t k, float *out);
+    /*
+     * Short rows: y[i * ldy + r] = x_i . w_r for m activation rows against
+     * n weight rows of k elements, k a multiple of 8 and at most
+     * RM_KERN_SHORT_MAX_K (NULL where the ISA has no such kernel).
+     */
+    void (*short_f32)(const float *x, int64_t m, const float *w, int64_t n, int64_t k, float *y, int64_t ldy);
+    void (*short_f16)(const float *x, int64_t m, const uint16_t *w, int64_t n, int64_t k, float *y, int64_t ldy);
     /* The same for q8_0: rows x, x + ldx, ... (ldx in blocks). */
     void (*dot4_q8_0)(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out);
     /* bulk conversions (n elements; q8_0 functions take k = 32 * blocks) */

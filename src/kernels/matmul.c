@@ -183,10 +183,24 @@ static void dot_rows(const mm_job *j, int64_t lo, int64_t hi) {
     }
 }
 
+/* W rows of k <= RM_KERN_SHORT_MAX_K f32/f16 elements (k a multiple of 8):
+ * the short-row kernel, eight rows per reduction. */
+static bool use_short(const mm_job *j) {
+    if (j->k % 8 || j->k > RM_KERN_SHORT_MAX_K) return false;
+    return (j->wt == RM_TYPE_F32 && j->ops->short_f32) || (j->wt == RM_TYPE_F16 && j->ops->short_f16);
+}
+
 static void job_dot(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
     int64_t lo, hi;
     rm_split(j->n, ith, nth, &lo, &hi);
+    if (hi <= lo) return;
+    if (use_short(j)) {
+        const uint8_t *w = j->w + (size_t)lo * j->wrow;
+        if (j->wt == RM_TYPE_F32) j->ops->short_f32(j->x, j->m, (const float *)w, hi - lo, j->k, j->y + lo, j->n);
+        else j->ops->short_f16(j->x, j->m, (const uint16_t *)w, hi - lo, j->k, j->y + lo, j->n);
+        return;
+    }
     dot_rows(j, lo, hi);
 }
 

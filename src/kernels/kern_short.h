@@ -1,0 +1,103 @@
+/*
+ * kern_short.h — matmul rows too short for one horizontal sum each: W rows
+ * of k elements, k a multiple of 8 and at most RM_KERN_SHORT_MAX_K (the
+ * LoRA expand, where k is the adapter's rank). Eight W rows at a time are
+ * multiplied into eight accumulators, which one transposing reduction turns
+ * into eight sums: a horizontal sum per row would cost more than the row.
+ *
+ * Included by the 256-bit-capable ISA files (AVX2, AVX-512), which compile
+ * it with their own flags; private to src/kernels.
+ */
+#ifndef RM_KERN_SHORT_H
+#define RM_KERN_SHORT_H
+
+#include <immintrin.h>
+
+#include "kernels/kern_internal.h"
+
+/* [sum(v0), ..., sum(v7)] */
+static inline __m256 short_reduce8(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256 v4, __m256 v5, __m256 v6,
+                                   __m256 v7) {
+    __m256 t0 = _mm256_hadd_ps(v0, v1), t1 = _mm256_hadd_ps(v2, v3);
+    __m256 t2 = _mm256_hadd_ps(v4, v5), t3 = _mm256_hadd_ps(v6, v7);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+static inline float short_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256 short_load_f32(const float *w) { return _mm256_loadu_ps(w); }
+static inline __m256 short_load_f16(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)); }
+
+/* y[i * ldy + r] = x_i . w_r for i < m, r < n; W row r starts at element r * k.
+ * A macro rather than a function taking the loader, so that the loads inline. */
+/* Eight W rows (row j at wr + j * k) against x rows 0..m-1: y[i * ldy + 0..8). */
+#define SHORT_BLOCK(NAME, WT, LOAD)                                                                         \
+    static inline void NAME(const float *x, int64_t m, const WT *wr, int64_t k, float *y, int64_t ldy) {    \
+        for (int64_t i = 0; i < m; i++) {                                                                   \
+            const float *xi = x + i * k;                                                                    \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0; \
+            for (int64_t c = 0; c < k; c += 8) {                                                            \
+                __m256 xv = _mm256_loadu_ps(xi + c);                                                        \
+                a0 = _mm256_fmadd_ps(LOAD(wr + c), xv, a0);                                                 \
+                a1 = _mm256_fmadd_ps(LOAD(wr + k + c), xv, a1);                                             \
+                a2 = _mm256_fmadd_ps(LOAD(wr + 2 * k + c), xv, a2);                                         \
+                a3 = _mm256_fmadd_ps(LOAD(wr + 3 * k + c), xv, a3);                                         \
+                a4 = _mm256_fmadd_ps(LOAD(wr + 4 * k + c), xv, a4);                                         \
+                a5 = _mm256_fmadd_ps(LOAD(wr + 5 * k + c), xv, a5);                                         \
+                a6 = _mm256_fmadd_ps(LOAD(wr + 6 * k + c), xv, a6);                                         \
+                a7 = _mm256_fmadd_ps(LOAD(wr + 7 * k + c), xv, a7);                                         \
+            }                                                                                               \
+            _mm256_storeu_ps(y + i * ldy, short_reduce8(a0, a1, a2, a3, a4, a5, a6, a7));                   \
+        }                                                                                                   \
+    }
+SHORT_BLOCK(short_block_f32, float, short_load_f32)
+SHORT_BLOCK(short_block_f16, uint16_t, short_load_f16)
+#undef SHORT_BLOCK
+
+/* y[i * ldy + r] = x_i . w_r for the rows r in [r0, n) left over after the blocks of eight. */
+#define SHORT_TAIL(NAME, WT, LOAD)                                                                           \
+    static inline void NAME(const float *x, int64_t m, const WT *w, int64_t r0, int64_t n, int64_t k, float *y, \
+                            int64_t ldy) {                                                                   \
+        for (; r0 < n; r0++)                                                                                 \
+            for (int64_t i = 0; i < m; i++) {                                                                \
+                __m256 a = _mm256_setzero_ps();                                                              \
+                for (int64_t c = 0; c < k; c += 8)                                                           \
+                    a = _mm256_fmadd_ps(LOAD(w + r0 * k + c), _mm256_loadu_ps(x + i * k + c), a);           \
+                y[i * ldy + r0] = short_hsum(a);                                                             \
+            }                                                                                                \
+    }
+SHORT_TAIL(short_tail_f32, float, short_load_f32)
+SHORT_TAIL(short_tail_f16, uint16_t, short_load_f16)
+#undef SHORT_TAIL
+
+/* y[i * ldy + r] = x_i . w_r for i < m, r < n; W row r starts at element r * k. */
+static void short_rows_f32(const float *x, int64_t m, const float *w, int64_t n, int64_t k, float *y, int64_t ldy) {
+    int64_t r0 = 0;
+    for (; r0 + 8 <= n; r0 += 8) short_block_f32(x, m, w + r0 * k, k, y + r0, ldy);
+    short_tail_f32(x, m, w, r0, n, k, y, ldy);
+}
+
+/* f16: with several x rows, each block of W is widened once into L1 and
+ * shared by the rows, rather than converted again for every row. */
+static void short_rows_f16(const float *x, int64_t m, const uint16_t *w, int64_t n, int64_t k, float *y,
+                           int64_t ldy) {
+    float buf[8 * RM_KERN_SHORT_MAX_K] __attribute__((aligned(32)));
+    int64_t r0 = 0;
+    for (; r0 + 8 <= n; r0 += 8) {
+        if (m == 1) {
+            short_block_f16(x, m, w + r0 * k, k, y + r0, ldy);
+            continue;
+        }
+        for (int64_t c = 0; c < 8 * k; c += 8) _mm256_store_ps(buf + c, short_load_f16(w + r0 * k + c));
+        short_block_f32(x, m, buf, k, y + r0, ldy);
+    }
+    short_tail_f16(x, m, w, r0, n, k, y, ldy);
+}
+
+#endif
