@@ -9,6 +9,8 @@
  *    on TinyLlama shapes, 1 and 2 threads. Each timed call touches a fresh
  *    copy of the matrix (copies cycle through >= 256 MiB) so the weights come
  *    from DRAM as they do in a real decode, not from the last-level cache.
+ *    The last shape is a rank-16 LoRA B matrix (the expand of decode), run
+ *    by the short-row kernel.
  * 3. GEMM GFLOP/s at m = 512 (prefill) on the same shapes.
  * --crossover also times m = 1..32 to place the dot/GEMM switch.
  */
@@ -89,6 +91,7 @@ static const shape g_shapes[] = {
     {"ffn up 5632x2048", 5632, 2048},
     {"ffn down 2048x5632", 2048, 5632},
     {"lm_head 32000x2048", 32000, 2048},
+    {"lora B 5632x16", 5632, 16}, /* the LoRA expand: short rows (rank 16) */
 };
 
 /* Copies of a random weight matrix of type wt, enough to exceed the caches. */
@@ -193,6 +196,7 @@ int main(int argc, char **argv) {
         if (any_only && !only[wt]) continue;
         for (size_t is = 0; is < sizeof g_shapes / sizeof g_shapes[0]; is++) {
             const shape *s = &g_shapes[is];
+            if (s->k % rm_type_block_elems(wt)) continue; /* the rank-16 shape has no q8_0 form */
             size_t bytes;
             int copies;
             uint8_t *w = make_weights(wt, s->n, s->k, &bytes, &copies, min_total);
