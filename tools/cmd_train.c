@@ -63,6 +63,8 @@ static int usage(void) {
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
             "           [--lora-dropout P] [--rank R] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
+            "       ramole train retriever -m MODEL --data tasks.jsonl -o PROJECTION.safetensors ...\n"
+            "           (ramole train retriever --help)\n"
             "COMMON: [--epochs N | --steps N] [--lr LR] [--batch B] [--ctx T] [--accum N] [--warmup N]\n"
             "        [--weight-decay W] [--clip C] [--min-lr-ratio R] [--seed S] [--val F] [--truncate]\n"
             "        [--log LOG.jsonl] [--checkpoint CKPT [--resume] [--save-every N]] [--eval-every N]\n"
@@ -728,8 +730,9 @@ int cmd_train(int argc, char **argv) {
     const char *sub = argv[1];
     char cmd[64];
     snprintf(cmd, sizeof cmd, "train %s", sub);
+    if (!strcmp(sub, "retriever")) return cmd_train_retriever(argc, argv); /* tools/cmd_retrieval.c */
     if (strcmp(sub, "lora") && strcmp(sub, "base") && strcmp(sub, "router") && strcmp(sub, "router-eval")) {
-        fprintf(stderr, "ramole train: unknown trainer '%s' (lora, base, router, router-eval)\n", sub);
+        fprintf(stderr, "ramole train: unknown trainer '%s' (lora, base, router, router-eval, retriever)\n", sub);
         return usage();
     }
     train_opts o;

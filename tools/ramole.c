@@ -22,7 +22,9 @@ static const command commands[] = {
     {"convert", cmd_convert, "convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]   (HF folder <-> GGUF, PEFT <-> GGUF LoRA; OUT ending in .gguf writes GGUF)"},
     {"merge", cmd_merge, "merge -m MODEL --lora PATH[:W] [--lora ...] -o OUT [--type T]"},
     {"random-adapter", cmd_random_adapter, "random-adapter -m MODEL --rank R [--alpha A] [--targets q,k,v,o,gate,up,down] [--seed S] -o OUT [--format peft|gguf]"},
-    {"train", cmd_train, "train lora|base|router|router-eval ...   (ramole train --help)"},
+    {"train", cmd_train, "train lora|base|router|router-eval|retriever ...   (ramole train --help)"},
+    {"embed", cmd_embed, "embed -m MODEL [--projection P] [--layer L|final] [--pooling mean|mean_all|last] (-p TEXT... | --file FILE)   (JSON lines)"},
+    {"retrieve", cmd_retrieve, "retrieve -m MODEL [--projection P] --pool tasks.jsonl (-p TEXT... | --file FILE) [-k K] [--samples M]"},
     {"random-model", cmd_random_model, "random-model --arch llama|mistral|qwen2 --preset tiny|tinyllama-1.1b|qwen2.5-0.5b -o OUT [--format hf|gguf] [--type T] [--seed S] [--tokenizer PATH]"},
 };
 

@@ -34,6 +34,9 @@ struct rm_ctx {
     float *xo;                  /* [n_logits][hidden] */
     float *logits;              /* [n_logits][vocab] */
     int32_t *out_rows;          /* [n_logits] */
+    float *hid;                 /* [n_batch][hidden] kept hidden states, or NULL */
+    int hid_layer;              /* RM_HIDDEN_OFF, RM_HIDDEN_FINAL or 0..n_layers */
+    int hid_n;                  /* rows of hid filled by the last decode */
     rm_lora_state *lora;        /* NULL without LoRA */
     bool lora_on;               /* this step has tokens with adapters */
     int n_out;
@@ -127,6 +130,7 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     c->out_rows = rm_calloc((size_t)p.n_logits, sizeof *c->out_rows);
     if (!c->out_rows) ok = false;
     c->comp.pool = c->pool;
+    c->hid_layer = RM_HIDDEN_OFF;
     if (p.lora_max_k > 0) {
         rm_status lst = rm_lora_state_new(m, p.n_seq, p.n_batch, p.lora_max_k,
                                           p.lora_max_rank > 0 ? p.lora_max_rank : 64, p.n_threads, &c->lora);
@@ -139,9 +143,9 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     c->comp.work = rm_malloc(c->comp.work_size ? c->comp.work_size : 1);
     c->bytes += c->comp.work_size;
     if (!c->comp.work || !ok) {
+        double mib = (double)c->bytes / (1 << 20);
         rm_ctx_free(c);
-        return rm_err(RAMOLE_ERR_NOMEM, "context: out of memory (%.1f MiB requested; lower n_ctx or n_batch)",
-                      (double)c->bytes / (1 << 20));
+        return rm_err(RAMOLE_ERR_NOMEM, "context: out of memory (%.1f MiB requested; lower n_ctx or n_batch)", mib);
     }
     rm_rope_inv_freq(&cfg->rope, c->inv_freq);
     if (m->rope_freq_factors)
@@ -154,7 +158,7 @@ void rm_ctx_free(rm_ctx *c) {
     if (!c) return;
     rm_pool_free(c->pool);
     float *bufs[] = {c->k_cache, c->v_cache, c->x, c->xn, c->q, c->att, c->k, c->v, c->gate,
-                     c->up, c->scores, c->inv_freq, c->xo, c->logits};
+                     c->up, c->scores, c->inv_freq, c->xo, c->logits, c->hid};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
     rm_free(c->seq_len);
     rm_free(c->seq_len_next);
@@ -175,6 +179,31 @@ void rm_ctx_seq_clear(rm_ctx *c, int seq) {
 size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
 rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }
 rm_lora_state *rm_ctx_lora(rm_ctx *c) { return c->lora; }
+
+rm_status rm_ctx_keep_hidden(rm_ctx *c, int layer) {
+    if (layer == RM_HIDDEN_OFF) {
+        c->hid_layer = RM_HIDDEN_OFF;
+        c->hid_n = 0;
+        return RAMOLE_OK;
+    }
+    if (layer != RM_HIDDEN_FINAL && (layer < 0 || layer > c->m->cfg.n_layers))
+        return rm_err(RAMOLE_ERR_RANGE, "hidden states of layer %d: the model has layers 0..%d (or the final norm)",
+                      layer, c->m->cfg.n_layers);
+    if (!c->hid) {
+        size_t n = (size_t)c->p.n_batch * (size_t)c->m->cfg.hidden;
+        c->hid = rm_malloc(n * sizeof(float));
+        if (!c->hid) return rm_err(RAMOLE_ERR_NOMEM, "context: out of memory for hidden states");
+        c->bytes += n * sizeof(float);
+    }
+    c->hid_layer = layer;
+    c->hid_n = 0;
+    return RAMOLE_OK;
+}
+
+const float *rm_ctx_hidden(const rm_ctx *c, int i) {
+    if (c->hid_layer == RM_HIDDEN_OFF || i < 0 || i >= c->hid_n) return NULL;
+    return c->hid + (size_t)i * (size_t)c->m->cfg.hidden;
+}
 
 /* ---- row-parallel element-wise work ---------------------------------------- */
 
@@ -312,6 +341,8 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
                              (size_t)b->tokens[i] * rm_type_row_bytes(m->tok_embd.type, d);
         rm_convert(RM_TYPE_F32, c->x + (size_t)i * d, m->tok_embd.type, row, d);
     }
+    c->hid_n = 0;
+    if (c->hid_layer == 0) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
 
     for (int l = 0; l < cfg->n_layers; l++) {
         const rm_layer *L = &m->layers[l];
@@ -336,7 +367,10 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
         rows(c, ROWS_SWIGLU, n, c->gate, c->up, NULL, cfg->ffn);
         project(c, c->xn, c->gate, n, &L->w_down, RM_TARGET_DOWN);
         rm_vec_add(c->x, c->xn, (int64_t)n * d);
+        if (c->hid_layer == l + 1) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
     }
+    if (c->hid_layer == RM_HIDDEN_FINAL) rows(c, ROWS_RMSNORM, n, c->hid, c->x, m->out_norm, d);
+    if (c->hid_layer != RM_HIDDEN_OFF) c->hid_n = n;
 
     c->n_out = 0;
     for (int i = 0; i < n; i++) {

@@ -138,6 +138,22 @@ rm_pool  *rm_ctx_pool(rm_ctx *c);
  * rm_lora_set(rm_ctx_lora(ctx), seq, &composition) chooses a sequence's adapters. */
 struct rm_lora_state *rm_ctx_lora(rm_ctx *c);
 
+/*
+ * Hidden states (for embeddings). After rm_ctx_keep_hidden(c, layer) every
+ * later decode also keeps, for each token of its batch, the hidden state at
+ * `layer`: 0..n_layers is the residual stream after that many blocks (0: the
+ * token embeddings), RM_HIDDEN_FINAL the last block's output after the final
+ * norm (what the output head reads). RM_HIDDEN_OFF stops keeping them. The
+ * row buffer is allocated here, once; decoding still never allocates and
+ * computes exactly what it computed before (logits included).
+ * rm_ctx_hidden(c, i) is the [hidden] row of batch token i of the last
+ * decode, NULL when nothing is kept or i is out of range.
+ */
+#define RM_HIDDEN_FINAL (-1)
+#define RM_HIDDEN_OFF   (-2)
+rm_status    rm_ctx_keep_hidden(rm_ctx *c, int layer);
+const float *rm_ctx_hidden(const rm_ctx *c, int i);
+
 /* ---- sampler -------------------------------------------------------------- */
 
 typedef struct {

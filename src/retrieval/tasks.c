@@ -1,0 +1,271 @@
+/*
+ * tasks.c — task-grouped JSONL inputs, held-out task splits, task vectors
+ * and top-1 accuracy (see tasks.h).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "retrieval/embed.h"
+#include "retrieval/tasks.h"
+
+void rm_task_data_free(rm_task_data *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) rm_free(d->inputs[i]);
+    for (int t = 0; t < d->n_tasks; t++) rm_free(d->names[t]);
+    rm_free(d->inputs);
+    rm_free(d->task);
+    rm_free(d->line);
+    rm_free(d->names);
+    rm_free(d->count);
+    rm_free(d);
+}
+
+int rm_task_data_find(const rm_task_data *d, const char *name) {
+    for (int t = 0; t < d->n_tasks; t++)
+        if (!strcmp(d->names[t], name)) return t;
+    return -1;
+}
+
+static bool grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return true;
+    int c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = rm_realloc(*p, (size_t)c * elem);
+    if (!q) return false;
+    *p = q, *cap = c;
+    return true;
+}
+
+/* One line -> (task, input) strings; messages get "name:line: " from the caller. */
+static rm_status parse_line(const char *s, size_t n, char **task, char **input) {
+    *task = *input = NULL;
+    json_error_t je;
+    json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+    if (!j) return rm_err(RAMOLE_ERR_FORMAT, "malformed JSON (column %d): %s", je.column, je.text);
+    rm_status st = RAMOLE_OK;
+    json_t *t = json_object_get(j, "task"), *in = json_object_get(j, "input");
+    if (!json_is_object(j)) st = rm_err(RAMOLE_ERR_FORMAT, "expected a JSON object {\"task\": ..., \"input\": ...}");
+    else if (!t || !json_is_string(t)) st = rm_err(RAMOLE_ERR_FORMAT, "missing or non-string \"task\"");
+    else if (!in || !json_is_string(in)) st = rm_err(RAMOLE_ERR_FORMAT, "missing or non-string \"input\"");
+    else if (!json_string_length(t)) st = rm_err(RAMOLE_ERR_INVALID, "empty \"task\"");
+    else if (!json_string_length(in)) st = rm_err(RAMOLE_ERR_INVALID, "empty \"input\"");
+    else if (strlen(json_string_value(t)) != json_string_length(t) ||
+             strlen(json_string_value(in)) != json_string_length(in))
+        st = rm_err(RAMOLE_ERR_FORMAT, "\"task\" or \"input\" contains a NUL character");
+    else {
+        *task = rm_strdup(json_string_value(t));
+        *input = rm_strdup(json_string_value(in));
+        if (!*task || !*input) {
+            rm_free(*task), rm_free(*input);
+            *task = *input = NULL;
+            st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        }
+    }
+    json_decref(j);
+    return st;
+}
+
+rm_status rm_task_data_parse(const char *text, size_t len, const char *name, int min_per_task, rm_task_data **out) {
+    *out = NULL;
+    rm_task_data *d = rm_calloc(1, sizeof *d);
+    if (!d) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    int cap = 0, tcap = 0, cap2 = 0, cap3 = 0, tcap2 = 0;
+    rm_status st = RAMOLE_OK;
+    int line = 0;
+    for (size_t pos = 0; pos < len && !st;) {
+        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + 1;
+        line++;
+        size_t k = 0;
+        while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
+        if (k == n) continue;
+        char *task, *input;
+        if ((st = parse_line(s, n, &task, &input)) != RAMOLE_OK) {
+            rm_err_prefix(st, "%s:%d", name, line);
+            break;
+        }
+        int t = rm_task_data_find(d, task);
+        if (t < 0) {
+            if (!grow((void **)&d->names, &tcap, d->n_tasks + 1, sizeof *d->names) ||
+                !grow((void **)&d->count, &tcap2, d->n_tasks + 1, sizeof *d->count)) {
+                rm_free(task), rm_free(input);
+                st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            t = d->n_tasks++;
+            d->names[t] = task;
+            d->count[t] = 0;
+        } else
+            rm_free(task);
+        if (!grow((void **)&d->inputs, &cap, d->n + 1, sizeof *d->inputs) ||
+            !grow((void **)&d->task, &cap2, d->n + 1, sizeof *d->task) ||
+            !grow((void **)&d->line, &cap3, d->n + 1, sizeof *d->line)) {
+            rm_free(input);
+            st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+            break;
+        }
+        d->inputs[d->n] = input;
+        d->task[d->n] = t;
+        d->line[d->n] = line;
+        d->n++;
+        d->count[t]++;
+    }
+    if (!st && d->n == 0) st = rm_err(RAMOLE_ERR_INVALID, "%s: no examples", name);
+    for (int t = 0; !st && t < d->n_tasks; t++)
+        if (d->count[t] < min_per_task)
+            st = rm_err(RAMOLE_ERR_INVALID, "%s: task '%s' has %d example%s; each task needs at least %d (a positive "
+                        "pair is two different inputs of one task)", name, d->names[t], d->count[t],
+                        d->count[t] == 1 ? "" : "s", min_per_task);
+    if (st) {
+        rm_task_data_free(d);
+        return st;
+    }
+    *out = d;
+    return RAMOLE_OK;
+}
+
+rm_status rm_task_data_load(const char *path, int min_per_task, rm_task_data **out) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    RM_TRY(rm_file_read(path, &text, &len));
+    rm_status st = rm_task_data_parse(text, len, path, min_per_task, out);
+    rm_free(text);
+    return st;
+}
+
+/* ---- held-out tasks and inputs ------------------------------------------------------- */
+
+static void shuffle(int *a, int n, uint64_t *r);
+
+rm_status rm_task_split_fraction(const rm_task_data *d, double frac, uint64_t seed, bool *held) {
+    int T = d->n_tasks;
+    memset(held, 0, (size_t)T * sizeof *held);
+    if (!(frac >= 0 && frac < 1)) return rm_err(RAMOLE_ERR_RANGE, "held-out fraction %g (0 to below 1)", frac);
+    if (frac == 0) return RAMOLE_OK;
+    int k = (int)lround(frac * T);
+    if (k < 1) k = 1;
+    if (k > T - 2) k = T - 2;
+    if (k < 1)
+        return rm_err(RAMOLE_ERR_INVALID, "cannot hold out tasks: there are %d, and training needs 2 of them", T);
+    int *perm = rm_malloc((size_t)T * sizeof *perm);
+    if (!perm) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < T; i++) perm[i] = i;
+    uint64_t r = seed ^ 0x7a5c0ffee1234567ull;
+    shuffle(perm, T, &r);
+    for (int i = 0; i < k; i++) held[perm[i]] = true;
+    rm_free(perm);
+    return RAMOLE_OK;
+}
+
+static void shuffle(int *a, int n, uint64_t *r) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rm_rng_next(r) % (uint64_t)(i + 1));
+        int x = a[i];
+        a[i] = a[j], a[j] = x;
+    }
+}
+
+rm_status rm_task_split_inputs(const rm_task_data *d, double frac, uint64_t seed, const bool *train_task, bool *held) {
+    memset(held, 0, (size_t)d->n * sizeof *held);
+    if (!(frac >= 0 && frac < 1)) return rm_err(RAMOLE_ERR_RANGE, "held-out fraction %g (0 to below 1)", frac);
+    if (frac == 0) return RAMOLE_OK;
+    int *rows = rm_malloc((size_t)d->n * sizeof *rows);
+    if (!rows) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    uint64_t r = seed ^ 0x1b873593c2b2ae35ull;
+    for (int t = 0; t < d->n_tasks; t++) {
+        if (train_task && !train_task[t]) continue;
+        int c = 0;
+        for (int i = 0; i < d->n; i++)
+            if (d->task[i] == t) rows[c++] = i;
+        int k = (int)lround(frac * c);
+        if (k > c - 2) k = c - 2;
+        shuffle(rows, c, &r);
+        for (int i = 0; i < k; i++) held[rows[i]] = true;
+    }
+    rm_free(rows);
+    return RAMOLE_OK;
+}
+
+rm_status rm_task_split_file(const rm_task_data *d, const char *path, bool *held) {
+    memset(held, 0, (size_t)d->n_tasks * sizeof *held);
+    char *text = NULL;
+    size_t len = 0;
+    RM_TRY(rm_file_read(path, &text, &len));
+    rm_status st = RAMOLE_OK;
+    int line = 0;
+    for (size_t pos = 0; pos < len && !st;) {
+        char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + 1;
+        line++;
+        while (n && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+        while (n && (*s == ' ' || *s == '\t')) s++, n--;
+        if (!n) continue;
+        s[n] = 0;
+        int t = rm_task_data_find(d, s);
+        if (t < 0) st = rm_err(RAMOLE_ERR_NOT_FOUND, "%s:%d: task '%.80s' is not in the data", path, line, s);
+        else held[t] = true;
+    }
+    rm_free(text);
+    return st;
+}
+
+/* ---- representations and accuracy -------------------------------------------------- */
+
+/* Rows of task t in file order, at most max, skipping row `skip`; returns the count. */
+static int task_rows(const rm_task_data *d, int t, int skip, int max, int *rows) {
+    int c = 0;
+    for (int i = 0; i < d->n && c < max; i++)
+        if (d->task[i] == t && i != skip) rows[c++] = i;
+    return c;
+}
+
+void rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out) {
+    int *rows = rm_malloc((size_t)(m > 0 ? m : 1) * sizeof *rows);
+    for (int t = 0; t < d->n_tasks; t++) {
+        int c = rows ? task_rows(d, t, -1, m, rows) : 0;
+        rm_embed_mean(E, dim, rows, c, out + (size_t)t * dim);
+    }
+    rm_free(rows);
+}
+
+static double dot(const float *a, const float *b, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+rm_status rm_task_top1(const rm_task_data *d, const float *E, int dim, int m, const bool *query,
+                       rm_retrieval_score *out) {
+    out->queries = out->correct = 0;
+    if (m < 1) return rm_err(RAMOLE_ERR_RANGE, "samples per task %d", m);
+    float *reps = rm_malloc((size_t)d->n_tasks * (size_t)dim * sizeof *reps);
+    float *own = rm_malloc((size_t)dim * sizeof *own);
+    int *rows = rm_malloc((size_t)m * sizeof *rows);
+    if (!reps || !own || !rows) {
+        rm_free(reps), rm_free(own), rm_free(rows);
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    }
+    rm_task_vectors(d, E, dim, m, reps);
+    for (int q = 0; q < d->n; q++) {
+        int t = d->task[q];
+        if (query && !query[q]) continue;
+        int c = task_rows(d, t, q, m, rows);
+        if (c == 0) continue; /* a task of one input has no other evidence */
+        rm_embed_mean(E, dim, rows, c, own);
+        const float *e = E + (size_t)q * dim;
+        int best = -1;
+        double bs = 0;
+        for (int k = 0; k < d->n_tasks; k++) {
+            double s = dot(e, k == t ? own : reps + (size_t)k * dim, dim);
+            if (best < 0 || s > bs) best = k, bs = s;
+        }
+        out->queries++;
+        out->correct += best == t;
+    }
+    rm_free(reps), rm_free(own), rm_free(rows);
+    return RAMOLE_OK;
+}
