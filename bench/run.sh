@@ -9,13 +9,17 @@
 #  4. the llama.cpp peer (bench/llamacpp/bench.mjs, node-llama-cpp's prebuilt CPU build,
 #     installed by scripts/peers.sh) on the same files and thread counts;
 #  5. a markdown table of tokens/s and ramole/llama.cpp ratios (also saved to
-#     .cache/bench/last.md, raw JSON lines to .cache/bench/last.jsonl).
+#     .cache/bench/last.md, raw JSON lines to .cache/bench/last.jsonl);
+#  6.-8. heterogeneous LoRA batches, tokenizer speed, and training tokens/s against
+#     PyTorch (bench/train_bench.sh; skipped where torch is absent).
 #
 # A piece that is missing prints "skipped: ..." and the rest goes on; the exit status
 # is non-zero only when a piece that exists fails.
 #
 # Environment: BUILD (default build), BENCH_THREADS ("1 2"), BENCH_PROMPT (512),
 #   BENCH_DECODE (64), BENCH_TYPES ("f16 q8_0"), BENCH_REPS (1, llama.cpp peer reps),
+#   BENCH_TRAIN (1; 0 skips the training bench, bench/train_bench.sh, which has its own
+#   TRAIN_BENCH_* settings),
 #   BENCH_PEER (1; 0 skips llama.cpp), BENCH_KERNELS (1; 0 skips the microbench),
 #   BENCH_MODELS_DIR (.cache/bench), BENCH_MODELS (space-separated GGUF paths to use
 #   instead of the generated ones), BENCH_NICE (e.g. -10: run both engines' timed
@@ -224,6 +228,15 @@ if [ "${BENCH_TOKENIZER:-1}" = 0 ]; then
   skip "tokenizer bench (BENCH_TOKENIZER=0)"
 else
   BUILD=$BUILD bash bench/tokenizer_bench.sh || fail "bench/tokenizer_bench.sh exited $?"
+fi
+
+# ---- 8. training against PyTorch -------------------------------------------------------------------
+say ""
+say "## training tokens/s (ramole vs PyTorch, same model, batch and optimiser)"
+if [ "${BENCH_TRAIN:-1}" = 0 ]; then
+  skip "training bench (BENCH_TRAIN=0)"
+else
+  BUILD=$BUILD bash bench/train_bench.sh || fail "bench/train_bench.sh exited $?"
 fi
 
 exit $FAILED

@@ -36,7 +36,9 @@
  * table of named tensors, so that optimisers and checkpoints see one vector.
  *
  * Threads and determinism: matrix products are OpenBLAS gemm calls split by
- * output rows over the tm's rm_pool; row work (norms, RoPE, attention per
+ * output rows (or columns, for products with few rows) over the tm's
+ * rm_pool, OpenBLAS itself single-threaded (measured faster here than
+ * OpenBLAS's own threads: bench/bench_train's sgemm peak line); row work (norms, RoPE, attention per
  * (sequence, head)) is split by rows; every reduction over rows (norm and
  * bias gradients, embedding scatter, loss sum) runs in a fixed order. For a
  * given thread count results are bit-identical from run to run.
@@ -45,7 +47,8 @@
  * max_batch x max_seq positions; forward/backward never allocate.
  * Activations kept: per layer the residual input, both normed inputs and
  * their 1/rms, q/k/v after RoPE, attention probabilities [B][H][T][T],
- * attention output, gate/up pre-activations and SwiGLU output.
+ * attention output, gate/up pre-activations, sigmoid of the gate and SwiGLU
+ * output; LORA: U = X A^T of every adapted module.
  *
  * Lifetimes: a tm owns everything it uses (copies of the base and of the
  * adapters). A trainer borrows its tm: free the trainer first.
@@ -150,6 +153,22 @@ rm_status rm_tm_f32_export_adapter(const rm_tm_f32 *tm, rm_adapter *dst);
  * scaling is). */
 rm_status rm_tm_f32_export_model(const rm_tm_f32 *tm, rm_model **out);
 
+/*
+ * Where the time of forward/backward goes, counted always (a clock read per
+ * matrix product and per attention pass: noise next to the work). gemm: the
+ * projections, the head and the LoRA/router products (every mm() call, wall
+ * time on the submitting thread, so a product split over the pool counts
+ * once); attention: the per-(sequence, head) passes, their small gemms and
+ * softmax included. Flops are 2 M N K per product (attention: its gemms
+ * over the full T x T square). Summed since creation or the last reset.
+ */
+typedef struct {
+    double gemm_s, gemm_flop;
+    double attn_s, attn_flop;
+    int64_t n_gemm;
+} rm_train_profile;
+void rm_tm_f32_profile(rm_tm_f32 *tm, rm_train_profile *out, bool reset);
+
 /* The same in double. */
 rm_status rm_tm_f64_new(const rm_model *base, const rm_train_params *p, rm_tm_f64 **out);
 rm_status rm_tm_f64_new_random(const rm_model_config *cfg, uint64_t seed, float std, const rm_train_params *p,
@@ -167,6 +186,7 @@ rm_status rm_tm_f64_loss(rm_tm_f64 *tm, const rm_train_batch *b, double *loss);
 rm_status rm_tm_f64_backward(rm_tm_f64 *tm, const rm_train_batch *b, double grad_scale, double *loss);
 rm_status rm_tm_f64_export_adapter(const rm_tm_f64 *tm, rm_adapter *dst);
 rm_status rm_tm_f64_export_model(const rm_tm_f64 *tm, rm_model **out);
+void      rm_tm_f64_profile(rm_tm_f64 *tm, rm_train_profile *out, bool reset);
 
 /* ---- optimiser ------------------------------------------------------------ */
 

@@ -10,12 +10,17 @@
  *
  * Layout: rows are positions, row i = b*T + t of the batch (N = B*T rows).
  * Linear modules follow HF: W [dout][din], Y [N][dout] = X [N][din] W^T.
- * Backward of one module: dW += dY^T X, dX = dY W; LoRA: U = X A^T,
- * dB += s dY^T U, dU = s dY B, dA += dU^T X, dX += dU A; the router is
- * gemms per (sequence, expert slot) plus a per-token softmax (see the
- * router section).
+ * Backward of one module: dW += dY^T X (FULL only: frozen weights get no
+ * product), dX = dY W; LoRA: U = X A^T (kept from the forward, one gemm per
+ * group of modules that share X: q,k,v / o / gate,up / down),
+ * dB += s dY^T U, dU = s dY B, dA += dU^T X, dX += dU_group A_group (one
+ * gemm per group); in LoRA training the first layer's q,k,v input gradient
+ * is skipped (the embedding is frozen). The router is gemms per (sequence,
+ * expert slot) plus a per-token softmax (see the router section).
+ * The loss and dlogits come from one softmax pass per row in the backward.
  *
- * Threads: mm() splits a gemm by rows of its output over the pool;
+ * Threads: mm() splits a gemm by rows of its output over the pool (by
+ * columns when it has under 64 rows and many columns);
  * attention items (sequence, head) run their own small gemms on a worker;
  * OpenBLAS itself is single-threaded (openblas_set_num_threads(1), as in
  * the kernels module), so nothing is oversubscribed.
@@ -92,6 +97,7 @@ struct TM_TYPE {
     REAL *ao;                 /* [L][N][qd] attention output */
     REAL *xm;                 /* [L][N][d] after the attention residual */
     REAL *g, *u, *h;          /* [L][N][f] gate, up pre-activations, SwiGLU output */
+    REAL *sg;                 /* [L][N][f] sigmoid(gate), kept for the SwiGLU backward */
     REAL *xf;                 /* [N][d] final normed */
     REAL *rsf;                /* [N] */
     REAL *xg;                 /* [N][d] gathered masked-in rows of xf */
@@ -104,7 +110,18 @@ struct TM_TYPE {
     REAL *dq, *dk, *dv, *dao; /* [N][qd], [N][kvd] x2, [N][qd] */
     REAL *dg, *du, *dh;       /* [N][f] */
     REAL *tmp;                /* [N][max(d,qd,f)] projection outputs */
-    REAL *lu, *ldu;           /* [N][max_rank] LoRA U, dU (router: one sequence's U, dU) */
+    REAL *lu, *ldu;           /* ROUTER: [N][max_rank] one sequence's U, dU */
+    /* LORA: the U = X A^T of every module, kept from the forward. A layer's
+     * modules sit side by side in a row of lw columns (q k v o gate up down,
+     * rank columns each), so that the modules that read the same input
+     * (q,k,v; gate,up) form one contiguous block computed by one gemm against
+     * their A's stacked in lag. */
+    int lw;                   /* LORA: widest layer (sum of its ranks) */
+    int *loff;                /* LORA: [L*COUNT] column of a module in its layer's row */
+    int64_t *laoff;           /* LORA: [L*COUNT] offset of a module's A in lag */
+    REAL *lus;                /* LORA: [L][N][lw] U */
+    REAL *ldus;               /* LORA: [N][lw] dU of the layer being differentiated */
+    REAL *lag;                /* LORA: stacked A's, per layer in module order (copied each forward) */
     int ks;                   /* ROUTER: expert slots per token (max experts per sequence) */
     REAL *rv, *rdv;           /* ROUTER: [N][ks][dmax] expert outputs v and their gradients */
     REAL *rk, *rdk;           /* ROUTER: [N][ks][max_rank] keys B_r^T v and their gradients */
@@ -117,6 +134,7 @@ struct TM_TYPE {
     int B, T;
     int32_t *exl;             /* [max_b][RM_TRAIN_MAX_K] effective expert lists */
     int32_t *exn;             /* [max_b] */
+    rm_train_profile prof;    /* time counters (TM_(profile)) */
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -163,6 +181,15 @@ static void mm_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
          j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta, j->C + lo * j->ldc, j->ldc);
 }
 
+/* The same split by columns of C (for products with few rows and many
+ * columns, such as LoRA's dA = dU^T X: r rows). */
+static void mm_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    mm_job *j = arg;
+    const REAL *B = j->tb ? j->B + lo * j->ldb : j->B + lo;
+    GEMM(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, j->M, (int)(hi - lo),
+         j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta, j->C + lo, j->ldc);
+}
+
 static void mm(TM_TYPE *tm, bool ta, bool tb, int M, int N, int K, REAL alpha, const REAL *A, int lda,
                const REAL *B, int ldb, REAL beta, REAL *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -172,9 +199,14 @@ static void mm(TM_TYPE *tm, bool ta, bool tb, int M, int N, int K, REAL alpha, c
         return;
     }
     mm_job j = {ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
-    double work = (double)M * N * K;
-    if (work < 32768.0 || M < 2 * tm->nth) mm_rows(tm, &j, 0, M, 0);
+    double work = (double)M * N * K, t0 = rm_time_now();
+    if (work < 32768.0 || tm->nth == 1) mm_rows(tm, &j, 0, M, 0);
+    else if (M < 64 && N >= 64 * tm->nth) pfor(tm, N, mm_cols, &j);
+    else if (M < 2 * tm->nth) mm_rows(tm, &j, 0, M, 0);
     else pfor(tm, M, mm_rows, &j);
+    tm->prof.gemm_s += rm_time_now() - t0;
+    tm->prof.gemm_flop += 2 * work;
+    tm->prof.n_gemm++;
 }
 
 /* ---- creation ------------------------------------------------------------------ */
@@ -301,6 +333,7 @@ void TM_(free)(TM_TYPE *tm) {
                     tm->xf,  tm->rsf, tm->xg,  tm->logits, tm->rows, tm->row_loss, tm->dx, tm->dxn,
                     tm->dq,  tm->dk,  tm->dv,  tm->dao, tm->dg,   tm->du,  tm->dh,       tm->tmp,
                     tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->ascr, tm->exl, tm->exn,      tm->W.L,
+                    tm->sg,  tm->loff, tm->laoff, tm->lus, tm->ldus, tm->lag,
                     tm->G.L};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
     rm_free(tm);
@@ -489,6 +522,7 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
         tm->g = tm_alloc(L * N * f, sizeof(REAL), &ok);
         tm->u = tm_alloc(L * N * f, sizeof(REAL), &ok);
         tm->h = tm_alloc(L * N * f, sizeof(REAL), &ok);
+        tm->sg = tm_alloc(L * N * f, sizeof(REAL), &ok);
         tm->xf = tm_alloc(N * d, sizeof(REAL), &ok);
         tm->rsf = tm_alloc(N, sizeof(REAL), &ok);
         tm->xg = tm_alloc(N * d, sizeof(REAL), &ok);
@@ -510,6 +544,29 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
         tm->exl = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(int32_t), &ok);
         tm->exn = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
         tm->ascr = tm_alloc((size_t)tm->nth * T * T, sizeof(REAL), &ok);
+        if (p->kind == RM_TRAIN_LORA) {
+            int nm = tm->L_ * RM_TARGET_COUNT;
+            tm->loff = tm_alloc((size_t)nm, sizeof(int), &ok);
+            tm->laoff = tm_alloc((size_t)nm, sizeof(int64_t), &ok);
+            if (!ok) goto nomem;
+            int64_t ao = 0;
+            for (int l = 0; l < tm->L_; l++) {
+                int w = 0;
+                for (int t = 0; t < RM_TARGET_COUNT; t++) {
+                    int64_t din, dout;
+                    tm_target_dims(tm, t, &din, &dout);
+                    tm->loff[l * RM_TARGET_COUNT + t] = w;
+                    tm->laoff[l * RM_TARGET_COUNT + t] = ao;
+                    w += tm->ad[l * RM_TARGET_COUNT + t].rank;
+                    ao += (int64_t)tm->ad[l * RM_TARGET_COUNT + t].rank * din;
+                }
+                if (w > tm->lw) tm->lw = w;
+            }
+            size_t lw = (size_t)(tm->lw ? tm->lw : 1);
+            tm->lus = tm_alloc(L * N * lw, sizeof(REAL), &ok);
+            tm->ldus = tm_alloc(N * lw, sizeof(REAL), &ok);
+            tm->lag = tm_alloc((size_t)ao, sizeof(REAL), &ok);
+        }
         if (p->kind == RM_TRAIN_ROUTER) {
             size_t KS = (size_t)tm->ks;
             tm->rv = tm_alloc(N * KS * (size_t)tm->dmax, sizeof(REAL), &ok);
@@ -554,6 +611,10 @@ const rm_train_tensor *TM_(tensor)(const TM_TYPE *tm, int i) {
     return i >= 0 && i < tm->n_tens ? &tm->tens[i] : NULL;
 }
 rm_pool *TM_(pool)(TM_TYPE *tm) { return tm->pool; }
+void TM_(profile)(TM_TYPE *tm, rm_train_profile *out, bool reset) {
+    if (out) *out = tm->prof;
+    if (reset) memset(&tm->prof, 0, sizeof tm->prof);
+}
 void TM_(zero_grad)(TM_TYPE *tm) { memset(tm->grads, 0, tm->n_params * sizeof(REAL)); }
 
 rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
@@ -659,13 +720,22 @@ static void norm_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int it
     }
 }
 
-/* gw[c] += sum_i dy[i][c] x[i][c] rs[i], columns split, rows in order. */
+/* gw[c] += sum_i dy[i][c] x[i][c] rs[i], columns split, rows in order
+ * (each column's sum runs over i = 0, 1, ... whatever the split; the
+ * partial sums of a chunk of columns sit in the gradient's own slots'
+ * scratch, walked row by row for the cache). */
 static void norm_bwd_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     norm_bwd_job *j = arg;
-    for (int64_t c = lo; c < hi; c++) {
-        REAL s = 0;
-        for (int i = 0; i < j->n_rows; i++) s += j->dy[i * j->n + c] * j->x[i * j->n + c] * j->rs[i];
-        j->gw[c] += s;
+    REAL acc[256];
+    for (int64_t c0 = lo; c0 < hi; c0 += 256) {
+        int64_t w = hi - c0 < 256 ? hi - c0 : 256;
+        for (int64_t c = 0; c < w; c++) acc[c] = 0;
+        for (int i = 0; i < j->n_rows; i++) {
+            const REAL *dy = j->dy + i * j->n + c0, *x = j->x + i * j->n + c0;
+            REAL r = j->rs[i];
+            for (int64_t c = 0; c < w; c++) acc[c] += dy[c] * x[c] * r;
+        }
+        for (int64_t c = 0; c < w; c++) j->gw[c0 + c] += acc[c];
     }
 }
 
@@ -686,10 +756,15 @@ typedef struct {
 
 static void colsum_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     colsum_job *j = arg;
-    for (int64_t c = lo; c < hi; c++) {
-        REAL s = 0;
-        for (int i = 0; i < j->n_rows; i++) s += j->d[i * j->n + c];
-        j->g[c] += s;
+    REAL acc[256]; /* per column, rows in order (as norm_bwd_cols) */
+    for (int64_t c0 = lo; c0 < hi; c0 += 256) {
+        int64_t w = hi - c0 < 256 ? hi - c0 : 256;
+        for (int64_t c = 0; c < w; c++) acc[c] = 0;
+        for (int i = 0; i < j->n_rows; i++) {
+            const REAL *dm = j->d + i * j->n + c0;
+            for (int64_t c = 0; c < w; c++) acc[c] += dm[c];
+        }
+        for (int64_t c = 0; c < w; c++) j->g[c0 + c] += acc[c];
     }
 }
 
@@ -821,20 +896,22 @@ static void att_bwd_items(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int it
 typedef struct {
     const REAL *g, *u;
     REAL *h;
+    REAL *sg; /* sigmoid(g): written by the forward, read by the backward */
 } swiglu_job;
 
 static void swiglu_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     swiglu_job *j = arg;
     for (int64_t i = lo * tm->f; i < hi * tm->f; i++) {
-        REAL g = j->g[i];
-        j->h[i] = g / ((REAL)1 + REXP(-g)) * j->u[i];
+        REAL g = j->g[i], sg = (REAL)1 / ((REAL)1 + REXP(-g));
+        j->sg[i] = sg;
+        j->h[i] = g * sg * j->u[i];
     }
 }
 
 static void swiglu_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     swiglu_job *j = arg;
     for (int64_t i = lo * tm->f; i < hi * tm->f; i++) {
-        REAL g = j->g[i], sg = (REAL)1 / ((REAL)1 + REXP(-g));
+        REAL g = j->g[i], sg = j->sg[i];
         REAL dh = tm->dh[i];
         tm->du[i] = dh * g * sg;
         tm->dg[i] = dh * j->u[i] * sg * ((REAL)1 + g * ((REAL)1 - sg));
@@ -980,7 +1057,47 @@ static void router_bwd(TM_TYPE *tm, router_job *j) {
 
 /* ---- projections ------------------------------------------------------------------------ */
 
-/* Y [n][dout] = X [n][din] W^T + adapter terms (no bias). */
+/* LORA: the block of nt modules from target t0 that read the same input X
+ * (q,k,v; o; gate,up; down). Its width (sum of the ranks) and its columns
+ * in the layer's U row. */
+static int lora_group_width(const TM_TYPE *tm, int l, int t0, int nt) {
+    int w = 0;
+    for (int t = t0; t < t0 + nt; t++) w += tm->ad[l * RM_TARGET_COUNT + t].rank;
+    return w;
+}
+
+/* LORA forward of a group: stack the A's, U = X [A_t0; ...]^T into lus. */
+static void lora_group_u(TM_TYPE *tm, int l, int t0, int nt, const REAL *X, int n) {
+    if (tm->kind != RM_TRAIN_LORA) return;
+    int w = lora_group_width(tm, l, t0, nt);
+    if (!w) return;
+    int64_t din, dout;
+    tm_target_dims(tm, t0, &din, &dout);
+    REAL *Ag = tm->lag + tm->laoff[l * RM_TARGET_COUNT + t0];
+    for (int t = t0; t < t0 + nt; t++) {
+        const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
+        if (m->rank) /* a module the adapter lacks has no A (NULL) */
+            memcpy(tm->lag + tm->laoff[l * RM_TARGET_COUNT + t], m->A, (size_t)m->rank * (size_t)din * sizeof(REAL));
+    }
+    size_t NM = (size_t)tm->max_b * tm->max_t;
+    REAL *U = tm->lus + (size_t)l * NM * tm->lw + tm->loff[l * RM_TARGET_COUNT + t0];
+    mm(tm, false, true, n, w, (int)din, 1, X, (int)din, Ag, (int)din, 0, U, tm->lw);
+}
+
+/* LORA backward of a group, after proj_bwd of each of its modules left dU
+ * in ldus: dX += dU_group [A_t0; ...]. */
+static void lora_group_dx(TM_TYPE *tm, int l, int t0, int nt, REAL *dX, int n) {
+    if (tm->kind != RM_TRAIN_LORA || !dX) return;
+    int w = lora_group_width(tm, l, t0, nt);
+    if (!w) return;
+    int64_t din, dout;
+    tm_target_dims(tm, t0, &din, &dout);
+    mm(tm, false, false, n, (int)din, w, 1, tm->ldus + tm->loff[l * RM_TARGET_COUNT + t0], tm->lw,
+       tm->lag + tm->laoff[l * RM_TARGET_COUNT + t0], (int)din, 1, dX, (int)din);
+}
+
+/* Y [n][dout] = X [n][din] W^T + adapter terms (no bias). LORA: U of the
+ * module's group was computed by lora_group_u. */
 static void proj_fwd(TM_TYPE *tm, int l, int t, const REAL *X, REAL *Y, int n) {
     int64_t din, dout;
     tm_target_dims(tm, t, &din, &dout);
@@ -988,8 +1105,9 @@ static void proj_fwd(TM_TYPE *tm, int l, int t, const REAL *X, REAL *Y, int n) {
     if (tm->kind == RM_TRAIN_LORA) {
         const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
         if (!m->rank) return;
-        mm(tm, false, true, n, m->rank, (int)din, 1, X, (int)din, m->A, (int)din, 0, tm->lu, m->rank);
-        mm(tm, false, true, n, (int)dout, m->rank, m->scale, tm->lu, m->rank, m->B, m->rank, 1, Y, (int)dout);
+        size_t NM = (size_t)tm->max_b * tm->max_t;
+        const REAL *U = tm->lus + (size_t)l * NM * tm->lw + tm->loff[l * RM_TARGET_COUNT + t];
+        mm(tm, false, true, n, (int)dout, m->rank, m->scale, U, tm->lw, m->B, m->rank, 1, Y, (int)dout);
     } else if (tm->kind == RM_TRAIN_ROUTER) {
         if (!tm->ad[l * RM_TARGET_COUNT + t].rank) return;
         router_job j = {l, t, l * RM_TARGET_COUNT + t, din, dout, X, Y, NULL, NULL};
@@ -997,23 +1115,27 @@ static void proj_fwd(TM_TYPE *tm, int l, int t, const REAL *X, REAL *Y, int n) {
     }
 }
 
-/* dX [n][din] = beta dX + dY W (+ adapter paths); weight gradients added. */
+/* dX [n][din] = beta dX + dY W (+ adapter paths); weight gradients added.
+ * dX NULL: the input gradient is not needed (LORA, first layer: the
+ * embedding is frozen). LORA: dU goes to ldus; the group's dX term is
+ * added by lora_group_dx. */
 static void proj_bwd(TM_TYPE *tm, int l, int t, const REAL *X, const REAL *dY, REAL *dX, REAL beta, int n) {
     int64_t din, dout;
     tm_target_dims(tm, t, &din, &dout);
     const REAL *Wt = tm->W.L[l].w[t];
     if (tm->kind == RM_TRAIN_FULL)
         mm(tm, true, false, (int)dout, (int)din, n, 1, dY, (int)dout, X, (int)din, 1, tm->G.L[l].w[t], (int)din);
-    mm(tm, false, false, n, (int)din, (int)dout, 1, dY, (int)dout, Wt, (int)din, beta, dX, (int)din);
+    if (dX) mm(tm, false, false, n, (int)din, (int)dout, 1, dY, (int)dout, Wt, (int)din, beta, dX, (int)din);
     if (tm->kind == RM_TRAIN_LORA) {
         const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
         if (!m->rank) return;
-        int r = m->rank;
-        mm(tm, false, true, n, r, (int)din, 1, X, (int)din, m->A, (int)din, 0, tm->lu, r);                 /* U */
-        mm(tm, true, false, (int)dout, r, n, m->scale, dY, (int)dout, tm->lu, r, 1, m->gB, r);            /* dB */
-        mm(tm, false, false, n, r, (int)dout, m->scale, dY, (int)dout, m->B, r, 0, tm->ldu, r);           /* dU */
-        mm(tm, true, false, r, (int)din, n, 1, tm->ldu, r, X, (int)din, 1, m->gA, (int)din);              /* dA */
-        mm(tm, false, false, n, (int)din, r, 1, tm->ldu, r, m->A, (int)din, 1, dX, (int)din);             /* dX */
+        int r = m->rank, lw = tm->lw;
+        size_t NM = (size_t)tm->max_b * tm->max_t;
+        const REAL *U = tm->lus + (size_t)l * NM * lw + tm->loff[l * RM_TARGET_COUNT + t];
+        REAL *dU = tm->ldus + tm->loff[l * RM_TARGET_COUNT + t];
+        mm(tm, true, false, (int)dout, r, n, m->scale, dY, (int)dout, U, lw, 1, m->gB, r);                /* dB */
+        mm(tm, false, false, n, r, (int)dout, m->scale, dY, (int)dout, m->B, r, 0, dU, lw);               /* dU */
+        mm(tm, true, false, r, (int)din, n, 1, dU, lw, X, (int)din, 1, m->gA, (int)din);                  /* dA */
     } else if (tm->kind == RM_TRAIN_ROUTER) {
         const tm_mod *R = &tm->ad[l * RM_TARGET_COUNT + t];
         if (!R->rank) return;
@@ -1081,7 +1203,31 @@ static void loss_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss) {
+/*
+ * Backward's loss rows: the softmax of each row once, in place, giving both
+ * the row's loss (lse - z_target, lse from a sum in REAL) and dlogits =
+ * scale (softmax - onehot(target)).
+ */
+static void xent_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    REAL scale = *(REAL *)arg;
+    const rm_train_batch *b = tm->b;
+    for (int64_t r = lo; r < hi; r++) {
+        REAL *z = tm->logits + r * tm->V, mx = -INFINITY;
+        int32_t tg = b->targets[tm->rows[r]];
+        for (int64_t c = 0; c < tm->V; c++)
+            if (z[c] > mx) mx = z[c];
+        REAL zt = z[tg], s = 0;
+        for (int64_t c = 0; c < tm->V; c++) s += (z[c] = REXP(z[c] - mx));
+        tm->row_loss[r] = (double)mx + log((double)s) - (double)zt;
+        REAL inv = scale / s;
+        for (int64_t c = 0; c < tm->V; c++) z[c] *= inv;
+        z[tg] -= scale;
+    }
+}
+
+/* The forward and *loss; grad_scale not NULL (backward): the logits are
+ * replaced by the gradient of grad_scale * loss. */
+static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, const double *grad_scale) {
     RM_TRY(check_batch(tm, b));
     tm->b = b, tm->B = b->B, tm->T = b->T;
     int n = b->B * b->T;
@@ -1094,21 +1240,29 @@ static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss) {
         REAL *q = tm->q + l * NM * tm->qd, *k = tm->k + l * NM * tm->kvd, *v = tm->v + l * NM * tm->kvd;
         REAL *ao = tm->ao + l * NM * tm->qd, *xm = tm->xm + l * NM * d, *xo = tm->x + (l + 1) * NM * d;
         REAL *g = tm->g + l * NM * tm->f, *u = tm->u + l * NM * tm->f, *h = tm->h + l * NM * tm->f;
+        REAL *sg = tm->sg + l * NM * tm->f;
         rmsnorm_fwd(tm, xn1, tm->rs1 + l * NM, x, L->attn_norm, n);
+        lora_group_u(tm, l, RM_TARGET_Q, 3, xn1, n);
         proj_fwd(tm, l, RM_TARGET_Q, xn1, q, n);
         proj_fwd(tm, l, RM_TARGET_K, xn1, k, n);
         proj_fwd(tm, l, RM_TARGET_V, xn1, v, n);
         rope_job rj = {q, k, v, L, 1};
         pfor(tm, n, rope_rows, &rj);
         att_job aj = {l};
+        double t0 = rm_time_now();
         pfor(tm, (int64_t)b->B * tm->cfg.n_heads, att_fwd_items, &aj);
+        tm->prof.attn_s += rm_time_now() - t0;
+        tm->prof.attn_flop += 4.0 * b->B * tm->cfg.n_heads * (double)b->T * b->T * tm->cfg.head_dim;
+        lora_group_u(tm, l, RM_TARGET_O, 1, ao, n);
         proj_fwd(tm, l, RM_TARGET_O, ao, tm->tmp, n);
         for (size_t i = 0; i < (size_t)n * d; i++) xm[i] = x[i] + tm->tmp[i];
         rmsnorm_fwd(tm, xn2, tm->rs2 + l * NM, xm, L->ffn_norm, n);
+        lora_group_u(tm, l, RM_TARGET_GATE, 2, xn2, n);
         proj_fwd(tm, l, RM_TARGET_GATE, xn2, g, n);
         proj_fwd(tm, l, RM_TARGET_UP, xn2, u, n);
-        swiglu_job sj = {g, u, h};
+        swiglu_job sj = {g, u, h, sg};
         pfor(tm, n, swiglu_rows, &sj);
+        lora_group_u(tm, l, RM_TARGET_DOWN, 1, h, n);
         proj_fwd(tm, l, RM_TARGET_DOWN, h, tm->tmp, n);
         for (size_t i = 0; i < (size_t)n * d; i++) xo[i] = xm[i] + tm->tmp[i];
     }
@@ -1121,7 +1275,12 @@ static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss) {
             tm->rows[tm->n_rows++] = i;
         }
     mm(tm, false, true, tm->n_rows, (int)tm->V, (int)d, 1, tm->xg, (int)d, tm->W.out, (int)d, 0, tm->logits, (int)tm->V);
-    pfor(tm, tm->n_rows, loss_rows, NULL);
+    if (grad_scale) {
+        REAL scale = (REAL)(*grad_scale / tm->n_rows);
+        pfor(tm, tm->n_rows, xent_rows, &scale);
+    } else {
+        pfor(tm, tm->n_rows, loss_rows, NULL);
+    }
     double s = 0;
     for (int r = 0; r < tm->n_rows; r++) s += tm->row_loss[r];
     *loss = s / tm->n_rows;
@@ -1129,31 +1288,16 @@ static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss) {
     return RAMOLE_OK;
 }
 
-rm_status TM_(loss)(TM_TYPE *tm, const rm_train_batch *b, double *loss) { return forward(tm, b, loss); }
+rm_status TM_(loss)(TM_TYPE *tm, const rm_train_batch *b, double *loss) { return forward(tm, b, loss, NULL); }
 
 /* ---- backward ------------------------------------------------------------------------------- */
 
-static void dlogit_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
-    REAL scale = *(REAL *)arg;
-    for (int64_t r = lo; r < hi; r++) {
-        REAL *z = tm->logits + r * tm->V, mx = -INFINITY;
-        for (int64_t c = 0; c < tm->V; c++)
-            if (z[c] > mx) mx = z[c];
-        REAL s = 0;
-        for (int64_t c = 0; c < tm->V; c++) s += (z[c] = REXP(z[c] - mx));
-        for (int64_t c = 0; c < tm->V; c++) z[c] = z[c] / s * scale;
-        z[tm->b->targets[tm->rows[r]]] -= scale;
-    }
-}
-
 rm_status TM_(backward)(TM_TYPE *tm, const rm_train_batch *b, double grad_scale, double *loss) {
-    RM_TRY(forward(tm, b, loss));
+    RM_TRY(forward(tm, b, loss, &grad_scale));
     int n = b->B * b->T;
     size_t NM = (size_t)tm->max_b * tm->max_t;
     int64_t d = tm->d, f = tm->f;
     bool full = tm->kind == RM_TRAIN_FULL;
-    REAL scale = (REAL)(grad_scale / tm->n_rows);
-    pfor(tm, tm->n_rows, dlogit_rows, &scale);
     /* head: dxg = dlogits W_out; dW_out += dlogits^T xg */
     mm(tm, false, false, tm->n_rows, (int)d, (int)tm->V, 1, tm->logits, (int)tm->V, tm->W.out, (int)d, 0, tm->dxn,
        (int)d);
@@ -1173,17 +1317,24 @@ rm_status TM_(backward)(TM_TYPE *tm, const rm_train_batch *b, double grad_scale,
         REAL *x = tm->x + l * NM * d, *xn1 = tm->xn1 + l * NM * d, *xn2 = tm->xn2 + l * NM * d;
         REAL *ao = tm->ao + l * NM * tm->qd, *xm = tm->xm + l * NM * d;
         REAL *g = tm->g + l * NM * f, *u = tm->u + l * NM * f, *h = tm->h + l * NM * f;
+        REAL *sg = tm->sg + l * NM * f;
         /* MLP: dx is d(x_out) = d(xm) through the residual */
         proj_bwd(tm, l, RM_TARGET_DOWN, h, tm->dx, tm->dh, 0, n);
-        swiglu_job sj = {g, u, h};
+        lora_group_dx(tm, l, RM_TARGET_DOWN, 1, tm->dh, n);
+        swiglu_job sj = {g, u, h, sg};
         pfor(tm, n, swiglu_bwd_rows, &sj);
         proj_bwd(tm, l, RM_TARGET_GATE, xn2, tm->dg, tm->dxn, 0, n);
         proj_bwd(tm, l, RM_TARGET_UP, xn2, tm->du, tm->dxn, 1, n);
+        lora_group_dx(tm, l, RM_TARGET_GATE, 2, tm->dxn, n);
         rmsnorm_bwd(tm, tm->dx, GL ? GL->ffn_norm : NULL, tm->dxn, xm, tm->rs2 + l * NM, L->ffn_norm, n);
         /* attention */
         proj_bwd(tm, l, RM_TARGET_O, ao, tm->dx, tm->dao, 0, n);
+        lora_group_dx(tm, l, RM_TARGET_O, 1, tm->dao, n);
         att_job aj = {l};
+        double t0 = rm_time_now();
         pfor(tm, (int64_t)b->B * tm->cfg.n_kv_heads, att_bwd_items, &aj);
+        tm->prof.attn_s += rm_time_now() - t0;
+        tm->prof.attn_flop += 8.0 * b->B * tm->cfg.n_heads * (double)b->T * b->T * tm->cfg.head_dim;
         rope_job rj = {tm->dq, tm->dk, NULL, NULL, -1};
         pfor(tm, n, rope_rows, &rj);
         if (GL && GL->bq) {
@@ -1191,10 +1342,14 @@ rm_status TM_(backward)(TM_TYPE *tm, const rm_train_batch *b, double grad_scale,
             colsum(tm, GL->bk, tm->dk, tm->kvd, n);
             colsum(tm, GL->bv, tm->dv, tm->kvd, n);
         }
-        proj_bwd(tm, l, RM_TARGET_Q, xn1, tm->dq, tm->dxn, 0, n);
-        proj_bwd(tm, l, RM_TARGET_K, xn1, tm->dk, tm->dxn, 1, n);
-        proj_bwd(tm, l, RM_TARGET_V, xn1, tm->dv, tm->dxn, 1, n);
-        rmsnorm_bwd(tm, tm->dx, GL ? GL->attn_norm : NULL, tm->dxn, x, tm->rs1 + l * NM, L->attn_norm, n);
+        /* LORA, first layer: nothing below needs d(input) (frozen embedding) */
+        REAL *dxn = l == 0 && tm->kind == RM_TRAIN_LORA ? NULL : tm->dxn;
+        proj_bwd(tm, l, RM_TARGET_Q, xn1, tm->dq, dxn, 0, n);
+        proj_bwd(tm, l, RM_TARGET_K, xn1, tm->dk, dxn, 1, n);
+        proj_bwd(tm, l, RM_TARGET_V, xn1, tm->dv, dxn, 1, n);
+        lora_group_dx(tm, l, RM_TARGET_Q, 3, dxn, n);
+        if (dxn)
+            rmsnorm_bwd(tm, tm->dx, GL ? GL->attn_norm : NULL, tm->dxn, x, tm->rs1 + l * NM, L->attn_norm, n);
     }
     if (full)
         for (int i = 0; i < n; i++) {
