@@ -47,6 +47,7 @@ typedef struct {
 typedef struct {
     const rm_adapter *a;
     int first, n_rows;
+    int64_t cost_before; /* shrink work of the groups before this one, for the module being applied */
 } group;
 
 typedef struct {
@@ -72,6 +73,7 @@ struct rm_lora_state {
     float *gates;        /* [n_batch][max_k] */
     float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
                           * gated U [n_batch][max_rank] */
+    int64_t shrink_cost; /* sum of rows x rank over the groups, for the module being applied */
     float *wf;           /* per thread: f16/bf16 adapter rows widened for sgemm [max_rank * max_dim] */
     size_t wf_stride;
     int max_dim, n_threads;
@@ -468,24 +470,31 @@ static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, in
     float *xg = s->xg + (size_t)ith * s->n_batch * s->max_dim, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
     for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
         int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
-        for (int q = 0; q < nq; q++)
-            memcpy(xg + (size_t)q * s->din, s->x + (size_t)s->rows[g->first + q0 + q].token * s->din,
-                   (size_t)s->din * sizeof(float));
-        if (c) rm_matmul(c, tg, xg, nq, md->A, md->type, md->rank, s->din);
-        else group_matmul(s, ith, tg, xg, nq, md, md->A, md->rank, s->din);
+        const row_ref *rr = &s->rows[g->first + q0];
+        bool run = true; /* tokens t, t+1, ...: X rows are already in place (a router's group, a lone prefill) */
+        for (int q = 1; q < nq && run; q++) run = rr[q].token == rr[0].token + q;
+        const float *xs = s->x + (size_t)rr[0].token * s->din;
+        if (!run) {
+            for (int q = 0; q < nq; q++)
+                memcpy(xg + (size_t)q * s->din, s->x + (size_t)rr[q].token * s->din, (size_t)s->din * sizeof(float));
+            xs = xg;
+        }
+        if (c) rm_matmul(c, tg, xs, nq, md->A, md->type, md->rank, s->din);
+        else group_matmul(s, ith, tg, xs, nq, md, md->A, md->rank, s->din);
         for (int q = 0; q < nq; q++)
             memcpy(row_u(s, g->first + q0 + q), tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
     }
 }
 
-/* Many groups: each thread takes whole groups, those whose first row lies
- * in its share of the rows (so the work is balanced by rows). */
+/* Many groups: each thread takes whole groups, those whose work starts in
+ * its share of the module's shrink work (rows x rank), so that a router's
+ * long group of low rank does not weigh like the experts' groups. */
 static void shrink_groups(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int64_t lo, hi;
-    rm_split(s->n_rows, ith, nth, &lo, &hi);
+    rm_split(s->shrink_cost, ith, nth, &lo, &hi);
     for (int gi = 0; gi < s->n_groups; gi++)
-        if (s->groups[gi].first >= lo && s->groups[gi].first < hi) shrink_group(s, NULL, gi, ith);
+        if (s->groups[gi].cost_before >= lo && s->groups[gi].cost_before < hi) shrink_group(s, NULL, gi, ith);
 }
 
 /* Expand, output columns [lo, hi) of this thread for every group: gated U
@@ -533,6 +542,11 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     /* shrink: many groups -> threads take whole groups; a few (a prefill of
      * one adapter) -> each group's product over the whole pool */
     if (s->n_groups >= 2 * nth) {
+        s->shrink_cost = 0;
+        for (int gi = 0; gi < s->n_groups; gi++) {
+            s->groups[gi].cost_before = s->shrink_cost;
+            s->shrink_cost += (int64_t)s->groups[gi].n_rows * rm_adapter_mod(s->groups[gi].a, layer, t)->rank;
+        }
         rm_pool_run(pool, shrink_groups, s);
     } else {
         for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, pool ? c : NULL, gi, 0);
