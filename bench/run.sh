@@ -207,7 +207,8 @@ done
 
 # ---- 6. heterogeneous LoRA batches ------------------------------------------------------------
 # Every sequence has its own top-3 from a pool of rank-16 adapters on all seven
-# targets; mixture and router against the same batch without adapters.
+# targets; mixture and router, adapters held in f32 then f16, against the same
+# batch without adapters.
 say ""
 say "## LoRA: batches of sequences with different adapter sets"
 if [ "${BENCH_LORA:-1}" = 0 ]; then
@@ -215,7 +216,7 @@ if [ "${BENCH_LORA:-1}" = 0 ]; then
 elif [ -x "$BUILD/bench/bench_lora" ] && [ ${#MODELS[@]} -gt 0 ]; then
   lm=${MODELS[0]}
   "$BUILD/bench/bench_lora" "$lm" --pool "${BENCH_LORA_POOL:-256}" --rank 16 --batch "${BENCH_LORA_BATCH:-16,64}" \
-      --prompt "${BENCH_LORA_PROMPT:-16}" --decode "${BENCH_LORA_DECODE:-4}" -t "$(tr ' ' '\n' <<<"$THREADS" | sort -n | tail -1)" \
+      --prompt "${BENCH_LORA_PROMPT:-16}" --decode "${BENCH_LORA_DECODE:-8}" --lora-type "${BENCH_LORA_TYPE:-f32,f16}" -t "$(tr ' ' '\n' <<<"$THREADS" | sort -n | tail -1)" \
     | tee -a "$OUT_JSONL" || fail "bench_lora exited $?"
 else
   skip "LoRA bench: $BUILD/bench/bench_lora not built or no model"
