@@ -13,17 +13,10 @@
  * same arithmetic one element at a time.
  */
 #include "kernels/kern_internal.h"
-#include "kernels/kern_short.h"
+#include "kernels/kern_avx256.h"
 
 #include <immintrin.h>
 #include <math.h>
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 static inline __m256 load_f16x8(const uint16_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
@@ -176,69 +169,6 @@ static void dot4_bf16(const float *const x[4], int nr, const uint16_t *w, int64_
         return;
     }
     DOT4_BODY(load_bf16x8, rm_bf16_to_f32)
-}
-
-/* Sum of x[i]*y[i] over 32 signed bytes, as 8 floats (ggml mul_sum_i8_pairs_float). */
-static inline __m256 mul_sum_i8_pairs(__m256i x, __m256i y) {
-    __m256i ax = _mm256_sign_epi8(x, x);
-    __m256i sy = _mm256_sign_epi8(y, x);
-    __m256i dot = _mm256_maddubs_epi16(ax, sy);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
-}
-
-static inline __m256 q8_block_dot(const rm_block_q8_0 *x, const rm_block_q8_0 *w, __m256 acc) {
-    __m256 d = _mm256_set1_ps(_cvtsh_ss(x->d) * _cvtsh_ss(w->d));
-    __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
-    __m256i qw = _mm256_loadu_si256((const __m256i *)w->qs);
-    return _mm256_fmadd_ps(d, mul_sum_i8_pairs(qx, qw), acc);
-}
-
-/*
- * Int32 sums of the 32 products of a block, as 8 partial sums: ggml's
- * maddubs(|x|, sign(w, x)) then madd with ones; |x| comes precomputed.
- */
-static inline __m256i q8_block_isum(const rm_block_q8_0 *x, const uint8_t *ax, const rm_block_q8_0 *w) {
-    __m256i qx = _mm256_loadu_si256((const __m256i *)x->qs);
-    __m256i qw = _mm256_loadu_si256((const __m256i *)w->qs);
-    __m256i dot = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)ax), _mm256_sign_epi8(qw, qx));
-    return _mm256_madd_epi16(dot, _mm256_set1_epi16(1));
-}
-
-/*
- * Four blocks per step: three hadds fold the four blocks' partial sums into
- * one vector (block b in lanes b and b + 4); the four weight scales are
- * widened by one vcvtph2ps and multiplied by the activation's f32 scales.
- * With |x| precomputed this runs at 13.0 GB/s of weights in L2 on one Zen
- * core, against 9.6 for the one-block-at-a-time loop.
- */
-static float dot_q8_0(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        const uint8_t *a = x.a + b * RM_Q8_0_BLOCK;
-        __m256i s01 = _mm256_hadd_epi32(q8_block_isum(x.q + b, a, w + b), q8_block_isum(x.q + b + 1, a + 32, w + b + 1));
-        __m256i s23 = _mm256_hadd_epi32(q8_block_isum(x.q + b + 2, a + 64, w + b + 2),
-                                        q8_block_isum(x.q + b + 3, a + 96, w + b + 3));
-        __m256 fs = _mm256_cvtepi32_ps(_mm256_hadd_epi32(s01, s23));
-        __m128i hw = _mm_cvtsi32_si128((int)(w[b].d | (uint32_t)w[b + 1].d << 16));
-        hw = _mm_insert_epi32(hw, (int)(w[b + 2].d | (uint32_t)w[b + 3].d << 16), 1);
-        __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(hw), _mm_loadu_ps(x.d + b));
-        acc = _mm256_fmadd_ps(fs, _mm256_set_m128(d4, d4), acc);
-    }
-    for (; b < nb; b++) acc = q8_block_dot(x.q + b, w + b, acc);
-    return hsum8(acc);
-}
-
-/*
- * Four q8_0 activation rows: one row at a time while the weight row sits in
- * L1. (Sharing |w| across rows inside the block loop runs out of the 16 ymm
- * registers and measured slower.)
- */
-static void dot4_q8_0(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out) {
-    for (int r = 0; r < 4; r++) {
-        rm_q8_act xr = {x.q + r * ldx, x.a + r * ldx * RM_Q8_0_BLOCK, x.d + r * ldx};
-        out[r] = dot_q8_0(xr, w, nb);
-    }
 }
 
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
