@@ -64,6 +64,17 @@ void rm_target_dims(const rm_model_config *c, rm_target t, int64_t *din, int64_t
     *dout = o;
 }
 
+int64_t rm_target_max_dim(const rm_model_config *c) {
+    int64_t best = 0;
+    for (int t = 0; t < RM_TARGET_COUNT; t++) {
+        int64_t din, dout;
+        rm_target_dims(c, (rm_target)t, &din, &dout);
+        if (din > best) best = din;
+        if (dout > best) best = dout;
+    }
+    return best;
+}
+
 /* ---- fingerprint ------------------------------------------------------------ */
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
@@ -181,7 +192,7 @@ void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_ta
  * value does not fit the type. */
 static rm_status convert_values(const rm_adapter *a, int layer, rm_target t, const float *src, size_t n,
                                 rm_type type, void **out) {
-    void *dst = rm_malloc(n * (type == RM_TYPE_F32 ? 4 : 2));
+    void *dst = rm_malloc(rm_type_row_bytes(type, (int64_t)n));
     if (!dst)
         return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory converting layer %d %s to %s", a->path, layer,
                       rm_target_hf_name(t), rm_type_name(type));
@@ -250,7 +261,7 @@ size_t rm_adapter_bytes(const rm_adapter *a, const rm_model *base) {
         if (m->rank <= 0) continue;
         int64_t din, dout;
         rm_target_dims(&base->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
-        total += (size_t)(din + dout) * (size_t)m->rank * (m->type == RM_TYPE_F32 ? 4 : 2);
+        total += rm_type_row_bytes(m->type, (din + dout) * m->rank);
     }
     return total;
 }

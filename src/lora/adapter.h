@@ -51,6 +51,8 @@ const char *rm_target_gguf_name(rm_target t);
 bool rm_target_from_name(const char *s, rm_target *out);
 /* Input and output sizes of target t in model config c. */
 void rm_target_dims(const rm_model_config *c, rm_target t, int64_t *din, int64_t *dout);
+/* The largest din or dout over all targets (scratch sizes). */
+int64_t rm_target_max_dim(const rm_model_config *c);
 
 #define RM_LORA_MAX_RANK 1024
 

@@ -103,9 +103,7 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->max_k = max_k;
     s->max_rank = max_rank;
     s->rows_cap = n_batch * (max_k + 1);
-    int qd = c->n_heads * c->head_dim;
-    s->max_dim = c->hidden > c->ffn ? c->hidden : c->ffn;
-    if (qd > s->max_dim) s->max_dim = qd;
+    s->max_dim = (int)rm_target_max_dim(c);
     size_t nb = (size_t)n_batch, rc = (size_t)s->rows_cap;
     s->slots = rm_calloc((size_t)n_seq, sizeof *s->slots);
     s->groups = rm_calloc(rc, sizeof *s->groups);
@@ -219,17 +217,16 @@ static rm_status build_router(const rm_lora_state *s, const rm_composition *c, s
     sl->router_c = rm_malloc((total ? total : 1) * sizeof(float));
     if (!sl->router_c) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
     /* f16/bf16 B matrices are widened into scratch for sgemm */
-    int64_t max_dout = m->cfg.hidden;
-    for (int t = 0; t < RM_TARGET_COUNT; t++) {
-        int64_t din, dout;
-        rm_target_dims(&m->cfg, (rm_target)t, &din, &dout);
-        if (dout > max_dout) max_dout = dout;
+    int max_r = 0;
+    bool narrow = c->router->type != RM_TYPE_F32;
+    for (int j = 0; j <= c->k; j++) {
+        const rm_adapter *a = j < c->k ? c->experts[j] : c->router;
+        if (a->max_rank > max_r) max_r = a->max_rank;
+        narrow |= a->type != RM_TYPE_F32;
     }
-    int max_r = c->router->max_rank;
-    for (int j = 0; j < c->k; j++)
-        if (c->experts[j]->max_rank > max_r) max_r = c->experts[j]->max_rank;
-    float *wide = rm_malloc(2 * (size_t)max_dout * (size_t)max_r * sizeof *wide);
-    if (!wide) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    size_t half = (size_t)s->max_dim * (size_t)max_r;
+    float *wide = narrow ? rm_malloc(2 * half * sizeof *wide) : NULL;
+    if (narrow && !wide) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
     for (int j = 0; j < c->k; j++)
         for (int i = 0; i < nm; i++) {
             size_t off = sl->c_off[(size_t)j * nm + i];
@@ -241,9 +238,8 @@ static rm_status build_router(const rm_lora_state *s, const rm_composition *c, s
             const float *br = R->B, *be = E->B;
             if (R->type != RM_TYPE_F32) rm_lora_module_get(R, &m->cfg, t, true, wide), br = wide;
             if (E->type != RM_TYPE_F32) {
-                float *w2 = wide + (size_t)max_dout * (size_t)max_r;
-                rm_lora_module_get(E, &m->cfg, t, true, w2);
-                be = w2;
+                rm_lora_module_get(E, &m->cfg, t, true, wide + half);
+                be = wide + half;
             }
             /* C = B_r^T B_j: [r_r][dout] . [dout][r_j] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R->rank, E->rank, (int)dout, 1.0f, br, R->rank, be,
@@ -509,7 +505,7 @@ static void expand_groups(void *arg, int ith, int nth) {
         const group *g = &s->groups[gi];
         const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
         if (!md->rank) continue;
-        const void *b = (const char *)md->B + (size_t)lo * (size_t)md->rank * (md->type == RM_TYPE_F32 ? 4 : 2);
+        const void *b = (const char *)md->B + rm_type_row_bytes(md->type, lo * md->rank);
         for (int q0 = 0; q0 < g->n_rows;) {
             int n = 0, q = q0;
             for (; q < g->n_rows && n < s->n_batch; q++) {

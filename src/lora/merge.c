@@ -91,9 +91,7 @@ rm_status rm_model_merge(const rm_model *base, rm_adapter *const *adapters, cons
     size_t need = 0; /* f32 scratch for one module of an f16/bf16 adapter */
     for (int i = 0; i < n; i++)
         if (adapters[i]->type != RM_TYPE_F32) {
-            int64_t d = c->hidden > c->ffn ? c->hidden : c->ffn;
-            if (c->n_heads * c->head_dim > d) d = (int64_t)c->n_heads * c->head_dim;
-            size_t want = 2 * (size_t)d * (size_t)adapters[i]->max_rank;
+            size_t want = 2 * (size_t)rm_target_max_dim(c) * (size_t)adapters[i]->max_rank;
             if (want > need) need = want;
         }
     float *scratch = need ? rm_malloc(need * sizeof *scratch) : NULL;

@@ -630,7 +630,7 @@ rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
         int64_t din, dout;
         tm_target_dims(tm, i % RM_TARGET_COUNT, &din, &dout);
         rm_lora_module *dm = &dst->mods[i];
-        size_t es = dm->type == RM_TYPE_F32 ? 4 : 2; /* dst may store f16/bf16: convert value by value */
+        size_t es = rm_type_block_bytes(dm->type); /* dst may store f16/bf16: convert value by value */
         for (int64_t j = 0; j < m->rank * din; j++) {
             float v = (float)m->A[j];
             rm_convert(dm->type, (char *)dm->A + (size_t)j * es, RM_TYPE_F32, &v, 1);
