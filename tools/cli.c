@@ -131,3 +131,11 @@ bool cli_targets(const char *cmd, const char *v, unsigned *mask) {
     }
     return true;
 }
+
+bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out) {
+    if (!rm_type_from_name(v, out) || (adapter_only && *out == RM_TYPE_Q8_0)) {
+        fprintf(stderr, "ramole %s: %s must be f32, f16, bf16%s, got '%s'\n", cmd, opt, adapter_only ? "" : " or q8_0", v);
+        return false;
+    }
+    return true;
+}

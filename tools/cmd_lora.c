@@ -66,10 +66,7 @@ int cmd_merge(int argc, char **argv) {
         else if (!strcmp(a, "--type")) {
             rm_type t;
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
-            if (!rm_type_from_name(v, &t)) {
-                fprintf(stderr, "ramole %s: --type must be f32, f16, bf16 or q8_0, got '%s'\n", cmd, v);
-                return 2;
-            }
+            if (!cli_type(cmd, "--type", v, false, &t)) return 2;
             type = (int)t;
         } else if (!strcmp(a, "--lora")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;

@@ -46,10 +46,7 @@ int cmd_info(int argc, char **argv) {
 
 static bool parse_type(const char *cmd, const char *v, int *type) {
     rm_type t;
-    if (!rm_type_from_name(v, &t)) {
-        fprintf(stderr, "ramole %s: --type must be f32, f16, bf16 or q8_0, got '%s'\n", cmd, v);
-        return false;
-    }
+    if (!cli_type(cmd, "--type", v, false, &t)) return false;
     *type = (int)t;
     return true;
 }

@@ -70,13 +70,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--lora")) { VAL(); if (!parse_lora(cmd, (char *)v, o)) return false; }
         else if (!strcmp(a, "--router")) { VAL(); o->router_path = v; }
         else if (!strcmp(a, "--mode")) { VAL(); o->mode = v; }
-        else if (!strcmp(a, "--lora-type")) {
-            VAL();
-            if (!rm_type_from_name(v, &o->lora_type) || o->lora_type == RM_TYPE_Q8_0) {
-                fprintf(stderr, "ramole %s: --lora-type must be f32, f16 or bf16, got '%s'\n", cmd, v);
-                return false;
-            }
-        }
+        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &o->lora_type)) return false; }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
         else {
