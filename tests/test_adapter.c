@@ -10,6 +10,7 @@
  * rm_st_writer and a JSON string.
  */
 #include "test.h"
+#include "test_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,34 +70,8 @@ static void free_bases(bases *b) {
 
 static const int32_t prompt[10] = {1, 17, 5, 90, 33, 2, 64, 7, 81, 40};
 
-static float *logits_all(const rm_model *m, int n) {
-    rm_ctx *ctx = NULL;
-    rm_ctx_params p = {.n_ctx = 32, .n_seq = 1, .n_batch = n, .n_logits = n, .n_threads = 1};
-    if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK) return NULL;
-    int32_t pos[32], seq[32] = {0};
-    uint8_t want[32];
-    for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1;
-    rm_batch b = {n, prompt, pos, seq, want};
-    float *out = NULL;
-    if (rm_ctx_decode(ctx, &b) == RAMOLE_OK) {
-        int V = m->cfg.vocab_size;
-        out = malloc((size_t)n * V * sizeof *out);
-        for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, rm_ctx_logits(ctx, i), (size_t)V * sizeof *out);
-    }
-    rm_ctx_free(ctx);
-    return out;
-}
-
-static double max_rel_diff(const float *a, const float *b, size_t n) {
-    double md = 0, ma = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > md) md = d;
-        if (fabs(a[i]) > ma) ma = fabs(a[i]);
-    }
-    return md / (ma > 0 ? ma : 1);
-}
-
+/* Logits of every position of the first n prompt tokens, one thread. */
+static float *logits_all(const rm_model *m, int n) { return rm_test_logits_all(m, prompt, n, 1); }
 /* Logits of base merged with adapter a (weight w); NULL on failure. */
 static float *merged_logits(const rm_model *base, rm_adapter *a, float w) {
     rm_model *m = NULL;
@@ -374,7 +349,7 @@ TEST(adapter_peft_on_hf_and_gguf_bases_gives_the_same_logits) {
                   *lg = merged_logits(b.gg, ag, 1.0f);
             CHECK(base_l && lh && lg);
             if (base_l && lh && lg) {
-                double d = max_rel_diff(lh, lg, 10 * 96), e = max_rel_diff(base_l, lh, 10 * 96);
+                double d = rm_test_max_rel_diff(lh, lg, 10 * 96), e = rm_test_max_rel_diff(base_l, lh, 10 * 96);
                 CHECK_MSG(d < 2e-5, "%s: HF base vs GGUF base after merge: %g", rm_arch_name(arch), d);
                 CHECK_MSG(e > 1e-3, "%s: the adapter changes nothing (%g)", rm_arch_name(arch), e);
             }
@@ -423,9 +398,9 @@ TEST(adapter_merge_zero_weight_is_the_base) {
         float *ln = none ? logits_all(none, 10) : NULL;
         CHECK(l0 && lz && l1 && ln);
         if (l0 && lz && l1 && ln) {
-            CHECK_MSG(max_rel_diff(l0, lz, 960) == 0, "weight 0: %g", max_rel_diff(l0, lz, 960));
-            CHECK(max_rel_diff(l0, ln, 960) == 0);
-            CHECK(max_rel_diff(l0, l1, 960) > 1e-3);
+            CHECK_MSG(rm_test_max_rel_diff(l0, lz, 960) == 0, "weight 0: %g", rm_test_max_rel_diff(l0, lz, 960));
+            CHECK(rm_test_max_rel_diff(l0, ln, 960) == 0);
+            CHECK(rm_test_max_rel_diff(l0, l1, 960) > 1e-3);
         }
         free(l0), free(lz), free(l1), free(ln);
         rm_model_free(none);
@@ -578,8 +553,8 @@ TEST(adapter_rank_and_alpha_patterns) {
                 float *l3 = merged_logits(b.gg, gg, 1);
                 CHECK(l1 && l2 && l3);
                 if (l1 && l2 && l3) {
-                    CHECK_MSG(max_rel_diff(l1, l2, 960) < 1e-5, "GGUF fold: %g", max_rel_diff(l1, l2, 960));
-                    CHECK_MSG(max_rel_diff(l1, l3, 960) < 2e-5, "GGUF on GGUF base: %g", max_rel_diff(l1, l3, 960));
+                    CHECK_MSG(rm_test_max_rel_diff(l1, l2, 960) < 1e-5, "GGUF fold: %g", rm_test_max_rel_diff(l1, l2, 960));
+                    CHECK_MSG(rm_test_max_rel_diff(l1, l3, 960) < 2e-5, "GGUF on GGUF base: %g", rm_test_max_rel_diff(l1, l3, 960));
                 }
                 free(l1), free(l2), free(l3);
             }
@@ -1025,8 +1000,8 @@ TEST(adapter_f16_storage_saves_merges_and_refuses_overflow) {
                       fsize, bytes32);
             float *lh = merged_logits(base, h, 1.0f), *lw = merged_logits(base, w, 1.0f);
             CHECK(lh && lw);
-            if (lh && lw) CHECK_MSG(max_rel_diff(lh, lw, 10 * 96) < 1e-6, "merge of %s adapter: %g", rm_type_name(type),
-                                    max_rel_diff(lh, lw, 10 * 96));
+            if (lh && lw) CHECK_MSG(rm_test_max_rel_diff(lh, lw, 10 * 96) < 1e-6, "merge of %s adapter: %g", rm_type_name(type),
+                                    rm_test_max_rel_diff(lh, lw, 10 * 96));
             free(lh), free(lw);
             rm_free(st), rm_free(dir), rm_free(gg);
             rm_adapter_free(h), rm_adapter_free(w), rm_adapter_free(p), rm_adapter_free(g);

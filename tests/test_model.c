@@ -4,6 +4,7 @@
  * outside PyTorch reference is in test_golden.c.)
  */
 #include "test.h"
+#include "test_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,35 +31,6 @@ static rm_model_config tiny_config(rm_arch arch) {
 
 static char *tmp_path(const char *name) { return rm_path_join(rm_test_tmp_dir(), name); }
 
-/* Logits of every position of one sequence, run as one batch. */
-static float *logits_all(const rm_model *m, const int32_t *toks, int n, int threads) {
-    rm_ctx *ctx = NULL;
-    rm_ctx_params p = {.n_ctx = 64, .n_seq = 1, .n_batch = n, .n_logits = n, .n_threads = threads};
-    if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK) return NULL;
-    int32_t pos[64], seq[64] = {0};
-    uint8_t want[64];
-    for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1;
-    rm_batch b = {n, toks, pos, seq, want};
-    float *out = NULL;
-    if (rm_ctx_decode(ctx, &b) == RAMOLE_OK) {
-        int V = m->cfg.vocab_size;
-        out = malloc((size_t)n * V * sizeof *out);
-        for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, rm_ctx_logits(ctx, i), (size_t)V * sizeof *out);
-    }
-    rm_ctx_free(ctx);
-    return out;
-}
-
-static double max_rel_diff(const float *a, const float *b, size_t n) {
-    double md = 0, ma = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > md) md = d;
-        if (fabs(a[i]) > ma) ma = fabs(a[i]);
-    }
-    return md / (ma > 0 ? ma : 1);
-}
-
 static const int32_t prompt[12] = {1, 17, 5, 90, 33, 2, 64, 64, 7, 81, 3, 40};
 
 TEST(model_hf_and_gguf_give_the_same_logits) {
@@ -80,12 +52,12 @@ TEST(model_hf_and_gguf_give_the_same_logits) {
         CHECK_OK(rm_model_open(gguf, &gg));
         if (hf && gg) {
             CHECK(gg->cfg.rope.style == (a == RM_ARCH_QWEN2 ? RM_ROPE_NEOX : RM_ROPE_NORMAL));
-            float *x = logits_all(r, prompt, 12, 1), *y = logits_all(hf, prompt, 12, 2), *z = logits_all(gg, prompt, 12, 2);
+            float *x = rm_test_logits_all(r, prompt, 12, 1), *y = rm_test_logits_all(hf, prompt, 12, 2), *z = rm_test_logits_all(gg, prompt, 12, 2);
             CHECK(x && y && z);
             if (x && y && z) {
-                CHECK_MSG(max_rel_diff(x, y, 12 * 96) == 0, "arch %s: HF differs from memory", rm_arch_name(a));
-                CHECK_MSG(max_rel_diff(x, z, 12 * 96) < 2e-6, "arch %s: GGUF differs: %g", rm_arch_name(a),
-                          max_rel_diff(x, z, 12 * 96));
+                CHECK_MSG(rm_test_max_rel_diff(x, y, 12 * 96) == 0, "arch %s: HF differs from memory", rm_arch_name(a));
+                CHECK_MSG(rm_test_max_rel_diff(x, z, 12 * 96) < 2e-6, "arch %s: GGUF differs: %g", rm_arch_name(a),
+                          rm_test_max_rel_diff(x, z, 12 * 96));
             }
             free(x), free(y), free(z);
         }
@@ -99,7 +71,7 @@ TEST(model_incremental_decode_matches_one_batch) {
     rm_model *m = NULL;
     CHECK_OK(rm_model_random(&c, 3, 0.1f, &m));
     if (!m) return;
-    float *full = logits_all(m, prompt, 12, 2);
+    float *full = rm_test_logits_all(m, prompt, 12, 2);
     rm_ctx *ctx = NULL;
     rm_ctx_params p = {.n_ctx = 32, .n_seq = 1, .n_batch = 4, .n_threads = 2};
     CHECK_OK(rm_ctx_new(m, &p, &ctx));
@@ -114,7 +86,7 @@ TEST(model_incremental_decode_matches_one_batch) {
         rm_batch b = {n, prompt + cuts[k], pos, seq, want};
         CHECK_OK(rm_ctx_decode(ctx, &b));
         for (int i = 0; i < n; i++) {
-            double d = max_rel_diff(full + (size_t)(cuts[k] + i) * 96, rm_ctx_logits(ctx, i), 96);
+            double d = rm_test_max_rel_diff(full + (size_t)(cuts[k] + i) * 96, rm_ctx_logits(ctx, i), 96);
             if (d > worst) worst = d;
         }
     }
@@ -148,10 +120,10 @@ TEST(model_mixed_batch_matches_each_sequence_alone) {
     CHECK_OK(rm_ctx_decode(ctx, &b));
     double worst = 0;
     for (int s = 0; s < 3; s++) {
-        float *alone = logits_all(m, seqs[s], lens[s], 1);
+        float *alone = rm_test_logits_all(m, seqs[s], lens[s], 1);
         for (int i = 0, k = 0; i < n; i++)
             if (seq[i] == s) {
-                double d = max_rel_diff(alone + (size_t)k * 96, rm_ctx_logits(ctx, i), 96);
+                double d = rm_test_max_rel_diff(alone + (size_t)k * 96, rm_ctx_logits(ctx, i), 96);
                 if (d > worst) worst = d;
                 k++;
             }

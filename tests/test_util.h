@@ -1,0 +1,15 @@
+/*
+ * test_util.h — model helpers shared by the C test files.
+ */
+#ifndef RM_TEST_UTIL_H
+#define RM_TEST_UTIL_H
+
+#include "model/model.h"
+
+/* Logits of every position of one sequence of n <= 64 tokens, run as one
+ * batch; malloc'd [n][vocab], NULL on failure. */
+float *rm_test_logits_all(const rm_model *m, const int32_t *toks, int n, int threads);
+/* max |a - b| / max |a| (1 when a is all zero). */
+double rm_test_max_rel_diff(const float *a, const float *b, size_t n);
+
+#endif
