@@ -139,3 +139,10 @@ bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only
     }
     return true;
 }
+
+void cli_fmt_time(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}

@@ -21,6 +21,8 @@ bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
  * it parses as a number, so paths with colons still work. */
 /* An element type name for option opt; adapter_only: f32, f16, bf16 (no q8_0). */
 bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out);
+/* A duration as M:SS or H:MM:SS ("?" when unknown or absurd): the trainers' ETA. */
+void cli_fmt_time(double s, char *buf, size_t n);
 bool cli_lora_spec(const char *cmd, char *arg, float *weight);
 /* "q,k,v,o,gate,up,down" (or q_proj, ...) -> bit mask of rm_target. */
 bool cli_targets(const char *cmd, const char *v, unsigned *mask);

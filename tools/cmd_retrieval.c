@@ -148,13 +148,6 @@ static int open_embedder(const char *cmd, const ret_opts *o, rm_model **m, rm_pr
     return 0;
 }
 
-static void fmt_eta(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-}
-
 /* E[n][dim] = embeddings of the pooled states H[n][hidden] under P (or none). */
 static void project_all(const rm_projection *P, const float *H, int n, int hidden, float *E) {
     int dim = P ? P->dim : hidden;
@@ -374,7 +367,7 @@ int cmd_train_retriever(int argc, char **argv) {
         bool last = ss.step == o.steps;
         if (!o.quiet && (tty || ss.step % log_every == 0 || last || ss.step == 1)) {
             char etab[32];
-            fmt_eta(eta, etab, sizeof etab);
+            cli_fmt_time(eta, etab, sizeof etab);
             fprintf(stderr, "%sstep %d/%ld  loss %.4f  lr %.2e  ETA %s%s", tty ? "\r" : "", ss.step, o.steps, ss.loss,
                     ss.lr, etab, tty ? "   " : "\n");
         }
@@ -433,6 +426,8 @@ static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
             if (n) {
                 if (o->n_texts == MAX_TEXTS) {
                     fprintf(stderr, "ramole %s: at most %d texts\n", cmd, MAX_TEXTS);
+                    rm_free(*buf);
+                    *buf = NULL;
                     return false;
                 }
                 o->texts[o->n_texts++] = s;
@@ -442,6 +437,8 @@ static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
     }
     if (!o->n_texts) {
         fprintf(stderr, "ramole %s: give texts with -p TEXT (repeatable) or --file FILE\n", cmd);
+        rm_free(*buf);
+        *buf = NULL;
         return false;
     }
     return true;
@@ -519,7 +516,7 @@ int cmd_retrieve(int argc, char **argv) {
     rm_index *ix = NULL;
     float *E = NULL, *Q = NULL, *rep = NULL;
     const char **sample = NULL;
-    int *sample_task = NULL;
+    int *fill = NULL; /* samples placed per task */
     rm_hit *hits = NULL;
     rm_status st;
     int rc = 1;
@@ -527,45 +524,45 @@ int cmd_retrieve(int argc, char **argv) {
     if ((rc = open_embedder(cmd, &o, &m, &proj, &e)) != 0) goto out;
     rc = 1;
     int dim = rm_embedder_dim(e), ns = 0;
+    /* the first --samples inputs of each task, grouped by task: task t's are
+     * samples off[t] .. off[t + 1) */
     sample = rm_malloc((size_t)d->n * sizeof *sample);
-    sample_task = rm_malloc((size_t)d->n * sizeof *sample_task);
-    int *taken = rm_calloc((size_t)d->n_tasks, sizeof *taken);
-    if (!sample || !sample_task || !taken) {
-        rm_free(taken);
+    int *off = rm_calloc((size_t)d->n_tasks + 1, sizeof *off);
+    if (!sample || !off) {
+        rm_free(off);
         rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
         goto out;
     }
-    for (int i = 0; i < d->n; i++) /* the first --samples inputs of each task */
-        if (taken[d->task[i]] < o.samples) {
-            taken[d->task[i]]++;
-            sample[ns] = d->inputs[i];
-            sample_task[ns++] = d->task[i];
-        }
-    rm_free(taken);
+    for (int i = 0; i < d->n; i++)
+        if (off[d->task[i] + 1] < o.samples) off[d->task[i] + 1]++;
+    for (int t = 0; t < d->n_tasks; t++) off[t + 1] += off[t];
+    ns = off[d->n_tasks];
+    fill = rm_calloc((size_t)d->n_tasks, sizeof *fill);
+    for (int i = 0; fill && i < d->n; i++) {
+        int t = d->task[i];
+        if (fill[t] < off[t + 1] - off[t]) sample[off[t] + fill[t]++] = d->inputs[i];
+    }
     E = rm_malloc((size_t)ns * (size_t)dim * sizeof *E);
     Q = rm_malloc((size_t)o.n_texts * (size_t)dim * sizeof *Q);
     rep = rm_malloc((size_t)dim * sizeof *rep);
-    int *rows = rm_malloc((size_t)ns * sizeof *rows);
+    double *acc = rm_malloc((size_t)dim * sizeof *acc);
     hits = rm_malloc((size_t)o.k * sizeof *hits);
-    if (!E || !Q || !rep || !rows || !hits) {
-        rm_free(rows);
+    if (!fill || !E || !Q || !rep || !acc || !hits) {
+        rm_free(off), rm_free(acc);
         rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
         goto out;
     }
     if ((st = rm_embedder_embed(e, sample, ns, E)) != RAMOLE_OK || (st = rm_index_new(dim, &ix)) != RAMOLE_OK) {
-        rm_free(rows);
+        rm_free(off), rm_free(acc);
         rc = cli_fail(cmd, st);
         goto out;
     }
     for (int t = 0; t < d->n_tasks && st == RAMOLE_OK; t++) {
-        int c = 0;
-        for (int i = 0; i < ns; i++)
-            if (sample_task[i] == t) rows[c++] = i;
-        rm_embed_mean(E, dim, rows, c, rep);
+        rm_embed_mean(E + (size_t)off[t] * dim, dim, NULL, off[t + 1] - off[t], acc, rep);
         st = rm_index_add(ix, t, rep);
         if (st != RAMOLE_OK) rm_err_prefix(st, "task '%s'", d->names[t]);
     }
-    rm_free(rows);
+    rm_free(off), rm_free(acc);
     if (st != RAMOLE_OK || (st = rm_embedder_embed(e, o.texts, o.n_texts, Q)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
@@ -592,7 +589,7 @@ int cmd_retrieve(int argc, char **argv) {
 out:
     rm_free(hits);
     rm_free(E), rm_free(Q), rm_free(rep);
-    rm_free(sample), rm_free(sample_task);
+    rm_free(sample), rm_free(fill);
     rm_index_free(ix);
     rm_task_data_free(d);
     rm_embedder_free(e);

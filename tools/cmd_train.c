@@ -278,13 +278,6 @@ static rm_status eval_loss(train_job *j, const rm_dataset *d, rm_batchbuf *bb, d
     return RAMOLE_OK;
 }
 
-static void fmt_time(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-}
-
 /* Train j->tm; 0 on success, else the exit status (messages printed). */
 static int train_run(train_job *j) {
     const train_opts *o = j->o;
@@ -400,7 +393,7 @@ static int train_run(train_job *j) {
         }
         if (!o->quiet && (tty || t->step % log_every == 0 || last || t->step == step0 + 1)) {
             char etab[32], vb[48] = "";
-            fmt_time(eta, etab, sizeof etab);
+            cli_fmt_time(eta, etab, sizeof etab);
             if (!isnan(last_val)) snprintf(vb, sizeof vb, "  val %.4f", last_val);
             fprintf(stderr, "%sstep %lld/%ld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s%s", tty ? "\r" : "",
                     (long long)t->step, total, ss.loss, vb, ss.lr, tps, etab, tty ? "   " : "\n");

@@ -330,6 +330,7 @@ static void project(rm_ctx *c, float *y, const float *x, int n, const rm_weight 
 rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
     const rm_model *m = c->m;
     const rm_model_config *cfg = &m->cfg;
+    c->hid_n = 0; /* a refused batch leaves no rows of an earlier one readable */
     RM_TRY(check_batch(c, b));
     int n = b->n_tokens;
     int64_t d = cfg->hidden;
@@ -341,7 +342,6 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
                              (size_t)b->tokens[i] * rm_type_row_bytes(m->tok_embd.type, d);
         rm_convert(RM_TYPE_F32, c->x + (size_t)i * d, m->tok_embd.type, row, d);
     }
-    c->hid_n = 0;
     if (c->hid_layer == 0) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
 
     for (int l = 0; l < cfg->n_layers; l++) {

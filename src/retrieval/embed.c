@@ -61,22 +61,13 @@ void rm_projection_apply(const rm_projection *p, int hidden, const float *h, flo
     for (int r = 0; r < p->dim; r++) out[r] = (float)(out[r] * inv);
 }
 
-void rm_embed_mean(const float *vecs, int dim, const int *rows, int n, float *out) {
-    double acc[512];
-    double *z = dim <= 512 ? acc : rm_calloc((size_t)dim, sizeof *z);
-    if (!z) { /* out of memory for a huge dim: accumulate in float */
-        memset(out, 0, (size_t)dim * sizeof *out);
-        for (int j = 0; j < n; j++) rm_vec_add(out, vecs + (size_t)(rows ? rows[j] : j) * (size_t)dim, dim);
-        rm_projection_apply(NULL, dim, out, out);
-        return;
-    }
-    memset(z, 0, (size_t)dim * sizeof *z);
+void rm_embed_mean(const float *vecs, int dim, const int *rows, int n, double *acc, float *out) {
+    memset(acc, 0, (size_t)dim * sizeof *acc);
     for (int j = 0; j < n; j++) {
         const float *v = vecs + (size_t)(rows ? rows[j] : j) * (size_t)dim;
-        for (int i = 0; i < dim; i++) z[i] += v[i];
+        for (int i = 0; i < dim; i++) acc[i] += v[i];
     }
-    normalise_d(z, dim, out);
-    if (z != acc) rm_free(z);
+    normalise_d(acc, dim, out);
 }
 
 /* ---- the embedder ---------------------------------------------------------------- */

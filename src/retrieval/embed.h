@@ -122,7 +122,7 @@ rm_status rm_embedder_embed(rm_embedder *e, const char *const *texts, int n, flo
 
 /* out[dim] = normalise(mean of rows rows[0..n) of vecs[.][dim]) (rows NULL:
  * rows 0..n-1) — a task's representation from its samples' embeddings.
- * Double accumulation in the given order. */
-void rm_embed_mean(const float *vecs, int dim, const int *rows, int n, float *out);
+ * Double accumulation in the given order, in the caller's acc[dim]. */
+void rm_embed_mean(const float *vecs, int dim, const int *rows, int n, double *acc, float *out);
 
 #endif /* RM_RETRIEVAL_EMBED_H */

@@ -223,13 +223,20 @@ static int task_rows(const rm_task_data *d, int t, int skip, int max, int *rows)
     return c;
 }
 
-void rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out) {
-    int *rows = rm_malloc((size_t)(m > 0 ? m : 1) * sizeof *rows);
-    for (int t = 0; t < d->n_tasks; t++) {
-        int c = rows ? task_rows(d, t, -1, m, rows) : 0;
-        rm_embed_mean(E, dim, rows, c, out + (size_t)t * dim);
-    }
-    rm_free(rows);
+static rm_status task_vectors(const rm_task_data *d, const float *E, int dim, int m, int *rows, double *acc,
+                              float *out) {
+    for (int t = 0; t < d->n_tasks; t++)
+        rm_embed_mean(E, dim, rows, task_rows(d, t, -1, m, rows), acc, out + (size_t)t * dim);
+    return RAMOLE_OK;
+}
+
+rm_status rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out) {
+    if (m < 1) return rm_err(RAMOLE_ERR_RANGE, "samples per task %d", m);
+    int *rows = rm_malloc((size_t)m * sizeof *rows);
+    double *acc = rm_malloc((size_t)dim * sizeof *acc);
+    rm_status st = rows && acc ? task_vectors(d, E, dim, m, rows, acc, out) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_free(rows), rm_free(acc);
+    return st;
 }
 
 static double dot(const float *a, const float *b, int n) {
@@ -245,17 +252,18 @@ rm_status rm_task_top1(const rm_task_data *d, const float *E, int dim, int m, co
     float *reps = rm_malloc((size_t)d->n_tasks * (size_t)dim * sizeof *reps);
     float *own = rm_malloc((size_t)dim * sizeof *own);
     int *rows = rm_malloc((size_t)m * sizeof *rows);
-    if (!reps || !own || !rows) {
-        rm_free(reps), rm_free(own), rm_free(rows);
+    double *acc = rm_malloc((size_t)dim * sizeof *acc);
+    if (!reps || !own || !rows || !acc) {
+        rm_free(reps), rm_free(own), rm_free(rows), rm_free(acc);
         return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     }
-    rm_task_vectors(d, E, dim, m, reps);
+    task_vectors(d, E, dim, m, rows, acc, reps);
     for (int q = 0; q < d->n; q++) {
         int t = d->task[q];
         if (query && !query[q]) continue;
         int c = task_rows(d, t, q, m, rows);
         if (c == 0) continue; /* a task of one input has no other evidence */
-        rm_embed_mean(E, dim, rows, c, own);
+        rm_embed_mean(E, dim, rows, c, acc, own);
         const float *e = E + (size_t)q * dim;
         int best = -1;
         double bs = 0;
@@ -266,6 +274,6 @@ rm_status rm_task_top1(const rm_task_data *d, const float *E, int dim, int m, co
         out->queries++;
         out->correct += best == t;
     }
-    rm_free(reps), rm_free(own), rm_free(rows);
+    rm_free(reps), rm_free(own), rm_free(rows), rm_free(acc);
     return RAMOLE_OK;
 }

@@ -56,7 +56,7 @@ rm_status rm_task_split_inputs(const rm_task_data *d, double frac, uint64_t seed
 
 /* out[n_tasks][dim]: every task's representation from E[n][dim] (unit
  * embeddings of the examples), at most m inputs each. */
-void rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out);
+rm_status rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out);
 
 typedef struct {
     int queries, correct;
