@@ -256,6 +256,9 @@ static double grad_diff(rm_tm_f32 *a, rm_tm_f64 *b, const rm_train_batch *batch,
     rm_tm_f64_zero_grad(b);
     CHECK_OK(rm_tm_f32_backward(a, batch, 1.0, la));
     CHECK_OK(rm_tm_f64_backward(b, batch, 1.0, lb));
+    double l32; /* the forward alone reports the backward's loss, bit for bit */
+    CHECK_OK(rm_tm_f32_loss(a, batch, &l32));
+    CHECK_MSG(l32 == *la, "loss %.17g, backward's loss %.17g", l32, *la);
     size_t n32, n64;
     float *g = rm_tm_f32_grads(a, &n32);
     double *G = rm_tm_f64_grads(b, &n64), mx = 0, dmax = 0;

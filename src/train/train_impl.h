@@ -14,8 +14,8 @@
  * product), dX = dY W; LoRA: U = X A^T (kept from the forward, one gemm per
  * group of modules that share X: q,k,v / o / gate,up / down),
  * dB += s dY^T U, dU = s dY B, dA += dU^T X, dX += dU_group A_group (one
- * gemm per group); in LoRA training the first layer's q,k,v input gradient
- * is skipped (the embedding is frozen). The router is gemms per (sequence,
+ * gemm per group); with a frozen embedding (LoRA, router) the first
+ * layer's q,k,v input gradient is skipped. The router is gemms per (sequence,
  * expert slot) plus a per-token softmax (see the router section).
  * The loss and dlogits come from one softmax pass per row in the backward.
  *
@@ -539,8 +539,6 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
         tm->du = tm_alloc(N * f, sizeof(REAL), &ok);
         tm->dh = tm_alloc(N * f, sizeof(REAL), &ok);
         tm->tmp = tm_alloc(N * (size_t)tm->dmax, sizeof(REAL), &ok);
-        tm->lu = tm_alloc(N * R, sizeof(REAL), &ok);
-        tm->ldu = tm_alloc(N * R, sizeof(REAL), &ok);
         tm->exl = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(int32_t), &ok);
         tm->exn = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
         tm->ascr = tm_alloc((size_t)tm->nth * T * T, sizeof(REAL), &ok);
@@ -569,6 +567,8 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
         }
         if (p->kind == RM_TRAIN_ROUTER) {
             size_t KS = (size_t)tm->ks;
+            tm->lu = tm_alloc(N * R, sizeof(REAL), &ok);
+            tm->ldu = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rv = tm_alloc(N * KS * (size_t)tm->dmax, sizeof(REAL), &ok);
             tm->rdv = tm_alloc(N * KS * (size_t)tm->dmax, sizeof(REAL), &ok);
             tm->rk = tm_alloc(N * KS * R, sizeof(REAL), &ok);
@@ -1047,12 +1047,12 @@ static void router_bwd(TM_TYPE *tm, router_job *j) {
             const REAL *V = tm->rv + so * dout;
             mm(tm, false, true, T, dout, rr, 1, dK, KS * rr, R->B, rr, 1, dV, KS * dout); /* dV += dKey B_r^T */
             mm(tm, true, false, dout, rr, T, 1, V, KS * dout, dK, KS * rr, 1, R->gB, rr);   /* dB_r += V^T dKey */
-            if (!E->rank) continue;
+            if (!E->rank || !j->dX) continue;
             mm(tm, false, false, T, E->rank, dout, E->scale, dV, KS * dout, E->B, E->rank, 0, tm->ldu, E->rank);
             mm(tm, false, false, T, din, E->rank, 1, tm->ldu, E->rank, E->A, din, 1, j->dX + (size_t)b * T * din, din);
         }
     mm(tm, true, false, rr, din, n, 1, tm->rdq, rr, j->X, din, 1, R->gA, din);  /* dA_r += dQ^T X */
-    mm(tm, false, false, n, din, rr, 1, tm->rdq, rr, R->A, din, 1, j->dX, din); /* dX += dQ A_r */
+    if (j->dX) mm(tm, false, false, n, din, rr, 1, tm->rdq, rr, R->A, din, 1, j->dX, din); /* dX += dQ A_r */
 }
 
 /* ---- projections ------------------------------------------------------------------------ */
@@ -1116,8 +1116,8 @@ static void proj_fwd(TM_TYPE *tm, int l, int t, const REAL *X, REAL *Y, int n) {
 }
 
 /* dX [n][din] = beta dX + dY W (+ adapter paths); weight gradients added.
- * dX NULL: the input gradient is not needed (LORA, first layer: the
- * embedding is frozen). LORA: dU goes to ldus; the group's dX term is
+ * dX NULL: the input gradient is not needed (LORA and ROUTER, first layer:
+ * the embedding is frozen). LORA: dU goes to ldus; the group's dX term is
  * added by lora_group_dx. */
 static void proj_bwd(TM_TYPE *tm, int l, int t, const REAL *X, const REAL *dY, REAL *dX, REAL beta, int n) {
     int64_t din, dout;
@@ -1190,38 +1190,32 @@ static rm_status check_batch(TM_TYPE *tm, const rm_train_batch *b) {
     return RAMOLE_OK;
 }
 
-static void loss_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
-    const rm_train_batch *b = tm->b;
-    for (int64_t r = lo; r < hi; r++) {
-        REAL *z = tm->logits + r * tm->V, mx = -INFINITY;
-        for (int64_t c = 0; c < tm->V; c++)
-            if (z[c] > mx) mx = z[c];
-        double s = 0;
-        for (int64_t c = 0; c < tm->V; c++) s += exp((double)(z[c] - mx));
-        double lse = (double)mx + log(s);
-        tm->row_loss[r] = lse - (double)z[b->targets[tm->rows[r]]];
-    }
-}
-
 /*
- * Backward's loss rows: the softmax of each row once, in place, giving both
- * the row's loss (lse - z_target, lse from a sum in REAL) and dlogits =
- * scale (softmax - onehot(target)).
+ * The loss rows: the softmax of each row once, giving the row's loss
+ * (lse - z_target, the exponentials summed in double) and, when arg points
+ * to a scale (backward), dlogits = scale (softmax - onehot(target)) in
+ * place of the logits. Forward alone and backward thus report one loss.
  */
 static void xent_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
-    REAL scale = *(REAL *)arg;
+    const REAL *scale = arg;
     const rm_train_batch *b = tm->b;
     for (int64_t r = lo; r < hi; r++) {
         REAL *z = tm->logits + r * tm->V, mx = -INFINITY;
         int32_t tg = b->targets[tm->rows[r]];
         for (int64_t c = 0; c < tm->V; c++)
             if (z[c] > mx) mx = z[c];
-        REAL zt = z[tg], s = 0;
-        for (int64_t c = 0; c < tm->V; c++) s += (z[c] = REXP(z[c] - mx));
-        tm->row_loss[r] = (double)mx + log((double)s) - (double)zt;
-        REAL inv = scale / s;
+        REAL zt = z[tg];
+        double s = 0;
+        for (int64_t c = 0; c < tm->V; c++) {
+            REAL e = REXP(z[c] - mx);
+            s += (double)e;
+            if (scale) z[c] = e;
+        }
+        tm->row_loss[r] = (double)mx + log(s) - (double)zt;
+        if (!scale) continue;
+        REAL inv = (REAL)(*scale / s);
         for (int64_t c = 0; c < tm->V; c++) z[c] *= inv;
-        z[tg] -= scale;
+        z[tg] -= *scale;
     }
 }
 
@@ -1275,12 +1269,8 @@ static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, con
             tm->rows[tm->n_rows++] = i;
         }
     mm(tm, false, true, tm->n_rows, (int)tm->V, (int)d, 1, tm->xg, (int)d, tm->W.out, (int)d, 0, tm->logits, (int)tm->V);
-    if (grad_scale) {
-        REAL scale = (REAL)(*grad_scale / tm->n_rows);
-        pfor(tm, tm->n_rows, xent_rows, &scale);
-    } else {
-        pfor(tm, tm->n_rows, loss_rows, NULL);
-    }
+    REAL scale = grad_scale ? (REAL)(*grad_scale / tm->n_rows) : 0;
+    pfor(tm, tm->n_rows, xent_rows, grad_scale ? &scale : NULL);
     double s = 0;
     for (int r = 0; r < tm->n_rows; r++) s += tm->row_loss[r];
     *loss = s / tm->n_rows;
@@ -1342,8 +1332,8 @@ rm_status TM_(backward)(TM_TYPE *tm, const rm_train_batch *b, double grad_scale,
             colsum(tm, GL->bk, tm->dk, tm->kvd, n);
             colsum(tm, GL->bv, tm->dv, tm->kvd, n);
         }
-        /* LORA, first layer: nothing below needs d(input) (frozen embedding) */
-        REAL *dxn = l == 0 && tm->kind == RM_TRAIN_LORA ? NULL : tm->dxn;
+        /* first layer with a frozen embedding (LORA, ROUTER): nothing below needs d(input) */
+        REAL *dxn = l == 0 && !full ? NULL : tm->dxn;
         proj_bwd(tm, l, RM_TARGET_Q, xn1, tm->dq, dxn, 0, n);
         proj_bwd(tm, l, RM_TARGET_K, xn1, tm->dk, dxn, 1, n);
         proj_bwd(tm, l, RM_TARGET_V, xn1, tm->dv, dxn, 1, n);
