@@ -58,11 +58,6 @@ static double cpu_now(void) { /* process CPU seconds */
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint64_t rng_next(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 33;
-}
-
 static int run_one(const bench_size *z, bool lora, int threads, int B, int T, int warmup, int steps, int rank,
                    bench_result *res) {
     rm_model_config c;
@@ -93,8 +88,8 @@ static int run_one(const bench_size *z, bool lora, int threads, int B, int T, in
     if (rm_trainer_new(tm, &o, 1, &tr) != RAMOLE_OK) goto fail;
     uint64_t s = 7;
     for (int i = 0; i < B * T; i++) {
-        tok[i] = (int32_t)(rng_next(&s) % (uint64_t)c.vocab_size);
-        tgt[i] = (int32_t)(rng_next(&s) % (uint64_t)c.vocab_size);
+        tok[i] = (int32_t)(rm_rng_next(&s) % (uint64_t)c.vocab_size);
+        tgt[i] = (int32_t)(rm_rng_next(&s) % (uint64_t)c.vocab_size);
         mask[i] = 1;
     }
     rm_train_batch b = {.B = B, .T = T, .tokens = tok, .targets = tgt, .mask = mask};
@@ -113,13 +108,9 @@ static int run_one(const bench_size *z, bool lora, int threads, int B, int T, in
     res->cpu_util = (cpu_now() - c_all) / (t_all * threads);
     rm_tm_f32_profile(tm, &res->prof, false);
     res->size = z->name, res->mode = lora ? "lora" : "full";
-    res->params = 0;
-    {
-        rm_tm_f32 *probe = NULL; /* total parameters = a FULL tm's vector */
-        rm_train_params pf = {.kind = RM_TRAIN_FULL, .max_batch = 1, .max_seq = 1, .n_threads = 1};
-        if (rm_tm_f32_new(m, &pf, &probe) == RAMOLE_OK) rm_tm_f32_params(probe, &res->params);
-        rm_tm_f32_free(probe);
-    }
+    int64_t n_params, n_bytes;
+    rm_model_size(m, &n_params, &n_bytes);
+    res->params = (size_t)n_params;
     rm_tm_f32_params(tm, &res->trainable);
     res->step_s = t_all / steps;
     res->tps = (double)B * T * steps / t_all;

@@ -81,7 +81,7 @@ for rep in $(seq 1 "$REPS"); do
           v=$(json_num tokens_per_s <<<"$j"); k="$s $m"
           if [ "$(maxf "${R_TPS[$k]:-}" "$v")" = "$v" ]; then R_TPS[$k]=$v; R_LINE[$k]=$j; fi
         elif [ $have_torch = 1 ]; then
-          out=$("$PY" bench/train_torch.py --size "$s" --mode "$m" --threads "$TH" --warmup "$WARM" --steps "$STEPS" 2>&1)
+          out=$(OPENBLAS_NUM_THREADS="$TH" OMP_NUM_THREADS="$TH" MKL_NUM_THREADS="$TH" "$PY" bench/train_torch.py --size "$s" --mode "$m" --threads "$TH" --warmup "$WARM" --steps "$STEPS" 2>&1)
           rc=$?
           j=$(grep -m1 '"peer": "torch"' <<<"$out")
           if [ $rc != 0 ] || [ -z "$j" ]; then fail "train_torch.py --size $s --mode $m: $(tail -n 1 <<<"$out")"; continue; fi
