@@ -8,6 +8,8 @@
 
 #include "retrieval/infonce.h"
 
+#include "train/train.h"
+
 /* ---- loss and gradient --------------------------------------------------------- */
 
 /* Rows of Z[B][dim] -> E = Z/|Z|, norms in nrm. */
@@ -245,13 +247,11 @@ fail:
     return st;
 }
 
-static double lr_at(const rm_infonce_params *p, int step) { /* step: 1-based */
-    if (p->warmup > 0 && step <= p->warmup) return p->lr * (double)step / (double)p->warmup;
-    double span = (double)(p->steps - p->warmup);
-    double x = span > 0 ? (double)(step - p->warmup) / span : 1.0;
-    if (x > 1) x = 1;
-    double c = 0.5 * (1.0 + cos(3.141592653589793 * x));
-    return p->lr * (p->min_lr_ratio + (1.0 - p->min_lr_ratio) * c);
+/* The trainers' schedule (warm-up, then cosine to lr * min_lr_ratio); step 1-based. */
+static double lr_at(const rm_infonce_params *p, int step) {
+    rm_adamw_params s = {.lr = (float)p->lr, .warmup_steps = p->warmup, .total_steps = p->steps,
+                         .min_lr_ratio = (float)p->min_lr_ratio};
+    return rm_lr_at(&s, step);
 }
 
 rm_status rm_infonce_trainer_step(rm_infonce_trainer *t, rm_infonce_stats *st) {
