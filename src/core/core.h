@@ -152,4 +152,13 @@ void rm_rng_fill_uniform(float *x, size_t n, float std, uint64_t *state);
  * `flags` are json_dumps flags. */
 rm_status rm_json_write_atomic(const char *path, const void *json, size_t flags);
 
+/*
+ * Lines of a text (JSONL), blank ones (spaces, tabs, CR only) skipped: fn
+ * gets each other line (not NUL-terminated, without its newline) and its
+ * 1-based number. The first failure stops the walk; its message gets
+ * "name:line: " in front.
+ */
+typedef rm_status (*rm_line_fn)(const char *s, size_t n, int line, void *ctx);
+rm_status rm_lines_each(const char *text, size_t len, const char *name, rm_line_fn fn, void *ctx);
+
 #endif /* RM_CORE_H */

@@ -22,3 +22,19 @@ rm_status rm_json_write_atomic(const char *path, const void *json, size_t flags)
     free(text);
     return st;
 }
+
+rm_status rm_lines_each(const char *text, size_t len, const char *name, rm_line_fn fn, void *ctx) {
+    int line = 0;
+    for (size_t pos = 0; pos < len;) {
+        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + 1;
+        line++;
+        size_t k = 0;
+        while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
+        if (k == n) continue;
+        rm_status st = fn(s, n, line, ctx);
+        if (st != RAMOLE_OK) return rm_err_prefix(st, "%s:%d", name, line);
+    }
+    return RAMOLE_OK;
+}

@@ -66,52 +66,49 @@ static rm_status parse_line(const char *s, size_t n, char **task, char **input) 
     return st;
 }
 
+typedef struct {
+    rm_task_data *d;
+    int cap, tcap, cap2, cap3, tcap2; /* capacities of inputs, names, task, line, count */
+} task_parse;
+
+static rm_status task_line(const char *s, size_t n, int line, void *arg) {
+    task_parse *c = arg;
+    rm_task_data *d = c->d;
+    char *task, *input;
+    RM_TRY(parse_line(s, n, &task, &input));
+    int t = rm_task_data_find(d, task);
+    if (t < 0) {
+        if (!grow((void **)&d->names, &c->tcap, d->n_tasks + 1, sizeof *d->names) ||
+            !grow((void **)&d->count, &c->tcap2, d->n_tasks + 1, sizeof *d->count)) {
+            rm_free(task), rm_free(input);
+            return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        }
+        t = d->n_tasks++;
+        d->names[t] = task;
+        d->count[t] = 0;
+    } else {
+        rm_free(task);
+    }
+    if (!grow((void **)&d->inputs, &c->cap, d->n + 1, sizeof *d->inputs) ||
+        !grow((void **)&d->task, &c->cap2, d->n + 1, sizeof *d->task) ||
+        !grow((void **)&d->line, &c->cap3, d->n + 1, sizeof *d->line)) {
+        rm_free(input);
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    }
+    d->inputs[d->n] = input;
+    d->task[d->n] = t;
+    d->line[d->n] = line;
+    d->n++;
+    d->count[t]++;
+    return RAMOLE_OK;
+}
+
 rm_status rm_task_data_parse(const char *text, size_t len, const char *name, int min_per_task, rm_task_data **out) {
     *out = NULL;
     rm_task_data *d = rm_calloc(1, sizeof *d);
     if (!d) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    int cap = 0, tcap = 0, cap2 = 0, cap3 = 0, tcap2 = 0;
-    rm_status st = RAMOLE_OK;
-    int line = 0;
-    for (size_t pos = 0; pos < len && !st;) {
-        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + 1;
-        line++;
-        size_t k = 0;
-        while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
-        if (k == n) continue;
-        char *task, *input;
-        if ((st = parse_line(s, n, &task, &input)) != RAMOLE_OK) {
-            rm_err_prefix(st, "%s:%d", name, line);
-            break;
-        }
-        int t = rm_task_data_find(d, task);
-        if (t < 0) {
-            if (!grow((void **)&d->names, &tcap, d->n_tasks + 1, sizeof *d->names) ||
-                !grow((void **)&d->count, &tcap2, d->n_tasks + 1, sizeof *d->count)) {
-                rm_free(task), rm_free(input);
-                st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-                break;
-            }
-            t = d->n_tasks++;
-            d->names[t] = task;
-            d->count[t] = 0;
-        } else
-            rm_free(task);
-        if (!grow((void **)&d->inputs, &cap, d->n + 1, sizeof *d->inputs) ||
-            !grow((void **)&d->task, &cap2, d->n + 1, sizeof *d->task) ||
-            !grow((void **)&d->line, &cap3, d->n + 1, sizeof *d->line)) {
-            rm_free(input);
-            st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-            break;
-        }
-        d->inputs[d->n] = input;
-        d->task[d->n] = t;
-        d->line[d->n] = line;
-        d->n++;
-        d->count[t]++;
-    }
+    task_parse c = {.d = d};
+    rm_status st = rm_lines_each(text, len, name, task_line, &c);
     if (!st && d->n == 0) st = rm_err(RAMOLE_ERR_INVALID, "%s: no examples", name);
     for (int t = 0; !st && t < d->n_tasks; t++)
         if (d->count[t] < min_per_task)

@@ -146,6 +146,25 @@ static rm_status parse_line(const rm_tok *tok, const char *s, size_t n, int32_t 
     return st;
 }
 
+typedef struct {
+    const rm_tok *tok;
+    int32_t eos;
+    const rm_data_opts *o;
+    rm_dataset *d;
+} jsonl_ctx;
+
+static rm_status jsonl_line(const char *s, size_t n, int line, void *arg) {
+    jsonl_ctx *c = arg;
+    rm_example ex;
+    bool trunc = false;
+    RM_TRY(parse_line(c->tok, s, n, c->eos, c->o, &ex, &trunc));
+    ex.line = line;
+    c->d->n_truncated += trunc;
+    rm_status st = ds_push(c->d, &ex);
+    if (st) example_clear(&ex);
+    return st;
+}
+
 rm_status rm_data_parse_jsonl(const rm_tok *tok, const char *text, size_t len, const char *name,
                               const rm_data_opts *o, rm_dataset **out) {
     *out = NULL;
@@ -154,28 +173,8 @@ rm_status rm_data_parse_jsonl(const rm_tok *tok, const char *text, size_t len, c
     if (eos < 0) return rm_err(RAMOLE_ERR_INVALID, "%s: the tokenizer has no end-of-sequence token", name);
     rm_dataset *d = rm_calloc(1, sizeof *d);
     if (!d) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    rm_status st = RAMOLE_OK;
-    int line = 0;
-    for (size_t pos = 0; pos < len && !st;) {
-        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + 1;
-        line++;
-        size_t k = 0;
-        while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) k++;
-        if (k == n) continue; /* blank line */
-        rm_example ex;
-        bool trunc = false;
-        st = parse_line(tok, s, n, eos, o, &ex, &trunc);
-        if (st) {
-            rm_err_prefix(st, "%s:%d", name, line);
-            break;
-        }
-        ex.line = line;
-        d->n_truncated += trunc;
-        st = ds_push(d, &ex);
-        if (st) example_clear(&ex);
-    }
+    jsonl_ctx c = {tok, eos, o, d};
+    rm_status st = rm_lines_each(text, len, name, jsonl_line, &c);
     if (!st && d->n == 0) st = rm_err(RAMOLE_ERR_INVALID, "%s: no examples", name);
     if (st) {
         rm_dataset_free(d);
