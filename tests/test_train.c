@@ -303,6 +303,41 @@ TEST(train_f32_matches_f64) {
     router_world_free(&w);
 }
 
+/* Products with few rows and many columns (LoRA's dA: r rows, din columns)
+ * are split by columns over the threads: on a model wide enough to take
+ * that path (din 128, 64 positions), 2-thread float gradients match
+ * 1-thread double ones. */
+TEST(train_lora_wide_products_split_by_columns) {
+    rm_model_config c = tiny_config(RM_ARCH_LLAMA);
+    c.hidden = 128, c.ffn = 192, c.n_layers = 1, c.head_dim = 32, c.rope.n_rot = 32;
+    rm_model *m = NULL;
+    rm_adapter *ad = NULL;
+    CHECK_OK(rm_model_random(&c, 12, 0.05f, &m));
+    if (m) CHECK_OK(rm_adapter_random(m, 4, 8, ALL, 13, 0.05f, &ad));
+    if (!ad) {
+        rm_model_free(m);
+        return;
+    }
+    rm_train_params p2 = {.kind = RM_TRAIN_LORA, .max_batch = 4, .max_seq = 16, .n_threads = 2, .lora = ad};
+    rm_train_params p1 = p2;
+    p1.n_threads = 1;
+    rm_tm_f32 *a = NULL;
+    rm_tm_f64 *b = NULL;
+    CHECK_OK(rm_tm_f32_new(m, &p2, &a));
+    CHECK_OK(rm_tm_f64_new(m, &p1, &b));
+    if (a && b) {
+        test_batch tb;
+        make_batch(&tb, 4, 16, c.vocab_size, 77);
+        double la, lb, rel = grad_diff(a, b, &tb.b, &la, &lb);
+        CHECK_MSG(rel < 1e-4, "column-split float vs double gradients differ by %g", rel);
+        CHECK_NEAR(la, lb, 1e-5 * fabs(lb));
+    }
+    rm_tm_f32_free(a);
+    rm_tm_f64_free(b);
+    rm_adapter_free(ad);
+    rm_model_free(m);
+}
+
 /* ---- training loss == inference forward's cross-entropy ------------------------------- */
 
 /* Mean -log softmax(logits)[target] over the batch's mask, from rm_ctx_decode,
