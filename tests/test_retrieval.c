@@ -513,10 +513,21 @@ TEST(retrieval_trainer_is_deterministic_and_separates_tasks) {
     rm_retrieval_score before, after;
     for (int i = 0; i < N; i++) rm_projection_apply(NULL, HID, H + (size_t)i * HID, E + (size_t)i * HID);
     CHECK_OK(rm_task_top1(&d, E, HID, 20, NULL, &before));
+    /* run 1 reads the same examples through rows[] from a reversed copy:
+     * the same order of examples, so the same weights bit for bit */
+    static float Hrev[N * HID];
+    int32_t trev[N];
+    int rows[N];
+    for (int i = 0; i < N; i++) {
+        rows[i] = N - 1 - i;
+        trev[N - 1 - i] = task[i];
+        memcpy(Hrev + (size_t)(N - 1 - i) * HID, H + (size_t)i * HID, HID * sizeof *H);
+    }
     float *ws[2] = {w1, w2};
     for (int run = 0; run < 2; run++) {
         rm_infonce_trainer *t = NULL;
-        CHECK_OK(rm_infonce_trainer_new(H, task, N, HID, T, &p, &t));
+        if (run == 0) CHECK_OK(rm_infonce_trainer_new(H, task, NULL, N, HID, T, &p, &t));
+        else CHECK_OK(rm_infonce_trainer_new(Hrev, trev, rows, N, HID, T, &p, &t));
         if (!t) return;
         rm_infonce_stats s0 = {0}, s = {0};
         for (int k = 0; k < p.steps; k++) {
@@ -538,10 +549,10 @@ TEST(retrieval_trainer_is_deterministic_and_separates_tasks) {
     int32_t lonely[N];
     memcpy(lonely, task, sizeof lonely);
     lonely[0] = T; /* task T has one example */
-    CHECK_ERR(rm_infonce_trainer_new(H, lonely, N, HID, T + 1, &p, &t), RAMOLE_ERR_INVALID);
+    CHECK_ERR(rm_infonce_trainer_new(H, lonely, NULL, N, HID, T + 1, &p, &t), RAMOLE_ERR_INVALID);
     CHECK(strstr(ramole_last_error(), "task 8 has one example"));
     int32_t one[N] = {0};
-    CHECK_ERR(rm_infonce_trainer_new(H, one, N, HID, 1, &p, &t), RAMOLE_ERR_INVALID);
+    CHECK_ERR(rm_infonce_trainer_new(H, one, NULL, N, HID, 1, &p, &t), RAMOLE_ERR_INVALID);
     CHECK(t == NULL);
 }
 
@@ -585,7 +596,7 @@ TEST(retrieval_allocation_failure_at_every_point) {
             rm_infonce_params ip;
             rm_infonce_params_default(&ip);
             ip.batch = 4;
-            st = rm_infonce_trainer_new(H, task, 4, 32, 2, &ip, &t);
+            st = rm_infonce_trainer_new(H, task, NULL, 4, 32, 2, &ip, &t);
         }
         if (st == RAMOLE_OK) st = rm_infonce_trainer_step(t, NULL);
         rm_alloc_fail_after(0);

@@ -237,8 +237,8 @@ int cmd_train_retriever(int argc, char **argv) {
     rm_embedder *e = NULL;
     rm_task_data *d = NULL;
     rm_infonce_trainer *tr = NULL;
-    float *H = NULL, *E = NULL, *Htr = NULL;
-    int32_t *ttask = NULL;
+    float *H = NULL, *E = NULL;
+    int *train_rows = NULL; /* the examples the projection trains on */
     bool *held_task = NULL, *masks[3] = {NULL, NULL, NULL}; /* unseen, held-out inputs, training inputs */
     FILE *logf = NULL;
     int rc = 1;
@@ -254,10 +254,9 @@ int cmd_train_retriever(int argc, char **argv) {
     held_task = rm_calloc((size_t)d->n_tasks, sizeof *held_task);
     for (int k = 0; k < 3; k++) masks[k] = rm_calloc((size_t)d->n, sizeof(bool));
     H = rm_malloc((size_t)d->n * (size_t)hidden * sizeof *H);
-    Htr = rm_malloc((size_t)d->n * (size_t)hidden * sizeof *Htr);
     E = rm_malloc((size_t)d->n * (size_t)(dim > hidden ? dim : hidden) * sizeof *E);
-    ttask = rm_malloc((size_t)d->n * sizeof *ttask);
-    if (!held_task || !masks[0] || !masks[1] || !masks[2] || !H || !Htr || !E || !ttask) {
+    train_rows = rm_malloc((size_t)d->n * sizeof *train_rows);
+    if (!held_task || !masks[0] || !masks[1] || !masks[2] || !H || !E || !train_rows) {
         rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
         goto out;
     }
@@ -298,10 +297,7 @@ int cmd_train_retriever(int argc, char **argv) {
         fprintf(stderr, "note: %d inputs were cut to %d tokens (--max-tokens)\n", rm_embedder_n_cut(e),
                 o.max_tokens ? (int)o.max_tokens : (m->cfg.max_pos < 512 ? m->cfg.max_pos : 512));
     for (int i = 0; i < d->n; i++)
-        if (masks[2][i]) {
-            memcpy(Htr + (size_t)n_train_ex * hidden, H + (size_t)i * hidden, (size_t)hidden * sizeof *Htr);
-            ttask[n_train_ex++] = d->task[i];
-        }
+        if (masks[2][i]) train_rows[n_train_ex++] = i;
     rm_infonce_params ip;
     rm_infonce_params_default(&ip);
     ip.dim = dim;
@@ -313,7 +309,7 @@ int cmd_train_retriever(int argc, char **argv) {
     ip.tau = o.temperature;
     ip.symmetric = !o.one_sided;
     ip.seed = o.seed;
-    if ((st = rm_infonce_trainer_new(Htr, ttask, n_train_ex, hidden, d->n_tasks, &ip, &tr)) != RAMOLE_OK) {
+    if ((st = rm_infonce_trainer_new(H, d->task, train_rows, n_train_ex, hidden, d->n_tasks, &ip, &tr)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
@@ -400,7 +396,7 @@ out:
     rm_projection_free(proj);
     rm_embedder_free(e);
     rm_task_data_free(d);
-    rm_free(H), rm_free(Htr), rm_free(E), rm_free(ttask), rm_free(held_task);
+    rm_free(H), rm_free(E), rm_free(train_rows), rm_free(held_task);
     for (int k = 0; k < 3; k++) rm_free(masks[k]);
     rm_model_free(m);
     return rc;

@@ -158,7 +158,7 @@ static double gauss(uint64_t *rng) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-rm_status rm_infonce_trainer_new(const float *H, const int32_t *task, int n, int hidden, int n_tasks,
+rm_status rm_infonce_trainer_new(const float *H, const int32_t *task, const int *rows, int n, int hidden, int n_tasks,
                                  const rm_infonce_params *pp, rm_infonce_trainer **out) {
     *out = NULL;
     rm_infonce_params p = *pp;
@@ -192,13 +192,15 @@ rm_status rm_infonce_trainer_new(const float *H, const int32_t *task, int n, int
     }
     rm_status st = RAMOLE_OK;
     for (int i = 0; i < n; i++) {
-        if (task[i] < 0 || task[i] >= n_tasks) {
-            st = rm_err(RAMOLE_ERR_RANGE, "InfoNCE trainer: example %d has task id %d (0..%d)", i, task[i], n_tasks - 1);
+        int src = rows ? rows[i] : i;
+        if (task[src] < 0 || task[src] >= n_tasks) {
+            st = rm_err(RAMOLE_ERR_RANGE, "InfoNCE trainer: example %d has task id %d (0..%d)", src, task[src],
+                        n_tasks - 1);
             goto fail;
         }
-        t->task[i] = task[i];
-        t->first[task[i] + 1]++;
-        const float *h = H + (size_t)i * hidden;
+        t->task[i] = task[src];
+        t->first[task[src] + 1]++;
+        const float *h = H + (size_t)src * hidden;
         double s = 0;
         for (int k = 0; k < hidden; k++) s += (double)h[k] * h[k];
         if (!(s > 0) || !isfinite(s)) {
@@ -229,7 +231,7 @@ rm_status rm_infonce_trainer_new(const float *H, const int32_t *task, int n, int
             goto fail;
         }
         memcpy(fill, t->first, (size_t)n_tasks * sizeof *fill);
-        for (int i = 0; i < n; i++) t->rows[fill[task[i]]++] = i;
+        for (int i = 0; i < n; i++) t->rows[fill[t->task[i]]++] = i;
         rm_free(fill);
     }
     if (p.dim == hidden)

@@ -74,12 +74,13 @@ typedef struct {
 typedef struct rm_infonce_trainer rm_infonce_trainer;
 
 /*
- * A trainer over n examples: H[n][hidden] pooled states (copied), task[n]
- * task ids in [0, n_tasks). Every task that has examples must have at
- * least two, and at least two tasks must have examples. Errors:
- * ERR_INVALID (naming the task id), ERR_RANGE (sizes), ERR_NOMEM.
+ * A trainer over n examples: rows rows[0..n) (NULL: 0..n-1) of H[.][hidden]
+ * pooled states (copied, normalised) with their task ids task[.] in
+ * [0, n_tasks). Every task that has examples must have at least two, and
+ * at least two tasks must have examples. Errors: ERR_INVALID (naming the
+ * task id), ERR_RANGE (sizes), ERR_NOMEM.
  */
-rm_status rm_infonce_trainer_new(const float *H, const int32_t *task, int n, int hidden, int n_tasks,
+rm_status rm_infonce_trainer_new(const float *H, const int32_t *task, const int *rows, int n, int hidden, int n_tasks,
                                  const rm_infonce_params *p, rm_infonce_trainer **out);
 void      rm_infonce_trainer_free(rm_infonce_trainer *t);
 /* One step. A non-finite loss or gradient returns ERR_RANGE and leaves P
