@@ -702,8 +702,7 @@ static void rmsnorm_fwd(TM_TYPE *tm, REAL *y, REAL *rs, const REAL *x, const REA
 }
 
 typedef struct {
-    REAL *dx;         /* += */
-    REAL *gw;         /* += (may be NULL) */
+    REAL *dx; /* += */
     const REAL *dy, *x, *rs, *w;
     int64_t n;
     int n_rows;
@@ -720,57 +719,50 @@ static void norm_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int it
     }
 }
 
-/* gw[c] += sum_i dy[i][c] x[i][c] rs[i], columns split, rows in order
- * (each column's sum runs over i = 0, 1, ... whatever the split; the
- * partial sums of a chunk of columns sit in the gradient's own slots'
- * scratch, walked row by row for the cache). */
-static void norm_bwd_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
-    norm_bwd_job *j = arg;
-    REAL acc[256];
-    for (int64_t c0 = lo; c0 < hi; c0 += 256) {
-        int64_t w = hi - c0 < 256 ? hi - c0 : 256;
-        for (int64_t c = 0; c < w; c++) acc[c] = 0;
-        for (int i = 0; i < j->n_rows; i++) {
-            const REAL *dy = j->dy + i * j->n + c0, *x = j->x + i * j->n + c0;
-            REAL r = j->rs[i];
-            for (int64_t c = 0; c < w; c++) acc[c] += dy[c] * x[c] * r;
-        }
-        for (int64_t c = 0; c < w; c++) j->gw[c0 + c] += acc[c];
-    }
-}
-
-static void rmsnorm_bwd(TM_TYPE *tm, REAL *dx, REAL *gw, const REAL *dy, const REAL *x, const REAL *rs,
-                        const REAL *w, int n_rows) {
-    norm_bwd_job j = {dx, gw, dy, x, rs, w, tm->d, n_rows};
-    pfor(tm, n_rows, norm_bwd_rows, &j);
-    if (gw) pfor(tm, tm->d, norm_bwd_cols, &j);
-}
-
-/* Column sums: g[c] += sum_i d[i][c] (bias gradients). */
+/* Column sums g[c] += sum_i d[i][c] (bias gradients), or, with x and rs,
+ * sum_i d[i][c] x[i][c] rs[i] (the RMSNorm weight gradient). Columns are
+ * split over threads; each column's sum runs over i = 0, 1, ... whatever
+ * the split, accumulated for 256 columns at a time in a stack array while
+ * the rows are walked in memory order. */
 typedef struct {
     REAL *g;
-    const REAL *d;
+    const REAL *d, *x, *rs;
     int64_t n;
     int n_rows;
 } colsum_job;
 
 static void colsum_cols(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     colsum_job *j = arg;
-    REAL acc[256]; /* per column, rows in order (as norm_bwd_cols) */
+    REAL acc[256];
     for (int64_t c0 = lo; c0 < hi; c0 += 256) {
         int64_t w = hi - c0 < 256 ? hi - c0 : 256;
         for (int64_t c = 0; c < w; c++) acc[c] = 0;
         for (int i = 0; i < j->n_rows; i++) {
             const REAL *dm = j->d + i * j->n + c0;
-            for (int64_t c = 0; c < w; c++) acc[c] += dm[c];
+            if (j->x) {
+                const REAL *x = j->x + i * j->n + c0;
+                REAL r = j->rs[i];
+                for (int64_t c = 0; c < w; c++) acc[c] += dm[c] * x[c] * r;
+            } else {
+                for (int64_t c = 0; c < w; c++) acc[c] += dm[c];
+            }
         }
         for (int64_t c = 0; c < w; c++) j->g[c0 + c] += acc[c];
     }
 }
 
 static void colsum(TM_TYPE *tm, REAL *g, const REAL *dm, int64_t n, int n_rows) {
-    colsum_job j = {g, dm, n, n_rows};
+    colsum_job j = {g, dm, NULL, NULL, n, n_rows};
     pfor(tm, n, colsum_cols, &j);
+}
+
+static void rmsnorm_bwd(TM_TYPE *tm, REAL *dx, REAL *gw, const REAL *dy, const REAL *x, const REAL *rs,
+                        const REAL *w, int n_rows) {
+    norm_bwd_job j = {dx, dy, x, rs, w, tm->d, n_rows};
+    pfor(tm, n_rows, norm_bwd_rows, &j);
+    if (!gw) return;
+    colsum_job c = {gw, dy, x, rs, tm->d, n_rows};
+    pfor(tm, tm->d, colsum_cols, &c);
 }
 
 /* Rotate (or un-rotate: sign -1) the heads of one row at position pos. */
