@@ -151,6 +151,10 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
     size_t work = rm_matmul_work_size(RM_TYPE_F32, n, 72, 72, 2) + rm_matmul_work_size(RM_TYPE_F32, n, 16, 72, 2);
     rm_compute comp = {pool, malloc(work + 64), work};
     double worst = 0, worst_w = 0;
+    /* gate tracing over every module, against the naive weights summed here */
+    double *tsum = calloc((size_t)n * 4, sizeof *tsum), *want = calloc((size_t)n * 4, sizeof *want);
+    int tn[40] = {0}, want_n[40] = {0};
+    rm_lora_trace_gates(st, tsum, tn);
     for (int layer = 0; layer < 2; layer++)
         for (int t = 0; t < RM_TARGET_COUNT; t++) {
             int64_t din, dout;
@@ -172,12 +176,34 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
                 if (comps[seq[i]].mode == RM_COMPOSE_ROUTER) {
                     const float *g = rm_lora_last_gates(st, i);
                     for (int j = 0; j < comps[seq[i]].k; j++) worst_w = fmax(worst_w, fabs(g[j] - rw[j]));
+                    for (int j = 0; j < comps[seq[i]].k; j++) want[i * 4 + j] += rw[j];
+                    want_n[i]++;
                 }
             }
             free(x), free(y), free(y0), free(d);
         }
     CHECK_MSG(worst < 1e-5, "composed delta vs naive: relative error %g", worst);
     CHECK_MSG(worst_w < 1e-5, "router weights vs naive: %g", worst_w);
+    double worst_t = 0;
+    int bad_n = 0, routed = 0;
+    for (int i = 0; i < n; i++) {
+        bad_n += tn[i] != want_n[i];
+        routed += want_n[i] == 2 * RM_TARGET_COUNT; /* the router adapts every module */
+        for (int j = 0; j < 4; j++) worst_t = fmax(worst_t, fabs(tsum[i * 4 + j] - want[i * 4 + j]));
+    }
+    CHECK_MSG(bad_n == 0, "traced module counts differ for %d tokens", bad_n);
+    CHECK_MSG(routed >= 20, "only %d router tokens traced over every module", routed);
+    CHECK_MSG(worst_t < 1e-4, "traced gate sums vs naive: %g", worst_t);
+    /* a stopped trace is left alone */
+    rm_lora_trace_gates(st, NULL, NULL);
+    memcpy(want, tsum, (size_t)n * 4 * sizeof *want);
+    {
+        float *x = calloc((size_t)n * 72, sizeof *x), *y = calloc((size_t)n * 72, sizeof *y);
+        rm_lora_apply(st, &comp, 0, RM_TARGET_Q, x, y);
+        free(x), free(y);
+    }
+    CHECK(memcmp(want, tsum, (size_t)n * 4 * sizeof *want) == 0);
+    free(tsum), free(want);
     /* bad compositions are refused and the slot keeps what it had */
     rm_composition bad = {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[1], e[2]}, .router = e[0]};
     CHECK_ERR(rm_lora_set(st, 4, &bad), RAMOLE_ERR_MISMATCH);

@@ -624,15 +624,26 @@ out:
 /*
  * router-eval: for each held-out example, the router's gates over the whole
  * pool (in --pool order) while the example runs teacher-forced (prompt +
- * answer), averaged over three spans: the prompt's positions, the answer's
- * positions (those whose next token is in the loss) and all positions; the
- * pick is the adapter with the highest mean weight, compared with the
- * example's first listed "adapters" name. One JSON line per example, then
- * a summary line. The gates read are those of the last module the forward
- * adapts (layer L-1's last adapted target), through rm_lora_last_gates, the
- * only gate accessor the engine offers; a mean over every (layer, module)
- * would need an accumulating accessor in lora/compose.
+ * answer), averaged over three spans of positions: the prompt's, the
+ * answer's (those whose next token is in the loss: the positions that
+ * generate) and all; and at two depths: every module the router adapts
+ * (rm_lora_trace_gates; the router's whole decision) and the last one only
+ * (layer L-1's last adapted target). The pick is the adapter with the
+ * highest mean weight, compared with the example's first listed "adapters"
+ * name. One JSON line per example ("answer": every module, "answer_last":
+ * the last module, ...), then a summary line with accuracy_SPAN and
+ * accuracy_SPAN_last. Note that the last module's gates at prompt positions
+ * receive no gradient in training (nothing after that module reads them).
  */
+enum { SPAN_PROMPT, SPAN_ANSWER, SPAN_ALL, N_SPAN };
+static const char *const span_name[N_SPAN] = {"prompt", "answer", "all"};
+
+static int argmax_d(const double *v, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) b = v[i] > v[b] ? i : b;
+    return b;
+}
+
 static int router_eval(const train_opts *o) {
     const char *cmd = "train router-eval";
     rm_model *m = NULL;
@@ -640,8 +651,9 @@ static int router_eval(const train_opts *o) {
     rm_dataset *d = NULL;
     rm_ctx *ctx = NULL;
     int32_t *pos = NULL, *seq = NULL;
-    int rc = 1, counted = 0, right[3] = {0, 0, 0};
-    static const char *const span_name[3] = {"prompt", "answer", "all"};
+    double *tsum = NULL;
+    int *tn = NULL;
+    int rc = 1, counted = 0, right[2][N_SPAN] = {{0}};
     rm_status st;
     if (!o->model || !o->n_pool || !o->router_path) {
         fprintf(stderr, "ramole %s: -m MODEL, --pool ADAPTER... and --router DIR are required\n", cmd);
@@ -653,60 +665,73 @@ static int router_eval(const train_opts *o) {
     if ((st = rm_adapter_load(m, o->router_path, &router)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     rm_data_opts dop = {.ctx = m->cfg.max_pos, .truncate = true, .eos = -1};
     if ((st = rm_data_load_jsonl(m->tokenizer, o->data[0], &dop, &d)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    int maxn = 1, mr = router->max_rank;
+    int maxn = 1, mr = router->max_rank, K = o->n_pool;
     for (int i = 0; i < d->n; i++) maxn = d->ex[i].n > maxn ? d->ex[i].n : maxn;
-    for (int p = 0; p < o->n_pool; p++) mr = pool[p]->max_rank > mr ? pool[p]->max_rank : mr;
+    for (int p = 0; p < K; p++) mr = pool[p]->max_rank > mr ? pool[p]->max_rank : mr;
     rm_ctx_params cp = {.n_ctx = maxn, .n_seq = 1, .n_batch = maxn, .n_logits = 1, .n_threads = (int)o->threads,
-                        .lora_max_k = o->n_pool, .lora_max_rank = mr};
+                        .lora_max_k = K, .lora_max_rank = mr};
     if ((st = rm_ctx_new(m, &cp, &ctx)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = o->n_pool, .router = router};
-    for (int p = 0; p < o->n_pool; p++) comp.experts[p] = pool[p];
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router};
+    for (int p = 0; p < K; p++) comp.experts[p] = pool[p];
     if ((st = rm_lora_set(rm_ctx_lora(ctx), 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     pos = rm_malloc((size_t)maxn * sizeof *pos);
     seq = rm_calloc((size_t)maxn, sizeof *seq);
-    if (!pos || !seq) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    tsum = rm_malloc((size_t)maxn * K * sizeof *tsum);
+    tn = rm_malloc((size_t)maxn * sizeof *tn);
+    if (!pos || !seq || !tsum || !tn) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
     for (int i = 0; i < maxn; i++) pos[i] = i;
     for (int i = 0; i < d->n; i++) {
         const rm_example *e = &d->ex[i];
         int n = e->n - 1; /* positions that predict a next token */
         rm_ctx_seq_clear(ctx, 0);
+        memset(tsum, 0, (size_t)n * K * sizeof *tsum);
+        memset(tn, 0, (size_t)n * sizeof *tn);
+        rm_lora_trace_gates(rm_ctx_lora(ctx), tsum, tn);
         rm_batch b = {n, e->tokens, pos, seq, NULL};
-        if ((st = rm_ctx_decode(ctx, &b)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        double mean[3][MAX_POOL] = {{0}};
-        int cnt[3] = {0, 0, 0};
+        st = rm_ctx_decode(ctx, &b);
+        rm_lora_trace_gates(rm_ctx_lora(ctx), NULL, NULL);
+        if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+        double mean[2][N_SPAN][MAX_POOL] = {{{0}}}; /* [every module, last module] */
+        int cnt[N_SPAN] = {0}, best[2][N_SPAN];
         for (int t = 0; t < n; t++) {
             const float *g = rm_lora_last_gates(rm_ctx_lora(ctx), t);
-            int sp = t + 1 >= e->n_prompt; /* 1: the answer's positions */
-            for (int p = 0; p < o->n_pool; p++) mean[sp][p] += g[p], mean[2][p] += g[p];
-            cnt[sp]++, cnt[2]++;
-        }
-        int best[3];
-        for (int s = 0; s < 3; s++) {
-            best[s] = 0;
-            for (int p = 0; p < o->n_pool; p++) mean[s][p] /= cnt[s] ? cnt[s] : 1;
-            for (int p = 1; p < o->n_pool; p++) best[s] = mean[s][p] > mean[s][best[s]] ? p : best[s];
+            int sp = t + 1 >= e->n_prompt ? SPAN_ANSWER : SPAN_PROMPT;
+            for (int p = 0; p < K; p++) {
+                double every = tn[t] ? tsum[(size_t)t * K + p] / tn[t] : 0;
+                mean[0][sp][p] += every, mean[0][SPAN_ALL][p] += every;
+                mean[1][sp][p] += g[p], mean[1][SPAN_ALL][p] += g[p];
+            }
+            cnt[sp]++, cnt[SPAN_ALL]++;
         }
         printf("{\"line\":%d,\"expected\":\"%s\"", e->line, e->n_adapters ? e->adapters[0] : "");
-        for (int s = 0; s < 3; s++) {
-            printf(",\"%s\":{\"picked\":\"%s\",\"weights\":[", span_name[s], pool[best[s]]->name);
-            for (int p = 0; p < o->n_pool; p++) printf("%s%.4f", p ? "," : "", mean[s][p]);
-            printf("]}");
-        }
+        for (int dep = 0; dep < 2; dep++)
+            for (int s = 0; s < N_SPAN; s++) {
+                for (int p = 0; p < K; p++) mean[dep][s][p] /= cnt[s] ? cnt[s] : 1;
+                best[dep][s] = argmax_d(mean[dep][s], K);
+                printf(",\"%s%s\":{\"picked\":\"%s\",\"weights\":[", span_name[s], dep ? "_last" : "",
+                       pool[best[dep][s]]->name);
+                for (int p = 0; p < K; p++) printf("%s%.4f", p ? "," : "", mean[dep][s][p]);
+                printf("]}");
+            }
         printf("}\n");
         if (e->n_adapters) {
             counted++;
-            for (int s = 0; s < 3; s++) right[s] += !strcmp(e->adapters[0], pool[best[s]]->name);
+            for (int dep = 0; dep < 2; dep++)
+                for (int s = 0; s < N_SPAN; s++) right[dep][s] += !strcmp(e->adapters[0], pool[best[dep][s]]->name);
         }
     }
     printf("{\"examples\":%d", counted);
-    for (int s = 0; s < 3; s++)
-        printf(",\"right_%s\":%d,\"accuracy_%s\":%.4f", span_name[s], right[s], span_name[s],
-               counted ? (double)right[s] / counted : 0.0);
+    for (int dep = 0; dep < 2; dep++)
+        for (int s = 0; s < N_SPAN; s++)
+            printf(",\"right_%s%s\":%d,\"accuracy_%s%s\":%.4f", span_name[s], dep ? "_last" : "", right[dep][s],
+                   span_name[s], dep ? "_last" : "", counted ? (double)right[dep][s] / counted : 0.0);
     printf("}\n");
     rc = 0;
 out:
     rm_free(pos);
     rm_free(seq);
+    rm_free(tsum);
+    rm_free(tn);
     rm_ctx_free(ctx);
     rm_dataset_free(d);
     rm_adapter_free(router);

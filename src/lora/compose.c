@@ -71,6 +71,8 @@ struct rm_lora_state {
     /* buffers */
     float *U;            /* [rows_cap][max_rank] */
     float *gates;        /* [n_batch][max_k] */
+    double *trace_sum;   /* rm_lora_trace_gates: the caller's [n_batch][max_k], or NULL */
+    int *trace_n;        /* [n_batch] */
     float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
                           * gated U [n_batch][max_rank] */
     int64_t shrink_cost; /* sum of rows x rank over the groups, for the module being applied */
@@ -432,6 +434,10 @@ static void router_gates(rm_lora_state *s) {
         float sum = 0;
         for (int j = 0; j < k; j++) sum += (w[j] = expf(w[j] - mx));
         for (int j = 0; j < k; j++) w[j] /= sum;
+        if (s->trace_sum) {
+            for (int j = 0; j < k; j++) s->trace_sum[(size_t)i * s->max_k + j] += w[j];
+            s->trace_n[i]++;
+        }
     }
 }
 
@@ -554,4 +560,9 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
 
 const float *rm_lora_last_gates(const rm_lora_state *s, int i) {
     return s->gates + (size_t)i * s->max_k;
+}
+
+void rm_lora_trace_gates(rm_lora_state *s, double *sum, int *n) {
+    s->trace_sum = sum && n ? sum : NULL;
+    s->trace_n = sum && n ? n : NULL;
 }

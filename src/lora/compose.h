@@ -74,4 +74,15 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
  * the order of the experts; 0 for slots not in router mode). For tests. */
 const float *rm_lora_last_gates(const rm_lora_state *s, int i);
 
+/*
+ * Gate tracing, for evaluating a router over its whole depth: while a trace
+ * is set, every rm_lora_apply adds the gates of each router-mode batch
+ * token i into sum[i * max_k + j] (j in expert order) and counts the module
+ * in n[i]; modules the router does not adapt are not counted. sum/n are the
+ * caller's ([n_batch * max_k] and [n_batch], zeroed by the caller) and
+ * borrowed until rm_lora_trace_gates(s, NULL, NULL) stops the trace. The
+ * mean gate of token i over every module is sum[i * max_k + j] / n[i].
+ */
+void rm_lora_trace_gates(rm_lora_state *s, double *sum, int *n);
+
 #endif
