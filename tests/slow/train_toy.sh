@@ -15,7 +15,11 @@
 #     "TASK: abcd =>" -> " dcba"; held-out words never seen in training.
 #  2. `ramole tokenizer train` a byte-level BPE (270 ids) on the corpus.
 #  3. `ramole train base`: a small llama from scratch on text holding the
-#     copy/upper/shift tasks (no reversal).
+#     copy/upper/shift tasks (no reversal). lr 1e-3 for 1200 steps: at 3e-3
+#     the loss stalls near 1.30 (2000 steps did not help) and the base never
+#     learns to read the task name; at 1e-3 it drops through ~1.0 after
+#     step 300 (it learns the tasks). A base that does not carry the task
+#     name to the answer leaves nothing for a router to route on.
 #  4. `ramole train lora` on reverse; exact match of `ramole generate -p
 #     INPUT --lora DIR --temp 0` on 100 held-out inputs. Criterion: >= 95%.
 #     lr 1e-3 for 1600 steps: at 3e-3 for 800 steps the outcome swung
@@ -25,17 +29,18 @@
 #     router` over the three on a mixed set (random LoRA dropout); `ramole
 #     train router-eval` on 150 held-out examples: share where the
 #     example's own adapter has the highest mean router weight. Criterion:
-#     >= 90% for the mean over all positions of the example (prompt and
-#     answer, teacher-forced); the prompt-only and answer-only figures are
-#     printed beside it. (router-eval reads the gates of the last adapted
-#     module only, the one accessor the engine offers: rm_lora_last_gates.)
+#     >= 90% for the mean over every module the router adapts and over the
+#     answer's positions (teacher-forced): the positions that generate, and
+#     the only ones the loss trains. Printed beside it: the prompt's and all
+#     positions, and the last module alone. (At prompt positions the last
+#     module's gates get no gradient at all: nothing after it reads them.)
 # Prints PASS/FAIL lines with the measured figures, and a summary line.
 set -u
 cd "$(dirname "$0")/../.."
 R=${RAMOLE_BIN:-build/ramole}
 D=${TOY_DIR:-build/toy-train}
 TH=${TOY_THREADS:-2}
-BASE_STEPS=${TOY_BASE_STEPS:-600}
+BASE_STEPS=${TOY_BASE_STEPS:-1200}
 LORA_STEPS=${TOY_LORA_STEPS:-1600}
 ROUTER_STEPS=${TOY_ROUTER_STEPS:-400}
 if ! command -v python3 >/dev/null; then echo "SKIP train_toy: python3 missing"; exit 0; fi
@@ -101,7 +106,7 @@ $R tokenizer train --vocab-size 270 --special "<|endoftext|>" -o "$D/tok/tokeniz
 echo "== base model ($BASE_STEPS steps)"
 $R train base --arch llama --tokenizer "$D/tok/tokenizer.json" --data "$D/corpus.txt" -o "$D/base" \
   --hidden 128 --layers 4 --heads 4 --kv-heads 4 --ffn 384 --max-pos 256 --ctx 64 --batch 16 \
-  --steps "$BASE_STEPS" --lr 3e-3 --warmup 30 --val 0.02 --seed 1 -t "$TH" --log "$D/base.log" --log-every 50 \
+  --steps "$BASE_STEPS" --lr 1e-3 --warmup 30 --val 0.02 --seed 1 -t "$TH" --log "$D/base.log" --log-every 50 \
   || { echo "FAIL train_toy: train base"; exit 1; }
 
 # exact match of generate over a JSONL test file: prints "right total"
@@ -146,10 +151,10 @@ $R train router -m "$D/base" --pool "$D/reverse" "$D/upper" "$D/shift" --data "$
   -t "$TH" --log "$D/router.log" --log-every 50 || { echo "FAIL train_toy: train router"; exit 1; }
 $R train router-eval -m "$D/base" --pool "$D/reverse" "$D/upper" "$D/shift" --router "$D/router" \
   --data "$D/mixed_test.jsonl" -t "$TH" >"$D/router_eval.jsonl" || { echo "FAIL train_toy: router-eval"; exit 1; }
-acc=$(tail -1 "$D/router_eval.jsonl" | sed 's/.*"accuracy_all":\([0-9.]*\).*/\1/')
+acc=$(tail -1 "$D/router_eval.jsonl" | sed 's/.*"accuracy_answer":\([0-9.]*\).*/\1/')
 summary=$(tail -1 "$D/router_eval.jsonl")
-if awk -v a="$acc" 'BEGIN {exit !(a >= 0.9)}'; then echo "PASS train_toy_router_picks_right_adapter: accuracy_all $acc >= 0.90; $summary"
-else echo "FAIL train_toy_router_picks_right_adapter: accuracy_all $acc < 0.90; $summary"; fi
+if awk -v a="$acc" 'BEGIN {exit !(a >= 0.9)}'; then echo "PASS train_toy_router_picks_right_adapter: accuracy_answer $acc >= 0.90; $summary"
+else echo "FAIL train_toy_router_picks_right_adapter: accuracy_answer $acc < 0.90; $summary"; fi
 read -r m_right m_total < <(python3 - "$R" "$D" <<'EOF'
 import json, subprocess, sys
 R, D = sys.argv[1:3]
