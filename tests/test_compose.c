@@ -153,8 +153,9 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
     double worst = 0, worst_w = 0;
     /* gate tracing over every module, against the naive weights summed here */
     double *tsum = calloc((size_t)n * 4, sizeof *tsum), *want = calloc((size_t)n * 4, sizeof *want);
+    double *tshare = calloc((size_t)n * 4, sizeof *tshare), *want_share = calloc((size_t)n * 4, sizeof *want_share);
     int tn[40] = {0}, want_n[40] = {0};
-    rm_lora_trace_gates(st, tsum, tn);
+    rm_lora_trace_gates(st, &(rm_gate_trace){.gates = tsum, .shares = tshare, .n = tn});
     for (int layer = 0; layer < 2; layer++)
         for (int t = 0; t < RM_TARGET_COUNT; t++) {
             int64_t din, dout;
@@ -176,7 +177,16 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
                 if (comps[seq[i]].mode == RM_COMPOSE_ROUTER) {
                     const float *g = rm_lora_last_gates(st, i);
                     for (int j = 0; j < comps[seq[i]].k; j++) worst_w = fmax(worst_w, fabs(g[j] - rw[j]));
-                    for (int j = 0; j < comps[seq[i]].k; j++) want[i * 4 + j] += rw[j];
+                    double c[RM_LORA_MAX_K], total = 0;
+                    for (int j = 0; j < comps[seq[i]].k; j++) {
+                        want[i * 4 + j] += rw[j];
+                        expert_out(rm_adapter_mod(comps[seq[i]].experts[j], layer, (rm_target)t), x + i * din, din,
+                                   dout, d);
+                        double sq = 0;
+                        for (int64_t o = 0; o < dout; o++) sq += d[o] * d[o];
+                        total += c[j] = rw[j] * sqrt(sq);
+                    }
+                    for (int j = 0; j < comps[seq[i]].k; j++) want_share[i * 4 + j] += c[j] / total;
                     want_n[i]++;
                 }
             }
@@ -190,12 +200,13 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
         bad_n += tn[i] != want_n[i];
         routed += want_n[i] == 2 * RM_TARGET_COUNT; /* the router adapts every module */
         for (int j = 0; j < 4; j++) worst_t = fmax(worst_t, fabs(tsum[i * 4 + j] - want[i * 4 + j]));
+        for (int j = 0; j < 4; j++) worst_t = fmax(worst_t, fabs(tshare[i * 4 + j] - want_share[i * 4 + j]));
     }
     CHECK_MSG(bad_n == 0, "traced module counts differ for %d tokens", bad_n);
     CHECK_MSG(routed >= 20, "only %d router tokens traced over every module", routed);
-    CHECK_MSG(worst_t < 1e-4, "traced gate sums vs naive: %g", worst_t);
+    CHECK_MSG(worst_t < 1e-4, "traced gate and share sums vs naive: %g", worst_t);
     /* a stopped trace is left alone */
-    rm_lora_trace_gates(st, NULL, NULL);
+    rm_lora_trace_gates(st, NULL);
     memcpy(want, tsum, (size_t)n * 4 * sizeof *want);
     {
         float *x = calloc((size_t)n * 72, sizeof *x), *y = calloc((size_t)n * 72, sizeof *y);
@@ -203,7 +214,7 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
         free(x), free(y);
     }
     CHECK(memcmp(want, tsum, (size_t)n * 4 * sizeof *want) == 0);
-    free(tsum), free(want);
+    free(tsum), free(want), free(tshare), free(want_share);
     /* bad compositions are refused and the slot keeps what it had */
     rm_composition bad = {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[1], e[2]}, .router = e[0]};
     CHECK_ERR(rm_lora_set(st, 4, &bad), RAMOLE_ERR_MISMATCH);

@@ -626,17 +626,21 @@ out:
  * pool (in --pool order) while the example runs teacher-forced (prompt +
  * answer), averaged over three spans of positions: the prompt's, the
  * answer's (those whose next token is in the loss: the positions that
- * generate) and all; and at two depths: every module the router adapts
- * (rm_lora_trace_gates; the router's whole decision) and the last one only
- * (layer L-1's last adapted target). The pick is the adapter with the
- * highest mean weight, compared with the example's first listed "adapters"
- * name. One JSON line per example ("answer": every module, "answer_last":
- * the last module, ...), then a summary line with accuracy_SPAN and
- * accuracy_SPAN_last. Note that the last module's gates at prompt positions
- * receive no gradient in training (nothing after that module reads them).
+ * generate) and all; and three ways over depth: the mean gate over every
+ * module the router adapts (rm_lora_trace_gates), the mean of each
+ * expert's share of the experts' output there (weight x output size), and
+ * the last module's gate alone (layer L-1's last adapted target). The pick
+ * is the adapter with the highest mean, compared with the example's first
+ * listed "adapters" name. One JSON line per example ("answer": every
+ * module, "answer_share", "answer_last", ...), then a summary line with
+ * accuracy_SPAN, accuracy_SPAN_share and accuracy_SPAN_last. The last
+ * module's gates at prompt positions receive no gradient in training
+ * (nothing after that module reads them).
  */
 enum { SPAN_PROMPT, SPAN_ANSWER, SPAN_ALL, N_SPAN };
 static const char *const span_name[N_SPAN] = {"prompt", "answer", "all"};
+enum { DEPTH_EVERY, DEPTH_SHARE, DEPTH_LAST, N_DEPTH };
+static const char *const depth_suffix[N_DEPTH] = {"", "_share", "_last"};
 
 static int argmax_d(const double *v, int n) {
     int b = 0;
@@ -651,9 +655,9 @@ static int router_eval(const train_opts *o) {
     rm_dataset *d = NULL;
     rm_ctx *ctx = NULL;
     int32_t *pos = NULL, *seq = NULL;
-    double *tsum = NULL;
+    double *tsum = NULL, *tshare = NULL;
     int *tn = NULL;
-    int rc = 1, counted = 0, right[2][N_SPAN] = {{0}};
+    int rc = 1, counted = 0, right[N_DEPTH][N_SPAN] = {{0}};
     rm_status st;
     if (!o->model || !o->n_pool || !o->router_path) {
         fprintf(stderr, "ramole %s: -m MODEL, --pool ADAPTER... and --router DIR are required\n", cmd);
@@ -677,38 +681,42 @@ static int router_eval(const train_opts *o) {
     pos = rm_malloc((size_t)maxn * sizeof *pos);
     seq = rm_calloc((size_t)maxn, sizeof *seq);
     tsum = rm_malloc((size_t)maxn * K * sizeof *tsum);
+    tshare = rm_malloc((size_t)maxn * K * sizeof *tshare);
     tn = rm_malloc((size_t)maxn * sizeof *tn);
-    if (!pos || !seq || !tsum || !tn) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    if (!pos || !seq || !tsum || !tshare || !tn) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
     for (int i = 0; i < maxn; i++) pos[i] = i;
     for (int i = 0; i < d->n; i++) {
         const rm_example *e = &d->ex[i];
         int n = e->n - 1; /* positions that predict a next token */
         rm_ctx_seq_clear(ctx, 0);
         memset(tsum, 0, (size_t)n * K * sizeof *tsum);
+        memset(tshare, 0, (size_t)n * K * sizeof *tshare);
         memset(tn, 0, (size_t)n * sizeof *tn);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), tsum, tn);
+        rm_lora_trace_gates(rm_ctx_lora(ctx), &(rm_gate_trace){.gates = tsum, .shares = tshare, .n = tn});
         rm_batch b = {n, e->tokens, pos, seq, NULL};
         st = rm_ctx_decode(ctx, &b);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), NULL, NULL);
+        rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
         if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        double mean[2][N_SPAN][MAX_POOL] = {{{0}}}; /* [every module, last module] */
-        int cnt[N_SPAN] = {0}, best[2][N_SPAN];
+        double mean[N_DEPTH][N_SPAN][MAX_POOL] = {{{0}}};
+        int cnt[N_SPAN] = {0}, best[N_DEPTH][N_SPAN];
         for (int t = 0; t < n; t++) {
             const float *g = rm_lora_last_gates(rm_ctx_lora(ctx), t);
             int sp = t + 1 >= e->n_prompt ? SPAN_ANSWER : SPAN_PROMPT;
             for (int p = 0; p < K; p++) {
                 double every = tn[t] ? tsum[(size_t)t * K + p] / tn[t] : 0;
-                mean[0][sp][p] += every, mean[0][SPAN_ALL][p] += every;
-                mean[1][sp][p] += g[p], mean[1][SPAN_ALL][p] += g[p];
+                double share = tn[t] ? tshare[(size_t)t * K + p] / tn[t] : 0;
+                mean[DEPTH_EVERY][sp][p] += every, mean[DEPTH_EVERY][SPAN_ALL][p] += every;
+                mean[DEPTH_SHARE][sp][p] += share, mean[DEPTH_SHARE][SPAN_ALL][p] += share;
+                mean[DEPTH_LAST][sp][p] += g[p], mean[DEPTH_LAST][SPAN_ALL][p] += g[p];
             }
             cnt[sp]++, cnt[SPAN_ALL]++;
         }
         printf("{\"line\":%d,\"expected\":\"%s\"", e->line, e->n_adapters ? e->adapters[0] : "");
-        for (int dep = 0; dep < 2; dep++)
+        for (int dep = 0; dep < N_DEPTH; dep++)
             for (int s = 0; s < N_SPAN; s++) {
                 for (int p = 0; p < K; p++) mean[dep][s][p] /= cnt[s] ? cnt[s] : 1;
                 best[dep][s] = argmax_d(mean[dep][s], K);
-                printf(",\"%s%s\":{\"picked\":\"%s\",\"weights\":[", span_name[s], dep ? "_last" : "",
+                printf(",\"%s%s\":{\"picked\":\"%s\",\"weights\":[", span_name[s], depth_suffix[dep],
                        pool[best[dep][s]]->name);
                 for (int p = 0; p < K; p++) printf("%s%.4f", p ? "," : "", mean[dep][s][p]);
                 printf("]}");
@@ -716,21 +724,22 @@ static int router_eval(const train_opts *o) {
         printf("}\n");
         if (e->n_adapters) {
             counted++;
-            for (int dep = 0; dep < 2; dep++)
+            for (int dep = 0; dep < N_DEPTH; dep++)
                 for (int s = 0; s < N_SPAN; s++) right[dep][s] += !strcmp(e->adapters[0], pool[best[dep][s]]->name);
         }
     }
     printf("{\"examples\":%d", counted);
-    for (int dep = 0; dep < 2; dep++)
+    for (int dep = 0; dep < N_DEPTH; dep++)
         for (int s = 0; s < N_SPAN; s++)
-            printf(",\"right_%s%s\":%d,\"accuracy_%s%s\":%.4f", span_name[s], dep ? "_last" : "", right[dep][s],
-                   span_name[s], dep ? "_last" : "", counted ? (double)right[dep][s] / counted : 0.0);
+            printf(",\"right_%s%s\":%d,\"accuracy_%s%s\":%.4f", span_name[s], depth_suffix[dep], right[dep][s],
+                   span_name[s], depth_suffix[dep], counted ? (double)right[dep][s] / counted : 0.0);
     printf("}\n");
     rc = 0;
 out:
     rm_free(pos);
     rm_free(seq);
     rm_free(tsum);
+    rm_free(tshare);
     rm_free(tn);
     rm_ctx_free(ctx);
     rm_dataset_free(d);

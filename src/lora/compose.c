@@ -71,8 +71,7 @@ struct rm_lora_state {
     /* buffers */
     float *U;            /* [rows_cap][max_rank] */
     float *gates;        /* [n_batch][max_k] */
-    double *trace_sum;   /* rm_lora_trace_gates: the caller's [n_batch][max_k], or NULL */
-    int *trace_n;        /* [n_batch] */
+    rm_gate_trace trace; /* rm_lora_trace_gates (gates NULL: off) */
     float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
                           * gated U [n_batch][max_rank] */
     int64_t shrink_cost; /* sum of rows x rank over the groups, for the module being applied */
@@ -403,6 +402,34 @@ static float row_gate(const rm_lora_state *s, const row_ref *rr, const rm_lora_m
     }
 }
 
+/* Add token i's gates w (and, if asked, the experts' output shares) to the
+ * trace. |v_j| = s_j |B_j u_j| is computed here from B_j's rows: evaluation
+ * only. */
+static void trace_token(rm_lora_state *s, const slot_state *sl, int i, const float *w) {
+    int k = sl->comp.k, mi = s->layer * RM_TARGET_COUNT + (int)s->target;
+    size_t at = (size_t)i * s->max_k;
+    for (int j = 0; j < k; j++) s->trace.gates[at + j] += w[j];
+    s->trace.n[i]++;
+    if (!s->trace.shares) return;
+    const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
+    double c[RM_LORA_MAX_K], total = 0;
+    for (int j = 0; j < k; j++) {
+        const rm_lora_module *E = &sl->comp.experts[j]->mods[mi];
+        double sq = 0;
+        if (E->rank) {
+            const float *u = row_u(s, tr[j]);
+            for (int64_t o = 0; o < s->dout; o++) {
+                double v = 0;
+                for (int a = 0; a < E->rank; a++) v += (double)rm_lora_elem(E, E->B, (size_t)o * E->rank + a) * u[a];
+                sq += v * v;
+            }
+        }
+        c[j] = w[j] * fabs(E->scale) * sqrt(sq);
+        total += c[j];
+    }
+    for (int j = 0; j < k && total > 0; j++) s->trace.shares[at + j] += c[j] / total;
+}
+
 /* Router softmax for every token in router mode. */
 static void router_gates(rm_lora_state *s) {
     int nm = n_mods(s->m), mi = s->layer * RM_TARGET_COUNT + (int)s->target;
@@ -434,10 +461,7 @@ static void router_gates(rm_lora_state *s) {
         float sum = 0;
         for (int j = 0; j < k; j++) sum += (w[j] = expf(w[j] - mx));
         for (int j = 0; j < k; j++) w[j] /= sum;
-        if (s->trace_sum) {
-            for (int j = 0; j < k; j++) s->trace_sum[(size_t)i * s->max_k + j] += w[j];
-            s->trace_n[i]++;
-        }
+        if (s->trace.gates) trace_token(s, sl, i, w);
     }
 }
 
@@ -562,7 +586,7 @@ const float *rm_lora_last_gates(const rm_lora_state *s, int i) {
     return s->gates + (size_t)i * s->max_k;
 }
 
-void rm_lora_trace_gates(rm_lora_state *s, double *sum, int *n) {
-    s->trace_sum = sum && n ? sum : NULL;
-    s->trace_n = sum && n ? n : NULL;
+void rm_lora_trace_gates(rm_lora_state *s, const rm_gate_trace *t) {
+    if (t && t->gates && t->n) s->trace = *t;
+    else s->trace = (rm_gate_trace){0};
 }

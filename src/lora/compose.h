@@ -76,13 +76,23 @@ const float *rm_lora_last_gates(const rm_lora_state *s, int i);
 
 /*
  * Gate tracing, for evaluating a router over its whole depth: while a trace
- * is set, every rm_lora_apply adds the gates of each router-mode batch
- * token i into sum[i * max_k + j] (j in expert order) and counts the module
- * in n[i]; modules the router does not adapt are not counted. sum/n are the
- * caller's ([n_batch * max_k] and [n_batch], zeroed by the caller) and
- * borrowed until rm_lora_trace_gates(s, NULL, NULL) stops the trace. The
- * mean gate of token i over every module is sum[i * max_k + j] / n[i].
+ * is set, every rm_lora_apply adds, for each router-mode batch token i and
+ * expert j (in expert order), into the caller's arrays (index i * max_k + j,
+ * zeroed by the caller, borrowed until rm_lora_trace_gates(s, NULL)):
+ *   gates   w_j, the router's weight;
+ *   shares  (optional) w_j |v_j| / sum_l w_l |v_l|, the expert's share of
+ *           what the experts add to the module's output (v_j = s_j B_j A_j x);
+ *           a weight on an expert whose output is small there counts
+ *           little. Costs dout x rank per token and expert: for evaluation.
+ * and counts the module in n[i]. Modules the router does not adapt are not
+ * counted. Means over the modules: gates[.] / n[i], shares[.] / n[i].
  */
-void rm_lora_trace_gates(rm_lora_state *s, double *sum, int *n);
+typedef struct {
+    double *gates;  /* [n_batch * max_k] */
+    double *shares; /* [n_batch * max_k] or NULL */
+    int *n;         /* [n_batch] */
+} rm_gate_trace;
+
+void rm_lora_trace_gates(rm_lora_state *s, const rm_gate_trace *t);
 
 #endif

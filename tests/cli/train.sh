@@ -84,10 +84,10 @@ expect_ok train_router_used_by_generate $R generate -m "$TMP/m" -p "Reverse: abc
   --lora "$TMP/revB" --mode router --router "$TMP/router"
 expect_ok train_router_eval $R train router-eval -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --router "$TMP/router" \
   --data "$TMP/mix.jsonl"
-# every span at both depths; each example's mean gates (over every module) sum to 1 (checked where
+# every span at every depth; each example's mean gates (over every module) sum to 1 (checked where
 # python3 is installed; the keys are checked everywhere)
 keys_ok=1
-for k in prompt answer all prompt_last answer_last all_last; do
+for k in prompt answer all prompt_share answer_share all_share prompt_last answer_last all_last; do
   tail -1 "$TMP/out" | grep -q "\"accuracy_$k\":[01]\.[0-9]*" || keys_ok=0
 done
 { [ $keys_ok = 1 ] && { ! command -v python3 >/dev/null || python3 - "$TMP/out"; }; } <<'EOF' \
@@ -96,11 +96,11 @@ import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 s = lines[-1]
 for span in ("prompt", "answer", "all"):
-    for dep in ("", "_last"):
+    for dep in ("", "_share", "_last"):
         assert 0 <= s["accuracy_" + span + dep] <= 1, (span, dep)
 assert s["examples"] == len(lines) - 1 > 0
 for e in lines[:-1]:
-    for k in ("prompt", "answer", "all", "answer_last"):
+    for k in ("prompt", "answer", "all", "answer_share", "answer_last"):
         assert abs(sum(e[k]["weights"]) - 1) < 1e-3, (k, e)
 EOF
 sed 's/revA/nosuch/' "$TMP/mix.jsonl" >"$TMP/mix_bad.jsonl"
