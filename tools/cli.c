@@ -132,6 +132,42 @@ bool cli_targets(const char *cmd, const char *v, unsigned *mask) {
     return true;
 }
 
+bool cli_layers(const char *cmd, const char *opt, const char *v, int n_layers, bool *keep) {
+    for (int l = 0; l < n_layers; l++) keep[l] = false;
+    const char *p = v;
+    bool any = false;
+    while (*p) {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        bool ok = end != p && *p >= '0' && *p <= '9';
+        if (ok && *end == '-') {
+            const char *q = end + 1;
+            hi = strtol(q, &end, 10);
+            ok = end != q && *q >= '0' && *q <= '9';
+        }
+        if (!ok || (*end && *end != ',') || (*end == ',' && !end[1])) {
+            fprintf(stderr, "ramole %s: %s must list layers like 1-3 or 0,2,5-7, got '%s'\n", cmd, opt, v);
+            return false;
+        }
+        if (lo > hi) {
+            fprintf(stderr, "ramole %s: %s '%s': the range %ld-%ld runs backwards\n", cmd, opt, v, lo, hi);
+            return false;
+        }
+        if (hi >= n_layers) {
+            fprintf(stderr, "ramole %s: %s '%s': layer %ld is not in this model (layers 0..%d)\n", cmd, opt, v, hi,
+                    n_layers - 1);
+            return false;
+        }
+        for (long l = lo; l <= hi; l++) keep[l] = any = true;
+        p = *end ? end + 1 : end;
+    }
+    if (!any) {
+        fprintf(stderr, "ramole %s: %s is empty\n", cmd, opt);
+        return false;
+    }
+    return true;
+}
+
 bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out) {
     if (!rm_type_from_name(v, out) || (adapter_only && *out == RM_TYPE_Q8_0)) {
         fprintf(stderr, "ramole %s: %s must be f32, f16, bf16%s, got '%s'\n", cmd, opt, adapter_only ? "" : " or q8_0", v);

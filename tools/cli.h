@@ -26,6 +26,10 @@ void cli_fmt_time(double s, char *buf, size_t n);
 bool cli_lora_spec(const char *cmd, char *arg, float *weight);
 /* "q,k,v,o,gate,up,down" (or q_proj, ...) -> bit mask of rm_target. */
 bool cli_targets(const char *cmd, const char *v, unsigned *mask);
+/* A layer list such as "1-3" or "0,2,5-7" for a model of n_layers layers:
+ * keep[l] set for each listed layer. Errors (printed): a malformed item, a
+ * layer outside 0..n_layers-1, a backwards range. */
+bool cli_layers(const char *cmd, const char *opt, const char *v, int n_layers, bool *keep);
 /* The value after argv[*i] (advances *i), or NULL after printing an error. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */

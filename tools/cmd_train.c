@@ -42,6 +42,7 @@
 typedef struct {
     const char *kind;                /* "lora", "base", "router" */
     const char *model, *out, *log, *ckpt, *tokenizer, *arch, *preset, *router_path;
+    const char *adapt_layers;        /* --adapt-layers (lora, router): NULL for every layer */
     const char *data[MAX_FILES];
     int n_data;
     const char *pool[MAX_POOL];
@@ -57,11 +58,11 @@ typedef struct {
 static int usage(void) {
     fprintf(stderr,
             "usage: ramole train lora -m MODEL --data train.jsonl -o ADAPTER_DIR [--rank R] [--alpha A]\n"
-            "           [--targets q,k,v,o,gate,up,down] [COMMON]\n"
+            "           [--targets q,k,v,o,gate,up,down] [--adapt-layers 1-3] [COMMON]\n"
             "       ramole train base --tokenizer TOKENIZER --data FILE... -o MODEL_DIR [--arch llama|mistral|qwen2]\n"
             "           [--preset tiny|small] [--hidden N --layers N --heads N --kv-heads N --ffn N --max-pos N] [COMMON]\n"
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
-            "           [--lora-dropout P] [--rank R] [COMMON]\n"
+            "           [--lora-dropout P] [--rank R] [--adapt-layers L] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
             "       ramole train retriever -m MODEL --data tasks.jsonl -o PROJECTION.safetensors ...\n"
             "           (ramole train retriever --help)\n"
@@ -126,6 +127,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--arch")) { VAL(); o->arch = v; }
         else if (!strcmp(a, "--preset")) { VAL(); o->preset = v; }
         else if (!strcmp(a, "--targets")) { VAL(); if (!cli_targets(cmd, v, &o->targets)) return false; }
+        else if (!strcmp(a, "--adapt-layers")) { VAL(); o->adapt_layers = v; }
         else if (!strcmp(a, "--rank")) INT(o->rank, 1, RM_LORA_MAX_RANK);
         else if (!strcmp(a, "--alpha")) FLT(o->alpha, 1e-6, 1e6);
         else if (!strcmp(a, "--epochs")) INT(o->epochs, 1, 1000000);
@@ -179,6 +181,10 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     }
     if (!o->out && strcmp(o->kind, "router-eval")) {
         fprintf(stderr, "ramole %s: -o OUTPUT is required\n", cmd);
+        return false;
+    }
+    if (o->adapt_layers && strcmp(o->kind, "lora") && strcmp(o->kind, "router")) {
+        fprintf(stderr, "ramole %s: --adapt-layers is for train lora and train router\n", cmd);
         return false;
     }
     if (o->alpha < 0) o->alpha = 2.0 * (double)o->rank;
@@ -494,6 +500,31 @@ static int train_lora_or_router(const train_opts *o, bool router) {
     float std = 1.0f / sqrtf(3.0f * (float)m->cfg.hidden);
     if ((st = rm_adapter_random(m, (int)o->rank, (float)o->alpha, mask, o->seed, std, &ad)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
+        goto out;
+    }
+    /* --adapt-layers (PEFT's layers_to_transform); a router module that no
+     * pool expert has would only ever see zero keys: dropped too */
+    bool *keep = rm_calloc((size_t)m->cfg.n_layers, sizeof *keep);
+    if (!keep) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    if (o->adapt_layers && !cli_layers(cmd, "--adapt-layers", o->adapt_layers, m->cfg.n_layers, keep)) {
+        rm_free(keep);
+        rc = 2;
+        goto out;
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            bool used = !o->adapt_layers || keep[l];
+            if (router && used) {
+                used = false;
+                for (int p = 0; p < o->n_pool && !used; p++) used = rm_adapter_mod(pool[p], l, (rm_target)t)->rank > 0;
+            }
+            if (!used && rm_adapter_mod(ad, l, (rm_target)t)->rank) rm_adapter_drop_module(ad, l, (rm_target)t);
+        }
+    rm_free(keep);
+    if (!ad->target_mask) {
+        fprintf(stderr, "ramole %s: no module left to train (%s)\n", cmd,
+                router ? "the pool's experts adapt none of --adapt-layers" : "--adapt-layers");
+        rc = 2;
         goto out;
     }
     for (int i = 0; i < m->cfg.n_layers * RM_TARGET_COUNT; i++)

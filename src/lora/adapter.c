@@ -412,6 +412,14 @@ rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigne
     return RAMOLE_OK;
 }
 
+void rm_adapter_drop_module(rm_adapter *a, int layer, rm_target t) {
+    rm_lora_module *m = rm_adapter_mod(a, layer, t);
+    rm_free(m->A);
+    rm_free(m->B);
+    memset(m, 0, sizeof *m);
+    rm_adapter_update_summary(a);
+}
+
 /* ---- loading: format dispatch -------------------------------------------------------------- */
 
 static bool has_suffix(const char *s, const char *suf) {

@@ -163,6 +163,10 @@ rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const 
 rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigned target_mask, uint64_t seed,
                             float std, rm_adapter **out);
 
+/* Remove one module (free its matrices, rank 0: the layer's target is no
+ * longer adapted) and refresh the adapter's summary. */
+void rm_adapter_drop_module(rm_adapter *a, int layer, rm_target t);
+
 /*
  * Merge: W' = W + sum_i w_i s_i B_i A_i into a new in-memory copy of the
  * base (f32 weights; save it with rm_model_save). weights may be NULL (all

@@ -103,6 +103,27 @@ for e in lines[:-1]:
     for k in ("prompt", "answer", "all", "answer_share", "answer_last"):
         assert abs(sum(e[k]["weights"]) - 1) < 1e-3, (k, e)
 EOF
+# --adapt-layers: a LoRA on layer 1 only (PEFT layers_to_transform), and a router over it
+# that adapts only the modules its experts have
+expect_ok train_lora_adapt_layers $R train lora -m "$TMP/m" --data "$TMP/memo.jsonl" -o "$TMP/l1" --steps 3 \
+  --adapt-layers 1 --quiet
+l0=$(head -c 4000 "$TMP/l1/adapter_model.safetensors" | grep -ao 'layers\.0\.' | wc -l)
+l1=$(head -c 4000 "$TMP/l1/adapter_model.safetensors" | grep -ao 'layers\.1\.' | wc -l)
+tr -d ' \n' <"$TMP/l1/adapter_config.json" | grep -q '"layers_to_transform":\[1\]' && [ "$l0" = 0 ] && [ "$l1" = 14 ] \
+  && pass train_lora_adapt_layers_writes_those_layers || fail train_lora_adapt_layers_writes_those_layers "layer 0: $l0, layer 1: $l1 tensors"
+expect_ok train_router_over_layer1_expert $R train router -m "$TMP/m" --pool "$TMP/l1" --data "$TMP/memo.jsonl" \
+  -o "$TMP/rl1" --steps 2 --quiet
+tr -d ' \n' <"$TMP/rl1/adapter_config.json" | grep -q '"layers_to_transform":\[1\]' \
+  && pass train_router_adapts_only_expert_modules || fail train_router_adapts_only_expert_modules "$(cat "$TMP/rl1/adapter_config.json")"
+expect_error train_adapt_layers_outside "layer 9 is not in this model (layers 0..1)" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_l" --steps 1 --adapt-layers 0,9
+expect_error train_adapt_layers_backwards "the range 1-0 runs backwards" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_l" --steps 1 --adapt-layers 1-0
+expect_error train_adapt_layers_malformed "must list layers like 1-3" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_l" --steps 1 --adapt-layers one
+expect_error train_adapt_layers_not_for_base "--adapt-layers is for train lora and train router" $R train base \
+  --tokenizer "$TK" --data "$TMP/memo.jsonl" -o "$TMP/bad_l" --steps 1 --adapt-layers 1
+[ ! -e "$TMP/bad_l" ] && pass train_adapt_layers_errors_write_nothing || fail train_adapt_layers_errors_write_nothing "$(ls "$TMP/bad_l")"
 sed 's/revA/nosuch/' "$TMP/mix.jsonl" >"$TMP/mix_bad.jsonl"
 expect_error train_router_unknown_adapter "'nosuch' is not in the --pool" $R train router -m "$TMP/m" \
   --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_bad.jsonl" -o "$TMP/r2" --steps 1
