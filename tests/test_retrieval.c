@@ -618,3 +618,59 @@ done:
     rm_tok_free(tok);
     rm_free(path);
 }
+
+/* The evidence of a query is the first m other inputs of its task in file
+ * order, and every other task's first m: rm_task_top1 and rm_task_vectors
+ * against that rule spelled out by a scan of every row, on interleaved
+ * tasks (so that "file order" and "skip the query" both matter). */
+static int naive_rows(const int32_t *task, int n, int t, int skip, int m, int *rows) {
+    int c = 0;
+    for (int i = 0; i < n && c < m; i++)
+        if (task[i] == t && i != skip) rows[c++] = i;
+    return c;
+}
+
+TEST(retrieval_task_evidence_is_first_inputs_in_file_order) {
+    enum { T = 5, N = 70, DIM = 6, M = 3 };
+    static float E[N * DIM], reps[T * DIM], want[T * DIM], own[DIM];
+    int32_t task[N];
+    bool query[N];
+    int rows[M];
+    double acc[DIM];
+    uint64_t r = 5;
+    for (int i = 0; i < N; i++) {
+        task[i] = (int32_t)(rm_rng_next(&r) % T);
+        query[i] = i % 3 != 1;
+        double s = 0;
+        for (int k = 0; k < DIM; k++) {
+            E[i * DIM + k] = (float)urand(&r);
+            s += (double)E[i * DIM + k] * E[i * DIM + k];
+        }
+        for (int k = 0; k < DIM; k++) E[i * DIM + k] /= (float)sqrt(s);
+    }
+    rm_task_data d = {.n = N, .task = task, .n_tasks = T};
+    CHECK_OK(rm_task_vectors(&d, E, DIM, M, reps));
+    for (int t = 0; t < T; t++) rm_embed_mean(E, DIM, rows, naive_rows(task, N, t, -1, M, rows), acc, want + t * DIM);
+    CHECK(memcmp(reps, want, sizeof reps) == 0);
+    int queries = 0, correct = 0;
+    for (int q = 0; q < N; q++) {
+        if (!query[q]) continue;
+        int c = naive_rows(task, N, task[q], q, M, rows);
+        if (!c) continue;
+        rm_embed_mean(E, DIM, rows, c, acc, own);
+        int best = -1;
+        double bs = 0;
+        for (int k = 0; k < T; k++) {
+            const float *v = k == task[q] ? own : want + k * DIM;
+            double s = 0;
+            for (int j = 0; j < DIM; j++) s += (double)E[q * DIM + j] * v[j];
+            if (best < 0 || s > bs) best = k, bs = s;
+        }
+        queries++, correct += best == task[q];
+    }
+    rm_retrieval_score got;
+    CHECK_OK(rm_task_top1(&d, E, DIM, M, query, &got));
+    CHECK_MSG(got.queries == queries && got.correct == correct, "top-1 %d/%d, the rule gives %d/%d", got.correct,
+              got.queries, correct, queries);
+    CHECK(queries > 30 && correct > 0 && correct < queries); /* a score that can differ */
+}

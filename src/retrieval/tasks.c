@@ -212,27 +212,57 @@ rm_status rm_task_split_file(const rm_task_data *d, const char *path, bool *held
 
 /* ---- representations and accuracy -------------------------------------------------- */
 
+/* The rows grouped by task, each group in file order: rows of task t are
+ * row[start[t] .. start[t + 1]). Built once per call, so that a query's
+ * evidence costs its task's rows, not a scan of every row. */
+typedef struct {
+    int *row;   /* [n] */
+    int *start; /* [n_tasks + 1] */
+} task_groups;
+
+static void groups_free(task_groups *g) { rm_free(g->row), rm_free(g->start); }
+
+static rm_status groups_build(const rm_task_data *d, task_groups *g) {
+    g->row = rm_malloc((size_t)(d->n ? d->n : 1) * sizeof *g->row);
+    g->start = rm_calloc((size_t)d->n_tasks + 1, sizeof *g->start);
+    if (!g->row || !g->start) {
+        groups_free(g);
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < d->n; i++) g->start[d->task[i] + 1]++;
+    for (int t = 0; t < d->n_tasks; t++) g->start[t + 1] += g->start[t];
+    int *fill = g->start; /* advanced while filling, then shifted back */
+    for (int i = 0; i < d->n; i++) g->row[fill[d->task[i]]++] = i;
+    for (int t = d->n_tasks; t > 0; t--) g->start[t] = g->start[t - 1];
+    g->start[0] = 0;
+    return RAMOLE_OK;
+}
+
 /* Rows of task t in file order, at most max, skipping row `skip`; returns the count. */
-static int task_rows(const rm_task_data *d, int t, int skip, int max, int *rows) {
+static int task_rows(const task_groups *g, int t, int skip, int max, int *rows) {
     int c = 0;
-    for (int i = 0; i < d->n && c < max; i++)
-        if (d->task[i] == t && i != skip) rows[c++] = i;
+    for (int i = g->start[t]; i < g->start[t + 1] && c < max; i++)
+        if (g->row[i] != skip) rows[c++] = g->row[i];
     return c;
 }
 
-static rm_status task_vectors(const rm_task_data *d, const float *E, int dim, int m, int *rows, double *acc,
-                              float *out) {
+static void task_vectors(const rm_task_data *d, const task_groups *g, const float *E, int dim, int m, int *rows,
+                         double *acc, float *out) {
     for (int t = 0; t < d->n_tasks; t++)
-        rm_embed_mean(E, dim, rows, task_rows(d, t, -1, m, rows), acc, out + (size_t)t * dim);
-    return RAMOLE_OK;
+        rm_embed_mean(E, dim, rows, task_rows(g, t, -1, m, rows), acc, out + (size_t)t * dim);
 }
 
 rm_status rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out) {
     if (m < 1) return rm_err(RAMOLE_ERR_RANGE, "samples per task %d", m);
+    task_groups g = {0};
+    RM_TRY(groups_build(d, &g));
     int *rows = rm_malloc((size_t)m * sizeof *rows);
     double *acc = rm_malloc((size_t)dim * sizeof *acc);
-    rm_status st = rows && acc ? task_vectors(d, E, dim, m, rows, acc, out) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_status st = RAMOLE_OK;
+    if (rows && acc) task_vectors(d, &g, E, dim, m, rows, acc, out);
+    else st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     rm_free(rows), rm_free(acc);
+    groups_free(&g);
     return st;
 }
 
@@ -246,19 +276,22 @@ rm_status rm_task_top1(const rm_task_data *d, const float *E, int dim, int m, co
                        rm_retrieval_score *out) {
     out->queries = out->correct = 0;
     if (m < 1) return rm_err(RAMOLE_ERR_RANGE, "samples per task %d", m);
+    task_groups g = {0};
+    RM_TRY(groups_build(d, &g));
     float *reps = rm_malloc((size_t)d->n_tasks * (size_t)dim * sizeof *reps);
     float *own = rm_malloc((size_t)dim * sizeof *own);
     int *rows = rm_malloc((size_t)m * sizeof *rows);
     double *acc = rm_malloc((size_t)dim * sizeof *acc);
     if (!reps || !own || !rows || !acc) {
         rm_free(reps), rm_free(own), rm_free(rows), rm_free(acc);
+        groups_free(&g);
         return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     }
-    task_vectors(d, E, dim, m, rows, acc, reps);
+    task_vectors(d, &g, E, dim, m, rows, acc, reps);
     for (int q = 0; q < d->n; q++) {
         int t = d->task[q];
         if (query && !query[q]) continue;
-        int c = task_rows(d, t, q, m, rows);
+        int c = task_rows(&g, t, q, m, rows);
         if (c == 0) continue; /* a task of one input has no other evidence */
         rm_embed_mean(E, dim, rows, c, acc, own);
         const float *e = E + (size_t)q * dim;
@@ -272,5 +305,6 @@ rm_status rm_task_top1(const rm_task_data *d, const float *E, int dim, int m, co
         out->correct += best == t;
     }
     rm_free(reps), rm_free(own), rm_free(rows), rm_free(acc);
+    groups_free(&g);
     return RAMOLE_OK;
 }
