@@ -42,18 +42,7 @@ mkdir -p "$MODELS_DIR"
 OUT_MD=$MODELS_DIR/last.md
 OUT_JSONL=$MODELS_DIR/last.jsonl
 : > "$OUT_JSONL"
-FAILED=0
-
-say()  { printf '%s\n' "$*"; }
-skip() { printf 'skipped: %s\n' "$*"; }
-fail() { printf 'FAILED: %s\n' "$*"; FAILED=1; }
-json_num() { # json_num KEY <<< '{"KEY":1.5,...}'
-  sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\([-0-9.eE+]*\).*/\1/p" | head -1
-}
-ratio() { # ratio A B -> A/B with 2 decimals, or — when either is missing
-  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "—"; else printf "%.2f\n", a / b }'
-}
-fmt() { [ -n "$1" ] && awk -v x="$1" 'BEGIN { printf "%.2f\n", x }' || echo "—"; }
+. bench/lib.bash
 
 have_ramole=0; have_cmd_bench=0; have_cmd_random=0; have_cmd_generate=0
 if [ -x "$RAMOLE" ]; then
@@ -222,22 +211,20 @@ else
   skip "LoRA bench: $BUILD/bench/bench_lora not built or no model"
 fi
 
+# a section that is its own script: sub_bench SWITCH TITLE WHAT SCRIPT (SWITCH=0 skips it)
+sub_bench() {
+  say ""
+  say "## $2"
+  if [ "${!1:-1}" = 0 ]; then skip "$3 ($1=0)"
+  else BUILD=$BUILD bash "$4" || fail "$4 exited $?"; fi
+}
+
 # ---- 7. tokenizer encode speed -------------------------------------------------------------------
-say ""
-say "## tokenizer encode speed (ramole vs the reference JS tokenizer)"
-if [ "${BENCH_TOKENIZER:-1}" = 0 ]; then
-  skip "tokenizer bench (BENCH_TOKENIZER=0)"
-else
-  BUILD=$BUILD bash bench/tokenizer_bench.sh || fail "bench/tokenizer_bench.sh exited $?"
-fi
+sub_bench BENCH_TOKENIZER "tokenizer encode speed (ramole vs the reference JS tokenizer)" "tokenizer bench" \
+  bench/tokenizer_bench.sh
 
 # ---- 8. training against PyTorch -------------------------------------------------------------------
-say ""
-say "## training tokens/s (ramole vs PyTorch, same model, batch and optimiser)"
-if [ "${BENCH_TRAIN:-1}" = 0 ]; then
-  skip "training bench (BENCH_TRAIN=0)"
-else
-  BUILD=$BUILD bash bench/train_bench.sh || fail "bench/train_bench.sh exited $?"
-fi
+sub_bench BENCH_TRAIN "training tokens/s (ramole vs PyTorch, same model, batch and optimiser)" "training bench" \
+  bench/train_bench.sh
 
 exit $FAILED

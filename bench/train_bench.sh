@@ -32,15 +32,7 @@ mkdir -p "$DIR"
 OUT_JSONL=$DIR/train_last.jsonl
 OUT_MD=$DIR/train_last.md
 : > "$OUT_JSONL"
-FAILED=0
-
-say()  { printf '%s\n' "$*"; }
-skip() { printf 'skipped: %s\n' "$*"; }
-fail() { printf 'FAILED: %s\n' "$*"; FAILED=1; }
-json_num() { sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\([-0-9.eE+]*\).*/\1/p" | head -1; }
-maxf() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 >= b + 0) print a; else print b }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "—"; else printf "%.2f\n", a / b }'; }
-fmt() { [ -n "$1" ] && awk -v x="$1" -v d="${2:-1}" 'BEGIN { printf "%.*f\n", d, x }' || echo "—"; }
+. bench/lib.bash
 
 if [ ! -x "$BIN" ]; then
   skip "training bench: $BIN not built (make bench builds bench/*.c)"
@@ -58,6 +50,21 @@ else
   skip "PyTorch peer: torch is not importable by $PY (Debian: apt-get install python3-torch)"
 fi
 
+# one timed run of an engine: its JSON line (the first matching PATTERN) is logged and
+# kept in the associative arrays named TPS/LINE under "$s $m" when its tokens/s is the
+# best so far. run_one LABEL PATTERN TPS LINE CMD...
+run_one() {
+  local label=$1 pat=$2 out rc j v k="$s $m"
+  local -n tps=$3 line=$4
+  shift 4
+  out=$("$@" 2>&1); rc=$?
+  j=$(grep -m1 "$pat" <<<"$out")
+  if [ $rc != 0 ] || [ -z "$j" ]; then fail "$label: $(tail -n 1 <<<"$out")"; return; fi
+  say "rep $rep $label: $j"; printf '%s\n' "$j" >> "$OUT_JSONL"
+  v=$(json_num tokens_per_s <<<"$j")
+  if [ "$(maxf "${tps[$k]:-}" "$v")" = "$v" ]; then tps[$k]=$v; line[$k]=$j; fi
+}
+
 say "threads $TH; batch 8 x seq 128; $WARM warm-up + $STEPS timed steps per run; best of $REPS alternating runs"
 declare -A R_TPS T_TPS R_LINE T_LINE
 peak=""
@@ -73,21 +80,12 @@ for rep in $(seq 1 "$REPS"); do
       order="ramole torch"; [ $((rep % 2)) = 0 ] && order="torch ramole"
       for e in $order; do
         if [ "$e" = ramole ]; then
-          out=$("$BIN" --size "$s" --mode "$m" -t "$TH" --warmup "$WARM" --steps "$STEPS" --no-peak 2>&1)
-          rc=$?
-          j=$(grep -m1 '"engine":"ramole"' <<<"$out")
-          if [ $rc != 0 ] || [ -z "$j" ]; then fail "bench_train --size $s --mode $m: $(tail -n 1 <<<"$out")"; continue; fi
-          say "rep $rep ramole $s $m: $j"; printf '%s\n' "$j" >> "$OUT_JSONL"
-          v=$(json_num tokens_per_s <<<"$j"); k="$s $m"
-          if [ "$(maxf "${R_TPS[$k]:-}" "$v")" = "$v" ]; then R_TPS[$k]=$v; R_LINE[$k]=$j; fi
+          run_one "ramole $s $m" '"engine":"ramole"' R_TPS R_LINE \
+            "$BIN" --size "$s" --mode "$m" -t "$TH" --warmup "$WARM" --steps "$STEPS" --no-peak
         elif [ $have_torch = 1 ]; then
-          out=$(OPENBLAS_NUM_THREADS="$TH" OMP_NUM_THREADS="$TH" MKL_NUM_THREADS="$TH" "$PY" bench/train_torch.py --size "$s" --mode "$m" --threads "$TH" --warmup "$WARM" --steps "$STEPS" 2>&1)
-          rc=$?
-          j=$(grep -m1 '"peer": "torch"' <<<"$out")
-          if [ $rc != 0 ] || [ -z "$j" ]; then fail "train_torch.py --size $s --mode $m: $(tail -n 1 <<<"$out")"; continue; fi
-          say "rep $rep torch  $s $m: $j"; printf '%s\n' "$j" >> "$OUT_JSONL"
-          v=$(json_num tokens_per_s <<<"$j"); k="$s $m"
-          if [ "$(maxf "${T_TPS[$k]:-}" "$v")" = "$v" ]; then T_TPS[$k]=$v; T_LINE[$k]=$j; fi
+          run_one "torch  $s $m" '"peer": "torch"' T_TPS T_LINE \
+            env OPENBLAS_NUM_THREADS="$TH" OMP_NUM_THREADS="$TH" MKL_NUM_THREADS="$TH" \
+            "$PY" bench/train_torch.py --size "$s" --mode "$m" --threads "$TH" --warmup "$WARM" --steps "$STEPS"
         fi
       done
     done
@@ -105,8 +103,7 @@ done
       k="$s $m"; j=${R_LINE[$k]:-}; tj=${T_LINE[$k]:-}
       cu="$(fmt "$(json_num cpu_util <<<"$j")" 2) / $(fmt "$(json_num cpu_util <<<"$tj")" 2)"
       gs=$(json_num gemm_share <<<"$j"); gf=$(json_num gemm_gflops <<<"$j"); as=$(json_num attn_share <<<"$j")
-      pct() { [ -n "$1" ] && awk -v x="$1" 'BEGIN { printf "%.0f%%\n", 100 * x }' || echo "—"; }
-      say "| $s | $m | $(fmt "${R_TPS[$k]:-}") | $(fmt "${T_TPS[$k]:-}") | $(ratio "${R_TPS[$k]:-}" "${T_TPS[$k]:-}") | $cu | $(pct "$gs") | $(fmt "$gf") | $(pct "$as") |"
+      say "| $s | $m | $(fmt "${R_TPS[$k]:-}" 1) | $(fmt "${T_TPS[$k]:-}" 1) | $(ratio "${R_TPS[$k]:-}" "${T_TPS[$k]:-}") | $cu | $(pct "$gs") | $(fmt "$gf" 1) | $(pct "$as") |"
     done
   done
   say ""

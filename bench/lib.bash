@@ -1,0 +1,20 @@
+# bench/lib.bash — helpers shared by the bench scripts (sourced, not run).
+# Output lines: say (plain), skip ("skipped: ..."), fail ("FAILED: ...", sets FAILED=1);
+# JSON and number formatting for the markdown tables.
+FAILED=0
+say()  { printf '%s\n' "$*"; }
+skip() { printf 'skipped: %s\n' "$*"; }
+fail() { printf 'FAILED: %s\n' "$*"; FAILED=1; }
+json_num() { # json_num KEY <<< '{"KEY":1.5,...}'
+  sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\([-0-9.eE+]*\).*/\1/p" | head -1
+}
+ratio() { # ratio A B -> A/B with 2 decimals, or — when either is missing
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "—"; else printf "%.2f\n", a / b }'
+}
+fmt() { # fmt X [DECIMALS (2)] -> X rounded, or — when missing
+  [ -n "$1" ] && awk -v x="$1" -v d="${2:-2}" 'BEGIN { printf "%.*f\n", d, x }' || echo "—"
+}
+pct() { [ -n "$1" ] && awk -v x="$1" 'BEGIN { printf "%.0f%%\n", 100 * x }' || echo "—"; }
+maxf() { # maxf A B -> the larger (an empty A loses)
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 >= b + 0) print a; else print b }'
+}
