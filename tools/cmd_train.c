@@ -463,6 +463,37 @@ static rm_status load_examples(const train_opts *o, const rm_tok *tok, int max_p
     return RAMOLE_OK;
 }
 
+/* Drop from a fresh adapter (or router) the modules it must not train:
+ * layers outside --adapt-layers (PEFT's layers_to_transform) and, for a
+ * router (pool given), modules no pool expert has (they would only ever
+ * see zero keys). 0, or the exit status (message printed). */
+static int select_modules(const char *cmd, const train_opts *o, const rm_model *m, rm_adapter *const *pool,
+                          rm_adapter *ad) {
+    bool *keep = NULL;
+    if (o->adapt_layers) {
+        if (!(keep = rm_malloc((size_t)m->cfg.n_layers * sizeof *keep)))
+            return cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
+        if (!cli_layers(cmd, "--adapt-layers", o->adapt_layers, m->cfg.n_layers, keep)) {
+            rm_free(keep);
+            return 2;
+        }
+    }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            bool used = !keep || keep[l], expert = !pool;
+            for (int p = 0; pool && p < o->n_pool && !expert; p++) expert = rm_adapter_mod(pool[p], l, (rm_target)t)->rank > 0;
+            used = used && expert;
+            if (!used && rm_adapter_mod(ad, l, (rm_target)t)->rank) rm_adapter_drop_module(ad, l, (rm_target)t);
+        }
+    rm_free(keep);
+    if (!ad->target_mask) {
+        fprintf(stderr, "ramole %s: no module left to train (%s)\n", cmd,
+                pool ? "the pool's experts adapt none of --adapt-layers" : "--adapt-layers");
+        return 2;
+    }
+    return 0;
+}
+
 static int train_lora_or_router(const train_opts *o, bool router) {
     const char *cmd = router ? "train router" : "train lora";
     rm_model *m = NULL;
@@ -502,31 +533,8 @@ static int train_lora_or_router(const train_opts *o, bool router) {
         rc = cli_fail(cmd, st);
         goto out;
     }
-    /* --adapt-layers (PEFT's layers_to_transform); a router module that no
-     * pool expert has would only ever see zero keys: dropped too */
-    bool *keep = rm_calloc((size_t)m->cfg.n_layers, sizeof *keep);
-    if (!keep) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    if (o->adapt_layers && !cli_layers(cmd, "--adapt-layers", o->adapt_layers, m->cfg.n_layers, keep)) {
-        rm_free(keep);
-        rc = 2;
-        goto out;
-    }
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int t = 0; t < RM_TARGET_COUNT; t++) {
-            bool used = !o->adapt_layers || keep[l];
-            if (router && used) {
-                used = false;
-                for (int p = 0; p < o->n_pool && !used; p++) used = rm_adapter_mod(pool[p], l, (rm_target)t)->rank > 0;
-            }
-            if (!used && rm_adapter_mod(ad, l, (rm_target)t)->rank) rm_adapter_drop_module(ad, l, (rm_target)t);
-        }
-    rm_free(keep);
-    if (!ad->target_mask) {
-        fprintf(stderr, "ramole %s: no module left to train (%s)\n", cmd,
-                router ? "the pool's experts adapt none of --adapt-layers" : "--adapt-layers");
-        rc = 2;
-        goto out;
-    }
+    if ((rc = select_modules(cmd, o, m, router ? pool : NULL, ad)) != 0) goto out;
+    rc = 1;
     for (int i = 0; i < m->cfg.n_layers * RM_TARGET_COUNT; i++)
         if (ad->mods[i].rank) {
             int64_t din, dout;

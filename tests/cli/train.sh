@@ -115,6 +115,12 @@ expect_ok train_router_over_layer1_expert $R train router -m "$TMP/m" --pool "$T
   -o "$TMP/rl1" --steps 2 --quiet
 tr -d ' \n' <"$TMP/rl1/adapter_config.json" | grep -q '"layers_to_transform":\[1\]' \
   && pass train_router_adapts_only_expert_modules || fail train_router_adapts_only_expert_modules "$(cat "$TMP/rl1/adapter_config.json")"
+# experts on layer 1 and on layer 0: the router needs both layers (a module counts if any expert has it)
+$R train lora -m "$TMP/m" --data "$TMP/memo.jsonl" -o "$TMP/l0" --steps 1 --adapt-layers 0 --quiet
+expect_ok train_router_over_split_experts $R train router -m "$TMP/m" --pool "$TMP/l1" "$TMP/l0" \
+  --data "$TMP/memo.jsonl" -o "$TMP/rl01" --steps 1 --quiet
+tr -d ' \n' <"$TMP/rl01/adapter_config.json" | grep -q '"layers_to_transform":null' \
+  && pass train_router_adapts_any_experts_modules || fail train_router_adapts_any_experts_modules "$(cat "$TMP/rl01/adapter_config.json")"
 expect_error train_adapt_layers_outside "layer 9 is not in this model (layers 0..1)" $R train lora -m "$TMP/m" \
   --data "$TMP/memo.jsonl" -o "$TMP/bad_l" --steps 1 --adapt-layers 0,9
 expect_error train_adapt_layers_backwards "the range 1-0 runs backwards" $R train lora -m "$TMP/m" \
