@@ -213,43 +213,6 @@ static void q8_0_to_f32(float *dst, const rm_block_q8_0 *src, int64_t k) {
     }
 }
 
-static inline __m256 round_away8(__m256 v) {
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 sgn = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-    __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-    __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
-                                _mm256_or_ps(sgn, _mm256_set1_ps(1.0f)));
-    return _mm256_add_ps(t, step);
-}
-
-static void f32_to_q8_0(rm_block_q8_0 *dst, const float *src, int64_t k) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t b = 0; b < k / RM_Q8_0_BLOCK; b++) {
-        const float *s = src + b * RM_Q8_0_BLOCK;
-        __m256 v[4], mx = _mm256_setzero_ps();
-        for (int j = 0; j < 4; j++) {
-            v[j] = _mm256_loadu_ps(s + 8 * j);
-            mx = _mm256_max_ps(mx, _mm256_and_ps(v[j], abs_mask));
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float d = _mm_cvtss_f32(m4) / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        dst[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        __m256 vid = _mm256_set1_ps(id);
-        __m256i i0 = _mm256_cvtps_epi32(round_away8(_mm256_mul_ps(v[0], vid)));
-        __m256i i1 = _mm256_cvtps_epi32(round_away8(_mm256_mul_ps(v[1], vid)));
-        __m256i i2 = _mm256_cvtps_epi32(round_away8(_mm256_mul_ps(v[2], vid)));
-        __m256i i3 = _mm256_cvtps_epi32(round_away8(_mm256_mul_ps(v[3], vid)));
-        i0 = _mm256_packs_epi32(i0, i1);
-        i2 = _mm256_packs_epi32(i2, i3);
-        i0 = _mm256_packs_epi16(i0, i2);
-        i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)dst[b].qs, i0);
-    }
-}
-
 static inline __m512 exp16(__m512 x) {
     __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_LT_OQ);
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33f)), _mm512_set1_ps(88.0f));
