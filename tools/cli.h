@@ -17,12 +17,12 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double lo, dou
 bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
 /* "1,2,3" -> rm_malloc'd array. */
 bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
-/* "PATH[:WEIGHT]" in place: the weight is split off (default 1) only when
- * it parses as a number, so paths with colons still work. */
 /* An element type name for option opt; adapter_only: f32, f16, bf16 (no q8_0). */
 bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out);
 /* A duration as M:SS or H:MM:SS ("?" when unknown or absurd): the trainers' ETA. */
 void cli_fmt_time(double s, char *buf, size_t n);
+/* "PATH[:WEIGHT]" in place: the weight is split off (default 1) only when
+ * it parses as a number, so paths with colons still work. */
 bool cli_lora_spec(const char *cmd, char *arg, float *weight);
 /* "q,k,v,o,gate,up,down" (or q_proj, ...) -> bit mask of rm_target. */
 bool cli_targets(const char *cmd, const char *v, unsigned *mask);

@@ -57,8 +57,7 @@ static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt, int
     const rm_model_config *cfg = &m->cfg;
     size_t w = rm_matmul_work_size(m->output.type, n_logits, cfg->vocab_size, cfg->hidden, nt);
     if (max_rank > 0) { /* LoRA shrink and expand GEMMs, f32 */
-        int64_t dmax = cfg->ffn > cfg->hidden ? cfg->ffn : cfg->hidden;
-        if ((int64_t)cfg->n_heads * cfg->head_dim > dmax) dmax = (int64_t)cfg->n_heads * cfg->head_dim;
+        int64_t dmax = rm_target_max_dim(cfg);
         size_t a = rm_matmul_work_size(RM_TYPE_F32, n_batch, max_rank, dmax, nt);
         size_t b = rm_matmul_work_size(RM_TYPE_F32, n_batch, dmax, max_rank, nt);
         if (a > w) w = a;

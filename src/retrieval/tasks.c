@@ -165,53 +165,6 @@ static void shuffle(int *a, int n, uint64_t *r) {
     }
 }
 
-rm_status rm_task_split_inputs(const rm_task_data *d, double frac, uint64_t seed, const bool *train_task, bool *held) {
-    memset(held, 0, (size_t)d->n * sizeof *held);
-    if (!(frac >= 0 && frac < 1)) return rm_err(RAMOLE_ERR_RANGE, "held-out fraction %g (0 to below 1)", frac);
-    if (frac == 0) return RAMOLE_OK;
-    int *rows = rm_malloc((size_t)d->n * sizeof *rows);
-    if (!rows) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    uint64_t r = seed ^ 0x1b873593c2b2ae35ull;
-    for (int t = 0; t < d->n_tasks; t++) {
-        if (train_task && !train_task[t]) continue;
-        int c = 0;
-        for (int i = 0; i < d->n; i++)
-            if (d->task[i] == t) rows[c++] = i;
-        int k = (int)lround(frac * c);
-        if (k > c - 2) k = c - 2;
-        shuffle(rows, c, &r);
-        for (int i = 0; i < k; i++) held[rows[i]] = true;
-    }
-    rm_free(rows);
-    return RAMOLE_OK;
-}
-
-rm_status rm_task_split_file(const rm_task_data *d, const char *path, bool *held) {
-    memset(held, 0, (size_t)d->n_tasks * sizeof *held);
-    char *text = NULL;
-    size_t len = 0;
-    RM_TRY(rm_file_read(path, &text, &len));
-    rm_status st = RAMOLE_OK;
-    int line = 0;
-    for (size_t pos = 0; pos < len && !st;) {
-        char *s = text + pos, *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + 1;
-        line++;
-        while (n && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
-        while (n && (*s == ' ' || *s == '\t')) s++, n--;
-        if (!n) continue;
-        s[n] = 0;
-        int t = rm_task_data_find(d, s);
-        if (t < 0) st = rm_err(RAMOLE_ERR_NOT_FOUND, "%s:%d: task '%.80s' is not in the data", path, line, s);
-        else held[t] = true;
-    }
-    rm_free(text);
-    return st;
-}
-
-/* ---- representations and accuracy -------------------------------------------------- */
-
 /* The rows grouped by task, each group in file order: rows of task t are
  * row[start[t] .. start[t + 1]). Built once per call, so that a query's
  * evidence costs its task's rows, not a scan of every row. */
@@ -237,6 +190,58 @@ static rm_status groups_build(const rm_task_data *d, task_groups *g) {
     g->start[0] = 0;
     return RAMOLE_OK;
 }
+
+rm_status rm_task_split_inputs(const rm_task_data *d, double frac, uint64_t seed, const bool *train_task, bool *held) {
+    memset(held, 0, (size_t)d->n * sizeof *held);
+    if (!(frac >= 0 && frac < 1)) return rm_err(RAMOLE_ERR_RANGE, "held-out fraction %g (0 to below 1)", frac);
+    if (frac == 0) return RAMOLE_OK;
+    task_groups g = {0};
+    RM_TRY(groups_build(d, &g));
+    uint64_t r = seed ^ 0x1b873593c2b2ae35ull;
+    for (int t = 0; t < d->n_tasks; t++) {
+        if (train_task && !train_task[t]) continue;
+        int *rows = g.row + g.start[t], c = g.start[t + 1] - g.start[t]; /* file order, shuffled in place */
+        int k = (int)lround(frac * c);
+        if (k > c - 2) k = c - 2;
+        shuffle(rows, c, &r);
+        for (int i = 0; i < k; i++) held[rows[i]] = true;
+    }
+    groups_free(&g);
+    return RAMOLE_OK;
+}
+
+typedef struct {
+    const rm_task_data *d;
+    bool *held;
+} held_parse;
+
+static rm_status held_line(const char *s, size_t n, int line, void *arg) {
+    held_parse *c = arg;
+    while (n && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    char *name = rm_malloc(n + 1);
+    if (!name) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    memcpy(name, s, n);
+    name[n] = 0;
+    int t = rm_task_data_find(c->d, name);
+    rm_status st = t < 0 ? rm_err(RAMOLE_ERR_NOT_FOUND, "task '%.80s' is not in the data", name) : RAMOLE_OK;
+    if (t >= 0) c->held[t] = true;
+    rm_free(name);
+    return st;
+}
+
+rm_status rm_task_split_file(const rm_task_data *d, const char *path, bool *held) {
+    memset(held, 0, (size_t)d->n_tasks * sizeof *held);
+    char *text = NULL;
+    size_t len = 0;
+    RM_TRY(rm_file_read(path, &text, &len));
+    held_parse c = {d, held};
+    rm_status st = rm_lines_each(text, len, path, held_line, &c);
+    rm_free(text);
+    return st;
+}
+
+/* ---- representations and accuracy -------------------------------------------------- */
 
 /* Rows of task t in file order, at most max, skipping row `skip`; returns the count. */
 static int task_rows(const task_groups *g, int t, int skip, int max, int *rows) {
