@@ -1014,8 +1014,10 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
         for (int e = 0; e < k; e++) {
             REAL ds = w[e] * (dw[e] - sw) * inv;
             const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
-            REAL *dkey = tm->rdk + ((size_t)i * KS + e) * rr, *dv = tm->rdv + ((size_t)i * KS + e) * j->dout;
+            REAL *dkey = tm->rdk + ((size_t)i * KS + e) * rr;
             for (int a = 0; a < rr; a++) dq[a] += ds * key[a], dkey[a] = ds * q[a];
+            if (!j->dX) continue; /* dV only feeds the experts' input gradient */
+            REAL *dv = tm->rdv + ((size_t)i * KS + e) * j->dout;
             for (int64_t o = 0; o < j->dout; o++) dv[o] = w[e] * dy[o];
         }
     }
@@ -1037,9 +1039,9 @@ static void router_bwd(TM_TYPE *tm, router_job *j) {
             size_t so = (size_t)b * T * KS + e;
             REAL *dV = tm->rdv + so * dout, *dK = tm->rdk + so * rr;
             const REAL *V = tm->rv + so * dout;
-            mm(tm, false, true, T, dout, rr, 1, dK, KS * rr, R->B, rr, 1, dV, KS * dout); /* dV += dKey B_r^T */
             mm(tm, true, false, dout, rr, T, 1, V, KS * dout, dK, KS * rr, 1, R->gB, rr);   /* dB_r += V^T dKey */
-            if (!E->rank || !j->dX) continue;
+            if (!E->rank || !j->dX) continue; /* dV would feed nothing */
+            mm(tm, false, true, T, dout, rr, 1, dK, KS * rr, R->B, rr, 1, dV, KS * dout); /* dV += dKey B_r^T */
             mm(tm, false, false, T, E->rank, dout, E->scale, dV, KS * dout, E->B, E->rank, 0, tm->ldu, E->rank);
             mm(tm, false, false, T, din, E->rank, 1, tm->ldu, E->rank, E->A, din, 1, j->dX + (size_t)b * T * din, din);
         }
