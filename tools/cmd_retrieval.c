@@ -511,45 +511,31 @@ int cmd_retrieve(int argc, char **argv) {
     rm_task_data *d = NULL;
     rm_index *ix = NULL;
     float *E = NULL, *Q = NULL, *rep = NULL;
+    double *acc = NULL;
     const char **sample = NULL;
-    int *fill = NULL; /* samples placed per task */
+    int *off = NULL, *rows = NULL; /* task t's samples: sample[off[t] .. off[t + 1]) */
     rm_hit *hits = NULL;
     rm_status st;
     int rc = 1;
     if ((st = rm_task_data_load(o.pool, 1, &d)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     if ((rc = open_embedder(cmd, &o, &m, &proj, &e)) != 0) goto out;
     rc = 1;
-    int dim = rm_embedder_dim(e), ns = 0;
-    /* the first --samples inputs of each task, grouped by task: task t's are
-     * samples off[t] .. off[t + 1) */
+    int dim = rm_embedder_dim(e);
+    /* the first --samples inputs of each task, grouped by task */
     sample = rm_malloc((size_t)d->n * sizeof *sample);
-    int *off = rm_calloc((size_t)d->n_tasks + 1, sizeof *off);
-    if (!sample || !off) {
-        rm_free(off);
-        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
-        goto out;
-    }
-    for (int i = 0; i < d->n; i++)
-        if (off[d->task[i] + 1] < o.samples) off[d->task[i] + 1]++;
-    for (int t = 0; t < d->n_tasks; t++) off[t + 1] += off[t];
-    ns = off[d->n_tasks];
-    fill = rm_calloc((size_t)d->n_tasks, sizeof *fill);
-    for (int i = 0; fill && i < d->n; i++) {
-        int t = d->task[i];
-        if (fill[t] < off[t + 1] - off[t]) sample[off[t] + fill[t]++] = d->inputs[i];
-    }
+    off = rm_malloc(((size_t)d->n_tasks + 1) * sizeof *off);
+    rows = rm_malloc((size_t)d->n * sizeof *rows);
+    if (!sample || !off || !rows) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    if ((st = rm_task_samples(d, (int)o.samples, off, rows)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    int ns = off[d->n_tasks];
+    for (int i = 0; i < ns; i++) sample[i] = d->inputs[rows[i]];
     E = rm_malloc((size_t)ns * (size_t)dim * sizeof *E);
     Q = rm_malloc((size_t)o.n_texts * (size_t)dim * sizeof *Q);
     rep = rm_malloc((size_t)dim * sizeof *rep);
-    double *acc = rm_malloc((size_t)dim * sizeof *acc);
+    acc = rm_malloc((size_t)dim * sizeof *acc);
     hits = rm_malloc((size_t)o.k * sizeof *hits);
-    if (!fill || !E || !Q || !rep || !acc || !hits) {
-        rm_free(off), rm_free(acc);
-        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
-        goto out;
-    }
+    if (!E || !Q || !rep || !acc || !hits) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
     if ((st = rm_embedder_embed(e, sample, ns, E)) != RAMOLE_OK || (st = rm_index_new(dim, &ix)) != RAMOLE_OK) {
-        rm_free(off), rm_free(acc);
         rc = cli_fail(cmd, st);
         goto out;
     }
@@ -558,7 +544,6 @@ int cmd_retrieve(int argc, char **argv) {
         st = rm_index_add(ix, t, rep);
         if (st != RAMOLE_OK) rm_err_prefix(st, "task '%s'", d->names[t]);
     }
-    rm_free(off), rm_free(acc);
     if (st != RAMOLE_OK || (st = rm_embedder_embed(e, o.texts, o.n_texts, Q)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
@@ -584,8 +569,8 @@ int cmd_retrieve(int argc, char **argv) {
     rc = 0;
 out:
     rm_free(hits);
-    rm_free(E), rm_free(Q), rm_free(rep);
-    rm_free(sample), rm_free(fill);
+    rm_free(E), rm_free(Q), rm_free(rep), rm_free(acc);
+    rm_free(sample), rm_free(off), rm_free(rows);
     rm_index_free(ix);
     rm_task_data_free(d);
     rm_embedder_free(e);

@@ -257,6 +257,16 @@ static void task_vectors(const rm_task_data *d, const task_groups *g, const floa
         rm_embed_mean(E, dim, rows, task_rows(g, t, -1, m, rows), acc, out + (size_t)t * dim);
 }
 
+rm_status rm_task_samples(const rm_task_data *d, int m, int *off, int *rows) {
+    if (m < 1) return rm_err(RAMOLE_ERR_RANGE, "samples per task %d", m);
+    task_groups g = {0};
+    RM_TRY(groups_build(d, &g));
+    off[0] = 0;
+    for (int t = 0; t < d->n_tasks; t++) off[t + 1] = off[t] + task_rows(&g, t, -1, m, rows + off[t]);
+    groups_free(&g);
+    return RAMOLE_OK;
+}
+
 rm_status rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out) {
     if (m < 1) return rm_err(RAMOLE_ERR_RANGE, "samples per task %d", m);
     task_groups g = {0};

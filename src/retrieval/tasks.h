@@ -54,6 +54,11 @@ rm_status rm_task_split_file(const rm_task_data *d, const char *path, bool *held
  * two to train on (none held from a task of fewer than three). */
 rm_status rm_task_split_inputs(const rm_task_data *d, double frac, uint64_t seed, const bool *train_task, bool *held);
 
+/* The first (at most) m inputs of every task in file order, grouped by
+ * task: task t's are rows[off[t] .. off[t + 1]) (off: [n_tasks + 1],
+ * rows: [n]). These are the inputs a task's representation is made of. */
+rm_status rm_task_samples(const rm_task_data *d, int m, int *off, int *rows);
+
 /* out[n_tasks][dim]: every task's representation from E[n][dim] (unit
  * embeddings of the examples), at most m inputs each. */
 rm_status rm_task_vectors(const rm_task_data *d, const float *E, int dim, int m, float *out);
