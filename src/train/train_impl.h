@@ -1060,22 +1060,38 @@ static int lora_group_width(const TM_TYPE *tm, int l, int t0, int nt) {
     return w;
 }
 
-/* LORA forward of a group: stack the A's, U = X [A_t0; ...]^T into lus. */
+/* LORA: module (l, t)'s columns of U in lus (row stride lw). */
+static REAL *lora_u(const TM_TYPE *tm, int l, int t) {
+    size_t NM = (size_t)tm->max_b * tm->max_t;
+    return tm->lus + (size_t)l * NM * tm->lw + tm->loff[l * RM_TARGET_COUNT + t];
+}
+
+/* LORA: the group's A's stacked, [A_t0; ...] ([width][din]). A group with
+ * one adapted module reads that module's A in place; otherwise the forward
+ * (stack true) copies them into lag, where the backward reads them. */
+static const REAL *lora_group_a(TM_TYPE *tm, int l, int t0, int nt, int64_t din, bool stack) {
+    const tm_mod *only = NULL;
+    int present = 0;
+    for (int t = t0; t < t0 + nt; t++)
+        if (tm->ad[l * RM_TARGET_COUNT + t].rank) only = &tm->ad[l * RM_TARGET_COUNT + t], present++;
+    if (present == 1) return only->A;
+    for (int t = t0; stack && t < t0 + nt; t++) {
+        const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
+        if (m->rank) /* a module the adapter lacks has no A (NULL) */
+            memcpy(tm->lag + tm->laoff[l * RM_TARGET_COUNT + t], m->A, (size_t)m->rank * (size_t)din * sizeof(REAL));
+    }
+    return tm->lag + tm->laoff[l * RM_TARGET_COUNT + t0];
+}
+
+/* LORA forward of a group: U = X [A_t0; ...]^T into lus. */
 static void lora_group_u(TM_TYPE *tm, int l, int t0, int nt, const REAL *X, int n) {
     if (tm->kind != RM_TRAIN_LORA) return;
     int w = lora_group_width(tm, l, t0, nt);
     if (!w) return;
     int64_t din, dout;
     tm_target_dims(tm, t0, &din, &dout);
-    REAL *Ag = tm->lag + tm->laoff[l * RM_TARGET_COUNT + t0];
-    for (int t = t0; t < t0 + nt; t++) {
-        const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
-        if (m->rank) /* a module the adapter lacks has no A (NULL) */
-            memcpy(tm->lag + tm->laoff[l * RM_TARGET_COUNT + t], m->A, (size_t)m->rank * (size_t)din * sizeof(REAL));
-    }
-    size_t NM = (size_t)tm->max_b * tm->max_t;
-    REAL *U = tm->lus + (size_t)l * NM * tm->lw + tm->loff[l * RM_TARGET_COUNT + t0];
-    mm(tm, false, true, n, w, (int)din, 1, X, (int)din, Ag, (int)din, 0, U, tm->lw);
+    const REAL *Ag = lora_group_a(tm, l, t0, nt, din, true);
+    mm(tm, false, true, n, w, (int)din, 1, X, (int)din, Ag, (int)din, 0, lora_u(tm, l, t0), tm->lw);
 }
 
 /* LORA backward of a group, after proj_bwd of each of its modules left dU
@@ -1087,7 +1103,7 @@ static void lora_group_dx(TM_TYPE *tm, int l, int t0, int nt, REAL *dX, int n) {
     int64_t din, dout;
     tm_target_dims(tm, t0, &din, &dout);
     mm(tm, false, false, n, (int)din, w, 1, tm->ldus + tm->loff[l * RM_TARGET_COUNT + t0], tm->lw,
-       tm->lag + tm->laoff[l * RM_TARGET_COUNT + t0], (int)din, 1, dX, (int)din);
+       lora_group_a(tm, l, t0, nt, din, false), (int)din, 1, dX, (int)din);
 }
 
 /* Y [n][dout] = X [n][din] W^T + adapter terms (no bias). LORA: U of the
@@ -1099,9 +1115,7 @@ static void proj_fwd(TM_TYPE *tm, int l, int t, const REAL *X, REAL *Y, int n) {
     if (tm->kind == RM_TRAIN_LORA) {
         const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
         if (!m->rank) return;
-        size_t NM = (size_t)tm->max_b * tm->max_t;
-        const REAL *U = tm->lus + (size_t)l * NM * tm->lw + tm->loff[l * RM_TARGET_COUNT + t];
-        mm(tm, false, true, n, (int)dout, m->rank, m->scale, U, tm->lw, m->B, m->rank, 1, Y, (int)dout);
+        mm(tm, false, true, n, (int)dout, m->rank, m->scale, lora_u(tm, l, t), tm->lw, m->B, m->rank, 1, Y, (int)dout);
     } else if (tm->kind == RM_TRAIN_ROUTER) {
         if (!tm->ad[l * RM_TARGET_COUNT + t].rank) return;
         router_job j = {l, t, l * RM_TARGET_COUNT + t, din, dout, X, Y, NULL, NULL};
@@ -1124,8 +1138,7 @@ static void proj_bwd(TM_TYPE *tm, int l, int t, const REAL *X, const REAL *dY, R
         const tm_mod *m = &tm->ad[l * RM_TARGET_COUNT + t];
         if (!m->rank) return;
         int r = m->rank, lw = tm->lw;
-        size_t NM = (size_t)tm->max_b * tm->max_t;
-        const REAL *U = tm->lus + (size_t)l * NM * lw + tm->loff[l * RM_TARGET_COUNT + t];
+        const REAL *U = lora_u(tm, l, t);
         REAL *dU = tm->ldus + tm->loff[l * RM_TARGET_COUNT + t];
         mm(tm, true, false, (int)dout, r, n, m->scale, dY, (int)dout, U, lw, 1, m->gB, r);                /* dB */
         mm(tm, false, false, n, r, (int)dout, m->scale, dY, (int)dout, m->B, r, 0, dU, lw);               /* dU */
