@@ -244,6 +244,10 @@ TEST(train_grad_router_fd) {
         char worst[256] = "";
         double err = fd_check(tm, &tb.b, 6, 97, &n, worst, sizeof worst);
         report_fd("router (3 experts, k = 3/2/1 per sequence)", err, n, worst);
+        tb.b.gate_loss = 0.7; /* + 0.7 G: the gate term's gradient too */
+        n = 0;
+        err = fd_check(tm, &tb.b, 6, 98, &n, worst, sizeof worst);
+        report_fd("router with gate loss 0.7", err, n, worst);
     }
     rm_tm_f64_free(tm);
     router_world_free(&w);
@@ -340,35 +344,55 @@ TEST(train_lora_wide_products_split_by_columns) {
 
 /* ---- training loss == inference forward's cross-entropy ------------------------------- */
 
+#define INF_MAX_K 4 /* the engine's expert slots in these tests */
+
 /* Mean -log softmax(logits)[target] over the batch's mask, from rm_ctx_decode,
- * each sequence b in slot b with composition comps[b] (NULL: none). */
-static double inference_loss(const rm_model *m, const test_batch *tb, const rm_composition *comps) {
+ * each sequence b in slot b with composition comps[b] (NULL: none).
+ * per_seq (or NULL): each sequence's own mean. gates (or NULL): the router
+ * gates summed over modules, [b][t][INF_MAX_K] (rm_lora_trace_gates). */
+static double inference_loss_ex(const rm_model *m, const test_batch *tb, const rm_composition *comps, double *per_seq,
+                                double *gates) {
     rm_ctx *ctx = NULL;
     rm_ctx_params cp = {.n_ctx = tb->T, .n_seq = tb->B, .n_batch = tb->T, .n_threads = 2,
-                        .lora_max_k = comps ? 4 : 0, .lora_max_rank = 8};
+                        .lora_max_k = comps ? INF_MAX_K : 0, .lora_max_rank = 8};
     CHECK_OK(rm_ctx_new(m, &cp, &ctx));
     if (!ctx) return NAN;
     double sum = 0;
     int cnt = 0;
     int32_t pos[16], seq[16];
     uint8_t want[16];
+    int tn[16];
     for (int b = 0; b < tb->B; b++) {
         if (comps) CHECK_OK(rm_lora_set(rm_ctx_lora(ctx), b, &comps[b]));
         for (int t = 0; t < tb->T; t++) pos[t] = t, seq[t] = b, want[t] = 1;
         rm_batch bb = {tb->T, tb->tokens + b * tb->T, pos, seq, want};
+        if (gates) {
+            memset(gates + (size_t)b * tb->T * INF_MAX_K, 0, (size_t)tb->T * INF_MAX_K * sizeof *gates);
+            rm_lora_trace_gates(rm_ctx_lora(ctx),
+                                &(rm_gate_trace){.gates = gates + (size_t)b * tb->T * INF_MAX_K, .n = tn});
+        }
         CHECK_OK(rm_ctx_decode(ctx, &bb));
+        if (gates) rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
+        double ss = 0;
+        int sc = 0;
         for (int t = 0; t < tb->T; t++) {
             if (!tb->mask[b * tb->T + t]) continue;
             const float *z = rm_ctx_logits(ctx, t);
             double mx = -INFINITY, s = 0;
             for (int c = 0; c < m->cfg.vocab_size; c++) mx = fmax(mx, z[c]);
             for (int c = 0; c < m->cfg.vocab_size; c++) s += exp(z[c] - mx);
-            sum += mx + log(s) - z[tb->targets[b * tb->T + t]];
-            cnt++;
+            double l = mx + log(s) - z[tb->targets[b * tb->T + t]];
+            sum += l, ss += l;
+            cnt++, sc++;
         }
+        if (per_seq) per_seq[b] = sc ? ss / sc : NAN;
     }
     rm_ctx_free(ctx);
     return sum / cnt;
+}
+
+static double inference_loss(const rm_model *m, const test_batch *tb, const rm_composition *comps) {
+    return inference_loss_ex(m, tb, comps, NULL, NULL);
 }
 
 TEST(train_loss_matches_inference) {
@@ -408,6 +432,107 @@ TEST(train_loss_matches_inference) {
         }
         router_world_free(&w);
     }
+}
+
+/*
+ * The gate loss against the inference engine. Router and experts adapt one
+ * module (layer 1's o), so that the engine's gate trace gives each token's
+ * gates there. Reference: each sequence's single-expert losses from the
+ * engine (explicit weight 1), its best expert the lowest, and
+ * G = mean over positions up to the last masked-in one of -log w_best.
+ */
+TEST(train_gate_loss_matches_inference) {
+    rm_model *m = tiny_model(RM_ARCH_LLAMA, 71);
+    rm_adapter *ex[3] = {NULL, NULL, NULL}, *router = NULL;
+    const int ranks[3] = {2, 3, 1};
+    for (int j = 0; j < 3 && m; j++) {
+        CHECK_OK(rm_adapter_random(m, ranks[j], 2.0f * ranks[j], BIT(RM_TARGET_O), 72 + j, 0.5f, &ex[j]));
+        if (ex[j]) rm_adapter_drop_module(ex[j], 0, RM_TARGET_O);
+    }
+    if (m) CHECK_OK(rm_adapter_random(m, 2, 2.0f, BIT(RM_TARGET_O), 75, 0.1f, &router));
+    if (router) rm_adapter_drop_module(router, 0, RM_TARGET_O);
+    rm_tm_f64 *tm = NULL, *lt = NULL;
+    if (m && ex[0] && ex[1] && ex[2] && router) {
+        const rm_adapter *exc[3] = {ex[0], ex[1], ex[2]};
+        rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = exc,
+                             .n_experts = 3, .router = router};
+        CHECK_OK(rm_tm_f64_new(m, &p, &tm));
+        rm_train_params pl = {.kind = RM_TRAIN_LORA, .max_batch = 3, .max_seq = 8, .n_threads = 2, .lora = ex[0]};
+        CHECK_OK(rm_tm_f64_new(m, &pl, &lt));
+    }
+    if (tm && lt) {
+        test_batch tb;
+        make_batch(&tb, 3, 8, m->cfg.vocab_size, 77);
+        router_batch(&tb); /* k = 3, 2, 1 */
+        /* single-expert losses */
+        double el[3 * RM_TRAIN_MAX_K];
+        CHECK_OK(rm_tm_f64_expert_losses(tm, &tb.b, el));
+        int best[3] = {0, 0, 0};
+        for (int e = 0; e < 3; e++) {
+            rm_composition c[3];
+            double ref[3];
+            for (int b = 0; b < 3; b++) {
+                int k = tb.n_experts[b], slot = e < k ? e : 0;
+                c[b] = (rm_composition){.mode = RM_COMPOSE_EXPLICIT, .k = 1,
+                                        .experts = {ex[tb.experts[b * RM_TRAIN_MAX_K + slot]]}, .weights = {1.0f}};
+            }
+            inference_loss_ex(m, &tb, c, ref, NULL);
+            for (int b = 0; b < 3; b++) {
+                double got = el[b * RM_TRAIN_MAX_K + e];
+                if (e >= tb.n_experts[b]) {
+                    CHECK_MSG(isnan(got), "sequence %d slot %d (beyond its %d experts): %g, not NaN", b, e,
+                              tb.n_experts[b], got);
+                    continue;
+                }
+                CHECK_MSG(fabs(got - ref[b]) < 2e-5 * fabs(ref[b]), "sequence %d slot %d: expert loss %.8f, engine %.8f",
+                          b, e, got, ref[b]);
+                if (got < el[b * RM_TRAIN_MAX_K + best[b]]) best[b] = e;
+            }
+        }
+        /* G from the engine's gates */
+        rm_composition rc[3];
+        for (int b = 0; b < 3; b++) {
+            rc[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb.n_experts[b], .router = router};
+            for (int e = 0; e < tb.n_experts[b]; e++) rc[b].experts[e] = ex[tb.experts[b * RM_TRAIN_MAX_K + e]];
+        }
+        double gates[3 * 8 * INF_MAX_K], gref = 0;
+        inference_loss_ex(m, &tb, rc, NULL, gates);
+        int rows = 0;
+        for (int b = 0; b < 3; b++) {
+            int end = 0;
+            for (int t = 0; t < 8; t++)
+                if (tb.mask[b * 8 + t]) end = t + 1;
+            for (int t = 0; t < end; t++, rows++) gref -= log(gates[(b * 8 + t) * INF_MAX_K + best[b]]);
+        }
+        gref /= rows;
+        double l0 = 0, l1 = 0;
+        CHECK_OK(rm_tm_f64_loss(tm, &tb.b, &l0));
+        CHECK(rm_tm_f64_gate_ce(tm) == 0);
+        tb.b.gate_loss = 0.5;
+        CHECK_OK(rm_tm_f64_loss(tm, &tb.b, &l1));
+        double g = rm_tm_f64_gate_ce(tm);
+        printf("  gate cross-entropy %.8f, from the engine's gates %.8f (best experts %d %d %d)\n", g, gref, best[0],
+               best[1], best[2]);
+        CHECK_MSG(fabs(g - gref) < 1e-5 * fabs(gref), "gate cross-entropy %.8f, engine %.8f", g, gref);
+        CHECK_MSG(fabs(l1 - (l0 + 0.5 * g)) < 1e-12, "loss with gate loss %.12f, LM %.12f + 0.5 G %.12f", l1, l0, g);
+        /* bad weights and kinds: refused, nothing computed */
+        const double bad[3] = {-1.0, NAN, INFINITY};
+        for (int i = 0; i < 3; i++) {
+            tb.b.gate_loss = bad[i];
+            CHECK_ERR(rm_tm_f64_loss(tm, &tb.b, &l1), RAMOLE_ERR_INVALID);
+            CHECK(strstr(ramole_last_error(), "gate loss") != NULL);
+        }
+        tb.b.gate_loss = 0.5;
+        tb.b.experts = NULL, tb.b.n_experts = NULL;
+        CHECK_ERR(rm_tm_f64_loss(lt, &tb.b, &l1), RAMOLE_ERR_INVALID);
+        CHECK(strstr(ramole_last_error(), "router") != NULL);
+        CHECK_ERR(rm_tm_f64_expert_losses(lt, &tb.b, el), RAMOLE_ERR_INVALID);
+    }
+    rm_tm_f64_free(lt);
+    rm_tm_f64_free(tm);
+    for (int j = 0; j < 3; j++) rm_adapter_free(ex[j]);
+    rm_adapter_free(router);
+    rm_model_free(m);
 }
 
 /* ---- optimiser ------------------------------------------------------------------------ */

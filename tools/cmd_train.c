@@ -14,7 +14,10 @@
  *           whole pool) with random LoRA dropout: each listed expert is
  *           dropped and each other expert added with probability P, at
  *           most --top-k kept. Written as a PEFT folder for
- *           `generate --mode router --router DIR --lora ...`.
+ *           `generate --mode router --router DIR --lora ...`. --gate-loss W
+ *           adds W x the cross-entropy between the gates and each
+ *           sequence's best expert (lowest loss alone; train.h), logged as
+ *           gate_ce; held-out losses stay the language-model loss.
  * Data order: the examples of epoch e are visited in rm_data_order(seed, e);
  * the trainer's data_pos counts examples consumed, and router dropout draws
  * from the trainer's rng, so a checkpoint resumes the exact same run.
@@ -49,7 +52,7 @@ typedef struct {
     int n_pool;
     long stop_at, rank, epochs, steps, batch, ctx, threads, accum, warmup, save_every, eval_every, log_every, top_k;
     long hidden, layers, heads, kv_heads, ffn, max_pos;
-    double alpha, lr, val, wd, clip, dropout, min_lr, init_std;
+    double alpha, lr, val, wd, clip, dropout, min_lr, init_std, gate_loss;
     uint64_t seed;
     unsigned targets;
     bool resume, truncate, quiet;
@@ -62,7 +65,7 @@ static int usage(void) {
             "       ramole train base --tokenizer TOKENIZER --data FILE... -o MODEL_DIR [--arch llama|mistral|qwen2]\n"
             "           [--preset tiny|small] [--hidden N --layers N --heads N --kv-heads N --ffn N --max-pos N] [COMMON]\n"
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
-            "           [--lora-dropout P] [--rank R] [--adapt-layers L] [COMMON]\n"
+            "           [--lora-dropout P] [--gate-loss W] [--rank R] [--adapt-layers L] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
             "       ramole train retriever -m MODEL --data tasks.jsonl -o PROJECTION.safetensors ...\n"
             "           (ramole train retriever --help)\n"
@@ -75,7 +78,9 @@ static int usage(void) {
             "defaults: 1 epoch, --batch 8, --lr 1e-3 (lora) 2e-3 (router) 3e-3 (base), --rank 8 (lora) 4 (router),\n"
             "        --alpha 2*rank, --weight-decay 0 (lora) 0.01, --clip 1, --warmup 5%% of the steps (<= 100),\n"
             "        --min-lr-ratio 0.1, --ctx: the longest example (lora, router) or 128 (base), --val 0, --seed 1,\n"
-            "        --top-k: the pool size, --lora-dropout 0, -t: all CPUs\n"
+            "        --top-k: the pool size, --lora-dropout 0, --gate-loss 0, -t: all CPUs\n"
+            "        --gate-loss W adds W x the cross-entropy between the router's gates and each example's best\n"
+            "        expert (the one whose own loss on it is lowest; one extra forward per expert)\n"
             "data: JSONL lines {\"input\": ..., \"output\": ...[, \"adapters\": [names]]} (lora, router);\n"
             "      plain text files (base). The input is fed as `ramole generate -p INPUT` feeds it.\n");
     return 2;
@@ -143,6 +148,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--init-std")) FLT(o->init_std, 0, 10);
         else if (!strcmp(a, "--val")) FLT(o->val, 0, 0.9);
         else if (!strcmp(a, "--lora-dropout")) FLT(o->dropout, 0, 1);
+        else if (!strcmp(a, "--gate-loss")) FLT(o->gate_loss, 0, 1e6);
         else if (!strcmp(a, "--top-k")) INT(o->top_k, 1, RM_TRAIN_MAX_K);
         else if (!strcmp(a, "--stop-at")) INT(o->stop_at, 1, 100000000);
         else if (!strcmp(a, "--save-every")) INT(o->save_every, 1, 100000000);
@@ -185,6 +191,10 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     }
     if (o->adapt_layers && strcmp(o->kind, "lora") && strcmp(o->kind, "router")) {
         fprintf(stderr, "ramole %s: --adapt-layers is for train lora and train router\n", cmd);
+        return false;
+    }
+    if (o->gate_loss > 0 && strcmp(o->kind, "router")) {
+        fprintf(stderr, "ramole %s: --gate-loss is for train router\n", cmd);
         return false;
     }
     if (o->alpha < 0) o->alpha = 2.0 * (double)o->rank;
@@ -284,6 +294,10 @@ static rm_status eval_loss(train_job *j, const rm_dataset *d, rm_batchbuf *bb, d
     return RAMOLE_OK;
 }
 
+/* The language-model loss of a step, shown and logged (comparable with the
+ * held-out loss): the step minimised it + gate_loss x gate_ce. */
+static double lm_loss(const train_opts *o, const rm_train_stats *ss) { return ss->loss - o->gate_loss * ss->gate_ce; }
+
 /* Train j->tm; 0 on success, else the exit status (messages printed). */
 static int train_run(train_job *j) {
     const train_opts *o = j->o;
@@ -370,6 +384,7 @@ static int train_run(train_job *j) {
                 for (long r = 0; r < o->batch; r++)
                     draw_experts(j, idx[r], &t->rng, bbs[a].experts + r * RM_TRAIN_MAX_K, &bbs[a].n_experts[r]);
                 mb[a].experts = bbs[a].experts, mb[a].n_experts = bbs[a].n_experts;
+                mb[a].gate_loss = o->gate_loss;
             }
         }
         st = rm_trainer_step(t, mb, (int)o->accum, &ss);
@@ -384,6 +399,7 @@ static int train_run(train_job *j) {
         }
         if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
         tokens += step_tokens;
+        double lm = lm_loss(o, &ss);
         double el = rm_time_now() - t0, tps = tokens / (el > 0 ? el : 1e-9);
         double eta = (double)(stop - t->step) * el / (double)(t->step - step0);
         bool last = t->step == stop;
@@ -392,17 +408,20 @@ static int train_run(train_job *j) {
             if (logf) fprintf(logf, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)t->step, last_val);
         }
         if (logf) {
-            fprintf(logf, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens\":%.0f,"
+            char gb[48] = "";
+            if (o->gate_loss > 0) snprintf(gb, sizeof gb, ",\"gate_ce\":%.6f", ss.gate_ce);
+            fprintf(logf, "{\"step\":%lld,\"loss\":%.6f%s,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens\":%.0f,"
                           "\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
-                    (long long)t->step, ss.loss, ss.lr, ss.grad_norm, tokens, tps, el);
+                    (long long)t->step, lm, gb, ss.lr, ss.grad_norm, tokens, tps, el);
             fflush(logf);
         }
         if (!o->quiet && (tty || t->step % log_every == 0 || last || t->step == step0 + 1)) {
-            char etab[32], vb[48] = "";
+            char etab[32], vb[96] = "";
             cli_fmt_time(eta, etab, sizeof etab);
-            if (!isnan(last_val)) snprintf(vb, sizeof vb, "  val %.4f", last_val);
+            int nv = o->gate_loss > 0 ? snprintf(vb, sizeof vb, "  gate %.4f", ss.gate_ce) : 0;
+            if (!isnan(last_val)) snprintf(vb + nv, sizeof vb - (size_t)nv, "  val %.4f", last_val);
             fprintf(stderr, "%sstep %lld/%ld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s%s", tty ? "\r" : "",
-                    (long long)t->step, total, ss.loss, vb, ss.lr, tps, etab, tty ? "   " : "\n");
+                    (long long)t->step, total, lm, vb, ss.lr, tps, etab, tty ? "   " : "\n");
         }
         if (o->ckpt && ((o->save_every && t->step % o->save_every == 0) || last)) {
             if ((st = rm_trainer_save(t, o->ckpt)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
@@ -414,12 +433,12 @@ static int train_run(train_job *j) {
         goto out;
     }
     if (!o->quiet) {
-        fprintf(stderr, "train %s: done, %lld steps, last loss %.4f", o->kind, (long long)t->step, ss.loss);
+        fprintf(stderr, "train %s: done, %lld steps, last loss %.4f", o->kind, (long long)t->step, lm_loss(o, &ss));
         if (j->val) fprintf(stderr, ", held-out loss %.4f on %d examples", last_val, j->val->n);
         fprintf(stderr, ", %.1f s\n", rm_time_now() - t0);
     }
     if (logf) {
-        fprintf(logf, "{\"event\":\"done\",\"step\":%lld,\"loss\":%.6f", (long long)t->step, ss.loss);
+        fprintf(logf, "{\"event\":\"done\",\"step\":%lld,\"loss\":%.6f", (long long)t->step, lm_loss(o, &ss));
         if (j->val) fprintf(logf, ",\"val_loss\":%.6f", last_val);
         fprintf(logf, "}\n");
     }

@@ -140,12 +140,13 @@ rm_status rm_trainer_step(rm_trainer *t, const rm_train_batch *micro, int n_micr
     if (n_micro < 1) return rm_err(RAMOLE_ERR_INVALID, "trainer: no micro-batch");
     rm_tm_f32 *tm = t->tm;
     rm_tm_f32_zero_grad(tm);
-    double loss_sum = 0;
+    double loss_sum = 0, gate_sum = 0;
     for (int i = 0; i < n_micro; i++) {
         double loss = 0;
         rm_status s = rm_tm_f32_backward(tm, &micro[i], 1.0 / n_micro, &loss);
         if (s != RAMOLE_OK) return rm_err_prefix(s, "step %lld, micro-batch %d", (long long)t->step + 1, i);
         loss_sum += loss;
+        gate_sum += rm_tm_f32_gate_ce(tm);
     }
     step_job j;
     memset(&j, 0, sizeof j);
@@ -170,6 +171,7 @@ rm_status rm_trainer_step(rm_trainer *t, const rm_train_batch *micro, int n_micr
     t->step = step;
     if (st) {
         st->loss = loss_sum / n_micro;
+        st->gate_ce = gate_sum / n_micro;
         st->grad_norm = norm;
         st->lr = j.lr;
         st->step = step;

@@ -90,6 +90,17 @@ typedef struct {
      * for j < n_experts[b] (pool indices). NULL: the whole pool for all. */
     const int32_t *experts;   /* [B][RM_TRAIN_MAX_K] */
     const int32_t *n_experts; /* [B], each 1..max_k */
+    /* ROUTER only: weight of the gate loss (0: off). The loss becomes
+     * LM + gate_loss * G, where G is the cross-entropy between the gates and
+     * the sequence's best expert (the one of its experts whose own loss on
+     * the sequence, applied alone, is lowest: rm_tm_*_expert_losses) at each
+     * position up to the sequence's last masked-in one (the prompt's too:
+     * the answer reads its keys and values), averaged over those positions
+     * and over the router's modules. It teaches every module to weigh the expert that
+     * explains the sequence, with no label: base and experts are frozen, so
+     * the targets are constants of the batch. Costs one forward per expert
+     * slot before the batch's own. */
+    double gate_loss;
 } rm_train_batch;
 
 /* One trainable tensor: a [rows][cols] block of the parameter vector. */
@@ -130,11 +141,22 @@ rm_pool  *rm_tm_f32_pool(rm_tm_f32 *tm);
 void      rm_tm_f32_zero_grad(rm_tm_f32 *tm);
 
 /*
- * Forward only: *loss = mean CE over masked-in positions. Errors:
- * ERR_INVALID (sizes, empty mask, bad expert lists), ERR_RANGE (a token or
- * target id out of range; a loss that is NaN or infinite).
+ * Forward only: *loss = mean CE over masked-in positions (+ the gate term
+ * when b->gate_loss > 0). Errors: ERR_INVALID (sizes, empty mask, bad
+ * expert lists, a gate loss that is negative, not finite or not for a
+ * ROUTER model), ERR_RANGE (a token or target id out of range; a loss that
+ * is NaN or infinite).
  */
 rm_status rm_tm_f32_loss(rm_tm_f32 *tm, const rm_train_batch *b, double *loss);
+/* The gate cross-entropy G of the last forward (0 when its gate loss was 0). */
+double    rm_tm_f32_gate_ce(const rm_tm_f32 *tm);
+/*
+ * ROUTER: out[s*RM_TRAIN_MAX_K + e] = the mean CE over sequence s's
+ * masked-in positions with its expert slot e applied alone (gate 1), for
+ * e < its expert count; NAN for other slots and for a sequence without
+ * masked-in positions. One forward per slot; gradients untouched.
+ */
+rm_status rm_tm_f32_expert_losses(rm_tm_f32 *tm, const rm_train_batch *b, double *out);
 /*
  * Forward and backward: *loss as above; the gradient of grad_scale * loss
  * is ADDED to the gradient vector (zero it first; accumulate micro-batches
@@ -183,6 +205,8 @@ const rm_train_tensor *rm_tm_f64_tensor(const rm_tm_f64 *tm, int i);
 rm_pool  *rm_tm_f64_pool(rm_tm_f64 *tm);
 void      rm_tm_f64_zero_grad(rm_tm_f64 *tm);
 rm_status rm_tm_f64_loss(rm_tm_f64 *tm, const rm_train_batch *b, double *loss);
+double    rm_tm_f64_gate_ce(const rm_tm_f64 *tm);
+rm_status rm_tm_f64_expert_losses(rm_tm_f64 *tm, const rm_train_batch *b, double *out);
 rm_status rm_tm_f64_backward(rm_tm_f64 *tm, const rm_train_batch *b, double grad_scale, double *loss);
 rm_status rm_tm_f64_export_adapter(const rm_tm_f64 *tm, rm_adapter *dst);
 rm_status rm_tm_f64_export_model(const rm_tm_f64 *tm, rm_model **out);
@@ -209,6 +233,7 @@ float rm_lr_at(const rm_adamw_params *p, int64_t step);
 /* Step statistics. */
 typedef struct {
     double loss;       /* mean of the micro-batches' losses */
+    double gate_ce;    /* mean of their gate cross-entropies (rm_tm_f32_gate_ce) */
     double grad_norm;  /* global norm before clipping */
     float lr;
     int64_t step;      /* steps taken, this one included */

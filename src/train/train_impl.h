@@ -127,6 +127,17 @@ struct TM_TYPE {
     REAL *rk, *rdk;           /* ROUTER: [N][ks][max_rank] keys B_r^T v and their gradients */
     REAL *rq, *rdq;           /* ROUTER: [N][max_rank] queries A_r x and their gradients */
     REAL *rg;                 /* ROUTER: [N][ks] gates */
+    /* ROUTER gate loss (rm_train_batch.gate_loss) */
+    int n_rmod;               /* ROUTER: modules the router adapts */
+    REAL *gp;                 /* ROUTER: [max_b][ks] target gates: 1 on the sequence's best expert */
+    double *gce;              /* ROUTER: [N] gate cross-entropy per row, summed over modules */
+    int32_t *gend;            /* ROUTER: [max_b] rows t < gend[s] of sequence s are in the gate loss */
+    double *gsl;              /* ROUTER: [max_b][RM_TRAIN_MAX_K] single-expert losses (expert_losses) */
+    int32_t *sxl, *sxn;       /* ROUTER: single-expert lists of expert_losses' passes */
+    bool gate_on;             /* this forward adds the gate term */
+    int g_rows;               /* rows in the gate loss */
+    REAL gcoef;               /* backward: grad_scale * gate_loss / (g_rows * n_rmod); 0: none */
+    double gate_ce;           /* the last forward's G */
     REAL *ascr;               /* per thread: [nth][max_t][max_t] attention dS */
     int64_t dmax;
     /* per forward */
@@ -333,6 +344,7 @@ void TM_(free)(TM_TYPE *tm) {
                     tm->xf,  tm->rsf, tm->xg,  tm->logits, tm->rows, tm->row_loss, tm->dx, tm->dxn,
                     tm->dq,  tm->dk,  tm->dv,  tm->dao, tm->dg,   tm->du,  tm->dh,       tm->tmp,
                     tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->ascr, tm->exl, tm->exn,      tm->W.L,
+                    tm->gp,  tm->gce, tm->gend, tm->gsl, tm->sxl, tm->sxn,
                     tm->sg,  tm->loff, tm->laoff, tm->lus, tm->ldus, tm->lag,
                     tm->G.L};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
@@ -576,6 +588,13 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
             tm->rq = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rdq = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rg = tm_alloc(N * KS, sizeof(REAL), &ok);
+            tm->gp = tm_alloc((size_t)tm->max_b * KS, sizeof(REAL), &ok);
+            tm->gce = tm_alloc(N, sizeof(double), &ok);
+            tm->gend = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
+            tm->gsl = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(double), &ok);
+            tm->sxl = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(int32_t), &ok);
+            tm->sxn = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
+            for (int m = 0; m < tm->L_ * RM_TARGET_COUNT; m++) tm->n_rmod += tm->ad[m].rank > 0;
         }
         if (!ok) goto nomem;
     }
@@ -928,6 +947,9 @@ static void swiglu_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
  *   batch:     dA_r += dQ^T X, dX += dQ A_r
  * Slots beyond a sequence's k are never touched; an expert lacking the
  * module has V = Key = 0 (score 0, still in the softmax).
+ * Gate loss: the forward adds -sum_e p_e log w_e at the gate rows to gce
+ * (p: the sequence's targets gp); the backward adds gcoef (w_e - p_e) to
+ * ds_e before the 1/sqrt(rr).
  */
 typedef struct {
     int l, t, mi;
@@ -947,20 +969,27 @@ static void router_gates_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, in
     const tm_mod *R = &tm->ad[j->mi];
     int rr = R->rank, KS = tm->ks;
     REAL inv = (REAL)1 / (REAL)sqrt((double)rr);
+    bool gate = j->Y && tm->gate_on; /* the forward's pass (the backward's rebuild adds nothing) */
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
         const REAL *q = tm->rq + (size_t)i * rr;
-        REAL *w = tm->rg + (size_t)i * KS, mx = -INFINITY;
+        REAL *w = tm->rg + (size_t)i * KS, mx = -INFINITY, z[RM_TRAIN_MAX_K];
         for (int e = 0; e < k; e++) {
             const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
             REAL sc = 0;
             for (int a = 0; a < rr; a++) sc += q[a] * key[a];
-            w[e] = sc * inv;
-            if (w[e] > mx) mx = w[e];
+            z[e] = sc * inv;
+            if (z[e] > mx) mx = z[e];
         }
         REAL sum = 0;
-        for (int e = 0; e < k; e++) sum += (w[e] = REXP(w[e] - mx));
+        for (int e = 0; e < k; e++) sum += (w[e] = REXP(z[e] - mx));
         for (int e = 0; e < k; e++) w[e] /= sum;
+        if (gate && i % tm->T < tm->gend[i / tm->T]) { /* -sum_e p_e log w_e, log w_e = z_e - mx - log(sum) */
+            const REAL *p = tm->gp + (size_t)(i / tm->T) * KS;
+            double ce = 0, lse = (double)mx + log((double)sum);
+            for (int e = 0; e < k; e++) ce -= (double)p[e] * ((double)z[e] - lse);
+            tm->gce[i] += ce;
+        }
         if (j->Y) {
             REAL *y = j->Y + i * j->dout;
             for (int e = 0; e < k; e++) {
@@ -1001,6 +1030,8 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
         const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;
+        REAL gc = i % tm->T < tm->gend[i / tm->T] ? tm->gcoef : 0; /* gate term: d G / d z_e = w_e - p_e */
+        const REAL *p = tm->gp ? tm->gp + (size_t)(i / tm->T) * KS : NULL;
         REAL dw[RM_TRAIN_MAX_K], sw = 0;
         for (int e = 0; e < k; e++) {
             const REAL *v = tm->rv + ((size_t)i * KS + e) * j->dout;
@@ -1012,7 +1043,7 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
         REAL *dq = tm->rdq + (size_t)i * rr;
         for (int a = 0; a < rr; a++) dq[a] = 0;
         for (int e = 0; e < k; e++) {
-            REAL ds = w[e] * (dw[e] - sw) * inv;
+            REAL ds = (w[e] * (dw[e] - sw) + (gc != 0 ? gc * (w[e] - p[e]) : 0)) * inv;
             const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
             REAL *dkey = tm->rdk + ((size_t)i * KS + e) * rr;
             for (int a = 0; a < rr; a++) dq[a] += ds * key[a], dkey[a] = ds * q[a];
@@ -1226,10 +1257,80 @@ static void xent_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     }
 }
 
+static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, const double *grad_scale);
+
+/* ROUTER: sequence s's expert count and its slot e's pool index, as
+ * check_batch reads them. */
+static int seq_k(const TM_TYPE *tm, const rm_train_batch *b, int s) { return b->experts ? b->n_experts[s] : tm->n_pool; }
+static int32_t seq_expert(const rm_train_batch *b, int s, int e) {
+    return b->experts ? b->experts[s * RM_TRAIN_MAX_K + e] : e;
+}
+
+/* out[s][e] = sequence s's mean CE with its slot e alone (b checked): one
+ * forward per slot, every sequence taking its own slot e (or slot 0 where
+ * it has fewer, not reported). Leaves the expert lists of the last pass. */
+static rm_status single_expert_losses(TM_TYPE *tm, const rm_train_batch *b, double *out) {
+    int kmax = 0;
+    for (int s = 0; s < b->B; s++) {
+        if (seq_k(tm, b, s) > kmax) kmax = seq_k(tm, b, s);
+        tm->sxn[s] = 1;
+        for (int e = 0; e < RM_TRAIN_MAX_K; e++) out[s * RM_TRAIN_MAX_K + e] = NAN;
+    }
+    rm_train_batch sb = *b;
+    sb.experts = tm->sxl, sb.n_experts = tm->sxn, sb.gate_loss = 0;
+    for (int e = 0; e < kmax; e++) {
+        for (int s = 0; s < b->B; s++) tm->sxl[s * RM_TRAIN_MAX_K] = seq_expert(b, s, e < seq_k(tm, b, s) ? e : 0);
+        double l;
+        RM_TRY(forward(tm, &sb, &l, NULL));
+        int r = 0; /* rows are the masked-in positions in order */
+        for (int s = 0; s < b->B; s++) {
+            double acc = 0;
+            int c = 0;
+            for (int t = 0; t < b->T; t++)
+                if (b->mask[s * b->T + t]) acc += tm->row_loss[r++], c++;
+            if (e < seq_k(tm, b, s) && c) out[s * RM_TRAIN_MAX_K + e] = acc / c;
+        }
+    }
+    return RAMOLE_OK;
+}
+
+/* The gate targets of batch b (checked): one-hot on each sequence's best
+ * single expert (the first of equals), for every position of the sequence
+ * up to its last masked-in one: the prompt's too, whose keys and values the
+ * answer reads. */
+static rm_status gate_targets(TM_TYPE *tm, const rm_train_batch *b) {
+    RM_TRY(single_expert_losses(tm, b, tm->gsl));
+    tm->g_rows = 0;
+    for (int s = 0; s < b->B; s++) {
+        tm->gend[s] = 0;
+        for (int t = 0; t < b->T; t++)
+            if (b->mask[s * b->T + t]) tm->gend[s] = t + 1;
+        tm->g_rows += tm->gend[s];
+        int k = seq_k(tm, b, s), best = 0;
+        const double *sl = tm->gsl + (size_t)s * RM_TRAIN_MAX_K;
+        for (int e = 1; e < k; e++)
+            if (sl[e] < sl[best]) best = e;
+        for (int e = 0; e < tm->ks; e++) tm->gp[(size_t)s * tm->ks + e] = e == best;
+    }
+    return check_batch(tm, b); /* the passes replaced the batch's expert lists */
+}
+
 /* The forward and *loss; grad_scale not NULL (backward): the logits are
  * replaced by the gradient of grad_scale * loss. */
 static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, const double *grad_scale) {
+    double gl = b->gate_loss;
+    if (gl != 0 && !(gl > 0 && isfinite(gl)))
+        return rm_err(RAMOLE_ERR_INVALID, "training batch: gate loss weight %g (must be finite and >= 0)", gl);
+    if (gl > 0 && tm->kind != RM_TRAIN_ROUTER)
+        return rm_err(RAMOLE_ERR_INVALID, "training batch: a gate loss needs a router training model (this one is %s)",
+                      rm_train_kind_name(tm->kind));
     RM_TRY(check_batch(tm, b));
+    tm->gate_on = false, tm->gcoef = 0, tm->gate_ce = 0;
+    if (gl > 0) {
+        RM_TRY(gate_targets(tm, b));
+        memset(tm->gce, 0, (size_t)b->B * b->T * sizeof *tm->gce);
+        tm->gate_on = true;
+    }
     tm->b = b, tm->B = b->B, tm->T = b->T;
     int n = b->B * b->T;
     size_t NM = (size_t)tm->max_b * tm->max_t;
@@ -1281,11 +1382,28 @@ static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, con
     double s = 0;
     for (int r = 0; r < tm->n_rows; r++) s += tm->row_loss[r];
     *loss = s / tm->n_rows;
+    if (tm->gate_on && tm->n_rmod) {
+        double g = 0, per = (double)tm->g_rows * tm->n_rmod;
+        for (int i = 0; i < n; i++) g += tm->gce[i]; /* 0 outside the gate rows */
+        tm->gate_ce = g / per;
+        *loss += gl * tm->gate_ce;
+        if (grad_scale) tm->gcoef = (REAL)(*grad_scale * gl / per);
+    }
     if (!isfinite(*loss)) return rm_err(RAMOLE_ERR_RANGE, "training: the loss is %s", isnan(*loss) ? "NaN" : "infinite");
     return RAMOLE_OK;
 }
 
 rm_status TM_(loss)(TM_TYPE *tm, const rm_train_batch *b, double *loss) { return forward(tm, b, loss, NULL); }
+double TM_(gate_ce)(const TM_TYPE *tm) { return tm->gate_ce; }
+
+rm_status TM_(expert_losses)(TM_TYPE *tm, const rm_train_batch *b, double *out) {
+    if (tm->kind != RM_TRAIN_ROUTER)
+        return rm_err(RAMOLE_ERR_INVALID, "expert losses: a %s training model has no experts", rm_train_kind_name(tm->kind));
+    rm_train_batch sb = *b;
+    sb.gate_loss = 0;
+    RM_TRY(check_batch(tm, &sb));
+    return single_expert_losses(tm, &sb, out);
+}
 
 /* ---- backward ------------------------------------------------------------------------------- */
 

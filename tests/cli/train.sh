@@ -103,6 +103,23 @@ for e in lines[:-1]:
     for k in ("prompt", "answer", "all", "answer_share", "answer_last"):
         assert abs(sum(e[k]["weights"]) - 1) < 1e-3, (k, e)
 EOF
+# --gate-loss: the gates learn each example's best expert (the one whose own loss is lowest); the
+# log carries the gate cross-entropy: ln 2 at the router's start (B_r = 0: even gates over two
+# experts), lower after 40 steps (not near 0: both adapters reverse words, so the prompts' first
+# positions look alike whichever adapter fits the example best)
+sed 's/, "adapters": \["rev[AB]"\]//' "$TMP/mix.jsonl" >"$TMP/mix_open.jsonl"
+expect_ok train_router_gate_loss $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" \
+  --data "$TMP/mix_open.jsonl" -o "$TMP/rgate" --steps 40 --batch 4 --lr 1e-2 --rank 4 --gate-loss 5 \
+  --log "$TMP/rgate.log" --quiet
+g1=$(grep -m1 '"step":1,"loss"' "$TMP/rgate.log" | sed 's/.*"gate_ce":\([0-9.e+-]*\).*/\1/')
+g40=$(grep -m1 '"step":40,"loss"' "$TMP/rgate.log" | sed 's/.*"gate_ce":\([0-9.e+-]*\).*/\1/')
+awk -v a="$g1" -v b="$g40" 'BEGIN {exit !(a > 0.6931 && a < 0.6932 && b < 0.6)}' \
+  && pass train_router_gate_loss_learns || fail train_router_gate_loss_learns "gate_ce at step 1 '$g1', at 40 '$g40'"
+expect_error train_gate_loss_only_router "--gate-loss is for train router" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_g" --steps 1 --gate-loss 1
+expect_error train_gate_loss_negative "--gate-loss expects a number from 0 to" $R train router -m "$TMP/m" \
+  --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-loss -1
+[ ! -e "$TMP/bad_g" ] && pass train_gate_loss_errors_write_nothing || fail train_gate_loss_errors_write_nothing "$(ls "$TMP/bad_g")"
 # --adapt-layers: a LoRA on layer 1 only (PEFT layers_to_transform), and a router over it
 # that adapts only the modules its experts have
 expect_ok train_lora_adapt_layers $R train lora -m "$TMP/m" --data "$TMP/memo.jsonl" -o "$TMP/l1" --steps 3 \
