@@ -1030,7 +1030,7 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
         const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;
-        REAL gc = i % tm->T < tm->gend[i / tm->T] ? tm->gcoef : 0; /* gate term: d G / d z_e = w_e - p_e */
+        REAL gc = tm->gcoef != 0 && i % tm->T < tm->gend[i / tm->T] ? tm->gcoef : 0; /* d G / d z_e = w_e - p_e */
         const REAL *p = tm->gp ? tm->gp + (size_t)(i / tm->T) * KS : NULL;
         REAL dw[RM_TRAIN_MAX_K], sw = 0;
         for (int e = 0; e < k; e++) {
