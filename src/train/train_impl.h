@@ -129,11 +129,11 @@ struct TM_TYPE {
     REAL *rg;                 /* ROUTER: [N][ks] gates */
     /* ROUTER gate loss (rm_train_batch.gate_loss) */
     int n_rmod;               /* ROUTER: modules the router adapts */
-    REAL *gp;                 /* ROUTER: [max_b][ks] target gates: 1 on the sequence's best expert */
+    int32_t *gbest;           /* ROUTER: [max_b] the slot of each sequence's best expert (the gates' target) */
     double *gce;              /* ROUTER: [N] gate cross-entropy per row, summed over modules */
     int32_t *gend;            /* ROUTER: [max_b] rows t < gend[s] of sequence s are in the gate loss */
     double *gsl;              /* ROUTER: [max_b][RM_TRAIN_MAX_K] single-expert losses (expert_losses) */
-    int32_t *sxl, *sxn;       /* ROUTER: single-expert lists of expert_losses' passes */
+    int32_t *sxl, *sxn;       /* ROUTER: the batch's expert lists (copy), and all-ones counts, for those passes */
     bool gate_on;             /* this forward adds the gate term */
     int g_rows;               /* rows in the gate loss */
     REAL gcoef;               /* backward: grad_scale * gate_loss / (g_rows * n_rmod); 0: none */
@@ -344,7 +344,7 @@ void TM_(free)(TM_TYPE *tm) {
                     tm->xf,  tm->rsf, tm->xg,  tm->logits, tm->rows, tm->row_loss, tm->dx, tm->dxn,
                     tm->dq,  tm->dk,  tm->dv,  tm->dao, tm->dg,   tm->du,  tm->dh,       tm->tmp,
                     tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->ascr, tm->exl, tm->exn,      tm->W.L,
-                    tm->gp,  tm->gce, tm->gend, tm->gsl, tm->sxl, tm->sxn,
+                    tm->gbest, tm->gce, tm->gend, tm->gsl, tm->sxl, tm->sxn,
                     tm->sg,  tm->loff, tm->laoff, tm->lus, tm->ldus, tm->lag,
                     tm->G.L};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
@@ -588,7 +588,7 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
             tm->rq = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rdq = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rg = tm_alloc(N * KS, sizeof(REAL), &ok);
-            tm->gp = tm_alloc((size_t)tm->max_b * KS, sizeof(REAL), &ok);
+            tm->gbest = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
             tm->gce = tm_alloc(N, sizeof(double), &ok);
             tm->gend = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
             tm->gsl = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(double), &ok);
@@ -947,9 +947,9 @@ static void swiglu_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
  *   batch:     dA_r += dQ^T X, dX += dQ A_r
  * Slots beyond a sequence's k are never touched; an expert lacking the
  * module has V = Key = 0 (score 0, still in the softmax).
- * Gate loss: the forward adds -sum_e p_e log w_e at the gate rows to gce
- * (p: the sequence's targets gp); the backward adds gcoef (w_e - p_e) to
- * ds_e before the 1/sqrt(rr).
+ * Gate loss: the forward adds -log w_best at the gate rows to gce (best:
+ * the sequence's target slot gbest); the backward adds gcoef (w_e - [e ==
+ * best]) to ds_e before the 1/sqrt(rr).
  */
 typedef struct {
     int l, t, mi;
@@ -984,12 +984,8 @@ static void router_gates_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, in
         REAL sum = 0;
         for (int e = 0; e < k; e++) sum += (w[e] = REXP(z[e] - mx));
         for (int e = 0; e < k; e++) w[e] /= sum;
-        if (gate && i % tm->T < tm->gend[i / tm->T]) { /* -sum_e p_e log w_e, log w_e = z_e - mx - log(sum) */
-            const REAL *p = tm->gp + (size_t)(i / tm->T) * KS;
-            double ce = 0, lse = (double)mx + log((double)sum);
-            for (int e = 0; e < k; e++) ce -= (double)p[e] * ((double)z[e] - lse);
-            tm->gce[i] += ce;
-        }
+        if (gate && i % tm->T < tm->gend[i / tm->T]) /* -log w_best = log(sum) + mx - z_best */
+            tm->gce[i] += log((double)sum) + (double)mx - (double)z[tm->gbest[i / tm->T]];
         if (j->Y) {
             REAL *y = j->Y + i * j->dout;
             for (int e = 0; e < k; e++) {
@@ -1030,8 +1026,9 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
         const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;
-        REAL gc = tm->gcoef != 0 && i % tm->T < tm->gend[i / tm->T] ? tm->gcoef : 0; /* d G / d z_e = w_e - p_e */
-        const REAL *p = tm->gp ? tm->gp + (size_t)(i / tm->T) * KS : NULL;
+        /* gate term: d G / d z_e = w_e - [e == best] */
+        REAL gc = tm->gcoef != 0 && i % tm->T < tm->gend[i / tm->T] ? tm->gcoef : 0;
+        int best = gc != 0 ? tm->gbest[i / tm->T] : -1;
         REAL dw[RM_TRAIN_MAX_K], sw = 0;
         for (int e = 0; e < k; e++) {
             const REAL *v = tm->rv + ((size_t)i * KS + e) * j->dout;
@@ -1043,7 +1040,7 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
         REAL *dq = tm->rdq + (size_t)i * rr;
         for (int a = 0; a < rr; a++) dq[a] = 0;
         for (int e = 0; e < k; e++) {
-            REAL ds = (w[e] * (dw[e] - sw) + (gc != 0 ? gc * (w[e] - p[e]) : 0)) * inv;
+            REAL ds = (w[e] * (dw[e] - sw) + gc * (w[e] - (REAL)(e == best))) * inv;
             const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
             REAL *dkey = tm->rdk + ((size_t)i * KS + e) * rr;
             for (int a = 0; a < rr; a++) dq[a] += ds * key[a], dkey[a] = ds * q[a];
@@ -1259,27 +1256,25 @@ static void xent_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
 
 static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, const double *grad_scale);
 
-/* ROUTER: sequence s's expert count and its slot e's pool index, as
- * check_batch reads them. */
-static int seq_k(const TM_TYPE *tm, const rm_train_batch *b, int s) { return b->experts ? b->n_experts[s] : tm->n_pool; }
-static int32_t seq_expert(const rm_train_batch *b, int s, int e) {
-    return b->experts ? b->experts[s * RM_TRAIN_MAX_K + e] : e;
-}
-
-/* out[s][e] = sequence s's mean CE with its slot e alone (b checked): one
- * forward per slot, every sequence taking its own slot e (or slot 0 where
- * it has fewer, not reported). Leaves the expert lists of the last pass. */
+/* out[s][e] = sequence s's mean CE with its slot e alone (b checked, so
+ * tm->exl/exn hold its expert lists): one forward per slot, every sequence
+ * taking its own slot e, or slot 0 where it has fewer (not reported). The
+ * lists are copied to sxl, slots past a sequence's count filled with its
+ * slot 0, so that pass e reads them at sxl + e (sequence s's one expert is
+ * sxl[s*MAX_K + e]). The batch's lists are restored at the end. */
 static rm_status single_expert_losses(TM_TYPE *tm, const rm_train_batch *b, double *out) {
     int kmax = 0;
     for (int s = 0; s < b->B; s++) {
-        if (seq_k(tm, b, s) > kmax) kmax = seq_k(tm, b, s);
+        const int32_t *l = tm->exl + s * RM_TRAIN_MAX_K;
+        int k = tm->exn[s];
+        if (k > kmax) kmax = k;
+        for (int e = 0; e < RM_TRAIN_MAX_K; e++) tm->sxl[s * RM_TRAIN_MAX_K + e] = l[e < k ? e : 0];
         tm->sxn[s] = 1;
-        for (int e = 0; e < RM_TRAIN_MAX_K; e++) out[s * RM_TRAIN_MAX_K + e] = NAN;
     }
     rm_train_batch sb = *b;
-    sb.experts = tm->sxl, sb.n_experts = tm->sxn, sb.gate_loss = 0;
+    sb.n_experts = tm->sxn, sb.gate_loss = 0;
     for (int e = 0; e < kmax; e++) {
-        for (int s = 0; s < b->B; s++) tm->sxl[s * RM_TRAIN_MAX_K] = seq_expert(b, s, e < seq_k(tm, b, s) ? e : 0);
+        sb.experts = tm->sxl + e;
         double l;
         RM_TRY(forward(tm, &sb, &l, NULL));
         int r = 0; /* rows are the masked-in positions in order */
@@ -1288,15 +1283,18 @@ static rm_status single_expert_losses(TM_TYPE *tm, const rm_train_batch *b, doub
             int c = 0;
             for (int t = 0; t < b->T; t++)
                 if (b->mask[s * b->T + t]) acc += tm->row_loss[r++], c++;
-            if (e < seq_k(tm, b, s) && c) out[s * RM_TRAIN_MAX_K + e] = acc / c;
+            out[s * RM_TRAIN_MAX_K + e] = c ? acc / c : NAN;
         }
     }
+    RM_TRY(check_batch(tm, b)); /* the batch's own lists again */
+    for (int s = 0; s < b->B; s++)
+        for (int e = tm->exn[s]; e < RM_TRAIN_MAX_K; e++) out[s * RM_TRAIN_MAX_K + e] = NAN;
     return RAMOLE_OK;
 }
 
-/* The gate targets of batch b (checked): one-hot on each sequence's best
- * single expert (the first of equals), for every position of the sequence
- * up to its last masked-in one: the prompt's too, whose keys and values the
+/* The gate targets of batch b (checked): each sequence's best single
+ * expert (the first of equals), for every position of the sequence up to
+ * its last masked-in one: the prompt's too, whose keys and values the
  * answer reads. */
 static rm_status gate_targets(TM_TYPE *tm, const rm_train_batch *b) {
     RM_TRY(single_expert_losses(tm, b, tm->gsl));
@@ -1306,13 +1304,13 @@ static rm_status gate_targets(TM_TYPE *tm, const rm_train_batch *b) {
         for (int t = 0; t < b->T; t++)
             if (b->mask[s * b->T + t]) tm->gend[s] = t + 1;
         tm->g_rows += tm->gend[s];
-        int k = seq_k(tm, b, s), best = 0;
         const double *sl = tm->gsl + (size_t)s * RM_TRAIN_MAX_K;
-        for (int e = 1; e < k; e++)
+        int best = 0;
+        for (int e = 1; e < tm->exn[s]; e++)
             if (sl[e] < sl[best]) best = e;
-        for (int e = 0; e < tm->ks; e++) tm->gp[(size_t)s * tm->ks + e] = e == best;
+        tm->gbest[s] = best;
     }
-    return check_batch(tm, b); /* the passes replaced the batch's expert lists */
+    return RAMOLE_OK;
 }
 
 /* The forward and *loss; grad_scale not NULL (backward): the logits are
