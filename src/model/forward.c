@@ -7,13 +7,17 @@
  * All buffers are sized for n_batch tokens at rm_ctx_new; the step itself
  * never allocates.
  *
- * Cache layout: K and V are f32 [n_layers][n_seq][n_ctx][n_kv_heads*head_dim],
- * so one sequence's positions are contiguous and attention streams them.
+ * Cache: paged (model/kv_cache.h). A batch first gets the blocks its
+ * sequences grow into (all or nothing, in check_batch); attention then walks
+ * each sequence's block table a block at a time, so within a block it
+ * streams contiguous rows as a contiguous cache would.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "lora/compose.h"
+#include "model/kv_cache.h"
 #include "model/model.h"
 
 struct rm_ctx {
@@ -22,7 +26,7 @@ struct rm_ctx {
     rm_pool *pool;
     rm_compute comp;
     int kv_dim, q_dim;
-    float *k_cache, *v_cache;   /* [L][n_seq][n_ctx][kv_dim] */
+    rm_kv_cache *kv;
     int32_t *seq_len;           /* [n_seq] filled positions */
     int32_t *seq_len_next;      /* [n_seq] scratch: seq_len after a valid batch */
     float *x, *xn;              /* [n_batch][hidden] */
@@ -30,6 +34,7 @@ struct rm_ctx {
     float *k, *v;               /* [n_batch][kv_dim] */
     float *gate, *up;           /* [n_batch][ffn] */
     float *scores;              /* [n_threads][n_ctx] */
+    float *kvrow;               /* [n_threads][head_dim]: an f16 cache row widened */
     float *inv_freq;            /* [n_rot/2] */
     float *xo;                  /* [n_logits][hidden] */
     float *logits;              /* [n_logits][vocab] */
@@ -45,11 +50,6 @@ struct rm_ctx {
     const rm_batch *batch;
     int layer;
 };
-
-static float *cache_at(const rm_ctx *c, float *base, int layer, int seq, int pos) {
-    size_t i = (((size_t)layer * (size_t)c->p.n_seq + (size_t)seq) * (size_t)c->p.n_ctx + (size_t)pos);
-    return base + i * (size_t)c->kv_dim;
-}
 
 /* ---- creation ----------------------------------------------------------- */
 
@@ -94,6 +94,14 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     if (p.n_ctx <= 0 || p.n_seq <= 0 || p.n_batch <= 0)
         return rm_err(RAMOLE_ERR_INVALID, "context: n_ctx, n_seq and n_batch must be positive (got %d, %d, %d)",
                       p.n_ctx, p.n_seq, p.n_batch);
+    if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
+    if (p.kv_blocks <= 0) { /* every sequence can reach n_ctx at once */
+        int64_t per = ((int64_t)p.n_ctx + p.kv_block - 1) / p.kv_block;
+        if (per * p.n_seq > INT32_MAX)
+            return rm_err(RAMOLE_ERR_RANGE, "context: %d sequences of %d positions need too many KV blocks",
+                          p.n_seq, p.n_ctx);
+        p.kv_blocks = (int)(per * p.n_seq);
+    }
     const rm_model_config *cfg = &m->cfg;
     rm_ctx *c = rm_calloc(1, sizeof *c);
     if (!c) return rm_err(RAMOLE_ERR_NOMEM, "context: out of memory");
@@ -107,10 +115,14 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
         return st;
     }
     bool ok = true;
-    size_t cache = (size_t)cfg->n_layers * (size_t)p.n_seq * (size_t)p.n_ctx * (size_t)c->kv_dim;
     size_t nb = (size_t)p.n_batch;
-    c->k_cache = ctx_alloc(c, cache, &ok);
-    c->v_cache = ctx_alloc(c, cache, &ok);
+    rm_kv_params kp = {.n_layers = cfg->n_layers, .kv_dim = c->kv_dim, .n_seq = p.n_seq, .n_ctx = p.n_ctx,
+                       .block = p.kv_block, .n_blocks = p.kv_blocks, .type = p.kv_type};
+    if ((st = rm_kv_new(&kp, &c->kv)) != RAMOLE_OK) {
+        rm_ctx_free(c);
+        return st;
+    }
+    c->bytes += rm_kv_bytes(c->kv);
     c->seq_len = rm_calloc((size_t)p.n_seq, sizeof *c->seq_len);
     c->seq_len_next = rm_calloc((size_t)p.n_seq, sizeof *c->seq_len_next);
     if (!c->seq_len || !c->seq_len_next) ok = false;
@@ -123,6 +135,7 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     c->gate = ctx_alloc(c, nb * (size_t)cfg->ffn, &ok);
     c->up = ctx_alloc(c, nb * (size_t)cfg->ffn, &ok);
     c->scores = ctx_alloc(c, (size_t)p.n_threads * (size_t)p.n_ctx, &ok);
+    c->kvrow = ctx_alloc(c, (size_t)p.n_threads * (size_t)cfg->head_dim, &ok);
     c->inv_freq = ctx_alloc(c, (size_t)cfg->rope.n_rot / 2, &ok);
     c->xo = ctx_alloc(c, (size_t)p.n_logits * (size_t)cfg->hidden, &ok);
     c->logits = ctx_alloc(c, (size_t)p.n_logits * (size_t)cfg->vocab_size, &ok);
@@ -156,7 +169,8 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
 void rm_ctx_free(rm_ctx *c) {
     if (!c) return;
     rm_pool_free(c->pool);
-    float *bufs[] = {c->k_cache, c->v_cache, c->x, c->xn, c->q, c->att, c->k, c->v, c->gate,
+    rm_kv_free(c->kv);
+    float *bufs[] = {c->kvrow, c->x, c->xn, c->q, c->att, c->k, c->v, c->gate,
                      c->up, c->scores, c->inv_freq, c->xo, c->logits, c->hid};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rm_free(bufs[i]);
     rm_free(c->seq_len);
@@ -173,8 +187,12 @@ const float *rm_ctx_logits(const rm_ctx *c, int i) {
 }
 int rm_ctx_n_logits(const rm_ctx *c) { return c->n_out; }
 void rm_ctx_seq_clear(rm_ctx *c, int seq) {
-    if (seq >= 0 && seq < c->p.n_seq) c->seq_len[seq] = 0;
+    if (seq < 0 || seq >= c->p.n_seq) return;
+    c->seq_len[seq] = 0;
+    rm_kv_release(c->kv, seq);
 }
+int rm_ctx_seq_len(const rm_ctx *c, int seq) { return seq >= 0 && seq < c->p.n_seq ? c->seq_len[seq] : 0; }
+const rm_kv_cache *rm_ctx_kv(const rm_ctx *c) { return c->kv; }
 size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
 rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }
 rm_lora_state *rm_ctx_lora(rm_ctx *c) { return c->lora; }
@@ -260,26 +278,62 @@ static void rows(rm_ctx *c, rows_kind kind, int n, float *dst, const float *src,
 
 /* ---- attention ------------------------------------------------------------ */
 
+/* Scores of query q against one block's K rows of head kvh (f32 or f16). */
+static void block_scores(const rm_ctx *c, float *scores, const float *q, const void *rows, int n, int kvh,
+                         float scale, float *wide) {
+    int hd = c->m->cfg.head_dim;
+    if (c->p.kv_type == RM_TYPE_F16) {
+        const uint16_t *k = (const uint16_t *)rows + (size_t)kvh * hd;
+        for (int t = 0; t < n; t++) {
+            rm_convert(RM_TYPE_F32, wide, RM_TYPE_F16, k + (size_t)t * c->kv_dim, hd);
+            scores[t] = rm_vec_dot(q, wide, hd) * scale;
+        }
+        return;
+    }
+    const float *k = (const float *)rows + (size_t)kvh * hd;
+    for (int t = 0; t < n; t++) scores[t] = rm_vec_dot(q, k + (size_t)t * c->kv_dim, hd) * scale;
+}
+
+/* o += sum_t w[t] V[t] over one block's V rows of head kvh. */
+static void block_values(const rm_ctx *c, float *o, const float *w, const void *rows, int n, int kvh, float *wide) {
+    int hd = c->m->cfg.head_dim;
+    if (c->p.kv_type == RM_TYPE_F16) {
+        const uint16_t *v = (const uint16_t *)rows + (size_t)kvh * hd;
+        for (int t = 0; t < n; t++) {
+            rm_convert(RM_TYPE_F32, wide, RM_TYPE_F16, v + (size_t)t * c->kv_dim, hd);
+            rm_vec_axpy(o, w[t], wide, hd);
+        }
+        return;
+    }
+    const float *v = (const float *)rows + (size_t)kvh * hd;
+    for (int t = 0; t < n; t++) rm_vec_axpy(o, w[t], v + (size_t)t * c->kv_dim, hd);
+}
+
 static void attention_run(void *arg, int ith, int nth) {
     rm_ctx *c = arg;
     const rm_model_config *cfg = &c->m->cfg;
     const rm_batch *b = c->batch;
-    int H = cfg->n_heads, hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
+    int H = cfg->n_heads, hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads, bs = c->p.kv_block;
     float scale = 1.0f / sqrtf((float)hd);
     float *scores = c->scores + (size_t)ith * (size_t)c->p.n_ctx;
+    float *wide = c->kvrow + (size_t)ith * (size_t)hd;
     int64_t lo, hi;
     rm_split((int64_t)b->n_tokens * H, ith, nth, &lo, &hi);
     for (int64_t w = lo; w < hi; w++) {
         int i = (int)(w / H), h = (int)(w % H), kvh = h / group;
         int seq = b->seq[i], n_pos = b->pos[i] + 1;
         const float *q = c->q + (size_t)i * (size_t)c->q_dim + (size_t)h * hd;
-        const float *kc = cache_at(c, c->k_cache, c->layer, seq, 0) + (size_t)kvh * hd;
-        const float *vc = cache_at(c, c->v_cache, c->layer, seq, 0) + (size_t)kvh * hd;
-        for (int t = 0; t < n_pos; t++) scores[t] = rm_vec_dot(q, kc + (size_t)t * c->kv_dim, hd) * scale;
+        for (int t0 = 0, bi = 0; t0 < n_pos; t0 += bs, bi++) {
+            int n = n_pos - t0 < bs ? n_pos - t0 : bs;
+            block_scores(c, scores + t0, q, rm_kv_block_rows(c->kv, false, c->layer, seq, bi), n, kvh, scale, wide);
+        }
         rm_softmax(scores, n_pos);
         float *o = c->att + (size_t)i * (size_t)c->q_dim + (size_t)h * hd;
         memset(o, 0, (size_t)hd * sizeof *o);
-        for (int t = 0; t < n_pos; t++) rm_vec_axpy(o, scores[t], vc + (size_t)t * c->kv_dim, hd);
+        for (int t0 = 0, bi = 0; t0 < n_pos; t0 += bs, bi++) {
+            int n = n_pos - t0 < bs ? n_pos - t0 : bs;
+            block_values(c, o, scores + t0, rm_kv_block_rows(c->kv, true, c->layer, seq, bi), n, kvh, wide);
+        }
     }
 }
 
@@ -316,6 +370,15 @@ static rm_status check_batch(rm_ctx *c, const rm_batch *b) {
                           b->pos[i], s, next[s]);
         next[s] = b->pos[i] + 1;
     }
+    /* room in the paged cache for every sequence's new length, all or none */
+    int short_total = 0;
+    for (int s = 0; s < c->p.n_seq; s++)
+        if (next[s] != c->seq_len[s]) short_total += rm_kv_blocks_short(c->kv, s, next[s]);
+    if (short_total > rm_kv_free_blocks(c->kv))
+        return rm_err(RAMOLE_ERR_RANGE, "the KV cache has %d free blocks; this batch needs %d more",
+                      rm_kv_free_blocks(c->kv), short_total);
+    for (int s = 0; s < c->p.n_seq; s++)
+        if (next[s] != c->seq_len[s]) RM_TRY(rm_kv_grow(c->kv, s, next[s]));
     memcpy(c->seq_len, next, (size_t)c->p.n_seq * sizeof *next);
     return RAMOLE_OK;
 }
@@ -351,12 +414,8 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
         project(c, c->k, c->xn, n, &L->wk, RM_TARGET_K);
         project(c, c->v, c->xn, n, &L->wv, RM_TARGET_V);
         rows(c, ROWS_ROPE_BIAS, n, NULL, NULL, NULL, 0);
-        for (int i = 0; i < n; i++) {
-            memcpy(cache_at(c, c->k_cache, l, b->seq[i], b->pos[i]), c->k + (size_t)i * c->kv_dim,
-                   (size_t)c->kv_dim * sizeof(float));
-            memcpy(cache_at(c, c->v_cache, l, b->seq[i], b->pos[i]), c->v + (size_t)i * c->kv_dim,
-                   (size_t)c->kv_dim * sizeof(float));
-        }
+        for (int i = 0; i < n; i++)
+            rm_kv_store(c->kv, l, b->seq[i], b->pos[i], c->k + (size_t)i * c->kv_dim, c->v + (size_t)i * c->kv_dim);
         rm_pool_run(c->pool, attention_run, c);
         project(c, c->xn, c->att, n, &L->wo, RM_TARGET_O);
         rm_vec_add(c->x, c->xn, (int64_t)n * d);

@@ -109,7 +109,13 @@ typedef struct {
     int n_threads;
     int lora_max_k;    /* adapters per sequence (0: no LoRA in this context) */
     int lora_max_rank; /* largest adapter rank a composition may hold */
+    /* paged KV cache (model/kv_cache.h) */
+    int kv_block;      /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
+    int kv_blocks;     /* blocks in the pool (0: enough for every sequence to reach n_ctx) */
+    rm_type kv_type;   /* RM_TYPE_F32 (default) or RM_TYPE_F16 */
 } rm_ctx_params;
+
+#define RM_KV_BLOCK_DEFAULT 16
 
 typedef struct rm_ctx rm_ctx;
 
@@ -130,8 +136,16 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b);
 /* Logits of the i-th token that wanted logits in the last decode ([vocab]). */
 const float *rm_ctx_logits(const rm_ctx *c, int i);
 int       rm_ctx_n_logits(const rm_ctx *c);
-/* Forget a sequence's cache (positions start again at 0). */
+/* Forget a sequence's cache (positions start again at 0) and return its
+ * KV blocks to the pool. */
 void      rm_ctx_seq_clear(rm_ctx *c, int seq);
+/* Positions the cache holds for `seq`. */
+int       rm_ctx_seq_len(const rm_ctx *c, int seq);
+/* The context's paged KV cache, for capacity checks (model/kv_cache.h).
+ * A batch is refused (ERR_RANGE, nothing changed) when its sequences need
+ * more blocks than are free. */
+struct rm_kv_cache;
+const struct rm_kv_cache *rm_ctx_kv(const rm_ctx *c);
 size_t    rm_ctx_bytes(const rm_ctx *c);
 rm_pool  *rm_ctx_pool(rm_ctx *c);
 /* The context's LoRA state (NULL when lora_max_k is 0); see lora/compose.h:

@@ -1,0 +1,72 @@
+/*
+ * kv_cache.h — the paged key/value cache of an inference context.
+ *
+ * Memory is a pool of fixed-size blocks, each holding `block` positions of
+ * every layer's K and V rows; a sequence owns a list of blocks (its block
+ * table) that grows as it does, so memory follows each sequence's actual
+ * length rather than the longest one a context allows (vLLM's paged
+ * attention). A position p of sequence s lives in block table[s][p / block]
+ * at row p % block.
+ *
+ * Storage: K and V are [n_layers][n_blocks][block][kv_dim] of `type` (f32,
+ * or f16 to halve the cache). Free blocks are a stack: the block released
+ * last is reused first, so a short-lived sequence touches pages that are
+ * already resident.
+ *
+ * Capacity is all or nothing: rm_kv_grow either gives a sequence every
+ * block it needs or changes nothing. The cache does not know batches; the
+ * context (forward.c) asks for room before it writes and the engine decides
+ * who waits when there is none.
+ *
+ * Lifetime: owned by one rm_ctx; not thread-safe (one step at a time).
+ */
+#ifndef RM_KV_CACHE_H
+#define RM_KV_CACHE_H
+
+#include "kernels/kernels.h"
+
+typedef struct {
+    int n_layers;
+    int kv_dim;     /* n_kv_heads * head_dim */
+    int n_seq;      /* sequence slots */
+    int n_ctx;      /* positions a sequence may reach */
+    int block;      /* positions per block (> 0) */
+    int n_blocks;   /* blocks in the pool (> 0) */
+    rm_type type;   /* RM_TYPE_F32 or RM_TYPE_F16 */
+} rm_kv_params;
+
+typedef struct rm_kv_cache rm_kv_cache;
+
+rm_status rm_kv_new(const rm_kv_params *p, rm_kv_cache **out);
+void      rm_kv_free(rm_kv_cache *kv); /* NULL is a no-op */
+
+/* Blocks sequence `seq` must gain to hold `len` positions (0 if it has them). */
+int  rm_kv_blocks_short(const rm_kv_cache *kv, int seq, int len);
+/* Give `seq` blocks for `len` positions; ERR_RANGE (nothing changed) when
+ * the pool has too few free blocks or len exceeds n_ctx. */
+rm_status rm_kv_grow(rm_kv_cache *kv, int seq, int len);
+/* Return every block of `seq` to the pool. */
+void rm_kv_release(rm_kv_cache *kv, int seq);
+
+int rm_kv_free_blocks(const rm_kv_cache *kv);
+int rm_kv_seq_blocks(const rm_kv_cache *kv, int seq);
+const rm_kv_params *rm_kv_params_of(const rm_kv_cache *kv);
+size_t rm_kv_bytes(const rm_kv_cache *kv);
+
+/* Row of K (v false) or V (v true) for (layer, seq, pos): the block must be
+ * owned (a caller bug otherwise). Element type kv->type. */
+void *rm_kv_row(const rm_kv_cache *kv, bool v, int layer, int seq, int pos);
+/* The rows of one block of `seq`: K or V of `layer`, [block][kv_dim]. */
+const void *rm_kv_block_rows(const rm_kv_cache *kv, bool v, int layer, int seq, int index);
+
+/* Store one f32 row into the cache (converting to its type). */
+void rm_kv_store(rm_kv_cache *kv, int layer, int seq, int pos, const float *k, const float *v);
+
+/*
+ * Check the bookkeeping: every block is free exactly once or owned by
+ * exactly one sequence once, and nothing else. ERR_INTERNAL naming the
+ * first fault. For tests, after every step.
+ */
+rm_status rm_kv_check(const rm_kv_cache *kv);
+
+#endif
