@@ -40,8 +40,8 @@ bool rm_compose_mode_from_name(const char *s, rm_compose_mode *out) {
 typedef struct {
     rm_composition comp;
     rm_adapter *fused;  /* fusion: the averaged adapter, owned */
-    float *router_c;    /* router: all C_rj matrices, owned */
-    size_t *c_off;      /* [k][n_layers*COUNT] offset into router_c, SIZE_MAX if absent */
+    const rm_router_c *rc[RM_LORA_MAX_K];  /* router: C_rj of each expert */
+    rm_router_c *rc_owned[RM_LORA_MAX_K];  /* those built by rm_lora_set */
 } slot_state;
 
 typedef struct {
@@ -132,8 +132,7 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
 
 static void slot_clear(slot_state *sl) {
     rm_adapter_free(sl->fused);
-    rm_free(sl->router_c);
-    rm_free(sl->c_off);
+    for (int j = 0; j < RM_LORA_MAX_K; j++) rm_router_c_free(sl->rc_owned[j]);
     memset(sl, 0, sizeof *sl);
 }
 
@@ -202,51 +201,91 @@ static rm_status build_fused(const rm_lora_state *s, const rm_composition *c, rm
     return RAMOLE_OK;
 }
 
-/* C_rj = B_r^T B_j for every expert j and module both adapt. */
-static rm_status build_router(const rm_lora_state *s, const rm_composition *c, slot_state *sl) {
-    const rm_model *m = s->m;
+struct rm_router_c {
+    const rm_adapter *router, *expert; /* identities, for the check in rm_lora_set */
+    float *c;                          /* every module's C, back to back */
+    size_t *off;                       /* [n_layers*COUNT] offset into c, SIZE_MAX if absent */
+    size_t bytes;
+};
+
+rm_status rm_router_c_new(const rm_model *m, const rm_adapter *router, const rm_adapter *expert,
+                          rm_router_c **out) {
+    *out = NULL;
     int nm = n_mods(m);
-    sl->c_off = rm_malloc((size_t)c->k * (size_t)nm * sizeof *sl->c_off);
-    if (!sl->c_off) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    rm_router_c *rc = rm_calloc(1, sizeof *rc);
+    if (!rc) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    rc->router = router;
+    rc->expert = expert;
+    rc->off = rm_malloc((size_t)nm * sizeof *rc->off);
     size_t total = 0;
-    for (int j = 0; j < c->k; j++)
-        for (int i = 0; i < nm; i++) {
-            int rr = c->router->mods[i].rank, rj = c->experts[j]->mods[i].rank;
-            sl->c_off[(size_t)j * nm + i] = rj && rr ? total : SIZE_MAX;
-            if (rj && rr) total += (size_t)rr * (size_t)rj;
-        }
-    sl->router_c = rm_malloc((total ? total : 1) * sizeof(float));
-    if (!sl->router_c) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
-    /* f16/bf16 B matrices are widened into scratch for sgemm */
-    int max_r = 0;
-    bool narrow = c->router->type != RM_TYPE_F32;
-    for (int j = 0; j <= c->k; j++) {
-        const rm_adapter *a = j < c->k ? c->experts[j] : c->router;
-        if (a->max_rank > max_r) max_r = a->max_rank;
-        narrow |= a->type != RM_TYPE_F32;
+    for (int i = 0; rc->off && i < nm; i++) {
+        int rr = router->mods[i].rank, rj = expert->mods[i].rank;
+        rc->off[i] = rj && rr ? total : SIZE_MAX;
+        if (rj && rr) total += (size_t)rr * (size_t)rj;
     }
-    size_t half = (size_t)s->max_dim * (size_t)max_r;
+    rc->c = rm_malloc((total ? total : 1) * sizeof(float));
+    rc->bytes = total * sizeof(float) + (size_t)nm * sizeof *rc->off;
+    /* f16/bf16 B matrices are widened into scratch for sgemm */
+    int max_r = router->max_rank > expert->max_rank ? router->max_rank : expert->max_rank;
+    bool narrow = router->type != RM_TYPE_F32 || expert->type != RM_TYPE_F32;
+    size_t half = (size_t)rm_target_max_dim(&m->cfg) * (size_t)max_r;
     float *wide = narrow ? rm_malloc(2 * half * sizeof *wide) : NULL;
-    if (narrow && !wide) return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
-    for (int j = 0; j < c->k; j++)
-        for (int i = 0; i < nm; i++) {
-            size_t off = sl->c_off[(size_t)j * nm + i];
-            if (off == SIZE_MAX) continue;
-            const rm_lora_module *R = &c->router->mods[i], *E = &c->experts[j]->mods[i];
-            rm_target t = (rm_target)(i % RM_TARGET_COUNT);
-            int64_t din, dout;
-            rm_target_dims(&m->cfg, t, &din, &dout);
-            const float *br = R->B, *be = E->B;
-            if (R->type != RM_TYPE_F32) rm_lora_module_get(R, &m->cfg, t, true, wide), br = wide;
-            if (E->type != RM_TYPE_F32) {
-                rm_lora_module_get(E, &m->cfg, t, true, wide + half);
-                be = wide + half;
-            }
-            /* C = B_r^T B_j: [r_r][dout] . [dout][r_j] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R->rank, E->rank, (int)dout, 1.0f, br, R->rank, be,
-                        E->rank, 0.0f, sl->router_c + off, E->rank);
+    if (!rc->off || !rc->c || (narrow && !wide)) {
+        rm_free(wide);
+        rm_router_c_free(rc);
+        return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
+    }
+    for (int i = 0; i < nm; i++) {
+        if (rc->off[i] == SIZE_MAX) continue;
+        const rm_lora_module *R = &router->mods[i], *E = &expert->mods[i];
+        rm_target t = (rm_target)(i % RM_TARGET_COUNT);
+        int64_t din, dout;
+        rm_target_dims(&m->cfg, t, &din, &dout);
+        const float *br = R->B, *be = E->B;
+        if (R->type != RM_TYPE_F32) rm_lora_module_get(R, &m->cfg, t, true, wide), br = wide;
+        if (E->type != RM_TYPE_F32) {
+            rm_lora_module_get(E, &m->cfg, t, true, wide + half);
+            be = wide + half;
         }
+        /* C = B_r^T B_j: [r_r][dout] . [dout][r_j] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R->rank, E->rank, (int)dout, 1.0f, br, R->rank, be,
+                    E->rank, 0.0f, rc->c + rc->off[i], E->rank);
+    }
     rm_free(wide);
+    *out = rc;
+    return RAMOLE_OK;
+}
+
+void rm_router_c_free(rm_router_c *rc) {
+    if (!rc) return;
+    rm_free(rc->c);
+    rm_free(rc->off);
+    rm_free(rc);
+}
+
+size_t rm_router_c_bytes(const rm_router_c *rc) { return rc ? rc->bytes : 0; }
+
+/* C of module mi for expert j of a router slot, or NULL where either lacks it. */
+static const float *slot_c(const slot_state *sl, int j, int mi) {
+    const rm_router_c *rc = sl->rc[j];
+    return rc->off[mi] == SIZE_MAX ? NULL : rc->c + rc->off[mi];
+}
+
+/* The router's C for every expert: the caller's precomputed ones where
+ * given (they must be of this router and expert), the rest built here. */
+static rm_status build_router(const rm_lora_state *s, const rm_composition *c, slot_state *sl) {
+    for (int j = 0; j < c->k; j++) {
+        const rm_router_c *given = c->router_c[j];
+        if (given) {
+            if (given->router != c->router || given->expert != c->experts[j])
+                return rm_err(RAMOLE_ERR_INVALID, "LoRA router: the precomputed C of expert %d belongs to another "
+                              "router or expert", j);
+            sl->rc[j] = given;
+            continue;
+        }
+        RM_TRY(rm_router_c_new(s->m, c->router, c->experts[j], &sl->rc_owned[j]));
+        sl->rc[j] = sl->rc_owned[j];
+    }
     return RAMOLE_OK;
 }
 
@@ -432,7 +471,7 @@ static void trace_token(rm_lora_state *s, const slot_state *sl, int i, const flo
 
 /* Router softmax for every token in router mode. */
 static void router_gates(rm_lora_state *s) {
-    int nm = n_mods(s->m), mi = s->layer * RM_TARGET_COUNT + (int)s->target;
+    int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
     for (int i = 0; i < s->n_tokens; i++) {
         const slot_state *sl = &s->slots[s->seq[i]];
         if (sl->comp.mode != RM_COMPOSE_ROUTER) continue;
@@ -448,11 +487,11 @@ static void router_gates(rm_lora_state *s) {
         float key[RM_LORA_MAX_RANK];
         float inv = 1.0f / sqrtf((float)R->rank), mx = -INFINITY;
         for (int j = 0; j < k; j++) {
-            size_t off = sl->c_off[(size_t)j * nm + mi];
+            const float *C = slot_c(sl, j, mi);
             w[j] = 0;
-            if (off != SIZE_MAX) {
+            if (C) {
                 const rm_lora_module *E = &sl->comp.experts[j]->mods[mi];
-                const float *C = sl->router_c + off, *u = row_u(s, tr[j]);
+                const float *u = row_u(s, tr[j]);
                 for (int a = 0; a < R->rank; a++) key[a] = E->scale * rm_vec_dot(C + (size_t)a * E->rank, u, E->rank);
                 w[j] = rm_vec_dot(q, key, R->rank) * inv;
             }

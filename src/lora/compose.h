@@ -39,12 +39,28 @@ bool rm_compose_mode_from_name(const char *s, rm_compose_mode *out);
 
 #define RM_LORA_MAX_K 16
 
+/*
+ * What the router needs of one expert: C_rj = B_r^T B_j (r_r x r_j) for
+ * every module both adapt. It depends only on the (router, expert) pair, so
+ * a server computes it once when the pair first meets and keeps it with the
+ * adapter handles; rm_lora_set builds the ones it is not given. Valid while
+ * both adapters live; refers to them by identity.
+ */
+typedef struct rm_router_c rm_router_c;
+rm_status rm_router_c_new(const rm_model *m, const rm_adapter *router, const rm_adapter *expert,
+                          rm_router_c **out);
+void      rm_router_c_free(rm_router_c *rc); /* NULL is a no-op */
+size_t    rm_router_c_bytes(const rm_router_c *rc);
+
 typedef struct {
     rm_compose_mode mode;
     int k;
     const rm_adapter *experts[RM_LORA_MAX_K];
     float weights[RM_LORA_MAX_K]; /* explicit mode */
     const rm_adapter *router;     /* router mode */
+    /* router mode, optional: C of (router, experts[j]) made by
+     * rm_router_c_new, borrowed; NULL entries are computed by rm_lora_set */
+    const rm_router_c *router_c[RM_LORA_MAX_K];
 } rm_composition;
 
 typedef struct rm_lora_state rm_lora_state;
