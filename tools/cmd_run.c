@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "engine/engine.h"
 #include "lora/compose.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -203,18 +204,60 @@ static rm_status encode_prompt(run_opts *o, const rm_model *m) {
     return st;
 }
 
+/* Adapters the command line loaded itself (to learn their ranks), handed
+ * to the engine by name: its source takes each one over on first use. */
+typedef struct {
+    run_opts *o;
+    run_lora *l;
+} preloaded;
+
+static rm_status preloaded_load(void *user, const rm_model *base, const char *name, rm_adapter **out) {
+    preloaded *p = user;
+    (void)base;
+    rm_adapter **slots[RM_LORA_MAX_K + 1];
+    const char *names[RM_LORA_MAX_K + 1];
+    int n = 0;
+    for (int i = 0; i < p->o->n_lora; i++) slots[n] = &p->l->experts[i], names[n++] = p->o->lora_paths[i];
+    if (p->o->router_path) slots[n] = &p->l->router, names[n++] = p->o->router_path;
+    for (int i = 0; i < n; i++)
+        if (*slots[i] && !strcmp(names[i], name)) {
+            *out = *slots[i];
+            *slots[i] = NULL;
+            return RAMOLE_OK;
+        }
+    return rm_err(RAMOLE_ERR_NOT_FOUND, "adapter %s was not loaded", name);
+}
+
+typedef struct {
+    bool text;          /* the model has a tokenizer: print text, else ids */
+    int generated;
+    double t_first;     /* when the first token arrived (the prompt is done) */
+    rm_finish_reason fin;
+    char err[512];
+} gen_out;
+
+static void gen_event(const rm_engine_event *ev, void *user) {
+    gen_out *g = user;
+    if (ev->token >= 0) {
+        if (!g->generated) g->t_first = rm_time_now();
+        if (!g->text) printf("%s%d", g->generated ? "," : "", ev->token);
+        g->generated++;
+    }
+    if (g->text) fwrite(ev->text, 1, ev->len, stdout);
+    fflush(stdout);
+    if (ev->finish != RM_FINISH_NONE) g->fin = ev->finish;
+    if (ev->error) snprintf(g->err, sizeof g->err, "%s", ev->error);
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
     run_opts o;
     if (!parse_run(cmd, argc, argv, &o)) return 2;
     rm_model *m = NULL;
-    rm_ctx *ctx = NULL;
-    rm_sampler *smp = NULL;
-    int32_t *hist = NULL;
+    rm_engine *eng = NULL;
     run_lora lora = {0};
     int rc = 1;
     rm_status st;
-    rm_tok_stream stream = {0};
     if (need_prompt(cmd, &o)) goto out;
     if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = encode_prompt(&o, m)) != RAMOLE_OK ||
         (st = load_lora(&o, m, &lora)) != RAMOLE_OK) {
@@ -227,56 +270,51 @@ int cmd_generate(int argc, char **argv) {
                 o.n_predict, n_ctx);
         goto out;
     }
-    if ((st = open_ctx(&o, m, o.n_tokens, 1, n_ctx, &lora, &ctx)) != RAMOLE_OK ||
-        (st = rm_sampler_new(&o.sp, m->cfg.vocab_size, &smp)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    hist = rm_malloc((size_t)n_ctx * sizeof *hist);
-    if (!hist) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    memcpy(hist, o.tokens, (size_t)o.n_tokens * sizeof *hist);
-    int n = o.n_tokens;
+    gen_out g = {.text = m->tokenizer != NULL};
     double t0 = rm_time_now();
-    if ((st = run_prompt(ctx, o.tokens, o.n_tokens, false)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    double t1 = rm_time_now();
-    int generated = 0;
-    const rm_tok *tok = m->tokenizer;
-    for (; generated < o.n_predict; generated++) {
-        int32_t next = rm_sampler_sample(smp, rm_ctx_logits(ctx, 0), hist, n);
-        hist[n++] = next;
-        bool end = tok ? rm_tok_is_eog(tok, next) : next == m->cfg.eos_id;
-        if (tok) { /* text as it completes (UTF-8 split across tokens is held back) */
-            const char *text;
-            size_t len;
-            if (!(end && !o.ignore_eos) &&
-                rm_tok_stream_next(tok, &stream, next, RM_TOK_SKIP_SPECIAL, &text, &len) == RAMOLE_OK)
-                fwrite(text, 1, len, stdout);
-        } else {
-            printf("%s%d", generated ? "," : "", next);
-        }
-        fflush(stdout);
-        if (!o.ignore_eos && end) { generated++; break; }
-        if (generated + 1 < o.n_predict && (st = decode_one(ctx, next, n - 1)) != RAMOLE_OK) {
+    if (o.n_predict > 0) {
+        preloaded pre = {&o, &lora};
+        rm_engine_params ep = {.n_threads = (int)o.threads, .max_seqs = 1, .n_ctx = n_ctx,
+                               .step_tokens = o.n_tokens, .max_adapters = o.n_lora ? o.n_lora : 1,
+                               .max_rank = max_rank(&lora, o.n_lora), .adapter_type = o.lora_type,
+                               .source = {preloaded_load, &pre}};
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = o.tokens;
+        q.n_tokens = o.n_tokens;
+        q.sampling = o.sp;
+        q.max_tokens = (int)o.n_predict;
+        q.ignore_eos = o.ignore_eos;
+        q.mode = lora.comp.mode;
+        q.n_adapters = lora.comp.mode == RM_COMPOSE_NONE ? 0 : o.n_lora;
+        for (int i = 0; i < q.n_adapters; i++) q.adapters[i] = o.lora_paths[i], q.weights[i] = o.lora_weights[i];
+        q.router = o.router_path;
+        q.on_event = gen_event;
+        q.user = &g;
+        int64_t id;
+        int n_run;
+        if ((st = rm_engine_new(m, &ep, &eng)) != RAMOLE_OK || (st = rm_engine_submit(eng, &q, &id)) != RAMOLE_OK) {
             rc = cli_fail(cmd, st);
             goto out;
         }
+        while (rm_engine_pending(eng))
+            if ((st = rm_engine_step(eng, &n_run)) != RAMOLE_OK) {
+                rc = cli_fail(cmd, st);
+                goto out;
+            }
+        if (g.fin == RM_FINISH_ERROR) {
+            fprintf(stderr, "ramole %s: %s\n", cmd, g.err);
+            goto out;
+        }
     }
-    double t2 = rm_time_now();
-    if (tok) {
-        const char *text;
-        size_t len;
-        if (rm_tok_stream_flush(tok, &stream, &text, &len) == RAMOLE_OK) fwrite(text, 1, len, stdout);
-    }
+    double t2 = rm_time_now(), t1 = g.generated ? g.t_first : t2;
     printf("\n");
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s); generated: %d tokens in %.3f s (%.2f tok/s)\n",
-            o.n_tokens, t1 - t0, o.n_tokens / (t1 - t0), generated, t2 - t1,
-            generated > 1 ? (generated - 1) / (t2 - t1) : 0.0);
+            o.n_tokens, t1 - t0, o.n_tokens / (t1 - t0), g.generated, t2 - t1,
+            g.generated > 1 ? (g.generated - 1) / (t2 - t1) : 0.0);
     rc = 0;
 out:
-    rm_tok_stream_free(&stream);
-    rm_free(hist);
-    rm_sampler_free(smp);
-    rm_ctx_free(ctx);
+    rm_engine_free(eng);
     run_lora_free(&lora);
     rm_model_free(m);
     rm_free(o.tokens);

@@ -1,0 +1,664 @@
+/*
+ * engine.c — continuous batching of many requests over one context (see
+ * engine.h for the contract).
+ *
+ * A request is a token list (prompt, then what it generated) and a count
+ * of how many of those tokens the KV cache holds. Each step feeds every
+ * running sequence some of its uncached tokens: one for a sequence that is
+ * decoding, a chunk for one still in prefill. When a sequence's fed tokens
+ * reach the end of its list, the last one wants logits and a new token is
+ * sampled. Preemption therefore needs no special case: it forgets the
+ * cached count, and the sequence prefills its whole list again.
+ *
+ * Sequence slots: the context has max_seqs slots for running requests
+ * plus one more that only rm_engine_submit uses, to validate a
+ * composition with the very code that will run it (rm_lora_set).
+ */
+#include "engine/engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/detok.h"
+#include "model/kv_cache.h"
+
+typedef struct req {
+    int64_t id;
+    int slot;                   /* -1 while waiting */
+    int32_t *toks;              /* prompt then generated, [cap] */
+    int n_toks, cap, n_prompt;
+    int n_cached;               /* tokens the KV cache holds */
+    int max_new;                /* tokens it may generate */
+    bool ignore_eos;
+    rm_sampler *smp;
+    rm_detok detok;
+    rm_composition comp;        /* pointers into the handles below */
+    rm_adapter_handle *h[RM_LORA_MAX_K], *hr;
+    rm_engine_event_fn fn;
+    void *user;
+    struct req *next;           /* waiting queue */
+} req;
+
+struct rm_engine {
+    const rm_model *m;
+    const rm_tok *tok;
+    rm_engine_params p;
+    rm_ctx *ctx;
+    rm_lora_state *lora;
+    const rm_kv_cache *kv;
+    rm_adapter_cache *adapters;
+    int64_t next_id;
+    req *wait_head, *wait_tail;  /* FIFO; preempted requests go back to the front */
+    req **slots;                 /* [max_seqs] running request of each slot, or NULL */
+    int n_running;
+    /* step scratch, sized once */
+    req **order;                 /* [max_seqs] running requests, oldest first */
+    int *chunk;                  /* [max_seqs] tokens fed this step, by position in order */
+    int32_t *b_tok, *b_pos, *b_seq; /* [step_tokens] */
+    uint8_t *b_want;
+    const rm_adapter **seen;     /* [max_seqs * (max_adapters + 1)] distinct adapters of a step */
+    rm_engine_stats st;
+};
+
+static const char *const finish_names[RM_FINISH_COUNT] = {"none", "stop", "eos", "length", "cancelled", "error"};
+
+const char *rm_finish_reason_name(rm_finish_reason r) {
+    return (unsigned)r < RM_FINISH_COUNT ? finish_names[r] : "?";
+}
+
+void rm_engine_request_init(rm_engine_request *r) {
+    memset(r, 0, sizeof *r);
+    rm_sampler_params_default(&r->sampling);
+    r->sampling.temperature = 0; /* greedy unless asked */
+    r->mode = RM_COMPOSE_NONE;
+}
+
+const rm_model *rm_engine_model(const rm_engine *e) { return e->m; }
+
+/* ---- creation ------------------------------------------------------------ */
+
+static int blocks_for(const rm_engine *e, int n) { return (n + e->p.kv_block - 1) / e->p.kv_block; }
+
+rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine **out) {
+    *out = NULL;
+    rm_engine_params p = pp ? *pp : (rm_engine_params){0};
+    if (p.max_seqs <= 0) p.max_seqs = 16;
+    if (p.n_ctx <= 0) p.n_ctx = m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
+    if (p.step_tokens <= 0) p.step_tokens = 512;
+    if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
+    if (p.max_adapters <= 0) p.max_adapters = 4;
+    if (p.max_rank <= 0) p.max_rank = 64;
+    if (!p.adapter_cache_bytes) p.adapter_cache_bytes = (size_t)1 << 30;
+    if (p.max_seqs > 4096 || p.step_tokens > (1 << 20) || p.max_adapters > RM_LORA_MAX_K ||
+        p.max_rank > RM_LORA_MAX_RANK)
+        return rm_err(RAMOLE_ERR_RANGE, "engine: max_seqs %d (at most 4096), step_tokens %d, max_adapters %d (at "
+                      "most %d) or max_rank %d (at most %d) out of range", p.max_seqs, p.step_tokens,
+                      p.max_adapters, RM_LORA_MAX_K, p.max_rank, RM_LORA_MAX_RANK);
+    if (p.n_ctx > m->cfg.max_pos)
+        rm_log_warn("engine: context of %d positions is beyond the model's %d", p.n_ctx, m->cfg.max_pos);
+    if (p.kv_blocks <= 0) {
+        int64_t n = (int64_t)p.max_seqs * ((p.n_ctx + p.kv_block - 1) / p.kv_block);
+        if (n > INT32_MAX) return rm_err(RAMOLE_ERR_RANGE, "engine: the KV pool would need %lld blocks", (long long)n);
+        p.kv_blocks = (int)n;
+    }
+    rm_engine *e = rm_calloc(1, sizeof *e);
+    if (!e) return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
+    e->m = m;
+    e->tok = m->tokenizer;
+    e->p = p;
+    e->next_id = 1;
+    rm_ctx_params cp = {.n_ctx = p.n_ctx, .n_seq = p.max_seqs + 1, .n_batch = p.step_tokens,
+                        .n_logits = p.max_seqs < p.step_tokens ? p.max_seqs : p.step_tokens,
+                        .n_threads = p.n_threads, .lora_max_k = p.max_adapters, .lora_max_rank = p.max_rank,
+                        .kv_block = p.kv_block, .kv_blocks = p.kv_blocks, .kv_type = p.kv_type};
+    rm_status st = rm_ctx_new(m, &cp, &e->ctx);
+    if (st == RAMOLE_OK) {
+        e->lora = rm_ctx_lora(e->ctx);
+        e->kv = rm_ctx_kv(e->ctx);
+        st = rm_adapter_cache_new(m, &p.source, p.adapter_cache_bytes, p.adapter_type, &e->adapters);
+    }
+    if (st != RAMOLE_OK) {
+        rm_engine_free(e);
+        return st;
+    }
+    size_t ns = (size_t)p.max_seqs, nb = (size_t)p.step_tokens;
+    e->slots = rm_calloc(ns, sizeof *e->slots);
+    e->order = rm_calloc(ns, sizeof *e->order);
+    e->chunk = rm_calloc(ns, sizeof *e->chunk);
+    e->b_tok = rm_calloc(nb, sizeof *e->b_tok);
+    e->b_pos = rm_calloc(nb, sizeof *e->b_pos);
+    e->b_seq = rm_calloc(nb, sizeof *e->b_seq);
+    e->b_want = rm_calloc(nb, 1);
+    e->seen = rm_calloc(ns * (size_t)(p.max_adapters + 1), sizeof *e->seen);
+    if (!e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen) {
+        rm_engine_free(e);
+        return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
+    }
+    e->st.kv_blocks_total = p.kv_blocks;
+    *out = e;
+    return RAMOLE_OK;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static void req_free(rm_engine *e, req *r) {
+    if (!r) return;
+    for (int j = 0; j < RM_LORA_MAX_K; j++) rm_adapter_cache_release(e->adapters, r->h[j]);
+    rm_adapter_cache_release(e->adapters, r->hr);
+    rm_sampler_free(r->smp);
+    rm_detok_free(&r->detok);
+    rm_free(r->toks);
+    rm_free(r);
+}
+
+/* Leave the slot: KV blocks back to the pool, composition cleared. */
+static void slot_leave(rm_engine *e, req *r) {
+    if (r->slot < 0) return;
+    rm_ctx_seq_clear(e->ctx, r->slot);
+    rm_lora_set(e->lora, r->slot, NULL);
+    e->slots[r->slot] = NULL;
+    e->n_running--;
+    r->slot = -1;
+    r->n_cached = 0;
+}
+
+static void emit(const req *r, rm_finish_reason fin, int32_t token, const char *text, size_t len, const char *err) {
+    if (!r->fn) return;
+    rm_engine_event ev = {.id = r->id, .finish = fin, .token = token, .text = text ? text : "", .len = len,
+                          .error = err, .n_prompt = r->n_prompt, .n_generated = r->n_toks - r->n_prompt};
+    r->fn(&ev, r->user);
+}
+
+static void wait_push_back(rm_engine *e, req *r) {
+    r->next = NULL;
+    if (e->wait_tail) e->wait_tail->next = r; else e->wait_head = r;
+    e->wait_tail = r;
+    e->st.waiting++;
+}
+
+static void wait_push_front(rm_engine *e, req *r) {
+    r->next = e->wait_head;
+    e->wait_head = r;
+    if (!e->wait_tail) e->wait_tail = r;
+    e->st.waiting++;
+}
+
+static req *wait_pop(rm_engine *e) {
+    req *r = e->wait_head;
+    if (!r) return NULL;
+    e->wait_head = r->next;
+    if (!e->wait_head) e->wait_tail = NULL;
+    r->next = NULL;
+    e->st.waiting--;
+    return r;
+}
+
+static bool wait_remove(rm_engine *e, req *r) {
+    req *prev = NULL;
+    for (req *q = e->wait_head; q; prev = q, q = q->next) {
+        if (q != r) continue;
+        if (prev) prev->next = q->next; else e->wait_head = q->next;
+        if (e->wait_tail == q) e->wait_tail = prev;
+        e->st.waiting--;
+        return true;
+    }
+    return false;
+}
+
+/* Finish r with `fin`: leave its slot, report, free it. */
+static void finish(rm_engine *e, req *r, rm_finish_reason fin, const char *err) {
+    if (r->slot >= 0) slot_leave(e, r);
+    else wait_remove(e, r);
+    emit(r, fin, -1, NULL, 0, err);
+    req_free(e, r);
+}
+
+void rm_engine_free(rm_engine *e) {
+    if (!e) return;
+    for (int s = 0; e->slots && s < e->p.max_seqs; s++) req_free(e, e->slots[s]);
+    for (req *r = e->wait_head, *n; r; r = n) {
+        n = r->next;
+        req_free(e, r);
+    }
+    rm_adapter_cache_free(e->adapters);
+    rm_ctx_free(e->ctx);
+    rm_free(e->slots);
+    rm_free(e->order);
+    rm_free(e->chunk);
+    rm_free(e->b_tok);
+    rm_free(e->b_pos);
+    rm_free(e->b_seq);
+    rm_free(e->b_want);
+    rm_free(e->seen);
+    rm_free(e);
+}
+
+/* The prompt as token ids into r->toks. */
+static rm_status encode_prompt(rm_engine *e, const rm_engine_request *q, req *r) {
+    int forms = (q->tokens != NULL) + (q->prompt != NULL) + (q->messages != NULL);
+    if (forms != 1)
+        return rm_err(RAMOLE_ERR_INVALID, "request: give exactly one of token ids, prompt text or chat messages "
+                      "(got %d)", forms);
+    rm_tok_ids ids = {0};
+    const int32_t *src = q->tokens;
+    size_t n = q->tokens ? (size_t)(q->n_tokens > 0 ? q->n_tokens : 0) : 0;
+    rm_status st = RAMOLE_OK;
+    if (!q->tokens) {
+        if (!e->tok)
+            return rm_err(RAMOLE_ERR_INVALID, "request: the model has no tokenizer; give the prompt as token ids");
+        if (q->prompt) {
+            st = rm_tok_encode(e->tok, q->prompt, strlen(q->prompt), RM_TOK_ADD_SPECIAL, &ids);
+        } else {
+            char *text = NULL;
+            if (q->n_messages <= 0) st = rm_err(RAMOLE_ERR_INVALID, "request: chat messages are empty");
+            for (int i = 0; st == RAMOLE_OK && i < q->n_messages; i++)
+                if (!q->messages[i].role || !q->messages[i].content)
+                    st = rm_err(RAMOLE_ERR_INVALID, "request: message %d has no role or no content", i);
+            if (st == RAMOLE_OK)
+                st = rm_chat_apply(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, true, &text);
+            if (st == RAMOLE_OK) st = rm_tok_encode(e->tok, text, strlen(text), 0, &ids);
+            rm_free(text);
+        }
+        src = ids.ids;
+        n = ids.n;
+    }
+    if (st == RAMOLE_OK && n == 0) st = rm_err(RAMOLE_ERR_INVALID, "request: the prompt is empty");
+    int vocab = e->m->cfg.vocab_size;
+    for (size_t i = 0; st == RAMOLE_OK && i < n; i++)
+        if (src[i] < 0 || src[i] >= vocab)
+            st = rm_err(RAMOLE_ERR_RANGE, "request: prompt token id %d at index %zu is outside the vocabulary of %d",
+                        src[i], i, vocab);
+    if (st == RAMOLE_OK && n >= (size_t)e->p.n_ctx)
+        st = rm_err(RAMOLE_ERR_RANGE, "request: a prompt of %zu tokens leaves no room in a context of %d", n,
+                    e->p.n_ctx);
+    if (st == RAMOLE_OK) {
+        r->n_prompt = r->n_toks = (int)n;
+        r->cap = (int)n + 1;
+        if (!(r->toks = rm_malloc((size_t)r->cap * sizeof *r->toks)))
+            st = rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
+        else
+            memcpy(r->toks, src, n * sizeof *src);
+    }
+    rm_tok_ids_free(&ids);
+    return st;
+}
+
+static rm_status check_sampling(const rm_sampler_params *s) {
+    if (!isfinite(s->temperature) || s->temperature < 0)
+        return rm_err(RAMOLE_ERR_INVALID, "request: temperature must be a finite number >= 0");
+    if (!(s->top_p > 0 && s->top_p <= 1) && !(s->top_p > 1 && isfinite(s->top_p)))
+        return rm_err(RAMOLE_ERR_INVALID, "request: top_p must be in (0, 1]");
+    if (!(s->min_p >= 0 && s->min_p <= 1)) return rm_err(RAMOLE_ERR_INVALID, "request: min_p must be in [0, 1]");
+    if (!(s->repeat_penalty > 0) || !isfinite(s->repeat_penalty))
+        return rm_err(RAMOLE_ERR_INVALID, "request: repeat_penalty must be positive");
+    if (s->repeat_last_n < 0) return rm_err(RAMOLE_ERR_INVALID, "request: repeat_last_n must be >= 0");
+    return RAMOLE_OK;
+}
+
+/* Resolve the adapters through the cache and validate the composition in
+ * the spare slot, with the code that will run it. */
+static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r) {
+    rm_composition *c = &r->comp;
+    memset(c, 0, sizeof *c);
+    c->mode = q->mode;
+    if ((unsigned)q->mode >= RM_COMPOSE_COUNT) return rm_err(RAMOLE_ERR_INVALID, "request: unknown mode %d", q->mode);
+    if (q->mode == RM_COMPOSE_NONE) {
+        if (q->n_adapters || q->router)
+            return rm_err(RAMOLE_ERR_INVALID, "request: mode none takes no adapters");
+        return RAMOLE_OK;
+    }
+    if (q->n_adapters < 1 || q->n_adapters > e->p.max_adapters)
+        return rm_err(RAMOLE_ERR_RANGE, "request: mode %s needs 1 to %d adapters (got %d)",
+                      rm_compose_mode_name(q->mode), e->p.max_adapters, q->n_adapters);
+    if (q->mode == RM_COMPOSE_ROUTER && !q->router)
+        return rm_err(RAMOLE_ERR_INVALID, "request: mode router needs a router");
+    if (q->mode != RM_COMPOSE_ROUTER && q->router)
+        return rm_err(RAMOLE_ERR_INVALID, "request: a router is used only in mode router");
+    c->k = q->n_adapters;
+    for (int j = 0; j < c->k; j++) {
+        if (!q->adapters[j]) return rm_err(RAMOLE_ERR_INVALID, "request: adapter %d has no name", j);
+        RM_TRY(rm_adapter_cache_get(e->adapters, q->adapters[j], &r->h[j]));
+        c->experts[j] = rm_adapter_handle_adapter(r->h[j]);
+        c->weights[j] = q->weights[j];
+    }
+    if (q->router) {
+        RM_TRY(rm_adapter_cache_get(e->adapters, q->router, &r->hr));
+        c->router = rm_adapter_handle_adapter(r->hr);
+        for (int j = 0; j < c->k; j++)
+            RM_TRY(rm_adapter_cache_router_c(e->adapters, r->hr, r->h[j], &c->router_c[j]));
+    }
+    int spare = e->p.max_seqs;
+    rm_status st = rm_lora_set(e->lora, spare, c);
+    rm_lora_set(e->lora, spare, NULL);
+    return st;
+}
+
+rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id) {
+    *id = 0;
+    req *r = rm_calloc(1, sizeof *r);
+    if (!r) return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
+    r->slot = -1;
+    r->fn = q->on_event;
+    r->user = q->user;
+    r->ignore_eos = q->ignore_eos;
+    rm_status st = encode_prompt(e, q, r);
+    if (st == RAMOLE_OK) st = check_sampling(&q->sampling);
+    if (st == RAMOLE_OK && q->max_tokens < 0) st = rm_err(RAMOLE_ERR_INVALID, "request: max_tokens must be >= 0");
+    if (st == RAMOLE_OK) {
+        int room = e->p.n_ctx - r->n_prompt;
+        r->max_new = q->max_tokens ? q->max_tokens : room;
+        if (r->max_new > room)
+            st = rm_err(RAMOLE_ERR_RANGE, "request: %d prompt tokens + max_tokens %d exceed the context of %d",
+                        r->n_prompt, q->max_tokens, e->p.n_ctx);
+        else if (blocks_for(e, r->n_prompt + r->max_new) > e->p.kv_blocks)
+            st = rm_err(RAMOLE_ERR_RANGE, "request: %d tokens need %d KV blocks; the pool has %d",
+                        r->n_prompt + r->max_new, blocks_for(e, r->n_prompt + r->max_new), e->p.kv_blocks);
+    }
+    if (st == RAMOLE_OK && q->n_stop < 0) st = rm_err(RAMOLE_ERR_INVALID, "request: n_stop must be >= 0");
+    if (st == RAMOLE_OK && q->n_stop > 0 && !e->tok)
+        st = rm_err(RAMOLE_ERR_INVALID, "request: stop strings need a model with a tokenizer");
+    if (st == RAMOLE_OK) st = rm_detok_init(&r->detok, q->stop, q->n_stop);
+    if (st == RAMOLE_OK) st = rm_sampler_new(&q->sampling, e->m->cfg.vocab_size, &r->smp);
+    if (st == RAMOLE_OK) st = bind_adapters(e, q, r);
+    if (st == RAMOLE_OK && r->max_new > 0) {
+        int32_t *t = rm_realloc(r->toks, (size_t)(r->n_prompt + r->max_new) * sizeof *t);
+        if (!t) st = rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
+        else r->toks = t, r->cap = r->n_prompt + r->max_new;
+    }
+    if (st != RAMOLE_OK) {
+        req_free(e, r);
+        return st;
+    }
+    r->id = e->next_id++;
+    *id = r->id;
+    if (r->max_new == 0) { /* nothing to generate: done at once */
+        emit(r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
+        req_free(e, r);
+        return RAMOLE_OK;
+    }
+    wait_push_back(e, r);
+    return RAMOLE_OK;
+}
+
+static req *find_req(rm_engine *e, int64_t id) {
+    for (int s = 0; s < e->p.max_seqs; s++)
+        if (e->slots[s] && e->slots[s]->id == id) return e->slots[s];
+    for (req *r = e->wait_head; r; r = r->next)
+        if (r->id == id) return r;
+    return NULL;
+}
+
+rm_status rm_engine_cancel(rm_engine *e, int64_t id) {
+    req *r = find_req(e, id);
+    if (!r) return rm_err(RAMOLE_ERR_NOT_FOUND, "engine: request %lld is not pending", (long long)id);
+    finish(e, r, RM_FINISH_CANCELLED, NULL);
+    return RAMOLE_OK;
+}
+
+int rm_engine_pending(const rm_engine *e) { return e->n_running + e->st.waiting; }
+
+bool rm_engine_drop_adapter(rm_engine *e, const char *name) { return rm_adapter_cache_drop(e->adapters, name); }
+
+/* ---- the step ---------------------------------------------------------------- */
+
+static int free_slot(const rm_engine *e) {
+    for (int s = 0; s < e->p.max_seqs; s++)
+        if (!e->slots[s]) return s;
+    return -1;
+}
+
+/* Put the head of the queue into slot s. */
+static rm_status admit(rm_engine *e, int s) {
+    req *r = wait_pop(e);
+    rm_status st = rm_lora_set(e->lora, s, &r->comp);
+    if (st != RAMOLE_OK) { /* validated at submit: only memory can fail here */
+        emit(r, RM_FINISH_ERROR, -1, NULL, 0, ramole_last_error());
+        req_free(e, r);
+        return st;
+    }
+    r->slot = s;
+    r->n_cached = 0;
+    e->slots[s] = r;
+    e->n_running++;
+    return RAMOLE_OK;
+}
+
+/* Running requests oldest first: lower ids arrived earlier. */
+static int by_id(const void *a, const void *b) {
+    int64_t x = (*(req *const *)a)->id, y = (*(req *const *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static int collect_running(rm_engine *e) {
+    int n = 0;
+    for (int s = 0; s < e->p.max_seqs; s++)
+        if (e->slots[s]) e->order[n++] = e->slots[s];
+    qsort(e->order, (size_t)n, sizeof *e->order, by_id);
+    return n;
+}
+
+/* Free the newest running request's blocks; it goes back to the front of
+ * the queue and recomputes later. Returns its index in order[]. */
+static int preempt_newest(rm_engine *e, int n) {
+    int newest = n - 1;
+    while (newest >= 0 && !e->order[newest]) newest--;
+    req *r = e->order[newest];
+    slot_leave(e, r);
+    wait_push_front(e, r);
+    e->order[newest] = NULL;
+    e->st.preemptions++;
+    return newest;
+}
+
+static int kv_short(const rm_engine *e, const req *r, int chunk) {
+    return rm_kv_blocks_short(e->kv, r->slot, r->n_cached + chunk);
+}
+
+/* Free blocks once the chunks chosen for order[0..i) have their blocks. */
+static int free_after(const rm_engine *e, int i) {
+    int f = rm_kv_free_blocks(e->kv);
+    for (int j = 0; j < i; j++)
+        if (e->order[j] && e->chunk[j]) f -= kv_short(e, e->order[j], e->chunk[j]);
+    return f;
+}
+
+/*
+ * Choose what each running request feeds this step (e->chunk, by position
+ * in order[]); returns the token count.
+ *  1. Decode tokens first, oldest first: a stream that is generating never
+ *     waits behind prompts, so inter-token latency stays flat however many
+ *     prompts arrive. A decode that needs a block when none is free
+ *     preempts the newest request (perhaps itself), whose blocks it takes.
+ *  2. Prompt chunks with what the budget leaves, oldest first: a long
+ *     prompt is cut into chunks and never stalls the others. A chunk is
+ *     cut to the free blocks; prefill never preempts (it would thrash).
+ */
+static int plan(rm_engine *e, int n) {
+    int budget = e->p.step_tokens, used = 0;
+    int free_blocks = rm_kv_free_blocks(e->kv);
+    for (int i = 0; i < n; i++) e->chunk[i] = 0;
+    for (int i = 0; i < n && used < budget; i++) {
+        req *r = e->order[i];
+        if (!r || r->n_toks - r->n_cached != 1) continue;
+        while (e->order[i] && kv_short(e, r, 1) > free_blocks) {
+            preempt_newest(e, n);
+            free_blocks = free_after(e, i);
+        }
+        if (!e->order[i]) continue;
+        free_blocks -= kv_short(e, r, 1);
+        e->chunk[i] = 1;
+        used++;
+    }
+    for (int i = 0; i < n && used < budget; i++) {
+        req *r = e->order[i];
+        if (!r || r->n_toks - r->n_cached <= 1 || e->chunk[i]) continue;
+        int want = r->n_toks - r->n_cached;
+        if (want > budget - used) want = budget - used;
+        /* what the free blocks hold: the partly filled last block, then whole ones */
+        int room = rm_kv_seq_blocks(e->kv, r->slot) * e->p.kv_block - r->n_cached + free_blocks * e->p.kv_block;
+        if (want > room) want = room;
+        if (want <= 0) continue;
+        free_blocks -= kv_short(e, r, want);
+        e->chunk[i] = want;
+        used += want;
+    }
+    return used;
+}
+
+/* Lay out the batch: each request's chunk, logits on a chunk that reaches
+ * the end of its tokens. */
+static int build_batch(rm_engine *e, int n) {
+    int t = 0;
+    for (int i = 0; i < n; i++) {
+        req *r = e->order[i];
+        if (!r || !e->chunk[i]) continue;
+        for (int c = 0; c < e->chunk[i]; c++, t++) {
+            e->b_tok[t] = r->toks[r->n_cached + c];
+            e->b_pos[t] = r->n_cached + c;
+            e->b_seq[t] = r->slot;
+            e->b_want[t] = 0;
+        }
+        e->b_want[t - 1] = r->n_cached + e->chunk[i] == r->n_toks;
+    }
+    return t;
+}
+
+static int count_adapters(rm_engine *e, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        req *r = e->order[i];
+        if (!r || !e->chunk[i] || r->comp.mode == RM_COMPOSE_NONE) continue;
+        for (int j = 0; j <= r->comp.k; j++) {
+            const rm_adapter *a = j < r->comp.k ? r->comp.experts[j] : r->comp.router;
+            if (!a) continue;
+            int s = 0;
+            while (s < k && e->seen[s] != a) s++;
+            if (s == k) e->seen[k++] = a;
+        }
+    }
+    return k;
+}
+
+/* Sample r's next token from logits, report it, finish r if it is done. */
+static void advance(rm_engine *e, req *r, const float *logits) {
+    int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks);
+    r->toks[r->n_toks++] = next;
+    e->st.tokens_generated++;
+    bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && !r->ignore_eos;
+    bool full = r->n_toks - r->n_prompt >= r->max_new;
+    const char *text = NULL;
+    size_t len = 0;
+    rm_status st = RAMOLE_OK;
+    if (e->tok && eog) st = rm_detok_finish(&r->detok, e->tok, &text, &len);
+    else if (e->tok) st = rm_detok_push(&r->detok, e->tok, next, full, &text, &len);
+    if (st != RAMOLE_OK) {
+        finish(e, r, RM_FINISH_ERROR, ramole_last_error());
+        return;
+    }
+    rm_finish_reason fin = eog ? RM_FINISH_EOS
+                         : r->detok.stopped ? RM_FINISH_STOP
+                         : full ? RM_FINISH_LENGTH
+                         : RM_FINISH_NONE;
+    emit(r, fin, next, text, len, NULL);
+    if (fin != RM_FINISH_NONE) {
+        slot_leave(e, r);
+        req_free(e, r);
+    }
+}
+
+rm_status rm_engine_step(rm_engine *e, int *n_run) {
+    *n_run = 0;
+    /* 1. Admit waiting requests while a slot is free and the pool holds
+     *    their known tokens: admitting one whose prompt cannot fit would
+     *    only preempt the others. With nothing running the head is always
+     *    admitted (submit checked that it fits alone). */
+    for (int s; e->wait_head && (s = free_slot(e)) >= 0;) {
+        int need = blocks_for(e, e->wait_head->n_toks);
+        if (e->n_running && need > rm_kv_free_blocks(e->kv)) break;
+        admit(e, s);
+    }
+    int n = collect_running(e);
+    if (!n) return RAMOLE_OK;
+
+    /* 2. Choose the tokens (decode first, then prompt chunks). */
+    int n_tokens = plan(e, n);
+    if (!n_tokens) { /* every sequence waits for blocks: make room for the oldest */
+        preempt_newest(e, n);
+        return RAMOLE_OK;
+    }
+
+    /* 3. One forward over the whole batch. */
+    int nb = build_batch(e, n);
+    e->st.last_step_tokens = nb;
+    e->st.last_step_adapters = count_adapters(e, n);
+    rm_batch b = {nb, e->b_tok, e->b_pos, e->b_seq, e->b_want};
+    rm_status st = rm_ctx_decode(e->ctx, &b);
+    if (st != RAMOLE_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ramole_last_error());
+        for (int i = 0; i < n; i++)
+            if (e->order[i] && e->chunk[i]) finish(e, e->order[i], RM_FINISH_ERROR, msg);
+        return rm_err(st, "%s", msg);
+    }
+    *n_run = nb;
+
+    /* 4. Sample where a chunk reached the end of its tokens, in batch order
+     *    (the order of the logits), and report. */
+    int li = 0;
+    for (int i = 0; i < n; i++) {
+        req *r = e->order[i];
+        if (!r || !e->chunk[i]) continue;
+        bool wants = r->n_cached + e->chunk[i] == r->n_toks;
+        r->n_cached += e->chunk[i];
+        if (wants) advance(e, r, rm_ctx_logits(e->ctx, li++));
+    }
+    e->st.tokens_fed += nb;
+    return RAMOLE_OK;
+}
+
+/* ---- introspection -------------------------------------------------------------- */
+
+void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out) {
+    *out = e->st;
+    out->running = e->n_running;
+    out->kv_blocks_total = e->p.kv_blocks;
+    out->kv_blocks_used = e->p.kv_blocks - rm_kv_free_blocks(e->kv);
+    rm_adapter_cache_stats_get(e->adapters, &out->adapters);
+}
+
+rm_status rm_engine_check(const rm_engine *e) {
+    RM_TRY(rm_kv_check(e->kv));
+    int running = 0;
+    for (int s = 0; s <= e->p.max_seqs; s++) {
+        const req *r = s < e->p.max_seqs ? e->slots[s] : NULL;
+        int len = rm_ctx_seq_len(e->ctx, s), owned = rm_kv_seq_blocks(e->kv, s);
+        if (!r) {
+            if (len || owned)
+                return rm_err(RAMOLE_ERR_INTERNAL, "engine check: free slot %d holds %d positions in %d blocks", s,
+                              len, owned);
+            continue;
+        }
+        running++;
+        if (r->slot != s) return rm_err(RAMOLE_ERR_INTERNAL, "engine check: slot %d holds a request of slot %d", s, r->slot);
+        if (len != r->n_cached || owned != blocks_for(e, r->n_cached))
+            return rm_err(RAMOLE_ERR_INTERNAL, "engine check: request %lld caches %d tokens; slot %d holds %d "
+                          "positions in %d blocks", (long long)r->id, r->n_cached, s, len, owned);
+        if (r->n_cached >= r->n_toks)
+            return rm_err(RAMOLE_ERR_INTERNAL, "engine check: request %lld has nothing left to feed",
+                          (long long)r->id);
+    }
+    if (running != e->n_running)
+        return rm_err(RAMOLE_ERR_INTERNAL, "engine check: %d running, %d counted", running, e->n_running);
+    int waiting = 0;
+    for (const req *r = e->wait_head; r; r = r->next) {
+        waiting++;
+        if (r->slot != -1 || r->n_cached)
+            return rm_err(RAMOLE_ERR_INTERNAL, "engine check: waiting request %lld holds a slot or cache",
+                          (long long)r->id);
+    }
+    if (waiting != e->st.waiting)
+        return rm_err(RAMOLE_ERR_INTERNAL, "engine check: %d waiting, %d counted", waiting, e->st.waiting);
+    return RAMOLE_OK;
+}

@@ -1,0 +1,152 @@
+/*
+ * engine.h — many concurrent generation requests over one model.
+ *
+ * The engine is the layer that `ramole generate`, `ramole batch`, the server
+ * and the evaluation all drive. It owns one inference context (one thread
+ * pool, the paged KV cache), the LoRA state of its sequence slots, and an
+ * adapter cache. Callers submit requests and call rm_engine_step until
+ * nothing is pending; each step runs one batched forward that mixes the
+ * decode tokens of running sequences with chunks of prompts still in
+ * prefill (continuous batching with chunked prefill), within a token budget.
+ *
+ * Requests report through their callback, from inside rm_engine_step (or
+ * rm_engine_cancel): one event per generated token with its new text, in
+ * whole UTF-8 characters; the last event carries the finish reason (cancel
+ * and error finish with an event of their own, without a token). A request that fails validation is
+ * refused by rm_engine_submit alone; the others go on.
+ *
+ * Memory: a request that cannot get KV blocks waits; when running
+ * sequences need blocks that are not there, the newest one is preempted
+ * (its blocks freed) and later recomputed from its prompt and the tokens it
+ * had generated, so its output does not change.
+ *
+ * Threads: one thread drives an engine (submit, cancel, step, free); the
+ * forward itself runs on the engine's pool. rm_engine_drop_adapter may be
+ * called from any thread.
+ */
+#ifndef RM_ENGINE_H
+#define RM_ENGINE_H
+
+#include "engine/adapter_cache.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct rm_engine rm_engine;
+
+typedef struct {
+    int n_threads;        /* 0: every core */
+    int max_seqs;         /* sequences running at once (0: 16) */
+    int n_ctx;            /* positions one sequence may reach (0: the model's, at most 4096) */
+    int step_tokens;      /* token budget of one step (0: 512) */
+    int kv_blocks;        /* KV pool (0: enough for max_seqs sequences of n_ctx) */
+    int kv_block;         /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
+    rm_type kv_type;      /* RM_TYPE_F32 (default) or RM_TYPE_F16 */
+    int max_adapters;     /* adapters one request may compose (0: 4) */
+    int max_rank;         /* largest adapter rank (0: 64) */
+    size_t adapter_cache_bytes; /* adapters kept beyond those in use (0: 1 GiB) */
+    rm_type adapter_type; /* adapters stored as f32 (default), f16 or bf16 */
+    rm_adapter_source source;   /* load NULL: adapter names are paths */
+} rm_engine_params;
+
+typedef enum {
+    RM_FINISH_NONE = 0,   /* still running (a text event) */
+    RM_FINISH_STOP,       /* a stop string */
+    RM_FINISH_EOS,        /* an end-of-generation token */
+    RM_FINISH_LENGTH,     /* max_tokens, or the context is full */
+    RM_FINISH_CANCELLED,
+    RM_FINISH_ERROR,
+    RM_FINISH_COUNT
+} rm_finish_reason;
+
+const char *rm_finish_reason_name(rm_finish_reason r); /* "stop", "eos", "length", ... */
+
+typedef struct {
+    int64_t id;
+    rm_finish_reason finish;  /* NONE for a text event */
+    int32_t token;            /* the token just generated; -1 when finished by cancel or error */
+    const char *text;         /* new text (may be empty); valid during the callback */
+    size_t len;
+    const char *error;        /* finish ERROR: the message */
+    int n_prompt;             /* prompt tokens */
+    int n_generated;          /* tokens generated so far */
+} rm_engine_event;
+
+typedef void (*rm_engine_event_fn)(const rm_engine_event *ev, void *user);
+
+typedef struct {
+    /* the prompt: exactly one of token ids, text (encoded with the
+     * tokenizer's special tokens, as `generate -p` does), or chat messages
+     * (through the model's chat template, with the assistant header) */
+    const int32_t *tokens;
+    int n_tokens;
+    const char *prompt;
+    const rm_chat_msg *messages;
+    int n_messages;
+
+    rm_sampler_params sampling;
+    int max_tokens;           /* 0: until the context is full */
+    const char *const *stop;  /* stop strings (copied) */
+    int n_stop;
+    bool ignore_eos;
+
+    /* composition: mode and adapter names (resolved through the source) */
+    rm_compose_mode mode;
+    int n_adapters;
+    const char *adapters[RM_LORA_MAX_K];
+    float weights[RM_LORA_MAX_K]; /* explicit mode */
+    const char *router;           /* router mode */
+
+    rm_engine_event_fn on_event;  /* may be NULL */
+    void *user;
+} rm_engine_request;
+
+/* Defaults: greedy sampling, no stop strings, no adapters. */
+void rm_engine_request_init(rm_engine_request *r);
+
+/* The engine borrows the model, which must outlive it. */
+rm_status rm_engine_new(const rm_model *m, const rm_engine_params *p, rm_engine **out);
+void      rm_engine_free(rm_engine *e); /* cancels what is pending, without events */
+
+/*
+ * Queue a request. Validates it whole (prompt, sampling, composition, that
+ * its adapters load and fit, that prompt + max_tokens fit the context and
+ * the KV pool) and on failure returns the error naming the problem, with
+ * nothing queued and no event. *id identifies it in events and cancel.
+ */
+rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *r, int64_t *id);
+/* Finish a pending request now (event CANCELLED); its slot and blocks are
+ * freed at once. ERR_NOT_FOUND if it is not pending. */
+rm_status rm_engine_cancel(rm_engine *e, int64_t id);
+
+/*
+ * Run one step: admit waiting requests, build a batch of at most
+ * step_tokens tokens, run the forward, sample, and report. Returns the
+ * number of tokens it ran in *n_run (0: nothing pending). An error of the
+ * forward itself finishes the requests of that batch with ERROR and is
+ * returned.
+ */
+rm_status rm_engine_step(rm_engine *e, int *n_run);
+/* Requests submitted and not finished. */
+int       rm_engine_pending(const rm_engine *e);
+
+/* Remove an adapter from the cache: new requests load it again; running
+ * ones keep theirs until they finish. Any thread. */
+bool      rm_engine_drop_adapter(rm_engine *e, const char *name);
+
+typedef struct {
+    int waiting, running;
+    int kv_blocks_used, kv_blocks_total;
+    int preemptions;          /* since creation */
+    int last_step_tokens, last_step_adapters; /* distinct adapters of the last batch */
+    int64_t tokens_fed;       /* through the forward (prompts, decodes, recomputation) */
+    int64_t tokens_generated;
+    rm_adapter_cache_stats adapters;
+} rm_engine_stats;
+void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out);
+
+/* Check the engine's bookkeeping (KV blocks, slots, queues); ERR_INTERNAL
+ * naming the first fault. For tests, after every step. */
+rm_status rm_engine_check(const rm_engine *e);
+
+const rm_model *rm_engine_model(const rm_engine *e);
+
+#endif
