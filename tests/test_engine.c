@@ -1,0 +1,476 @@
+/*
+ * test_engine.c — the engine against itself run one request at a time:
+ * many requests with mixed modes and adapter sets batched together give
+ * the tokens each gives alone, also when requests arrive mid-stream and
+ * when a small KV pool forces preemption; the bookkeeping survives random
+ * submit/cancel; an adapter dropped while in use finishes its requests and
+ * is freed after; bad requests fail alone. Also the paged cache itself, the
+ * adapter cache and the streaming text with stop strings.
+ */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/detok.h"
+#include "engine/engine.h"
+#include "model/kv_cache.h"
+
+char *tokt_family_path(const char *family); /* test_tokenizer_golden.c */
+
+static const unsigned ALL = (1u << RM_TARGET_COUNT) - 1;
+
+static rm_model *engine_model(void) {
+    rm_model_config c;
+    rm_model_config_defaults(&c, RM_ARCH_LLAMA);
+    c.vocab_size = 96;
+    c.hidden = 64;
+    c.ffn = 96;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 16;
+    c.rope.n_rot = 16;
+    c.max_pos = 256;
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, 11, 0.12f, &m));
+    return m;
+}
+
+/* Adapters made on demand by name: "eN" an expert of rank 4 + N % 3 * 4
+ * with seed N, "router" a router of rank 8; counts the loads. */
+typedef struct {
+    int loads;
+} test_source;
+
+static rm_status source_load(void *user, const rm_model *base, const char *name, rm_adapter **out) {
+    test_source *ts = user;
+    ts->loads++;
+    if (!strcmp(name, "router")) return rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out);
+    if (name[0] != 'e') return rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter called %s", name);
+    int n = atoi(name + 1), rank = 4 + n % 3 * 4;
+    return rm_adapter_random(base, rank, 2.0f * rank, ALL, 100 + (uint64_t)n, 0.25f, out);
+}
+
+typedef struct {
+    int32_t toks[64];
+    int n;
+    rm_finish_reason fin;
+    int events;
+} collected;
+
+static void collect(const rm_engine_event *ev, void *user) {
+    collected *c = user;
+    c->events++;
+    if (ev->token >= 0 && c->n < 64) c->toks[c->n++] = ev->token;
+    if (ev->finish != RM_FINISH_NONE) c->fin = ev->finish;
+}
+
+/* Request i of the mixed set: prompt, length and composition vary. */
+static void mixed_request(int i, int32_t *prompt, rm_engine_request *q, char names[][8], collected *out) {
+    static const rm_compose_mode modes[] = {RM_COMPOSE_NONE, RM_COMPOSE_EXPLICIT, RM_COMPOSE_SELECTION,
+                                            RM_COMPOSE_MIXTURE, RM_COMPOSE_FUSION, RM_COMPOSE_ROUTER};
+    rm_engine_request_init(q);
+    int np = 2 + (i * 7) % 23;
+    for (int t = 0; t < np; t++) prompt[t] = (int32_t)(1 + (i * 31 + t * 17) % 95);
+    q->tokens = prompt;
+    q->n_tokens = np;
+    q->max_tokens = 4 + i % 9;
+    q->ignore_eos = true;
+    q->mode = modes[i % 6];
+    if (q->mode != RM_COMPOSE_NONE) {
+        q->n_adapters = 1 + i % 3;
+        for (int j = 0; j < q->n_adapters; j++) {
+            snprintf(names[j], 8, "e%d", (i + j * 3) % 8);
+            q->adapters[j] = names[j];
+            q->weights[j] = 0.5f + 0.25f * (float)j;
+        }
+    }
+    if (q->mode == RM_COMPOSE_ROUTER) q->router = "router";
+    q->on_event = collect;
+    q->user = out;
+}
+
+static rm_engine *new_engine(const rm_model *m, test_source *ts, int max_seqs, int step, int kv_blocks) {
+    rm_engine_params p = {.n_threads = 2, .max_seqs = max_seqs, .n_ctx = 64, .step_tokens = step,
+                          .kv_blocks = kv_blocks, .kv_block = 4, .max_adapters = 3, .max_rank = 12,
+                          .source = {source_load, ts}};
+    rm_engine *e = NULL;
+    CHECK_OK(rm_engine_new(m, &p, &e));
+    return e;
+}
+
+/* Step until idle, checking the bookkeeping after every step. */
+static int drain(rm_engine *e) {
+    int steps = 0, n;
+    while (rm_engine_pending(e) && steps < 100000) {
+        CHECK_OK(rm_engine_step(e, &n));
+        CHECK_OK(rm_engine_check(e));
+        steps++;
+    }
+    return steps;
+}
+
+#define N_MIXED 64
+
+/* Each mixed request alone (one at a time through one engine). */
+static void run_alone(const rm_model *m, collected *alone) {
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 1, 32, 0);
+    if (!e) return;
+    for (int i = 0; i < N_MIXED; i++) {
+        int32_t prompt[32];
+        char names[3][8];
+        rm_engine_request q;
+        mixed_request(i, prompt, &q, names, &alone[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        drain(e);
+    }
+    rm_engine_free(e);
+}
+
+static void check_same(const collected *got, const collected *want, const char *what) {
+    int bad = 0;
+    for (int i = 0; i < N_MIXED; i++) {
+        bool same = got[i].n == want[i].n && got[i].fin == want[i].fin &&
+                    !memcmp(got[i].toks, want[i].toks, (size_t)want[i].n * sizeof(int32_t));
+        if (!same && bad++ < 3)
+            CHECK_MSG(0, "%s: request %d gave %d tokens (finish %s), alone %d (finish %s)", what, i, got[i].n,
+                      rm_finish_reason_name(got[i].fin), want[i].n, rm_finish_reason_name(want[i].fin));
+    }
+    CHECK_MSG(!bad, "%s: %d of %d requests differ from their runs alone", what, bad, N_MIXED);
+}
+
+TEST(engine_mixed_batch_equals_alone) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    static collected alone[N_MIXED], together[N_MIXED], arriving[N_MIXED];
+    memset(alone, 0, sizeof alone);
+    memset(together, 0, sizeof together);
+    memset(arriving, 0, sizeof arriving);
+    run_alone(m, alone);
+    for (int i = 0; i < N_MIXED; i++) CHECK(alone[i].n == 4 + i % 9 && alone[i].fin == RM_FINISH_LENGTH);
+
+    /* all 64 submitted at once: 16 run together, the rest wait for slots */
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 16, 48, 0);
+    int32_t prompts[N_MIXED][32];
+    char names[N_MIXED][3][8];
+    for (int i = 0; e && i < N_MIXED; i++) {
+        rm_engine_request q;
+        mixed_request(i, prompts[i], &q, names[i], &together[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+    }
+    if (e) drain(e);
+    check_same(together, alone, "submitted together");
+    CHECK_MSG(ts.loads == 9, "9 distinct adapters loaded %d times", ts.loads);
+    rm_engine_free(e);
+
+    /* arriving while others decode: a few new requests every step */
+    ts.loads = 0;
+    e = new_engine(m, &ts, 16, 48, 0);
+    int next = 0, n;
+    rm_engine_stats st;
+    int max_running = 0;
+    while (e && (next < N_MIXED || rm_engine_pending(e))) {
+        for (int k = 0; k < 3 && next < N_MIXED; k++, next++) {
+            rm_engine_request q;
+            mixed_request(next, prompts[next], &q, names[next], &arriving[next]);
+            int64_t id;
+            CHECK_OK(rm_engine_submit(e, &q, &id));
+        }
+        CHECK_OK(rm_engine_step(e, &n));
+        CHECK_OK(rm_engine_check(e));
+        rm_engine_stats_get(e, &st);
+        if (st.running > max_running) max_running = st.running;
+    }
+    check_same(arriving, alone, "arriving mid-stream");
+    CHECK_MSG(max_running >= 8, "at most %d requests ran at once", max_running);
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+TEST(engine_preemption_keeps_outputs) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    static collected alone[N_MIXED], small[N_MIXED];
+    memset(alone, 0, sizeof alone);
+    memset(small, 0, sizeof small);
+    run_alone(m, alone);
+    /* 12 blocks of 4 positions for up to 8 sequences of up to 36 tokens */
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 8, 24, 12);
+    int32_t prompts[N_MIXED][32];
+    char names[N_MIXED][3][8];
+    for (int i = 0; e && i < N_MIXED; i++) {
+        rm_engine_request q;
+        mixed_request(i, prompts[i], &q, names[i], &small[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+    }
+    if (e) drain(e);
+    check_same(small, alone, "small KV pool");
+    rm_engine_stats st;
+    if (e) {
+        rm_engine_stats_get(e, &st);
+        CHECK_MSG(st.preemptions > 0, "no preemption happened (the test must force some)");
+        CHECK(st.kv_blocks_used == 0 && st.running == 0 && st.waiting == 0);
+    }
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+TEST(engine_random_submit_cancel_bookkeeping) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 6, 16, 14);
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    uint64_t rng = 42;
+    int64_t ids[4096];
+    int n_ids = 0, n, cancelled = 0, finished = 0;
+    static collected sink[4096];
+    memset(sink, 0, sizeof sink);
+    for (int op = 0; op < 3000; op++) {
+        int r = (int)(rm_rng_next(&rng) % 10);
+        if (r < 4 && n_ids < 4096) {
+            int32_t prompt[32];
+            char names[3][8];
+            rm_engine_request q;
+            mixed_request((int)(rm_rng_next(&rng) % 1000), prompt, &q, names, &sink[n_ids]);
+            CHECK_OK(rm_engine_submit(e, &q, &ids[n_ids]));
+            n_ids++;
+        } else if (r < 6 && n_ids) {
+            int64_t id = ids[rm_rng_next(&rng) % (uint64_t)n_ids];
+            if (rm_engine_cancel(e, id) == RAMOLE_OK) cancelled++;
+        } else {
+            CHECK_OK(rm_engine_step(e, &n));
+        }
+        rm_status st = rm_engine_check(e);
+        if (st != RAMOLE_OK) {
+            CHECK_MSG(0, "after operation %d: %s", op, ramole_last_error());
+            break;
+        }
+    }
+    drain(e);
+    for (int i = 0; i < n_ids; i++) finished += sink[i].fin != RM_FINISH_NONE;
+    CHECK_MSG(finished == n_ids, "%d of %d requests reported a finish", finished, n_ids);
+    CHECK(cancelled > 100);
+    rm_engine_stats st;
+    rm_engine_stats_get(e, &st);
+    CHECK(st.kv_blocks_used == 0 && st.adapters.held == 0);
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+TEST(engine_adapter_dropped_while_in_use) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 4, 32, 0);
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    int32_t prompt[32];
+    char names[3][8];
+    collected ref = {0}, got = {0}, again = {0};
+    rm_engine_request q;
+    mixed_request(1, prompt, &q, names, &ref); /* explicit over e1, e4 */
+    q.max_tokens = 12;
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    drain(e);
+    rm_engine_stats st;
+    rm_engine_stats_get(e, &st);
+    size_t cached = st.adapters.bytes;
+    CHECK(cached > 0 && st.adapters.entries == 2 && st.adapters.held == 0);
+
+    q.user = &got;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    int n;
+    CHECK_OK(rm_engine_step(e, &n)); /* running, holding both adapters */
+    CHECK(rm_engine_drop_adapter(e, "e1") && rm_engine_drop_adapter(e, "e4"));
+    CHECK(!rm_engine_drop_adapter(e, "e1"));
+    rm_engine_stats_get(e, &st);
+    CHECK_MSG(st.adapters.entries == 0 && st.adapters.held == 2 && st.adapters.bytes == cached,
+              "dropped while held: entries %d held %d bytes %zu", st.adapters.entries, st.adapters.held,
+              st.adapters.bytes);
+    drain(e);
+    CHECK(got.n == ref.n && !memcmp(got.toks, ref.toks, (size_t)ref.n * sizeof(int32_t)));
+    rm_engine_stats_get(e, &st);
+    CHECK_MSG(st.adapters.bytes == 0 && st.adapters.held == 0, "after the last user: %zu bytes, %d held",
+              st.adapters.bytes, st.adapters.held);
+    /* a new request loads them again */
+    int loads = ts.loads;
+    q.user = &again;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    drain(e);
+    CHECK(ts.loads == loads + 2 && again.n == ref.n);
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+TEST(engine_bad_requests_fail_alone) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 4, 32, 40);
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    int32_t prompt[32];
+    char names[3][8];
+    collected good = {0}, bad = {0};
+    rm_engine_request q;
+    mixed_request(5, prompt, &q, names, &good); /* router */
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    int n;
+    CHECK_OK(rm_engine_step(e, &n));
+
+    rm_engine_request b;
+#define BAD(edit, st, text)                                                                       \
+    do {                                                                                          \
+        mixed_request(3, prompt, &b, names, &bad);                                                \
+        edit;                                                                                     \
+        rm_status got_ = rm_engine_submit(e, &b, &id);                                            \
+        CHECK_MSG(got_ == (st) && strstr(ramole_last_error(), text), "%s: got %s: %s", text,      \
+                  ramole_status_str(got_), ramole_last_error());                                  \
+    } while (0)
+    int32_t big[2] = {5, 96};
+    BAD((b.tokens = big, b.n_tokens = 2), RAMOLE_ERR_RANGE, "token id 96");
+    BAD((b.n_tokens = 0), RAMOLE_ERR_INVALID, "prompt is empty");
+    BAD((b.prompt = "text"), RAMOLE_ERR_INVALID, "exactly one");
+    BAD((b.tokens = NULL, b.prompt = "hi"), RAMOLE_ERR_INVALID, "no tokenizer");
+    BAD((b.max_tokens = 60), RAMOLE_ERR_RANGE, "exceed the context");
+    BAD((b.max_tokens = -1), RAMOLE_ERR_INVALID, "max_tokens");
+    BAD((b.sampling.temperature = NAN), RAMOLE_ERR_INVALID, "temperature");
+    BAD((b.sampling.top_p = 0), RAMOLE_ERR_INVALID, "top_p");
+    BAD((b.adapters[0] = "nope"), RAMOLE_ERR_NOT_FOUND, "no adapter called nope");
+    BAD((b.mode = RM_COMPOSE_ROUTER, b.router = NULL), RAMOLE_ERR_INVALID, "needs a router");
+    BAD((b.router = "router"), RAMOLE_ERR_INVALID, "only in mode router");
+    BAD((b.mode = RM_COMPOSE_NONE), RAMOLE_ERR_INVALID, "takes no adapters");
+    BAD((b.n_adapters = 4), RAMOLE_ERR_RANGE, "1 to 3 adapters");
+    BAD((b.mode = RM_COMPOSE_EXPLICIT, b.weights[0] = INFINITY), RAMOLE_ERR_INVALID, "not finite");
+    BAD((b.n_stop = 1, b.stop = (const char *const[]){"x"}), RAMOLE_ERR_INVALID, "stop strings need");
+#undef BAD
+    CHECK(bad.events == 0);
+    drain(e);
+    CHECK(good.fin == RM_FINISH_LENGTH && good.n == 4 + 5 % 9);
+    rm_engine_stats st;
+    rm_engine_stats_get(e, &st);
+    CHECK_MSG(st.adapters.held == 0, "refused requests left %d adapters held", st.adapters.held);
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+/* The paged cache alone: growth is all or nothing, release returns blocks. */
+TEST(engine_kv_cache_blocks) {
+    rm_kv_params p = {.n_layers = 2, .kv_dim = 8, .n_seq = 3, .n_ctx = 20, .block = 4, .n_blocks = 6,
+                      .type = RM_TYPE_F32};
+    rm_kv_cache *kv = NULL;
+    CHECK_OK(rm_kv_new(&p, &kv));
+    if (!kv) return;
+    CHECK_OK(rm_kv_grow(kv, 0, 9)); /* 3 blocks */
+    CHECK(rm_kv_seq_blocks(kv, 0) == 3 && rm_kv_free_blocks(kv) == 3);
+    CHECK(rm_kv_blocks_short(kv, 1, 16) == 4);
+    CHECK_ERR(rm_kv_grow(kv, 1, 16), RAMOLE_ERR_RANGE);
+    CHECK(rm_kv_seq_blocks(kv, 1) == 0 && rm_kv_free_blocks(kv) == 3);
+    CHECK_ERR(rm_kv_grow(kv, 2, 21), RAMOLE_ERR_RANGE);
+    CHECK_OK(rm_kv_grow(kv, 1, 12));
+    float k[8], v[8], back[8];
+    for (int i = 0; i < 8; i++) k[i] = (float)i, v[i] = (float)-i;
+    rm_kv_store(kv, 1, 1, 11, k, v);
+    memcpy(back, rm_kv_row(kv, true, 1, 1, 11), sizeof back);
+    CHECK(back[3] == -3.0f);
+    CHECK_OK(rm_kv_check(kv));
+    rm_kv_release(kv, 0);
+    CHECK(rm_kv_free_blocks(kv) == 3 && rm_kv_seq_blocks(kv, 0) == 0);
+    CHECK_OK(rm_kv_check(kv));
+    rm_kv_free(kv);
+}
+
+/* f16 K/V against f32: the logits move by the rounding of the cache only. */
+TEST(engine_kv_f16_logits_close) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    int32_t toks[40], pos[40], seq[40];
+    for (int i = 0; i < 40; i++) toks[i] = (int32_t)(1 + i * 13 % 95), pos[i] = i, seq[i] = 0;
+    double worst = 0;
+    const float *lg[2] = {0};
+    rm_ctx *c[2] = {0};
+    for (int f = 0; f < 2; f++) {
+        rm_ctx_params p = {.n_ctx = 40, .n_seq = 1, .n_batch = 40, .n_logits = 1, .n_threads = 1,
+                           .kv_type = f ? RM_TYPE_F16 : RM_TYPE_F32};
+        CHECK_OK(rm_ctx_new(m, &p, &c[f]));
+        if (!c[f]) break;
+        rm_batch b = {40, toks, pos, seq, NULL};
+        CHECK_OK(rm_ctx_decode(c[f], &b));
+        lg[f] = rm_ctx_logits(c[f], 0);
+    }
+    if (lg[0] && lg[1]) {
+        double scale = 0;
+        for (int i = 0; i < m->cfg.vocab_size; i++) scale = fmax(scale, fabs(lg[0][i]));
+        for (int i = 0; i < m->cfg.vocab_size; i++) worst = fmax(worst, fabs(lg[0][i] - lg[1][i]) / scale);
+        CHECK_MSG(worst > 0 && worst < 2e-3, "f16 KV: worst logit difference %.3g of the largest logit", worst);
+    }
+    rm_ctx_free(c[0]);
+    rm_ctx_free(c[1]);
+    rm_model_free(m);
+}
+
+/* Text as it streams: whole characters, stop strings held back and cut. */
+TEST(engine_detok_stop_strings) {
+    char *path = tokt_family_path("gpt2");
+    if (!path) return;
+    rm_tok *tok = NULL;
+    CHECK_OK(rm_tok_load(path, &tok));
+    rm_free(path);
+    if (!tok) return;
+    struct {
+        const char *text;
+        const char *stop[2];
+        const char *want;
+        bool stopped;
+    } cases[] = {
+        {"Hello world, worms and STOP here", {"STOP", NULL}, "Hello world, worms and ", true},
+        {"Hello world, worms", {"worms", "world"}, "Hello ", true},
+        {"the worm turns", {"worn", NULL}, "the worm turns", false},
+        {"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e ok", {"\xe6\x9c\xac", NULL}, "caf\xc3\xa9 \xe6\x97\xa5",
+         true},
+        {"abc", {"bcd", NULL}, "abc", false},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rm_tok_ids ids = {0};
+        CHECK_OK(rm_tok_encode(tok, cases[c].text, strlen(cases[c].text), 0, &ids));
+        rm_detok d;
+        int n_stop = cases[c].stop[1] ? 2 : 1;
+        CHECK_OK(rm_detok_init(&d, cases[c].stop, n_stop));
+        char out[256] = "";
+        size_t n_out = 0;
+        for (size_t i = 0; i < ids.n; i++) {
+            const char *t;
+            size_t len;
+            CHECK_OK(rm_detok_push(&d, tok, ids.ids[i], i + 1 == ids.n, &t, &len));
+            /* each piece is whole UTF-8: it never ends inside a character */
+            if (len) {
+                unsigned char last = (unsigned char)t[len - 1];
+                CHECK_MSG(last < 0x80 || (last & 0xC0) == 0x80, "case %zu: a piece ends with a lead byte", c);
+            }
+            if (n_out + len < sizeof out) memcpy(out + n_out, t, len), n_out += len;
+        }
+        out[n_out] = 0;
+        CHECK_MSG(!strcmp(out, cases[c].want) && d.stopped == cases[c].stopped, "case %zu: got \"%s\" (stopped %d)",
+                  c, out, d.stopped);
+        rm_detok_free(&d);
+        rm_tok_ids_free(&ids);
+    }
+    rm_tok_free(tok);
+}
