@@ -37,6 +37,7 @@ int cli_fail(const char *cmd, rm_status st);
 bool cli_ends_with(const char *s, const char *suffix);
 
 int cmd_generate(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);

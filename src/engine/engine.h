@@ -148,5 +148,36 @@ void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out);
 rm_status rm_engine_check(const rm_engine *e);
 
 const rm_model *rm_engine_model(const rm_engine *e);
+int             rm_engine_max_seqs(const rm_engine *e);
 
 #endif
+
+/* ---- running a list of requests to the end (offline batches, evaluation) ---- */
+
+typedef struct {
+    rm_finish_reason finish;  /* NONE: never ran (submit refused it: see error) */
+    char *text;               /* the generated text, NUL-terminated (empty without a tokenizer) */
+    size_t len;
+    int32_t *tokens;          /* the generated token ids */
+    int n_tokens;
+    int n_prompt;
+    char *error;              /* the submit or run error, or NULL */
+} rm_engine_result;
+
+void rm_engine_result_free(rm_engine_result *r);
+
+/* Progress: requests done of total, tokens generated, seconds since start. */
+typedef void (*rm_engine_progress_fn)(int done, int total, int64_t tokens, double seconds, void *user);
+
+/*
+ * Run reqs[0..n) to completion through e (NULL entries are skipped and
+ * count as done) with continuous batching, keeping at most `ahead` requests
+ * submitted and waiting beyond those running (0: 2 x max_seqs), so that a
+ * long list does not sit in the engine's queue at once. results[i] receives
+ * request i's outcome, whether it ran or was refused. Each request's own
+ * on_event and user are not called (the runner takes them). progress, if
+ * given, is called after every step. Returns an error only when the engine
+ * itself fails; a refused request is reported in its result.
+ */
+rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, int n, int ahead,
+                            rm_engine_result *results, rm_engine_progress_fn progress, void *user);

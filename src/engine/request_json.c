@@ -1,0 +1,222 @@
+/*
+ * request_json.c — a generation request from JSON (see request_json.h).
+ */
+#include "engine/request_json.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+static rm_status bad(const char *field, const char *what) {
+    return rm_err(RAMOLE_ERR_INVALID, "field \"%s\" must be %s", field, what);
+}
+
+/* A number field in [lo, hi] into *out; absent leaves *out. */
+static rm_status get_number(const json_t *o, const char *field, double lo, double hi, const char *what, double *out) {
+    const json_t *v = json_object_get(o, field);
+    if (!v || json_is_null(v)) return RAMOLE_OK;
+    if (!json_is_number(v)) return bad(field, what);
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi)) return bad(field, what);
+    *out = d;
+    return RAMOLE_OK;
+}
+
+static rm_status get_int(const json_t *o, const char *field, json_int_t lo, json_int_t hi, const char *what,
+                         json_int_t *out) {
+    const json_t *v = json_object_get(o, field);
+    if (!v || json_is_null(v)) return RAMOLE_OK;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) return bad(field, what);
+    *out = json_integer_value(v);
+    return RAMOLE_OK;
+}
+
+static rm_status dup(const char *s, char **out) {
+    if (!(*out = rm_strdup(s))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    return RAMOLE_OK;
+}
+
+static rm_status parse_prompt(const json_t *o, rm_request_spec *sp) {
+    const json_t *p = json_object_get(o, "prompt"), *m = json_object_get(o, "messages");
+    if (p && json_is_null(p)) p = NULL;
+    if (m && json_is_null(m)) m = NULL;
+    if (!p == !m) return rm_err(RAMOLE_ERR_INVALID, "give exactly one of \"prompt\" and \"messages\"");
+    rm_engine_request *q = &sp->req;
+    if (p && json_is_string(p)) {
+        RM_TRY(dup(json_string_value(p), &sp->prompt));
+        q->prompt = sp->prompt;
+        return RAMOLE_OK;
+    }
+    if (p) {
+        size_t n = json_is_array(p) ? json_array_size(p) : 0;
+        if (!n) return bad("prompt", "a string or a non-empty array of token ids");
+        if (n > (1u << 24)) return bad("prompt", "at most 16777216 token ids");
+        if (!(sp->tokens = rm_malloc(n * sizeof *sp->tokens))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            const json_t *t = json_array_get(p, i);
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
+                return bad("prompt", "a string or an array of token ids (integers >= 0)");
+            sp->tokens[i] = (int32_t)json_integer_value(t);
+        }
+        q->tokens = sp->tokens;
+        q->n_tokens = (int)n;
+        return RAMOLE_OK;
+    }
+    size_t n = json_is_array(m) ? json_array_size(m) : 0;
+    if (!n) return bad("messages", "a non-empty array of {\"role\", \"content\"}");
+    if (n > 65536) return bad("messages", "at most 65536 messages");
+    if (!(sp->messages = rm_calloc(n, sizeof *sp->messages))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    q->messages = sp->messages;
+    q->n_messages = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *msg = json_array_get(m, i);
+        const json_t *role = json_object_get(msg, "role"), *content = json_object_get(msg, "content");
+        if (!json_is_string(role) || !json_is_string(content))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu needs string \"role\" and \"content\"", i);
+        const char *r = json_string_value(role);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu has role \"%s\" (system, user or "
+                          "assistant)", i, r);
+        char *role_s = NULL, *content_s = NULL;
+        rm_status st = dup(r, &role_s);
+        if (st == RAMOLE_OK) st = dup(json_string_value(content), &content_s);
+        sp->messages[i].role = role_s;
+        sp->messages[i].content = content_s;
+        RM_TRY(st);
+    }
+    return RAMOLE_OK;
+}
+
+static rm_status parse_stop(const json_t *o, rm_request_spec *sp) {
+    const json_t *s = json_object_get(o, "stop");
+    if (!s || json_is_null(s)) return RAMOLE_OK;
+    const char *what = "a string or an array of up to 16 strings";
+    if (json_is_string(s)) {
+        RM_TRY(dup(json_string_value(s), &sp->stop[0]));
+        sp->req.n_stop = 1;
+    } else {
+        if (!json_is_array(s) || json_array_size(s) > RM_REQUEST_MAX_STOP) return bad("stop", what);
+        for (size_t i = 0; i < json_array_size(s); i++) {
+            const json_t *v = json_array_get(s, i);
+            if (!json_is_string(v)) return bad("stop", what);
+            RM_TRY(dup(json_string_value(v), &sp->stop[i]));
+            sp->req.n_stop = (int)i + 1;
+        }
+    }
+    sp->req.stop = (const char *const *)sp->stop;
+    return RAMOLE_OK;
+}
+
+/* An adapter reference: "name" or "path" (the same thing to the engine's source). */
+static rm_status adapter_name(const json_t *a, size_t i, char **out) {
+    const json_t *n = json_object_get(a, "name");
+    if (!n) n = json_object_get(a, "path");
+    if (!json_is_string(n) || !*json_string_value(n))
+        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu needs a \"name\" or \"path\" string", i);
+    return dup(json_string_value(n), out);
+}
+
+static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
+    const json_t *l = json_object_get(o, "lora");
+    if (!l || json_is_null(l)) return RAMOLE_OK;
+    if (!json_is_object(l)) return bad("lora", "an object");
+    rm_engine_request *q = &sp->req;
+    const json_t *ads = json_object_get(l, "adapters"), *mode = json_object_get(l, "mode"),
+                 *router = json_object_get(l, "router");
+    if (ads && !json_is_null(ads)) {
+        if (!json_is_array(ads) || json_array_size(ads) > RM_LORA_MAX_K)
+            return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" must be an array of at most %d adapters",
+                          RM_LORA_MAX_K);
+        for (size_t i = 0; i < json_array_size(ads); i++) {
+            const json_t *a = json_array_get(ads, i);
+            if (!json_is_object(a))
+                return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu must be an object", i);
+            RM_TRY(adapter_name(a, i, &sp->adapters[i]));
+            q->adapters[i] = sp->adapters[i];
+            q->n_adapters = (int)i + 1;
+            double w = 1;
+            const json_t *wv = json_object_get(a, "weight");
+            if (wv && !json_is_null(wv)) {
+                if (!json_is_number(wv) || !isfinite(json_number_value(wv)))
+                    return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"weight\" must be a "
+                                  "finite number", i);
+                w = json_number_value(wv);
+            }
+            q->weights[i] = (float)w;
+        }
+    }
+    q->mode = q->n_adapters ? RM_COMPOSE_EXPLICIT : RM_COMPOSE_NONE;
+    if (mode && !json_is_null(mode)) {
+        if (!json_is_string(mode) || !rm_compose_mode_from_name(json_string_value(mode), &q->mode))
+            return bad("lora.mode", "one of none, explicit, selection, mixture, fusion, router");
+    }
+    if (router && !json_is_null(router)) {
+        if (!json_is_string(router) || !*json_string_value(router)) return bad("lora.router", "a name or path");
+        RM_TRY(dup(json_string_value(router), &sp->router));
+        q->router = sp->router;
+    }
+    return RAMOLE_OK;
+}
+
+static rm_status parse(const json_t *o, rm_request_spec *sp) {
+    if (!json_is_object(o)) return rm_err(RAMOLE_ERR_INVALID, "a request must be a JSON object");
+    rm_engine_request *q = &sp->req;
+    rm_engine_request_init(q);
+    q->sampling.temperature = 1.0f; /* OpenAI's defaults: plain sampling */
+    q->sampling.top_p = 1.0f;
+    q->sampling.top_k = 0;
+    q->sampling.min_p = 0;
+    q->max_tokens = 16;
+    RM_TRY(parse_prompt(o, sp));
+    double d;
+    json_int_t i;
+    i = q->max_tokens;
+    RM_TRY(get_int(o, "max_tokens", 0, 1 << 24, "an integer >= 0", &i));
+    q->max_tokens = (int)i;
+    d = q->sampling.temperature;
+    RM_TRY(get_number(o, "temperature", 0, 2, "a number in [0, 2]", &d));
+    q->sampling.temperature = (float)d;
+    d = q->sampling.top_p;
+    RM_TRY(get_number(o, "top_p", 1e-9, 1, "a number in (0, 1]", &d));
+    q->sampling.top_p = (float)d;
+    d = q->sampling.min_p;
+    RM_TRY(get_number(o, "min_p", 0, 1, "a number in [0, 1]", &d));
+    q->sampling.min_p = (float)d;
+    d = q->sampling.repeat_penalty;
+    RM_TRY(get_number(o, "repeat_penalty", 1e-3, 100, "a number in [0.001, 100]", &d));
+    q->sampling.repeat_penalty = (float)d;
+    i = q->sampling.top_k;
+    RM_TRY(get_int(o, "top_k", 0, 1 << 24, "an integer >= 0", &i));
+    q->sampling.top_k = (int)i;
+    i = (json_int_t)q->sampling.seed;
+    RM_TRY(get_int(o, "seed", 0, INT64_MAX, "an integer >= 0", &i));
+    q->sampling.seed = (uint64_t)i;
+    const json_t *ie = json_object_get(o, "ignore_eos");
+    if (ie && !json_is_null(ie)) {
+        if (!json_is_boolean(ie)) return bad("ignore_eos", "true or false");
+        q->ignore_eos = json_is_true(ie);
+    }
+    RM_TRY(parse_stop(o, sp));
+    return parse_lora(o, sp);
+}
+
+rm_status rm_request_spec_from_json(const void *obj, rm_request_spec *spec) {
+    memset(spec, 0, sizeof *spec);
+    rm_status st = parse(obj, spec);
+    if (st != RAMOLE_OK) rm_request_spec_free(spec);
+    return st;
+}
+
+void rm_request_spec_free(rm_request_spec *sp) {
+    rm_free(sp->tokens);
+    rm_free(sp->prompt);
+    for (int i = 0; sp->messages && i < sp->req.n_messages; i++) {
+        rm_free((char *)sp->messages[i].role);
+        rm_free((char *)sp->messages[i].content);
+    }
+    rm_free(sp->messages);
+    for (int i = 0; i < RM_REQUEST_MAX_STOP; i++) rm_free(sp->stop[i]);
+    for (int i = 0; i < RM_LORA_MAX_K; i++) rm_free(sp->adapters[i]);
+    rm_free(sp->router);
+    memset(sp, 0, sizeof *sp);
+}

@@ -1,0 +1,45 @@
+/*
+ * request_json.h — one generation request from JSON, as `ramole batch`
+ * lines and the server's request bodies carry it.
+ *
+ * Fields (all optional but the prompt), with OpenAI's meanings and
+ * defaults where OpenAI has them:
+ *   "prompt"       string, or an array of token ids
+ *   "messages"     [{"role", "content"}] through the model's chat template
+ *   "max_tokens"   integer >= 0 (default 16; 0: until the context is full)
+ *   "temperature"  number in [0, 2] (default 1; 0 is greedy)
+ *   "top_p"        number in (0, 1] (default 1)
+ *   "top_k", "min_p", "repeat_penalty"   llama.cpp's samplers (default off)
+ *   "seed"         integer >= 0 (default a fixed seed: batches are repeatable)
+ *   "stop"         string or array of up to 16 strings
+ *   "ignore_eos"   boolean
+ *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
+ *                   "router", "adapters": [{"name" or "path", "weight"}],
+ *                   "router": name or path}; mode defaults to explicit when
+ *                   adapters are given, weights to 1
+ * Unknown fields are ignored, as OpenAI clients send more than ramole uses.
+ * Errors (ERR_INVALID) name the field and what it must be.
+ */
+#ifndef RM_REQUEST_JSON_H
+#define RM_REQUEST_JSON_H
+
+#include "engine/engine.h"
+
+#define RM_REQUEST_MAX_STOP 16
+
+/* A request and the storage its pointers refer to. */
+typedef struct {
+    rm_engine_request req;
+    int32_t *tokens;
+    char *prompt;
+    rm_chat_msg *messages;   /* role/content strings owned */
+    char *stop[RM_REQUEST_MAX_STOP];
+    char *adapters[RM_LORA_MAX_K];
+    char *router;
+} rm_request_spec;
+
+/* Parse object `obj` (a json_t *) into spec; on failure spec holds nothing. */
+rm_status rm_request_spec_from_json(const void *obj, rm_request_spec *spec);
+void      rm_request_spec_free(rm_request_spec *spec);
+
+#endif

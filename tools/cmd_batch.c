@@ -1,0 +1,236 @@
+/*
+ * cmd_batch.c — `ramole batch`: offline inference over a JSONL file of
+ * requests, every request through the engine's continuous batching.
+ *
+ * Each input line is one request (engine/request_json.h) with an optional
+ * "id"; each output line, in input order, is {"id", "text", "tokens",
+ * "finish_reason", "usage"}, or {"id", "error": {"message", "line"}} for a
+ * line that could not run. The other lines still run; the exit status is 1
+ * when any failed.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "engine/request_json.h"
+
+typedef struct {
+    int line;            /* 1-based line number in the input */
+    json_t *id;          /* the line's "id", or NULL */
+    rm_request_spec spec;
+    char *error;         /* a line that did not parse */
+} batch_line;
+
+typedef struct {
+    batch_line *v;
+    int n, cap;
+} batch_lines;
+
+static rm_status read_line(const char *s, size_t n, int line, void *ctx) {
+    batch_lines *L = ctx;
+    if (L->n == L->cap) {
+        int cap = L->cap ? 2 * L->cap : 64;
+        batch_line *v = rm_realloc(L->v, (size_t)cap * sizeof *v);
+        if (!v) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        L->v = v;
+        L->cap = cap;
+    }
+    batch_line *b = &L->v[L->n++];
+    memset(b, 0, sizeof *b);
+    b->line = line;
+    json_error_t jerr;
+    json_t *o = json_loadb(s, n, 0, &jerr);
+    if (!o) {
+        b->error = rm_asprintf("not valid JSON: %s (column %d)", jerr.text, jerr.column);
+        return RAMOLE_OK;
+    }
+    json_t *id = json_object_get(o, "id");
+    if (id) b->id = json_incref(id);
+    if (rm_request_spec_from_json(o, &b->spec) != RAMOLE_OK) b->error = rm_strdup(ramole_last_error());
+    json_decref(o);
+    return RAMOLE_OK;
+}
+
+static void lines_free(batch_lines *L) {
+    for (int i = 0; i < L->n; i++) {
+        json_decref(L->v[i].id);
+        rm_request_spec_free(&L->v[i].spec);
+        rm_free(L->v[i].error);
+    }
+    rm_free(L->v);
+}
+
+typedef struct {
+    bool tty;
+    double last;
+} progress_state;
+
+static void progress(int done, int total, int64_t tokens, double secs, void *user) {
+    progress_state *p = user;
+    double now = rm_time_now();
+    bool end = done == total;
+    if (!end && now - p->last < (p->tty ? 0.2 : 5.0)) return;
+    p->last = now;
+    double rate = secs > 0 ? (double)tokens / secs : 0;
+    char eta[32];
+    cli_fmt_time(done ? secs * (total - done) / done : -1, eta, sizeof eta);
+    int width = 30, fill = total ? (int)((int64_t)width * done / total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "%s[%s] %d/%d requests, %.1f tokens/s, ETA %s%s", p->tty ? "\r" : "", bar, done, total, rate,
+            eta, p->tty && !end ? "" : "\n");
+    fflush(stderr);
+}
+
+static const char *finish_name(rm_finish_reason f) {
+    return f == RM_FINISH_EOS || f == RM_FINISH_STOP ? "stop" : rm_finish_reason_name(f);
+}
+
+/* One output line. */
+static json_t *result_json(const batch_line *b, const rm_engine_result *r) {
+    json_t *o = json_object();
+    json_object_set(o, "id", b->id ? b->id : json_null());
+    const char *err = b->error ? b->error : r->error;
+    if (err || r->finish == RM_FINISH_ERROR || r->finish == RM_FINISH_NONE) {
+        json_t *e = json_object();
+        json_object_set_new(e, "message", json_string(err ? err : "the request did not finish"));
+        json_object_set_new(e, "line", json_integer(b->line));
+        json_object_set_new(o, "error", e);
+        return o;
+    }
+    json_object_set_new(o, "text", json_stringn(r->text ? r->text : "", r->len));
+    json_t *toks = json_array();
+    for (int i = 0; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
+    json_object_set_new(o, "tokens", toks);
+    json_object_set_new(o, "finish_reason", json_string(finish_name(r->finish)));
+    json_t *u = json_object();
+    json_object_set_new(u, "prompt_tokens", json_integer(r->n_prompt));
+    json_object_set_new(u, "completion_tokens", json_integer(r->n_tokens));
+    json_object_set_new(u, "total_tokens", json_integer(r->n_prompt + r->n_tokens));
+    json_object_set_new(o, "usage", u);
+    return o;
+}
+
+static void usage_batch(void) {
+    fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
+                    "[--max-seqs N] [--ctx N] [--step-tokens N] [--kv-type f16|f32] [--max-adapters K] "
+                    "[--max-rank R] [--lora-type f32|f16|bf16] [--quiet]\n");
+}
+
+int cmd_batch(int argc, char **argv) {
+    const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
+    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 64;
+    rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
+    bool quiet = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VAL() if (!(v = cli_value(cmd, argc, argv, &i))) return 2
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); model = v; }
+        else if (!strcmp(a, "--in")) { VAL(); in = v; }
+        else if (!strcmp(a, "--out")) { VAL(); outp = v; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!cli_int(cmd, a, v, 1, 256, &threads)) return 2; }
+        else if (!strcmp(a, "--max-seqs")) { VAL(); if (!cli_int(cmd, a, v, 1, 4096, &max_seqs)) return 2; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &n_ctx)) return 2; }
+        else if (!strcmp(a, "--step-tokens")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &step)) return 2; }
+        else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
+        else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
+        else if (!strcmp(a, "--kv-type")) {
+            VAL();
+            if (!strcmp(v, "f32")) kv_type = RM_TYPE_F32;
+            else if (!strcmp(v, "f16")) kv_type = RM_TYPE_F16;
+            else { fprintf(stderr, "ramole %s: --kv-type must be f32 or f16, got '%s'\n", cmd, v); return 2; }
+        }
+        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &lora_type)) return 2; }
+        else if (!strcmp(a, "--quiet")) quiet = true;
+        else {
+            fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
+            usage_batch();
+            return 2;
+        }
+#undef VAL
+    }
+    if (!model || !in || !outp) {
+        fprintf(stderr, "ramole %s: -m MODEL, --in FILE and --out FILE are required\n", cmd);
+        usage_batch();
+        return 2;
+    }
+    rm_model *m = NULL;
+    rm_engine *e = NULL;
+    batch_lines L = {0};
+    char *text = NULL;
+    size_t size;
+    const rm_engine_request **reqs = NULL;
+    rm_engine_result *res = NULL;
+    FILE *f = NULL;
+    int rc = 1, failed = 0;
+    rm_status st;
+    if ((st = rm_file_read(in, &text, &size)) != RAMOLE_OK ||
+        (st = rm_lines_each(text, size, in, read_line, &L)) != RAMOLE_OK || (st = rm_model_open(model, &m)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
+                           .step_tokens = (int)step, .kv_type = kv_type, .max_adapters = (int)max_k,
+                           .max_rank = (int)max_rank, .adapter_type = lora_type};
+    reqs = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
+    res = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *res);
+    if (!reqs || !res) {
+        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
+        goto out;
+    }
+    for (int i = 0; i < L.n; i++) reqs[i] = L.v[i].error ? NULL : &L.v[i].spec.req;
+    if ((st = rm_engine_new(m, &ep, &e)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    progress_state ps = {.tty = isatty(2) != 0};
+    double t0 = rm_time_now();
+    st = rm_engine_run_all(e, reqs, L.n, 0, res, quiet ? NULL : progress, &ps);
+    if (st != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    double secs = rm_time_now() - t0;
+    /* results in input order, written whole or not at all */
+    char *tmp = rm_asprintf("%s.tmp.%d", outp, (int)getpid());
+    if (!tmp || !(f = fopen(tmp, "w"))) {
+        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write %s", outp));
+        rm_free(tmp);
+        goto out;
+    }
+    int64_t toks = 0;
+    for (int i = 0; i < L.n; i++) {
+        json_t *o = result_json(&L.v[i], &res[i]);
+        if (json_object_get(o, "error")) failed++;
+        toks += res[i].n_tokens;
+        json_dumpf(o, f, JSON_COMPACT | JSON_ENSURE_ASCII);
+        fputc('\n', f);
+        json_decref(o);
+    }
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    f = NULL;
+    if (!ok || rename(tmp, outp) != 0) {
+        unlink(tmp);
+        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write %s", outp));
+        rm_free(tmp);
+        goto out;
+    }
+    rm_free(tmp);
+    fprintf(stderr, "batch: %d requests (%d failed), %lld tokens in %.2f s (%.1f tokens/s)\n", L.n, failed,
+            (long long)toks, secs, secs > 0 ? (double)toks / secs : 0.0);
+    rc = failed ? 1 : 0;
+out:
+    if (f) fclose(f);
+    for (int i = 0; res && i < L.n; i++) rm_engine_result_free(&res[i]);
+    rm_free(res);
+    rm_free(reqs);
+    rm_engine_free(e);
+    rm_model_free(m);
+    lines_free(&L);
+    rm_free(text);
+    return rc;
+}
