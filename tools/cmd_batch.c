@@ -116,13 +116,15 @@ static json_t *result_json(const batch_line *b, const rm_engine_result *r) {
 
 static void usage_batch(void) {
     fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
-                    "[--max-seqs N] [--ctx N] [--step-tokens N] [--kv-type f16|f32] [--max-adapters K] "
+                    "[--max-seqs N] [--ctx N] [--step-tokens N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
+                    "[--max-adapters K] "
                     "[--max-rank R] [--lora-type f32|f16|bf16] [--quiet]\n");
 }
 
 int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
-    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 64;
+    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 64, kv_block = 0,
+         kv_blocks = 0;
     rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -135,6 +137,8 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--max-seqs")) { VAL(); if (!cli_int(cmd, a, v, 1, 4096, &max_seqs)) return 2; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &n_ctx)) return 2; }
         else if (!strcmp(a, "--step-tokens")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &step)) return 2; }
+        else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &kv_block)) return 2; }
+        else if (!strcmp(a, "--kv-blocks")) { VAL(); if (!cli_int(cmd, a, v, 1, INT32_MAX, &kv_blocks)) return 2; }
         else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
         else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
         else if (!strcmp(a, "--kv-type")) {
@@ -173,7 +177,8 @@ int cmd_batch(int argc, char **argv) {
         goto out;
     }
     rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
-                           .step_tokens = (int)step, .kv_type = kv_type, .max_adapters = (int)max_k,
+                           .step_tokens = (int)step, .kv_type = kv_type,
+                           .kv_block = (int)kv_block, .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k,
                            .max_rank = (int)max_rank, .adapter_type = lora_type};
     reqs = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
     res = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *res);
@@ -201,8 +206,9 @@ int cmd_batch(int argc, char **argv) {
         rm_free(tmp);
         goto out;
     }
-    int64_t toks = 0;
+    int64_t toks = 0, prompt_toks = 0;
     for (int i = 0; i < L.n; i++) {
+        prompt_toks += res[i].n_prompt;
         json_t *o = result_json(&L.v[i], &res[i]);
         if (json_object_get(o, "error")) failed++;
         toks += res[i].n_tokens;
@@ -220,8 +226,9 @@ int cmd_batch(int argc, char **argv) {
         goto out;
     }
     rm_free(tmp);
-    fprintf(stderr, "batch: %d requests (%d failed), %lld tokens in %.2f s (%.1f tokens/s)\n", L.n, failed,
-            (long long)toks, secs, secs > 0 ? (double)toks / secs : 0.0);
+    fprintf(stderr, "batch: %d requests (%d failed), %lld prompt + %lld generated tokens in %.2f s (%.2f generated "
+            "tokens/s, %.2f overall)\n", L.n, failed, (long long)prompt_toks, (long long)toks, secs,
+            secs > 0 ? (double)toks / secs : 0.0, secs > 0 ? (double)(toks + prompt_toks) / secs : 0.0);
     rc = failed ? 1 : 0;
 out:
     if (f) fclose(f);

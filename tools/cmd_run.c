@@ -18,7 +18,7 @@ typedef struct {
     const char *prompt;
     int32_t *tokens;
     int n_tokens;
-    long n_predict, threads, n_ctx, bench_prompt, bench_decode;
+    long n_predict, threads, n_ctx, bench_prompt, bench_decode, kv_block;
     bool all, ignore_eos;
     rm_sampler_params sp;
     /* LoRA */
@@ -60,6 +60,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!cli_int(cmd, a, v, 1, 256, &o->threads)) return false; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return false; }
         else if (!strcmp(a, "--prompt")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 16, &o->bench_prompt)) return false; }
+        else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &o->kv_block)) return false; }
         else if (!strcmp(a, "--decode")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 16, &o->bench_decode)) return false; }
         else if (!strcmp(a, "--temp")) { VAL(); if (!cli_float(cmd, a, v, 0, 100, &d)) return false; o->sp.temperature = (float)d; }
         else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 24, &l)) return false; o->sp.top_k = (int)l; }
@@ -139,7 +140,7 @@ static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_log
     bool lora = l && l->comp.mode != RM_COMPOSE_NONE;
     rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
                        .n_threads = (int)o->threads, .lora_max_k = lora ? o->n_lora : 0,
-                       .lora_max_rank = lora ? max_rank(l, o->n_lora) : 0};
+                       .lora_max_rank = lora ? max_rank(l, o->n_lora) : 0, .kv_block = (int)o->kv_block};
     RM_TRY(rm_ctx_new(m, &p, ctx));
     if (lora) RM_TRY(rm_lora_set(rm_ctx_lora(*ctx), 0, &l->comp));
     return RAMOLE_OK;
