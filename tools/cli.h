@@ -48,7 +48,6 @@ int cmd_train(int argc, char **argv);
 int cmd_train_retriever(int argc, char **argv); /* argv: train retriever ... */
 int cmd_embed(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
-bool cli_is_adapter(const char *path);
 int cli_convert_adapter(const char *in, const char *out, const char *base, int type); /* type -1: f32 */
 
 #endif
