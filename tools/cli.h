@@ -5,8 +5,10 @@
 #ifndef RM_CLI_H
 #define RM_CLI_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/core.h"
 #include "kernels/kernels.h"
@@ -35,6 +37,15 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */
 int cli_fail(const char *cmd, rm_status st);
 bool cli_ends_with(const char *s, const char *suffix);
+
+/* JSON output goes through jansson, so that names holding quotes or
+ * backslashes stay valid JSON. A number as printf's `fmt` ("%.6f",
+ * "%.6g", ...) writes it, as a JSON real (printed without the trailing
+ * zeros); null when x is not finite. */
+json_t *cli_json_num(const char *fmt, double x);
+/* Write obj (a new reference, freed here) to f as one compact line, keys
+ * in the order they were set; false when it cannot be built or written. */
+bool cli_json_line(FILE *f, json_t *obj);
 
 int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
