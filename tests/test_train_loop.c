@@ -3,14 +3,17 @@
  * router's random LoRA dropout against its contract and its rates, the
  * held-out experts, and rm_train_run's events, held-out loss and a run
  * stopped and resumed from its checkpoint that ends bit-identical to one
- * run straight through (base and router training).
+ * run straight through (base and router training); router-eval's means
+ * against uniform gates and experts of known output ratio.
  */
 #include "test.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora/compose.h"
 #include "train/loop.h"
+#include "train/router_eval.h"
 
 /* ---- random LoRA dropout ------------------------------------------------------ */
 
@@ -239,3 +242,90 @@ out:
 
 TEST(train_run_resumes_bit_exactly_full) { run_and_resume(false); }
 TEST(train_run_resumes_bit_exactly_router) { run_and_resume(true); }
+
+/* ---- router-eval ------------------------------------------------------------------ */
+
+static rm_status keep_second_example(const rm_router_eval_example *e, void *user) {
+    rm_router_eval_example *keep = user;
+    if (e->line == 2) *keep = *e;
+    return RAMOLE_OK;
+}
+
+/*
+ * A router with B_r = 0 scores every expert 0: the gates are uniform, 1/K
+ * at every module and position. Expert 1 is expert 0 with B times 3, so
+ * its output is 3x expert 0's everywhere and its share of the experts'
+ * output is 3/4. The picks follow: ties go to expert 0, the share to 1.
+ */
+TEST(train_router_eval_uniform_gates_and_shares) {
+    rm_model *m = loop_model(6);
+    rm_adapter *pool[2] = {0}, *router = NULL;
+    rm_ctx *ctx = NULL;
+    rm_dataset d = {0};
+    if (!m) return;
+    CHECK_OK(rm_adapter_random(m, 2, 4.0f, 0x7f, 31, 0.3f, &pool[0]));
+    CHECK_OK(rm_adapter_random(m, 2, 4.0f, 0x7f, 31, 0.3f, &pool[1]));
+    CHECK_OK(rm_adapter_random(m, 2, 2.0f, 0x7f, 32, 0.3f, &router));
+    if (!pool[0] || !pool[1] || !router) goto out;
+    rm_free(pool[0]->name), rm_free(pool[1]->name);
+    pool[0]->name = rm_strdup("zero"), pool[1]->name = rm_strdup("three");
+    for (int i = 0; i < m->cfg.n_layers * RM_TARGET_COUNT; i++) {
+        int64_t din, dout;
+        rm_target_dims(&m->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
+        size_t nb = (size_t)dout * (size_t)router->mods[i].rank;
+        memset(router->mods[i].B, 0, nb * sizeof(float));
+        for (size_t k = 0; k < nb; k++) ((float *)pool[1]->mods[i].B)[k] *= 3.0f;
+    }
+    /* two examples of 7 tokens, prompts of 3 and 5; the first names "zero", the second nothing */
+    d.n = d.cap = 2;
+    d.ex = rm_calloc(2, sizeof *d.ex);
+    if (!d.ex) goto out;
+    for (int i = 0; i < 2; i++) {
+        rm_example *e = &d.ex[i];
+        e->n = 7, e->n_prompt = 3 + 2 * i, e->line = i + 1;
+        e->tokens = rm_malloc(7 * sizeof *e->tokens);
+        for (int t = 0; e->tokens && t < 7; t++) e->tokens[t] = (int32_t)((t * 7 + i * 3 + 1) % 40);
+    }
+    d.ex[0].n_adapters = 1;
+    d.ex[0].adapters = rm_malloc(sizeof(char *));
+    if (d.ex[0].adapters) d.ex[0].adapters[0] = rm_strdup("zero");
+    rm_ctx_params cp = {.n_ctx = 8, .n_seq = 1, .n_batch = 8, .n_logits = 1, .n_threads = 2, .lora_max_k = 2,
+                        .lora_max_rank = 2};
+    CHECK_OK(rm_ctx_new(m, &cp, &ctx));
+    if (!ctx) goto out;
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = 2, .router = router, .experts = {pool[0], pool[1]}};
+    CHECK_OK(rm_lora_set(rm_ctx_lora(ctx), 0, &comp));
+    rm_router_eval_summary sum;
+    rm_router_eval_example second = {0};
+    CHECK_OK(rm_router_eval(ctx, pool, 2, &d, keep_second_example, &second, &sum));
+    CHECK(second.line == 2 && second.expected == NULL);
+    for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
+        for (int p = 0; p < 2; p++) {
+            CHECK_NEAR(second.weights[RM_EVAL_DEPTH_EVERY][s][p], 0.5, 1e-6);
+            CHECK_NEAR(second.weights[RM_EVAL_DEPTH_LAST][s][p], 0.5, 1e-6);
+        }
+        CHECK_NEAR(second.weights[RM_EVAL_DEPTH_SHARE][s][0], 0.25, 1e-4);
+        CHECK_NEAR(second.weights[RM_EVAL_DEPTH_SHARE][s][1], 0.75, 1e-4);
+        CHECK(second.picked[RM_EVAL_DEPTH_SHARE][s] == 1 && second.picked[RM_EVAL_DEPTH_EVERY][s] == 0);
+    }
+    /* only the first example names its adapter: right where the pick is expert 0 */
+    CHECK(sum.examples == 1);
+    for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
+        CHECK(sum.right[RM_EVAL_DEPTH_EVERY][s] == 1 && sum.right[RM_EVAL_DEPTH_LAST][s] == 1);
+        CHECK(sum.right[RM_EVAL_DEPTH_SHARE][s] == 0);
+        CHECK(rm_router_eval_accuracy(&sum, RM_EVAL_DEPTH_LAST, s) == 1.0);
+    }
+    CHECK(!strcmp(rm_eval_span_name(RM_EVAL_SPAN_ANSWER), "answer") && !strcmp(rm_eval_depth_suffix(RM_EVAL_DEPTH_SHARE), "_share"));
+out:
+    rm_ctx_free(ctx);
+    for (int i = 0; i < d.n && d.ex; i++) {
+        rm_free(d.ex[i].tokens);
+        for (int a = 0; a < d.ex[i].n_adapters && d.ex[i].adapters; a++) rm_free(d.ex[i].adapters[a]);
+        rm_free(d.ex[i].adapters);
+    }
+    rm_free(d.ex);
+    rm_adapter_free(router);
+    rm_adapter_free(pool[0]);
+    rm_adapter_free(pool[1]);
+    rm_model_free(m);
+}

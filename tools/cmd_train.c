@@ -39,6 +39,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
 #include "train/loop.h"
+#include "train/router_eval.h"
 #include "train/train.h"
 
 #define MAX_FILES 256
@@ -569,30 +570,37 @@ out:
 }
 
 /*
- * router-eval: for each held-out example, the router's gates over the whole
- * pool (in --pool order) while the example runs teacher-forced (prompt +
- * answer), averaged over three spans of positions: the prompt's, the
- * answer's (those whose next token is in the loss: the positions that
- * generate) and all; and three ways over depth: the mean gate over every
- * module the router adapts (rm_lora_trace_gates), the mean of each
- * expert's share of the experts' output there (weight x output size), and
- * the last module's gate alone (layer L-1's last adapted target). The pick
- * is the adapter with the highest mean, compared with the example's first
- * listed "adapters" name. One JSON line per example ("answer": every
- * module, "answer_share", "answer_last", ...), then a summary line with
- * accuracy_SPAN, accuracy_SPAN_share and accuracy_SPAN_last. The last
- * module's gates at prompt positions receive no gradient in training
- * (nothing after that module reads them).
+ * router-eval (src/train/router_eval.h): one JSON line per example
+ * ("line", "expected", then per depth and span "prompt": {"picked",
+ * "weights"} in --pool order, "answer", "all", "prompt_share", ...,
+ * "all_last"), then a summary line with right_SPAN[_DEPTH] and
+ * accuracy_SPAN[_DEPTH].
  */
-enum { SPAN_PROMPT, SPAN_ANSWER, SPAN_ALL, N_SPAN };
-static const char *const span_name[N_SPAN] = {"prompt", "answer", "all"};
-enum { DEPTH_EVERY, DEPTH_SHARE, DEPTH_LAST, N_DEPTH };
-static const char *const depth_suffix[N_DEPTH] = {"", "_share", "_last"};
+static json_t *router_eval_key_obj(const char *picked, const double *w, int K) {
+    json_t *o = json_object(), *a = json_array();
+    for (int p = 0; p < K; p++) json_array_append_new(a, cli_json_num("%.4f", w[p]));
+    json_object_set_new(o, "picked", json_string_nocheck(picked));
+    json_object_set_new(o, "weights", a);
+    return o;
+}
 
-static int argmax_d(const double *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) b = v[i] > v[b] ? i : b;
-    return b;
+typedef struct {
+    rm_adapter *const *pool;
+    int K;
+} router_eval_out;
+
+static rm_status print_router_eval(const rm_router_eval_example *e, void *user) {
+    const router_eval_out *ro = user;
+    json_t *l = json_object();
+    json_object_set_new(l, "line", json_integer(e->line));
+    json_object_set_new(l, "expected", json_string_nocheck(e->expected ? e->expected : ""));
+    for (int dep = 0; dep < RM_EVAL_DEPTH_COUNT; dep++)
+        for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s%s", rm_eval_span_name(s), rm_eval_depth_suffix(dep));
+            json_object_set_new(l, key, router_eval_key_obj(ro->pool[e->picked[dep][s]]->name, e->weights[dep][s], ro->K));
+        }
+    return cli_json_line(stdout, l) ? RAMOLE_OK : rm_err(RAMOLE_ERR_IO, "cannot write the results");
 }
 
 static int router_eval(const train_opts *o) {
@@ -601,10 +609,7 @@ static int router_eval(const train_opts *o) {
     rm_adapter *pool[MAX_POOL] = {0}, *router = NULL;
     rm_dataset *d = NULL;
     rm_ctx *ctx = NULL;
-    int32_t *pos = NULL, *seq = NULL;
-    double *tsum = NULL, *tshare = NULL;
-    int *tn = NULL;
-    int rc = 1, counted = 0, right[N_DEPTH][N_SPAN] = {{0}};
+    int rc = 1;
     rm_status st;
     if (!o->model || !o->n_pool || !o->router_path) {
         fprintf(stderr, "ramole %s: -m MODEL, --pool ADAPTER... and --router DIR are required\n", cmd);
@@ -625,69 +630,25 @@ static int router_eval(const train_opts *o) {
     rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router};
     for (int p = 0; p < K; p++) comp.experts[p] = pool[p];
     if ((st = rm_lora_set(rm_ctx_lora(ctx), 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    pos = rm_malloc((size_t)maxn * sizeof *pos);
-    seq = rm_calloc((size_t)maxn, sizeof *seq);
-    tsum = rm_malloc((size_t)maxn * K * sizeof *tsum);
-    tshare = rm_malloc((size_t)maxn * K * sizeof *tshare);
-    tn = rm_malloc((size_t)maxn * sizeof *tn);
-    if (!pos || !seq || !tsum || !tshare || !tn) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    for (int i = 0; i < maxn; i++) pos[i] = i;
-    for (int i = 0; i < d->n; i++) {
-        const rm_example *e = &d->ex[i];
-        int n = e->n - 1; /* positions that predict a next token */
-        rm_ctx_seq_clear(ctx, 0);
-        memset(tsum, 0, (size_t)n * K * sizeof *tsum);
-        memset(tshare, 0, (size_t)n * K * sizeof *tshare);
-        memset(tn, 0, (size_t)n * sizeof *tn);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), &(rm_gate_trace){.gates = tsum, .shares = tshare, .n = tn});
-        rm_batch b = {n, e->tokens, pos, seq, NULL};
-        st = rm_ctx_decode(ctx, &b);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
-        if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        double mean[N_DEPTH][N_SPAN][MAX_POOL] = {{{0}}};
-        int cnt[N_SPAN] = {0}, best[N_DEPTH][N_SPAN];
-        for (int t = 0; t < n; t++) {
-            const float *g = rm_lora_last_gates(rm_ctx_lora(ctx), t);
-            int sp = t + 1 >= e->n_prompt ? SPAN_ANSWER : SPAN_PROMPT;
-            for (int p = 0; p < K; p++) {
-                double every = tn[t] ? tsum[(size_t)t * K + p] / tn[t] : 0;
-                double share = tn[t] ? tshare[(size_t)t * K + p] / tn[t] : 0;
-                mean[DEPTH_EVERY][sp][p] += every, mean[DEPTH_EVERY][SPAN_ALL][p] += every;
-                mean[DEPTH_SHARE][sp][p] += share, mean[DEPTH_SHARE][SPAN_ALL][p] += share;
-                mean[DEPTH_LAST][sp][p] += g[p], mean[DEPTH_LAST][SPAN_ALL][p] += g[p];
-            }
-            cnt[sp]++, cnt[SPAN_ALL]++;
-        }
-        printf("{\"line\":%d,\"expected\":\"%s\"", e->line, e->n_adapters ? e->adapters[0] : "");
-        for (int dep = 0; dep < N_DEPTH; dep++)
-            for (int s = 0; s < N_SPAN; s++) {
-                for (int p = 0; p < K; p++) mean[dep][s][p] /= cnt[s] ? cnt[s] : 1;
-                best[dep][s] = argmax_d(mean[dep][s], K);
-                printf(",\"%s%s\":{\"picked\":\"%s\",\"weights\":[", span_name[s], depth_suffix[dep],
-                       pool[best[dep][s]]->name);
-                for (int p = 0; p < K; p++) printf("%s%.4f", p ? "," : "", mean[dep][s][p]);
-                printf("]}");
-            }
-        printf("}\n");
-        if (e->n_adapters) {
-            counted++;
-            for (int dep = 0; dep < N_DEPTH; dep++)
-                for (int s = 0; s < N_SPAN; s++) right[dep][s] += !strcmp(e->adapters[0], pool[best[dep][s]]->name);
-        }
+    rm_router_eval_summary sum;
+    router_eval_out ro = {pool, K};
+    if ((st = rm_router_eval(ctx, pool, K, d, print_router_eval, &ro, &sum)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
     }
-    printf("{\"examples\":%d", counted);
-    for (int dep = 0; dep < N_DEPTH; dep++)
-        for (int s = 0; s < N_SPAN; s++)
-            printf(",\"right_%s%s\":%d,\"accuracy_%s%s\":%.4f", span_name[s], depth_suffix[dep], right[dep][s],
-                   span_name[s], depth_suffix[dep], counted ? (double)right[dep][s] / counted : 0.0);
-    printf("}\n");
-    rc = 0;
+    json_t *l = json_object();
+    json_object_set_new(l, "examples", json_integer(sum.examples));
+    for (int dep = 0; dep < RM_EVAL_DEPTH_COUNT; dep++)
+        for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
+            char key[48];
+            const char *sn = rm_eval_span_name(s), *ds = rm_eval_depth_suffix(dep);
+            snprintf(key, sizeof key, "right_%s%s", sn, ds);
+            json_object_set_new(l, key, json_integer(sum.right[dep][s]));
+            snprintf(key, sizeof key, "accuracy_%s%s", sn, ds);
+            json_object_set_new(l, key, cli_json_num("%.4f", rm_router_eval_accuracy(&sum, dep, s)));
+        }
+    rc = cli_json_line(stdout, l) ? 0 : cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write the results"));
 out:
-    rm_free(pos);
-    rm_free(seq);
-    rm_free(tsum);
-    rm_free(tshare);
-    rm_free(tn);
     rm_ctx_free(ctx);
     rm_dataset_free(d);
     rm_adapter_free(router);
