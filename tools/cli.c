@@ -190,6 +190,13 @@ json_t *cli_json_num(const char *fmt, double x) {
     return json_real(strtod(buf, NULL));
 }
 
+json_t *cli_json_u64(uint64_t v) {
+    if (v <= (uint64_t)INT64_MAX) return json_integer((json_int_t)v);
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return json_string(buf);
+}
+
 bool cli_json_line(FILE *f, json_t *obj) {
     /* 15 digits print the shortest form of every value cli_json_num rounded */
     char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;

@@ -43,6 +43,9 @@ bool cli_ends_with(const char *s, const char *suffix);
  * "%.6g", ...) writes it, as a JSON real (printed without the trailing
  * zeros); null when x is not finite. */
 json_t *cli_json_num(const char *fmt, double x);
+/* A u64 as a JSON integer; above INT64_MAX (which JSON readers and jansson
+ * do not hold exactly) as a string of its digits. */
+json_t *cli_json_u64(uint64_t v);
 /* Write obj (a new reference, freed here) to f as one compact line, keys
  * in the order they were set; false when it cannot be built or written. */
 bool cli_json_line(FILE *f, json_t *obj);

@@ -349,7 +349,7 @@ int cmd_train_retriever(int argc, char **argv) {
         json_object_set_new(l, "batch", json_integer(o.batch));
         json_object_set_new(l, "lr", cli_json_num("%g", o.lr));
         json_object_set_new(l, "temperature", cli_json_num("%g", o.temperature));
-        json_object_set_new(l, "seed", json_integer((json_int_t)o.seed));
+        json_object_set_new(l, "seed", cli_json_u64(o.seed));
         cli_json_line(logf, l);
         log_eval(logf, "before", &before);
         fflush(logf);

@@ -254,7 +254,7 @@ static rm_status on_start(train_job *j, const rm_train_progress *p) {
     json_object_set_new(l, "accum", json_integer(o->accum));
     json_object_set_new(l, "ctx", json_integer(j->T));
     json_object_set_new(l, "lr", cli_json_num("%g", o->lr));
-    json_object_set_new(l, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(l, "seed", cli_json_u64(o->seed));
     json_object_set_new(l, "resume_step", json_integer(p->first_step));
     log_line(j, l);
     return RAMOLE_OK;
