@@ -8,6 +8,12 @@ fail() { printf 'FAILED: %s\n' "$*"; FAILED=1; }
 json_num() { # json_num KEY <<< '{"KEY":1.5,...}'
   sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\([-0-9.eE+]*\).*/\1/p" | head -1
 }
+json_str() { # json_str TEXT -> "TEXT" as a JSON string (backslashes, quotes and tabs escaped)
+  local s=${1//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\t'/\\t}
+  printf '"%s"' "$s"
+}
 ratio() { # ratio A B -> A/B with 2 decimals, or — when either is missing
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "—"; else printf "%.2f\n", a / b }'
 }

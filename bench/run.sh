@@ -148,7 +148,7 @@ for m in "${MODELS[@]+"${MODELS[@]}"}"; do
       r_json=$(grep -m1 '^{' <<<"$r_out")
       if [ $rc = 0 ] && [ -n "$r_json" ]; then
         say "ramole    t=$t: $r_json"
-        printf '{"engine":"ramole","model":"%s","threads":%s,"result":%s}\n' "$m" "$t" "$r_json" >> "$OUT_JSONL"
+        printf '{"engine":"ramole","model":%s,"threads":%s,"result":%s}\n' "$(json_str "$m")" "$t" "$r_json" >> "$OUT_JSONL"
         r_pf=$(json_num prefill_tps <<<"$r_json"); r_dc=$(json_num decode_tps <<<"$r_json")
       else
         fail "ramole bench -m $m -t $t exited $rc: $(tail -n 1 /tmp/ramole-bench.$$.err)"
@@ -163,7 +163,7 @@ for m in "${MODELS[@]+"${MODELS[@]}"}"; do
       l_json=$(grep -m1 '^{' <<<"$l_out")
       if [ $rc = 0 ] && [ -n "$l_json" ]; then
         say "llama.cpp t=$t: $l_json"
-        printf '{"engine":"llama.cpp","model":"%s","threads":%s,"result":%s}\n' "$m" "$t" "$l_json" >> "$OUT_JSONL"
+        printf '{"engine":"llama.cpp","model":%s,"threads":%s,"result":%s}\n' "$(json_str "$m")" "$t" "$l_json" >> "$OUT_JSONL"
         l_pf=$(json_num prefill_tps <<<"$l_json"); l_dc=$(json_num decode_tps <<<"$l_json")
       else
         fail "llama.cpp peer on $m t=$t exited $rc: $(grep -v '^\[' /tmp/llamacpp-bench.$$.err | tail -n 1)"

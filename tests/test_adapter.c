@@ -1022,3 +1022,53 @@ TEST(adapter_f16_storage_saves_merges_and_refuses_overflow) {
     }
     free_bases(&b);
 }
+
+/* rm_adapter_format_of tells adapters from models and other files by
+ * content, the way rm_adapter_load chooses its loader. */
+TEST(adapter_format_of_tells_adapters_from_models) {
+    bases b = make_bases(RM_ARCH_LLAMA, 81, true);
+    if (!b.hf || !b.gg) goto out;
+    char *peft = tmp_path("adapter_fmt_peft"), *gguf = tmp_path("adapter_fmt.gguf");
+    char *cfg = rm_path_join(peft, "adapter_config.json"), *st = rm_path_join(peft, "adapter_model.safetensors");
+    char *empty = tmp_path("adapter_fmt_empty"), *text = tmp_path("adapter_fmt.txt");
+    char *nowhere = tmp_path("adapter_fmt_nowhere"), *hf = tmp_path("adapter_fmt_model");
+    char *gg = tmp_path("adapter_base_llama.gguf"); /* make_bases wrote it */
+    rm_adapter *a = NULL, *back = NULL;
+    CHECK_OK(rm_adapter_random(b.hf, 2, 4, (1u << RM_TARGET_COUNT) - 1, 3, 0.1f, &a));
+    if (!a) goto done;
+    CHECK_OK(rm_adapter_save_peft(a, b.hf, peft));
+    CHECK_OK(rm_adapter_save_gguf(a, b.hf, gguf));
+    CHECK_OK(rm_model_save(b.hf, RM_SOURCE_HF, -1, hf));
+    mkdir(empty, 0755);
+    FILE *f = fopen(text, "w");
+    if (f) fputs("not an adapter\n", f), fclose(f);
+    struct { const char *path; rm_adapter_format want; } cases[] = {
+        {peft, RM_ADAPTER_FORMAT_PEFT}, {cfg, RM_ADAPTER_FORMAT_PEFT}, {st, RM_ADAPTER_FORMAT_PEFT},
+        {gguf, RM_ADAPTER_FORMAT_GGUF}, {hf, RM_ADAPTER_FORMAT_NONE}, {gg, RM_ADAPTER_FORMAT_NONE},
+        {empty, RM_ADAPTER_FORMAT_NONE}, {text, RM_ADAPTER_FORMAT_NONE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rm_adapter_format fmt = (rm_adapter_format)-1;
+        CHECK_OK(rm_adapter_format_of(cases[i].path, &fmt));
+        CHECK_MSG(fmt == cases[i].want, "%s: format %d, want %d", cases[i].path, (int)fmt, (int)cases[i].want);
+        /* what format_of calls an adapter, rm_adapter_load loads */
+        if (cases[i].want != RM_ADAPTER_FORMAT_NONE) {
+            CHECK_OK(rm_adapter_load(b.hf, cases[i].path, &back));
+            CHECK(back && adapters_equal(a, back, b.hf));
+            rm_adapter_free(back);
+            back = NULL;
+        }
+    }
+    rm_adapter_format fmt;
+    CHECK(rm_adapter_format_of(nowhere, &fmt) == RAMOLE_ERR_NOT_FOUND && fmt == RM_ADAPTER_FORMAT_NONE);
+    CHECK(rm_adapter_format_of("", &fmt) == RAMOLE_ERR_INVALID);
+    /* NONE paths fail to load with the message of their layout's loader */
+    EXPECT_FAIL(b.hf, empty, RAMOLE_ERR_NOT_FOUND, "adapter_config.json is missing", NULL);
+    EXPECT_FAIL(b.hf, gg, RAMOLE_ERR_FORMAT, "not a LoRA adapter", NULL);
+done:
+    rm_adapter_free(a);
+    rm_free(peft), rm_free(gguf), rm_free(cfg), rm_free(st), rm_free(empty), rm_free(text), rm_free(nowhere);
+    rm_free(hf), rm_free(gg);
+out:
+    free_bases(&b);
+}

@@ -6,8 +6,9 @@
  * are what the output head reads), projection files (round trip; another
  * base, wrong shape, NaN, all zeros, missing metadata, every truncation:
  * clear errors), task data errors with line numbers, the trainer
- * (deterministic for a seed, and it separates noisy synthetic tasks), and
- * allocation failure walked at every point without leaks.
+ * (deterministic for a seed, and it separates noisy synthetic tasks),
+ * retrieve's index and scores against the first-samples rule computed text
+ * by text, and allocation failure walked at every point without leaks.
  */
 #include "test.h"
 
@@ -21,6 +22,7 @@
 #include "retrieval/embed.h"
 #include "retrieval/index.h"
 #include "retrieval/infonce.h"
+#include "retrieval/retrieve.h"
 #include "retrieval/tasks.h"
 #include "tokenizer/tokenizer.h"
 
@@ -673,4 +675,89 @@ TEST(retrieval_task_evidence_is_first_inputs_in_file_order) {
     CHECK_MSG(got.queries == queries && got.correct == correct, "top-1 %d/%d, the rule gives %d/%d", got.correct,
               got.queries, correct, queries);
     CHECK(queries > 30 && correct > 0 && correct < queries); /* a score that can differ */
+}
+
+/* retrieve: a task's entry is the normalised mean embedding of its first m
+ * inputs in file order, and a query's scores are cosines with those: the
+ * index and the queries against that rule computed here text by text. */
+TEST(retrieval_retrieve_scores_are_cosines_with_first_samples) {
+    rm_tok *tok = byte_tokenizer();
+    rm_model_config c = small_config(300, 32);
+    rm_model *m = NULL;
+    rm_embedder *e = NULL;
+    rm_task_data *d = NULL;
+    rm_index *ix = NULL;
+    CHECK_OK(rm_model_random(&c, 9, 0.6f, &m)); /* a wide spread of cosines */
+    if (!tok || !m) goto done;
+    static const char jsonl[] =
+        "{\"task\": \"add\", \"input\": \"What is 2 plus 2?\"}\n"
+        "{\"task\": \"rev\", \"input\": \"Reverse stone\"}\n"
+        "{\"task\": \"add\", \"input\": \"Add 5 and 7.\"}\n"
+        "{\"task\": \"up\", \"input\": \"Uppercase this: river\"}\n"
+        "{\"task\": \"rev\", \"input\": \"Write apple backwards\"}\n"
+        "{\"task\": \"add\", \"input\": \"Sum of 1 and 9\"}\n"
+        "{\"task\": \"rev\", \"input\": \"Give cloud reversed\"}\n";
+    CHECK_OK(rm_task_data_parse(jsonl, sizeof jsonl - 1, "pool.jsonl", 1, &d));
+    rm_embed_opts o;
+    rm_embed_opts_default(&o);
+    o.n_threads = 2;
+    CHECK_OK(rm_embedder_new(m, tok, &o, NULL, &e));
+    if (!d || !e) goto done;
+    enum { M = 2, K = 2, NQ = 2, DIM = 32 };
+    CHECK_OK(rm_task_index_build(e, d, M, &ix));
+    if (!ix) goto done;
+    CHECK(rm_index_size(ix) == 3 && d->n_tasks == 3);
+    /* the rule, text by text: the first M inputs of each task in file order */
+    float rep[3][DIM], one[DIM];
+    for (int t = 0; t < 3; t++) {
+        double sum[DIM] = {0}, nrm = 0;
+        for (int i = 0, used = 0; i < d->n && used < M; i++) {
+            if (d->task[i] != t) continue;
+            CHECK_OK(rm_embedder_embed(e, (const char *const *)&d->inputs[i], 1, one));
+            for (int k = 0; k < DIM; k++) sum[k] += one[k];
+            used++;
+        }
+        for (int k = 0; k < DIM; k++) nrm += sum[k] * sum[k];
+        for (int k = 0; k < DIM; k++) rep[t][k] = (float)(sum[k] / sqrt(nrm));
+    }
+    const char *q[NQ] = {"What is 8 plus 1?", "Reverse paper"};
+    rm_hit hits[NQ * K];
+    int n_hits[NQ];
+    CHECK_OK(rm_retrieve(e, ix, q, NQ, K, hits, n_hits));
+    for (int i = 0; i < NQ; i++) {
+        CHECK_OK(rm_embedder_embed(e, &q[i], 1, one));
+        double s[3];
+        for (int t = 0; t < 3; t++) {
+            s[t] = 0;
+            for (int k = 0; k < DIM; k++) s[t] += (double)one[k] * rep[t][k];
+        }
+        int best = 0, second = -1;
+        for (int t = 1; t < 3; t++) best = s[t] > s[best] ? t : best;
+        for (int t = 0; t < 3; t++)
+            if (t != best && (second < 0 || s[t] > s[second])) second = t;
+        CHECK(n_hits[i] == K);
+        CHECK_MSG(hits[i * K].id == best && hits[i * K + 1].id == second, "query %d: got tasks %d, %d; the rule %d, %d",
+                  i, (int)hits[i * K].id, (int)hits[i * K + 1].id, best, second);
+        CHECK_NEAR(hits[i * K].score, s[best], 2e-5);
+        CHECK_NEAR(hits[i * K + 1].score, s[second], 2e-5);
+    }
+    CHECK_ERR(rm_retrieve(e, ix, q, NQ, 0, hits, n_hits), RAMOLE_ERR_INVALID);
+    /* the three-way evaluation: rm_task_top1 of each kind; a kind without queries counts none */
+    float E[7 * DIM];
+    CHECK_OK(rm_embedder_embed(e, (const char *const *)d->inputs, d->n, E));
+    bool held[7] = {0, 1, 0, 0, 0, 1, 1}, train[7] = {1, 0, 1, 1, 1, 0, 0};
+    rm_retrieval_eval ev;
+    rm_retrieval_score want;
+    CHECK_OK(rm_retrieval_evaluate(d, E, DIM, M, NULL, held, train, &ev));
+    CHECK(ev.held_out_tasks.queries == 0 && isnan(rm_retrieval_accuracy(&ev.held_out_tasks)));
+    CHECK_OK(rm_task_top1(d, E, DIM, M, held, &want));
+    CHECK(ev.held_out_inputs.queries == want.queries && ev.held_out_inputs.correct == want.correct && want.queries == 3);
+    CHECK_OK(rm_task_top1(d, E, DIM, M, train, &want));
+    CHECK(ev.train.queries == want.queries && ev.train.correct == want.correct);
+done:
+    rm_index_free(ix);
+    rm_embedder_free(e);
+    rm_task_data_free(d);
+    rm_model_free(m);
+    rm_tok_free(tok);
 }

@@ -182,3 +182,26 @@ void cli_fmt_time(double s, char *buf, size_t n) {
     if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
     else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
+
+json_t *cli_json_num(const char *fmt, double x) {
+    if (!isfinite(x)) return json_null();
+    char buf[64];
+    snprintf(buf, sizeof buf, fmt, x);
+    return json_real(strtod(buf, NULL));
+}
+
+json_t *cli_json_u64(uint64_t v) {
+    if (v <= (uint64_t)INT64_MAX) return json_integer((json_int_t)v);
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return json_string(buf);
+}
+
+bool cli_json_line(FILE *f, json_t *obj) {
+    /* 15 digits print the shortest form of every value cli_json_num rounded */
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    json_decref(obj);
+    bool ok = s && fprintf(f, "%s\n", s) >= 0;
+    free(s);
+    return ok;
+}

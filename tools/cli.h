@@ -5,8 +5,10 @@
 #ifndef RM_CLI_H
 #define RM_CLI_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/core.h"
 #include "kernels/kernels.h"
@@ -36,6 +38,18 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 int cli_fail(const char *cmd, rm_status st);
 bool cli_ends_with(const char *s, const char *suffix);
 
+/* JSON output goes through jansson, so that names holding quotes or
+ * backslashes stay valid JSON. A number as printf's `fmt` ("%.6f",
+ * "%.6g", ...) writes it, as a JSON real (printed without the trailing
+ * zeros); null when x is not finite. */
+json_t *cli_json_num(const char *fmt, double x);
+/* A u64 as a JSON integer; above INT64_MAX (which JSON readers and jansson
+ * do not hold exactly) as a string of its digits. */
+json_t *cli_json_u64(uint64_t v);
+/* Write obj (a new reference, freed here) to f as one compact line, keys
+ * in the order they were set; false when it cannot be built or written. */
+bool cli_json_line(FILE *f, json_t *obj);
+
 int cmd_generate(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
@@ -49,7 +63,6 @@ int cmd_train(int argc, char **argv);
 int cmd_train_retriever(int argc, char **argv); /* argv: train retriever ... */
 int cmd_embed(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
-bool cli_is_adapter(const char *path);
 int cli_convert_adapter(const char *in, const char *out, const char *base, int type); /* type -1: f32 */
 
 #endif

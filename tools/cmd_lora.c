@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "formats/gguf.h"
 #include "lora/compose.h"
 
 int cmd_random_adapter(int argc, char **argv) {
@@ -103,21 +102,6 @@ int cmd_merge(int argc, char **argv) {
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
     fprintf(stderr, "wrote %s (%d adapter%s merged)\n", out, n, n > 1 ? "s" : "");
     return 0;
-}
-
-/* Is `path` an adapter (a PEFT folder, or a GGUF file of general.type adapter)? */
-bool cli_is_adapter(const char *path) {
-    char *cfg = rm_path_join(path, "adapter_config.json");
-    bool yes = cfg && rm_file_exists(cfg);
-    rm_free(cfg);
-    if (yes || !rm_file_exists(path)) return yes;
-    rm_gguf *g = NULL;
-    if (rm_gguf_open(path, &g) != RAMOLE_OK) return false;
-    const char *s;
-    size_t n;
-    yes = rm_gguf_get_str(g, "general.type", &s, &n) == RAMOLE_OK && n == 7 && !memcmp(s, "adapter", 7);
-    rm_gguf_free(g);
-    return yes;
 }
 
 int cli_convert_adapter(const char *in, const char *out, const char *base, int type) {

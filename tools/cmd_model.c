@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lora/adapter.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -73,7 +74,9 @@ int cmd_convert(int argc, char **argv) {
         fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]\n");
         return 2;
     }
-    if (cli_is_adapter(in)) return cli_convert_adapter(in, out, base, type);
+    rm_adapter_format af; /* a path that is no adapter (or nothing) is opened as a model below */
+    if (rm_adapter_format_of(in, &af) == RAMOLE_OK && af != RM_ADAPTER_FORMAT_NONE)
+        return cli_convert_adapter(in, out, base, type);
     rm_model *m;
     rm_status st = rm_model_open(in, &m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);

@@ -14,7 +14,8 @@
  * embed: one JSON line per text {"text", "embedding"}.
  * retrieve: task vectors from up to --samples inputs per task of --pool
  * (one entry each in a flat index), then per text one JSON line with the
- * top-k tasks and their cosine scores.
+ * top-k tasks and their cosine scores. The scoring and the accuracies are
+ * the library's (src/retrieval/retrieve.h); this file parses and prints.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -28,6 +29,7 @@
 #include "retrieval/embed.h"
 #include "retrieval/index.h"
 #include "retrieval/infonce.h"
+#include "retrieval/retrieve.h"
 #include "retrieval/tasks.h"
 #include "tokenizer/tokenizer.h"
 
@@ -154,8 +156,6 @@ static void project_all(const rm_projection *P, const float *H, int n, int hidde
     for (int i = 0; i < n; i++) rm_projection_apply(P, hidden, H + (size_t)i * hidden, E + (size_t)i * dim);
 }
 
-static double acc(const rm_retrieval_score *s) { return s->queries ? (double)s->correct / s->queries : NAN; }
-
 /* ---- train retriever ----------------------------------------------------------------- */
 
 static int usage_train(void) {
@@ -176,33 +176,32 @@ static int usage_train(void) {
     return 2;
 }
 
-/* The three accuracies of one set of embeddings E[n][dim]. */
-typedef struct {
-    rm_retrieval_score unseen, held_in, train;
-} ret_eval;
-
-static rm_status evaluate(const rm_task_data *d, const float *E, int dim, int m, bool *const masks[3], ret_eval *ev) {
-    RM_TRY(rm_task_top1(d, E, dim, m, masks[0], &ev->unseen));
-    RM_TRY(rm_task_top1(d, E, dim, m, masks[1], &ev->held_in));
-    return rm_task_top1(d, E, dim, m, masks[2], &ev->train);
+static void print_eval(const char *when, const rm_retrieval_eval *ev) {
+    fprintf(stderr, "%s top-1 accuracy:", when);
+    const rm_retrieval_score *s[3] = {&ev->held_out_inputs, &ev->held_out_tasks, &ev->train};
+    static const char *const what[3] = {"held-out inputs of training tasks", "held-out tasks", "training inputs"};
+    for (int i = 0; i < 3; i++)
+        if (s[i]->queries)
+            fprintf(stderr, "%s %s %.4f (%d/%d)", i ? "," : "", what[i], rm_retrieval_accuracy(s[i]), s[i]->correct,
+                    s[i]->queries);
+    fprintf(stderr, "\n");
 }
 
-static void print_eval(const char *when, const ret_eval *ev, FILE *logf) {
-    if (when) {
-        fprintf(stderr, "%s top-1 accuracy:", when);
-        const rm_retrieval_score *s[3] = {&ev->held_in, &ev->unseen, &ev->train};
-        static const char *const what[3] = {"held-out inputs of training tasks", "held-out tasks", "training inputs"};
-        for (int i = 0; i < 3; i++)
-            if (s[i]->queries)
-                fprintf(stderr, "%s %s %.4f (%d/%d)", i ? "," : "", what[i], acc(s[i]), s[i]->correct, s[i]->queries);
-        fprintf(stderr, "\n");
+/* The log's eval line; fractions as 0 when there were no queries of a kind. */
+static void log_eval(FILE *logf, const char *when, const rm_retrieval_eval *ev) {
+    json_t *l = json_object();
+    json_object_set_new(l, "event", json_string("eval"));
+    json_object_set_new(l, "when", json_string(when));
+    const rm_retrieval_score *s[3] = {&ev->held_out_inputs, &ev->held_out_tasks, &ev->train};
+    static const char *const key[3] = {"held_out_inputs", "held_out_tasks", "train"};
+    for (int i = 0; i < 3; i++) {
+        char k[48];
+        snprintf(k, sizeof k, "%s_top1", key[i]);
+        json_object_set_new(l, k, cli_json_num("%.6f", s[i]->queries ? rm_retrieval_accuracy(s[i]) : 0.0));
+        snprintf(k, sizeof k, "%s_queries", key[i]);
+        json_object_set_new(l, k, json_integer(s[i]->queries));
     }
-    if (logf) /* fractions as 0 when there were no queries of a kind */
-        fprintf(logf, ",\"held_out_inputs_top1\":%.6f,\"held_out_inputs_queries\":%d,\"held_out_tasks_top1\":%.6f,"
-                      "\"held_out_tasks_queries\":%d,\"train_top1\":%.6f,\"train_queries\":%d}\n",
-                ev->held_in.queries ? acc(&ev->held_in) : 0.0, ev->held_in.queries,
-                ev->unseen.queries ? acc(&ev->unseen) : 0.0, ev->unseen.queries,
-                ev->train.queries ? acc(&ev->train) : 0.0, ev->train.queries);
+    cli_json_line(logf, l);
 }
 
 /* A fraction in [0, 1), or false. */
@@ -314,9 +313,12 @@ int cmd_train_retriever(int argc, char **argv) {
         goto out;
     }
     /* before: the plain embedder (no projection) */
-    ret_eval before = {0}, after = {0};
+    rm_retrieval_eval before = {0}, after = {0};
     project_all(NULL, H, d->n, hidden, E);
-    if ((st = evaluate(d, E, hidden, (int)o.samples, masks, &before)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    if ((st = rm_retrieval_evaluate(d, E, hidden, (int)o.samples, masks[0], masks[1], masks[2], &before)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
     if (o.log && !(logf = fopen(o.log, "w"))) {
         fprintf(stderr, "ramole %s: cannot open the log %s\n", cmd, o.log);
         goto out;
@@ -332,15 +334,24 @@ int cmd_train_retriever(int argc, char **argv) {
             if (!train_task[t]) fprintf(stderr, "%s %s", k++ ? "," : "", d->names[t]);
         fprintf(stderr, "\n");
     }
-    print_eval(o.quiet ? NULL : "before:", &before, NULL);
+    if (!o.quiet) print_eval("before:", &before);
     if (logf) {
-        fprintf(logf, "{\"event\":\"start\",\"kind\":\"retriever\",\"tasks\":%d,\"held_out_tasks\":%d,\"inputs\":%d,"
-                      "\"train_inputs\":%d,\"dim\":%d,\"hidden\":%d,\"steps\":%ld,\"batch\":%ld,\"lr\":%g,"
-                      "\"temperature\":%g,\"seed\":%llu}\n",
-                d->n_tasks, n_held_tasks, d->n, n_train_ex, dim, hidden, o.steps, o.batch, o.lr, o.temperature,
-                (unsigned long long)o.seed);
-        fprintf(logf, "{\"event\":\"eval\",\"when\":\"before\"");
-        print_eval(NULL, &before, logf);
+        json_t *l = json_object();
+        json_object_set_new(l, "event", json_string("start"));
+        json_object_set_new(l, "kind", json_string("retriever"));
+        json_object_set_new(l, "tasks", json_integer(d->n_tasks));
+        json_object_set_new(l, "held_out_tasks", json_integer(n_held_tasks));
+        json_object_set_new(l, "inputs", json_integer(d->n));
+        json_object_set_new(l, "train_inputs", json_integer(n_train_ex));
+        json_object_set_new(l, "dim", json_integer(dim));
+        json_object_set_new(l, "hidden", json_integer(hidden));
+        json_object_set_new(l, "steps", json_integer(o.steps));
+        json_object_set_new(l, "batch", json_integer(o.batch));
+        json_object_set_new(l, "lr", cli_json_num("%g", o.lr));
+        json_object_set_new(l, "temperature", cli_json_num("%g", o.temperature));
+        json_object_set_new(l, "seed", cli_json_u64(o.seed));
+        cli_json_line(logf, l);
+        log_eval(logf, "before", &before);
         fflush(logf);
     }
     bool tty = isatty(2) && !o.quiet;
@@ -352,14 +363,20 @@ int cmd_train_retriever(int argc, char **argv) {
         if (st == RAMOLE_ERR_RANGE) {
             if (tty) fprintf(stderr, "\n");
             fprintf(stderr, "ramole %s: %s; training stopped, nothing written\n", cmd, ramole_last_error());
-            if (logf) fprintf(logf, "{\"event\":\"nan\",\"step\":%ld}\n", s + 1);
+            if (logf) cli_json_line(logf, json_pack("{s:s, s:I}", "event", "nan", "step", (json_int_t)(s + 1)));
             goto out;
         }
         if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
         double el = rm_time_now() - t1, eta = (double)(o.steps - ss.step) * el / ss.step;
-        if (logf)
-            fprintf(logf, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"elapsed_s\":%.3f}\n", ss.step,
-                    ss.loss, ss.lr, ss.grad_norm, el);
+        if (logf) {
+            json_t *l = json_object();
+            json_object_set_new(l, "step", json_integer(ss.step));
+            json_object_set_new(l, "loss", cli_json_num("%.6f", ss.loss));
+            json_object_set_new(l, "lr", cli_json_num("%.6g", ss.lr));
+            json_object_set_new(l, "grad_norm", cli_json_num("%.6g", ss.grad_norm));
+            json_object_set_new(l, "elapsed_s", cli_json_num("%.3f", el));
+            cli_json_line(logf, l);
+        }
         bool last = ss.step == o.steps;
         if (!o.quiet && (tty || ss.step % log_every == 0 || last || ss.step == 1)) {
             char etab[32];
@@ -376,13 +393,19 @@ int cmd_train_retriever(int argc, char **argv) {
     }
     rm_infonce_trainer_weights(tr, proj->w);
     project_all(proj, H, d->n, hidden, E);
-    if ((st = evaluate(d, E, dim, (int)o.samples, masks, &after)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    print_eval(o.quiet ? NULL : "after: ", &after, NULL);
+    if ((st = rm_retrieval_evaluate(d, E, dim, (int)o.samples, masks[0], masks[1], masks[2], &after)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
+    }
+    if (!o.quiet) print_eval("after: ", &after);
     if (!o.quiet) fprintf(stderr, "train retriever: done, last loss %.4f, %.1f s\n", ss.loss, rm_time_now() - t1);
     if (logf) {
-        fprintf(logf, "{\"event\":\"eval\",\"when\":\"after\"");
-        print_eval(NULL, &after, logf);
-        fprintf(logf, "{\"event\":\"done\",\"step\":%d,\"loss\":%.6f}\n", ss.step, ss.loss);
+        log_eval(logf, "after", &after);
+        json_t *l = json_object();
+        json_object_set_new(l, "event", json_string("done"));
+        json_object_set_new(l, "step", json_integer(ss.step));
+        json_object_set_new(l, "loss", cli_json_num("%.6f", ss.loss));
+        cli_json_line(logf, l);
     }
     if ((st = rm_projection_save(proj, o.out)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     if (!o.quiet) fprintf(stderr, "wrote %s (projection %d x %d)\n", o.out, dim, hidden);
@@ -510,67 +533,43 @@ int cmd_retrieve(int argc, char **argv) {
     rm_embedder *e = NULL;
     rm_task_data *d = NULL;
     rm_index *ix = NULL;
-    float *E = NULL, *Q = NULL, *rep = NULL;
-    double *acc = NULL;
-    const char **sample = NULL;
-    int *off = NULL, *rows = NULL; /* task t's samples: sample[off[t] .. off[t + 1]) */
     rm_hit *hits = NULL;
+    int *n_hits = NULL;
     rm_status st;
     int rc = 1;
     if ((st = rm_task_data_load(o.pool, 1, &d)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     if ((rc = open_embedder(cmd, &o, &m, &proj, &e)) != 0) goto out;
     rc = 1;
-    int dim = rm_embedder_dim(e);
-    /* the first --samples inputs of each task, grouped by task */
-    sample = rm_malloc((size_t)d->n * sizeof *sample);
-    off = rm_malloc(((size_t)d->n_tasks + 1) * sizeof *off);
-    rows = rm_malloc((size_t)d->n * sizeof *rows);
-    if (!sample || !off || !rows) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    if ((st = rm_task_samples(d, (int)o.samples, off, rows)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    int ns = off[d->n_tasks];
-    for (int i = 0; i < ns; i++) sample[i] = d->inputs[rows[i]];
-    E = rm_malloc((size_t)ns * (size_t)dim * sizeof *E);
-    Q = rm_malloc((size_t)o.n_texts * (size_t)dim * sizeof *Q);
-    rep = rm_malloc((size_t)dim * sizeof *rep);
-    acc = rm_malloc((size_t)dim * sizeof *acc);
-    hits = rm_malloc((size_t)o.k * sizeof *hits);
-    if (!E || !Q || !rep || !acc || !hits) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    if ((st = rm_embedder_embed(e, sample, ns, E)) != RAMOLE_OK || (st = rm_index_new(dim, &ix)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    for (int t = 0; t < d->n_tasks && st == RAMOLE_OK; t++) {
-        rm_embed_mean(E + (size_t)off[t] * dim, dim, NULL, off[t + 1] - off[t], acc, rep);
-        st = rm_index_add(ix, t, rep);
-        if (st != RAMOLE_OK) rm_err_prefix(st, "task '%s'", d->names[t]);
-    }
-    if (st != RAMOLE_OK || (st = rm_embedder_embed(e, o.texts, o.n_texts, Q)) != RAMOLE_OK) {
+    hits = rm_malloc((size_t)o.n_texts * (size_t)o.k * sizeof *hits);
+    n_hits = rm_malloc((size_t)o.n_texts * sizeof *n_hits);
+    if (!hits || !n_hits) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+    if ((st = rm_task_index_build(e, d, (int)o.samples, &ix)) != RAMOLE_OK ||
+        (st = rm_retrieve(e, ix, o.texts, o.n_texts, (int)o.k, hits, n_hits)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
     for (int q = 0; q < o.n_texts; q++) {
-        int nh = rm_index_query(ix, Q + (size_t)q * dim, (int)o.k, hits);
         json_t *res = json_array();
-        for (int h = 0; h < nh; h++)
-            json_array_append_new(res, json_pack("{s:s, s:f}", "task", d->names[hits[h].id], "score",
-                                                 (double)hits[h].score));
+        for (int h = 0; h < n_hits[q]; h++) {
+            const rm_hit *hit = &hits[(size_t)q * o.k + h];
+            json_array_append_new(res, json_pack("{s:s, s:f}", "task", d->names[hit->id], "score", (double)hit->score));
+        }
         json_t *obj = json_object();
         if (obj) {
             json_object_set_new(obj, "text", json_string_nocheck(o.texts[q]));
             json_object_set_new(obj, "results", res);
         } else
             json_decref(res);
-        char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+        char *js = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         json_decref(obj);
-        if (!s) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-        printf("%s\n", s);
-        free(s);
+        if (!js) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+        printf("%s\n", js);
+        free(js);
     }
     rc = 0;
 out:
     rm_free(hits);
-    rm_free(E), rm_free(Q), rm_free(rep), rm_free(acc);
-    rm_free(sample), rm_free(off), rm_free(rows);
+    rm_free(n_hits);
     rm_index_free(ix);
     rm_task_data_free(d);
     rm_embedder_free(e);

@@ -386,10 +386,15 @@ int cmd_bench(int argc, char **argv) {
         if ((st = decode_one(ctx, tok, np + i)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     }
     double t2 = rm_time_now();
-    printf("{\"engine\":\"ramole\",\"model\":\"%s\",\"threads\":%ld,\"prompt\":%d,\"decode\":%d,"
-           "\"prefill_tps\":%.3f,\"decode_tps\":%.3f}\n",
-           o.model, o.threads, np, nd, np / (t1 - t0), nd > 0 ? nd / (t2 - t1) : 0.0);
-    rc = 0;
+    json_t *r = json_object();
+    json_object_set_new(r, "engine", json_string("ramole"));
+    json_object_set_new(r, "model", json_string_nocheck(o.model)); /* the path as given, even when not UTF-8 */
+    json_object_set_new(r, "threads", json_integer(o.threads));
+    json_object_set_new(r, "prompt", json_integer(np));
+    json_object_set_new(r, "decode", json_integer(nd));
+    json_object_set_new(r, "prefill_tps", cli_json_num("%.3f", np / (t1 - t0)));
+    json_object_set_new(r, "decode_tps", cli_json_num("%.3f", nd > 0 ? nd / (t2 - t1) : 0.0));
+    rc = cli_json_line(stdout, r) ? 0 : cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write the result"));
 out:
     rm_free(prompt);
     rm_ctx_free(ctx);

@@ -1,26 +1,27 @@
 /*
  * cmd_train.c — `ramole train lora|base|router` (and `train router-eval`).
  *
- * Design: the three trainers share one loop (train_run) over a training
- * model (src/train/train.h) and datasets (src/train/data.h); they differ
- * only in how the model is built, how a batch's router experts are drawn,
- * and what is exported at the end:
+ * Design: the three trainers share one loop (rm_train_run,
+ * src/train/loop.h) over a training model (src/train/train.h) and
+ * datasets (src/train/data.h); they differ only in how the model is
+ * built, whether a batch's router experts are drawn, and what is exported
+ * at the end:
  *   lora    base frozen, a fresh PEFT-initialised adapter (A random, B = 0)
  *           trains; written as a PEFT folder for `generate --lora DIR`.
  *   base    a model of a preset shape with random weights trains entirely;
  *           written as a Hugging Face folder with the tokenizer copied.
  *   router  base and a pool of adapters frozen, a RouterLoRA router trains;
  *           per sequence the experts are the example's "adapters" (or the
- *           whole pool) with random LoRA dropout: each listed expert is
- *           dropped and each other expert added with probability P, at
- *           most --top-k kept. Written as a PEFT folder for
- *           `generate --mode router --router DIR --lora ...`. --gate-loss W
- *           adds W x the cross-entropy between the gates and each
- *           sequence's best expert (lowest loss alone; train.h), logged as
- *           gate_ce; held-out losses stay the language-model loss.
- * Data order: the examples of epoch e are visited in rm_data_order(seed, e);
- * the trainer's data_pos counts examples consumed, and router dropout draws
- * from the trainer's rng, so a checkpoint resumes the exact same run.
+ *           whole pool) with random LoRA dropout (rm_expert_draw_one: each
+ *           listed expert is dropped and each other expert added with
+ *           probability P, at most --top-k kept). Written as a PEFT folder
+ *           for `generate --mode router --router DIR --lora ...`.
+ *           --gate-loss W adds W x the cross-entropy between the gates and
+ *           each sequence's best expert (lowest loss alone; train.h),
+ *           logged as gate_ce; held-out losses stay the language-model loss.
+ * This file parses options, builds the model and data, and prints what
+ * the loop reports (on_progress); the loop itself resumes bit-exactly
+ * from its checkpoints (loop.h).
  * Output: progress on stderr (a `\r` line on a terminal, plain lines
  * otherwise), metrics as JSONL (--log), checkpoints (--checkpoint, atomic),
  * the result written atomically file by file only after training succeeded.
@@ -37,6 +38,8 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
+#include "train/loop.h"
+#include "train/router_eval.h"
 #include "train/train.h"
 
 #define MAX_FILES 256
@@ -201,7 +204,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     return true;
 }
 
-/* ---- the shared training loop ------------------------------------------------ */
+/* ---- the shared training loop (src/train/loop.h): progress on stderr, metrics as JSONL ---- */
 
 typedef struct {
     const train_opts *o;
@@ -211,250 +214,143 @@ typedef struct {
     int T;                     /* batch width (max_seq) */
     int32_t pad;
     /* router */
-    int n_pool;
-    rm_adapter *const *pool;
-    int32_t *ex_experts;       /* [n_train][MAX_K] pool indices from "adapters" (or -1 lists) */
-    int32_t *ex_n;             /* [n_train]; 0: the whole pool */
-    int max_k;
+    rm_expert_lists lists, val_lists;
+    rm_expert_draw draw;
+    /* progress */
+    FILE *logf;
+    bool tty, nan;
+    long log_every;
 } train_job;
 
-/* Per-example expert lists from the "adapters" names (router). */
-static rm_status map_adapters(train_job *j, const rm_dataset *d, int32_t **experts, int32_t **n) {
-    *experts = rm_malloc((size_t)(d->n ? d->n : 1) * RM_TRAIN_MAX_K * sizeof **experts);
-    *n = rm_calloc((size_t)(d->n ? d->n : 1), sizeof **n);
-    if (!*experts || !*n) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < d->n; i++) {
-        const rm_example *e = &d->ex[i];
-        for (int a = 0; a < e->n_adapters; a++) {
-            int found = -1;
-            for (int p = 0; p < j->n_pool && found < 0; p++)
-                if (!strcmp(j->pool[p]->name, e->adapters[a])) found = p;
-            if (found < 0)
-                return rm_err(RAMOLE_ERR_NOT_FOUND, "line %d: adapter '%s' is not in the --pool (names are the "
-                              "folder or file names)", e->line, e->adapters[a]);
-            if (a >= RM_TRAIN_MAX_K) return rm_err(RAMOLE_ERR_RANGE, "line %d: more than %d adapters", e->line, RM_TRAIN_MAX_K);
-            (*experts)[(size_t)i * RM_TRAIN_MAX_K + a] = found;
-            (*n)[i] = a + 1;
-        }
+static void log_line(train_job *j, json_t *obj) {
+    if (!j->logf) {
+        json_decref(obj);
+        return;
     }
+    cli_json_line(j->logf, obj); /* a failed write shows at fclose */
+    fflush(j->logf);
+}
+
+static rm_status on_start(train_job *j, const rm_train_progress *p) {
+    const train_opts *o = j->o;
+    long per_step = o->batch * o->accum;
+    if (p->resumed) fprintf(stderr, "resumed from %s at step %lld\n", o->ckpt, (long long)p->first_step);
+    if (o->log && !(j->logf = fopen(o->log, o->resume ? "a" : "w")))
+        return rm_err(RAMOLE_ERR_IO, "cannot open the log %s", o->log);
+    j->tty = isatty(2) && !o->quiet;
+    j->log_every = o->log_every ? o->log_every : (p->total / 20 > 0 ? p->total / 20 : 1);
+    if (!o->quiet)
+        fprintf(stderr, "train %s: %d examples (%d held out), %zu trainable parameters, %lld steps of %ld x %d "
+                        "tokens, lr %g\n", o->kind, j->train->n, j->val ? j->val->n : 0, p->n_params,
+                (long long)p->total, per_step, j->T, o->lr);
+    json_t *l = json_object();
+    json_object_set_new(l, "event", json_string("start"));
+    json_object_set_new(l, "kind", json_string(o->kind));
+    json_object_set_new(l, "examples", json_integer(j->train->n));
+    json_object_set_new(l, "val_examples", json_integer(j->val ? j->val->n : 0));
+    json_object_set_new(l, "params", json_integer((json_int_t)p->n_params));
+    json_object_set_new(l, "steps", json_integer(p->total));
+    json_object_set_new(l, "batch", json_integer(o->batch));
+    json_object_set_new(l, "accum", json_integer(o->accum));
+    json_object_set_new(l, "ctx", json_integer(j->T));
+    json_object_set_new(l, "lr", cli_json_num("%g", o->lr));
+    json_object_set_new(l, "seed", cli_json_u64(o->seed));
+    json_object_set_new(l, "resume_step", json_integer(p->first_step));
+    log_line(j, l);
     return RAMOLE_OK;
 }
 
-/* Router experts of one sequence: the example's list (or the pool), with
- * random LoRA dropout, at most max_k, never empty. */
-static void draw_experts(train_job *j, int ex, uint64_t *rng, int32_t *out, int32_t *n_out) {
-    bool in[MAX_POOL] = {0};
-    int n0 = j->ex_n ? j->ex_n[ex] : 0;
-    if (n0 == 0) for (int p = 0; p < j->n_pool; p++) in[p] = true;
-    else for (int a = 0; a < n0; a++) in[j->ex_experts[(size_t)ex * RM_TRAIN_MAX_K + a]] = true;
-    int list[MAX_POOL], k = 0, first_in = -1;
-    double p = j->o->dropout;
-    for (int q = 0; q < j->n_pool; q++) {
-        if (in[q] && first_in < 0) first_in = q;
-        bool keep = in[q] ? !(p > 0 && rm_rng_uniform(rng) < p) : (p > 0 && rm_rng_uniform(rng) < p);
-        if (keep) list[k++] = q;
+static void on_step(train_job *j, const rm_train_progress *p) {
+    const train_opts *o = j->o;
+    json_t *l = json_object();
+    json_object_set_new(l, "step", json_integer(p->step));
+    json_object_set_new(l, "loss", cli_json_num("%.6f", p->loss));
+    if (o->gate_loss > 0) json_object_set_new(l, "gate_ce", cli_json_num("%.6f", p->gate_ce));
+    json_object_set_new(l, "lr", cli_json_num("%.6g", p->lr));
+    json_object_set_new(l, "grad_norm", cli_json_num("%.6g", p->grad_norm));
+    json_object_set_new(l, "tokens", json_integer((json_int_t)p->tokens));
+    json_object_set_new(l, "tokens_per_s", cli_json_num("%.1f", p->tokens_per_s));
+    json_object_set_new(l, "elapsed_s", cli_json_num("%.3f", p->elapsed_s));
+    log_line(j, l);
+    if (!o->quiet && (j->tty || p->step % j->log_every == 0 || p->step == p->stop || p->step == p->first_step + 1)) {
+        char etab[32], vb[96] = "";
+        cli_fmt_time(p->eta_s, etab, sizeof etab);
+        int nv = o->gate_loss > 0 ? snprintf(vb, sizeof vb, "  gate %.4f", p->gate_ce) : 0;
+        if (!isnan(p->val_loss)) snprintf(vb + nv, sizeof vb - (size_t)nv, "  val %.4f", p->val_loss);
+        fprintf(stderr, "%sstep %lld/%lld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s%s", j->tty ? "\r" : "",
+                (long long)p->step, (long long)p->total, p->loss, vb, p->lr, p->tokens_per_s, etab,
+                j->tty ? "   " : "\n");
     }
-    if (k == 0) list[k++] = first_in >= 0 ? first_in : 0;
-    while (k > j->max_k) { /* drop random ones down to max_k */
-        int r = (int)(rm_rng_next(rng) % (uint64_t)k);
-        list[r] = list[--k];
-    }
-    for (int a = 0; a < k; a++) out[a] = list[a];
-    *n_out = k;
 }
 
-/* Mean loss per masked token over a dataset. */
-static rm_status eval_loss(train_job *j, const rm_dataset *d, rm_batchbuf *bb, double *out) {
-    double sum = 0;
-    long cnt = 0;
-    int idx[4096];
-    for (int s = 0; s < d->n; s += bb->B) {
-        int nb = d->n - s < bb->B ? d->n - s : bb->B;
-        for (int r = 0; r < nb; r++) idx[r] = s + r;
-        rm_train_batch b;
-        int c = rm_data_fill(bb, d, idx, nb, j->pad, &b);
-        if (j->n_pool) {
-            for (int r = 0; r < nb; r++) { /* held-out: the listed experts, no dropout */
-                int n0 = 0;
-                const rm_example *e = &d->ex[idx[r]];
-                for (int a = 0; a < e->n_adapters && a < RM_TRAIN_MAX_K; a++)
-                    for (int p = 0; p < j->n_pool; p++)
-                        if (!strcmp(j->pool[p]->name, e->adapters[a])) bb->experts[r * RM_TRAIN_MAX_K + n0++] = p;
-                if (n0 == 0) for (int p = 0; p < j->n_pool && p < j->max_k; p++) bb->experts[r * RM_TRAIN_MAX_K + n0++] = p;
-                bb->n_experts[r] = n0;
-            }
-            b.experts = bb->experts, b.n_experts = bb->n_experts;
-        }
-        if (c == 0) continue;
-        double l;
-        RM_TRY(rm_tm_f32_loss(j->tm, &b, &l));
-        sum += l * c, cnt += c;
+static void on_done(train_job *j, const rm_train_progress *p) {
+    const train_opts *o = j->o;
+    if (j->tty) fprintf(stderr, "\n");
+    if (!o->quiet) {
+        fprintf(stderr, "train %s: done, %lld steps, last loss %.4f", o->kind, (long long)p->step, p->loss);
+        if (j->val) fprintf(stderr, ", held-out loss %.4f on %d examples", p->val_loss, j->val->n);
+        fprintf(stderr, ", %.1f s\n", p->elapsed_s);
     }
-    *out = cnt ? sum / (double)cnt : NAN;
+    json_t *l = json_object();
+    json_object_set_new(l, "event", json_string("done"));
+    json_object_set_new(l, "step", json_integer(p->step));
+    json_object_set_new(l, "loss", cli_json_num("%.6f", p->loss));
+    if (j->val) json_object_set_new(l, "val_loss", cli_json_num("%.6f", p->val_loss));
+    log_line(j, l);
+}
+
+static rm_status on_progress(const rm_train_progress *p, void *user) {
+    train_job *j = user;
+    json_t *l;
+    switch (p->event) {
+    case RM_TRAIN_EVENT_START: return on_start(j, p);
+    case RM_TRAIN_EVENT_EVAL:
+        l = json_object();
+        json_object_set_new(l, "step", json_integer(p->step));
+        json_object_set_new(l, "val_loss", cli_json_num("%.6f", p->val_loss));
+        log_line(j, l);
+        break;
+    case RM_TRAIN_EVENT_STEP: on_step(j, p); break;
+    case RM_TRAIN_EVENT_NAN:
+        j->nan = true;
+        if (j->tty) fprintf(stderr, "\n");
+        l = json_object();
+        json_object_set_new(l, "event", json_string("nan"));
+        json_object_set_new(l, "step", json_integer(p->step));
+        log_line(j, l);
+        break;
+    case RM_TRAIN_EVENT_DONE: on_done(j, p); break;
+    }
     return RAMOLE_OK;
 }
-
-/* The language-model loss of a step, shown and logged (comparable with the
- * held-out loss): the step minimised it + gate_loss x gate_ce. */
-static double lm_loss(const train_opts *o, const rm_train_stats *ss) { return ss->loss - o->gate_loss * ss->gate_ce; }
 
 /* Train j->tm; 0 on success, else the exit status (messages printed). */
 static int train_run(train_job *j) {
     const train_opts *o = j->o;
-    const char *cmd = j->cmd;
-    int rc = 1;
-    rm_trainer *t = NULL;
-    rm_batchbuf *bbs = NULL, evb = {0};
-    rm_train_batch *mb = NULL;
-    int *perm = NULL, *idx = NULL;
-    FILE *logf = NULL;
-    rm_status st;
-    long per_step = o->batch * o->accum;
-    long total = o->steps ? o->steps
-                          : (o->epochs ? o->epochs : 1) * ((j->train->n + per_step - 1) / per_step);
-    rm_adamw_params ap;
-    rm_adamw_params_default(&ap);
-    ap.lr = (float)o->lr;
-    ap.weight_decay = (float)o->wd;
-    ap.warmup_steps = o->warmup >= 0 ? (int)o->warmup : (int)(total / 20 < 100 ? total / 20 : 100);
-    ap.total_steps = (int)total;
-    ap.min_lr_ratio = (float)o->min_lr;
-    ap.clip_norm = (float)o->clip;
-    ap.accum = (int)o->accum;
-    if ((st = rm_trainer_new(j->tm, &ap, o->seed, &t)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    if (o->resume) {
-        if (!rm_file_exists(o->ckpt)) {
-            fprintf(stderr, "ramole %s: --resume: no checkpoint at %s\n", cmd, o->ckpt);
-            goto out;
-        }
-        if ((st = rm_trainer_load(t, o->ckpt)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        fprintf(stderr, "resumed from %s at step %lld\n", o->ckpt, (long long)t->step);
-    }
-    bbs = rm_calloc((size_t)o->accum, sizeof *bbs);
-    mb = rm_calloc((size_t)o->accum, sizeof *mb);
-    perm = rm_malloc((size_t)j->train->n * sizeof *perm);
-    idx = rm_malloc((size_t)o->batch * sizeof *idx);
-    if (!bbs || !mb || !perm || !idx) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    for (long a = 0; a < o->accum; a++)
-        if ((st = rm_batchbuf_init(&bbs[a], (int)o->batch, j->T)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    if ((st = rm_batchbuf_init(&evb, (int)o->batch, j->T)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    if (o->log && !(logf = fopen(o->log, o->resume ? "a" : "w"))) {
-        fprintf(stderr, "ramole %s: cannot open the log %s\n", cmd, o->log);
-        goto out;
-    }
-    bool tty = isatty(2) && !o->quiet;
-    long log_every = o->log_every ? o->log_every : (total / 20 > 0 ? total / 20 : 1);
-    long eval_every = o->eval_every;
-    size_t n_params = 0;
-    rm_tm_f32_params(j->tm, &n_params);
-    if (!o->quiet)
-        fprintf(stderr, "train %s: %d examples (%d held out), %zu trainable parameters, %ld steps of %ld x %d "
-                        "tokens, lr %g\n", o->kind, j->train->n, j->val ? j->val->n : 0, n_params, total, per_step,
-                j->T, o->lr);
-    if (logf) {
-        fprintf(logf, "{\"event\":\"start\",\"kind\":\"%s\",\"examples\":%d,\"val_examples\":%d,\"params\":%zu,"
-                      "\"steps\":%ld,\"batch\":%ld,\"accum\":%ld,\"ctx\":%d,\"lr\":%g,\"seed\":%llu,\"resume_step\":%lld}\n",
-                o->kind, j->train->n, j->val ? j->val->n : 0, n_params, total, o->batch, o->accum, j->T, o->lr,
-                (unsigned long long)o->seed, (long long)t->step);
-        fflush(logf);
-    }
-    double t0 = rm_time_now();
-    int64_t step0 = t->step, cur_epoch = -1;
-    double tokens = 0, last_val = NAN;
-    rm_train_stats ss = {0};
-    int64_t stop = o->stop_at && o->stop_at < total ? o->stop_at : total;
-    while (t->step < stop) {
-        double step_tokens = 0;
-        for (long a = 0; a < o->accum; a++) {
-            for (long r = 0; r < o->batch; r++) {
-                uint64_t pos = t->data_pos++;
-                int64_t ep = (int64_t)(pos / (uint64_t)j->train->n);
-                if (ep != cur_epoch) {
-                    rm_data_order(j->train->n, o->seed, ep, perm);
-                    cur_epoch = ep;
-                }
-                idx[r] = perm[pos % (uint64_t)j->train->n];
-            }
-            rm_data_fill(&bbs[a], j->train, idx, (int)o->batch, j->pad, &mb[a]);
-            for (long r = 0; r < o->batch; r++) {
-                const rm_example *e = &j->train->ex[idx[r]];
-                step_tokens += e->n - 1 < mb[a].T ? e->n - 1 : mb[a].T;
-            }
-            if (j->n_pool) {
-                for (long r = 0; r < o->batch; r++)
-                    draw_experts(j, idx[r], &t->rng, bbs[a].experts + r * RM_TRAIN_MAX_K, &bbs[a].n_experts[r]);
-                mb[a].experts = bbs[a].experts, mb[a].n_experts = bbs[a].n_experts;
-                mb[a].gate_loss = o->gate_loss;
-            }
-        }
-        st = rm_trainer_step(t, mb, (int)o->accum, &ss);
-        if (st == RAMOLE_ERR_RANGE) {
-            if (tty) fprintf(stderr, "\n");
-            fprintf(stderr, "ramole %s: the loss or gradient is NaN or infinite at step %lld (%s); training "
-                            "stopped, nothing written%s%s\n", cmd, (long long)t->step + 1, ramole_last_error(),
-                    o->ckpt && rm_file_exists(o->ckpt) ? "; the last good checkpoint is kept at " : "",
-                    o->ckpt && rm_file_exists(o->ckpt) ? o->ckpt : "");
-            if (logf) fprintf(logf, "{\"event\":\"nan\",\"step\":%lld}\n", (long long)t->step + 1);
-            goto out;
-        }
-        if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        tokens += step_tokens;
-        double lm = lm_loss(o, &ss);
-        double el = rm_time_now() - t0, tps = tokens / (el > 0 ? el : 1e-9);
-        double eta = (double)(stop - t->step) * el / (double)(t->step - step0);
-        bool last = t->step == stop;
-        if (j->val && ((eval_every && t->step % eval_every == 0) || last)) {
-            if ((st = eval_loss(j, j->val, &evb, &last_val)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-            if (logf) fprintf(logf, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)t->step, last_val);
-        }
-        if (logf) {
-            char gb[48] = "";
-            if (o->gate_loss > 0) snprintf(gb, sizeof gb, ",\"gate_ce\":%.6f", ss.gate_ce);
-            fprintf(logf, "{\"step\":%lld,\"loss\":%.6f%s,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens\":%.0f,"
-                          "\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
-                    (long long)t->step, lm, gb, ss.lr, ss.grad_norm, tokens, tps, el);
-            fflush(logf);
-        }
-        if (!o->quiet && (tty || t->step % log_every == 0 || last || t->step == step0 + 1)) {
-            char etab[32], vb[96] = "";
-            cli_fmt_time(eta, etab, sizeof etab);
-            int nv = o->gate_loss > 0 ? snprintf(vb, sizeof vb, "  gate %.4f", ss.gate_ce) : 0;
-            if (!isnan(last_val)) snprintf(vb + nv, sizeof vb - (size_t)nv, "  val %.4f", last_val);
-            fprintf(stderr, "%sstep %lld/%ld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %s%s", tty ? "\r" : "",
-                    (long long)t->step, total, lm, vb, ss.lr, tps, etab, tty ? "   " : "\n");
-        }
-        if (o->ckpt && ((o->save_every && t->step % o->save_every == 0) || last)) {
-            if ((st = rm_trainer_save(t, o->ckpt)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        }
-    }
-    if (tty) fprintf(stderr, "\n");
-    if (j->val && isnan(last_val) && (st = eval_loss(j, j->val, &evb, &last_val)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    if (!o->quiet) {
-        fprintf(stderr, "train %s: done, %lld steps, last loss %.4f", o->kind, (long long)t->step, lm_loss(o, &ss));
-        if (j->val) fprintf(stderr, ", held-out loss %.4f on %d examples", last_val, j->val->n);
-        fprintf(stderr, ", %.1f s\n", rm_time_now() - t0);
-    }
-    if (logf) {
-        fprintf(logf, "{\"event\":\"done\",\"step\":%lld,\"loss\":%.6f", (long long)t->step, lm_loss(o, &ss));
-        if (j->val) fprintf(logf, ",\"val_loss\":%.6f", last_val);
-        fprintf(logf, "}\n");
-    }
-    rc = 0;
-out:
-    if (logf && fclose(logf) != 0 && rc == 0) {
-        fprintf(stderr, "ramole %s: error writing the log %s\n", cmd, o->log);
+    rm_train_run_params p = {
+        .train = j->train, .val = j->val, .seq = j->T, .pad = j->pad,
+        .steps = o->steps, .epochs = o->epochs, .stop_at = o->stop_at, .batch = (int)o->batch, .accum = (int)o->accum,
+        .lr = o->lr, .weight_decay = o->wd, .min_lr_ratio = o->min_lr, .clip = o->clip, .warmup = o->warmup,
+        .seed = o->seed, .eval_every = o->eval_every,
+        .experts = j->draw.n_pool ? &j->draw : NULL, .val_experts = j->val_lists.n ? &j->val_lists : NULL,
+        .gate_loss = o->gate_loss,
+        .checkpoint = o->ckpt, .resume = o->resume, .save_every = o->save_every,
+        .progress = on_progress, .user = j,
+    };
+    rm_status st = rm_train_run(j->tm, &p);
+    int rc = 0;
+    if (st != RAMOLE_OK && j->nan) {
+        bool kept = o->ckpt && rm_file_exists(o->ckpt);
+        fprintf(stderr, "ramole %s: %s, nothing written%s%s\n", j->cmd, ramole_last_error(),
+                kept ? "; the last good checkpoint is kept at " : "", kept ? o->ckpt : "");
+        rc = 1;
+    } else if (st != RAMOLE_OK)
+        rc = cli_fail(j->cmd, st);
+    if (j->logf && fclose(j->logf) != 0 && rc == 0) {
+        fprintf(stderr, "ramole %s: error writing the log %s\n", j->cmd, o->log);
         rc = 1;
     }
-    for (long a = 0; bbs && a < o->accum; a++) rm_batchbuf_free(&bbs[a]);
-    rm_batchbuf_free(&evb);
-    rm_free(bbs);
-    rm_free(mb);
-    rm_free(perm);
-    rm_free(idx);
-    rm_trainer_free(t);
+    j->logf = NULL;
     return rc;
 }
 
@@ -563,24 +459,18 @@ static int train_lora_or_router(const train_opts *o, bool router) {
     rm_train_params tp = {.kind = router ? RM_TRAIN_ROUTER : RM_TRAIN_LORA, .max_batch = (int)o->batch,
                           .max_seq = j.T, .n_threads = (int)o->threads, .lora = router ? NULL : ad};
     if (router) {
-        j.n_pool = o->n_pool;
-        j.pool = pool;
-        j.max_k = o->top_k ? (int)o->top_k : o->n_pool;
-        if (j.max_k > o->n_pool) j.max_k = o->n_pool;
+        int max_k = o->top_k && o->top_k < o->n_pool ? (int)o->top_k : o->n_pool;
         tp.experts = (const rm_adapter *const *)pool;
         tp.n_experts = o->n_pool;
         tp.router = ad;
-        tp.max_k = j.max_k;
-        if ((st = map_adapters(&j, j.train, &j.ex_experts, &j.ex_n)) != RAMOLE_OK) {
+        tp.max_k = max_k;
+        /* names in the held-out part must exist too */
+        if ((st = rm_expert_lists_map(j.train, pool, o->n_pool, &j.lists)) != RAMOLE_OK ||
+            (j.val && (st = rm_expert_lists_map(j.val, pool, o->n_pool, &j.val_lists)) != RAMOLE_OK)) {
             rc = cli_fail(cmd, rm_err_prefix(st, "%s", o->data[0]));
             goto out;
         }
-        if (j.val) { /* names in the held-out part must exist too */
-            int32_t *e2 = NULL, *n2 = NULL;
-            st = map_adapters(&j, j.val, &e2, &n2);
-            rm_free(e2), rm_free(n2);
-            if (st) { rc = cli_fail(cmd, rm_err_prefix(st, "%s", o->data[0])); goto out; }
-        }
+        j.draw = (rm_expert_draw){.n_pool = o->n_pool, .max_k = max_k, .dropout = o->dropout, .lists = &j.lists};
     }
     if ((st = rm_tm_f32_new(m, &tp, &j.tm)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     if ((rc = train_run(&j)) != 0) goto out;
@@ -596,8 +486,8 @@ out:
     rm_tm_f32_free(j.tm);
     rm_dataset_free(j.train);
     rm_dataset_free(j.val);
-    rm_free(j.ex_experts);
-    rm_free(j.ex_n);
+    rm_expert_lists_free(&j.lists);
+    rm_expert_lists_free(&j.val_lists);
     rm_adapter_free(ad);
     for (int p = 0; p < MAX_POOL; p++) rm_adapter_free(pool[p]);
     rm_model_free(m);
@@ -680,30 +570,37 @@ out:
 }
 
 /*
- * router-eval: for each held-out example, the router's gates over the whole
- * pool (in --pool order) while the example runs teacher-forced (prompt +
- * answer), averaged over three spans of positions: the prompt's, the
- * answer's (those whose next token is in the loss: the positions that
- * generate) and all; and three ways over depth: the mean gate over every
- * module the router adapts (rm_lora_trace_gates), the mean of each
- * expert's share of the experts' output there (weight x output size), and
- * the last module's gate alone (layer L-1's last adapted target). The pick
- * is the adapter with the highest mean, compared with the example's first
- * listed "adapters" name. One JSON line per example ("answer": every
- * module, "answer_share", "answer_last", ...), then a summary line with
- * accuracy_SPAN, accuracy_SPAN_share and accuracy_SPAN_last. The last
- * module's gates at prompt positions receive no gradient in training
- * (nothing after that module reads them).
+ * router-eval (src/train/router_eval.h): one JSON line per example
+ * ("line", "expected", then per depth and span "prompt": {"picked",
+ * "weights"} in --pool order, "answer", "all", "prompt_share", ...,
+ * "all_last"), then a summary line with right_SPAN[_DEPTH] and
+ * accuracy_SPAN[_DEPTH].
  */
-enum { SPAN_PROMPT, SPAN_ANSWER, SPAN_ALL, N_SPAN };
-static const char *const span_name[N_SPAN] = {"prompt", "answer", "all"};
-enum { DEPTH_EVERY, DEPTH_SHARE, DEPTH_LAST, N_DEPTH };
-static const char *const depth_suffix[N_DEPTH] = {"", "_share", "_last"};
+static json_t *router_eval_key_obj(const char *picked, const double *w, int K) {
+    json_t *o = json_object(), *a = json_array();
+    for (int p = 0; p < K; p++) json_array_append_new(a, cli_json_num("%.4f", w[p]));
+    json_object_set_new(o, "picked", json_string_nocheck(picked));
+    json_object_set_new(o, "weights", a);
+    return o;
+}
 
-static int argmax_d(const double *v, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) b = v[i] > v[b] ? i : b;
-    return b;
+typedef struct {
+    rm_adapter *const *pool;
+    int K;
+} router_eval_out;
+
+static rm_status print_router_eval(const rm_router_eval_example *e, void *user) {
+    const router_eval_out *ro = user;
+    json_t *l = json_object();
+    json_object_set_new(l, "line", json_integer(e->line));
+    json_object_set_new(l, "expected", json_string_nocheck(e->expected ? e->expected : ""));
+    for (int dep = 0; dep < RM_EVAL_DEPTH_COUNT; dep++)
+        for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s%s", rm_eval_span_name(s), rm_eval_depth_suffix(dep));
+            json_object_set_new(l, key, router_eval_key_obj(ro->pool[e->picked[dep][s]]->name, e->weights[dep][s], ro->K));
+        }
+    return cli_json_line(stdout, l) ? RAMOLE_OK : rm_err(RAMOLE_ERR_IO, "cannot write the results");
 }
 
 static int router_eval(const train_opts *o) {
@@ -712,10 +609,7 @@ static int router_eval(const train_opts *o) {
     rm_adapter *pool[MAX_POOL] = {0}, *router = NULL;
     rm_dataset *d = NULL;
     rm_ctx *ctx = NULL;
-    int32_t *pos = NULL, *seq = NULL;
-    double *tsum = NULL, *tshare = NULL;
-    int *tn = NULL;
-    int rc = 1, counted = 0, right[N_DEPTH][N_SPAN] = {{0}};
+    int rc = 1;
     rm_status st;
     if (!o->model || !o->n_pool || !o->router_path) {
         fprintf(stderr, "ramole %s: -m MODEL, --pool ADAPTER... and --router DIR are required\n", cmd);
@@ -736,69 +630,25 @@ static int router_eval(const train_opts *o) {
     rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router};
     for (int p = 0; p < K; p++) comp.experts[p] = pool[p];
     if ((st = rm_lora_set(rm_ctx_lora(ctx), 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    pos = rm_malloc((size_t)maxn * sizeof *pos);
-    seq = rm_calloc((size_t)maxn, sizeof *seq);
-    tsum = rm_malloc((size_t)maxn * K * sizeof *tsum);
-    tshare = rm_malloc((size_t)maxn * K * sizeof *tshare);
-    tn = rm_malloc((size_t)maxn * sizeof *tn);
-    if (!pos || !seq || !tsum || !tshare || !tn) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    for (int i = 0; i < maxn; i++) pos[i] = i;
-    for (int i = 0; i < d->n; i++) {
-        const rm_example *e = &d->ex[i];
-        int n = e->n - 1; /* positions that predict a next token */
-        rm_ctx_seq_clear(ctx, 0);
-        memset(tsum, 0, (size_t)n * K * sizeof *tsum);
-        memset(tshare, 0, (size_t)n * K * sizeof *tshare);
-        memset(tn, 0, (size_t)n * sizeof *tn);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), &(rm_gate_trace){.gates = tsum, .shares = tshare, .n = tn});
-        rm_batch b = {n, e->tokens, pos, seq, NULL};
-        st = rm_ctx_decode(ctx, &b);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
-        if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        double mean[N_DEPTH][N_SPAN][MAX_POOL] = {{{0}}};
-        int cnt[N_SPAN] = {0}, best[N_DEPTH][N_SPAN];
-        for (int t = 0; t < n; t++) {
-            const float *g = rm_lora_last_gates(rm_ctx_lora(ctx), t);
-            int sp = t + 1 >= e->n_prompt ? SPAN_ANSWER : SPAN_PROMPT;
-            for (int p = 0; p < K; p++) {
-                double every = tn[t] ? tsum[(size_t)t * K + p] / tn[t] : 0;
-                double share = tn[t] ? tshare[(size_t)t * K + p] / tn[t] : 0;
-                mean[DEPTH_EVERY][sp][p] += every, mean[DEPTH_EVERY][SPAN_ALL][p] += every;
-                mean[DEPTH_SHARE][sp][p] += share, mean[DEPTH_SHARE][SPAN_ALL][p] += share;
-                mean[DEPTH_LAST][sp][p] += g[p], mean[DEPTH_LAST][SPAN_ALL][p] += g[p];
-            }
-            cnt[sp]++, cnt[SPAN_ALL]++;
-        }
-        printf("{\"line\":%d,\"expected\":\"%s\"", e->line, e->n_adapters ? e->adapters[0] : "");
-        for (int dep = 0; dep < N_DEPTH; dep++)
-            for (int s = 0; s < N_SPAN; s++) {
-                for (int p = 0; p < K; p++) mean[dep][s][p] /= cnt[s] ? cnt[s] : 1;
-                best[dep][s] = argmax_d(mean[dep][s], K);
-                printf(",\"%s%s\":{\"picked\":\"%s\",\"weights\":[", span_name[s], depth_suffix[dep],
-                       pool[best[dep][s]]->name);
-                for (int p = 0; p < K; p++) printf("%s%.4f", p ? "," : "", mean[dep][s][p]);
-                printf("]}");
-            }
-        printf("}\n");
-        if (e->n_adapters) {
-            counted++;
-            for (int dep = 0; dep < N_DEPTH; dep++)
-                for (int s = 0; s < N_SPAN; s++) right[dep][s] += !strcmp(e->adapters[0], pool[best[dep][s]]->name);
-        }
+    rm_router_eval_summary sum;
+    router_eval_out ro = {pool, K};
+    if ((st = rm_router_eval(ctx, pool, K, d, print_router_eval, &ro, &sum)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
     }
-    printf("{\"examples\":%d", counted);
-    for (int dep = 0; dep < N_DEPTH; dep++)
-        for (int s = 0; s < N_SPAN; s++)
-            printf(",\"right_%s%s\":%d,\"accuracy_%s%s\":%.4f", span_name[s], depth_suffix[dep], right[dep][s],
-                   span_name[s], depth_suffix[dep], counted ? (double)right[dep][s] / counted : 0.0);
-    printf("}\n");
-    rc = 0;
+    json_t *l = json_object();
+    json_object_set_new(l, "examples", json_integer(sum.examples));
+    for (int dep = 0; dep < RM_EVAL_DEPTH_COUNT; dep++)
+        for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
+            char key[48];
+            const char *sn = rm_eval_span_name(s), *ds = rm_eval_depth_suffix(dep);
+            snprintf(key, sizeof key, "right_%s%s", sn, ds);
+            json_object_set_new(l, key, json_integer(sum.right[dep][s]));
+            snprintf(key, sizeof key, "accuracy_%s%s", sn, ds);
+            json_object_set_new(l, key, cli_json_num("%.4f", rm_router_eval_accuracy(&sum, dep, s)));
+        }
+    rc = cli_json_line(stdout, l) ? 0 : cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write the results"));
 out:
-    rm_free(pos);
-    rm_free(seq);
-    rm_free(tsum);
-    rm_free(tshare);
-    rm_free(tn);
     rm_ctx_free(ctx);
     rm_dataset_free(d);
     rm_adapter_free(router);

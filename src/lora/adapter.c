@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 
 static const char *const hf_names[RM_TARGET_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
@@ -427,19 +428,50 @@ static bool has_suffix(const char *s, const char *suf) {
     return n >= m && !strcmp(s + n - m, suf);
 }
 
-rm_status rm_adapter_load(const rm_model *base, const char *path, rm_adapter **out) {
-    *out = NULL;
+/* A path that names a PEFT folder's own files stands for the folder. */
+static bool names_peft_file(const char *path) {
+    return has_suffix(path, "/adapter_config.json") || has_suffix(path, "/adapter_model.safetensors") ||
+           !strcmp(path, "adapter_config.json") || !strcmp(path, "adapter_model.safetensors");
+}
+
+static bool is_gguf_adapter(const char *path) {
+    rm_gguf *g = NULL;
+    if (rm_gguf_open(path, &g) != RAMOLE_OK) return false;
+    const char *s;
+    size_t n;
+    bool yes = rm_gguf_get_str(g, "general.type", &s, &n) == RAMOLE_OK && n == 7 && !memcmp(s, "adapter", 7);
+    rm_gguf_free(g);
+    return yes;
+}
+
+rm_status rm_adapter_format_of(const char *path, rm_adapter_format *fmt) {
+    *fmt = RM_ADAPTER_FORMAT_NONE;
     if (!path || !*path) return rm_err(RAMOLE_ERR_INVALID, "adapter path is empty");
-    if (rm_dir_exists(path)) return rm_adapter_load_peft(base, path, out);
-    if (has_suffix(path, "/adapter_config.json") || has_suffix(path, "/adapter_model.safetensors") ||
-        !strcmp(path, "adapter_config.json") || !strcmp(path, "adapter_model.safetensors")) {
-        const char *slash = strrchr(path, '/');
-        char *dir = slash ? rm_strndup(path, (size_t)(slash - path)) : rm_strdup(".");
-        if (!dir) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-        rm_status st = rm_adapter_load_peft(base, dir, out);
-        rm_free(dir);
-        return st;
+    if (rm_dir_exists(path)) {
+        char *cfg = rm_path_join(path, "adapter_config.json");
+        if (!cfg) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        if (rm_file_exists(cfg)) *fmt = RM_ADAPTER_FORMAT_PEFT;
+        rm_free(cfg);
+        return RAMOLE_OK;
     }
     if (!rm_file_exists(path)) return rm_err(RAMOLE_ERR_NOT_FOUND, "adapter %s: no such file or folder", path);
-    return rm_adapter_load_gguf(base, path, out);
+    if (names_peft_file(path)) *fmt = RM_ADAPTER_FORMAT_PEFT;
+    else if (is_gguf_adapter(path)) *fmt = RM_ADAPTER_FORMAT_GGUF;
+    return RAMOLE_OK;
+}
+
+rm_status rm_adapter_load(const rm_model *base, const char *path, rm_adapter **out) {
+    *out = NULL;
+    rm_adapter_format fmt;
+    RM_TRY(rm_adapter_format_of(path, &fmt));
+    bool dir = rm_dir_exists(path);
+    /* NONE: the loader of the layout's kind names what is wrong */
+    if (fmt == RM_ADAPTER_FORMAT_GGUF || (fmt == RM_ADAPTER_FORMAT_NONE && !dir)) return rm_adapter_load_gguf(base, path, out);
+    if (dir) return rm_adapter_load_peft(base, path, out);
+    const char *slash = strrchr(path, '/');
+    char *folder = slash ? rm_strndup(path, (size_t)(slash - path)) : rm_strdup(".");
+    if (!folder) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_status st = rm_adapter_load_peft(base, folder, out);
+    rm_free(folder);
+    return st;
 }

@@ -110,6 +110,19 @@ uint64_t rm_model_fingerprint(const rm_model *m);
  * ERR_IO missing or unreadable files).
  */
 rm_status rm_adapter_load(const rm_model *base, const char *path, rm_adapter **out);
+/*
+ * The format rm_adapter_load reads `path` as, decided by content: PEFT for
+ * a folder holding adapter_config.json (or an existing path that names a
+ * folder's adapter_config.json or adapter_model.safetensors), GGUF for a
+ * GGUF file whose general.type is "adapter"; NONE for anything else that
+ * exists (a model folder or GGUF model, a folder without
+ * adapter_config.json, a file that is not GGUF). Loading a NONE path fails
+ * with the message of the loader of its kind (PEFT for a folder, GGUF for a
+ * file). Reads at most a GGUF header. Errors: ERR_INVALID (empty path),
+ * ERR_NOT_FOUND (nothing at path), ERR_NOMEM.
+ */
+typedef enum { RM_ADAPTER_FORMAT_NONE = 0, RM_ADAPTER_FORMAT_PEFT, RM_ADAPTER_FORMAT_GGUF } rm_adapter_format;
+rm_status rm_adapter_format_of(const char *path, rm_adapter_format *fmt);
 /* The same for a known format. */
 rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter **out);
 rm_status rm_adapter_load_gguf(const rm_model *base, const char *path, rm_adapter **out);
