@@ -14,7 +14,9 @@
 #     long prompt (`ramole bench --kv-block`), target within 5%.
 #
 # Environment: BUILD (build), ENGINE_BENCH_REQUESTS (256), ENGINE_BENCH_PEER_SEQS
-#   (16; 0 skips llama.cpp), ENGINE_BENCH_THREADS (2), BENCH_MODELS_DIR (.cache/bench).
+#   (16; 0 skips llama.cpp), ENGINE_BENCH_THREADS (2), BENCH_MODELS_DIR (.cache/bench),
+#   ENGINE_BENCH_MODEL (a GGUF base instead of the TinyLlama-shaped f16 one: a quick
+#   check of the script on a small model), ENGINE_BENCH_LONG (900: the long prompts of 3.).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.bash
@@ -24,12 +26,13 @@ N=${ENGINE_BENCH_REQUESTS:-256}
 PEER=${ENGINE_BENCH_PEER_SEQS:-16}
 T=${ENGINE_BENCH_THREADS:-2}
 DIR=${BENCH_MODELS_DIR:-.cache/bench}
-W=$DIR/engine
+M=${ENGINE_BENCH_MODEL:-$DIR/tinyllama-1.1b-f16.gguf}
+W=$DIR/engine-$(basename "$M" .gguf)
 mkdir -p "$W/loras"
-M=$DIR/tinyllama-1.1b-f16.gguf
+LONG=${ENGINE_BENCH_LONG:-900}
 
 say "# engine bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-if [ ! -f "$M" ]; then
+if [ ! -f "$M" ] && [ -z "${ENGINE_BENCH_MODEL:-}" ]; then
   say "making $M"
   "$R" random-model --arch llama --preset tinyllama-1.1b -o "$M.tmp" --format gguf --type f16 >/dev/null && mv "$M.tmp" "$M" || { fail "random-model"; exit 1; }
 fi
@@ -45,7 +48,7 @@ node -e '
   let x = 7; const rnd = k => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % k; };
   const fs = require("fs"); let plain = "", lora = "";
   for (let i = 0; i < n; i++) {
-    const prompt = [1]; while (prompt.length < 16) prompt.push(259 + rnd(30000));
+    const prompt = [1]; while (prompt.length < 16) prompt.push(3 + rnd(250));
     const pick = []; while (pick.length < 3) { const a = rnd(64); if (!pick.includes(a)) pick.push(a); }
     const base = {id: i, prompt, max_tokens: 64, temperature: 0, ignore_eos: true};
     plain += JSON.stringify(base) + "\n";
@@ -83,26 +86,27 @@ if [ "$PEER" -gt 0 ]; then
   fi
 fi
 
-say "## 3. peak RSS, paged against contiguous KV (64 requests, every 8th with a 900-token prompt, 8 at once)"
-node -e '
+say "## 3. peak RSS, paged against contiguous KV (64 requests, every 8th with a $LONG-token prompt, 8 at once)"
+LONG=$LONG node -e '
   const fs = require("fs"); let s = "";
   for (let i = 0; i < 64; i++) {
-    const n = i % 8 === 0 ? 900 : 16; const prompt = [1]; while (prompt.length < n) prompt.push(300 + (i * 7 + prompt.length * 13) % 20000);
+    const n = i % 8 === 0 ? Number(process.env.LONG) : 16; const prompt = [1]; while (prompt.length < n) prompt.push(3 + (i * 7 + prompt.length * 13) % 250);
     s += JSON.stringify({id: i, prompt, max_tokens: 16, temperature: 0, ignore_eos: true}) + "\n";
   }
   fs.writeFileSync(process.argv[1], s);' "$W/mix.jsonl"
-rss() { /usr/bin/time -f %M "$R" batch -m "$M" --in "$W/mix.jsonl" --out "$W/mix.out" -t "$T" --max-seqs 8 --ctx 1024 --quiet "$@" 2>&1 >/dev/null | tail -1; }
+CTX=$((LONG + 32))
+rss() { /usr/bin/time -f %M "$R" batch -m "$M" --in "$W/mix.jsonl" --out "$W/mix.out" -t "$T" --max-seqs 8 --ctx $CTX --quiet "$@" 2>&1 >/dev/null | tail -1; }
 rss_paged=$(rss --kv-block 16)
-rss_contig=$(rss --kv-block 1024)
+rss_contig=$(rss --kv-block $CTX)
 say "| KV layout | peak RSS (MiB) |"
 say "|---|---|"
 say "| paged, blocks of 16 | $((rss_paged / 1024)) |"
-say "| contiguous (one block of 1024 per sequence) | $((rss_contig / 1024)) |"
+say "| contiguous (one block of $CTX per sequence) | $((rss_contig / 1024)) |"
 say "difference: $(((rss_contig - rss_paged) / 1024)) MiB"
 
-say "## 4. attention through the block table, 1024-token prompt"
-b16=$("$R" bench -m "$M" -t "$T" --prompt 1024 --decode 32 --kv-block 16 2>/dev/null)
-bct=$("$R" bench -m "$M" -t "$T" --prompt 1024 --decode 32 --kv-block 1057 2>/dev/null)
+say "## 4. attention through the block table, $LONG-token prompt"
+b16=$("$R" bench -m "$M" -t "$T" --prompt "$LONG" --decode 32 --kv-block 16 2>/dev/null)
+bct=$("$R" bench -m "$M" -t "$T" --prompt "$LONG" --decode 32 --kv-block $((LONG + 33)) 2>/dev/null)
 say "paged: $b16"
 say "contiguous: $bct"
 p16=$(node -e 'const a=JSON.parse(process.argv[1]);console.log(a.prefill_tps, a.decode_tps)' "$b16")
