@@ -9,21 +9,23 @@
  */
 #include "test.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/detok.h"
 #include "engine/engine.h"
 #include "model/kv_cache.h"
+#include "retrieval/embed.h"
 
 char *tokt_family_path(const char *family); /* test_tokenizer_golden.c */
 
 static const unsigned ALL = (1u << RM_TARGET_COUNT) - 1;
 
-static rm_model *engine_model(void) {
+static rm_model *engine_model_vocab(int vocab) {
     rm_model_config c;
     rm_model_config_defaults(&c, RM_ARCH_LLAMA);
-    c.vocab_size = 96;
+    c.vocab_size = vocab;
     c.hidden = 64;
     c.ffn = 96;
     c.n_layers = 2;
@@ -36,6 +38,8 @@ static rm_model *engine_model(void) {
     CHECK_OK(rm_model_random(&c, 11, 0.12f, &m));
     return m;
 }
+
+static rm_model *engine_model(void) { return engine_model_vocab(96); }
 
 /* Adapters made on demand by name: "eN" an expert of rank 4 + N % 3 * 4
  * with seed N, "router" a router of rank 8; counts the loads. */
@@ -472,5 +476,70 @@ TEST(engine_detok_stop_strings) {
         rm_detok_free(&d);
         rm_tok_ids_free(&ids);
     }
+    rm_tok_free(tok);
+}
+
+/* One pool for the forward and the embedder, used from two threads at
+ * once: every embedding and every token equals its run on private pools. */
+typedef struct {
+    rm_embedder *emb;
+    float out[4][64];
+    rm_status st;
+} embed_job;
+
+static void *embed_thread(void *arg) {
+    embed_job *j = arg;
+    const char *texts[4] = {"the owl speaks", "Reverse: abc =>", "a longer sentence about adapters", "x"};
+    for (int rep = 0; rep < 20 && j->st == RAMOLE_OK; rep++) j->st = rm_embedder_embed(j->emb, texts, 4, &j->out[0][0]);
+    return NULL;
+}
+
+TEST(engine_pool_shared_with_embedder) {
+    char *path = tokt_family_path("gpt2");
+    if (!path) return;
+    rm_tok *tok = NULL;
+    CHECK_OK(rm_tok_load(path, &tok));
+    rm_free(path);
+    rm_model *m = engine_model_vocab(50257);
+    if (!tok || !m) {
+        rm_tok_free(tok);
+        rm_model_free(m);
+        return;
+    }
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 8, 32, 0);
+    rm_embed_opts o;
+    rm_embed_opts_default(&o);
+    o.max_tokens = 32;
+    embed_job own = {0}, shared = {0};
+    CHECK_OK(rm_embedder_new(m, tok, &o, NULL, &own.emb));
+    o.pool = e ? rm_engine_pool(e) : NULL;
+    CHECK_OK(rm_embedder_new(m, tok, &o, NULL, &shared.emb));
+    static collected alone[N_MIXED], both[N_MIXED];
+    memset(alone, 0, sizeof alone);
+    memset(both, 0, sizeof both);
+    if (e && own.emb && shared.emb) {
+        run_alone(m, alone);
+        embed_thread(&own);
+        int32_t prompts[N_MIXED][32];
+        char names[N_MIXED][3][8];
+        for (int i = 0; i < N_MIXED; i++) {
+            rm_engine_request q;
+            mixed_request(i, prompts[i], &q, names[i], &both[i]);
+            int64_t id;
+            CHECK_OK(rm_engine_submit(e, &q, &id));
+        }
+        pthread_t th;
+        pthread_create(&th, NULL, embed_thread, &shared);
+        drain(e);
+        pthread_join(th, NULL);
+        CHECK_OK(shared.st);
+        CHECK_MSG(!memcmp(own.out, shared.out, sizeof own.out), "embeddings differ on the shared pool");
+        check_same(both, alone, "engine beside an embedder");
+    }
+    rm_embedder_free(own.emb);
+    rm_embedder_free(shared.emb);
+    rm_engine_free(e);
+    rm_model_free(m);
     rm_tok_free(tok);
 }

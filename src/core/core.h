@@ -82,7 +82,9 @@ static inline bool rm_add_ok(size_t a, size_t b, size_t *out) {
  * rm_pool_run calls fn(ctx, ith, nth) once for every ith in [0, nth) and
  * returns when all are done. Ops split their rows by (ith, nth) themselves.
  * Workers spin briefly between jobs (decode issues many small jobs), then
- * sleep. A pool is used by one submitting thread at a time.
+ * sleep. Several owners may share one pool (an engine's forward and its
+ * embedder): rm_pool_run runs one job at a time and makes other submitters
+ * wait; a job must not submit to its own pool.
  */
 typedef struct rm_pool rm_pool;
 typedef void (*rm_pool_fn)(void *ctx, int ith, int nth);

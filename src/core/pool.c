@@ -20,6 +20,7 @@ struct rm_pool {
     int n;
     pthread_t *threads;
     pthread_mutex_t mu;
+    pthread_mutex_t run_mu; /* one job at a time when several owners share the pool */
     pthread_cond_t cv;
     atomic_uint gen;     /* bumped for every job */
     atomic_int pending;  /* workers still running the current job */
@@ -82,6 +83,7 @@ rm_status rm_pool_new(int nthreads, rm_pool **out) {
     if (!p) return rm_err(RAMOLE_ERR_NOMEM, "thread pool: out of memory");
     p->n = nthreads;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->run_mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (nthreads > 1) {
         p->threads = rm_calloc((size_t)nthreads, sizeof *p->threads);
@@ -127,6 +129,7 @@ void rm_pool_run(rm_pool *p, rm_pool_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    pthread_mutex_lock(&p->run_mu);
     p->fn = fn;
     p->ctx = ctx;
     atomic_store(&p->pending, p->n - 1);
@@ -138,6 +141,7 @@ void rm_pool_run(rm_pool *p, rm_pool_fn fn, void *ctx) {
     }
     fn(ctx, 0, p->n);
     for (int spins = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) relax(spins);
+    pthread_mutex_unlock(&p->run_mu);
 }
 
 int rm_cpu_count(void) {

@@ -77,6 +77,7 @@ void rm_engine_request_init(rm_engine_request *r) {
 
 const rm_model *rm_engine_model(const rm_engine *e) { return e->m; }
 int rm_engine_max_seqs(const rm_engine *e) { return e->p.max_seqs; }
+rm_pool *rm_engine_pool(rm_engine *e) { return rm_ctx_pool(e->ctx); }
 
 /* ---- creation ------------------------------------------------------------ */
 

@@ -148,6 +148,9 @@ void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out);
 rm_status rm_engine_check(const rm_engine *e);
 
 const rm_model *rm_engine_model(const rm_engine *e);
+/* The engine's thread pool, to share with an embedder (rm_embed_opts.pool):
+ * one pool for all the work of a process, jobs run one at a time. */
+rm_pool        *rm_engine_pool(rm_engine *e);
 int             rm_engine_max_seqs(const rm_engine *e);
 
 #endif

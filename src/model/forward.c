@@ -24,6 +24,7 @@ struct rm_ctx {
     const rm_model *m;
     rm_ctx_params p;
     rm_pool *pool;
+    bool own_pool;
     rm_compute comp;
     int kv_dim, q_dim;
     rm_kv_cache *kv;
@@ -90,6 +91,7 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     *out = NULL;
     rm_ctx_params p = *pp;
     if (p.n_logits <= 0 || p.n_logits > p.n_batch) p.n_logits = p.n_batch;
+    if (p.pool) p.n_threads = rm_pool_size(p.pool);
     if (p.n_threads <= 0) p.n_threads = rm_cpu_count();
     if (p.n_ctx <= 0 || p.n_seq <= 0 || p.n_batch <= 0)
         return rm_err(RAMOLE_ERR_INVALID, "context: n_ctx, n_seq and n_batch must be positive (got %d, %d, %d)",
@@ -109,8 +111,10 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     c->p = p;
     c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
     c->q_dim = cfg->n_heads * cfg->head_dim;
-    rm_status st = rm_pool_new(p.n_threads, &c->pool);
-    if (st != RAMOLE_OK) {
+    rm_status st = RAMOLE_OK;
+    c->pool = p.pool;
+    c->own_pool = !p.pool;
+    if (c->own_pool && (st = rm_pool_new(p.n_threads, &c->pool)) != RAMOLE_OK) {
         rm_free(c);
         return st;
     }
@@ -168,7 +172,7 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
 
 void rm_ctx_free(rm_ctx *c) {
     if (!c) return;
-    rm_pool_free(c->pool);
+    if (c->own_pool) rm_pool_free(c->pool);
     rm_kv_free(c->kv);
     float *bufs[] = {c->kvrow, c->x, c->xn, c->q, c->att, c->k, c->v, c->gate,
                      c->up, c->scores, c->inv_freq, c->xo, c->logits, c->hid};

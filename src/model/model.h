@@ -106,7 +106,8 @@ typedef struct {
     int n_seq;      /* sequences (KV slots) */
     int n_batch;    /* max tokens in one rm_ctx_decode */
     int n_logits;   /* max tokens per decode that want logits (0: n_batch) */
-    int n_threads;
+    int n_threads;     /* 0: every core (ignored when pool is given) */
+    rm_pool *pool;     /* borrowed, shared with other owners; NULL: the context makes its own */
     int lora_max_k;    /* adapters per sequence (0: no LoRA in this context) */
     int lora_max_rank; /* largest adapter rank a composition may hold */
     /* paged KV cache (model/kv_cache.h) */

@@ -184,7 +184,7 @@ rm_status rm_embedder_new(const rm_model *base, const rm_tok *tok, const rm_embe
     }
     memcpy(e->prefix_ids, e->ids.ids, (size_t)e->n_prefix * sizeof *e->prefix_ids);
     rm_ctx_params cp = {.n_ctx = o.max_tokens, .n_seq = o.n_seq, .n_batch = o.n_batch, .n_logits = 1,
-                        .n_threads = o.n_threads};
+                        .n_threads = o.n_threads, .pool = o.pool};
     if ((st = rm_ctx_new(base, &cp, &e->ctx)) != RAMOLE_OK) goto fail;
     if ((st = rm_ctx_keep_hidden(e->ctx, o.layer)) != RAMOLE_OK) goto fail;
     *out = e;

@@ -94,6 +94,7 @@ typedef struct {
     int n_seq;            /* texts per decode; 0: 16 */
     int n_batch;          /* tokens per decode; 0: max(max_tokens, 1024) */
     int n_threads;        /* 0: all CPUs */
+    rm_pool *pool;        /* borrowed (e.g. an engine's: rm_engine_pool); NULL: its own */
 } rm_embed_opts;
 
 /* Defaults: RM_EMBED_PREFIX, RM_HIDDEN_FINAL, MEAN, the sizes above. */
