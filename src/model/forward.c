@@ -64,10 +64,9 @@ static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt, int
         if (b > w) w = b;
     }
     for (int l = 0; l < cfg->n_layers; l++) {
-        const rm_layer *L = &m->layers[l];
-        const rm_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) {
-            size_t s = rm_matmul_work_size(ws[i]->type, n_batch, ws[i]->rows, ws[i]->cols, nt);
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_weight *lw = rm_layer_weight(&m->layers[l], (rm_target)t);
+            size_t s = rm_matmul_work_size(lw->type, n_batch, lw->rows, lw->cols, nt);
             if (s > w) w = s;
         }
     }

@@ -15,12 +15,13 @@
 #define RM_MODEL_H
 
 #include "kernels/kernels.h"
+#include "model/targets.h"
 
 typedef enum { RM_ARCH_LLAMA = 0, RM_ARCH_MISTRAL, RM_ARCH_QWEN2, RM_ARCH_COUNT } rm_arch;
 const char *rm_arch_name(rm_arch a);                 /* "llama", "mistral", "qwen2" */
 bool        rm_arch_from_name(const char *s, rm_arch *out);
 
-typedef struct {
+struct rm_model_config { /* typedef in targets.h */
     rm_arch arch;
     int vocab_size;
     int hidden;        /* d_model */
@@ -35,7 +36,7 @@ typedef struct {
     bool tied_embeddings;
     bool qkv_bias;
     int bos_id, eos_id; /* -1 when unknown */
-} rm_model_config;
+};
 
 /* Fill the family defaults of `arch` (tiny sizes zero: callers set them). */
 void rm_model_config_defaults(rm_model_config *c, rm_arch arch);
@@ -56,6 +57,10 @@ typedef struct {
     const float *ffn_norm;           /* [hidden] */
     rm_weight w_gate, w_up, w_down;  /* [ffn][hidden] x2, [hidden][ffn] */
 } rm_layer;
+
+/* The weight of target t in layer L (wq for RM_TARGET_Q, ... w_down); its
+ * rows and cols are rm_target_dims' dout and din. NULL for t out of range. */
+const rm_weight *rm_layer_weight(const rm_layer *L, rm_target t);
 
 typedef enum { RM_SOURCE_HF = 0, RM_SOURCE_GGUF } rm_source_kind;
 
@@ -90,6 +95,14 @@ rm_status rm_model_open(const char *path, rm_model **out);
 void      rm_model_free(rm_model *m);
 /* Parameter count and bytes of the weights. */
 void      rm_model_size(const rm_model *m, int64_t *n_params, int64_t *n_bytes);
+/*
+ * A fingerprint of the base model's architecture and shapes (family, sizes,
+ * heads, vocab): adapters and other files made for a base record it and
+ * refuse another base. The config form is for code that has a
+ * configuration but no model; both give the same value.
+ */
+uint64_t  rm_model_fingerprint(const rm_model *m);
+uint64_t  rm_model_config_fingerprint(const rm_model_config *c);
 /* The type most 2-D weights have (for `ramole info`). */
 rm_type   rm_model_main_type(const rm_model *m);
 

@@ -453,10 +453,10 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
         for (int l = 0; l < tm->L_; l++) {
             const rm_layer *bl = &base->layers[l];
             tm_layer *L = &tm->W.L[l];
-            const rm_weight *ws[RM_TARGET_COUNT] = {&bl->wq, &bl->wk, &bl->wv, &bl->wo, &bl->w_gate, &bl->w_up,
-                                                    &bl->w_down};
-            for (int t = 0; t < RM_TARGET_COUNT; t++)
-                cvt_to_real(L->w[t], ws[t]->data, ws[t]->type, ws[t]->rows * ws[t]->cols, tmpf);
+            for (int t = 0; t < RM_TARGET_COUNT; t++) {
+                const rm_weight *bw = rm_layer_weight(bl, (rm_target)t);
+                cvt_to_real(L->w[t], bw->data, bw->type, bw->rows * bw->cols, tmpf);
+            }
             cvt_to_real(L->attn_norm, bl->attn_norm, RM_TYPE_F32, tm->d, tmpf);
             cvt_to_real(L->ffn_norm, bl->ffn_norm, RM_TYPE_F32, tm->d, tmpf);
             if (c->qkv_bias) {
