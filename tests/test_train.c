@@ -353,9 +353,10 @@ TEST(train_lora_wide_products_split_by_columns) {
 static double inference_loss_ex(const rm_model *m, const test_batch *tb, const rm_composition *comps, double *per_seq,
                                 double *gates) {
     rm_ctx *ctx = NULL;
-    rm_ctx_params cp = {.n_ctx = tb->T, .n_seq = tb->B, .n_batch = tb->T, .n_threads = 2,
-                        .lora_max_k = comps ? INF_MAX_K : 0, .lora_max_rank = 8};
-    CHECK_OK(rm_ctx_new(m, &cp, &ctx));
+    rm_lora_state *ls = NULL;
+    rm_ctx_params cp = {.n_ctx = tb->T, .n_seq = tb->B, .n_batch = tb->T, .n_threads = 2};
+    if (comps) CHECK_OK(rm_lora_ctx_new(m, &cp, INF_MAX_K, 8, &ctx, &ls));
+    else CHECK_OK(rm_ctx_new(m, &cp, &ctx));
     if (!ctx) return NAN;
     double sum = 0;
     int cnt = 0;
@@ -363,16 +364,16 @@ static double inference_loss_ex(const rm_model *m, const test_batch *tb, const r
     uint8_t want[16];
     int tn[16];
     for (int b = 0; b < tb->B; b++) {
-        if (comps) CHECK_OK(rm_lora_set(rm_ctx_lora(ctx), b, &comps[b]));
+        if (comps) CHECK_OK(rm_lora_set(ls, b, &comps[b]));
         for (int t = 0; t < tb->T; t++) pos[t] = t, seq[t] = b, want[t] = 1;
         rm_batch bb = {tb->T, tb->tokens + b * tb->T, pos, seq, want};
         if (gates) {
             memset(gates + (size_t)b * tb->T * INF_MAX_K, 0, (size_t)tb->T * INF_MAX_K * sizeof *gates);
-            rm_lora_trace_gates(rm_ctx_lora(ctx),
+            rm_lora_trace_gates(ls,
                                 &(rm_gate_trace){.gates = gates + (size_t)b * tb->T * INF_MAX_K, .n = tn});
         }
         CHECK_OK(rm_ctx_decode(ctx, &bb));
-        if (gates) rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
+        if (gates) rm_lora_trace_gates(ls, NULL);
         double ss = 0;
         int sc = 0;
         for (int t = 0; t < tb->T; t++) {
@@ -388,6 +389,7 @@ static double inference_loss_ex(const rm_model *m, const test_batch *tb, const r
         if (per_seq) per_seq[b] = sc ? ss / sc : NAN;
     }
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     return sum / cnt;
 }
 

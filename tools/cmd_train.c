@@ -712,6 +712,7 @@ static int router_eval(const train_opts *o) {
     rm_adapter *pool[MAX_POOL] = {0}, *router = NULL;
     rm_dataset *d = NULL;
     rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
     int32_t *pos = NULL, *seq = NULL;
     double *tsum = NULL, *tshare = NULL;
     int *tn = NULL;
@@ -730,12 +731,11 @@ static int router_eval(const train_opts *o) {
     int maxn = 1, mr = router->max_rank, K = o->n_pool;
     for (int i = 0; i < d->n; i++) maxn = d->ex[i].n > maxn ? d->ex[i].n : maxn;
     for (int p = 0; p < K; p++) mr = pool[p]->max_rank > mr ? pool[p]->max_rank : mr;
-    rm_ctx_params cp = {.n_ctx = maxn, .n_seq = 1, .n_batch = maxn, .n_logits = 1, .n_threads = (int)o->threads,
-                        .lora_max_k = K, .lora_max_rank = mr};
-    if ((st = rm_ctx_new(m, &cp, &ctx)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    rm_ctx_params cp = {.n_ctx = maxn, .n_seq = 1, .n_batch = maxn, .n_logits = 1, .n_threads = (int)o->threads};
+    if ((st = rm_lora_ctx_new(m, &cp, K, mr, &ctx, &ls)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router};
     for (int p = 0; p < K; p++) comp.experts[p] = pool[p];
-    if ((st = rm_lora_set(rm_ctx_lora(ctx), 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    if ((st = rm_lora_set(ls, 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     pos = rm_malloc((size_t)maxn * sizeof *pos);
     seq = rm_calloc((size_t)maxn, sizeof *seq);
     tsum = rm_malloc((size_t)maxn * K * sizeof *tsum);
@@ -750,15 +750,15 @@ static int router_eval(const train_opts *o) {
         memset(tsum, 0, (size_t)n * K * sizeof *tsum);
         memset(tshare, 0, (size_t)n * K * sizeof *tshare);
         memset(tn, 0, (size_t)n * sizeof *tn);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), &(rm_gate_trace){.gates = tsum, .shares = tshare, .n = tn});
+        rm_lora_trace_gates(ls, &(rm_gate_trace){.gates = tsum, .shares = tshare, .n = tn});
         rm_batch b = {n, e->tokens, pos, seq, NULL};
         st = rm_ctx_decode(ctx, &b);
-        rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
+        rm_lora_trace_gates(ls, NULL);
         if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
         double mean[N_DEPTH][N_SPAN][MAX_POOL] = {{{0}}};
         int cnt[N_SPAN] = {0}, best[N_DEPTH][N_SPAN];
         for (int t = 0; t < n; t++) {
-            const float *g = rm_lora_last_gates(rm_ctx_lora(ctx), t);
+            const float *g = rm_lora_last_gates(ls, t);
             int sp = t + 1 >= e->n_prompt ? SPAN_ANSWER : SPAN_PROMPT;
             for (int p = 0; p < K; p++) {
                 double every = tn[t] ? tsum[(size_t)t * K + p] / tn[t] : 0;
@@ -800,6 +800,7 @@ out:
     rm_free(tshare);
     rm_free(tn);
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     rm_dataset_free(d);
     rm_adapter_free(router);
     for (int p = 0; p < MAX_POOL; p++) rm_adapter_free(pool[p]);

@@ -120,8 +120,9 @@ typedef struct {
     int n_batch;    /* max tokens in one rm_ctx_decode */
     int n_logits;   /* max tokens per decode that want logits (0: n_batch) */
     int n_threads;
-    int lora_max_k;    /* adapters per sequence (0: no LoRA in this context) */
-    int lora_max_rank; /* largest adapter rank a composition may hold */
+    int scratch_rank;  /* the matmul scratch also fits a delta's low-rank products up to this rank
+                        * (LoRA's shrink and expand); 0: none. rm_lora_attach refuses a state of
+                        * higher rank */
 } rm_ctx_params;
 
 typedef struct rm_ctx rm_ctx;
@@ -147,9 +148,30 @@ int       rm_ctx_n_logits(const rm_ctx *c);
 void      rm_ctx_seq_clear(rm_ctx *c, int seq);
 size_t    rm_ctx_bytes(const rm_ctx *c);
 rm_pool  *rm_ctx_pool(rm_ctx *c);
-/* The context's LoRA state (NULL when lora_max_k is 0); see lora/compose.h:
- * rm_lora_set(rm_ctx_lora(ctx), seq, &composition) chooses a sequence's adapters. */
-struct rm_lora_state *rm_ctx_lora(rm_ctx *c);
+const rm_model *rm_ctx_model(const rm_ctx *c);
+/* The parameters the context was made with, defaults filled in (n_logits,
+ * n_threads). */
+const rm_ctx_params *rm_ctx_get_params(const rm_ctx *c);
+
+/*
+ * A per-module delta added after each base projection y = W0 x: the LoRA
+ * composition plugs in here (lora/compose.h, rm_lora_attach), so that the
+ * model never includes lora. Each decode calls plan once with the batch's
+ * sequence ids; when it returns true, every projection of every layer then
+ * calls apply with the module's input x [n_tokens][din] and its base output
+ * y [n_tokens][dout] (rm_target_dims), to which apply adds the delta; c is
+ * the context's compute (its pool and matmul scratch, which scratch_rank
+ * sizes). Neither may fail or allocate.
+ */
+typedef struct {
+    bool (*plan)(void *state, int n_tokens, const int32_t *seq); /* false: no token needs a delta this step */
+    void (*apply)(void *state, const rm_compute *c, int layer, rm_target t, const float *x, float *y);
+} rm_delta_ops;
+
+/* Attach a delta to the context's later decodes (ops NULL: detach; the
+ * base alone). ops and state are borrowed: they must outlive the context or
+ * be detached first. One delta at a time: a new one replaces the old. */
+void rm_ctx_set_delta(rm_ctx *c, const rm_delta_ops *ops, void *state);
 
 /*
  * Hidden states (for embeddings). After rm_ctx_keep_hidden(c, layer) every
