@@ -346,6 +346,7 @@ void rm_model_free(rm_model *m) {
     rm_free(m->layers);
     rm_free(m->owned_f32);
     rm_free(m->owned_weights);
+    rm_free(m->owned_views);
     rm_tok_free(m->tokenizer);
     rm_free(m->tokenizer_dir);
     rm_free(m->path);

@@ -64,6 +64,24 @@ const rm_weight *rm_layer_weight(const rm_layer *L, rm_target t);
 
 typedef enum { RM_SOURCE_HF = 0, RM_SOURCE_GGUF } rm_source_kind;
 
+/* Writable views of an in-memory model's f32 parameters (rm_model_new_f32),
+ * for the code that fills them. Shapes as in rm_layer. */
+typedef struct {
+    float *w[RM_TARGET_COUNT];    /* the data of rm_layer_weight(L, t): [dout][din] */
+    float *attn_norm, *ffn_norm;  /* [hidden] */
+    float *bq, *bk, *bv;          /* qkv_bias only, else NULL */
+} rm_layer_f32;
+
+typedef struct {
+    float *weights;               /* every 2-D weight, one block of n_weights floats in this order: */
+    size_t n_weights;
+    float *tok_embd;              /*   [vocab][hidden] */
+    float *output;                /*   [vocab][hidden] (untied); = tok_embd when tied */
+    rm_layer_f32 *layers;         /*   [n_layers], each layer's w[] in target order */
+    float *out_norm;              /* [hidden] */
+    float *rope_freq_factors;     /* [n_rot/2] when asked for, else NULL */
+} rm_model_f32;
+
 typedef struct rm_model rm_model;
 struct rm_model {
     rm_model_config cfg;
@@ -77,7 +95,8 @@ struct rm_model {
     /* ownership */
     struct rm_model_files *files;    /* the mapped files the weights point into */
     float *owned_f32;                /* norms, biases converted to f32 */
-    void *owned_weights;             /* weights built in memory (random models) */
+    void *owned_weights;             /* weights built in memory (rm_model_new_f32) */
+    rm_model_f32 *owned_views;       /* writable views of owned_weights and owned_f32, or NULL */
     struct rm_tok *tokenizer;        /* the model's tokenizer, or NULL; owned */
     char *tokenizer_dir;             /* folder whose tokenizer*.json an HF save copies, or NULL */
 };
@@ -227,9 +246,26 @@ int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *h
 rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, const char *path);
 
 /*
+ * An in-memory model of configuration cfg (checked) whose weights are all
+ * f32 and its own, for code that builds a model (random models, merges, the
+ * trainer's export). Sizes are computed first; the 2-D weights are one
+ * block, norms, biases (and rope_freq_factors when asked for) another, and
+ * the model's weights are views into them; values start at zero. *views
+ * are writable views of the same memory, owned by the model and valid
+ * while it lives: fill them, then hand the model on as read-only. The
+ * model's source is HF; path is copied (NULL: "memory"). Free with
+ * rm_model_free.
+ */
+rm_status rm_model_new_f32(const rm_model_config *cfg, const char *path, bool rope_freq_factors, rm_model **out,
+                           rm_model_f32 **views);
+
+/*
  * Build an in-memory model with random weights of the given shape (HF
- * layout). Values are uniform with standard deviation `std`, norms 1.
- * Free with rm_model_free.
+ * layout, RoPE style neox). Values are uniform with standard deviation
+ * `std`, norms 1. The draw order is part of the contract (the trainer's
+ * rm_tm_*_new_random follows it): one stream from `seed`, first the 2-D
+ * weights in rm_model_f32.weights order, then each layer's q, k, v biases
+ * (qkv_bias). Free with rm_model_free.
  */
 rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, rm_model **out);
 

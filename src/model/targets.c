@@ -12,9 +12,10 @@
  * file has one fingerprint. The top bit is cleared (63 bits are plenty, and
  * a GGUF u64 key then fits the GGUF reader's int64 getter).
  */
+#include <stddef.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "model/model_internal.h"
 
 static const char *const hf_names[RM_TARGET_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                       "gate_proj", "up_proj", "down_proj"};
@@ -64,17 +65,18 @@ int64_t rm_target_max_dim(const rm_model_config *c) {
     return best;
 }
 
+/* Where each target's weight sits in rm_layer: the one list of a layer's
+ * seven projections. */
+static const size_t weight_offset[RM_TARGET_COUNT] = {
+    offsetof(rm_layer, wq), offsetof(rm_layer, wk), offsetof(rm_layer, wv), offsetof(rm_layer, wo),
+    offsetof(rm_layer, w_gate), offsetof(rm_layer, w_up), offsetof(rm_layer, w_down)};
+
 const rm_weight *rm_layer_weight(const rm_layer *L, rm_target t) {
-    switch (t) {
-    case RM_TARGET_Q: return &L->wq;
-    case RM_TARGET_K: return &L->wk;
-    case RM_TARGET_V: return &L->wv;
-    case RM_TARGET_O: return &L->wo;
-    case RM_TARGET_GATE: return &L->w_gate;
-    case RM_TARGET_UP: return &L->w_up;
-    case RM_TARGET_DOWN: return &L->w_down;
-    default: return NULL;
-    }
+    return (unsigned)t < RM_TARGET_COUNT ? (const rm_weight *)((const char *)L + weight_offset[t]) : NULL;
+}
+
+rm_weight *rm_layer_weight_mut(rm_layer *L, rm_target t) {
+    return (unsigned)t < RM_TARGET_COUNT ? (rm_weight *)((char *)L + weight_offset[t]) : NULL;
 }
 
 /* ---- fingerprint ------------------------------------------------------------ */
