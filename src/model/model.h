@@ -229,8 +229,6 @@ void      rm_sampler_free(rm_sampler *s);
 int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history,
                             int n_history);
 
-#endif
-
 /* ---- writing ---------------------------------------------------------------- */
 
 /*
@@ -272,3 +270,5 @@ rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, 
 /* Give m the tokenizer at `path` (a folder or tokenizer.json); it must fit
  * the vocabulary. An HF save then copies that folder's tokenizer files. */
 rm_status rm_model_set_tokenizer(rm_model *m, const char *path);
+
+#endif
