@@ -74,7 +74,9 @@ void      rm_lora_state_free(rm_lora_state *s); /* NULL is a no-op */
  * c's model (the same rm_model), n_seq and n_batch at least c's, and c's
  * scratch_rank at least s's max_rank (the shrink and expand GEMMs run on
  * c's matmul scratch); otherwise ERR_MISMATCH naming the difference, and c
- * is unchanged. s NULL detaches (the base alone). s stays the caller's.
+ * is unchanged. s NULL detaches (the base alone). s stays the caller's;
+ * it holds the plan of the step being run, so it serves one context at a
+ * time.
  */
 rm_status rm_lora_attach(rm_ctx *c, rm_lora_state *s);
 
