@@ -34,10 +34,10 @@ typedef struct {
 
 static int run(const rm_model *m, rm_adapter **pool, int n_pool, rm_adapter *router, int B, int L, int D,
                int threads, rm_compose_mode mode, int max_rank, result *res) {
-    rm_ctx_params p = {.n_ctx = L + D + 1, .n_seq = B, .n_batch = B * L, .n_logits = B, .n_threads = threads,
-                       .lora_max_k = 3, .lora_max_rank = max_rank};
+    rm_ctx_params p = {.n_ctx = L + D + 1, .n_seq = B, .n_batch = B * L, .n_logits = B, .n_threads = threads};
     rm_ctx *ctx = NULL;
-    if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK) return 1;
+    rm_lora_state *ls = NULL;
+    if (rm_lora_ctx_new(m, &p, 3, max_rank, &ctx, &ls) != RAMOLE_OK) return 1;
     uint64_t s = 42;
     bool *used = calloc((size_t)n_pool, 1);
     res->distinct = 0;
@@ -54,7 +54,7 @@ static int run(const rm_model *m, rm_adapter **pool, int n_pool, rm_adapter *rou
             c.experts[j] = pool[a];
             if (!used[a]) used[a] = true, res->distinct++;
         }
-        if (rm_lora_set(rm_ctx_lora(ctx), q, &c) != RAMOLE_OK) return 1;
+        if (rm_lora_set(ls, q, &c) != RAMOLE_OK) return 1;
     }
     free(used);
     int n = B * L;
@@ -85,6 +85,7 @@ static int run(const rm_model *m, rm_adapter **pool, int n_pool, rm_adapter *rou
     res->decode_tps = D ? (double)B * D / (t2 - t1) : 0;
     free(tok), free(pos), free(seq), free(want);
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     return 0;
 }
 

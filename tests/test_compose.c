@@ -240,13 +240,15 @@ static float *run_seqs(const rm_model *m, int n_seq, const rm_composition *comps
                        const int *lens, int max_k, int max_rank) {
     int n = 0;
     for (int s = 0; s < n_seq; s++) n += lens[s];
-    rm_ctx_params p = {.n_ctx = 32, .n_seq = n_seq, .n_batch = n, .n_threads = 2, .lora_max_k = max_k,
-                       .lora_max_rank = max_rank};
+    rm_ctx_params p = {.n_ctx = 32, .n_seq = n_seq, .n_batch = n, .n_threads = 2};
     rm_ctx *ctx = NULL;
-    if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK) return NULL;
+    rm_lora_state *ls = NULL;
+    if ((max_k ? rm_lora_ctx_new(m, &p, max_k, max_rank, &ctx, &ls) : rm_ctx_new(m, &p, &ctx)) != RAMOLE_OK)
+        return NULL;
     for (int s = 0; s < n_seq; s++)
-        if (rm_lora_set(rm_ctx_lora(ctx), s, &comps[s]) != RAMOLE_OK) {
+        if (rm_lora_set(ls, s, &comps[s]) != RAMOLE_OK) {
             rm_ctx_free(ctx);
+            rm_lora_state_free(ls);
             return NULL;
         }
     int32_t *tk = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4), *sq = malloc((size_t)n * 4);
@@ -267,6 +269,7 @@ static float *run_seqs(const rm_model *m, int n_seq, const rm_composition *comps
     }
     free(tk), free(pos), free(sq), free(want);
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     return out;
 }
 
@@ -304,6 +307,63 @@ TEST(compose_one_adapter_equals_the_merged_model) {
     free(x), free(y), free(z);
     rm_adapter_free(a);
     rm_model_free(merged);
+    rm_model_free(m);
+}
+
+/* Logits of toks[0..n) decoded from position 0 of sequence 0 (n_logits = n). */
+static bool decode_toks(rm_ctx *ctx, int n, float *out, int V) {
+    int32_t pos[10], seq[10] = {0};
+    uint8_t want[10];
+    for (int i = 0; i < n; i++) pos[i] = i, want[i] = 1;
+    rm_ctx_seq_clear(ctx, 0);
+    rm_batch b = {n, toks, pos, seq, want};
+    if (rm_ctx_decode(ctx, &b) != RAMOLE_OK) return false;
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, rm_ctx_logits(ctx, i), (size_t)V * sizeof *out);
+    return true;
+}
+
+TEST(compose_attach_checks_the_state_and_detach_restores_the_base) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL, *other = NULL;
+    rm_adapter *a = NULL;
+    CHECK_OK(rm_model_random(&cfg, 2, 0.1f, &m));
+    CHECK_OK(rm_model_random(&cfg, 2, 0.1f, &other));
+    if (!m || !other) return;
+    CHECK_OK(rm_adapter_random(m, 8, 16, ALL, 3, 0.2f, &a));
+    rm_ctx_params p = {.n_ctx = 16, .n_seq = 2, .n_batch = 10, .n_threads = 2, .scratch_rank = 8};
+    rm_ctx *ctx = NULL;
+    rm_lora_state *good = NULL, *wrong_model = NULL, *few_seq = NULL, *small_batch = NULL, *big_rank = NULL;
+    CHECK_OK(rm_ctx_new(m, &p, &ctx));
+    CHECK_OK(rm_lora_state_new(m, 2, 10, 1, 8, 2, &good));
+    CHECK_OK(rm_lora_state_new(other, 2, 10, 1, 8, 2, &wrong_model));
+    CHECK_OK(rm_lora_state_new(m, 1, 10, 1, 8, 2, &few_seq));
+    CHECK_OK(rm_lora_state_new(m, 2, 9, 1, 8, 2, &small_batch));
+    CHECK_OK(rm_lora_state_new(m, 2, 10, 1, 16, 2, &big_rank));
+    if (!ctx || !a || !good || !wrong_model || !few_seq || !small_batch || !big_rank) goto out;
+    CHECK_ERR(rm_lora_attach(ctx, wrong_model), RAMOLE_ERR_MISMATCH);
+    CHECK_ERR(rm_lora_attach(ctx, few_seq), RAMOLE_ERR_MISMATCH);
+    CHECK_ERR(rm_lora_attach(ctx, small_batch), RAMOLE_ERR_MISMATCH);
+    CHECK_ERR(rm_lora_attach(ctx, big_rank), RAMOLE_ERR_MISMATCH);
+    CHECK(strstr(ramole_last_error(), "scratch") != NULL);
+    int V = cfg.vocab_size;
+    float *base = malloc(10 * (size_t)V * sizeof *base), *with = malloc(10 * (size_t)V * sizeof *with),
+          *after = malloc(10 * (size_t)V * sizeof *after);
+    rm_composition one = {.mode = RM_COMPOSE_EXPLICIT, .k = 1, .experts = {a}, .weights = {1}};
+    CHECK(decode_toks(ctx, 10, base, V)); /* refused attachments left the base alone */
+    CHECK_OK(rm_lora_set(good, 0, &one));
+    CHECK_OK(rm_lora_attach(ctx, good));
+    CHECK(decode_toks(ctx, 10, with, V));
+    CHECK_MSG(rel_err(with, base, 10 * (size_t)V) > 1e-3, "the attached adapter changes nothing");
+    CHECK_OK(rm_lora_attach(ctx, NULL));
+    CHECK(decode_toks(ctx, 10, after, V));
+    CHECK_MSG(memcmp(after, base, 10 * (size_t)V * sizeof *base) == 0, "detaching does not restore the base");
+    free(base), free(with), free(after);
+out:
+    rm_ctx_free(ctx);
+    rm_lora_state_free(good), rm_lora_state_free(wrong_model), rm_lora_state_free(few_seq);
+    rm_lora_state_free(small_batch), rm_lora_state_free(big_rank);
+    rm_adapter_free(a);
+    rm_model_free(other);
     rm_model_free(m);
 }
 

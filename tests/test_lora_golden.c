@@ -38,13 +38,15 @@ static double compare_logits(const rm_model *m, json_t *g, const char *comp_name
         int32_t tok[64], pos[64], seq[64] = {0};
         uint8_t wl[64];
         for (int i = 0; i < n; i++) tok[i] = (int32_t)json_integer_value(json_array_get(ts, (size_t)i)), pos[i] = i, wl[i] = 1;
-        rm_ctx_params p = {.n_ctx = n, .n_seq = 1, .n_batch = n, .n_threads = 2, .lora_max_k = 3, .lora_max_rank = 8};
+        rm_ctx_params p = {.n_ctx = n, .n_seq = 1, .n_batch = n, .n_threads = 2};
         rm_ctx *ctx = NULL;
+        rm_lora_state *ls = NULL;
         rm_batch b = {n, tok, pos, seq, wl};
-        if (rm_ctx_new(m, &p, &ctx) != RAMOLE_OK || rm_lora_set(rm_ctx_lora(ctx), 0, &c) != RAMOLE_OK ||
+        if (rm_lora_ctx_new(m, &p, 3, 8, &ctx, &ls) != RAMOLE_OK || rm_lora_set(ls, 0, &c) != RAMOLE_OK ||
             rm_ctx_decode(ctx, &b) != RAMOLE_OK) {
             printf("  %s: %s\n", comp_name, ramole_last_error());
             rm_ctx_free(ctx);
+            rm_lora_state_free(ls);
             return INFINITY;
         }
         double md = 0, mx = 0;
@@ -59,6 +61,7 @@ static double compare_logits(const rm_model *m, json_t *g, const char *comp_name
         }
         worst = fmax(worst, md / mx);
         rm_ctx_free(ctx);
+        rm_lora_state_free(ls);
     }
     return worst;
 }

@@ -60,10 +60,10 @@ static rm_model *tiny_model(rm_arch arch, uint64_t seed) {
         m->cfg.rope.scaling = RM_ROPE_SCALING_LINEAR;
         m->cfg.rope.factor = 2;
     }
-    /* non-trivial norm weights */
+    /* non-trivial norm weights, through the random model's writable views */
     uint64_t s = seed * 31 + 7;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        float *a = (float *)m->layers[l].attn_norm, *f = (float *)m->layers[l].ffn_norm;
+        float *a = m->owned_views->layers[l].attn_norm, *f = m->owned_views->layers[l].ffn_norm;
         for (int i = 0; i < m->cfg.hidden; i++) {
             a[i] = 1.0f + 0.3f * (float)(rm_rng_uniform(&s) - 0.5);
             f[i] = 1.0f + 0.3f * (float)(rm_rng_uniform(&s) - 0.5);
@@ -353,9 +353,10 @@ TEST(train_lora_wide_products_split_by_columns) {
 static double inference_loss_ex(const rm_model *m, const test_batch *tb, const rm_composition *comps, double *per_seq,
                                 double *gates) {
     rm_ctx *ctx = NULL;
-    rm_ctx_params cp = {.n_ctx = tb->T, .n_seq = tb->B, .n_batch = tb->T, .n_threads = 2,
-                        .lora_max_k = comps ? INF_MAX_K : 0, .lora_max_rank = 8};
-    CHECK_OK(rm_ctx_new(m, &cp, &ctx));
+    rm_lora_state *ls = NULL;
+    rm_ctx_params cp = {.n_ctx = tb->T, .n_seq = tb->B, .n_batch = tb->T, .n_threads = 2};
+    if (comps) CHECK_OK(rm_lora_ctx_new(m, &cp, INF_MAX_K, 8, &ctx, &ls));
+    else CHECK_OK(rm_ctx_new(m, &cp, &ctx));
     if (!ctx) return NAN;
     double sum = 0;
     int cnt = 0;
@@ -363,16 +364,16 @@ static double inference_loss_ex(const rm_model *m, const test_batch *tb, const r
     uint8_t want[16];
     int tn[16];
     for (int b = 0; b < tb->B; b++) {
-        if (comps) CHECK_OK(rm_lora_set(rm_ctx_lora(ctx), b, &comps[b]));
+        if (comps) CHECK_OK(rm_lora_set(ls, b, &comps[b]));
         for (int t = 0; t < tb->T; t++) pos[t] = t, seq[t] = b, want[t] = 1;
         rm_batch bb = {tb->T, tb->tokens + b * tb->T, pos, seq, want};
         if (gates) {
             memset(gates + (size_t)b * tb->T * INF_MAX_K, 0, (size_t)tb->T * INF_MAX_K * sizeof *gates);
-            rm_lora_trace_gates(rm_ctx_lora(ctx),
+            rm_lora_trace_gates(ls,
                                 &(rm_gate_trace){.gates = gates + (size_t)b * tb->T * INF_MAX_K, .n = tn});
         }
         CHECK_OK(rm_ctx_decode(ctx, &bb));
-        if (gates) rm_lora_trace_gates(rm_ctx_lora(ctx), NULL);
+        if (gates) rm_lora_trace_gates(ls, NULL);
         double ss = 0;
         int sc = 0;
         for (int t = 0; t < tb->T; t++) {
@@ -388,6 +389,7 @@ static double inference_loss_ex(const rm_model *m, const test_batch *tb, const r
         if (per_seq) per_seq[b] = sc ? ss / sc : NAN;
     }
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     return sum / cnt;
 }
 
@@ -564,6 +566,42 @@ static void memo_batch(test_batch *tb, int vocab) {
             tb->mask[b * 12 + t] = 1;
         }
     tb->b = (rm_train_batch){.B = 2, .T = 12, .tokens = tb->tokens, .targets = tb->targets, .mask = tb->mask};
+}
+
+/* rm_tm_*_new_random draws its own parameters in rm_model_random's order:
+ * the same values, bit for bit, as a tm built from rm_model_random's model
+ * (tied qwen2 with biases, untied llama; float and double). */
+TEST(train_new_random_equals_a_tm_of_the_random_model) {
+    rm_arch archs[2] = {RM_ARCH_QWEN2, RM_ARCH_LLAMA};
+    for (int a = 0; a < 2; a++) {
+        rm_model_config c = tiny_config(archs[a]);
+        c.rope.style = RM_ROPE_NORMAL; /* new_random, like rm_model_random, runs neox */
+        rm_train_params p = {.kind = RM_TRAIN_FULL, .max_batch = 1, .max_seq = 4, .n_threads = 1};
+        rm_model *m = NULL;
+        rm_tm_f32 *x32 = NULL, *y32 = NULL;
+        rm_tm_f64 *x64 = NULL, *y64 = NULL;
+        CHECK_OK(rm_model_random(&c, 11, 0.1f, &m));
+        if (!m) return;
+        CHECK(m->cfg.tied_embeddings == (archs[a] == RM_ARCH_QWEN2));
+        CHECK_OK(rm_tm_f32_new(m, &p, &x32));
+        CHECK_OK(rm_tm_f32_new_random(&c, 11, 0.1f, &p, &y32));
+        CHECK_OK(rm_tm_f64_new(m, &p, &x64));
+        CHECK_OK(rm_tm_f64_new_random(&c, 11, 0.1f, &p, &y64));
+        if (x32 && y32 && x64 && y64) {
+            size_t n1, n2, n3, n4;
+            const float *a32 = rm_tm_f32_params(x32, &n1), *b32 = rm_tm_f32_params(y32, &n2);
+            const double *a64 = rm_tm_f64_params(x64, &n3), *b64 = rm_tm_f64_params(y64, &n4);
+            CHECK(n1 == n2 && n3 == n4 && n1 == n3);
+            CHECK_MSG(n1 == n2 && memcmp(a32, b32, n1 * sizeof *a32) == 0, "%s f32: parameters differ",
+                      rm_arch_name(archs[a]));
+            CHECK_MSG(n3 == n4 && memcmp(a64, b64, n3 * sizeof *a64) == 0, "%s f64: parameters differ",
+                      rm_arch_name(archs[a]));
+            CHECK(rm_tm_f32_config(y32)->rope.style == RM_ROPE_NEOX);
+        }
+        rm_tm_f32_free(x32), rm_tm_f32_free(y32);
+        rm_tm_f64_free(x64), rm_tm_f64_free(y64);
+        rm_model_free(m);
+    }
 }
 
 TEST(train_adamw_memorises) {

@@ -261,6 +261,7 @@ TEST(train_router_eval_uniform_gates_and_shares) {
     rm_model *m = loop_model(6);
     rm_adapter *pool[2] = {0}, *router = NULL;
     rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
     rm_dataset d = {0};
     if (!m) return;
     CHECK_OK(rm_adapter_random(m, 2, 4.0f, 0x7f, 31, 0.3f, &pool[0]));
@@ -289,15 +290,14 @@ TEST(train_router_eval_uniform_gates_and_shares) {
     d.ex[0].n_adapters = 1;
     d.ex[0].adapters = rm_malloc(sizeof(char *));
     if (d.ex[0].adapters) d.ex[0].adapters[0] = rm_strdup("zero");
-    rm_ctx_params cp = {.n_ctx = 8, .n_seq = 1, .n_batch = 8, .n_logits = 1, .n_threads = 2, .lora_max_k = 2,
-                        .lora_max_rank = 2};
-    CHECK_OK(rm_ctx_new(m, &cp, &ctx));
+    rm_ctx_params cp = {.n_ctx = 8, .n_seq = 1, .n_batch = 8, .n_logits = 1, .n_threads = 2};
+    CHECK_OK(rm_lora_ctx_new(m, &cp, 2, 2, &ctx, &ls));
     if (!ctx) goto out;
     rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = 2, .router = router, .experts = {pool[0], pool[1]}};
-    CHECK_OK(rm_lora_set(rm_ctx_lora(ctx), 0, &comp));
+    CHECK_OK(rm_lora_set(ls, 0, &comp));
     rm_router_eval_summary sum;
     rm_router_eval_example second = {0};
-    CHECK_OK(rm_router_eval(ctx, pool, 2, &d, keep_second_example, &second, &sum));
+    CHECK_OK(rm_router_eval(ctx, ls, pool, 2, &d, keep_second_example, &second, &sum));
     CHECK(second.line == 2 && second.expected == NULL);
     for (int s = 0; s < RM_EVAL_SPAN_COUNT; s++) {
         for (int p = 0; p < 2; p++) {
@@ -318,6 +318,7 @@ TEST(train_router_eval_uniform_gates_and_shares) {
     CHECK(!strcmp(rm_eval_span_name(RM_EVAL_SPAN_ANSWER), "answer") && !strcmp(rm_eval_depth_suffix(RM_EVAL_DEPTH_SHARE), "_share"));
 out:
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     for (int i = 0; i < d.n && d.ex; i++) {
         rm_free(d.ex[i].tokens);
         for (int a = 0; a < d.ex[i].n_adapters && d.ex[i].adapters; a++) rm_free(d.ex[i].adapters[a]);

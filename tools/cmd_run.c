@@ -93,9 +93,11 @@ typedef struct {
     rm_adapter *experts[RM_LORA_MAX_K];
     rm_adapter *router;
     rm_composition comp;
+    rm_lora_state *state; /* attached to the run's context (free the context first) */
 } run_lora;
 
 static void run_lora_free(run_lora *l) {
+    rm_lora_state_free(l->state);
     for (int i = 0; i < RM_LORA_MAX_K; i++) rm_adapter_free(l->experts[i]);
     rm_adapter_free(l->router);
 }
@@ -135,15 +137,14 @@ static int max_rank(const run_lora *l, int n) {
     return r;
 }
 
-static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, const run_lora *l,
+/* The run's context; with adapters, their state attached and kept in l. */
+static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, run_lora *l,
                           rm_ctx **ctx) {
-    bool lora = l && l->comp.mode != RM_COMPOSE_NONE;
     rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
-                       .n_threads = (int)o->threads, .lora_max_k = lora ? o->n_lora : 0,
-                       .lora_max_rank = lora ? max_rank(l, o->n_lora) : 0, .kv_block = (int)o->kv_block};
-    RM_TRY(rm_ctx_new(m, &p, ctx));
-    if (lora) RM_TRY(rm_lora_set(rm_ctx_lora(*ctx), 0, &l->comp));
-    return RAMOLE_OK;
+                       .n_threads = (int)o->threads, .kv_block = (int)o->kv_block};
+    if (!l || l->comp.mode == RM_COMPOSE_NONE) return rm_ctx_new(m, &p, ctx);
+    RM_TRY(rm_lora_ctx_new(m, &p, o->n_lora, max_rank(l, o->n_lora), ctx, &l->state));
+    return rm_lora_set(l->state, 0, &l->comp);
 }
 
 /* Run the prompt as one batch of position 0.. (logits for every token if all). */

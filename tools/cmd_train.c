@@ -609,6 +609,7 @@ static int router_eval(const train_opts *o) {
     rm_adapter *pool[MAX_POOL] = {0}, *router = NULL;
     rm_dataset *d = NULL;
     rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
     int rc = 1;
     rm_status st;
     if (!o->model || !o->n_pool || !o->router_path) {
@@ -624,15 +625,14 @@ static int router_eval(const train_opts *o) {
     int maxn = 1, mr = router->max_rank, K = o->n_pool;
     for (int i = 0; i < d->n; i++) maxn = d->ex[i].n > maxn ? d->ex[i].n : maxn;
     for (int p = 0; p < K; p++) mr = pool[p]->max_rank > mr ? pool[p]->max_rank : mr;
-    rm_ctx_params cp = {.n_ctx = maxn, .n_seq = 1, .n_batch = maxn, .n_logits = 1, .n_threads = (int)o->threads,
-                        .lora_max_k = K, .lora_max_rank = mr};
-    if ((st = rm_ctx_new(m, &cp, &ctx)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    rm_ctx_params cp = {.n_ctx = maxn, .n_seq = 1, .n_batch = maxn, .n_logits = 1, .n_threads = (int)o->threads};
+    if ((st = rm_lora_ctx_new(m, &cp, K, mr, &ctx, &ls)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router};
     for (int p = 0; p < K; p++) comp.experts[p] = pool[p];
-    if ((st = rm_lora_set(rm_ctx_lora(ctx), 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    if ((st = rm_lora_set(ls, 0, &comp)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     rm_router_eval_summary sum;
     router_eval_out ro = {pool, K};
-    if ((st = rm_router_eval(ctx, pool, K, d, print_router_eval, &ro, &sum)) != RAMOLE_OK) {
+    if ((st = rm_router_eval(ctx, ls, pool, K, d, print_router_eval, &ro, &sum)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
@@ -650,6 +650,7 @@ static int router_eval(const train_opts *o) {
     rc = cli_json_line(stdout, l) ? 0 : cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write the results"));
 out:
     rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
     rm_dataset_free(d);
     rm_adapter_free(router);
     for (int p = 0; p < MAX_POOL; p++) rm_adapter_free(pool[p]);

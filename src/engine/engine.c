@@ -113,11 +113,10 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->next_id = 1;
     rm_ctx_params cp = {.n_ctx = p.n_ctx, .n_seq = p.max_seqs + 1, .n_batch = p.step_tokens,
                         .n_logits = p.max_seqs < p.step_tokens ? p.max_seqs : p.step_tokens,
-                        .n_threads = p.n_threads, .lora_max_k = p.max_adapters, .lora_max_rank = p.max_rank,
-                        .kv_block = p.kv_block, .kv_blocks = p.kv_blocks, .kv_type = p.kv_type};
-    rm_status st = rm_ctx_new(m, &cp, &e->ctx);
+                        .n_threads = p.n_threads, .kv_block = p.kv_block, .kv_blocks = p.kv_blocks,
+                        .kv_type = p.kv_type};
+    rm_status st = rm_lora_ctx_new(m, &cp, p.max_adapters, p.max_rank, &e->ctx, &e->lora);
     if (st == RAMOLE_OK) {
-        e->lora = rm_ctx_lora(e->ctx);
         e->kv = rm_ctx_kv(e->ctx);
         st = rm_adapter_cache_new(m, &p.source, p.adapter_cache_bytes, p.adapter_type, &e->adapters);
     }
@@ -226,6 +225,7 @@ void rm_engine_free(rm_engine *e) {
     }
     rm_adapter_cache_free(e->adapters);
     rm_ctx_free(e->ctx);
+    rm_lora_state_free(e->lora);
     rm_free(e->slots);
     rm_free(e->order);
     rm_free(e->chunk);

@@ -36,24 +36,6 @@
 
 #include "model/model.h"
 
-/* The adaptable linear modules of a Llama-family layer. */
-typedef enum {
-    RM_TARGET_Q = 0, RM_TARGET_K, RM_TARGET_V, RM_TARGET_O,
-    RM_TARGET_GATE, RM_TARGET_UP, RM_TARGET_DOWN,
-    RM_TARGET_COUNT
-} rm_target;
-
-/* "q_proj", "k_proj", ... (PEFT / HF module names). */
-const char *rm_target_hf_name(rm_target t);
-/* "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" (GGUF). */
-const char *rm_target_gguf_name(rm_target t);
-/* Parse "q", "q_proj", "k", ... "down_proj" (and the GGUF names); false if unknown. */
-bool rm_target_from_name(const char *s, rm_target *out);
-/* Input and output sizes of target t in model config c. */
-void rm_target_dims(const rm_model_config *c, rm_target t, int64_t *din, int64_t *dout);
-/* The largest din or dout over all targets (scratch sizes). */
-int64_t rm_target_max_dim(const rm_model_config *c);
-
 #define RM_LORA_MAX_RANK 1024
 
 typedef struct {
@@ -92,12 +74,6 @@ typedef struct rm_adapter {
 static inline rm_lora_module *rm_adapter_mod(const rm_adapter *a, int layer, rm_target t) {
     return &a->mods[(size_t)layer * RM_TARGET_COUNT + (size_t)t];
 }
-
-/*
- * A fingerprint of the base model's architecture and shapes (family, sizes,
- * heads, vocab): adapters record it and refuse another base.
- */
-uint64_t rm_model_fingerprint(const rm_model *m);
 
 /*
  * Load a PEFT folder or a GGUF LoRA file, validated against `base`. path

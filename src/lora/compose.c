@@ -87,7 +87,7 @@ struct rm_lora_state {
     int64_t din, dout;
 };
 
-/* ---- creation ---------------------------------------------------------------- */
+/* ---- creation and attachment --------------------------------------------------- */
 
 rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank, int n_threads,
                             rm_lora_state **out) {
@@ -331,7 +331,7 @@ rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c) {
     if (!s) /* a context made without LoRA runs the base alone */
         return !c || c->mode == RM_COMPOSE_NONE
                    ? RAMOLE_OK
-                   : rm_err(RAMOLE_ERR_INVALID, "LoRA: this context was created without adapters (lora_max_k = 0)");
+                   : rm_err(RAMOLE_ERR_INVALID, "LoRA: no LoRA state (this context runs the base alone)");
     if (seq < 0 || seq >= s->n_seq)
         return rm_err(RAMOLE_ERR_RANGE, "LoRA: sequence %d is out of range (%d sequences)", seq, s->n_seq);
     slot_state next = {0};
@@ -620,6 +620,61 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     /* expand: every thread owns a slice of output columns, for every group */
     rm_pool_run(s->dout > 64 ? pool : NULL, expand_groups, s);
 }
+
+/* ---- the model's delta hook ----------------------------------------------------- */
+
+static bool delta_plan(void *state, int n_tokens, const int32_t *seq) { return rm_lora_plan(state, n_tokens, seq); }
+
+static void delta_apply(void *state, const rm_compute *c, int layer, rm_target t, const float *x, float *y) {
+    rm_lora_apply(state, c, layer, t, x, y);
+}
+
+static const rm_delta_ops lora_delta = {delta_plan, delta_apply};
+
+rm_status rm_lora_attach(rm_ctx *c, rm_lora_state *s) {
+    if (!s) {
+        rm_ctx_set_delta(c, NULL, NULL);
+        return RAMOLE_OK;
+    }
+    const rm_ctx_params *p = rm_ctx_get_params(c);
+    if (s->m != rm_ctx_model(c))
+        return rm_err(RAMOLE_ERR_MISMATCH, "LoRA: the state was made for another model than the context's");
+    if (s->n_seq < p->n_seq || s->n_batch < p->n_batch)
+        return rm_err(RAMOLE_ERR_MISMATCH,
+                      "LoRA: the state holds %d sequences and %d tokens per batch, the context %d and %d",
+                      s->n_seq, s->n_batch, p->n_seq, p->n_batch);
+    if (p->scratch_rank < s->max_rank)
+        return rm_err(RAMOLE_ERR_MISMATCH,
+                      "LoRA: the context's matmul scratch is sized for rank %d, the state takes rank %d "
+                      "(set rm_ctx_params.scratch_rank)",
+                      p->scratch_rank, s->max_rank);
+    rm_ctx_set_delta(c, &lora_delta, s);
+    return RAMOLE_OK;
+}
+
+rm_status rm_lora_ctx_new(const rm_model *m, const rm_ctx_params *p, int max_k, int max_rank, rm_ctx **ctx,
+                          rm_lora_state **state) {
+    *ctx = NULL;
+    *state = NULL;
+    rm_ctx_params cp = *p;
+    if (cp.scratch_rank < max_rank) cp.scratch_rank = max_rank;
+    rm_ctx *c = NULL;
+    rm_lora_state *s = NULL;
+    RM_TRY(rm_ctx_new(m, &cp, &c));
+    const rm_ctx_params *ep = rm_ctx_get_params(c);
+    rm_status st = rm_lora_state_new(m, ep->n_seq, ep->n_batch, max_k, max_rank, ep->n_threads, &s);
+    if (st == RAMOLE_OK) st = rm_lora_attach(c, s);
+    if (st != RAMOLE_OK) {
+        rm_ctx_free(c);
+        rm_lora_state_free(s);
+        return st;
+    }
+    *ctx = c;
+    *state = s;
+    return RAMOLE_OK;
+}
+
+/* ---- tests and evaluation ----------------------------------------------------------- */
 
 const float *rm_lora_last_gates(const rm_lora_state *s, int i) {
     return s->gates + (size_t)i * s->max_k;

@@ -15,9 +15,22 @@
  * the composition is set. An expert that does not adapt a module counts as
  * zero matrices there (mixture, fusion and router alike).
  *
+ * A context and a LoRA state are made separately and joined by one call:
+ *   rm_ctx_new(model, &ctx_params, &ctx);          (ctx_params.scratch_rank >= max_rank)
+ *   rm_lora_state_new(model, n_seq, n_batch, max_k, max_rank, n_threads, &state);
+ *   rm_lora_attach(ctx, state);
+ *   rm_lora_set(state, seq, &composition);          (per sequence, any time between decodes)
+ *   ... rm_ctx_decode(ctx, &batch) ...
+ *   rm_ctx_free(ctx); rm_lora_state_free(state);
+ * or rm_lora_ctx_new for the first three lines. The attachment is the
+ * model's delta hook (rm_ctx_set_delta in model.h), the only link between a
+ * context and its state: the model never includes lora.
+ *
  * Lifetimes: adapters are borrowed; they must outlive every context slot
- * that uses them. Buffers are reserved at rm_lora_state_new for n_batch
- * tokens x max_k experts of rank <= max_rank: a step never allocates.
+ * that uses them. A state is borrowed by the context it is attached to:
+ * free the context (or detach) before the state. Buffers are reserved at
+ * rm_lora_state_new for n_batch tokens x max_k experts of rank <= max_rank:
+ * a step never allocates.
  */
 #ifndef RM_COMPOSE_H
 #define RM_COMPOSE_H
@@ -65,21 +78,44 @@ typedef struct {
 
 typedef struct rm_lora_state rm_lora_state;
 
-/* n_threads: the most threads of the pools that will run rm_lora_apply. */
+/* n_threads: the most threads of the pools that will run rm_lora_apply.
+ * max_k 1..RM_LORA_MAX_K, max_rank 1..RM_LORA_MAX_RANK. */
 rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank, int n_threads,
                             rm_lora_state **out);
-void      rm_lora_state_free(rm_lora_state *s);
+void      rm_lora_state_free(rm_lora_state *s); /* NULL is a no-op */
+
+/*
+ * Attach s to context c: every later rm_ctx_decode of c adds the
+ * compositions set in s after each base projection. s must fit c: made for
+ * c's model (the same rm_model), n_seq and n_batch at least c's, and c's
+ * scratch_rank at least s's max_rank (the shrink and expand GEMMs run on
+ * c's matmul scratch); otherwise ERR_MISMATCH naming the difference, and c
+ * is unchanged. s NULL detaches (the base alone). s stays the caller's;
+ * it holds the plan of the step being run, so it serves one context at a
+ * time.
+ */
+rm_status rm_lora_attach(rm_ctx *c, rm_lora_state *s);
+
+/*
+ * A context with a LoRA state attached, in one call: rm_ctx_new(m, p) with
+ * p->scratch_rank raised to max_rank, a state of p's n_seq and n_batch and
+ * the context's thread count, attached. On failure both are NULL. Free
+ * both: rm_ctx_free(*ctx), then rm_lora_state_free(*state).
+ */
+rm_status rm_lora_ctx_new(const rm_model *m, const rm_ctx_params *p, int max_k, int max_rank, rm_ctx **ctx,
+                          rm_lora_state **state);
 
 /*
  * Set the composition of sequence slot `seq` (NULL or mode none: the base
  * alone). Validates it (ranks, k, router coverage, adapters fit the base)
  * and prepares what the mode needs (fused matrices, router C matrices).
- * On failure the slot keeps its previous composition. s may be NULL (a
- * context without LoRA): then only "none" is accepted.
+ * On failure the slot keeps its previous composition. s may be NULL (no
+ * LoRA state: the base alone): then only "none" is accepted.
  */
 rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c);
 
-/* Group the batch's tokens by adapter; false if no token uses an adapter. */
+/* The two halves of the delta hook (rm_delta_ops), callable directly:
+ * group the batch's tokens by adapter; false if no token uses an adapter. */
 bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq);
 
 /* Add the composed adapters' outputs of (layer, t) to y (n x dout rows)

@@ -11,12 +11,15 @@
  * sequences grow into (all or nothing, in check_batch); attention then walks
  * each sequence's block table a block at a time, so within a block it
  * streams contiguous rows as a contiguous cache would.
+ *
+ * Adapters reach the forward only through the delta hook (rm_delta_ops):
+ * after each projection it adds whatever the attached state computes, so
+ * this file knows nothing of LoRA.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "lora/compose.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 
@@ -43,8 +46,9 @@ struct rm_ctx {
     float *hid;                 /* [n_batch][hidden] kept hidden states, or NULL */
     int hid_layer;              /* RM_HIDDEN_OFF, RM_HIDDEN_FINAL or 0..n_layers */
     int hid_n;                  /* rows of hid filled by the last decode */
-    rm_lora_state *lora;        /* NULL without LoRA */
-    bool lora_on;               /* this step has tokens with adapters */
+    const rm_delta_ops *delta;  /* the attached delta hook, or NULL */
+    void *delta_state;          /* borrowed */
+    bool delta_on;              /* this step has tokens that need the delta */
     int n_out;
     size_t bytes;
     /* the batch being run, for the pool jobs */
@@ -57,7 +61,7 @@ struct rm_ctx {
 static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt, int max_rank) {
     const rm_model_config *cfg = &m->cfg;
     size_t w = rm_matmul_work_size(m->output.type, n_logits, cfg->vocab_size, cfg->hidden, nt);
-    if (max_rank > 0) { /* LoRA shrink and expand GEMMs, f32 */
+    if (max_rank > 0) { /* a delta's shrink and expand GEMMs (LoRA), f32 */
         int64_t dmax = rm_target_max_dim(cfg);
         size_t a = rm_matmul_work_size(RM_TYPE_F32, n_batch, max_rank, dmax, nt);
         size_t b = rm_matmul_work_size(RM_TYPE_F32, n_batch, dmax, max_rank, nt);
@@ -65,10 +69,9 @@ static size_t max_work(const rm_model *m, int n_batch, int n_logits, int nt, int
         if (b > w) w = b;
     }
     for (int l = 0; l < cfg->n_layers; l++) {
-        const rm_layer *L = &m->layers[l];
-        const rm_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) {
-            size_t s = rm_matmul_work_size(ws[i]->type, n_batch, ws[i]->rows, ws[i]->cols, nt);
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_weight *lw = rm_layer_weight(&m->layers[l], (rm_target)t);
+            size_t s = rm_matmul_work_size(lw->type, n_batch, lw->rows, lw->cols, nt);
             if (s > w) w = s;
         }
     }
@@ -147,15 +150,7 @@ rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *pp, rm_ctx **out) {
     if (!c->out_rows) ok = false;
     c->comp.pool = c->pool;
     c->hid_layer = RM_HIDDEN_OFF;
-    if (p.lora_max_k > 0) {
-        rm_status lst = rm_lora_state_new(m, p.n_seq, p.n_batch, p.lora_max_k,
-                                          p.lora_max_rank > 0 ? p.lora_max_rank : 64, p.n_threads, &c->lora);
-        if (lst != RAMOLE_OK) {
-            rm_ctx_free(c);
-            return lst;
-        }
-    }
-    c->comp.work_size = max_work(m, p.n_batch, p.n_logits, p.n_threads, p.lora_max_k > 0 ? p.lora_max_rank : 0);
+    c->comp.work_size = max_work(m, p.n_batch, p.n_logits, p.n_threads, p.scratch_rank);
     c->comp.work = rm_malloc(c->comp.work_size ? c->comp.work_size : 1);
     c->bytes += c->comp.work_size;
     if (!c->comp.work || !ok) {
@@ -181,7 +176,6 @@ void rm_ctx_free(rm_ctx *c) {
     rm_free(c->seq_len_next);
     rm_free(c->out_rows);
     rm_free(c->comp.work);
-    rm_lora_state_free(c->lora);
     rm_free(c);
 }
 
@@ -199,7 +193,14 @@ int rm_ctx_seq_len(const rm_ctx *c, int seq) { return seq >= 0 && seq < c->p.n_s
 const rm_kv_cache *rm_ctx_kv(const rm_ctx *c) { return c->kv; }
 size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
 rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }
-rm_lora_state *rm_ctx_lora(rm_ctx *c) { return c->lora; }
+const rm_model *rm_ctx_model(const rm_ctx *c) { return c->m; }
+const rm_ctx_params *rm_ctx_get_params(const rm_ctx *c) { return &c->p; }
+
+void rm_ctx_set_delta(rm_ctx *c, const rm_delta_ops *ops, void *state) {
+    c->delta = ops;
+    c->delta_state = ops ? state : NULL;
+    c->delta_on = false;
+}
 
 rm_status rm_ctx_keep_hidden(rm_ctx *c, int layer) {
     if (layer == RM_HIDDEN_OFF) {
@@ -387,10 +388,11 @@ static rm_status check_batch(rm_ctx *c, const rm_batch *b) {
     return RAMOLE_OK;
 }
 
-/* y = x W^T for layer-module (layer, t), plus the composed adapters. */
-static void project(rm_ctx *c, float *y, const float *x, int n, const rm_weight *w, rm_target t) {
+/* y = x W^T for layer-module (layer, t), plus the attached delta. */
+static void project(rm_ctx *c, float *y, const float *x, int n, rm_target t) {
+    const rm_weight *w = rm_layer_weight(&c->m->layers[c->layer], t);
     rm_matmul(&c->comp, y, x, n, w->data, w->type, w->rows, w->cols);
-    if (c->lora_on) rm_lora_apply(c->lora, &c->comp, c->layer, t, x, y);
+    if (c->delta_on) c->delta->apply(c->delta_state, &c->comp, c->layer, t, x, y);
 }
 
 rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
@@ -401,7 +403,7 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
     int n = b->n_tokens;
     int64_t d = cfg->hidden;
     c->batch = b;
-    c->lora_on = c->lora && rm_lora_plan(c->lora, n, b->seq);
+    c->delta_on = c->delta && c->delta->plan(c->delta_state, n, b->seq);
 
     for (int i = 0; i < n; i++) {
         const uint8_t *row = (const uint8_t *)m->tok_embd.data +
@@ -414,20 +416,20 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
         const rm_layer *L = &m->layers[l];
         c->layer = l;
         rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->attn_norm, d);
-        project(c, c->q, c->xn, n, &L->wq, RM_TARGET_Q);
-        project(c, c->k, c->xn, n, &L->wk, RM_TARGET_K);
-        project(c, c->v, c->xn, n, &L->wv, RM_TARGET_V);
+        project(c, c->q, c->xn, n, RM_TARGET_Q);
+        project(c, c->k, c->xn, n, RM_TARGET_K);
+        project(c, c->v, c->xn, n, RM_TARGET_V);
         rows(c, ROWS_ROPE_BIAS, n, NULL, NULL, NULL, 0);
         for (int i = 0; i < n; i++)
             rm_kv_store(c->kv, l, b->seq[i], b->pos[i], c->k + (size_t)i * c->kv_dim, c->v + (size_t)i * c->kv_dim);
         rm_pool_run(c->pool, attention_run, c);
-        project(c, c->xn, c->att, n, &L->wo, RM_TARGET_O);
+        project(c, c->xn, c->att, n, RM_TARGET_O);
         rm_vec_add(c->x, c->xn, (int64_t)n * d);
         rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->ffn_norm, d);
-        project(c, c->gate, c->xn, n, &L->w_gate, RM_TARGET_GATE);
-        project(c, c->up, c->xn, n, &L->w_up, RM_TARGET_UP);
+        project(c, c->gate, c->xn, n, RM_TARGET_GATE);
+        project(c, c->up, c->xn, n, RM_TARGET_UP);
         rows(c, ROWS_SWIGLU, n, c->gate, c->up, NULL, cfg->ffn);
-        project(c, c->xn, c->gate, n, &L->w_down, RM_TARGET_DOWN);
+        project(c, c->xn, c->gate, n, RM_TARGET_DOWN);
         rm_vec_add(c->x, c->xn, (int64_t)n * d);
         if (c->hid_layer == l + 1) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
     }

@@ -346,6 +346,7 @@ void rm_model_free(rm_model *m) {
     rm_free(m->layers);
     rm_free(m->owned_f32);
     rm_free(m->owned_weights);
+    rm_free(m->owned_views);
     rm_tok_free(m->tokenizer);
     rm_free(m->tokenizer_dir);
     rm_free(m->path);
@@ -368,11 +369,10 @@ void rm_model_size(const rm_model *m, int64_t *n_params, int64_t *n_bytes) {
     p += c->hidden;
     b += c->hidden * 4;
     for (int l = 0; l < c->n_layers; l++) {
-        const rm_layer *L = &m->layers[l];
-        const rm_weight *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) {
-            p += lw[i]->rows * lw[i]->cols;
-            b += weight_bytes(lw[i]);
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_weight *lw = rm_layer_weight(&m->layers[l], (rm_target)t);
+            p += lw->rows * lw->cols;
+            b += weight_bytes(lw);
         }
         p += 2 * c->hidden;
         b += 2 * c->hidden * 4;

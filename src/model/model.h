@@ -15,12 +15,13 @@
 #define RM_MODEL_H
 
 #include "kernels/kernels.h"
+#include "model/targets.h"
 
 typedef enum { RM_ARCH_LLAMA = 0, RM_ARCH_MISTRAL, RM_ARCH_QWEN2, RM_ARCH_COUNT } rm_arch;
 const char *rm_arch_name(rm_arch a);                 /* "llama", "mistral", "qwen2" */
 bool        rm_arch_from_name(const char *s, rm_arch *out);
 
-typedef struct {
+struct rm_model_config { /* typedef in targets.h */
     rm_arch arch;
     int vocab_size;
     int hidden;        /* d_model */
@@ -35,7 +36,7 @@ typedef struct {
     bool tied_embeddings;
     bool qkv_bias;
     int bos_id, eos_id; /* -1 when unknown */
-} rm_model_config;
+};
 
 /* Fill the family defaults of `arch` (tiny sizes zero: callers set them). */
 void rm_model_config_defaults(rm_model_config *c, rm_arch arch);
@@ -57,7 +58,29 @@ typedef struct {
     rm_weight w_gate, w_up, w_down;  /* [ffn][hidden] x2, [hidden][ffn] */
 } rm_layer;
 
+/* The weight of target t in layer L (wq for RM_TARGET_Q, ... w_down); its
+ * rows and cols are rm_target_dims' dout and din. NULL for t out of range. */
+const rm_weight *rm_layer_weight(const rm_layer *L, rm_target t);
+
 typedef enum { RM_SOURCE_HF = 0, RM_SOURCE_GGUF } rm_source_kind;
+
+/* Writable views of an in-memory model's f32 parameters (rm_model_new_f32),
+ * for the code that fills them. Shapes as in rm_layer. */
+typedef struct {
+    float *w[RM_TARGET_COUNT];    /* the data of rm_layer_weight(L, t): [dout][din] */
+    float *attn_norm, *ffn_norm;  /* [hidden] */
+    float *bq, *bk, *bv;          /* qkv_bias only, else NULL */
+} rm_layer_f32;
+
+typedef struct {
+    float *weights;               /* every 2-D weight, one block of n_weights floats in this order: */
+    size_t n_weights;
+    float *tok_embd;              /*   [vocab][hidden] */
+    float *output;                /*   [vocab][hidden] (untied); = tok_embd when tied */
+    rm_layer_f32 *layers;         /*   [n_layers], each layer's w[] in target order */
+    float *out_norm;              /* [hidden] */
+    float *rope_freq_factors;     /* [n_rot/2] when asked for, else NULL */
+} rm_model_f32;
 
 typedef struct rm_model rm_model;
 struct rm_model {
@@ -72,7 +95,8 @@ struct rm_model {
     /* ownership */
     struct rm_model_files *files;    /* the mapped files the weights point into */
     float *owned_f32;                /* norms, biases converted to f32 */
-    void *owned_weights;             /* weights built in memory (random models) */
+    void *owned_weights;             /* weights built in memory (rm_model_new_f32) */
+    rm_model_f32 *owned_views;       /* writable views of owned_weights and owned_f32, or NULL */
     struct rm_tok *tokenizer;        /* the model's tokenizer, or NULL; owned */
     char *tokenizer_dir;             /* folder whose tokenizer*.json an HF save copies, or NULL */
 };
@@ -90,6 +114,14 @@ rm_status rm_model_open(const char *path, rm_model **out);
 void      rm_model_free(rm_model *m);
 /* Parameter count and bytes of the weights. */
 void      rm_model_size(const rm_model *m, int64_t *n_params, int64_t *n_bytes);
+/*
+ * A fingerprint of the base model's architecture and shapes (family, sizes,
+ * heads, vocab): adapters and other files made for a base record it and
+ * refuse another base. The config form is for code that has a
+ * configuration but no model; both give the same value.
+ */
+uint64_t  rm_model_fingerprint(const rm_model *m);
+uint64_t  rm_model_config_fingerprint(const rm_model_config *c);
 /* The type most 2-D weights have (for `ramole info`). */
 rm_type   rm_model_main_type(const rm_model *m);
 
@@ -108,8 +140,9 @@ typedef struct {
     int n_logits;   /* max tokens per decode that want logits (0: n_batch) */
     int n_threads;     /* 0: every core (ignored when pool is given) */
     rm_pool *pool;     /* borrowed, shared with other owners; NULL: the context makes its own */
-    int lora_max_k;    /* adapters per sequence (0: no LoRA in this context) */
-    int lora_max_rank; /* largest adapter rank a composition may hold */
+    int scratch_rank;  /* the matmul scratch also fits a delta's low-rank products up to this rank
+                        * (LoRA's shrink and expand); 0: none. rm_lora_attach refuses a state of
+                        * higher rank */
     /* paged KV cache (model/kv_cache.h) */
     int kv_block;      /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
     int kv_blocks;     /* blocks in the pool (0: enough for every sequence to reach n_ctx) */
@@ -149,9 +182,30 @@ struct rm_kv_cache;
 const struct rm_kv_cache *rm_ctx_kv(const rm_ctx *c);
 size_t    rm_ctx_bytes(const rm_ctx *c);
 rm_pool  *rm_ctx_pool(rm_ctx *c);
-/* The context's LoRA state (NULL when lora_max_k is 0); see lora/compose.h:
- * rm_lora_set(rm_ctx_lora(ctx), seq, &composition) chooses a sequence's adapters. */
-struct rm_lora_state *rm_ctx_lora(rm_ctx *c);
+const rm_model *rm_ctx_model(const rm_ctx *c);
+/* The parameters the context was made with, defaults filled in (n_logits,
+ * n_threads). */
+const rm_ctx_params *rm_ctx_get_params(const rm_ctx *c);
+
+/*
+ * A per-module delta added after each base projection y = W0 x: the LoRA
+ * composition plugs in here (lora/compose.h, rm_lora_attach), so that the
+ * model never includes lora. Each decode calls plan once with the batch's
+ * sequence ids; when it returns true, every projection of every layer then
+ * calls apply with the module's input x [n_tokens][din] and its base output
+ * y [n_tokens][dout] (rm_target_dims), to which apply adds the delta; c is
+ * the context's compute (its pool and matmul scratch, which scratch_rank
+ * sizes). Neither may fail or allocate.
+ */
+typedef struct {
+    bool (*plan)(void *state, int n_tokens, const int32_t *seq); /* false: no token needs a delta this step */
+    void (*apply)(void *state, const rm_compute *c, int layer, rm_target t, const float *x, float *y);
+} rm_delta_ops;
+
+/* Attach a delta to the context's later decodes (ops NULL: detach; the
+ * base alone). ops and state are borrowed: they must outlive the context or
+ * be detached first. One delta at a time: a new one replaces the old. */
+void rm_ctx_set_delta(rm_ctx *c, const rm_delta_ops *ops, void *state);
 
 /*
  * Hidden states (for embeddings). After rm_ctx_keep_hidden(c, layer) every
@@ -190,8 +244,6 @@ void      rm_sampler_free(rm_sampler *s);
 int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history,
                             int n_history);
 
-#endif
-
 /* ---- writing ---------------------------------------------------------------- */
 
 /*
@@ -207,12 +259,31 @@ int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *h
 rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, const char *path);
 
 /*
+ * An in-memory model of configuration cfg (checked) whose weights are all
+ * f32 and its own, for code that builds a model (random models, merges, the
+ * trainer's export). Sizes are computed first; the 2-D weights are one
+ * block, norms, biases (and rope_freq_factors when asked for) another, and
+ * the model's weights are views into them; values start at zero. *views
+ * are writable views of the same memory, owned by the model and valid
+ * while it lives: fill them, then hand the model on as read-only. The
+ * model's source is HF; path is copied (NULL: "memory"). Free with
+ * rm_model_free.
+ */
+rm_status rm_model_new_f32(const rm_model_config *cfg, const char *path, bool rope_freq_factors, rm_model **out,
+                           rm_model_f32 **views);
+
+/*
  * Build an in-memory model with random weights of the given shape (HF
- * layout). Values are uniform with standard deviation `std`, norms 1.
- * Free with rm_model_free.
+ * layout, RoPE style neox). Values are uniform with standard deviation
+ * `std`, norms 1. The draw order is part of the contract (the trainer's
+ * rm_tm_*_new_random follows it): one stream from `seed`, first the 2-D
+ * weights in rm_model_f32.weights order, then each layer's q, k, v biases
+ * (qkv_bias). Free with rm_model_free.
  */
 rm_status rm_model_random(const rm_model_config *cfg, uint64_t seed, float std, rm_model **out);
 
 /* Give m the tokenizer at `path` (a folder or tokenizer.json); it must fit
  * the vocabulary. An HF save then copies that folder's tokenizer files. */
 rm_status rm_model_set_tokenizer(rm_model *m, const char *path);
+
+#endif

@@ -38,6 +38,9 @@ typedef struct {
     const char *ffn_norm, *gate, *up, *down;
 } rm_tensor_names;
 
+/* rm_layer_weight for a layer being built (within model only). */
+rm_weight *rm_layer_weight_mut(rm_layer *L, rm_target t);
+
 extern const rm_tensor_names rm_names_hf;
 extern const rm_tensor_names rm_names_gguf;
 

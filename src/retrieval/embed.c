@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "lora/adapter.h"
 #include "retrieval/embed.h"
 #include "tokenizer/tokenizer.h"
 

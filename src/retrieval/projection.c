@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
-#include "lora/adapter.h"
 #include "retrieval/embed.h"
 
 #define TENSOR "projection.weight"

@@ -28,7 +28,7 @@ static int argmax(const double *v, int n) {
     return b;
 }
 
-rm_status rm_router_eval(rm_ctx *ctx, rm_adapter *const *pool, int n_pool, const rm_dataset *d,
+rm_status rm_router_eval(rm_ctx *ctx, rm_lora_state *ls, rm_adapter *const *pool, int n_pool, const rm_dataset *d,
                          rm_router_eval_fn each, void *user, rm_router_eval_summary *out) {
     memset(out, 0, sizeof *out);
     const int K = n_pool;
@@ -48,7 +48,6 @@ rm_status rm_router_eval(rm_ctx *ctx, rm_adapter *const *pool, int n_pool, const
         goto out;
     }
     for (int i = 0; i < maxn; i++) pos[i] = i;
-    rm_lora_state *ls = rm_ctx_lora(ctx);
     for (int i = 0; i < d->n; i++) {
         const rm_example *e = &d->ex[i];
         int n = e->n - 1; /* positions that predict a next token */

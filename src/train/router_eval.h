@@ -22,7 +22,7 @@
 #ifndef RM_TRAIN_ROUTER_EVAL_H
 #define RM_TRAIN_ROUTER_EVAL_H
 
-#include "lora/adapter.h"
+#include "lora/compose.h"
 #include "train/data.h"
 #include "train/train.h"
 
@@ -52,16 +52,16 @@ double rm_router_eval_accuracy(const rm_router_eval_summary *s, rm_eval_depth d,
 typedef rm_status (*rm_router_eval_fn)(const rm_router_eval_example *e, void *user);
 
 /*
- * Evaluate the router composed on sequence slot 0 of `ctx` over every
- * example of d (each of at least 2 tokens). The caller makes ctx with
- * lora_max_k = n_pool (the trace's stride), n_ctx and n_batch of at least
+ * Evaluate the router composed on sequence slot 0 of `ctx` (its LoRA state
+ * `ls`, attached to ctx) over every example of d (each of at least 2
+ * tokens). The caller makes ls with max_k = n_pool (the trace's stride), n_ctx and n_batch of at least
  * the longest example's tokens - 1, and composes slot 0 as
  * RM_COMPOSE_ROUTER over pool[0..n_pool) in this order; the slot's cache
  * is cleared before each example. Names compare by pool[j]->name.
  * Errors: ERR_INVALID (n_pool outside 1..RM_TRAIN_MAX_K, a too short
  * example), the decode's, the callback's, ERR_NOMEM.
  */
-rm_status rm_router_eval(rm_ctx *ctx, rm_adapter *const *pool, int n_pool, const rm_dataset *d,
+rm_status rm_router_eval(rm_ctx *ctx, rm_lora_state *ls, rm_adapter *const *pool, int n_pool, const rm_dataset *d,
                          rm_router_eval_fn each, void *user, rm_router_eval_summary *out);
 
 #endif /* RM_TRAIN_ROUTER_EVAL_H */

@@ -188,7 +188,7 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
 }
 #define FNV_INIT 0xcbf29ce484222325ull
 
-static uint64_t layout_hash(rm_trainer *t) {
+static uint64_t layout_hash(const rm_trainer *t) {
     uint32_t kind = (uint32_t)rm_tm_f32_kind(t->tm);
     int nt = rm_tm_f32_n_tensors(t->tm);
     uint64_t h = FNV_INIT;
@@ -205,7 +205,7 @@ static uint64_t layout_hash(rm_trainer *t) {
 #define CKPT_HEADER 104
 
 rm_status rm_trainer_save(const rm_trainer *tc, const char *path) {
-    rm_trainer *t = (rm_trainer *)tc;
+    const rm_trainer *t = tc;
     size_t n = t->n, bytes;
     if (!rm_mul_ok(n, 3 * sizeof(float), &bytes) || !rm_add_ok(bytes, CKPT_HEADER + 8, &bytes))
         return rm_err(RAMOLE_ERR_RANGE, "checkpoint %s: too large", path);

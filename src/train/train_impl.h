@@ -351,8 +351,7 @@ void TM_(free)(TM_TYPE *tm) {
     rm_free(tm);
 }
 
-static rm_status check_params(const rm_model *base, const rm_train_params *p) {
-    const rm_model_config *c = &base->cfg;
+static rm_status check_params(const rm_model_config *c, const rm_train_params *p) {
     if ((int)p->kind < 0 || p->kind >= RM_TRAIN_KIND_COUNT)
         return rm_err(RAMOLE_ERR_INVALID, "training: unknown kind %d", (int)p->kind);
     if (p->max_batch <= 0 || p->max_seq <= 0)
@@ -361,7 +360,7 @@ static rm_status check_params(const rm_model *base, const rm_train_params *p) {
     if (c->rope.n_rot % 2 || c->rope.n_rot > c->head_dim || c->rope.n_rot <= 0)
         return rm_err(RAMOLE_ERR_UNSUPPORTED, "training: rotary dims %d with head_dim %d", c->rope.n_rot,
                       c->head_dim);
-    uint64_t fp = rm_model_fingerprint(base);
+    uint64_t fp = rm_model_config_fingerprint(c);
     if (p->kind == RM_TRAIN_LORA) {
         if (!p->lora) return rm_err(RAMOLE_ERR_INVALID, "LoRA training: no adapter given");
         if (p->lora->n_layers != c->n_layers || p->lora->base_fingerprint != fp)
@@ -397,12 +396,17 @@ static rm_status check_params(const rm_model *base, const rm_train_params *p) {
     return RAMOLE_OK;
 }
 
-rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out) {
+/*
+ * A training model of configuration c for p (checked), every buffer
+ * reserved and the base parameters zero: TM_(new) converts a model's
+ * weights into them, TM_(new_random) draws them. rope_freq_factors: the
+ * base's per-pair RoPE divisors, or NULL.
+ */
+static rm_status tm_create(const rm_model_config *c, const float *rope_freq_factors, const rm_train_params *p,
+                           TM_TYPE **out) {
     *out = NULL;
-    RM_TRY(check_params(base, p));
     TM_TYPE *tm = rm_calloc(1, sizeof *tm);
     if (!tm) return rm_err(RAMOLE_ERR_NOMEM, "training model: out of memory");
-    const rm_model_config *c = &base->cfg;
     tm->cfg = *c;
     tm->kind = p->kind;
     tm->max_b = p->max_batch, tm->max_t = p->max_seq;
@@ -436,36 +440,6 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
         gv.L = tm->G.L;
         base_layout(tm, tm->gw, &gv, false);
         tm->G = gv;
-    }
-    /* convert the base weights */
-    {
-        int64_t big = tm->V * tm->d;
-        for (int t = 0; t < RM_TARGET_COUNT; t++) {
-            int64_t din, dout;
-            tm_target_dims(tm, t, &din, &dout);
-            if (din * dout > big) big = din * dout;
-        }
-        float *tmpf = rm_malloc((size_t)big * sizeof(float));
-        if (!tmpf) goto nomem;
-        cvt_to_real(tm->W.embd, base->tok_embd.data, base->tok_embd.type, tm->V * tm->d, tmpf);
-        if (!c->tied_embeddings) cvt_to_real(tm->W.out, base->output.data, base->output.type, tm->V * tm->d, tmpf);
-        cvt_to_real(tm->W.out_norm, base->out_norm, RM_TYPE_F32, tm->d, tmpf);
-        for (int l = 0; l < tm->L_; l++) {
-            const rm_layer *bl = &base->layers[l];
-            tm_layer *L = &tm->W.L[l];
-            const rm_weight *ws[RM_TARGET_COUNT] = {&bl->wq, &bl->wk, &bl->wv, &bl->wo, &bl->w_gate, &bl->w_up,
-                                                    &bl->w_down};
-            for (int t = 0; t < RM_TARGET_COUNT; t++)
-                cvt_to_real(L->w[t], ws[t]->data, ws[t]->type, ws[t]->rows * ws[t]->cols, tmpf);
-            cvt_to_real(L->attn_norm, bl->attn_norm, RM_TYPE_F32, tm->d, tmpf);
-            cvt_to_real(L->ffn_norm, bl->ffn_norm, RM_TYPE_F32, tm->d, tmpf);
-            if (c->qkv_bias) {
-                cvt_to_real(L->bq, bl->bq, RM_TYPE_F32, tm->qd, tmpf);
-                cvt_to_real(L->bk, bl->bk, RM_TYPE_F32, tm->kvd, tmpf);
-                cvt_to_real(L->bv, bl->bv, RM_TYPE_F32, tm->kvd, tmpf);
-            }
-        }
-        rm_free(tmpf);
     }
     /* adapters */
     if (p->kind == RM_TRAIN_LORA || p->kind == RM_TRAIN_ROUTER) {
@@ -503,8 +477,8 @@ rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out
             return rm_err(RAMOLE_ERR_UNSUPPORTED, "training: rotary dimension too large");
         }
         rm_rope_inv_freq(&c->rope, invf);
-        if (base->rope_freq_factors)
-            for (int i = 0; i < tm->half; i++) invf[i] /= base->rope_freq_factors[i];
+        if (rope_freq_factors)
+            for (int i = 0; i < tm->half; i++) invf[i] /= rope_freq_factors[i];
         tm->rcos = tm_alloc((size_t)tm->max_t * tm->half, sizeof(REAL), &ok);
         tm->rsin = tm_alloc((size_t)tm->max_t * tm->half, sizeof(REAL), &ok);
         if (!ok) goto nomem;
@@ -605,14 +579,108 @@ nomem:
     return rm_err(RAMOLE_ERR_NOMEM, "training model: out of memory");
 }
 
+/* The largest 2-D base parameter (embedding or a target), in elements. */
+static int64_t tm_max_matrix(const TM_TYPE *tm) {
+    int64_t big = tm->V * tm->d;
+    for (int t = 0; t < RM_TARGET_COUNT; t++) {
+        int64_t din, dout;
+        tm_target_dims(tm, t, &din, &dout);
+        if (din * dout > big) big = din * dout;
+    }
+    return big;
+}
+
+/* The base parameters from `base`'s weights, whatever their type. */
+static rm_status tm_load_base(TM_TYPE *tm, const rm_model *base) {
+    float *tmpf = rm_malloc((size_t)tm_max_matrix(tm) * sizeof(float));
+    if (!tmpf) return rm_err(RAMOLE_ERR_NOMEM, "training model: out of memory");
+    cvt_to_real(tm->W.embd, base->tok_embd.data, base->tok_embd.type, tm->V * tm->d, tmpf);
+    if (!tm->cfg.tied_embeddings) cvt_to_real(tm->W.out, base->output.data, base->output.type, tm->V * tm->d, tmpf);
+    cvt_to_real(tm->W.out_norm, base->out_norm, RM_TYPE_F32, tm->d, tmpf);
+    for (int l = 0; l < tm->L_; l++) {
+        const rm_layer *bl = &base->layers[l];
+        tm_layer *L = &tm->W.L[l];
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            const rm_weight *bw = rm_layer_weight(bl, (rm_target)t);
+            cvt_to_real(L->w[t], bw->data, bw->type, bw->rows * bw->cols, tmpf);
+        }
+        cvt_to_real(L->attn_norm, bl->attn_norm, RM_TYPE_F32, tm->d, tmpf);
+        cvt_to_real(L->ffn_norm, bl->ffn_norm, RM_TYPE_F32, tm->d, tmpf);
+        if (tm->cfg.qkv_bias) {
+            cvt_to_real(L->bq, bl->bq, RM_TYPE_F32, tm->qd, tmpf);
+            cvt_to_real(L->bk, bl->bk, RM_TYPE_F32, tm->kvd, tmpf);
+            cvt_to_real(L->bv, bl->bv, RM_TYPE_F32, tm->kvd, tmpf);
+        }
+    }
+    rm_free(tmpf);
+    return RAMOLE_OK;
+}
+
+rm_status TM_(new)(const rm_model *base, const rm_train_params *p, TM_TYPE **out) {
+    *out = NULL;
+    RM_TRY(check_params(&base->cfg, p));
+    TM_TYPE *tm = NULL;
+    RM_TRY(tm_create(&base->cfg, base->rope_freq_factors, p, &tm));
+    rm_status st = tm_load_base(tm, base);
+    if (st != RAMOLE_OK) {
+        TM_(free)(tm);
+        return st;
+    }
+    *out = tm;
+    return RAMOLE_OK;
+}
+
+/* n values of the random stream s (rm_rng_fill_uniform's, in float) into dst. */
+static void draw_real(REAL *dst, int64_t n, float std, uint64_t *s, float *tmpf) {
+    rm_rng_fill_uniform(tmpf, (size_t)n, std, s);
+    for (int64_t i = 0; i < n; i++) dst[i] = (REAL)tmpf[i];
+}
+
+/* The values rm_model_random(cfg, seed, std) gives, drawn in its order
+ * (model.h): the 2-D weights (embedding, untied head, each layer's targets
+ * in order), then each layer's q, k, v biases; norms 1. */
+static rm_status tm_random_base(TM_TYPE *tm, uint64_t seed, float std) {
+    float *tmpf = rm_malloc((size_t)tm_max_matrix(tm) * sizeof(float));
+    if (!tmpf) return rm_err(RAMOLE_ERR_NOMEM, "training model: out of memory");
+    uint64_t s = seed;
+    draw_real(tm->W.embd, tm->V * tm->d, std, &s, tmpf);
+    if (!tm->cfg.tied_embeddings) draw_real(tm->W.out, tm->V * tm->d, std, &s, tmpf);
+    for (int l = 0; l < tm->L_; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            int64_t din, dout;
+            tm_target_dims(tm, t, &din, &dout);
+            draw_real(tm->W.L[l].w[t], din * dout, std, &s, tmpf);
+        }
+    for (int l = 0; l < tm->L_; l++) {
+        tm_layer *L = &tm->W.L[l];
+        for (int64_t i = 0; i < tm->d; i++) L->attn_norm[i] = 1, L->ffn_norm[i] = 1;
+        if (tm->cfg.qkv_bias) {
+            draw_real(L->bq, tm->qd, std, &s, tmpf);
+            draw_real(L->bk, tm->kvd, std, &s, tmpf);
+            draw_real(L->bv, tm->kvd, std, &s, tmpf);
+        }
+    }
+    for (int64_t i = 0; i < tm->d; i++) tm->W.out_norm[i] = 1;
+    rm_free(tmpf);
+    return RAMOLE_OK;
+}
+
 rm_status TM_(new_random)(const rm_model_config *cfg, uint64_t seed, float std, const rm_train_params *p,
                           TM_TYPE **out) {
     *out = NULL;
-    rm_model *m = NULL;
-    RM_TRY(rm_model_random(cfg, seed, std, &m));
-    rm_status st = TM_(new)(m, p, out);
-    rm_model_free(m);
-    return st;
+    RM_TRY(rm_model_config_check(cfg, "random model"));
+    rm_model_config c = *cfg;
+    c.rope.style = RM_ROPE_NEOX; /* as rm_model_random */
+    RM_TRY(check_params(&c, p));
+    TM_TYPE *tm = NULL;
+    RM_TRY(tm_create(&c, NULL, p, &tm));
+    rm_status st = tm_random_base(tm, seed, std);
+    if (st != RAMOLE_OK) {
+        TM_(free)(tm);
+        return st;
+    }
+    *out = tm;
+    return RAMOLE_OK;
 }
 
 const rm_model_config *TM_(config)(const TM_TYPE *tm) { return &tm->cfg; }
@@ -662,34 +730,36 @@ rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
     return RAMOLE_OK;
 }
 
+/* dst[i] = (float)src[i], i < n. */
+static void put_f32(float *dst, const REAL *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
 rm_status TM_(export_model)(const TM_TYPE *tm, rm_model **out) {
     *out = NULL;
     rm_model *m = NULL;
-    RM_TRY(rm_model_random(&tm->cfg, 0, 0.0f, &m));
-    m->cfg = tm->cfg; /* rm_model_random sets neox; keep the tm's row order */
+    rm_model_f32 *v = NULL;
+    RM_TRY(rm_model_new_f32(&tm->cfg, "trained", false, &m, &v)); /* the tm's config: its RoPE style, row order */
     int64_t d = tm->d;
-#define PUT(dst, src, n)                                                     \
-    do {                                                                     \
-        float *d_ = (float *)(dst); /* memory the new model owns */          \
-        for (int64_t i_ = 0; i_ < (int64_t)(n); i_++) d_[i_] = (float)(src)[i_]; \
-    } while (0)
-    PUT(m->tok_embd.data, tm->W.embd, tm->V * d);
-    if (!tm->cfg.tied_embeddings) PUT(m->output.data, tm->W.out, tm->V * d);
-    PUT(m->out_norm, tm->W.out_norm, d);
+    put_f32(v->tok_embd, tm->W.embd, tm->V * d);
+    if (!tm->cfg.tied_embeddings) put_f32(v->output, tm->W.out, tm->V * d);
+    put_f32(v->out_norm, tm->W.out_norm, d);
     for (int l = 0; l < tm->L_; l++) {
-        rm_layer *bl = &m->layers[l];
+        rm_layer_f32 *ml = &v->layers[l];
         const tm_layer *L = &tm->W.L[l];
-        rm_weight *ws[RM_TARGET_COUNT] = {&bl->wq, &bl->wk, &bl->wv, &bl->wo, &bl->w_gate, &bl->w_up, &bl->w_down};
-        for (int t = 0; t < RM_TARGET_COUNT; t++) PUT(ws[t]->data, L->w[t], ws[t]->rows * ws[t]->cols);
-        PUT(bl->attn_norm, L->attn_norm, d);
-        PUT(bl->ffn_norm, L->ffn_norm, d);
+        for (int t = 0; t < RM_TARGET_COUNT; t++) {
+            int64_t din, dout;
+            tm_target_dims(tm, t, &din, &dout);
+            put_f32(ml->w[t], L->w[t], din * dout);
+        }
+        put_f32(ml->attn_norm, L->attn_norm, d);
+        put_f32(ml->ffn_norm, L->ffn_norm, d);
         if (tm->cfg.qkv_bias) {
-            PUT(bl->bq, L->bq, tm->qd);
-            PUT(bl->bk, L->bk, tm->kvd);
-            PUT(bl->bv, L->bv, tm->kvd);
+            put_f32(ml->bq, L->bq, tm->qd);
+            put_f32(ml->bk, L->bk, tm->kvd);
+            put_f32(ml->bv, L->bv, tm->kvd);
         }
     }
-#undef PUT
     *out = m;
     return RAMOLE_OK;
 }
