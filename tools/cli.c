@@ -176,6 +176,16 @@ bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only
     return true;
 }
 
+bool cli_kv_type(const char *cmd, const char *v, rm_type *out) {
+    if (!strcmp(v, "f32")) *out = RM_TYPE_F32;
+    else if (!strcmp(v, "f16")) *out = RM_TYPE_F16;
+    else {
+        fprintf(stderr, "ramole %s: --kv-type must be f32 or f16, got '%s'\n", cmd, v);
+        return false;
+    }
+    return true;
+}
+
 void cli_fmt_time(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
     long t = (long)(s + 0.5);

@@ -141,12 +141,7 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--kv-blocks")) { VAL(); if (!cli_int(cmd, a, v, 1, INT32_MAX, &kv_blocks)) return 2; }
         else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
         else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
-        else if (!strcmp(a, "--kv-type")) {
-            VAL();
-            if (!strcmp(v, "f32")) kv_type = RM_TYPE_F32;
-            else if (!strcmp(v, "f16")) kv_type = RM_TYPE_F16;
-            else { fprintf(stderr, "ramole %s: --kv-type must be f32 or f16, got '%s'\n", cmd, v); return 2; }
-        }
+        else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
         else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &lora_type)) return 2; }
         else if (!strcmp(a, "--quiet")) quiet = true;
         else {

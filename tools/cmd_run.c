@@ -19,6 +19,7 @@ typedef struct {
     int32_t *tokens;
     int n_tokens;
     long n_predict, threads, n_ctx, bench_prompt, bench_decode, kv_block;
+    rm_type kv_type;
     bool all, ignore_eos;
     rm_sampler_params sp;
     /* LoRA */
@@ -60,6 +61,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!cli_int(cmd, a, v, 1, 256, &o->threads)) return false; }
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &o->n_ctx)) return false; }
         else if (!strcmp(a, "--prompt")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 16, &o->bench_prompt)) return false; }
+        else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &o->kv_type)) return false; }
         else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &o->kv_block)) return false; }
         else if (!strcmp(a, "--decode")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 16, &o->bench_decode)) return false; }
         else if (!strcmp(a, "--temp")) { VAL(); if (!cli_float(cmd, a, v, 0, 100, &d)) return false; o->sp.temperature = (float)d; }
@@ -141,7 +143,8 @@ static int max_rank(const run_lora *l, int n) {
 static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, run_lora *l,
                           rm_ctx **ctx) {
     rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
-                       .n_threads = (int)o->threads, .kv_block = (int)o->kv_block};
+                       .n_threads = (int)o->threads, .kv_block = (int)o->kv_block,
+                       .kv_type = o->kv_type};
     if (!l || l->comp.mode == RM_COMPOSE_NONE) return rm_ctx_new(m, &p, ctx);
     RM_TRY(rm_lora_ctx_new(m, &p, o->n_lora, max_rank(l, o->n_lora), ctx, &l->state));
     return rm_lora_set(l->state, 0, &l->comp);
@@ -277,7 +280,8 @@ int cmd_generate(int argc, char **argv) {
     if (o.n_predict > 0) {
         preloaded pre = {&o, &lora};
         rm_engine_params ep = {.n_threads = (int)o.threads, .max_seqs = 1, .n_ctx = n_ctx,
-                               .step_tokens = o.n_tokens, .max_adapters = o.n_lora ? o.n_lora : 1,
+                               .step_tokens = o.n_tokens, .kv_type = o.kv_type, .kv_block = (int)o.kv_block,
+                               .max_adapters = o.n_lora ? o.n_lora : 1,
                                .max_rank = max_rank(&lora, o.n_lora), .adapter_type = o.lora_type,
                                .source = {preloaded_load, &pre}};
         rm_engine_request q;

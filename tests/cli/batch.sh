@@ -101,3 +101,11 @@ r=$(GEN="$gen" STOP="$stop" node -e '
 expect_error cli_batch_needs_files "--in FILE" $R batch -m "$TMP/base" --out "$TMP/x.jsonl"
 expect_error cli_batch_missing_input "nothing.jsonl" $R batch -m "$TMP/base" --in "$TMP/nothing.jsonl" --out "$TMP/x.jsonl"
 [ ! -e "$TMP/x.jsonl" ] && pass cli_batch_failure_writes_nothing || fail cli_batch_failure_writes_nothing "output exists"
+
+# --kv-type f16: logits near f32's (the cache's rounding only), not equal
+T=$(seq -s, 1 40)
+$R logits -m "$TMP/base" --tokens $T >"$TMP/k32" 2>/dev/null
+$R logits -m "$TMP/base" --tokens $T --kv-type f16 >"$TMP/k16" 2>/dev/null
+r=$(paste "$TMP/k32" "$TMP/k16" | awk '{d=$1-$2; if (d<0) d=-d; if (d>m) m=d} END {print (NR>0 && m>0 && m<2e-2) ? "ok" : "max difference " m}')
+[ "$r" = ok ] && pass cli_kv_f16_close_to_f32 || fail cli_kv_f16_close_to_f32 "$r"
+expect_error cli_kv_type_bad "--kv-type must be f32 or f16" $R generate -m "$TMP/base" --tokens 1,2 --kv-type q8_0
