@@ -51,6 +51,7 @@ static rm_status source_load(void *user, const rm_model *base, const char *name,
     test_source *ts = user;
     ts->loads++;
     if (!strcmp(name, "router")) return rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out);
+    if (!strcmp(name, "big")) return rm_adapter_random(base, 48, 48.0f, ALL, 777, 0.1f, out);
     if (name[0] != 'e') return rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter called %s", name);
     int n = atoi(name + 1), rank = 4 + n % 3 * 4;
     return rm_adapter_random(base, rank, 2.0f * rank, ALL, 100 + (uint64_t)n, 0.25f, out);
@@ -542,4 +543,51 @@ TEST(engine_pool_shared_with_embedder) {
     rm_engine_free(e);
     rm_model_free(m);
     rm_tok_free(tok);
+}
+
+/* The step's scratch follows the ranks requests bring: a rank-48 adapter
+ * after rank-4..12 ones runs as it does alone; the engine's limit holds. */
+TEST(engine_rank_grows) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    collected alone = {0}, after = {0}, small = {0};
+    int32_t prompt[32];
+    char names[3][8];
+    rm_engine_request q;
+    int64_t id;
+    rm_engine_params p = {.n_threads = 2, .max_seqs = 4, .n_ctx = 64, .step_tokens = 32, .max_adapters = 3,
+                          .source = {source_load, &ts}};
+    rm_engine *e = NULL;
+    CHECK_OK(rm_engine_new(m, &p, &e)); /* first engine: the big adapter alone */
+    mixed_request(7, prompt, &q, names, &alone); /* explicit, 2 adapters */
+    q.adapters[1] = "big";
+    if (e) CHECK_OK(rm_engine_submit(e, &q, &id));
+    if (e) drain(e);
+    rm_engine_free(e);
+    e = NULL;
+    CHECK_OK(rm_engine_new(m, &p, &e)); /* second: a small request first, then both at once */
+    if (e) {
+        rm_engine_request qs;
+        mixed_request(1, prompt, &qs, names, &small);
+        CHECK_OK(rm_engine_submit(e, &qs, &id));
+        CHECK_OK(rm_engine_step(e, &(int){0}));
+        mixed_request(7, prompt, &q, names, &after);
+        q.adapters[1] = "big";
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        drain(e);
+    }
+    CHECK_MSG(alone.n > 0 && after.n == alone.n && !memcmp(after.toks, alone.toks, (size_t)alone.n * 4),
+              "rank 48 after a smaller one: %d tokens against %d alone", after.n, alone.n);
+    rm_engine_free(e);
+    p.max_rank = 32;
+    CHECK_OK(rm_engine_new(m, &p, &e));
+    if (e) {
+        mixed_request(7, prompt, &q, names, &after);
+        q.adapters[1] = "big";
+        CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_RANGE);
+        CHECK(strstr(ramole_last_error(), "rank 48 is above this engine's limit of 32") != NULL);
+    }
+    rm_engine_free(e);
+    rm_model_free(m);
 }

@@ -123,7 +123,7 @@ static void usage_batch(void) {
 
 int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
-    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 64, kv_block = 0,
+    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
          kv_blocks = 0;
     rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
     bool quiet = false;

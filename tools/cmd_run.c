@@ -104,8 +104,8 @@ static void run_lora_free(run_lora *l) {
     rm_adapter_free(l->router);
 }
 
-static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
-    memset(l, 0, sizeof *l);
+/* The composition mode the options ask for (explicit when --lora is given). */
+static rm_status lora_mode(const run_opts *o, rm_compose_mode *out) {
     rm_compose_mode mode = o->n_lora ? RM_COMPOSE_EXPLICIT : RM_COMPOSE_NONE;
     if (o->mode && !rm_compose_mode_from_name(o->mode, &mode))
         return rm_err(RAMOLE_ERR_INVALID, "--mode must be none, explicit, selection, mixture, fusion or router, got '%s'", o->mode);
@@ -115,6 +115,14 @@ static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
         return rm_err(RAMOLE_ERR_INVALID, "--mode router needs --router PATH");
     if (o->router_path && mode != RM_COMPOSE_ROUTER)
         return rm_err(RAMOLE_ERR_INVALID, "--router is used only with --mode router");
+    *out = mode;
+    return RAMOLE_OK;
+}
+
+static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
+    memset(l, 0, sizeof *l);
+    rm_compose_mode mode;
+    RM_TRY(lora_mode(o, &mode));
     for (int i = 0; i < o->n_lora; i++) {
         RM_TRY(rm_adapter_load(m, o->lora_paths[i], &l->experts[i]));
         RM_TRY(rm_adapter_convert(l->experts[i], m, o->lora_type));
@@ -209,30 +217,6 @@ static rm_status encode_prompt(run_opts *o, const rm_model *m) {
     return st;
 }
 
-/* Adapters the command line loaded itself (to learn their ranks), handed
- * to the engine by name: its source takes each one over on first use. */
-typedef struct {
-    run_opts *o;
-    run_lora *l;
-} preloaded;
-
-static rm_status preloaded_load(void *user, const rm_model *base, const char *name, rm_adapter **out) {
-    preloaded *p = user;
-    (void)base;
-    rm_adapter **slots[RM_LORA_MAX_K + 1];
-    const char *names[RM_LORA_MAX_K + 1];
-    int n = 0;
-    for (int i = 0; i < p->o->n_lora; i++) slots[n] = &p->l->experts[i], names[n++] = p->o->lora_paths[i];
-    if (p->o->router_path) slots[n] = &p->l->router, names[n++] = p->o->router_path;
-    for (int i = 0; i < n; i++)
-        if (*slots[i] && !strcmp(names[i], name)) {
-            *out = *slots[i];
-            *slots[i] = NULL;
-            return RAMOLE_OK;
-        }
-    return rm_err(RAMOLE_ERR_NOT_FOUND, "adapter %s was not loaded", name);
-}
-
 typedef struct {
     bool text;          /* the model has a tokenizer: print text, else ids */
     int generated;
@@ -260,12 +244,12 @@ int cmd_generate(int argc, char **argv) {
     if (!parse_run(cmd, argc, argv, &o)) return 2;
     rm_model *m = NULL;
     rm_engine *eng = NULL;
-    run_lora lora = {0};
+    rm_compose_mode mode = RM_COMPOSE_NONE;
     int rc = 1;
     rm_status st;
     if (need_prompt(cmd, &o)) goto out;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = encode_prompt(&o, m)) != RAMOLE_OK ||
-        (st = load_lora(&o, m, &lora)) != RAMOLE_OK) {
+    if ((st = lora_mode(&o, &mode)) != RAMOLE_OK || (st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
+        (st = encode_prompt(&o, m)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
@@ -278,12 +262,9 @@ int cmd_generate(int argc, char **argv) {
     gen_out g = {.text = m->tokenizer != NULL};
     double t0 = rm_time_now();
     if (o.n_predict > 0) {
-        preloaded pre = {&o, &lora};
         rm_engine_params ep = {.n_threads = (int)o.threads, .max_seqs = 1, .n_ctx = n_ctx,
                                .step_tokens = o.n_tokens, .kv_type = o.kv_type, .kv_block = (int)o.kv_block,
-                               .max_adapters = o.n_lora ? o.n_lora : 1,
-                               .max_rank = max_rank(&lora, o.n_lora), .adapter_type = o.lora_type,
-                               .source = {preloaded_load, &pre}};
+                               .max_adapters = o.n_lora ? o.n_lora : 1, .adapter_type = o.lora_type};
         rm_engine_request q;
         rm_engine_request_init(&q);
         q.tokens = o.tokens;
@@ -291,8 +272,8 @@ int cmd_generate(int argc, char **argv) {
         q.sampling = o.sp;
         q.max_tokens = (int)o.n_predict;
         q.ignore_eos = o.ignore_eos;
-        q.mode = lora.comp.mode;
-        q.n_adapters = lora.comp.mode == RM_COMPOSE_NONE ? 0 : o.n_lora;
+        q.mode = mode;
+        q.n_adapters = mode == RM_COMPOSE_NONE ? 0 : o.n_lora;
         for (int i = 0; i < q.n_adapters; i++) q.adapters[i] = o.lora_paths[i], q.weights[i] = o.lora_weights[i];
         q.router = o.router_path;
         q.on_event = gen_event;
@@ -321,7 +302,6 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
 out:
     rm_engine_free(eng);
-    run_lora_free(&lora);
     rm_model_free(m);
     rm_free(o.tokens);
     return rc;

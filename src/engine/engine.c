@@ -91,7 +91,7 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     if (p.step_tokens <= 0) p.step_tokens = 512;
     if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
     if (p.max_adapters <= 0) p.max_adapters = 4;
-    if (p.max_rank <= 0) p.max_rank = 64;
+    if (p.max_rank <= 0) p.max_rank = RM_LORA_MAX_RANK;
     if (!p.adapter_cache_bytes) p.adapter_cache_bytes = (size_t)1 << 30;
     if (p.max_seqs > 4096 || p.step_tokens > (1 << 20) || p.max_adapters > RM_LORA_MAX_K ||
         p.max_rank > RM_LORA_MAX_RANK)
@@ -115,7 +115,9 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
                         .n_logits = p.max_seqs < p.step_tokens ? p.max_seqs : p.step_tokens,
                         .n_threads = p.n_threads, .kv_block = p.kv_block, .kv_blocks = p.kv_blocks,
                         .kv_type = p.kv_type};
-    rm_status st = rm_lora_ctx_new(m, &cp, p.max_adapters, p.max_rank, &e->ctx, &e->lora);
+    /* scratch for rank 16 at first; rm_lora_state_grow_rank follows the adapters */
+    int rank0 = p.max_rank < 16 ? p.max_rank : 16;
+    rm_status st = rm_lora_ctx_new(m, &cp, p.max_adapters, rank0, &e->ctx, &e->lora);
     if (st == RAMOLE_OK) {
         e->kv = rm_ctx_kv(e->ctx);
         st = rm_adapter_cache_new(m, &p.source, p.adapter_cache_bytes, p.adapter_type, &e->adapters);
@@ -331,6 +333,13 @@ static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r)
         for (int j = 0; j < c->k; j++)
             RM_TRY(rm_adapter_cache_router_c(e->adapters, r->hr, r->h[j], &c->router_c[j]));
     }
+    /* the step's scratch grows to the largest rank met so far */
+    int rank = c->router ? c->router->max_rank : 0;
+    for (int j = 0; j < c->k; j++) rank = c->experts[j]->max_rank > rank ? c->experts[j]->max_rank : rank;
+    if (rank > e->p.max_rank)
+        return rm_err(RAMOLE_ERR_RANGE, "request: an adapter of rank %d is above this engine's limit of %d", rank,
+                      e->p.max_rank);
+    RM_TRY(rm_lora_state_grow_rank(e->lora, rank));
     int spare = e->p.max_seqs;
     rm_status st = rm_lora_set(e->lora, spare, c);
     rm_lora_set(e->lora, spare, NULL);

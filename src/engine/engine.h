@@ -41,7 +41,8 @@ typedef struct {
     int kv_block;         /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
     rm_type kv_type;      /* RM_TYPE_F32 (default) or RM_TYPE_F16 */
     int max_adapters;     /* adapters one request may compose (0: 4) */
-    int max_rank;         /* largest adapter rank (0: 64) */
+    int max_rank;         /* largest adapter rank accepted (0: RM_LORA_MAX_RANK); buffers follow
+                           * the largest rank met so far, not this limit */
     size_t adapter_cache_bytes; /* adapters kept beyond those in use (0: 1 GiB) */
     rm_type adapter_type; /* adapters stored as f32 (default), f16 or bf16 */
     rm_adapter_source source;   /* load NULL: adapter names are paths */

@@ -130,6 +130,28 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     return RAMOLE_OK;
 }
 
+rm_status rm_lora_state_grow_rank(rm_lora_state *s, int rank) {
+    if (rank <= s->max_rank) return RAMOLE_OK;
+    if (rank > RM_LORA_MAX_RANK)
+        return rm_err(RAMOLE_ERR_RANGE, "LoRA: rank %d is above the most ramole takes (%d)", rank, RM_LORA_MAX_RANK);
+    size_t nt = (size_t)s->n_threads, nb = (size_t)s->n_batch, rc = (size_t)s->rows_cap;
+    float *U = rm_calloc(rc * (size_t)rank, sizeof *U);
+    float *zg = rm_calloc(nt * nb * (size_t)rank, sizeof *zg);
+    float *wf = rm_malloc(nt * (size_t)rank * (size_t)s->max_dim * sizeof *wf);
+    if (!U || !zg || !wf) {
+        rm_free(U), rm_free(zg), rm_free(wf);
+        return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory for rank %d", rank);
+    }
+    /* U, zg and wf are per-step scratch: nothing in them outlives a step */
+    rm_free(s->U), rm_free(s->zg), rm_free(s->wf);
+    s->U = U, s->zg = zg, s->wf = wf;
+    s->wf_stride = (size_t)rank * (size_t)s->max_dim;
+    s->max_rank = rank;
+    return RAMOLE_OK;
+}
+
+int rm_lora_state_max_rank(const rm_lora_state *s) { return s->max_rank; }
+
 static void slot_clear(slot_state *sl) {
     rm_adapter_free(sl->fused);
     for (int j = 0; j < RM_LORA_MAX_K; j++) rm_router_c_free(sl->rc_owned[j]);

@@ -83,6 +83,11 @@ typedef struct rm_lora_state rm_lora_state;
 rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank, int n_threads,
                             rm_lora_state **out);
 void      rm_lora_state_free(rm_lora_state *s); /* NULL is a no-op */
+/* Take adapters of rank up to `rank` from now on (reallocates the step's
+ * scratch; call between decodes). A server need not know every rank it
+ * will meet when it starts. ERR_RANGE above RM_LORA_MAX_RANK. */
+rm_status rm_lora_state_grow_rank(rm_lora_state *s, int rank);
+int       rm_lora_state_max_rank(const rm_lora_state *s);
 
 /*
  * Attach s to context c: every later rm_ctx_decode of c adds the
