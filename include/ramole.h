@@ -63,6 +63,182 @@ typedef void (*ramole_log_fn)(ramole_log_level level, const char *msg, void *use
 /* Messages above `level` are dropped. fn NULL restores the stderr logger. */
 void ramole_log_set(ramole_log_level level, ramole_log_fn fn, void *user);
 
+/* ---- models ------------------------------------------------------------------ */
+
+/*
+ * A base model: a Hugging Face folder (config.json, *.safetensors,
+ * tokenizer.json) or a GGUF file as llama.cpp writes it. Read-only once
+ * open (weights are mapped); any number of engines may share it. Valid
+ * until ramole_model_free, which must come after every engine over it.
+ */
+typedef struct ramole_model ramole_model;
+
+ramole_status ramole_model_open(const char *path, ramole_model **out);
+void          ramole_model_free(ramole_model *m);
+
+typedef struct {
+    const char *arch;       /* "llama", "mistral", "qwen2" */
+    int vocab_size, hidden, ffn, n_layers, n_heads, n_kv_heads, max_pos;
+    int64_t n_params;
+    int has_tokenizer;      /* 0: prompts must be token ids */
+} ramole_model_info;
+
+void ramole_model_get_info(const ramole_model *m, ramole_model_info *out);
+
+/*
+ * Text to token ids with the model's tokenizer (add_special: BOS/EOS as
+ * the tokenizer's template says). Writes at most cap ids; *n_out is the
+ * full count, also on RAMOLE_ERR_TOO_SMALL, so a caller can retry with a
+ * buffer of that size.
+ */
+ramole_status ramole_tokenize(const ramole_model *m, const char *text, size_t len, int add_special, int32_t *ids,
+                              size_t cap, size_t *n_out);
+/* Token ids to text (special tokens skipped when skip_special). Writes at
+ * most cap bytes, NUL-terminated when they fit; *n_out is the length
+ * without the NUL, also on RAMOLE_ERR_TOO_SMALL. */
+ramole_status ramole_detokenize(const ramole_model *m, const int32_t *ids, size_t n, int skip_special, char *text,
+                                size_t cap, size_t *n_out);
+
+/* ---- the engine: many requests at once --------------------------------------- */
+
+/*
+ * An engine runs many generation requests over one model with continuous
+ * batching: each ramole_engine_step runs one batched forward that mixes the
+ * next token of every running request with chunks of prompts still being
+ * read, each request with its own adapters and composition. Requests report
+ * through their callback, from inside ramole_engine_step (or cancel). One
+ * thread drives an engine; ramole_engine_drop_adapter may come from any.
+ * Valid until ramole_engine_free; the model must outlive it.
+ */
+typedef struct ramole_engine ramole_engine;
+
+typedef enum {
+    RAMOLE_KV_F32 = 0,
+    RAMOLE_KV_F16,         /* half the cache; logits move by ~1e-3 of their scale */
+} ramole_kv_type;
+
+typedef enum {
+    RAMOLE_ADAPTERS_F32 = 0,
+    RAMOLE_ADAPTERS_F16,   /* half the bytes a step reads per adapter */
+    RAMOLE_ADAPTERS_BF16,
+} ramole_adapter_type;
+
+/* Where a request's adapter names lead: fill path (cap bytes) with the
+ * PEFT folder or GGUF LoRA file of `name`; non-zero when there is none.
+ * NULL resolver: names are paths. */
+typedef int (*ramole_adapter_resolve_fn)(void *user, const char *name, char *path, size_t cap);
+
+typedef struct {
+    int n_threads;          /* 0: every core */
+    int max_seqs;           /* requests running at once (0: 16) */
+    int n_ctx;              /* positions one request may reach (0: the model's, at most 4096) */
+    int step_tokens;        /* tokens one step may run (0: 512) */
+    int kv_blocks;          /* KV pool in blocks (0: max_seqs requests of n_ctx) */
+    int kv_block;           /* positions per block (0: 16) */
+    ramole_kv_type kv_type;
+    int max_adapters;       /* adapters one request may compose (0: 4, at most 16) */
+    int max_rank;           /* largest adapter rank accepted (0: 1024) */
+    size_t adapter_cache_bytes; /* adapters kept loaded beyond those in use (0: 1 GiB) */
+    ramole_adapter_type adapter_type;
+    ramole_adapter_resolve_fn resolve;
+    void *resolve_user;
+} ramole_engine_params;
+
+typedef enum {
+    RAMOLE_COMPOSE_NONE = 0,   /* the base alone */
+    RAMOLE_COMPOSE_EXPLICIT,   /* sum of w_j x adapter j */
+    RAMOLE_COMPOSE_SELECTION,  /* the first adapter only */
+    RAMOLE_COMPOSE_MIXTURE,    /* the mean of the adapters' outputs */
+    RAMOLE_COMPOSE_FUSION,     /* the mean of their parameters */
+    RAMOLE_COMPOSE_ROUTER,     /* RouterLoRA: per token weights from a learned router */
+} ramole_compose_mode;
+
+typedef enum {
+    RAMOLE_FINISH_NONE = 0,    /* still running */
+    RAMOLE_FINISH_STOP,        /* a stop string */
+    RAMOLE_FINISH_EOS,         /* an end-of-generation token */
+    RAMOLE_FINISH_LENGTH,      /* max_tokens, or the context is full */
+    RAMOLE_FINISH_CANCELLED,
+    RAMOLE_FINISH_ERROR,
+} ramole_finish;
+
+typedef struct {
+    int64_t id;
+    ramole_finish finish;   /* NONE while running */
+    int32_t token;          /* the token just generated; -1 on cancel or error */
+    const char *text;       /* its new text, whole UTF-8 characters; valid during the callback */
+    size_t len;
+    const char *error;      /* RAMOLE_FINISH_ERROR: why */
+    int n_prompt, n_generated;
+} ramole_event;
+
+typedef void (*ramole_event_fn)(const ramole_event *ev, void *user);
+
+typedef struct {
+    const char *role;       /* "system", "user", "assistant" */
+    const char *content;
+} ramole_chat_msg;
+
+typedef struct {
+    /* the prompt: exactly one of token ids, text, or chat messages */
+    const int32_t *tokens;
+    int n_tokens;
+    const char *prompt;
+    const ramole_chat_msg *messages;
+    int n_messages;
+    /* sampling (ramole_request_init: greedy) */
+    float temperature;      /* 0: greedy */
+    float top_p;            /* 1: off */
+    int top_k;              /* 0: off */
+    float min_p;            /* 0: off */
+    float repeat_penalty;   /* 1: off */
+    int repeat_last_n;
+    uint64_t seed;
+    int max_tokens;         /* 0: until the context is full */
+    const char *const *stop;
+    int n_stop;
+    int ignore_eos;
+    /* adapters */
+    ramole_compose_mode mode;
+    int n_adapters;
+    const char *adapters[16];
+    float weights[16];      /* RAMOLE_COMPOSE_EXPLICIT */
+    const char *router;     /* RAMOLE_COMPOSE_ROUTER */
+    ramole_event_fn on_event;
+    void *user;
+} ramole_request;
+
+void ramole_request_init(ramole_request *r);
+
+ramole_status ramole_engine_new(const ramole_model *m, const ramole_engine_params *p, ramole_engine **out);
+void          ramole_engine_free(ramole_engine *e); /* pending requests are cancelled, with their events */
+
+/* Queue a request after checking it whole; a refused one reports nothing. */
+ramole_status ramole_engine_submit(ramole_engine *e, const ramole_request *r, int64_t *id);
+/* The same from a JSON object as `ramole batch` lines carry ("prompt" or
+ * "messages", "max_tokens", "temperature", "top_p", "seed", "stop",
+ * "lora": {"mode", "adapters": [{"name", "weight"}], "router"}). */
+ramole_status ramole_engine_submit_json(ramole_engine *e, const char *json, size_t len, ramole_event_fn on_event,
+                                        void *user, int64_t *id);
+/* End a pending request now (event CANCELLED); RAMOLE_ERR_NOT_FOUND if none. */
+ramole_status ramole_engine_cancel(ramole_engine *e, int64_t id);
+/* One step; *n_run tokens went through the forward (0: nothing pending). */
+ramole_status ramole_engine_step(ramole_engine *e, int *n_run);
+int           ramole_engine_pending(const ramole_engine *e);
+/* Forget a cached adapter: new requests load it again, running ones keep theirs. */
+int           ramole_engine_drop_adapter(ramole_engine *e, const char *name);
+
+typedef struct {
+    int waiting, running;
+    int kv_blocks_used, kv_blocks_total;
+    int preemptions;
+    int adapters_cached, adapters_held;
+    uint64_t adapter_hits, adapter_misses;
+    int64_t tokens_fed, tokens_generated;
+} ramole_engine_stats;
+
+void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

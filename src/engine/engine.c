@@ -408,6 +408,12 @@ rm_status rm_engine_cancel(rm_engine *e, int64_t id) {
     return RAMOLE_OK;
 }
 
+void rm_engine_cancel_all(rm_engine *e) {
+    for (int s = 0; s < e->p.max_seqs; s++)
+        if (e->slots[s]) finish(e, e->slots[s], RM_FINISH_CANCELLED, NULL);
+    while (e->wait_head) finish(e, e->wait_head, RM_FINISH_CANCELLED, NULL);
+}
+
 int rm_engine_pending(const rm_engine *e) { return e->n_running + e->st.waiting; }
 
 bool rm_engine_drop_adapter(rm_engine *e, const char *name) { return rm_adapter_cache_drop(e->adapters, name); }

@@ -117,6 +117,8 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *r, int64_t *id
 /* Finish a pending request now (event CANCELLED); its slot and blocks are
  * freed at once. ERR_NOT_FOUND if it is not pending. */
 rm_status rm_engine_cancel(rm_engine *e, int64_t id);
+/* Cancel every pending request (each gets its CANCELLED event). */
+void      rm_engine_cancel_all(rm_engine *e);
 
 /*
  * Run one step: admit waiting requests, build a batch of at most
@@ -154,7 +156,6 @@ const rm_model *rm_engine_model(const rm_engine *e);
 rm_pool        *rm_engine_pool(rm_engine *e);
 int             rm_engine_max_seqs(const rm_engine *e);
 
-#endif
 
 /* ---- running a list of requests to the end (offline batches, evaluation) ---- */
 
@@ -185,3 +186,5 @@ typedef void (*rm_engine_progress_fn)(int done, int total, int64_t tokens, doubl
  */
 rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, int n, int ahead,
                             rm_engine_result *results, rm_engine_progress_fn progress, void *user);
+
+#endif
