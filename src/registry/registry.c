@@ -821,7 +821,7 @@ out:
     rm_reg_adapter_clear(&row);
     rm_reg_adapters_free(pool_rows, n_pool);
     rm_free(approval);
-    return st == RAMOLE_OK ? st : rm_err_prefix(st, "adapter add");
+    return st;
 }
 
 rm_status rm_registry_adapter_get(rm_registry *r, const char *tenant, const char *name, rm_reg_adapter *out) {
