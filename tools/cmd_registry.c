@@ -459,7 +459,10 @@ int cmd_registry_retrieve(int argc, char **argv) {
     }
     rm_registry *r = NULL;
     int rc = open_registry(cmd, &o, &r);
-    if (rc) return rc;
+    if (rc) {
+        fprintf(stderr, "ramole retrieve: (to retrieve tasks of a file instead: --pool tasks.jsonl)\n");
+        return rc;
+    }
     rm_reg_hit *hits = rm_malloc((size_t)o.k * sizeof *hits);
     int n = 0;
     rm_status st = hits ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
