@@ -58,6 +58,8 @@ typedef struct {
     /* every stored hash, for check and collection */
     rm_status (*blob_list)(rm_reg_backend *b, char ***hashes, double **mtimes, int *n);
     rm_status (*blob_delete)(rm_reg_backend *b, const char *hash);
+    /* a number that changes when another connection (process) commits */
+    rm_status (*data_version)(rm_reg_backend *b, uint64_t *v);
     /* a scratch folder for temporary files of uploads */
     const char *(*scratch_dir)(rm_reg_backend *b);
 } rm_reg_backend_ops;

@@ -464,6 +464,16 @@ static rm_status sq_blob_delete(rm_reg_backend *b, const char *hash) {
     return rc == 0 ? RAMOLE_OK : rm_err(RAMOLE_ERR_IO, "%s: cannot remove blob %s", s->blobs, hash);
 }
 
+static rm_status sq_data_version(rm_reg_backend *b, uint64_t *v) {
+    sq_backend *s = (sq_backend *)b;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "PRAGMA data_version", &st));
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *v = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? RAMOLE_OK : sq_fail(s, "data version");
+}
+
 static const char *sq_scratch_dir(rm_reg_backend *b) { return ((sq_backend *)b)->scratch; }
 
 static void sq_close(rm_reg_backend *b) {
@@ -482,7 +492,7 @@ static const rm_reg_backend_ops sq_ops = {
     .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find,
     .audit_append = sq_audit_append, .audit_list = sq_audit_list, .blob_put = sq_blob_put,
     .blob_file = sq_blob_file, .blob_list = sq_blob_list, .blob_delete = sq_blob_delete,
-    .scratch_dir = sq_scratch_dir,
+    .data_version = sq_data_version, .scratch_dir = sq_scratch_dir,
 };
 
 /* ---- open and migrate ------------------------------------------------------------- */

@@ -143,32 +143,80 @@ bool rm_reg_pool_contains(rm_reg_pool *p, int64_t id) {
     return in;
 }
 
+/* A fresh name_ref of s, or NULL. */
+static name_ref *name_new(const char *s) {
+    size_t len = strlen(s);
+    name_ref *nr = len <= RM_REG_NAME_MAX ? rm_malloc(sizeof *nr + len + 1) : NULL;
+    if (!nr) return NULL;
+    atomic_init(&nr->refs, 1);
+    memcpy(nr->s, s, len + 1);
+    return nr;
+}
+
+/* Row j of t from vec[dim] normalised; false for a zero or non-finite vector. */
+static bool put_vec(snap *t, int j, const float *vec) {
+    double ss = 0;
+    for (int i = 0; i < t->dim; i++) ss += (double)vec[i] * vec[i];
+    if (!(ss > 0) || !isfinite(ss)) return false;
+    double inv = 1.0 / sqrt(ss);
+    for (int i = 0; i < t->dim; i++) t->vecs[(size_t)j * t->dim + i] = (float)(vec[i] * inv);
+    return true;
+}
+
 rm_status rm_reg_pool_add(rm_reg_pool *p, int64_t id, int64_t tenant, bool is_public, const char *name,
                           const float *vec) {
-    double ss = 0;
-    for (int i = 0; i < p->dim; i++) ss += (double)vec[i] * vec[i];
-    if (!(ss > 0) || !isfinite(ss))
-        return rm_err(RAMOLE_ERR_INVALID, "pool: embedding of adapter %lld is zero or not finite", (long long)id);
-    size_t len = strlen(name);
-    if (len > RM_REG_NAME_MAX) return rm_err(RAMOLE_ERR_INVALID, "pool: name of adapter %lld too long", (long long)id);
-    name_ref *nr = rm_malloc(sizeof *nr + len + 1);
-    if (!nr) return rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
-    atomic_init(&nr->refs, 1);
-    memcpy(nr->s, name, len + 1);
+    name_ref *nr = name_new(name);
+    if (!nr) return rm_err(RAMOLE_ERR_INVALID, "pool: name of adapter %lld too long or out of memory", (long long)id);
     pthread_mutex_lock(&p->writer);
     snap *s = p->cur; /* stable: only writers change it, and we hold the writer lock */
     int old = snap_find(s, id);
     snap *t = snap_alloc(s->n - (old >= 0) + 1, p->dim);
-    if (!t) {
-        pthread_mutex_unlock(&p->writer);
-        rm_free(nr);
-        return rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
+    rm_status st = RAMOLE_OK;
+    if (!t) st = rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
+    else {
+        t->n--; /* rows copied so far: the copy, then the new row */
+        snap_copy_rows(s, old, t);
+        int j = t->n;
+        if (!put_vec(t, j, vec)) {
+            st = rm_err(RAMOLE_ERR_INVALID, "pool: embedding of adapter %lld is zero or not finite", (long long)id);
+            snap_release(t);
+        } else {
+            t->ids[j] = id, t->tenants[j] = tenant, t->pub[j] = is_public, t->names[j] = nr;
+            t->n++;
+            nr = NULL;
+            snap_publish(p, t);
+        }
     }
-    snap_copy_rows(s, old, t);
-    int j = t->n - 1;
-    t->ids[j] = id, t->tenants[j] = tenant, t->pub[j] = is_public, t->names[j] = nr;
-    double inv = 1.0 / sqrt(ss);
-    for (int i = 0; i < p->dim; i++) t->vecs[(size_t)j * p->dim + i] = (float)(vec[i] * inv);
+    pthread_mutex_unlock(&p->writer);
+    rm_free(nr);
+    return st;
+}
+
+rm_status rm_reg_pool_replace(rm_reg_pool *p, const rm_reg_adapter *rows, const bool *keep, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++) m += keep[i];
+    snap *t = snap_alloc(m, p->dim);
+    if (!t) return rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
+    t->n = 0;
+    rm_status st = RAMOLE_OK;
+    for (int i = 0; i < n && st == RAMOLE_OK; i++) {
+        if (!keep[i]) continue;
+        const rm_reg_adapter *a = &rows[i];
+        int j = t->n;
+        if (a->dim != p->dim || !a->embedding || !put_vec(t, j, a->embedding))
+            st = rm_err(RAMOLE_ERR_INVALID, "pool: adapter %lld has no usable embedding", (long long)a->id);
+        else if (!(t->names[j] = name_new(a->name)))
+            st = rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
+        else {
+            t->ids[j] = a->id, t->tenants[j] = a->tenant_id, t->pub[j] = a->is_public;
+            t->n++;
+        }
+    }
+    if (st != RAMOLE_OK) {
+        snap_release(t);
+        return st;
+    }
+    pthread_mutex_lock(&p->writer);
     snap_publish(p, t);
     pthread_mutex_unlock(&p->writer);
     return RAMOLE_OK;

@@ -33,6 +33,10 @@ int       rm_reg_pool_size(rm_reg_pool *p);
  * ERR_INVALID for a zero or non-finite vector or a name too long. */
 rm_status rm_reg_pool_add(rm_reg_pool *p, int64_t id, int64_t tenant, bool is_public, const char *name,
                           const float *vec);
+/* Replace the whole content with rows[i] where keep[i] (their embeddings
+ * normalised here), in one swap: loading a pool costs O(n dim), not one
+ * copy per row. ERR_INVALID for a kept row without a usable embedding. */
+rm_status rm_reg_pool_replace(rm_reg_pool *p, const rm_reg_adapter *rows, const bool *keep, int n);
 /* Remove adapter `id`; false when it was not there. */
 bool      rm_reg_pool_remove(rm_reg_pool *p, int64_t id);
 bool      rm_reg_pool_contains(rm_reg_pool *p, int64_t id);

@@ -45,6 +45,7 @@ struct rm_registry {
     uint64_t fingerprint;
     _Atomic(rm_reg_pool *) pool;
     int n_stale;
+    uint64_t seen_version; /* the backend's data version the pool reflects */
 };
 
 #define B(r) ((r)->b->ops)
@@ -366,28 +367,54 @@ static bool identity_matches(const rm_registry *r, const rm_reg_adapter *a) {
            !strcmp(a->emb_projection, r->proj_hash) && a->dim == rm_embedder_dim(r->emb);
 }
 
-/* The pool of active adapters with a current embedding (r->lock held). */
+/* Fill pool p from the backend's rows: the active adapters with a current embedding (r->lock held). */
+static rm_status pool_fill(rm_registry *r, rm_reg_pool *p) {
+    rm_reg_adapter *rows = NULL;
+    int n = 0, stale = 0;
+    RM_TRY(B(r)->adapter_list(r->b, -1, &rows, &n));
+    bool *keep = rm_calloc((size_t)(n ? n : 1), sizeof *keep);
+    rm_status st = keep ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (int i = 0; keep && i < n; i++) {
+        if (rows[i].status != RM_REG_ACTIVE) continue;
+        keep[i] = identity_matches(r, &rows[i]);
+        stale += !keep[i];
+    }
+    if (st == RAMOLE_OK) st = rm_reg_pool_replace(p, rows, keep, n);
+    if (st == RAMOLE_OK) r->n_stale = stale;
+    rm_free(keep);
+    rm_reg_adapters_free(rows, n);
+    return st;
+}
+
+/* The pool, loaded on first use (r->lock held). */
 static rm_status pool_locked(rm_registry *r) {
     if (atomic_load(&r->pool)) return RAMOLE_OK;
     RM_TRY(embedder_locked(r));
     rm_reg_pool *p = NULL;
     RM_TRY(rm_reg_pool_new(rm_embedder_dim(r->emb), &p));
-    rm_reg_adapter *rows = NULL;
-    int n = 0, stale = 0;
-    rm_status st = B(r)->adapter_list(r->b, -1, &rows, &n);
-    for (int i = 0; st == RAMOLE_OK && i < n; i++) {
-        if (rows[i].status != RM_REG_ACTIVE) continue;
-        if (!identity_matches(r, &rows[i])) { stale++; continue; }
-        st = rm_reg_pool_add(p, rows[i].id, rows[i].tenant_id, rows[i].is_public, rows[i].name, rows[i].embedding);
-    }
-    rm_reg_adapters_free(rows, n);
+    RM_TRY(B(r)->data_version(r->b, &r->seen_version));
+    rm_status st = pool_fill(r, p);
     if (st != RAMOLE_OK) {
         rm_reg_pool_free(p);
         return st;
     }
-    r->n_stale = stale;
     atomic_store(&r->pool, p);
     return RAMOLE_OK;
+}
+
+rm_status rm_registry_refresh(rm_registry *r, bool *changed) {
+    if (changed) *changed = false;
+    pthread_mutex_lock(&r->lock);
+    uint64_t v = 0;
+    rm_status st = atomic_load(&r->pool) ? B(r)->data_version(r->b, &v) : pool_locked(r);
+    if (st == RAMOLE_OK && atomic_load(&r->pool) && v != r->seen_version) {
+        /* another process committed: rebuild the content, swapped in whole */
+        r->seen_version = v;
+        st = pool_fill(r, atomic_load(&r->pool));
+        if (changed) *changed = true;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return st;
 }
 
 int rm_registry_n_stale(const rm_registry *r) { return r->n_stale; }

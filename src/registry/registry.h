@@ -213,6 +213,14 @@ rm_status rm_registry_search(rm_registry *r, const float *q, const char *tenant,
 /* Embed `text` with the registry's embedder, then rm_registry_search. */
 rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
                                int *n);
+/*
+ * Bring the pool up to date with changes other processes committed (adds,
+ * removals, status changes), rebuilt in one swap; searches running
+ * meanwhile see the old or the new pool. *changed (may be NULL): whether
+ * anything changed. A server calls this on a timer (SQLite) or on a
+ * notification (PostgreSQL, planned).
+ */
+rm_status rm_registry_refresh(rm_registry *r, bool *changed);
 /* Adapters left out of the pool because their embedding is from another embedder. */
 int       rm_registry_n_stale(const rm_registry *r);
 
