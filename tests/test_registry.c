@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -85,13 +86,98 @@ static const char *fixture_adapter(const rm_model *m, int seed, int rank, float 
 
 static int n_fresh;
 
-/* A new registry URL (file removed first) and its path. */
+/*
+ * The backend under test: SQLite files by default; with RAMOLE_TEST_PG set
+ * to a PostgreSQL URL (bash scripts/pg.sh start prints one; make test-pg),
+ * every fresh registry is a new database on that server, and the same
+ * tests run against the PostgreSQL backend. `db` below is the SQLite path
+ * or the PostgreSQL URL.
+ */
+static const char *pg_base(void) {
+    const char *u = getenv("RAMOLE_TEST_PG");
+    return u && *u ? u : NULL;
+}
+
+static void url_of(const char *db, char *url, size_t n) {
+    if (pg_base()) snprintf(url, n, "%s", db);
+    else snprintf(url, n, "sqlite:%s", db);
+}
+
+/* Run SQL on a PostgreSQL URL; the first column of the first row as an int (-1 if none). */
+static void quiet_notice(void *arg, const char *msg) { (void)arg, (void)msg; }
+
+static int pg_sql(const char *url, const char *q) {
+    PGconn *c = PQconnectdb(url);
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, q);
+    ExecStatusType st = PQresultStatus(r);
+    CHECK_MSG(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", q, PQerrorMessage(c));
+    int v = st == PGRES_TUPLES_OK && PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* A new registry URL (nothing there yet) into url, and its `db`. */
 static void fresh_url(char *url, size_t n, char *path, size_t pn) {
+    if (pg_base()) {
+        char name[64], q[160], cache[600];
+        snprintf(name, sizeof name, "reg_%d_%d", (int)getpid(), n_fresh++);
+        snprintf(cache, sizeof cache, "%s/reg_pg_cache", rm_test_tmp_dir());
+        setenv("RAMOLE_BLOB_CACHE", cache, 1);
+        snprintf(q, sizeof q, "DROP DATABASE IF EXISTS %s", name);
+        pg_sql(pg_base(), q);
+        snprintf(q, sizeof q, "CREATE DATABASE %s", name);
+        pg_sql(pg_base(), q);
+        /* the base URL with its database name replaced */
+        const char *b = pg_base(), *db = strchr(strstr(b, "://") + 3, '/'), *end = db ? strchr(db, '?') : NULL;
+        snprintf(path, pn, "%.*s/%s%s", (int)(db ? db - b : (long)strlen(b)), b, name, end ? end : "");
+        snprintf(url, n, "%s", path);
+        return;
+    }
     snprintf(path, pn, "%s/reg_%d_%d.db", rm_test_tmp_dir(), (int)getpid(), n_fresh++);
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s-wal' '%s-shm' '%s.blobs'", path, path, path, path);
     if (system(cmd) != 0) CHECK(!"rm failed");
     snprintf(url, n, "sqlite:%s", path);
+}
+
+/* SQL on the registry's own database (SQLite file or PostgreSQL); first column of the first row, or -1. */
+static int sql_int(const char *db, const char *q) {
+    if (pg_base()) return pg_sql(db, q);
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+    int rc = sqlite3_prepare_v2(h, q, -1, &st, NULL);
+    CHECK_MSG(rc == SQLITE_OK, "%s: %s", q, sqlite3_errmsg(h));
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
+    CHECK_MSG(rc == SQLITE_DONE || rc == SQLITE_ROW, "%s: %s", q, sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+static void sql_exec(const char *db, const char *q) {
+    if (pg_base()) {
+        pg_sql(db, q);
+        return;
+    }
+    sqlite3 *h = NULL;
+    CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+    CHECK_MSG(sqlite3_exec(h, q, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", q, sqlite3_errmsg(h));
+    sqlite3_close(h);
+}
+
+static int schema_version(const char *db) {
+    return sql_int(db, pg_base() ? "SELECT version FROM ramole_schema" : "PRAGMA user_version");
+}
+
+static void set_schema_version(const char *db, int v) {
+    char q[96];
+    snprintf(q, sizeof q, pg_base() ? "UPDATE ramole_schema SET version = %d" : "PRAGMA user_version = %d", v);
+    sql_exec(db, q);
 }
 
 static rm_registry *fresh_registry(bool approval, double kl, char *path, size_t pn) {
@@ -299,19 +385,43 @@ TEST(registry_pool_concurrent_add_remove_search) {
 /* ---- the registry end to end -------------------------------------------------------------- */
 
 static int count_blobs(const char *db) {
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s.blobs", db);
+    char url[700];
+    url_of(db, url, sizeof url);
+    rm_reg_backend *b = NULL;
+    bool fresh = false;
+    CHECK_OK(rm_reg_backend_open(url, false, &b, &fresh));
     char **h = NULL;
     double *t = NULL;
-    int n = 0;
-    CHECK_OK(rm_blob_dir_list(dir, &h, &t, &n));
-    int blobs = 0;
+    int n = 0, blobs = 0;
+    if (b) CHECK_OK(b->ops->blob_list(b, &h, &t, &n));
     for (int i = 0; i < n; i++) {
         blobs += strncmp(h[i], "tmp/", 4) != 0;
         rm_free(h[i]);
     }
     rm_free(h), rm_free(t);
+    if (b) b->ops->close(b);
     return blobs;
+}
+
+/* Make every stored blob an hour old (orphans younger than a minute are never collected). */
+static void age_blobs(const char *db) {
+    if (pg_base()) {
+        sql_exec(db, "UPDATE blob_info SET created = created - 3600");
+        return;
+    }
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s.blobs", db);
+    char **hs = NULL;
+    double *ts = NULL;
+    int nh = 0;
+    CHECK_OK(rm_blob_dir_list(dir, &hs, &ts, &nh));
+    for (int i = 0; i < nh; i++) {
+        char *bp = rm_blob_dir_path(dir, hs[i]);
+        struct utimbuf old = {.actime = time(NULL) - 3600, .modtime = time(NULL) - 3600};
+        utime(bp, &old);
+        rm_free(bp), rm_free(hs[i]);
+    }
+    rm_free(hs), rm_free(ts);
 }
 
 static int count_audit(rm_registry *r) {
@@ -388,24 +498,12 @@ TEST(registry_add_retrieve_and_lifecycle) {
     CHECK_OK(rm_registry_check(r, true, &rep)); /* young orphans are not collected */
     CHECK(rep.n_orphans == 1 && count_blobs(db) == 2);
     /* age the orphan past a minute: now it is collected */
-    char blob[700];
     rm_reg_adapter *rows = NULL;
     int nr = 0;
     CHECK_OK(rm_registry_adapter_list(r, NULL, &rows, &nr));
     CHECK(nr == 1);
     rm_reg_adapters_free(rows, nr);
-    char **hs = NULL;
-    double *ts = NULL;
-    int nh = 0;
-    snprintf(blob, sizeof blob, "%s.blobs", db);
-    CHECK_OK(rm_blob_dir_list(blob, &hs, &ts, &nh));
-    for (int i = 0; i < nh; i++) {
-        char *bp = rm_blob_dir_path(blob, hs[i]);
-        struct utimbuf old = {.actime = time(NULL) - 3600, .modtime = time(NULL) - 3600};
-        utime(bp, &old);
-        rm_free(bp), rm_free(hs[i]);
-    }
-    rm_free(hs), rm_free(ts);
+    age_blobs(db);
     CHECK_OK(rm_registry_check(r, true, &rep));
     CHECK(count_blobs(db) == 1);
     CHECK_OK(rm_registry_check(r, false, &rep));
@@ -430,17 +528,24 @@ TEST(registry_a_corrupted_blob_is_reported_by_check) {
     CHECK_OK(add(r, fixture_adapter(m, 1, 4, 0.02f, p1, sizeof p1), "a", NULL, false, 0, NULL));
     char *path = NULL;
     CHECK_OK(rm_registry_adapter_file(r, NULL, "a", &path, NULL));
-    FILE *f = fopen(path, "r+b");
-    CHECK(f != NULL);
-    if (f) {
-        fseek(f, 100, SEEK_SET);
-        fputc(0x5a, f);
-        fclose(f);
+    if (pg_base()) { /* the database is the store; the local file is only a cache */
+        sql_exec(db, "UPDATE blobs SET data = overlay(data placing '\\x5a'::bytea from 101 for 1)");
+        remove(path);
+    } else {
+        FILE *f = fopen(path, "r+b");
+        CHECK(f != NULL);
+        if (f) {
+            fseek(f, 100, SEEK_SET);
+            fputc(0x5a, f);
+            fclose(f);
+        }
     }
     rm_reg_check_report rep;
     CHECK_OK(rm_registry_check(r, false, &rep));
-    CHECK(rep.n_bad == 1 && rep.first_problem && strstr(rep.first_problem, "does not match"));
+    CHECK_MSG(rep.n_bad == 1 && rep.first_problem && strstr(rep.first_problem, "does not match"), "%s",
+              rep.first_problem ? rep.first_problem : "clean");
     rm_free(rep.first_problem);
+    if (pg_base()) sql_exec(db, "DELETE FROM blobs; DELETE FROM blob_info");
     remove(path);
     CHECK_OK(rm_registry_check(r, false, &rep));
     CHECK(rep.n_bad == 1 && rep.first_problem && strstr(rep.first_problem, "missing"));
@@ -487,14 +592,10 @@ TEST(registry_approval_and_governance) {
     CHECK_OK(rm_registry_key_verify(r, key, &tenant, &role));
     CHECK(tenant && !strcmp(tenant, "acme") && role == RM_REG_ROLE_UPLOAD);
     rm_free(tenant);
-    sqlite3 *db3 = NULL; /* the database holds no key in clear */
-    CHECK(sqlite3_open(db, &db3) == SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    CHECK(sqlite3_prepare_v2(db3, "SELECT count(*) FROM keys WHERE hash LIKE '%' || ? || '%'", -1, &st, NULL) == SQLITE_OK);
-    sqlite3_bind_text(st, 1, key + 4, 32, SQLITE_STATIC);
-    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db3);
+    char q[160]; /* the database holds no key in clear */
+    snprintf(q, sizeof q, "SELECT count(*) FROM keys WHERE hash LIKE '%%%.32s%%'", key + 4);
+    CHECK(sql_int(db, q) == 0);
+    CHECK(sql_int(db, "SELECT count(*) FROM keys") == 2);
     CHECK_OK(rm_registry_key_revoke(r, key, "admin"));
     CHECK_ERR(rm_registry_key_verify(r, key, &tenant, &role), RAMOLE_ERR_NOT_FOUND);
     CHECK_ERR(rm_registry_key_revoke(r, key, "admin"), RAMOLE_ERR_NOT_FOUND);
@@ -791,7 +892,7 @@ TEST(registry_bad_input_is_refused_and_changes_nothing) {
     CHECK_OK(rm_model_set_tokenizer(m2, fixture_model()));
     CHECK_OK(rm_model_save(m2, RM_SOURCE_HF, -1, other_model));
     char url[700];
-    snprintf(url, sizeof url, "sqlite:%s", db);
+    url_of(db, url, sizeof url);
     CHECK_OK(rm_registry_open(url, &r));
     CHECK_ERR(rm_registry_set_base(r, m2), RAMOLE_ERR_MISMATCH);
     CHECK(strstr(ramole_last_error(), "another base"));
@@ -802,32 +903,14 @@ TEST(registry_bad_input_is_refused_and_changes_nothing) {
     CHECK_ERR(rm_registry_create(url, &io, &r), RAMOLE_ERR_INVALID);
     CHECK(strstr(ramole_last_error(), "already holds a registry"));
     CHECK_ERR(rm_registry_open("mysql://x", &r), RAMOLE_ERR_INVALID);
-    CHECK_ERR(rm_registry_open("postgresql://localhost/db", &r), RAMOLE_ERR_UNSUPPORTED);
-    CHECK(strstr(ramole_last_error(), "not built yet"));
+    CHECK_ERR(rm_registry_open("postgresql:///nosuchdb?host=/nonexistent", &r), RAMOLE_ERR_IO);
+    CHECK(strstr(ramole_last_error(), "cannot connect"));
     snprintf(url, sizeof url, "sqlite:%s/reg_none.db", rm_test_tmp_dir());
     CHECK_ERR(rm_registry_open(url, &r), RAMOLE_ERR_NOT_FOUND);
     CHECK_ERR(rm_registry_open("sqlite:/etc/hostname", &r), RAMOLE_ERR_FORMAT);
 }
 
 /* ---- schema versions ---------------------------------------------------------------------- */
-
-static void sql(const char *db, const char *q) {
-    sqlite3 *h = NULL;
-    CHECK(sqlite3_open(db, &h) == SQLITE_OK);
-    CHECK_MSG(sqlite3_exec(h, q, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", q, sqlite3_errmsg(h));
-    sqlite3_close(h);
-}
-
-static int sql_int(const char *db, const char *q) {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    int v = -1;
-    CHECK(sqlite3_open(db, &h) == SQLITE_OK);
-    if (sqlite3_prepare_v2(h, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
 
 TEST(registry_schema_migrates_forward_and_refuses_newer) {
     char db[600], p[600], url[700];
@@ -836,29 +919,33 @@ TEST(registry_schema_migrates_forward_and_refuses_newer) {
     CHECK_OK(rm_registry_base(r, &m));
     CHECK_OK(add(r, fixture_adapter(m, 1, 4, 0.02f, p, sizeof p), "kept", NULL, false, 0, NULL));
     rm_registry_free(r);
-    CHECK(sql_int(db, "PRAGMA user_version") == RM_REG_SCHEMA_VERSION);
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    CHECK(sqlite3_open(db, &h) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW);
-    CHECK(!strcmp((const char *)sqlite3_column_text(st, 0), "wal"));
-    sqlite3_finalize(st);
-    sqlite3_close(h);
+    CHECK(schema_version(db) == RM_REG_SCHEMA_VERSION);
+    if (!pg_base()) { /* SQLite runs in WAL mode */
+        sqlite3 *h = NULL;
+        sqlite3_stmt *st = NULL;
+        CHECK(sqlite3_open(db, &h) == SQLITE_OK);
+        CHECK(sqlite3_prepare_v2(h, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW);
+        CHECK(!strcmp((const char *)sqlite3_column_text(st, 0), "wal"));
+        sqlite3_finalize(st);
+        sqlite3_close(h);
+    }
     /* back to version 1 (its indexes gone): opening migrates forward, data kept */
-    sql(db, "DROP INDEX audit_time; DROP INDEX adapters_hash; PRAGMA user_version = 1");
-    snprintf(url, sizeof url, "sqlite:%s", db);
+    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash;");
+    set_schema_version(db, 1);
+    url_of(db, url, sizeof url);
     CHECK_OK(rm_registry_open(url, &r));
-    CHECK(sql_int(db, "PRAGMA user_version") == RM_REG_SCHEMA_VERSION);
-    CHECK(sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_time', 'adapters_hash')") == 2);
+    CHECK(schema_version(db) == RM_REG_SCHEMA_VERSION);
+    CHECK(sql_int(db, pg_base() ? "SELECT count(*) FROM pg_indexes WHERE indexname IN ('audit_time', 'adapters_hash')"
+                                : "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_time', 'adapters_hash')") == 2);
     rm_reg_adapter a;
     CHECK_OK(rm_registry_adapter_get(r, NULL, "kept", &a));
     rm_reg_adapter_clear(&a);
     rm_registry_free(r);
     /* a newer schema is refused and left as it was */
-    sql(db, "PRAGMA user_version = 99");
+    set_schema_version(db, 99);
     CHECK_ERR(rm_registry_open(url, &r), RAMOLE_ERR_UNSUPPORTED);
     CHECK(strstr(ramole_last_error(), "schema version 99 is newer"));
-    CHECK(sql_int(db, "PRAGMA user_version") == 99);
+    CHECK(schema_version(db) == 99);
     CHECK(sql_int(db, "SELECT count(*) FROM adapters") == 1);
 }
 
@@ -888,7 +975,7 @@ TEST(registry_uploads_survive_sigkill) {
     CHECK_OK(rm_registry_base(r, &m));
     for (int i = 0; i < 4; i++) fixture_adapter(m, 40 + i, 2 + i, 0.02f, paths[i], sizeof paths[i]);
     rm_registry_free(r);
-    snprintf(url, sizeof url, "sqlite:%s", db);
+    url_of(db, url, sizeof url);
     uint64_t rng = (uint64_t)time(NULL);
     enum { ROUNDS = 6, CHILDREN = 3 };
     int started = 0, bad_exit = 0;
@@ -1053,7 +1140,7 @@ TEST(registry_refresh_sees_other_connections_changes) {
     rm_model *m = NULL;
     CHECK_OK(rm_registry_base(a, &m));
     fixture_adapter(m, 1, 4, 0.02f, p, sizeof p);
-    snprintf(url, sizeof url, "sqlite:%s", db);
+    url_of(db, url, sizeof url);
     CHECK_OK(rm_registry_open(url, &b));
     int dim = 0;
     CHECK_OK(rm_registry_embed_dim(b, &dim));
@@ -1081,4 +1168,53 @@ TEST(registry_refresh_sees_other_connections_changes) {
     free(q);
     rm_registry_free(b);
     rm_registry_free(a);
+}
+
+/* Two processes share one registry: an add through one is retrieved by the
+ * other, which refreshes every 20 ms, within one second (PostgreSQL:
+ * LISTEN/NOTIFY; SQLite: the file's data version). */
+TEST(registry_add_reaches_another_process_within_a_second) {
+    char db[600], p[600], url[700];
+    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
+    rm_model *m = NULL;
+    CHECK_OK(rm_registry_base(r, &m));
+    fixture_adapter(m, 1, 4, 0.02f, p, sizeof p);
+    url_of(db, url, sizeof url);
+    int ready[2], seen[2];
+    CHECK(pipe(ready) == 0 && pipe(seen) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) { /* the other server: waits for "late" to become retrievable */
+        rm_registry *o = NULL;
+        if (rm_registry_open(url, &o) != RAMOLE_OK || rm_registry_refresh(o, NULL) != RAMOLE_OK) _exit(3);
+        int dim = 0;
+        rm_registry_embed_dim(o, &dim);
+        float *q = calloc((size_t)dim, sizeof *q);
+        q[0] = 1;
+        if (write(ready[1], "r", 1) != 1) _exit(4);
+        double t0 = rm_time_now();
+        for (;;) {
+            rm_reg_hit hits[2];
+            int n = 0;
+            if (rm_registry_refresh(o, NULL) != RAMOLE_OK || rm_registry_search(o, q, NULL, 2, hits, &n) != RAMOLE_OK)
+                _exit(5);
+            if (n == 1 && !strcmp(hits[0].name, "late")) break;
+            if (rm_time_now() - t0 > 20) _exit(6);
+            usleep(20000);
+        }
+        double t = rm_time_now();
+        if (write(seen[1], &t, sizeof t) != sizeof t) _exit(7);
+        _exit(0);
+    }
+    char c;
+    CHECK(read(ready[0], &c, 1) == 1);
+    CHECK_OK(add(r, p, "late", NULL, false, 0, NULL));
+    double added = rm_time_now(), t_seen = 0;
+    CHECK(read(seen[0], &t_seen, sizeof t_seen) == sizeof t_seen);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    CHECK_MSG(t_seen - added < 1.0, "seen after %.3f s", t_seen - added);
+    close(ready[0]), close(ready[1]), close(seen[0]), close(seen[1]);
+    rm_registry_free(r);
 }

@@ -3,8 +3,8 @@
  * and `retrieve` over a registry: the registry module (src/registry/) on the
  * command line. Parsing and printing only; every rule lives in the library.
  *
- * Every verb takes --registry URL (sqlite:PATH; postgresql://... is not
- * built yet); without it $RAMOLE_REGISTRY, then
+ * Every verb takes --registry URL (sqlite:PATH or postgresql://...);
+ * without it $RAMOLE_REGISTRY, then
  * sqlite:$XDG_DATA_HOME/ramole/registry.db. The command line acts as admin
  * locally; the audit log names it "cli:USER".
  */
@@ -202,7 +202,7 @@ static int adapter_usage(FILE *f) {
                "       ramole adapter list [--json] [--tenant T]\n"
                "       ramole adapter show|rm|disable|enable|approve|reject NAME [--tenant T]\n"
                "       ramole adapter recheck NAME|--all [--tenant T]\n"
-               "every verb takes --registry URL (sqlite:PATH); default $RAMOLE_REGISTRY, then\n"
+               "every verb takes --registry URL (sqlite:PATH or postgresql://...); default $RAMOLE_REGISTRY, then\n"
                "$XDG_DATA_HOME/ramole/registry.db\n");
     return f == stdout ? 0 : 2;
 }

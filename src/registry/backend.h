@@ -76,6 +76,20 @@ struct rm_reg_backend {
  */
 rm_status rm_reg_sqlite_open(const char *path, bool create, rm_reg_backend **out, bool *fresh);
 
+/* The backend of a registry URL: sqlite:PATH or postgresql://... (creating
+ * SQLite's folder when `create`); ERR_INVALID for another scheme. */
+rm_status rm_reg_backend_open(const char *url, bool create, rm_reg_backend **out, bool *fresh);
+
+/*
+ * Open the PostgreSQL registry at `url` (a libpq connection URI); blobs in
+ * the database in chunks, cached on local disk by hash (backend_pg.c).
+ */
+rm_status rm_reg_pg_open(const char *url, bool create, rm_reg_backend **out, bool *fresh);
+
+/* Sample lists as the JSON array text that backends store (registry.c). */
+char     *rm_reg_samples_to_json(char *const *s, int n); /* rm_malloc'd, NULL when out of memory */
+rm_status rm_reg_samples_from_json(const char *js, char ***out, int *n);
+
 /* Blob folders (blob.c), used by file-backed stores. */
 rm_status rm_blob_dir_init(const char *dir);
 /* Write data as DIR/HA/HASH atomically (tmp, fsync, rename, fsync of the folder). */

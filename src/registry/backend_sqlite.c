@@ -12,7 +12,6 @@
  * database from a newer ramole (user_version above RM_REG_SCHEMA_VERSION)
  * is refused before anything is written.
  */
-#include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,17 +193,8 @@ static rm_status read_adapter(sqlite3_stmt *st, rm_reg_adapter *a) {
     a->creator = col_str(st, 13);
     a->screening = col_str(st, 20);
     if (!a->name || !a->tenant || !a->description || !a->creator || !a->screening) goto nomem;
-    json_error_t je;
-    json_t *arr = json_loads((const char *)sqlite3_column_text(st, 14), 0, &je);
-    if (json_is_array(arr) && json_array_size(arr)) {
-        a->samples = rm_calloc(json_array_size(arr), sizeof *a->samples);
-        if (!a->samples) { json_decref(arr); goto nomem; }
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            const char *v = json_string_value(json_array_get(arr, i));
-            if (!(a->samples[a->n_samples++] = rm_strdup(v ? v : ""))) { json_decref(arr); goto nomem; }
-        }
-    }
-    json_decref(arr);
+    if (rm_reg_samples_from_json((const char *)sqlite3_column_text(st, 14), &a->samples, &a->n_samples) != RAMOLE_OK)
+        goto nomem;
     a->dim = sqlite3_column_int(st, 16);
     int bytes = sqlite3_column_bytes(st, 15);
     if (a->dim > 0 && bytes == a->dim * (int)sizeof(float)) {
@@ -223,14 +213,6 @@ nomem:
     return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
 }
 
-static char *samples_json(const rm_reg_adapter *a) {
-    json_t *arr = json_array();
-    for (int i = 0; arr && i < a->n_samples; i++) json_array_append_new(arr, json_string_nocheck(a->samples[i]));
-    char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    return s;
-}
-
 static void bind_embedding(sqlite3_stmt *st, const rm_reg_adapter *a, int col) {
     char fp[17];
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)a->emb_fingerprint);
@@ -244,7 +226,7 @@ static void bind_embedding(sqlite3_stmt *st, const rm_reg_adapter *a, int col) {
 
 static rm_status sq_adapter_insert(rm_reg_backend *b, rm_reg_adapter *a) {
     sq_backend *s = (sq_backend *)b;
-    char *js = samples_json(a);
+    char *js = rm_reg_samples_to_json(a->samples, a->n_samples);
     if (!js) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     sqlite3_stmt *st;
     rm_status r = prep(s,
@@ -252,7 +234,7 @@ static rm_status sq_adapter_insert(rm_reg_backend *b, rm_reg_adapter *a) {
                        " hash, created, creator, samples, screening, embedding, dim, emb_fingerprint, emb_layer,"
                        " emb_projection) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        &st);
-    if (r != RAMOLE_OK) { free(js); return r; }
+    if (r != RAMOLE_OK) { rm_free(js); return r; }
     sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, a->tenant_id);
     sqlite3_bind_text(st, 3, a->description ? a->description : "", -1, SQLITE_STATIC);
@@ -270,7 +252,7 @@ static rm_status sq_adapter_insert(rm_reg_backend *b, rm_reg_adapter *a) {
     bind_embedding(st, a, 15);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    free(js);
+    rm_free(js);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return rm_err(RAMOLE_ERR_INVALID, "adapter '%s' already exists in tenant '%s'", a->name,
                       a->tenant ? a->tenant : "?");

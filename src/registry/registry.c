@@ -175,6 +175,35 @@ rm_status rm_reg_samples_load(const char *path, int max, char ***out, int *n) {
     return RAMOLE_OK;
 }
 
+char *rm_reg_samples_to_json(char *const *s, int n) {
+    json_t *arr = json_array();
+    for (int i = 0; arr && i < n; i++) json_array_append_new(arr, json_string_nocheck(s[i]));
+    char *t = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    char *out = t ? rm_strdup(t) : NULL;
+    free(t);
+    return out;
+}
+
+rm_status rm_reg_samples_from_json(const char *js, char ***out, int *n) {
+    *out = NULL, *n = 0;
+    json_t *arr = json_loads(js ? js : "", 0, NULL);
+    size_t m = json_is_array(arr) ? json_array_size(arr) : 0;
+    rm_status st = RAMOLE_OK;
+    if (m && !(*out = rm_calloc(m, sizeof **out))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == RAMOLE_OK && i < m; i++) {
+        const char *v = json_string_value(json_array_get(arr, i));
+        if (!((*out)[*n] = rm_strdup(v ? v : ""))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        else (*n)++;
+    }
+    json_decref(arr);
+    if (st != RAMOLE_OK) {
+        rm_reg_samples_free(*out, *n);
+        *out = NULL, *n = 0;
+    }
+    return st;
+}
+
 /* ---- opening ---------------------------------------------------------------------- */
 
 rm_status rm_registry_default_url(char **out) {
@@ -189,7 +218,7 @@ rm_status rm_registry_default_url(char **out) {
     return *out ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
 }
 
-static rm_status open_backend(const char *url, bool create, rm_reg_backend **b, bool *fresh) {
+rm_status rm_reg_backend_open(const char *url, bool create, rm_reg_backend **b, bool *fresh) {
     if (!strncmp(url, "sqlite:", 7)) {
         const char *path = url + 7;
         if (!*path) return rm_err(RAMOLE_ERR_INVALID, "registry URL '%s' names no file", url);
@@ -205,8 +234,7 @@ static rm_status open_backend(const char *url, bool create, rm_reg_backend **b, 
         return rm_reg_sqlite_open(path, create, b, fresh);
     }
     if (!strncmp(url, "postgresql://", 13) || !strncmp(url, "postgres://", 11))
-        return rm_err(RAMOLE_ERR_UNSUPPORTED, "registry %s: the PostgreSQL backend is not built yet (use sqlite:PATH)",
-                      url);
+        return rm_reg_pg_open(url, create, b, fresh);
     return rm_err(RAMOLE_ERR_INVALID, "registry URL '%s': expected sqlite:PATH or postgresql://...", url);
 }
 
@@ -257,7 +285,7 @@ rm_status rm_registry_open(const char *url, rm_registry **out) {
     *out = NULL;
     rm_reg_backend *b = NULL;
     bool fresh = false;
-    RM_TRY(open_backend(url, false, &b, &fresh));
+    RM_TRY(rm_reg_backend_open(url, false, &b, &fresh));
     rm_registry *r = registry_alloc(url, b);
     if (!r) {
         b->ops->close(b);
@@ -467,16 +495,6 @@ static rm_status put_adapter(rm_registry *r, const rm_adapter *a, char hash[65],
 
 /* ---- create ------------------------------------------------------------------------ */
 
-static char *probes_json(char **s, int n) {
-    json_t *arr = json_array();
-    for (int i = 0; arr && i < n; i++) json_array_append_new(arr, json_string(s[i]));
-    char *t = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    json_decref(arr);
-    char *out = t ? rm_strdup(t) : NULL;
-    free(t);
-    return out;
-}
-
 rm_status rm_registry_create(const char *url, const rm_registry_init_opts *o, rm_registry **out) {
     *out = NULL;
     if (!o->model) return rm_err(RAMOLE_ERR_INVALID, "registry init: the base model is required");
@@ -502,11 +520,11 @@ rm_status rm_registry_create(const char *url, const rm_registry_init_opts *o, rm
     if (o->router && (st = rm_adapter_load(m, o->router, &router)) != RAMOLE_OK) goto out;
     if (o->probes) st = rm_reg_samples_load(o->probes, RM_REG_SAMPLES_MAX, &probes, &n_probes);
     if (st != RAMOLE_OK) goto out;
-    if (!(pj = probes ? probes_json(probes, n_probes) : rm_strdup("")) || !(abs = realpath(o->model, NULL))) {
+    if (!(pj = probes ? rm_reg_samples_to_json(probes, n_probes) : rm_strdup("")) || !(abs = realpath(o->model, NULL))) {
         st = rm_err(RAMOLE_ERR_NOMEM, "%s: cannot resolve the path", o->model);
         goto out;
     }
-    if ((st = open_backend(url, true, &b, &fresh)) != RAMOLE_OK) goto out;
+    if ((st = rm_reg_backend_open(url, true, &b, &fresh)) != RAMOLE_OK) goto out;
     if (!(r = registry_alloc(url, b))) {
         b->ops->close(b);
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
@@ -703,13 +721,7 @@ static rm_status screen(rm_registry *r, const rm_adapter *a, const rm_reg_adapte
     if (st == RAMOLE_OK) st = meta_double(r, "kl_threshold", &threshold);
     if (st == RAMOLE_OK) st = B(r)->meta_get(r->b, "probes", &pjs);
     pthread_mutex_unlock(&r->lock);
-    if (st == RAMOLE_OK && *pjs) { /* the registry's own probes */
-        json_t *arr = json_loads(pjs, 0, NULL);
-        n_probes = (int)json_array_size(arr);
-        probes = rm_calloc((size_t)(n_probes ? n_probes : 1), sizeof *probes);
-        for (int i = 0; probes && i < n_probes; i++) probes[i] = rm_strdup(json_string_value(json_array_get(arr, i)));
-        json_decref(arr);
-    }
+    if (st == RAMOLE_OK && *pjs) st = rm_reg_samples_from_json(pjs, &probes, &n_probes); /* the registry's own probes */
     if (st == RAMOLE_OK)
         st = probes ? rm_screen_kl(r->base, a, (const char *const *)probes, n_probes, &kl)
                     : rm_screen_kl(r->base, a, rm_screen_default_probes, rm_screen_n_default_probes, &kl);
@@ -1156,7 +1168,10 @@ rm_status rm_registry_check(rm_registry *r, bool collect, rm_reg_check_report *r
         rep->n_rows++;
         char *path = NULL, got[65];
         int64_t size = 0;
-        if (B(r)->blob_file(r->b, rows[i].hash, &path) != RAMOLE_OK)
+        rm_status fs = B(r)->blob_file(r->b, rows[i].hash, &path);
+        if (fs == RAMOLE_ERR_FORMAT) /* a store that verifies on fetch */
+            problem(rep, "adapter '%s': blob %s does not match its hash", rows[i].name, rows[i].hash);
+        else if (fs != RAMOLE_OK)
             problem(rep, "adapter '%s': blob %s is missing", rows[i].name, rows[i].hash);
         else if (rm_sha256_file(path, got, &size) != RAMOLE_OK || strcmp(got, rows[i].hash) || size != rows[i].size)
             problem(rep, "adapter '%s': blob %s does not match its hash or size", rows[i].name, rows[i].hash);

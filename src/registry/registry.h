@@ -2,7 +2,7 @@
  * registry.h — the adapter pool: uploads usable by the very next request.
  *
  * A registry belongs to one base model. It holds, behind one backend
- * interface (backend.h; SQLite today, PostgreSQL planned):
+ * interface (backend.h; SQLite, or PostgreSQL for several servers):
  *   - meta: the schema version, the base's fingerprint and path, the
  *     embedder's layer, the retriever projection and the router (stored as
  *     content-addressed artifacts, so every server sharing the registry uses
@@ -130,7 +130,7 @@ rm_status rm_registry_create(const char *url, const rm_registry_init_opts *o, rm
 /*
  * Open an existing registry; migrates an older schema forward, refuses a
  * newer one (ERR_UNSUPPORTED) and a URL without a registry (ERR_NOT_FOUND).
- * postgresql:// answers ERR_UNSUPPORTED for now.
+ * postgresql://... (a libpq URI) opens the PostgreSQL backend.
  */
 rm_status rm_registry_open(const char *url, rm_registry **out);
 void      rm_registry_free(rm_registry *r); /* NULL is a no-op; frees an owned base */

@@ -5,7 +5,7 @@
 # list / list --json / show; disable, enable, rm leave and rejoin retrieval;
 # tenants, private adapters and keys (shown once, last line); approval;
 # the KL probe's hold and recheck; audit --since; registry check finds a
-# damaged blob; the URL rules (RAMOLE_REGISTRY, XDG_DATA_HOME, postgresql://);
+# damaged blob; the URL rules (RAMOLE_REGISTRY, XDG_DATA_HOME, an unreachable postgresql://);
 # every bad input of the issue gives a clear error and changes nothing; the
 # task-file form of `retrieve --pool` still works.
 cd "$(dirname "$0")/../.."
@@ -162,7 +162,7 @@ expect_error registry_bad_newer_schema "schema version 99 is newer than this ram
 sqlite3 "$TMP/reg.db" "PRAGMA user_version = $(sqlite3 "$TMP/approve.db" 'PRAGMA user_version')"
 
 # URLs
-expect_error registry_postgres_not_built "not built yet" $R adapter list --registry postgresql://localhost/ramole
+expect_error registry_postgres_unreachable "cannot connect" $R adapter list --registry "postgresql:///ramole?host=$TMP/nosocket"
 expect_error registry_unknown_url "expected sqlite:PATH" $R adapter list --registry mysql://x
 expect_error registry_missing "no registry there" $R adapter list --registry "sqlite:$TMP/none.db"
 (unset RAMOLE_REGISTRY; export XDG_DATA_HOME="$TMP/xdg"; $R registry init -m "$TMP/m" >/dev/null 2>&1 && [ -f "$TMP/xdg/ramole/registry.db" ]) \
