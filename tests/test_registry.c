@@ -32,25 +32,14 @@
 
 /* ---- fixtures ------------------------------------------------------------------------ */
 
-/* A byte-level tokenizer.json (ids 0..255 are the bytes) in dir. */
+/* The byte-level tokenizer.json in dir. */
 static void write_byte_tokenizer(const char *dir) {
-    json_t *vocab = json_object();
-    for (int b = 0, k = 0; b < 256; b++) {
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)k++;
-        char s[4];
-        int n = cp < 0x80 ? (s[0] = (char)cp, 1) : (s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F)), 2);
-        s[n] = 0;
-        json_object_set_new(vocab, s, json_integer(b));
-    }
-    json_t *root = json_pack("{s:{s:s, s:b}, s:{s:s}, s:{s:s, s:o, s:[]}}", "pre_tokenizer", "type", "ByteLevel",
-                             "add_prefix_space", 0, "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
-                             vocab, "merges");
     mkdir(dir, 0755);
     char path[600];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    json_dump_file(root, path, 0);
-    json_decref(root);
+    char *js = rm_test_byte_tokenizer_json();
+    CHECK(js && rm_file_write_atomic(path, js, strlen(js)) == RAMOLE_OK);
+    free(js);
 }
 
 /* A tiny random llama with the byte tokenizer saved as an HF folder under the scratch dir; its path. */
@@ -187,6 +176,16 @@ static rm_registry *fresh_registry(bool approval, double kl, char *path, size_t 
                                .kl_threshold = kl, .actor = "test"};
     rm_registry *r = NULL;
     CHECK_OK(rm_registry_create(url, &o, &r));
+    return r;
+}
+
+/* A fresh registry, its base in *m, and the adapter of seed 1 (rank 4) saved at p. */
+static rm_registry *registry_with_adapter(bool approval, double kl, char *db, size_t dn, rm_model **m, char *p,
+                                          size_t pn) {
+    rm_registry *r = fresh_registry(approval, kl, db, dn);
+    *m = NULL;
+    CHECK_OK(rm_registry_base(r, m));
+    fixture_adapter(*m, 1, 4, 0.02f, p, pn);
     return r;
 }
 
@@ -442,10 +441,8 @@ static int count_adapters(rm_registry *r) {
 
 TEST(registry_add_retrieve_and_lifecycle) {
     char db[600], p1[600], p2[600];
-    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
     rm_model *m = NULL;
-    CHECK_OK(rm_registry_base(r, &m));
-    fixture_adapter(m, 1, 4, 0.02f, p1, sizeof p1);
+    rm_registry *r = registry_with_adapter(false, 0, db, sizeof db, &m, p1, sizeof p1);
     fixture_adapter(m, 2, 8, 0.02f, p2, sizeof p2);
     int64_t id1 = -1, id2 = -1, id3 = -1;
     CHECK_OK(add(r, p1, "rev", NULL, false, 0, &id1));
@@ -556,10 +553,8 @@ TEST(registry_a_corrupted_blob_is_reported_by_check) {
 
 TEST(registry_approval_and_governance) {
     char db[600], p1[600];
-    rm_registry *r = fresh_registry(true, 0, db, sizeof db);
     rm_model *m = NULL;
-    CHECK_OK(rm_registry_base(r, &m));
-    fixture_adapter(m, 1, 4, 0.02f, p1, sizeof p1);
+    rm_registry *r = registry_with_adapter(true, 0, db, sizeof db, &m, p1, sizeof p1);
     CHECK_OK(rm_registry_tenant_add(r, "acme", "test"));
     CHECK_ERR(rm_registry_tenant_add(r, "acme", "test"), RAMOLE_ERR_INVALID);
     int64_t id = -1;
@@ -804,10 +799,8 @@ TEST(registry_tenant_isolation_randomised) {
 
 TEST(registry_bad_input_is_refused_and_changes_nothing) {
     char db[600], good[600], other_model[600], foreign[600], samples[600], fake[600];
-    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
     rm_model *m = NULL;
-    CHECK_OK(rm_registry_base(r, &m));
-    fixture_adapter(m, 1, 4, 0.02f, good, sizeof good);
+    rm_registry *r = registry_with_adapter(false, 0, db, sizeof db, &m, good, sizeof good);
     CHECK_OK(add(r, good, "taken", NULL, false, 0, NULL));
     /* an adapter for another base */
     rm_model_config c = m->cfg;
@@ -1097,10 +1090,8 @@ static void *rc_reader(void *arg) {
 
 TEST(registry_concurrent_add_remove_retrieve_threads) {
     char db[600], p[600];
-    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
     rm_model *m = NULL;
-    CHECK_OK(rm_registry_base(r, &m));
-    fixture_adapter(m, 1, 4, 0.02f, p, sizeof p);
+    rm_registry *r = registry_with_adapter(false, 0, db, sizeof db, &m, p, sizeof p);
     atomic_int stop = 0;
     rc_arg w[2], rd[2];
     pthread_t tw[2], tr[2];
@@ -1175,10 +1166,8 @@ TEST(registry_refresh_sees_other_connections_changes) {
  * LISTEN/NOTIFY; SQLite: the file's data version). */
 TEST(registry_add_reaches_another_process_within_a_second) {
     char db[600], p[600], url[700];
-    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
     rm_model *m = NULL;
-    CHECK_OK(rm_registry_base(r, &m));
-    fixture_adapter(m, 1, 4, 0.02f, p, sizeof p);
+    rm_registry *r = registry_with_adapter(false, 0, db, sizeof db, &m, p, sizeof p);
     url_of(db, url, sizeof url);
     int ready[2], seen[2];
     CHECK(pipe(ready) == 0 && pipe(seen) == 0);
