@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include "kernels/kernels.h"
 #include "lora/adapter.h"
 #include "registry/backend.h"
 #include "registry/pool.h"
@@ -217,22 +218,20 @@ static int cmp_hit(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Reference: every visible row scored as the pool scores (double dot of the
- * normalised query and row), sorted, first k. */
+/* Reference: every visible row scored by the pool's definition (the f32
+ * dot of the normalised query and row), all of them sorted by score then
+ * id, the first k. */
 static int brute_topk(const ref_row *rows, int n, int dim, const float *q, int64_t tenant, int k, rm_reg_hit *out) {
-    double qq = 0;
-    for (int i = 0; i < dim; i++) qq += (double)q[i] * q[i];
+    float qn[64], un[64];
+    bool ok;
+    rm_reg_pool_normalise(q, dim, qn, &ok);
     rm_reg_hit *all = malloc(((size_t)n + 1) * sizeof *all);
     int m = 0;
     for (int r = 0; r < n; r++) {
         if (!rows[r].live || !(rows[r].pub || rows[r].tenant == tenant)) continue;
-        double vv = 0, d = 0;
-        for (int i = 0; i < dim; i++) vv += (double)rows[r].v[i] * rows[r].v[i];
-        float un[64];
-        for (int i = 0; i < dim; i++) un[i] = (float)(rows[r].v[i] / sqrt(vv));
-        for (int i = 0; i < dim; i++) d += (double)q[i] * un[i];
+        rm_reg_pool_normalise(rows[r].v, dim, un, &ok);
         all[m].id = rows[r].id;
-        all[m].score = (float)(d / sqrt(qq));
+        all[m].score = rm_vec_dot(qn, un, dim);
         m++;
     }
     qsort(all, (size_t)m, sizeof *all, cmp_hit);

@@ -1,12 +1,18 @@
 /*
  * pool.c — copy-on-write snapshots of the retrieval pool (see pool.h).
  *
- * A snapshot is one allocation of parallel arrays: ids, tenants, public
- * flags, names (pointers to reference-counted strings, so a copy shares
- * them) and the embeddings as one [n][dim] block that the search streams
- * through. A change builds the next snapshot in O(n dim) copying, outside
- * the readers' lock; the lock covers only the pointer swap and the readers'
- * reference increment.
+ * A row (id, tenant, visibility, name, unit vector) is one immutable,
+ * reference-counted allocation; a snapshot is an array of row pointers.
+ * A change copies the pointers (O(n), a few bytes per row, never the
+ * vectors) with the change applied, outside the readers' lock; the lock
+ * covers only the pointer swap and the readers' reference increment. A row
+ * lives while any snapshot holds it, so a search that took a snapshot
+ * before a removal still reads valid memory.
+ *
+ * Scores: the query is normalised once (double norm, float unit vector),
+ * rows were normalised the same way when added, and a score is the f32
+ * dot product of the two (rm_vec_dot, SIMD), so the scan is bound by
+ * memory, not by arithmetic.
  */
 #include <math.h>
 #include <pthread.h>
@@ -14,20 +20,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "registry/pool.h"
 
 typedef struct {
     atomic_int refs;
-    char s[];
-} name_ref;
+    int64_t id, tenant;
+    bool pub;
+    const char *name; /* inside the same allocation, after vec */
+    float vec[];      /* [dim], unit */
+} row;
 
 typedef struct {
     atomic_int refs;
-    int n, dim;
-    int64_t *ids, *tenants;
-    uint8_t *pub;
-    name_ref **names;
-    float *vecs; /* [n][dim] */
+    int n;
+    row **rows;
 } snap;
 
 struct rm_reg_pool {
@@ -37,32 +44,66 @@ struct rm_reg_pool {
     snap *cur;
 };
 
-static void name_release(name_ref *r) {
+static void row_release(row *r) {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) rm_free(r);
 }
 
-static snap *snap_alloc(int n, int dim) {
-    size_t nn = (size_t)(n ? n : 1);
+/* 1/|v| in double, or 0 for a zero or non-finite vector. */
+static double inv_norm(const float *v, int dim) {
+    double ss = 0;
+    for (int i = 0; i < dim; i++) ss += (double)v[i] * v[i];
+    return ss > 0 && isfinite(ss) ? 1.0 / sqrt(ss) : 0;
+}
+
+void rm_reg_pool_normalise(const float *v, int dim, float *out, bool *ok) {
+    double inv = inv_norm(v, dim);
+    *ok = inv > 0;
+    for (int i = 0; i < dim; i++) out[i] = (float)(v[i] * inv);
+}
+
+/* A new row, or NULL (out of memory, name too long, zero or non-finite vector: *why says which). */
+static row *row_new(int dim, int64_t id, int64_t tenant, bool pub, const char *name, const float *vec, rm_status *why) {
+    size_t len = strlen(name);
+    if (len > RM_REG_NAME_MAX) {
+        *why = rm_err(RAMOLE_ERR_INVALID, "pool: name of adapter %lld is too long", (long long)id);
+        return NULL;
+    }
+    row *r = rm_malloc(sizeof *r + (size_t)dim * sizeof(float) + len + 1);
+    if (!r) {
+        *why = rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
+        return NULL;
+    }
+    bool ok;
+    rm_reg_pool_normalise(vec, dim, r->vec, &ok);
+    if (!ok) {
+        rm_free(r);
+        *why = rm_err(RAMOLE_ERR_INVALID, "pool: embedding of adapter %lld is zero or not finite", (long long)id);
+        return NULL;
+    }
+    atomic_init(&r->refs, 1);
+    r->id = id, r->tenant = tenant, r->pub = pub;
+    char *nm = (char *)(r->vec + dim);
+    memcpy(nm, name, len + 1);
+    r->name = nm;
+    return r;
+}
+
+static snap *snap_alloc(int cap) {
     snap *s = rm_calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->ids = rm_malloc(nn * sizeof *s->ids);
-    s->tenants = rm_malloc(nn * sizeof *s->tenants);
-    s->pub = rm_malloc(nn);
-    s->names = rm_malloc(nn * sizeof *s->names);
-    s->vecs = rm_malloc(nn * (size_t)dim * sizeof *s->vecs);
-    if (!s->ids || !s->tenants || !s->pub || !s->names || !s->vecs) {
-        rm_free(s->ids), rm_free(s->tenants), rm_free(s->pub), rm_free(s->names), rm_free(s->vecs), rm_free(s);
+    s->rows = rm_malloc((size_t)(cap > 0 ? cap : 1) * sizeof *s->rows);
+    if (!s->rows) {
+        rm_free(s);
         return NULL;
     }
     atomic_init(&s->refs, 1);
-    s->n = n, s->dim = dim;
     return s;
 }
 
 static void snap_release(snap *s) {
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
-    for (int i = 0; i < s->n; i++) name_release(s->names[i]);
-    rm_free(s->ids), rm_free(s->tenants), rm_free(s->pub), rm_free(s->names), rm_free(s->vecs);
+    for (int i = 0; i < s->n; i++) row_release(s->rows[i]);
+    rm_free(s->rows);
     rm_free(s);
 }
 
@@ -83,22 +124,18 @@ static void snap_publish(rm_reg_pool *p, snap *next) {
     snap_release(old);
 }
 
-/* Copy rows of s except row `skip` (-1: none) into t starting at row 0; names shared. */
-static void snap_copy_rows(const snap *s, int skip, snap *t) {
-    int j = 0;
+/* Share the rows of s except row `skip` (-1: none) into t after its t->n rows. */
+static void snap_share_rows(const snap *s, int skip, snap *t) {
     for (int i = 0; i < s->n; i++) {
         if (i == skip) continue;
-        t->ids[j] = s->ids[i], t->tenants[j] = s->tenants[i], t->pub[j] = s->pub[i];
-        t->names[j] = s->names[i];
-        atomic_fetch_add(&t->names[j]->refs, 1);
-        memcpy(t->vecs + (size_t)j * s->dim, s->vecs + (size_t)i * s->dim, (size_t)s->dim * sizeof(float));
-        j++;
+        atomic_fetch_add(&s->rows[i]->refs, 1);
+        t->rows[t->n++] = s->rows[i];
     }
 }
 
 static int snap_find(const snap *s, int64_t id) {
     for (int i = 0; i < s->n; i++)
-        if (s->ids[i] == id) return i;
+        if (s->rows[i]->id == id) return i;
     return -1;
 }
 
@@ -106,7 +143,7 @@ rm_status rm_reg_pool_new(int dim, rm_reg_pool **out) {
     *out = NULL;
     if (dim < 1) return rm_err(RAMOLE_ERR_INVALID, "pool: dimension %d", dim);
     rm_reg_pool *p = rm_calloc(1, sizeof *p);
-    snap *s = p ? snap_alloc(0, dim) : NULL;
+    snap *s = p ? snap_alloc(0) : NULL;
     if (!s) {
         rm_free(p);
         return rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
@@ -143,74 +180,40 @@ bool rm_reg_pool_contains(rm_reg_pool *p, int64_t id) {
     return in;
 }
 
-/* A fresh name_ref of s, or NULL. */
-static name_ref *name_new(const char *s) {
-    size_t len = strlen(s);
-    name_ref *nr = len <= RM_REG_NAME_MAX ? rm_malloc(sizeof *nr + len + 1) : NULL;
-    if (!nr) return NULL;
-    atomic_init(&nr->refs, 1);
-    memcpy(nr->s, s, len + 1);
-    return nr;
-}
-
-/* Row j of t from vec[dim] normalised; false for a zero or non-finite vector. */
-static bool put_vec(snap *t, int j, const float *vec) {
-    double ss = 0;
-    for (int i = 0; i < t->dim; i++) ss += (double)vec[i] * vec[i];
-    if (!(ss > 0) || !isfinite(ss)) return false;
-    double inv = 1.0 / sqrt(ss);
-    for (int i = 0; i < t->dim; i++) t->vecs[(size_t)j * t->dim + i] = (float)(vec[i] * inv);
-    return true;
-}
-
 rm_status rm_reg_pool_add(rm_reg_pool *p, int64_t id, int64_t tenant, bool is_public, const char *name,
                           const float *vec) {
-    name_ref *nr = name_new(name);
-    if (!nr) return rm_err(RAMOLE_ERR_INVALID, "pool: name of adapter %lld too long or out of memory", (long long)id);
+    rm_status st = RAMOLE_OK;
+    row *r = row_new(p->dim, id, tenant, is_public, name, vec, &st);
+    if (!r) return st;
     pthread_mutex_lock(&p->writer);
     snap *s = p->cur; /* stable: only writers change it, and we hold the writer lock */
     int old = snap_find(s, id);
-    snap *t = snap_alloc(s->n - (old >= 0) + 1, p->dim);
-    rm_status st = RAMOLE_OK;
-    if (!t) st = rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
-    else {
-        t->n--; /* rows copied so far: the copy, then the new row */
-        snap_copy_rows(s, old, t);
-        int j = t->n;
-        if (!put_vec(t, j, vec)) {
-            st = rm_err(RAMOLE_ERR_INVALID, "pool: embedding of adapter %lld is zero or not finite", (long long)id);
-            snap_release(t);
-        } else {
-            t->ids[j] = id, t->tenants[j] = tenant, t->pub[j] = is_public, t->names[j] = nr;
-            t->n++;
-            nr = NULL;
-            snap_publish(p, t);
-        }
+    snap *t = snap_alloc(s->n - (old >= 0) + 1);
+    if (t) {
+        snap_share_rows(s, old, t);
+        t->rows[t->n++] = r;
+        snap_publish(p, t);
     }
     pthread_mutex_unlock(&p->writer);
-    rm_free(nr);
-    return st;
+    if (t) return RAMOLE_OK;
+    row_release(r);
+    return rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
 }
 
 rm_status rm_reg_pool_replace(rm_reg_pool *p, const rm_reg_adapter *rows, const bool *keep, int n) {
     int m = 0;
     for (int i = 0; i < n; i++) m += keep[i];
-    snap *t = snap_alloc(m, p->dim);
+    snap *t = snap_alloc(m);
     if (!t) return rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
-    t->n = 0;
     rm_status st = RAMOLE_OK;
     for (int i = 0; i < n && st == RAMOLE_OK; i++) {
         if (!keep[i]) continue;
         const rm_reg_adapter *a = &rows[i];
-        int j = t->n;
-        if (a->dim != p->dim || !a->embedding || !put_vec(t, j, a->embedding))
-            st = rm_err(RAMOLE_ERR_INVALID, "pool: adapter %lld has no usable embedding", (long long)a->id);
-        else if (!(t->names[j] = name_new(a->name)))
-            st = rm_err(RAMOLE_ERR_NOMEM, "pool: out of memory");
-        else {
-            t->ids[j] = a->id, t->tenants[j] = a->tenant_id, t->pub[j] = a->is_public;
-            t->n++;
-        }
+        row *r = NULL;
+        if (a->dim != p->dim || !a->embedding)
+            st = rm_err(RAMOLE_ERR_INVALID, "pool: adapter %lld has no embedding of width %d", (long long)a->id, p->dim);
+        else if ((r = row_new(p->dim, a->id, a->tenant_id, a->is_public, a->name, a->embedding, &st)))
+            t->rows[t->n++] = r;
     }
     if (st != RAMOLE_OK) {
         snap_release(t);
@@ -226,9 +229,9 @@ bool rm_reg_pool_remove(rm_reg_pool *p, int64_t id) {
     pthread_mutex_lock(&p->writer);
     snap *s = p->cur;
     int old = snap_find(s, id);
-    snap *t = old >= 0 ? snap_alloc(s->n - 1, p->dim) : NULL;
+    snap *t = old >= 0 ? snap_alloc(s->n - 1) : NULL;
     if (t) {
-        snap_copy_rows(s, old, t);
+        snap_share_rows(s, old, t);
         snap_publish(p, t);
     }
     pthread_mutex_unlock(&p->writer);
@@ -241,35 +244,36 @@ static bool better(float sa, int64_t ia, float sb, int64_t ib) { return sa > sb 
 
 int rm_reg_pool_search(rm_reg_pool *p, const float *q, int64_t tenant, int k, rm_reg_hit *hits) {
     if (k < 1) return 0;
-    double qq = 0;
-    for (int i = 0; i < p->dim; i++) qq += (double)q[i] * q[i];
-    if (!(qq > 0) || !isfinite(qq)) return 0;
-    double inv = 1.0 / sqrt(qq);
+    int dim = p->dim;
+    float qs[256], *qn = dim <= 256 ? qs : rm_malloc((size_t)dim * sizeof *qn);
+    if (!qn) return 0;
+    bool ok;
+    rm_reg_pool_normalise(q, dim, qn, &ok);
+    if (!ok) {
+        if (qn != qs) rm_free(qn);
+        return 0;
+    }
     snap *s = snap_acquire(p);
-    int n = 0, dim = s->dim;
-    for (int r = 0; r < s->n; r++) {
-        if (!s->pub[r] && s->tenants[r] != tenant) continue;
-        const float *v = s->vecs + (size_t)r * dim;
-        double d = 0;
-        for (int i = 0; i < dim; i++) d += (double)q[i] * v[i];
-        float score = (float)(d * inv);
-        int64_t id = s->ids[r];
-        if (n == k && !better(score, id, hits[k - 1].score, hits[k - 1].id)) continue;
+    const row *best[1024], **top = k <= 1024 ? best : rm_malloc((size_t)k * sizeof *top);
+    int n = 0;
+    for (int i = 0; top && i < s->n; i++) {
+        const row *r = s->rows[i];
+        if (!r->pub && r->tenant != tenant) continue; /* the filter is inside the scan */
+        float score = rm_vec_dot(qn, r->vec, dim);
+        if (n == k && !better(score, r->id, hits[k - 1].score, hits[k - 1].id)) continue;
         int j = n < k ? n++ : k - 1;
-        while (j > 0 && better(score, id, hits[j - 1].score, hits[j - 1].id)) {
+        while (j > 0 && better(score, r->id, hits[j - 1].score, hits[j - 1].id)) {
             hits[j] = hits[j - 1];
+            top[j] = top[j - 1];
             j--;
         }
-        hits[j].id = id;
+        hits[j].id = r->id;
         hits[j].score = score;
-        /* the name is copied at the end, once per hit */
-        memcpy(hits[j].name, &r, sizeof r);
+        top[j] = r;
     }
-    for (int j = 0; j < n; j++) {
-        int r;
-        memcpy(&r, hits[j].name, sizeof r);
-        snprintf(hits[j].name, sizeof hits[j].name, "%s", s->names[r]->s);
-    }
+    for (int j = 0; j < n; j++) snprintf(hits[j].name, sizeof hits[j].name, "%s", top[j]->name);
+    if (top != best) rm_free(top);
+    if (qn != qs) rm_free(qn);
     snap_release(s);
-    return n;
+    return top ? n : 0;
 }

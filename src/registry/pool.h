@@ -13,10 +13,11 @@
  * sees the pool before or after a change, never half of one, and an adapter
  * removed while a search runs stays valid to that search.
  *
- * The search is one pass over the snapshot: for each visible row, a dot
- * product in double and an insertion into the k best (ties by id
- * ascending), O(n (dim + k)). An approximate index can replace `search`
- * behind the same calls.
+ * The search is one pass over the snapshot: for each visible row, the f32
+ * dot product (rm_vec_dot) of the unit query and the unit row, and an
+ * insertion into the k best (ties by id ascending), O(n (dim + k)). A
+ * change copies row pointers only (O(n)), never vectors. An approximate
+ * index can replace `search` behind the same calls.
  */
 #ifndef RM_REGISTRY_POOL_H
 #define RM_REGISTRY_POOL_H
@@ -24,6 +25,10 @@
 #include "registry/registry.h"
 
 typedef struct rm_reg_pool rm_reg_pool;
+
+/* out[dim] = v / |v| (norm in double, then f32): how the pool normalises
+ * rows and queries; *ok false (out zero) for a zero or non-finite v. */
+void      rm_reg_pool_normalise(const float *v, int dim, float *out, bool *ok);
 
 rm_status rm_reg_pool_new(int dim, rm_reg_pool **out);
 void      rm_reg_pool_free(rm_reg_pool *p); /* NULL is a no-op; no search may be running */
