@@ -27,6 +27,7 @@
 #include "registry/pool.h"
 #include "registry/registry.h"
 #include "registry/screen.h"
+#include "retrieval/embed.h"
 #include "test.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -1205,4 +1206,45 @@ TEST(registry_add_reaches_another_process_within_a_second) {
     CHECK_MSG(t_seen - added < 1.0, "seen after %.3f s", t_seen - added);
     close(ready[0]), close(ready[1]), close(seen[0]), close(seen[1]);
     rm_registry_free(r);
+}
+
+/* A new projection set through one handle: the other handle's refresh
+ * switches to the new embedder (and pool width), old rows re-embedded. */
+TEST(registry_refresh_follows_a_new_projection) {
+    char db[600], p[600], url[700], pp[600];
+    rm_model *m = NULL;
+    rm_registry *a = registry_with_adapter(false, 0, db, sizeof db, &m, p, sizeof p), *b = NULL;
+    CHECK_OK(add(a, p, "x", NULL, false, 0, NULL));
+    url_of(db, url, sizeof url);
+    CHECK_OK(rm_registry_open(url, &b));
+    int dim = 0;
+    CHECK_OK(rm_registry_embed_dim(b, &dim));
+    CHECK(dim == m->cfg.hidden);
+    rm_reg_hit hits[2];
+    int n = 0;
+    CHECK_OK(rm_registry_retrieve(b, "reverse the word tree", NULL, 2, hits, &n));
+    CHECK(n == 1);
+    rm_projection *proj = NULL;
+    CHECK_OK(rm_projection_new(m, 8, RM_HIDDEN_FINAL, NULL, RM_POOL_MEAN, 0.05f, &proj));
+    uint64_t rng = 3;
+    rm_rng_fill_uniform(proj->w, (size_t)8 * m->cfg.hidden, 0.5f, &rng);
+    snprintf(pp, sizeof pp, "%s/reg_proj_%d.safetensors", rm_test_tmp_dir(), (int)getpid());
+    CHECK_OK(rm_projection_save(proj, pp));
+    rm_projection_free(proj);
+    CHECK_OK(rm_registry_set_projection(a, pp, "admin", NULL, NULL));
+    CHECK_OK(rm_registry_retrieve(a, "reverse the word tree", NULL, 2, hits, &n));
+    CHECK(n == 1 && !strcmp(hits[0].name, "x"));
+    bool changed = false;
+    CHECK_OK(rm_registry_refresh(b, &changed));
+    CHECK(changed);
+    CHECK_OK(rm_registry_embed_dim(b, &dim));
+    CHECK(dim == 8 && rm_registry_n_stale(b) == 0);
+    CHECK_OK(rm_registry_retrieve(b, "reverse the word tree", NULL, 2, hits, &n));
+    CHECK(n == 1 && !strcmp(hits[0].name, "x"));
+    rm_reg_adapter row;
+    CHECK_OK(rm_registry_adapter_get(b, NULL, "x", &row));
+    CHECK(row.dim == 8 && strlen(row.emb_projection) == 64);
+    rm_reg_adapter_clear(&row);
+    rm_registry_free(b);
+    rm_registry_free(a);
 }

@@ -46,7 +46,18 @@ struct rm_registry {
     _Atomic(rm_reg_pool *) pool;
     int n_stale;
     uint64_t seen_version; /* the backend's data version the pool reflects */
+    struct retired *retired; /* replaced pools and embedders, freed with the registry */
 };
+
+/* A pool or embedder replaced while other threads may still hold it: a
+ * search or an upload in flight keeps using the old one, so it is freed
+ * only with the registry (replacements are rare: a new projection). */
+typedef struct retired {
+    struct retired *next;
+    rm_reg_pool *pool;
+    rm_embedder *emb;
+    rm_projection *proj;
+} retired;
 
 #define B(r) ((r)->b->ops)
 
@@ -303,6 +314,13 @@ rm_status rm_registry_open(const char *url, rm_registry **out) {
 void rm_registry_free(rm_registry *r) {
     if (!r) return;
     rm_reg_pool_free(atomic_load(&r->pool));
+    for (retired *x = r->retired, *next; x; x = next) {
+        next = x->next;
+        rm_reg_pool_free(x->pool);
+        rm_embedder_free(x->emb);
+        rm_projection_free(x->proj);
+        rm_free(x);
+    }
     rm_embedder_free(r->emb);
     rm_projection_free(r->proj);
     if (r->own_base) rm_model_free(r->base);
@@ -418,9 +436,9 @@ static rm_status pool_fill(rm_registry *r, rm_reg_pool *p) {
 static rm_status pool_locked(rm_registry *r) {
     if (atomic_load(&r->pool)) return RAMOLE_OK;
     RM_TRY(embedder_locked(r));
+    RM_TRY(B(r)->data_version(r->b, &r->seen_version)); /* before reading the rows: no change is missed */
     rm_reg_pool *p = NULL;
     RM_TRY(rm_reg_pool_new(rm_embedder_dim(r->emb), &p));
-    RM_TRY(B(r)->data_version(r->b, &r->seen_version));
     rm_status st = pool_fill(r, p);
     if (st != RAMOLE_OK) {
         rm_reg_pool_free(p);
@@ -430,18 +448,57 @@ static rm_status pool_locked(rm_registry *r) {
     return RAMOLE_OK;
 }
 
+/*
+ * Use embedder `emb` with projection `proj` (hash, layer) from now on: the
+ * old ones are retired, and a loaded pool is replaced by one of the new
+ * width filled from the rows (r->lock held; takes embed_lock for the swap).
+ */
+static rm_status embedder_switch(rm_registry *r, rm_embedder *emb, rm_projection *proj, const char *hash, int layer) {
+    rm_reg_pool *np = NULL;
+    retired *x = rm_calloc(1, sizeof *x);
+    if (!x) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&r->embed_lock);
+    x->emb = r->emb, x->proj = r->proj;
+    r->emb = emb, r->proj = proj, r->layer = layer;
+    snprintf(r->proj_hash, sizeof r->proj_hash, "%s", hash);
+    pthread_mutex_unlock(&r->embed_lock);
+    rm_status st = RAMOLE_OK;
+    if (atomic_load(&r->pool) && (st = rm_reg_pool_new(rm_embedder_dim(emb), &np)) == RAMOLE_OK &&
+        (st = pool_fill(r, np)) == RAMOLE_OK)
+        x->pool = atomic_exchange(&r->pool, np), np = NULL;
+    rm_reg_pool_free(np);
+    x->next = r->retired;
+    r->retired = x;
+    return st;
+}
+
 rm_status rm_registry_refresh(rm_registry *r, bool *changed) {
     if (changed) *changed = false;
     pthread_mutex_lock(&r->lock);
     uint64_t v = 0;
+    char *ph = NULL;
+    double layer = 0;
     rm_status st = atomic_load(&r->pool) ? B(r)->data_version(r->b, &v) : pool_locked(r);
     if (st == RAMOLE_OK && atomic_load(&r->pool) && v != r->seen_version) {
-        /* another process committed: rebuild the content, swapped in whole */
+        /* another process committed: a new projection means a new embedder; rows are read again */
         r->seen_version = v;
-        st = pool_fill(r, atomic_load(&r->pool));
         if (changed) *changed = true;
+        if ((st = B(r)->meta_get(r->b, "projection", &ph)) == RAMOLE_OK && (st = meta_double(r, "layer", &layer)) == RAMOLE_OK &&
+            (strcmp(ph, r->proj_hash) || (int)layer != r->layer)) {
+            rm_projection *proj = NULL;
+            rm_embedder *emb = NULL;
+            int old_layer = r->layer;
+            r->layer = (int)layer; /* embedder_make reads it */
+            st = projection_from_blob(r, ph, &proj);
+            if (st == RAMOLE_OK) st = embedder_make(r, proj, &emb);
+            r->layer = old_layer;
+            if (st == RAMOLE_OK) st = embedder_switch(r, emb, proj, ph, (int)layer);
+            else rm_embedder_free(emb), rm_projection_free(proj);
+        } else if (st == RAMOLE_OK)
+            st = pool_fill(r, atomic_load(&r->pool)); /* swapped in whole */
     }
     pthread_mutex_unlock(&r->lock);
+    rm_free(ph);
     return st;
 }
 
@@ -667,12 +724,12 @@ rm_status rm_registry_set_projection(rm_registry *r, const char *path, const cha
             if (st == RAMOLE_OK) st = audit(r, actor, "set projection", path ? path : "", hash, "");
         });
     }
-    if (st == RAMOLE_OK) { /* the new embedder replaces the old; the pool is rebuilt on next use */
-        rm_embedder_free(r->emb);
-        rm_projection_free(r->proj);
-        r->emb = emb, r->proj = proj, emb = NULL, proj = NULL;
-        snprintf(r->proj_hash, sizeof r->proj_hash, "%s", hash);
-        rm_reg_pool_free(atomic_exchange(&r->pool, NULL));
+    if (st == RAMOLE_OK) { /* the new embedder and a pool of its width replace the old ones */
+        int layer = r->layer;
+        r->layer = old_layer;
+        st = embedder_switch(r, emb, proj, hash, layer);
+        emb = NULL, proj = NULL;
+        B(r)->data_version(r->b, &r->seen_version);
     } else
         r->layer = old_layer;
     pthread_mutex_unlock(&r->lock);
@@ -1034,7 +1091,7 @@ rm_status rm_registry_search(rm_registry *r, const float *q, const char *tenant,
     *n = 0;
     int64_t tid;
     RM_TRY(tenant_id(r, tenant, &tid));
-    *n = rm_reg_pool_search(atomic_load(&r->pool), q, tid, k, hits);
+    *n = rm_reg_pool_search(atomic_load(&r->pool), q, tid, k, hits); /* q has the width rm_registry_embed_dim gave */
     return RAMOLE_OK;
 }
 
@@ -1043,13 +1100,15 @@ rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *ten
     *n = 0;
     int64_t tid;
     RM_TRY(tenant_id(r, tenant, &tid));
+    pthread_mutex_lock(&r->embed_lock);
     int dim = rm_embedder_dim(r->emb);
     float *q = rm_malloc((size_t)dim * sizeof *q);
-    if (!q) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    pthread_mutex_lock(&r->embed_lock);
-    rm_status st = rm_embedder_embed(r->emb, &text, 1, q);
+    rm_status st = q ? rm_embedder_embed(r->emb, &text, 1, q) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     pthread_mutex_unlock(&r->embed_lock);
-    if (st == RAMOLE_OK) *n = rm_reg_pool_search(atomic_load(&r->pool), q, tid, k, hits);
+    rm_reg_pool *p = atomic_load(&r->pool);
+    if (st == RAMOLE_OK && rm_reg_pool_dim(p) != dim) /* a new projection arrived meanwhile */
+        st = rm_err(RAMOLE_ERR_MISMATCH, "the registry's embedder changed during the request; retry it");
+    if (st == RAMOLE_OK) *n = rm_reg_pool_search(p, q, tid, k, hits);
     rm_free(q);
     return st;
 }

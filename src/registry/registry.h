@@ -151,7 +151,10 @@ const char *rm_registry_url(const rm_registry *r);
 /* Progress of long operations: "re-embedding 3/10 ..." */
 typedef void (*rm_reg_progress_fn)(const char *msg, void *user);
 
-/* Replace the projection (NULL: none) and re-embed every adapter. */
+/* Replace the projection (NULL: none) and re-embed every adapter, in one
+ * transaction; the pool is rebuilt on its next use. No search may run on
+ * this handle meanwhile (the pool's width may change); other processes
+ * see the new embeddings when they reopen or refresh. */
 rm_status rm_registry_set_projection(rm_registry *r, const char *path, const char *actor, rm_reg_progress_fn fn,
                                      void *user);
 rm_status rm_registry_set_router(rm_registry *r, const char *path, const char *actor);
