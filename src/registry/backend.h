@@ -41,6 +41,7 @@ typedef struct {
     rm_status (*adapter_update)(rm_reg_backend *b, const rm_reg_adapter *a);
     rm_status (*adapter_delete)(rm_reg_backend *b, int64_t id);
     rm_status (*adapter_find)(rm_reg_backend *b, int64_t tenant_id, const char *name, rm_reg_adapter *out);
+    rm_status (*adapter_get)(rm_reg_backend *b, int64_t id, rm_reg_adapter *out);
     /* tenant_id < 0: every tenant */
     rm_status (*adapter_list)(rm_reg_backend *b, int64_t tenant_id, rm_reg_adapter **out, int *n);
     /* keys: hash is the SHA-256 hex of the key */

@@ -337,6 +337,18 @@ static rm_status pg_adapter_find(rm_reg_backend *b, int64_t tenant_id, const cha
     return st;
 }
 
+static rm_status pg_adapter_get(rm_reg_backend *b, int64_t id, rm_reg_adapter *out) {
+    pg_backend *p = (pg_backend *)b;
+    memset(out, 0, sizeof *out);
+    char s[24];
+    snprintf(s, sizeof s, "%lld", (long long)id);
+    PGresult *r = NULL;
+    RM_TRY(run(p, p->db, "SELECT " PG_ADAPTER_COLS " WHERE a.id = $1", 1, P(s), NULL, "adapter", &r));
+    rm_status st = PQntuples(r) ? read_row(r, 0, out) : rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter with id %lld", (long long)id);
+    PQclear(r);
+    return st;
+}
+
 static rm_status pg_adapter_list(rm_reg_backend *b, int64_t tenant_id, rm_reg_adapter **out, int *n) {
     pg_backend *p = (pg_backend *)b;
     char tid[24];
@@ -574,7 +586,7 @@ static const rm_reg_backend_ops pg_ops = {
     .name = "postgresql", .close = pg_close, .begin = pg_begin, .commit = pg_commit, .rollback = pg_rollback,
     .meta_get = pg_meta_get, .meta_set = pg_meta_set, .tenant_add = pg_tenant_add, .tenant_find = pg_tenant_find,
     .tenant_list = pg_tenant_list, .adapter_insert = pg_adapter_insert, .adapter_update = pg_adapter_update,
-    .adapter_delete = pg_adapter_delete, .adapter_find = pg_adapter_find, .adapter_list = pg_adapter_list,
+    .adapter_delete = pg_adapter_delete, .adapter_find = pg_adapter_find, .adapter_get = pg_adapter_get, .adapter_list = pg_adapter_list,
     .key_insert = pg_key_insert, .key_revoke = pg_key_revoke, .key_find = pg_key_find,
     .audit_append = pg_audit_append, .audit_list = pg_audit_list, .blob_put = pg_blob_put,
     .blob_file = pg_blob_file, .blob_list = pg_blob_list, .blob_delete = pg_blob_delete,

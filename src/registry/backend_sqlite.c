@@ -301,6 +301,21 @@ static rm_status sq_adapter_find(rm_reg_backend *b, int64_t tenant_id, const cha
     return r;
 }
 
+static rm_status sq_adapter_get(rm_reg_backend *b, int64_t id, rm_reg_adapter *out) {
+    sq_backend *s = (sq_backend *)b;
+    sqlite3_stmt *st;
+    memset(out, 0, sizeof *out);
+    RM_TRY(prep(s, "SELECT " ADAPTER_COLS " WHERE a.id = ?", &st));
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    rm_status r;
+    if (rc == SQLITE_ROW) r = read_adapter(st, out);
+    else if (rc == SQLITE_DONE) r = rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter with id %lld", (long long)id);
+    else r = sq_fail(s, "adapter");
+    sqlite3_finalize(st);
+    return r;
+}
+
 static rm_status sq_adapter_list(rm_reg_backend *b, int64_t tenant_id, rm_reg_adapter **out, int *n) {
     sq_backend *s = (sq_backend *)b;
     sqlite3_stmt *st;
@@ -470,7 +485,7 @@ static const rm_reg_backend_ops sq_ops = {
     .name = "sqlite", .close = sq_close, .begin = sq_begin, .commit = sq_commit, .rollback = sq_rollback,
     .meta_get = sq_meta_get, .meta_set = sq_meta_set, .tenant_add = sq_tenant_add, .tenant_find = sq_tenant_find,
     .tenant_list = sq_tenant_list, .adapter_insert = sq_adapter_insert, .adapter_update = sq_adapter_update,
-    .adapter_delete = sq_adapter_delete, .adapter_find = sq_adapter_find, .adapter_list = sq_adapter_list,
+    .adapter_delete = sq_adapter_delete, .adapter_find = sq_adapter_find, .adapter_get = sq_adapter_get, .adapter_list = sq_adapter_list,
     .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find,
     .audit_append = sq_audit_append, .audit_list = sq_audit_list, .blob_put = sq_blob_put,
     .blob_file = sq_blob_file, .blob_list = sq_blob_list, .blob_delete = sq_blob_delete,

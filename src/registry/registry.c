@@ -1077,6 +1077,23 @@ rm_status rm_registry_adapter_file(rm_registry *r, const char *tenant, const cha
     return st;
 }
 
+rm_status rm_registry_adapter_file_id(rm_registry *r, const char *tenant, int64_t id, char **path, char hash[65]) {
+    *path = NULL;
+    rm_reg_adapter a;
+    int64_t tid;
+    pthread_mutex_lock(&r->lock);
+    rm_status st = tenant_id_locked(r, tenant, &tid);
+    if (st == RAMOLE_OK) st = B(r)->adapter_get(r->b, id, &a);
+    if (st == RAMOLE_OK && (a.status != RM_REG_ACTIVE || !(a.is_public || a.tenant_id == tid)))
+        st = rm_err(RAMOLE_ERR_NOT_FOUND, "no active adapter %lld visible to tenant '%s'", (long long)id,
+                    tenant ? tenant : RM_REG_DEFAULT_TENANT);
+    if (st == RAMOLE_OK) st = B(r)->blob_file(r->b, a.hash, path);
+    if (st == RAMOLE_OK && hash) memcpy(hash, a.hash, 65);
+    pthread_mutex_unlock(&r->lock);
+    rm_reg_adapter_clear(&a);
+    return st;
+}
+
 /* ---- retrieval ------------------------------------------------------------------------------ */
 
 static rm_status tenant_id(rm_registry *r, const char *tenant, int64_t *tid) {

@@ -208,6 +208,9 @@ rm_status rm_registry_adapter_recheck(rm_registry *r, const char *tenant, const 
  */
 rm_status rm_registry_adapter_file(rm_registry *r, const char *tenant, const char *name, char **path,
                                    char hash[65]);
+/* The same by id (a retrieval hit's): ERR_NOT_FOUND unless the adapter is
+ * active and `tenant` may see it. */
+rm_status rm_registry_adapter_file_id(rm_registry *r, const char *tenant, int64_t id, char **path, char hash[65]);
 
 /* ---- retrieval ------------------------------------------------------------------- */
 
