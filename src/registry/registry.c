@@ -829,6 +829,16 @@ static rm_status tenant_id_locked(rm_registry *r, const char *name, int64_t *id)
     return B(r)->tenant_find(r->b, name ? name : RM_REG_DEFAULT_TENANT, id);
 }
 
+/* Bring the pool in line with a row's status (r->lock held). */
+static rm_status pool_sync(rm_registry *r, const rm_reg_adapter *a) {
+    rm_reg_pool *p = atomic_load(&r->pool);
+    if (!p) return RAMOLE_OK;
+    if (a->status == RM_REG_ACTIVE && identity_matches(r, a))
+        return rm_reg_pool_add(p, a->id, a->tenant_id, a->is_public, a->name, a->embedding);
+    rm_reg_pool_remove(p, a->id);
+    return RAMOLE_OK;
+}
+
 static rm_status check_add_opts(const rm_reg_add_opts *o) {
     RM_TRY(check_name("adapter", o->name));
     if (o->tenant) RM_TRY(check_name("tenant", o->tenant));
@@ -869,6 +879,9 @@ rm_status rm_registry_adapter_add(rm_registry *r, const rm_reg_add_opts *o, int6
         else if (f != RAMOLE_ERR_NOT_FOUND) st = f;
     }
     if (st == RAMOLE_OK) st = pool_locked(r);
+    rm_embedder *e = r->emb; /* the embedder and its identity as of now (a replaced one stays valid) */
+    row.emb_fingerprint = r->fingerprint, row.emb_layer = r->layer;
+    snprintf(row.emb_projection, sizeof row.emb_projection, "%s", r->proj_hash);
     if (st == RAMOLE_OK) st = B(r)->meta_get(r->b, "require_approval", &approval);
     if (st == RAMOLE_OK) st = B(r)->adapter_list(r->b, -1, &pool_rows, &n_pool);
     pthread_mutex_unlock(&r->lock);
@@ -876,7 +889,7 @@ rm_status rm_registry_adapter_add(rm_registry *r, const rm_reg_add_opts *o, int6
     /* load (shapes and targets must fit the base), screen, embed: no lock held */
     if ((st = rm_adapter_load(r->base, o->path, &a)) != RAMOLE_OK) goto out;
     if ((st = screen(r, a, pool_rows, n_pool, -1, &row.screening, &held)) != RAMOLE_OK) goto out;
-    int dim = rm_embedder_dim(r->emb);
+    int dim = rm_embedder_dim(e);
     row.name = rm_strdup(o->name);
     row.description = rm_strdup(o->description ? o->description : "");
     row.tenant = rm_strdup(o->tenant ? o->tenant : RM_REG_DEFAULT_TENANT);
@@ -890,9 +903,7 @@ rm_status rm_registry_adapter_add(rm_registry *r, const rm_reg_add_opts *o, int6
     for (int i = 0; i < o->n_samples; i++)
         if (!(row.samples[row.n_samples++] = rm_strdup(o->samples[i]))) { st = rm_err(RAMOLE_ERR_NOMEM, "out of memory"); goto out; }
     row.dim = dim;
-    row.emb_fingerprint = r->fingerprint, row.emb_layer = r->layer;
-    snprintf(row.emb_projection, sizeof row.emb_projection, "%s", r->proj_hash);
-    if ((st = embed_mean(r, r->emb, row.samples, row.n_samples, row.embedding)) != RAMOLE_OK) goto out;
+    if ((st = embed_mean(r, e, row.samples, row.n_samples, row.embedding)) != RAMOLE_OK) goto out;
     row.is_public = !o->is_private;
     row.status = held || !strcmp(approval, "1") ? RM_REG_PENDING : RM_REG_ACTIVE;
     row.rank = a->rank, row.alpha = a->alpha, row.targets = a->target_mask;
@@ -907,11 +918,10 @@ rm_status rm_registry_adapter_add(rm_registry *r, const rm_reg_add_opts *o, int6
                  held ? " (held by the KL probe)" : "");
         if (st == RAMOLE_OK) st = audit(r, o->actor, "add", row.name, row.hash, detail);
     });
+    if (st == RAMOLE_OK && id) *id = row.id;
+    /* visible to the very next search through this handle (unless the embedder changed meanwhile) */
+    if (st == RAMOLE_OK) st = pool_sync(r, &row);
     pthread_mutex_unlock(&r->lock);
-    if (st != RAMOLE_OK) goto out;
-    if (id) *id = row.id;
-    if (row.status == RM_REG_ACTIVE) /* visible to the very next search through this handle */
-        st = rm_reg_pool_add(atomic_load(&r->pool), row.id, row.tenant_id, row.is_public, row.name, row.embedding);
 out:
     rm_adapter_free(a);
     rm_reg_adapter_clear(&row);
@@ -938,16 +948,6 @@ rm_status rm_registry_adapter_list(rm_registry *r, const char *tenant, rm_reg_ad
     if (st == RAMOLE_OK) st = B(r)->adapter_list(r->b, tid, out, n);
     pthread_mutex_unlock(&r->lock);
     return st;
-}
-
-/* Bring the pool in line with a row's status (r->lock held). */
-static rm_status pool_sync(rm_registry *r, const rm_reg_adapter *a) {
-    rm_reg_pool *p = atomic_load(&r->pool);
-    if (!p) return RAMOLE_OK;
-    if (a->status == RM_REG_ACTIVE && identity_matches(r, a))
-        return rm_reg_pool_add(p, a->id, a->tenant_id, a->is_public, a->name, a->embedding);
-    rm_reg_pool_remove(p, a->id);
-    return RAMOLE_OK;
 }
 
 rm_status rm_registry_adapter_remove(rm_registry *r, const char *tenant, const char *name, const char *actor) {
