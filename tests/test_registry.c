@@ -909,7 +909,16 @@ TEST(registry_bad_input_is_refused_and_changes_nothing) {
     CHECK(strstr(ramole_last_error(), "cannot connect"));
     snprintf(url, sizeof url, "sqlite:%s/reg_none.db", rm_test_tmp_dir());
     CHECK_ERR(rm_registry_open(url, &r), RAMOLE_ERR_NOT_FOUND);
-    CHECK_ERR(rm_registry_open("sqlite:/etc/hostname", &r), RAMOLE_ERR_FORMAT);
+    snprintf(url, sizeof url, "%s/reg_not_a_db.db", rm_test_tmp_dir());
+    FILE *g = fopen(url, "w");
+    if (g) {
+        fputs("this text file is not an SQLite database, though its name ends in .db\n", g);
+        fclose(g);
+    }
+    char notdb[760];
+    snprintf(notdb, sizeof notdb, "sqlite:%s", url);
+    CHECK_ERR(rm_registry_open(notdb, &r), RAMOLE_ERR_FORMAT);
+    CHECK(strstr(ramole_last_error(), "not a registry"));
 }
 
 /* ---- schema versions ---------------------------------------------------------------------- */
