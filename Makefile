@@ -3,6 +3,8 @@
 #   make test       the default suite; ends with "N passed, N failed"
 #   make asan       the suite under AddressSanitizer + UBSan (build-asan/)
 #   make bench      benchmarks (see bench/README and docs/BENCH.md)
+#   make test-pg    the registry's suite against a real PostgreSQL server
+#                   (scripts/pg.sh starts one in build/pg and stops it after)
 #   make slow       the slow suites (tests/slow/*.sh: toy training tasks, minutes)
 #
 # Files named *_avx2.c / *_avx512.c are built with those instruction sets;
@@ -17,8 +19,8 @@ CFLAGS   ?=
 CFLAGS   += $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
             -Wshadow -Wpointer-arith -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc -pthread $(SAN) \
-            $(shell pkg-config --cflags jansson libpcre2-8 2>/dev/null)
-LDLIBS   += -lopenblas -ljansson -lpcre2-8 -lutf8proc -lm -lpthread
+            $(shell pkg-config --cflags jansson libpcre2-8 libpq 2>/dev/null)
+LDLIBS   += -lopenblas -ljansson -lpcre2-8 -lutf8proc -lsqlite3 -lpq -lcrypto -lm -lpthread
 LDFLAGS  += $(SAN) -pthread
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
@@ -38,7 +40,7 @@ BIN   := $(BUILD)/ramole
 TESTS := $(BUILD)/ramole_tests
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test asan bench slow clean deps
+.PHONY: all test test-pg asan bench slow clean deps
 all: $(BIN) $(LIB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -69,6 +71,11 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 test: $(BIN) $(TESTS)
 	@BUILD=$(BUILD) bash tests/run.sh
+
+test-pg: $(BIN) $(TESTS)
+	@url=$$(bash scripts/pg.sh start) && \
+	  RAMOLE_TEST_PG="$$url" RAMOLE_TEST_TMP=$(BUILD)/test-tmp-pg $(TESTS) registry; rc=$$?; \
+	  bash scripts/pg.sh stop; exit $$rc
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test

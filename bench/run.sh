@@ -223,6 +223,17 @@ sub_bench() {
 sub_bench BENCH_TOKENIZER "tokenizer encode speed (ramole vs the reference JS tokenizer)" "tokenizer bench" \
   bench/tokenizer_bench.sh
 
+# ---- 9. the registry's retrieval pool ------------------------------------------------------------
+say ""
+say "## Registry: top-3 search and incremental add over 10k and 100k adapters"
+if [ "${BENCH_REGISTRY:-1}" = 0 ]; then
+  skip "registry bench (BENCH_REGISTRY=0)"
+elif [ -x "$BUILD/bench/bench_registry" ]; then
+  "$BUILD/bench/bench_registry" "${BENCH_REGISTRY_QUERIES:-200}" | tee -a "$OUT_JSONL" || fail "bench_registry exited $?"
+else
+  skip "registry bench: $BUILD/bench/bench_registry not built"
+fi
+
 # ---- 8. training against PyTorch -------------------------------------------------------------------
 sub_bench BENCH_TRAIN "training tokens/s (ramole vs PyTorch, same model, batch and optimiser)" "training bench" \
   bench/train_bench.sh

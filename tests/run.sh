@@ -17,6 +17,19 @@ rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$log"; then
   echo "FAIL c suite: build/ramole_tests exited with status $rc" | tee -a "$log"
 fi
+# The registry's suite again on a real PostgreSQL server, started here and
+# stopped after (scripts/deps.sh installs postgresql-15).
+if [ -x /usr/lib/postgresql/15/bin/initdb ]; then
+  if url=$(bash scripts/pg.sh start 2>"$RAMOLE_TEST_TMP/pg.err"); then
+    RAMOLE_TEST_PG="$url" RAMOLE_TEST_TMP="$RAMOLE_TEST_TMP/pg" "$BUILD/ramole_tests" registry 2>&1 |
+      sed -e 's/^PASS /PASS pg:/' -e 's/^FAIL /FAIL pg:/' | tee -a "$log"
+    bash scripts/pg.sh stop
+  else
+    echo "FAIL pg: scripts/pg.sh start: $(tail -c 300 "$RAMOLE_TEST_TMP/pg.err")" | tee -a "$log"
+  fi
+else
+  echo "SKIP pg: PostgreSQL 15 is not installed (bash scripts/deps.sh)"
+fi
 for t in tests/cli/*.sh; do
   [ -e "$t" ] || continue
   bash "$t" 2>&1 | tee -a "$log"

@@ -11,6 +11,7 @@
  * by text, and allocation failure walked at every point without leaks.
  */
 #include "test.h"
+#include "test_util.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -43,23 +44,10 @@ static rm_model_config small_config(int vocab, int hidden) {
 
 /* A byte-level tokenizer: ids 0..255 are the bytes, no merges. */
 static rm_tok *byte_tokenizer(void) {
-    json_t *vocab = json_object();
-    for (int b = 0, k = 0; b < 256; b++) {
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)k++;
-        char s[4];
-        int n = cp < 0x80 ? (s[0] = (char)cp, 1) : (s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F)), 2);
-        json_t *key = json_stringn(s, (size_t)n);
-        json_object_set_new(vocab, json_string_value(key), json_integer(b));
-        json_decref(key);
-    }
-    json_t *root = json_pack("{s:{s:s, s:b}, s:{s:s}, s:{s:s, s:o, s:[]}}", "pre_tokenizer", "type", "ByteLevel",
-                             "add_prefix_space", 0, "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
-                             vocab, "merges");
-    char *js = json_dumps(root, 0);
-    json_decref(root);
+    char *js = rm_test_byte_tokenizer_json();
     rm_tok *t = NULL;
-    CHECK_OK(rm_tok_load_json(js, strlen(js), NULL, 0, "bytes.json", &t));
+    CHECK(js != NULL);
+    if (js) CHECK_OK(rm_tok_load_json(js, strlen(js), NULL, 0, "bytes.json", &t));
     free(js);
     return t;
 }

@@ -1,6 +1,7 @@
 /* test_util.c — see test_util.h. */
 #include "test_util.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,4 +33,23 @@ double rm_test_max_rel_diff(const float *a, const float *b, size_t n) {
         if (fabs(a[i]) > ma) ma = fabs(a[i]);
     }
     return md / (ma > 0 ? ma : 1);
+}
+
+char *rm_test_byte_tokenizer_json(void) {
+    json_t *vocab = json_object();
+    for (int b = 0, k = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)k++;
+        char s[4];
+        int n = cp < 0x80 ? (s[0] = (char)cp, 1) : (s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F)), 2);
+        json_t *key = json_stringn(s, (size_t)n);
+        json_object_set_new(vocab, json_string_value(key), json_integer(b));
+        json_decref(key);
+    }
+    json_t *root = json_pack("{s:{s:s, s:b}, s:{s:s}, s:{s:s, s:o, s:[]}}", "pre_tokenizer", "type", "ByteLevel",
+                             "add_prefix_space", 0, "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
+                             vocab, "merges");
+    char *js = root ? json_dumps(root, 0) : NULL;
+    json_decref(root);
+    return js;
 }

@@ -12,4 +12,8 @@ float *rm_test_logits_all(const rm_model *m, const int32_t *toks, int n, int thr
 /* max |a - b| / max |a| (1 when a is all zero). */
 double rm_test_max_rel_diff(const float *a, const float *b, size_t n);
 
+/* tokenizer.json text of a byte-level tokenizer (ids 0..255 are the bytes,
+ * no merges); malloc'd, NULL on failure. */
+char *rm_test_byte_tokenizer_json(void);
+
 #endif

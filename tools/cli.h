@@ -65,6 +65,14 @@ int cmd_train(int argc, char **argv);
 int cmd_train_retriever(int argc, char **argv); /* argv: train retriever ... */
 int cmd_embed(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
+/* tools/cmd_registry.c */
+int cmd_registry(int argc, char **argv);
+int cmd_adapter(int argc, char **argv);
+int cmd_tenant(int argc, char **argv);
+int cmd_key(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+/* retrieve -p TEXT over a registry (no --pool, or --registry given) */
+int cmd_registry_retrieve(int argc, char **argv);
 int cli_convert_adapter(const char *in, const char *out, const char *base, int type); /* type -1: f32 */
 
 #endif

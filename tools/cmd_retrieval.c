@@ -518,14 +518,16 @@ int cmd_retrieve(int argc, char **argv) {
         printf("usage: ramole retrieve -m MODEL [--projection P.safetensors] --pool tasks.jsonl (-p TEXT ... | --file FILE)\n"
                "           [-k K] [--samples M] [--layer L|final] [--pooling P] [--prefix TEXT] [-t THREADS]\n"
                "each task of the pool is the normalised mean embedding of up to M (20) of its inputs; prints one JSON\n"
-               "line per text: {\"text\": ..., \"results\": [{\"task\": NAME, \"score\": cosine}, ...]} (top K, 3)\n");
+               "line per text: {\"text\": ..., \"results\": [{\"task\": NAME, \"score\": cosine}, ...]} (top K, 3)\n"
+               "       ramole retrieve -p TEXT [-k K] [--tenant T] [--registry URL]\n"
+               "over the adapter registry (without --pool): one line per adapter, best first: NAME<TAB>SCORE\n");
         return 0;
     }
+    /* over the registry unless a task file is given without --registry */
+    bool pool = false, registry = false;
+    for (int i = 1; i < argc; i++) pool |= !strcmp(argv[i], "--pool"), registry |= !strcmp(argv[i], "--registry");
+    if (!pool || registry) return cmd_registry_retrieve(argc, argv);
     if (!parse_ret(cmd, argc, argv, 1, &o)) return 2;
-    if (!o.pool) {
-        fprintf(stderr, "ramole %s: --pool tasks.jsonl is required\n", cmd);
-        return 2;
-    }
     char *buf = NULL;
     if (!gather_texts(cmd, &o, &buf)) return 2;
     rm_model *m = NULL;

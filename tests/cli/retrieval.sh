@@ -139,7 +139,10 @@ hdr=$(od -An -t u8 -N8 "$TMP/nan.safetensors" | tr -d ' ')
 printf '\x00\x00\xc0\x7f' | dd of="$TMP/nan.safetensors" bs=1 seek=$(( 8 + hdr + 4 * 70 )) conv=notrunc 2>/dev/null
 expect_error retrieval_nan_projection "projection.weight[1][6] is NaN" $R retrieve -m "$TMP/m" --projection "$TMP/nan.safetensors" \
   --pool "$TMP/tasks.jsonl" -p "hello"
-expect_error retrieval_retrieve_needs_pool "--pool tasks.jsonl is required" $R retrieve -m "$TMP/m" -p "hello"
+# without --pool, retrieve reads the adapter registry (tests/cli/registry.sh); with none there it says both ways
+RAMOLE_REGISTRY="sqlite:$TMP/no-registry.db" expect_error retrieval_retrieve_needs_pool_or_registry "no registry there" \
+  $R retrieve -m "$TMP/m" -p "hello"
+grep -q -- "--pool tasks.jsonl" "$TMP/err" && pass retrieval_retrieve_names_pool || fail retrieval_retrieve_names_pool "$(cat "$TMP/err")"
 expect_error retrieval_embed_needs_text "give texts with -p TEXT" $R embed -m "$TMP/m"
 expect_error retrieval_unknown_pooling "unknown pooling 'max'" $R embed -m "$TMP/m" --pooling max -p "hello"
 $R train --help 2>&1 | grep -q 'train retriever' && pass retrieval_listed_in_train_help || fail retrieval_listed_in_train_help "no retriever"
