@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "engine/engine.h"
+#include "registry/registry.h"
 #include "lora/compose.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +29,9 @@ typedef struct {
     int n_lora;
     const char *router_path;
     const char *mode;
+    /* retrieval from a registry (generate --registry) */
+    const char *registry, *tenant;
+    long top_k;
     rm_type lora_type; /* element type adapters are stored in */
 } run_opts;
 
@@ -48,6 +52,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
     o->threads = rm_cpu_count();
     o->bench_prompt = 512;
     o->bench_decode = 64;
+    o->top_k = 3;
     rm_sampler_params_default(&o->sp);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -73,6 +78,9 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return false; }
         else if (!strcmp(a, "--lora")) { VAL(); if (!parse_lora(cmd, (char *)v, o)) return false; }
         else if (!strcmp(a, "--router")) { VAL(); o->router_path = v; }
+        else if (!strcmp(a, "--registry")) { VAL(); o->registry = v; }
+        else if (!strcmp(a, "--tenant")) { VAL(); o->tenant = v; }
+        else if (!strcmp(a, "-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &o->top_k)) return false; }
         else if (!strcmp(a, "--mode")) { VAL(); o->mode = v; }
         else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &o->lora_type)) return false; }
         else if (!strcmp(a, "--all")) o->all = true;
@@ -83,7 +91,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         }
 #undef VAL
     }
-    if (!o->model) {
+    if (!o->model && !o->registry) {
         fprintf(stderr, "ramole %s: -m MODEL is required\n", cmd);
         return false;
     }
@@ -238,6 +246,62 @@ static void gen_event(const rm_engine_event *ev, void *user) {
     if (ev->error) snprintf(g->err, sizeof g->err, "%s", ev->error);
 }
 
+/*
+ * generate --registry: the registry's base (or -m, which must be it), the
+ * top-k adapters retrieved for the prompt text, their files as the
+ * adapters to compose, and in router mode (the default when the registry
+ * has a router; mixture otherwise) the registry's router. stderr names what
+ * was retrieved, with scores.
+ */
+typedef struct {
+    rm_registry *r;
+    char *paths[RM_LORA_MAX_K + 1];
+} reg_run;
+
+static void reg_run_free(reg_run *rr) {
+    for (int i = 0; i <= RM_LORA_MAX_K; i++) rm_free(rr->paths[i]);
+    rm_registry_free(rr->r);
+}
+
+static rm_status registry_adapters(run_opts *o, reg_run *rr, rm_model **m, rm_compose_mode *mode) {
+    if (!o->prompt) return rm_err(RAMOLE_ERR_INVALID, "--registry retrieves for a text: give -p TEXT");
+    if (o->n_lora || o->router_path)
+        return rm_err(RAMOLE_ERR_INVALID, "--registry chooses the adapters: leave out --lora and --router");
+    RM_TRY(rm_registry_open(o->registry, &rr->r));
+    if (o->model) {
+        RM_TRY(rm_model_open(o->model, m));
+        RM_TRY(rm_registry_set_base(rr->r, *m));
+    } else {
+        RM_TRY(rm_registry_base(rr->r, m)); /* owned by the registry */
+    }
+    char *router = NULL;
+    RM_TRY(rm_registry_router_file(rr->r, &router));
+    rr->paths[RM_LORA_MAX_K] = router;
+    *mode = router ? RM_COMPOSE_ROUTER : RM_COMPOSE_MIXTURE;
+    if (o->mode && (!rm_compose_mode_from_name(o->mode, mode) || *mode == RM_COMPOSE_NONE ||
+                    *mode == RM_COMPOSE_EXPLICIT))
+        return rm_err(RAMOLE_ERR_INVALID, "--mode with --registry must be router, mixture, fusion or selection, got '%s'",
+                      o->mode);
+    if (*mode == RM_COMPOSE_ROUTER && !router)
+        return rm_err(RAMOLE_ERR_NOT_FOUND, "the registry has no router (ramole registry set --router R), so "
+                      "--mode router cannot run; use --mode mixture");
+    rm_reg_hit hits[RM_LORA_MAX_K];
+    int n = 0;
+    RM_TRY(rm_registry_retrieve(rr->r, o->prompt, o->tenant, (int)o->top_k, hits, &n));
+    if (!n) return rm_err(RAMOLE_ERR_NOT_FOUND, "the registry has no active adapter to retrieve");
+    fprintf(stderr, "retrieved (%s):", rm_compose_mode_name(*mode));
+    for (int i = 0; i < n; i++) {
+        RM_TRY(rm_registry_adapter_file_id(rr->r, o->tenant, hits[i].id, &rr->paths[i], NULL));
+        o->lora_paths[i] = rr->paths[i];
+        o->lora_weights[i] = 1.0f;
+        fprintf(stderr, " %s %.4f", hits[i].name, (double)hits[i].score);
+    }
+    fprintf(stderr, "\n");
+    o->n_lora = n;
+    o->router_path = *mode == RM_COMPOSE_ROUTER ? router : NULL;
+    return RAMOLE_OK;
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
     run_opts o;
@@ -245,11 +309,14 @@ int cmd_generate(int argc, char **argv) {
     rm_model *m = NULL;
     rm_engine *eng = NULL;
     rm_compose_mode mode = RM_COMPOSE_NONE;
+    reg_run rr = {0};
     int rc = 1;
     rm_status st;
     if (need_prompt(cmd, &o)) goto out;
-    if ((st = lora_mode(&o, &mode)) != RAMOLE_OK || (st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
-        (st = encode_prompt(&o, m)) != RAMOLE_OK) {
+    if (o.registry) st = registry_adapters(&o, &rr, &m, &mode);
+    else if ((st = lora_mode(&o, &mode)) == RAMOLE_OK) st = rm_model_open(o.model, &m);
+    if (st == RAMOLE_OK) st = encode_prompt(&o, m);
+    if (st != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
@@ -302,7 +369,9 @@ int cmd_generate(int argc, char **argv) {
     rc = 0;
 out:
     rm_engine_free(eng);
-    rm_model_free(m);
+    rm_model *own = !rr.r || o.model ? m : NULL; /* the registry frees a base it opened */
+    reg_run_free(&rr);
+    rm_model_free(own);
     rm_free(o.tokens);
     return rc;
 }
