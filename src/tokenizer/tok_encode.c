@@ -267,9 +267,10 @@ static void js_trim(const char *s, size_t n, bool left, bool right, size_t *a, s
     *b = j;
 }
 
-/* Normalize s[0..n); *res points at the result (s itself when nothing ran). */
-static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const char *s, size_t n, const char **res,
-                           size_t *rn) {
+/* Normalize s[0..n); *res points at the result (s itself when nothing ran).
+ * no_prefix skips Prepend (the text continues an earlier one). */
+static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const char *s, size_t n, bool no_prefix,
+                           const char **res, size_t *rn) {
     const char *cur = s;
     size_t cn = n;
     tok_buf *bufs[2] = {&sc->norm, &sc->norm2};
@@ -283,6 +284,7 @@ static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const cha
             RM_TRY(norm_unicode(sc, nm->kind, cur, cn, out));
             break;
         case NORM_PREPEND:
+            if (no_prefix) continue;
             out->n = 0;
             RM_TRY(tok_buf_put(out, nm->a, nm->alen));
             RM_TRY(tok_buf_put(out, cur, cn));
@@ -367,7 +369,10 @@ static rm_status arena_put(struct rm_tok_scratch *sc, const char *s, size_t n, s
     return tok_buf_put(&sc->pieces_buf, s, n);
 }
 
-static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t section_index, size_t *np) {
+/* no_prefix: the section starts the text and the text continues an earlier
+ * one, so its first piece gets no prefix space (ByteLevel, Metaspace). */
+static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t section_index, bool no_prefix,
+                             size_t *np) {
     for (size_t k = 0; k < t->n_pre; k++) {
         const tok_pre *p = &t->pre[k];
         size_t n2 = 0;
@@ -375,7 +380,7 @@ static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t 
             size_t off = sc->pieces[2 * i], len = sc->pieces[2 * i + 1];
             switch (p->kind) {
             case PRE_BYTELEVEL:
-                if (p->add_prefix_space && sc->pieces_buf.p[off] != ' ') {
+                if (p->add_prefix_space && !(no_prefix && i == 0) && sc->pieces_buf.p[off] != ' ') {
                     size_t no;
                     RM_TRY(arena_put(sc, " ", 1, &no));
                     RM_TRY(tok_buf_reserve(&sc->pieces_buf, len));
@@ -397,7 +402,8 @@ static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t 
             case PRE_METASPACE: {
                 /* replace ' ' by the replacement, maybe prepend it, maybe split before each */
                 size_t start = sc->pieces_buf.n;
-                bool prefix = p->add_prefix_space && (p->prepend == 0 || (p->prepend == 1 && section_index == 0 && i == 0));
+                bool prefix = p->add_prefix_space && !(no_prefix && i == 0) &&
+                              (p->prepend == 0 || (p->prepend == 1 && section_index == 0 && i == 0));
                 const char *src;
                 RM_TRY(tok_buf_reserve(&sc->pieces_buf, len * p->replen + p->replen));
                 src = sc->pieces_buf.p + off;
@@ -472,10 +478,10 @@ static rm_status sp_split_pieces(struct rm_tok_scratch *sc, size_t len, size_t *
 /* ---- the whole pipeline ---------------------------------------------------- */
 
 static rm_status encode_text(const rm_tok *t, struct rm_tok_scratch *sc, const char *s, size_t n, size_t section_index,
-                             rm_tok_ids *out) {
+                             bool no_prefix, rm_tok_ids *out) {
     const char *norm;
     size_t nn;
-    RM_TRY(normalize(t, sc, s, n, &norm, &nn));
+    RM_TRY(normalize(t, sc, s, n, no_prefix, &norm, &nn));
     if (nn == 0) return RM_OK;
     sc->pieces_buf.n = 0;
     RM_TRY(tok_buf_put(&sc->pieces_buf, norm, nn));
@@ -484,7 +490,7 @@ static rm_status encode_text(const rm_tok *t, struct rm_tok_scratch *sc, const c
         RM_TRY(sp_split_pieces(sc, nn, &np));
     } else {
         RM_TRY(piece_add(sc, &sc->pieces, &sc->cap_pieces, &np, 0, nn));
-        RM_TRY(pretokenize(t, sc, section_index, &np));
+        RM_TRY(pretokenize(t, sc, section_index, no_prefix, &np));
     }
     size_t first = out->n;
     for (size_t i = 0; i < np; i++)
@@ -551,7 +557,7 @@ rm_status rm_tok_encode(const rm_tok *t, const char *text, size_t len, unsigned 
     for (size_t i = 0; i < ns; i++) {
         size_t off = sc->sect[3 * i], n = sc->sect[3 * i + 1], a = sc->sect[3 * i + 2];
         if (a != SIZE_MAX) RM_TRY(tok_ids_push(out, t->added[a].id));
-        else if (n) RM_TRY(encode_text(t, sc, s + off, n, i, out));
+        else if (n) RM_TRY(encode_text(t, sc, s + off, n, i, (flags & RM_TOK_CONTINUATION) && off == 0, out));
     }
 
     /* post-processor */

@@ -69,6 +69,12 @@ enum {
     /* Treat added/special token text in the input as plain text (user
      * content that must not inject control tokens). Default: matched. */
     RM_TOK_NO_PARSE_SPECIAL = 1u << 1,
+    /* The text continues one encoded before it: no prefix space is added at
+     * its start (a SentencePiece dummy prefix from Prepend or Metaspace,
+     * ByteLevel's add_prefix_space). encode(a, ADD_SPECIAL) followed by
+     * encode(b, CONTINUATION) decodes to a + b, as prompt-completion
+     * training wants; sections after an added token keep their prefix. */
+    RM_TOK_CONTINUATION = 1u << 2,
 };
 
 /* Encode text[0..len) into out (replacing its contents). */
