@@ -230,8 +230,9 @@ static rm_status regex_replace_all(struct rm_tok_scratch *sc, const tok_regex *r
     out->n = 0;
     RM_TRY(tok_buf_reserve(out, n));
     size_t pos = 0, last = 0;
+    const pcre2_code *code = tok_regex_code(re, s, n);
     while (pos <= n) {
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
+        int rc = pcre2_match(code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0 && rc != 0) return rm_err(RAMOLE_ERR_INTERNAL, "tokenizer: regex match failed (%d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
@@ -428,14 +429,22 @@ static rm_status regex_pieces(struct rm_tok_scratch *sc, const tok_regex *re, si
     const char *s = sc->pieces_buf.p + off;
     size_t pos = 0, prev = 0;
     split_state st = {.how = how, .invert = invert};
+    const pcre2_code *code = tok_regex_code(re, s, len);
     while (pos <= len) {
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
+        int rc = pcre2_match(code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) return rm_err(RAMOLE_ERR_INTERNAL, "tokenizer: regex match failed (error %d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
         size_t ms = ov[0], me = ov[1];
-        if (ms > prev) RM_TRY(split_segment(sc, &st, off + prev, off + ms, false, n2));
-        RM_TRY(split_segment(sc, &st, off + ms, off + me, true, n2));
+        if (how == SPLIT_ISOLATED) { /* the common cases, without the fold */
+            if (ms > prev) RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + prev, ms - prev));
+            RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + ms, me - ms));
+        } else if (how == SPLIT_REMOVED && invert) {
+            RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + ms, me - ms));
+        } else {
+            if (ms > prev) RM_TRY(split_segment(sc, &st, off + prev, off + ms, false, n2));
+            RM_TRY(split_segment(sc, &st, off + ms, off + me, true, n2));
+        }
         prev = me;
         if (me == ms) {
             if (me >= len) break;
@@ -444,6 +453,8 @@ static rm_status regex_pieces(struct rm_tok_scratch *sc, const tok_regex *re, si
             pos = me;
         }
     }
+    if (how == SPLIT_ISOLATED) return prev < len ? piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + prev, len - prev) : RM_OK;
+    if (how == SPLIT_REMOVED && invert) return RM_OK;
     if (prev < len) RM_TRY(split_segment(sc, &st, off + prev, off + len, false, n2));
     return split_emit(sc, &st, n2);
 }

@@ -101,12 +101,15 @@ uint64_t tok_hash(const void *s, size_t n);
 /* ---- regex -------------------------------------------------------------- */
 
 typedef struct {
-    pcre2_code *code;
-    bool jit;
+    pcre2_code *code;      /* the pattern with PCRE2's own property tables */
+    pcre2_code *wide;      /* the same widened to the reference's Unicode 16, or NULL when equal */
 } tok_regex;
 
-/* Compile a pattern as JavaScript's RegExp(p, "gu") would read it. */
+/* Compile a tokenizer.json pattern as the reference reads it (tok_regex.c). */
 rm_status tok_regex_compile(const char *pattern, tok_regex *re, const char *what);
+/* The compiled pattern to run on s[0..n): wide when s holds a code point
+ * that only the widened classes know, else code (faster). */
+const pcre2_code *tok_regex_code(const tok_regex *re, const char *s, size_t n);
 void tok_regex_free(tok_regex *re);
 
 /* ---- components --------------------------------------------------------- */
