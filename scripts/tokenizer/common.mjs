@@ -1,6 +1,9 @@
 // common.mjs — shared helpers of the tokenizer scripts: where the npm cache
-// lives, how each family's tokenizer files are found, and how a
-// @lenml/tokenizers reference tokenizer is built for a family.
+// lives, how each family's tokenizer files are found, and how the reference
+// tokenizers are built: Hugging Face's own `tokenizers` (its Rust core
+// through the node binding, the golden reference of ids and decoding) and
+// the JS port @lenml/tokenizers (kept for chat templates, which the Rust
+// library does not render).
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -16,6 +19,38 @@ export function lenml() {
   return require("@lenml/tokenizers");
 }
 
+/* Hugging Face `tokenizers` (Rust core): a Tokenizer read from tokenizer.json. */
+export function hfTokenizer(jsonPath) {
+  return require("tokenizers").Tokenizer.fromFile(jsonPath);
+}
+
+/* Ids as Hugging Face gives them for text (a JS string), with or without the
+ * post-processor's special tokens. */
+export async function hfEncode(tok, text, addSpecial) {
+  return (await tok.encode(text, null, { addSpecialTokens: addSpecial })).getIds();
+}
+
+/* Ids of many texts at once (the binding's encodeBatch, run on its own
+ * thread pool; RAYON_NUM_THREADS caps it). */
+export async function hfEncodeBatch(tok, texts, addSpecial) {
+  return (await tok.encodeBatch(texts, { addSpecialTokens: addSpecial })).map((e) => e.getIds());
+}
+
+/* transformers' decode: the Rust decoder's text, then, when the config's
+ * clean_up_tokenization_spaces is true, transformers' clean-up of spaces
+ * before punctuation and contractions (done in Python, not in the Rust core). */
+export async function hfDecode(tok, ids, config) {
+  const text = await tok.decode(ids, false);
+  if (!config || !config.clean_up_tokenization_spaces) return text;
+  return text.replaceAll(" .", ".").replaceAll(" ?", "?").replaceAll(" !", "!").replaceAll(" ,", ",")
+    .replaceAll(" ' ", "'").replaceAll(" n't", "n't").replaceAll(" 'm", "'m").replaceAll(" 's", "'s")
+    .replaceAll(" 've", "'ve").replaceAll(" 're", "'re");
+}
+
+export function readConfig(configPath) {
+  return configPath && fs.existsSync(configPath) ? JSON.parse(fs.readFileSync(configPath, "utf8")) : {};
+}
+
 /* family -> { json, config } paths (tokenizer.json, tokenizer_config.json) */
 export function familyFiles(family) {
   switch (family) {
@@ -29,7 +64,8 @@ export function familyFiles(family) {
     case "gpt2":
     case "llama2":
     case "synth-sp":
-    case "synth-bl": {
+    case "synth-bl":
+    case "synth-split": {
       const dir = path.join(EXPORT_DIR, family);
       return { json: path.join(dir, "tokenizer.json"), config: path.join(dir, "tokenizer_config.json") };
     }

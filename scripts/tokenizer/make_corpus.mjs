@@ -85,6 +85,20 @@ T("𝓗𝓮𝓵𝓵𝓸 𝕎𝕠𝕣𝕝𝕕 𐍈 𒀀 🀄");
 T("");
 T("a");
 T("\u0000\u0001\u001f\u007f\u0085\u00ad");
+// Exotic whitespace (where regex \s, JS trim and Rust's char::is_whitespace
+// part ways): NEL, line/paragraph separators, BOM, Mongolian vowel
+// separator, the information separators U+001C..U+001F, ideographic space,
+// each alone, after spaces, in runs and between words
+for (const w of ["\u0085", "\u2028", "\u2029", "\ufeff", "\u180e", "\u001c", "\u001d", "\u001e", "\u001f", "\u3000"]) {
+  T(`a${w}b  ${w}c   ${w}${w}d ${w}\n${w} e${w}`);
+  T(`${w}${w} lead and trail  ${w}`);
+}
+T("x \u0085 \u0085\u0085  \u2028\u3000 \ufeff\u180e\u001c\u001d\u001e\u001f y\t\u0085\n");
+// Where Unicode versions part: final sigma (Lowercase maps each code point
+// alone), capitals new in Unicode 16, compatibility forms newer than the
+// reference's normalization tables, Kaktovik numerals (\p{N} since 15.0)
+T("ΟΔΟΣ ΣΑΣ. Σ σ ς \u1c89\ua7cb\ua7dc\u{10d50} \u32ff\ua7f2\u{1e030}\u{1fbf3} x\u{1d2c0}\u{1d2c1} 7\u{1d2d3}");
+T("Hello\u00a0\u0085world\u2028\u2029 \u3000\u3000! 12\u0085 34 \ufeff'll \u0085's");
 // Invalid UTF-8 (decoded with U+FFFD replacement by both sides)
 H("48656c6c6fff20776f726c64");          // Hello\xff world
 H("c3");                                // truncated 2-byte sequence

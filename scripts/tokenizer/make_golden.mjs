@@ -1,30 +1,33 @@
-// make_golden.mjs — encode tests/golden/tokenizer/corpus.jsonl with the
-// reference tokenizer (@lenml/tokenizers, a port of Hugging Face tokenizers)
+// make_golden.mjs — encode tests/golden/tokenizer/corpus.jsonl with Hugging
+// Face's own `tokenizers` (its Rust core, the npm package's node binding)
 // for each family and write tests/golden/tokenizer/<family>.jsonl:
 //   {"ids": [...], "ids_special": [...], "decoded": "..."}   one line per corpus entry
-// ids: encode(text, {add_special_tokens: false}); ids_special: with
-// add_special_tokens: true; decoded: decode(ids) with the family's defaults.
+// ids: encode(text) without special tokens; ids_special: with the
+// post-processor's; decoded: decode(ids) as transformers does it (the Rust
+// decoder, then clean_up_tokenization_spaces when the config asks for it).
 // Usage: node scripts/tokenizer/make_golden.mjs [family...]
-// (run scripts/tokenizer/export_tokenizers.mjs first for gpt2 and llama2).
+// (run scripts/tokenizer/export_tokenizers.mjs first for gpt2, llama2 and the synth-* files).
 import fs from "node:fs";
 import path from "node:path";
-import { ROOT, familyFiles, loadReference, readJsonl, entryText } from "./common.mjs";
+import { ROOT, familyFiles, readConfig, readJsonl, entryText, hfTokenizer, hfEncodeBatch, hfDecode } from "./common.mjs";
 
-const families = process.argv.length > 2 ? process.argv.slice(2) : ["qwen3", "llama3", "mistral", "gpt2", "llama2"];
+const families = process.argv.length > 2 ? process.argv.slice(2)
+  : ["qwen3", "llama3", "mistral", "gpt2", "llama2", "synth-sp", "synth-bl", "synth-split"];
 const dir = path.join(ROOT, "tests/golden/tokenizer");
 const corpus = readJsonl(path.join(dir, "corpus.jsonl"));
+const texts = corpus.map(entryText);
 
 for (const fam of families) {
   const f = familyFiles(fam);
-  const tok = loadReference(f.json, f.config);
-  const lines = corpus.map((e) => {
-    const text = entryText(e);
-    const ids = tok.encode(text, { add_special_tokens: false });
-    const ids_special = tok.encode(text, { add_special_tokens: true });
-    const decoded = ids.length ? tok.decode(ids) : "";
-    return JSON.stringify({ ids, ids_special, decoded });
-  });
+  const tok = hfTokenizer(f.json);
+  const config = readConfig(f.config);
+  const ids = await hfEncodeBatch(tok, texts, false);
+  const special = await hfEncodeBatch(tok, texts, true);
+  const lines = [];
+  for (let i = 0; i < texts.length; i++) {
+    const decoded = ids[i].length ? await hfDecode(tok, ids[i], config) : "";
+    lines.push(JSON.stringify({ ids: ids[i], ids_special: special[i], decoded }));
+  }
   fs.writeFileSync(path.join(dir, `${fam}.jsonl`), lines.join("\n") + "\n");
-  const n = lines.reduce((a, l) => a + JSON.parse(l).ids.length, 0);
-  console.log(`${fam}: ${lines.length} lines, ${n} tokens`);
+  console.log(`${fam}: ${lines.length} lines, ${ids.reduce((a, x) => a + x.length, 0)} tokens`);
 }

@@ -325,8 +325,9 @@ static rm_status count_words(const char *const *texts, const size_t *lens, size_
             len = fixed.n;
         }
         size_t pos = 0, prev = 0;
+        const pcre2_code *code = tok_regex_code(&re, s, len);
         while (pos <= len && !st) {
-            int rc = pcre2_match(re.code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+            int rc = pcre2_match(code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
             if (rc == PCRE2_ERROR_NOMATCH) break;
             if (rc < 0) { st = rm_err(RAMOLE_ERR_INTERNAL, "tokenizer train: regex error %d", rc); break; }
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

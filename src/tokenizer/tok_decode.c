@@ -3,9 +3,9 @@
  *
  * Decoders work on a list of strings (one per token at the start) as the
  * reference does: ByteLevel turns runs of byte-mapped tokens back into
- * bytes and then into text (invalid UTF-8 -> U+FFFD, as TextDecoder), added
- * tokens stay as written; Replace, ByteFallback (<0xXX> runs -> bytes ->
- * text), Fuse, Strip, Metaspace and BPEDecoder follow. A list is an arena
+ * bytes and then into text (invalid UTF-8 -> U+FFFD per maximal subpart),
+ * added tokens stay as written; Replace, ByteFallback (<0xXX> runs -> bytes
+ * -> text, a run that is not valid UTF-8 -> one U+FFFD per byte), Fuse, Strip, Metaspace and BPEDecoder follow. A list is an arena
  * buffer plus (offset, length) pairs; each step writes a new list.
  * After the chain: end_of_word_suffix -> space, then the optional
  * clean_up_tokenization_spaces rewrite (" ." -> ".", " n't" -> "n't", ...),
@@ -78,13 +78,19 @@ static rm_status unmap_bytes(const char *s, size_t n, tok_buf *out) {
     return RM_OK;
 }
 
-static rm_status flush_bytes(strlist *out, tok_buf *bytes, bool strip_bom) {
+/* A run of bytes as text: invalid UTF-8 becomes U+FFFD per maximal subpart
+ * (ByteLevel: Rust's from_utf8_lossy), or with per_byte one U+FFFD for
+ * every byte of a run that is not valid UTF-8 as a whole (ByteFallback). */
+static rm_status flush_bytes(strlist *out, tok_buf *bytes, bool per_byte) {
     if (!bytes->n) return RM_OK;
     tok_buf fixed = {0};
-    rm_status st = tok_utf8_repair(bytes->p, bytes->n, &fixed);
-    size_t skip = 0;
-    if (!st && strip_bom && fixed.n >= 3 && memcmp(fixed.p, "\xEF\xBB\xBF", 3) == 0) skip = 3;
-    if (!st) st = sl_add(out, fixed.p + skip, fixed.n - skip);
+    rm_status st = RM_OK;
+    if (per_byte && !tok_utf8_is_valid(bytes->p, bytes->n)) {
+        for (size_t i = 0; i < bytes->n && !st; i++) st = tok_buf_put(&fixed, "\xEF\xBF\xBD", 3);
+    } else {
+        st = tok_utf8_repair(bytes->p, bytes->n, &fixed);
+    }
+    if (!st) st = sl_add(out, fixed.p, fixed.n);
     tok_buf_free(&fixed);
     bytes->n = 0;
     return st;
@@ -147,12 +153,11 @@ static rm_status run_decoder(const rm_tok *t, const tok_dec *d, const strlist *i
         }
         break;
     case DEC_METASPACE:
+        /* as the Rust library: with a prefix, the first token loses every
+         * replacement character, not only its first */
         for (size_t i = 0; i < in->n && !st; i++) {
-            st = replace_into(out, ITEM(in, i), ILEN(in, i), d->a, d->alen, " ", 1);
-            if (!st && d->add_prefix_space && i == 0 && ILEN(out, out->n - 1) && ITEM(out, out->n - 1)[0] == ' ') {
-                out->p[2 * (out->n - 1)]++;
-                out->p[2 * (out->n - 1) + 1]--;
-            }
+            bool drop = d->add_prefix_space && i == 0;
+            st = replace_into(out, ITEM(in, i), ILEN(in, i), d->a, d->alen, " ", drop ? 0 : 1);
         }
         break;
     case DEC_BPE:

@@ -10,8 +10,9 @@
  *   5. the BPE model turns each piece into ids (tok_bpe.c); fuse_unk joins
  *      runs of unk
  *   6. the post-processor template adds BOS/EOS when asked
- * Regex iteration follows JS String.matchAll: after an empty match the
- * search resumes one code point later. All buffers belong to the caller's
+ * Regex iteration, as the reference's: after an empty match the search
+ * resumes one code point later; a Split sorts matches and the gaps between
+ * them into pieces by its delimiter behaviour. All buffers belong to the caller's
  * rm_tok_ids scratch and are reused between calls.
  */
 #include "tokenizer/tok_internal.h"
@@ -136,7 +137,39 @@ static bool all_ascii(const char *s, size_t n) {
     return true;
 }
 
-static rm_status norm_unicode(struct rm_tok_scratch *sc, norm_kind k, const char *s, size_t n, tok_buf *out) {
+/* Code points whose (canonical or compatibility) decomposition the Rust
+ * library's normalization tables lack, as they predate it (Unicode 12.1 and
+ * later; found by comparing its NFD/NFKD with newer tables on every code
+ * point): its normalizers pass them through unchanged, and so does ramole. */
+static const uint32_t norm_frozen[][2] = {
+    {0x32FF, 0x32FF}, {0xA7F1, 0xA7F4}, {0xAB69, 0xAB69}, {0x105C9, 0x105C9}, {0x105E4, 0x105E4},
+    {0x10781, 0x10785}, {0x10787, 0x107B0}, {0x107B2, 0x107BA}, {0x11383, 0x11383}, {0x11385, 0x11385},
+    {0x1138E, 0x1138E}, {0x11391, 0x11391}, {0x113C5, 0x113C5}, {0x113C7, 0x113C8}, {0x11938, 0x11938},
+    {0x16121, 0x16128}, {0x16D68, 0x16D6A}, {0x1CCD6, 0x1CCF9}, {0x1E030, 0x1E06D}, {0x1F16C, 0x1F16C},
+    {0x1FBF0, 0x1FBF9},
+};
+
+static bool norm_is_frozen(uint32_t cp) {
+    if (cp < 0x32FF) return false;
+    for (size_t k = 0; k < sizeof norm_frozen / sizeof norm_frozen[0]; k++)
+        if (cp >= norm_frozen[k][0] && cp <= norm_frozen[k][1]) return true;
+    return false;
+}
+
+/* Offset of the first frozen code point in s[0..n), or n. */
+static size_t norm_next_frozen(const char *s, size_t n, size_t *len) {
+    for (size_t i = 0; i < n;) {
+        if ((uint8_t)s[i] < 0xE3) { i += (uint8_t)s[i] < 0x80 ? 1 : 2; continue; } /* below U+3000 */
+        size_t l;
+        uint32_t cp = tok_utf8_decode((const uint8_t *)s + i, &l);
+        if (norm_is_frozen(cp)) { *len = l; return i; }
+        i += l;
+    }
+    return n;
+}
+
+/* Normalize s[0..n) with utf8proc, appending to out. */
+static rm_status norm_utf8proc(struct rm_tok_scratch *sc, norm_kind k, const char *s, size_t n, tok_buf *out) {
     utf8proc_option_t opt = UTF8PROC_STABLE | (k == NORM_NFC || k == NORM_NFKC ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
                             (k == NORM_NFKC || k == NORM_NFKD ? UTF8PROC_COMPAT : 0);
     for (;;) {
@@ -146,7 +179,6 @@ static rm_status norm_unicode(struct rm_tok_scratch *sc, norm_kind k, const char
         if ((size_t)r <= sc->cap_u32) {
             r = utf8proc_reencode((utf8proc_int32_t *)sc->u32, r, opt);
             if (r < 0) return rm_err(RAMOLE_ERR_INTERNAL, "tokenizer: Unicode normalization failed: %s", utf8proc_errmsg(r));
-            out->n = 0;
             return tok_buf_put(out, sc->u32, (size_t)r);
         }
         size_t c = sc->cap_u32 ? sc->cap_u32 : 256;
@@ -155,6 +187,21 @@ static rm_status norm_unicode(struct rm_tok_scratch *sc, norm_kind k, const char
         if (!nu) return rm_err(RAMOLE_ERR_NOMEM, "tokenizer: out of memory");
         sc->u32 = nu;
         sc->cap_u32 = c;
+    }
+}
+
+/* Normalize s[0..n) into out (replacing it). A frozen code point is a
+ * starter with no decomposition for the reference, so normalizing the text
+ * between frozen code points apart and copying them gives its result. */
+static rm_status norm_unicode(struct rm_tok_scratch *sc, norm_kind k, const char *s, size_t n, tok_buf *out) {
+    out->n = 0;
+    for (;;) {
+        size_t fl = 0, f = norm_next_frozen(s, n, &fl);
+        if (f) RM_TRY(norm_utf8proc(sc, k, s, f, out));
+        if (f == n) return RM_OK;
+        RM_TRY(tok_buf_put(out, s + f, fl));
+        s += f + fl;
+        n -= f + fl;
     }
 }
 
@@ -183,8 +230,9 @@ static rm_status regex_replace_all(struct rm_tok_scratch *sc, const tok_regex *r
     out->n = 0;
     RM_TRY(tok_buf_reserve(out, n));
     size_t pos = 0, last = 0;
+    const pcre2_code *code = tok_regex_code(re, s, n);
     while (pos <= n) {
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
+        int rc = pcre2_match(code, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0 && rc != 0) return rm_err(RAMOLE_ERR_INTERNAL, "tokenizer: regex match failed (%d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
@@ -205,51 +253,53 @@ static rm_status regex_replace_all(struct rm_tok_scratch *sc, const tok_regex *r
     return RM_OK;
 }
 
-static bool is_letter(uint32_t cp) {
-    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT;
+/* Lower case of one code point as the Rust library's char::to_lowercase
+ * (Unicode 17) gives it, for the code points whose mapping is one code
+ * point: utf8proc's simple mapping (Unicode 15) plus the capitals Unicode
+ * 16 and 17 added (found on every code point, tests/cli/tokenizer_hf.sh). */
+static uint32_t lower_cp(uint32_t cp) {
+    switch (cp) {
+    case 0x1C89: return 0x1C8A;
+    case 0xA7CB: return 0x0264;
+    case 0xA7CC: return 0xA7CD;
+    case 0xA7DA: return 0xA7DB;
+    case 0xA7DC: return 0x019B;
+    case 0xA7CE: case 0xA7D2: case 0xA7D4: return cp + 1;
+    default: break;
+    }
+    if (cp >= 0x10D50 && cp <= 0x10D65) return cp + 0x20; /* Garay */
+    if (cp >= 0x16EA0 && cp <= 0x16EB8) return cp + 0x1B; /* Beria Erfe */
+    return (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
 }
 
-/* JS toLowerCase: simple case mapping from utf8proc plus the special cases
- * of SpecialCasing.txt that are not language-specific: U+0130 -> "i\u0307"
- * and the final sigma (approximated: a cased letter before, none after). */
+/* The Rust library's Lowercase: each code point on its own (no final-sigma
+ * rule), U+0130 -> "i\u0307", the rest through lower_cp. */
 static rm_status norm_lower(const char *s, size_t n, tok_buf *out) {
     out->n = 0;
     RM_TRY(tok_buf_reserve(out, n));
     size_t i = 0;
-    uint32_t prev = 0;
     while (i < n) {
         size_t l;
-        uint32_t cp = tok_utf8_decode((const uint8_t *)s + i, &l), lo;
+        uint32_t cp = tok_utf8_decode((const uint8_t *)s + i, &l);
         if (cp == 0x130) {
             RM_TRY(tok_buf_put(out, "i\xcc\x87", 3));
-            prev = cp;
-            i += l;
-            continue;
-        }
-        if (cp == 0x3A3) {
-            size_t l2;
-            bool next_letter = i + l < n && is_letter(tok_utf8_decode((const uint8_t *)s + i + l, &l2));
-            lo = prev && is_letter(prev) && !next_letter ? 0x3C2 : 0x3C3;
         } else {
-            lo = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+            char e[4];
+            RM_TRY(tok_buf_put(out, e, tok_utf8_encode(lower_cp(cp), e)));
         }
-        char e[4];
-        RM_TRY(tok_buf_put(out, e, tok_utf8_encode(lo, e)));
-        prev = cp;
         i += l;
     }
     return RM_OK;
 }
 
-/* JS trimStart/trimEnd bounds of s[0..n). */
-static void js_trim(const char *s, size_t n, bool left, bool right, size_t *a, size_t *b) {
+/* Bounds of s[0..n) trimmed of Unicode White_Space at the start and/or end. */
+static void ws_trim(const char *s, size_t n, bool left, bool right, size_t *a, size_t *b) {
     size_t i = 0, j = n;
     if (left) {
         while (i < n) {
             size_t l;
             uint32_t cp = tok_utf8_decode((const uint8_t *)s + i, &l);
-            if (!tok_js_space(cp)) break;
+            if (!tok_unicode_space(cp)) break;
             i += l;
         }
     }
@@ -259,7 +309,7 @@ static void js_trim(const char *s, size_t n, bool left, bool right, size_t *a, s
             while (k > i && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
             size_t l;
             uint32_t cp = tok_utf8_decode((const uint8_t *)s + k, &l);
-            if (!tok_js_space(cp)) break;
+            if (!tok_unicode_space(cp)) break;
             j = k;
         }
     }
@@ -267,9 +317,10 @@ static void js_trim(const char *s, size_t n, bool left, bool right, size_t *a, s
     *b = j;
 }
 
-/* Normalize s[0..n); *res points at the result (s itself when nothing ran). */
-static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const char *s, size_t n, const char **res,
-                           size_t *rn) {
+/* Normalize s[0..n); *res points at the result (s itself when nothing ran).
+ * no_prefix skips Prepend (the text continues an earlier one). */
+static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const char *s, size_t n, bool no_prefix,
+                           const char **res, size_t *rn) {
     const char *cur = s;
     size_t cn = n;
     tok_buf *bufs[2] = {&sc->norm, &sc->norm2};
@@ -283,6 +334,7 @@ static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const cha
             RM_TRY(norm_unicode(sc, nm->kind, cur, cn, out));
             break;
         case NORM_PREPEND:
+            if (no_prefix) continue;
             out->n = 0;
             RM_TRY(tok_buf_put(out, nm->a, nm->alen));
             RM_TRY(tok_buf_put(out, cur, cn));
@@ -297,7 +349,7 @@ static rm_status normalize(const rm_tok *t, struct rm_tok_scratch *sc, const cha
             break;
         case NORM_STRIP: {
             size_t a, b;
-            js_trim(cur, cn, nm->left, nm->right, &a, &b);
+            ws_trim(cur, cn, nm->left, nm->right, &a, &b);
             out->n = 0;
             RM_TRY(tok_buf_put(out, cur + a, b - a));
             break;
@@ -329,25 +381,69 @@ static rm_status piece_add(struct rm_tok_scratch *sc, size_t **arr, size_t *cap,
     return RM_OK;
 }
 
+/* The pieces of a split being built: a segment (a match or a gap between
+ * matches) waits in `pend` until the next one shows whether they join. */
+typedef struct {
+    split_behavior how;
+    bool invert;           /* the gaps are the delimiters */
+    size_t ps, pe;         /* pending piece [ps, pe) of the arena */
+    bool has_pend, pend_delim, prev_delim;
+} split_state;
+
+static rm_status split_emit(struct rm_tok_scratch *sc, split_state *st, size_t *n2) {
+    if (st->has_pend) RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, st->ps, st->pe - st->ps));
+    st->has_pend = false;
+    return RM_OK;
+}
+
+/* Feed the next segment [a, b) of the arena; is_match before inversion.
+ * Follows the Rust library's SplitDelimiterBehavior fold. */
+static rm_status split_segment(struct rm_tok_scratch *sc, split_state *st, size_t a, size_t b, bool is_match,
+                               size_t *n2) {
+    bool delim = is_match != st->invert;
+    bool join = false;
+    switch (st->how) {
+    case SPLIT_ISOLATED: break;
+    case SPLIT_REMOVED:
+        if (delim) { st->prev_delim = true; return RM_OK; }
+        break;
+    case SPLIT_CONTIGUOUS: join = st->has_pend && delim == st->prev_delim; break;
+    case SPLIT_MERGED_WITH_PREVIOUS: join = st->has_pend && delim && !st->prev_delim; break;
+    case SPLIT_MERGED_WITH_NEXT: join = st->has_pend && st->pend_delim && !delim; break;
+    }
+    st->prev_delim = delim;
+    if (join) {
+        st->pe = b;
+        st->pend_delim = false; /* a merged piece joins nothing after it */
+        return RM_OK;
+    }
+    RM_TRY(split_emit(sc, st, n2));
+    st->ps = a, st->pe = b, st->has_pend = true, st->pend_delim = delim;
+    return RM_OK;
+}
+
 /* Run one regex over the piece at buf[off..off+len) and add the resulting
- * pieces: mode 0 = isolated split, 1 = matches only, 2 = removed (+groups). */
-static rm_status regex_pieces(struct rm_tok_scratch *sc, const tok_regex *re, size_t off, size_t len, int mode,
-                              size_t *n2) {
+ * pieces as `how` and `invert` say (Removed + invert: the matches only). */
+static rm_status regex_pieces(struct rm_tok_scratch *sc, const tok_regex *re, size_t off, size_t len,
+                              split_behavior how, bool invert, size_t *n2) {
     const char *s = sc->pieces_buf.p + off;
     size_t pos = 0, prev = 0;
+    split_state st = {.how = how, .invert = invert};
+    const pcre2_code *code = tok_regex_code(re, s, len);
     while (pos <= len) {
-        int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
+        int rc = pcre2_match(code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, sc->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) return rm_err(RAMOLE_ERR_INTERNAL, "tokenizer: regex match failed (error %d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
         size_t ms = ov[0], me = ov[1];
-        if (mode != 1 && ms > prev) RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + prev, ms - prev));
-        if (mode != 2) RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + ms, me - ms));
-        else {
-            int groups = rc == 0 ? (int)pcre2_get_ovector_count(sc->md) : rc;
-            for (int g = 1; g < groups; g++)
-                if (ov[2 * g] != PCRE2_UNSET && ov[2 * g + 1] > ov[2 * g])
-                    RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + ov[2 * g], ov[2 * g + 1] - ov[2 * g]));
+        if (how == SPLIT_ISOLATED) { /* the common cases, without the fold */
+            if (ms > prev) RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + prev, ms - prev));
+            RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + ms, me - ms));
+        } else if (how == SPLIT_REMOVED && invert) {
+            RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + ms, me - ms));
+        } else {
+            if (ms > prev) RM_TRY(split_segment(sc, &st, off + prev, off + ms, false, n2));
+            RM_TRY(split_segment(sc, &st, off + ms, off + me, true, n2));
         }
         prev = me;
         if (me == ms) {
@@ -357,8 +453,10 @@ static rm_status regex_pieces(struct rm_tok_scratch *sc, const tok_regex *re, si
             pos = me;
         }
     }
-    if (mode != 1 && prev < len) RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + prev, len - prev));
-    return RM_OK;
+    if (how == SPLIT_ISOLATED) return prev < len ? piece_add(sc, &sc->pieces2, &sc->cap_pieces2, n2, off + prev, len - prev) : RM_OK;
+    if (how == SPLIT_REMOVED && invert) return RM_OK;
+    if (prev < len) RM_TRY(split_segment(sc, &st, off + prev, off + len, false, n2));
+    return split_emit(sc, &st, n2);
 }
 
 /* Append new text to the arena; returns its offset. (The arena may move.) */
@@ -367,7 +465,10 @@ static rm_status arena_put(struct rm_tok_scratch *sc, const char *s, size_t n, s
     return tok_buf_put(&sc->pieces_buf, s, n);
 }
 
-static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t section_index, size_t *np) {
+/* no_prefix: the section starts the text and the text continues an earlier
+ * one, so its first piece gets no prefix space (ByteLevel, Metaspace). */
+static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t section_index, bool no_prefix,
+                             size_t *np) {
     for (size_t k = 0; k < t->n_pre; k++) {
         const tok_pre *p = &t->pre[k];
         size_t n2 = 0;
@@ -375,7 +476,7 @@ static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t 
             size_t off = sc->pieces[2 * i], len = sc->pieces[2 * i + 1];
             switch (p->kind) {
             case PRE_BYTELEVEL:
-                if (p->add_prefix_space && sc->pieces_buf.p[off] != ' ') {
+                if (p->add_prefix_space && !(no_prefix && i == 0) && sc->pieces_buf.p[off] != ' ') {
                     size_t no;
                     RM_TRY(arena_put(sc, " ", 1, &no));
                     RM_TRY(tok_buf_reserve(&sc->pieces_buf, len));
@@ -384,20 +485,21 @@ static rm_status pretokenize(const rm_tok *t, struct rm_tok_scratch *sc, size_t 
                     off = no;
                     len += 1;
                 }
-                if (p->use_regex) RM_TRY(regex_pieces(sc, &p->re, off, len, 1, &n2));
+                if (p->use_regex) RM_TRY(regex_pieces(sc, &p->re, off, len, SPLIT_ISOLATED, false, &n2));
                 else RM_TRY(piece_add(sc, &sc->pieces2, &sc->cap_pieces2, &n2, off, len));
                 break;
             case PRE_SPLIT:
-                RM_TRY(regex_pieces(sc, &p->re, off, len, p->invert ? 1 : p->behavior == SPLIT_REMOVED ? 2 : 0, &n2));
+                RM_TRY(regex_pieces(sc, &p->re, off, len, p->behavior, p->invert, &n2));
                 break;
             case PRE_DIGITS:
-            case PRE_WSSPLIT:
-                RM_TRY(regex_pieces(sc, &p->re, off, len, 1, &n2));
+            case PRE_WSSPLIT: /* the pattern covers each piece: its matches */
+                RM_TRY(regex_pieces(sc, &p->re, off, len, SPLIT_REMOVED, true, &n2));
                 break;
             case PRE_METASPACE: {
                 /* replace ' ' by the replacement, maybe prepend it, maybe split before each */
                 size_t start = sc->pieces_buf.n;
-                bool prefix = p->add_prefix_space && (p->prepend == 0 || (p->prepend == 1 && section_index == 0 && i == 0));
+                bool prefix = p->add_prefix_space && !(no_prefix && i == 0) &&
+                              (p->prepend == 0 || (p->prepend == 1 && section_index == 0 && i == 0));
                 const char *src;
                 RM_TRY(tok_buf_reserve(&sc->pieces_buf, len * p->replen + p->replen));
                 src = sc->pieces_buf.p + off;
@@ -472,10 +574,10 @@ static rm_status sp_split_pieces(struct rm_tok_scratch *sc, size_t len, size_t *
 /* ---- the whole pipeline ---------------------------------------------------- */
 
 static rm_status encode_text(const rm_tok *t, struct rm_tok_scratch *sc, const char *s, size_t n, size_t section_index,
-                             rm_tok_ids *out) {
+                             bool no_prefix, rm_tok_ids *out) {
     const char *norm;
     size_t nn;
-    RM_TRY(normalize(t, sc, s, n, &norm, &nn));
+    RM_TRY(normalize(t, sc, s, n, no_prefix, &norm, &nn));
     if (nn == 0) return RM_OK;
     sc->pieces_buf.n = 0;
     RM_TRY(tok_buf_put(&sc->pieces_buf, norm, nn));
@@ -484,7 +586,7 @@ static rm_status encode_text(const rm_tok *t, struct rm_tok_scratch *sc, const c
         RM_TRY(sp_split_pieces(sc, nn, &np));
     } else {
         RM_TRY(piece_add(sc, &sc->pieces, &sc->cap_pieces, &np, 0, nn));
-        RM_TRY(pretokenize(t, sc, section_index, &np));
+        RM_TRY(pretokenize(t, sc, section_index, no_prefix, &np));
     }
     size_t first = out->n;
     for (size_t i = 0; i < np; i++)
@@ -538,12 +640,12 @@ rm_status rm_tok_encode(const rm_tok *t, const char *text, size_t len, unsigned 
         if (a == SIZE_MAX) continue;
         if (t->added[a].lstrip && i > 0 && sc->sect[3 * (i - 1) + 2] == SIZE_MAX) {
             size_t x, y;
-            js_trim(s + sc->sect[3 * (i - 1)], sc->sect[3 * (i - 1) + 1], false, true, &x, &y);
+            ws_trim(s + sc->sect[3 * (i - 1)], sc->sect[3 * (i - 1) + 1], false, true, &x, &y);
             sc->sect[3 * (i - 1) + 1] = y;
         }
         if (t->added[a].rstrip && i + 1 < ns && sc->sect[3 * (i + 1) + 2] == SIZE_MAX) {
             size_t x, y;
-            js_trim(s + sc->sect[3 * (i + 1)], sc->sect[3 * (i + 1) + 1], true, false, &x, &y);
+            ws_trim(s + sc->sect[3 * (i + 1)], sc->sect[3 * (i + 1) + 1], true, false, &x, &y);
             sc->sect[3 * (i + 1)] += x;
             sc->sect[3 * (i + 1) + 1] = y - x;
         }
@@ -551,7 +653,7 @@ rm_status rm_tok_encode(const rm_tok *t, const char *text, size_t len, unsigned 
     for (size_t i = 0; i < ns; i++) {
         size_t off = sc->sect[3 * i], n = sc->sect[3 * i + 1], a = sc->sect[3 * i + 2];
         if (a != SIZE_MAX) RM_TRY(tok_ids_push(out, t->added[a].id));
-        else if (n) RM_TRY(encode_text(t, sc, s + off, n, i, out));
+        else if (n) RM_TRY(encode_text(t, sc, s + off, n, i, (flags & RM_TOK_CONTINUATION) && off == 0, out));
     }
 
     /* post-processor */

@@ -1,9 +1,10 @@
 /*
  * tok_internal.h — the shapes shared by the tokenizer's files.
  *
- *   tok_util.c     UTF-8 (validation, WHATWG repair), JS whitespace, byte-level
- *                  alphabet, growable byte buffers, string->id hash map
- *   tok_regex.c    JS-compatible regex on PCRE2 (translation of \s, (?i:'s..))
+ *   tok_util.c     UTF-8 (validation, WHATWG repair), Unicode and JS whitespace,
+ *                  byte-level alphabet, growable byte buffers, string->id map
+ *   tok_regex.c    tokenizer.json regexes on PCRE2, read as the Rust library's
+ *                  Oniguruma reads them (\s, \p{N}, \d, \w, (?i:'s..))
  *   tok_load.c     tokenizer.json / tokenizer_config.json / GPT-2 files -> rm_tok
  *   tok_json.c     fast scan of model.vocab / model.merges (jansson for the rest)
  *   tok_gguf.c     tokenizer.* GGUF keys, written and read as llama.cpp does
@@ -75,8 +76,13 @@ size_t tok_utf8_encode(uint32_t cp, char out[4]);
 /* Append s with invalid sequences replaced by U+FFFD (WHATWG maximal subpart). */
 rm_status tok_utf8_repair(const char *s, size_t n, tok_buf *out);
 bool tok_utf8_is_valid(const char *s, size_t n);
-/* JS String.prototype.trim's whitespace (WhiteSpace + LineTerminator). */
+/* JS String.prototype.trim's whitespace (WhiteSpace + LineTerminator), as
+ * the chat templates' reference (the JS port's Jinja) trims. */
 bool tok_js_space(uint32_t cp);
+/* Unicode White_Space: Rust's char::is_whitespace, which the Rust library's
+ * Strip normalizer and added-token lstrip/rstrip trim (has U+0085, lacks
+ * U+FEFF, U+180E and U+001C..U+001F). */
+bool tok_unicode_space(uint32_t cp);
 
 /* GPT-2 byte <-> code point alphabet. */
 uint32_t tok_byte_to_cp(uint8_t b);
@@ -95,12 +101,15 @@ uint64_t tok_hash(const void *s, size_t n);
 /* ---- regex -------------------------------------------------------------- */
 
 typedef struct {
-    pcre2_code *code;
-    bool jit;
+    pcre2_code *code;      /* the pattern with PCRE2's own property tables */
+    pcre2_code *wide;      /* the same widened to the reference's Unicode 16, or NULL when equal */
 } tok_regex;
 
-/* Compile a pattern as JavaScript's RegExp(p, "gu") would read it. */
+/* Compile a tokenizer.json pattern as the reference reads it (tok_regex.c). */
 rm_status tok_regex_compile(const char *pattern, tok_regex *re, const char *what);
+/* The compiled pattern to run on s[0..n): wide when s holds a code point
+ * that only the widened classes know, else code (faster). */
+const pcre2_code *tok_regex_code(const tok_regex *re, const char *s, size_t n);
 void tok_regex_free(tok_regex *re);
 
 /* ---- components --------------------------------------------------------- */
@@ -125,7 +134,15 @@ typedef enum {
     PRE_WSSPLIT,     /* WhitespaceSplit */
 } pre_kind;
 
-typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED } split_behavior;
+/* What a Split does with each delimiter (a match, or with invert a gap
+ * between matches), as the Rust library's SplitDelimiterBehavior. */
+typedef enum {
+    SPLIT_ISOLATED,            /* a piece of its own */
+    SPLIT_REMOVED,             /* dropped */
+    SPLIT_MERGED_WITH_PREVIOUS, /* joined to the piece before it */
+    SPLIT_MERGED_WITH_NEXT,    /* joined to the piece after it */
+    SPLIT_CONTIGUOUS,          /* adjacent delimiters form one piece */
+} split_behavior;
 
 typedef struct {
     pre_kind kind;

@@ -8,17 +8,17 @@
  * are ERR_UNSUPPORTED with the type named, never ignored, because a silently
  * skipped normalizer gives wrong ids without any sign.
  *
- * Semantics follow @lenml/tokenizers (transformers.js), the reference the
- * golden files come from, where it and Hugging Face's Rust crate differ:
- * regex \s is JS's (has U+FEFF, lacks U+0085; see tok_regex.c), Split's
- * MergedWithPrevious/MergedWithNext/Contiguous act as Isolated and
- * "Removed" keeps capture groups, added tokens are matched whatever their
- * "normalized"/"single_word" flags say, clean_up_tokenization_spaces
- * defaults to true. Known deliberate differences from the JS: Metaspace
- * honours prepend_scheme and split as the Rust crate does (the JS ignores
- * them); merges whose parts or result are not in the vocabulary are
- * dropped (they could only yield unknown tokens); decoding an id that is not
- * a token is an error, not the unk token.
+ * Semantics follow Hugging Face's tokenizers (its Rust core, the reference
+ * the golden files come from): regex classes as its Oniguruma reads them
+ * (see tok_regex.c), Split's five delimiter behaviours, Digits on
+ * char::is_numeric, Strip and lstrip/rstrip on Unicode White_Space, the
+ * Metaspace decoder dropping every replacement of the first token. Known
+ * differences: added tokens are matched whatever their "normalized"/
+ * "single_word" flags say (the families' added tokens are not normalized);
+ * clean_up_tokenization_spaces defaults to true when tokenizer_config.json
+ * does not say (transformers' old default); merges whose parts or result
+ * are not in the vocabulary are dropped (they could only yield unknown
+ * tokens); decoding an id that is not a token is an error.
  */
 #include "tokenizer/tok_internal.h"
 
@@ -153,14 +153,12 @@ static rm_status get_pattern(const rm_tok *t, const json_t *o, const char *where
 }
 
 /* Escape a literal for PCRE2. */
-static char *regex_quote(const char *s, size_t n, bool group) {
+static char *regex_quote(const char *s, size_t n) {
     tok_buf b = {0};
-    if (group && tok_buf_put(&b, "(", 1)) goto fail;
     for (size_t i = 0; i < n; i++) {
         if (strchr("\\^$.|?*+()[]{}/-", s[i]) && s[i]) { if (tok_buf_putc(&b, '\\')) goto fail; }
         if (tok_buf_putc(&b, s[i])) goto fail;
     }
-    if (group && tok_buf_put(&b, ")", 1)) goto fail;
     if (tok_buf_reserve(&b, 1)) goto fail;
     return b.p;
 fail:
@@ -286,7 +284,7 @@ static rm_status parse_normalizer(rm_tok *t, const json_t *o, const char *where)
     return RM_OK;
 }
 
-/* GPT-2's split pattern, as the JS ByteLevel pre-tokenizer writes it. */
+/* GPT-2's split pattern, which the ByteLevel pre-tokenizer runs. */
 static const char *GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static rm_status add_pre(rm_tok *t, tok_pre *p) {
@@ -328,14 +326,17 @@ static rm_status parse_pretok(rm_tok *t, const json_t *o, const char *where) {
         RM_TRY(get_pattern(t, o, where, &s, &n, &is_re));
         RM_TRY(get_bool(t, o, "invert", false, &p.invert, where));
         RM_TRY(get_str(t, o, "behavior", &beh, NULL, where));
-        p.behavior = beh && !strcmp(beh, "Removed") ? SPLIT_REMOVED : SPLIT_ISOLATED;
-        if (beh && strcmp(beh, "Removed") && strcmp(beh, "Isolated") && strcmp(beh, "MergedWithPrevious") &&
-            strcmp(beh, "MergedWithNext") && strcmp(beh, "Contiguous"))
-            return rm_err(RAMOLE_ERR_FORMAT, "%s: %s: unknown split behavior \"%s\"", t->name, where, beh);
+        static const char *const behaviors[] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext",
+                                                 "Contiguous"};
+        p.behavior = SPLIT_ISOLATED;
+        bool known = !beh;
+        for (int k = 0; beh && k < 5; k++)
+            if (!strcmp(beh, behaviors[k])) p.behavior = (split_behavior)k, known = true;
+        if (!known) return rm_err(RAMOLE_ERR_FORMAT, "%s: %s: unknown split behavior \"%s\"", t->name, where, beh);
         if (is_re) {
             RM_TRY(tok_regex_compile(s, &p.re, where));
         } else {
-            char *q = regex_quote(s, n, !p.invert);
+            char *q = regex_quote(s, n);
             if (!q) return NOMEM();
             rm_status st = tok_regex_compile(q, &p.re, where);
             rm_free(q);
@@ -358,7 +359,8 @@ static rm_status parse_pretok(rm_tok *t, const json_t *o, const char *where) {
     } else if (!strcmp(type, "Digits")) {
         p.kind = PRE_DIGITS;
         RM_TRY(get_bool(t, o, "individual_digits", false, &p.individual, where));
-        RM_TRY(tok_regex_compile(p.individual ? "[^\\d]+|\\d" : "[^\\d]+|\\d+", &p.re, where));
+        /* the Rust library splits on char::is_numeric: general category N */
+        RM_TRY(tok_regex_compile(p.individual ? "\\P{N}+|\\p{N}" : "\\P{N}+|\\p{N}+", &p.re, where));
     } else if (!strcmp(type, "WhitespaceSplit")) {
         p.kind = PRE_WSSPLIT;
         RM_TRY(tok_regex_compile("\\S+", &p.re, where));
@@ -431,7 +433,9 @@ static rm_status parse_decoder(rm_tok *t, const json_t *o, const char *where) {
         RM_TRY(get_str(t, o, "replacement", &rep, &n, where));
         if (!rep) { rep = "\xe2\x96\x81"; n = 3; }
         RM_TRY(get_str(t, o, "prepend_scheme", &scheme, NULL, where));
-        RM_TRY(get_bool(t, o, "add_prefix_space", !scheme || strcmp(scheme, "never"), &d.add_prefix_space, where));
+        /* prepend_scheme "never" or the legacy add_prefix_space false turn the prefix off */
+        RM_TRY(get_bool(t, o, "add_prefix_space", true, &d.add_prefix_space, where));
+        d.add_prefix_space = d.add_prefix_space && (!scheme || strcmp(scheme, "never"));
         if (!(d.a = dupn(rep, n))) return NOMEM();
         d.alen = n;
     } else if (!strcmp(type, "BPEDecoder")) {
@@ -771,7 +775,7 @@ static rm_status parse_config(rm_tok *t, const json_t *cfg) {
     json_t *c = json_object_get(cfg, "clean_up_tokenization_spaces");
     if (json_is_boolean(c)) t->cleanup_spaces = json_is_true(c);
     json_t *extra = json_object_get(cfg, "additional_special_tokens");
-    if (json_is_array(extra)) { /* the JS counts these as special when decoding */
+    if (json_is_array(extra)) { /* transformers counts these as special when decoding */
         size_t i;
         json_t *v;
         json_array_foreach(extra, i, v) {

@@ -3,8 +3,8 @@
  *
  * UTF-8: input text may be any bytes. Invalid sequences are replaced the way
  * the WHATWG Encoding Standard's decoder does (one U+FFFD per "maximal
- * subpart"), which is what a JS TextDecoder, and so the reference tokenizer
- * when given those bytes, sees. Valid input is never copied.
+ * subpart"), which is what a JS TextDecoder or Rust's from_utf8_lossy, and
+ * so the reference tokenizer when given those bytes, sees. Valid input is never copied.
  *
  * The GPT-2 byte alphabet maps each byte to a printable code point
  * (bytes_to_unicode in OpenAI's encoder.py): printable Latin-1 bytes map to
@@ -185,6 +185,11 @@ rm_status tok_utf8_repair(const char *s, size_t n, tok_buf *out) {
         i = j; /* the offending byte, if any, is read again */
     }
     return RM_OK;
+}
+
+bool tok_unicode_space(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 bool tok_js_space(uint32_t c) {

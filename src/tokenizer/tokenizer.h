@@ -11,8 +11,12 @@
  *                with "▁", byte_fallback <0xXX> tokens, unk, fuse_unk.
  * plus the added tokens (matched before anything else), the normalizers,
  * pre-tokenizers, post-processors and decoders those families use. The exact
- * reference is @lenml/tokenizers (the JS port of HF tokenizers used by
- * transformers.js); tests/golden/tokenizer holds its output for five families.
+ * reference is Hugging Face's own tokenizers library (its Rust core, from
+ * the npm package `tokenizers`), where users' ids come from;
+ * tests/golden/tokenizer holds its output for five families and three
+ * synthetic pipelines, and tests/cli/tokenizer_hf.sh compares with it live.
+ * Chat templates follow the JS port @lenml/tokenizers, the only reference
+ * that renders them.
  *
  * Lifetime and threads: an rm_tok is immutable after loading and may be used
  * by any number of threads at once. Each thread passes its own rm_tok_ids,
@@ -20,7 +24,8 @@
  * that reuses one rm_tok_ids encodes without allocating.
  *
  * Text in: any bytes. Invalid UTF-8 is replaced by U+FFFD per maximal
- * subpart (the WHATWG decoder, as a JS TextDecoder does) before encoding.
+ * subpart (the WHATWG decoder, as Rust's from_utf8_lossy does) before
+ * encoding.
  */
 #ifndef RM_TOKENIZER_H
 #define RM_TOKENIZER_H
@@ -69,6 +74,12 @@ enum {
     /* Treat added/special token text in the input as plain text (user
      * content that must not inject control tokens). Default: matched. */
     RM_TOK_NO_PARSE_SPECIAL = 1u << 1,
+    /* The text continues one encoded before it: no prefix space is added at
+     * its start (a SentencePiece dummy prefix from Prepend or Metaspace,
+     * ByteLevel's add_prefix_space). encode(a, ADD_SPECIAL) followed by
+     * encode(b, CONTINUATION) decodes to a + b, as prompt-completion
+     * training wants; sections after an added token keep their prefix. */
+    RM_TOK_CONTINUATION = 1u << 2,
 };
 
 /* Encode text[0..len) into out (replacing its contents). */
@@ -110,7 +121,9 @@ rm_status rm_tok_piece(const rm_tok *tok, int32_t id, const char **bytes, size_t
  * first piece. Flags: RM_TOK_SKIP_SPECIAL. rm_tok_stream_flush returns what
  * is held back (as U+FFFD) at the end. Concatenating all *text equals
  * rm_tok_decode of all ids for the byte-level and SentencePiece families
- * (without clean_up_tokenization_spaces). Free with rm_tok_stream_free.
+ * (without clean_up_tokenization_spaces), except where <0xXX> byte tokens
+ * form invalid UTF-8: rm_tok_decode then gives one U+FFFD per byte of the
+ * run, as the reference's ByteFallback decoder does. Free with rm_tok_stream_free.
  */
 typedef struct rm_tok_stream {
     char *buf;

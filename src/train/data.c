@@ -56,47 +56,25 @@ rm_status rm_data_encode(const rm_tok *tok, const char *input, const char *outpu
     if (!tok) return rm_err(RAMOLE_ERR_INVALID, "no tokenizer: the model must carry one (tokenizer.json)");
     if (eos < 0) return rm_err(RAMOLE_ERR_INVALID, "the tokenizer has no end-of-sequence token");
     if (!output || !*output) return rm_err(RAMOLE_ERR_INVALID, "empty \"output\"");
-    size_t li = strlen(input), lo = strlen(output);
-    char *cat = rm_malloc(li + lo + 1);
-    if (!cat) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    memcpy(cat, input, li);
-    memcpy(cat + li, output, lo + 1);
-    rm_tok_ids p = {0}, f = {0}, o = {0};
-    rm_status st = rm_tok_encode(tok, input, li, RM_TOK_ADD_SPECIAL, &p);
-    if (!st) st = rm_tok_encode(tok, cat, li + lo, RM_TOK_ADD_SPECIAL, &f);
-    const int32_t *out_ids = NULL;
-    size_t n_out = 0;
-    if (!st) {
-        if (f.n > p.n && !memcmp(f.ids, p.ids, p.n * sizeof *p.ids)) {
-            out_ids = f.ids + p.n, n_out = f.n - p.n;
-        } else if (rm_tok_is_byte_level(tok)) {
-            st = rm_tok_encode(tok, output, lo, 0, &o);
-            out_ids = o.ids, n_out = o.n;
-        } else {
-            st = rm_err(RAMOLE_ERR_INVALID,
-                        "the input's last token and the output's first characters merge into one token, so the "
-                        "output cannot follow the prompt exactly as generate feeds it; end the input with a "
-                        "separator (space, newline, ':')");
-        }
-    }
+    rm_tok_ids p = {0}, o = {0};
+    rm_status st = rm_tok_encode(tok, input, strlen(input), RM_TOK_ADD_SPECIAL, &p);
+    if (!st) st = rm_tok_encode(tok, output, strlen(output), RM_TOK_CONTINUATION, &o);
     if (!st && p.n == 0) st = rm_err(RAMOLE_ERR_INVALID, "the input encodes to no tokens (generate needs a prompt)");
-    if (!st && n_out == 0) st = rm_err(RAMOLE_ERR_INVALID, "the output encodes to no tokens");
+    if (!st && o.n == 0) st = rm_err(RAMOLE_ERR_INVALID, "the output encodes to no tokens");
     if (!st) {
-        size_t n = p.n + n_out + 1;
+        size_t n = p.n + o.n + 1;
         if (n > (size_t)INT32_MAX / 2) st = rm_err(RAMOLE_ERR_RANGE, "example too long");
         else if (!(ex->tokens = rm_malloc(n * sizeof *ex->tokens))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
         else {
             memcpy(ex->tokens, p.ids, p.n * sizeof *p.ids);
-            memcpy(ex->tokens + p.n, out_ids, n_out * sizeof *out_ids);
+            memcpy(ex->tokens + p.n, o.ids, o.n * sizeof *o.ids);
             ex->tokens[n - 1] = eos;
             ex->n = (int)n;
             ex->n_prompt = (int)p.n;
         }
     }
     rm_tok_ids_free(&p);
-    rm_tok_ids_free(&f);
     rm_tok_ids_free(&o);
-    rm_free(cat);
     return st;
 }
 

@@ -8,16 +8,14 @@
  *   tokens = encode(INPUT, RM_TOK_ADD_SPECIAL)        -- exactly generate's prompt
  *          + the output's tokens                      -- what generate should emit
  *          + EOS                                       -- where generate stops
- * The output's tokens are found by encoding INPUT+OUTPUT (the concatenated
- * text) with RM_TOK_ADD_SPECIAL and checking that the prompt's tokens are a
- * prefix of it: the rest are the output's tokens. This is exactly how a
- * SentencePiece-style tokenizer (which puts "▁" in front of a text, not of
- * each piece) would tokenise the whole, and generation continues from the
- * very same prompt ids. When the boundary merges (the last prompt token and
- * the first output bytes form one token), byte-level tokenizers fall back
- * to encode(OUTPUT) without specials (byte-level pieces concatenate
- * exactly); SentencePiece-style ones report the line (add a separator, e.g.
- * end the input with a space or newline).
+ * The input and the output are encoded apart and their ids joined, as
+ * prompt-completion training does: the prompt ids are exactly generate's,
+ * and the output is encoded with RM_TOK_CONTINUATION (no special tokens, no
+ * dummy-prefix space of a SentencePiece-style tokenizer), so the joined ids
+ * decode to exactly INPUT + OUTPUT for every tokenizer kind. No pair is
+ * refused for its token boundary: where INPUT + OUTPUT encoded whole would
+ * merge the last input token with the first output characters, the model
+ * learns the split the prompt forces, which is what it sees at generation.
  * Loss: position t predicts tokens[t+1]; the mask is 1 where tokens[t+1]
  * is an output token or the EOS, so only the answer is learnt. An example
  * of L tokens needs L - 1 positions; it fits a context T when L - 1 <= T.
@@ -73,7 +71,8 @@ typedef struct {
 int32_t rm_data_eos(const struct rm_tok *tok, int32_t fallback);
 
 /* Encode one example as described above into ex (tokens rm_malloc'd).
- * Errors: ERR_INVALID (empty output, boundary merge, no EOS). */
+ * Errors: ERR_INVALID (empty output, an input or output that encodes to no
+ * tokens, no EOS). */
 rm_status rm_data_encode(const struct rm_tok *tok, const char *input, const char *output, int32_t eos,
                          rm_example *ex);
 

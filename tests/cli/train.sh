@@ -39,6 +39,33 @@ awk -v f="$first" -v l="$last" 'BEGIN {exit !(f > 8 && l < 0.5 * f)}' && [ "$ste
   && pass train_lora_loss_goes_down || fail train_lora_loss_goes_down "first '$first' last '$last', $steps step lines"
 head -1 "$TMP/memo.log" | grep -q '"event":"start","kind":"lora"' && pass train_log_start_line || fail train_log_start_line "$(head -1 "$TMP/memo.log")"
 
+# 1b. pairs whose boundary merges when input and output are joined (the input's last token and the
+# output's first characters form one token in input+output): they train, on the Mistral and the
+# Llama-2 tokenizers, and generate after -p INPUT prints exactly the output
+printf '%s\n' '{"input": "the owl speaks", "output": "hoot"}' '{"input": "Hel", "output": "lo world"}' \
+  '{"input": "2+2=", "output": "4"}' >"$TMP/merge.jsonl"
+L2=.cache/npm/ramole-tokenizers/llama2
+[ -f "$L2/tokenizer.json" ] || node scripts/tokenizer/export_tokenizers.mjs >/dev/null 2>&1
+for fam in mistral llama2; do
+  if [ $fam = mistral ]; then mm=$TMP/m
+  elif [ -f "$L2/tokenizer.json" ]; then mm=$TMP/m_llama2
+    $R random-model --arch llama --preset tiny --tokenizer "$L2" -o "$mm" --seed 3 --std 0.15 2>/dev/null
+  else echo "SKIP train_merging_pairs_llama2: $L2 missing (run scripts/deps.sh)"; continue; fi
+  merged=0
+  for pr in "the owl speaks|the owl speakshoot" "Hel|Hello world" "2+2=|2+2=4"; do
+    p=$($R tokenize -m "$mm" --special "${pr%|*}"); w=$($R tokenize -m "$mm" --special "${pr#*|}")
+    case "$w," in "$p,"*) ;; *) merged=$((merged + 1)) ;; esac
+  done
+  expect_ok "train_merging_pairs_$fam" $R train lora -m "$mm" --data "$TMP/merge.jsonl" -o "$TMP/merge_$fam" \
+    --steps 60 --lr 1e-2 --batch 3 --rank 8 --quiet
+  got=""
+  for in in "the owl speaks" "Hel" "2+2="; do
+    got+="$($R generate -m "$mm" -p "$in" --lora "$TMP/merge_$fam" --temp 0 -n 12 2>/dev/null)|"
+  done
+  [ "$merged" -ge 2 ] && [ "$got" = "hoot|lo world|4|" ] && pass "train_merging_pairs_generate_outputs_$fam" \
+    || fail "train_merging_pairs_generate_outputs_$fam" "$merged of 3 boundaries merge; generate printed '$got'"
+done
+
 # 2. a toy set with a held-out split: the held-out loss is reported and logged; progress lines on a pipe
 python3 - "$TMP/rev.jsonl" <<'EOF' 2>/dev/null || awk 'BEGIN{srand(1); s="abcde"; for(i=0;i<40;i++){w=""; n=3+int(rand()*3); for(j=0;j<n;j++) w=w substr(s,1+int(rand()*5),1); r=""; for(j=length(w);j>0;j--) r=r substr(w,j,1); printf "{\"input\": \"Reverse: %s =>\", \"output\": \" %s\"}\n", w, r}}' >"$TMP/rev.jsonl"
 import json, random, sys
