@@ -168,23 +168,26 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     q->sampling.min_p = 0;
     q->max_tokens = 16;
     RM_TRY(parse_prompt(o, sp));
-    double d;
-    json_int_t i;
-    i = q->max_tokens;
+    /* the float fields: name, range, what to say when it is out */
+    const struct {
+        const char *field;
+        double lo, hi;
+        const char *what;
+        float *dst;
+    } nums[] = {
+        {"temperature", 0, 2, "a number in [0, 2]", &q->sampling.temperature},
+        {"top_p", 1e-9, 1, "a number in (0, 1]", &q->sampling.top_p},
+        {"min_p", 0, 1, "a number in [0, 1]", &q->sampling.min_p},
+        {"repeat_penalty", 1e-3, 100, "a number in [0.001, 100]", &q->sampling.repeat_penalty},
+    };
+    for (size_t n = 0; n < sizeof nums / sizeof nums[0]; n++) {
+        double d = *nums[n].dst;
+        RM_TRY(get_number(o, nums[n].field, nums[n].lo, nums[n].hi, nums[n].what, &d));
+        *nums[n].dst = (float)d;
+    }
+    json_int_t i = q->max_tokens;
     RM_TRY(get_int(o, "max_tokens", 0, 1 << 24, "an integer >= 0", &i));
     q->max_tokens = (int)i;
-    d = q->sampling.temperature;
-    RM_TRY(get_number(o, "temperature", 0, 2, "a number in [0, 2]", &d));
-    q->sampling.temperature = (float)d;
-    d = q->sampling.top_p;
-    RM_TRY(get_number(o, "top_p", 1e-9, 1, "a number in (0, 1]", &d));
-    q->sampling.top_p = (float)d;
-    d = q->sampling.min_p;
-    RM_TRY(get_number(o, "min_p", 0, 1, "a number in [0, 1]", &d));
-    q->sampling.min_p = (float)d;
-    d = q->sampling.repeat_penalty;
-    RM_TRY(get_number(o, "repeat_penalty", 1e-3, 100, "a number in [0.001, 100]", &d));
-    q->sampling.repeat_penalty = (float)d;
     i = q->sampling.top_k;
     RM_TRY(get_int(o, "top_k", 0, 1 << 24, "an integer >= 0", &i));
     q->sampling.top_k = (int)i;
