@@ -28,6 +28,7 @@ void rm_detok_free(rm_detok *d) {
 
 /* Drop the bytes released by the previous call from the front of pend. */
 static void consume(rm_detok *d) {
+    if (!d->n_out) return; /* also: pend may still be NULL */
     memmove(d->pend, d->pend + d->n_out, d->n_pend - d->n_out);
     d->n_pend -= d->n_out;
     d->n_out = 0;
@@ -42,7 +43,7 @@ static rm_status append(rm_detok *d, const char *s, size_t n) {
         d->pend = p;
         d->cap_pend = cap;
     }
-    memcpy(d->pend + d->n_pend, s, n);
+    if (n) memcpy(d->pend + d->n_pend, s, n);
     d->n_pend += n;
     return RAMOLE_OK;
 }
