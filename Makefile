@@ -70,7 +70,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 test: $(BIN) $(TESTS)
-	@BUILD=$(BUILD) bash tests/run.sh
+	@BUILD=$(BUILD) SAN="$(SAN)" bash tests/run.sh
 
 test-pg: $(BIN) $(TESTS)
 	@url=$$(bash scripts/pg.sh start) && \

@@ -5,7 +5,8 @@
 cd "$(dirname "$0")/../.."
 . tests/cli/lib.bash
 LIB=$(dirname "$R")/libramole.a
-if ! cc -std=c11 -Wall -Wextra -Werror -Iinclude tests/public/api_client.c "$LIB" -lopenblas -ljansson -lpcre2-8 \
+# SAN: the sanitizer flags of `make asan`, whose library needs them to link
+if ! cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -Iinclude tests/public/api_client.c "$LIB" -lopenblas -ljansson -lpcre2-8 \
      -lutf8proc -lm -lpthread -o "$TMP/api_client" 2>"$TMP/err"; then
   fail public_api_builds_with_include_only "$(head -c 400 "$TMP/err")"
   exit 0
