@@ -106,7 +106,8 @@ ramole_status ramole_detokenize(const ramole_model *m, const int32_t *ids, size_
  * batching: each ramole_engine_step runs one batched forward that mixes the
  * next token of every running request with chunks of prompts still being
  * read, each request with its own adapters and composition. Requests report
- * through their callback, from inside ramole_engine_step (or cancel). One
+ * through their callback, from inside ramole_engine_step (or cancel); a
+ * callback must not call the engine itself (queue the work instead). One
  * thread drives an engine; ramole_engine_drop_adapter may come from any.
  * Valid until ramole_engine_free; the model must outlive it.
  */
@@ -208,6 +209,7 @@ typedef struct {
     void *user;
 } ramole_request;
 
+/* Defaults: greedy, no stop strings, no adapters, adapter weights 1. */
 void ramole_request_init(ramole_request *r);
 
 ramole_status ramole_engine_new(const ramole_model *m, const ramole_engine_params *p, ramole_engine **out);

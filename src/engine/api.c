@@ -147,6 +147,7 @@ void ramole_request_init(ramole_request *r) {
     r->repeat_penalty = 1.0f;
     r->repeat_last_n = q.sampling.repeat_last_n;
     r->seed = q.sampling.seed;
+    for (int j = 0; j < 16; j++) r->weights[j] = 1.0f;
 }
 
 static void trampoline_free(trampoline *t) {

@@ -73,6 +73,7 @@ void rm_engine_request_init(rm_engine_request *r) {
     rm_sampler_params_default(&r->sampling);
     r->sampling.temperature = 0; /* greedy unless asked */
     r->mode = RM_COMPOSE_NONE;
+    for (int j = 0; j < RM_LORA_MAX_K; j++) r->weights[j] = 1.0f;
 }
 
 const rm_model *rm_engine_model(const rm_engine *e) { return e->m; }

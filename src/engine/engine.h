@@ -12,8 +12,10 @@
  * Requests report through their callback, from inside rm_engine_step (or
  * rm_engine_cancel): one event per generated token with its new text, in
  * whole UTF-8 characters; the last event carries the finish reason (cancel
- * and error finish with an event of their own, without a token). A request that fails validation is
- * refused by rm_engine_submit alone; the others go on.
+ * and error finish with an event of their own, without a token). A
+ * callback must not call back into the engine (submit, cancel, step): it
+ * runs in the middle of a step. A request that fails validation is refused
+ * by rm_engine_submit alone; the others go on.
  *
  * Memory: a request that cannot get KV blocks waits; when running
  * sequences need blocks that are not there, the newest one is preempted
@@ -100,7 +102,7 @@ typedef struct {
     void *user;
 } rm_engine_request;
 
-/* Defaults: greedy sampling, no stop strings, no adapters. */
+/* Defaults: greedy sampling, no stop strings, no adapters, weights 1. */
 void rm_engine_request_init(rm_engine_request *r);
 
 /* The engine borrows the model, which must outlive it. */
