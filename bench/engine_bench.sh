@@ -64,9 +64,17 @@ run_batch() { # name in.jsonl extra-args...: sets GEN and ALL (generated and ove
   say "ramole batch $name: ${line#batch: }"
   read -r GEN ALL < <(sed -E 's/.*\(([0-9.]+) generated tokens\/s, ([0-9.]+) overall\).*/\1 \2/' <<<"$line")
 }
+say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "## 1. $N requests, router over 3 of 64 rank-16 adapters (f16 in memory), against no adapters"
-run_batch plain "$W/plain.jsonl"; gen_plain=$GEN; all_plain=$ALL
-run_batch router "$W/router.jsonl" --lora-type f16 --max-adapters 3 --max-rank 16; gen_lora=$GEN; all_lora=$ALL
+# plain, router, router, plain: a machine whose load drifts during the run
+# weighs on both sides alike; the figures are the means of the two runs
+run_batch plain "$W/plain.jsonl"; gp1=$GEN; ap1=$ALL
+run_batch router "$W/router.jsonl" --lora-type f16 --max-adapters 3; gr1=$GEN; ar1=$ALL
+run_batch router "$W/router.jsonl" --lora-type f16 --max-adapters 3; gr2=$GEN; ar2=$ALL
+run_batch plain "$W/plain.jsonl"; gp2=$GEN; ap2=$ALL
+mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", (a + b) / 2 }'; }
+gen_plain=$(mean "$gp1" "$gp2"); all_plain=$(mean "$ap1" "$ap2")
+gen_lora=$(mean "$gr1" "$gr2"); all_lora=$(mean "$ar1" "$ar2")
 say "| run | generated tok/s | overall tok/s |"
 say "|---|---|---|"
 say "| no adapters | $gen_plain | $all_plain |"
