@@ -69,6 +69,23 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
+# The registry benchmark's FAISS peer (bench/faiss_shim.cpp): built only when
+# libfaiss-dev and a C++ compiler are there (scripts/deps.sh --bench); then
+# bench_registry links it, and it alone. Without them bench_registry is built
+# by the rule above and prints "skipped: FAISS ...".
+CXX      ?= c++
+FAISS_OK := $(shell test -f /usr/include/faiss/IndexFlat.h && command -v $(CXX) >/dev/null && echo 1)
+ifeq ($(FAISS_OK),1)
+$(BUILD)/bench/faiss_shim.o: bench/faiss_shim.cpp bench/faiss_shim.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -g -std=c++17 -Wall -Ibench -c $< -o $@
+
+$(BUILD)/bench/bench_registry: bench/bench_registry.c bench/faiss_shim.h $(BUILD)/bench/faiss_shim.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DRM_BENCH_FAISS -Ibench $< $(BUILD)/bench/faiss_shim.o $(LIB) $(LDFLAGS) -lfaiss -fopenmp -lstdc++ \
+	  $(LDLIBS) -o $@
+endif
+
 test: $(BIN) $(TESTS)
 	@BUILD=$(BUILD) SAN="$(SAN)" bash tests/run.sh
 

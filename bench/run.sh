@@ -225,7 +225,7 @@ sub_bench BENCH_TOKENIZER "tokenizer encode speed (ramole vs the reference JS to
 
 # ---- 9. the registry's retrieval pool ------------------------------------------------------------
 say ""
-say "## Registry: top-3 search and incremental add over 10k and 100k adapters"
+say "## Registry: top-3 search against FAISS IndexFlatIP, and incremental add, over 10k and 100k adapters"
 if [ "${BENCH_REGISTRY:-1}" = 0 ]; then
   skip "registry bench (BENCH_REGISTRY=0)"
 elif [ -x "$BUILD/bench/bench_registry" ]; then

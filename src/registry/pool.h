@@ -15,8 +15,9 @@
  *
  * The search is one pass over the snapshot: for each visible row, the f32
  * dot product (rm_vec_dot) of the unit query and the unit row, and an
- * insertion into the k best (ties by id ascending), O(n (dim + k)). A
- * change copies row pointers only (O(n)), never vectors. An approximate
+ * insertion into the k best (ties by id ascending), O(n (dim + k)); the
+ * filter reads the snapshot's entries, never a hidden row's vector. A
+ * change copies the entries only (O(n)), never vectors. An approximate
  * index can replace `search` behind the same calls.
  */
 #ifndef RM_REGISTRY_POOL_H
