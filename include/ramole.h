@@ -139,7 +139,8 @@ typedef struct {
     ramole_kv_type kv_type;
     int max_adapters;       /* adapters one request may compose (0: 4, at most 16) */
     int max_rank;           /* largest adapter rank accepted (0: 1024) */
-    size_t adapter_cache_bytes; /* adapters kept loaded beyond those in use (0: 1 GiB) */
+    size_t adapter_cache_bytes; /* adapters kept loaded beyond those in use (0: a quarter of
+                                 * the machine's memory, at most 8 GiB) */
     ramole_adapter_type adapter_type;
     ramole_adapter_resolve_fn resolve;
     void *resolve_user;

@@ -117,14 +117,14 @@ static json_t *result_json(const batch_line *b, const rm_engine_result *r) {
 static void usage_batch(void) {
     fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
                     "[--max-seqs N] [--ctx N] [--step-tokens N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
-                    "[--max-adapters K] "
+                    "[--max-adapters K] [--adapter-cache MIB] "
                     "[--max-rank R] [--lora-type f32|f16|bf16] [--quiet]\n");
 }
 
 int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
     long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
-         kv_blocks = 0;
+         kv_blocks = 0, cache_mib = 0;
     rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -139,6 +139,7 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--step-tokens")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &step)) return 2; }
         else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &kv_block)) return 2; }
         else if (!strcmp(a, "--kv-blocks")) { VAL(); if (!cli_int(cmd, a, v, 1, INT32_MAX, &kv_blocks)) return 2; }
+        else if (!strcmp(a, "--adapter-cache")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 24, &cache_mib)) return 2; }
         else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
         else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
@@ -174,7 +175,8 @@ int cmd_batch(int argc, char **argv) {
     rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
                            .step_tokens = (int)step, .kv_type = kv_type,
                            .kv_block = (int)kv_block, .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k,
-                           .max_rank = (int)max_rank, .adapter_type = lora_type};
+                           .max_rank = (int)max_rank, .adapter_type = lora_type,
+                           .adapter_cache_bytes = (size_t)cache_mib << 20};
     reqs = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
     res = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *res);
     if (!reqs || !res) {
@@ -221,6 +223,10 @@ int cmd_batch(int argc, char **argv) {
         goto out;
     }
     rm_free(tmp);
+    rm_engine_stats es;
+    rm_engine_stats_get(e, &es);
+    fprintf(stderr, "batch: adapters loaded %llu times, found cached %llu times; %d preemptions\n",
+            (unsigned long long)es.adapters.misses, (unsigned long long)es.adapters.hits, es.preemptions);
     fprintf(stderr, "batch: %d requests (%d failed), %lld prompt + %lld generated tokens in %.2f s (%.2f generated "
             "tokens/s, %.2f overall)\n", L.n, failed, (long long)prompt_toks, (long long)toks, secs,
             secs > 0 ? (double)toks / secs : 0.0, secs > 0 ? (double)(toks + prompt_toks) / secs : 0.0);

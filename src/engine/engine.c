@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/detok.h"
 #include "model/kv_cache.h"
@@ -93,7 +94,11 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
     if (p.max_adapters <= 0) p.max_adapters = 4;
     if (p.max_rank <= 0) p.max_rank = RM_LORA_MAX_RANK;
-    if (!p.adapter_cache_bytes) p.adapter_cache_bytes = (size_t)1 << 30;
+    if (!p.adapter_cache_bytes) { /* a quarter of the machine's memory, at most 8 GiB */
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        size_t quarter = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 4 : (size_t)1 << 30;
+        p.adapter_cache_bytes = quarter < ((size_t)8 << 30) ? quarter : ((size_t)8 << 30);
+    }
     if (p.max_seqs > 4096 || p.step_tokens > (1 << 20) || p.max_adapters > RM_LORA_MAX_K ||
         p.max_rank > RM_LORA_MAX_RANK)
         return rm_err(RAMOLE_ERR_RANGE, "engine: max_seqs %d (at most 4096), step_tokens %d, max_adapters %d (at "

@@ -45,7 +45,9 @@ typedef struct {
     int max_adapters;     /* adapters one request may compose (0: 4) */
     int max_rank;         /* largest adapter rank accepted (0: RM_LORA_MAX_RANK); buffers follow
                            * the largest rank met so far, not this limit */
-    size_t adapter_cache_bytes; /* adapters kept beyond those in use (0: 1 GiB) */
+    size_t adapter_cache_bytes; /* adapters kept beyond those in use (0: a quarter of the
+                                 * machine's memory, at most 8 GiB): a pool that does not
+                                 * fit reloads adapters from disk between requests */
     rm_type adapter_type; /* adapters stored as f32 (default), f16 or bf16 */
     rm_adapter_source source;   /* load NULL: adapter names are paths */
 } rm_engine_params;
