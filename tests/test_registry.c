@@ -586,7 +586,9 @@ TEST(registry_approval_and_governance) {
     CHECK_ERR(rm_registry_adapter_act(r, "acme", "b", RM_REG_APPROVE, "admin"), RAMOLE_ERR_INVALID);
     /* keys: 256 random bits shown once, stored as their hash */
     char key[69], key2[69];
-    int64_t kid = -1, kid2 = -1;
+    int64_t kid = -1, kid2 = -1, nkeys = -1;
+    CHECK_OK(rm_registry_key_count(r, &nkeys));
+    CHECK(nkeys == 0);
     CHECK_OK(rm_registry_key_create(r, "acme", RM_REG_ROLE_UPLOAD, "admin", key, &kid));
     CHECK_OK(rm_registry_key_create(r, "acme", RM_REG_ROLE_UPLOAD, "admin", key2, &kid2));
     CHECK(strlen(key) == 68 && !strncmp(key, "rmk_", 4) && strcmp(key, key2));
@@ -600,7 +602,11 @@ TEST(registry_approval_and_governance) {
     snprintf(q, sizeof q, "SELECT count(*) FROM keys WHERE hash LIKE '%%%.32s%%'", key + 4);
     CHECK(sql_int(db, q) == 0);
     CHECK(sql_int(db, "SELECT count(*) FROM keys") == 2);
+    CHECK_OK(rm_registry_key_count(r, &nkeys));
+    CHECK(nkeys == 2);
     CHECK_OK(rm_registry_key_revoke(r, key, "admin"));
+    CHECK_OK(rm_registry_key_count(r, &nkeys));
+    CHECK(nkeys == 1);
     CHECK_ERR(rm_registry_key_verify(r, key, &tenant, &role), RAMOLE_ERR_NOT_FOUND);
     CHECK_ERR(rm_registry_key_revoke(r, key, "admin"), RAMOLE_ERR_NOT_FOUND);
     char idstr[32];

@@ -407,6 +407,15 @@ static rm_status pg_key_find(rm_reg_backend *b, const char *hash, char **tenant,
     return st;
 }
 
+static rm_status pg_key_count(rm_reg_backend *b, int64_t *n) {
+    pg_backend *p = (pg_backend *)b;
+    PGresult *r = NULL;
+    RM_TRY(run(p, p->db, "SELECT count(*) FROM keys WHERE revoked IS NULL", 0, NULL, NULL, "key count", &r));
+    *n = get_i64(r, 0, 0);
+    PQclear(r);
+    return RAMOLE_OK;
+}
+
 static rm_status pg_audit_append(rm_reg_backend *b, const rm_reg_audit *a) {
     pg_backend *p = (pg_backend *)b;
     char t[32];
@@ -587,7 +596,7 @@ static const rm_reg_backend_ops pg_ops = {
     .meta_get = pg_meta_get, .meta_set = pg_meta_set, .tenant_add = pg_tenant_add, .tenant_find = pg_tenant_find,
     .tenant_list = pg_tenant_list, .adapter_insert = pg_adapter_insert, .adapter_update = pg_adapter_update,
     .adapter_delete = pg_adapter_delete, .adapter_find = pg_adapter_find, .adapter_get = pg_adapter_get, .adapter_list = pg_adapter_list,
-    .key_insert = pg_key_insert, .key_revoke = pg_key_revoke, .key_find = pg_key_find,
+    .key_insert = pg_key_insert, .key_revoke = pg_key_revoke, .key_find = pg_key_find, .key_count = pg_key_count,
     .audit_append = pg_audit_append, .audit_list = pg_audit_list, .blob_put = pg_blob_put,
     .blob_file = pg_blob_file, .blob_list = pg_blob_list, .blob_delete = pg_blob_delete,
     .data_version = pg_data_version, .scratch_dir = pg_scratch_dir,

@@ -391,6 +391,16 @@ static rm_status sq_key_find(rm_reg_backend *b, const char *hash, char **tenant,
     return r;
 }
 
+static rm_status sq_key_count(rm_reg_backend *b, int64_t *n) {
+    sq_backend *s = (sq_backend *)b;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "SELECT count(*) FROM keys WHERE revoked IS NULL", &st));
+    rm_status r = sqlite3_step(st) == SQLITE_ROW ? RAMOLE_OK : sq_fail(s, "key count");
+    if (r == RAMOLE_OK) *n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return r;
+}
+
 static rm_status sq_audit_append(rm_reg_backend *b, const rm_reg_audit *a) {
     sq_backend *s = (sq_backend *)b;
     sqlite3_stmt *st;
@@ -486,7 +496,7 @@ static const rm_reg_backend_ops sq_ops = {
     .meta_get = sq_meta_get, .meta_set = sq_meta_set, .tenant_add = sq_tenant_add, .tenant_find = sq_tenant_find,
     .tenant_list = sq_tenant_list, .adapter_insert = sq_adapter_insert, .adapter_update = sq_adapter_update,
     .adapter_delete = sq_adapter_delete, .adapter_find = sq_adapter_find, .adapter_get = sq_adapter_get, .adapter_list = sq_adapter_list,
-    .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find,
+    .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find, .key_count = sq_key_count,
     .audit_append = sq_audit_append, .audit_list = sq_audit_list, .blob_put = sq_blob_put,
     .blob_file = sq_blob_file, .blob_list = sq_blob_list, .blob_delete = sq_blob_delete,
     .data_version = sq_data_version, .scratch_dir = sq_scratch_dir,

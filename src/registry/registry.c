@@ -1214,6 +1214,14 @@ rm_status rm_registry_key_verify(rm_registry *r, const char *key, char **tenant,
     return st;
 }
 
+rm_status rm_registry_key_count(rm_registry *r, int64_t *n) {
+    *n = 0;
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->key_count(r->b, n);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
 rm_status rm_registry_audit_list(rm_registry *r, double since, rm_reg_audit **out, int *n) {
     pthread_mutex_lock(&r->lock);
     rm_status st = B(r)->audit_list(r->b, since, out, n);

@@ -242,6 +242,8 @@ rm_status rm_registry_key_create(rm_registry *r, const char *tenant, rm_reg_role
 rm_status rm_registry_key_revoke(rm_registry *r, const char *key_or_id, const char *actor);
 /* The tenant and role of a live key; ERR_NOT_FOUND for unknown or revoked keys. */
 rm_status rm_registry_key_verify(rm_registry *r, const char *key, char **tenant, rm_reg_role *role);
+/* Live (not revoked) keys: a server without any runs open. */
+rm_status rm_registry_key_count(rm_registry *r, int64_t *n);
 rm_status rm_registry_audit_list(rm_registry *r, double since, rm_reg_audit **out, int *n);
 
 /* ---- maintenance ---------------------------------------------------------------- */
