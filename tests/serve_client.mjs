@@ -212,6 +212,14 @@ if (mode === "open") {
     return (r.lora.adapters[0].name === "secret") || JSON.stringify(r.lora);
   });
 
+  await check("serve_403_role_admin_route", async () =>
+    isError(await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: "/etc" }, K.beta), 403, "admin"));
+  await check("serve_403_role_upload", async () => {
+    const r = await fetch(base + "/v1/adapters", { method: "POST", headers: { Authorization: `Bearer ${K.beta}` },
+      body: new FormData() });
+    return isError({ status: r.status, json: await r.json(), text: "" }, 403, "upload");
+  });
+
   // tenant isolation: beta never sees acme's private adapter, in any route
   const secretText = K.secret_sample;
   let seed = 7;
@@ -220,7 +228,12 @@ if (mode === "open") {
     for (let i = 0; i < 24; i++) {
       const who = rnd(2) ? "beta" : "acme", key = K[who];
       const sees = who === "acme";
-      switch (rnd(5)) {
+      switch (rnd(6)) {
+        case 5: {
+          const r = await get(`/v1/adapters/${K.secret_id}`, key);
+          if ((r.status === 200) !== sees) return `${who} adapter by id: ${r.status}`;
+          break;
+        }
         case 0: {
           const ids = (await get("/v1/models", key)).json.data.map((m) => m.id);
           if (ids.includes("secret") !== sees) return `${who} models: ${ids}`;

@@ -7,6 +7,7 @@
 #define RM_SERVE_INTERNAL_H
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <pthread.h>
 
 #include "engine/request_json.h"
@@ -93,5 +94,76 @@ void      srv_sched_cancel_all(srv_sched *s);
 int       srv_sched_in_flight(srv_sched *s);
 void      srv_sched_stats(srv_sched *s, rm_engine_stats *out);
 void      srv_sched_stop(srv_sched *s);
+
+/* ---- the server ------------------------------------------------------------------ */
+
+typedef struct srv_upload srv_upload;
+
+struct rm_server {
+    rm_model *model;
+    rm_registry *reg;
+    rm_engine *engine;
+    rm_server_opts o;
+    char *model_name;
+    char *host;
+    bool keys_required;
+    struct MHD_Daemon *http;
+    int port;
+    srv_sched sched;
+    srv_metrics metrics;
+    int limit;                  /* in-flight requests admitted */
+    volatile bool draining;
+    pthread_t refresher;
+    bool refreshing;
+    pthread_mutex_t quit_mu;
+    pthread_cond_t quit_cv;
+    bool quit;
+    bool started;
+    uint64_t next_id;
+};
+
+/* One connection's request: its JSON body, or the upload in progress. */
+typedef struct {
+    char *body;
+    size_t len, cap;
+    size_t limit;        /* bytes this route accepts */
+    bool too_big;
+    bool started;
+    srv_upload *upload;
+} conn_ctx;
+
+/* Who calls: a key's tenant and role (an open server: the default tenant, admin). */
+typedef struct {
+    char *tenant;          /* NULL: the default tenant (open server) */
+    rm_reg_role role;
+} caller;
+
+enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const char *route, int status, const char *type,
+                          const char *text, size_t len);
+/* Send obj (a new reference, freed here). */
+enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *route, int status, json_t *obj);
+/* An OpenAI-style error object {"error": {"message", "type", "param", "code"}}. */
+json_t *error_obj(int status, const char *msg, const char *param, const char *code);
+enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status, const char *param,
+                           const char *code, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* The HTTP status of a library error. */
+int status_of(rm_status st);
+/* Check the key for role `need`; false after sending 401 or 403. who->tenant is rm_malloc'd. */
+bool authorize(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg_role need, caller *who,
+               enum MHD_Result *ret);
+const char *tenant_of(const caller *who);
+json_t *adapter_json(const rm_reg_adapter *a);
+
+/* ---- the adapter API (adapters_api.c) --------------------------------------------- */
+
+/* Feed one piece of a multipart upload; false on a malformed body. */
+bool srv_upload_feed(srv_upload *u, const char *data, size_t n);
+srv_upload *srv_upload_new(struct MHD_Connection *c);
+void srv_upload_free(srv_upload *u);
+enum MHD_Result route_upload(rm_server *s, struct MHD_Connection *c, conn_ctx *cx);
+/* /v1/adapters/{id}[/approve] with GET, DELETE, POST; NULL route: not ours. */
+enum MHD_Result route_adapter_id(rm_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                                 bool *handled);
+enum MHD_Result route_vllm_load(rm_server *s, struct MHD_Connection *c, conn_ctx *cx, bool load);
 
 #endif

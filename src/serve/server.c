@@ -21,28 +21,6 @@
 
 #include "serve/serve_internal.h"
 
-struct rm_server {
-    rm_model *model;
-    rm_registry *reg;
-    rm_engine *engine;
-    rm_server_opts o;
-    char *model_name;
-    char *host;
-    bool keys_required;
-    struct MHD_Daemon *http;
-    int port;
-    srv_sched sched;
-    srv_metrics metrics;
-    int limit;                  /* in-flight requests admitted */
-    volatile bool draining;
-    pthread_t refresher;
-    bool refreshing;
-    pthread_mutex_t quit_mu;
-    pthread_cond_t quit_cv;
-    bool quit;
-    bool started;
-    uint64_t next_id;
-};
 
 /* ---- the adapter source: registry files are GGUF LoRA files, loaded by path ---- */
 
@@ -53,12 +31,6 @@ static rm_status load_file(void *user, const rm_model *base, const char *path, r
 
 /* ---- per-connection state ---------------------------------------------------------- */
 
-typedef struct {
-    char *body;
-    size_t len, cap;
-    bool too_big;
-    bool started;
-} conn_ctx;
 
 typedef struct {
     rm_server *s;
@@ -76,7 +48,7 @@ typedef struct {
 
 /* ---- responses ------------------------------------------------------------------------ */
 
-static enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const char *route, int status,
+enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const char *route, int status,
                                  const char *type, const char *text, size_t len) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
@@ -90,7 +62,7 @@ static enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const c
 }
 
 /* Send obj (a new reference, freed here). */
-static enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *route, int status, json_t *obj) {
+enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *route, int status, json_t *obj) {
     char *txt = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
     if (!txt) return send_text(s, c, route, 500, "text/plain", "out of memory\n", 14);
@@ -111,15 +83,12 @@ static const char *error_type(int status) {
     }
 }
 
-static json_t *error_obj(int status, const char *msg, const char *param, const char *code) {
+json_t *error_obj(int status, const char *msg, const char *param, const char *code) {
     return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", error_type(status), "param",
                      param, "code", code);
 }
 
-static enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status,
-                                  const char *param, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
-static enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status,
+enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status,
                                   const char *param, const char *code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -130,7 +99,7 @@ static enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const 
 }
 
 /* The HTTP status of a library error. */
-static int status_of(rm_status st) {
+int status_of(rm_status st) {
     switch (st) {
     case RAMOLE_ERR_NOT_FOUND: return 404;
     case RAMOLE_ERR_INVALID: case RAMOLE_ERR_RANGE: case RAMOLE_ERR_FORMAT: case RAMOLE_ERR_MISMATCH:
@@ -141,13 +110,9 @@ static int status_of(rm_status st) {
 
 /* ---- keys ------------------------------------------------------------------------------ */
 
-typedef struct {
-    char *tenant;          /* NULL: the default tenant (open server) */
-    rm_reg_role role;
-} caller;
 
 /* Check the Authorization header; on failure the error is sent and false returned. */
-static bool authorize(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg_role need, caller *who,
+bool authorize(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg_role need, caller *who,
                       enum MHD_Result *ret) {
     who->tenant = NULL;
     who->role = RM_REG_ROLE_ADMIN;
@@ -172,7 +137,7 @@ static bool authorize(rm_server *s, struct MHD_Connection *c, const char *route,
     return true;
 }
 
-static const char *tenant_of(const caller *who) { return who->tenant ? who->tenant : RM_REG_DEFAULT_TENANT; }
+const char *tenant_of(const caller *who) { return who->tenant ? who->tenant : RM_REG_DEFAULT_TENANT; }
 
 /* ---- choosing adapters ---------------------------------------------------------------- */
 
@@ -573,7 +538,7 @@ out:
 
 /* ---- other routes ------------------------------------------------------------------------ */
 
-static json_t *adapter_json(const rm_reg_adapter *a) {
+json_t *adapter_json(const rm_reg_adapter *a) {
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s}", "id", (json_int_t)a->id, "name", a->name,
                      "description", a->description ? a->description : "", "tenant", a->tenant ? a->tenant : "",
                      "visibility", a->is_public ? "public" : "private", "status", rm_reg_status_name(a->status),
@@ -694,16 +659,27 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!cx) {
         if (!(cx = rm_calloc(1, sizeof *cx))) return MHD_NO;
         *con_cls = cx;
+        bool is_upload = !strcmp(method, "POST") && !strcmp(url, "/v1/adapters");
+        cx->limit = is_upload ? s->o.max_upload : s->o.max_body;
         /* the declared size, before any of the body is read */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->o.max_body) {
+        if (cl && strtoull(cl, NULL, 10) > cx->limit) {
             cx->too_big = true;
-            return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", s->o.max_body);
+            return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", cx->limit);
         }
+        if (is_upload && !(cx->upload = srv_upload_new(c)))
+            return send_error(s, c, url, 500, NULL, NULL, "cannot store the upload");
+        return MHD_YES;
+    }
+    if (*upload_size && cx->upload) {
+        cx->len += *upload_size;
+        if (cx->len > cx->limit) cx->too_big = true;
+        else srv_upload_feed(cx->upload, upload, *upload_size);
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!cx->too_big && cx->len + *upload_size <= s->o.max_body) {
+        if (!cx->too_big && cx->len + *upload_size <= cx->limit) {
             if (cx->len + *upload_size + 1 > cx->cap) {
                 size_t cap = cx->cap ? cx->cap : 4096;
                 while (cap < cx->len + *upload_size + 1) cap *= 2;
@@ -719,18 +695,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
-    if (cx->too_big) return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", s->o.max_body);
+    if (cx->too_big) return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", cx->limit);
     bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     if (post && !strcmp(url, "/v1/completions")) return route_generate(s, c, "/v1/completions", false, cx);
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
     if (post && !strcmp(url, "/v1/retrieve")) return route_retrieve(s, c, "/v1/retrieve", cx);
     if (get && !strcmp(url, "/v1/models")) return route_models(s, c, "/v1/models");
     if (get && !strcmp(url, "/v1/adapters")) return route_adapters(s, c, "/v1/adapters");
+    if (post && !strcmp(url, "/v1/adapters")) return route_upload(s, c, cx);
+    if (post && !strcmp(url, "/v1/load_lora_adapter")) return route_vllm_load(s, c, cx, true);
+    if (post && !strcmp(url, "/v1/unload_lora_adapter")) return route_vllm_load(s, c, cx, false);
+    if (!strncmp(url, "/v1/adapters/", 13)) {
+        bool handled;
+        enum MHD_Result r = route_adapter_id(s, c, url, method, &handled);
+        if (handled) return r;
+    }
     if (get && !strcmp(url, "/health"))
         return send_json(s, c, "/health", s->draining ? 503 : 200,
                          json_pack("{s:s}", "status", s->draining ? "draining" : "ok"));
     if (get && !strcmp(url, "/metrics")) return route_metrics(s, c, "/metrics");
-    if (is_json_route(url) || !strcmp(url, "/v1/models") || !strcmp(url, "/v1/adapters"))
+    if (is_json_route(url) || !strcmp(url, "/v1/models"))
         return send_error(s, c, "other", 405, NULL, "method_not_allowed", "%s does not take %s", url, method);
     return send_error(s, c, "other", 404, NULL, "unknown_route", "no route %s %s", method, url);
 }
@@ -740,6 +724,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     conn_ctx *cx = *con_cls;
     if (!cx) return;
     rm_free(cx->body);
+    srv_upload_free(cx->upload);
     rm_free(cx);
     *con_cls = NULL;
 }

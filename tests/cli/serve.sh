@@ -27,6 +27,9 @@ $R random-model --arch mistral --preset tiny --tokenizer "$TOK" -o "$TMP/m" --se
 $R random-adapter -m "$TMP/m" --rank 8 --std 0.05 -o "$TMP/rev" --seed 1 >/dev/null 2>&1
 $R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/add.gguf" --format gguf --seed 2 >/dev/null 2>&1
 $R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/secret" --seed 3 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/up" --seed 4 >/dev/null 2>&1
+$R random-model --arch qwen2 --preset tiny -o "$TMP/other" --seed 5 >/dev/null 2>&1
+$R random-adapter -m "$TMP/other" --rank 4 -o "$TMP/foreign" --seed 1 >/dev/null 2>&1
 printf '{"input": "reverse the word apple"}\n{"input": "reverse the word stone"}\n' >"$TMP/rev.jsonl"
 printf '{"input": "add 3 and 4"}\n{"input": "what is 12 plus 9"}\n' >"$TMP/add.jsonl"
 printf '{"input": "the secret recipe of grandmother"}\n' >"$TMP/secret.jsonl"
@@ -65,6 +68,36 @@ if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name ti
     && grep -q "running open, on loopback only" "$TMP/open.out" \
     && pass serve_start_says_address_adapters_open || fail serve_start_says_address_adapters_open "$(cat "$TMP/open.out")"
   node tests/serve_client.mjs open "http://127.0.0.1:$PORT" tiny "$TMP/expected.json"
+  U="http://127.0.0.1:$PORT"
+
+  # uploads: multipart, a PEFT folder's two files or one GGUF file
+  code=$(curl -s -o "$TMP/up1" -w '%{http_code}' -F name=up1 -F description="uploaded over HTTP" -F visibility=public \
+    -F samples=@"$TMP/secret.jsonl" -F file=@"$TMP/up/adapter_config.json" -F file=@"$TMP/up/adapter_model.safetensors" "$U/v1/adapters")
+  id1=$(node -e 'const a = JSON.parse(require("fs").readFileSync(process.argv[1])); if (a.name !== "up1" || a.status !== "active" || a.screening.finite !== true || a.description !== "uploaded over HTTP") process.exit(1); console.log(a.id)' "$TMP/up1" 2>/dev/null)
+  [ "$code" = 201 ] && [ -n "$id1" ] && pass serve_upload_peft_multipart || fail serve_upload_peft_multipart "$code $(head -c 300 "$TMP/up1")"
+  curl -s "$U/v1/retrieve" -d '{"text": "the secret recipe of grandmother", "top_k": 1}' | grep -q '"name":"up1"' \
+    && pass serve_upload_retrievable_at_once || fail serve_upload_retrievable_at_once "not retrieved"
+  code=$(curl -s -o "$TMP/up2" -w '%{http_code}' -F name=up2 -F samples=@"$TMP/add.jsonl" -F file=@"$TMP/add.gguf" "$U/v1/adapters")
+  [ "$code" = 201 ] && pass serve_upload_gguf || fail serve_upload_gguf "$code $(head -c 300 "$TMP/up2")"
+  curl -s "$U/v1/completions" -d '{"model": "up2", "prompt": "x", "max_tokens": 2}' | grep -q '"name":"up2"' \
+    && pass serve_uploaded_adapter_by_model || fail serve_uploaded_adapter_by_model "not used"
+  code=$(curl -s -o "$TMP/up3" -w '%{http_code}' -F name=up3 -F samples=@"$TMP/add.jsonl" -F file=@"$TMP/foreign/adapter_config.json" \
+    -F file=@"$TMP/foreign/adapter_model.safetensors" "$U/v1/adapters")
+  [ "$code" = 422 ] && grep -q '"type":"invalid_request_error"' "$TMP/up3" && pass serve_upload_422_fails_screening \
+    || fail serve_upload_422_fails_screening "$code $(head -c 300 "$TMP/up3")"
+  code=$(curl -s -o "$TMP/up4" -w '%{http_code}' -F name=up4 -F file=@"$TMP/add.gguf" "$U/v1/adapters")
+  [ "$code" = 400 ] && grep -q 'samples' "$TMP/up4" && pass serve_upload_400_without_samples || fail serve_upload_400_without_samples "$code $(cat "$TMP/up4")"
+  curl -s "$U/v1/adapters" | grep -q '"name":"up2"' && pass serve_adapters_list || fail serve_adapters_list "up2 not listed"
+  curl -s "$U/v1/adapters/$id1" | grep -q '"name":"up1"' && pass serve_adapter_get || fail serve_adapter_get "no up1"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$U/v1/adapters/$id1")
+  code2=$(curl -s -o "$TMP/gone" -w '%{http_code}' "$U/v1/completions" -d '{"model": "up1", "prompt": "x", "max_tokens": 2}')
+  [ "$code" = 200 ] && [ "$code2" = 404 ] && pass serve_adapter_delete || fail serve_adapter_delete "$code $code2"
+  # vLLM's routes, by server path
+  code=$(curl -s -o "$TMP/vl" -w '%{http_code}' "$U/v1/load_lora_adapter" -d "{\"lora_name\": \"vl\", \"lora_path\": \"$TMP/rev\"}")
+  code2=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"model": "vl", "prompt": "x", "max_tokens": 2}')
+  code3=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/unload_lora_adapter" -d '{"lora_name": "vl"}')
+  code4=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"model": "vl", "prompt": "x", "max_tokens": 2}')
+  [ "$code$code2$code3$code4" = 200200200404 ] && pass serve_vllm_load_unload || fail serve_vllm_load_unload "$code $code2 $code3 $code4 $(cat "$TMP/vl")"
 
   # SIGTERM: the request in flight still completes, then exit 0
   curl -s -o "$TMP/inflight" "http://127.0.0.1:$PORT/v1/completions" \
@@ -88,11 +121,11 @@ expect_error serve_open_refuses_public_bind "binds loopback only" $R serve -m "$
 # keys: tenants acme (with a private adapter) and beta
 $R tenant add acme >/dev/null 2>&1
 $R tenant add beta >/dev/null 2>&1
-$R adapter add "$TMP/secret" --name secret --tenant acme --private --samples "$TMP/secret.jsonl" >/dev/null 2>&1
+secret_id=$($R adapter add "$TMP/secret" --name secret --tenant acme --private --samples "$TMP/secret.jsonl" 2>/dev/null)
 acme=$($R key create --tenant acme --role generate 2>/dev/null | tail -1)
 beta=$($R key create --tenant beta --role generate 2>/dev/null | tail -1)
-node -e 'const [a, b] = process.argv.slice(1); console.log(JSON.stringify({acme: a, beta: b, secret_sample: "the secret recipe of grandmother"}))' \
-  "$acme" "$beta" >"$TMP/keys.json"
+node -e 'const [a, b, id] = process.argv.slice(1); console.log(JSON.stringify({acme: a, beta: b, secret_id: Number(id), secret_sample: "the secret recipe of grandmother"}))' \
+  "$acme" "$beta" "$secret_id" >"$TMP/keys.json"
 if start_server "$TMP/keys.out" --port 0 --max-seqs 1 --queue 1; then
   grep -q "API keys required" "$TMP/keys.out" && pass serve_start_says_keys || fail serve_start_says_keys "$(cat "$TMP/keys.out")"
   node tests/serve_client.mjs keys "http://127.0.0.1:$PORT" m "$TMP/keys.json"
