@@ -927,6 +927,35 @@ TEST(registry_bad_input_is_refused_and_changes_nothing) {
     CHECK(strstr(ramole_last_error(), "not a registry"));
 }
 
+/* ---- feedback ---------------------------------------------------------------------------- */
+
+TEST(registry_feedback_ratings_per_adapter) {
+    char db[600];
+    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
+    rm_reg_feedback f = {.response_id = "cmpl-1", .adapter = "rev", .hash = "aa", .rating = 1, .comment = "good"};
+    CHECK_OK(rm_registry_feedback_add(r, &f));
+    f.response_id = "cmpl-2";
+    f.rating = -1;
+    CHECK_OK(rm_registry_feedback_add(r, &f));
+    CHECK_OK(rm_registry_feedback_add(r, &f));
+    rm_reg_feedback g = {.response_id = "cmpl-2", .tenant = "default", .adapter = "add", .hash = "bb", .rating = 1};
+    CHECK_OK(rm_registry_feedback_add(r, &g));
+    g.rating = 0;
+    CHECK_ERR(rm_registry_feedback_add(r, &g), RAMOLE_ERR_INVALID);
+    g.rating = 1, g.response_id = "";
+    CHECK_ERR(rm_registry_feedback_add(r, &g), RAMOLE_ERR_INVALID);
+    rm_reg_rating *v = NULL;
+    int n = 0;
+    CHECK_OK(rm_registry_ratings(r, NULL, &v, &n));
+    CHECK(n == 2 && !strcmp(v[0].adapter, "add") && v[0].up == 1 && v[0].down == 0 && !strcmp(v[1].adapter, "rev") &&
+          !strcmp(v[1].hash, "aa") && v[1].up == 1 && v[1].down == 2);
+    rm_reg_ratings_free(v, n);
+    CHECK_OK(rm_registry_ratings(r, "bb", &v, &n));
+    CHECK(n == 1 && v[0].up == 1);
+    rm_reg_ratings_free(v, n);
+    rm_registry_free(r);
+}
+
 /* ---- schema versions ---------------------------------------------------------------------- */
 
 TEST(registry_schema_migrates_forward_and_refuses_newer) {
@@ -946,8 +975,8 @@ TEST(registry_schema_migrates_forward_and_refuses_newer) {
         sqlite3_finalize(st);
         sqlite3_close(h);
     }
-    /* back to version 1 (its indexes gone): opening migrates forward, data kept */
-    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash;");
+    /* back to version 1 (its indexes and the feedback table gone): opening migrates forward, data kept */
+    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash; DROP TABLE feedback;");
     set_schema_version(db, 1);
     url_of(db, url, sizeof url);
     CHECK_OK(rm_registry_open(url, &r));

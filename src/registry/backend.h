@@ -55,6 +55,9 @@ typedef struct {
     /* audit */
     rm_status (*audit_append)(rm_reg_backend *b, const rm_reg_audit *a);
     rm_status (*audit_list)(rm_reg_backend *b, double since, rm_reg_audit **out, int *n);
+    /* feedback: one row per (response, adapter) */
+    rm_status (*feedback_add)(rm_reg_backend *b, const rm_reg_feedback *f, double time);
+    rm_status (*ratings)(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n);
     /* blobs */
     rm_status (*blob_put)(rm_reg_backend *b, const char *hash, const void *data, size_t n);
     rm_status (*blob_file)(rm_reg_backend *b, const char *hash, char **path);

@@ -1222,6 +1222,27 @@ rm_status rm_registry_key_count(rm_registry *r, int64_t *n) {
     return st;
 }
 
+rm_status rm_registry_feedback_add(rm_registry *r, const rm_reg_feedback *f) {
+    if (f->rating != 1 && f->rating != -1) return rm_err(RAMOLE_ERR_INVALID, "rating %d: must be 1 or -1", f->rating);
+    if (!f->response_id || !*f->response_id) return rm_err(RAMOLE_ERR_INVALID, "feedback needs a response id");
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->feedback_add(r->b, f, rm_time_now());
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+void rm_reg_ratings_free(rm_reg_rating *v, int n) {
+    for (int i = 0; v && i < n; i++) rm_free(v[i].adapter);
+    rm_free(v);
+}
+
+rm_status rm_registry_ratings(rm_registry *r, const char *hash, rm_reg_rating **out, int *n) {
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->ratings(r->b, hash, out, n);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
 rm_status rm_registry_audit_list(rm_registry *r, double since, rm_reg_audit **out, int *n) {
     pthread_mutex_lock(&r->lock);
     rm_status st = B(r)->audit_list(r->b, since, out, n);
