@@ -145,6 +145,18 @@ if (mode === "open") {
     return true;
   });
 
+  await check("serve_feedback_stored_per_adapter", async () => {
+    const r = await post("/v1/completions", { prompt: "abc", max_tokens: 2, lora: { adapters: [{ name: "rev" }] } });
+    const f = await post("/v1/feedback", { id: r.json.id, rating: 1, comment: "nice" });
+    if (f.status !== 200 || f.json.adapters !== 1) return f.text;
+    const bad = isError(await post("/v1/feedback", { id: r.json.id, rating: 5 }), 400, "rating");
+    if (bad !== true) return bad;
+    const unknown = isError(await post("/v1/feedback", { id: "cmpl-nope", rating: 1 }), 404, "cmpl-nope");
+    if (unknown !== true) return unknown;
+    const t = (await get("/metrics")).text;
+    return /ramole_feedback_total\{adapter="rev",hash="[0-9a-f]{12}",rating="up"\} 1\n/.test(t) || "metrics lack the rating";
+  });
+
   // errors
   await check("serve_400_malformed_json", async () => isError(await post("/v1/completions", null, null, '{"prompt": '), 400, "JSON"));
   await check("serve_400_bad_temperature", async () => isError(await post("/v1/completions", { prompt: "a", temperature: 7 }), 400, "temperature"));
@@ -263,6 +275,13 @@ if (mode === "open") {
       }
     }
     return true;
+  });
+
+  await check("serve_feedback_only_own_responses", async () => {
+    const r = await post("/v1/completions", { prompt: "a", max_tokens: 1 }, K.acme);
+    const other = isError(await post("/v1/feedback", { id: r.json.id, rating: -1 }, K.beta), 404, r.json.id);
+    if (other !== true) return other;
+    return (await post("/v1/feedback", { id: r.json.id, rating: -1 }, K.acme)).status === 200;
   });
 
   // the queue is bounded (this server: one running, one waiting)

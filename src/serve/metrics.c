@@ -84,7 +84,17 @@ static void put(sbuf *b, const char *fmt, ...) {
     }
 }
 
-char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued) {
+/* A label value with \\ and " escaped, as Prometheus reads them. */
+static void put_label(sbuf *b, const char *v) {
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\') put(b, "\\%c", *v);
+        else if (*v == '\n') put(b, "\\n");
+        else put(b, "%c", *v);
+    }
+}
+
+char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, const rm_reg_rating *ratings,
+                       int n_ratings) {
     sbuf b = {0};
     pthread_mutex_lock(&m->mu);
     put(&b, "# HELP ramole_requests_total HTTP requests by route and status.\n# TYPE ramole_requests_total counter\n");
@@ -117,6 +127,15 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued) {
         (unsigned long long)es->adapters.hits);
     put(&b, "# TYPE ramole_adapter_cache_misses_total counter\nramole_adapter_cache_misses_total %llu\n",
         (unsigned long long)es->adapters.misses);
+    put(&b, "# HELP ramole_feedback_total Ratings of responses by adapter (\"\": the base alone).\n"
+            "# TYPE ramole_feedback_total counter\n");
+    for (int i = 0; i < n_ratings; i++)
+        for (int up = 1; up >= 0; up--) {
+            put(&b, "ramole_feedback_total{adapter=\"");
+            put_label(&b, ratings[i].adapter);
+            put(&b, "\",hash=\"%.12s\",rating=\"%s\"} %lld\n", ratings[i].hash, up ? "up" : "down",
+                (long long)(up ? ratings[i].up : ratings[i].down));
+        }
     put(&b, "# TYPE ramole_preemptions_total counter\nramole_preemptions_total %d\n", es->preemptions);
     if (b.oom) {
         rm_free(b.s);

@@ -39,7 +39,8 @@ void srv_metrics_request(srv_metrics *m, const char *route, int status);
 void srv_metrics_observe(srv_metrics *m, srv_hist_id h, double seconds);
 void srv_metrics_tokens(srv_metrics *m, int in, int out);
 /* The Prometheus text of m and the engine's snapshot (rm_malloc'd). */
-char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued);
+char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, const rm_reg_rating *ratings,
+                       int n_ratings);
 
 /* ---- a generation request between threads --------------------------------------- */
 
@@ -97,6 +98,16 @@ void      srv_sched_stop(srv_sched *s);
 
 /* ---- the server ------------------------------------------------------------------ */
 
+/* What a response used, kept for POST /v1/feedback (a ring of the latest). */
+#define SRV_FEEDBACK_RING 2048
+typedef struct {
+    char id[40];
+    char tenant[RM_REG_NAME_MAX + 1];
+    int n;
+    char names[RM_LORA_MAX_K][RM_REG_NAME_MAX + 1];
+    char hashes[RM_LORA_MAX_K][65];
+} srv_used;
+
 typedef struct srv_upload srv_upload;
 
 struct rm_server {
@@ -120,6 +131,7 @@ struct rm_server {
     bool quit;
     bool started;
     uint64_t next_id;
+    srv_used *used;             /* [SRV_FEEDBACK_RING], under quit_mu */
 };
 
 /* One connection's request: its JSON body, or the upload in progress. */

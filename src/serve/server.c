@@ -174,7 +174,9 @@ typedef struct {
  * see adapters, and build the response's lora object in *info.
  */
 static rm_status choose_adapters(rm_server *s, const json_t *body, const char *tenant, rm_request_spec *sp,
-                                 json_t **info, choose_err *ce) {
+                                 json_t **info, choose_err *ce, srv_used *used) {
+    memset(used, 0, sizeof *used);
+    snprintf(used->tenant, sizeof used->tenant, "%s", tenant);
     const json_t *model = json_object_get(body, "model"), *lora = json_object_get(body, "lora");
     json_t *list = json_array();
     *info = json_pack("{s:s, s:o}", "mode", "none", "adapters", list);
@@ -208,7 +210,7 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
         const char *name = json_string_value(model);
         if (strcmp(name, s->model_name) != 0) {
             char *path = NULL;
-            if (!s->reg || rm_registry_adapter_file(s->reg, tenant, name, &path, NULL) != RAMOLE_OK) {
+            if (!s->reg || rm_registry_adapter_file(s->reg, tenant, name, &path, used->hashes[0]) != RAMOLE_OK) {
                 ce->status = 404;
                 ce->param = "model";
                 ce->code = "model_not_found";
@@ -216,6 +218,8 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
                               s->model_name);
             }
             RM_TRY(add_adapter(sp, path, 1));
+            snprintf(used->names[0], sizeof used->names[0], "%s", name);
+            used->n = 1;
             sp->req.mode = RM_COMPOSE_EXPLICIT;
             json_object_set_new(*info, "mode", json_string("explicit"));
             json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", name, "score", "weight", 1.0));
@@ -239,12 +243,15 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
                               i);
             double w = jw && json_is_number(jw) ? json_number_value(jw) : 1.0;
             char *path = NULL;
-            if (!s->reg || rm_registry_adapter_file(s->reg, tenant, json_string_value(jn), &path, NULL) != RAMOLE_OK) {
+            if (!s->reg ||
+                rm_registry_adapter_file(s->reg, tenant, json_string_value(jn), &path, used->hashes[used->n]) != RAMOLE_OK) {
                 ce->status = 404;
                 ce->code = "adapter_not_found";
                 return rm_err(RAMOLE_ERR_NOT_FOUND, "the adapter '%s' does not exist", json_string_value(jn));
             }
             RM_TRY(add_adapter(sp, path, (float)w));
+            snprintf(used->names[used->n], sizeof used->names[0], "%s", json_string_value(jn));
+            used->n++;
             json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", json_string_value(jn), "score",
                                                   "weight", mode_given && mode != RM_COMPOSE_EXPLICIT ? 0.0 : w));
         }
@@ -265,8 +272,11 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
         }
         for (int i = 0; i < n; i++) {
             char *path = NULL;
-            if (rm_registry_adapter_file_id(s->reg, tenant, hits[i].id, &path, NULL) != RAMOLE_OK) continue;
+            if (rm_registry_adapter_file_id(s->reg, tenant, hits[i].id, &path, used->hashes[used->n]) != RAMOLE_OK)
+                continue;
             RM_TRY(add_adapter(sp, path, 1));
+            snprintf(used->names[used->n], sizeof used->names[0], "%s", hits[i].name);
+            used->n++;
             json_array_append_new(list, json_pack("{s:s, s:f, s:n}", "name", hits[i].name, "score",
                                                   (double)hits[i].score, "weight"));
         }
@@ -481,7 +491,8 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
         goto out;
     }
     choose_err ce;
-    if ((st = choose_adapters(s, body, tenant_of(&who), &r->spec, &info, &ce)) != RAMOLE_OK) {
+    srv_used used;
+    if ((st = choose_adapters(s, body, tenant_of(&who), &r->spec, &info, &ce, &used)) != RAMOLE_OK) {
         ret = send_error(s, c, route, ce.status, ce.param, ce.code, "%s", ramole_last_error());
         goto out;
     }
@@ -514,9 +525,11 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     g->created = (long)time(NULL);
     pthread_mutex_lock(&s->quit_mu);
     uint64_t seq = ++s->next_id;
-    pthread_mutex_unlock(&s->quit_mu);
     snprintf(g->id, sizeof g->id, "%s-%llx%04llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)g->created,
              (unsigned long long)seq);
+    snprintf(used.id, sizeof used.id, "%s", g->id);
+    s->used[seq % SRV_FEEDBACK_RING] = used;
+    pthread_mutex_unlock(&s->quit_mu);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, gen_reader, g, gen_free);
     if (!resp) {
         gen_free(g);
@@ -633,12 +646,60 @@ static enum MHD_Result route_retrieve(rm_server *s, struct MHD_Connection *c, co
     return ret;
 }
 
+static enum MHD_Result route_feedback(rm_server *s, struct MHD_Connection *c, const char *route, conn_ctx *cx) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, NULL);
+    const json_t *id = body ? json_object_get(body, "id") : NULL, *rating = body ? json_object_get(body, "rating") : NULL,
+                 *comment = body ? json_object_get(body, "comment") : NULL;
+    srv_used u;
+    bool found = false;
+    if (!json_is_object(body)) ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object");
+    else if (!json_is_string(id)) ret = send_error(s, c, route, 400, "id", "invalid_value", "field \"id\" (a response id) is required");
+    else if (!json_is_integer(rating) || (json_integer_value(rating) != 1 && json_integer_value(rating) != -1))
+        ret = send_error(s, c, route, 400, "rating", "invalid_value", "field \"rating\" must be 1 or -1");
+    else if (comment && !json_is_null(comment) && !json_is_string(comment))
+        ret = send_error(s, c, route, 400, "comment", "invalid_value", "field \"comment\" must be a string");
+    else if (!s->reg) ret = send_error(s, c, route, 404, NULL, "no_registry", "this server has no adapter registry");
+    else {
+        pthread_mutex_lock(&s->quit_mu);
+        for (int i = 0; i < SRV_FEEDBACK_RING && !found; i++)
+            if (!strcmp(s->used[i].id, json_string_value(id)) && !strcmp(s->used[i].tenant, tenant_of(&who)))
+                u = s->used[i], found = true;
+        pthread_mutex_unlock(&s->quit_mu);
+        if (!found)
+            ret = send_error(s, c, route, 404, "id", "response_not_found", "no recent response %s of this tenant",
+                             json_string_value(id));
+        else {
+            rm_status st = RAMOLE_OK;
+            int n = u.n ? u.n : 1;
+            for (int i = 0; i < n && st == RAMOLE_OK; i++) {
+                rm_reg_feedback f = {.response_id = u.id, .tenant = u.tenant, .adapter = u.n ? u.names[i] : "",
+                                     .hash = u.n ? u.hashes[i] : "", .rating = (int)json_integer_value(rating),
+                                     .comment = json_is_string(comment) ? json_string_value(comment) : ""};
+                st = rm_registry_feedback_add(s->reg, &f);
+            }
+            ret = st != RAMOLE_OK ? send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error())
+                                  : send_json(s, c, route, 200, json_pack("{s:s, s:s, s:i}", "id", u.id, "object",
+                                                                          "feedback", "adapters", u.n));
+        }
+    }
+    json_decref(body);
+    rm_free(who.tenant);
+    return ret;
+}
+
 static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, const char *route) {
     rm_engine_stats es;
     srv_sched_stats(&s->sched, &es);
     int in_flight = srv_sched_in_flight(&s->sched);
     int queued = in_flight - es.running;
-    char *t = srv_metrics_text(&s->metrics, &es, queued > 0 ? queued : 0);
+    rm_reg_rating *ratings = NULL;
+    int n_ratings = 0;
+    if (s->reg && rm_registry_ratings(s->reg, NULL, &ratings, &n_ratings) != RAMOLE_OK) n_ratings = 0;
+    char *t = srv_metrics_text(&s->metrics, &es, queued > 0 ? queued : 0, ratings, n_ratings);
+    rm_reg_ratings_free(ratings, n_ratings);
     if (!t) return send_error(s, c, route, 500, NULL, NULL, "out of memory");
     enum MHD_Result ret = send_text(s, c, route, 200, "text/plain; version=0.0.4", t, strlen(t));
     rm_free(t);
@@ -648,7 +709,8 @@ static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, con
 /* ---- dispatch --------------------------------------------------------------------------- */
 
 static bool is_json_route(const char *url) {
-    return !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/retrieve");
+    return !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/retrieve") ||
+           !strcmp(url, "/v1/feedback");
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -700,6 +762,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (post && !strcmp(url, "/v1/completions")) return route_generate(s, c, "/v1/completions", false, cx);
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
     if (post && !strcmp(url, "/v1/retrieve")) return route_retrieve(s, c, "/v1/retrieve", cx);
+    if (post && !strcmp(url, "/v1/feedback")) return route_feedback(s, c, "/v1/feedback", cx);
     if (get && !strcmp(url, "/v1/models")) return route_models(s, c, "/v1/models");
     if (get && !strcmp(url, "/v1/adapters")) return route_adapters(s, c, "/v1/adapters");
     if (post && !strcmp(url, "/v1/adapters")) return route_upload(s, c, cx);
@@ -773,11 +836,12 @@ rm_status rm_server_new(rm_model *m, rm_registry *reg, const rm_engine_params *e
     pthread_mutex_init(&s->quit_mu, NULL);
     pthread_cond_init(&s->quit_cv, NULL);
     srv_metrics_init(&s->metrics);
+    s->used = rm_calloc(SRV_FEEDBACK_RING, sizeof *s->used);
     s->host = rm_strdup(o->host ? o->host : "127.0.0.1");
     const char *base = m->path ? strrchr(m->path, '/') : NULL;
     s->model_name = rm_strdup(o->model_name ? o->model_name : base && base[1] ? base + 1 : m->path ? m->path : "base");
     rm_status st = RAMOLE_OK;
-    if (!s->host || !s->model_name) {
+    if (!s->host || !s->model_name || !s->used) {
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -864,5 +928,6 @@ void rm_server_free(rm_server *s) {
     pthread_cond_destroy(&s->quit_cv);
     rm_free(s->host);
     rm_free(s->model_name);
+    rm_free(s->used);
     rm_free(s);
 }

@@ -115,6 +115,10 @@ else
   fail serve_starts "$(cat "$TMP/open.out" "$TMP/open.out.err")"
 fi
 
+$R adapter show rev >"$TMP/show" 2>&1
+node -e 'const a = JSON.parse(require("fs").readFileSync(process.argv[1])); if (a.ratings.up !== 1 || a.ratings.down !== 0) process.exit(1)' "$TMP/show" \
+  && pass serve_feedback_in_adapter_show || fail serve_feedback_in_adapter_show "$(head -c 300 "$TMP/show")"
+
 # open server: loopback only
 expect_error serve_open_refuses_public_bind "binds loopback only" $R serve -m "$TMP/m" --host 0.0.0.0 --port 0
 
