@@ -40,6 +40,7 @@ struct rm_registry {
     bool own_base;
     rm_projection *proj;
     rm_embedder *emb;
+    rm_pool *threads;        /* the embedder's pool (borrowed), or NULL: its own */
     char proj_hash[65];
     int layer;
     uint64_t fingerprint;
@@ -389,7 +390,17 @@ static rm_status embedder_make(rm_registry *r, const rm_projection *proj, rm_emb
     rm_embed_opts eo;
     rm_embed_opts_default(&eo);
     eo.layer = r->layer;
+    eo.pool = r->threads;
     return rm_embedder_new(r->base, r->base->tokenizer, &eo, proj, out);
+}
+
+rm_status rm_registry_set_pool(rm_registry *r, rm_pool *pool) {
+    pthread_mutex_lock(&r->lock);
+    bool made = r->emb != NULL;
+    if (!made) r->threads = pool;
+    pthread_mutex_unlock(&r->lock);
+    return made ? rm_err(RAMOLE_ERR_INVALID, "registry: the embedder already runs; set its pool before first use")
+                : RAMOLE_OK;
 }
 
 /* Base, projection and embedder (r->lock held). */

@@ -141,6 +141,10 @@ void      rm_registry_free(rm_registry *r); /* NULL is a no-op; frees an owned b
  * Without it the registry opens the recorded base when first needed.
  */
 rm_status rm_registry_set_base(rm_registry *r, rm_model *base);
+/* Run the embedder on `pool` (borrowed; alive while the registry is), e.g.
+ * an engine's (rm_engine_pool), so one process has one pool. Before the
+ * first embedding only (ERR_INVALID after). */
+rm_status rm_registry_set_pool(rm_registry *r, rm_pool *pool);
 /* The base (opening it if needed); ERR_MISMATCH when the file at the
  * recorded path is now another base. */
 rm_status rm_registry_base(rm_registry *r, rm_model **out);
