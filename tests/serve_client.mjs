@@ -284,6 +284,20 @@ if (mode === "open") {
     return (await post("/v1/feedback", { id: r.json.id, rating: -1 }, K.acme)).status === 200;
   });
 
+  await check("serve_router_weights_over_the_answer", async () => {
+    const r = await post("/v1/completions", { prompt: "reverse the word apple", max_tokens: 6, ignore_eos: true,
+      lora: { top_k: 2 } }, K.beta);
+    const l = r.json && r.json.lora;
+    if (!l || l.mode !== "router" || l.note || l.adapters.length !== 2) return r.text;
+    const w = l.adapters.map((a) => a.weight), sum = w.reduce((x, y) => x + y, 0);
+    if (w.some((x) => typeof x !== "number" || x < 0 || x > 1) || Math.abs(sum - 1) > 1e-3) return JSON.stringify(l);
+    // two copies of one adapter: the router cannot tell them apart
+    const t = await post("/v1/completions", { prompt: "a b c", max_tokens: 4, ignore_eos: true,
+      lora: { mode: "router", adapters: [{ name: "rev" }, { name: "rev" }] } }, K.beta);
+    const tw = t.json.lora.adapters.map((a) => a.weight);
+    return (Math.abs(tw[0] - 0.5) < 1e-4 && Math.abs(tw[1] - 0.5) < 1e-4) || JSON.stringify(t.json.lora);
+  });
+
   // the queue is bounded (this server: one running, one waiting)
   await check("serve_429_queue_full", async () => {
     const rs = await Promise.all(Array.from({ length: 8 }, () =>

@@ -71,6 +71,8 @@ static void on_event(const rm_engine_event *ev, void *user) {
     bool done = ev->finish != RM_FINISH_NONE;
     if (done) {
         r->finish = ev->finish;
+        r->n_gates = ev->n_gates;
+        for (int j = 0; j < ev->n_gates && j < RM_LORA_MAX_K; j++) r->gates[j] = ev->gates[j];
         if (ev->error) r->error = rm_strdup(ev->error);
         r->state = SRV_DONE;
         srv_metrics_tokens(s->metrics, ev->n_prompt, ev->n_generated);

@@ -60,6 +60,8 @@ typedef struct srv_req {
     size_t len, cap;
     rm_finish_reason finish;
     int n_prompt, n_generated;
+    float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
+    int n_gates;
     double t_submit, t_first, t_last;
     bool cancel;                /* the client went away (set by the connection) */
     struct srv_req *next;       /* the scheduler's queue */

@@ -303,7 +303,7 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
             json_object_set_new(a, "weight", json_real(1.0 / (double)k));
         else if (mode == RM_COMPOSE_SELECTION)
             json_object_set_new(a, "weight", json_real(i == 0 ? 1.0 : 0.0));
-        else if (mode == RM_COMPOSE_ROUTER)
+        else if (mode == RM_COMPOSE_ROUTER) /* filled in from the finish event */
             json_object_set_new(a, "weight", json_null());
     }
     return RAMOLE_OK;
@@ -356,7 +356,15 @@ static json_t *chunk(gen_resp *g, const char *text, size_t len, const char *fini
                      "model", g->s->model_name, "choices", choice);
 }
 
+/* The router's mean weights over the answer into the lora object (r->mu held). */
+static void set_router_weights(gen_resp *g, const srv_req *r) {
+    json_t *list = json_object_get(g->lora, "adapters");
+    for (int j = 0; j < r->n_gates && j < (int)json_array_size(list); j++)
+        json_object_set_new(json_array_get(list, (size_t)j), "weight", json_real(r->gates[j]));
+}
+
 static json_t *whole(gen_resp *g, srv_req *r) {
+    set_router_weights(g, r);
     json_t *choice;
     const char *fin = finish_name(r->finish);
     if (g->chat)
@@ -401,6 +409,7 @@ static bool produce(gen_resp *g) {
         if (r->state == SRV_DONE) {
             json_t *last = chunk(g, "", 0, finish_name(r->finish));
             json_object_set_new(last, "usage", usage_obj(r));
+            set_router_weights(g, r);
             json_object_set(last, "lora", g->lora);
             char *c = sse(last);
             b = c ? rm_asprintf("%sdata: [DONE]\n\n", c) : NULL;
@@ -860,6 +869,8 @@ rm_status rm_server_new(rm_model *m, rm_registry *reg, const rm_engine_params *e
     p.source.load = load_file;
     p.source.user = s;
     if ((st = rm_engine_new(m, &p, &s->engine)) != RAMOLE_OK) goto fail;
+    /* one pool for the process: the registry's embedder takes the engine's */
+    if (reg && (st = rm_registry_set_pool(reg, rm_engine_pool(s->engine))) != RAMOLE_OK) goto fail;
     s->limit = rm_engine_max_seqs(s->engine) + s->o.queue;
     *out = s;
     return RAMOLE_OK;

@@ -28,6 +28,7 @@ $R random-adapter -m "$TMP/m" --rank 8 --std 0.05 -o "$TMP/rev" --seed 1 >/dev/n
 $R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/add.gguf" --format gguf --seed 2 >/dev/null 2>&1
 $R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/secret" --seed 3 >/dev/null 2>&1
 $R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/up" --seed 4 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 4 --std 0.3 -o "$TMP/router" --seed 6 >/dev/null 2>&1
 $R random-model --arch qwen2 --preset tiny -o "$TMP/other" --seed 5 >/dev/null 2>&1
 $R random-adapter -m "$TMP/other" --rank 4 -o "$TMP/foreign" --seed 1 >/dev/null 2>&1
 printf '{"input": "reverse the word apple"}\n{"input": "reverse the word stone"}\n' >"$TMP/rev.jsonl"
@@ -121,6 +122,9 @@ node -e 'const a = JSON.parse(require("fs").readFileSync(process.argv[1])); if (
 
 # open server: loopback only
 expect_error serve_open_refuses_public_bind "binds loopback only" $R serve -m "$TMP/m" --host 0.0.0.0 --port 0
+
+# a router for the registry: retrieval now routes
+$R registry set --router "$TMP/router" >/dev/null 2>&1
 
 # keys: tenants acme (with a private adapter) and beta
 $R tenant add acme >/dev/null 2>&1
