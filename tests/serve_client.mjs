@@ -157,6 +157,44 @@ if (mode === "open") {
     return /ramole_feedback_total\{adapter="rev",hash="[0-9a-f]{12}",rating="up"\} 1\n/.test(t) || "metrics lack the rating";
   });
 
+  // 32 clients generate while an upload, a retrieval and a delete run alongside
+  await check("serve_32_clients_with_upload_retrieve_delete", async () => {
+    let acked = false, failed = null, routedAfter = 0;
+    const client = async (c) => {
+      for (let i = 0; i < 3; i++) {
+        const after = acked;
+        const r = await post("/v1/completions", { prompt: "the secret recipe of grandmother", max_tokens: 4 + (c % 3),
+          ignore_eos: true, stream: c % 2 === 1, lora: { top_k: 3 } });
+        if (r.status !== 200) { failed = `client ${c}: ${r.status} ${r.text.slice(0, 200)}`; return; }
+        if (c % 2 === 0 && after && r.json.lora.adapters.some((a) => a.name === "live")) routedAfter++;
+      }
+    };
+    const admin = async () => {
+      const fd = new FormData();
+      fd.append("name", "live");
+      fd.append("samples", new Blob([fs.readFileSync(expected.dir + "/secret.jsonl")]), "samples.jsonl");
+      fd.append("file", new Blob([fs.readFileSync(expected.dir + "/up/adapter_config.json")]), "adapter_config.json");
+      fd.append("file", new Blob([fs.readFileSync(expected.dir + "/up/adapter_model.safetensors")]), "adapter_model.safetensors");
+      const up = await fetch(base + "/v1/adapters", { method: "POST", body: fd });
+      const row = await up.json();
+      if (up.status !== 201) { failed = "upload: " + JSON.stringify(row); return; }
+      acked = true;
+      const r = await post("/v1/retrieve", { text: "the secret recipe of grandmother", top_k: 1 });
+      if (r.json.data[0].name !== "live") { failed = "retrieve after upload: " + r.text; return; }
+      // a request that starts after the acknowledgement is routed to it
+      const q = await post("/v1/completions", { prompt: "the secret recipe of grandmother", max_tokens: 2, lora: { top_k: 1 } });
+      if (q.json.lora.adapters[0].name !== "live") { failed = "not routed after upload: " + q.text; return; }
+      routedAfter++;
+      const d = await fetch(`${base}/v1/adapters/${row.id}`, { method: "DELETE" });
+      if (d.status !== 200) failed = "delete: " + d.status;
+      acked = false;
+    };
+    await Promise.all([...Array.from({ length: 32 }, (_, c) => client(c)), admin()]);
+    if (failed) return failed;
+    const left = (await get("/v1/adapters")).json.data.map((a) => a.name);
+    return (routedAfter >= 1 && !left.includes("live")) || `routed ${routedAfter}, left ${left}`;
+  });
+
   // errors
   await check("serve_400_malformed_json", async () => isError(await post("/v1/completions", null, null, '{"prompt": '), 400, "JSON"));
   await check("serve_400_bad_temperature", async () => isError(await post("/v1/completions", { prompt: "a", temperature: 7 }), 400, "temperature"));

@@ -61,8 +61,8 @@ P="reverse the word cloud"
 base_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos 2>/dev/null)
 rev_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev:0.5" 2>/dev/null)
 rev1_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev" 2>/dev/null)
-node -e 'const [p, b, r, r1] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1}))' \
-  "$P" "$base_text" "$rev_text" "$rev1_text" >"$TMP/expected.json"
+node -e 'const [p, b, r, r1, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, dir: d}))' \
+  "$P" "$base_text" "$rev_text" "$rev1_text" "$TMP" >"$TMP/expected.json"
 
 if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny; then
   grep -q "registry sqlite:$TMP/reg.db with 2 active adapters" "$TMP/open.out" \
