@@ -44,6 +44,10 @@ async function one(prompt, lora) {
 }
 
 const pct = (v, p) => { if (!v.length) return null; const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+// warm-up: adapters loaded, router matrices built, threads awake
+await Promise.all(prompts.map((p) => one(p, { top_k: 2 })));
+await one(prompts[0], { mode: "none" });
+
 const rows = [];
 for (const mode of ["none", "routed"]) {
   for (const n of clients) {
