@@ -588,28 +588,16 @@ static rm_status visible_adapters(rm_server *s, const char *tenant, json_t *arr,
     return RAMOLE_OK;
 }
 
-static enum MHD_Result route_models(rm_server *s, struct MHD_Connection *c, const char *route) {
+/* GET /v1/models (the base first, then the adapters as models) or GET /v1/adapters. */
+static enum MHD_Result route_list(rm_server *s, struct MHD_Connection *c, const char *route, bool models) {
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
     json_t *arr = json_array();
-    json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:s}", "id", s->model_name, "object", "model", "created", 0,
-                                         "owned_by", "ramole"));
-    rm_status st = visible_adapters(s, tenant_of(&who), arr, true);
-    rm_free(who.tenant);
-    if (st != RAMOLE_OK) {
-        json_decref(arr);
-        return send_error(s, c, route, 500, NULL, NULL, "%s", ramole_last_error());
-    }
-    return send_json(s, c, route, 200, json_pack("{s:s, s:o}", "object", "list", "data", arr));
-}
-
-static enum MHD_Result route_adapters(rm_server *s, struct MHD_Connection *c, const char *route) {
-    caller who;
-    enum MHD_Result ret;
-    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
-    json_t *arr = json_array();
-    rm_status st = visible_adapters(s, tenant_of(&who), arr, false);
+    if (models)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:s}", "id", s->model_name, "object", "model",
+                                             "created", 0, "owned_by", "ramole"));
+    rm_status st = visible_adapters(s, tenant_of(&who), arr, models);
     rm_free(who.tenant);
     if (st != RAMOLE_OK) {
         json_decref(arr);
@@ -772,8 +760,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
     if (post && !strcmp(url, "/v1/retrieve")) return route_retrieve(s, c, "/v1/retrieve", cx);
     if (post && !strcmp(url, "/v1/feedback")) return route_feedback(s, c, "/v1/feedback", cx);
-    if (get && !strcmp(url, "/v1/models")) return route_models(s, c, "/v1/models");
-    if (get && !strcmp(url, "/v1/adapters")) return route_adapters(s, c, "/v1/adapters");
+    if (get && !strcmp(url, "/v1/models")) return route_list(s, c, "/v1/models", true);
+    if (get && !strcmp(url, "/v1/adapters")) return route_list(s, c, "/v1/adapters", false);
     if (post && !strcmp(url, "/v1/adapters")) return route_upload(s, c, cx);
     if (post && !strcmp(url, "/v1/load_lora_adapter")) return route_vllm_load(s, c, cx, true);
     if (post && !strcmp(url, "/v1/unload_lora_adapter")) return route_vllm_load(s, c, cx, false);
