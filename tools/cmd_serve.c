@@ -13,14 +13,14 @@
 static void usage_serve(void) {
     fprintf(stderr, "usage: ramole serve -m MODEL [--registry URL | --no-registry] [--host 127.0.0.1] [--port 8080] "
                     "[--name NAME] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--queue N] "
-                    "[--max-body BYTES] [--timeout S] [--grace S] [--top-k K]\n");
+                    "[--max-body BYTES] [--timeout S] [--deadline S] [--grace S] [--top-k K]\n");
 }
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve", *model = NULL, *registry = NULL, *host = "127.0.0.1", *name = NULL;
     long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, port = 8080, queue = 64, max_body = 1 << 20,
          timeout = 30, top_k = 3;
-    double grace = 10;
+    double grace = 10, deadline = 600;
     bool no_registry = false;
     rm_type kv_type = RM_TYPE_F32;
     for (int i = 1; i < argc; i++) {
@@ -39,6 +39,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body")) { VAL(); if (!cli_int(cmd, a, v, 64, 1L << 30, &max_body)) return 2; }
         else if (!strcmp(a, "--timeout")) { VAL(); if (!cli_int(cmd, a, v, 1, 3600, &timeout)) return 2; }
         else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &top_k)) return 2; }
+        else if (!strcmp(a, "--deadline")) { VAL(); if (!cli_float(cmd, a, v, 0.001, 86400, &deadline)) return 2; }
         else if (!strcmp(a, "--grace")) { VAL(); if (!cli_float(cmd, a, v, 0, 3600, &grace)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
         else {
@@ -76,7 +77,8 @@ int cmd_serve(int argc, char **argv) {
     rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
                            .kv_type = kv_type};
     rm_server_opts so = {.host = host, .port = (int)port, .model_name = name, .queue = (int)queue,
-                         .max_body = (size_t)max_body, .timeout_s = (int)timeout, .default_top_k = (int)top_k};
+                         .max_body = (size_t)max_body, .timeout_s = (int)timeout, .default_top_k = (int)top_k,
+                         .deadline_s = deadline};
     if ((st = rm_server_new(m, reg, &ep, &so, &srv)) != RAMOLE_OK || (st = rm_server_start(srv)) != RAMOLE_OK)
         goto fail;
     int n_active = 0;

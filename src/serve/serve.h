@@ -38,6 +38,7 @@ typedef struct {
     int timeout_s;           /* idle connection timeout (0: 30 s) */
     int default_top_k;       /* adapters retrieved when a request says nothing (0: 3) */
     double refresh_s;        /* registry refresh period (0: 0.5 s) */
+    double deadline_s;       /* a generation's time from admission to its end, else cancelled (0: 600 s) */
 } rm_server_opts;
 
 typedef struct rm_server rm_server;

@@ -42,6 +42,7 @@ typedef struct {
     char *wire;          /* bytes ready to send */
     size_t wire_len, wire_off;
     bool sent_final, sent_role;
+    bool late;           /* cancelled at its deadline */
     size_t text_sent;
     const char *route;
 } gen_resp;
@@ -77,6 +78,7 @@ static const char *error_type(int status) {
     case 401: return "authentication_error";
     case 403: return "permission_error";
     case 404: return "not_found_error";
+    case 408: return "timeout_error";
     case 429: return "rate_limit_error";
     case 503: return "service_unavailable";
     default: return "server_error";
@@ -388,9 +390,19 @@ static bool produce(gen_resp *g) {
     until.tv_sec += 1;
     while (r->state != SRV_DONE && r->state != SRV_REFUSED && !(g->stream && r->len > g->text_sent))
         if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) break;
+    if (r->state != SRV_DONE && !g->late && rm_time_now() - r->t_submit > g->s->o.deadline_s) {
+        g->late = true; /* the scheduler finishes it with CANCELLED; we report the deadline */
+        pthread_mutex_unlock(&r->mu);
+        srv_sched_cancel(&g->s->sched, r);
+        pthread_mutex_lock(&r->mu);
+    }
     char *out = NULL;
-    if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR)) {
-        json_t *e = error_obj(500, r->error ? r->error : "the request failed", NULL, NULL);
+    bool late = g->late && r->state == SRV_DONE && r->finish == RM_FINISH_CANCELLED;
+    if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR) || late) {
+        char msg[128];
+        if (late) snprintf(msg, sizeof msg, "the request passed its deadline of %g s and was cancelled", g->s->o.deadline_s);
+        json_t *e = error_obj(late ? 408 : 500, late ? msg : r->error ? r->error : "the request failed", NULL,
+                              late ? "deadline_exceeded" : NULL);
         if (g->stream) {
             char *a = sse(e);
             out = a ? rm_asprintf("%sdata: [DONE]\n\n", a) : NULL;
@@ -830,6 +842,7 @@ rm_status rm_server_new(rm_model *m, rm_registry *reg, const rm_engine_params *e
     if (!s->o.timeout_s) s->o.timeout_s = 30;
     if (!s->o.default_top_k) s->o.default_top_k = 3;
     if (s->o.refresh_s <= 0) s->o.refresh_s = 0.5;
+    if (s->o.deadline_s <= 0) s->o.deadline_s = 600;
     pthread_mutex_init(&s->quit_mu, NULL);
     pthread_cond_init(&s->quit_cv, NULL);
     srv_metrics_init(&s->metrics);
