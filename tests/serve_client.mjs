@@ -264,6 +264,7 @@ if (mode === "open") {
 
   await check("serve_403_role_admin_route", async () =>
     isError(await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: "/etc" }, K.beta), 403, "admin"));
+  await check("serve_403_metrics_need_admin", async () => isError(await get("/metrics", K.beta), 403, "admin"));
   await check("serve_403_role_upload", async () => {
     const r = await fetch(base + "/v1/adapters", { method: "POST", headers: { Authorization: `Bearer ${K.beta}` },
       body: new FormData() });

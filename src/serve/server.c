@@ -699,7 +699,12 @@ static enum MHD_Result route_feedback(rm_server *s, struct MHD_Connection *c, co
     return ret;
 }
 
+/* Admin only when keys are required: the feedback labels name adapters, private ones too. */
 static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, const char *route) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_ADMIN, &who, &ret)) return ret;
+    rm_free(who.tenant);
     rm_engine_stats es;
     srv_sched_stats(&s->sched, &es);
     int in_flight = srv_sched_in_flight(&s->sched);
@@ -710,7 +715,7 @@ static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, con
     char *t = srv_metrics_text(&s->metrics, &es, queued > 0 ? queued : 0, ratings, n_ratings);
     rm_reg_ratings_free(ratings, n_ratings);
     if (!t) return send_error(s, c, route, 500, NULL, NULL, "out of memory");
-    enum MHD_Result ret = send_text(s, c, route, 200, "text/plain; version=0.0.4", t, strlen(t));
+    ret = send_text(s, c, route, 200, "text/plain; version=0.0.4", t, strlen(t));
     rm_free(t);
     return ret;
 }
