@@ -28,6 +28,7 @@ void rm_detok_free(rm_detok *d) {
 
 /* Drop the bytes released by the previous call from the front of pend. */
 static void consume(rm_detok *d) {
+    if (!d->n_out) return; /* also: pend may still be NULL, which memmove must not get */
     memmove(d->pend, d->pend + d->n_out, d->n_pend - d->n_out);
     d->n_pend -= d->n_out;
     d->n_out = 0;
