@@ -432,7 +432,9 @@ static bool produce(gen_resp *g) {
         rm_free(a);
         rm_free(b);
     } else if (!g->stream && r->state == SRV_DONE) {
-        char *t = json_dumps(whole(g, r), JSON_COMPACT);
+        json_t *w = whole(g, r);
+        char *t = w ? json_dumps(w, JSON_COMPACT) : NULL;
+        json_decref(w);
         out = t ? rm_asprintf("%s\n", t) : NULL;
         free(t);
         g->sent_final = true;
