@@ -64,7 +64,7 @@ rev1_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$
 node -e 'const [p, b, r, r1, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, dir: d}))' \
   "$P" "$base_text" "$rev_text" "$rev1_text" "$TMP" >"$TMP/expected.json"
 
-if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny; then
+if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny --grace 60; then
   grep -q "registry sqlite:$TMP/reg.db with 2 active adapters" "$TMP/open.out" \
     && grep -q "running open, on loopback only" "$TMP/open.out" \
     && pass serve_start_says_address_adapters_open || fail serve_start_says_address_adapters_open "$(cat "$TMP/open.out")"
@@ -102,7 +102,7 @@ if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name ti
 
   # SIGTERM: the request in flight still completes, then exit 0
   curl -s -o "$TMP/inflight" "http://127.0.0.1:$PORT/v1/completions" \
-    -d '{"prompt": "a long one", "max_tokens": 300, "ignore_eos": true}' &
+    -d '{"prompt": "a long one", "max_tokens": 300, "ignore_eos": true, "temperature": 0}' &
   cpid=$!
   sleep 0.3
   kill -TERM "$SPID"
