@@ -20,7 +20,7 @@ CFLAGS   += $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter
             -Wshadow -Wpointer-arith -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc -pthread $(SAN) \
             $(shell pkg-config --cflags jansson libpcre2-8 libpq 2>/dev/null)
-LDLIBS   += -lopenblas -ljansson -lpcre2-8 -lutf8proc -lsqlite3 -lpq -lcrypto -lm -lpthread
+LDLIBS   += -lmicrohttpd -lopenblas -ljansson -lpcre2-8 -lutf8proc -lsqlite3 -lpq -lcrypto -lm -lpthread
 LDFLAGS  += $(SAN) -pthread
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c

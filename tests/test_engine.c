@@ -9,6 +9,7 @@
  */
 #include "test.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,13 +63,20 @@ typedef struct {
     int n;
     rm_finish_reason fin;
     int events;
+    float gates[RM_LORA_MAX_K]; /* a router request's mean gates, from its finish event */
+    int n_gates, n_generated;
 } collected;
 
 static void collect(const rm_engine_event *ev, void *user) {
     collected *c = user;
     c->events++;
     if (ev->token >= 0 && c->n < 64) c->toks[c->n++] = ev->token;
-    if (ev->finish != RM_FINISH_NONE) c->fin = ev->finish;
+    if (ev->finish != RM_FINISH_NONE) {
+        c->fin = ev->finish;
+        c->n_gates = ev->n_gates;
+        c->n_generated = ev->n_generated;
+        for (int j = 0; j < ev->n_gates; j++) c->gates[j] = ev->gates[j];
+    }
 }
 
 /* Request i of the mixed set: prompt, length and composition vary. */
@@ -139,12 +147,69 @@ static void check_same(const collected *got, const collected *want, const char *
     int bad = 0;
     for (int i = 0; i < N_MIXED; i++) {
         bool same = got[i].n == want[i].n && got[i].fin == want[i].fin &&
-                    !memcmp(got[i].toks, want[i].toks, (size_t)want[i].n * sizeof(int32_t));
+                    !memcmp(got[i].toks, want[i].toks, (size_t)want[i].n * sizeof(int32_t)) &&
+                    got[i].n_gates == want[i].n_gates;
+        for (int j = 0; same && j < want[i].n_gates; j++) same = fabsf(got[i].gates[j] - want[i].gates[j]) < 1e-4f;
         if (!same && bad++ < 3)
             CHECK_MSG(0, "%s: request %d gave %d tokens (finish %s), alone %d (finish %s)", what, i, got[i].n,
                       rm_finish_reason_name(got[i].fin), want[i].n, rm_finish_reason_name(want[i].fin));
     }
     CHECK_MSG(!bad, "%s: %d of %d requests differ from their runs alone", what, bad, N_MIXED);
+}
+
+/* The router's mean gates reach the finish event of router requests only:
+ * k weights, each in [0, 1], summing to 1; two copies of one expert get
+ * half each (the router cannot tell them apart). */
+TEST(engine_router_gates_in_finish_event) {
+    rm_model *m = engine_model();
+    test_source ts = {0};
+    rm_engine *e = m ? new_engine(m, &ts, 4, 32, 0) : NULL;
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    collected c[N_MIXED];
+    memset(c, 0, sizeof c);
+    int32_t prompts[N_MIXED][32];
+    char names[N_MIXED][3][8];
+    for (int i = 0; i < 12; i++) {
+        rm_engine_request q;
+        mixed_request(i, prompts[i], &q, names[i], &c[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+    }
+    int32_t twin_prompt[] = {5, 9, 13, 2};
+    collected twin = {0};
+    rm_engine_request q;
+    rm_engine_request_init(&q);
+    q.tokens = twin_prompt;
+    q.n_tokens = 4;
+    q.max_tokens = 6;
+    q.ignore_eos = true;
+    q.mode = RM_COMPOSE_ROUTER;
+    q.router = "router";
+    q.n_adapters = 2;
+    q.adapters[0] = q.adapters[1] = "e1";
+    q.on_event = collect;
+    q.user = &twin;
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    drain(e);
+    for (int i = 0; i < 12; i++) {
+        bool router = i % 6 == 5;
+        int k = 1 + i % 3;
+        CHECK_MSG(c[i].n_gates == (router ? k : 0), "request %d: %d gates", i, c[i].n_gates);
+        double sum = 0;
+        for (int j = 0; j < c[i].n_gates; j++) {
+            CHECK(c[i].gates[j] >= 0 && c[i].gates[j] <= 1);
+            sum += c[i].gates[j];
+        }
+        if (router) CHECK_MSG(fabs(sum - 1) < 1e-4, "request %d: gates sum to %g", i, sum);
+    }
+    CHECK_MSG(twin.n_gates == 2 && fabsf(twin.gates[0] - 0.5f) < 1e-5f && fabsf(twin.gates[1] - 0.5f) < 1e-5f,
+              "twin experts: %d gates %g %g", twin.n_gates, twin.gates[0], twin.gates[1]);
+    rm_engine_free(e);
+    rm_model_free(m);
 }
 
 TEST(engine_mixed_batch_equals_alone) {

@@ -586,7 +586,9 @@ TEST(registry_approval_and_governance) {
     CHECK_ERR(rm_registry_adapter_act(r, "acme", "b", RM_REG_APPROVE, "admin"), RAMOLE_ERR_INVALID);
     /* keys: 256 random bits shown once, stored as their hash */
     char key[69], key2[69];
-    int64_t kid = -1, kid2 = -1;
+    int64_t kid = -1, kid2 = -1, nkeys = -1;
+    CHECK_OK(rm_registry_key_count(r, &nkeys));
+    CHECK(nkeys == 0);
     CHECK_OK(rm_registry_key_create(r, "acme", RM_REG_ROLE_UPLOAD, "admin", key, &kid));
     CHECK_OK(rm_registry_key_create(r, "acme", RM_REG_ROLE_UPLOAD, "admin", key2, &kid2));
     CHECK(strlen(key) == 68 && !strncmp(key, "rmk_", 4) && strcmp(key, key2));
@@ -600,7 +602,11 @@ TEST(registry_approval_and_governance) {
     snprintf(q, sizeof q, "SELECT count(*) FROM keys WHERE hash LIKE '%%%.32s%%'", key + 4);
     CHECK(sql_int(db, q) == 0);
     CHECK(sql_int(db, "SELECT count(*) FROM keys") == 2);
+    CHECK_OK(rm_registry_key_count(r, &nkeys));
+    CHECK(nkeys == 2);
     CHECK_OK(rm_registry_key_revoke(r, key, "admin"));
+    CHECK_OK(rm_registry_key_count(r, &nkeys));
+    CHECK(nkeys == 1);
     CHECK_ERR(rm_registry_key_verify(r, key, &tenant, &role), RAMOLE_ERR_NOT_FOUND);
     CHECK_ERR(rm_registry_key_revoke(r, key, "admin"), RAMOLE_ERR_NOT_FOUND);
     char idstr[32];
@@ -921,6 +927,35 @@ TEST(registry_bad_input_is_refused_and_changes_nothing) {
     CHECK(strstr(ramole_last_error(), "not a registry"));
 }
 
+/* ---- feedback ---------------------------------------------------------------------------- */
+
+TEST(registry_feedback_ratings_per_adapter) {
+    char db[600];
+    rm_registry *r = fresh_registry(false, 0, db, sizeof db);
+    rm_reg_feedback f = {.response_id = "cmpl-1", .adapter = "rev", .hash = "aa", .rating = 1, .comment = "good"};
+    CHECK_OK(rm_registry_feedback_add(r, &f));
+    f.response_id = "cmpl-2";
+    f.rating = -1;
+    CHECK_OK(rm_registry_feedback_add(r, &f));
+    CHECK_OK(rm_registry_feedback_add(r, &f));
+    rm_reg_feedback g = {.response_id = "cmpl-2", .tenant = "default", .adapter = "add", .hash = "bb", .rating = 1};
+    CHECK_OK(rm_registry_feedback_add(r, &g));
+    g.rating = 0;
+    CHECK_ERR(rm_registry_feedback_add(r, &g), RAMOLE_ERR_INVALID);
+    g.rating = 1, g.response_id = "";
+    CHECK_ERR(rm_registry_feedback_add(r, &g), RAMOLE_ERR_INVALID);
+    rm_reg_rating *v = NULL;
+    int n = 0;
+    CHECK_OK(rm_registry_ratings(r, NULL, &v, &n));
+    CHECK(n == 2 && !strcmp(v[0].adapter, "add") && v[0].up == 1 && v[0].down == 0 && !strcmp(v[1].adapter, "rev") &&
+          !strcmp(v[1].hash, "aa") && v[1].up == 1 && v[1].down == 2);
+    rm_reg_ratings_free(v, n);
+    CHECK_OK(rm_registry_ratings(r, "bb", &v, &n));
+    CHECK(n == 1 && v[0].up == 1);
+    rm_reg_ratings_free(v, n);
+    rm_registry_free(r);
+}
+
 /* ---- schema versions ---------------------------------------------------------------------- */
 
 TEST(registry_schema_migrates_forward_and_refuses_newer) {
@@ -940,8 +975,8 @@ TEST(registry_schema_migrates_forward_and_refuses_newer) {
         sqlite3_finalize(st);
         sqlite3_close(h);
     }
-    /* back to version 1 (its indexes gone): opening migrates forward, data kept */
-    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash;");
+    /* back to version 1 (its indexes and the feedback table gone): opening migrates forward, data kept */
+    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash; DROP TABLE feedback;");
     set_schema_version(db, 1);
     url_of(db, url, sizeof url);
     CHECK_OK(rm_registry_open(url, &r));

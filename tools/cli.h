@@ -54,6 +54,7 @@ bool cli_json_line(FILE *f, json_t *obj);
 
 int cmd_generate(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);

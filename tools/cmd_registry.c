@@ -306,7 +306,19 @@ int cmd_adapter(int argc, char **argv) {
         rm_reg_adapters_free(rows, n);
     } else if (!strcmp(verb, "show")) {
         rm_reg_adapter a;
-        if ((st = rm_registry_adapter_get(r, o.tenant, o.positional, &a)) == RAMOLE_OK) rc = print_json(adapter_json(&a, true));
+        if ((st = rm_registry_adapter_get(r, o.tenant, o.positional, &a)) == RAMOLE_OK) {
+            json_t *j = adapter_json(&a, true);
+            rm_reg_rating *v = NULL;
+            int nv = 0;
+            if ((st = rm_registry_ratings(r, a.hash, &v, &nv)) == RAMOLE_OK) {
+                int64_t up = 0, down = 0; /* this adapter's file, rated under any of its names */
+                for (int i = 0; i < nv; i++) up += v[i].up, down += v[i].down;
+                json_object_set_new(j, "ratings", json_pack("{s:I, s:I}", "up", (json_int_t)up, "down", (json_int_t)down));
+                rc = print_json(j);
+            } else
+                json_decref(j);
+            rm_reg_ratings_free(v, nv);
+        }
         rm_reg_adapter_clear(&a);
     } else if (!strcmp(verb, "rm")) {
         st = rm_registry_adapter_remove(r, o.tenant, o.positional, cli_actor());

@@ -40,6 +40,9 @@ typedef struct req {
     rm_engine_event_fn fn;
     void *user;
     struct req *next;           /* waiting queue */
+    /* router mode: gates summed over the answer's positions (each counted once, also across recomputation) */
+    double gate_sum[RM_LORA_MAX_K];
+    int gate_n, gate_next;      /* positions counted; the next position to count */
 } req;
 
 struct rm_engine {
@@ -60,6 +63,8 @@ struct rm_engine {
     int32_t *b_tok, *b_pos, *b_seq; /* [step_tokens] */
     uint8_t *b_want;
     const rm_adapter **seen;     /* [max_seqs * (max_adapters + 1)] distinct adapters of a step */
+    double *t_gates;             /* [step_tokens * max_adapters] the step's gate trace */
+    int *t_n;                    /* [step_tokens] */
     rm_engine_stats st;
 };
 
@@ -141,7 +146,10 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->b_seq = rm_calloc(nb, sizeof *e->b_seq);
     e->b_want = rm_calloc(nb, 1);
     e->seen = rm_calloc(ns * (size_t)(p.max_adapters + 1), sizeof *e->seen);
-    if (!e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen) {
+    e->t_gates = rm_calloc(nb * (size_t)p.max_adapters, sizeof *e->t_gates);
+    e->t_n = rm_calloc(nb, sizeof *e->t_n);
+    if (!e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen ||
+        !e->t_gates || !e->t_n) {
         rm_engine_free(e);
         return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
     }
@@ -177,6 +185,12 @@ static void emit(const req *r, rm_finish_reason fin, int32_t token, const char *
     if (!r->fn) return;
     rm_engine_event ev = {.id = r->id, .finish = fin, .token = token, .text = text ? text : "", .len = len,
                           .error = err, .n_prompt = r->n_prompt, .n_generated = r->n_toks - r->n_prompt};
+    float gates[RM_LORA_MAX_K];
+    if (fin != RM_FINISH_NONE && r->gate_n) {
+        for (int j = 0; j < r->comp.k; j++) gates[j] = (float)(r->gate_sum[j] / r->gate_n);
+        ev.gates = gates;
+        ev.n_gates = r->comp.k;
+    }
     r->fn(&ev, r->user);
 }
 
@@ -242,6 +256,8 @@ void rm_engine_free(rm_engine *e) {
     rm_free(e->b_seq);
     rm_free(e->b_want);
     rm_free(e->seen);
+    rm_free(e->t_gates);
+    rm_free(e->t_n);
     rm_free(e);
 }
 
@@ -285,6 +301,7 @@ static rm_status encode_prompt(rm_engine *e, const rm_engine_request *q, req *r)
                     e->p.n_ctx);
     if (st == RAMOLE_OK) {
         r->n_prompt = r->n_toks = (int)n;
+        r->gate_next = r->n_prompt - 1;
         r->cap = (int)n + 1;
         if (!(r->toks = rm_malloc((size_t)r->cap * sizeof *r->toks)))
             st = rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
@@ -564,6 +581,23 @@ static int count_adapters(rm_engine *e, int n) {
     return k;
 }
 
+/* Add the step's traced gates to the router-mode requests: the mean over
+ * modules at each answer position (from the last prompt token on, whose
+ * output is the first answer token), each position once. */
+static void gates_collect(rm_engine *e, int n) {
+    int t = 0, K = e->p.max_adapters;
+    for (int i = 0; i < n; i++) {
+        req *r = e->order[i];
+        if (!r || !e->chunk[i]) continue;
+        for (int c = 0; c < e->chunk[i]; c++, t++) {
+            if (r->comp.mode != RM_COMPOSE_ROUTER || e->b_pos[t] != r->gate_next || !e->t_n[t]) continue;
+            for (int j = 0; j < r->comp.k; j++) r->gate_sum[j] += e->t_gates[(size_t)t * K + j] / e->t_n[t];
+            r->gate_n++;
+            r->gate_next++;
+        }
+    }
+}
+
 /* Sample r's next token from logits, report it, finish r if it is done. */
 static void advance(rm_engine *e, req *r, const float *logits) {
     int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks);
@@ -617,7 +651,19 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
     e->st.last_step_tokens = nb;
     e->st.last_step_adapters = count_adapters(e, n);
     rm_batch b = {nb, e->b_tok, e->b_pos, e->b_seq, e->b_want};
+    bool trace = false;
+    for (int i = 0; i < n && !trace; i++)
+        trace = e->order[i] && e->chunk[i] && e->order[i]->comp.mode == RM_COMPOSE_ROUTER;
+    if (trace) {
+        memset(e->t_gates, 0, (size_t)nb * (size_t)e->p.max_adapters * sizeof *e->t_gates);
+        memset(e->t_n, 0, (size_t)nb * sizeof *e->t_n);
+        rm_lora_trace_gates(e->lora, &(rm_gate_trace){.gates = e->t_gates, .n = e->t_n});
+    }
     rm_status st = rm_ctx_decode(e->ctx, &b);
+    if (trace) {
+        rm_lora_trace_gates(e->lora, NULL);
+        if (st == RAMOLE_OK) gates_collect(e, n);
+    }
     if (st != RAMOLE_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", ramole_last_error());

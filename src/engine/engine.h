@@ -73,6 +73,11 @@ typedef struct {
     const char *error;        /* finish ERROR: the message */
     int n_prompt;             /* prompt tokens */
     int n_generated;          /* tokens generated so far */
+    /* the finish event of a router-mode request: the router's weight of each
+     * expert (in the request's order), the mean over the modules and the
+     * answer's positions; NULL otherwise */
+    const float *gates;
+    int n_gates;
 } rm_engine_event;
 
 typedef void (*rm_engine_event_fn)(const rm_engine_event *ev, void *user);

@@ -50,9 +50,14 @@ typedef struct {
     /* by id (id >= 0) or hash; ERR_NOT_FOUND when no live key matches */
     rm_status (*key_revoke)(rm_reg_backend *b, int64_t id, const char *hash, double time, int64_t *revoked_id);
     rm_status (*key_find)(rm_reg_backend *b, const char *hash, char **tenant, rm_reg_role *role);
+    /* live (not revoked) keys */
+    rm_status (*key_count)(rm_reg_backend *b, int64_t *n);
     /* audit */
     rm_status (*audit_append)(rm_reg_backend *b, const rm_reg_audit *a);
     rm_status (*audit_list)(rm_reg_backend *b, double since, rm_reg_audit **out, int *n);
+    /* feedback: one row per (response, adapter) */
+    rm_status (*feedback_add)(rm_reg_backend *b, const rm_reg_feedback *f, double time);
+    rm_status (*ratings)(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n);
     /* blobs */
     rm_status (*blob_put)(rm_reg_backend *b, const char *hash, const void *data, size_t n);
     rm_status (*blob_file)(rm_reg_backend *b, const char *hash, char **path);

@@ -64,6 +64,10 @@ static const char *const pg_migrations[RM_REG_SCHEMA_VERSION] = {
     " created DOUBLE PRECISION NOT NULL);",
     "CREATE INDEX audit_time ON audit(time);"
     "CREATE INDEX adapters_hash ON adapters(hash);",
+    "CREATE TABLE feedback(id BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION NOT NULL, response_id TEXT NOT NULL,"
+    " tenant TEXT NOT NULL, adapter TEXT NOT NULL, hash TEXT NOT NULL, rating INTEGER NOT NULL,"
+    " comment TEXT NOT NULL);"
+    "CREATE INDEX feedback_hash ON feedback(hash);",
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -407,6 +411,51 @@ static rm_status pg_key_find(rm_reg_backend *b, const char *hash, char **tenant,
     return st;
 }
 
+static rm_status pg_key_count(rm_reg_backend *b, int64_t *n) {
+    pg_backend *p = (pg_backend *)b;
+    PGresult *r = NULL;
+    RM_TRY(run(p, p->db, "SELECT count(*) FROM keys WHERE revoked IS NULL", 0, NULL, NULL, "key count", &r));
+    *n = get_i64(r, 0, 0);
+    PQclear(r);
+    return RAMOLE_OK;
+}
+
+static rm_status pg_feedback_add(rm_reg_backend *b, const rm_reg_feedback *f, double time) {
+    pg_backend *p = (pg_backend *)b;
+    char t[32], rating[8];
+    snprintf(t, sizeof t, "%.6f", time);
+    snprintf(rating, sizeof rating, "%d", f->rating);
+    return run(p, p->db, "INSERT INTO feedback(time, response_id, tenant, adapter, hash, rating, comment)"
+                         " VALUES($1,$2,$3,$4,$5,$6,$7)", 7,
+               P(t, f->response_id, f->tenant ? f->tenant : RM_REG_DEFAULT_TENANT, f->adapter ? f->adapter : "",
+                 f->hash ? f->hash : "", rating, f->comment ? f->comment : ""),
+               NULL, "feedback", NULL);
+}
+
+static rm_status pg_ratings(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n) {
+    pg_backend *p = (pg_backend *)b;
+    *out = NULL;
+    *n = 0;
+    PGresult *r = NULL;
+    RM_TRY(run(p, p->db, "SELECT adapter, hash, sum(CASE WHEN rating > 0 THEN 1 ELSE 0 END),"
+                         " sum(CASE WHEN rating < 0 THEN 1 ELSE 0 END) FROM feedback"
+                         " WHERE $1::text IS NULL OR hash = $1 GROUP BY adapter, hash ORDER BY adapter, hash",
+               1, P(hash), NULL, "ratings", &r));
+    int rows = PQntuples(r);
+    rm_status st = RAMOLE_OK;
+    if (rows && !(*out = rm_calloc((size_t)rows, sizeof **out))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == RAMOLE_OK && i < rows; i++) {
+        rm_reg_rating *x = &(*out)[i];
+        x->adapter = get_str(r, i, 0);
+        snprintf(x->hash, sizeof x->hash, "%s", PQgetvalue(r, i, 1));
+        x->up = get_i64(r, i, 2);
+        x->down = get_i64(r, i, 3);
+        *n = i + 1;
+    }
+    PQclear(r);
+    return st;
+}
+
 static rm_status pg_audit_append(rm_reg_backend *b, const rm_reg_audit *a) {
     pg_backend *p = (pg_backend *)b;
     char t[32];
@@ -587,7 +636,7 @@ static const rm_reg_backend_ops pg_ops = {
     .meta_get = pg_meta_get, .meta_set = pg_meta_set, .tenant_add = pg_tenant_add, .tenant_find = pg_tenant_find,
     .tenant_list = pg_tenant_list, .adapter_insert = pg_adapter_insert, .adapter_update = pg_adapter_update,
     .adapter_delete = pg_adapter_delete, .adapter_find = pg_adapter_find, .adapter_get = pg_adapter_get, .adapter_list = pg_adapter_list,
-    .key_insert = pg_key_insert, .key_revoke = pg_key_revoke, .key_find = pg_key_find,
+    .key_insert = pg_key_insert, .key_revoke = pg_key_revoke, .key_find = pg_key_find, .key_count = pg_key_count, .feedback_add = pg_feedback_add, .ratings = pg_ratings,
     .audit_append = pg_audit_append, .audit_list = pg_audit_list, .blob_put = pg_blob_put,
     .blob_file = pg_blob_file, .blob_list = pg_blob_list, .blob_delete = pg_blob_delete,
     .data_version = pg_data_version, .scratch_dir = pg_scratch_dir,

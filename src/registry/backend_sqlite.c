@@ -43,6 +43,11 @@ static const char *const migrations[RM_REG_SCHEMA_VERSION] = {
     /* 2: indexes for audit --since and the hash lookups of check */
     "CREATE INDEX audit_time ON audit(time);"
     "CREATE INDEX adapters_hash ON adapters(hash);",
+    /* 3: ratings of responses, per adapter used */
+    "CREATE TABLE feedback(id INTEGER PRIMARY KEY, time REAL NOT NULL, response_id TEXT NOT NULL,"
+    " tenant TEXT NOT NULL, adapter TEXT NOT NULL, hash TEXT NOT NULL, rating INTEGER NOT NULL,"
+    " comment TEXT NOT NULL);"
+    "CREATE INDEX feedback_hash ON feedback(hash);",
 };
 
 static rm_status sq_fail(sq_backend *s, const char *what) {
@@ -391,6 +396,66 @@ static rm_status sq_key_find(rm_reg_backend *b, const char *hash, char **tenant,
     return r;
 }
 
+static rm_status sq_key_count(rm_reg_backend *b, int64_t *n) {
+    sq_backend *s = (sq_backend *)b;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "SELECT count(*) FROM keys WHERE revoked IS NULL", &st));
+    rm_status r = sqlite3_step(st) == SQLITE_ROW ? RAMOLE_OK : sq_fail(s, "key count");
+    if (r == RAMOLE_OK) *n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static rm_status sq_feedback_add(rm_reg_backend *b, const rm_reg_feedback *f, double time) {
+    sq_backend *s = (sq_backend *)b;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "INSERT INTO feedback(time, response_id, tenant, adapter, hash, rating, comment)"
+                   " VALUES(?,?,?,?,?,?,?)", &st));
+    sqlite3_bind_double(st, 1, time);
+    sqlite3_bind_text(st, 2, f->response_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, f->tenant ? f->tenant : RM_REG_DEFAULT_TENANT, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, f->adapter ? f->adapter : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, f->hash ? f->hash : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, f->rating);
+    sqlite3_bind_text(st, 7, f->comment ? f->comment : "", -1, SQLITE_STATIC);
+    rm_status r = sqlite3_step(st) == SQLITE_DONE ? RAMOLE_OK : sq_fail(s, "feedback");
+    sqlite3_finalize(st);
+    return r;
+}
+
+static rm_status sq_ratings(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n) {
+    sq_backend *s = (sq_backend *)b;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "SELECT adapter, hash, sum(rating > 0), sum(rating < 0) FROM feedback"
+                   " WHERE ?1 IS NULL OR hash = ?1 GROUP BY adapter, hash ORDER BY adapter, hash", &st));
+    if (hash) sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+    rm_status r = RAMOLE_OK;
+    int rc, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            rm_reg_rating *v = rm_realloc(*out, (size_t)cap * sizeof *v);
+            if (!v) {
+                r = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            *out = v;
+        }
+        rm_reg_rating *x = &(*out)[(*n)++];
+        memset(x, 0, sizeof *x);
+        x->adapter = col_str(st, 0);
+        snprintf(x->hash, sizeof x->hash, "%s", (const char *)sqlite3_column_text(st, 1));
+        x->up = sqlite3_column_int64(st, 2);
+        x->down = sqlite3_column_int64(st, 3);
+    }
+    if (r == RAMOLE_OK && rc != SQLITE_DONE) r = sq_fail(s, "ratings");
+    sqlite3_finalize(st);
+    if (r != RAMOLE_OK) rm_reg_ratings_free(*out, *n), *out = NULL, *n = 0;
+    return r;
+}
+
 static rm_status sq_audit_append(rm_reg_backend *b, const rm_reg_audit *a) {
     sq_backend *s = (sq_backend *)b;
     sqlite3_stmt *st;
@@ -486,7 +551,7 @@ static const rm_reg_backend_ops sq_ops = {
     .meta_get = sq_meta_get, .meta_set = sq_meta_set, .tenant_add = sq_tenant_add, .tenant_find = sq_tenant_find,
     .tenant_list = sq_tenant_list, .adapter_insert = sq_adapter_insert, .adapter_update = sq_adapter_update,
     .adapter_delete = sq_adapter_delete, .adapter_find = sq_adapter_find, .adapter_get = sq_adapter_get, .adapter_list = sq_adapter_list,
-    .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find,
+    .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find, .key_count = sq_key_count, .feedback_add = sq_feedback_add, .ratings = sq_ratings,
     .audit_append = sq_audit_append, .audit_list = sq_audit_list, .blob_put = sq_blob_put,
     .blob_file = sq_blob_file, .blob_list = sq_blob_list, .blob_delete = sq_blob_delete,
     .data_version = sq_data_version, .scratch_dir = sq_scratch_dir,

@@ -40,6 +40,7 @@ struct rm_registry {
     bool own_base;
     rm_projection *proj;
     rm_embedder *emb;
+    rm_pool *threads;        /* the embedder's pool (borrowed), or NULL: its own */
     char proj_hash[65];
     int layer;
     uint64_t fingerprint;
@@ -389,7 +390,17 @@ static rm_status embedder_make(rm_registry *r, const rm_projection *proj, rm_emb
     rm_embed_opts eo;
     rm_embed_opts_default(&eo);
     eo.layer = r->layer;
+    eo.pool = r->threads;
     return rm_embedder_new(r->base, r->base->tokenizer, &eo, proj, out);
+}
+
+rm_status rm_registry_set_pool(rm_registry *r, rm_pool *pool) {
+    pthread_mutex_lock(&r->lock);
+    bool made = r->emb != NULL;
+    if (!made) r->threads = pool;
+    pthread_mutex_unlock(&r->lock);
+    return made ? rm_err(RAMOLE_ERR_INVALID, "registry: the embedder already runs; set its pool before first use")
+                : RAMOLE_OK;
 }
 
 /* Base, projection and embedder (r->lock held). */
@@ -1210,6 +1221,35 @@ rm_status rm_registry_key_verify(rm_registry *r, const char *key, char **tenant,
     rm_sha256_hex(key, strlen(key), hash);
     pthread_mutex_lock(&r->lock);
     rm_status st = B(r)->key_find(r->b, hash, tenant, role);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+rm_status rm_registry_key_count(rm_registry *r, int64_t *n) {
+    *n = 0;
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->key_count(r->b, n);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+rm_status rm_registry_feedback_add(rm_registry *r, const rm_reg_feedback *f) {
+    if (f->rating != 1 && f->rating != -1) return rm_err(RAMOLE_ERR_INVALID, "rating %d: must be 1 or -1", f->rating);
+    if (!f->response_id || !*f->response_id) return rm_err(RAMOLE_ERR_INVALID, "feedback needs a response id");
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->feedback_add(r->b, f, rm_time_now());
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+void rm_reg_ratings_free(rm_reg_rating *v, int n) {
+    for (int i = 0; v && i < n; i++) rm_free(v[i].adapter);
+    rm_free(v);
+}
+
+rm_status rm_registry_ratings(rm_registry *r, const char *hash, rm_reg_rating **out, int *n) {
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->ratings(r->b, hash, out, n);
     pthread_mutex_unlock(&r->lock);
     return st;
 }

@@ -38,7 +38,7 @@
 #include "core/core.h"
 #include "model/model.h"
 
-#define RM_REG_SCHEMA_VERSION   2
+#define RM_REG_SCHEMA_VERSION   3
 #define RM_REG_NAME_MAX         128     /* bytes of an adapter, tenant name */
 #define RM_REG_SAMPLES_MAX      1000    /* sample inputs of one adapter */
 #define RM_REG_SAMPLE_MAX_BYTES 16384   /* one sample input */
@@ -141,6 +141,10 @@ void      rm_registry_free(rm_registry *r); /* NULL is a no-op; frees an owned b
  * Without it the registry opens the recorded base when first needed.
  */
 rm_status rm_registry_set_base(rm_registry *r, rm_model *base);
+/* Run the embedder on `pool` (borrowed; alive while the registry is), e.g.
+ * an engine's (rm_engine_pool), so one process has one pool. Before the
+ * first embedding only (ERR_INVALID after). */
+rm_status rm_registry_set_pool(rm_registry *r, rm_pool *pool);
 /* The base (opening it if needed); ERR_MISMATCH when the file at the
  * recorded path is now another base. */
 rm_status rm_registry_base(rm_registry *r, rm_model **out);
@@ -242,7 +246,33 @@ rm_status rm_registry_key_create(rm_registry *r, const char *tenant, rm_reg_role
 rm_status rm_registry_key_revoke(rm_registry *r, const char *key_or_id, const char *actor);
 /* The tenant and role of a live key; ERR_NOT_FOUND for unknown or revoked keys. */
 rm_status rm_registry_key_verify(rm_registry *r, const char *key, char **tenant, rm_reg_role *role);
+/* Live (not revoked) keys: a server without any runs open. */
+rm_status rm_registry_key_count(rm_registry *r, int64_t *n);
 rm_status rm_registry_audit_list(rm_registry *r, double since, rm_reg_audit **out, int *n);
+
+/* ---- feedback -------------------------------------------------------------------- */
+
+/* A rating of one response, for one adapter it used ("" hash and name: the
+ * base alone). The server writes one per adapter of the response. */
+typedef struct {
+    const char *response_id;
+    const char *tenant;        /* who rated (NULL: default) */
+    const char *adapter;       /* name, "" for none */
+    const char *hash;          /* the adapter's content hash, "" for none */
+    int rating;                /* 1 or -1 */
+    const char *comment;       /* NULL: "" */
+} rm_reg_feedback;
+rm_status rm_registry_feedback_add(rm_registry *r, const rm_reg_feedback *f);
+
+/* Ratings per adapter (name and hash), in order of name. */
+typedef struct {
+    char *adapter;
+    char hash[65];
+    int64_t up, down;
+} rm_reg_rating;
+void      rm_reg_ratings_free(rm_reg_rating *v, int n);
+/* hash NULL: every adapter; else that adapter's only. */
+rm_status rm_registry_ratings(rm_registry *r, const char *hash, rm_reg_rating **out, int *n);
 
 /* ---- maintenance ---------------------------------------------------------------- */
 

@@ -1,0 +1,183 @@
+/*
+ * serve_internal.h — the pieces of the server shared by its files:
+ * the request object passed between connection and scheduler threads,
+ * the scheduler (sched.c) and the metrics (metrics.c).
+ */
+#ifndef RM_SERVE_INTERNAL_H
+#define RM_SERVE_INTERNAL_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+
+#include "engine/request_json.h"
+#include "serve/serve.h"
+
+/* ---- metrics ---------------------------------------------------------------------- */
+
+#define SRV_HIST_BUCKETS 14
+typedef struct {
+    uint64_t count[SRV_HIST_BUCKETS + 1]; /* last: +Inf */
+    double sum;
+    uint64_t n;
+} srv_hist;
+
+typedef enum { SRV_H_TTFT = 0, SRV_H_ITL, SRV_H_REQUEST, SRV_H_RETRIEVAL, SRV_H_COUNT } srv_hist_id;
+
+#define SRV_ROUTES_MAX 64
+typedef struct {
+    pthread_mutex_t mu;
+    struct { char route[48]; int status; uint64_t n; } req[SRV_ROUTES_MAX];
+    int n_req;
+    uint64_t tokens_in, tokens_out;
+    srv_hist h[SRV_H_COUNT];
+} srv_metrics;
+
+void srv_metrics_init(srv_metrics *m);
+void srv_metrics_destroy(srv_metrics *m);
+void srv_metrics_request(srv_metrics *m, const char *route, int status);
+void srv_metrics_observe(srv_metrics *m, srv_hist_id h, double seconds);
+void srv_metrics_tokens(srv_metrics *m, int in, int out);
+/* The Prometheus text of m and the engine's snapshot (rm_malloc'd). */
+char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, const rm_reg_rating *ratings,
+                       int n_ratings);
+
+/* ---- a generation request between threads --------------------------------------- */
+
+typedef enum { SRV_QUEUED = 0, SRV_RUNNING, SRV_REFUSED, SRV_DONE } srv_req_state;
+
+typedef struct srv_req {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;                   /* the connection's and the scheduler's */
+    rm_request_spec spec;       /* what the engine runs */
+    /* written by the scheduler under mu */
+    srv_req_state state;
+    int64_t id;                 /* engine id once running */
+    rm_status refused;          /* submit's status when REFUSED */
+    char *error;                /* refusal or ERROR finish message */
+    char *text;                 /* generated text so far */
+    size_t len, cap;
+    rm_finish_reason finish;
+    int n_prompt, n_generated;
+    float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
+    int n_gates;
+    double t_submit, t_first, t_last;
+    bool cancel;                /* the client went away (set by the connection) */
+    struct srv_req *next;       /* the scheduler's queue */
+    void *sched;                /* the srv_sched running it (for on_event) */
+} srv_req;
+
+srv_req *srv_req_new(void);
+void     srv_req_release(srv_req *r);
+
+/* ---- scheduler ------------------------------------------------------------------ */
+
+typedef struct {
+    rm_engine *engine;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_req *head, *tail;       /* waiting for submit */
+    int64_t *cancels;           /* engine ids to cancel */
+    int n_cancels, cap_cancels;
+    int in_flight;              /* queued + running, for admission */
+    bool quit, cancel_all;
+    rm_engine_stats stats;      /* snapshot after each step */
+    srv_metrics *metrics;
+} srv_sched;
+
+rm_status srv_sched_start(srv_sched *s, rm_engine *e, srv_metrics *m);
+/* Queue r (one reference taken) unless in_flight >= limit: false then. */
+bool      srv_sched_push(srv_sched *s, srv_req *r, int limit);
+/* The connection is gone: cancel r if it still runs. */
+void      srv_sched_cancel(srv_sched *s, srv_req *r);
+void      srv_sched_cancel_all(srv_sched *s);
+int       srv_sched_in_flight(srv_sched *s);
+void      srv_sched_stats(srv_sched *s, rm_engine_stats *out);
+void      srv_sched_stop(srv_sched *s);
+
+/* ---- the server ------------------------------------------------------------------ */
+
+/* What a response used, kept for POST /v1/feedback (a ring of the latest). */
+#define SRV_FEEDBACK_RING 2048
+typedef struct {
+    char id[40];
+    char tenant[RM_REG_NAME_MAX + 1];
+    int n;
+    char names[RM_LORA_MAX_K][RM_REG_NAME_MAX + 1];
+    char hashes[RM_LORA_MAX_K][65];
+} srv_used;
+
+typedef struct srv_upload srv_upload;
+
+struct rm_server {
+    rm_model *model;
+    rm_registry *reg;
+    rm_engine *engine;
+    rm_server_opts o;
+    char *model_name;
+    char *host;
+    bool keys_required;
+    struct MHD_Daemon *http;
+    int port;
+    srv_sched sched;
+    srv_metrics metrics;
+    int limit;                  /* in-flight requests admitted */
+    volatile bool draining;
+    pthread_t refresher;
+    bool refreshing;
+    pthread_mutex_t quit_mu;
+    pthread_cond_t quit_cv;
+    bool quit;
+    bool started;
+    uint64_t next_id;
+    srv_used *used;             /* [SRV_FEEDBACK_RING], under quit_mu */
+};
+
+/* One connection's request: its JSON body, or the upload in progress. */
+typedef struct {
+    char *body;
+    size_t len, cap;
+    size_t limit;        /* bytes this route accepts */
+    bool too_big;
+    bool started;
+    srv_upload *upload;
+} conn_ctx;
+
+/* Who calls: a key's tenant and role (an open server: the default tenant, admin). */
+typedef struct {
+    char *tenant;          /* NULL: the default tenant (open server) */
+    rm_reg_role role;
+} caller;
+
+enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const char *route, int status, const char *type,
+                          const char *text, size_t len);
+/* Send obj (a new reference, freed here). */
+enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *route, int status, json_t *obj);
+/* An OpenAI-style error object {"error": {"message", "type", "param", "code"}}. */
+json_t *error_obj(int status, const char *msg, const char *param, const char *code);
+enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status, const char *param,
+                           const char *code, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* The HTTP status of a library error. */
+int status_of(rm_status st);
+/* Check the key for role `need`; false after sending 401 or 403. who->tenant is rm_malloc'd. */
+bool authorize(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg_role need, caller *who,
+               enum MHD_Result *ret);
+const char *tenant_of(const caller *who);
+json_t *adapter_json(const rm_reg_adapter *a);
+
+/* ---- the adapter API (adapters_api.c) --------------------------------------------- */
+
+/* Feed one piece of a multipart upload; false on a malformed body. */
+bool srv_upload_feed(srv_upload *u, const char *data, size_t n);
+srv_upload *srv_upload_new(struct MHD_Connection *c);
+void srv_upload_free(srv_upload *u);
+enum MHD_Result route_upload(rm_server *s, struct MHD_Connection *c, conn_ctx *cx);
+/* /v1/adapters/{id}[/approve] with GET, DELETE, POST; NULL route: not ours. */
+enum MHD_Result route_adapter_id(rm_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                                 bool *handled);
+enum MHD_Result route_vllm_load(rm_server *s, struct MHD_Connection *c, conn_ctx *cx, bool load);
+
+#endif

