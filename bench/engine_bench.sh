@@ -16,7 +16,9 @@
 # Environment: BUILD (build), ENGINE_BENCH_REQUESTS (256), ENGINE_BENCH_PEER_SEQS
 #   (16; 0 skips llama.cpp), ENGINE_BENCH_THREADS (2), BENCH_MODELS_DIR (.cache/bench),
 #   ENGINE_BENCH_MODEL (a GGUF base instead of the TinyLlama-shaped f16 one: a quick
-#   check of the script on a small model), ENGINE_BENCH_LONG (900: the long prompts of 3.).
+#   check of the script on a small model), ENGINE_BENCH_LONG (900: the long prompts of 3.),
+#   ENGINE_BENCH_TOKENS (64: tokens out per request in 1. and 2.), ENGINE_BENCH_MIX (64:
+#   requests in 3.). The script is read as it runs: copy it before editing it mid-run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.bash
@@ -30,6 +32,8 @@ M=${ENGINE_BENCH_MODEL:-$DIR/tinyllama-1.1b-f16.gguf}
 W=$DIR/engine-$(basename "$M" .gguf)
 mkdir -p "$W/loras"
 LONG=${ENGINE_BENCH_LONG:-900}
+OUT=${ENGINE_BENCH_TOKENS:-64}
+MIX=${ENGINE_BENCH_MIX:-64}
 
 say "# engine bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 if [ ! -f "$M" ] && [ -z "${ENGINE_BENCH_MODEL:-}" ]; then
@@ -44,18 +48,18 @@ done
 
 # the requests: prompt ids drawn once, each request its own 3 distinct adapters
 node -e '
-  const [n, dir] = [Number(process.argv[1]), process.argv[2]];
+  const [n, dir, out] = [Number(process.argv[1]), process.argv[2], Number(process.argv[3])];
   let x = 7; const rnd = k => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % k; };
   const fs = require("fs"); let plain = "", lora = "";
   for (let i = 0; i < n; i++) {
     const prompt = [1]; while (prompt.length < 16) prompt.push(3 + rnd(250));
     const pick = []; while (pick.length < 3) { const a = rnd(64); if (!pick.includes(a)) pick.push(a); }
-    const base = {id: i, prompt, max_tokens: 64, temperature: 0, ignore_eos: true};
+    const base = {id: i, prompt, max_tokens: out, temperature: 0, ignore_eos: true};
     plain += JSON.stringify(base) + "\n";
     lora += JSON.stringify({...base, lora: {mode: "router", adapters: pick.map(a => ({path: `${dir}/loras/a${a}.gguf`})),
                                             router: `${dir}/router.gguf`}}) + "\n";
   }
-  fs.writeFileSync(`${dir}/plain.jsonl`, plain); fs.writeFileSync(`${dir}/router.jsonl`, lora);' "$N" "$W"
+  fs.writeFileSync(`${dir}/plain.jsonl`, plain); fs.writeFileSync(`${dir}/router.jsonl`, lora);' "$N" "$W" "$OUT"
 
 run_batch() { # name in.jsonl extra-args...: sets GEN and ALL (generated and overall tokens/s)
   local name=$1 in=$2; shift 2
@@ -65,7 +69,7 @@ run_batch() { # name in.jsonl extra-args...: sets GEN and ALL (generated and ove
   read -r GEN ALL < <(sed -E 's/.*\(([0-9.]+) generated tokens\/s, ([0-9.]+) overall\).*/\1 \2/' <<<"$line")
 }
 say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-say "## 1. $N requests, router over 3 of 64 rank-16 adapters (f16 in memory), against no adapters"
+say "## 1. $N requests ($OUT tokens out), router over 3 of 64 rank-16 adapters (f16 in memory), against no adapters"
 # plain, router, router, plain: a machine whose load drifts during the run
 # weighs on both sides alike; the figures are the means of the two runs
 run_batch plain "$W/plain.jsonl"; gp1=$GEN; ap1=$ALL
@@ -84,7 +88,7 @@ say "| ratio | $(ratio "$gen_lora" "$gen_plain") | $(ratio "$all_lora" "$all_pla
 if [ "$PEER" -gt 0 ]; then
   say "## 2. llama.cpp, one adapter set after another ($PEER sequences, mixture of 3 of 64)"
   peer=$(node bench/llamacpp/mixed_lora.mjs -m "$M" --adapters "$(ls "$W"/loras/a*.gguf | paste -sd,)" --seqs "$PEER" --k 3 \
-         --prompt 16 --decode 64 -t "$T" 2>"$W/peer.err")
+         --prompt 16 --decode "$OUT" -t "$T" 2>"$W/peer.err")
   if [ -n "$peer" ]; then
     say "llama.cpp: $peer"
     peer_all=$(node -e 'console.log(JSON.parse(process.argv[1]).overall_tps)' "$peer")
@@ -94,10 +98,10 @@ if [ "$PEER" -gt 0 ]; then
   fi
 fi
 
-say "## 3. peak RSS, paged against contiguous KV (64 requests, every 8th with a $LONG-token prompt, 8 at once)"
-LONG=$LONG node -e '
+say "## 3. peak RSS, paged against contiguous KV ($MIX requests, every 8th with a $LONG-token prompt, 8 at once)"
+LONG=$LONG MIX=$MIX node -e '
   const fs = require("fs"); let s = "";
-  for (let i = 0; i < 64; i++) {
+  for (let i = 0; i < Number(process.env.MIX); i++) {
     const n = i % 8 === 0 ? Number(process.env.LONG) : 16; const prompt = [1]; while (prompt.length < n) prompt.push(3 + (i * 7 + prompt.length * 13) % 250);
     s += JSON.stringify({id: i, prompt, max_tokens: 16, temperature: 0, ignore_eos: true}) + "\n";
   }
