@@ -1,0 +1,36 @@
+/*
+ * test_fuzz.c — every crash the libFuzzer harnesses (fuzz/) found, fed
+ * again as the exact bytes the fuzzer saved, through the calls its harness
+ * makes. Most of these fail loudly only under sanitizers (`make asan`);
+ * each test also checks the contract the fix restores where it can be seen
+ * without them. docs/RELIABILITY.md lists the findings.
+ */
+#include "test.h"
+#include "../fuzz/fuzz_util.h"
+
+#include <string.h>
+
+rm_tok *tokt_family_tok(const char *family); /* test_tokenizer_golden.c: cached, SKIP when absent */
+
+/* fuzz_chat: "\x03" "2\x03" is no message, with the generation prompt. The
+ * Llama-2 template writes nothing then, and returned a buffer without its
+ * NUL (heap overflow in the caller's strlen). */
+TEST(fuzz_chat_no_messages) {
+    static const uint8_t crash[] = {0x03, 0x32, 0x03};
+    rm_tok *tok = tokt_family_tok("qwen3");
+    if (!tok) return;
+    char *text;
+    rm_chat_msg msgs[FUZZ_CHAT_MAX_MSGS];
+    size_t n;
+    unsigned opts;
+    fuzz_chat_decode(crash, sizeof crash, &text, msgs, &n, &opts);
+    CHECK(n == 0 && (opts & 1));
+    for (int t = RM_CHAT_NONE; t <= RM_CHAT_MISTRAL; t++) {
+        char *out = NULL;
+        if (rm_chat_apply(tok, (rm_chat_template)t, msgs, n, opts & 1, &out) != RAMOLE_OK) continue;
+        if (t == RM_CHAT_LLAMA2) CHECK_MSG(out[0] == 0, "llama2 with no messages gave \"%.16s\"", out);
+        CHECK(strlen(out) < 64);
+        rm_free(out);
+    }
+    free(text);
+}
