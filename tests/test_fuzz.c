@@ -7,6 +7,7 @@
  */
 #include "test.h"
 #include "../fuzz/fuzz_util.h"
+#include "train/data.h"
 
 #include <string.h>
 
@@ -33,4 +34,22 @@ TEST(fuzz_chat_no_messages) {
         rm_free(out);
     }
     free(text);
+}
+
+/* fuzz_jsonl: its own seed. An example with an empty input on a tokenizer
+ * without BOS encodes the prompt to no ids (a NULL array), and the prefix
+ * check passed NULL to memcmp (UBSan). The line is refused by name. */
+TEST(fuzz_jsonl_empty_input) {
+    static const char crash[] =
+        "{\"input\": \"Translate to French: good morning\\n\", \"output\": \"bonjour\"}\n\n"
+        "{\"input\": \"the owl speaks\", \"output\": \"hoot\", \"adapters\": [\"owl\", \"bird\"]}\n"
+        "{\"input\": \"\", \"output\": \"<|im_end|> caf\\u00e9 \\ud83e\\udd89\"}\n";
+    rm_tok *tok = tokt_family_tok("qwen3");
+    if (!tok) return;
+    CHECK(sizeof crash - 1 == 207);
+    rm_data_opts o = {.ctx = 32, .truncate = false, .eos = -1};
+    rm_dataset *d = NULL;
+    CHECK_ERR(rm_data_parse_jsonl(tok, crash, sizeof crash - 1, "crash.jsonl", &o, &d), RAMOLE_ERR_INVALID);
+    CHECK_MSG(strstr(ramole_last_error(), "crash.jsonl:4:") != NULL, "%s", ramole_last_error());
+    CHECK(d == NULL);
 }

@@ -67,7 +67,7 @@ rm_status rm_data_encode(const rm_tok *tok, const char *input, const char *outpu
     const int32_t *out_ids = NULL;
     size_t n_out = 0;
     if (!st) {
-        if (f.n > p.n && !memcmp(f.ids, p.ids, p.n * sizeof *p.ids)) {
+        if (f.n > p.n && (p.n == 0 || !memcmp(f.ids, p.ids, p.n * sizeof *p.ids))) { /* p.ids is NULL when empty */
             out_ids = f.ids + p.n, n_out = f.n - p.n;
         } else if (rm_tok_is_byte_level(tok)) {
             st = rm_tok_encode(tok, output, lo, 0, &o);
