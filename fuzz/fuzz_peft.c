@@ -54,7 +54,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *config, *tensors;
     size_t nc, nt;
-    fuzz_split(data, size, "\0", &config, &nc, &tensors, &nt);
+    fuzz_split(data, size, "", 1, &config, &nc, &tensors, &nt);
     char path[700];
     snprintf(path, sizeof path, "%s/adapter_config.json", fuzz_path(0, "peft"));
     fuzz_write(path, config, nc);

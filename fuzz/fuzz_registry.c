@@ -53,7 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *samples, *adapter;
     size_t ns, na;
-    fuzz_split(data, size, SEP, &samples, &ns, &adapter, &na);
+    fuzz_split(data, size, SEP, strlen(SEP), &samples, &ns, &adapter, &na);
     const char *spath = fuzz_path(0, "samples.jsonl"), *apath = fuzz_path(1, "adapter.gguf");
     fuzz_write(spath, samples, ns);
     char **s = NULL;

@@ -49,7 +49,7 @@ static void exercise(const rm_tok *tok, const char *text, size_t len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *json, *config;
     size_t nj, nc;
-    fuzz_split(data, size, "\0", &json, &nj, &config, &nc);
+    fuzz_split(data, size, "", 1, &json, &nj, &config, &nc);
     rm_tok *tok = NULL;
     if (rm_tok_load_json((const char *)json, nj, nc ? (const char *)config : NULL, nc, "fuzz.json", &tok) != RAMOLE_OK)
         return 0;

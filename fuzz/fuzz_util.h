@@ -70,13 +70,13 @@ static inline void fuzz_write(const char *path, const void *data, size_t n) {
     if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) abort();
 }
 
-/* The part of data before the first `sep` byte sequence (*a, *na) and the
- * part after it (*b, *nb; empty when sep is absent). Harnesses that take
- * two inputs (a file and a request) split them this way. */
-static inline void fuzz_split(const uint8_t *data, size_t size, const char *sep, const uint8_t **a, size_t *na,
-                       const uint8_t **b, size_t *nb) {
-    size_t ns = strlen(sep);
-    const uint8_t *hit = size >= ns ? memmem(data, size, sep, ns) : NULL;
+/* The part of data before the first occurrence of the ns bytes of sep
+ * (*a, *na) and the part after it (*b, *nb; empty when sep is absent).
+ * Harnesses that take two inputs (a file and a second file or request)
+ * split them this way; sep may be a NUL byte ("", 1). */
+static inline void fuzz_split(const uint8_t *data, size_t size, const char *sep, size_t ns, const uint8_t **a,
+                              size_t *na, const uint8_t **b, size_t *nb) {
+    const uint8_t *hit = ns && size >= ns ? memmem(data, size, sep, ns) : NULL;
     *a = data, *na = hit ? (size_t)(hit - data) : size;
     *b = hit ? hit + ns : data + size, *nb = hit ? size - *na - ns : 0;
 }
