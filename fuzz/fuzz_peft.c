@@ -36,16 +36,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         snprintf(path, sizeof path, "%s/adapter_config.json", fuzz_path(1, "gen"));
         fuzz_seed_file("config-all-r4.json", path);
         const char *dir = save_random(2, (1u << RM_TARGET_Q) | (1u << RM_TARGET_V), 4);
-        char *c = NULL, *t = NULL;
-        size_t nc = 0, nt = 0;
+        char st[700];
         snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-        if (rm_file_read(path, &c, &nc)) abort();
-        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-        if (rm_file_read(path, &t, &nt)) abort();
-        char *both = malloc(nc + 1 + nt);
-        memcpy(both, c, nc), both[nc] = 0, memcpy(both + nc + 1, t, nt);
-        fuzz_seed("folder-qv-r2", both, nc + 1 + nt);
-        free(both), rm_free(c), rm_free(t);
+        snprintf(st, sizeof st, "%s/adapter_model.safetensors", dir);
+        fuzz_seed_join("folder-qv-r2", path, st);
         exit(0);
     }
     return 0;

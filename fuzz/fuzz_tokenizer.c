@@ -14,16 +14,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         char path[600];
         snprintf(path, sizeof path, "%s/tokenizer.json", fuzz_small_tokenizer_dir());
         fuzz_seed_file("trained-bpe.json", path);
-        char *a = NULL, *b = NULL;
-        size_t na = 0, nb = 0;
-        snprintf(path, sizeof path, "%s/tokenizer.json", fuzz_small_tokenizer_dir());
-        if (rm_file_read(path, &a, &na)) abort();
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", fuzz_small_tokenizer_dir());
-        if (rm_file_read(path, &b, &nb)) abort();
-        char *both = malloc(na + 1 + nb);
-        memcpy(both, a, na), both[na] = 0, memcpy(both + na + 1, b, nb);
-        fuzz_seed("trained-bpe-with-config", both, na + 1 + nb);
-        free(both), rm_free(a), rm_free(b);
+        char cfg[600];
+        snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", fuzz_small_tokenizer_dir());
+        fuzz_seed_join("trained-bpe-with-config", path, cfg);
         exit(0);
     }
     return 0;

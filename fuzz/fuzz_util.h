@@ -191,6 +191,18 @@ static inline void fuzz_seed_file(const char *name, const char *src) {
     rm_free(text);
 }
 
+/* Two files joined by a NUL byte as one seed (a harness's two inputs). */
+static inline void fuzz_seed_join(const char *name, const char *first, const char *second) {
+    char *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    if (rm_file_read(first, &a, &na) != RAMOLE_OK || rm_file_read(second, &b, &nb) != RAMOLE_OK) abort();
+    char *both = malloc(na + 1 + nb);
+    if (!both) abort();
+    memcpy(both, a, na), both[na] = 0, memcpy(both + na + 1, b, nb);
+    fuzz_seed(name, both, na + 1 + nb);
+    free(both), rm_free(a), rm_free(b);
+}
+
 /* Once per process: quiet logs, single-threaded kernels. */
 static inline void fuzz_init_once(void) {
     static int done;
