@@ -6,6 +6,9 @@
 #   make test-pg    the registry's suite against a real PostgreSQL server
 #                   (scripts/pg.sh starts one in build/pg and stops it after)
 #   make slow       the slow suites (tests/slow/*.sh: toy training tasks, minutes)
+#   make fuzz       libFuzzer harnesses (fuzz/) with ASan + UBSan in build-fuzz/,
+#                   each run FUZZ_SECONDS (60) in turn; needs clang-14 and
+#                   libfuzzer-14-dev (bash scripts/deps.sh --fuzz)
 #
 # Files named *_avx2.c / *_avx512.c are built with those instruction sets;
 # the code that calls them checks cpuid at run time, so the binary runs on
@@ -40,7 +43,7 @@ BIN   := $(BUILD)/ramole
 TESTS := $(BUILD)/ramole_tests
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-pg asan bench slow clean deps
+.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins
 all: $(BIN) $(LIB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -106,7 +109,26 @@ slow: $(BIN)
 deps:
 	bash scripts/deps.sh
 
+# Fuzzing: the library rebuilt by clang with sanitizers and coverage
+# (fuzzer-no-link) into build-fuzz/, one binary per fuzz/fuzz_*.c.
+FUZZ_CC      ?= clang-14
+FUZZ_SAN     := -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
+FUZZ_BINS     = $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard fuzz/fuzz_*.c)))
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_util.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ)
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

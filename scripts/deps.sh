@@ -8,6 +8,7 @@
 #   bash scripts/deps.sh --reference  also python3-torch (regenerating golden data)
 #   bash scripts/deps.sh --bench      also libfaiss-dev and g++ (the registry benchmark's
 #                                     FAISS IndexFlatIP peer; never linked into ramole)
+#   bash scripts/deps.sh --fuzz       also clang-14 and libFuzzer (`make fuzz`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ for arg in "$@"; do
   case "$arg" in
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
     --bench) APT_PKGS+=(libfaiss-dev g++) ;;
+    --fuzz) APT_PKGS+=(clang-14 libclang-rt-14-dev libfuzzer-14-dev) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -12,13 +12,19 @@
 
 #define RM_ALIGN 64
 
-static atomic_size_t live_bytes, peak_bytes, alloc_count;
+static atomic_size_t live_bytes, peak_bytes, alloc_count, largest_ask;
 static atomic_size_t fail_countdown; /* 0: off; k: the k-th next alloc fails */
 static atomic_bool fail_armed;
 
 size_t rm_alloc_live_bytes(void) { return atomic_load(&live_bytes); }
 size_t rm_alloc_peak_bytes(void) { return atomic_load(&peak_bytes); }
 size_t rm_alloc_count(void) { return atomic_load(&alloc_count); }
+size_t rm_alloc_largest(void) { return atomic_load(&largest_ask); }
+
+void rm_alloc_mark(void) {
+    atomic_store(&peak_bytes, atomic_load(&live_bytes));
+    atomic_store(&largest_ask, 0);
+}
 
 void rm_alloc_fail_after(size_t n) {
     atomic_store(&fail_countdown, n);
@@ -44,6 +50,9 @@ static void account(ptrdiff_t delta) {
 }
 
 void *rm_malloc(size_t size) {
+    size_t largest = atomic_load(&largest_ask);
+    while (size > largest && !atomic_compare_exchange_weak(&largest_ask, &largest, size)) {
+    }
     if (should_fail()) return NULL;
     void *base;
     if (size > SIZE_MAX - RM_ALIGN) return NULL;

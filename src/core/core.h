@@ -66,6 +66,12 @@ size_t rm_alloc_live_bytes(void);
 size_t rm_alloc_peak_bytes(void);
 size_t rm_alloc_count(void);
 void   rm_alloc_fail_after(size_t n);
+/* Start a measurement: the peak becomes the live bytes now and the largest
+ * request is forgotten. rm_alloc_largest is the largest single size asked
+ * for since (granted or not): tests use both to show that a small file
+ * claiming huge sizes never drives a big allocation. */
+void   rm_alloc_mark(void);
+size_t rm_alloc_largest(void);
 
 /* Overflow-checked size arithmetic: false on overflow. */
 static inline bool rm_mul_ok(size_t a, size_t b, size_t *out) {

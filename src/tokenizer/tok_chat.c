@@ -97,6 +97,7 @@ rm_status rm_chat_apply(const rm_tok *t, rm_chat_template tmpl, const rm_chat_ms
     tok_buf b = {0};
     rm_status st = tok_buf_reserve(&b, 64);
     if (st) return st;
+    b.p[0] = 0; /* no messages and no header still give a string: "" */
     switch (tmpl) {
     case RM_CHAT_CHATML: {
         bool qwen3 = t && t->chat_template && strstr(t->chat_template, "reasoning_content");
