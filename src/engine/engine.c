@@ -88,8 +88,6 @@ rm_pool *rm_engine_pool(rm_engine *e) { return rm_ctx_pool(e->ctx); }
 
 /* ---- creation ------------------------------------------------------------ */
 
-static int blocks_for(const rm_engine *e, int n) { return (n + e->p.kv_block - 1) / e->p.kv_block; }
-
 rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine **out) {
     *out = NULL;
     rm_engine_params p = pp ? *pp : (rm_engine_params){0};
@@ -386,9 +384,9 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
         if (r->max_new > room)
             st = rm_err(RAMOLE_ERR_RANGE, "request: %d prompt tokens + max_tokens %d exceed the context of %d",
                         r->n_prompt, q->max_tokens, e->p.n_ctx);
-        else if (blocks_for(e, r->n_prompt + r->max_new) > e->p.kv_blocks)
+        else if (rm_kv_blocks_for(e->kv, r->n_prompt + r->max_new) > e->p.kv_blocks)
             st = rm_err(RAMOLE_ERR_RANGE, "request: %d tokens need %d KV blocks; the pool has %d",
-                        r->n_prompt + r->max_new, blocks_for(e, r->n_prompt + r->max_new), e->p.kv_blocks);
+                        r->n_prompt + r->max_new, rm_kv_blocks_for(e->kv, r->n_prompt + r->max_new), e->p.kv_blocks);
     }
     if (st == RAMOLE_OK && q->n_stop < 0) st = rm_err(RAMOLE_ERR_INVALID, "request: n_stop must be >= 0");
     if (st == RAMOLE_OK && q->n_stop > 0 && !e->tok)
@@ -632,7 +630,7 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
      *    only preempt the others. With nothing running the head is always
      *    admitted (submit checked that it fits alone). */
     for (int s; e->wait_head && (s = free_slot(e)) >= 0;) {
-        int need = blocks_for(e, e->wait_head->n_toks);
+        int need = rm_kv_blocks_for(e->kv, e->wait_head->n_toks);
         if (e->n_running && need > rm_kv_free_blocks(e->kv)) break;
         admit(e, s);
     }
@@ -711,7 +709,7 @@ rm_status rm_engine_check(const rm_engine *e) {
         }
         running++;
         if (r->slot != s) return rm_err(RAMOLE_ERR_INTERNAL, "engine check: slot %d holds a request of slot %d", s, r->slot);
-        if (len != r->n_cached || owned != blocks_for(e, r->n_cached))
+        if (len != r->n_cached || owned != rm_kv_blocks_for(e->kv, r->n_cached))
             return rm_err(RAMOLE_ERR_INTERNAL, "engine check: request %lld caches %d tokens; slot %d holds %d "
                           "positions in %d blocks", (long long)r->id, r->n_cached, s, len, owned);
         if (r->n_cached >= r->n_toks)

@@ -72,10 +72,10 @@ void rm_kv_free(rm_kv_cache *kv) {
     rm_free(kv);
 }
 
-static int blocks_for(const rm_kv_cache *kv, int len) { return (len + kv->p.block - 1) / kv->p.block; }
+int rm_kv_blocks_for(const rm_kv_cache *kv, int len) { return (len + kv->p.block - 1) / kv->p.block; }
 
 int rm_kv_blocks_short(const rm_kv_cache *kv, int seq, int len) {
-    int need = blocks_for(kv, len) - kv->n_owned[seq];
+    int need = rm_kv_blocks_for(kv, len) - kv->n_owned[seq];
     return need > 0 ? need : 0;
 }
 

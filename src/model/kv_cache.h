@@ -40,6 +40,8 @@ typedef struct rm_kv_cache rm_kv_cache;
 rm_status rm_kv_new(const rm_kv_params *p, rm_kv_cache **out);
 void      rm_kv_free(rm_kv_cache *kv); /* NULL is a no-op */
 
+/* Blocks that hold `len` positions. */
+int  rm_kv_blocks_for(const rm_kv_cache *kv, int len);
 /* Blocks sequence `seq` must gain to hold `len` positions (0 if it has them). */
 int  rm_kv_blocks_short(const rm_kv_cache *kv, int seq, int len);
 /* Give `seq` blocks for `len` positions; ERR_RANGE (nothing changed) when
