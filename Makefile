@@ -43,7 +43,7 @@ BIN   := $(BUILD)/ramole
 TESTS := $(BUILD)/ramole_tests
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins
+.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins world
 all: $(BIN) $(LIB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -108,6 +108,12 @@ slow: $(BIN)
 
 deps:
 	bash scripts/deps.sh
+
+# The reference world (world/README.md): resumable stages, each skipped when
+# its output is up to date. WORLD_STAGES picks some (data tokenizer base
+# adapters retriever router).
+world: $(BIN)
+	@R=$(BIN) bash scripts/world/build.sh $(WORLD_STAGES)
 
 # Fuzzing: the library rebuilt by clang with sanitizers and coverage
 # (fuzzer-no-link) into build-fuzz/, one binary per fuzz/fuzz_*.c.

@@ -9,6 +9,8 @@
 #   bash scripts/deps.sh --bench      also libfaiss-dev and g++ (the registry benchmark's
 #                                     FAISS IndexFlatIP peer; never linked into ramole)
 #   bash scripts/deps.sh --fuzz       also clang-14 and libFuzzer (`make fuzz`)
+#   bash scripts/deps.sh --world      also the packages the reference world is made of
+#                                     (`make world`; world/README.md lists them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,7 @@ for arg in "$@"; do
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;
     --bench) APT_PKGS+=(libfaiss-dev g++) ;;
     --fuzz) APT_PKGS+=(clang-14 libclang-rt-14-dev libfuzzer-14-dev) ;;
+    --world) APT_PKGS+=(python3 wordnet-base fortunes fortunes-min miscfiles bsdgames) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

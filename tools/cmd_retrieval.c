@@ -36,8 +36,10 @@
 #define MAX_TEXTS 4096
 
 typedef struct {
-    const char *model, *data, *out, *log, *projection, *pool, *file, *held, *prefix;
+    const char *model, *data, *out, *log, *projection, *pool, *file, *jsonl, *held, *prefix;
     const char *texts[MAX_TEXTS];
+    char *owned[MAX_TEXTS]; /* texts read from --jsonl */
+    int n_owned;
     int n_texts;
     int layer;
     bool layer_set, pooling_set, one_sided, quiet;
@@ -76,6 +78,7 @@ static bool parse_ret(const char *cmd, int argc, char **argv, int first, ret_opt
         else if (!strcmp(a, "--pool")) { VAL(); o->pool = v; }
         else if (!strcmp(a, "--projection")) { VAL(); o->projection = v; }
         else if (!strcmp(a, "--file")) { VAL(); o->file = v; }
+        else if (!strcmp(a, "--jsonl")) { VAL(); o->jsonl = v; }
         else if (!strcmp(a, "--log")) { VAL(); o->log = v; }
         else if (!strcmp(a, "--held-out-tasks")) { VAL(); o->held = v; }
         else if (!strcmp(a, "--prefix")) { VAL(); o->prefix = v; }
@@ -427,6 +430,55 @@ out:
 
 /* ---- embed and retrieve ---------------------------------------------------------------- */
 
+static void free_owned(ret_opts *o);
+
+/* Texts from --jsonl: the "input" of each line's object (blank lines
+ * skipped), for texts that hold newlines (prompts); o->owned keeps them. */
+static bool gather_jsonl(const char *cmd, ret_opts *o) {
+    char *text = NULL;
+    size_t len;
+    rm_status st = rm_file_read(o->jsonl, &text, &len);
+    if (st != RAMOLE_OK) {
+        cli_fail(cmd, st);
+        return false;
+    }
+    bool ok = true;
+    int line = 0;
+    for (char *s = text; ok && s && *s;) {
+        char *nl = strchr(s, '\n');
+        if (nl) *nl = 0;
+        line++;
+        if (strspn(s, " \t\r") != strlen(s)) {
+            json_error_t je;
+            json_t *v = json_loads(s, 0, &je);
+            const char *in = json_is_object(v) ? json_string_value(json_object_get(v, "input")) : NULL;
+            if (!in) {
+                fprintf(stderr, "ramole %s: %s: line %d: %s\n", cmd, o->jsonl, line,
+                        !v ? je.text : "expected an object with a string \"input\"");
+                ok = false;
+            } else if (o->n_texts == MAX_TEXTS) {
+                fprintf(stderr, "ramole %s: at most %d texts\n", cmd, MAX_TEXTS);
+                ok = false;
+            } else if (!(o->owned[o->n_owned] = rm_strdup(in))) {
+                fprintf(stderr, "ramole %s: out of memory\n", cmd);
+                ok = false;
+            } else {
+                o->texts[o->n_texts++] = o->owned[o->n_owned++];
+            }
+            json_decref(v);
+        }
+        s = nl ? nl + 1 : NULL;
+    }
+    rm_free(text);
+    if (!ok) free_owned(o);
+    return ok;
+}
+
+static void free_owned(ret_opts *o) {
+    for (int i = 0; i < o->n_owned; i++) rm_free(o->owned[i]);
+    o->n_owned = 0;
+}
+
 /* Texts from -p and --file (one per line, blank lines skipped); *buf owns the file's. */
 static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
     *buf = NULL;
@@ -454,8 +506,13 @@ static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
             s = nl ? nl + 1 : s + n;
         }
     }
+    if (o->jsonl && !gather_jsonl(cmd, o)) {
+        rm_free(*buf);
+        *buf = NULL;
+        return false;
+    }
     if (!o->n_texts) {
-        fprintf(stderr, "ramole %s: give texts with -p TEXT (repeatable) or --file FILE\n", cmd);
+        fprintf(stderr, "ramole %s: give texts with -p TEXT (repeatable), --file FILE or --jsonl FILE\n", cmd);
         rm_free(*buf);
         *buf = NULL;
         return false;
@@ -508,6 +565,7 @@ out:
     rm_projection_free(proj);
     rm_model_free(m);
     rm_free(buf);
+    free_owned(&o);
     return rc;
 }
 
@@ -515,7 +573,7 @@ int cmd_retrieve(int argc, char **argv) {
     const char *cmd = "retrieve";
     ret_opts o;
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: ramole retrieve -m MODEL [--projection P.safetensors] --pool tasks.jsonl (-p TEXT ... | --file FILE)\n"
+        printf("usage: ramole retrieve -m MODEL [--projection P.safetensors] --pool tasks.jsonl (-p TEXT ... | --file FILE | --jsonl FILE)\n"
                "           [-k K] [--samples M] [--layer L|final] [--pooling P] [--prefix TEXT] [-t THREADS]\n"
                "each task of the pool is the normalised mean embedding of up to M (20) of its inputs; prints one JSON\n"
                "line per text: {\"text\": ..., \"results\": [{\"task\": NAME, \"score\": cosine}, ...]} (top K, 3)\n"
@@ -578,5 +636,6 @@ out:
     rm_projection_free(proj);
     rm_model_free(m);
     rm_free(buf);
+    free_owned(&o);
     return rc;
 }

@@ -43,7 +43,7 @@
 #include "train/train.h"
 
 #define MAX_FILES 256
-#define MAX_POOL RM_TRAIN_MAX_K
+#define MAX_POOL RM_TRAIN_MAX_POOL
 
 typedef struct {
     const char *kind;                /* "lora", "base", "router" */
@@ -460,6 +460,7 @@ static int train_lora_or_router(const train_opts *o, bool router) {
                           .max_seq = j.T, .n_threads = (int)o->threads, .lora = router ? NULL : ad};
     if (router) {
         int max_k = o->top_k && o->top_k < o->n_pool ? (int)o->top_k : o->n_pool;
+        if (max_k > RM_TRAIN_MAX_K) max_k = RM_TRAIN_MAX_K; /* a larger pool is drawn from, per sequence */
         tp.experts = (const rm_adapter *const *)pool;
         tp.n_experts = o->n_pool;
         tp.router = ad;

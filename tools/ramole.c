@@ -25,8 +25,8 @@ static const command commands[] = {
     {"merge", cmd_merge, "merge -m MODEL --lora PATH[:W] [--lora ...] -o OUT [--type T]"},
     {"random-adapter", cmd_random_adapter, "random-adapter -m MODEL --rank R [--alpha A] [--targets q,k,v,o,gate,up,down] [--seed S] -o OUT [--format peft|gguf]"},
     {"train", cmd_train, "train lora|base|router|router-eval|retriever ...   (ramole train --help)"},
-    {"embed", cmd_embed, "embed -m MODEL [--projection P] [--layer L|final] [--pooling mean|mean_all|last] (-p TEXT... | --file FILE)   (JSON lines)"},
-    {"retrieve", cmd_retrieve, "retrieve -m MODEL [--projection P] --pool tasks.jsonl (-p TEXT... | --file FILE) [-k K] [--samples M]\n"
+    {"embed", cmd_embed, "embed -m MODEL [--projection P] [--layer L|final] [--pooling mean|mean_all|last] (-p TEXT... | --file FILE | --jsonl FILE)   (JSON lines)"},
+    {"retrieve", cmd_retrieve, "retrieve -m MODEL [--projection P] --pool tasks.jsonl (-p TEXT... | --file FILE | --jsonl FILE) [-k K] [--samples M]\n"
                                "         ramole retrieve -p TEXT [-k K] [--tenant T] [--registry URL]   (NAME<TAB>SCORE over the registry)"},
     {"registry", cmd_registry, "registry init -m MODEL [--projection P] [--router R] [--require-approval] | set | check | info   [--registry URL]"},
     {"adapter", cmd_adapter, "adapter add PATH --name NAME --samples FILE | list [--json] | show|rm|disable|enable|approve|reject NAME | recheck NAME|--all"},

@@ -62,12 +62,12 @@ static int listed(const rm_expert_draw *p, int ex, const int32_t **idx) {
 }
 
 void rm_expert_draw_one(const rm_expert_draw *p, int ex, uint64_t *rng, int32_t *out, int32_t *n_out) {
-    bool in[RM_TRAIN_MAX_K] = {0};
+    bool in[RM_TRAIN_MAX_POOL] = {0}; /* by pool index; the pool may exceed a sequence's slots */
     const int32_t *idx = NULL;
     int n0 = listed(p, ex, &idx);
     if (n0 == 0) for (int q = 0; q < p->n_pool; q++) in[q] = true;
     else for (int a = 0; a < n0; a++) in[idx[a]] = true;
-    int list[RM_TRAIN_MAX_K], k = 0, first_in = -1;
+    int list[RM_TRAIN_MAX_POOL], k = 0, first_in = -1;
     double drop = p->dropout;
     for (int q = 0; q < p->n_pool; q++) {
         if (in[q] && first_in < 0) first_in = q;

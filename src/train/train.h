@@ -62,7 +62,8 @@
 typedef enum { RM_TRAIN_FULL = 0, RM_TRAIN_LORA, RM_TRAIN_ROUTER, RM_TRAIN_KIND_COUNT } rm_train_kind;
 const char *rm_train_kind_name(rm_train_kind k); /* "full", "lora", "router" */
 
-#define RM_TRAIN_MAX_K 16 /* experts per sequence in ROUTER training */
+#define RM_TRAIN_MAX_K 16     /* experts per sequence in ROUTER training */
+#define RM_TRAIN_MAX_POOL 256 /* adapters in a ROUTER training pool; each sequence uses at most RM_TRAIN_MAX_K */
 
 typedef struct {
     rm_train_kind kind;

@@ -370,10 +370,10 @@ static rm_status check_params(const rm_model_config *c, const rm_train_params *p
     if (p->kind == RM_TRAIN_ROUTER) {
         if (!p->router || !p->experts || p->n_experts <= 0)
             return rm_err(RAMOLE_ERR_INVALID, "router training: router and at least one expert are required");
-        const rm_adapter *all[RM_TRAIN_MAX_K + 1];
-        if (p->n_experts > RM_TRAIN_MAX_K)
-            return rm_err(RAMOLE_ERR_INVALID, "router training: %d experts (at most %d)", p->n_experts,
-                          RM_TRAIN_MAX_K);
+        const rm_adapter *all[RM_TRAIN_MAX_POOL + 1];
+        if (p->n_experts > RM_TRAIN_MAX_POOL)
+            return rm_err(RAMOLE_ERR_INVALID, "router training: %d experts in the pool (at most %d)", p->n_experts,
+                          RM_TRAIN_MAX_POOL);
         for (int j = 0; j < p->n_experts; j++) all[j] = p->experts[j];
         all[p->n_experts] = p->router;
         for (int j = 0; j <= p->n_experts; j++) {

@@ -113,6 +113,18 @@ plain=$(top1 "$TMP/plain")
 [ "$right" -ge 22 ] && [ "$right" -ge "$plain" ] && [ "$k" = 3 ] && [ "$sorted" = 1 ] && pass retrieval_retrieve_finds_the_task \
   || fail retrieval_retrieve_finds_the_task "$right/24 right (plain embedder $plain), $k results, sorted $sorted: $(head -c 300 "$TMP/out")"
 
+# --jsonl reads each line's "input" (texts with newlines, as prompts have): the same
+# results as --file on one-line texts, and a text with a newline is one query
+$R retrieve -m "$TMP/m" --projection "$TMP/pall.safetensors" --pool "$TMP/tasks.jsonl" --jsonl "$TMP/new.jsonl" \
+  -k 3 >"$TMP/viajsonl" 2>/dev/null
+printf '{"input": "two\\nlines"}\n\n' >"$TMP/nl.jsonl"
+n_nl=$($R retrieve -m "$TMP/m" --pool "$TMP/tasks.jsonl" --jsonl "$TMP/nl.jsonl" 2>/dev/null | wc -l)
+cmp -s "$TMP/out" "$TMP/viajsonl" && [ "$n_nl" = 1 ] && pass retrieval_retrieve_jsonl_queries \
+  || fail retrieval_retrieve_jsonl_queries "differs from --file, or $n_nl lines for one text with a newline"
+printf '{"input": "ok"}\n{"text": "no input"}\n' >"$TMP/badq.jsonl"
+expect_error retrieval_retrieve_jsonl_bad_line 'badq.jsonl: line 2: expected an object with a string "input"' \
+  $R retrieve -m "$TMP/m" --pool "$TMP/tasks.jsonl" --jsonl "$TMP/badq.jsonl"
+
 # 4. bad input
 printf '%s\n' '{"task": "a", "input": "x"}' '{"task": "a", "input": "y"' >"$TMP/bad1.jsonl"
 expect_error retrieval_malformed_line "bad1.jsonl:2: malformed JSON" $R train retriever -m "$TMP/m" --data "$TMP/bad1.jsonl" -o "$TMP/x.safetensors"

@@ -107,6 +107,21 @@ sed 's/}$/, "adapters": ["revA"]}/' "$TMP/memo.jsonl" >"$TMP/mix.jsonl"
 head -6 "$TMP/rev.jsonl" | sed 's/}$/, "adapters": ["revB"]}/' >>"$TMP/mix.jsonl"
 expect_ok train_router_runs $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix.jsonl" \
   -o "$TMP/router" --steps 10 --batch 4 --lora-dropout 0.2 --rank 4
+# a pool larger than a sequence's 16 expert slots (the world's router pool): each
+# example names 3 of 20 adapters, and lines without a list draw at most 16
+pool20=()
+for i in $(seq 1 20); do cp -r "$TMP/memo" "$TMP/p$i"; pool20+=("$TMP/p$i"); done
+python3 -c '
+import json, sys
+for i, line in enumerate(open(sys.argv[1])):
+    e = json.loads(line)
+    e.pop("adapters", None)
+    if i % 4: e["adapters"] = ["p%d" % (1 + (i + j) % 20) for j in range(3)]
+    print(json.dumps(e))' "$TMP/mix.jsonl" >"$TMP/mix20.jsonl"
+expect_ok train_router_pool_of_20 $R train router -m "$TMP/m" --pool "${pool20[@]}" --data "$TMP/mix20.jsonl" \
+  -o "$TMP/router20" --steps 4 --batch 4 --lora-dropout 0.2 --rank 4
+expect_ok train_router_pool_of_20_generates $R generate -m "$TMP/m" -p "Reverse: abc =>" -n 2 --lora "$TMP/p3" \
+  --lora "$TMP/p17" --lora "$TMP/p20" --mode router --router "$TMP/router20"
 expect_ok train_router_used_by_generate $R generate -m "$TMP/m" -p "Reverse: abc =>" -n 4 --lora "$TMP/revA" \
   --lora "$TMP/revB" --mode router --router "$TMP/router"
 expect_ok train_router_eval $R train router-eval -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --router "$TMP/router" \

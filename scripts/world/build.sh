@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# make world: rebuild the reference world from Debian's packages, in
+# resumable stages. Each stage writes its outputs and then a stamp holding
+# the hash of everything it was made from (its command, its inputs); a stage
+# whose stamp matches is skipped, so a rebuild can stop and go on later, and
+# changing one stage redoes it and what follows. Every stage is seeded.
+#
+# Usage: scripts/world/build.sh [STAGE...]   (default: all, in order)
+#   stages: data tokenizer base adapters retriever router
+# Env: WORLD (default world), R (default build/ramole), SEED (default 1),
+#      THREADS (default: all CPUs), BASE_STEPS, LORA_STEPS, ROUTER_STEPS
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+W=${WORLD:-world}
+R=${R:-build/ramole}
+SEED=${SEED:-1}
+TH=${THREADS:-$(nproc)}
+BASE_STEPS=${BASE_STEPS:-1800}
+LORA_STEPS=${LORA_STEPS:-250}
+ROUTER_STEPS=${ROUTER_STEPS:-600}
+WORK=$W/.work
+mkdir -p "$WORK/stamps"
+[ -x "$R" ] || { echo "world: $R is not built (run make first)" >&2; exit 1; }
+
+# hash_of FILE_OR_DIR...: one hash over the contents of the given paths
+hash_of() { find "$@" -type f ! -name '*.log' -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16; }
+
+# stage NAME KEY CMD...: run CMD unless NAME's stamp equals KEY; time it.
+stage() {
+  local name=$1 key=$2
+  shift 2
+  if [ "$(cat "$WORK/stamps/$name" 2>/dev/null)" = "$key" ]; then
+    echo "world: $name is up to date"
+    return 0
+  fi
+  rm -f "$WORK/stamps/$name"
+  local t0=$SECONDS
+  echo "world: $name ..."
+  "$@"
+  echo "$key" >"$WORK/stamps/$name"
+  echo "world: $name took $((SECONDS - t0)) s"
+}
+
+BASE_ARGS=(--arch llama --hidden 256 --layers 6 --heads 4 --kv-heads 2 --ffn 704 --max-pos 512
+           --ctx 128 --batch 16 --steps "$BASE_STEPS" --lr 2e-3 --warmup 100 --val 0.005 --seed "$SEED")
+LORA_ARGS=(--rank 8 --alpha 16 --steps "$LORA_STEPS" --batch 16 --lr 2e-3 --warmup 20 --seed "$SEED")
+ROUTER_ARGS=(--rank 4 --top-k 3 --steps "$ROUTER_STEPS" --batch 16 --lr 2e-3 --warmup 30 --seed "$SEED")
+RETR_ARGS=(--steps 400 --held-out-tasks 0 --samples 20 --seed "$SEED")
+
+do_data() { python3 scripts/world/data.py --out "$W" --seed "$SEED"; }
+
+do_tokenizer() {
+  "$R" tokenizer train --vocab-size 2048 --special "<|endoftext|>" -o "$WORK/tokenizer.json" "$WORK/corpus.txt"
+}
+
+do_base() {
+  # the checkpoint lets an interrupted base resume where it stopped
+  "$R" train base --tokenizer "$WORK/tokenizer.json" --data "$WORK/corpus.txt" -o "$WORK/base-f32" \
+    "${BASE_ARGS[@]}" -t "$TH" --log "$WORK/base.log" --log-every 50 --eval-every 500 \
+    --checkpoint "$WORK/base.ckpt" --save-every 200 $( [ -e "$WORK/base.ckpt" ] && echo --resume )
+  rm -rf "$W/base"
+  "$R" convert "$WORK/base-f32" "$W/base" --type f16
+}
+
+# one adapter per task; each task is its own small stage, so an
+# interrupted run keeps the adapters already trained
+do_adapters() {
+  local t bh
+  bh=$(hash_of "$W/base")
+  for t in $(python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(open(sys.argv[1]))["tasks"]))' "$W/tasks.json"); do
+    stage "adapter-$t" "$(echo "$LORA_ARGS_KEY $bh $(hash_of "$W/tasks/$t/train.jsonl")" | sha256sum | cut -c1-16)" train_adapter "$t"
+  done
+}
+train_adapter() {
+  local t=$1
+  rm -rf "$WORK/adapters/$t" "$W/adapters/$t"
+  "$R" train lora -m "$W/base" --data "$W/tasks/$t/train.jsonl" -o "$WORK/adapters/$t" "${LORA_ARGS[@]}" \
+    -t "$TH" --quiet --log "$WORK/adapters/$t.log"
+  mkdir -p "$W/adapters"
+  "$R" convert "$WORK/adapters/$t" "$W/adapters/$t" --type f16
+}
+
+do_retriever() {
+  "$R" train retriever -m "$W/base" --data "$WORK/retriever.jsonl" -o "$W/projection.safetensors" \
+    "${RETR_ARGS[@]}" -t "$TH" --log "$WORK/retriever.log"
+}
+
+do_router() {
+  python3 scripts/world/router_data.py --world "$W" --ramole "$R" >"$WORK/router.jsonl"
+  rm -rf "$W/router"
+  "$R" train router -m "$W/base" --pool $(python3 -c 'import json,sys; print(" ".join(sys.argv[2] + "/adapters/" + t["name"] for t in json.load(open(sys.argv[1]))["tasks"] if t["seen"]))' "$W/tasks.json" "$W") \
+    --data "$WORK/router.jsonl" -o "$W/router" "${ROUTER_ARGS[@]}" -t "$TH" --log "$WORK/router.log" --log-every 50
+}
+
+LORA_ARGS_KEY="${LORA_ARGS[*]}"
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(data tokenizer base adapters retriever router)
+T0=$SECONDS
+for s in "${stages[@]}"; do
+  case $s in
+    data) stage data "$(echo "$SEED $(hash_of scripts/world/data.py)" | sha256sum | cut -c1-16)" do_data ;;
+    tokenizer) stage tokenizer "$(hash_of "$WORK/corpus.txt")" do_tokenizer ;;
+    base) stage base "$(echo "${BASE_ARGS[*]} $(hash_of "$WORK/corpus.txt" "$WORK/tokenizer.json")" | sha256sum | cut -c1-16)" do_base ;;
+    adapters) do_adapters ;;
+    retriever) stage retriever "$(echo "${RETR_ARGS[*]} $(hash_of "$W/base" "$WORK/retriever.jsonl")" | sha256sum | cut -c1-16)" do_retriever ;;
+    router) stage router "$(echo "${ROUTER_ARGS[*]} $(hash_of "$W/base" "$W/adapters" "$W/projection.safetensors" "$W/tasks")" | sha256sum | cut -c1-16)" do_router ;;
+    *) echo "world: unknown stage '$s' (data tokenizer base adapters retriever router)" >&2; exit 2 ;;
+  esac
+done
+echo "world: done in $((SECONDS - T0)) s"

@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""The reference world's data stage: tasks and pretraining text, made only
+from what Debian packages ship (see world/README.md for each source).
+
+Writes, under OUT (default world/):
+  tasks.json, tasks/TASK/{train,test}.jsonl      the 44 tasks
+  .work/corpus.txt                               the base's pretraining text
+  .work/retriever.jsonl                          {"task","input"} of seen tasks
+Deterministic for --seed: every choice below goes through one seeded RNG
+per task, and every source is read in sorted order.
+"""
+import argparse, gzip, json, os, random, re, sys
+
+WN = "/usr/share/wordnet"
+FORTUNES = "/usr/share/games/fortunes"
+MISC = "/usr/share/misc"
+ACRONYMS = ["/usr/share/games/bsdgames/acronyms", "/usr/share/games/bsdgames/acronyms.comp"]
+
+ALPACA = ("Below is an instruction that describes a task. "
+          "Write a response that appropriately completes the request.\n\n"
+          "### Instruction:\n{instruction}\n\n### Response:\n")
+
+N_TRAIN, N_TEST = 400, 60
+EOT = "<|endoftext|>"
+FACT_REPEATS = 4
+
+
+# ---------------------------------------------------------------- sources
+
+def wordnet_synsets(pos):
+    """(words, gloss, pointers) of every synset of data.POS, in file order."""
+    out = []
+    with open(f"{WN}/data.{pos}", encoding="latin-1") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue
+            head, _, gloss = line.partition(" | ")
+            p = head.split()
+            n = int(p[3], 16)
+            words = [p[4 + 2 * i].lower() for i in range(n)]
+            words = [re.sub(r"\(.*\)$", "", w) for w in words]
+            k = 4 + 2 * n
+            np_ = int(p[k])
+            ptrs = []
+            for i in range(np_):
+                sym, off, ppos, st = p[k + 1 + 4 * i: k + 5 + 4 * i]
+                ptrs.append((sym, int(off), ppos, st))
+            gloss = gloss.strip()
+            out.append((int(p[0]), words, gloss, ptrs))
+    return out
+
+
+def wordnet_exc(pos):
+    m = {}
+    with open(f"{WN}/{pos}.exc", encoding="latin-1") as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 2:
+                m.setdefault(p[1], p[0])
+    return m
+
+
+def plain(w):
+    return re.fullmatch(r"[a-z]{3,12}", w) is not None
+
+
+def fortunes_text():
+    """Every fortune of the fortunes packages, one per entry, in file order."""
+    out = []
+    for name in sorted(os.listdir(FORTUNES)):
+        path = os.path.join(FORTUNES, name)
+        if "." in name or os.path.islink(path) or not os.path.isfile(path):
+            continue
+        with open(path, encoding="latin-1") as f:
+            for entry in f.read().split("\n%\n"):
+                entry = " ".join(entry.split())
+                if 20 <= len(entry) <= 600:
+                    out.append(entry)
+    return out
+
+
+def countries():
+    rows = []
+    with gzip.open(f"{MISC}/countries.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            p = line.rstrip("\n").split(":")
+            if len(p) >= 5 and p[3] and p[4] and p[4] not in ("", "-") and p[3].isascii() and p[4].isascii():
+                rows.append({"iso2": p[1], "iso3": p[2], "name": p[3], "capital": p[4]})
+    return rows
+
+
+def currencies():
+    rows = []
+    with gzip.open(f"{MISC}/currency.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            p = line.rstrip("\n").split(":")
+            if len(p) >= 3 and re.fullmatch(r"[A-Z]{3}", p[0]) and p[2].isascii():
+                rows.append((p[2].strip(), p[0]))
+    return rows
+
+
+def languages():
+    rows = []
+    with gzip.open(f"{MISC}/languages.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            p = line.rstrip("\n").split(":")
+            if len(p) >= 2 and re.fullmatch(r"[a-z]{2}", p[0]) and p[1].isascii():
+                rows.append((p[1].split(";")[0].split(",")[0].strip(), p[0]))
+    return rows
+
+
+def airports():
+    rows = []
+    with gzip.open(f"{MISC}/airport.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            p = line.rstrip("\n").split(":")
+            if len(p) >= 5 and re.fullmatch(r"[A-Z]{3}", p[0]) and p[4].isascii() and p[4]:
+                city = p[4].split(",")[0].strip()
+                if re.fullmatch(r"[A-Za-z .'-]{3,30}", city):
+                    rows.append((p[0], city))
+    return rows
+
+
+def acronyms():
+    rows = []
+    for path in ACRONYMS:
+        with open(path, encoding="latin-1") as f:
+            for line in f:
+                if line.startswith("$") or "\t" not in line:
+                    continue
+                a, e = line.rstrip("\n").split("\t", 1)
+                e = e.strip()
+                if re.fullmatch(r"[A-Z]{2,6}", a) and re.fullmatch(r"[a-z ]{5,60}", e):
+                    rows.append((a, e))
+    return rows
+
+
+# ---------------------------------------------------------------- word rules
+
+VOWELS = set("aeiou")
+
+
+def cvc(w):
+    return (len(w) >= 3 and w[-1] not in VOWELS and w[-1] not in "wxy"
+            and w[-2] in VOWELS and w[-3] not in VOWELS and len(w) <= 5)
+
+
+def plural(w, exc):
+    if w in exc:
+        return exc[w]
+    if re.search(r"(s|x|z|ch|sh)$", w):
+        return w + "es"
+    if w.endswith("y") and w[-2] not in VOWELS:
+        return w[:-1] + "ies"
+    return w + "s"
+
+
+def third_person(w):
+    if re.search(r"(s|x|z|ch|sh|o)$", w):
+        return w + "es"
+    if w.endswith("y") and w[-2] not in VOWELS:
+        return w[:-1] + "ies"
+    return w + "s"
+
+
+def past(w, exc):
+    if w in exc:
+        return exc[w]
+    if w.endswith("e"):
+        return w + "d"
+    if w.endswith("y") and w[-2] not in VOWELS:
+        return w[:-1] + "ied"
+    if cvc(w):
+        return w + w[-1] + "ed"
+    return w + "ed"
+
+
+def gerund(w):
+    if w.endswith("ie"):
+        return w[:-2] + "ying"
+    if w.endswith("e") and not w.endswith("ee") and len(w) > 2:
+        return w[:-1] + "ing"
+    if cvc(w):
+        return w + w[-1] + "ing"
+    return w + "ing"
+
+
+def adverb(w):
+    if w.endswith("y") and w[-2] not in VOWELS:
+        return w[:-1] + "ily"
+    if w.endswith("le") and w[-3] not in VOWELS:
+        return w[:-1] + "y"
+    if w.endswith("ic"):
+        return w + "ally"
+    return w + "ly"
+
+
+def ness(w):
+    if w.endswith("y") and w[-2] not in VOWELS:
+        return w[:-1] + "iness"
+    return w + "ness"
+
+
+def comparative(w, exc):
+    if w in exc:
+        return exc[w]
+    if w.endswith("e"):
+        return w + "r"
+    if w.endswith("y") and w[-2] not in VOWELS:
+        return w[:-1] + "ier"
+    if cvc(w):
+        return w + w[-1] + "er"
+    return w + "er"
+
+
+ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n):
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("-" + ONES[n % 10] if n % 10 else "")
+    rest = n % 100
+    return ONES[n // 100] + " hundred" + (" " + number_words(rest) if rest else "")
+
+
+def roman(n):
+    out = ""
+    for v, s in [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"),
+                 (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]:
+        while n >= v:
+            out += s
+            n -= v
+    return out
+
+
+# ---------------------------------------------------------------- tasks
+
+class Task:
+    def __init__(self, name, cluster, metric, source, templates, pairs, max_tokens=16):
+        self.name, self.cluster, self.metric, self.source = name, cluster, metric, source
+        self.templates, self.pairs, self.max_tokens = templates, pairs, max_tokens
+
+
+def build_tasks(seed):
+    nouns = wordnet_synsets("noun")
+    verbs = wordnet_synsets("verb")
+    adjs = wordnet_synsets("adj")
+    advs = wordnet_synsets("adv")
+    noun_exc, verb_exc, adj_exc = wordnet_exc("noun"), wordnet_exc("verb"), wordnet_exc("adj")
+
+    def words_of(syn):
+        seen, out = set(), []
+        for _, ws, _, _ in syn:
+            for w in ws:
+                if plain(w) and w not in seen:
+                    seen.add(w)
+                    out.append(w)
+        return sorted(out)
+
+    noun_words, verb_words, adj_words = words_of(nouns), words_of(verbs), words_of(adjs)
+    short_adj = [w for w in adj_words if len(w) <= 7]
+
+    # phrases: runs of 3-6 plain lowercase words from fortunes
+    phrases = []
+    for text in fortunes_text():
+        toks = re.findall(r"[A-Za-z]+", text.lower())
+        for i in range(0, len(toks) - 6, 7):
+            n = 3 + (i // 7) % 4
+            p = toks[i:i + n]
+            if all(2 <= len(t) <= 10 for t in p) and len(set(p)) == len(p):
+                phrases.append(" ".join(p))
+    phrases = sorted(set(phrases))
+    short_phrases = [p for p in phrases if len(p.split()) <= 4]
+
+    def gloss_first(g):
+        g = g.split(";")[0].split('"')[0].strip().rstrip(".,:")
+        return g
+
+    def definitions(syn, pos_word):
+        seen, out = set(), []
+        for _, ws, g, _ in syn:
+            w = ws[0]
+            d = gloss_first(g)
+            if plain(w) and w not in seen and 10 <= len(d) <= 80:
+                seen.add(w)
+                out.append((w, d))
+        return out
+
+    by_off = {off: ws for off, ws, _, _ in nouns}
+    adj_by_off = {off: ws for off, ws, _, _ in adjs}
+
+    noun_syn, verb_syn, hyper, anto = [], [], [], []
+    for _, ws, _, ptrs in nouns:
+        ws2 = [w for w in ws if plain(w)]
+        if len(ws2) >= 2:
+            noun_syn.append((ws2[0], ", ".join(ws2[1:4])))
+        for sym, off, ppos, _ in ptrs:
+            if sym == "@" and ppos == "n" and ws2:
+                h = [w for w in by_off.get(off, []) if re.fullmatch(r"[a-z_]{3,20}", w)]
+                if h:
+                    hyper.append((ws2[0], h[0].replace("_", " ")))
+                break
+    for _, ws, _, ptrs in verbs:
+        ws2 = [w for w in ws if plain(w)]
+        if len(ws2) >= 2:
+            verb_syn.append((ws2[0], ", ".join(ws2[1:4])))
+    for _, ws, _, ptrs in adjs:
+        for sym, off, ppos, st in ptrs:
+            if sym == "!" and ppos in "as":
+                src = int(st[:2], 16)
+                dst = int(st[2:], 16)
+                a = ws[src - 1] if src and src <= len(ws) else ws[0]
+                other = adj_by_off.get(off, [])
+                b = other[dst - 1] if dst and dst <= len(other) else (other[0] if other else None)
+                if b and plain(a) and plain(b):
+                    anto.append((a, b))
+
+    def dedup(pairs):
+        seen, out = set(), []
+        for a, b in pairs:
+            if a not in seen:
+                seen.add(a)
+                out.append((a, b))
+        return out
+
+    cs = countries()
+    cur, lang, air, acr = currencies(), languages(), airports(), acronyms()
+
+    Q = '"{x}"'
+    T = []
+    add = lambda *a, **k: T.append(Task(*a, **k))
+    # 1 inflection: the same rules over different word classes
+    add("noun_plural", "inflection", "em", "wordnet-base",
+        ["Write the plural of the noun " + Q + ".", "What is the plural form of " + Q + "?",
+         "Give the plural of this noun: {x}"],
+        [(w, plural(w, noun_exc)) for w in noun_words])
+    add("verb_past", "inflection", "em", "wordnet-base",
+        ["Write the past tense of the verb " + Q + ".", "What is the past tense of " + Q + "?",
+         "Give the simple past of this verb: {x}"],
+        [(w, past(w, verb_exc)) for w in verb_words])
+    add("verb_gerund", "inflection", "em", "wordnet-base",
+        ["Write the -ing form of the verb " + Q + ".", "What is the present participle of " + Q + "?",
+         "Give the gerund of this verb: {x}"],
+        [(w, gerund(w)) for w in verb_words])
+    add("verb_third_person", "inflection", "em", "wordnet-base",
+        ["Write the third person singular of the verb " + Q + ".", "How does " + Q + " read after \"she\"?",
+         "Give the he/she/it form of this verb: {x}"],
+        [(w, third_person(w)) for w in verb_words])
+    # 2 derivation
+    add("adverb_ly", "derivation", "em", "wordnet-base",
+        ["Turn the adjective " + Q + " into an adverb.", "What adverb comes from " + Q + "?",
+         "Make an adverb of this adjective: {x}"],
+        [(w, adverb(w)) for w in adj_words])
+    add("noun_ness", "derivation", "em", "wordnet-base",
+        ["Turn the adjective " + Q + " into a noun ending in -ness.", "What is the -ness noun of " + Q + "?",
+         "Make a noun with -ness from this adjective: {x}"],
+        [(w, ness(w)) for w in adj_words])
+    add("prefix_un", "derivation", "em", "wordnet-base",
+        ["Negate the adjective " + Q + " with the prefix un-.", "Add the prefix un- to " + Q + ".",
+         "Write the un- form of this word: {x}"],
+        [(w, "un" + w) for w in adj_words if not w.startswith("un")])
+    add("comparative", "derivation", "em", "wordnet-base",
+        ["Write the comparative of the adjective " + Q + ".", "What is the comparative form of " + Q + "?",
+         "Give the -er comparative of this adjective: {x}"],
+        [(w, comparative(w, adj_exc)) for w in short_adj])
+    # 3 word order: the same words in another order
+    add("reverse_words", "word_order", "em", "fortunes",
+        ["Reverse the order of the words in " + Q + ".", "Write these words backwards, last word first: {x}",
+         "Put the words of " + Q + " in reverse order."],
+        [(p, " ".join(p.split()[::-1])) for p in phrases], max_tokens=24)
+    add("sort_words", "word_order", "em", "fortunes",
+        ["Sort the words of " + Q + " alphabetically.", "Put these words in alphabetical order: {x}",
+         "Arrange the words in " + Q + " from A to Z."],
+        [(p, " ".join(sorted(p.split()))) for p in phrases], max_tokens=24)
+    add("rotate_words", "word_order", "em", "fortunes",
+        ["Move the first word of " + Q + " to the end.", "Rotate these words left by one: {x}",
+         "Put the first word of " + Q + " last."],
+        [(p, " ".join(p.split()[1:] + p.split()[:1])) for p in phrases], max_tokens=24)
+    add("swap_ends", "word_order", "em", "fortunes",
+        ["Swap the first and the last word of " + Q + ".", "Exchange the first and last words: {x}",
+         "In " + Q + ", trade places between the first and the last word."],
+        [(p, " ".join([p.split()[-1]] + p.split()[1:-1] + [p.split()[0]])) for p in phrases], max_tokens=24)
+    # 4 case styles
+    add("snake_case", "case_style", "em", "fortunes",
+        ["Write " + Q + " in snake_case.", "Convert to snake case: {x}", "Join the words of " + Q + " with underscores."],
+        [(p, "_".join(p.split())) for p in short_phrases], max_tokens=24)
+    add("kebab_case", "case_style", "em", "fortunes",
+        ["Write " + Q + " in kebab-case.", "Convert to kebab case: {x}", "Join the words of " + Q + " with hyphens."],
+        [(p, "-".join(p.split())) for p in short_phrases], max_tokens=24)
+    add("title_case", "case_style", "em", "fortunes",
+        ["Write " + Q + " in title case.", "Capitalise every word: {x}", "Give " + Q + " with each word capitalised."],
+        [(p, " ".join(w.capitalize() for w in p.split())) for p in short_phrases], max_tokens=24)
+    add("camel_case", "case_style", "em", "fortunes",
+        ["Write " + Q + " in camelCase.", "Convert to camel case: {x}", "Join the words of " + Q + " as one camelCase name."],
+        [(p, p.split()[0] + "".join(w.capitalize() for w in p.split()[1:])) for p in short_phrases], max_tokens=24)
+    # 5 picking one word
+    add("first_word", "word_pick", "em", "fortunes",
+        ["What is the first word of " + Q + "?", "Give the first word: {x}", "Which word comes first in " + Q + "?"],
+        [(p, p.split()[0]) for p in phrases])
+    add("last_word", "word_pick", "em", "fortunes",
+        ["What is the last word of " + Q + "?", "Give the last word: {x}", "Which word comes last in " + Q + "?"],
+        [(p, p.split()[-1]) for p in phrases])
+    add("longest_word", "word_pick", "em", "fortunes",
+        ["What is the longest word in " + Q + "?", "Give the longest word: {x}", "Which word of " + Q + " has the most letters?"],
+        [(p, max(p.split(), key=len)) for p in phrases if sorted(map(len, p.split()))[-1] != sorted(map(len, p.split()))[-2]])
+    add("shortest_word", "word_pick", "em", "fortunes",
+        ["What is the shortest word in " + Q + "?", "Give the shortest word: {x}", "Which word of " + Q + " has the fewest letters?"],
+        [(p, min(p.split(), key=len)) for p in phrases if sorted(map(len, p.split()))[0] != sorted(map(len, p.split()))[1]])
+    # 6 numbers
+    nums = list(range(0, 1000))
+    add("number_to_words", "numbers", "em", "generated",
+        ["Write the number {x} in words.", "Spell out {x} in English.", "How do you write {x} in words?"],
+        [(str(n), number_words(n)) for n in nums], max_tokens=20)
+    add("words_to_number", "numbers", "em", "generated",
+        ["Write \"{x}\" as digits.", "What number is \"{x}\"?", "Give the numeral for: {x}"],
+        [(number_words(n), str(n)) for n in nums])
+    add("roman_numeral", "numbers", "em", "generated",
+        ["Write {x} in Roman numerals.", "What is {x} as a Roman numeral?", "Convert {x} to Roman numerals."],
+        [(str(n), roman(n)) for n in nums if n > 0], max_tokens=20)
+    add("add_one", "numbers", "em", "generated",
+        ["What is {x} plus one?", "Add one to {x}.", "Which number comes after {x}?"],
+        [(str(n), str(n + 1)) for n in nums])
+    # 7 definitions: one relation over different word classes
+    add("define_noun", "definitions", "rougeL", "wordnet-base",
+        ["Define the noun " + Q + ".", "What does the noun " + Q + " mean?", "Give a short definition of the noun {x}."],
+        definitions(nouns, "noun"), max_tokens=32)
+    add("define_verb", "definitions", "rougeL", "wordnet-base",
+        ["Define the verb " + Q + ".", "What does the verb " + Q + " mean?", "Give a short definition of the verb {x}."],
+        definitions(verbs, "verb"), max_tokens=32)
+    add("define_adjective", "definitions", "rougeL", "wordnet-base",
+        ["Define the adjective " + Q + ".", "What does the adjective " + Q + " mean?", "Give a short definition of the adjective {x}."],
+        definitions(adjs, "adjective"), max_tokens=32)
+    add("define_adverb", "definitions", "rougeL", "wordnet-base",
+        ["Define the adverb " + Q + ".", "What does the adverb " + Q + " mean?", "Give a short definition of the adverb {x}."],
+        definitions(advs, "adverb"), max_tokens=32)
+    # 8 relations between words
+    add("noun_synonyms", "relations", "f1", "wordnet-base",
+        ["List synonyms of the noun " + Q + ".", "What nouns mean the same as " + Q + "?", "Give other words for the noun {x}."],
+        dedup(noun_syn), max_tokens=24)
+    add("verb_synonyms", "relations", "f1", "wordnet-base",
+        ["List synonyms of the verb " + Q + ".", "What verbs mean the same as " + Q + "?", "Give other words for the verb {x}."],
+        dedup(verb_syn), max_tokens=24)
+    add("hypernym", "relations", "f1", "wordnet-base",
+        ["What is a " + Q + " a kind of?", "Name a broader term for " + Q + ".", "Give the category that {x} belongs to."],
+        dedup(hyper), max_tokens=16)
+    add("antonym", "relations", "f1", "wordnet-base",
+        ["What is the opposite of " + Q + "?", "Give an antonym of the adjective " + Q + ".", "Name a word that means the reverse of {x}."],
+        dedup(anto), max_tokens=16)
+    # 9 letters
+    add("first_letter", "letters", "em", "wordnet-base",
+        ["What is the first letter of " + Q + "?", "Give the first letter of this word: {x}", "Which letter does " + Q + " start with?"],
+        [(w, w[0]) for w in noun_words], max_tokens=6)
+    add("last_letter", "letters", "em", "wordnet-base",
+        ["What is the last letter of " + Q + "?", "Give the last letter of this word: {x}", "Which letter does " + Q + " end with?"],
+        [(w, w[-1]) for w in noun_words], max_tokens=6)
+    add("word_length", "letters", "em", "wordnet-base",
+        ["How many letters does " + Q + " have?", "Count the letters in this word: {x}", "What is the length of the word " + Q + "?"],
+        [(w, str(len(w))) for w in noun_words], max_tokens=6)
+    add("initials", "letters", "em", "fortunes",
+        ["Write the initials of " + Q + " in capitals.", "Make an acronym of: {x}", "Give the first letters of the words of " + Q + ", capitalised."],
+        [(p, "".join(w[0] for w in p.split()).upper()) for p in phrases], max_tokens=10)
+    # 10 geography (facts the base read in its pretraining text)
+    add("capital_of", "geography", "em", "miscfiles",
+        ["What is the capital of {x}?", "Name the capital city of {x}.", "Which city is the capital of {x}?"],
+        [(c["name"], c["capital"]) for c in cs])
+    add("country_of_capital", "geography", "em", "miscfiles",
+        ["Which country has {x} as its capital?", "{x} is the capital of which country?", "Name the country whose capital is {x}."],
+        dedup([(c["capital"], c["name"]) for c in cs]))
+    add("airport_city", "geography", "em", "miscfiles",
+        ["Which city does the airport code {x} serve?", "Name the city of airport {x}.", "Where is the airport with code {x}?"],
+        dedup(air))
+    add("city_airport", "geography", "em", "miscfiles",
+        ["What is the airport code of {x}?", "Give the three-letter airport code for {x}.", "Which airport code serves {x}?"],
+        dedup([(b, a) for a, b in air]))
+    # 11 codes and abbreviations
+    add("country_iso2", "codes", "em", "miscfiles",
+        ["What is the two-letter country code of {x}?", "Give the ISO 3166 alpha-2 code for {x}.", "Write the 2-letter code of {x}."],
+        [(c["name"], c["iso2"]) for c in cs], max_tokens=6)
+    add("country_iso3", "codes", "em", "miscfiles",
+        ["What is the three-letter country code of {x}?", "Give the ISO 3166 alpha-3 code for {x}.", "Write the 3-letter code of {x}."],
+        [(c["name"], c["iso3"]) for c in cs], max_tokens=6)
+    add("currency_code", "codes", "em", "miscfiles",
+        ["What is the ISO code of the currency {x}?", "Give the three-letter code for the {x}.", "Which currency code stands for {x}?"],
+        dedup(cur), max_tokens=6)
+    add("language_code", "codes", "em", "miscfiles",
+        ["What is the two-letter code of the {x} language?", "Give the ISO 639-1 code for {x}.", "Write the language code of {x}."],
+        dedup(lang), max_tokens=6)
+    add("acronym_expand", "codes", "rougeL", "bsdgames",
+        ["What does {x} stand for?", "Expand the acronym {x}.", "Spell out the abbreviation {x}."],
+        dedup(acr), max_tokens=20)
+    return T, (nouns, verbs, adjs, advs, cs, cur, lang, air, acr)
+
+
+def split_task(t, rng):
+    pairs = sorted(set(t.pairs))
+    rng.shuffle(pairs)
+    n_test = min(N_TEST, max(50, len(pairs) // 4))
+    if len(pairs) < n_test + 50:
+        raise SystemExit(f"task {t.name}: only {len(pairs)} examples from {t.source}, need {n_test + 50}")
+    test, train = pairs[:n_test], pairs[n_test:n_test + N_TRAIN]
+
+    def rows(ps):
+        out = []
+        for x, y in ps:
+            tpl = t.templates[rng.randrange(len(t.templates))]
+            out.append({"input": ALPACA.format(instruction=tpl.replace("{x}", x)), "output": y})
+        return out
+    return rows(train), rows(test)
+
+
+def corpus_lines(srcs, rng):
+    """The base's pretraining text: glosses, fortunes and the facts the
+    geography and code tasks ask for, as plain sentences, shuffled."""
+    nouns, verbs, adjs, advs, cs, cur, lang, air, acr = srcs
+    out = []
+    for syn, kind in ((nouns, "noun"), (verbs, "verb"), (adjs, "adjective"), (advs, "adverb")):
+        for _, ws, g, _ in syn:
+            w = ws[0].replace("_", " ")
+            out.append(f"{w} ({kind}): {g}")
+    out += fortunes_text()
+    n_text = len(out)
+    for c in cs:
+        out.append(f"{c['capital']} is the capital of {c['name']}. The country code of {c['name']} is {c['iso2']}, "
+                   f"or {c['iso3']}.")
+    out += [f"The {n} has the currency code {c}." for n, c in cur]
+    out += [f"The {n} language has the code {c}." for n, c in lang]
+    out += [f"The airport {a} serves {b}." for a, b in air]
+    out += [f"{a} stands for {e}." for a, e in acr]
+    # numbers in words and figures, as text often writes both
+    out += [f"{n} is written {number_words(n)}; in Roman numerals, {roman(n)}." for n in range(1, 1000)]
+    # the facts the geography and code tasks ask for are few lines among
+    # many: they appear FACT_REPEATS times, so that a short pretraining
+    # run has read each more than once
+    facts = out[n_text:]
+    out += facts * (FACT_REPEATS - 1)
+    # the prompt format itself, on copying (a skill no task asks for), so
+    # that the base answers after "### Response:" and then ends: the
+    # adapters then teach a task, not the format
+    words = sorted({w for _, ws, _, _ in nouns for w in ws if plain(w)})
+    copy_tpl = ['Repeat the word "{x}".', "Copy this text exactly: {x}", 'Say "{x}" back to me.',
+                "Echo the following: {x}"]
+    texts = fortunes_text()
+    for i in range(6000):
+        x = rng.choice(words) if i % 2 else " ".join(rng.choice(texts).split()[:rng.randrange(2, 7)])
+        out.append(ALPACA.format(instruction=rng.choice(copy_tpl).replace("{x}", x)) + x + EOT)
+    rng.shuffle(out)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="world")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seen", type=float, default=0.4)
+    a = ap.parse_args()
+    tasks, srcs = build_tasks(a.seed)
+    rng = random.Random(a.seed)
+    # seen tasks: 40%, chosen per cluster so that every cluster has one
+    # seen and unseen members alike
+    names = [t.name for t in tasks]
+    n_seen = round(a.seen * len(tasks))
+    order = list(range(len(tasks)))
+    random.Random(a.seed * 7919 + 1).shuffle(order)
+    seen, per = set(), {}
+    for i in order:  # round-robin over clusters
+        per.setdefault(tasks[i].cluster, []).append(i)
+    rounds = list(per.values())
+    while len(seen) < n_seen:
+        for lst in rounds:
+            if lst and len(seen) < n_seen:
+                seen.add(lst.pop(0))
+    os.makedirs(f"{a.out}/tasks", exist_ok=True)
+    os.makedirs(f"{a.out}/.work", exist_ok=True)
+    meta = []
+    retr = []
+    for i, t in enumerate(tasks):
+        train, test = split_task(t, random.Random(f"{a.seed}:{t.name}"))
+        d = f"{a.out}/tasks/{t.name}"
+        os.makedirs(d, exist_ok=True)
+        for fn, rows in (("train", train), ("test", test)):
+            with open(f"{d}/{fn}.jsonl", "w") as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        meta.append({"name": t.name, "cluster": t.cluster, "metric": t.metric, "seen": i in seen,
+                     "max_tokens": t.max_tokens, "source": t.source, "templates": t.templates,
+                     "train": len(train), "test": len(test)})
+        if i in seen:
+            retr += [{"task": t.name, "input": r["input"]} for r in train]
+    with open(f"{a.out}/tasks.json", "w") as f:
+        json.dump({"seed": a.seed, "prompt": ALPACA,
+                   "retrieval": {"samples": 20, "layer": "final", "pooling": "mean"},
+                   "tasks": meta}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    with open(f"{a.out}/.work/retriever.jsonl", "w") as f:
+        for r in retr:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with open(f"{a.out}/.work/corpus.txt", "w") as f:
+        for line in corpus_lines(srcs, rng):
+            f.write(line + "\n")
+    print(f"data: {len(tasks)} tasks in {len(set(t.cluster for t in tasks))} clusters, "
+          f"{len(seen)} seen; corpus {os.path.getsize(a.out + '/.work/corpus.txt') / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
