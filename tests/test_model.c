@@ -184,6 +184,93 @@ TEST(model_sampler_greedy_topk_and_seed) {
     CHECK_ERR(rm_sampler_new(&p, 8, &a), RAMOLE_ERR_INVALID);
 }
 
+/* The sampler as first written: sort the whole vocabulary, then top-k,
+ * top-p, min-p, temperature, and draw in sorted order. The fast paths must
+ * draw the same tokens (when a filter is on) and the same distribution. */
+static int ref_cmp_desc(const void *a, const void *b, void *keys) {
+    const float *k = keys;
+    float x = k[*(const int32_t *)a], y = k[*(const int32_t *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+static int32_t ref_sample(const rm_sampler_params *p, const float *logit, int V, uint64_t *rng) {
+    int32_t *idx = rm_malloc((size_t)V * sizeof *idx);
+    double *prob = rm_malloc((size_t)V * sizeof *prob);
+    for (int i = 0; i < V; i++) idx[i] = i;
+    qsort_r(idx, (size_t)V, sizeof *idx, ref_cmp_desc, (void *)logit);
+    int n = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    float mx = logit[idx[0]];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += prob[i] = expf(logit[idx[i]] - mx);
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        for (int i = 0; i < n; i++)
+            if ((cum += prob[i] / sum) >= p->top_p) {
+                n = i + 1;
+                break;
+            }
+    }
+    if (p->min_p > 0) {
+        int keep = 1;
+        while (keep < n && prob[keep] >= p->min_p * prob[0]) keep++;
+        n = keep;
+    }
+    sum = 0;
+    for (int i = 0; i < n; i++) sum += prob[i] = expf((logit[idx[i]] - mx) / p->temperature);
+    double r = rm_rng_uniform(rng) * sum, acc = 0;
+    int32_t got = idx[n - 1];
+    for (int i = 0; i < n; i++)
+        if (r < (acc += prob[i])) {
+            got = idx[i];
+            break;
+        }
+    rm_free(idx), rm_free(prob);
+    return got;
+}
+
+TEST(model_sampler_partial_sort_matches_full_sort) {
+    enum { V = 5000 };
+    float *logit = rm_malloc(V * sizeof *logit);
+    uint64_t g = 7;
+    const struct { float temp, top_p, min_p; int top_k; } cases[] = {
+        {1.0f, 0.9f, 0, 0}, {0.7f, 0.5f, 0, 0}, {1.3f, 0.999f, 0, 0}, {1.0f, 1.0f, 0.05f, 0},
+        {1.0f, 0.95f, 0.05f, 0}, {0.8f, 0.95f, 0.001f, 0}, {1.0f, 0.9f, 0, 40}, {1.0f, 1.0f, 0, 4999}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        rm_sampler_params p;
+        rm_sampler_params_default(&p);
+        p.temperature = cases[c].temp, p.top_p = cases[c].top_p, p.min_p = cases[c].min_p, p.top_k = cases[c].top_k;
+        p.seed = 100 + c;
+        rm_sampler *s = NULL;
+        CHECK_OK(rm_sampler_new(&p, V, &s));
+        uint64_t rng = p.seed;
+        int same = 0;
+        for (int draw = 0; draw < 200; draw++) {
+            /* flat logits (a long top-p tail), broad, and peaked (a cut inside the first prefix) */
+            float scale = draw % 3 == 0 ? 0.5f : draw % 3 == 1 ? 4.0f : 40.0f;
+            for (int i = 0; i < V; i++) logit[i] = scale * (float)(rm_rng_uniform(&g) * 2 - 1);
+            same += rm_sampler_sample(s, logit, NULL, 0) == ref_sample(&p, logit, V, &rng);
+        }
+        if (same != 200) fprintf(stderr, "case %zu: %d of 200 draws equal the full sort's\n", c, same);
+        CHECK(same == 200);
+        rm_sampler_free(s);
+    }
+    /* no filter at all: drawn in id order, so only the distribution can match */
+    float small[6] = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.5f};
+    rm_sampler_params p;
+    rm_sampler_params_default(&p);
+    p.temperature = 0.9f, p.top_k = 0, p.top_p = 1.0f, p.min_p = 0;
+    rm_sampler *s = NULL;
+    CHECK_OK(rm_sampler_new(&p, 6, &s));
+    int counts[6] = {0};
+    for (int i = 0; i < 60000; i++) counts[rm_sampler_sample(s, small, NULL, 0)]++;
+    double z = 0;
+    for (int i = 0; i < 6; i++) z += exp(small[i] / 0.9);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(counts[i] / 60000.0, exp(small[i] / 0.9) / z, 0.01);
+    rm_sampler_free(s);
+    rm_free(logit);
+}
+
 /* ---- bad model files --------------------------------------------------------- */
 
 static char *make_tiny_hf(const char *name) {

@@ -95,6 +95,24 @@ static int keep_top(rm_sampler *s, int n, int k) {
     return k;
 }
 
+/* A draw from the softmax of the whole vocabulary at the temperature, in
+ * id order: with no top-k, top-p or min-p nothing needs sorting. */
+static int32_t draw_all(rm_sampler *s, int V) {
+    float mx = s->logit[0];
+    for (int i = 1; i < V; i++) mx = s->logit[i] > mx ? s->logit[i] : mx;
+    double sum = 0;
+    float inv_t = 1.0f / s->p.temperature;
+    for (int i = 0; i < V; i++) sum += s->prob[i] = expf((s->logit[i] - mx) * inv_t);
+    double r = rm_rng_uniform(&s->rng) * sum, acc = 0;
+    for (int i = 0; i < V; i++) {
+        acc += s->prob[i];
+        if (r < acc) return i;
+    }
+    for (int i = V - 1; i > 0; i--) /* rounding: the last token of nonzero mass */
+        if (s->prob[i] > 0) return i;
+    return 0;
+}
+
 int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history, int n_history) {
     const rm_sampler_params *p = &s->p;
     memcpy(s->logit, logits, (size_t)s->vocab * sizeof *s->logit);
@@ -116,15 +134,37 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
             if (s->logit[i] > s->logit[best]) best = i;
         return best;
     }
-    int n = s->vocab;
-    for (int i = 0; i < n; i++) s->idx[i] = i;
-    n = keep_top(s, n, p->top_k);
-    /* softmax over the survivors (sorted, so idx[0] holds the max) */
+    int V = s->vocab;
+    bool whole = p->top_k <= 0 || p->top_k >= V;
+    if (whole && p->top_p >= 1.0f && p->min_p <= 0) return draw_all(s, V);
+    /* softmax over the survivors, sorted so that idx[0] holds the max. With
+     * no top-k, only as long a sorted prefix as top-p and min-p can reach
+     * is made: the prefix grows until both cut points lie inside it, and the
+     * probabilities are those of the whole vocabulary (its sum taken once).
+     * Sorting all of a 32k-150k vocabulary per token cost more than a small
+     * model's forward. */
+    float mx = s->logit[0];
+    for (int i = 1; i < V; i++) mx = s->logit[i] > mx ? s->logit[i] : mx;
     double sum = 0;
-    float mx = s->logit[s->idx[0]];
-    for (int i = 0; i < n; i++) {
-        s->prob[i] = expf(s->logit[s->idx[i]] - mx);
-        sum += s->prob[i];
+    if (whole)
+        for (int i = 0; i < V; i++) sum += expf(s->logit[i] - mx);
+    int n = 0, want = whole ? 64 : p->top_k;
+    for (;;) {
+        for (int i = 0; i < V; i++) s->idx[i] = i;
+        n = keep_top(s, V, want);
+        if (!whole) {
+            sum = 0;
+            for (int i = 0; i < n; i++) sum += expf(s->logit[s->idx[i]] - mx);
+        }
+        for (int i = 0; i < n; i++) s->prob[i] = expf(s->logit[s->idx[i]] - mx);
+        if (n == V || !whole) break;
+        /* an active filter whose cut falls inside the prefix: the final cut
+         * is the smaller of the two, so it is inside too */
+        double cum = 0;
+        bool top_p_in = false, min_p_in = p->min_p > 0 && s->prob[n - 1] < p->min_p * s->prob[0];
+        for (int i = 0; i < n && p->top_p < 1.0f && !top_p_in; i++) top_p_in = (cum += s->prob[i] / sum) >= p->top_p;
+        if (top_p_in || min_p_in) break;
+        want = want * 8 < V ? want * 8 : V;
     }
     if (p->top_p < 1.0f) {
         double cum = 0;
