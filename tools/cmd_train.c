@@ -66,7 +66,8 @@ static int usage(void) {
             "usage: ramole train lora -m MODEL --data train.jsonl -o ADAPTER_DIR [--rank R] [--alpha A]\n"
             "           [--targets q,k,v,o,gate,up,down] [--adapt-layers 1-3] [COMMON]\n"
             "       ramole train base --tokenizer TOKENIZER --data FILE... -o MODEL_DIR [--arch llama|mistral|qwen2]\n"
-            "           [--preset tiny|small] [--hidden N --layers N --heads N --kv-heads N --ffn N --max-pos N] [COMMON]\n"
+            "           [--preset tiny|small] [--hidden N --layers N --heads N --kv-heads N --ffn N --max-pos N]\n"
+            "           [-m MODEL: continue training MODEL (its shape) instead of random weights] [COMMON]\n"
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
             "           [--lora-dropout P] [--gate-loss W] [--rank R] [--adapt-layers L] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
@@ -508,7 +509,7 @@ static const base_preset presets[] = {
 static int train_base(const train_opts *o) {
     const char *cmd = "train base";
     rm_tok *tok = NULL;
-    rm_model *em = NULL;
+    rm_model *em = NULL, *init = NULL;
     train_job j = {.o = o, .cmd = cmd};
     int rc = 1;
     rm_status st;
@@ -523,6 +524,18 @@ static int train_base(const train_opts *o) {
         if (!strcmp(presets[i].name, o->preset)) p = &presets[i];
     if (!p) { fprintf(stderr, "ramole %s: unknown preset '%s' (tiny, small)\n", cmd, o->preset); return 2; }
     if ((st = rm_tok_load(o->tokenizer, &tok)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    if (o->model) { /* continued pretraining: the model's shape and weights */
+        if (o->hidden || o->layers || o->heads || o->kv_heads || o->ffn || o->max_pos) {
+            fprintf(stderr, "ramole %s: -m MODEL continues a model: its shape is given, drop --hidden etc.\n", cmd);
+            goto out;
+        }
+        if ((st = rm_model_open(o->model, &init)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+        if (init->cfg.vocab_size != rm_tok_vocab_size(tok)) {
+            fprintf(stderr, "ramole %s: %s has %d ids, the tokenizer %d\n", cmd, o->model,
+                    (int)init->cfg.vocab_size, (int)rm_tok_vocab_size(tok));
+            goto out;
+        }
+    }
     rm_model_config c;
     rm_model_config_defaults(&c, arch);
     c.hidden = o->hidden ? (int)o->hidden : p->hidden;
@@ -541,6 +554,7 @@ static int train_base(const train_opts *o) {
     c.bos_id = rm_tok_bos(tok);
     c.eos_id = rm_data_eos(tok, -1);
     if (arch == RM_ARCH_QWEN2) c.qkv_bias = true;
+    if (init) c = init->cfg;
     if ((st = rm_model_config_check(&c, cmd)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     int ctx = o->ctx ? (int)o->ctx : (c.max_pos < 128 ? c.max_pos : 128);
     if (ctx > c.max_pos) { fprintf(stderr, "ramole %s: --ctx %d exceeds --max-pos %d\n", cmd, ctx, c.max_pos); goto out; }
@@ -551,7 +565,8 @@ static int train_base(const train_opts *o) {
     j.T = ctx;
     j.pad = c.eos_id >= 0 ? c.eos_id : 0;
     rm_train_params tp = {.kind = RM_TRAIN_FULL, .max_batch = (int)o->batch, .max_seq = ctx, .n_threads = (int)o->threads};
-    if ((st = rm_tm_f32_new_random(&c, o->seed, (float)o->init_std, &tp, &j.tm)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    st = init ? rm_tm_f32_new(init, &tp, &j.tm) : rm_tm_f32_new_random(&c, o->seed, (float)o->init_std, &tp, &j.tm);
+    if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     if ((rc = train_run(&j)) != 0) goto out;
     rc = 1;
     if ((st = rm_tm_f32_export_model(j.tm, &em)) != RAMOLE_OK || (st = rm_model_set_tokenizer(em, o->tokenizer)) != RAMOLE_OK ||
@@ -563,6 +578,7 @@ static int train_base(const train_opts *o) {
     rc = 0;
 out:
     rm_model_free(em);
+    rm_model_free(init);
     rm_tm_f32_free(j.tm);
     rm_dataset_free(j.train);
     rm_dataset_free(j.val);

@@ -558,6 +558,38 @@ def corpus_lines(srcs, rng):
     return out
 
 
+def skills_lines(srcs, general, rng, n=20000):
+    """The base's second pretraining phase: half general text, half prompts
+    of copying skills that no task asks for (repeat, echo, say twice) over
+    words, phrases, names and numbers. A base that cannot copy from its
+    prompt leaves every adapter to learn copying from 400 examples, and
+    they learnt only their training words."""
+    nouns, verbs, adjs, advs, cs, cur, lang, air, acr = srcs
+    words = sorted({w for syn in (nouns, verbs, adjs) for _, ws, _, _ in syn for w in ws if plain(w)})
+    texts = fortunes_text()
+    names = [c["name"] for c in cs] + [c["capital"] for c in cs] + [b for _, b in air]
+    tpl = [('Repeat the word "{x}".', "{x}"), ("Copy this text exactly: {x}", "{x}"),
+           ('Say "{x}" back to me.', "{x}"), ("Echo the following: {x}", "{x}"),
+           ('Write "{x}" twice.', "{x} {x}"), ("Repeat after me: {x}", "{x}"),
+           ('Quote this back: "{x}"', "{x}")]
+    out = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            x = rng.choice(words)
+        elif kind == 1:
+            x = " ".join(rng.choice(texts).split()[:rng.randrange(2, 7)])
+        elif kind == 2:
+            x = rng.choice(names)
+        else:
+            x = str(rng.randrange(0, 1000))
+        q, a = rng.choice(tpl)
+        out.append(ALPACA.format(instruction=q.replace("{x}", x)) + a.replace("{x}", x) + EOT)
+    out += rng.sample(general, min(len(general), 3 * n))
+    rng.shuffle(out)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="world")
@@ -605,8 +637,12 @@ def main():
     with open(f"{a.out}/.work/retriever.jsonl", "w") as f:
         for r in retr:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    general = corpus_lines(srcs, rng)
     with open(f"{a.out}/.work/corpus.txt", "w") as f:
-        for line in corpus_lines(srcs, rng):
+        for line in general:
+            f.write(line + "\n")
+    with open(f"{a.out}/.work/skills.txt", "w") as f:
+        for line in skills_lines(srcs, [l for l in general if EOT not in l], random.Random(a.seed + 1)):
             f.write(line + "\n")
     print(f"data: {len(tasks)} tasks in {len(set(t.cluster for t in tasks))} clusters, "
           f"{len(seen)} seen; corpus {os.path.getsize(a.out + '/.work/corpus.txt') / 1e6:.1f} MB")

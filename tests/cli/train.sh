@@ -100,6 +100,19 @@ expect_ok train_base_runs $R train base --arch llama --preset tiny --hidden 32 -
 [ -f "$TMP/base/config.json" ] && [ -f "$TMP/base/tokenizer.json" ] && [ -f "$TMP/base/model.safetensors" ] \
   && pass train_base_writes_hf_with_tokenizer || fail train_base_writes_hf_with_tokenizer "$(ls "$TMP/base" 2>&1)"
 expect_ok train_base_model_generates $R generate -m "$TMP/base" -p "Reverse: abc =>" -n 3 --temp 0
+# -m MODEL continues a base: its first step's loss is the trained model's, far below a random start's
+$R train base --tokenizer "$TK" --data "$TMP/text.txt" -o "$TMP/base_r" --preset tiny --hidden 32 --heads 2 \
+  --kv-heads 1 --ffn 64 --steps 1 --ctx 16 --batch 2 --log "$TMP/r.log" --quiet 2>/dev/null
+$R train base --tokenizer "$TK" --data "$TMP/text.txt" -o "$TMP/base_a" --preset tiny --hidden 32 --heads 2 \
+  --kv-heads 1 --ffn 64 --steps 60 --ctx 16 --batch 2 --lr 1e-2 --quiet 2>/dev/null
+expect_ok train_base_continues_a_model $R train base -m "$TMP/base_a" --tokenizer "$TK" --data "$TMP/text.txt" \
+  -o "$TMP/base_c" --steps 1 --ctx 16 --batch 2 --log "$TMP/c.log"
+l_r=$(grep -o '"loss":[0-9.]*' "$TMP/r.log" | head -1 | cut -d: -f2)
+l_c=$(grep -o '"loss":[0-9.]*' "$TMP/c.log" | head -1 | cut -d: -f2)
+awk -v r="$l_r" -v c="$l_c" 'BEGIN { exit !(r > 0 && c > 0 && c < 0.7 * r) }' && pass train_base_continue_keeps_weights \
+  || fail train_base_continue_keeps_weights "first-step loss continued '$l_c', random '$l_r'"
+expect_error train_base_continue_no_shape "its shape is given" $R train base -m "$TMP/base_a" --hidden 64 \
+  --tokenizer "$TK" --data "$TMP/text.txt" -o "$TMP/x"
 
 # 5. router over two trained adapters; --mode router uses it; router-eval reads the gates
 cp -r "$TMP/memo" "$TMP/revA"; cp -r "$TMP/rev" "$TMP/revB"
