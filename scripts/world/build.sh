@@ -6,9 +6,9 @@
 # changing one stage redoes it and what follows. Every stage is seeded.
 #
 # Usage: scripts/world/build.sh [STAGE...]   (default: all, in order)
-#   stages: data tokenizer base skills adapters retriever router
+#   stages: data tokenizer base skills copy adapters retriever router
 # Env: WORLD (default world), R (default build/ramole), SEED (default 1),
-#      THREADS (default: all CPUs), BASE_STEPS, SKILLS_STEPS, LORA_STEPS, ROUTER_STEPS
+#      THREADS (default: all CPUs), BASE_STEPS, SKILLS_STEPS, COPY_STEPS, LORA_STEPS, ROUTER_STEPS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W=${WORLD:-world}
@@ -17,6 +17,7 @@ SEED=${SEED:-1}
 TH=${THREADS:-$(nproc)}
 BASE_STEPS=${BASE_STEPS:-1800}
 SKILLS_STEPS=${SKILLS_STEPS:-800}
+COPY_STEPS=${COPY_STEPS:-1000}
 LORA_STEPS=${LORA_STEPS:-250}
 ROUTER_STEPS=${ROUTER_STEPS:-600}
 WORK=$W/.work
@@ -45,6 +46,7 @@ stage() {
 BASE_ARGS=(--arch llama --hidden 256 --layers 6 --heads 4 --kv-heads 2 --ffn 704 --max-pos 512
            --ctx 128 --batch 16 --steps "$BASE_STEPS" --lr 2e-3 --warmup 100 --val 0.005 --seed "$SEED")
 SKILLS_ARGS=(--ctx 128 --batch 16 --steps "$SKILLS_STEPS" --lr 1e-3 --warmup 50 --val 0.005 --seed "$SEED")
+COPY_ARGS=(--ctx 128 --batch 16 --steps "$COPY_STEPS" --lr 2e-3 --warmup 30 --seed "$SEED")
 LORA_ARGS=(--rank 8 --alpha 16 --steps "$LORA_STEPS" --batch 16 --lr 2e-3 --warmup 20 --seed "$SEED")
 ROUTER_ARGS=(--rank 4 --top-k 3 --steps "$ROUTER_STEPS" --batch 16 --lr 2e-3 --warmup 30 --seed "$SEED")
 RETR_ARGS=(--steps 400 --held-out-tasks 0 --samples 20 --seed "$SEED")
@@ -68,8 +70,16 @@ do_skills() {
   "$R" train base -m "$WORK/base-f32" --tokenizer "$WORK/tokenizer.json" --data "$WORK/skills.txt" \
     -o "$WORK/base2-f32" "${SKILLS_ARGS[@]}" -t "$TH" --log "$WORK/skills.log" --log-every 50 --eval-every 200 \
     --checkpoint "$WORK/skills.ckpt" --save-every 200 $( [ -e "$WORK/skills.ckpt" ] && echo --resume )
+}
+
+# the third phase: mostly copying, at the first phase's rate, until whole
+# words come back (after the second, only their first token did)
+do_copy() {
+  "$R" train base -m "$WORK/base2-f32" --tokenizer "$WORK/tokenizer.json" --data "$WORK/copy.txt" \
+    -o "$WORK/base3-f32" "${COPY_ARGS[@]}" -t "$TH" --log "$WORK/copy.log" --log-every 50 \
+    --checkpoint "$WORK/copy.ckpt" --save-every 200 $( [ -e "$WORK/copy.ckpt" ] && echo --resume )
   rm -rf "$W/base"
-  "$R" convert "$WORK/base2-f32" "$W/base" --type f16
+  "$R" convert "$WORK/base3-f32" "$W/base" --type f16
 }
 
 # one adapter per task; each task is its own small stage, so an
@@ -104,7 +114,7 @@ do_router() {
 
 LORA_ARGS_KEY="${LORA_ARGS[*]}"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(data tokenizer base skills adapters retriever router)
+[ ${#stages[@]} -gt 0 ] || stages=(data tokenizer base skills copy adapters retriever router)
 T0=$SECONDS
 for s in "${stages[@]}"; do
   case $s in
@@ -112,10 +122,11 @@ for s in "${stages[@]}"; do
     tokenizer) stage tokenizer "$(hash_of "$WORK/corpus.txt")" do_tokenizer ;;
     base) stage base "$(echo "${BASE_ARGS[*]} $(hash_of "$WORK/corpus.txt" "$WORK/tokenizer.json")" | sha256sum | cut -c1-16)" do_base ;;
     skills) stage skills "$(echo "${SKILLS_ARGS[*]} $(hash_of "$WORK/base-f32" "$WORK/skills.txt")" | sha256sum | cut -c1-16)" do_skills ;;
+    copy) stage copy "$(echo "${COPY_ARGS[*]} $(hash_of "$WORK/base2-f32" "$WORK/copy.txt")" | sha256sum | cut -c1-16)" do_copy ;;
     adapters) do_adapters ;;
     retriever) stage retriever "$(echo "${RETR_ARGS[*]} $(hash_of "$W/base" "$WORK/retriever.jsonl")" | sha256sum | cut -c1-16)" do_retriever ;;
     router) stage router "$(echo "${ROUTER_ARGS[*]} $(hash_of "$W/base" "$W/adapters" "$W/projection.safetensors" "$W/tasks")" | sha256sum | cut -c1-16)" do_router ;;
-    *) echo "world: unknown stage '$s' (data tokenizer base skills adapters retriever router)" >&2; exit 2 ;;
+    *) echo "world: unknown stage '$s' (data tokenizer base skills copy adapters retriever router)" >&2; exit 2 ;;
   esac
 done
 echo "world: done in $((SECONDS - T0)) s"

@@ -641,8 +641,15 @@ def main():
     with open(f"{a.out}/.work/corpus.txt", "w") as f:
         for line in general:
             f.write(line + "\n")
+    plain_text = [l for l in general if EOT not in l]
     with open(f"{a.out}/.work/skills.txt", "w") as f:
-        for line in skills_lines(srcs, [l for l in general if EOT not in l], random.Random(a.seed + 1)):
+        for line in skills_lines(srcs, plain_text, random.Random(a.seed + 1)):
+            f.write(line + "\n")
+    # the third phase: copying alone but for a fifth of general text; in
+    # the second, copying of whole words had only begun (the first token)
+    rng3 = random.Random(a.seed + 2)
+    with open(f"{a.out}/.work/copy.txt", "w") as f:
+        for line in skills_lines(srcs, [], rng3, n=40000) + rng3.sample(plain_text, 10000):
             f.write(line + "\n")
     print(f"data: {len(tasks)} tasks in {len(set(t.cluster for t in tasks))} clusters, "
           f"{len(seen)} seen; corpus {os.path.getsize(a.out + '/.work/corpus.txt') / 1e6:.1f} MB")
