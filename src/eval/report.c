@@ -10,48 +10,14 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-/* ---- a growing text buffer ---------------------------------------------------------- */
+/* ---- text out ---------------------------------------------------------------------------- */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} text_buf;
-
-static void tb_printf(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tb_printf(text_buf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = true;
-        return;
-    }
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
-        char *s = rm_realloc(b->s, cap);
-        if (!s) {
-            b->failed = true;
-            return;
-        }
-        b->s = s, b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static rm_status tb_write(text_buf *b, const char *path) {
+static rm_status tb_write(rm_text *b, const char *path) {
     rm_status st = b->failed ? rm_err(RAMOLE_ERR_NOMEM, "out of memory writing %s", path)
                              : rm_file_write_atomic(path, b->s ? b->s : "", b->len);
     rm_free(b->s);
@@ -60,28 +26,28 @@ static rm_status tb_write(text_buf *b, const char *path) {
 }
 
 /* A percentage cell: "57.3", or "–" when not run. */
-static void tb_pct(text_buf *b, double x) {
-    if (isnan(x)) tb_printf(b, " – |");
-    else tb_printf(b, " %.1f |", 100 * x);
+static void tb_pct(rm_text *b, double x) {
+    if (isnan(x)) rm_text_printf(b, " – |");
+    else rm_text_printf(b, " %.1f |", 100 * x);
 }
 
 /* Text safe inside SVG/XML. */
-static void tb_xml(text_buf *b, const char *s) {
+static void tb_xml(rm_text *b, const char *s) {
     for (; *s; s++) {
-        if (*s == '<') tb_printf(b, "&lt;");
-        else if (*s == '>') tb_printf(b, "&gt;");
-        else if (*s == '&') tb_printf(b, "&amp;");
-        else if (*s == '"') tb_printf(b, "&quot;");
-        else tb_printf(b, "%c", *s);
+        if (*s == '<') rm_text_printf(b, "&lt;");
+        else if (*s == '>') rm_text_printf(b, "&gt;");
+        else if (*s == '&') rm_text_printf(b, "&amp;");
+        else if (*s == '"') rm_text_printf(b, "&quot;");
+        else rm_text_printf(b, "%c", *s);
     }
 }
 
 /* Text safe inside a Markdown table cell. */
-static void tb_md(text_buf *b, const char *s) {
+static void tb_md(rm_text *b, const char *s) {
     for (; *s; s++) {
-        if (*s == '|') tb_printf(b, "\\|");
-        else if (*s == '\n') tb_printf(b, " ");
-        else tb_printf(b, "%c", *s);
+        if (*s == '|') rm_text_printf(b, "\\|");
+        else if (*s == '\n') rm_text_printf(b, " ");
+        else rm_text_printf(b, "%c", *s);
     }
 }
 
@@ -110,15 +76,15 @@ static rm_status svg_bars(const char *path, const char *title, const char *const
     int group_w = n_series * bar + gap, width = left + n_groups * group_w + 20;
     if (width < 420) width = 420;
     int total_h = top + height + bottom + 20 * ((n_series + 2) / 3);
-    text_buf b = {0};
-    tb_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+    rm_text b = {0};
+    rm_text_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
               "font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", width, total_h);
-    tb_printf(&b, "<text x=\"%d\" y=\"20\" font-size=\"14\">", left);
+    rm_text_printf(&b, "<text x=\"%d\" y=\"20\" font-size=\"14\">", left);
     tb_xml(&b, title);
-    tb_printf(&b, "</text>\n");
+    rm_text_printf(&b, "</text>\n");
     for (int y = 0; y <= 100; y += 20) {
         int py = top + height - y * height / 100;
-        tb_printf(&b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ddd\"/>"
+        rm_text_printf(&b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ddd\"/>"
                   "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n", left, py, width - 10, py, left - 6, py + 4, y);
     }
     for (int g = 0; g < n_groups; g++) {
@@ -127,28 +93,28 @@ static rm_status svg_bars(const char *path, const char *title, const char *const
             double x = v[g * n_series + s];
             if (isnan(x)) continue;
             int h = (int)lround((x < 0 ? 0 : x > 1 ? 1 : x) * height);
-            tb_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>", x0 + s * bar,
+            rm_text_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>", x0 + s * bar,
                       top + height - h, bar - 1, h, colors[s]);
             tb_xml(&b, groups[g]);
-            tb_printf(&b, ", ");
+            rm_text_printf(&b, ", ");
             tb_xml(&b, series[s]);
-            tb_printf(&b, ": %.1f</title></rect>\n", 100 * x);
+            rm_text_printf(&b, ": %.1f</title></rect>\n", 100 * x);
         }
         int cx = x0 + n_series * bar / 2, cy = top + height + 12;
-        tb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" transform=\"rotate(-40 %d %d)\">", cx, cy, cx, cy);
+        rm_text_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" transform=\"rotate(-40 %d %d)\">", cx, cy, cx, cy);
         tb_xml(&b, groups[g]);
-        tb_printf(&b, "</text>\n");
+        rm_text_printf(&b, "</text>\n");
     }
-    tb_printf(&b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", left, top + height, width - 10,
+    rm_text_printf(&b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", left, top + height, width - 10,
               top + height);
     for (int s = 0; s < n_series; s++) {
         int lx = left + (s % 3) * 130, ly = top + height + bottom + 20 * (s / 3);
-        tb_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">", lx,
+        rm_text_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">", lx,
                   ly - 9, colors[s], lx + 14, ly);
         tb_xml(&b, series[s]);
-        tb_printf(&b, "</text>\n");
+        rm_text_printf(&b, "</text>\n");
     }
-    tb_printf(&b, "</svg>\n");
+    rm_text_printf(&b, "</svg>\n");
     return tb_write(&b, path);
 }
 
@@ -213,31 +179,31 @@ static void cpu_name(char *out, size_t n) {
     fclose(f);
 }
 
-static void md_scores(text_buf *b, const rm_eval_report *r, rm_eval_setting s, const char **clusters, int nc) {
-    tb_printf(b, "| cluster | tasks |");
+static void md_scores(rm_text *b, const rm_eval_report *r, rm_eval_setting s, const char **clusters, int nc) {
+    rm_text_printf(b, "| cluster | tasks |");
     for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
-        if (r->modes & (1u << m)) tb_printf(b, " %s |", rm_eval_mode_name((rm_eval_mode)m));
-    tb_printf(b, "\n|---|---:|");
+        if (r->modes & (1u << m)) rm_text_printf(b, " %s |", rm_eval_mode_name((rm_eval_mode)m));
+    rm_text_printf(b, "\n|---|---:|");
     for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
-        if (r->modes & (1u << m)) tb_printf(b, "---:|");
-    tb_printf(b, "\n");
+        if (r->modes & (1u << m)) rm_text_printf(b, "---:|");
+    rm_text_printf(b, "\n");
     for (int c = 0; c <= nc; c++) {
         const char *name = c < nc ? clusters[c] : NULL;
         int nt = 0;
         for (int t = 0; t < r->n_tasks; t++) nt += r->tasks[t].evaluated && (!name || !strcmp(name, r->tasks[t].cluster));
-        tb_printf(b, "| ");
+        rm_text_printf(b, "| ");
         if (name) tb_md(b, name);
-        else tb_printf(b, "**average**");
-        tb_printf(b, " | %d |", nt);
+        else rm_text_printf(b, "**average**");
+        rm_text_printf(b, " | %d |", nt);
         for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
             if (r->modes & (1u << m)) tb_pct(b, rm_eval_mean(r, name, s, (rm_eval_mode)m));
-        tb_printf(b, "\n");
+        rm_text_printf(b, "\n");
     }
-    tb_printf(b, "\n");
+    rm_text_printf(b, "\n");
 }
 
-static void md_retrieval(text_buf *b, const rm_eval_report *r) {
-    tb_printf(b, "| tasks | adapters | queries | top-1 | top-3 |\n|---|---:|---:|---:|---:|\n");
+static void md_retrieval(rm_text *b, const rm_eval_report *r) {
+    rm_text_printf(b, "| tasks | adapters | queries | top-1 | top-3 |\n|---|---:|---:|---:|---:|\n");
     static const char *const label[3] = {"seen", "unseen", "all"};
     for (int kind = 0; kind < 3; kind++) {
         int n = 0, q = 0, t1 = 0, t3 = 0;
@@ -246,12 +212,12 @@ static void md_retrieval(text_buf *b, const rm_eval_report *r) {
             if (!k->evaluated || (kind == 0 && !k->seen) || (kind == 1 && k->seen)) continue;
             n++, q += k->n_test, t1 += k->top1, t3 += k->top3;
         }
-        tb_printf(b, "| %s | %d | %d |", label[kind], n, q);
+        rm_text_printf(b, "| %s | %d | %d |", label[kind], n, q);
         tb_pct(b, q ? (double)t1 / q : NAN);
         tb_pct(b, q ? (double)t3 / q : NAN);
-        tb_printf(b, "\n");
+        rm_text_printf(b, "\n");
     }
-    tb_printf(b, "\nThe pool holds all %d adapters; a query is one test input, right when its own task's adapter "
+    rm_text_printf(b, "\nThe pool holds all %d adapters; a query is one test input, right when its own task's adapter "
               "is retrieved first (top-1) or among the first three (top-3).\n\n", r->n_tasks);
 }
 
@@ -298,38 +264,38 @@ rm_status rm_eval_write_markdown(const rm_eval_report *r, const char *md_path, c
     time_t now = time(NULL);
     struct tm tmv;
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime_r(&now, &tmv));
-    text_buf b = {0};
-    tb_printf(&b, "# Evaluation\n\nThe paper's comparison (RAMoLE, arXiv 2406.16989) on the world `%s`: %d tasks in %d "
+    rm_text b = {0};
+    rm_text_printf(&b, "# Evaluation\n\nThe paper's comparison (RAMoLE, arXiv 2406.16989) on the world `%s`: %d tasks in %d "
               "clusters, %d test examples, every score a mean over a task's examples (as a percentage) and the "
               "cluster and average rows means over tasks.\n\n", r->world, n_eval, nc, n_ex);
-    tb_printf(&b, "Modes: **base** (no adapter), **perfect** (the task's own adapter), **selection** (the retrieved "
+    rm_text_printf(&b, "Modes: **base** (no adapter), **perfect** (the task's own adapter), **selection** (the retrieved "
               "top-1), **mixture**, **fusion** and **router** (RouterLoRA) over the retrieved top-%d. "
               "In distribution every adapter is in the pool; out of distribution the task's own adapter is removed "
               "(the top %d are retrieved and it is dropped). base and perfect do not use the pool: they ran once and "
               "stand in both tables.\n\n", RM_EVAL_TOP_K, RM_EVAL_TOP_K + 1);
     for (int s = 0; s < RM_EVAL_SETTING_COUNT; s++) {
         if (!(r->settings & (1u << s))) continue;
-        tb_printf(&b, "## %s\n\n", s == RM_EVAL_ID ? "In distribution" : "Out of distribution");
+        rm_text_printf(&b, "## %s\n\n", s == RM_EVAL_ID ? "In distribution" : "Out of distribution");
         md_scores(&b, r, (rm_eval_setting)s, clusters, nc);
     }
-    tb_printf(&b, "![score by cluster and mode](eval/clusters.svg)\n\n![in and out of distribution](eval/id_vs_ood.svg)\n\n");
+    rm_text_printf(&b, "![score by cluster and mode](eval/clusters.svg)\n\n![in and out of distribution](eval/id_vs_ood.svg)\n\n");
     if (r->retrieval) {
-        tb_printf(&b, "## Retrieval\n\nEmbedder: the base with `projection.safetensors`, layer %s, %s pooling; each "
+        rm_text_printf(&b, "## Retrieval\n\nEmbedder: the base with `projection.safetensors`, layer %s, %s pooling; each "
                   "adapter is represented by the first %d inputs of its task's train.jsonl. Seen tasks are those the "
                   "retriever and router trained on.\n\n", r->layer, r->pooling, r->samples);
         md_retrieval(&b, r);
     }
-    tb_printf(&b, "## Throughput\n\n%d generations (an example under a mode and setting) ran through one engine in "
+    rm_text_printf(&b, "## Throughput\n\n%d generations (an example under a mode and setting) ran through one engine in "
               "heterogeneous batches in %.1f s: %.1f examples/s, %.1f generated tokens/s (%lld generated, %lld through "
               "the forward with prompts).",
               r->n_gens, r->seconds, r->seconds > 0 ? r->n_gens / r->seconds : 0.0,
               r->seconds > 0 ? (double)r->tokens_generated / r->seconds : 0.0, (long long)r->tokens_generated,
               (long long)r->tokens_fed);
-    if (r->retrieval) tb_printf(&b, " Retrieval for every example (index included): %.1f s.", r->retrieval_seconds);
-    tb_printf(&b, "\n\n## Setup\n\n- world: `%s`, seed %llu\n- date: %s\n- CPU: %s, %d threads\n- examples per task: %s",
+    if (r->retrieval) rm_text_printf(&b, " Retrieval for every example (index included): %.1f s.", r->retrieval_seconds);
+    rm_text_printf(&b, "\n\n## Setup\n\n- world: `%s`, seed %llu\n- date: %s\n- CPU: %s, %d threads\n- examples per task: %s",
               r->world, (unsigned long long)r->seed, date, cpu, r->n_threads, r->limit ? "" : "all");
-    if (r->limit) tb_printf(&b, "at most %d", r->limit);
-    tb_printf(&b, "\n- command: `%s`\n\nPer-task scores: `ramole eval ... --json FILE`.\n", command ? command : "ramole eval");
+    if (r->limit) rm_text_printf(&b, "at most %d", r->limit);
+    rm_text_printf(&b, "\n- command: `%s`\n\nPer-task scores: `ramole eval ... --json FILE`.\n", command ? command : "ramole eval");
     st = tb_write(&b, md_path);
     rm_free(clusters);
 out:
