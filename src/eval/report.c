@@ -221,6 +221,44 @@ static void md_retrieval(rm_text *b, const rm_eval_report *r) {
               "is retrieved first (top-1) or among the first three (top-3).\n\n", r->n_tasks);
 }
 
+/* Every evaluated task: metric, seen, retrieval and each mode's score per setting ("id / ood"). */
+static void md_tasks(rm_text *b, const rm_eval_report *r) {
+    rm_text_printf(b, "<details><summary>Per task</summary>\n\nScores in distribution / out of distribution "
+                   "(base and perfect ran once).\n\n| task | cluster | metric | seen | examples |");
+    if (r->retrieval) rm_text_printf(b, " top-1 | top-3 |");
+    for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
+        if (r->modes & (1u << m)) rm_text_printf(b, " %s |", rm_eval_mode_name((rm_eval_mode)m));
+    rm_text_printf(b, "\n|---|---|---|---|---:|");
+    if (r->retrieval) rm_text_printf(b, "---:|---:|");
+    for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
+        if (r->modes & (1u << m)) rm_text_printf(b, "---:|");
+    rm_text_printf(b, "\n");
+    for (int t = 0; t < r->n_tasks; t++) {
+        const rm_eval_task *k = &r->tasks[t];
+        if (!k->evaluated) continue;
+        rm_text_printf(b, "| ");
+        tb_md(b, k->name);
+        rm_text_printf(b, " | ");
+        tb_md(b, k->cluster);
+        rm_text_printf(b, " | %s | %s | %d |", rm_metric_name(k->metric), k->seen ? "yes" : "no", k->n_test);
+        if (r->retrieval) {
+            tb_pct(b, k->n_test ? (double)k->top1 / k->n_test : NAN);
+            tb_pct(b, k->n_test ? (double)k->top3 / k->n_test : NAN);
+        }
+        for (int m = 0; m < RM_EVAL_MODE_COUNT; m++) {
+            if (!(r->modes & (1u << m))) continue;
+            bool both = rm_eval_mode_retrieves((rm_eval_mode)m) && r->settings == (1u << RM_EVAL_SETTING_COUNT) - 1;
+            rm_eval_setting s0 = r->settings & (1u << RM_EVAL_ID) ? RM_EVAL_ID : RM_EVAL_OOD;
+            if (isnan(k->score[s0][m])) rm_text_printf(b, " –");
+            else rm_text_printf(b, " %.1f", 100 * k->score[s0][m]);
+            if (both) rm_text_printf(b, " / %.1f", 100 * k->score[RM_EVAL_OOD][m]);
+            rm_text_printf(b, " |");
+        }
+        rm_text_printf(b, "\n");
+    }
+    rm_text_printf(b, "\n</details>\n\n");
+}
+
 /* mkdir -p: every folder of path (the last component included). */
 static rm_status make_dirs(const char *path) {
     char *p = rm_strdup(path);
@@ -285,6 +323,7 @@ rm_status rm_eval_write_markdown(const rm_eval_report *r, const char *md_path, c
                   "retriever and router trained on.\n\n", r->layer, r->pooling, r->samples);
         md_retrieval(&b, r);
     }
+    md_tasks(&b, r);
     rm_text_printf(&b, "## Throughput\n\n%d generations (an example under a mode and setting) ran through one engine in "
               "heterogeneous batches in %.1f s: %.1f examples/s, %.1f generated tokens/s (%lld generated, %lld through "
               "the forward with prompts).",

@@ -87,7 +87,9 @@ md="$TMP/docs/EVAL.md"
 if grep -q '^## In distribution' "$md" && grep -q '^## Out of distribution' "$md" && grep -q '^## Retrieval' "$md" &&
    grep -q '^| \*\*average\*\* | 6 |' "$md" && grep -q '^| case | 2 |' "$md" && grep -q '^| unseen | 3 | 18 |' "$md" &&
    grep -q "^- command: \`ramole eval --world $W -t 2 " "$md" && grep -q '^- CPU: .*, 2 threads' "$md" &&
-   grep -q 'seed 7' "$md" && grep -q 'examples/s' "$md"; then
+   grep -q 'seed 7' "$md" && grep -q 'examples/s' "$md" &&
+   grep -q '^| upper | case | em | yes | 6 | [0-9.]* | [0-9.]* | [0-9.]* | [0-9.]* | [0-9.]* / [0-9.]* |' "$md" &&
+   grep -q '^| backwards | order | bleu | no | 6 |' "$md"; then
   pass eval_report_tables
 else
   fail eval_report_tables "$(head -c 1500 "$md")"
@@ -208,6 +210,26 @@ out=$(js '
   }
   console.log(bad.slice(0, 5).join("\n"));')
 [ -z "$out" ] && pass eval_scores_are_metric_means || fail eval_scores_are_metric_means "$out"
+
+# a world whose expected answers are the base's own outputs (upper: em, echo: f1) scores the base 100
+cp -r "$W" "$TMP/own"
+for name in upper echo; do
+  node -e "
+    const fs = require('fs'), r = JSON.parse(fs.readFileSync('$TMP/eval.json', 'utf8'));
+    const f = '$TMP/own/tasks/$name/test.jsonl';
+    const lines = fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l, i) => {
+      const o = JSON.parse(l);
+      o.output = r.generations.find(x => x.task === '$name' && x.example === i && x.mode === 'base').output;
+      return JSON.stringify(o);
+    });
+    fs.writeFileSync(f, lines.join('\n') + '\n');"
+done
+expect_ok eval_own_outputs_runs $R eval --world "$TMP/own" -t 2 --modes base,perfect --tasks upper,echo \
+  --out "$TMP/own.md" --json "$TMP/own.json"
+out=$(node -e "const r = JSON.parse(require('fs').readFileSync('$TMP/own.json', 'utf8'));
+  console.log(r.tasks.map(t => t.name + ' ' + t.scores.id.base + ' ' + t.scores.ood.base).join(', '))")
+[ "$out" = "upper 1 1, echo 1 1" ] && grep -q '^| case | 1 | 100.0 | ' "$TMP/own.md" && grep -q '^| \*\*average\*\* | 2 | 100.0 | ' "$TMP/own.md" \
+  && pass eval_scores_base_on_its_own_outputs || fail eval_scores_base_on_its_own_outputs "$out; $(grep '^| ' "$TMP/own.md" | head -4)"
 
 # 5. choosing modes, settings, tasks and a limit
 expect_ok eval_subset_runs $R eval --world "$W" -t 2 --modes base,mixture --settings ood --tasks echo,upper --limit 2 \
