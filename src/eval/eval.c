@@ -272,8 +272,9 @@ static rm_status pool_data(const char *world, const rm_eval_report *r, rm_task_d
     for (int t = 0; st == RAMOLE_OK && t < r->n_tasks; t++) {
         jsonl_pairs tp;
         if ((st = load_pairs(world, r->tasks[t].name, "train.jsonl", r->samples, false, &tp)) != RAMOLE_OK) break;
-        for (int i = 0; i < tp.n; i++)
-            json_array_append_new(lines, json_pack("{s:s, s:s}", "task", r->tasks[t].name, "input", tp.inputs[i]));
+        for (int i = 0; st == RAMOLE_OK && i < tp.n; i++)
+            if (json_array_append_new(lines, json_pack("{s:s, s:s}", "task", r->tasks[t].name, "input", tp.inputs[i])))
+                st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
         pairs_free(&tp);
     }
     /* one object per line: compact JSON has no newlines inside */
