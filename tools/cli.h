@@ -66,6 +66,7 @@ int cmd_train(int argc, char **argv);
 int cmd_train_retriever(int argc, char **argv); /* argv: train retriever ... */
 int cmd_embed(int argc, char **argv);
 int cmd_retrieve(int argc, char **argv);
+int cmd_eval(int argc, char **argv);       /* tools/cmd_eval.c */
 /* tools/cmd_registry.c */
 int cmd_registry(int argc, char **argv);
 int cmd_adapter(int argc, char **argv);

@@ -33,6 +33,7 @@ static const command commands[] = {
     {"tenant", cmd_tenant, "tenant add NAME | tenant list"},
     {"key", cmd_key, "key create --tenant T --role generate|upload|admin | key revoke KEY|ID"},
     {"audit", cmd_audit, "audit [--since T]"},
+    {"eval", cmd_eval, "eval --world DIR [--modes base,perfect,selection,mixture,fusion,router] [--settings id,ood] [--tasks a,b] [--limit N] [-t THREADS] [--out docs/EVAL.md] [--json FILE]"},
     {"random-model", cmd_random_model, "random-model --arch llama|mistral|qwen2 --preset tiny|tinyllama-1.1b|qwen2.5-0.5b -o OUT [--format hf|gguf] [--type T] [--seed S] [--tokenizer PATH]"},
 };
 

@@ -99,6 +99,32 @@ char *rm_strndup(const char *s, size_t n) {
 
 char *rm_strdup(const char *s) { return rm_strndup(s, strlen(s)); }
 
+void rm_text_printf(rm_text *t, const char *fmt, ...) {
+    if (t->failed) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        t->failed = true;
+        return;
+    }
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + (size_t)n + 1) cap *= 2;
+        char *s = rm_realloc(t->s, cap);
+        if (!s) {
+            t->failed = true;
+            return;
+        }
+        t->s = s, t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
 char *rm_asprintf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

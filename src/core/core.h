@@ -61,6 +61,15 @@ char *rm_strdup(const char *s);
 char *rm_strndup(const char *s, size_t n);
 /* printf into a fresh rm_malloc'd string (NULL on failure). */
 char *rm_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A growing text: rm_text_printf appends printf output. After an allocation
+ * fails it appends nothing more and `failed` stays set. s is NUL-terminated
+ * once anything was appended (NULL before); the caller rm_frees it. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} rm_text;
+void rm_text_printf(rm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 size_t rm_alloc_live_bytes(void);
 size_t rm_alloc_peak_bytes(void);

@@ -53,39 +53,10 @@ void srv_metrics_tokens(srv_metrics *m, int in, int out) {
     pthread_mutex_unlock(&m->mu);
 }
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
-        char *t = rm_realloc(b->s, cap);
-        if (!t) {
-            b->oom = true;
-            return;
-        }
-        b->s = t;
-        b->cap = cap;
-    }
-}
+#define put rm_text_printf
 
 /* A label value with \\ and " escaped, as Prometheus reads them. */
-static void put_label(sbuf *b, const char *v) {
+static void put_label(rm_text *b, const char *v) {
     for (; *v; v++) {
         if (*v == '"' || *v == '\\') put(b, "\\%c", *v);
         else if (*v == '\n') put(b, "\\n");
@@ -95,7 +66,7 @@ static void put_label(sbuf *b, const char *v) {
 
 char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, const rm_reg_rating *ratings,
                        int n_ratings) {
-    sbuf b = {0};
+    rm_text b = {0};
     pthread_mutex_lock(&m->mu);
     put(&b, "# HELP ramole_requests_total HTTP requests by route and status.\n# TYPE ramole_requests_total counter\n");
     for (int i = 0; i < m->n_req; i++)
@@ -137,7 +108,7 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, co
                 (long long)(up ? ratings[i].up : ratings[i].down));
         }
     put(&b, "# TYPE ramole_preemptions_total counter\nramole_preemptions_total %d\n", es->preemptions);
-    if (b.oom) {
+    if (b.failed) {
         rm_free(b.s);
         return NULL;
     }

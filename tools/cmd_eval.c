@@ -1,0 +1,149 @@
+/*
+ * cmd_eval.c — `ramole eval`: the paper's comparison on a world
+ * (src/eval/eval.h). This file parses options, shows progress on stderr,
+ * prints the averages and asks the library to write the report.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eval/eval.h"
+
+#define MAX_LIST 4096
+
+static int usage_eval(FILE *f) {
+    fprintf(f,
+            "usage: ramole eval --world DIR [--modes base,perfect,selection,mixture,fusion,router] [--settings id,ood]\n"
+            "           [--tasks a,b,...] [--limit N] [-t THREADS] [--max-seqs N] [--out docs/EVAL.md] [--json FILE]\n"
+            "every test example of every task (or of --tasks) under each mode, in distribution (id: every adapter in\n"
+            "the pool) and out of distribution (ood: the task's own adapter removed); writes the report (--out, with\n"
+            "SVG charts in its folder's eval/) and, with --json, every per-task score and generation.\n"
+            "defaults: every mode and setting, all tasks and examples, -t all CPUs, --max-seqs 32, --out docs/EVAL.md\n");
+    return f == stderr ? 2 : 0;
+}
+
+/* Split a comma list in place into items[]; false on an empty item or too many. */
+static bool split_list(const char *opt, char *s, char **items, int *n) {
+    *n = 0;
+    for (char *tok = s;;) {
+        char *c = strchr(tok, ',');
+        if (c) *c = 0;
+        if (!*tok || *n == MAX_LIST) {
+            fprintf(stderr, "ramole eval: %s: %s\n", opt, *tok ? "too many items" : "an empty item");
+            return false;
+        }
+        items[(*n)++] = tok;
+        if (!c) return true;
+        tok = c + 1;
+    }
+}
+
+typedef struct {
+    bool tty;
+    double last;
+} progress_view;
+
+static void show_progress(const rm_eval_progress *p, void *user) {
+    progress_view *v = user;
+    bool end = p->done == p->total;
+    if (!end && p->seconds - v->last < (v->tty ? 0.2 : 5.0)) return;
+    v->last = p->seconds;
+    double rate = p->seconds > 0 ? p->done / p->seconds : 0;
+    char eta[32];
+    cli_fmt_time(rate > 0 ? (p->total - p->done) / rate : NAN, eta, sizeof eta);
+    fprintf(stderr, "%seval: tasks %d/%d  generations %d/%d  %.1f examples/s  %.1f tokens/s  ETA %s%s", v->tty ? "\r" : "",
+            p->tasks_done, p->n_tasks, p->done, p->total, rate, p->seconds > 0 ? p->tokens / p->seconds : 0.0, eta,
+            v->tty ? (end ? "\n" : "   ") : "\n");
+}
+
+/* The command as typed, for the report (arguments with spaces quoted). */
+static char *command_line(int argc, char **argv) {
+    size_t n = 16;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    strcpy(s, "ramole");
+    for (int i = 0; i < argc; i++) {
+        bool q = strpbrk(argv[i], " \t'\"") != NULL;
+        strcat(s, q ? " '" : " ");
+        strcat(s, argv[i]);
+        if (q) strcat(s, "'");
+    }
+    return s;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *cmd = "eval", *out = "docs/EVAL.md", *json = NULL;
+    rm_eval_params p = {0};
+    char *tasks[MAX_LIST], *items[MAX_LIST];
+    int n;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long x;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_eval(stdout);
+        if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
+        if (!strcmp(a, "--world")) p.world = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--limit")) { if (!cli_int(cmd, a, v, 1, 1 << 30, &x)) return 2; p.limit = (int)x; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(cmd, a, v, 1, 256, &x)) return 2; p.n_threads = (int)x; }
+        else if (!strcmp(a, "--max-seqs")) { if (!cli_int(cmd, a, v, 1, 1024, &x)) return 2; p.max_seqs = (int)x; }
+        else if (!strcmp(a, "--tasks")) {
+            if (!split_list(a, argv[i], tasks, &n)) return 2;
+            p.tasks = (const char *const *)tasks, p.n_tasks = n;
+        } else if (!strcmp(a, "--modes") || !strcmp(a, "--settings")) {
+            bool modes = !strcmp(a, "--modes");
+            char *copy = strdup(v);
+            if (!copy || !split_list(a, copy, items, &n)) return free(copy), 2;
+            for (int k = 0; k < n; k++) {
+                rm_eval_mode m;
+                rm_eval_setting s;
+                if (modes && rm_eval_mode_from_name(items[k], &m)) p.modes |= 1u << m;
+                else if (!modes && rm_eval_setting_from_name(items[k], &s)) p.settings |= 1u << s;
+                else {
+                    fprintf(stderr, "ramole eval: %s: unknown '%s' (%s)\n", a, items[k],
+                            modes ? "base, perfect, selection, mixture, fusion, router" : "id, ood");
+                    free(copy);
+                    return 2;
+                }
+            }
+            free(copy);
+        } else {
+            fprintf(stderr, "ramole eval: unknown option '%s'\n", a);
+            return usage_eval(stderr);
+        }
+    }
+    if (!p.world) {
+        fprintf(stderr, "ramole eval: --world DIR is required\n");
+        return usage_eval(stderr);
+    }
+    progress_view view = {isatty(2), -1e9};
+    p.progress = show_progress;
+    p.user = &view;
+    rm_eval_report *r = NULL;
+    rm_status st = rm_eval_run(&p, &r);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
+    char *line = command_line(argc, argv);
+    st = rm_eval_write_markdown(r, out, line);
+    if (st == RAMOLE_OK && json) st = rm_eval_write_json(r, json);
+    free(line);
+    if (st != RAMOLE_OK) {
+        rm_eval_report_free(r);
+        return cli_fail(cmd, st);
+    }
+    /* the averages, one line per setting */
+    for (int s = 0; s < RM_EVAL_SETTING_COUNT; s++) {
+        if (!(r->settings & (1u << s))) continue;
+        printf("%s:", rm_eval_setting_name((rm_eval_setting)s));
+        for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
+            if (r->modes & (1u << m))
+                printf(" %s %.1f", rm_eval_mode_name((rm_eval_mode)m), 100 * rm_eval_mean(r, NULL, (rm_eval_setting)s, (rm_eval_mode)m));
+        printf("\n");
+    }
+    fprintf(stderr, "wrote %s%s%s\n", out, json ? " and " : "", json ? json : "");
+    rm_eval_report_free(r);
+    return 0;
+}
