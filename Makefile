@@ -6,6 +6,8 @@
 #   make test-pg    the registry's suite against a real PostgreSQL server
 #                   (scripts/pg.sh starts one in build/pg and stops it after)
 #   make slow       the slow suites (tests/slow/*.sh: toy training tasks, minutes)
+#   make demo       the main job on the reference world (scripts/demo.sh;
+#                   WORLD=DIR for another world folder, default world)
 #   make fuzz       libFuzzer harnesses (fuzz/) with ASan + UBSan in build-fuzz/,
 #                   each run FUZZ_SECONDS (60) in turn; needs clang-14 and
 #                   libfuzzer-14-dev (bash scripts/deps.sh --fuzz)
@@ -43,7 +45,7 @@ BIN   := $(BUILD)/ramole
 TESTS := $(BUILD)/ramole_tests
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins
+.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins demo
 all: $(BIN) $(LIB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -108,6 +110,11 @@ slow: $(BIN)
 
 deps:
 	bash scripts/deps.sh
+
+# The main job: serve WORLD's base, upload its adapters, a dozen requests at once.
+WORLD ?= world
+demo: $(BIN)
+	@RAMOLE_BIN=$(BIN) bash scripts/demo.sh $(WORLD)
 
 # Fuzzing: the library rebuilt by clang with sanitizers and coverage
 # (fuzzer-no-link) into build-fuzz/, one binary per fuzz/fuzz_*.c.
