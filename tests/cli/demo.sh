@@ -2,8 +2,8 @@
 # Command-line tests of the main job (`make demo`, scripts/demo.sh) on a
 # tiny world made here in seconds: a random tiny base with the Llama-2
 # tokenizer, 14 tasks in 7 clusters (Alpaca prompts, tasks.json, train and
-# test splits), a random adapter per task, a router trained for 3 steps and
-# a projection for 5. Checks: a dozen requests of different clusters
+# test splits), a random f16 adapter per task, a router trained for 3
+# steps and a projection for 5. Checks: a dozen requests of different clusters
 # answered with a lora object naming retrieved adapters with scores and the
 # router's weights, uploads held for approval approved, the ✓/✗ verdicts
 # against expected answers (trimmed), the summary, several requests and
@@ -65,10 +65,12 @@ fs.writeFileSync(`${dir}/tasks.json`, JSON.stringify({ seed: 1, retrieval: { sam
 fs.writeFileSync(`${dir}/../router.jsonl`, router.map((r) => JSON.stringify(r) + "\n").join(""));
 fs.writeFileSync(`${dir}/../retriever.jsonl`, retriever.map((r) => JSON.stringify(r) + "\n").join(""));
 EOF
+  # stored in f16, as the reference world stores its adapters
   local i=0 t
   for t in $(ls "$W/tasks"); do
     i=$((i + 1))
-    $R random-adapter -m "$W/base" --rank 4 --std 0.2 -o "$W/adapters/$t" --seed $i >/dev/null 2>&1 || return 1
+    $R random-adapter -m "$W/base" --rank 4 --std 0.2 -o "$W/../f32_$t" --seed $i >/dev/null 2>&1 || return 1
+    $R convert "$W/../f32_$t" "$W/adapters/$t" --type f16 --base "$W/base" >/dev/null 2>&1 || return 1
   done
   $R train router -m "$W/base" --pool "$W"/adapters/* --data "$W/../router.jsonl" -o "$W/router" \
     --steps 3 --lr 0.05 --quiet >/dev/null 2>&1 || return 1
