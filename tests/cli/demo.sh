@@ -199,4 +199,13 @@ cp -r "$TMP/world" "$TMP/w4"; rm "$TMP/w4/adapters/plural/adapter_model.safetens
 bash scripts/demo.sh "$TMP/w4" >"$TMP/w4.out" 2>"$TMP/w4.err"; rc=$?
 [ $rc -eq 1 ] && grep -q "$TMP/w4/adapters/plural/adapter_model.safetensors: missing" "$TMP/w4.err" && server_gone "$TMP/w4.out" \
   && pass demo_missing_adapter_named_server_stopped || fail demo_missing_adapter_named_server_stopped "exit $rc: $(head -c 300 "$TMP/w4.err")"
+# a request the server refuses (max_tokens past the context): shown as an error, the others
+# answered, exit 1
+cp -r "$TMP/world" "$TMP/w5"
+node -e 'const fs = require("fs"), f = process.argv[1], s = JSON.parse(fs.readFileSync(f, "utf8"));
+  s.tasks[0].max_tokens = 100000; fs.writeFileSync(f, JSON.stringify(s))' "$TMP/w5/tasks.json"
+bash scripts/demo.sh "$TMP/w5" >"$TMP/w5.out" 2>"$TMP/w5.err"; rc=$?
+[ $rc -eq 1 ] && grep -q '^    error     400 .*max_tokens 100000 exceed the context.*  ✗$' "$TMP/w5.out" \
+  && [ "$(grep -c '^    answer    ' "$TMP/w5.out")" = 11 ] && grep -q '; 1 failed$' "$TMP/w5.out" && server_gone "$TMP/w5.out" \
+  && pass demo_refused_request_shown || fail demo_refused_request_shown "exit $rc: $(grep -A2 reverse_word "$TMP/w5.out" | head -c 300)"
 echo "demo: tiny world's runs took $(( $(date +%s) - T0 )) s" >&2
