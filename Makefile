@@ -45,7 +45,7 @@ BIN   := $(BUILD)/ramole
 TESTS := $(BUILD)/ramole_tests
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins demo
+.PHONY: all test test-pg asan bench slow clean deps fuzz fuzz-build fuzz-bins
 all: $(BIN) $(LIB)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -108,13 +108,14 @@ bench: $(BIN) $(BENCH_BINS)
 slow: $(BIN)
 	@for t in tests/slow/*.sh; do RAMOLE_BIN=$(BIN) bash $$t || exit 1; done
 
-deps:
-	bash scripts/deps.sh
-
 # The main job: serve WORLD's base, upload its adapters, a dozen requests at once.
+.PHONY: demo
 WORLD ?= world
 demo: $(BIN)
 	@RAMOLE_BIN=$(BIN) bash scripts/demo.sh $(WORLD)
+
+deps:
+	bash scripts/deps.sh
 
 # Fuzzing: the library rebuilt by clang with sanitizers and coverage
 # (fuzzer-no-link) into build-fuzz/, one binary per fuzz/fuzz_*.c.
