@@ -6,6 +6,8 @@
 #   make test-pg    the registry's suite against a real PostgreSQL server
 #                   (scripts/pg.sh starts one in build/pg and stops it after)
 #   make slow       the slow suites (tests/slow/*.sh: toy training tasks, minutes)
+#   make demo       the main job on the reference world (scripts/demo.sh;
+#                   WORLD=DIR for another world folder, default world)
 #   make fuzz       libFuzzer harnesses (fuzz/) with ASan + UBSan in build-fuzz/,
 #                   each run FUZZ_SECONDS (60) in turn; needs clang-14 and
 #                   libfuzzer-14-dev (bash scripts/deps.sh --fuzz)
@@ -105,6 +107,12 @@ bench: $(BIN) $(BENCH_BINS)
 
 slow: $(BIN)
 	@for t in tests/slow/*.sh; do RAMOLE_BIN=$(BIN) bash $$t || exit 1; done
+
+# The main job: serve WORLD's base, upload its adapters, a dozen requests at once.
+.PHONY: demo
+WORLD ?= world
+demo: $(BIN)
+	@RAMOLE_BIN=$(BIN) bash scripts/demo.sh $(WORLD)
 
 deps:
 	bash scripts/deps.sh

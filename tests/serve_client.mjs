@@ -136,13 +136,23 @@ if (mode === "open") {
         max_tokens: 4 + (i % 5), ignore_eos: true, lora: loras[i % loras.length] });
     const one = [];
     for (const q of reqs) one.push(await post("/v1/completions", q));
+    const stepMax = async () => {
+      const t = (await get("/metrics")).text;
+      const m = /^ramole_step_sequences_max (\d+)$/m.exec(t), a = /^ramole_step_adapters_max (\d+)$/m.exec(t);
+      return m && a ? [Number(m[1]), Number(a[1])] : "metrics lack the step maxima";
+    };
+    // every request so far ran alone; the most adapters in one: the mixture of rev and add
+    const alone = await stepMax();
+    if (alone[0] !== 1 || alone[1] !== 2) return `steps alone: ${alone} sequences, adapters (expected 1, 2)`;
     const all = await Promise.all(reqs.map((q) => post("/v1/completions", q)));
     for (let i = 0; i < 64; i++) {
       if (one[i].status !== 200 || all[i].status !== 200) return `request ${i}: ${one[i].status} ${all[i].status} ${all[i].text}`;
       const a = one[i].json.choices[0].text, b = all[i].json.choices[0].text;
       if (a !== b) return `request ${i} (${JSON.stringify(reqs[i].lora)}): ${JSON.stringify(a)} alone vs ${JSON.stringify(b)} batched`;
     }
-    return true;
+    // this server runs 8 at once (--max-seqs 8)
+    const together = await stepMax();
+    return (together[0] > 1 && together[0] <= 8 && together[1] === 2) || `steps together: ${together} sequences, adapters`;
   });
 
   await check("serve_feedback_stored_per_adapter", async () => {

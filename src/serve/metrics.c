@@ -53,6 +53,13 @@ void srv_metrics_tokens(srv_metrics *m, int in, int out) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_step(srv_metrics *m, int sequences, int adapters) {
+    pthread_mutex_lock(&m->mu);
+    if (sequences > m->step_sequences_max) m->step_sequences_max = sequences;
+    if (adapters > m->step_adapters_max) m->step_adapters_max = adapters;
+    pthread_mutex_unlock(&m->mu);
+}
+
 #define put rm_text_printf
 
 /* A label value with \\ and " escaped, as Prometheus reads them. */
@@ -88,6 +95,10 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, co
         put(&b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", hist_name[h], (unsigned long long)cum,
             hist_name[h], x->sum, hist_name[h], (unsigned long long)x->n);
     }
+    put(&b, "# HELP ramole_step_sequences_max The most sequences one engine step gave a token to.\n"
+            "# TYPE ramole_step_sequences_max gauge\nramole_step_sequences_max %d\n", m->step_sequences_max);
+    put(&b, "# HELP ramole_step_adapters_max The most distinct adapters (experts and routers) in one engine step.\n"
+            "# TYPE ramole_step_adapters_max gauge\nramole_step_adapters_max %d\n", m->step_adapters_max);
     pthread_mutex_unlock(&m->mu);
     put(&b, "# TYPE ramole_queue_length gauge\nramole_queue_length %d\n", queued);
     put(&b, "# TYPE ramole_running_sequences gauge\nramole_running_sequences %d\n", es->running);

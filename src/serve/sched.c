@@ -59,6 +59,7 @@ static void on_event(const rm_engine_event *ev, void *user) {
     srv_sched *s = r->sched;
     if (ev->len) append(r, ev->text, ev->len);
     if (ev->token >= 0) {
+        s->step_sampled++;
         if (!r->t_first) {
             r->t_first = now;
             srv_metrics_observe(s->metrics, SRV_H_TTFT, now - r->t_submit);
@@ -154,13 +155,17 @@ static void *sched_main(void *arg) {
         }
         for (int i = 0; i < nc; i++) rm_engine_cancel(s->engine, cancels[i]);
         if (all) rm_engine_cancel_all(s->engine);
+        bool stepped = false;
         if (rm_engine_pending(s->engine)) {
             int n_run = 0;
+            s->step_sampled = 0;
             rm_status st = rm_engine_step(s->engine, &n_run);
             if (st != RAMOLE_OK) rm_log_error("serve: step failed: %s", ramole_last_error());
+            stepped = n_run > 0;
         }
         rm_engine_stats es;
         rm_engine_stats_get(s->engine, &es);
+        if (stepped) srv_metrics_step(s->metrics, s->step_sampled, es.last_step_adapters);
         pthread_mutex_lock(&s->mu);
         s->stats = es;
         pthread_mutex_unlock(&s->mu);

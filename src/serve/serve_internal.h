@@ -31,6 +31,8 @@ typedef struct {
     int n_req;
     uint64_t tokens_in, tokens_out;
     srv_hist h[SRV_H_COUNT];
+    int step_sequences_max;     /* the most sequences one engine step gave a token to */
+    int step_adapters_max;      /* the most distinct adapters (experts, routers) in one step */
 } srv_metrics;
 
 void srv_metrics_init(srv_metrics *m);
@@ -38,6 +40,9 @@ void srv_metrics_destroy(srv_metrics *m);
 void srv_metrics_request(srv_metrics *m, const char *route, int status);
 void srv_metrics_observe(srv_metrics *m, srv_hist_id h, double seconds);
 void srv_metrics_tokens(srv_metrics *m, int in, int out);
+/* One engine step ran: it gave a token to `sequences` sequences and used
+ * `adapters` distinct adapters; keeps the maxima since the start. */
+void srv_metrics_step(srv_metrics *m, int sequences, int adapters);
 /* The Prometheus text of m and the engine's snapshot (rm_malloc'd). */
 char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, const rm_reg_rating *ratings,
                        int n_ratings);
@@ -86,6 +91,7 @@ typedef struct {
     bool quit, cancel_all;
     rm_engine_stats stats;      /* snapshot after each step */
     srv_metrics *metrics;
+    int step_sampled;           /* tokens the running step gave out (scheduler thread only) */
 } srv_sched;
 
 rm_status srv_sched_start(srv_sched *s, rm_engine *e, srv_metrics *m);
