@@ -18,8 +18,8 @@ TH=${THREADS:-$(nproc)}
 BASE_STEPS=${BASE_STEPS:-1800}
 SKILLS_STEPS=${SKILLS_STEPS:-800}
 COPY_STEPS=${COPY_STEPS:-1000}
-LORA_STEPS=${LORA_STEPS:-250}
-ROUTER_STEPS=${ROUTER_STEPS:-600}
+LORA_STEPS=${LORA_STEPS:-150}
+ROUTER_STEPS=${ROUTER_STEPS:-400}
 WORK=$W/.work
 mkdir -p "$WORK/stamps"
 [ -x "$R" ] || { echo "world: $R is not built (run make first)" >&2; exit 1; }
@@ -94,10 +94,11 @@ do_adapters() {
 train_adapter() {
   local t=$1
   rm -rf "$WORK/adapters/$t" "$W/adapters/$t"
+  mkdir -p "$WORK/adapters"
   "$R" train lora -m "$W/base" --data "$W/tasks/$t/train.jsonl" -o "$WORK/adapters/$t" "${LORA_ARGS[@]}" \
     -t "$TH" --quiet --log "$WORK/adapters/$t.log"
   mkdir -p "$W/adapters"
-  "$R" convert "$WORK/adapters/$t" "$W/adapters/$t" --type f16
+  "$R" convert "$WORK/adapters/$t" "$W/adapters/$t" --type f16 --base "$W/base"
 }
 
 do_retriever() {
