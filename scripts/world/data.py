@@ -503,7 +503,7 @@ def build_tasks(seed):
 
 
 def split_task(t, rng):
-    pairs = sorted(set(t.pairs))
+    pairs = sorted({(x, y) for x, y in t.pairs if x.strip() and y.strip()})  # a source row may lack a field
     rng.shuffle(pairs)
     n_test = min(N_TEST, max(50, len(pairs) // 4))
     if len(pairs) < n_test + 50:
