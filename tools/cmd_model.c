@@ -45,12 +45,7 @@ int cmd_info(int argc, char **argv) {
     return 0;
 }
 
-static bool parse_type(const char *cmd, const char *v, int *type) {
-    rm_type t;
-    if (!cli_type(cmd, "--type", v, false, &t)) return false;
-    *type = (int)t;
-    return true;
-}
+static bool parse_type(const char *cmd, const char *v, int *type) { return cli_plan(cmd, "--type", v, type); }
 
 int cmd_convert(int argc, char **argv) {
     const char *cmd = "convert", *in = NULL, *out = NULL, *base = NULL, *v;
@@ -71,7 +66,7 @@ int cmd_convert(int argc, char **argv) {
         }
     }
     if (!in || !out) {
-        fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]\n");
+        fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k|q4_k_m] [--base MODEL]\n");
         return 2;
     }
     rm_adapter_format af; /* a path that is no adapter (or nothing) is opened as a model below */
@@ -124,7 +119,7 @@ int cmd_random_model(int argc, char **argv) {
     }
     if (!arch_s || !preset_s || !out) {
         fprintf(stderr, "usage: ramole random-model --arch llama|mistral|qwen2 --preset NAME -o OUT "
-                        "[--format hf|gguf] [--type f32|f16|bf16|q8_0] [--seed S]\n");
+                        "[--format hf|gguf] [--type f32|f16|bf16|q8_0|q4_0|...|q4_k_m] [--seed S]\n");
         return 2;
     }
     rm_arch arch;
