@@ -174,6 +174,6 @@ int cmd_random_model(int argc, char **argv) {
     if (st == RAMOLE_OK) st = rm_model_save(m, fmt, type, out);
     rm_model_free(m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
-    fprintf(stderr, "wrote %s: %s %s, %s\n", out, arch_s, preset_s, rm_type_name((rm_type)type));
+    fprintf(stderr, "wrote %s: %s %s, %s\n", out, arch_s, preset_s, type == RM_MODEL_PLAN_Q4_K_M ? "q4_k_m" : rm_type_name((rm_type)type));
     return 0;
 }

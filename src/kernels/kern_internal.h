@@ -43,6 +43,8 @@ typedef struct {
  * k-quants), as rm_kern_act_* describes.
  */
 typedef float (*rm_qdot_fn)(const void *xq, const void *w, int64_t nb);
+/* Dequantise k elements (whole blocks) of one 4-6 bit type to f32. */
+typedef void (*rm_dequant_fn)(float *dst, const void *src, int64_t k);
 
 typedef struct {
     rm_isa isa;
@@ -73,6 +75,8 @@ typedef struct {
     /* the 4-6 bit weights against a quantised activation row, by weight type
      * (NULL for f32/f16/bf16/q8_0, which have the kernels above) */
     rm_qdot_fn dot_quant[RM_TYPE_COUNT];
+    /* their dequantisation, bit-identical on every ISA (quant.c's arithmetic) */
+    rm_dequant_fn dequant[RM_TYPE_COUNT];
     /* bulk conversions (n elements; q8_0 functions take k = 32 * blocks) */
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*f32_to_f16)(uint16_t *dst, const float *src, int64_t n);
@@ -120,7 +124,8 @@ static inline void rm_kern_unpack_k4(const uint8_t *q, uint8_t sc[8], uint8_t mn
 }
 
 /* Dequantise k elements (whole blocks) of a q4_0..q6_k row into dst: ggml's
- * arithmetic, bit for bit (no fused multiply-adds). */
+ * arithmetic, bit for bit (no fused multiply-adds); the scalar definition,
+ * which the reference and the tests use (kernels use ops->dequant). */
 void rm_kern_dequantize(rm_type t, float *dst, const void *src, int64_t k);
 /* Quantise k elements (whole blocks) with ggml's reference quantisers. */
 void rm_kern_quantize(rm_type t, void *dst, const float *src, int64_t k);
@@ -138,6 +143,18 @@ float rm_kern_dot_q4_1_scalar(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q4_k_scalar(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q5_k_scalar(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q6_k_scalar(const void *xq, const void *w, int64_t nb);
+/* The scalar dequantisers, one per type (rm_kern_dequantize's pieces). */
+void rm_kern_dequant_q4_0_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_1_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_k_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q5_k_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q6_k_scalar(float *dst, const void *src, int64_t k);
+/* AVX2 dequantisers: the same operations in the same order, 8 lanes wide. */
+void rm_kern_dequant_q4_0_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_1_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_k_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q5_k_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q6_k_avx2(float *dst, const void *src, int64_t k);
 /* AVX2 dots (quant_avx2.c; the AVX-512 table shares them). */
 float rm_kern_dot_q4_0_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q4_1_avx2(const void *xq, const void *w, int64_t nb);

@@ -249,7 +249,7 @@ static void panel_fill(const mm_job *j, float *dst, int64_t r0, int64_t rows) {
     case RM_TYPE_BF16: j->ops->bf16_to_f32(dst, (const uint16_t *)src, cnt); break;
     case RM_TYPE_Q8_0: j->ops->q8_0_to_f32(dst, (const rm_block_q8_0 *)src, cnt); break;
     case RM_TYPE_F32: memcpy(dst, src, (size_t)cnt * 4); break;
-    default: rm_kern_dequantize(j->wt, dst, src, cnt); break;
+    default: j->ops->dequant[j->wt](dst, src, cnt); break;
     }
 }
 

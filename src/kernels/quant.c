@@ -125,23 +125,29 @@ static void dequant_q6_k(float *y, const rm_block_q6_k *x, int64_t nb) {
     }
 }
 
+void rm_kern_dequant_q4_0_scalar(float *dst, const void *src, int64_t k) { dequant_q4_0(dst, src, k / 32); }
+void rm_kern_dequant_q4_1_scalar(float *dst, const void *src, int64_t k) { dequant_q4_1(dst, src, k / 32); }
+void rm_kern_dequant_q6_k_scalar(float *dst, const void *src, int64_t k) { dequant_q6_k(dst, src, k / RM_QK_K); }
+
+void rm_kern_dequant_q4_k_scalar(float *dst, const void *src, int64_t k) {
+    const rm_block_q4_k *x = src;
+    for (int64_t i = 0; i < k / RM_QK_K; i++)
+        dequant_k45(dst + i * RM_QK_K, h2f(x[i].d), h2f(x[i].dmin), x[i].scales, x[i].qs, NULL);
+}
+
+void rm_kern_dequant_q5_k_scalar(float *dst, const void *src, int64_t k) {
+    const rm_block_q5_k *x = src;
+    for (int64_t i = 0; i < k / RM_QK_K; i++)
+        dequant_k45(dst + i * RM_QK_K, h2f(x[i].d), h2f(x[i].dmin), x[i].scales, x[i].qs, x[i].qh);
+}
+
 void rm_kern_dequantize(rm_type t, float *dst, const void *src, int64_t k) {
-    int64_t nb = k / rm_type_block_elems(t);
     switch (t) {
-    case RM_TYPE_Q4_0: dequant_q4_0(dst, src, nb); break;
-    case RM_TYPE_Q4_1: dequant_q4_1(dst, src, nb); break;
-    case RM_TYPE_Q4_K: {
-        const rm_block_q4_k *x = src;
-        for (int64_t i = 0; i < nb; i++) dequant_k45(dst + i * RM_QK_K, h2f(x[i].d), h2f(x[i].dmin), x[i].scales, x[i].qs, NULL);
-        break;
-    }
-    case RM_TYPE_Q5_K: {
-        const rm_block_q5_k *x = src;
-        for (int64_t i = 0; i < nb; i++)
-            dequant_k45(dst + i * RM_QK_K, h2f(x[i].d), h2f(x[i].dmin), x[i].scales, x[i].qs, x[i].qh);
-        break;
-    }
-    case RM_TYPE_Q6_K: dequant_q6_k(dst, src, nb); break;
+    case RM_TYPE_Q4_0: rm_kern_dequant_q4_0_scalar(dst, src, k); break;
+    case RM_TYPE_Q4_1: rm_kern_dequant_q4_1_scalar(dst, src, k); break;
+    case RM_TYPE_Q4_K: rm_kern_dequant_q4_k_scalar(dst, src, k); break;
+    case RM_TYPE_Q5_K: rm_kern_dequant_q5_k_scalar(dst, src, k); break;
+    case RM_TYPE_Q6_K: rm_kern_dequant_q6_k_scalar(dst, src, k); break;
     default: break;
     }
 }

@@ -131,7 +131,7 @@ static void convert_to_f32(const rm_kern_ops *ops, float *dst, rm_type st, const
     case RM_TYPE_F16: ops->f16_to_f32(dst, src, n); break;
     case RM_TYPE_BF16: ops->bf16_to_f32(dst, src, n); break;
     case RM_TYPE_Q8_0: ops->q8_0_to_f32(dst, src, n); break;
-    default: rm_kern_dequantize(st, dst, src, n); break;
+    default: ops->dequant[st](dst, src, n); break;
     }
 }
 
