@@ -8,6 +8,7 @@
  * against rm_rope_ref and against values dumped from PyTorch (HF formulas).
  */
 #include "test.h"
+#include "test_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +18,8 @@
 /* ---- helpers ------------------------------------------------------------ */
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint32_t rng_u32(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-static float rng_unif(void) { return (float)(rng_u32() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; }
+static uint32_t rng_u32(void) { return rm_test_rng_u32(&g_rng); }
+static float rng_unif(void) { return rm_test_rng_unif(&g_rng); }
 static void fill(float *v, int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++) v[i] = rng_unif() * scale;
 }
@@ -38,20 +34,10 @@ static uint32_t f32_bits(float f) {
     return u;
 }
 
-/* ||y - r|| / ||r|| (or ||y|| when r is zero). */
-static double rel_err(const float *y, const float *r, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)y[i] - r[i];
-        num += d * d;
-        den += (double)r[i] * r[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-/* ||y - r|| / ||mag||: an error relative to the outputs' size before their
- * terms cancel (the quantised paths' rounding scales with that, so a single
- * output that happens to land near zero does not look like a failure). */
+/* ||y - r|| / ||mag|| (or ||y - r|| when mag is zero); with mag the size of
+ * the outputs before their terms cancel, the error of the quantised paths,
+ * whose rounding scales with that size, so a single output that happens to
+ * land near zero does not look like a failure. */
 static double rel_err_to(const float *y, const float *r, const float *mag, int64_t n) {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -61,6 +47,9 @@ static double rel_err_to(const float *y, const float *r, const float *mag, int64
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
+
+/* ||y - r|| / ||r|| (or ||y - r|| when r is zero). */
+static double rel_err(const float *y, const float *r, int64_t n) { return rel_err_to(y, r, r, n); }
 
 /* Log capture: deliberate misuse below logs; keep it off the terminal and check it. */
 static int g_log_count;

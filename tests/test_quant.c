@@ -25,13 +25,8 @@ static const rm_type qtypes[] = {RM_TYPE_Q4_0, RM_TYPE_Q4_1, RM_TYPE_Q4_K, RM_TY
 #define N_QTYPES 5
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
-static uint32_t rng_u32(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-static float rng_unif(void) { return (float)(rng_u32() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; }
+static uint32_t rng_u32(void) { return rm_test_rng_u32(&g_rng); }
+static float rng_unif(void) { return rm_test_rng_unif(&g_rng); }
 
 static char *tmp_path(const char *name) { return rm_path_join(rm_test_tmp_dir(), name); }
 

@@ -162,4 +162,13 @@ float rm_kern_dot_q4_k_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q5_k_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q6_k_avx2(const void *xq, const void *w, int64_t nb);
 
+/* The 4-6 bit entries of the AVX2 and the AVX-512 tables (quant_avx2.c). */
+#define RM_KERN_QUANT_OPS_AVX2                                                                              \
+    .dot_quant = {[RM_TYPE_Q4_0] = rm_kern_dot_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dot_q4_1_avx2,             \
+                  [RM_TYPE_Q4_K] = rm_kern_dot_q4_k_avx2, [RM_TYPE_Q5_K] = rm_kern_dot_q5_k_avx2,             \
+                  [RM_TYPE_Q6_K] = rm_kern_dot_q6_k_avx2},                                                  \
+    .dequant = {[RM_TYPE_Q4_0] = rm_kern_dequant_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dequant_q4_1_avx2,       \
+                [RM_TYPE_Q4_K] = rm_kern_dequant_q4_k_avx2, [RM_TYPE_Q5_K] = rm_kern_dequant_q5_k_avx2,       \
+                [RM_TYPE_Q6_K] = rm_kern_dequant_q6_k_avx2}
+
 #endif
