@@ -162,11 +162,16 @@ float rm_kern_dot_q4_k_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q5_k_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q6_k_avx2(const void *xq, const void *w, int64_t nb);
 
-/* The 4-6 bit entries of the AVX2 and the AVX-512 tables (quant_avx2.c). */
-#define RM_KERN_QUANT_OPS_AVX2                                                                              \
+/* The q4_k and q6_k dots with 512-bit registers (quant_avx512.c). */
+float rm_kern_dot_q4_k_avx512(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q6_k_avx512(const void *xq, const void *w, int64_t nb);
+
+/* The 4-6 bit entries of the AVX2 and the AVX-512 tables (quant_avx2.c, with
+ * the q4_k and q6_k dots given: the AVX-512 table has its own). */
+#define RM_KERN_QUANT_OPS_AVX2(DOT_Q4_K, DOT_Q6_K)                                                          \
     .dot_quant = {[RM_TYPE_Q4_0] = rm_kern_dot_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dot_q4_1_avx2,             \
-                  [RM_TYPE_Q4_K] = rm_kern_dot_q4_k_avx2, [RM_TYPE_Q5_K] = rm_kern_dot_q5_k_avx2,             \
-                  [RM_TYPE_Q6_K] = rm_kern_dot_q6_k_avx2},                                                  \
+                  [RM_TYPE_Q4_K] = DOT_Q4_K, [RM_TYPE_Q5_K] = rm_kern_dot_q5_k_avx2,                          \
+                  [RM_TYPE_Q6_K] = DOT_Q6_K},                                                               \
     .dequant = {[RM_TYPE_Q4_0] = rm_kern_dequant_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dequant_q4_1_avx2,       \
                 [RM_TYPE_Q4_K] = rm_kern_dequant_q4_k_avx2, [RM_TYPE_Q5_K] = rm_kern_dequant_q5_k_avx2,       \
                 [RM_TYPE_Q6_K] = rm_kern_dequant_q6_k_avx2}

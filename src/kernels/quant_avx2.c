@@ -15,6 +15,7 @@
  * the scalar dots of quant.c to float rounding (the tests compare them).
  */
 #include "kernels/kern_internal.h"
+#include "kernels/quant_simd.h"
 
 #include <immintrin.h>
 #include <stdbool.h>
@@ -70,25 +71,6 @@ float rm_kern_dot_q4_1_avx2(const void *xq, const void *wv, int64_t nb) {
     return hsum8f(acc);
 }
 
-/*
- * The twelve packed bytes of 6-bit scales and mins as 16 int16: scales of
- * sub-blocks 0..7 in lanes 0..7, mins in lanes 8..15. Done on 32-bit words:
- * word 0 of the result is the low six bits of bytes 0..3; word 1 the
- * nibbles of bytes 8..11 under the top two bits of bytes 0..3; word 2 the
- * low six bits of bytes 4..7; word 3 the high nibbles of bytes 8..11 under
- * the top two bits of bytes 4..7 (the layout of rm_kern_unpack_k4).
- */
-static inline __m256i k4_scales_mins(const uint8_t *packed) {
-    uint32_t w[3], u[4];
-    memcpy(w, packed, 12);
-    const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
-    u[0] = w[0] & low6;
-    u[1] = (w[2] & low4) | (((w[0] >> 6) & low2) << 4);
-    u[2] = w[1] & low6;
-    u[3] = ((w[2] >> 4) & low4) | (((w[1] >> 6) & low2) << 4);
-    return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)u));
-}
-
 /* int16 lane e (< 8) of v, where v holds the same 8 lanes in both halves,
  * broadcast to all 16 lanes. */
 static inline __m256i bcast16(__m256i v, int e) {
@@ -107,10 +89,7 @@ static inline float dot_k45_avx2(const rm_block_q8_k *x, const rm_block_q4_k *w4
         uint16_t d = w4 ? w4[b].d : w5[b].d, dmin = w4 ? w4[b].dmin : w5[b].dmin;
         __m256i sm = k4_scales_mins(scales);
         __m256i sc2 = _mm256_permute2x128_si256(sm, sm, 0x00); /* the scales in both halves */
-        /* mins . (bsums[2j] + bsums[2j+1]) */
-        __m256i bs = _mm256_loadu_si256((const __m256i *)x[b].bsums);
-        __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        __m128i mprod = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), pairs);
+        __m128i mprod = k4_min_dot(sm, x[b].bsums);
         accm = _mm_fmadd_ps(_mm_set1_ps(x[b].d * _cvtsh_ss(dmin)), _mm_cvtepi32_ps(mprod), accm);
         __m256i hbits = w5 ? _mm256_loadu_si256((const __m256i *)w5[b].qh) : _mm256_setzero_si256();
         __m256i sumi = _mm256_setzero_si256();
