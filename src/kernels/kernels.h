@@ -1,7 +1,8 @@
 /*
  * kernels.h — the numeric kernels of ramole: tensor element types, type
- * conversion, matmul/matvec against f32/f16/bf16/q8_0 weights, rmsnorm,
- * RoPE, softmax, SwiGLU.
+ * conversion, matmul/matvec against f32/f16/bf16/q8_0 and ggml's 4-6 bit
+ * block weights (q4_0, q4_1, q4_k, q5_k, q6_k), rmsnorm, RoPE, softmax,
+ * SwiGLU.
  *
  * Activations are always f32. Weights are row-major [n][k] (n output rows of
  * k inputs each, as nn.Linear stores them and as GGUF stores ne = {k, n}).
