@@ -1,11 +1,12 @@
 /*
  * bench_kernels.c — kernel microbenchmarks against the memory roofline.
  *
- *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|bf16|f32]...
+ *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|q4_k|...]...
  *
  * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
  *    1 and 2 threads, best of 8 — the roofline for decode.
- * 2. Matvec (m = 1) GB/s of weight bytes for f16 and q8_0 (and bf16, f32)
+ * 2. Matvec (m = 1) GB/s of weight bytes for f16, q8_0 and q4_k (and bf16,
+ *    f32, q4_0, q4_1, q5_k, q6_k)
  *    on TinyLlama shapes, 1 and 2 threads. Each timed call touches a fresh
  *    copy of the matrix (copies cycle through >= 256 MiB) so the weights come
  *    from DRAM as they do in a real decode, not from the last-level cache.
@@ -166,7 +167,7 @@ int main(int argc, char **argv) {
             only[t] = any_only = true;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|bf16|f32]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|q4_k|...]...\n", argv[0]);
             return 2;
         }
     }
@@ -182,8 +183,9 @@ int main(int argc, char **argv) {
     printf("memory read bandwidth (%zu MiB, best of 8): 1 thread %.2f GB/s, 2 threads %.2f GB/s\n\n", bw_bytes >> 20,
            bw[0], bw[1]);
 
-    static const rm_type types[] = {RM_TYPE_F16, RM_TYPE_Q8_0, RM_TYPE_BF16, RM_TYPE_F32};
-    int ntypes = quick ? 2 : 4, reps = quick ? 10 : 30;
+    static const rm_type types[] = {RM_TYPE_F16, RM_TYPE_Q8_0, RM_TYPE_Q4_K, RM_TYPE_BF16, RM_TYPE_F32,
+                                    RM_TYPE_Q4_0, RM_TYPE_Q4_1, RM_TYPE_Q5_K, RM_TYPE_Q6_K};
+    int all = (int)(sizeof types / sizeof types[0]), ntypes = quick ? 3 : all, reps = quick ? 10 : 30;
     size_t min_total = (quick ? 64u : 256u) << 20;
     const int64_t gm = 512;
     float *x = rm_malloc((size_t)gm * 5632 * 4), *y = rm_malloc((size_t)gm * 32000 * 4);
@@ -191,12 +193,12 @@ int main(int argc, char **argv) {
     printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "matrix", "type", "MiB", "1t GB/s", "%bw", "2t GB/s",
            "%bw", "gemm 1t", "gemm 2t");
     printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "", "", "", "(m=1)", "", "(m=1)", "", "GFLOP/s", "GFLOP/s");
-    for (int it = 0; it < (any_only ? 4 : ntypes); it++) {
+    for (int it = 0; it < (any_only ? all : ntypes); it++) {
         rm_type wt = types[it];
         if (any_only && !only[wt]) continue;
         for (size_t is = 0; is < sizeof g_shapes / sizeof g_shapes[0]; is++) {
             const shape *s = &g_shapes[is];
-            if (s->k % rm_type_block_elems(wt)) continue; /* the rank-16 shape has no q8_0 form */
+            if (s->k % rm_type_block_elems(wt)) continue; /* the rank-16 shape has no block form */
             size_t bytes;
             int copies;
             uint8_t *w = make_weights(wt, s->n, s->k, &bytes, &copies, min_total);

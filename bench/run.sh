@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — `make bench`: ramole against llama.cpp on the same GGUF files.
 #
-#  1. bench models (random weights, tinyllama-1.1b shape, f16 and q8_0) in the ignored
+#  1. bench models (random weights, tinyllama-1.1b shape, f16, q8_0 and q4_k_m) in the ignored
 #     folder .cache/bench/, made once with `ramole random-model ... --format gguf`;
 #  2. the kernel microbench ($BUILD/bench/bench_kernels);
 #  3. ramole's own timing: `ramole generate` (timings on stderr, shown as is) and
@@ -17,7 +17,7 @@
 # is non-zero only when a piece that exists fails.
 #
 # Environment: BUILD (default build), BENCH_THREADS ("1 2"), BENCH_PROMPT (512),
-#   BENCH_DECODE (64), BENCH_TYPES ("f16 q8_0"), BENCH_REPS (1, llama.cpp peer reps),
+#   BENCH_DECODE (64), BENCH_TYPES ("f16 q8_0 q4_k_m"), BENCH_REPS (1, llama.cpp peer reps),
 #   BENCH_TRAIN (1; 0 skips the training bench, bench/train_bench.sh, which has its own
 #   TRAIN_BENCH_* settings),
 #   BENCH_PEER (1; 0 skips llama.cpp), BENCH_KERNELS (1; 0 skips the microbench),
@@ -32,7 +32,7 @@ RAMOLE=$BUILD/ramole
 THREADS=${BENCH_THREADS:-1 2}
 PROMPT=${BENCH_PROMPT:-512}
 DECODE=${BENCH_DECODE:-64}
-TYPES=${BENCH_TYPES:-f16 q8_0}
+TYPES=${BENCH_TYPES:-f16 q8_0 q4_k_m}
 REPS=${BENCH_REPS:-1}
 MODELS_DIR=${BENCH_MODELS_DIR:-.cache/bench}
 NICE=()

@@ -53,3 +53,16 @@ char *rm_test_byte_tokenizer_json(void) {
     json_decref(root);
     return js;
 }
+
+uint32_t rm_test_rng_u32(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return (uint32_t)(x >> 16);
+}
+
+float rm_test_rng_unif(uint64_t *state) {
+    return (float)(rm_test_rng_u32(state) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+}

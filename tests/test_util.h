@@ -16,4 +16,8 @@ double rm_test_max_rel_diff(const float *a, const float *b, size_t n);
  * no merges); malloc'd, NULL on failure. */
 char *rm_test_byte_tokenizer_json(void);
 
+/* xorshift64 draws for tests, reproducible from the state's seed. */
+uint32_t rm_test_rng_u32(uint64_t *state);
+float    rm_test_rng_unif(uint64_t *state); /* uniform in [-1, 1) */
+
 #endif

@@ -169,10 +169,26 @@ bool cli_layers(const char *cmd, const char *opt, const char *v, int n_layers, b
 }
 
 bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out) {
-    if (!rm_type_from_name(v, out) || (adapter_only && *out == RM_TYPE_Q8_0)) {
-        fprintf(stderr, "ramole %s: %s must be f32, f16, bf16%s, got '%s'\n", cmd, opt, adapter_only ? "" : " or q8_0", v);
+    if (!rm_type_from_name(v, out) || (adapter_only && rm_type_is_quant(*out))) {
+        fprintf(stderr, "ramole %s: %s must be f32, f16, bf16%s, got '%s'\n", cmd, opt,
+                adapter_only ? "" : ", q8_0, q4_0, q4_1, q4_k, q5_k or q6_k", v);
         return false;
     }
+    return true;
+}
+
+bool cli_plan(const char *cmd, const char *opt, const char *v, int *out) {
+    if (!strcmp(v, "q4_k_m")) {
+        *out = RM_MODEL_PLAN_Q4_K_M;
+        return true;
+    }
+    rm_type t;
+    if (!rm_type_from_name(v, &t)) {
+        fprintf(stderr, "ramole %s: %s must be f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k or q4_k_m, got '%s'\n",
+                cmd, opt, v);
+        return false;
+    }
+    *out = (int)t;
     return true;
 }
 

@@ -19,10 +19,13 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double lo, dou
 bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
 /* "1,2,3" -> rm_malloc'd array. */
 bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
-/* An element type name for option opt; adapter_only: f32, f16, bf16 (no q8_0). */
 /* --kv-type f32|f16 */
 bool cli_kv_type(const char *cmd, const char *v, rm_type *out);
+/* An element type name for option opt; adapter_only: f32, f16, bf16 (no block types). */
 bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out);
+/* A weight plan for option opt: an element type name or q4_k_m
+ * (RM_MODEL_PLAN_Q4_K_M), as rm_model_save takes it. */
+bool cli_plan(const char *cmd, const char *opt, const char *v, int *out);
 /* A duration as M:SS or H:MM:SS ("?" when unknown or absurd): the trainers' ETA. */
 void cli_fmt_time(double s, char *buf, size_t n);
 /* "PATH[:WEIGHT]" in place: the weight is split off (default 1) only when

@@ -63,10 +63,8 @@ int cmd_merge(int argc, char **argv) {
         if (!strcmp(a, "-m")) { if (!(model = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "-o")) { if (!(out = cli_value(cmd, argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--type")) {
-            rm_type t;
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
-            if (!cli_type(cmd, "--type", v, false, &t)) return 2;
-            type = (int)t;
+            if (!cli_plan(cmd, "--type", v, &type)) return 2;
         } else if (!strcmp(a, "--lora")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
             if (n == RM_LORA_MAX_K) {
@@ -90,10 +88,10 @@ int cmd_merge(int argc, char **argv) {
     for (int i = 0; st == RAMOLE_OK && i < n; i++) st = rm_adapter_load(m, paths[i], &ad[i]);
     if (st == RAMOLE_OK) st = rm_model_merge(m, ad, weights, n, &merged);
     if (st == RAMOLE_OK) {
-        /* keep the base's weight type unless told otherwise */
-        int t = type >= 0 ? type : (int)rm_model_main_type(m);
+        /* requantise to the base's types (its mix, as q4_k_m) unless told otherwise */
+        int t = type != -1 ? type : rm_model_plan_of(m);
         rm_source_kind fmt = cli_ends_with(out, ".gguf") ? RM_SOURCE_GGUF : RM_SOURCE_HF;
-        if (fmt == RM_SOURCE_HF && t == RM_TYPE_Q8_0) t = RM_TYPE_F32;
+        if (fmt == RM_SOURCE_HF && type == -1 && (t < 0 || rm_type_is_quant((rm_type)t))) t = RM_TYPE_F32;
         st = rm_model_save(merged, fmt, t, out);
     }
     for (int i = 0; i < n; i++) rm_adapter_free(ad[i]);
@@ -110,8 +108,9 @@ int cli_convert_adapter(const char *in, const char *out, const char *base, int t
         fprintf(stderr, "ramole %s: %s is an adapter; converting it needs --base MODEL\n", cmd, in);
         return 2;
     }
-    if (type == RM_TYPE_Q8_0) {
-        fprintf(stderr, "ramole %s: adapters are written as f32, f16 or bf16, not q8_0\n", cmd);
+    if (type < -1 || (type >= 0 && rm_type_is_quant((rm_type)type))) {
+        fprintf(stderr, "ramole %s: adapters are written as f32, f16 or bf16, not %s\n", cmd,
+                type >= 0 ? rm_type_name((rm_type)type) : "q4_k_m");
         return 2;
     }
     rm_model *m = NULL;

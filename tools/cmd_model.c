@@ -45,12 +45,7 @@ int cmd_info(int argc, char **argv) {
     return 0;
 }
 
-static bool parse_type(const char *cmd, const char *v, int *type) {
-    rm_type t;
-    if (!cli_type(cmd, "--type", v, false, &t)) return false;
-    *type = (int)t;
-    return true;
-}
+static bool parse_type(const char *cmd, const char *v, int *type) { return cli_plan(cmd, "--type", v, type); }
 
 int cmd_convert(int argc, char **argv) {
     const char *cmd = "convert", *in = NULL, *out = NULL, *base = NULL, *v;
@@ -71,7 +66,7 @@ int cmd_convert(int argc, char **argv) {
         }
     }
     if (!in || !out) {
-        fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]\n");
+        fprintf(stderr, "usage: ramole convert IN OUT [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k|q4_k_m] [--base MODEL]\n");
         return 2;
     }
     rm_adapter_format af; /* a path that is no adapter (or nothing) is opened as a model below */
@@ -124,7 +119,7 @@ int cmd_random_model(int argc, char **argv) {
     }
     if (!arch_s || !preset_s || !out) {
         fprintf(stderr, "usage: ramole random-model --arch llama|mistral|qwen2 --preset NAME -o OUT "
-                        "[--format hf|gguf] [--type f32|f16|bf16|q8_0] [--seed S]\n");
+                        "[--format hf|gguf] [--type f32|f16|bf16|q8_0|q4_0|...|q4_k_m] [--seed S]\n");
         return 2;
     }
     rm_arch arch;
@@ -179,6 +174,6 @@ int cmd_random_model(int argc, char **argv) {
     if (st == RAMOLE_OK) st = rm_model_save(m, fmt, type, out);
     rm_model_free(m);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
-    fprintf(stderr, "wrote %s: %s %s, %s\n", out, arch_s, preset_s, rm_type_name((rm_type)type));
+    fprintf(stderr, "wrote %s: %s %s, %s\n", out, arch_s, preset_s, type == RM_MODEL_PLAN_Q4_K_M ? "q4_k_m" : rm_type_name((rm_type)type));
     return 0;
 }

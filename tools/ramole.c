@@ -21,7 +21,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "tokenize -m MODEL_OR_TOKENIZER [--special] [--no-parse-special] (TEXT | - | --jsonl)"},
     {"detokenize", cmd_detokenize, "detokenize -m MODEL_OR_TOKENIZER [--skip-special] [--cleanup] [-n] (IDS | - | --jsonl)"},
     {"tokenizer", cmd_tokenizer, "tokenizer train --vocab-size N -o tokenizer.json [--special TOK]... FILES... | tokenizer export-gguf -m M -o OUT.gguf [--llamacpp-only]"},
-    {"convert", cmd_convert, "convert IN OUT [--type f32|f16|bf16|q8_0] [--base MODEL]   (HF folder <-> GGUF, PEFT <-> GGUF LoRA; OUT ending in .gguf writes GGUF)"},
+    {"convert", cmd_convert, "convert IN OUT [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k|q4_k_m] [--base MODEL]   (HF folder <-> GGUF, PEFT <-> GGUF LoRA; OUT ending in .gguf writes GGUF)"},
     {"merge", cmd_merge, "merge -m MODEL --lora PATH[:W] [--lora ...] -o OUT [--type T]"},
     {"random-adapter", cmd_random_adapter, "random-adapter -m MODEL --rank R [--alpha A] [--targets q,k,v,o,gate,up,down] [--seed S] -o OUT [--format peft|gguf]"},
     {"train", cmd_train, "train lora|base|router|router-eval|retriever ...   (ramole train --help)"},

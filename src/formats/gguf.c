@@ -17,8 +17,8 @@
  * arrays make lookups binary searches.
  *
  * Tensors: every standard ggml type has its block size and block bytes in
- * the table below, so files holding q4_K etc. open and list correctly; only
- * F32, F16, BF16 and Q8_0 map to an rm_type. Offsets must be multiples of
+ * the table below, so files holding any of them open and list correctly;
+ * F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K map to an rm_type. Offsets must be multiples of
  * general.alignment (a u32 power of two, default 32), extents must lie in the
  * data section, and tensors must not overlap (llama.cpp is stricter and
  * wants them packed in order; ramole's own writer packs them in order).
@@ -86,6 +86,11 @@ int rm_type_to_ggml(rm_type t) {
     case RM_TYPE_F16: return RM_GGML_F16;
     case RM_TYPE_BF16: return RM_GGML_BF16;
     case RM_TYPE_Q8_0: return RM_GGML_Q8_0;
+    case RM_TYPE_Q4_0: return RM_GGML_Q4_0;
+    case RM_TYPE_Q4_1: return RM_GGML_Q4_1;
+    case RM_TYPE_Q4_K: return RM_GGML_Q4_K;
+    case RM_TYPE_Q5_K: return RM_GGML_Q5_K;
+    case RM_TYPE_Q6_K: return RM_GGML_Q6_K;
     default: return -1;
     }
 }
@@ -96,6 +101,11 @@ int rm_type_from_ggml(uint32_t ggml_type) {
     case RM_GGML_F16: return RM_TYPE_F16;
     case RM_GGML_BF16: return RM_TYPE_BF16;
     case RM_GGML_Q8_0: return RM_TYPE_Q8_0;
+    case RM_GGML_Q4_0: return RM_TYPE_Q4_0;
+    case RM_GGML_Q4_1: return RM_TYPE_Q4_1;
+    case RM_GGML_Q4_K: return RM_TYPE_Q4_K;
+    case RM_GGML_Q5_K: return RM_TYPE_Q5_K;
+    case RM_GGML_Q6_K: return RM_TYPE_Q6_K;
     default: return -1;
     }
 }

@@ -11,7 +11,8 @@
  *
  * The reader checks every length and offset against the file size, tensor
  * data alignment and extents, and names the file, key or tensor on error.
- * Tensors of a ggml type other than F32, F16, BF16, Q8_0 are listed (their
+ * Tensors of a ggml type other than F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+ * Q4_K, Q5_K and Q6_K are listed (their
  * ggml type and name are known) but have type -1; using them gives
  * "unsupported tensor type NAME in FILE" via rm_gguf_tensor_check.
  */
@@ -30,7 +31,8 @@ typedef enum {
 /* ggml tensor type ids used in GGUF files. */
 enum {
     RM_GGML_F32 = 0, RM_GGML_F16 = 1, RM_GGML_Q4_0 = 2, RM_GGML_Q4_1 = 3,
-    RM_GGML_Q5_0 = 6, RM_GGML_Q5_1 = 7, RM_GGML_Q8_0 = 8, RM_GGML_BF16 = 30,
+    RM_GGML_Q5_0 = 6, RM_GGML_Q5_1 = 7, RM_GGML_Q8_0 = 8, RM_GGML_Q4_K = 12,
+    RM_GGML_Q5_K = 13, RM_GGML_Q6_K = 14, RM_GGML_BF16 = 30,
 };
 const char *rm_ggml_type_name(uint32_t ggml_type);   /* "q4_K", ..., "unknown" */
 /* Elements per block and bytes per block of a ggml type (every standard

@@ -26,6 +26,26 @@ typedef struct {
 
 #define RM_KERN_SHORT_MAX_K 64
 
+/*
+ * An activation row quantised for the k-quant dot products (ggml's q8_K):
+ * 256 int8 values with one f32 scale (x ~ d * qs) and the sums of each run
+ * of 16 qs, which fold the k-quants' mins and offsets into 16 products.
+ */
+typedef struct {
+    float d;
+    int8_t qs[RM_QK_K];
+    int16_t bsums[RM_QK_K / 16];
+} rm_block_q8_k; /* 292 bytes */
+
+/*
+ * Integer dot of nb weight blocks of one type with a quantised activation
+ * row: xq is rm_block_q8_0 blocks (q4_0, q4_1) or rm_block_q8_k blocks (the
+ * k-quants), as rm_kern_act_* describes.
+ */
+typedef float (*rm_qdot_fn)(const void *xq, const void *w, int64_t nb);
+/* Dequantise k elements (whole blocks) of one 4-6 bit type to f32. */
+typedef void (*rm_dequant_fn)(float *dst, const void *src, int64_t k);
+
 typedef struct {
     rm_isa isa;
     /* dot products of an f32 activation row with one weight row of k elements */
@@ -52,6 +72,11 @@ typedef struct {
     void (*short_f16)(const float *x, int64_t m, const uint16_t *w, int64_t n, int64_t k, float *y, int64_t ldy);
     /* The same for q8_0: rows x, x + ldx, ... (ldx in blocks). */
     void (*dot4_q8_0)(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out);
+    /* the 4-6 bit weights against a quantised activation row, by weight type
+     * (NULL for f32/f16/bf16/q8_0, which have the kernels above) */
+    rm_qdot_fn dot_quant[RM_TYPE_COUNT];
+    /* their dequantisation, bit-identical on every ISA (quant.c's arithmetic) */
+    rm_dequant_fn dequant[RM_TYPE_COUNT];
     /* bulk conversions (n elements; q8_0 functions take k = 32 * blocks) */
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*f32_to_f16)(uint16_t *dst, const float *src, int64_t n);
@@ -83,5 +108,72 @@ int  rm_kern_matmul_gemm_min_m(void);
 /* Scalar helpers shared by the variants (tails, fallbacks). */
 float rm_kern_dot_f32_q8_0_scalar(const float *x, const rm_block_q8_0 *w, int64_t nb);
 void  rm_kern_quantize_block_q8_0(rm_block_q8_0 *dst, const float *src);
+
+/* ---- 4-6 bit blocks (quant.c): one scalar definition shared by every ISA -- */
+
+/* The eight 6-bit scales and mins of a q4_k/q5_k block (12 packed bytes):
+ * sub-block j < 4 in the low six bits of bytes j and j + 4; j >= 4 split
+ * into a nibble of byte j + 4 and the top two bits of bytes j - 4 and j. */
+static inline void rm_kern_unpack_k4(const uint8_t *q, uint8_t sc[8], uint8_t mn[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+        mn[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
+}
+
+/* Dequantise k elements (whole blocks) of a q4_0..q6_k row into dst: ggml's
+ * arithmetic, bit for bit (no fused multiply-adds); the scalar definition,
+ * which the reference and the tests use (kernels use ops->dequant). */
+void rm_kern_dequantize(rm_type t, float *dst, const void *src, int64_t k);
+/* Quantise k elements (whole blocks) with ggml's reference quantisers. */
+void rm_kern_quantize(rm_type t, void *dst, const float *src, int64_t k);
+/* ggml's q8_K activation quantiser for k elements (k a multiple of 256). */
+void rm_kern_quantize_q8_k(rm_block_q8_k *dst, const float *x, int64_t k);
+/* Bytes of one quantised activation row of k elements for weights of type
+ * wt (q8_0 blocks for q8_0/q4_0/q4_1, q8_K blocks for the k-quants). */
+size_t rm_kern_act_row_bytes(rm_type wt, int64_t k);
+/* Quantise one activation row for weights of type wt into dst. */
+void rm_kern_act_quantize(const rm_kern_ops *ops, rm_type wt, void *dst, const float *x, int64_t k);
+
+/* The scalar dots (the reference the SIMD dots are tested against). */
+float rm_kern_dot_q4_0_scalar(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q4_1_scalar(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q4_k_scalar(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q5_k_scalar(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q6_k_scalar(const void *xq, const void *w, int64_t nb);
+/* The scalar dequantisers, one per type (rm_kern_dequantize's pieces). */
+void rm_kern_dequant_q4_0_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_1_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_k_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q5_k_scalar(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q6_k_scalar(float *dst, const void *src, int64_t k);
+/* AVX2 dequantisers: the same operations in the same order, 8 lanes wide. */
+void rm_kern_dequant_q4_0_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_1_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q4_k_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q5_k_avx2(float *dst, const void *src, int64_t k);
+void rm_kern_dequant_q6_k_avx2(float *dst, const void *src, int64_t k);
+/* AVX2 dots (quant_avx2.c; the AVX-512 table shares them). */
+float rm_kern_dot_q4_0_avx2(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q4_1_avx2(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q4_k_avx2(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q5_k_avx2(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q6_k_avx2(const void *xq, const void *w, int64_t nb);
+
+/* The q4_k and q6_k dots with 512-bit registers (quant_avx512.c). */
+float rm_kern_dot_q4_k_avx512(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q6_k_avx512(const void *xq, const void *w, int64_t nb);
+
+/* The 4-6 bit entries of the AVX2 and the AVX-512 tables (quant_avx2.c, with
+ * the q4_k and q6_k dots given: the AVX-512 table has its own). */
+#define RM_KERN_QUANT_OPS_AVX2(DOT_Q4_K, DOT_Q6_K)                                                          \
+    .dot_quant = {[RM_TYPE_Q4_0] = rm_kern_dot_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dot_q4_1_avx2,             \
+                  [RM_TYPE_Q4_K] = DOT_Q4_K, [RM_TYPE_Q5_K] = rm_kern_dot_q5_k_avx2,                          \
+                  [RM_TYPE_Q6_K] = DOT_Q6_K},                                                               \
+    .dequant = {[RM_TYPE_Q4_0] = rm_kern_dequant_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dequant_q4_1_avx2,       \
+                [RM_TYPE_Q4_K] = rm_kern_dequant_q4_k_avx2, [RM_TYPE_Q5_K] = rm_kern_dequant_q5_k_avx2,       \
+                [RM_TYPE_Q6_K] = rm_kern_dequant_q6_k_avx2}
 
 #endif

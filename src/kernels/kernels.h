@@ -1,7 +1,8 @@
 /*
  * kernels.h — the numeric kernels of ramole: tensor element types, type
- * conversion, matmul/matvec against f32/f16/bf16/q8_0 weights, rmsnorm,
- * RoPE, softmax, SwiGLU.
+ * conversion, matmul/matvec against f32/f16/bf16/q8_0 and ggml's 4-6 bit
+ * block weights (q4_0, q4_1, q4_k, q5_k, q6_k), rmsnorm, RoPE, softmax,
+ * SwiGLU.
  *
  * Activations are always f32. Weights are row-major [n][k] (n output rows of
  * k inputs each, as nn.Linear stores them and as GGUF stores ne = {k, n}).
@@ -21,6 +22,11 @@ typedef enum {
     RM_TYPE_F16,
     RM_TYPE_BF16,
     RM_TYPE_Q8_0, /* GGUF block: f16 scale d, then 32 int8 q; x = d * q */
+    RM_TYPE_Q4_0, /* ggml blocks of 32 and 256 weights, layouts below */
+    RM_TYPE_Q4_1,
+    RM_TYPE_Q4_K,
+    RM_TYPE_Q5_K,
+    RM_TYPE_Q6_K,
     RM_TYPE_COUNT
 } rm_type;
 
@@ -30,10 +36,55 @@ typedef struct {
     int8_t qs[RM_Q8_0_BLOCK];
 } rm_block_q8_0; /* 34 bytes, packed as in GGUF */
 
-const char *rm_type_name(rm_type t);            /* "f32", "f16", "bf16", "q8_0" */
+/*
+ * The 4-6 bit blocks, byte for byte as ggml lays them out in GGUF (all
+ * scales f16; "nibble" = 4 bits, low nibbles first). Dequantisation is
+ * ggml's, to the bit (kernels/quant.c):
+ *   q4_0: x[j] = (q[j] - 8) * d, q[j] the low nibble of qs[j] for j < 16
+ *         and the high nibble of qs[j - 16] otherwise.
+ *   q4_1: x[j] = q[j] * d + m, the same nibbles.
+ *   q4_k: eight sub-blocks of 32 with 6-bit scale sc and min mn packed in
+ *         scales[12]; x = (d * sc) * q - (dmin * mn). Chunk c of 64 weights
+ *         takes the low nibbles of qs[32c .. 32c+32) (sub-block 2c), then
+ *         the high nibbles (sub-block 2c + 1).
+ *   q5_k: q4_k plus a fifth bit: bit 2c of qh[l] for the low half, bit
+ *         2c + 1 for the high half of chunk c.
+ *   q6_k: sixteen sub-blocks of 16 with int8 scales; x = (d * sc) * (q - 32),
+ *         q = 4 bits of ql and 2 bits of qh (layout in kernels/quant.c).
+ */
+#define RM_QK_K 256
+typedef struct {
+    uint16_t d;
+    uint8_t qs[16];
+} rm_block_q4_0; /* 18 bytes */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qs[16];
+} rm_block_q4_1; /* 20 bytes */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[RM_QK_K / 2];
+} rm_block_q4_k; /* 144 bytes */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[RM_QK_K / 8];
+    uint8_t qs[RM_QK_K / 2];
+} rm_block_q5_k; /* 176 bytes */
+typedef struct {
+    uint8_t ql[RM_QK_K / 2];
+    uint8_t qh[RM_QK_K / 4];
+    int8_t scales[RM_QK_K / 16];
+    uint16_t d;
+} rm_block_q6_k; /* 210 bytes */
+
+const char *rm_type_name(rm_type t);            /* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k" */
+/* True for the block types (q8_0 and the 4-6 bit ones). */
+bool        rm_type_is_quant(rm_type t);
 bool        rm_type_from_name(const char *name, rm_type *out);
-int64_t     rm_type_block_elems(rm_type t);     /* 32 for q8_0, else 1 */
-size_t      rm_type_block_bytes(rm_type t);     /* 34 for q8_0, else element size */
+int64_t     rm_type_block_elems(rm_type t);     /* 32 for q8_0/q4_0/q4_1, 256 for the k-quants, else 1 */
+size_t      rm_type_block_bytes(rm_type t);     /* 34 for q8_0, 144 for q4_k, ..., else element size */
 /* Bytes of a row of n elements; n must be a multiple of the block size. */
 size_t      rm_type_row_bytes(rm_type t, int64_t n);
 
@@ -43,7 +94,10 @@ float    rm_bf16_to_f32(uint16_t h);
 uint16_t rm_f32_to_bf16(float f); /* round to nearest even, nan stays nan */
 
 /* Convert n elements (n a multiple of the block sizes involved).
- * Quantisation to q8_0 follows ggml: d = max|x| / 127, q = round(x / d). */
+ * Quantisation to q8_0 follows ggml: d = max|x| / 127, q = round(x / d).
+ * Quantisation to q4_0, q4_1, q4_k, q5_k and q6_k follows ggml's reference
+ * quantisers (no importance matrix): the block scales are searched to
+ * minimise a weighted squared error. */
 void rm_convert(rm_type dst_type, void *dst, rm_type src_type, const void *src, int64_t n);
 
 /* ---- instruction-set dispatch --------------------------------------------- */
@@ -62,8 +116,10 @@ rm_status rm_isa_set(rm_isa isa);
  * Y[m][n] = X[m][k] . W[n][k]^T
  *   x: f32, m rows of k (row stride k); y: f32, m rows of n (row stride n);
  *   w: n rows of k elements of type wt (row stride rm_type_row_bytes(wt, k)).
- * For q8_0 weights, X is first quantised to q8_0 blocks (as llama.cpp does)
- * and dot products run on integers.
+ * For quantised weights, X is first quantised to 8 bits once per call (q8_0
+ * blocks for q8_0/q4_0/q4_1 weights, blocks of 256 with an f32 scale and
+ * sums of 16 for the k-quants, as llama.cpp does) and dot products run on
+ * integers.
  *
  * Work is split over pool's threads. `work` is scratch of at least
  * rm_matmul_work_size(...) bytes reserved by the caller up front, so the

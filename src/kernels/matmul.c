@@ -10,10 +10,12 @@
  *    four-row kernels for leftovers) against each W row while the tile is
  *    in L1/L2. For q8_0 weights X is first quantised to q8_0 into the
  *    caller's scratch (once per call, rows split over the pool) and the dots
- *    run on int8, as llama.cpp.
+ *    run on int8, as llama.cpp; for the 4-6 bit weights the same, to q8_0
+ *    (q4_0, q4_1) or q8_K blocks (the k-quants).
  *
  *  - GEMM path (m >= RM_MM_GEMM_MIN_M: prefill). Compute bound: each thread
  *    converts panels of its W rows to f32 in its own slice of the scratch
+ *    (the 4-6 bit blocks with quant.c's exact dequantisation)
  *    and calls single-threaded OpenBLAS sgemm on (X, panel); f32 weights go
  *    to sgemm directly. OpenBLAS's own threading is switched off once, since
  *    the parallelism is ours.
@@ -75,6 +77,9 @@ static size_t quant_bytes(int64_t m, int64_t k) {
     return quant_q_bytes(m, k) + quant_a_bytes(m, k) + align64((size_t)m * (size_t)(k / RM_Q8_0_BLOCK) * 4);
 }
 
+/* Quantised X for the 4-6 bit weights: m rows of rm_kern_act_row_bytes. */
+static size_t act_bytes(rm_type wt, int64_t m, int64_t k) { return align64((size_t)m * rm_kern_act_row_bytes(wt, k)); }
+
 static size_t panel_bytes(int64_t rows, int64_t k) { return align64((size_t)rows * (size_t)k * 4); }
 
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
@@ -82,7 +87,9 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     if (m <= 0 || n <= 0 || k <= 0 || wt == RM_TYPE_F32) return 0;
     if (nthreads < 1) nthreads = 1;
     size_t need = 0;
-    if (wt == RM_TYPE_Q8_0) need = quant_bytes(m < RM_MM_GEMM_MIN_M ? m : RM_MM_GEMM_MIN_M - 1, k);
+    int64_t mq = m < RM_MM_GEMM_MIN_M ? m : RM_MM_GEMM_MIN_M - 1; /* rows quantised on the dot path */
+    if (wt == RM_TYPE_Q8_0) need = quant_bytes(mq, k);
+    else if (rm_type_is_quant(wt)) need = act_bytes(wt, mq, k);
     if (m >= RM_MM_GEMM_MIN_M) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
@@ -101,6 +108,8 @@ typedef struct {
     rm_block_q8_0 *xq;         /* quantised X (q8_0 dot path), or NULL */
     uint8_t *xa;               /* |xq.qs|, m x k */
     float *xd;                 /* xq scales in f32, m x k/32 */
+    uint8_t *xk;               /* quantised X for the 4-6 bit weights (m rows of xk_row bytes), or NULL */
+    size_t xk_row;
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
@@ -110,6 +119,10 @@ static void job_quantize(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     int64_t lo, hi, nb = j->k / RM_Q8_0_BLOCK;
     rm_split(j->m, ith, nth, &lo, &hi);
+    if (j->xk) {
+        for (int64_t i = lo; i < hi; i++) rm_kern_act_quantize(j->ops, j->wt, j->xk + i * j->xk_row, j->x + i * j->k, j->k);
+        return;
+    }
     for (int64_t i = lo; i < hi; i++) {
         const rm_block_q8_0 *q = j->xq + i * nb;
         j->ops->f32_to_q8_0(j->xq + i * nb, j->x + i * j->k, j->k);
@@ -121,6 +134,23 @@ static void job_quantize(void *ctx, int ith, int nth) {
     }
 }
 
+/*
+ * x . w for a 4-6 bit weight row without scratch: each activation block is
+ * quantised on the stack just before its weight block (slower, same answer).
+ */
+static float dot_quant_unbuffered(const mm_job *j, const float *x, const uint8_t *wr) {
+    int64_t be = rm_type_block_elems(j->wt);
+    size_t wb = rm_type_block_bytes(j->wt);
+    rm_block_q8_k act[1]; /* one q8_K block, or one q8_0 block for q4_0/q4_1 */
+    _Static_assert(sizeof act >= sizeof(rm_block_q8_0), "stack block too small");
+    float s = 0;
+    for (int64_t b = 0; b < j->k / be; b++) {
+        rm_kern_act_quantize(j->ops, j->wt, act, x + b * be, be);
+        s += j->ops->dot_quant[j->wt](act, wr + (size_t)b * wb, 1);
+    }
+    return s;
+}
+
 /* Y[i][r] for one activation row i and one W row r. */
 static float dot1_row(const mm_job *j, const uint8_t *wr, int64_t i) {
     int64_t k = j->k, nb = k / RM_Q8_0_BLOCK;
@@ -129,6 +159,9 @@ static float dot1_row(const mm_job *j, const uint8_t *wr, int64_t i) {
     case RM_TYPE_F32: return j->ops->dot_f32(xi, (const float *)wr, k);
     case RM_TYPE_F16: return j->ops->dot_f16(xi, (const uint16_t *)wr, k);
     case RM_TYPE_BF16: return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
+    case RM_TYPE_Q4_0: case RM_TYPE_Q4_1: case RM_TYPE_Q4_K: case RM_TYPE_Q5_K: case RM_TYPE_Q6_K:
+        if (!j->xk) return dot_quant_unbuffered(j, xi, wr);
+        return j->ops->dot_quant[j->wt](j->xk + i * j->xk_row, wr, k / rm_type_block_elems(j->wt));
     default:
         if (!j->xq) return rm_kern_dot_f32_q8_0_scalar(xi, (const rm_block_q8_0 *)wr, nb);
         rm_q8_act xa = {j->xq + i * nb, j->xa + i * k, j->xd + i * nb};
@@ -149,13 +182,16 @@ static void dot4_row(const mm_job *j, const uint8_t *wr, int64_t i0, int nr, flo
     case RM_TYPE_F32: j->ops->dot4_f32(xs, nr, (const float *)wr, k, out); break;
     case RM_TYPE_F16: j->ops->dot4_f16(xs, nr, (const uint16_t *)wr, k, out); break;
     case RM_TYPE_BF16: j->ops->dot4_bf16(xs, nr, (const uint16_t *)wr, k, out); break;
-    default:
+    case RM_TYPE_Q8_0:
         if (j->xq && nr == 4) {
             rm_q8_act xa = {j->xq + i0 * nb, j->xa + i0 * k, j->xd + i0 * nb};
             j->ops->dot4_q8_0(xa, nb, (const rm_block_q8_0 *)wr, nb, out);
         } else {
             for (int q = 0; q < nr; q++) out[q] = dot1_row(j, wr, i0 + q);
         }
+        break;
+    default: /* 4-6 bit weights: one row at a time while the weight row sits in L1 */
+        for (int q = 0; q < nr; q++) out[q] = dot1_row(j, wr, i0 + q);
         break;
     }
 }
@@ -212,7 +248,8 @@ static void panel_fill(const mm_job *j, float *dst, int64_t r0, int64_t rows) {
     case RM_TYPE_F16: j->ops->f16_to_f32(dst, (const uint16_t *)src, cnt); break;
     case RM_TYPE_BF16: j->ops->bf16_to_f32(dst, (const uint16_t *)src, cnt); break;
     case RM_TYPE_Q8_0: j->ops->q8_0_to_f32(dst, (const rm_block_q8_0 *)src, cnt); break;
-    default: memcpy(dst, src, (size_t)cnt * 4); break;
+    case RM_TYPE_F32: memcpy(dst, src, (size_t)cnt * 4); break;
+    default: j->ops->dequant[j->wt](dst, src, cnt); break;
     }
 }
 
@@ -289,6 +326,15 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
             else job_quantize(&j, 0, 1);
         } else {
             warn_scratch_once(have, quant_bytes(m, k));
+        }
+    } else if (rm_type_is_quant(wt)) {
+        if (have >= act_bytes(wt, m, k)) {
+            j.xk = c->work;
+            j.xk_row = rm_kern_act_row_bytes(wt, k);
+            if (m > 1) rm_pool_run(pool, job_quantize, &j);
+            else job_quantize(&j, 0, 1);
+        } else {
+            warn_scratch_once(have, act_bytes(wt, m, k));
         }
     }
     rm_pool_run(pool, job_dot, &j);

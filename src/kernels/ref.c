@@ -9,6 +9,7 @@
 #include "kernels/kern_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* Element j of weight row `row` (k elements) of type wt, as a double. */
 static double weight_at(const void *w, rm_type wt, int64_t k, int64_t row, int64_t j) {
@@ -25,14 +26,37 @@ static double weight_at(const void *w, rm_type wt, int64_t k, int64_t row, int64
     }
 }
 
+/* Row j of W as doubles: element by element, or (4-6 bit blocks) through
+ * the exact scalar dequantisation of quant.c, one block at a time. */
+static void weight_row(double *dst, const void *w, rm_type wt, int64_t k, int64_t row) {
+    if (!rm_type_is_quant(wt) || wt == RM_TYPE_Q8_0) {
+        for (int64_t l = 0; l < k; l++) dst[l] = weight_at(w, wt, k, row, l);
+        return;
+    }
+    const uint8_t *base = (const uint8_t *)w + (size_t)row * rm_type_row_bytes(wt, k);
+    int64_t be = rm_type_block_elems(wt);
+    float blk[RM_QK_K];
+    for (int64_t b = 0; b < k / be; b++) {
+        rm_kern_dequantize(wt, blk, base + (size_t)b * rm_type_block_bytes(wt), be);
+        for (int64_t l = 0; l < be; l++) dst[b * be + l] = blk[l];
+    }
+}
+
 void rm_matmul_ref(float *y, const float *x, int64_t m, const void *w, rm_type wt, int64_t n, int64_t k) {
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t j = 0; j < n; j++) {
+    double *row = malloc((size_t)k * sizeof *row);
+    if (!row) { /* a test helper: say so rather than return garbage */
+        for (int64_t i = 0; i < m * n; i++) y[i] = NAN;
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        weight_row(row, w, wt, k, j);
+        for (int64_t i = 0; i < m; i++) {
             double s = 0;
-            for (int64_t l = 0; l < k; l++) s += (double)x[i * k + l] * weight_at(w, wt, k, j, l);
+            for (int64_t l = 0; l < k; l++) s += (double)x[i * k + l] * row[l];
             y[i * n + j] = (float)s;
         }
     }
+    free(row);
 }
 
 void rm_rmsnorm_ref(float *y, const float *x, const float *w, int64_t n, float eps) {

@@ -8,7 +8,8 @@
  * scalar and SIMD paths agree bit for bit on every input. f32 -> bf16 is
  * ggml's rule (round to nearest even, NaN forced quiet by setting bit 6).
  * rm_convert routes any pair of types through the current ISA's bulk
- * converters, via f32 in stack-sized chunks when neither side is f32.
+ * converters (the 4-6 bit blocks through quant.c), via f32 in stack-sized
+ * chunks when neither side is f32.
  */
 #include "kernels/kern_internal.h"
 
@@ -25,6 +26,11 @@ static const type_info g_types[RM_TYPE_COUNT] = {
     [RM_TYPE_F16] = {"f16", 1, 2},
     [RM_TYPE_BF16] = {"bf16", 1, 2},
     [RM_TYPE_Q8_0] = {"q8_0", RM_Q8_0_BLOCK, sizeof(rm_block_q8_0)},
+    [RM_TYPE_Q4_0] = {"q4_0", 32, sizeof(rm_block_q4_0)},
+    [RM_TYPE_Q4_1] = {"q4_1", 32, sizeof(rm_block_q4_1)},
+    [RM_TYPE_Q4_K] = {"q4_k", RM_QK_K, sizeof(rm_block_q4_k)},
+    [RM_TYPE_Q5_K] = {"q5_k", RM_QK_K, sizeof(rm_block_q5_k)},
+    [RM_TYPE_Q6_K] = {"q6_k", RM_QK_K, sizeof(rm_block_q6_k)},
 };
 
 _Static_assert(sizeof(rm_block_q8_0) == 34, "q8_0 block must be 34 bytes as in GGUF");
@@ -42,6 +48,8 @@ bool rm_type_from_name(const char *name, rm_type *out) {
     }
     return false;
 }
+
+bool rm_type_is_quant(rm_type t) { return (unsigned)t < RM_TYPE_COUNT && g_types[t].block_elems > 1; }
 
 int64_t rm_type_block_elems(rm_type t) {
     return (unsigned)t < RM_TYPE_COUNT ? g_types[t].block_elems : 0;
@@ -123,7 +131,7 @@ static void convert_to_f32(const rm_kern_ops *ops, float *dst, rm_type st, const
     case RM_TYPE_F16: ops->f16_to_f32(dst, src, n); break;
     case RM_TYPE_BF16: ops->bf16_to_f32(dst, src, n); break;
     case RM_TYPE_Q8_0: ops->q8_0_to_f32(dst, src, n); break;
-    default: break;
+    default: ops->dequant[st](dst, src, n); break;
     }
 }
 
@@ -133,7 +141,7 @@ static void convert_from_f32(const rm_kern_ops *ops, rm_type dt, void *dst, cons
     case RM_TYPE_F16: ops->f32_to_f16(dst, src, n); break;
     case RM_TYPE_BF16: ops->f32_to_bf16(dst, src, n); break;
     case RM_TYPE_Q8_0: ops->f32_to_q8_0(dst, src, n); break;
-    default: break;
+    default: rm_kern_quantize(dt, dst, src, n); break;
     }
 }
 
@@ -147,7 +155,7 @@ void rm_convert(rm_type dst_type, void *dst, rm_type src_type, const void *src, 
     } else if (dst_type == RM_TYPE_F32) {
         convert_to_f32(ops, dst, src_type, src, n);
     } else {
-        enum { CHUNK = 1024 }; /* a multiple of every block size */
+        enum { CHUNK = 1024 }; /* a multiple of every block size (32, 256) */
         float tmp[CHUNK];
         size_t sb = rm_type_row_bytes(src_type, CHUNK), db = rm_type_row_bytes(dst_type, CHUNK);
         for (int64_t i = 0; i < n; i += CHUNK) {

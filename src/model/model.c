@@ -186,9 +186,9 @@ static rm_status bind_vector(binder *b, const char *name, int64_t n, bool requir
     RM_TRY(st);
     RM_TRY(check_shape(&t, 1, &n, b->origin));
     RM_TRY(check_type(&t, b->origin));
-    if (t.type == RM_TYPE_Q8_0)
-        return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: vector tensor %s is q8_0 (expected f32/f16/bf16)",
-                      b->origin, name);
+    if (rm_type_is_quant((rm_type)t.type))
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: vector tensor %s is %s (expected f32/f16/bf16)",
+                      b->origin, name, rm_type_name((rm_type)t.type));
     float *dst = b->owned;
     rm_convert(RM_TYPE_F32, dst, (rm_type)t.type, t.data, n);
     for (int64_t i = 0; i < n; i++)

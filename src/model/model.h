@@ -250,13 +250,36 @@ int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *h
  * Save a model as a Hugging Face folder (config.json + model.safetensors)
  * or a GGUF file as llama.cpp writes it (its tensor names and keys, Q/K rows
  * permuted for the llama family, llama3 scaling as rope_freqs.weight).
- * 2-D weights are converted to `type` (-1 keeps each tensor's type; HF
- * folders take f32/f16/bf16 only, and q8_0 falls back to f16 for a tensor
- * whose rows are not a multiple of 32); norms and biases are stored f32.
+ * 2-D weights are converted to `type`, a plan: an rm_type, -1 to keep each
+ * tensor's type, or RM_MODEL_PLAN_Q4_K_M for llama.cpp's Q4_K_M mix (see
+ * rm_model_plan_type). HF folders take f32/f16/bf16 only. A tensor whose
+ * rows are not whole blocks of the type falls back: k-quants to q8_0, then
+ * to f16. Norms and biases are stored f32.
  * The output is written atomically: an existing file is replaced whole or
  * not at all.
  */
 rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, const char *path);
+
+/* The plan of llama.cpp's Q4_K_M mix (a `type` of rm_model_save). */
+#define RM_MODEL_PLAN_Q4_K_M (-2)
+/* What a 2-D weight is to llama.cpp's quantisation mixes. */
+typedef enum {
+    RM_WEIGHT_OTHER = 0, RM_WEIGHT_EMBD, RM_WEIGHT_ATTN_V, RM_WEIGHT_FFN_DOWN, RM_WEIGHT_OUTPUT
+} rm_weight_role;
+/*
+ * The type rm_model_save gives a 2-D weight of `cols` columns that now has
+ * type `have`, under plan (as rm_model_save's type); layer: its layer (0
+ * for embeddings and output). Q4_K_M: q6_k for the output (the
+ * embeddings when tied, q8_0 if rows are not whole 256-blocks) and for
+ * attn_v and ffn_down in llama.cpp's use_more_bits layers (the first and
+ * last eighth and every third between), q4_k elsewhere.
+ */
+rm_type rm_model_plan_type(const rm_model_config *c, int plan, rm_weight_role role, int layer, int64_t cols,
+                           rm_type have);
+/* The plan that reproduces m's weight types: RM_MODEL_PLAN_Q4_K_M when
+ * every 2-D weight follows that mix, else rm_model_main_type(m). What a
+ * merge requantises to. */
+int     rm_model_plan_of(const rm_model *m);
 
 /*
  * An in-memory model of configuration cfg (checked) whose weights are all

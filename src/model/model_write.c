@@ -85,7 +85,6 @@ static rm_status add_tensor(out_list *l, const char *name, int n_dims, int64_t r
     t->n_dims = n_dims;
     t->shape[0] = rows;
     t->shape[1] = cols;
-    if (want == RM_TYPE_Q8_0 && cols % RM_Q8_0_BLOCK) want = RM_TYPE_F16;
     t->type = want;
     if (want == have && !permute_heads) {
         t->data = data;
@@ -108,9 +107,40 @@ static rm_status add_tensor(out_list *l, const char *name, int n_dims, int64_t r
     return RAMOLE_OK;
 }
 
-static rm_status add_weight(out_list *l, const char *name, const rm_weight *w, int type, int permute_heads,
-                            bool to_pairs) {
-    rm_type want = type < 0 ? w->type : (rm_type)type;
+/* llama.cpp's rule for the layers that get more bits in the _M mixes. */
+static bool use_more_bits(int layer, int n_layers) {
+    return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+/*
+ * A type whose blocks fit rows of `cols`: llama.cpp's fallbacks where it has
+ * them in ramole (q6_k -> q8_0), q8_0 for the other k-quants (llama.cpp
+ * would take q5_0/q5_1, which ramole does not have), f16 when not even
+ * blocks of 32 fit.
+ */
+static rm_type fit_type(rm_type want, int64_t cols) {
+    if (cols % rm_type_block_elems(want) == 0) return want;
+    if (rm_type_block_elems(want) > RM_Q8_0_BLOCK && cols % RM_Q8_0_BLOCK == 0) return RM_TYPE_Q8_0;
+    return RM_TYPE_F16;
+}
+
+rm_type rm_model_plan_type(const rm_model_config *c, int plan, rm_weight_role role, int layer, int64_t cols, rm_type have) {
+    rm_type want = plan < 0 && plan != RM_MODEL_PLAN_Q4_K_M ? have : (rm_type)plan;
+    if (plan == RM_MODEL_PLAN_Q4_K_M) {
+        /* llama.cpp's Q4_K_M (llama_tensor_get_type, dense models): q6_k for the
+         * output (the embeddings when tied) and for attn_v and ffn_down of the
+         * use_more_bits layers; q4_k for every other weight */
+        bool output = role == RM_WEIGHT_OUTPUT || (role == RM_WEIGHT_EMBD && c->tied_embeddings);
+        bool more = (role == RM_WEIGHT_ATTN_V || role == RM_WEIGHT_FFN_DOWN) && use_more_bits(layer, c->n_layers);
+        want = output || more ? RM_TYPE_Q6_K : RM_TYPE_Q4_K;
+        if (output && cols % RM_QK_K) want = RM_TYPE_Q8_0; /* llama.cpp's rule for the output */
+    }
+    return fit_type(want, cols);
+}
+
+static rm_status add_weight(out_list *l, const rm_model_config *c, const char *name, const rm_weight *w, int plan,
+                            rm_weight_role role, int layer, int permute_heads, bool to_pairs) {
+    rm_type want = rm_model_plan_type(c, plan, role, layer, w->cols, w->type);
     return add_tensor(l, name, 2, w->rows, w->cols, w->data, w->type, want, permute_heads, to_pairs);
 }
 
@@ -138,28 +168,28 @@ static rm_status collect(const rm_model *m, rm_source_kind format, int type, out
     bool source_pairs = c->rope.style == RM_ROPE_NORMAL;
     bool perm = target_pairs != source_pairs;
     char name[128];
-    RM_TRY(add_weight(l, nm->embd, &m->tok_embd, type, 0, false));
+    RM_TRY(add_weight(l, c, nm->embd, &m->tok_embd, type, RM_WEIGHT_EMBD, 0, 0, false));
     for (int i = 0; i < c->n_layers; i++) {
         const rm_layer *L = &m->layers[i];
 #define NAME(p) (snprintf(name, sizeof name, p, i), name)
         RM_TRY(add_vector(l, NAME(nm->attn_norm), L->attn_norm, c->hidden, 0, false));
-        RM_TRY(add_weight(l, NAME(nm->wq), &L->wq, type, perm ? c->n_heads : 0, target_pairs));
-        RM_TRY(add_weight(l, NAME(nm->wk), &L->wk, type, perm ? c->n_kv_heads : 0, target_pairs));
-        RM_TRY(add_weight(l, NAME(nm->wv), &L->wv, type, 0, false));
-        RM_TRY(add_weight(l, NAME(nm->wo), &L->wo, type, 0, false));
+        RM_TRY(add_weight(l, c, NAME(nm->wq), &L->wq, type, RM_WEIGHT_OTHER, i, perm ? c->n_heads : 0, target_pairs));
+        RM_TRY(add_weight(l, c, NAME(nm->wk), &L->wk, type, RM_WEIGHT_OTHER, i, perm ? c->n_kv_heads : 0, target_pairs));
+        RM_TRY(add_weight(l, c, NAME(nm->wv), &L->wv, type, RM_WEIGHT_ATTN_V, i, 0, false));
+        RM_TRY(add_weight(l, c, NAME(nm->wo), &L->wo, type, RM_WEIGHT_OTHER, i, 0, false));
         if (c->qkv_bias) {
             RM_TRY(add_vector(l, NAME(nm->bq), L->bq, L->wq.rows, perm ? c->n_heads : 0, target_pairs));
             RM_TRY(add_vector(l, NAME(nm->bk), L->bk, L->wk.rows, perm ? c->n_kv_heads : 0, target_pairs));
             RM_TRY(add_vector(l, NAME(nm->bv), L->bv, L->wv.rows, 0, false));
         }
         RM_TRY(add_vector(l, NAME(nm->ffn_norm), L->ffn_norm, c->hidden, 0, false));
-        RM_TRY(add_weight(l, NAME(nm->gate), &L->w_gate, type, 0, false));
-        RM_TRY(add_weight(l, NAME(nm->up), &L->w_up, type, 0, false));
-        RM_TRY(add_weight(l, NAME(nm->down), &L->w_down, type, 0, false));
+        RM_TRY(add_weight(l, c, NAME(nm->gate), &L->w_gate, type, RM_WEIGHT_OTHER, i, 0, false));
+        RM_TRY(add_weight(l, c, NAME(nm->up), &L->w_up, type, RM_WEIGHT_OTHER, i, 0, false));
+        RM_TRY(add_weight(l, c, NAME(nm->down), &L->w_down, type, RM_WEIGHT_FFN_DOWN, i, 0, false));
 #undef NAME
     }
     RM_TRY(add_vector(l, nm->out_norm, m->out_norm, c->hidden, 0, false));
-    if (!c->tied_embeddings) RM_TRY(add_weight(l, nm->output, &m->output, type, 0, false));
+    if (!c->tied_embeddings) RM_TRY(add_weight(l, c, nm->output, &m->output, type, RM_WEIGHT_OUTPUT, 0, 0, false));
     if (format == RM_SOURCE_GGUF && c->rope.scaling == RM_ROPE_SCALING_LLAMA3) {
         llama3_freq_factors(&c->rope, ff);
         RM_TRY(add_vector(l, "rope_freqs.weight", ff, c->rope.n_rot / 2, 0, false));
@@ -311,16 +341,23 @@ done:
     return st;
 }
 
-static uint32_t gguf_file_type(rm_type t) {
-    switch (t) {
+/* llama.cpp's llama_ftype of a plan (the pure k-quants as its _S mixes). */
+static uint32_t gguf_file_type(int plan) {
+    switch (plan) {
     case RM_TYPE_F16: return 1;
+    case RM_TYPE_Q4_0: return 2;
+    case RM_TYPE_Q4_1: return 3;
     case RM_TYPE_Q8_0: return 7;
+    case RM_TYPE_Q4_K: return 14;
+    case RM_MODEL_PLAN_Q4_K_M: return 15;
+    case RM_TYPE_Q5_K: return 16;
+    case RM_TYPE_Q6_K: return 18;
     case RM_TYPE_BF16: return 32;
     default: return 0;
     }
 }
 
-static rm_status save_gguf(const rm_model *m, const out_list *l, rm_type main_type, const char *path) {
+static rm_status save_gguf(const rm_model *m, const out_list *l, int plan, const char *path) {
     const rm_model_config *c = &m->cfg;
     const char *arch = c->arch == RM_ARCH_QWEN2 ? "qwen2" : "llama";
     rm_gguf_writer *w = NULL;
@@ -331,7 +368,7 @@ static rm_status save_gguf(const rm_model *m, const out_list *l, rm_type main_ty
 #define T(expr) if ((st = (expr)) != RAMOLE_OK) goto done
     T(rm_gguf_set_str(w, "general.architecture", arch));
     T(rm_gguf_set_str(w, "general.name", "ramole"));
-    T(rm_gguf_set_u32(w, "general.file_type", gguf_file_type(main_type)));
+    T(rm_gguf_set_u32(w, "general.file_type", gguf_file_type(plan)));
     T(rm_gguf_set_u32(w, "general.quantization_version", 2));
     T(rm_gguf_set_u32(w, K("vocab_size"), (uint32_t)c->vocab_size));
     T(rm_gguf_set_u32(w, K("context_length"), (uint32_t)c->max_pos));
@@ -379,18 +416,36 @@ done:
 }
 
 rm_status rm_model_save(const rm_model *m, rm_source_kind format, int type, const char *path) {
-    if (type >= RM_TYPE_COUNT) return rm_err(RAMOLE_ERR_INVALID, "unknown output type %d", type);
-    if (format == RM_SOURCE_HF && type == RM_TYPE_Q8_0)
-        return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: Hugging Face folders hold f32, f16 or bf16 weights, not q8_0", path);
+    if (type >= RM_TYPE_COUNT || (type < 0 && type != -1 && type != RM_MODEL_PLAN_Q4_K_M))
+        return rm_err(RAMOLE_ERR_INVALID, "unknown output type %d", type);
+    if (format == RM_SOURCE_HF && (type == RM_MODEL_PLAN_Q4_K_M || (type >= 0 && rm_type_is_quant((rm_type)type))))
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: Hugging Face folders hold f32, f16 or bf16 weights, not %s", path,
+                      type >= 0 ? rm_type_name((rm_type)type) : "q4_k_m");
     int eff = type;
-    if (format == RM_SOURCE_HF && type < 0 && rm_model_main_type(m) == RM_TYPE_Q8_0) eff = RM_TYPE_F32;
+    if (format == RM_SOURCE_HF && type < 0 && rm_type_is_quant(rm_model_main_type(m))) eff = RM_TYPE_F32;
+    int plan = eff == -1 ? (int)rm_model_main_type(m) : eff; /* for general.file_type */
     rm_type main_type = eff < 0 ? rm_model_main_type(m) : (rm_type)eff;
     out_list l = {0};
     float ff[512];
     if (m->cfg.rope.n_rot / 2 > 512) return rm_err(RAMOLE_ERR_UNSUPPORTED, "rotary dimension too large");
     rm_status st = collect(m, format, eff, &l, ff);
     if (st == RAMOLE_OK)
-        st = format == RM_SOURCE_HF ? save_hf(m, &l, main_type, path) : save_gguf(m, &l, main_type, path);
+        st = format == RM_SOURCE_HF ? save_hf(m, &l, main_type, path) : save_gguf(m, &l, plan, path);
     out_list_free(&l);
     return st;
+}
+
+int rm_model_plan_of(const rm_model *m) {
+    const rm_model_config *c = &m->cfg;
+    int q = RM_MODEL_PLAN_Q4_K_M;
+    bool mix = rm_model_plan_type(c, q, RM_WEIGHT_EMBD, 0, m->tok_embd.cols, m->tok_embd.type) == m->tok_embd.type;
+    if (!c->tied_embeddings)
+        mix = mix && rm_model_plan_type(c, q, RM_WEIGHT_OUTPUT, 0, m->output.cols, m->output.type) == m->output.type;
+    for (int i = 0; mix && i < c->n_layers; i++)
+        for (int t = 0; mix && t < RM_TARGET_COUNT; t++) {
+            const rm_weight *w = rm_layer_weight(&m->layers[i], (rm_target)t);
+            rm_weight_role role = t == RM_TARGET_V ? RM_WEIGHT_ATTN_V : t == RM_TARGET_DOWN ? RM_WEIGHT_FFN_DOWN : RM_WEIGHT_OTHER;
+            mix = rm_model_plan_type(c, q, role, i, w->cols, w->type) == w->type;
+        }
+    return mix ? RM_MODEL_PLAN_Q4_K_M : (int)rm_model_main_type(m);
 }
