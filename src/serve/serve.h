@@ -39,6 +39,7 @@ typedef struct {
     int default_top_k;       /* adapters retrieved when a request says nothing (0: 3) */
     double refresh_s;        /* registry refresh period (0: 0.5 s) */
     double deadline_s;       /* a generation's time from admission to its end, else cancelled (0: 600 s) */
+    double feedback_ttl_s;   /* how long a response can be rated (0: RM_REG_RESPONSE_TTL, 7 days) */
 } rm_server_opts;
 
 typedef struct rm_server rm_server;

@@ -106,15 +106,9 @@ void      srv_sched_stop(srv_sched *s);
 
 /* ---- the server ------------------------------------------------------------------ */
 
-/* What a response used, kept for POST /v1/feedback (a ring of the latest). */
-#define SRV_FEEDBACK_RING 2048
-typedef struct {
-    char id[40];
-    char tenant[RM_REG_NAME_MAX + 1];
-    int n;
-    char names[RM_LORA_MAX_K][RM_REG_NAME_MAX + 1];
-    char hashes[RM_LORA_MAX_K][65];
-} srv_used;
+/* A response's adapters go to the registry (rm_reg_response), so any server takes its rating. */
+_Static_assert(RM_LORA_MAX_K <= RM_REG_RESPONSE_ADAPTERS, "a response's adapters must fit the registry's record");
+#define SRV_EXPIRE_PERIOD_S 60.0 /* how often the refresh thread forgets responses past the TTL */
 
 typedef struct srv_upload srv_upload;
 
@@ -138,8 +132,9 @@ struct rm_server {
     pthread_cond_t quit_cv;
     bool quit;
     bool started;
-    uint64_t next_id;
-    srv_used *used;             /* [SRV_FEEDBACK_RING], under quit_mu */
+    uint64_t next_id;           /* under quit_mu */
+    char id_tag[17];            /* random hex: response ids are unique across servers */
+    double expired_at;          /* when the refresh thread last expired old responses */
 };
 
 /* One connection's request: its JSON body, or the upload in progress. */
