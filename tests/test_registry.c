@@ -992,9 +992,11 @@ TEST(registry_response_rated_through_another_connection) {
     const char *names[] = {"rev", "we\"ird,{x}"}, *hashes[] = {"aa", "bb"};
     rm_reg_response two = response_of("cmpl-a1", "acme", 2, names, hashes);
     rm_reg_response base = response_of("cmpl-a2", NULL, 0, NULL, NULL);
-    CHECK_OK(rm_registry_response_add(a, &two));
-    CHECK_OK(rm_registry_response_add(a, &base));
-    CHECK_ERR(rm_registry_response_add(b, &two), RAMOLE_ERR_INVALID); /* ids are unique */
+    rm_reg_response both[2] = {two, base};
+    CHECK_OK(rm_registry_response_add(a, both, 2)); /* one transaction */
+    rm_reg_response again[2] = {response_of("cmpl-a3", NULL, 0, NULL, NULL), two};
+    CHECK_ERR(rm_registry_response_add(b, again, 2), RAMOLE_ERR_INVALID); /* ids are unique; none is kept */
+    CHECK(sql_int(db, "SELECT count(*) FROM responses WHERE id = 'cmpl-a3'") == 0);
     int n = -1;
     /* through b: rated per adapter, as acme only */
     CHECK_ERR(rm_registry_response_rate(b, "cmpl-a1", "default", 1, NULL, 60, &n), RAMOLE_ERR_NOT_FOUND);
@@ -1027,12 +1029,12 @@ TEST(registry_response_rated_through_another_connection) {
     CHECK(up == 1 && down == 1);
     /* bad records are refused */
     rm_reg_response bad = response_of("", NULL, 0, NULL, NULL);
-    CHECK_ERR(rm_registry_response_add(a, &bad), RAMOLE_ERR_INVALID);
+    CHECK_ERR(rm_registry_response_add(a, &bad, 1), RAMOLE_ERR_INVALID);
     bad = response_of("cmpl-b", NULL, 0, NULL, NULL);
     bad.n = RM_REG_RESPONSE_ADAPTERS + 1;
-    CHECK_ERR(rm_registry_response_add(a, &bad), RAMOLE_ERR_INVALID);
+    CHECK_ERR(rm_registry_response_add(a, &bad, 1), RAMOLE_ERR_INVALID);
     bad.n = 1; /* an adapter without a name */
-    CHECK_ERR(rm_registry_response_add(a, &bad), RAMOLE_ERR_INVALID);
+    CHECK_ERR(rm_registry_response_add(a, &bad, 1), RAMOLE_ERR_INVALID);
     CHECK(sql_int(db, "SELECT count(*) FROM responses") == 1);
     rm_registry_free(b);
     rm_registry_free(a);

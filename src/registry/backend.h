@@ -59,8 +59,8 @@ typedef struct {
     rm_status (*feedback_add)(rm_reg_backend *b, const rm_reg_feedback *f, double time);
     rm_status (*ratings)(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n);
     /* responses: one row per (response, adapter), or one with "" for the base alone;
-     * add and rate are each one statement outside any transaction (no notification) */
-    rm_status (*response_add)(rm_reg_backend *b, const rm_reg_response *resp, double time);
+     * add is its own transaction of n responses, rate one statement, neither notifies */
+    rm_status (*response_add)(rm_reg_backend *b, const rm_reg_response *v, int n, double time);
     /* copy the rows of response id of tenant recorded at or after `since` into feedback:
      * *n rows, *n_named of them with an adapter */
     rm_status (*response_rate)(rm_reg_backend *b, const char *id, const char *tenant, int rating, const char *comment,

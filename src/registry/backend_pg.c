@@ -456,14 +456,12 @@ static char *pg_text_array(const char *const *v, int n) {
     return out;
 }
 
-static rm_status pg_response_add(rm_reg_backend *b, const rm_reg_response *resp, double time) {
-    pg_backend *p = (pg_backend *)b;
+/* One response's rows in one statement, inside the caller's transaction. */
+static rm_status pg_response_insert(pg_backend *p, const rm_reg_response *resp, const char *t) {
     const char *names[RM_REG_RESPONSE_ADAPTERS] = {""}, *hashes[RM_REG_RESPONSE_ADAPTERS] = {""};
     for (int i = 0; i < resp->n; i++) names[i] = resp->names[i], hashes[i] = resp->hashes[i];
     int rows = resp->n ? resp->n : 1;
-    char t[32], *an = pg_text_array(names, rows), *ah = pg_text_array(hashes, rows);
-    snprintf(t, sizeof t, "%.6f", time);
-    /* one statement (atomic, and no NOTIFY: answers do not refresh other servers' pools) */
+    char *an = pg_text_array(names, rows), *ah = pg_text_array(hashes, rows);
     rm_status st = an && ah ? run(p, p->db, "INSERT INTO responses(id, seq, time, tenant, adapter, hash)"
                                             " SELECT $1, s - 1, $2, $3, a, h FROM unnest($4::text[], $5::text[])"
                                             " WITH ORDINALITY AS t(a, h, s)", 5,
@@ -471,6 +469,19 @@ static rm_status pg_response_add(rm_reg_backend *b, const rm_reg_response *resp,
                                   "response", NULL)
                             : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     rm_free(an), rm_free(ah);
+    return st;
+}
+
+static rm_status pg_response_add(rm_reg_backend *b, const rm_reg_response *v, int n, double time) {
+    pg_backend *p = (pg_backend *)b;
+    char t[32];
+    snprintf(t, sizeof t, "%.6f", time);
+    /* its own transaction, without pg_commit's NOTIFY: answers do not refresh other servers' pools */
+    RM_TRY(run(p, p->db, "BEGIN", 0, NULL, NULL, "begin", NULL));
+    rm_status st = RAMOLE_OK;
+    for (int k = 0; k < n && st == RAMOLE_OK; k++) st = pg_response_insert(p, &v[k], t);
+    if (st == RAMOLE_OK) st = run(p, p->db, "COMMIT", 0, NULL, NULL, "commit", NULL);
+    if (st != RAMOLE_OK) pg_rollback(b);
     return st;
 }
 

@@ -427,9 +427,8 @@ static rm_status sq_feedback_add(rm_reg_backend *b, const rm_reg_feedback *f, do
     return r;
 }
 
-static rm_status sq_response_add(rm_reg_backend *b, const rm_reg_response *resp, double time) {
-    sq_backend *s = (sq_backend *)b;
-    /* one multi-row statement: atomic without a transaction */
+/* One response's rows in one multi-row statement. */
+static rm_status sq_response_insert(sq_backend *s, const rm_reg_response *resp, double time) {
     char sql[128 + RM_REG_RESPONSE_ADAPTERS * 16] = "INSERT INTO responses(id, seq, time, tenant, adapter, hash) VALUES";
     int rows = resp->n ? resp->n : 1;
     for (int i = 0; i < rows; i++) strcat(sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
@@ -446,6 +445,16 @@ static rm_status sq_response_add(rm_reg_backend *b, const rm_reg_response *resp,
     rm_status r = sqlite3_step(st) == SQLITE_DONE ? RAMOLE_OK : sq_fail(s, "response");
     sqlite3_finalize(st);
     return r;
+}
+
+static rm_status sq_response_add(rm_reg_backend *b, const rm_reg_response *v, int n, double time) {
+    sq_backend *s = (sq_backend *)b;
+    RM_TRY(exec(s, "BEGIN IMMEDIATE"));
+    rm_status st = RAMOLE_OK;
+    for (int k = 0; k < n && st == RAMOLE_OK; k++) st = sq_response_insert(s, &v[k], time);
+    if (st == RAMOLE_OK) st = exec(s, "COMMIT");
+    if (st != RAMOLE_OK) sq_rollback(b);
+    return st;
 }
 
 static rm_status sq_response_rate(rm_reg_backend *b, const char *id, const char *tenant, int rating,

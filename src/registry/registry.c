@@ -1263,17 +1263,22 @@ rm_status rm_registry_audit_list(rm_registry *r, double since, rm_reg_audit **ou
 
 /* ---- responses ------------------------------------------------------------------------------ */
 
-rm_status rm_registry_response_add(rm_registry *r, const rm_reg_response *resp) {
-    size_t len = strnlen(resp->id, sizeof resp->id);
-    if (!len || len == sizeof resp->id)
-        return rm_err(RAMOLE_ERR_INVALID, "a response id must have 1 to %d bytes", RM_REG_RESPONSE_ID_MAX);
-    if (resp->n < 0 || resp->n > RM_REG_RESPONSE_ADAPTERS)
-        return rm_err(RAMOLE_ERR_INVALID, "response %s: %d adapters (at most %d)", resp->id, resp->n,
-                      RM_REG_RESPONSE_ADAPTERS);
-    for (int i = 0; i < resp->n; i++)
-        if (!resp->names[i][0]) return rm_err(RAMOLE_ERR_INVALID, "response %s: adapter %d has no name", resp->id, i);
+rm_status rm_registry_response_add(rm_registry *r, const rm_reg_response *v, int n) {
+    for (int k = 0; k < n; k++) {
+        const rm_reg_response *resp = &v[k];
+        size_t len = strnlen(resp->id, sizeof resp->id);
+        if (!len || len == sizeof resp->id)
+            return rm_err(RAMOLE_ERR_INVALID, "a response id must have 1 to %d bytes", RM_REG_RESPONSE_ID_MAX);
+        if (resp->n < 0 || resp->n > RM_REG_RESPONSE_ADAPTERS)
+            return rm_err(RAMOLE_ERR_INVALID, "response %s: %d adapters (at most %d)", resp->id, resp->n,
+                          RM_REG_RESPONSE_ADAPTERS);
+        for (int i = 0; i < resp->n; i++)
+            if (!resp->names[i][0])
+                return rm_err(RAMOLE_ERR_INVALID, "response %s: adapter %d has no name", resp->id, i);
+    }
+    if (n <= 0) return RAMOLE_OK;
     pthread_mutex_lock(&r->lock);
-    rm_status st = B(r)->response_add(r->b, resp, now_unix());
+    rm_status st = B(r)->response_add(r->b, v, n, now_unix());
     pthread_mutex_unlock(&r->lock);
     return st;
 }

@@ -8,6 +8,8 @@
  *     content-addressed artifacts, so every server sharing the registry uses
  *     the same ones), the approval rule and the screening threshold;
  *   - tenants, API keys (stored as SHA-256 of the key), the audit log;
+ *   - feedback per adapter, and the answered responses it refers to
+ *     (which adapters, which tenant), so any server takes a rating;
  *   - adapters: the fields of rm_reg_adapter below, the file itself as a
  *     blob named by the SHA-256 of its bytes (the adapter re-encoded as a
  *     GGUF LoRA file, so PEFT and GGUF uploads of one adapter are stored
@@ -291,13 +293,15 @@ typedef struct {
 } rm_reg_response;
 
 /*
- * Record a response (stamped now) so that a rating of it reaches every
- * server on this registry. One statement, without a change notification:
+ * Record n responses (stamped now) in one transaction, so that a rating of
+ * any of them reaches every server on this registry (a server batches its
+ * answers: one commit, one fsync, for many). Without a change notification:
  * recording answers never makes other servers refresh their pools.
- * ERR_INVALID: empty or oversized id, n outside [0, RM_REG_RESPONSE_ADAPTERS],
- * an id already recorded.
+ * ERR_INVALID, recording none: an empty or oversized id, n outside
+ * [0, RM_REG_RESPONSE_ADAPTERS] or an unnamed adapter in a response, an id
+ * already recorded.
  */
-rm_status rm_registry_response_add(rm_registry *r, const rm_reg_response *resp);
+rm_status rm_registry_response_add(rm_registry *r, const rm_reg_response *v, int n);
 /*
  * Rate the response `id` as `tenant` (NULL: default): one feedback row per
  * adapter it used (one with "" name and hash for the base alone), written in

@@ -38,13 +38,14 @@ typedef struct {
     rm_server *s;
     srv_req *r;
     bool stream, chat;
-    char id[40];
+    char id[RM_REG_RESPONSE_ID_MAX + 1];
     long created;
     json_t *lora;        /* the response's "lora" object */
     char *wire;          /* bytes ready to send */
     size_t wire_len, wire_off;
     bool sent_final, sent_role;
     bool late;           /* cancelled at its deadline */
+    uint64_t record;     /* its ticket in the record of responses (record.c) */
     size_t text_sent;
     const char *route;
 } gen_resp;
@@ -392,6 +393,11 @@ static bool produce(gen_resp *g) {
     until.tv_sec += 1;
     while (r->state != SRV_DONE && r->state != SRV_REFUSED && !(g->stream && r->len > g->text_sent))
         if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) break;
+    /* the final bytes go out once the response is rateable through any server */
+    if (r->state == SRV_DONE && g->record) {
+        srv_record_wait(&g->s->record, g->record, SRV_RECORD_WAIT_S);
+        g->record = 0;
+    }
     if (r->state != SRV_DONE && !g->late && rm_time_now() - r->t_submit > g->s->o.deadline_s) {
         g->late = true; /* the scheduler finishes it with CANCELLED; we report the deadline */
         pthread_mutex_unlock(&r->mu);
@@ -553,9 +559,7 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     pthread_mutex_unlock(&s->quit_mu);
     snprintf(g->id, sizeof g->id, "%s-%s%llx", chat ? "chatcmpl" : "cmpl", s->id_tag, (unsigned long long)seq);
     snprintf(used.id, sizeof used.id, "%s", g->id);
-    /* recorded while the scheduler already runs the request; a failure costs only its rating */
-    if (s->reg && rm_registry_response_add(s->reg, &used) != RAMOLE_OK)
-        rm_log_warn("serve: response %s is not recorded for feedback: %s", g->id, ramole_last_error());
+    g->record = srv_record_push(&s->record, &used); /* written by the writer thread, in a batch */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, gen_reader, g, gen_free);
     if (!resp) {
         gen_free(g);
@@ -901,6 +905,7 @@ rm_status rm_server_start(rm_server *s) {
         return rm_err(RAMOLE_ERR_INVALID, "--host %s is not an IPv4 address", s->host);
     RM_TRY(srv_sched_start(&s->sched, s->engine, &s->metrics));
     s->started = true;
+    RM_TRY(srv_record_start(&s->record, s->reg));
     s->http = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL,
                                NULL, handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
@@ -935,6 +940,7 @@ void rm_server_shutdown(rm_server *s, double grace_s) {
     }
     if (s->http) MHD_stop_daemon(s->http);
     s->http = NULL;
+    srv_record_stop(&s->record); /* after the connections: nothing queues any more */
     srv_sched_stop(&s->sched);
     pthread_mutex_lock(&s->quit_mu);
     s->quit = true;
