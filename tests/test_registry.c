@@ -956,6 +956,90 @@ TEST(registry_feedback_ratings_per_adapter) {
     rm_registry_free(r);
 }
 
+/* A response record of n adapters named NAMES[i] with hash HASHES[i]. */
+static rm_reg_response response_of(const char *id, const char *tenant, int n, const char *const *names,
+                                   const char *const *hashes) {
+    rm_reg_response r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "%s", id);
+    snprintf(r.tenant, sizeof r.tenant, "%s", tenant ? tenant : "");
+    r.n = n;
+    for (int i = 0; i < n; i++) {
+        snprintf(r.names[i], sizeof r.names[i], "%s", names[i]);
+        snprintf(r.hashes[i], sizeof r.hashes[i], "%s", hashes[i]);
+    }
+    return r;
+}
+
+/* The up and down counts of adapter `name` (0 and 0 when unrated). */
+static void rating_of(rm_registry *r, const char *name, int64_t *up, int64_t *down) {
+    rm_reg_rating *v = NULL;
+    int n = 0;
+    *up = *down = 0;
+    CHECK_OK(rm_registry_ratings(r, NULL, &v, &n));
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v[i].adapter, name)) *up = v[i].up, *down = v[i].down;
+    rm_reg_ratings_free(v, n);
+}
+
+TEST(registry_response_rated_through_another_connection) {
+    char db[600], url[700];
+    rm_registry *a = fresh_registry(false, 0, db, sizeof db), *b = NULL;
+    url_of(db, url, sizeof url);
+    CHECK_OK(rm_registry_tenant_add(a, "acme", "test"));
+    CHECK_OK(rm_registry_open(url, &b)); /* another server on the same registry */
+    /* names with quotes, commas and braces survive the backends' quoting */
+    const char *names[] = {"rev", "we\"ird,{x}"}, *hashes[] = {"aa", "bb"};
+    rm_reg_response two = response_of("cmpl-a1", "acme", 2, names, hashes);
+    rm_reg_response base = response_of("cmpl-a2", NULL, 0, NULL, NULL);
+    rm_reg_response both[2] = {two, base};
+    CHECK_OK(rm_registry_response_add(a, both, 2)); /* one transaction */
+    rm_reg_response again[2] = {response_of("cmpl-a3", NULL, 0, NULL, NULL), two};
+    CHECK_ERR(rm_registry_response_add(b, again, 2), RAMOLE_ERR_INVALID); /* ids are unique; none is kept */
+    CHECK(sql_int(db, "SELECT count(*) FROM responses WHERE id = 'cmpl-a3'") == 0);
+    int n = -1;
+    /* through b: rated per adapter, as acme only */
+    CHECK_ERR(rm_registry_response_rate(b, "cmpl-a1", "default", 1, NULL, 60, &n), RAMOLE_ERR_NOT_FOUND);
+    CHECK(n == 0);
+    CHECK_ERR(rm_registry_response_rate(b, "cmpl-zz", "acme", 1, NULL, 60, &n), RAMOLE_ERR_NOT_FOUND);
+    CHECK_ERR(rm_registry_response_rate(b, "cmpl-a1", "acme", 2, NULL, 60, &n), RAMOLE_ERR_INVALID);
+    CHECK_OK(rm_registry_response_rate(b, "cmpl-a1", "acme", 1, "good", 60, &n));
+    CHECK(n == 2);
+    CHECK_OK(rm_registry_response_rate(b, "cmpl-a1", "acme", -1, NULL, 60, &n));
+    CHECK_OK(rm_registry_response_rate(b, "cmpl-a2", NULL, -1, NULL, 60, &n));
+    CHECK(n == 0);
+    int64_t up, down;
+    rating_of(a, "rev", &up, &down);
+    CHECK(up == 1 && down == 1);
+    rating_of(a, "we\"ird,{x}", &up, &down);
+    CHECK(up == 1 && down == 1);
+    rating_of(a, "", &up, &down); /* the base alone */
+    CHECK(up == 0 && down == 1);
+    CHECK(sql_int(db, "SELECT count(*) FROM feedback WHERE response_id = 'cmpl-a1' AND comment = 'good'") == 2);
+    /* too old to rate, then expired; the ratings stay */
+    sql_exec(db, "UPDATE responses SET time = time - 1000 WHERE id = 'cmpl-a1'");
+    CHECK_ERR(rm_registry_response_rate(b, "cmpl-a1", "acme", 1, NULL, 500, &n), RAMOLE_ERR_NOT_FOUND);
+    CHECK(strstr(ramole_last_error(), "cmpl-a1"));
+    int64_t removed = -1;
+    CHECK_OK(rm_registry_response_expire(b, 500, &removed));
+    CHECK(removed == 2);
+    CHECK(sql_int(db, "SELECT count(*) FROM responses") == 1);
+    CHECK_ERR(rm_registry_response_rate(a, "cmpl-a1", "acme", 1, NULL, 1e9, &n), RAMOLE_ERR_NOT_FOUND);
+    rating_of(b, "rev", &up, &down);
+    CHECK(up == 1 && down == 1);
+    /* bad records are refused */
+    rm_reg_response bad = response_of("", NULL, 0, NULL, NULL);
+    CHECK_ERR(rm_registry_response_add(a, &bad, 1), RAMOLE_ERR_INVALID);
+    bad = response_of("cmpl-b", NULL, 0, NULL, NULL);
+    bad.n = RM_REG_RESPONSE_ADAPTERS + 1;
+    CHECK_ERR(rm_registry_response_add(a, &bad, 1), RAMOLE_ERR_INVALID);
+    bad.n = 1; /* an adapter without a name */
+    CHECK_ERR(rm_registry_response_add(a, &bad, 1), RAMOLE_ERR_INVALID);
+    CHECK(sql_int(db, "SELECT count(*) FROM responses") == 1);
+    rm_registry_free(b);
+    rm_registry_free(a);
+}
+
 /* ---- schema versions ---------------------------------------------------------------------- */
 
 TEST(registry_schema_migrates_forward_and_refuses_newer) {
@@ -975,14 +1059,17 @@ TEST(registry_schema_migrates_forward_and_refuses_newer) {
         sqlite3_finalize(st);
         sqlite3_close(h);
     }
-    /* back to version 1 (its indexes and the feedback table gone): opening migrates forward, data kept */
-    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash; DROP TABLE feedback;");
+    /* back to version 1 (its indexes, the feedback and responses tables gone): opening migrates forward, data kept */
+    sql_exec(db, "DROP INDEX audit_time; DROP INDEX adapters_hash; DROP TABLE feedback; DROP TABLE responses;");
     set_schema_version(db, 1);
     url_of(db, url, sizeof url);
     CHECK_OK(rm_registry_open(url, &r));
     CHECK(schema_version(db) == RM_REG_SCHEMA_VERSION);
-    CHECK(sql_int(db, pg_base() ? "SELECT count(*) FROM pg_indexes WHERE indexname IN ('audit_time', 'adapters_hash')"
-                                : "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_time', 'adapters_hash')") == 2);
+    CHECK(sql_int(db, pg_base() ? "SELECT count(*) FROM pg_indexes WHERE indexname IN ('audit_time', 'adapters_hash',"
+                                  " 'responses_time')"
+                                : "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_time', 'adapters_hash',"
+                                  " 'responses_time')") == 3);
+    CHECK(sql_int(db, "SELECT count(*) FROM responses") == 0);
     rm_reg_adapter a;
     CHECK_OK(rm_registry_adapter_get(r, NULL, "kept", &a));
     rm_reg_adapter_clear(&a);

@@ -13,14 +13,14 @@
 static void usage_serve(void) {
     fprintf(stderr, "usage: ramole serve -m MODEL [--registry URL | --no-registry] [--host 127.0.0.1] [--port 8080] "
                     "[--name NAME] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--queue N] "
-                    "[--max-body BYTES] [--timeout S] [--deadline S] [--grace S] [--top-k K]\n");
+                    "[--max-body BYTES] [--timeout S] [--deadline S] [--grace S] [--top-k K] [--feedback-ttl S]\n");
 }
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve", *model = NULL, *registry = NULL, *host = "127.0.0.1", *name = NULL;
     long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, port = 8080, queue = 64, max_body = 1 << 20,
          timeout = 30, top_k = 3;
-    double grace = 10, deadline = 600;
+    double grace = 10, deadline = 600, feedback_ttl = RM_REG_RESPONSE_TTL;
     bool no_registry = false;
     rm_type kv_type = RM_TYPE_F32;
     for (int i = 1; i < argc; i++) {
@@ -40,6 +40,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--timeout")) { VAL(); if (!cli_int(cmd, a, v, 1, 3600, &timeout)) return 2; }
         else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &top_k)) return 2; }
         else if (!strcmp(a, "--deadline")) { VAL(); if (!cli_float(cmd, a, v, 0.001, 86400, &deadline)) return 2; }
+        else if (!strcmp(a, "--feedback-ttl")) { VAL(); if (!cli_float(cmd, a, v, 1, 3650 * 86400.0, &feedback_ttl)) return 2; }
         else if (!strcmp(a, "--grace")) { VAL(); if (!cli_float(cmd, a, v, 0, 3600, &grace)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
         else {
@@ -78,7 +79,7 @@ int cmd_serve(int argc, char **argv) {
                            .kv_type = kv_type};
     rm_server_opts so = {.host = host, .port = (int)port, .model_name = name, .queue = (int)queue,
                          .max_body = (size_t)max_body, .timeout_s = (int)timeout, .default_top_k = (int)top_k,
-                         .deadline_s = deadline};
+                         .deadline_s = deadline, .feedback_ttl_s = feedback_ttl};
     if ((st = rm_server_new(m, reg, &ep, &so, &srv)) != RAMOLE_OK || (st = rm_server_start(srv)) != RAMOLE_OK)
         goto fail;
     int n_active = 0;

@@ -7,11 +7,9 @@
 //
 //   node bench/llamacpp/mixed_lora.mjs -m MODEL.gguf --adapters A1.gguf,A2.gguf,... \
 //        [--seqs 16] [--k 3] [--prompt 16] [--decode 8] [-t 2]
-import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { openPeer } from "./peer.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const a = process.argv.slice(2);
 const o = { seqs: 16, k: 3, prompt: 16, decode: 8, threads: 2, adapters: [] };
 for (let i = 0; i < a.length; i++) {
@@ -26,12 +24,7 @@ for (let i = 0; i < a.length; i++) {
     else { console.error(`mixed_lora: unknown argument ${a[i]}`); process.exit(2); }
 }
 if (!o.model || o.adapters.length < o.k) { console.error("usage: mixed_lora.mjs -m MODEL --adapters A,B,C,... (at least k)"); process.exit(2); }
-const dirs = [process.env.RAMOLE_PEER_NPM_DIR, path.join(root, ".cache", "npm-llamacpp")].filter(Boolean);
-const entry = dirs.map(d => path.join(path.resolve(d), "node_modules", "node-llama-cpp", "dist", "index.js")).find(fs.existsSync);
-if (!entry) { console.error("mixed_lora: node-llama-cpp is not installed (scripts/peers.sh)"); process.exit(3); }
-const { getLlama, LlamaLogLevel } = await import(pathToFileURL(entry).href);
-const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, usePrebuiltBinaries: true,
-                               progressLogs: false, logLevel: LlamaLogLevel.error, maxThreads: o.threads });
+const { llama } = await openPeer("mixed_lora", o.threads);
 const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0 });
 let x = 42;
 const rnd = n => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return (x >>> 8) % n; };

@@ -1,6 +1,6 @@
 /*
  * backend.h — the storage interface of the registry: one vtable that every
- * backend (SQLite today; PostgreSQL planned) implements, so registry.c is
+ * backend (SQLite, PostgreSQL) implements, so registry.c is
  * written once.
  *
  * Rows are the structs of registry.h. Writes happen between begin and
@@ -58,6 +58,14 @@ typedef struct {
     /* feedback: one row per (response, adapter) */
     rm_status (*feedback_add)(rm_reg_backend *b, const rm_reg_feedback *f, double time);
     rm_status (*ratings)(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n);
+    /* responses: one row per (response, adapter), or one with "" for the base alone;
+     * add is its own transaction of n responses, rate one statement, neither notifies */
+    rm_status (*response_add)(rm_reg_backend *b, const rm_reg_response *v, int n, double time);
+    /* copy the rows of response id of tenant recorded at or after `since` into feedback:
+     * *n rows, *n_named of them with an adapter */
+    rm_status (*response_rate)(rm_reg_backend *b, const char *id, const char *tenant, int rating, const char *comment,
+                               double since, double time, int *n, int *n_named);
+    rm_status (*response_expire)(rm_reg_backend *b, double before, int64_t *n);
     /* blobs */
     rm_status (*blob_put)(rm_reg_backend *b, const char *hash, const void *data, size_t n);
     rm_status (*blob_file)(rm_reg_backend *b, const char *hash, char **path);

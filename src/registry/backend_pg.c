@@ -68,6 +68,9 @@ static const char *const pg_migrations[RM_REG_SCHEMA_VERSION] = {
     " tenant TEXT NOT NULL, adapter TEXT NOT NULL, hash TEXT NOT NULL, rating INTEGER NOT NULL,"
     " comment TEXT NOT NULL);"
     "CREATE INDEX feedback_hash ON feedback(hash);",
+    "CREATE TABLE responses(id TEXT NOT NULL, seq INTEGER NOT NULL, time DOUBLE PRECISION NOT NULL,"
+    " tenant TEXT NOT NULL, adapter TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY(id, seq));"
+    "CREATE INDEX responses_time ON responses(time);",
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -432,6 +435,87 @@ static rm_status pg_feedback_add(rm_reg_backend *b, const rm_reg_feedback *f, do
                NULL, "feedback", NULL);
 }
 
+/* A text[] literal of n strings: each quoted, with \\ and \" escaped. rm_malloc'd, NULL when out of memory. */
+static char *pg_text_array(const char *const *v, int n) {
+    size_t cap = 3;
+    for (int i = 0; i < n; i++) cap += 2 * strlen(v[i]) + 3;
+    char *out = rm_malloc(cap), *o = out;
+    if (!out) return NULL;
+    *o++ = '{';
+    for (int i = 0; i < n; i++) {
+        if (i) *o++ = ',';
+        *o++ = '"';
+        for (const char *c = v[i]; *c; c++) {
+            if (*c == '"' || *c == '\\') *o++ = '\\';
+            *o++ = *c;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = 0;
+    return out;
+}
+
+/* One response's rows in one statement, inside the caller's transaction. */
+static rm_status pg_response_insert(pg_backend *p, const rm_reg_response *resp, const char *t) {
+    const char *names[RM_REG_RESPONSE_ADAPTERS] = {""}, *hashes[RM_REG_RESPONSE_ADAPTERS] = {""};
+    for (int i = 0; i < resp->n; i++) names[i] = resp->names[i], hashes[i] = resp->hashes[i];
+    int rows = resp->n ? resp->n : 1;
+    char *an = pg_text_array(names, rows), *ah = pg_text_array(hashes, rows);
+    rm_status st = an && ah ? run(p, p->db, "INSERT INTO responses(id, seq, time, tenant, adapter, hash)"
+                                            " SELECT $1, s - 1, $2, $3, a, h FROM unnest($4::text[], $5::text[])"
+                                            " WITH ORDINALITY AS t(a, h, s)", 5,
+                                  P(resp->id, t, resp->tenant[0] ? resp->tenant : RM_REG_DEFAULT_TENANT, an, ah), NULL,
+                                  "response", NULL)
+                            : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_free(an), rm_free(ah);
+    return st;
+}
+
+static rm_status pg_response_add(rm_reg_backend *b, const rm_reg_response *v, int n, double time) {
+    pg_backend *p = (pg_backend *)b;
+    char t[32];
+    snprintf(t, sizeof t, "%.6f", time);
+    /* its own transaction, without pg_commit's NOTIFY: answers do not refresh other servers' pools */
+    RM_TRY(run(p, p->db, "BEGIN", 0, NULL, NULL, "begin", NULL));
+    rm_status st = RAMOLE_OK;
+    for (int k = 0; k < n && st == RAMOLE_OK; k++) st = pg_response_insert(p, &v[k], t);
+    if (st == RAMOLE_OK) st = run(p, p->db, "COMMIT", 0, NULL, NULL, "commit", NULL);
+    if (st != RAMOLE_OK) pg_rollback(b);
+    return st;
+}
+
+static rm_status pg_response_rate(rm_reg_backend *b, const char *id, const char *tenant, int rating,
+                                  const char *comment, double since, double time, int *n, int *n_named) {
+    pg_backend *p = (pg_backend *)b;
+    char t[32], s0[32], rt[8];
+    snprintf(t, sizeof t, "%.6f", time);
+    snprintf(s0, sizeof s0, "%.6f", since);
+    snprintf(rt, sizeof rt, "%d", rating);
+    PGresult *r = NULL;
+    *n = *n_named = 0;
+    RM_TRY(run(p, p->db, "INSERT INTO feedback(time, response_id, tenant, adapter, hash, rating, comment)"
+                         " SELECT $1, id, tenant, adapter, hash, $2, $3 FROM responses"
+                         " WHERE id = $4 AND tenant = $5 AND time >= $6 ORDER BY seq RETURNING adapter", 6,
+               P(t, rt, comment, id, tenant, s0), NULL, "rating", &r));
+    *n = PQntuples(r);
+    for (int i = 0; i < *n; i++) *n_named += PQgetlength(r, i, 0) > 0;
+    PQclear(r);
+    return RAMOLE_OK;
+}
+
+static rm_status pg_response_expire(rm_reg_backend *b, double before, int64_t *n) {
+    pg_backend *p = (pg_backend *)b;
+    char t[32];
+    snprintf(t, sizeof t, "%.6f", before);
+    PGresult *r = NULL;
+    *n = 0;
+    RM_TRY(run(p, p->db, "DELETE FROM responses WHERE time < $1 RETURNING 1", 1, P(t), NULL, "expiring responses", &r));
+    *n = PQntuples(r);
+    PQclear(r);
+    return RAMOLE_OK;
+}
+
 static rm_status pg_ratings(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n) {
     pg_backend *p = (pg_backend *)b;
     *out = NULL;
@@ -637,6 +721,7 @@ static const rm_reg_backend_ops pg_ops = {
     .tenant_list = pg_tenant_list, .adapter_insert = pg_adapter_insert, .adapter_update = pg_adapter_update,
     .adapter_delete = pg_adapter_delete, .adapter_find = pg_adapter_find, .adapter_get = pg_adapter_get, .adapter_list = pg_adapter_list,
     .key_insert = pg_key_insert, .key_revoke = pg_key_revoke, .key_find = pg_key_find, .key_count = pg_key_count, .feedback_add = pg_feedback_add, .ratings = pg_ratings,
+    .response_add = pg_response_add, .response_rate = pg_response_rate, .response_expire = pg_response_expire,
     .audit_append = pg_audit_append, .audit_list = pg_audit_list, .blob_put = pg_blob_put,
     .blob_file = pg_blob_file, .blob_list = pg_blob_list, .blob_delete = pg_blob_delete,
     .data_version = pg_data_version, .scratch_dir = pg_scratch_dir,

@@ -48,6 +48,10 @@ static const char *const migrations[RM_REG_SCHEMA_VERSION] = {
     " tenant TEXT NOT NULL, adapter TEXT NOT NULL, hash TEXT NOT NULL, rating INTEGER NOT NULL,"
     " comment TEXT NOT NULL);"
     "CREATE INDEX feedback_hash ON feedback(hash);",
+    /* 4: what each response used, so that any server on the registry takes its rating */
+    "CREATE TABLE responses(id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, tenant TEXT NOT NULL,"
+    " adapter TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY(id, seq));"
+    "CREATE INDEX responses_time ON responses(time);",
 };
 
 static rm_status sq_fail(sq_backend *s, const char *what) {
@@ -423,6 +427,72 @@ static rm_status sq_feedback_add(rm_reg_backend *b, const rm_reg_feedback *f, do
     return r;
 }
 
+/* One response's rows in one multi-row statement. */
+static rm_status sq_response_insert(sq_backend *s, const rm_reg_response *resp, double time) {
+    char sql[128 + RM_REG_RESPONSE_ADAPTERS * 16] = "INSERT INTO responses(id, seq, time, tenant, adapter, hash) VALUES";
+    int rows = resp->n ? resp->n : 1;
+    for (int i = 0; i < rows; i++) strcat(sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, sql, &st));
+    for (int i = 0; i < rows; i++) {
+        sqlite3_bind_text(st, 6 * i + 1, resp->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6 * i + 2, i);
+        sqlite3_bind_double(st, 6 * i + 3, time);
+        sqlite3_bind_text(st, 6 * i + 4, resp->tenant[0] ? resp->tenant : RM_REG_DEFAULT_TENANT, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6 * i + 5, resp->n ? resp->names[i] : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6 * i + 6, resp->n ? resp->hashes[i] : "", -1, SQLITE_STATIC);
+    }
+    rm_status r = sqlite3_step(st) == SQLITE_DONE ? RAMOLE_OK : sq_fail(s, "response");
+    sqlite3_finalize(st);
+    return r;
+}
+
+static rm_status sq_response_add(rm_reg_backend *b, const rm_reg_response *v, int n, double time) {
+    sq_backend *s = (sq_backend *)b;
+    RM_TRY(exec(s, "BEGIN IMMEDIATE"));
+    rm_status st = RAMOLE_OK;
+    for (int k = 0; k < n && st == RAMOLE_OK; k++) st = sq_response_insert(s, &v[k], time);
+    if (st == RAMOLE_OK) st = exec(s, "COMMIT");
+    if (st != RAMOLE_OK) sq_rollback(b);
+    return st;
+}
+
+static rm_status sq_response_rate(rm_reg_backend *b, const char *id, const char *tenant, int rating,
+                                  const char *comment, double since, double time, int *n, int *n_named) {
+    sq_backend *s = (sq_backend *)b;
+    *n = *n_named = 0;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "INSERT INTO feedback(time, response_id, tenant, adapter, hash, rating, comment)"
+                   " SELECT ?1, id, tenant, adapter, hash, ?2, ?3 FROM responses"
+                   " WHERE id = ?4 AND tenant = ?5 AND time >= ?6 ORDER BY seq RETURNING adapter", &st));
+    sqlite3_bind_double(st, 1, time);
+    sqlite3_bind_int(st, 2, rating);
+    sqlite3_bind_text(st, 3, comment, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 6, since);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        (*n)++;
+        if (sqlite3_column_bytes(st, 0) > 0) (*n_named)++;
+    }
+    rm_status r = rc == SQLITE_DONE ? RAMOLE_OK : sq_fail(s, "rating");
+    sqlite3_finalize(st);
+    if (r != RAMOLE_OK) *n = *n_named = 0;
+    return r;
+}
+
+static rm_status sq_response_expire(rm_reg_backend *b, double before, int64_t *n) {
+    sq_backend *s = (sq_backend *)b;
+    sqlite3_stmt *st;
+    RM_TRY(prep(s, "DELETE FROM responses WHERE time < ?", &st));
+    sqlite3_bind_double(st, 1, before);
+    rm_status r = sqlite3_step(st) == SQLITE_DONE ? RAMOLE_OK : sq_fail(s, "expiring responses");
+    *n = r == RAMOLE_OK ? sqlite3_changes64(s->db) : 0;
+    sqlite3_finalize(st);
+    return r;
+}
+
 static rm_status sq_ratings(rm_reg_backend *b, const char *hash, rm_reg_rating **out, int *n) {
     sq_backend *s = (sq_backend *)b;
     *out = NULL;
@@ -552,6 +622,7 @@ static const rm_reg_backend_ops sq_ops = {
     .tenant_list = sq_tenant_list, .adapter_insert = sq_adapter_insert, .adapter_update = sq_adapter_update,
     .adapter_delete = sq_adapter_delete, .adapter_find = sq_adapter_find, .adapter_get = sq_adapter_get, .adapter_list = sq_adapter_list,
     .key_insert = sq_key_insert, .key_revoke = sq_key_revoke, .key_find = sq_key_find, .key_count = sq_key_count, .feedback_add = sq_feedback_add, .ratings = sq_ratings,
+    .response_add = sq_response_add, .response_rate = sq_response_rate, .response_expire = sq_response_expire,
     .audit_append = sq_audit_append, .audit_list = sq_audit_list, .blob_put = sq_blob_put,
     .blob_file = sq_blob_file, .blob_list = sq_blob_list, .blob_delete = sq_blob_delete,
     .data_version = sq_data_version, .scratch_dir = sq_scratch_dir,

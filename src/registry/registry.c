@@ -1261,6 +1261,55 @@ rm_status rm_registry_audit_list(rm_registry *r, double since, rm_reg_audit **ou
     return st;
 }
 
+/* ---- responses ------------------------------------------------------------------------------ */
+
+rm_status rm_registry_response_add(rm_registry *r, const rm_reg_response *v, int n) {
+    for (int k = 0; k < n; k++) {
+        const rm_reg_response *resp = &v[k];
+        size_t len = strnlen(resp->id, sizeof resp->id);
+        if (!len || len == sizeof resp->id)
+            return rm_err(RAMOLE_ERR_INVALID, "a response id must have 1 to %d bytes", RM_REG_RESPONSE_ID_MAX);
+        if (resp->n < 0 || resp->n > RM_REG_RESPONSE_ADAPTERS)
+            return rm_err(RAMOLE_ERR_INVALID, "response %s: %d adapters (at most %d)", resp->id, resp->n,
+                          RM_REG_RESPONSE_ADAPTERS);
+        for (int i = 0; i < resp->n; i++)
+            if (!resp->names[i][0])
+                return rm_err(RAMOLE_ERR_INVALID, "response %s: adapter %d has no name", resp->id, i);
+    }
+    if (n <= 0) return RAMOLE_OK;
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->response_add(r->b, v, n, now_unix());
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+rm_status rm_registry_response_rate(rm_registry *r, const char *id, const char *tenant, int rating,
+                                    const char *comment, double max_age, int *n_adapters) {
+    if (n_adapters) *n_adapters = 0;
+    if (rating != 1 && rating != -1) return rm_err(RAMOLE_ERR_INVALID, "rating %d: must be 1 or -1", rating);
+    if (!id || !*id) return rm_err(RAMOLE_ERR_INVALID, "feedback needs a response id");
+    const char *who = tenant ? tenant : RM_REG_DEFAULT_TENANT;
+    double now = now_unix();
+    int n = 0, n_named = 0;
+    pthread_mutex_lock(&r->lock);
+    rm_status st =
+        B(r)->response_rate(r->b, id, who, rating, comment ? comment : "", now - max_age, now, &n, &n_named);
+    pthread_mutex_unlock(&r->lock);
+    if (st == RAMOLE_OK && !n)
+        return rm_err(RAMOLE_ERR_NOT_FOUND, "no response %s of tenant '%s' in the last %.0f s", id, who, max_age);
+    if (st == RAMOLE_OK && n_adapters) *n_adapters = n_named;
+    return st;
+}
+
+rm_status rm_registry_response_expire(rm_registry *r, double max_age, int64_t *n_removed) {
+    int64_t n = 0;
+    pthread_mutex_lock(&r->lock);
+    rm_status st = B(r)->response_expire(r->b, now_unix() - max_age, &n);
+    pthread_mutex_unlock(&r->lock);
+    if (n_removed) *n_removed = n;
+    return st;
+}
+
 /* ---- check --------------------------------------------------------------------------------- */
 
 static void problem(rm_reg_check_report *rep, const char *fmt, const char *a, const char *b) {

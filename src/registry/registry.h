@@ -8,6 +8,8 @@
  *     content-addressed artifacts, so every server sharing the registry uses
  *     the same ones), the approval rule and the screening threshold;
  *   - tenants, API keys (stored as SHA-256 of the key), the audit log;
+ *   - feedback per adapter, and the answered responses it refers to
+ *     (which adapters, which tenant), so any server takes a rating;
  *   - adapters: the fields of rm_reg_adapter below, the file itself as a
  *     blob named by the SHA-256 of its bytes (the adapter re-encoded as a
  *     GGUF LoRA file, so PEFT and GGUF uploads of one adapter are stored
@@ -38,7 +40,7 @@
 #include "core/core.h"
 #include "model/model.h"
 
-#define RM_REG_SCHEMA_VERSION   3
+#define RM_REG_SCHEMA_VERSION   4
 #define RM_REG_NAME_MAX         128     /* bytes of an adapter, tenant name */
 #define RM_REG_SAMPLES_MAX      1000    /* sample inputs of one adapter */
 #define RM_REG_SAMPLE_MAX_BYTES 16384   /* one sample input */
@@ -273,6 +275,46 @@ typedef struct {
 void      rm_reg_ratings_free(rm_reg_rating *v, int n);
 /* hash NULL: every adapter; else that adapter's only. */
 rm_status rm_registry_ratings(rm_registry *r, const char *hash, rm_reg_rating **out, int *n);
+
+/* ---- responses: what each answer used, so that any server takes its rating ---------- */
+
+#define RM_REG_RESPONSE_ID_MAX   63             /* bytes of a response id */
+#define RM_REG_RESPONSE_ADAPTERS 16             /* adapters of one response (the engine's RM_LORA_MAX_K) */
+#define RM_REG_RESPONSE_TTL      (7 * 86400.0)  /* seconds a response can be rated, by default */
+
+/* One answered response: its id, the tenant it answered and the adapters it
+ * used (n = 0: the base alone). Plain arrays, nothing to free. */
+typedef struct {
+    char id[RM_REG_RESPONSE_ID_MAX + 1];
+    char tenant[RM_REG_NAME_MAX + 1];         /* "": the default tenant */
+    int n;
+    char names[RM_REG_RESPONSE_ADAPTERS][RM_REG_NAME_MAX + 1];
+    char hashes[RM_REG_RESPONSE_ADAPTERS][65];
+} rm_reg_response;
+
+/*
+ * Record n responses (stamped now) in one transaction, so that a rating of
+ * any of them reaches every server on this registry (a server batches its
+ * answers: one commit, one fsync, for many). Without a change notification:
+ * recording answers never makes other servers refresh their pools.
+ * ERR_INVALID, recording none: an empty or oversized id, n outside
+ * [0, RM_REG_RESPONSE_ADAPTERS] or an unnamed adapter in a response, an id
+ * already recorded.
+ */
+rm_status rm_registry_response_add(rm_registry *r, const rm_reg_response *v, int n);
+/*
+ * Rate the response `id` as `tenant` (NULL: default): one feedback row per
+ * adapter it used (one with "" name and hash for the base alone), written in
+ * one statement. ERR_NOT_FOUND when no response `id` of that tenant was
+ * recorded within max_age seconds (another tenant's response is not found
+ * either); ERR_INVALID for a rating other than 1 or -1. *n_adapters (may be
+ * NULL): the adapters rated, 0 for the base alone.
+ */
+rm_status rm_registry_response_rate(rm_registry *r, const char *id, const char *tenant, int rating,
+                                    const char *comment, double max_age, int *n_adapters);
+/* Forget responses recorded more than max_age seconds ago (their ratings
+ * stay). *n_removed (may be NULL): rows removed. */
+rm_status rm_registry_response_expire(rm_registry *r, double max_age, int64_t *n_removed);
 
 /* ---- maintenance ---------------------------------------------------------------- */
 

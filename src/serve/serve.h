@@ -9,7 +9,9 @@
  * request's events into that request's own buffer, where the connection
  * thread waits on a condition variable. HTTP threads never run the model's
  * forward for generation. A refresh thread brings the registry's pool up
- * to date on a timer, so other servers' uploads arrive.
+ * to date on a timer, so other servers' uploads arrive, and a writer
+ * thread records answered responses in the registry in batches, so a
+ * rating (POST /v1/feedback) reaches any server on the registry.
  *
  * The engine and the registry never include each other: this module wires
  * them. An adapter request resolves a name (or a retrieval hit) through the
@@ -39,6 +41,7 @@ typedef struct {
     int default_top_k;       /* adapters retrieved when a request says nothing (0: 3) */
     double refresh_s;        /* registry refresh period (0: 0.5 s) */
     double deadline_s;       /* a generation's time from admission to its end, else cancelled (0: 600 s) */
+    double feedback_ttl_s;   /* how long a response can be rated (0: RM_REG_RESPONSE_TTL, 7 days) */
 } rm_server_opts;
 
 typedef struct rm_server rm_server;

@@ -106,15 +106,34 @@ void      srv_sched_stop(srv_sched *s);
 
 /* ---- the server ------------------------------------------------------------------ */
 
-/* What a response used, kept for POST /v1/feedback (a ring of the latest). */
-#define SRV_FEEDBACK_RING 2048
+/* A response's adapters go to the registry (rm_reg_response), so any server takes its rating. */
+_Static_assert(RM_LORA_MAX_K <= RM_REG_RESPONSE_ADAPTERS, "a response's adapters must fit the registry's record");
+#define SRV_EXPIRE_PERIOD_S 60.0 /* how often the refresh thread forgets responses past the TTL */
+
+/* ---- the record of responses (record.c) ------------------------------------------------ */
+
+#define SRV_RECORD_WAIT_S 5.0    /* the longest a finished answer waits for its record */
+#define SRV_RECORD_QUEUE 512      /* responses queued for the writer; a full queue makes admission wait */
 typedef struct {
-    char id[40];
-    char tenant[RM_REG_NAME_MAX + 1];
+    rm_registry *reg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rm_reg_response *queue;       /* [SRV_RECORD_QUEUE] */
     int n;
-    char names[RM_LORA_MAX_K][RM_REG_NAME_MAX + 1];
-    char hashes[RM_LORA_MAX_K][65];
-} srv_used;
+    uint64_t pushed;              /* responses queued so far: the last one's ticket */
+    uint64_t written;             /* of those, written (or failed), in queue order */
+    bool quit, running;
+    pthread_t thread;
+} srv_record;
+
+/* Start the writer thread (none when reg is NULL: pushes are then no-ops). */
+rm_status srv_record_start(srv_record *w, rm_registry *reg);
+/* Queue resp (copied); its ticket for srv_record_wait, 0 when nothing will be written. */
+uint64_t  srv_record_push(srv_record *w, const rm_reg_response *resp);
+/* Wait until the response of `ticket` is written (or failed), at most max_s seconds. */
+void      srv_record_wait(srv_record *w, uint64_t ticket, double max_s);
+/* Write what is queued, stop the thread, free the queue. */
+void      srv_record_stop(srv_record *w);
 
 typedef struct srv_upload srv_upload;
 
@@ -138,8 +157,10 @@ struct rm_server {
     pthread_cond_t quit_cv;
     bool quit;
     bool started;
-    uint64_t next_id;
-    srv_used *used;             /* [SRV_FEEDBACK_RING], under quit_mu */
+    uint64_t next_id;           /* under quit_mu */
+    char id_tag[17];            /* random hex: response ids are unique across servers */
+    double expired_at;          /* when the refresh thread last expired old responses */
+    srv_record record;          /* answered responses on their way to the registry */
 };
 
 /* One connection's request: its JSON body, or the upload in progress. */

@@ -17,7 +17,9 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serve/serve_internal.h"
 
@@ -36,13 +38,14 @@ typedef struct {
     rm_server *s;
     srv_req *r;
     bool stream, chat;
-    char id[40];
+    char id[RM_REG_RESPONSE_ID_MAX + 1];
     long created;
     json_t *lora;        /* the response's "lora" object */
     char *wire;          /* bytes ready to send */
     size_t wire_len, wire_off;
     bool sent_final, sent_role;
     bool late;           /* cancelled at its deadline */
+    uint64_t record;     /* its ticket in the record of responses (record.c) */
     size_t text_sent;
     const char *route;
 } gen_resp;
@@ -176,7 +179,7 @@ typedef struct {
  * see adapters, and build the response's lora object in *info.
  */
 static rm_status choose_adapters(rm_server *s, const json_t *body, const char *tenant, rm_request_spec *sp,
-                                 json_t **info, choose_err *ce, srv_used *used) {
+                                 json_t **info, choose_err *ce, rm_reg_response *used) {
     memset(used, 0, sizeof *used);
     snprintf(used->tenant, sizeof used->tenant, "%s", tenant);
     const json_t *model = json_object_get(body, "model"), *lora = json_object_get(body, "lora");
@@ -390,6 +393,11 @@ static bool produce(gen_resp *g) {
     until.tv_sec += 1;
     while (r->state != SRV_DONE && r->state != SRV_REFUSED && !(g->stream && r->len > g->text_sent))
         if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) break;
+    /* the final bytes go out once the response is rateable through any server */
+    if (r->state == SRV_DONE && g->record) {
+        srv_record_wait(&g->s->record, g->record, SRV_RECORD_WAIT_S);
+        g->record = 0;
+    }
     if (r->state != SRV_DONE && !g->late && rm_time_now() - r->t_submit > g->s->o.deadline_s) {
         g->late = true; /* the scheduler finishes it with CANCELLED; we report the deadline */
         pthread_mutex_unlock(&r->mu);
@@ -514,7 +522,7 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
         goto out;
     }
     choose_err ce;
-    srv_used used;
+    rm_reg_response used;
     if ((st = choose_adapters(s, body, tenant_of(&who), &r->spec, &info, &ce, &used)) != RAMOLE_OK) {
         ret = send_error(s, c, route, ce.status, ce.param, ce.code, "%s", ramole_last_error());
         goto out;
@@ -548,11 +556,10 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     g->created = (long)time(NULL);
     pthread_mutex_lock(&s->quit_mu);
     uint64_t seq = ++s->next_id;
-    snprintf(g->id, sizeof g->id, "%s-%llx%04llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)g->created,
-             (unsigned long long)seq);
-    snprintf(used.id, sizeof used.id, "%s", g->id);
-    s->used[seq % SRV_FEEDBACK_RING] = used;
     pthread_mutex_unlock(&s->quit_mu);
+    snprintf(g->id, sizeof g->id, "%s-%s%llx", chat ? "chatcmpl" : "cmpl", s->id_tag, (unsigned long long)seq);
+    snprintf(used.id, sizeof used.id, "%s", g->id);
+    g->record = srv_record_push(&s->record, &used); /* written by the writer thread, in a batch */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, gen_reader, g, gen_free);
     if (!resp) {
         gen_free(g);
@@ -664,8 +671,6 @@ static enum MHD_Result route_feedback(rm_server *s, struct MHD_Connection *c, co
     json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, NULL);
     const json_t *id = body ? json_object_get(body, "id") : NULL, *rating = body ? json_object_get(body, "rating") : NULL,
                  *comment = body ? json_object_get(body, "comment") : NULL;
-    srv_used u;
-    bool found = false;
     if (!json_is_object(body)) ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object");
     else if (!json_is_string(id)) ret = send_error(s, c, route, 400, "id", "invalid_value", "field \"id\" (a response id) is required");
     else if (!json_is_integer(rating) || (json_integer_value(rating) != 1 && json_integer_value(rating) != -1))
@@ -674,27 +679,20 @@ static enum MHD_Result route_feedback(rm_server *s, struct MHD_Connection *c, co
         ret = send_error(s, c, route, 400, "comment", "invalid_value", "field \"comment\" must be a string");
     else if (!s->reg) ret = send_error(s, c, route, 404, NULL, "no_registry", "this server has no adapter registry");
     else {
-        pthread_mutex_lock(&s->quit_mu);
-        for (int i = 0; i < SRV_FEEDBACK_RING && !found; i++)
-            if (!strcmp(s->used[i].id, json_string_value(id)) && !strcmp(s->used[i].tenant, tenant_of(&who)))
-                u = s->used[i], found = true;
-        pthread_mutex_unlock(&s->quit_mu);
-        if (!found)
+        /* the registry holds every server's responses: a rating may reach any of them */
+        int n_adapters = 0;
+        rm_status st = rm_registry_response_rate(s->reg, json_string_value(id), tenant_of(&who),
+                                                 (int)json_integer_value(rating),
+                                                 json_is_string(comment) ? json_string_value(comment) : "",
+                                                 s->o.feedback_ttl_s, &n_adapters);
+        if (st == RAMOLE_ERR_NOT_FOUND)
             ret = send_error(s, c, route, 404, "id", "response_not_found", "no recent response %s of this tenant",
                              json_string_value(id));
-        else {
-            rm_status st = RAMOLE_OK;
-            int n = u.n ? u.n : 1;
-            for (int i = 0; i < n && st == RAMOLE_OK; i++) {
-                rm_reg_feedback f = {.response_id = u.id, .tenant = u.tenant, .adapter = u.n ? u.names[i] : "",
-                                     .hash = u.n ? u.hashes[i] : "", .rating = (int)json_integer_value(rating),
-                                     .comment = json_is_string(comment) ? json_string_value(comment) : ""};
-                st = rm_registry_feedback_add(s->reg, &f);
-            }
-            ret = st != RAMOLE_OK ? send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error())
-                                  : send_json(s, c, route, 200, json_pack("{s:s, s:s, s:i}", "id", u.id, "object",
-                                                                          "feedback", "adapters", u.n));
-        }
+        else if (st != RAMOLE_OK)
+            ret = send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error());
+        else
+            ret = send_json(s, c, route, 200, json_pack("{s:s, s:s, s:i}", "id", json_string_value(id), "object",
+                                                        "feedback", "adapters", n_adapters));
     }
     json_decref(body);
     rm_free(who.tenant);
@@ -824,6 +822,13 @@ static void *refresh_main(void *arg) {
         pthread_mutex_unlock(&s->quit_mu);
         if (rm_registry_refresh(s->reg, NULL) != RAMOLE_OK)
             rm_log_warn("serve: registry refresh: %s", ramole_last_error());
+        /* responses too old to rate are forgotten: the table stays bounded by the rate times the TTL */
+        double now = rm_time_now();
+        if (now - s->expired_at >= SRV_EXPIRE_PERIOD_S) {
+            s->expired_at = now;
+            if (rm_registry_response_expire(s->reg, s->o.feedback_ttl_s, NULL) != RAMOLE_OK)
+                rm_log_warn("serve: expiring old responses: %s", ramole_last_error());
+        }
         pthread_mutex_lock(&s->quit_mu);
     }
     pthread_mutex_unlock(&s->quit_mu);
@@ -853,12 +858,18 @@ rm_status rm_server_new(rm_model *m, rm_registry *reg, const rm_engine_params *e
     pthread_mutex_init(&s->quit_mu, NULL);
     pthread_cond_init(&s->quit_cv, NULL);
     srv_metrics_init(&s->metrics);
-    s->used = rm_calloc(SRV_FEEDBACK_RING, sizeof *s->used);
+    if (s->o.feedback_ttl_s <= 0) s->o.feedback_ttl_s = RM_REG_RESPONSE_TTL;
+    unsigned char tag[8];
+    if (getrandom(tag, sizeof tag, 0) != (ssize_t)sizeof tag) { /* still unique per process and start time */
+        uint64_t v = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+        memcpy(tag, &v, sizeof tag);
+    }
+    for (int i = 0; i < 8; i++) snprintf(s->id_tag + 2 * i, 3, "%02x", tag[i]);
     s->host = rm_strdup(o->host ? o->host : "127.0.0.1");
     const char *base = m->path ? strrchr(m->path, '/') : NULL;
     s->model_name = rm_strdup(o->model_name ? o->model_name : base && base[1] ? base + 1 : m->path ? m->path : "base");
     rm_status st = RAMOLE_OK;
-    if (!s->host || !s->model_name || !s->used) {
+    if (!s->host || !s->model_name) {
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -894,6 +905,7 @@ rm_status rm_server_start(rm_server *s) {
         return rm_err(RAMOLE_ERR_INVALID, "--host %s is not an IPv4 address", s->host);
     RM_TRY(srv_sched_start(&s->sched, s->engine, &s->metrics));
     s->started = true;
+    RM_TRY(srv_record_start(&s->record, s->reg));
     s->http = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL,
                                NULL, handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
@@ -928,6 +940,7 @@ void rm_server_shutdown(rm_server *s, double grace_s) {
     }
     if (s->http) MHD_stop_daemon(s->http);
     s->http = NULL;
+    srv_record_stop(&s->record); /* after the connections: nothing queues any more */
     srv_sched_stop(&s->sched);
     pthread_mutex_lock(&s->quit_mu);
     s->quit = true;
@@ -947,6 +960,5 @@ void rm_server_free(rm_server *s) {
     pthread_cond_destroy(&s->quit_cv);
     rm_free(s->host);
     rm_free(s->model_name);
-    rm_free(s->used);
     rm_free(s);
 }

@@ -104,7 +104,11 @@ if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name ti
   curl -s -o "$TMP/inflight" "http://127.0.0.1:$PORT/v1/completions" \
     -d '{"prompt": "a long one", "max_tokens": 300, "ignore_eos": true, "temperature": 0}' &
   cpid=$!
-  sleep 0.3
+  # (a loaded machine may start curl late: terminate once the request runs)
+  for _ in $(seq 1 100); do
+    [ "$(curl -s "$U/metrics" | sed -n 's/^ramole_running_sequences //p')" -ge 1 ] 2>/dev/null && break
+    sleep 0.05
+  done
   kill -TERM "$SPID"
   wait "$cpid"
   t0=$(date +%s.%N)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two `ramole serve` processes on one PostgreSQL registry behind HAProxy
 # (deploy/start.sh, deploy/haproxy.cfg): an adapter uploaded through one is
-# used by requests through the other within a second, and killing one
-# server fails only its own in-flight requests while the service goes on.
+# used by requests through the other within a second, a response of one is
+# rated through the other, and killing one server fails only its own
+# in-flight requests while the service goes on.
 # PostgreSQL comes from scripts/pg.sh; everything started here is stopped
 # by the trap.
 cd "$(dirname "$0")/../.."
@@ -65,15 +66,32 @@ for i in 1 2 3 4; do # both servers, through the balancer
 done
 [ $ok = 4 ] && pass serve_ha_through_haproxy || fail serve_ha_through_haproxy "retrieve through the balancer: $ok/4; $(head -c 300 "$TMP/ret")"
 
+# a response from a, rated through b, counts for a's adapters (the registry holds every response)
+id=$(curl -s "$A/v1/completions" -d '{"model": "ha1", "prompt": "rate me", "max_tokens": 2}' | node -e '
+  let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).id || ""))' 2>/dev/null)
+code_b=$(curl -s -o "$TMP/fb" -w '%{http_code}' "$B/v1/feedback" -d "{\"id\": \"$id\", \"rating\": 1}")
+code_lb=$(curl -s -o /dev/null -w '%{http_code}' "$LB/v1/feedback" -d "{\"id\": \"$id\", \"rating\": -1}")
+code_unknown=$(curl -s -o "$TMP/fb404" -w '%{http_code}' "$B/v1/feedback" -d '{"id": "cmpl-unknown", "rating": 1}')
+curl -s "$A/metrics" >"$TMP/metrics_a"
+[ -n "$id" ] && [ "$code_b" = 200 ] && grep -q '"adapters":1' "$TMP/fb" && [ "$code_lb" = 200 ] && [ "$code_unknown" = 404 ] &&
+  grep -q '^ramole_feedback_total{adapter="ha1",hash="[0-9a-f]*",rating="up"} 1$' "$TMP/metrics_a" &&
+  grep -q '^ramole_feedback_total{adapter="ha1",hash="[0-9a-f]*",rating="down"} 1$' "$TMP/metrics_a" &&
+  pass serve_ha_feedback_through_the_other_server ||
+  fail serve_ha_feedback_through_the_other_server "id '$id': b $code_b $(head -c 200 "$TMP/fb"), balancer $code_lb, unknown $code_unknown; $(grep feedback_total "$TMP/metrics_a" | head -3)"
+
 # kill a while requests run through the balancer: only a's fail; the service goes on
-# (8 requests of 120 tokens, sampled, keep both servers busy for a few seconds)
+# (8 requests of 300 tokens, sampled, keep both servers busy for a while; a is
+# killed as soon as it runs some of them, which a quiet machine reaches quickly)
 t_start=$(date +%s%N)
 for i in $(seq 1 8); do
   curl -s -o "$TMP/long$i" -w '%{http_code}' "$LB/v1/completions" \
-    -d '{"prompt": "long", "max_tokens": 120, "ignore_eos": true}' >"$TMP/code$i" 2>/dev/null &
+    -d '{"prompt": "long", "max_tokens": 300, "ignore_eos": true}' >"$TMP/code$i" 2>/dev/null &
 done
-sleep 0.5
-busy_a=$(curl -s "$A/metrics" | sed -n 's/^ramole_running_sequences //p')
+for _ in $(seq 1 40); do
+  busy_a=$(curl -s "$A/metrics" | sed -n 's/^ramole_running_sequences //p')
+  [ "${busy_a:-0}" -ge 1 ] && break
+  sleep 0.05
+done
 kill -KILL "$(cat "$RUN/a.pid")"
 wait_all() { for j in $(jobs -p); do wait "$j" 2>/dev/null; done; }
 ok_after=0
