@@ -171,16 +171,23 @@ def third_person(w):
     return w + "s"
 
 
-def past(w, exc):
+def regular_suffix(w, exc, suffix):
+    """w + suffix ("ed", "er") by the spelling rules the two share: an
+    irregular form from WordNet's exceptions first, then final e, y after a
+    consonant, a doubled final consonant."""
     if w in exc:
         return exc[w]
     if w.endswith("e"):
-        return w + "d"
+        return w + suffix[1:]
     if w.endswith("y") and w[-2] not in VOWELS:
-        return w[:-1] + "ied"
+        return w[:-1] + "i" + suffix
     if cvc(w):
-        return w + w[-1] + "ed"
-    return w + "ed"
+        return w + w[-1] + suffix
+    return w + suffix
+
+
+def past(w, exc):
+    return regular_suffix(w, exc, "ed")
 
 
 def gerund(w):
@@ -210,15 +217,7 @@ def ness(w):
 
 
 def comparative(w, exc):
-    if w in exc:
-        return exc[w]
-    if w.endswith("e"):
-        return w + "r"
-    if w.endswith("y") and w[-2] not in VOWELS:
-        return w[:-1] + "ier"
-    if cvc(w):
-        return w + w[-1] + "er"
-    return w + "er"
+    return regular_suffix(w, exc, "er")
 
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
