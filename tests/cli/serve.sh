@@ -148,10 +148,10 @@ fi
 
 # a deadline: the request is cancelled and says so; its slot is free at once
 $R key revoke "$acme" >/dev/null 2>&1; $R key revoke "$beta" >/dev/null 2>&1
-if start_server "$TMP/late.out" --port 0 --ctx 512 --deadline 0.2; then
+if start_server "$TMP/late.out" --port 0 --ctx 512 --deadline 0.05; then
   curl -s "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "x", "max_tokens": 500, "ignore_eos": true, "stream": true}' >"$TMP/late"
   running=$(curl -s "http://127.0.0.1:$PORT/metrics" | sed -n 's/^ramole_running_sequences //p')
-  grep -q '"code":"deadline_exceeded"' "$TMP/late" && grep -q 'deadline of 0.2 s' "$TMP/late" && [ "$running" = 0 ] \
+  grep -q '"code":"deadline_exceeded"' "$TMP/late" && grep -q 'deadline of 0.05 s' "$TMP/late" && [ "$running" = 0 ] \
     && pass serve_deadline_cancels || fail serve_deadline_cancels "running $running: $(tail -c 300 "$TMP/late")"
   kill -TERM "$SPID"; wait "$SPID"
 else
