@@ -26,6 +26,7 @@
  * answer on a path that needs no scratch (slower) and logs a warning once.
  */
 #include "kernels/kern_internal.h"
+#include "kernels/qgemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -82,6 +83,21 @@ static size_t act_bytes(rm_type wt, int64_t m, int64_t k) { return align64((size
 
 static size_t panel_bytes(int64_t rows, int64_t k) { return align64((size_t)rows * (size_t)k * 4); }
 
+/*
+ * The int8 GEMM path for q8_0 (qgemm.c): X as unsigned levels (m x k bytes)
+ * and f32 scales (m x k/32), then one repacked weight tile per thread.
+ */
+static bool g_q8_int8_gemm = true;
+
+void rm_kern_matmul_set_q8_int8_gemm(bool on) { g_q8_int8_gemm = on; }
+bool rm_kern_matmul_q8_int8_gemm(void) { return g_q8_int8_gemm; }
+
+static size_t qgemm_xu_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)k); }
+static size_t qgemm_xd_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)(k / RM_Q8_0_BLOCK) * 4); }
+static size_t qgemm_bytes(int64_t m, int64_t k, int nth) {
+    return qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k) + (size_t)nth * rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
+}
+
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads) {
     if (m <= 0 || n <= 0 || k <= 0 || wt == RM_TYPE_F32) return 0;
@@ -93,6 +109,7 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     if (m >= RM_MM_GEMM_MIN_M) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
+        if (wt == RM_TYPE_Q8_0 && qgemm_bytes(m, k, nthreads) > need) need = qgemm_bytes(m, k, nthreads);
     }
     return need;
 }
@@ -110,6 +127,11 @@ typedef struct {
     float *xd;                 /* xq scales in f32, m x k/32 */
     uint8_t *xk;               /* quantised X for the 4-6 bit weights (m rows of xk_row bytes), or NULL */
     size_t xk_row;
+    uint8_t *xu;               /* int8 GEMM path: X levels + 128, m x k bytes */
+    float *xud;                /* their scales, m x k/32 */
+    uint8_t *tiles;            /* one weight tile per thread */
+    rm_qgemm_fn qgemm;
+    rm_qgemm_pack_fn qpack;
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
@@ -275,6 +297,37 @@ static void job_gemm(void *ctx, int ith, int nth) {
     }
 }
 
+/* int8 GEMM path, step 1: X rows to the kernel layout (rows split over the pool). */
+static void job_qgemm_act(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t lo, hi, nb = j->k / RM_Q8_0_BLOCK;
+    rm_split(j->m, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t b = 0; b < nb; b++) {
+            rm_block_q8_0 q;
+            j->ops->f32_to_q8_0(&q, j->x + i * j->k + b * RM_Q8_0_BLOCK, RM_Q8_0_BLOCK);
+            rm_qgemm_pack_act(j->xu + i * j->k + b * RM_Q8_0_BLOCK, j->xud + i * nb + b, &q, 1);
+        }
+}
+
+/* int8 GEMM path, step 2: each thread takes whole tiles of 32 W rows, repacks
+ * one into its own slice, and runs it against every X row, four at a time. */
+static void job_qgemm(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t nb = j->k / RM_Q8_0_BLOCK, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
+    rm_split(ntiles, ith, nth, &lo, &hi);
+    uint8_t *tile = j->tiles + (size_t)ith * rm_qgemm_tile_bytes(nb);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t c0 = t * RM_QGEMM_TILE_COLS;
+        int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
+        j->qpack(tile, (const rm_block_q8_0 *)(j->w + (size_t)c0 * j->wrow), nb, nc);
+        for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
+            int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
+            j->qgemm(j->xu + i * j->k, j->xud + i * nb, j->k, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
+        }
+    }
+}
+
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
 
@@ -304,6 +357,16 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     size_t have = c && c->work ? c->work_size : 0;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
                 .wrow = rm_type_row_bytes(wt, k)};
+    if (m >= RM_MM_GEMM_MIN_M && wt == RM_TYPE_Q8_0 && g_q8_int8_gemm && have >= qgemm_bytes(m, k, nth)) {
+        j.xu = c->work;
+        j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
+        j.tiles = (uint8_t *)j.xud + qgemm_xd_bytes(m, k);
+        j.qgemm = rm_qgemm_q8_0_get(j.ops);
+        j.qpack = rm_qgemm_pack_get(j.ops);
+        rm_pool_run(pool, job_qgemm_act, &j);
+        rm_pool_run(pool, job_qgemm, &j);
+        return;
+    }
     if (m >= RM_MM_GEMM_MIN_M) {
         int64_t want = panel_rows(chunk_rows(n, nth));
         j.panel_stride = have / (size_t)nth & ~(size_t)63;

@@ -1,0 +1,52 @@
+/*
+ * qgemm.h — private to src/kernels: the int8 multi-row q8_0 kernels
+ * (qgemm.c has the layouts and the design).
+ */
+#ifndef RM_QGEMM_H
+#define RM_QGEMM_H
+
+#include "kernels/kern_internal.h"
+
+#define RM_QGEMM_TILE_COLS 32
+/* One block of a tile: the levels, then corr, then the scales (bytes). */
+#define RM_QGEMM_QS_BYTES (8 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_CORR_AT RM_QGEMM_QS_BYTES
+#define RM_QGEMM_D_AT (RM_QGEMM_CORR_AT + RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_TILE_BLOCK (RM_QGEMM_D_AT + RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_ROWS 4         /* activation rows per kernel call, at most */
+
+/*
+ * y[r * ldy + c] = sum over the nb blocks of X row r . W column c, for
+ * r < nr (1..RM_QGEMM_ROWS) and c < nc (1..RM_QGEMM_TILE_COLS). Activation
+ * row r is xu + r * ldx (ldx = k bytes) with scales xd + r * (ldx / 32).
+ */
+typedef void (*rm_qgemm_fn)(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile,
+                            int64_t nb, float *y, int64_t ldy, int nc);
+
+/* Bytes of one weight tile of nb blocks per column (a multiple of 64). */
+size_t rm_qgemm_tile_bytes(int64_t nb);
+/* Repack ncols (<= RM_QGEMM_TILE_COLS) consecutive W rows of nb q8_0 blocks
+ * each into tile; the missing columns are zero. The scalar definition and
+ * the AVX-512 one (gathers; needs VNNI too) write the same bytes. */
+typedef void (*rm_qgemm_pack_fn)(uint8_t *tile, const rm_block_q8_0 *w, int64_t nb, int ncols);
+void rm_qgemm_pack_tile(uint8_t *tile, const rm_block_q8_0 *w, int64_t nb, int ncols);
+void rm_qgemm_pack_tile_vnni(uint8_t *tile, const rm_block_q8_0 *w, int64_t nb, int ncols);
+/* One quantised activation row (nb blocks) to the kernel layout: xu (32 nb
+ * bytes) and xd (nb scales). */
+void rm_qgemm_pack_act(uint8_t *xu, float *xd, const rm_block_q8_0 *xq, int64_t nb);
+
+/* The variants: scalar reference, AVX2 (vpmaddubsw/vpmaddwd), AVX-512 VNNI
+ * (vpdpbusd). All give the same bits. */
+void rm_qgemm_q8_0_scalar(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile, int64_t nb,
+                          float *y, int64_t ldy, int nc);
+void rm_qgemm_q8_0_avx2(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile, int64_t nb,
+                        float *y, int64_t ldy, int nc);
+void rm_qgemm_q8_0_vnni(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile, int64_t nb,
+                        float *y, int64_t ldy, int nc);
+
+/* The best kernel and packer for the table ops and this CPU (the VNNI ones
+ * need AVX-512 VNNI). */
+rm_qgemm_fn rm_qgemm_q8_0_get(const rm_kern_ops *ops);
+rm_qgemm_pack_fn rm_qgemm_pack_get(const rm_kern_ops *ops);
+
+#endif

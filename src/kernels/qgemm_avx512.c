@@ -1,0 +1,95 @@
+/*
+ * qgemm_avx512.c — the q8_0 multi-row kernel with AVX-512 VNNI (vpdpbusd):
+ * the 32 columns of a tile in two registers, up to four activation rows per
+ * pass, so each 64-byte weight load feeds four vpdpbusd and each broadcast
+ * activation word feeds 32 columns; and the tile packer with gathers, which
+ * makes the repacking a small part of the time even at m = 32. Chosen only
+ * where cpuid reports AVX512_VNNI (qgemm.c); the layouts are in qgemm.c.
+ */
+#include "kernels/qgemm.h"
+
+#include <immintrin.h>
+
+#define RM_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define RM_VNNI RM_VNNI_TARGET __attribute__((always_inline)) static inline
+
+RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const int NR, const uint8_t *tile,
+                       int64_t nb, float *y, int64_t ldy, int nc) {
+    __m512 acc[RM_QGEMM_ROWS][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    int64_t ldd = ldx / RM_Q8_0_BLOCK;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * RM_QGEMM_TILE_BLOCK;
+        __m512i corr0 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_CORR_AT));
+        __m512i corr1 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_CORR_AT + 64));
+        __m512i s[RM_QGEMM_ROWS][2];
+        for (int r = 0; r < NR; r++) s[r][0] = corr0, s[r][1] = corr1;
+        const uint8_t *xb = xu + b * RM_Q8_0_BLOCK;
+        for (int g = 0; g < 8; g++) {
+            __m512i w0 = _mm512_loadu_si512((const void *)(blk + 128 * g));
+            __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 * g + 64));
+            for (int r = 0; r < NR; r++) {
+                int32_t word;
+                __builtin_memcpy(&word, xb + r * ldx + 4 * g, 4);
+                __m512i xv = _mm512_set1_epi32(word);
+                s[r][0] = _mm512_dpbusd_epi32(s[r][0], xv, w0);
+                s[r][1] = _mm512_dpbusd_epi32(s[r][1], xv, w1);
+            }
+        }
+        __m512 d0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_D_AT));
+        __m512 d1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_D_AT + 64));
+        for (int r = 0; r < NR; r++) {
+            __m512 dx = _mm512_set1_ps(xd[r * ldd + b]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+        }
+    }
+    __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
+    __mmask16 m1 = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m1, acc[r][1]);
+    }
+}
+
+RM_VNNI_TARGET void rm_qgemm_q8_0_vnni(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile,
+                                       int64_t nb, float *y, int64_t ldy, int nc) {
+    switch (nr) {
+    case 4: vnni_rows(xu, xd, ldx, 4, tile, nb, y, ldy, nc); break;
+    case 3: vnni_rows(xu, xd, ldx, 3, tile, nb, y, ldy, nc); break;
+    case 2: vnni_rows(xu, xd, ldx, 2, tile, nb, y, ldy, nc); break;
+    default: vnni_rows(xu, xd, ldx, 1, tile, nb, y, ldy, nc); break;
+    }
+}
+
+/*
+ * Gathers do the 4-byte transpose: word g of block b of the 16 columns of
+ * half h. corr comes from vpdpbusd against 128 in every byte (then negated),
+ * the scales from a gather of each block's first word (its f16 scale).
+ */
+RM_VNNI_TARGET void rm_qgemm_pack_tile_vnni(uint8_t *tile, const rm_block_q8_0 *w, int64_t nb, int ncols) {
+    const int32_t wrow = (int32_t)(nb * (int64_t)sizeof(rm_block_q8_0));
+    const __m512i cols = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(wrow));
+    const __m512i b128 = _mm512_set1_epi8((char)0x80), low16 = _mm512_set1_epi32(0xffff);
+    __mmask16 mask[2];
+    mask[0] = (__mmask16)(ncols >= 16 ? 0xffff : (1u << ncols) - 1);
+    mask[1] = (__mmask16)(ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (1u << (ncols - 16)) - 1);
+    const uint8_t *base = (const uint8_t *)w;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * RM_QGEMM_TILE_BLOCK;
+        for (int h = 0; h < 2; h++) {
+            __m512i idx = _mm512_add_epi32(cols, _mm512_set1_epi32(16 * h * wrow + (int32_t)(b * sizeof(rm_block_q8_0))));
+            __m512i sum = _mm512_setzero_si512();
+            for (int g = 0; g < 8; g++) {
+                __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask[h],
+                                                        _mm512_add_epi32(idx, _mm512_set1_epi32(2 + 4 * g)), base, 1);
+                _mm512_storeu_si512((void *)(blk + 128 * g + 64 * h), v);
+                sum = _mm512_dpbusd_epi32(sum, b128, v);
+            }
+            _mm512_storeu_si512((void *)(blk + RM_QGEMM_CORR_AT + 64 * h), _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+            __m512i dh = _mm512_and_si512(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask[h], idx, base, 1), low16);
+            _mm512_storeu_ps((float *)(blk + RM_QGEMM_D_AT + 64 * h), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
+        }
+    }
+}
