@@ -95,3 +95,70 @@ rm_qgemm_pack_fn rm_qgemm_pack_get(const rm_kern_ops *ops) {
     if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_pack_tile_vnni;
     return rm_qgemm_pack_tile;
 }
+
+/* ---- q4_k ------------------------------------------------------------------ */
+
+size_t rm_qgemm_k4_tile_bytes(int64_t nb) { return (size_t)nb * RM_QGEMM_K4_BLOCK; }
+
+void rm_qgemm_k4_pack_tile(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols) {
+    memset(tile, 0, rm_qgemm_k4_tile_bytes(nb));
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
+        for (int c = 0; c < ncols; c++) {
+            const rm_block_q4_k *wb = &w[(size_t)c * (size_t)nb + (size_t)b];
+            uint8_t sc[8], mn[8];
+            rm_kern_unpack_k4(wb->scales, sc, mn);
+            for (int j = 0; j < 8; j++) {
+                for (int e = 0; e < 32; e++)
+                    blk[j * RM_QGEMM_QS_BYTES + (e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4] =
+                        (uint8_t)((wb->qs[32 * (j / 2) + e] >> (4 * (j % 2))) & 0xF);
+                int32_t s32 = sc[j], m32 = mn[j];
+                memcpy(blk + RM_QGEMM_K4_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &s32, 4);
+                memcpy(blk + RM_QGEMM_K4_MN_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &m32, 4);
+            }
+            float d = rm_f16_to_f32(wb->d), dmin = rm_f16_to_f32(wb->dmin);
+            memcpy(blk + RM_QGEMM_K4_D_AT + c * 4, &d, 4);
+            memcpy(blk + RM_QGEMM_K4_DMIN_AT + c * 4, &dmin, 4);
+        }
+    }
+}
+
+void rm_qgemm_q4_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
+                          int nc) {
+    for (int r = 0; r < nr; r++) {
+        float acc[RM_QGEMM_TILE_COLS] = {0};
+        for (int64_t b = 0; b < nb; b++) {
+            const rm_block_q8_k *xb = &x[r * nb + b];
+            const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
+            for (int c = 0; c < RM_QGEMM_TILE_COLS; c++) {
+                int32_t S = 0, M = 0;
+                for (int j = 0; j < 8; j++) {
+                    int32_t isum = 0, sc, mn;
+                    for (int e = 0; e < 32; e++)
+                        isum += blk[j * RM_QGEMM_QS_BYTES + (e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4] *
+                                xb->qs[32 * j + e];
+                    memcpy(&sc, blk + RM_QGEMM_K4_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, 4);
+                    memcpy(&mn, blk + RM_QGEMM_K4_MN_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, 4);
+                    S += sc * isum;
+                    M += mn * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+                }
+                float d, dmin;
+                memcpy(&d, blk + RM_QGEMM_K4_D_AT + c * 4, 4);
+                memcpy(&dmin, blk + RM_QGEMM_K4_DMIN_AT + c * 4, 4);
+                acc[c] = fmaf((float)S, d * xb->d, acc[c]);
+                acc[c] = fmaf(-(float)M, dmin * xb->d, acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) y[r * ldy + c] = acc[c];
+    }
+}
+
+rm_qgemm_k4_fn rm_qgemm_q4_k_get(const rm_kern_ops *ops) {
+    if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_q4_k_vnni;
+    return NULL;
+}
+
+rm_qgemm_k4_pack_fn rm_qgemm_k4_pack_get(const rm_kern_ops *ops) {
+    if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_k4_pack_tile_vnni;
+    return rm_qgemm_k4_pack_tile;
+}

@@ -44,6 +44,38 @@ void rm_qgemm_q8_0_avx2(const uint8_t *xu, const float *xd, int64_t ldx, int nr,
 void rm_qgemm_q8_0_vnni(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile, int64_t nb,
                         float *y, int64_t ldy, int nc);
 
+/*
+ * q4_k weights against q8_K activation rows (kern_internal.h), the same
+ * scheme: a tile is 32 W rows, per 256-weight super-block RM_QGEMM_K4_BLOCK
+ * bytes: the levels (0..15) as [8 sub-blocks][8 groups][32 columns][4], then
+ * the 6-bit scales and mins as int32 [8][32] each, then d and dmin as f32
+ * [32] each. The levels are unsigned, so vpdpbusd takes them as its unsigned
+ * operand and the activations as the signed one: no correction term.
+ */
+#define RM_QGEMM_K4_SC_AT (8 * RM_QGEMM_QS_BYTES)
+#define RM_QGEMM_K4_MN_AT (RM_QGEMM_K4_SC_AT + 8 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K4_D_AT (RM_QGEMM_K4_MN_AT + 8 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K4_DMIN_AT (RM_QGEMM_K4_D_AT + RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K4_BLOCK (RM_QGEMM_K4_DMIN_AT + RM_QGEMM_TILE_COLS * 4)
+
+/* y[r * ldy + c] for activation rows x + r * nb (r < nr) and column c < nc:
+ * per super-block, S = sum_j sc_j isum_j and M = sum_j mn_j bsum_j in exact
+ * int32, then acc += S (d dx) and acc -= M (dmin dx), each one fma. */
+typedef void (*rm_qgemm_k4_fn)(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
+                               int64_t ldy, int nc);
+typedef void (*rm_qgemm_k4_pack_fn)(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols);
+size_t rm_qgemm_k4_tile_bytes(int64_t nb);
+void rm_qgemm_k4_pack_tile(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols);
+void rm_qgemm_k4_pack_tile_vnni(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols);
+void rm_qgemm_q4_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
+                          int nc);
+void rm_qgemm_q4_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
+                        int nc);
+/* The q4_k kernel and packer for this CPU: VNNI, else NULL (the sgemm path
+ * stays, having no faster integer kernel to give). */
+rm_qgemm_k4_fn rm_qgemm_q4_k_get(const rm_kern_ops *ops);
+rm_qgemm_k4_pack_fn rm_qgemm_k4_pack_get(const rm_kern_ops *ops);
+
 /* The best kernel and packer for the table ops and this CPU (the VNNI ones
  * need AVX-512 VNNI). */
 rm_qgemm_fn rm_qgemm_q8_0_get(const rm_kern_ops *ops);
