@@ -14,6 +14,12 @@
 #define RM_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define RM_VNNI RM_VNNI_TARGET __attribute__((always_inline)) static inline
 
+/* Lane masks of the first nc columns of a tile, 16 per register. */
+static inline void col_masks(int nc, __mmask16 m[2]) {
+    m[0] = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
+    m[1] = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+}
+
 RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const int NR, const uint8_t *tile,
                        int64_t nb, float *y, int64_t ldy, int nc) {
     __m512 acc[RM_QGEMM_ROWS][2];
@@ -45,11 +51,11 @@ RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const in
             acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
         }
     }
-    __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
-    __mmask16 m1 = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+    __mmask16 m[2];
+    col_masks(nc, m);
     for (int r = 0; r < NR; r++) {
-        _mm512_mask_storeu_ps(y + r * ldy, m0, acc[r][0]);
-        _mm512_mask_storeu_ps(y + r * ldy + 16, m1, acc[r][1]);
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
     }
 }
 
@@ -74,8 +80,7 @@ RM_VNNI_TARGET void rm_qgemm_pack_tile_vnni(uint8_t *tile, const rm_block_q8_0 *
                                             _mm512_set1_epi32(wrow));
     const __m512i b128 = _mm512_set1_epi8((char)0x80), low16 = _mm512_set1_epi32(0xffff);
     __mmask16 mask[2];
-    mask[0] = (__mmask16)(ncols >= 16 ? 0xffff : (1u << ncols) - 1);
-    mask[1] = (__mmask16)(ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (1u << (ncols - 16)) - 1);
+    col_masks(ncols, mask);
     const uint8_t *base = (const uint8_t *)w;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * RM_QGEMM_TILE_BLOCK;
@@ -146,11 +151,11 @@ RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
             acc[r][1] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M1), _mm512_mul_ps(m1, dx), acc[r][1]);
         }
     }
-    __mmask16 k0 = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
-    __mmask16 k1 = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+    __mmask16 m[2];
+    col_masks(nc, m);
     for (int r = 0; r < NR; r++) {
-        _mm512_mask_storeu_ps(y + r * ldy, k0, acc[r][0]);
-        _mm512_mask_storeu_ps(y + r * ldy + 16, k1, acc[r][1]);
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
     }
 }
 
@@ -173,8 +178,7 @@ RM_VNNI_TARGET void rm_qgemm_k4_pack_tile_vnni(uint8_t *tile, const rm_block_q4_
                                             _mm512_set1_epi32(wrow));
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __mmask16 mask[2];
-    mask[0] = (__mmask16)(ncols >= 16 ? 0xffff : (1u << ncols) - 1);
-    mask[1] = (__mmask16)(ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (1u << (ncols - 16)) - 1);
+    col_masks(ncols, mask);
     const uint8_t *base = (const uint8_t *)w;
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
