@@ -345,7 +345,7 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         rm_matmul_ref(mag, xa, m, wa, RM_TYPE_F32, n, k);
         free(xa), free(wa);
     }
-    bool int8_gemm = (wt == RM_TYPE_Q8_0 || wt == RM_TYPE_Q4_K) && m >= rm_kern_matmul_gemm_min_m() &&
+    bool int8_gemm = (wt == RM_TYPE_Q8_0 || wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && m >= rm_kern_matmul_gemm_min_m() &&
                      rm_kern_matmul_q8_int8_gemm();
     if (rm_type_is_quant(wt) && (m < 16 || int8_gemm)) { /* the int8 paths: exact up to float rounding on quantised X */
         float *xq = malloc((size_t)(m * k) * 4);
@@ -362,7 +362,8 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         rm_compute c = {.pool = NULL, .work = work, .work_size = ws};
         rm_matmul(&c, y, x, m, w, wt, n, k);
         st->worst_ref = fmax(st->worst_ref, mag ? rel_err_to(y, ref, mag, m * n) : rel_err(y, ref, m * n));
-        bool int8_here = m < 16 || (int8_gemm && (wt == RM_TYPE_Q8_0 || rm_qgemm_q4_k_get(rm_kern_ops_get())));
+        bool int8_here = m < 16 || (int8_gemm && (wt == RM_TYPE_Q8_0 || (wt == RM_TYPE_Q4_K ? rm_qgemm_q4_k_get(rm_kern_ops_get())
+                                                                         : rm_qgemm_q6_k_get(rm_kern_ops_get()))));
         if (qref && int8_here) st->worst_qref = fmax(st->worst_qref, rel_err_to(y, qref, mag, m * n));
         for (int p = 0; p < 3; p++) {
             c.pool = pools[p];
@@ -560,6 +561,54 @@ TEST(kernels_qgemm_q4_k_kernels_match_exact_integer_sums) {
     CHECK_MSG(bad_simd == 0, "%d rows of the VNNI q4_k GEMM kernel differ from the scalar kernel", bad_simd);
     CHECK_MSG(bad_pack == 0, "%d q4_k tiles packed with gathers differ from the scalar packing", bad_pack);
     free(tile), free(t2), free(w), free(x), free(wf), free(xf);
+}
+
+/* The q6_k int8 GEMM kernels: the scalar kernel against exact integer sums
+ * (levels - 32 times the int8 scales), the VNNI kernel against it. */
+TEST(kernels_qgemm_q6_k_kernels_match_exact_integer_sums) {
+    enum { NB = 2, K = NB * 256, M = RM_QGEMM_ROWS, C = RM_QGEMM_TILE_COLS };
+    float *wf = malloc(C * K * 4), *xf = malloc(M * K * 4);
+    fill(wf, C * K, 0.5f);
+    fill(xf, M * K, 1.0f);
+    rm_block_q6_k *w = malloc(C * NB * sizeof *w);
+    rm_block_q8_k *x = malloc(M * NB * sizeof *x);
+    rm_convert(RM_TYPE_Q6_K, w, RM_TYPE_F32, wf, C * K);
+    for (int r = 0; r < M; r++) rm_kern_quantize_q8_k(x + r * NB, xf + r * K, K);
+    uint8_t *tile = malloc(rm_qgemm_k6_tile_bytes(NB));
+    float *lv = malloc(K * 4), want[M * C], got[M * C], simd[M * C];
+    bool vnni = rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+    int bad_ref = 0, bad_simd = 0;
+    static const int ncs[] = {1, 17, C};
+    for (size_t ic = 0; ic < sizeof ncs / sizeof ncs[0]; ic++) {
+        int nc = ncs[ic];
+        rm_qgemm_k6_pack_tile(tile, w, NB, nc);
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < nc; c++) {
+                float acc = 0;
+                for (int b = 0; b < NB; b++) {
+                    rm_block_q6_k one = w[c * NB + b];
+                    one.d = rm_f32_to_f16(1.0f); /* levels times scales, exactly, from the dequantiser */
+                    rm_kern_dequantize(RM_TYPE_Q6_K, lv, &one, 256);
+                    const rm_block_q8_k *xb = &x[r * NB + b];
+                    int32_t T = 0;
+                    for (int e = 0; e < 256; e++) T += (int32_t)lv[e] * xb->qs[e];
+                    acc = fmaf((float)T, rm_f16_to_f32(w[c * NB + b].d) * xb->d, acc);
+                }
+                want[r * C + c] = acc;
+            }
+        for (int nr = 1; nr <= M; nr++) {
+            rm_qgemm_q6_k_scalar(x, nr, tile, NB, got, C, nc);
+            for (int r = 0; r < nr; r++)
+                for (int c = 0; c < nc; c++) bad_ref += memcmp(&got[r * C + c], &want[r * C + c], 4) != 0;
+            if (!vnni) continue;
+            memcpy(simd, got, sizeof got);
+            rm_qgemm_q6_k_vnni(x, nr, tile, NB, simd, C, nc);
+            for (int r = 0; r < nr; r++) bad_simd += memcmp(simd + r * C, got + r * C, (size_t)nc * 4) != 0;
+        }
+    }
+    CHECK_MSG(bad_ref == 0, "%d outputs of the scalar q6_k GEMM kernel differ from exact integer sums", bad_ref);
+    CHECK_MSG(bad_simd == 0, "%d rows of the VNNI q6_k GEMM kernel differ from the scalar kernel", bad_simd);
+    free(tile), free(lv), free(w), free(x), free(wf), free(xf);
 }
 
 /* The 4-6 bit weights: the reference dequantises them exactly, so the error

@@ -81,9 +81,18 @@ static size_t quant_bytes(int64_t m, int64_t k) {
 /* Quantised X for the 4-6 bit weights: m rows of rm_kern_act_row_bytes. */
 static size_t act_bytes(rm_type wt, int64_t m, int64_t k) { return align64((size_t)m * rm_kern_act_row_bytes(wt, k)); }
 
-/* The int8 GEMM path for q4_k: X as q8_K rows, then one tile per thread. */
-static size_t qgemm_k4_bytes(int64_t m, int64_t k, int nth) {
-    return act_bytes(RM_TYPE_Q4_K, m, k) + (size_t)nth * rm_qgemm_k4_tile_bytes(k / RM_QK_K);
+/* The int8 GEMM path for q4_k and q6_k: X as q8_K rows, then one tile per thread. */
+static size_t qgemm_k_tile_bytes(rm_type wt, int64_t k) {
+    return wt == RM_TYPE_Q4_K ? rm_qgemm_k4_tile_bytes(k / RM_QK_K) : rm_qgemm_k6_tile_bytes(k / RM_QK_K);
+}
+static size_t qgemm_k_bytes(rm_type wt, int64_t m, int64_t k, int nth) {
+    return act_bytes(wt, m, k) + (size_t)nth * qgemm_k_tile_bytes(wt, k);
+}
+/* The k-quant int8 GEMM kernel for wt on this CPU, or NULL. */
+static rm_qgemm_k4_fn qgemm_k_kernel(const rm_kern_ops *ops, rm_type wt) {
+    if (wt == RM_TYPE_Q4_K) return rm_qgemm_q4_k_get(ops);
+    if (wt == RM_TYPE_Q6_K) return rm_qgemm_q6_k_get(ops);
+    return NULL;
 }
 
 static size_t panel_bytes(int64_t rows, int64_t k) { return align64((size_t)rows * (size_t)k * 4); }
@@ -115,7 +124,8 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
         if (wt == RM_TYPE_Q8_0 && qgemm_bytes(m, k, nthreads) > need) need = qgemm_bytes(m, k, nthreads);
-        if (wt == RM_TYPE_Q4_K && qgemm_k4_bytes(m, k, nthreads) > need) need = qgemm_k4_bytes(m, k, nthreads);
+        if ((wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && qgemm_k_bytes(wt, m, k, nthreads) > need)
+            need = qgemm_k_bytes(wt, m, k, nthreads);
     }
     return need;
 }
@@ -336,17 +346,19 @@ static void job_qgemm(void *ctx, int ith, int nth) {
     }
 }
 
-/* The same for q4_k weights against the q8_K rows in xk. */
-static void job_qgemm_k4(void *ctx, int ith, int nth) {
+/* The same for q4_k / q6_k weights against the q8_K rows in xk. */
+static void job_qgemm_k(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
     int64_t nb = j->k / RM_QK_K, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
     rm_split(ntiles, ith, nth, &lo, &hi);
-    uint8_t *tile = j->tiles + (size_t)ith * rm_qgemm_k4_tile_bytes(nb);
+    uint8_t *tile = j->tiles + (size_t)ith * qgemm_k_tile_bytes(j->wt, j->k);
     const rm_block_q8_k *x = (const rm_block_q8_k *)j->xk;
     for (int64_t t = lo; t < hi; t++) {
         int64_t c0 = t * RM_QGEMM_TILE_COLS;
         int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
-        j->qpack_k4(tile, (const rm_block_q4_k *)(j->w + (size_t)c0 * j->wrow), nb, nc);
+        const uint8_t *w = j->w + (size_t)c0 * j->wrow;
+        if (j->wt == RM_TYPE_Q4_K) j->qpack_k4(tile, (const rm_block_q4_k *)w, nb, nc);
+        else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)w, nb, nc);
         for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
             int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
             j->qgemm_k4(x + i * nb, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
@@ -393,15 +405,14 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         rm_pool_run(pool, job_qgemm, &j);
         return;
     }
-    if (m >= RM_MM_GEMM_MIN_M && wt == RM_TYPE_Q4_K && g_q8_int8_gemm && rm_qgemm_q4_k_get(j.ops) &&
-        have >= qgemm_k4_bytes(m, k, nth)) {
+    if (m >= RM_MM_GEMM_MIN_M && g_q8_int8_gemm && qgemm_k_kernel(j.ops, wt) && have >= qgemm_k_bytes(wt, m, k, nth)) {
         j.xk = c->work;
         j.xk_row = rm_kern_act_row_bytes(wt, k);
         j.tiles = (uint8_t *)c->work + act_bytes(wt, m, k);
-        j.qgemm_k4 = rm_qgemm_q4_k_get(j.ops);
+        j.qgemm_k4 = qgemm_k_kernel(j.ops, wt);
         j.qpack_k4 = rm_qgemm_k4_pack_get(j.ops);
         rm_pool_run(pool, job_quantize, &j);
-        rm_pool_run(pool, job_qgemm_k4, &j);
+        rm_pool_run(pool, job_qgemm_k, &j);
         return;
     }
     if (m >= RM_MM_GEMM_MIN_M) {

@@ -162,3 +162,65 @@ rm_qgemm_k4_pack_fn rm_qgemm_k4_pack_get(const rm_kern_ops *ops) {
     if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_k4_pack_tile_vnni;
     return rm_qgemm_k4_pack_tile;
 }
+
+/* ---- q6_k ------------------------------------------------------------------ */
+
+size_t rm_qgemm_k6_tile_bytes(int64_t nb) { return (size_t)nb * RM_QGEMM_K6_BLOCK; }
+
+void rm_qgemm_k6_pack_tile(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols) {
+    memset(tile, 0, rm_qgemm_k6_tile_bytes(nb));
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
+        for (int c = 0; c < ncols; c++) {
+            const rm_block_q6_k *wb = &w[(size_t)c * (size_t)nb + (size_t)b];
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = wb->ql + 64 * h, *qh = wb->qh + 32 * h;
+                for (int g = 0; g < 4; g++)
+                    for (int l = 0; l < 32; l++) {
+                        int lo = g < 2 ? ql[l + 32 * g] & 0xF : ql[l + 32 * (g - 2)] >> 4;
+                        int e = 128 * h + 32 * g + l, ee = e % 16;
+                        blk[(e / 16) * (RM_QGEMM_QS_BYTES / 2) + (ee / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + ee % 4] =
+                            (uint8_t)(lo | (((qh[l] >> (2 * g)) & 3) << 4));
+                    }
+            }
+            for (int j = 0; j < 16; j++) {
+                int32_t s32 = wb->scales[j];
+                memcpy(blk + RM_QGEMM_K6_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &s32, 4);
+            }
+            float d = rm_f16_to_f32(wb->d);
+            memcpy(blk + RM_QGEMM_K6_D_AT + c * 4, &d, 4);
+        }
+    }
+}
+
+void rm_qgemm_q6_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
+                          int nc) {
+    for (int r = 0; r < nr; r++) {
+        float acc[RM_QGEMM_TILE_COLS] = {0};
+        for (int64_t b = 0; b < nb; b++) {
+            const rm_block_q8_k *xb = &x[r * nb + b];
+            const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
+            for (int c = 0; c < RM_QGEMM_TILE_COLS; c++) {
+                int32_t S = 0, M = 0;
+                for (int j = 0; j < 16; j++) {
+                    int32_t isum = 0, sc;
+                    for (int e = 0; e < 16; e++)
+                        isum += blk[j * (RM_QGEMM_QS_BYTES / 2) + (e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4] *
+                                xb->qs[16 * j + e];
+                    memcpy(&sc, blk + RM_QGEMM_K6_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, 4);
+                    S += sc * isum;
+                    M += sc * xb->bsums[j];
+                }
+                float d;
+                memcpy(&d, blk + RM_QGEMM_K6_D_AT + c * 4, 4);
+                acc[c] = fmaf((float)(S - 32 * M), d * xb->d, acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) y[r * ldy + c] = acc[c];
+    }
+}
+
+rm_qgemm_k4_fn rm_qgemm_q6_k_get(const rm_kern_ops *ops) {
+    if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_q6_k_vnni;
+    return NULL;
+}

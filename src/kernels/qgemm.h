@@ -76,6 +76,26 @@ void rm_qgemm_q4_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int
 rm_qgemm_k4_fn rm_qgemm_q4_k_get(const rm_kern_ops *ops);
 rm_qgemm_k4_pack_fn rm_qgemm_k4_pack_get(const rm_kern_ops *ops);
 
+/*
+ * q6_k the same way: the levels 0..63 (before the -32 offset) as [16
+ * sub-blocks of 16][4 groups][32 columns][4], the int8 scales as int32
+ * [16][32], d as f32 [32]. Per super-block T = sum_j sc_j (isum_j - 32
+ * bsum_j) in exact int32 (the q8_K sums are per 16, as the sub-blocks), then
+ * acc += T (d dx), one fma.
+ */
+#define RM_QGEMM_K6_SC_AT (8 * RM_QGEMM_QS_BYTES)
+#define RM_QGEMM_K6_D_AT (RM_QGEMM_K6_SC_AT + 16 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K6_BLOCK (RM_QGEMM_K6_D_AT + RM_QGEMM_TILE_COLS * 4)
+typedef void (*rm_qgemm_k6_pack_fn)(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols);
+size_t rm_qgemm_k6_tile_bytes(int64_t nb);
+void rm_qgemm_k6_pack_tile(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols);
+void rm_qgemm_q6_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
+                          int nc);
+void rm_qgemm_q6_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
+                        int nc);
+/* VNNI, else NULL (q6_k keeps the sgemm path). */
+rm_qgemm_k4_fn rm_qgemm_q6_k_get(const rm_kern_ops *ops);
+
 /* The best kernel and packer for the table ops and this CPU (the VNNI ones
  * need AVX-512 VNNI). */
 rm_qgemm_fn rm_qgemm_q8_0_get(const rm_kern_ops *ops);

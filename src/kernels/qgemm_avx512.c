@@ -214,3 +214,62 @@ RM_VNNI_TARGET void rm_qgemm_k4_pack_tile_vnni(uint8_t *tile, const rm_block_q4_
         }
     }
 }
+
+/* ---- q6_k ------------------------------------------------------------------ */
+
+RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *tile, int64_t nb, float *y,
+                          int64_t ldy, int nc) {
+    __m512 acc[RM_QGEMM_ROWS][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
+        __m512i S[RM_QGEMM_ROWS][2];
+        for (int r = 0; r < NR; r++) S[r][0] = S[r][1] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; j++) {
+            const uint8_t *q = blk + j * (RM_QGEMM_QS_BYTES / 2);
+            __m512i is[RM_QGEMM_ROWS][2];
+            for (int r = 0; r < NR; r++) is[r][0] = is[r][1] = _mm512_setzero_si512();
+            for (int g = 0; g < 4; g++) {
+                __m512i w0 = _mm512_loadu_si512((const void *)(q + 128 * g));
+                __m512i w1 = _mm512_loadu_si512((const void *)(q + 128 * g + 64));
+                for (int r = 0; r < NR; r++) {
+                    int32_t word;
+                    __builtin_memcpy(&word, x[r * nb + b].qs + 16 * j + 4 * g, 4);
+                    __m512i xv = _mm512_set1_epi32(word);
+                    is[r][0] = _mm512_dpbusd_epi32(is[r][0], w0, xv);
+                    is[r][1] = _mm512_dpbusd_epi32(is[r][1], w1, xv);
+                }
+            }
+            __m512i sc0 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K6_SC_AT + j * 128));
+            __m512i sc1 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K6_SC_AT + j * 128 + 64));
+            for (int r = 0; r < NR; r++) {
+                __m512i bs = _mm512_set1_epi32(x[r * nb + b].bsums[j]);
+                S[r][0] = _mm512_add_epi32(S[r][0], _mm512_mullo_epi32(_mm512_sub_epi32(is[r][0], _mm512_slli_epi32(bs, 5)), sc0));
+                S[r][1] = _mm512_add_epi32(S[r][1], _mm512_mullo_epi32(_mm512_sub_epi32(is[r][1], _mm512_slli_epi32(bs, 5)), sc1));
+            }
+        }
+        __m512 d0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K6_D_AT));
+        __m512 d1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K6_D_AT + 64));
+        for (int r = 0; r < NR; r++) {
+            __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+        }
+    }
+    __mmask16 m[2];
+    col_masks(nc, m);
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
+    }
+}
+
+RM_VNNI_TARGET void rm_qgemm_q6_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
+                                       int64_t ldy, int nc) {
+    switch (nr) {
+    case 4: vnni_k6_rows(x, 4, tile, nb, y, ldy, nc); break;
+    case 3: vnni_k6_rows(x, 3, tile, nb, y, ldy, nc); break;
+    case 2: vnni_k6_rows(x, 2, tile, nb, y, ldy, nc); break;
+    default: vnni_k6_rows(x, 1, tile, nb, y, ldy, nc); break;
+    }
+}
