@@ -346,7 +346,7 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         free(xa), free(wa);
     }
     bool int8_gemm = (wt == RM_TYPE_Q8_0 || wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && m >= rm_kern_matmul_gemm_min_m() &&
-                     rm_kern_matmul_q8_int8_gemm();
+                     rm_kern_matmul_int8_gemm();
     if (rm_type_is_quant(wt) && (m < 16 || int8_gemm)) { /* the int8 paths: exact up to float rounding on quantised X */
         float *xq = malloc((size_t)(m * k) * 4);
         qref = malloc((size_t)(m * n) * 4);
@@ -425,10 +425,10 @@ TEST(kernels_matmul_q8_0) { mm_check_type(RM_TYPE_Q8_0, mm_ks_q8, 4, 5e-3); }
 
 /* The same shapes with the int8 GEMM path off: dequantised panels and sgemm. */
 TEST(kernels_matmul_q8_0_sgemm) {
-    bool saved = rm_kern_matmul_q8_int8_gemm();
-    rm_kern_matmul_set_q8_int8_gemm(false);
+    bool saved = rm_kern_matmul_int8_gemm();
+    rm_kern_matmul_set_int8_gemm(false);
     mm_check_type(RM_TYPE_Q8_0, mm_ks_q8, 4, 5e-3);
-    rm_kern_matmul_set_q8_int8_gemm(saved);
+    rm_kern_matmul_set_int8_gemm(saved);
 }
 
 /*
@@ -625,9 +625,9 @@ TEST(kernels_matmul_q6_k) { mm_check_type(RM_TYPE_Q6_K, mm_ks_qk, 3, 5e-3); }
  * q8_0 too, with its int8 GEMM path switched off. */
 TEST(kernels_matmul_gemm_path_small_m) {
     int saved_min = rm_kern_matmul_gemm_min_m();
-    bool saved_int8 = rm_kern_matmul_q8_int8_gemm();
+    bool saved_int8 = rm_kern_matmul_int8_gemm();
     rm_kern_matmul_set_gemm_min_m(2);
-    rm_kern_matmul_set_q8_int8_gemm(false);
+    rm_kern_matmul_set_int8_gemm(false);
     rm_pool *pool = NULL;
     CHECK_OK(rm_pool_new(2, &pool));
     static const int64_t ms[] = {2, 3, 17};
@@ -655,7 +655,7 @@ TEST(kernels_matmul_gemm_path_small_m) {
         CHECK_MSG(worst[t] < 1e-5, "%s: sgemm path error %.3g", rm_type_name((rm_type)t), worst[t]);
     rm_pool_free(pool);
     rm_kern_matmul_set_gemm_min_m(saved_min);
-    rm_kern_matmul_set_q8_int8_gemm(saved_int8);
+    rm_kern_matmul_set_int8_gemm(saved_int8);
 }
 
 TEST(kernels_matmul_work_size) {
