@@ -362,8 +362,10 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         rm_compute c = {.pool = NULL, .work = work, .work_size = ws};
         rm_matmul(&c, y, x, m, w, wt, n, k);
         st->worst_ref = fmax(st->worst_ref, mag ? rel_err_to(y, ref, mag, m * n) : rel_err(y, ref, m * n));
-        bool int8_here = m < 16 || (int8_gemm && (wt == RM_TYPE_Q8_0 || (wt == RM_TYPE_Q4_K ? rm_qgemm_q4_k_get(rm_kern_ops_get())
-                                                                         : rm_qgemm_q6_k_get(rm_kern_ops_get()))));
+        const rm_kern_ops *ops = rm_kern_ops_get();
+        bool int8_here = m < 16 || (int8_gemm && (wt == RM_TYPE_Q8_0   ? rm_qgemm_q8_0_get(ops) != NULL
+                                                  : wt == RM_TYPE_Q4_K ? rm_qgemm_q4_k_get(ops) != NULL
+                                                                       : rm_qgemm_q6_k_get(ops) != NULL));
         if (qref && int8_here) st->worst_qref = fmax(st->worst_qref, rel_err_to(y, qref, mag, m * n));
         for (int p = 0; p < 3; p++) {
             c.pool = pools[p];

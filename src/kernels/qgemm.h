@@ -96,8 +96,11 @@ void rm_qgemm_q6_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int
 /* VNNI, else NULL (q6_k keeps the sgemm path). */
 rm_qgemm_k4_fn rm_qgemm_q6_k_get(const rm_kern_ops *ops);
 
-/* The best kernel and packer for the table ops and this CPU (the VNNI ones
- * need AVX-512 VNNI). */
+/* The kernel and packer for the table ops and this CPU: the VNNI ones where
+ * the CPU has AVX-512 VNNI, else NULL for the kernel (q8_0 keeps the sgemm
+ * path: the AVX2 kernel ran at 0.8x of it on a Zen 4 core with RAMOLE_ISA=avx2,
+ * 77-79 against 96-99 GFLOP/s at m = 512, OpenBLAS using AVX-512 there; it
+ * stays, tested, for a measurement on an AVX2-only CPU). */
 rm_qgemm_fn rm_qgemm_q8_0_get(const rm_kern_ops *ops);
 rm_qgemm_pack_fn rm_qgemm_pack_get(const rm_kern_ops *ops);
 
