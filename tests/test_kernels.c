@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/kern_internal.h" /* the dot/sgemm switch point */
+#include "kernels/qgemm.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -344,7 +345,9 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         rm_matmul_ref(mag, xa, m, wa, RM_TYPE_F32, n, k);
         free(xa), free(wa);
     }
-    if (rm_type_is_quant(wt) && m < 16) { /* the int8 path: exact up to float rounding on quantised X */
+    bool int8_gemm = (wt == RM_TYPE_Q8_0 || wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && m >= rm_kern_matmul_gemm_min_m() &&
+                     rm_kern_matmul_int8_gemm();
+    if (rm_type_is_quant(wt) && (m < 16 || int8_gemm)) { /* the int8 paths: exact up to float rounding on quantised X */
         float *xq = malloc((size_t)(m * k) * 4);
         qref = malloc((size_t)(m * n) * 4);
         act_roundtrip(wt, xq, x, m, k);
@@ -359,7 +362,11 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         rm_compute c = {.pool = NULL, .work = work, .work_size = ws};
         rm_matmul(&c, y, x, m, w, wt, n, k);
         st->worst_ref = fmax(st->worst_ref, mag ? rel_err_to(y, ref, mag, m * n) : rel_err(y, ref, m * n));
-        if (qref) st->worst_qref = fmax(st->worst_qref, rel_err_to(y, qref, mag, m * n));
+        const rm_kern_ops *ops = rm_kern_ops_get();
+        bool int8_here = m < 16 || (int8_gemm && (wt == RM_TYPE_Q8_0   ? rm_qgemm_q8_0_get(ops) != NULL
+                                                  : wt == RM_TYPE_Q4_K ? rm_qgemm_q4_k_get(ops) != NULL
+                                                                       : rm_qgemm_q6_k_get(ops) != NULL));
+        if (qref && int8_here) st->worst_qref = fmax(st->worst_qref, rel_err_to(y, qref, mag, m * n));
         for (int p = 0; p < 3; p++) {
             c.pool = pools[p];
             memset(y2, 0, (size_t)(m * n) * 4);
@@ -418,6 +425,194 @@ TEST(kernels_matmul_f16) { mm_check_type(RM_TYPE_F16, mm_ks_float, 10, 5e-5); }
 TEST(kernels_matmul_bf16) { mm_check_type(RM_TYPE_BF16, mm_ks_float, 10, 5e-5); }
 TEST(kernels_matmul_q8_0) { mm_check_type(RM_TYPE_Q8_0, mm_ks_q8, 4, 5e-3); }
 
+/* The same shapes with the int8 GEMM path off: dequantised panels and sgemm. */
+TEST(kernels_matmul_q8_0_sgemm) {
+    bool saved = rm_kern_matmul_int8_gemm();
+    rm_kern_matmul_set_int8_gemm(false);
+    mm_check_type(RM_TYPE_Q8_0, mm_ks_q8, 4, 5e-3);
+    rm_kern_matmul_set_int8_gemm(saved);
+}
+
+/*
+ * The int8 GEMM kernels (qgemm.c) on one tile: the scalar kernel against
+ * exact integer block sums computed here from the q8_0 blocks, accumulated
+ * in the documented order (so bit for bit), and every SIMD kernel and packer
+ * this CPU runs against the scalar ones, bit for bit, for every row count and
+ * several column counts, including -127/127 levels.
+ */
+TEST(kernels_qgemm_q8_0_kernels_match_exact_integer_sums) {
+    enum { NB = 5, K = NB * 32, M = RM_QGEMM_ROWS, C = RM_QGEMM_TILE_COLS };
+    float *wf = malloc(C * K * 4), *xf = malloc(M * K * 4);
+    fill(wf, C * K, 0.5f);
+    fill(xf, M * K, 1.0f);
+    for (int i = 0; i < C * K; i += 37) wf[i] = i % 2 ? 9.0f : -9.0f; /* extremes: levels +-127 */
+    for (int i = 0; i < M * K; i += 29) xf[i] = i % 2 ? 9.0f : -9.0f;
+    rm_block_q8_0 w[C * NB], xq[M * NB];
+    rm_convert(RM_TYPE_Q8_0, w, RM_TYPE_F32, wf, C * K);
+    rm_convert(RM_TYPE_Q8_0, xq, RM_TYPE_F32, xf, M * K);
+    uint8_t *tile = aligned_alloc(64, rm_qgemm_tile_bytes(NB)), xu[M * K];
+    float xd[M * NB], want[M * C], got[M * C], simd[M * C];
+    for (int r = 0; r < M; r++) rm_qgemm_pack_act(xu + r * K, xd + r * NB, xq + r * NB, NB);
+    int bad_ref = 0, bad_simd = 0, bad_pack = 0;
+    static const int ncs[] = {1, 7, 16, 17, 31, C};
+    for (size_t ic = 0; ic < sizeof ncs / sizeof ncs[0]; ic++) {
+        int nc = ncs[ic];
+        rm_qgemm_pack_tile(tile, w, NB, nc);
+        if (rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni")) {
+            uint8_t *t2 = aligned_alloc(64, rm_qgemm_tile_bytes(NB));
+            rm_qgemm_pack_tile_vnni(t2, w, NB, nc);
+            bad_pack += memcmp(t2, tile, rm_qgemm_tile_bytes(NB)) != 0;
+            free(t2);
+        }
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < C; c++) {
+                float acc = 0;
+                for (int b = 0; b < NB; b++) {
+                    int32_t s = 0;
+                    if (c < nc)
+                        for (int e = 0; e < 32; e++) s += xq[r * NB + b].qs[e] * w[c * NB + b].qs[e];
+                    float dw = c < nc ? rm_f16_to_f32(w[c * NB + b].d) : 0.0f;
+                    acc = fmaf((float)s, dw * rm_f16_to_f32(xq[r * NB + b].d), acc);
+                }
+                want[r * C + c] = acc;
+            }
+        for (int nr = 1; nr <= M; nr++) {
+            memset(got, 0, sizeof got);
+            rm_qgemm_q8_0_scalar(xu, xd, K, nr, tile, NB, got, C, nc);
+            for (int r = 0; r < nr; r++)
+                for (int c = 0; c < nc; c++) bad_ref += memcmp(&got[r * C + c], &want[r * C + c], 4) != 0;
+            rm_qgemm_fn fns[2] = {rm_isa_supported(RM_ISA_AVX2) ? rm_qgemm_q8_0_avx2 : NULL, NULL};
+            if (rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni")) fns[1] = rm_qgemm_q8_0_vnni;
+            for (int f = 0; f < 2; f++) {
+                if (!fns[f]) continue;
+                for (int i = 0; i < M * C; i++) simd[i] = got[i];
+                fns[f](xu, xd, K, nr, tile, NB, simd, C, nc);
+                bad_simd += memcmp(simd, got, sizeof got) != 0;
+            }
+        }
+    }
+    CHECK_MSG(bad_ref == 0, "%d outputs of the scalar int8 GEMM kernel differ from exact integer sums", bad_ref);
+    CHECK_MSG(bad_simd == 0, "%d SIMD int8 GEMM kernel runs differ from the scalar kernel", bad_simd);
+    CHECK_MSG(bad_pack == 0, "%d tiles packed with gathers differ from the scalar packing", bad_pack);
+    free(tile), free(wf), free(xf);
+}
+
+/*
+ * The q4_k int8 GEMM kernels on one tile: the scalar kernel against exact
+ * integer sums computed here from the blocks (levels, 6-bit scales and mins,
+ * the q8_K sums), accumulated in the documented order, so bit for bit; the
+ * VNNI kernel and packer, where this CPU has them, against the scalar ones.
+ */
+TEST(kernels_qgemm_q4_k_kernels_match_exact_integer_sums) {
+    enum { NB = 2, K = NB * 256, M = RM_QGEMM_ROWS, C = RM_QGEMM_TILE_COLS };
+    float *wf = malloc(C * K * 4), *xf = malloc(M * K * 4);
+    fill(wf, C * K, 0.5f);
+    fill(xf, M * K, 1.0f);
+    rm_block_q4_k *w = malloc(C * NB * sizeof *w);
+    rm_block_q8_k *x = malloc(M * NB * sizeof *x);
+    rm_convert(RM_TYPE_Q4_K, w, RM_TYPE_F32, wf, C * K);
+    for (int r = 0; r < M; r++) rm_kern_quantize_q8_k(x + r * NB, xf + r * K, K);
+    size_t tb = rm_qgemm_k4_tile_bytes(NB);
+    uint8_t *tile = malloc(tb), *t2 = malloc(tb);
+    float want[M * C], got[M * C], simd[M * C];
+    bool vnni = rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+    int bad_ref = 0, bad_simd = 0, bad_pack = 0;
+    static const int ncs[] = {1, 7, 17, C};
+    for (size_t ic = 0; ic < sizeof ncs / sizeof ncs[0]; ic++) {
+        int nc = ncs[ic];
+        rm_qgemm_k4_pack_tile(tile, w, NB, nc);
+        if (vnni) {
+            rm_qgemm_k4_pack_tile_vnni(t2, w, NB, nc);
+            bad_pack += memcmp(t2, tile, tb) != 0;
+        }
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < nc; c++) {
+                float acc = 0;
+                for (int b = 0; b < NB; b++) {
+                    const rm_block_q4_k *wb = &w[c * NB + b];
+                    const rm_block_q8_k *xb = &x[r * NB + b];
+                    uint8_t sc[8], mn[8];
+                    rm_kern_unpack_k4(wb->scales, sc, mn);
+                    int32_t S = 0, Mn = 0;
+                    for (int j = 0; j < 8; j++) {
+                        int32_t isum = 0, bs = 0;
+                        for (int e = 0; e < 32; e++) {
+                            int lv = (wb->qs[32 * (j / 2) + e] >> (4 * (j % 2))) & 0xF;
+                            isum += lv * xb->qs[32 * j + e];
+                            bs += xb->qs[32 * j + e];
+                        }
+                        S += sc[j] * isum;
+                        Mn += mn[j] * bs;
+                    }
+                    acc = fmaf((float)S, rm_f16_to_f32(wb->d) * xb->d, acc);
+                    acc = fmaf(-(float)Mn, rm_f16_to_f32(wb->dmin) * xb->d, acc);
+                }
+                want[r * C + c] = acc;
+            }
+        for (int nr = 1; nr <= M; nr++) {
+            rm_qgemm_q4_k_scalar(x, nr, tile, NB, got, C, nc);
+            for (int r = 0; r < nr; r++)
+                for (int c = 0; c < nc; c++) bad_ref += memcmp(&got[r * C + c], &want[r * C + c], 4) != 0;
+            if (!vnni) continue;
+            memcpy(simd, got, sizeof got);
+            rm_qgemm_q4_k_vnni(x, nr, tile, NB, simd, C, nc);
+            for (int r = 0; r < nr; r++) bad_simd += memcmp(simd + r * C, got + r * C, (size_t)nc * 4) != 0;
+        }
+    }
+    CHECK_MSG(bad_ref == 0, "%d outputs of the scalar q4_k GEMM kernel differ from exact integer sums", bad_ref);
+    CHECK_MSG(bad_simd == 0, "%d rows of the VNNI q4_k GEMM kernel differ from the scalar kernel", bad_simd);
+    CHECK_MSG(bad_pack == 0, "%d q4_k tiles packed with gathers differ from the scalar packing", bad_pack);
+    free(tile), free(t2), free(w), free(x), free(wf), free(xf);
+}
+
+/* The q6_k int8 GEMM kernels: the scalar kernel against exact integer sums
+ * (levels - 32 times the int8 scales), the VNNI kernel against it. */
+TEST(kernels_qgemm_q6_k_kernels_match_exact_integer_sums) {
+    enum { NB = 2, K = NB * 256, M = RM_QGEMM_ROWS, C = RM_QGEMM_TILE_COLS };
+    float *wf = malloc(C * K * 4), *xf = malloc(M * K * 4);
+    fill(wf, C * K, 0.5f);
+    fill(xf, M * K, 1.0f);
+    rm_block_q6_k *w = malloc(C * NB * sizeof *w);
+    rm_block_q8_k *x = malloc(M * NB * sizeof *x);
+    rm_convert(RM_TYPE_Q6_K, w, RM_TYPE_F32, wf, C * K);
+    for (int r = 0; r < M; r++) rm_kern_quantize_q8_k(x + r * NB, xf + r * K, K);
+    uint8_t *tile = malloc(rm_qgemm_k6_tile_bytes(NB));
+    float *lv = malloc(K * 4), want[M * C], got[M * C], simd[M * C];
+    bool vnni = rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
+    int bad_ref = 0, bad_simd = 0;
+    static const int ncs[] = {1, 17, C};
+    for (size_t ic = 0; ic < sizeof ncs / sizeof ncs[0]; ic++) {
+        int nc = ncs[ic];
+        rm_qgemm_k6_pack_tile(tile, w, NB, nc);
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < nc; c++) {
+                float acc = 0;
+                for (int b = 0; b < NB; b++) {
+                    rm_block_q6_k one = w[c * NB + b];
+                    one.d = rm_f32_to_f16(1.0f); /* levels times scales, exactly, from the dequantiser */
+                    rm_kern_dequantize(RM_TYPE_Q6_K, lv, &one, 256);
+                    const rm_block_q8_k *xb = &x[r * NB + b];
+                    int32_t T = 0;
+                    for (int e = 0; e < 256; e++) T += (int32_t)lv[e] * xb->qs[e];
+                    acc = fmaf((float)T, rm_f16_to_f32(w[c * NB + b].d) * xb->d, acc);
+                }
+                want[r * C + c] = acc;
+            }
+        for (int nr = 1; nr <= M; nr++) {
+            rm_qgemm_q6_k_scalar(x, nr, tile, NB, got, C, nc);
+            for (int r = 0; r < nr; r++)
+                for (int c = 0; c < nc; c++) bad_ref += memcmp(&got[r * C + c], &want[r * C + c], 4) != 0;
+            if (!vnni) continue;
+            memcpy(simd, got, sizeof got);
+            rm_qgemm_q6_k_vnni(x, nr, tile, NB, simd, C, nc);
+            for (int r = 0; r < nr; r++) bad_simd += memcmp(simd + r * C, got + r * C, (size_t)nc * 4) != 0;
+        }
+    }
+    CHECK_MSG(bad_ref == 0, "%d outputs of the scalar q6_k GEMM kernel differ from exact integer sums", bad_ref);
+    CHECK_MSG(bad_simd == 0, "%d rows of the VNNI q6_k GEMM kernel differ from the scalar kernel", bad_simd);
+    free(tile), free(lv), free(w), free(x), free(wf), free(xf);
+}
+
 /* The 4-6 bit weights: the reference dequantises them exactly, so the error
  * against it is the activations' 8-bit rounding, as for q8_0. */
 static const int64_t mm_ks_q4[] = {32, 96, 512};
@@ -428,10 +623,13 @@ TEST(kernels_matmul_q4_k) { mm_check_type(RM_TYPE_Q4_K, mm_ks_qk, 3, 5e-3); }
 TEST(kernels_matmul_q5_k) { mm_check_type(RM_TYPE_Q5_K, mm_ks_qk, 3, 5e-3); }
 TEST(kernels_matmul_q6_k) { mm_check_type(RM_TYPE_Q6_K, mm_ks_qk, 3, 5e-3); }
 
-/* The sgemm path on odd m, by lowering the switch point (normally >= 32). */
+/* The sgemm path on odd m, by lowering the switch point (normally >= 32);
+ * q8_0 too, with its int8 GEMM path switched off. */
 TEST(kernels_matmul_gemm_path_small_m) {
     int saved_min = rm_kern_matmul_gemm_min_m();
+    bool saved_int8 = rm_kern_matmul_int8_gemm();
     rm_kern_matmul_set_gemm_min_m(2);
+    rm_kern_matmul_set_int8_gemm(false);
     rm_pool *pool = NULL;
     CHECK_OK(rm_pool_new(2, &pool));
     static const int64_t ms[] = {2, 3, 17};
@@ -459,6 +657,7 @@ TEST(kernels_matmul_gemm_path_small_m) {
         CHECK_MSG(worst[t] < 1e-5, "%s: sgemm path error %.3g", rm_type_name((rm_type)t), worst[t]);
     rm_pool_free(pool);
     rm_kern_matmul_set_gemm_min_m(saved_min);
+    rm_kern_matmul_set_int8_gemm(saved_int8);
 }
 
 TEST(kernels_matmul_work_size) {

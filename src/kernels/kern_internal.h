@@ -104,6 +104,11 @@ const rm_kern_ops *rm_kern_ops_get(void);
  * not thread-safe against concurrent rm_matmul calls). */
 void rm_kern_matmul_set_gemm_min_m(int m);
 int  rm_kern_matmul_gemm_min_m(void);
+/* Whether q8_0, q4_k and q6_k weights (with AVX-512 VNNI) take the
+ * int8 GEMM path (qgemm.c) from that m on, instead of dequantised panels and
+ * sgemm (on by default; off for tuning and tests only). */
+void rm_kern_matmul_set_int8_gemm(bool on);
+bool rm_kern_matmul_int8_gemm(void);
 
 /* Scalar helpers shared by the variants (tails, fallbacks). */
 float rm_kern_dot_f32_q8_0_scalar(const float *x, const rm_block_q8_0 *w, int64_t nb);

@@ -13,6 +13,12 @@
  *    run on int8, as llama.cpp; for the 4-6 bit weights the same, to q8_0
  *    (q4_0, q4_1) or q8_K blocks (the k-quants).
  *
+ *  - int8 GEMM path (m >= RM_MM_GEMM_MIN_M, q8_0 / q4_k / q6_k weights,
+ *    where the CPU has AVX-512 VNNI): X is quantised once per call (q8_0 or
+ *    q8_K), each thread repacks 32 W rows at a time into a tile in its
+ *    slice of the scratch and runs it against all X rows (qgemm.c). About
+ *    1.4-1.7x the sgemm path's GFLOP/s on one Zen 4 core.
+ *
  *  - GEMM path (m >= RM_MM_GEMM_MIN_M: prefill). Compute bound: each thread
  *    converts panels of its W rows to f32 in its own slice of the scratch
  *    (the 4-6 bit blocks with quant.c's exact dequantisation)
@@ -26,6 +32,7 @@
  * answer on a path that needs no scratch (slower) and logs a warning once.
  */
 #include "kernels/kern_internal.h"
+#include "kernels/qgemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -80,7 +87,37 @@ static size_t quant_bytes(int64_t m, int64_t k) {
 /* Quantised X for the 4-6 bit weights: m rows of rm_kern_act_row_bytes. */
 static size_t act_bytes(rm_type wt, int64_t m, int64_t k) { return align64((size_t)m * rm_kern_act_row_bytes(wt, k)); }
 
+/* The int8 GEMM path for q4_k and q6_k: X as q8_K rows, then one tile per thread. */
+static size_t qgemm_k_tile_bytes(rm_type wt, int64_t k) {
+    return wt == RM_TYPE_Q4_K ? rm_qgemm_k4_tile_bytes(k / RM_QK_K) : rm_qgemm_k6_tile_bytes(k / RM_QK_K);
+}
+static size_t qgemm_k_bytes(rm_type wt, int64_t m, int64_t k, int nth) {
+    return act_bytes(wt, m, k) + (size_t)nth * qgemm_k_tile_bytes(wt, k);
+}
+/* The k-quant int8 GEMM kernel for wt on this CPU, or NULL. */
+static rm_qgemm_k4_fn qgemm_k_kernel(const rm_kern_ops *ops, rm_type wt) {
+    if (wt == RM_TYPE_Q4_K) return rm_qgemm_q4_k_get(ops);
+    if (wt == RM_TYPE_Q6_K) return rm_qgemm_q6_k_get(ops);
+    return NULL;
+}
+
 static size_t panel_bytes(int64_t rows, int64_t k) { return align64((size_t)rows * (size_t)k * 4); }
+
+/*
+ * The int8 GEMM path for q8_0 (qgemm.c): X as unsigned levels (m x k bytes)
+ * and f32 scales (m x k/32), then one repacked weight tile per thread.
+ * g_int8_gemm switches the whole int8 GEMM path (q8_0, q4_k, q6_k).
+ */
+static bool g_int8_gemm = true;
+
+void rm_kern_matmul_set_int8_gemm(bool on) { g_int8_gemm = on; }
+bool rm_kern_matmul_int8_gemm(void) { return g_int8_gemm; }
+
+static size_t qgemm_xu_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)k); }
+static size_t qgemm_xd_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)(k / RM_Q8_0_BLOCK) * 4); }
+static size_t qgemm_bytes(int64_t m, int64_t k, int nth) {
+    return qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k) + (size_t)nth * rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
+}
 
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads) {
@@ -93,6 +130,9 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     if (m >= RM_MM_GEMM_MIN_M) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
+        if (wt == RM_TYPE_Q8_0 && qgemm_bytes(m, k, nthreads) > need) need = qgemm_bytes(m, k, nthreads);
+        if ((wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && qgemm_k_bytes(wt, m, k, nthreads) > need)
+            need = qgemm_k_bytes(wt, m, k, nthreads);
     }
     return need;
 }
@@ -110,6 +150,13 @@ typedef struct {
     float *xd;                 /* xq scales in f32, m x k/32 */
     uint8_t *xk;               /* quantised X for the 4-6 bit weights (m rows of xk_row bytes), or NULL */
     size_t xk_row;
+    uint8_t *xu;               /* int8 GEMM path: X levels + 128, m x k bytes */
+    float *xud;                /* their scales, m x k/32 */
+    uint8_t *tiles;            /* one weight tile per thread */
+    rm_qgemm_fn qgemm;
+    rm_qgemm_pack_fn qpack;
+    rm_qgemm_k4_fn qgemm_k4;
+    rm_qgemm_k4_pack_fn qpack_k4;
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
@@ -275,6 +322,57 @@ static void job_gemm(void *ctx, int ith, int nth) {
     }
 }
 
+/* int8 GEMM path, step 1: X rows to the kernel layout (rows split over the pool). */
+static void job_qgemm_act(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t lo, hi, nb = j->k / RM_Q8_0_BLOCK;
+    rm_split(j->m, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t b = 0; b < nb; b++) {
+            rm_block_q8_0 q;
+            j->ops->f32_to_q8_0(&q, j->x + i * j->k + b * RM_Q8_0_BLOCK, RM_Q8_0_BLOCK);
+            rm_qgemm_pack_act(j->xu + i * j->k + b * RM_Q8_0_BLOCK, j->xud + i * nb + b, &q, 1);
+        }
+}
+
+/* int8 GEMM path, step 2: each thread takes whole tiles of 32 W rows, repacks
+ * one into its own slice, and runs it against every X row, four at a time. */
+static void job_qgemm(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t nb = j->k / RM_Q8_0_BLOCK, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
+    rm_split(ntiles, ith, nth, &lo, &hi);
+    uint8_t *tile = j->tiles + (size_t)ith * rm_qgemm_tile_bytes(nb);
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t c0 = t * RM_QGEMM_TILE_COLS;
+        int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
+        j->qpack(tile, (const rm_block_q8_0 *)(j->w + (size_t)c0 * j->wrow), nb, nc);
+        for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
+            int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
+            j->qgemm(j->xu + i * j->k, j->xud + i * nb, j->k, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
+        }
+    }
+}
+
+/* The same for q4_k / q6_k weights against the q8_K rows in xk. */
+static void job_qgemm_k(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t nb = j->k / RM_QK_K, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
+    rm_split(ntiles, ith, nth, &lo, &hi);
+    uint8_t *tile = j->tiles + (size_t)ith * qgemm_k_tile_bytes(j->wt, j->k);
+    const rm_block_q8_k *x = (const rm_block_q8_k *)j->xk;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t c0 = t * RM_QGEMM_TILE_COLS;
+        int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
+        const uint8_t *w = j->w + (size_t)c0 * j->wrow;
+        if (j->wt == RM_TYPE_Q4_K) j->qpack_k4(tile, (const rm_block_q4_k *)w, nb, nc);
+        else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)w, nb, nc);
+        for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
+            int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
+            j->qgemm_k4(x + i * nb, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
+        }
+    }
+}
+
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
 
@@ -304,6 +402,27 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     size_t have = c && c->work ? c->work_size : 0;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
                 .wrow = rm_type_row_bytes(wt, k)};
+    if (m >= RM_MM_GEMM_MIN_M && wt == RM_TYPE_Q8_0 && g_int8_gemm && rm_qgemm_q8_0_get(j.ops) &&
+        have >= qgemm_bytes(m, k, nth)) {
+        j.xu = c->work;
+        j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
+        j.tiles = (uint8_t *)j.xud + qgemm_xd_bytes(m, k);
+        j.qgemm = rm_qgemm_q8_0_get(j.ops);
+        j.qpack = rm_qgemm_pack_get(j.ops);
+        rm_pool_run(pool, job_qgemm_act, &j);
+        rm_pool_run(pool, job_qgemm, &j);
+        return;
+    }
+    if (m >= RM_MM_GEMM_MIN_M && g_int8_gemm && qgemm_k_kernel(j.ops, wt) && have >= qgemm_k_bytes(wt, m, k, nth)) {
+        j.xk = c->work;
+        j.xk_row = rm_kern_act_row_bytes(wt, k);
+        j.tiles = (uint8_t *)c->work + act_bytes(wt, m, k);
+        j.qgemm_k4 = qgemm_k_kernel(j.ops, wt);
+        j.qpack_k4 = rm_qgemm_k4_pack_get(j.ops);
+        rm_pool_run(pool, job_quantize, &j);
+        rm_pool_run(pool, job_qgemm_k, &j);
+        return;
+    }
     if (m >= RM_MM_GEMM_MIN_M) {
         int64_t want = panel_rows(chunk_rows(n, nth));
         j.panel_stride = have / (size_t)nth & ~(size_t)63;

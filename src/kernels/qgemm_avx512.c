@@ -1,0 +1,275 @@
+/*
+ * qgemm_avx512.c — the q8_0 multi-row kernel with AVX-512 VNNI (vpdpbusd):
+ * the 32 columns of a tile in two registers, up to four activation rows per
+ * pass, so each 64-byte weight load feeds four vpdpbusd and each broadcast
+ * activation word feeds 32 columns; and the tile packer with gathers, which
+ * makes the repacking a small part of the time even at m = 32. Chosen only
+ * where cpuid reports AVX512_VNNI (qgemm.c); the layouts are in qgemm.c.
+ */
+#include "kernels/qgemm.h"
+
+#include <immintrin.h>
+#include <stddef.h>
+
+#define RM_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define RM_VNNI RM_VNNI_TARGET __attribute__((always_inline)) static inline
+
+/* Lane masks of the first nc columns of a tile, 16 per register. */
+static inline void col_masks(int nc, __mmask16 m[2]) {
+    m[0] = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
+    m[1] = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+}
+
+RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const int NR, const uint8_t *tile,
+                       int64_t nb, float *y, int64_t ldy, int nc) {
+    __m512 acc[RM_QGEMM_ROWS][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    int64_t ldd = ldx / RM_Q8_0_BLOCK;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * RM_QGEMM_TILE_BLOCK;
+        __m512i corr0 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_CORR_AT));
+        __m512i corr1 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_CORR_AT + 64));
+        __m512i s[RM_QGEMM_ROWS][2];
+        for (int r = 0; r < NR; r++) s[r][0] = corr0, s[r][1] = corr1;
+        const uint8_t *xb = xu + b * RM_Q8_0_BLOCK;
+        for (int g = 0; g < 8; g++) {
+            __m512i w0 = _mm512_loadu_si512((const void *)(blk + 128 * g));
+            __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 * g + 64));
+            for (int r = 0; r < NR; r++) {
+                int32_t word;
+                __builtin_memcpy(&word, xb + r * ldx + 4 * g, 4);
+                __m512i xv = _mm512_set1_epi32(word);
+                s[r][0] = _mm512_dpbusd_epi32(s[r][0], xv, w0);
+                s[r][1] = _mm512_dpbusd_epi32(s[r][1], xv, w1);
+            }
+        }
+        __m512 d0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_D_AT));
+        __m512 d1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_D_AT + 64));
+        for (int r = 0; r < NR; r++) {
+            __m512 dx = _mm512_set1_ps(xd[r * ldd + b]);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+        }
+    }
+    __mmask16 m[2];
+    col_masks(nc, m);
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
+    }
+}
+
+RM_VNNI_TARGET void rm_qgemm_q8_0_vnni(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile,
+                                       int64_t nb, float *y, int64_t ldy, int nc) {
+    switch (nr) {
+    case 4: vnni_rows(xu, xd, ldx, 4, tile, nb, y, ldy, nc); break;
+    case 3: vnni_rows(xu, xd, ldx, 3, tile, nb, y, ldy, nc); break;
+    case 2: vnni_rows(xu, xd, ldx, 2, tile, nb, y, ldy, nc); break;
+    default: vnni_rows(xu, xd, ldx, 1, tile, nb, y, ldy, nc); break;
+    }
+}
+
+/*
+ * Gathers do the 4-byte transpose: word g of block b of the 16 columns of
+ * half h. corr comes from vpdpbusd against 128 in every byte (then negated),
+ * the scales from a gather of each block's first word (its f16 scale).
+ */
+RM_VNNI_TARGET void rm_qgemm_pack_tile_vnni(uint8_t *tile, const rm_block_q8_0 *w, int64_t nb, int ncols) {
+    const int32_t wrow = (int32_t)(nb * (int64_t)sizeof(rm_block_q8_0));
+    const __m512i cols = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(wrow));
+    const __m512i b128 = _mm512_set1_epi8((char)0x80), low16 = _mm512_set1_epi32(0xffff);
+    __mmask16 mask[2];
+    col_masks(ncols, mask);
+    const uint8_t *base = (const uint8_t *)w;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * RM_QGEMM_TILE_BLOCK;
+        for (int h = 0; h < 2; h++) {
+            __m512i idx = _mm512_add_epi32(cols, _mm512_set1_epi32(16 * h * wrow + (int32_t)(b * sizeof(rm_block_q8_0))));
+            __m512i sum = _mm512_setzero_si512();
+            for (int g = 0; g < 8; g++) {
+                __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask[h],
+                                                        _mm512_add_epi32(idx, _mm512_set1_epi32(2 + 4 * g)), base, 1);
+                _mm512_storeu_si512((void *)(blk + 128 * g + 64 * h), v);
+                sum = _mm512_dpbusd_epi32(sum, b128, v);
+            }
+            _mm512_storeu_si512((void *)(blk + RM_QGEMM_CORR_AT + 64 * h), _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+            __m512i dh = _mm512_and_si512(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask[h], idx, base, 1), low16);
+            _mm512_storeu_ps((float *)(blk + RM_QGEMM_D_AT + 64 * h), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
+        }
+    }
+}
+
+/* ---- q4_k ------------------------------------------------------------------ */
+
+RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *tile, int64_t nb, float *y,
+                          int64_t ldy, int nc) {
+    __m512 acc[RM_QGEMM_ROWS][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
+        __m512i S[RM_QGEMM_ROWS][2];
+        for (int r = 0; r < NR; r++) S[r][0] = S[r][1] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = blk + j * RM_QGEMM_QS_BYTES;
+            __m512i is[RM_QGEMM_ROWS][2];
+            for (int r = 0; r < NR; r++) is[r][0] = is[r][1] = _mm512_setzero_si512();
+            for (int g = 0; g < 8; g++) {
+                __m512i w0 = _mm512_loadu_si512((const void *)(q + 128 * g));
+                __m512i w1 = _mm512_loadu_si512((const void *)(q + 128 * g + 64));
+                for (int r = 0; r < NR; r++) {
+                    int32_t word;
+                    __builtin_memcpy(&word, x[r * nb + b].qs + 32 * j + 4 * g, 4);
+                    __m512i xv = _mm512_set1_epi32(word);
+                    is[r][0] = _mm512_dpbusd_epi32(is[r][0], w0, xv);
+                    is[r][1] = _mm512_dpbusd_epi32(is[r][1], w1, xv);
+                }
+            }
+            __m512i sc0 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K4_SC_AT + j * 128));
+            __m512i sc1 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K4_SC_AT + j * 128 + 64));
+            for (int r = 0; r < NR; r++) {
+                S[r][0] = _mm512_add_epi32(S[r][0], _mm512_mullo_epi32(is[r][0], sc0));
+                S[r][1] = _mm512_add_epi32(S[r][1], _mm512_mullo_epi32(is[r][1], sc1));
+            }
+        }
+        __m512 d0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K4_D_AT));
+        __m512 d1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K4_D_AT + 64));
+        __m512 m0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K4_DMIN_AT));
+        __m512 m1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K4_DMIN_AT + 64));
+        for (int r = 0; r < NR; r++) {
+            const rm_block_q8_k *xb = &x[r * nb + b];
+            __m512i M0 = _mm512_setzero_si512(), M1 = M0;
+            for (int j = 0; j < 8; j++) {
+                __m512i bs = _mm512_set1_epi32(xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+                M0 = _mm512_add_epi32(M0, _mm512_mullo_epi32(_mm512_loadu_si512((const void *)(blk + RM_QGEMM_K4_MN_AT + j * 128)), bs));
+                M1 = _mm512_add_epi32(M1, _mm512_mullo_epi32(_mm512_loadu_si512((const void *)(blk + RM_QGEMM_K4_MN_AT + j * 128 + 64)), bs));
+            }
+            __m512 dx = _mm512_set1_ps(xb->d);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+            acc[r][0] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M0), _mm512_mul_ps(m0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M1), _mm512_mul_ps(m1, dx), acc[r][1]);
+        }
+    }
+    __mmask16 m[2];
+    col_masks(nc, m);
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
+    }
+}
+
+RM_VNNI_TARGET void rm_qgemm_q4_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
+                                       int64_t ldy, int nc) {
+    switch (nr) {
+    case 4: vnni_k4_rows(x, 4, tile, nb, y, ldy, nc); break;
+    case 3: vnni_k4_rows(x, 3, tile, nb, y, ldy, nc); break;
+    case 2: vnni_k4_rows(x, 2, tile, nb, y, ldy, nc); break;
+    default: vnni_k4_rows(x, 1, tile, nb, y, ldy, nc); break;
+    }
+}
+
+/* Levels by gathers (one word of a 64-weight chunk gives both of its
+ * sub-blocks: low and high nibbles); scales, mins and d per column in scalar
+ * code, eight of each per 256 weights. */
+RM_VNNI_TARGET void rm_qgemm_k4_pack_tile_vnni(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols) {
+    const int32_t wrow = (int32_t)(nb * (int64_t)sizeof(rm_block_q4_k));
+    const __m512i cols = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(wrow));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __mmask16 mask[2];
+    col_masks(ncols, mask);
+    const uint8_t *base = (const uint8_t *)w;
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
+        for (int h = 0; h < 2; h++) {
+            int32_t at = 16 * h * wrow + (int32_t)(b * sizeof(rm_block_q4_k) + offsetof(rm_block_q4_k, qs));
+            __m512i idx = _mm512_add_epi32(cols, _mm512_set1_epi32(at));
+            for (int c = 0; c < 4; c++)
+                for (int g = 0; g < 8; g++) {
+                    __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask[h],
+                                                            _mm512_add_epi32(idx, _mm512_set1_epi32(32 * c + 4 * g)),
+                                                            base, 1);
+                    _mm512_storeu_si512((void *)(blk + 2 * c * RM_QGEMM_QS_BYTES + 128 * g + 64 * h),
+                                        _mm512_and_si512(v, m4));
+                    _mm512_storeu_si512((void *)(blk + (2 * c + 1) * RM_QGEMM_QS_BYTES + 128 * g + 64 * h),
+                                        _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                }
+        }
+        for (int c = 0; c < RM_QGEMM_TILE_COLS; c++) {
+            uint8_t sc[8] = {0}, mn[8] = {0};
+            float d = 0.0f, dmin = 0.0f;
+            if (c < ncols) {
+                const rm_block_q4_k *wb = &w[(size_t)c * (size_t)nb + (size_t)b];
+                rm_kern_unpack_k4(wb->scales, sc, mn);
+                d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
+            }
+            for (int j = 0; j < 8; j++) {
+                int32_t s32 = sc[j], m32 = mn[j];
+                __builtin_memcpy(blk + RM_QGEMM_K4_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &s32, 4);
+                __builtin_memcpy(blk + RM_QGEMM_K4_MN_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &m32, 4);
+            }
+            __builtin_memcpy(blk + RM_QGEMM_K4_D_AT + c * 4, &d, 4);
+            __builtin_memcpy(blk + RM_QGEMM_K4_DMIN_AT + c * 4, &dmin, 4);
+        }
+    }
+}
+
+/* ---- q6_k ------------------------------------------------------------------ */
+
+RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *tile, int64_t nb, float *y,
+                          int64_t ldy, int nc) {
+    __m512 acc[RM_QGEMM_ROWS][2];
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
+        __m512i S[RM_QGEMM_ROWS][2];
+        for (int r = 0; r < NR; r++) S[r][0] = S[r][1] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; j++) {
+            const uint8_t *q = blk + j * (RM_QGEMM_QS_BYTES / 2);
+            __m512i is[RM_QGEMM_ROWS][2];
+            for (int r = 0; r < NR; r++) is[r][0] = is[r][1] = _mm512_setzero_si512();
+            for (int g = 0; g < 4; g++) {
+                __m512i w0 = _mm512_loadu_si512((const void *)(q + 128 * g));
+                __m512i w1 = _mm512_loadu_si512((const void *)(q + 128 * g + 64));
+                for (int r = 0; r < NR; r++) {
+                    int32_t word;
+                    __builtin_memcpy(&word, x[r * nb + b].qs + 16 * j + 4 * g, 4);
+                    __m512i xv = _mm512_set1_epi32(word);
+                    is[r][0] = _mm512_dpbusd_epi32(is[r][0], w0, xv);
+                    is[r][1] = _mm512_dpbusd_epi32(is[r][1], w1, xv);
+                }
+            }
+            __m512i sc0 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K6_SC_AT + j * 128));
+            __m512i sc1 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K6_SC_AT + j * 128 + 64));
+            for (int r = 0; r < NR; r++) {
+                __m512i bs = _mm512_set1_epi32(x[r * nb + b].bsums[j]);
+                S[r][0] = _mm512_add_epi32(S[r][0], _mm512_mullo_epi32(_mm512_sub_epi32(is[r][0], _mm512_slli_epi32(bs, 5)), sc0));
+                S[r][1] = _mm512_add_epi32(S[r][1], _mm512_mullo_epi32(_mm512_sub_epi32(is[r][1], _mm512_slli_epi32(bs, 5)), sc1));
+            }
+        }
+        __m512 d0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K6_D_AT));
+        __m512 d1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_K6_D_AT + 64));
+        for (int r = 0; r < NR; r++) {
+            __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+        }
+    }
+    __mmask16 m[2];
+    col_masks(nc, m);
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
+    }
+}
+
+RM_VNNI_TARGET void rm_qgemm_q6_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
+                                       int64_t ldy, int nc) {
+    switch (nr) {
+    case 4: vnni_k6_rows(x, 4, tile, nb, y, ldy, nc); break;
+    case 3: vnni_k6_rows(x, 3, tile, nb, y, ldy, nc); break;
+    case 2: vnni_k6_rows(x, 2, tile, nb, y, ldy, nc); break;
+    default: vnni_k6_rows(x, 1, tile, nb, y, ldy, nc); break;
+    }
+}
