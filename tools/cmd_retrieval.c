@@ -434,44 +434,31 @@ static void free_owned(ret_opts *o);
 
 /* Texts from --jsonl: the "input" of each line's object (blank lines
  * skipped), for texts that hold newlines (prompts); o->owned keeps them. */
+static rm_status jsonl_text(const char *s, size_t n, int line, void *ctx) {
+    (void)line; /* rm_lines_each puts "file:line: " in front of an error */
+    ret_opts *o = ctx;
+    json_error_t je;
+    json_t *v = json_loadb(s, n, 0, &je);
+    const char *in = json_is_object(v) ? json_string_value(json_object_get(v, "input")) : NULL;
+    rm_status st = RAMOLE_OK;
+    if (!in) st = rm_err(RAMOLE_ERR_FORMAT, "%s", !v ? je.text : "expected an object with a string \"input\"");
+    else if (o->n_texts == MAX_TEXTS) st = rm_err(RAMOLE_ERR_RANGE, "at most %d texts", MAX_TEXTS);
+    else if (!(o->owned[o->n_owned] = rm_strdup(in))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    else o->texts[o->n_texts++] = o->owned[o->n_owned++];
+    json_decref(v);
+    return st;
+}
+
 static bool gather_jsonl(const char *cmd, ret_opts *o) {
     char *text = NULL;
     size_t len;
     rm_status st = rm_file_read(o->jsonl, &text, &len);
-    if (st != RAMOLE_OK) {
-        cli_fail(cmd, st);
-        return false;
-    }
-    bool ok = true;
-    int line = 0;
-    for (char *s = text; ok && s && *s;) {
-        char *nl = strchr(s, '\n');
-        if (nl) *nl = 0;
-        line++;
-        if (strspn(s, " \t\r") != strlen(s)) {
-            json_error_t je;
-            json_t *v = json_loads(s, 0, &je);
-            const char *in = json_is_object(v) ? json_string_value(json_object_get(v, "input")) : NULL;
-            if (!in) {
-                fprintf(stderr, "ramole %s: %s: line %d: %s\n", cmd, o->jsonl, line,
-                        !v ? je.text : "expected an object with a string \"input\"");
-                ok = false;
-            } else if (o->n_texts == MAX_TEXTS) {
-                fprintf(stderr, "ramole %s: at most %d texts\n", cmd, MAX_TEXTS);
-                ok = false;
-            } else if (!(o->owned[o->n_owned] = rm_strdup(in))) {
-                fprintf(stderr, "ramole %s: out of memory\n", cmd);
-                ok = false;
-            } else {
-                o->texts[o->n_texts++] = o->owned[o->n_owned++];
-            }
-            json_decref(v);
-        }
-        s = nl ? nl + 1 : NULL;
-    }
+    if (st == RAMOLE_OK) st = rm_lines_each(text, len, o->jsonl, jsonl_text, o);
     rm_free(text);
-    if (!ok) free_owned(o);
-    return ok;
+    if (st == RAMOLE_OK) return true;
+    free_owned(o);
+    cli_fail(cmd, st);
+    return false;
 }
 
 static void free_owned(ret_opts *o) {

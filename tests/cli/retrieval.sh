@@ -122,7 +122,7 @@ n_nl=$($R retrieve -m "$TMP/m" --pool "$TMP/tasks.jsonl" --jsonl "$TMP/nl.jsonl"
 cmp -s "$TMP/out" "$TMP/viajsonl" && [ "$n_nl" = 1 ] && pass retrieval_retrieve_jsonl_queries \
   || fail retrieval_retrieve_jsonl_queries "differs from --file, or $n_nl lines for one text with a newline"
 printf '{"input": "ok"}\n{"text": "no input"}\n' >"$TMP/badq.jsonl"
-expect_error retrieval_retrieve_jsonl_bad_line 'badq.jsonl: line 2: expected an object with a string "input"' \
+expect_error retrieval_retrieve_jsonl_bad_line 'badq.jsonl:2: expected an object with a string "input"' \
   $R retrieve -m "$TMP/m" --pool "$TMP/tasks.jsonl" --jsonl "$TMP/badq.jsonl"
 
 # 4. bad input
