@@ -97,9 +97,7 @@ static int keep_top(rm_sampler *s, int n, int k) {
 
 /* A draw from the softmax of the whole vocabulary at the temperature, in
  * id order: with no top-k, top-p or min-p nothing needs sorting. */
-static int32_t draw_all(rm_sampler *s, int V) {
-    float mx = s->logit[0];
-    for (int i = 1; i < V; i++) mx = s->logit[i] > mx ? s->logit[i] : mx;
+static int32_t draw_all(rm_sampler *s, int V, float mx) {
     double sum = 0;
     float inv_t = 1.0f / s->p.temperature;
     for (int i = 0; i < V; i++) sum += s->prob[i] = expf((s->logit[i] - mx) * inv_t);
@@ -111,6 +109,29 @@ static int32_t draw_all(rm_sampler *s, int V) {
     for (int i = V - 1; i > 0; i--) /* rounding: the last token of nonzero mass */
         if (s->prob[i] > 0) return i;
     return 0;
+}
+
+/* How many of the n sorted survivors (prob[i] = exp(logit - max)) top-p
+ * and min-p keep, each filter off when its parameter says so. *inside:
+ * whether a filter's cut fell before n, so that a longer prefix could not
+ * move it. */
+static int filter_cut(const rm_sampler *s, int n, double sum, bool *inside) {
+    const rm_sampler_params *p = &s->p;
+    int keep = n;
+    *inside = false;
+    if (p->top_p < 1.0f) {
+        double cum = 0;
+        for (int i = 0; i < n && !*inside; i++)
+            if ((cum += s->prob[i] / sum) >= p->top_p) keep = i + 1, *inside = true;
+    }
+    if (p->min_p > 0) {
+        float floor_p = p->min_p * s->prob[0]; /* prob[0] is the max (= 1 before normalising) */
+        int k = 1;
+        while (k < keep && s->prob[k] >= floor_p) k++;
+        if (k < n) *inside = true;
+        keep = k;
+    }
+    return keep;
 }
 
 int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history, int n_history) {
@@ -135,20 +156,21 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
         return best;
     }
     int V = s->vocab;
+    float mx = s->logit[0];
+    for (int i = 1; i < V; i++) mx = s->logit[i] > mx ? s->logit[i] : mx;
     bool whole = p->top_k <= 0 || p->top_k >= V;
-    if (whole && p->top_p >= 1.0f && p->min_p <= 0) return draw_all(s, V);
+    if (whole && p->top_p >= 1.0f && p->min_p <= 0) return draw_all(s, V, mx);
     /* softmax over the survivors, sorted so that idx[0] holds the max. With
      * no top-k, only as long a sorted prefix as top-p and min-p can reach
-     * is made: the prefix grows until both cut points lie inside it, and the
+     * is made: the prefix grows until a cut falls inside it, and the
      * probabilities are those of the whole vocabulary (its sum taken once).
      * Sorting all of a 32k-150k vocabulary per token cost more than a small
      * model's forward. */
-    float mx = s->logit[0];
-    for (int i = 1; i < V; i++) mx = s->logit[i] > mx ? s->logit[i] : mx;
     double sum = 0;
     if (whole)
         for (int i = 0; i < V; i++) sum += expf(s->logit[i] - mx);
     int n = 0, want = whole ? 64 : p->top_k;
+    bool inside;
     for (;;) {
         for (int i = 0; i < V; i++) s->idx[i] = i;
         n = keep_top(s, V, want);
@@ -157,32 +179,12 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
             for (int i = 0; i < n; i++) sum += expf(s->logit[s->idx[i]] - mx);
         }
         for (int i = 0; i < n; i++) s->prob[i] = expf(s->logit[s->idx[i]] - mx);
-        if (n == V || !whole) break;
-        /* an active filter whose cut falls inside the prefix: the final cut
-         * is the smaller of the two, so it is inside too */
-        double cum = 0;
-        bool top_p_in = false, min_p_in = p->min_p > 0 && s->prob[n - 1] < p->min_p * s->prob[0];
-        for (int i = 0; i < n && p->top_p < 1.0f && !top_p_in; i++) top_p_in = (cum += s->prob[i] / sum) >= p->top_p;
-        if (top_p_in || min_p_in) break;
-        want = want * 8 < V ? want * 8 : V;
-    }
-    if (p->top_p < 1.0f) {
-        double cum = 0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            cum += s->prob[i] / sum;
-            if (cum >= p->top_p) {
-                keep = i + 1;
-                break;
-            }
+        int cut = filter_cut(s, n, sum, &inside);
+        if (inside || n == V || !whole) {
+            n = cut;
+            break;
         }
-        n = keep;
-    }
-    if (p->min_p > 0) {
-        float floor_p = p->min_p * s->prob[0]; /* prob[0] is the max (= 1 before normalising) */
-        int keep = 1;
-        while (keep < n && s->prob[keep] >= floor_p) keep++;
-        n = keep;
+        want = want * 8 < V ? want * 8 : V;
     }
     /* temperature on the survivors, then draw */
     sum = 0;
