@@ -506,6 +506,29 @@ static const base_preset presets[] = {
     {"small", 256, 704, 4, 8, 4, 1024},
 };
 
+/* The shape of a new base: the preset, with each given --hidden etc. over it. */
+static bool preset_config(const char *cmd, const train_opts *o, rm_arch arch, const base_preset *p, const rm_tok *tok,
+                          rm_model_config *c) {
+    rm_model_config_defaults(c, arch);
+    c->hidden = o->hidden ? (int)o->hidden : p->hidden;
+    c->ffn = o->ffn ? (int)o->ffn : p->ffn;
+    c->n_layers = o->layers ? (int)o->layers : p->layers;
+    c->n_heads = o->heads ? (int)o->heads : p->heads;
+    c->n_kv_heads = o->kv_heads ? (int)o->kv_heads : (o->heads ? c->n_heads : p->kv_heads);
+    if (c->n_heads <= 0 || c->hidden % c->n_heads) {
+        fprintf(stderr, "ramole %s: --hidden %d is not a multiple of --heads %d\n", cmd, c->hidden, c->n_heads);
+        return false;
+    }
+    c->head_dim = c->hidden / c->n_heads;
+    c->rope.n_rot = c->head_dim;
+    c->max_pos = o->max_pos ? (int)o->max_pos : p->max_pos;
+    c->vocab_size = rm_tok_vocab_size(tok);
+    c->bos_id = rm_tok_bos(tok);
+    c->eos_id = rm_data_eos(tok, -1);
+    if (arch == RM_ARCH_QWEN2) c->qkv_bias = true;
+    return true;
+}
+
 static int train_base(const train_opts *o) {
     const char *cmd = "train base";
     rm_tok *tok = NULL;
@@ -537,24 +560,8 @@ static int train_base(const train_opts *o) {
         }
     }
     rm_model_config c;
-    rm_model_config_defaults(&c, arch);
-    c.hidden = o->hidden ? (int)o->hidden : p->hidden;
-    c.ffn = o->ffn ? (int)o->ffn : p->ffn;
-    c.n_layers = o->layers ? (int)o->layers : p->layers;
-    c.n_heads = o->heads ? (int)o->heads : p->heads;
-    c.n_kv_heads = o->kv_heads ? (int)o->kv_heads : (o->heads ? c.n_heads : p->kv_heads);
-    if (c.n_heads <= 0 || c.hidden % c.n_heads) {
-        fprintf(stderr, "ramole %s: --hidden %d is not a multiple of --heads %d\n", cmd, c.hidden, c.n_heads);
-        goto out;
-    }
-    c.head_dim = c.hidden / c.n_heads;
-    c.rope.n_rot = c.head_dim;
-    c.max_pos = o->max_pos ? (int)o->max_pos : p->max_pos;
-    c.vocab_size = rm_tok_vocab_size(tok);
-    c.bos_id = rm_tok_bos(tok);
-    c.eos_id = rm_data_eos(tok, -1);
-    if (arch == RM_ARCH_QWEN2) c.qkv_bias = true;
     if (init) c = init->cfg;
+    else if (!preset_config(cmd, o, arch, p, tok, &c)) goto out;
     if ((st = rm_model_config_check(&c, cmd)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     int ctx = o->ctx ? (int)o->ctx : (c.max_pos < 128 ? c.max_pos : 128);
     if (ctx > c.max_pos) { fprintf(stderr, "ramole %s: --ctx %d exceeds --max-pos %d\n", cmd, ctx, c.max_pos); goto out; }
