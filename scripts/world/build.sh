@@ -27,6 +27,13 @@ mkdir -p "$WORK/stamps"
 # hash_of FILE_OR_DIR...: one hash over the contents of the given paths
 hash_of() { find "$@" -type f ! -name '*.log' -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16; }
 
+# task_names all|seen: the tasks of tasks.json, in its order
+task_names() {
+  python3 -c 'import json, sys
+print(" ".join(t["name"] for t in json.load(open(sys.argv[1]))["tasks"] if sys.argv[2] == "all" or t["seen"]))' \
+    "$W/tasks.json" "$1"
+}
+
 # stage NAME KEY CMD...: run CMD unless NAME's stamp equals KEY; time it.
 stage() {
   local name=$1 key=$2
@@ -87,7 +94,7 @@ do_copy() {
 do_adapters() {
   local t bh
   bh=$(hash_of "$W/base")
-  for t in $(python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(open(sys.argv[1]))["tasks"]))' "$W/tasks.json"); do
+  for t in $(task_names all); do
     stage "adapter-$t" "$(echo "$LORA_ARGS_KEY $bh $(hash_of "$W/tasks/$t/train.jsonl")" | sha256sum | cut -c1-16)" train_adapter "$t"
   done
 }
@@ -109,7 +116,9 @@ do_retriever() {
 do_router() {
   python3 scripts/world/router_data.py --world "$W" --ramole "$R" >"$WORK/router.jsonl"
   rm -rf "$W/router"
-  "$R" train router -m "$W/base" --pool $(python3 -c 'import json,sys; print(" ".join(sys.argv[2] + "/adapters/" + t["name"] for t in json.load(open(sys.argv[1]))["tasks"] if t["seen"]))' "$W/tasks.json" "$W") \
+  local t pool=()
+  for t in $(task_names seen); do pool+=("$W/adapters/$t"); done
+  "$R" train router -m "$W/base" --pool "${pool[@]}" \
     --data "$WORK/router.jsonl" -o "$W/router" "${ROUTER_ARGS[@]}" -t "$TH" --log "$WORK/router.log" --log-every 50
 }
 
