@@ -25,7 +25,25 @@ mkdir -p "$WORK/stamps"
 [ -x "$R" ] || { echo "world: $R is not built (run make first)" >&2; exit 1; }
 
 # hash_of FILE_OR_DIR...: one hash over the contents of the given paths
-hash_of() { find "$@" -type f ! -name '*.log' -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16; }
+# (paths enter relative to each argument's folder, so the stamps still
+# hold when the world folder is moved or copied)
+hash_of() {
+  local p
+  for p in "$@"; do
+    (cd "$(dirname "$p")" 2>/dev/null && find "$(basename "$p")" -type f ! -name '*.log' -print0 2>/dev/null \
+      | sort -z | xargs -0 -r sha256sum)
+  done | sha256sum | cut -c1-16
+}
+
+# put_in_place NEW DST: folder NEW becomes DST only once it is whole, so a
+# failed or interrupted stage leaves the world's committed piece as it was
+put_in_place() {
+  mkdir -p "$(dirname "$2")"
+  rm -rf "$2.old"
+  [ ! -e "$2" ] || mv "$2" "$2.old"
+  mv "$1" "$2"
+  rm -rf "$2.old"
+}
 
 # task_names all|seen: the tasks of tasks.json, in its order
 task_names() {
@@ -85,8 +103,9 @@ do_copy() {
   "$R" train base -m "$WORK/base2-f32" --tokenizer "$WORK/tokenizer.json" --data "$WORK/copy.txt" \
     -o "$WORK/base3-f32" "${COPY_ARGS[@]}" -t "$TH" --log "$WORK/copy.log" --log-every 50 \
     --checkpoint "$WORK/copy.ckpt" --save-every 200 $( [ -e "$WORK/copy.ckpt" ] && echo --resume )
-  rm -rf "$W/base"
-  "$R" convert "$WORK/base3-f32" "$W/base" --type f16
+  rm -rf "$WORK/base.new"
+  "$R" convert "$WORK/base3-f32" "$WORK/base.new" --type f16
+  put_in_place "$WORK/base.new" "$W/base"
 }
 
 # one adapter per task; each task is its own small stage, so an
@@ -100,12 +119,12 @@ do_adapters() {
 }
 train_adapter() {
   local t=$1
-  rm -rf "$WORK/adapters/$t" "$W/adapters/$t"
+  rm -rf "$WORK/adapters/$t" "$WORK/adapters/$t.new"
   mkdir -p "$WORK/adapters"
   "$R" train lora -m "$W/base" --data "$W/tasks/$t/train.jsonl" -o "$WORK/adapters/$t" "${LORA_ARGS[@]}" \
     -t "$TH" --quiet --log "$WORK/adapters/$t.log"
-  mkdir -p "$W/adapters"
-  "$R" convert "$WORK/adapters/$t" "$W/adapters/$t" --type f16 --base "$W/base"
+  "$R" convert "$WORK/adapters/$t" "$WORK/adapters/$t.new" --type f16 --base "$W/base"
+  put_in_place "$WORK/adapters/$t.new" "$W/adapters/$t"
 }
 
 do_retriever() {
@@ -115,11 +134,12 @@ do_retriever() {
 
 do_router() {
   python3 scripts/world/router_data.py --world "$W" --ramole "$R" >"$WORK/router.jsonl"
-  rm -rf "$W/router"
+  rm -rf "$WORK/router.new"
   local t pool=()
   for t in $(task_names seen); do pool+=("$W/adapters/$t"); done
   "$R" train router -m "$W/base" --pool "${pool[@]}" \
-    --data "$WORK/router.jsonl" -o "$W/router" "${ROUTER_ARGS[@]}" -t "$TH" --log "$WORK/router.log" --log-every 50
+    --data "$WORK/router.jsonl" -o "$WORK/router.new" "${ROUTER_ARGS[@]}" -t "$TH" --log "$WORK/router.log" --log-every 50
+  put_in_place "$WORK/router.new" "$W/router"
 }
 
 LORA_ARGS_KEY="${LORA_ARGS[*]}"
