@@ -37,6 +37,37 @@ TEST(core_alloc_accounting_and_failure_injection) {
     CHECK(rm_calloc(SIZE_MAX / 2, 4) == NULL);
 }
 
+/* Large blocks take the mapped path: zero from rm_calloc, aligned, and
+ * their contents survive rm_realloc across the small/large boundary. */
+TEST(core_alloc_large_blocks_zeroed_and_reallocated) {
+    size_t live = rm_alloc_live_bytes();
+    const size_t big = (size_t)9 << 20;
+    for (int round = 0; round < 3; round++) { /* freed mappings are reused by the next round */
+        unsigned char *z = rm_calloc(big, 1);
+        CHECK(z != NULL);
+        CHECK(((uintptr_t)z & 63) == 0);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < big; i += 4093) nonzero += z[i] != 0;
+        nonzero += z[big - 1] != 0;
+        CHECK(nonzero == 0);
+        memset(z, 0xab, big); /* dirty it: a later round must still see zeros */
+        rm_free(z);
+    }
+    unsigned char *p = rm_malloc(100);
+    for (int i = 0; i < 100; i++) p[i] = (unsigned char)i;
+    p = rm_realloc(p, big);
+    CHECK(p != NULL);
+    int same = 1;
+    for (int i = 0; i < 100; i++) same &= p[i] == (unsigned char)i;
+    p[big - 1] = 7;
+    p = rm_realloc(p, 50);
+    for (int i = 0; i < 50; i++) same &= p[i] == (unsigned char)i;
+    CHECK(same);
+    CHECK(rm_alloc_live_bytes() == live + 50);
+    rm_free(p);
+    CHECK(rm_alloc_live_bytes() == live);
+}
+
 typedef struct {
     atomic_long sum;
     int64_t n;

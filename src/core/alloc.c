@@ -1,7 +1,17 @@
 /*
  * alloc.c — the one allocation wrapper. Each block carries a 64-byte header
- * holding its size, so accounting needs no table and the payload stays
- * 64-byte aligned.
+ * holding its size and where it came from, so accounting needs no table and
+ * the payload stays 64-byte aligned.
+ *
+ * Large blocks (weights, the KV cache, adapters) are mapped directly from
+ * the kernel: their pages are zero and are only faulted in when first
+ * written, so rm_calloc of a KV pool sized for every sequence at full
+ * context costs nothing until positions are used (a memset would touch it
+ * all: gigabytes, seconds of page faults at start-up). They are also
+ * marked for transparent huge pages, which cuts the faults of filling them
+ * by 512 where the kernel grants them (THP "madvise" mode, Debian's
+ * default). Under AddressSanitizer every block comes from malloc, so the
+ * sanitizer's redzones and allocation limits (fuzzing) see them all.
  */
 #include "core.h"
 
@@ -9,8 +19,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define RM_ALIGN 64
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RM_ALLOC_MAP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define RM_ALLOC_MAP 0
+#endif
+#endif
+#ifndef RM_ALLOC_MAP
+#define RM_ALLOC_MAP 1
+#endif
+/* blocks from this size up are mapped */
+#define RM_MAP_MIN ((size_t)4 << 20)
+#define RM_HUGE ((size_t)2 << 20)
+
+/* the header, in the RM_ALIGN bytes before the payload */
+typedef struct {
+    size_t size;
+    void *base;      /* what to free: the malloc'd block, or NULL when mapped */
+} block_head;
 
 static atomic_size_t live_bytes, peak_bytes, alloc_count, largest_ask;
 static atomic_size_t fail_countdown; /* 0: off; k: the k-th next alloc fails */
@@ -54,29 +85,48 @@ void *rm_malloc(size_t size) {
     while (size > largest && !atomic_compare_exchange_weak(&largest_ask, &largest, size)) {
     }
     if (should_fail()) return NULL;
-    void *base;
-    if (size > SIZE_MAX - RM_ALIGN) return NULL;
-    if (posix_memalign(&base, RM_ALIGN, size + RM_ALIGN) != 0) return NULL;
-    *(size_t *)base = size;
+    if (size > SIZE_MAX - RM_HUGE - RM_ALIGN) return NULL;
+    void *base = NULL;
+    uint8_t *p;
+    if (RM_ALLOC_MAP && size >= RM_MAP_MIN) {
+        size_t len = size + RM_ALIGN;
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(m, len, MADV_HUGEPAGE); /* advice only: refused, the block still works */
+#endif
+        p = (uint8_t *)m + RM_ALIGN;
+    } else {
+        if (posix_memalign(&base, RM_ALIGN, size + RM_ALIGN) != 0) return NULL;
+        p = (uint8_t *)base + RM_ALIGN;
+    }
+    block_head *h = (block_head *)(p - RM_ALIGN);
+    h->size = size;
+    h->base = base;
     atomic_fetch_add(&alloc_count, 1);
     account((ptrdiff_t)size);
-    return (uint8_t *)base + RM_ALIGN;
+    return p;
 }
+
+static const block_head *head_of(const void *p) { return (const block_head *)((const uint8_t *)p - RM_ALIGN); }
 
 void *rm_calloc(size_t n, size_t size) {
     size_t total;
     if (!rm_mul_ok(n, size, &total)) return NULL;
     void *p = rm_malloc(total);
-    if (p) memset(p, 0, total);
+    if (p && head_of(p)->base) memset(p, 0, total); /* mapped blocks are zero already */
     return p;
 }
 
-static size_t block_size(const void *p) { return *(const size_t *)((const uint8_t *)p - RM_ALIGN); }
+static size_t block_size(const void *p) { return head_of(p)->size; }
 
 void rm_free(void *p) {
     if (!p) return;
-    account(-(ptrdiff_t)block_size(p));
-    free((uint8_t *)p - RM_ALIGN);
+    const block_head *h = head_of(p);
+    size_t size = h->size;
+    account(-(ptrdiff_t)size);
+    if (h->base) free(h->base);
+    else munmap((uint8_t *)p - RM_ALIGN, size + RM_ALIGN);
 }
 
 void *rm_realloc(void *p, size_t size) {
