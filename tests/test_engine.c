@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,12 +46,16 @@ static rm_model *engine_model(void) { return engine_model_vocab(96); }
 /* Adapters made on demand by name: "eN" an expert of rank 4 + N % 3 * 4
  * with seed N, "router" a router of rank 8; counts the loads. */
 typedef struct {
-    int loads;
+    atomic_int loads;
+    pthread_t driver;       /* with `watch`: loads on this thread are counted apart */
+    bool watch;
+    atomic_int driver_loads;
 } test_source;
 
 static rm_status source_load(void *user, const rm_model *base, const char *name, rm_adapter **out) {
     test_source *ts = user;
     ts->loads++;
+    if (ts->watch && pthread_equal(pthread_self(), ts->driver)) ts->driver_loads++;
     if (!strcmp(name, "router")) return rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out);
     if (!strcmp(name, "big")) return rm_adapter_random(base, 48, 48.0f, ALL, 777, 0.1f, out);
     if (name[0] != 'e') return rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter called %s", name);
@@ -654,5 +659,171 @@ TEST(engine_rank_grows) {
         CHECK(strstr(ramole_last_error(), "rank 48 is above this engine's limit of 32") != NULL);
     }
     rm_engine_free(e);
+    rm_model_free(m);
+}
+
+/* rm_engine_run_all loads adapters on its loader thread, ahead of
+ * submission: the driving thread never reads an adapter, and the outputs
+ * are those of each request alone. */
+TEST(engine_run_all_loads_off_the_driver) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    static collected alone[N_MIXED];
+    memset(alone, 0, sizeof alone);
+    run_alone(m, alone);
+    test_source ts = {.driver = pthread_self(), .watch = true};
+    rm_engine *e = new_engine(m, &ts, 16, 48, 0);
+    static int32_t prompts[N_MIXED][32];
+    static char names[N_MIXED][3][8];
+    static collected unused[N_MIXED];
+    rm_engine_request qs[N_MIXED];
+    const rm_engine_request *ptrs[N_MIXED];
+    rm_engine_result res[N_MIXED];
+    for (int i = 0; i < N_MIXED; i++) {
+        mixed_request(i, prompts[i], &qs[i], names[i], &unused[i]);
+        ptrs[i] = &qs[i];
+    }
+    if (e) {
+        CHECK_OK(rm_engine_run_all(e, ptrs, N_MIXED, 8, res, NULL, NULL));
+        int bad = 0;
+        for (int i = 0; i < N_MIXED; i++) {
+            bad += res[i].n_tokens != alone[i].n || res[i].finish != alone[i].fin ||
+                   memcmp(res[i].tokens, alone[i].toks, (size_t)alone[i].n * sizeof(int32_t));
+            rm_engine_result_free(&res[i]);
+        }
+        CHECK_MSG(!bad, "run_all: %d of %d requests differ from their runs alone", bad, N_MIXED);
+        CHECK_MSG(ts.loads == 9 && ts.driver_loads == 0, "%d loads, %d of them on the driving thread",
+                  (int)ts.loads, (int)ts.driver_loads);
+        CHECK_OK(rm_engine_check(e));
+    }
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+typedef struct {
+    rm_engine *e;
+    const rm_engine_request *q;
+    rm_engine_hold *hold;
+    rm_status st;
+} preload_job;
+
+static void *preload_thread(void *arg) {
+    preload_job *j = arg;
+    j->st = rm_engine_preload(j->e, j->q, &j->hold);
+    return NULL;
+}
+
+/* rm_engine_preload from another thread while the driver steps: the hold
+ * keeps the adapters cached through evictions (a cache bound of 1 byte
+ * evicts everything unheld), the submit then loads nothing, and the tokens
+ * are those of the request alone. A name that cannot load fails the
+ * preload with the error the submit would give. */
+TEST(engine_preload_holds_through_eviction) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    static collected alone[N_MIXED];
+    memset(alone, 0, sizeof alone);
+    run_alone(m, alone);
+    test_source ts = {.driver = pthread_self(), .watch = true};
+    rm_engine_params p = {.n_threads = 2, .max_seqs = 4, .n_ctx = 64, .step_tokens = 32, .kv_block = 4,
+                          .max_adapters = 3, .max_rank = 12, .adapter_cache_bytes = 1,
+                          .source = {source_load, &ts}};
+    rm_engine *e = NULL;
+    CHECK_OK(rm_engine_new(m, &p, &e));
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    int32_t prompts[N_MIXED][32];
+    char names[N_MIXED][3][8];
+    collected got[N_MIXED];
+    memset(got, 0, sizeof got);
+    rm_engine_request target, other;
+    mixed_request(5, prompts[5], &target, names[5], &got[5]); /* router over e5, e0, e3 */
+    preload_job j = {.e = e, .q = &target};
+    /* others run meanwhile, over other adapters: their loads evict the unheld */
+    for (int i = 1; i <= 4; i++) {
+        mixed_request(i, prompts[i], &other, names[i], &got[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &other, &id));
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, preload_thread, &j);
+    drain(e);
+    pthread_join(th, NULL);
+    CHECK_OK(j.st);
+    CHECK(j.hold != NULL);
+    for (int i = 7; i <= 10; i++) { /* more churn after the preload */
+        mixed_request(i, prompts[i], &other, names[i], &got[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &other, &id));
+        drain(e);
+    }
+    int driver_before = ts.driver_loads;
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &target, &id));
+    CHECK_MSG(ts.driver_loads == driver_before, "the submit after a preload loaded %d adapters",
+              ts.driver_loads - driver_before);
+    rm_engine_hold_free(e, j.hold);
+    drain(e);
+    for (int i = 1; i <= 10; i++) {
+        if (i == 6) continue;
+        CHECK_MSG(got[i].n == alone[i].n && !memcmp(got[i].toks, alone[i].toks, (size_t)alone[i].n * sizeof(int32_t)),
+                  "request %d differs from its run alone", i);
+    }
+    rm_engine_stats st;
+    rm_engine_stats_get(e, &st);
+    CHECK_MSG(st.adapters.held == 0 && st.adapters.entries == 0, "after the hold: %d held, %d cached",
+              st.adapters.held, st.adapters.entries);
+
+    rm_engine_request bad = target;
+    bad.adapters[1] = "nope";
+    rm_engine_hold *h = NULL;
+    CHECK(rm_engine_preload(e, &bad, &h) == RAMOLE_ERR_NOT_FOUND && h == NULL);
+    CHECK(strstr(ramole_last_error(), "nope") != NULL);
+    CHECK(rm_engine_submit(e, &bad, &id) == RAMOLE_ERR_NOT_FOUND);
+    rm_engine_stats_get(e, &st);
+    CHECK(st.adapters.held == 0);
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
+/* While sequences decode, a step carries at most the prefill allowance of
+ * prompt tokens: by default as many as it decodes, at least
+ * RM_ENGINE_PREFILL_MIN; an explicit count; or (< 0) the whole budget. */
+TEST(engine_prefill_allowance_bounds_mixed_steps) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    static const struct {
+        int prefill, want;
+    } cases[] = {{0, 3 + RM_ENGINE_PREFILL_MIN}, {5, 3 + 5}, {-1, 3 + 50}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        test_source ts = {0};
+        rm_engine_params p = {.n_threads = 2, .max_seqs = 8, .n_ctx = 64, .step_tokens = 64, .kv_block = 4,
+                              .prefill_tokens = cases[c].prefill, .source = {source_load, &ts}};
+        rm_engine *e = NULL;
+        CHECK_OK(rm_engine_new(m, &p, &e));
+        if (!e) break;
+        int32_t shortp[3] = {5, 6, 7}, longp[50];
+        for (int t = 0; t < 50; t++) longp[t] = 1 + t % 90;
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.ignore_eos = true;
+        q.max_tokens = 10;
+        q.tokens = shortp;
+        q.n_tokens = 3;
+        int64_t id;
+        for (int i = 0; i < 3; i++) CHECK_OK(rm_engine_submit(e, &q, &id));
+        int n;
+        CHECK_OK(rm_engine_step(e, &n)); /* three prompts; all three now decode */
+        q.tokens = longp;
+        q.n_tokens = 50;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        CHECK_OK(rm_engine_step(e, &n));
+        CHECK_MSG(n == cases[c].want, "prefill_tokens %d: the mixed step ran %d tokens, want %d", cases[c].prefill,
+                  n, cases[c].want);
+        drain(e);
+        rm_engine_free(e);
+    }
     rm_model_free(m);
 }

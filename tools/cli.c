@@ -202,6 +202,22 @@ bool cli_kv_type(const char *cmd, const char *v, rm_type *out) {
     return true;
 }
 
+bool cli_prefill_tokens(const char *cmd, const char *v, long *out) {
+    if (!strcmp(v, "auto")) *out = 0;
+    else if (!strcmp(v, "all")) *out = -1;
+    else {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || n < 1 || n > (1 << 20)) {
+            fprintf(stderr, "ramole %s: --prefill-tokens takes auto, all or a count from 1 to %d, got '%s'\n", cmd,
+                    1 << 20, v);
+            return false;
+        }
+        *out = n;
+    }
+    return true;
+}
+
 void cli_fmt_time(double s, char *buf, size_t n) {
     if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
     long t = (long)(s + 0.5);

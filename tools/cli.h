@@ -21,6 +21,8 @@ bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
 bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
 /* --kv-type f32|f16 */
 bool cli_kv_type(const char *cmd, const char *v, rm_type *out);
+/* --prefill-tokens: "auto" (0: the engine's default), "all" (-1) or a count. */
+bool cli_prefill_tokens(const char *cmd, const char *v, long *out);
 /* An element type name for option opt; adapter_only: f32, f16, bf16 (no block types). */
 bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out);
 /* A weight plan for option opt: an element type name or q4_k_m

@@ -116,7 +116,7 @@ static json_t *result_json(const batch_line *b, const rm_engine_result *r) {
 
 static void usage_batch(void) {
     fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
-                    "[--max-seqs N] [--ctx N] [--step-tokens N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
+                    "[--max-seqs N] [--ctx N] [--step-tokens N] [--prefill-tokens auto|all|N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
                     "[--max-adapters K] [--adapter-cache MIB] "
                     "[--max-rank R] [--lora-type f32|f16|bf16] [--quiet]\n");
 }
@@ -125,6 +125,7 @@ int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
     long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
          kv_blocks = 0, cache_mib = 0;
+    long prefill = 0;
     rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
@@ -143,6 +144,7 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
         else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
+        else if (!strcmp(a, "--prefill-tokens")) { VAL(); if (!cli_prefill_tokens(cmd, v, &prefill)) return 2; }
         else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &lora_type)) return 2; }
         else if (!strcmp(a, "--quiet")) quiet = true;
         else {
@@ -173,6 +175,7 @@ int cmd_batch(int argc, char **argv) {
         goto out;
     }
     rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
+                           .prefill_tokens = (int)prefill,
                            .step_tokens = (int)step, .kv_type = kv_type,
                            .kv_block = (int)kv_block, .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k,
                            .max_rank = (int)max_rank, .adapter_type = lora_type,

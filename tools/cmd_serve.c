@@ -12,7 +12,7 @@
 
 static void usage_serve(void) {
     fprintf(stderr, "usage: ramole serve -m MODEL [--registry URL | --no-registry] [--host 127.0.0.1] [--port 8080] "
-                    "[--name NAME] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--queue N] "
+                    "[--name NAME] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--prefill-tokens auto|all|N] [--queue N] "
                     "[--max-body BYTES] [--timeout S] [--deadline S] [--grace S] [--top-k K] [--feedback-ttl S]\n");
 }
 
@@ -22,6 +22,7 @@ int cmd_serve(int argc, char **argv) {
          timeout = 30, top_k = 3;
     double grace = 10, deadline = 600, feedback_ttl = RM_REG_RESPONSE_TTL;
     bool no_registry = false;
+    long prefill = 0;
     rm_type kv_type = RM_TYPE_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -43,6 +44,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--feedback-ttl")) { VAL(); if (!cli_float(cmd, a, v, 1, 3650 * 86400.0, &feedback_ttl)) return 2; }
         else if (!strcmp(a, "--grace")) { VAL(); if (!cli_float(cmd, a, v, 0, 3600, &grace)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
+        else if (!strcmp(a, "--prefill-tokens")) { VAL(); if (!cli_prefill_tokens(cmd, v, &prefill)) return 2; }
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
             usage_serve();
@@ -76,6 +78,7 @@ int cmd_serve(int argc, char **argv) {
         if ((st = rm_registry_open(url, &reg)) != RAMOLE_OK) goto fail;
     }
     rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
+                           .prefill_tokens = (int)prefill,
                            .kv_type = kv_type};
     rm_server_opts so = {.host = host, .port = (int)port, .model_name = name, .queue = (int)queue,
                          .max_body = (size_t)max_body, .timeout_s = (int)timeout, .default_top_k = (int)top_k,

@@ -292,29 +292,43 @@ void rm_adapter_cache_release(rm_adapter_cache *c, rm_adapter_handle *h) {
 const rm_adapter *rm_adapter_handle_adapter(const rm_adapter_handle *h) { return h->a; }
 const char *rm_adapter_handle_name(const rm_adapter_handle *h) { return h->name; }
 
+static const rm_router_c *router_c_find(const rm_adapter_handle *router, const rm_adapter_handle *expert) {
+    for (const router_c_link *l = expert->rcs; l; l = l->next)
+        if (l->router_serial == router->serial) return l->rc;
+    return NULL;
+}
+
 rm_status rm_adapter_cache_router_c(rm_adapter_cache *c, rm_adapter_handle *router, rm_adapter_handle *expert,
                                     const rm_router_c **out) {
     pthread_mutex_lock(&c->mu);
-    for (router_c_link *l = expert->rcs; l; l = l->next)
-        if (l->router_serial == router->serial) {
-            *out = l->rc;
-            pthread_mutex_unlock(&c->mu);
-            return RAMOLE_OK;
-        }
+    *out = router_c_find(router, expert);
+    pthread_mutex_unlock(&c->mu);
+    if (*out) return RAMOLE_OK;
+    /* built outside the lock: the scheduler's gets and releases go on meanwhile */
     router_c_link *l = rm_calloc(1, sizeof *l);
     rm_status st = l ? rm_router_c_new(c->base, router->a, expert->a, &l->rc)
                      : rm_err(RAMOLE_ERR_NOMEM, "adapter cache: out of memory");
     if (st != RAMOLE_OK) {
         rm_free(l);
-        pthread_mutex_unlock(&c->mu);
         return st;
     }
-    l->router_serial = router->serial;
-    l->next = expert->rcs;
-    expert->rcs = l;
-    c->st.bytes += rm_router_c_bytes(l->rc);
-    *out = l->rc;
+    pthread_mutex_lock(&c->mu);
+    const rm_router_c *raced = router_c_find(router, expert); /* another thread built it meanwhile */
+    if (raced) {
+        *out = raced;
+    } else {
+        l->router_serial = router->serial;
+        l->next = expert->rcs;
+        expert->rcs = l;
+        c->st.bytes += rm_router_c_bytes(l->rc);
+        *out = l->rc;
+        l = NULL;
+    }
     pthread_mutex_unlock(&c->mu);
+    if (l) {
+        rm_router_c_free(l->rc);
+        rm_free(l);
+    }
     return RAMOLE_OK;
 }
 

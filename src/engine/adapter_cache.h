@@ -63,8 +63,8 @@ void      rm_adapter_cache_release(rm_adapter_cache *c, rm_adapter_handle *h);
 const rm_adapter *rm_adapter_handle_adapter(const rm_adapter_handle *h);
 const char       *rm_adapter_handle_name(const rm_adapter_handle *h);
 
-/* C of (router, expert), built on first use and kept with the expert;
- * valid while both handles are held. */
+/* C of (router, expert), built on first use (outside the lock) and kept
+ * with the expert; valid while both handles are held. */
 rm_status rm_adapter_cache_router_c(rm_adapter_cache *c, rm_adapter_handle *router, rm_adapter_handle *expert,
                                     const rm_router_c **out);
 

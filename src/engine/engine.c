@@ -94,6 +94,7 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     if (p.max_seqs <= 0) p.max_seqs = 16;
     if (p.n_ctx <= 0) p.n_ctx = m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
     if (p.step_tokens <= 0) p.step_tokens = 512;
+    if (p.prefill_tokens < 0) p.prefill_tokens = -1;
     if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
     if (p.max_adapters <= 0) p.max_adapters = 4;
     if (p.max_rank <= 0) p.max_rank = RM_LORA_MAX_RANK;
@@ -367,6 +368,44 @@ static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r)
     return st;
 }
 
+struct rm_engine_hold {
+    int n;
+    rm_adapter_handle *h[RM_LORA_MAX_K + 1];
+};
+
+void rm_engine_hold_free(rm_engine *e, rm_engine_hold *h) {
+    if (!h) return;
+    for (int i = 0; i < h->n; i++) rm_adapter_cache_release(e->adapters, h->h[i]);
+    rm_free(h);
+}
+
+rm_status rm_engine_preload(rm_engine *e, const rm_engine_request *q, rm_engine_hold **out) {
+    *out = NULL;
+    int k = q->n_adapters;
+    if (q->mode == RM_COMPOSE_NONE || k < 1 || k > RM_LORA_MAX_K) return RAMOLE_OK; /* submit names the fault */
+    rm_engine_hold *h = rm_calloc(1, sizeof *h);
+    if (!h) return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
+    rm_status st = RAMOLE_OK;
+    for (int j = 0; j < k && st == RAMOLE_OK; j++)
+        if (q->adapters[j] && (st = rm_adapter_cache_get(e->adapters, q->adapters[j], &h->h[h->n])) == RAMOLE_OK)
+            h->n++;
+    rm_adapter_handle *hr = NULL;
+    if (st == RAMOLE_OK && q->router && q->mode == RM_COMPOSE_ROUTER &&
+        (st = rm_adapter_cache_get(e->adapters, q->router, &hr)) == RAMOLE_OK) {
+        for (int j = 0; j < h->n && st == RAMOLE_OK; j++) {
+            const rm_router_c *rc;
+            st = rm_adapter_cache_router_c(e->adapters, hr, h->h[j], &rc);
+        }
+        h->h[h->n++] = hr;
+    }
+    if (st != RAMOLE_OK) {
+        rm_engine_hold_free(e, h);
+        return st;
+    }
+    *out = h;
+    return RAMOLE_OK;
+}
+
 rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id) {
     *id = 0;
     req *r = rm_calloc(1, sizeof *r);
@@ -512,7 +551,20 @@ static int free_after(const rm_engine *e, int i) {
  *  2. Prompt chunks with what the budget leaves, oldest first: a long
  *     prompt is cut into chunks and never stalls the others. A chunk is
  *     cut to the free blocks; prefill never preempts (it would thrash).
+ *     While sequences decode, the prompt tokens are also bounded by the
+ *     prefill allowance (prefill_allowance): a step's cost grows with its
+ *     tokens once past the memory-bound floor, and every decoding stream
+ *     waits for the whole step, so a step carrying a full budget of
+ *     prompt would be a latency spike for all of them.
  */
+static int prefill_allowance(const rm_engine *e, int decodes) {
+    int left = e->p.step_tokens - decodes;
+    if (!decodes || e->p.prefill_tokens < 0) return left; /* nobody waits on this step */
+    int allow = e->p.prefill_tokens ? e->p.prefill_tokens
+                                    : decodes > RM_ENGINE_PREFILL_MIN ? decodes : RM_ENGINE_PREFILL_MIN;
+    return allow < left ? allow : left;
+}
+
 static int plan(rm_engine *e, int n) {
     int budget = e->p.step_tokens, used = 0;
     int free_blocks = rm_kv_free_blocks(e->kv);
@@ -529,6 +581,7 @@ static int plan(rm_engine *e, int n) {
         e->chunk[i] = 1;
         used++;
     }
+    budget = used + prefill_allowance(e, used);
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
         if (!r || r->n_toks - r->n_cached <= 1 || e->chunk[i]) continue;

@@ -23,8 +23,9 @@
  * had generated, so its output does not change.
  *
  * Threads: one thread drives an engine (submit, cancel, step, free); the
- * forward itself runs on the engine's pool. rm_engine_drop_adapter may be
- * called from any thread.
+ * forward itself runs on the engine's pool. rm_engine_preload,
+ * rm_engine_hold_free and rm_engine_drop_adapter may be called from any
+ * thread, while the driver steps.
  */
 #ifndef RM_ENGINE_H
 #define RM_ENGINE_H
@@ -34,11 +35,20 @@
 
 typedef struct rm_engine rm_engine;
 
+/* Prompt tokens a step may add to its decodes whatever their number: up to
+ * about this many rows a matrix product still costs what reading the
+ * weights costs (the forward switches to GEMM at 32 rows). */
+#define RM_ENGINE_PREFILL_MIN 32
+
 typedef struct {
     int n_threads;        /* 0: every core */
     int max_seqs;         /* sequences running at once (0: 16) */
     int n_ctx;            /* positions one sequence may reach (0: the model's, at most 4096) */
     int step_tokens;      /* token budget of one step (0: 512) */
+    int prefill_tokens;   /* prompt tokens a step may carry while sequences decode: 0 (default)
+                           * as many as it decodes, at least RM_ENGINE_PREFILL_MIN, so that a
+                           * step costs each stream at most about two decode steps; < 0 no
+                           * limit beyond step_tokens (throughput first: offline batches) */
     int kv_blocks;        /* KV pool (0: enough for max_seqs sequences of n_ctx) */
     int kv_block;         /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
     rm_type kv_type;      /* RM_TYPE_F32 (default) or RM_TYPE_F16 */
@@ -137,6 +147,21 @@ void      rm_engine_cancel_all(rm_engine *e);
  * returned.
  */
 rm_status rm_engine_step(rm_engine *e, int *n_run);
+/*
+ * Load what request q names (its adapters, its router, and the router's C
+ * with each expert) into the adapter cache, so that its submit finds them
+ * there instead of reading files on the driving thread, where a cold load
+ * stalls every running stream for its duration. Any thread, while the
+ * driver steps: a server calls it on the connection's thread, a batch on a
+ * loader thread that runs ahead of submission. The hold (NULL when q names
+ * no adapter) keeps them cached until rm_engine_hold_free, which comes
+ * after the submit (the request then holds its own references). Errors
+ * are those submit would give for the same names.
+ */
+typedef struct rm_engine_hold rm_engine_hold;
+rm_status rm_engine_preload(rm_engine *e, const rm_engine_request *q, rm_engine_hold **out);
+void      rm_engine_hold_free(rm_engine *e, rm_engine_hold *h); /* NULL is a no-op */
+
 /* Requests submitted and not finished. */
 int       rm_engine_pending(const rm_engine *e);
 

@@ -1,10 +1,70 @@
 /*
  * run_all.c — a list of requests through the engine to the end, results
  * collected per request (see rm_engine_run_all in engine.h).
+ *
+ * A loader thread walks the list ahead of submission and preloads each
+ * request's adapters (rm_engine_preload), so that reading and converting
+ * adapter files overlaps the steps instead of stalling them. It stays at
+ * most `ahead` requests in front of the runner, which bounds the adapters
+ * it pins. The runner submits in order and only what is loaded; while the
+ * next request is still loading it steps what runs, and with nothing to
+ * step it waits for the loader.
  */
 #include "engine/engine.h"
 
+#include <pthread.h>
 #include <string.h>
+
+typedef struct {
+    rm_engine *e;
+    const rm_engine_request *const *reqs;
+    int n, ahead;
+    rm_engine_hold **holds;   /* [n] */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int loaded;               /* reqs[0..loaded) are preloaded (or failed: submit reports it) */
+    int submitted;            /* reqs[0..submitted) were handed to submit */
+    bool stop;
+} loader;
+
+static void *loader_main(void *arg) {
+    loader *L = arg;
+    for (int i = 0; i < L->n; i++) {
+        pthread_mutex_lock(&L->mu);
+        while (!L->stop && i >= L->submitted + L->ahead) pthread_cond_wait(&L->cv, &L->mu);
+        bool stop = L->stop;
+        pthread_mutex_unlock(&L->mu);
+        if (stop) break;
+        rm_engine_hold *h = NULL;
+        if (L->reqs[i] && rm_engine_preload(L->e, L->reqs[i], &h) != RAMOLE_OK) h = NULL;
+        pthread_mutex_lock(&L->mu);
+        L->holds[i] = h;
+        L->loaded = i + 1;
+        pthread_cond_broadcast(&L->cv);
+        pthread_mutex_unlock(&L->mu);
+    }
+    return NULL;
+}
+
+/* Is request i loaded? With `wait`, block until it is. */
+static bool loader_ready(loader *L, int i, bool wait) {
+    pthread_mutex_lock(&L->mu);
+    while (wait && L->loaded <= i) pthread_cond_wait(&L->cv, &L->mu);
+    bool ready = L->loaded > i;
+    pthread_mutex_unlock(&L->mu);
+    return ready;
+}
+
+/* Request i went to submit: its hold can go (the request holds its own). */
+static void loader_submitted(loader *L, int i) {
+    pthread_mutex_lock(&L->mu);
+    rm_engine_hold *h = L->holds[i];
+    L->holds[i] = NULL;
+    L->submitted = i + 1;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    rm_engine_hold_free(L->e, h);
+}
 
 typedef struct {
     rm_engine_result *res;
@@ -67,21 +127,36 @@ rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, 
                             rm_engine_result *results, rm_engine_progress_fn progress, void *user) {
     rm_engine_stats st;
     rm_engine_stats_get(e, &st);
+    if (ahead <= 0) ahead = 2 * rm_engine_max_seqs(e);
     collector *cols = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *cols);
-    if (!cols) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    loader L = {.e = e, .reqs = reqs, .n = n, .ahead = ahead};
+    L.holds = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *L.holds);
+    if (!cols || !L.holds) {
+        rm_free(cols);
+        rm_free(L.holds);
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_init(&L.mu, NULL);
+    pthread_cond_init(&L.cv, NULL);
+    pthread_t loader_thread;
+    bool threaded = pthread_create(&loader_thread, NULL, loader_main, &L) == 0;
     memset(results, 0, (size_t)n * sizeof *results);
     int done = 0, next = 0, n_run;
     int64_t tokens0 = st.tokens_generated;
     double t0 = rm_time_now();
     rm_status status = RAMOLE_OK;
-    if (ahead <= 0) ahead = 2 * rm_engine_max_seqs(e);
     while (done < n) {
         /* 1. Keep the queue topped up: enough waiting requests to fill
-         *    every slot that frees this step, not the whole list. */
+         *    every slot that frees this step, not the whole list. Only
+         *    loaded requests go in, in order; with nothing to step, wait
+         *    for the loader rather than spin. */
         rm_engine_stats_get(e, &st);
         while (next < n && st.waiting < ahead) {
-            int i = next++;
+            int i = next;
+            if (threaded && !loader_ready(&L, i, !rm_engine_pending(e))) break;
+            next++;
             if (!reqs[i]) {
+                if (threaded) loader_submitted(&L, i);
                 done++;
                 continue;
             }
@@ -91,7 +166,9 @@ rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, 
             q.on_event = on_event;
             q.user = &cols[i];
             int64_t id;
-            if (rm_engine_submit(e, &q, &id) != RAMOLE_OK) {
+            rm_status sst = rm_engine_submit(e, &q, &id);
+            if (threaded) loader_submitted(&L, i);
+            if (sst != RAMOLE_OK) {
                 results[i].finish = RM_FINISH_NONE;
                 results[i].error = rm_strdup(ramole_last_error());
                 done++;
@@ -111,6 +188,17 @@ rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, 
             progress(done, n, st.tokens_generated - tokens0, rm_time_now() - t0, user);
         }
     }
+    if (threaded) {
+        pthread_mutex_lock(&L.mu);
+        L.stop = true;
+        pthread_cond_broadcast(&L.cv);
+        pthread_mutex_unlock(&L.mu);
+        pthread_join(loader_thread, NULL);
+    }
+    for (int i = 0; i < n; i++) rm_engine_hold_free(e, L.holds[i]);
+    pthread_mutex_destroy(&L.mu);
+    pthread_cond_destroy(&L.cv);
+    rm_free(L.holds);
     rm_free(cols);
     return status;
 }

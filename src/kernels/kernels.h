@@ -149,6 +149,11 @@ void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
  * threads themselves, such as the LoRA groups inside one pool job.
  */
 void   rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw);
+/* Set OpenBLAS to run each call on its calling thread (ramole's pool splits
+ * the work), once per process. Code that calls cblas directly calls it first:
+ * OpenBLAS's own threads would fight the pool's, and two threads calling a
+ * multi-threaded OpenBLAS at once (a loader beside the forward) race. */
+void   rm_blas_init(void);
 /* Naive reference: double accumulation, weights dequantised element-wise. */
 void   rm_matmul_ref(float *y, const float *x, int64_t m, const void *w, rm_type wt,
                      int64_t n, int64_t k);

@@ -375,6 +375,7 @@ static void job_qgemm_k(void *ctx, int ith, int nth) {
 
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
+void rm_blas_init(void) { pthread_once(&g_blas_once, blas_init); }
 
 static void warn_scratch_once(size_t have, size_t need) {
     static atomic_bool warned;

@@ -257,6 +257,7 @@ rm_status rm_router_c_new(const rm_model *m, const rm_adapter *router, const rm_
         rm_router_c_free(rc);
         return rm_err(RAMOLE_ERR_NOMEM, "LoRA router: out of memory");
     }
+    rm_blas_init();
     for (int i = 0; i < nm; i++) {
         if (rc->off[i] == SIZE_MAX) continue;
         const rm_lora_module *R = &router->mods[i], *E = &expert->mods[i];

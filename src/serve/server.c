@@ -527,7 +527,15 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
         ret = send_error(s, c, route, ce.status, ce.param, ce.code, "%s", ramole_last_error());
         goto out;
     }
+    /* adapters are read here, on the connection's thread: a cold load on
+     * the scheduler thread would stall every stream for its duration */
+    rm_engine_hold *hold = NULL;
+    if ((st = rm_engine_preload(s->engine, &r->spec.req, &hold)) != RAMOLE_OK) {
+        ret = send_error(s, c, route, status_of(st), NULL, "invalid_value", "%s", ramole_last_error());
+        goto out;
+    }
     if (!srv_sched_push(&s->sched, r, s->limit)) {
+        rm_engine_hold_free(s->engine, hold);
         ret = send_error(s, c, route, 429, NULL, "queue_full", "the server's queue is full; retry later");
         goto out;
     }
@@ -536,6 +544,7 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     while (r->state == SRV_QUEUED) pthread_cond_wait(&r->cv, &r->mu);
     bool refused = r->state == SRV_REFUSED;
     pthread_mutex_unlock(&r->mu);
+    rm_engine_hold_free(s->engine, hold); /* submitted: the request holds its adapters */
     if (refused) {
         ret = send_error(s, c, route, status_of(r->refused), NULL, "invalid_value", "%s", r->error);
         goto out;

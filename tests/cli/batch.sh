@@ -45,6 +45,18 @@ if $R batch -m "$TMP/base" --in "$TMP/in.jsonl" --out "$TMP/out.jsonl" --max-seq
 else
   fail cli_batch_runs "$(head -c 300 "$TMP/err")"
 fi
+# the prefill allowance changes which step runs a prompt, never the tokens
+for pf in all 3; do
+  $R batch -m "$TMP/base" --in "$TMP/in.jsonl" --out "$TMP/out_$pf.jsonl" --max-seqs 8 --step-tokens 16 \
+    --prefill-tokens $pf -t 2 --quiet 2>"$TMP/err" || true
+  node -e 'const fs = require("fs");
+    console.log(fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(l => JSON.parse(l).tokens.join(",")).join("\n"));' \
+    "$TMP/out_$pf.jsonl" >"$TMP/got_$pf" 2>/dev/null
+  cmp -s "$TMP/got_$pf" "$TMP/want" && pass cli_batch_prefill_tokens_$pf \
+    || fail cli_batch_prefill_tokens_$pf "$(head -c 300 "$TMP/err"; diff "$TMP/got_$pf" "$TMP/want" | head -5)"
+done
+expect_error cli_batch_prefill_tokens_bad "--prefill-tokens takes auto, all or a count" \
+  $R batch -m "$TMP/base" --in "$TMP/in.jsonl" --out "$TMP/x.jsonl" --prefill-tokens 0
 
 # bad lines: in their place, the others still run, exit status 1
 cat >"$TMP/bad.jsonl" <<EOF
