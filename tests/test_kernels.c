@@ -318,7 +318,7 @@ static void q8k_roundtrip(float *out, const float *x, int64_t m, int64_t k) {
 }
 
 /*
- * X rounded as the dot path against long f16 rows sees it (matmul.c): times
+ * X rounded as the dot path against long f16/bf16 rows sees it (matmul.c): times
  * 2^(15 - q), where max |x| < 2^q, rounded to f16, and scaled back.
  */
 static void half_x_roundtrip(float *out, const float *x, int64_t k) {
@@ -348,7 +348,7 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
     fill(x, m * k, 1.0f);
     rm_matmul_ref(ref, x, m, w, wt, n, k);
     float *mag = NULL; /* |X| |W|^T: the size of each output before cancellation */
-    bool half_x = wt == RM_TYPE_F16 && m == 1 && k > RM_KERN_HALF_X_MIN_K;
+    bool half_x = (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16) && m == 1 && k > RM_KERN_HALF_X_MIN_K;
     if (rm_type_is_quant(wt) || half_x) {
         float *xa = malloc((size_t)(m * k) * 4), *wa = malloc((size_t)(n * k) * 4);
         mag = malloc((size_t)(m * n) * 4);
@@ -695,20 +695,21 @@ TEST(kernels_matmul_work_size) {
 }
 
 /*
- * One X row against long f16 rows (X rounded to f16 times a power of two):
- * magnitudes far outside f16's range still give the reference answer, and
- * a NaN or an infinity in X, or an all-zero X, gives what the f32 path gives.
+ * One X row against long f16 or bf16 rows (X rounded to f16 times a power
+ * of two): magnitudes far outside f16's range still give the reference
+ * answer, and a NaN or an infinity in X, or an all-zero X, gives what the
+ * f32 path gives.
  */
-TEST(kernels_matmul_f16_long_rows_range) {
+static void mm_check_long_rows_range(rm_type wt) {
     enum { N = 9, K = RM_KERN_HALF_X_MIN_K + 1536 + 3 };
     float *wf = malloc(N * K * 4), *x = malloc(K * 4), *xa = malloc(K * 4), *wa = malloc(N * K * 4);
     float ref[N], mag[N], y[N];
     uint16_t *wh = malloc(N * K * 2);
     fill(wf, N * K, 0.5f);
-    rm_convert(RM_TYPE_F16, wh, RM_TYPE_F32, wf, N * K);
-    rm_convert(RM_TYPE_F32, wa, RM_TYPE_F16, wh, N * K);
+    rm_convert(wt, wh, RM_TYPE_F32, wf, N * K);
+    rm_convert(RM_TYPE_F32, wa, wt, wh, N * K);
     for (int i = 0; i < N * K; i++) wa[i] = fabsf(wa[i]);
-    size_t ws = rm_matmul_work_size(RM_TYPE_F16, 1, N, K, 2);
+    size_t ws = rm_matmul_work_size(wt, 1, N, K, 2);
     CHECK(ws >= (size_t)K * 2);
     void *work = malloc(ws);
     rm_compute c = {.work = work, .work_size = ws};
@@ -719,27 +720,30 @@ TEST(kernels_matmul_f16_long_rows_range) {
         for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++) {
             fill(x, K, scales[s]);
             for (int i = 0; i < K; i++) xa[i] = fabsf(x[i]);
-            rm_matmul_ref(ref, x, 1, wh, RM_TYPE_F16, N, K);
+            rm_matmul_ref(ref, x, 1, wh, wt, N, K);
             rm_matmul_ref(mag, xa, 1, wa, RM_TYPE_F32, N, K);
-            rm_matmul(&c, y, x, 1, wh, RM_TYPE_F16, N, K);
+            rm_matmul(&c, y, x, 1, wh, wt, N, K);
             double e = rel_err_to(y, ref, mag, N);
-            CHECK_MSG(e <= 2.5e-4, "%s: |x| ~ %g: error %.3g of |x| |w|", rm_isa_name(isas[t]), scales[s], e);
+            CHECK_MSG(e <= 2.5e-4, "%s %s: |x| ~ %g: error %.3g of |x| |w|", rm_type_name(wt), rm_isa_name(isas[t]), scales[s], e);
         }
         memset(x, 0, K * 4);
-        rm_matmul(&c, y, x, 1, wh, RM_TYPE_F16, N, K);
+        rm_matmul(&c, y, x, 1, wh, wt, N, K);
         for (int r = 0; r < N; r++) CHECK(y[r] == 0.0f);
         fill(x, K, 1.0f);
         x[K - 2] = NAN;
-        rm_matmul(&c, y, x, 1, wh, RM_TYPE_F16, N, K);
+        rm_matmul(&c, y, x, 1, wh, wt, N, K);
         for (int r = 0; r < N; r++) CHECK(isnan(y[r]));
         x[K - 2] = INFINITY;
-        rm_matmul(&c, y, x, 1, wh, RM_TYPE_F16, N, K);
-        rm_matmul_ref(ref, x, 1, wh, RM_TYPE_F16, N, K);
+        rm_matmul(&c, y, x, 1, wh, wt, N, K);
+        rm_matmul_ref(ref, x, 1, wh, wt, N, K);
         for (int r = 0; r < N; r++) CHECK(isinf(y[r]) || isnan(y[r]) ? (isinf(ref[r]) || isnan(ref[r])) : 0);
     }
     rm_isa_set(saved);
     free(wf), free(x), free(xa), free(wa), free(wh), free(work);
 }
+
+TEST(kernels_matmul_f16_long_rows_range) { mm_check_long_rows_range(RM_TYPE_F16); }
+TEST(kernels_matmul_bf16_long_rows_range) { mm_check_long_rows_range(RM_TYPE_BF16); }
 
 /* A known product, independent of rm_matmul_ref. */
 TEST(kernels_matmul_known_values) {

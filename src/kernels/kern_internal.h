@@ -26,7 +26,7 @@ typedef struct {
 
 #define RM_KERN_SHORT_MAX_K 64
 
-/* One X row against f16 weight rows longer than this is rounded to f16
+/* One X row against f16 or bf16 weight rows longer than this is rounded to f16
  * (times a power of two) before the dots: f32 X and a W row no longer share
  * L1 (matmul.c). */
 #define RM_KERN_HALF_X_MIN_K 4096
@@ -60,6 +60,8 @@ typedef struct {
     /* an f16 activation row with one f16 weight row (f32 products and sums):
      * half the activation bytes, for rows too long for x and w to share L1 */
     float (*dot_f16_f16)(const uint16_t *x, const uint16_t *w, int64_t k);
+    /* the same against one bf16 weight row */
+    float (*dot_f16_bf16)(const uint16_t *x, const uint16_t *w, int64_t k);
     /* integer dot of nb q8_0 blocks of a quantised activation row with a weight row */
     float (*dot_q8_0)(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb);
     /*

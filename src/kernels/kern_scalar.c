@@ -43,6 +43,17 @@ static float dot_f16_f16(const uint16_t *x, const uint16_t *w, int64_t k) {
     return s0 + s1;
 }
 
+static float dot_f16_bf16(const uint16_t *x, const uint16_t *w, int64_t k) {
+    float s0 = 0, s1 = 0;
+    int64_t i = 0;
+    for (; i + 2 <= k; i += 2) {
+        s0 += rm_f16_to_f32(x[i]) * rm_bf16_to_f32(w[i]);
+        s1 += rm_f16_to_f32(x[i + 1]) * rm_bf16_to_f32(w[i + 1]);
+    }
+    for (; i < k; i++) s0 += rm_f16_to_f32(x[i]) * rm_bf16_to_f32(w[i]);
+    return s0 + s1;
+}
+
 static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
     float s0 = 0, s1 = 0;
     int64_t i = 0;
@@ -176,6 +187,7 @@ const rm_kern_ops rm_kern_ops_scalar = {
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
     .dot_f16_f16 = dot_f16_f16,
+    .dot_f16_bf16 = dot_f16_bf16,
     .dot_q8_0 = dot_q8_0,
     .dot4_f32 = dot4_f32,
     .dot4_f16 = dot4_f16,

@@ -11,8 +11,8 @@
  *    in L1/L2. For q8_0 weights X is first quantised to q8_0 into the
  *    caller's scratch (once per call, rows split over the pool) and the dots
  *    run on int8, as llama.cpp; for the 4-6 bit weights the same, to q8_0
- *    (q4_0, q4_1) or q8_K blocks (the k-quants). One X row against f16
- *    weights with long rows is first rounded to f16 (RM_KERN_HALF_X_MIN_K).
+ *    (q4_0, q4_1) or q8_K blocks (the k-quants). One X row against f16 or
+ *    bf16 weights with long rows is first rounded to f16 (RM_KERN_HALF_X_MIN_K).
  *
  *  - int8 GEMM path (m >= RM_MM_GEMM_MIN_M, q8_0 / q4_k / q6_k weights,
  *    where the CPU has AVX-512 VNNI): X is quantised once per call (q8_0 or
@@ -89,15 +89,16 @@ static int64_t chunk_rows(int64_t n, int nth) { return (n + nth - 1) / nth; }
  * Reading W rows in k-blocks, or several rows at once, keeps x in L1 but
  * breaks the single sequential W stream, which costs more (18-30 GB/s).
  *
- * So one X row against f16 weights with k > RM_KERN_HALF_X_MIN_K is scaled
- * by a power of two (its largest magnitude lands in [2^14, 2^15): no
- * overflow, no subnormals lost) and rounded to f16 once per call; products
- * and sums stay f32. That adds a relative error of at most 2^-12 per
- * product, the size of the rounding already in the f16 weights (llama.cpp
- * rounds X to f16 for every f16 product).
+ * So one X row against f16 or bf16 weights with k > RM_KERN_HALF_X_MIN_K
+ * is scaled by a power of two (its largest magnitude lands in [2^14, 2^15):
+ * no overflow, no subnormals lost) and rounded to f16 once per call;
+ * products and sums stay f32. That adds a relative error of at most 2^-12
+ * per product, the size of the rounding already in f16 weights and an
+ * eighth of bf16's (llama.cpp rounds X to f16 for every f16 product and to
+ * bf16 for bf16 ones).
  */
 static bool half_x_wanted(rm_type wt, int64_t m, int64_t k) {
-    return wt == RM_TYPE_F16 && m == 1 && k > RM_KERN_HALF_X_MIN_K;
+    return (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16) && m == 1 && k > RM_KERN_HALF_X_MIN_K;
 }
 
 static size_t half_x_bytes(int64_t k) { return align64((size_t)k * 2); }
@@ -204,7 +205,7 @@ typedef struct {
     uint8_t *xa;               /* |xq.qs|, m x k */
     float *xd;                 /* xq scales in f32, m x k/32 */
     uint8_t *xk;               /* quantised X for the 4-6 bit weights (m rows of xk_row bytes), or NULL */
-    const uint16_t *xh;        /* f16 weights, m = 1, long rows: X scaled and in f16 (k), or NULL */
+    const uint16_t *xh;        /* f16/bf16 weights, m = 1, long rows: X scaled and in f16 (k), or NULL */
     float xh_unscale;          /* the inverse of that scale */
     size_t xk_row;
     uint8_t *xu;               /* int8 GEMM path: X levels + 128, m x k bytes */
@@ -264,7 +265,9 @@ static float dot1_row(const mm_job *j, const uint8_t *wr, int64_t i) {
     case RM_TYPE_F16:
         if (j->xh) return j->ops->dot_f16_f16(j->xh, (const uint16_t *)wr, k) * j->xh_unscale;
         return j->ops->dot_f16(xi, (const uint16_t *)wr, k);
-    case RM_TYPE_BF16: return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
+    case RM_TYPE_BF16:
+        if (j->xh) return j->ops->dot_f16_bf16(j->xh, (const uint16_t *)wr, k) * j->xh_unscale;
+        return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
     case RM_TYPE_Q4_0: case RM_TYPE_Q4_1: case RM_TYPE_Q4_K: case RM_TYPE_Q5_K: case RM_TYPE_Q6_K:
         if (!j->xk) return dot_quant_unbuffered(j, xi, wr);
         return j->ops->dot_quant[j->wt](j->xk + i * j->xk_row, wr, k / rm_type_block_elems(j->wt));
