@@ -119,6 +119,10 @@ int  rm_kern_matmul_gemm_min_m(void);
  * sgemm (on by default; off for tuning and tests only). */
 void rm_kern_matmul_set_int8_gemm(bool on);
 bool rm_kern_matmul_int8_gemm(void);
+/* Whether one X row against f16/bf16 rows longer than RM_KERN_HALF_X_MIN_K
+ * is rounded to f16 first (on by default; off for benchmarks only). */
+void rm_kern_matmul_set_half_x(bool on);
+bool rm_kern_matmul_half_x(void);
 
 /* Scalar helpers shared by the variants (tails, fallbacks). */
 float rm_kern_dot_f32_q8_0_scalar(const float *x, const rm_block_q8_0 *w, int64_t nb);

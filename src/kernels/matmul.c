@@ -97,6 +97,11 @@ static int64_t chunk_rows(int64_t n, int nth) { return (n + nth - 1) / nth; }
  * eighth of bf16's (llama.cpp rounds X to f16 for every f16 product and to
  * bf16 for bf16 ones).
  */
+static bool g_half_x = true;
+
+void rm_kern_matmul_set_half_x(bool on) { g_half_x = on; }
+bool rm_kern_matmul_half_x(void) { return g_half_x; }
+
 static bool half_x_wanted(rm_type wt, int64_t m, int64_t k) {
     return (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16) && m == 1 && k > RM_KERN_HALF_X_MIN_K;
 }
@@ -510,7 +515,7 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         }
     } else if (half_x_wanted(wt, m, k)) {
         /* without the scratch the f32 X path gives the answer, a little slower */
-        if (have >= half_x_bytes(k) && half_x_convert(j.ops, c->work, x, k, &j.xh_unscale)) j.xh = c->work;
+        if (g_half_x && have >= half_x_bytes(k) && half_x_convert(j.ops, c->work, x, k, &j.xh_unscale)) j.xh = c->work;
     } else if (rm_type_is_quant(wt)) {
         if (have >= act_bytes(wt, m, k)) {
             j.xk = c->work;
