@@ -1,7 +1,7 @@
 /*
  * bench_kernels.c — kernel microbenchmarks against the memory roofline.
  *
- *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|q4_k|...]...
+ *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--k-sweep] [--type f16|q8_0|q4_k|...]...
  *
  * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
  *    1 and 2 threads, best of 8 — the roofline for decode.
@@ -14,6 +14,9 @@
  *    by the short-row kernel.
  * 3. GEMM GFLOP/s at m = 512 (prefill) on the same shapes.
  * --crossover also times m = 1..32 to place the dot/GEMM switch.
+ * --k-sweep times f16 and bf16 matrix-vector products of about 22 MiB with
+ * rows of 1024..8192 elements, X in f32 and (past RM_KERN_HALF_X_MIN_K)
+ * rounded to f16, to show where f32 X and one W row stop sharing L1.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,18 +159,57 @@ static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t 
     rm_kern_matmul_set_gemm_min_m(saved);
 }
 
+/* GB/s of m = 1 products on one thread over row lengths, f32 X against the f16 X of long rows. */
+static void k_sweep(rm_pool *pool, float *y, const float *x, int reps) {
+    static const int64_t ks[] = {1024, 2048, 3072, 4096, 5120, 5632, 8192};
+    static const rm_type types[] = {RM_TYPE_F16, RM_TYPE_BF16};
+    bool saved = rm_kern_matmul_half_x();
+    printf("\nrow length sweep, m = 1, 1 thread, GB/s (X in f32 / X in f16 where k > %d):\n", RM_KERN_HALF_X_MIN_K);
+    for (size_t it = 0; it < sizeof types / sizeof types[0]; it++) {
+        for (size_t ik = 0; ik < sizeof ks / sizeof ks[0]; ik++) {
+            int64_t k = ks[ik], n = (int64_t)11534336 / k; /* 22 MiB of 2-byte weights */
+            size_t bytes;
+            int copies;
+            uint8_t *w = make_weights(types[it], n, k, &bytes, &copies, (size_t)256 << 20);
+            size_t ws = rm_matmul_work_size(types[it], 1, n, k, 1);
+            void *work = ws ? rm_malloc(ws) : NULL;
+            if (!w || (ws && !work)) {
+                fprintf(stderr, "bench_kernels: out of memory\n");
+                rm_free(w), rm_free(work);
+                break;
+            }
+            double best[2] = {1e30, 1e30}; /* the two ways alternate, so both see the same machine */
+            rm_compute c = {.pool = pool, .work = work, .work_size = ws};
+            for (int r = 0; r < 2 * reps; r++) {
+                rm_kern_matmul_set_half_x(r % 2 == 1);
+                const uint8_t *wc = w + (size_t)(r % copies) * bytes;
+                double t0 = rm_time_now();
+                rm_matmul(&c, y, x, 1, wc, types[it], n, k);
+                double dt = rm_time_now() - t0;
+                best[r % 2] = dt < best[r % 2] ? dt : best[r % 2];
+            }
+            double gbs[2] = {bytes / best[0] / 1e9, bytes / best[1] / 1e9};
+            printf("  %-5s %5lld x %-5lld %7.2f %7.2f\n", rm_type_name(types[it]), (long long)n, (long long)k, gbs[0],
+                   gbs[1]);
+            rm_free(work), rm_free(w);
+        }
+    }
+    rm_kern_matmul_set_half_x(saved);
+}
+
 int main(int argc, char **argv) {
-    bool quick = false, crossover = false, gemm = true, only[RM_TYPE_COUNT] = {false}, any_only = false;
+    bool quick = false, crossover = false, gemm = true, sweep = false, only[RM_TYPE_COUNT] = {false}, any_only = false;
     for (int i = 1; i < argc; i++) {
         rm_type t;
         if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--crossover") == 0) crossover = true;
         else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
+        else if (strcmp(argv[i], "--k-sweep") == 0) sweep = true;
         else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc && rm_type_from_name(argv[i + 1], &t)) {
             only[t] = any_only = true;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|q4_k|...]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--type f16|q8_0|q4_k|...]...\n", argv[0]);
             return 2;
         }
     }
@@ -190,9 +232,15 @@ int main(int argc, char **argv) {
     const int64_t gm = 512;
     float *x = rm_malloc((size_t)gm * 5632 * 4), *y = rm_malloc((size_t)gm * 32000 * 4);
     for (int64_t i = 0; i < gm * 5632; i++) x[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
-    printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "matrix", "type", "MiB", "1t GB/s", "%bw", "2t GB/s",
-           "%bw", "gemm 1t", "gemm 2t");
-    printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "", "", "", "(m=1)", "", "(m=1)", "", "GFLOP/s", "GFLOP/s");
+    if (sweep) { /* instead of the table */
+        k_sweep(pools[0], y, x, 4 * reps);
+        any_only = true, ntypes = all = 0;
+    } else {
+        printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "matrix", "type", "MiB", "1t GB/s", "%bw", "2t GB/s",
+               "%bw", "gemm 1t", "gemm 2t");
+        printf("%-20s %-5s %9s | %8s %6s | %8s %6s | %9s %9s\n", "", "", "", "(m=1)", "", "(m=1)", "", "GFLOP/s",
+               "GFLOP/s");
+    }
     for (int it = 0; it < (any_only ? all : ntypes); it++) {
         rm_type wt = types[it];
         if (any_only && !only[wt]) continue;

@@ -317,6 +317,18 @@ static void q8k_roundtrip(float *out, const float *x, int64_t m, int64_t k) {
     }
 }
 
+/*
+ * X rounded as the dot path against long f16/bf16 rows sees it (matmul.c): times
+ * 2^(15 - q), where max |x| < 2^q, rounded to f16, and scaled back.
+ */
+static void half_x_roundtrip(float *out, const float *x, int64_t k) {
+    float amax = 0;
+    for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+    int q;
+    frexpf(amax, &q);
+    for (int64_t i = 0; i < k; i++) out[i] = ldexpf(rm_f16_to_f32(rm_f32_to_f16(ldexpf(x[i], 15 - q))), q - 15);
+}
+
 /* X rounded as the integer dot path of weight type wt quantises it. */
 static void act_roundtrip(rm_type wt, float *out, const float *x, int64_t m, int64_t k) {
     if (rm_type_block_elems(wt) == 256) q8k_roundtrip(out, x, m, k);
@@ -336,7 +348,8 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
     fill(x, m * k, 1.0f);
     rm_matmul_ref(ref, x, m, w, wt, n, k);
     float *mag = NULL; /* |X| |W|^T: the size of each output before cancellation */
-    if (rm_type_is_quant(wt)) {
+    bool half_x = (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16) && m == 1 && k > RM_KERN_HALF_X_MIN_K;
+    if (rm_type_is_quant(wt) || half_x) {
         float *xa = malloc((size_t)(m * k) * 4), *wa = malloc((size_t)(n * k) * 4);
         mag = malloc((size_t)(m * n) * 4);
         for (int64_t i = 0; i < m * k; i++) xa[i] = fabsf(x[i]);
@@ -354,6 +367,13 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         rm_matmul_ref(qref, xq, m, w, wt, n, k);
         free(xq);
     }
+    if (half_x) { /* f16 X: within 2^-12 of |X| |W|^T, and exact on the rounded X */
+        float *xh = malloc((size_t)k * 4);
+        qref = malloc((size_t)n * 4);
+        half_x_roundtrip(xh, x, k);
+        rm_matmul_ref(qref, xh, 1, w, wt, n, k);
+        free(xh);
+    }
     size_t ws = rm_matmul_work_size(wt, m, n, k, 3);
     void *work = ws ? malloc(ws) : NULL;
     rm_isa isas[RM_ISA_COUNT];
@@ -366,7 +386,7 @@ static void mm_check_shape(rm_type wt, int64_t m, int64_t n, int64_t k, const vo
         bool int8_here = m < 16 || (int8_gemm && (wt == RM_TYPE_Q8_0   ? rm_qgemm_q8_0_get(ops) != NULL
                                                   : wt == RM_TYPE_Q4_K ? rm_qgemm_q4_k_get(ops) != NULL
                                                                        : rm_qgemm_q6_k_get(ops) != NULL));
-        if (qref && int8_here) st->worst_qref = fmax(st->worst_qref, rel_err_to(y, qref, mag, m * n));
+        if (qref && (int8_here || half_x)) st->worst_qref = fmax(st->worst_qref, rel_err_to(y, qref, mag, m * n));
         for (int p = 0; p < 3; p++) {
             c.pool = pools[p];
             memset(y2, 0, (size_t)(m * n) * 4);
@@ -401,7 +421,7 @@ static void mm_check_type(rm_type wt, const int64_t *ks, int nk, double tol_ref)
     }
     rm_isa_set(saved);
     CHECK_MSG(st.worst_ref <= tol_ref, "%s: error vs reference %.3g > %.3g", rm_type_name(wt), st.worst_ref, tol_ref);
-    CHECK_MSG(st.worst_qref <= 2e-6, "%s: int8 path vs reference on quantised X %.3g", rm_type_name(wt), st.worst_qref);
+    CHECK_MSG(st.worst_qref <= 2e-6, "%s: int8 or f16 X path vs reference on the rounded X %.3g", rm_type_name(wt), st.worst_qref);
     CHECK_MSG(st.worst_thread <= 1e-6, "%s: threaded differs from single %.3g", rm_type_name(wt), st.worst_thread);
     CHECK_MSG(st.worst_noscratch <= tol_ref, "%s: no-scratch path error %.3g", rm_type_name(wt), st.worst_noscratch);
     if (getenv("RM_TEST_VERBOSE"))
@@ -673,6 +693,57 @@ TEST(kernels_matmul_work_size) {
     CHECK(rm_matmul_work_size(RM_TYPE_Q8_0, 1, 2048, 2048, 2) >= 64 * 34);
     CHECK(rm_matmul_work_size(RM_TYPE_F16, 512, 2048, 2048, 2) > rm_matmul_work_size(RM_TYPE_F16, 512, 2048, 2048, 1));
 }
+
+/*
+ * One X row against long f16 or bf16 rows (X rounded to f16 times a power
+ * of two): magnitudes far outside f16's range still give the reference
+ * answer, and a NaN or an infinity in X, or an all-zero X, gives what the
+ * f32 path gives.
+ */
+static void mm_check_long_rows_range(rm_type wt) {
+    enum { N = 9, K = RM_KERN_HALF_X_MIN_K + 1536 + 3 };
+    float *wf = malloc(N * K * 4), *x = malloc(K * 4), *xa = malloc(K * 4), *wa = malloc(N * K * 4);
+    float ref[N], mag[N], y[N];
+    uint16_t *wh = malloc(N * K * 2);
+    fill(wf, N * K, 0.5f);
+    rm_convert(wt, wh, RM_TYPE_F32, wf, N * K);
+    rm_convert(RM_TYPE_F32, wa, wt, wh, N * K);
+    for (int i = 0; i < N * K; i++) wa[i] = fabsf(wa[i]);
+    size_t ws = rm_matmul_work_size(wt, 1, N, K, 2);
+    CHECK(ws >= (size_t)K * 2);
+    void *work = malloc(ws);
+    rm_compute c = {.work = work, .work_size = ws};
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    static const float scales[] = {1e-30f, 1e-6f, 1.0f, 3e5f, 1e25f};
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++) {
+            fill(x, K, scales[s]);
+            for (int i = 0; i < K; i++) xa[i] = fabsf(x[i]);
+            rm_matmul_ref(ref, x, 1, wh, wt, N, K);
+            rm_matmul_ref(mag, xa, 1, wa, RM_TYPE_F32, N, K);
+            rm_matmul(&c, y, x, 1, wh, wt, N, K);
+            double e = rel_err_to(y, ref, mag, N);
+            CHECK_MSG(e <= 2.5e-4, "%s %s: |x| ~ %g: error %.3g of |x| |w|", rm_type_name(wt), rm_isa_name(isas[t]), scales[s], e);
+        }
+        memset(x, 0, K * 4);
+        rm_matmul(&c, y, x, 1, wh, wt, N, K);
+        for (int r = 0; r < N; r++) CHECK(y[r] == 0.0f);
+        fill(x, K, 1.0f);
+        x[K - 2] = NAN;
+        rm_matmul(&c, y, x, 1, wh, wt, N, K);
+        for (int r = 0; r < N; r++) CHECK(isnan(y[r]));
+        x[K - 2] = INFINITY;
+        rm_matmul(&c, y, x, 1, wh, wt, N, K);
+        rm_matmul_ref(ref, x, 1, wh, wt, N, K);
+        for (int r = 0; r < N; r++) CHECK(isinf(y[r]) || isnan(y[r]) ? (isinf(ref[r]) || isnan(ref[r])) : 0);
+    }
+    rm_isa_set(saved);
+    free(wf), free(x), free(xa), free(wa), free(wh), free(work);
+}
+
+TEST(kernels_matmul_f16_long_rows_range) { mm_check_long_rows_range(RM_TYPE_F16); }
+TEST(kernels_matmul_bf16_long_rows_range) { mm_check_long_rows_range(RM_TYPE_BF16); }
 
 /* A known product, independent of rm_matmul_ref. */
 TEST(kernels_matmul_known_values) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 #include "engine/engine.h"
@@ -406,6 +407,18 @@ out:
     return rc;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* CPU time of this process so far (user + system), seconds. */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     run_opts o;
@@ -413,6 +426,7 @@ int cmd_bench(int argc, char **argv) {
     rm_model *m = NULL;
     rm_ctx *ctx = NULL;
     int32_t *prompt = NULL;
+    double *steps = NULL; /* seconds per decoded token */
     int rc = 1;
     rm_status st;
     int np = (int)o.bench_prompt, nd = (int)o.bench_decode;
@@ -431,15 +445,20 @@ int cmd_bench(int argc, char **argv) {
     double t0 = rm_time_now();
     if ((st = run_prompt(ctx, prompt, np, false)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     double t1 = rm_time_now();
+    double c1 = cpu_seconds();
     int32_t tok = prompt[np - 1];
+    steps = nd > 0 ? rm_malloc((size_t)nd * sizeof *steps) : NULL;
+    if (nd > 0 && !steps) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
     for (int i = 0; i < nd; i++) {
+        double ts = rm_time_now();
         const float *l = rm_ctx_logits(ctx, 0);
         int32_t best = 0;
         for (int v = 1; v < m->cfg.vocab_size; v++) if (l[v] > l[best]) best = v;
         tok = best;
         if ((st = decode_one(ctx, tok, np + i)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+        steps[i] = rm_time_now() - ts;
     }
-    double t2 = rm_time_now();
+    double t2 = rm_time_now(), c2 = cpu_seconds();
     json_t *r = json_object();
     json_object_set_new(r, "engine", json_string("ramole"));
     json_object_set_new(r, "model", json_string_nocheck(o.model)); /* the path as given, even when not UTF-8 */
@@ -448,8 +467,16 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(r, "decode", json_integer(nd));
     json_object_set_new(r, "prefill_tps", cli_json_num("%.3f", np / (t1 - t0)));
     json_object_set_new(r, "decode_tps", cli_json_num("%.3f", nd > 0 ? nd / (t2 - t1) : 0.0));
+    /* as the llama.cpp peer reports it: well below 1, other processes took the CPU */
+    json_object_set_new(r, "decode_cpu_util", cli_json_num("%.2f", nd > 0 ? (c2 - c1) / ((t2 - t1) * o.threads) : 0.0));
+    if (nd > 0) { /* the fastest step is the one least disturbed by other processes */
+        qsort(steps, (size_t)nd, sizeof *steps, cmp_double);
+        json_object_set_new(r, "decode_best_tps", cli_json_num("%.3f", 1.0 / steps[0]));
+        json_object_set_new(r, "decode_median_tps", cli_json_num("%.3f", 1.0 / steps[nd / 2]));
+    }
     rc = cli_json_line(stdout, r) ? 0 : cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write the result"));
 out:
+    rm_free(steps);
     rm_free(prompt);
     rm_ctx_free(ctx);
     rm_model_free(m);

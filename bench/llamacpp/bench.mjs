@@ -194,6 +194,8 @@ async function main() {
 
     const prompt = makePrompt(o.prompt, V);
 
+    const median = (v) => { const a = [...v].sort((p, q) => p - q); return a[a.length >> 1]; };
+
     async function runOnce(nPrompt, nDecode) {
         await sequence.clearHistory();
         const p = prompt.slice(0, nPrompt);
@@ -205,13 +207,18 @@ async function main() {
         let n = 0;
         let td = 0;
         let c2 = { user: 0, system: 0 };
+        const steps = []; // seconds per decoded token
         if (nDecode > 0) {
             const c = process.cpuUsage();
             // first decode step feeds token id 13 after the prompt; then feed back the greedy token.
             const gen = sequence.evaluate([13], { temperature: 0, yieldEogToken: true });
             const t2 = now();
+            let tp = t2;
             for await (const tok of gen) {
                 void tok;
+                const tn = now();
+                steps.push(tn - tp);
+                tp = tn;
                 if (++n >= nDecode) break;
             }
             td = now() - t2;
@@ -220,7 +227,7 @@ async function main() {
         // share of the T requested cores this process actually got (CPU time / (wall * T)):
         // well below 1 means other processes took the CPU and the figure is not trustworthy.
         const util = (c, wall) => wall > 0 ? +((c.user + c.system) / 1e6 / (wall * o.threads)).toFixed(2) : null;
-        return { prefill: t1 - t0, decode: td, n, prefillUtil: util(c1, t1 - t0), decodeUtil: util(c2, td) };
+        return { prefill: t1 - t0, decode: td, n, prefillUtil: util(c1, t1 - t0), decodeUtil: util(c2, td), steps };
     }
 
     if (o.warmup) await runOnce(Math.min(32, o.prompt), Math.min(4, o.decode));
@@ -232,7 +239,7 @@ async function main() {
         if (!best) best = { ...res };
         else {
             if (res.prefill < best.prefill) { best.prefill = res.prefill; best.prefillUtil = res.prefillUtil; }
-            if (res.decode < best.decode) { best.decode = res.decode; best.decodeUtil = res.decodeUtil; }
+            if (res.decode < best.decode) { best.decode = res.decode; best.decodeUtil = res.decodeUtil; best.steps = res.steps; }
         }
     }
     if (o.llamaTimings) await context.printTimings();
@@ -251,6 +258,10 @@ async function main() {
         decode_s: +best.decode.toFixed(4),
         prefill_cpu_util: best.prefillUtil,
         decode_cpu_util: best.decodeUtil,
+        // tokens/s of the fastest and of the median decode step: on a shared machine the fastest
+        // step is the one least disturbed by other processes
+        decode_best_tps: best.steps.length ? +(1 / Math.min(...best.steps)).toFixed(3) : null,
+        decode_median_tps: best.steps.length ? +(1 / median(best.steps)).toFixed(3) : null,
         flash_attn: context.flashAttention,
         batch: context.batchSize,
         ctx: context.contextSize,

@@ -57,6 +57,29 @@ static float dot_f16(const float *x, const uint16_t *w, int64_t k) {
     return s;
 }
 
+/* An f16 activation row against one weight row (matmul.c's long rows). */
+#define DOT_HALF_X_BODY(LOADW, WIDEN1)                                                              \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                     \
+    int64_t i = 0;                                                                                  \
+    for (; i + 32 <= k; i += 32) {                                                                  \
+        a0 = _mm256_fmadd_ps(load_f16x8(x + i), LOADW(w + i), a0);                                  \
+        a1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), LOADW(w + i + 8), a1);                          \
+        a2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), LOADW(w + i + 16), a2);                        \
+        a3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), LOADW(w + i + 24), a3);                        \
+    }                                                                                               \
+    for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load_f16x8(x + i), LOADW(w + i), a0);           \
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                   \
+    for (; i < k; i++) s += _cvtsh_ss(x[i]) * WIDEN1(w[i]);                                         \
+    return s;
+
+static float dot_f16_f16(const uint16_t *x, const uint16_t *w, int64_t k) {
+    DOT_HALF_X_BODY(load_f16x8, _cvtsh_ss)
+}
+
+static float dot_f16_bf16(const uint16_t *x, const uint16_t *w, int64_t k) {
+    DOT_HALF_X_BODY(load_bf16x8, rm_bf16_to_f32)
+}
+
 static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
@@ -326,6 +349,8 @@ const rm_kern_ops rm_kern_ops_avx2 = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
+    .dot_f16_f16 = dot_f16_f16,
+    .dot_f16_bf16 = dot_f16_bf16,
     .dot_q8_0 = dot_q8_0,
     .dot4_f32 = dot4_f32,
     .dot4_f16 = dot4_f16,

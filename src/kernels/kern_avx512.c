@@ -68,6 +68,30 @@ static float dot_f16(const float *x, const uint16_t *w, int64_t k) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* An f16 activation row against one weight row (matmul.c's long rows). */
+#define DOT_HALF_X_BODY(LOADW, LOADW_MASK)                                                        \
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                   \
+    int64_t i = 0;                                                                                \
+    for (; i + 64 <= k; i += 64) {                                                                \
+        a0 = _mm512_fmadd_ps(load_f16x16(x + i), LOADW(w + i), a0);                               \
+        a1 = _mm512_fmadd_ps(load_f16x16(x + i + 16), LOADW(w + i + 16), a1);                     \
+        a2 = _mm512_fmadd_ps(load_f16x16(x + i + 32), LOADW(w + i + 32), a2);                     \
+        a3 = _mm512_fmadd_ps(load_f16x16(x + i + 48), LOADW(w + i + 48), a3);                     \
+    }                                                                                             \
+    for (; i < k; i += 16) {                                                                      \
+        __mmask16 m = tail_mask(k - i);                                                           \
+        a0 = _mm512_fmadd_ps(load_f16x16_mask(x + i, m), LOADW_MASK(w + i, m), a0);               \
+    }                                                                                             \
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+
+static float dot_f16_f16(const uint16_t *x, const uint16_t *w, int64_t k) {
+    DOT_HALF_X_BODY(load_f16x16, load_f16x16_mask)
+}
+
+static float dot_f16_bf16(const uint16_t *x, const uint16_t *w, int64_t k) {
+    DOT_HALF_X_BODY(load_bf16x16, load_bf16x16_mask)
+}
+
 static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
@@ -307,6 +331,8 @@ const rm_kern_ops rm_kern_ops_avx512 = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
+    .dot_f16_f16 = dot_f16_f16,
+    .dot_f16_bf16 = dot_f16_bf16,
     .dot_q8_0 = dot_q8_0,
     .dot4_f32 = dot4_f32,
     .dot4_f16 = dot4_f16,

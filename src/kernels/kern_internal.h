@@ -26,6 +26,11 @@ typedef struct {
 
 #define RM_KERN_SHORT_MAX_K 64
 
+/* One X row against f16 or bf16 weight rows longer than this is rounded to f16
+ * (times a power of two) before the dots: f32 X and a W row no longer share
+ * L1 (matmul.c). */
+#define RM_KERN_HALF_X_MIN_K 4096
+
 /*
  * An activation row quantised for the k-quant dot products (ggml's q8_K):
  * 256 int8 values with one f32 scale (x ~ d * qs) and the sums of each run
@@ -52,6 +57,11 @@ typedef struct {
     float (*dot_f32)(const float *x, const float *w, int64_t k);
     float (*dot_f16)(const float *x, const uint16_t *w, int64_t k);
     float (*dot_bf16)(const float *x, const uint16_t *w, int64_t k);
+    /* an f16 activation row with one f16 weight row (f32 products and sums):
+     * half the activation bytes, for rows too long for x and w to share L1 */
+    float (*dot_f16_f16)(const uint16_t *x, const uint16_t *w, int64_t k);
+    /* the same against one bf16 weight row */
+    float (*dot_f16_bf16)(const uint16_t *x, const uint16_t *w, int64_t k);
     /* integer dot of nb q8_0 blocks of a quantised activation row with a weight row */
     float (*dot_q8_0)(rm_q8_act x, const rm_block_q8_0 *w, int64_t nb);
     /*
@@ -109,6 +119,10 @@ int  rm_kern_matmul_gemm_min_m(void);
  * sgemm (on by default; off for tuning and tests only). */
 void rm_kern_matmul_set_int8_gemm(bool on);
 bool rm_kern_matmul_int8_gemm(void);
+/* Whether one X row against f16/bf16 rows longer than RM_KERN_HALF_X_MIN_K
+ * is rounded to f16 first (on by default; off for benchmarks only). */
+void rm_kern_matmul_set_half_x(bool on);
+bool rm_kern_matmul_half_x(void);
 
 /* Scalar helpers shared by the variants (tails, fallbacks). */
 float rm_kern_dot_f32_q8_0_scalar(const float *x, const rm_block_q8_0 *w, int64_t nb);

@@ -32,6 +32,23 @@ static float dot_f16(const float *x, const uint16_t *w, int64_t k) {
     return s0 + s1;
 }
 
+/* An f16 activation row against one f16 or bf16 weight row (matmul.c's long rows). */
+static inline float dot_half_x(const uint16_t *x, const uint16_t *w, int64_t k, bool w_bf16) {
+    float s0 = 0, s1 = 0;
+    int64_t i = 0;
+#define WIDEN_W(v) (w_bf16 ? rm_bf16_to_f32(v) : rm_f16_to_f32(v))
+    for (; i + 2 <= k; i += 2) {
+        s0 += rm_f16_to_f32(x[i]) * WIDEN_W(w[i]);
+        s1 += rm_f16_to_f32(x[i + 1]) * WIDEN_W(w[i + 1]);
+    }
+    for (; i < k; i++) s0 += rm_f16_to_f32(x[i]) * WIDEN_W(w[i]);
+#undef WIDEN_W
+    return s0 + s1;
+}
+
+static float dot_f16_f16(const uint16_t *x, const uint16_t *w, int64_t k) { return dot_half_x(x, w, k, false); }
+static float dot_f16_bf16(const uint16_t *x, const uint16_t *w, int64_t k) { return dot_half_x(x, w, k, true); }
+
 static float dot_bf16(const float *x, const uint16_t *w, int64_t k) {
     float s0 = 0, s1 = 0;
     int64_t i = 0;
@@ -164,6 +181,8 @@ const rm_kern_ops rm_kern_ops_scalar = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
+    .dot_f16_f16 = dot_f16_f16,
+    .dot_f16_bf16 = dot_f16_bf16,
     .dot_q8_0 = dot_q8_0,
     .dot4_f32 = dot4_f32,
     .dot4_f16 = dot4_f16,

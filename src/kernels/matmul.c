@@ -11,7 +11,8 @@
  *    in L1/L2. For q8_0 weights X is first quantised to q8_0 into the
  *    caller's scratch (once per call, rows split over the pool) and the dots
  *    run on int8, as llama.cpp; for the 4-6 bit weights the same, to q8_0
- *    (q4_0, q4_1) or q8_K blocks (the k-quants).
+ *    (q4_0, q4_1) or q8_K blocks (the k-quants). One X row against f16 or
+ *    bf16 weights with long rows is first rounded to f16 (RM_KERN_HALF_X_MIN_K).
  *
  *  - int8 GEMM path (m >= RM_MM_GEMM_MIN_M, q8_0 / q4_k / q6_k weights,
  *    where the CPU has AVX-512 VNNI): X is quantised once per call (q8_0 or
@@ -35,6 +36,7 @@
 #include "kernels/qgemm.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -75,6 +77,64 @@ static int64_t panel_rows(int64_t chunk) {
 }
 
 static int64_t chunk_rows(int64_t n, int nth) { return (n + nth - 1) / nth; }
+
+/*
+ * A matrix-vector product streams W once and reads all of x again for every
+ * W row, so x and one W row must share L1. With an f32 x (4 bytes per
+ * element against W's 2) that fails past k of about 5000 on the AMD EPYC
+ * bench host: x's lines are evicted before their next use and come back
+ * from L2 against the W stream. Measured on one core, weights from DRAM,
+ * GB/s with f32 x / x in f16 / a plain read of the same bytes: 2048 x 5632
+ * (TinyLlama ffn_down) 32 / 40 / 45; 5632 x 2048 (ffn_up) 41 / 40 / 45.
+ * Reading W rows in k-blocks, or several rows at once, keeps x in L1 but
+ * breaks the single sequential W stream, which costs more (18-30 GB/s).
+ *
+ * So one X row against f16 or bf16 weights with k > RM_KERN_HALF_X_MIN_K
+ * is scaled by a power of two (its largest magnitude lands in [2^14, 2^15):
+ * no overflow, no subnormals lost) and rounded to f16 once per call;
+ * products and sums stay f32. That adds a relative error of at most 2^-12
+ * per product, the size of the rounding already in f16 weights and an
+ * eighth of bf16's (llama.cpp rounds X to f16 for every f16 product and to
+ * bf16 for bf16 ones).
+ */
+static bool g_half_x = true;
+
+void rm_kern_matmul_set_half_x(bool on) { g_half_x = on; }
+bool rm_kern_matmul_half_x(void) { return g_half_x; }
+
+static bool half_x_wanted(rm_type wt, int64_t m, int64_t k) {
+    return (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16) && m == 1 && k > RM_KERN_HALF_X_MIN_K;
+}
+
+static size_t half_x_bytes(int64_t k) { return align64((size_t)k * 2); }
+
+/*
+ * x (k elements) times a power of two, rounded to f16 into dst; *unscale
+ * undoes the power of two. False when x is all zero or holds a NaN, an
+ * infinity or magnitudes far outside f16's reach: the f32 path then gives
+ * the answer (and its NaNs).
+ */
+static bool half_x_convert(const rm_kern_ops *ops, uint16_t *dst, const float *x, int64_t k, float *unscale) {
+    float amax = 0;
+    bool finite = true;
+    for (int64_t i = 0; i < k; i++) {
+        float a = fabsf(x[i]);
+        finite &= a <= FLT_MAX; /* false for NaN and infinities */
+        amax = a > amax ? a : amax;
+    }
+    if (!finite || amax == 0) return false;
+    int q;
+    frexpf(amax, &q); /* amax < 2^q */
+    if (q < -100 || q > 100) return false;
+    float s = ldexpf(1.0f, 15 - q), buf[256];
+    for (int64_t i0 = 0; i0 < k; i0 += 256) {
+        int64_t len = k - i0 < 256 ? k - i0 : 256;
+        for (int64_t i = 0; i < len; i++) buf[i] = x[i0 + i] * s;
+        ops->f32_to_f16(dst + i0, buf, len);
+    }
+    *unscale = ldexpf(1.0f, q - 15);
+    return true;
+}
 
 /* Quantised X (rm_q8_act): m rows of q8_0 blocks, then |q| (m x k bytes), then scales (m x k/32 f32). */
 static size_t quant_q_bytes(int64_t m, int64_t k) { return align64((size_t)m * rm_type_row_bytes(RM_TYPE_Q8_0, k)); }
@@ -127,6 +187,7 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     int64_t mq = m < RM_MM_GEMM_MIN_M ? m : RM_MM_GEMM_MIN_M - 1; /* rows quantised on the dot path */
     if (wt == RM_TYPE_Q8_0) need = quant_bytes(mq, k);
     else if (rm_type_is_quant(wt)) need = act_bytes(wt, mq, k);
+    else if (half_x_wanted(wt, 1, k)) need = half_x_bytes(k); /* for m = 1, on the dot path */
     if (m >= RM_MM_GEMM_MIN_M) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
@@ -149,6 +210,8 @@ typedef struct {
     uint8_t *xa;               /* |xq.qs|, m x k */
     float *xd;                 /* xq scales in f32, m x k/32 */
     uint8_t *xk;               /* quantised X for the 4-6 bit weights (m rows of xk_row bytes), or NULL */
+    const uint16_t *xh;        /* f16/bf16 weights, m = 1, long rows: X scaled and in f16 (k), or NULL */
+    float xh_unscale;          /* the inverse of that scale */
     size_t xk_row;
     uint8_t *xu;               /* int8 GEMM path: X levels + 128, m x k bytes */
     float *xud;                /* their scales, m x k/32 */
@@ -204,8 +267,12 @@ static float dot1_row(const mm_job *j, const uint8_t *wr, int64_t i) {
     const float *xi = j->x + i * k;
     switch (j->wt) {
     case RM_TYPE_F32: return j->ops->dot_f32(xi, (const float *)wr, k);
-    case RM_TYPE_F16: return j->ops->dot_f16(xi, (const uint16_t *)wr, k);
-    case RM_TYPE_BF16: return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
+    case RM_TYPE_F16:
+        if (j->xh) return j->ops->dot_f16_f16(j->xh, (const uint16_t *)wr, k) * j->xh_unscale;
+        return j->ops->dot_f16(xi, (const uint16_t *)wr, k);
+    case RM_TYPE_BF16:
+        if (j->xh) return j->ops->dot_f16_bf16(j->xh, (const uint16_t *)wr, k) * j->xh_unscale;
+        return j->ops->dot_bf16(xi, (const uint16_t *)wr, k);
     case RM_TYPE_Q4_0: case RM_TYPE_Q4_1: case RM_TYPE_Q4_K: case RM_TYPE_Q5_K: case RM_TYPE_Q6_K:
         if (!j->xk) return dot_quant_unbuffered(j, xi, wr);
         return j->ops->dot_quant[j->wt](j->xk + i * j->xk_row, wr, k / rm_type_block_elems(j->wt));
@@ -447,6 +514,9 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         } else {
             warn_scratch_once(have, quant_bytes(m, k));
         }
+    } else if (half_x_wanted(wt, m, k)) {
+        /* without the scratch the f32 X path gives the answer, a little slower */
+        if (g_half_x && have >= half_x_bytes(k) && half_x_convert(j.ops, c->work, x, k, &j.xh_unscale)) j.xh = c->work;
     } else if (rm_type_is_quant(wt)) {
         if (have >= act_bytes(wt, m, k)) {
             j.xk = c->work;
