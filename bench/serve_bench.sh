@@ -8,7 +8,8 @@
 # same GGUF files, each request with the adapters the server retrieves for
 # its prompt, one adapter set at a time), as ratios of the server's figures.
 #   SERVE_BENCH_THREADS (2), SERVE_BENCH_REQUESTS (4 per client), SERVE_BENCH_TOKENS (32),
-#   SERVE_BENCH_PEER_REQUESTS (32 requests through llama.cpp; 0 skips it)
+#   SERVE_BENCH_PEER_REQUESTS (32 requests through llama.cpp; 0 skips it), SERVE_BENCH_CLIENTS
+#   (1,8,32), SERVE_BENCH_SERVE_ARGS (more options for `ramole serve`, e.g. --prefill-tokens all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=${BUILD:-build}/ramole
@@ -30,7 +31,8 @@ for i in 0 1 2 3 4 5 6 7; do
   printf '{"input": "%s"}\n' "${tasks[$i]}" >"$T/s$i.jsonl"
   $R adapter add "$T/a$i.gguf" --name "task$i" --samples "$T/s$i.jsonl" >/dev/null 2>&1
 done
-$R serve -m "$M" --port 0 -t "${SERVE_BENCH_THREADS:-2}" --max-seqs 32 --queue 64 >"$T/out" 2>"$T/err" &
+# shellcheck disable=SC2086 # the extra options are words
+$R serve -m "$M" --port 0 -t "${SERVE_BENCH_THREADS:-2}" --max-seqs 32 --queue 64 ${SERVE_BENCH_SERVE_ARGS:-} >"$T/out" 2>"$T/err" &
 SPID=$!
 for _ in $(seq 1 100); do
   PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/out"); [ -n "$PORT" ] && break; sleep 0.1
@@ -40,7 +42,7 @@ U="http://127.0.0.1:$PORT"
 TOKENS=${SERVE_BENCH_TOKENS:-32}
 PEER=${SERVE_BENCH_PEER_REQUESTS:-32}
 echo "# serve bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; uptime:$(uptime | sed 's/.*up [^,]*,//')"
-node bench/serve_load.mjs "$U" --clients 1,8,32 --requests "${SERVE_BENCH_REQUESTS:-4}" --max-tokens "$TOKENS" | tee "$T/load"
+node bench/serve_load.mjs "$U" --clients "${SERVE_BENCH_CLIENTS:-1,8,32}" --requests "${SERVE_BENCH_REQUESTS:-4}" --max-tokens "$TOKENS" | tee "$T/load"
 [ "$PEER" -gt 0 ] || exit 0
 
 # llama.cpp: the eight prompts in turn, each with the adapters retrieval gives it on the server

@@ -267,6 +267,19 @@ TEST(retrieval_kept_hidden_states_leave_logits_unchanged) {
     rm_convert(RM_TYPE_F32, row, m->tok_embd.type,
                (const uint8_t *)m->tok_embd.data + 200 * rm_type_row_bytes(m->tok_embd.type, 64), 64);
     CHECK(!memcmp(row, rm_ctx_hidden(b, 2), sizeof row));
+    /* an inner layer with no logits wanted stops there: the same rows */
+    CHECK_OK(rm_ctx_keep_hidden(b, 1));
+    rm_ctx_seq_clear(b, 0), rm_ctx_seq_clear(b, 1);
+    CHECK_OK(rm_ctx_decode(b, &bt));
+    static float full[7][64];
+    for (int i = 0; i < 7; i++) memcpy(full[i], rm_ctx_hidden(b, i), sizeof full[i]);
+    uint8_t none[7] = {0};
+    rm_batch bn = {7, tok, pos, seq, none};
+    rm_ctx_seq_clear(b, 0), rm_ctx_seq_clear(b, 1);
+    CHECK_OK(rm_ctx_decode(b, &bn));
+    int same = 1;
+    for (int i = 0; i < 7; i++) same &= !memcmp(full[i], rm_ctx_hidden(b, i), sizeof full[i]);
+    CHECK_MSG(same, "layer-1 rows differ when the batch stops early");
     CHECK_OK(rm_ctx_keep_hidden(b, RM_HIDDEN_OFF));
     CHECK(rm_ctx_hidden(b, 0) == NULL);
 done:

@@ -412,7 +412,14 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
     }
     if (c->hid_layer == 0) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
 
-    for (int l = 0; l < cfg->n_layers; l++) {
+    /* a batch that wants no logits, only the hidden state of an inner
+     * layer (an embedder reading layer l), stops after that layer: the
+     * layers above it would change neither. Their KV stays unwritten, so
+     * such a context serves embeddings only. */
+    bool any_logits = !b->want_logits;
+    for (int i = 0; i < n && !any_logits; i++) any_logits = b->want_logits[i] != 0;
+    int last = !any_logits && c->hid_layer >= 0 ? c->hid_layer : cfg->n_layers;
+    for (int l = 0; l < last; l++) {
         const rm_layer *L = &m->layers[l];
         c->layer = l;
         rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->attn_norm, d);

@@ -214,7 +214,10 @@ void rm_ctx_set_delta(rm_ctx *c, const rm_delta_ops *ops, void *state);
  * token embeddings), RM_HIDDEN_FINAL the last block's output after the final
  * norm (what the output head reads). RM_HIDDEN_OFF stops keeping them. The
  * row buffer is allocated here, once; decoding still never allocates and
- * computes exactly what it computed before (logits included).
+ * computes exactly what it computed before (logits included). A batch that
+ * wants no logits at all (want_logits all zero) while an inner layer is
+ * kept stops after that layer: its positions' KV above that layer stays
+ * unwritten, so later batches of those sequences must be of the same kind.
  * rm_ctx_hidden(c, i) is the [hidden] row of batch token i of the last
  * decode, NULL when nothing is kept or i is out of range.
  */
