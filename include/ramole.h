@@ -63,6 +63,53 @@ typedef void (*ramole_log_fn)(ramole_log_level level, const char *msg, void *use
 /* Messages above `level` are dropped. fn NULL restores the stderr logger. */
 void ramole_log_set(ramole_log_level level, ramole_log_fn fn, void *user);
 
+/* ---- utilities ------------------------------------------------------------ */
+
+/* Number of online CPUs (at least 1): the default thread count. */
+int  ramole_cpu_count(void);
+/* Release a buffer or string the library handed out (documented on each
+ * call that does); NULL is a no-op. */
+void ramole_free(void *p);
+
+/* Element types of weights and adapters. Block types (q8_0 .. q6_k) are
+ * ggml's layouts and hold base weights only. */
+typedef enum {
+    RAMOLE_TYPE_F32 = 0,
+    RAMOLE_TYPE_F16,
+    RAMOLE_TYPE_BF16,
+    RAMOLE_TYPE_Q8_0,
+    RAMOLE_TYPE_Q4_0,
+    RAMOLE_TYPE_Q4_1,
+    RAMOLE_TYPE_Q4_K,
+    RAMOLE_TYPE_Q5_K,
+    RAMOLE_TYPE_Q6_K,
+} ramole_type;
+/* A weight plan where a call takes one: a ramole_type for every weight, or
+ * llama.cpp's Q4_K_M mix. */
+#define RAMOLE_PLAN_Q4_K_M (-2)
+
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k";
+ * for a plan also "q4_k_m". */
+const char *ramole_type_name(int type_or_plan);
+/* The type named s; 0 when s names none. */
+int ramole_type_from_name(const char *s, ramole_type *out);
+/* Whether t is a block (quantised) type. */
+int ramole_type_is_quant(ramole_type t);
+
+/* The linear modules of a layer an adapter may target, as bits of a mask
+ * (1u << RAMOLE_TARGET_Q, ...). */
+typedef enum {
+    RAMOLE_TARGET_Q = 0, RAMOLE_TARGET_K, RAMOLE_TARGET_V, RAMOLE_TARGET_O,
+    RAMOLE_TARGET_GATE, RAMOLE_TARGET_UP, RAMOLE_TARGET_DOWN,
+    RAMOLE_TARGET_COUNT
+} ramole_target;
+/* "q" or "q_proj" (and so on) to its target; 0 when s names none. */
+int ramole_target_from_name(const char *s, ramole_target *out);
+
+/* The most adapters one request composes, and the largest adapter rank. */
+#define RAMOLE_MAX_ADAPTERS 16
+#define RAMOLE_MAX_RANK 1024
+
 /* ---- models ------------------------------------------------------------------ */
 
 /*
@@ -203,8 +250,8 @@ typedef struct {
     /* adapters */
     ramole_compose_mode mode;
     int n_adapters;
-    const char *adapters[16];
-    float weights[16];      /* RAMOLE_COMPOSE_EXPLICIT */
+    const char *adapters[RAMOLE_MAX_ADAPTERS];
+    float weights[RAMOLE_MAX_ADAPTERS];      /* RAMOLE_COMPOSE_EXPLICIT */
     const char *router;     /* RAMOLE_COMPOSE_ROUTER */
     ramole_event_fn on_event;
     void *user;
@@ -245,4 +292,8 @@ void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
 #ifdef __cplusplus
 }
 #endif
+
+/* The tools around the engine, one header per concept. */
+#include "ramole/serve.h"
+
 #endif /* RAMOLE_H */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/core.h"
 #include "engine/request_json.h"
 
 typedef struct {
@@ -125,7 +126,7 @@ int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
     long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
          kv_blocks = 0, cache_mib = 0;
-    rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
+    ramole_kv_type kv_type = RAMOLE_KV_F32; ramole_adapter_type lora_type = RAMOLE_ADAPTERS_F32;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -143,7 +144,7 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
         else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
-        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &lora_type)) return 2; }
+        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_adapter_type(cmd, a, v, &lora_type)) return 2; }
         else if (!strcmp(a, "--quiet")) quiet = true;
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
@@ -173,9 +174,9 @@ int cmd_batch(int argc, char **argv) {
         goto out;
     }
     rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
-                           .step_tokens = (int)step, .kv_type = kv_type,
+                           .step_tokens = (int)step, .kv_type = kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32,
                            .kv_block = (int)kv_block, .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k,
-                           .max_rank = (int)max_rank, .adapter_type = lora_type,
+                           .max_rank = (int)max_rank, .adapter_type = (rm_type)lora_type,
                            .adapter_cache_bytes = (size_t)cache_mib << 20};
     reqs = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
     res = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *res);

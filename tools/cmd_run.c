@@ -20,7 +20,7 @@ typedef struct {
     int32_t *tokens;
     int n_tokens;
     long n_predict, threads, n_ctx, bench_prompt, bench_decode, kv_block;
-    rm_type kv_type;
+    ramole_kv_type kv_type;
     bool all, ignore_eos;
     rm_sampler_params sp;
     /* LoRA */
@@ -32,7 +32,7 @@ typedef struct {
     /* retrieval from a registry (generate --registry) */
     const char *registry, *tenant;
     long top_k;
-    rm_type lora_type; /* element type adapters are stored in */
+    ramole_adapter_type lora_type; /* element type adapters are stored in */
 } run_opts;
 
 static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
@@ -82,7 +82,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--tenant")) { VAL(); o->tenant = v; }
         else if (!strcmp(a, "-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &o->top_k)) return false; }
         else if (!strcmp(a, "--mode")) { VAL(); o->mode = v; }
-        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &o->lora_type)) return false; }
+        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_adapter_type(cmd, a, v, &o->lora_type)) return false; }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
         else {
@@ -133,11 +133,11 @@ static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
     RM_TRY(lora_mode(o, &mode));
     for (int i = 0; i < o->n_lora; i++) {
         RM_TRY(rm_adapter_load(m, o->lora_paths[i], &l->experts[i]));
-        RM_TRY(rm_adapter_convert(l->experts[i], m, o->lora_type));
+        RM_TRY(rm_adapter_convert(l->experts[i], m, (rm_type)o->lora_type));
     }
     if (o->router_path) {
         RM_TRY(rm_adapter_load(m, o->router_path, &l->router));
-        RM_TRY(rm_adapter_convert(l->router, m, o->lora_type));
+        RM_TRY(rm_adapter_convert(l->router, m, (rm_type)o->lora_type));
     }
     l->comp.mode = mode;
     l->comp.k = o->n_lora;
@@ -160,7 +160,7 @@ static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_log
                           rm_ctx **ctx) {
     rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
                        .n_threads = (int)o->threads, .kv_block = (int)o->kv_block,
-                       .kv_type = o->kv_type};
+                       .kv_type = o->kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32};
     if (!l || l->comp.mode == RM_COMPOSE_NONE) return rm_ctx_new(m, &p, ctx);
     RM_TRY(rm_lora_ctx_new(m, &p, o->n_lora, max_rank(l, o->n_lora), ctx, &l->state));
     return rm_lora_set(l->state, 0, &l->comp);
@@ -215,7 +215,7 @@ static rm_status encode_prompt(run_opts *o, const rm_model *m) {
     rm_tok_ids ids = {0};
     rm_status st = rm_tok_encode(m->tokenizer, o->prompt, strlen(o->prompt), RM_TOK_ADD_SPECIAL, &ids);
     if (st == RAMOLE_OK && ids.n == 0) st = rm_err(RAMOLE_ERR_INVALID, "the prompt encodes to no tokens");
-    if (st == RAMOLE_OK && !(o->tokens = rm_malloc(ids.n * sizeof *o->tokens)))
+    if (st == RAMOLE_OK && !(o->tokens = malloc(ids.n * sizeof *o->tokens)))
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     if (st == RAMOLE_OK) {
         memcpy(o->tokens, ids.ids, ids.n * sizeof *o->tokens);
@@ -330,8 +330,8 @@ int cmd_generate(int argc, char **argv) {
     double t0 = rm_time_now();
     if (o.n_predict > 0) {
         rm_engine_params ep = {.n_threads = (int)o.threads, .max_seqs = 1, .n_ctx = n_ctx,
-                               .step_tokens = o.n_tokens, .kv_type = o.kv_type, .kv_block = (int)o.kv_block,
-                               .max_adapters = o.n_lora ? o.n_lora : 1, .adapter_type = o.lora_type};
+                               .step_tokens = o.n_tokens, .kv_type = o.kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32, .kv_block = (int)o.kv_block,
+                               .max_adapters = o.n_lora ? o.n_lora : 1, .adapter_type = (rm_type)o.lora_type};
         rm_engine_request q;
         rm_engine_request_init(&q);
         q.tokens = o.tokens;
@@ -372,7 +372,7 @@ out:
     rm_model *own = !rr.r || o.model ? m : NULL; /* the registry frees a base it opened */
     reg_run_free(&rr);
     rm_model_free(own);
-    rm_free(o.tokens);
+    free(o.tokens);
     return rc;
 }
 
@@ -402,7 +402,7 @@ out:
     rm_ctx_free(ctx);
     run_lora_free(&lora);
     rm_model_free(m);
-    rm_free(o.tokens);
+    free(o.tokens);
     return rc;
 }
 
@@ -453,6 +453,6 @@ out:
     rm_free(prompt);
     rm_ctx_free(ctx);
     rm_model_free(m);
-    rm_free(o.tokens);
+    free(o.tokens);
     return rc;
 }

@@ -12,10 +12,7 @@
 
 #include "engine/engine.h"
 #include "engine/request_json.h"
-
-struct ramole_model {
-    rm_model *m;
-};
+#include "model/public.h"
 
 struct ramole_engine {
     rm_engine *e;

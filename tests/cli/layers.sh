@@ -2,7 +2,7 @@
 # The module layering of the design guide: a module under src/ includes
 # only modules before it in the order
 #   core, kernels, formats, tokenizer, model, lora, train, retrieval,
-#   engine | registry (never each other), serve, eval
+#   engine | registry (never each other), serve, eval, api
 # (and itself). Every `#include "X/..."` in src/Y/*.c and src/Y/*.h is
 # checked (and `#include <X/...>` when X is a module: -Isrc makes both
 # work); a violation is a FAIL naming the file, the line and both modules.
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 . tests/cli/lib.bash
 
 declare -A RANK=([core]=0 [kernels]=1 [formats]=2 [tokenizer]=3 [model]=4 [lora]=5 [train]=6
-                 [retrieval]=7 [engine]=8 [registry]=8 [serve]=9 [eval]=10)
+                 [retrieval]=7 [engine]=8 [registry]=8 [serve]=9 [eval]=10 [api]=11)
 
 # check_layers ROOT: print one line "file:line: why" per bad include under
 # ROOT/src/*/; nothing when the layering holds.
