@@ -294,6 +294,7 @@ void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
 #endif
 
 /* The tools around the engine, one header per concept. */
+#include "ramole/eval.h"
 #include "ramole/serve.h"
 
 #endif /* RAMOLE_H */
