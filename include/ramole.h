@@ -123,11 +123,26 @@ typedef struct ramole_model ramole_model;
 ramole_status ramole_model_open(const char *path, ramole_model **out);
 void          ramole_model_free(ramole_model *m);
 
+typedef enum { RAMOLE_FORMAT_HF = 0, RAMOLE_FORMAT_GGUF } ramole_model_format;
+
 typedef struct {
     const char *arch;       /* "llama", "mistral", "qwen2" */
     int vocab_size, hidden, ffn, n_layers, n_heads, n_kv_heads, max_pos;
     int64_t n_params;
     int has_tokenizer;      /* 0: prompts must be token ids */
+    /* the details `ramole info` shows */
+    ramole_model_format format; /* what the model was opened from */
+    int head_dim;
+    int rope_neox;          /* 0: normal (llama) rotation, 1: neox */
+    float rope_theta;
+    const char *rope_scaling; /* "none", "linear", "llama3" */
+    float rope_factor;      /* the scaling's factor (when not "none") */
+    int rope_freq_factors;  /* the file carries rope_freqs */
+    float rms_eps;
+    int qkv_bias, tied_embeddings;
+    int bos_id, eos_id;     /* -1 when unknown */
+    ramole_type embd_type, output_type, main_type; /* main: most 2-D weights */
+    int64_t n_bytes;        /* bytes of the weights */
 } ramole_model_info;
 
 void ramole_model_get_info(const ramole_model *m, ramole_model_info *out);
@@ -294,7 +309,9 @@ void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
 #endif
 
 /* The tools around the engine, one header per concept. */
+#include "ramole/adapter.h"
 #include "ramole/eval.h"
+#include "ramole/model_io.h"
 #include "ramole/serve.h"
 
 #endif /* RAMOLE_H */

@@ -62,6 +62,23 @@ void ramole_model_get_info(const ramole_model *pm, ramole_model_info *out) {
     out->max_pos = c->max_pos;
     rm_model_size(pm->m, &out->n_params, &bytes);
     out->has_tokenizer = pm->m->tokenizer != NULL;
+    static const char *scaling[] = {"none", "linear", "llama3"};
+    out->format = pm->m->source == RM_SOURCE_GGUF ? RAMOLE_FORMAT_GGUF : RAMOLE_FORMAT_HF;
+    out->head_dim = c->head_dim;
+    out->rope_neox = c->rope.style == RM_ROPE_NEOX;
+    out->rope_theta = c->rope.theta;
+    out->rope_scaling = scaling[c->rope.scaling];
+    out->rope_factor = c->rope.factor;
+    out->rope_freq_factors = pm->m->rope_freq_factors != NULL;
+    out->rms_eps = c->rms_eps;
+    out->qkv_bias = c->qkv_bias;
+    out->tied_embeddings = c->tied_embeddings;
+    out->bos_id = c->bos_id;
+    out->eos_id = c->eos_id;
+    out->embd_type = (ramole_type)pm->m->tok_embd.type;
+    out->output_type = (ramole_type)pm->m->output.type;
+    out->main_type = (ramole_type)rm_model_main_type(pm->m);
+    out->n_bytes = bytes;
 }
 
 static rm_status need_tokenizer(const ramole_model *pm) {
