@@ -313,5 +313,6 @@ void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
 #include "ramole/eval.h"
 #include "ramole/model_io.h"
 #include "ramole/serve.h"
+#include "ramole/tokenizer.h"
 
 #endif /* RAMOLE_H */
