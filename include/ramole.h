@@ -47,6 +47,10 @@ typedef enum {
     RAMOLE_STATUS_COUNT_
 } ramole_status;
 
+/* Record msg (printf format) as this thread's last error and return st:
+ * for a caller's callback that fails inside a library call (a line walk),
+ * so that the call reports why. */
+ramole_status ramole_error_set(ramole_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Short fixed name of a status ("malformed input"). */
 const char *ramole_status_str(ramole_status st);
 /* The detailed message of the last failure on this thread ("" if none). */
@@ -67,9 +71,27 @@ void ramole_log_set(ramole_log_level level, ramole_log_fn fn, void *user);
 
 /* Number of online CPUs (at least 1): the default thread count. */
 int  ramole_cpu_count(void);
+/* Seconds on a monotonic clock, for timing. */
+double ramole_time_now(void);
 /* Release a buffer or string the library handed out (documented on each
  * call that does); NULL is a no-op. */
 void ramole_free(void *p);
+
+/* A whole file into a fresh NUL-terminated buffer (ramole_free) of *size
+ * bytes; errors name the file. */
+ramole_status ramole_file_read(const char *path, char **out, size_t *size);
+/* Write a file atomically (a temporary beside it, fsync'd, renamed over
+ * path): an existing file is replaced whole or not at all. */
+ramole_status ramole_file_write_atomic(const char *path, const void *data, size_t size);
+
+/*
+ * The lines of a text such as a JSONL file, blank ones (spaces, tabs, CR
+ * only) skipped: fn gets each other line (not NUL-terminated, without its
+ * newline) and its 1-based number. The first failure stops the walk and
+ * its message gets "name:line: " in front.
+ */
+typedef ramole_status (*ramole_line_fn)(const char *s, size_t n, int line, void *user);
+ramole_status ramole_lines_each(const char *text, size_t len, const char *name, ramole_line_fn fn, void *user);
 
 /* Element types of weights and adapters. Block types (q8_0 .. q6_k) are
  * ggml's layouts and hold base weights only. */
@@ -303,6 +325,47 @@ typedef struct {
 } ramole_engine_stats;
 
 void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
+
+/* "none", "stop", "eos", "length", "cancelled", "error". */
+const char *ramole_finish_name(ramole_finish f);
+
+/* ---- running a list of requests to the end (offline batches) ------------------ */
+
+/* A request parsed from a JSON object (the form ramole_engine_submit_json
+ * takes), kept until ramole_parsed_request_free. */
+typedef struct ramole_parsed_request ramole_parsed_request;
+
+/* On failure the message says what is wrong with the line: "not valid
+ * JSON: ... (column N)", or the field and the problem. */
+ramole_status ramole_request_parse(const char *json, size_t len, ramole_parsed_request **out);
+void ramole_parsed_request_free(ramole_parsed_request *r);
+
+/* One request's outcome; its buffers are the result's own
+ * (ramole_result_clear). */
+typedef struct {
+    ramole_finish finish;   /* NONE: never ran (see error) */
+    char *text;             /* the generated text, NUL-terminated (empty without a tokenizer) */
+    size_t len;
+    int32_t *tokens;        /* the generated ids */
+    int n_tokens;
+    int n_prompt;
+    char *error;            /* why it was refused or failed, or NULL */
+} ramole_result;
+
+void ramole_result_clear(ramole_result *r);
+
+/* Progress: requests done of total, tokens generated, seconds since start. */
+typedef void (*ramole_progress_fn)(int done, int total, int64_t tokens, double seconds, void *user);
+
+/*
+ * Run reqs[0..n) to completion through e with continuous batching (NULL
+ * entries are skipped and count as done), a bounded number waiting beyond
+ * those running. results[i] (zeroed by the caller) receives request i's
+ * outcome, whether it ran or was refused. progress (may be NULL) is called
+ * after every step. Fails only when the engine itself does.
+ */
+ramole_status ramole_engine_run_all(ramole_engine *e, ramole_parsed_request *const *reqs, int n,
+                                    ramole_result *results, ramole_progress_fn progress, void *user);
 
 #ifdef __cplusplus
 }

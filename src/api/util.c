@@ -6,6 +6,8 @@
  * headers under include/ over every internal module, and nothing inside
  * the library includes it. Each file covers one public header.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -19,9 +21,30 @@ _Static_assert(RAMOLE_PLAN_Q4_K_M == RM_MODEL_PLAN_Q4_K_M, "the Q4_K_M plan has 
 _Static_assert((int)RAMOLE_TARGET_COUNT == (int)RM_TARGET_COUNT && (int)RAMOLE_TARGET_DOWN == (int)RM_TARGET_DOWN,
                "public and internal targets must agree");
 
+ramole_status ramole_error_set(ramole_status st, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return rm_err(st, "%s", msg);
+}
+
 int ramole_cpu_count(void) { return rm_cpu_count(); }
 
+double ramole_time_now(void) { return rm_time_now(); }
+
 void ramole_free(void *p) { rm_free(p); }
+
+ramole_status ramole_file_read(const char *path, char **out, size_t *size) { return rm_file_read(path, out, size); }
+
+ramole_status ramole_file_write_atomic(const char *path, const void *data, size_t size) {
+    return rm_file_write_atomic(path, data, size);
+}
+
+ramole_status ramole_lines_each(const char *text, size_t len, const char *name, ramole_line_fn fn, void *user) {
+    return rm_lines_each(text, len, name, fn, user); /* one signature under two names */
+}
 
 const char *ramole_type_name(int t) {
     if (t == RAMOLE_PLAN_Q4_K_M) return "q4_k_m";

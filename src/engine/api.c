@@ -266,3 +266,52 @@ void ramole_engine_get_stats(ramole_engine *pe, ramole_engine_stats *out) {
                                  .adapter_hits = st.adapters.hits, .adapter_misses = st.adapters.misses,
                                  .tokens_fed = st.tokens_fed, .tokens_generated = st.tokens_generated};
 }
+
+const char *ramole_finish_name(ramole_finish f) { return rm_finish_reason_name((rm_finish_reason)f); }
+
+/* ---- running a list of requests ------------------------------------------------ */
+
+struct ramole_parsed_request {
+    rm_request_spec spec;
+};
+
+ramole_status ramole_request_parse(const char *text, size_t len, ramole_parsed_request **out) {
+    *out = NULL;
+    json_error_t jerr;
+    json_t *o = json_loadb(text, len, 0, &jerr);
+    if (!o) return rm_err(RAMOLE_ERR_FORMAT, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
+    ramole_parsed_request *r = rm_calloc(1, sizeof *r);
+    rm_status st = r ? rm_request_spec_from_json(o, &r->spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    json_decref(o);
+    if (st != RAMOLE_OK) {
+        rm_free(r);
+        return st;
+    }
+    *out = r;
+    return RAMOLE_OK;
+}
+
+void ramole_parsed_request_free(ramole_parsed_request *r) {
+    if (!r) return;
+    rm_request_spec_free(&r->spec);
+    rm_free(r);
+}
+
+_Static_assert(sizeof(ramole_result) == sizeof(rm_engine_result) &&
+                   offsetof(ramole_result, text) == offsetof(rm_engine_result, text) &&
+                   offsetof(ramole_result, tokens) == offsetof(rm_engine_result, tokens) &&
+                   offsetof(ramole_result, n_prompt) == offsetof(rm_engine_result, n_prompt) &&
+                   offsetof(ramole_result, error) == offsetof(rm_engine_result, error),
+               "ramole_result and rm_engine_result must share their layout");
+
+void ramole_result_clear(ramole_result *r) { rm_engine_result_free((rm_engine_result *)r); }
+
+ramole_status ramole_engine_run_all(ramole_engine *pe, ramole_parsed_request *const *reqs, int n,
+                                    ramole_result *results, ramole_progress_fn progress, void *user) {
+    const rm_engine_request **q = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *q);
+    if (!q) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) q[i] = reqs[i] ? &reqs[i]->spec.req : NULL;
+    rm_status st = rm_engine_run_all(pe->e, q, n, 0, (rm_engine_result *)results, progress, user);
+    rm_free(q);
+    return st;
+}
