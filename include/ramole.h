@@ -127,6 +127,8 @@ typedef enum {
 } ramole_target;
 /* "q" or "q_proj" (and so on) to its target; 0 when s names none. */
 int ramole_target_from_name(const char *s, ramole_target *out);
+/* The Hugging Face module name: "q_proj", ..., "down_proj". */
+const char *ramole_target_name(ramole_target t);
 
 /* The most adapters one request composes, and the largest adapter rank. */
 #define RAMOLE_MAX_ADAPTERS 16
@@ -375,6 +377,7 @@ ramole_status ramole_engine_run_all(ramole_engine *e, ramole_parsed_request *con
 #include "ramole/adapter.h"
 #include "ramole/eval.h"
 #include "ramole/model_io.h"
+#include "ramole/registry.h"
 #include "ramole/serve.h"
 #include "ramole/tokenizer.h"
 

@@ -66,3 +66,5 @@ int ramole_target_from_name(const char *s, ramole_target *out) {
     *out = (ramole_target)t;
     return 1;
 }
+
+const char *ramole_target_name(ramole_target t) { return rm_target_hf_name((rm_target)t); }
