@@ -298,6 +298,15 @@ typedef struct {
 
 /* Defaults: greedy, no stop strings, no adapters, adapter weights 1. */
 void ramole_request_init(ramole_request *r);
+/* The sampling `ramole generate` uses unless told otherwise: temperature
+ * 0.8, top_k 40, top_p 0.95, min_p 0.05, no repeat penalty (last 64), a
+ * fixed seed. Leaves the prompt and adapters of r alone. */
+void ramole_request_sampling_default(ramole_request *r);
+
+/* "none", "explicit", "selection", "mixture", "fusion", "router". */
+const char *ramole_compose_mode_name(ramole_compose_mode m);
+/* 0 when s names no mode. */
+int ramole_compose_mode_from_name(const char *s, ramole_compose_mode *out);
 
 ramole_status ramole_engine_new(const ramole_model *m, const ramole_engine_params *p, ramole_engine **out);
 void          ramole_engine_free(ramole_engine *e); /* pending requests are cancelled, with their events */
@@ -378,6 +387,7 @@ ramole_status ramole_engine_run_all(ramole_engine *e, ramole_parsed_request *con
 #include "ramole/eval.h"
 #include "ramole/model_io.h"
 #include "ramole/registry.h"
+#include "ramole/run.h"
 #include "ramole/serve.h"
 #include "ramole/tokenizer.h"
 

@@ -164,6 +164,27 @@ void ramole_request_init(ramole_request *r) {
     for (int j = 0; j < 16; j++) r->weights[j] = 1.0f;
 }
 
+void ramole_request_sampling_default(ramole_request *r) {
+    rm_sampler_params sp;
+    rm_sampler_params_default(&sp);
+    r->temperature = sp.temperature;
+    r->top_k = sp.top_k;
+    r->top_p = sp.top_p;
+    r->min_p = sp.min_p;
+    r->repeat_penalty = sp.repeat_penalty;
+    r->repeat_last_n = sp.repeat_last_n;
+    r->seed = sp.seed;
+}
+
+const char *ramole_compose_mode_name(ramole_compose_mode m) { return rm_compose_mode_name((rm_compose_mode)m); }
+
+int ramole_compose_mode_from_name(const char *s, ramole_compose_mode *out) {
+    rm_compose_mode m;
+    if (!rm_compose_mode_from_name(s, &m)) return 0;
+    *out = (ramole_compose_mode)m;
+    return 1;
+}
+
 static void trampoline_free(trampoline *t) {
     if (!t) return;
     if (t->spec) rm_request_spec_free(t->spec);
