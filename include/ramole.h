@@ -387,6 +387,7 @@ ramole_status ramole_engine_run_all(ramole_engine *e, ramole_parsed_request *con
 #include "ramole/eval.h"
 #include "ramole/model_io.h"
 #include "ramole/registry.h"
+#include "ramole/retrieval.h"
 #include "ramole/run.h"
 #include "ramole/serve.h"
 #include "ramole/tokenizer.h"
