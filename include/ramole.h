@@ -391,5 +391,6 @@ ramole_status ramole_engine_run_all(ramole_engine *e, ramole_parsed_request *con
 #include "ramole/run.h"
 #include "ramole/serve.h"
 #include "ramole/tokenizer.h"
+#include "ramole/train.h"
 
 #endif /* RAMOLE_H */
