@@ -41,6 +41,19 @@ ramole_status ramole_adapter_random(const ramole_model *m, const ramole_adapter_
                                     ramole_adapter **out);
 void ramole_adapter_free(ramole_adapter *a);
 
+typedef struct {
+    const char *name;       /* the file or folder name; valid while the adapter lives */
+    int rank;               /* the configured rank (r) */
+    int max_rank;           /* the largest rank of any module */
+    float alpha;            /* lora_alpha: scale alpha / rank (alpha / sqrt(rank) with rsLoRA) */
+    int rslora;
+    unsigned targets;       /* bits (1u << ramole_target) adapted in some layer */
+    int n_modules;          /* adapted (layer, target) pairs */
+    ramole_type type;       /* how A and B are stored */
+} ramole_adapter_info;
+
+void ramole_adapter_get_info(const ramole_adapter *a, ramole_adapter_info *out);
+
 /* Store the matrices as t: RAMOLE_TYPE_F32, F16 or BF16. */
 ramole_status ramole_adapter_convert(ramole_adapter *a, ramole_type t);
 /* Write a as a PEFT folder (adapter_config.json + adapter_model.safetensors)

@@ -158,6 +158,14 @@ void ramole_adapter_free(ramole_adapter *pa) {
     rm_free(pa);
 }
 
+void ramole_adapter_get_info(const ramole_adapter *pa, ramole_adapter_info *out) {
+    const rm_adapter *a = pa->a;
+    *out = (ramole_adapter_info){.name = a->name, .rank = a->rank, .max_rank = a->max_rank, .alpha = a->alpha,
+                                 .rslora = a->rslora, .targets = a->target_mask, .type = (ramole_type)a->type};
+    for (int l = 0; l < a->n_layers; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) out->n_modules += rm_adapter_mod(a, l, (rm_target)t)->rank > 0;
+}
+
 ramole_status ramole_adapter_convert(ramole_adapter *pa, ramole_type t) {
     return rm_adapter_convert(pa->a, pa->base, (rm_type)t);
 }

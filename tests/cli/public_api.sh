@@ -42,7 +42,7 @@ fi
 pass public_files_builds_with_include_only
 mkdir -p "$TMP/files"
 if "$TMP/files_client" "$TMP/files" >"$TMP/got" 2>"$TMP/err"; then
-  for c in shape adapter_sniffed rows adapter_changes_logits merged_equals_runtime missing_adapter_named; do
+  for c in shape adapter_sniffed adapter_info rows adapter_changes_logits merged_equals_runtime missing_adapter_named; do
     grep -qx "ok $c" "$TMP/got" && pass "public_files_$c" || fail "public_files_$c" "$(grep "$c" "$TMP/got")"
   done
 else

@@ -6,7 +6,8 @@
  * makes a tiny random llama in DIR/base and a random adapter in DIR/a,
  * reads them back, and checks through the public calls that
  *   - the saved model has the preset's shape,
- *   - the adapter is told apart from the model, and it changes the logits,
+ *   - the adapter is told apart from the model, reads back with its rank,
+ *     alpha and targets, and changes the logits,
  *   - the base with the adapter merged in gives the logits of the base
  *     with the adapter applied at run time,
  *   - a missing adapter fails with a message naming its path.
@@ -78,6 +79,12 @@ int main(int argc, char **argv) {
     if ((st = ramole_model_logits(m, &run, &lora, tokens, n, 1, &adapted, &rows_a)) != RAMOLE_OK)
         return die("logits with the adapter", st);
     if ((st = ramole_adapter_load(m, ad_path, &a)) != RAMOLE_OK) return die("load adapter", st);
+    ramole_adapter_info ai;
+    ramole_adapter_get_info(a, &ai);
+    check("adapter_info", ai.rank == 4 && ai.max_rank == 4 && ai.alpha == 8 && !ai.rslora &&
+                              ai.targets == rp.targets && ai.n_modules == RAMOLE_TARGET_COUNT * info.n_layers &&
+                              ai.type == RAMOLE_TYPE_F32 && !strcmp(ai.name, "a"),
+          "the adapter read back is not the one written");
     if ((st = ramole_model_merge(m, &a, NULL, 1, &merged)) != RAMOLE_OK) return die("merge", st);
     if ((st = ramole_model_logits(merged, &run, NULL, tokens, n, 1, &merged_logits, &rows_m)) != RAMOLE_OK)
         return die("logits of the merged model", st);
