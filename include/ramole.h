@@ -47,6 +47,10 @@ typedef enum {
     RAMOLE_STATUS_COUNT_
 } ramole_status;
 
+/* Record msg (printf format) as this thread's last error and return st:
+ * for a caller's callback that fails inside a library call (a line walk),
+ * so that the call reports why. */
+ramole_status ramole_error_set(ramole_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Short fixed name of a status ("malformed input"). */
 const char *ramole_status_str(ramole_status st);
 /* The detailed message of the last failure on this thread ("" if none). */
@@ -63,6 +67,73 @@ typedef void (*ramole_log_fn)(ramole_log_level level, const char *msg, void *use
 /* Messages above `level` are dropped. fn NULL restores the stderr logger. */
 void ramole_log_set(ramole_log_level level, ramole_log_fn fn, void *user);
 
+/* ---- utilities ------------------------------------------------------------ */
+
+/* Number of online CPUs (at least 1): the default thread count. */
+int  ramole_cpu_count(void);
+/* Seconds on a monotonic clock, for timing. */
+double ramole_time_now(void);
+/* Release a buffer or string the library handed out (documented on each
+ * call that does); NULL is a no-op. */
+void ramole_free(void *p);
+
+/* A whole file into a fresh NUL-terminated buffer (ramole_free) of *size
+ * bytes; errors name the file. */
+ramole_status ramole_file_read(const char *path, char **out, size_t *size);
+/* Write a file atomically (a temporary beside it, fsync'd, renamed over
+ * path): an existing file is replaced whole or not at all. */
+ramole_status ramole_file_write_atomic(const char *path, const void *data, size_t size);
+
+/*
+ * The lines of a text such as a JSONL file, blank ones (spaces, tabs, CR
+ * only) skipped: fn gets each other line (not NUL-terminated, without its
+ * newline) and its 1-based number. The first failure stops the walk and
+ * its message gets "name:line: " in front.
+ */
+typedef ramole_status (*ramole_line_fn)(const char *s, size_t n, int line, void *user);
+ramole_status ramole_lines_each(const char *text, size_t len, const char *name, ramole_line_fn fn, void *user);
+
+/* Element types of weights and adapters. Block types (q8_0 .. q6_k) are
+ * ggml's layouts and hold base weights only. */
+typedef enum {
+    RAMOLE_TYPE_F32 = 0,
+    RAMOLE_TYPE_F16,
+    RAMOLE_TYPE_BF16,
+    RAMOLE_TYPE_Q8_0,
+    RAMOLE_TYPE_Q4_0,
+    RAMOLE_TYPE_Q4_1,
+    RAMOLE_TYPE_Q4_K,
+    RAMOLE_TYPE_Q5_K,
+    RAMOLE_TYPE_Q6_K,
+} ramole_type;
+/* A weight plan where a call takes one: a ramole_type for every weight, or
+ * llama.cpp's Q4_K_M mix. */
+#define RAMOLE_PLAN_Q4_K_M (-2)
+
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k";
+ * for a plan also "q4_k_m". */
+const char *ramole_type_name(int type_or_plan);
+/* The type named s; 0 when s names none. */
+int ramole_type_from_name(const char *s, ramole_type *out);
+/* Whether t is a block (quantised) type. */
+int ramole_type_is_quant(ramole_type t);
+
+/* The linear modules of a layer an adapter may target, as bits of a mask
+ * (1u << RAMOLE_TARGET_Q, ...). */
+typedef enum {
+    RAMOLE_TARGET_Q = 0, RAMOLE_TARGET_K, RAMOLE_TARGET_V, RAMOLE_TARGET_O,
+    RAMOLE_TARGET_GATE, RAMOLE_TARGET_UP, RAMOLE_TARGET_DOWN,
+    RAMOLE_TARGET_COUNT
+} ramole_target;
+/* "q" or "q_proj" (and so on) to its target; 0 when s names none. */
+int ramole_target_from_name(const char *s, ramole_target *out);
+/* The Hugging Face module name: "q_proj", ..., "down_proj". */
+const char *ramole_target_name(ramole_target t);
+
+/* The most adapters one request composes, and the largest adapter rank. */
+#define RAMOLE_MAX_ADAPTERS 16
+#define RAMOLE_MAX_RANK 1024
+
 /* ---- models ------------------------------------------------------------------ */
 
 /*
@@ -76,11 +147,26 @@ typedef struct ramole_model ramole_model;
 ramole_status ramole_model_open(const char *path, ramole_model **out);
 void          ramole_model_free(ramole_model *m);
 
+typedef enum { RAMOLE_FORMAT_HF = 0, RAMOLE_FORMAT_GGUF } ramole_model_format;
+
 typedef struct {
     const char *arch;       /* "llama", "mistral", "qwen2" */
     int vocab_size, hidden, ffn, n_layers, n_heads, n_kv_heads, max_pos;
     int64_t n_params;
     int has_tokenizer;      /* 0: prompts must be token ids */
+    /* the details `ramole info` shows */
+    ramole_model_format format; /* what the model was opened from */
+    int head_dim;
+    int rope_neox;          /* 0: normal (llama) rotation, 1: neox */
+    float rope_theta;
+    const char *rope_scaling; /* "none", "linear", "llama3" */
+    float rope_factor;      /* the scaling's factor (when not "none") */
+    int rope_freq_factors;  /* the file carries rope_freqs */
+    float rms_eps;
+    int qkv_bias, tied_embeddings;
+    int bos_id, eos_id;     /* -1 when unknown */
+    ramole_type embd_type, output_type, main_type; /* main: most 2-D weights */
+    int64_t n_bytes;        /* bytes of the weights */
 } ramole_model_info;
 
 void ramole_model_get_info(const ramole_model *m, ramole_model_info *out);
@@ -134,6 +220,9 @@ typedef struct {
     int max_seqs;           /* requests running at once (0: 16) */
     int n_ctx;              /* positions one request may reach (0: the model's, at most 4096) */
     int step_tokens;        /* tokens one step may run (0: 512) */
+    int prefill_tokens;     /* prompt tokens a step may add while others decode: 0 as many as
+                             * it decodes and at least 32 (a stream waits at most about two
+                             * decode steps); < 0 the whole step; n > 0 at most n */
     int kv_blocks;          /* KV pool in blocks (0: max_seqs requests of n_ctx) */
     int kv_block;           /* positions per block (0: 16) */
     ramole_kv_type kv_type;
@@ -203,8 +292,8 @@ typedef struct {
     /* adapters */
     ramole_compose_mode mode;
     int n_adapters;
-    const char *adapters[16];
-    float weights[16];      /* RAMOLE_COMPOSE_EXPLICIT */
+    const char *adapters[RAMOLE_MAX_ADAPTERS];
+    float weights[RAMOLE_MAX_ADAPTERS];      /* RAMOLE_COMPOSE_EXPLICIT */
     const char *router;     /* RAMOLE_COMPOSE_ROUTER */
     ramole_event_fn on_event;
     void *user;
@@ -212,6 +301,15 @@ typedef struct {
 
 /* Defaults: greedy, no stop strings, no adapters, adapter weights 1. */
 void ramole_request_init(ramole_request *r);
+/* The sampling `ramole generate` uses unless told otherwise: temperature
+ * 0.8, top_k 40, top_p 0.95, min_p 0.05, no repeat penalty (last 64), a
+ * fixed seed. Leaves the prompt and adapters of r alone. */
+void ramole_request_sampling_default(ramole_request *r);
+
+/* "none", "explicit", "selection", "mixture", "fusion", "router". */
+const char *ramole_compose_mode_name(ramole_compose_mode m);
+/* 0 when s names no mode. */
+int ramole_compose_mode_from_name(const char *s, ramole_compose_mode *out);
 
 ramole_status ramole_engine_new(const ramole_model *m, const ramole_engine_params *p, ramole_engine **out);
 void          ramole_engine_free(ramole_engine *e); /* pending requests are cancelled, with their events */
@@ -242,7 +340,60 @@ typedef struct {
 
 void ramole_engine_get_stats(ramole_engine *e, ramole_engine_stats *out);
 
+/* "none", "stop", "eos", "length", "cancelled", "error". */
+const char *ramole_finish_name(ramole_finish f);
+
+/* ---- running a list of requests to the end (offline batches) ------------------ */
+
+/* A request parsed from a JSON object (the form ramole_engine_submit_json
+ * takes), kept until ramole_parsed_request_free. */
+typedef struct ramole_parsed_request ramole_parsed_request;
+
+/* On failure the message says what is wrong with the line: "not valid
+ * JSON: ... (column N)", or the field and the problem. */
+ramole_status ramole_request_parse(const char *json, size_t len, ramole_parsed_request **out);
+void ramole_parsed_request_free(ramole_parsed_request *r);
+
+/* One request's outcome; its buffers are the result's own
+ * (ramole_result_clear). */
+typedef struct {
+    ramole_finish finish;   /* NONE: never ran (see error) */
+    char *text;             /* the generated text, NUL-terminated (empty without a tokenizer) */
+    size_t len;
+    int32_t *tokens;        /* the generated ids */
+    int n_tokens;
+    int n_prompt;
+    char *error;            /* why it was refused or failed, or NULL */
+} ramole_result;
+
+void ramole_result_clear(ramole_result *r);
+
+/* Progress: requests done of total, tokens generated, seconds since start. */
+typedef void (*ramole_progress_fn)(int done, int total, int64_t tokens, double seconds, void *user);
+
+/*
+ * Run reqs[0..n) to completion through e with continuous batching (NULL
+ * entries are skipped and count as done), a bounded number waiting beyond
+ * those running. results[i] (zeroed by the caller) receives request i's
+ * outcome, whether it ran or was refused. progress (may be NULL) is called
+ * after every step. Fails only when the engine itself does.
+ */
+ramole_status ramole_engine_run_all(ramole_engine *e, ramole_parsed_request *const *reqs, int n,
+                                    ramole_result *results, ramole_progress_fn progress, void *user);
+
 #ifdef __cplusplus
 }
 #endif
+
+/* The tools around the engine, one header per concept. */
+#include "ramole/adapter.h"
+#include "ramole/eval.h"
+#include "ramole/model_io.h"
+#include "ramole/registry.h"
+#include "ramole/retrieval.h"
+#include "ramole/run.h"
+#include "ramole/serve.h"
+#include "ramole/tokenizer.h"
+#include "ramole/train.h"
+
 #endif /* RAMOLE_H */

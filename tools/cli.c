@@ -1,6 +1,5 @@
 /* cli.c — option parsing helpers shared by the commands. */
 #include "cli.h"
-#include "lora/adapter.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,7 +48,7 @@ bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n) {
     *n = 0;
     size_t cap = 1;
     for (const char *p = val; *p; p++) cap += *p == ',';
-    int32_t *t = rm_malloc(cap * sizeof *t);
+    int32_t *t = malloc(cap * sizeof *t);
     if (!t) {
         fprintf(stderr, "ramole %s: out of memory\n", cmd);
         return false;
@@ -62,7 +61,7 @@ bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n) {
         long v = strtol(p, &end, 10);
         if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
             fprintf(stderr, "ramole %s: --tokens expects comma-separated non-negative ids, got '%s'\n", cmd, val);
-            rm_free(t);
+            free(t);
             return false;
         }
         t[k++] = (int32_t)v;
@@ -70,7 +69,7 @@ bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n) {
     }
     if (k == 0) {
         fprintf(stderr, "ramole %s: --tokens is empty\n", cmd);
-        rm_free(t);
+        free(t);
         return false;
     }
     *out = t;
@@ -86,7 +85,7 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
     return argv[++*i];
 }
 
-int cli_fail(const char *cmd, rm_status st) {
+int cli_fail(const char *cmd, ramole_status st) {
     const char *msg = ramole_last_error();
     fprintf(stderr, "ramole %s: %s\n", cmd, msg[0] ? msg : ramole_status_str(st));
     return 1;
@@ -118,8 +117,8 @@ bool cli_targets(const char *cmd, const char *v, unsigned *mask) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", v);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        rm_target t;
-        if (!rm_target_from_name(tok, &t)) {
+        ramole_target t;
+        if (!ramole_target_from_name(tok, &t)) {
             fprintf(stderr, "ramole %s: unknown target module '%s' (q, k, v, o, gate, up, down)\n", cmd, tok);
             return false;
         }
@@ -168,22 +167,25 @@ bool cli_layers(const char *cmd, const char *opt, const char *v, int n_layers, b
     return true;
 }
 
-bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out) {
-    if (!rm_type_from_name(v, out) || (adapter_only && rm_type_is_quant(*out))) {
-        fprintf(stderr, "ramole %s: %s must be f32, f16, bf16%s, got '%s'\n", cmd, opt,
-                adapter_only ? "" : ", q8_0, q4_0, q4_1, q4_k, q5_k or q6_k", v);
-        return false;
-    }
-    return true;
+bool cli_adapter_type(const char *cmd, const char *opt, const char *v, ramole_adapter_type *out) {
+    static const char *names[] = {"f32", "f16", "bf16"};
+    static const ramole_adapter_type types[] = {RAMOLE_ADAPTERS_F32, RAMOLE_ADAPTERS_F16, RAMOLE_ADAPTERS_BF16};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(v, names[i])) {
+            *out = types[i];
+            return true;
+        }
+    fprintf(stderr, "ramole %s: %s must be f32, f16, bf16, got '%s'\n", cmd, opt, v);
+    return false;
 }
 
 bool cli_plan(const char *cmd, const char *opt, const char *v, int *out) {
     if (!strcmp(v, "q4_k_m")) {
-        *out = RM_MODEL_PLAN_Q4_K_M;
+        *out = RAMOLE_PLAN_Q4_K_M;
         return true;
     }
-    rm_type t;
-    if (!rm_type_from_name(v, &t)) {
+    ramole_type t;
+    if (!ramole_type_from_name(v, &t)) {
         fprintf(stderr, "ramole %s: %s must be f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k or q4_k_m, got '%s'\n",
                 cmd, opt, v);
         return false;
@@ -192,9 +194,9 @@ bool cli_plan(const char *cmd, const char *opt, const char *v, int *out) {
     return true;
 }
 
-bool cli_kv_type(const char *cmd, const char *v, rm_type *out) {
-    if (!strcmp(v, "f32")) *out = RM_TYPE_F32;
-    else if (!strcmp(v, "f16")) *out = RM_TYPE_F16;
+bool cli_kv_type(const char *cmd, const char *v, ramole_kv_type *out) {
+    if (!strcmp(v, "f32")) *out = RAMOLE_KV_F32;
+    else if (!strcmp(v, "f16")) *out = RAMOLE_KV_F16;
     else {
         fprintf(stderr, "ramole %s: --kv-type must be f32 or f16, got '%s'\n", cmd, v);
         return false;

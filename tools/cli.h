@@ -10,30 +10,29 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/core.h"
-#include "kernels/kernels.h"
+#include "ramole.h"
 
 /* Each returns false after printing "ramole CMD: ..." to stderr. */
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
 bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);
 bool cli_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
-/* "1,2,3" -> rm_malloc'd array. */
+/* "1,2,3" -> malloc'd array (the caller frees it). */
 bool cli_tokens(const char *cmd, const char *val, int32_t **out, int *n);
 /* --kv-type f32|f16 */
-bool cli_kv_type(const char *cmd, const char *v, rm_type *out);
+bool cli_kv_type(const char *cmd, const char *v, ramole_kv_type *out);
 /* --prefill-tokens: "auto" (0: the engine's default), "all" (-1) or a count. */
 bool cli_prefill_tokens(const char *cmd, const char *v, long *out);
-/* An element type name for option opt; adapter_only: f32, f16, bf16 (no block types). */
-bool cli_type(const char *cmd, const char *opt, const char *v, bool adapter_only, rm_type *out);
+/* How adapters are stored, for option opt: f32, f16 or bf16. */
+bool cli_adapter_type(const char *cmd, const char *opt, const char *v, ramole_adapter_type *out);
 /* A weight plan for option opt: an element type name or q4_k_m
- * (RM_MODEL_PLAN_Q4_K_M), as rm_model_save takes it. */
+ * (RAMOLE_PLAN_Q4_K_M), as ramole_model_save takes it. */
 bool cli_plan(const char *cmd, const char *opt, const char *v, int *out);
 /* A duration as M:SS or H:MM:SS ("?" when unknown or absurd): the trainers' ETA. */
 void cli_fmt_time(double s, char *buf, size_t n);
 /* "PATH[:WEIGHT]" in place: the weight is split off (default 1) only when
  * it parses as a number, so paths with colons still work. */
 bool cli_lora_spec(const char *cmd, char *arg, float *weight);
-/* "q,k,v,o,gate,up,down" (or q_proj, ...) -> bit mask of rm_target. */
+/* "q,k,v,o,gate,up,down" (or q_proj, ...) -> bit mask of ramole_target. */
 bool cli_targets(const char *cmd, const char *v, unsigned *mask);
 /* A layer list such as "1-3" or "0,2,5-7" for a model of n_layers layers:
  * keep[l] set for each listed layer. Errors (printed): a malformed item, a
@@ -42,7 +41,7 @@ bool cli_layers(const char *cmd, const char *opt, const char *v, int n_layers, b
 /* The value after argv[*i] (advances *i), or NULL after printing an error. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */
-int cli_fail(const char *cmd, rm_status st);
+int cli_fail(const char *cmd, ramole_status st);
 bool cli_ends_with(const char *s, const char *suffix);
 
 /* JSON output goes through jansson, so that names holding quotes or

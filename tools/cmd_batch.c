@@ -2,7 +2,7 @@
  * cmd_batch.c — `ramole batch`: offline inference over a JSONL file of
  * requests, every request through the engine's continuous batching.
  *
- * Each input line is one request (engine/request_json.h) with an optional
+ * Each input line is one request (ramole_request_parse) with an optional
  * "id"; each output line, in input order, is {"id", "text", "tokens",
  * "finish_reason", "usage"}, or {"id", "error": {"message", "line"}} for a
  * line that could not run. The other lines still run; the exit status is 1
@@ -13,13 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include "cli.h"
-#include "engine/request_json.h"
 
 typedef struct {
     int line;            /* 1-based line number in the input */
     json_t *id;          /* the line's "id", or NULL */
-    rm_request_spec spec;
+    ramole_parsed_request *req;
     char *error;         /* a line that did not parse */
 } batch_line;
 
@@ -28,27 +29,22 @@ typedef struct {
     int n, cap;
 } batch_lines;
 
-static rm_status read_line(const char *s, size_t n, int line, void *ctx) {
+static ramole_status read_line(const char *s, size_t n, int line, void *ctx) {
     batch_lines *L = ctx;
     if (L->n == L->cap) {
         int cap = L->cap ? 2 * L->cap : 64;
-        batch_line *v = rm_realloc(L->v, (size_t)cap * sizeof *v);
-        if (!v) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        batch_line *v = realloc(L->v, (size_t)cap * sizeof *v);
+        if (!v) return ramole_error_set(RAMOLE_ERR_NOMEM, "out of memory");
         L->v = v;
         L->cap = cap;
     }
     batch_line *b = &L->v[L->n++];
     memset(b, 0, sizeof *b);
     b->line = line;
-    json_error_t jerr;
-    json_t *o = json_loadb(s, n, 0, &jerr);
-    if (!o) {
-        b->error = rm_asprintf("not valid JSON: %s (column %d)", jerr.text, jerr.column);
-        return RAMOLE_OK;
-    }
+    if (ramole_request_parse(s, n, &b->req) != RAMOLE_OK) b->error = strdup(ramole_last_error());
+    json_t *o = json_loadb(s, n, 0, NULL);
     json_t *id = json_object_get(o, "id");
     if (id) b->id = json_incref(id);
-    if (rm_request_spec_from_json(o, &b->spec) != RAMOLE_OK) b->error = rm_strdup(ramole_last_error());
     json_decref(o);
     return RAMOLE_OK;
 }
@@ -56,10 +52,10 @@ static rm_status read_line(const char *s, size_t n, int line, void *ctx) {
 static void lines_free(batch_lines *L) {
     for (int i = 0; i < L->n; i++) {
         json_decref(L->v[i].id);
-        rm_request_spec_free(&L->v[i].spec);
-        rm_free(L->v[i].error);
+        ramole_parsed_request_free(L->v[i].req);
+        free(L->v[i].error);
     }
-    rm_free(L->v);
+    free(L->v);
 }
 
 typedef struct {
@@ -69,7 +65,7 @@ typedef struct {
 
 static void progress(int done, int total, int64_t tokens, double secs, void *user) {
     progress_state *p = user;
-    double now = rm_time_now();
+    double now = ramole_time_now();
     bool end = done == total;
     if (!end && now - p->last < (p->tty ? 0.2 : 5.0)) return;
     p->last = now;
@@ -85,16 +81,16 @@ static void progress(int done, int total, int64_t tokens, double secs, void *use
     fflush(stderr);
 }
 
-static const char *finish_name(rm_finish_reason f) {
-    return f == RM_FINISH_EOS || f == RM_FINISH_STOP ? "stop" : rm_finish_reason_name(f);
+static const char *finish_name(ramole_finish f) {
+    return f == RAMOLE_FINISH_EOS || f == RAMOLE_FINISH_STOP ? "stop" : ramole_finish_name(f);
 }
 
 /* One output line. */
-static json_t *result_json(const batch_line *b, const rm_engine_result *r) {
+static json_t *result_json(const batch_line *b, const ramole_result *r) {
     json_t *o = json_object();
     json_object_set(o, "id", b->id ? b->id : json_null());
     const char *err = b->error ? b->error : r->error;
-    if (err || r->finish == RM_FINISH_ERROR || r->finish == RM_FINISH_NONE) {
+    if (err || r->finish == RAMOLE_FINISH_ERROR || r->finish == RAMOLE_FINISH_NONE) {
         json_t *e = json_object();
         json_object_set_new(e, "message", json_string(err ? err : "the request did not finish"));
         json_object_set_new(e, "line", json_integer(b->line));
@@ -114,6 +110,16 @@ static json_t *result_json(const batch_line *b, const rm_engine_result *r) {
     return o;
 }
 
+static int oom(const char *cmd) {
+    fprintf(stderr, "ramole %s: out of memory\n", cmd);
+    return 1;
+}
+
+static int cant_write(const char *cmd, const char *path) {
+    fprintf(stderr, "ramole %s: cannot write %s\n", cmd, path);
+    return 1;
+}
+
 static void usage_batch(void) {
     fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
                     "[--max-seqs N] [--ctx N] [--step-tokens N] [--prefill-tokens auto|all|N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
@@ -123,10 +129,10 @@ static void usage_batch(void) {
 
 int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
-    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
+    long threads = ramole_cpu_count(), max_seqs = 16, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
          kv_blocks = 0, cache_mib = 0;
     long prefill = 0;
-    rm_type kv_type = RM_TYPE_F32, lora_type = RM_TYPE_F32;
+    ramole_kv_type kv_type = RAMOLE_KV_F32; ramole_adapter_type lora_type = RAMOLE_ADAPTERS_F32;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -141,11 +147,11 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &kv_block)) return 2; }
         else if (!strcmp(a, "--kv-blocks")) { VAL(); if (!cli_int(cmd, a, v, 1, INT32_MAX, &kv_blocks)) return 2; }
         else if (!strcmp(a, "--adapter-cache")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 24, &cache_mib)) return 2; }
-        else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &max_k)) return 2; }
-        else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_RANK, &max_rank)) return 2; }
+        else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_MAX_ADAPTERS, &max_k)) return 2; }
+        else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_MAX_RANK, &max_rank)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
         else if (!strcmp(a, "--prefill-tokens")) { VAL(); if (!cli_prefill_tokens(cmd, v, &prefill)) return 2; }
-        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &lora_type)) return 2; }
+        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_adapter_type(cmd, a, v, &lora_type)) return 2; }
         else if (!strcmp(a, "--quiet")) quiet = true;
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
@@ -159,51 +165,51 @@ int cmd_batch(int argc, char **argv) {
         usage_batch();
         return 2;
     }
-    rm_model *m = NULL;
-    rm_engine *e = NULL;
+    ramole_model *m = NULL;
+    ramole_engine *e = NULL;
     batch_lines L = {0};
-    char *text = NULL;
+    char *text = NULL, *tmp = NULL;
     size_t size;
-    const rm_engine_request **reqs = NULL;
-    rm_engine_result *res = NULL;
+    ramole_parsed_request **reqs = NULL;
+    ramole_result *res = NULL;
     FILE *f = NULL;
     int rc = 1, failed = 0;
-    rm_status st;
-    if ((st = rm_file_read(in, &text, &size)) != RAMOLE_OK ||
-        (st = rm_lines_each(text, size, in, read_line, &L)) != RAMOLE_OK || (st = rm_model_open(model, &m)) != RAMOLE_OK) {
+    ramole_status st;
+    if ((st = ramole_file_read(in, &text, &size)) != RAMOLE_OK ||
+        (st = ramole_lines_each(text, size, in, read_line, &L)) != RAMOLE_OK ||
+        (st = ramole_model_open(model, &m)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
-    rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
-                           .prefill_tokens = (int)prefill,
-                           .step_tokens = (int)step, .kv_type = kv_type,
-                           .kv_block = (int)kv_block, .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k,
-                           .max_rank = (int)max_rank, .adapter_type = lora_type,
-                           .adapter_cache_bytes = (size_t)cache_mib << 20};
-    reqs = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
-    res = rm_calloc(L.n ? (size_t)L.n : 1, sizeof *res);
+    ramole_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
+                               .step_tokens = (int)step, .prefill_tokens = (int)prefill, .kv_type = kv_type, .kv_block = (int)kv_block,
+                               .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k, .max_rank = (int)max_rank,
+                               .adapter_type = lora_type, .adapter_cache_bytes = (size_t)cache_mib << 20};
+    reqs = calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
+    res = calloc(L.n ? (size_t)L.n : 1, sizeof *res);
     if (!reqs || !res) {
-        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
+        rc = oom(cmd);
         goto out;
     }
-    for (int i = 0; i < L.n; i++) reqs[i] = L.v[i].error ? NULL : &L.v[i].spec.req;
-    if ((st = rm_engine_new(m, &ep, &e)) != RAMOLE_OK) {
+    for (int i = 0; i < L.n; i++) reqs[i] = L.v[i].error ? NULL : L.v[i].req;
+    if ((st = ramole_engine_new(m, &ep, &e)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
     progress_state ps = {.tty = isatty(2) != 0};
-    double t0 = rm_time_now();
-    st = rm_engine_run_all(e, reqs, L.n, 0, res, quiet ? NULL : progress, &ps);
+    double t0 = ramole_time_now();
+    st = ramole_engine_run_all(e, reqs, L.n, res, quiet ? NULL : progress, &ps);
     if (st != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
-    double secs = rm_time_now() - t0;
+    double secs = ramole_time_now() - t0;
     /* results in input order, written whole or not at all */
-    char *tmp = rm_asprintf("%s.tmp.%d", outp, (int)getpid());
+    size_t tn = strlen(outp) + 32;
+    tmp = malloc(tn);
+    if (tmp) snprintf(tmp, tn, "%s.tmp.%d", outp, (int)getpid());
     if (!tmp || !(f = fopen(tmp, "w"))) {
-        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write %s", outp));
-        rm_free(tmp);
+        rc = cant_write(cmd, outp);
         goto out;
     }
     int64_t toks = 0, prompt_toks = 0;
@@ -221,27 +227,26 @@ int cmd_batch(int argc, char **argv) {
     f = NULL;
     if (!ok || rename(tmp, outp) != 0) {
         unlink(tmp);
-        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write %s", outp));
-        rm_free(tmp);
+        rc = cant_write(cmd, outp);
         goto out;
     }
-    rm_free(tmp);
-    rm_engine_stats es;
-    rm_engine_stats_get(e, &es);
+    ramole_engine_stats es;
+    ramole_engine_get_stats(e, &es);
     fprintf(stderr, "batch: adapters loaded %llu times, found cached %llu times; %d preemptions\n",
-            (unsigned long long)es.adapters.misses, (unsigned long long)es.adapters.hits, es.preemptions);
+            (unsigned long long)es.adapter_misses, (unsigned long long)es.adapter_hits, es.preemptions);
     fprintf(stderr, "batch: %d requests (%d failed), %lld prompt + %lld generated tokens in %.2f s (%.2f generated "
             "tokens/s, %.2f overall)\n", L.n, failed, (long long)prompt_toks, (long long)toks, secs,
             secs > 0 ? (double)toks / secs : 0.0, secs > 0 ? (double)(toks + prompt_toks) / secs : 0.0);
     rc = failed ? 1 : 0;
 out:
     if (f) fclose(f);
-    for (int i = 0; res && i < L.n; i++) rm_engine_result_free(&res[i]);
-    rm_free(res);
-    rm_free(reqs);
-    rm_engine_free(e);
-    rm_model_free(m);
+    free(tmp);
+    for (int i = 0; res && i < L.n; i++) ramole_result_clear(&res[i]);
+    free(res);
+    free(reqs);
+    ramole_engine_free(e);
+    ramole_model_free(m);
     lines_free(&L);
-    rm_free(text);
+    ramole_free(text);
     return rc;
 }

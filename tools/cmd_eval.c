@@ -1,6 +1,6 @@
 /*
  * cmd_eval.c — `ramole eval`: the paper's comparison on a world
- * (src/eval/eval.h). This file parses options, shows progress on stderr,
+ * (include/ramole/eval.h). This file parses options, shows progress on stderr,
  * prints the averages and asks the library to write the report.
  */
 #include <math.h>
@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "eval/eval.h"
 
 #define MAX_LIST 4096
 
@@ -46,7 +45,7 @@ typedef struct {
     double last;
 } progress_view;
 
-static void show_progress(const rm_eval_progress *p, void *user) {
+static void show_progress(const ramole_eval_progress *p, void *user) {
     progress_view *v = user;
     bool end = p->done == p->total;
     if (!end && p->seconds - v->last < (v->tty ? 0.2 : 5.0)) return;
@@ -77,7 +76,7 @@ static char *command_line(int argc, char **argv) {
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval", *out = "docs/EVAL.md", *json = NULL;
-    rm_eval_params p = {0};
+    ramole_eval_params p = {0};
     char *tasks[MAX_LIST], *items[MAX_LIST];
     int n;
     for (int i = 1; i < argc; i++) {
@@ -99,10 +98,10 @@ int cmd_eval(int argc, char **argv) {
             char *copy = strdup(v);
             if (!copy || !split_list(a, copy, items, &n)) return free(copy), 2;
             for (int k = 0; k < n; k++) {
-                rm_eval_mode m;
-                rm_eval_setting s;
-                if (modes && rm_eval_mode_from_name(items[k], &m)) p.modes |= 1u << m;
-                else if (!modes && rm_eval_setting_from_name(items[k], &s)) p.settings |= 1u << s;
+                ramole_eval_mode m;
+                ramole_eval_setting s;
+                if (modes && ramole_eval_mode_from_name(items[k], &m)) p.modes |= 1u << m;
+                else if (!modes && ramole_eval_setting_from_name(items[k], &s)) p.settings |= 1u << s;
                 else {
                     fprintf(stderr, "ramole eval: %s: unknown '%s' (%s)\n", a, items[k],
                             modes ? "base, perfect, selection, mixture, fusion, router" : "id, ood");
@@ -123,27 +122,27 @@ int cmd_eval(int argc, char **argv) {
     progress_view view = {isatty(2), -1e9};
     p.progress = show_progress;
     p.user = &view;
-    rm_eval_report *r = NULL;
-    rm_status st = rm_eval_run(&p, &r);
+    ramole_eval_report *r = NULL;
+    ramole_status st = ramole_eval_run(&p, &r);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
     char *line = command_line(argc, argv);
-    st = rm_eval_write_markdown(r, out, line);
-    if (st == RAMOLE_OK && json) st = rm_eval_write_json(r, json);
+    st = ramole_eval_write_markdown(r, out, line);
+    if (st == RAMOLE_OK && json) st = ramole_eval_write_json(r, json);
     free(line);
     if (st != RAMOLE_OK) {
-        rm_eval_report_free(r);
+        ramole_eval_report_free(r);
         return cli_fail(cmd, st);
     }
     /* the averages, one line per setting */
-    for (int s = 0; s < RM_EVAL_SETTING_COUNT; s++) {
-        if (!(r->settings & (1u << s))) continue;
-        printf("%s:", rm_eval_setting_name((rm_eval_setting)s));
-        for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
-            if (r->modes & (1u << m))
-                printf(" %s %.1f", rm_eval_mode_name((rm_eval_mode)m), 100 * rm_eval_mean(r, NULL, (rm_eval_setting)s, (rm_eval_mode)m));
+    for (int s = 0; s < RAMOLE_EVAL_SETTING_COUNT; s++) {
+        if (!(ramole_eval_report_settings(r) & (1u << s))) continue;
+        printf("%s:", ramole_eval_setting_name((ramole_eval_setting)s));
+        for (int m = 0; m < RAMOLE_EVAL_MODE_COUNT; m++)
+            if (ramole_eval_report_modes(r) & (1u << m))
+                printf(" %s %.1f", ramole_eval_mode_name((ramole_eval_mode)m), 100 * ramole_eval_mean(r, NULL, (ramole_eval_setting)s, (ramole_eval_mode)m));
         printf("\n");
     }
     fprintf(stderr, "wrote %s%s%s\n", out, json ? " and " : "", json ? json : "");
-    rm_eval_report_free(r);
+    ramole_eval_report_free(r);
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * cmd_registry.c — `ramole registry`, `adapter`, `tenant`, `key`, `audit`
- * and `retrieve` over a registry: the registry module (src/registry/) on the
- * command line. Parsing and printing only; every rule lives in the library.
+ * and `retrieve` over a registry: include/ramole/registry.h on the command
+ * line. Parsing and printing only; every rule lives in the library.
  *
  * Every verb takes --registry URL (sqlite:PATH or postgresql://...);
  * without it $RAMOLE_REGISTRY, then
@@ -17,8 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "lora/adapter.h"
-#include "registry/registry.h"
 
 typedef struct {
     const char *registry, *model, *projection, *router, *probes, *tenant, *name, *samples, *description, *role;
@@ -42,7 +40,7 @@ static const char *cli_actor(void) {
 /* Options shared by every verb; positional arguments (at most one) go to o->positional. */
 static bool parse(const char *cmd, int argc, char **argv, int first, reg_opts *o) {
     memset(o, 0, sizeof *o);
-    o->k = 3, o->n_samples = 20, o->layer = RM_HIDDEN_FINAL;
+    o->k = 3, o->n_samples = 20, o->layer = RAMOLE_LAYER_FINAL;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(cmd, argc, argv, &i))) return false
@@ -68,7 +66,7 @@ static bool parse(const char *cmd, int argc, char **argv, int first, reg_opts *o
             o->layer_set = true;
         }
         else if (!strcmp(a, "-k") || !strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 1, 1024, &o->k)) return false; }
-        else if (!strcmp(a, "--n-samples")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_REG_SAMPLES_MAX, &o->n_samples)) return false; }
+        else if (!strcmp(a, "--n-samples")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_REGISTRY_SAMPLES_MAX, &o->n_samples)) return false; }
         else if (!strcmp(a, "--kl-threshold")) { VAL(); if (!cli_float(cmd, a, v, 1e-9, 1e9, &o->kl)) return false; }
         else if (!strcmp(a, "--private")) o->is_private = true;
         else if (!strcmp(a, "--json")) o->json = true;
@@ -88,12 +86,8 @@ static bool parse(const char *cmd, int argc, char **argv, int first, reg_opts *o
 }
 
 /* The URL: --registry, else the library's default. */
-static int open_registry(const char *cmd, const reg_opts *o, rm_registry **r) {
-    char *url = NULL;
-    rm_status st = o->registry ? ((url = rm_strdup(o->registry)) ? RAMOLE_OK : RAMOLE_ERR_NOMEM)
-                               : rm_registry_default_url(&url);
-    if (st == RAMOLE_OK) st = rm_registry_open(url, r);
-    rm_free(url);
+static int open_registry(const char *cmd, const reg_opts *o, ramole_registry **r) {
+    ramole_status st = ramole_registry_open(o->registry, r);
     return st == RAMOLE_OK ? 0 : cli_fail(cmd, st);
 }
 
@@ -106,10 +100,10 @@ static void fmt_time(double t, char *buf, size_t n) {
 
 static void fmt_targets(unsigned mask, char *buf, size_t n) {
     buf[0] = 0;
-    for (int t = 0; t < RM_TARGET_COUNT; t++)
+    for (int t = 0; t < RAMOLE_TARGET_COUNT; t++)
         if (mask & (1u << t)) {
             size_t l = strlen(buf);
-            snprintf(buf + l, n - l, "%s%s", l ? "," : "", rm_target_hf_name((rm_target)t));
+            snprintf(buf + l, n - l, "%s%s", l ? "," : "", ramole_target_name((ramole_target)t));
         }
 }
 
@@ -136,8 +130,8 @@ int cmd_registry(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "registry %s", verb);
     reg_opts o;
     if (!parse(cmd, argc, argv, 2, &o)) return 2;
-    rm_registry *r = NULL;
-    rm_status st = RAMOLE_OK;
+    ramole_registry *r = NULL;
+    ramole_status st = RAMOLE_OK;
     int rc = 0;
     if (!strcmp(verb, "init")) {
         if (!o.model) {
@@ -145,13 +139,14 @@ int cmd_registry(int argc, char **argv) {
             return 2;
         }
         char *url = NULL;
-        st = o.registry ? ((url = rm_strdup(o.registry)) ? RAMOLE_OK : RAMOLE_ERR_NOMEM) : rm_registry_default_url(&url);
-        rm_registry_init_opts io = {.model = o.model, .projection = o.projection, .router = o.router,
-                                    .layer = (int)o.layer, .require_approval = o.require_approval,
-                                    .probes = o.probes, .kl_threshold = o.kl, .actor = cli_actor()};
-        if (st == RAMOLE_OK) st = rm_registry_create(url, &io, &r);
-        if (st == RAMOLE_OK) printf("initialised %s for %s\n", url, o.model);
-        rm_free(url);
+        if (!o.registry) st = ramole_registry_default_url(&url);
+        ramole_registry_init_params io = {.model = o.model, .projection = o.projection, .router = o.router,
+                                          .layer = (int)o.layer, .require_approval = o.require_approval,
+                                          .probes = o.probes, .kl_threshold = o.kl, .actor = cli_actor()};
+        const char *where = o.registry ? o.registry : url;
+        if (st == RAMOLE_OK) st = ramole_registry_create(where, &io, &r);
+        if (st == RAMOLE_OK) printf("initialised %s for %s\n", where, o.model);
+        ramole_free(url);
     } else if (!strcmp(verb, "set")) {
         if (!o.projection && !o.no_projection && !o.router && !o.kl && !o.approval) {
             fprintf(stderr, "ramole %s: give --projection, --router, --kl-threshold or --require-approval\n", cmd);
@@ -160,37 +155,37 @@ int cmd_registry(int argc, char **argv) {
         if ((rc = open_registry(cmd, &o, &r)) != 0) return rc;
         if (o.projection || o.no_projection) {
             fprintf(stderr, "replacing the projection: every adapter is re-embedded\n");
-            st = rm_registry_set_projection(r, o.projection, cli_actor(), progress, NULL);
+            st = ramole_registry_set_projection(r, o.projection, cli_actor(), progress, NULL);
         }
-        if (st == RAMOLE_OK && o.router) st = rm_registry_set_router(r, o.router, cli_actor());
-        if (st == RAMOLE_OK && o.kl) st = rm_registry_set_kl_threshold(r, o.kl, cli_actor());
-        if (st == RAMOLE_OK && o.approval) st = rm_registry_set_require_approval(r, !strcmp(o.approval, "on"), cli_actor());
+        if (st == RAMOLE_OK && o.router) st = ramole_registry_set_router(r, o.router, cli_actor());
+        if (st == RAMOLE_OK && o.kl) st = ramole_registry_set_kl_threshold(r, o.kl, cli_actor());
+        if (st == RAMOLE_OK && o.approval) st = ramole_registry_set_require_approval(r, !strcmp(o.approval, "on"), cli_actor());
     } else if (!strcmp(verb, "check")) {
         if ((rc = open_registry(cmd, &o, &r)) != 0) return rc;
-        rm_reg_check_report rep;
-        if ((st = rm_registry_check(r, o.collect, &rep)) == RAMOLE_OK) {
+        ramole_registry_check_report rep;
+        if ((st = ramole_registry_check(r, o.collect, &rep)) == RAMOLE_OK) {
             printf("%d adapters checked, %d bad, %d orphan blobs%s\n", rep.n_rows, rep.n_bad, rep.n_orphans,
                    o.collect ? " (those older than a minute collected)" : "");
             if (rep.first_problem) fprintf(stderr, "ramole %s: %s\n", cmd, rep.first_problem);
             rc = rep.n_bad ? 1 : 0;
-            rm_free(rep.first_problem);
+            ramole_free(rep.first_problem);
         }
     } else if (!strcmp(verb, "info")) {
         if ((rc = open_registry(cmd, &o, &r)) != 0) return rc;
         static const char *const keys[] = {"base_path", "base_fingerprint", "layer", "projection", "router",
                                            "require_approval", "kl_threshold"};
-        printf("url\t%s\n", rm_registry_url(r));
+        printf("url\t%s\n", ramole_registry_url(r));
         for (size_t i = 0; st == RAMOLE_OK && i < sizeof keys / sizeof keys[0]; i++) {
             char *v = NULL;
-            if ((st = rm_registry_meta(r, keys[i], &v)) == RAMOLE_OK) printf("%s\t%s\n", keys[i], v);
-            rm_free(v);
+            if ((st = ramole_registry_meta(r, keys[i], &v)) == RAMOLE_OK) printf("%s\t%s\n", keys[i], v);
+            ramole_free(v);
         }
     } else {
         fprintf(stderr, "ramole registry: unknown verb '%s'\n", verb);
         return registry_usage(stderr);
     }
     if (st != RAMOLE_OK) rc = cli_fail(cmd, st);
-    rm_registry_free(r);
+    ramole_registry_free(r);
     return rc;
 }
 
@@ -207,13 +202,13 @@ static int adapter_usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-static json_t *adapter_json(const rm_reg_adapter *a, bool full) {
+static json_t *adapter_json(const ramole_registry_adapter *a, bool full) {
     char created[32], targets[128];
     fmt_time(a->created, created, sizeof created);
     fmt_targets(a->targets, targets, sizeof targets);
     json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:I, s:s, s:s, s:s, s:i}", "id",
                           (json_int_t)a->id, "name", a->name, "tenant", a->tenant, "visibility",
-                          a->is_public ? "public" : "private", "status", rm_reg_status_name(a->status),
+                          a->is_public ? "public" : "private", "status", ramole_adapter_status_name(a->status),
                           "description", a->description, "rank", a->rank, "alpha", (double)a->alpha, "targets",
                           targets, "size", (json_int_t)a->size, "hash", a->hash, "created", created, "creator",
                           a->creator, "n_samples", a->n_samples);
@@ -235,32 +230,35 @@ static json_t *adapter_json(const rm_reg_adapter *a, bool full) {
 static int print_json(json_t *v) {
     char *s = v ? json_dumps(v, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(v);
-    if (!s) return cli_fail("adapter", rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
+    if (!s) {
+        fprintf(stderr, "ramole adapter: out of memory\n");
+        return 1;
+    }
     printf("%s\n", s);
     free(s);
     return 0;
 }
 
-static int adapter_add(const char *cmd, rm_registry *r, const reg_opts *o) {
+static int adapter_add(const char *cmd, ramole_registry *r, const reg_opts *o) {
     if (!o->positional || !o->name || !o->samples) {
         fprintf(stderr, "ramole %s: PATH, --name NAME and --samples FILE are required\n", cmd);
         return 2;
     }
     char **samples = NULL;
     int n = 0;
-    rm_status st = rm_reg_samples_load(o->samples, (int)o->n_samples, &samples, &n);
+    ramole_status st = ramole_registry_samples_load(o->samples, (int)o->n_samples, &samples, &n);
     int64_t id = -1;
-    rm_reg_add_opts ao = {.path = o->positional, .name = o->name, .description = o->description,
+    ramole_registry_add_params ao = {.path = o->positional, .name = o->name, .description = o->description,
                           .tenant = o->tenant, .is_private = o->is_private, .samples = (const char *const *)samples,
                           .n_samples = n, .actor = cli_actor()};
-    if (st == RAMOLE_OK) st = rm_registry_adapter_add(r, &ao, &id);
-    rm_reg_samples_free(samples, n);
+    if (st == RAMOLE_OK) st = ramole_registry_adapter_add(r, &ao, &id);
+    ramole_registry_samples_free(samples, n);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
-    rm_reg_adapter a;
-    if (rm_registry_adapter_get(r, o->tenant, o->name, &a) == RAMOLE_OK) {
-        if (a.status != RM_REG_ACTIVE) fprintf(stderr, "%s is %s (ramole adapter approve %s)\n", a.name,
-                                               rm_reg_status_name(a.status), a.name);
-        rm_reg_adapter_clear(&a);
+    ramole_registry_adapter a;
+    if (ramole_registry_adapter_get(r, o->tenant, o->name, &a) == RAMOLE_OK) {
+        if (a.status != RAMOLE_ADAPTER_ACTIVE) fprintf(stderr, "%s is %s (ramole adapter approve %s)\n", a.name,
+                                               ramole_adapter_status_name(a.status), a.name);
+        ramole_registry_adapter_clear(&a);
     }
     printf("%lld\n", (long long)id);
     return 0;
@@ -285,15 +283,15 @@ int cmd_adapter(int argc, char **argv) {
         fprintf(stderr, "ramole %s: NAME is required\n", cmd);
         return 2;
     }
-    rm_registry *r = NULL;
+    ramole_registry *r = NULL;
     int rc = open_registry(cmd, &o, &r);
     if (rc) return rc;
-    rm_status st = RAMOLE_OK;
+    ramole_status st = RAMOLE_OK;
     if (!strcmp(verb, "add")) rc = adapter_add(cmd, r, &o);
     else if (!strcmp(verb, "list")) {
-        rm_reg_adapter *rows = NULL;
+        ramole_registry_adapter *rows = NULL;
         int n = 0;
-        if ((st = rm_registry_adapter_list(r, o.tenant, &rows, &n)) == RAMOLE_OK) {
+        if ((st = ramole_registry_adapter_list(r, o.tenant, &rows, &n)) == RAMOLE_OK) {
             if (o.json) {
                 json_t *arr = json_array();
                 for (int i = 0; i < n; i++) json_array_append_new(arr, adapter_json(&rows[i], false));
@@ -301,38 +299,34 @@ int cmd_adapter(int argc, char **argv) {
             } else
                 for (int i = 0; i < n; i++)
                     printf("%lld\t%s\t%s\t%s\t%s\trank %d\n", (long long)rows[i].id, rows[i].name, rows[i].tenant,
-                           rows[i].is_public ? "public" : "private", rm_reg_status_name(rows[i].status), rows[i].rank);
+                           rows[i].is_public ? "public" : "private", ramole_adapter_status_name(rows[i].status), rows[i].rank);
         }
-        rm_reg_adapters_free(rows, n);
+        ramole_registry_adapters_free(rows, n);
     } else if (!strcmp(verb, "show")) {
-        rm_reg_adapter a;
-        if ((st = rm_registry_adapter_get(r, o.tenant, o.positional, &a)) == RAMOLE_OK) {
+        ramole_registry_adapter a;
+        if ((st = ramole_registry_adapter_get(r, o.tenant, o.positional, &a)) == RAMOLE_OK) {
             json_t *j = adapter_json(&a, true);
-            rm_reg_rating *v = NULL;
-            int nv = 0;
-            if ((st = rm_registry_ratings(r, a.hash, &v, &nv)) == RAMOLE_OK) {
-                int64_t up = 0, down = 0; /* this adapter's file, rated under any of its names */
-                for (int i = 0; i < nv; i++) up += v[i].up, down += v[i].down;
+            int64_t up = 0, down = 0; /* this adapter's file, rated under any of its names */
+            if ((st = ramole_registry_adapter_ratings(r, a.hash, &up, &down)) == RAMOLE_OK) {
                 json_object_set_new(j, "ratings", json_pack("{s:I, s:I}", "up", (json_int_t)up, "down", (json_int_t)down));
                 rc = print_json(j);
             } else
                 json_decref(j);
-            rm_reg_ratings_free(v, nv);
         }
-        rm_reg_adapter_clear(&a);
+        ramole_registry_adapter_clear(&a);
     } else if (!strcmp(verb, "rm")) {
-        st = rm_registry_adapter_remove(r, o.tenant, o.positional, cli_actor());
+        st = ramole_registry_adapter_remove(r, o.tenant, o.positional, cli_actor());
     } else if (!strcmp(verb, "recheck")) {
         int n_checked = 0, n_held = 0;
-        st = rm_registry_adapter_recheck(r, o.tenant, o.all ? NULL : o.positional, cli_actor(), &n_checked, &n_held);
+        st = ramole_registry_adapter_recheck(r, o.tenant, o.all ? NULL : o.positional, cli_actor(), &n_checked, &n_held);
         if (st == RAMOLE_OK) printf("%d rechecked, %d held for review\n", n_checked, n_held);
     } else {
-        rm_reg_action act = !strcmp(verb, "enable") ? RM_REG_ENABLE : !strcmp(verb, "disable") ? RM_REG_DISABLE
-                            : !strcmp(verb, "approve") ? RM_REG_APPROVE : RM_REG_REJECT;
-        st = rm_registry_adapter_act(r, o.tenant, o.positional, act, cli_actor());
+        ramole_adapter_action act = !strcmp(verb, "enable") ? RAMOLE_ADAPTER_ENABLE : !strcmp(verb, "disable") ? RAMOLE_ADAPTER_DISABLE
+                            : !strcmp(verb, "approve") ? RAMOLE_ADAPTER_APPROVE : RAMOLE_ADAPTER_REJECT;
+        st = ramole_registry_adapter_act(r, o.tenant, o.positional, act, cli_actor());
     }
     if (st != RAMOLE_OK) rc = cli_fail(cmd, st);
-    rm_registry_free(r);
+    ramole_registry_free(r);
     return rc;
 }
 
@@ -352,24 +346,24 @@ int cmd_tenant(int argc, char **argv) {
         fprintf(stderr, "ramole %s: NAME is required\n", cmd);
         return 2;
     }
-    rm_registry *r = NULL;
+    ramole_registry *r = NULL;
     int rc = open_registry(cmd, &o, &r);
     if (rc) return rc;
-    rm_status st;
-    if (!strcmp(verb, "add")) st = rm_registry_tenant_add(r, o.positional, cli_actor());
+    ramole_status st;
+    if (!strcmp(verb, "add")) st = ramole_registry_tenant_add(r, o.positional, cli_actor());
     else {
-        rm_reg_tenant *t = NULL;
+        ramole_registry_tenant *t = NULL;
         int n = 0;
-        if ((st = rm_registry_tenant_list(r, &t, &n)) == RAMOLE_OK)
+        if ((st = ramole_registry_tenant_list(r, &t, &n)) == RAMOLE_OK)
             for (int i = 0; i < n; i++) {
                 char when[32];
                 fmt_time(t[i].created, when, sizeof when);
                 printf("%s\t%s\n", t[i].name, when);
             }
-        rm_reg_tenants_free(t, n);
+        ramole_registry_tenants_free(t, n);
     }
     if (st != RAMOLE_OK) rc = cli_fail(cmd, st);
-    rm_registry_free(r);
+    ramole_registry_free(r);
     return rc;
 }
 
@@ -384,13 +378,13 @@ int cmd_key(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "key %s", verb);
     reg_opts o;
     if (!parse(cmd, argc, argv, 2, &o)) return 2;
-    rm_reg_role role = RM_REG_ROLE_GENERATE;
+    ramole_role role = RAMOLE_ROLE_GENERATE;
     if (!strcmp(verb, "create")) {
         if (!o.tenant || !o.role) {
             fprintf(stderr, "ramole %s: --tenant T and --role R are required\n", cmd);
             return 2;
         }
-        if (!rm_reg_role_from_name(o.role, &role)) {
+        if (!ramole_role_from_name(o.role, &role)) {
             fprintf(stderr, "ramole %s: unknown role '%s' (generate, upload, admin)\n", cmd, o.role);
             return 2;
         }
@@ -398,22 +392,22 @@ int cmd_key(int argc, char **argv) {
         fprintf(stderr, "ramole %s: the key or its id is required\n", cmd);
         return 2;
     }
-    rm_registry *r = NULL;
+    ramole_registry *r = NULL;
     int rc = open_registry(cmd, &o, &r);
     if (rc) return rc;
-    rm_status st;
+    ramole_status st;
     if (!strcmp(verb, "create")) {
         char key[69];
         int64_t id = -1;
-        if ((st = rm_registry_key_create(r, o.tenant, role, cli_actor(), key, &id)) == RAMOLE_OK) {
+        if ((st = ramole_registry_key_create(r, o.tenant, role, cli_actor(), key, &id)) == RAMOLE_OK) {
             printf("key id %lld for tenant %s, role %s (shown once; only its hash is stored):\n%s\n", (long long)id,
                    o.tenant, o.role, key);
             memset(key, 0, sizeof key);
         }
     } else
-        st = rm_registry_key_revoke(r, o.positional, cli_actor());
+        st = ramole_registry_key_revoke(r, o.positional, cli_actor());
     if (st != RAMOLE_OK) rc = cli_fail(cmd, st);
-    rm_registry_free(r);
+    ramole_registry_free(r);
     return rc;
 }
 
@@ -442,20 +436,20 @@ int cmd_audit(int argc, char **argv) {
         fprintf(stderr, "ramole audit: --since %s: expected YYYY-MM-DD[THH:MM:SS] (UTC) or unix seconds\n", o.since);
         return 2;
     }
-    rm_registry *r = NULL;
+    ramole_registry *r = NULL;
     int rc = open_registry(cmd, &o, &r);
     if (rc) return rc;
-    rm_reg_audit *a = NULL;
+    ramole_registry_audit *a = NULL;
     int n = 0;
-    rm_status st = rm_registry_audit_list(r, since, &a, &n);
+    ramole_status st = ramole_registry_audit_list(r, since, &a, &n);
     for (int i = 0; st == RAMOLE_OK && i < n; i++) {
         char when[32];
         fmt_time(a[i].time, when, sizeof when);
         printf("%s\t%s\t%s\t%s\t%s\t%s\n", when, a[i].actor, a[i].action, a[i].target, a[i].hash, a[i].detail);
     }
-    rm_reg_audits_free(a, n);
+    ramole_registry_audits_free(a, n);
     if (st != RAMOLE_OK) rc = cli_fail(cmd, st);
-    rm_registry_free(r);
+    ramole_registry_free(r);
     return rc;
 }
 
@@ -469,26 +463,26 @@ int cmd_registry_retrieve(int argc, char **argv) {
         fprintf(stderr, "ramole retrieve: -p TEXT is required (or --pool tasks.jsonl for a task file)\n");
         return 2;
     }
-    rm_registry *r = NULL;
+    ramole_registry *r = NULL;
     int rc = open_registry(cmd, &o, &r);
     if (rc) {
         fprintf(stderr, "ramole retrieve: (to retrieve tasks of a file instead: --pool tasks.jsonl)\n");
         return rc;
     }
-    rm_reg_hit *hits = rm_malloc((size_t)o.k * sizeof *hits);
+    ramole_registry_hit *hits = malloc((size_t)o.k * sizeof *hits);
     int n = 0;
-    rm_status st = hits ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    rm_model *base = NULL;
+    ramole_status st = hits ? RAMOLE_OK : ramole_error_set(RAMOLE_ERR_NOMEM, "out of memory");
+    ramole_model *base = NULL;
     if (st == RAMOLE_OK && o.model) { /* -m: the caller's base must be the registry's */
-        if ((st = rm_model_open(o.model, &base)) == RAMOLE_OK) st = rm_registry_set_base(r, base);
+        if ((st = ramole_model_open(o.model, &base)) == RAMOLE_OK) st = ramole_registry_set_base(r, base);
     }
-    if (st == RAMOLE_OK) st = rm_registry_retrieve(r, o.prompt, o.tenant, (int)o.k, hits, &n);
-    if (st == RAMOLE_OK && rm_registry_n_stale(r))
-        fprintf(stderr, "note: %d adapters have embeddings of another embedder and are left out\n", rm_registry_n_stale(r));
+    if (st == RAMOLE_OK) st = ramole_registry_retrieve(r, o.prompt, o.tenant, (int)o.k, hits, &n);
+    if (st == RAMOLE_OK && ramole_registry_n_stale(r))
+        fprintf(stderr, "note: %d adapters have embeddings of another embedder and are left out\n", ramole_registry_n_stale(r));
     for (int i = 0; st == RAMOLE_OK && i < n; i++) printf("%s\t%.6f\n", hits[i].name, (double)hits[i].score);
     if (st != RAMOLE_OK) rc = cli_fail(cmd, st);
-    rm_free(hits);
-    rm_registry_free(r);
-    rm_model_free(base);
+    free(hits);
+    ramole_registry_free(r);
+    ramole_model_free(base);
     return rc;
 }

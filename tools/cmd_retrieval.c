@@ -1,7 +1,6 @@
 /*
  * cmd_retrieval.c — `ramole train retriever`, `ramole embed` and
- * `ramole retrieve`: the retrieval module (src/retrieval/) on the command
- * line.
+ * `ramole retrieve`: include/ramole/retrieval.h on the command line.
  *
  * train retriever: every input of tasks.jsonl is pooled once through the
  * frozen base (the cache the whole training reads); a share of the tasks
@@ -15,7 +14,7 @@
  * retrieve: task vectors from up to --samples inputs per task of --pool
  * (one entry each in a flat index), then per text one JSON line with the
  * top-k tasks and their cosine scores. The scoring and the accuracies are
- * the library's (src/retrieval/retrieve.h); this file parses and prints.
+ * the library's (ramole_retriever_train); this file parses and prints.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -26,12 +25,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "retrieval/embed.h"
-#include "retrieval/index.h"
-#include "retrieval/infonce.h"
-#include "retrieval/retrieve.h"
-#include "retrieval/tasks.h"
-#include "tokenizer/tokenizer.h"
 
 #define MAX_TEXTS 4096
 
@@ -43,7 +36,7 @@ typedef struct {
     int n_texts;
     int layer;
     bool layer_set, pooling_set, one_sided, quiet;
-    rm_pooling pooling;
+    ramole_pooling pooling;
     long dim, steps, batch, samples, k, threads, max_tokens, warmup;
     double temperature, lr, wd, held_inputs;
     uint64_t seed;
@@ -51,7 +44,7 @@ typedef struct {
 
 static bool parse_layer(const char *cmd, const char *v, int *out) {
     if (!strcmp(v, "final")) {
-        *out = RM_HIDDEN_FINAL;
+        *out = RAMOLE_LAYER_FINAL;
         return true;
     }
     long l;
@@ -62,8 +55,8 @@ static bool parse_layer(const char *cmd, const char *v, int *out) {
 
 static bool parse_ret(const char *cmd, int argc, char **argv, int first, ret_opts *o) {
     memset(o, 0, sizeof *o);
-    o->layer = RM_HIDDEN_FINAL;
-    o->pooling = RM_POOL_MEAN;
+    o->layer = RAMOLE_LAYER_FINAL;
+    o->pooling = RAMOLE_POOL_MEAN;
     o->steps = 300, o->batch = 32, o->samples = 20, o->k = 3, o->warmup = -1;
     o->temperature = 0.05, o->lr = 2e-3, o->seed = 1, o->held_inputs = 0.2, o->wd = 10;
     for (int i = first; i < argc; i++) {
@@ -93,13 +86,13 @@ static bool parse_ret(const char *cmd, int argc, char **argv, int first, ret_opt
         else if (!strcmp(a, "--layer")) { VAL(); if (!parse_layer(cmd, v, &o->layer)) return false; o->layer_set = true; }
         else if (!strcmp(a, "--pooling")) {
             VAL();
-            if (!rm_pooling_from_name(v, &o->pooling)) {
+            if (!ramole_pooling_from_name(v, &o->pooling)) {
                 fprintf(stderr, "ramole %s: unknown pooling '%s' (mean, mean_all, last)\n", cmd, v);
                 return false;
             }
             o->pooling_set = true;
         }
-        else if (!strcmp(a, "--dim")) INT(o->dim, 1, RM_EMBED_MAX_DIM);
+        else if (!strcmp(a, "--dim")) INT(o->dim, 1, RAMOLE_EMBED_MAX_DIM);
         else if (!strcmp(a, "--steps")) INT(o->steps, 1, 100000000);
         else if (!strcmp(a, "--batch")) INT(o->batch, 2, 4096);
         else if (!strcmp(a, "--samples")) INT(o->samples, 1, 100000);
@@ -129,34 +122,25 @@ static bool parse_ret(const char *cmd, int argc, char **argv, int first, ret_opt
     return true;
 }
 
-/* Model (with tokenizer), optional projection, embedder. */
-static int open_embedder(const char *cmd, const ret_opts *o, rm_model **m, rm_projection **proj, rm_embedder **e) {
-    rm_status st;
-    if ((st = rm_model_open(o->model, m)) != RAMOLE_OK) return cli_fail(cmd, st);
-    if (!(*m)->tokenizer) {
-        fprintf(stderr, "ramole %s: %s has no tokenizer (tokenizer.json); the embedder reads text\n", cmd, o->model);
-        return 1;
-    }
-    if (o->projection) {
-        if ((st = rm_projection_load(o->projection, *m, proj)) != RAMOLE_OK) return cli_fail(cmd, st);
-        if (o->layer_set || o->pooling_set || o->prefix)
-            fprintf(stderr, "ramole %s: note: --layer, --pooling and --prefix are those of the projection file\n", cmd);
-    }
-    rm_embed_opts eo;
-    rm_embed_opts_default(&eo);
-    if (o->prefix) eo.prefix = o->prefix;
-    eo.layer = o->layer;
-    eo.pooling = o->pooling;
-    eo.max_tokens = (int)o->max_tokens;
-    eo.n_threads = (int)o->threads;
-    if ((st = rm_embedder_new(*m, (*m)->tokenizer, &eo, *proj, e)) != RAMOLE_OK) return cli_fail(cmd, st);
-    return 0;
+static int oom(const char *cmd) {
+    fprintf(stderr, "ramole %s: out of memory\n", cmd);
+    return 1;
 }
 
-/* E[n][dim] = embeddings of the pooled states H[n][hidden] under P (or none). */
-static void project_all(const rm_projection *P, const float *H, int n, int hidden, float *E) {
-    int dim = P ? P->dim : hidden;
-    for (int i = 0; i < n; i++) rm_projection_apply(P, hidden, H + (size_t)i * hidden, E + (size_t)i * dim);
+static ramole_embedder_params embedder_params(const ret_opts *o) {
+    return (ramole_embedder_params){.model = o->model, .projection = o->projection, .prefix = o->prefix,
+                                    .layer = o->layer, .pooling = o->pooling, .max_tokens = (int)o->max_tokens,
+                                    .n_threads = (int)o->threads};
+}
+
+/* The embedder of the options (model, optional projection). */
+static int open_embedder(const char *cmd, const ret_opts *o, ramole_embedder **e) {
+    ramole_embedder_params p = embedder_params(o);
+    ramole_status st = ramole_embedder_open(&p, e);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
+    if (o->projection && (o->layer_set || o->pooling_set || o->prefix))
+        fprintf(stderr, "ramole %s: note: --layer, --pooling and --prefix are those of the projection file\n", cmd);
+    return 0;
 }
 
 /* ---- train retriever ----------------------------------------------------------------- */
@@ -179,42 +163,139 @@ static int usage_train(void) {
     return 2;
 }
 
-static void print_eval(const char *when, const rm_retrieval_eval *ev) {
+static void print_eval(const char *when, const ramole_retrieval_eval *ev) {
     fprintf(stderr, "%s top-1 accuracy:", when);
-    const rm_retrieval_score *s[3] = {&ev->held_out_inputs, &ev->held_out_tasks, &ev->train};
+    const ramole_retrieval_score *s[3] = {&ev->held_out_inputs, &ev->held_out_tasks, &ev->train};
     static const char *const what[3] = {"held-out inputs of training tasks", "held-out tasks", "training inputs"};
     for (int i = 0; i < 3; i++)
         if (s[i]->queries)
-            fprintf(stderr, "%s %s %.4f (%d/%d)", i ? "," : "", what[i], rm_retrieval_accuracy(s[i]), s[i]->correct,
+            fprintf(stderr, "%s %s %.4f (%d/%d)", i ? "," : "", what[i], ramole_retrieval_accuracy(s[i]), s[i]->correct,
                     s[i]->queries);
     fprintf(stderr, "\n");
 }
 
 /* The log's eval line; fractions as 0 when there were no queries of a kind. */
-static void log_eval(FILE *logf, const char *when, const rm_retrieval_eval *ev) {
+static void log_eval(FILE *logf, const char *when, const ramole_retrieval_eval *ev) {
     json_t *l = json_object();
     json_object_set_new(l, "event", json_string("eval"));
     json_object_set_new(l, "when", json_string(when));
-    const rm_retrieval_score *s[3] = {&ev->held_out_inputs, &ev->held_out_tasks, &ev->train};
+    const ramole_retrieval_score *s[3] = {&ev->held_out_inputs, &ev->held_out_tasks, &ev->train};
     static const char *const key[3] = {"held_out_inputs", "held_out_tasks", "train"};
     for (int i = 0; i < 3; i++) {
         char k[48];
         snprintf(k, sizeof k, "%s_top1", key[i]);
-        json_object_set_new(l, k, cli_json_num("%.6f", s[i]->queries ? rm_retrieval_accuracy(s[i]) : 0.0));
+        json_object_set_new(l, k, cli_json_num("%.6f", s[i]->queries ? ramole_retrieval_accuracy(s[i]) : 0.0));
         snprintf(k, sizeof k, "%s_queries", key[i]);
         json_object_set_new(l, k, json_integer(s[i]->queries));
     }
     cli_json_line(logf, l);
 }
 
-/* A fraction in [0, 1), or false. */
-static bool as_fraction(const char *s, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno) return false;
-    *out = v;
-    return true;
+/* What the run's events print and log. */
+typedef struct {
+    const char *cmd;
+    const ret_opts *o;
+    FILE *logf;
+    bool tty, stepping, printed; /* printed: a message of this file already says why it stopped */
+    long log_every;
+    int last_step, dim, hidden;
+} train_view;
+
+static void print_start(const train_view *v, const ramole_retriever_event *ev) {
+    const ret_opts *o = v->o;
+    fprintf(stderr, "train retriever: %d tasks (%d held out), %d training inputs, projection %d x %d, %ld steps of "
+                    "%ld pairs, temperature %g, lr %g (pooling took %.1f s); chance %.4f\n",
+            ev->n_tasks, ev->n_held_tasks, ev->n_train_inputs, ev->dim, ev->hidden, o->steps, o->batch,
+            o->temperature, o->lr, ev->pool_seconds, 1.0 / ev->n_tasks);
+    if (ev->n_held_tasks) {
+        fprintf(stderr, "held-out tasks (never trained on):");
+        for (int t = 0, k = 0; t < ev->n_tasks; t++)
+            if (ev->held[t]) fprintf(stderr, "%s %s", k++ ? "," : "", ramole_tasks_name(ev->tasks, t));
+        fprintf(stderr, "\n");
+    }
+    print_eval("before:", &ev->eval);
+}
+
+static void log_start(FILE *logf, const ret_opts *o, const ramole_retriever_event *ev) {
+    json_t *l = json_object();
+    json_object_set_new(l, "event", json_string("start"));
+    json_object_set_new(l, "kind", json_string("retriever"));
+    json_object_set_new(l, "tasks", json_integer(ev->n_tasks));
+    json_object_set_new(l, "held_out_tasks", json_integer(ev->n_held_tasks));
+    json_object_set_new(l, "inputs", json_integer(ev->n_inputs));
+    json_object_set_new(l, "train_inputs", json_integer(ev->n_train_inputs));
+    json_object_set_new(l, "dim", json_integer(ev->dim));
+    json_object_set_new(l, "hidden", json_integer(ev->hidden));
+    json_object_set_new(l, "steps", json_integer(o->steps));
+    json_object_set_new(l, "batch", json_integer(o->batch));
+    json_object_set_new(l, "lr", cli_json_num("%g", o->lr));
+    json_object_set_new(l, "temperature", cli_json_num("%g", o->temperature));
+    json_object_set_new(l, "seed", cli_json_u64(o->seed));
+    cli_json_line(logf, l);
+    log_eval(logf, "before", &ev->eval);
+    fflush(logf);
+}
+
+static int on_train_event(const ramole_retriever_event *ev, void *user) {
+    train_view *v = user;
+    const ret_opts *o = v->o;
+    switch (ev->stage) {
+    case RAMOLE_RETRIEVER_POOLING:
+        if (!o->quiet)
+            fprintf(stderr, "train retriever: pooling %d inputs of %d tasks through %s ...\n", ev->n_inputs,
+                    ev->n_tasks, o->model);
+        break;
+    case RAMOLE_RETRIEVER_POOLED:
+        if (ev->n_cut && !o->quiet)
+            fprintf(stderr, "note: %d inputs were cut to %d tokens (--max-tokens)\n", ev->n_cut, ev->max_tokens);
+        break;
+    case RAMOLE_RETRIEVER_START:
+        if (o->log && !(v->logf = fopen(o->log, "w"))) {
+            fprintf(stderr, "ramole %s: cannot open the log %s\n", v->cmd, o->log);
+            v->printed = true;
+            return 1;
+        }
+        v->dim = ev->dim, v->hidden = ev->hidden;
+        if (!o->quiet) print_start(v, ev);
+        if (v->logf) log_start(v->logf, o, ev);
+        v->stepping = true;
+        break;
+    case RAMOLE_RETRIEVER_STEP: {
+        v->last_step = ev->step;
+        if (v->logf) {
+            json_t *l = json_object();
+            json_object_set_new(l, "step", json_integer(ev->step));
+            json_object_set_new(l, "loss", cli_json_num("%.6f", ev->loss));
+            json_object_set_new(l, "lr", cli_json_num("%.6g", ev->lr));
+            json_object_set_new(l, "grad_norm", cli_json_num("%.6g", ev->grad_norm));
+            json_object_set_new(l, "elapsed_s", cli_json_num("%.3f", ev->seconds));
+            cli_json_line(v->logf, l);
+        }
+        bool last = ev->step == o->steps;
+        if (!o->quiet && (v->tty || ev->step % v->log_every == 0 || last || ev->step == 1)) {
+            char etab[32];
+            cli_fmt_time((double)(o->steps - ev->step) * ev->seconds / ev->step, etab, sizeof etab);
+            fprintf(stderr, "%sstep %d/%ld  loss %.4f  lr %.2e  ETA %s%s", v->tty ? "\r" : "", ev->step, o->steps,
+                    ev->loss, ev->lr, etab, v->tty ? "   " : "\n");
+        }
+        break;
+    }
+    case RAMOLE_RETRIEVER_DONE:
+        v->stepping = false;
+        if (v->tty) fprintf(stderr, "\n");
+        if (!o->quiet) print_eval("after: ", &ev->eval);
+        if (!o->quiet) fprintf(stderr, "train retriever: done, last loss %.4f, %.1f s\n", ev->loss, ev->seconds);
+        if (v->logf) {
+            log_eval(v->logf, "after", &ev->eval);
+            json_t *l = json_object();
+            json_object_set_new(l, "event", json_string("done"));
+            json_object_set_new(l, "step", json_integer(ev->step));
+            json_object_set_new(l, "loss", cli_json_num("%.6f", ev->loss));
+            cli_json_line(v->logf, l);
+        }
+        break;
+    }
+    return 0;
 }
 
 int cmd_train_retriever(int argc, char **argv) {
@@ -234,197 +315,30 @@ int cmd_train_retriever(int argc, char **argv) {
         fprintf(stderr, "ramole %s: --projection is for embed and retrieve; training starts afresh\n", cmd);
         return 2;
     }
-    rm_model *m = NULL;
-    rm_projection *none = NULL, *proj = NULL;
-    rm_embedder *e = NULL;
-    rm_task_data *d = NULL;
-    rm_infonce_trainer *tr = NULL;
-    float *H = NULL, *E = NULL;
-    int *train_rows = NULL; /* the examples the projection trains on */
-    bool *held_task = NULL, *masks[3] = {NULL, NULL, NULL}; /* unseen, held-out inputs, training inputs */
-    FILE *logf = NULL;
-    int rc = 1;
-    rm_status st;
-    if ((st = rm_task_data_load(o.data, 2, &d)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    if (d->n_tasks < 2) {
-        fprintf(stderr, "ramole %s: %s has %d task; contrastive training needs at least 2\n", cmd, o.data, d->n_tasks);
-        goto out;
+    ramole_retriever_train_params tp = {.data = o.data, .out = o.out, .embedder = embedder_params(&o),
+                                        .dim = (int)o.dim, .steps = (int)o.steps, .batch = (int)o.batch,
+                                        .warmup = (int)o.warmup, .temperature = o.temperature, .lr = o.lr,
+                                        .weight_decay = o.wd, .one_sided = o.one_sided, .seed = o.seed,
+                                        .held_out_tasks = o.held, .held_out_inputs = o.held_inputs,
+                                        .samples = (int)o.samples};
+    train_view v = {.cmd = cmd, .o = &o, .tty = isatty(2) && !o.quiet,
+                    .log_every = o.steps / 20 > 0 ? o.steps / 20 : 1};
+    ramole_status st = ramole_retriever_train(&tp, on_train_event, &v);
+    int rc = 0;
+    if (st == RAMOLE_ERR_RANGE && v.stepping) { /* a non-finite loss */
+        if (v.tty) fprintf(stderr, "\n");
+        fprintf(stderr, "ramole %s: %s; training stopped, nothing written\n", cmd, ramole_last_error());
+        if (v.logf) cli_json_line(v.logf, json_pack("{s:s, s:I}", "event", "nan", "step", (json_int_t)(v.last_step + 1)));
+        rc = 1;
+    } else if (st != RAMOLE_OK) {
+        rc = v.printed ? 1 : cli_fail(cmd, st);
+    } else if (!o.quiet) {
+        fprintf(stderr, "wrote %s (projection %d x %d)\n", o.out, v.dim, v.hidden);
     }
-    if ((rc = open_embedder(cmd, &o, &m, &none, &e)) != 0) goto out;
-    rc = 1;
-    int hidden = m->cfg.hidden, dim = o.dim ? (int)o.dim : hidden;
-    held_task = rm_calloc((size_t)d->n_tasks, sizeof *held_task);
-    for (int k = 0; k < 3; k++) masks[k] = rm_calloc((size_t)d->n, sizeof(bool));
-    H = rm_malloc((size_t)d->n * (size_t)hidden * sizeof *H);
-    E = rm_malloc((size_t)d->n * (size_t)(dim > hidden ? dim : hidden) * sizeof *E);
-    train_rows = rm_malloc((size_t)d->n * sizeof *train_rows);
-    if (!held_task || !masks[0] || !masks[1] || !masks[2] || !H || !E || !train_rows) {
-        rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
-        goto out;
-    }
-    /* held-out tasks (a fraction or a file of names), then held-out inputs of the others */
-    double frac = 0.25;
-    if (o.held && !as_fraction(o.held, &frac)) st = rm_task_split_file(d, o.held, held_task);
-    else if (!(frac >= 0 && frac < 1)) {
-        fprintf(stderr, "ramole %s: --held-out-tasks %s: a fraction from 0 to below 1, or a file of task names\n", cmd,
-                o.held);
-        goto out;
-    } else if (!o.held && d->n_tasks < 3) st = RAMOLE_OK;
-    else st = rm_task_split_fraction(d, frac, o.seed, held_task);
-    if (st != RAMOLE_OK) { rc = cli_fail(cmd, rm_err_prefix(st, "--held-out-tasks")); goto out; }
-    bool *train_task = held_task; /* reused below as its complement */
-    for (int t = 0; t < d->n_tasks; t++) train_task[t] = !held_task[t];
-    if ((st = rm_task_split_inputs(d, o.held_inputs, o.seed, train_task, masks[1])) != RAMOLE_OK) {
-        rc = cli_fail(cmd, rm_err_prefix(st, "--held-out-inputs"));
-        goto out;
-    }
-    int n_held_tasks = 0, n_train_tasks = 0, n_train_ex = 0;
-    for (int t = 0; t < d->n_tasks; t++) n_train_tasks += train_task[t];
-    n_held_tasks = d->n_tasks - n_train_tasks;
-    if (n_train_tasks < 2) {
-        fprintf(stderr, "ramole %s: --held-out-tasks leaves %d training task(s); at least 2 are needed\n", cmd,
-                n_train_tasks);
-        goto out;
-    }
-    for (int i = 0; i < d->n; i++) {
-        masks[0][i] = !train_task[d->task[i]];
-        masks[2][i] = train_task[d->task[i]] && !masks[1][i];
-    }
-    /* the cache: every input pooled once */
-    double t0 = rm_time_now();
-    if (!o.quiet) fprintf(stderr, "train retriever: pooling %d inputs of %d tasks through %s ...\n", d->n, d->n_tasks, o.model);
-    if ((st = rm_embedder_pool(e, (const char *const *)d->inputs, d->n, H)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    double t_pool = rm_time_now() - t0;
-    if (rm_embedder_n_cut(e) && !o.quiet)
-        fprintf(stderr, "note: %d inputs were cut to %d tokens (--max-tokens)\n", rm_embedder_n_cut(e),
-                o.max_tokens ? (int)o.max_tokens : (m->cfg.max_pos < 512 ? m->cfg.max_pos : 512));
-    for (int i = 0; i < d->n; i++)
-        if (masks[2][i]) train_rows[n_train_ex++] = i;
-    rm_infonce_params ip;
-    rm_infonce_params_default(&ip);
-    ip.dim = dim;
-    ip.steps = (int)o.steps;
-    ip.batch = (int)o.batch;
-    ip.lr = o.lr;
-    ip.weight_decay = o.wd;
-    ip.warmup = (int)o.warmup;
-    ip.tau = o.temperature;
-    ip.symmetric = !o.one_sided;
-    ip.seed = o.seed;
-    if ((st = rm_infonce_trainer_new(H, d->task, train_rows, n_train_ex, hidden, d->n_tasks, &ip, &tr)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    /* before: the plain embedder (no projection) */
-    rm_retrieval_eval before = {0}, after = {0};
-    project_all(NULL, H, d->n, hidden, E);
-    if ((st = rm_retrieval_evaluate(d, E, hidden, (int)o.samples, masks[0], masks[1], masks[2], &before)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    if (o.log && !(logf = fopen(o.log, "w"))) {
-        fprintf(stderr, "ramole %s: cannot open the log %s\n", cmd, o.log);
-        goto out;
-    }
-    if (!o.quiet)
-        fprintf(stderr, "train retriever: %d tasks (%d held out), %d training inputs, projection %d x %d, %ld steps of "
-                        "%ld pairs, temperature %g, lr %g (pooling took %.1f s); chance %.4f\n",
-                d->n_tasks, n_held_tasks, n_train_ex, dim, hidden, o.steps, o.batch, o.temperature, o.lr, t_pool,
-                1.0 / d->n_tasks);
-    if (!o.quiet && n_held_tasks) {
-        fprintf(stderr, "held-out tasks (never trained on):");
-        for (int t = 0, k = 0; t < d->n_tasks; t++)
-            if (!train_task[t]) fprintf(stderr, "%s %s", k++ ? "," : "", d->names[t]);
-        fprintf(stderr, "\n");
-    }
-    if (!o.quiet) print_eval("before:", &before);
-    if (logf) {
-        json_t *l = json_object();
-        json_object_set_new(l, "event", json_string("start"));
-        json_object_set_new(l, "kind", json_string("retriever"));
-        json_object_set_new(l, "tasks", json_integer(d->n_tasks));
-        json_object_set_new(l, "held_out_tasks", json_integer(n_held_tasks));
-        json_object_set_new(l, "inputs", json_integer(d->n));
-        json_object_set_new(l, "train_inputs", json_integer(n_train_ex));
-        json_object_set_new(l, "dim", json_integer(dim));
-        json_object_set_new(l, "hidden", json_integer(hidden));
-        json_object_set_new(l, "steps", json_integer(o.steps));
-        json_object_set_new(l, "batch", json_integer(o.batch));
-        json_object_set_new(l, "lr", cli_json_num("%g", o.lr));
-        json_object_set_new(l, "temperature", cli_json_num("%g", o.temperature));
-        json_object_set_new(l, "seed", cli_json_u64(o.seed));
-        cli_json_line(logf, l);
-        log_eval(logf, "before", &before);
-        fflush(logf);
-    }
-    bool tty = isatty(2) && !o.quiet;
-    long log_every = o.steps / 20 > 0 ? o.steps / 20 : 1;
-    rm_infonce_stats ss = {0};
-    double t1 = rm_time_now();
-    for (long s = 0; s < o.steps; s++) {
-        st = rm_infonce_trainer_step(tr, &ss);
-        if (st == RAMOLE_ERR_RANGE) {
-            if (tty) fprintf(stderr, "\n");
-            fprintf(stderr, "ramole %s: %s; training stopped, nothing written\n", cmd, ramole_last_error());
-            if (logf) cli_json_line(logf, json_pack("{s:s, s:I}", "event", "nan", "step", (json_int_t)(s + 1)));
-            goto out;
-        }
-        if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        double el = rm_time_now() - t1, eta = (double)(o.steps - ss.step) * el / ss.step;
-        if (logf) {
-            json_t *l = json_object();
-            json_object_set_new(l, "step", json_integer(ss.step));
-            json_object_set_new(l, "loss", cli_json_num("%.6f", ss.loss));
-            json_object_set_new(l, "lr", cli_json_num("%.6g", ss.lr));
-            json_object_set_new(l, "grad_norm", cli_json_num("%.6g", ss.grad_norm));
-            json_object_set_new(l, "elapsed_s", cli_json_num("%.3f", el));
-            cli_json_line(logf, l);
-        }
-        bool last = ss.step == o.steps;
-        if (!o.quiet && (tty || ss.step % log_every == 0 || last || ss.step == 1)) {
-            char etab[32];
-            cli_fmt_time(eta, etab, sizeof etab);
-            fprintf(stderr, "%sstep %d/%ld  loss %.4f  lr %.2e  ETA %s%s", tty ? "\r" : "", ss.step, o.steps, ss.loss,
-                    ss.lr, etab, tty ? "   " : "\n");
-        }
-    }
-    if (tty) fprintf(stderr, "\n");
-    /* after */
-    if ((st = rm_projection_new(m, dim, o.layer, o.prefix, o.pooling, (float)o.temperature, &proj)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    rm_infonce_trainer_weights(tr, proj->w);
-    project_all(proj, H, d->n, hidden, E);
-    if ((st = rm_retrieval_evaluate(d, E, dim, (int)o.samples, masks[0], masks[1], masks[2], &after)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    if (!o.quiet) print_eval("after: ", &after);
-    if (!o.quiet) fprintf(stderr, "train retriever: done, last loss %.4f, %.1f s\n", ss.loss, rm_time_now() - t1);
-    if (logf) {
-        log_eval(logf, "after", &after);
-        json_t *l = json_object();
-        json_object_set_new(l, "event", json_string("done"));
-        json_object_set_new(l, "step", json_integer(ss.step));
-        json_object_set_new(l, "loss", cli_json_num("%.6f", ss.loss));
-        cli_json_line(logf, l);
-    }
-    if ((st = rm_projection_save(proj, o.out)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    if (!o.quiet) fprintf(stderr, "wrote %s (projection %d x %d)\n", o.out, dim, hidden);
-    rc = 0;
-out:
-    if (logf && fclose(logf) != 0 && rc == 0) {
+    if (v.logf && fclose(v.logf) != 0 && rc == 0) {
         fprintf(stderr, "ramole %s: error writing the log %s\n", cmd, o.log);
         rc = 1;
     }
-    rm_infonce_trainer_free(tr);
-    rm_projection_free(proj);
-    rm_embedder_free(e);
-    rm_task_data_free(d);
-    rm_free(H), rm_free(E), rm_free(train_rows), rm_free(held_task);
-    for (int k = 0; k < 3; k++) rm_free(masks[k]);
-    rm_model_free(m);
     return rc;
 }
 
@@ -434,16 +348,16 @@ static void free_owned(ret_opts *o);
 
 /* Texts from --jsonl: the "input" of each line's object (blank lines
  * skipped), for texts that hold newlines (prompts); o->owned keeps them. */
-static rm_status jsonl_text(const char *s, size_t n, int line, void *ctx) {
-    (void)line; /* rm_lines_each puts "file:line: " in front of an error */
+static ramole_status jsonl_text(const char *s, size_t n, int line, void *ctx) {
+    (void)line; /* ramole_lines_each puts "file:line: " in front of an error */
     ret_opts *o = ctx;
     json_error_t je;
     json_t *v = json_loadb(s, n, 0, &je);
     const char *in = json_is_object(v) ? json_string_value(json_object_get(v, "input")) : NULL;
-    rm_status st = RAMOLE_OK;
-    if (!in) st = rm_err(RAMOLE_ERR_FORMAT, "%s", !v ? je.text : "expected an object with a string \"input\"");
-    else if (o->n_texts == MAX_TEXTS) st = rm_err(RAMOLE_ERR_RANGE, "at most %d texts", MAX_TEXTS);
-    else if (!(o->owned[o->n_owned] = rm_strdup(in))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    ramole_status st = RAMOLE_OK;
+    if (!in) st = ramole_error_set(RAMOLE_ERR_FORMAT, "%s", !v ? je.text : "expected an object with a string \"input\"");
+    else if (o->n_texts == MAX_TEXTS) st = ramole_error_set(RAMOLE_ERR_RANGE, "at most %d texts", MAX_TEXTS);
+    else if (!(o->owned[o->n_owned] = strdup(in))) st = ramole_error_set(RAMOLE_ERR_NOMEM, "out of memory");
     else o->texts[o->n_texts++] = o->owned[o->n_owned++];
     json_decref(v);
     return st;
@@ -452,9 +366,9 @@ static rm_status jsonl_text(const char *s, size_t n, int line, void *ctx) {
 static bool gather_jsonl(const char *cmd, ret_opts *o) {
     char *text = NULL;
     size_t len;
-    rm_status st = rm_file_read(o->jsonl, &text, &len);
-    if (st == RAMOLE_OK) st = rm_lines_each(text, len, o->jsonl, jsonl_text, o);
-    rm_free(text);
+    ramole_status st = ramole_file_read(o->jsonl, &text, &len);
+    if (st == RAMOLE_OK) st = ramole_lines_each(text, len, o->jsonl, jsonl_text, o);
+    ramole_free(text);
     if (st == RAMOLE_OK) return true;
     free_owned(o);
     cli_fail(cmd, st);
@@ -462,7 +376,7 @@ static bool gather_jsonl(const char *cmd, ret_opts *o) {
 }
 
 static void free_owned(ret_opts *o) {
-    for (int i = 0; i < o->n_owned; i++) rm_free(o->owned[i]);
+    for (int i = 0; i < o->n_owned; i++) free(o->owned[i]);
     o->n_owned = 0;
 }
 
@@ -471,7 +385,7 @@ static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
     *buf = NULL;
     if (o->file) {
         size_t len;
-        rm_status st = rm_file_read(o->file, buf, &len);
+        ramole_status st = ramole_file_read(o->file, buf, &len);
         if (st != RAMOLE_OK) {
             cli_fail(cmd, st);
             return false;
@@ -484,7 +398,7 @@ static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
             if (n) {
                 if (o->n_texts == MAX_TEXTS) {
                     fprintf(stderr, "ramole %s: at most %d texts\n", cmd, MAX_TEXTS);
-                    rm_free(*buf);
+                    ramole_free(*buf);
                     *buf = NULL;
                     return false;
                 }
@@ -494,13 +408,13 @@ static bool gather_texts(const char *cmd, ret_opts *o, char **buf) {
         }
     }
     if (o->jsonl && !gather_jsonl(cmd, o)) {
-        rm_free(*buf);
+        ramole_free(*buf);
         *buf = NULL;
         return false;
     }
     if (!o->n_texts) {
         fprintf(stderr, "ramole %s: give texts with -p TEXT (repeatable), --file FILE or --jsonl FILE\n", cmd);
-        rm_free(*buf);
+        ramole_free(*buf);
         *buf = NULL;
         return false;
     }
@@ -519,16 +433,14 @@ int cmd_embed(int argc, char **argv) {
     if (!parse_ret(cmd, argc, argv, 1, &o)) return 2;
     char *buf = NULL;
     if (!gather_texts(cmd, &o, &buf)) return 2;
-    rm_model *m = NULL;
-    rm_projection *proj = NULL;
-    rm_embedder *e = NULL;
+    ramole_embedder *e = NULL;
     float *E = NULL;
-    int rc = open_embedder(cmd, &o, &m, &proj, &e);
+    int rc = open_embedder(cmd, &o, &e);
     if (rc) goto out;
     rc = 1;
-    int dim = rm_embedder_dim(e);
-    E = rm_malloc((size_t)o.n_texts * (size_t)dim * sizeof *E);
-    rm_status st = E ? rm_embedder_embed(e, o.texts, o.n_texts, E) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    int dim = ramole_embedder_dim(e);
+    E = malloc((size_t)o.n_texts * (size_t)dim * sizeof *E);
+    ramole_status st = E ? ramole_embedder_embed(e, o.texts, o.n_texts, E) : ramole_error_set(RAMOLE_ERR_NOMEM, "out of memory");
     if (st != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
     for (int i = 0; i < o.n_texts; i++) {
         json_t *v = json_array();
@@ -541,17 +453,15 @@ int cmd_embed(int argc, char **argv) {
             json_decref(v);
         char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(8)) : NULL;
         json_decref(obj);
-        if (!s) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+        if (!s) { rc = oom(cmd); goto out; }
         printf("%s\n", s);
         free(s);
     }
     rc = 0;
 out:
-    rm_free(E);
-    rm_embedder_free(e);
-    rm_projection_free(proj);
-    rm_model_free(m);
-    rm_free(buf);
+    free(E);
+    ramole_embedder_free(e);
+    ramole_free(buf);
     free_owned(&o);
     return rc;
 }
@@ -575,31 +485,30 @@ int cmd_retrieve(int argc, char **argv) {
     if (!parse_ret(cmd, argc, argv, 1, &o)) return 2;
     char *buf = NULL;
     if (!gather_texts(cmd, &o, &buf)) return 2;
-    rm_model *m = NULL;
-    rm_projection *proj = NULL;
-    rm_embedder *e = NULL;
-    rm_task_data *d = NULL;
-    rm_index *ix = NULL;
-    rm_hit *hits = NULL;
+    ramole_embedder *e = NULL;
+    ramole_tasks *d = NULL;
+    ramole_task_index *ix = NULL;
+    ramole_hit *hits = NULL;
     int *n_hits = NULL;
-    rm_status st;
+    ramole_status st;
     int rc = 1;
-    if ((st = rm_task_data_load(o.pool, 1, &d)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    if ((rc = open_embedder(cmd, &o, &m, &proj, &e)) != 0) goto out;
+    if ((st = ramole_tasks_load(o.pool, 1, &d)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
+    if ((rc = open_embedder(cmd, &o, &e)) != 0) goto out;
     rc = 1;
-    hits = rm_malloc((size_t)o.n_texts * (size_t)o.k * sizeof *hits);
-    n_hits = rm_malloc((size_t)o.n_texts * sizeof *n_hits);
-    if (!hits || !n_hits) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    if ((st = rm_task_index_build(e, d, (int)o.samples, &ix)) != RAMOLE_OK ||
-        (st = rm_retrieve(e, ix, o.texts, o.n_texts, (int)o.k, hits, n_hits)) != RAMOLE_OK) {
+    hits = malloc((size_t)o.n_texts * (size_t)o.k * sizeof *hits);
+    n_hits = malloc((size_t)o.n_texts * sizeof *n_hits);
+    if (!hits || !n_hits) { rc = oom(cmd); goto out; }
+    if ((st = ramole_task_index_build(e, d, (int)o.samples, &ix)) != RAMOLE_OK ||
+        (st = ramole_task_retrieve(e, ix, o.texts, o.n_texts, (int)o.k, hits, n_hits)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
     for (int q = 0; q < o.n_texts; q++) {
         json_t *res = json_array();
         for (int h = 0; h < n_hits[q]; h++) {
-            const rm_hit *hit = &hits[(size_t)q * o.k + h];
-            json_array_append_new(res, json_pack("{s:s, s:f}", "task", d->names[hit->id], "score", (double)hit->score));
+            const ramole_hit *hit = &hits[(size_t)q * o.k + h];
+            json_array_append_new(res, json_pack("{s:s, s:f}", "task", ramole_tasks_name(d, (int)hit->id), "score",
+                                                 (double)hit->score));
         }
         json_t *obj = json_object();
         if (obj) {
@@ -609,20 +518,18 @@ int cmd_retrieve(int argc, char **argv) {
             json_decref(res);
         char *js = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         json_decref(obj);
-        if (!js) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
+        if (!js) { rc = oom(cmd); goto out; }
         printf("%s\n", js);
         free(js);
     }
     rc = 0;
 out:
-    rm_free(hits);
-    rm_free(n_hits);
-    rm_index_free(ix);
-    rm_task_data_free(d);
-    rm_embedder_free(e);
-    rm_projection_free(proj);
-    rm_model_free(m);
-    rm_free(buf);
+    free(hits);
+    free(n_hits);
+    ramole_task_index_free(ix);
+    ramole_tasks_free(d);
+    ramole_embedder_free(e);
+    ramole_free(buf);
     free_owned(&o);
     return rc;
 }

@@ -1,19 +1,14 @@
 /*
- * cmd_run.c — the commands that run the model: generate, logits, bench.
- * Results go to standard output; timings and logs to standard error.
+ * cmd_run.c — the commands that run the model: generate (through the
+ * engine), logits and bench (include/ramole/run.h). Results go to standard
+ * output; timings and logs to standard error.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "cli.h"
-#include "engine/engine.h"
-#include "registry/registry.h"
-#include "lora/compose.h"
-#include "model/model.h"
-#include "tokenizer/tokenizer.h"
 
 typedef struct {
     const char *model;
@@ -21,24 +16,24 @@ typedef struct {
     int32_t *tokens;
     int n_tokens;
     long n_predict, threads, n_ctx, bench_prompt, bench_decode, kv_block;
-    rm_type kv_type;
+    ramole_kv_type kv_type;
     bool all, ignore_eos;
-    rm_sampler_params sp;
+    ramole_request sp; /* its sampling fields */
     /* LoRA */
-    const char *lora_paths[RM_LORA_MAX_K];
-    float lora_weights[RM_LORA_MAX_K];
+    const char *lora_paths[RAMOLE_MAX_ADAPTERS];
+    float lora_weights[RAMOLE_MAX_ADAPTERS];
     int n_lora;
     const char *router_path;
     const char *mode;
     /* retrieval from a registry (generate --registry) */
     const char *registry, *tenant;
     long top_k;
-    rm_type lora_type; /* element type adapters are stored in */
+    ramole_adapter_type lora_type; /* element type adapters are stored in */
 } run_opts;
 
 static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
-    if (o->n_lora == RM_LORA_MAX_K) {
-        fprintf(stderr, "ramole %s: at most %d --lora adapters\n", cmd, RM_LORA_MAX_K);
+    if (o->n_lora == RAMOLE_MAX_ADAPTERS) {
+        fprintf(stderr, "ramole %s: at most %d --lora adapters\n", cmd, RAMOLE_MAX_ADAPTERS);
         return false;
     }
     if (!cli_lora_spec(cmd, arg, &o->lora_weights[o->n_lora])) return false;
@@ -50,11 +45,12 @@ static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
 static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_predict = 32;
-    o->threads = rm_cpu_count();
+    o->threads = ramole_cpu_count();
     o->bench_prompt = 512;
     o->bench_decode = 64;
     o->top_k = 3;
-    rm_sampler_params_default(&o->sp);
+    ramole_request_init(&o->sp);
+    ramole_request_sampling_default(&o->sp);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long l;
@@ -81,9 +77,9 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--router")) { VAL(); o->router_path = v; }
         else if (!strcmp(a, "--registry")) { VAL(); o->registry = v; }
         else if (!strcmp(a, "--tenant")) { VAL(); o->tenant = v; }
-        else if (!strcmp(a, "-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &o->top_k)) return false; }
+        else if (!strcmp(a, "-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_MAX_ADAPTERS, &o->top_k)) return false; }
         else if (!strcmp(a, "--mode")) { VAL(); o->mode = v; }
-        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_type(cmd, a, v, true, &o->lora_type)) return false; }
+        else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_adapter_type(cmd, a, v, &o->lora_type)) return false; }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
         else {
@@ -99,101 +95,28 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
     return true;
 }
 
-/* Adapters named on the command line, loaded against the model. */
-typedef struct {
-    rm_adapter *experts[RM_LORA_MAX_K];
-    rm_adapter *router;
-    rm_composition comp;
-    rm_lora_state *state; /* attached to the run's context (free the context first) */
-} run_lora;
-
-static void run_lora_free(run_lora *l) {
-    rm_lora_state_free(l->state);
-    for (int i = 0; i < RM_LORA_MAX_K; i++) rm_adapter_free(l->experts[i]);
-    rm_adapter_free(l->router);
-}
-
-/* The composition mode the options ask for (explicit when --lora is given). */
-static rm_status lora_mode(const run_opts *o, rm_compose_mode *out) {
-    rm_compose_mode mode = o->n_lora ? RM_COMPOSE_EXPLICIT : RM_COMPOSE_NONE;
-    if (o->mode && !rm_compose_mode_from_name(o->mode, &mode))
-        return rm_err(RAMOLE_ERR_INVALID, "--mode must be none, explicit, selection, mixture, fusion or router, got '%s'", o->mode);
-    if (mode != RM_COMPOSE_NONE && !o->n_lora)
-        return rm_err(RAMOLE_ERR_INVALID, "--mode %s needs at least one --lora adapter", o->mode);
-    if (mode == RM_COMPOSE_ROUTER && !o->router_path)
-        return rm_err(RAMOLE_ERR_INVALID, "--mode router needs --router PATH");
-    if (o->router_path && mode != RM_COMPOSE_ROUTER)
-        return rm_err(RAMOLE_ERR_INVALID, "--router is used only with --mode router");
+/* The composition mode the options ask for (explicit when --lora is given);
+ * false after printing why it cannot be. */
+static bool lora_mode(const char *cmd, const run_opts *o, ramole_compose_mode *out) {
+    ramole_compose_mode mode = o->n_lora ? RAMOLE_COMPOSE_EXPLICIT : RAMOLE_COMPOSE_NONE;
+    const char *why = NULL;
+    if (o->mode && !ramole_compose_mode_from_name(o->mode, &mode)) {
+        fprintf(stderr, "ramole %s: --mode must be none, explicit, selection, mixture, fusion or router, got '%s'\n",
+                cmd, o->mode);
+        return false;
+    }
+    if (mode != RAMOLE_COMPOSE_NONE && !o->n_lora) {
+        fprintf(stderr, "ramole %s: --mode %s needs at least one --lora adapter\n", cmd, o->mode);
+        return false;
+    }
+    if (mode == RAMOLE_COMPOSE_ROUTER && !o->router_path) why = "--mode router needs --router PATH";
+    if (o->router_path && mode != RAMOLE_COMPOSE_ROUTER) why = "--router is used only with --mode router";
+    if (why) {
+        fprintf(stderr, "ramole %s: %s\n", cmd, why);
+        return false;
+    }
     *out = mode;
-    return RAMOLE_OK;
-}
-
-static rm_status load_lora(const run_opts *o, const rm_model *m, run_lora *l) {
-    memset(l, 0, sizeof *l);
-    rm_compose_mode mode;
-    RM_TRY(lora_mode(o, &mode));
-    for (int i = 0; i < o->n_lora; i++) {
-        RM_TRY(rm_adapter_load(m, o->lora_paths[i], &l->experts[i]));
-        RM_TRY(rm_adapter_convert(l->experts[i], m, o->lora_type));
-    }
-    if (o->router_path) {
-        RM_TRY(rm_adapter_load(m, o->router_path, &l->router));
-        RM_TRY(rm_adapter_convert(l->router, m, o->lora_type));
-    }
-    l->comp.mode = mode;
-    l->comp.k = o->n_lora;
-    for (int i = 0; i < o->n_lora; i++) {
-        l->comp.experts[i] = l->experts[i];
-        l->comp.weights[i] = o->lora_weights[i];
-    }
-    l->comp.router = l->router;
-    return RAMOLE_OK;
-}
-
-static int max_rank(const run_lora *l, int n) {
-    int r = l->router ? l->router->max_rank : 0;
-    for (int i = 0; i < n; i++) r = l->experts[i]->max_rank > r ? l->experts[i]->max_rank : r;
-    return r;
-}
-
-/* The run's context; with adapters, their state attached and kept in l. */
-static rm_status open_ctx(const run_opts *o, rm_model *m, int n_batch, int n_logits, int n_ctx, run_lora *l,
-                          rm_ctx **ctx) {
-    rm_ctx_params p = {.n_ctx = n_ctx, .n_seq = 1, .n_batch = n_batch, .n_logits = n_logits,
-                       .n_threads = (int)o->threads, .kv_block = (int)o->kv_block,
-                       .kv_type = o->kv_type};
-    if (!l || l->comp.mode == RM_COMPOSE_NONE) return rm_ctx_new(m, &p, ctx);
-    RM_TRY(rm_lora_ctx_new(m, &p, o->n_lora, max_rank(l, o->n_lora), ctx, &l->state));
-    return rm_lora_set(l->state, 0, &l->comp);
-}
-
-/* Run the prompt as one batch of position 0.. (logits for every token if all). */
-static rm_status run_prompt(rm_ctx *ctx, const int32_t *tokens, int n, bool all) {
-    int32_t *pos = rm_malloc((size_t)n * sizeof *pos), *seq = rm_calloc((size_t)n, sizeof *seq);
-    uint8_t *want = rm_malloc((size_t)n);
-    rm_status st;
-    if (!pos || !seq || !want) {
-        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        pos[i] = i;
-        want[i] = all || i == n - 1;
-    }
-    rm_batch b = {n, tokens, pos, seq, want};
-    st = rm_ctx_decode(ctx, &b);
-done:
-    rm_free(pos);
-    rm_free(seq);
-    rm_free(want);
-    return st;
-}
-
-static rm_status decode_one(rm_ctx *ctx, int32_t token, int32_t pos) {
-    int32_t seq = 0;
-    uint8_t want = 1;
-    rm_batch b = {1, &token, &pos, &seq, &want};
-    return rm_ctx_decode(ctx, &b);
+    return true;
 }
 
 static int need_prompt(const char *cmd, const run_opts *o) {
@@ -209,20 +132,20 @@ static int need_prompt(const char *cmd, const run_opts *o) {
 }
 
 /* -p TEXT through the model's tokenizer (BOS/EOS as the tokenizer's template says). */
-static rm_status encode_prompt(run_opts *o, const rm_model *m) {
+static ramole_status encode_prompt(run_opts *o, const ramole_model *m) {
     if (o->tokens) return RAMOLE_OK;
-    if (!m->tokenizer)
-        return rm_err(RAMOLE_ERR_INVALID, "%s has no tokenizer; give the prompt as --tokens 1,2,3", o->model);
-    rm_tok_ids ids = {0};
-    rm_status st = rm_tok_encode(m->tokenizer, o->prompt, strlen(o->prompt), RM_TOK_ADD_SPECIAL, &ids);
-    if (st == RAMOLE_OK && ids.n == 0) st = rm_err(RAMOLE_ERR_INVALID, "the prompt encodes to no tokens");
-    if (st == RAMOLE_OK && !(o->tokens = rm_malloc(ids.n * sizeof *o->tokens)))
-        st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    if (st == RAMOLE_OK) {
-        memcpy(o->tokens, ids.ids, ids.n * sizeof *o->tokens);
-        o->n_tokens = (int)ids.n;
+    ramole_model_info info;
+    ramole_model_get_info(m, &info);
+    if (!info.has_tokenizer)
+        return ramole_error_set(RAMOLE_ERR_INVALID, "%s has no tokenizer; give the prompt as --tokens 1,2,3", o->model);
+    size_t len = strlen(o->prompt), n = 0;
+    ramole_status st = ramole_tokenize(m, o->prompt, len, 1, NULL, 0, &n);
+    if (st == RAMOLE_ERR_TOO_SMALL || (st == RAMOLE_OK && n > 0)) {
+        if (!(o->tokens = malloc(n * sizeof *o->tokens))) return ramole_error_set(RAMOLE_ERR_NOMEM, "out of memory");
+        st = ramole_tokenize(m, o->prompt, len, 1, o->tokens, n, &n);
     }
-    rm_tok_ids_free(&ids);
+    if (st == RAMOLE_OK && n == 0) st = ramole_error_set(RAMOLE_ERR_INVALID, "the prompt encodes to no tokens");
+    o->n_tokens = (int)n;
     return st;
 }
 
@@ -230,20 +153,20 @@ typedef struct {
     bool text;          /* the model has a tokenizer: print text, else ids */
     int generated;
     double t_first;     /* when the first token arrived (the prompt is done) */
-    rm_finish_reason fin;
+    ramole_finish fin;
     char err[512];
 } gen_out;
 
-static void gen_event(const rm_engine_event *ev, void *user) {
+static void gen_event(const ramole_event *ev, void *user) {
     gen_out *g = user;
     if (ev->token >= 0) {
-        if (!g->generated) g->t_first = rm_time_now();
+        if (!g->generated) g->t_first = ramole_time_now();
         if (!g->text) printf("%s%d", g->generated ? "," : "", ev->token);
         g->generated++;
     }
     if (g->text) fwrite(ev->text, 1, ev->len, stdout);
     fflush(stdout);
-    if (ev->finish != RM_FINISH_NONE) g->fin = ev->finish;
+    if (ev->finish != RAMOLE_FINISH_NONE) g->fin = ev->finish;
     if (ev->error) snprintf(g->err, sizeof g->err, "%s", ev->error);
 }
 
@@ -255,51 +178,59 @@ static void gen_event(const rm_engine_event *ev, void *user) {
  * was retrieved, with scores.
  */
 typedef struct {
-    rm_registry *r;
-    char *paths[RM_LORA_MAX_K + 1];
+    ramole_registry *r;
+    char *paths[RAMOLE_MAX_ADAPTERS + 1];
 } reg_run;
 
 static void reg_run_free(reg_run *rr) {
-    for (int i = 0; i <= RM_LORA_MAX_K; i++) rm_free(rr->paths[i]);
-    rm_registry_free(rr->r);
+    for (int i = 0; i <= RAMOLE_MAX_ADAPTERS; i++) ramole_free(rr->paths[i]);
+    ramole_registry_free(rr->r);
 }
 
-static rm_status registry_adapters(run_opts *o, reg_run *rr, rm_model **m, rm_compose_mode *mode) {
-    if (!o->prompt) return rm_err(RAMOLE_ERR_INVALID, "--registry retrieves for a text: give -p TEXT");
+#define TRY(expr)                                   \
+    do {                                            \
+        ramole_status try_st_ = (expr);             \
+        if (try_st_ != RAMOLE_OK) return try_st_;   \
+    } while (0)
+
+static ramole_status registry_adapters(run_opts *o, reg_run *rr, ramole_model **own, const ramole_model **m,
+                                       ramole_compose_mode *mode) {
+    if (!o->prompt) return ramole_error_set(RAMOLE_ERR_INVALID, "--registry retrieves for a text: give -p TEXT");
     if (o->n_lora || o->router_path)
-        return rm_err(RAMOLE_ERR_INVALID, "--registry chooses the adapters: leave out --lora and --router");
-    RM_TRY(rm_registry_open(o->registry, &rr->r));
+        return ramole_error_set(RAMOLE_ERR_INVALID, "--registry chooses the adapters: leave out --lora and --router");
+    TRY(ramole_registry_open(o->registry, &rr->r));
     if (o->model) {
-        RM_TRY(rm_model_open(o->model, m));
-        RM_TRY(rm_registry_set_base(rr->r, *m));
+        TRY(ramole_model_open(o->model, own));
+        *m = *own;
+        TRY(ramole_registry_set_base(rr->r, *own));
     } else {
-        RM_TRY(rm_registry_base(rr->r, m)); /* owned by the registry */
+        TRY(ramole_registry_base(rr->r, m)); /* owned by the registry */
     }
     char *router = NULL;
-    RM_TRY(rm_registry_router_file(rr->r, &router));
-    rr->paths[RM_LORA_MAX_K] = router;
-    *mode = router ? RM_COMPOSE_ROUTER : RM_COMPOSE_MIXTURE;
-    if (o->mode && (!rm_compose_mode_from_name(o->mode, mode) || *mode == RM_COMPOSE_NONE ||
-                    *mode == RM_COMPOSE_EXPLICIT))
-        return rm_err(RAMOLE_ERR_INVALID, "--mode with --registry must be router, mixture, fusion or selection, got '%s'",
-                      o->mode);
-    if (*mode == RM_COMPOSE_ROUTER && !router)
-        return rm_err(RAMOLE_ERR_NOT_FOUND, "the registry has no router (ramole registry set --router R), so "
-                      "--mode router cannot run; use --mode mixture");
-    rm_reg_hit hits[RM_LORA_MAX_K];
+    TRY(ramole_registry_router_file(rr->r, &router));
+    rr->paths[RAMOLE_MAX_ADAPTERS] = router;
+    *mode = router ? RAMOLE_COMPOSE_ROUTER : RAMOLE_COMPOSE_MIXTURE;
+    if (o->mode && (!ramole_compose_mode_from_name(o->mode, mode) || *mode == RAMOLE_COMPOSE_NONE ||
+                    *mode == RAMOLE_COMPOSE_EXPLICIT))
+        return ramole_error_set(RAMOLE_ERR_INVALID,
+                                "--mode with --registry must be router, mixture, fusion or selection, got '%s'", o->mode);
+    if (*mode == RAMOLE_COMPOSE_ROUTER && !router)
+        return ramole_error_set(RAMOLE_ERR_NOT_FOUND, "the registry has no router (ramole registry set --router R), so "
+                                "--mode router cannot run; use --mode mixture");
+    ramole_registry_hit hits[RAMOLE_MAX_ADAPTERS];
     int n = 0;
-    RM_TRY(rm_registry_retrieve(rr->r, o->prompt, o->tenant, (int)o->top_k, hits, &n));
-    if (!n) return rm_err(RAMOLE_ERR_NOT_FOUND, "the registry has no active adapter to retrieve");
-    fprintf(stderr, "retrieved (%s):", rm_compose_mode_name(*mode));
+    TRY(ramole_registry_retrieve(rr->r, o->prompt, o->tenant, (int)o->top_k, hits, &n));
+    if (!n) return ramole_error_set(RAMOLE_ERR_NOT_FOUND, "the registry has no active adapter to retrieve");
+    fprintf(stderr, "retrieved (%s):", ramole_compose_mode_name(*mode));
     for (int i = 0; i < n; i++) {
-        RM_TRY(rm_registry_adapter_file_id(rr->r, o->tenant, hits[i].id, &rr->paths[i], NULL));
+        TRY(ramole_registry_adapter_file(rr->r, o->tenant, hits[i].id, &rr->paths[i]));
         o->lora_paths[i] = rr->paths[i];
         o->lora_weights[i] = 1.0f;
         fprintf(stderr, " %s %.4f", hits[i].name, (double)hits[i].score);
     }
     fprintf(stderr, "\n");
     o->n_lora = n;
-    o->router_path = *mode == RM_COMPOSE_ROUTER ? router : NULL;
+    o->router_path = *mode == RAMOLE_COMPOSE_ROUTER ? router : NULL;
     return RAMOLE_OK;
 }
 
@@ -307,15 +238,17 @@ int cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
     run_opts o;
     if (!parse_run(cmd, argc, argv, &o)) return 2;
-    rm_model *m = NULL;
-    rm_engine *eng = NULL;
-    rm_compose_mode mode = RM_COMPOSE_NONE;
+    ramole_model *own = NULL; /* the model, unless the registry opened it */
+    const ramole_model *m = NULL;
+    ramole_engine *eng = NULL;
+    ramole_compose_mode mode = RAMOLE_COMPOSE_NONE;
     reg_run rr = {0};
     int rc = 1;
-    rm_status st;
+    ramole_status st;
     if (need_prompt(cmd, &o)) goto out;
-    if (o.registry) st = registry_adapters(&o, &rr, &m, &mode);
-    else if ((st = lora_mode(&o, &mode)) == RAMOLE_OK) st = rm_model_open(o.model, &m);
+    if (o.registry) st = registry_adapters(&o, &rr, &own, &m, &mode);
+    else if (!lora_mode(cmd, &o, &mode)) goto out;
+    else if ((st = ramole_model_open(o.model, &own)) == RAMOLE_OK) m = own;
     if (st == RAMOLE_OK) st = encode_prompt(&o, m);
     if (st != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
@@ -327,159 +260,127 @@ int cmd_generate(int argc, char **argv) {
                 o.n_predict, n_ctx);
         goto out;
     }
-    gen_out g = {.text = m->tokenizer != NULL};
-    double t0 = rm_time_now();
+    ramole_model_info info;
+    ramole_model_get_info(m, &info);
+    gen_out g = {.text = info.has_tokenizer != 0};
+    double t0 = ramole_time_now();
     if (o.n_predict > 0) {
-        rm_engine_params ep = {.n_threads = (int)o.threads, .max_seqs = 1, .n_ctx = n_ctx,
-                               .step_tokens = o.n_tokens, .kv_type = o.kv_type, .kv_block = (int)o.kv_block,
-                               .max_adapters = o.n_lora ? o.n_lora : 1, .adapter_type = o.lora_type};
-        rm_engine_request q;
-        rm_engine_request_init(&q);
+        ramole_engine_params ep = {.n_threads = (int)o.threads, .max_seqs = 1, .n_ctx = n_ctx,
+                                   .step_tokens = o.n_tokens, .kv_type = o.kv_type, .kv_block = (int)o.kv_block,
+                                   .max_adapters = o.n_lora ? o.n_lora : 1, .adapter_type = o.lora_type};
+        ramole_request q = o.sp;
         q.tokens = o.tokens;
         q.n_tokens = o.n_tokens;
-        q.sampling = o.sp;
         q.max_tokens = (int)o.n_predict;
         q.ignore_eos = o.ignore_eos;
         q.mode = mode;
-        q.n_adapters = mode == RM_COMPOSE_NONE ? 0 : o.n_lora;
+        q.n_adapters = mode == RAMOLE_COMPOSE_NONE ? 0 : o.n_lora;
         for (int i = 0; i < q.n_adapters; i++) q.adapters[i] = o.lora_paths[i], q.weights[i] = o.lora_weights[i];
         q.router = o.router_path;
         q.on_event = gen_event;
         q.user = &g;
         int64_t id;
         int n_run;
-        if ((st = rm_engine_new(m, &ep, &eng)) != RAMOLE_OK || (st = rm_engine_submit(eng, &q, &id)) != RAMOLE_OK) {
+        if ((st = ramole_engine_new(m, &ep, &eng)) != RAMOLE_OK ||
+            (st = ramole_engine_submit(eng, &q, &id)) != RAMOLE_OK) {
             rc = cli_fail(cmd, st);
             goto out;
         }
-        while (rm_engine_pending(eng))
-            if ((st = rm_engine_step(eng, &n_run)) != RAMOLE_OK) {
+        while (ramole_engine_pending(eng))
+            if ((st = ramole_engine_step(eng, &n_run)) != RAMOLE_OK) {
                 rc = cli_fail(cmd, st);
                 goto out;
             }
-        if (g.fin == RM_FINISH_ERROR) {
+        if (g.fin == RAMOLE_FINISH_ERROR) {
             fprintf(stderr, "ramole %s: %s\n", cmd, g.err);
             goto out;
         }
     }
-    double t2 = rm_time_now(), t1 = g.generated ? g.t_first : t2;
+    double t2 = ramole_time_now(), t1 = g.generated ? g.t_first : t2;
     printf("\n");
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tok/s); generated: %d tokens in %.3f s (%.2f tok/s)\n",
             o.n_tokens, t1 - t0, o.n_tokens / (t1 - t0), g.generated, t2 - t1,
             g.generated > 1 ? (g.generated - 1) / (t2 - t1) : 0.0);
     rc = 0;
 out:
-    rm_engine_free(eng);
-    rm_model *own = !rr.r || o.model ? m : NULL; /* the registry frees a base it opened */
+    ramole_engine_free(eng);
     reg_run_free(&rr);
-    rm_model_free(own);
-    rm_free(o.tokens);
+    ramole_model_free(own);
+    free(o.tokens);
     return rc;
+}
+
+/* The adapters of the options, for ramole_model_logits. */
+static void lora_set(const run_opts *o, ramole_compose_mode mode, ramole_lora_set *s) {
+    memset(s, 0, sizeof *s);
+    s->mode = mode;
+    s->n_adapters = o->n_lora;
+    for (int i = 0; i < o->n_lora; i++) s->adapters[i] = o->lora_paths[i], s->weights[i] = o->lora_weights[i];
+    s->router = o->router_path;
+    s->adapter_type = o->lora_type;
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *cmd = "logits";
     run_opts o;
     if (!parse_run(cmd, argc, argv, &o)) return 2;
-    rm_model *m = NULL;
-    rm_ctx *ctx = NULL;
-    run_lora lora = {0};
-    int rc = 1;
-    rm_status st;
+    ramole_model *m = NULL;
+    float *logits = NULL;
+    int rows = 0, rc = 1;
+    ramole_compose_mode mode;
+    ramole_lora_set lora;
+    ramole_status st;
     if (need_prompt(cmd, &o)) goto out;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK || (st = encode_prompt(&o, m)) != RAMOLE_OK ||
-        (st = load_lora(&o, m, &lora)) != RAMOLE_OK ||
-        (st = open_ctx(&o, m, o.n_tokens, o.all ? o.n_tokens : 1, o.n_tokens, &lora, &ctx)) != RAMOLE_OK ||
-        (st = run_prompt(ctx, o.tokens, o.n_tokens, o.all)) != RAMOLE_OK) {
+    if ((st = ramole_model_open(o.model, &m)) != RAMOLE_OK || (st = encode_prompt(&o, m)) != RAMOLE_OK) {
         rc = cli_fail(cmd, st);
         goto out;
     }
-    for (int r = 0; r < rm_ctx_n_logits(ctx); r++) {
-        const float *l = rm_ctx_logits(ctx, r);
-        for (int i = 0; i < m->cfg.vocab_size; i++) printf("%.9g\n", l[i]);
+    if (!lora_mode(cmd, &o, &mode)) goto out;
+    lora_set(&o, mode, &lora);
+    ramole_run_params rp = {.n_threads = (int)o.threads, .kv_type = o.kv_type, .kv_block = (int)o.kv_block};
+    if ((st = ramole_model_logits(m, &rp, &lora, o.tokens, o.n_tokens, o.all, &logits, &rows)) != RAMOLE_OK) {
+        rc = cli_fail(cmd, st);
+        goto out;
     }
+    ramole_model_info info;
+    ramole_model_get_info(m, &info);
+    for (size_t i = 0; i < (size_t)rows * (size_t)info.vocab_size; i++) printf("%.9g\n", logits[i]);
     rc = 0;
 out:
-    rm_ctx_free(ctx);
-    run_lora_free(&lora);
-    rm_model_free(m);
-    rm_free(o.tokens);
+    ramole_free(logits);
+    ramole_model_free(m);
+    free(o.tokens);
     return rc;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* CPU time of this process so far (user + system), seconds. */
-static double cpu_seconds(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     run_opts o;
     if (!parse_run(cmd, argc, argv, &o)) return 2;
-    rm_model *m = NULL;
-    rm_ctx *ctx = NULL;
-    int32_t *prompt = NULL;
-    double *steps = NULL; /* seconds per decoded token */
-    int rc = 1;
-    rm_status st;
+    ramole_model *m = NULL;
+    ramole_bench_result b;
     int np = (int)o.bench_prompt, nd = (int)o.bench_decode;
-    if ((st = rm_model_open(o.model, &m)) != RAMOLE_OK ||
-        (st = open_ctx(&o, m, np, 1, np + nd + 1, NULL, &ctx)) != RAMOLE_OK) {
-        rc = cli_fail(cmd, st);
-        goto out;
-    }
-    prompt = rm_malloc((size_t)np * sizeof *prompt);
-    if (!prompt) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    uint64_t s = 12345;
-    for (int i = 0; i < np; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        prompt[i] = (int32_t)(3 + (s >> 33) % (uint64_t)(m->cfg.vocab_size - 3));
-    }
-    double t0 = rm_time_now();
-    if ((st = run_prompt(ctx, prompt, np, false)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-    double t1 = rm_time_now();
-    double c1 = cpu_seconds();
-    int32_t tok = prompt[np - 1];
-    steps = nd > 0 ? rm_malloc((size_t)nd * sizeof *steps) : NULL;
-    if (nd > 0 && !steps) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto out; }
-    for (int i = 0; i < nd; i++) {
-        double ts = rm_time_now();
-        const float *l = rm_ctx_logits(ctx, 0);
-        int32_t best = 0;
-        for (int v = 1; v < m->cfg.vocab_size; v++) if (l[v] > l[best]) best = v;
-        tok = best;
-        if ((st = decode_one(ctx, tok, np + i)) != RAMOLE_OK) { rc = cli_fail(cmd, st); goto out; }
-        steps[i] = rm_time_now() - ts;
-    }
-    double t2 = rm_time_now(), c2 = cpu_seconds();
+    ramole_run_params rp = {.n_threads = (int)o.threads, .kv_type = o.kv_type, .kv_block = (int)o.kv_block};
+    ramole_status st = ramole_model_open(o.model, &m);
+    if (st == RAMOLE_OK) st = ramole_model_bench(m, &rp, np, nd, &b);
+    ramole_model_free(m);
+    free(o.tokens);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
     json_t *r = json_object();
     json_object_set_new(r, "engine", json_string("ramole"));
     json_object_set_new(r, "model", json_string_nocheck(o.model)); /* the path as given, even when not UTF-8 */
     json_object_set_new(r, "threads", json_integer(o.threads));
     json_object_set_new(r, "prompt", json_integer(np));
     json_object_set_new(r, "decode", json_integer(nd));
-    json_object_set_new(r, "prefill_tps", cli_json_num("%.3f", np / (t1 - t0)));
-    json_object_set_new(r, "decode_tps", cli_json_num("%.3f", nd > 0 ? nd / (t2 - t1) : 0.0));
+    json_object_set_new(r, "prefill_tps", cli_json_num("%.3f", b.prefill_tps));
+    json_object_set_new(r, "decode_tps", cli_json_num("%.3f", b.decode_tps));
     /* as the llama.cpp peer reports it: well below 1, other processes took the CPU */
-    json_object_set_new(r, "decode_cpu_util", cli_json_num("%.2f", nd > 0 ? (c2 - c1) / ((t2 - t1) * o.threads) : 0.0));
+    json_object_set_new(r, "decode_cpu_util", cli_json_num("%.2f", b.decode_cpu_util));
     if (nd > 0) { /* the fastest step is the one least disturbed by other processes */
-        qsort(steps, (size_t)nd, sizeof *steps, cmp_double);
-        json_object_set_new(r, "decode_best_tps", cli_json_num("%.3f", 1.0 / steps[0]));
-        json_object_set_new(r, "decode_median_tps", cli_json_num("%.3f", 1.0 / steps[nd / 2]));
+        json_object_set_new(r, "decode_best_tps", cli_json_num("%.3f", b.decode_best_tps));
+        json_object_set_new(r, "decode_median_tps", cli_json_num("%.3f", b.decode_median_tps));
     }
-    rc = cli_json_line(stdout, r) ? 0 : cli_fail(cmd, rm_err(RAMOLE_ERR_IO, "cannot write the result"));
-out:
-    rm_free(steps);
-    rm_free(prompt);
-    rm_ctx_free(ctx);
-    rm_model_free(m);
-    rm_free(o.tokens);
-    return rc;
+    if (cli_json_line(stdout, r)) return 0;
+    fprintf(stderr, "ramole %s: cannot write the result\n", cmd);
+    return 1;
 }

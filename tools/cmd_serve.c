@@ -1,6 +1,6 @@
 /*
- * cmd_serve.c — `ramole serve`: the OpenAI-compatible server (src/serve).
- * Parses options, opens the model and registry, starts the server, prints
+ * cmd_serve.c — `ramole serve`: the OpenAI-compatible server
+ * (include/ramole/serve.h). Parses options, starts the server, prints
  * where it listens, and waits for SIGTERM or SIGINT to stop it gracefully.
  */
 #include <signal.h>
@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "serve/serve.h"
 
 static void usage_serve(void) {
     fprintf(stderr, "usage: ramole serve -m MODEL [--registry URL | --no-registry] [--host 127.0.0.1] [--port 8080] "
@@ -18,12 +17,12 @@ static void usage_serve(void) {
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve", *model = NULL, *registry = NULL, *host = "127.0.0.1", *name = NULL;
-    long threads = rm_cpu_count(), max_seqs = 16, n_ctx = 0, port = 8080, queue = 64, max_body = 1 << 20,
+    long threads = ramole_cpu_count(), max_seqs = 16, n_ctx = 0, port = 8080, queue = 64, max_body = 1 << 20,
          timeout = 30, top_k = 3;
-    double grace = 10, deadline = 600, feedback_ttl = RM_REG_RESPONSE_TTL;
+    double grace = 10, deadline = 600, feedback_ttl = RAMOLE_FEEDBACK_TTL;
     bool no_registry = false;
     long prefill = 0;
-    rm_type kv_type = RM_TYPE_F32;
+    ramole_kv_type kv_type = RAMOLE_KV_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = cli_value(cmd, argc, argv, &i))) return 2
@@ -39,7 +38,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--queue")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &queue)) return 2; }
         else if (!strcmp(a, "--max-body")) { VAL(); if (!cli_int(cmd, a, v, 64, 1L << 30, &max_body)) return 2; }
         else if (!strcmp(a, "--timeout")) { VAL(); if (!cli_int(cmd, a, v, 1, 3600, &timeout)) return 2; }
-        else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RM_LORA_MAX_K, &top_k)) return 2; }
+        else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_MAX_ADAPTERS, &top_k)) return 2; }
         else if (!strcmp(a, "--deadline")) { VAL(); if (!cli_float(cmd, a, v, 0.001, 86400, &deadline)) return 2; }
         else if (!strcmp(a, "--feedback-ttl")) { VAL(); if (!cli_float(cmd, a, v, 1, 3650 * 86400.0, &feedback_ttl)) return 2; }
         else if (!strcmp(a, "--grace")) { VAL(); if (!cli_float(cmd, a, v, 0, 3600, &grace)) return 2; }
@@ -65,50 +64,26 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rm_model *m = NULL;
-    rm_registry *reg = NULL;
-    rm_server *srv = NULL;
-    char *url = NULL;
-    int rc = 1;
-    rm_status st;
-    if ((st = rm_model_open(model, &m)) != RAMOLE_OK) goto fail;
-    if (!no_registry) {
-        if (registry) url = rm_strdup(registry);
-        else if ((st = rm_registry_default_url(&url)) != RAMOLE_OK) goto fail;
-        if ((st = rm_registry_open(url, &reg)) != RAMOLE_OK) goto fail;
-    }
-    rm_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
-                           .prefill_tokens = (int)prefill,
-                           .kv_type = kv_type};
-    rm_server_opts so = {.host = host, .port = (int)port, .model_name = name, .queue = (int)queue,
-                         .max_body = (size_t)max_body, .timeout_s = (int)timeout, .default_top_k = (int)top_k,
-                         .deadline_s = deadline, .feedback_ttl_s = feedback_ttl};
-    if ((st = rm_server_new(m, reg, &ep, &so, &srv)) != RAMOLE_OK || (st = rm_server_start(srv)) != RAMOLE_OK)
-        goto fail;
-    int n_active = 0;
-    rm_reg_adapter *ads = NULL;
-    int n = 0;
-    if (reg && rm_registry_adapter_list(reg, NULL, &ads, &n) == RAMOLE_OK)
-        for (int i = 0; i < n; i++) n_active += ads[i].status == RM_REG_ACTIVE;
-    rm_reg_adapters_free(ads, n);
-    printf("listening on http://%s:%d\n", host, rm_server_port(srv));
-    printf("base %s; registry %s with %d active adapters\n", model, reg ? rm_registry_url(reg) : "(none)", n_active);
-    printf(rm_server_keys_required(srv) ? "API keys required\n"
-                                        : "no API key in the registry: running open, on loopback only\n");
+    ramole_serve_options o = {.model = model, .registry = registry, .no_registry = no_registry, .host = host,
+                              .port = (int)port, .model_name = name, .n_threads = (int)threads,
+                              .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx, .kv_type = kv_type, .prefill_tokens = (int)prefill,
+                              .queue = (int)queue, .max_body = (size_t)max_body, .timeout_s = (int)timeout,
+                              .default_top_k = (int)top_k, .deadline_s = deadline, .feedback_ttl_s = feedback_ttl};
+    ramole_server *srv = NULL;
+    ramole_status st = ramole_server_open(&o, &srv);
+    if (st != RAMOLE_OK) return cli_fail(cmd, st);
+    const char *url = ramole_server_registry_url(srv);
+    printf("listening on http://%s:%d\n", host, ramole_server_port(srv));
+    printf("base %s; registry %s with %d active adapters\n", model, url ? url : "(none)",
+           ramole_server_active_adapters(srv));
+    printf(ramole_server_keys_required(srv) ? "API keys required\n"
+                                            : "no API key in the registry: running open, on loopback only\n");
     fflush(stdout);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "serve: %s: finishing in-flight requests (at most %.0f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
             grace);
-    rm_server_shutdown(srv, grace);
-    rc = 0;
-    goto out;
-fail:
-    rc = cli_fail(cmd, st);
-out:
-    rm_server_free(srv);
-    rm_registry_free(reg);
-    rm_model_free(m);
-    rm_free(url);
-    return rc;
+    ramole_server_shutdown(srv, grace);
+    ramole_server_free(srv);
+    return 0;
 }

@@ -11,8 +11,6 @@
  */
 #include "cmd_tokenize.h"
 #include "cli.h"
-#include "formats/gguf.h"
-#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -23,12 +21,12 @@
 /* Whole stream into a fresh buffer. */
 static char *read_all(FILE *f, size_t *n) {
     size_t cap = 1 << 16, len = 0;
-    char *b = rm_malloc(cap);
+    char *b = malloc(cap);
     if (!b) return NULL;
     for (;;) {
         if (len + 1 >= cap) {
-            char *nb = rm_realloc(b, cap *= 2);
-            if (!nb) { rm_free(b); return NULL; }
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) { free(b); return NULL; }
             b = nb;
         }
         size_t r = fread(b + len, 1, cap - len - 1, f);
@@ -38,6 +36,11 @@ static char *read_all(FILE *f, size_t *n) {
     b[len] = 0;
     *n = len;
     return b;
+}
+
+static int oom(const char *cmd, const char *what) {
+    fprintf(stderr, "ramole %s: out of memory%s\n", cmd, what);
+    return 1;
 }
 
 static void print_ids(FILE *f, const int32_t *ids, size_t n, bool json) {
@@ -60,8 +63,8 @@ int cmd_tokenize(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--special")) flags |= RM_TOK_ADD_SPECIAL;
-        else if (!strcmp(a, "--no-parse-special")) flags |= RM_TOK_NO_PARSE_SPECIAL;
+        } else if (!strcmp(a, "--special")) flags |= RAMOLE_TOKENIZE_ADD_SPECIAL;
+        else if (!strcmp(a, "--no-parse-special")) flags |= RAMOLE_TOKENIZE_NO_PARSE_SPECIAL;
         else if (!strcmp(a, "--jsonl")) jsonl = true;
         else if (!strcmp(a, "--") && i + 1 < argc && !text) text = argv[++i];
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage_tokenize(); return 0; }
@@ -77,26 +80,27 @@ int cmd_tokenize(int argc, char **argv) {
     if (!jsonl && !text) { fprintf(stderr, "ramole %s: give TEXT, or - to read standard input\n", cmd); return 2; }
     if (jsonl && text && strcmp(text, "-")) { fprintf(stderr, "ramole %s: --jsonl reads standard input; drop TEXT\n", cmd); return 2; }
 
-    rm_tok *tok = NULL;
-    rm_status st = rm_tok_load(model, &tok);
+    ramole_tokenizer *tok = NULL;
+    ramole_status st = ramole_tokenizer_open(model, &tok);
     if (st) return cli_fail(cmd, st);
-    rm_tok_ids ids = {0};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
     int rc = 0;
     size_t n = 0;
     char *in = NULL;
     if (!jsonl) {
         if (!strcmp(text, "-")) {
             in = read_all(stdin, &n);
-            if (!in) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory reading standard input")); goto done; }
+            if (!in) { rc = oom(cmd, " reading standard input"); goto done; }
             text = in;
         } else n = strlen(text);
-        st = rm_tok_encode(tok, text, n, flags, &ids);
+        st = ramole_tokenizer_encode(tok, text, n, flags, &ids, &n_ids);
         if (st) { rc = cli_fail(cmd, st); goto done; }
-        print_ids(stdout, ids.ids, ids.n, false);
+        print_ids(stdout, ids, n_ids, false);
         goto done;
     }
     in = read_all(stdin, &n);
-    if (!in) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory reading standard input")); goto done; }
+    if (!in) { rc = oom(cmd, " reading standard input"); goto done; }
     size_t lineno = 0;
     for (char *line = in; line < in + n;) {
         char *nl = memchr(line, '\n', (size_t)(in + n - line));
@@ -113,17 +117,18 @@ int cmd_tokenize(int argc, char **argv) {
                 rc = 1;
                 goto done;
             }
-            st = rm_tok_encode(tok, json_string_value(v), json_string_length(v), flags, &ids);
+            ramole_free(ids);
+            st = ramole_tokenizer_encode(tok, json_string_value(v), json_string_length(v), flags, &ids, &n_ids);
             json_decref(v);
             if (st) { rc = cli_fail(cmd, st); goto done; }
-            print_ids(stdout, ids.ids, ids.n, true);
+            print_ids(stdout, ids, n_ids, true);
         }
         line = nl ? nl + 1 : in + n;
     }
 done:
-    rm_free(in);
-    rm_tok_ids_free(&ids);
-    rm_tok_free(tok);
+    free(in);
+    ramole_free(ids);
+    ramole_tokenizer_free(tok);
     if (fflush(stdout) != 0 && !rc) { fprintf(stderr, "ramole %s: write error\n", cmd); rc = 1; }
     return rc;
 }
@@ -131,7 +136,7 @@ done:
 /* Ids separated by commas and/or white space ("1,2,3", "1 2 3", "[1, 2]"). */
 static bool parse_ids(const char *cmd, const char *s, int32_t **out, size_t *n) {
     size_t cap = 16, k = 0;
-    int32_t *v = rm_malloc(cap * sizeof *v);
+    int32_t *v = malloc(cap * sizeof *v);
     if (!v) { fprintf(stderr, "ramole %s: out of memory\n", cmd); return false; }
     const char *p = s;
     for (;;) {
@@ -142,12 +147,12 @@ static bool parse_ids(const char *cmd, const char *s, int32_t **out, size_t *n) 
         long long x = strtoll(p, &end, 10);
         if (end == p || errno || x < INT32_MIN || x > INT32_MAX) {
             fprintf(stderr, "ramole %s: expected token ids like 1,2,3; got \"%.40s\"\n", cmd, p);
-            rm_free(v);
+            free(v);
             return false;
         }
         if (k == cap) {
-            int32_t *nv = rm_realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv) { rm_free(v); fprintf(stderr, "ramole %s: out of memory\n", cmd); return false; }
+            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) { free(v); fprintf(stderr, "ramole %s: out of memory\n", cmd); return false; }
             v = nv;
         }
         v[k++] = (int32_t)x;
@@ -169,14 +174,14 @@ static int usage_detokenize(void) {
 
 int cmd_detokenize(int argc, char **argv) {
     const char *cmd = "detokenize", *model = NULL, *arg = NULL;
-    unsigned flags = RM_TOK_NO_CLEANUP;
+    unsigned flags = RAMOLE_DETOKENIZE_NO_CLEANUP;
     bool jsonl = false, newline = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(model = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--skip-special")) flags |= RM_TOK_SKIP_SPECIAL;
-        else if (!strcmp(a, "--cleanup")) flags &= ~(unsigned)RM_TOK_NO_CLEANUP;
+        } else if (!strcmp(a, "--skip-special")) flags |= RAMOLE_DETOKENIZE_SKIP_SPECIAL;
+        else if (!strcmp(a, "--cleanup")) flags &= ~(unsigned)RAMOLE_DETOKENIZE_NO_CLEANUP;
         else if (!strcmp(a, "--jsonl")) jsonl = true;
         else if (!strcmp(a, "-n")) newline = false;
         else if (!strcmp(a, "--") && i + 1 < argc && !arg) arg = argv[++i];
@@ -192,8 +197,8 @@ int cmd_detokenize(int argc, char **argv) {
     if (!model) { fprintf(stderr, "ramole %s: -m MODEL_OR_TOKENIZER is required\n", cmd); return 2; }
     if (!jsonl && !arg) { fprintf(stderr, "ramole %s: give IDS (1,2,3), or - to read standard input\n", cmd); return 2; }
 
-    rm_tok *tok = NULL;
-    rm_status st = rm_tok_load(model, &tok);
+    ramole_tokenizer *tok = NULL;
+    ramole_status st = ramole_tokenizer_open(model, &tok);
     if (st) return cli_fail(cmd, st);
     int rc = 0;
     size_t n = 0, nids = 0;
@@ -202,18 +207,18 @@ int cmd_detokenize(int argc, char **argv) {
     if (!jsonl) {
         const char *src = arg;
         if (!strcmp(arg, "-")) {
-            if (!(in = read_all(stdin, &n))) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+            if (!(in = read_all(stdin, &n))) { rc = oom(cmd, ""); goto done; }
             src = in;
         }
         if (!parse_ids(cmd, src, &ids, &nids)) { rc = 1; goto done; }
         size_t len;
-        st = rm_tok_decode(tok, ids, nids, flags, &text, &len);
+        st = ramole_tokenizer_decode(tok, ids, nids, flags, &text, &len);
         if (st) { rc = cli_fail(cmd, st); goto done; }
         fwrite(text, 1, len, stdout);
         if (newline) fputc('\n', stdout);
         goto done;
     }
-    if (!(in = read_all(stdin, &n))) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+    if (!(in = read_all(stdin, &n))) { rc = oom(cmd, ""); goto done; }
     size_t lineno = 0;
     for (char *line = in; line < in + n;) {
         char *nl = memchr(line, '\n', (size_t)(in + n - line));
@@ -224,7 +229,7 @@ int cmd_detokenize(int argc, char **argv) {
             json_t *v = json_loadb(line, ln, 0, &e);
             bool ok = json_is_array(v);
             size_t k = ok ? json_array_size(v) : 0;
-            int32_t *x = rm_malloc((k ? k : 1) * sizeof *x);
+            int32_t *x = malloc((k ? k : 1) * sizeof *x);
             for (size_t j = 0; ok && x && j < k; j++) {
                 json_t *it = json_array_get(v, j);
                 if (!json_is_integer(it) || json_integer_value(it) < INT32_MIN || json_integer_value(it) > INT32_MAX) ok = false;
@@ -232,30 +237,35 @@ int cmd_detokenize(int argc, char **argv) {
             }
             json_decref(v);
             if (!ok || !x) {
-                rm_free(x);
+                free(x);
                 fprintf(stderr, "ramole %s: standard input line %zu: expected a JSON array of integer ids\n", cmd, lineno);
                 rc = 1;
                 goto done;
             }
             size_t len;
-            st = rm_tok_decode(tok, x, k, flags, &text, &len);
-            rm_free(x);
-            if (st) { rc = cli_fail(cmd, rm_err_prefix(st, "standard input line %zu", lineno)); goto done; }
+            st = ramole_tokenizer_decode(tok, x, k, flags, &text, &len);
+            free(x);
+            if (st) {
+                const char *msg = ramole_last_error();
+                fprintf(stderr, "ramole %s: standard input line %zu: %s\n", cmd, lineno, msg[0] ? msg : ramole_status_str(st));
+                rc = 1;
+                goto done;
+            }
             json_t *s = json_stringn(text, len);
             char *js = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
             if (js) puts(js);
             free(js); /* jansson's allocation */
             json_decref(s);
-            rm_free(text);
+            ramole_free(text);
             text = NULL;
         }
         line = nl ? nl + 1 : in + n;
     }
 done:
-    rm_free(in);
-    rm_free(ids);
-    rm_free(text);
-    rm_tok_free(tok);
+    free(in);
+    free(ids);
+    ramole_free(text);
+    ramole_tokenizer_free(tok);
     if (fflush(stdout) != 0 && !rc) { fprintf(stderr, "ramole %s: write error\n", cmd); rc = 1; }
     return rc;
 }
@@ -280,23 +290,10 @@ static int export_gguf(int argc, char **argv) {
         else { fprintf(stderr, "ramole %s: unknown argument %s\n", cmd, argv[i]); return usage_tokenizer(); }
     }
     if (!model || !outp) { fprintf(stderr, "ramole %s: -m and -o are required\n", cmd); return 2; }
-    rm_tok *tok = NULL;
-    rm_gguf_writer *w = NULL;
-    rm_status st = rm_tok_load(model, &tok);
-    if (!st) st = rm_gguf_writer_new(&w);
-    if (!st) st = rm_gguf_set_str(w, "general.architecture", "llama");
-    if (!st) st = rm_gguf_set_str(w, "general.name", "vocab");
-    static const struct { const char *k; uint32_t v; } hp[] = {
-        {"llama.context_length", 4096}, {"llama.embedding_length", 64}, {"llama.block_count", 1},
-        {"llama.feed_forward_length", 128}, {"llama.attention.head_count", 4}, {"llama.attention.head_count_kv", 4},
-        {"llama.rope.dimension_count", 16}};
-    for (size_t i = 0; i < sizeof hp / sizeof hp[0] && !st; i++) st = rm_gguf_set_u32(w, hp[i].k, hp[i].v);
-    if (!st) st = rm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    if (!st) st = rm_gguf_set_u32(w, "llama.vocab_size", (uint32_t)rm_tok_vocab_size(tok));
-    if (!st) st = rm_tok_gguf_write(tok, w, ramole_keys);
-    if (!st) st = rm_gguf_writer_write(w, outp);
-    rm_gguf_writer_free(w);
-    rm_tok_free(tok);
+    ramole_tokenizer *tok = NULL;
+    ramole_status st = ramole_tokenizer_open(model, &tok);
+    if (!st) st = ramole_tokenizer_export_gguf(tok, outp, ramole_keys);
+    ramole_tokenizer_free(tok);
     return st ? cli_fail(cmd, st) : 0;
 }
 
@@ -310,13 +307,10 @@ int cmd_tokenizer(int argc, char **argv) {
     }
     long vocab = 0, minf = 2;
     const char *outp = NULL;
-    const char **files = rm_calloc((size_t)argc, sizeof *files), **specials = rm_calloc((size_t)argc, sizeof *specials);
+    const char **files = calloc((size_t)argc, sizeof *files), **specials = calloc((size_t)argc, sizeof *specials);
     size_t nf = 0, ns = 0;
     int rc = 0;
-    char **texts = NULL;
-    size_t *lens = NULL;
-    char *json = NULL;
-    if (!files || !specials) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
+    if (!files || !specials) { rc = oom(cmd, ""); goto done; }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--vocab-size")) {
@@ -338,25 +332,13 @@ int cmd_tokenizer(int argc, char **argv) {
         rc = usage_tokenizer();
         goto done;
     }
-    texts = rm_calloc(nf, sizeof *texts);
-    lens = rm_calloc(nf, sizeof *lens);
-    if (!texts || !lens) { rc = cli_fail(cmd, rm_err(RAMOLE_ERR_NOMEM, "out of memory")); goto done; }
-    for (size_t i = 0; i < nf; i++) {
-        rm_status st = rm_file_read(files[i], &texts[i], &lens[i]);
-        if (st) { rc = cli_fail(cmd, st); goto done; }
-    }
-    rm_tok_train_opts o = {.vocab_size = (int32_t)vocab, .special_tokens = specials, .n_special = ns,
-                           .min_frequency = (int32_t)minf};
-    rm_status st = rm_tok_train_bpe((const char *const *)texts, lens, nf, &o, &json);
-    if (!st) st = rm_file_write_atomic(outp, json, strlen(json));
+    ramole_tokenizer_train_params o = {.vocab_size = (int)vocab, .special_tokens = specials, .n_special = ns,
+                                       .min_frequency = (int)minf};
+    ramole_status st = ramole_tokenizer_train(files, nf, &o, outp);
     if (st) { rc = cli_fail(cmd, st); goto done; }
     fprintf(stderr, "ramole %s: wrote %s\n", cmd, outp);
 done:
-    for (size_t i = 0; texts && i < nf; i++) rm_free(texts[i]);
-    rm_free(texts);
-    rm_free(lens);
-    rm_free(json);
-    rm_free(files);
-    rm_free(specials);
+    free(files);
+    free(specials);
     return rc;
 }

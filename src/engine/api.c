@@ -12,10 +12,7 @@
 
 #include "engine/engine.h"
 #include "engine/request_json.h"
-
-struct ramole_model {
-    rm_model *m;
-};
+#include "model/public.h"
 
 struct ramole_engine {
     rm_engine *e;
@@ -65,6 +62,23 @@ void ramole_model_get_info(const ramole_model *pm, ramole_model_info *out) {
     out->max_pos = c->max_pos;
     rm_model_size(pm->m, &out->n_params, &bytes);
     out->has_tokenizer = pm->m->tokenizer != NULL;
+    static const char *scaling[] = {"none", "linear", "llama3"};
+    out->format = pm->m->source == RM_SOURCE_GGUF ? RAMOLE_FORMAT_GGUF : RAMOLE_FORMAT_HF;
+    out->head_dim = c->head_dim;
+    out->rope_neox = c->rope.style == RM_ROPE_NEOX;
+    out->rope_theta = c->rope.theta;
+    out->rope_scaling = scaling[c->rope.scaling];
+    out->rope_factor = c->rope.factor;
+    out->rope_freq_factors = pm->m->rope_freq_factors != NULL;
+    out->rms_eps = c->rms_eps;
+    out->qkv_bias = c->qkv_bias;
+    out->tied_embeddings = c->tied_embeddings;
+    out->bos_id = c->bos_id;
+    out->eos_id = c->eos_id;
+    out->embd_type = (ramole_type)pm->m->tok_embd.type;
+    out->output_type = (ramole_type)pm->m->output.type;
+    out->main_type = (ramole_type)rm_model_main_type(pm->m);
+    out->n_bytes = bytes;
 }
 
 static rm_status need_tokenizer(const ramole_model *pm) {
@@ -116,7 +130,7 @@ ramole_status ramole_engine_new(const ramole_model *pm, const ramole_engine_para
     pe->resolve = p.resolve;
     pe->resolve_user = p.resolve_user;
     rm_engine_params ep = {.n_threads = p.n_threads, .max_seqs = p.max_seqs, .n_ctx = p.n_ctx,
-                           .step_tokens = p.step_tokens, .kv_blocks = p.kv_blocks, .kv_block = p.kv_block,
+                           .step_tokens = p.step_tokens, .prefill_tokens = p.prefill_tokens, .kv_blocks = p.kv_blocks, .kv_block = p.kv_block,
                            .kv_type = p.kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32,
                            .max_adapters = p.max_adapters, .max_rank = p.max_rank,
                            .adapter_cache_bytes = p.adapter_cache_bytes,
@@ -148,6 +162,27 @@ void ramole_request_init(ramole_request *r) {
     r->repeat_last_n = q.sampling.repeat_last_n;
     r->seed = q.sampling.seed;
     for (int j = 0; j < 16; j++) r->weights[j] = 1.0f;
+}
+
+void ramole_request_sampling_default(ramole_request *r) {
+    rm_sampler_params sp;
+    rm_sampler_params_default(&sp);
+    r->temperature = sp.temperature;
+    r->top_k = sp.top_k;
+    r->top_p = sp.top_p;
+    r->min_p = sp.min_p;
+    r->repeat_penalty = sp.repeat_penalty;
+    r->repeat_last_n = sp.repeat_last_n;
+    r->seed = sp.seed;
+}
+
+const char *ramole_compose_mode_name(ramole_compose_mode m) { return rm_compose_mode_name((rm_compose_mode)m); }
+
+int ramole_compose_mode_from_name(const char *s, ramole_compose_mode *out) {
+    rm_compose_mode m;
+    if (!rm_compose_mode_from_name(s, &m)) return 0;
+    *out = (ramole_compose_mode)m;
+    return 1;
 }
 
 static void trampoline_free(trampoline *t) {
@@ -251,4 +286,53 @@ void ramole_engine_get_stats(ramole_engine *pe, ramole_engine_stats *out) {
                                  .adapters_cached = st.adapters.entries, .adapters_held = st.adapters.held,
                                  .adapter_hits = st.adapters.hits, .adapter_misses = st.adapters.misses,
                                  .tokens_fed = st.tokens_fed, .tokens_generated = st.tokens_generated};
+}
+
+const char *ramole_finish_name(ramole_finish f) { return rm_finish_reason_name((rm_finish_reason)f); }
+
+/* ---- running a list of requests ------------------------------------------------ */
+
+struct ramole_parsed_request {
+    rm_request_spec spec;
+};
+
+ramole_status ramole_request_parse(const char *text, size_t len, ramole_parsed_request **out) {
+    *out = NULL;
+    json_error_t jerr;
+    json_t *o = json_loadb(text, len, 0, &jerr);
+    if (!o) return rm_err(RAMOLE_ERR_FORMAT, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
+    ramole_parsed_request *r = rm_calloc(1, sizeof *r);
+    rm_status st = r ? rm_request_spec_from_json(o, &r->spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    json_decref(o);
+    if (st != RAMOLE_OK) {
+        rm_free(r);
+        return st;
+    }
+    *out = r;
+    return RAMOLE_OK;
+}
+
+void ramole_parsed_request_free(ramole_parsed_request *r) {
+    if (!r) return;
+    rm_request_spec_free(&r->spec);
+    rm_free(r);
+}
+
+_Static_assert(sizeof(ramole_result) == sizeof(rm_engine_result) &&
+                   offsetof(ramole_result, text) == offsetof(rm_engine_result, text) &&
+                   offsetof(ramole_result, tokens) == offsetof(rm_engine_result, tokens) &&
+                   offsetof(ramole_result, n_prompt) == offsetof(rm_engine_result, n_prompt) &&
+                   offsetof(ramole_result, error) == offsetof(rm_engine_result, error),
+               "ramole_result and rm_engine_result must share their layout");
+
+void ramole_result_clear(ramole_result *r) { rm_engine_result_free((rm_engine_result *)r); }
+
+ramole_status ramole_engine_run_all(ramole_engine *pe, ramole_parsed_request *const *reqs, int n,
+                                    ramole_result *results, ramole_progress_fn progress, void *user) {
+    const rm_engine_request **q = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *q);
+    if (!q) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) q[i] = reqs[i] ? &reqs[i]->spec.req : NULL;
+    rm_status st = rm_engine_run_all(pe->e, q, n, 0, (rm_engine_result *)results, progress, user);
+    rm_free(q);
+    return st;
 }

@@ -32,3 +32,19 @@ if "$TMP/api_client" "$TMP/base" "$TMP/a" "${P[@]}" >"$TMP/got" 2>"$TMP/err"; th
 else
   fail public_api_runs "$(head -c 400 "$TMP/err")"
 fi
+
+# Model files and adapters through the public calls alone.
+if ! cc -std=c11 -Wall -Wextra -Werror ${SAN:-} -Iinclude tests/public/files_client.c "$LIB" -lopenblas -ljansson \
+     -lpcre2-8 -lutf8proc -lsqlite3 -lpq -lcrypto -lmicrohttpd -lm -lpthread -o "$TMP/files_client" 2>"$TMP/err"; then
+  fail public_files_builds_with_include_only "$(head -c 400 "$TMP/err")"
+  exit 0
+fi
+pass public_files_builds_with_include_only
+mkdir -p "$TMP/files"
+if "$TMP/files_client" "$TMP/files" >"$TMP/got" 2>"$TMP/err"; then
+  for c in shape adapter_sniffed adapter_info rows adapter_changes_logits merged_equals_runtime missing_adapter_named; do
+    grep -qx "ok $c" "$TMP/got" && pass "public_files_$c" || fail "public_files_$c" "$(grep "$c" "$TMP/got")"
+  done
+else
+  fail public_files_runs "$(cat "$TMP/got") $(head -c 400 "$TMP/err")"
+fi
