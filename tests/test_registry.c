@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <poll.h>
 #include <signal.h>
@@ -1395,4 +1396,56 @@ TEST(registry_refresh_follows_a_new_projection) {
     rm_reg_adapter_clear(&row);
     rm_registry_free(b);
     rm_registry_free(a);
+}
+
+typedef struct {
+    rm_registry *r;
+    const char *text;
+    rm_reg_hit hits[4];
+    int n;
+    rm_status st;
+} retrieve_job;
+
+static void *retrieve_thread(void *arg) {
+    retrieve_job *j = arg;
+    for (int rep = 0; rep < 5 && j->st == RAMOLE_OK; rep++) j->st = rm_registry_retrieve(j->r, j->text, NULL, 3, j->hits, &j->n);
+    return NULL;
+}
+
+/* Retrievals from many threads at once are embedded in shared batches:
+ * each still gets its own text's hits, the scores of its retrieval alone
+ * (to float rounding: a batch may take the GEMM path). */
+TEST(registry_concurrent_retrievals_batch_their_embeddings) {
+    char db[600], p1[600], p2[600];
+    rm_model *m = NULL;
+    rm_registry *r = registry_with_adapter(false, 0, db, sizeof db, &m, p1, sizeof p1);
+    if (!r) return;
+    fixture_adapter(m, 2, 8, 0.02f, p2, sizeof p2);
+    int64_t id;
+    CHECK_OK(add(r, p1, "rev", NULL, false, 0, &id));
+    CHECK_OK(add(r, p2, "sum", NULL, false, 1, &id));
+    CHECK_OK(add(r, p1, "third", NULL, false, 2, &id));
+    static const char *const texts[8] = {"reverse the word cloud", "add 3 and 4", "what is 12 plus 9", "river backwards",
+                                         "sum of two numbers", "reverse stone", "x", "a longer request about words"};
+    retrieve_job alone[8], together[8];
+    for (int i = 0; i < 8; i++) {
+        alone[i] = (retrieve_job){.r = r, .text = texts[i]};
+        together[i] = alone[i];
+        CHECK_OK(rm_registry_retrieve(r, texts[i], NULL, 3, alone[i].hits, &alone[i].n));
+    }
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) pthread_create(&th[i], NULL, retrieve_thread, &together[i]);
+    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+    int bad = 0;
+    for (int i = 0; i < 8; i++) {
+        CHECK_OK(together[i].st);
+        bool same = together[i].n == alone[i].n;
+        for (int h = 0; same && h < alone[i].n; h++)
+            same = fabsf(together[i].hits[h].score - alone[i].hits[h].score) < 1e-4f &&
+                   (!strcmp(together[i].hits[h].name, alone[i].hits[h].name) ||
+                    fabsf(alone[i].hits[h].score - alone[i].hits[h ^ 1].score) < 1e-4f); /* a tie may swap */
+        bad += !same;
+    }
+    CHECK_MSG(!bad, "%d of 8 concurrent retrievals differ from their retrievals alone", bad);
+    rm_registry_free(r);
 }

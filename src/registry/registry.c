@@ -36,6 +36,11 @@ struct rm_registry {
     char *url;
     rm_reg_backend *b;
     pthread_mutex_t lock, embed_lock;
+    /* retrievals waiting to be embedded together (batch_mu; see rm_registry_retrieve) */
+    pthread_mutex_t batch_mu;
+    pthread_cond_t batch_cv;
+    struct embed_wait *batch;
+    bool batch_leader;
     rm_model *base;
     bool own_base;
     rm_projection *proj;
@@ -259,6 +264,8 @@ static rm_registry *registry_alloc(const char *url, rm_reg_backend *b) {
     r->b = b;
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->embed_lock, NULL);
+    pthread_mutex_init(&r->batch_mu, NULL);
+    pthread_cond_init(&r->batch_cv, NULL);
     return r;
 }
 
@@ -328,6 +335,8 @@ void rm_registry_free(rm_registry *r) {
     if (r->b) r->b->ops->close(r->b);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->embed_lock);
+    pthread_mutex_destroy(&r->batch_mu);
+    pthread_cond_destroy(&r->batch_cv);
     rm_free(r->url);
     rm_free(r);
 }
@@ -1123,21 +1132,94 @@ rm_status rm_registry_search(rm_registry *r, const float *q, const char *tenant,
     return RAMOLE_OK;
 }
 
+/*
+ * Retrievals that arrive together are embedded together. A server's
+ * connections retrieve at once when many requests arrive, and one forward
+ * of a short prompt reads every weight of the base for a few tokens: one
+ * forward of all the waiting prompts reads them once. Each caller queues
+ * its text; whoever finds no batch running leads one: it takes the whole
+ * queue, embeds it under embed_lock, hands out the rows, and steps down;
+ * a caller still waiting then leads the next. A batch that fails is
+ * embedded again text by text, so that an error stays with its own text.
+ */
+typedef struct embed_wait {
+    const char *text;
+    float *q;                 /* [dim] */
+    int dim;
+    rm_status st;
+    char err[256];
+    bool done;
+    struct embed_wait *next;
+} embed_wait;
+
+static void embed_finish(embed_wait *w, rm_status st) {
+    w->st = st;
+    if (st != RAMOLE_OK) snprintf(w->err, sizeof w->err, "%s", ramole_last_error());
+}
+
+/* Embed the batch (under embed_lock). */
+static void embed_batch(rm_registry *r, embed_wait *batch) {
+    int n = 0;
+    for (embed_wait *w = batch; w; w = w->next) n++;
+    pthread_mutex_lock(&r->embed_lock);
+    int dim = rm_embedder_dim(r->emb);
+    const char **texts = rm_malloc((size_t)n * sizeof *texts);
+    float *out = rm_malloc((size_t)n * (size_t)dim * sizeof *out);
+    rm_status st = texts && out ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    int i = 0;
+    for (embed_wait *w = batch; w && texts; w = w->next) texts[i++] = w->text;
+    if (st == RAMOLE_OK && n > 1) st = rm_embedder_embed(r->emb, texts, n, out);
+    i = 0;
+    for (embed_wait *w = batch; w; w = w->next, i++) {
+        w->dim = dim;
+        if (!(w->q = rm_malloc((size_t)dim * sizeof *w->q))) {
+            embed_finish(w, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
+        } else if (st == RAMOLE_OK && n > 1) {
+            memcpy(w->q, out + (size_t)i * dim, (size_t)dim * sizeof *out);
+            embed_finish(w, RAMOLE_OK);
+        } else { /* alone: one text, or a batch that failed */
+            embed_finish(w, rm_embedder_embed(r->emb, &w->text, 1, w->q));
+        }
+    }
+    pthread_mutex_unlock(&r->embed_lock);
+    rm_free(texts);
+    rm_free(out);
+}
+
 rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
                                int *n) {
     *n = 0;
     int64_t tid;
     RM_TRY(tenant_id(r, tenant, &tid));
-    pthread_mutex_lock(&r->embed_lock);
-    int dim = rm_embedder_dim(r->emb);
-    float *q = rm_malloc((size_t)dim * sizeof *q);
-    rm_status st = q ? rm_embedder_embed(r->emb, &text, 1, q) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    pthread_mutex_unlock(&r->embed_lock);
+    embed_wait me = {.text = text};
+    pthread_mutex_lock(&r->batch_mu);
+    me.next = r->batch;
+    r->batch = &me;
+    while (!me.done) {
+        if (r->batch_leader) {
+            pthread_cond_wait(&r->batch_cv, &r->batch_mu);
+            continue;
+        }
+        r->batch_leader = true;
+        embed_wait *batch = r->batch;
+        r->batch = NULL;
+        pthread_mutex_unlock(&r->batch_mu);
+        embed_batch(r, batch);
+        pthread_mutex_lock(&r->batch_mu);
+        for (embed_wait *w = batch, *next; w; w = next) {
+            next = w->next; /* the waiter may leave as soon as done is set */
+            w->done = true;
+        }
+        r->batch_leader = false;
+        pthread_cond_broadcast(&r->batch_cv);
+    }
+    pthread_mutex_unlock(&r->batch_mu);
+    rm_status st = me.st != RAMOLE_OK ? rm_err(me.st, "%s", me.err) : RAMOLE_OK;
     rm_reg_pool *p = atomic_load(&r->pool);
-    if (st == RAMOLE_OK && rm_reg_pool_dim(p) != dim) /* a new projection arrived meanwhile */
+    if (st == RAMOLE_OK && rm_reg_pool_dim(p) != me.dim) /* a new projection arrived meanwhile */
         st = rm_err(RAMOLE_ERR_MISMATCH, "the registry's embedder changed during the request; retry it");
-    if (st == RAMOLE_OK) *n = rm_reg_pool_search(p, q, tid, k, hits);
-    rm_free(q);
+    if (st == RAMOLE_OK) *n = rm_reg_pool_search(p, me.q, tid, k, hits);
+    rm_free(me.q);
     return st;
 }
 
