@@ -206,7 +206,7 @@ static bool upload_path(srv_upload *u, char *out, size_t n) {
 /* The screening failures of an upload (its bytes are not an adapter of this base): 422. */
 static int upload_status(rm_status st) {
     switch (st) {
-    case RAMOLE_ERR_RANGE: case RAMOLE_ERR_MISMATCH: case RAMOLE_ERR_FORMAT: return 422;
+    case RAMOLE_ERR_RANGE: case RAMOLE_ERR_MISMATCH: case RAMOLE_ERR_FORMAT: case RAMOLE_ERR_UNSUPPORTED: return 422;
     case RAMOLE_ERR_INVALID: case RAMOLE_ERR_NOT_FOUND: return 400;
     default: return 500;
     }
@@ -243,6 +243,9 @@ void srv_upload_reply(rm_server *s, srv_upload *u, const caller *who, srv_reply 
     else if (!u || !stored) srv_reply_error(out, 500, NULL, NULL, "cannot store the upload");
     else if (u->error) srv_reply_error(out, 400, NULL, "invalid_upload", "%s", u->error);
     else if (!u->name_len) srv_reply_error(out, 400, "name", "invalid_value", "field \"name\" is required");
+    else if (!srv_utf8_valid(u->name) || !srv_utf8_valid(u->description))
+        srv_reply_error(out, 400, srv_utf8_valid(u->name) ? "description" : "name", "invalid_value",
+                        "field \"%s\" must be UTF-8 text", srv_utf8_valid(u->name) ? "description" : "name");
     else if (u->visibility_len && strcmp(u->visibility, "public") && strcmp(u->visibility, "private"))
         srv_reply_error(out, 400, "visibility", "invalid_value", "field \"visibility\" must be public or private");
     else if (!u->has_samples)

@@ -29,7 +29,44 @@ static const char *error_type(int status) {
     }
 }
 
+/* Bytes of the UTF-8 sequence at p (1..4), or 0 when it is not valid UTF-8
+ * as JSON takes it (no overlong forms, surrogates or code points past U+10FFFF). */
+static int utf8_len(const unsigned char *p) {
+    if (p[0] < 0x80) return 1;
+    int n = (p[0] >> 5) == 6 ? 2 : (p[0] >> 4) == 14 ? 3 : (p[0] >> 3) == 30 ? 4 : 0;
+    uint32_t cp = p[0] & (0x7f >> n);
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+bool srv_utf8_valid(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int n = utf8_len(p);
+        if (!n) return false;
+        p += n;
+    }
+    return true;
+}
+
+void srv_utf8_scrub(char *s) {
+    for (unsigned char *p = (unsigned char *)s; *p;) {
+        int n = utf8_len(p);
+        if (!n) *p = '?', n = 1;
+        p += n;
+    }
+}
+
 json_t *error_obj(int status, const char *msg, const char *param, const char *code) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s", msg);
+    srv_utf8_scrub(text); /* messages quote what clients sent, and may be cut inside a character */
+    msg = text;
     return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", error_type(status), "param",
                      param, "code", code);
 }

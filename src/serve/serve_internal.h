@@ -188,7 +188,12 @@ typedef struct {
     char *text;     /* rm_malloc'd text/plain body, or NULL */
 } srv_reply;
 
-/* An OpenAI-style error object {"error": {"message", "type", "param", "code"}}. */
+/* Whether s is UTF-8 as JSON strings must be (no overlong forms or surrogates). */
+bool srv_utf8_valid(const char *s);
+/* Replace each byte of s that is not part of valid UTF-8 by '?'. */
+void srv_utf8_scrub(char *s);
+/* An OpenAI-style error object {"error": {"message", "type", "param", "code"}};
+ * msg is cut at 1023 bytes and made valid UTF-8. */
 json_t *error_obj(int status, const char *msg, const char *param, const char *code);
 /* Set r to status with error_obj's body (param and code may be NULL). */
 void srv_reply_error(srv_reply *r, int status, const char *param, const char *code, const char *fmt, ...)
