@@ -51,11 +51,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "/v1/unload_lora_adapter\n{\"lora_name\": \"mine\"}",
             "/v1/unload_lora_adapter\n{\"lora_name\": \"a1\"}",
         };
-        for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
-            char name[32];
-            snprintf(name, sizeof name, "body%02zu", i);
-            fuzz_seed(name, bodies[i], strlen(bodies[i]));
-        }
+        fuzz_seed_texts("body", bodies, sizeof bodies / sizeof *bodies);
         exit(0);
     }
     fuzz_http_get();

@@ -295,5 +295,7 @@ TEST(fuzz_http_upload_gguf_version) {
     upload_replay("http_upload_gguf_version", &rep);
     CHECK_MSG(rep.status == 422 && strstr(reply_message(&rep), "GGUF version 1635000835 is not supported"), "%d %s",
               rep.status, reply_message(&rep));
+    /* the file is named as the client named it, not by the server's temporary path */
+    CHECK_MSG(!strncmp(reply_message(&rep), "adapter a1.gguf: a1.gguf: ", 26), "%s", reply_message(&rep));
     srv_reply_clear(&rep);
 }

@@ -203,6 +203,21 @@ static bool upload_path(srv_upload *u, char *out, size_t n) {
     return found;
 }
 
+/* err as the client may read it: the upload's temporary folder, a path on
+ * the server, is left out of the paths it quotes ("DIR/adapter/a.gguf"
+ * reads "a.gguf", the PEFT folder "DIR/adapter" reads "adapter"). */
+static void upload_message(const srv_upload *u, const char *err, char *out, size_t n) {
+    char files[300], dir[300];
+    int nf = snprintf(files, sizeof files, "%s/adapter/", u->dir), nd = snprintf(dir, sizeof dir, "%s/", u->dir);
+    size_t k = 0;
+    for (const char *p = err; *p && k + 1 < n;) {
+        if (nf > 0 && !strncmp(p, files, (size_t)nf)) p += nf;
+        else if (nd > 0 && !strncmp(p, dir, (size_t)nd)) p += nd;
+        else out[k++] = *p++;
+    }
+    out[k] = 0;
+}
+
 /* The screening failures of an upload (its bytes are not an adapter of this base): 422. */
 static int upload_status(rm_status st) {
     switch (st) {
@@ -267,10 +282,12 @@ void srv_upload_reply(rm_server *s, srv_upload *u, const caller *who, srv_reply 
                                  .actor = tenant_of(who)};
             int64_t id = 0;
             st = rm_registry_adapter_add(s->reg, &o, &id);
-            if (st != RAMOLE_OK)
+            if (st != RAMOLE_OK) {
+                char msg[1024];
+                upload_message(u, ramole_last_error(), msg, sizeof msg);
                 srv_reply_error(out, upload_status(st), NULL,
-                                upload_status(st) == 422 ? "screening_failed" : "invalid_value", "%s",
-                                ramole_last_error());
+                                upload_status(st) == 422 ? "screening_failed" : "invalid_value", "%s", msg);
+            }
             else created_reply(s, tenant_of(who), u->name, out);
         }
     }
