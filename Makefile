@@ -141,7 +141,7 @@ fuzz-build:
 
 fuzz-bins: $(FUZZ_BINS)
 
-$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_util.h $(LIB)
+$(BUILD)/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 

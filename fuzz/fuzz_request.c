@@ -47,11 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "\"max_tokens\": 0}",
             "{\"prompt\": [1, 319], \"lora\": {\"mode\": \"selection\", \"adapters\": [{\"name\": \"nope\"}]}}",
         };
-        for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
-            char name[32];
-            snprintf(name, sizeof name, "request%zu.json", i);
-            fuzz_seed(name, lines[i], strlen(lines[i]));
-        }
+        fuzz_seed_texts("request", lines, sizeof lines / sizeof *lines);
         exit(0);
     }
     model = fuzz_tiny_model();

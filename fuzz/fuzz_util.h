@@ -182,6 +182,14 @@ static inline void fuzz_seed(const char *name, const void *data, size_t n) {
     snprintf(path, sizeof path, "%s/%s", fuzz_seed_dir(), name);
     fuzz_write(path, data, n);
 }
+/* Each of n texts as a seed named prefix + its index (prefix0, prefix1, ...). */
+static inline void fuzz_seed_texts(const char *prefix, const char *const *texts, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%02zu", prefix, i);
+        fuzz_seed(name, texts[i], strlen(texts[i]));
+    }
+}
 /* Copy a file's bytes as a seed (files made by the library's writers). */
 static inline void fuzz_seed_file(const char *name, const char *src) {
     char *text = NULL;

@@ -6,6 +6,7 @@
  * without them. docs/RELIABILITY.md lists the findings.
  */
 #include "test.h"
+#include "../fuzz/fuzz_http.h"
 #include "../fuzz/fuzz_util.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -176,4 +177,125 @@ TEST(fuzz_huge_model_claims_refused) {
     rm_tok_free(tok);
     check_small("tokenizer claims");
     rm_gguf_free(g);
+}
+
+/* HTTP bodies of about 1 KiB that claim huge sizes — token budgets, top-k,
+ * sampling limits, a multipart part's length, a GGUF upload's counts — go
+ * through the server's own body code (fuzz_http.h) without any block over
+ * 1 MiB; those the server refuses get a 400 that names the field. */
+TEST(fuzz_http_huge_claims_small) {
+    fuzz_http *h = fuzz_http_get();
+    static const char *json[] = {
+        "/v1/completions\n{\"prompt\": [1, 2, 3], \"max_tokens\": 9223372036854775807, \"top_k\": 2147483647}",
+        "/v1/completions\n{\"prompt\": \"x\", \"max_tokens\": 1099511627776, \"stop\": [\"a\", \"b\"], "
+        "\"seed\": 18446744073709551615}",
+        "/v1/chat/completions\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 4294967296, "
+        "\"lora\": {\"top_k\": 1099511627776}}",
+        "/v1/completions\n{\"prompt\": \"x\", \"lora\": {\"adapters\": [{\"name\": \"a1\", \"weight\": 1e308}]}}",
+        "/v1/retrieve\n{\"text\": \"x\", \"top_k\": 1099511627776}",
+        "/v1/feedback\n{\"id\": \"cmpl-fuzz\", \"rating\": 4294967297}",
+    };
+    for (size_t i = 0; i < sizeof json / sizeof *json; i++) {
+        mark();
+        fuzz_http_json_one((const uint8_t *)json[i], strlen(json[i]));
+        check_small(json[i]);
+    }
+    srv_reply rep;
+    srv_gen g;
+    static const char topk[] = "{\"prompt\": \"x\", \"lora\": {\"top_k\": 1099511627776}}";
+    CHECK(!srv_generate_read(h->srv, fuzz_http_caller(), false, topk, sizeof topk - 1, &g, &rep));
+    CHECK_MSG(rep.status == 400 && strstr(json_dumps(rep.json, 0), "lora.top_k"), "%d", rep.status);
+    srv_reply_clear(&rep);
+    static const char rk[] = "{\"text\": \"x\", \"top_k\": 1099511627776}";
+    CHECK(srv_json_route(h->srv, fuzz_http_caller(), "/v1/retrieve", rk, sizeof rk - 1, &rep));
+    CHECK(rep.status == 400);
+    srv_reply_clear(&rep);
+
+    /* an upload whose file part declares 2^40 bytes and holds a GGUF header claiming 2^64 - 1 tensors */
+    bytes o;
+    gguf_head(&o, ~0ull, 1);
+    char body[2048];
+    int k = snprintf(body, sizeof body,
+                     "multipart/form-data; boundary=b\n--b\r\nContent-Disposition: form-data; name=name\r\n\r\nhuge\r\n"
+                     "--b\r\nContent-Disposition: form-data; name=samples; filename=s.jsonl\r\n\r\n{\"input\": \"x\"}\r\n"
+                     "--b\r\nContent-Disposition: form-data; name=file; filename=a.gguf\r\n"
+                     "Content-Length: 1099511627776\r\n\r\n");
+    memcpy(body + k, o.b, o.n);
+    k += (int)o.n + snprintf(body + k + o.n, sizeof body - (size_t)k - o.n, "\r\n--b--\r\n");
+    CHECK(k < 1024);
+    mark();
+    fuzz_http_upload_one((const uint8_t *)body, (size_t)k);
+    check_small("upload claims");
+    const char *ct = "multipart/form-data; boundary=b";
+    srv_upload *u = srv_upload_new(ct);
+    CHECK(u != NULL);
+    if (!u) return;
+    srv_upload_feed(u, strchr(body, '\n') + 1, (size_t)k - (size_t)(strchr(body, '\n') + 1 - body));
+    srv_upload_reply(h->srv, u, fuzz_http_caller(), &rep, NULL);
+    CHECK_MSG(rep.status == 422, "%d", rep.status);
+    srv_reply_clear(&rep);
+    srv_upload_free(u);
+}
+
+/* An upload the fuzzer saved (tests/data/fuzz/NAME: Content-Type, a line
+ * end, the body), fed whole to the server's upload; its reply in *rep. */
+static void upload_replay(const char *name, srv_reply *rep) {
+    fuzz_http *h = fuzz_http_get();
+    char path[256], *in = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "tests/data/fuzz/%s", name);
+    memset(rep, 0, sizeof *rep);
+    CHECK_OK(rm_file_read(path, &in, &n));
+    char *nl = in ? memchr(in, '\n', n) : NULL;
+    CHECK(nl != NULL);
+    if (!nl) {
+        rm_free(in);
+        return;
+    }
+    *nl = 0;
+    srv_upload *u = srv_upload_new(in);
+    CHECK(u != NULL);
+    if (u) {
+        srv_upload_feed(u, nl + 1, n - (size_t)(nl + 1 - in));
+        srv_upload_reply(h->srv, u, fuzz_http_caller(), rep, NULL);
+    }
+    srv_upload_free(u);
+    rm_free(in);
+}
+
+static const char *reply_message(const srv_reply *rep) {
+    const char *m = json_string_value(json_object_get(json_object_get(rep->json, "error"), "message"));
+    return m ? m : "(no message)";
+}
+
+/* fuzz_http_upload: a GGUF upload whose tensor data was mutated; the
+ * registry's refusal quotes bytes of the file that are not UTF-8, so the
+ * 422's JSON could not be made and the server answered 500 "out of
+ * memory". Error messages are now made valid UTF-8 ('?' for bad bytes). */
+TEST(fuzz_http_upload_non_utf8_error) {
+    srv_reply rep;
+    upload_replay("http_upload_non_utf8_error", &rep);
+    CHECK_MSG(rep.status == 422 && strstr(reply_message(&rep), "unexpected tensor blk.0.attn_q.weight.??ra_b"),
+              "%d %s", rep.status, reply_message(&rep));
+    srv_reply_clear(&rep);
+    char bad[] = "name \xff\xfe, cut \xe2\x82", good[] = "caf\xc3\xa9 \xf0\x9f\xa6\x89";
+    CHECK(!srv_utf8_valid(bad) && srv_utf8_valid(good));
+    CHECK(!srv_utf8_valid("\xc0\xaf") && !srv_utf8_valid("\xed\xa0\x80") && !srv_utf8_valid("\xf4\x90\x80\x80"));
+    srv_utf8_scrub(bad);
+    CHECK(!strcmp(bad, "name ??, cut ??"));
+    json_t *e = error_obj(400, "\xff" "x", NULL, NULL);
+    CHECK(e != NULL);
+    json_decref(e);
+}
+
+/* fuzz_http_upload: a GGUF upload of an unsupported version was answered
+ * 500, as if the server had failed; it is the client's file: 422. */
+TEST(fuzz_http_upload_gguf_version) {
+    srv_reply rep;
+    upload_replay("http_upload_gguf_version", &rep);
+    CHECK_MSG(rep.status == 422 && strstr(reply_message(&rep), "GGUF version 1635000835 is not supported"), "%d %s",
+              rep.status, reply_message(&rep));
+    /* the file is named as the client named it, not by the server's temporary path */
+    CHECK_MSG(!strncmp(reply_message(&rep), "adapter a1.gguf: a1.gguf: ", 26), "%s", reply_message(&rep));
+    srv_reply_clear(&rep);
 }

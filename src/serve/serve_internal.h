@@ -179,12 +179,65 @@ typedef struct {
     rm_reg_role role;
 } caller;
 
+/* ---- replies: what a route answers, apart from the connection (bodies.c) ----------- */
+
+/* A status and its body: a JSON object, or text/plain. */
+typedef struct {
+    int status;
+    json_t *json;   /* owned; NULL when text is the body */
+    char *text;     /* rm_malloc'd text/plain body, or NULL */
+} srv_reply;
+
+/* Whether s is UTF-8 as JSON strings must be (no overlong forms or surrogates). */
+bool srv_utf8_valid(const char *s);
+/* Replace each byte of s that is not part of valid UTF-8 by '?'. */
+void srv_utf8_scrub(char *s);
+/* An OpenAI-style error object {"error": {"message", "type", "param", "code"}};
+ * msg is cut at 1023 bytes and made valid UTF-8. */
+json_t *error_obj(int status, const char *msg, const char *param, const char *code);
+/* Set r to status with error_obj's body (param and code may be NULL). */
+void srv_reply_error(srv_reply *r, int status, const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Set r to status with obj (a new reference, owned by r from here). */
+void srv_reply_json(srv_reply *r, int status, json_t *obj);
+void srv_reply_clear(srv_reply *r);
+
+/*
+ * A generation request read from its body, before the scheduler runs it:
+ * the engine's spec in req (one reference), the adapters chosen by "model"
+ * and "lora" (resolved in the registry as the caller's tenant sees them),
+ * the response's "lora" object, and whether to stream.
+ */
+typedef struct {
+    srv_req *req;
+    json_t *lora;
+    rm_reg_response used;   /* the adapters, for the record of responses */
+    bool stream;
+} srv_gen;
+
+/*
+ * Read the body of /v1/completions (chat false) or /v1/chat/completions as
+ * `who` sends it: true with *out ready to submit, or false with the error
+ * reply in *err (400 for a bad field, 404 for an unknown model or adapter,
+ * 503 while draining). The body is len bytes, not NUL-terminated.
+ */
+bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *body, size_t len, srv_gen *out,
+                       srv_reply *err);
+void srv_gen_clear(srv_gen *g);
+/*
+ * The reply of a JSON route other than generation — /v1/retrieve,
+ * /v1/feedback, /v1/load_lora_adapter, /v1/unload_lora_adapter — to the
+ * body (len bytes) that `who` sends; false for another route.
+ */
+bool srv_json_route(rm_server *s, const caller *who, const char *route, const char *body, size_t len,
+                    srv_reply *out);
+
+/* Send r (cleared here); counted in the metrics under route. */
+enum MHD_Result send_reply(rm_server *s, struct MHD_Connection *c, const char *route, srv_reply *r);
 enum MHD_Result send_text(rm_server *s, struct MHD_Connection *c, const char *route, int status, const char *type,
                           const char *text, size_t len);
 /* Send obj (a new reference, freed here). */
 enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *route, int status, json_t *obj);
-/* An OpenAI-style error object {"error": {"message", "type", "param", "code"}}. */
-json_t *error_obj(int status, const char *msg, const char *param, const char *code);
 enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status, const char *param,
                            const char *code, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 /* The HTTP status of a library error. */
@@ -197,14 +250,28 @@ json_t *adapter_json(const rm_reg_adapter *a);
 
 /* ---- the adapter API (adapters_api.c) --------------------------------------------- */
 
-/* Feed one piece of a multipart upload; false on a malformed body. */
-bool srv_upload_feed(srv_upload *u, const char *data, size_t n);
-srv_upload *srv_upload_new(struct MHD_Connection *c);
+/*
+ * An upload in progress: the multipart body (multipart.h) is written, part
+ * by part, into a private temporary folder under $TMPDIR, removed by
+ * srv_upload_free. content_type is the request's header (may be NULL).
+ * NULL when the folder cannot be made.
+ */
+srv_upload *srv_upload_new(const char *content_type);
+/* Feed one piece of the body; a malformed body is answered at the end. */
+void srv_upload_feed(srv_upload *u, const char *data, size_t n);
+/*
+ * The reply to the whole upload as `who` sends it: 201 with the new row,
+ * 400 for a malformed body or a missing or bad field, 422 when the files
+ * are not an adapter of this base (rm_registry_adapter_add). *name (may be
+ * NULL) points at the adapter's name field, valid while u lives.
+ */
+void srv_upload_reply(rm_server *s, srv_upload *u, const caller *who, srv_reply *out, const char **name);
 void srv_upload_free(srv_upload *u);
 enum MHD_Result route_upload(rm_server *s, struct MHD_Connection *c, conn_ctx *cx);
 /* /v1/adapters/{id}[/approve] with GET, DELETE, POST; NULL route: not ours. */
 enum MHD_Result route_adapter_id(rm_server *s, struct MHD_Connection *c, const char *url, const char *method,
                                  bool *handled);
-enum MHD_Result route_vllm_load(rm_server *s, struct MHD_Connection *c, conn_ctx *cx, bool load);
+/* vLLM's POST /v1/load_lora_adapter (load) and /v1/unload_lora_adapter. */
+void srv_vllm_reply(rm_server *s, const caller *who, bool load, const json_t *body, srv_reply *out);
 
 #endif

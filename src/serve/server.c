@@ -75,22 +75,13 @@ enum MHD_Result send_json(rm_server *s, struct MHD_Connection *c, const char *ro
     return ok;
 }
 
-static const char *error_type(int status) {
-    switch (status) {
-    case 400: case 413: case 422: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 408: return "timeout_error";
-    case 429: return "rate_limit_error";
-    case 503: return "service_unavailable";
-    default: return "server_error";
-    }
-}
-
-json_t *error_obj(int status, const char *msg, const char *param, const char *code) {
-    return json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type", error_type(status), "param",
-                     param, "code", code);
+enum MHD_Result send_reply(rm_server *s, struct MHD_Connection *c, const char *route, srv_reply *r) {
+    enum MHD_Result ok = r->json ? send_json(s, c, route, r->status, r->json)
+                                 : send_text(s, c, route, r->status, "text/plain", r->text ? r->text : "",
+                                             r->text ? strlen(r->text) : 0);
+    r->json = NULL; /* send_json took it */
+    srv_reply_clear(r);
+    return ok;
 }
 
 enum MHD_Result send_error(rm_server *s, struct MHD_Connection *c, const char *route, int status,
@@ -143,176 +134,6 @@ bool authorize(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg
 }
 
 const char *tenant_of(const caller *who) { return who->tenant ? who->tenant : RM_REG_DEFAULT_TENANT; }
-
-/* ---- choosing adapters ---------------------------------------------------------------- */
-
-/* The text retrieval embeds: the prompt, or the last user message. */
-static const char *retrieval_text(const rm_request_spec *sp) {
-    if (sp->prompt) return sp->prompt;
-    for (int i = sp->req.n_messages - 1; i >= 0; i--)
-        if (!strcmp(sp->req.messages[i].role, "user")) return sp->req.messages[i].content;
-    return NULL;
-}
-
-/* One adapter of the request: its file as the engine's name. */
-static rm_status add_adapter(rm_request_spec *sp, char *path, float weight) {
-    int i = sp->req.n_adapters;
-    if (i >= RM_LORA_MAX_K) {
-        rm_free(path);
-        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": at most %d adapters", RM_LORA_MAX_K);
-    }
-    sp->adapters[i] = path;
-    sp->req.adapters[i] = path;
-    sp->req.weights[i] = weight;
-    sp->req.n_adapters = i + 1;
-    return RAMOLE_OK;
-}
-
-typedef struct {
-    int status;          /* of the failure */
-    const char *param;
-    const char *code;
-} choose_err;
-
-/*
- * Fill sp's composition from "model" and "lora" in body, as `tenant` may
- * see adapters, and build the response's lora object in *info.
- */
-static rm_status choose_adapters(rm_server *s, const json_t *body, const char *tenant, rm_request_spec *sp,
-                                 json_t **info, choose_err *ce, rm_reg_response *used) {
-    memset(used, 0, sizeof *used);
-    snprintf(used->tenant, sizeof used->tenant, "%s", tenant);
-    const json_t *model = json_object_get(body, "model"), *lora = json_object_get(body, "lora");
-    json_t *list = json_array();
-    *info = json_pack("{s:s, s:o}", "mode", "none", "adapters", list);
-    ce->status = 400;
-    ce->param = "lora";
-    ce->code = NULL;
-    if (lora && !json_is_null(lora) && !json_is_object(lora))
-        return rm_err(RAMOLE_ERR_INVALID, "field \"lora\" must be an object");
-    const json_t *jmode = lora ? json_object_get(lora, "mode") : NULL, *jk = lora ? json_object_get(lora, "top_k") : NULL,
-                 *jads = lora ? json_object_get(lora, "adapters") : NULL;
-    rm_compose_mode mode = RM_COMPOSE_NONE;
-    bool mode_given = jmode && !json_is_null(jmode);
-    if (mode_given && (!json_is_string(jmode) || !rm_compose_mode_from_name(json_string_value(jmode), &mode)))
-        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.mode\" must be one of none, explicit, selection, mixture, "
-                                          "fusion, router");
-    long top_k = s->o.default_top_k;
-    if (jk && !json_is_null(jk)) {
-        if (!json_is_integer(jk) || json_integer_value(jk) < 1 || json_integer_value(jk) > RM_LORA_MAX_K)
-            return rm_err(RAMOLE_ERR_INVALID, "field \"lora.top_k\" must be an integer in [1, %d]", RM_LORA_MAX_K);
-        top_k = (long)json_integer_value(jk);
-    }
-    if (jads && !json_is_null(jads) && !json_is_array(jads))
-        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" must be an array");
-
-    /* "model" naming an adapter: that adapter alone, weight 1 */
-    if (model && !json_is_null(model)) {
-        if (!json_is_string(model)) {
-            ce->param = "model";
-            return rm_err(RAMOLE_ERR_INVALID, "field \"model\" must be a string");
-        }
-        const char *name = json_string_value(model);
-        if (strcmp(name, s->model_name) != 0) {
-            char *path = NULL;
-            if (!s->reg || rm_registry_adapter_file(s->reg, tenant, name, &path, used->hashes[0]) != RAMOLE_OK) {
-                ce->status = 404;
-                ce->param = "model";
-                ce->code = "model_not_found";
-                return rm_err(RAMOLE_ERR_NOT_FOUND, "the model '%s' does not exist (the base is '%s')", name,
-                              s->model_name);
-            }
-            RM_TRY(add_adapter(sp, path, 1));
-            snprintf(used->names[0], sizeof used->names[0], "%s", name);
-            used->n = 1;
-            sp->req.mode = RM_COMPOSE_EXPLICIT;
-            json_object_set_new(*info, "mode", json_string("explicit"));
-            json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", name, "score", "weight", 1.0));
-            return RAMOLE_OK;
-        }
-    }
-    if (mode_given && mode == RM_COMPOSE_NONE) return RAMOLE_OK;
-
-    /* named adapters */
-    size_t n_named = jads && json_is_array(jads) ? json_array_size(jads) : 0;
-    if (n_named) {
-        if (n_named > RM_LORA_MAX_K)
-            return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" holds at most %d adapters", RM_LORA_MAX_K);
-        for (size_t i = 0; i < n_named; i++) {
-            const json_t *a = json_array_get(jads, i), *jn = json_object_get(a, "name"),
-                         *jw = json_object_get(a, "weight");
-            if (!json_is_string(jn))
-                return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu needs a \"name\" string", i);
-            if (jw && !json_is_null(jw) && !json_is_number(jw))
-                return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"weight\" must be a number",
-                              i);
-            double w = jw && json_is_number(jw) ? json_number_value(jw) : 1.0;
-            char *path = NULL;
-            if (!s->reg ||
-                rm_registry_adapter_file(s->reg, tenant, json_string_value(jn), &path, used->hashes[used->n]) != RAMOLE_OK) {
-                ce->status = 404;
-                ce->code = "adapter_not_found";
-                return rm_err(RAMOLE_ERR_NOT_FOUND, "the adapter '%s' does not exist", json_string_value(jn));
-            }
-            RM_TRY(add_adapter(sp, path, (float)w));
-            snprintf(used->names[used->n], sizeof used->names[0], "%s", json_string_value(jn));
-            used->n++;
-            json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", json_string_value(jn), "score",
-                                                  "weight", mode_given && mode != RM_COMPOSE_EXPLICIT ? 0.0 : w));
-        }
-        if (!mode_given) mode = RM_COMPOSE_EXPLICIT;
-    } else {
-        /* retrieval over the registry */
-        if (!s->reg) return RAMOLE_OK;
-        const char *text = retrieval_text(sp);
-        if (!text) return RAMOLE_OK;
-        rm_reg_hit hits[RM_LORA_MAX_K];
-        int n = 0;
-        double t0 = rm_time_now();
-        rm_status st = rm_registry_retrieve(s->reg, text, tenant, (int)top_k, hits, &n);
-        srv_metrics_observe(&s->metrics, SRV_H_RETRIEVAL, rm_time_now() - t0);
-        if (st != RAMOLE_OK) {
-            ce->status = 500;
-            return st;
-        }
-        for (int i = 0; i < n; i++) {
-            char *path = NULL;
-            if (rm_registry_adapter_file_id(s->reg, tenant, hits[i].id, &path, used->hashes[used->n]) != RAMOLE_OK)
-                continue;
-            RM_TRY(add_adapter(sp, path, 1));
-            snprintf(used->names[used->n], sizeof used->names[0], "%s", hits[i].name);
-            used->n++;
-            json_array_append_new(list, json_pack("{s:s, s:f, s:n}", "name", hits[i].name, "score",
-                                                  (double)hits[i].score, "weight"));
-        }
-        if (!sp->req.n_adapters) return RAMOLE_OK;
-        if (!mode_given) mode = RM_COMPOSE_ROUTER;
-    }
-    if (mode == RM_COMPOSE_ROUTER) {
-        char *router = NULL;
-        if (s->reg && rm_registry_router_file(s->reg, &router) == RAMOLE_OK && router) {
-            sp->router = router;
-            sp->req.router = router;
-        } else {
-            mode = RM_COMPOSE_MIXTURE;
-            json_object_set_new(*info, "note", json_string("the registry has no router: mixture instead"));
-        }
-    }
-    sp->req.mode = mode;
-    json_object_set_new(*info, "mode", json_string(rm_compose_mode_name(mode)));
-    /* weights the composition gives: mixture 1/k, selection the first; the router's are not traced */
-    size_t k = json_array_size(list);
-    for (size_t i = 0; i < k; i++) {
-        json_t *a = json_array_get(list, i);
-        if (mode == RM_COMPOSE_MIXTURE || mode == RM_COMPOSE_FUSION)
-            json_object_set_new(a, "weight", json_real(1.0 / (double)k));
-        else if (mode == RM_COMPOSE_SELECTION)
-            json_object_set_new(a, "weight", json_real(i == 0 ? 1.0 : 0.0));
-        else if (mode == RM_COMPOSE_ROUTER) /* filled in from the finish event */
-            json_object_set_new(a, "weight", json_null());
-    }
-    return RAMOLE_OK;
-}
 
 /* ---- generation ------------------------------------------------------------------------- */
 
@@ -480,57 +301,18 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
-    json_error_t jerr;
-    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, &jerr), *info = NULL;
-    srv_req *r = NULL;
-    if (!body || !json_is_object(body)) {
-        ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object: %s",
-                         body ? "another JSON value" : jerr.text);
-        goto out;
+    srv_gen gen;
+    srv_reply err;
+    if (!srv_generate_read(s, &who, chat, cx->body, cx->len, &gen, &err)) {
+        rm_free(who.tenant);
+        return send_reply(s, c, route, &err);
     }
-    if (s->draining) {
-        ret = send_error(s, c, route, 503, NULL, "shutting_down", "the server is shutting down");
-        goto out;
-    }
-    const json_t *prompt = json_object_get(body, "prompt"), *msgs = json_object_get(body, "messages"),
-                 *n = json_object_get(body, "n"), *stream = json_object_get(body, "stream");
-    if (chat ? !json_is_array(msgs) || prompt : !prompt || msgs) {
-        ret = send_error(s, c, route, 400, chat ? "messages" : "prompt", "invalid_value",
-                         chat ? "field \"messages\" (an array) is required here, and \"prompt\" is not allowed"
-                              : "field \"prompt\" is required here, and \"messages\" is not allowed");
-        goto out;
-    }
-    if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1)) {
-        ret = send_error(s, c, route, 400, "n", "invalid_value", "field \"n\" must be 1");
-        goto out;
-    }
-    if (stream && !json_is_null(stream) && !json_is_boolean(stream)) {
-        ret = send_error(s, c, route, 400, "stream", "invalid_value", "field \"stream\" must be a boolean");
-        goto out;
-    }
-    if (!(r = srv_req_new())) {
-        ret = send_error(s, c, route, 500, NULL, NULL, "out of memory");
-        goto out;
-    }
-    /* the engine's fields; "lora" is resolved here, against the registry */
-    json_t *plain = json_copy(body);
-    json_object_del(plain, "lora");
-    rm_status st = rm_request_spec_from_json(plain, &r->spec);
-    json_decref(plain);
-    if (st != RAMOLE_OK) {
-        ret = send_error(s, c, route, 400, NULL, "invalid_value", "%s", ramole_last_error());
-        goto out;
-    }
-    choose_err ce;
-    rm_reg_response used;
-    if ((st = choose_adapters(s, body, tenant_of(&who), &r->spec, &info, &ce, &used)) != RAMOLE_OK) {
-        ret = send_error(s, c, route, ce.status, ce.param, ce.code, "%s", ramole_last_error());
-        goto out;
-    }
+    srv_req *r = gen.req;
     /* adapters are read here, on the connection's thread: a cold load on
      * the scheduler thread would stall every stream for its duration */
     rm_engine_hold *hold = NULL;
-    if ((st = rm_engine_preload(s->engine, &r->spec.req, &hold)) != RAMOLE_OK) {
+    rm_status st = rm_engine_preload(s->engine, &r->spec.req, &hold);
+    if (st != RAMOLE_OK) {
         ret = send_error(s, c, route, status_of(st), NULL, "invalid_value", "%s", ramole_last_error());
         goto out;
     }
@@ -557,18 +339,18 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     }
     g->s = s;
     g->r = r;
-    r = NULL;
+    gen.req = NULL;
     g->chat = chat;
-    g->stream = stream && json_is_true(stream);
-    g->lora = info;
-    info = NULL;
+    g->stream = gen.stream;
+    g->lora = gen.lora;
+    gen.lora = NULL;
     g->created = (long)time(NULL);
     pthread_mutex_lock(&s->quit_mu);
     uint64_t seq = ++s->next_id;
     pthread_mutex_unlock(&s->quit_mu);
     snprintf(g->id, sizeof g->id, "%s-%s%llx", chat ? "chatcmpl" : "cmpl", s->id_tag, (unsigned long long)seq);
-    snprintf(used.id, sizeof used.id, "%s", g->id);
-    g->record = srv_record_push(&s->record, &used); /* written by the writer thread, in a batch */
+    snprintf(gen.used.id, sizeof gen.used.id, "%s", g->id);
+    g->record = srv_record_push(&s->record, &gen.used); /* written by the writer thread, in a batch */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, gen_reader, g, gen_free);
     if (!resp) {
         gen_free(g);
@@ -581,9 +363,7 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     MHD_destroy_response(resp);
     srv_metrics_request(&s->metrics, route, 200);
 out:
-    srv_req_release(r);
-    json_decref(body);
-    json_decref(info);
+    srv_gen_clear(&gen);
     rm_free(who.tenant);
     return ret;
 }
@@ -636,76 +416,16 @@ static enum MHD_Result route_list(rm_server *s, struct MHD_Connection *c, const 
     return send_json(s, c, route, 200, json_pack("{s:s, s:o}", "object", "list", "data", arr));
 }
 
-static enum MHD_Result route_retrieve(rm_server *s, struct MHD_Connection *c, const char *route, conn_ctx *cx) {
+/* The JSON routes that answer at once (bodies.c); vLLM's load and unload need the admin role. */
+static enum MHD_Result route_json(rm_server *s, struct MHD_Connection *c, const char *route, rm_reg_role need,
+                                  conn_ctx *cx) {
     caller who;
     enum MHD_Result ret;
-    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
-    json_error_t jerr;
-    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, &jerr);
-    const json_t *text = body ? json_object_get(body, "text") : NULL, *k = body ? json_object_get(body, "top_k") : NULL;
-    long top_k = s->o.default_top_k;
-    if (!body || !json_is_object(body))
-        ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object");
-    else if (!json_is_string(text))
-        ret = send_error(s, c, route, 400, "text", "invalid_value", "field \"text\" (a string) is required");
-    else if (k && !(json_is_integer(k) && json_integer_value(k) >= 1 && json_integer_value(k) <= 100))
-        ret = send_error(s, c, route, 400, "top_k", "invalid_value", "field \"top_k\" must be an integer in [1, 100]");
-    else if (!s->reg)
-        ret = send_error(s, c, route, 404, NULL, "no_registry", "this server has no adapter registry");
-    else {
-        if (k) top_k = (long)json_integer_value(k);
-        rm_reg_hit hits[100];
-        int n = 0;
-        double t0 = rm_time_now();
-        rm_status st = rm_registry_retrieve(s->reg, json_string_value(text), tenant_of(&who), (int)top_k, hits, &n);
-        srv_metrics_observe(&s->metrics, SRV_H_RETRIEVAL, rm_time_now() - t0);
-        if (st != RAMOLE_OK) ret = send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error());
-        else {
-            json_t *arr = json_array();
-            for (int i = 0; i < n; i++)
-                json_array_append_new(arr, json_pack("{s:I, s:s, s:f}", "id", (json_int_t)hits[i].id, "name",
-                                                     hits[i].name, "score", (double)hits[i].score));
-            ret = send_json(s, c, route, 200, json_pack("{s:s, s:o}", "object", "list", "data", arr));
-        }
-    }
-    json_decref(body);
+    if (!authorize(s, c, route, need, &who, &ret)) return ret;
+    srv_reply rep;
+    srv_json_route(s, &who, route, cx->body, cx->len, &rep);
     rm_free(who.tenant);
-    return ret;
-}
-
-static enum MHD_Result route_feedback(rm_server *s, struct MHD_Connection *c, const char *route, conn_ctx *cx) {
-    caller who;
-    enum MHD_Result ret;
-    if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
-    json_t *body = json_loadb(cx->body ? cx->body : "", cx->len, 0, NULL);
-    const json_t *id = body ? json_object_get(body, "id") : NULL, *rating = body ? json_object_get(body, "rating") : NULL,
-                 *comment = body ? json_object_get(body, "comment") : NULL;
-    if (!json_is_object(body)) ret = send_error(s, c, route, 400, NULL, "invalid_json", "the body is not a JSON object");
-    else if (!json_is_string(id)) ret = send_error(s, c, route, 400, "id", "invalid_value", "field \"id\" (a response id) is required");
-    else if (!json_is_integer(rating) || (json_integer_value(rating) != 1 && json_integer_value(rating) != -1))
-        ret = send_error(s, c, route, 400, "rating", "invalid_value", "field \"rating\" must be 1 or -1");
-    else if (comment && !json_is_null(comment) && !json_is_string(comment))
-        ret = send_error(s, c, route, 400, "comment", "invalid_value", "field \"comment\" must be a string");
-    else if (!s->reg) ret = send_error(s, c, route, 404, NULL, "no_registry", "this server has no adapter registry");
-    else {
-        /* the registry holds every server's responses: a rating may reach any of them */
-        int n_adapters = 0;
-        rm_status st = rm_registry_response_rate(s->reg, json_string_value(id), tenant_of(&who),
-                                                 (int)json_integer_value(rating),
-                                                 json_is_string(comment) ? json_string_value(comment) : "",
-                                                 s->o.feedback_ttl_s, &n_adapters);
-        if (st == RAMOLE_ERR_NOT_FOUND)
-            ret = send_error(s, c, route, 404, "id", "response_not_found", "no recent response %s of this tenant",
-                             json_string_value(id));
-        else if (st != RAMOLE_OK)
-            ret = send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error());
-        else
-            ret = send_json(s, c, route, 200, json_pack("{s:s, s:s, s:i}", "id", json_string_value(id), "object",
-                                                        "feedback", "adapters", n_adapters));
-    }
-    json_decref(body);
-    rm_free(who.tenant);
-    return ret;
+    return send_reply(s, c, route, &rep);
 }
 
 /* Admin only when keys are required: the feedback labels name adapters, private ones too. */
@@ -752,7 +472,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             cx->too_big = true;
             return send_error(s, c, url, 413, NULL, "body_too_large", "the body is over %zu bytes", cx->limit);
         }
-        if (is_upload && !(cx->upload = srv_upload_new(c)))
+        if (is_upload &&
+            !(cx->upload = srv_upload_new(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"))))
             return send_error(s, c, url, 500, NULL, NULL, "cannot store the upload");
         return MHD_YES;
     }
@@ -784,13 +505,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     if (post && !strcmp(url, "/v1/completions")) return route_generate(s, c, "/v1/completions", false, cx);
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
-    if (post && !strcmp(url, "/v1/retrieve")) return route_retrieve(s, c, "/v1/retrieve", cx);
-    if (post && !strcmp(url, "/v1/feedback")) return route_feedback(s, c, "/v1/feedback", cx);
+    if (post && !strcmp(url, "/v1/retrieve")) return route_json(s, c, "/v1/retrieve", RM_REG_ROLE_GENERATE, cx);
+    if (post && !strcmp(url, "/v1/feedback")) return route_json(s, c, "/v1/feedback", RM_REG_ROLE_GENERATE, cx);
     if (get && !strcmp(url, "/v1/models")) return route_list(s, c, "/v1/models", true);
     if (get && !strcmp(url, "/v1/adapters")) return route_list(s, c, "/v1/adapters", false);
     if (post && !strcmp(url, "/v1/adapters")) return route_upload(s, c, cx);
-    if (post && !strcmp(url, "/v1/load_lora_adapter")) return route_vllm_load(s, c, cx, true);
-    if (post && !strcmp(url, "/v1/unload_lora_adapter")) return route_vllm_load(s, c, cx, false);
+    if (post && !strcmp(url, "/v1/load_lora_adapter"))
+        return route_json(s, c, "/v1/load_lora_adapter", RM_REG_ROLE_ADMIN, cx);
+    if (post && !strcmp(url, "/v1/unload_lora_adapter"))
+        return route_json(s, c, "/v1/unload_lora_adapter", RM_REG_ROLE_ADMIN, cx);
     if (!strncmp(url, "/v1/adapters/", 13)) {
         bool handled;
         enum MHD_Result r = route_adapter_id(s, c, url, method, &handled);

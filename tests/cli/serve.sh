@@ -88,6 +88,11 @@ if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name ti
     || fail serve_upload_422_fails_screening "$code $(head -c 300 "$TMP/up3")"
   code=$(curl -s -o "$TMP/up4" -w '%{http_code}' -F name=up4 -F file=@"$TMP/add.gguf" "$U/v1/adapters")
   [ "$code" = 400 ] && grep -q 'samples' "$TMP/up4" && pass serve_upload_400_without_samples || fail serve_upload_400_without_samples "$code $(cat "$TMP/up4")"
+  code=$(curl -s -o "$TMP/up5" -w '%{http_code}' -F name=up5 -F name=again -F samples=@"$TMP/add.jsonl" -F file=@"$TMP/add.gguf" "$U/v1/adapters")
+  printf -- '--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nup6\r\n' >"$TMP/cut"
+  code2=$(curl -s -o "$TMP/up6" -w '%{http_code}' -H 'Content-Type: multipart/form-data; boundary=b' --data-binary @"$TMP/cut" "$U/v1/adapters")
+  [ "$code" = 400 ] && grep -q 'given twice' "$TMP/up5" && [ "$code2" = 400 ] && grep -q 'closing boundary' "$TMP/up6" \
+    && pass serve_upload_400_malformed_multipart || fail serve_upload_400_malformed_multipart "$code $code2 $(cat "$TMP/up5" "$TMP/up6")"
   curl -s "$U/v1/adapters" | grep -q '"name":"up2"' && pass serve_adapters_list || fail serve_adapters_list "up2 not listed"
   curl -s "$U/v1/adapters/$id1" | grep -q '"name":"up1"' && pass serve_adapter_get || fail serve_adapter_get "no up1"
   code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$U/v1/adapters/$id1")
@@ -99,6 +104,15 @@ if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name ti
   code3=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/unload_lora_adapter" -d '{"lora_name": "vl"}')
   code4=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"model": "vl", "prompt": "x", "max_tokens": 2}')
   [ "$code$code2$code3$code4" = 200200200404 ] && pass serve_vllm_load_unload || fail serve_vllm_load_unload "$code $code2 $code3 $code4 $(cat "$TMP/vl")"
+  # bodies that claim a terabyte in 1 KiB: refused from the headers (413), before any byte is read
+  head -c 1024 /dev/zero | tr '\0' x >"$TMP/1k"
+  code=$(curl -s -o "$TMP/huge" -w '%{http_code}' --max-time 10 -H 'Content-Length: 1099511627776' \
+    --data-binary @"$TMP/1k" "$U/v1/completions")
+  code2=$(curl -s -o "$TMP/huge2" -w '%{http_code}' --max-time 10 -H 'Content-Length: 1099511627776' \
+    -H 'Content-Type: multipart/form-data; boundary=b' --data-binary @"$TMP/1k" "$U/v1/adapters")
+  code3=$(curl -s -o /dev/null -w '%{http_code}' "$U/health")
+  [ "$code" = 413 ] && [ "$code2" = 413 ] && [ "$code3" = 200 ] && grep -q body_too_large "$TMP/huge" \
+    && pass serve_413_huge_declared_length || fail serve_413_huge_declared_length "$code $code2 $code3 $(head -c 200 "$TMP/huge")"
 
   # SIGTERM: the request in flight still completes, then exit 0
   curl -s -o "$TMP/inflight" "http://127.0.0.1:$PORT/v1/completions" \
@@ -115,7 +129,7 @@ if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name ti
   wait "$SPID"; rc=$?
   node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1])); if (r.usage.completion_tokens !== 300) process.exit(1)' \
     "$TMP/inflight" 2>/dev/null && [ $rc -eq 0 ] \
-    && pass serve_sigterm_finishes_in_flight_exit_0 || fail serve_sigterm_finishes_in_flight_exit_0 "rc $rc: $(head -c 300 "$TMP/inflight")"
+    && pass serve_sigterm_finishes_in_flight_exit_0 || fail serve_sigterm_finishes_in_flight_exit_0 "rc $rc: $(grep -o "\"usage\":{[^}]*}\|\"finish_reason\":\"[a-z]*\"\|\"error\":{[^}]*}" "$TMP/inflight")"
 else
   fail serve_starts "$(cat "$TMP/open.out" "$TMP/open.out.err")"
 fi
