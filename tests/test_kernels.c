@@ -512,19 +512,14 @@ TEST(kernels_qgemm_q4_k_kernels_match_exact_integer_sums) {
     rm_block_q8_k *x = malloc(M * NB * sizeof *x);
     rm_convert(RM_TYPE_Q4_K, w, RM_TYPE_F32, wf, C * K);
     for (int r = 0; r < M; r++) rm_kern_quantize_q8_k(x + r * NB, xf + r * K, K);
-    size_t tb = rm_qgemm_k4_tile_bytes(NB);
-    uint8_t *tile = malloc(tb), *t2 = malloc(tb);
+    uint8_t *tile = malloc(rm_qgemm_k4_tile_bytes(NB));
     float want[M * C], got[M * C], simd[M * C];
     bool vnni = rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
-    int bad_ref = 0, bad_simd = 0, bad_pack = 0;
+    int bad_ref = 0, bad_simd = 0;
     static const int ncs[] = {1, 7, 17, C};
     for (size_t ic = 0; ic < sizeof ncs / sizeof ncs[0]; ic++) {
         int nc = ncs[ic];
         rm_qgemm_k4_pack_tile(tile, w, NB, nc);
-        if (vnni) {
-            rm_qgemm_k4_pack_tile_vnni(t2, w, NB, nc);
-            bad_pack += memcmp(t2, tile, tb) != 0;
-        }
         for (int r = 0; r < M; r++)
             for (int c = 0; c < nc; c++) {
                 float acc = 0;
@@ -561,8 +556,7 @@ TEST(kernels_qgemm_q4_k_kernels_match_exact_integer_sums) {
     }
     CHECK_MSG(bad_ref == 0, "%d outputs of the scalar q4_k GEMM kernel differ from exact integer sums", bad_ref);
     CHECK_MSG(bad_simd == 0, "%d rows of the VNNI q4_k GEMM kernel differ from the scalar kernel", bad_simd);
-    CHECK_MSG(bad_pack == 0, "%d q4_k tiles packed with gathers differ from the scalar packing", bad_pack);
-    free(tile), free(t2), free(w), free(x), free(wf), free(xf);
+    free(tile), free(w), free(x), free(wf), free(xf);
 }
 
 /* The q6_k int8 GEMM kernels: the scalar kernel against exact integer sums
