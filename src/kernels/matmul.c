@@ -477,9 +477,12 @@ size_t rm_matmul_pack_bytes(rm_type wt, int64_t n, int64_t k) {
     return (size_t)((n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS) * qgemm_k_tile_bytes(wt, k);
 }
 
+static bool g_pack_always;
+void rm_kern_matmul_set_pack_always(bool on) { g_pack_always = on; }
+
 bool rm_matmul_pack_wanted(rm_type wt) {
-    if (!pack_type(wt) || !rm_isa_supported(RM_ISA_AVX512) || !__builtin_cpu_supports("avx512vnni")) return false;
-    return true;
+    if (!pack_type(wt)) return false;
+    return g_pack_always || (rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni"));
 }
 
 void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) {

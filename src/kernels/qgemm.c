@@ -109,7 +109,7 @@ static uint8_t tile_byte(const uint8_t *grp, int e, int c) { return grp[(e / 4) 
 size_t rm_qgemm_k4_tile_bytes(int64_t nb) { return (size_t)nb * RM_QGEMM_K4_BLOCK; }
 
 void rm_qgemm_k4_pack_tile(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols) {
-    memset(tile, 0, rm_qgemm_k4_tile_bytes(nb));
+    if (ncols < RM_QGEMM_TILE_COLS) memset(tile, 0, rm_qgemm_k4_tile_bytes(nb));
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
         for (int c = 0; c < ncols; c++) {
@@ -166,7 +166,7 @@ rm_qgemm_k4_fn rm_qgemm_q4_k_get(const rm_kern_ops *ops) {
 size_t rm_qgemm_k6_tile_bytes(int64_t nb) { return (size_t)nb * RM_QGEMM_K6_BLOCK; }
 
 void rm_qgemm_k6_pack_tile(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols) {
-    memset(tile, 0, rm_qgemm_k6_tile_bytes(nb));
+    if (ncols < RM_QGEMM_TILE_COLS) memset(tile, 0, rm_qgemm_k6_tile_bytes(nb));
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
         for (int c = 0; c < ncols; c++) {
