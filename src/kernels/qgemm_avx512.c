@@ -121,20 +121,26 @@ RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
                           int64_t ldy, int nc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[RM_QGEMM_ROWS][2];
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
         __m512i S[RM_QGEMM_ROWS][2];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) S[r][0] = S[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const uint8_t *q = blk + (j / 2) * 1024;
             __m512i is[RM_QGEMM_ROWS][2];
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) is[r][0] = is[r][1] = _mm512_setzero_si512();
+            #pragma GCC unroll 8
             for (int g = 0; g < 8; g++) {
                 __m512i w0 = _mm512_loadu_si512((const void *)(q + 128 * g));
                 __m512i w1 = _mm512_loadu_si512((const void *)(q + 128 * g + 64));
                 if (j % 2) w0 = _mm512_srli_epi16(w0, 4), w1 = _mm512_srli_epi16(w1, 4);
                 w0 = _mm512_and_si512(w0, m4), w1 = _mm512_and_si512(w1, m4);
+                #pragma GCC unroll 4
                 for (int r = 0; r < NR; r++) {
                     int32_t word;
                     __builtin_memcpy(&word, x[r * nb + b].qs + 32 * j + 4 * g, 4);
@@ -145,6 +151,7 @@ RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
             }
             __m512i sc0 = tile_u8_lanes(blk + RM_QGEMM_K4_SC_AT + j * 32, 0);
             __m512i sc1 = tile_u8_lanes(blk + RM_QGEMM_K4_SC_AT + j * 32, 1);
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 S[r][0] = _mm512_add_epi32(S[r][0], _mm512_mullo_epi32(is[r][0], sc0));
                 S[r][1] = _mm512_add_epi32(S[r][1], _mm512_mullo_epi32(is[r][1], sc1));
@@ -152,6 +159,7 @@ RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
         }
         __m512 d0 = tile_f16_lanes(blk + RM_QGEMM_K4_D_AT, 0), d1 = tile_f16_lanes(blk + RM_QGEMM_K4_D_AT, 1);
         __m512 m0 = tile_f16_lanes(blk + RM_QGEMM_K4_DMIN_AT, 0), m1 = tile_f16_lanes(blk + RM_QGEMM_K4_DMIN_AT, 1);
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const rm_block_q8_k *xb = &x[r * nb + b];
             __m512i M0 = _mm512_setzero_si512(), M1 = M0;
@@ -169,6 +177,7 @@ RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
     }
     __mmask16 m[2];
     col_masks(nc, m);
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
         _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
@@ -206,17 +215,23 @@ RM_VNNI __m512i k6_levels(const uint8_t *blk, int h, int g, int gg, int half) {
 RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *tile, int64_t nb, float *y,
                           int64_t ldy, int nc) {
     __m512 acc[RM_QGEMM_ROWS][2];
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
         __m512i S[RM_QGEMM_ROWS][2];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) S[r][0] = S[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 16
         for (int j = 0; j < 16; j++) {
             int h = j / 8, g = (j % 8) / 2, s = j % 2; /* sub-block j: elements 128h + 32g + 16s .. +15 */
             __m512i is[RM_QGEMM_ROWS][2];
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) is[r][0] = is[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 4
             for (int gg = 4 * s; gg < 4 * s + 4; gg++) {
                 __m512i w0 = k6_levels(blk, h, g, gg, 0), w1 = k6_levels(blk, h, g, gg, 1);
+                #pragma GCC unroll 4
                 for (int r = 0; r < NR; r++) {
                     int32_t word;
                     __builtin_memcpy(&word, x[r * nb + b].qs + 128 * h + 32 * g + 4 * gg, 4);
@@ -228,6 +243,7 @@ RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
             const uint8_t *scp = blk + RM_QGEMM_K6_SC_AT + j * 32;
             __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)scp));
             __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scp + 16)));
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 __m512i bs = _mm512_set1_epi32(x[r * nb + b].bsums[j]);
                 S[r][0] = _mm512_add_epi32(S[r][0], _mm512_mullo_epi32(_mm512_sub_epi32(is[r][0], _mm512_slli_epi32(bs, 5)), sc0));
@@ -235,6 +251,7 @@ RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
             }
         }
         __m512 d0 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 0), d1 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 1);
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
             acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
@@ -243,6 +260,7 @@ RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
     }
     __mmask16 m[2];
     col_masks(nc, m);
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
         _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
