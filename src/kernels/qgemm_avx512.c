@@ -25,6 +25,7 @@ static inline void col_masks(int nc, __mmask16 m[2]) {
 RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const int NR, const uint8_t *tile,
                        int64_t nb, float *y, int64_t ldy, int nc) {
     __m512 acc[RM_QGEMM_ROWS][2];
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     int64_t ldd = ldx / RM_Q8_0_BLOCK;
     for (int64_t b = 0; b < nb; b++) {
@@ -32,11 +33,14 @@ RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const in
         __m512i corr0 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_CORR_AT));
         __m512i corr1 = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_CORR_AT + 64));
         __m512i s[RM_QGEMM_ROWS][2];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) s[r][0] = corr0, s[r][1] = corr1;
         const uint8_t *xb = xu + b * RM_Q8_0_BLOCK;
+        #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             __m512i w0 = _mm512_loadu_si512((const void *)(blk + 128 * g));
             __m512i w1 = _mm512_loadu_si512((const void *)(blk + 128 * g + 64));
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 int32_t word;
                 __builtin_memcpy(&word, xb + r * ldx + 4 * g, 4);
@@ -47,6 +51,7 @@ RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const in
         }
         __m512 d0 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_D_AT));
         __m512 d1 = _mm512_loadu_ps((const float *)(blk + RM_QGEMM_D_AT + 64));
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             __m512 dx = _mm512_set1_ps(xd[r * ldd + b]);
             acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
@@ -55,6 +60,7 @@ RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const in
     }
     __mmask16 m[2];
     col_masks(nc, m);
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
         _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
