@@ -41,6 +41,9 @@ int cmd_info(int argc, char **argv) {
            rm_type_name(m->output.type), rm_type_name(rm_model_main_type(m)));
     printf("parameters:   %lld (%.3f B)\n", (long long)params, params / 1e9);
     printf("bytes:        %lld (%.1f MiB)\n", (long long)bytes, bytes / 1048576.0);
+    if (m->packed_bytes) /* q4_k/q6_k repacked at load: held instead of those matrices' file pages */
+        printf("packed:       %zu (%.1f MiB) in memory for the int8 kernels, in place of their file blocks\n",
+               m->packed_bytes, m->packed_bytes / 1048576.0);
     rm_model_free(m);
     return 0;
 }
