@@ -273,12 +273,93 @@ RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
     }
 }
 
+/*
+ * One or two rows (decode, short batches): the other loop order. Each group
+ * gg loads its two ql words and its qh word once and builds the levels of
+ * all four element runs g from them (3 loads per 4 level vectors instead of
+ * 8), feeding four sub-blocks' accumulators at a time; with more rows
+ * those accumulators would not fit the registers. The int32 sums are the
+ * same integers in another order, so the bits are the same.
+ */
+RM_VNNI void vnni_k6_rows_few(const rm_block_q8_k *x, const int NR, const uint8_t *tile, int64_t nb, float *y,
+                              int64_t ldy, int nc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512 acc[2][2];
+#pragma GCC unroll 2
+    for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
+        __m512i S[2][2];
+#pragma GCC unroll 2
+        for (int r = 0; r < NR; r++) S[r][0] = S[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int hs = 0; hs < 4; hs++) {
+            int h = hs / 2, s = hs % 2;
+            __m512i is[4][2][2]; /* [g][row][half] */
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+#pragma GCC unroll 2
+                for (int r = 0; r < NR; r++) is[g][r][0] = is[g][r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int gg = 4 * s; gg < 4 * s + 4; gg++) {
+#pragma GCC unroll 2
+                for (int half = 0; half < 2; half++) {
+                    __m512i l0 = _mm512_loadu_si512((const void *)(blk + ((2 * h) * 8 + gg) * 128 + 64 * half));
+                    __m512i l1 = _mm512_loadu_si512((const void *)(blk + ((2 * h + 1) * 8 + gg) * 128 + 64 * half));
+                    __m512i qh = _mm512_loadu_si512((const void *)(blk + RM_QGEMM_K6_QH_AT + (h * 8 + gg) * 128 + 64 * half));
+                    __m512i lv[4];
+                    lv[0] = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+                    lv[1] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
+                    lv[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(qh, m30));
+                    lv[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                            _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30));
+#pragma GCC unroll 4
+                    for (int g = 0; g < 4; g++)
+#pragma GCC unroll 2
+                        for (int r = 0; r < NR; r++) {
+                            int32_t word;
+                            __builtin_memcpy(&word, x[r * nb + b].qs + 128 * h + 32 * g + 4 * gg, 4);
+                            is[g][r][half] = _mm512_dpbusd_epi32(is[g][r][half], lv[g], _mm512_set1_epi32(word));
+                        }
+                }
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                int j = 8 * h + 2 * g + s;
+                const uint8_t *scp = blk + RM_QGEMM_K6_SC_AT + j * 32;
+                __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)scp));
+                __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(scp + 16)));
+#pragma GCC unroll 2
+                for (int r = 0; r < NR; r++) {
+                    __m512i bs = _mm512_slli_epi32(_mm512_set1_epi32(x[r * nb + b].bsums[j]), 5);
+                    S[r][0] = _mm512_add_epi32(S[r][0], _mm512_mullo_epi32(_mm512_sub_epi32(is[g][r][0], bs), sc0));
+                    S[r][1] = _mm512_add_epi32(S[r][1], _mm512_mullo_epi32(_mm512_sub_epi32(is[g][r][1], bs), sc1));
+                }
+            }
+        }
+        __m512 d0 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 0), d1 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 1);
+#pragma GCC unroll 2
+        for (int r = 0; r < NR; r++) {
+            __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+        }
+    }
+    __mmask16 m[2];
+    col_masks(nc, m);
+#pragma GCC unroll 2
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
+    }
+}
+
 RM_VNNI_TARGET void rm_qgemm_q6_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
                                        int64_t ldy, int nc) {
     switch (nr) {
     case 4: vnni_k6_rows(x, 4, tile, nb, y, ldy, nc); break;
     case 3: vnni_k6_rows(x, 3, tile, nb, y, ldy, nc); break;
-    case 2: vnni_k6_rows(x, 2, tile, nb, y, ldy, nc); break;
-    default: vnni_k6_rows(x, 1, tile, nb, y, ldy, nc); break;
+    case 2: vnni_k6_rows_few(x, 2, tile, nb, y, ldy, nc); break;
+    default: vnni_k6_rows_few(x, 1, tile, nb, y, ldy, nc); break;
     }
 }
