@@ -1,7 +1,8 @@
 /*
  * bench_kernels.c — kernel microbenchmarks against the memory roofline.
  *
- *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|q4_k|...]...
+ *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--no-pack] [--cpu-time]
+ *                             [--type f16|q8_0|q4_k|...]...
  *
  * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
  *    1 and 2 threads, best of 8 — the roofline for decode.
@@ -15,12 +16,17 @@
  * 3. GEMM GFLOP/s at m = 512 (prefill) on the same shapes.
  * Types a model packs at load on this CPU (q4_k, q6_k with AVX-512 VNNI:
  * rm_matmul_pack_wanted) are timed in that packed form, as models run them;
- * their GB/s count the packed bytes.
+ * their GB/s count the packed bytes; --no-pack times the file layout.
+ * --cpu-time times matmuls by the process's CPU time instead of the wall
+ * clock: on a machine shared with other work the figures then stay those of
+ * the cores' own work (the 2-thread ones count both threads' time, so they
+ * read as per-core throughput).
  * --crossover also times m = 1..32 to place the dot/GEMM switch.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/kern_internal.h" /* rm_kern_matmul_set_gemm_min_m */
 
@@ -122,12 +128,22 @@ static uint8_t *make_weights(rm_type wt, int64_t n, int64_t k, size_t *bytes, in
     return w;
 }
 
+static bool g_no_pack, g_cpu_time;
+
+/* Seconds on the clock the options chose. */
+static double clock_now(void) {
+    if (!g_cpu_time) return rm_time_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* The copies of w in the form a model keeps them in: packed at load where
  * this CPU wants it (rm_matmul_pack_wanted), else NULL. *pbytes: one copy. */
 static uint8_t *make_packed(rm_type wt, const uint8_t *w, size_t bytes, int copies, int64_t n, int64_t k,
                             size_t *pbytes) {
     *pbytes = 0;
-    if (!rm_matmul_pack_wanted(wt)) return NULL;
+    if (g_no_pack || !rm_matmul_pack_wanted(wt)) return NULL;
     *pbytes = (rm_matmul_pack_bytes(wt, n, k) + 63) & ~(size_t)63;
     uint8_t *p = rm_malloc(*pbytes * (size_t)copies);
     for (int c = 0; p && c < copies; c++) rm_matmul_pack(p + (size_t)c * *pbytes, w + (size_t)c * bytes, wt, n, k);
@@ -145,9 +161,9 @@ static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t by
     for (int r = 0; r < reps; r++) {
         const uint8_t *wc = w + (size_t)(r % copies) * bytes;
         const uint8_t *pc = packed ? packed + (size_t)(r % copies) * pbytes : NULL;
-        double t0 = rm_time_now();
+        double t0 = clock_now();
         rm_matmul_packed(&c, y, x, m, wc, pc, wt, n, k);
-        double dt = rm_time_now() - t0;
+        double dt = clock_now() - t0;
         best = dt < best ? dt : best;
     }
     return best;
@@ -181,11 +197,14 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--crossover") == 0) crossover = true;
         else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
+        else if (strcmp(argv[i], "--no-pack") == 0) g_no_pack = true;
+        else if (strcmp(argv[i], "--cpu-time") == 0) g_cpu_time = true;
         else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc && rm_type_from_name(argv[i + 1], &t)) {
             only[t] = any_only = true;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--type f16|q8_0|q4_k|...]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--no-pack] [--cpu-time] "
+                            "[--type f16|q8_0|q4_k|...]...\n", argv[0]);
             return 2;
         }
     }
