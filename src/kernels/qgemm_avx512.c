@@ -22,6 +22,18 @@ static inline void col_masks(int nc, __mmask16 m[2]) {
     m[1] = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
 }
 
+/* Rows r < NR of acc (32 columns each, as two registers) to y, the first
+ * nc columns. */
+RM_VNNI void store_rows(float *y, int64_t ldy, int nc, const int NR, __m512 acc[][2]) {
+    __mmask16 m[2];
+    col_masks(nc, m);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
+    }
+}
+
 RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const int NR, const uint8_t *tile,
                        int64_t nb, float *y, int64_t ldy, int nc) {
     __m512 acc[RM_QGEMM_ROWS][2];
@@ -58,13 +70,7 @@ RM_VNNI void vnni_rows(const uint8_t *xu, const float *xd, int64_t ldx, const in
             acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
         }
     }
-    __mmask16 m[2];
-    col_masks(nc, m);
-    #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
-        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
-    }
+    store_rows(y, ldy, nc, NR, acc);
 }
 
 RM_VNNI_TARGET void rm_qgemm_q8_0_vnni(const uint8_t *xu, const float *xd, int64_t ldx, int nr, const uint8_t *tile,
@@ -181,13 +187,7 @@ RM_VNNI void vnni_k4_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
             acc[r][1] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M1), _mm512_mul_ps(m1, dx), acc[r][1]);
         }
     }
-    __mmask16 m[2];
-    col_masks(nc, m);
-    #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
-        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
-    }
+    store_rows(y, ldy, nc, NR, acc);
 }
 
 RM_VNNI_TARGET void rm_qgemm_q4_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
@@ -216,6 +216,19 @@ RM_VNNI __m512i k6_levels(const uint8_t *blk, int h, int g, int gg, int half) {
     __m512i hb = g == 3 ? _mm512_srli_epi16(qh, 2) : _mm512_slli_epi16(qh, 4 - 2 * g);
     /* (lo & m4) | (hb & m30): the two masks are disjoint */
     return _mm512_or_si512(_mm512_and_si512(lo, m4), _mm512_and_si512(hb, m30));
+}
+
+/* acc += T (d dx) for rows r < NR: T the super-block's exact int32 sums
+ * (S), d the columns' f16 scales, dx row r's q8_K scale; one fma each. */
+RM_VNNI void k6_scale_rows(const uint8_t *blk, const rm_block_q8_k *x, int64_t nb, int64_t b, const int NR,
+                           __m512i S[][2], __m512 acc[][2]) {
+    __m512 d0 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 0), d1 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 1);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
+        acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
+    }
 }
 
 RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *tile, int64_t nb, float *y,
@@ -256,21 +269,9 @@ RM_VNNI void vnni_k6_rows(const rm_block_q8_k *x, const int NR, const uint8_t *t
                 S[r][1] = _mm512_add_epi32(S[r][1], _mm512_mullo_epi32(_mm512_sub_epi32(is[r][1], _mm512_slli_epi32(bs, 5)), sc1));
             }
         }
-        __m512 d0 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 0), d1 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 1);
-        #pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
-        }
+        k6_scale_rows(blk, x, nb, b, NR, S, acc);
     }
-    __mmask16 m[2];
-    col_masks(nc, m);
-    #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
-        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
-    }
+    store_rows(y, ldy, nc, NR, acc);
 }
 
 /*
@@ -337,21 +338,9 @@ RM_VNNI void vnni_k6_rows_few(const rm_block_q8_k *x, const int NR, const uint8_
                 }
             }
         }
-        __m512 d0 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 0), d1 = tile_f16_lanes(blk + RM_QGEMM_K6_D_AT, 1);
-#pragma GCC unroll 2
-        for (int r = 0; r < NR; r++) {
-            __m512 dx = _mm512_set1_ps(x[r * nb + b].d);
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][0]), _mm512_mul_ps(d0, dx), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[r][1]), _mm512_mul_ps(d1, dx), acc[r][1]);
-        }
+        k6_scale_rows(blk, x, nb, b, NR, S, acc);
     }
-    __mmask16 m[2];
-    col_masks(nc, m);
-#pragma GCC unroll 2
-    for (int r = 0; r < NR; r++) {
-        _mm512_mask_storeu_ps(y + r * ldy, m[0], acc[r][0]);
-        _mm512_mask_storeu_ps(y + r * ldy + 16, m[1], acc[r][1]);
-    }
+    store_rows(y, ldy, nc, NR, acc);
 }
 
 RM_VNNI_TARGET void rm_qgemm_q6_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
