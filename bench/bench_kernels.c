@@ -1,7 +1,8 @@
 /*
  * bench_kernels.c — kernel microbenchmarks against the memory roofline.
  *
- *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--k-sweep] [--type f16|q8_0|q4_k|...]...
+ *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time]
+ *                             [--type f16|q8_0|q4_k|...]...
  *
  * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
  *    1 and 2 threads, best of 8 — the roofline for decode.
@@ -13,6 +14,13 @@
  *    The last shape is a rank-16 LoRA B matrix (the expand of decode), run
  *    by the short-row kernel.
  * 3. GEMM GFLOP/s at m = 512 (prefill) on the same shapes.
+ * Types a model packs at load on this CPU (q4_k, q6_k with AVX-512 VNNI:
+ * rm_matmul_pack_wanted) are timed in that packed form, as models run them;
+ * their GB/s count the packed bytes; --no-pack times the file layout.
+ * --cpu-time times matmuls by the process's CPU time instead of the wall
+ * clock: on a machine shared with other work the figures then stay those of
+ * the cores' own work (the 2-thread ones count both threads' time, so they
+ * read as per-core throughput).
  * --crossover also times m = 1..32 to place the dot/GEMM switch.
  * --k-sweep times f16 and bf16 matrix-vector products of about 22 MiB with
  * rows of 1024..8192 elements, X in f32 and (past RM_KERN_HALF_X_MIN_K)
@@ -21,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/kern_internal.h" /* rm_kern_matmul_set_gemm_min_m */
 
@@ -122,17 +131,42 @@ static uint8_t *make_weights(rm_type wt, int64_t n, int64_t k, size_t *bytes, in
     return w;
 }
 
-/* Median-free "best of" timing of reps calls over rotating copies: seconds per call. */
-static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, int copies, float *y,
-                          const float *x, int64_t m, int64_t n, int64_t k, void *work, size_t ws, int reps) {
+static bool g_no_pack, g_cpu_time;
+
+/* Seconds on the clock the options chose. */
+static double clock_now(void) {
+    if (!g_cpu_time) return rm_time_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The copies of w in the form a model keeps them in: packed at load where
+ * this CPU wants it (rm_matmul_pack_wanted), else NULL. *pbytes: one copy. */
+static uint8_t *make_packed(rm_type wt, const uint8_t *w, size_t bytes, int copies, int64_t n, int64_t k,
+                            size_t *pbytes) {
+    *pbytes = 0;
+    if (g_no_pack || !rm_matmul_pack_wanted(wt)) return NULL;
+    *pbytes = (rm_matmul_pack_bytes(wt, n, k) + 63) & ~(size_t)63;
+    uint8_t *p = rm_malloc(*pbytes * (size_t)copies);
+    for (int c = 0; p && c < copies; c++) rm_matmul_pack(p + (size_t)c * *pbytes, w + (size_t)c * bytes, wt, n, k);
+    return p;
+}
+
+/* Median-free "best of" timing of reps calls over rotating copies: seconds
+ * per call; through the packed copies when given (pbytes each). */
+static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, const uint8_t *packed,
+                          size_t pbytes, int copies, float *y, const float *x, int64_t m, int64_t n, int64_t k,
+                          void *work, size_t ws, int reps) {
     rm_compute c = {.pool = pool, .work = work, .work_size = ws};
-    rm_matmul(&c, y, x, m, w, wt, n, k); /* warm-up */
+    rm_matmul_packed(&c, y, x, m, w, packed, wt, n, k); /* warm-up */
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const uint8_t *wc = w + (size_t)(r % copies) * bytes;
-        double t0 = rm_time_now();
-        rm_matmul(&c, y, x, m, wc, wt, n, k);
-        double dt = rm_time_now() - t0;
+        const uint8_t *pc = packed ? packed + (size_t)(r % copies) * pbytes : NULL;
+        double t0 = clock_now();
+        rm_matmul_packed(&c, y, x, m, wc, pc, wt, n, k);
+        double dt = clock_now() - t0;
         best = dt < best ? dt : best;
     }
     return best;
@@ -150,7 +184,7 @@ static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t 
             rm_kern_matmul_set_gemm_min_m(path == 0 ? 1 << 30 : 1);
             size_t ws = rm_matmul_work_size(wt, ms[i], s->n, s->k, 2);
             void *work = ws ? rm_malloc(ws) : NULL;
-            double dt = time_matmul(pool, wt, w, bytes, copies, y, x, ms[i], s->n, s->k, work, ws, 5);
+            double dt = time_matmul(pool, wt, w, bytes, NULL, 0, copies, y, x, ms[i], s->n, s->k, work, ws, 5);
             gf[path] = 2.0 * ms[i] * s->n * s->k / dt / 1e9;
             rm_free(work);
         }
@@ -205,11 +239,14 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--crossover") == 0) crossover = true;
         else if (strcmp(argv[i], "--no-gemm") == 0) gemm = false;
         else if (strcmp(argv[i], "--k-sweep") == 0) sweep = true;
+        else if (strcmp(argv[i], "--no-pack") == 0) g_no_pack = true;
+        else if (strcmp(argv[i], "--cpu-time") == 0) g_cpu_time = true;
         else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc && rm_type_from_name(argv[i + 1], &t)) {
             only[t] = any_only = true;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--type f16|q8_0|q4_k|...]...\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time] "
+                            "[--type f16|q8_0|q4_k|...]...\n", argv[0]);
             return 2;
         }
     }
@@ -250,6 +287,8 @@ int main(int argc, char **argv) {
             size_t bytes;
             int copies;
             uint8_t *w = make_weights(wt, s->n, s->k, &bytes, &copies, min_total);
+            size_t pbytes;
+            uint8_t *packed = w ? make_packed(wt, w, bytes, copies, s->n, s->k, &pbytes) : NULL;
             size_t ws = rm_matmul_work_size(wt, gm, s->n, s->k, 2);
             void *work = ws ? rm_malloc(ws) : NULL;
             if (!w || (ws && !work)) {
@@ -258,17 +297,20 @@ int main(int argc, char **argv) {
             }
             double gbs[2], gfl[2];
             for (int t = 0; t < 2; t++) {
-                double dt = time_matmul(pools[t], wt, w, bytes, copies, y, x, 1, s->n, s->k, work, ws, reps);
-                gbs[t] = bytes / dt / 1e9;
+                double dt = time_matmul(pools[t], wt, w, bytes, packed, pbytes, copies, y, x, 1, s->n, s->k, work,
+                                        ws, reps);
+                gbs[t] = (packed ? pbytes : bytes) / dt / 1e9;
                 gfl[t] = 0;
                 if (!gemm) continue;
-                double dg = time_matmul(pools[t], wt, w, bytes, 1, y, x, gm, s->n, s->k, work, ws, quick ? 1 : 3);
+                double dg = time_matmul(pools[t], wt, w, bytes, packed, pbytes, 1, y, x, gm, s->n, s->k, work, ws,
+                                        quick ? 1 : 3);
                 gfl[t] = 2.0 * gm * s->n * s->k / dg / 1e9;
             }
             printf("%-20s %-5s %9.1f | %8.2f %5.0f%% | %8.2f %5.0f%% | %9.1f %9.1f\n", s->name, rm_type_name(wt),
                    bytes / 1048576.0, gbs[0], 100 * gbs[0] / bw[0], gbs[1], 100 * gbs[1] / bw[1], gfl[0], gfl[1]);
             if (crossover && is == 1) crossover_table(pools[1], wt, w, bytes, copies, y, x, s);
             rm_free(work);
+            rm_free(packed);
             rm_free(w);
         }
     }

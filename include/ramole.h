@@ -167,6 +167,8 @@ typedef struct {
     int bos_id, eos_id;     /* -1 when unknown */
     ramole_type embd_type, output_type, main_type; /* main: most 2-D weights */
     int64_t n_bytes;        /* bytes of the weights */
+    int64_t packed_bytes;   /* q4_k/q6_k matrices repacked at load for the int8 kernels, held in
+                             * place of their file pages (0: none) */
 } ramole_model_info;
 
 void ramole_model_get_info(const ramole_model *m, ramole_model_info *out);

@@ -17,6 +17,7 @@
 
 #include "formats/gguf.h"
 #include "kernels/kern_internal.h"
+#include "kernels/qgemm.h"
 #include "lora/adapter.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -289,18 +290,21 @@ TEST(quant_dots_every_isa) {
         } else {
             rm_convert(RM_TYPE_F32, xd, RM_TYPE_Q8_0, xq, K);
         }
-        double exact = 0, mag = 0;
-        for (int i = 0; i < K; i++) exact += (double)xd[i] * wd[i], mag += fabs((double)xd[i] * wd[i]);
-        int64_t nb = K / rm_type_block_elems(t);
-        for (int i = 0; i < RM_ISA_COUNT; i++) {
-            if (!rm_isa_supported((rm_isa)i)) continue;
-            CHECK_OK(rm_isa_set((rm_isa)i));
-            const rm_kern_ops *ops = rm_kern_ops_get();
-            CHECK(ops->dot_quant[t] != NULL);
-            if (!ops->dot_quant[t]) continue;
-            double got = ops->dot_quant[t](xq, wq, nb);
-            CHECK_MSG(fabs(got - exact) <= 1e-6 * mag, "%s %s: dot %.9g, exact %.9g", rm_isa_name((rm_isa)i),
-                      rm_type_name(t), got, exact);
+        int64_t be = rm_type_block_elems(t), nbs[3] = {K / be, 1, 3}; /* odd counts: the 2-block passes' tails */
+        for (int ib = 0; ib < 3; ib++) {
+            int64_t nb = nbs[ib];
+            double exact = 0, mag = 0;
+            for (int64_t i = 0; i < nb * be; i++) exact += (double)xd[i] * wd[i], mag += fabs((double)xd[i] * wd[i]);
+            for (int i = 0; i < RM_ISA_COUNT; i++) {
+                if (!rm_isa_supported((rm_isa)i)) continue;
+                CHECK_OK(rm_isa_set((rm_isa)i));
+                const rm_kern_ops *ops = rm_kern_ops_get();
+                CHECK(ops->dot_quant[t] != NULL);
+                if (!ops->dot_quant[t]) continue;
+                double got = ops->dot_quant[t](xq, wq, nb);
+                CHECK_MSG(fabs(got - exact) <= 1e-6 * mag, "%s %s (%lld blocks): dot %.9g, exact %.9g",
+                          rm_isa_name((rm_isa)i), rm_type_name(t), (long long)nb, got, exact);
+            }
         }
     }
     rm_isa_set(rm_isa_best());
@@ -401,6 +405,73 @@ TEST(quant_q4_k_m_follows_llama_cpp) {
     }
     rm_model_free(t);
     rm_model_free(m);
+    rm_free(path);
+}
+
+/*
+ * A q4_k_m file as `ramole convert --type q4_k_m` writes it, opened with its
+ * q4_k / q6_k matrices packed at load (forced where the CPU lacks VNNI, so
+ * the scalar tile kernels run), against the same model unpacked again: the
+ * logits of a prefill (40 rows: the GEMM paths) and of a short batch (the
+ * dot path unpacked) agree, bit for bit on the prefill where the unpacked
+ * path runs the same VNNI kernel; the packed form is at most 10% above the
+ * file's blocks; the file's layout stays readable through data after its
+ * pages were released.
+ */
+TEST(quant_q4_k_m_packed_at_load_matches_unpacked) {
+    rm_model_config c = k_config(3, false);
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, 7, 0.05f, &m));
+    if (!m) return;
+    char *path = tmp_path("q4km_pack.gguf");
+    CHECK_OK(rm_model_save(m, RM_SOURCE_GGUF, RM_MODEL_PLAN_Q4_K_M, path));
+    rm_model_free(m);
+    rm_kern_matmul_set_pack_always(true);
+    rm_model *q = NULL;
+    CHECK_OK(rm_model_open(path, &q));
+    rm_kern_matmul_set_pack_always(false);
+    rm_gguf *g = NULL;
+    CHECK_OK(rm_gguf_open(path, &g));
+    if (!q || !g) {
+        rm_model_free(q), rm_gguf_free(g), rm_free(path);
+        return;
+    }
+    size_t file_bytes = 0;
+    int packed = 0, want = 0;
+    const rm_weight *ws[1 + 3 * RM_TARGET_COUNT];
+    ws[0] = &q->output;
+    for (int l = 0; l < 3; l++)
+        for (int t = 0; t < RM_TARGET_COUNT; t++) ws[1 + l * RM_TARGET_COUNT + t] = rm_layer_weight(&q->layers[l], t);
+    for (int i = 0; i < 1 + 3 * RM_TARGET_COUNT; i++) {
+        bool k = ws[i]->type == RM_TYPE_Q4_K || ws[i]->type == RM_TYPE_Q6_K;
+        want += k;
+        packed += k && ws[i]->packed != NULL;
+        if (k) file_bytes += rm_type_row_bytes(ws[i]->type, ws[i]->cols) * (size_t)ws[i]->rows;
+    }
+    CHECK_MSG(want == 1 + 3 * RM_TARGET_COUNT && packed == want, "%d of %d k-quant matrices packed", packed, want);
+    CHECK_MSG(q->packed_bytes > 0 && q->packed_bytes <= file_bytes * 1.10, "packed %zu bytes for %zu in the file",
+              q->packed_bytes, file_bytes);
+    /* the file's blocks, read through data after the release */
+    const rm_gguf_tensor *tq = rm_gguf_tensor_find(g, "blk.1.attn_q.weight"), *to = rm_gguf_tensor_find(g, "output.weight");
+    CHECK(tq && to && !memcmp(tq->data, q->layers[1].wq.data, tq->nbytes) && !memcmp(to->data, q->output.data, to->nbytes));
+    int32_t toks[40];
+    for (int i = 0; i < 40; i++) toks[i] = (int32_t)((i * 37 + 11) % c.vocab_size);
+    float *pa = rm_test_logits_all(q, toks, 40, 2), *pb = rm_test_logits_all(q, toks, 5, 1);
+    rm_model_unpack(q);
+    CHECK(q->packed_bytes == 0 && q->owned_packed == NULL && q->layers[2].w_down.packed == NULL && !q->output.packed);
+    float *ua = rm_test_logits_all(q, toks, 40, 2), *ub = rm_test_logits_all(q, toks, 5, 1);
+    CHECK(pa && pb && ua && ub);
+    if (pa && pb && ua && ub) {
+        double da = rm_test_max_rel_diff(pa, ua, (size_t)40 * (size_t)c.vocab_size);
+        double db = rm_test_max_rel_diff(pb, ub, (size_t)5 * (size_t)c.vocab_size);
+        CHECK_MSG(da <= 1e-4 && db <= 1e-4, "packed vs unpacked logits: prefill %.3g, short batch %.3g", da, db);
+        const rm_kern_ops *ops = rm_kern_ops_get();
+        if (rm_qgemm_q4_k_get(ops) && rm_qgemm_q6_k_get(ops))
+            CHECK_MSG(!memcmp(pa, ua, (size_t)40 * (size_t)c.vocab_size * 4), "prefill logits not bit for bit (%.3g)", da);
+    }
+    free(pa), free(pb), free(ua), free(ub);
+    rm_gguf_free(g);
+    rm_model_free(q);
     rm_free(path);
 }
 

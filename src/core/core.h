@@ -131,6 +131,14 @@ typedef struct {
 
 rm_status rm_file_map(const char *path, rm_mapped *out);
 void      rm_file_unmap(rm_mapped *m);
+/* Ask for huge pages behind the 2 MiB-aligned interior of [p, p + n), an
+ * rm_malloc'd block about to be filled: far fewer page faults and TLB
+ * misses for big weight blocks. Advice only; a refusal changes nothing. */
+void      rm_mem_advise_huge(void *p, size_t n);
+/* Drop the resident pages lying wholly inside [p, p + n) of a read-only map
+ * (rm_file_map): the bytes stay readable and are read from the file again
+ * when touched. For a caller that keeps the data in another form. */
+void      rm_file_map_release(const void *p, size_t n);
 /* Read a whole file into a NUL-terminated rm_malloc'd buffer. */
 rm_status rm_file_read(const char *path, char **out, size_t *size);
 bool      rm_file_exists(const char *path);

@@ -79,6 +79,7 @@ void ramole_model_get_info(const ramole_model *pm, ramole_model_info *out) {
     out->output_type = (ramole_type)pm->m->output.type;
     out->main_type = (ramole_type)rm_model_main_type(pm->m);
     out->n_bytes = bytes;
+    out->packed_bytes = (int64_t)pm->m->packed_bytes;
 }
 
 static rm_status need_tokenizer(const ramole_model *pm) {

@@ -340,7 +340,7 @@ const rm_kern_ops rm_kern_ops_avx512 = {
     .short_f16 = short_rows_f16,
     .dot4_bf16 = dot4_bf16,
     .dot4_q8_0 = dot4_q8_0,
-    RM_KERN_QUANT_OPS_AVX2(rm_kern_dot_q4_k_avx512, rm_kern_dot_q6_k_avx512),
+    RM_KERN_QUANT_OPS(avx512),
     .f16_to_f32 = f16_to_f32,
     .f32_to_f16 = f32_to_f16,
     .bf16_to_f32 = bf16_to_f32,

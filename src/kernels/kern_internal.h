@@ -123,6 +123,10 @@ bool rm_kern_matmul_int8_gemm(void);
  * is rounded to f16 first (on by default; off for benchmarks only). */
 void rm_kern_matmul_set_half_x(bool on);
 bool rm_kern_matmul_half_x(void);
+/* Make rm_matmul_pack_wanted true for every type with a packed form,
+ * whatever the CPU (tests of the packed path on CPUs without AVX-512 VNNI,
+ * where the scalar tile kernels then run). Off by default. */
+void rm_kern_matmul_set_pack_always(bool on);
 
 /* Scalar helpers shared by the variants (tails, fallbacks). */
 float rm_kern_dot_f32_q8_0_scalar(const float *x, const rm_block_q8_0 *w, int64_t nb);
@@ -181,16 +185,19 @@ float rm_kern_dot_q4_k_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q5_k_avx2(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q6_k_avx2(const void *xq, const void *w, int64_t nb);
 
-/* The q4_k and q6_k dots with 512-bit registers (quant_avx512.c). */
+/* The dots with 512-bit registers (quant_avx512.c). */
+float rm_kern_dot_q4_0_avx512(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q4_1_avx512(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q4_k_avx512(const void *xq, const void *w, int64_t nb);
+float rm_kern_dot_q5_k_avx512(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q6_k_avx512(const void *xq, const void *w, int64_t nb);
 
-/* The 4-6 bit entries of the AVX2 and the AVX-512 tables (quant_avx2.c, with
- * the q4_k and q6_k dots given: the AVX-512 table has its own). */
-#define RM_KERN_QUANT_OPS_AVX2(DOT_Q4_K, DOT_Q6_K)                                                          \
-    .dot_quant = {[RM_TYPE_Q4_0] = rm_kern_dot_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dot_q4_1_avx2,             \
-                  [RM_TYPE_Q4_K] = DOT_Q4_K, [RM_TYPE_Q5_K] = rm_kern_dot_q5_k_avx2,                          \
-                  [RM_TYPE_Q6_K] = DOT_Q6_K},                                                               \
+/* The 4-6 bit entries of the AVX2 and the AVX-512 tables: each table's own
+ * dots (ISA the name suffix), the AVX2 dequantisers for both. */
+#define RM_KERN_QUANT_OPS(ISA)                                                                              \
+    .dot_quant = {[RM_TYPE_Q4_0] = rm_kern_dot_q4_0_##ISA, [RM_TYPE_Q4_1] = rm_kern_dot_q4_1_##ISA,           \
+                  [RM_TYPE_Q4_K] = rm_kern_dot_q4_k_##ISA, [RM_TYPE_Q5_K] = rm_kern_dot_q5_k_##ISA,           \
+                  [RM_TYPE_Q6_K] = rm_kern_dot_q6_k_##ISA},                                                 \
     .dequant = {[RM_TYPE_Q4_0] = rm_kern_dequant_q4_0_avx2, [RM_TYPE_Q4_1] = rm_kern_dequant_q4_1_avx2,       \
                 [RM_TYPE_Q4_K] = rm_kern_dequant_q4_k_avx2, [RM_TYPE_Q5_K] = rm_kern_dequant_q5_k_avx2,       \
                 [RM_TYPE_Q6_K] = rm_kern_dequant_q6_k_avx2}

@@ -144,6 +144,23 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
 void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
                  const void *w, rm_type wt, int64_t n, int64_t k);
 /*
+ * Weights packed once at load for the int8 kernels (q4_k and q6_k): tiles
+ * of 32 rows whose levels stay packed as in the file (q4_k 148 bytes per 256
+ * weights against the file's 144, q6_k 210 as in the file), interleaved so
+ * that the kernels read them directly, for prefill and decode alike.
+ * rm_matmul_pack_bytes: size of the packed form of n rows of k (0: wt has
+ * none). rm_matmul_pack_wanted: whether this CPU has the kernels that make
+ * the packed form worth keeping (AVX-512 VNNI). rm_matmul_pack writes it
+ * (dst 64-byte aligned). rm_matmul_packed: Y as rm_matmul gives it, read
+ * from `packed`; w (the same rows in the file's layout) is used only when
+ * packed is NULL, the int8 path is switched off, or the scratch is short.
+ */
+size_t rm_matmul_pack_bytes(rm_type wt, int64_t n, int64_t k);
+bool   rm_matmul_pack_wanted(rm_type wt);
+void   rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k);
+void   rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *w,
+                        const void *packed, rm_type wt, int64_t n, int64_t k);
+/*
  * Y[m][n] = X[m][k] . W[n][k]^T for f32 W with row stride ldw, on the
  * calling thread only (OpenBLAS sgemm): for callers that split work over
  * threads themselves, such as the LoRA groups inside one pool job.

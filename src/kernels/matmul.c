@@ -219,7 +219,7 @@ typedef struct {
     rm_qgemm_fn qgemm;
     rm_qgemm_pack_fn qpack;
     rm_qgemm_k4_fn qgemm_k4;
-    rm_qgemm_k4_pack_fn qpack_k4;
+    const uint8_t *packed;     /* q4_k / q6_k tiles packed at load (rm_matmul_pack), or NULL */
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
@@ -420,19 +420,29 @@ static void job_qgemm(void *ctx, int ith, int nth) {
     }
 }
 
+/* Tile t of W as a q4_k / q6_k tile: the one packed at load, else W's rows
+ * repacked into the thread's slice of the scratch. */
+static const uint8_t *qgemm_k_tile(const mm_job *j, int ith, int64_t t, int nc) {
+    int64_t nb = j->k / RM_QK_K;
+    size_t tb = qgemm_k_tile_bytes(j->wt, j->k);
+    if (j->packed) return j->packed + (size_t)t * tb;
+    uint8_t *tile = j->tiles + (size_t)ith * tb;
+    const uint8_t *w = j->w + (size_t)t * RM_QGEMM_TILE_COLS * j->wrow;
+    if (j->wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(tile, (const rm_block_q4_k *)w, nb, nc);
+    else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)w, nb, nc);
+    return tile;
+}
+
 /* The same for q4_k / q6_k weights against the q8_K rows in xk. */
 static void job_qgemm_k(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
     int64_t nb = j->k / RM_QK_K, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
     rm_split(ntiles, ith, nth, &lo, &hi);
-    uint8_t *tile = j->tiles + (size_t)ith * qgemm_k_tile_bytes(j->wt, j->k);
     const rm_block_q8_k *x = (const rm_block_q8_k *)j->xk;
     for (int64_t t = lo; t < hi; t++) {
         int64_t c0 = t * RM_QGEMM_TILE_COLS;
         int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
-        const uint8_t *w = j->w + (size_t)c0 * j->wrow;
-        if (j->wt == RM_TYPE_Q4_K) j->qpack_k4(tile, (const rm_block_q4_k *)w, nb, nc);
-        else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)w, nb, nc);
+        const uint8_t *tile = qgemm_k_tile(j, ith, t, nc);
         for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
             int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
             j->qgemm_k4(x + i * nb, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
@@ -486,7 +496,6 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         j.xk_row = rm_kern_act_row_bytes(wt, k);
         j.tiles = (uint8_t *)c->work + act_bytes(wt, m, k);
         j.qgemm_k4 = qgemm_k_kernel(j.ops, wt);
-        j.qpack_k4 = rm_qgemm_k4_pack_get(j.ops);
         rm_pool_run(pool, job_quantize, &j);
         rm_pool_run(pool, job_qgemm_k, &j);
         return;
@@ -528,6 +537,60 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         }
     }
     rm_pool_run(pool, job_dot, &j);
+}
+
+/* ---- weights packed at load ------------------------------------------------ */
+
+static bool pack_type(rm_type wt) { return wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K; }
+
+size_t rm_matmul_pack_bytes(rm_type wt, int64_t n, int64_t k) {
+    if (!pack_type(wt) || n <= 0 || k <= 0 || k % RM_QK_K) return 0;
+    return (size_t)((n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS) * qgemm_k_tile_bytes(wt, k);
+}
+
+static bool g_pack_always;
+void rm_kern_matmul_set_pack_always(bool on) { g_pack_always = on; }
+
+bool rm_matmul_pack_wanted(rm_type wt) {
+    if (!pack_type(wt)) return false;
+    return g_pack_always || (rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni"));
+}
+
+void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) {
+    size_t tb = qgemm_k_tile_bytes(wt, k), wrow = rm_type_row_bytes(wt, k);
+    int64_t nb = k / RM_QK_K;
+    for (int64_t c0 = 0; c0 < n; c0 += RM_QGEMM_TILE_COLS) {
+        int nc = n - c0 < RM_QGEMM_TILE_COLS ? (int)(n - c0) : RM_QGEMM_TILE_COLS;
+        uint8_t *tile = (uint8_t *)dst + (size_t)(c0 / RM_QGEMM_TILE_COLS) * tb;
+        const uint8_t *rows = (const uint8_t *)w + (size_t)c0 * wrow;
+        if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(tile, (const rm_block_q4_k *)rows, nb, nc);
+        else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)rows, nb, nc);
+    }
+}
+
+/*
+ * Y = X W^T from the packed tiles, for every m: X to q8_K rows once (split
+ * over the pool), then each thread its whole tiles against all X rows. The
+ * scalar tile kernel stands in where the current ISA has no VNNI one (tests
+ * forcing an ISA); without packed tiles, with the int8 path off or without
+ * scratch, rm_matmul on w.
+ */
+void rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *w, const void *packed,
+                      rm_type wt, int64_t n, int64_t k) {
+    size_t have = c && c->work ? c->work_size : 0;
+    if (!packed || !pack_type(wt) || !g_int8_gemm || m <= 0 || k % RM_QK_K || have < act_bytes(wt, m, k)) {
+        rm_matmul(c, y, x, m, w, wt, n, k);
+        return;
+    }
+    rm_pool *pool = c->pool;
+    mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
+                .wrow = rm_type_row_bytes(wt, k), .packed = packed, .xk = c->work,
+                .xk_row = rm_kern_act_row_bytes(wt, k)};
+    j.qgemm_k4 = qgemm_k_kernel(j.ops, wt);
+    if (!j.qgemm_k4) j.qgemm_k4 = wt == RM_TYPE_Q4_K ? rm_qgemm_q4_k_scalar : rm_qgemm_q6_k_scalar;
+    if (m > 1) rm_pool_run(pool, job_quantize, &j);
+    else job_quantize(&j, 0, 1);
+    rm_pool_run(pool, job_qgemm_k, &j);
 }
 
 void rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw) {

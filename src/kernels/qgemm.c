@@ -95,31 +95,43 @@ rm_qgemm_pack_fn rm_qgemm_pack_get(const rm_kern_ops *ops) {
     return rm_qgemm_pack_tile;
 }
 
-/* ---- q4_k ------------------------------------------------------------------ */
+/* ---- q4_k and q6_k: compact tiles ---------------------------------------- */
+
+/* Word w (4 bytes) of a column's level bytes to group w of a tile: the
+ * interleave every k-quant tile shares, one column at a time. */
+static void tile_words(uint8_t *dst, const uint8_t *src, int nwords, int c) {
+    for (int w = 0; w < nwords; w++) memcpy(dst + ((size_t)w * RM_QGEMM_TILE_COLS + (size_t)c) * 4, src + 4 * w, 4);
+}
+
+/* Byte e % 4 of group e / 4 of column c in a 32-column interleave. */
+static uint8_t tile_byte(const uint8_t *grp, int e, int c) { return grp[(e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4]; }
 
 size_t rm_qgemm_k4_tile_bytes(int64_t nb) { return (size_t)nb * RM_QGEMM_K4_BLOCK; }
 
 void rm_qgemm_k4_pack_tile(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols) {
-    memset(tile, 0, rm_qgemm_k4_tile_bytes(nb));
+    if (ncols < RM_QGEMM_TILE_COLS) memset(tile, 0, rm_qgemm_k4_tile_bytes(nb));
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * RM_QGEMM_K4_BLOCK;
         for (int c = 0; c < ncols; c++) {
             const rm_block_q4_k *wb = &w[(size_t)c * (size_t)nb + (size_t)b];
+            tile_words(blk, wb->qs, RM_QK_K / 8, c);
             uint8_t sc[8], mn[8];
             rm_kern_unpack_k4(wb->scales, sc, mn);
             for (int j = 0; j < 8; j++) {
-                for (int e = 0; e < 32; e++)
-                    blk[j * RM_QGEMM_QS_BYTES + (e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4] =
-                        (uint8_t)((wb->qs[32 * (j / 2) + e] >> (4 * (j % 2))) & 0xF);
-                int32_t s32 = sc[j], m32 = mn[j];
-                memcpy(blk + RM_QGEMM_K4_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &s32, 4);
-                memcpy(blk + RM_QGEMM_K4_MN_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &m32, 4);
+                blk[RM_QGEMM_K4_SC_AT + j * RM_QGEMM_TILE_COLS + c] = sc[j];
+                blk[RM_QGEMM_K4_MN_AT + j * RM_QGEMM_TILE_COLS + c] = mn[j];
             }
-            float d = rm_f16_to_f32(wb->d), dmin = rm_f16_to_f32(wb->dmin);
-            memcpy(blk + RM_QGEMM_K4_D_AT + c * 4, &d, 4);
-            memcpy(blk + RM_QGEMM_K4_DMIN_AT + c * 4, &dmin, 4);
+            memcpy(blk + RM_QGEMM_K4_D_AT + 2 * c, &wb->d, 2);
+            memcpy(blk + RM_QGEMM_K4_DMIN_AT + 2 * c, &wb->dmin, 2);
         }
     }
+}
+
+/* The f16 scale of column c at blk + at. */
+static float tile_f16(const uint8_t *blk, int at, int c) {
+    uint16_t h;
+    memcpy(&h, blk + at + 2 * c, 2);
+    return rm_f16_to_f32(h);
 }
 
 void rm_qgemm_q4_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
@@ -132,20 +144,14 @@ void rm_qgemm_q4_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, i
             for (int c = 0; c < RM_QGEMM_TILE_COLS; c++) {
                 int32_t S = 0, M = 0;
                 for (int j = 0; j < 8; j++) {
-                    int32_t isum = 0, sc, mn;
-                    for (int e = 0; e < 32; e++)
-                        isum += blk[j * RM_QGEMM_QS_BYTES + (e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4] *
-                                xb->qs[32 * j + e];
-                    memcpy(&sc, blk + RM_QGEMM_K4_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, 4);
-                    memcpy(&mn, blk + RM_QGEMM_K4_MN_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, 4);
-                    S += sc * isum;
-                    M += mn * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+                    const uint8_t *chunk = blk + (j / 2) * 8 * RM_QGEMM_TILE_COLS * 4;
+                    int32_t isum = 0;
+                    for (int e = 0; e < 32; e++) isum += ((tile_byte(chunk, e, c) >> (4 * (j % 2))) & 0xF) * xb->qs[32 * j + e];
+                    S += blk[RM_QGEMM_K4_SC_AT + j * RM_QGEMM_TILE_COLS + c] * isum;
+                    M += blk[RM_QGEMM_K4_MN_AT + j * RM_QGEMM_TILE_COLS + c] * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
                 }
-                float d, dmin;
-                memcpy(&d, blk + RM_QGEMM_K4_D_AT + c * 4, 4);
-                memcpy(&dmin, blk + RM_QGEMM_K4_DMIN_AT + c * 4, 4);
-                acc[c] = fmaf((float)S, d * xb->d, acc[c]);
-                acc[c] = fmaf(-(float)M, dmin * xb->d, acc[c]);
+                acc[c] = fmaf((float)S, tile_f16(blk, RM_QGEMM_K4_D_AT, c) * xb->d, acc[c]);
+                acc[c] = fmaf(-(float)M, tile_f16(blk, RM_QGEMM_K4_DMIN_AT, c) * xb->d, acc[c]);
             }
         }
         for (int c = 0; c < nc; c++) y[r * ldy + c] = acc[c];
@@ -157,39 +163,28 @@ rm_qgemm_k4_fn rm_qgemm_q4_k_get(const rm_kern_ops *ops) {
     return NULL;
 }
 
-rm_qgemm_k4_pack_fn rm_qgemm_k4_pack_get(const rm_kern_ops *ops) {
-    if (ops->isa == RM_ISA_AVX512 && __builtin_cpu_supports("avx512vnni")) return rm_qgemm_k4_pack_tile_vnni;
-    return rm_qgemm_k4_pack_tile;
-}
-
-/* ---- q6_k ------------------------------------------------------------------ */
-
 size_t rm_qgemm_k6_tile_bytes(int64_t nb) { return (size_t)nb * RM_QGEMM_K6_BLOCK; }
 
 void rm_qgemm_k6_pack_tile(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols) {
-    memset(tile, 0, rm_qgemm_k6_tile_bytes(nb));
+    if (ncols < RM_QGEMM_TILE_COLS) memset(tile, 0, rm_qgemm_k6_tile_bytes(nb));
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *blk = tile + (size_t)b * RM_QGEMM_K6_BLOCK;
         for (int c = 0; c < ncols; c++) {
             const rm_block_q6_k *wb = &w[(size_t)c * (size_t)nb + (size_t)b];
-            for (int h = 0; h < 2; h++) {
-                const uint8_t *ql = wb->ql + 64 * h, *qh = wb->qh + 32 * h;
-                for (int g = 0; g < 4; g++)
-                    for (int l = 0; l < 32; l++) {
-                        int lo = g < 2 ? ql[l + 32 * g] & 0xF : ql[l + 32 * (g - 2)] >> 4;
-                        int e = 128 * h + 32 * g + l, ee = e % 16;
-                        blk[(e / 16) * (RM_QGEMM_QS_BYTES / 2) + (ee / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + ee % 4] =
-                            (uint8_t)(lo | (((qh[l] >> (2 * g)) & 3) << 4));
-                    }
-            }
-            for (int j = 0; j < 16; j++) {
-                int32_t s32 = wb->scales[j];
-                memcpy(blk + RM_QGEMM_K6_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, &s32, 4);
-            }
-            float d = rm_f16_to_f32(wb->d);
-            memcpy(blk + RM_QGEMM_K6_D_AT + c * 4, &d, 4);
+            tile_words(blk, wb->ql, RM_QK_K / 8, c);
+            tile_words(blk + RM_QGEMM_K6_QH_AT, wb->qh, RM_QK_K / 16, c);
+            for (int j = 0; j < 16; j++) blk[RM_QGEMM_K6_SC_AT + j * RM_QGEMM_TILE_COLS + c] = (uint8_t)wb->scales[j];
+            memcpy(blk + RM_QGEMM_K6_D_AT + 2 * c, &wb->d, 2);
         }
     }
+}
+
+/* Level (0..63) of element e (0..255) of column c in a q6_k tile block. */
+static int k6_level(const uint8_t *blk, int e, int c) {
+    int h = e / 128, g = (e % 128) / 32, l = e % 32;
+    int lo = tile_byte(blk + (2 * h + g % 2) * 8 * RM_QGEMM_TILE_COLS * 4, l, c) >> (4 * (g / 2)) & 0xF;
+    int hi = tile_byte(blk + RM_QGEMM_K6_QH_AT + h * 8 * RM_QGEMM_TILE_COLS * 4, l, c) >> (2 * g) & 3;
+    return lo | hi << 4;
 }
 
 void rm_qgemm_q6_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
@@ -202,17 +197,12 @@ void rm_qgemm_q6_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, i
             for (int c = 0; c < RM_QGEMM_TILE_COLS; c++) {
                 int32_t S = 0, M = 0;
                 for (int j = 0; j < 16; j++) {
-                    int32_t isum = 0, sc;
-                    for (int e = 0; e < 16; e++)
-                        isum += blk[j * (RM_QGEMM_QS_BYTES / 2) + (e / 4) * RM_QGEMM_TILE_COLS * 4 + c * 4 + e % 4] *
-                                xb->qs[16 * j + e];
-                    memcpy(&sc, blk + RM_QGEMM_K6_SC_AT + (j * RM_QGEMM_TILE_COLS + c) * 4, 4);
+                    int32_t isum = 0, sc = (int8_t)blk[RM_QGEMM_K6_SC_AT + j * RM_QGEMM_TILE_COLS + c];
+                    for (int e = 0; e < 16; e++) isum += k6_level(blk, 16 * j + e, c) * xb->qs[16 * j + e];
                     S += sc * isum;
                     M += sc * xb->bsums[j];
                 }
-                float d;
-                memcpy(&d, blk + RM_QGEMM_K6_D_AT + c * 4, 4);
-                acc[c] = fmaf((float)(S - 32 * M), d * xb->d, acc[c]);
+                acc[c] = fmaf((float)(S - 32 * M), tile_f16(blk, RM_QGEMM_K6_D_AT, c) * xb->d, acc[c]);
             }
         }
         for (int c = 0; c < nc; c++) y[r * ldy + c] = acc[c];

@@ -46,47 +46,58 @@ void rm_qgemm_q8_0_vnni(const uint8_t *xu, const float *xd, int64_t ldx, int nr,
 
 /*
  * q4_k weights against q8_K activation rows (kern_internal.h), the same
- * scheme: a tile is 32 W rows, per 256-weight super-block RM_QGEMM_K4_BLOCK
- * bytes: the levels (0..15) as [8 sub-blocks][8 groups][32 columns][4], then
- * the 6-bit scales and mins as int32 [8][32] each, then d and dmin as f32
- * [32] each. The levels are unsigned, so vpdpbusd takes them as its unsigned
- * operand and the activations as the signed one: no correction term.
+ * scheme in a compact layout that is also the form a model keeps its q4_k
+ * weights in after load (rm_matmul_pack). A tile is 32 W rows; per
+ * 256-weight super-block RM_QGEMM_K4_BLOCK bytes (148 per column against the
+ * file's 144):
+ *   qs   [4 chunks][8 groups][32 columns][4]  the file's level bytes, word w
+ *        of a column's qs at group w: low nibbles are sub-block 2c, high
+ *        nibbles sub-block 2c + 1 (elements 4g .. 4g+3 of each)
+ *   sc   [8 sub-blocks][32] u8  the 6-bit scales, unpacked
+ *   mn   [8][32] u8             the 6-bit mins
+ *   d    [32] f16, dmin [32] f16
+ * The levels are unsigned, so vpdpbusd takes them as its unsigned operand
+ * and the activations as the signed one: no correction term.
  */
-#define RM_QGEMM_K4_SC_AT (8 * RM_QGEMM_QS_BYTES)
-#define RM_QGEMM_K4_MN_AT (RM_QGEMM_K4_SC_AT + 8 * RM_QGEMM_TILE_COLS * 4)
-#define RM_QGEMM_K4_D_AT (RM_QGEMM_K4_MN_AT + 8 * RM_QGEMM_TILE_COLS * 4)
-#define RM_QGEMM_K4_DMIN_AT (RM_QGEMM_K4_D_AT + RM_QGEMM_TILE_COLS * 4)
-#define RM_QGEMM_K4_BLOCK (RM_QGEMM_K4_DMIN_AT + RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K4_SC_AT (4 * 8 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K4_MN_AT (RM_QGEMM_K4_SC_AT + 8 * RM_QGEMM_TILE_COLS)
+#define RM_QGEMM_K4_D_AT (RM_QGEMM_K4_MN_AT + 8 * RM_QGEMM_TILE_COLS)
+#define RM_QGEMM_K4_DMIN_AT (RM_QGEMM_K4_D_AT + RM_QGEMM_TILE_COLS * 2)
+#define RM_QGEMM_K4_BLOCK (RM_QGEMM_K4_DMIN_AT + RM_QGEMM_TILE_COLS * 2)
 
 /* y[r * ldy + c] for activation rows x + r * nb (r < nr) and column c < nc:
  * per super-block, S = sum_j sc_j isum_j and M = sum_j mn_j bsum_j in exact
  * int32, then acc += S (d dx) and acc -= M (dmin dx), each one fma. */
 typedef void (*rm_qgemm_k4_fn)(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y,
                                int64_t ldy, int nc);
-typedef void (*rm_qgemm_k4_pack_fn)(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols);
 size_t rm_qgemm_k4_tile_bytes(int64_t nb);
+/* Repack ncols (<= 32) consecutive W rows of nb q4_k blocks into tile (the
+ * missing columns zero): 4-byte words moved, scales unpacked. */
 void rm_qgemm_k4_pack_tile(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols);
-void rm_qgemm_k4_pack_tile_vnni(uint8_t *tile, const rm_block_q4_k *w, int64_t nb, int ncols);
 void rm_qgemm_q4_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
                           int nc);
 void rm_qgemm_q4_k_vnni(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,
                         int nc);
-/* The q4_k kernel and packer for this CPU: VNNI, else NULL (the sgemm path
- * stays, having no faster integer kernel to give). */
+/* The q4_k kernel for this CPU: VNNI, else NULL (the sgemm path stays,
+ * having no faster integer kernel to give). */
 rm_qgemm_k4_fn rm_qgemm_q4_k_get(const rm_kern_ops *ops);
-rm_qgemm_k4_pack_fn rm_qgemm_k4_pack_get(const rm_kern_ops *ops);
 
 /*
- * q6_k the same way: the levels 0..63 (before the -32 offset) as [16
- * sub-blocks of 16][4 groups][32 columns][4], the int8 scales as int32
- * [16][32], d as f32 [32]. Per super-block T = sum_j sc_j (isum_j - 32
- * bsum_j) in exact int32 (the q8_K sums are per 16, as the sub-blocks), then
+ * q6_k the same way, 210 bytes per column as in the file: per super-block
+ *   ql   [2 halves][2][8 groups][32 columns][4]  the file's ql bytes, word w
+ *        of a column's ql at group w (ql byte 64h + 32p + l holds element
+ *        128h + 32p + l in its low nibble, 128h + 32(p + 2) + l in its high)
+ *   qh   [2 halves][8 groups][32][4]              the file's qh bytes, word w
+ *        at group w (bits 2g..2g+1 of qh byte 32h + l: element 128h + 32g + l)
+ *   sc   [16 sub-blocks of 16][32] i8,  d [32] f16
+ * Per super-block T = sum_j sc_j (isum_j - 32 bsum_j) in exact int32 over
+ * the levels 0..63 (the q8_K sums are per 16, as the sub-blocks), then
  * acc += T (d dx), one fma.
  */
-#define RM_QGEMM_K6_SC_AT (8 * RM_QGEMM_QS_BYTES)
-#define RM_QGEMM_K6_D_AT (RM_QGEMM_K6_SC_AT + 16 * RM_QGEMM_TILE_COLS * 4)
-#define RM_QGEMM_K6_BLOCK (RM_QGEMM_K6_D_AT + RM_QGEMM_TILE_COLS * 4)
-typedef void (*rm_qgemm_k6_pack_fn)(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols);
+#define RM_QGEMM_K6_QH_AT (4 * 8 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K6_SC_AT (RM_QGEMM_K6_QH_AT + 2 * 8 * RM_QGEMM_TILE_COLS * 4)
+#define RM_QGEMM_K6_D_AT (RM_QGEMM_K6_SC_AT + 16 * RM_QGEMM_TILE_COLS)
+#define RM_QGEMM_K6_BLOCK (RM_QGEMM_K6_D_AT + RM_QGEMM_TILE_COLS * 2)
 size_t rm_qgemm_k6_tile_bytes(int64_t nb);
 void rm_qgemm_k6_pack_tile(uint8_t *tile, const rm_block_q6_k *w, int64_t nb, int ncols);
 void rm_qgemm_q6_k_scalar(const rm_block_q8_k *x, int nr, const uint8_t *tile, int64_t nb, float *y, int64_t ldy,

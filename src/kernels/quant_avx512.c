@@ -1,10 +1,12 @@
 /*
- * quant_avx512.c — the q4_k and q6_k dots with 512-bit registers (AVX-512
- * F/BW, selected with the AVX-512 table): the AVX2 dots of quant_avx2.c
- * with two 32- or 64-weight groups per instruction, so a block takes half
- * the unpacking, vpmaddubsw and vpmaddwd instructions. These two types
- * carry a Q4_K_M file; the other block types keep their AVX2 dots. One core
- * (CPU time, 512 x 2048 in cache): q4_k 50 -> 80 GFLOP/s, q6_k 34 -> 72.
+ * quant_avx512.c — the 4-6 bit dots with 512-bit registers (AVX-512 F/BW,
+ * selected with the AVX-512 table): the AVX2 dots of quant_avx2.c with two
+ * 32- or 64-weight groups per instruction, so a block takes half the
+ * unpacking, vpmaddubsw and vpmaddwd instructions (q4_0 and q4_1: two
+ * blocks per pass, an odd last block through the AVX2 dot). One core (CPU
+ * time, 512 x 2048 in cache): q4_k 50 -> 80 GFLOP/s, q6_k 34 -> 72. AVX-512
+ * has no vpsignb, so q4_0's -8 comes off as 8 x the activations, as q6_k's
+ * -32 does; the integer sums per block stay exact.
  */
 #include "kernels/kern_internal.h"
 #include "kernels/quant_simd.h"
@@ -23,33 +25,103 @@ static inline __m512i bcast16_2(__m512i s8, int i, int j) {
     return _mm512_shuffle_epi8(s8, _mm512_inserti64x4(_mm512_castsi256_si512(mi), mj, 1));
 }
 
-float rm_kern_dot_q4_k_avx512(const void *xq, const void *wv, int64_t nb) {
-    const rm_block_q8_k *x = xq;
-    const rm_block_q4_k *w = wv;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+/* Two 16-byte runs of nibbles -> 64 levels: per 256-bit half, the low
+ * nibbles of its run in bytes 0..15 and the high ones in 16..31. */
+static inline __m512i nibbles_2x16(const uint8_t *p, const uint8_t *q) {
+    __m128i a = _mm_loadu_si128((const __m128i *)p), b = _mm_loadu_si128((const __m128i *)q);
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_srli_epi16(a, 4), a)),
+                                   _mm256_set_m128i(_mm_srli_epi16(b, 4), b), 1);
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+
+/* Per-half scales: s for the low 8 lanes, t for the high 8. */
+static inline __m512 halves_ps(float s, float t) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(s)), _mm256_castps_pd(_mm256_set1_ps(t)), 1));
+}
+
+/* int32 sums of 4 products of u8 levels and s8 activations. */
+static inline __m512i dot4_u8s8(__m512i u, __m512i s) { return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)); }
+
+float rm_kern_dot_q4_0_avx512(const void *xq, const void *wv, int64_t nb) {
+    const rm_block_q8_0 *x = xq;
+    const rm_block_q4_0 *w = wv;
+    const __m512i b8 = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        __m512i q = nibbles_2x16(w[b].qs, w[b + 1].qs);
+        __m512i a = load_2x32(x[b].qs, x[b + 1].qs);
+        /* (q - 8) a = q a - 8 a, each pair sum within int16 (15 * 127 * 2) */
+        __m512i p = _mm512_sub_epi16(_mm512_maddubs_epi16(q, a), _mm512_maddubs_epi16(b8, a));
+        __m512i s = _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+        __m512 d = halves_ps(_cvtsh_ss(w[b].d) * _cvtsh_ss(x[b].d), _cvtsh_ss(w[b + 1].d) * _cvtsh_ss(x[b + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    return b < nb ? sum + rm_kern_dot_q4_0_avx2(x + b, w + b, 1) : sum;
+}
+
+float rm_kern_dot_q4_1_avx512(const void *xq, const void *wv, int64_t nb) {
+    const rm_block_q8_0 *x = xq;
+    const rm_block_q4_1 *w = wv;
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        __m512i a = load_2x32(x[b].qs, x[b + 1].qs);
+        __m512i p = dot4_u8s8(nibbles_2x16(w[b].qs, w[b + 1].qs), a), sx = dot4_u8s8(ones, a);
+        float dx0 = _cvtsh_ss(x[b].d), dx1 = _cvtsh_ss(x[b + 1].d);
+        acc = _mm512_fmadd_ps(halves_ps(_cvtsh_ss(w[b].d) * dx0, _cvtsh_ss(w[b + 1].d) * dx1), _mm512_cvtepi32_ps(p), acc);
+        acc = _mm512_fmadd_ps(halves_ps(_cvtsh_ss(w[b].m) * dx0, _cvtsh_ss(w[b + 1].m) * dx1), _mm512_cvtepi32_ps(sx), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    return b < nb ? sum + rm_kern_dot_q4_1_avx2(x + b, w + b, 1) : sum;
+}
+
+/*
+ * q4_k and q5_k (w5 NULL for q4_k): per pass p, chunks 2p and 2p + 1 in the
+ * two 256-bit halves, their low nibbles (sub-blocks 4p, 4p + 2) in one
+ * register and high nibbles (4p + 1, 4p + 3) in another. q5_k's fifth bit
+ * of sub-block j is bit j of qh[l], added as 16 under a byte mask.
+ */
+static inline float dot_k45_avx512(const rm_block_q8_k *x, const rm_block_q4_k *w4, const rm_block_q5_k *w5,
+                                   int64_t nb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
     __m512 acc = _mm512_setzero_ps();
     __m128 accm = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        __m256i sm = k4_scales_mins(w[b].scales);
+        const uint8_t *scales = w4 ? w4[b].scales : w5[b].scales, *qs = w4 ? w4[b].qs : w5[b].qs;
+        uint16_t d = w4 ? w4[b].d : w5[b].d, dmin = w4 ? w4[b].dmin : w5[b].dmin;
+        __m256i sm = k4_scales_mins(scales);
         __m512i s8 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm)); /* the 8 scales, 4 times */
-        accm = _mm_fmadd_ps(_mm_set1_ps(x[b].d * _cvtsh_ss(w[b].dmin)), _mm_cvtepi32_ps(k4_min_dot(sm, x[b].bsums)),
-                            accm);
+        accm = _mm_fmadd_ps(_mm_set1_ps(x[b].d * _cvtsh_ss(dmin)), _mm_cvtepi32_ps(k4_min_dot(sm, x[b].bsums)), accm);
+        __m512i hbits = w5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w5[b].qh)) : _mm512_setzero_si512();
         __m512i sumi = _mm512_setzero_si512();
         for (int p = 0; p < 2; p++) { /* chunks 2p and 2p + 1: sub-blocks 4p .. 4p + 3 */
-            __m512i q = _mm512_loadu_si512((const void *)(w[b].qs + 64 * p));
+            __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * p));
             __m512i ql = _mm512_and_si512(q, m4), qh = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            if (w5) {
+                __m512i blo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (4 * p))),
+                                                 _mm256_set1_epi8((char)(1 << (4 * p + 2))), 1);
+                __m512i bhi = _mm512_add_epi8(blo, blo); /* the next bit up: sub-blocks 4p + 1, 4p + 3 */
+                ql = _mm512_mask_add_epi8(ql, _mm512_test_epi8_mask(hbits, blo), ql, b16);
+                qh = _mm512_mask_add_epi8(qh, _mm512_test_epi8_mask(hbits, bhi), qh, b16);
+            }
             const int8_t *a = x[b].qs + 128 * p;
             __m512i al = load_2x32(a, a + 64), ah = load_2x32(a + 32, a + 96);
             __m512i p0 = _mm512_madd_epi16(_mm512_maddubs_epi16(ql, al), bcast16_2(s8, 4 * p, 4 * p + 2));
             __m512i p1 = _mm512_madd_epi16(_mm512_maddubs_epi16(qh, ah), bcast16_2(s8, 4 * p + 1, 4 * p + 3));
             sumi = _mm512_add_epi32(sumi, _mm512_add_epi32(p0, p1));
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(x[b].d * _cvtsh_ss(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(x[b].d * _cvtsh_ss(d)), _mm512_cvtepi32_ps(sumi), acc);
     }
     __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
     m = _mm_add_ss(m, _mm_movehdup_ps(m));
     return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m);
 }
+
+float rm_kern_dot_q4_k_avx512(const void *xq, const void *w, int64_t nb) { return dot_k45_avx512(xq, w, NULL, nb); }
+float rm_kern_dot_q5_k_avx512(const void *xq, const void *w, int64_t nb) { return dot_k45_avx512(xq, NULL, w, nb); }
 
 /* A shuffle mask picking int16 lane e_k of each 128-bit lane k. */
 static inline __m512i lanes16(int e0, int e1, int e2, int e3) {

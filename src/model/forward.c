@@ -391,7 +391,7 @@ static rm_status check_batch(rm_ctx *c, const rm_batch *b) {
 /* y = x W^T for layer-module (layer, t), plus the attached delta. */
 static void project(rm_ctx *c, float *y, const float *x, int n, rm_target t) {
     const rm_weight *w = rm_layer_weight(&c->m->layers[c->layer], t);
-    rm_matmul(&c->comp, y, x, n, w->data, w->type, w->rows, w->cols);
+    rm_matmul_packed(&c->comp, y, x, n, w->data, w->packed, w->type, w->rows, w->cols);
     if (c->delta_on) c->delta->apply(c->delta_state, &c->comp, c->layer, t, x, y);
 }
 
@@ -451,7 +451,8 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
         c->out_rows[c->n_out++] = i;
     }
     rows(c, ROWS_RMSNORM, c->n_out, c->xo, c->xo, m->out_norm, d);
-    rm_matmul(&c->comp, c->logits, c->xo, c->n_out, m->output.data, m->output.type, m->output.rows, m->output.cols);
+    rm_matmul_packed(&c->comp, c->logits, c->xo, c->n_out, m->output.data, m->output.packed, m->output.type,
+                     m->output.rows, m->output.cols);
     c->batch = NULL;
     return RAMOLE_OK;
 }

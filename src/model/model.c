@@ -279,6 +279,7 @@ rm_status rm_model_open(const char *path, rm_model **out) {
         st = rm_err(RAMOLE_ERR_NOT_FOUND, "%s: no such model (expected a Hugging Face folder or a GGUF file)", path);
     }
     if (st == RAMOLE_OK) st = load_tokenizer(m);
+    if (st == RAMOLE_OK) st = rm_model_pack_default(m);
     if (st != RAMOLE_OK) {
         rm_model_free(m);
         return st;
@@ -343,6 +344,7 @@ void rm_model_files_free(rm_model_files *f) {
 void rm_model_free(rm_model *m) {
     if (!m) return;
     rm_model_files_free(m->files);
+    rm_free(m->owned_packed);
     rm_free(m->layers);
     rm_free(m->owned_f32);
     rm_free(m->owned_weights);

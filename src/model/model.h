@@ -43,11 +43,15 @@ void rm_model_config_defaults(rm_model_config *c, rm_arch arch);
 /* Sizes positive, heads dividing hidden, kv heads dividing heads, ... */
 rm_status rm_model_config_check(const rm_model_config *c, const char *origin);
 
-/* A 2-D weight [rows][cols] (rows = outputs n, cols = inputs k). */
+/* A 2-D weight [rows][cols] (rows = outputs n, cols = inputs k). data is
+ * always the file's layout (merging, converting and writing read it);
+ * packed, when set, is the same matrix in the run-time form the int8
+ * kernels read (rm_matmul_pack), owned by the model, and inference uses it. */
 typedef struct {
     const void *data;
     rm_type type;
     int64_t rows, cols;
+    const void *packed;
 } rm_weight;
 
 typedef struct {
@@ -97,6 +101,8 @@ struct rm_model {
     float *owned_f32;                /* norms, biases converted to f32 */
     void *owned_weights;             /* weights built in memory (rm_model_new_f32) */
     rm_model_f32 *owned_views;       /* writable views of owned_weights and owned_f32, or NULL */
+    void *owned_packed;              /* the packed weights (rm_model_pack), one block, or NULL */
+    size_t packed_bytes;             /* its size */
     struct rm_tok *tokenizer;        /* the model's tokenizer, or NULL; owned */
     char *tokenizer_dir;             /* folder whose tokenizer*.json an HF save copies, or NULL */
 };
@@ -112,8 +118,22 @@ struct rm_model {
  */
 rm_status rm_model_open(const char *path, rm_model **out);
 void      rm_model_free(rm_model *m);
-/* Parameter count and bytes of the weights. */
+/* Parameter count and bytes of the weights in the file's layout. */
 void      rm_model_size(const rm_model *m, int64_t *n_params, int64_t *n_bytes);
+/*
+ * Repack the matrices that have a run-time form worth keeping on this CPU
+ * (rm_matmul_pack_wanted: q4_k and q6_k where AVX-512 VNNI is) into one
+ * block the model owns (m->packed_bytes), once, so that no forward repacks
+ * them. A model read from a file then releases the file's resident pages of
+ * those matrices (rm_file_map_release): their bytes stay readable, read
+ * again from the file when merging or converting touches them, so what the
+ * process holds is the packed form instead of the file's blocks.
+ * rm_model_open does this unless the environment sets RAMOLE_REPACK=0.
+ * A no-op when nothing qualifies or m is packed already. rm_model_unpack
+ * frees the packed form: inference reads the file's layout again.
+ */
+rm_status rm_model_pack(rm_model *m);
+void      rm_model_unpack(rm_model *m);
 /*
  * A fingerprint of the base model's architecture and shapes (family, sizes,
  * heads, vocab): adapters and other files made for a base record it and

@@ -49,4 +49,7 @@ extern const rm_tensor_names rm_names_gguf;
 rm_status rm_model_bind(rm_model *m, const rm_tensor_names *names, rm_src_find_fn find, void *src,
                         const char *origin);
 
+/* rm_model_pack unless the environment sets RAMOLE_REPACK=0 (rm_model_open). */
+rm_status rm_model_pack_default(rm_model *m);
+
 #endif
