@@ -35,13 +35,13 @@
 #endif
 /* blocks from this size up are mapped */
 #define RM_MAP_MIN ((size_t)4 << 20)
-#define RM_HUGE ((size_t)2 << 20)
 
 /* the header, in the RM_ALIGN bytes before the payload */
 typedef struct {
     size_t size;
     void *base;      /* what to free: the malloc'd block, or NULL when mapped */
 } block_head;
+_Static_assert(sizeof(block_head) <= RM_ALIGN, "the block header fits before the payload");
 
 static atomic_size_t live_bytes, peak_bytes, alloc_count, largest_ask;
 static atomic_size_t fail_countdown; /* 0: off; k: the k-th next alloc fails */
@@ -85,7 +85,7 @@ void *rm_malloc(size_t size) {
     while (size > largest && !atomic_compare_exchange_weak(&largest_ask, &largest, size)) {
     }
     if (should_fail()) return NULL;
-    if (size > SIZE_MAX - RM_HUGE - RM_ALIGN) return NULL;
+    if (size > SIZE_MAX - RM_ALIGN) return NULL;
     void *base = NULL;
     uint8_t *p;
     if (RM_ALLOC_MAP && size >= RM_MAP_MIN) {

@@ -131,10 +131,6 @@ typedef struct {
 
 rm_status rm_file_map(const char *path, rm_mapped *out);
 void      rm_file_unmap(rm_mapped *m);
-/* Ask for huge pages behind the 2 MiB-aligned interior of [p, p + n), an
- * rm_malloc'd block about to be filled: far fewer page faults and TLB
- * misses for big weight blocks. Advice only; a refusal changes nothing. */
-void      rm_mem_advise_huge(void *p, size_t n);
 /* Drop the resident pages lying wholly inside [p, p + n) of a read-only map
  * (rm_file_map): the bytes stay readable and are read from the file again
  * when touched. For a caller that keeps the data in another form. */

@@ -49,12 +49,6 @@ void rm_file_unmap(rm_mapped *m) {
     memset(m, 0, sizeof *m);
 }
 
-void rm_mem_advise_huge(void *p, size_t n) {
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1), hi = ((uintptr_t)p + n) & ~(huge - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-}
-
 void rm_file_map_release(const void *p, size_t n) {
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1),
               hi = ((uintptr_t)p + n) & ~(page - 1);

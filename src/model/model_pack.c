@@ -53,7 +53,6 @@ rm_status rm_model_pack(rm_model *m) {
         rm_free(ws);
         return rm_err(RAMOLE_ERR_NOMEM, "%s: out of memory packing %zu bytes of weights", m->path, total);
     }
-    rm_mem_advise_huge(block, total);
     size_t at = 0;
     for (int i = 0; i < n; i++) {
         rm_weight *w = ws[i];
