@@ -135,10 +135,7 @@ static bool g_no_pack, g_cpu_time;
 
 /* Seconds on the clock the options chose. */
 static double clock_now(void) {
-    if (!g_cpu_time) return rm_time_now();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return g_cpu_time ? rm_cpu_time_now() : rm_time_now();
 }
 
 /* The copies of w in the form a model keeps them in: packed at load where

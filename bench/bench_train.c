@@ -52,12 +52,6 @@ typedef struct {
     rm_train_profile prof;
 } bench_result;
 
-static double cpu_now(void) { /* process CPU seconds */
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int run_one(const bench_size *z, bool lora, int threads, int B, int T, int warmup, int steps, int rank,
                    bench_result *res) {
     rm_model_config c;
@@ -97,7 +91,7 @@ static int run_one(const bench_size *z, bool lora, int threads, int B, int T, in
     for (int i = 0; i < warmup; i++)
         if (rm_trainer_step(tr, &b, 1, &st) != RAMOLE_OK) goto fail;
     rm_tm_f32_profile(tm, NULL, true);
-    double best = 1e30, t_all = rm_time_now(), c_all = cpu_now();
+    double best = 1e30, t_all = rm_time_now(), c_all = rm_cpu_time_now();
     for (int i = 0; i < steps; i++) {
         double t0 = rm_time_now();
         if (rm_trainer_step(tr, &b, 1, &st) != RAMOLE_OK) goto fail;
@@ -105,7 +99,7 @@ static int run_one(const bench_size *z, bool lora, int threads, int B, int T, in
         if (dt < best) best = dt;
     }
     t_all = rm_time_now() - t_all;
-    res->cpu_util = (cpu_now() - c_all) / (t_all * threads);
+    res->cpu_util = (rm_cpu_time_now() - c_all) / (t_all * threads);
     rm_tm_f32_profile(tm, &res->prof, false);
     res->size = z->name, res->mode = lora ? "lora" : "full";
     int64_t n_params, n_bytes;

@@ -4,7 +4,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "lora/compose.h"
 #include "model/public.h"
@@ -116,12 +115,6 @@ ramole_status ramole_model_logits(const ramole_model *pm, const ramole_run_param
     return st;
 }
 
-static double cpu_seconds(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -145,7 +138,7 @@ ramole_status ramole_model_bench(const ramole_model *pm, const ramole_run_params
     if (nd > 0 && !steps) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     double t0 = rm_time_now();
     if (st == RAMOLE_OK) st = run_prompt(ctx, prompt, np, false);
-    double t1 = rm_time_now(), c1 = cpu_seconds();
+    double t1 = rm_time_now(), c1 = rm_cpu_time_now();
     for (int i = 0; st == RAMOLE_OK && i < nd; i++) {
         double ts = rm_time_now();
         const float *l = rm_ctx_logits(ctx, 0);
@@ -155,7 +148,7 @@ ramole_status ramole_model_bench(const ramole_model *pm, const ramole_run_params
         st = decode_one(ctx, best, np + i);
         steps[i] = rm_time_now() - ts;
     }
-    double t2 = rm_time_now(), c2 = cpu_seconds();
+    double t2 = rm_time_now(), c2 = rm_cpu_time_now();
     if (st == RAMOLE_OK) {
         out->prefill_tps = np / (t1 - t0);
         out->decode_tps = nd > 0 ? nd / (t2 - t1) : 0.0;

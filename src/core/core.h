@@ -149,6 +149,9 @@ rm_status rm_file_write_atomic(const char *path, const void *data, size_t size);
 
 /* Monotonic time in seconds. */
 double rm_time_now(void);
+/* CPU seconds this process has used, all its threads (benchmarks: a figure
+ * well below wall x threads means other processes held the CPU). */
+double rm_cpu_time_now(void);
 
 
 /* ---- random numbers ------------------------------------------------------ */
