@@ -7,16 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {
+/* val as a whole decimal integer in [lo, hi]; prints nothing. */
+static bool parse_long(const char *val, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     long v = strtol(val, &end, 10);
-    if (errno || end == val || *end || v < lo || v > hi) {
-        fprintf(stderr, "ramole %s: %s expects an integer from %ld to %ld, got '%s'\n", cmd, opt, lo, hi, val);
-        return false;
-    }
+    if (errno || end == val || *end || v < lo || v > hi) return false;
     *out = v;
     return true;
+}
+
+bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {
+    if (parse_long(val, lo, hi, out)) return true;
+    fprintf(stderr, "ramole %s: %s expects an integer from %ld to %ld, got '%s'\n", cmd, opt, lo, hi, val);
+    return false;
 }
 
 bool cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out) {
@@ -207,15 +211,10 @@ bool cli_kv_type(const char *cmd, const char *v, ramole_kv_type *out) {
 bool cli_prefill_tokens(const char *cmd, const char *v, long *out) {
     if (!strcmp(v, "auto")) *out = 0;
     else if (!strcmp(v, "all")) *out = -1;
-    else {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (!*v || *end || n < 1 || n > (1 << 20)) {
-            fprintf(stderr, "ramole %s: --prefill-tokens takes auto, all or a count from 1 to %d, got '%s'\n", cmd,
-                    1 << 20, v);
-            return false;
-        }
-        *out = n;
+    else if (!parse_long(v, 1, 1 << 20, out)) {
+        fprintf(stderr, "ramole %s: --prefill-tokens takes auto, all or a count from 1 to %d, got '%s'\n", cmd, 1 << 20,
+                v);
+        return false;
     }
     return true;
 }
