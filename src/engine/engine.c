@@ -323,18 +323,12 @@ static rm_status check_sampling(const rm_sampler_params *s) {
     return RAMOLE_OK;
 }
 
-/* Resolve the adapters through the cache and validate the composition in
- * the spare slot, with the code that will run it. */
-static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r) {
-    rm_composition *c = &r->comp;
-    memset(c, 0, sizeof *c);
-    c->mode = q->mode;
+/* The composition's shape, before any adapter is read: mode, count, router. */
+static rm_status check_shape(const rm_engine *e, const rm_engine_request *q) {
     if ((unsigned)q->mode >= RM_COMPOSE_COUNT) return rm_err(RAMOLE_ERR_INVALID, "request: unknown mode %d", q->mode);
-    if (q->mode == RM_COMPOSE_NONE) {
-        if (q->n_adapters || q->router)
-            return rm_err(RAMOLE_ERR_INVALID, "request: mode none takes no adapters");
-        return RAMOLE_OK;
-    }
+    if (q->mode == RM_COMPOSE_NONE)
+        return q->n_adapters || q->router ? rm_err(RAMOLE_ERR_INVALID, "request: mode none takes no adapters")
+                                          : RAMOLE_OK;
     if (q->n_adapters < 1 || q->n_adapters > e->p.max_adapters)
         return rm_err(RAMOLE_ERR_RANGE, "request: mode %s needs 1 to %d adapters (got %d)",
                       rm_compose_mode_name(q->mode), e->p.max_adapters, q->n_adapters);
@@ -342,19 +336,39 @@ static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r)
         return rm_err(RAMOLE_ERR_INVALID, "request: mode router needs a router");
     if (q->mode != RM_COMPOSE_ROUTER && q->router)
         return rm_err(RAMOLE_ERR_INVALID, "request: a router is used only in mode router");
-    c->k = q->n_adapters;
-    for (int j = 0; j < c->k; j++) {
+    return RAMOLE_OK;
+}
+
+/* Handles of a well-shaped request's adapters, its router and the
+ * router's C with each expert, through the cache. On failure the caller
+ * releases what was taken (the entries that are not NULL). */
+static rm_status acquire(rm_engine *e, const rm_engine_request *q, rm_adapter_handle **h, rm_adapter_handle **hr,
+                         const rm_router_c **rc) {
+    for (int j = 0; j < q->n_adapters; j++) {
         if (!q->adapters[j]) return rm_err(RAMOLE_ERR_INVALID, "request: adapter %d has no name", j);
-        RM_TRY(rm_adapter_cache_get(e->adapters, q->adapters[j], &r->h[j]));
+        RM_TRY(rm_adapter_cache_get(e->adapters, q->adapters[j], &h[j]));
+    }
+    if (!q->router) return RAMOLE_OK;
+    RM_TRY(rm_adapter_cache_get(e->adapters, q->router, hr));
+    for (int j = 0; j < q->n_adapters; j++) RM_TRY(rm_adapter_cache_router_c(e->adapters, *hr, h[j], &rc[j]));
+    return RAMOLE_OK;
+}
+
+/* Resolve the adapters through the cache and validate the composition in
+ * the spare slot, with the code that will run it. */
+static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r) {
+    rm_composition *c = &r->comp;
+    memset(c, 0, sizeof *c);
+    c->mode = q->mode;
+    RM_TRY(check_shape(e, q));
+    if (q->mode == RM_COMPOSE_NONE) return RAMOLE_OK;
+    c->k = q->n_adapters;
+    RM_TRY(acquire(e, q, r->h, &r->hr, c->router_c));
+    for (int j = 0; j < c->k; j++) {
         c->experts[j] = rm_adapter_handle_adapter(r->h[j]);
         c->weights[j] = q->weights[j];
     }
-    if (q->router) {
-        RM_TRY(rm_adapter_cache_get(e->adapters, q->router, &r->hr));
-        c->router = rm_adapter_handle_adapter(r->hr);
-        for (int j = 0; j < c->k; j++)
-            RM_TRY(rm_adapter_cache_router_c(e->adapters, r->hr, r->h[j], &c->router_c[j]));
-    }
+    if (r->hr) c->router = rm_adapter_handle_adapter(r->hr);
     /* the step's scratch grows to the largest rank met so far */
     int rank = c->router ? c->router->max_rank : 0;
     for (int j = 0; j < c->k; j++) rank = c->experts[j]->max_rank > rank ? c->experts[j]->max_rank : rank;
@@ -368,36 +382,26 @@ static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r)
     return st;
 }
 
+/* What a preload took: the handles a request would take (acquire). */
 struct rm_engine_hold {
-    int n;
-    rm_adapter_handle *h[RM_LORA_MAX_K + 1];
+    rm_adapter_handle *h[RM_LORA_MAX_K], *hr;
+    const rm_router_c *rc[RM_LORA_MAX_K];
 };
 
 void rm_engine_hold_free(rm_engine *e, rm_engine_hold *h) {
     if (!h) return;
-    for (int i = 0; i < h->n; i++) rm_adapter_cache_release(e->adapters, h->h[i]);
+    for (int j = 0; j < RM_LORA_MAX_K; j++) rm_adapter_cache_release(e->adapters, h->h[j]);
+    rm_adapter_cache_release(e->adapters, h->hr);
     rm_free(h);
 }
 
 rm_status rm_engine_preload(rm_engine *e, const rm_engine_request *q, rm_engine_hold **out) {
     *out = NULL;
-    int k = q->n_adapters;
-    if (q->mode == RM_COMPOSE_NONE || k < 1 || k > RM_LORA_MAX_K) return RAMOLE_OK; /* submit names the fault */
+    /* a misshapen request loads nothing: its submit names the fault */
+    if (q->mode == RM_COMPOSE_NONE || check_shape(e, q) != RAMOLE_OK) return RAMOLE_OK;
     rm_engine_hold *h = rm_calloc(1, sizeof *h);
     if (!h) return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
-    rm_status st = RAMOLE_OK;
-    for (int j = 0; j < k && st == RAMOLE_OK; j++)
-        if (q->adapters[j] && (st = rm_adapter_cache_get(e->adapters, q->adapters[j], &h->h[h->n])) == RAMOLE_OK)
-            h->n++;
-    rm_adapter_handle *hr = NULL;
-    if (st == RAMOLE_OK && q->router && q->mode == RM_COMPOSE_ROUTER &&
-        (st = rm_adapter_cache_get(e->adapters, q->router, &hr)) == RAMOLE_OK) {
-        for (int j = 0; j < h->n && st == RAMOLE_OK; j++) {
-            const rm_router_c *rc;
-            st = rm_adapter_cache_router_c(e->adapters, hr, h->h[j], &rc);
-        }
-        h->h[h->n++] = hr;
-    }
+    rm_status st = acquire(e, q, h->h, &h->hr, h->rc);
     if (st != RAMOLE_OK) {
         rm_engine_hold_free(e, h);
         return st;
