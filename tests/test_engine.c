@@ -109,6 +109,16 @@ static void mixed_request(int i, int32_t *prompt, rm_engine_request *q, char nam
     q->user = out;
 }
 
+/* Submit mixed requests lo..hi-1 (prompt and names kept in the arrays). */
+static void submit_mixed(rm_engine *e, int lo, int hi, int32_t prompts[][32], char names[][3][8], collected *out) {
+    for (int i = lo; e && i < hi; i++) {
+        rm_engine_request q;
+        mixed_request(i, prompts[i], &q, names[i], &out[i]);
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+    }
+}
+
 static rm_engine *new_engine(const rm_model *m, test_source *ts, int max_seqs, int step, int kv_blocks) {
     rm_engine_params p = {.n_threads = 2, .max_seqs = max_seqs, .n_ctx = 64, .step_tokens = step,
                           .kv_blocks = kv_blocks, .kv_block = 4, .max_adapters = 3, .max_rank = 12,
@@ -232,12 +242,7 @@ TEST(engine_mixed_batch_equals_alone) {
     rm_engine *e = new_engine(m, &ts, 16, 48, 0);
     int32_t prompts[N_MIXED][32];
     char names[N_MIXED][3][8];
-    for (int i = 0; e && i < N_MIXED; i++) {
-        rm_engine_request q;
-        mixed_request(i, prompts[i], &q, names[i], &together[i]);
-        int64_t id;
-        CHECK_OK(rm_engine_submit(e, &q, &id));
-    }
+    submit_mixed(e, 0, N_MIXED, prompts, names, together);
     if (e) drain(e);
     check_same(together, alone, "submitted together");
     CHECK_MSG(ts.loads == 9, "9 distinct adapters loaded %d times", ts.loads);
@@ -279,12 +284,7 @@ TEST(engine_preemption_keeps_outputs) {
     rm_engine *e = new_engine(m, &ts, 8, 24, 12);
     int32_t prompts[N_MIXED][32];
     char names[N_MIXED][3][8];
-    for (int i = 0; e && i < N_MIXED; i++) {
-        rm_engine_request q;
-        mixed_request(i, prompts[i], &q, names[i], &small[i]);
-        int64_t id;
-        CHECK_OK(rm_engine_submit(e, &q, &id));
-    }
+    submit_mixed(e, 0, N_MIXED, prompts, names, small);
     if (e) drain(e);
     check_same(small, alone, "small KV pool");
     rm_engine_stats st;
@@ -594,12 +594,7 @@ TEST(engine_pool_shared_with_embedder) {
         embed_thread(&own);
         int32_t prompts[N_MIXED][32];
         char names[N_MIXED][3][8];
-        for (int i = 0; i < N_MIXED; i++) {
-            rm_engine_request q;
-            mixed_request(i, prompts[i], &q, names[i], &both[i]);
-            int64_t id;
-            CHECK_OK(rm_engine_submit(e, &q, &id));
-        }
+        submit_mixed(e, 0, N_MIXED, prompts, names, both);
         pthread_t th;
         pthread_create(&th, NULL, embed_thread, &shared);
         drain(e);
@@ -742,11 +737,7 @@ TEST(engine_preload_holds_through_eviction) {
     mixed_request(5, prompts[5], &target, names[5], &got[5]); /* router over e5, e0, e3 */
     preload_job j = {.e = e, .q = &target};
     /* others run meanwhile, over other adapters: their loads evict the unheld */
-    for (int i = 1; i <= 4; i++) {
-        mixed_request(i, prompts[i], &other, names[i], &got[i]);
-        int64_t id;
-        CHECK_OK(rm_engine_submit(e, &other, &id));
-    }
+    submit_mixed(e, 1, 5, prompts, names, got);
     pthread_t th;
     pthread_create(&th, NULL, preload_thread, &j);
     drain(e);
