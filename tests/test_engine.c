@@ -818,3 +818,186 @@ TEST(engine_prefill_allowance_bounds_mixed_steps) {
     }
     rm_model_free(m);
 }
+
+/* ---- embeddings as prompt work of the steps ---------------------------------------------- */
+
+typedef struct {
+    float *out;          /* [hidden] */
+    int d;
+    rm_finish_reason fin;
+} embed_sink;
+
+static void embed_collect(const rm_engine_event *ev, void *user) {
+    embed_sink *k = user;
+    if (ev->finish == RM_FINISH_NONE) return;
+    k->fin = ev->finish;
+    if (ev->hidden && ev->n_hidden == k->d) memcpy(k->out, ev->hidden, (size_t)k->d * sizeof *k->out);
+}
+
+/* An embedder runner over an engine driven on the calling thread; on its
+ * first call it also submits the mixed generations, so that the
+ * embeddings share their steps. */
+typedef struct {
+    rm_engine *e;
+    int d;
+    bool with_mixed;
+    int32_t (*prompts)[32];
+    char (*names)[3][8];
+    collected *gen;
+} engine_runner;
+
+static rm_status run_in_engine(void *user, int n, const int32_t *const *tokens, const int *n_tokens, const int *from,
+                               int layer, float *out) {
+    engine_runner *r = user;
+    if (r->with_mixed) submit_mixed(r->e, 0, N_MIXED, r->prompts, r->names, r->gen);
+    r->with_mixed = false;
+    embed_sink sink[16];
+    if (n > 16) return rm_err(RAMOLE_ERR_RANGE, "test runner: %d texts", n);
+    for (int i = 0; i < n; i++) {
+        sink[i] = (embed_sink){.out = out + (size_t)i * (size_t)r->d, .d = r->d};
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = tokens[i], q.n_tokens = n_tokens[i];
+        q.embed = true, q.embed_layer = layer, q.embed_from = from[i];
+        q.on_event = embed_collect, q.user = &sink[i];
+        int64_t id;
+        RM_TRY(rm_engine_submit(r->e, &q, &id));
+    }
+    drain(r->e);
+    for (int i = 0; i < n; i++)
+        if (sink[i].fin != RM_FINISH_LENGTH) return rm_err(RAMOLE_ERR_INTERNAL, "test runner: text %d unfinished", i);
+    return RAMOLE_OK;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n, double *scale) {
+    double w = 0, s = 0;
+    for (size_t i = 0; i < n; i++) w = fmax(w, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
+    *scale = s;
+    return w;
+}
+
+/* An embedding run by the engine, alone, beside 64 mixed generations, or
+ * preempted from a small KV pool, pools the same hidden states as the
+ * embedder's own context (to float rounding of batched products), for
+ * every pooling and for the final and an inner layer; the generations'
+ * tokens do not change. */
+TEST(engine_embeddings_match_the_embedder) {
+    char *path = tokt_family_path("gpt2");
+    if (!path) return;
+    rm_tok *tok = NULL;
+    CHECK_OK(rm_tok_load(path, &tok));
+    rm_free(path);
+    rm_model *m = engine_model_vocab(50257);
+    if (!tok || !m) {
+        rm_tok_free(tok);
+        rm_model_free(m);
+        return;
+    }
+    static collected alone[N_MIXED], beside[N_MIXED];
+    memset(alone, 0, sizeof alone);
+    run_alone(m, alone);
+    const char *texts[5] = {"the owl speaks", "Reverse: abc =>", "a longer sentence about adapters and retrieval",
+                            "x", "Translate to French: the cat sat on the mat, and then it slept"};
+    enum { NT = 5, D = 64 };
+    static const struct {
+        int layer;
+        rm_pooling pooling;
+        int max_seqs, kv_blocks;
+        bool mixed;
+    } cases[] = {
+        {RM_HIDDEN_FINAL, RM_POOL_MEAN, 16, 0, false}, {RM_HIDDEN_FINAL, RM_POOL_MEAN, 16, 0, true},
+        {1, RM_POOL_LAST, 16, 0, true},                {0, RM_POOL_MEAN_ALL, 4, 0, false},
+        {RM_HIDDEN_FINAL, RM_POOL_MEAN, 8, 12, true}, /* 12 blocks of 4: preemptions */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        rm_embed_opts o;
+        rm_embed_opts_default(&o);
+        o.max_tokens = 24;
+        o.layer = cases[c].layer;
+        o.pooling = cases[c].pooling;
+        rm_embedder *own = NULL, *run = NULL;
+        CHECK_OK(rm_embedder_new(m, tok, &o, NULL, &own));
+        test_source ts = {0};
+        rm_engine *e = new_engine(m, &ts, cases[c].max_seqs, 48, cases[c].kv_blocks);
+        int32_t prompts[N_MIXED][32];
+        char names[N_MIXED][3][8];
+        memset(beside, 0, sizeof beside);
+        engine_runner er = {e, D, cases[c].mixed, prompts, names, beside};
+        o.run = run_in_engine, o.run_user = &er;
+        CHECK_OK(rm_embedder_new(m, tok, &o, NULL, &run));
+        float want[NT][D], got[NT][D];
+        if (own && run && e) {
+            CHECK_OK(rm_embedder_pool(own, texts, NT, &want[0][0]));
+            CHECK_OK(rm_embedder_pool(run, texts, NT, &got[0][0]));
+            double scale, w = max_abs_diff(&got[0][0], &want[0][0], NT * D, &scale);
+            CHECK_MSG(scale > 0 && w <= 1e-5 * scale, "case %zu: engine embeddings differ by %g (scale %g)", c, w,
+                      scale);
+            if (cases[c].mixed) check_same(beside, alone, "generations beside embeddings");
+            rm_engine_stats st;
+            rm_engine_stats_get(e, &st);
+            if (cases[c].kv_blocks) CHECK_MSG(st.preemptions > 0, "case %zu: no preemption happened", c);
+            CHECK(st.kv_blocks_used == 0 && st.running == 0 && st.waiting == 0);
+        }
+        rm_embedder_free(own);
+        rm_embedder_free(run);
+        rm_engine_free(e);
+    }
+    rm_model_free(m);
+    rm_tok_free(tok);
+}
+
+/* Embeddings of two layers in one engine each get their own layer's
+ * rows; bad embedding requests fail alone, naming the problem. */
+TEST(engine_embedding_layers_and_bad_requests) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 8, 32, 0);
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    int32_t prompt[12];
+    for (int t = 0; t < 12; t++) prompt[t] = 3 + 7 * t % 90;
+    int layers[3] = {RM_HIDDEN_FINAL, 1, RM_HIDDEN_FINAL};
+    float together[3][64], apart[3][64];
+    for (int pass = 0; pass < 2; pass++) {
+        embed_sink sink[3];
+        for (int i = 0; i < 3; i++) {
+            sink[i] = (embed_sink){.out = pass ? apart[i] : together[i], .d = 64};
+            rm_engine_request q;
+            rm_engine_request_init(&q);
+            q.tokens = prompt, q.n_tokens = 12;
+            q.embed = true, q.embed_layer = layers[i], q.embed_from = 2;
+            q.on_event = embed_collect, q.user = &sink[i];
+            int64_t id;
+            CHECK_OK(rm_engine_submit(e, &q, &id));
+            if (pass) drain(e); /* one at a time */
+        }
+        drain(e);
+        for (int i = 0; i < 3; i++) CHECK(sink[i].fin == RM_FINISH_LENGTH);
+    }
+    double scale;
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(max_abs_diff(together[i], apart[i], 64, &scale) <= 1e-5 * scale, "embedding %d of layer %d differs "
+                  "when run beside another layer's", i, layers[i]);
+    CHECK_MSG(max_abs_diff(together[0], together[1], 64, &scale) > 1e-3, "layer 1 gave the final layer's rows");
+
+    rm_engine_request q;
+    rm_engine_request_init(&q);
+    q.tokens = prompt, q.n_tokens = 12;
+    q.embed = true;
+    int64_t id;
+    q.embed_layer = 3;
+    CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_RANGE);
+    CHECK(strstr(ramole_last_error(), "embedding layer 3") != NULL);
+    q.embed_layer = RM_HIDDEN_FINAL, q.embed_from = 12;
+    CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_RANGE);
+    CHECK(strstr(ramole_last_error(), "embedding from token 12") != NULL);
+    q.embed_from = 0, q.mode = RM_COMPOSE_EXPLICIT, q.n_adapters = 1, q.adapters[0] = "e1";
+    CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_INVALID);
+    CHECK(strstr(ramole_last_error(), "base alone") != NULL);
+    CHECK(rm_engine_pending(e) == 0);
+    rm_engine_free(e);
+    rm_model_free(m);
+}

@@ -280,6 +280,16 @@ TEST(retrieval_kept_hidden_states_leave_logits_unchanged) {
     int same = 1;
     for (int i = 0; i < 7; i++) same &= !memcmp(full[i], rm_ctx_hidden(b, i), sizeof full[i]);
     CHECK_MSG(same, "layer-1 rows differ when the batch stops early");
+    /* b is not hidden_only (an engine's context: prompt chunks want no
+     * logits either), so that batch ran every layer and the next token
+     * sees the whole prompt's KV, as a's does */
+    int32_t t1 = 7, p1 = 4, s1 = 0;
+    uint8_t w1 = 1;
+    rm_batch b1 = {1, &t1, &p1, &s1, &w1};
+    CHECK_OK(rm_ctx_decode(a, &b1));
+    CHECK_OK(rm_ctx_decode(b, &b1));
+    CHECK_MSG(!memcmp(rm_ctx_logits(a, 0), rm_ctx_logits(b, 0), (size_t)c.vocab_size * sizeof(float)),
+              "a batch without logits left KV unwritten in a context that is not hidden_only");
     CHECK_OK(rm_ctx_keep_hidden(b, RM_HIDDEN_OFF));
     CHECK(rm_ctx_hidden(b, 0) == NULL);
 done:

@@ -10,6 +10,11 @@
  * sampled. Preemption therefore needs no special case: it forgets the
  * cached count, and the sequence prefills its whole list again.
  *
+ * An embedding request is the same token list with nothing to generate:
+ * its chunks want no logits, the step keeps the hidden states of its
+ * layer, and the rows from embed_from on are summed as they pass; when
+ * the cache holds its whole list it finishes with their mean.
+ *
  * Sequence slots: the context has max_seqs slots for running requests
  * plus one more that only rm_engine_submit uses, to validate a
  * composition with the very code that will run it (rm_lora_set).
@@ -43,6 +48,10 @@ typedef struct req {
     /* router mode: gates summed over the answer's positions (each counted once, also across recomputation) */
     double gate_sum[RM_LORA_MAX_K];
     int gate_n, gate_next;      /* positions counted; the next position to count */
+    /* an embedding request: its layer, first pooled token, and the rows summed so far */
+    bool embed;
+    int embed_layer, embed_from;
+    double *acc;                /* [hidden] */
 } req;
 
 struct rm_engine {
@@ -65,6 +74,9 @@ struct rm_engine {
     const rm_adapter **seen;     /* [max_seqs * (max_adapters + 1)] distinct adapters of a step */
     double *t_gates;             /* [step_tokens * max_adapters] the step's gate trace */
     int *t_n;                    /* [step_tokens] */
+    int step_layer;              /* the hidden layer this step keeps for embeddings, or RM_HIDDEN_OFF */
+    int kept_layer;              /* what the context keeps now */
+    float *pooled;               /* [hidden] an embedding's mean, for its event */
     rm_engine_stats st;
 };
 
@@ -121,6 +133,7 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->tok = m->tokenizer;
     e->p = p;
     e->next_id = 1;
+    e->step_layer = e->kept_layer = RM_HIDDEN_OFF;
     rm_ctx_params cp = {.n_ctx = p.n_ctx, .n_seq = p.max_seqs + 1, .n_batch = p.step_tokens,
                         .n_logits = p.max_seqs < p.step_tokens ? p.max_seqs : p.step_tokens,
                         .n_threads = p.n_threads, .kv_block = p.kv_block, .kv_blocks = p.kv_blocks,
@@ -147,7 +160,8 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->seen = rm_calloc(ns * (size_t)(p.max_adapters + 1), sizeof *e->seen);
     e->t_gates = rm_calloc(nb * (size_t)p.max_adapters, sizeof *e->t_gates);
     e->t_n = rm_calloc(nb, sizeof *e->t_n);
-    if (!e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen ||
+    e->pooled = rm_calloc((size_t)m->cfg.hidden, sizeof *e->pooled);
+    if (!e->pooled || !e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen ||
         !e->t_gates || !e->t_n) {
         rm_engine_free(e);
         return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
@@ -166,6 +180,7 @@ static void req_free(rm_engine *e, req *r) {
     rm_sampler_free(r->smp);
     rm_detok_free(&r->detok);
     rm_free(r->toks);
+    rm_free(r->acc);
     rm_free(r);
 }
 
@@ -257,6 +272,7 @@ void rm_engine_free(rm_engine *e) {
     rm_free(e->seen);
     rm_free(e->t_gates);
     rm_free(e->t_n);
+    rm_free(e->pooled);
     rm_free(e);
 }
 
@@ -295,7 +311,9 @@ static rm_status encode_prompt(rm_engine *e, const rm_engine_request *q, req *r)
         if (src[i] < 0 || src[i] >= vocab)
             st = rm_err(RAMOLE_ERR_RANGE, "request: prompt token id %d at index %zu is outside the vocabulary of %d",
                         src[i], i, vocab);
-    if (st == RAMOLE_OK && n >= (size_t)e->p.n_ctx)
+    if (st == RAMOLE_OK && q->embed && n > (size_t)e->p.n_ctx)
+        st = rm_err(RAMOLE_ERR_RANGE, "request: an embedding of %zu tokens exceeds the context of %d", n, e->p.n_ctx);
+    else if (st == RAMOLE_OK && !q->embed && n >= (size_t)e->p.n_ctx)
         st = rm_err(RAMOLE_ERR_RANGE, "request: a prompt of %zu tokens leaves no room in a context of %d", n,
                     e->p.n_ctx);
     if (st == RAMOLE_OK) {
@@ -410,6 +428,33 @@ rm_status rm_engine_preload(rm_engine *e, const rm_engine_request *q, rm_engine_
     return RAMOLE_OK;
 }
 
+/* An embedding request's own checks, and its sum; the context's buffer
+ * of hidden rows is made here, once, so that a step never allocates. */
+static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
+    if (q->mode != RM_COMPOSE_NONE || q->n_adapters || q->router)
+        return rm_err(RAMOLE_ERR_INVALID, "request: an embedding runs the base alone (mode none, no adapters)");
+    int nl = e->m->cfg.n_layers;
+    if (q->embed_layer != RM_HIDDEN_FINAL && (q->embed_layer < 0 || q->embed_layer > nl))
+        return rm_err(RAMOLE_ERR_RANGE, "request: embedding layer %d (the model has layers 0..%d, or the final norm)",
+                      q->embed_layer, nl);
+    if (q->embed_from < 0 || q->embed_from >= r->n_prompt)
+        return rm_err(RAMOLE_ERR_RANGE, "request: embedding from token %d of a prompt of %d tokens", q->embed_from,
+                      r->n_prompt);
+    if (rm_kv_blocks_for(e->kv, r->n_prompt) > e->p.kv_blocks)
+        return rm_err(RAMOLE_ERR_RANGE, "request: %d tokens need %d KV blocks; the pool has %d", r->n_prompt,
+                      rm_kv_blocks_for(e->kv, r->n_prompt), e->p.kv_blocks);
+    if (e->kept_layer == RM_HIDDEN_OFF) {
+        RM_TRY(rm_ctx_keep_hidden(e->ctx, q->embed_layer));
+        RM_TRY(rm_ctx_keep_hidden(e->ctx, RM_HIDDEN_OFF));
+    }
+    if (!(r->acc = rm_calloc((size_t)e->m->cfg.hidden, sizeof *r->acc)))
+        return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
+    r->embed = true;
+    r->embed_layer = q->embed_layer;
+    r->embed_from = q->embed_from;
+    return RAMOLE_OK;
+}
+
 rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id) {
     *id = 0;
     req *r = rm_calloc(1, sizeof *r);
@@ -419,6 +464,17 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
     r->user = q->user;
     r->ignore_eos = q->ignore_eos;
     rm_status st = encode_prompt(e, q, r);
+    if (q->embed) {
+        if (st == RAMOLE_OK) st = bind_embed(e, q, r);
+        if (st != RAMOLE_OK) {
+            req_free(e, r);
+            return st;
+        }
+        r->id = e->next_id++;
+        *id = r->id;
+        wait_push_back(e, r);
+        return RAMOLE_OK;
+    }
     if (st == RAMOLE_OK) st = check_sampling(&q->sampling);
     if (st == RAMOLE_OK && q->max_tokens < 0) st = rm_err(RAMOLE_ERR_INVALID, "request: max_tokens must be >= 0");
     if (st == RAMOLE_OK) {
@@ -569,13 +625,22 @@ static int prefill_allowance(const rm_engine *e, int decodes) {
     return allow < left ? allow : left;
 }
 
+/* A step keeps the hidden states of one layer: the first embedding it
+ * takes sets it, and embeddings of another layer wait a step. */
+static bool layer_fits(rm_engine *e, const req *r) {
+    if (!r->embed) return true;
+    if (e->step_layer == RM_HIDDEN_OFF) e->step_layer = r->embed_layer;
+    return e->step_layer == r->embed_layer;
+}
+
 static int plan(rm_engine *e, int n) {
     int budget = e->p.step_tokens, used = 0;
     int free_blocks = rm_kv_free_blocks(e->kv);
     for (int i = 0; i < n; i++) e->chunk[i] = 0;
+    e->step_layer = RM_HIDDEN_OFF;
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
-        if (!r || r->n_toks - r->n_cached != 1) continue;
+        if (!r || r->n_toks - r->n_cached != 1 || !layer_fits(e, r)) continue;
         while (e->order[i] && kv_short(e, r, 1) > free_blocks) {
             preempt_newest(e, n);
             free_blocks = free_after(e, i);
@@ -589,6 +654,7 @@ static int plan(rm_engine *e, int n) {
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
         if (!r || r->n_toks - r->n_cached <= 1 || e->chunk[i]) continue;
+        if (!layer_fits(e, r)) continue;
         int want = r->n_toks - r->n_cached;
         if (want > budget - used) want = budget - used;
         /* what the free blocks hold: the partly filled last block, then whole ones */
@@ -615,7 +681,7 @@ static int build_batch(rm_engine *e, int n) {
             e->b_seq[t] = r->slot;
             e->b_want[t] = 0;
         }
-        e->b_want[t - 1] = r->n_cached + e->chunk[i] == r->n_toks;
+        e->b_want[t - 1] = !r->embed && r->n_cached + e->chunk[i] == r->n_toks;
     }
     return t;
 }
@@ -651,6 +717,31 @@ static void gates_collect(rm_engine *e, int n) {
             r->gate_next++;
         }
     }
+}
+
+/* Add an embedding's rows [t, t + chunk) of the batch to its sum (from a
+ * fresh sum when the chunk starts its list: after a preemption the list is
+ * fed again); when the cache holds the whole list, report the mean and
+ * finish. */
+static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
+    int d = e->m->cfg.hidden;
+    if (!r->n_cached) memset(r->acc, 0, (size_t)d * sizeof *r->acc);
+    for (int c = 0; c < chunk; c++) {
+        if (r->n_cached + c < r->embed_from) continue;
+        const float *h = rm_ctx_hidden(e->ctx, t + c);
+        for (int k = 0; k < d; k++) r->acc[k] += h[k];
+    }
+    r->n_cached += chunk;
+    if (r->n_cached < r->n_toks) return;
+    double inv = 1.0 / (double)(r->n_toks - r->embed_from);
+    for (int k = 0; k < d; k++) e->pooled[k] = (float)(r->acc[k] * inv);
+    if (r->fn) {
+        rm_engine_event ev = {.id = r->id, .finish = RM_FINISH_LENGTH, .token = -1, .text = "", .n_prompt = r->n_prompt,
+                              .hidden = e->pooled, .n_hidden = d};
+        r->fn(&ev, r->user);
+    }
+    slot_leave(e, r);
+    req_free(e, r);
 }
 
 /* Sample r's next token from logits, report it, finish r if it is done. */
@@ -701,8 +792,14 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
         return RAMOLE_OK;
     }
 
-    /* 3. One forward over the whole batch. */
+    /* 3. One forward over the whole batch, keeping the hidden states of the
+     *    embeddings' layer only in steps that carry embeddings (the final
+     *    layer's costs a norm of every row). */
     int nb = build_batch(e, n);
+    if (e->kept_layer != e->step_layer) { /* the buffer exists: bind_embed made it */
+        rm_ctx_keep_hidden(e->ctx, e->step_layer);
+        e->kept_layer = e->step_layer;
+    }
     e->st.last_step_tokens = nb;
     e->st.last_step_adapters = count_adapters(e, n);
     rm_batch b = {nb, e->b_tok, e->b_pos, e->b_seq, e->b_want};
@@ -728,12 +825,18 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
     }
     *n_run = nb;
 
-    /* 4. Sample where a chunk reached the end of its tokens, in batch order
-     *    (the order of the logits), and report. */
+    /* 4. In batch order (the order of the logits): embeddings add their
+     *    rows; generations sample where a chunk reached the end of their
+     *    tokens. Each reports. */
     int li = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, t = 0; i < n; i++) {
         req *r = e->order[i];
         if (!r || !e->chunk[i]) continue;
+        t += e->chunk[i];
+        if (r->embed) {
+            embed_advance(e, r, t - e->chunk[i], e->chunk[i]);
+            continue;
+        }
         bool wants = r->n_cached + e->chunk[i] == r->n_toks;
         r->n_cached += e->chunk[i];
         if (wants) advance(e, r, rm_ctx_logits(e->ctx, li++));

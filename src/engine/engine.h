@@ -88,6 +88,10 @@ typedef struct {
      * answer's positions; NULL otherwise */
     const float *gates;
     int n_gates;
+    /* the finish event of an embedding request: the pooled hidden state
+     * [n_hidden] (the model's hidden size); NULL otherwise */
+    const float *hidden;
+    int n_hidden;
 } rm_engine_event;
 
 typedef void (*rm_engine_event_fn)(const rm_engine_event *ev, void *user);
@@ -114,6 +118,19 @@ typedef struct {
     const char *adapters[RM_LORA_MAX_K];
     float weights[RM_LORA_MAX_K]; /* explicit mode */
     const char *router;           /* router mode */
+
+    /* an embedding instead of a generation: the base's hidden states of
+     * layer embed_layer (RM_HIDDEN_FINAL, or 0..n_layers as
+     * rm_ctx_keep_hidden) averaged over the prompt's tokens from index
+     * embed_from on. It runs as prompt work of the steps, beside the
+     * generations and under the same prefill allowance, with no adapters
+     * and nothing generated: a retrieval's embedding costs the streams no
+     * more than a prompt of its length. It finishes with LENGTH and the
+     * vector in the event's `hidden`. Sampling, max_tokens and stop
+     * strings are ignored; the mode must be none. */
+    bool embed;
+    int embed_layer;
+    int embed_from;
 
     rm_engine_event_fn on_event;  /* may be NULL */
     void *user;

@@ -412,11 +412,11 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
     }
     if (c->hid_layer == 0) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
 
-    /* a batch that wants no logits, only the hidden state of an inner
-     * layer (an embedder reading layer l), stops after that layer: the
-     * layers above it would change neither. Their KV stays unwritten, so
-     * such a context serves embeddings only. */
-    bool any_logits = !b->want_logits;
+    /* in an embeddings-only context, a batch that wants no logits, only
+     * the hidden state of an inner layer (an embedder reading layer l),
+     * stops after that layer: the layers above it would change neither.
+     * Their KV stays unwritten, hence the context's own flag. */
+    bool any_logits = !b->want_logits || !c->p.hidden_only;
     for (int i = 0; i < n && !any_logits; i++) any_logits = b->want_logits[i] != 0;
     int last = !any_logits && c->hid_layer >= 0 ? c->hid_layer : cfg->n_layers;
     for (int l = 0; l < last; l++) {

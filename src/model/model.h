@@ -167,6 +167,8 @@ typedef struct {
     int kv_block;      /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
     int kv_blocks;     /* blocks in the pool (0: enough for every sequence to reach n_ctx) */
     rm_type kv_type;   /* RM_TYPE_F32 (default) or RM_TYPE_F16 */
+    bool hidden_only;  /* a context that serves embeddings only: a batch that wants no logits
+                        * stops after the kept hidden layer (rm_ctx_keep_hidden) */
 } rm_ctx_params;
 
 #define RM_KV_BLOCK_DEFAULT 16
@@ -234,10 +236,12 @@ void rm_ctx_set_delta(rm_ctx *c, const rm_delta_ops *ops, void *state);
  * token embeddings), RM_HIDDEN_FINAL the last block's output after the final
  * norm (what the output head reads). RM_HIDDEN_OFF stops keeping them. The
  * row buffer is allocated here, once; decoding still never allocates and
- * computes exactly what it computed before (logits included). A batch that
- * wants no logits at all (want_logits all zero) while an inner layer is
- * kept stops after that layer: its positions' KV above that layer stays
- * unwritten, so later batches of those sequences must be of the same kind.
+ * computes exactly what it computed before (logits included). In a context
+ * made with hidden_only, a batch that wants no logits at all (want_logits
+ * all zero) while an inner layer is kept stops after that layer: its
+ * positions' KV above that layer stays unwritten, so later batches of those
+ * sequences must be of the same kind. Other contexts (an engine's, whose
+ * prompt chunks want no logits either) always run every layer.
  * rm_ctx_hidden(c, i) is the [hidden] row of batch token i of the last
  * decode, NULL when nothing is kept or i is out of range.
  */

@@ -46,6 +46,9 @@ struct rm_registry {
     rm_projection *proj;
     rm_embedder *emb;
     rm_pool *threads;        /* the embedder's pool (borrowed), or NULL: its own */
+    rm_embed_run_fn run;     /* the embedder's runner (rm_registry_set_runner), or NULL */
+    void *run_user;
+    int run_max_tokens;
     char proj_hash[65];
     int layer;
     uint64_t fingerprint;
@@ -400,6 +403,11 @@ static rm_status embedder_make(rm_registry *r, const rm_projection *proj, rm_emb
     rm_embed_opts_default(&eo);
     eo.layer = r->layer;
     eo.pool = r->threads;
+    eo.run = r->run, eo.run_user = r->run_user;
+    if (r->run) { /* the embedder's own limit, or the runner's if below it */
+        int own = r->base->cfg.max_pos < 512 ? r->base->cfg.max_pos : 512;
+        eo.max_tokens = r->run_max_tokens > 0 && r->run_max_tokens < own ? r->run_max_tokens : own;
+    }
     return rm_embedder_new(r->base, r->base->tokenizer, &eo, proj, out);
 }
 
@@ -409,6 +417,15 @@ rm_status rm_registry_set_pool(rm_registry *r, rm_pool *pool) {
     if (!made) r->threads = pool;
     pthread_mutex_unlock(&r->lock);
     return made ? rm_err(RAMOLE_ERR_INVALID, "registry: the embedder already runs; set its pool before first use")
+                : RAMOLE_OK;
+}
+
+rm_status rm_registry_set_runner(rm_registry *r, rm_embed_run_fn fn, void *user, int max_tokens) {
+    pthread_mutex_lock(&r->lock);
+    bool made = r->emb != NULL;
+    if (!made) r->run = fn, r->run_user = user, r->run_max_tokens = max_tokens;
+    pthread_mutex_unlock(&r->lock);
+    return made ? rm_err(RAMOLE_ERR_INVALID, "registry: the embedder already runs; set its runner before first use")
                 : RAMOLE_OK;
 }
 
@@ -530,7 +547,9 @@ static rm_status embed_mean(rm_registry *r, rm_embedder *e, char *const *texts, 
     float *E = rm_malloc((size_t)n * (size_t)dim * sizeof *E);
     double *acc = rm_malloc((size_t)dim * sizeof *acc);
     rm_status st = E && acc ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    if (st == RAMOLE_OK) {
+    if (st == RAMOLE_OK && r->run) { /* the runner's embedder serves many threads at once */
+        st = rm_embedder_embed(e, (const char *const *)texts, n, E);
+    } else if (st == RAMOLE_OK) {
         pthread_mutex_lock(&r->embed_lock);
         st = rm_embedder_embed(e, (const char *const *)texts, n, E);
         pthread_mutex_unlock(&r->embed_lock);
@@ -1157,6 +1176,17 @@ static void embed_finish(embed_wait *w, rm_status st) {
     if (st != RAMOLE_OK) snprintf(w->err, sizeof w->err, "%s", ramole_last_error());
 }
 
+/* Embed one text with the current embedder, outside embed_lock: only with
+ * a runner (an embedder replaced meanwhile stays alive, retired). */
+static void embed_alone(rm_registry *r, embed_wait *w) {
+    pthread_mutex_lock(&r->embed_lock);
+    rm_embedder *e = r->emb;
+    pthread_mutex_unlock(&r->embed_lock);
+    w->dim = rm_embedder_dim(e);
+    if (!(w->q = rm_malloc((size_t)w->dim * sizeof *w->q))) embed_finish(w, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
+    else embed_finish(w, rm_embedder_embed(e, &w->text, 1, w->q));
+}
+
 /* Embed the batch (under embed_lock). */
 static void embed_batch(rm_registry *r, embed_wait *batch) {
     int n = 0;
@@ -1192,6 +1222,10 @@ rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *ten
     int64_t tid;
     RM_TRY(tenant_id(r, tenant, &tid));
     embed_wait me = {.text = text};
+    if (r->run) { /* the runner batches: embed at once, without the lock */
+        embed_alone(r, &me);
+        goto search;
+    }
     pthread_mutex_lock(&r->batch_mu);
     me.next = r->batch;
     r->batch = &me;
@@ -1214,6 +1248,7 @@ rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *ten
         pthread_cond_broadcast(&r->batch_cv);
     }
     pthread_mutex_unlock(&r->batch_mu);
+search:;
     rm_status st = me.st != RAMOLE_OK ? rm_err(me.st, "%s", me.err) : RAMOLE_OK;
     rm_reg_pool *p = atomic_load(&r->pool);
     if (st == RAMOLE_OK && rm_reg_pool_dim(p) != me.dim) /* a new projection arrived meanwhile */

@@ -39,6 +39,7 @@
 
 #include "core/core.h"
 #include "model/model.h"
+#include "retrieval/embed.h"
 
 #define RM_REG_SCHEMA_VERSION   4
 #define RM_REG_NAME_MAX         128     /* bytes of an adapter, tenant name */
@@ -147,6 +148,14 @@ rm_status rm_registry_set_base(rm_registry *r, rm_model *base);
  * an engine's (rm_engine_pool), so one process has one pool. Before the
  * first embedding only (ERR_INVALID after). */
 rm_status rm_registry_set_pool(rm_registry *r, rm_pool *pool);
+/* Run the embedder's forwards through `fn` (rm_embed_opts.run; user
+ * borrowed, alive while the registry is): a server's engine, which mixes
+ * them into its steps. Retrievals and uploads then embed at once, several
+ * threads together. max_tokens: the longest token list the runner takes
+ * (an engine's context); texts are cut to it when it is below the
+ * embedder's own limit. Before the first embedding only (ERR_INVALID
+ * after). */
+rm_status rm_registry_set_runner(rm_registry *r, rm_embed_run_fn fn, void *user, int max_tokens);
 /* The base (opening it if needed); ERR_MISMATCH when the file at the
  * recorded path is now another base. */
 rm_status rm_registry_base(rm_registry *r, rm_model **out);

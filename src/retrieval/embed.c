@@ -1,9 +1,11 @@
 /*
  * embed.c — the embedder: texts -> instruction-prefixed token sequences ->
  * one decode of many sequences with the chosen layer's hidden states kept
- * -> pooled rows -> projection and normalisation (see embed.h).
+ * (or the runner's forward) -> pooled rows -> projection and normalisation
+ * (see embed.h).
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "retrieval/embed.h"
@@ -75,7 +77,9 @@ struct rm_embedder {
     const rm_model *m;
     const rm_tok *tok;
     const rm_projection *proj;
-    rm_ctx *ctx;
+    rm_ctx *ctx;              /* NULL with a runner */
+    rm_embed_run_fn run;
+    void *run_user;
     char *prefix;
     size_t prefix_len;
     int layer;
@@ -90,7 +94,7 @@ struct rm_embedder {
     int n_tok, n_text;
     int *text_off, *text_len, *text_start, *text_index; /* [n_seq] */
     double *acc;              /* [hidden] */
-    int n_cut;
+    atomic_int n_cut;
 };
 
 void rm_embedder_free(rm_embedder *e) {
@@ -113,7 +117,7 @@ void rm_embedder_free(rm_embedder *e) {
 
 int rm_embedder_dim(const rm_embedder *e) { return e->proj ? e->proj->dim : e->hidden; }
 int rm_embedder_hidden(const rm_embedder *e) { return e->hidden; }
-int rm_embedder_n_cut(const rm_embedder *e) { return e->n_cut; }
+int rm_embedder_n_cut(const rm_embedder *e) { return atomic_load(&((rm_embedder *)e)->n_cut); }
 
 rm_status rm_embedder_new(const rm_model *base, const rm_tok *tok, const rm_embed_opts *opts,
                           const rm_projection *proj, rm_embedder **out) {
@@ -151,6 +155,7 @@ rm_status rm_embedder_new(const rm_model *base, const rm_tok *tok, const rm_embe
     e->m = base, e->tok = tok, e->proj = proj;
     e->layer = o.layer, e->pooling = o.pooling;
     e->max_tokens = o.max_tokens, e->n_seq = o.n_seq, e->n_batch = o.n_batch, e->hidden = cfg->hidden;
+    e->run = o.run, e->run_user = o.run_user;
     e->prefix = rm_strdup(o.prefix);
     e->prefix_len = strlen(o.prefix);
     size_t nb = (size_t)o.n_batch, ns = (size_t)o.n_seq;
@@ -182,8 +187,12 @@ rm_status rm_embedder_new(const rm_model *base, const rm_tok *tok, const rm_embe
         goto fail;
     }
     memcpy(e->prefix_ids, e->ids.ids, (size_t)e->n_prefix * sizeof *e->prefix_ids);
+    if (e->run) { /* the runner owns the forwards */
+        *out = e;
+        return RAMOLE_OK;
+    }
     rm_ctx_params cp = {.n_ctx = o.max_tokens, .n_seq = o.n_seq, .n_batch = o.n_batch, .n_logits = 1,
-                        .n_threads = o.n_threads, .pool = o.pool};
+                        .n_threads = o.n_threads, .pool = o.pool, .hidden_only = true};
     if ((st = rm_ctx_new(base, &cp, &e->ctx)) != RAMOLE_OK) goto fail;
     if ((st = rm_ctx_keep_hidden(e->ctx, o.layer)) != RAMOLE_OK) goto fail;
     *out = e;
@@ -191,6 +200,39 @@ rm_status rm_embedder_new(const rm_model *base, const rm_tok *tok, const rm_embe
 fail:
     rm_embedder_free(e);
     return st;
+}
+
+/* Encode PREFIX + text into ids (cut to max_tokens); *start is the first
+ * token of the text's own (see embed.h). */
+static rm_status encode_text(rm_embedder *e, const char *text, int t, char **joint, size_t *cap, rm_tok_ids *ids,
+                             int *start) {
+    size_t len = strlen(text), need = e->prefix_len + len + 1;
+    if (need > *cap) {
+        char *p = rm_realloc(*joint, need);
+        if (!p) return rm_err(RAMOLE_ERR_NOMEM, "embedder: out of memory");
+        *joint = p, *cap = need;
+    }
+    memcpy(*joint, e->prefix, e->prefix_len);
+    memcpy(*joint + e->prefix_len, text, len + 1);
+    rm_status st = rm_tok_encode(e->tok, *joint, e->prefix_len + len, RM_TOK_ADD_SPECIAL, ids);
+    if (st != RAMOLE_OK) return rm_err_prefix(st, "embedder: text %d", t);
+    int nt = (int)ids->n, s = 0;
+    while (s < nt && s < e->n_prefix && ids->ids[s] == e->prefix_ids[s]) s++;
+    if (nt > e->max_tokens) {
+        ids->n = (size_t)e->max_tokens;
+        atomic_fetch_add(&e->n_cut, 1);
+    }
+    if (!ids->n) return rm_err(RAMOLE_ERR_INVALID, "embedder: text %d encodes to no tokens", t);
+    *start = s;
+    return RAMOLE_OK;
+}
+
+/* The first pooled token of a text of nt tokens whose own start at `start`
+ * (flush pools the same rows). */
+static int pool_from(const rm_embedder *e, int nt, int start) {
+    if (e->pooling == RM_POOL_MEAN_ALL) return 0;
+    if (e->pooling == RM_POOL_LAST || start >= nt) return nt - 1;
+    return start;
 }
 
 /* Run the gathered texts and write their pooled rows. */
@@ -201,9 +243,7 @@ static rm_status flush(rm_embedder *e, float *out) {
     RM_TRY(rm_ctx_decode(e->ctx, &b));
     int d = e->hidden;
     for (int s = 0; s < e->n_text; s++) {
-        int lo = e->text_off[s] + e->text_start[s], hi = e->text_off[s] + e->text_len[s];
-        if (e->pooling == RM_POOL_MEAN_ALL) lo = e->text_off[s];
-        if (e->pooling == RM_POOL_LAST || lo >= hi) lo = hi - 1;
+        int lo = e->text_off[s] + pool_from(e, e->text_len[s], e->text_start[s]), hi = e->text_off[s] + e->text_len[s];
         memset(e->acc, 0, (size_t)d * sizeof *e->acc);
         for (int i = lo; i < hi; i++) {
             const float *h = rm_ctx_hidden(e->ctx, i);
@@ -218,38 +258,39 @@ static rm_status flush(rm_embedder *e, float *out) {
     return RAMOLE_OK;
 }
 
+/* With a runner: every text's tokens at once, in local buffers, so that
+ * several threads may embed at the same time. */
+static rm_status pool_by_runner(rm_embedder *e, const char *const *texts, int n, float *out) {
+    rm_tok_ids *ids = rm_calloc((size_t)(n ? n : 1), sizeof *ids);
+    const int32_t **toks = rm_malloc((size_t)(n ? n : 1) * sizeof *toks);
+    int *nt = rm_malloc((size_t)(n ? n : 1) * sizeof *nt), *from = rm_malloc((size_t)(n ? n : 1) * sizeof *from);
+    char *joint = NULL;
+    size_t cap = 0;
+    rm_status st = ids && toks && nt && from ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "embedder: out of memory");
+    for (int t = 0; st == RAMOLE_OK && t < n; t++) {
+        int start = 0;
+        st = encode_text(e, texts[t] ? texts[t] : "", t, &joint, &cap, &ids[t], &start);
+        if (st != RAMOLE_OK) break;
+        toks[t] = ids[t].ids;
+        nt[t] = (int)ids[t].n;
+        from[t] = pool_from(e, nt[t], start);
+    }
+    if (st == RAMOLE_OK && n) st = e->run(e->run_user, n, toks, nt, from, e->layer, out);
+    for (int t = 0; ids && t < n; t++) rm_tok_ids_free(&ids[t]);
+    rm_free(ids), rm_free(toks), rm_free(nt), rm_free(from), rm_free(joint);
+    return st;
+}
+
 rm_status rm_embedder_pool(rm_embedder *e, const char *const *texts, int n, float *out) {
+    if (e->run) return pool_by_runner(e, texts, n, out);
     e->n_tok = e->n_text = 0;
     char *joint = NULL;
     size_t cap = 0;
     rm_status st = RAMOLE_OK;
     for (int t = 0; t < n; t++) {
-        const char *text = texts[t] ? texts[t] : "";
-        size_t len = strlen(text), need = e->prefix_len + len + 1;
-        if (need > cap) {
-            char *p = rm_realloc(joint, need);
-            if (!p) {
-                st = rm_err(RAMOLE_ERR_NOMEM, "embedder: out of memory");
-                break;
-            }
-            joint = p, cap = need;
-        }
-        memcpy(joint, e->prefix, e->prefix_len);
-        memcpy(joint + e->prefix_len, text, len + 1);
-        if ((st = rm_tok_encode(e->tok, joint, e->prefix_len + len, RM_TOK_ADD_SPECIAL, &e->ids)) != RAMOLE_OK) {
-            rm_err_prefix(st, "embedder: text %d", t);
-            break;
-        }
-        int nt = (int)e->ids.n, start = 0;
-        while (start < nt && start < e->n_prefix && e->ids.ids[start] == e->prefix_ids[start]) start++;
-        if (nt > e->max_tokens) {
-            nt = e->max_tokens;
-            e->n_cut++;
-        }
-        if (nt == 0) {
-            st = rm_err(RAMOLE_ERR_INVALID, "embedder: text %d encodes to no tokens", t);
-            break;
-        }
+        int start = 0;
+        if ((st = encode_text(e, texts[t] ? texts[t] : "", t, &joint, &cap, &e->ids, &start)) != RAMOLE_OK) break;
+        int nt = (int)e->ids.n;
         if (e->n_text == e->n_seq || e->n_tok + nt > e->n_batch)
             if ((st = flush(e, out)) != RAMOLE_OK) break;
         int s = e->n_text++;

@@ -39,8 +39,17 @@
  * weights: a projection trained on one checkpoint loads on a sibling of
  * the same shape, where it is not meaningful.
  *
- * Threads: an embedder owns one inference context; use it from one thread
- * at a time. Projections are immutable once made.
+ * Where the forwards run: by default in the embedder's own inference
+ * context. A runner (rm_embed_opts.run) takes them instead: a server hands
+ * them to its engine, which runs them as prompt work of its generation
+ * steps, so that a retrieval's forward neither stalls the streams nor
+ * reads the weights a second time. Tokenising, cutting and pooling stay
+ * here, so both give the same vector (to float rounding of batched
+ * products).
+ *
+ * Threads: an embedder with its own context is used from one thread at a
+ * time; one with a runner from any number at once (the runner must be
+ * thread-safe). Projections are immutable once made.
  */
 #ifndef RM_RETRIEVAL_EMBED_H
 #define RM_RETRIEVAL_EMBED_H
@@ -86,6 +95,12 @@ void rm_projection_apply(const rm_projection *p, int hidden, const float *h, flo
 
 /* ---- embedder ----------------------------------------------------------------- */
 
+/* The runner's contract: for each of n token lists, the mean of the hidden
+ * states of `layer` (as rm_ctx_keep_hidden) over tokens [from[i],
+ * n_tokens[i]) of a forward of the base alone, into out[i][hidden]. */
+typedef rm_status (*rm_embed_run_fn)(void *user, int n, const int32_t *const *tokens, const int *n_tokens,
+                                     const int *from, int layer, float *out);
+
 typedef struct {
     const char *prefix;   /* NULL: RM_EMBED_PREFIX */
     int layer;            /* RM_HIDDEN_FINAL or 0..n_layers */
@@ -95,6 +110,9 @@ typedef struct {
     int n_batch;          /* tokens per decode; 0: max(max_tokens, 1024) */
     int n_threads;        /* 0: all CPUs */
     rm_pool *pool;        /* borrowed (e.g. an engine's: rm_engine_pool); NULL: its own */
+    rm_embed_run_fn run;  /* NULL: its own context; else the forwards go to run(run_user, ...)
+                           * and no context is made (n_seq, n_batch, n_threads, pool unused) */
+    void *run_user;
 } rm_embed_opts;
 
 /* Defaults: RM_EMBED_PREFIX, RM_HIDDEN_FINAL, MEAN, the sizes above. */

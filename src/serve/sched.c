@@ -9,6 +9,7 @@
  * thread that waits on it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "serve/serve_internal.h"
@@ -32,6 +33,7 @@ void srv_req_release(srv_req *r) {
     rm_request_spec_free(&r->spec);
     rm_free(r->error);
     rm_free(r->text);
+    rm_free(r->hidden);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     rm_free(r);
@@ -70,14 +72,21 @@ static void on_event(const rm_engine_event *ev, void *user) {
     r->n_prompt = ev->n_prompt;
     r->n_generated = ev->n_generated;
     bool done = ev->finish != RM_FINISH_NONE;
+    if (done && ev->hidden && (r->hidden = rm_malloc((size_t)ev->n_hidden * sizeof *r->hidden))) {
+        memcpy(r->hidden, ev->hidden, (size_t)ev->n_hidden * sizeof *r->hidden);
+        r->n_hidden = ev->n_hidden;
+    }
+    bool embed = r->spec.req.embed;
     if (done) {
         r->finish = ev->finish;
         r->n_gates = ev->n_gates;
         for (int j = 0; j < ev->n_gates && j < RM_LORA_MAX_K; j++) r->gates[j] = ev->gates[j];
         if (ev->error) r->error = rm_strdup(ev->error);
         r->state = SRV_DONE;
-        srv_metrics_tokens(s->metrics, ev->n_prompt, ev->n_generated);
-        srv_metrics_observe(s->metrics, SRV_H_REQUEST, now - r->t_submit);
+        if (!embed) { /* a generation's figures; its embedding counts under retrieval */
+            srv_metrics_tokens(s->metrics, ev->n_prompt, ev->n_generated);
+            srv_metrics_observe(s->metrics, SRV_H_REQUEST, now - r->t_submit);
+        }
     }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
@@ -257,4 +266,49 @@ void srv_sched_stop(srv_sched *s) {
     s->cancels = NULL;
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+}
+
+rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const int *n_tokens, const int *from,
+                          int layer, float *out) {
+    srv_sched *s = user;
+    if (n <= 0) return RAMOLE_OK;
+    if (!s->started) return rm_err(RAMOLE_ERR_INVALID, "embedding: the server's scheduler is not running");
+    srv_req **rs = rm_calloc((size_t)n, sizeof *rs);
+    if (!rs) return rm_err(RAMOLE_ERR_NOMEM, "embedding: out of memory");
+    rm_status st = RAMOLE_OK;
+    int pushed = 0;
+    for (int i = 0; i < n && st == RAMOLE_OK; i++) {
+        srv_req *r = rs[i] = srv_req_new();
+        if (!r) {
+            st = rm_err(RAMOLE_ERR_NOMEM, "embedding: out of memory");
+            break;
+        }
+        r->spec.req.tokens = tokens[i]; /* borrowed: the engine copies them at submit, and we wait */
+        r->spec.req.n_tokens = n_tokens[i];
+        r->spec.req.embed = true;
+        r->spec.req.embed_layer = layer;
+        r->spec.req.embed_from = from[i];
+        if (!srv_sched_push(s, r, INT_MAX)) st = rm_err(RAMOLE_ERR_INVALID, "embedding: the server is stopping");
+        else pushed++;
+    }
+    int d = 0;
+    for (int i = 0; i < pushed; i++) {
+        srv_req *r = rs[i];
+        pthread_mutex_lock(&r->mu);
+        while (r->state == SRV_QUEUED || r->state == SRV_RUNNING) pthread_cond_wait(&r->cv, &r->mu);
+        if (st == RAMOLE_OK && r->state == SRV_REFUSED)
+            st = rm_err(r->refused, "embedding: %s", r->error ? r->error : "refused");
+        else if (st == RAMOLE_OK && !r->hidden)
+            st = rm_err(r->finish == RM_FINISH_CANCELLED ? RAMOLE_ERR_INVALID : RAMOLE_ERR_INTERNAL, "embedding: %s",
+                        r->error ? r->error : r->finish == RM_FINISH_CANCELLED ? "cancelled (the server is stopping)"
+                                                                               : "no vector");
+        else if (st == RAMOLE_OK) {
+            if (!d) d = r->n_hidden;
+            memcpy(out + (size_t)i * (size_t)d, r->hidden, (size_t)d * sizeof *out);
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    for (int i = 0; i < n; i++) srv_req_release(rs[i]);
+    rm_free(rs);
+    return st;
 }

@@ -67,6 +67,8 @@ typedef struct srv_req {
     int n_prompt, n_generated;
     float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
     int n_gates;
+    float *hidden;              /* an embedding request's vector [n_hidden], once DONE */
+    int n_hidden;
     double t_submit, t_first, t_last;
     bool cancel;                /* the client went away (set by the connection) */
     struct srv_req *next;       /* the scheduler's queue */
@@ -103,6 +105,15 @@ void      srv_sched_cancel_all(srv_sched *s);
 int       srv_sched_in_flight(srv_sched *s);
 void      srv_sched_stats(srv_sched *s, rm_engine_stats *out);
 void      srv_sched_stop(srv_sched *s);
+/*
+ * The registry's embedder runner (rm_embed_run_fn, user: the srv_sched):
+ * each token list becomes an embedding request of the engine, queued like
+ * a generation but outside the admission limit (it serves a request
+ * already admitted, or an upload), and the calling thread waits for all of
+ * them. The engine runs them as prompt work of its steps.
+ */
+rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const int *n_tokens, const int *from,
+                          int layer, float *out);
 
 /* ---- the server ------------------------------------------------------------------ */
 

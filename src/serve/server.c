@@ -301,6 +301,12 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    /* a full queue answers before retrieval and preloading spend work on a
+     * request it would refuse (the push below checks again, atomically) */
+    if (srv_sched_in_flight(&s->sched) >= s->limit) {
+        rm_free(who.tenant);
+        return send_error(s, c, route, 429, NULL, "queue_full", "the server's queue is full; retry later");
+    }
     srv_gen gen;
     srv_reply err;
     if (!srv_generate_read(s, &who, chat, cx->body, cx->len, &gen, &err)) {
@@ -620,8 +626,10 @@ rm_status rm_server_new(rm_model *m, rm_registry *reg, const rm_engine_params *e
     p.source.load = load_file;
     p.source.user = s;
     if ((st = rm_engine_new(m, &p, &s->engine)) != RAMOLE_OK) goto fail;
-    /* one pool for the process: the registry's embedder takes the engine's */
-    if (reg && (st = rm_registry_set_pool(reg, rm_engine_pool(s->engine))) != RAMOLE_OK) goto fail;
+    /* the registry's embeddings run in the engine's steps, beside the
+     * streams and under the prefill allowance: a forward of their own
+     * would stall every stream for its length and read the weights again */
+    if (reg && (st = rm_registry_set_runner(reg, srv_sched_embed, &s->sched, p.n_ctx)) != RAMOLE_OK) goto fail;
     s->limit = rm_engine_max_seqs(s->engine) + s->o.queue;
     *out = s;
     return RAMOLE_OK;
