@@ -552,6 +552,23 @@ TEST(engine_detok_stop_strings) {
 
 /* One pool for the forward and the embedder, used from two threads at
  * once: every embedding and every token equals its run on private pools. */
+/* The gpt2 tokenizer and a model of its vocabulary (embedders read text);
+ * false (both freed, the failure checked) when either is missing. */
+static bool gpt2_model(rm_tok **tok, rm_model **m) {
+    *tok = NULL, *m = NULL;
+    char *path = tokt_family_path("gpt2");
+    CHECK_MSG(path != NULL, "the gpt2 tokenizer of the golden set is missing");
+    if (!path) return false;
+    CHECK_OK(rm_tok_load(path, tok));
+    rm_free(path);
+    *m = engine_model_vocab(50257);
+    if (*tok && *m) return true;
+    rm_tok_free(*tok);
+    rm_model_free(*m);
+    *tok = NULL, *m = NULL;
+    return false;
+}
+
 typedef struct {
     rm_embedder *emb;
     float out[4][64];
@@ -566,17 +583,9 @@ static void *embed_thread(void *arg) {
 }
 
 TEST(engine_pool_shared_with_embedder) {
-    char *path = tokt_family_path("gpt2");
-    if (!path) return;
     rm_tok *tok = NULL;
-    CHECK_OK(rm_tok_load(path, &tok));
-    rm_free(path);
-    rm_model *m = engine_model_vocab(50257);
-    if (!tok || !m) {
-        rm_tok_free(tok);
-        rm_model_free(m);
-        return;
-    }
+    rm_model *m = NULL;
+    if (!gpt2_model(&tok, &m)) return;
     test_source ts = {0};
     rm_engine *e = new_engine(m, &ts, 8, 32, 0);
     rm_embed_opts o;
@@ -882,17 +891,9 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *sca
  * every pooling and for the final and an inner layer; the generations'
  * tokens do not change. */
 TEST(engine_embeddings_match_the_embedder) {
-    char *path = tokt_family_path("gpt2");
-    if (!path) return;
     rm_tok *tok = NULL;
-    CHECK_OK(rm_tok_load(path, &tok));
-    rm_free(path);
-    rm_model *m = engine_model_vocab(50257);
-    if (!tok || !m) {
-        rm_tok_free(tok);
-        rm_model_free(m);
-        return;
-    }
+    rm_model *m = NULL;
+    if (!gpt2_model(&tok, &m)) return;
     static collected alone[N_MIXED], beside[N_MIXED];
     memset(alone, 0, sizeof alone);
     run_alone(m, alone);
