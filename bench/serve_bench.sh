@@ -9,7 +9,9 @@
 # its prompt, one adapter set at a time), as ratios of the server's figures.
 #   SERVE_BENCH_THREADS (2), SERVE_BENCH_REQUESTS (4 per client), SERVE_BENCH_TOKENS (32),
 #   SERVE_BENCH_PEER_REQUESTS (32 requests through llama.cpp; 0 skips it), SERVE_BENCH_CLIENTS
-#   (1,8,32), SERVE_BENCH_SERVE_ARGS (more options for `ramole serve`, e.g. --prefill-tokens all)
+#   (1,8,32), SERVE_BENCH_SERVE_ARGS (more options for `ramole serve`, e.g. --prefill-tokens all),
+#   SERVE_BENCH_REGISTRY_ARGS (more options for `ramole registry init`, e.g. --layer 4: the
+#   embedder's layer)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=${BUILD:-build}/ramole
@@ -22,7 +24,7 @@ $R random-model --arch mistral --preset "${SERVE_BENCH_PRESET:-tiny}" --tokenize
   >/dev/null 2>&1 || exit 1
 export RAMOLE_REGISTRY="sqlite:$T/reg.db"
 $R random-adapter -m "$M" --rank 8 --std 0.3 -o "$T/router" --seed 99 >/dev/null 2>&1
-$R registry init -m "$M" --router "$T/router" >/dev/null 2>&1 || exit 1
+$R registry init -m "$M" --router "$T/router" ${SERVE_BENCH_REGISTRY_ARGS:-} >/dev/null 2>&1 || exit 1
 tasks=("reverse the word apple" "add 3 and 4" "translate to german: the house" "what is 12 plus 9"
        "write river backwards" "in german, say cloud" "reverse the word stone" "add 40 and 2")
 for i in 0 1 2 3 4 5 6 7; do

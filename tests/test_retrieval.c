@@ -20,6 +20,7 @@
 #include "formats/safetensors.h"
 #include "lora/adapter.h"
 #include "model/model.h"
+#include "model/kv_cache.h"
 #include "retrieval/embed.h"
 #include "retrieval/index.h"
 #include "retrieval/infonce.h"
@@ -292,6 +293,78 @@ TEST(retrieval_kept_hidden_states_leave_logits_unchanged) {
               "a batch without logits left KV unwritten in a context that is not hidden_only");
     CHECK_OK(rm_ctx_keep_hidden(b, RM_HIDDEN_OFF));
     CHECK(rm_ctx_hidden(b, 0) == NULL);
+done:
+    rm_ctx_free(a);
+    rm_ctx_free(b);
+    rm_model_free(m);
+}
+
+/* A batch's last n_stop rows stop at the kept inner layer: their hidden
+ * rows are those of a full run, the other rows' logits do not change, and
+ * a batch that asks it wrongly is refused. */
+TEST(retrieval_batch_tail_stops_at_kept_layer) {
+    rm_model_config c = small_config(300, 64);
+    c.n_layers = 3;
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&c, 12, 0.1f, &m));
+    if (!m) return;
+    rm_ctx_params p = {.n_ctx = 16, .n_seq = 3, .n_batch = 16, .n_threads = 2};
+    rm_ctx *a = NULL, *b = NULL;
+    CHECK_OK(rm_ctx_new(m, &p, &a));
+    CHECK_OK(rm_ctx_new(m, &p, &b));
+    if (!a || !b) goto done;
+    /* sequence 0 generates (rows 0-3, logits at 3); sequences 1 and 2 are embeddings (rows 4-8) */
+    int32_t tok[9] = {5, 17, 200, 3, 99, 4, 250, 8, 61}, pos[9] = {0, 1, 2, 3, 0, 1, 2, 0, 1},
+            seq[9] = {0, 0, 0, 0, 1, 1, 1, 2, 2};
+    uint8_t want[9] = {0, 0, 0, 1, 0, 0, 0, 0, 0};
+    for (int layer = 0; layer <= 2; layer++) {
+        CHECK_OK(rm_ctx_keep_hidden(a, layer));
+        CHECK_OK(rm_ctx_keep_hidden(b, layer));
+        for (int s = 0; s < 3; s++) rm_ctx_seq_clear(a, s), rm_ctx_seq_clear(b, s);
+        rm_batch full = {9, tok, pos, seq, want}, tail = {9, tok, pos, seq, want, 5};
+        CHECK_OK(rm_ctx_decode(a, &full));
+        CHECK_OK(rm_ctx_decode(b, &tail));
+        CHECK_MSG(!memcmp(rm_ctx_logits(a, 0), rm_ctx_logits(b, 0), 300 * sizeof(float)),
+                  "layer %d: the full rows' logits changed when the tail stopped", layer);
+        bool same = true;
+        for (int i = 0; i < 9; i++) same &= !memcmp(rm_ctx_hidden(a, i), rm_ctx_hidden(b, i), 64 * sizeof(float));
+        CHECK_MSG(same, "layer %d: hidden rows differ when the tail stops there", layer);
+        /* the next chunk of an embedding stops there too and sees its own earlier rows */
+        int32_t t2[2] = {7, 9}, p2[2] = {4, 3}, s2[2] = {0, 1};
+        uint8_t w2[2] = {1, 0};
+        rm_batch fa = {2, t2, p2, s2, w2}, fb = {2, t2, p2, s2, w2, 1};
+        CHECK_OK(rm_ctx_decode(a, &fa));
+        CHECK_OK(rm_ctx_decode(b, &fb));
+        CHECK_MSG(!memcmp(rm_ctx_hidden(a, 1), rm_ctx_hidden(b, 1), 64 * sizeof(float)),
+                  "layer %d: a later chunk's hidden row differs", layer);
+        double worst = 0;
+        for (int v = 0; v < 300; v++) worst = fmax(worst, fabs(rm_ctx_logits(a, 0)[v] - rm_ctx_logits(b, 0)[v]));
+        CHECK_MSG(worst < 1e-5, "layer %d: a later chunk's logits differ by %g", layer, worst);
+    }
+    /* and they do stop: in a fresh context (zeroed KV), kept layer 1 (the
+     * output of block 0), the embeddings' keys are written in block 0 and
+     * not in block 1, the generation's in every block */
+    rm_ctx *f = NULL;
+    CHECK_OK(rm_ctx_new(m, &p, &f));
+    if (f) {
+        CHECK_OK(rm_ctx_keep_hidden(f, 1));
+        rm_batch tail = {9, tok, pos, seq, want, 5};
+        CHECK_OK(rm_ctx_decode(f, &tail));
+        const float *k1 = rm_kv_block_rows(rm_ctx_kv(f), false, 0, 1, 0),
+                    *k2 = rm_kv_block_rows(rm_ctx_kv(f), false, 1, 1, 0),
+                    *g2 = rm_kv_block_rows(rm_ctx_kv(f), false, 2, 0, 0);
+        CHECK_MSG(k1 && k2 && g2 && k1[0] != 0.0f && g2[0] != 0.0f, "k1 %g g2 %g", k1 ? k1[0] : -1.0, g2 ? g2[0] : -1.0);
+        CHECK_MSG(k2 && k2[0] == 0.0f && k2[1] == 0.0f, "the stopped rows ran block 1");
+        rm_ctx_free(f);
+    }
+    rm_batch bad = {9, tok, pos, seq, want, 6}; /* row 3 wants logits */
+    for (int s = 0; s < 3; s++) rm_ctx_seq_clear(b, s);
+    CHECK_ERR(rm_ctx_decode(b, &bad), RAMOLE_ERR_INVALID);
+    CHECK(strstr(ramole_last_error(), "wants logits") != NULL);
+    CHECK_OK(rm_ctx_keep_hidden(b, RM_HIDDEN_FINAL));
+    bad.n_stop = 5;
+    CHECK_ERR(rm_ctx_decode(b, &bad), RAMOLE_ERR_INVALID);
+    CHECK(strstr(ramole_last_error(), "final") != NULL);
 done:
     rm_ctx_free(a);
     rm_ctx_free(b);

@@ -69,6 +69,7 @@ struct rm_engine {
     /* step scratch, sized once */
     req **order;                 /* [max_seqs] running requests, oldest first */
     int *chunk;                  /* [max_seqs] tokens fed this step, by position in order */
+    int *row0;                   /* [max_seqs] the batch row of each chunk's first token */
     int32_t *b_tok, *b_pos, *b_seq; /* [step_tokens] */
     uint8_t *b_want;
     const rm_adapter **seen;     /* [max_seqs * (max_adapters + 1)] distinct adapters of a step */
@@ -153,6 +154,7 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->slots = rm_calloc(ns, sizeof *e->slots);
     e->order = rm_calloc(ns, sizeof *e->order);
     e->chunk = rm_calloc(ns, sizeof *e->chunk);
+    e->row0 = rm_calloc(ns, sizeof *e->row0);
     e->b_tok = rm_calloc(nb, sizeof *e->b_tok);
     e->b_pos = rm_calloc(nb, sizeof *e->b_pos);
     e->b_seq = rm_calloc(nb, sizeof *e->b_seq);
@@ -161,7 +163,7 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->t_gates = rm_calloc(nb * (size_t)p.max_adapters, sizeof *e->t_gates);
     e->t_n = rm_calloc(nb, sizeof *e->t_n);
     e->pooled = rm_calloc((size_t)m->cfg.hidden, sizeof *e->pooled);
-    if (!e->pooled || !e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen ||
+    if (!e->pooled || !e->row0 || !e->slots || !e->order || !e->chunk || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_want || !e->seen ||
         !e->t_gates || !e->t_n) {
         rm_engine_free(e);
         return rm_err(RAMOLE_ERR_NOMEM, "engine: out of memory");
@@ -265,6 +267,7 @@ void rm_engine_free(rm_engine *e) {
     rm_free(e->slots);
     rm_free(e->order);
     rm_free(e->chunk);
+    rm_free(e->row0);
     rm_free(e->b_tok);
     rm_free(e->b_pos);
     rm_free(e->b_seq);
@@ -668,21 +671,28 @@ static int plan(rm_engine *e, int n) {
     return used;
 }
 
-/* Lay out the batch: each request's chunk, logits on a chunk that reaches
- * the end of its tokens. */
-static int build_batch(rm_engine *e, int n) {
-    int t = 0;
-    for (int i = 0; i < n; i++) {
-        req *r = e->order[i];
-        if (!r || !e->chunk[i]) continue;
-        for (int c = 0; c < e->chunk[i]; c++, t++) {
-            e->b_tok[t] = r->toks[r->n_cached + c];
-            e->b_pos[t] = r->n_cached + c;
-            e->b_seq[t] = r->slot;
-            e->b_want[t] = 0;
+/* Lay out the batch: each request's chunk, logits on a generation's chunk
+ * that reaches the end of its tokens. Embeddings go last: rows of an inner
+ * layer's embeddings stop there, and the forward drops a tail (*n_stop
+ * rows), not rows in between. */
+static int build_batch(rm_engine *e, int n, int *n_stop) {
+    int t = 0, first_embed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) first_embed = t;
+        for (int i = 0; i < n; i++) {
+            req *r = e->order[i];
+            if (!r || !e->chunk[i] || r->embed != (pass == 1)) continue;
+            e->row0[i] = t;
+            for (int c = 0; c < e->chunk[i]; c++, t++) {
+                e->b_tok[t] = r->toks[r->n_cached + c];
+                e->b_pos[t] = r->n_cached + c;
+                e->b_seq[t] = r->slot;
+                e->b_want[t] = 0;
+            }
+            e->b_want[t - 1] = !r->embed && r->n_cached + e->chunk[i] == r->n_toks;
         }
-        e->b_want[t - 1] = !r->embed && r->n_cached + e->chunk[i] == r->n_toks;
     }
+    *n_stop = e->step_layer >= 0 ? t - first_embed : 0;
     return t;
 }
 
@@ -706,11 +716,11 @@ static int count_adapters(rm_engine *e, int n) {
  * modules at each answer position (from the last prompt token on, whose
  * output is the first answer token), each position once. */
 static void gates_collect(rm_engine *e, int n) {
-    int t = 0, K = e->p.max_adapters;
+    int K = e->p.max_adapters;
     for (int i = 0; i < n; i++) {
         req *r = e->order[i];
         if (!r || !e->chunk[i]) continue;
-        for (int c = 0; c < e->chunk[i]; c++, t++) {
+        for (int c = 0, t = e->row0[i]; c < e->chunk[i]; c++, t++) {
             if (r->comp.mode != RM_COMPOSE_ROUTER || e->b_pos[t] != r->gate_next || !e->t_n[t]) continue;
             for (int j = 0; j < r->comp.k; j++) r->gate_sum[j] += e->t_gates[(size_t)t * K + j] / e->t_n[t];
             r->gate_n++;
@@ -795,14 +805,15 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
     /* 3. One forward over the whole batch, keeping the hidden states of the
      *    embeddings' layer only in steps that carry embeddings (the final
      *    layer's costs a norm of every row). */
-    int nb = build_batch(e, n);
+    int n_stop;
+    int nb = build_batch(e, n, &n_stop);
     if (e->kept_layer != e->step_layer) { /* the buffer exists: bind_embed made it */
         rm_ctx_keep_hidden(e->ctx, e->step_layer);
         e->kept_layer = e->step_layer;
     }
     e->st.last_step_tokens = nb;
     e->st.last_step_adapters = count_adapters(e, n);
-    rm_batch b = {nb, e->b_tok, e->b_pos, e->b_seq, e->b_want};
+    rm_batch b = {nb, e->b_tok, e->b_pos, e->b_seq, e->b_want, n_stop};
     bool trace = false;
     for (int i = 0; i < n && !trace; i++)
         trace = e->order[i] && e->chunk[i] && e->order[i]->comp.mode == RM_COMPOSE_ROUTER;
@@ -825,16 +836,15 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
     }
     *n_run = nb;
 
-    /* 4. In batch order (the order of the logits): embeddings add their
-     *    rows; generations sample where a chunk reached the end of their
-     *    tokens. Each reports. */
+    /* 4. Generations in batch order (the order of the logits) sample where
+     *    a chunk reached the end of their tokens; embeddings add their
+     *    rows. Each reports. */
     int li = 0;
-    for (int i = 0, t = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         req *r = e->order[i];
         if (!r || !e->chunk[i]) continue;
-        t += e->chunk[i];
         if (r->embed) {
-            embed_advance(e, r, t - e->chunk[i], e->chunk[i]);
+            embed_advance(e, r, e->row0[i], e->chunk[i]);
             continue;
         }
         bool wants = r->n_cached + e->chunk[i] == r->n_toks;

@@ -125,7 +125,8 @@ typedef struct {
      * embed_from on. It runs as prompt work of the steps, beside the
      * generations and under the same prefill allowance, with no adapters
      * and nothing generated: a retrieval's embedding costs the streams no
-     * more than a prompt of its length. It finishes with LENGTH and the
+     * more than a prompt of its length (an inner layer's, only the
+     * layers up to it). It finishes with LENGTH and the
      * vector in the event's `hidden`. Sampling, max_tokens and stop
      * strings are ignored; the mode must be none. */
     bool embed;

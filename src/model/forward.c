@@ -54,6 +54,7 @@ struct rm_ctx {
     /* the batch being run, for the pool jobs */
     const rm_batch *batch;
     int layer;
+    int n_run;                  /* rows the current layer runs: the batch, or all but its n_stop */
 };
 
 /* ---- creation ----------------------------------------------------------- */
@@ -323,7 +324,7 @@ static void attention_run(void *arg, int ith, int nth) {
     float *scores = c->scores + (size_t)ith * (size_t)c->p.n_ctx;
     float *wide = c->kvrow + (size_t)ith * (size_t)hd;
     int64_t lo, hi;
-    rm_split((int64_t)b->n_tokens * H, ith, nth, &lo, &hi);
+    rm_split((int64_t)c->n_run * H, ith, nth, &lo, &hi);
     for (int64_t w = lo; w < hi; w++) {
         int i = (int)(w / H), h = (int)(w % H), kvh = h / group;
         int seq = b->seq[i], n_pos = b->pos[i] + 1;
@@ -364,6 +365,17 @@ static rm_status check_batch(rm_ctx *c, const rm_batch *b) {
     }
     if (n_out > c->p.n_logits)
         return rm_err(RAMOLE_ERR_INVALID, "%d tokens want logits (this context keeps at most %d)", n_out, c->p.n_logits);
+    if (b->n_stop) {
+        if (b->n_stop < 0 || b->n_stop > b->n_tokens)
+            return rm_err(RAMOLE_ERR_INVALID, "n_stop %d of a batch of %d tokens", b->n_stop, b->n_tokens);
+        if (c->hid_layer < 0)
+            return rm_err(RAMOLE_ERR_INVALID, "rows of n_stop stop at the kept hidden layer; this context keeps %s",
+                          c->hid_layer == RM_HIDDEN_FINAL ? "the final one" : "none");
+        for (int i = b->n_tokens - b->n_stop; i < b->n_tokens; i++)
+            if (b->want_logits ? b->want_logits[i] != 0 : i == b->n_tokens - 1)
+                return rm_err(RAMOLE_ERR_INVALID, "batch index %d wants logits but stops at layer %d (n_stop %d)", i,
+                              c->hid_layer, b->n_stop);
+    }
     /* Each sequence continues where its cache ends (or rewinds into it);
      * the cache lengths change only once the whole batch is known valid. */
     int32_t *next = c->seq_len_next;
@@ -419,26 +431,31 @@ rm_status rm_ctx_decode(rm_ctx *c, const rm_batch *b) {
     bool any_logits = !b->want_logits || !c->p.hidden_only;
     for (int i = 0; i < n && !any_logits; i++) any_logits = b->want_logits[i] != 0;
     int last = !any_logits && c->hid_layer >= 0 ? c->hid_layer : cfg->n_layers;
+    int nr = c->hid_layer == 0 ? n - b->n_stop : n; /* rows that run this layer */
     for (int l = 0; l < last; l++) {
+        c->n_run = nr;
         const rm_layer *L = &m->layers[l];
         c->layer = l;
-        rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->attn_norm, d);
-        project(c, c->q, c->xn, n, RM_TARGET_Q);
-        project(c, c->k, c->xn, n, RM_TARGET_K);
-        project(c, c->v, c->xn, n, RM_TARGET_V);
-        rows(c, ROWS_ROPE_BIAS, n, NULL, NULL, NULL, 0);
-        for (int i = 0; i < n; i++)
+        rows(c, ROWS_RMSNORM, nr, c->xn, c->x, L->attn_norm, d);
+        project(c, c->q, c->xn, nr, RM_TARGET_Q);
+        project(c, c->k, c->xn, nr, RM_TARGET_K);
+        project(c, c->v, c->xn, nr, RM_TARGET_V);
+        rows(c, ROWS_ROPE_BIAS, nr, NULL, NULL, NULL, 0);
+        for (int i = 0; i < nr; i++)
             rm_kv_store(c->kv, l, b->seq[i], b->pos[i], c->k + (size_t)i * c->kv_dim, c->v + (size_t)i * c->kv_dim);
         rm_pool_run(c->pool, attention_run, c);
-        project(c, c->xn, c->att, n, RM_TARGET_O);
-        rm_vec_add(c->x, c->xn, (int64_t)n * d);
-        rows(c, ROWS_RMSNORM, n, c->xn, c->x, L->ffn_norm, d);
-        project(c, c->gate, c->xn, n, RM_TARGET_GATE);
-        project(c, c->up, c->xn, n, RM_TARGET_UP);
-        rows(c, ROWS_SWIGLU, n, c->gate, c->up, NULL, cfg->ffn);
-        project(c, c->xn, c->gate, n, RM_TARGET_DOWN);
-        rm_vec_add(c->x, c->xn, (int64_t)n * d);
-        if (c->hid_layer == l + 1) memcpy(c->hid, c->x, (size_t)n * (size_t)d * sizeof(float));
+        project(c, c->xn, c->att, nr, RM_TARGET_O);
+        rm_vec_add(c->x, c->xn, (int64_t)nr * d);
+        rows(c, ROWS_RMSNORM, nr, c->xn, c->x, L->ffn_norm, d);
+        project(c, c->gate, c->xn, nr, RM_TARGET_GATE);
+        project(c, c->up, c->xn, nr, RM_TARGET_UP);
+        rows(c, ROWS_SWIGLU, nr, c->gate, c->up, NULL, cfg->ffn);
+        project(c, c->xn, c->gate, nr, RM_TARGET_DOWN);
+        rm_vec_add(c->x, c->xn, (int64_t)nr * d);
+        if (c->hid_layer == l + 1) {
+            memcpy(c->hid, c->x, (size_t)nr * (size_t)d * sizeof(float));
+            nr = n - b->n_stop; /* the last n_stop rows are done (embeddings of this layer) */
+        }
     }
     if (c->hid_layer == RM_HIDDEN_FINAL) rows(c, ROWS_RMSNORM, n, c->hid, c->x, m->out_norm, d);
     if (c->hid_layer != RM_HIDDEN_OFF) c->hid_n = n;

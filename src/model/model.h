@@ -177,13 +177,18 @@ typedef struct rm_ctx rm_ctx;
 
 /* One step: n_tokens tokens, each at (seq, pos). Tokens of one sequence in
  * one batch must have increasing positions; the cache must already hold
- * positions 0..pos-1 of that sequence. want_logits NULL: the last token only. */
+ * positions 0..pos-1 of that sequence. want_logits NULL: the last token only.
+ * The last n_stop rows (0: none) stop after the kept inner hidden layer
+ * (rm_ctx_keep_hidden), want no logits and need no delta: embeddings of
+ * that layer beside rows that run every layer. Their KV above it stays
+ * unwritten, so every later batch of their sequences must stop there too. */
 typedef struct {
     int n_tokens;
     const int32_t *tokens;
     const int32_t *pos;
     const int32_t *seq;
     const uint8_t *want_logits;
+    int n_stop;
 } rm_batch;
 
 rm_status rm_ctx_new(const rm_model *m, const rm_ctx_params *p, rm_ctx **out);
