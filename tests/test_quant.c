@@ -273,6 +273,54 @@ TEST(quant_activation_q8_k) {
     }
 }
 
+/*
+ * Every ISA's q8_K quantiser (the activations of every k-quant product)
+ * against the scalar one, byte for byte, on blocks that probe its rules:
+ * random magnitudes, all zero, negative zeros, the largest magnitude held by
+ * two values of opposite sign (the first one sets the sign of the scale),
+ * the largest last, products landing on .5 (ties to even), subnormals,
+ * huge values, an infinity and a NaN among finite values.
+ */
+TEST(quant_activation_q8_k_every_isa) {
+    enum { NB = 12, K = NB * 256 };
+    static float x[K];
+    for (int i = 0; i < K; i++) x[i] = rng_unif() * 2;
+    float *b = x;
+    for (int j = 0; j < 256; j++) b[256 + j] = 0.0f, b[512 + j] = -0.0f;
+    b[768 + 5] = -3.0f, b[768 + 200] = 3.0f;              /* ties of |max|, negative first */
+    b[1024 + 17] = 3.0f, b[1024 + 90] = -3.0f;            /* positive first */
+    b[1280 + 255] = 7.0f;                                 /* the largest last */
+    b[1536] = -127.0f;                                    /* scale exactly 1: levels from .5 ties */
+    for (int j = 1; j < 256; j++) b[1536 + j] = (float)(j % 21 - 10) + 0.5f;
+    for (int j = 0; j < 256; j++) b[1792 + j] = rng_unif() * 1e-40f; /* subnormals */
+    for (int j = 0; j < 256; j++) b[2048 + j] = rng_unif() * 1e30f;
+    b[2304 + 77] = INFINITY;
+    b[2560 + 3] = NAN;
+    rm_block_q8_k want[NB], got[NB];
+    rm_kern_quantize_q8_k(want, x, K);
+    rm_isa saved = rm_isa_current();
+    int bad = 0, isas = 0;
+    for (int i = 0; i < RM_ISA_COUNT; i++) {
+        if (!rm_isa_supported((rm_isa)i)) continue;
+        CHECK_OK(rm_isa_set((rm_isa)i));
+        memset(got, 0x5a, sizeof got);
+        rm_kern_ops_get()->f32_to_q8_k(got, x, K);
+        for (int bl = 0; bl < NB; bl++) {
+            bool same = memcmp(&got[bl], &want[bl], sizeof got[bl]) == 0;
+            CHECK_MSG(same, "%s: q8_K block %d differs from the scalar quantiser", rm_isa_name((rm_isa)i), bl);
+            bad += !same;
+        }
+        isas++;
+    }
+    rm_isa_set(saved);
+    CHECK(isas >= 1 && bad == 0);
+    /* the scalar rules themselves: the first of two equal magnitudes sets the scale */
+    CHECK(want[3].d > 0 && want[3].qs[5] == -127 && want[3].qs[200] == 127);
+    CHECK(want[4].d < 0 && want[4].qs[17] == -127 && want[4].qs[90] == 127);
+    CHECK(want[6].d == 1.0f && want[6].qs[0] == -127);
+    CHECK(want[6].qs[1] == -8 && want[6].qs[2] == -8 && want[6].qs[12] == 2); /* -8.5, -7.5, 2.5 to even */
+}
+
 /* Every ISA's integer dot against the exact dot of the dequantised operands. */
 TEST(quant_dots_every_isa) {
     enum { K = 2048 };

@@ -347,6 +347,7 @@ const rm_kern_ops rm_kern_ops_avx512 = {
     .f32_to_bf16 = f32_to_bf16,
     .q8_0_to_f32 = q8_0_to_f32,
     .f32_to_q8_0 = f32_to_q8_0,
+    .f32_to_q8_k = rm_kern_quantize_q8_k_avx512,
     .rmsnorm = rmsnorm,
     .softmax = softmax,
     .swiglu = swiglu,

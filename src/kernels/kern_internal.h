@@ -94,6 +94,9 @@ typedef struct {
     void (*f32_to_bf16)(uint16_t *dst, const float *src, int64_t n);
     void (*q8_0_to_f32)(float *dst, const rm_block_q8_0 *src, int64_t k);
     void (*f32_to_q8_0)(rm_block_q8_0 *dst, const float *src, int64_t k);
+    /* activations to q8_K blocks (k = 256 * blocks), rm_kern_quantize_q8_k's
+     * bits on every ISA */
+    void (*f32_to_q8_k)(rm_block_q8_k *dst, const float *src, int64_t k);
     /* row ops, same contracts as the public functions */
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*softmax)(float *x, int64_t n);
@@ -191,6 +194,8 @@ float rm_kern_dot_q4_1_avx512(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q4_k_avx512(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q5_k_avx512(const void *xq, const void *w, int64_t nb);
 float rm_kern_dot_q6_k_avx512(const void *xq, const void *w, int64_t nb);
+/* rm_kern_quantize_q8_k with 512-bit registers, the same bits (quant_avx512.c). */
+void rm_kern_quantize_q8_k_avx512(rm_block_q8_k *dst, const float *x, int64_t k);
 
 /* The 4-6 bit entries of the AVX2 and the AVX-512 tables: each table's own
  * dots (ISA the name suffix), the AVX2 dequantisers for both. */

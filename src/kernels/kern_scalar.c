@@ -200,6 +200,7 @@ const rm_kern_ops rm_kern_ops_scalar = {
     .f32_to_bf16 = f32_to_bf16,
     .q8_0_to_f32 = q8_0_to_f32,
     .f32_to_q8_0 = f32_to_q8_0,
+    .f32_to_q8_k = rm_kern_quantize_q8_k,
     .rmsnorm = rmsnorm,
     .softmax = softmax,
     .swiglu = swiglu,

@@ -418,7 +418,7 @@ size_t rm_kern_act_row_bytes(rm_type wt, int64_t k) {
 }
 
 void rm_kern_act_quantize(const rm_kern_ops *ops, rm_type wt, void *dst, const float *x, int64_t k) {
-    if (act_is_q8_k(wt)) rm_kern_quantize_q8_k(dst, x, k);
+    if (act_is_q8_k(wt)) ops->f32_to_q8_k(dst, x, k);
     else ops->f32_to_q8_0(dst, x, k);
 }
 

@@ -169,3 +169,46 @@ float rm_kern_dot_q6_k_avx512(const void *xq, const void *wv, int64_t nb) {
     }
     return _mm512_reduce_add_ps(acc);
 }
+
+/*
+ * q8_K activation blocks with rm_kern_quantize_q8_k's bits: the largest
+ * magnitude by a vector max, the signed value that first reaches it by a
+ * compare per 16 (the scalar loop keeps the first of equal magnitudes), the
+ * same f32 products rounded to nearest even by vcvtps2dq (as lrintf), and
+ * each sum of 16 levels as the reduction of one register. The scalar form
+ * called lrintf per element: 3.2 ns an element, about 1.3 ms of a TinyLlama
+ * decode step (400k activations quantised per token).
+ */
+void rm_kern_quantize_q8_k_avx512(rm_block_q8_k *y, const float *x, int64_t k) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512i top = _mm512_set1_epi32(127);
+    for (int64_t i = 0; i < k / RM_QK_K; i++, x += RM_QK_K) {
+        __m512 vmax = _mm512_setzero_ps();
+        /* |x| first: vmaxps returns its second operand when one is NaN, so a
+         * NaN never becomes the maximum, as in the scalar loop */
+        for (int j = 0; j < RM_QK_K; j += 16) vmax = _mm512_max_ps(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + j)), vmax);
+        float amax = _mm512_reduce_max_ps(vmax);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const __m512 va = _mm512_set1_ps(amax);
+        int first = 0;
+        for (int j = 0; j < RM_QK_K; j += 16) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + j)), va, _CMP_EQ_OQ);
+            if (m) {
+                first = j + __builtin_ctz(m);
+                break;
+            }
+        }
+        float iscale = -127.f / x[first];
+        const __m512 vs = _mm512_set1_ps(iscale);
+        for (int j = 0; j < RM_QK_K / 16; j++) {
+            __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(x + 16 * j))), top);
+            __m128i q8 = _mm512_cvtepi32_epi8(q); /* the int8 the scalar form stores (a NaN's INT_MIN becomes 0) */
+            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * j), q8);
+            y[i].bsums[j] = (int16_t)_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(q8));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
