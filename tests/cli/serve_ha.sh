@@ -87,11 +87,16 @@ for i in $(seq 1 8); do
   curl -s -o "$TMP/long$i" -w '%{http_code}' "$LB/v1/completions" \
     -d '{"prompt": "long", "max_tokens": 300, "ignore_eos": true}' >"$TMP/code$i" 2>/dev/null &
 done
+# a's requests in flight: running (generations, and the embeddings of
+# their retrievals) plus queued; counted again once all 8 have been sent
+in_flight_a() { curl -s "$A/metrics" | awk '/^ramole_(running_sequences|queue_length) /{n += $2} END {print n + 0}'; }
 for _ in $(seq 1 40); do
-  busy_a=$(curl -s "$A/metrics" | sed -n 's/^ramole_running_sequences //p')
+  busy_a=$(in_flight_a)
   [ "${busy_a:-0}" -ge 1 ] && break
   sleep 0.05
 done
+sleep 0.3
+busy_a=$(in_flight_a)
 kill -KILL "$(cat "$RUN/a.pid")"
 wait_all() { for j in $(jobs -p); do wait "$j" 2>/dev/null; done; }
 ok_after=0
