@@ -2,7 +2,7 @@
  * bench_kernels.c — kernel microbenchmarks against the memory roofline.
  *
  *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time]
- *                             [--type f16|q8_0|q4_k|...]...
+ *                             [--no-hgemm] [--type f16|q8_0|q4_k|...]...
  *
  * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
  *    1 and 2 threads, best of 8 — the roofline for decode.
@@ -21,6 +21,8 @@
  * clock: on a machine shared with other work the figures then stay those of
  * the cores' own work (the 2-thread ones count both threads' time, so they
  * read as per-core throughput).
+ * --no-hgemm times f16 and bf16 GEMMs on the older path (W widened to f32
+ * panels for sgemm) instead of the one that widens W in registers (hgemm.c).
  * --crossover also times m = 1..32 to place the dot/GEMM switch.
  * --k-sweep times f16 and bf16 matrix-vector products of about 22 MiB with
  * rows of 1024..8192 elements, X in f32 and (past RM_KERN_HALF_X_MIN_K)
@@ -174,7 +176,7 @@ static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t 
                             const float *x, const shape *s) {
     static const int64_t ms[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
     int saved = rm_kern_matmul_gemm_min_m();
-    printf("    %s %s, 2 threads: m, dot path GFLOP/s, sgemm path GFLOP/s\n", s->name, rm_type_name(wt));
+    printf("    %s %s, 2 threads: m, dot path GFLOP/s, GEMM path GFLOP/s\n", s->name, rm_type_name(wt));
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
         double gf[2];
         for (int path = 0; path < 2; path++) {
@@ -238,11 +240,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--k-sweep") == 0) sweep = true;
         else if (strcmp(argv[i], "--no-pack") == 0) g_no_pack = true;
         else if (strcmp(argv[i], "--cpu-time") == 0) g_cpu_time = true;
+        else if (strcmp(argv[i], "--no-hgemm") == 0) rm_kern_matmul_set_hgemm(false);
         else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc && rm_type_from_name(argv[i + 1], &t)) {
             only[t] = any_only = true;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time] "
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time] [--no-hgemm] "
                             "[--type f16|q8_0|q4_k|...]...\n", argv[0]);
             return 2;
         }

@@ -33,6 +33,7 @@
  * answer on a path that needs no scratch (slower) and logs a warning once.
  */
 #include "kernels/kern_internal.h"
+#include "kernels/hgemm.h"
 #include "kernels/qgemm.h"
 
 #include <cblas.h>
@@ -179,6 +180,18 @@ static size_t qgemm_bytes(int64_t m, int64_t k, int nth) {
     return qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k) + (size_t)nth * rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
 }
 
+/*
+ * The f16/bf16 GEMM path (hgemm.c): W widened in registers, X packed per
+ * thread. g_hgemm switches it (off: the widened panels and sgemm).
+ */
+static bool g_hgemm = true;
+
+void rm_kern_matmul_set_hgemm(bool on) { g_hgemm = on; }
+bool rm_kern_matmul_hgemm(void) { return g_hgemm; }
+
+static bool hgemm_type(rm_type wt) { return wt == RM_TYPE_F16 || wt == RM_TYPE_BF16; }
+static size_t hgemm_bytes(int64_t m, int64_t k, int nth) { return rm_hgemm_x_bytes(m, k) + (size_t)nth * rm_hgemm_w_bytes(k); }
+
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads) {
     if (m <= 0 || n <= 0 || k <= 0 || wt == RM_TYPE_F32) return 0;
@@ -192,6 +205,7 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
         if (wt == RM_TYPE_Q8_0 && qgemm_bytes(m, k, nthreads) > need) need = qgemm_bytes(m, k, nthreads);
+        if (hgemm_type(wt) && hgemm_bytes(m, k, nthreads) > need) need = hgemm_bytes(m, k, nthreads);
         if ((wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && qgemm_k_bytes(wt, m, k, nthreads) > need)
             need = qgemm_k_bytes(wt, m, k, nthreads);
     }
@@ -223,6 +237,8 @@ typedef struct {
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
+    rm_hgemm_fns hgemm;        /* f16/bf16 GEMM path: its kernels */
+    float *hx;                 /* X packed for them; then one W tile per thread at tiles */
 } mm_job;
 
 static void job_quantize(void *ctx, int ith, int nth) {
@@ -450,6 +466,25 @@ static void job_qgemm_k(void *ctx, int ith, int nth) {
     }
 }
 
+/* f16/bf16 GEMM path, step 1: X packed once (micro-panels split over the pool). */
+static void job_hgemm_x(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t lo, hi;
+    rm_split(rm_hgemm_panels(j->m), ith, nth, &lo, &hi);
+    rm_hgemm_pack_x(j->hx, j->x, j->m, j->k, lo, hi);
+}
+
+/* Step 2: each thread whole tiles of 32 W rows against all X rows. */
+static void job_hgemm(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t ntiles = (j->n + RM_HGEMM_NR - 1) / RM_HGEMM_NR, lo, hi;
+    rm_split(ntiles, ith, nth, &lo, &hi);
+    int64_t c1 = hi * RM_HGEMM_NR < j->n ? hi * RM_HGEMM_NR : j->n;
+    if (hi <= lo) return;
+    rm_hgemm_cols(&j->hgemm, j->y, j->n, j->hx, j->m, j->k, (const uint16_t *)j->w, lo * RM_HGEMM_NR, c1,
+                  (uint16_t *)(j->tiles + (size_t)ith * rm_hgemm_w_bytes(j->k)));
+}
+
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
 void rm_blas_init(void) { pthread_once(&g_blas_once, blas_init); }
@@ -489,6 +524,14 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         j.qpack = rm_qgemm_pack_get(j.ops);
         rm_pool_run(pool, job_qgemm_act, &j);
         rm_pool_run(pool, job_qgemm, &j);
+        return;
+    }
+    if (m >= RM_MM_GEMM_MIN_M && hgemm_type(wt) && g_hgemm && rm_hgemm_get(j.ops, wt, &j.hgemm) &&
+        have >= hgemm_bytes(m, k, nth)) {
+        j.hx = c->work;
+        j.tiles = (uint8_t *)c->work + rm_hgemm_x_bytes(m, k);
+        rm_pool_run(pool, job_hgemm_x, &j);
+        rm_pool_run(pool, job_hgemm, &j);
         return;
     }
     if (m >= RM_MM_GEMM_MIN_M && g_int8_gemm && qgemm_k_kernel(j.ops, wt) && have >= qgemm_k_bytes(wt, m, k, nth)) {
