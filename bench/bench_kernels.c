@@ -171,16 +171,17 @@ static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t by
     return best;
 }
 
-/* Both matmul paths at m = 1..64 (2 threads) to place RM_MM_GEMM_MIN_M. */
+/* Both matmul paths at m = 1..64 (2 threads) to place the switch points. */
 static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, int copies, float *y,
                             const float *x, const shape *s) {
     static const int64_t ms[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
-    int saved = rm_kern_matmul_gemm_min_m();
+    int saved = rm_kern_matmul_gemm_min_m(), saved_h = rm_kern_matmul_hgemm_min_m();
     printf("    %s %s, 2 threads: m, dot path GFLOP/s, GEMM path GFLOP/s\n", s->name, rm_type_name(wt));
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
         double gf[2];
         for (int path = 0; path < 2; path++) {
             rm_kern_matmul_set_gemm_min_m(path == 0 ? 1 << 30 : 1);
+            rm_kern_matmul_set_hgemm_min_m(path == 0 ? 1 << 30 : 1);
             size_t ws = rm_matmul_work_size(wt, ms[i], s->n, s->k, 2);
             void *work = ws ? rm_malloc(ws) : NULL;
             double dt = time_matmul(pool, wt, w, bytes, NULL, 0, copies, y, x, ms[i], s->n, s->k, work, ws, 5);
@@ -190,6 +191,7 @@ static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t 
         printf("      m=%-3lld %7.1f %7.1f\n", (long long)ms[i], gf[0], gf[1]);
     }
     rm_kern_matmul_set_gemm_min_m(saved);
+    rm_kern_matmul_set_hgemm_min_m(saved_h);
 }
 
 /* GB/s of m = 1 products on one thread over row lengths, f32 X against the f16 X of long rows. */

@@ -57,6 +57,14 @@ static double rel_err_to(const float *y, const float *r, const float *mag, int64
 /* ||y - r|| / ||r|| (or ||y - r|| when r is zero). */
 static double rel_err(const float *y, const float *r, int64_t n) { return rel_err_to(y, r, r, n); }
 
+/* |W| (n_w elements of type wt, widened) and |X| (n_x floats): the inputs of
+ * the magnitudes |X| |W|^T that rel_err_to measures against. */
+static void abs_inputs(rm_type wt, const void *w, int64_t n_w, float *wa, const float *x, int64_t n_x, float *xa) {
+    rm_convert(RM_TYPE_F32, wa, wt, w, n_w);
+    for (int64_t i = 0; i < n_w; i++) wa[i] = fabsf(wa[i]);
+    for (int64_t i = 0; i < n_x; i++) xa[i] = fabsf(x[i]);
+}
+
 /* Log capture: deliberate misuse below logs; keep it off the terminal and check it. */
 static int g_log_count;
 static char g_log_last[256];
@@ -670,9 +678,7 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
                 fill(x, mmax * k, 1.0f);
                 rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
                 rm_matmul_pack(packed, w, wt, n, k);
-                rm_convert(RM_TYPE_F32, wa, wt, w, n * k);
-                for (int64_t i = 0; i < n * k; i++) wa[i] = fabsf(wa[i]);
-                for (int64_t i = 0; i < mmax * k; i++) xa[i] = fabsf(x[i]);
+                abs_inputs(wt, w, n * k, wa, x, mmax * k, xa);
                 act_roundtrip(wt, xq, x, mmax, k);
                 size_t ws = rm_matmul_work_size(wt, mmax, n, k, 3);
                 void *work = malloc(ws);
@@ -819,9 +825,10 @@ TEST(kernels_hgemm_matches_reference) {
     static const int64_t ns[] = {1, 33, 97};
     static const int64_t ks[] = {1, 7, 255, 257, 600};
     static const rm_type types[] = {RM_TYPE_F16, RM_TYPE_BF16};
-    int saved_min = rm_kern_matmul_gemm_min_m();
+    int saved_min = rm_kern_matmul_gemm_min_m(), saved_hmin = rm_kern_matmul_hgemm_min_m();
     rm_isa saved = rm_isa_current(), isas[RM_ISA_COUNT];
     rm_kern_matmul_set_gemm_min_m(1);
+    rm_kern_matmul_set_hgemm_min_m(1);
     rm_pool *pools[3];
     for (int p = 0; p < 3; p++) CHECK_OK(rm_pool_new(p + 1, &pools[p]));
     double worst[2] = {0, 0};
@@ -838,9 +845,7 @@ TEST(kernels_hgemm_matches_reference) {
                 uint16_t *w = malloc((size_t)(n * k) * 2);
                 fill(wf, n * k, 0.5f), fill(x, mmax * k, 1.0f);
                 rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
-                rm_convert(RM_TYPE_F32, wa, wt, w, n * k);
-                for (int64_t i = 0; i < n * k; i++) wa[i] = fabsf(wa[i]);
-                for (int64_t i = 0; i < mmax * k; i++) xa[i] = fabsf(x[i]);
+                abs_inputs(wt, w, n * k, wa, x, mmax * k, xa);
                 size_t ws = rm_matmul_work_size(wt, mmax, n, k, 3);
                 void *work = malloc(ws);
                 for (int im = 0; im < 6; im++) {
@@ -870,6 +875,7 @@ TEST(kernels_hgemm_matches_reference) {
     }
     rm_isa_set(saved);
     rm_kern_matmul_set_gemm_min_m(saved_min);
+    rm_kern_matmul_set_hgemm_min_m(saved_hmin);
     for (int p = 0; p < 3; p++) rm_pool_free(pools[p]);
     if (rm_isa_supported(RM_ISA_AVX512)) CHECK_MSG(ran > 0, "the AVX-512 f16 GEMM kernels never ran");
     else printf("NOTE kernels: avx512 is not supported by this CPU; the f16 GEMM kernels are not tested\n");
@@ -913,9 +919,7 @@ TEST(kernels_hgemm_avx2_kernels) {
                     uint16_t *wp = rm_malloc(rm_hgemm_w_bytes(k));
                     fill(wf, n * k, 0.5f), fill(x, m * k, 1.0f);
                     rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
-                    rm_convert(RM_TYPE_F32, wa, wt, w, n * k);
-                    for (int64_t i = 0; i < n * k; i++) wa[i] = fabsf(wa[i]);
-                    for (int64_t i = 0; i < m * k; i++) xa[i] = fabsf(x[i]);
+                    abs_inputs(wt, w, n * k, wa, x, m * k, xa);
                     rm_matmul_ref(ref, x, m, w, wt, n, k);
                     rm_matmul_ref(mag, xa, m, wa, RM_TYPE_F32, n, k);
                     rm_hgemm_pack_x(xp, x, m, k, 0, rm_hgemm_panels(m));

@@ -6,15 +6,17 @@
  * TinyLlama prefill 12% of the time went to the widening and the panels'
  * memory traffic. Here W stays 16-bit until it is in a register:
  *
- *  - k is cut into blocks of RM_HGEMM_KC. Per block, each thread packs its
- *    copy of the X rows into micro-panels of up to RM_HGEMM_MR rows, k-major
- *    (xp[kk][i]; m x kc floats, L2 resident for prefill-sized m).
- *  - Its W rows go 32 at a time: a tile of 32 rows x kc is transposed into
- *    wp[kk][32] (16 KiB of 16-bit values, L1 resident), then run against
- *    every X micro-panel.
+ *  - X is packed once per call (rows split over the pool) into micro-panels
+ *    of up to RM_HGEMM_MR rows, k-major within blocks of RM_HGEMM_KC
+ *    (xp[kk][i]; one block of all rows is L2 resident for prefill-sized m).
+ *  - Each thread takes whole tiles of 32 W rows. A tile is transposed into
+ *    wp[k][32] (16-bit, 64 x k bytes) reading its 32 rows side by side over
+ *    the whole k, so each row is one sequential stream; then, per k-block
+ *    (16 KiB of the tile, L1 resident), it runs against every X micro-panel.
  *  - The micro-kernel keeps a 12 x 32 block of Y in 24 vector registers; per
  *    kk it widens the tile's 32 values (two vcvtph2ps on AVX-512) and adds
- *    12 broadcast X values times them, 24 FMAs.
+ *    12 broadcast X values times them, 24 FMAs. Y is stored after the first
+ *    k-block and added to after the others.
  *
  * Every product is an exact widening of the stored weight times an f32 X
  * value, summed in f32 in k order within a block and block after block in

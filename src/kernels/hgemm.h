@@ -9,14 +9,14 @@
 
 #define RM_HGEMM_NR 32  /* W rows (output columns) per packed tile */
 #define RM_HGEMM_MR 12  /* X rows per micro-panel, at most; panels have 4, 8 or 12 */
-#define RM_HGEMM_KC 256 /* k per block: a packed W tile is 32 x 256 x 2 = 16 KiB (L1) */
+#define RM_HGEMM_KC 256 /* k per block: 32 x 256 x 2 = 16 KiB of a packed W tile (L1) */
 
 /*
  * Layouts of one k-block of kc elements (kc <= RM_HGEMM_KC):
  *   X micro-panel of mr rows (mr in 4, 8, 12): xp[kk * mr + i] = X[r0 + i][k0 + kk],
  *     zero for rows past m.
  *   W tile: wp[kk * 32 + c] = W[c0 + c][k0 + kk] as stored (f16 or bf16 bits),
- *     zero for rows past the tile's nc; 64-byte aligned.
+ *     zero for rows past the tile's nc.
  */
 
 /*
@@ -48,13 +48,13 @@ bool rm_hgemm_get(const rm_kern_ops *ops, rm_type wt, rm_hgemm_fns *out);
 size_t  rm_hgemm_x_bytes(int64_t m, int64_t k);
 int64_t rm_hgemm_panels(int64_t m);
 void    rm_hgemm_pack_x(float *xp, const float *x, int64_t m, int64_t k, int64_t p0, int64_t p1);
-/* Bytes of one thread's W tile over the whole k. */
+/* Bytes of one thread's W tile over the whole k (no alignment needed). */
 size_t  rm_hgemm_w_bytes(int64_t k);
 
 /*
  * Y[i][c] = X[i] . W[c] for i < m and c in [c0, c1): xp X packed (above),
  * W 16-bit (rows of k elements), Y row stride ldy. Runs on the calling
- * thread; wp is its tile (rm_hgemm_w_bytes(k), 64-byte aligned). Each
+ * thread; wp is its tile (rm_hgemm_w_bytes(k) bytes). Each
  * output is summed in the same order whatever [c0, c1), so splitting
  * columns over threads gives the same bits.
  */

@@ -12,7 +12,7 @@
 #include <immintrin.h>
 
 static inline __m256 widen8(const uint16_t *p, bool bf16) {
-    __m128i h = _mm_load_si128((const __m128i *)p);
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
     if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }

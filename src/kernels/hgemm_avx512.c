@@ -7,7 +7,7 @@
 #include <immintrin.h>
 
 static inline __m512 widen16(const uint16_t *p, bool bf16) {
-    __m256i h = _mm256_load_si256((const __m256i *)p);
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
     if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
 }
@@ -89,6 +89,6 @@ void rm_hgemm_pack_avx512(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, 
         for (int c = 0; c < 32; c++)
             r[c] = c < nc ? _mm512_maskz_loadu_epi16(km, w + c * ldw + kb) : _mm512_setzero_si512();
         transpose32(r);
-        for (int kk = 0; kk < kn; kk++) _mm512_store_si512((__m512i *)(wp + (kb + kk) * RM_HGEMM_NR), r[kk]);
+        for (int kk = 0; kk < kn; kk++) _mm512_storeu_si512(wp + (kb + kk) * RM_HGEMM_NR, r[kk]);
     }
 }

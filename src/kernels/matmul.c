@@ -20,6 +20,10 @@
  *    slice of the scratch and runs it against all X rows (qgemm.c). About
  *    1.4-1.7x the sgemm path's GFLOP/s on one Zen 4 core.
  *
+ *  - f16/bf16 GEMM path (m >= 16, f16 and bf16 weights, where the CPU has
+ *    AVX-512): W widened in registers, never in memory (hgemm.c). About
+ *    1.7x the sgemm path's GFLOP/s on one AVX-512 core.
+ *
  *  - GEMM path (m >= RM_MM_GEMM_MIN_M: prefill). Compute bound: each thread
  *    converts panels of its W rows to f32 in its own slice of the scratch
  *    (the 4-6 bit blocks with quant.c's exact dequantisation)
@@ -190,6 +194,17 @@ void rm_kern_matmul_set_hgemm(bool on) { g_hgemm = on; }
 bool rm_kern_matmul_hgemm(void) { return g_hgemm; }
 
 static bool hgemm_type(rm_type wt) { return wt == RM_TYPE_F16 || wt == RM_TYPE_BF16; }
+
+/*
+ * f16/bf16 weights leave the dot path for this GEMM earlier than the other
+ * types leave it for theirs. One AVX-512 core, ffn_up 5632 x 2048 from DRAM,
+ * GEMM / dot time: m = 8 0.90, 12 1.06, 16 1.11, 24 1.30, 32 1.34 (two
+ * threads: 0.87, 0.99, 1.03, ...; docs/BENCH.md).
+ */
+static int g_hgemm_min_m = 16;
+
+void rm_kern_matmul_set_hgemm_min_m(int m) { g_hgemm_min_m = m < 1 ? 1 : m; }
+int  rm_kern_matmul_hgemm_min_m(void) { return g_hgemm_min_m; }
 static size_t hgemm_bytes(int64_t m, int64_t k, int nth) { return rm_hgemm_x_bytes(m, k) + (size_t)nth * rm_hgemm_w_bytes(k); }
 
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
@@ -201,11 +216,12 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     if (wt == RM_TYPE_Q8_0) need = quant_bytes(mq, k);
     else if (rm_type_is_quant(wt)) need = act_bytes(wt, mq, k);
     else if (half_x_wanted(wt, 1, k)) need = half_x_bytes(k); /* for m = 1, on the dot path */
+    if (hgemm_type(wt) && m >= g_hgemm_min_m && hgemm_bytes(m, k, nthreads) > need)
+        need = hgemm_bytes(m, k, nthreads);
     if (m >= RM_MM_GEMM_MIN_M) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
         if (wt == RM_TYPE_Q8_0 && qgemm_bytes(m, k, nthreads) > need) need = qgemm_bytes(m, k, nthreads);
-        if (hgemm_type(wt) && hgemm_bytes(m, k, nthreads) > need) need = hgemm_bytes(m, k, nthreads);
         if ((wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && qgemm_k_bytes(wt, m, k, nthreads) > need)
             need = qgemm_k_bytes(wt, m, k, nthreads);
     }
@@ -526,7 +542,7 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         rm_pool_run(pool, job_qgemm, &j);
         return;
     }
-    if (m >= RM_MM_GEMM_MIN_M && hgemm_type(wt) && g_hgemm && rm_hgemm_get(j.ops, wt, &j.hgemm) &&
+    if (m >= g_hgemm_min_m && hgemm_type(wt) && g_hgemm && rm_hgemm_get(j.ops, wt, &j.hgemm) &&
         have >= hgemm_bytes(m, k, nth)) {
         j.hx = c->work;
         j.tiles = (uint8_t *)c->work + rm_hgemm_x_bytes(m, k);
