@@ -185,8 +185,9 @@ static size_t qgemm_bytes(int64_t m, int64_t k, int nth) {
 }
 
 /*
- * The f16/bf16 GEMM path (hgemm.c): W widened in registers, X packed per
- * thread. g_hgemm switches it (off: the widened panels and sgemm).
+ * The f16/bf16 GEMM path (hgemm.c): W widened in registers; scratch: X
+ * packed once, then one 16-bit W tile per thread. g_hgemm switches it
+ * (off: the widened panels and sgemm).
  */
 static bool g_hgemm = true;
 
@@ -205,7 +206,10 @@ static int g_hgemm_min_m = 16;
 
 void rm_kern_matmul_set_hgemm_min_m(int m) { g_hgemm_min_m = m < 1 ? 1 : m; }
 int  rm_kern_matmul_hgemm_min_m(void) { return g_hgemm_min_m; }
-static size_t hgemm_bytes(int64_t m, int64_t k, int nth) { return rm_hgemm_x_bytes(m, k) + (size_t)nth * rm_hgemm_w_bytes(k); }
+
+static size_t hgemm_bytes(int64_t m, int64_t k, int nth) {
+    return rm_hgemm_x_bytes(m, k) + (size_t)nth * rm_hgemm_w_bytes(k);
+}
 
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads) {
