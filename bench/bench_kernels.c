@@ -2,7 +2,7 @@
  * bench_kernels.c — kernel microbenchmarks against the memory roofline.
  *
  *   build/bench/bench_kernels [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time]
- *                             [--type f16|q8_0|q4_k|...]...
+ *                             [--no-hgemm] [--type f16|q8_0|q4_k|...]...
  *
  * 1. Read bandwidth: sum of a 512 MiB f32 buffer (AVX2 when available),
  *    1 and 2 threads, best of 8 — the roofline for decode.
@@ -21,6 +21,8 @@
  * clock: on a machine shared with other work the figures then stay those of
  * the cores' own work (the 2-thread ones count both threads' time, so they
  * read as per-core throughput).
+ * --no-hgemm times f16 and bf16 GEMMs on the older path (W widened to f32
+ * panels for sgemm) instead of the one that widens W in registers (hgemm.c).
  * --crossover also times m = 1..32 to place the dot/GEMM switch.
  * --k-sweep times f16 and bf16 matrix-vector products of about 22 MiB with
  * rows of 1024..8192 elements, X in f32 and (past RM_KERN_HALF_X_MIN_K)
@@ -169,16 +171,17 @@ static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t by
     return best;
 }
 
-/* Both matmul paths at m = 1..64 (2 threads) to place RM_MM_GEMM_MIN_M. */
+/* Both matmul paths at m = 1..64 (2 threads) to place the switch points. */
 static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, int copies, float *y,
                             const float *x, const shape *s) {
     static const int64_t ms[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
-    int saved = rm_kern_matmul_gemm_min_m();
-    printf("    %s %s, 2 threads: m, dot path GFLOP/s, sgemm path GFLOP/s\n", s->name, rm_type_name(wt));
+    int saved = rm_kern_matmul_gemm_min_m(), saved_h = rm_kern_matmul_hgemm_min_m();
+    printf("    %s %s, 2 threads: m, dot path GFLOP/s, GEMM path GFLOP/s\n", s->name, rm_type_name(wt));
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
         double gf[2];
         for (int path = 0; path < 2; path++) {
             rm_kern_matmul_set_gemm_min_m(path == 0 ? 1 << 30 : 1);
+            rm_kern_matmul_set_hgemm_min_m(path == 0 ? 1 << 30 : 1);
             size_t ws = rm_matmul_work_size(wt, ms[i], s->n, s->k, 2);
             void *work = ws ? rm_malloc(ws) : NULL;
             double dt = time_matmul(pool, wt, w, bytes, NULL, 0, copies, y, x, ms[i], s->n, s->k, work, ws, 5);
@@ -188,6 +191,7 @@ static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t 
         printf("      m=%-3lld %7.1f %7.1f\n", (long long)ms[i], gf[0], gf[1]);
     }
     rm_kern_matmul_set_gemm_min_m(saved);
+    rm_kern_matmul_set_hgemm_min_m(saved_h);
 }
 
 /* GB/s of m = 1 products on one thread over row lengths, f32 X against the f16 X of long rows. */
@@ -238,11 +242,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--k-sweep") == 0) sweep = true;
         else if (strcmp(argv[i], "--no-pack") == 0) g_no_pack = true;
         else if (strcmp(argv[i], "--cpu-time") == 0) g_cpu_time = true;
+        else if (strcmp(argv[i], "--no-hgemm") == 0) rm_kern_matmul_set_hgemm(false);
         else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc && rm_type_from_name(argv[i + 1], &t)) {
             only[t] = any_only = true;
             i++;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time] "
+            fprintf(stderr, "usage: %s [--quick] [--crossover] [--no-gemm] [--k-sweep] [--no-pack] [--cpu-time] [--no-hgemm] "
                             "[--type f16|q8_0|q4_k|...]...\n", argv[0]);
             return 2;
         }

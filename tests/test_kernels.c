@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/kern_internal.h" /* the dot/sgemm switch point */
+#include "kernels/hgemm.h"
 #include "kernels/qgemm.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -24,6 +25,10 @@ static float rng_unif(void) { return rm_test_rng_unif(&g_rng); }
 static void fill(float *v, int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++) v[i] = rng_unif() * scale;
 }
+/* Tests added after the others draw from their own copy of the sequence, so
+ * that the data (and the float tolerances) of the tests after them stay the same. */
+#define RNG_PRIVATE_BEGIN uint64_t rng_saved_ = g_rng
+#define RNG_PRIVATE_END g_rng = rng_saved_
 static float bits_f32(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
@@ -51,6 +56,14 @@ static double rel_err_to(const float *y, const float *r, const float *mag, int64
 
 /* ||y - r|| / ||r|| (or ||y - r|| when r is zero). */
 static double rel_err(const float *y, const float *r, int64_t n) { return rel_err_to(y, r, r, n); }
+
+/* |W| (n_w elements of type wt, widened) and |X| (n_x floats): the inputs of
+ * the magnitudes |X| |W|^T that rel_err_to measures against. */
+static void abs_inputs(rm_type wt, const void *w, int64_t n_w, float *wa, const float *x, int64_t n_x, float *xa) {
+    rm_convert(RM_TYPE_F32, wa, wt, w, n_w);
+    for (int64_t i = 0; i < n_w; i++) wa[i] = fabsf(wa[i]);
+    for (int64_t i = 0; i < n_x; i++) xa[i] = fabsf(x[i]);
+}
 
 /* Log capture: deliberate misuse below logs; keep it off the terminal and check it. */
 static int g_log_count;
@@ -665,9 +678,7 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
                 fill(x, mmax * k, 1.0f);
                 rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
                 rm_matmul_pack(packed, w, wt, n, k);
-                rm_convert(RM_TYPE_F32, wa, wt, w, n * k);
-                for (int64_t i = 0; i < n * k; i++) wa[i] = fabsf(wa[i]);
-                for (int64_t i = 0; i < mmax * k; i++) xa[i] = fabsf(x[i]);
+                abs_inputs(wt, w, n * k, wa, x, mmax * k, xa);
                 act_roundtrip(wt, xq, x, mmax, k);
                 size_t ws = rm_matmul_work_size(wt, mmax, n, k, 3);
                 void *work = malloc(ws);
@@ -765,6 +776,166 @@ TEST(kernels_matmul_work_size) {
     CHECK(rm_matmul_work_size(RM_TYPE_F32, 1, 2048, 2048, 2) == 0);
     CHECK(rm_matmul_work_size(RM_TYPE_Q8_0, 1, 2048, 2048, 2) >= 64 * 34);
     CHECK(rm_matmul_work_size(RM_TYPE_F16, 512, 2048, 2048, 2) > rm_matmul_work_size(RM_TYPE_F16, 512, 2048, 2048, 1));
+}
+
+/* ---- the f16/bf16 GEMM that widens W in registers (hgemm.c) ---------------- */
+
+/* The AVX-512 W packer writes the bytes of the portable one, for ragged tiles too. */
+TEST(kernels_hgemm_pack_matches_scalar) {
+    RNG_PRIVATE_BEGIN;
+    if (!rm_isa_supported(RM_ISA_AVX512)) {
+        printf("NOTE kernels: avx512 is not supported by this CPU; its f16 GEMM packer is not tested\n");
+        return;
+    }
+    enum { LDW = 300 };
+    static const int ncs[] = {1, 17, 31, 32};
+    static const int64_t kcs[] = {1, 31, 32, 33, 256, 300};
+    uint16_t *w = malloc(32 * LDW * 2);
+    uint16_t *a = rm_malloc(32 * 300 * 2), *b = rm_malloc(32 * 300 * 2);
+    for (int i = 0; i < 32 * LDW; i++) w[i] = (uint16_t)rng_u32();
+    int bad = 0, bad_layout = 0;
+    for (int ic = 0; ic < 4; ic++)
+        for (int ik = 0; ik < 6; ik++) {
+            memset(a, 0xAB, 32 * 300 * 2), memset(b, 0xCD, 32 * 300 * 2);
+            rm_hgemm_pack_scalar(a, w + 3, LDW, ncs[ic], kcs[ik]);
+            rm_hgemm_pack_avx512(b, w + 3, LDW, ncs[ic], kcs[ik]);
+            bad += memcmp(a, b, (size_t)kcs[ik] * 32 * 2) != 0;
+            for (int64_t kk = 0; kk < kcs[ik]; kk++) /* the layout itself: wp[kk][c] = W[c][kk], zero past nc */
+                for (int c = 0; c < 32; c++) bad_layout += a[kk * 32 + c] != (c < ncs[ic] ? w[3 + c * LDW + kk] : 0);
+        }
+    CHECK_MSG(bad == 0, "%d packed tiles differ from the portable packer", bad);
+    CHECK_MSG(bad_layout == 0, "%d packed elements out of place", bad_layout);
+    rm_free(a), rm_free(b), free(w);
+    RNG_PRIVATE_END;
+}
+
+/*
+ * rm_matmul on f16 and bf16 weights with the GEMM path forced from m = 1,
+ * on every ISA (those without the register-widening kernels run the
+ * widened panels): against the double-precision reference on odd shapes
+ * (m up to 200, n around the 32-row tiles, k around the 256-element blocks
+ * and not a multiple of 32), and bit-identical on 1, 2 and 3 threads where
+ * the register-widening kernels run. Every
+ * product is an exact widening of W times an f32 X value, so only the f32
+ * summation order separates it from the reference.
+ */
+TEST(kernels_hgemm_matches_reference) {
+    RNG_PRIVATE_BEGIN;
+    static const int64_t ms[] = {1, 3, 12, 13, 40, 200};
+    static const int64_t ns[] = {1, 33, 97};
+    static const int64_t ks[] = {1, 7, 255, 257, 600};
+    static const rm_type types[] = {RM_TYPE_F16, RM_TYPE_BF16};
+    int saved_min = rm_kern_matmul_gemm_min_m(), saved_hmin = rm_kern_matmul_hgemm_min_m();
+    rm_isa saved = rm_isa_current(), isas[RM_ISA_COUNT];
+    rm_kern_matmul_set_gemm_min_m(1);
+    rm_kern_matmul_set_hgemm_min_m(1);
+    rm_pool *pools[3];
+    for (int p = 0; p < 3; p++) CHECK_OK(rm_pool_new(p + 1, &pools[p]));
+    double worst[2] = {0, 0};
+    int differ = 0, ran = 0;
+    for (int it = 0; it < 2; it++) {
+        rm_type wt = types[it];
+        for (int ik = 0; ik < 5; ik++)
+            for (int in = 0; in < 3; in++) {
+                int64_t n = ns[in], k = ks[ik], mmax = 200;
+                float *wf = malloc((size_t)(n * k) * 4), *wa = malloc((size_t)(n * k) * 4);
+                float *x = malloc((size_t)(mmax * k) * 4), *xa = malloc((size_t)(mmax * k) * 4);
+                float *ref = malloc((size_t)(mmax * n) * 4), *mag = malloc((size_t)(mmax * n) * 4);
+                float *y = malloc((size_t)(mmax * n) * 4), *y2 = malloc((size_t)(mmax * n) * 4);
+                uint16_t *w = malloc((size_t)(n * k) * 2);
+                fill(wf, n * k, 0.5f), fill(x, mmax * k, 1.0f);
+                rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
+                abs_inputs(wt, w, n * k, wa, x, mmax * k, xa);
+                size_t ws = rm_matmul_work_size(wt, mmax, n, k, 3);
+                void *work = malloc(ws);
+                for (int im = 0; im < 6; im++) {
+                    int64_t m = ms[im];
+                    rm_matmul_ref(ref, x, m, w, wt, n, k);
+                    rm_matmul_ref(mag, xa, m, wa, RM_TYPE_F32, n, k);
+                    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+                        CHECK_OK(rm_isa_set(isas[t]));
+                        rm_hgemm_fns f;
+                        bool here = rm_hgemm_get(rm_kern_ops_get(), wt, &f);
+                        ran += here;
+                        rm_compute c = {.pool = pools[0], .work = work, .work_size = ws};
+                        rm_matmul(&c, y, x, m, w, wt, n, k);
+                        worst[it] = fmax(worst[it], rel_err_to(y, ref, mag, m * n));
+                        for (int p = 1; p < 3; p++) {
+                            c.pool = pools[p];
+                            memset(y2, 0, (size_t)(m * n) * 4);
+                            rm_matmul(&c, y2, x, m, w, wt, n, k);
+                            /* the widened panels' sgemm blocks by panel, so only the new kernels promise bits */
+                            if (here) differ += memcmp(y, y2, (size_t)(m * n) * 4) != 0;
+                            else worst[it] = fmax(worst[it], rel_err_to(y2, ref, mag, m * n));
+                        }
+                    }
+                }
+                free(wf), free(wa), free(x), free(xa), free(ref), free(mag), free(y), free(y2), free(w), free(work);
+            }
+    }
+    rm_isa_set(saved);
+    rm_kern_matmul_set_gemm_min_m(saved_min);
+    rm_kern_matmul_set_hgemm_min_m(saved_hmin);
+    for (int p = 0; p < 3; p++) rm_pool_free(pools[p]);
+    if (rm_isa_supported(RM_ISA_AVX512)) CHECK_MSG(ran > 0, "the AVX-512 f16 GEMM kernels never ran");
+    else printf("NOTE kernels: avx512 is not supported by this CPU; the f16 GEMM kernels are not tested\n");
+    for (int it = 0; it < 2; it++)
+        CHECK_MSG(worst[it] <= 1e-6, "%s GEMM: error vs reference %.3g", rm_type_name(types[it]), worst[it]);
+    CHECK_MSG(differ == 0, "%d GEMM results change with the thread count", differ);
+    if (getenv("RM_TEST_VERBOSE")) printf("  hgemm: f16 %.3g bf16 %.3g (x |X||W|)\n", worst[0], worst[1]);
+    RNG_PRIVATE_END;
+}
+
+/*
+ * The AVX2 micro-kernels, called directly (rm_matmul does not choose them,
+ * hgemm.c says why): against the reference, and bit-identical to the
+ * AVX-512 ones where both run, since both do the same FMAs in the same order.
+ */
+TEST(kernels_hgemm_avx2_kernels) {
+    RNG_PRIVATE_BEGIN;
+    if (!rm_isa_supported(RM_ISA_AVX2)) {
+        printf("NOTE kernels: avx2 is not supported by this CPU; its f16 GEMM kernels are not tested\n");
+        return;
+    }
+    static const int64_t ms[] = {1, 5, 12, 30};
+    static const int64_t ns[] = {7, 32, 45};
+    static const int64_t ks[] = {3, 256, 301};
+    double worst = 0;
+    int differ = 0;
+    for (int bf = 0; bf < 2; bf++) {
+        rm_type wt = bf ? RM_TYPE_BF16 : RM_TYPE_F16;
+        rm_hgemm_fns f2 = {bf ? rm_hgemm_tile_bf16_avx2 : rm_hgemm_tile_f16_avx2, rm_hgemm_pack_scalar};
+        rm_hgemm_fns f5 = {bf ? rm_hgemm_tile_bf16_avx512 : rm_hgemm_tile_f16_avx512, rm_hgemm_pack_avx512};
+        for (int im = 0; im < 4; im++)
+            for (int in = 0; in < 3; in++)
+                for (int ik = 0; ik < 3; ik++) {
+                    int64_t m = ms[im], n = ns[in], k = ks[ik];
+                    float *wf = malloc((size_t)(n * k) * 4), *wa = malloc((size_t)(n * k) * 4);
+                    float *x = malloc((size_t)(m * k) * 4), *xa = malloc((size_t)(m * k) * 4);
+                    float *ref = malloc((size_t)(m * n) * 4), *mag = malloc((size_t)(m * n) * 4);
+                    float *y = malloc((size_t)(m * n) * 4), *y5 = malloc((size_t)(m * n) * 4);
+                    uint16_t *w = malloc((size_t)(n * k) * 2);
+                    float *xp = rm_malloc(rm_hgemm_x_bytes(m, k));
+                    uint16_t *wp = rm_malloc(rm_hgemm_w_bytes(k));
+                    fill(wf, n * k, 0.5f), fill(x, m * k, 1.0f);
+                    rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
+                    abs_inputs(wt, w, n * k, wa, x, m * k, xa);
+                    rm_matmul_ref(ref, x, m, w, wt, n, k);
+                    rm_matmul_ref(mag, xa, m, wa, RM_TYPE_F32, n, k);
+                    rm_hgemm_pack_x(xp, x, m, k, 0, rm_hgemm_panels(m));
+                    rm_hgemm_cols(&f2, y, n, xp, m, k, w, 0, n, wp);
+                    worst = fmax(worst, rel_err_to(y, ref, mag, m * n));
+                    if (rm_isa_supported(RM_ISA_AVX512)) {
+                        rm_hgemm_cols(&f5, y5, n, xp, m, k, w, 0, n, wp);
+                        differ += memcmp(y, y5, (size_t)(m * n) * 4) != 0;
+                    }
+                    free(wf), free(wa), free(x), free(xa), free(ref), free(mag), free(y), free(y5), free(w);
+                    rm_free(xp), rm_free(wp);
+                }
+    }
+    CHECK_MSG(worst <= 1e-6, "AVX2 f16/bf16 GEMM kernels: error vs reference %.3g", worst);
+    CHECK_MSG(differ == 0, "%d AVX2 results differ from the AVX-512 ones", differ);
+    RNG_PRIVATE_END;
 }
 
 /*

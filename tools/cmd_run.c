@@ -15,7 +15,7 @@ typedef struct {
     const char *prompt;
     int32_t *tokens;
     int n_tokens;
-    long n_predict, threads, n_ctx, bench_prompt, bench_decode, kv_block;
+    long n_predict, threads, n_ctx, bench_prompt, bench_decode, bench_warmup, kv_block;
     ramole_kv_type kv_type;
     bool all, ignore_eos;
     ramole_request sp; /* its sampling fields */
@@ -48,6 +48,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
     o->threads = ramole_cpu_count();
     o->bench_prompt = 512;
     o->bench_decode = 64;
+    o->bench_warmup = 1;
     o->top_k = 3;
     ramole_request_init(&o->sp);
     ramole_request_sampling_default(&o->sp);
@@ -66,6 +67,7 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &o->kv_type)) return false; }
         else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &o->kv_block)) return false; }
         else if (!strcmp(a, "--decode")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 16, &o->bench_decode)) return false; }
+        else if (!strcmp(a, "--warmup")) { VAL(); if (!cli_int(cmd, a, v, 0, 1, &o->bench_warmup)) return false; }
         else if (!strcmp(a, "--temp")) { VAL(); if (!cli_float(cmd, a, v, 0, 100, &d)) return false; o->sp.temperature = (float)d; }
         else if (!strcmp(a, "--top-k")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 24, &l)) return false; o->sp.top_k = (int)l; }
         else if (!strcmp(a, "--top-p")) { VAL(); if (!cli_float(cmd, a, v, 1e-6, 1, &d)) return false; o->sp.top_p = (float)d; }
@@ -362,6 +364,9 @@ int cmd_bench(int argc, char **argv) {
     int np = (int)o.bench_prompt, nd = (int)o.bench_decode;
     ramole_run_params rp = {.n_threads = (int)o.threads, .kv_type = o.kv_type, .kv_block = (int)o.kv_block};
     ramole_status st = ramole_model_open(o.model, &m);
+    /* as the llama.cpp peer does: a short run first, so that the measured one
+     * does not pay the first touch of every mapped weight page */
+    if (st == RAMOLE_OK && o.bench_warmup) st = ramole_model_bench(m, &rp, np < 32 ? np : 32, nd < 4 ? nd : 4, &b);
     if (st == RAMOLE_OK) st = ramole_model_bench(m, &rp, np, nd, &b);
     ramole_model_free(m);
     free(o.tokens);
@@ -372,7 +377,9 @@ int cmd_bench(int argc, char **argv) {
     json_object_set_new(r, "threads", json_integer(o.threads));
     json_object_set_new(r, "prompt", json_integer(np));
     json_object_set_new(r, "decode", json_integer(nd));
+    json_object_set_new(r, "warmup", json_integer(o.bench_warmup));
     json_object_set_new(r, "prefill_tps", cli_json_num("%.3f", b.prefill_tps));
+    json_object_set_new(r, "prefill_cpu_util", cli_json_num("%.2f", b.prefill_cpu_util));
     json_object_set_new(r, "decode_tps", cli_json_num("%.3f", b.decode_tps));
     /* as the llama.cpp peer reports it: well below 1, other processes took the CPU */
     json_object_set_new(r, "decode_cpu_util", cli_json_num("%.2f", b.decode_cpu_util));

@@ -16,7 +16,7 @@ static const command commands[] = {
     {"batch", cmd_batch, "batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] [--max-seqs N] [--kv-type f16|f32]   (offline, continuous batching)"},
     {"serve", cmd_serve, "serve -m MODEL [--registry URL] [--host 127.0.0.1] [--port 8080] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--queue N]   (OpenAI-compatible HTTP)"},
     {"logits", cmd_logits, "logits -m MODEL --tokens 1,2,3 [--all] [-t THREADS] [--kv-type f32|f16] [LORA]"},
-    {"bench", cmd_bench, "bench -m MODEL [-t THREADS] [--prompt N] [--decode N] [--kv-block N]   (one JSON line of tokens/s)"},
+    {"bench", cmd_bench, "bench -m MODEL [-t THREADS] [--prompt N] [--decode N] [--warmup 0|1] [--kv-block N]   (one JSON line of tokens/s)"},
     {"info", cmd_info, "info MODEL"},
     {"tokenize", cmd_tokenize, "tokenize -m MODEL_OR_TOKENIZER [--special] [--no-parse-special] (TEXT | - | --jsonl)"},
     {"detokenize", cmd_detokenize, "detokenize -m MODEL_OR_TOKENIZER [--skip-special] [--cleanup] [-n] (IDS | - | --jsonl)"},

@@ -45,6 +45,7 @@ typedef struct {
                                          * other processes took the CPU */
     double decode_best_tps;             /* the fastest decode step, the one least disturbed */
     double decode_median_tps;           /* the median decode step (0 without decode) */
+    double prefill_cpu_util;            /* CPU time / (wall x threads) during the prefill */
 } ramole_bench_result;
 
 /* Throughput of the base alone: a fixed pseudo-random prompt of n_prompt

@@ -136,7 +136,7 @@ ramole_status ramole_model_bench(const ramole_model *pm, const ramole_run_params
     }
     double *steps = nd > 0 ? rm_malloc((size_t)nd * sizeof *steps) : NULL; /* seconds per decoded token */
     if (nd > 0 && !steps) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    double t0 = rm_time_now();
+    double t0 = rm_time_now(), c0 = rm_cpu_time_now();
     if (st == RAMOLE_OK) st = run_prompt(ctx, prompt, np, false);
     double t1 = rm_time_now(), c1 = rm_cpu_time_now();
     for (int i = 0; st == RAMOLE_OK && i < nd; i++) {
@@ -151,6 +151,8 @@ ramole_status ramole_model_bench(const ramole_model *pm, const ramole_run_params
     double t2 = rm_time_now(), c2 = rm_cpu_time_now();
     if (st == RAMOLE_OK) {
         out->prefill_tps = np / (t1 - t0);
+        int nthp = rm_pool_size(rm_ctx_pool(ctx));
+        out->prefill_cpu_util = (c1 - c0) / ((t1 - t0) * (nthp > 0 ? nthp : 1));
         out->decode_tps = nd > 0 ? nd / (t2 - t1) : 0.0;
         if (nd > 0) {
             int nth = rm_pool_size(rm_ctx_pool(ctx));

@@ -122,6 +122,15 @@ int  rm_kern_matmul_gemm_min_m(void);
  * sgemm (on by default; off for tuning and tests only). */
 void rm_kern_matmul_set_int8_gemm(bool on);
 bool rm_kern_matmul_int8_gemm(void);
+/* Whether f16 and bf16 weights take the GEMM that widens them in registers
+ * (hgemm.c, where the ISA has one) from that m on, instead of widened panels
+ * and sgemm (on by default; off for tuning and tests only). */
+void rm_kern_matmul_set_hgemm(bool on);
+bool rm_kern_matmul_hgemm(void);
+/* The m at which f16/bf16 weights switch from dot products to that GEMM
+ * (where it runs; tuning and tests only, as above). */
+void rm_kern_matmul_set_hgemm_min_m(int m);
+int  rm_kern_matmul_hgemm_min_m(void);
 /* Whether one X row against f16/bf16 rows longer than RM_KERN_HALF_X_MIN_K
  * is rounded to f16 first (on by default; off for benchmarks only). */
 void rm_kern_matmul_set_half_x(bool on);

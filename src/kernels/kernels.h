@@ -124,8 +124,9 @@ rm_status rm_isa_set(rm_isa isa);
  * Work is split over pool's threads. `work` is scratch of at least
  * rm_matmul_work_size(...) bytes reserved by the caller up front, so the
  * decode loop never allocates. Large m (>= 32) goes through OpenBLAS sgemm
- * on f32 panels of W; small m through SIMD dot products (four X rows at a
- * time). k must be a whole number of blocks of wt; otherwise Y is set to NaN
+ * on f32 panels of W (int8 GEMMs for q8_0/q4_k/q6_k with AVX-512 VNNI; for
+ * f16/bf16 with AVX-512, from m = 16, a GEMM that widens W in registers);
+ * small m through SIMD dot products (four X rows at a time). k must be a whole number of blocks of wt; otherwise Y is set to NaN
  * and an error is logged (a caller bug: shapes are checked at load time).
  */
 typedef struct {

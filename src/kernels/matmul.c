@@ -20,6 +20,10 @@
  *    slice of the scratch and runs it against all X rows (qgemm.c). About
  *    1.4-1.7x the sgemm path's GFLOP/s on one Zen 4 core.
  *
+ *  - f16/bf16 GEMM path (m >= 16, f16 and bf16 weights, where the CPU has
+ *    AVX-512): W widened in registers, never in memory (hgemm.c). About
+ *    1.7x the sgemm path's GFLOP/s on one AVX-512 core.
+ *
  *  - GEMM path (m >= RM_MM_GEMM_MIN_M: prefill). Compute bound: each thread
  *    converts panels of its W rows to f32 in its own slice of the scratch
  *    (the 4-6 bit blocks with quant.c's exact dequantisation)
@@ -33,6 +37,7 @@
  * answer on a path that needs no scratch (slower) and logs a warning once.
  */
 #include "kernels/kern_internal.h"
+#include "kernels/hgemm.h"
 #include "kernels/qgemm.h"
 
 #include <cblas.h>
@@ -179,6 +184,33 @@ static size_t qgemm_bytes(int64_t m, int64_t k, int nth) {
     return qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k) + (size_t)nth * rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
 }
 
+/*
+ * The f16/bf16 GEMM path (hgemm.c): W widened in registers; scratch: X
+ * packed once, then one 16-bit W tile per thread. g_hgemm switches it
+ * (off: the widened panels and sgemm).
+ */
+static bool g_hgemm = true;
+
+void rm_kern_matmul_set_hgemm(bool on) { g_hgemm = on; }
+bool rm_kern_matmul_hgemm(void) { return g_hgemm; }
+
+static bool hgemm_type(rm_type wt) { return wt == RM_TYPE_F16 || wt == RM_TYPE_BF16; }
+
+/*
+ * f16/bf16 weights leave the dot path for this GEMM earlier than the other
+ * types leave it for theirs. One AVX-512 core, ffn_up 5632 x 2048 from DRAM,
+ * GEMM / dot time: m = 8 0.90, 12 1.06, 16 1.11, 24 1.30, 32 1.34 (two
+ * threads: 0.87, 0.99, 1.03, ...; docs/BENCH.md).
+ */
+static int g_hgemm_min_m = 16;
+
+void rm_kern_matmul_set_hgemm_min_m(int m) { g_hgemm_min_m = m < 1 ? 1 : m; }
+int  rm_kern_matmul_hgemm_min_m(void) { return g_hgemm_min_m; }
+
+static size_t hgemm_bytes(int64_t m, int64_t k, int nth) {
+    return rm_hgemm_x_bytes(m, k) + (size_t)nth * rm_hgemm_w_bytes(k);
+}
+
 /* Scratch for the worst case of one call (see kernels.h); never shrinks as m grows. */
 size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthreads) {
     if (m <= 0 || n <= 0 || k <= 0 || wt == RM_TYPE_F32) return 0;
@@ -188,6 +220,8 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     if (wt == RM_TYPE_Q8_0) need = quant_bytes(mq, k);
     else if (rm_type_is_quant(wt)) need = act_bytes(wt, mq, k);
     else if (half_x_wanted(wt, 1, k)) need = half_x_bytes(k); /* for m = 1, on the dot path */
+    if (hgemm_type(wt) && m >= g_hgemm_min_m && hgemm_bytes(m, k, nthreads) > need)
+        need = hgemm_bytes(m, k, nthreads);
     if (m >= RM_MM_GEMM_MIN_M) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
@@ -223,6 +257,8 @@ typedef struct {
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
+    rm_hgemm_fns hgemm;        /* f16/bf16 GEMM path: its kernels */
+    float *hx;                 /* X packed for them; then one W tile per thread at tiles */
 } mm_job;
 
 static void job_quantize(void *ctx, int ith, int nth) {
@@ -450,6 +486,25 @@ static void job_qgemm_k(void *ctx, int ith, int nth) {
     }
 }
 
+/* f16/bf16 GEMM path, step 1: X packed once (micro-panels split over the pool). */
+static void job_hgemm_x(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t lo, hi;
+    rm_split(rm_hgemm_panels(j->m), ith, nth, &lo, &hi);
+    rm_hgemm_pack_x(j->hx, j->x, j->m, j->k, lo, hi);
+}
+
+/* Step 2: each thread whole tiles of 32 W rows against all X rows. */
+static void job_hgemm(void *ctx, int ith, int nth) {
+    const mm_job *j = ctx;
+    int64_t ntiles = (j->n + RM_HGEMM_NR - 1) / RM_HGEMM_NR, lo, hi;
+    rm_split(ntiles, ith, nth, &lo, &hi);
+    int64_t c1 = hi * RM_HGEMM_NR < j->n ? hi * RM_HGEMM_NR : j->n;
+    if (hi <= lo) return;
+    rm_hgemm_cols(&j->hgemm, j->y, j->n, j->hx, j->m, j->k, (const uint16_t *)j->w, lo * RM_HGEMM_NR, c1,
+                  (uint16_t *)(j->tiles + (size_t)ith * rm_hgemm_w_bytes(j->k)));
+}
+
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
 static void blas_init(void) { openblas_set_num_threads(1); }
 void rm_blas_init(void) { pthread_once(&g_blas_once, blas_init); }
@@ -489,6 +544,14 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         j.qpack = rm_qgemm_pack_get(j.ops);
         rm_pool_run(pool, job_qgemm_act, &j);
         rm_pool_run(pool, job_qgemm, &j);
+        return;
+    }
+    if (m >= g_hgemm_min_m && hgemm_type(wt) && g_hgemm && rm_hgemm_get(j.ops, wt, &j.hgemm) &&
+        have >= hgemm_bytes(m, k, nth)) {
+        j.hx = c->work;
+        j.tiles = (uint8_t *)c->work + rm_hgemm_x_bytes(m, k);
+        rm_pool_run(pool, job_hgemm_x, &j);
+        rm_pool_run(pool, job_hgemm, &j);
         return;
     }
     if (m >= RM_MM_GEMM_MIN_M && g_int8_gemm && qgemm_k_kernel(j.ops, wt) && have >= qgemm_k_bytes(wt, m, k, nth)) {
