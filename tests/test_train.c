@@ -437,6 +437,61 @@ TEST(train_loss_matches_inference) {
 }
 
 /*
+ * A gate scale g multiplies every score in training and is folded into the
+ * exported router's A_r: the exported router, run by the inference engine,
+ * gives the training model's loss (and the unscaled router another one),
+ * and the scaled model's gradient still matches finite differences.
+ */
+TEST(train_gate_scale_folds_into_export) {
+    router_world w;
+    if (!router_world_new(&w, RM_ARCH_LLAMA, 57)) {
+        router_world_free(&w);
+        return;
+    }
+    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+    test_batch tb;
+    make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 47);
+    router_batch(&tb);
+    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
+                         .n_experts = 3, .router = w.router, .gate_scale = 3.0};
+    rm_tm_f32 *tm = NULL;
+    rm_adapter *out = NULL;
+    CHECK_OK(rm_tm_f32_new(w.m, &p, &tm));
+    CHECK_OK(rm_adapter_random(w.m, 2, 2.0f, ALL, 99, 0.5f, &out));
+    if (tm && out) {
+        double lt = 0;
+        CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &lt));
+        CHECK_OK(rm_tm_f32_export_adapter(tm, out));
+        rm_composition scaled[3], plain[3];
+        for (int b = 0; b < 3; b++) {
+            scaled[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb.n_experts[b], .router = out};
+            for (int e = 0; e < tb.n_experts[b]; e++) scaled[b].experts[e] = ex[tb.experts[b * RM_TRAIN_MAX_K + e]];
+            plain[b] = scaled[b], plain[b].router = w.router;
+        }
+        double li = inference_loss(w.m, &tb, scaled), l1 = inference_loss(w.m, &tb, plain);
+        printf("  gate scale 3: training loss %.7f, exported router %.7f, unscaled router %.7f\n", lt, li, l1);
+        CHECK_MSG(fabs(lt - li) < 2e-5 * fabs(li), "training loss %.8f, exported router's %.8f", lt, li);
+        CHECK_MSG(fabs(l1 - li) > 1e-4, "the scale changed nothing (%.8f, %.8f)", l1, li);
+    }
+    rm_tm_f32_free(tm);
+    rm_adapter_free(out);
+    rm_tm_f64 *t64 = NULL;
+    CHECK_OK(rm_tm_f64_new(w.m, &p, &t64));
+    if (t64) {
+        int n = 0;
+        char worst[256] = "";
+        double err = fd_check(t64, &tb.b, 6, 96, &n, worst, sizeof worst);
+        report_fd("router with gate scale 3", err, n, worst);
+    }
+    rm_tm_f64_free(t64);
+    p.gate_scale = -1;
+    rm_tm_f32 *bad = NULL;
+    CHECK(rm_tm_f32_new(w.m, &p, &bad) == RAMOLE_ERR_INVALID && !bad);
+    rm_tm_f32_free(bad);
+    router_world_free(&w);
+}
+
+/*
  * The gate loss against the inference engine. Router and experts adapt one
  * module (layer 1's o), so that the engine's gate trace gives each token's
  * gates there. Reference: each sequence's single-expert losses from the

@@ -46,7 +46,7 @@ typedef struct {
     int n_pool;
     long stop_at, rank, epochs, steps, batch, ctx, threads, accum, warmup, save_every, eval_every, log_every, top_k;
     long hidden, layers, heads, kv_heads, ffn, max_pos;
-    double alpha, lr, val, wd, clip, dropout, min_lr, init_std, gate_loss;
+    double alpha, lr, val, wd, clip, dropout, min_lr, init_std, gate_loss, gate_scale;
     uint64_t seed;
     unsigned targets;
     bool resume, truncate, quiet;
@@ -60,7 +60,7 @@ static int usage(void) {
             "           [--preset tiny|small] [--hidden N --layers N --heads N --kv-heads N --ffn N --max-pos N]\n"
             "           [-m MODEL: continue training MODEL (its shape) instead of random weights] [COMMON]\n"
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
-            "           [--lora-dropout P] [--gate-loss W] [--rank R] [--adapt-layers L] [COMMON]\n"
+            "           [--lora-dropout P] [--gate-loss W] [--gate-scale G] [--rank R] [--adapt-layers L] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
             "       ramole train retriever -m MODEL --data tasks.jsonl -o PROJECTION.safetensors ...\n"
             "           (ramole train retriever --help)\n"
@@ -76,6 +76,8 @@ static int usage(void) {
             "        --top-k: the pool size, --lora-dropout 0, --gate-loss 0, -t: all CPUs\n"
             "        --gate-loss W adds W x the cross-entropy between the router's gates and each example's best\n"
             "        expert (the one whose own loss on it is lowest; one extra forward per expert)\n"
+            "        --gate-scale G multiplies the router's scores by G while training (default 1, the paper's);\n"
+            "        the saved router has G folded into its A, so it serves as any router\n"
             "data: JSONL lines {\"input\": ..., \"output\": ...[, \"adapters\": [names]]} (lora, router);\n"
             "      plain text files (base). The input is fed as `ramole generate -p INPUT` feeds it.\n");
     return 2;
@@ -144,6 +146,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--val")) FLT(o->val, 0, 0.9);
         else if (!strcmp(a, "--lora-dropout")) FLT(o->dropout, 0, 1);
         else if (!strcmp(a, "--gate-loss")) FLT(o->gate_loss, 0, 1e6);
+        else if (!strcmp(a, "--gate-scale")) FLT(o->gate_scale, 1e-6, 1e6);
         else if (!strcmp(a, "--top-k")) INT(o->top_k, 1, RAMOLE_TRAIN_MAX_K);
         else if (!strcmp(a, "--stop-at")) INT(o->stop_at, 1, 100000000);
         else if (!strcmp(a, "--save-every")) INT(o->save_every, 1, 100000000);
@@ -190,6 +193,10 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     }
     if (o->gate_loss > 0 && strcmp(o->kind, "router")) {
         fprintf(stderr, "ramole %s: --gate-loss is for train router\n", cmd);
+        return false;
+    }
+    if (o->gate_scale > 0 && strcmp(o->kind, "router")) {
+        fprintf(stderr, "ramole %s: --gate-scale is for train router\n", cmd);
         return false;
     }
     if (o->alpha < 0) o->alpha = 2.0 * (double)o->rank;
@@ -318,7 +325,8 @@ static ramole_train_params train_params(const train_opts *o) {
     return (ramole_train_params){
         .out = o->out, .data = o->data, .n_data = o->n_data, .rank = (int)o->rank, .alpha = (float)o->alpha,
         .targets = o->targets, .pool = o->pool, .n_pool = o->n_pool, .top_k = (int)o->top_k,
-        .lora_dropout = o->dropout, .gate_loss = o->gate_loss, .tokenizer = o->tokenizer, .arch = o->arch,
+        .lora_dropout = o->dropout, .gate_loss = o->gate_loss,
+        .gate_scale = o->gate_scale, .tokenizer = o->tokenizer, .arch = o->arch,
         .preset = o->preset, .hidden = (int)o->hidden, .n_layers = (int)o->layers, .n_heads = (int)o->heads,
         .n_kv_heads = (int)o->kv_heads, .ffn = (int)o->ffn, .max_pos = (int)o->max_pos, .init_std = o->init_std,
         .steps = o->steps, .epochs = o->epochs, .stop_at = o->stop_at, .batch = (int)o->batch,

@@ -51,6 +51,8 @@ typedef struct {
     int top_k;                      /* experts per sequence (0: the pool, at most RAMOLE_TRAIN_MAX_K) */
     double lora_dropout;            /* each listed expert dropped, each other added, with this probability */
     double gate_loss;               /* weight of the gates' cross-entropy against each sequence's best expert */
+    double gate_scale;              /* scores multiplied by this while training (0: 1, the paper's); saved folded
+                                       into A_r, so the router serves as any RouterLoRA */
     /* BASE */
     const char *tokenizer;          /* a folder or tokenizer.json (required) */
     const char *arch;               /* "llama", "mistral", "qwen2" */

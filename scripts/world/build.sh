@@ -19,7 +19,7 @@ BASE_STEPS=${BASE_STEPS:-1800}
 SKILLS_STEPS=${SKILLS_STEPS:-800}
 COPY_STEPS=${COPY_STEPS:-1000}
 LORA_STEPS=${LORA_STEPS:-150}
-ROUTER_STEPS=${ROUTER_STEPS:-400}
+ROUTER_STEPS=${ROUTER_STEPS:-1200}
 WORK=$W/.work
 mkdir -p "$WORK/stamps"
 [ -x "$R" ] || { echo "world: $R is not built (run make first)" >&2; exit 1; }

@@ -172,6 +172,7 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
         tp.n_experts = o->n_pool;
         tp.router = ad;
         tp.max_k = max_k;
+        tp.gate_scale = o->gate_scale;
         /* names in the held-out part must exist too */
         if ((st = rm_expert_lists_map(j->train, pool, o->n_pool, &j->lists)) != RAMOLE_OK ||
             (j->val && (st = rm_expert_lists_map(j->val, pool, o->n_pool, &j->val_lists)) != RAMOLE_OK)) {

@@ -80,6 +80,13 @@ typedef struct {
     int n_experts;
     const rm_adapter *router;
     int max_k;       /* ROUTER: most experts a sequence may use (0: n_experts); <= RM_TRAIN_MAX_K */
+    /* ROUTER: every score <A_r x, B_r^T v_j> / sqrt(r_r) is multiplied by
+     * gate_scale (0: 1, the paper's). The model trains A_r as given and
+     * export writes gate_scale * A_r, the router that scores as trained;
+     * under Adam a scale g is the same as starting A_r g times larger and
+     * moving it g times faster, so the gates can leave a third each within
+     * a run where the experts' outputs (and so the keys) are small. */
+    double gate_scale;
 } rm_train_params;
 
 typedef struct {

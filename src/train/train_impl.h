@@ -123,6 +123,7 @@ struct TM_TYPE {
     REAL *ldus;               /* LORA: [N][lw] dU of the layer being differentiated */
     REAL *lag;                /* LORA: stacked A's, per layer in module order (copied each forward) */
     int ks;                   /* ROUTER: expert slots per token (max experts per sequence) */
+    REAL gscale;              /* ROUTER: scores are gscale <q, key> / sqrt(rr) (rm_train_params.gate_scale) */
     REAL *rv, *rdv;           /* ROUTER: [N][ks][dmax] expert outputs v and their gradients */
     REAL *rk, *rdk;           /* ROUTER: [N][ks][max_rank] keys B_r^T v and their gradients */
     REAL *rq, *rdq;           /* ROUTER: [N][max_rank] queries A_r x and their gradients */
@@ -370,6 +371,8 @@ static rm_status check_params(const rm_model_config *c, const rm_train_params *p
     if (p->kind == RM_TRAIN_ROUTER) {
         if (!p->router || !p->experts || p->n_experts <= 0)
             return rm_err(RAMOLE_ERR_INVALID, "router training: router and at least one expert are required");
+        if (!(p->gate_scale >= 0 && p->gate_scale <= 1e6))
+            return rm_err(RAMOLE_ERR_INVALID, "router training: gate scale %g (must be 0 to 1e6; 0: 1)", p->gate_scale);
         const rm_adapter *all[RM_TRAIN_MAX_POOL + 1];
         if (p->n_experts > RM_TRAIN_MAX_POOL)
             return rm_err(RAMOLE_ERR_INVALID, "router training: %d experts in the pool (at most %d)", p->n_experts,
@@ -457,6 +460,7 @@ static rm_status tm_create(const rm_model_config *c, const float *rope_freq_fact
     if (p->kind == RM_TRAIN_ROUTER) {
         size_t tot = 0;
         tm->n_pool = p->n_experts;
+        tm->gscale = p->gate_scale > 0 ? (REAL)p->gate_scale : 1;
         tm->ks = p->max_k > 0 ? p->max_k : p->n_experts;
         if (tm->ks > RM_TRAIN_MAX_K) tm->ks = RM_TRAIN_MAX_K;
         for (int j = 0; j < p->n_experts; j++) tot += mods_size(tm, p->experts[j]);
@@ -718,8 +722,10 @@ rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
         tm_target_dims(tm, i % RM_TARGET_COUNT, &din, &dout);
         rm_lora_module *dm = &dst->mods[i];
         size_t es = rm_type_block_bytes(dm->type); /* dst may store f16/bf16: convert value by value */
+        /* a router's gate scale is folded into A_r: <g A_r x, key> = g <A_r x, key> */
+        REAL ascale = tm->kind == RM_TRAIN_ROUTER ? tm->gscale : 1;
         for (int64_t j = 0; j < m->rank * din; j++) {
-            float v = (float)m->A[j];
+            float v = (float)(ascale * m->A[j]);
             rm_convert(dm->type, (char *)dm->A + (size_t)j * es, RM_TYPE_F32, &v, 1);
         }
         for (int64_t j = 0; j < m->rank * dout; j++) {
@@ -1038,7 +1044,7 @@ static void router_gates_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, in
     router_job *j = arg;
     const tm_mod *R = &tm->ad[j->mi];
     int rr = R->rank, KS = tm->ks;
-    REAL inv = (REAL)1 / (REAL)sqrt((double)rr);
+    REAL inv = tm->gscale / (REAL)sqrt((double)rr);
     bool gate = j->Y && tm->gate_on; /* the forward's pass (the backward's rebuild adds nothing) */
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
@@ -1092,7 +1098,7 @@ static void router_prep(TM_TYPE *tm, router_job *j) {
 static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     router_job *j = arg;
     int rr = tm->ad[j->mi].rank, KS = tm->ks;
-    REAL inv = (REAL)1 / (REAL)sqrt((double)rr);
+    REAL inv = tm->gscale / (REAL)sqrt((double)rr);
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
         const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;

@@ -172,6 +172,10 @@ awk -v a="$g1" -v b="$g40" 'BEGIN {exit !(a > 0.6931 && a < 0.6932 && b < 0.6)}'
   && pass train_router_gate_loss_learns || fail train_router_gate_loss_learns "gate_ce at step 1 '$g1', at 40 '$g40'"
 expect_error train_gate_loss_only_router "--gate-loss is for train router" $R train lora -m "$TMP/m" \
   --data "$TMP/memo.jsonl" -o "$TMP/bad_g" --steps 1 --gate-loss 1
+expect_error train_gate_scale_only_router "--gate-scale is for train router" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_g" --steps 1 --gate-scale 2
+expect_error train_gate_scale_zero "--gate-scale expects a number from" $R train router -m "$TMP/m" \
+  --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-scale 0
 expect_error train_gate_loss_negative "--gate-loss expects a number from 0 to" $R train router -m "$TMP/m" \
   --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-loss -1
 [ ! -e "$TMP/bad_g" ] && pass train_gate_loss_errors_write_nothing || fail train_gate_loss_errors_write_nothing "$(ls "$TMP/bad_g")"
