@@ -197,10 +197,17 @@ static void slot_leave(rm_engine *e, req *r) {
     r->n_cached = 0;
 }
 
-static void emit(const req *r, rm_finish_reason fin, int32_t token, const char *text, size_t len, const char *err) {
+/* Report to r's callback; an embedding's LENGTH finish carries its mean
+ * (e->pooled, written by embed_advance). */
+static void emit(const rm_engine *e, const req *r, rm_finish_reason fin, int32_t token, const char *text, size_t len,
+                 const char *err) {
     if (!r->fn) return;
     rm_engine_event ev = {.id = r->id, .finish = fin, .token = token, .text = text ? text : "", .len = len,
                           .error = err, .n_prompt = r->n_prompt, .n_generated = r->n_toks - r->n_prompt};
+    if (r->embed && fin == RM_FINISH_LENGTH) {
+        ev.hidden = e->pooled;
+        ev.n_hidden = e->m->cfg.hidden;
+    }
     float gates[RM_LORA_MAX_K];
     if (fin != RM_FINISH_NONE && r->gate_n) {
         for (int j = 0; j < r->comp.k; j++) gates[j] = (float)(r->gate_sum[j] / r->gate_n);
@@ -250,7 +257,7 @@ static bool wait_remove(rm_engine *e, req *r) {
 static void finish(rm_engine *e, req *r, rm_finish_reason fin, const char *err) {
     if (r->slot >= 0) slot_leave(e, r);
     else wait_remove(e, r);
-    emit(r, fin, -1, NULL, 0, err);
+    emit(e, r, fin, -1, NULL, 0, err);
     req_free(e, r);
 }
 
@@ -431,6 +438,14 @@ rm_status rm_engine_preload(rm_engine *e, const rm_engine_request *q, rm_engine_
     return RAMOLE_OK;
 }
 
+/* The pool holds the request alone at its longest: prompt + max_new. */
+static rm_status check_kv(const rm_engine *e, const req *r) {
+    int n = r->n_prompt + r->max_new, need = rm_kv_blocks_for(e->kv, n);
+    return need > e->p.kv_blocks ? rm_err(RAMOLE_ERR_RANGE, "request: %d tokens need %d KV blocks; the pool has %d", n,
+                                          need, e->p.kv_blocks)
+                                 : RAMOLE_OK;
+}
+
 /* An embedding request's own checks, and its sum; the context's buffer
  * of hidden rows is made here, once, so that a step never allocates. */
 static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
@@ -443,18 +458,39 @@ static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
     if (q->embed_from < 0 || q->embed_from >= r->n_prompt)
         return rm_err(RAMOLE_ERR_RANGE, "request: embedding from token %d of a prompt of %d tokens", q->embed_from,
                       r->n_prompt);
-    if (rm_kv_blocks_for(e->kv, r->n_prompt) > e->p.kv_blocks)
-        return rm_err(RAMOLE_ERR_RANGE, "request: %d tokens need %d KV blocks; the pool has %d", r->n_prompt,
-                      rm_kv_blocks_for(e->kv, r->n_prompt), e->p.kv_blocks);
-    if (e->kept_layer == RM_HIDDEN_OFF) {
-        RM_TRY(rm_ctx_keep_hidden(e->ctx, q->embed_layer));
-        RM_TRY(rm_ctx_keep_hidden(e->ctx, RM_HIDDEN_OFF));
-    }
+    RM_TRY(check_kv(e, r)); /* max_new 0: an embedding generates nothing */
+    /* allocates the rows once; the steps switch layers without failing */
+    RM_TRY(rm_ctx_keep_hidden(e->ctx, q->embed_layer));
+    RM_TRY(rm_ctx_keep_hidden(e->ctx, e->kept_layer));
     if (!(r->acc = rm_calloc((size_t)e->m->cfg.hidden, sizeof *r->acc)))
         return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
     r->embed = true;
     r->embed_layer = q->embed_layer;
     r->embed_from = q->embed_from;
+    return RAMOLE_OK;
+}
+
+/* A generation's own checks: sampling, length, stop strings, adapters;
+ * its token list grows to hold what it may generate. */
+static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *r) {
+    RM_TRY(check_sampling(&q->sampling));
+    if (q->max_tokens < 0) return rm_err(RAMOLE_ERR_INVALID, "request: max_tokens must be >= 0");
+    int room = e->p.n_ctx - r->n_prompt;
+    r->max_new = q->max_tokens ? q->max_tokens : room;
+    if (r->max_new > room)
+        return rm_err(RAMOLE_ERR_RANGE, "request: %d prompt tokens + max_tokens %d exceed the context of %d",
+                      r->n_prompt, q->max_tokens, e->p.n_ctx);
+    RM_TRY(check_kv(e, r));
+    if (q->n_stop < 0) return rm_err(RAMOLE_ERR_INVALID, "request: n_stop must be >= 0");
+    if (q->n_stop > 0 && !e->tok) return rm_err(RAMOLE_ERR_INVALID, "request: stop strings need a model with a tokenizer");
+    RM_TRY(rm_detok_init(&r->detok, q->stop, q->n_stop));
+    RM_TRY(rm_sampler_new(&q->sampling, e->m->cfg.vocab_size, &r->smp));
+    RM_TRY(bind_adapters(e, q, r));
+    if (r->max_new > 0) {
+        int32_t *t = rm_realloc(r->toks, (size_t)(r->n_prompt + r->max_new) * sizeof *t);
+        if (!t) return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
+        r->toks = t, r->cap = r->n_prompt + r->max_new;
+    }
     return RAMOLE_OK;
 }
 
@@ -467,48 +503,15 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
     r->user = q->user;
     r->ignore_eos = q->ignore_eos;
     rm_status st = encode_prompt(e, q, r);
-    if (q->embed) {
-        if (st == RAMOLE_OK) st = bind_embed(e, q, r);
-        if (st != RAMOLE_OK) {
-            req_free(e, r);
-            return st;
-        }
-        r->id = e->next_id++;
-        *id = r->id;
-        wait_push_back(e, r);
-        return RAMOLE_OK;
-    }
-    if (st == RAMOLE_OK) st = check_sampling(&q->sampling);
-    if (st == RAMOLE_OK && q->max_tokens < 0) st = rm_err(RAMOLE_ERR_INVALID, "request: max_tokens must be >= 0");
-    if (st == RAMOLE_OK) {
-        int room = e->p.n_ctx - r->n_prompt;
-        r->max_new = q->max_tokens ? q->max_tokens : room;
-        if (r->max_new > room)
-            st = rm_err(RAMOLE_ERR_RANGE, "request: %d prompt tokens + max_tokens %d exceed the context of %d",
-                        r->n_prompt, q->max_tokens, e->p.n_ctx);
-        else if (rm_kv_blocks_for(e->kv, r->n_prompt + r->max_new) > e->p.kv_blocks)
-            st = rm_err(RAMOLE_ERR_RANGE, "request: %d tokens need %d KV blocks; the pool has %d",
-                        r->n_prompt + r->max_new, rm_kv_blocks_for(e->kv, r->n_prompt + r->max_new), e->p.kv_blocks);
-    }
-    if (st == RAMOLE_OK && q->n_stop < 0) st = rm_err(RAMOLE_ERR_INVALID, "request: n_stop must be >= 0");
-    if (st == RAMOLE_OK && q->n_stop > 0 && !e->tok)
-        st = rm_err(RAMOLE_ERR_INVALID, "request: stop strings need a model with a tokenizer");
-    if (st == RAMOLE_OK) st = rm_detok_init(&r->detok, q->stop, q->n_stop);
-    if (st == RAMOLE_OK) st = rm_sampler_new(&q->sampling, e->m->cfg.vocab_size, &r->smp);
-    if (st == RAMOLE_OK) st = bind_adapters(e, q, r);
-    if (st == RAMOLE_OK && r->max_new > 0) {
-        int32_t *t = rm_realloc(r->toks, (size_t)(r->n_prompt + r->max_new) * sizeof *t);
-        if (!t) st = rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
-        else r->toks = t, r->cap = r->n_prompt + r->max_new;
-    }
+    if (st == RAMOLE_OK) st = q->embed ? bind_embed(e, q, r) : bind_generation(e, q, r);
     if (st != RAMOLE_OK) {
         req_free(e, r);
         return st;
     }
     r->id = e->next_id++;
     *id = r->id;
-    if (r->max_new == 0) { /* nothing to generate: done at once */
-        emit(r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
+    if (!r->embed && r->max_new == 0) { /* nothing to generate: done at once */
+        emit(e, r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
         req_free(e, r);
         return RAMOLE_OK;
     }
@@ -554,7 +557,7 @@ static rm_status admit(rm_engine *e, int s) {
     req *r = wait_pop(e);
     rm_status st = rm_lora_set(e->lora, s, &r->comp);
     if (st != RAMOLE_OK) { /* validated at submit: only memory can fail here */
-        emit(r, RM_FINISH_ERROR, -1, NULL, 0, ramole_last_error());
+        emit(e, r, RM_FINISH_ERROR, -1, NULL, 0, ramole_last_error());
         req_free(e, r);
         return st;
     }
@@ -745,11 +748,7 @@ static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
     if (r->n_cached < r->n_toks) return;
     double inv = 1.0 / (double)(r->n_toks - r->embed_from);
     for (int k = 0; k < d; k++) e->pooled[k] = (float)(r->acc[k] * inv);
-    if (r->fn) {
-        rm_engine_event ev = {.id = r->id, .finish = RM_FINISH_LENGTH, .token = -1, .text = "", .n_prompt = r->n_prompt,
-                              .hidden = e->pooled, .n_hidden = d};
-        r->fn(&ev, r->user);
-    }
+    emit(e, r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
     slot_leave(e, r);
     req_free(e, r);
 }
@@ -774,7 +773,7 @@ static void advance(rm_engine *e, req *r, const float *logits) {
                          : r->detok.stopped ? RM_FINISH_STOP
                          : full ? RM_FINISH_LENGTH
                          : RM_FINISH_NONE;
-    emit(r, fin, next, text, len, NULL);
+    emit(e, r, fin, next, text, len, NULL);
     if (fin != RM_FINISH_NONE) {
         slot_leave(e, r);
         req_free(e, r);
