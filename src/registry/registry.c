@@ -403,11 +403,7 @@ static rm_status embedder_make(rm_registry *r, const rm_projection *proj, rm_emb
     rm_embed_opts_default(&eo);
     eo.layer = r->layer;
     eo.pool = r->threads;
-    eo.run = r->run, eo.run_user = r->run_user;
-    if (r->run) { /* the embedder's own limit, or the runner's if below it */
-        int own = r->base->cfg.max_pos < 512 ? r->base->cfg.max_pos : 512;
-        eo.max_tokens = r->run_max_tokens > 0 && r->run_max_tokens < own ? r->run_max_tokens : own;
-    }
+    eo.run = r->run, eo.run_user = r->run_user, eo.run_max_tokens = r->run_max_tokens;
     return rm_embedder_new(r->base, r->base->tokenizer, &eo, proj, out);
 }
 
@@ -547,12 +543,11 @@ static rm_status embed_mean(rm_registry *r, rm_embedder *e, char *const *texts, 
     float *E = rm_malloc((size_t)n * (size_t)dim * sizeof *E);
     double *acc = rm_malloc((size_t)dim * sizeof *acc);
     rm_status st = E && acc ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    if (st == RAMOLE_OK && r->run) { /* the runner's embedder serves many threads at once */
+    bool serial = !r->run; /* a runner's embedder serves many threads at once */
+    if (st == RAMOLE_OK) {
+        if (serial) pthread_mutex_lock(&r->embed_lock);
         st = rm_embedder_embed(e, (const char *const *)texts, n, E);
-    } else if (st == RAMOLE_OK) {
-        pthread_mutex_lock(&r->embed_lock);
-        st = rm_embedder_embed(e, (const char *const *)texts, n, E);
-        pthread_mutex_unlock(&r->embed_lock);
+        if (serial) pthread_mutex_unlock(&r->embed_lock);
     }
     if (st == RAMOLE_OK) rm_embed_mean(E, dim, NULL, n, acc, out);
     rm_free(E), rm_free(acc);
@@ -1176,12 +1171,8 @@ static void embed_finish(embed_wait *w, rm_status st) {
     if (st != RAMOLE_OK) snprintf(w->err, sizeof w->err, "%s", ramole_last_error());
 }
 
-/* Embed one text with the current embedder, outside embed_lock: only with
- * a runner (an embedder replaced meanwhile stays alive, retired). */
-static void embed_alone(rm_registry *r, embed_wait *w) {
-    pthread_mutex_lock(&r->embed_lock);
-    rm_embedder *e = r->emb;
-    pthread_mutex_unlock(&r->embed_lock);
+/* w's text alone through embedder e. */
+static void embed_one(rm_embedder *e, embed_wait *w) {
     w->dim = rm_embedder_dim(e);
     if (!(w->q = rm_malloc((size_t)w->dim * sizeof *w->q))) embed_finish(w, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
     else embed_finish(w, rm_embedder_embed(e, &w->text, 1, w->q));
@@ -1201,35 +1192,30 @@ static void embed_batch(rm_registry *r, embed_wait *batch) {
     if (st == RAMOLE_OK && n > 1) st = rm_embedder_embed(r->emb, texts, n, out);
     i = 0;
     for (embed_wait *w = batch; w; w = w->next, i++) {
+        if (st != RAMOLE_OK || n == 1) { /* alone: one text, or a batch that failed */
+            embed_one(r->emb, w);
+            continue;
+        }
         w->dim = dim;
         if (!(w->q = rm_malloc((size_t)dim * sizeof *w->q))) {
             embed_finish(w, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
-        } else if (st == RAMOLE_OK && n > 1) {
-            memcpy(w->q, out + (size_t)i * dim, (size_t)dim * sizeof *out);
-            embed_finish(w, RAMOLE_OK);
-        } else { /* alone: one text, or a batch that failed */
-            embed_finish(w, rm_embedder_embed(r->emb, &w->text, 1, w->q));
+            continue;
         }
+        memcpy(w->q, out + (size_t)i * dim, (size_t)dim * sizeof *out);
+        embed_finish(w, RAMOLE_OK);
     }
     pthread_mutex_unlock(&r->embed_lock);
     rm_free(texts);
     rm_free(out);
 }
 
-rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
-                               int *n) {
-    *n = 0;
-    int64_t tid;
-    RM_TRY(tenant_id(r, tenant, &tid));
-    embed_wait me = {.text = text};
-    if (r->run) { /* the runner batches: embed at once, without the lock */
-        embed_alone(r, &me);
-        goto search;
-    }
+/* Queue me, and lead or wait for batches until it is embedded (the
+ * comment above embed_wait). */
+static void embed_queued(rm_registry *r, embed_wait *me) {
     pthread_mutex_lock(&r->batch_mu);
-    me.next = r->batch;
-    r->batch = &me;
-    while (!me.done) {
+    me->next = r->batch;
+    r->batch = me;
+    while (!me->done) {
         if (r->batch_leader) {
             pthread_cond_wait(&r->batch_cv, &r->batch_mu);
             continue;
@@ -1248,7 +1234,22 @@ rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *ten
         pthread_cond_broadcast(&r->batch_cv);
     }
     pthread_mutex_unlock(&r->batch_mu);
-search:;
+}
+
+rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
+                               int *n) {
+    *n = 0;
+    int64_t tid;
+    RM_TRY(tenant_id(r, tenant, &tid));
+    embed_wait me = {.text = text};
+    if (r->run) { /* the runner batches: embed at once, outside the locks */
+        pthread_mutex_lock(&r->embed_lock);
+        rm_embedder *e = r->emb; /* one replaced meanwhile stays alive, retired */
+        pthread_mutex_unlock(&r->embed_lock);
+        embed_one(e, &me);
+    } else {
+        embed_queued(r, &me);
+    }
     rm_status st = me.st != RAMOLE_OK ? rm_err(me.st, "%s", me.err) : RAMOLE_OK;
     rm_reg_pool *p = atomic_load(&r->pool);
     if (st == RAMOLE_OK && rm_reg_pool_dim(p) != me.dim) /* a new projection arrived meanwhile */

@@ -146,6 +146,7 @@ rm_status rm_embedder_new(const rm_model *base, const rm_tok *tok, const rm_embe
     if (o.max_tokens > cfg->max_pos)
         return rm_err(RAMOLE_ERR_RANGE, "embedder: %d tokens per text exceed the model's context of %d", o.max_tokens,
                       cfg->max_pos);
+    if (o.run && o.run_max_tokens > 0 && o.run_max_tokens < o.max_tokens) o.max_tokens = o.run_max_tokens;
     if (o.n_seq <= 0) o.n_seq = 16;
     if (o.n_batch <= 0) o.n_batch = o.max_tokens > 1024 ? o.max_tokens : 1024;
     if (o.n_batch < o.max_tokens) o.n_batch = o.max_tokens;
@@ -261,9 +262,10 @@ static rm_status flush(rm_embedder *e, float *out) {
 /* With a runner: every text's tokens at once, in local buffers, so that
  * several threads may embed at the same time. */
 static rm_status pool_by_runner(rm_embedder *e, const char *const *texts, int n, float *out) {
-    rm_tok_ids *ids = rm_calloc((size_t)(n ? n : 1), sizeof *ids);
-    const int32_t **toks = rm_malloc((size_t)(n ? n : 1) * sizeof *toks);
-    int *nt = rm_malloc((size_t)(n ? n : 1) * sizeof *nt), *from = rm_malloc((size_t)(n ? n : 1) * sizeof *from);
+    if (n <= 0) return RAMOLE_OK;
+    rm_tok_ids *ids = rm_calloc((size_t)n, sizeof *ids);
+    const int32_t **toks = rm_malloc((size_t)n * sizeof *toks);
+    int *nt = rm_malloc((size_t)n * sizeof *nt), *from = rm_malloc((size_t)n * sizeof *from);
     char *joint = NULL;
     size_t cap = 0;
     rm_status st = ids && toks && nt && from ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "embedder: out of memory");
@@ -275,7 +277,7 @@ static rm_status pool_by_runner(rm_embedder *e, const char *const *texts, int n,
         nt[t] = (int)ids[t].n;
         from[t] = pool_from(e, nt[t], start);
     }
-    if (st == RAMOLE_OK && n) st = e->run(e->run_user, n, toks, nt, from, e->layer, out);
+    if (st == RAMOLE_OK) st = e->run(e->run_user, n, toks, nt, from, e->layer, out);
     for (int t = 0; ids && t < n; t++) rm_tok_ids_free(&ids[t]);
     rm_free(ids), rm_free(toks), rm_free(nt), rm_free(from), rm_free(joint);
     return st;

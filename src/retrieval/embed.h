@@ -113,6 +113,8 @@ typedef struct {
     rm_embed_run_fn run;  /* NULL: its own context; else the forwards go to run(run_user, ...)
                            * and no context is made (n_seq, n_batch, n_threads, pool unused) */
     void *run_user;
+    int run_max_tokens;   /* the longest token list the runner takes (0: no limit of its own):
+                           * texts are cut to it when it is below max_tokens */
 } rm_embed_opts;
 
 /* Defaults: RM_EMBED_PREFIX, RM_HIDDEN_FINAL, MEAN, the sizes above. */
