@@ -296,13 +296,13 @@ rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const
         srv_req *r = rs[i];
         pthread_mutex_lock(&r->mu);
         while (r->state == SRV_QUEUED || r->state == SRV_RUNNING) pthread_cond_wait(&r->cv, &r->mu);
-        if (st == RAMOLE_OK && r->state == SRV_REFUSED)
-            st = rm_err(r->refused, "embedding: %s", r->error ? r->error : "refused");
-        else if (st == RAMOLE_OK && !r->hidden)
-            st = rm_err(r->finish == RM_FINISH_CANCELLED ? RAMOLE_ERR_INVALID : RAMOLE_ERR_INTERNAL, "embedding: %s",
-                        r->error ? r->error : r->finish == RM_FINISH_CANCELLED ? "cancelled (the server is stopping)"
-                                                                               : "no vector");
-        else if (st == RAMOLE_OK) {
+        bool cancelled = r->state == SRV_DONE && r->finish == RM_FINISH_CANCELLED; /* the server is stopping */
+        if (st != RAMOLE_OK) {
+            /* an earlier text failed: only wait for the rest */
+        } else if (r->state == SRV_REFUSED || !r->hidden) {
+            st = rm_err(r->state == SRV_REFUSED ? r->refused : cancelled ? RAMOLE_ERR_INVALID : RAMOLE_ERR_INTERNAL,
+                        "embedding: %s", r->error ? r->error : rm_finish_reason_name(r->finish));
+        } else {
             if (!d) d = r->n_hidden;
             memcpy(out + (size_t)i * (size_t)d, r->hidden, (size_t)d * sizeof *out);
         }
