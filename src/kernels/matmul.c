@@ -458,14 +458,20 @@ static void job_qgemm(void *ctx, int ith, int nth) {
 
 /* Tile t of W as a q4_k / q6_k tile: the one packed at load, else W's rows
  * repacked into the thread's slice of the scratch. */
+/* Pack tile t (W rows from t * RM_QGEMM_TILE_COLS, nc of them; wrow bytes
+ * each) of a q4_k / q6_k W into dst: at load (rm_matmul_pack) or per call. */
+static void k_tile_pack(uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow, int64_t t, int64_t nb, int nc) {
+    const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
+    if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, nb, nc);
+    else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, nb, nc);
+}
+
 static const uint8_t *qgemm_k_tile(const mm_job *j, int ith, int64_t t, int nc) {
     int64_t nb = j->k / RM_QK_K;
     size_t tb = qgemm_k_tile_bytes(j->wt, j->k);
     if (j->packed) return j->packed + (size_t)t * tb;
     uint8_t *tile = j->tiles + (size_t)ith * tb;
-    const uint8_t *w = j->w + (size_t)t * RM_QGEMM_TILE_COLS * j->wrow;
-    if (j->wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(tile, (const rm_block_q4_k *)w, nb, nc);
-    else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)w, nb, nc);
+    k_tile_pack(tile, j->wt, j->w, j->wrow, t, nb, nc);
     return tile;
 }
 
@@ -622,12 +628,10 @@ bool rm_matmul_pack_wanted(rm_type wt) {
 void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) {
     size_t tb = qgemm_k_tile_bytes(wt, k), wrow = rm_type_row_bytes(wt, k);
     int64_t nb = k / RM_QK_K;
-    for (int64_t c0 = 0; c0 < n; c0 += RM_QGEMM_TILE_COLS) {
-        int nc = n - c0 < RM_QGEMM_TILE_COLS ? (int)(n - c0) : RM_QGEMM_TILE_COLS;
-        uint8_t *tile = (uint8_t *)dst + (size_t)(c0 / RM_QGEMM_TILE_COLS) * tb;
-        const uint8_t *rows = (const uint8_t *)w + (size_t)c0 * wrow;
-        if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(tile, (const rm_block_q4_k *)rows, nb, nc);
-        else rm_qgemm_k6_pack_tile(tile, (const rm_block_q6_k *)rows, nb, nc);
+    for (int64_t t = 0; t * RM_QGEMM_TILE_COLS < n; t++) {
+        int64_t left = n - t * RM_QGEMM_TILE_COLS;
+        int nc = left < RM_QGEMM_TILE_COLS ? (int)left : RM_QGEMM_TILE_COLS;
+        k_tile_pack((uint8_t *)dst + (size_t)t * tb, wt, w, wrow, t, nb, nc);
     }
 }
 
