@@ -45,6 +45,8 @@ TOKENS=${SERVE_BENCH_TOKENS:-32}
 PEER=${SERVE_BENCH_PEER_REQUESTS:-32}
 echo "# serve bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; uptime:$(uptime | sed 's/.*up [^,]*,//')"
 node bench/serve_load.mjs "$U" --clients "${SERVE_BENCH_CLIENTS:-1,8,32}" --requests "${SERVE_BENCH_REQUESTS:-4}" --max-tokens "$TOKENS" | tee "$T/load"
+# what the engine did: embeddings that reused the kept instruction, preemptions
+curl -s "$U/metrics" | grep -E '^ramole_(embed_prefix|preemptions)' | sed 's/^/# /'
 [ "$PEER" -gt 0 ] || exit 0
 
 # llama.cpp: the eight prompts in turn, each with the adapters retrieval gives it on the server

@@ -856,7 +856,7 @@ typedef struct {
 } engine_runner;
 
 static rm_status run_in_engine(void *user, int n, const int32_t *const *tokens, const int *n_tokens, const int *from,
-                               int layer, float *out) {
+                               const int *shared, int layer, float *out) {
     engine_runner *r = user;
     if (r->with_mixed) submit_mixed(r->e, 0, N_MIXED, r->prompts, r->names, r->gen);
     r->with_mixed = false;
@@ -867,7 +867,7 @@ static rm_status run_in_engine(void *user, int n, const int32_t *const *tokens, 
         rm_engine_request q;
         rm_engine_request_init(&q);
         q.tokens = tokens[i], q.n_tokens = n_tokens[i];
-        q.embed = true, q.embed_layer = layer, q.embed_from = from[i];
+        q.embed = true, q.embed_layer = layer, q.embed_from = from[i], q.embed_shared = shared[i];
         q.on_event = embed_collect, q.user = &sink[i];
         int64_t id;
         RM_TRY(rm_engine_submit(r->e, &q, &id));
@@ -934,8 +934,19 @@ TEST(engine_embeddings_match_the_embedder) {
             CHECK_MSG(scale > 0 && w <= 1e-5 * scale, "case %zu: engine embeddings differ by %g (scale %g)", c, w,
                       scale);
             if (cases[c].mixed) check_same(beside, alone, "generations beside embeddings");
-            rm_engine_stats st;
+            /* again: the instruction's rows are kept now, and every text
+             * but the pooling that reads them starts after them */
+            rm_engine_stats st0, st;
+            rm_engine_stats_get(e, &st0);
+            CHECK_OK(rm_embedder_pool(run, texts, NT, &got[0][0]));
+            w = max_abs_diff(&got[0][0], &want[0][0], NT * D, &scale);
+            CHECK_MSG(w <= 1e-5 * scale, "case %zu: embeddings after a kept prefix differ by %g (scale %g)", c, w,
+                      scale);
             rm_engine_stats_get(e, &st);
+            int64_t hits = st.prefix_hits - st0.prefix_hits;
+            if (cases[c].pooling == RM_POOL_MEAN_ALL) CHECK_MSG(!st.prefix_hits, "case %zu: mean_all skipped rows", c);
+            else CHECK_MSG(hits >= NT, "case %zu: %lld of %d texts started after the kept prefix", c, (long long)hits,
+                           NT);
             if (cases[c].kv_blocks) CHECK_MSG(st.preemptions > 0, "case %zu: no preemption happened", c);
             CHECK(st.kv_blocks_used == 0 && st.running == 0 && st.waiting == 0);
         }
@@ -984,6 +995,33 @@ TEST(engine_embedding_layers_and_bad_requests) {
                   "when run beside another layer's", i, layers[i]);
     CHECK_MSG(max_abs_diff(together[0], together[1], 64, &scale) > 1e-3, "layer 1 gave the final layer's rows");
 
+    /* A shared prefix of 2 tokens, one at a time, layer 1 first: its rows
+     * hold one layer, so the final layer's first embedding computes its
+     * own (and keeps them), and the second starts after them. */
+    rm_engine_stats st0, st1;
+    rm_engine_stats_get(e, &st0);
+    float shared[3][64];
+    static const int order[3] = {1, 0, 2};
+    for (int o = 0; o < 3; o++) {
+        int i = order[o];
+        embed_sink sink = {.out = shared[i], .d = 64};
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = prompt, q.n_tokens = 12;
+        q.embed = true, q.embed_layer = layers[i], q.embed_from = 2, q.embed_shared = 2;
+        q.on_event = embed_collect, q.user = &sink;
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        drain(e);
+        CHECK(sink.fin == RM_FINISH_LENGTH);
+        CHECK_MSG(max_abs_diff(shared[i], apart[i], 64, &scale) <= 1e-5 * scale, "embedding %d of layer %d differs "
+                  "after a kept prefix", i, layers[i]);
+    }
+    rm_engine_stats_get(e, &st1);
+    CHECK_MSG(st1.prefix_hits - st0.prefix_hits == 1 && st1.prefix_tokens - st0.prefix_tokens == 2,
+              "%lld prefix hits of %lld tokens (want 1 of 2)", (long long)(st1.prefix_hits - st0.prefix_hits),
+              (long long)(st1.prefix_tokens - st0.prefix_tokens));
+
     rm_engine_request q;
     rm_engine_request_init(&q);
     q.tokens = prompt, q.n_tokens = 12;
@@ -995,6 +1033,10 @@ TEST(engine_embedding_layers_and_bad_requests) {
     q.embed_layer = RM_HIDDEN_FINAL, q.embed_from = 12;
     CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_RANGE);
     CHECK(strstr(ramole_last_error(), "embedding from token 12") != NULL);
+    q.embed_from = 2, q.embed_shared = 3;
+    CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_RANGE);
+    CHECK(strstr(ramole_last_error(), "shared prefix of 3 tokens") != NULL);
+    q.embed_shared = 0;
     q.embed_from = 0, q.mode = RM_COMPOSE_EXPLICIT, q.n_adapters = 1, q.adapters[0] = "e1";
     CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_INVALID);
     CHECK(strstr(ramole_last_error(), "base alone") != NULL);

@@ -15,6 +15,10 @@
  * layer, and the rows from embed_from on are summed as they pass; when
  * the cache holds its whole list it finishes with their mean.
  *
+ * An embedding that begins with a shared instruction (embed_shared) puts
+ * the instruction's KV rows, kept by an earlier one (prefix_store.h), into
+ * its sequence when it is admitted, and feeds only the rest.
+ *
  * Sequence slots: the context has max_seqs slots for running requests
  * plus one more that only rm_engine_submit uses, to validate a
  * composition with the very code that will run it (rm_lora_set).
@@ -28,6 +32,7 @@
 #include <unistd.h>
 
 #include "engine/detok.h"
+#include "engine/prefix_store.h"
 #include "model/kv_cache.h"
 
 typedef struct req {
@@ -51,6 +56,7 @@ typedef struct req {
     /* an embedding request: its layer, first pooled token, and the rows summed so far */
     bool embed;
     int embed_layer, embed_from;
+    int embed_shared;           /* leading tokens shared with other embeddings (prefix_store.h) */
     double *acc;                /* [hidden] */
 } req;
 
@@ -62,6 +68,7 @@ struct rm_engine {
     rm_lora_state *lora;
     const rm_kv_cache *kv;
     rm_adapter_cache *adapters;
+    rm_prefix_store *prefixes;   /* embeddings' shared instructions */
     int64_t next_id;
     req *wait_head, *wait_tail;  /* FIFO; preempted requests go back to the front */
     req **slots;                 /* [max_seqs] running request of each slot, or NULL */
@@ -146,6 +153,8 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
         e->kv = rm_ctx_kv(e->ctx);
         st = rm_adapter_cache_new(m, &p.source, p.adapter_cache_bytes, p.adapter_type, &e->adapters);
     }
+    /* a few instructions' rows: one per embedder and layer in practice */
+    if (st == RAMOLE_OK) st = rm_prefix_store_new(8, (size_t)64 << 20, &e->prefixes);
     if (st != RAMOLE_OK) {
         rm_engine_free(e);
         return st;
@@ -269,6 +278,7 @@ void rm_engine_free(rm_engine *e) {
         req_free(e, r);
     }
     rm_adapter_cache_free(e->adapters);
+    rm_prefix_store_free(e->prefixes);
     rm_ctx_free(e->ctx);
     rm_lora_state_free(e->lora);
     rm_free(e->slots);
@@ -458,6 +468,9 @@ static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
     if (q->embed_from < 0 || q->embed_from >= r->n_prompt)
         return rm_err(RAMOLE_ERR_RANGE, "request: embedding from token %d of a prompt of %d tokens", q->embed_from,
                       r->n_prompt);
+    if (q->embed_shared < 0 || q->embed_shared > q->embed_from)
+        return rm_err(RAMOLE_ERR_RANGE, "request: a shared prefix of %d tokens (0 up to embed_from, %d)",
+                      q->embed_shared, q->embed_from);
     RM_TRY(check_kv(e, r)); /* max_new 0: an embedding generates nothing */
     /* allocates the rows once; the steps switch layers without failing */
     RM_TRY(rm_ctx_keep_hidden(e->ctx, q->embed_layer));
@@ -467,6 +480,7 @@ static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
     r->embed = true;
     r->embed_layer = q->embed_layer;
     r->embed_from = q->embed_from;
+    r->embed_shared = q->embed_shared;
     return RAMOLE_OK;
 }
 
@@ -552,6 +566,31 @@ static int free_slot(const rm_engine *e) {
     return -1;
 }
 
+/* Layers whose KV an embedding of r's layer writes: those below it. */
+static int embed_kv_layers(const rm_engine *e, const req *r) {
+    return r->embed_layer == RM_HIDDEN_FINAL ? e->m->cfg.n_layers : r->embed_layer;
+}
+
+/* An embedding in a fresh slot starts after its shared prefix when the
+ * store keeps that prefix's rows (and the pool has the blocks). */
+static void prefix_restore(rm_engine *e, req *r) {
+    if (!r->embed_shared) return;
+    const void *rows = rm_prefix_store_find(e->prefixes, r->toks, r->embed_shared, embed_kv_layers(e, r));
+    if (!rows || rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, embed_kv_layers(e, r), rows) != RAMOLE_OK) return;
+    r->n_cached = r->embed_shared;
+    memset(r->acc, 0, (size_t)e->m->cfg.hidden * sizeof *r->acc); /* the rows before embed_from are not summed */
+    e->st.prefix_hits++;
+    e->st.prefix_tokens += r->embed_shared;
+}
+
+/* Keep r's shared prefix once a chunk of `chunk` tokens completes it. A
+ * failure to keep it costs only speed. */
+static void prefix_keep(rm_engine *e, const req *r, int chunk) {
+    if (!r->embed_shared || r->n_cached >= r->embed_shared || r->n_cached + chunk < r->embed_shared) return;
+    if (rm_prefix_store_add(e->prefixes, e->kv, r->slot, r->toks, r->embed_shared, embed_kv_layers(e, r)) != RAMOLE_OK)
+        rm_log_warn("engine: %s", ramole_last_error());
+}
+
 /* Put the head of the queue into slot s. */
 static rm_status admit(rm_engine *e, int s) {
     req *r = wait_pop(e);
@@ -565,6 +604,7 @@ static rm_status admit(rm_engine *e, int s) {
     r->n_cached = 0;
     e->slots[s] = r;
     e->n_running++;
+    if (r->embed) prefix_restore(e, r);
     return RAMOLE_OK;
 }
 
@@ -843,6 +883,7 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
         req *r = e->order[i];
         if (!r || !e->chunk[i]) continue;
         if (r->embed) {
+            prefix_keep(e, r, e->chunk[i]);
             embed_advance(e, r, e->row0[i], e->chunk[i]);
             continue;
         }

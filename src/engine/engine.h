@@ -128,10 +128,16 @@ typedef struct {
      * more than a prompt of its length (an inner layer's, only the
      * layers up to it). It finishes with LENGTH and the
      * vector in the event's `hidden`. Sampling, max_tokens and stop
-     * strings are ignored; the mode must be none. */
+     * strings are ignored; the mode must be none.
+     * embed_shared: the first embed_shared tokens (at most embed_from)
+     * are an instruction that many embeddings begin with. The engine
+     * keeps their KV rows after one embedding computed them, and later
+     * embeddings with the same leading tokens and layer start after
+     * them (rm_engine_stats.prefix_hits); 0: none. */
     bool embed;
     int embed_layer;
     int embed_from;
+    int embed_shared;
 
     rm_engine_event_fn on_event;  /* may be NULL */
     void *user;
@@ -194,6 +200,8 @@ typedef struct {
     int last_step_tokens, last_step_adapters; /* distinct adapters of the last batch */
     int64_t tokens_fed;       /* through the forward (prompts, decodes, recomputation) */
     int64_t tokens_generated;
+    int64_t prefix_hits;      /* embeddings that started after a kept shared prefix */
+    int64_t prefix_tokens;    /* the prefix tokens they did not feed */
     rm_adapter_cache_stats adapters;
 } rm_engine_stats;
 void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out);

@@ -191,6 +191,17 @@ void rm_ctx_seq_clear(rm_ctx *c, int seq) {
     rm_kv_release(c->kv, seq);
 }
 int rm_ctx_seq_len(const rm_ctx *c, int seq) { return seq >= 0 && seq < c->p.n_seq ? c->seq_len[seq] : 0; }
+
+rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const void *rows) {
+    if (seq < 0 || seq >= c->p.n_seq || c->seq_len[seq] || n_pos <= 0 || n_pos > c->p.n_ctx || n_layers < 0 ||
+        n_layers > c->m->cfg.n_layers)
+        return rm_err(RAMOLE_ERR_RANGE, "KV put: sequence %d (holding %d positions), %d positions of %d layers",
+                      seq, seq >= 0 && seq < c->p.n_seq ? c->seq_len[seq] : 0, n_pos, n_layers);
+    RM_TRY(rm_kv_grow(c->kv, seq, n_pos));
+    rm_kv_put_rows(c->kv, seq, n_pos, n_layers, rows);
+    c->seq_len[seq] = n_pos;
+    return RAMOLE_OK;
+}
 const rm_kv_cache *rm_ctx_kv(const rm_ctx *c) { return c->kv; }
 size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
 rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }

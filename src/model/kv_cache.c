@@ -127,6 +127,24 @@ void rm_kv_store(rm_kv_cache *kv, int layer, int seq, int pos, const float *k, c
     rm_convert(kv->p.type, rm_kv_row(kv, true, layer, seq, pos), RM_TYPE_F32, v, kv->p.kv_dim);
 }
 
+size_t rm_kv_rows_bytes(const rm_kv_cache *kv, int n_pos, int n_layers) {
+    return 2 * (size_t)n_layers * (size_t)n_pos * kv->row_bytes;
+}
+
+void rm_kv_get_rows(const rm_kv_cache *kv, int seq, int n_pos, int n_layers, void *dst) {
+    uint8_t *d = dst;
+    for (int v = 0; v < 2; v++)
+        for (int l = 0; l < n_layers; l++)
+            for (int p = 0; p < n_pos; p++, d += kv->row_bytes) memcpy(d, rm_kv_row(kv, v, l, seq, p), kv->row_bytes);
+}
+
+void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const void *src) {
+    const uint8_t *s = src;
+    for (int v = 0; v < 2; v++)
+        for (int l = 0; l < n_layers; l++)
+            for (int p = 0; p < n_pos; p++, s += kv->row_bytes) memcpy(rm_kv_row(kv, v, l, seq, p), s, kv->row_bytes);
+}
+
 rm_status rm_kv_check(const rm_kv_cache *kv) {
     int nb = kv->p.n_blocks;
     uint8_t *seen = rm_calloc((size_t)nb, 1);

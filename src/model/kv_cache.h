@@ -65,6 +65,18 @@ const void *rm_kv_block_rows(const rm_kv_cache *kv, bool v, int layer, int seq, 
 void rm_kv_store(rm_kv_cache *kv, int layer, int seq, int pos, const float *k, const float *v);
 
 /*
+ * Raw copies of positions [0, n_pos) of layers [0, n_layers) of `seq`, in
+ * the cache's own type: K then V, each [n_layers][n_pos][kv_dim]. A copy
+ * taken from one sequence and put into another gives it the same states
+ * (a shared instruction prefix, computed once). rm_kv_rows_bytes is the
+ * size of such a copy. The positions must be owned (a caller bug
+ * otherwise); rm_kv_put_rows writes only, the caller grows the sequence.
+ */
+size_t rm_kv_rows_bytes(const rm_kv_cache *kv, int n_pos, int n_layers);
+void rm_kv_get_rows(const rm_kv_cache *kv, int seq, int n_pos, int n_layers, void *dst);
+void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const void *src);
+
+/*
  * Check the bookkeeping: every block is free exactly once or owned by
  * exactly one sequence once, and nothing else. ERR_INTERNAL naming the
  * first fault. For tests, after every step.

@@ -202,6 +202,13 @@ int       rm_ctx_n_logits(const rm_ctx *c);
 void      rm_ctx_seq_clear(rm_ctx *c, int seq);
 /* Positions the cache holds for `seq`. */
 int       rm_ctx_seq_len(const rm_ctx *c, int seq);
+/* Give the empty sequence `seq` positions [0, n_pos) from a copy that
+ * rm_kv_get_rows took of layers [0, n_layers) of another sequence with
+ * the same tokens (model/kv_cache.h); decoding goes on at n_pos. Layers
+ * above n_layers stay unwritten: only batches that stop below them may
+ * read the sequence. ERR_RANGE (nothing changed) when the pool is short
+ * or the sequence is not empty. */
+rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const void *rows);
 /* The context's paged KV cache, for capacity checks (model/kv_cache.h).
  * A batch is refused (ERR_RANGE, nothing changed) when its sequences need
  * more blocks than are free. */

@@ -266,9 +266,11 @@ static rm_status pool_by_runner(rm_embedder *e, const char *const *texts, int n,
     rm_tok_ids *ids = rm_calloc((size_t)n, sizeof *ids);
     const int32_t **toks = rm_malloc((size_t)n * sizeof *toks);
     int *nt = rm_malloc((size_t)n * sizeof *nt), *from = rm_malloc((size_t)n * sizeof *from);
+    int *shared = rm_malloc((size_t)n * sizeof *shared);
     char *joint = NULL;
     size_t cap = 0;
-    rm_status st = ids && toks && nt && from ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "embedder: out of memory");
+    rm_status st = ids && toks && nt && from && shared ? RAMOLE_OK
+                                                       : rm_err(RAMOLE_ERR_NOMEM, "embedder: out of memory");
     for (int t = 0; st == RAMOLE_OK && t < n; t++) {
         int start = 0;
         st = encode_text(e, texts[t] ? texts[t] : "", t, &joint, &cap, &ids[t], &start);
@@ -276,10 +278,12 @@ static rm_status pool_by_runner(rm_embedder *e, const char *const *texts, int n,
         toks[t] = ids[t].ids;
         nt[t] = (int)ids[t].n;
         from[t] = pool_from(e, nt[t], start);
+        /* the prefix's own tokens, never past the pooled rows or a cut */
+        shared[t] = start < from[t] ? start : from[t];
     }
-    if (st == RAMOLE_OK) st = e->run(e->run_user, n, toks, nt, from, e->layer, out);
+    if (st == RAMOLE_OK) st = e->run(e->run_user, n, toks, nt, from, shared, e->layer, out);
     for (int t = 0; ids && t < n; t++) rm_tok_ids_free(&ids[t]);
-    rm_free(ids), rm_free(toks), rm_free(nt), rm_free(from), rm_free(joint);
+    rm_free(ids), rm_free(toks), rm_free(nt), rm_free(from), rm_free(shared), rm_free(joint);
     return st;
 }
 

@@ -97,9 +97,12 @@ void rm_projection_apply(const rm_projection *p, int hidden, const float *h, flo
 
 /* The runner's contract: for each of n token lists, the mean of the hidden
  * states of `layer` (as rm_ctx_keep_hidden) over tokens [from[i],
- * n_tokens[i]) of a forward of the base alone, into out[i][hidden]. */
+ * n_tokens[i]) of a forward of the base alone, into out[i][hidden].
+ * Tokens [0, shared[i]) (shared[i] <= from[i]) are the instruction prefix,
+ * the same for every text: a runner may compute their states once
+ * (rm_engine_request.embed_shared). */
 typedef rm_status (*rm_embed_run_fn)(void *user, int n, const int32_t *const *tokens, const int *n_tokens,
-                                     const int *from, int layer, float *out);
+                                     const int *from, const int *shared, int layer, float *out);
 
 typedef struct {
     const char *prefix;   /* NULL: RM_EMBED_PREFIX */

@@ -119,6 +119,12 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, co
                 (long long)(up ? ratings[i].up : ratings[i].down));
         }
     put(&b, "# TYPE ramole_preemptions_total counter\nramole_preemptions_total %d\n", es->preemptions);
+    put(&b, "# HELP ramole_embed_prefix_hits_total Retrieval embeddings that started after the kept instruction.\n"
+            "# TYPE ramole_embed_prefix_hits_total counter\nramole_embed_prefix_hits_total %lld\n",
+        (long long)es->prefix_hits);
+    put(&b, "# HELP ramole_embed_prefix_tokens_total Instruction tokens those embeddings did not feed.\n"
+            "# TYPE ramole_embed_prefix_tokens_total counter\nramole_embed_prefix_tokens_total %lld\n",
+        (long long)es->prefix_tokens);
     if (b.failed) {
         rm_free(b.s);
         return NULL;

@@ -269,7 +269,7 @@ void srv_sched_stop(srv_sched *s) {
 }
 
 rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const int *n_tokens, const int *from,
-                          int layer, float *out) {
+                          const int *shared, int layer, float *out) {
     srv_sched *s = user;
     if (n <= 0) return RAMOLE_OK;
     if (!s->started) return rm_err(RAMOLE_ERR_INVALID, "embedding: the server's scheduler is not running");
@@ -288,6 +288,7 @@ rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const
         r->spec.req.embed = true;
         r->spec.req.embed_layer = layer;
         r->spec.req.embed_from = from[i];
+        r->spec.req.embed_shared = shared[i];
         if (!srv_sched_push(s, r, INT_MAX)) st = rm_err(RAMOLE_ERR_INVALID, "embedding: the server is stopping");
         else pushed++;
     }

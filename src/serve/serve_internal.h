@@ -110,10 +110,11 @@ void      srv_sched_stop(srv_sched *s);
  * each token list becomes an embedding request of the engine, queued like
  * a generation but outside the admission limit (it serves a request
  * already admitted, or an upload), and the calling thread waits for all of
- * them. The engine runs them as prompt work of its steps.
+ * them. The engine runs them as prompt work of its steps, each after the
+ * instruction prefix's KV rows once they are kept (embed_shared).
  */
 rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const int *n_tokens, const int *from,
-                          int layer, float *out);
+                          const int *shared, int layer, float *out);
 
 /* ---- the server ------------------------------------------------------------------ */
 
