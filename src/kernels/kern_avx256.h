@@ -150,6 +150,7 @@ static void short_rows_f32(const float *x, int64_t m, const float *w, int64_t n,
     short_tail_f32(x, m, w, r0, n, k, y, ldy);
 }
 
+#define SHORT_PREFETCH 2048
 /* f16: with several x rows, each block of W is widened once into L1 and
  * shared by the rows, rather than converted again for every row. */
 static void short_rows_f16(const float *x, int64_t m, const uint16_t *w, int64_t n, int64_t k, float *y,
@@ -157,6 +158,10 @@ static void short_rows_f16(const float *x, int64_t m, const uint16_t *w, int64_t
     float buf[8 * RM_KERN_SHORT_MAX_K] __attribute__((aligned(32)));
     int64_t r0 = 0;
     for (; r0 + 8 <= n; r0 += 8) {
+        /* a block is 8 rows of k halves; the blocks ahead are streamed in
+         * (an adapter's B is read once per step, from memory) */
+        const char *ahead = (const char *)(w + r0 * k) + SHORT_PREFETCH;
+        for (int64_t b = 0; b < 16 * k; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
         if (m == 1) {
             short_block_f16(x, m, w + r0 * k, k, y + r0, ldy);
             continue;

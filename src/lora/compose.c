@@ -549,6 +549,16 @@ static void group_matmul(const rm_lora_state *s, int ith, float *out, const floa
     rm_gemm_f32(out, in, n, wf, rows, k, k);
 }
 
+/* The first lines of the matrix the next group reads. A decode step reads
+ * each adapter's matrices once, from memory, in short streams of a few
+ * tens of KB: the kernels prefetch within a stream, this covers the jump
+ * to the next one. */
+#define HEAD_PREFETCH 2048
+
+static void prefetch_head(const void *p) {
+    for (int b = 0; b < HEAD_PREFETCH; b += 64) __builtin_prefetch((const char *)p + b, 0, 3);
+}
+
 /* Shrink group gi: its tokens' rows of X gathered, U rows = X_g A^T.
  * c NULL: on thread ith; else over c's pool (a group spanning the batch). */
 static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, int ith) {
@@ -581,8 +591,12 @@ static void shrink_groups(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int64_t lo, hi;
     rm_split(s->shrink_cost, ith, nth, &lo, &hi);
-    for (int gi = 0; gi < s->n_groups; gi++)
-        if (s->groups[gi].cost_before >= lo && s->groups[gi].cost_before < hi) shrink_group(s, NULL, gi, ith);
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        if (s->groups[gi].cost_before < lo || s->groups[gi].cost_before >= hi) continue;
+        const rm_lora_module *nx = gi + 1 < s->n_groups ? rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target) : NULL;
+        if (nx && nx->rank) prefetch_head(nx->A);
+        shrink_group(s, NULL, gi, ith);
+    }
 }
 
 /* Expand, output columns [lo, hi) of this thread for every group: gated U
@@ -596,6 +610,10 @@ static void expand_groups(void *arg, int ith, int nth) {
     for (int gi = 0; gi < s->n_groups; gi++) {
         const group *g = &s->groups[gi];
         const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
+        if (gi + 1 < s->n_groups) {
+            const rm_lora_module *nx = rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target);
+            if (nx->rank) prefetch_head((const char *)nx->B + rm_type_row_bytes(nx->type, lo * nx->rank));
+        }
         if (!md->rank) continue;
         const void *b = (const char *)md->B + rm_type_row_bytes(md->type, lo * md->rank);
         for (int q0 = 0; q0 < g->n_rows;) {
