@@ -131,7 +131,18 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     if (p.n_ctx > m->cfg.max_pos)
         rm_log_warn("engine: context of %d positions is beyond the model's %d", p.n_ctx, m->cfg.max_pos);
     if (p.kv_blocks <= 0) {
+        /* every sequence at the full context, but at most half the
+         * machine's memory: past that, preemption (as vLLM sizes its pool
+         * by a share of memory rather than by the worst case) */
         int64_t n = (int64_t)p.max_seqs * ((p.n_ctx + p.kv_block - 1) / p.kv_block);
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        size_t elem = p.kv_type == RM_TYPE_F16 ? 2 : 4;
+        size_t block_bytes = 2 * (size_t)m->cfg.n_layers * (size_t)p.kv_block * (size_t)m->cfg.n_kv_heads *
+                             (size_t)m->cfg.head_dim * elem;
+        int64_t cap = pages > 0 && page > 0 && block_bytes ? (int64_t)((size_t)pages * (size_t)page / 2 / block_bytes)
+                                                           : n;
+        int64_t one = (p.n_ctx + p.kv_block - 1) / p.kv_block; /* one sequence at the full context, always */
+        if (n > cap) n = cap > one ? cap : one;
         if (n > INT32_MAX) return rm_err(RAMOLE_ERR_RANGE, "engine: the KV pool would need %lld blocks", (long long)n);
         p.kv_blocks = (int)n;
     }

@@ -49,7 +49,8 @@ typedef struct {
                            * as many as it decodes, at least RM_ENGINE_PREFILL_MIN, so that a
                            * step costs each stream at most about two decode steps; < 0 no
                            * limit beyond step_tokens (throughput first: offline batches) */
-    int kv_blocks;        /* KV pool (0: enough for max_seqs sequences of n_ctx) */
+    int kv_blocks;        /* KV pool (0: enough for max_seqs sequences of n_ctx, at most half
+                           * the machine's memory) */
     int kv_block;         /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
     rm_type kv_type;      /* RM_TYPE_F32 (default) or RM_TYPE_F16 */
     int max_adapters;     /* adapters one request may compose (0: 4) */
