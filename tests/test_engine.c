@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/detok.h"
 #include "engine/engine.h"
@@ -50,11 +51,13 @@ typedef struct {
     pthread_t driver;       /* with `watch`: loads on this thread are counted apart */
     bool watch;
     atomic_int driver_loads;
+    int delay_us;           /* a slow disk */
 } test_source;
 
 static rm_status source_load(void *user, const rm_model *base, const char *name, rm_adapter **out) {
     test_source *ts = user;
     ts->loads++;
+    if (ts->delay_us) usleep((useconds_t)ts->delay_us);
     if (ts->watch && pthread_equal(pthread_self(), ts->driver)) ts->driver_loads++;
     if (!strcmp(name, "router")) return rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out);
     if (!strcmp(name, "big")) return rm_adapter_random(base, 48, 48.0f, ALL, 777, 0.1f, out);
@@ -663,6 +666,50 @@ TEST(engine_rank_grows) {
         CHECK(strstr(ramole_last_error(), "rank 48 is above this engine's limit of 32") != NULL);
     }
     rm_engine_free(e);
+    rm_model_free(m);
+}
+
+typedef struct {
+    rm_adapter_cache *c;
+    const char *name;
+    rm_status st;
+    rm_adapter_handle *h;
+} getter;
+
+static void *get_one(void *arg) {
+    getter *g = arg;
+    g->st = rm_adapter_cache_get(g->c, g->name, &g->h);
+    return NULL;
+}
+
+/* Callers that miss one name at once read it once and share the entry;
+ * when that read fails, each gets the error and none waits forever. */
+TEST(engine_adapter_cache_loads_a_name_once) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {.delay_us = 20000};
+    rm_adapter_source src = {source_load, &ts};
+    rm_adapter_cache *c = NULL;
+    CHECK_OK(rm_adapter_cache_new(m, &src, (size_t)1 << 30, RM_TYPE_F32, &c));
+    enum { N = 6 };
+    for (int round = 0; c && round < 2; round++) {
+        getter g[N];
+        pthread_t th[N];
+        ts.loads = 0;
+        for (int i = 0; i < N; i++) {
+            g[i] = (getter){c, round ? "nope" : "e5", RAMOLE_OK, NULL};
+            pthread_create(&th[i], NULL, get_one, &g[i]);
+        }
+        for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < N; i++) {
+            if (!round) CHECK(g[i].st == RAMOLE_OK && g[i].h == g[0].h);
+            else CHECK(g[i].st == RAMOLE_ERR_NOT_FOUND && !g[i].h);
+            rm_adapter_cache_release(c, g[i].h);
+        }
+        if (!round) CHECK_MSG(ts.loads == 1, "%d threads missing one name read it %d times", N, (int)ts.loads);
+        else CHECK(ts.loads >= 1 && ts.loads <= N);
+    }
+    rm_adapter_cache_free(c);
     rm_model_free(m);
 }
 

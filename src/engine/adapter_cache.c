@@ -13,6 +13,13 @@
 #include <pthread.h>
 #include <string.h>
 
+/* A name whose file is being read: other callers wait for it rather
+ * than read the same file at the same time (loads run outside the lock). */
+typedef struct loading_name {
+    const char *name;             /* the loading caller's own string */
+    struct loading_name *next;
+} loading_name;
+
 typedef struct router_c_link {
     uint64_t router_serial;
     rm_router_c *rc;
@@ -37,6 +44,8 @@ struct rm_adapter_cache {
     size_t max_bytes;
     rm_type type;
     pthread_mutex_t mu;
+    pthread_cond_t loaded;        /* a load finished (or failed) */
+    loading_name *loading;
     rm_adapter_handle **buckets;
     size_t n_buckets;
     rm_adapter_handle *mru, *lru;
@@ -75,6 +84,7 @@ rm_status rm_adapter_cache_new(const rm_model *base, const rm_adapter_source *sr
         return rm_err(RAMOLE_ERR_NOMEM, "adapter cache: out of memory");
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->loaded, NULL);
     *out = c;
     return RAMOLE_OK;
 }
@@ -196,6 +206,7 @@ void rm_adapter_cache_free(rm_adapter_cache *c) {
         entry_free(h);
     }
     pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->loaded);
     rm_free(c->buckets);
     rm_free(c);
 }
@@ -206,11 +217,29 @@ static rm_adapter_handle *find(rm_adapter_cache *c, const char *name) {
     return NULL;
 }
 
+static bool is_loading(const rm_adapter_cache *c, const char *name) {
+    for (const loading_name *l = c->loading; l; l = l->next)
+        if (!strcmp(l->name, name)) return true;
+    return false;
+}
+
+static void loading_remove(rm_adapter_cache *c, const loading_name *me) {
+    for (loading_name **p = &c->loading; *p; p = &(*p)->next)
+        if (*p == me) {
+            *p = me->next;
+            break;
+        }
+    pthread_cond_broadcast(&c->loaded);
+}
+
 rm_status rm_adapter_cache_get(rm_adapter_cache *c, const char *name, rm_adapter_handle **out) {
     *out = NULL;
     if (!name || !*name) return rm_err(RAMOLE_ERR_INVALID, "adapter cache: empty adapter name");
     pthread_mutex_lock(&c->mu);
-    rm_adapter_handle *h = find(c, name);
+    rm_adapter_handle *h;
+    /* another caller reads this file now: wait for its entry (or, if its
+     * load failed, load it here and report our own error) */
+    while (!(h = find(c, name)) && is_loading(c, name)) pthread_cond_wait(&c->loaded, &c->mu);
     if (h) {
         h->refs++;
         c->st.hits++;
@@ -222,12 +251,20 @@ rm_status rm_adapter_cache_get(rm_adapter_cache *c, const char *name, rm_adapter
         return RAMOLE_OK;
     }
     c->st.misses++;
+    loading_name me = {name, c->loading};
+    c->loading = &me;
     pthread_mutex_unlock(&c->mu);
 
     /* load outside the lock: a slow disk must not stall other callers */
     rm_adapter *a = NULL;
-    RM_TRY(c->src.load(c->src.user, c->base, name, &a));
-    rm_status st = rm_adapter_check(a, c->base);
+    rm_status st = c->src.load(c->src.user, c->base, name, &a);
+    if (st != RAMOLE_OK) {
+        pthread_mutex_lock(&c->mu);
+        loading_remove(c, &me);
+        pthread_mutex_unlock(&c->mu);
+        return st;
+    }
+    st = rm_adapter_check(a, c->base);
     if (st == RAMOLE_OK && a->type != c->type) st = rm_adapter_convert(a, c->base, c->type);
     h = st == RAMOLE_OK ? rm_calloc(1, sizeof *h) : NULL;
     if (h && !(h->name = rm_strdup(name))) {
@@ -236,12 +273,17 @@ rm_status rm_adapter_cache_get(rm_adapter_cache *c, const char *name, rm_adapter
     }
     if (!h) {
         rm_adapter_free(a);
-        return st != RAMOLE_OK ? st : rm_err(RAMOLE_ERR_NOMEM, "adapter cache: out of memory");
+        if (st == RAMOLE_OK) st = rm_err(RAMOLE_ERR_NOMEM, "adapter cache: out of memory");
+        pthread_mutex_lock(&c->mu);
+        loading_remove(c, &me);
+        pthread_mutex_unlock(&c->mu);
+        return st;
     }
     h->a = a;
     h->bytes = rm_adapter_bytes(a, c->base);
 
     pthread_mutex_lock(&c->mu);
+    loading_remove(c, &me);
     rm_adapter_handle *raced = find(c, name); /* another caller loaded it meanwhile */
     if (raced) {
         entry_free(h);

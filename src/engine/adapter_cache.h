@@ -53,7 +53,9 @@ rm_status rm_adapter_cache_new(const rm_model *base, const rm_adapter_source *sr
 /* Frees every entry; handles still held become invalid (a caller bug). */
 void      rm_adapter_cache_free(rm_adapter_cache *c);
 
-/* A handle to adapter `name`, loading it on a miss; one reference. */
+/* A handle to adapter `name`, loading it on a miss; one reference. Any
+ * thread; callers that miss the same name at once read its file once (the
+ * others wait for that load). */
 rm_status rm_adapter_cache_get(rm_adapter_cache *c, const char *name, rm_adapter_handle **out);
 /* Take one more reference. */
 void      rm_adapter_cache_retain(rm_adapter_cache *c, rm_adapter_handle *h);

@@ -2,11 +2,12 @@
  * run_all.c — a list of requests through the engine to the end, results
  * collected per request (see rm_engine_run_all in engine.h).
  *
- * A loader thread walks the list ahead of submission and preloads each
- * request's adapters (rm_engine_preload), so that reading and converting
- * adapter files overlaps the steps instead of stalling them. It stays at
- * most `ahead` requests in front of the runner, which bounds the adapters
- * it pins. The runner submits in order and only what is loaded. While the
+ * Loader threads, one per thread of the engine's pool, walk the list
+ * ahead of submission and preload each request's adapters
+ * (rm_engine_preload), so that reading and converting adapter files
+ * overlaps the steps instead of stalling them; at a cold start the steps
+ * wait for them, so they use every core. They stay at most `ahead`
+ * requests in front of the runner, which bounds the adapters they pin. The runner submits in order and only what is loaded. While the
  * next request is still loading, it steps what runs only if that fills
  * every slot; otherwise it waits for the loader. Stepping a part-empty
  * batch would read every weight for a few tokens, and requests trickling
@@ -23,29 +24,34 @@ typedef struct {
     const rm_engine_request *const *reqs;
     int n, ahead;
     rm_engine_hold **holds;   /* [n] */
+    bool *done;               /* [n] request i is preloaded (or failed: submit reports it) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int loaded;               /* reqs[0..loaded) are preloaded (or failed: submit reports it) */
+    int taken;                /* reqs[0..taken) were taken by a loader thread */
+    int loaded;               /* reqs[0..loaded) are preloaded */
     int submitted;            /* reqs[0..submitted) were handed to submit */
     bool stop;
 } loader;
 
+/* Each thread takes the next request in order; requests finish loading
+ * out of order, and `loaded` is the prefix that is all done. */
 static void *loader_main(void *arg) {
     loader *L = arg;
-    for (int i = 0; i < L->n; i++) {
-        pthread_mutex_lock(&L->mu);
-        while (!L->stop && i >= L->submitted + L->ahead) pthread_cond_wait(&L->cv, &L->mu);
-        bool stop = L->stop;
+    pthread_mutex_lock(&L->mu);
+    for (;;) {
+        while (!L->stop && L->taken < L->n && L->taken >= L->submitted + L->ahead) pthread_cond_wait(&L->cv, &L->mu);
+        if (L->stop || L->taken >= L->n) break;
+        int i = L->taken++;
         pthread_mutex_unlock(&L->mu);
-        if (stop) break;
         rm_engine_hold *h = NULL;
         if (L->reqs[i] && rm_engine_preload(L->e, L->reqs[i], &h) != RAMOLE_OK) h = NULL;
         pthread_mutex_lock(&L->mu);
         L->holds[i] = h;
-        L->loaded = i + 1;
+        L->done[i] = true;
+        while (L->loaded < L->n && L->done[L->loaded]) L->loaded++;
         pthread_cond_broadcast(&L->cv);
-        pthread_mutex_unlock(&L->mu);
     }
+    pthread_mutex_unlock(&L->mu);
     return NULL;
 }
 
@@ -134,15 +140,22 @@ rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, 
     collector *cols = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *cols);
     loader L = {.e = e, .reqs = reqs, .n = n, .ahead = ahead};
     L.holds = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *L.holds);
-    if (!cols || !L.holds) {
+    L.done = rm_calloc(n > 0 ? (size_t)n : 1, sizeof *L.done);
+    if (!cols || !L.holds || !L.done) {
         rm_free(cols);
         rm_free(L.holds);
+        rm_free(L.done);
         return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&L.mu, NULL);
     pthread_cond_init(&L.cv, NULL);
-    pthread_t loader_thread;
-    bool threaded = pthread_create(&loader_thread, NULL, loader_main, &L) == 0;
+    enum { MAX_LOADERS = 16 };
+    pthread_t loaders[MAX_LOADERS];
+    int n_loaders = 0, want = rm_pool_size(rm_engine_pool(e));
+    if (want > MAX_LOADERS) want = MAX_LOADERS;
+    while (n_loaders < (want > 0 ? want : 1) && pthread_create(&loaders[n_loaders], NULL, loader_main, &L) == 0)
+        n_loaders++;
+    bool threaded = n_loaders > 0;
     memset(results, 0, (size_t)n * sizeof *results);
     int done = 0, next = 0, n_run;
     int64_t tokens0 = st.tokens_generated;
@@ -197,12 +210,13 @@ rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, 
         L.stop = true;
         pthread_cond_broadcast(&L.cv);
         pthread_mutex_unlock(&L.mu);
-        pthread_join(loader_thread, NULL);
+        for (int t = 0; t < n_loaders; t++) pthread_join(loaders[t], NULL);
     }
     for (int i = 0; i < n; i++) rm_engine_hold_free(e, L.holds[i]);
     pthread_mutex_destroy(&L.mu);
     pthread_cond_destroy(&L.cv);
     rm_free(L.holds);
+    rm_free(L.done);
     rm_free(cols);
     return status;
 }
