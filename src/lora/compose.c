@@ -62,6 +62,7 @@ struct rm_lora_state {
     slot_state *slots;
     /* plan */
     int n_tokens, n_groups, n_rows;
+    bool has_router;     /* a token of the batch is in router mode */
     const int32_t *seq;
     group *groups;       /* [rows_cap] */
     row_ref *rows;       /* [rows_cap] */
@@ -422,7 +423,9 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
     memset(s->hkeys, 0, 2 * (size_t)s->rows_cap * sizeof *s->hkeys);
     /* pass 1: count rows per group */
     int total = 0;
+    s->has_router = false;
     for (int i = 0; i < n_tokens; i++) {
+        s->has_router |= s->slots[seq[i]].comp.mode == RM_COMPOSE_ROUTER;
         int n = slot_adapters(s, &s->slots[seq[i]], a, j);
         for (int e = 0; e < n; e++) s->groups[group_of(s, a[e])].n_rows++;
         total += n;
@@ -492,10 +495,14 @@ static void trace_token(rm_lora_state *s, const slot_state *sl, int i, const flo
     for (int j = 0; j < k && total > 0; j++) s->trace.shares[at + j] += c[j] / total;
 }
 
-/* Router softmax for every token in router mode. */
-static void router_gates(rm_lora_state *s) {
+/* Router softmax for every token in router mode, tokens split over the
+ * pool (each token writes only its own gates and trace). */
+static void router_gates(void *arg, int ith, int nth) {
+    rm_lora_state *s = arg;
     int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
-    for (int i = 0; i < s->n_tokens; i++) {
+    int64_t lo, hi;
+    rm_split(s->n_tokens, ith, nth, &lo, &hi);
+    for (int i = (int)lo; i < (int)hi; i++) {
         const slot_state *sl = &s->slots[s->seq[i]];
         if (sl->comp.mode != RM_COMPOSE_ROUTER) continue;
         const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
@@ -657,7 +664,7 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     } else {
         for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, pool ? c : NULL, gi, 0);
     }
-    router_gates(s);
+    rm_pool_run(s->has_router && s->n_tokens >= 16 ? pool : NULL, router_gates, s);
     /* expand: every thread owns a slice of output columns, for every group */
     rm_pool_run(s->dout > 64 ? pool : NULL, expand_groups, s);
 }
