@@ -63,7 +63,8 @@ node -e '
 
 run_batch() { # name in.jsonl extra-args...: sets GEN and ALL (generated and overall tokens/s)
   local name=$1 in=$2; shift 2
-  "$R" batch -m "$M" --in "$in" --out "$W/$name.out.jsonl" -t "$T" --max-seqs 64 --step-tokens 512 --quiet "$@" 2>"$W/$name.err"
+  # the batch's own defaults (256 sequences at once, steps of 512 tokens)
+  "$R" batch -m "$M" --in "$in" --out "$W/$name.out.jsonl" -t "$T" --quiet "$@" 2>"$W/$name.err"
   local line; line=$(grep '^batch: .* requests' "$W/$name.err")
   say "ramole batch $name: ${line#batch: }"
   read -r GEN ALL < <(sed -E 's/.*\(([0-9.]+) generated tokens\/s, ([0-9.]+) overall\).*/\1 \2/' <<<"$line")
