@@ -122,7 +122,7 @@ static int cant_write(const char *cmd, const char *path) {
 
 static void usage_batch(void) {
     fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
-                    "[--max-seqs N (256)] [--ctx N] [--step-tokens N] [--prefill-tokens auto|all|N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
+                    "[--max-seqs N (256)] [--ctx N] [--step-tokens N] [--prefill-tokens auto|all (default)|N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
                     "[--max-adapters K] [--adapter-cache MIB] "
                     "[--max-rank R] [--lora-type f32|f16|bf16] [--quiet]\n");
 }
@@ -131,7 +131,7 @@ int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
     long threads = ramole_cpu_count(), max_seqs = 256, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
          kv_blocks = 0, cache_mib = 0;
-    long prefill = 0;
+    long prefill = -1; /* all: nobody streams, so throughput first */
     ramole_kv_type kv_type = RAMOLE_KV_F32; ramole_adapter_type lora_type = RAMOLE_ADAPTERS_F32;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {

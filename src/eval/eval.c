@@ -527,8 +527,9 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
         st = rm_err(RAMOLE_ERR_FORMAT, "%s has no tokenizer.json; the evaluation reads text", base_path);
         goto out;
     }
+    /* offline: no stream waits on a step, so prompts take the whole budget */
     rm_engine_params ep = {.n_threads = p->n_threads, .max_seqs = p->max_seqs ? p->max_seqs : 32,
-                           .max_adapters = RM_EVAL_TOP_K};
+                           .prefill_tokens = -1, .max_adapters = RM_EVAL_TOP_K};
     if ((st = rm_engine_new(m, &ep, &eng)) != RAMOLE_OK) goto out;
     if (r->retrieval) {
         int n_ex = 0;
