@@ -162,6 +162,15 @@ void   rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k
 void   rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *w,
                         const void *packed, rm_type wt, int64_t n, int64_t k);
 /*
+ * Y[i][r] = x_i . W[r] for i < m, r < n, where row i of X is at xrows[i]
+ * (read in place: a LoRA group's tokens lie scattered in the batch) and Y
+ * has row stride ldy; W is f32, f16 or bf16 [n][k]. The dot path on the
+ * calling thread, for callers that split work over threads themselves.
+ * Row i's result is the same whatever m is (one kernel for every count).
+ */
+void   rm_matmul_rows(float *y, int64_t ldy, const float *const *xrows, int64_t m, const void *w, rm_type wt,
+                      int64_t n, int64_t k);
+/*
  * Y[m][n] = X[m][k] . W[n][k]^T for f32 W with row stride ldw, on the
  * calling thread only (OpenBLAS sgemm): for callers that split work over
  * threads themselves, such as the LoRA groups inside one pool job.

@@ -660,6 +660,53 @@ void rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, 
     rm_pool_run(pool, job_qgemm_k, &j);
 }
 
+void rm_matmul_rows(float *y, int64_t ldy, const float *const *xrows, int64_t m, const void *w, rm_type wt,
+                    int64_t n, int64_t k) {
+    const rm_kern_ops *ops = rm_kern_ops_get();
+    if (m <= 0 || n <= 0) return;
+    if (wt != RM_TYPE_F32 && wt != RM_TYPE_F16 && wt != RM_TYPE_BF16) {
+        rm_log_error("kernels: rm_matmul_rows on %s weights (f32, f16 or bf16 only)", rm_type_name(wt));
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t r = 0; r < n; r++) y[i * ldy + r] = NAN;
+        return;
+    }
+    size_t wrow = rm_type_row_bytes(wt, k);
+    /* short rows (an expand's rank-16 rows): the short-row kernel row by
+     * row, as rm_matmul's dot path takes them */
+    mm_job sj = {.ops = ops, .k = k, .wt = wt};
+    if (use_short(&sj)) {
+        for (int64_t i = 0; i < m; i++) {
+            if (wt == RM_TYPE_F32) ops->short_f32(xrows[i], 1, (const float *)w, n, k, y + i * ldy, ldy);
+            else ops->short_f16(xrows[i], 1, (const uint16_t *)w, n, k, y + i * ldy, ldy);
+        }
+        return;
+    }
+    /* tiles of W rows against X rows four at a time, as the dot path */
+    for (int64_t r0 = 0; r0 < n; r0 += RM_MM_DOT_TILE) {
+        int64_t r1 = n - r0 < RM_MM_DOT_TILE ? n : r0 + RM_MM_DOT_TILE;
+        for (int64_t i = 0; i < m; i += 4) {
+            int nr = m - i < 4 ? (int)(m - i) : 4;
+            const float *xs[4];
+            for (int q = 0; q < 4; q++) xs[q] = xrows[i + (q < nr ? q : nr - 1)];
+            for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrow;
+                float out[4];
+                /* one kernel whatever the row count: a row's sum does not
+                 * depend on how many rows share its group (a sequence gives
+                 * the same tokens alone and in any batch) */
+                if (wt == RM_TYPE_F32) {
+                    ops->dot4_f32(xs, nr, (const float *)wr, k, out);
+                } else if (wt == RM_TYPE_F16) {
+                    ops->dot4_f16(xs, nr, (const uint16_t *)wr, k, out);
+                } else {
+                    ops->dot4_bf16(xs, nr, (const uint16_t *)wr, k, out);
+                }
+                for (int q = 0; q < nr; q++) y[(i + q) * ldy + r] = out[q];
+            }
+        }
+    }
+}
+
 void rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw) {
     if (m <= 0 || n <= 0) return;
     pthread_once(&g_blas_once, blas_init);

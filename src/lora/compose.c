@@ -8,8 +8,9 @@
  * Each row owns max_rank floats of U. Every group is one matrix product
  * for shrink and one for expand, so each adapter matrix is read once per
  * step whatever the number of its tokens: sgemm for groups of BIG_GROUP
- * rows or more (a prefill), the dot kernel for the rest (decode, where a
- * batch holds many adapters of a row or two each). Shrink deals whole
+ * rows or more (a prefill), the dot kernels for the rest (decode, where a
+ * batch holds many adapters of a few rows each), reading the tokens' rows
+ * in place. Shrink deals whole
  * groups to threads; expand splits output columns, so that threads never
  * write the same element.
  */
@@ -75,6 +76,7 @@ struct rm_lora_state {
     rm_gate_trace trace; /* rm_lora_trace_gates (gates NULL: off) */
     float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
                           * gated U [n_batch][max_rank] */
+    const float **xp;    /* per thread: a small group's X rows, in place [n_batch] */
     int64_t shrink_cost; /* sum of rows x rank over the groups, for the module being applied */
     float *wf;           /* per thread: f16/bf16 adapter rows widened for sgemm [max_rank * max_dim] */
     size_t wf_stride;
@@ -120,10 +122,11 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->xg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->xg);
     s->tg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->tg);
     s->zg = rm_calloc(nt * nb * (size_t)max_rank, sizeof *s->zg);
+    s->xp = rm_calloc(nt * nb, sizeof *s->xp);
     s->wf_stride = (size_t)max_rank * (size_t)s->max_dim;
     s->wf = rm_malloc(nt * s->wf_stride * sizeof *s->wf);
     if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
-        !s->xg || !s->tg || !s->zg || !s->wf) {
+        !s->xg || !s->tg || !s->zg || !s->xp || !s->wf) {
         rm_lora_state_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
     }
@@ -173,6 +176,7 @@ void rm_lora_state_free(rm_lora_state *s) {
     rm_free(s->xg);
     rm_free(s->tg);
     rm_free(s->zg);
+    rm_free(s->xp);
     rm_free(s->wf);
     rm_free(s);
 }
@@ -538,13 +542,16 @@ static void router_gates(void *arg, int ith, int nth) {
  * One adapter matrix product on the calling thread: out[n][rows] =
  * in[n][k] . W[rows][k]^T for W of the module's element type. Groups of
  * BIG_GROUP rows or more go through sgemm (f16/bf16 rows widened into this
- * thread's scratch first); smaller ones through the matmul kernel's dot
- * path, which reads W once for every four input rows.
+ * thread's scratch first); smaller ones through rm_matmul_rows, whose one
+ * kernel per shape gives a row the same sum in a group of any size (a
+ * sequence decodes the same tokens alone and batched).
  */
 static void group_matmul(const rm_lora_state *s, int ith, float *out, const float *in, int n,
                          const rm_lora_module *md, const void *w, int64_t rows, int64_t k) {
     if (n < BIG_GROUP) {
-        rm_matmul(&s->single, out, in, n, w, md->type, rows, k);
+        const float **xp = s->xp + (size_t)ith * s->n_batch;
+        for (int q = 0; q < n; q++) xp[q] = in + (size_t)q * (size_t)k;
+        rm_matmul_rows(out, rows, xp, n, w, md->type, rows, k);
         return;
     }
     const float *wf = w;
@@ -573,6 +580,18 @@ static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, in
     const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
     if (!md->rank) return;
     float *xg = s->xg + (size_t)ith * s->n_batch * s->max_dim, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
+    if (g->n_rows < BIG_GROUP) {
+        /* decode: the tokens' rows read where they are, U written in place
+         * (a gather and a copy cost as much as the product at this size) */
+        const float **xp = s->xp + (size_t)ith * s->n_batch;
+        for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) { /* a token may use one adapter twice */
+            int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
+            const row_ref *rr = &s->rows[g->first + q0];
+            for (int q = 0; q < nq; q++) xp[q] = s->x + (size_t)rr[q].token * s->din;
+            rm_matmul_rows(row_u(s, g->first + q0), s->max_rank, xp, nq, md->A, md->type, md->rank, s->din);
+        }
+        return;
+    }
     for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
         int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
         const row_ref *rr = &s->rows[g->first + q0];
