@@ -94,6 +94,8 @@ typedef struct {
     rm_engine_stats stats;      /* snapshot after each step */
     srv_metrics *metrics;
     int step_sampled;           /* tokens the running step gave out (scheduler thread only) */
+    int step_embedded;          /* embeddings the running step finished (scheduler thread only) */
+    int64_t n_pushed;           /* requests pushed since the start (under mu) */
 } srv_sched;
 
 rm_status srv_sched_start(srv_sched *s, rm_engine *e, srv_metrics *m);
