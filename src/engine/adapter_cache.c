@@ -258,47 +258,37 @@ rm_status rm_adapter_cache_get(rm_adapter_cache *c, const char *name, rm_adapter
     /* load outside the lock: a slow disk must not stall other callers */
     rm_adapter *a = NULL;
     rm_status st = c->src.load(c->src.user, c->base, name, &a);
-    if (st != RAMOLE_OK) {
-        pthread_mutex_lock(&c->mu);
-        loading_remove(c, &me);
-        pthread_mutex_unlock(&c->mu);
-        return st;
-    }
-    st = rm_adapter_check(a, c->base);
+    if (st == RAMOLE_OK) st = rm_adapter_check(a, c->base);
     if (st == RAMOLE_OK && a->type != c->type) st = rm_adapter_convert(a, c->base, c->type);
     h = st == RAMOLE_OK ? rm_calloc(1, sizeof *h) : NULL;
     if (h && !(h->name = rm_strdup(name))) {
         rm_free(h);
         h = NULL;
     }
-    if (!h) {
+    if (h) {
+        h->a = a;
+        h->bytes = rm_adapter_bytes(a, c->base);
+    } else {
         rm_adapter_free(a);
         if (st == RAMOLE_OK) st = rm_err(RAMOLE_ERR_NOMEM, "adapter cache: out of memory");
-        pthread_mutex_lock(&c->mu);
-        loading_remove(c, &me);
+    }
+
+    pthread_mutex_lock(&c->mu);
+    loading_remove(c, &me); /* waiters find the entry, or load it themselves */
+    if (!h) {
         pthread_mutex_unlock(&c->mu);
         return st;
     }
-    h->a = a;
-    h->bytes = rm_adapter_bytes(a, c->base);
-
-    pthread_mutex_lock(&c->mu);
-    loading_remove(c, &me);
-    rm_adapter_handle *raced = find(c, name); /* another caller loaded it meanwhile */
-    if (raced) {
-        entry_free(h);
-        h = raced;
-    } else {
-        h->serial = ++c->next_serial;
-        h->listed = true;
-        rm_adapter_handle **b = bucket_of(c, name);
-        h->hnext = *b;
-        *b = h;
-        recency_front(c, h);
-        c->st.entries++;
-        c->st.bytes += h->bytes;
-        grow_table(c);
-    }
+    /* nobody else loaded this name meanwhile: they waited on our mark */
+    h->serial = ++c->next_serial;
+    h->listed = true;
+    rm_adapter_handle **b = bucket_of(c, name);
+    h->hnext = *b;
+    *b = h;
+    recency_front(c, h);
+    c->st.entries++;
+    c->st.bytes += h->bytes;
+    grow_table(c);
     if (++h->refs == 1) c->st.held++;
     evict(c);
     pthread_mutex_unlock(&c->mu);
