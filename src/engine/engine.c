@@ -108,6 +108,12 @@ rm_pool *rm_engine_pool(rm_engine *e) { return rm_ctx_pool(e->ctx); }
 
 /* ---- creation ------------------------------------------------------------ */
 
+/* The machine's memory in bytes, 0 when it cannot be read. */
+static size_t phys_mem_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
+
 rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine **out) {
     *out = NULL;
     rm_engine_params p = pp ? *pp : (rm_engine_params){0};
@@ -118,9 +124,9 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
     if (p.max_adapters <= 0) p.max_adapters = 4;
     if (p.max_rank <= 0) p.max_rank = RM_LORA_MAX_RANK;
+    size_t mem = phys_mem_bytes();
     if (!p.adapter_cache_bytes) { /* a quarter of the machine's memory, at most 8 GiB */
-        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        size_t quarter = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 4 : (size_t)1 << 30;
+        size_t quarter = mem ? mem / 4 : (size_t)1 << 30;
         p.adapter_cache_bytes = quarter < ((size_t)8 << 30) ? quarter : ((size_t)8 << 30);
     }
     if (p.max_seqs > 4096 || p.step_tokens > (1 << 20) || p.max_adapters > RM_LORA_MAX_K ||
@@ -134,15 +140,11 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
         /* every sequence at the full context, but at most half the
          * machine's memory: past that, preemption (as vLLM sizes its pool
          * by a share of memory rather than by the worst case) */
-        int64_t n = (int64_t)p.max_seqs * ((p.n_ctx + p.kv_block - 1) / p.kv_block);
-        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-        size_t elem = p.kv_type == RM_TYPE_F16 ? 2 : 4;
-        size_t block_bytes = 2 * (size_t)m->cfg.n_layers * (size_t)p.kv_block * (size_t)m->cfg.n_kv_heads *
-                             (size_t)m->cfg.head_dim * elem;
-        int64_t cap = pages > 0 && page > 0 && block_bytes ? (int64_t)((size_t)pages * (size_t)page / 2 / block_bytes)
-                                                           : n;
-        int64_t one = (p.n_ctx + p.kv_block - 1) / p.kv_block; /* one sequence at the full context, always */
-        if (n > cap) n = cap > one ? cap : one;
+        int64_t one = (p.n_ctx + p.kv_block - 1) / p.kv_block, n = (int64_t)p.max_seqs * one;
+        rm_kv_params kp = {.n_layers = m->cfg.n_layers, .kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim,
+                           .block = p.kv_block, .type = p.kv_type};
+        int64_t cap = mem ? (int64_t)(mem / 2 / rm_kv_block_bytes(&kp)) : n;
+        if (n > cap) n = cap > one ? cap : one; /* one sequence at the full context, always */
         if (n > INT32_MAX) return rm_err(RAMOLE_ERR_RANGE, "engine: the KV pool would need %lld blocks", (long long)n);
         p.kv_blocks = (int)n;
     }
@@ -583,13 +585,14 @@ static int embed_kv_layers(const rm_engine *e, const req *r) {
 }
 
 /* An embedding in a fresh slot starts after its shared prefix when the
- * store keeps that prefix's rows (and the pool has the blocks). */
+ * store keeps that prefix's rows (and the pool has the blocks); the rows
+ * before embed_from are not summed, so its sum starts empty either way. */
 static void prefix_restore(rm_engine *e, req *r) {
     if (!r->embed_shared) return;
-    const void *rows = rm_prefix_store_find(e->prefixes, r->toks, r->embed_shared, embed_kv_layers(e, r));
-    if (!rows || rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, embed_kv_layers(e, r), rows) != RAMOLE_OK) return;
+    int layers = embed_kv_layers(e, r);
+    const void *rows = rm_prefix_store_find(e->prefixes, r->toks, r->embed_shared, layers);
+    if (!rows || rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, layers, rows) != RAMOLE_OK) return;
     r->n_cached = r->embed_shared;
-    memset(r->acc, 0, (size_t)e->m->cfg.hidden * sizeof *r->acc); /* the rows before embed_from are not summed */
     e->st.prefix_hits++;
     e->st.prefix_tokens += r->embed_shared;
 }
@@ -615,7 +618,10 @@ static rm_status admit(rm_engine *e, int s) {
     r->n_cached = 0;
     e->slots[s] = r;
     e->n_running++;
-    if (r->embed) prefix_restore(e, r);
+    if (r->embed) { /* a fresh sum: after a preemption the list is fed again */
+        memset(r->acc, 0, (size_t)e->m->cfg.hidden * sizeof *r->acc);
+        prefix_restore(e, r);
+    }
     return RAMOLE_OK;
 }
 
@@ -783,13 +789,11 @@ static void gates_collect(rm_engine *e, int n) {
     }
 }
 
-/* Add an embedding's rows [t, t + chunk) of the batch to its sum (from a
- * fresh sum when the chunk starts its list: after a preemption the list is
- * fed again); when the cache holds the whole list, report the mean and
- * finish. */
+/* Add an embedding's rows [t, t + chunk) of the batch to its sum (which
+ * admit empties); when the cache holds the whole list, report the mean
+ * and finish. */
 static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
     int d = e->m->cfg.hidden;
-    if (!r->n_cached) memset(r->acc, 0, (size_t)d * sizeof *r->acc);
     for (int c = 0; c < chunk; c++) {
         if (r->n_cached + c < r->embed_from) continue;
         const float *h = rm_ctx_hidden(e->ctx, t + c);

@@ -90,5 +90,3 @@ rm_status rm_prefix_store_add(rm_prefix_store *s, const rm_kv_cache *kv, int seq
     s->bytes += bytes;
     return RAMOLE_OK;
 }
-
-int rm_prefix_store_entries(const rm_prefix_store *s) { return s->n; }

@@ -33,6 +33,4 @@ const void *rm_prefix_store_find(rm_prefix_store *s, const int32_t *toks, int n,
 rm_status rm_prefix_store_add(rm_prefix_store *s, const rm_kv_cache *kv, int seq, const int32_t *toks, int n,
                               int n_layers);
 
-int rm_prefix_store_entries(const rm_prefix_store *s);
-
 #endif

@@ -7,9 +7,10 @@
  * (rm_engine_preload), so that reading and converting adapter files
  * overlaps the steps instead of stalling them; at a cold start the steps
  * wait for them, so they use every core. They stay at most `ahead`
- * requests in front of the runner, which bounds the adapters they pin. The runner submits in order and only what is loaded. While the
- * next request is still loading, it steps what runs only if that fills
- * every slot; otherwise it waits for the loader. Stepping a part-empty
+ * requests in front of the runner, which bounds the adapters they pin.
+ * The runner submits in order and only what is loaded. While the next
+ * request is still loading, it steps what runs only if that fills every
+ * slot; otherwise it waits for the loaders. Stepping a part-empty
  * batch would read every weight for a few tokens, and requests trickling
  * in as their adapters load would run in small batches to the end: on a
  * cold start of 64 adapters that halved the throughput of the batch.

@@ -22,6 +22,10 @@ struct rm_kv_cache {
     size_t bytes;
 };
 
+size_t rm_kv_block_bytes(const rm_kv_params *p) {
+    return 2 * (size_t)p->n_layers * (size_t)p->block * rm_type_row_bytes(p->type, p->kv_dim);
+}
+
 rm_status rm_kv_new(const rm_kv_params *p, rm_kv_cache **out) {
     *out = NULL;
     if (p->n_layers <= 0 || p->kv_dim <= 0 || p->n_seq <= 0 || p->n_ctx <= 0 || p->block <= 0 || p->n_blocks <= 0)

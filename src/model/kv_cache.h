@@ -38,6 +38,9 @@ typedef struct {
 typedef struct rm_kv_cache rm_kv_cache;
 
 rm_status rm_kv_new(const rm_kv_params *p, rm_kv_cache **out);
+/* Bytes one block holds: K and V rows of `block` positions in every layer
+ * (n_seq, n_ctx and n_blocks unused). For sizing a pool before making it. */
+size_t    rm_kv_block_bytes(const rm_kv_params *p);
 void      rm_kv_free(rm_kv_cache *kv); /* NULL is a no-op */
 
 /* Blocks that hold `len` positions. */
