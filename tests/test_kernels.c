@@ -1218,9 +1218,9 @@ TEST(kernels_rope_matches_torch) {
 }
 
 /* rm_matmul_rows (the LoRA groups' product on rows read in place) against
- * a double-precision reference on the same widened W, for every float
- * type, short rows (the expand's rank) and long ones; and a row's result
- * is bitwise the same whatever the number of rows beside it. */
+ * rm_matmul_ref on the same rows gathered, for every float type, short rows
+ * (the expand's rank) and long ones; and a row's result is bitwise the
+ * same whatever the number of rows beside it. */
 TEST(kernels_matmul_rows_in_place) {
     static const rm_type types[] = {RM_TYPE_F32, RM_TYPE_F16, RM_TYPE_BF16};
     static const int64_t ks[] = {4, 12, 16, 64, 72, 2048};
@@ -1229,28 +1229,26 @@ TEST(kernels_matmul_rows_in_place) {
         for (size_t ik = 0; ik < sizeof ks / sizeof *ks; ik++) {
             rm_type wt = types[it];
             int64_t k = ks[ik];
-            float *wf = malloc((size_t)(N * k) * 4), *wb = malloc((size_t)(N * k) * 4);
-            float *xbuf = malloc((size_t)(M * STRIDE * k) * 4), *y = malloc(M * N * 4), *y1 = malloc(N * 4);
+            float *wf = malloc((size_t)(N * k) * 4), *wa = malloc((size_t)(N * k) * 4);
+            float *xbuf = malloc((size_t)(M * STRIDE * k) * 4), *xc = malloc((size_t)(M * k) * 4);
+            float *xa = malloc((size_t)(M * k) * 4), *y = malloc(M * N * 4), *y1 = malloc(N * 4);
+            float *ref = malloc(M * N * 4), *mag = malloc(M * N * 4);
             void *w = malloc(rm_type_row_bytes(wt, k) * N);
             fill(wf, N * k, 0.5f);
             fill(xbuf, M * STRIDE * k, 1.0f);
             rm_convert(wt, w, RM_TYPE_F32, wf, N * k);
-            rm_convert(RM_TYPE_F32, wb, wt, w, N * k); /* W as the kernel sees it */
             const float *rows[M];
-            for (int i = 0; i < M; i++) rows[i] = xbuf + (size_t)((i * 7) % (M * STRIDE)) * k; /* scattered */
+            for (int i = 0; i < M; i++) { /* scattered, and gathered for the reference */
+                rows[i] = xbuf + (size_t)((i * 7) % (M * STRIDE)) * k;
+                memcpy(xc + (size_t)i * k, rows[i], (size_t)k * 4);
+            }
             rm_matmul_rows(y, N, rows, M, w, wt, N, k);
-            double worst = 0;
-            for (int i = 0; i < M; i++)
-                for (int r = 0; r < N; r++) {
-                    double ref = 0, mag = 0;
-                    for (int64_t c = 0; c < k; c++) {
-                        ref += (double)rows[i][c] * wb[r * k + c];
-                        mag += fabs((double)rows[i][c] * wb[r * k + c]);
-                    }
-                    worst = fmax(worst, fabs(y[i * N + r] - ref) / (mag > 0 ? mag : 1));
-                }
-            CHECK_MSG(worst < 1e-6, "%s k=%lld: rm_matmul_rows off the reference by %.3g of the magnitude",
-                      rm_type_name(wt), (long long)k, worst);
+            rm_matmul_ref(ref, xc, M, w, wt, N, k);
+            abs_inputs(wt, w, N * k, wa, xc, M * k, xa);
+            rm_matmul_ref(mag, xa, M, wa, RM_TYPE_F32, N, k);
+            double err = rel_err_to(y, ref, mag, M * N);
+            CHECK_MSG(err < 1e-6, "%s k=%lld: rm_matmul_rows off the reference by %.3g", rm_type_name(wt),
+                      (long long)k, err);
             for (int m = 1; m <= 5; m++) { /* row 0 alone and among m rows: the same bits */
                 rm_matmul_rows(y1, N, rows, 1, w, wt, N, k);
                 float ym[5 * N];
@@ -1258,6 +1256,6 @@ TEST(kernels_matmul_rows_in_place) {
                 CHECK_MSG(!memcmp(y1, ym, N * 4), "%s k=%lld: row 0 differs alone and among %d rows",
                           rm_type_name(wt), (long long)k, m);
             }
-            free(wf), free(wb), free(xbuf), free(y), free(y1), free(w);
+            free(wf), free(wa), free(xbuf), free(xc), free(xa), free(y), free(y1), free(ref), free(mag), free(w);
         }
 }

@@ -371,9 +371,9 @@ static void dot_rows(const mm_job *j, int64_t lo, int64_t hi) {
 
 /* W rows of k <= RM_KERN_SHORT_MAX_K f32/f16 elements (k a multiple of 8):
  * the short-row kernel, eight rows per reduction. */
-static bool use_short(const mm_job *j) {
-    if (j->k % 8 || j->k > RM_KERN_SHORT_MAX_K) return false;
-    return (j->wt == RM_TYPE_F32 && j->ops->short_f32) || (j->wt == RM_TYPE_F16 && j->ops->short_f16);
+static bool use_short(const rm_kern_ops *ops, rm_type wt, int64_t k) {
+    if (k % 8 || k > RM_KERN_SHORT_MAX_K) return false;
+    return (wt == RM_TYPE_F32 && ops->short_f32) || (wt == RM_TYPE_F16 && ops->short_f16);
 }
 
 static void job_dot(void *ctx, int ith, int nth) {
@@ -381,7 +381,7 @@ static void job_dot(void *ctx, int ith, int nth) {
     int64_t lo, hi;
     rm_split(j->n, ith, nth, &lo, &hi);
     if (hi <= lo) return;
-    if (use_short(j)) {
+    if (use_short(j->ops, j->wt, j->k)) {
         const uint8_t *w = j->w + (size_t)lo * j->wrow;
         if (j->wt == RM_TYPE_F32) j->ops->short_f32(j->x, j->m, (const float *)w, hi - lo, j->k, j->y + lo, j->n);
         else j->ops->short_f16(j->x, j->m, (const uint16_t *)w, hi - lo, j->k, j->y + lo, j->n);
@@ -673,8 +673,7 @@ void rm_matmul_rows(float *y, int64_t ldy, const float *const *xrows, int64_t m,
     size_t wrow = rm_type_row_bytes(wt, k);
     /* short rows (an expand's rank-16 rows): the short-row kernel row by
      * row, as rm_matmul's dot path takes them */
-    mm_job sj = {.ops = ops, .k = k, .wt = wt};
-    if (use_short(&sj)) {
+    if (use_short(ops, wt, k)) {
         for (int64_t i = 0; i < m; i++) {
             if (wt == RM_TYPE_F32) ops->short_f32(xrows[i], 1, (const float *)w, n, k, y + i * ldy, ldy);
             else ops->short_f16(xrows[i], 1, (const uint16_t *)w, n, k, y + i * ldy, ldy);

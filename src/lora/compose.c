@@ -580,21 +580,18 @@ static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, in
     const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
     if (!md->rank) return;
     float *xg = s->xg + (size_t)ith * s->n_batch * s->max_dim, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
-    if (g->n_rows < BIG_GROUP) {
-        /* decode: the tokens' rows read where they are, U written in place
-         * (a gather and a copy cost as much as the product at this size) */
-        const float **xp = s->xp + (size_t)ith * s->n_batch;
-        for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) { /* a token may use one adapter twice */
-            int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
-            const row_ref *rr = &s->rows[g->first + q0];
-            for (int q = 0; q < nq; q++) xp[q] = s->x + (size_t)rr[q].token * s->din;
-            rm_matmul_rows(row_u(s, g->first + q0), s->max_rank, xp, nq, md->A, md->type, md->rank, s->din);
-        }
-        return;
-    }
-    for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) {
+    const float **xp = s->xp + (size_t)ith * s->n_batch;
+    for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) { /* a token may use one adapter twice */
         int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
         const row_ref *rr = &s->rows[g->first + q0];
+        float *u = row_u(s, g->first + q0);
+        if (nq < BIG_GROUP) {
+            /* decode: the tokens' rows read where they are, U written in
+             * place (a gather and a copy cost as much as the product here) */
+            for (int q = 0; q < nq; q++) xp[q] = s->x + (size_t)rr[q].token * s->din;
+            rm_matmul_rows(u, s->max_rank, xp, nq, md->A, md->type, md->rank, s->din);
+            continue;
+        }
         bool run = true; /* tokens t, t+1, ...: X rows are already in place (a router's group, a lone prefill) */
         for (int q = 1; q < nq && run; q++) run = rr[q].token == rr[0].token + q;
         const float *xs = s->x + (size_t)rr[0].token * s->din;
@@ -606,7 +603,7 @@ static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, in
         if (c) rm_matmul(c, tg, xs, nq, md->A, md->type, md->rank, s->din);
         else group_matmul(s, ith, tg, xs, nq, md, md->A, md->rank, s->din);
         for (int q = 0; q < nq; q++)
-            memcpy(row_u(s, g->first + q0 + q), tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
+            memcpy(u + (size_t)q * s->max_rank, tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
     }
 }
 
@@ -619,8 +616,10 @@ static void shrink_groups(void *arg, int ith, int nth) {
     rm_split(s->shrink_cost, ith, nth, &lo, &hi);
     for (int gi = 0; gi < s->n_groups; gi++) {
         if (s->groups[gi].cost_before < lo || s->groups[gi].cost_before >= hi) continue;
-        const rm_lora_module *nx = gi + 1 < s->n_groups ? rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target) : NULL;
-        if (nx && nx->rank) prefetch_head(nx->A);
+        if (gi + 1 < s->n_groups) {
+            const rm_lora_module *nx = rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target);
+            if (nx->rank) prefetch_head(nx->A);
+        }
         shrink_group(s, NULL, gi, ith);
     }
 }
