@@ -161,13 +161,20 @@ static void run_alone(const rm_model *m, collected *alone) {
     rm_engine_free(e);
 }
 
+/* Tokens must match exactly; mean router gates to GATE_TOL. The LoRA
+ * products are row-invariant, but the base's GEMM tiles depend on the
+ * batch, so hidden states differ in their last bits between a batch and a
+ * run alone, and the router's softmax amplifies that: request 5 of this
+ * set moves by up to 3.3e-4 (a wrong row or gate moves by tenths). */
+#define GATE_TOL 1e-3f
+
 static void check_same(const collected *got, const collected *want, const char *what) {
     int bad = 0;
     for (int i = 0; i < N_MIXED; i++) {
         bool same = got[i].n == want[i].n && got[i].fin == want[i].fin &&
                     !memcmp(got[i].toks, want[i].toks, (size_t)want[i].n * sizeof(int32_t)) &&
                     got[i].n_gates == want[i].n_gates;
-        for (int j = 0; same && j < want[i].n_gates; j++) same = fabsf(got[i].gates[j] - want[i].gates[j]) < 1e-4f;
+        for (int j = 0; same && j < want[i].n_gates; j++) same = fabsf(got[i].gates[j] - want[i].gates[j]) < GATE_TOL;
         if (!same && bad++ < 3)
             CHECK_MSG(0, "%s: request %d gave %d tokens (finish %s), alone %d (finish %s)", what, i, got[i].n,
                       rm_finish_reason_name(got[i].fin), want[i].n, rm_finish_reason_name(want[i].fin));

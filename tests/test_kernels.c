@@ -1259,3 +1259,67 @@ TEST(kernels_matmul_rows_in_place) {
             free(wf), free(wa), free(xbuf), free(xc), free(xa), free(y), free(y1), free(ref), free(mag), free(w);
         }
 }
+
+/* rm_matmul_rows_add (the LoRA expand: each row's products added where the
+ * row lies) against rm_matmul_ref plus the rows' old values, on every ISA,
+ * for every float type, ranks the short kernel takes and ones it leaves to
+ * the dot path, and output counts that end in a partial block of eight;
+ * and a row's result is bitwise the same alone and among 1 to 6 rows. */
+TEST(kernels_matmul_rows_add) {
+    static const rm_type types[] = {RM_TYPE_F32, RM_TYPE_F16, RM_TYPE_BF16};
+    static const int64_t ks[] = {8, 16, 24, 64, 12, 72};
+    static const int64_t ns[] = {8, 19, 64};
+    enum { M = 11 };
+    rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
+    for (int t = 0, nt = isa_list(isas); t < nt; t++) {
+        CHECK_OK(rm_isa_set(isas[t]));
+        for (size_t it = 0; it < 3; it++)
+            for (size_t ik = 0; ik < sizeof ks / sizeof *ks; ik++)
+                for (size_t in = 0; in < sizeof ns / sizeof *ns; in++) {
+                    rm_type wt = types[it];
+                    int64_t k = ks[ik], n = ns[in];
+                    float *wf = malloc((size_t)(n * k) * 4), *wa = malloc((size_t)(n * k) * 4);
+                    float *z = malloc((size_t)(M * k) * 4), *za = malloc((size_t)(M * k) * 4);
+                    float *y0 = malloc((size_t)(M * n) * 4), *y = malloc((size_t)(2 * M * n) * 4);
+                    float *ref = malloc((size_t)(M * n) * 4), *mag = malloc((size_t)(M * n) * 4);
+                    void *w = malloc(rm_type_row_bytes(wt, k) * (size_t)n);
+                    fill(wf, n * k, 0.5f);
+                    fill(z, M * k, 1.0f);
+                    fill(y0, M * n, 2.0f);
+                    rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
+                    float *yrows[M];
+                    const float *zrows[M];
+                    for (int i = 0; i < M; i++) { /* Y rows scattered in reverse order */
+                        yrows[i] = y + (size_t)(2 * (M - 1 - i)) * n;
+                        memcpy(yrows[i], y0 + (size_t)i * n, (size_t)n * 4);
+                        zrows[i] = z + (size_t)i * k;
+                    }
+                    rm_matmul_rows_add(yrows, zrows, M, w, wt, n, k);
+                    rm_matmul_ref(ref, z, M, w, wt, n, k);
+                    abs_inputs(wt, w, n * k, wa, z, M * k, za);
+                    rm_matmul_ref(mag, za, M, wa, RM_TYPE_F32, n, k);
+                    double err = 0;
+                    for (int i = 0; i < M; i++)
+                        for (int64_t r = 0; r < n; r++) {
+                            double want = (double)y0[i * n + r] + ref[i * n + r];
+                            double scale = fabs(y0[i * n + r]) + mag[i * n + r] + 1e-30;
+                            err = fmax(err, fabs(yrows[i][r] - want) / scale);
+                        }
+                    CHECK_MSG(err < 1e-6, "%s %s k=%lld n=%lld: rm_matmul_rows_add off the reference by %.3g",
+                              rm_isa_name(isas[t]), rm_type_name(wt), (long long)k, (long long)n, err);
+                    float alone[64];
+                    memcpy(alone, y0, (size_t)n * 4);
+                    float *a1 = alone;
+                    rm_matmul_rows_add(&a1, zrows, 1, w, wt, n, k);
+                    for (int m = 1; m <= 6; m++) { /* row 0 alone and among m rows: the same bits */
+                        for (int i = 0; i < m; i++) memcpy(yrows[i], y0 + (size_t)i * n, (size_t)n * 4);
+                        rm_matmul_rows_add(yrows, zrows, m, w, wt, n, k);
+                        CHECK_MSG(!memcmp(alone, yrows[0], (size_t)n * 4),
+                                  "%s %s k=%lld n=%lld: row 0 differs alone and among %d rows",
+                                  rm_isa_name(isas[t]), rm_type_name(wt), (long long)k, (long long)n, m);
+                    }
+                    free(wf), free(wa), free(z), free(za), free(y0), free(y), free(ref), free(mag), free(w);
+                }
+    }
+    rm_isa_set(saved);
+}

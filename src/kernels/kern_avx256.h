@@ -10,7 +10,9 @@
  *     of k elements, k a multiple of 8 and at most RM_KERN_SHORT_MAX_K (the
  *     LoRA expand, where k is the adapter's rank). Eight W rows at a time
  *     are multiplied into eight accumulators, which one transposing
- *     reduction turns into eight sums.
+ *     reduction turns into eight sums;
+ *   - short rows added in place, the same products for the expand's many
+ *     rows: W transposed once per block, then no horizontal sums at all.
  */
 #ifndef RM_KERN_AVX256_H
 #define RM_KERN_AVX256_H
@@ -171,6 +173,103 @@ static void short_rows_f16(const float *x, int64_t m, const uint16_t *w, int64_t
     }
     short_tail_f16(x, m, w, r0, n, k, y, ldy);
 }
+
+/* r[j] <- column j of the 8x8 block whose rows are r[0..8), in place. */
+static inline void transpose8(__m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* y[0 .. nb) += a, nb <= 8 (the same f32 additions for a whole or a partial block) */
+static inline void short_add_out(float *y, __m256 a, int nb) {
+    if (nb == 8) {
+        _mm256_storeu_ps(y, _mm256_add_ps(_mm256_loadu_ps(y), a));
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, a);
+    for (int j = 0; j < nb; j++) y[j] += t[j];
+}
+
+/*
+ * Short rows added in place (the LoRA expand): y[i][r] += z[i] . w_r for
+ * i < m, r < n. Each block of eight W rows is widened and transposed once
+ * into L1 (wt[c]: element c of the eight rows); every z row then gathers
+ * its eight sums as broadcast z[i][c] times wt[c], c in order. No
+ * horizontal sums, and a row's sums do not depend on m (eight or four
+ * rows share each wt load; the rows left over take the same steps alone).
+ */
+#define SHORT_ADD(NAME, WT, LOAD)                                                                            \
+    static void NAME(float *const *y, const float *const *z, int64_t m, const WT *w, int64_t n, int64_t k) {   \
+        __m256 wt[RM_KERN_SHORT_MAX_K];                                                                      \
+        for (int64_t r0 = 0; r0 < n; r0 += 8) {                                                              \
+            int nb = n - r0 < 8 ? (int)(n - r0) : 8;                                                         \
+            const WT *wb = w + r0 * k;                                                                       \
+            /* an adapter's B is read once per step, from memory: stream the blocks ahead */                 \
+            for (int64_t b = 0; b < (int64_t)(8 * k * sizeof(WT)); b += 64)                                  \
+                _mm_prefetch((const char *)wb + SHORT_PREFETCH + b, _MM_HINT_T0);                            \
+            for (int64_t c0 = 0; c0 < k; c0 += 8) {                                                          \
+                __m256 *t = wt + c0;                                                                         \
+                if (nb == 8) {                                                                               \
+                    t[0] = LOAD(wb + c0), t[1] = LOAD(wb + k + c0), t[2] = LOAD(wb + 2 * k + c0);            \
+                    t[3] = LOAD(wb + 3 * k + c0), t[4] = LOAD(wb + 4 * k + c0), t[5] = LOAD(wb + 5 * k + c0); \
+                    t[6] = LOAD(wb + 6 * k + c0), t[7] = LOAD(wb + 7 * k + c0);                              \
+                } else {                                                                                     \
+                    for (int j = 0; j < 8; j++) t[j] = j < nb ? LOAD(wb + j * k + c0) : _mm256_setzero_ps(); \
+                }                                                                                            \
+                transpose8(t);                                                                               \
+            }                                                                                                \
+            int64_t i = 0;                                                                                   \
+            for (; i + 8 <= m; i += 8) { /* eight chains of FMAs hide their latency */                       \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0; \
+                for (int64_t c = 0; c < k; c++) {                                                            \
+                    __m256 v = wt[c];                                                                        \
+                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i] + c), v, a0);                              \
+                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 1] + c), v, a1);                          \
+                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 2] + c), v, a2);                          \
+                    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 3] + c), v, a3);                          \
+                    a4 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 4] + c), v, a4);                          \
+                    a5 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 5] + c), v, a5);                          \
+                    a6 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 6] + c), v, a6);                          \
+                    a7 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 7] + c), v, a7);                          \
+                }                                                                                            \
+                short_add_out(y[i] + r0, a0, nb), short_add_out(y[i + 1] + r0, a1, nb);                      \
+                short_add_out(y[i + 2] + r0, a2, nb), short_add_out(y[i + 3] + r0, a3, nb);                  \
+                short_add_out(y[i + 4] + r0, a4, nb), short_add_out(y[i + 5] + r0, a5, nb);                  \
+                short_add_out(y[i + 6] + r0, a6, nb), short_add_out(y[i + 7] + r0, a7, nb);                  \
+            }                                                                                                \
+            for (; i + 4 <= m; i += 4) {                                                                     \
+                const float *z0 = z[i], *z1 = z[i + 1], *z2 = z[i + 2], *z3 = z[i + 3];                      \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                  \
+                for (int64_t c = 0; c < k; c++) {                                                            \
+                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(z0 + c), wt[c], a0);                            \
+                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(z1 + c), wt[c], a1);                            \
+                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(z2 + c), wt[c], a2);                            \
+                    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(z3 + c), wt[c], a3);                            \
+                }                                                                                            \
+                short_add_out(y[i] + r0, a0, nb), short_add_out(y[i + 1] + r0, a1, nb);                      \
+                short_add_out(y[i + 2] + r0, a2, nb), short_add_out(y[i + 3] + r0, a3, nb);                  \
+            }                                                                                                \
+            for (; i < m; i++) {                                                                             \
+                __m256 a0 = _mm256_setzero_ps();                                                             \
+                for (int64_t c = 0; c < k; c++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i] + c), wt[c], a0); \
+                short_add_out(y[i] + r0, a0, nb);                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+SHORT_ADD(short_add_f32, float, short_load_f32)
+SHORT_ADD(short_add_f16, uint16_t, short_load_f16)
+#undef SHORT_ADD
 
 /* roundf (half away from zero), exactly: trunc, then step by sign if |frac| >= 0.5. */
 static inline __m256 round_away8(__m256 v) {

@@ -345,6 +345,8 @@ const rm_kern_ops rm_kern_ops_avx512 = {
     .dot4_f16 = dot4_f16,
     .short_f32 = short_rows_f32,
     .short_f16 = short_rows_f16,
+    .short_add_f32 = short_add_f32,
+    .short_add_f16 = short_add_f16,
     .dot4_bf16 = dot4_bf16,
     .dot4_q8_0 = dot4_q8_0,
     RM_KERN_QUANT_OPS(avx512),

@@ -80,6 +80,11 @@ typedef struct {
      */
     void (*short_f32)(const float *x, int64_t m, const float *w, int64_t n, int64_t k, float *y, int64_t ldy);
     void (*short_f16)(const float *x, int64_t m, const uint16_t *w, int64_t n, int64_t k, float *y, int64_t ldy);
+    /* The same products added to rows in place: y[i][r] += z[i] . w_r for
+     * i < m, r < n (row i at y[i], z[i]); row i's sums do not depend on m. */
+    void (*short_add_f32)(float *const *y, const float *const *z, int64_t m, const float *w, int64_t n, int64_t k);
+    void (*short_add_f16)(float *const *y, const float *const *z, int64_t m, const uint16_t *w, int64_t n,
+                          int64_t k);
     /* The same for q8_0: rows x, x + ldx, ... (ldx in blocks). */
     void (*dot4_q8_0)(rm_q8_act x, int64_t ldx, const rm_block_q8_0 *w, int64_t nb, float *out);
     /* the 4-6 bit weights against a quantised activation row, by weight type

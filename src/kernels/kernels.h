@@ -171,11 +171,13 @@ void   rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m
 void   rm_matmul_rows(float *y, int64_t ldy, const float *const *xrows, int64_t m, const void *w, rm_type wt,
                       int64_t n, int64_t k);
 /*
- * Y[m][n] = X[m][k] . W[n][k]^T for f32 W with row stride ldw, on the
- * calling thread only (OpenBLAS sgemm): for callers that split work over
- * threads themselves, such as the LoRA groups inside one pool job.
+ * Y_i += Z_i . W^T for i < m: row i of Z at zrows[i] (k elements), row i of
+ * Y at yrows[i] (n elements), W f32, f16 or bf16 [n][k]. The LoRA expand:
+ * each token's delta added where its row lies. On the calling thread; row
+ * i's result is the same whatever m is.
  */
-void   rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw);
+void   rm_matmul_rows_add(float *const *yrows, const float *const *zrows, int64_t m, const void *w, rm_type wt,
+                          int64_t n, int64_t k);
 /* Set OpenBLAS to run each call on its calling thread (ramole's pool splits
  * the work), once per process. Code that calls cblas directly calls it first:
  * OpenBLAS's own threads would fight the pool's, and two threads calling a

@@ -706,9 +706,27 @@ void rm_matmul_rows(float *y, int64_t ldy, const float *const *xrows, int64_t m,
     }
 }
 
-void rm_gemm_f32(float *y, const float *x, int64_t m, const float *w, int64_t n, int64_t k, int64_t ldw) {
+void rm_matmul_rows_add(float *const *yrows, const float *const *zrows, int64_t m, const void *w, rm_type wt,
+                        int64_t n, int64_t k) {
+    const rm_kern_ops *ops = rm_kern_ops_get();
     if (m <= 0 || n <= 0) return;
-    pthread_once(&g_blas_once, blas_init);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)ldw,
-                0.0f, y, (int)n);
+    if (use_short(ops, wt, k) && wt == RM_TYPE_F32 && ops->short_add_f32) {
+        ops->short_add_f32(yrows, zrows, m, (const float *)w, n, k);
+        return;
+    }
+    if (use_short(ops, wt, k) && wt == RM_TYPE_F16 && ops->short_add_f16) {
+        ops->short_add_f16(yrows, zrows, m, (const uint16_t *)w, n, k);
+        return;
+    }
+    /* other shapes and ISAs: each row's products through rm_matmul_rows, a
+     * slice of outputs at a time, then added */
+    float t[256];
+    size_t wrow = rm_type_row_bytes(wt, k);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t r0 = 0; r0 < n; r0 += 256) {
+            int64_t nr = n - r0 < 256 ? n - r0 : 256;
+            rm_matmul_rows(t, nr, zrows + i, 1, (const uint8_t *)w + (size_t)r0 * wrow, wt, nr, k);
+            for (int64_t r = 0; r < nr; r++) yrows[i][r0 + r] += t[r];
+        }
 }
+

@@ -110,13 +110,19 @@ static rm_status convert_values(const rm_adapter *a, int layer, rm_target t, con
         return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory converting layer %d %s to %s", a->path, layer,
                       rm_target_hf_name(t), rm_type_name(type));
     rm_convert(type, dst, RM_TYPE_F32, src, (int64_t)n);
-    if (type == RM_TYPE_F16)
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(rm_f16_to_f32(((uint16_t *)dst)[i]))) {
+    if (type == RM_TYPE_F16) {
+        /* an f16 with every exponent bit set is inf or NaN: a value too large
+         * (the bits tested rather than widened: this runs on every load) */
+        const uint16_t *h = dst;
+        unsigned bad = 0;
+        for (size_t i = 0; i < n; i++) bad |= (h[i] & 0x7c00u) == 0x7c00u;
+        for (size_t i = 0; bad && i < n; i++)
+            if ((h[i] & 0x7c00u) == 0x7c00u) {
                 rm_free(dst);
                 return rm_err(RAMOLE_ERR_RANGE, "adapter %s: layer %d %s: value %g at index %zu does not fit in f16",
                               a->path, layer, rm_target_hf_name(t), (double)src[i], i);
             }
+    }
     *out = dst;
     return RAMOLE_OK;
 }
@@ -138,15 +144,17 @@ rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type) 
         rm_target_dims(&base->cfg, t, &din, &dout);
         size_t big = (size_t)(din > dout ? din : dout) * (size_t)m->rank;
         rm_free(tmp);
-        if (!(tmp = rm_malloc(big * sizeof *tmp))) {
+        tmp = NULL;
+        if (m->type != RM_TYPE_F32 && !(tmp = rm_malloc(big * sizeof *tmp))) {
             st = rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory", a->path);
             break;
         }
         int layer = (int)(i / RM_TARGET_COUNT);
         for (int b = 0; b < 2 && st == RAMOLE_OK; b++) {
-            rm_lora_module_get(m, &base->cfg, t, b, tmp);
+            const float *src = m->type == RM_TYPE_F32 ? (b ? m->B : m->A) : tmp; /* f32 read in place */
+            if (src == tmp) rm_lora_module_get(m, &base->cfg, t, b, tmp);
             size_t n = (size_t)(b ? dout : din) * (size_t)m->rank;
-            st = convert_values(a, layer, t, tmp, n, type, &fresh[2 * i + (size_t)b]);
+            st = convert_values(a, layer, t, src, n, type, &fresh[2 * i + (size_t)b]);
         }
     }
     if (st == RAMOLE_OK) {
@@ -263,7 +271,13 @@ rm_status rm_lora_read_f32(float *dst, const void *src, rm_type type, int64_t ro
     /* file layout: [rows][cols], or [cols][rows] when transposed */
     int64_t frows = transpose ? cols : rows, fcols = transpose ? rows : cols;
     size_t n = (size_t)rows * (size_t)cols;
-    if (!transpose) rm_convert(RM_TYPE_F32, dst, type, src, (int64_t)n); /* the common case, vectorised */
+    if (!transpose) { /* the common case, vectorised: convert, then test the exponent bits */
+        rm_convert(RM_TYPE_F32, dst, type, src, (int64_t)n);
+        const uint32_t *u = (const uint32_t *)dst;
+        unsigned bad = 0;
+        for (size_t i = 0; i < n; i++) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
+        if (!bad) return RAMOLE_OK;
+    }
     for (size_t i = 0; i < n; i++) {
         float v = transpose ? elem_f32(src, type, i) : dst[i];
         if (!isfinite(v))

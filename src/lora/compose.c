@@ -7,20 +7,18 @@
  * finds a token's row for expert j (the router's own row is j = max_k).
  * Each row owns max_rank floats of U. Every group is one matrix product
  * for shrink and one for expand, so each adapter matrix is read once per
- * step whatever the number of its tokens: sgemm for groups of BIG_GROUP
- * rows or more (a prefill), the dot kernels for the rest (decode, where a
- * batch holds many adapters of a few rows each), reading the tokens' rows
- * in place. Shrink deals whole
- * groups to threads; expand splits output columns, so that threads never
- * write the same element.
+ * step whatever the number of its tokens. Both products read and write the
+ * tokens' rows in place, through row-invariant kernels (rm_matmul_rows,
+ * rm_matmul_rows_add): a row's result does not depend on the rows beside
+ * it, so a sequence decodes the same tokens alone and in any batch. Shrink
+ * splits the rows' work over threads; expand splits output columns, so
+ * that threads never write the same element.
  */
 #include "lora/compose.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-#define BIG_GROUP 16 /* rows from which a group uses the GEMM path */
 
 static const char *const mode_names[RM_COMPOSE_COUNT] = {"none", "explicit", "selection",
                                                          "mixture", "fusion", "router"};
@@ -74,14 +72,10 @@ struct rm_lora_state {
     float *U;            /* [rows_cap][max_rank] */
     float *gates;        /* [n_batch][max_k] */
     rm_gate_trace trace; /* rm_lora_trace_gates (gates NULL: off) */
-    float *xg, *tg, *zg; /* per thread: gather [n_batch][max_dim], GEMM out [n_batch][max_dim],
-                          * gated U [n_batch][max_rank] */
-    const float **xp;    /* per thread: a small group's X rows, in place [n_batch] */
+    const float **xp;    /* per thread: a chunk's X rows (shrink) or gated U rows (expand) [n_batch] */
+    float **yp;          /* per thread: a chunk's Y rows (expand) [n_batch] */
     int64_t shrink_cost; /* sum of rows x rank over the groups, for the module being applied */
-    float *wf;           /* per thread: f16/bf16 adapter rows widened for sgemm [max_rank * max_dim] */
-    size_t wf_stride;
-    int max_dim, n_threads;
-    rm_compute single;   /* matmul on the calling thread (inside pool jobs) */
+    int n_threads;
     /* the module being applied (for pool jobs) */
     int layer;
     rm_target target;
@@ -100,14 +94,12 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
                       RM_LORA_MAX_K, RM_LORA_MAX_RANK, max_k, max_rank);
     rm_lora_state *s = rm_calloc(1, sizeof *s);
     if (!s) return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
-    const rm_model_config *c = &m->cfg;
     s->m = m;
     s->n_seq = n_seq;
     s->n_batch = n_batch;
     s->max_k = max_k;
     s->max_rank = max_rank;
     s->rows_cap = n_batch * (max_k + 1);
-    s->max_dim = (int)rm_target_max_dim(c);
     size_t nb = (size_t)n_batch, rc = (size_t)s->rows_cap;
     s->slots = rm_calloc((size_t)n_seq, sizeof *s->slots);
     s->groups = rm_calloc(rc, sizeof *s->groups);
@@ -119,14 +111,10 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->gates = rm_calloc(nb * (size_t)max_k, sizeof *s->gates);
     s->n_threads = n_threads > 0 ? n_threads : 1;
     size_t nt = (size_t)s->n_threads;
-    s->xg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->xg);
-    s->tg = rm_calloc(nt * nb * (size_t)s->max_dim, sizeof *s->tg);
-    s->zg = rm_calloc(nt * nb * (size_t)max_rank, sizeof *s->zg);
     s->xp = rm_calloc(nt * nb, sizeof *s->xp);
-    s->wf_stride = (size_t)max_rank * (size_t)s->max_dim;
-    s->wf = rm_malloc(nt * s->wf_stride * sizeof *s->wf);
+    s->yp = rm_calloc(nt * nb, sizeof *s->yp);
     if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
-        !s->xg || !s->tg || !s->zg || !s->xp || !s->wf) {
+        !s->xp || !s->yp) {
         rm_lora_state_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
     }
@@ -138,18 +126,11 @@ rm_status rm_lora_state_grow_rank(rm_lora_state *s, int rank) {
     if (rank <= s->max_rank) return RAMOLE_OK;
     if (rank > RM_LORA_MAX_RANK)
         return rm_err(RAMOLE_ERR_RANGE, "LoRA: rank %d is above the most ramole takes (%d)", rank, RM_LORA_MAX_RANK);
-    size_t nt = (size_t)s->n_threads, nb = (size_t)s->n_batch, rc = (size_t)s->rows_cap;
-    float *U = rm_calloc(rc * (size_t)rank, sizeof *U);
-    float *zg = rm_calloc(nt * nb * (size_t)rank, sizeof *zg);
-    float *wf = rm_malloc(nt * (size_t)rank * (size_t)s->max_dim * sizeof *wf);
-    if (!U || !zg || !wf) {
-        rm_free(U), rm_free(zg), rm_free(wf);
-        return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory for rank %d", rank);
-    }
-    /* U, zg and wf are per-step scratch: nothing in them outlives a step */
-    rm_free(s->U), rm_free(s->zg), rm_free(s->wf);
-    s->U = U, s->zg = zg, s->wf = wf;
-    s->wf_stride = (size_t)rank * (size_t)s->max_dim;
+    float *U = rm_calloc((size_t)s->rows_cap * (size_t)rank, sizeof *U);
+    if (!U) return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory for rank %d", rank);
+    /* U is per-step scratch: nothing in it outlives a step */
+    rm_free(s->U);
+    s->U = U;
     s->max_rank = rank;
     return RAMOLE_OK;
 }
@@ -173,11 +154,8 @@ void rm_lora_state_free(rm_lora_state *s) {
     rm_free(s->hvals);
     rm_free(s->U);
     rm_free(s->gates);
-    rm_free(s->xg);
-    rm_free(s->tg);
-    rm_free(s->zg);
     rm_free(s->xp);
-    rm_free(s->wf);
+    rm_free(s->yp);
     rm_free(s);
 }
 
@@ -538,31 +516,6 @@ static void router_gates(void *arg, int ith, int nth) {
     }
 }
 
-/*
- * One adapter matrix product on the calling thread: out[n][rows] =
- * in[n][k] . W[rows][k]^T for W of the module's element type. Groups of
- * BIG_GROUP rows or more go through sgemm (f16/bf16 rows widened into this
- * thread's scratch first); smaller ones through rm_matmul_rows, whose one
- * kernel per shape gives a row the same sum in a group of any size (a
- * sequence decodes the same tokens alone and batched).
- */
-static void group_matmul(const rm_lora_state *s, int ith, float *out, const float *in, int n,
-                         const rm_lora_module *md, const void *w, int64_t rows, int64_t k) {
-    if (n < BIG_GROUP) {
-        const float **xp = s->xp + (size_t)ith * s->n_batch;
-        for (int q = 0; q < n; q++) xp[q] = in + (size_t)q * (size_t)k;
-        rm_matmul_rows(out, rows, xp, n, w, md->type, rows, k);
-        return;
-    }
-    const float *wf = w;
-    if (md->type != RM_TYPE_F32) {
-        float *buf = s->wf + (size_t)ith * s->wf_stride;
-        rm_convert(RM_TYPE_F32, buf, md->type, w, rows * k);
-        wf = buf;
-    }
-    rm_gemm_f32(out, in, n, wf, rows, k, k);
-}
-
 /* The first lines of the matrix the next group reads. A decode step reads
  * each adapter's matrices once, from memory, in short streams of a few
  * tens of KB: the kernels prefetch within a stream, this covers the jump
@@ -573,91 +526,88 @@ static void prefetch_head(const void *p) {
     for (int b = 0; b < HEAD_PREFETCH; b += 64) __builtin_prefetch((const char *)p + b, 0, 3);
 }
 
-/* Shrink group gi: its tokens' rows of X gathered, U rows = X_g A^T.
- * c NULL: on thread ith; else over c's pool (a group spanning the batch). */
-static void shrink_group(const rm_lora_state *s, const rm_compute *c, int gi, int ith) {
-    const group *g = &s->groups[gi];
-    const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-    if (!md->rank) return;
-    float *xg = s->xg + (size_t)ith * s->n_batch * s->max_dim, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
-    const float **xp = s->xp + (size_t)ith * s->n_batch;
-    for (int q0 = 0; q0 < g->n_rows; q0 += s->n_batch) { /* a token may use one adapter twice */
-        int nq = g->n_rows - q0 < s->n_batch ? g->n_rows - q0 : s->n_batch;
-        const row_ref *rr = &s->rows[g->first + q0];
-        float *u = row_u(s, g->first + q0);
-        if (nq < BIG_GROUP) {
-            /* decode: the tokens' rows read where they are, U written in
-             * place (a gather and a copy cost as much as the product here) */
-            for (int q = 0; q < nq; q++) xp[q] = s->x + (size_t)rr[q].token * s->din;
-            rm_matmul_rows(u, s->max_rank, xp, nq, md->A, md->type, md->rank, s->din);
-            continue;
-        }
-        bool run = true; /* tokens t, t+1, ...: X rows are already in place (a router's group, a lone prefill) */
-        for (int q = 1; q < nq && run; q++) run = rr[q].token == rr[0].token + q;
-        const float *xs = s->x + (size_t)rr[0].token * s->din;
-        if (!run) {
-            for (int q = 0; q < nq; q++)
-                memcpy(xg + (size_t)q * s->din, s->x + (size_t)rr[q].token * s->din, (size_t)s->din * sizeof(float));
-            xs = xg;
-        }
-        if (c) rm_matmul(c, tg, xs, nq, md->A, md->type, md->rank, s->din);
-        else group_matmul(s, ith, tg, xs, nq, md, md->A, md->rank, s->din);
-        for (int q = 0; q < nq; q++)
-            memcpy(u + (size_t)q * s->max_rank, tg + (size_t)q * md->rank, (size_t)md->rank * sizeof(float));
-    }
-}
-
-/* Many groups: each thread takes whole groups, those whose work starts in
- * its share of the module's shrink work (rows x rank), so that a router's
- * long group of low rank does not weigh like the experts' groups. */
-static void shrink_groups(void *arg, int ith, int nth) {
+/*
+ * Shrink, U rows = X rows . A^T for every group. The module's work (rows x
+ * rank over the groups) is split evenly over the threads, a share cutting
+ * groups at row boundaries: a router's long group of low rank weighs what
+ * it costs, and a lone prefill's one group still spans the pool. A
+ * token's X row is read where it lies (a gather would cost as much as the
+ * product in decode).
+ */
+static void shrink_rows(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int64_t lo, hi;
     rm_split(s->shrink_cost, ith, nth, &lo, &hi);
+    const float **xp = s->xp + (size_t)ith * s->n_batch;
     for (int gi = 0; gi < s->n_groups; gi++) {
-        if (s->groups[gi].cost_before < lo || s->groups[gi].cost_before >= hi) continue;
+        const group *g = &s->groups[gi];
+        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
+        int64_t r = md->rank, cb = g->cost_before, ce = cb + (int64_t)g->n_rows * r;
+        if (!r || ce <= lo || cb >= hi) continue;
         if (gi + 1 < s->n_groups) {
             const rm_lora_module *nx = rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target);
             if (nx->rank) prefetch_head(nx->A);
         }
-        shrink_group(s, NULL, gi, ith);
+        /* this thread's rows: those whose work starts in [lo, hi) */
+        int q0 = lo > cb ? (int)((lo - cb + r - 1) / r) : 0;
+        int q1 = hi < ce ? (int)((hi - cb + r - 1) / r) : g->n_rows;
+        for (int c0 = q0; c0 < q1; c0 += s->n_batch) { /* a token may use one adapter twice */
+            int nq = q1 - c0 < s->n_batch ? q1 - c0 : s->n_batch;
+            const row_ref *rr = &s->rows[g->first + c0];
+            for (int q = 0; q < nq; q++) xp[q] = s->x + (size_t)rr[q].token * s->din;
+            rm_matmul_rows(row_u(s, g->first + c0), s->max_rank, xp, nq, md->A, md->type, md->rank, s->din);
+        }
     }
 }
 
-/* Expand, output columns [lo, hi) of this thread for every group: gated U
- * rows (n_batch at a time) times B[lo:hi]^T, added to their tokens' rows. */
+/* U rows times their gates, in place, once the router's gates are known
+ * (nothing reads U unscaled after router_gates). The router's own rows
+ * have no output and keep their values. */
+static void gate_rows(rm_lora_state *s) {
+    for (int r = 0; r < s->n_rows; r++) {
+        const row_ref *rr = &s->rows[r];
+        if (rr->j == s->max_k) continue;
+        const rm_lora_module *md = rm_adapter_mod(s->groups[rr->group].a, s->layer, s->target);
+        float gate = row_gate(s, rr, md), *u = row_u(s, r);
+        for (int k = 0; k < md->rank; k++) u[k] *= gate;
+    }
+}
+
+/* Columns of Y per tile of the expand: the batch's rows of one tile (256
+ * tokens x 128 floats = 128 KB) stay in L2 while every group adds to them,
+ * rather than each group streaming whole rows of Y from memory. */
+#define EXPAND_TILE 128
+
+/* Expand, output columns [lo, hi) of this thread, a tile at a time, for
+ * every group: gated U rows (n_batch at a time) times B[tile]^T, added to
+ * their tokens' rows of Y in place. */
 static void expand_groups(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int64_t lo, hi;
     rm_split(s->dout, ith, nth, &lo, &hi);
-    if (hi <= lo) return;
-    float *zg = s->zg + (size_t)ith * s->n_batch * s->max_rank, *tg = s->tg + (size_t)ith * s->n_batch * s->max_dim;
-    for (int gi = 0; gi < s->n_groups; gi++) {
-        const group *g = &s->groups[gi];
-        const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
-        if (gi + 1 < s->n_groups) {
-            const rm_lora_module *nx = rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target);
-            if (nx->rank) prefetch_head((const char *)nx->B + rm_type_row_bytes(nx->type, lo * nx->rank));
-        }
-        if (!md->rank) continue;
-        const void *b = (const char *)md->B + rm_type_row_bytes(md->type, lo * md->rank);
-        for (int q0 = 0; q0 < g->n_rows;) {
-            int n = 0, q = q0;
-            for (; q < g->n_rows && n < s->n_batch; q++) {
-                const row_ref *rr = &s->rows[g->first + q];
-                if (rr->j == s->max_k) continue; /* the router's own row: no output */
-                float gate = row_gate(s, rr, md);
-                const float *u = row_u(s, g->first + q);
-                for (int k = 0; k < md->rank; k++) zg[(size_t)n * md->rank + k] = gate * u[k];
-                n++;
+    const float **zp = s->xp + (size_t)ith * s->n_batch;
+    float **yp = s->yp + (size_t)ith * s->n_batch;
+    for (int64_t t0 = lo; t0 < hi; t0 += EXPAND_TILE) {
+        int64_t tn = hi - t0 < EXPAND_TILE ? hi - t0 : EXPAND_TILE;
+        for (int gi = 0; gi < s->n_groups; gi++) {
+            const group *g = &s->groups[gi];
+            const rm_lora_module *md = rm_adapter_mod(g->a, s->layer, s->target);
+            if (gi + 1 < s->n_groups) {
+                const rm_lora_module *nx = rm_adapter_mod(s->groups[gi + 1].a, s->layer, s->target);
+                if (nx->rank) prefetch_head((const char *)nx->B + rm_type_row_bytes(nx->type, t0 * nx->rank));
             }
-            if (n) group_matmul(s, ith, tg, zg, n, md, b, hi - lo, md->rank);
-            for (int p = q0, k = 0; p < q; p++) {
-                const row_ref *rr = &s->rows[g->first + p];
-                if (rr->j == s->max_k) continue;
-                rm_vec_add(s->y + (size_t)rr->token * s->dout + lo, tg + (size_t)k++ * (hi - lo), hi - lo);
+            if (!md->rank) continue;
+            const void *b = (const char *)md->B + rm_type_row_bytes(md->type, t0 * md->rank);
+            for (int q = 0; q < g->n_rows;) {
+                int n = 0;
+                for (; q < g->n_rows && n < s->n_batch; q++) {
+                    const row_ref *rr = &s->rows[g->first + q];
+                    if (rr->j == s->max_k) continue; /* the router's own row: no output */
+                    zp[n] = row_u(s, g->first + q);
+                    yp[n++] = s->y + (size_t)rr->token * s->dout + t0;
+                }
+                rm_matmul_rows_add(yp, zp, n, b, md->type, tn, md->rank);
             }
-            q0 = q;
         }
     }
 }
@@ -669,20 +619,14 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     s->y = y;
     rm_target_dims(&s->m->cfg, t, &s->din, &s->dout);
     rm_pool *pool = rm_pool_size(c->pool) <= s->n_threads ? c->pool : NULL; /* scratch is per thread */
-    int nth = rm_pool_size(pool);
-    /* shrink: many groups -> threads take whole groups; a few (a prefill of
-     * one adapter) -> each group's product over the whole pool */
-    if (s->n_groups >= 2 * nth) {
-        s->shrink_cost = 0;
-        for (int gi = 0; gi < s->n_groups; gi++) {
-            s->groups[gi].cost_before = s->shrink_cost;
-            s->shrink_cost += (int64_t)s->groups[gi].n_rows * rm_adapter_mod(s->groups[gi].a, layer, t)->rank;
-        }
-        rm_pool_run(pool, shrink_groups, s);
-    } else {
-        for (int gi = 0; gi < s->n_groups; gi++) shrink_group(s, pool ? c : NULL, gi, 0);
+    s->shrink_cost = 0;
+    for (int gi = 0; gi < s->n_groups; gi++) {
+        s->groups[gi].cost_before = s->shrink_cost;
+        s->shrink_cost += (int64_t)s->groups[gi].n_rows * rm_adapter_mod(s->groups[gi].a, layer, t)->rank;
     }
+    rm_pool_run(pool, shrink_rows, s);
     rm_pool_run(s->has_router && s->n_tokens >= 16 ? pool : NULL, router_gates, s);
+    gate_rows(s);
     /* expand: every thread owns a slice of output columns, for every group */
     rm_pool_run(s->dout > 64 ? pool : NULL, expand_groups, s);
 }
