@@ -73,18 +73,56 @@ rm_status rm_adapter_alloc(const rm_model *base, const char *path, rm_adapter **
     return RAMOLE_OK;
 }
 
+/* Free one module array: those inside the arena go with it. */
+static void array_free(const rm_adapter *a, void *p) {
+    const char *c = p, *lo = a->arena;
+    if (lo && c >= lo && c < lo + a->arena_bytes) return;
+    rm_free(p);
+}
+
+#define ARENA_ALIGN 64 /* each array starts on a cache line */
+
+static size_t arena_round(size_t n) { return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
+
+size_t rm_adapter_module_bytes(const rm_model *base, rm_target t, int rank) {
+    int64_t din, dout;
+    rm_target_dims(&base->cfg, t, &din, &dout);
+    return arena_round((size_t)din * (size_t)rank * sizeof(float)) + arena_round((size_t)dout * (size_t)rank * sizeof(float));
+}
+
+rm_status rm_adapter_reserve(rm_adapter *a, size_t bytes) {
+    if (a->arena) return RAMOLE_OK; /* once, before any module */
+    if (!bytes) return RAMOLE_OK;
+    if (!(a->arena = rm_calloc(1, bytes)))
+        return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory for %zu bytes of modules", a->path, bytes);
+    a->arena_bytes = bytes;
+    a->arena_used = 0;
+    return RAMOLE_OK;
+}
+
+/* n zeroed floats: from the reserved block while it lasts, else their own. */
+static float *module_array(rm_adapter *a, size_t n) {
+    size_t need = arena_round(n * sizeof(float));
+    if (a->arena && a->arena_used + need <= a->arena_bytes) {
+        float *p = (float *)((char *)a->arena + a->arena_used);
+        a->arena_used += need;
+        return p;
+    }
+    return rm_calloc(n, sizeof(float));
+}
+
 rm_status rm_adapter_module_alloc(rm_adapter *a, const rm_model *base, int layer, rm_target t, int rank,
                                   float scale) {
     int64_t din, dout;
     rm_target_dims(&base->cfg, t, &din, &dout);
     rm_lora_module *m = rm_adapter_mod(a, layer, t);
-    rm_free(m->A);
-    rm_free(m->B);
-    m->A = rm_calloc((size_t)rank * (size_t)din, sizeof(float));
-    m->B = rm_calloc((size_t)dout * (size_t)rank, sizeof(float));
+    array_free(a, m->A);
+    array_free(a, m->B);
+    m->A = module_array(a, (size_t)rank * (size_t)din);
+    m->B = module_array(a, (size_t)dout * (size_t)rank);
     if (!m->A || !m->B) {
-        rm_free(m->A);
-        rm_free(m->B);
+        array_free(a, m->A);
+        array_free(a, m->B);
         memset(m, 0, sizeof *m);
         return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory for layer %d %s (rank %d)", a->path, layer,
                       rm_target_hf_name(t), rank);
@@ -101,14 +139,9 @@ void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_ta
     rm_convert(RM_TYPE_F32, dst, m->type, b ? m->B : m->A, (b ? dout : din) * m->rank);
 }
 
-/* *out = a copy of n f32 values as `type`; fails if out of memory or a
- * value does not fit the type. */
+/* dst = n f32 values as `type`; fails if a value does not fit the type. */
 static rm_status convert_values(const rm_adapter *a, int layer, rm_target t, const float *src, size_t n,
-                                rm_type type, void **out) {
-    void *dst = rm_malloc(rm_type_row_bytes(type, (int64_t)n));
-    if (!dst)
-        return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory converting layer %d %s to %s", a->path, layer,
-                      rm_target_hf_name(t), rm_type_name(type));
+                                rm_type type, void *dst) {
     rm_convert(type, dst, RM_TYPE_F32, src, (int64_t)n);
     if (type == RM_TYPE_F16) {
         /* an f16 with every exponent bit set is inf or NaN: a value too large
@@ -117,62 +150,89 @@ static rm_status convert_values(const rm_adapter *a, int layer, rm_target t, con
         unsigned bad = 0;
         for (size_t i = 0; i < n; i++) bad |= (h[i] & 0x7c00u) == 0x7c00u;
         for (size_t i = 0; bad && i < n; i++)
-            if ((h[i] & 0x7c00u) == 0x7c00u) {
-                rm_free(dst);
+            if ((h[i] & 0x7c00u) == 0x7c00u)
                 return rm_err(RAMOLE_ERR_RANGE, "adapter %s: layer %d %s: value %g at index %zu does not fit in f16",
                               a->path, layer, rm_target_hf_name(t), (double)src[i], i);
-            }
     }
-    *out = dst;
     return RAMOLE_OK;
 }
 
+/*
+ * The converted arrays go into one block: an adapter the engine loads is
+ * 300-odd arrays, and one large block is mapped in huge pages (rm_malloc)
+ * where separate ones would fault in a 4 KB page at a time.
+ */
 rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type) {
     if (type != RM_TYPE_F32 && type != RM_TYPE_F16 && type != RM_TYPE_BF16)
         return rm_err(RAMOLE_ERR_UNSUPPORTED, "adapter %s: cannot store adapters as %s (f32, f16 or bf16)", a->path,
                       (unsigned)type < RM_TYPE_COUNT ? rm_type_name(type) : "?");
     RM_TRY(rm_adapter_check(a, base));
-    size_t nm = (size_t)a->n_layers * RM_TARGET_COUNT;
-    void **fresh = rm_calloc(2 * nm, sizeof *fresh); /* all new arrays first: failure leaves a as it was */
-    float *tmp = NULL;
-    rm_status st = fresh ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory", a->path);
+    size_t nm = (size_t)a->n_layers * RM_TARGET_COUNT, total = 0, big = 0;
+    bool any = false;
+    for (size_t i = 0; i < nm; i++) {
+        const rm_lora_module *m = &a->mods[i];
+        if (m->rank <= 0) continue;
+        int64_t din, dout;
+        rm_target_dims(&base->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
+        total += arena_round(rm_type_row_bytes(type, din * m->rank)) + arena_round(rm_type_row_bytes(type, dout * m->rank));
+        size_t most = (size_t)(din > dout ? din : dout) * (size_t)m->rank;
+        if (m->type != RM_TYPE_F32 && most > big) big = most;
+        any |= m->type != type;
+    }
+    if (!any) return RAMOLE_OK;
+    /* every array is written before any is replaced: failure leaves a as it was */
+    uint8_t *arena = rm_malloc(total);
+    float *tmp = big ? rm_malloc(big * sizeof *tmp) : NULL;
+    if (!arena || (big && !tmp)) {
+        rm_free(arena), rm_free(tmp);
+        return rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory converting to %s", a->path, rm_type_name(type));
+    }
+    rm_status st = RAMOLE_OK;
+    size_t off = 0;
     for (size_t i = 0; i < nm && st == RAMOLE_OK; i++) {
         const rm_lora_module *m = &a->mods[i];
-        if (m->rank <= 0 || m->type == type) continue;
+        if (m->rank <= 0) continue;
         rm_target t = (rm_target)(i % RM_TARGET_COUNT);
         int64_t din, dout;
         rm_target_dims(&base->cfg, t, &din, &dout);
-        size_t big = (size_t)(din > dout ? din : dout) * (size_t)m->rank;
-        rm_free(tmp);
-        tmp = NULL;
-        if (m->type != RM_TYPE_F32 && !(tmp = rm_malloc(big * sizeof *tmp))) {
-            st = rm_err(RAMOLE_ERR_NOMEM, "adapter %s: out of memory", a->path);
-            break;
-        }
-        int layer = (int)(i / RM_TARGET_COUNT);
         for (int b = 0; b < 2 && st == RAMOLE_OK; b++) {
-            const float *src = m->type == RM_TYPE_F32 ? (b ? m->B : m->A) : tmp; /* f32 read in place */
-            if (src == tmp) rm_lora_module_get(m, &base->cfg, t, b, tmp);
             size_t n = (size_t)(b ? dout : din) * (size_t)m->rank;
-            st = convert_values(a, layer, t, src, n, type, &fresh[2 * i + (size_t)b]);
+            const void *from = b ? m->B : m->A;
+            void *dst = arena + off;
+            off += arena_round(rm_type_row_bytes(type, (int64_t)n));
+            if (m->type == type) {
+                memcpy(dst, from, rm_type_row_bytes(type, (int64_t)n));
+                continue;
+            }
+            const float *src = m->type == RM_TYPE_F32 ? from : tmp; /* f32 read in place */
+            if (src == tmp) rm_lora_module_get(m, &base->cfg, t, b, tmp);
+            st = convert_values(a, (int)(i / RM_TARGET_COUNT), t, src, n, type, dst);
         }
     }
-    if (st == RAMOLE_OK) {
-        for (size_t i = 0; i < nm; i++) {
-            rm_lora_module *m = &a->mods[i];
-            if (m->rank <= 0 || m->type == type) continue;
-            rm_free(m->A);
-            rm_free(m->B);
-            m->A = fresh[2 * i], m->B = fresh[2 * i + 1];
-            m->type = type;
-        }
-        a->type = type;
-    } else if (fresh) {
-        for (size_t i = 0; i < 2 * nm; i++) rm_free(fresh[i]);
-    }
-    rm_free(fresh);
     rm_free(tmp);
-    return st;
+    if (st != RAMOLE_OK) {
+        rm_free(arena);
+        return st;
+    }
+    off = 0;
+    for (size_t i = 0; i < nm; i++) {
+        rm_lora_module *m = &a->mods[i];
+        if (m->rank <= 0) continue;
+        int64_t din, dout;
+        rm_target_dims(&base->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
+        array_free(a, m->A);
+        array_free(a, m->B);
+        m->A = arena + off;
+        off += arena_round(rm_type_row_bytes(type, din * m->rank));
+        m->B = arena + off;
+        off += arena_round(rm_type_row_bytes(type, dout * m->rank));
+        m->type = type;
+    }
+    rm_free(a->arena);
+    a->arena = arena;
+    a->arena_bytes = a->arena_used = total;
+    a->type = type;
+    return RAMOLE_OK;
 }
 
 size_t rm_adapter_bytes(const rm_adapter *a, const rm_model *base) {
@@ -203,9 +263,10 @@ void rm_adapter_free(rm_adapter *a) {
     if (!a) return;
     if (a->mods)
         for (size_t i = 0; i < (size_t)a->n_layers * RM_TARGET_COUNT; i++) {
-            rm_free(a->mods[i].A);
-            rm_free(a->mods[i].B);
+            array_free(a, a->mods[i].A);
+            array_free(a, a->mods[i].B);
         }
+    rm_free(a->arena);
     rm_free(a->mods);
     rm_free(a->name);
     rm_free(a->path);
@@ -341,8 +402,8 @@ rm_status rm_adapter_random(const rm_model *base, int rank, float alpha, unsigne
 
 void rm_adapter_drop_module(rm_adapter *a, int layer, rm_target t) {
     rm_lora_module *m = rm_adapter_mod(a, layer, t);
-    rm_free(m->A);
-    rm_free(m->B);
+    array_free(a, m->A);
+    array_free(a, m->B);
     memset(m, 0, sizeof *m);
     rm_adapter_update_summary(a);
 }

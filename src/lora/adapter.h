@@ -69,6 +69,10 @@ typedef struct rm_adapter {
     bool rslora;
     unsigned target_mask;     /* bit t set if any layer adapts target t */
     rm_type type;             /* element type of every module's A and B */
+    /* one block holding the modules' arrays since rm_adapter_convert (NULL:
+     * each array is its own allocation; arrays added later still are) */
+    void *arena;
+    size_t arena_bytes, arena_used;
 } rm_adapter;
 
 static inline rm_lora_module *rm_adapter_mod(const rm_adapter *a, int layer, rm_target t) {

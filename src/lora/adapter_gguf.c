@@ -227,6 +227,10 @@ rm_status rm_adapter_load_gguf(const rm_model *base, const char *path, rm_adapte
 
     /* values */
     if ((st = rm_adapter_alloc(base, path, &a)) != RAMOLE_OK) goto done;
+    size_t bytes = 0;
+    for (size_t mi = 0; mi < nmod; mi++)
+        if (rank[mi]) bytes += rm_adapter_module_bytes(base, (rm_target)(mi % T_COUNT), rank[mi]);
+    if ((st = rm_adapter_reserve(a, bytes)) != RAMOLE_OK) goto done;
     a->alpha = alpha != 0 ? alpha : (float)common; /* alpha 0: llama.cpp uses scale 1 */
     a->rank = common;
     a->rslora = false;

@@ -21,9 +21,17 @@
  * be NULL; name is derived from it (the last path component). */
 rm_status rm_adapter_alloc(const rm_model *base, const char *path, rm_adapter **out);
 
-/* Give module (layer, t) rank r and zeroed A [r][din], B [dout][r]. */
+/* Give module (layer, t) rank r and zeroed A [r][din], B [dout][r]
+ * (carved from the reserved block while it lasts). */
 rm_status rm_adapter_module_alloc(rm_adapter *a, const rm_model *base, int layer, rm_target t, int rank,
                                   float scale);
+
+/* One zeroed block for the f32 modules a loader is about to allocate, of
+ * the sum of rm_adapter_module_bytes over them. A loader knows every rank
+ * before it reads a value; one large block is mapped in huge pages
+ * (rm_malloc) where 300-odd arrays would fault in a 4 KB page at a time. */
+size_t rm_adapter_module_bytes(const rm_model *base, rm_target t, int rank);
+rm_status rm_adapter_reserve(rm_adapter *a, size_t bytes);
 
 /* Recompute target_mask and max_rank from the modules. */
 void rm_adapter_update_summary(rm_adapter *a);

@@ -668,6 +668,10 @@ rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter
         }
     /* values */
     if ((st = rm_adapter_alloc(base, dir, &a)) != RAMOLE_OK) goto done;
+    size_t bytes = 0;
+    for (size_t mi = 0; mi < nmod; mi++)
+        if (ia[mi] >= 0) bytes += rm_adapter_module_bytes(base, (rm_target)(mi % T_COUNT), rank[mi]);
+    if ((st = rm_adapter_reserve(a, bytes)) != RAMOLE_OK) goto done;
     a->alpha = (float)c->alpha;
     a->rank = c->r;
     a->rslora = c->rslora;
