@@ -210,7 +210,9 @@ static inline void short_add_out(float *y, __m256 a, int nb) {
  * rows share each wt load; the rows left over take the same steps alone).
  */
 #define SHORT_ADD(NAME, WT, LOAD)                                                                            \
-    static void NAME(float *const *y, const float *const *z, int64_t m, const WT *w, int64_t n, int64_t k) {   \
+    /* inline: the AVX-512 table has its own */                                                           \
+    static inline void NAME(float *const *y, const float *const *z, int64_t m, const WT *w, int64_t n,         \
+                            int64_t k) {                                                                     \
         __m256 wt[RM_KERN_SHORT_MAX_K];                                                                      \
         for (int64_t r0 = 0; r0 < n; r0 += 8) {                                                              \
             int nb = n - r0 < 8 ? (int)(n - r0) : 8;                                                         \
