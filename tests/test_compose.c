@@ -138,7 +138,7 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
     comps[5] = (rm_composition){.mode = RM_COMPOSE_NONE};
     comps[6] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = 4, .experts = {e[3], e[4], e[1], e[3]}, .router = router};
     rm_lora_state *st = NULL;
-    int n = 40; /* > BIG_GROUP rows for some adapters: both code paths */
+    int n = 40; /* groups of 1 to 20+ rows: blocks of 8, 4 and 1 rows; groups cut between threads */
     CHECK_OK(rm_lora_state_new(m, NSEQ, n, 4, 16, 2, &st));
     if (!st) return;
     for (int s = 0; s < NSEQ; s++) CHECK_OK(rm_lora_set(st, s, &comps[s]));
