@@ -1263,12 +1263,12 @@ TEST(kernels_matmul_rows_in_place) {
 /* rm_matmul_rows_add (the LoRA expand: each row's products added where the
  * row lies) against rm_matmul_ref plus the rows' old values, on every ISA,
  * for every float type, ranks the short kernel takes and ones it leaves to
- * the dot path, and output counts that end in a partial block of eight;
+ * the dot path, and output counts that end in partial blocks of eight and sixteen;
  * and a row's result is bitwise the same alone and among 1 to 6 rows. */
 TEST(kernels_matmul_rows_add) {
     static const rm_type types[] = {RM_TYPE_F32, RM_TYPE_F16, RM_TYPE_BF16};
     static const int64_t ks[] = {8, 16, 24, 64, 12, 72};
-    static const int64_t ns[] = {8, 19, 64};
+    static const int64_t ns[] = {8, 19, 27, 64}; /* 27: a last block of 11, past one half of sixteen */
     enum { M = 11 };
     rm_isa isas[RM_ISA_COUNT], saved = rm_isa_current();
     for (int t = 0, nt = isa_list(isas); t < nt; t++) {

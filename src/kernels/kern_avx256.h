@@ -202,75 +202,73 @@ static inline void short_add_out(float *y, __m256 a, int nb) {
 }
 
 /*
+ * t[c] <- elements c0 + c of W rows 0..nb-1 (rows nb..7 zero), c < 8: eight
+ * elements of nb <= 8 rows of k, widened and transposed. Shared by the
+ * short-add kernels of both widths.
+ */
+#define SHORT_WT8(NAME, WT, LOAD)                                                                            \
+    static inline void NAME(__m256 *t, const WT *w, int64_t k, int64_t c0, int nb) {                         \
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) t[j] =                                           \
+            nb == 8 || j < nb ? LOAD(w + j * k + c0) : _mm256_setzero_ps();                                  \
+        transpose8(t);                                                                                       \
+    }
+SHORT_WT8(short_wt8_f32, float, short_load_f32)
+SHORT_WT8(short_wt8_f16, uint16_t, short_load_f16)
+#undef SHORT_WT8
+
+/*
+ * R rows (R a constant: 8, 4 or 1) of the short-add kernel against one
+ * transposed block: y[q][0 .. nb) += sum over c of z[q][c] * wt[c]. R
+ * chains of FMAs hide their latency, each row's in c order, so a row's
+ * sums are the same whichever R takes it.
+ */
+static inline __attribute__((always_inline)) void short_add_rows8(float *const *y, const float *const *z, int R,
+                                                                  const __m256 *wt, int64_t k, int nb) {
+    __m256 a[8];
+    _Pragma("GCC unroll 8") for (int q = 0; q < R; q++) a[q] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < k; c++) {
+        __m256 v = wt[c];
+        _Pragma("GCC unroll 8") for (int q = 0; q < R; q++) a[q] = _mm256_fmadd_ps(_mm256_broadcast_ss(z[q] + c), v, a[q]);
+    }
+    _Pragma("GCC unroll 8") for (int q = 0; q < R; q++) short_add_out(y[q], a[q], nb);
+}
+
+/*
  * Short rows added in place (the LoRA expand): y[i][r] += z[i] . w_r for
  * i < m, r < n. Each block of eight W rows is widened and transposed once
  * into L1 (wt[c]: element c of the eight rows); every z row then gathers
- * its eight sums as broadcast z[i][c] times wt[c], c in order. No
- * horizontal sums, and a row's sums do not depend on m (eight or four
- * rows share each wt load; the rows left over take the same steps alone).
+ * its eight sums as broadcast z[i][c] times wt[c]. No horizontal sums, and
+ * a row's sums do not depend on m. inline: the AVX-512 table has its own.
  */
-#define SHORT_ADD(NAME, WT, LOAD)                                                                            \
-    /* inline: the AVX-512 table has its own */                                                           \
+#define SHORT_ADD(NAME, WT, WT8)                                                                             \
     static inline void NAME(float *const *y, const float *const *z, int64_t m, const WT *w, int64_t n,         \
                             int64_t k) {                                                                     \
         __m256 wt[RM_KERN_SHORT_MAX_K];                                                                      \
+        float *yr[8];                                                                                        \
         for (int64_t r0 = 0; r0 < n; r0 += 8) {                                                              \
             int nb = n - r0 < 8 ? (int)(n - r0) : 8;                                                         \
             const WT *wb = w + r0 * k;                                                                       \
             /* an adapter's B is read once per step, from memory: stream the blocks ahead */                 \
             for (int64_t b = 0; b < (int64_t)(8 * k * sizeof(WT)); b += 64)                                  \
                 _mm_prefetch((const char *)wb + SHORT_PREFETCH + b, _MM_HINT_T0);                            \
-            for (int64_t c0 = 0; c0 < k; c0 += 8) {                                                          \
-                __m256 *t = wt + c0;                                                                         \
-                if (nb == 8) {                                                                               \
-                    t[0] = LOAD(wb + c0), t[1] = LOAD(wb + k + c0), t[2] = LOAD(wb + 2 * k + c0);            \
-                    t[3] = LOAD(wb + 3 * k + c0), t[4] = LOAD(wb + 4 * k + c0), t[5] = LOAD(wb + 5 * k + c0); \
-                    t[6] = LOAD(wb + 6 * k + c0), t[7] = LOAD(wb + 7 * k + c0);                              \
-                } else {                                                                                     \
-                    for (int j = 0; j < 8; j++) t[j] = j < nb ? LOAD(wb + j * k + c0) : _mm256_setzero_ps(); \
-                }                                                                                            \
-                transpose8(t);                                                                               \
-            }                                                                                                \
+            for (int64_t c0 = 0; c0 < k; c0 += 8) WT8(wt + c0, wb, k, c0, nb);                               \
             int64_t i = 0;                                                                                   \
-            for (; i + 8 <= m; i += 8) { /* eight chains of FMAs hide their latency */                       \
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0; \
-                for (int64_t c = 0; c < k; c++) {                                                            \
-                    __m256 v = wt[c];                                                                        \
-                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i] + c), v, a0);                              \
-                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 1] + c), v, a1);                          \
-                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 2] + c), v, a2);                          \
-                    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 3] + c), v, a3);                          \
-                    a4 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 4] + c), v, a4);                          \
-                    a5 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 5] + c), v, a5);                          \
-                    a6 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 6] + c), v, a6);                          \
-                    a7 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i + 7] + c), v, a7);                          \
-                }                                                                                            \
-                short_add_out(y[i] + r0, a0, nb), short_add_out(y[i + 1] + r0, a1, nb);                      \
-                short_add_out(y[i + 2] + r0, a2, nb), short_add_out(y[i + 3] + r0, a3, nb);                  \
-                short_add_out(y[i + 4] + r0, a4, nb), short_add_out(y[i + 5] + r0, a5, nb);                  \
-                short_add_out(y[i + 6] + r0, a6, nb), short_add_out(y[i + 7] + r0, a7, nb);                  \
+            for (; i + 8 <= m; i += 8) {                                                                     \
+                for (int q = 0; q < 8; q++) yr[q] = y[i + q] + r0;                                           \
+                short_add_rows8(yr, z + i, 8, wt, k, nb);                                                    \
             }                                                                                                \
             for (; i + 4 <= m; i += 4) {                                                                     \
-                const float *z0 = z[i], *z1 = z[i + 1], *z2 = z[i + 2], *z3 = z[i + 3];                      \
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                  \
-                for (int64_t c = 0; c < k; c++) {                                                            \
-                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(z0 + c), wt[c], a0);                            \
-                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(z1 + c), wt[c], a1);                            \
-                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(z2 + c), wt[c], a2);                            \
-                    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(z3 + c), wt[c], a3);                            \
-                }                                                                                            \
-                short_add_out(y[i] + r0, a0, nb), short_add_out(y[i + 1] + r0, a1, nb);                      \
-                short_add_out(y[i + 2] + r0, a2, nb), short_add_out(y[i + 3] + r0, a3, nb);                  \
+                for (int q = 0; q < 4; q++) yr[q] = y[i + q] + r0;                                           \
+                short_add_rows8(yr, z + i, 4, wt, k, nb);                                                    \
             }                                                                                                \
             for (; i < m; i++) {                                                                             \
-                __m256 a0 = _mm256_setzero_ps();                                                             \
-                for (int64_t c = 0; c < k; c++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(z[i] + c), wt[c], a0); \
-                short_add_out(y[i] + r0, a0, nb);                                                            \
+                yr[0] = y[i] + r0;                                                                           \
+                short_add_rows8(yr, z + i, 1, wt, k, nb);                                                    \
             }                                                                                                \
         }                                                                                                    \
     }
-SHORT_ADD(short_add_f32, float, short_load_f32)
-SHORT_ADD(short_add_f16, uint16_t, short_load_f16)
+SHORT_ADD(short_add_f32, float, short_wt8_f32)
+SHORT_ADD(short_add_f16, uint16_t, short_wt8_f16)
 #undef SHORT_ADD
 
 /* roundf (half away from zero), exactly: trunc, then step by sign if |frac| >= 0.5. */

@@ -333,21 +333,34 @@ static void add(float *y, const float *x, int64_t n) {
     }
 }
 
-/*
- * Short rows added in place, sixteen W rows a block: the steps of
- * kern_avx256.h's SHORT_ADD (each block widened and transposed once into
- * L1, then broadcast FMAs per row, c in order) with one zmm of sums per
- * row, so that each broadcast and each load of wt feeds twice the
- * products. A row's sums do not depend on m.
- */
 /* y[0 .. 16) += a where om is set (the same f32 additions for a whole or a partial block) */
 static inline void add16(float *y, __m512 a, __mmask16 om) {
     _mm512_mask_storeu_ps(y, om, _mm512_add_ps(_mm512_maskz_loadu_ps(om, y), a));
 }
 
-#define SHORT_ADD16(NAME, WT, LOAD)                                                                          \
+/* kern_avx256.h's short_add_rows8 with one zmm of sixteen sums per row. */
+static inline __attribute__((always_inline)) void short_add_rows16(float *const *y, const float *const *z, int R,
+                                                                   const __m512 *wt, int64_t k, __mmask16 om) {
+    __m512 a[8];
+    _Pragma("GCC unroll 8") for (int q = 0; q < R; q++) a[q] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < k; c++) {
+        __m512 v = wt[c];
+        _Pragma("GCC unroll 8") for (int q = 0; q < R; q++) a[q] = _mm512_fmadd_ps(_mm512_set1_ps(z[q][c]), v, a[q]);
+    }
+    _Pragma("GCC unroll 8") for (int q = 0; q < R; q++) add16(y[q], a[q], om);
+}
+
+/*
+ * Short rows added in place, sixteen W rows a block: kern_avx256.h's
+ * SHORT_ADD (each block widened and transposed once into L1, as two 8x8
+ * halves joined, then broadcast FMAs per row) with one zmm of sums per
+ * row, so that each broadcast and each load of wt feeds twice the
+ * products. A row's sums do not depend on m.
+ */
+#define SHORT_ADD16(NAME, WT, WT8)                                                                           \
     static void NAME(float *const *y, const float *const *z, int64_t m, const WT *w, int64_t n, int64_t k) {   \
         __m512 wt[RM_KERN_SHORT_MAX_K];                                                                      \
+        float *yr[8];                                                                                        \
         for (int64_t r0 = 0; r0 < n; r0 += 16) {                                                             \
             int nb = n - r0 < 16 ? (int)(n - r0) : 16;                                                       \
             const WT *wb = w + r0 * k;                                                                       \
@@ -355,58 +368,29 @@ static inline void add16(float *y, __m512 a, __mmask16 om) {
                 _mm_prefetch((const char *)wb + SHORT_PREFETCH + b, _MM_HINT_T0);                            \
             for (int64_t c0 = 0; c0 < k; c0 += 8) {                                                          \
                 __m256 lo[8], hi[8];                                                                         \
-                for (int j = 0; j < 8; j++) {                                                                \
-                    lo[j] = j < nb ? LOAD(wb + j * k + c0) : _mm256_setzero_ps();                            \
-                    hi[j] = j + 8 < nb ? LOAD(wb + (j + 8) * k + c0) : _mm256_setzero_ps();                  \
-                }                                                                                            \
-                transpose8(lo);                                                                              \
-                transpose8(hi);                                                                              \
+                WT8(lo, wb, k, c0, nb < 8 ? nb : 8);                                                         \
+                WT8(hi, wb + 8 * k, k, c0, nb > 8 ? nb - 8 : 0);                                             \
                 for (int j = 0; j < 8; j++)                                                                  \
                     wt[c0 + j] = _mm512_insertf32x8(_mm512_castps256_ps512(lo[j]), hi[j], 1);                \
             }                                                                                                \
             __mmask16 om = (__mmask16)(nb == 16 ? 0xffff : (1u << nb) - 1);                                  \
             int64_t i = 0;                                                                                   \
-            for (; i + 8 <= m; i += 8) { /* eight chains of FMAs hide their latency */                      \
-                const float *z0 = z[i], *z1 = z[i + 1], *z2 = z[i + 2], *z3 = z[i + 3];                     \
-                const float *z4 = z[i + 4], *z5 = z[i + 5], *z6 = z[i + 6], *z7 = z[i + 7];                 \
-                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;\
-                for (int64_t c = 0; c < k; c++) {                                                           \
-                    __m512 v = wt[c];                                                                       \
-                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(z0[c]), v, a0);                                     \
-                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(z1[c]), v, a1);                                     \
-                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(z2[c]), v, a2);                                     \
-                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(z3[c]), v, a3);                                     \
-                    a4 = _mm512_fmadd_ps(_mm512_set1_ps(z4[c]), v, a4);                                     \
-                    a5 = _mm512_fmadd_ps(_mm512_set1_ps(z5[c]), v, a5);                                     \
-                    a6 = _mm512_fmadd_ps(_mm512_set1_ps(z6[c]), v, a6);                                     \
-                    a7 = _mm512_fmadd_ps(_mm512_set1_ps(z7[c]), v, a7);                                     \
-                }                                                                                           \
-                add16(y[i] + r0, a0, om), add16(y[i + 1] + r0, a1, om), add16(y[i + 2] + r0, a2, om);       \
-                add16(y[i + 3] + r0, a3, om), add16(y[i + 4] + r0, a4, om), add16(y[i + 5] + r0, a5, om);   \
-                add16(y[i + 6] + r0, a6, om), add16(y[i + 7] + r0, a7, om);                                 \
-            }                                                                                               \
-            for (; i + 4 <= m; i += 4) {                                                                    \
-                const float *z0 = z[i], *z1 = z[i + 1], *z2 = z[i + 2], *z3 = z[i + 3];                     \
-                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                 \
-                for (int64_t c = 0; c < k; c++) {                                                           \
-                    __m512 v = wt[c];                                                                       \
-                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(z0[c]), v, a0);                                     \
-                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(z1[c]), v, a1);                                     \
-                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(z2[c]), v, a2);                                     \
-                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(z3[c]), v, a3);                                     \
-                }                                                                                           \
-                add16(y[i] + r0, a0, om), add16(y[i + 1] + r0, a1, om);                                     \
-                add16(y[i + 2] + r0, a2, om), add16(y[i + 3] + r0, a3, om);                                 \
-            }                                                                                               \
+            for (; i + 8 <= m; i += 8) {                                                                     \
+                for (int q = 0; q < 8; q++) yr[q] = y[i + q] + r0;                                           \
+                short_add_rows16(yr, z + i, 8, wt, k, om);                                                   \
+            }                                                                                                \
+            for (; i + 4 <= m; i += 4) {                                                                     \
+                for (int q = 0; q < 4; q++) yr[q] = y[i + q] + r0;                                           \
+                short_add_rows16(yr, z + i, 4, wt, k, om);                                                   \
+            }                                                                                                \
             for (; i < m; i++) {                                                                             \
-                __m512 a0 = _mm512_setzero_ps();                                                             \
-                for (int64_t c = 0; c < k; c++) a0 = _mm512_fmadd_ps(_mm512_set1_ps(z[i][c]), wt[c], a0);    \
-                add16(y[i] + r0, a0, om);                                                                    \
+                yr[0] = y[i] + r0;                                                                           \
+                short_add_rows16(yr, z + i, 1, wt, k, om);                                                   \
             }                                                                                                \
         }                                                                                                    \
     }
-SHORT_ADD16(short_add16_f32, float, short_load_f32)
-SHORT_ADD16(short_add16_f16, uint16_t, short_load_f16)
+SHORT_ADD16(short_add16_f32, float, short_wt8_f32)
+SHORT_ADD16(short_add16_f16, uint16_t, short_wt8_f16)
 #undef SHORT_ADD16
 
 const rm_kern_ops rm_kern_ops_avx512 = {

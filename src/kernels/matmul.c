@@ -710,13 +710,15 @@ void rm_matmul_rows_add(float *const *yrows, const float *const *zrows, int64_t 
                         int64_t n, int64_t k) {
     const rm_kern_ops *ops = rm_kern_ops_get();
     if (m <= 0 || n <= 0) return;
-    if (use_short(ops, wt, k) && wt == RM_TYPE_F32 && ops->short_add_f32) {
-        ops->short_add_f32(yrows, zrows, m, (const float *)w, n, k);
-        return;
-    }
-    if (use_short(ops, wt, k) && wt == RM_TYPE_F16 && ops->short_add_f16) {
-        ops->short_add_f16(yrows, zrows, m, (const uint16_t *)w, n, k);
-        return;
+    if (use_short(ops, wt, k)) { /* the expand's rank-long rows, where this ISA has the kernel */
+        if (wt == RM_TYPE_F32 && ops->short_add_f32) {
+            ops->short_add_f32(yrows, zrows, m, (const float *)w, n, k);
+            return;
+        }
+        if (wt == RM_TYPE_F16 && ops->short_add_f16) {
+            ops->short_add_f16(yrows, zrows, m, (const uint16_t *)w, n, k);
+            return;
+        }
     }
     /* other shapes and ISAs: each row's products through rm_matmul_rows, a
      * slice of outputs at a time, then added */
