@@ -61,7 +61,6 @@ struct rm_lora_state {
     slot_state *slots;
     /* plan */
     int n_tokens, n_groups, n_rows;
-    bool has_router;     /* a token of the batch is in router mode */
     const int32_t *seq;
     group *groups;       /* [rows_cap] */
     row_ref *rows;       /* [rows_cap] */
@@ -405,9 +404,7 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
     memset(s->hkeys, 0, 2 * (size_t)s->rows_cap * sizeof *s->hkeys);
     /* pass 1: count rows per group */
     int total = 0;
-    s->has_router = false;
     for (int i = 0; i < n_tokens; i++) {
-        s->has_router |= s->slots[seq[i]].comp.mode == RM_COMPOSE_ROUTER;
         int n = slot_adapters(s, &s->slots[seq[i]], a, j);
         for (int e = 0; e < n; e++) s->groups[group_of(s, a[e])].n_rows++;
         total += n;
@@ -477,42 +474,58 @@ static void trace_token(rm_lora_state *s, const slot_state *sl, int i, const flo
     for (int j = 0; j < k && total > 0; j++) s->trace.shares[at + j] += c[j] / total;
 }
 
-/* Router softmax for every token in router mode, tokens split over the
- * pool (each token writes only its own gates and trace). */
-static void router_gates(void *arg, int ith, int nth) {
+/* Token i's router softmax over its experts, from their unscaled U rows,
+ * into its gates and the trace. */
+static void router_softmax(rm_lora_state *s, const slot_state *sl, int i, int mi) {
+    const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
+    const rm_lora_module *R = &sl->comp.router->mods[mi];
+    float *w = s->gates + (size_t)i * s->max_k;
+    int k = sl->comp.k;
+    if (!R->rank) { /* no expert adapts this module (checked at set time) */
+        for (int j = 0; j < k; j++) w[j] = 0;
+        return;
+    }
+    const float *q = row_u(s, tr[s->max_k]);
+    float key[RM_LORA_MAX_RANK];
+    float inv = 1.0f / sqrtf((float)R->rank), mx = -INFINITY;
+    for (int j = 0; j < k; j++) {
+        const float *C = slot_c(sl, j, mi);
+        w[j] = 0;
+        if (C) {
+            const rm_lora_module *E = &sl->comp.experts[j]->mods[mi];
+            const float *u = row_u(s, tr[j]);
+            for (int a = 0; a < R->rank; a++) key[a] = E->scale * rm_vec_dot(C + (size_t)a * E->rank, u, E->rank);
+            w[j] = rm_vec_dot(q, key, R->rank) * inv;
+        }
+        if (w[j] > mx) mx = w[j];
+    }
+    float sum = 0;
+    for (int j = 0; j < k; j++) sum += (w[j] = expf(w[j] - mx));
+    for (int j = 0; j < k; j++) w[j] /= sum;
+    if (s->trace.gates) trace_token(s, sl, i, w);
+}
+
+/* Gates, tokens split over the pool (a token writes only its own gates,
+ * trace and U rows): a router token's softmax first, from its unscaled U
+ * rows; then each of the token's expert rows of U times its gate, in
+ * place, so that the expand reads them as they are. The router's own row
+ * has no output and keeps its values. */
+static void token_gates(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
     int64_t lo, hi;
     rm_split(s->n_tokens, ith, nth, &lo, &hi);
     for (int i = (int)lo; i < (int)hi; i++) {
         const slot_state *sl = &s->slots[s->seq[i]];
-        if (sl->comp.mode != RM_COMPOSE_ROUTER) continue;
+        if (sl->comp.mode == RM_COMPOSE_ROUTER) router_softmax(s, sl, i, mi);
         const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
-        const rm_lora_module *R = &sl->comp.router->mods[mi];
-        float *w = s->gates + (size_t)i * s->max_k;
-        int k = sl->comp.k;
-        if (!R->rank) { /* no expert adapts this module (checked at set time) */
-            for (int j = 0; j < k; j++) w[j] = 0;
-            continue;
+        for (int j = 0; j < s->max_k; j++) {
+            if (tr[j] < 0) continue;
+            const row_ref *rr = &s->rows[tr[j]];
+            const rm_lora_module *md = rm_adapter_mod(s->groups[rr->group].a, s->layer, s->target);
+            float gate = row_gate(s, rr, md), *u = row_u(s, tr[j]);
+            for (int k = 0; k < md->rank; k++) u[k] *= gate;
         }
-        const float *q = row_u(s, tr[s->max_k]);
-        float key[RM_LORA_MAX_RANK];
-        float inv = 1.0f / sqrtf((float)R->rank), mx = -INFINITY;
-        for (int j = 0; j < k; j++) {
-            const float *C = slot_c(sl, j, mi);
-            w[j] = 0;
-            if (C) {
-                const rm_lora_module *E = &sl->comp.experts[j]->mods[mi];
-                const float *u = row_u(s, tr[j]);
-                for (int a = 0; a < R->rank; a++) key[a] = E->scale * rm_vec_dot(C + (size_t)a * E->rank, u, E->rank);
-                w[j] = rm_vec_dot(q, key, R->rank) * inv;
-            }
-            if (w[j] > mx) mx = w[j];
-        }
-        float sum = 0;
-        for (int j = 0; j < k; j++) sum += (w[j] = expf(w[j] - mx));
-        for (int j = 0; j < k; j++) w[j] /= sum;
-        if (s->trace.gates) trace_token(s, sl, i, w);
     }
 }
 
@@ -557,19 +570,6 @@ static void shrink_rows(void *arg, int ith, int nth) {
             for (int q = 0; q < nq; q++) xp[q] = s->x + (size_t)rr[q].token * s->din;
             rm_matmul_rows(row_u(s, g->first + c0), s->max_rank, xp, nq, md->A, md->type, md->rank, s->din);
         }
-    }
-}
-
-/* U rows times their gates, in place, once the router's gates are known
- * (nothing reads U unscaled after router_gates). The router's own rows
- * have no output and keep their values. */
-static void gate_rows(rm_lora_state *s) {
-    for (int r = 0; r < s->n_rows; r++) {
-        const row_ref *rr = &s->rows[r];
-        if (rr->j == s->max_k) continue;
-        const rm_lora_module *md = rm_adapter_mod(s->groups[rr->group].a, s->layer, s->target);
-        float gate = row_gate(s, rr, md), *u = row_u(s, r);
-        for (int k = 0; k < md->rank; k++) u[k] *= gate;
     }
 }
 
@@ -625,8 +625,7 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
         s->shrink_cost += (int64_t)s->groups[gi].n_rows * rm_adapter_mod(s->groups[gi].a, layer, t)->rank;
     }
     rm_pool_run(pool, shrink_rows, s);
-    rm_pool_run(s->has_router && s->n_tokens >= 16 ? pool : NULL, router_gates, s);
-    gate_rows(s);
+    rm_pool_run(s->n_tokens >= 16 ? pool : NULL, token_gates, s);
     /* expand: every thread owns a slice of output columns, for every group */
     rm_pool_run(s->dout > 64 ? pool : NULL, expand_groups, s);
 }
