@@ -82,12 +82,20 @@ static void array_free(const rm_adapter *a, void *p) {
 
 #define ARENA_ALIGN 64 /* each array starts on a cache line */
 
-static size_t arena_round(size_t n) { return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
+/* Bytes n elements of `type` take in a block, up to the next array. */
+static size_t span(rm_type type, int64_t n) {
+    return (rm_type_row_bytes(type, n) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
 
-size_t rm_adapter_module_bytes(const rm_model *base, rm_target t, int rank) {
+/* Bytes of module (t, rank)'s A and B as `type` in a block. */
+static size_t module_span(const rm_model *base, rm_target t, int rank, rm_type type) {
     int64_t din, dout;
     rm_target_dims(&base->cfg, t, &din, &dout);
-    return arena_round((size_t)din * (size_t)rank * sizeof(float)) + arena_round((size_t)dout * (size_t)rank * sizeof(float));
+    return span(type, din * rank) + span(type, dout * rank);
+}
+
+size_t rm_adapter_module_bytes(const rm_model *base, rm_target t, int rank) {
+    return module_span(base, t, rank, RM_TYPE_F32);
 }
 
 rm_status rm_adapter_reserve(rm_adapter *a, size_t bytes) {
@@ -102,7 +110,7 @@ rm_status rm_adapter_reserve(rm_adapter *a, size_t bytes) {
 
 /* n zeroed floats: from the reserved block while it lasts, else their own. */
 static float *module_array(rm_adapter *a, size_t n) {
-    size_t need = arena_round(n * sizeof(float));
+    size_t need = span(RM_TYPE_F32, (int64_t)n);
     if (a->arena && a->arena_used + need <= a->arena_bytes) {
         float *p = (float *)((char *)a->arena + a->arena_used);
         a->arena_used += need;
@@ -174,7 +182,7 @@ rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type) 
         if (m->rank <= 0) continue;
         int64_t din, dout;
         rm_target_dims(&base->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
-        total += arena_round(rm_type_row_bytes(type, din * m->rank)) + arena_round(rm_type_row_bytes(type, dout * m->rank));
+        total += module_span(base, (rm_target)(i % RM_TARGET_COUNT), m->rank, type);
         size_t most = (size_t)(din > dout ? din : dout) * (size_t)m->rank;
         if (m->type != RM_TYPE_F32 && most > big) big = most;
         any |= m->type != type;
@@ -199,7 +207,7 @@ rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type) 
             size_t n = (size_t)(b ? dout : din) * (size_t)m->rank;
             const void *from = b ? m->B : m->A;
             void *dst = arena + off;
-            off += arena_round(rm_type_row_bytes(type, (int64_t)n));
+            off += span(type, (int64_t)n);
             if (m->type == type) {
                 memcpy(dst, from, rm_type_row_bytes(type, (int64_t)n));
                 continue;
@@ -222,10 +230,9 @@ rm_status rm_adapter_convert(rm_adapter *a, const rm_model *base, rm_type type) 
         rm_target_dims(&base->cfg, (rm_target)(i % RM_TARGET_COUNT), &din, &dout);
         array_free(a, m->A);
         array_free(a, m->B);
-        m->A = arena + off;
-        off += arena_round(rm_type_row_bytes(type, din * m->rank));
-        m->B = arena + off;
-        off += arena_round(rm_type_row_bytes(type, dout * m->rank));
+        m->A = arena + off; /* the layout the conversion wrote */
+        m->B = arena + off + span(type, din * m->rank);
+        off += module_span(base, (rm_target)(i % RM_TARGET_COUNT), m->rank, type);
         m->type = type;
     }
     rm_free(a->arena);
