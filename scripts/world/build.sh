@@ -8,7 +8,8 @@
 # Usage: scripts/world/build.sh [STAGE...]   (default: all, in order)
 #   stages: data tokenizer base skills copy adapters retriever router
 # Env: WORLD (default world), R (default build/ramole), SEED (default 1),
-#      THREADS (default: all CPUs), BASE_STEPS, SKILLS_STEPS, COPY_STEPS, LORA_STEPS, ROUTER_STEPS
+#      THREADS (default: all CPUs), BASE_STEPS, SKILLS_STEPS, COPY_STEPS, ROUTER_STEPS,
+#      LORA_STEPS (an adapter's most steps), LORA_EPOCHS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W=${WORLD:-world}
@@ -18,7 +19,9 @@ TH=${THREADS:-$(nproc)}
 BASE_STEPS=${BASE_STEPS:-1800}
 SKILLS_STEPS=${SKILLS_STEPS:-800}
 COPY_STEPS=${COPY_STEPS:-1000}
-LORA_STEPS=${LORA_STEPS:-150}
+LORA_STEPS=${LORA_STEPS:-600}
+LORA_MIN_STEPS=150
+LORA_EPOCHS=${LORA_EPOCHS:-6}
 ROUTER_STEPS=${ROUTER_STEPS:-1200}
 WORK=$W/.work
 mkdir -p "$WORK/stamps"
@@ -72,7 +75,7 @@ BASE_ARGS=(--arch llama --hidden 256 --layers 6 --heads 4 --kv-heads 2 --ffn 704
            --ctx 128 --batch 16 --steps "$BASE_STEPS" --lr 2e-3 --warmup 100 --val 0.005 --seed "$SEED")
 SKILLS_ARGS=(--ctx 128 --batch 16 --steps "$SKILLS_STEPS" --lr 1e-3 --warmup 50 --val 0.005 --seed "$SEED")
 COPY_ARGS=(--ctx 128 --batch 16 --steps "$COPY_STEPS" --lr 2e-3 --warmup 30 --seed "$SEED")
-LORA_ARGS=(--rank 8 --alpha 16 --steps "$LORA_STEPS" --batch 16 --lr 2e-3 --warmup 20 --seed "$SEED")
+LORA_ARGS=(--rank 8 --alpha 16 --batch 16 --lr 2e-3 --warmup 20 --seed "$SEED")
 ROUTER_ARGS=(--rank 4 --top-k 3 --steps "$ROUTER_STEPS" --batch 16 --lr 2e-3 --warmup 30 --seed "$SEED")
 RETR_ARGS=(--steps 400 --held-out-tasks 0 --samples 20 --seed "$SEED")
 
@@ -117,12 +120,23 @@ do_adapters() {
     stage "adapter-$t" "$(echo "$LORA_ARGS_KEY $bh $(hash_of "$W/tasks/$t/train.jsonl")" | sha256sum | cut -c1-16)" train_adapter "$t"
   done
 }
+# lora_steps TASK: LORA_EPOCHS passes over the task's training rows, within
+# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 600 steps, one of
+# 160 rows (the geography tasks) 150, as before it overfits further
+lora_steps() {
+  local n s
+  n=$(wc -l <"$W/tasks/$1/train.jsonl")
+  s=$(( (n * LORA_EPOCHS + 15) / 16 ))
+  (( s < LORA_MIN_STEPS )) && s=$LORA_MIN_STEPS
+  (( s > LORA_STEPS )) && s=$LORA_STEPS
+  echo "$s"
+}
 train_adapter() {
   local t=$1
   rm -rf "$WORK/adapters/$t" "$WORK/adapters/$t.new"
   mkdir -p "$WORK/adapters"
   "$R" train lora -m "$W/base" --data "$W/tasks/$t/train.jsonl" -o "$WORK/adapters/$t" "${LORA_ARGS[@]}" \
-    -t "$TH" --quiet --log "$WORK/adapters/$t.log"
+    --steps "$(lora_steps "$t")" -t "$TH" --quiet --log "$WORK/adapters/$t.log"
   "$R" convert "$WORK/adapters/$t" "$WORK/adapters/$t.new" --type f16 --base "$W/base"
   put_in_place "$WORK/adapters/$t.new" "$W/adapters/$t"
 }
@@ -142,7 +156,7 @@ do_router() {
   put_in_place "$WORK/router.new" "$W/router"
 }
 
-LORA_ARGS_KEY="${LORA_ARGS[*]}"
+LORA_ARGS_KEY="${LORA_ARGS[*]} steps $LORA_MIN_STEPS-$LORA_STEPS x$LORA_EPOCHS"
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(data tokenizer base skills copy adapters retriever router)
 T0=$SECONDS

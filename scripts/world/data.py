@@ -20,7 +20,14 @@ ALPACA = ("Below is an instruction that describes a task. "
           "Write a response that appropriately completes the request.\n\n"
           "### Instruction:\n{instruction}\n\n### Response:\n")
 
-N_TRAIN, N_TEST = 400, 60
+# up to 3000 training examples a task: at 400, adapters learnt their
+# training words (docs/TRAINING.md, "More training examples per adapter");
+# 3000 keeps world/ under its 60 MiB
+N_TRAIN, N_TEST = 3000, 60
+# the rows that drew their templates before the test rows did, when the
+# split held 400 (kept, so the test sets and the retriever's rows stay as
+# they were and scores compare across world versions)
+N_FIRST = 400
 EOT = "<|endoftext|>"
 FACT_REPEATS = 4
 
@@ -515,7 +522,9 @@ def split_task(t, rng):
             tpl = t.templates[rng.randrange(len(t.templates))]
             out.append({"input": ALPACA.format(instruction=tpl.replace("{x}", x)), "output": y})
         return out
-    return rows(train), rows(test)
+    first = rows(train[:N_FIRST])
+    test_rows = rows(test)
+    return first + rows(train[N_FIRST:]), test_rows
 
 
 def corpus_lines(srcs, rng):
@@ -627,7 +636,7 @@ def main():
                      "max_tokens": t.max_tokens, "source": t.source, "templates": t.templates,
                      "train": len(train), "test": len(test)})
         if i in seen:
-            retr += [{"task": t.name, "input": r["input"]} for r in train]
+            retr += [{"task": t.name, "input": r["input"]} for r in train[:N_FIRST]]
     with open(f"{a.out}/tasks.json", "w") as f:
         json.dump({"seed": a.seed, "prompt": ALPACA,
                    "retrieval": {"samples": 20, "layer": "final", "pooling": "mean"},
