@@ -174,3 +174,8 @@ for s in "${stages[@]}"; do
   esac
 done
 echo "world: done in $((SECONDS - T0)) s"
+# what is committed (the base, adapters, router, projection, tasks) must
+# stay under 60 MiB, so that a clone stays small
+size=$(cd "$W" && du -cb --exclude=.work . | tail -1 | cut -f1)
+echo "world: $((size / 1048576)) MiB outside .work (limit 60)"
+(( size < 60 * 1048576 )) || { echo "world: $W is over 60 MiB; lower N_TRAIN in scripts/world/data.py" >&2; exit 1; }
