@@ -39,15 +39,17 @@ $R registry init -m "$TMP/m" >/dev/null 2>&1
 $R adapter add "$TMP/rev" --name rev --samples "$TMP/rev.jsonl" >/dev/null 2>&1
 $R adapter add "$TMP/add.gguf" --name add --samples "$TMP/add.jsonl" >/dev/null 2>&1
 
-# start_server OUT ARGS...: starts in the background, waits for the
-# address line, sets PORT and SPID.
+# start_server OUT ARGS...: starts in the background (under the command
+# in SERVE_UNDER when set, such as valgrind), waits for the address line,
+# sets PORT and SPID.
+SERVE_UNDER=()
 start_server() {
   local out=$1; shift
-  $R serve -m "$TMP/m" -t 2 "$@" >"$out" 2>"$out.err" &
+  "${SERVE_UNDER[@]}" $R serve -m "$TMP/m" -t 2 "$@" >"$out" 2>"$out.err" &
   SPID=$!
   PIDS+=("$SPID")
   PORT=""
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$out")
     [ -n "$PORT" ] && return 0
     kill -0 "$SPID" 2>/dev/null || break
@@ -180,26 +182,22 @@ if ! command -v valgrind >/dev/null; then
   fail serve_reply_routes_valgrind "valgrind is missing (bash scripts/deps.sh)"
 else
   $R registry init --registry "sqlite:$TMP/held.db" -m "$TMP/m" --require-approval >/dev/null 2>&1
-  valgrind -q --error-exitcode=9 --leak-check=no $R serve -m "$TMP/m" --registry "sqlite:$TMP/held.db" -t 2 --port 0 \
-    --grace 1 >"$TMP/vg.out" 2>"$TMP/vg.err" &
-  SPID=$!
-  PIDS+=("$SPID")
-  PORT=""
-  for _ in $(seq 1 600); do
-    PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$TMP/vg.out")
-    [ -n "$PORT" ] || ! kill -0 "$SPID" 2>/dev/null && break
-    sleep 0.1
-  done
-  U="http://127.0.0.1:$PORT"
-  held=$(curl -s -F name=held -F visibility=public -F samples=@"$TMP/secret.jsonl" -F file=@"$TMP/up/adapter_config.json" \
-    -F file=@"$TMP/up/adapter_model.safetensors" "$U/v1/adapters")
-  hid=$(echo "$held" | node -e 'const a = JSON.parse(require("fs").readFileSync(0)); if (a.status === "pending") console.log(a.id)' 2>/dev/null)
-  approved=$(curl -s -w ' %{http_code}' -X POST "$U/v1/adapters/$hid/approve")
-  bad_gen=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"prompt": 5}')
-  bad_json=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/retrieve" -d '{"text": ')
-  kill -TERM "$SPID" 2>/dev/null; wait "$SPID"; rc=$?
-  [ -n "$hid" ] && [[ "$approved" == *'"status":"active"'*' 201' ]] && [ "$bad_gen" = 400 ] && [ "$bad_json" = 400 ] \
-    && [ "$rc" = 0 ] && ! grep -q '==[0-9]*==' "$TMP/vg.err" \
-    && pass serve_reply_routes_valgrind \
-    || fail serve_reply_routes_valgrind "rc $rc, held $(echo "$held" | head -c 120), approve $(echo "$approved" | head -c 120), completion $bad_gen, retrieve $bad_json: $(head -c 600 "$TMP/vg.err")"
+  SERVE_UNDER=(valgrind -q --error-exitcode=9 --leak-check=no)
+  if start_server "$TMP/vg.out" --registry "sqlite:$TMP/held.db" --port 0 --grace 1; then
+    U="http://127.0.0.1:$PORT"
+    held=$(curl -s -F name=held -F visibility=public -F samples=@"$TMP/secret.jsonl" -F file=@"$TMP/up/adapter_config.json" \
+      -F file=@"$TMP/up/adapter_model.safetensors" "$U/v1/adapters")
+    hid=$(echo "$held" | node -e 'const a = JSON.parse(require("fs").readFileSync(0)); if (a.status === "pending") console.log(a.id)' 2>/dev/null)
+    approved=$(curl -s -w ' %{http_code}' -X POST "$U/v1/adapters/$hid/approve")
+    bad_gen=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/completions" -d '{"prompt": 5}')
+    bad_json=$(curl -s -o /dev/null -w '%{http_code}' "$U/v1/retrieve" -d '{"text": ')
+    kill -TERM "$SPID" 2>/dev/null; wait "$SPID"; rc=$?
+    [ -n "$hid" ] && [[ "$approved" == *'"status":"active"'*' 201' ]] && [ "$bad_gen" = 400 ] && [ "$bad_json" = 400 ] \
+      && [ "$rc" = 0 ] && ! grep -q '==[0-9]*==' "$TMP/vg.out.err" \
+      && pass serve_reply_routes_valgrind \
+      || fail serve_reply_routes_valgrind "rc $rc, held $(echo "$held" | head -c 120), approve $(echo "$approved" | head -c 120), completion $bad_gen, retrieve $bad_json: $(head -c 600 "$TMP/vg.out.err")"
+  else
+    fail serve_reply_routes_valgrind "the server did not start under valgrind: $(head -c 600 "$TMP/vg.out.err")"
+  fi
+  SERVE_UNDER=()
 fi
