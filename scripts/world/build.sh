@@ -22,6 +22,7 @@ COPY_STEPS=${COPY_STEPS:-1000}
 LORA_STEPS=${LORA_STEPS:-600}
 LORA_MIN_STEPS=150
 LORA_EPOCHS=${LORA_EPOCHS:-6}
+LORA_BATCH=16
 ROUTER_STEPS=${ROUTER_STEPS:-1200}
 WORK=$W/.work
 mkdir -p "$WORK/stamps"
@@ -75,7 +76,7 @@ BASE_ARGS=(--arch llama --hidden 256 --layers 6 --heads 4 --kv-heads 2 --ffn 704
            --ctx 128 --batch 16 --steps "$BASE_STEPS" --lr 2e-3 --warmup 100 --val 0.005 --seed "$SEED")
 SKILLS_ARGS=(--ctx 128 --batch 16 --steps "$SKILLS_STEPS" --lr 1e-3 --warmup 50 --val 0.005 --seed "$SEED")
 COPY_ARGS=(--ctx 128 --batch 16 --steps "$COPY_STEPS" --lr 2e-3 --warmup 30 --seed "$SEED")
-LORA_ARGS=(--rank 8 --alpha 16 --batch 16 --lr 2e-3 --warmup 20 --seed "$SEED")
+LORA_ARGS=(--rank 8 --alpha 16 --batch "$LORA_BATCH" --lr 2e-3 --warmup 20 --seed "$SEED")
 ROUTER_ARGS=(--rank 4 --top-k 3 --steps "$ROUTER_STEPS" --batch 16 --lr 2e-3 --warmup 30 --seed "$SEED")
 RETR_ARGS=(--steps 400 --held-out-tasks 0 --samples 20 --seed "$SEED")
 
@@ -121,15 +122,13 @@ do_adapters() {
   done
 }
 # lora_steps TASK: LORA_EPOCHS passes over the task's training rows, within
-# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 600 steps, one of
-# 160 rows (the geography tasks) 150, as before it overfits further
+# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 600 steps; one of
+# 160 rows (the geography tasks) stays at 150, past which it only overfits
 lora_steps() {
   local n s
   n=$(wc -l <"$W/tasks/$1/train.jsonl")
-  s=$(( (n * LORA_EPOCHS + 15) / 16 ))
-  (( s < LORA_MIN_STEPS )) && s=$LORA_MIN_STEPS
-  (( s > LORA_STEPS )) && s=$LORA_STEPS
-  echo "$s"
+  s=$(( (n * LORA_EPOCHS + LORA_BATCH - 1) / LORA_BATCH ))
+  echo $(( s < LORA_MIN_STEPS ? LORA_MIN_STEPS : s > LORA_STEPS ? LORA_STEPS : s ))
 }
 train_adapter() {
   local t=$1

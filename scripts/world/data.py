@@ -21,7 +21,7 @@ ALPACA = ("Below is an instruction that describes a task. "
           "### Instruction:\n{instruction}\n\n### Response:\n")
 
 # up to 3000 training examples a task: at 400, adapters learnt their
-# training words (docs/TRAINING.md, "More training examples per adapter");
+# training words (docs/TRAINING.md, "More training rows per adapter");
 # 3000 keeps world/ under its 60 MiB
 N_TRAIN, N_TEST = 3000, 60
 # the rows that drew their templates before the test rows did, when the
