@@ -234,6 +234,29 @@ static inline __attribute__((always_inline)) void short_add_rows8(float *const *
 }
 
 /*
+ * The m rows of Y against one transposed block, in blocks of 8, then 4,
+ * then single rows, each through ROWS (a width's always-inline row helper,
+ * whose last argument is LAST); yr holds the rows' pointers, offset to
+ * the block's first output r0. Shared by both widths' short-add kernels.
+ */
+#define SHORT_ROW_BLOCKS(ROWS, LAST)                                                                         \
+    do {                                                                                                     \
+        int64_t i = 0;                                                                                       \
+        for (; i + 8 <= m; i += 8) {                                                                         \
+            for (int q = 0; q < 8; q++) yr[q] = y[i + q] + r0;                                               \
+            ROWS(yr, z + i, 8, wt, k, LAST);                                                                 \
+        }                                                                                                    \
+        for (; i + 4 <= m; i += 4) {                                                                         \
+            for (int q = 0; q < 4; q++) yr[q] = y[i + q] + r0;                                               \
+            ROWS(yr, z + i, 4, wt, k, LAST);                                                                 \
+        }                                                                                                    \
+        for (; i < m; i++) {                                                                                 \
+            yr[0] = y[i] + r0;                                                                               \
+            ROWS(yr, z + i, 1, wt, k, LAST);                                                                 \
+        }                                                                                                    \
+    } while (0)
+
+/*
  * Short rows added in place (the LoRA expand): y[i][r] += z[i] . w_r for
  * i < m, r < n. Each block of eight W rows is widened and transposed once
  * into L1 (wt[c]: element c of the eight rows); every z row then gathers
@@ -252,19 +275,7 @@ static inline __attribute__((always_inline)) void short_add_rows8(float *const *
             for (int64_t b = 0; b < (int64_t)(8 * k * sizeof(WT)); b += 64)                                  \
                 _mm_prefetch((const char *)wb + SHORT_PREFETCH + b, _MM_HINT_T0);                            \
             for (int64_t c0 = 0; c0 < k; c0 += 8) WT8(wt + c0, wb, k, c0, nb);                               \
-            int64_t i = 0;                                                                                   \
-            for (; i + 8 <= m; i += 8) {                                                                     \
-                for (int q = 0; q < 8; q++) yr[q] = y[i + q] + r0;                                           \
-                short_add_rows8(yr, z + i, 8, wt, k, nb);                                                    \
-            }                                                                                                \
-            for (; i + 4 <= m; i += 4) {                                                                     \
-                for (int q = 0; q < 4; q++) yr[q] = y[i + q] + r0;                                           \
-                short_add_rows8(yr, z + i, 4, wt, k, nb);                                                    \
-            }                                                                                                \
-            for (; i < m; i++) {                                                                             \
-                yr[0] = y[i] + r0;                                                                           \
-                short_add_rows8(yr, z + i, 1, wt, k, nb);                                                    \
-            }                                                                                                \
+            SHORT_ROW_BLOCKS(short_add_rows8, nb);                                                           \
         }                                                                                                    \
     }
 SHORT_ADD(short_add_f32, float, short_wt8_f32)

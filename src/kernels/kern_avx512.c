@@ -374,19 +374,7 @@ static inline __attribute__((always_inline)) void short_add_rows16(float *const 
                     wt[c0 + j] = _mm512_insertf32x8(_mm512_castps256_ps512(lo[j]), hi[j], 1);                \
             }                                                                                                \
             __mmask16 om = (__mmask16)(nb == 16 ? 0xffff : (1u << nb) - 1);                                  \
-            int64_t i = 0;                                                                                   \
-            for (; i + 8 <= m; i += 8) {                                                                     \
-                for (int q = 0; q < 8; q++) yr[q] = y[i + q] + r0;                                           \
-                short_add_rows16(yr, z + i, 8, wt, k, om);                                                   \
-            }                                                                                                \
-            for (; i + 4 <= m; i += 4) {                                                                     \
-                for (int q = 0; q < 4; q++) yr[q] = y[i + q] + r0;                                           \
-                short_add_rows16(yr, z + i, 4, wt, k, om);                                                   \
-            }                                                                                                \
-            for (; i < m; i++) {                                                                             \
-                yr[0] = y[i] + r0;                                                                           \
-                short_add_rows16(yr, z + i, 1, wt, k, om);                                                   \
-            }                                                                                                \
+            SHORT_ROW_BLOCKS(short_add_rows16, om);                                                          \
         }                                                                                                    \
     }
 SHORT_ADD16(short_add16_f32, float, short_wt8_f32)
