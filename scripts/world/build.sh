@@ -19,7 +19,7 @@ TH=${THREADS:-$(nproc)}
 BASE_STEPS=${BASE_STEPS:-1800}
 SKILLS_STEPS=${SKILLS_STEPS:-800}
 COPY_STEPS=${COPY_STEPS:-1000}
-LORA_STEPS=${LORA_STEPS:-600}
+LORA_STEPS=${LORA_STEPS:-1200}
 LORA_MIN_STEPS=150
 LORA_EPOCHS=${LORA_EPOCHS:-6}
 LORA_BATCH=16
@@ -113,16 +113,19 @@ do_copy() {
 }
 
 # one adapter per task; each task is its own small stage, so an
-# interrupted run keeps the adapters already trained
+# interrupted run keeps the adapters already trained, and its key is the
+# task's own command, so a change of LORA_STEPS retrains only the tasks
+# whose step count it changes
 do_adapters() {
   local t bh
   bh=$(hash_of "$W/base")
   for t in $(task_names all); do
-    stage "adapter-$t" "$(echo "$LORA_ARGS_KEY $bh $(hash_of "$W/tasks/$t/train.jsonl")" | sha256sum | cut -c1-16)" train_adapter "$t"
+    stage "adapter-$t" "$(echo "${LORA_ARGS[*]} --steps $(lora_steps "$t") $bh $(hash_of "$W/tasks/$t/train.jsonl")" \
+      | sha256sum | cut -c1-16)" train_adapter "$t"
   done
 }
 # lora_steps TASK: LORA_EPOCHS passes over the task's training rows, within
-# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 600 steps; one of
+# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 1125 steps; one of
 # 160 rows (the geography tasks) stays at 150, past which it only overfits
 lora_steps() {
   local n s
@@ -155,7 +158,6 @@ do_router() {
   put_in_place "$WORK/router.new" "$W/router"
 }
 
-LORA_ARGS_KEY="${LORA_ARGS[*]} steps $LORA_MIN_STEPS-$LORA_STEPS x$LORA_EPOCHS"
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(data tokenizer base skills copy adapters retriever router)
 T0=$SECONDS
