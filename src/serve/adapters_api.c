@@ -227,9 +227,9 @@ static int upload_status(rm_status st) {
     }
 }
 
-/* 201 with the new row and its screening results; *out must be
- * initialised (srv_reply_json clears what it held). */
+/* 201 with the new row and its screening results. */
 static void created_reply(rm_server *s, const char *tenant, const char *name, srv_reply *out) {
+    memset(out, 0, sizeof *out);
     rm_reg_adapter a = {0};
     if (rm_registry_adapter_get(s->reg, tenant, name, &a) != RAMOLE_OK) {
         srv_reply_error(out, 500, NULL, NULL, "%s", ramole_last_error());
@@ -300,7 +300,7 @@ enum MHD_Result route_upload(rm_server *s, struct MHD_Connection *c, conn_ctx *c
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, RM_REG_ROLE_UPLOAD, &who, &ret)) return ret;
-    srv_reply rep = {0};
+    srv_reply rep;
     srv_upload_reply(s, cx->upload, &who, &rep, NULL);
     rm_free(who.tenant);
     return send_reply(s, c, route, &rep);
@@ -368,7 +368,7 @@ enum MHD_Result route_adapter_id(rm_server *s, struct MHD_Connection *c, const c
         if (st != RAMOLE_OK) ret = send_error(s, c, route, status_of(st), NULL, NULL, "%s", ramole_last_error());
         else if (del) ret = send_json(s, c, route, 200, json_pack("{s:I, s:s, s:b}", "id", (json_int_t)id, "object", "adapter", "deleted", 1));
         else {
-            srv_reply rep = {0};
+            srv_reply rep;
             created_reply(s, a.tenant, a.name, &rep);
             ret = send_reply(s, c, route, &rep);
         }

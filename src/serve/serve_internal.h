@@ -195,7 +195,11 @@ typedef struct {
 
 /* ---- replies: what a route answers, apart from the connection (bodies.c) ----------- */
 
-/* A status and its body: a JSON object, or text/plain. */
+/* A status and its body: a JSON object, or text/plain. The functions that
+ * answer a route (srv_generate_read, srv_json_route, srv_upload_reply,
+ * srv_vllm_reply) clear their out reply first, so a caller's may start
+ * uninitialised; srv_reply_json and srv_reply_error replace what an
+ * initialised reply holds. */
 typedef struct {
     int status;
     json_t *json;   /* owned; NULL when text is the body */

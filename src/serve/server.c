@@ -308,7 +308,7 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
         return send_error(s, c, route, 429, NULL, "queue_full", "the server's queue is full; retry later");
     }
     srv_gen gen;
-    srv_reply err = {0};
+    srv_reply err;
     if (!srv_generate_read(s, &who, chat, cx->body, cx->len, &gen, &err)) {
         rm_free(who.tenant);
         return send_reply(s, c, route, &err);
@@ -428,7 +428,7 @@ static enum MHD_Result route_json(rm_server *s, struct MHD_Connection *c, const 
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, need, &who, &ret)) return ret;
-    srv_reply rep = {0};
+    srv_reply rep;
     srv_json_route(s, &who, route, cx->body, cx->len, &rep);
     rm_free(who.tenant);
     return send_reply(s, c, route, &rep);
