@@ -117,11 +117,12 @@ do_copy() {
 # task's own command, so a change of LORA_STEPS retrains only the tasks
 # whose step count it changes
 do_adapters() {
-  local t bh
+  local t bh n
   bh=$(hash_of "$W/base")
   for t in $(task_names all); do
-    stage "adapter-$t" "$(echo "${LORA_ARGS[*]} --steps $(lora_steps "$t") $bh $(hash_of "$W/tasks/$t/train.jsonl")" \
-      | sha256sum | cut -c1-16)" train_adapter "$t"
+    n=$(lora_steps "$t")
+    stage "adapter-$t" "$(echo "${LORA_ARGS[*]} --steps $n $bh $(hash_of "$W/tasks/$t/train.jsonl")" \
+      | sha256sum | cut -c1-16)" train_adapter "$t" "$n"
   done
 }
 # lora_steps TASK: LORA_EPOCHS passes over the task's training rows, within
@@ -133,12 +134,13 @@ lora_steps() {
   s=$(( (n * LORA_EPOCHS + LORA_BATCH - 1) / LORA_BATCH ))
   echo $(( s < LORA_MIN_STEPS ? LORA_MIN_STEPS : s > LORA_STEPS ? LORA_STEPS : s ))
 }
+# train_adapter TASK STEPS
 train_adapter() {
-  local t=$1
+  local t=$1 steps=$2
   rm -rf "$WORK/adapters/$t" "$WORK/adapters/$t.new"
   mkdir -p "$WORK/adapters"
   "$R" train lora -m "$W/base" --data "$W/tasks/$t/train.jsonl" -o "$WORK/adapters/$t" "${LORA_ARGS[@]}" \
-    --steps "$(lora_steps "$t")" -t "$TH" --quiet --log "$WORK/adapters/$t.log"
+    --steps "$steps" -t "$TH" --quiet --log "$WORK/adapters/$t.log"
   "$R" convert "$WORK/adapters/$t" "$WORK/adapters/$t.new" --type f16 --base "$W/base"
   put_in_place "$WORK/adapters/$t.new" "$W/adapters/$t"
 }
