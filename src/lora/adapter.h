@@ -57,6 +57,22 @@ static inline float rm_lora_elem(const rm_lora_module *m, const void *p, size_t 
 /* Copy A (b false, rank x din values) or B (b true, dout x rank) to dst as f32. */
 void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_target t, bool b, float *dst);
 
+/*
+ * What a RouterLoRA router's scores are taken over (RAMoLE routes each
+ * token on its own state; pooling over the prompt is ramole's option):
+ *   TOKEN   z_t = score of token t, the paper's;
+ *   PROMPT  z_t = mean of the scores of prompt tokens 0..min(t, P-1), P the
+ *           sequence's prompt length: a prompt token sees the prompt so
+ *           far, every later token the whole prompt, so one decision per
+ *           sequence and module once the prompt is read (causal, so chunked
+ *           prefill and training agree).
+ * w_t = softmax(z_t) either way; the experts' outputs stay per token. A
+ * router's pooling is part of what it learnt: saved with it as
+ * "ramole.gate_pool" ("prompt"; absent: token), and meaningless for other
+ * adapters.
+ */
+typedef enum { RM_GATE_POOL_TOKEN = 0, RM_GATE_POOL_PROMPT } rm_gate_pool;
+
 typedef struct rm_adapter {
     char *name;               /* file or folder name unless set otherwise */
     char *path;
@@ -69,6 +85,7 @@ typedef struct rm_adapter {
     bool rslora;
     unsigned target_mask;     /* bit t set if any layer adapts target t */
     rm_type type;             /* element type of every module's A and B */
+    rm_gate_pool gate_pool;   /* as a router: what its scores pool over */
     /* one block holding the modules' arrays since rm_adapter_convert (NULL:
      * each array is its own allocation; arrays added later still are) */
     void *arena;

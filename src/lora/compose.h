@@ -74,6 +74,10 @@ typedef struct {
     /* router mode, optional: C of (router, experts[j]) made by
      * rm_router_c_new, borrowed; NULL entries are computed by rm_lora_set */
     const rm_router_c *router_c[RM_LORA_MAX_K];
+    /* router mode with a router of RM_GATE_POOL_PROMPT: the sequence's
+     * prompt length P >= 1, counted from the first token decoded after
+     * rm_lora_set (ignored otherwise) */
+    int n_prompt;
 } rm_composition;
 
 typedef struct rm_lora_state rm_lora_state;
