@@ -49,6 +49,7 @@ typedef struct {
     double alpha, lr, val, wd, clip, dropout, min_lr, init_std, gate_loss, gate_scale;
     uint64_t seed;
     unsigned targets;
+    const char *gate_pool;
     bool resume, truncate, quiet;
 } train_opts;
 
@@ -60,7 +61,8 @@ static int usage(void) {
             "           [--preset tiny|small] [--hidden N --layers N --heads N --kv-heads N --ffn N --max-pos N]\n"
             "           [-m MODEL: continue training MODEL (its shape) instead of random weights] [COMMON]\n"
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
-            "           [--lora-dropout P] [--gate-loss W] [--gate-scale G] [--rank R] [--adapt-layers L] [COMMON]\n"
+            "           [--lora-dropout P] [--gate-loss W] [--gate-scale G] [--gate-pool token|prompt]\n"
+            "           [--rank R] [--adapt-layers L] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
             "       ramole train retriever -m MODEL --data tasks.jsonl -o PROJECTION.safetensors ...\n"
             "           (ramole train retriever --help)\n"
@@ -78,6 +80,8 @@ static int usage(void) {
             "        expert (the one whose own loss on it is lowest; one extra forward per expert)\n"
             "        --gate-scale G multiplies the router's scores by G while training (default 1, the paper's);\n"
             "        the saved router has G folded into its A, so it serves as any router\n"
+            "        --gate-pool prompt scores each token by the mean of the prompt's scores so far (default\n"
+            "        token: each its own, the paper's); saved with the router, which serves so\n"
             "data: JSONL lines {\"input\": ..., \"output\": ...[, \"adapters\": [names]]} (lora, router);\n"
             "      plain text files (base). The input is fed as `ramole generate -p INPUT` feeds it.\n");
     return 2;
@@ -147,6 +151,14 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--lora-dropout")) FLT(o->dropout, 0, 1);
         else if (!strcmp(a, "--gate-loss")) FLT(o->gate_loss, 0, 1e6);
         else if (!strcmp(a, "--gate-scale")) FLT(o->gate_scale, 1e-6, 1e6);
+        else if (!strcmp(a, "--gate-pool")) {
+            VAL();
+            if (strcmp(v, "token") && strcmp(v, "prompt")) {
+                fprintf(stderr, "ramole %s: --gate-pool '%s' (token or prompt)\n", cmd, v);
+                return false;
+            }
+            o->gate_pool = v;
+        }
         else if (!strcmp(a, "--top-k")) INT(o->top_k, 1, RAMOLE_TRAIN_MAX_K);
         else if (!strcmp(a, "--stop-at")) INT(o->stop_at, 1, 100000000);
         else if (!strcmp(a, "--save-every")) INT(o->save_every, 1, 100000000);
@@ -197,6 +209,10 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     }
     if (o->gate_scale > 0 && strcmp(o->kind, "router")) {
         fprintf(stderr, "ramole %s: --gate-scale is for train router\n", cmd);
+        return false;
+    }
+    if (o->gate_pool && strcmp(o->kind, "router")) {
+        fprintf(stderr, "ramole %s: --gate-pool is for train router\n", cmd);
         return false;
     }
     if (o->alpha < 0) o->alpha = 2.0 * (double)o->rank;
@@ -326,7 +342,7 @@ static ramole_train_params train_params(const train_opts *o) {
         .out = o->out, .data = o->data, .n_data = o->n_data, .rank = (int)o->rank, .alpha = (float)o->alpha,
         .targets = o->targets, .pool = o->pool, .n_pool = o->n_pool, .top_k = (int)o->top_k,
         .lora_dropout = o->dropout, .gate_loss = o->gate_loss,
-        .gate_scale = o->gate_scale, .tokenizer = o->tokenizer, .arch = o->arch,
+        .gate_scale = o->gate_scale, .gate_pool = o->gate_pool, .tokenizer = o->tokenizer, .arch = o->arch,
         .preset = o->preset, .hidden = (int)o->hidden, .n_layers = (int)o->layers, .n_heads = (int)o->heads,
         .n_kv_heads = (int)o->kv_heads, .ffn = (int)o->ffn, .max_pos = (int)o->max_pos, .init_std = o->init_std,
         .steps = o->steps, .epochs = o->epochs, .stop_at = o->stop_at, .batch = (int)o->batch,

@@ -53,6 +53,9 @@ typedef struct {
     double gate_loss;               /* weight of the gates' cross-entropy against each sequence's best expert */
     double gate_scale;              /* scores multiplied by this while training (0: 1, the paper's); saved folded
                                        into A_r, so the router serves as any RouterLoRA */
+    const char *gate_pool;          /* what the router's scores pool over: "token" (NULL: the paper's, each
+                                       token its own) or "prompt" (the mean over the prompt so far; saved
+                                       with the router, which serves so) */
     /* BASE */
     const char *tokenizer;          /* a folder or tokenizer.json (required) */
     const char *arch;               /* "llama", "mistral", "qwen2" */

@@ -87,6 +87,11 @@ typedef struct {
      * moving it g times faster, so the gates can leave a third each within
      * a run where the experts' outputs (and so the keys) are small. */
     double gate_scale;
+    /* ROUTER: what the scores pool over (adapter.h, rm_gate_pool; TOKEN,
+     * the paper's, by default). A sequence's prompt is its positions up to
+     * the first masked-in one: P = that position + 1 (the whole sequence
+     * when none is). The exported router carries it (rm_adapter.gate_pool). */
+    rm_gate_pool gate_pool;
 } rm_train_params;
 
 typedef struct {

@@ -127,7 +127,10 @@ struct TM_TYPE {
     REAL *rv, *rdv;           /* ROUTER: [N][ks][dmax] expert outputs v and their gradients */
     REAL *rk, *rdk;           /* ROUTER: [N][ks][max_rank] keys B_r^T v and their gradients */
     REAL *rq, *rdq;           /* ROUTER: [N][max_rank] queries A_r x and their gradients */
-    REAL *rg;                 /* ROUTER: [N][ks] gates */
+    REAL *rg;                 /* ROUTER: [N][ks] gates (the forward's first pass: raw scores) */
+    REAL *rds;                /* ROUTER: [N][ks] the scores' gradients */
+    bool gpool;               /* ROUTER: scores pooled over the prompt (RM_GATE_POOL_PROMPT) */
+    int32_t *plen;            /* ROUTER: [max_b] each sequence's prompt length, for gpool */
     /* ROUTER gate loss (rm_train_batch.gate_loss) */
     int n_rmod;               /* ROUTER: modules the router adapts */
     int32_t *gbest;           /* ROUTER: [max_b] the slot of each sequence's best expert (the gates' target) */
@@ -344,7 +347,7 @@ void TM_(free)(TM_TYPE *tm) {
                     tm->k,   tm->v,   tm->P,   tm->ao,  tm->xm,   tm->g,   tm->u,        tm->h,
                     tm->xf,  tm->rsf, tm->xg,  tm->logits, tm->rows, tm->row_loss, tm->dx, tm->dxn,
                     tm->dq,  tm->dk,  tm->dv,  tm->dao, tm->dg,   tm->du,  tm->dh,       tm->tmp,
-                    tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->ascr, tm->exl, tm->exn,      tm->W.L,
+                    tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->rds, tm->plen, tm->ascr, tm->exl, tm->exn,      tm->W.L,
                     tm->gbest, tm->gce, tm->gend, tm->gsl, tm->sxl, tm->sxn,
                     tm->sg,  tm->loff, tm->laoff, tm->lus, tm->ldus, tm->lag,
                     tm->G.L};
@@ -373,6 +376,8 @@ static rm_status check_params(const rm_model_config *c, const rm_train_params *p
             return rm_err(RAMOLE_ERR_INVALID, "router training: router and at least one expert are required");
         if (!(p->gate_scale >= 0 && p->gate_scale <= 1e6))
             return rm_err(RAMOLE_ERR_INVALID, "router training: gate scale %g (must be 0 to 1e6; 0: 1)", p->gate_scale);
+        if (p->gate_pool != RM_GATE_POOL_TOKEN && p->gate_pool != RM_GATE_POOL_PROMPT)
+            return rm_err(RAMOLE_ERR_INVALID, "router training: unknown gate pooling %d", (int)p->gate_pool);
         const rm_adapter *all[RM_TRAIN_MAX_POOL + 1];
         if (p->n_experts > RM_TRAIN_MAX_POOL)
             return rm_err(RAMOLE_ERR_INVALID, "router training: %d experts in the pool (at most %d)", p->n_experts,
@@ -461,6 +466,7 @@ static rm_status tm_create(const rm_model_config *c, const float *rope_freq_fact
         size_t tot = 0;
         tm->n_pool = p->n_experts;
         tm->gscale = p->gate_scale > 0 ? (REAL)p->gate_scale : 1;
+        tm->gpool = p->gate_pool == RM_GATE_POOL_PROMPT;
         tm->ks = p->max_k > 0 ? p->max_k : p->n_experts;
         if (tm->ks > RM_TRAIN_MAX_K) tm->ks = RM_TRAIN_MAX_K;
         for (int j = 0; j < p->n_experts; j++) tot += mods_size(tm, p->experts[j]);
@@ -566,6 +572,8 @@ static rm_status tm_create(const rm_model_config *c, const float *rope_freq_fact
             tm->rq = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rdq = tm_alloc(N * R, sizeof(REAL), &ok);
             tm->rg = tm_alloc(N * KS, sizeof(REAL), &ok);
+            tm->rds = tm_alloc(N * KS, sizeof(REAL), &ok);
+            tm->plen = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
             tm->gbest = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
             tm->gce = tm_alloc(N, sizeof(double), &ok);
             tm->gend = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
@@ -715,6 +723,7 @@ rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
         if (dst->mods[i].rank != tm->ad[i].rank)
             return rm_err(RAMOLE_ERR_MISMATCH, "export: adapter module %d has rank %d (training has %d)", i,
                           dst->mods[i].rank, tm->ad[i].rank);
+    if (tm->kind == RM_TRAIN_ROUTER) dst->gate_pool = tm->gpool ? RM_GATE_POOL_PROMPT : RM_GATE_POOL_TOKEN;
     for (int i = 0; i < tm->L_ * RM_TARGET_COUNT; i++) {
         const tm_mod *m = &tm->ad[i];
         if (!m->rank) continue;
@@ -1040,34 +1049,67 @@ static const tm_mod *router_expert(const TM_TYPE *tm, int b, int e, int mi) {
     return &tm->ex[(size_t)tm->exl[b * RM_TRAIN_MAX_K + e] * (size_t)(tm->L_ * RM_TARGET_COUNT) + (size_t)mi];
 }
 
-static void router_gates_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+/* Pass 1, per row: the raw scores z_e = gscale <q, key_e> / sqrt(rr) into rg. */
+static void router_score_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     router_job *j = arg;
-    const tm_mod *R = &tm->ad[j->mi];
-    int rr = R->rank, KS = tm->ks;
+    int rr = tm->ad[j->mi].rank, KS = tm->ks;
     REAL inv = tm->gscale / (REAL)sqrt((double)rr);
-    bool gate = j->Y && tm->gate_on; /* the forward's pass (the backward's rebuild adds nothing) */
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
         const REAL *q = tm->rq + (size_t)i * rr;
-        REAL *w = tm->rg + (size_t)i * KS, mx = -INFINITY, z[RM_TRAIN_MAX_K];
+        REAL *z = tm->rg + (size_t)i * KS;
         for (int e = 0; e < k; e++) {
             const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
             REAL sc = 0;
             for (int a = 0; a < rr; a++) sc += q[a] * key[a];
             z[e] = sc * inv;
-            if (z[e] > mx) mx = z[e];
         }
-        REAL sum = 0;
-        for (int e = 0; e < k; e++) sum += (w[e] = REXP(z[e] - mx));
-        for (int e = 0; e < k; e++) w[e] /= sum;
-        if (gate && i % tm->T < tm->gend[i / tm->T]) /* -log w_best = log(sum) + mx - z_best */
-            tm->gce[i] += log((double)sum) + (double)mx - (double)z[tm->gbest[i / tm->T]];
-        if (j->Y) {
-            REAL *y = j->Y + i * j->dout;
+    }
+}
+
+/* Pass 2, per sequence (the pooling runs along it): rg's scores become
+ * gates, each row's softmax of its own scores, or with gpool of the mean of
+ * the prompt's rows 0..min(t, P-1) (adapter.h, rm_gate_pool); and the gate
+ * loss term of the forward. */
+static void router_softmax_seqs(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    router_job *j = arg;
+    int KS = tm->ks, T = tm->T;
+    bool gate = j->Y && tm->gate_on; /* the forward's pass (the backward's rebuild adds nothing) */
+    for (int64_t b = lo; b < hi; b++) {
+        int k = tm->exn[b], P = tm->plen[b];
+        REAL acc[RM_TRAIN_MAX_K] = {0};
+        for (int t = 0; t < T; t++) {
+            int64_t i = b * T + t;
+            REAL *w = tm->rg + (size_t)i * KS, mx = -INFINITY, z[RM_TRAIN_MAX_K];
             for (int e = 0; e < k; e++) {
-                const REAL *v = tm->rv + ((size_t)i * KS + e) * j->dout;
-                for (int64_t o = 0; o < j->dout; o++) y[o] += w[e] * v[o];
+                if (tm->gpool) {
+                    if (t < P) acc[e] += w[e];
+                    z[e] = acc[e] / (REAL)(t < P ? t + 1 : P);
+                } else {
+                    z[e] = w[e];
+                }
+                if (z[e] > mx) mx = z[e];
             }
+            REAL sum = 0;
+            for (int e = 0; e < k; e++) sum += (w[e] = REXP(z[e] - mx));
+            for (int e = 0; e < k; e++) w[e] /= sum;
+            if (gate && t < tm->gend[b]) /* -log w_best = log(sum) + mx - z_best */
+                tm->gce[i] += log((double)sum) + (double)mx - (double)z[tm->gbest[b]];
+        }
+    }
+}
+
+/* Pass 3, per row: y += sum_e w_e v_e. */
+static void router_out_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    router_job *j = arg;
+    int KS = tm->ks;
+    for (int64_t i = lo; i < hi; i++) {
+        int k = tm->exn[i / tm->T];
+        const REAL *w = tm->rg + (size_t)i * KS;
+        REAL *y = j->Y + i * j->dout;
+        for (int e = 0; e < k; e++) {
+            const REAL *v = tm->rv + ((size_t)i * KS + e) * j->dout;
+            for (int64_t o = 0; o < j->dout; o++) y[o] += w[e] * v[o];
         }
     }
 }
@@ -1092,16 +1134,19 @@ static void router_prep(TM_TYPE *tm, router_job *j) {
             mm(tm, false, false, T, rr, dout, 1, V, KS * dout, R->B, rr, 0, Kb, KS * rr);
         }
     mm(tm, false, true, n, rr, din, 1, j->X, din, R->A, din, 0, tm->rq, rr);
-    pfor(tm, n, router_gates_rows, j);
+    pfor(tm, n, router_score_rows, j);
+    pfor(tm, tm->B, router_softmax_seqs, j);
+    if (j->Y) pfor(tm, n, router_out_rows, j);
 }
 
-static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+/* Backward pass 1, per row: the gradient of each gate's score, ds_e (into rds). */
+static void router_dscore_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     router_job *j = arg;
     int rr = tm->ad[j->mi].rank, KS = tm->ks;
     REAL inv = tm->gscale / (REAL)sqrt((double)rr);
     for (int64_t i = lo; i < hi; i++) {
         int k = tm->exn[i / tm->T];
-        const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;
+        const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS;
         /* gate term: d G / d z_e = w_e - [e == best] */
         REAL gc = tm->gcoef != 0 && i % tm->T < tm->gend[i / tm->T] ? tm->gcoef : 0;
         int best = gc != 0 ? tm->gbest[i / tm->T] : -1;
@@ -1113,13 +1158,45 @@ static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int 
             dw[e] = s;
             sw += w[e] * s;
         }
+        REAL *ds = tm->rds + (size_t)i * KS;
+        for (int e = 0; e < k; e++) ds[e] = (w[e] * (dw[e] - sw) + gc * (w[e] - (REAL)(e == best))) * inv;
+    }
+}
+
+/* Backward pass 2, per sequence, with gpool: the pooled score of row t is
+ * the mean of rows 0..c_t - 1, c_t = min(t + 1, P), so the raw score of a
+ * prompt row s gets sum over t >= s of ds_t / c_t, and a row past the
+ * prompt nothing. */
+static void router_dpool_seqs(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    (void)arg;
+    int KS = tm->ks, T = tm->T;
+    for (int64_t b = lo; b < hi; b++) {
+        int k = tm->exn[b], P = tm->plen[b];
+        REAL acc[RM_TRAIN_MAX_K] = {0};
+        for (int t = T - 1; t >= 0; t--) {
+            REAL *ds = tm->rds + (size_t)(b * T + t) * KS, c = (REAL)(t < P ? t + 1 : P);
+            for (int e = 0; e < k; e++) {
+                acc[e] += ds[e] / c;
+                ds[e] = t < P ? acc[e] : 0;
+            }
+        }
+    }
+}
+
+/* Backward pass 3, per row: dQ, dKey and dV from the raw scores' gradients. */
+static void router_bwd_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
+    router_job *j = arg;
+    int rr = tm->ad[j->mi].rank, KS = tm->ks;
+    for (int64_t i = lo; i < hi; i++) {
+        int k = tm->exn[i / tm->T];
+        const REAL *dy = j->dY + i * j->dout, *w = tm->rg + (size_t)i * KS, *q = tm->rq + (size_t)i * rr;
+        const REAL *ds = tm->rds + (size_t)i * KS;
         REAL *dq = tm->rdq + (size_t)i * rr;
         for (int a = 0; a < rr; a++) dq[a] = 0;
         for (int e = 0; e < k; e++) {
-            REAL ds = (w[e] * (dw[e] - sw) + gc * (w[e] - (REAL)(e == best))) * inv;
             const REAL *key = tm->rk + ((size_t)i * KS + e) * rr;
             REAL *dkey = tm->rdk + ((size_t)i * KS + e) * rr;
-            for (int a = 0; a < rr; a++) dq[a] += ds * key[a], dkey[a] = ds * q[a];
+            for (int a = 0; a < rr; a++) dq[a] += ds[e] * key[a], dkey[a] = ds[e] * q[a];
             if (!j->dX) continue; /* dV only feeds the experts' input gradient */
             REAL *dv = tm->rdv + ((size_t)i * KS + e) * j->dout;
             for (int64_t o = 0; o < j->dout; o++) dv[o] = w[e] * dy[o];
@@ -1136,6 +1213,8 @@ static void router_bwd(TM_TYPE *tm, router_job *j) {
     j->Y = NULL;
     router_prep(tm, j);
     j->Y = Y;
+    pfor(tm, n, router_dscore_rows, j);
+    if (tm->gpool) pfor(tm, tm->B, router_dpool_seqs, j);
     pfor(tm, n, router_bwd_rows, j);
     for (int b = 0; b < tm->B; b++)
         for (int e = 0; e < tm->exn[b]; e++) {
@@ -1406,6 +1485,12 @@ static rm_status forward(TM_TYPE *tm, const rm_train_batch *b, double *loss, con
         tm->gate_on = true;
     }
     tm->b = b, tm->B = b->B, tm->T = b->T;
+    if (tm->gpool) /* the prompt: up to the first masked-in position */
+        for (int s = 0; s < b->B; s++) {
+            int t = 0;
+            while (t < b->T && !b->mask[s * b->T + t]) t++;
+            tm->plen[s] = t < b->T ? t + 1 : b->T;
+        }
     int n = b->B * b->T;
     size_t NM = (size_t)tm->max_b * tm->max_t;
     int64_t d = tm->d;
