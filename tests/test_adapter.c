@@ -1023,6 +1023,95 @@ TEST(adapter_f16_storage_saves_merges_and_refuses_overflow) {
     free_bases(&b);
 }
 
+/* Replace the first `from` in the file at path by `to` (same length):
+ * false if the file has no `from`. */
+static bool patch_file(const char *path, const char *from, const char *to) {
+    char *data = NULL;
+    size_t n = 0, k = strlen(from);
+    if (rm_file_read(path, &data, &n) != RAMOLE_OK) return false;
+    char *at = NULL;
+    for (size_t i = 0; i + k <= n && !at; i++)
+        if (!memcmp(data + i, from, k)) at = data + i;
+    if (at) memcpy(at, to, k);
+    bool ok = at && rm_file_write_atomic(path, data, n) == RAMOLE_OK;
+    rm_free(data);
+    return ok;
+}
+
+/* A router's gate pooling travels with it: "ramole.gate_pool" in PEFT
+ * metadata and as a GGUF string, only for prompt pooling; conversion to
+ * f16 and the round trip PEFT -> GGUF -> PEFT keep it; a value other than
+ * "token" or "prompt" is a format error naming the adapter, key and value. */
+TEST(adapter_gate_pool_round_trips_and_bad_values) {
+    bases b = make_bases(RM_ARCH_LLAMA, 91, true);
+    const rm_model *bs[2] = {b.hf, b.gg};
+    for (int k = 0; k < 2 && b.hf && b.gg; k++) {
+        const rm_model *base = bs[k];
+        rm_adapter *tok = NULL, *pr = NULL, *p1 = NULL, *g1 = NULL, *p2 = NULL, *t1 = NULL, *t2 = NULL, *bad = NULL;
+        CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 61, 0.05f, &tok));
+        CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 61, 0.05f, &pr));
+        if (!tok || !pr) break;
+        CHECK(tok->gate_pool == RM_GATE_POOL_TOKEN); /* a fresh adapter routes per token */
+        pr->gate_pool = RM_GATE_POOL_PROMPT;
+        char *d1 = tmp_path("adapter_pool_peft1"), *g = tmp_path("adapter_pool.gguf"), *d2 = tmp_path("adapter_pool_peft2");
+        char *dt = tmp_path("adapter_pool_tok"), *gt = tmp_path("adapter_pool_tok.gguf");
+        char *st1 = rm_path_join(d1, "adapter_model.safetensors"), *stt = rm_path_join(dt, "adapter_model.safetensors");
+        CHECK_OK(rm_adapter_save_peft(pr, base, d1));
+        CHECK_OK(rm_adapter_load(base, d1, &p1));
+        CHECK_OK(rm_adapter_save_gguf(p1, base, g));
+        CHECK_OK(rm_adapter_load(base, g, &g1));
+        CHECK_OK(rm_adapter_save_peft(g1, base, d2));
+        CHECK_OK(rm_adapter_load(base, d2, &p2));
+        CHECK(p1 && p1->gate_pool == RM_GATE_POOL_PROMPT);
+        CHECK(g1 && g1->gate_pool == RM_GATE_POOL_PROMPT);
+        CHECK(p2 && p2->gate_pool == RM_GATE_POOL_PROMPT);
+        if (p2) CHECK(adapters_equal(pr, p2, base)); /* and the values with it */
+        CHECK_OK(rm_adapter_convert(p2, base, RM_TYPE_F16));
+        CHECK(p2 && p2->gate_pool == RM_GATE_POOL_PROMPT);
+        /* what the files hold */
+        rm_safetensors *sf = NULL;
+        CHECK_OK(rm_st_open(st1, &sf));
+        const char *v = sf ? rm_st_meta(sf, "ramole.gate_pool") : NULL;
+        CHECK_MSG(v && !strcmp(v, "prompt"), "PEFT metadata ramole.gate_pool: %s", v ? v : "(absent)");
+        rm_st_free(sf);
+        rm_gguf *gf = NULL;
+        const char *s = NULL;
+        size_t n = 0;
+        CHECK_OK(rm_gguf_open(g, &gf));
+        if (gf) CHECK(rm_gguf_get_str(gf, "ramole.gate_pool", &s, &n) == RAMOLE_OK && n == 6 && !memcmp(s, "prompt", 6));
+        rm_gguf_free(gf);
+        /* token pooling writes nothing, and files without the key route per token */
+        CHECK_OK(rm_adapter_save_peft(tok, base, dt));
+        CHECK_OK(rm_adapter_save_gguf(tok, base, gt));
+        sf = NULL;
+        CHECK_OK(rm_st_open(stt, &sf));
+        if (sf) CHECK(rm_st_meta(sf, "ramole.gate_pool") == NULL);
+        rm_st_free(sf);
+        gf = NULL;
+        CHECK_OK(rm_gguf_open(gt, &gf));
+        if (gf) CHECK(rm_gguf_get_str(gf, "ramole.gate_pool", &s, &n) == RAMOLE_ERR_NOT_FOUND);
+        rm_gguf_free(gf);
+        CHECK_OK(rm_adapter_load(base, dt, &t1));
+        CHECK_OK(rm_adapter_load(base, gt, &t2));
+        CHECK(t1 && t1->gate_pool == RM_GATE_POOL_TOKEN && t2 && t2->gate_pool == RM_GATE_POOL_TOKEN);
+        /* a value ramole does not know */
+        CHECK(patch_file(st1, "\"prompt\"", "\"tokens\""));
+        CHECK_ERR(rm_adapter_load(base, d1, &bad), RAMOLE_ERR_FORMAT);
+        CHECK_MSG(msg_has("adapter_pool_peft1") && msg_has("ramole.gate_pool") && msg_has("\"tokens\""), "%s",
+                  ramole_last_error());
+        CHECK(bad == NULL);
+        CHECK(patch_file(g, "prompt", "Prompt"));
+        CHECK_ERR(rm_adapter_load(base, g, &bad), RAMOLE_ERR_FORMAT);
+        CHECK_MSG(msg_has("adapter_pool.gguf") && msg_has("ramole.gate_pool") && msg_has("\"Prompt\""), "%s",
+                  ramole_last_error());
+        CHECK(bad == NULL);
+        rm_free(d1), rm_free(g), rm_free(d2), rm_free(dt), rm_free(gt), rm_free(st1), rm_free(stt);
+        rm_adapter_free(tok), rm_adapter_free(pr), rm_adapter_free(p1), rm_adapter_free(g1), rm_adapter_free(p2);
+        rm_adapter_free(t1), rm_adapter_free(t2);
+    }
+    free_bases(&b);
+}
+
 /* rm_adapter_format_of tells adapters from models and other files by
  * content, the way rm_adapter_load chooses its loader. */
 TEST(adapter_format_of_tells_adapters_from_models) {
