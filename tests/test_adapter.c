@@ -1094,8 +1094,14 @@ TEST(adapter_gate_pool_round_trips_and_bad_values) {
         CHECK_OK(rm_adapter_load(base, dt, &t1));
         CHECK_OK(rm_adapter_load(base, gt, &t2));
         CHECK(t1 && t1->gate_pool == RM_GATE_POOL_TOKEN && t2 && t2->gate_pool == RM_GATE_POOL_TOKEN);
+        /* "token" said outright (JSON allows the space after it) */
+        CHECK(patch_file(st1, "\"prompt\"", "\"token\" "));
+        CHECK_OK(rm_adapter_load(base, d1, &bad));
+        CHECK(bad && bad->gate_pool == RM_GATE_POOL_TOKEN);
+        rm_adapter_free(bad);
+        bad = NULL;
         /* a value ramole does not know */
-        CHECK(patch_file(st1, "\"prompt\"", "\"tokens\""));
+        CHECK(patch_file(st1, "\"token\" ", "\"tokens\""));
         CHECK_ERR(rm_adapter_load(base, d1, &bad), RAMOLE_ERR_FORMAT);
         CHECK_MSG(msg_has("adapter_pool_peft1") && msg_has("ramole.gate_pool") && msg_has("\"tokens\""), "%s",
                   ramole_last_error());
