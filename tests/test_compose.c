@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lora/compose.h"
+#include "train/router_eval.h"
 
 static rm_model_config small_config(void) {
     rm_model_config c;
@@ -622,6 +623,74 @@ TEST(compose_prompt_pooled_router_is_the_same_in_chunks_and_batches) {
         for (int s = 0; s < NS; s++) free(lg[r][s]), free(gt[r][s]);
     for (int i = 0; i < 3; i++) rm_adapter_free(e[i]);
     rm_adapter_free(pooled), rm_adapter_free(per_token), rm_adapter_free(pooled2);
+    rm_model_free(m);
+}
+
+static rm_status keep_example(const rm_router_eval_example *e, void *user) {
+    rm_router_eval_example *keep = user;
+    if (e->line >= 1 && e->line <= 3) keep[e->line - 1] = *e;
+    return RAMOLE_OK;
+}
+
+/*
+ * The router evaluation runs its examples through one slot: a prompt-pooled
+ * router restarts at each (rm_lora_restart) and pools over that example's
+ * own prompt. Its last module's gates, averaged per span, equal those of a
+ * slot set afresh for the example with its prompt length.
+ */
+TEST(compose_router_eval_restarts_a_pooled_router_per_example) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 8, 0.1f, &m));
+    if (!m) return;
+    rm_adapter *pool[3] = {0}, *router = NULL;
+    for (int i = 0; i < 3; i++) CHECK_OK(rm_adapter_random(m, 3, 6.0f, ALL, 400 + i, 0.3f, &pool[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 410, 0.4f, &router));
+    if (!pool[0] || !pool[1] || !pool[2] || !router) return;
+    router->gate_pool = RM_GATE_POOL_PROMPT;
+    rm_example ex[3] = {{.n = 8, .n_prompt = 3, .line = 1}, {.n = 9, .n_prompt = 6, .line = 2},
+                        {.n = 7, .n_prompt = 1, .line = 3}};
+    for (int i = 0; i < 3; i++) ex[i].tokens = (int32_t *)toks + i;
+    rm_dataset d = {.ex = ex, .n = 3, .cap = 3};
+    rm_ctx_params cp = {.n_ctx = 16, .n_seq = 1, .n_batch = 16, .n_logits = 1, .n_threads = 2};
+    rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
+    CHECK_OK(rm_lora_ctx_new(m, &cp, 3, 4, &ctx, &ls));
+    if (!ctx) return;
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = 3, .router = router, .experts = {pool[0], pool[1], pool[2]},
+                           .n_prompt = 1};
+    CHECK_OK(rm_lora_set(ls, 0, &comp));
+    rm_router_eval_example got[3];
+    memset(got, 0, sizeof got);
+    rm_router_eval_summary sum;
+    CHECK_OK(rm_router_eval(ctx, ls, pool, 3, &d, keep_example, got, &sum));
+    double worst = 0;
+    int32_t pos[16], seq[16] = {0};
+    for (int t = 0; t < 16; t++) pos[t] = t;
+    for (int i = 0; i < 3; i++) {
+        comp.n_prompt = ex[i].n_prompt;
+        CHECK_OK(rm_lora_set(ls, 0, &comp));
+        rm_ctx_seq_clear(ctx, 0);
+        int n = ex[i].n - 1;
+        rm_batch b = {n, ex[i].tokens, pos, seq, NULL};
+        CHECK_OK(rm_ctx_decode(ctx, &b));
+        double want[2][3] = {{0}};
+        int cnt[2] = {0};
+        for (int t = 0; t < n; t++) {
+            int sp = t + 1 >= ex[i].n_prompt ? RM_EVAL_SPAN_ANSWER : RM_EVAL_SPAN_PROMPT;
+            for (int j = 0; j < 3; j++) want[sp][j] += rm_lora_last_gates(ls, t)[j];
+            cnt[sp]++;
+        }
+        for (int sp = 0; sp < 2; sp++)
+            for (int j = 0; j < 3 && cnt[sp]; j++)
+                worst = fmax(worst, fabs(got[i].weights[RM_EVAL_DEPTH_LAST][sp][j] - want[sp][j] / cnt[sp]));
+        CHECK(got[i].line == i + 1);
+    }
+    CHECK_MSG(worst < 1e-6, "router evaluation vs a fresh slot per example: %g", worst);
+    rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
+    for (int i = 0; i < 3; i++) rm_adapter_free(pool[i]);
+    rm_adapter_free(router);
     rm_model_free(m);
 }
 
