@@ -626,6 +626,58 @@ TEST(compose_prompt_pooled_router_is_the_same_in_chunks_and_batches) {
     rm_model_free(m);
 }
 
+/* ramole_model_logits (the public one-batch run) takes its tokens as the
+ * prompt of a prompt-pooled router: every position's logits equal a
+ * decode composed with n_prompt = n, and differ from a per-token router's. */
+TEST(compose_model_logits_pool_over_the_tokens_given) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 9, 0.1f, &m));
+    if (!m) return;
+    rm_adapter *e[2] = {0}, *router = NULL;
+    for (int i = 0; i < 2; i++) CHECK_OK(rm_adapter_random(m, 3, 6.0f, ALL, 500 + i, 0.3f, &e[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 510, 0.4f, &router));
+    if (!e[0] || !e[1] || !router) return;
+    router->gate_pool = RM_GATE_POOL_PROMPT;
+    char *mp = rm_path_join(rm_test_tmp_dir(), "pool_logits_model"), *ep[2], *rp;
+    ep[0] = rm_path_join(rm_test_tmp_dir(), "pool_logits_e0"), ep[1] = rm_path_join(rm_test_tmp_dir(), "pool_logits_e1");
+    rp = rm_path_join(rm_test_tmp_dir(), "pool_logits_router");
+    CHECK_OK(rm_model_save(m, RM_SOURCE_HF, -1, mp));
+    for (int i = 0; i < 2; i++) CHECK_OK(rm_adapter_save_peft(e[i], m, ep[i]));
+    CHECK_OK(rm_adapter_save_peft(router, m, rp));
+    ramole_model *pm = NULL;
+    CHECK_OK(ramole_model_open(mp, &pm));
+    enum { N = 9 };
+    int V = cfg.vocab_size;
+    ramole_lora_set set = {.mode = RAMOLE_COMPOSE_ROUTER, .n_adapters = 2, .adapters = {ep[0], ep[1]}, .router = rp};
+    float *got = NULL;
+    int rows = 0;
+    if (pm) CHECK_OK(ramole_model_logits(pm, &(ramole_run_params){.n_threads = 2}, &set, toks, N, 1, &got, &rows));
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[0], e[1]}, .router = router, .n_prompt = N};
+    const int32_t *tk[1] = {toks};
+    int lens[1] = {N};
+    static const int whole[1][STEPS_MAX] = {{N}};
+    float *want = calloc((size_t)N * V, sizeof *want);
+    double *gates = calloc((size_t)N * 3, sizeof *gates);
+    CHECK(run_steps(m, 1, &comp, tk, lens, whole, &want, &gates));
+    CHECK(got && rows == N);
+    if (got && rows == N)
+        CHECK_MSG(rel_err(got, want, (size_t)N * V) < 1e-5, "ramole_model_logits vs n_prompt = n: %g",
+                  rel_err(got, want, (size_t)N * V));
+    router->gate_pool = RM_GATE_POOL_TOKEN;
+    CHECK(run_steps(m, 1, &comp, tk, lens, whole, &want, &gates));
+    if (got && rows == N)
+        CHECK_MSG(rel_err(got, want, (size_t)N * V) > 1e-3, "a per-token router gives the same logits (%g)",
+                  rel_err(got, want, (size_t)N * V));
+    ramole_free(got);
+    free(want), free(gates);
+    ramole_model_free(pm);
+    rm_free(mp), rm_free(ep[0]), rm_free(ep[1]), rm_free(rp);
+    for (int i = 0; i < 2; i++) rm_adapter_free(e[i]);
+    rm_adapter_free(router);
+    rm_model_free(m);
+}
+
 static rm_status keep_example(const rm_router_eval_example *e, void *user) {
     rm_router_eval_example *keep = user;
     if (e->line >= 1 && e->line <= 3) keep[e->line - 1] = *e;
