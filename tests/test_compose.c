@@ -4,7 +4,9 @@
  * with expert outputs built in full, per token, in double), and at the
  * model level (one adapter = the merged model; mixture = explicit 1/k; a
  * batch of 16 sequences with different adapter sets, ranks and modes = each
- * sequence alone).
+ * sequence alone). Routers that pool their gates over the prompt: step by
+ * step against a naive reference, the same in chunks and batches, through
+ * ramole_model_logits and the router evaluation.
  */
 #include "test.h"
 
