@@ -649,6 +649,14 @@ TEST(compose_model_logits_pool_over_the_tokens_given) {
     CHECK_OK(rm_adapter_save_peft(router, m, rp));
     ramole_model *pm = NULL;
     CHECK_OK(ramole_model_open(mp, &pm));
+    for (int i = 0; i < 2 && pm; i++) { /* what the public API says of each */
+        ramole_adapter *pa = NULL;
+        ramole_adapter_info info;
+        CHECK_OK(ramole_adapter_load(pm, i ? rp : ep[0], &pa));
+        if (pa) ramole_adapter_get_info(pa, &info);
+        CHECK(pa && info.gate_pool_prompt == i);
+        ramole_adapter_free(pa);
+    }
     enum { N = 9 };
     int V = cfg.vocab_size;
     ramole_lora_set set = {.mode = RAMOLE_COMPOSE_ROUTER, .n_adapters = 2, .adapters = {ep[0], ep[1]}, .router = rp};
