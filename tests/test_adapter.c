@@ -284,6 +284,18 @@ out:
 /* Save/load PEFT and GGUF for every family, on an HF base and a GGUF base:
  * PEFT -> GGUF -> PEFT keeps every value, and PEFT and GGUF give the same
  * adapter in memory. */
+/* a saved as PEFT folder d1 and loaded (p1), that saved as GGUF file g and
+ * loaded (g1), that saved as PEFT folder d2 and loaded (p2). */
+static void round_trip(const rm_model *base, const rm_adapter *a, const char *d1, const char *g, const char *d2,
+                       rm_adapter **p1, rm_adapter **g1, rm_adapter **p2) {
+    CHECK_OK(rm_adapter_save_peft(a, base, d1));
+    CHECK_OK(rm_adapter_load(base, d1, p1));
+    if (*p1) CHECK_OK(rm_adapter_save_gguf(*p1, base, g));
+    CHECK_OK(rm_adapter_load(base, g, g1));
+    if (*g1) CHECK_OK(rm_adapter_save_peft(*g1, base, d2));
+    CHECK_OK(rm_adapter_load(base, d2, p2));
+}
+
 TEST(adapter_peft_gguf_round_trips_are_bit_exact) {
     for (int arch = 0; arch < RM_ARCH_COUNT; arch++) {
         bases b = make_bases((rm_arch)arch, 10 + arch, true);
@@ -298,12 +310,7 @@ TEST(adapter_peft_gguf_round_trips_are_bit_exact) {
             CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 100 + arch, 0.05f, &orig));
             char *d1 = tmp_path("adapter_rt_peft1"), *g = tmp_path("adapter_rt.gguf");
             char *d2 = tmp_path("adapter_rt_peft2");
-            CHECK_OK(rm_adapter_save_peft(orig, base, d1));
-            CHECK_OK(rm_adapter_load(base, d1, &p1));
-            CHECK_OK(rm_adapter_save_gguf(p1, base, g));
-            CHECK_OK(rm_adapter_load(base, g, &g1));
-            CHECK_OK(rm_adapter_save_peft(g1, base, d2));
-            CHECK_OK(rm_adapter_load(base, d2, &p2));
+            round_trip(base, orig, d1, g, d2, &p1, &g1, &p2);
             CHECK_MSG(adapters_equal(orig, p1, base), "%s base %d: PEFT round trip", rm_arch_name(arch), k);
             CHECK_MSG(adapters_equal(p1, g1, base), "%s base %d: PEFT vs GGUF", rm_arch_name(arch), k);
             CHECK_MSG(adapters_equal(orig, p2, base), "%s base %d: PEFT->GGUF->PEFT", rm_arch_name(arch), k);
@@ -1056,12 +1063,7 @@ TEST(adapter_gate_pool_round_trips_and_bad_values) {
         char *d1 = tmp_path("adapter_pool_peft1"), *g = tmp_path("adapter_pool.gguf"), *d2 = tmp_path("adapter_pool_peft2");
         char *dt = tmp_path("adapter_pool_tok"), *gt = tmp_path("adapter_pool_tok.gguf");
         char *st1 = rm_path_join(d1, "adapter_model.safetensors"), *stt = rm_path_join(dt, "adapter_model.safetensors");
-        CHECK_OK(rm_adapter_save_peft(pr, base, d1));
-        CHECK_OK(rm_adapter_load(base, d1, &p1));
-        CHECK_OK(rm_adapter_save_gguf(p1, base, g));
-        CHECK_OK(rm_adapter_load(base, g, &g1));
-        CHECK_OK(rm_adapter_save_peft(g1, base, d2));
-        CHECK_OK(rm_adapter_load(base, d2, &p2));
+        round_trip(base, pr, d1, g, d2, &p1, &g1, &p2);
         CHECK(p1 && p1->gate_pool == RM_GATE_POOL_PROMPT);
         CHECK(g1 && g1->gate_pool == RM_GATE_POOL_PROMPT);
         CHECK(p2 && p2->gate_pool == RM_GATE_POOL_PROMPT);
