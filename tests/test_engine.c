@@ -832,7 +832,7 @@ TEST(engine_run_all_loads_off_the_driver) {
             rm_engine_result_free(&res[i]);
         }
         CHECK_MSG(!bad, "run_all: %d of %d requests differ from their runs alone", bad, N_MIXED);
-        CHECK_MSG(ts.loads == 9 && ts.driver_loads == 0, "%d loads, %d of them on the driving thread",
+        CHECK_MSG(ts.loads == 10 && ts.driver_loads == 0, "%d loads, %d of them on the driving thread",
                   (int)ts.loads, (int)ts.driver_loads);
         CHECK_OK(rm_engine_check(e));
     }
