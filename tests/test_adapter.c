@@ -284,6 +284,18 @@ out:
 /* Save/load PEFT and GGUF for every family, on an HF base and a GGUF base:
  * PEFT -> GGUF -> PEFT keeps every value, and PEFT and GGUF give the same
  * adapter in memory. */
+/* a saved as PEFT folder d1 and loaded (p1), that saved as GGUF file g and
+ * loaded (g1), that saved as PEFT folder d2 and loaded (p2). */
+static void round_trip(const rm_model *base, const rm_adapter *a, const char *d1, const char *g, const char *d2,
+                       rm_adapter **p1, rm_adapter **g1, rm_adapter **p2) {
+    CHECK_OK(rm_adapter_save_peft(a, base, d1));
+    CHECK_OK(rm_adapter_load(base, d1, p1));
+    if (*p1) CHECK_OK(rm_adapter_save_gguf(*p1, base, g));
+    CHECK_OK(rm_adapter_load(base, g, g1));
+    if (*g1) CHECK_OK(rm_adapter_save_peft(*g1, base, d2));
+    CHECK_OK(rm_adapter_load(base, d2, p2));
+}
+
 TEST(adapter_peft_gguf_round_trips_are_bit_exact) {
     for (int arch = 0; arch < RM_ARCH_COUNT; arch++) {
         bases b = make_bases((rm_arch)arch, 10 + arch, true);
@@ -298,12 +310,7 @@ TEST(adapter_peft_gguf_round_trips_are_bit_exact) {
             CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 100 + arch, 0.05f, &orig));
             char *d1 = tmp_path("adapter_rt_peft1"), *g = tmp_path("adapter_rt.gguf");
             char *d2 = tmp_path("adapter_rt_peft2");
-            CHECK_OK(rm_adapter_save_peft(orig, base, d1));
-            CHECK_OK(rm_adapter_load(base, d1, &p1));
-            CHECK_OK(rm_adapter_save_gguf(p1, base, g));
-            CHECK_OK(rm_adapter_load(base, g, &g1));
-            CHECK_OK(rm_adapter_save_peft(g1, base, d2));
-            CHECK_OK(rm_adapter_load(base, d2, &p2));
+            round_trip(base, orig, d1, g, d2, &p1, &g1, &p2);
             CHECK_MSG(adapters_equal(orig, p1, base), "%s base %d: PEFT round trip", rm_arch_name(arch), k);
             CHECK_MSG(adapters_equal(p1, g1, base), "%s base %d: PEFT vs GGUF", rm_arch_name(arch), k);
             CHECK_MSG(adapters_equal(orig, p2, base), "%s base %d: PEFT->GGUF->PEFT", rm_arch_name(arch), k);
@@ -1019,6 +1026,96 @@ TEST(adapter_f16_storage_saves_merges_and_refuses_overflow) {
             CHECK_OK(rm_adapter_convert(big, b.hf, RM_TYPE_BF16)); /* bf16 has f32's range */
         }
         rm_adapter_free(big);
+    }
+    free_bases(&b);
+}
+
+/* Replace the first `from` in the file at path by `to` (same length):
+ * false if the file has no `from`. */
+static bool patch_file(const char *path, const char *from, const char *to) {
+    char *data = NULL;
+    size_t n = 0, k = strlen(from);
+    if (rm_file_read(path, &data, &n) != RAMOLE_OK) return false;
+    char *at = NULL;
+    for (size_t i = 0; i + k <= n && !at; i++)
+        if (!memcmp(data + i, from, k)) at = data + i;
+    if (at) memcpy(at, to, k);
+    bool ok = at && rm_file_write_atomic(path, data, n) == RAMOLE_OK;
+    rm_free(data);
+    return ok;
+}
+
+/* A router's gate pooling travels with it: "ramole.gate_pool" in PEFT
+ * metadata and as a GGUF string, only for prompt pooling; conversion to
+ * f16 and the round trip PEFT -> GGUF -> PEFT keep it; a value other than
+ * "token" or "prompt" is a format error naming the adapter, key and value. */
+TEST(adapter_gate_pool_round_trips_and_bad_values) {
+    bases b = make_bases(RM_ARCH_LLAMA, 91, true);
+    const rm_model *bs[2] = {b.hf, b.gg};
+    for (int k = 0; k < 2 && b.hf && b.gg; k++) {
+        const rm_model *base = bs[k];
+        rm_adapter *tok = NULL, *pr = NULL, *p1 = NULL, *g1 = NULL, *p2 = NULL, *t1 = NULL, *t2 = NULL, *bad = NULL;
+        CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 61, 0.05f, &tok));
+        CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 61, 0.05f, &pr));
+        if (!tok || !pr) break;
+        CHECK(tok->gate_pool == RM_GATE_POOL_TOKEN); /* a fresh adapter routes per token */
+        pr->gate_pool = RM_GATE_POOL_PROMPT;
+        char *d1 = tmp_path("adapter_pool_peft1"), *g = tmp_path("adapter_pool.gguf"), *d2 = tmp_path("adapter_pool_peft2");
+        char *dt = tmp_path("adapter_pool_tok"), *gt = tmp_path("adapter_pool_tok.gguf");
+        char *st1 = rm_path_join(d1, "adapter_model.safetensors"), *stt = rm_path_join(dt, "adapter_model.safetensors");
+        round_trip(base, pr, d1, g, d2, &p1, &g1, &p2);
+        CHECK(p1 && p1->gate_pool == RM_GATE_POOL_PROMPT);
+        CHECK(g1 && g1->gate_pool == RM_GATE_POOL_PROMPT);
+        CHECK(p2 && p2->gate_pool == RM_GATE_POOL_PROMPT);
+        if (p2) CHECK(adapters_equal(pr, p2, base)); /* and the values with it */
+        CHECK_OK(rm_adapter_convert(p2, base, RM_TYPE_F16));
+        CHECK(p2 && p2->gate_pool == RM_GATE_POOL_PROMPT);
+        /* what the files hold */
+        rm_safetensors *sf = NULL;
+        CHECK_OK(rm_st_open(st1, &sf));
+        const char *v = sf ? rm_st_meta(sf, "ramole.gate_pool") : NULL;
+        CHECK_MSG(v && !strcmp(v, "prompt"), "PEFT metadata ramole.gate_pool: %s", v ? v : "(absent)");
+        rm_st_free(sf);
+        rm_gguf *gf = NULL;
+        const char *s = NULL;
+        size_t n = 0;
+        CHECK_OK(rm_gguf_open(g, &gf));
+        if (gf) CHECK(rm_gguf_get_str(gf, "ramole.gate_pool", &s, &n) == RAMOLE_OK && n == 6 && !memcmp(s, "prompt", 6));
+        rm_gguf_free(gf);
+        /* token pooling writes nothing, and files without the key route per token */
+        CHECK_OK(rm_adapter_save_peft(tok, base, dt));
+        CHECK_OK(rm_adapter_save_gguf(tok, base, gt));
+        sf = NULL;
+        CHECK_OK(rm_st_open(stt, &sf));
+        if (sf) CHECK(rm_st_meta(sf, "ramole.gate_pool") == NULL);
+        rm_st_free(sf);
+        gf = NULL;
+        CHECK_OK(rm_gguf_open(gt, &gf));
+        if (gf) CHECK(rm_gguf_get_str(gf, "ramole.gate_pool", &s, &n) == RAMOLE_ERR_NOT_FOUND);
+        rm_gguf_free(gf);
+        CHECK_OK(rm_adapter_load(base, dt, &t1));
+        CHECK_OK(rm_adapter_load(base, gt, &t2));
+        CHECK(t1 && t1->gate_pool == RM_GATE_POOL_TOKEN && t2 && t2->gate_pool == RM_GATE_POOL_TOKEN);
+        /* "token" said outright (JSON allows the space after it) */
+        CHECK(patch_file(st1, "\"prompt\"", "\"token\" "));
+        CHECK_OK(rm_adapter_load(base, d1, &bad));
+        CHECK(bad && bad->gate_pool == RM_GATE_POOL_TOKEN);
+        rm_adapter_free(bad);
+        bad = NULL;
+        /* a value ramole does not know */
+        CHECK(patch_file(st1, "\"token\" ", "\"tokens\""));
+        CHECK_ERR(rm_adapter_load(base, d1, &bad), RAMOLE_ERR_FORMAT);
+        CHECK_MSG(msg_has("adapter_pool_peft1") && msg_has("ramole.gate_pool") && msg_has("\"tokens\""), "%s",
+                  ramole_last_error());
+        CHECK(bad == NULL);
+        CHECK(patch_file(g, "prompt", "Prompt"));
+        CHECK_ERR(rm_adapter_load(base, g, &bad), RAMOLE_ERR_FORMAT);
+        CHECK_MSG(msg_has("adapter_pool.gguf") && msg_has("ramole.gate_pool") && msg_has("\"Prompt\""), "%s",
+                  ramole_last_error());
+        CHECK(bad == NULL);
+        rm_free(d1), rm_free(g), rm_free(d2), rm_free(dt), rm_free(gt), rm_free(st1), rm_free(stt);
+        rm_adapter_free(tok), rm_adapter_free(pr), rm_adapter_free(p1), rm_adapter_free(g1), rm_adapter_free(p2);
+        rm_adapter_free(t1), rm_adapter_free(t2);
     }
     free_bases(&b);
 }

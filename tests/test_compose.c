@@ -4,7 +4,9 @@
  * with expert outputs built in full, per token, in double), and at the
  * model level (one adapter = the merged model; mixture = explicit 1/k; a
  * batch of 16 sequences with different adapter sets, ranks and modes = each
- * sequence alone).
+ * sequence alone). Routers that pool their gates over the prompt: step by
+ * step against a naive reference, the same in chunks and batches, through
+ * ramole_model_logits and the router evaluation.
  */
 #include "test.h"
 
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "lora/compose.h"
+#include "train/router_eval.h"
 
 static rm_model_config small_config(void) {
     rm_model_config c;
@@ -44,6 +47,54 @@ static void expert_out(const rm_lora_module *md, const float *x, int64_t din, in
         for (int k = 0; k < md->rank; k++) v[o] += md->scale * (double)rm_lora_elem(md, md->B, (size_t)(o * md->rank + k)) * u[k];
 }
 
+/* A router's raw scores for one token, from the experts' outputs v_j built
+ * in full: z_j = <A_r x, B_r^T v_j> / sqrt(r_r) (0 where the router does
+ * not adapt the module). */
+static void naive_scores(const rm_composition *c, int layer, rm_target t, const rm_model_config *cfg, const float *x,
+                         double *z) {
+    int64_t din, dout;
+    rm_target_dims(cfg, t, &din, &dout);
+    double *v = malloc((size_t)dout * sizeof *v);
+    const rm_lora_module *R = rm_adapter_mod(c->router, layer, t);
+    double q[RM_LORA_MAX_RANK];
+    for (int a = 0; a < R->rank; a++) {
+        q[a] = 0;
+        for (int64_t i = 0; i < din; i++) q[a] += (double)rm_lora_elem(R, R->A, (size_t)(a * din + i)) * x[i];
+    }
+    for (int j = 0; j < c->k; j++) {
+        expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
+        z[j] = 0;
+        for (int a = 0; a < R->rank; a++) {
+            double key = 0;
+            for (int64_t o = 0; o < dout; o++) key += (double)rm_lora_elem(R, R->B, (size_t)(o * R->rank + a)) * v[o];
+            z[j] += q[a] * key;
+        }
+        z[j] = R->rank ? z[j] / sqrt((double)R->rank) : 0;
+    }
+    free(v);
+}
+
+static void softmax_d(double *w, int k) {
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < k; j++) mx = fmax(mx, w[j]);
+    for (int j = 0; j < k; j++) sum += (w[j] = exp(w[j] - mx));
+    for (int j = 0; j < k; j++) w[j] /= sum;
+}
+
+/* delta = sum_j w_j v_j over the first k experts. */
+static void naive_gated(const rm_composition *c, int k, int layer, rm_target t, const rm_model_config *cfg,
+                        const float *x, const double *w, double *delta) {
+    int64_t din, dout;
+    rm_target_dims(cfg, t, &din, &dout);
+    double *v = malloc((size_t)dout * sizeof *v);
+    for (int64_t o = 0; o < dout; o++) delta[o] = 0;
+    for (int j = 0; j < k; j++) {
+        expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
+        for (int64_t o = 0; o < dout; o++) delta[o] += w[j] * v[o];
+    }
+    free(v);
+}
+
 /* The naive composed delta for one token. */
 static void naive_delta(const rm_composition *c, int layer, rm_target t, const rm_model_config *cfg,
                         const float *x, double *delta, double *router_w) {
@@ -51,7 +102,6 @@ static void naive_delta(const rm_composition *c, int layer, rm_target t, const r
     rm_target_dims(cfg, t, &din, &dout);
     for (int64_t o = 0; o < dout; o++) delta[o] = 0;
     if (c->mode == RM_COMPOSE_NONE) return;
-    double *v = malloc((size_t)dout * sizeof *v);
     int k = c->mode == RM_COMPOSE_SELECTION ? 1 : c->k;
     if (c->mode == RM_COMPOSE_FUSION) {
         /* build the averaged matrices in full, ranks padded */
@@ -73,42 +123,20 @@ static void naive_delta(const rm_composition *c, int layer, rm_target t, const r
             for (int64_t i = 0; i < din; i++) u += Af[kk * din + i] * x[i];
             for (int64_t o = 0; o < dout; o++) delta[o] += Bf[o * r + kk] * u;
         }
-        free(Af), free(Bf), free(v);
+        free(Af), free(Bf);
         return;
     }
-    double w[RM_LORA_MAX_K], score[RM_LORA_MAX_K];
-    double *keys = NULL;
+    double w[RM_LORA_MAX_K];
     if (c->mode == RM_COMPOSE_ROUTER) {
-        const rm_lora_module *R = rm_adapter_mod(c->router, layer, t);
-        double q[RM_LORA_MAX_RANK], mx = -1e300, sum = 0;
-        for (int a = 0; a < R->rank; a++) {
-            q[a] = 0;
-            for (int64_t i = 0; i < din; i++) q[a] += (double)rm_lora_elem(R, R->A, (size_t)(a * din + i)) * x[i];
-        }
-        for (int j = 0; j < k; j++) {
-            expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
-            score[j] = 0;
-            for (int a = 0; a < R->rank; a++) {
-                double key = 0;
-                for (int64_t o = 0; o < dout; o++) key += (double)rm_lora_elem(R, R->B, (size_t)(o * R->rank + a)) * v[o];
-                score[j] += q[a] * key;
-            }
-            score[j] = R->rank ? score[j] / sqrt((double)R->rank) : 0;
-            if (score[j] > mx) mx = score[j];
-        }
-        for (int j = 0; j < k; j++) sum += (w[j] = exp(score[j] - mx));
-        for (int j = 0; j < k; j++) w[j] /= sum;
+        naive_scores(c, layer, t, cfg, x, w);
+        softmax_d(w, k);
         if (router_w) memcpy(router_w, w, (size_t)k * sizeof *w);
     }
-    for (int j = 0; j < k; j++) {
-        double wj = c->mode == RM_COMPOSE_EXPLICIT ? c->weights[j]
-                  : c->mode == RM_COMPOSE_MIXTURE ? 1.0 / k
-                  : c->mode == RM_COMPOSE_ROUTER ? w[j] : 1.0;
-        expert_out(rm_adapter_mod(c->experts[j], layer, t), x, din, dout, v);
-        for (int64_t o = 0; o < dout; o++) delta[o] += wj * v[o];
-    }
-    free(keys);
-    free(v);
+    for (int j = 0; j < k; j++)
+        w[j] = c->mode == RM_COMPOSE_EXPLICIT ? c->weights[j]
+             : c->mode == RM_COMPOSE_MIXTURE ? 1.0 / k
+             : c->mode == RM_COMPOSE_ROUTER ? w[j] : 1.0;
+    naive_gated(c, k, layer, t, cfg, x, w, delta);
 }
 
 static uint64_t lcg(uint64_t *s) { return *s = *s * 6364136223846793005ull + 1442695040888963407ull; }
@@ -234,6 +262,160 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
     rm_model_free(m);
 }
 
+/*
+ * A router that pools its gates over the prompt, step by step against a
+ * naive reference: the reference keeps, per sequence and module, the sum of
+ * the raw scores (built from full expert outputs, in double) of the prompt
+ * tokens seen so far, and gates token n of a prompt of P tokens by
+ * softmax(sum / min(n + 1, P)). Steps feed chunks that cross the prompt's
+ * end, beside a per-token router on the same weights, a mixture, and a
+ * second pooled router of another prompt length that does not adapt o_proj
+ * (its gates there are 0). Between steps, a refused composition (no prompt
+ * length) and a refused restart leave the slots running as they were; a
+ * restart starts a sequence over.
+ */
+TEST(compose_prompt_pooled_router_matches_naive_step_by_step) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 3, 0.1f, &m));
+    if (!m) return;
+    rm_adapter *e[3] = {0}, *pooled = NULL, *per_token = NULL, *pooled2 = NULL;
+    unsigned no_o = ALL & ~BIT(RM_TARGET_O);
+    CHECK_OK(rm_adapter_random(m, 4, 8.0f, ALL, 200, 0.2f, &e[0]));
+    CHECK_OK(rm_adapter_random(m, 8, 8.0f, no_o, 201, 0.2f, &e[1]));
+    CHECK_OK(rm_adapter_random(m, 2, 4.0f, BIT(RM_TARGET_Q) | BIT(RM_TARGET_V) | BIT(RM_TARGET_DOWN), 202, 0.2f, &e[2]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 203, 0.3f, &pooled));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 203, 0.3f, &per_token)); /* the same router, per token */
+    CHECK_OK(rm_adapter_random(m, 3, 3.0f, no_o, 204, 0.3f, &pooled2));
+    if (!e[0] || !e[1] || !e[2] || !pooled || !per_token || !pooled2) return;
+    pooled->gate_pool = pooled2->gate_pool = RM_GATE_POOL_PROMPT;
+    enum { NSEQ = 4, K = 3, NB = 12 };
+    rm_composition comps[NSEQ] = {
+        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = pooled, .n_prompt = 5},
+        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = per_token},
+        {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[2], e[1]}, .router = pooled2, .n_prompt = 2},
+        {.mode = RM_COMPOSE_MIXTURE, .k = 2, .experts = {e[0], e[2]}},
+    };
+    rm_lora_state *st = NULL;
+    CHECK_OK(rm_lora_state_new(m, NSEQ, NB, K, 8, 2, &st));
+    if (!st) return;
+    for (int s = 0; s < NSEQ; s++) CHECK_OK(rm_lora_set(st, s, &comps[s]));
+    rm_pool *pool = NULL;
+    CHECK_OK(rm_pool_new(2, &pool));
+    size_t work = rm_matmul_work_size(RM_TYPE_F32, NB, 72, 72, 2) + rm_matmul_work_size(RM_TYPE_F32, NB, 16, 72, 2);
+    rm_compute comp = {pool, malloc(work + 64), work};
+    /* the steps' tokens, by slot, in batch order; -1 ends a step */
+    static const int8_t steps[][NB + 1] = {
+        {0, 1, 0, 2, 3, 0, 1, -1},             /* slot 0: tokens 0-2; slot 2: token 0 */
+        {2, 0, 0, 1, 2, 0, 3, 2, 0, 3, -1},    /* slot 0: 3-6 (its prompt ends at 5); slot 2: 1-3 */
+        {1, 0, 2, -1},                         /* restarted before this step: slot 2 from 0 */
+        {0, 3, 2, 2, 2, -1},
+    };
+    int nm = 2 * RM_TARGET_COUNT, fed[NSEQ] = {0};
+    double *ref_sum = calloc((size_t)NSEQ * nm * K, sizeof *ref_sum); /* the reference's running sums */
+    double worst = 0, worst_w = 0, worst_t = 0, pooling_moves = 0;
+    int checked_pooled = 0, zero_modules = 0;
+    uint64_t rs = 11;
+    for (size_t step = 0; step < sizeof steps / sizeof steps[0]; step++) {
+        if (step == 2) {
+            /* refused: no prompt length; the slots keep running as they were */
+            rm_composition none = comps[0];
+            none.n_prompt = 0;
+            CHECK_ERR(rm_lora_set(st, 3, &none), RAMOLE_ERR_INVALID);
+            CHECK_MSG(strstr(ramole_last_error(), pooled->name) && strstr(ramole_last_error(), "prompt's length"),
+                      "%s", ramole_last_error());
+            CHECK_ERR(rm_lora_restart(st, 0, 0), RAMOLE_ERR_INVALID);
+            CHECK_OK(rm_lora_restart(st, 3, 0)); /* a mixture has no prompt to pool */
+            /* slot 2 starts a new sequence of prompt length 3 */
+            CHECK_OK(rm_lora_restart(st, 2, 3));
+            comps[2].n_prompt = 3;
+            fed[2] = 0;
+            memset(ref_sum + (size_t)2 * nm * K, 0, (size_t)nm * K * sizeof *ref_sum);
+        }
+        int32_t seq[NB];
+        int idx[NB], n = 0;
+        for (; steps[step][n] >= 0; n++) seq[n] = steps[step][n], idx[n] = fed[seq[n]]++;
+        CHECK(rm_lora_plan(st, n, seq));
+        double tsum[NB * K] = {0}, want_t[NB * K] = {0};
+        int tn[NB] = {0}, want_n[NB] = {0};
+        rm_lora_trace_gates(st, &(rm_gate_trace){.gates = tsum, .n = tn});
+        for (int layer = 0; layer < 2; layer++)
+            for (int t = 0; t < RM_TARGET_COUNT; t++) {
+                int64_t din, dout;
+                rm_target_dims(&cfg, (rm_target)t, &din, &dout);
+                int mi = layer * RM_TARGET_COUNT + t;
+                float *x = malloc((size_t)n * din * sizeof *x), *y = malloc((size_t)n * dout * sizeof *y);
+                float *y0 = malloc((size_t)n * dout * sizeof *y0);
+                double *d = malloc((size_t)dout * sizeof *d);
+                for (int64_t i = 0; i < n * din; i++) x[i] = frand(&rs);
+                for (int64_t i = 0; i < n * dout; i++) y0[i] = y[i] = frand(&rs);
+                rm_lora_apply(st, &comp, layer, (rm_target)t, x, y);
+                for (int i = 0; i < n; i++) {
+                    const rm_composition *c = &comps[seq[i]];
+                    double w[K] = {0};
+                    bool router = c->mode == RM_COMPOSE_ROUTER, adapts = router && rm_adapter_mod(c->router, layer, (rm_target)t)->rank;
+                    if (adapts) {
+                        double z[K];
+                        naive_scores(c, layer, (rm_target)t, &cfg, x + i * din, z);
+                        if (c->router->gate_pool == RM_GATE_POOL_PROMPT) {
+                            double *sum = ref_sum + ((size_t)seq[i] * nm + mi) * K;
+                            int P = c->n_prompt;
+                            if (idx[i] < P)
+                                for (int j = 0; j < c->k; j++) sum[j] += z[j];
+                            double own[K];
+                            memcpy(own, z, sizeof own);
+                            softmax_d(own, c->k);
+                            for (int j = 0; j < c->k; j++) w[j] = sum[j] / (idx[i] < P ? idx[i] + 1 : P);
+                            softmax_d(w, c->k);
+                            for (int j = 0; j < c->k; j++) pooling_moves = fmax(pooling_moves, fabs(w[j] - own[j]));
+                            checked_pooled++;
+                        } else {
+                            memcpy(w, z, sizeof w);
+                            softmax_d(w, c->k);
+                        }
+                        for (int j = 0; j < c->k; j++) want_t[i * K + j] += w[j];
+                        want_n[i]++;
+                    }
+                    if (router) {
+                        naive_gated(c, c->k, layer, (rm_target)t, &cfg, x + i * din, w, d);
+                        const float *g = rm_lora_last_gates(st, i);
+                        for (int j = 0; j < c->k; j++) worst_w = fmax(worst_w, fabs(g[j] - w[j]));
+                        zero_modules += !adapts && g[0] == 0 && g[1] == 0;
+                    } else {
+                        naive_delta(c, layer, (rm_target)t, &cfg, x + i * din, d, NULL);
+                    }
+                    double scale = 1e-3;
+                    for (int64_t o = 0; o < dout; o++) scale = fmax(scale, fabs(d[o]));
+                    for (int64_t o = 0; o < dout; o++)
+                        worst = fmax(worst, fabs((y[i * dout + o] - y0[i * dout + o]) - d[o]) / scale);
+                }
+                free(x), free(y), free(y0), free(d);
+            }
+        rm_lora_trace_gates(st, NULL);
+        for (int i = 0; i < n; i++) {
+            CHECK_MSG(tn[i] == want_n[i], "step %zu token %d: %d modules traced, want %d", step, i, tn[i], want_n[i]);
+            for (int j = 0; j < K; j++) worst_t = fmax(worst_t, fabs(tsum[i * K + j] - want_t[i * K + j]));
+        }
+    }
+    if (getenv("RAMOLE_TEST_VERBOSE"))
+        printf("  pooled router: delta %g, gates %g, trace %g; pooling moves gates by up to %g\n", worst, worst_w,
+               worst_t, pooling_moves);
+    CHECK_MSG(worst < 1e-5, "composed delta vs naive: relative error %g", worst);
+    CHECK_MSG(worst_w < 1e-5, "router gates vs naive: %g", worst_w);
+    CHECK_MSG(worst_t < 1e-4, "traced gates vs naive: %g", worst_t);
+    /* 9 tokens of slot 0 over every module, 8 of slot 2 over all but o_proj */
+    CHECK_MSG(checked_pooled == 9 * nm + 8 * (nm - 2), "%d pooled (token, module) pairs checked", checked_pooled);
+    CHECK_MSG(zero_modules == 2 * 8, "%d modules of pooled2 without o_proj had gates 0", zero_modules);
+    CHECK_MSG(pooling_moves > 1e-2, "pooling over the prompt changes the gates by only %g", pooling_moves);
+    free(ref_sum);
+    free(comp.work);
+    rm_pool_free(pool);
+    rm_lora_state_free(st);
+    for (int i = 0; i < 3; i++) rm_adapter_free(e[i]);
+    rm_adapter_free(pooled), rm_adapter_free(per_token), rm_adapter_free(pooled2);
+    rm_model_free(m);
+}
+
 /* ---- model level ------------------------------------------------------------- */
 
 static float *run_seqs(const rm_model *m, int n_seq, const rm_composition *comps, const int32_t *const *toks,
@@ -307,6 +489,270 @@ TEST(compose_one_adapter_equals_the_merged_model) {
     free(x), free(y), free(z);
     rm_adapter_free(a);
     rm_model_free(merged);
+    rm_model_free(m);
+}
+
+/*
+ * Decode n_seq sequences step by step: in step i slot s feeds its next
+ * chunks[s][i] tokens, the slots' tokens interleaved in the batch. Fills
+ * logits[s] ([lens[s]][V]) and gates[s] ([lens[s]][3]: the router's gates
+ * traced over the modules, their mean) for every token.
+ */
+enum { STEPS_MAX = 9 };
+static bool run_steps(const rm_model *m, int n_seq, const rm_composition *comps, const int32_t *const *tk,
+                      const int *lens, const int (*chunks)[STEPS_MAX], float **logits, double **gates) {
+    int total = 0, V = m->cfg.vocab_size;
+    for (int s = 0; s < n_seq; s++) total += lens[s];
+    rm_ctx_params p = {.n_ctx = 32, .n_seq = n_seq, .n_batch = total, .n_threads = 2};
+    rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
+    if (rm_lora_ctx_new(m, &p, 3, 8, &ctx, &ls) != RAMOLE_OK) return false;
+    bool ok = true;
+    for (int s = 0; s < n_seq && ok; s++) ok = rm_lora_set(ls, s, &comps[s]) == RAMOLE_OK;
+    int32_t tok[64], pos[64], sq[64];
+    uint8_t want[64];
+    double tsum[64 * 3];
+    int tn[64], done[8] = {0};
+    for (int step = 0; step < STEPS_MAX && ok; step++) {
+        int n = 0, left[8];
+        for (int s = 0; s < n_seq; s++) left[s] = chunks[s][step];
+        for (bool more = true; more;) { /* round robin over the slots */
+            more = false;
+            for (int s = 0; s < n_seq; s++)
+                if (left[s]) {
+                    tok[n] = tk[s][done[s]], pos[n] = done[s]++, sq[n] = s, want[n++] = 1;
+                    more = --left[s] > 0 || more;
+                }
+        }
+        if (!n) continue;
+        memset(tsum, 0, sizeof tsum), memset(tn, 0, sizeof tn);
+        rm_lora_trace_gates(ls, &(rm_gate_trace){.gates = tsum, .n = tn});
+        rm_batch b = {n, tok, pos, sq, want};
+        ok = rm_ctx_decode(ctx, &b) == RAMOLE_OK;
+        rm_lora_trace_gates(ls, NULL);
+        for (int i = 0; i < n && ok; i++) {
+            memcpy(logits[sq[i]] + (size_t)pos[i] * V, rm_ctx_logits(ctx, i), (size_t)V * sizeof(float));
+            for (int j = 0; j < 3; j++) gates[sq[i]][pos[i] * 3 + j] = tn[i] ? tsum[i * 3 + j] / tn[i] : 0;
+        }
+    }
+    for (int s = 0; s < n_seq; s++) ok = ok && done[s] == lens[s];
+    rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
+    return ok;
+}
+
+static double max_abs_diff(const double *a, const double *b, size_t n) {
+    double md = 0;
+    for (size_t i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b[i]));
+    return md;
+}
+
+/*
+ * A prompt-pooled router's sequence decodes the same whether fed whole, a
+ * token at a time, in chunks of 3, or in uneven chunks batched beside a
+ * per-token router, a mixture and another pooled router of another prompt
+ * length (each of which also matches itself alone): the running sums carry
+ * across decodes and are kept per slot. And pooling changes the logits.
+ */
+TEST(compose_prompt_pooled_router_is_the_same_in_chunks_and_batches) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 6, 0.1f, &m));
+    if (!m) return;
+    rm_adapter *e[3] = {0}, *pooled = NULL, *per_token = NULL, *pooled2 = NULL;
+    for (int i = 0; i < 3; i++) CHECK_OK(rm_adapter_random(m, 2 + 3 * i, 8.0f, ALL, 300 + i, 0.3f, &e[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 310, 0.4f, &pooled));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 310, 0.4f, &per_token));
+    CHECK_OK(rm_adapter_random(m, 3, 3.0f, ALL, 311, 0.4f, &pooled2));
+    if (!e[0] || !e[1] || !e[2] || !pooled || !per_token || !pooled2) return;
+    pooled->gate_pool = pooled2->gate_pool = RM_GATE_POOL_PROMPT;
+    enum { NS = 4 };
+    rm_composition comps[NS] = {
+        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = pooled, .n_prompt = 5},
+        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = per_token},
+        {.mode = RM_COMPOSE_MIXTURE, .k = 2, .experts = {e[1], e[2]}},
+        {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[2], e[0]}, .router = pooled2, .n_prompt = 2},
+    };
+    const int32_t *tk[NS] = {toks, toks + 1, toks + 2, toks + 3};
+    int lens[NS] = {9, 6, 5, 7}, V = cfg.vocab_size;
+    static const int whole[1][STEPS_MAX] = {{9}}, ones[1][STEPS_MAX] = {{1, 1, 1, 1, 1, 1, 1, 1, 1}},
+                     threes[1][STEPS_MAX] = {{3, 3, 3}};
+    static const int batched[NS][STEPS_MAX] = {{2, 4, 3}, {3, 0, 3}, {1, 2, 2}, {1, 4, 2}};
+    float *lg[5][NS];
+    double *gt[5][NS];
+    for (int r = 0; r < 5; r++)
+        for (int s = 0; s < NS; s++) {
+            lg[r][s] = calloc((size_t)lens[s] * V, sizeof(float));
+            gt[r][s] = calloc((size_t)lens[s] * 3, sizeof(double));
+        }
+    /* runs: 0 whole, 1 ones, 2 threes, 3 batched; 4: each other slot alone, whole */
+    CHECK(run_steps(m, 1, comps, tk, lens, whole, lg[0], gt[0]));
+    CHECK(run_steps(m, 1, comps, tk, lens, ones, lg[1], gt[1]));
+    CHECK(run_steps(m, 1, comps, tk, lens, threes, lg[2], gt[2]));
+    CHECK(run_steps(m, NS, comps, tk, lens, batched, lg[3], gt[3]));
+    for (int s = 1; s < NS; s++) {
+        int one[1][STEPS_MAX] = {{lens[s]}};
+        CHECK(run_steps(m, 1, &comps[s], &tk[s], &lens[s], one, &lg[4][s], &gt[4][s]));
+    }
+    double worst = 0, worst_g = 0;
+    for (int r = 1; r < 4; r++) {
+        worst = fmax(worst, rel_err(lg[r][0], lg[0][0], (size_t)lens[0] * V));
+        worst_g = fmax(worst_g, max_abs_diff(gt[r][0], gt[0][0], (size_t)lens[0] * 3));
+        if (getenv("RAMOLE_TEST_VERBOSE"))
+            printf("  layout %d vs whole: logits %g, gates %g\n", r, rel_err(lg[r][0], lg[0][0], (size_t)lens[0] * V),
+                   max_abs_diff(gt[r][0], gt[0][0], (size_t)lens[0] * 3));
+    }
+    for (int s = 1; s < NS; s++) {
+        worst = fmax(worst, rel_err(lg[3][s], lg[4][s], (size_t)lens[s] * V));
+        worst_g = fmax(worst_g, max_abs_diff(gt[3][s], gt[4][s], (size_t)lens[s] * 3));
+    }
+    /* the tolerance of the mixed batch test: kernels of other row counts round differently */
+    CHECK_MSG(worst < 5e-5, "pooled router in chunks and batches vs whole: logits %g", worst);
+    CHECK_MSG(worst_g < 1e-5, "pooled router in chunks and batches vs whole: gates %g", worst_g);
+    /* the prompt's last token and every later one share the whole prompt's
+     * gates, where a per-token router's move */
+    CHECK_MSG(max_abs_diff(gt[0][0] + 4 * 3, gt[0][0] + 8 * 3, 3) < 1e-12 &&
+                  max_abs_diff(gt[3][1] + 3 * 3, gt[3][1] + 5 * 3, 3) > 1e-3,
+              "traced gates do not look pooled");
+    rm_composition tok_router = comps[1];
+    float *per = calloc((size_t)lens[0] * V, sizeof(float));
+    double *pg = calloc((size_t)lens[0] * 3, sizeof(double));
+    CHECK(run_steps(m, 1, &tok_router, tk, lens, whole, &per, &pg));
+    CHECK_MSG(rel_err(per, lg[0][0], (size_t)lens[0] * V) > 1e-3, "pooling changes the logits by only %g",
+              rel_err(per, lg[0][0], (size_t)lens[0] * V));
+    free(per), free(pg);
+    for (int r = 0; r < 5; r++)
+        for (int s = 0; s < NS; s++) free(lg[r][s]), free(gt[r][s]);
+    for (int i = 0; i < 3; i++) rm_adapter_free(e[i]);
+    rm_adapter_free(pooled), rm_adapter_free(per_token), rm_adapter_free(pooled2);
+    rm_model_free(m);
+}
+
+/* ramole_model_logits (the public one-batch run) takes its tokens as the
+ * prompt of a prompt-pooled router: every position's logits equal a
+ * decode composed with n_prompt = n, and differ from a per-token router's. */
+TEST(compose_model_logits_pool_over_the_tokens_given) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 9, 0.1f, &m));
+    if (!m) return;
+    rm_adapter *e[2] = {0}, *router = NULL;
+    for (int i = 0; i < 2; i++) CHECK_OK(rm_adapter_random(m, 3, 6.0f, ALL, 500 + i, 0.3f, &e[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 510, 0.4f, &router));
+    if (!e[0] || !e[1] || !router) return;
+    router->gate_pool = RM_GATE_POOL_PROMPT;
+    char *mp = rm_path_join(rm_test_tmp_dir(), "pool_logits_model"), *ep[2], *rp;
+    ep[0] = rm_path_join(rm_test_tmp_dir(), "pool_logits_e0"), ep[1] = rm_path_join(rm_test_tmp_dir(), "pool_logits_e1");
+    rp = rm_path_join(rm_test_tmp_dir(), "pool_logits_router");
+    CHECK_OK(rm_model_save(m, RM_SOURCE_HF, -1, mp));
+    for (int i = 0; i < 2; i++) CHECK_OK(rm_adapter_save_peft(e[i], m, ep[i]));
+    CHECK_OK(rm_adapter_save_peft(router, m, rp));
+    ramole_model *pm = NULL;
+    CHECK_OK(ramole_model_open(mp, &pm));
+    for (int i = 0; i < 2 && pm; i++) { /* what the public API says of each */
+        ramole_adapter *pa = NULL;
+        ramole_adapter_info info;
+        CHECK_OK(ramole_adapter_load(pm, i ? rp : ep[0], &pa));
+        if (pa) ramole_adapter_get_info(pa, &info);
+        CHECK(pa && info.gate_pool_prompt == i);
+        ramole_adapter_free(pa);
+    }
+    enum { N = 9 };
+    int V = cfg.vocab_size;
+    ramole_lora_set set = {.mode = RAMOLE_COMPOSE_ROUTER, .n_adapters = 2, .adapters = {ep[0], ep[1]}, .router = rp};
+    float *got = NULL;
+    int rows = 0;
+    if (pm) CHECK_OK(ramole_model_logits(pm, &(ramole_run_params){.n_threads = 2}, &set, toks, N, 1, &got, &rows));
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[0], e[1]}, .router = router, .n_prompt = N};
+    const int32_t *tk[1] = {toks};
+    int lens[1] = {N};
+    static const int whole[1][STEPS_MAX] = {{N}};
+    float *want = calloc((size_t)N * V, sizeof *want);
+    double *gates = calloc((size_t)N * 3, sizeof *gates);
+    CHECK(run_steps(m, 1, &comp, tk, lens, whole, &want, &gates));
+    CHECK(got && rows == N);
+    if (got && rows == N)
+        CHECK_MSG(rel_err(got, want, (size_t)N * V) < 1e-5, "ramole_model_logits vs n_prompt = n: %g",
+                  rel_err(got, want, (size_t)N * V));
+    router->gate_pool = RM_GATE_POOL_TOKEN;
+    CHECK(run_steps(m, 1, &comp, tk, lens, whole, &want, &gates));
+    if (got && rows == N)
+        CHECK_MSG(rel_err(got, want, (size_t)N * V) > 1e-3, "a per-token router gives the same logits (%g)",
+                  rel_err(got, want, (size_t)N * V));
+    ramole_free(got);
+    free(want), free(gates);
+    ramole_model_free(pm);
+    rm_free(mp), rm_free(ep[0]), rm_free(ep[1]), rm_free(rp);
+    for (int i = 0; i < 2; i++) rm_adapter_free(e[i]);
+    rm_adapter_free(router);
+    rm_model_free(m);
+}
+
+static rm_status keep_example(const rm_router_eval_example *e, void *user) {
+    rm_router_eval_example *keep = user;
+    if (e->line >= 1 && e->line <= 3) keep[e->line - 1] = *e;
+    return RAMOLE_OK;
+}
+
+/*
+ * The router evaluation runs its examples through one slot: a prompt-pooled
+ * router restarts at each (rm_lora_restart) and pools over that example's
+ * own prompt. Its last module's gates, averaged per span, equal those of a
+ * slot set afresh for the example with its prompt length.
+ */
+TEST(compose_router_eval_restarts_a_pooled_router_per_example) {
+    rm_model_config cfg = small_config();
+    rm_model *m = NULL;
+    CHECK_OK(rm_model_random(&cfg, 8, 0.1f, &m));
+    if (!m) return;
+    rm_adapter *pool[3] = {0}, *router = NULL;
+    for (int i = 0; i < 3; i++) CHECK_OK(rm_adapter_random(m, 3, 6.0f, ALL, 400 + i, 0.3f, &pool[i]));
+    CHECK_OK(rm_adapter_random(m, 4, 4.0f, ALL, 410, 0.4f, &router));
+    if (!pool[0] || !pool[1] || !pool[2] || !router) return;
+    router->gate_pool = RM_GATE_POOL_PROMPT;
+    rm_example ex[3] = {{.n = 8, .n_prompt = 3, .line = 1}, {.n = 9, .n_prompt = 6, .line = 2},
+                        {.n = 7, .n_prompt = 1, .line = 3}};
+    for (int i = 0; i < 3; i++) ex[i].tokens = (int32_t *)toks + i;
+    rm_dataset d = {.ex = ex, .n = 3, .cap = 3};
+    rm_ctx_params cp = {.n_ctx = 16, .n_seq = 1, .n_batch = 16, .n_logits = 1, .n_threads = 2};
+    rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
+    CHECK_OK(rm_lora_ctx_new(m, &cp, 3, 4, &ctx, &ls));
+    if (!ctx) return;
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = 3, .router = router, .experts = {pool[0], pool[1], pool[2]},
+                           .n_prompt = 1};
+    CHECK_OK(rm_lora_set(ls, 0, &comp));
+    rm_router_eval_example got[3];
+    memset(got, 0, sizeof got);
+    rm_router_eval_summary sum;
+    CHECK_OK(rm_router_eval(ctx, ls, pool, 3, &d, keep_example, got, &sum));
+    double worst = 0;
+    int32_t pos[16], seq[16] = {0};
+    for (int t = 0; t < 16; t++) pos[t] = t;
+    for (int i = 0; i < 3; i++) {
+        comp.n_prompt = ex[i].n_prompt;
+        CHECK_OK(rm_lora_set(ls, 0, &comp));
+        rm_ctx_seq_clear(ctx, 0);
+        int n = ex[i].n - 1;
+        rm_batch b = {n, ex[i].tokens, pos, seq, NULL};
+        CHECK_OK(rm_ctx_decode(ctx, &b));
+        double want[2][3] = {{0}};
+        int cnt[2] = {0};
+        for (int t = 0; t < n; t++) {
+            int sp = t + 1 >= ex[i].n_prompt ? RM_EVAL_SPAN_ANSWER : RM_EVAL_SPAN_PROMPT;
+            for (int j = 0; j < 3; j++) want[sp][j] += rm_lora_last_gates(ls, t)[j];
+            cnt[sp]++;
+        }
+        for (int sp = 0; sp < 2; sp++)
+            for (int j = 0; j < 3 && cnt[sp]; j++)
+                worst = fmax(worst, fabs(got[i].weights[RM_EVAL_DEPTH_LAST][sp][j] - want[sp][j] / cnt[sp]));
+        CHECK(got[i].line == i + 1);
+    }
+    CHECK_MSG(worst < 1e-6, "router evaluation vs a fresh slot per example: %g", worst);
+    rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
+    for (int i = 0; i < 3; i++) rm_adapter_free(pool[i]);
+    rm_adapter_free(router);
     rm_model_free(m);
 }
 

@@ -45,7 +45,8 @@ static rm_model *engine_model_vocab(int vocab) {
 static rm_model *engine_model(void) { return engine_model_vocab(96); }
 
 /* Adapters made on demand by name: "eN" an expert of rank 4 + N % 3 * 4
- * with seed N, "router" a router of rank 8; counts the loads. */
+ * with seed N, "router" a router of rank 8, "prouter" the same router
+ * pooling its gates over the prompt; counts the loads. */
 typedef struct {
     atomic_int loads;
     pthread_t driver;       /* with `watch`: loads on this thread are counted apart */
@@ -60,6 +61,11 @@ static rm_status source_load(void *user, const rm_model *base, const char *name,
     if (ts->delay_us) usleep((useconds_t)ts->delay_us);
     if (ts->watch && pthread_equal(pthread_self(), ts->driver)) ts->driver_loads++;
     if (!strcmp(name, "router")) return rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out);
+    if (!strcmp(name, "prouter")) {
+        RM_TRY(rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out));
+        (*out)->gate_pool = RM_GATE_POOL_PROMPT;
+        return RAMOLE_OK;
+    }
     if (!strcmp(name, "big")) return rm_adapter_random(base, 48, 48.0f, ALL, 777, 0.1f, out);
     if (name[0] != 'e') return rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter called %s", name);
     int n = atoi(name + 1), rank = 4 + n % 3 * 4;
@@ -107,7 +113,7 @@ static void mixed_request(int i, int32_t *prompt, rm_engine_request *q, char nam
             q->weights[j] = 0.5f + 0.25f * (float)j;
         }
     }
-    if (q->mode == RM_COMPOSE_ROUTER) q->router = "router";
+    if (q->mode == RM_COMPOSE_ROUTER) q->router = i % 12 == 11 ? "prouter" : "router";
     q->on_event = collect;
     q->user = out;
 }
@@ -255,7 +261,7 @@ TEST(engine_mixed_batch_equals_alone) {
     submit_mixed(e, 0, N_MIXED, prompts, names, together);
     if (e) drain(e);
     check_same(together, alone, "submitted together");
-    CHECK_MSG(ts.loads == 9, "9 distinct adapters loaded %d times", ts.loads);
+    CHECK_MSG(ts.loads == 10, "10 distinct adapters loaded %d times", ts.loads);
     rm_engine_free(e);
 
     /* arriving while others decode: a few new requests every step */
@@ -279,6 +285,82 @@ TEST(engine_mixed_batch_equals_alone) {
     check_same(arriving, alone, "arriving mid-stream");
     CHECK_MSG(max_running >= 8, "at most %d requests ran at once", max_running);
     rm_engine_free(e);
+    rm_model_free(m);
+}
+
+/*
+ * A router that pools its gates over the prompt, through the engine (its
+ * prompt cut in chunks of at most 4 tokens, beside other requests), gives
+ * the tokens of a direct decode: the prompt as one batch with the
+ * composition's prompt length set, then greedy tokens one at a time.
+ */
+TEST(engine_prompt_pooled_router_matches_a_direct_decode) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    enum { NP = 11, NEW = 8 };
+    int32_t prompt[NP];
+    for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(3 + (t * 29) % 90);
+    static const char *const experts[3] = {"e1", "e2", "e4"};
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 4, 4, 0);
+    collected got = {0}, per_token = {0};
+    static collected others[6];
+    memset(others, 0, sizeof others);
+    int32_t prompts[6][32];
+    char names[6][3][8];
+    for (int pass = 0; pass < 2 && e; pass++) {
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = prompt, q.n_tokens = NP, q.max_tokens = NEW, q.ignore_eos = true;
+        q.mode = RM_COMPOSE_ROUTER, q.n_adapters = 3, q.router = pass ? "router" : "prouter";
+        for (int j = 0; j < 3; j++) q.adapters[j] = experts[j];
+        q.on_event = collect, q.user = pass ? &per_token : &got;
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        if (!pass) submit_mixed(e, 0, 6, prompts, names, others);
+        drain(e);
+    }
+    rm_engine_free(e);
+    /* the direct decode */
+    rm_adapter *ad[3] = {0}, *router = NULL;
+    for (int j = 0; j < 3; j++) CHECK_OK(source_load(&ts, m, experts[j], &ad[j]));
+    CHECK_OK(source_load(&ts, m, "prouter", &router));
+    rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
+    rm_ctx_params cp = {.n_ctx = 64, .n_seq = 1, .n_batch = NP, .n_threads = 2};
+    CHECK_OK(rm_lora_ctx_new(m, &cp, 3, 12, &ctx, &ls));
+    rm_composition c = {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {ad[0], ad[1], ad[2]}, .router = router,
+                        .n_prompt = NP};
+    int32_t want[NEW], pos[NP], seq[NP] = {0};
+    uint8_t wl[NP] = {0};
+    int n_want = 0;
+    if (ctx && router && ad[2] && rm_lora_set(ls, 0, &c) == RAMOLE_OK) {
+        for (int t = 0; t < NP; t++) pos[t] = t;
+        wl[NP - 1] = 1;
+        rm_batch b = {NP, prompt, pos, seq, wl};
+        rm_status st = rm_ctx_decode(ctx, &b);
+        for (; st == RAMOLE_OK && n_want < NEW; n_want++) {
+            const float *l = rm_ctx_logits(ctx, 0);
+            int32_t best = 0;
+            for (int v = 1; v < m->cfg.vocab_size; v++) best = l[v] > l[best] ? v : best;
+            want[n_want] = best;
+            int32_t p1 = NP + n_want;
+            uint8_t w1 = 1;
+            rm_batch one = {1, &want[n_want], &p1, seq, &w1};
+            if (n_want + 1 < NEW) st = rm_ctx_decode(ctx, &one);
+        }
+        CHECK_OK(st);
+    }
+    CHECK_MSG(n_want == NEW && got.n == NEW && !memcmp(got.toks, want, sizeof want),
+              "the engine's %d tokens differ from the direct decode's %d", got.n, n_want);
+    CHECK(got.fin == RM_FINISH_LENGTH && got.n_gates == 3);
+    CHECK_MSG(per_token.n == NEW && memcmp(per_token.toks, want, sizeof want),
+              "the per-token router gives the pooled router's tokens: the test cannot tell them apart");
+    for (int i = 0; i < 6; i++) CHECK(others[i].fin == RM_FINISH_LENGTH);
+    rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
+    for (int j = 0; j < 3; j++) rm_adapter_free(ad[j]);
+    rm_adapter_free(router);
     rm_model_free(m);
 }
 
@@ -750,7 +832,7 @@ TEST(engine_run_all_loads_off_the_driver) {
             rm_engine_result_free(&res[i]);
         }
         CHECK_MSG(!bad, "run_all: %d of %d requests differ from their runs alone", bad, N_MIXED);
-        CHECK_MSG(ts.loads == 9 && ts.driver_loads == 0, "%d loads, %d of them on the driving thread",
+        CHECK_MSG(ts.loads == 10 && ts.driver_loads == 0, "%d loads, %d of them on the driving thread",
                   (int)ts.loads, (int)ts.driver_loads);
         CHECK_OK(rm_engine_check(e));
     }

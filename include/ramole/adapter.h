@@ -50,6 +50,8 @@ typedef struct {
     unsigned targets;       /* bits (1u << ramole_target) adapted in some layer */
     int n_modules;          /* adapted (layer, target) pairs */
     ramole_type type;       /* how A and B are stored */
+    int gate_pool_prompt;   /* as a router: 1 if it pools its gates over the prompt ("ramole.gate_pool"),
+                             * 0 if it routes each token on its own (the paper's) */
 } ramole_adapter_info;
 
 void ramole_adapter_get_info(const ramole_adapter *a, ramole_adapter_info *out);

@@ -33,7 +33,8 @@ typedef struct {
  * Run tokens[0..n) as one batch from position 0 with the adapters of lora
  * (NULL: none) and return the logits of the last position, or of every
  * position when all: *logits is rows x vocab floats (ramole_free), *n_rows
- * 1 or n. Adapter errors name the file.
+ * 1 or n. Adapter errors name the file. A router that pools its gates
+ * over the prompt takes tokens[0..n) as the prompt.
  */
 ramole_status ramole_model_logits(const ramole_model *m, const ramole_run_params *p, const ramole_lora_set *lora,
                                   const int32_t *tokens, int n, int all, float **logits, int *n_rows);

@@ -100,6 +100,7 @@ ramole_status ramole_model_logits(const ramole_model *pm, const ramole_run_param
     rm_ctx *ctx = NULL;
     run_lora l;
     rm_status st = load_lora(m, lora, &l);
+    l.comp.n_prompt = n; /* the tokens given are the prompt (a prompt-pooled router's) */
     if (st == RAMOLE_OK) st = open_ctx(m, p, n, all ? n : 1, n, &l, &ctx);
     if (st == RAMOLE_OK) st = run_prompt(ctx, tokens, n, all);
     if (st == RAMOLE_OK) {

@@ -346,7 +346,10 @@ ramole_status ramole_router_eval(const ramole_router_eval_params *p, ramole_rout
     rm_ctx_params cp = {.n_ctx = maxn, .n_seq = 1, .n_batch = maxn, .n_logits = 1,
                         .n_threads = p->n_threads > 0 ? p->n_threads : rm_cpu_count()};
     if ((st = rm_lora_ctx_new(m, &cp, K, mr, &ctx, &ls)) != RAMOLE_OK) goto out;
-    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router};
+    /* a prompt-pooled router's prompt: the first example's input, and
+     * rm_router_eval restarts the slot with each example's own */
+    rm_composition comp = {.mode = RM_COMPOSE_ROUTER, .k = K, .router = router,
+                           .n_prompt = d->n ? d->ex[0].n_prompt : 1};
     for (int i = 0; i < K && i < RM_TRAIN_MAX_K; i++) comp.experts[i] = pool[i], relay_to.names[i] = pool[i]->name;
     if ((st = rm_lora_set(ls, 0, &comp)) != RAMOLE_OK) goto out;
     st = rm_router_eval(ctx, ls, pool, K, d, relay_example, &relay_to, (rm_router_eval_summary *)out);

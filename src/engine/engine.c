@@ -414,6 +414,7 @@ static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r)
     RM_TRY(check_shape(e, q));
     if (q->mode == RM_COMPOSE_NONE) return RAMOLE_OK;
     c->k = q->n_adapters;
+    c->n_prompt = r->n_prompt; /* a prompt-pooled router's; admit sets the same after a preemption */
     RM_TRY(acquire(e, q, r->h, &r->hr, c->router_c));
     for (int j = 0; j < c->k; j++) {
         c->experts[j] = rm_adapter_handle_adapter(r->h[j]);

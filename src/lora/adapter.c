@@ -22,6 +22,26 @@ const char *rm_lora_gguf_arch(const rm_model *base) {
     return base->cfg.arch == RM_ARCH_QWEN2 ? "qwen2" : "llama";
 }
 
+/* ---- a router's gate pooling ------------------------------------------------------------ */
+
+static const char *const gate_pool_names[] = {"token", "prompt"};
+
+const char *rm_gate_pool_name(rm_gate_pool p) {
+    return (unsigned)p <= RM_GATE_POOL_PROMPT ? gate_pool_names[p] : "?";
+}
+
+rm_status rm_gate_pool_parse(const char *origin, const char *value, rm_gate_pool *out) {
+    *out = RM_GATE_POOL_TOKEN;
+    if (!value) return RAMOLE_OK; /* absent: the paper's per-token routing */
+    for (int p = RM_GATE_POOL_TOKEN; p <= RM_GATE_POOL_PROMPT; p++)
+        if (!strcmp(value, gate_pool_names[p])) {
+            *out = (rm_gate_pool)p;
+            return RAMOLE_OK;
+        }
+    return rm_err(RAMOLE_ERR_FORMAT, "adapter %s: %s \"%.40s\" is not a gate pooling (\"token\" or \"prompt\")",
+                  origin, RM_GATE_POOL_KEY, value);
+}
+
 /* ---- building ------------------------------------------------------------------ */
 
 float rm_lora_scale(double alpha, int rank, bool rslora) {

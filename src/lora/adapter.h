@@ -72,6 +72,9 @@ void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_ta
  * adapters.
  */
 typedef enum { RM_GATE_POOL_TOKEN = 0, RM_GATE_POOL_PROMPT } rm_gate_pool;
+#define RM_GATE_POOL_KEY "ramole.gate_pool"
+/* "token" or "prompt" (what the files hold). */
+const char *rm_gate_pool_name(rm_gate_pool p);
 
 typedef struct rm_adapter {
     char *name;               /* file or folder name unless set otherwise */
@@ -147,9 +150,11 @@ rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base);
  * with r, lora_alpha, use_rslora, target_modules, and rank_pattern /
  * alpha_pattern entries (full module names) for modules whose rank or scale
  * differ from r and lora_alpha). The safetensors __metadata__ records
- * "ramole.base_fingerprint" (16 hex digits). `base` is the model the
- * adapter was loaded against (it fixes the row order). The folder is
- * created if needed; each file is written atomically.
+ * "ramole.base_fingerprint" (16 hex digits) and, for a router of
+ * RM_GATE_POOL_PROMPT, "ramole.gate_pool": "prompt" (nothing for token
+ * pooling). `base` is the model the adapter was loaded against (it fixes
+ * the row order). The folder is created if needed; each file is written
+ * atomically.
  */
 rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const char *dir);
 /*
@@ -159,6 +164,8 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
  * alpha / rank (rank = lora_b ne[0]). A module whose scale differs from
  * that gets its B multiplied by scale / (alpha / rank), so that the
  * product is the same (B is then not bit-identical to the source).
+ * ramole's own keys: "ramole.base_fingerprint" (u64) and, as in PEFT
+ * files, the string "ramole.gate_pool" of a prompt-pooled router.
  */
 rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const char *path);
 

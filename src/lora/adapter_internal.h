@@ -33,6 +33,11 @@ rm_status rm_adapter_module_alloc(rm_adapter *a, const rm_model *base, int layer
 size_t rm_adapter_module_bytes(const rm_model *base, rm_target t, int rank);
 rm_status rm_adapter_reserve(rm_adapter *a, size_t bytes);
 
+/* The gate pooling that a file's RM_GATE_POOL_KEY value names: "token" or
+ * "prompt", NULL (the key is absent) token. Anything else is ERR_FORMAT
+ * naming the adapter (origin), the key and the value. */
+rm_status rm_gate_pool_parse(const char *origin, const char *value, rm_gate_pool *out);
+
 /* Recompute target_mask and max_rank from the modules. */
 void rm_adapter_update_summary(rm_adapter *a);
 

@@ -37,7 +37,8 @@
  *     finite, and the rows of B for q/k are permuted into the base's order
  *     (adapter_internal.h).
  *
- * Saving writes f32 tensors in HF order, "ramole.base_fingerprint" in the
+ * Saving writes f32 tensors in HF order, "ramole.base_fingerprint" (and a
+ * router's "ramole.gate_pool" when it pools over the prompt) in the
  * safetensors __metadata__ (PEFT ignores keys it does not know), and a
  * config that reproduces every module's rank and scale through r,
  * lora_alpha, use_rslora, rank_pattern and alpha_pattern.
@@ -597,6 +598,8 @@ rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter
             goto done;
         }
     }
+    rm_gate_pool pool;
+    if ((st = rm_gate_pool_parse(dir, rm_st_meta(sf, RM_GATE_POOL_KEY), &pool)) != RAMOLE_OK) goto done;
     for (size_t i = 0; i < nmod; i++) ia[i] = ib[i] = -1;
     int nt = rm_st_count(sf);
     for (int i = 0; i < nt; i++) {
@@ -675,6 +678,7 @@ rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter
     a->alpha = (float)c->alpha;
     a->rank = c->r;
     a->rslora = c->rslora;
+    a->gate_pool = pool;
     bool pairs = rm_lora_base_pairs(base);
     bool any = false;
     for (int l = 0; l < L; l++)
@@ -878,6 +882,9 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)rm_model_fingerprint(base));
     if ((st = rm_st_writer_meta(w, "format", "pt")) != RAMOLE_OK) goto done;
     if ((st = rm_st_writer_meta(w, "ramole.base_fingerprint", fp)) != RAMOLE_OK) goto done;
+    if (a->gate_pool != RM_GATE_POOL_TOKEN &&
+        (st = rm_st_writer_meta(w, RM_GATE_POOL_KEY, rm_gate_pool_name(a->gate_pool))) != RAMOLE_OK)
+        goto done;
     bool pairs = rm_lora_base_pairs(base);
     for (int l = 0; l < a->n_layers; l++)
         for (int t = 0; t < T_COUNT; t++) {

@@ -38,6 +38,8 @@ bool rm_compose_mode_from_name(const char *s, rm_compose_mode *out) {
 
 typedef struct {
     rm_composition comp;
+    bool pooled;        /* router of RM_GATE_POOL_PROMPT: gates over the prompt's scores */
+    int fed;            /* pooled: tokens planned since rm_lora_set (the next token's index) */
     rm_adapter *fused;  /* fusion: the averaged adapter, owned */
     const rm_router_c *rc[RM_LORA_MAX_K];  /* router: C_rj of each expert */
     rm_router_c *rc_owned[RM_LORA_MAX_K];  /* those built by rm_lora_set */
@@ -70,6 +72,12 @@ struct rm_lora_state {
     /* buffers */
     float *U;            /* [rows_cap][max_rank] */
     float *gates;        /* [n_batch][max_k] */
+    /* prompt-pooled routers: per slot and module, the sum of the raw score
+     * vectors of the prompt tokens fed so far; per batch token, its index in
+     * its sequence (-1: not pooled) */
+    float *pool_sums;    /* [n_seq][n_layers * RM_TARGET_COUNT][max_k] */
+    int32_t *tok_index;  /* [n_batch] */
+    int n_pooled;        /* pooled tokens of the planned batch */
     rm_gate_trace trace; /* rm_lora_trace_gates (gates NULL: off) */
     const float **xp;    /* per thread: a chunk's X rows (shrink) or gated U rows (expand) [n_batch] */
     float **yp;          /* per thread: a chunk's Y rows (expand) [n_batch] */
@@ -84,6 +92,8 @@ struct rm_lora_state {
 };
 
 /* ---- creation and attachment --------------------------------------------------- */
+
+static int n_mods(const rm_model *m) { return m->cfg.n_layers * RM_TARGET_COUNT; }
 
 rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k, int max_rank, int n_threads,
                             rm_lora_state **out) {
@@ -108,12 +118,14 @@ rm_status rm_lora_state_new(const rm_model *m, int n_seq, int n_batch, int max_k
     s->hvals = rm_calloc(2 * rc, sizeof *s->hvals);
     s->U = rm_calloc(rc * (size_t)max_rank, sizeof *s->U);
     s->gates = rm_calloc(nb * (size_t)max_k, sizeof *s->gates);
+    s->pool_sums = rm_calloc((size_t)n_seq * (size_t)n_mods(m) * (size_t)max_k, sizeof *s->pool_sums);
+    s->tok_index = rm_calloc(nb, sizeof *s->tok_index);
     s->n_threads = n_threads > 0 ? n_threads : 1;
     size_t nt = (size_t)s->n_threads;
     s->xp = rm_calloc(nt * nb, sizeof *s->xp);
     s->yp = rm_calloc(nt * nb, sizeof *s->yp);
     if (!s->slots || !s->groups || !s->rows || !s->tok_row || !s->hkeys || !s->hvals || !s->U || !s->gates ||
-        !s->xp || !s->yp) {
+        !s->pool_sums || !s->tok_index || !s->xp || !s->yp) {
         rm_lora_state_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "LoRA: out of memory");
     }
@@ -153,14 +165,14 @@ void rm_lora_state_free(rm_lora_state *s) {
     rm_free(s->hvals);
     rm_free(s->U);
     rm_free(s->gates);
+    rm_free(s->pool_sums);
+    rm_free(s->tok_index);
     rm_free(s->xp);
     rm_free(s->yp);
     rm_free(s);
 }
 
 /* ---- setting a composition ---------------------------------------------------- */
-
-static int n_mods(const rm_model *m) { return m->cfg.n_layers * RM_TARGET_COUNT; }
 
 /* Average the experts' parameters module by module (ranks zero-padded). */
 static rm_status build_fused(const rm_lora_state *s, const rm_composition *c, rm_adapter **out) {
@@ -318,6 +330,14 @@ static rm_status check_composition(const rm_lora_state *s, const rm_composition 
                               c->experts[j]->name);
     if (c->mode != RM_COMPOSE_ROUTER) return RAMOLE_OK;
     RM_TRY(check_adapter(s, c->router, "router"));
+    if ((unsigned)c->router->gate_pool > RM_GATE_POOL_PROMPT)
+        return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has an unknown gate pooling %d", c->router->name,
+                      (int)c->router->gate_pool);
+    if (c->router->gate_pool == RM_GATE_POOL_PROMPT && c->n_prompt < 1)
+        return rm_err(RAMOLE_ERR_INVALID,
+                      "LoRA: router %s pools its gates over the prompt: the composition needs the prompt's length "
+                      "(n_prompt is %d)",
+                      c->router->name, c->n_prompt);
     const rm_model *m = s->m;
     for (int i = 0; i < n_mods(m); i++) {
         if (c->router->mods[i].rank) continue;
@@ -330,6 +350,13 @@ static rm_status check_composition(const rm_lora_state *s, const rm_composition 
                               c->experts[j]->name);
     }
     return RAMOLE_OK;
+}
+
+/* A pooled slot's running state, back to before its first token. */
+static void slot_restart(rm_lora_state *s, int seq) {
+    size_t per = (size_t)n_mods(s->m) * (size_t)s->max_k;
+    s->slots[seq].fed = 0;
+    memset(s->pool_sums + (size_t)seq * per, 0, per * sizeof *s->pool_sums);
 }
 
 rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c) {
@@ -356,8 +383,25 @@ rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c) {
             return rm_err(RAMOLE_ERR_RANGE, "LoRA: fused rank above this context's maximum of %d", s->max_rank);
         }
     }
+    next.pooled = next.comp.mode == RM_COMPOSE_ROUTER && next.comp.router->gate_pool == RM_GATE_POOL_PROMPT;
     slot_clear(&s->slots[seq]);
     s->slots[seq] = next;
+    slot_restart(s, seq);
+    return RAMOLE_OK;
+}
+
+rm_status rm_lora_restart(rm_lora_state *s, int seq, int n_prompt) {
+    if (!s) return RAMOLE_OK;
+    if (seq < 0 || seq >= s->n_seq)
+        return rm_err(RAMOLE_ERR_RANGE, "LoRA: sequence %d is out of range (%d sequences)", seq, s->n_seq);
+    slot_state *sl = &s->slots[seq];
+    if (sl->pooled && n_prompt < 1)
+        return rm_err(RAMOLE_ERR_INVALID,
+                      "LoRA: router %s pools its gates over the prompt: the sequence needs the prompt's length "
+                      "(n_prompt is %d)",
+                      sl->comp.router->name, n_prompt);
+    sl->comp.n_prompt = n_prompt;
+    slot_restart(s, seq);
     return RAMOLE_OK;
 }
 
@@ -402,10 +446,15 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
     s->seq = seq;
     s->n_groups = 0;
     memset(s->hkeys, 0, 2 * (size_t)s->rows_cap * sizeof *s->hkeys);
-    /* pass 1: count rows per group */
+    /* pass 1: count rows per group; number the tokens of pooled slots in
+     * batch order, which is their order in the sequence */
     int total = 0;
+    s->n_pooled = 0;
     for (int i = 0; i < n_tokens; i++) {
-        int n = slot_adapters(s, &s->slots[seq[i]], a, j);
+        slot_state *sl = &s->slots[seq[i]];
+        s->tok_index[i] = sl->pooled ? sl->fed++ : -1;
+        s->n_pooled += sl->pooled;
+        int n = slot_adapters(s, sl, a, j);
         for (int e = 0; e < n; e++) s->groups[group_of(s, a[e])].n_rows++;
         total += n;
     }
@@ -474,20 +523,21 @@ static void trace_token(rm_lora_state *s, const slot_state *sl, int i, const flo
     for (int j = 0; j < k && total > 0; j++) s->trace.shares[at + j] += c[j] / total;
 }
 
-/* Token i's router softmax over its experts, from their unscaled U rows,
- * into its gates and the trace. */
-static void router_softmax(rm_lora_state *s, const slot_state *sl, int i, int mi) {
+/* Token i's raw router scores z_j = <A_r x, s_j C_rj u_j> / sqrt(r_r)
+ * over its experts, from their unscaled U rows, into w. False where the
+ * router does not adapt the module (no expert does, checked at set time):
+ * w is then zero. */
+static bool router_scores(const rm_lora_state *s, const slot_state *sl, int i, int mi, float *w) {
     const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
     const rm_lora_module *R = &sl->comp.router->mods[mi];
-    float *w = s->gates + (size_t)i * s->max_k;
     int k = sl->comp.k;
-    if (!R->rank) { /* no expert adapts this module (checked at set time) */
+    if (!R->rank) {
         for (int j = 0; j < k; j++) w[j] = 0;
-        return;
+        return false;
     }
     const float *q = row_u(s, tr[s->max_k]);
     float key[RM_LORA_MAX_RANK];
-    float inv = 1.0f / sqrtf((float)R->rank), mx = -INFINITY;
+    float inv = 1.0f / sqrtf((float)R->rank);
     for (int j = 0; j < k; j++) {
         const float *C = slot_c(sl, j, mi);
         w[j] = 0;
@@ -497,19 +547,36 @@ static void router_softmax(rm_lora_state *s, const slot_state *sl, int i, int mi
             for (int a = 0; a < R->rank; a++) key[a] = E->scale * rm_vec_dot(C + (size_t)a * E->rank, u, E->rank);
             w[j] = rm_vec_dot(q, key, R->rank) * inv;
         }
-        if (w[j] > mx) mx = w[j];
     }
-    float sum = 0;
+    return true;
+}
+
+static void softmax_in_place(float *w, int k) {
+    float mx = -INFINITY, sum = 0;
+    for (int j = 0; j < k; j++)
+        if (w[j] > mx) mx = w[j];
     for (int j = 0; j < k; j++) sum += (w[j] = expf(w[j] - mx));
     for (int j = 0; j < k; j++) w[j] /= sum;
-    if (s->trace.gates) trace_token(s, sl, i, w);
+}
+
+/* Each of token i's expert rows of U times its gate, in place, so that the
+ * expand reads them as they are. The router's own row has no output and
+ * keeps its values. */
+static void scale_rows(rm_lora_state *s, int i) {
+    const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
+    for (int j = 0; j < s->max_k; j++) {
+        if (tr[j] < 0) continue;
+        const row_ref *rr = &s->rows[tr[j]];
+        const rm_lora_module *md = rm_adapter_mod(s->groups[rr->group].a, s->layer, s->target);
+        float gate = row_gate(s, rr, md), *u = row_u(s, tr[j]);
+        for (int k = 0; k < md->rank; k++) u[k] *= gate;
+    }
 }
 
 /* Gates, tokens split over the pool (a token writes only its own gates,
- * trace and U rows): a router token's softmax first, from its unscaled U
- * rows; then each of the token's expert rows of U times its gate, in
- * place, so that the expand reads them as they are. The router's own row
- * has no output and keeps its values. */
+ * trace and U rows): a router token's softmax of its scores (and its
+ * trace), then its rows scaled. A token of a prompt-pooled router gets only
+ * its raw scores here: pool_gates and pooled_rows finish it. */
 static void token_gates(void *arg, int ith, int nth) {
     rm_lora_state *s = arg;
     int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
@@ -517,15 +584,53 @@ static void token_gates(void *arg, int ith, int nth) {
     rm_split(s->n_tokens, ith, nth, &lo, &hi);
     for (int i = (int)lo; i < (int)hi; i++) {
         const slot_state *sl = &s->slots[s->seq[i]];
-        if (sl->comp.mode == RM_COMPOSE_ROUTER) router_softmax(s, sl, i, mi);
-        const int32_t *tr = s->tok_row + (size_t)i * (s->max_k + 1);
-        for (int j = 0; j < s->max_k; j++) {
-            if (tr[j] < 0) continue;
-            const row_ref *rr = &s->rows[tr[j]];
-            const rm_lora_module *md = rm_adapter_mod(s->groups[rr->group].a, s->layer, s->target);
-            float gate = row_gate(s, rr, md), *u = row_u(s, tr[j]);
-            for (int k = 0; k < md->rank; k++) u[k] *= gate;
+        if (sl->comp.mode == RM_COMPOSE_ROUTER) {
+            float *w = s->gates + (size_t)i * s->max_k;
+            bool routed = router_scores(s, sl, i, mi, w);
+            if (sl->pooled) continue;
+            if (routed) {
+                softmax_in_place(w, sl->comp.k);
+                if (s->trace.gates) trace_token(s, sl, i, w);
+            }
         }
+        scale_rows(s, i);
+    }
+}
+
+/* Prompt-pooled routers, serially in batch order (a sequence's tokens come
+ * in position order, and each adds to its slot's running sum): token i of
+ * index n in a sequence of prompt length P adds its scores to the module's
+ * sum while n < P, and is gated by softmax(sum / min(n + 1, P)). */
+static void pool_gates(rm_lora_state *s) {
+    int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
+    size_t per_slot = (size_t)n_mods(s->m) * (size_t)s->max_k;
+    for (int i = 0; i < s->n_tokens; i++) {
+        int n = s->tok_index[i];
+        if (n < 0) continue;
+        const slot_state *sl = &s->slots[s->seq[i]];
+        if (!sl->comp.router->mods[mi].rank) continue; /* gates stay 0 */
+        float *w = s->gates + (size_t)i * s->max_k;
+        float *sum = s->pool_sums + (size_t)s->seq[i] * per_slot + (size_t)mi * (size_t)s->max_k;
+        int k = sl->comp.k, P = sl->comp.n_prompt;
+        if (n < P)
+            for (int j = 0; j < k; j++) sum[j] += w[j];
+        float count = (float)(n < P ? n + 1 : P);
+        for (int j = 0; j < k; j++) w[j] = sum[j] / count;
+        softmax_in_place(w, k);
+    }
+}
+
+/* The pooled tokens' trace and rows, split over the pool as token_gates. */
+static void pooled_rows(void *arg, int ith, int nth) {
+    rm_lora_state *s = arg;
+    int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
+    int64_t lo, hi;
+    rm_split(s->n_tokens, ith, nth, &lo, &hi);
+    for (int i = (int)lo; i < (int)hi; i++) {
+        if (s->tok_index[i] < 0) continue;
+        const slot_state *sl = &s->slots[s->seq[i]];
+        if (s->trace.gates && sl->comp.router->mods[mi].rank) trace_token(s, sl, i, s->gates + (size_t)i * s->max_k);
+        scale_rows(s, i);
     }
 }
 
@@ -626,6 +731,10 @@ void rm_lora_apply(rm_lora_state *s, const rm_compute *c, int layer, rm_target t
     }
     rm_pool_run(pool, shrink_rows, s);
     rm_pool_run(s->n_tokens >= 16 ? pool : NULL, token_gates, s);
+    if (s->n_pooled) {
+        pool_gates(s);
+        rm_pool_run(s->n_pooled >= 16 ? pool : NULL, pooled_rows, s);
+    }
     /* expand: every thread owns a slice of output columns, for every group */
     rm_pool_run(s->dout > 64 ? pool : NULL, expand_groups, s);
 }

@@ -15,6 +15,16 @@
  * the composition is set. An expert that does not adapt a module counts as
  * zero matrices there (mixture, fusion and router alike).
  *
+ * A router that pools its gates over the prompt (rm_adapter.gate_pool
+ * RM_GATE_POOL_PROMPT) gates token t by the softmax of the mean of the raw
+ * score vectors of prompt tokens 0..min(t, P-1). The slot keeps, per
+ * module, the running sum of its prompt tokens' scores and a count of the
+ * tokens fed since rm_lora_set: a sequence's tokens must therefore reach
+ * the decodes in position order, each once (chunks in order; to feed a
+ * sequence again from its start, set its composition again or call
+ * rm_lora_restart). The sums are taken serially in batch order, the rest
+ * of the step in parallel as for every other mode.
+ *
  * A context and a LoRA state are made separately and joined by one call:
  *   rm_ctx_new(model, &ctx_params, &ctx);          (ctx_params.scratch_rank >= max_rank)
  *   rm_lora_state_new(model, n_seq, n_batch, max_k, max_rank, n_threads, &state);
@@ -116,15 +126,31 @@ rm_status rm_lora_ctx_new(const rm_model *m, const rm_ctx_params *p, int max_k, 
 
 /*
  * Set the composition of sequence slot `seq` (NULL or mode none: the base
- * alone). Validates it (ranks, k, router coverage, adapters fit the base)
- * and prepares what the mode needs (fused matrices, router C matrices).
- * On failure the slot keeps its previous composition. s may be NULL (no
- * LoRA state: the base alone): then only "none" is accepted.
+ * alone). Validates it (ranks, k, router coverage, adapters fit the base,
+ * n_prompt >= 1 for a prompt-pooled router, else ERR_INVALID naming the
+ * router) and prepares what the mode needs (fused matrices, router C
+ * matrices). The slot's next token is the first of its sequence (a
+ * pooled router's running state restarts). On failure the slot keeps its
+ * previous composition and state. s may be NULL (no LoRA state: the base
+ * alone): then only "none" is accepted.
  */
 rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c);
 
+/*
+ * A new sequence in slot `seq` under the composition it has, of n_prompt
+ * prompt tokens: as rm_lora_set with that composition and n_prompt, without
+ * rebuilding anything (for a caller that runs many sequences through one
+ * slot, clearing the context's cache of the slot between them). ERR_INVALID
+ * for n_prompt < 1 when the slot's router pools over the prompt (the slot is
+ * then unchanged); ERR_RANGE for a bad seq. s NULL: nothing to do.
+ */
+rm_status rm_lora_restart(rm_lora_state *s, int seq, int n_prompt);
+
 /* The two halves of the delta hook (rm_delta_ops), callable directly:
- * group the batch's tokens by adapter; false if no token uses an adapter. */
+ * group the batch's tokens by adapter; false if no token uses an adapter.
+ * Each token of a prompt-pooled slot counts as fed here (the next of its
+ * sequence, in batch order): plan once per decode, and apply every module
+ * once after it. */
 bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq);
 
 /* Add the composed adapters' outputs of (layer, t) to y (n x dout rows)

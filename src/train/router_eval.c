@@ -52,6 +52,7 @@ rm_status rm_router_eval(rm_ctx *ctx, rm_lora_state *ls, rm_adapter *const *pool
         const rm_example *e = &d->ex[i];
         int n = e->n - 1; /* positions that predict a next token */
         rm_ctx_seq_clear(ctx, 0);
+        if ((st = rm_lora_restart(ls, 0, e->n_prompt)) != RAMOLE_OK) goto out; /* a prompt-pooled router's state */
         memset(tsum, 0, (size_t)n * K * sizeof *tsum);
         memset(tshare, 0, (size_t)n * K * sizeof *tshare);
         memset(tn, 0, (size_t)n * sizeof *tn);

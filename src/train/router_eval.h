@@ -57,7 +57,9 @@ typedef rm_status (*rm_router_eval_fn)(const rm_router_eval_example *e, void *us
  * tokens). The caller makes ls with max_k = n_pool (the trace's stride), n_ctx and n_batch of at least
  * the longest example's tokens - 1, and composes slot 0 as
  * RM_COMPOSE_ROUTER over pool[0..n_pool) in this order; the slot's cache
- * is cleared before each example. Names compare by pool[j]->name.
+ * is cleared before each example, and its router restarted with the
+ * example's prompt length (rm_lora_restart: a router that pools its gates
+ * over the prompt pools over the example's input). Names compare by pool[j]->name.
  * Errors: ERR_INVALID (n_pool outside 1..RM_TRAIN_MAX_K, a too short
  * example), the decode's, the callback's, ERR_NOMEM.
  */
