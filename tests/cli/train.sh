@@ -178,6 +178,19 @@ expect_error train_gate_scale_zero "--gate-scale expects a number from" $R train
   --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-scale 0
 expect_error train_gate_loss_negative "--gate-loss expects a number from 0 to" $R train router -m "$TMP/m" \
   --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-loss -1
+expect_error train_gate_pool_only_router "--gate-pool is for train router" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_g" --steps 1 --gate-pool prompt
+expect_error train_gate_pool_unknown "--gate-pool 'sentence' (token or prompt)" $R train router -m "$TMP/m" \
+  --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-pool sentence
+# --gate-pool prompt: the router carries its pooling in its file, and router-eval runs it so
+expect_ok train_router_gate_pool $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" \
+  --data "$TMP/mix.jsonl" -o "$TMP/rpool" --steps 3 --batch 4 --rank 4 --gate-pool prompt --quiet
+head -c 2000 "$TMP/rpool/adapter_model.safetensors" | grep -aq '"ramole.gate_pool":"prompt"' \
+  && pass train_router_gate_pool_saved || fail train_router_gate_pool_saved "$(head -c 300 "$TMP/rpool/adapter_model.safetensors")"
+head -c 2000 "$TMP/router/adapter_model.safetensors" | grep -aq 'gate_pool' \
+  && fail train_router_token_pool_writes_no_key "the faithful router names a pooling" || pass train_router_token_pool_writes_no_key
+expect_ok train_router_eval_gate_pool $R train router-eval -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" \
+  --router "$TMP/rpool" --data "$TMP/mix.jsonl"
 [ ! -e "$TMP/bad_g" ] && pass train_gate_loss_errors_write_nothing || fail train_gate_loss_errors_write_nothing "$(ls "$TMP/bad_g")"
 # --adapt-layers: a LoRA on layer 1 only (PEFT layers_to_transform), and a router over it
 # that adapts only the modules its experts have
