@@ -16,10 +16,12 @@
 static int usage_eval(FILE *f) {
     fprintf(f,
             "usage: ramole eval --world DIR [--modes base,perfect,selection,mixture,fusion,router] [--settings id,ood]\n"
-            "           [--tasks a,b,...] [--limit N] [-t THREADS] [--max-seqs N] [--out docs/EVAL.md] [--json FILE]\n"
+            "           [--tasks a,b,...] [--limit N] [--router DIR] [-t THREADS] [--max-seqs N] [--out docs/EVAL.md]\n"
+            "           [--json FILE]\n"
             "every test example of every task (or of --tasks) under each mode, in distribution (id: every adapter in\n"
             "the pool) and out of distribution (ood: the task's own adapter removed); writes the report (--out, with\n"
-            "SVG charts in its folder's eval/) and, with --json, every per-task score and generation.\n"
+            "SVG charts in its folder's eval/) and, with --json, every per-task score and generation. --router DIR\n"
+            "runs the router mode with DIR's router instead of the world's router/ (to compare routers).\n"
             "defaults: every mode and setting, all tasks and examples, -t all CPUs, --max-seqs 32, --out docs/EVAL.md\n");
     return f == stderr ? 2 : 0;
 }
@@ -85,6 +87,7 @@ int cmd_eval(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage_eval(stdout);
         if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
         if (!strcmp(a, "--world")) p.world = v;
+        else if (!strcmp(a, "--router")) p.router = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--limit")) { if (!cli_int(cmd, a, v, 1, 1 << 30, &x)) return 2; p.limit = (int)x; }

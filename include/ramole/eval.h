@@ -48,6 +48,8 @@ typedef void (*ramole_eval_progress_fn)(const ramole_eval_progress *p, void *use
 
 typedef struct {
     const char *world;        /* the world folder (base/, adapters/, router/, tasks.json, tasks/) */
+    const char *router;       /* the router mode's router folder (NULL: the world's router/), to compare
+                                 routers on one world */
     unsigned modes;           /* bit (1u << mode) per mode; 0: all */
     unsigned settings;        /* bit (1u << setting); 0: both */
     const char *const *tasks; /* task names to evaluate; NULL: all */

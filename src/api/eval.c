@@ -48,7 +48,7 @@ ramole_status ramole_eval_run(const ramole_eval_params *pp, ramole_eval_report *
     ramole_eval_report *pr = rm_calloc(1, sizeof *pr);
     if (!pr) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     progress_relay relay = {pp->progress, pp->user};
-    rm_eval_params p = {.world = pp->world, .modes = pp->modes, .settings = pp->settings, .tasks = pp->tasks,
+    rm_eval_params p = {.world = pp->world, .router = pp->router, .modes = pp->modes, .settings = pp->settings, .tasks = pp->tasks,
                         .n_tasks = pp->n_tasks, .limit = pp->limit, .n_threads = pp->n_threads,
                         .max_seqs = pp->max_seqs, .progress = pp->progress ? relay_progress : NULL,
                         .user = &relay};

@@ -54,7 +54,7 @@ void rm_eval_report_free(rm_eval_report *r) {
         rm_free(k->inputs), rm_free(k->outputs), rm_free(k->name), rm_free(k->cluster);
     }
     for (int g = 0; g < r->n_gens; g++) rm_free(r->gens[g].output);
-    rm_free(r->tasks), rm_free(r->gens), rm_free(r->world), rm_free(r->layer), rm_free(r->pooling);
+    rm_free(r->tasks), rm_free(r->gens), rm_free(r->world), rm_free(r->router), rm_free(r->layer), rm_free(r->pooling);
     rm_free(r);
 }
 
@@ -247,7 +247,7 @@ static rm_status check_world(const rm_eval_params *p, rm_eval_report *r, char **
     rm_free(base);
     RM_TRY(st);
     if (r->retrieval) RM_TRY(need_file(p->world, "projection.safetensors", "the retriever's projection"));
-    if (routed) RM_TRY(need_file(p->world, "router/adapter_config.json", "the router"));
+    if (routed) RM_TRY(need_file(r->router, "adapter_config.json", "the router"));
     for (int t = 0; t < r->n_tasks; t++) {
         rm_eval_task *k = &r->tasks[t];
         if (!(adapter_paths[t] = rm_asprintf("%s/adapters/%s", p->world, k->name)))
@@ -517,7 +517,8 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
     if (!(r->world = rm_strdup(p->world))) { st = rm_err(RAMOLE_ERR_NOMEM, "out of memory"); goto out; }
     if ((st = load_tasks_json(p->world, r)) != RAMOLE_OK || (st = choose_tasks(p, r)) != RAMOLE_OK) goto out;
     if (!(adapter_paths = rm_calloc((size_t)r->n_tasks, sizeof *adapter_paths)) ||
-        !(router_path = rm_path_join(p->world, "router")) || !(base_path = rm_path_join(p->world, "base"))) {
+        !(router_path = p->router ? rm_strdup(p->router) : rm_path_join(p->world, "router")) ||
+        !(r->router = rm_strdup(router_path)) || !(base_path = rm_path_join(p->world, "base"))) {
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
         goto out;
     }

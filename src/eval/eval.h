@@ -80,6 +80,7 @@ typedef void (*rm_eval_progress_fn)(const rm_eval_progress *p, void *user);
 
 typedef struct {
     const char *world;            /* the world folder */
+    const char *router;           /* the router mode's router folder (NULL: the world's router/) */
     unsigned modes;               /* bit (1u << mode) per mode; 0: all */
     unsigned settings;            /* bit (1u << setting); 0: both */
     const char *const *tasks;     /* task names to evaluate; NULL: all */
@@ -118,6 +119,7 @@ typedef struct {
 
 typedef struct {
     char *world;
+    char *router;                 /* the router mode's router folder */
     uint64_t seed;                /* tasks.json's */
     int samples;                  /* retrieval samples per adapter */
     char *layer, *pooling;        /* as tasks.json gives them */

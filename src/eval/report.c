@@ -307,10 +307,10 @@ rm_status rm_eval_write_markdown(const rm_eval_report *r, const char *md_path, c
               "clusters, %d test examples, every score a mean over a task's examples (as a percentage) and the "
               "cluster and average rows means over tasks.\n\n", r->world, n_eval, nc, n_ex);
     rm_text_printf(&b, "Modes: **base** (no adapter), **perfect** (the task's own adapter), **selection** (the retrieved "
-              "top-1), **mixture**, **fusion** and **router** (RouterLoRA) over the retrieved top-%d. "
+              "top-1), **mixture**, **fusion** and **router** (RouterLoRA, `%s`) over the retrieved top-%d. "
               "In distribution every adapter is in the pool; out of distribution the task's own adapter is removed "
               "(the top %d are retrieved and it is dropped). base and perfect do not use the pool: they ran once and "
-              "stand in both tables.\n\n", RM_EVAL_TOP_K, RM_EVAL_TOP_K + 1);
+              "stand in both tables.\n\n", r->router, RM_EVAL_TOP_K, RM_EVAL_TOP_K + 1);
     for (int s = 0; s < RM_EVAL_SETTING_COUNT; s++) {
         if (!(r->settings & (1u << s))) continue;
         rm_text_printf(&b, "## %s\n\n", s == RM_EVAL_ID ? "In distribution" : "Out of distribution");
@@ -354,6 +354,7 @@ rm_status rm_eval_write_json(const rm_eval_report *r, const char *path) {
     for (int s = 0; s < RM_EVAL_SETTING_COUNT; s++)
         if (r->settings & (1u << s)) json_array_append_new(settings, json_string(rm_eval_setting_name((rm_eval_setting)s)));
     json_object_set_new(root, "world", json_string(r->world));
+    json_object_set_new(root, "router", json_string(r->router));
     json_object_set_new(root, "seed", json_integer((json_int_t)r->seed));
     json_object_set_new(root, "modes", modes);
     json_object_set_new(root, "settings", settings);

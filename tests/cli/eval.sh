@@ -238,6 +238,18 @@ n=$(node -e "const r = JSON.parse(require('fs').readFileSync('$TMP/sub.json', 'u
   console.log(r.generations.length, r.tasks.map(t => t.name).join(), r.generations.filter(x => x.setting === 'ood').length)")
 [ "$n" = "8 upper,echo 4" ] && ! grep -q '^## In distribution' "$TMP/sub/EVAL.md" && pass eval_subset_counts \
   || fail eval_subset_counts "$n"
+# --router: the router mode runs another router on the same world (here one pooled over the prompt),
+# and the report and JSON name it
+$R train router -m "$W/base" --pool "$W/adapters/upper" "$W/adapters/reverse" "$W/adapters/twice" \
+  --data "$TMP/mixed.jsonl" -o "$TMP/rpool" --steps 3 --batch 4 --gate-pool prompt --quiet >/dev/null 2>&1
+expect_ok eval_other_router $R eval --world "$W" -t 2 --modes router --settings id --limit 2 --router "$TMP/rpool" \
+  --out "$TMP/rp/EVAL.md" --json "$TMP/rp.json"
+n=$(node -e "const r = JSON.parse(require('fs').readFileSync('$TMP/rp.json', 'utf8'));
+  console.log(r.router, r.generations.length)")
+[ "$n" = "$TMP/rpool 12" ] && grep -q "RouterLoRA, \`$TMP/rpool\`" "$TMP/rp/EVAL.md" && grep -q "RouterLoRA, \`$W/router\`" "$md" \
+  && pass eval_other_router_named || fail eval_other_router_named "$n"
+expect_error eval_error_other_router_missing "$TMP/nowhere/adapter_config.json: missing" $R eval --world "$W" \
+  --modes router --router "$TMP/nowhere" --out "$TMP/x.md"
 # a world without router and projection still runs the modes that need neither
 cp -r "$W" "$TMP/bare"; rm -rf "$TMP/bare/router" "$TMP/bare/projection.safetensors"
 expect_ok eval_base_perfect_need_no_retrieval $R eval --world "$TMP/bare" -t 2 --modes base,perfect --limit 1 --out "$TMP/bare.md"
