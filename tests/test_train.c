@@ -462,11 +462,41 @@ TEST(train_loss_matches_inference) {
 }
 
 /*
- * A router pooled over the prompt trains what the engine serves: the
- * exported router (which carries its pooling) composed with each
- * sequence's prompt length gives the training model's loss; the same
- * weights scoring each token alone give another.
+ * A router trained with p's option (the gate scale, folded into the
+ * exported A_r; the pooling over the prompt, carried by the exported
+ * router) trains what the engine serves: the exported router composed
+ * with each sequence's prompt length (n_prompt[b]) gives the training
+ * model's loss, and the unchanged router of the world another one (by at
+ * least min_diff: the option does something).
  */
+static void check_export_serves_as_trained(const char *what, router_world *w, const rm_train_params *p,
+                                           const test_batch *tb, const int *n_prompt, double min_diff) {
+    rm_tm_f32 *tm = NULL;
+    rm_adapter *out = NULL;
+    CHECK_OK(rm_tm_f32_new(w->m, p, &tm));
+    CHECK_OK(rm_adapter_random(w->m, 2, 2.0f, ALL, 99, 0.5f, &out));
+    if (tm && out) {
+        double lt = 0;
+        CHECK_OK(rm_tm_f32_loss(tm, &tb->b, &lt));
+        CHECK_OK(rm_tm_f32_export_adapter(tm, out));
+        CHECK(out->gate_pool == p->gate_pool);
+        rm_composition trained[3], plain[3];
+        for (int b = 0; b < 3; b++) {
+            trained[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb->n_experts[b], .router = out,
+                                          .n_prompt = n_prompt[b]};
+            for (int e = 0; e < tb->n_experts[b]; e++) trained[b].experts[e] = w->ex[tb->experts[b * RM_TRAIN_MAX_K + e]];
+            plain[b] = trained[b], plain[b].router = w->router;
+        }
+        double li = inference_loss(w->m, tb, trained), l1 = inference_loss(w->m, tb, plain);
+        printf("  %s: training loss %.7f, exported router %.7f, the world's router %.7f\n", what, lt, li, l1);
+        CHECK_MSG(fabs(lt - li) < 2e-5 * fabs(li), "%s: training loss %.8f, exported router's %.8f", what, lt, li);
+        CHECK_MSG(fabs(l1 - li) > min_diff, "%s: the option changed nothing (%.8f, %.8f)", what, l1, li);
+    }
+    rm_tm_f32_free(tm);
+    rm_adapter_free(out);
+}
+
+/* The pooling over the prompt: prompts of 5, 1 and 3 positions. */
 TEST(train_gate_pool_matches_inference) {
     router_world w;
     if (!router_world_new(&w, RM_ARCH_LLAMA, 59)) {
@@ -477,43 +507,16 @@ TEST(train_gate_pool_matches_inference) {
     test_batch tb;
     make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 49);
     router_batch(&tb);
-    const int first[3] = {4, 0, 2}; /* prompts of 5, 1 and 3 positions */
+    const int first[3] = {4, 0, 2}, n_prompt[3] = {5, 1, 3}; /* the mask starts at the prompt's last position */
     for (int b = 0; b < 3; b++)
         for (int t = 0; t < 8; t++) tb.mask[b * 8 + t] = t >= first[b];
     rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
                          .n_experts = 3, .router = w.router, .gate_pool = RM_GATE_POOL_PROMPT};
-    rm_tm_f32 *tm = NULL;
-    rm_adapter *out = NULL;
-    CHECK_OK(rm_tm_f32_new(w.m, &p, &tm));
-    CHECK_OK(rm_adapter_random(w.m, 2, 2.0f, ALL, 99, 0.5f, &out));
-    if (tm && out) {
-        double lt = 0;
-        CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &lt));
-        CHECK_OK(rm_tm_f32_export_adapter(tm, out));
-        CHECK(out->gate_pool == RM_GATE_POOL_PROMPT);
-        rm_composition pooled[3], plain[3];
-        for (int b = 0; b < 3; b++) {
-            pooled[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb.n_experts[b], .router = out,
-                                         .n_prompt = first[b] + 1};
-            for (int e = 0; e < tb.n_experts[b]; e++) pooled[b].experts[e] = ex[tb.experts[b * RM_TRAIN_MAX_K + e]];
-            plain[b] = pooled[b], plain[b].router = w.router;
-        }
-        double li = inference_loss(w.m, &tb, pooled), l1 = inference_loss(w.m, &tb, plain);
-        printf("  pooled over the prompt: training loss %.7f, exported router %.7f, per token %.7f\n", lt, li, l1);
-        CHECK_MSG(fabs(lt - li) < 2e-5 * fabs(li), "training loss %.8f, exported router's %.8f", lt, li);
-        CHECK_MSG(fabs(l1 - li) > 1e-5, "the pooling changed nothing (%.8f, %.8f)", l1, li);
-    }
-    rm_tm_f32_free(tm);
-    rm_adapter_free(out);
+    check_export_serves_as_trained("pooled over the prompt", &w, &p, &tb, n_prompt, 1e-5);
     router_world_free(&w);
 }
 
-/*
- * A gate scale g multiplies every score in training and is folded into the
- * exported router's A_r: the exported router, run by the inference engine,
- * gives the training model's loss (and the unscaled router another one),
- * and the scaled model's gradient still matches finite differences.
- */
+/* The gate scale g, whose gradient also matches finite differences. */
 TEST(train_gate_scale_folds_into_export) {
     router_world w;
     if (!router_world_new(&w, RM_ARCH_LLAMA, 57)) {
@@ -526,27 +529,8 @@ TEST(train_gate_scale_folds_into_export) {
     router_batch(&tb);
     rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
                          .n_experts = 3, .router = w.router, .gate_scale = 3.0};
-    rm_tm_f32 *tm = NULL;
-    rm_adapter *out = NULL;
-    CHECK_OK(rm_tm_f32_new(w.m, &p, &tm));
-    CHECK_OK(rm_adapter_random(w.m, 2, 2.0f, ALL, 99, 0.5f, &out));
-    if (tm && out) {
-        double lt = 0;
-        CHECK_OK(rm_tm_f32_loss(tm, &tb.b, &lt));
-        CHECK_OK(rm_tm_f32_export_adapter(tm, out));
-        rm_composition scaled[3], plain[3];
-        for (int b = 0; b < 3; b++) {
-            scaled[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb.n_experts[b], .router = out};
-            for (int e = 0; e < tb.n_experts[b]; e++) scaled[b].experts[e] = ex[tb.experts[b * RM_TRAIN_MAX_K + e]];
-            plain[b] = scaled[b], plain[b].router = w.router;
-        }
-        double li = inference_loss(w.m, &tb, scaled), l1 = inference_loss(w.m, &tb, plain);
-        printf("  gate scale 3: training loss %.7f, exported router %.7f, unscaled router %.7f\n", lt, li, l1);
-        CHECK_MSG(fabs(lt - li) < 2e-5 * fabs(li), "training loss %.8f, exported router's %.8f", lt, li);
-        CHECK_MSG(fabs(l1 - li) > 1e-4, "the scale changed nothing (%.8f, %.8f)", l1, li);
-    }
-    rm_tm_f32_free(tm);
-    rm_adapter_free(out);
+    const int n_prompt[3] = {0, 0, 0}; /* a per-token router takes none */
+    check_export_serves_as_trained("gate scale 3", &w, &p, &tb, n_prompt, 1e-4);
     rm_tm_f64 *t64 = NULL;
     CHECK_OK(rm_tm_f64_new(w.m, &p, &t64));
     if (t64) {
