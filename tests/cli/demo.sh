@@ -191,6 +191,21 @@ sleep 0.2
 bash scripts/demo.sh "$TMP/world" 2>/dev/null | head -2 >"$TMP/head.out"
 server_gone "$TMP/head.out" && pass demo_reader_gone_stops_server || fail demo_reader_gone_stops_server "$(head -1 "$TMP/head.out")"
 
+# a router pooled over the prompt (--gate-pool prompt) is served as it was trained: the server
+# reads its pooling from its file, and every request gets the router's uneven weights
+cp -r "$TMP/world" "$TMP/w5"; rm -rf "$TMP/w5/router"
+$R train router -m "$TMP/w5/base" --pool "$TMP/w5"/adapters/* --data "$TMP/router.jsonl" -o "$TMP/w5/router" \
+  --steps 3 --lr 0.05 --gate-pool prompt --quiet >/dev/null 2>&1
+bash scripts/demo.sh "$TMP/w5" --json "$TMP/run5.json" >"$TMP/run5.out" 2>"$TMP/run5.err"; rc=$?
+pooled=$(node -e 'const o = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const ok = o.summary.answered === 12 && o.requests.every((r) => r.lora && r.lora.mode === "router" &&
+    Math.abs(r.lora.adapters.reduce((x, a) => x + a.weight, 0) - 1) < 1e-3) &&
+    o.requests.some((r) => r.lora.adapters.some((a) => Math.abs(a.weight - 1 / 3) > 0.01));
+  console.log(ok ? "ok" : JSON.stringify(o.summary))' "$TMP/run5.json" 2>&1)
+[ $rc -eq 0 ] && grep -aq '"ramole.gate_pool":"prompt"' "$TMP/w5/router/adapter_model.safetensors" && [ "$pooled" = ok ] \
+  && server_gone "$TMP/run5.out" && pass demo_serves_prompt_pooled_router \
+  || fail demo_serves_prompt_pooled_router "exit $rc, $pooled: $(tail -c 300 "$TMP/run5.err")"
+
 # 4. bad worlds: a clear error naming the file; the server (if started) stopped
 expect_error demo_no_world "$TMP/nowhere: no such world folder" bash scripts/demo.sh "$TMP/nowhere"
 mkdir -p "$TMP/w3"; cp -r "$TMP/world/base" "$TMP/world/tasks.json" "$TMP/world/projection.safetensors" "$TMP/w3/"
