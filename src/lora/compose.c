@@ -38,8 +38,7 @@ bool rm_compose_mode_from_name(const char *s, rm_compose_mode *out) {
 
 typedef struct {
     rm_composition comp;
-    bool pooled;        /* router of RM_GATE_POOL_PROMPT: gates over the prompt's scores */
-    int fed;            /* pooled: tokens planned since rm_lora_set (the next token's index) */
+    int fed;            /* prompt-pooled router: tokens planned since rm_lora_set (the next one's index) */
     rm_adapter *fused;  /* fusion: the averaged adapter, owned */
     const rm_router_c *rc[RM_LORA_MAX_K];  /* router: C_rj of each expert */
     rm_router_c *rc_owned[RM_LORA_MAX_K];  /* those built by rm_lora_set */
@@ -317,6 +316,21 @@ static rm_status check_adapter(const rm_lora_state *s, const rm_adapter *a, cons
     return RAMOLE_OK;
 }
 
+/* Whether composition c is a router that pools its gates over the prompt. */
+static bool pooled_router(const rm_composition *c) {
+    return c->mode == RM_COMPOSE_ROUTER && c->router->gate_pool == RM_GATE_POOL_PROMPT;
+}
+
+/* A prompt-pooled router's sequence needs its prompt's length. */
+static rm_status check_prompt(const rm_composition *c, int n_prompt) {
+    if (!pooled_router(c) || n_prompt >= 1) return RAMOLE_OK;
+    return rm_err(RAMOLE_ERR_INVALID,
+                  "LoRA: router %s pools its gates over the prompt: the sequence needs the prompt's length "
+                  "(n_prompt is %d)",
+                  c->router->name, n_prompt);
+}
+
+
 static rm_status check_composition(const rm_lora_state *s, const rm_composition *c) {
     if ((unsigned)c->mode >= RM_COMPOSE_COUNT) return rm_err(RAMOLE_ERR_INVALID, "LoRA: unknown mode %d", c->mode);
     if (c->k < 1 || c->k > s->max_k)
@@ -333,11 +347,7 @@ static rm_status check_composition(const rm_lora_state *s, const rm_composition 
     if ((unsigned)c->router->gate_pool > RM_GATE_POOL_PROMPT)
         return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has an unknown gate pooling %d", c->router->name,
                       (int)c->router->gate_pool);
-    if (c->router->gate_pool == RM_GATE_POOL_PROMPT && c->n_prompt < 1)
-        return rm_err(RAMOLE_ERR_INVALID,
-                      "LoRA: router %s pools its gates over the prompt: the composition needs the prompt's length "
-                      "(n_prompt is %d)",
-                      c->router->name, c->n_prompt);
+    RM_TRY(check_prompt(c, c->n_prompt));
     const rm_model *m = s->m;
     for (int i = 0; i < n_mods(m); i++) {
         if (c->router->mods[i].rank) continue;
@@ -383,7 +393,6 @@ rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c) {
             return rm_err(RAMOLE_ERR_RANGE, "LoRA: fused rank above this context's maximum of %d", s->max_rank);
         }
     }
-    next.pooled = next.comp.mode == RM_COMPOSE_ROUTER && next.comp.router->gate_pool == RM_GATE_POOL_PROMPT;
     slot_clear(&s->slots[seq]);
     s->slots[seq] = next;
     slot_restart(s, seq);
@@ -395,11 +404,7 @@ rm_status rm_lora_restart(rm_lora_state *s, int seq, int n_prompt) {
     if (seq < 0 || seq >= s->n_seq)
         return rm_err(RAMOLE_ERR_RANGE, "LoRA: sequence %d is out of range (%d sequences)", seq, s->n_seq);
     slot_state *sl = &s->slots[seq];
-    if (sl->pooled && n_prompt < 1)
-        return rm_err(RAMOLE_ERR_INVALID,
-                      "LoRA: router %s pools its gates over the prompt: the sequence needs the prompt's length "
-                      "(n_prompt is %d)",
-                      sl->comp.router->name, n_prompt);
+    RM_TRY(check_prompt(&sl->comp, n_prompt));
     sl->comp.n_prompt = n_prompt;
     slot_restart(s, seq);
     return RAMOLE_OK;
@@ -452,8 +457,9 @@ bool rm_lora_plan(rm_lora_state *s, int n_tokens, const int32_t *seq) {
     s->n_pooled = 0;
     for (int i = 0; i < n_tokens; i++) {
         slot_state *sl = &s->slots[seq[i]];
-        s->tok_index[i] = sl->pooled ? sl->fed++ : -1;
-        s->n_pooled += sl->pooled;
+        bool pooled = pooled_router(&sl->comp);
+        s->tok_index[i] = pooled ? sl->fed++ : -1;
+        s->n_pooled += pooled;
         int n = slot_adapters(s, sl, a, j);
         for (int e = 0; e < n; e++) s->groups[group_of(s, a[e])].n_rows++;
         total += n;
@@ -587,7 +593,7 @@ static void token_gates(void *arg, int ith, int nth) {
         if (sl->comp.mode == RM_COMPOSE_ROUTER) {
             float *w = s->gates + (size_t)i * s->max_k;
             bool routed = router_scores(s, sl, i, mi, w);
-            if (sl->pooled) continue;
+            if (s->tok_index[i] >= 0) continue; /* pooled: pool_gates finishes it */
             if (routed) {
                 softmax_in_place(w, sl->comp.k);
                 if (s->trace.gates) trace_token(s, sl, i, w);
