@@ -151,14 +151,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--lora-dropout")) FLT(o->dropout, 0, 1);
         else if (!strcmp(a, "--gate-loss")) FLT(o->gate_loss, 0, 1e6);
         else if (!strcmp(a, "--gate-scale")) FLT(o->gate_scale, 1e-6, 1e6);
-        else if (!strcmp(a, "--gate-pool")) {
-            VAL();
-            if (strcmp(v, "token") && strcmp(v, "prompt")) {
-                fprintf(stderr, "ramole %s: --gate-pool '%s' (token or prompt)\n", cmd, v);
-                return false;
-            }
-            o->gate_pool = v;
-        }
+        else if (!strcmp(a, "--gate-pool")) { VAL(); o->gate_pool = v; }
         else if (!strcmp(a, "--top-k")) INT(o->top_k, 1, RAMOLE_TRAIN_MAX_K);
         else if (!strcmp(a, "--stop-at")) INT(o->stop_at, 1, 100000000);
         else if (!strcmp(a, "--save-every")) INT(o->save_every, 1, 100000000);
@@ -209,10 +202,6 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
     }
     if (o->gate_scale > 0 && strcmp(o->kind, "router")) {
         fprintf(stderr, "ramole %s: --gate-scale is for train router\n", cmd);
-        return false;
-    }
-    if (o->gate_pool && strcmp(o->kind, "router")) {
-        fprintf(stderr, "ramole %s: --gate-pool is for train router\n", cmd);
         return false;
     }
     if (o->alpha < 0) o->alpha = 2.0 * (double)o->rank;

@@ -133,10 +133,9 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
                       "encoded as generate -p encodes it", m->path);
     if (o->n_pool < 0 || o->n_pool > RM_TRAIN_MAX_POOL)
         return rm_err(RAMOLE_ERR_INVALID, "at most %d --pool adapters", RM_TRAIN_MAX_POOL);
-    bool pool_prompt = o->gate_pool && !strcmp(o->gate_pool, "prompt");
-    if (o->gate_pool && !pool_prompt && strcmp(o->gate_pool, "token"))
+    rm_gate_pool gate_pool = RM_GATE_POOL_TOKEN;
+    if (o->gate_pool && !rm_gate_pool_from_name(o->gate_pool, &gate_pool))
         return rm_err(RAMOLE_ERR_INVALID, "--gate-pool '%s' (token or prompt)", o->gate_pool);
-    if (o->gate_pool && !router) return rm_err(RAMOLE_ERR_INVALID, "--gate-pool is for router training");
     rm_adapter *ad = NULL, *pool[RM_TRAIN_MAX_POOL] = {0};
     rm_status st = RAMOLE_OK;
     unsigned mask = o->targets;
@@ -177,7 +176,7 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
         tp.router = ad;
         tp.max_k = max_k;
         tp.gate_scale = o->gate_scale;
-        tp.gate_pool = pool_prompt ? RM_GATE_POOL_PROMPT : RM_GATE_POOL_TOKEN;
+        tp.gate_pool = gate_pool;
         /* names in the held-out part must exist too */
         if ((st = rm_expert_lists_map(j->train, pool, o->n_pool, &j->lists)) != RAMOLE_OK ||
             (j->val && (st = rm_expert_lists_map(j->val, pool, o->n_pool, &j->val_lists)) != RAMOLE_OK)) {
@@ -290,6 +289,8 @@ out:
 
 ramole_status ramole_train(const ramole_train_params *p, ramole_train_fn fn, void *user) {
     if (!p->out || p->n_data < 1) return rm_err(RAMOLE_ERR_INVALID, "train: -o OUTPUT and --data are required");
+    if (p->gate_pool && p->kind != RAMOLE_TRAIN_ROUTER)
+        return rm_err(RAMOLE_ERR_INVALID, "--gate-pool is for train router");
     train_job j = {.p = p, .fn = fn, .user = user};
     rm_status st;
     switch (p->kind) {

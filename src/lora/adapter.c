@@ -30,14 +30,18 @@ const char *rm_gate_pool_name(rm_gate_pool p) {
     return (unsigned)p <= RM_GATE_POOL_PROMPT ? gate_pool_names[p] : "?";
 }
 
+bool rm_gate_pool_from_name(const char *s, rm_gate_pool *out) {
+    for (int p = RM_GATE_POOL_TOKEN; p <= RM_GATE_POOL_PROMPT; p++)
+        if (!strcmp(s, gate_pool_names[p])) {
+            *out = (rm_gate_pool)p;
+            return true;
+        }
+    return false;
+}
+
 rm_status rm_gate_pool_parse(const char *origin, const char *value, rm_gate_pool *out) {
     *out = RM_GATE_POOL_TOKEN;
-    if (!value) return RAMOLE_OK; /* absent: the paper's per-token routing */
-    for (int p = RM_GATE_POOL_TOKEN; p <= RM_GATE_POOL_PROMPT; p++)
-        if (!strcmp(value, gate_pool_names[p])) {
-            *out = (rm_gate_pool)p;
-            return RAMOLE_OK;
-        }
+    if (!value || rm_gate_pool_from_name(value, out)) return RAMOLE_OK; /* absent: the paper's per-token routing */
     return rm_err(RAMOLE_ERR_FORMAT, "adapter %s: %s \"%.40s\" is not a gate pooling (\"token\" or \"prompt\")",
                   origin, RM_GATE_POOL_KEY, value);
 }

@@ -73,8 +73,9 @@ void rm_lora_module_get(const rm_lora_module *m, const rm_model_config *c, rm_ta
  */
 typedef enum { RM_GATE_POOL_TOKEN = 0, RM_GATE_POOL_PROMPT } rm_gate_pool;
 #define RM_GATE_POOL_KEY "ramole.gate_pool"
-/* "token" or "prompt" (what the files hold). */
+/* "token" or "prompt" (what the files hold), and back (false: neither). */
 const char *rm_gate_pool_name(rm_gate_pool p);
+bool rm_gate_pool_from_name(const char *s, rm_gate_pool *out);
 
 typedef struct rm_adapter {
     char *name;               /* file or folder name unless set otherwise */

@@ -180,6 +180,8 @@ expect_error train_gate_loss_negative "--gate-loss expects a number from 0 to" $
   --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-loss -1
 expect_error train_gate_pool_only_router "--gate-pool is for train router" $R train lora -m "$TMP/m" \
   --data "$TMP/memo.jsonl" -o "$TMP/bad_g" --steps 1 --gate-pool prompt
+expect_error train_gate_pool_not_for_base "--gate-pool is for train router" $R train base --tokenizer "$TK" \
+  --data "$TMP/text.txt" -o "$TMP/bad_g" --preset tiny --steps 1 --gate-pool prompt
 expect_error train_gate_pool_unknown "--gate-pool 'sentence' (token or prompt)" $R train router -m "$TMP/m" \
   --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_open.jsonl" -o "$TMP/bad_g" --steps 1 --gate-pool sentence
 # --gate-pool prompt: the router carries its pooling in its file, and router-eval runs it so
