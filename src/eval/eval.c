@@ -406,7 +406,7 @@ static void on_progress(int done, int total, int64_t tokens, double seconds, voi
 
 /* Build every request, run them all, score. */
 static rm_status generate_all(const rm_eval_params *p, rm_eval_report *r, rm_engine *eng, char **adapter_paths,
-                              const char *router_path, const int *hits) {
+                              const int *hits) {
     int n_modes_ret = 0, n_modes_once = 0, n_settings = 0, n_ex = 0;
     for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
         if (r->modes & (1u << m)) rm_eval_mode_retrieves((rm_eval_mode)m) ? n_modes_ret++ : n_modes_once++;
@@ -438,7 +438,7 @@ static rm_status generate_all(const rm_eval_params *p, rm_eval_report *r, rm_eng
                     rq->mode = gen->n_adapters ? compose_of[m] : RM_COMPOSE_NONE;
                     rq->n_adapters = gen->n_adapters;
                     for (int j = 0; j < gen->n_adapters; j++) rq->adapters[j] = adapter_paths[gen->adapters[j]];
-                    if (rq->mode == RM_COMPOSE_ROUTER) rq->router = router_path;
+                    if (rq->mode == RM_COMPOSE_ROUTER) rq->router = r->router;
                     ptrs[g] = rq;
                     g++;
                 }
@@ -500,7 +500,7 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
     if (p->limit < 0) return rm_err(RAMOLE_ERR_INVALID, "rm_eval_run: limit must be >= 0");
     rm_eval_report *r = rm_calloc(1, sizeof *r);
     if (!r) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    char **adapter_paths = NULL, *router_path = NULL, *base_path = NULL;
+    char **adapter_paths = NULL, *base_path = NULL;
     rm_model *m = NULL;
     rm_engine *eng = NULL;
     int *hits = NULL;
@@ -517,8 +517,7 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
     if (!(r->world = rm_strdup(p->world))) { st = rm_err(RAMOLE_ERR_NOMEM, "out of memory"); goto out; }
     if ((st = load_tasks_json(p->world, r)) != RAMOLE_OK || (st = choose_tasks(p, r)) != RAMOLE_OK) goto out;
     if (!(adapter_paths = rm_calloc((size_t)r->n_tasks, sizeof *adapter_paths)) ||
-        !(router_path = p->router ? rm_strdup(p->router) : rm_path_join(p->world, "router")) ||
-        !(r->router = rm_strdup(router_path)) || !(base_path = rm_path_join(p->world, "base"))) {
+        !(r->router = p->router ? rm_strdup(p->router) : rm_path_join(p->world, "router")) || !(base_path = rm_path_join(p->world, "base"))) {
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -541,11 +540,11 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
         }
         if ((st = retrieve_all(p, r, m, rm_engine_pool(eng), n_ex, hits)) != RAMOLE_OK) goto out;
     }
-    if ((st = generate_all(p, r, eng, adapter_paths, router_path, hits)) != RAMOLE_OK) goto out;
+    if ((st = generate_all(p, r, eng, adapter_paths, hits)) != RAMOLE_OK) goto out;
     aggregate(r);
 out:
     for (int t = 0; adapter_paths && t < r->n_tasks; t++) rm_free(adapter_paths[t]);
-    rm_free(adapter_paths), rm_free(router_path), rm_free(base_path), rm_free(hits);
+    rm_free(adapter_paths), rm_free(base_path), rm_free(hits);
     rm_engine_free(eng);
     rm_model_free(m);
     if (st != RAMOLE_OK) rm_eval_report_free(r);
