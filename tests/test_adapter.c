@@ -1120,6 +1120,62 @@ TEST(adapter_gate_pool_round_trips_and_bad_values) {
     free_bases(&b);
 }
 
+/* A router's retrieval prior travels with it as "ramole.retrieval_prior",
+ * a decimal string in PEFT metadata and GGUF alike, only when it has one;
+ * PEFT -> GGUF -> PEFT and conversion keep the very float; a value that is
+ * not a number from 0 to RM_RETRIEVAL_PRIOR_MAX is a format error naming
+ * the adapter, key and value. */
+TEST(adapter_retrieval_prior_round_trips_and_bad_values) {
+    bases b = make_bases(RM_ARCH_LLAMA, 93, true);
+    const rm_model *bs[2] = {b.hf, b.gg};
+    for (int k = 0; k < 2 && b.hf && b.gg; k++) {
+        const rm_model *base = bs[k];
+        rm_adapter *pr = NULL, *p1 = NULL, *g1 = NULL, *p2 = NULL, *t1 = NULL, *bad = NULL;
+        CHECK_OK(rm_adapter_random(base, 3, 6, 0x7f, 63, 0.05f, &pr));
+        if (!pr) break;
+        CHECK(pr->retrieval_prior == 0); /* a fresh adapter has none */
+        char *dt = tmp_path("adapter_prior_none"), *stt = rm_path_join(dt, "adapter_model.safetensors");
+        CHECK_OK(rm_adapter_save_peft(pr, base, dt));
+        rm_safetensors *sf = NULL;
+        CHECK_OK(rm_st_open(stt, &sf));
+        if (sf) CHECK(rm_st_meta(sf, "ramole.retrieval_prior") == NULL);
+        rm_st_free(sf);
+        pr->retrieval_prior = 12.3f; /* not a short decimal: the file must keep the float */
+        char *d1 = tmp_path("adapter_prior_peft1"), *g = tmp_path("adapter_prior.gguf"), *d2 = tmp_path("adapter_prior_peft2");
+        char *st1 = rm_path_join(d1, "adapter_model.safetensors");
+        round_trip(base, pr, d1, g, d2, &p1, &g1, &p2);
+        CHECK(p1 && p1->retrieval_prior == 12.3f);
+        CHECK(g1 && g1->retrieval_prior == 12.3f);
+        CHECK(p2 && p2->retrieval_prior == 12.3f);
+        if (p2) CHECK_OK(rm_adapter_convert(p2, base, RM_TYPE_F16));
+        CHECK(p2 && p2->retrieval_prior == 12.3f);
+        sf = NULL;
+        CHECK_OK(rm_st_open(st1, &sf));
+        const char *v = sf ? rm_st_meta(sf, "ramole.retrieval_prior") : NULL;
+        CHECK_MSG(v && !strcmp(v, "12.3000002"), "PEFT metadata ramole.retrieval_prior: %s", v ? v : "(absent)");
+        rm_st_free(sf);
+        CHECK_OK(rm_adapter_load(base, dt, &t1));
+        CHECK(t1 && t1->retrieval_prior == 0);
+        /* values ramole does not take, each the same length as "12.3000002" */
+        const char *bads[] = {"-1.0000000", "12.3abcdef", "1000.00001", "       nan"};
+        const char *was = "12.3000002";
+        for (int i = 0; i < 4; i++) {
+            CHECK(patch_file(st1, was, bads[i]));
+            was = bads[i];
+            CHECK_ERR(rm_adapter_load(base, d1, &bad), RAMOLE_ERR_FORMAT);
+            CHECK_MSG(msg_has("adapter_prior_peft1") && msg_has("ramole.retrieval_prior") && msg_has(bads[i]), "%s",
+                      ramole_last_error());
+            CHECK(bad == NULL);
+        }
+        CHECK(patch_file(g, "12.3000002", "twelve.300"));
+        CHECK_ERR(rm_adapter_load(base, g, &bad), RAMOLE_ERR_FORMAT);
+        CHECK_MSG(msg_has("adapter_prior.gguf") && msg_has("twelve.300"), "%s", ramole_last_error());
+        rm_free(d1), rm_free(g), rm_free(d2), rm_free(dt), rm_free(st1), rm_free(stt);
+        rm_adapter_free(pr), rm_adapter_free(p1), rm_adapter_free(g1), rm_adapter_free(p2), rm_adapter_free(t1);
+    }
+    free_bases(&b);
+}
+
 /* rm_adapter_format_of tells adapters from models and other files by
  * content, the way rm_adapter_load chooses its loader. */
 TEST(adapter_format_of_tells_adapters_from_models) {

@@ -74,6 +74,11 @@ static void naive_scores(const rm_composition *c, int layer, rm_target t, const 
     free(v);
 }
 
+/* A router's retrieval prior on expert j: lambda r_j (0 without). */
+static double prior_of(const rm_composition *c, int j) {
+    return (double)c->router->retrieval_prior * (double)c->retrieval[j];
+}
+
 static void softmax_d(double *w, int k) {
     double mx = -1e300, sum = 0;
     for (int j = 0; j < k; j++) mx = fmax(mx, w[j]);
@@ -129,6 +134,7 @@ static void naive_delta(const rm_composition *c, int layer, rm_target t, const r
     double w[RM_LORA_MAX_K];
     if (c->mode == RM_COMPOSE_ROUTER) {
         naive_scores(c, layer, t, cfg, x, w);
+        for (int j = 0; j < k; j++) w[j] += prior_of(c, j);
         softmax_d(w, k);
         if (router_w) memcpy(router_w, w, (size_t)k * sizeof *w);
     }
@@ -270,7 +276,10 @@ TEST(compose_module_matches_naive_for_every_mode_in_one_batch) {
  * softmax(sum / min(n + 1, P)). Steps feed chunks that cross the prompt's
  * end, beside a per-token router on the same weights, a mixture, and a
  * second pooled router of another prompt length that does not adapt o_proj
- * (its gates there are 0). Between steps, a refused composition (no prompt
+ * (its gates there are 0). The per-token router and the second pooled one
+ * have retrieval priors: lambda r_j joins each score (after the pooling).
+ * Between steps, a composition whose retrieval score is not a cosine is
+ * refused, a refused composition (no prompt
  * length) and a refused restart leave the slots running as they were; a
  * restart starts a sequence over.
  */
@@ -289,11 +298,15 @@ TEST(compose_prompt_pooled_router_matches_naive_step_by_step) {
     CHECK_OK(rm_adapter_random(m, 3, 3.0f, no_o, 204, 0.3f, &pooled2));
     if (!e[0] || !e[1] || !e[2] || !pooled || !per_token || !pooled2) return;
     pooled->gate_pool = pooled2->gate_pool = RM_GATE_POOL_PROMPT;
+    per_token->retrieval_prior = 2.0f, pooled2->retrieval_prior = 5.0f;
     enum { NSEQ = 4, K = 3, NB = 12 };
     rm_composition comps[NSEQ] = {
-        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = pooled, .n_prompt = 5},
-        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = per_token},
-        {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[2], e[1]}, .router = pooled2, .n_prompt = 2},
+        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = pooled, .n_prompt = 5,
+         .retrieval = {0.9f, 0.1f, -0.5f}}, /* a router without a prior ignores them */
+        {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {e[0], e[1], e[2]}, .router = per_token,
+         .retrieval = {0.8f, -0.3f, 0.1f}},
+        {.mode = RM_COMPOSE_ROUTER, .k = 2, .experts = {e[2], e[1]}, .router = pooled2, .n_prompt = 2,
+         .retrieval = {0.2f, 0.6f}},
         {.mode = RM_COMPOSE_MIXTURE, .k = 2, .experts = {e[0], e[2]}},
     };
     rm_lora_state *st = NULL;
@@ -325,6 +338,11 @@ TEST(compose_prompt_pooled_router_matches_naive_step_by_step) {
             CHECK_MSG(strstr(ramole_last_error(), pooled->name) && strstr(ramole_last_error(), "prompt's length"),
                       "%s", ramole_last_error());
             CHECK_ERR(rm_lora_restart(st, 0, 0), RAMOLE_ERR_INVALID);
+            rm_composition far = comps[1];
+            far.retrieval[2] = 1.5f;
+            CHECK_ERR(rm_lora_set(st, 3, &far), RAMOLE_ERR_INVALID);
+            CHECK_MSG(strstr(ramole_last_error(), per_token->name) && strstr(ramole_last_error(), "1.5"), "%s",
+                      ramole_last_error());
             CHECK_OK(rm_lora_restart(st, 3, 0)); /* a mixture has no prompt to pool */
             /* slot 2 starts a new sequence of prompt length 3 */
             CHECK_OK(rm_lora_restart(st, 2, 3));
@@ -365,12 +383,12 @@ TEST(compose_prompt_pooled_router_matches_naive_step_by_step) {
                             double own[K];
                             memcpy(own, z, sizeof own);
                             softmax_d(own, c->k);
-                            for (int j = 0; j < c->k; j++) w[j] = sum[j] / (idx[i] < P ? idx[i] + 1 : P);
+                            for (int j = 0; j < c->k; j++) w[j] = sum[j] / (idx[i] < P ? idx[i] + 1 : P) + prior_of(c, j);
                             softmax_d(w, c->k);
                             for (int j = 0; j < c->k; j++) pooling_moves = fmax(pooling_moves, fabs(w[j] - own[j]));
                             checked_pooled++;
                         } else {
-                            memcpy(w, z, sizeof w);
+                            for (int j = 0; j < c->k; j++) w[j] = z[j] + prior_of(c, j);
                             softmax_d(w, c->k);
                         }
                         for (int j = 0; j < c->k; j++) want_t[i * K + j] += w[j];

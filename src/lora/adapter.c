@@ -11,8 +11,10 @@
  */
 #include "lora/adapter_internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "formats/gguf.h"
@@ -45,6 +47,23 @@ rm_status rm_gate_pool_parse(const char *origin, const char *value, rm_gate_pool
     return rm_err(RAMOLE_ERR_FORMAT, "adapter %s: %s \"%.40s\" is not a gate pooling (\"token\" or \"prompt\")",
                   origin, RM_GATE_POOL_KEY, value);
 }
+
+/* ---- a router's retrieval prior ----------------------------------------------------------- */
+
+rm_status rm_retrieval_prior_parse(const char *origin, const char *value, float *out) {
+    *out = 0;
+    if (!value) return RAMOLE_OK; /* absent: the paper's router, no prior */
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (end == value || *end || errno || !(v >= 0 && v <= RM_RETRIEVAL_PRIOR_MAX))
+        return rm_err(RAMOLE_ERR_FORMAT, "adapter %s: %s \"%.40s\" is not a retrieval prior (a number from 0 to %g)",
+                      origin, RM_RETRIEVAL_PRIOR_KEY, value, RM_RETRIEVAL_PRIOR_MAX);
+    *out = (float)v;
+    return RAMOLE_OK;
+}
+
+void rm_retrieval_prior_format(float lambda, char buf[32]) { snprintf(buf, 32, "%.9g", (double)lambda); }
 
 /* ---- building ------------------------------------------------------------------ */
 

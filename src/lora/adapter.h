@@ -77,6 +77,20 @@ typedef enum { RM_GATE_POOL_TOKEN = 0, RM_GATE_POOL_PROMPT } rm_gate_pool;
 const char *rm_gate_pool_name(rm_gate_pool p);
 bool rm_gate_pool_from_name(const char *s, rm_gate_pool *out);
 
+/*
+ * A router's retrieval prior lambda >= 0 (ramole's option; 0, the paper's:
+ * none). Such a router gates a token by softmax_j(z_j + lambda r_j), where
+ * z_j is its score of expert j (pooled or not, above) and r_j the
+ * retrieval score of expert j for the request (the cosine that retrieved
+ * it; rm_composition.retrieval). The router's scores see only the experts'
+ * outputs, which it learns for the adapters it trained over; the retrieval
+ * score says how well the prompt fits any adapter, uploaded later too.
+ * Saved with the router as "ramole.retrieval_prior" (a decimal string;
+ * absent: 0), at most RM_RETRIEVAL_PRIOR_MAX.
+ */
+#define RM_RETRIEVAL_PRIOR_KEY "ramole.retrieval_prior"
+#define RM_RETRIEVAL_PRIOR_MAX 1000.0
+
 typedef struct rm_adapter {
     char *name;               /* file or folder name unless set otherwise */
     char *path;
@@ -90,6 +104,7 @@ typedef struct rm_adapter {
     unsigned target_mask;     /* bit t set if any layer adapts target t */
     rm_type type;             /* element type of every module's A and B */
     rm_gate_pool gate_pool;   /* as a router: what its scores pool over */
+    float retrieval_prior;    /* as a router: lambda of its retrieval prior (0: none) */
     /* one block holding the modules' arrays since rm_adapter_convert (NULL:
      * each array is its own allocation; arrays added later still are) */
     void *arena;
@@ -153,7 +168,7 @@ rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base);
  * differ from r and lora_alpha). The safetensors __metadata__ records
  * "ramole.base_fingerprint" (16 hex digits) and, for a router of
  * RM_GATE_POOL_PROMPT, "ramole.gate_pool": "prompt" (nothing for token
- * pooling). `base` is the model the adapter was loaded against (it fixes
+ * pooling), and for a router with a retrieval prior "ramole.retrieval_prior". `base` is the model the adapter was loaded against (it fixes
  * the row order). The folder is created if needed; each file is written
  * atomically.
  */
@@ -166,7 +181,8 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
  * that gets its B multiplied by scale / (alpha / rank), so that the
  * product is the same (B is then not bit-identical to the source).
  * ramole's own keys: "ramole.base_fingerprint" (u64) and, as in PEFT
- * files, the string "ramole.gate_pool" of a prompt-pooled router.
+ * files, the strings "ramole.gate_pool" of a prompt-pooled router and
+ * "ramole.retrieval_prior" of a router with a retrieval prior.
  */
 rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const char *path);
 

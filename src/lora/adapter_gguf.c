@@ -14,8 +14,9 @@
  * pairs) and leaves lora_a alone; qwen2 is not permuted.
  *
  * ramole adds its keys, "ramole.base_fingerprint" (u64, rm_model_fingerprint
- * of the base) and, for a router that pools its gates over the prompt,
- * "ramole.gate_pool" (string "prompt"; absent: token); llama.cpp ignores
+ * of the base) and, for a router, "ramole.gate_pool" (string "prompt" when
+ * it pools its gates over the prompt; absent: token) and
+ * "ramole.retrieval_prior" (a decimal string; absent: 0); llama.cpp ignores
  * keys it does not know.
  *
  * One alpha per file and no rsLoRA: when writing, alpha_file is the
@@ -144,6 +145,9 @@ rm_status rm_adapter_load_gguf(const rm_model *base, const char *path, rm_adapte
     rm_gate_pool pool;
     if ((st = get_string(g, path, RM_GATE_POOL_KEY, buf, sizeof buf, &found)) != RAMOLE_OK) goto done;
     if ((st = rm_gate_pool_parse(path, found ? buf : NULL, &pool)) != RAMOLE_OK) goto done;
+    float prior;
+    if ((st = get_string(g, path, RM_RETRIEVAL_PRIOR_KEY, buf, sizeof buf, &found)) != RAMOLE_OK) goto done;
+    if ((st = rm_retrieval_prior_parse(path, found ? buf : NULL, &prior)) != RAMOLE_OK) goto done;
     float alpha = 0;
     st = rm_gguf_get_f32(g, "adapter.lora.alpha", &alpha);
     if (st == RAMOLE_ERR_NOT_FOUND) alpha = 0; /* llama.cpp: scale 1 */
@@ -240,6 +244,7 @@ rm_status rm_adapter_load_gguf(const rm_model *base, const char *path, rm_adapte
     a->rank = common;
     a->rslora = false;
     a->gate_pool = pool;
+    a->retrieval_prior = prior;
     bool flip = rm_lora_base_pairs(base) != (base->cfg.arch != RM_ARCH_QWEN2);
     for (int l = 0; l < L; l++)
         for (int k = 0; k < T_COUNT; k++) {
@@ -315,6 +320,9 @@ rm_status rm_adapter_save_gguf(const rm_adapter *a, const rm_model *base, const 
     T(rm_gguf_set_f32(w, "adapter.lora.alpha", alpha_file));
     T(rm_gguf_set_u64(w, "ramole.base_fingerprint", rm_model_fingerprint(base)));
     if (a->gate_pool != RM_GATE_POOL_TOKEN) T(rm_gguf_set_str(w, RM_GATE_POOL_KEY, rm_gate_pool_name(a->gate_pool)));
+    char prior[32];
+    rm_retrieval_prior_format(a->retrieval_prior, prior);
+    if (a->retrieval_prior != 0) T(rm_gguf_set_str(w, RM_RETRIEVAL_PRIOR_KEY, prior));
     bool flip = rm_lora_base_pairs(base) != (base->cfg.arch != RM_ARCH_QWEN2);
     for (int l = 0; l < a->n_layers; l++)
         for (int k = 0; k < T_COUNT; k++) {

@@ -37,6 +37,12 @@ rm_status rm_adapter_reserve(rm_adapter *a, size_t bytes);
  * "prompt", NULL (the key is absent) token. Anything else is ERR_FORMAT
  * naming the adapter (origin), the key and the value. */
 rm_status rm_gate_pool_parse(const char *origin, const char *value, rm_gate_pool *out);
+/* A file's RM_RETRIEVAL_PRIOR_KEY value: a decimal number in [0,
+ * RM_RETRIEVAL_PRIOR_MAX], NULL (absent) 0; else ERR_FORMAT naming the
+ * adapter, the key and the value. rm_retrieval_prior_format writes it back
+ * ("%.9g", which reads back as the same float). */
+rm_status rm_retrieval_prior_parse(const char *origin, const char *value, float *out);
+void rm_retrieval_prior_format(float lambda, char buf[32]);
 
 /* Recompute target_mask and max_rank from the modules. */
 void rm_adapter_update_summary(rm_adapter *a);

@@ -38,7 +38,8 @@
  *     (adapter_internal.h).
  *
  * Saving writes f32 tensors in HF order, "ramole.base_fingerprint" (and a
- * router's "ramole.gate_pool" when it pools over the prompt) in the
+ * router's "ramole.gate_pool" when it pools over the prompt and its
+ * "ramole.retrieval_prior" when it has one) in the
  * safetensors __metadata__ (PEFT ignores keys it does not know), and a
  * config that reproduces every module's rank and scale through r,
  * lora_alpha, use_rslora, rank_pattern and alpha_pattern.
@@ -600,6 +601,8 @@ rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter
     }
     rm_gate_pool pool;
     if ((st = rm_gate_pool_parse(dir, rm_st_meta(sf, RM_GATE_POOL_KEY), &pool)) != RAMOLE_OK) goto done;
+    float prior;
+    if ((st = rm_retrieval_prior_parse(dir, rm_st_meta(sf, RM_RETRIEVAL_PRIOR_KEY), &prior)) != RAMOLE_OK) goto done;
     for (size_t i = 0; i < nmod; i++) ia[i] = ib[i] = -1;
     int nt = rm_st_count(sf);
     for (int i = 0; i < nt; i++) {
@@ -679,6 +682,7 @@ rm_status rm_adapter_load_peft(const rm_model *base, const char *dir, rm_adapter
     a->rank = c->r;
     a->rslora = c->rslora;
     a->gate_pool = pool;
+    a->retrieval_prior = prior;
     bool pairs = rm_lora_base_pairs(base);
     bool any = false;
     for (int l = 0; l < L; l++)
@@ -885,6 +889,9 @@ rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const 
     if (a->gate_pool != RM_GATE_POOL_TOKEN &&
         (st = rm_st_writer_meta(w, RM_GATE_POOL_KEY, rm_gate_pool_name(a->gate_pool))) != RAMOLE_OK)
         goto done;
+    char prior[32];
+    rm_retrieval_prior_format(a->retrieval_prior, prior);
+    if (a->retrieval_prior != 0 && (st = rm_st_writer_meta(w, RM_RETRIEVAL_PRIOR_KEY, prior)) != RAMOLE_OK) goto done;
     bool pairs = rm_lora_base_pairs(base);
     for (int l = 0; l < a->n_layers; l++)
         for (int t = 0; t < T_COUNT; t++) {

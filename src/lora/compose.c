@@ -39,6 +39,7 @@ bool rm_compose_mode_from_name(const char *s, rm_compose_mode *out) {
 typedef struct {
     rm_composition comp;
     int fed;            /* prompt-pooled router: tokens planned since rm_lora_set (the next one's index) */
+    float prior[RM_LORA_MAX_K]; /* router: lambda r_j, added to expert j's scores (0: no prior) */
     rm_adapter *fused;  /* fusion: the averaged adapter, owned */
     const rm_router_c *rc[RM_LORA_MAX_K];  /* router: C_rj of each expert */
     rm_router_c *rc_owned[RM_LORA_MAX_K];  /* those built by rm_lora_set */
@@ -348,6 +349,13 @@ static rm_status check_composition(const rm_lora_state *s, const rm_composition 
         return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has an unknown gate pooling %d", c->router->name,
                       (int)c->router->gate_pool);
     RM_TRY(check_prompt(c, c->n_prompt));
+    if (c->router->retrieval_prior != 0)
+        for (int j = 0; j < c->k; j++)
+            if (!(c->retrieval[j] >= -1 && c->retrieval[j] <= 1))
+                return rm_err(RAMOLE_ERR_INVALID,
+                              "LoRA: router %s has a retrieval prior, and expert %s's retrieval score %g is not a "
+                              "cosine in [-1, 1]",
+                              c->router->name, c->experts[j]->name, (double)c->retrieval[j]);
     const rm_model *m = s->m;
     for (int i = 0; i < n_mods(m); i++) {
         if (c->router->mods[i].rank) continue;
@@ -383,7 +391,10 @@ rm_status rm_lora_set(rm_lora_state *s, int seq, const rm_composition *c) {
         if (c->mode == RM_COMPOSE_SELECTION) next.comp.k = 1;
         rm_status st = RAMOLE_OK;
         if (c->mode == RM_COMPOSE_FUSION) st = build_fused(s, c, &next.fused);
-        if (c->mode == RM_COMPOSE_ROUTER) st = build_router(s, c, &next);
+        if (c->mode == RM_COMPOSE_ROUTER) {
+            st = build_router(s, c, &next);
+            for (int j = 0; j < c->k; j++) next.prior[j] = c->router->retrieval_prior * c->retrieval[j];
+        }
         if (st != RAMOLE_OK) {
             slot_clear(&next);
             return st;
@@ -595,6 +606,7 @@ static void token_gates(void *arg, int ith, int nth) {
             bool routed = router_scores(s, sl, i, mi, w);
             if (s->tok_index[i] >= 0) continue; /* pooled: pool_gates finishes it */
             if (routed) {
+                for (int j = 0; j < sl->comp.k; j++) w[j] += sl->prior[j];
                 softmax_in_place(w, sl->comp.k);
                 if (s->trace.gates) trace_token(s, sl, i, w);
             }
@@ -606,7 +618,7 @@ static void token_gates(void *arg, int ith, int nth) {
 /* Prompt-pooled routers, serially in batch order (a sequence's tokens come
  * in position order, and each adds to its slot's running sum): token i of
  * index n in a sequence of prompt length P adds its scores to the module's
- * sum while n < P, and is gated by softmax(sum / min(n + 1, P)). */
+ * sum while n < P, and is gated by softmax(sum / min(n + 1, P) + prior). */
 static void pool_gates(rm_lora_state *s) {
     int mi = s->layer * RM_TARGET_COUNT + (int)s->target;
     size_t per_slot = (size_t)n_mods(s->m) * (size_t)s->max_k;
@@ -621,7 +633,7 @@ static void pool_gates(rm_lora_state *s) {
         if (n < P)
             for (int j = 0; j < k; j++) sum[j] += w[j];
         float count = (float)(n < P ? n + 1 : P);
-        for (int j = 0; j < k; j++) w[j] = sum[j] / count;
+        for (int j = 0; j < k; j++) w[j] = sum[j] / count + sl->prior[j];
         softmax_in_place(w, k);
     }
 }

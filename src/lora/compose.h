@@ -25,6 +25,11 @@
  * rm_lora_restart). The sums are taken serially in batch order, the rest
  * of the step in parallel as for every other mode.
  *
+ * A router with a retrieval prior (rm_adapter.retrieval_prior lambda > 0)
+ * adds lambda r_j to every score of expert j before the softmax, r_j the
+ * composition's retrieval score of that expert (after the pooling, for a
+ * prompt-pooled router).
+ *
  * A context and a LoRA state are made separately and joined by one call:
  *   rm_ctx_new(model, &ctx_params, &ctx);          (ctx_params.scratch_rank >= max_rank)
  *   rm_lora_state_new(model, n_seq, n_batch, max_k, max_rank, n_threads, &state);
@@ -88,6 +93,11 @@ typedef struct {
      * prompt length P >= 1, counted from the first token decoded after
      * rm_lora_set (ignored otherwise) */
     int n_prompt;
+    /* router mode with a router of retrieval_prior lambda > 0 (adapter.h):
+     * r_j, expert j's retrieval score for this sequence (the cosine that
+     * retrieved it, in [-1, 1]); the gates become softmax_j(z_j + lambda
+     * r_j). All 0 (experts named, not retrieved): no prior. */
+    float retrieval[RM_LORA_MAX_K];
 } rm_composition;
 
 typedef struct rm_lora_state rm_lora_state;
@@ -127,7 +137,8 @@ rm_status rm_lora_ctx_new(const rm_model *m, const rm_ctx_params *p, int max_k, 
 /*
  * Set the composition of sequence slot `seq` (NULL or mode none: the base
  * alone). Validates it (ranks, k, router coverage, adapters fit the base,
- * n_prompt >= 1 for a prompt-pooled router, else ERR_INVALID naming the
+ * n_prompt >= 1 for a prompt-pooled router, retrieval scores in [-1, 1]
+ * for a router with a retrieval prior, else ERR_INVALID naming the
  * router) and prepares what the mode needs (fused matrices, router C
  * matrices). The slot's next token is the first of its sequence (a
  * pooled router's running state restarts). On failure the slot keeps its
