@@ -471,6 +471,7 @@ TEST(train_loss_matches_inference) {
  */
 static void check_export_serves_as_trained(const char *what, router_world *w, const rm_train_params *p,
                                            const test_batch *tb, const int *n_prompt, double min_diff) {
+    const float *r = tb->b.retrieval; /* the batch's retrieval scores, served as each sequence's */
     rm_tm_f32 *tm = NULL;
     rm_adapter *out = NULL;
     CHECK_OK(rm_tm_f32_new(w->m, p, &tm));
@@ -480,11 +481,15 @@ static void check_export_serves_as_trained(const char *what, router_world *w, co
         CHECK_OK(rm_tm_f32_loss(tm, &tb->b, &lt));
         CHECK_OK(rm_tm_f32_export_adapter(tm, out));
         CHECK(out->gate_pool == p->gate_pool);
+        CHECK(out->retrieval_prior == (float)p->retrieval_prior);
         rm_composition trained[3], plain[3];
         for (int b = 0; b < 3; b++) {
             trained[b] = (rm_composition){.mode = RM_COMPOSE_ROUTER, .k = tb->n_experts[b], .router = out,
                                           .n_prompt = n_prompt[b]};
-            for (int e = 0; e < tb->n_experts[b]; e++) trained[b].experts[e] = w->ex[tb->experts[b * RM_TRAIN_MAX_K + e]];
+            for (int e = 0; e < tb->n_experts[b]; e++) {
+                trained[b].experts[e] = w->ex[tb->experts[b * RM_TRAIN_MAX_K + e]];
+                trained[b].retrieval[e] = r ? r[b * RM_TRAIN_MAX_K + e] : 0;
+            }
             plain[b] = trained[b], plain[b].router = w->router;
         }
         double li = inference_loss(w->m, tb, trained), l1 = inference_loss(w->m, tb, plain);
@@ -513,6 +518,56 @@ TEST(train_gate_pool_matches_inference) {
     rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
                          .n_experts = 3, .router = w.router, .gate_pool = RM_GATE_POOL_PROMPT};
     check_export_serves_as_trained("pooled over the prompt", &w, &p, &tb, n_prompt, 1e-5);
+    router_world_free(&w);
+}
+
+/*
+ * The retrieval prior lambda: the gates are softmax(z + lambda r), per token
+ * and pooled over the prompt. The exported router carries lambda and, given
+ * each sequence's scores, serves the training loss; the gradient matches
+ * finite differences; scores that are not cosines are refused.
+ */
+TEST(train_retrieval_prior_matches_inference) {
+    router_world w;
+    if (!router_world_new(&w, RM_ARCH_LLAMA, 61)) {
+        router_world_free(&w);
+        return;
+    }
+    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
+    test_batch tb;
+    make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 53);
+    router_batch(&tb); /* experts {0,1,2}, {2,0}, {1} */
+    float r[3 * RM_TRAIN_MAX_K] = {0};
+    const float scores[3][3] = {{0.9f, 0.2f, -0.4f}, {0.1f, 0.7f, 0}, {0.5f, 0, 0}};
+    for (int b = 0; b < 3; b++)
+        for (int e = 0; e < 3; e++) r[b * RM_TRAIN_MAX_K + e] = scores[b][e];
+    tb.b.retrieval = r;
+    const int first[3] = {4, 0, 2}, n_prompt[3] = {5, 1, 3}, none[3] = {0, 0, 0};
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < 8; t++) tb.mask[b * 8 + t] = t >= first[b];
+    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
+                         .n_experts = 3, .router = w.router, .retrieval_prior = 3.0};
+    check_export_serves_as_trained("retrieval prior 3", &w, &p, &tb, none, 1e-4);
+    rm_tm_f64 *t64 = NULL;
+    CHECK_OK(rm_tm_f64_new(w.m, &p, &t64));
+    if (t64) {
+        int n = 0;
+        char worst[256] = "";
+        double err = fd_check(t64, &tb.b, 6, 95, &n, worst, sizeof worst);
+        report_fd("router with retrieval prior 3", err, n, worst);
+        r[1] = 1.5f; /* not a cosine */
+        double l;
+        CHECK(rm_tm_f64_loss(t64, &tb.b, &l) == RAMOLE_ERR_RANGE);
+        CHECK(strstr(ramole_last_error(), "retrieval score 1.5") != NULL);
+        r[1] = scores[0][1];
+    }
+    rm_tm_f64_free(t64);
+    p.gate_pool = RM_GATE_POOL_PROMPT;
+    check_export_serves_as_trained("retrieval prior 3, pooled over the prompt", &w, &p, &tb, n_prompt, 1e-4);
+    p.retrieval_prior = -1;
+    rm_tm_f32 *bad = NULL;
+    CHECK(rm_tm_f32_new(w.m, &p, &bad) == RAMOLE_ERR_INVALID && !bad);
+    rm_tm_f32_free(bad);
     router_world_free(&w);
 }
 

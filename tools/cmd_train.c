@@ -46,7 +46,7 @@ typedef struct {
     int n_pool;
     long stop_at, rank, epochs, steps, batch, ctx, threads, accum, warmup, save_every, eval_every, log_every, top_k;
     long hidden, layers, heads, kv_heads, ffn, max_pos;
-    double alpha, lr, val, wd, clip, dropout, min_lr, init_std, gate_loss, gate_scale;
+    double alpha, lr, val, wd, clip, dropout, min_lr, init_std, gate_loss, gate_scale, retrieval_prior;
     uint64_t seed;
     unsigned targets;
     const char *gate_pool;
@@ -62,6 +62,7 @@ static int usage(void) {
             "           [-m MODEL: continue training MODEL (its shape) instead of random weights] [COMMON]\n"
             "       ramole train router -m MODEL --pool ADAPTER... --data mixed.jsonl -o ROUTER_DIR [--top-k K]\n"
             "           [--lora-dropout P] [--gate-loss W] [--gate-scale G] [--gate-pool token|prompt]\n"
+            "           [--retrieval-prior LAMBDA]\n"
             "           [--rank R] [--adapt-layers L] [COMMON]\n"
             "       ramole train router-eval -m MODEL --pool ADAPTER... --router DIR --data held.jsonl\n"
             "       ramole train retriever -m MODEL --data tasks.jsonl -o PROJECTION.safetensors ...\n"
@@ -82,7 +83,10 @@ static int usage(void) {
             "        the saved router has G folded into its A, so it serves as any router\n"
             "        --gate-pool prompt scores each token by the mean of the prompt's scores so far (default\n"
             "        token: each its own, the paper's); saved with the router, which serves so\n"
-            "data: JSONL lines {\"input\": ..., \"output\": ...[, \"adapters\": [names]]} (lora, router);\n"
+            "        --retrieval-prior LAMBDA adds LAMBDA x each expert's retrieval score to its router scores\n"
+            "        (default 0, the paper's); the data's lines carry \"scores\": [one per adapter]\n"
+            "data: JSONL lines {\"input\": ..., \"output\": ...[, \"adapters\": [names][, \"scores\": [cosines]]]}\n"
+            "      (lora, router);\n"
             "      plain text files (base). The input is fed as `ramole generate -p INPUT` feeds it.\n");
     return 2;
 }
@@ -152,6 +156,7 @@ static bool parse_opts(const char *cmd, int argc, char **argv, train_opts *o) {
         else if (!strcmp(a, "--gate-loss")) FLT(o->gate_loss, 0, 1e6);
         else if (!strcmp(a, "--gate-scale")) FLT(o->gate_scale, 1e-6, 1e6);
         else if (!strcmp(a, "--gate-pool")) { VAL(); o->gate_pool = v; }
+        else if (!strcmp(a, "--retrieval-prior")) FLT(o->retrieval_prior, 0, 1e300);
         else if (!strcmp(a, "--top-k")) INT(o->top_k, 1, RAMOLE_TRAIN_MAX_K);
         else if (!strcmp(a, "--stop-at")) INT(o->stop_at, 1, 100000000);
         else if (!strcmp(a, "--save-every")) INT(o->save_every, 1, 100000000);
@@ -331,7 +336,8 @@ static ramole_train_params train_params(const train_opts *o) {
         .out = o->out, .data = o->data, .n_data = o->n_data, .rank = (int)o->rank, .alpha = (float)o->alpha,
         .targets = o->targets, .pool = o->pool, .n_pool = o->n_pool, .top_k = (int)o->top_k,
         .lora_dropout = o->dropout, .gate_loss = o->gate_loss,
-        .gate_scale = o->gate_scale, .gate_pool = o->gate_pool, .tokenizer = o->tokenizer, .arch = o->arch,
+        .gate_scale = o->gate_scale, .gate_pool = o->gate_pool, .retrieval_prior = o->retrieval_prior,
+        .tokenizer = o->tokenizer, .arch = o->arch,
         .preset = o->preset, .hidden = (int)o->hidden, .n_layers = (int)o->layers, .n_heads = (int)o->heads,
         .n_kv_heads = (int)o->kv_heads, .ffn = (int)o->ffn, .max_pos = (int)o->max_pos, .init_std = o->init_std,
         .steps = o->steps, .epochs = o->epochs, .stop_at = o->stop_at, .batch = (int)o->batch,

@@ -56,6 +56,9 @@ typedef struct {
     const char *gate_pool;          /* what the router's scores pool over: "token" (NULL: the paper's, each
                                        token its own) or "prompt" (the mean over the prompt so far; saved
                                        with the router, which serves so) */
+    double retrieval_prior;         /* lambda of the router's retrieval prior (0: none, the paper's): gates
+                                       softmax(score + lambda x the expert's retrieval score); needs every
+                                       example's "scores"; saved with the router, which serves so */
     /* BASE */
     const char *tokenizer;          /* a folder or tokenizer.json (required) */
     const char *arch;               /* "llama", "mistral", "qwen2" */

@@ -6,7 +6,9 @@ its input (top-k over the seen adapters' pool), not its own adapter.
 Each seen task's adapter is represented in the pool by the first `samples`
 inputs of its train.jsonl (as the registry holds it); the router's examples
 are the train inputs after those, so no query is its own evidence.
-Prints JSONL {"input", "output", "adapters": [k names]} on stdout and the
+Prints JSONL {"input", "output", "adapters": [k names], "scores": [their
+retrieval cosines]} on stdout (a router with a retrieval prior trains on
+the scores; the paper's router ignores them) and the
 share of examples whose own adapter is among their k on stderr.
 """
 import argparse, json, os, random, subprocess, sys, tempfile
@@ -47,7 +49,9 @@ def main():
     for q, r in zip(queries, out):
         names = [h["task"] for h in r["results"]]
         own += q["task"] in names
-        print(json.dumps({"input": q["input"], "output": q["output"], "adapters": names}, ensure_ascii=False))
+        scores = [round(h["score"], 6) for h in r["results"]]
+        print(json.dumps({"input": q["input"], "output": q["output"], "adapters": names, "scores": scores},
+                         ensure_ascii=False))
     print(f"router data: {len(queries)} examples of {len(seen)} seen tasks; own adapter in the retrieved "
           f"top-{a.k}: {own / len(queries):.3f}", file=sys.stderr)
 

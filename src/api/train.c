@@ -105,6 +105,17 @@ static rm_status load_examples(train_job *j, const rm_tok *tok, int max_pos) {
     return RAMOLE_OK;
 }
 
+/* A router with a retrieval prior learns on the scores that retrieved each
+ * example's adapters: every example must carry them (the held-out part is
+ * a subset of these). */
+static rm_status check_scored(const rm_dataset *d, const char *file) {
+    for (int i = 0; i < d->n; i++)
+        if (!d->ex[i].scores)
+            return rm_err(RAMOLE_ERR_INVALID, "%s:%d: --retrieval-prior needs each example's \"adapters\" and their "
+                          "retrieval \"scores\"", file, d->ex[i].line);
+    return RAMOLE_OK;
+}
+
 /* Drop from a fresh adapter (or router) the modules it must not train:
  * layers outside adapt_layers (PEFT's layers_to_transform) and, for a
  * router (pool given), modules no pool expert has (they would only ever
@@ -136,6 +147,9 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
     rm_gate_pool gate_pool = RM_GATE_POOL_TOKEN;
     if (o->gate_pool && !rm_gate_pool_from_name(o->gate_pool, &gate_pool))
         return rm_err(RAMOLE_ERR_INVALID, "--gate-pool '%s' (token or prompt)", o->gate_pool);
+    if (!(o->retrieval_prior >= 0 && o->retrieval_prior <= RM_RETRIEVAL_PRIOR_MAX))
+        return rm_err(RAMOLE_ERR_INVALID, "--retrieval-prior %g (0 to %g)", o->retrieval_prior,
+                      RM_RETRIEVAL_PRIOR_MAX);
     rm_adapter *ad = NULL, *pool[RM_TRAIN_MAX_POOL] = {0};
     rm_status st = RAMOLE_OK;
     unsigned mask = o->targets;
@@ -156,6 +170,7 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
         for (int p = 0; p < o->n_pool; p++) mask |= pool[p]->target_mask;
     }
     if ((st = load_examples(j, m->tokenizer, m->cfg.max_pos)) != RAMOLE_OK) goto out;
+    if (o->retrieval_prior > 0 && (st = check_scored(j->train, o->data[0])) != RAMOLE_OK) goto out;
     /* PEFT init: A uniform (kaiming-like, std 1/sqrt(3 din)), B = 0 */
     float std = 1.0f / sqrtf(3.0f * (float)m->cfg.hidden);
     if ((st = rm_adapter_random(m, o->rank, o->alpha, mask, o->seed, std, &ad)) != RAMOLE_OK) goto out;
@@ -177,6 +192,7 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
         tp.max_k = max_k;
         tp.gate_scale = o->gate_scale;
         tp.gate_pool = gate_pool;
+        tp.retrieval_prior = o->retrieval_prior;
         /* names in the held-out part must exist too */
         if ((st = rm_expert_lists_map(j->train, pool, o->n_pool, &j->lists)) != RAMOLE_OK ||
             (j->val && (st = rm_expert_lists_map(j->val, pool, o->n_pool, &j->val_lists)) != RAMOLE_OK)) {
@@ -291,6 +307,8 @@ ramole_status ramole_train(const ramole_train_params *p, ramole_train_fn fn, voi
     if (!p->out || p->n_data < 1) return rm_err(RAMOLE_ERR_INVALID, "train: -o OUTPUT and --data are required");
     if (p->gate_pool && p->kind != RAMOLE_TRAIN_ROUTER)
         return rm_err(RAMOLE_ERR_INVALID, "--gate-pool is for train router");
+    if (p->retrieval_prior != 0 && p->kind != RAMOLE_TRAIN_ROUTER)
+        return rm_err(RAMOLE_ERR_INVALID, "--retrieval-prior is for train router");
     train_job j = {.p = p, .fn = fn, .user = user};
     rm_status st;
     switch (p->kind) {

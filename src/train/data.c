@@ -11,6 +11,7 @@
 #include "train/data.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
 
 #include "tokenizer/tokenizer.h"
@@ -29,6 +30,7 @@ static void example_clear(rm_example *e) {
     rm_free(e->tokens);
     for (int i = 0; i < e->n_adapters; i++) rm_free(e->adapters[i]);
     rm_free(e->adapters);
+    rm_free(e->scores);
     memset(e, 0, sizeof *e);
 }
 
@@ -86,7 +88,8 @@ static rm_status parse_line(const rm_tok *tok, const char *s, size_t n, int32_t 
     json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
     if (!j) return rm_err(RAMOLE_ERR_FORMAT, "malformed JSON (column %d): %s", je.column, je.text);
     rm_status st = RAMOLE_OK;
-    json_t *in = json_object_get(j, "input"), *out = json_object_get(j, "output"), *ad = json_object_get(j, "adapters");
+    json_t *in = json_object_get(j, "input"), *out = json_object_get(j, "output"), *ad = json_object_get(j, "adapters"),
+           *sc = json_object_get(j, "scores");
     if (!json_is_object(j)) st = rm_err(RAMOLE_ERR_FORMAT, "expected a JSON object {\"input\": ..., \"output\": ...}");
     else if (!in || !json_is_string(in)) st = rm_err(RAMOLE_ERR_FORMAT, "missing or non-string \"input\"");
     else if (!out || !json_is_string(out)) st = rm_err(RAMOLE_ERR_FORMAT, "missing or non-string \"output\"");
@@ -95,6 +98,8 @@ static rm_status parse_line(const rm_tok *tok, const char *s, size_t n, int32_t 
              strlen(json_string_value(out)) != json_string_length(out))
         st = rm_err(RAMOLE_ERR_FORMAT, "\"input\" or \"output\" contains a NUL character");
     else if (ad && !json_is_array(ad)) st = rm_err(RAMOLE_ERR_FORMAT, "\"adapters\" must be a list of names");
+    else if (sc && (!json_is_array(sc) || !ad || json_array_size(sc) != json_array_size(ad)))
+        st = rm_err(RAMOLE_ERR_FORMAT, "\"scores\" must be a list of numbers, one per adapter of \"adapters\"");
     if (!st) st = rm_data_encode(tok, json_string_value(in), json_string_value(out), eos, ex);
     if (!st && ad && json_array_size(ad)) {
         size_t na = json_array_size(ad);
@@ -105,6 +110,17 @@ static rm_status parse_line(const rm_tok *tok, const char *s, size_t n, int32_t 
                 st = rm_err(RAMOLE_ERR_FORMAT, "\"adapters\"[%zu] is not a non-empty string", i);
             else if (!(ex->adapters[i] = rm_strdup(json_string_value(v)))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
             else ex->n_adapters = (int)i + 1;
+        }
+    }
+    if (!st && sc && json_array_size(sc)) {
+        size_t ns = json_array_size(sc);
+        if (!(ex->scores = rm_calloc(ns, sizeof *ex->scores))) st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; !st && i < ns; i++) {
+            json_t *v = json_array_get(sc, i);
+            double r = json_is_number(v) ? json_number_value(v) : NAN;
+            if (!(r >= -1 && r <= 1))
+                st = rm_err(RAMOLE_ERR_FORMAT, "\"scores\"[%zu] is not a retrieval score (a number from -1 to 1)", i);
+            else ex->scores[i] = (float)r;
         }
     }
     if (!st && o->ctx > 0 && ex->n - 1 > o->ctx) {
@@ -288,7 +304,8 @@ rm_status rm_batchbuf_init(rm_batchbuf *bb, int B, int T) {
     bb->mask = rm_calloc(n, 1);
     bb->experts = rm_calloc((size_t)B * RM_TRAIN_MAX_K, sizeof *bb->experts);
     bb->n_experts = rm_calloc((size_t)B, sizeof *bb->n_experts);
-    if (!bb->tokens || !bb->targets || !bb->mask || !bb->experts || !bb->n_experts) {
+    bb->retrieval = rm_calloc((size_t)B * RM_TRAIN_MAX_K, sizeof *bb->retrieval);
+    if (!bb->tokens || !bb->targets || !bb->mask || !bb->experts || !bb->n_experts || !bb->retrieval) {
         rm_batchbuf_free(bb);
         return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     }
@@ -297,6 +314,7 @@ rm_status rm_batchbuf_init(rm_batchbuf *bb, int B, int T) {
 
 void rm_batchbuf_free(rm_batchbuf *bb) {
     rm_free(bb->tokens), rm_free(bb->targets), rm_free(bb->mask), rm_free(bb->experts), rm_free(bb->n_experts);
+    rm_free(bb->retrieval);
     memset(bb, 0, sizeof *bb);
 }
 

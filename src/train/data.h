@@ -31,7 +31,9 @@
  *
  * Errors name the file and the 1-based line: malformed JSON, a line that is
  * not an object, a missing or non-string or empty "output", a missing or
- * non-string "input", "adapters" not a list of strings, an example longer
+ * non-string "input", "adapters" not a list of strings, "scores" not a list
+ * of numbers in [-1, 1] as long as "adapters" (a router example's
+ * retrieval scores, for a router with a retrieval prior), an example longer
  * than the context (unless truncate: then the output is cut to fit, at
  * least one answer token must remain), no tokenizer, no EOS.
  */
@@ -52,6 +54,7 @@ typedef struct {
     int line;          /* 1-based line in its file (0 for text windows) */
     int n_adapters;    /* "adapters": names, or 0 */
     char **adapters;
+    float *scores;     /* "scores": each adapter's retrieval score (a cosine), or NULL */
 } rm_example;
 
 typedef struct {
@@ -110,6 +113,7 @@ typedef struct {
     int32_t *tokens, *targets;
     uint8_t *mask;
     int32_t *experts, *n_experts; /* [B][RM_TRAIN_MAX_K], [B] (router) */
+    float *retrieval;             /* [B][RM_TRAIN_MAX_K] the experts' retrieval scores (router) */
 } rm_batchbuf;
 
 rm_status rm_batchbuf_init(rm_batchbuf *bb, int B, int T);

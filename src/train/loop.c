@@ -21,8 +21,9 @@ rm_status rm_expert_lists_map(const rm_dataset *d, rm_adapter *const *pool, int 
     size_t n = (size_t)(d->n ? d->n : 1);
     out->idx = rm_malloc(n * RM_TRAIN_MAX_K * sizeof *out->idx);
     out->n = rm_calloc(n, sizeof *out->n);
+    out->score = rm_calloc(n * RM_TRAIN_MAX_K, sizeof *out->score);
     out->n_examples = d->n;
-    if (!out->idx || !out->n) {
+    if (!out->idx || !out->n || !out->score) {
         rm_expert_lists_free(out);
         return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     }
@@ -43,6 +44,7 @@ rm_status rm_expert_lists_map(const rm_dataset *d, rm_adapter *const *pool, int 
                 return st;
             }
             out->idx[(size_t)i * RM_TRAIN_MAX_K + a] = found;
+            out->score[(size_t)i * RM_TRAIN_MAX_K + a] = e->scores ? e->scores[a] : 0;
             out->n[i] = a + 1;
         }
     }
@@ -52,6 +54,7 @@ rm_status rm_expert_lists_map(const rm_dataset *d, rm_adapter *const *pool, int 
 void rm_expert_lists_free(rm_expert_lists *l) {
     rm_free(l->idx);
     rm_free(l->n);
+    rm_free(l->score);
     memset(l, 0, sizeof *l);
 }
 
@@ -91,6 +94,17 @@ void rm_expert_held_out(const rm_expert_draw *p, int ex, int32_t *out, int32_t *
     *n_out = n0;
 }
 
+void rm_expert_scores(const rm_expert_draw *p, int ex, const int32_t *experts, int n, float *out) {
+    const int32_t *idx = NULL;
+    int n0 = listed(p, ex, &idx);
+    const float *sc = n0 && p->lists->score ? p->lists->score + (size_t)ex * RM_TRAIN_MAX_K : NULL;
+    for (int e = 0; e < n; e++) {
+        out[e] = 0;
+        for (int a = 0; sc && a < n0; a++)
+            if (idx[a] == experts[e]) out[e] = sc[a];
+    }
+}
+
 /* ---- held-out loss ------------------------------------------------------------------- */
 
 rm_status rm_train_eval_loss(rm_tm_f32 *tm, const rm_dataset *d, rm_batchbuf *bb, int32_t pad,
@@ -105,9 +119,12 @@ rm_status rm_train_eval_loss(rm_tm_f32 *tm, const rm_dataset *d, rm_batchbuf *bb
         rm_train_batch b;
         int c = rm_data_fill(bb, d, idx, nb, pad, &b);
         if (experts) {
-            for (int r = 0; r < nb; r++)
-                rm_expert_held_out(experts, idx[r], bb->experts + r * RM_TRAIN_MAX_K, &bb->n_experts[r]);
-            b.experts = bb->experts, b.n_experts = bb->n_experts;
+            for (int r = 0; r < nb; r++) {
+                int32_t *ex = bb->experts + r * RM_TRAIN_MAX_K;
+                rm_expert_held_out(experts, idx[r], ex, &bb->n_experts[r]);
+                rm_expert_scores(experts, idx[r], ex, bb->n_experts[r], bb->retrieval + r * RM_TRAIN_MAX_K);
+            }
+            b.experts = bb->experts, b.n_experts = bb->n_experts, b.retrieval = bb->retrieval;
         }
         if (c == 0) continue;
         double l;
@@ -194,10 +211,14 @@ rm_status rm_train_run(rm_tm_f32 *tm, const rm_train_run_params *p) {
                 step_tokens += e->n - 1 < mb[a].T ? e->n - 1 : mb[a].T;
             }
             if (p->experts) {
-                for (int r = 0; r < p->batch; r++)
-                    rm_expert_draw_one(p->experts, idx[r], &t->rng, bbs[a].experts + r * RM_TRAIN_MAX_K,
-                                       &bbs[a].n_experts[r]);
+                for (int r = 0; r < p->batch; r++) {
+                    int32_t *ex = bbs[a].experts + r * RM_TRAIN_MAX_K;
+                    rm_expert_draw_one(p->experts, idx[r], &t->rng, ex, &bbs[a].n_experts[r]);
+                    rm_expert_scores(p->experts, idx[r], ex, bbs[a].n_experts[r],
+                                     bbs[a].retrieval + r * RM_TRAIN_MAX_K);
+                }
                 mb[a].experts = bbs[a].experts, mb[a].n_experts = bbs[a].n_experts;
+                mb[a].retrieval = bbs[a].retrieval;
                 mb[a].gate_loss = p->gate_loss;
             }
         }

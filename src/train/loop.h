@@ -30,6 +30,8 @@ typedef struct {
     int n_examples;
     int32_t *idx;   /* [n_examples][RM_TRAIN_MAX_K]: example i's experts are idx[i*MAX_K + a], a < n[i] */
     int32_t *n;     /* [n_examples]; 0: the example names none (it uses the whole pool) */
+    float *score;   /* [n_examples][RM_TRAIN_MAX_K]: the retrieval score of idx[i*MAX_K + a] ("scores"; 0
+                     * without), or NULL: all 0 */
 } rm_expert_lists;
 
 /*
@@ -70,6 +72,14 @@ void rm_expert_draw_one(const rm_expert_draw *p, int ex, uint64_t *rng, int32_t 
  * above.
  */
 void rm_expert_held_out(const rm_expert_draw *p, int ex, int32_t *out, int32_t *n_out);
+
+/*
+ * The retrieval scores of a sequence's experts (pool indices experts[0..n),
+ * as drawn for example ex): each one's score in the example's list, 0 for
+ * one the list does not hold (added by dropout, or the whole pool: not
+ * retrieved). Fills b->retrieval's row for a router with a retrieval prior.
+ */
+void rm_expert_scores(const rm_expert_draw *p, int ex, const int32_t *experts, int n, float *out);
 
 /* ---- the loop ----------------------------------------------------------------------- */
 

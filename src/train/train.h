@@ -92,6 +92,11 @@ typedef struct {
      * the first masked-in one: P = that position + 1 (the whole sequence
      * when none is). The exported router carries it (rm_adapter.gate_pool). */
     rm_gate_pool gate_pool;
+    /* ROUTER: lambda of the retrieval prior (adapter.h; 0, the paper's:
+     * none; at most RM_RETRIEVAL_PRIOR_MAX). The gates are softmax_e(z_e +
+     * lambda r_e), r the batch's retrieval scores, as served. The exported
+     * router carries it (rm_adapter.retrieval_prior). */
+    double retrieval_prior;
 } rm_train_params;
 
 typedef struct {
@@ -103,6 +108,9 @@ typedef struct {
      * for j < n_experts[b] (pool indices). NULL: the whole pool for all. */
     const int32_t *experts;   /* [B][RM_TRAIN_MAX_K] */
     const int32_t *n_experts; /* [B], each 1..max_k */
+    /* ROUTER only: r_e, the retrieval score of each sequence's expert e
+     * (in [-1, 1]), for a router with a retrieval prior; NULL: all 0. */
+    const float *retrieval;   /* [B][RM_TRAIN_MAX_K] */
     /* ROUTER only: weight of the gate loss (0: off). The loss becomes
      * LM + gate_loss * G, where G is the cross-entropy between the gates and
      * the sequence's best expert (the one of its experts whose own loss on

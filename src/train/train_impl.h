@@ -130,6 +130,8 @@ struct TM_TYPE {
     REAL *rg;                 /* ROUTER: [N][ks] gates (the forward's first pass: raw scores) */
     REAL *rds;                /* ROUTER: [N][ks] the scores' gradients */
     bool gpool;               /* ROUTER: scores pooled over the prompt (RM_GATE_POOL_PROMPT) */
+    REAL rprior;              /* ROUTER: lambda of the retrieval prior (rm_train_params.retrieval_prior) */
+    REAL *exb;                /* ROUTER: [max_b][RM_TRAIN_MAX_K] lambda r_e, added to expert e's scores */
     int32_t *plen;            /* ROUTER: [max_b] each sequence's prompt length, for gpool */
     /* ROUTER gate loss (rm_train_batch.gate_loss) */
     int n_rmod;               /* ROUTER: modules the router adapts */
@@ -347,7 +349,7 @@ void TM_(free)(TM_TYPE *tm) {
                     tm->k,   tm->v,   tm->P,   tm->ao,  tm->xm,   tm->g,   tm->u,        tm->h,
                     tm->xf,  tm->rsf, tm->xg,  tm->logits, tm->rows, tm->row_loss, tm->dx, tm->dxn,
                     tm->dq,  tm->dk,  tm->dv,  tm->dao, tm->dg,   tm->du,  tm->dh,       tm->tmp,
-                    tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->rds, tm->plen, tm->ascr, tm->exl, tm->exn,      tm->W.L,
+                    tm->lu,  tm->ldu, tm->rv,  tm->rdv, tm->rk, tm->rdk, tm->rq, tm->rdq, tm->rg, tm->rds, tm->plen, tm->exb, tm->ascr, tm->exl, tm->exn,      tm->W.L,
                     tm->gbest, tm->gce, tm->gend, tm->gsl, tm->sxl, tm->sxn,
                     tm->sg,  tm->loff, tm->laoff, tm->lus, tm->ldus, tm->lag,
                     tm->G.L};
@@ -378,6 +380,9 @@ static rm_status check_params(const rm_model_config *c, const rm_train_params *p
             return rm_err(RAMOLE_ERR_INVALID, "router training: gate scale %g (must be 0 to 1e6; 0: 1)", p->gate_scale);
         if (p->gate_pool != RM_GATE_POOL_TOKEN && p->gate_pool != RM_GATE_POOL_PROMPT)
             return rm_err(RAMOLE_ERR_INVALID, "router training: unknown gate pooling %d", (int)p->gate_pool);
+        if (!(p->retrieval_prior >= 0 && p->retrieval_prior <= RM_RETRIEVAL_PRIOR_MAX))
+            return rm_err(RAMOLE_ERR_INVALID, "router training: retrieval prior %g (must be 0 to %g)",
+                          p->retrieval_prior, RM_RETRIEVAL_PRIOR_MAX);
         const rm_adapter *all[RM_TRAIN_MAX_POOL + 1];
         if (p->n_experts > RM_TRAIN_MAX_POOL)
             return rm_err(RAMOLE_ERR_INVALID, "router training: %d experts in the pool (at most %d)", p->n_experts,
@@ -467,6 +472,7 @@ static rm_status tm_create(const rm_model_config *c, const float *rope_freq_fact
         tm->n_pool = p->n_experts;
         tm->gscale = p->gate_scale > 0 ? (REAL)p->gate_scale : 1;
         tm->gpool = p->gate_pool == RM_GATE_POOL_PROMPT;
+        tm->rprior = (REAL)(float)p->retrieval_prior; /* the float the router is saved with */
         tm->ks = p->max_k > 0 ? p->max_k : p->n_experts;
         if (tm->ks > RM_TRAIN_MAX_K) tm->ks = RM_TRAIN_MAX_K;
         for (int j = 0; j < p->n_experts; j++) tot += mods_size(tm, p->experts[j]);
@@ -574,6 +580,7 @@ static rm_status tm_create(const rm_model_config *c, const float *rope_freq_fact
             tm->rg = tm_alloc(N * KS, sizeof(REAL), &ok);
             tm->rds = tm_alloc(N * KS, sizeof(REAL), &ok);
             tm->plen = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
+            tm->exb = tm_alloc((size_t)tm->max_b * RM_TRAIN_MAX_K, sizeof(REAL), &ok);
             tm->gbest = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
             tm->gce = tm_alloc(N, sizeof(double), &ok);
             tm->gend = tm_alloc((size_t)tm->max_b, sizeof(int32_t), &ok);
@@ -723,7 +730,10 @@ rm_status TM_(export_adapter)(const TM_TYPE *tm, rm_adapter *dst) {
         if (dst->mods[i].rank != tm->ad[i].rank)
             return rm_err(RAMOLE_ERR_MISMATCH, "export: adapter module %d has rank %d (training has %d)", i,
                           dst->mods[i].rank, tm->ad[i].rank);
-    if (tm->kind == RM_TRAIN_ROUTER) dst->gate_pool = tm->gpool ? RM_GATE_POOL_PROMPT : RM_GATE_POOL_TOKEN;
+    if (tm->kind == RM_TRAIN_ROUTER) {
+        dst->gate_pool = tm->gpool ? RM_GATE_POOL_PROMPT : RM_GATE_POOL_TOKEN;
+        dst->retrieval_prior = (float)tm->rprior;
+    }
     for (int i = 0; i < tm->L_ * RM_TARGET_COUNT; i++) {
         const tm_mod *m = &tm->ad[i];
         if (!m->rank) continue;
@@ -1069,8 +1079,8 @@ static void router_score_rows(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, in
 
 /* Pass 2, per sequence (the pooling runs along it): rg's scores become
  * gates, each row's softmax of its own scores, or with gpool of the mean of
- * the prompt's rows 0..min(t, P-1) (adapter.h, rm_gate_pool); and the gate
- * loss term of the forward. */
+ * the prompt's rows 0..min(t, P-1) (adapter.h, rm_gate_pool), plus the
+ * retrieval prior lambda r_e; and the gate loss term of the forward. */
 static void router_softmax_seqs(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, int ith) {
     router_job *j = arg;
     int KS = tm->ks, T = tm->T;
@@ -1088,6 +1098,7 @@ static void router_softmax_seqs(TM_TYPE *tm, void *arg, int64_t lo, int64_t hi, 
                 } else {
                     z[e] = w[e];
                 }
+                z[e] += tm->exb[b * RM_TRAIN_MAX_K + e];
                 if (z[e] > mx) mx = z[e];
             }
             REAL sum = 0;
@@ -1362,18 +1373,26 @@ static rm_status check_batch(TM_TYPE *tm, const rm_train_batch *b) {
                                   "(%d slots)", tm->n_pool, tm->ks);
                 tm->exn[s] = tm->n_pool;
                 for (int e = 0; e < tm->n_pool; e++) tm->exl[s * RM_TRAIN_MAX_K + e] = e;
-                continue;
             }
-            int k = b->n_experts ? b->n_experts[s] : 0;
-            if (k < 1 || k > tm->ks)
-                return rm_err(RAMOLE_ERR_INVALID, "router batch: sequence %d has %d experts (1 to %d)", s, k, tm->ks);
-            tm->exn[s] = k;
+            int k = tm->exn[s];
+            if (b->experts) {
+                k = b->n_experts ? b->n_experts[s] : 0;
+                if (k < 1 || k > tm->ks)
+                    return rm_err(RAMOLE_ERR_INVALID, "router batch: sequence %d has %d experts (1 to %d)", s, k,
+                                  tm->ks);
+                tm->exn[s] = k;
+            }
             for (int e = 0; e < k; e++) {
-                int32_t id = b->experts[s * RM_TRAIN_MAX_K + e];
+                int32_t id = b->experts ? b->experts[s * RM_TRAIN_MAX_K + e] : e;
                 if (id < 0 || id >= tm->n_pool)
                     return rm_err(RAMOLE_ERR_RANGE, "router batch: sequence %d names expert %d (pool of %d)", s, id,
                                   tm->n_pool);
                 tm->exl[s * RM_TRAIN_MAX_K + e] = id;
+                float r = b->retrieval ? b->retrieval[s * RM_TRAIN_MAX_K + e] : 0;
+                if (!(r >= -1 && r <= 1))
+                    return rm_err(RAMOLE_ERR_RANGE, "router batch: sequence %d's retrieval score %g of expert %d is "
+                                  "not a cosine in [-1, 1]", s, (double)r, e);
+                tm->exb[s * RM_TRAIN_MAX_K + e] = tm->rprior * (REAL)r;
             }
         }
     }
@@ -1427,7 +1446,7 @@ static rm_status single_expert_losses(TM_TYPE *tm, const rm_train_batch *b, doub
         tm->sxn[s] = 1;
     }
     rm_train_batch sb = *b;
-    sb.n_experts = tm->sxn, sb.gate_loss = 0;
+    sb.n_experts = tm->sxn, sb.gate_loss = 0, sb.retrieval = NULL; /* one expert: its gate is 1 */
     for (int e = 0; e < kmax; e++) {
         sb.experts = tm->sxl + e;
         double l;

@@ -193,6 +193,28 @@ head -c 2000 "$TMP/router/adapter_model.safetensors" | grep -aq 'gate_pool' \
   && fail train_router_token_pool_writes_no_key "the faithful router names a pooling" || pass train_router_token_pool_writes_no_key
 expect_ok train_router_eval_gate_pool $R train router-eval -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" \
   --router "$TMP/rpool" --data "$TMP/mix.jsonl"
+# --retrieval-prior: each line carries its adapters' retrieval scores, which the router is trained with
+sed 's/"adapters": \["revA"\]}$/"adapters": ["revA", "revB"], "scores": [0.8, 0.3]}/; s/"adapters": \["revB"\]}$/"adapters": ["revB", "revA"], "scores": [0.7, -0.1]}/' \
+  "$TMP/mix.jsonl" >"$TMP/mix_scored.jsonl"
+expect_error train_retrieval_prior_only_router "--retrieval-prior is for train router" $R train lora -m "$TMP/m" \
+  --data "$TMP/memo.jsonl" -o "$TMP/bad_g" --steps 1 --retrieval-prior 10
+expect_error train_retrieval_prior_needs_scores "mix.jsonl:1: --retrieval-prior needs each example's \"adapters\" and their retrieval \"scores\"" \
+  $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix.jsonl" -o "$TMP/bad_g" --steps 1 \
+  --retrieval-prior 10
+expect_error train_retrieval_prior_range "--retrieval-prior 5000 (0 to 1000)" $R train router -m "$TMP/m" \
+  --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_scored.jsonl" -o "$TMP/bad_g" --steps 1 --retrieval-prior 5000
+sed '1s/"scores": \[0.8, 0.3\]/"scores": [0.8]/' "$TMP/mix_scored.jsonl" >"$TMP/mix_short.jsonl"
+expect_error train_retrieval_scores_one_per_adapter "mix_short.jsonl:1: \"scores\" must be a list of numbers, one per adapter" \
+  $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_short.jsonl" -o "$TMP/bad_g" --steps 1
+sed '2s/"scores": \[0.8, 0.3\]/"scores": [0.8, 3]/' "$TMP/mix_scored.jsonl" >"$TMP/mix_far.jsonl"
+expect_error train_retrieval_scores_are_cosines "mix_far.jsonl:2: \"scores\"[1] is not a retrieval score" \
+  $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --data "$TMP/mix_far.jsonl" -o "$TMP/bad_g" --steps 1
+expect_ok train_router_retrieval_prior $R train router -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" \
+  --data "$TMP/mix_scored.jsonl" -o "$TMP/rprior" --steps 3 --batch 4 --rank 4 --retrieval-prior 12.5 --quiet
+head -c 2000 "$TMP/rprior/adapter_model.safetensors" | grep -aq '"ramole.retrieval_prior":"12.5"' \
+  && pass train_router_retrieval_prior_saved || fail train_router_retrieval_prior_saved "$(head -c 300 "$TMP/rprior/adapter_model.safetensors")"
+head -c 2000 "$TMP/router/adapter_model.safetensors" | grep -aq 'retrieval_prior' \
+  && fail train_router_no_prior_writes_no_key "the faithful router names a prior" || pass train_router_no_prior_writes_no_key
 [ ! -e "$TMP/bad_g" ] && pass train_gate_loss_errors_write_nothing || fail train_gate_loss_errors_write_nothing "$(ls "$TMP/bad_g")"
 # --adapt-layers: a LoRA on layer 1 only (PEFT layers_to_transform), and a router over it
 # that adapts only the modules its experts have
