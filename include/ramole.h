@@ -297,6 +297,9 @@ typedef struct {
     const char *adapters[RAMOLE_MAX_ADAPTERS];
     float weights[RAMOLE_MAX_ADAPTERS];      /* RAMOLE_COMPOSE_EXPLICIT */
     const char *router;     /* RAMOLE_COMPOSE_ROUTER */
+    float retrieval[RAMOLE_MAX_ADAPTERS];    /* RAMOLE_COMPOSE_ROUTER: each adapter's retrieval score (its
+                                              * cosine, in [-1, 1]), weighed in by a router with a
+                                              * retrieval prior; 0: not retrieved */
     ramole_event_fn on_event;
     void *user;
 } ramole_request;
@@ -320,7 +323,9 @@ void          ramole_engine_free(ramole_engine *e); /* pending requests are canc
 ramole_status ramole_engine_submit(ramole_engine *e, const ramole_request *r, int64_t *id);
 /* The same from a JSON object as `ramole batch` lines carry ("prompt" or
  * "messages", "max_tokens", "temperature", "top_p", "seed", "stop",
- * "lora": {"mode", "adapters": [{"name", "weight"}], "router"}). */
+ * "lora": {"mode", "adapters": [{"name", "weight", "score"}], "router"};
+ * "score" is the adapter's retrieval score, for a router with a retrieval
+ * prior). */
 ramole_status ramole_engine_submit_json(ramole_engine *e, const char *json, size_t len, ramole_event_fn on_event,
                                         void *user, int64_t *id);
 /* End a pending request now (event CANCELLED); RAMOLE_ERR_NOT_FOUND if none. */

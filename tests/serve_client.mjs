@@ -347,6 +347,17 @@ if (mode === "open") {
     return (Math.abs(tw[0] - 0.5) < 1e-4 && Math.abs(tw[1] - 0.5) < 1e-4) || JSON.stringify(t.json.lora);
   });
 
+  // an adapter named with its retrieval score (for a router with a retrieval prior): echoed back; a score
+  // that is not a cosine is refused, naming the field
+  await check("serve_adapter_scores_echo_and_bad_score", async () => {
+    const t = await post("/v1/completions", { prompt: "a b c", max_tokens: 2,
+      lora: { mode: "router", adapters: [{ name: "rev", score: 0.75 }, { name: "rev" }] } }, K.beta);
+    const a = t.json && t.json.lora && t.json.lora.adapters;
+    if (t.status !== 200 || !a || a[0].score !== 0.75 || a[1].score !== null) return t.text;
+    return isError(await post("/v1/completions", { prompt: "a", max_tokens: 1,
+      lora: { mode: "router", adapters: [{ name: "rev", score: 2 }] } }, K.beta), 400, "\"score\" must be a retrieval score");
+  });
+
   // the queue is bounded (this server: one running, one waiting)
   await check("serve_429_queue_full", async () => {
     const rs = await Promise.all(Array.from({ length: 8 }, () =>

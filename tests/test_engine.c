@@ -66,6 +66,11 @@ static rm_status source_load(void *user, const rm_model *base, const char *name,
         (*out)->gate_pool = RM_GATE_POOL_PROMPT;
         return RAMOLE_OK;
     }
+    if (!strcmp(name, "rrouter")) {
+        RM_TRY(rm_adapter_random(base, 8, 8.0f, ALL, 999, 0.3f, out));
+        (*out)->retrieval_prior = 6.0f;
+        return RAMOLE_OK;
+    }
     if (!strcmp(name, "big")) return rm_adapter_random(base, 48, 48.0f, ALL, 777, 0.1f, out);
     if (name[0] != 'e') return rm_err(RAMOLE_ERR_NOT_FOUND, "no adapter called %s", name);
     int n = atoi(name + 1), rank = 4 + n % 3 * 4;
@@ -289,6 +294,51 @@ TEST(engine_mixed_batch_equals_alone) {
 }
 
 /*
+ * The tokens of a direct decode under a router over `experts` (three,
+ * from the test source): the prompt as one batch, its length the
+ * composition's prompt length, with the experts' retrieval scores (NULL:
+ * 0), then greedy tokens one at a time. Returns how many it made.
+ */
+static int direct_decode(const rm_model *m, test_source *ts, const char *const *experts, const char *router_name,
+                         const float *retrieval, const int32_t *prompt, int np, int32_t *want, int n_new) {
+    rm_adapter *ad[3] = {0}, *router = NULL;
+    for (int j = 0; j < 3; j++) CHECK_OK(source_load(ts, m, experts[j], &ad[j]));
+    CHECK_OK(source_load(ts, m, router_name, &router));
+    rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
+    rm_ctx_params cp = {.n_ctx = 64, .n_seq = 1, .n_batch = np, .n_threads = 2};
+    CHECK_OK(rm_lora_ctx_new(m, &cp, 3, 12, &ctx, &ls));
+    rm_composition c = {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {ad[0], ad[1], ad[2]}, .router = router,
+                        .n_prompt = np};
+    for (int j = 0; retrieval && j < 3; j++) c.retrieval[j] = retrieval[j];
+    int32_t pos[64], seq[64] = {0};
+    uint8_t wl[64] = {0};
+    int n_want = 0;
+    if (ctx && router && ad[2] && np <= 64 && rm_lora_set(ls, 0, &c) == RAMOLE_OK) {
+        for (int t = 0; t < np; t++) pos[t] = t;
+        wl[np - 1] = 1;
+        rm_batch b = {np, prompt, pos, seq, wl};
+        rm_status st = rm_ctx_decode(ctx, &b);
+        for (; st == RAMOLE_OK && n_want < n_new; n_want++) {
+            const float *l = rm_ctx_logits(ctx, 0);
+            int32_t best = 0;
+            for (int v = 1; v < m->cfg.vocab_size; v++) best = l[v] > l[best] ? v : best;
+            want[n_want] = best;
+            int32_t p1 = np + n_want;
+            uint8_t w1 = 1;
+            rm_batch one = {1, &want[n_want], &p1, seq, &w1};
+            if (n_want + 1 < n_new) st = rm_ctx_decode(ctx, &one);
+        }
+        CHECK_OK(st);
+    }
+    rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
+    for (int j = 0; j < 3; j++) rm_adapter_free(ad[j]);
+    rm_adapter_free(router);
+    return n_want;
+}
+
+/*
  * A router that pools its gates over the prompt, through the engine (its
  * prompt cut in chunks of at most 4 tokens, beside other requests), gives
  * the tokens of a direct decode: the prompt as one batch with the
@@ -321,46 +371,63 @@ TEST(engine_prompt_pooled_router_matches_a_direct_decode) {
         drain(e);
     }
     rm_engine_free(e);
-    /* the direct decode */
-    rm_adapter *ad[3] = {0}, *router = NULL;
-    for (int j = 0; j < 3; j++) CHECK_OK(source_load(&ts, m, experts[j], &ad[j]));
-    CHECK_OK(source_load(&ts, m, "prouter", &router));
-    rm_ctx *ctx = NULL;
-    rm_lora_state *ls = NULL;
-    rm_ctx_params cp = {.n_ctx = 64, .n_seq = 1, .n_batch = NP, .n_threads = 2};
-    CHECK_OK(rm_lora_ctx_new(m, &cp, 3, 12, &ctx, &ls));
-    rm_composition c = {.mode = RM_COMPOSE_ROUTER, .k = 3, .experts = {ad[0], ad[1], ad[2]}, .router = router,
-                        .n_prompt = NP};
-    int32_t want[NEW], pos[NP], seq[NP] = {0};
-    uint8_t wl[NP] = {0};
-    int n_want = 0;
-    if (ctx && router && ad[2] && rm_lora_set(ls, 0, &c) == RAMOLE_OK) {
-        for (int t = 0; t < NP; t++) pos[t] = t;
-        wl[NP - 1] = 1;
-        rm_batch b = {NP, prompt, pos, seq, wl};
-        rm_status st = rm_ctx_decode(ctx, &b);
-        for (; st == RAMOLE_OK && n_want < NEW; n_want++) {
-            const float *l = rm_ctx_logits(ctx, 0);
-            int32_t best = 0;
-            for (int v = 1; v < m->cfg.vocab_size; v++) best = l[v] > l[best] ? v : best;
-            want[n_want] = best;
-            int32_t p1 = NP + n_want;
-            uint8_t w1 = 1;
-            rm_batch one = {1, &want[n_want], &p1, seq, &w1};
-            if (n_want + 1 < NEW) st = rm_ctx_decode(ctx, &one);
-        }
-        CHECK_OK(st);
-    }
+    int32_t want[NEW];
+    int n_want = direct_decode(m, &ts, experts, "prouter", NULL, prompt, NP, want, NEW);
     CHECK_MSG(n_want == NEW && got.n == NEW && !memcmp(got.toks, want, sizeof want),
               "the engine's %d tokens differ from the direct decode's %d", got.n, n_want);
     CHECK(got.fin == RM_FINISH_LENGTH && got.n_gates == 3);
     CHECK_MSG(per_token.n == NEW && memcmp(per_token.toks, want, sizeof want),
               "the per-token router gives the pooled router's tokens: the test cannot tell them apart");
     for (int i = 0; i < 6; i++) CHECK(others[i].fin == RM_FINISH_LENGTH);
-    rm_ctx_free(ctx);
-    rm_lora_state_free(ls);
-    for (int j = 0; j < 3; j++) rm_adapter_free(ad[j]);
-    rm_adapter_free(router);
+    rm_model_free(m);
+}
+
+/*
+ * A router with a retrieval prior, through the engine beside other
+ * requests: the request's retrieval scores reach the composition (the
+ * tokens of a direct decode with those scores), and a request without
+ * scores gets no prior (those of a direct decode with scores 0, which
+ * differ).
+ */
+TEST(engine_retrieval_prior_router_matches_a_direct_decode) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    enum { NP = 9, NEW = 8 };
+    int32_t prompt[NP];
+    for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(5 + (t * 31) % 80);
+    static const char *const experts[3] = {"e1", "e2", "e4"};
+    static const float scores[3] = {-0.6f, 0.1f, 0.9f};
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 4, 4, 0);
+    collected got[2];
+    memset(got, 0, sizeof got);
+    static collected others[6];
+    memset(others, 0, sizeof others);
+    int32_t prompts[6][32];
+    char names[6][3][8];
+    for (int pass = 0; pass < 2 && e; pass++) {
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = prompt, q.n_tokens = NP, q.max_tokens = NEW, q.ignore_eos = true;
+        q.mode = RM_COMPOSE_ROUTER, q.n_adapters = 3, q.router = "rrouter";
+        for (int j = 0; j < 3; j++) q.adapters[j] = experts[j], q.retrieval[j] = pass ? 0 : scores[j];
+        q.on_event = collect, q.user = &got[pass];
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        if (!pass) submit_mixed(e, 0, 6, prompts, names, others);
+        drain(e);
+    }
+    rm_engine_free(e);
+    int32_t want[NEW], want0[NEW];
+    int n_want = direct_decode(m, &ts, experts, "rrouter", scores, prompt, NP, want, NEW);
+    int n_want0 = direct_decode(m, &ts, experts, "rrouter", NULL, prompt, NP, want0, NEW);
+    CHECK_MSG(n_want == NEW && got[0].n == NEW && !memcmp(got[0].toks, want, sizeof want),
+              "with scores: the engine's %d tokens differ from the direct decode's %d", got[0].n, n_want);
+    CHECK_MSG(n_want0 == NEW && got[1].n == NEW && !memcmp(got[1].toks, want0, sizeof want0),
+              "without scores: the engine's %d tokens differ from the direct decode's %d", got[1].n, n_want0);
+    CHECK_MSG(memcmp(want, want0, sizeof want), "the retrieval prior changes no token: the test cannot tell");
+    CHECK(got[0].n_gates == 3);
+    for (int i = 0; i < 6; i++) CHECK(others[i].fin == RM_FINISH_LENGTH);
     rm_model_free(m);
 }
 

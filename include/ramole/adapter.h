@@ -52,6 +52,8 @@ typedef struct {
     ramole_type type;       /* how A and B are stored */
     int gate_pool_prompt;   /* as a router: 1 if it pools its gates over the prompt ("ramole.gate_pool"),
                              * 0 if it routes each token on its own (the paper's) */
+    float retrieval_prior;  /* as a router: lambda of its retrieval prior ("ramole.retrieval_prior"; 0: none,
+                             * the paper's): gates softmax(score + lambda x each expert's retrieval score) */
 } ramole_adapter_info;
 
 void ramole_adapter_get_info(const ramole_adapter *a, ramole_adapter_info *out);

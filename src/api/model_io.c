@@ -162,7 +162,8 @@ void ramole_adapter_get_info(const ramole_adapter *pa, ramole_adapter_info *out)
     const rm_adapter *a = pa->a;
     *out = (ramole_adapter_info){.name = a->name, .rank = a->rank, .max_rank = a->max_rank, .alpha = a->alpha,
                                  .rslora = a->rslora, .targets = a->target_mask, .type = (ramole_type)a->type,
-                                 .gate_pool_prompt = a->gate_pool == RM_GATE_POOL_PROMPT};
+                                 .gate_pool_prompt = a->gate_pool == RM_GATE_POOL_PROMPT,
+                                 .retrieval_prior = a->retrieval_prior};
     for (int l = 0; l < a->n_layers; l++)
         for (int t = 0; t < RM_TARGET_COUNT; t++) out->n_modules += rm_adapter_mod(a, l, (rm_target)t)->rank > 0;
 }

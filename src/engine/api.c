@@ -238,7 +238,8 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     q.ignore_eos = r->ignore_eos != 0;
     q.mode = (rm_compose_mode)r->mode;
     q.n_adapters = r->n_adapters;
-    for (int j = 0; j < r->n_adapters; j++) q.adapters[j] = r->adapters[j], q.weights[j] = r->weights[j];
+    for (int j = 0; j < r->n_adapters; j++)
+        q.adapters[j] = r->adapters[j], q.weights[j] = r->weights[j], q.retrieval[j] = r->retrieval[j];
     q.router = r->router;
     trampoline *t = rm_calloc(1, sizeof *t);
     if (!t) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");

@@ -419,6 +419,7 @@ static rm_status bind_adapters(rm_engine *e, const rm_engine_request *q, req *r)
     for (int j = 0; j < c->k; j++) {
         c->experts[j] = rm_adapter_handle_adapter(r->h[j]);
         c->weights[j] = q->weights[j];
+        c->retrieval[j] = q->retrieval[j];
     }
     if (r->hr) c->router = rm_adapter_handle_adapter(r->hr);
     /* the step's scratch grows to the largest rank met so far */

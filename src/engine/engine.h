@@ -119,6 +119,8 @@ typedef struct {
     const char *adapters[RM_LORA_MAX_K];
     float weights[RM_LORA_MAX_K]; /* explicit mode */
     const char *router;           /* router mode */
+    float retrieval[RM_LORA_MAX_K]; /* router mode: each adapter's retrieval score (its cosine), which
+                                     * a router with a retrieval prior weighs in; 0: not retrieved */
 
     /* an embedding instead of a generation: the base's hidden states of
      * layer embed_layer (RM_HIDDEN_FINAL, or 0..n_layers as

@@ -143,6 +143,13 @@ static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
                 w = json_number_value(wv);
             }
             q->weights[i] = (float)w;
+            const json_t *sv = json_object_get(a, "score");
+            if (sv && !json_is_null(sv)) {
+                if (!json_is_number(sv) || !(json_number_value(sv) >= -1 && json_number_value(sv) <= 1))
+                    return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"score\" must be a "
+                                  "retrieval score (a number from -1 to 1)", i);
+                q->retrieval[i] = (float)json_number_value(sv);
+            }
         }
     }
     q->mode = q->n_adapters ? RM_COMPOSE_EXPLICIT : RM_COMPOSE_NONE;

@@ -305,10 +305,16 @@ static rm_status pool_data(const char *world, const rm_eval_report *r, rm_task_d
     return st;
 }
 
-/* hits[e][RM_EVAL_TOP_K + 1] (task numbers, -1 past the pool) for every evaluated example, in
- * task order; the top-1 and top-3 counts of each task. */
+/* One retrieved adapter: its task number (-1 past the pool) and cosine. */
+typedef struct {
+    int task;
+    float score;
+} eval_hit;
+
+/* hits[e][RM_EVAL_TOP_K + 1] for every evaluated example, in task order;
+ * the top-1 and top-3 counts of each task. */
 static rm_status retrieve_all(const rm_eval_params *p, rm_eval_report *r, const rm_model *m, rm_pool *pool,
-                              int n_ex, int *hits) {
+                              int n_ex, eval_hit *hits) {
     rm_task_data *d = NULL;
     rm_projection *proj = NULL;
     rm_embedder *e = NULL;
@@ -349,9 +355,11 @@ static rm_status retrieve_all(const rm_eval_params *p, rm_eval_report *r, const 
         for (int t = 0; t < r->n_tasks; t++) {
             rm_eval_task *k = &r->tasks[t];
             for (int i = 0; k->evaluated && i < k->n_test; i++, q++) {
-                for (int j = 0; j < K; j++) hits[q * K + j] = j < nh[q] ? (int)h[q * K + j].id : -1;
-                k->top1 += hits[q * K] == t;
-                for (int j = 0; j < RM_EVAL_TOP_K; j++) k->top3 += hits[q * K + j] == t;
+                for (int j = 0; j < K; j++)
+                    hits[q * K + j] = j < nh[q] ? (eval_hit){(int)h[q * K + j].id, h[q * K + j].score}
+                                                : (eval_hit){-1, 0};
+                k->top1 += hits[q * K].task == t;
+                for (int j = 0; j < RM_EVAL_TOP_K; j++) k->top3 += hits[q * K + j].task == t;
             }
         }
     }
@@ -366,16 +374,19 @@ static rm_status retrieve_all(const rm_eval_params *p, rm_eval_report *r, const 
 
 /* ---- generation ------------------------------------------------------------------ */
 
-/* The adapters of example q of task t under mode and setting (task numbers); their count. */
-static int adapters_for(int t, rm_eval_mode mode, rm_eval_setting s, const int *hits, int *out) {
+/* The adapters of example q of task t under mode and setting (task numbers,
+ * and their retrieval scores: 0 for perfect selection's, not retrieved);
+ * their count. */
+static int adapters_for(int t, rm_eval_mode mode, rm_eval_setting s, const eval_hit *hits, int *out, float *score) {
     if (mode == RM_EVAL_BASE) return 0;
-    if (mode == RM_EVAL_PERFECT) return out[0] = t, 1;
+    if (mode == RM_EVAL_PERFECT) return out[0] = t, score[0] = 0, 1;
     int want = mode == RM_EVAL_SELECTION ? 1 : RM_EVAL_TOP_K, n = 0;
     for (int j = 0; j < RM_EVAL_TOP_K + 1 && n < want; j++) {
-        if (hits[j] < 0) break;
-        if (s == RM_EVAL_OOD && hits[j] == t) continue;
+        if (hits[j].task < 0) break;
+        if (s == RM_EVAL_OOD && hits[j].task == t) continue;
         if (s == RM_EVAL_ID && j == RM_EVAL_TOP_K) break; /* k, not k + 1, in distribution */
-        out[n++] = hits[j];
+        score[n] = hits[j].score;
+        out[n++] = hits[j].task;
     }
     return n;
 }
@@ -406,7 +417,7 @@ static void on_progress(int done, int total, int64_t tokens, double seconds, voi
 
 /* Build every request, run them all, score. */
 static rm_status generate_all(const rm_eval_params *p, rm_eval_report *r, rm_engine *eng, char **adapter_paths,
-                              const int *hits) {
+                              const eval_hit *hits) {
     int n_modes_ret = 0, n_modes_once = 0, n_settings = 0, n_ex = 0;
     for (int m = 0; m < RM_EVAL_MODE_COUNT; m++)
         if (r->modes & (1u << m)) rm_eval_mode_retrieves((rm_eval_mode)m) ? n_modes_ret++ : n_modes_once++;
@@ -430,14 +441,19 @@ static rm_status generate_all(const rm_eval_params *p, rm_eval_report *r, rm_eng
                     rm_eval_gen *gen = &r->gens[g];
                     rm_engine_request *rq = &reqs[g];
                     *gen = (rm_eval_gen){.task = t, .example = i, .mode = (rm_eval_mode)m, .setting = (rm_eval_setting)s};
+                    float score[RM_EVAL_TOP_K];
                     gen->n_adapters = adapters_for(t, (rm_eval_mode)m, (rm_eval_setting)s,
-                                                   hits ? hits + (size_t)q * (RM_EVAL_TOP_K + 1) : NULL, gen->adapters);
+                                                   hits ? hits + (size_t)q * (RM_EVAL_TOP_K + 1) : NULL, gen->adapters,
+                                                   score);
                     rm_engine_request_init(rq);
                     rq->prompt = k->inputs[i];
                     rq->max_tokens = k->max_tokens;
                     rq->mode = gen->n_adapters ? compose_of[m] : RM_COMPOSE_NONE;
                     rq->n_adapters = gen->n_adapters;
-                    for (int j = 0; j < gen->n_adapters; j++) rq->adapters[j] = adapter_paths[gen->adapters[j]];
+                    for (int j = 0; j < gen->n_adapters; j++) {
+                        rq->adapters[j] = adapter_paths[gen->adapters[j]];
+                        rq->retrieval[j] = score[j]; /* a router with a retrieval prior weighs them in */
+                    }
                     if (rq->mode == RM_COMPOSE_ROUTER) rq->router = r->router;
                     ptrs[g] = rq;
                     g++;
@@ -503,7 +519,7 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
     char **adapter_paths = NULL, *base_path = NULL;
     rm_model *m = NULL;
     rm_engine *eng = NULL;
-    int *hits = NULL;
+    eval_hit *hits = NULL;
     rm_status st;
     r->modes = p->modes ? p->modes & ((1u << RM_EVAL_MODE_COUNT) - 1) : (1u << RM_EVAL_MODE_COUNT) - 1;
     r->settings = p->settings ? p->settings & ((1u << RM_EVAL_SETTING_COUNT) - 1) : (1u << RM_EVAL_SETTING_COUNT) - 1;

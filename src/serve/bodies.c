@@ -114,7 +114,9 @@ static const char *retrieval_text(const rm_request_spec *sp) {
 }
 
 /* One adapter of the request: its file as the engine's name. */
-static rm_status add_adapter(rm_request_spec *sp, char *path, float weight) {
+/* score: the adapter's retrieval score, which a router with a retrieval
+ * prior weighs in (0: not retrieved). */
+static rm_status add_adapter(rm_request_spec *sp, char *path, float weight, float score) {
     int i = sp->req.n_adapters;
     if (i >= RM_LORA_MAX_K) {
         rm_free(path);
@@ -123,6 +125,7 @@ static rm_status add_adapter(rm_request_spec *sp, char *path, float weight) {
     sp->adapters[i] = path;
     sp->req.adapters[i] = path;
     sp->req.weights[i] = weight;
+    sp->req.retrieval[i] = score;
     sp->req.n_adapters = i + 1;
     return RAMOLE_OK;
 }
@@ -181,7 +184,7 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
                 return rm_err(RAMOLE_ERR_NOT_FOUND, "the model '%s' does not exist (the base is '%s')", name,
                               s->model_name);
             }
-            RM_TRY(add_adapter(sp, path, 1));
+            RM_TRY(add_adapter(sp, path, 1, 0));
             snprintf(used->names[0], sizeof used->names[0], "%s", name);
             used->n = 1;
             sp->req.mode = RM_COMPOSE_EXPLICIT;
@@ -199,13 +202,20 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
             return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" holds at most %d adapters", RM_LORA_MAX_K);
         for (size_t i = 0; i < n_named; i++) {
             const json_t *a = json_array_get(jads, i), *jn = json_object_get(a, "name"),
-                         *jw = json_object_get(a, "weight");
+                         *jw = json_object_get(a, "weight"), *js = json_object_get(a, "score");
             if (!json_is_string(jn))
                 return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu needs a \"name\" string", i);
             if (jw && !json_is_null(jw) && !json_is_number(jw))
                 return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"weight\" must be a number",
                               i);
+            if (js && !json_is_null(js) &&
+                !(json_is_number(js) && json_number_value(js) >= -1 && json_number_value(js) <= 1))
+                return rm_err(RAMOLE_ERR_INVALID,
+                              "field \"lora.adapters\": adapter %zu's \"score\" must be a retrieval score (a number "
+                              "from -1 to 1)", i);
             double w = jw && json_is_number(jw) ? json_number_value(jw) : 1.0;
+            bool scored = js && json_is_number(js);
+            double sc = scored ? json_number_value(js) : 0;
             char *path = NULL;
             if (!s->reg ||
                 rm_registry_adapter_file(s->reg, tenant, json_string_value(jn), &path, used->hashes[used->n]) != RAMOLE_OK) {
@@ -213,11 +223,12 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
                 ce->code = "adapter_not_found";
                 return rm_err(RAMOLE_ERR_NOT_FOUND, "the adapter '%s' does not exist", json_string_value(jn));
             }
-            RM_TRY(add_adapter(sp, path, (float)w));
+            RM_TRY(add_adapter(sp, path, (float)w, (float)sc));
             snprintf(used->names[used->n], sizeof used->names[0], "%s", json_string_value(jn));
             used->n++;
-            json_array_append_new(list, json_pack("{s:s, s:n, s:f}", "name", json_string_value(jn), "score",
-                                                  "weight", mode_given && mode != RM_COMPOSE_EXPLICIT ? 0.0 : w));
+            json_array_append_new(list, json_pack("{s:s, s:o, s:f}", "name", json_string_value(jn), "score",
+                                                  scored ? json_real(sc) : json_null(), "weight",
+                                                  mode_given && mode != RM_COMPOSE_EXPLICIT ? 0.0 : w));
         }
         if (!mode_given) mode = RM_COMPOSE_EXPLICIT;
     } else {
@@ -238,7 +249,7 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
             char *path = NULL;
             if (rm_registry_adapter_file_id(s->reg, tenant, hits[i].id, &path, used->hashes[used->n]) != RAMOLE_OK)
                 continue;
-            RM_TRY(add_adapter(sp, path, 1));
+            RM_TRY(add_adapter(sp, path, 1, hits[i].score));
             snprintf(used->names[used->n], sizeof used->names[0], "%s", hits[i].name);
             used->n++;
             json_array_append_new(list, json_pack("{s:s, s:f, s:n}", "name", hits[i].name, "score",

@@ -67,6 +67,7 @@ this is not json
 {"id": 7, "prompt": [1, 2], "temperature": "hot"}
 {"prompt": [1, 2], "lora": {"mode": "router", "adapters": [{"path": "$TMP/a1"}]}}
 {"id": "nope", "prompt": [1, 2], "lora": {"adapters": [{"path": "$TMP/missing"}]}}
+{"id": "far", "prompt": [1, 2], "lora": {"adapters": [{"path": "$TMP/a1", "score": 1.5}]}}
 {"id": "ok2", "prompt": [4, 5], "max_tokens": 3, "temperature": 0}
 EOF
 $R batch -m "$TMP/base" --in "$TMP/bad.jsonl" --out "$TMP/bad_out.jsonl" --quiet 2>"$TMP/err"
@@ -75,8 +76,9 @@ r=$(node -e '
   const fs = require("fs");
   const L = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
   const want = [["ok1", null], ["q\"uote\\", "token id 100000"], [null, "not valid JSON"], [7, "temperature"],
-                [null, "needs a router"], ["nope", "missing"], ["ok2", null]];
-  const lines = [1, 2, 3, 5, 6, 7, 8];
+                [null, "needs a router"], ["nope", "missing"], ["far", "must be a retrieval score"],
+                ["ok2", null]];
+  const lines = [1, 2, 3, 5, 6, 7, 8, 9];
   let bad = L.length !== want.length ? "lines " + L.length : "";
   want.forEach(([id, err], i) => {
     const l = L[i] || {};
