@@ -206,6 +206,27 @@ pooled=$(node -e 'const o = JSON.parse(require("fs").readFileSync(process.argv[1
   && server_gone "$TMP/run5.out" && pass demo_serves_prompt_pooled_router \
   || fail demo_serves_prompt_pooled_router "exit $rc, $pooled: $(tail -c 300 "$TMP/run5.err")"
 
+# a router with a retrieval prior (--retrieval-prior 20) and no learnt scores (trained at lr 1e-12, its
+# B stays 0): the server hands it each hit's cosine, so its weights are softmax(20 x the scores the
+# reply shows)
+cp -r "$TMP/world" "$TMP/w6"; rm -rf "$TMP/w6/router"
+sed 's/}$/, "scores": [0.9, 0.5, 0.2]}/' "$TMP/router.jsonl" >"$TMP/router_scored.jsonl"
+$R train router -m "$TMP/w6/base" --pool "$TMP/w6"/adapters/* --data "$TMP/router_scored.jsonl" -o "$TMP/w6/router" \
+  --steps 3 --lr 1e-12 --retrieval-prior 20 --quiet >/dev/null 2>&1
+bash scripts/demo.sh "$TMP/w6" --json "$TMP/run6.json" >"$TMP/run6.out" 2>"$TMP/run6.err"; rc=$?
+prior=$(node -e 'const o = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  let worst = 0, uneven = 0;
+  for (const r of o.requests) {
+    const a = r.lora.adapters, e = a.map((x) => Math.exp(20 * x.score)), z = e.reduce((x, y) => x + y, 0);
+    a.forEach((x, j) => { worst = Math.max(worst, Math.abs(x.weight - e[j] / z)); });
+    uneven += a[0].weight > 0.4;
+  }
+  console.log(o.summary.answered === 12 && worst < 1e-3 && uneven > 0 ? "ok" : `answered ${o.summary.answered}, ` +
+    `weights off softmax(20 score) by ${worst}, ${uneven} uneven`)' "$TMP/run6.json" 2>&1)
+[ $rc -eq 0 ] && grep -aq '"ramole.retrieval_prior":"20"' "$TMP/w6/router/adapter_model.safetensors" && [ "$prior" = ok ] \
+  && server_gone "$TMP/run6.out" && pass demo_router_weighs_retrieval_scores \
+  || fail demo_router_weighs_retrieval_scores "exit $rc, $prior: $(tail -c 300 "$TMP/run6.err")"
+
 # 4. bad worlds: a clear error naming the file; the server (if started) stopped
 expect_error demo_no_world "$TMP/nowhere: no such world folder" bash scripts/demo.sh "$TMP/nowhere"
 mkdir -p "$TMP/w3"; cp -r "$TMP/world/base" "$TMP/world/tasks.json" "$TMP/world/projection.safetensors" "$TMP/w3/"
