@@ -294,6 +294,35 @@ TEST(engine_mixed_batch_equals_alone) {
 }
 
 /*
+ * Two router requests over `experts` (three, from the test source) through
+ * one engine of 4 slots and steps of 4 tokens: the first, under routers[0]
+ * with the retrieval scores (NULL: 0), beside six mixed requests (others);
+ * then the second alone, under routers[1] and no scores.
+ */
+static void run_router_pair(rm_model *m, test_source *ts, const int32_t *prompt, int np, int n_new,
+                            const char *const *experts, const char *const *routers, const float *scores,
+                            collected got[2], collected others[6]) {
+    memset(got, 0, 2 * sizeof *got);
+    memset(others, 0, 6 * sizeof *others);
+    rm_engine *e = new_engine(m, ts, 4, 4, 0);
+    int32_t prompts[6][32];
+    char names[6][3][8];
+    for (int pass = 0; pass < 2 && e; pass++) {
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = prompt, q.n_tokens = np, q.max_tokens = n_new, q.ignore_eos = true;
+        q.mode = RM_COMPOSE_ROUTER, q.n_adapters = 3, q.router = routers[pass];
+        for (int j = 0; j < 3; j++) q.adapters[j] = experts[j], q.retrieval[j] = !pass && scores ? scores[j] : 0;
+        q.on_event = collect, q.user = &got[pass];
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        if (!pass) submit_mixed(e, 0, 6, prompts, names, others);
+        drain(e);
+    }
+    rm_engine_free(e);
+}
+
+/*
  * The tokens of a direct decode under a router over `experts` (three,
  * from the test source): the prompt as one batch, its length the
  * composition's prompt length, with the experts' retrieval scores (NULL:
@@ -351,26 +380,12 @@ TEST(engine_prompt_pooled_router_matches_a_direct_decode) {
     int32_t prompt[NP];
     for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(3 + (t * 29) % 90);
     static const char *const experts[3] = {"e1", "e2", "e4"};
+    static const char *const routers[2] = {"prouter", "router"};
     test_source ts = {0};
-    rm_engine *e = new_engine(m, &ts, 4, 4, 0);
-    collected got = {0}, per_token = {0};
+    collected runs[2];
     static collected others[6];
-    memset(others, 0, sizeof others);
-    int32_t prompts[6][32];
-    char names[6][3][8];
-    for (int pass = 0; pass < 2 && e; pass++) {
-        rm_engine_request q;
-        rm_engine_request_init(&q);
-        q.tokens = prompt, q.n_tokens = NP, q.max_tokens = NEW, q.ignore_eos = true;
-        q.mode = RM_COMPOSE_ROUTER, q.n_adapters = 3, q.router = pass ? "router" : "prouter";
-        for (int j = 0; j < 3; j++) q.adapters[j] = experts[j];
-        q.on_event = collect, q.user = pass ? &per_token : &got;
-        int64_t id;
-        CHECK_OK(rm_engine_submit(e, &q, &id));
-        if (!pass) submit_mixed(e, 0, 6, prompts, names, others);
-        drain(e);
-    }
-    rm_engine_free(e);
+    run_router_pair(m, &ts, prompt, NP, NEW, experts, routers, NULL, runs, others);
+    const collected got = runs[0], per_token = runs[1];
     int32_t want[NEW];
     int n_want = direct_decode(m, &ts, experts, "prouter", NULL, prompt, NP, want, NEW);
     CHECK_MSG(n_want == NEW && got.n == NEW && !memcmp(got.toks, want, sizeof want),
@@ -396,28 +411,12 @@ TEST(engine_retrieval_prior_router_matches_a_direct_decode) {
     int32_t prompt[NP];
     for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(5 + (t * 31) % 80);
     static const char *const experts[3] = {"e1", "e2", "e4"};
+    static const char *const routers[2] = {"rrouter", "rrouter"};
     static const float scores[3] = {-0.6f, 0.1f, 0.9f};
     test_source ts = {0};
-    rm_engine *e = new_engine(m, &ts, 4, 4, 0);
     collected got[2];
-    memset(got, 0, sizeof got);
     static collected others[6];
-    memset(others, 0, sizeof others);
-    int32_t prompts[6][32];
-    char names[6][3][8];
-    for (int pass = 0; pass < 2 && e; pass++) {
-        rm_engine_request q;
-        rm_engine_request_init(&q);
-        q.tokens = prompt, q.n_tokens = NP, q.max_tokens = NEW, q.ignore_eos = true;
-        q.mode = RM_COMPOSE_ROUTER, q.n_adapters = 3, q.router = "rrouter";
-        for (int j = 0; j < 3; j++) q.adapters[j] = experts[j], q.retrieval[j] = pass ? 0 : scores[j];
-        q.on_event = collect, q.user = &got[pass];
-        int64_t id;
-        CHECK_OK(rm_engine_submit(e, &q, &id));
-        if (!pass) submit_mixed(e, 0, 6, prompts, names, others);
-        drain(e);
-    }
-    rm_engine_free(e);
+    run_router_pair(m, &ts, prompt, NP, NEW, experts, routers, scores, got, others);
     int32_t want[NEW], want0[NEW];
     int n_want = direct_decode(m, &ts, experts, "rrouter", scores, prompt, NP, want, NEW);
     int n_want0 = direct_decode(m, &ts, experts, "rrouter", NULL, prompt, NP, want0, NEW);
