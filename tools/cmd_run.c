@@ -22,6 +22,7 @@ typedef struct {
     /* LoRA */
     const char *lora_paths[RAMOLE_MAX_ADAPTERS];
     float lora_weights[RAMOLE_MAX_ADAPTERS];
+    float lora_scores[RAMOLE_MAX_ADAPTERS];  /* retrieval scores (generate --registry), for a router's prior */
     int n_lora;
     const char *router_path;
     const char *mode;
@@ -176,7 +177,8 @@ static void gen_event(const ramole_event *ev, void *user) {
  * generate --registry: the registry's base (or -m, which must be it), the
  * top-k adapters retrieved for the prompt text, their files as the
  * adapters to compose, and in router mode (the default when the registry
- * has a router; mixture otherwise) the registry's router. stderr names what
+ * has a router; mixture otherwise) the registry's router, which gets the
+ * hits' scores (for its retrieval prior, if it has one). stderr names what
  * was retrieved, with scores.
  */
 typedef struct {
@@ -228,6 +230,7 @@ static ramole_status registry_adapters(run_opts *o, reg_run *rr, ramole_model **
         TRY(ramole_registry_adapter_file(rr->r, o->tenant, hits[i].id, &rr->paths[i]));
         o->lora_paths[i] = rr->paths[i];
         o->lora_weights[i] = 1.0f;
+        o->lora_scores[i] = hits[i].score;
         fprintf(stderr, " %s %.4f", hits[i].name, (double)hits[i].score);
     }
     fprintf(stderr, "\n");
@@ -277,7 +280,8 @@ int cmd_generate(int argc, char **argv) {
         q.ignore_eos = o.ignore_eos;
         q.mode = mode;
         q.n_adapters = mode == RAMOLE_COMPOSE_NONE ? 0 : o.n_lora;
-        for (int i = 0; i < q.n_adapters; i++) q.adapters[i] = o.lora_paths[i], q.weights[i] = o.lora_weights[i];
+        for (int i = 0; i < q.n_adapters; i++)
+            q.adapters[i] = o.lora_paths[i], q.weights[i] = o.lora_weights[i], q.retrieval[i] = o.lora_scores[i];
         q.router = o.router_path;
         q.on_event = gen_event;
         q.user = &g;

@@ -48,3 +48,27 @@ fi
 expect_error registry_generate_no_lora_flags "leave out --lora" $R generate --registry "$RAMOLE_REGISTRY" -p "$P" --lora "$TMP/a1"
 expect_error registry_generate_needs_text "give -p TEXT" $R generate --registry "$RAMOLE_REGISTRY" --tokens 1,2
 expect_error registry_generate_bad_mode "must be router, mixture" $R generate --registry "$RAMOLE_REGISTRY" -p "$P" --mode explicit
+
+# a router with a retrieval prior gets each hit's cosine from generate --registry: with a prior of 1000
+# (its own scores are small beside it) it answers as its top hit alone (weight 1), where the same
+# router without the prior does not
+python3 - "$TMP/router" "$TMP/prouter" <<'PY'
+import json, shutil, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+shutil.copytree(src, dst)
+p = dst + "/adapter_model.safetensors"
+b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); h.setdefault("__metadata__", {})["ramole.retrieval_prior"] = "1000"
+hj = json.dumps(h, separators=(",", ":")).encode(); hj += b" " * (-len(hj) % 8)
+open(p, "wb").write(struct.pack("<Q", len(hj)) + hj + b[8 + n:])
+PY
+$R registry set --router "$TMP/prouter" >/dev/null 2>&1
+if $R generate --registry "$RAMOLE_REGISTRY" -p "$P" -n 6 --temp 0 --ignore-eos -k 2 >"$TMP/pr" 2>"$TMP/err"; then
+  read -r _ mode n1 s1 n2 s2 < <(grep '^retrieved' "$TMP/err")
+  want=$($R generate -m "$TMP/m" -p "$P" -n 6 --temp 0 --ignore-eos --lora "$(file_of "$n1")" 2>/dev/null)
+  [ "$mode" = "(router):" ] && [ "$(cat "$TMP/pr")" = "$want" ] && [ "$want" != "$(cat "$TMP/rt")" ] \
+    && pass registry_generate_router_weighs_scores \
+    || fail registry_generate_router_weighs_scores "$mode $n1 $s1 $n2 $s2: [$(cat "$TMP/pr")] vs top hit [$want], no prior [$(cat "$TMP/rt")]"
+else
+  fail registry_generate_router_weighs_scores "$(cat "$TMP/err")"
+fi
