@@ -343,6 +343,10 @@ TEST(compose_prompt_pooled_router_matches_naive_step_by_step) {
             CHECK_ERR(rm_lora_set(st, 3, &far), RAMOLE_ERR_INVALID);
             CHECK_MSG(strstr(ramole_last_error(), per_token->name) && strstr(ramole_last_error(), "1.5"), "%s",
                       ramole_last_error());
+            per_token->retrieval_prior = -2.0f; /* set by hand, not loaded: refused all the same */
+            CHECK_ERR(rm_lora_set(st, 3, &comps[1]), RAMOLE_ERR_INVALID);
+            CHECK_MSG(strstr(ramole_last_error(), "retrieval prior of -2"), "%s", ramole_last_error());
+            per_token->retrieval_prior = 2.0f;
             CHECK_OK(rm_lora_restart(st, 3, 0)); /* a mixture has no prompt to pool */
             /* slot 2 starts a new sequence of prompt length 3 */
             CHECK_OK(rm_lora_restart(st, 2, 3));

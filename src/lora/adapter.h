@@ -168,8 +168,9 @@ rm_status rm_adapter_check(const rm_adapter *a, const rm_model *base);
  * differ from r and lora_alpha). The safetensors __metadata__ records
  * "ramole.base_fingerprint" (16 hex digits) and, for a router of
  * RM_GATE_POOL_PROMPT, "ramole.gate_pool": "prompt" (nothing for token
- * pooling), and for a router with a retrieval prior "ramole.retrieval_prior". `base` is the model the adapter was loaded against (it fixes
- * the row order). The folder is created if needed; each file is written
+ * pooling), and for a router with a retrieval prior
+ * "ramole.retrieval_prior". `base` is the model the adapter was loaded
+ * against (it fixes the row order). The folder is created if needed; each file is written
  * atomically.
  */
 rm_status rm_adapter_save_peft(const rm_adapter *a, const rm_model *base, const char *dir);

@@ -349,6 +349,9 @@ static rm_status check_composition(const rm_lora_state *s, const rm_composition 
         return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has an unknown gate pooling %d", c->router->name,
                       (int)c->router->gate_pool);
     RM_TRY(check_prompt(c, c->n_prompt));
+    if (!(c->router->retrieval_prior >= 0 && c->router->retrieval_prior <= RM_RETRIEVAL_PRIOR_MAX))
+        return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has a retrieval prior of %g (0 to %g)", c->router->name,
+                      (double)c->router->retrieval_prior, RM_RETRIEVAL_PRIOR_MAX);
     if (c->router->retrieval_prior != 0)
         for (int j = 0; j < c->k; j++)
             if (!(c->retrieval[j] >= -1 && c->retrieval[j] <= 1))

@@ -137,9 +137,9 @@ rm_status rm_lora_ctx_new(const rm_model *m, const rm_ctx_params *p, int max_k, 
 /*
  * Set the composition of sequence slot `seq` (NULL or mode none: the base
  * alone). Validates it (ranks, k, router coverage, adapters fit the base,
- * n_prompt >= 1 for a prompt-pooled router, retrieval scores in [-1, 1]
- * for a router with a retrieval prior, else ERR_INVALID naming the
- * router) and prepares what the mode needs (fused matrices, router C
+ * n_prompt >= 1 for a prompt-pooled router, a retrieval prior in [0,
+ * RM_RETRIEVAL_PRIOR_MAX] and with one retrieval scores in [-1, 1], else
+ * ERR_INVALID naming the router) and prepares what the mode needs (fused matrices, router C
  * matrices). The slot's next token is the first of its sequence (a
  * pooled router's running state restarts). On failure the slot keeps its
  * previous composition and state. s may be NULL (no LoRA state: the base
