@@ -357,6 +357,12 @@ ramole_status ramole_router_eval(const ramole_router_eval_params *p, ramole_rout
     for (int i = 0; st == RAMOLE_OK && i < K; i++) st = rm_adapter_load(m, p->pool[i], &pool[i]);
     if (st == RAMOLE_OK) st = rm_adapter_load(m, p->router, &router);
     if (st != RAMOLE_OK) goto out;
+    if (router->retrieval_prior != 0) { /* its gates would be its scores alone: not what it serves */
+        st = rm_err(RAMOLE_ERR_INVALID, "router-eval: %s has a retrieval prior (%g), and router-eval weighs the whole "
+                    "pool with no retrieval scores; score it with ramole eval --router", p->router,
+                    (double)router->retrieval_prior);
+        goto out;
+    }
     rm_data_opts dop = {.ctx = m->cfg.max_pos, .truncate = true, .eos = -1};
     if ((st = rm_data_load_jsonl(m->tokenizer, p->data, &dop, &d)) != RAMOLE_OK) goto out;
     int maxn = 1, mr = router->max_rank;

@@ -213,6 +213,8 @@ expect_ok train_router_retrieval_prior $R train router -m "$TMP/m" --pool "$TMP/
   --data "$TMP/mix_scored.jsonl" -o "$TMP/rprior" --steps 3 --batch 4 --rank 4 --retrieval-prior 12.5 --quiet
 head -c 2000 "$TMP/rprior/adapter_model.safetensors" | grep -aq '"ramole.retrieval_prior":"12.5"' \
   && pass train_router_retrieval_prior_saved || fail train_router_retrieval_prior_saved "$(head -c 300 "$TMP/rprior/adapter_model.safetensors")"
+expect_error train_router_eval_refuses_prior "has a retrieval prior (12.5), and router-eval weighs the whole pool" \
+  $R train router-eval -m "$TMP/m" --pool "$TMP/revA" "$TMP/revB" --router "$TMP/rprior" --data "$TMP/mix.jsonl"
 head -c 2000 "$TMP/router/adapter_model.safetensors" | grep -aq 'retrieval_prior' \
   && fail train_router_no_prior_writes_no_key "the faithful router names a prior" || pass train_router_no_prior_writes_no_key
 [ ! -e "$TMP/bad_g" ] && pass train_gate_loss_errors_write_nothing || fail train_gate_loss_errors_write_nothing "$(ls "$TMP/bad_g")"
