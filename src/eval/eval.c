@@ -441,10 +441,9 @@ static rm_status generate_all(const rm_eval_params *p, rm_eval_report *r, rm_eng
                     rm_eval_gen *gen = &r->gens[g];
                     rm_engine_request *rq = &reqs[g];
                     *gen = (rm_eval_gen){.task = t, .example = i, .mode = (rm_eval_mode)m, .setting = (rm_eval_setting)s};
-                    float score[RM_EVAL_TOP_K];
                     gen->n_adapters = adapters_for(t, (rm_eval_mode)m, (rm_eval_setting)s,
                                                    hits ? hits + (size_t)q * (RM_EVAL_TOP_K + 1) : NULL, gen->adapters,
-                                                   score);
+                                                   gen->retrieval);
                     rm_engine_request_init(rq);
                     rq->prompt = k->inputs[i];
                     rq->max_tokens = k->max_tokens;
@@ -452,7 +451,7 @@ static rm_status generate_all(const rm_eval_params *p, rm_eval_report *r, rm_eng
                     rq->n_adapters = gen->n_adapters;
                     for (int j = 0; j < gen->n_adapters; j++) {
                         rq->adapters[j] = adapter_paths[gen->adapters[j]];
-                        rq->retrieval[j] = score[j]; /* a router with a retrieval prior weighs them in */
+                        rq->retrieval[j] = gen->retrieval[j]; /* a router with a retrieval prior weighs them in */
                     }
                     if (rq->mode == RM_COMPOSE_ROUTER) rq->router = r->router;
                     ptrs[g] = rq;

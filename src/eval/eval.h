@@ -99,6 +99,8 @@ typedef struct {
     rm_eval_setting setting;      /* ID for BASE and PERFECT (they run once) */
     int n_adapters;
     int adapters[RM_EVAL_TOP_K];  /* task numbers of the adapters composed, in order */
+    float retrieval[RM_EVAL_TOP_K]; /* modes that retrieve: each adapter's retrieval cosine (what a
+                                     * router with a retrieval prior weighs in) */
     char *output;                 /* the generated text */
     int n_tokens;                 /* tokens generated */
     double score;                 /* the task's metric of output against the expected one */
@@ -158,9 +160,11 @@ rm_status rm_eval_write_markdown(const rm_eval_report *r, const char *md_path, c
  * Every per-task score and every generation as JSON at path:
  * {"world", "seed", "modes", "settings", "retrieval": {...}, "tasks": [{"name", "cluster", "metric", "seen",
  *  "examples", "top1", "top3", "scores": {"id": {MODE: score}, "ood": {...}}}],
- *  "generations": [{"task", "example", "mode", "setting", "adapters": [names], "output", "score"}],
+ *  "generations": [{"task", "example", "mode", "setting", "adapters": [names], "output", "tokens", "score"
+ *                   [, "retrieval": [cosines]]}],
  *  "throughput": {...}}
- * (BASE and PERFECT generations have "setting": "both").
+ * (BASE and PERFECT generations have "setting": "both"; the modes that
+ * retrieve give each adapter's retrieval cosine in "retrieval").
  */
 rm_status rm_eval_write_json(const rm_eval_report *r, const char *path);
 

@@ -389,6 +389,11 @@ rm_status rm_eval_write_json(const rm_eval_report *r, const char *path) {
                               rm_eval_mode_retrieves(x->mode) ? rm_eval_setting_name(x->setting) : "both", "adapters", ad,
                               "output", x->output ? x->output : "", x->output ? strlen(x->output) : (size_t)0, "tokens",
                               x->n_tokens, "score", x->score);
+        if (rm_eval_mode_retrieves(x->mode)) {
+            json_t *rs = json_array();
+            for (int j = 0; j < x->n_adapters; j++) json_array_append_new(rs, json_real((double)x->retrieval[j]));
+            json_object_set_new(o, "retrieval", rs);
+        }
         json_array_append_new(gens, o);
     }
     json_object_set_new(root, "generations", gens);

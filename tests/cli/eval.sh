@@ -248,6 +248,35 @@ n=$(node -e "const r = JSON.parse(require('fs').readFileSync('$TMP/rp.json', 'ut
   console.log(r.router, r.generations.length)")
 [ "$n" = "$TMP/rpool 12" ] && grep -q "RouterLoRA, \`$TMP/rpool\`" "$TMP/rp/EVAL.md" && grep -q "RouterLoRA, \`$W/router\`" "$md" \
   && pass eval_other_router_named || fail eval_other_router_named "$n"
+# a router with a retrieval prior gets each retrieved adapter's cosine from the evaluation, which the
+# JSON records: each of its answers is `ramole batch`'s for the same adapters with those scores, and
+# some differ from batch's without them
+for t in upper reverse twice; do
+  sed "s/}\$/, \"adapters\": [\"$t\"], \"scores\": [0.9]}/" "$W/tasks/$t/train.jsonl"
+done >"$TMP/mixed_scored.jsonl"
+$R train router -m "$W/base" --pool "$W/adapters/upper" "$W/adapters/reverse" "$W/adapters/twice" \
+  --data "$TMP/mixed_scored.jsonl" -o "$TMP/rprior" --steps 3 --batch 4 --lr 0.05 --retrieval-prior 300 \
+  --quiet >/dev/null 2>&1
+expect_ok eval_prior_router $R eval --world "$W" -t 2 --modes router --settings id --limit 2 \
+  --router "$TMP/rprior" --out "$TMP/rq/EVAL.md" --json "$TMP/rq.json"
+for with in 1 0; do
+  WITH=$with node -e "const fs = require('fs'), r = JSON.parse(fs.readFileSync('$TMP/rq.json', 'utf8'));
+    const tasks = JSON.parse(fs.readFileSync('$W/tasks.json', 'utf8')).tasks;
+    for (const g of r.generations) {
+      const input = JSON.parse(fs.readFileSync('$W/tasks/' + g.task + '/test.jsonl', 'utf8').split('\n')[g.example]).input;
+      const lora = {mode: 'router', router: '$TMP/rprior', adapters: g.adapters.map((a, j) =>
+        ({path: '$W/adapters/' + a, score: process.env.WITH === '1' ? g.retrieval[j] : 0}))};
+      console.log(JSON.stringify({prompt: input, max_tokens: tasks.find(t => t.name === g.task).max_tokens,
+                                  temperature: 0, lora}));
+    }" >"$TMP/rq$with.jsonl"
+  $R batch -m "$W/base" --in "$TMP/rq$with.jsonl" --out "$TMP/rq$with.out" --quiet 2>/dev/null
+done
+n=$(node -e "const fs = require('fs'), g = JSON.parse(fs.readFileSync('$TMP/rq.json', 'utf8')).generations;
+  const read = (f) => fs.readFileSync(f, 'utf8').trim().split('\n').map(JSON.parse);
+  const w = read('$TMP/rq1.out'), wo = read('$TMP/rq0.out');
+  console.log(g.length, g.every(x => x.retrieval.length === 3 && x.retrieval[0] >= x.retrieval[2]),
+              g.filter((x, i) => w[i].text !== x.output).length, g.some((x, i) => wo[i].text !== x.output))")
+[ "$n" = "12 true 0 true" ] && pass eval_prior_router_gets_scores || fail eval_prior_router_gets_scores "$n"
 expect_error eval_error_other_router_missing "$TMP/nowhere/adapter_config.json: missing" $R eval --world "$W" \
   --modes router --router "$TMP/nowhere" --out "$TMP/x.md"
 # a world without router and projection still runs the modes that need neither
