@@ -204,7 +204,9 @@ TEST(fuzz_http_huge_claims_small) {
     srv_gen g;
     static const char topk[] = "{\"prompt\": \"x\", \"lora\": {\"top_k\": 1099511627776}}";
     CHECK(!srv_generate_read(h->srv, fuzz_http_caller(), false, topk, sizeof topk - 1, &g, &rep));
-    CHECK_MSG(rep.status == 400 && strstr(json_dumps(rep.json, 0), "lora.top_k"), "%d", rep.status);
+    char *dumped = json_dumps(rep.json, 0);
+    CHECK_MSG(rep.status == 400 && dumped && strstr(dumped, "lora.top_k"), "%d", rep.status);
+    free(dumped);
     srv_reply_clear(&rep);
     static const char rk[] = "{\"text\": \"x\", \"top_k\": 1099511627776}";
     CHECK(srv_json_route(h->srv, fuzz_http_caller(), "/v1/retrieve", rk, sizeof rk - 1, &rep));

@@ -790,9 +790,9 @@ TEST(kernels_hgemm_pack_matches_scalar) {
     enum { LDW = 300 };
     static const int ncs[] = {1, 17, 31, 32};
     static const int64_t kcs[] = {1, 31, 32, 33, 256, 300};
-    uint16_t *w = malloc(32 * LDW * 2);
+    uint16_t *w = malloc((32 * LDW + 3) * 2); /* the tiles start 3 elements in */
     uint16_t *a = rm_malloc(32 * 300 * 2), *b = rm_malloc(32 * 300 * 2);
-    for (int i = 0; i < 32 * LDW; i++) w[i] = (uint16_t)rng_u32();
+    for (int i = 0; i < 32 * LDW + 3; i++) w[i] = (uint16_t)rng_u32();
     int bad = 0, bad_layout = 0;
     for (int ic = 0; ic < 4; ic++)
         for (int ik = 0; ik < 6; ik++) {

@@ -45,7 +45,7 @@ ramole_status ramole_tokenizer_encode(const ramole_tokenizer *pt, const char *te
     if (st == RAMOLE_OK && !(*ids = rm_malloc((x.n ? x.n : 1) * sizeof **ids)))
         st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     if (st == RAMOLE_OK) {
-        memcpy(*ids, x.ids, x.n * sizeof **ids);
+        if (x.n) memcpy(*ids, x.ids, x.n * sizeof **ids); /* no ids: x.ids may be NULL */
         *n = x.n;
     }
     rm_tok_ids_free(&x);
