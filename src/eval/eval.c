@@ -542,6 +542,13 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
         st = rm_err(RAMOLE_ERR_FORMAT, "%s has no tokenizer.json; the evaluation reads text", base_path);
         goto out;
     }
+    if (r->modes & (1u << RM_EVAL_ROUTER)) { /* what the router is, for the report */
+        rm_adapter *ra = NULL;
+        if ((st = rm_adapter_load(m, r->router, &ra)) != RAMOLE_OK) goto out;
+        r->router_pooled = ra->gate_pool == RM_GATE_POOL_PROMPT;
+        r->router_prior = ra->retrieval_prior;
+        rm_adapter_free(ra);
+    }
     /* offline: no stream waits on a step, so prompts take the whole budget */
     rm_engine_params ep = {.n_threads = p->n_threads, .max_seqs = p->max_seqs ? p->max_seqs : 32,
                            .prefill_tokens = -1, .max_adapters = RM_EVAL_TOP_K};

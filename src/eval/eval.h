@@ -122,6 +122,10 @@ typedef struct {
 typedef struct {
     char *world;
     char *router;                 /* the router mode's router folder */
+    /* the router's options beyond the paper, read from its file when the
+     * router mode runs (the report names them) */
+    bool router_pooled;           /* gates pooled over the prompt (rm_gate_pool PROMPT) */
+    float router_prior;           /* its retrieval prior lambda (0: none) */
     uint64_t seed;                /* tasks.json's */
     int samples;                  /* retrieval samples per adapter */
     char *layer, *pooling;        /* as tasks.json gives them */
@@ -158,7 +162,8 @@ rm_status rm_eval_write_markdown(const rm_eval_report *r, const char *md_path, c
 
 /*
  * Every per-task score and every generation as JSON at path:
- * {"world", "seed", "modes", "settings", "retrieval": {...}, "tasks": [{"name", "cluster", "metric", "seen",
+ * {"world", "router", "router_options": {"gate_pool", "retrieval_prior"} (when the router mode ran),
+ *  "seed", "modes", "settings", "retrieval": {...}, "tasks": [{"name", "cluster", "metric", "seen",
  *  "examples", "top1", "top3", "scores": {"id": {MODE: score}, "ood": {...}}}],
  *  "generations": [{"task", "example", "mode", "setting", "adapters": [names], "output", "tokens", "score"
  *                   [, "retrieval": [cosines]]}],

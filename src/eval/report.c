@@ -306,11 +306,16 @@ rm_status rm_eval_write_markdown(const rm_eval_report *r, const char *md_path, c
     rm_text_printf(&b, "# Evaluation\n\nThe paper's comparison (RAMoLE, arXiv 2406.16989) on the world `%s`: %d tasks in %d "
               "clusters, %d test examples, every score a mean over a task's examples (as a percentage) and the "
               "cluster and average rows means over tasks.\n\n", r->world, n_eval, nc, n_ex);
+    char options[160] = "", prior[48] = ""; /* the router's options beyond the paper */
+    if (r->router_prior != 0) snprintf(prior, sizeof prior, "retrieval prior %g", (double)r->router_prior);
+    if (r->router_pooled || *prior)
+        snprintf(options, sizeof options, "; ramole's options: %s%s%s",
+                 r->router_pooled ? "gates pooled over the prompt" : "", r->router_pooled && *prior ? ", " : "", prior);
     rm_text_printf(&b, "Modes: **base** (no adapter), **perfect** (the task's own adapter), **selection** (the retrieved "
-              "top-1), **mixture**, **fusion** and **router** (RouterLoRA, `%s`) over the retrieved top-%d. "
+              "top-1), **mixture**, **fusion** and **router** (RouterLoRA, `%s`%s) over the retrieved top-%d. "
               "In distribution every adapter is in the pool; out of distribution the task's own adapter is removed "
               "(the top %d are retrieved and it is dropped). base and perfect do not use the pool: they ran once and "
-              "stand in both tables.\n\n", r->router, RM_EVAL_TOP_K, RM_EVAL_TOP_K + 1);
+              "stand in both tables.\n\n", r->router, options, RM_EVAL_TOP_K, RM_EVAL_TOP_K + 1);
     for (int s = 0; s < RM_EVAL_SETTING_COUNT; s++) {
         if (!(r->settings & (1u << s))) continue;
         rm_text_printf(&b, "## %s\n\n", s == RM_EVAL_ID ? "In distribution" : "Out of distribution");
@@ -355,6 +360,10 @@ rm_status rm_eval_write_json(const rm_eval_report *r, const char *path) {
         if (r->settings & (1u << s)) json_array_append_new(settings, json_string(rm_eval_setting_name((rm_eval_setting)s)));
     json_object_set_new(root, "world", json_string(r->world));
     json_object_set_new(root, "router", json_string(r->router));
+    if (r->modes & (1u << RM_EVAL_ROUTER))
+        json_object_set_new(root, "router_options",
+                            json_pack("{s:s, s:f}", "gate_pool", r->router_pooled ? "prompt" : "token",
+                                      "retrieval_prior", (double)r->router_prior));
     json_object_set_new(root, "seed", json_integer((json_int_t)r->seed));
     json_object_set_new(root, "modes", modes);
     json_object_set_new(root, "settings", settings);

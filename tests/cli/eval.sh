@@ -246,7 +246,8 @@ expect_ok eval_other_router $R eval --world "$W" -t 2 --modes router --settings 
   --out "$TMP/rp/EVAL.md" --json "$TMP/rp.json"
 n=$(node -e "const r = JSON.parse(require('fs').readFileSync('$TMP/rp.json', 'utf8'));
   console.log(r.router, r.generations.length)")
-[ "$n" = "$TMP/rpool 12" ] && grep -q "RouterLoRA, \`$TMP/rpool\`" "$TMP/rp/EVAL.md" && grep -q "RouterLoRA, \`$W/router\`" "$md" \
+[ "$n" = "$TMP/rpool 12" ] && grep -q "RouterLoRA, \`$TMP/rpool\`; ramole's options: gates pooled over the prompt)" "$TMP/rp/EVAL.md" \
+  && grep -q "RouterLoRA, \`$W/router\`) over" "$md" \
   && pass eval_other_router_named || fail eval_other_router_named "$n"
 # a router with a retrieval prior gets each retrieved adapter's cosine from the evaluation, which the
 # JSON records: each of its answers is `ramole batch`'s for the same adapters with those scores, and
@@ -277,6 +278,10 @@ n=$(node -e "const fs = require('fs'), g = JSON.parse(fs.readFileSync('$TMP/rq.j
   console.log(g.length, g.every(x => x.retrieval.length === 3 && x.retrieval[0] >= x.retrieval[2]),
               g.filter((x, i) => w[i].text !== x.output).length, g.some((x, i) => wo[i].text !== x.output))")
 [ "$n" = "12 true 0 true" ] && pass eval_prior_router_gets_scores || fail eval_prior_router_gets_scores "$n"
+o=$(node -e "console.log(JSON.stringify(JSON.parse(require('fs').readFileSync('$TMP/rq.json', 'utf8')).router_options))")
+grep -q "RouterLoRA, \`$TMP/rprior\`; ramole's options: retrieval prior 300)" "$TMP/rq/EVAL.md" \
+  && [ "$o" = '{"gate_pool":"token","retrieval_prior":300}' ] && pass eval_report_names_router_options \
+  || fail eval_report_names_router_options "$o: $(grep -o 'RouterLoRA[^)]*)' "$TMP/rq/EVAL.md")"
 expect_error eval_error_other_router_missing "$TMP/nowhere/adapter_config.json: missing" $R eval --world "$W" \
   --modes router --router "$TMP/nowhere" --out "$TMP/x.md"
 # a world without router and projection still runs the modes that need neither
