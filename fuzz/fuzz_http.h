@@ -30,7 +30,8 @@
 
 typedef struct {
     rm_model *model;
-    rm_registry *reg;
+    rm_registry *reg;   /* the server's: it embeds through the server's scheduler, which never runs here */
+    rm_registry *setup; /* the same registry with the base set: adds adapters, embedding them itself */
     rm_server *srv;
 } fuzz_http;
 
@@ -63,7 +64,7 @@ static inline void fuzz_http_adapter_file(rm_model *m, const char *name, int ran
     }
 }
 
-static inline void fuzz_http_add(fuzz_http *h, const char *tenant, const char *name, bool is_private,
+static inline void fuzz_http_add(rm_registry *reg, const char *tenant, const char *name, bool is_private,
                                  const char *sample) {
     char file[160];
     snprintf(file, sizeof file, "%s.gguf", name);
@@ -71,7 +72,7 @@ static inline void fuzz_http_add(fuzz_http *h, const char *tenant, const char *n
     rm_reg_add_opts o = {.path = fuzz_http_fixture(file), .name = name, .tenant = tenant, .is_private = is_private,
                          .samples = samples, .n_samples = 2, .actor = "fuzz"};
     int64_t id;
-    if (rm_registry_adapter_add(h->reg, &o, &id) != RAMOLE_OK) {
+    if (rm_registry_adapter_add(reg, &o, &id) != RAMOLE_OK) {
         fprintf(stderr, "fuzz: adding %s: %s\n", name, ramole_last_error());
         abort();
     }
@@ -103,19 +104,20 @@ static inline fuzz_http *fuzz_http_get(void) {
         fprintf(stderr, "fuzz: registry: %s\n", ramole_last_error());
         abort();
     }
-    fuzz_http_add(&h, "owner", "a1", false, "Translate to French: good morning");
-    fuzz_http_add(&h, "owner", "a2", false, "the cat sat on the mat");
-    fuzz_http_add(&h, "owner", "a3", false, "hello world, the owl speaks: hoot! 123");
-    fuzz_http_add(&h, "owner", "p1", true, "the secret recipe");
-    fuzz_http_add(&h, FUZZ_HTTP_TENANT, "mine", false, "my own task");
+    fuzz_http_add(h.reg, "owner", "a1", false, "Translate to French: good morning");
+    fuzz_http_add(h.reg, "owner", "a2", false, "the cat sat on the mat");
+    fuzz_http_add(h.reg, "owner", "a3", false, "hello world, the owl speaks: hoot! 123");
+    fuzz_http_add(h.reg, "owner", "p1", true, "the secret recipe");
+    fuzz_http_add(h.reg, FUZZ_HTTP_TENANT, "mine", false, "my own task");
     rm_reg_response resp = {.id = "cmpl-fuzz", .tenant = FUZZ_HTTP_TENANT, .n = 1, .names = {"a1"}};
     char *path = NULL;
     if (rm_registry_adapter_file(h.reg, FUZZ_HTTP_TENANT, "a1", &path, resp.hashes[0]) != RAMOLE_OK ||
         rm_registry_response_add(h.reg, &resp, 1) != RAMOLE_OK)
         abort();
     rm_free(path);
-    /* a server sets the registry's base itself: open it again without one */
-    rm_registry_free(h.reg);
+    /* a server sets the registry's base itself: open it again without one
+     * (the first handle stays, to put back what a request removed) */
+    h.setup = h.reg;
     if (rm_registry_open(url, &h.reg) != RAMOLE_OK) abort();
     rm_engine_params ep = {.n_threads = 1, .max_seqs = 4, .n_ctx = 64, .kv_blocks = 16,
                            .adapter_cache_bytes = 1 << 20};
@@ -124,6 +126,9 @@ static inline fuzz_http *fuzz_http_get(void) {
         fprintf(stderr, "fuzz: server: %s\n", ramole_last_error());
         abort();
     }
+    /* the scheduler alone, as rm_server_start runs it (no HTTP): retrievals
+     * and uploads embed through it, and generations run on it */
+    if (srv_sched_start(&h.srv->sched, h.srv->engine, &h.srv->metrics) != RAMOLE_OK) abort();
     return &h;
 }
 
@@ -152,13 +157,14 @@ static inline void fuzz_http_check_reply(const srv_reply *r) {
  * adapter `added`, or put back `mine` when it was unloaded. */
 static inline void fuzz_http_restore(fuzz_http *h, const char *added, bool mine_gone) {
     if (added && rm_registry_adapter_remove(h->reg, FUZZ_HTTP_TENANT, added, "fuzz") != RAMOLE_OK) abort();
-    if (mine_gone) fuzz_http_add(h, FUZZ_HTTP_TENANT, "mine", false, "my own task");
+    if (mine_gone) fuzz_http_add(h->setup, FUZZ_HTTP_TENANT, "mine", false, "my own task");
 }
 
 /*
  * fuzz_http_json's input: the route's path, a line end, then the body, e.g.
- * "/v1/completions\n{...}". A generation body that reads is submitted to
- * the server's engine (never started: no thread runs it) and cancelled.
+ * "/v1/completions\n{...}". A generation body that reads runs through the
+ * server's scheduler, as a connection hands it over, to its end (a tiny
+ * model, a context of 64).
  */
 static inline void fuzz_http_json_one(const uint8_t *data, size_t size) {
     fuzz_http *h = fuzz_http_get();
@@ -178,8 +184,8 @@ static inline void fuzz_http_json_one(const uint8_t *data, size_t size) {
             return;
         }
         if (!json_is_object(g.lora)) abort();
-        int64_t id;
-        if (rm_engine_submit(h->srv->engine, &g.req->spec.req, &id) == RAMOLE_OK) rm_engine_cancel_all(h->srv->engine);
+        if (!srv_sched_push(&h->srv->sched, g.req, 1 << 20)) abort();
+        while (srv_sched_in_flight(&h->srv->sched)) usleep(50);
         srv_gen_clear(&g);
         return;
     }

@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 /* Seconds a response can be rated through /v1/feedback, by default. */
-#define RAMOLE_FEEDBACK_TTL (7 * 86400.0)
+#define RAMOLE_FEEDBACK_TTL (7 * 86400)
 
 typedef struct {
     const char *model;        /* the base: HF folder or GGUF file (required) */

@@ -289,7 +289,7 @@ rm_status rm_registry_ratings(rm_registry *r, const char *hash, rm_reg_rating **
 
 #define RM_REG_RESPONSE_ID_MAX   63             /* bytes of a response id */
 #define RM_REG_RESPONSE_ADAPTERS 16             /* adapters of one response (the engine's RM_LORA_MAX_K) */
-#define RM_REG_RESPONSE_TTL      (7 * 86400.0)  /* seconds a response can be rated, by default */
+#define RM_REG_RESPONSE_TTL      (7 * 86400)  /* seconds a response can be rated, by default */
 
 /* One answered response: its id, the tenant it answered and the adapters it
  * used (n = 0: the base alone). Plain arrays, nothing to free. */
