@@ -147,7 +147,7 @@ static rm_status train_lora_or_router(const ramole_train_params *o, train_job *j
     rm_gate_pool gate_pool = RM_GATE_POOL_TOKEN;
     if (o->gate_pool && !rm_gate_pool_from_name(o->gate_pool, &gate_pool))
         return rm_err(RAMOLE_ERR_INVALID, "--gate-pool '%s' (token or prompt)", o->gate_pool);
-    if (!(o->retrieval_prior >= 0 && o->retrieval_prior <= RM_RETRIEVAL_PRIOR_MAX))
+    if (!rm_retrieval_prior_ok(o->retrieval_prior))
         return rm_err(RAMOLE_ERR_INVALID, "--retrieval-prior %g (0 to %g)", o->retrieval_prior,
                       RM_RETRIEVAL_PRIOR_MAX);
     rm_adapter *ad = NULL, *pool[RM_TRAIN_MAX_POOL] = {0};

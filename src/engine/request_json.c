@@ -116,6 +116,17 @@ static rm_status adapter_name(const json_t *a, size_t i, char **out) {
     return dup(json_string_value(n), out);
 }
 
+rm_status rm_request_adapter_score(const void *adapter, size_t i, float *out, bool *given) {
+    const json_t *v = json_object_get(adapter, "score");
+    *out = 0, *given = false;
+    if (!v || json_is_null(v)) return RAMOLE_OK;
+    if (!json_is_number(v) || !rm_retrieval_score_ok(json_number_value(v)))
+        return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"score\" must be a retrieval "
+                      "score (a number from -1 to 1)", i);
+    *out = (float)json_number_value(v), *given = true;
+    return RAMOLE_OK;
+}
+
 static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
     const json_t *l = json_object_get(o, "lora");
     if (!l || json_is_null(l)) return RAMOLE_OK;
@@ -143,13 +154,8 @@ static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
                 w = json_number_value(wv);
             }
             q->weights[i] = (float)w;
-            const json_t *sv = json_object_get(a, "score");
-            if (sv && !json_is_null(sv)) {
-                if (!json_is_number(sv) || !(json_number_value(sv) >= -1 && json_number_value(sv) <= 1))
-                    return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"score\" must be a "
-                                  "retrieval score (a number from -1 to 1)", i);
-                q->retrieval[i] = (float)json_number_value(sv);
-            }
+            bool scored;
+            RM_TRY(rm_request_adapter_score(a, i, &q->retrieval[i], &scored));
         }
     }
     q->mode = q->n_adapters ? RM_COMPOSE_EXPLICIT : RM_COMPOSE_NONE;

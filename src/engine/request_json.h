@@ -14,7 +14,7 @@
  *   "stop"         string or array of up to 16 strings
  *   "ignore_eos"   boolean
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
- *                   "router", "adapters": [{"name" or "path", "weight"}],
+ *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
  *                   adapters are given, weights to 1
  * Unknown fields are ignored, as OpenAI clients send more than ramole uses.
@@ -37,6 +37,13 @@ typedef struct {
     char *adapters[RM_LORA_MAX_K];
     char *router;
 } rm_request_spec;
+
+/* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s
+ * optional "score", its retrieval cosine (which a router with a retrieval
+ * prior weighs in): absent or null, *given false and *out 0; a number in
+ * [-1, 1], *given true; anything else ERR_INVALID naming entry i. The
+ * server's bodies read it here too. */
+rm_status rm_request_adapter_score(const void *adapter, size_t i, float *out, bool *given);
 
 /* Parse object `obj` (a json_t *) into spec; on failure spec holds nothing. */
 rm_status rm_request_spec_from_json(const void *obj, rm_request_spec *spec);

@@ -56,7 +56,7 @@ rm_status rm_retrieval_prior_parse(const char *origin, const char *value, float 
     char *end = NULL;
     errno = 0;
     double v = strtod(value, &end);
-    if (end == value || *end || errno || !(v >= 0 && v <= RM_RETRIEVAL_PRIOR_MAX))
+    if (end == value || *end || errno || !rm_retrieval_prior_ok(v))
         return rm_err(RAMOLE_ERR_FORMAT, "adapter %s: %s \"%.40s\" is not a retrieval prior (a number from 0 to %g)",
                       origin, RM_RETRIEVAL_PRIOR_KEY, value, RM_RETRIEVAL_PRIOR_MAX);
     *out = (float)v;

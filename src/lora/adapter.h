@@ -90,6 +90,10 @@ bool rm_gate_pool_from_name(const char *s, rm_gate_pool *out);
  */
 #define RM_RETRIEVAL_PRIOR_KEY "ramole.retrieval_prior"
 #define RM_RETRIEVAL_PRIOR_MAX 1000.0
+/* The one test of each, wherever a value arrives (false for NaN): a prior
+ * in [0, RM_RETRIEVAL_PRIOR_MAX], a retrieval score (a cosine) in [-1, 1]. */
+static inline bool rm_retrieval_prior_ok(double lambda) { return lambda >= 0 && lambda <= RM_RETRIEVAL_PRIOR_MAX; }
+static inline bool rm_retrieval_score_ok(double r) { return r >= -1 && r <= 1; }
 
 typedef struct rm_adapter {
     char *name;               /* file or folder name unless set otherwise */

@@ -202,20 +202,16 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
             return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\" holds at most %d adapters", RM_LORA_MAX_K);
         for (size_t i = 0; i < n_named; i++) {
             const json_t *a = json_array_get(jads, i), *jn = json_object_get(a, "name"),
-                         *jw = json_object_get(a, "weight"), *js = json_object_get(a, "score");
+                         *jw = json_object_get(a, "weight");
             if (!json_is_string(jn))
                 return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu needs a \"name\" string", i);
             if (jw && !json_is_null(jw) && !json_is_number(jw))
                 return rm_err(RAMOLE_ERR_INVALID, "field \"lora.adapters\": adapter %zu's \"weight\" must be a number",
                               i);
-            if (js && !json_is_null(js) &&
-                !(json_is_number(js) && json_number_value(js) >= -1 && json_number_value(js) <= 1))
-                return rm_err(RAMOLE_ERR_INVALID,
-                              "field \"lora.adapters\": adapter %zu's \"score\" must be a retrieval score (a number "
-                              "from -1 to 1)", i);
+            float sc;
+            bool scored;
+            RM_TRY(rm_request_adapter_score(a, i, &sc, &scored));
             double w = jw && json_is_number(jw) ? json_number_value(jw) : 1.0;
-            bool scored = js && json_is_number(js);
-            double sc = scored ? json_number_value(js) : 0;
             char *path = NULL;
             if (!s->reg ||
                 rm_registry_adapter_file(s->reg, tenant, json_string_value(jn), &path, used->hashes[used->n]) != RAMOLE_OK) {
@@ -223,7 +219,7 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
                 ce->code = "adapter_not_found";
                 return rm_err(RAMOLE_ERR_NOT_FOUND, "the adapter '%s' does not exist", json_string_value(jn));
             }
-            RM_TRY(add_adapter(sp, path, (float)w, (float)sc));
+            RM_TRY(add_adapter(sp, path, (float)w, sc));
             snprintf(used->names[used->n], sizeof used->names[0], "%s", json_string_value(jn));
             used->n++;
             json_array_append_new(list, json_pack("{s:s, s:o, s:f}", "name", json_string_value(jn), "score",

@@ -118,7 +118,7 @@ static rm_status parse_line(const rm_tok *tok, const char *s, size_t n, int32_t 
         for (size_t i = 0; !st && i < ns; i++) {
             json_t *v = json_array_get(sc, i);
             double r = json_is_number(v) ? json_number_value(v) : NAN;
-            if (!(r >= -1 && r <= 1))
+            if (!rm_retrieval_score_ok(r))
                 st = rm_err(RAMOLE_ERR_FORMAT, "\"scores\"[%zu] is not a retrieval score (a number from -1 to 1)", i);
             else ex->scores[i] = (float)r;
         }

@@ -380,7 +380,7 @@ static rm_status check_params(const rm_model_config *c, const rm_train_params *p
             return rm_err(RAMOLE_ERR_INVALID, "router training: gate scale %g (must be 0 to 1e6; 0: 1)", p->gate_scale);
         if (p->gate_pool != RM_GATE_POOL_TOKEN && p->gate_pool != RM_GATE_POOL_PROMPT)
             return rm_err(RAMOLE_ERR_INVALID, "router training: unknown gate pooling %d", (int)p->gate_pool);
-        if (!(p->retrieval_prior >= 0 && p->retrieval_prior <= RM_RETRIEVAL_PRIOR_MAX))
+        if (!rm_retrieval_prior_ok(p->retrieval_prior))
             return rm_err(RAMOLE_ERR_INVALID, "router training: retrieval prior %g (must be 0 to %g)",
                           p->retrieval_prior, RM_RETRIEVAL_PRIOR_MAX);
         const rm_adapter *all[RM_TRAIN_MAX_POOL + 1];
@@ -1389,7 +1389,7 @@ static rm_status check_batch(TM_TYPE *tm, const rm_train_batch *b) {
                                   tm->n_pool);
                 tm->exl[s * RM_TRAIN_MAX_K + e] = id;
                 float r = b->retrieval ? b->retrieval[s * RM_TRAIN_MAX_K + e] : 0;
-                if (!(r >= -1 && r <= 1))
+                if (!rm_retrieval_score_ok(r))
                     return rm_err(RAMOLE_ERR_RANGE, "router batch: sequence %d's retrieval score %g of expert %d is "
                                   "not a cosine in [-1, 1]", s, (double)r, e);
                 tm->exb[s * RM_TRAIN_MAX_K + e] = tm->rprior * (REAL)r;
