@@ -349,12 +349,12 @@ static rm_status check_composition(const rm_lora_state *s, const rm_composition 
         return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has an unknown gate pooling %d", c->router->name,
                       (int)c->router->gate_pool);
     RM_TRY(check_prompt(c, c->n_prompt));
-    if (!(c->router->retrieval_prior >= 0 && c->router->retrieval_prior <= RM_RETRIEVAL_PRIOR_MAX))
+    if (!rm_retrieval_prior_ok(c->router->retrieval_prior))
         return rm_err(RAMOLE_ERR_INVALID, "LoRA: router %s has a retrieval prior of %g (0 to %g)", c->router->name,
                       (double)c->router->retrieval_prior, RM_RETRIEVAL_PRIOR_MAX);
     if (c->router->retrieval_prior != 0)
         for (int j = 0; j < c->k; j++)
-            if (!(c->retrieval[j] >= -1 && c->retrieval[j] <= 1))
+            if (!rm_retrieval_score_ok(c->retrieval[j]))
                 return rm_err(RAMOLE_ERR_INVALID,
                               "LoRA: router %s has a retrieval prior, and expert %s's retrieval score %g is not a "
                               "cosine in [-1, 1]",
@@ -579,6 +579,13 @@ static void softmax_in_place(float *w, int k) {
     for (int j = 0; j < k; j++) w[j] /= sum;
 }
 
+/* A router slot's gates from its scores (per token, or pooled), in place:
+ * the retrieval prior joins them, then the softmax. */
+static void gates_of_scores(const slot_state *sl, float *w) {
+    for (int j = 0; j < sl->comp.k; j++) w[j] += sl->prior[j];
+    softmax_in_place(w, sl->comp.k);
+}
+
 /* Each of token i's expert rows of U times its gate, in place, so that the
  * expand reads them as they are. The router's own row has no output and
  * keeps its values. */
@@ -609,8 +616,7 @@ static void token_gates(void *arg, int ith, int nth) {
             bool routed = router_scores(s, sl, i, mi, w);
             if (s->tok_index[i] >= 0) continue; /* pooled: pool_gates finishes it */
             if (routed) {
-                for (int j = 0; j < sl->comp.k; j++) w[j] += sl->prior[j];
-                softmax_in_place(w, sl->comp.k);
+                gates_of_scores(sl, w);
                 if (s->trace.gates) trace_token(s, sl, i, w);
             }
         }
@@ -636,8 +642,8 @@ static void pool_gates(rm_lora_state *s) {
         if (n < P)
             for (int j = 0; j < k; j++) sum[j] += w[j];
         float count = (float)(n < P ? n + 1 : P);
-        for (int j = 0; j < k; j++) w[j] = sum[j] / count + sl->prior[j];
-        softmax_in_place(w, k);
+        for (int j = 0; j < k; j++) w[j] = sum[j] / count;
+        gates_of_scores(sl, w);
     }
 }
 
