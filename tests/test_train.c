@@ -501,24 +501,48 @@ static void check_export_serves_as_trained(const char *what, router_world *w, co
     rm_adapter_free(out);
 }
 
+/*
+ * What the tests of a router option share: a llama router world, a batch
+ * of 3 x 8 over its experts {0,1,2}, {2,0}, {1}, and the router's training
+ * parameters over that world, for the test to add its option to. Prompts
+ * (export_case_prompts): 5, 1 and 3 positions, the mask starting at each
+ * prompt's last one.
+ */
+typedef struct {
+    router_world w;
+    const rm_adapter *ex[3];
+    test_batch tb;
+    rm_train_params p;
+} export_case;
+
+static const int export_prompts[3] = {5, 1, 3}, export_no_prompts[3] = {0, 0, 0};
+
+static bool export_case_new(export_case *c, uint64_t world_seed, uint64_t batch_seed) {
+    if (!router_world_new(&c->w, RM_ARCH_LLAMA, world_seed)) {
+        router_world_free(&c->w);
+        return false;
+    }
+    for (int j = 0; j < 3; j++) c->ex[j] = c->w.ex[j];
+    make_batch(&c->tb, 3, 8, c->w.m->cfg.vocab_size, batch_seed);
+    router_batch(&c->tb);
+    c->p = (rm_train_params){.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2,
+                             .experts = c->ex, .n_experts = 3, .router = c->w.router};
+    return true;
+}
+
+static void export_case_prompts(export_case *c) {
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < 8; t++) c->tb.mask[b * 8 + t] = t >= export_prompts[b] - 1;
+}
+
 /* The pooling over the prompt: prompts of 5, 1 and 3 positions. */
 TEST(train_gate_pool_matches_inference) {
-    router_world w;
-    if (!router_world_new(&w, RM_ARCH_LLAMA, 59)) {
-        router_world_free(&w);
-        return;
-    }
-    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
-    test_batch tb;
-    make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 49);
-    router_batch(&tb);
-    const int first[3] = {4, 0, 2}, n_prompt[3] = {5, 1, 3}; /* the mask starts at the prompt's last position */
-    for (int b = 0; b < 3; b++)
-        for (int t = 0; t < 8; t++) tb.mask[b * 8 + t] = t >= first[b];
-    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
-                         .n_experts = 3, .router = w.router, .gate_pool = RM_GATE_POOL_PROMPT};
-    check_export_serves_as_trained("pooled over the prompt", &w, &p, &tb, n_prompt, 1e-5);
-    router_world_free(&w);
+    export_case c;
+    if (!export_case_new(&c, 59, 49)) return;
+    export_case_prompts(&c);
+    c.p.gate_pool = RM_GATE_POOL_PROMPT;
+    check_export_serves_as_trained("pooled over the prompt", &c.w, &c.p, &c.tb, export_prompts, 1e-5);
+    router_world_free(&c.w);
 }
 
 /*
@@ -528,78 +552,60 @@ TEST(train_gate_pool_matches_inference) {
  * finite differences; scores that are not cosines are refused.
  */
 TEST(train_retrieval_prior_matches_inference) {
-    router_world w;
-    if (!router_world_new(&w, RM_ARCH_LLAMA, 61)) {
-        router_world_free(&w);
-        return;
-    }
-    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
-    test_batch tb;
-    make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 53);
-    router_batch(&tb); /* experts {0,1,2}, {2,0}, {1} */
+    export_case c;
+    if (!export_case_new(&c, 61, 53)) return; /* experts {0,1,2}, {2,0}, {1} */
     float r[3 * RM_TRAIN_MAX_K] = {0};
     const float scores[3][3] = {{0.9f, 0.2f, -0.4f}, {0.1f, 0.7f, 0}, {0.5f, 0, 0}};
     for (int b = 0; b < 3; b++)
         for (int e = 0; e < 3; e++) r[b * RM_TRAIN_MAX_K + e] = scores[b][e];
-    tb.b.retrieval = r;
-    const int first[3] = {4, 0, 2}, n_prompt[3] = {5, 1, 3}, none[3] = {0, 0, 0};
-    for (int b = 0; b < 3; b++)
-        for (int t = 0; t < 8; t++) tb.mask[b * 8 + t] = t >= first[b];
-    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
-                         .n_experts = 3, .router = w.router, .retrieval_prior = 3.0};
-    check_export_serves_as_trained("retrieval prior 3", &w, &p, &tb, none, 1e-4);
+    c.tb.b.retrieval = r;
+    export_case_prompts(&c);
+    c.p.retrieval_prior = 3.0;
+    check_export_serves_as_trained("retrieval prior 3", &c.w, &c.p, &c.tb, export_no_prompts, 1e-4);
     rm_tm_f64 *t64 = NULL;
-    CHECK_OK(rm_tm_f64_new(w.m, &p, &t64));
+    CHECK_OK(rm_tm_f64_new(c.w.m, &c.p, &t64));
     if (t64) {
         int n = 0;
         char worst[256] = "";
-        double err = fd_check(t64, &tb.b, 6, 95, &n, worst, sizeof worst);
+        double err = fd_check(t64, &c.tb.b, 6, 95, &n, worst, sizeof worst);
         report_fd("router with retrieval prior 3", err, n, worst);
         r[1] = 1.5f; /* not a cosine */
         double l;
-        CHECK(rm_tm_f64_loss(t64, &tb.b, &l) == RAMOLE_ERR_RANGE);
+        CHECK(rm_tm_f64_loss(t64, &c.tb.b, &l) == RAMOLE_ERR_RANGE);
         CHECK(strstr(ramole_last_error(), "retrieval score 1.5") != NULL);
         r[1] = scores[0][1];
     }
     rm_tm_f64_free(t64);
-    p.gate_pool = RM_GATE_POOL_PROMPT;
-    check_export_serves_as_trained("retrieval prior 3, pooled over the prompt", &w, &p, &tb, n_prompt, 1e-4);
-    p.retrieval_prior = -1;
+    c.p.gate_pool = RM_GATE_POOL_PROMPT;
+    check_export_serves_as_trained("retrieval prior 3, pooled over the prompt", &c.w, &c.p, &c.tb, export_prompts,
+                                   1e-4);
+    c.p.retrieval_prior = -1;
     rm_tm_f32 *bad = NULL;
-    CHECK(rm_tm_f32_new(w.m, &p, &bad) == RAMOLE_ERR_INVALID && !bad);
+    CHECK(rm_tm_f32_new(c.w.m, &c.p, &bad) == RAMOLE_ERR_INVALID && !bad);
     rm_tm_f32_free(bad);
-    router_world_free(&w);
+    router_world_free(&c.w);
 }
 
 /* The gate scale g, whose gradient also matches finite differences. */
 TEST(train_gate_scale_folds_into_export) {
-    router_world w;
-    if (!router_world_new(&w, RM_ARCH_LLAMA, 57)) {
-        router_world_free(&w);
-        return;
-    }
-    const rm_adapter *ex[3] = {w.ex[0], w.ex[1], w.ex[2]};
-    test_batch tb;
-    make_batch(&tb, 3, 8, w.m->cfg.vocab_size, 47);
-    router_batch(&tb);
-    rm_train_params p = {.kind = RM_TRAIN_ROUTER, .max_batch = 3, .max_seq = 8, .n_threads = 2, .experts = ex,
-                         .n_experts = 3, .router = w.router, .gate_scale = 3.0};
-    const int n_prompt[3] = {0, 0, 0}; /* a per-token router takes none */
-    check_export_serves_as_trained("gate scale 3", &w, &p, &tb, n_prompt, 1e-4);
+    export_case c;
+    if (!export_case_new(&c, 57, 47)) return;
+    c.p.gate_scale = 3.0;
+    check_export_serves_as_trained("gate scale 3", &c.w, &c.p, &c.tb, export_no_prompts, 1e-4);
     rm_tm_f64 *t64 = NULL;
-    CHECK_OK(rm_tm_f64_new(w.m, &p, &t64));
+    CHECK_OK(rm_tm_f64_new(c.w.m, &c.p, &t64));
     if (t64) {
         int n = 0;
         char worst[256] = "";
-        double err = fd_check(t64, &tb.b, 6, 96, &n, worst, sizeof worst);
+        double err = fd_check(t64, &c.tb.b, 6, 96, &n, worst, sizeof worst);
         report_fd("router with gate scale 3", err, n, worst);
     }
     rm_tm_f64_free(t64);
-    p.gate_scale = -1;
+    c.p.gate_scale = -1;
     rm_tm_f32 *bad = NULL;
-    CHECK(rm_tm_f32_new(w.m, &p, &bad) == RAMOLE_ERR_INVALID && !bad);
+    CHECK(rm_tm_f32_new(c.w.m, &c.p, &bad) == RAMOLE_ERR_INVALID && !bad);
     rm_tm_f32_free(bad);
-    router_world_free(&w);
+    router_world_free(&c.w);
 }
 
 /*
