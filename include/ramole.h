@@ -286,6 +286,9 @@ typedef struct {
     float min_p;            /* 0: off */
     float repeat_penalty;   /* 1: off */
     int repeat_last_n;
+    float frequency_penalty, presence_penalty; /* OpenAI's, over the output (0: off): a token
+                                                * seen c > 0 times there loses
+                                                * c * frequency + presence from its logit */
     uint64_t seed;
     int max_tokens;         /* 0: until the context is full */
     const char *const *stop;

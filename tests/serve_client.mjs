@@ -125,6 +125,67 @@ if (mode === "open") {
     return r.json.choices[0].text === want || `${JSON.stringify(r.json.choices[0].text)} vs ${JSON.stringify(want)} (stop ${JSON.stringify(stop)})`;
   });
 
+  // what OpenAI's clients send beyond the basics
+  await check("serve_openai_penalties_as_generate", async () => {
+    const r = await client.completions.create({ model: modelName, prompt: expected.prompt, ...greedy, presence_penalty: -2, lora: { mode: "none" } });
+    const t = r.choices[0].text;
+    if (t === expected.base_text) return "the penalty changed nothing: " + JSON.stringify(t);
+    return t === expected.presence_text || `${JSON.stringify(t)} vs ${JSON.stringify(expected.presence_text)}`;
+  });
+
+  await check("serve_chat_without_max_tokens_runs_on", async () => {
+    // OpenAI's chat has no 16-token default: it runs until it ends or the context is full
+    const msgs = [{ role: "user", content: "hello there" }];
+    const r = await client.chat.completions.create({ model: modelName, messages: msgs, temperature: 0, ignore_eos: true, lora: { mode: "none" } });
+    const u = r.usage;
+    if (r.choices[0].finish_reason !== "length" || u.completion_tokens <= 16 || u.prompt_tokens + u.completion_tokens !== expected.ctx)
+      return JSON.stringify(u) + " finish " + r.choices[0].finish_reason + " ctx " + expected.ctx;
+    const c = await client.chat.completions.create({ model: modelName, messages: msgs, temperature: 0, ignore_eos: true, max_completion_tokens: 5 });
+    if (c.usage.completion_tokens !== 5) return "max_completion_tokens: " + JSON.stringify(c.usage);
+    return isError(await post("/v1/chat/completions", { messages: msgs, max_tokens: 4, max_completion_tokens: 5 }), 400, "disagree");
+  });
+
+  await check("serve_chat_content_parts_and_developer_role", async () => {
+    const asString = await client.chat.completions.create({ model: modelName, ...greedy,
+      messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "one\ntwo" }] });
+    const asParts = await client.chat.completions.create({ model: modelName, ...greedy,
+      messages: [{ role: "developer", content: [{ type: "text", text: "Be brief." }] },
+                 { role: "user", content: [{ type: "text", text: "one" }, { type: "text", text: "two" }] }] });
+    const a = asString.choices[0].message.content, b = asParts.choices[0].message.content;
+    if (a !== b) return `${JSON.stringify(a)} vs ${JSON.stringify(b)}`;
+    return isError(await post("/v1/chat/completions", { messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "data:," } }] }] }),
+                   400, "image_url");
+  });
+
+  await check("serve_stream_include_usage", async () => {
+    const req = { model: modelName, messages: [{ role: "user", content: "reverse the word stone" }], ...greedy };
+    const chunks = [];
+    for await (const ch of await client.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } }))
+      chunks.push(ch);
+    const last = chunks[chunks.length - 1], before = chunks[chunks.length - 2];
+    // OpenAI's shape: the finish chunk, then one with no choices and the usage
+    if (!last || last.choices.length !== 0 || !last.usage || last.usage.completion_tokens !== 8 || last.object !== "chat.completion.chunk")
+      return "last chunk " + JSON.stringify(last);
+    if (!before || before.choices[0].finish_reason !== "length") return "finish chunk " + JSON.stringify(before);
+    const plain = await post("/v1/completions", { prompt: "abc", ...greedy, stream: true, stream_options: { include_usage: false } });
+    if (plain.status !== 200 || /"choices":\[\]/.test(plain.text)) return "include_usage false: " + plain.text.slice(-300);
+    const r = await post("/v1/completions", { prompt: "abc", ...greedy, stream_options: { include_usage: true } });
+    return isError(r, 400, "only allowed when \"stream\" is true");
+  });
+
+  await check("serve_400_unsupported_fields_named", async () => {
+    for (const [body, needle] of [[{ prompt: "a", logprobs: 2 }, "\"logprobs\""], [{ prompt: "a", echo: true }, "\"echo\""],
+      [{ messages: [{ role: "user", content: "a" }], tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
+      [{ messages: [{ role: "user", content: "a" }], response_format: { type: "json_object" } }, "response_format"]]) {
+      const route = body.messages ? "/v1/chat/completions" : "/v1/completions";
+      const e = isError(await post(route, body), 400, needle);
+      if (e !== true) return e;
+    }
+    // and their "off" values, as clients send them, are fine
+    const ok = await post("/v1/chat/completions", { messages: [{ role: "user", content: "a" }], ...greedy, logprobs: false, tools: [], n: 1, response_format: { type: "text" } });
+    return ok.status === 200 || ok.text;
+  });
+
   // 64 greedy requests with mixed adapter sets: one by one, then all at once
   await check("serve_64_parallel_equal_one_by_one", async () => {
     const loras = [{ mode: "none" }, { adapters: [{ name: "rev" }] }, { adapters: [{ name: "add", weight: 0.7 }] },

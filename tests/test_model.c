@@ -151,20 +151,20 @@ TEST(model_sampler_greedy_topk_and_seed) {
     rm_sampler *s = NULL;
     p.temperature = 0;
     CHECK_OK(rm_sampler_new(&p, 8, &s));
-    CHECK(rm_sampler_sample(s, logits, NULL, 0) == 1);
+    CHECK(rm_sampler_sample(s, logits, NULL, 0, 0) == 1);
     rm_sampler_free(s);
     /* repetition penalty pushes token 1 below token 3 */
     p.repeat_penalty = 1.5f;
     CHECK_OK(rm_sampler_new(&p, 8, &s));
     int32_t hist[1] = {1};
-    CHECK(rm_sampler_sample(s, logits, hist, 1) == 3);
+    CHECK(rm_sampler_sample(s, logits, hist, 1, 0) == 3);
     rm_sampler_free(s);
     /* top-k 2 only ever gives the two best; frequencies follow softmax */
     rm_sampler_params_default(&p);
     p.temperature = 1.0f, p.top_k = 2, p.top_p = 1.0f, p.min_p = 0, p.seed = 42;
     CHECK_OK(rm_sampler_new(&p, 8, &s));
     int counts[8] = {0};
-    for (int i = 0; i < 20000; i++) counts[rm_sampler_sample(s, logits, NULL, 0)]++;
+    for (int i = 0; i < 20000; i++) counts[rm_sampler_sample(s, logits, NULL, 0, 0)]++;
     rm_sampler_free(s);
     CHECK(counts[1] + counts[3] == 20000);
     double want1 = 1.0 / (1.0 + exp(1.9 - 2.0));
@@ -175,7 +175,7 @@ TEST(model_sampler_greedy_topk_and_seed) {
     CHECK_OK(rm_sampler_new(&p, 8, &a));
     CHECK_OK(rm_sampler_new(&p, 8, &b));
     for (int i = 0; i < 200; i++) {
-        int32_t x = rm_sampler_sample(a, logits, NULL, 0), y = rm_sampler_sample(b, logits, NULL, 0);
+        int32_t x = rm_sampler_sample(a, logits, NULL, 0, 0), y = rm_sampler_sample(b, logits, NULL, 0, 0);
         CHECK(x == y);
         CHECK(expf(logits[x] - 2.0f) >= 0.3f - 1e-6f);
     }
@@ -249,7 +249,7 @@ TEST(model_sampler_partial_sort_matches_full_sort) {
             /* flat logits (a long top-p tail), broad, and peaked (a cut inside the first prefix) */
             float scale = draw % 3 == 0 ? 0.5f : draw % 3 == 1 ? 4.0f : 40.0f;
             for (int i = 0; i < V; i++) logit[i] = scale * (float)(rm_rng_uniform(&g) * 2 - 1);
-            same += rm_sampler_sample(s, logit, NULL, 0) == ref_sample(&p, logit, V, &rng);
+            same += rm_sampler_sample(s, logit, NULL, 0, 0) == ref_sample(&p, logit, V, &rng);
         }
         if (same != 200) fprintf(stderr, "case %zu: %d of 200 draws equal the full sort's\n", c, same);
         CHECK(same == 200);
@@ -263,12 +263,68 @@ TEST(model_sampler_partial_sort_matches_full_sort) {
     rm_sampler *s = NULL;
     CHECK_OK(rm_sampler_new(&p, 6, &s));
     int counts[6] = {0};
-    for (int i = 0; i < 60000; i++) counts[rm_sampler_sample(s, small, NULL, 0)]++;
+    for (int i = 0; i < 60000; i++) counts[rm_sampler_sample(s, small, NULL, 0, 0)]++;
     double z = 0;
     for (int i = 0; i < 6; i++) z += exp(small[i] / 0.9);
     for (int i = 0; i < 6; i++) CHECK_NEAR(counts[i] / 60000.0, exp(small[i] / 0.9) / z, 0.01);
     rm_sampler_free(s);
     rm_free(logit);
+}
+
+/* OpenAI's frequency and presence penalties against the formula applied
+ * naively (each output token counted by a scan), then the full-sort
+ * sampler: the same draws, greedy and filtered. The prompt's tokens are
+ * not penalised. */
+TEST(model_sampler_openai_penalties_match_the_formula) {
+    enum { V = 300, N_HIST = 120 };
+    float logit[V], pen[V];
+    int32_t hist[N_HIST];
+    uint64_t g = 11;
+    const struct { float freq, pres, temp; } cases[] = {
+        {0.5f, 0.0f, 0}, {0.0f, 0.8f, 0}, {0.7f, 0.3f, 0}, {-0.6f, 0.4f, 0}, {1.2f, 0.5f, 1.0f}, {0.3f, -0.9f, 0.7f}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        rm_sampler_params p;
+        rm_sampler_params_default(&p);
+        p.temperature = cases[c].temp, p.top_k = 0, p.top_p = 0.9f, p.min_p = 0, p.seed = 31 + c;
+        p.frequency_penalty = cases[c].freq, p.presence_penalty = cases[c].pres;
+        rm_sampler *s = NULL;
+        CHECK_OK(rm_sampler_new(&p, V, &s));
+        uint64_t rng = p.seed;
+        int same = 0, moved = 0;
+        for (int draw = 0; draw < 100; draw++) {
+            for (int i = 0; i < V; i++) logit[i] = 3.0f * (float)(rm_rng_uniform(&g) * 2 - 1);
+            /* few distinct ids, so tokens repeat; the last n_out are the output */
+            for (int i = 0; i < N_HIST; i++) hist[i] = (int32_t)(rm_rng_uniform(&g) * 40);
+            int n_out = draw % 5 == 0 ? 0 : 1 + draw % 90;
+            memcpy(pen, logit, sizeof pen);
+            for (int t = 0; t < V; t++) {
+                int cnt = 0;
+                for (int i = N_HIST - n_out; i < N_HIST; i++) cnt += hist[i] == t;
+                if (cnt) pen[t] -= (float)cnt * p.frequency_penalty + p.presence_penalty;
+            }
+            int32_t got = rm_sampler_sample(s, logit, hist, N_HIST, n_out), want;
+            if (p.temperature <= 0) {
+                want = 0;
+                for (int i = 1; i < V; i++)
+                    if (pen[i] > pen[want]) want = i;
+                int32_t plain = 0;
+                for (int i = 1; i < V; i++)
+                    if (logit[i] > logit[plain]) plain = i;
+                moved += plain != want;
+            } else
+                want = ref_sample(&p, pen, V, &rng);
+            same += got == want;
+        }
+        if (same != 100) fprintf(stderr, "case %zu: %d of 100 draws as the formula's\n", c, same);
+        CHECK(same == 100);
+        if (p.temperature <= 0) CHECK(moved > 0); /* the penalties changed some greedy choices */
+        rm_sampler_free(s);
+    }
+    rm_sampler_params p;
+    rm_sampler_params_default(&p);
+    p.presence_penalty = NAN;
+    rm_sampler *s = NULL;
+    CHECK_ERR(rm_sampler_new(&p, V, &s), RAMOLE_ERR_INVALID);
 }
 
 /* ---- bad model files --------------------------------------------------------- */

@@ -74,6 +74,8 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--top-p")) { VAL(); if (!cli_float(cmd, a, v, 1e-6, 1, &d)) return false; o->sp.top_p = (float)d; }
         else if (!strcmp(a, "--min-p")) { VAL(); if (!cli_float(cmd, a, v, 0, 1, &d)) return false; o->sp.min_p = (float)d; }
         else if (!strcmp(a, "--repeat-penalty")) { VAL(); if (!cli_float(cmd, a, v, 1e-3, 100, &d)) return false; o->sp.repeat_penalty = (float)d; }
+        else if (!strcmp(a, "--frequency-penalty")) { VAL(); if (!cli_float(cmd, a, v, -2, 2, &d)) return false; o->sp.frequency_penalty = (float)d; }
+        else if (!strcmp(a, "--presence-penalty")) { VAL(); if (!cli_float(cmd, a, v, -2, 2, &d)) return false; o->sp.presence_penalty = (float)d; }
         else if (!strcmp(a, "--repeat-last-n")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &l)) return false; o->sp.repeat_last_n = (int)l; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!cli_u64(cmd, a, v, &o->sp.seed)) return false; }
         else if (!strcmp(a, "--lora")) { VAL(); if (!parse_lora(cmd, (char *)v, o)) return false; }

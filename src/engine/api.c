@@ -174,6 +174,8 @@ void ramole_request_sampling_default(ramole_request *r) {
     r->min_p = sp.min_p;
     r->repeat_penalty = sp.repeat_penalty;
     r->repeat_last_n = sp.repeat_last_n;
+    r->frequency_penalty = sp.frequency_penalty;
+    r->presence_penalty = sp.presence_penalty;
     r->seed = sp.seed;
 }
 
@@ -231,6 +233,8 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     q.sampling.min_p = r->min_p;
     q.sampling.repeat_penalty = r->repeat_penalty;
     q.sampling.repeat_last_n = r->repeat_last_n;
+    q.sampling.frequency_penalty = r->frequency_penalty;
+    q.sampling.presence_penalty = r->presence_penalty;
     q.sampling.seed = r->seed;
     q.max_tokens = r->max_tokens;
     q.stop = r->stop;

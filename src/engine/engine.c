@@ -812,7 +812,7 @@ static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
 
 /* Sample r's next token from logits, report it, finish r if it is done. */
 static void advance(rm_engine *e, req *r, const float *logits) {
-    int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks);
+    int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks, r->n_toks - r->n_prompt);
     r->toks[r->n_toks++] = next;
     e->st.tokens_generated++;
     bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && !r->ignore_eos;

@@ -36,6 +36,40 @@ static rm_status dup(const char *s, char **out) {
     return RAMOLE_OK;
 }
 
+/* A message's content: a string, or OpenAI's array of content parts, whose
+ * text parts are joined with newlines as vLLM joins them; a model without
+ * eyes or ears refuses the other kinds by name. */
+static rm_status message_content(const json_t *c, size_t i, char **out) {
+    if (json_is_string(c)) return dup(json_string_value(c), out);
+    const char *what = "field \"messages\": message %zu needs \"content\": a string or an array of "
+                       "{\"type\": \"text\", \"text\"} parts";
+    if (!json_is_array(c)) return rm_err(RAMOLE_ERR_INVALID, what, i);
+    size_t len = 0;
+    for (size_t j = 0; j < json_array_size(c); j++) {
+        const json_t *part = json_array_get(c, j), *type = json_object_get(part, "type"),
+                     *text = json_object_get(part, "text");
+        if (!json_is_string(type)) return rm_err(RAMOLE_ERR_INVALID, what, i);
+        if (strcmp(json_string_value(type), "text"))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu, part %zu is of type \"%s\"; "
+                          "ramole's models read text parts only", i, j, json_string_value(type));
+        if (!json_is_string(text))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu, part %zu needs a string \"text\"",
+                          i, j);
+        len += json_string_length(text) + 1;
+    }
+    char *s = rm_malloc(len + 1), *p = s;
+    if (!s) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    for (size_t j = 0; j < json_array_size(c); j++) {
+        const json_t *text = json_object_get(json_array_get(c, j), "text");
+        if (j) *p++ = '\n';
+        memcpy(p, json_string_value(text), json_string_length(text));
+        p += json_string_length(text);
+    }
+    *p = 0;
+    *out = s;
+    return RAMOLE_OK;
+}
+
 static rm_status parse_prompt(const json_t *o, rm_request_spec *sp) {
     const json_t *p = json_object_get(o, "prompt"), *m = json_object_get(o, "messages");
     if (p && json_is_null(p)) p = NULL;
@@ -70,16 +104,17 @@ static rm_status parse_prompt(const json_t *o, rm_request_spec *sp) {
     q->n_messages = (int)n;
     for (size_t i = 0; i < n; i++) {
         const json_t *msg = json_array_get(m, i);
-        const json_t *role = json_object_get(msg, "role"), *content = json_object_get(msg, "content");
-        if (!json_is_string(role) || !json_is_string(content))
-            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu needs string \"role\" and \"content\"", i);
+        const json_t *role = json_object_get(msg, "role");
+        if (!json_is_string(role))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu needs a string \"role\"", i);
         const char *r = json_string_value(role);
+        if (!strcmp(r, "developer")) r = "system"; /* OpenAI's newer name for the system role */
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
-            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu has role \"%s\" (system, user or "
-                          "assistant)", i, r);
+            return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu has role \"%s\" (system, developer, "
+                          "user or assistant)", i, r);
         char *role_s = NULL, *content_s = NULL;
         rm_status st = dup(r, &role_s);
-        if (st == RAMOLE_OK) st = dup(json_string_value(content), &content_s);
+        if (st == RAMOLE_OK) st = message_content(json_object_get(msg, "content"), i, &content_s);
         sp->messages[i].role = role_s;
         sp->messages[i].content = content_s;
         RM_TRY(st);
@@ -171,6 +206,63 @@ static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
+/* Fields of OpenAI's bodies that ramole does not do, each with its "off"
+ * value: off, it is accepted; on, refused by name, since an answer that
+ * silently lacks what was asked for is worse than an error. */
+typedef enum { OFF_EMPTY, OFF_ZERO, OFF_ONE, OFF_TEXT } off_kind;
+
+static bool is_off(const json_t *v, off_kind k) {
+    if (!v || json_is_null(v)) return true;
+    switch (k) {
+    case OFF_ONE: return json_is_integer(v) && json_integer_value(v) == 1;
+    case OFF_TEXT: {
+        const json_t *t = json_object_get(v, "type");
+        return json_is_string(t) && !strcmp(json_string_value(t), "text");
+    }
+    case OFF_ZERO:
+        if (json_is_integer(v) && json_integer_value(v) == 0) return true;
+        /* fall through */
+    default:
+        return json_is_false(v) || (json_is_string(v) && !json_string_length(v)) ||
+               (json_is_array(v) && !json_array_size(v)) || (json_is_object(v) && !json_object_size(v));
+    }
+}
+
+static rm_status refuse_unsupported(const json_t *o) {
+    static const struct {
+        const char *field;
+        off_kind off;
+        const char *give; /* what to give instead */
+    } fields[] = {
+        {"n", OFF_ONE, "1"}, {"best_of", OFF_ONE, "1"},
+        {"logprobs", OFF_EMPTY, "null or false"}, {"top_logprobs", OFF_ZERO, "null or 0"},
+        {"echo", OFF_EMPTY, "false"}, {"suffix", OFF_EMPTY, "null"},
+        {"tools", OFF_EMPTY, "null or []: ramole does not call tools"},
+        {"functions", OFF_EMPTY, "null or []: ramole does not call functions"},
+        {"logit_bias", OFF_EMPTY, "null or {}"},
+        {"response_format", OFF_TEXT, "{\"type\": \"text\"}: ramole does not constrain its output"},
+    };
+    for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)
+        if (!is_off(json_object_get(o, fields[f].field), fields[f].off))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"%s\" must be %s", fields[f].field, fields[f].give);
+    return RAMOLE_OK;
+}
+
+/* OpenAI's limits on the answer: "max_tokens", or its newer name for chat,
+ * "max_completion_tokens" (vLLM takes either). Without them a completion
+ * stops at 16 tokens, as OpenAI's legacy completions do, and a chat answer
+ * runs until it ends or the context is full, as OpenAI's chat does. */
+static rm_status parse_max_tokens(const json_t *o, rm_engine_request *q) {
+    json_int_t a = -1, b = -1;
+    RM_TRY(get_int(o, "max_tokens", 0, 1 << 24, "an integer >= 0", &a));
+    RM_TRY(get_int(o, "max_completion_tokens", 0, 1 << 24, "an integer >= 0", &b));
+    if (a >= 0 && b >= 0 && a != b)
+        return rm_err(RAMOLE_ERR_INVALID, "fields \"max_tokens\" (%lld) and \"max_completion_tokens\" (%lld) "
+                      "disagree; give one", (long long)a, (long long)b);
+    q->max_tokens = a >= 0 ? (int)a : b >= 0 ? (int)b : q->n_messages ? 0 : 16;
+    return RAMOLE_OK;
+}
+
 static rm_status parse(const json_t *o, rm_request_spec *sp) {
     if (!json_is_object(o)) return rm_err(RAMOLE_ERR_INVALID, "a request must be a JSON object");
     rm_engine_request *q = &sp->req;
@@ -179,7 +271,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     q->sampling.top_p = 1.0f;
     q->sampling.top_k = 0;
     q->sampling.min_p = 0;
-    q->max_tokens = 16;
+    RM_TRY(refuse_unsupported(o));
     RM_TRY(parse_prompt(o, sp));
     /* the float fields: name, range, what to say when it is out */
     const struct {
@@ -192,15 +284,16 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         {"top_p", 1e-9, 1, "a number in (0, 1]", &q->sampling.top_p},
         {"min_p", 0, 1, "a number in [0, 1]", &q->sampling.min_p},
         {"repeat_penalty", 1e-3, 100, "a number in [0.001, 100]", &q->sampling.repeat_penalty},
+        {"frequency_penalty", -2, 2, "a number in [-2, 2]", &q->sampling.frequency_penalty},
+        {"presence_penalty", -2, 2, "a number in [-2, 2]", &q->sampling.presence_penalty},
     };
     for (size_t n = 0; n < sizeof nums / sizeof nums[0]; n++) {
         double d = *nums[n].dst;
         RM_TRY(get_number(o, nums[n].field, nums[n].lo, nums[n].hi, nums[n].what, &d));
         *nums[n].dst = (float)d;
     }
-    json_int_t i = q->max_tokens;
-    RM_TRY(get_int(o, "max_tokens", 0, 1 << 24, "an integer >= 0", &i));
-    q->max_tokens = (int)i;
+    RM_TRY(parse_max_tokens(o, q));
+    json_int_t i;
     i = q->sampling.top_k;
     RM_TRY(get_int(o, "top_k", 0, 1 << 24, "an integer >= 0", &i));
     q->sampling.top_k = (int)i;

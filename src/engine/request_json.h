@@ -5,10 +5,18 @@
  * Fields (all optional but the prompt), with OpenAI's meanings and
  * defaults where OpenAI has them:
  *   "prompt"       string, or an array of token ids
- *   "messages"     [{"role", "content"}] through the model's chat template
- *   "max_tokens"   integer >= 0 (default 16; 0: until the context is full)
+ *   "messages"     [{"role", "content"}] through the model's chat template;
+ *                  roles system, developer (as system), user, assistant;
+ *                  content a string or an array of {"type": "text", "text"}
+ *                  parts (joined with newlines, as vLLM joins them)
+ *   "max_tokens"   integer >= 0, or "max_completion_tokens" (OpenAI's newer
+ *                  name); default 16 for a prompt, as OpenAI's completions,
+ *                  and for messages until the answer ends or the context is
+ *                  full, as OpenAI's chat; 0: until the context is full
  *   "temperature"  number in [0, 2] (default 1; 0 is greedy)
  *   "top_p"        number in (0, 1] (default 1)
+ *   "frequency_penalty", "presence_penalty"   numbers in [-2, 2] (default 0),
+ *                  over the output so far, as OpenAI and vLLM
  *   "top_k", "min_p", "repeat_penalty"   llama.cpp's samplers (default off)
  *   "seed"         integer >= 0 (default a fixed seed: batches are repeatable)
  *   "stop"         string or array of up to 16 strings
@@ -17,7 +25,12 @@
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
  *                   adapters are given, weights to 1
- * Unknown fields are ignored, as OpenAI clients send more than ramole uses.
+ * Other fields are ignored, as OpenAI clients send more than ramole uses,
+ * except those that ask for what ramole does not do: "n" and "best_of"
+ * other than 1, "logprobs", "top_logprobs", "echo", "suffix", "tools",
+ * "functions", "logit_bias", and a "response_format" other than text are
+ * refused by name unless they hold their "off" value (null, false, 0, "",
+ * [] or {}), which clients send by default.
  * Errors (ERR_INVALID) name the field and what it must be.
  */
 #ifndef RM_REQUEST_JSON_H

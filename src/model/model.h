@@ -271,6 +271,10 @@ typedef struct {
     float min_p;          /* <= 0: off */
     float repeat_penalty; /* 1: off; as llama.cpp: logit > 0 ? /p : *p */
     int repeat_last_n;    /* window of recent tokens the penalty sees */
+    /* OpenAI's penalties (0: off), over the output so far, after the
+     * repeat penalty as vLLM orders them: a token seen c > 0 times there
+     * loses c * frequency_penalty + presence_penalty from its logit */
+    float frequency_penalty, presence_penalty;
     uint64_t seed;
 } rm_sampler_params;
 
@@ -279,9 +283,10 @@ void rm_sampler_params_default(rm_sampler_params *p);
 typedef struct rm_sampler rm_sampler;
 rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out);
 void      rm_sampler_free(rm_sampler *s);
-/* Pick the next token from logits (not modified); history: tokens so far. */
+/* Pick the next token from logits (not modified); history: tokens so far,
+ * of which the last n_output are the output (what OpenAI's penalties see). */
 int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history,
-                            int n_history);
+                            int n_history, int n_output);
 
 /* ---- writing ---------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /*
- * sampler.c — choosing the next token: greedy, or repetition penalty, then
- * top-k, top-p, min-p, temperature and a seeded draw, in llama.cpp's order.
+ * sampler.c — choosing the next token: the repetition penalty, then OpenAI's
+ * frequency and presence penalties, then greedy or top-k, top-p, min-p,
+ * temperature and a seeded draw, in llama.cpp's order.
  * Scratch for the candidates is reserved at creation (no allocation per
  * token).
  */
@@ -17,6 +18,7 @@ struct rm_sampler {
     float *logit;   /* [vocab] working copy */
     int32_t *idx;   /* [vocab] candidate ids */
     float *prob;    /* [vocab] */
+    int32_t *count; /* [vocab] zero between calls: the output's token counts */
 };
 
 void rm_sampler_params_default(rm_sampler_params *p) {
@@ -26,6 +28,7 @@ void rm_sampler_params_default(rm_sampler_params *p) {
     p->min_p = 0.05f;
     p->repeat_penalty = 1.0f;
     p->repeat_last_n = 64;
+    p->frequency_penalty = p->presence_penalty = 0;
     p->seed = 0x5eed;
 }
 
@@ -35,6 +38,8 @@ rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out
     if (p->top_p <= 0 || p->min_p < 0 || p->min_p > 1 || p->repeat_penalty <= 0 || p->repeat_last_n < 0)
         return rm_err(RAMOLE_ERR_INVALID,
                       "sampler: need top_p in (0,1], min_p in [0,1], repeat_penalty > 0, repeat_last_n >= 0");
+    if (!isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
+        return rm_err(RAMOLE_ERR_INVALID, "sampler: frequency and presence penalties must be finite");
     rm_sampler *s = rm_calloc(1, sizeof *s);
     if (!s) return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
     s->p = *p;
@@ -43,7 +48,8 @@ rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out
     s->logit = rm_malloc((size_t)vocab * sizeof *s->logit);
     s->idx = rm_malloc((size_t)vocab * sizeof *s->idx);
     s->prob = rm_malloc((size_t)vocab * sizeof *s->prob);
-    if (!s->logit || !s->idx || !s->prob) {
+    s->count = rm_calloc((size_t)vocab, sizeof *s->count);
+    if (!s->logit || !s->idx || !s->prob || !s->count) {
         rm_sampler_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
     }
@@ -56,6 +62,7 @@ void rm_sampler_free(rm_sampler *s) {
     rm_free(s->logit);
     rm_free(s->idx);
     rm_free(s->prob);
+    rm_free(s->count);
     rm_free(s);
 }
 
@@ -134,7 +141,22 @@ static int filter_cut(const rm_sampler *s, int n, double sum, bool *inside) {
     return keep;
 }
 
-int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history, int n_history) {
+/* OpenAI's penalties over the output: counted, applied once per distinct
+ * token and the counts zeroed again, O(n_output) per call. */
+static void penalise_output(rm_sampler *s, const int32_t *out, int n_output) {
+    const rm_sampler_params *p = &s->p;
+    for (int i = 0; i < n_output; i++)
+        if (out[i] >= 0 && out[i] < s->vocab) s->count[out[i]]++;
+    for (int i = 0; i < n_output; i++) {
+        int32_t t = out[i];
+        if (t < 0 || t >= s->vocab || !s->count[t]) continue;
+        s->logit[t] -= (float)s->count[t] * p->frequency_penalty + p->presence_penalty;
+        s->count[t] = 0;
+    }
+}
+
+int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history, int n_history,
+                          int n_output) {
     const rm_sampler_params *p = &s->p;
     memcpy(s->logit, logits, (size_t)s->vocab * sizeof *s->logit);
     if (p->repeat_penalty != 1.0f && history) {
@@ -149,6 +171,9 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
             *l = *l > 0 ? *l / p->repeat_penalty : *l * p->repeat_penalty;
         }
     }
+    int n_out = n_output < n_history ? n_output : n_history;
+    if ((p->frequency_penalty != 0 || p->presence_penalty != 0) && history && n_out > 0)
+        penalise_output(s, history + n_history - n_out, n_out);
     if (p->temperature <= 0) {
         int32_t best = 0;
         for (int i = 1; i < s->vocab; i++)

@@ -288,6 +288,26 @@ void srv_gen_clear(srv_gen *g) {
     memset(g, 0, sizeof *g);
 }
 
+/* OpenAI's "stream_options": {"include_usage": bool}, only with "stream"
+ * (as OpenAI and vLLM refuse it otherwise). */
+static bool stream_options(const json_t *body, srv_gen *out, srv_reply *err) {
+    const json_t *so = json_object_get(body, "stream_options");
+    if (!so || json_is_null(so)) return true;
+    const json_t *iu = json_object_get(so, "include_usage");
+    if (!json_is_object(so) || (iu && !json_is_null(iu) && !json_is_boolean(iu))) {
+        srv_reply_error(err, 400, "stream_options", "invalid_value",
+                        "field \"stream_options\" must be an object {\"include_usage\": true or false}");
+        return false;
+    }
+    if (!out->stream) {
+        srv_reply_error(err, 400, "stream_options", "invalid_value",
+                        "field \"stream_options\" is only allowed when \"stream\" is true");
+        return false;
+    }
+    out->usage_chunk = json_is_true(iu);
+    return true;
+}
+
 bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *text, size_t len, srv_gen *out,
                        srv_reply *err) {
     memset(out, 0, sizeof *out);
@@ -299,15 +319,11 @@ bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *t
         goto fail;
     }
     const json_t *prompt = json_object_get(body, "prompt"), *msgs = json_object_get(body, "messages"),
-                 *n = json_object_get(body, "n"), *stream = json_object_get(body, "stream");
+                 *stream = json_object_get(body, "stream");
     if (chat ? !json_is_array(msgs) || prompt : !prompt || msgs) {
         srv_reply_error(err, 400, chat ? "messages" : "prompt", "invalid_value",
                         chat ? "field \"messages\" (an array) is required here, and \"prompt\" is not allowed"
                              : "field \"prompt\" is required here, and \"messages\" is not allowed");
-        goto fail;
-    }
-    if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1)) {
-        srv_reply_error(err, 400, "n", "invalid_value", "field \"n\" must be 1");
         goto fail;
     }
     if (stream && !json_is_null(stream) && !json_is_boolean(stream)) {
@@ -315,6 +331,7 @@ bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *t
         goto fail;
     }
     out->stream = stream && json_is_true(stream);
+    if (!stream_options(body, out, err)) goto fail;
     if (!(out->req = srv_req_new())) {
         srv_reply_error(err, 500, NULL, NULL, "out of memory");
         goto fail;

@@ -224,13 +224,14 @@ void srv_reply_clear(srv_reply *r);
  * A generation request read from its body, before the scheduler runs it:
  * the engine's spec in req (one reference), the adapters chosen by "model"
  * and "lora" (resolved in the registry as the caller's tenant sees them),
- * the response's "lora" object, and whether to stream.
+ * the response's "lora" object, whether to stream, and whether the stream
+ * ends with OpenAI's usage chunk ("stream_options": {"include_usage"}).
  */
 typedef struct {
     srv_req *req;
     json_t *lora;
     rm_reg_response used;   /* the adapters, for the record of responses */
-    bool stream;
+    bool stream, usage_chunk;
 } srv_gen;
 
 /*

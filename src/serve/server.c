@@ -38,6 +38,7 @@ typedef struct {
     rm_server *s;
     srv_req *r;
     bool stream, chat;
+    bool usage_chunk;    /* the stream ends with a chunk of usage alone */
     char id[RM_REG_RESPONSE_ID_MAX + 1];
     long created;
     json_t *lora;        /* the response's "lora" object */
@@ -182,6 +183,13 @@ static json_t *chunk(gen_resp *g, const char *text, size_t len, const char *fini
                      "model", g->s->model_name, "choices", choice);
 }
 
+/* OpenAI's last chunk under "include_usage": no choices, the usage. */
+static json_t *usage_chunk(gen_resp *g, const srv_req *r) {
+    return json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", g->id, "object",
+                     g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
+                     "model", g->s->model_name, "choices", "usage", usage_obj(r));
+}
+
 /* The router's mean weights over the answer into the lora object (r->mu held). */
 static void set_router_weights(gen_resp *g, const srv_req *r) {
     json_t *list = json_object_get(g->lora, "adapters");
@@ -252,9 +260,10 @@ static bool produce(gen_resp *g) {
             json_object_set_new(last, "usage", usage_obj(r));
             set_router_weights(g, r);
             json_object_set(last, "lora", g->lora);
-            char *c = sse(last);
-            b = c ? rm_asprintf("%sdata: [DONE]\n\n", c) : NULL;
+            char *c = sse(last), *u = g->usage_chunk ? sse(usage_chunk(g, r)) : NULL;
+            b = c && (u || !g->usage_chunk) ? rm_asprintf("%s%sdata: [DONE]\n\n", c, u ? u : "") : NULL;
             rm_free(c);
+            rm_free(u);
             g->sent_final = true;
         }
         out = rm_asprintf("%s%s", a ? a : "", b ? b : "");
@@ -348,6 +357,7 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
     gen.req = NULL;
     g->chat = chat;
     g->stream = gen.stream;
+    g->usage_chunk = gen.usage_chunk;
     g->lora = gen.lora;
     gen.lora = NULL;
     g->created = (long)time(NULL);

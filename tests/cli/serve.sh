@@ -63,8 +63,10 @@ P="reverse the word cloud"
 base_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos 2>/dev/null)
 rev_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev:0.5" 2>/dev/null)
 rev1_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev" 2>/dev/null)
-node -e 'const [p, b, r, r1, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, dir: d}))' \
-  "$P" "$base_text" "$rev_text" "$rev1_text" "$TMP" >"$TMP/expected.json"
+presence_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --presence-penalty -2 2>/dev/null)
+ctx=$($R info "$TMP/m" 2>/dev/null | sed -n 's/^context: *\([0-9]*\).*/\1/p')
+node -e 'const [p, b, r, r1, pr, c, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, presence_text: pr, ctx: +c, dir: d}))' \
+  "$P" "$base_text" "$rev_text" "$rev1_text" "$presence_text" "$ctx" "$TMP" >"$TMP/expected.json"
 
 if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny --grace 60; then
   grep -q "registry sqlite:$TMP/reg.db with 2 active adapters" "$TMP/open.out" \

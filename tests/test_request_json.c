@@ -1,0 +1,128 @@
+/*
+ * test_request_json.c — a generation request from the JSON that OpenAI's
+ * clients send: the fields ramole reads, the defaults OpenAI gives, and
+ * the clear refusals of what ramole does not do.
+ */
+#include "test.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#include "engine/request_json.h"
+
+/* Parse text into spec; the status, with spec freed on failure. */
+static ramole_status parse_text(const char *text, rm_request_spec *spec) {
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!o) {
+        rm_test_fail(__FILE__, __LINE__, "bad test JSON %s: %s", text, je.text);
+        return RAMOLE_ERR_INVALID;
+    }
+    ramole_status st = rm_request_spec_from_json(o, spec);
+    json_decref(o);
+    return st;
+}
+
+/* text must be refused, with a message holding needle. */
+static void refused(const char *text, const char *needle) {
+    rm_request_spec sp;
+    ramole_status st = parse_text(text, &sp);
+    CHECK_MSG(st == RAMOLE_ERR_INVALID, "%s was not refused", text);
+    if (st == RAMOLE_OK) rm_request_spec_free(&sp);
+    else CHECK_MSG(strstr(ramole_last_error(), needle), "%s: message \"%s\" lacks \"%s\"", text,
+                   ramole_last_error(), needle);
+}
+
+static void accepted(const char *text) {
+    rm_request_spec sp;
+    ramole_status st = parse_text(text, &sp);
+    CHECK_MSG(st == RAMOLE_OK, "%s refused: %s", text, ramole_last_error());
+    if (st == RAMOLE_OK) rm_request_spec_free(&sp);
+}
+
+TEST(request_json_max_tokens_defaults_as_openai) {
+    rm_request_spec sp;
+    /* legacy completions stop at 16; chat runs until it ends or the context is full (0) */
+    CHECK_OK(parse_text("{\"prompt\": \"a\"}", &sp));
+    CHECK(sp.req.max_tokens == 16);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}]}", &sp));
+    CHECK(sp.req.max_tokens == 0);
+    rm_request_spec_free(&sp);
+    /* the newer name, either name, both when they agree */
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"max_completion_tokens\": 7}", &sp));
+    CHECK(sp.req.max_tokens == 7);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"max_tokens\": 5, \"max_completion_tokens\": 5}", &sp));
+    CHECK(sp.req.max_tokens == 5);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"max_tokens\": null, \"max_completion_tokens\": 3}", &sp));
+    CHECK(sp.req.max_tokens == 3);
+    rm_request_spec_free(&sp);
+    refused("{\"prompt\": \"a\", \"max_tokens\": 5, \"max_completion_tokens\": 6}", "disagree");
+    refused("{\"prompt\": \"a\", \"max_completion_tokens\": -1}", "\"max_completion_tokens\" must be");
+    refused("{\"prompt\": \"a\", \"max_completion_tokens\": 2.5}", "\"max_completion_tokens\" must be");
+}
+
+TEST(request_json_message_content_parts_and_roles) {
+    rm_request_spec sp;
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"developer\", \"content\": \"Be brief.\"},"
+                        " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"one\"},"
+                        " {\"type\": \"text\", \"text\": \"two\"}]},"
+                        " {\"role\": \"assistant\", \"content\": []}]}",
+                        &sp));
+    CHECK(sp.req.n_messages == 3);
+    if (sp.req.n_messages == 3) {
+        CHECK(!strcmp(sp.req.messages[0].role, "system")); /* OpenAI's newer name for it */
+        CHECK(!strcmp(sp.req.messages[0].content, "Be brief."));
+        CHECK(!strcmp(sp.req.messages[1].role, "user"));
+        CHECK(!strcmp(sp.req.messages[1].content, "one\ntwo")); /* joined as vLLM joins them */
+        CHECK(!strcmp(sp.req.messages[2].content, ""));
+    }
+    rm_request_spec_free(&sp);
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\", \"image_url\": {\"url\": \"x\"}}]}]}",
+            "part 0 is of type \"image_url\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}", "part 0 needs a string \"text\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": [\"x\"]}]}", "message 0 needs \"content\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": null}]}", "message 0 needs \"content\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"tool\", \"content\": \"b\"}]}",
+            "message 1 has role \"tool\"");
+    refused("{\"messages\": [{\"content\": \"a\"}]}", "message 0 needs a string \"role\"");
+}
+
+TEST(request_json_openai_penalties) {
+    rm_request_spec sp;
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"frequency_penalty\": 0.5, \"presence_penalty\": -1.25}", &sp));
+    CHECK(sp.req.sampling.frequency_penalty == 0.5f);
+    CHECK(sp.req.sampling.presence_penalty == -1.25f);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\"}", &sp));
+    CHECK(sp.req.sampling.frequency_penalty == 0 && sp.req.sampling.presence_penalty == 0);
+    rm_request_spec_free(&sp);
+    refused("{\"prompt\": \"a\", \"frequency_penalty\": 2.5}", "\"frequency_penalty\" must be a number in [-2, 2]");
+    refused("{\"prompt\": \"a\", \"presence_penalty\": \"high\"}", "\"presence_penalty\" must be a number in [-2, 2]");
+}
+
+TEST(request_json_refuses_what_ramole_does_not_do) {
+    /* each field's "off" value is accepted: clients send them by default */
+    accepted("{\"prompt\": \"a\", \"n\": 1, \"best_of\": 1, \"logprobs\": null, \"echo\": false, \"suffix\": null,"
+             " \"logit_bias\": {}, \"user\": \"u\", \"stream\": false}");
+    accepted("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": false, \"top_logprobs\": 0,"
+             " \"tools\": [], \"functions\": null, \"tool_choice\": \"none\", \"response_format\": {\"type\": \"text\"},"
+             " \"parallel_tool_calls\": false, \"store\": false, \"metadata\": {}}");
+    /* on, each is refused by name */
+    refused("{\"prompt\": \"a\", \"n\": 2}", "field \"n\" must be 1");
+    refused("{\"prompt\": \"a\", \"best_of\": 3}", "field \"best_of\" must be 1");
+    refused("{\"prompt\": \"a\", \"logprobs\": 0}", "field \"logprobs\"");
+    refused("{\"prompt\": \"a\", \"logprobs\": 5}", "field \"logprobs\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": true}", "field \"logprobs\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"top_logprobs\": 2}", "field \"top_logprobs\"");
+    refused("{\"prompt\": \"a\", \"echo\": true}", "field \"echo\"");
+    refused("{\"prompt\": \"a\", \"suffix\": \"end\"}", "field \"suffix\"");
+    refused("{\"prompt\": \"a\", \"logit_bias\": {\"50256\": -100}}", "field \"logit_bias\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": \"function\","
+            " \"function\": {\"name\": \"f\"}}]}",
+            "does not call tools");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": \"json_object\"}}",
+            "does not constrain its output");
+}
