@@ -255,6 +255,14 @@ typedef enum {
     RAMOLE_FINISH_ERROR,
 } ramole_finish;
 
+/* A token and its log-probability. */
+typedef struct {
+    int32_t id;
+    float logprob;
+} ramole_token_logprob;
+
+#define RAMOLE_MAX_TOP_LOGPROBS 20
+
 typedef struct {
     int64_t id;
     ramole_finish finish;   /* NONE while running */
@@ -263,6 +271,12 @@ typedef struct {
     size_t len;
     const char *error;      /* RAMOLE_FINISH_ERROR: why */
     int n_prompt, n_generated;
+    /* a request with logprobs set, with a token: its log-probability under
+     * the model's raw distribution (before penalties and temperature) and
+     * the n_top most likely tokens, most likely first; top NULL otherwise */
+    float logprob;
+    const ramole_token_logprob *top;
+    int n_top;
 } ramole_event;
 
 typedef void (*ramole_event_fn)(const ramole_event *ev, void *user);
@@ -294,6 +308,8 @@ typedef struct {
     const char *const *stop;
     int n_stop;
     int ignore_eos;
+    int logprobs;           /* events carry each token's log-probability */
+    int top_logprobs;       /* and that many alternatives (0..RAMOLE_MAX_TOP_LOGPROBS) */
     /* adapters */
     ramole_compose_mode mode;
     int n_adapters;
@@ -373,6 +389,12 @@ typedef struct {
     int32_t *tokens;        /* the generated ids */
     int n_tokens;
     int n_prompt;
+    struct {                /* when the request asked for log-probabilities (n > 0) */
+        int n, cap, n_top;
+        int32_t *ids;       /* [n] the tokens */
+        float *lp;          /* [n] their log-probabilities */
+        ramole_token_logprob *top; /* [n * n_top] each one's alternatives, most likely first */
+    } logprobs;
     char *error;            /* why it was refused or failed, or NULL */
 } ramole_result;
 

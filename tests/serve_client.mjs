@@ -173,8 +173,40 @@ if (mode === "open") {
     return isError(r, 400, "only allowed when \"stream\" is true");
   });
 
+  await check("serve_logprobs_as_batch_and_streamed", async () => {
+    // completions: the same log-probabilities as `ramole batch` gives for the same body
+    const body = { model: modelName, prompt: expected.prompt, ...greedy, logprobs: 3, lora: { mode: "none" } };
+    const c = await client.completions.create(body);
+    const lp = c.choices[0].logprobs;
+    if (!lp || lp.token_logprobs.length !== 8 || lp.tokens.length !== 8 || lp.text_offset.length !== 8) return JSON.stringify(lp);
+    for (let i = 0; i < 8; i++) {
+      if (Math.abs(lp.token_logprobs[i] - expected.batch_logprobs[i]) > 1e-5) return `token ${i}: ${lp.token_logprobs[i]} vs batch ${expected.batch_logprobs[i]}`;
+      const alts = Object.values(lp.top_logprobs[i]);
+      if (alts.length < 1 || alts.length > 4 || Math.max(...alts) !== lp.token_logprobs[i]) return `top ${i}: ` + JSON.stringify(lp.top_logprobs[i]);
+    }
+    // chat: each token with its 3 alternatives, most likely first; greedy picks the first
+    const req = { model: modelName, messages: [{ role: "user", content: "reverse the word stone" }], ...greedy, logprobs: true, top_logprobs: 3 };
+    const whole = await client.chat.completions.create(req);
+    const content = whole.choices[0].logprobs.content;
+    if (content.length !== whole.usage.completion_tokens) return `${content.length} entries for ${whole.usage.completion_tokens} tokens`;
+    for (const e of content) {
+      const t = e.top_logprobs;
+      if (t.length !== 3 || t[0].token !== e.token || t[0].logprob !== e.logprob || !(t[0].logprob >= t[1].logprob && t[1].logprob >= t[2].logprob) || !(e.logprob <= 0))
+        return "entry " + JSON.stringify(e);
+      if (!Array.isArray(e.bytes) || (!e.token.startsWith("bytes:") && Buffer.from(e.bytes).toString("utf8") !== e.token)) return "bytes " + JSON.stringify(e);
+    }
+    // streamed: the chunks' entries together are the whole answer's
+    const streamed = [];
+    for await (const ch of await client.chat.completions.create({ ...req, stream: true }))
+      if (ch.choices[0] && ch.choices[0].logprobs) streamed.push(...ch.choices[0].logprobs.content);
+    if (JSON.stringify(streamed) !== JSON.stringify(content)) return "streamed " + JSON.stringify(streamed).slice(0, 200);
+    if (whole.choices[0].logprobs === undefined || (await client.chat.completions.create({ ...req, logprobs: false, top_logprobs: 0 })).choices[0].logprobs !== null)
+      return "logprobs off is not null";
+    return isError(await post("/v1/chat/completions", { messages: req.messages, top_logprobs: 2 }), 400, "needs \"logprobs\": true");
+  });
+
   await check("serve_400_unsupported_fields_named", async () => {
-    for (const [body, needle] of [[{ prompt: "a", logprobs: 2 }, "\"logprobs\""], [{ prompt: "a", echo: true }, "\"echo\""],
+    for (const [body, needle] of [[{ prompt: "a", logprobs: 21 }, "\"logprobs\""], [{ prompt: "a", echo: true }, "\"echo\""],
       [{ messages: [{ role: "user", content: "a" }], tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
       [{ messages: [{ role: "user", content: "a" }], response_format: { type: "json_object" } }, "response_format"]]) {
       const route = body.messages ? "/v1/chat/completions" : "/v1/completions";
@@ -182,7 +214,7 @@ if (mode === "open") {
       if (e !== true) return e;
     }
     // and their "off" values, as clients send them, are fine
-    const ok = await post("/v1/chat/completions", { messages: [{ role: "user", content: "a" }], ...greedy, logprobs: false, tools: [], n: 1, response_format: { type: "text" } });
+    const ok = await post("/v1/chat/completions", { messages: [{ role: "user", content: "a" }], ...greedy, tools: [], n: 1, response_format: { type: "text" } });
     return ok.status === 200 || ok.text;
   });
 

@@ -430,6 +430,130 @@ TEST(engine_retrieval_prior_router_matches_a_direct_decode) {
     rm_model_free(m);
 }
 
+/* A request's events with their log-probabilities. */
+typedef struct {
+    collected c;
+    float lp[16];
+    rm_token_logprob top[16][5];
+    int n_top[16];
+    rm_logprob_list list; /* the same, through the list a reply collects */
+} collected_lp;
+
+static void collect_lp(const rm_engine_event *ev, void *user) {
+    collected_lp *c = user;
+    int i = c->c.n;
+    collect(ev, &c->c);
+    if (ev->token < 0 || i >= 16) return;
+    CHECK(ev->top != NULL);
+    c->lp[i] = ev->logprob;
+    c->n_top[i] = ev->n_top;
+    for (int k = 0; ev->top && k < ev->n_top && k < 5; k++) c->top[i][k] = ev->top[k];
+    CHECK_OK(rm_logprob_list_push(&c->list, ev));
+}
+
+/*
+ * Log-probabilities through the engine, sampled at temperature 0.9 with
+ * a mixture of two adapters beside six other requests, against a
+ * teacher-forced direct decode of the same tokens under the same
+ * composition: each token's log-softmax (in double) and the 5 most
+ * likely tokens, raw (before temperature), in order.
+ */
+TEST(engine_logprobs_match_a_direct_decode) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    enum { NP = 7, NEW = 12, TOP = 5 };
+    const int V = m->cfg.vocab_size;
+    int32_t prompt[NP];
+    for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(3 + (t * 29) % 90);
+    test_source ts = {0};
+    static collected_lp got;
+    static collected others[6];
+    memset(&got, 0, sizeof got);
+    rm_engine *e = new_engine(m, &ts, 4, 4, 0);
+    int32_t prompts[6][32];
+    char names[6][3][8];
+    rm_engine_request q;
+    rm_engine_request_init(&q);
+    q.tokens = prompt, q.n_tokens = NP, q.max_tokens = NEW, q.ignore_eos = true;
+    q.sampling.temperature = 0.9f, q.sampling.top_k = 0, q.sampling.top_p = 1, q.sampling.min_p = 0, q.sampling.seed = 5;
+    q.mode = RM_COMPOSE_MIXTURE, q.n_adapters = 2, q.adapters[0] = "e1", q.adapters[1] = "e5";
+    q.logprobs = true, q.top_logprobs = TOP;
+    q.on_event = collect_lp, q.user = &got;
+    int64_t id;
+    if (e) {
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        submit_mixed(e, 0, 6, prompts, names, others);
+        drain(e);
+        /* alternatives beyond the limit, or without logprobs, are refused */
+        q.top_logprobs = RM_MAX_TOP_LOGPROBS + 1;
+        CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_INVALID);
+        q.logprobs = false, q.top_logprobs = 2;
+        CHECK_ERR(rm_engine_submit(e, &q, &id), RAMOLE_ERR_INVALID);
+    }
+    rm_engine_free(e);
+    CHECK(got.c.n == NEW && got.list.n == NEW && got.list.n_top == TOP);
+
+    /* the reference: the prompt, then the engine's tokens one at a time */
+    rm_adapter *a0 = NULL, *a1 = NULL;
+    CHECK_OK(source_load(&ts, m, "e1", &a0));
+    CHECK_OK(source_load(&ts, m, "e5", &a1));
+    rm_ctx *ctx = NULL;
+    rm_lora_state *ls = NULL;
+    rm_ctx_params cp = {.n_ctx = 64, .n_seq = 1, .n_batch = NP, .n_threads = 2};
+    CHECK_OK(rm_lora_ctx_new(m, &cp, 3, 12, &ctx, &ls));
+    rm_composition c = {.mode = RM_COMPOSE_MIXTURE, .k = 2, .experts = {a0, a1}, .n_prompt = NP};
+    int32_t pos[NP], seq[NP] = {0};
+    uint8_t wl[NP] = {0};
+    int checked = 0, not_best = 0;
+    double worst = 0;
+    if (ctx && a0 && a1 && got.c.n == NEW && rm_lora_set(ls, 0, &c) == RAMOLE_OK) {
+        for (int t = 0; t < NP; t++) pos[t] = t;
+        wl[NP - 1] = 1;
+        rm_batch b = {NP, prompt, pos, seq, wl};
+        rm_status st = rm_ctx_decode(ctx, &b);
+        for (int i = 0; st == RAMOLE_OK && i < NEW; i++) {
+            const float *l = rm_ctx_logits(ctx, 0);
+            double mx = l[0], sum = 0;
+            for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+            for (int v = 0; v < V; v++) sum += exp(l[v] - mx);
+            double lse = mx + log(sum);
+            int32_t tok = got.c.toks[i];
+            worst = fmax(worst, fabs(got.lp[i] - (l[tok] - lse)));
+            CHECK(got.list.ids[i] == tok && got.list.lp[i] == got.lp[i]);
+            /* the top 5 by rank: nothing outside them is more likely, and they are in order */
+            CHECK(got.n_top[i] == TOP);
+            for (int k = 0; k < TOP; k++) {
+                int32_t id_k = got.top[i][k].id;
+                CHECK(got.list.top[i * TOP + k].id == id_k);
+                worst = fmax(worst, fabs(got.top[i][k].logprob - (l[id_k] - lse)));
+                if (k) CHECK(got.top[i][k].logprob <= got.top[i][k - 1].logprob);
+            }
+            int more = 0;
+            for (int v = 0; v < V; v++) more += l[v] - lse > got.top[i][TOP - 1].logprob + 1e-4;
+            CHECK_MSG(more <= TOP - 1, "token %d: %d tokens are more likely than the 5th listed", i, more);
+            not_best += tok != got.top[i][0].id;
+            checked++;
+            int32_t p1 = NP + i;
+            uint8_t w1 = 1;
+            rm_batch one = {1, &got.c.toks[i], &p1, seq, &w1};
+            if (i + 1 < NEW) st = rm_ctx_decode(ctx, &one);
+        }
+        CHECK_OK(st);
+    }
+    printf("  logprobs of %d tokens (%d sampled below the top): max |engine - reference| %.2e\n", checked, not_best,
+           worst);
+    CHECK(checked == NEW);
+    CHECK(worst < 1e-3);
+    CHECK_MSG(not_best > 0, "every sampled token was the most likely: the raw distribution is not told apart");
+    for (int i = 0; i < 6; i++) CHECK(others[i].fin == RM_FINISH_LENGTH);
+    rm_logprob_list_free(&got.list);
+    rm_ctx_free(ctx);
+    rm_lora_state_free(ls);
+    rm_adapter_free(a0);
+    rm_adapter_free(a1);
+    rm_model_free(m);
+}
+
 TEST(engine_preemption_keeps_outputs) {
     rm_model *m = engine_model();
     if (!m) return;

@@ -103,20 +103,37 @@ TEST(request_json_openai_penalties) {
     refused("{\"prompt\": \"a\", \"presence_penalty\": \"high\"}", "\"presence_penalty\" must be a number in [-2, 2]");
 }
 
+TEST(request_json_logprobs_as_both_routes_ask) {
+    rm_request_spec sp;
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"logprobs\": 3}", &sp)); /* completions: N alternatives */
+    CHECK(sp.req.logprobs && sp.req.top_logprobs == 3);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"logprobs\": 0}", &sp)); /* the chosen tokens' alone */
+    CHECK(sp.req.logprobs && sp.req.top_logprobs == 0);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": true,"
+                        " \"top_logprobs\": 20}", &sp)); /* chat */
+    CHECK(sp.req.logprobs && sp.req.top_logprobs == 20);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"logprobs\": false, \"top_logprobs\": 0}", &sp));
+    CHECK(!sp.req.logprobs && !sp.req.top_logprobs);
+    rm_request_spec_free(&sp);
+    refused("{\"prompt\": \"a\", \"logprobs\": 21}", "\"logprobs\" must be true, false or an integer from 0 to 20");
+    refused("{\"prompt\": \"a\", \"logprobs\": \"yes\"}", "\"logprobs\" must be");
+    refused("{\"prompt\": \"a\", \"top_logprobs\": 2}", "needs \"logprobs\": true");
+    refused("{\"prompt\": \"a\", \"logprobs\": true, \"top_logprobs\": -1}", "\"top_logprobs\" must be");
+}
+
 TEST(request_json_refuses_what_ramole_does_not_do) {
     /* each field's "off" value is accepted: clients send them by default */
-    accepted("{\"prompt\": \"a\", \"n\": 1, \"best_of\": 1, \"logprobs\": null, \"echo\": false, \"suffix\": null,"
+    accepted("{\"prompt\": \"a\", \"n\": 1, \"best_of\": 1, \"echo\": false, \"suffix\": null,"
              " \"logit_bias\": {}, \"user\": \"u\", \"stream\": false}");
-    accepted("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": false, \"top_logprobs\": 0,"
+    accepted("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}],"
              " \"tools\": [], \"functions\": null, \"tool_choice\": \"none\", \"response_format\": {\"type\": \"text\"},"
              " \"parallel_tool_calls\": false, \"store\": false, \"metadata\": {}}");
     /* on, each is refused by name */
     refused("{\"prompt\": \"a\", \"n\": 2}", "field \"n\" must be 1");
     refused("{\"prompt\": \"a\", \"best_of\": 3}", "field \"best_of\" must be 1");
-    refused("{\"prompt\": \"a\", \"logprobs\": 0}", "field \"logprobs\"");
-    refused("{\"prompt\": \"a\", \"logprobs\": 5}", "field \"logprobs\"");
-    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": true}", "field \"logprobs\"");
-    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"top_logprobs\": 2}", "field \"top_logprobs\"");
     refused("{\"prompt\": \"a\", \"echo\": true}", "field \"echo\"");
     refused("{\"prompt\": \"a\", \"suffix\": \"end\"}", "field \"suffix\"");
     refused("{\"prompt\": \"a\", \"logit_bias\": {\"50256\": -100}}", "field \"logit_bias\"");

@@ -4,7 +4,9 @@
  *
  * Each input line is one request (ramole_request_parse) with an optional
  * "id"; each output line, in input order, is {"id", "text", "tokens",
- * "finish_reason", "usage"}, or {"id", "error": {"message", "line"}} for a
+ * "finish_reason", "usage"} (and "logprobs": {"token_logprobs",
+ * "top_logprobs": [[{"id", "logprob"}]]} when asked for, a list per
+ * token as "tokens"), or {"id", "error": {"message", "line"}} for a
  * line that could not run. The other lines still run; the exit status is 1
  * when any failed.
  */
@@ -85,6 +87,21 @@ static const char *finish_name(ramole_finish f) {
     return f == RAMOLE_FINISH_EOS || f == RAMOLE_FINISH_STOP ? "stop" : ramole_finish_name(f);
 }
 
+/* Each token's log-probability and alternatives, in the order of "tokens". */
+static json_t *logprobs_json(const ramole_result *r) {
+    json_t *lps = json_array(), *tops = json_array();
+    for (int i = 0; i < r->logprobs.n; i++) {
+        json_array_append_new(lps, json_real(r->logprobs.lp[i]));
+        json_t *alts = json_array();
+        for (int k = 0; k < r->logprobs.n_top; k++) {
+            const ramole_token_logprob *t = &r->logprobs.top[(size_t)i * (size_t)r->logprobs.n_top + (size_t)k];
+            json_array_append_new(alts, json_pack("{s:i, s:f}", "id", t->id, "logprob", (double)t->logprob));
+        }
+        json_array_append_new(tops, alts);
+    }
+    return json_pack("{s:o, s:o}", "token_logprobs", lps, "top_logprobs", tops);
+}
+
 /* One output line. */
 static json_t *result_json(const batch_line *b, const ramole_result *r) {
     json_t *o = json_object();
@@ -101,6 +118,7 @@ static json_t *result_json(const batch_line *b, const ramole_result *r) {
     json_t *toks = json_array();
     for (int i = 0; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
     json_object_set_new(o, "tokens", toks);
+    if (r->logprobs.n) json_object_set_new(o, "logprobs", logprobs_json(r));
     json_object_set_new(o, "finish_reason", json_string(finish_name(r->finish)));
     json_t *u = json_object();
     json_object_set_new(u, "prompt_tokens", json_integer(r->n_prompt));

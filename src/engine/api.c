@@ -199,7 +199,8 @@ static void on_event(const rm_engine_event *ev, void *user) {
     trampoline *t = user;
     ramole_event pev = {.id = ev->id, .finish = (ramole_finish)ev->finish, .token = ev->token, .text = ev->text,
                         .len = ev->len, .error = ev->error, .n_prompt = ev->n_prompt,
-                        .n_generated = ev->n_generated};
+                        .n_generated = ev->n_generated, .logprob = ev->logprob,
+                        .top = (const ramole_token_logprob *)ev->top, .n_top = ev->n_top};
     if (t->fn) t->fn(&pev, t->user);
     if (ev->finish != RM_FINISH_NONE) trampoline_free(t);
 }
@@ -240,6 +241,8 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     q.stop = r->stop;
     q.n_stop = r->n_stop;
     q.ignore_eos = r->ignore_eos != 0;
+    q.logprobs = r->logprobs != 0;
+    q.top_logprobs = r->top_logprobs;
     q.mode = (rm_compose_mode)r->mode;
     q.n_adapters = r->n_adapters;
     for (int j = 0; j < r->n_adapters; j++)
@@ -328,6 +331,9 @@ _Static_assert(sizeof(ramole_result) == sizeof(rm_engine_result) &&
                    offsetof(ramole_result, text) == offsetof(rm_engine_result, text) &&
                    offsetof(ramole_result, tokens) == offsetof(rm_engine_result, tokens) &&
                    offsetof(ramole_result, n_prompt) == offsetof(rm_engine_result, n_prompt) &&
+                   offsetof(ramole_result, logprobs.top) == offsetof(rm_engine_result, logprobs.top) &&
+                   sizeof(ramole_token_logprob) == sizeof(rm_token_logprob) &&
+                   RAMOLE_MAX_TOP_LOGPROBS == RM_MAX_TOP_LOGPROBS &&
                    offsetof(ramole_result, error) == offsetof(rm_engine_result, error),
                "ramole_result and rm_engine_result must share their layout");
 

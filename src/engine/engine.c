@@ -43,6 +43,10 @@ typedef struct req {
     int n_cached;               /* tokens the KV cache holds */
     int max_new;                /* tokens it may generate */
     bool ignore_eos;
+    bool logprobs;              /* its token events carry log-probabilities: */
+    int n_top;
+    float lp;                   /* the last token's, set by advance for emit */
+    rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
     rm_sampler *smp;
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
@@ -235,6 +239,11 @@ static void emit(const rm_engine *e, const req *r, rm_finish_reason fin, int32_t
         for (int j = 0; j < r->comp.k; j++) gates[j] = (float)(r->gate_sum[j] / r->gate_n);
         ev.gates = gates;
         ev.n_gates = r->comp.k;
+    }
+    if (r->logprobs && token >= 0) {
+        ev.logprob = r->lp;
+        ev.top = r->top;
+        ev.n_top = r->n_top;
     }
     r->fn(&ev, r->user);
 }
@@ -531,6 +540,13 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
     r->fn = q->on_event;
     r->user = q->user;
     r->ignore_eos = q->ignore_eos;
+    r->logprobs = q->logprobs;
+    r->n_top = q->top_logprobs;
+    if (q->top_logprobs < 0 || q->top_logprobs > RM_MAX_TOP_LOGPROBS || (q->top_logprobs && !q->logprobs)) {
+        rm_free(r);
+        return rm_err(RAMOLE_ERR_INVALID, "request: top_logprobs %d (0..%d, and only with logprobs)", q->top_logprobs,
+                      RM_MAX_TOP_LOGPROBS);
+    }
     rm_status st = encode_prompt(e, q, r);
     if (st == RAMOLE_OK) st = q->embed ? bind_embed(e, q, r) : bind_generation(e, q, r);
     if (st != RAMOLE_OK) {
@@ -814,6 +830,12 @@ static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
 static void advance(rm_engine *e, req *r, const float *logits) {
     int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks, r->n_toks - r->n_prompt);
     r->toks[r->n_toks++] = next;
+    if (r->logprobs) {
+        int32_t ids[RM_MAX_TOP_LOGPROBS];
+        float lps[RM_MAX_TOP_LOGPROBS];
+        rm_logprobs(logits, e->m->cfg.vocab_size, next, r->n_top, &r->lp, ids, lps);
+        for (int k = 0; k < r->n_top; k++) r->top[k] = (rm_token_logprob){ids[k], lps[k]};
+    }
     e->st.tokens_generated++;
     bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && !r->ignore_eos;
     bool full = r->n_toks - r->n_prompt >= r->max_new;

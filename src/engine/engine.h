@@ -75,6 +75,15 @@ typedef enum {
 
 const char *rm_finish_reason_name(rm_finish_reason r); /* "stop", "eos", "length", ... */
 
+/* The most alternatives a token's log-probabilities list (vLLM's and
+ * OpenAI's chat limit). */
+#define RM_MAX_TOP_LOGPROBS 20
+
+typedef struct {
+    int32_t id;
+    float logprob;
+} rm_token_logprob;
+
 typedef struct {
     int64_t id;
     rm_finish_reason finish;  /* NONE for a text event */
@@ -93,6 +102,14 @@ typedef struct {
      * [n_hidden] (the model's hidden size); NULL otherwise */
     const float *hidden;
     int n_hidden;
+    /* a request that asked for log-probabilities, with a token: the
+     * token's log-probability under the model's raw distribution (its
+     * logits' log-softmax, before penalties and temperature, as vLLM
+     * reports by default) and the n_top most likely tokens, most likely
+     * first (ties: lower id first); top NULL otherwise */
+    float logprob;
+    const rm_token_logprob *top;
+    int n_top;
 } rm_engine_event;
 
 typedef void (*rm_engine_event_fn)(const rm_engine_event *ev, void *user);
@@ -112,6 +129,8 @@ typedef struct {
     const char *const *stop;  /* stop strings (copied) */
     int n_stop;
     bool ignore_eos;
+    bool logprobs;            /* each token's event carries its log-probability */
+    int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
 
     /* composition: mode and adapter names (resolved through the source) */
     rm_compose_mode mode;
@@ -220,6 +239,22 @@ rm_pool        *rm_engine_pool(rm_engine *e);
 int             rm_engine_max_seqs(const rm_engine *e);
 
 
+/* ---- a generation's log-probabilities, collected from its events ---- */
+
+/* For a reply: the server's responses, `ramole batch`'s results
+ * (logprob_list.c). */
+typedef struct {
+    int n, cap;
+    int n_top;               /* alternatives per token, the same for all */
+    int32_t *ids;            /* [n] the tokens */
+    float *lp;               /* [n] their log-probabilities */
+    rm_token_logprob *top;   /* [n * n_top] each token's alternatives, most likely first */
+} rm_logprob_list;
+
+/* Append ev's token when it carries log-probabilities (otherwise nothing). */
+rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev);
+void      rm_logprob_list_free(rm_logprob_list *l);
+
 /* ---- running a list of requests to the end (offline batches, evaluation) ---- */
 
 typedef struct {
@@ -229,6 +264,7 @@ typedef struct {
     int32_t *tokens;          /* the generated token ids */
     int n_tokens;
     int n_prompt;
+    rm_logprob_list logprobs; /* when the request asked for them */
     char *error;              /* the submit or run error, or NULL */
 } rm_engine_result;
 

@@ -209,7 +209,7 @@ static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
 /* Fields of OpenAI's bodies that ramole does not do, each with its "off"
  * value: off, it is accepted; on, refused by name, since an answer that
  * silently lacks what was asked for is worse than an error. */
-typedef enum { OFF_EMPTY, OFF_ZERO, OFF_ONE, OFF_TEXT } off_kind;
+typedef enum { OFF_EMPTY, OFF_ONE, OFF_TEXT } off_kind;
 
 static bool is_off(const json_t *v, off_kind k) {
     if (!v || json_is_null(v)) return true;
@@ -219,9 +219,6 @@ static bool is_off(const json_t *v, off_kind k) {
         const json_t *t = json_object_get(v, "type");
         return json_is_string(t) && !strcmp(json_string_value(t), "text");
     }
-    case OFF_ZERO:
-        if (json_is_integer(v) && json_integer_value(v) == 0) return true;
-        /* fall through */
     default:
         return json_is_false(v) || (json_is_string(v) && !json_string_length(v)) ||
                (json_is_array(v) && !json_array_size(v)) || (json_is_object(v) && !json_object_size(v));
@@ -235,7 +232,6 @@ static rm_status refuse_unsupported(const json_t *o) {
         const char *give; /* what to give instead */
     } fields[] = {
         {"n", OFF_ONE, "1"}, {"best_of", OFF_ONE, "1"},
-        {"logprobs", OFF_EMPTY, "null or false"}, {"top_logprobs", OFF_ZERO, "null or 0"},
         {"echo", OFF_EMPTY, "false"}, {"suffix", OFF_EMPTY, "null"},
         {"tools", OFF_EMPTY, "null or []: ramole does not call tools"},
         {"functions", OFF_EMPTY, "null or []: ramole does not call functions"},
@@ -245,6 +241,29 @@ static rm_status refuse_unsupported(const json_t *o) {
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)
         if (!is_off(json_object_get(o, fields[f].field), fields[f].off))
             return rm_err(RAMOLE_ERR_INVALID, "field \"%s\" must be %s", fields[f].field, fields[f].give);
+    return RAMOLE_OK;
+}
+
+/* Log-probabilities as both of OpenAI's routes ask for them: chat's
+ * "logprobs": true with "top_logprobs": N alternatives, or completions'
+ * "logprobs": N (the chosen token and N alternatives). */
+static rm_status parse_logprobs(const json_t *o, rm_engine_request *q) {
+    const json_t *lp = json_object_get(o, "logprobs"), *top = json_object_get(o, "top_logprobs");
+    char what[64];
+    snprintf(what, sizeof what, "true, false or an integer from 0 to %d", RM_MAX_TOP_LOGPROBS);
+    if (lp && !json_is_null(lp)) {
+        if (json_is_boolean(lp)) q->logprobs = json_is_true(lp);
+        else if (json_is_integer(lp) && json_integer_value(lp) >= 0 && json_integer_value(lp) <= RM_MAX_TOP_LOGPROBS)
+            q->logprobs = true, q->top_logprobs = (int)json_integer_value(lp);
+        else return bad("logprobs", what);
+    }
+    if (!top || json_is_null(top)) return RAMOLE_OK;
+    snprintf(what, sizeof what, "an integer from 0 to %d", RM_MAX_TOP_LOGPROBS);
+    if (!json_is_integer(top) || json_integer_value(top) < 0 || json_integer_value(top) > RM_MAX_TOP_LOGPROBS)
+        return bad("top_logprobs", what);
+    if (json_integer_value(top) && !json_is_true(lp))
+        return rm_err(RAMOLE_ERR_INVALID, "field \"top_logprobs\" needs \"logprobs\": true");
+    q->top_logprobs = (int)json_integer_value(top);
     return RAMOLE_OK;
 }
 
@@ -305,6 +324,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         if (!json_is_boolean(ie)) return bad("ignore_eos", "true or false");
         q->ignore_eos = json_is_true(ie);
     }
+    RM_TRY(parse_logprobs(o, q));
     RM_TRY(parse_stop(o, sp));
     return parse_lora(o, sp);
 }

@@ -21,13 +21,17 @@
  *   "seed"         integer >= 0 (default a fixed seed: batches are repeatable)
  *   "stop"         string or array of up to 16 strings
  *   "ignore_eos"   boolean
+ *   "logprobs"     true (chat; with "top_logprobs" 0..20 alternatives) or an
+ *                  integer 0..20 (completions: that many alternatives):
+ *                  each token's log-probability under the model's raw
+ *                  distribution, as vLLM reports by default
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
  *                   adapters are given, weights to 1
  * Other fields are ignored, as OpenAI clients send more than ramole uses,
  * except those that ask for what ramole does not do: "n" and "best_of"
- * other than 1, "logprobs", "top_logprobs", "echo", "suffix", "tools",
+ * other than 1, "echo", "suffix", "tools",
  * "functions", "logit_bias", and a "response_format" other than text are
  * refused by name unless they hold their "off" value (null, false, 0, "",
  * [] or {}), which clients send by default.

@@ -112,6 +112,7 @@ static void grow_append(collector *c, const rm_engine_event *ev) {
         c->cap_tokens = cap;
     }
     r->tokens[r->n_tokens++] = ev->token;
+    if (rm_logprob_list_push(&r->logprobs, ev) != RAMOLE_OK) c->failed = true;
 }
 
 static void on_event(const rm_engine_event *ev, void *user) {
@@ -129,6 +130,7 @@ void rm_engine_result_free(rm_engine_result *r) {
     if (!r) return;
     rm_free(r->text);
     rm_free(r->tokens);
+    rm_logprob_list_free(&r->logprobs);
     rm_free(r->error);
     memset(r, 0, sizeof *r);
 }

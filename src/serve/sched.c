@@ -34,6 +34,7 @@ void srv_req_release(srv_req *r) {
     rm_request_spec_free(&r->spec);
     rm_free(r->error);
     rm_free(r->text);
+    rm_logprob_list_free(&r->lps);
     rm_free(r->hidden);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -61,6 +62,7 @@ static void on_event(const rm_engine_event *ev, void *user) {
     pthread_mutex_lock(&r->mu);
     srv_sched *s = r->sched;
     if (ev->len) append(r, ev->text, ev->len);
+    (void)rm_logprob_list_push(&r->lps, ev); /* out of memory: the list is cut short, as the text would be */
     if (ev->token >= 0) {
         s->step_sampled++;
         if (!r->t_first) {

@@ -67,6 +67,7 @@ typedef struct srv_req {
     int n_prompt, n_generated;
     float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
     int n_gates;
+    rm_logprob_list lps;        /* each token's log-probabilities, when asked for */
     float *hidden;              /* an embedding request's vector [n_hidden], once DONE */
     int n_hidden;
     double t_submit, t_first, t_last;
@@ -205,6 +206,15 @@ typedef struct {
     json_t *json;   /* owned; NULL when text is the body */
     char *text;     /* rm_malloc'd text/plain body, or NULL */
 } srv_reply;
+
+/*
+ * A choice's OpenAI "logprobs" for tokens [from, to) of l (logprobs_json.c):
+ * chat's {"content": [{"token", "logprob", "bytes", "top_logprobs"}],
+ * "refusal": null}, or completions' {"tokens", "token_logprobs",
+ * "top_logprobs": [{token: logprob}], "text_offset"}, where *offset is the
+ * characters before token `from` and is moved past `to`. tok may be NULL.
+ */
+json_t *srv_logprobs_json(const rm_tok *tok, const rm_logprob_list *l, int from, int to, bool chat, long *offset);
 
 /* Whether s is UTF-8 as JSON strings must be (no overlong forms or surrogates). */
 bool srv_utf8_valid(const char *s);

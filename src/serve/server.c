@@ -48,6 +48,8 @@ typedef struct {
     bool late;           /* cancelled at its deadline */
     uint64_t record;     /* its ticket in the record of responses (record.c) */
     size_t text_sent;
+    int lp_sent;         /* tokens whose log-probabilities went out */
+    long lp_offset;      /* completions' text_offset of the next one */
     const char *route;
 } gen_resp;
 
@@ -173,11 +175,18 @@ static json_t *chunk(gen_resp *g, const char *text, size_t len, const char *fini
         json_t *delta = json_object();
         if (!g->sent_role) json_object_set_new(delta, "role", json_string("assistant")), g->sent_role = true;
         if (len || !finish) json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:s?}", "index", 0, "delta", delta, "finish_reason", finish);
+        choice = json_pack("{s:i, s:o, s:n, s:s?}", "index", 0, "delta", delta, "logprobs", "finish_reason", finish);
     } else
         choice = json_pack("{s:i, s:s%, s:n, s:s?}", "index", 0, "text", text, len, "logprobs", "finish_reason",
                            finish);
     if (!finish) json_object_set_new(choice, "finish_reason", json_null());
+    const srv_req *r = g->r;
+    if (r->spec.req.logprobs) { /* the tokens since the last chunk */
+        json_object_set_new(choice, "logprobs",
+                            srv_logprobs_json(g->s->model->tokenizer, &r->lps, g->lp_sent, r->lps.n, g->chat,
+                                              &g->lp_offset));
+        g->lp_sent = r->lps.n;
+    }
     return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", g->id, "object",
                      g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
                      "model", g->s->model_name, "choices", choice);
@@ -202,11 +211,16 @@ static json_t *whole(gen_resp *g, srv_req *r) {
     json_t *choice;
     const char *fin = finish_name(r->finish);
     if (g->chat)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s}", "index", 0, "message", "role", "assistant", "content",
-                           r->text ? r->text : "", r->len, "finish_reason", fin);
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", 0, "message", "role", "assistant", "content",
+                           r->text ? r->text : "", r->len, "logprobs", "finish_reason", fin);
     else
         choice = json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", r->text ? r->text : "", r->len, "logprobs",
                            "finish_reason", fin);
+    if (r->spec.req.logprobs) {
+        long offset = 0;
+        json_object_set_new(choice, "logprobs",
+                            srv_logprobs_json(g->s->model->tokenizer, &r->lps, 0, r->lps.n, g->chat, &offset));
+    }
     return json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:O}", "id", g->id, "object",
                      g->chat ? "chat.completion" : "text_completion", "created", (json_int_t)g->created, "model",
                      g->s->model_name, "choices", choice, "usage", usage_obj(r), "lora", g->lora);

@@ -20,10 +20,16 @@ typedef struct {
     int32_t toks[64];
     int n;
     ramole_finish finish;
+    int lp_seen, lp_ok;     /* tokens with log-probabilities; those a greedy pick agrees with */
 } result;
 
 static void on_event(const ramole_event *ev, void *user) {
     result *r = user;
+    if (ev->top) {
+        r->lp_seen++;
+        r->lp_ok += ev->n_top == 2 && ev->top[0].id == ev->token && ev->top[0].logprob == ev->logprob &&
+                    ev->top[1].logprob <= ev->logprob && ev->logprob <= 0;
+    }
     if (ev->token >= 0 && r->n < 64) r->toks[r->n++] = ev->token;
     if (ev->finish != RAMOLE_FINISH_NONE) r->finish = ev->finish;
 }
@@ -71,6 +77,8 @@ int main(int argc, char **argv) {
             r.n_tokens = k;
             r.max_tokens = 6;
             r.ignore_eos = 1;
+            r.logprobs = i == 0 && !with; /* the first, with 2 alternatives per token */
+            r.top_logprobs = r.logprobs ? 2 : 0;
             if (with) {
                 r.mode = RAMOLE_COMPOSE_EXPLICIT;
                 r.n_adapters = 1;
@@ -107,6 +115,8 @@ int main(int argc, char **argv) {
         if ((st = ramole_engine_step(e, &ran)) != RAMOLE_OK) return die("step", st);
         if (++steps == 1 && (st = ramole_engine_cancel(e, doomed)) != RAMOLE_OK) return die("cancel", st);
     }
+    if (res[0].lp_seen != 6 || res[0].lp_ok != 6 || res[1].lp_seen)
+        return die("log-probabilities: the events do not carry what was asked for", RAMOLE_ERR_INTERNAL);
     ramole_engine_stats stats;
     ramole_engine_get_stats(e, &stats);
     for (int i = 0; i < n; i++) {
