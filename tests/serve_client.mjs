@@ -316,6 +316,13 @@ if (mode === "open") {
     const ids = r.json.data.map((m) => m.id);
     return (ids[0] === modelName && ids.includes("rev") && ids.includes("add")) || JSON.stringify(ids);
   });
+  await check("serve_models_retrieve_one", async () => {
+    const base = await client.models.retrieve(modelName), rev = await client.models.retrieve("rev");
+    if (base.id !== modelName || base.object !== "model" || rev.id !== "rev" || rev.parent !== modelName)
+      return JSON.stringify([base, rev]);
+    return isError(await get("/v1/models/ghost"), 404, "ghost");
+  });
+
   await check("serve_retrieve_route", async () => {
     const r = await post("/v1/retrieve", { text: "add 3 and 4", top_k: 2 });
     return (r.status === 200 && r.json.data.length === 2 && r.json.data[0].name === "add") || r.text;

@@ -428,8 +428,11 @@ static rm_status visible_adapters(rm_server *s, const char *tenant, json_t *arr,
     return RAMOLE_OK;
 }
 
-/* GET /v1/models (the base first, then the adapters as models) or GET /v1/adapters. */
-static enum MHD_Result route_list(rm_server *s, struct MHD_Connection *c, const char *route, bool models) {
+/* GET /v1/models (the base first, then the adapters as models) or GET
+ * /v1/adapters; with `one`, GET /v1/models/{one}: that model alone, as
+ * OpenAI's client retrieves it, or 404. */
+static enum MHD_Result route_list(rm_server *s, struct MHD_Connection *c, const char *route, bool models,
+                                  const char *one) {
     caller who;
     enum MHD_Result ret;
     if (!authorize(s, c, route, RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
@@ -442,6 +445,15 @@ static enum MHD_Result route_list(rm_server *s, struct MHD_Connection *c, const 
     if (st != RAMOLE_OK) {
         json_decref(arr);
         return send_error(s, c, route, 500, NULL, NULL, "%s", ramole_last_error());
+    }
+    if (one) {
+        json_t *found = NULL;
+        for (size_t i = 0; i < json_array_size(arr) && !found; i++)
+            if (!strcmp(json_string_value(json_object_get(json_array_get(arr, i), "id")), one))
+                found = json_incref(json_array_get(arr, i));
+        json_decref(arr);
+        if (!found) return send_error(s, c, route, 404, "model", "model_not_found", "no model %s", one);
+        return send_json(s, c, route, 200, found);
     }
     return send_json(s, c, route, 200, json_pack("{s:s, s:o}", "object", "list", "data", arr));
 }
@@ -537,8 +549,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
     if (post && !strcmp(url, "/v1/retrieve")) return route_json(s, c, "/v1/retrieve", RM_REG_ROLE_GENERATE, cx);
     if (post && !strcmp(url, "/v1/feedback")) return route_json(s, c, "/v1/feedback", RM_REG_ROLE_GENERATE, cx);
-    if (get && !strcmp(url, "/v1/models")) return route_list(s, c, "/v1/models", true);
-    if (get && !strcmp(url, "/v1/adapters")) return route_list(s, c, "/v1/adapters", false);
+    if (get && !strcmp(url, "/v1/models")) return route_list(s, c, "/v1/models", true, NULL);
+    if (get && !strncmp(url, "/v1/models/", 11) && url[11]) return route_list(s, c, "/v1/models/{id}", true, url + 11);
+    if (get && !strcmp(url, "/v1/adapters")) return route_list(s, c, "/v1/adapters", false, NULL);
     if (post && !strcmp(url, "/v1/adapters")) return route_upload(s, c, cx);
     if (post && !strcmp(url, "/v1/load_lora_adapter"))
         return route_json(s, c, "/v1/load_lora_adapter", RM_REG_ROLE_ADMIN, cx);
