@@ -183,8 +183,11 @@ static inline void fuzz_http_json_one(const uint8_t *data, size_t size) {
             srv_reply_clear(&rep);
             return;
         }
-        if (!json_is_object(g.lora)) abort();
-        if (!srv_sched_push(&h->srv->sched, g.req, 1 << 20)) abort();
+        if (g.n_choices < 1 || g.n_choices > SRV_MAX_CHOICES) abort();
+        for (int c = 0; c < g.n_choices; c++) {
+            if (!json_is_object(g.lora[c])) abort();
+            if (!srv_sched_push(&h->srv->sched, g.req[c], 1 << 20)) abort();
+        }
         while (srv_sched_in_flight(&h->srv->sched)) usleep(50);
         srv_gen_clear(&g);
         return;

@@ -298,10 +298,56 @@ if (mode === "open") {
     return (routedAfter >= 1 && !left.includes("live")) || `routed ${routedAfter}, left ${left}`;
   });
 
+  // several choices run together: after the checks of requests that ran alone
+  await check("serve_n_samples_and_prompt_lists", async () => {
+    // n samples of one prompt: choice j is the one-sample answer with seed + j
+    const body = { model: modelName, prompt: expected.prompt, max_tokens: 8, ignore_eos: true, temperature: 1, seed: 7, lora: { mode: "none" } };
+    const r = await client.completions.create({ ...body, n: 3 });
+    if (r.choices.length !== 3 || r.choices.some((c, i) => c.index !== i)) return "choices " + JSON.stringify(r.choices);
+    const single = await client.completions.create(body);
+    if (r.usage.completion_tokens !== 24 || r.usage.prompt_tokens !== single.usage.prompt_tokens) return "usage " + JSON.stringify(r.usage);
+    for (let j = 0; j < 3; j++) {
+      const one = await client.completions.create({ ...body, seed: 7 + j });
+      if (one.choices[0].text !== r.choices[j].text) return `sample ${j}: ${JSON.stringify(r.choices[j].text)} vs ${JSON.stringify(one.choices[0].text)}`;
+    }
+    if (new Set(r.choices.map((c) => c.text)).size < 2) return "the samples are all alike: " + JSON.stringify(r.choices.map((c) => c.text));
+    // a list of prompts (text and token ids), 2 greedy samples each: choice p * 2 + j
+    const ids = [1, 450, 4996, 338];
+    const list = await post("/v1/completions", { prompt: [expected.prompt, ids], n: 2, ...greedy, lora: { mode: "none" } });
+    const ch = list.json && list.json.choices;
+    if (list.status !== 200 || ch.length !== 4) return "list " + list.text.slice(0, 300);
+    const alone = [(await post("/v1/completions", { prompt: expected.prompt, ...greedy, lora: { mode: "none" } })).json,
+                   (await post("/v1/completions", { prompt: ids, ...greedy, lora: { mode: "none" } })).json];
+    for (let c = 0; c < 4; c++)
+      if (ch[c].index !== c || ch[c].text !== alone[c >> 1].choices[0].text || !ch[c].lora) return `choice ${c}: ` + JSON.stringify(ch[c]);
+    const prompts = alone[0].usage.prompt_tokens + alone[1].usage.prompt_tokens;
+    if (list.json.usage.prompt_tokens !== prompts || list.json.usage.completion_tokens !== 32) return "list usage " + JSON.stringify(list.json.usage);
+    // a one-prompt list, as evaluation harnesses send it, is that prompt
+    const one = await post("/v1/completions", { prompt: [expected.prompt], ...greedy, lora: { mode: "none" } });
+    if (one.json.choices.length !== 1 || one.json.choices[0].text !== alone[0].choices[0].text) return "one-prompt list " + one.text.slice(0, 200);
+    // streamed: each choice's chunks by index add up to the whole answer's
+    const creq = { model: modelName, messages: [{ role: "user", content: "hello there" }], max_tokens: 8, ignore_eos: true, temperature: 1, seed: 3, n: 2 };
+    const whole = await client.chat.completions.create(creq);
+    const parts = ["", ""], fins = [null, null];
+    for await (const chunk of await client.chat.completions.create({ ...creq, stream: true }))
+      for (const c of chunk.choices) { parts[c.index] += c.delta.content || ""; if (c.finish_reason) fins[c.index] = c.finish_reason; }
+    for (let i = 0; i < 2; i++)
+      if (parts[i] !== whole.choices[i].message.content || fins[i] !== "length") return `streamed ${i}: ${JSON.stringify(parts[i])} vs ${JSON.stringify(whole.choices[i].message.content)} (${fins[i]})`;
+    return true;
+  });
+
   // errors
   await check("serve_400_malformed_json", async () => isError(await post("/v1/completions", null, null, '{"prompt": '), 400, "JSON"));
   await check("serve_400_bad_temperature", async () => isError(await post("/v1/completions", { prompt: "a", temperature: 7 }), 400, "temperature"));
-  await check("serve_400_n_not_1", async () => isError(await post("/v1/completions", { prompt: "a", n: 2 }), 400, "\"n\""));
+  await check("serve_400_bad_n_and_too_many_choices", async () => {
+    for (const [body, needle] of [[{ prompt: "a", n: 0 }, "\"n\""], [{ prompt: "a", n: 65 }, "\"n\""],
+      [{ prompt: "a", n: 1.5 }, "\"n\""], [{ prompt: Array(33).fill("a"), n: 2 }, "at most 64"],
+      [{ prompt: ["a", 7] }, "prompt 1:"], [{ prompt: ["a", []] }, "prompt 1:"]]) {
+      const e = isError(await post("/v1/completions", body), 400, needle);
+      if (e !== true) return JSON.stringify(body).slice(0, 80) + ": " + e;
+    }
+    return true;
+  });
   await check("serve_400_prompt_too_long", async () =>
     isError(await post("/v1/completions", { prompt: "word ".repeat(3000), max_tokens: 4 }), 400, ""));
   await check("serve_404_unknown_model", async () => isError(await post("/v1/completions", { prompt: "a", model: "nope" }), 404, "nope"));

@@ -283,9 +283,44 @@ static rm_status choose_adapters(rm_server *s, const json_t *body, const char *t
 /* ---- generation ------------------------------------------------------------------------- */
 
 void srv_gen_clear(srv_gen *g) {
-    srv_req_release(g->req);
-    json_decref(g->lora);
+    for (int c = 0; c < g->n_choices; c++) {
+        srv_req_release(g->req[c]);
+        json_decref(g->lora[c]);
+    }
     memset(g, 0, sizeof *g);
+}
+
+/* dst's composition as src's: the same adapters, weights, scores and router. */
+static rm_status copy_composition(rm_request_spec *dst, const rm_request_spec *src) {
+    for (int i = 0; i < src->req.n_adapters; i++) {
+        char *path = rm_strdup(src->adapters[i]);
+        if (!path) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        RM_TRY(add_adapter(dst, path, src->req.weights[i], src->req.retrieval[i]));
+    }
+    if (src->router && !(dst->router = rm_strdup(src->router))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    dst->req.router = dst->router;
+    dst->req.mode = src->req.mode;
+    return RAMOLE_OK;
+}
+
+/* Add the adapters of `more` to `all` that it does not name yet, as far as it holds them. */
+static void used_merge(rm_reg_response *all, const rm_reg_response *more) {
+    snprintf(all->tenant, sizeof all->tenant, "%s", more->tenant);
+    for (int i = 0; i < more->n && all->n < RM_REG_RESPONSE_ADAPTERS; i++) {
+        bool known = false;
+        for (int j = 0; j < all->n && !known; j++) known = !strcmp(all->names[j], more->names[i]);
+        if (known) continue;
+        memcpy(all->names[all->n], more->names[i], sizeof all->names[0]);
+        memcpy(all->hashes[all->n], more->hashes[i], sizeof all->hashes[0]);
+        all->n++;
+    }
+}
+
+/* Completions' "prompt" as a list of prompts: an array of strings or of
+ * token arrays (an array of integers is one prompt of token ids). */
+static bool prompt_list(const json_t *prompt) {
+    const json_t *first = json_array_get(prompt, 0);
+    return json_is_array(prompt) && (json_is_string(first) || json_is_array(first));
 }
 
 /* OpenAI's "stream_options": {"include_usage": bool}, only with "stream"
@@ -332,23 +367,58 @@ bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *t
     }
     out->stream = stream && json_is_true(stream);
     if (!stream_options(body, out, err)) goto fail;
-    if (!(out->req = srv_req_new())) {
-        srv_reply_error(err, 500, NULL, NULL, "out of memory");
+    const json_t *jn = json_object_get(body, "n");
+    out->n = 1;
+    if (jn && !json_is_null(jn)) {
+        if (!json_is_integer(jn) || json_integer_value(jn) < 1 || json_integer_value(jn) > SRV_MAX_CHOICES) {
+            srv_reply_error(err, 400, "n", "invalid_value", "field \"n\" must be an integer from 1 to %d",
+                            SRV_MAX_CHOICES);
+            goto fail;
+        }
+        out->n = (int)json_integer_value(jn);
+    }
+    bool listed = !chat && prompt_list(prompt);
+    size_t n_prompts = listed ? json_array_size(prompt) : 1;
+    if (n_prompts * (size_t)out->n > SRV_MAX_CHOICES) {
+        srv_reply_error(err, 400, listed ? "prompt" : "n", "invalid_value",
+                        "%zu prompts with \"n\" %d make %zu choices; at most %d", n_prompts, out->n,
+                        n_prompts * (size_t)out->n, SRV_MAX_CHOICES);
         goto fail;
     }
-    /* the engine's fields; "lora" is resolved here, against the registry */
-    json_t *plain = json_copy(body);
-    json_object_del(plain, "lora");
-    rm_status st = rm_request_spec_from_json(plain, &out->req->spec);
-    json_decref(plain);
-    if (st != RAMOLE_OK) {
-        srv_reply_error(err, 400, NULL, "invalid_value", "%s", ramole_last_error());
-        goto fail;
-    }
-    choose_err ce;
-    if (choose_adapters(s, body, tenant_of(who), &out->req->spec, &out->lora, &ce, &out->used) != RAMOLE_OK) {
-        srv_reply_error(err, ce.status, ce.param, ce.code, "%s", ramole_last_error());
-        goto fail;
+    for (size_t p = 0; p < n_prompts; p++) {
+        /* the engine's fields of this prompt; "lora" is resolved here, against the registry */
+        json_t *one = json_copy(body);
+        json_object_del(one, "lora");
+        json_object_del(one, "n");
+        if (listed) json_object_set(one, "prompt", json_array_get(prompt, p));
+        for (int j = 0; j < out->n; j++) {
+            int c = (int)p * out->n + j;
+            srv_req *r = out->req[c] = srv_req_new();
+            out->n_choices = c + 1;
+            rm_status st = r ? rm_request_spec_from_json(one, &r->spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+            if (st != RAMOLE_OK) {
+                json_decref(one);
+                if (listed) srv_reply_error(err, 400, "prompt", "invalid_value", "prompt %zu: %s", p, ramole_last_error());
+                else srv_reply_error(err, 400, NULL, "invalid_value", "%s", ramole_last_error());
+                goto fail;
+            }
+            r->spec.req.sampling.seed += (uint64_t)j; /* n samples, not n copies */
+            choose_err ce = {500, NULL, NULL};
+            rm_reg_response used;
+            if (j) {
+                st = copy_composition(&r->spec, &out->req[c - j]->spec);
+                if (st == RAMOLE_OK && !(out->lora[c] = json_deep_copy(out->lora[c - j])))
+                    st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+            } else if ((st = choose_adapters(s, body, tenant_of(who), &r->spec, &out->lora[c], &ce, &used)) ==
+                       RAMOLE_OK)
+                used_merge(&out->used, &used);
+            if (st != RAMOLE_OK) {
+                json_decref(one);
+                srv_reply_error(err, ce.status, ce.param, ce.code, "%s", ramole_last_error());
+                goto fail;
+            }
+        }
+        json_decref(one);
     }
     json_decref(body);
     return true;

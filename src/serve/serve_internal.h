@@ -232,17 +232,31 @@ void srv_reply_clear(srv_reply *r);
 
 /*
  * A generation request read from its body, before the scheduler runs it:
- * the engine's spec in req (one reference), the adapters chosen by "model"
- * and "lora" (resolved in the registry as the caller's tenant sees them),
- * the response's "lora" object, whether to stream, and whether the stream
- * ends with OpenAI's usage chunk ("stream_options": {"include_usage"}).
+ * one engine request per choice, each with its spec (one reference) and
+ * its response's "lora" object (the adapters chosen by "model" and "lora",
+ * resolved in the registry as the caller's tenant sees them). Choices are
+ * OpenAI's: completions' "prompt" may list prompts, and "n" asks for that
+ * many samples of each; prompt p's sample j is choice p * n + j, sampled
+ * with seed + j.
  */
+#define SRV_MAX_CHOICES 64
+
 typedef struct {
-    srv_req *req;
-    json_t *lora;
-    rm_reg_response used;   /* the adapters, for the record of responses */
-    bool stream, usage_chunk;
+    srv_req *req[SRV_MAX_CHOICES];
+    json_t *lora[SRV_MAX_CHOICES];
+    int n_choices;
+    int n;                  /* samples per prompt */
+    rm_reg_response used;   /* every choice's adapters, for the record of responses */
+    bool stream, usage_chunk; /* and whether the stream ends with OpenAI's usage chunk */
 } srv_gen;
+
+/*
+ * The 200 response of a generation whose choices the scheduler runs
+ * (gen_response.c): SSE chunks or one JSON object. It takes gen's requests
+ * and lora objects, and records the response; NULL when out of memory
+ * (the requests are then released).
+ */
+struct MHD_Response *srv_gen_response(rm_server *s, srv_gen *gen, bool chat);
 
 /*
  * Read the body of /v1/completions (chat false) or /v1/chat/completions as

@@ -4,13 +4,9 @@
  * libmicrohttpd calls handle() several times per request: once with the
  * headers (the body's declared size is checked there, so an oversized body
  * gets 413 before it is read), once per piece of body, and once at its end,
- * when the route runs. Generation answers with a callback response: its
- * reader waits on the request's condition variable and writes what the
- * scheduler produced, as SSE chunks or as one JSON object at the end. While
- * it waits it writes a keep-alive (an SSE comment, or a space before the
- * JSON, which JSON allows) every second, so a client that went away is
- * noticed within a second: its response is then freed, and the request is
- * cancelled, its slot and KV blocks freed at once.
+ * when the route runs. Generation submits one engine request per choice
+ * and answers with a callback response (gen_response.c) that writes what
+ * the scheduler produced.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -34,24 +30,6 @@ static rm_status load_file(void *user, const rm_model *base, const char *path, r
 /* ---- per-connection state ---------------------------------------------------------- */
 
 
-typedef struct {
-    rm_server *s;
-    srv_req *r;
-    bool stream, chat;
-    bool usage_chunk;    /* the stream ends with a chunk of usage alone */
-    char id[RM_REG_RESPONSE_ID_MAX + 1];
-    long created;
-    json_t *lora;        /* the response's "lora" object */
-    char *wire;          /* bytes ready to send */
-    size_t wire_len, wire_off;
-    bool sent_final, sent_role;
-    bool late;           /* cancelled at its deadline */
-    uint64_t record;     /* its ticket in the record of responses (record.c) */
-    size_t text_sent;
-    int lp_sent;         /* tokens whose log-probabilities went out */
-    long lp_offset;      /* completions' text_offset of the next one */
-    const char *route;
-} gen_resp;
 
 /* ---- responses ------------------------------------------------------------------------ */
 
@@ -140,185 +118,6 @@ const char *tenant_of(const caller *who) { return who->tenant ? who->tenant : RM
 
 /* ---- generation ------------------------------------------------------------------------- */
 
-static const char *finish_name(rm_finish_reason f) {
-    switch (f) {
-    case RM_FINISH_LENGTH: return "length";
-    case RM_FINISH_ERROR: return "error";
-    default: return "stop";
-    }
-}
-
-static json_t *usage_obj(const srv_req *r) {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
-                     "total_tokens", r->n_prompt + r->n_generated);
-}
-
-static void wire_set(gen_resp *g, char *s) {
-    rm_free(g->wire);
-    g->wire = s;
-    g->wire_len = s ? strlen(s) : 0;
-    g->wire_off = 0;
-}
-
-/* "data: JSON\n\n" of obj (freed). */
-static char *sse(json_t *obj) {
-    char *t = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    char *out = t ? rm_asprintf("data: %s\n\n", t) : NULL;
-    free(t);
-    return out;
-}
-
-static json_t *chunk(gen_resp *g, const char *text, size_t len, const char *finish) {
-    json_t *choice;
-    if (g->chat) {
-        json_t *delta = json_object();
-        if (!g->sent_role) json_object_set_new(delta, "role", json_string("assistant")), g->sent_role = true;
-        if (len || !finish) json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:n, s:s?}", "index", 0, "delta", delta, "logprobs", "finish_reason", finish);
-    } else
-        choice = json_pack("{s:i, s:s%, s:n, s:s?}", "index", 0, "text", text, len, "logprobs", "finish_reason",
-                           finish);
-    if (!finish) json_object_set_new(choice, "finish_reason", json_null());
-    const srv_req *r = g->r;
-    if (r->spec.req.logprobs) { /* the tokens since the last chunk */
-        json_object_set_new(choice, "logprobs",
-                            srv_logprobs_json(g->s->model->tokenizer, &r->lps, g->lp_sent, r->lps.n, g->chat,
-                                              &g->lp_offset));
-        g->lp_sent = r->lps.n;
-    }
-    return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", g->id, "object",
-                     g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
-                     "model", g->s->model_name, "choices", choice);
-}
-
-/* OpenAI's last chunk under "include_usage": no choices, the usage. */
-static json_t *usage_chunk(gen_resp *g, const srv_req *r) {
-    return json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", g->id, "object",
-                     g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
-                     "model", g->s->model_name, "choices", "usage", usage_obj(r));
-}
-
-/* The router's mean weights over the answer into the lora object (r->mu held). */
-static void set_router_weights(gen_resp *g, const srv_req *r) {
-    json_t *list = json_object_get(g->lora, "adapters");
-    for (int j = 0; j < r->n_gates && j < (int)json_array_size(list); j++)
-        json_object_set_new(json_array_get(list, (size_t)j), "weight", json_real(r->gates[j]));
-}
-
-static json_t *whole(gen_resp *g, srv_req *r) {
-    set_router_weights(g, r);
-    json_t *choice;
-    const char *fin = finish_name(r->finish);
-    if (g->chat)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", 0, "message", "role", "assistant", "content",
-                           r->text ? r->text : "", r->len, "logprobs", "finish_reason", fin);
-    else
-        choice = json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", r->text ? r->text : "", r->len, "logprobs",
-                           "finish_reason", fin);
-    if (r->spec.req.logprobs) {
-        long offset = 0;
-        json_object_set_new(choice, "logprobs",
-                            srv_logprobs_json(g->s->model->tokenizer, &r->lps, 0, r->lps.n, g->chat, &offset));
-    }
-    return json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:O}", "id", g->id, "object",
-                     g->chat ? "chat.completion" : "text_completion", "created", (json_int_t)g->created, "model",
-                     g->s->model_name, "choices", choice, "usage", usage_obj(r), "lora", g->lora);
-}
-
-/* Produce the next bytes to send into g->wire; false at the end of the response. */
-static bool produce(gen_resp *g) {
-    srv_req *r = g->r;
-    if (g->sent_final) return false;
-    pthread_mutex_lock(&r->mu);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 1;
-    while (r->state != SRV_DONE && r->state != SRV_REFUSED && !(g->stream && r->len > g->text_sent))
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) break;
-    /* the final bytes go out once the response is rateable through any server */
-    if (r->state == SRV_DONE && g->record) {
-        srv_record_wait(&g->s->record, g->record, SRV_RECORD_WAIT_S);
-        g->record = 0;
-    }
-    if (r->state != SRV_DONE && !g->late && rm_time_now() - r->t_submit > g->s->o.deadline_s) {
-        g->late = true; /* the scheduler finishes it with CANCELLED; we report the deadline */
-        pthread_mutex_unlock(&r->mu);
-        srv_sched_cancel(&g->s->sched, r);
-        pthread_mutex_lock(&r->mu);
-    }
-    char *out = NULL;
-    bool late = g->late && r->state == SRV_DONE && r->finish == RM_FINISH_CANCELLED;
-    if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR) || late) {
-        char msg[128];
-        if (late) snprintf(msg, sizeof msg, "the request passed its deadline of %g s and was cancelled", g->s->o.deadline_s);
-        json_t *e = error_obj(late ? 408 : 500, late ? msg : r->error ? r->error : "the request failed", NULL,
-                              late ? "deadline_exceeded" : NULL);
-        if (g->stream) {
-            char *a = sse(e);
-            out = a ? rm_asprintf("%sdata: [DONE]\n\n", a) : NULL;
-            rm_free(a);
-        } else {
-            char *t = json_dumps(e, JSON_COMPACT);
-            json_decref(e);
-            out = t ? rm_strdup(t) : NULL;
-            free(t);
-        }
-        g->sent_final = true;
-    } else if (g->stream && (r->len > g->text_sent || r->state == SRV_DONE)) {
-        char *a = NULL, *b = NULL;
-        if (r->len > g->text_sent) a = sse(chunk(g, r->text + g->text_sent, r->len - g->text_sent, NULL));
-        g->text_sent = r->len;
-        if (r->state == SRV_DONE) {
-            json_t *last = chunk(g, "", 0, finish_name(r->finish));
-            json_object_set_new(last, "usage", usage_obj(r));
-            set_router_weights(g, r);
-            json_object_set(last, "lora", g->lora);
-            char *c = sse(last), *u = g->usage_chunk ? sse(usage_chunk(g, r)) : NULL;
-            b = c && (u || !g->usage_chunk) ? rm_asprintf("%s%sdata: [DONE]\n\n", c, u ? u : "") : NULL;
-            rm_free(c);
-            rm_free(u);
-            g->sent_final = true;
-        }
-        out = rm_asprintf("%s%s", a ? a : "", b ? b : "");
-        rm_free(a);
-        rm_free(b);
-    } else if (!g->stream && r->state == SRV_DONE) {
-        json_t *w = whole(g, r);
-        char *t = w ? json_dumps(w, JSON_COMPACT) : NULL;
-        json_decref(w);
-        out = t ? rm_asprintf("%s\n", t) : NULL;
-        free(t);
-        g->sent_final = true;
-    } else
-        out = rm_strdup(g->stream ? ": keep-alive\n\n" : " "); /* notices a client that went away */
-    pthread_mutex_unlock(&r->mu);
-    if (!out) g->sent_final = true;
-    wire_set(g, out);
-    return out != NULL;
-}
-
-static ssize_t gen_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    gen_resp *g = cls;
-    (void)pos;
-    while (g->wire_off >= g->wire_len)
-        if (!produce(g)) return MHD_CONTENT_READER_END_OF_STREAM;
-    size_t n = g->wire_len - g->wire_off;
-    if (n > max) n = max;
-    memcpy(buf, g->wire + g->wire_off, n);
-    g->wire_off += n;
-    return (ssize_t)n;
-}
-
-static void gen_free(void *cls) {
-    gen_resp *g = cls;
-    srv_sched_cancel(&g->s->sched, g->r); /* a no-op when it finished */
-    srv_req_release(g->r);
-    json_decref(g->lora);
-    rm_free(g->wire);
-    rm_free(g);
-}
-
 static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, const char *route, bool chat,
                                       conn_ctx *cx) {
     caller who;
@@ -336,63 +135,47 @@ static enum MHD_Result route_generate(rm_server *s, struct MHD_Connection *c, co
         rm_free(who.tenant);
         return send_reply(s, c, route, &err);
     }
-    srv_req *r = gen.req;
     /* adapters are read here, on the connection's thread: a cold load on
      * the scheduler thread would stall every stream for its duration */
-    rm_engine_hold *hold = NULL;
-    rm_status st = rm_engine_preload(s->engine, &r->spec.req, &hold);
+    rm_engine_hold *holds[SRV_MAX_CHOICES] = {0};
+    int pushed = 0;
+    rm_status st = RAMOLE_OK;
+    for (int k = 0; k < gen.n_choices && st == RAMOLE_OK; k++)
+        st = rm_engine_preload(s->engine, &gen.req[k]->spec.req, &holds[k]);
     if (st != RAMOLE_OK) {
         ret = send_error(s, c, route, status_of(st), NULL, "invalid_value", "%s", ramole_last_error());
-        goto out;
+        goto release;
     }
-    if (!srv_sched_push(&s->sched, r, s->limit)) {
-        rm_engine_hold_free(s->engine, hold);
+    while (pushed < gen.n_choices && srv_sched_push(&s->sched, gen.req[pushed], s->limit)) pushed++;
+    if (pushed < gen.n_choices) {
         ret = send_error(s, c, route, 429, NULL, "queue_full", "the server's queue is full; retry later");
-        goto out;
+        goto release;
     }
-    /* wait for the submit's verdict: a refused request is this client's error */
-    pthread_mutex_lock(&r->mu);
-    while (r->state == SRV_QUEUED) pthread_cond_wait(&r->cv, &r->mu);
-    bool refused = r->state == SRV_REFUSED;
-    pthread_mutex_unlock(&r->mu);
-    rm_engine_hold_free(s->engine, hold); /* submitted: the request holds its adapters */
+    /* wait for the submits' verdicts: a refused request is this client's error */
+    srv_req *refused = NULL;
+    for (int k = 0; k < gen.n_choices; k++) {
+        srv_req *r = gen.req[k];
+        pthread_mutex_lock(&r->mu);
+        while (r->state == SRV_QUEUED) pthread_cond_wait(&r->cv, &r->mu);
+        if (r->state == SRV_REFUSED && !refused) refused = r;
+        pthread_mutex_unlock(&r->mu);
+    }
     if (refused) {
-        ret = send_error(s, c, route, status_of(r->refused), NULL, "invalid_value", "%s", r->error);
-        goto out;
+        ret = send_error(s, c, route, status_of(refused->refused), NULL, "invalid_value", "%s", refused->error);
+        goto release;
     }
-    gen_resp *g = rm_calloc(1, sizeof *g);
-    if (!g) {
-        srv_sched_cancel(&s->sched, r);
-        ret = send_error(s, c, route, 500, NULL, NULL, "out of memory");
-        goto out;
-    }
-    g->s = s;
-    g->r = r;
-    gen.req = NULL;
-    g->chat = chat;
-    g->stream = gen.stream;
-    g->usage_chunk = gen.usage_chunk;
-    g->lora = gen.lora;
-    gen.lora = NULL;
-    g->created = (long)time(NULL);
-    pthread_mutex_lock(&s->quit_mu);
-    uint64_t seq = ++s->next_id;
-    pthread_mutex_unlock(&s->quit_mu);
-    snprintf(g->id, sizeof g->id, "%s-%s%llx", chat ? "chatcmpl" : "cmpl", s->id_tag, (unsigned long long)seq);
-    snprintf(gen.used.id, sizeof gen.used.id, "%s", g->id);
-    g->record = srv_record_push(&s->record, &gen.used); /* written by the writer thread, in a batch */
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, gen_reader, g, gen_free);
+    struct MHD_Response *resp = srv_gen_response(s, &gen, chat);
+    pushed = 0; /* the response owns the requests now */
     if (!resp) {
-        gen_free(g);
         ret = MHD_NO;
-        goto out;
+        goto release;
     }
-    MHD_add_response_header(resp, "Content-Type", g->stream ? "text/event-stream" : "application/json");
-    if (g->stream) MHD_add_response_header(resp, "Cache-Control", "no-cache");
     ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     srv_metrics_request(&s->metrics, route, 200);
-out:
+release:
+    for (int k = 0; k < pushed; k++) srv_sched_cancel(&s->sched, gen.req[k]); /* a no-op when it finished */
+    for (int k = 0; k < SRV_MAX_CHOICES; k++) rm_engine_hold_free(s->engine, holds[k]); /* submitted: each holds its own */
     srv_gen_clear(&gen);
     rm_free(who.tenant);
     return ret;
