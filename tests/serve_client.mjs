@@ -369,6 +369,31 @@ if (mode === "open") {
     return isError(await get("/v1/models/ghost"), 404, "ghost");
   });
 
+  await check("serve_tokenizer_routes_as_vllm", async () => {
+    // what evaluation harnesses check before tokenizing through the server
+    const info = await get("/tokenizer_info");
+    if (info.status !== 200 || info.json.eos_token !== "</s>" || info.json.bos_token !== "<s>" || !(info.json.model_max_length > 0))
+      return "tokenizer_info " + info.text.slice(0, 200);
+    const t = await post("/tokenize", { prompt: expected.prompt });
+    const plain = await post("/tokenize", { prompt: expected.prompt, add_special_tokens: false, return_token_strs: true });
+    if (t.status !== 200 || t.json.count !== t.json.tokens.length || t.json.tokens[0] !== 1) return "tokenize " + t.text;
+    if (JSON.stringify(plain.json.tokens) !== JSON.stringify(t.json.tokens.slice(1)) || plain.json.token_strs.length !== plain.json.count)
+      return "add_special_tokens false " + plain.text;
+    // the ids are what a generation of that prompt runs
+    const asText = (await post("/v1/completions", { prompt: expected.prompt, ...greedy, lora: { mode: "none" } })).json;
+    const asIds = (await post("/v1/completions", { prompt: t.json.tokens, ...greedy, lora: { mode: "none" } })).json;
+    if (asText.choices[0].text !== asIds.choices[0].text || asText.usage.prompt_tokens !== t.json.count) return "ids run differently";
+    const msgs = [{ role: "user", content: "hello there" }];
+    const chat = await client.chat.completions.create({ model: modelName, messages: msgs, ...greedy });
+    const tm = await post("/tokenize", { messages: msgs });
+    if (tm.json.count !== chat.usage.prompt_tokens) return `messages: ${tm.json.count} tokens, the chat ran ${chat.usage.prompt_tokens}`;
+    const d = await post("/detokenize", { tokens: plain.json.tokens });
+    if (d.status !== 200 || d.json.prompt !== expected.prompt) return "detokenize " + d.text;
+    const e1 = isError(await post("/detokenize", { tokens: [1, 99999999] }), 400, "token 1");
+    if (e1 !== true) return e1;
+    return isError(await post("/tokenize", { add_special_tokens: true }), 400, "prompt");
+  });
+
   await check("serve_retrieve_route", async () => {
     const r = await post("/v1/retrieve", { text: "add 3 and 4", top_k: 2 });
     return (r.status === 200 && r.json.data.length === 2 && r.json.data[0].name === "add") || r.text;

@@ -107,6 +107,8 @@ void rm_engine_request_init(rm_engine_request *r) {
 }
 
 const rm_model *rm_engine_model(const rm_engine *e) { return e->m; }
+int rm_engine_n_ctx(const rm_engine *e) { return e->p.n_ctx; }
+
 int rm_engine_max_seqs(const rm_engine *e) { return e->p.max_seqs; }
 rm_pool *rm_engine_pool(rm_engine *e) { return rm_ctx_pool(e->ctx); }
 
@@ -319,6 +321,25 @@ void rm_engine_free(rm_engine *e) {
 }
 
 /* The prompt as token ids into r->toks. */
+rm_status rm_engine_encode(const rm_engine *e, const rm_engine_request *q, bool add_special, rm_tok_ids *out) {
+    memset(out, 0, sizeof *out);
+    if (!q->prompt && !q->messages)
+        return rm_err(RAMOLE_ERR_INVALID, "request: give prompt text or chat messages to encode");
+    if (!e->tok) return rm_err(RAMOLE_ERR_INVALID, "request: the model has no tokenizer; give the prompt as token ids");
+    if (q->prompt)
+        return rm_tok_encode(e->tok, q->prompt, strlen(q->prompt), add_special ? RM_TOK_ADD_SPECIAL : 0, out);
+    if (q->n_messages <= 0) return rm_err(RAMOLE_ERR_INVALID, "request: chat messages are empty");
+    for (int i = 0; i < q->n_messages; i++)
+        if (!q->messages[i].role || !q->messages[i].content)
+            return rm_err(RAMOLE_ERR_INVALID, "request: message %d has no role or no content", i);
+    char *text = NULL;
+    rm_status st = rm_chat_apply(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, true, &text);
+    /* the template writes the special tokens itself */
+    if (st == RAMOLE_OK) st = rm_tok_encode(e->tok, text, strlen(text), 0, out);
+    rm_free(text);
+    return st;
+}
+
 static rm_status encode_prompt(rm_engine *e, const rm_engine_request *q, req *r) {
     int forms = (q->tokens != NULL) + (q->prompt != NULL) + (q->messages != NULL);
     if (forms != 1)
@@ -329,21 +350,8 @@ static rm_status encode_prompt(rm_engine *e, const rm_engine_request *q, req *r)
     size_t n = q->tokens ? (size_t)(q->n_tokens > 0 ? q->n_tokens : 0) : 0;
     rm_status st = RAMOLE_OK;
     if (!q->tokens) {
-        if (!e->tok)
-            return rm_err(RAMOLE_ERR_INVALID, "request: the model has no tokenizer; give the prompt as token ids");
-        if (q->prompt) {
-            st = rm_tok_encode(e->tok, q->prompt, strlen(q->prompt), RM_TOK_ADD_SPECIAL, &ids);
-        } else {
-            char *text = NULL;
-            if (q->n_messages <= 0) st = rm_err(RAMOLE_ERR_INVALID, "request: chat messages are empty");
-            for (int i = 0; st == RAMOLE_OK && i < q->n_messages; i++)
-                if (!q->messages[i].role || !q->messages[i].content)
-                    st = rm_err(RAMOLE_ERR_INVALID, "request: message %d has no role or no content", i);
-            if (st == RAMOLE_OK)
-                st = rm_chat_apply(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, true, &text);
-            if (st == RAMOLE_OK) st = rm_tok_encode(e->tok, text, strlen(text), 0, &ids);
-            rm_free(text);
-        }
+        st = rm_engine_encode(e, q, true, &ids);
+        if (st != RAMOLE_OK) return st;
         src = ids.ids;
         n = ids.n;
     }

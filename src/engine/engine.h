@@ -179,6 +179,13 @@ void      rm_engine_free(rm_engine *e); /* cancels what is pending, without even
  * nothing queued and no event. *id identifies it in events and cancel.
  */
 rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *r, int64_t *id);
+/*
+ * The token ids r's prompt text or chat messages run as (the chat template
+ * applied), into out (freed by the caller with rm_tok_ids_free); a text
+ * prompt without the tokenizer's special tokens when !add_special. Reads
+ * only the tokenizer: any thread may call it.
+ */
+rm_status rm_engine_encode(const rm_engine *e, const rm_engine_request *r, bool add_special, rm_tok_ids *out);
 /* Finish a pending request now (event CANCELLED); its slot and blocks are
  * freed at once. ERR_NOT_FOUND if it is not pending. */
 rm_status rm_engine_cancel(rm_engine *e, int64_t id);
@@ -237,6 +244,7 @@ const rm_model *rm_engine_model(const rm_engine *e);
  * one pool for all the work of a process, jobs run one at a time. */
 rm_pool        *rm_engine_pool(rm_engine *e);
 int             rm_engine_max_seqs(const rm_engine *e);
+int             rm_engine_n_ctx(const rm_engine *e);     /* the context a sequence may fill */
 
 
 /* ---- a generation's log-probabilities, collected from its events ---- */

@@ -250,6 +250,13 @@ typedef struct {
     bool stream, usage_chunk; /* and whether the stream ends with OpenAI's usage chunk */
 } srv_gen;
 
+/* vLLM's tokenizer routes (tokenize_api.c): POST /tokenize and /detokenize
+ * bodies into replies, and GET /tokenizer_info's object (NULL without a
+ * tokenizer). */
+void    srv_tokenize_reply(rm_server *s, const json_t *body, srv_reply *out);
+void    srv_detokenize_reply(rm_server *s, const json_t *body, srv_reply *out);
+json_t *srv_tokenizer_info(rm_server *s);
+
 /*
  * The 200 response of a generation whose choices the scheduler runs
  * (gen_response.c): SSE chunks or one JSON object. It takes gen's requests

@@ -253,6 +253,17 @@ static enum MHD_Result route_json(rm_server *s, struct MHD_Connection *c, const 
     return send_reply(s, c, route, &rep);
 }
 
+/* GET /tokenizer_info, vLLM's: what a harness needs to tokenize through the server. */
+static enum MHD_Result route_tokenizer_info(rm_server *s, struct MHD_Connection *c) {
+    caller who;
+    enum MHD_Result ret;
+    if (!authorize(s, c, "/tokenizer_info", RM_REG_ROLE_GENERATE, &who, &ret)) return ret;
+    rm_free(who.tenant);
+    json_t *info = srv_tokenizer_info(s);
+    if (!info) return send_error(s, c, "/tokenizer_info", 404, NULL, "no_tokenizer", "the model has no tokenizer");
+    return send_json(s, c, "/tokenizer_info", 200, info);
+}
+
 /* Admin only when keys are required: the feedback labels name adapters, private ones too. */
 static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, const char *route) {
     caller who;
@@ -278,7 +289,7 @@ static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, con
 
 static bool is_json_route(const char *url) {
     return !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/retrieve") ||
-           !strcmp(url, "/v1/feedback");
+           !strcmp(url, "/v1/feedback") || !strcmp(url, "/tokenize") || !strcmp(url, "/detokenize");
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -332,6 +343,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
     if (post && !strcmp(url, "/v1/retrieve")) return route_json(s, c, "/v1/retrieve", RM_REG_ROLE_GENERATE, cx);
     if (post && !strcmp(url, "/v1/feedback")) return route_json(s, c, "/v1/feedback", RM_REG_ROLE_GENERATE, cx);
+    if (post && !strcmp(url, "/tokenize")) return route_json(s, c, "/tokenize", RM_REG_ROLE_GENERATE, cx);
+    if (post && !strcmp(url, "/detokenize")) return route_json(s, c, "/detokenize", RM_REG_ROLE_GENERATE, cx);
+    if (get && !strcmp(url, "/tokenizer_info")) return route_tokenizer_info(s, c);
     if (get && !strcmp(url, "/v1/models")) return route_list(s, c, "/v1/models", true, NULL);
     if (get && !strncmp(url, "/v1/models/", 11) && url[11]) return route_list(s, c, "/v1/models/{id}", true, url + 11);
     if (get && !strcmp(url, "/v1/adapters")) return route_list(s, c, "/v1/adapters", false, NULL);

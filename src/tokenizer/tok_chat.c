@@ -33,6 +33,7 @@ rm_chat_template tok_chat_detect(const char *s) {
 }
 
 rm_chat_template rm_tok_chat_template(const rm_tok *t) { return t->chat; }
+const char *rm_tok_chat_template_text(const rm_tok *t) { return t->chat_template; }
 
 static const char *const names[] = {"none", "chatml", "llama2", "llama3", "mistral"};
 

@@ -194,6 +194,8 @@ typedef struct {
 /* The template recognised from tokenizer_config.json's chat_template (or the
  * family's files when the config has none); RM_CHAT_NONE if unknown. */
 rm_chat_template rm_tok_chat_template(const rm_tok *tok);
+/* The tokenizer's own chat template, its Jinja text as the file gives it, or NULL. */
+const char *rm_tok_chat_template_text(const rm_tok *tok);
 /* "chatml", "llama2", "llama3", "mistral" -> template; RM_CHAT_NONE if not. */
 rm_chat_template rm_chat_template_from_name(const char *name);
 const char *rm_chat_template_name(rm_chat_template t);
