@@ -205,8 +205,36 @@ if (mode === "open") {
     return isError(await post("/v1/chat/completions", { messages: req.messages, top_logprobs: 2 }), 400, "needs \"logprobs\": true");
   });
 
+  await check("serve_echo_scores_a_continuation_as_lm_eval", async () => {
+    // lm-evaluation-harness's loglikelihood body: the prompt's tokens carry their log-probabilities.
+    // The prompt here is the base's own greedy answer after expected.prompt (from `ramole batch`), so
+    // each of its tokens must score as it did when it was generated.
+    const ids = (await post("/tokenize", { prompt: expected.prompt })).json.tokens, gen = expected.batch_tokens;
+    const body = { model: modelName, prompt: [ids.concat(gen.slice(0, 7))], temperature: 0, max_tokens: 1, logprobs: 1,
+      seed: 1234, echo: true, lora: { mode: "none" } };
+    const r = await post("/v1/completions", body);
+    const c = r.json && r.json.choices[0], lp = c && c.logprobs;
+    if (r.status !== 200 || !lp || lp.token_logprobs.length !== ids.length + 8) return "echo " + r.text.slice(0, 300);
+    if (lp.token_logprobs[0] !== null || lp.top_logprobs[0] !== null) return "the first token has a log-probability";
+    for (let j = 0; j < 8; j++) { // 7 prompt tokens, then the one generated
+      const got = lp.token_logprobs[ids.length + j];
+      if (Math.abs(got - expected.batch_logprobs[j]) > 1e-4) return `token ${j}: ${got} vs generated ${expected.batch_logprobs[j]}`;
+      const top = lp.top_logprobs[ids.length + j]; // greedy: each was the most likely
+      if (Math.max(...Object.values(top)) !== got) return `token ${j} not the most likely: ` + JSON.stringify(top);
+    }
+    for (let i = 1; i < ids.length; i++) if (!(lp.token_logprobs[i] <= 0)) return `prompt token ${i}: ${lp.token_logprobs[i]}`;
+    const whole = (await post("/v1/completions", { prompt: ids.concat(gen.slice(0, 7)), ...greedy, max_tokens: 1, lora: { mode: "none" } })).json;
+    if (!c.text.endsWith(whole.choices[0].text) || c.text.length <= whole.choices[0].text.length) return "echoed text " + JSON.stringify(c.text);
+    // a text prompt echoes as given; streamed, the prompt opens the first chunk
+    const s = await post("/v1/completions", { prompt: expected.prompt, ...greedy, echo: true, stream: true, lora: { mode: "none" } });
+    const first = JSON.parse(s.text.split("\n\n")[0].slice(6));
+    if (!first.choices[0].text.startsWith(expected.prompt)) return "streamed echo " + s.text.slice(0, 200);
+    const plain = (await post("/v1/completions", { prompt: expected.prompt, ...greedy, echo: true, lora: { mode: "none" } })).json;
+    return plain.choices[0].text === expected.prompt + expected.base_text || JSON.stringify(plain.choices[0].text);
+  });
+
   await check("serve_400_unsupported_fields_named", async () => {
-    for (const [body, needle] of [[{ prompt: "a", logprobs: 21 }, "\"logprobs\""], [{ prompt: "a", echo: true }, "\"echo\""],
+    for (const [body, needle] of [[{ prompt: "a", logprobs: 21 }, "\"logprobs\""], [{ prompt: "a", suffix: "z" }, "\"suffix\""],
       [{ messages: [{ role: "user", content: "a" }], tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
       [{ messages: [{ role: "user", content: "a" }], response_format: { type: "json_object" } }, "response_format"]]) {
       const route = body.messages ? "/v1/chat/completions" : "/v1/completions";

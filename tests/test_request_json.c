@@ -118,6 +118,12 @@ TEST(request_json_logprobs_as_both_routes_ask) {
     CHECK_OK(parse_text("{\"prompt\": \"a\", \"logprobs\": false, \"top_logprobs\": 0}", &sp));
     CHECK(!sp.req.logprobs && !sp.req.top_logprobs);
     rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"logprobs\": 1, \"echo\": true}", &sp)); /* lm-eval's scoring */
+    CHECK(sp.echo && sp.req.prompt_logprobs && sp.req.top_logprobs == 1);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"echo\": true}", &sp)); /* the text only */
+    CHECK(sp.echo && !sp.req.prompt_logprobs);
+    rm_request_spec_free(&sp);
     refused("{\"prompt\": \"a\", \"logprobs\": 21}", "\"logprobs\" must be true, false or an integer from 0 to 20");
     refused("{\"prompt\": \"a\", \"logprobs\": \"yes\"}", "\"logprobs\" must be");
     refused("{\"prompt\": \"a\", \"top_logprobs\": 2}", "needs \"logprobs\": true");
@@ -134,7 +140,8 @@ TEST(request_json_refuses_what_ramole_does_not_do) {
     /* on, each is refused by name */
     refused("{\"prompt\": \"a\", \"n\": 2}", "field \"n\" must be 1");
     refused("{\"prompt\": \"a\", \"best_of\": 3}", "field \"best_of\" must be 1");
-    refused("{\"prompt\": \"a\", \"echo\": true}", "field \"echo\"");
+    refused("{\"prompt\": \"a\", \"echo\": \"yes\"}", "field \"echo\" must be true or false");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"echo\": true}", "field \"echo\"");
     refused("{\"prompt\": \"a\", \"suffix\": \"end\"}", "field \"suffix\"");
     refused("{\"prompt\": \"a\", \"logit_bias\": {\"50256\": -100}}", "field \"logit_bias\"");
     refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": \"function\","

@@ -261,6 +261,17 @@ _Static_assert(sizeof(ramole_chat_msg) == sizeof(rm_chat_msg) &&
 _Static_assert((int)RAMOLE_COMPOSE_ROUTER == (int)RM_COMPOSE_ROUTER && (int)RAMOLE_FINISH_ERROR == (int)RM_FINISH_ERROR,
                "public and internal enums must agree");
 
+/* A request of the public API from JSON: what the server's bodies take,
+ * but "echo", which only the server's completions answer (a result's or
+ * an event's text is the answer's alone). */
+static rm_status public_spec(const json_t *o, rm_request_spec *spec) {
+    RM_TRY(rm_request_spec_from_json(o, spec));
+    if (!spec->echo) return RAMOLE_OK;
+    rm_request_spec_free(spec);
+    return rm_err(RAMOLE_ERR_INVALID, "field \"echo\" is answered by the server's completions only; here the "
+                  "prompt is yours already");
+}
+
 ramole_status ramole_engine_submit_json(ramole_engine *pe, const char *text, size_t len, ramole_event_fn fn,
                                         void *user, int64_t *id) {
     *id = 0;
@@ -269,7 +280,7 @@ ramole_status ramole_engine_submit_json(ramole_engine *pe, const char *text, siz
     if (!o) return rm_err(RAMOLE_ERR_FORMAT, "request: not valid JSON: %s (column %d)", jerr.text, jerr.column);
     trampoline *t = rm_calloc(1, sizeof *t);
     rm_request_spec *spec = rm_calloc(1, sizeof *spec);
-    rm_status st = t && spec ? rm_request_spec_from_json(o, spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_status st = t && spec ? public_spec(o, spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     json_decref(o);
     if (st != RAMOLE_OK) {
         rm_free(spec);
@@ -311,7 +322,7 @@ ramole_status ramole_request_parse(const char *text, size_t len, ramole_parsed_r
     json_t *o = json_loadb(text, len, 0, &jerr);
     if (!o) return rm_err(RAMOLE_ERR_FORMAT, "not valid JSON: %s (column %d)", jerr.text, jerr.column);
     ramole_parsed_request *r = rm_calloc(1, sizeof *r);
-    rm_status st = r ? rm_request_spec_from_json(o, &r->spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_status st = r ? public_spec(o, &r->spec) : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     json_decref(o);
     if (st != RAMOLE_OK) {
         rm_free(r);

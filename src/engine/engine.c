@@ -47,6 +47,8 @@ typedef struct req {
     int n_top;
     float lp;                   /* the last token's, set by advance for emit */
     rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
+    bool prompt_lps;            /* and the prompt's, recorded as its rows run: */
+    rm_logprob_list plist;      /* prompt tokens 0..plist.n-1 (0's NaN) */
     rm_sampler *smp;
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
@@ -162,7 +164,8 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->next_id = 1;
     e->step_layer = e->kept_layer = RM_HIDDEN_OFF;
     rm_ctx_params cp = {.n_ctx = p.n_ctx, .n_seq = p.max_seqs + 1, .n_batch = p.step_tokens,
-                        .n_logits = p.max_seqs < p.step_tokens ? p.max_seqs : p.step_tokens,
+                        .n_logits = p.max_seqs + RM_ENGINE_PROMPT_ROWS < p.step_tokens ? p.max_seqs + RM_ENGINE_PROMPT_ROWS
+                                                                                : p.step_tokens,
                         .n_threads = p.n_threads, .kv_block = p.kv_block, .kv_blocks = p.kv_blocks,
                         .kv_type = p.kv_type};
     /* scratch for rank 16 at first; rm_lora_state_grow_rank follows the adapters */
@@ -211,6 +214,7 @@ static void req_free(rm_engine *e, req *r) {
     rm_detok_free(&r->detok);
     rm_free(r->toks);
     rm_free(r->acc);
+    rm_logprob_list_free(&r->plist);
     rm_free(r);
 }
 
@@ -246,6 +250,7 @@ static void emit(const rm_engine *e, const req *r, rm_finish_reason fin, int32_t
         ev.logprob = r->lp;
         ev.top = r->top;
         ev.n_top = r->n_top;
+        if (r->prompt_lps && ev.n_generated == 1) ev.prompt_logprobs = &r->plist;
     }
     r->fn(&ev, r->user);
 }
@@ -550,12 +555,16 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
     r->ignore_eos = q->ignore_eos;
     r->logprobs = q->logprobs;
     r->n_top = q->top_logprobs;
-    if (q->top_logprobs < 0 || q->top_logprobs > RM_MAX_TOP_LOGPROBS || (q->top_logprobs && !q->logprobs)) {
+    r->prompt_lps = q->prompt_logprobs;
+    if (q->top_logprobs < 0 || q->top_logprobs > RM_MAX_TOP_LOGPROBS || (q->top_logprobs && !q->logprobs) ||
+        (q->prompt_logprobs && (!q->logprobs || q->embed))) {
         rm_free(r);
-        return rm_err(RAMOLE_ERR_INVALID, "request: top_logprobs %d (0..%d, and only with logprobs)", q->top_logprobs,
-                      RM_MAX_TOP_LOGPROBS);
+        return rm_err(RAMOLE_ERR_INVALID, "request: top_logprobs %d (0..%d) and prompt_logprobs need logprobs, "
+                      "and an embedding has none", q->top_logprobs, RM_MAX_TOP_LOGPROBS);
     }
     rm_status st = encode_prompt(e, q, r);
+    if (st == RAMOLE_OK && r->prompt_lps) /* the first token: nothing comes before it */
+        st = rm_logprob_list_add(&r->plist, r->toks[0], NAN, NULL, r->n_top);
     if (st == RAMOLE_OK) st = q->embed ? bind_embed(e, q, r) : bind_generation(e, q, r);
     if (st != RAMOLE_OK) {
         req_free(e, r);
@@ -722,6 +731,31 @@ static bool layer_fits(rm_engine *e, const req *r) {
     return e->step_layer == r->embed_layer;
 }
 
+/* The positions of r's next `len` rows, from its cache on, whose logits give
+ * a prompt token's log-probability: those before the prompt's last token
+ * whose next token is not recorded yet (a recomputation after preemption
+ * records nothing twice). */
+static int prompt_rows(const req *r, int len, int *first) {
+    if (first) *first = r->n_cached;
+    if (!r->prompt_lps) return 0;
+    int lo = r->plist.n - 1 > r->n_cached ? r->plist.n - 1 : r->n_cached;
+    int hi = r->n_cached + len < r->n_prompt - 1 ? r->n_cached + len : r->n_prompt - 1;
+    if (first) *first = lo;
+    return hi > lo ? hi - lo : 0;
+}
+
+/* Cut a prompt chunk of `want` tokens so that its prompt rows fit the
+ * logits left (*rows_left, then taken); 0 when none fits this step. */
+static int prompt_rows_cap(const req *r, int want, int *rows_left) {
+    int first, rows = prompt_rows(r, want, &first);
+    if (rows > *rows_left) {
+        want = first - r->n_cached + *rows_left;
+        rows = prompt_rows(r, want, NULL);
+    }
+    *rows_left -= rows;
+    return want;
+}
+
 static int plan(rm_engine *e, int n) {
     int budget = e->p.step_tokens, used = 0;
     int free_blocks = rm_kv_free_blocks(e->kv);
@@ -740,12 +774,14 @@ static int plan(rm_engine *e, int n) {
         used++;
     }
     budget = used + prefill_allowance(e, used);
+    int rows_left = RM_ENGINE_PROMPT_ROWS; /* logits kept beyond one per sequence */
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
         if (!r || r->n_toks - r->n_cached <= 1 || e->chunk[i]) continue;
         if (!layer_fits(e, r)) continue;
         int want = r->n_toks - r->n_cached;
         if (want > budget - used) want = budget - used;
+        want = prompt_rows_cap(r, want, &rows_left);
         /* what the free blocks hold: the partly filled last block, then whole ones */
         int room = rm_kv_seq_blocks(e->kv, r->slot) * e->p.kv_block - r->n_cached + free_blocks * e->p.kv_block;
         if (want > room) want = room;
@@ -776,6 +812,8 @@ static int build_batch(rm_engine *e, int n, int *n_stop) {
                 e->b_want[t] = 0;
             }
             e->b_want[t - 1] = !r->embed && r->n_cached + e->chunk[i] == r->n_toks;
+            int first, rows = prompt_rows(r, e->chunk[i], &first);
+            for (int p = first; p < first + rows; p++) e->b_want[e->row0[i] + p - r->n_cached] = 1;
         }
     }
     *n_stop = e->step_layer >= 0 ? t - first_embed : 0;
@@ -832,6 +870,17 @@ static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
     emit(e, r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
     slot_leave(e, r);
     req_free(e, r);
+}
+
+/* Record prompt token t's log-probability from the logits of the row before it. */
+static void prompt_logprob(rm_engine *e, req *r, int t, const float *logits) {
+    int32_t ids[RM_MAX_TOP_LOGPROBS];
+    float lps[RM_MAX_TOP_LOGPROBS], lp;
+    rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
+    rm_logprobs(logits, e->m->cfg.vocab_size, r->toks[t], r->n_top, &lp, ids, lps);
+    for (int k = 0; k < r->n_top; k++) top[k] = (rm_token_logprob){ids[k], lps[k]};
+    if (rm_logprob_list_add(&r->plist, r->toks[t], lp, top, r->n_top) != RAMOLE_OK)
+        r->prompt_lps = false; /* out of memory: the event says nothing rather than something short */
 }
 
 /* Sample r's next token from logits, report it, finish r if it is done. */
@@ -935,6 +984,8 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
             continue;
         }
         bool wants = r->n_cached + e->chunk[i] == r->n_toks;
+        int first, rows = prompt_rows(r, e->chunk[i], &first);
+        for (int p = first; p < first + rows; p++) prompt_logprob(e, r, p + 1, rm_ctx_logits(e->ctx, li++));
         r->n_cached += e->chunk[i];
         if (wants) advance(e, r, rm_ctx_logits(e->ctx, li++));
     }

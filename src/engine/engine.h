@@ -78,11 +78,25 @@ const char *rm_finish_reason_name(rm_finish_reason r); /* "stop", "eos", "length
 /* The most alternatives a token's log-probabilities list (vLLM's and
  * OpenAI's chat limit). */
 #define RM_MAX_TOP_LOGPROBS 20
+/* Rows of prompt log-probabilities a step computes beyond one per sequence:
+ * the logits they need are kept apart, so a long prompt takes several steps. */
+#define RM_ENGINE_PROMPT_ROWS 64
 
 typedef struct {
     int32_t id;
     float logprob;
 } rm_token_logprob;
+
+/* A generation's log-probabilities, collected from its events for a reply
+ * (the server's responses, `ramole batch`'s results; logprob_list.c), or a
+ * prompt's (rm_engine_event.prompt_logprobs). */
+typedef struct {
+    int n, cap;
+    int n_top;               /* alternatives per token, the same for all */
+    int32_t *ids;            /* [n] the tokens */
+    float *lp;               /* [n] their log-probabilities */
+    rm_token_logprob *top;   /* [n * n_top] each token's alternatives, most likely first */
+} rm_logprob_list;
 
 typedef struct {
     int64_t id;
@@ -110,7 +124,20 @@ typedef struct {
     float logprob;
     const rm_token_logprob *top;
     int n_top;
+    /* the first token's event of a request with prompt_logprobs: each
+     * prompt token's log-probability given those before it (the first's
+     * is NaN: nothing comes before it; its alternatives are zero) */
+    const rm_logprob_list *prompt_logprobs;
 } rm_engine_event;
+
+/* Append one token: its id, log-probability and n_top alternatives (the
+ * list's count once it holds any; top may be NULL for zeros). */
+rm_status rm_logprob_list_add(rm_logprob_list *l, int32_t id, float lp, const rm_token_logprob *top, int n_top);
+/* Append ev's token when it carries log-probabilities (otherwise nothing). */
+rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev);
+/* dst (empty) as a copy of src. */
+rm_status rm_logprob_list_copy(rm_logprob_list *dst, const rm_logprob_list *src);
+void      rm_logprob_list_free(rm_logprob_list *l);
 
 typedef void (*rm_engine_event_fn)(const rm_engine_event *ev, void *user);
 
@@ -131,6 +158,8 @@ typedef struct {
     bool ignore_eos;
     bool logprobs;            /* each token's event carries its log-probability */
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
+    bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt
+                               * row then wants its logits, at most RM_ENGINE_PROMPT_ROWS per step */
 
     /* composition: mode and adapter names (resolved through the source) */
     rm_compose_mode mode;
@@ -246,22 +275,6 @@ rm_pool        *rm_engine_pool(rm_engine *e);
 int             rm_engine_max_seqs(const rm_engine *e);
 int             rm_engine_n_ctx(const rm_engine *e);     /* the context a sequence may fill */
 
-
-/* ---- a generation's log-probabilities, collected from its events ---- */
-
-/* For a reply: the server's responses, `ramole batch`'s results
- * (logprob_list.c). */
-typedef struct {
-    int n, cap;
-    int n_top;               /* alternatives per token, the same for all */
-    int32_t *ids;            /* [n] the tokens */
-    float *lp;               /* [n] their log-probabilities */
-    rm_token_logprob *top;   /* [n * n_top] each token's alternatives, most likely first */
-} rm_logprob_list;
-
-/* Append ev's token when it carries log-probabilities (otherwise nothing). */
-rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev);
-void      rm_logprob_list_free(rm_logprob_list *l);
 
 /* ---- running a list of requests to the end (offline batches, evaluation) ---- */
 

@@ -6,26 +6,44 @@
 
 #include <string.h>
 
-rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev) {
-    if (ev->token < 0 || !ev->top) return RAMOLE_OK;
-    if (!l->n) l->n_top = ev->n_top;
-    if (ev->n_top != l->n_top)
-        return rm_err(RAMOLE_ERR_INVALID, "logprobs: %d alternatives after %d", ev->n_top, l->n_top);
+rm_status rm_logprob_list_add(rm_logprob_list *l, int32_t id, float lp, const rm_token_logprob *top, int n_top) {
+    if (!l->n) l->n_top = n_top;
+    if (n_top != l->n_top) return rm_err(RAMOLE_ERR_INVALID, "logprobs: %d alternatives after %d", n_top, l->n_top);
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 16;
         int32_t *ids = rm_realloc(l->ids, (size_t)cap * sizeof *ids);
         if (ids) l->ids = ids;
-        float *lp = ids ? rm_realloc(l->lp, (size_t)cap * sizeof *lp) : NULL;
-        if (lp) l->lp = lp;
-        rm_token_logprob *top = lp && l->n_top ? rm_realloc(l->top, (size_t)cap * (size_t)l->n_top * sizeof *top) : NULL;
-        if (top) l->top = top;
-        if (!lp || (l->n_top && !top)) return rm_err(RAMOLE_ERR_NOMEM, "logprobs: out of memory");
+        float *lps = ids ? rm_realloc(l->lp, (size_t)cap * sizeof *lps) : NULL;
+        if (lps) l->lp = lps;
+        rm_token_logprob *t = lps && l->n_top ? rm_realloc(l->top, (size_t)cap * (size_t)l->n_top * sizeof *t) : NULL;
+        if (t) l->top = t;
+        if (!lps || (l->n_top && !t)) return rm_err(RAMOLE_ERR_NOMEM, "logprobs: out of memory");
         l->cap = cap;
     }
-    l->ids[l->n] = ev->token;
-    l->lp[l->n] = ev->logprob;
-    if (l->n_top) memcpy(l->top + (size_t)l->n * (size_t)l->n_top, ev->top, (size_t)l->n_top * sizeof *l->top);
+    l->ids[l->n] = id;
+    l->lp[l->n] = lp;
+    rm_token_logprob *dst = l->top + (size_t)l->n * (size_t)l->n_top;
+    if (l->n_top && top) memcpy(dst, top, (size_t)l->n_top * sizeof *dst);
+    else if (l->n_top) memset(dst, 0, (size_t)l->n_top * sizeof *dst);
     l->n++;
+    return RAMOLE_OK;
+}
+
+rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev) {
+    if (ev->token < 0 || !ev->top) return RAMOLE_OK;
+    return rm_logprob_list_add(l, ev->token, ev->logprob, ev->top, ev->n_top);
+}
+
+rm_status rm_logprob_list_copy(rm_logprob_list *dst, const rm_logprob_list *src) {
+    memset(dst, 0, sizeof *dst);
+    for (int i = 0; i < src->n; i++) {
+        rm_status st = rm_logprob_list_add(dst, src->ids[i], src->lp[i],
+                                           src->top + (size_t)i * (size_t)src->n_top, src->n_top);
+        if (st != RAMOLE_OK) {
+            rm_logprob_list_free(dst);
+            return st;
+        }
+    }
     return RAMOLE_OK;
 }
 

@@ -232,7 +232,7 @@ static rm_status refuse_unsupported(const json_t *o) {
         const char *give; /* what to give instead */
     } fields[] = {
         {"n", OFF_ONE, "1"}, {"best_of", OFF_ONE, "1"},
-        {"echo", OFF_EMPTY, "false"}, {"suffix", OFF_EMPTY, "null"},
+        {"suffix", OFF_EMPTY, "null"},
         {"tools", OFF_EMPTY, "null or []: ramole does not call tools"},
         {"functions", OFF_EMPTY, "null or []: ramole does not call functions"},
         {"logit_bias", OFF_EMPTY, "null or {}"},
@@ -325,6 +325,13 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         q->ignore_eos = json_is_true(ie);
     }
     RM_TRY(parse_logprobs(o, q));
+    const json_t *echo = json_object_get(o, "echo");
+    if (echo && !json_is_null(echo)) {
+        if (!json_is_boolean(echo)) return bad("echo", "true or false");
+        if (json_is_true(echo) && q->n_messages) return bad("echo", "false with \"messages\" (it echoes a prompt)");
+        sp->echo = json_is_true(echo);
+    }
+    q->prompt_logprobs = sp->echo && q->logprobs;
     RM_TRY(parse_stop(o, sp));
     return parse_lora(o, sp);
 }

@@ -25,13 +25,17 @@
  *                  integer 0..20 (completions: that many alternatives):
  *                  each token's log-probability under the model's raw
  *                  distribution, as vLLM reports by default
+ *   "echo"         boolean, with a prompt (not messages): the answer begins
+ *                  with the prompt, and with "logprobs" the prompt's tokens
+ *                  carry theirs too (the first null), as OpenAI's
+ *                  completions and lm-evaluation-harness's scoring use it
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
  *                   adapters are given, weights to 1
  * Other fields are ignored, as OpenAI clients send more than ramole uses,
  * except those that ask for what ramole does not do: "n" and "best_of"
- * other than 1, "echo", "suffix", "tools",
+ * other than 1, "suffix", "tools",
  * "functions", "logit_bias", and a "response_format" other than text are
  * refused by name unless they hold their "off" value (null, false, 0, "",
  * [] or {}), which clients send by default.
@@ -53,6 +57,7 @@ typedef struct {
     char *stop[RM_REQUEST_MAX_STOP];
     char *adapters[RM_LORA_MAX_K];
     char *router;
+    bool echo;               /* completions' "echo": the answer begins with the prompt */
 } rm_request_spec;
 
 /* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s

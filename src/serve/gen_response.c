@@ -28,7 +28,9 @@ typedef struct {
     int lp_sent;         /* tokens whose log-probabilities went out */
     long lp_offset;      /* completions' text_offset of the next one */
     bool sent_role;      /* chat: the first delta names the role */
+    bool echoed;         /* "echo": its prompt went out */
     bool finished;       /* its finish chunk went out */
+    char *prompt;        /* "echo": the prompt's text (rm_malloc'd) */
 } gen_choice;
 
 typedef struct {
@@ -100,11 +102,45 @@ static void set_router_weights(gen_choice *c) {
         json_object_set_new(json_array_get(list, (size_t)j), "weight", json_real(c->r->gates[j]));
 }
 
+/* "echo": choice c's prompt as text, decoded when it came as token ids. */
+static char *prompt_text(const rm_tok *tok, const srv_req *r) {
+    if (r->spec.prompt) return rm_strdup(r->spec.prompt);
+    char *t = NULL;
+    if (tok && rm_tok_decode(tok, r->spec.tokens, (size_t)r->spec.req.n_tokens, 0, &t, NULL) == RAMOLE_OK) return t;
+    return rm_strdup("");
+}
+
+/* Append each array of `more` to the same key's array of `into` (both
+ * completions' logprobs objects); more is freed. */
+static void extend(json_t *into, json_t *more) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(more, key, v) json_array_extend(json_object_get(into, key), v);
+    json_decref(more);
+}
+
+/* The logprobs of choice c's tokens [from, to), after its prompt's when it
+ * echoes and the prompt has not gone out yet (its mu held). */
+static json_t *choice_logprobs(gen_resp *g, gen_choice *c, int from, int to) {
+    const rm_tok *tok = g->s->model->tokenizer;
+    const srv_req *r = c->r;
+    if (!r->spec.echo || c->echoed || !r->plps.n)
+        return srv_logprobs_json(tok, &r->lps, from, to, g->chat, &c->lp_offset);
+    json_t *lp = srv_logprobs_json(tok, &r->plps, 0, r->plps.n, g->chat, &c->lp_offset);
+    extend(lp, srv_logprobs_json(tok, &r->lps, from, to, g->chat, &c->lp_offset));
+    return lp;
+}
+
 /* One chunk of choice i: text, log-probabilities since its last chunk, and
  * on its last chunk the finish reason and "lora" (its mu held). */
 static json_t *chunk(gen_resp *g, int i, const char *text, size_t len, const char *finish) {
     gen_choice *c = &g->ch[i];
     const srv_req *r = c->r;
+    char *joined = NULL;
+    if (r->spec.echo && !c->echoed && c->prompt) { /* the prompt opens the choice's first chunk */
+        joined = rm_asprintf("%s%.*s", c->prompt, (int)len, text);
+        if (joined) text = joined, len = strlen(joined);
+    }
     json_t *choice;
     if (g->chat) {
         json_t *delta = json_object();
@@ -116,11 +152,11 @@ static json_t *chunk(gen_resp *g, int i, const char *text, size_t len, const cha
                            finish);
     if (!finish) json_object_set_new(choice, "finish_reason", json_null());
     if (r->spec.req.logprobs) {
-        json_object_set_new(choice, "logprobs",
-                            srv_logprobs_json(g->s->model->tokenizer, &r->lps, c->lp_sent, r->lps.n, g->chat,
-                                              &c->lp_offset));
+        json_object_set_new(choice, "logprobs", choice_logprobs(g, c, c->lp_sent, r->lps.n));
         c->lp_sent = r->lps.n;
     }
+    if (joined || !r->spec.echo) c->echoed = true;
+    rm_free(joined);
     json_t *out = json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", g->id, "object",
                             g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
                             "model", g->s->model_name, "choices", choice);
@@ -147,16 +183,17 @@ static json_t *whole(gen_resp *g) {
         srv_req *r = c->r;
         pthread_mutex_lock(&r->mu);
         set_router_weights(c);
-        const char *fin = finish_name(r->finish), *text = r->text ? r->text : "";
+        const char *fin = finish_name(r->finish);
+        char *echoed = r->spec.echo && c->prompt ? rm_asprintf("%s%.*s", c->prompt, (int)r->len, r->text ? r->text : "")
+                                                 : NULL;
+        const char *text = echoed ? echoed : r->text ? r->text : "";
+        size_t len = echoed ? strlen(echoed) : r->len;
         json_t *choice = g->chat ? json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", i, "message", "role",
-                                             "assistant", "content", text, r->len, "logprobs", "finish_reason", fin)
-                                 : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", text, r->len, "logprobs",
+                                             "assistant", "content", text, len, "logprobs", "finish_reason", fin)
+                                 : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", text, len, "logprobs",
                                              "finish_reason", fin);
-        if (choice && r->spec.req.logprobs) {
-            long offset = 0;
-            json_object_set_new(choice, "logprobs",
-                                srv_logprobs_json(g->s->model->tokenizer, &r->lps, 0, r->lps.n, g->chat, &offset));
-        }
+        rm_free(echoed);
+        if (choice && r->spec.req.logprobs) json_object_set_new(choice, "logprobs", choice_logprobs(g, c, 0, r->lps.n));
         if (choice && g->n_choices > 1) json_object_set(choice, "lora", c->lora);
         pthread_mutex_unlock(&r->mu);
         json_array_append_new(choices, choice);
@@ -351,6 +388,7 @@ static void gen_free(void *cls) {
         srv_sched_cancel(&g->s->sched, g->ch[i].r); /* a no-op when it finished */
         srv_req_release(g->ch[i].r);
         json_decref(g->ch[i].lora);
+        rm_free(g->ch[i].prompt);
     }
     rm_free(g->wire);
     rm_free(g);
@@ -368,6 +406,7 @@ struct MHD_Response *srv_gen_response(rm_server *s, srv_gen *gen, bool chat) {
     for (int i = 0; i < gen->n_choices; i++) { /* the requests and lora objects move here */
         g->ch[i].r = gen->req[i];
         g->ch[i].lora = gen->lora[i];
+        if (gen->req[i]->spec.echo) g->ch[i].prompt = prompt_text(s->model->tokenizer, gen->req[i]);
         gen->req[i] = NULL;
         gen->lora[i] = NULL;
     }

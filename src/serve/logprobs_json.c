@@ -6,10 +6,12 @@
  * text around it. A piece that is not whole UTF-8 (part of a character)
  * is named "bytes:\xNN..." as OpenAI names such tokens; "bytes" always
  * holds the piece's byte values. Without a tokenizer a token is
- * "token_id:N", as vLLM names it.
+ * "token_id:N", as vLLM names it. A log-probability that is NaN (a
+ * prompt's first token, with "echo") is null, as are its alternatives.
  */
 #include "serve/serve_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,9 +78,14 @@ json_t *srv_logprobs_json(const rm_tok *tok, const rm_logprob_list *l, int from,
         size_t n;
         const char *name = token_name(tok, l->ids[i], buf, sizeof buf, &b, &n);
         json_array_append_new(tokens, json_string(name));
-        json_array_append_new(lps, json_real(l->lp[i]));
         json_array_append_new(offs, json_integer(*offset));
         *offset += b ? chars(b, n) : 0;
+        if (isnan(l->lp[i])) { /* a prompt's first token: nothing comes before it */
+            json_array_append_new(lps, json_null());
+            json_array_append_new(tops, json_null());
+            continue;
+        }
+        json_array_append_new(lps, json_real(l->lp[i]));
         json_t *alts = json_object();
         for (int k = 0; k < l->n_top; k++) {
             const rm_token_logprob *t = &l->top[(size_t)i * (size_t)l->n_top + (size_t)k];

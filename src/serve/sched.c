@@ -35,6 +35,7 @@ void srv_req_release(srv_req *r) {
     rm_free(r->error);
     rm_free(r->text);
     rm_logprob_list_free(&r->lps);
+    rm_logprob_list_free(&r->plps);
     rm_free(r->hidden);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -63,6 +64,7 @@ static void on_event(const rm_engine_event *ev, void *user) {
     srv_sched *s = r->sched;
     if (ev->len) append(r, ev->text, ev->len);
     (void)rm_logprob_list_push(&r->lps, ev); /* out of memory: the list is cut short, as the text would be */
+    if (ev->prompt_logprobs && !r->plps.n) (void)rm_logprob_list_copy(&r->plps, ev->prompt_logprobs);
     if (ev->token >= 0) {
         s->step_sampled++;
         if (!r->t_first) {

@@ -68,6 +68,7 @@ typedef struct srv_req {
     float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
     int n_gates;
     rm_logprob_list lps;        /* each token's log-probabilities, when asked for */
+    rm_logprob_list plps;       /* the prompt's, with "echo" (from the first token's event) */
     float *hidden;              /* an embedding request's vector [n_hidden], once DONE */
     int n_hidden;
     double t_submit, t_first, t_last;

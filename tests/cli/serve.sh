@@ -67,9 +67,10 @@ presence_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --pre
 echo "{\"prompt\": $(node -e 'console.log(JSON.stringify(process.argv[1]))' "$P"), \"max_tokens\": 8, \"temperature\": 0, \"ignore_eos\": true, \"logprobs\": 3}" >"$TMP/lp_in.jsonl"
 $R batch -m "$TMP/m" --in "$TMP/lp_in.jsonl" --out "$TMP/lp_out.jsonl" -t 2 2>/dev/null
 batch_logprobs=$(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).logprobs.token_logprobs))' "$TMP/lp_out.jsonl" 2>/dev/null)
+batch_tokens=$(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).tokens))' "$TMP/lp_out.jsonl" 2>/dev/null)
 ctx=$($R info "$TMP/m" 2>/dev/null | sed -n 's/^context: *\([0-9]*\).*/\1/p')
-node -e 'const [p, b, r, r1, pr, c, bl, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, presence_text: pr, ctx: +c, batch_logprobs: JSON.parse(bl || "[]"), dir: d}))' \
-  "$P" "$base_text" "$rev_text" "$rev1_text" "$presence_text" "$ctx" "$batch_logprobs" "$TMP" >"$TMP/expected.json"
+node -e 'const [p, b, r, r1, pr, c, bl, bt, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, presence_text: pr, ctx: +c, batch_logprobs: JSON.parse(bl || "[]"), batch_tokens: JSON.parse(bt || "[]"), dir: d}))' \
+  "$P" "$base_text" "$rev_text" "$rev1_text" "$presence_text" "$ctx" "$batch_logprobs" "$batch_tokens" "$TMP" >"$TMP/expected.json"
 
 if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny --grace 60; then
   grep -q "registry sqlite:$TMP/reg.db with 2 active adapters" "$TMP/open.out" \
