@@ -263,6 +263,12 @@ typedef struct {
 
 #define RAMOLE_MAX_TOP_LOGPROBS 20
 
+/* OpenAI's logit_bias: a value added to one token's logit before sampling. */
+typedef struct {
+    int32_t id;
+    float bias;
+} ramole_logit_bias;
+
 typedef struct {
     int64_t id;
     ramole_finish finish;   /* NONE while running */
@@ -303,6 +309,8 @@ typedef struct {
     float frequency_penalty, presence_penalty; /* OpenAI's, over the output (0: off): a token
                                                 * seen c > 0 times there loses
                                                 * c * frequency + presence from its logit */
+    const ramole_logit_bias *logit_bias;        /* added to those tokens' logits (copied at submit) */
+    int n_logit_bias;
     uint64_t seed;
     int max_tokens;         /* 0: until the context is full */
     const char *const *stop;

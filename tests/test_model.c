@@ -271,8 +271,8 @@ TEST(model_sampler_partial_sort_matches_full_sort) {
     rm_free(logit);
 }
 
-/* OpenAI's frequency and presence penalties against the formula applied
- * naively (each output token counted by a scan), then the full-sort
+/* OpenAI's frequency and presence penalties and logit biases against the
+ * formula applied naively (each output token counted by a scan), then the full-sort
  * sampler: the same draws, greedy and filtered. The prompt's tokens are
  * not penalised. */
 TEST(model_sampler_openai_penalties_match_the_formula) {
@@ -287,6 +287,9 @@ TEST(model_sampler_openai_penalties_match_the_formula) {
         rm_sampler_params_default(&p);
         p.temperature = cases[c].temp, p.top_k = 0, p.top_p = 0.9f, p.min_p = 0, p.seed = 31 + c;
         p.frequency_penalty = cases[c].freq, p.presence_penalty = cases[c].pres;
+        /* from the third case on, OpenAI's logit_bias on three tokens as well */
+        const rm_logit_bias bias[3] = {{3, 4.0f}, {17, -100.0f}, {250, 1.5f}};
+        if (c >= 2) p.logit_bias = bias, p.n_logit_bias = 3;
         rm_sampler *s = NULL;
         CHECK_OK(rm_sampler_new(&p, V, &s));
         uint64_t rng = p.seed;
@@ -302,6 +305,7 @@ TEST(model_sampler_openai_penalties_match_the_formula) {
                 for (int i = N_HIST - n_out; i < N_HIST; i++) cnt += hist[i] == t;
                 if (cnt) pen[t] -= (float)cnt * p.frequency_penalty + p.presence_penalty;
             }
+            for (int k = 0; k < p.n_logit_bias; k++) pen[p.logit_bias[k].id] += p.logit_bias[k].bias;
             int32_t got = rm_sampler_sample(s, logit, hist, N_HIST, n_out), want;
             if (p.temperature <= 0) {
                 want = 0;
@@ -325,6 +329,22 @@ TEST(model_sampler_openai_penalties_match_the_formula) {
     p.presence_penalty = NAN;
     rm_sampler *s = NULL;
     CHECK_ERR(rm_sampler_new(&p, V, &s), RAMOLE_ERR_INVALID);
+    /* a bias of a token outside the vocabulary is refused, naming it */
+    rm_sampler_params_default(&p);
+    const rm_logit_bias far = {V, 1.0f};
+    p.logit_bias = &far, p.n_logit_bias = 1;
+    CHECK_ERR(rm_sampler_new(&p, V, &s), RAMOLE_ERR_RANGE);
+    CHECK(strstr(ramole_last_error(), "token 300 is outside the vocabulary of 300") != NULL);
+    /* +100 on one token: greedy always takes it; the sampler keeps its own copy */
+    rm_logit_bias one = {42, 100.0f};
+    rm_sampler_params_default(&p);
+    p.temperature = 0, p.logit_bias = &one, p.n_logit_bias = 1;
+    CHECK_OK(rm_sampler_new(&p, V, &s));
+    one.id = 7;
+    float flat[V];
+    for (int i = 0; i < V; i++) flat[i] = (float)(i % 13);
+    if (s) CHECK(rm_sampler_sample(s, flat, NULL, 0, 0) == 42);
+    rm_sampler_free(s);
 }
 
 /* ---- bad model files --------------------------------------------------------- */

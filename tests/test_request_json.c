@@ -90,6 +90,22 @@ TEST(request_json_message_content_parts_and_roles) {
     refused("{\"messages\": [{\"content\": \"a\"}]}", "message 0 needs a string \"role\"");
 }
 
+TEST(request_json_logit_bias) {
+    rm_request_spec sp;
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"logit_bias\": {\"50256\": -100, \"7\": 2.5}}", &sp));
+    CHECK(sp.req.sampling.n_logit_bias == 2);
+    if (sp.req.sampling.n_logit_bias == 2) {
+        const rm_logit_bias *b = sp.req.sampling.logit_bias;
+        CHECK((b[0].id == 50256 && b[0].bias == -100 && b[1].id == 7 && b[1].bias == 2.5f) ||
+              (b[1].id == 50256 && b[1].bias == -100 && b[0].id == 7 && b[0].bias == 2.5f));
+    }
+    rm_request_spec_free(&sp);
+    refused("{\"prompt\": \"a\", \"logit_bias\": {\"x1\": 1}}", "key \"x1\" is not a token id");
+    refused("{\"prompt\": \"a\", \"logit_bias\": {\"-3\": 1}}", "key \"-3\" is not a token id");
+    refused("{\"prompt\": \"a\", \"logit_bias\": {\"3\": 101}}", "the bias of token 3 must be a number in [-100, 100]");
+    refused("{\"prompt\": \"a\", \"logit_bias\": [1]}", "\"logit_bias\" must be an object");
+}
+
 TEST(request_json_openai_penalties) {
     rm_request_spec sp;
     CHECK_OK(parse_text("{\"prompt\": \"a\", \"frequency_penalty\": 0.5, \"presence_penalty\": -1.25}", &sp));
@@ -132,7 +148,7 @@ TEST(request_json_logprobs_as_both_routes_ask) {
 
 TEST(request_json_refuses_what_ramole_does_not_do) {
     /* each field's "off" value is accepted: clients send them by default */
-    accepted("{\"prompt\": \"a\", \"n\": 1, \"best_of\": 1, \"echo\": false, \"suffix\": null,"
+    accepted("{\"prompt\": \"a\", \"n\": 1, \"best_of\": 1, \"logit_bias\": null, \"echo\": false, \"suffix\": null,"
              " \"logit_bias\": {}, \"user\": \"u\", \"stream\": false}");
     accepted("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}],"
              " \"tools\": [], \"functions\": null, \"tool_choice\": \"none\", \"response_format\": {\"type\": \"text\"},"
@@ -143,7 +159,6 @@ TEST(request_json_refuses_what_ramole_does_not_do) {
     refused("{\"prompt\": \"a\", \"echo\": \"yes\"}", "field \"echo\" must be true or false");
     refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"echo\": true}", "field \"echo\"");
     refused("{\"prompt\": \"a\", \"suffix\": \"end\"}", "field \"suffix\"");
-    refused("{\"prompt\": \"a\", \"logit_bias\": {\"50256\": -100}}", "field \"logit_bias\"");
     refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": \"function\","
             " \"function\": {\"name\": \"f\"}}]}",
             "does not call tools");

@@ -236,6 +236,8 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     q.sampling.repeat_last_n = r->repeat_last_n;
     q.sampling.frequency_penalty = r->frequency_penalty;
     q.sampling.presence_penalty = r->presence_penalty;
+    q.sampling.logit_bias = (const rm_logit_bias *)r->logit_bias;
+    q.sampling.n_logit_bias = r->n_logit_bias;
     q.sampling.seed = r->seed;
     q.max_tokens = r->max_tokens;
     q.stop = r->stop;
@@ -344,6 +346,7 @@ _Static_assert(sizeof(ramole_result) == sizeof(rm_engine_result) &&
                    offsetof(ramole_result, n_prompt) == offsetof(rm_engine_result, n_prompt) &&
                    offsetof(ramole_result, logprobs.top) == offsetof(rm_engine_result, logprobs.top) &&
                    sizeof(ramole_token_logprob) == sizeof(rm_token_logprob) &&
+                   sizeof(ramole_logit_bias) == sizeof(rm_logit_bias) &&
                    RAMOLE_MAX_TOP_LOGPROBS == RM_MAX_TOP_LOGPROBS &&
                    offsetof(ramole_result, error) == offsetof(rm_engine_result, error),
                "ramole_result and rm_engine_result must share their layout");

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static rm_status bad(const char *field, const char *what) {
@@ -235,7 +236,6 @@ static rm_status refuse_unsupported(const json_t *o) {
         {"suffix", OFF_EMPTY, "null"},
         {"tools", OFF_EMPTY, "null or []: ramole does not call tools"},
         {"functions", OFF_EMPTY, "null or []: ramole does not call functions"},
-        {"logit_bias", OFF_EMPTY, "null or {}"},
         {"response_format", OFF_TEXT, "{\"type\": \"text\"}: ramole does not constrain its output"},
     };
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)
@@ -264,6 +264,34 @@ static rm_status parse_logprobs(const json_t *o, rm_engine_request *q) {
     if (json_integer_value(top) && !json_is_true(lp))
         return rm_err(RAMOLE_ERR_INVALID, "field \"top_logprobs\" needs \"logprobs\": true");
     q->top_logprobs = (int)json_integer_value(top);
+    return RAMOLE_OK;
+}
+
+/* OpenAI's "logit_bias": {"token id": bias}, ids as decimal strings. */
+static rm_status parse_logit_bias(const json_t *o, rm_request_spec *sp) {
+    const json_t *b = json_object_get(o, "logit_bias");
+    if (!b || json_is_null(b)) return RAMOLE_OK;
+    if (!json_is_object(b) || json_object_size(b) > RM_MAX_LOGIT_BIAS)
+        return rm_err(RAMOLE_ERR_INVALID, "field \"logit_bias\" must be an object of at most %d {\"token id\": bias}",
+                      RM_MAX_LOGIT_BIAS);
+    size_t n = json_object_size(b);
+    if (!n) return RAMOLE_OK;
+    if (!(sp->bias = rm_malloc(n * sizeof *sp->bias))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    const char *key;
+    const json_t *v;
+    int i = 0;
+    json_object_foreach((json_t *)b, key, v) {
+        char *end;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || id < 0 || id > INT32_MAX)
+            return rm_err(RAMOLE_ERR_INVALID, "field \"logit_bias\": key \"%s\" is not a token id", key);
+        if (!json_is_number(v) || !(json_number_value(v) >= -100 && json_number_value(v) <= 100))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"logit_bias\": the bias of token %ld must be a number in "
+                          "[-100, 100]", id);
+        sp->bias[i++] = (rm_logit_bias){(int32_t)id, (float)json_number_value(v)};
+    }
+    sp->req.sampling.logit_bias = sp->bias;
+    sp->req.sampling.n_logit_bias = i;
     return RAMOLE_OK;
 }
 
@@ -325,6 +353,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         q->ignore_eos = json_is_true(ie);
     }
     RM_TRY(parse_logprobs(o, q));
+    RM_TRY(parse_logit_bias(o, sp));
     const json_t *echo = json_object_get(o, "echo");
     if (echo && !json_is_null(echo)) {
         if (!json_is_boolean(echo)) return bad("echo", "true or false");
@@ -354,5 +383,6 @@ void rm_request_spec_free(rm_request_spec *sp) {
     for (int i = 0; i < RM_REQUEST_MAX_STOP; i++) rm_free(sp->stop[i]);
     for (int i = 0; i < RM_LORA_MAX_K; i++) rm_free(sp->adapters[i]);
     rm_free(sp->router);
+    rm_free(sp->bias);
     memset(sp, 0, sizeof *sp);
 }

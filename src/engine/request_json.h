@@ -17,6 +17,8 @@
  *   "top_p"        number in (0, 1] (default 1)
  *   "frequency_penalty", "presence_penalty"   numbers in [-2, 2] (default 0),
  *                  over the output so far, as OpenAI and vLLM
+ *   "logit_bias"   {"token id": bias in [-100, 100]}, added to those logits
+ *                  (at most 1024 tokens)
  *   "top_k", "min_p", "repeat_penalty"   llama.cpp's samplers (default off)
  *   "seed"         integer >= 0 (default a fixed seed: batches are repeatable)
  *   "stop"         string or array of up to 16 strings
@@ -36,7 +38,7 @@
  * Other fields are ignored, as OpenAI clients send more than ramole uses,
  * except those that ask for what ramole does not do: "n" and "best_of"
  * other than 1, "suffix", "tools",
- * "functions", "logit_bias", and a "response_format" other than text are
+ * "functions", and a "response_format" other than text are
  * refused by name unless they hold their "off" value (null, false, 0, "",
  * [] or {}), which clients send by default.
  * Errors (ERR_INVALID) name the field and what it must be.
@@ -58,6 +60,7 @@ typedef struct {
     char *adapters[RM_LORA_MAX_K];
     char *router;
     bool echo;               /* completions' "echo": the answer begins with the prompt */
+    rm_logit_bias *bias;     /* "logit_bias" */
 } rm_request_spec;
 
 /* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s

@@ -264,6 +264,14 @@ const float *rm_ctx_hidden(const rm_ctx *c, int i);
 
 /* ---- sampler -------------------------------------------------------------- */
 
+/* OpenAI's logit_bias: a value added to one token's logit before sampling. */
+typedef struct {
+    int32_t id;
+    float bias;
+} rm_logit_bias;
+
+#define RM_MAX_LOGIT_BIAS 1024
+
 typedef struct {
     float temperature;    /* <= 0: greedy */
     int top_k;            /* <= 0: off */
@@ -275,6 +283,10 @@ typedef struct {
      * repeat penalty as vLLM orders them: a token seen c > 0 times there
      * loses c * frequency_penalty + presence_penalty from its logit */
     float frequency_penalty, presence_penalty;
+    /* added to their tokens' logits after the penalties (ids within the
+     * vocabulary, biases finite; copied by rm_sampler_new) */
+    const rm_logit_bias *logit_bias;
+    int n_logit_bias;
     uint64_t seed;
 } rm_sampler_params;
 

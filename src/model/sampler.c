@@ -1,6 +1,6 @@
 /*
  * sampler.c — choosing the next token: the repetition penalty, then OpenAI's
- * frequency and presence penalties, then greedy or top-k, top-p, min-p,
+ * frequency and presence penalties and logit biases, then greedy or top-k, top-p, min-p,
  * temperature and a seeded draw, in llama.cpp's order.
  * Scratch for the candidates is reserved at creation (no allocation per
  * token).
@@ -19,6 +19,7 @@ struct rm_sampler {
     int32_t *idx;   /* [vocab] candidate ids */
     float *prob;    /* [vocab] */
     int32_t *count; /* [vocab] zero between calls: the output's token counts */
+    rm_logit_bias *bias; /* [p.n_logit_bias], the sampler's copy */
 };
 
 void rm_sampler_params_default(rm_sampler_params *p) {
@@ -29,6 +30,8 @@ void rm_sampler_params_default(rm_sampler_params *p) {
     p->repeat_penalty = 1.0f;
     p->repeat_last_n = 64;
     p->frequency_penalty = p->presence_penalty = 0;
+    p->logit_bias = NULL;
+    p->n_logit_bias = 0;
     p->seed = 0x5eed;
 }
 
@@ -40,6 +43,12 @@ rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out
                       "sampler: need top_p in (0,1], min_p in [0,1], repeat_penalty > 0, repeat_last_n >= 0");
     if (!isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
         return rm_err(RAMOLE_ERR_INVALID, "sampler: frequency and presence penalties must be finite");
+    if (p->n_logit_bias < 0 || p->n_logit_bias > RM_MAX_LOGIT_BIAS || (p->n_logit_bias && !p->logit_bias))
+        return rm_err(RAMOLE_ERR_INVALID, "sampler: %d logit biases (at most %d)", p->n_logit_bias, RM_MAX_LOGIT_BIAS);
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].id < 0 || p->logit_bias[i].id >= vocab || !isfinite(p->logit_bias[i].bias))
+            return rm_err(RAMOLE_ERR_RANGE, "logit_bias: token %d is outside the vocabulary of %d, or its bias is "
+                          "not finite", (int)p->logit_bias[i].id, vocab);
     rm_sampler *s = rm_calloc(1, sizeof *s);
     if (!s) return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
     s->p = *p;
@@ -49,7 +58,10 @@ rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out
     s->idx = rm_malloc((size_t)vocab * sizeof *s->idx);
     s->prob = rm_malloc((size_t)vocab * sizeof *s->prob);
     s->count = rm_calloc((size_t)vocab, sizeof *s->count);
-    if (!s->logit || !s->idx || !s->prob || !s->count) {
+    s->bias = p->n_logit_bias ? rm_malloc((size_t)p->n_logit_bias * sizeof *s->bias) : NULL;
+    if (s->bias) memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *s->bias);
+    s->p.logit_bias = s->bias;
+    if (!s->logit || !s->idx || !s->prob || !s->count || (p->n_logit_bias && !s->bias)) {
         rm_sampler_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
     }
@@ -63,6 +75,7 @@ void rm_sampler_free(rm_sampler *s) {
     rm_free(s->idx);
     rm_free(s->prob);
     rm_free(s->count);
+    rm_free(s->bias);
     rm_free(s);
 }
 
@@ -174,6 +187,7 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
     int n_out = n_output < n_history ? n_output : n_history;
     if ((p->frequency_penalty != 0 || p->presence_penalty != 0) && history && n_out > 0)
         penalise_output(s, history + n_history - n_out, n_out);
+    for (int i = 0; i < p->n_logit_bias; i++) s->logit[p->logit_bias[i].id] += p->logit_bias[i].bias;
     if (p->temperature <= 0) {
         int32_t best = 0;
         for (int i = 1; i < s->vocab; i++)

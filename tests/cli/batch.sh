@@ -89,6 +89,15 @@ r=$(node -e '
   console.log(bad || "ok");' "$TMP/bad_out.jsonl" 2>&1)
 [ "$r" = ok ] && [ $rc -eq 1 ] && pass cli_batch_bad_lines_in_place || fail cli_batch_bad_lines_in_place "rc $rc: $r"
 
+# OpenAI's logit_bias: +100 on one token makes greedy take it every time; an id past the vocabulary is named
+printf '{"id": "b", "prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0, "ignore_eos": true, "logit_bias": {"42": 100}}\n{"id": "far", "prompt": [1, 2], "logit_bias": {"999999": 1}}\n' >"$TMP/bias.jsonl"
+$R batch -m "$TMP/base" --in "$TMP/bias.jsonl" --out "$TMP/bias_out.jsonl" --quiet 2>"$TMP/err"
+r=$(node -e '
+  const L = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  const ok = JSON.stringify(L[0].tokens) === "[42,42,42,42,42]" && L[1].error.message.includes("token 999999");
+  console.log(ok ? "ok" : JSON.stringify(L));' "$TMP/bias_out.jsonl" 2>&1)
+[ "$r" = ok ] && pass cli_batch_logit_bias || fail cli_batch_logit_bias "$r"
+
 # a file whose every line is refused still gets its results, and exit status 1
 printf '{"id": "a", "prompt": [1, 100000]}\n{"id": "b", "prompt": [1, 2], "echo": true}\n' >"$TMP/allbad.jsonl"
 $R batch -m "$TMP/base" --in "$TMP/allbad.jsonl" --out "$TMP/allbad_out.jsonl" --quiet 2>"$TMP/err"
