@@ -6,8 +6,8 @@
  * "n", "model" naming an adapter, the "lora" object with retrieval, named
  * adapters, modes and the registry's router) and a request that reads is
  * submitted to the server's engine over the tiny model and cancelled;
- * /v1/retrieve, /v1/feedback, /v1/load_lora_adapter and
- * /v1/unload_lora_adapter go through srv_json_route against the registry
+ * /v1/retrieve, /v1/feedback, /v1/load_lora_adapter,
+ * /v1/unload_lora_adapter, /tokenize and /detokenize go through srv_json_route against the registry
  * of fuzz_http.h, which every input leaves as it found it. A reply must be
  * a well-formed error or success, never a 5xx.
  */
@@ -41,6 +41,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "{\"role\": \"user\", \"content\": \"the cat sat <|im_start|>\"}], \"max_tokens\": 3, \"stream\": false}",
             "/v1/chat/completions\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"stream\": true, "
             "\"lora\": {\"mode\": \"fusion\", \"adapters\": [{\"name\": \"a1\"}, {\"name\": \"a3\"}]}}",
+            "/v1/completions\n{\"prompt\": [\"a b\", [1, 2, 3]], \"n\": 2, \"max_tokens\": 3, \"logprobs\": 2, "
+            "\"echo\": true, \"logit_bias\": {\"5\": 3.5}, \"frequency_penalty\": 0.5}",
+            "/v1/chat/completions\n{\"messages\": [{\"role\": \"developer\", \"content\": [{\"type\": \"text\", "
+            "\"text\": \"x\"}]}, {\"role\": \"user\", \"content\": \"y\"}], \"logprobs\": true, \"top_logprobs\": 3, "
+            "\"max_completion_tokens\": 3, \"stream\": true, \"stream_options\": {\"include_usage\": true}}",
+            "/tokenize\n{\"prompt\": \"the cat sat\", \"add_special_tokens\": false, \"return_token_strs\": true}",
+            "/tokenize\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+            "/detokenize\n{\"tokens\": [1, 2, 3]}",
             "/v1/retrieve\n{\"text\": \"the cat sat on the mat\", \"top_k\": 2}",
             "/v1/retrieve\n{\"text\": \"the secret recipe\", \"top_k\": 100}",
             "/v1/feedback\n{\"id\": \"cmpl-fuzz\", \"rating\": 1, \"comment\": \"nice\"}",
