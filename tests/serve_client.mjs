@@ -422,6 +422,32 @@ if (mode === "open") {
     return isError(await post("/tokenize", { add_special_tokens: true }), 400, "prompt");
   });
 
+  await check("serve_embeddings_are_the_retrieval_space", async () => {
+    // the official client asks for base64 by default and decodes it
+    const texts = ["reverse the word apple", "reverse the word stone", "what is 12 plus 9"];
+    const r = await client.embeddings.create({ model: modelName, input: texts });
+    const E = r.data.map((d) => Array.from(d.embedding));
+    if (r.data.length !== 3 || r.data.some((d, i) => d.index !== i) || !(E[0].length > 0) || r.usage.prompt_tokens < 3)
+      return JSON.stringify(r).slice(0, 300);
+    const dot = (a, b) => a.reduce((acc, x, i) => acc + x * b[i], 0);
+    for (const e of E) if (Math.abs(dot(e, e) - 1) > 1e-4) return "not unit length: " + dot(e, e);
+    const f = await post("/v1/embeddings", { input: texts[0], encoding_format: "float" });
+    if (f.json.data[0].embedding.some((x, i) => Math.abs(x - E[0][i]) > 1e-6)) return "float and base64 differ";
+    // rev's adapter is represented by the mean of its two samples' embeddings: retrieval's cosine for a
+    // text is its embedding against that mean
+    const mean = E[0].map((x, i) => x + E[1][i]), norm = Math.sqrt(dot(mean, mean));
+    const hits = (await post("/v1/retrieve", { text: texts[2], top_k: 5 })).json.data;
+    const rev = hits.find((h) => h.name === "rev");
+    const want = dot(E[2], mean) / norm;
+    if (!rev || Math.abs(rev.score - want) > 1e-4) return `rev scores ${rev && rev.score}, the embeddings say ${want}`;
+    for (const [body, needle] of [[{ input: [1, 2, 3] }, "not token ids"], [{ input: "a", encoding_format: "hex" }, "encoding_format"],
+      [{ input: "a", dimensions: 7 }, "dimensions"], [{ input: "a", model: "rev" }, "base"], [{ input: [] }, "input"]]) {
+      const e = isError(await post("/v1/embeddings", body), body.model ? 404 : 400, needle);
+      if (e !== true) return JSON.stringify(body) + ": " + e;
+    }
+    return true;
+  });
+
   await check("serve_retrieve_route", async () => {
     const r = await post("/v1/retrieve", { text: "add 3 and 4", top_k: 2 });
     return (r.status === 200 && r.json.data.length === 2 && r.json.data[0].name === "add") || r.text;

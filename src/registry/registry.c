@@ -1236,11 +1236,8 @@ static void embed_queued(rm_registry *r, embed_wait *me) {
     pthread_mutex_unlock(&r->batch_mu);
 }
 
-rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
-                               int *n) {
-    *n = 0;
-    int64_t tid;
-    RM_TRY(tenant_id(r, tenant, &tid));
+rm_status rm_registry_embed(rm_registry *r, const char *text, float **out, int *dim) {
+    *out = NULL, *dim = 0;
     embed_wait me = {.text = text};
     if (r->run) { /* the runner batches: embed at once, outside the locks */
         pthread_mutex_lock(&r->embed_lock);
@@ -1250,12 +1247,30 @@ rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *ten
     } else {
         embed_queued(r, &me);
     }
-    rm_status st = me.st != RAMOLE_OK ? rm_err(me.st, "%s", me.err) : RAMOLE_OK;
+    if (me.st != RAMOLE_OK) {
+        rm_free(me.q);
+        return rm_err(me.st, "%s", me.err);
+    }
+    *out = me.q;
+    *dim = me.dim;
+    return RAMOLE_OK;
+}
+
+rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
+                               int *n) {
+    *n = 0;
+    int64_t tid;
+    RM_TRY(tenant_id(r, tenant, &tid));
+    float *q;
+    int dim;
+    RM_TRY(rm_registry_embed(r, text, &q, &dim));
+    rm_status st = RAMOLE_OK;
     rm_reg_pool *p = atomic_load(&r->pool);
-    if (st == RAMOLE_OK && rm_reg_pool_dim(p) != me.dim) /* a new projection arrived meanwhile */
+    if (rm_reg_pool_dim(p) != dim) /* a new projection arrived meanwhile */
         st = rm_err(RAMOLE_ERR_MISMATCH, "the registry's embedder changed during the request; retry it");
-    if (st == RAMOLE_OK) *n = rm_reg_pool_search(p, me.q, tid, k, hits);
-    rm_free(me.q);
+    else
+        *n = rm_reg_pool_search(p, q, tid, k, hits);
+    rm_free(q);
     return st;
 }
 

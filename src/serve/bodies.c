@@ -495,11 +495,13 @@ bool srv_json_route(rm_server *s, const caller *who, const char *route, const ch
     memset(out, 0, sizeof *out);
     bool retrieve = !strcmp(route, "/v1/retrieve"), feedback = !strcmp(route, "/v1/feedback"),
          load = !strcmp(route, "/v1/load_lora_adapter"), unload = !strcmp(route, "/v1/unload_lora_adapter"),
-         tokenize = !strcmp(route, "/tokenize"), detokenize = !strcmp(route, "/detokenize");
-    if (!retrieve && !feedback && !load && !unload && !tokenize && !detokenize) return false;
+         tokenize = !strcmp(route, "/tokenize"), detokenize = !strcmp(route, "/detokenize"),
+         embeddings = !strcmp(route, "/v1/embeddings");
+    if (!retrieve && !feedback && !load && !unload && !tokenize && !detokenize && !embeddings) return false;
     json_t *body = body_object(text, len, out);
     if (!body) return true;
-    if (tokenize) srv_tokenize_reply(s, body, out);
+    if (embeddings) srv_embeddings_reply(s, body, out);
+    else if (tokenize) srv_tokenize_reply(s, body, out);
     else if (detokenize) srv_detokenize_reply(s, body, out);
     else if (retrieve) retrieve_reply(s, who, body, out);
     else if (feedback) feedback_reply(s, who, body, out);

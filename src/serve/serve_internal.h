@@ -258,6 +258,9 @@ void    srv_tokenize_reply(rm_server *s, const json_t *body, srv_reply *out);
 void    srv_detokenize_reply(rm_server *s, const json_t *body, srv_reply *out);
 json_t *srv_tokenizer_info(rm_server *s);
 
+/* OpenAI's POST /v1/embeddings with the registry's embedder (embeddings_api.c). */
+void srv_embeddings_reply(rm_server *s, const json_t *body, srv_reply *out);
+
 /*
  * The 200 response of a generation whose choices the scheduler runs
  * (gen_response.c): SSE chunks or one JSON object. It takes gen's requests

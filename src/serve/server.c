@@ -289,7 +289,8 @@ static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, con
 
 static bool is_json_route(const char *url) {
     return !strcmp(url, "/v1/completions") || !strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/retrieve") ||
-           !strcmp(url, "/v1/feedback") || !strcmp(url, "/tokenize") || !strcmp(url, "/detokenize");
+           !strcmp(url, "/v1/feedback") || !strcmp(url, "/tokenize") || !strcmp(url, "/detokenize") ||
+           !strcmp(url, "/v1/embeddings");
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -343,6 +344,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (post && !strcmp(url, "/v1/chat/completions")) return route_generate(s, c, "/v1/chat/completions", true, cx);
     if (post && !strcmp(url, "/v1/retrieve")) return route_json(s, c, "/v1/retrieve", RM_REG_ROLE_GENERATE, cx);
     if (post && !strcmp(url, "/v1/feedback")) return route_json(s, c, "/v1/feedback", RM_REG_ROLE_GENERATE, cx);
+    if (post && !strcmp(url, "/v1/embeddings")) return route_json(s, c, "/v1/embeddings", RM_REG_ROLE_GENERATE, cx);
     if (post && !strcmp(url, "/tokenize")) return route_json(s, c, "/tokenize", RM_REG_ROLE_GENERATE, cx);
     if (post && !strcmp(url, "/detokenize")) return route_json(s, c, "/detokenize", RM_REG_ROLE_GENERATE, cx);
     if (get && !strcmp(url, "/tokenizer_info")) return route_tokenizer_info(s, c);
