@@ -572,7 +572,7 @@ static void collect_plp(const rm_engine_event *ev, void *user) {
 
 /*
  * Prompt log-probabilities through the engine: a prompt of 150 tokens
- * (more than RM_ENGINE_PROMPT_ROWS, so it takes several steps) under a
+ * (more than the 64 prompt rows a step computes here, so it takes several steps) under a
  * mixture beside other requests, twice: once alone, once with a pool so
  * small that it is preempted and recomputed. Each prompt token's against a
  * direct decode that keeps every row's logits: within 1e-3, the top 3 in
@@ -590,7 +590,7 @@ TEST(engine_prompt_logprobs_match_a_direct_decode) {
     memset(got, 0, sizeof got);
     for (int pass = 0; pass < 2; pass++) {
         /* pass 1: 12 blocks of 16 hold the long request alone, not it and the others */
-        rm_engine_params p = {.n_threads = 2, .max_seqs = 4, .n_ctx = 192, .step_tokens = 128,
+        rm_engine_params p = {.n_threads = 2, .max_seqs = 4, .n_ctx = 192, .step_tokens = 128, .prompt_rows = 64,
                               .kv_blocks = pass ? 12 : 0, .kv_block = 16, .max_adapters = 3, .max_rank = 12,
                               .source = {source_load, &ts}};
         rm_engine *e = NULL;

@@ -128,6 +128,11 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     if (p.max_seqs <= 0) p.max_seqs = 16;
     if (p.n_ctx <= 0) p.n_ctx = m->cfg.max_pos < 4096 ? m->cfg.max_pos : 4096;
     if (p.step_tokens <= 0) p.step_tokens = 512;
+    if (p.prompt_rows <= 0) {
+        size_t fit = RM_ENGINE_PROMPT_LOGITS_BYTES / ((size_t)m->cfg.vocab_size * sizeof(float));
+        p.prompt_rows = fit < RM_ENGINE_PROMPT_ROWS_MIN ? RM_ENGINE_PROMPT_ROWS_MIN : fit > (size_t)p.step_tokens
+                                                                                    ? p.step_tokens : (int)fit;
+    }
     if (p.prefill_tokens < 0) p.prefill_tokens = -1;
     if (p.kv_block <= 0) p.kv_block = RM_KV_BLOCK_DEFAULT;
     if (p.max_adapters <= 0) p.max_adapters = 4;
@@ -164,8 +169,7 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     e->next_id = 1;
     e->step_layer = e->kept_layer = RM_HIDDEN_OFF;
     rm_ctx_params cp = {.n_ctx = p.n_ctx, .n_seq = p.max_seqs + 1, .n_batch = p.step_tokens,
-                        .n_logits = p.max_seqs + RM_ENGINE_PROMPT_ROWS < p.step_tokens ? p.max_seqs + RM_ENGINE_PROMPT_ROWS
-                                                                                : p.step_tokens,
+                        .n_logits = p.max_seqs + p.prompt_rows < p.step_tokens ? p.max_seqs + p.prompt_rows : p.step_tokens,
                         .n_threads = p.n_threads, .kv_block = p.kv_block, .kv_blocks = p.kv_blocks,
                         .kv_type = p.kv_type};
     /* scratch for rank 16 at first; rm_lora_state_grow_rank follows the adapters */
@@ -774,7 +778,7 @@ static int plan(rm_engine *e, int n) {
         used++;
     }
     budget = used + prefill_allowance(e, used);
-    int rows_left = RM_ENGINE_PROMPT_ROWS; /* logits kept beyond one per sequence */
+    int rows_left = e->p.prompt_rows; /* logits kept beyond one per sequence */
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
         if (!r || r->n_toks - r->n_cached <= 1 || e->chunk[i]) continue;

@@ -49,6 +49,9 @@ typedef struct {
                            * as many as it decodes, at least RM_ENGINE_PREFILL_MIN, so that a
                            * step costs each stream at most about two decode steps; < 0 no
                            * limit beyond step_tokens (throughput first: offline batches) */
+    int prompt_rows;      /* prompt rows whose log-probabilities one step computes (0: as
+                           * RM_ENGINE_PROMPT_LOGITS_BYTES of logits hold, at least
+                           * RM_ENGINE_PROMPT_ROWS_MIN, at most step_tokens) */
     int kv_blocks;        /* KV pool (0: enough for max_seqs sequences of n_ctx, at most half
                            * the machine's memory) */
     int kv_block;         /* positions per block (0: RM_KV_BLOCK_DEFAULT) */
@@ -78,9 +81,12 @@ const char *rm_finish_reason_name(rm_finish_reason r); /* "stop", "eos", "length
 /* The most alternatives a token's log-probabilities list (vLLM's and
  * OpenAI's chat limit). */
 #define RM_MAX_TOP_LOGPROBS 20
-/* Rows of prompt log-probabilities a step computes beyond one per sequence:
- * the logits they need are kept apart, so a long prompt takes several steps. */
-#define RM_ENGINE_PROMPT_ROWS 64
+/* Rows of prompt log-probabilities a step may compute beyond one per
+ * sequence (rm_engine_params.prompt_rows): by default as many as 32 MiB of
+ * logits hold, at least 64 and at most a step's tokens. A longer prompt
+ * takes several steps. */
+#define RM_ENGINE_PROMPT_ROWS_MIN 64
+#define RM_ENGINE_PROMPT_LOGITS_BYTES ((size_t)32 << 20)
 
 typedef struct {
     int32_t id;
@@ -159,7 +165,7 @@ typedef struct {
     bool logprobs;            /* each token's event carries its log-probability */
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt
-                               * row then wants its logits, at most RM_ENGINE_PROMPT_ROWS per step */
+                               * row then wants its logits, at most prompt_rows per step */
 
     /* composition: mode and adapter names (resolved through the source) */
     rm_compose_mode mode;
