@@ -330,7 +330,11 @@ if (mode === "open") {
   await check("serve_n_samples_and_prompt_lists", async () => {
     // n samples of one prompt: choice j is the one-sample answer with seed + j
     const body = { model: modelName, prompt: expected.prompt, max_tokens: 8, ignore_eos: true, temperature: 1, seed: 7, lora: { mode: "none" } };
+    const twins = async () => Number((/^ramole_twin_prompts_total (\d+)$/m.exec((await get("/metrics")).text) || [])[1]);
+    const before = await twins();
     const r = await client.completions.create({ ...body, n: 3 });
+    const after = await twins(); // samples 1 and 2 copy sample 0's prompt
+    if (!(after - before === 2)) return `twin prompts ${before} -> ${after}`;
     if (r.choices.length !== 3 || r.choices.some((c, i) => c.index !== i)) return "choices " + JSON.stringify(r.choices);
     const single = await client.completions.create(body);
     if (r.usage.completion_tokens !== 24 || r.usage.prompt_tokens !== single.usage.prompt_tokens) return "usage " + JSON.stringify(r.usage);

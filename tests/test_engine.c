@@ -680,6 +680,82 @@ TEST(engine_prompt_logprobs_match_a_direct_decode) {
     rm_model_free(m);
 }
 
+/*
+ * Twins: four samples of one prompt under one composition, submitted
+ * together beside two other requests. One computes the prompt; the other
+ * three copy its rows and feed only its last token. Each sample's tokens
+ * must equal the same request run alone. A router pooling over the prompt
+ * is never shared (its slot sums the prompt), yet runs the same.
+ */
+TEST(engine_twins_copy_their_prompt) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    enum { NP = 30, NEW = 8, TW = 4 };
+    int32_t prompt[NP];
+    for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(4 + (t * 23) % 88);
+    test_source ts = {0};
+    for (int pooled = 0; pooled < 2; pooled++) {
+        static collected_lp together[TW], alone[TW];
+        collected others[2];
+        memset(together, 0, sizeof together), memset(alone, 0, sizeof alone), memset(others, 0, sizeof others);
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.tokens = prompt, q.n_tokens = NP, q.max_tokens = NEW, q.ignore_eos = true;
+        q.sampling.temperature = 0.9f, q.sampling.top_k = 0, q.sampling.top_p = 1, q.sampling.min_p = 0;
+        static const char *const experts[3] = {"e1", "e2", "e4"};
+        q.mode = pooled ? RM_COMPOSE_ROUTER : RM_COMPOSE_MIXTURE, q.n_adapters = pooled ? 3 : 2;
+        for (int j = 0; j < q.n_adapters; j++) q.adapters[j] = experts[j];
+        q.router = pooled ? "prouter" : NULL;
+        q.logprobs = true, q.top_logprobs = 5; /* a sample's log-probabilities tell any difference in its rows */
+        q.on_event = collect_lp;
+        int64_t id;
+        rm_engine *e = new_engine(m, &ts, 6, 16, 0);
+        if (!e) break;
+        for (int k = 0; k < TW; k++) {
+            q.sampling.seed = 11 + (uint64_t)k, q.user = &together[k];
+            CHECK_OK(rm_engine_submit(e, &q, &id));
+        }
+        int32_t other_prompt[2][12];
+        for (int k = 0; k < 2; k++) {
+            rm_engine_request o;
+            rm_engine_request_init(&o);
+            for (int t = 0; t < 12; t++) other_prompt[k][t] = (int32_t)(7 + k + t * 3);
+            o.tokens = other_prompt[k], o.n_tokens = 12, o.max_tokens = 10, o.ignore_eos = true;
+            o.on_event = collect, o.user = &others[k];
+            CHECK_OK(rm_engine_submit(e, &o, &id));
+        }
+        drain(e);
+        rm_engine_stats st;
+        rm_engine_stats_get(e, &st);
+        rm_engine_free(e);
+        printf("  %s: %lld twins copied %lld prompt tokens\n", pooled ? "pooled router" : "mixture",
+               (long long)st.twin_hits, (long long)st.twin_tokens);
+        CHECK(st.twin_hits == (pooled ? 0 : TW - 1));
+        CHECK(st.twin_tokens == (pooled ? 0 : (TW - 1) * (NP - 1)));
+        for (int k = 0; k < TW; k++) {
+            rm_engine *a = new_engine(m, &ts, 6, 16, 0);
+            if (!a) break;
+            q.sampling.seed = 11 + (uint64_t)k, q.user = &alone[k];
+            CHECK_OK(rm_engine_submit(a, &q, &id));
+            drain(a);
+            rm_engine_free(a);
+            double worst = 0;
+            for (int i = 0; i < NEW && i < together[k].c.n && i < alone[k].c.n; i++)
+                worst = fmax(worst, fabs(together[k].lp[i] - alone[k].lp[i]));
+            CHECK_MSG(together[k].c.n == NEW && alone[k].c.n == NEW &&
+                          !memcmp(together[k].c.toks, alone[k].c.toks, sizeof(int32_t) * NEW) && worst < 1e-5,
+                      "%s sample %d: beside its twins its tokens or log-probabilities (by %.2e) differ from alone",
+                      pooled ? "pooled" : "mixture", k, worst);
+            rm_logprob_list_free(&together[k].list);
+            rm_logprob_list_free(&alone[k].list);
+        }
+        CHECK_MSG(memcmp(together[0].c.toks, together[1].c.toks, sizeof(int32_t) * NEW),
+                  "two samples with different seeds drew the same tokens: the test cannot tell them apart");
+        for (int k = 0; k < 2; k++) CHECK(others[k].fin == RM_FINISH_LENGTH);
+    }
+    rm_model_free(m);
+}
+
 TEST(engine_preemption_keeps_outputs) {
     rm_model *m = engine_model();
     if (!m) return;
@@ -1256,16 +1332,18 @@ TEST(engine_prefill_allowance_bounds_mixed_steps) {
         rm_engine *e = NULL;
         CHECK_OK(rm_engine_new(m, &p, &e));
         if (!e) break;
-        int32_t shortp[3] = {5, 6, 7}, longp[50];
+        int32_t shortp[3][3] = {{5, 6, 7}, {5, 6, 8}, {5, 6, 9}}, longp[50]; /* not twins: each computes its own */
         for (int t = 0; t < 50; t++) longp[t] = 1 + t % 90;
         rm_engine_request q;
         rm_engine_request_init(&q);
         q.ignore_eos = true;
         q.max_tokens = 10;
-        q.tokens = shortp;
         q.n_tokens = 3;
         int64_t id;
-        for (int i = 0; i < 3; i++) CHECK_OK(rm_engine_submit(e, &q, &id));
+        for (int i = 0; i < 3; i++) {
+            q.tokens = shortp[i];
+            CHECK_OK(rm_engine_submit(e, &q, &id));
+        }
         int n;
         CHECK_OK(rm_engine_step(e, &n)); /* three prompts; all three now decode */
         q.tokens = longp;

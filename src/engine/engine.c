@@ -49,6 +49,7 @@ typedef struct req {
     rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
     bool prompt_lps;            /* and the prompt's, recorded as its rows run: */
     rm_logprob_list plist;      /* prompt tokens 0..plist.n-1 (0's NaN) */
+    uint64_t twin_key;          /* its prompt and composition's hash; 0: it computes its own prompt */
     rm_sampler *smp;
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
@@ -549,6 +550,38 @@ static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *
     return RAMOLE_OK;
 }
 
+/*
+ * Twins: requests with the same prompt and composition (the n samples of
+ * one prompt) have the same K and V rows for it, so one computes them and
+ * the others copy them (rm_ctx_seq_copy) and compute only the prompt's
+ * last token, whose logits each samples from. Not for a request whose
+ * prompt rows must run: embeddings, prompt log-probabilities, and a router
+ * that pools its gates over the prompt (its slot sums them).
+ */
+static uint64_t twin_key(const req *r) {
+    if (r->embed || r->prompt_lps || r->n_prompt < 2) return 0;
+    if (r->comp.mode == RM_COMPOSE_ROUTER && r->comp.router && r->comp.router->gate_pool == RM_GATE_POOL_PROMPT) return 0;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the tokens, the mode and the experts */
+    const uint8_t *b = (const uint8_t *)r->toks;
+    for (size_t i = 0; i < (size_t)r->n_prompt * sizeof *r->toks; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    h = (h ^ (uint64_t)r->comp.mode) * 0x100000001b3ull;
+    for (int j = 0; j < r->comp.k; j++) h = (h ^ (uint64_t)(uintptr_t)r->comp.experts[j]) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
+/* Whether a and b are twins: the key, then everything it stands for. */
+static bool twins(const req *a, const req *b) {
+    const rm_composition *x = &a->comp, *y = &b->comp;
+    if (!a->twin_key || a->twin_key != b->twin_key || a->n_prompt != b->n_prompt ||
+        memcmp(a->toks, b->toks, (size_t)a->n_prompt * sizeof *a->toks) || x->mode != y->mode || x->k != y->k ||
+        x->router != y->router)
+        return false;
+    for (int j = 0; j < x->k; j++)
+        if (x->experts[j] != y->experts[j] || x->weights[j] != y->weights[j] || x->retrieval[j] != y->retrieval[j])
+            return false;
+    return true;
+}
+
 rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id) {
     *id = 0;
     req *r = rm_calloc(1, sizeof *r);
@@ -574,6 +607,7 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
         req_free(e, r);
         return st;
     }
+    r->twin_key = twin_key(r);
     r->id = e->next_id++;
     *id = r->id;
     if (!r->embed && r->max_new == 0) { /* nothing to generate: done at once */
@@ -760,6 +794,30 @@ static int prompt_rows_cap(const req *r, int want, int *rows_left) {
     return want;
 }
 
+typedef enum { TWIN_NONE, TWIN_WAIT, TWIN_COPIED } twin_use;
+
+/* Before r (order i, nothing cached) computes its prompt: copy it from an
+ * older running twin that holds it, or wait while one computes it (the
+ * oldest twin never waits). Without room for the copy, r computes its own. */
+static twin_use twin_prompt(rm_engine *e, int i, int *free_blocks) {
+    req *r = e->order[i];
+    if (!r->twin_key || r->n_cached) return TWIN_NONE;
+    int n = r->n_prompt - 1;
+    for (int j = 0; j < i; j++) {
+        req *a = e->order[j];
+        if (!a || !twins(a, r)) continue;
+        if (a->n_cached < n) return TWIN_WAIT;
+        int short_blocks = kv_short(e, r, n);
+        if (short_blocks > *free_blocks || rm_ctx_seq_copy(e->ctx, a->slot, r->slot, n) != RAMOLE_OK) return TWIN_NONE;
+        *free_blocks -= short_blocks;
+        r->n_cached = n;
+        e->st.twin_hits++;
+        e->st.twin_tokens += n;
+        return TWIN_COPIED;
+    }
+    return TWIN_NONE;
+}
+
 static int plan(rm_engine *e, int n) {
     int budget = e->p.step_tokens, used = 0;
     int free_blocks = rm_kv_free_blocks(e->kv);
@@ -781,7 +839,9 @@ static int plan(rm_engine *e, int n) {
     int rows_left = e->p.prompt_rows; /* logits kept beyond one per sequence */
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
-        if (!r || r->n_toks - r->n_cached <= 1 || e->chunk[i]) continue;
+        if (!r || e->chunk[i]) continue;
+        twin_use use = twin_prompt(e, i, &free_blocks);
+        if (use == TWIN_WAIT || (use == TWIN_NONE && r->n_toks - r->n_cached <= 1)) continue;
         if (!layer_fits(e, r)) continue;
         int want = r->n_toks - r->n_cached;
         if (want > budget - used) want = budget - used;

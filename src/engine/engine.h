@@ -266,6 +266,8 @@ typedef struct {
     int64_t tokens_generated;
     int64_t prefix_hits;      /* embeddings that started after a kept shared prefix */
     int64_t prefix_tokens;    /* the prefix tokens they did not feed */
+    int64_t twin_hits;        /* generations that copied a twin's prompt (the samples of one prompt) */
+    int64_t twin_tokens;      /* the prompt tokens they did not feed */
     rm_adapter_cache_stats adapters;
 } rm_engine_stats;
 void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out);

@@ -202,6 +202,16 @@ rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const void
     c->seq_len[seq] = n_pos;
     return RAMOLE_OK;
 }
+rm_status rm_ctx_seq_copy(rm_ctx *c, int src, int dst, int n_pos) {
+    if (src < 0 || src >= c->p.n_seq || dst < 0 || dst >= c->p.n_seq || src == dst || c->seq_len[dst] || n_pos <= 0 ||
+        n_pos > c->seq_len[src])
+        return rm_err(RAMOLE_ERR_RANGE, "KV copy: %d positions of sequence %d (holding %d) into %d", n_pos, src,
+                      src >= 0 && src < c->p.n_seq ? c->seq_len[src] : 0, dst);
+    RM_TRY(rm_kv_grow(c->kv, dst, n_pos));
+    rm_kv_copy_rows(c->kv, src, dst, n_pos);
+    c->seq_len[dst] = n_pos;
+    return RAMOLE_OK;
+}
 const rm_kv_cache *rm_ctx_kv(const rm_ctx *c) { return c->kv; }
 size_t rm_ctx_bytes(const rm_ctx *c) { return c->bytes; }
 rm_pool *rm_ctx_pool(rm_ctx *c) { return c->pool; }

@@ -149,6 +149,12 @@ void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const voi
             for (int p = 0; p < n_pos; p++, s += kv->row_bytes) memcpy(rm_kv_row(kv, v, l, seq, p), s, kv->row_bytes);
 }
 
+void rm_kv_copy_rows(rm_kv_cache *kv, int src, int dst, int n_pos) {
+    for (int v = 0; v < 2; v++)
+        for (int l = 0; l < kv->p.n_layers; l++)
+            for (int p = 0; p < n_pos; p++) memcpy(rm_kv_row(kv, v, l, dst, p), rm_kv_row(kv, v, l, src, p), kv->row_bytes);
+}
+
 rm_status rm_kv_check(const rm_kv_cache *kv) {
     int nb = kv->p.n_blocks;
     uint8_t *seen = rm_calloc((size_t)nb, 1);

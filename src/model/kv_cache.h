@@ -78,6 +78,9 @@ void rm_kv_store(rm_kv_cache *kv, int layer, int seq, int pos, const float *k, c
 size_t rm_kv_rows_bytes(const rm_kv_cache *kv, int n_pos, int n_layers);
 void rm_kv_get_rows(const rm_kv_cache *kv, int seq, int n_pos, int n_layers, void *dst);
 void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const void *src);
+/* Copy positions [0, n_pos) of every layer from sequence src to dst, both
+ * owning them (the caller grows dst): a prompt computed once for twins. */
+void rm_kv_copy_rows(rm_kv_cache *kv, int src, int dst, int n_pos);
 
 /*
  * Check the bookkeeping: every block is free exactly once or owned by

@@ -209,6 +209,10 @@ int       rm_ctx_seq_len(const rm_ctx *c, int seq);
  * read the sequence. ERR_RANGE (nothing changed) when the pool is short
  * or the sequence is not empty. */
 rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const void *rows);
+/* Give empty sequence dst the first n_pos positions of sequence src (which
+ * holds them), every layer: decoding goes on at n_pos as if dst had
+ * computed them. ERR_RANGE (nothing changed) when the pool is short. */
+rm_status rm_ctx_seq_copy(rm_ctx *c, int src, int dst, int n_pos);
 /* The context's paged KV cache, for capacity checks (model/kv_cache.h).
  * A batch is refused (ERR_RANGE, nothing changed) when its sequences need
  * more blocks than are free. */

@@ -125,6 +125,12 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, co
     put(&b, "# HELP ramole_embed_prefix_tokens_total Instruction tokens those embeddings did not feed.\n"
             "# TYPE ramole_embed_prefix_tokens_total counter\nramole_embed_prefix_tokens_total %lld\n",
         (long long)es->prefix_tokens);
+    put(&b, "# HELP ramole_twin_prompts_total Generations that copied the prompt of a twin (another sample of it).\n"
+            "# TYPE ramole_twin_prompts_total counter\nramole_twin_prompts_total %lld\n",
+        (long long)es->twin_hits);
+    put(&b, "# HELP ramole_twin_prompt_tokens_total Prompt tokens those generations did not feed.\n"
+            "# TYPE ramole_twin_prompt_tokens_total counter\nramole_twin_prompt_tokens_total %lld\n",
+        (long long)es->twin_tokens);
     if (b.failed) {
         rm_free(b.s);
         return NULL;
