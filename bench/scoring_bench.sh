@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# bench/scoring_bench.sh — scoring through `ramole serve` as
-# lm-evaluation-harness does it (bench/scoring_load.mjs): the world's base,
-# no registry, N (SCORING_BENCH_N, 64) concurrent requests with echo and
-# logprobs against the same without, SCORING_BENCH_RUNS (3) runs, one JSON
-# line each. SCORING_BENCH_SERVE_ARGS: more options for `ramole serve`.
+# bench/scoring_bench.sh — what evaluation harnesses ask of `ramole serve`,
+# on the world's base without a registry: scoring as lm-evaluation-harness
+# does it (bench/scoring_load.mjs: N = SCORING_BENCH_N, 64, concurrent
+# requests with echo and logprobs against the same without,
+# SCORING_BENCH_RUNS (3) runs), then n samples of one prompt against as
+# many separate prompts (bench/samples_load.mjs). One JSON line per run.
+# SCORING_BENCH_SERVE_ARGS: more options for `ramole serve`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=${BUILD:-build}/ramole
@@ -22,3 +24,4 @@ done
 for _ in $(seq 1 "${SCORING_BENCH_RUNS:-3}"); do
   node bench/scoring_load.mjs "http://127.0.0.1:$PORT" "${SCORING_BENCH_N:-64}" || exit 1
 done
+node bench/samples_load.mjs "http://127.0.0.1:$PORT" || exit 1
