@@ -288,7 +288,8 @@ static char *stream_choice(gen_resp *g, int i, json_t **fin) {
     pthread_mutex_lock(&r->mu);
     if (r->len > c->text_sent) out = join(out, sse(chunk(g, i, r->text + c->text_sent, r->len - c->text_sent, NULL)));
     c->text_sent = r->len;
-    if (r->state == SRV_DONE && !c->finished) {
+    /* cancelled at the deadline: no finish of its own, the deadline's error ends the stream */
+    if (r->state == SRV_DONE && !c->finished && !(g->late && r->finish == RM_FINISH_CANCELLED)) {
         *fin = chunk(g, i, "", 0, finish_name(r->finish));
         c->finished = true;
     }

@@ -175,6 +175,12 @@ if start_server "$TMP/late.out" --port 0 --ctx 512 --deadline 0.05; then
   running=$(curl -s "http://127.0.0.1:$PORT/metrics" | sed -n 's/^ramole_running_sequences //p')
   grep -q '"code":"deadline_exceeded"' "$TMP/late" && grep -q 'deadline of 0.05 s' "$TMP/late" && [ "$running" = 0 ] \
     && pass serve_deadline_cancels || fail serve_deadline_cancels "running $running: $(tail -c 300 "$TMP/late")"
+  # three samples: all cancelled, none finishing as if it had ended, one error for the stream
+  curl -s "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "x y z", "max_tokens": 500, "ignore_eos": true, "stream": true, "n": 3}' >"$TMP/late3"
+  running=$(curl -s "http://127.0.0.1:$PORT/metrics" | sed -n 's/^ramole_running_sequences //p')
+  [ "$(grep -c '"code":"deadline_exceeded"' "$TMP/late3")" = 1 ] && ! grep -q '"finish_reason":"' "$TMP/late3" \
+    && tail -c 20 "$TMP/late3" | grep -q 'data: \[DONE\]' && [ "$running" = 0 ] \
+    && pass serve_deadline_cancels_every_choice || fail serve_deadline_cancels_every_choice "running $running: $(tail -c 400 "$TMP/late3")"
   kill -TERM "$SPID"; wait "$SPID"
 else
   fail serve_starts_with_deadline "$(cat "$TMP/late.out.err")"
