@@ -423,6 +423,9 @@ if (mode === "open") {
     if (d.status !== 200 || d.json.prompt !== expected.prompt) return "detokenize " + d.text;
     const e1 = isError(await post("/detokenize", { tokens: [1, 99999999] }), 400, "token 1");
     if (e1 !== true) return e1;
+    const e2 = isError(await post("/tokenize", { prompt: "a", add_special_tokens: null, return_token_strs: "yes" }), 400,
+                       "\"return_token_strs\" must be true or false");
+    if (e2 !== true) return e2;
     return isError(await post("/tokenize", { add_special_tokens: true }), 400, "prompt");
   });
 

@@ -21,11 +21,13 @@ void srv_tokenize_reply(rm_server *s, const json_t *body, srv_reply *out) {
         return;
     }
     const json_t *add = json_object_get(body, "add_special_tokens"), *strs = json_object_get(body, "return_token_strs");
-    if ((add && !json_is_null(add) && !json_is_boolean(add)) || (strs && !json_is_null(strs) && !json_is_boolean(strs))) {
-        srv_reply_error(out, 400, add && !json_is_boolean(add) ? "add_special_tokens" : "return_token_strs",
-                        "invalid_value", "fields \"add_special_tokens\" and \"return_token_strs\" must be booleans");
-        return;
-    }
+    const char *flags[2] = {"add_special_tokens", "return_token_strs"};
+    const json_t *vals[2] = {add, strs};
+    for (int f = 0; f < 2; f++)
+        if (vals[f] && !json_is_null(vals[f]) && !json_is_boolean(vals[f])) {
+            srv_reply_error(out, 400, flags[f], "invalid_value", "field \"%s\" must be true or false", flags[f]);
+            return;
+        }
     /* only the prompt matters here: read it as a generation would */
     json_t *only = json_object();
     json_object_set(only, "prompt", json_object_get(body, "prompt"));
