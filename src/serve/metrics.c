@@ -71,6 +71,11 @@ static void put_label(rm_text *b, const char *v) {
     }
 }
 
+/* A counter with its help line. */
+static void counter(rm_text *b, const char *name, const char *help, int64_t v) {
+    put(b, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", name, help, name, name, (long long)v);
+}
+
 char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, const rm_reg_rating *ratings,
                        int n_ratings) {
     rm_text b = {0};
@@ -119,18 +124,13 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, co
                 (long long)(up ? ratings[i].up : ratings[i].down));
         }
     put(&b, "# TYPE ramole_preemptions_total counter\nramole_preemptions_total %d\n", es->preemptions);
-    put(&b, "# HELP ramole_embed_prefix_hits_total Retrieval embeddings that started after the kept instruction.\n"
-            "# TYPE ramole_embed_prefix_hits_total counter\nramole_embed_prefix_hits_total %lld\n",
-        (long long)es->prefix_hits);
-    put(&b, "# HELP ramole_embed_prefix_tokens_total Instruction tokens those embeddings did not feed.\n"
-            "# TYPE ramole_embed_prefix_tokens_total counter\nramole_embed_prefix_tokens_total %lld\n",
-        (long long)es->prefix_tokens);
-    put(&b, "# HELP ramole_twin_prompts_total Generations that copied the prompt of a twin (another sample of it).\n"
-            "# TYPE ramole_twin_prompts_total counter\nramole_twin_prompts_total %lld\n",
-        (long long)es->twin_hits);
-    put(&b, "# HELP ramole_twin_prompt_tokens_total Prompt tokens those generations did not feed.\n"
-            "# TYPE ramole_twin_prompt_tokens_total counter\nramole_twin_prompt_tokens_total %lld\n",
-        (long long)es->twin_tokens);
+    counter(&b, "ramole_embed_prefix_hits_total", "Retrieval embeddings that started after the kept instruction.",
+            es->prefix_hits);
+    counter(&b, "ramole_embed_prefix_tokens_total", "Instruction tokens those embeddings did not feed.",
+            es->prefix_tokens);
+    counter(&b, "ramole_twin_prompts_total", "Generations that copied the prompt of a twin (another sample of it).",
+            es->twin_hits);
+    counter(&b, "ramole_twin_prompt_tokens_total", "Prompt tokens those generations did not feed.", es->twin_tokens);
     if (b.failed) {
         rm_free(b.s);
         return NULL;
