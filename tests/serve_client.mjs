@@ -225,6 +225,13 @@ if (mode === "open") {
     for (let i = 1; i < ids.length; i++) if (!(lp.token_logprobs[i] <= 0)) return `prompt token ${i}: ${lp.token_logprobs[i]}`;
     const whole = (await post("/v1/completions", { prompt: ids.concat(gen.slice(0, 7)), ...greedy, max_tokens: 1, lora: { mode: "none" } })).json;
     if (!c.text.endsWith(whole.choices[0].text) || c.text.length <= whole.choices[0].text.length) return "echoed text " + JSON.stringify(c.text);
+    // max_tokens 0, as OpenAI's: the prompt alone, with the same log-probabilities
+    const only = (await post("/v1/completions", { ...body, max_tokens: 0 })).json;
+    const olp = only.choices[0].logprobs;
+    if (only.usage.completion_tokens !== 0 || olp.token_logprobs.length !== ids.length + 7 || only.choices[0].finish_reason !== "length")
+      return "max_tokens 0: " + JSON.stringify(only).slice(0, 300);
+    for (let i = 1; i < ids.length + 7; i++)
+      if (Math.abs(olp.token_logprobs[i] - lp.token_logprobs[i]) > 1e-5) return `max_tokens 0, token ${i}: ${olp.token_logprobs[i]} vs ${lp.token_logprobs[i]}`;
     // a text prompt echoes as given; streamed, the prompt opens the first chunk
     const s = await post("/v1/completions", { prompt: expected.prompt, ...greedy, echo: true, stream: true, lora: { mode: "none" } });
     const first = JSON.parse(s.text.split("\n\n")[0].slice(6));

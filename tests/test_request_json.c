@@ -138,7 +138,13 @@ TEST(request_json_logprobs_as_both_routes_ask) {
     CHECK(sp.echo && sp.req.prompt_logprobs && sp.req.top_logprobs == 1);
     rm_request_spec_free(&sp);
     CHECK_OK(parse_text("{\"prompt\": \"a\", \"echo\": true}", &sp)); /* the text only */
-    CHECK(sp.echo && !sp.req.prompt_logprobs);
+    CHECK(sp.echo && !sp.req.prompt_logprobs && !sp.req.prompt_only);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"echo\": true, \"logprobs\": 0, \"max_tokens\": 0}", &sp));
+    CHECK(sp.req.prompt_only && sp.req.prompt_logprobs); /* OpenAI's: the prompt alone, scored */
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"max_tokens\": 0}", &sp)); /* without echo: until the context is full */
+    CHECK(!sp.req.prompt_only && sp.req.max_tokens == 0);
     rm_request_spec_free(&sp);
     refused("{\"prompt\": \"a\", \"logprobs\": 21}", "\"logprobs\" must be true, false or an integer from 0 to 20");
     refused("{\"prompt\": \"a\", \"logprobs\": \"yes\"}", "\"logprobs\" must be");

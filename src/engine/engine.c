@@ -42,6 +42,7 @@ typedef struct req {
     int n_toks, cap, n_prompt;
     int n_cached;               /* tokens the KV cache holds */
     int max_new;                /* tokens it may generate */
+    bool prompt_only;           /* 0 of them: it ends when its prompt has run */
     bool ignore_eos;
     bool logprobs;              /* its token events carry log-probabilities: */
     int n_top;
@@ -257,6 +258,7 @@ static void emit(const rm_engine *e, const req *r, rm_finish_reason fin, int32_t
         ev.n_top = r->n_top;
         if (r->prompt_lps && ev.n_generated == 1) ev.prompt_logprobs = &r->plist;
     }
+    if (r->prompt_only && r->prompt_lps && fin != RM_FINISH_NONE) ev.prompt_logprobs = &r->plist;
     r->fn(&ev, r->user);
 }
 
@@ -532,7 +534,8 @@ static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *
     RM_TRY(check_sampling(&q->sampling));
     if (q->max_tokens < 0) return rm_err(RAMOLE_ERR_INVALID, "request: max_tokens must be >= 0");
     int room = e->p.n_ctx - r->n_prompt;
-    r->max_new = q->max_tokens ? q->max_tokens : room;
+    r->prompt_only = q->prompt_only;
+    r->max_new = q->prompt_only ? 0 : q->max_tokens ? q->max_tokens : room;
     if (r->max_new > room)
         return rm_err(RAMOLE_ERR_RANGE, "request: %d prompt tokens + max_tokens %d exceed the context of %d",
                       r->n_prompt, q->max_tokens, e->p.n_ctx);
@@ -610,7 +613,7 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
     r->twin_key = twin_key(r);
     r->id = e->next_id++;
     *id = r->id;
-    if (!r->embed && r->max_new == 0) { /* nothing to generate: done at once */
+    if (!r->embed && !r->prompt_only && r->max_new == 0) { /* nothing to generate: done at once */
         emit(e, r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
         req_free(e, r);
         return RAMOLE_OK;
@@ -947,8 +950,15 @@ static void prompt_logprob(rm_engine *e, req *r, int t, const float *logits) {
         r->prompt_lps = false; /* out of memory: the event says nothing rather than something short */
 }
 
-/* Sample r's next token from logits, report it, finish r if it is done. */
+/* Sample r's next token from logits, report it, finish r if it is done.
+ * A prompt-only request ends here instead, its prompt having run. */
 static void advance(rm_engine *e, req *r, const float *logits) {
+    if (r->prompt_only) {
+        emit(e, r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
+        slot_leave(e, r);
+        req_free(e, r);
+        return;
+    }
     int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks, r->n_toks - r->n_prompt);
     r->toks[r->n_toks++] = next;
     if (r->logprobs) {

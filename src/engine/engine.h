@@ -130,9 +130,10 @@ typedef struct {
     float logprob;
     const rm_token_logprob *top;
     int n_top;
-    /* the first token's event of a request with prompt_logprobs: each
-     * prompt token's log-probability given those before it (the first's
-     * is NaN: nothing comes before it; its alternatives are zero) */
+    /* the first token's event of a request with prompt_logprobs (its
+     * finish event when prompt_only): each prompt token's log-probability
+     * given those before it (the first's is NaN: nothing comes before it;
+     * its alternatives are zero) */
     const rm_logprob_list *prompt_logprobs;
 } rm_engine_event;
 
@@ -166,6 +167,10 @@ typedef struct {
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt
                                * row then wants its logits, at most prompt_rows per step */
+    bool prompt_only;         /* run the prompt and generate nothing (max_tokens ignored): it
+                               * finishes with LENGTH once the prompt ran, that event carrying
+                               * the prompt's log-probabilities when asked for (OpenAI's echo
+                               * with max_tokens 0) */
 
     /* composition: mode and adapter names (resolved through the source) */
     rm_compose_mode mode;

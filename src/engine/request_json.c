@@ -361,6 +361,9 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         sp->echo = json_is_true(echo);
     }
     q->prompt_logprobs = sp->echo && q->logprobs;
+    /* OpenAI's echo with max_tokens 0: the prompt alone, scored when logprobs are asked for */
+    const json_t *mt = json_object_get(o, "max_tokens");
+    q->prompt_only = sp->echo && json_is_integer(mt) && json_integer_value(mt) == 0;
     RM_TRY(parse_stop(o, sp));
     return parse_lora(o, sp);
 }

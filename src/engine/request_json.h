@@ -30,7 +30,9 @@
  *   "echo"         boolean, with a prompt (not messages): the answer begins
  *                  with the prompt, and with "logprobs" the prompt's tokens
  *                  carry theirs too (the first null), as OpenAI's
- *                  completions and lm-evaluation-harness's scoring use it
+ *                  completions and lm-evaluation-harness's scoring use it;
+ *                  with "max_tokens": 0, as OpenAI's, the prompt alone
+ *                  (nothing is generated)
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
