@@ -941,11 +941,8 @@ static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
 
 /* Record prompt token t's log-probability from the logits of the row before it. */
 static void prompt_logprob(rm_engine *e, req *r, int t, const float *logits) {
-    int32_t ids[RM_MAX_TOP_LOGPROBS];
-    float lps[RM_MAX_TOP_LOGPROBS], lp;
     rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
-    rm_logprobs(logits, e->m->cfg.vocab_size, r->toks[t], r->n_top, &lp, ids, lps);
-    for (int k = 0; k < r->n_top; k++) top[k] = (rm_token_logprob){ids[k], lps[k]};
+    float lp = rm_logprobs(logits, e->m->cfg.vocab_size, r->toks[t], r->n_top, top);
     if (rm_logprob_list_add(&r->plist, r->toks[t], lp, top, r->n_top) != RAMOLE_OK)
         r->prompt_lps = false; /* out of memory: the event says nothing rather than something short */
 }
@@ -961,12 +958,7 @@ static void advance(rm_engine *e, req *r, const float *logits) {
     }
     int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks, r->n_toks - r->n_prompt);
     r->toks[r->n_toks++] = next;
-    if (r->logprobs) {
-        int32_t ids[RM_MAX_TOP_LOGPROBS];
-        float lps[RM_MAX_TOP_LOGPROBS];
-        rm_logprobs(logits, e->m->cfg.vocab_size, next, r->n_top, &r->lp, ids, lps);
-        for (int k = 0; k < r->n_top; k++) r->top[k] = (rm_token_logprob){ids[k], lps[k]};
-    }
+    if (r->logprobs) r->lp = rm_logprobs(logits, e->m->cfg.vocab_size, next, r->n_top, r->top);
     e->st.tokens_generated++;
     bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && !r->ignore_eos;
     bool full = r->n_toks - r->n_prompt >= r->max_new;

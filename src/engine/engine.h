@@ -88,11 +88,6 @@ const char *rm_finish_reason_name(rm_finish_reason r); /* "stop", "eos", "length
 #define RM_ENGINE_PROMPT_ROWS_MIN 64
 #define RM_ENGINE_PROMPT_LOGITS_BYTES ((size_t)32 << 20)
 
-typedef struct {
-    int32_t id;
-    float logprob;
-} rm_token_logprob;
-
 /* A generation's log-probabilities, collected from its events for a reply
  * (the server's responses, `ramole batch`'s results; logprob_list.c), or a
  * prompt's (rm_engine_event.prompt_logprobs). */

@@ -304,13 +304,19 @@ void      rm_sampler_free(rm_sampler *s);
 int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history,
                             int n_history, int n_output);
 
+/* A token and its log-probability. */
+typedef struct {
+    int32_t id;
+    float logprob;
+} rm_token_logprob;
+
 /*
- * The log-softmax of logits[0..V) at token `chosen` (*chosen_lp) and at
- * the n_top most likely tokens, most likely first, ties by lower id
- * (top_ids, top_lps; n_top may be 0). O(V * (1 + log n_top)).
+ * The log-softmax of logits[0..V) at token `chosen` (the return value) and
+ * at the n_top most likely tokens, most likely first, ties by lower id,
+ * into top[0..n_top) (n_top may be 0; at most V). O(V * (1 + n_top)) at
+ * worst, about O(V) for logits that are not sorted.
  */
-void rm_logprobs(const float *logits, int V, int32_t chosen, int n_top, float *chosen_lp, int32_t *top_ids,
-                 float *top_lps);
+float rm_logprobs(const float *logits, int V, int32_t chosen, int n_top, rm_token_logprob *top);
 
 /* ---- writing ---------------------------------------------------------------- */
 

@@ -242,25 +242,24 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
 /* Is (x, i) more likely than (y, j): higher logit, then lower id. */
 static bool above(float x, int32_t i, float y, int32_t j) { return x > y || (x == y && i < j); }
 
-void rm_logprobs(const float *logits, int V, int32_t chosen, int n_top, float *chosen_lp, int32_t *top_ids,
-                 float *top_lps) {
+float rm_logprobs(const float *logits, int V, int32_t chosen, int n_top, rm_token_logprob *top) {
     float mx = logits[0];
     for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
     for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
     float lse = mx + (float)log(sum);
-    *chosen_lp = logits[chosen] - lse;
     if (n_top > V) n_top = V;
     /* the best n_top so far, kept sorted by insertion: n_top is small */
     int n = 0;
     for (int32_t i = 0; i < V; i++) {
-        if (n == n_top && (!n || !above(logits[i], i, logits[top_ids[n - 1]], top_ids[n - 1]))) continue;
+        if (n == n_top && (!n || !above(logits[i], i, logits[top[n - 1].id], top[n - 1].id))) continue;
         int k = n < n_top ? n++ : n - 1;
-        while (k > 0 && above(logits[i], i, logits[top_ids[k - 1]], top_ids[k - 1])) {
-            top_ids[k] = top_ids[k - 1];
+        while (k > 0 && above(logits[i], i, logits[top[k - 1].id], top[k - 1].id)) {
+            top[k].id = top[k - 1].id;
             k--;
         }
-        top_ids[k] = i;
+        top[k].id = i;
     }
-    for (int k = 0; k < n; k++) top_lps[k] = logits[top_ids[k]] - lse;
+    for (int k = 0; k < n; k++) top[k].logprob = logits[top[k].id] - lse;
+    return logits[chosen] - lse;
 }
