@@ -687,6 +687,57 @@ TEST(engine_prompt_logprobs_match_a_direct_decode) {
  * must equal the same request run alone. A router pooling over the prompt
  * is never shared (its slot sums the prompt), yet runs the same.
  */
+/* A prompt whose log-probabilities cannot all be kept (the list's memory
+ * fails while its rows run) finishes with an error naming it, rather than
+ * reporting a list cut short as whole; the engine goes on. */
+typedef struct {
+    collected c;
+    char error[128];
+} collected_err;
+
+static void collect_err(const rm_engine_event *ev, void *user) {
+    collected_err *c = user;
+    collect(ev, &c->c);
+    if (ev->error) snprintf(c->error, sizeof c->error, "%s", ev->error);
+}
+
+TEST(engine_prompt_logprobs_out_of_memory_fails_the_request) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    enum { NP = 40 };
+    int32_t prompt[NP];
+    for (int t = 0; t < NP; t++) prompt[t] = (int32_t)(2 + (t * 17) % 90);
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 4, 64, 0);
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    collected_err got = {0};
+    collected after = {0};
+    rm_engine_request q;
+    rm_engine_request_init(&q);
+    q.tokens = prompt, q.n_tokens = NP, q.max_tokens = 2, q.ignore_eos = true;
+    q.logprobs = true, q.prompt_logprobs = true;
+    q.on_event = collect_err, q.user = &got;
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    int n;
+    rm_alloc_fail_after(1); /* the list's first growth, past 16 entries, is the step's first allocation */
+    rm_status st = rm_engine_step(e, &n);
+    rm_alloc_fail_after(0);
+    CHECK_OK(st);
+    CHECK_OK(rm_engine_check(e));
+    CHECK_MSG(got.c.fin == RM_FINISH_ERROR && strstr(got.error, "logprobs: out of memory"),
+              "finish %d, error \"%s\"", (int)got.c.fin, got.error);
+    q.prompt_logprobs = false, q.on_event = collect, q.user = &after;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    drain(e);
+    CHECK(after.fin == RM_FINISH_LENGTH && after.n == 2);
+    rm_engine_free(e);
+    rm_model_free(m);
+}
+
 TEST(engine_twins_copy_their_prompt) {
     rm_model *m = engine_model();
     if (!m) return;

@@ -613,11 +613,6 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
     r->twin_key = twin_key(r);
     r->id = e->next_id++;
     *id = r->id;
-    if (!r->embed && !r->prompt_only && r->max_new == 0) { /* nothing to generate: done at once */
-        emit(e, r, RM_FINISH_LENGTH, -1, NULL, 0, NULL);
-        req_free(e, r);
-        return RAMOLE_OK;
-    }
     wait_push_back(e, r);
     return RAMOLE_OK;
 }
@@ -940,11 +935,10 @@ static void embed_advance(rm_engine *e, req *r, int t, int chunk) {
 }
 
 /* Record prompt token t's log-probability from the logits of the row before it. */
-static void prompt_logprob(rm_engine *e, req *r, int t, const float *logits) {
+static rm_status prompt_logprob(rm_engine *e, req *r, int t, const float *logits) {
     rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
     float lp = rm_logprobs(logits, e->m->cfg.vocab_size, r->toks[t], r->n_top, top);
-    if (rm_logprob_list_add(&r->plist, r->toks[t], lp, top, r->n_top) != RAMOLE_OK)
-        r->prompt_lps = false; /* out of memory: the event says nothing rather than something short */
+    return rm_logprob_list_add(&r->plist, r->toks[t], lp, top, r->n_top);
 }
 
 /* Sample r's next token from logits, report it, finish r if it is done.
@@ -1051,7 +1045,15 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
         }
         bool wants = r->n_cached + e->chunk[i] == r->n_toks;
         int first, rows = prompt_rows(r, e->chunk[i], &first);
-        for (int p = first; p < first + rows; p++) prompt_logprob(e, r, p + 1, rm_ctx_logits(e->ctx, li++));
+        rm_status pst = RAMOLE_OK;
+        for (int p = first; p < first + rows && pst == RAMOLE_OK; p++)
+            pst = prompt_logprob(e, r, p + 1, rm_ctx_logits(e->ctx, li + p - first));
+        li += rows;
+        if (pst != RAMOLE_OK) { /* a prompt's log-probabilities cut short would read as whole */
+            li += wants;
+            finish(e, r, RM_FINISH_ERROR, ramole_last_error());
+            continue;
+        }
         r->n_cached += e->chunk[i];
         if (wants) advance(e, r, rm_ctx_logits(e->ctx, li++));
     }
