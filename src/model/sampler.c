@@ -18,7 +18,7 @@ struct rm_sampler {
     float *logit;   /* [vocab] working copy */
     int32_t *idx;   /* [vocab] candidate ids */
     float *prob;    /* [vocab] */
-    int32_t *count; /* [vocab] zero between calls: the output's token counts */
+    int32_t *count; /* [vocab] zero between calls: the output's token counts (only with penalties) */
     rm_logit_bias *bias; /* [p.n_logit_bias], the sampler's copy */
 };
 
@@ -57,11 +57,12 @@ rm_status rm_sampler_new(const rm_sampler_params *p, int vocab, rm_sampler **out
     s->logit = rm_malloc((size_t)vocab * sizeof *s->logit);
     s->idx = rm_malloc((size_t)vocab * sizeof *s->idx);
     s->prob = rm_malloc((size_t)vocab * sizeof *s->prob);
-    s->count = rm_calloc((size_t)vocab, sizeof *s->count);
+    bool penalised = p->frequency_penalty != 0 || p->presence_penalty != 0;
+    s->count = penalised ? rm_calloc((size_t)vocab, sizeof *s->count) : NULL;
     s->bias = p->n_logit_bias ? rm_malloc((size_t)p->n_logit_bias * sizeof *s->bias) : NULL;
     if (s->bias) memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *s->bias);
     s->p.logit_bias = s->bias;
-    if (!s->logit || !s->idx || !s->prob || !s->count || (p->n_logit_bias && !s->bias)) {
+    if (!s->logit || !s->idx || !s->prob || (penalised && !s->count) || (p->n_logit_bias && !s->bias)) {
         rm_sampler_free(s);
         return rm_err(RAMOLE_ERR_NOMEM, "sampler: out of memory");
     }
@@ -185,7 +186,7 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
         }
     }
     int n_out = n_output < n_history ? n_output : n_history;
-    if ((p->frequency_penalty != 0 || p->presence_penalty != 0) && history && n_out > 0)
+    if (s->count && history && n_out > 0)
         penalise_output(s, history + n_history - n_out, n_out);
     for (int i = 0; i < p->n_logit_bias; i++) s->logit[p->logit_bias[i].id] += p->logit_bias[i].bias;
     if (p->temperature <= 0) {
