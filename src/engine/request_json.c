@@ -298,15 +298,33 @@ static rm_status parse_logit_bias(const json_t *o, rm_request_spec *sp) {
 /* OpenAI's limits on the answer: "max_tokens", or its newer name for chat,
  * "max_completion_tokens" (vLLM takes either). Without them a completion
  * stops at 16 tokens, as OpenAI's legacy completions do, and a chat answer
- * runs until it ends or the context is full, as OpenAI's chat does. */
-static rm_status parse_max_tokens(const json_t *o, rm_engine_request *q) {
+ * runs until it ends or the context is full, as OpenAI's chat does. A
+ * given 0 is ramole's "until the context is full", but with "echo" it is
+ * OpenAI's: the prompt alone (scored when logprobs are asked for). */
+static rm_status parse_max_tokens(const json_t *o, rm_request_spec *sp) {
+    rm_engine_request *q = &sp->req;
     json_int_t a = -1, b = -1;
     RM_TRY(get_int(o, "max_tokens", 0, 1 << 24, "an integer >= 0", &a));
     RM_TRY(get_int(o, "max_completion_tokens", 0, 1 << 24, "an integer >= 0", &b));
     if (a >= 0 && b >= 0 && a != b)
         return rm_err(RAMOLE_ERR_INVALID, "fields \"max_tokens\" (%lld) and \"max_completion_tokens\" (%lld) "
                       "disagree; give one", (long long)a, (long long)b);
-    q->max_tokens = a >= 0 ? (int)a : b >= 0 ? (int)b : q->n_messages ? 0 : 16;
+    json_int_t given = a >= 0 ? a : b;
+    q->max_tokens = given >= 0 ? (int)given : q->n_messages ? 0 : 16;
+    q->prompt_only = sp->echo && given == 0;
+    return RAMOLE_OK;
+}
+
+/* Completions' "echo": the answer begins with the prompt, whose tokens carry
+ * their log-probabilities when logprobs are asked for (call after those). */
+static rm_status parse_echo(const json_t *o, rm_request_spec *sp) {
+    const json_t *echo = json_object_get(o, "echo");
+    if (echo && !json_is_null(echo)) {
+        if (!json_is_boolean(echo)) return bad("echo", "true or false");
+        if (json_is_true(echo) && sp->req.n_messages) return bad("echo", "false with \"messages\" (it echoes a prompt)");
+        sp->echo = json_is_true(echo);
+    }
+    sp->req.prompt_logprobs = sp->echo && sp->req.logprobs;
     return RAMOLE_OK;
 }
 
@@ -339,9 +357,10 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         RM_TRY(get_number(o, nums[n].field, nums[n].lo, nums[n].hi, nums[n].what, &d));
         *nums[n].dst = (float)d;
     }
-    RM_TRY(parse_max_tokens(o, q));
-    json_int_t i;
-    i = q->sampling.top_k;
+    RM_TRY(parse_logprobs(o, q));
+    RM_TRY(parse_echo(o, sp));
+    RM_TRY(parse_max_tokens(o, sp));
+    json_int_t i = q->sampling.top_k;
     RM_TRY(get_int(o, "top_k", 0, 1 << 24, "an integer >= 0", &i));
     q->sampling.top_k = (int)i;
     i = (json_int_t)q->sampling.seed;
@@ -352,18 +371,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
         if (!json_is_boolean(ie)) return bad("ignore_eos", "true or false");
         q->ignore_eos = json_is_true(ie);
     }
-    RM_TRY(parse_logprobs(o, q));
     RM_TRY(parse_logit_bias(o, sp));
-    const json_t *echo = json_object_get(o, "echo");
-    if (echo && !json_is_null(echo)) {
-        if (!json_is_boolean(echo)) return bad("echo", "true or false");
-        if (json_is_true(echo) && q->n_messages) return bad("echo", "false with \"messages\" (it echoes a prompt)");
-        sp->echo = json_is_true(echo);
-    }
-    q->prompt_logprobs = sp->echo && q->logprobs;
-    /* OpenAI's echo with max_tokens 0: the prompt alone, scored when logprobs are asked for */
-    const json_t *mt = json_object_get(o, "max_tokens");
-    q->prompt_only = sp->echo && json_is_integer(mt) && json_integer_value(mt) == 0;
     RM_TRY(parse_stop(o, sp));
     return parse_lora(o, sp);
 }
