@@ -236,6 +236,9 @@ if (mode === "open") {
     const s = await post("/v1/completions", { prompt: expected.prompt, ...greedy, echo: true, stream: true, lora: { mode: "none" } });
     const first = JSON.parse(s.text.split("\n\n")[0].slice(6));
     if (!first.choices[0].text.startsWith(expected.prompt)) return "streamed echo " + s.text.slice(0, 200);
+    // an answer holding NUL bytes (the <0x00> byte token, forced) is echoed whole, after the prompt
+    const nul = (await post("/v1/completions", { prompt: "ab", ...greedy, max_tokens: 2, logit_bias: { "3": 100 }, echo: true, lora: { mode: "none" } })).json;
+    if (nul.choices[0].text !== "ab\u0000\u0000") return "NUL answer echoed as " + JSON.stringify(nul.choices[0].text);
     const plain = (await post("/v1/completions", { prompt: expected.prompt, ...greedy, echo: true, lora: { mode: "none" } })).json;
     return plain.choices[0].text === expected.prompt + expected.base_text || JSON.stringify(plain.choices[0].text);
   });

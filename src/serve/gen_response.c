@@ -110,6 +110,19 @@ static char *prompt_text(const rm_tok *tok, const srv_req *r) {
     return rm_strdup("");
 }
 
+/* "echo": the prompt, then text[0..len), NUL bytes of the answer kept
+ * (*out_len bytes, rm_malloc'd); NULL when out of memory. */
+static char *echo_join(const char *prompt, const char *text, size_t len, size_t *out_len) {
+    size_t n = strlen(prompt);
+    char *s = rm_malloc(n + len + 1);
+    if (!s) return NULL;
+    memcpy(s, prompt, n);
+    if (len) memcpy(s + n, text, len);
+    s[n + len] = 0;
+    *out_len = n + len;
+    return s;
+}
+
 /* Append each array of `more` to the same key's array of `into` (both
  * completions' logprobs objects); more is freed. */
 static void extend(json_t *into, json_t *more) {
@@ -137,10 +150,8 @@ static json_t *chunk(gen_resp *g, int i, const char *text, size_t len, const cha
     gen_choice *c = &g->ch[i];
     const srv_req *r = c->r;
     char *joined = NULL;
-    if (r->spec.echo && !c->echoed && c->prompt) { /* the prompt opens the choice's first chunk */
-        joined = rm_asprintf("%s%.*s", c->prompt, (int)len, text);
-        if (joined) text = joined, len = strlen(joined);
-    }
+    if (r->spec.echo && !c->echoed && c->prompt && (joined = echo_join(c->prompt, text, len, &len)))
+        text = joined; /* the prompt opens the choice's first chunk */
     json_t *choice;
     if (g->chat) {
         json_t *delta = json_object();
@@ -184,10 +195,9 @@ static json_t *whole(gen_resp *g) {
         pthread_mutex_lock(&r->mu);
         set_router_weights(c);
         const char *fin = finish_name(r->finish);
-        char *echoed = r->spec.echo && c->prompt ? rm_asprintf("%s%.*s", c->prompt, (int)r->len, r->text ? r->text : "")
-                                                 : NULL;
+        size_t len = r->len;
+        char *echoed = r->spec.echo && c->prompt ? echo_join(c->prompt, r->text ? r->text : "", r->len, &len) : NULL;
         const char *text = echoed ? echoed : r->text ? r->text : "";
-        size_t len = echoed ? strlen(echoed) : r->len;
         json_t *choice = g->chat ? json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", i, "message", "role",
                                              "assistant", "content", text, len, "logprobs", "finish_reason", fin)
                                  : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", text, len, "logprobs",
