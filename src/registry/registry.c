@@ -1171,12 +1171,20 @@ static void embed_finish(embed_wait *w, rm_status st) {
     if (st != RAMOLE_OK) snprintf(w->err, sizeof w->err, "%s", ramole_last_error());
 }
 
-/* w's text alone through embedder e. */
-static void embed_one(rm_embedder *e, embed_wait *w) {
-    w->dim = rm_embedder_dim(e);
-    if (!(w->q = rm_malloc((size_t)w->dim * sizeof *w->q))) embed_finish(w, rm_err(RAMOLE_ERR_NOMEM, "out of memory"));
-    else embed_finish(w, rm_embedder_embed(e, &w->text, 1, w->q));
+/* texts[0..n) through embedder e into *out ([n][*dim], rm_malloc'd; NULL on failure). */
+static rm_status embed_texts(rm_embedder *e, const char *const *texts, int n, float **out, int *dim) {
+    *dim = rm_embedder_dim(e);
+    if (!(*out = rm_malloc((size_t)n * (size_t)*dim * sizeof **out))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_status st = rm_embedder_embed(e, texts, n, *out);
+    if (st != RAMOLE_OK) {
+        rm_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
+
+/* w's text alone through embedder e. */
+static void embed_one(rm_embedder *e, embed_wait *w) { embed_finish(w, embed_texts(e, &w->text, 1, &w->q, &w->dim)); }
 
 /* Embed the batch (under embed_lock). */
 static void embed_batch(rm_registry *r, embed_wait *batch) {
@@ -1236,17 +1244,23 @@ static void embed_queued(rm_registry *r, embed_wait *me) {
     pthread_mutex_unlock(&r->batch_mu);
 }
 
-rm_status rm_registry_embed(rm_registry *r, const char *text, float **out, int *dim) {
+rm_status rm_registry_embed(rm_registry *r, const char *const *texts, int n, float **out, int *dim) {
     *out = NULL, *dim = 0;
-    embed_wait me = {.text = text};
+    if (n < 1) return rm_err(RAMOLE_ERR_INVALID, "embed: %d texts", n);
     if (r->run) { /* the runner batches: embed at once, outside the locks */
         pthread_mutex_lock(&r->embed_lock);
         rm_embedder *e = r->emb; /* one replaced meanwhile stays alive, retired */
         pthread_mutex_unlock(&r->embed_lock);
-        embed_one(e, &me);
-    } else {
-        embed_queued(r, &me);
+        return embed_texts(e, texts, n, out, dim);
     }
+    if (n > 1) { /* already a batch */
+        pthread_mutex_lock(&r->embed_lock);
+        rm_status st = embed_texts(r->emb, texts, n, out, dim);
+        pthread_mutex_unlock(&r->embed_lock);
+        return st;
+    }
+    embed_wait me = {.text = texts[0]}; /* one text: batched with other callers' */
+    embed_queued(r, &me);
     if (me.st != RAMOLE_OK) {
         rm_free(me.q);
         return rm_err(me.st, "%s", me.err);
@@ -1263,7 +1277,7 @@ rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *ten
     RM_TRY(tenant_id(r, tenant, &tid));
     float *q;
     int dim;
-    RM_TRY(rm_registry_embed(r, text, &q, &dim));
+    RM_TRY(rm_registry_embed(r, &text, 1, &q, &dim));
     rm_status st = RAMOLE_OK;
     rm_reg_pool *p = atomic_load(&r->pool);
     if (rm_reg_pool_dim(p) != dim) /* a new projection arrived meanwhile */

@@ -231,9 +231,9 @@ rm_status rm_registry_adapter_file_id(rm_registry *r, const char *tenant, int64_
 
 /* Top-k for a query vector q[dim] (unit) as `tenant` (NULL: default); *n hits, best first. */
 rm_status rm_registry_search(rm_registry *r, const float *q, const char *tenant, int k, rm_reg_hit *hits, int *n);
-/* Embed `text` with the registry's embedder, as retrieval does: *out
- * (rm_malloc'd, unit length) of *dim floats. */
-rm_status rm_registry_embed(rm_registry *r, const char *text, float **out, int *dim);
+/* Embed texts[0..n) with the registry's embedder, as retrieval does, in
+ * one batch: *out (rm_malloc'd) holds n unit vectors of *dim floats. */
+rm_status rm_registry_embed(rm_registry *r, const char *const *texts, int n, float **out, int *dim);
 /* Embed `text` with the registry's embedder, then rm_registry_search. */
 rm_status rm_registry_retrieve(rm_registry *r, const char *text, const char *tenant, int k, rm_reg_hit *hits,
                                int *n);

@@ -69,34 +69,48 @@ void srv_embeddings_reply(rm_server *s, const json_t *body, srv_reply *out) {
         b64 = !strcmp(f, "base64");
     }
     size_t n = json_is_array(input) ? json_array_size(input) : json_is_string(input) ? 1 : 0;
-    bool texts = n > 0 && n <= SRV_MAX_EMBED_INPUTS;
-    for (size_t i = 0; texts && json_is_array(input) && i < n; i++) texts = json_is_string(json_array_get(input, i));
-    if (!texts) {
+    bool all_text = n > 0 && n <= SRV_MAX_EMBED_INPUTS;
+    for (size_t i = 0; all_text && json_is_array(input) && i < n; i++) all_text = json_is_string(json_array_get(input, i));
+    if (!all_text) {
         srv_reply_error(out, 400, "input", "invalid_value",
                         "field \"input\" must be a text or an array of 1 to %d texts (the embedder reads text, "
                         "not token ids)", SRV_MAX_EMBED_INPUTS);
         return;
     }
+    const char *texts[SRV_MAX_EMBED_INPUTS];
+    for (size_t i = 0; i < n; i++) texts[i] = json_string_value(json_is_array(input) ? json_array_get(input, i) : input);
+    /* all inputs in one batch: the engine runs them in the same steps */
+    float *V = NULL;
+    int dim = 0;
+    rm_status st = rm_registry_embed(s->reg, texts, (int)n, &V, &dim);
+    if (st != RAMOLE_OK) {
+        size_t bad = 0; /* name the input that fails alone, if one does */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ramole_last_error());
+        for (size_t i = 0; i < n && n > 1; i++) {
+            float *v = NULL;
+            int d;
+            rm_status one = rm_registry_embed(s->reg, &texts[i], 1, &v, &d);
+            rm_free(v);
+            if (one != RAMOLE_OK) {
+                bad = i, st = one;
+                snprintf(msg, sizeof msg, "%s", ramole_last_error());
+                break;
+            }
+        }
+        srv_reply_error(out, status_of(st), "input", NULL, "input %zu: %s", bad, msg);
+        return;
+    }
+    if (dims && !json_is_null(dims) && (!json_is_integer(dims) || json_integer_value(dims) != dim)) {
+        rm_free(V);
+        srv_reply_error(out, 400, "dimensions", "invalid_value",
+                        "field \"dimensions\" must be %d, the embedder's width, or absent", dim);
+        return;
+    }
     json_t *data = json_array();
     long tokens = 0;
-    int dim = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *text = json_string_value(json_is_array(input) ? json_array_get(input, i) : input);
-        float *v = NULL;
-        rm_status st = rm_registry_embed(s->reg, text, &v, &dim);
-        if (st == RAMOLE_OK && dims && !json_is_null(dims) &&
-            (!json_is_integer(dims) || json_integer_value(dims) != dim)) {
-            rm_free(v);
-            json_decref(data);
-            srv_reply_error(out, 400, "dimensions", "invalid_value",
-                            "field \"dimensions\" must be %d, the embedder's width, or absent", dim);
-            return;
-        }
-        if (st != RAMOLE_OK) {
-            json_decref(data);
-            srv_reply_error(out, status_of(st), "input", NULL, "input %zu: %s", i, ramole_last_error());
-            return;
-        }
+        const float *v = V + i * (size_t)dim;
         json_t *vec;
         if (b64) {
             char *t = base64(v, dim);
@@ -106,15 +120,15 @@ void srv_embeddings_reply(rm_server *s, const json_t *body, srv_reply *out) {
             vec = json_array();
             for (int k = 0; k < dim; k++) json_array_append_new(vec, json_real(v[k]));
         }
-        rm_free(v);
         json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index", (json_int_t)i,
                                               "embedding", vec));
         rm_tok_ids ids = {0};
-        if (s->model->tokenizer && rm_tok_encode(s->model->tokenizer, text, strlen(text), RM_TOK_ADD_SPECIAL, &ids) ==
-                                       RAMOLE_OK)
+        if (s->model->tokenizer &&
+            rm_tok_encode(s->model->tokenizer, texts[i], strlen(texts[i]), RM_TOK_ADD_SPECIAL, &ids) == RAMOLE_OK)
             tokens += (long)ids.n;
         rm_tok_ids_free(&ids);
     }
+    rm_free(V);
     srv_reply_json(out, 200, json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
                                        s->model_name, "usage", "prompt_tokens", (json_int_t)tokens, "total_tokens",
                                        (json_int_t)tokens));
