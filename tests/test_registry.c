@@ -523,6 +523,41 @@ TEST(registry_add_retrieve_and_lifecycle) {
     rm_registry_free(r);
 }
 
+/* Embedding texts is a first use of the embedder too: a registry just
+ * opened (no retrieval yet) embeds them, in one batch, each as alone. */
+TEST(registry_embed_on_first_use_and_in_one_batch) {
+    char url[600], db[600];
+    fresh_url(url, sizeof url, db, sizeof db);
+    rm_registry_init_opts o = {.model = fixture_model(), .layer = RM_HIDDEN_FINAL, .actor = "test"};
+    rm_registry *r = NULL;
+    CHECK_OK(rm_registry_create(url, &o, &r));
+    rm_registry_free(r);
+    r = NULL;
+    CHECK_OK(rm_registry_open(url, &r));
+    if (!r) return;
+    const char *texts[3] = {"reverse the word apple", "add 3 and 4", "in german, say cloud"};
+    float *all = NULL, *one = NULL;
+    int dim = 0, d1 = 0;
+    CHECK_OK(rm_registry_embed(r, texts, 3, &all, &dim));
+    double worst = 0;
+    for (int i = 0; all && i < 3; i++) {
+        CHECK_OK(rm_registry_embed(r, &texts[i], 1, &one, &d1));
+        CHECK(d1 == dim);
+        double norm = 0;
+        for (int k = 0; one && k < dim; k++) {
+            worst = fmax(worst, fabs(all[i * dim + k] - one[k]));
+            norm += (double)all[i * dim + k] * all[i * dim + k];
+        }
+        CHECK_NEAR(norm, 1.0, 1e-4);
+        rm_free(one);
+        one = NULL;
+    }
+    CHECK(dim > 0 && worst < 1e-5);
+    CHECK_ERR(rm_registry_embed(r, texts, 0, &one, &d1), RAMOLE_ERR_INVALID);
+    rm_free(all);
+    rm_registry_free(r);
+}
+
 TEST(registry_a_corrupted_blob_is_reported_by_check) {
     char db[600], p1[600];
     rm_registry *r = fresh_registry(false, 0, db, sizeof db);

@@ -1247,6 +1247,10 @@ static void embed_queued(rm_registry *r, embed_wait *me) {
 rm_status rm_registry_embed(rm_registry *r, const char *const *texts, int n, float **out, int *dim) {
     *out = NULL, *dim = 0;
     if (n < 1) return rm_err(RAMOLE_ERR_INVALID, "embed: %d texts", n);
+    pthread_mutex_lock(&r->lock); /* the embedder, made on first use */
+    rm_status made = embedder_locked(r);
+    pthread_mutex_unlock(&r->lock);
+    RM_TRY(made);
     if (r->run) { /* the runner batches: embed at once, outside the locks */
         pthread_mutex_lock(&r->embed_lock);
         rm_embedder *e = r->emb; /* one replaced meanwhile stays alive, retired */
