@@ -39,30 +39,29 @@ void srv_tokenize_reply(rm_server *s, const json_t *body, srv_reply *out) {
         return;
     }
     json_decref(only);
-    rm_tok_ids ids = {0};
-    rm_status st = RAMOLE_OK;
-    if (sp.req.tokens) { /* already ids: they are what runs */
-        ids.ids = rm_malloc((size_t)sp.req.n_tokens * sizeof *ids.ids);
-        if (ids.ids) memcpy(ids.ids, sp.req.tokens, (size_t)sp.req.n_tokens * sizeof *ids.ids), ids.n = (size_t)sp.req.n_tokens;
-        else st = rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    } else
-        st = rm_engine_encode(s->engine, &sp.req, !json_is_false(add), &ids);
-    rm_request_spec_free(&sp);
+    /* token ids as given are what runs; text and messages are encoded as a generation's */
+    rm_tok_ids enc = {0};
+    const int32_t *ids = sp.req.tokens;
+    size_t n = (size_t)sp.req.n_tokens;
+    rm_status st = ids ? RAMOLE_OK : rm_engine_encode(s->engine, &sp.req, !json_is_false(add), &enc);
+    if (!ids) ids = enc.ids, n = enc.n;
     if (st != RAMOLE_OK) {
+        rm_request_spec_free(&sp);
         srv_reply_error(out, status_of(st), NULL, "invalid_value", "%s", ramole_last_error());
         return;
     }
     json_t *tokens = json_array(), *names = json_is_true(strs) ? json_array() : json_null();
-    for (size_t i = 0; i < ids.n; i++) {
-        json_array_append_new(tokens, json_integer(ids.ids[i]));
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(tokens, json_integer(ids[i]));
         if (json_is_array(names)) {
-            const char *t = rm_tok_token_str(tok, ids.ids[i]);
+            const char *t = rm_tok_token_str(tok, ids[i]);
             json_array_append_new(names, t ? json_string(t) : json_null());
         }
     }
-    srv_reply_json(out, 200, json_pack("{s:I, s:i, s:o, s:o}", "count", (json_int_t)ids.n, "max_model_len",
+    srv_reply_json(out, 200, json_pack("{s:I, s:i, s:o, s:o}", "count", (json_int_t)n, "max_model_len",
                                        rm_engine_n_ctx(s->engine), "tokens", tokens, "token_strs", names));
-    rm_tok_ids_free(&ids);
+    rm_tok_ids_free(&enc);
+    rm_request_spec_free(&sp);
 }
 
 void srv_detokenize_reply(rm_server *s, const json_t *body, srv_reply *out) {
