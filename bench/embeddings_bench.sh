@@ -4,6 +4,7 @@
 # a fresh SQLite registry whose embedder has the world's projection.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.bash
 R=${BUILD:-build}/ramole
 T=$(mktemp -d "${TMPDIR:-/tmp}/ramole-embed-bench.XXXXXX")
 SPID=""
@@ -11,11 +12,5 @@ trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -rf
 $R registry init -m world/base --projection world/projection.safetensors --registry "sqlite:$T/reg.db" >/dev/null 2>&1 || exit 1
 $R serve -m world/base --registry "sqlite:$T/reg.db" --port 0 -t "${EMBED_BENCH_THREADS:-2}" >"$T/out" 2>/dev/null &
 SPID=$!
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/out")
-  [ -n "$PORT" ] && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "embeddings_bench: the server did not start" >&2; exit 1; }
+PORT=$(serve_port "$T/out" "$SPID") || { echo "embeddings_bench: the server did not start" >&2; exit 1; }
 node bench/embeddings_load.mjs "http://127.0.0.1:$PORT"

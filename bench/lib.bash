@@ -24,3 +24,16 @@ pct() { [ -n "$1" ] && awk -v x="$1" 'BEGIN { printf "%.0f%%\n", 100 * x }' || e
 maxf() { # maxf A B -> the larger (an empty A loses)
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 >= b + 0) print a; else print b }'
 }
+
+# serve_port OUT PID: wait for `ramole serve` (pid PID, its stdout in OUT) to
+# print its address; prints the port, or fails when it stops or never does.
+serve_port() {
+  local out=$1 pid=$2 port=""
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$out")
+    [ -n "$port" ] && { echo "$port"; return 0; }
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}

@@ -8,19 +8,14 @@
 # SCORING_BENCH_SERVE_ARGS: more options for `ramole serve`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.bash
 R=${BUILD:-build}/ramole
 OUT=$(mktemp "${TMPDIR:-/tmp}/ramole-scoring.XXXXXX")
 SPID=""
 trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -f "$OUT"' EXIT
 $R serve -m world/base --no-registry --port 0 -t "${SCORING_BENCH_THREADS:-2}" ${SCORING_BENCH_SERVE_ARGS:-} >"$OUT" 2>/dev/null &
 SPID=$!
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(sed -n 's|^listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$OUT")
-  [ -n "$PORT" ] && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "scoring_bench: the server did not start" >&2; exit 1; }
+PORT=$(serve_port "$OUT" "$SPID") || { echo "scoring_bench: the server did not start" >&2; exit 1; }
 for _ in $(seq 1 "${SCORING_BENCH_RUNS:-3}"); do
   node bench/scoring_load.mjs "http://127.0.0.1:$PORT" "${SCORING_BENCH_N:-64}" || exit 1
 done

@@ -680,13 +680,6 @@ TEST(engine_prompt_logprobs_match_a_direct_decode) {
     rm_model_free(m);
 }
 
-/*
- * Twins: four samples of one prompt under one composition, submitted
- * together beside two other requests. One computes the prompt; the other
- * three copy its rows and feed only its last token. Each sample's tokens
- * must equal the same request run alone. A router pooling over the prompt
- * is never shared (its slot sums the prompt), yet runs the same.
- */
 /* A prompt whose log-probabilities cannot all be kept (the list's memory
  * fails while its rows run) finishes with an error naming it, rather than
  * reporting a list cut short as whole; the engine goes on. */
@@ -738,6 +731,13 @@ TEST(engine_prompt_logprobs_out_of_memory_fails_the_request) {
     rm_model_free(m);
 }
 
+/*
+ * Twins: four samples of one prompt under one composition, submitted
+ * together beside two other requests. One computes the prompt; the other
+ * three copy its rows and feed only its last token. Each sample's tokens
+ * must equal the same request run alone. A router pooling over the prompt
+ * is never shared (its slot sums the prompt), yet runs the same.
+ */
 TEST(engine_twins_copy_their_prompt) {
     rm_model *m = engine_model();
     if (!m) return;
