@@ -5,7 +5,9 @@
 # requests with echo and logprobs against the same without,
 # SCORING_BENCH_RUNS (3) runs), then n samples of one prompt against as
 # many separate prompts (bench/samples_load.mjs). One JSON line per run.
-# SCORING_BENCH_SERVE_ARGS: more options for `ramole serve`.
+# SCORING_BENCH_SERVE_ARGS: more options for `ramole serve`. The prefix
+# cache is off: the plain pass would otherwise start after the scored
+# pass's rows, and the ratio would not compare prefill with prefill.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.bash
@@ -13,7 +15,7 @@ R=${BUILD:-build}/ramole
 OUT=$(mktemp "${TMPDIR:-/tmp}/ramole-scoring.XXXXXX")
 SPID=""
 trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -f "$OUT"' EXIT
-$R serve -m world/base --no-registry --port 0 -t "${SCORING_BENCH_THREADS:-2}" ${SCORING_BENCH_SERVE_ARGS:-} >"$OUT" 2>/dev/null &
+$R serve -m world/base --no-registry --port 0 -t "${SCORING_BENCH_THREADS:-2}" --prefix-cache 0 ${SCORING_BENCH_SERVE_ARGS:-} >"$OUT" 2>/dev/null &
 SPID=$!
 PORT=$(serve_port "$OUT" "$SPID") || { echo "scoring_bench: the server did not start" >&2; exit 1; }
 for _ in $(seq 1 "${SCORING_BENCH_RUNS:-3}"); do

@@ -233,6 +233,8 @@ typedef struct {
     size_t adapter_cache_bytes; /* adapters kept loaded beyond those in use (0: a quarter of
                                  * the machine's memory, at most 8 GiB) */
     ramole_adapter_type adapter_type;
+    int prefix_cache_mib;   /* KV rows of finished requests kept for later ones that begin with the
+                             * same tokens under the same adapters (0: 64 MiB; < 0: none) */
     ramole_adapter_resolve_fn resolve;
     void *resolve_user;
 } ramole_engine_params;
@@ -283,6 +285,8 @@ typedef struct {
     float logprob;
     const ramole_token_logprob *top;
     int n_top;
+    int n_prompt_cached;    /* prompt tokens it did not compute: rows kept from an earlier request
+                             * that began the same way, or copied from another sample of it */
 } ramole_event;
 
 typedef void (*ramole_event_fn)(const ramole_event *ev, void *user);

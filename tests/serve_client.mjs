@@ -336,6 +336,30 @@ if (mode === "open") {
     return (routedAfter >= 1 && !left.includes("live")) || `routed ${routedAfter}, left ${left}`;
   });
 
+  // the prefix cache: a prompt run before, or begun before, starts after
+  // the kept rows, reports them as OpenAI's cached_tokens, and answers as
+  // `generate` does alone
+  await check("serve_prefix_cache_reports_cached_tokens", async () => {
+    const body = { model: modelName, ...greedy, lora: { mode: "none" } };
+    const hits = async () => Number((/^ramole_prefix_cache_hits_total (\d+)$/m.exec((await get("/metrics")).text) || [])[1]);
+    const before = await hits();
+    const first = await client.completions.create({ ...body, prompt: expected.long_prompt });
+    const again = await client.completions.create({ ...body, prompt: expected.long_prompt });
+    const cached = (r) => r.usage.prompt_tokens_details && r.usage.prompt_tokens_details.cached_tokens;
+    if (cached(first) !== 0) return "first: " + JSON.stringify(first.usage);
+    // all but the last token, which runs for its logits
+    if (cached(again) !== again.usage.prompt_tokens - 1 || again.choices[0].text !== first.choices[0].text)
+      return `again: ${JSON.stringify(again.usage)} ${JSON.stringify(again.choices[0].text)} vs ${JSON.stringify(first.choices[0].text)}`;
+    const next = await client.completions.create({ ...body, prompt: expected.long_prompt2 });
+    if (!(cached(next) >= 16 && cached(next) < next.usage.prompt_tokens) || next.choices[0].text !== expected.long_text)
+      return `next: ${JSON.stringify(next.usage)} ${JSON.stringify(next.choices[0].text)} vs generate's ${JSON.stringify(expected.long_text)}`;
+    const after = await hits();
+    if (after - before !== 2) return `prefix cache hits ${before} -> ${after}`;
+    // the chat route carries the same field through the client
+    const chat = await client.chat.completions.create({ ...body, messages: [{ role: "user", content: expected.long_prompt }] });
+    return (chat.usage.prompt_tokens_details && chat.usage.prompt_tokens_details.cached_tokens >= 0) || "chat usage " + JSON.stringify(chat.usage);
+  });
+
   // several choices run together: after the checks of requests that ran alone
   await check("serve_n_samples_and_prompt_lists", async () => {
     // n samples of one prompt: choice j is the one-sample answer with seed + j

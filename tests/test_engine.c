@@ -84,11 +84,13 @@ typedef struct {
     int events;
     float gates[RM_LORA_MAX_K]; /* a router request's mean gates, from its finish event */
     int n_gates, n_generated;
+    int n_prompt_cached;        /* from its last event */
 } collected;
 
 static void collect(const rm_engine_event *ev, void *user) {
     collected *c = user;
     c->events++;
+    c->n_prompt_cached = ev->n_prompt_cached;
     if (ev->token >= 0 && c->n < 64) c->toks[c->n++] = ev->token;
     if (ev->finish != RM_FINISH_NONE) {
         c->fin = ev->finish;
@@ -133,13 +135,19 @@ static void submit_mixed(rm_engine *e, int lo, int hi, int32_t prompts[][32], ch
     }
 }
 
-static rm_engine *new_engine(const rm_model *m, test_source *ts, int max_seqs, int step, int kv_blocks) {
+/* prefix_cache_mib as rm_engine_params (0: the default; < 0: none) */
+static rm_engine *new_engine_cache(const rm_model *m, test_source *ts, int max_seqs, int step, int kv_blocks,
+                                   int prefix_cache_mib) {
     rm_engine_params p = {.n_threads = 2, .max_seqs = max_seqs, .n_ctx = 64, .step_tokens = step,
                           .kv_blocks = kv_blocks, .kv_block = 4, .max_adapters = 3, .max_rank = 12,
-                          .source = {source_load, ts}};
+                          .prefix_cache_mib = prefix_cache_mib, .source = {source_load, ts}};
     rm_engine *e = NULL;
     CHECK_OK(rm_engine_new(m, &p, &e));
     return e;
+}
+
+static rm_engine *new_engine(const rm_model *m, test_source *ts, int max_seqs, int step, int kv_blocks) {
+    return new_engine_cache(m, ts, max_seqs, step, kv_blocks, 0);
 }
 
 /* Step until idle, checking the bookkeeping after every step. */
@@ -803,6 +811,183 @@ TEST(engine_twins_copy_their_prompt) {
         CHECK_MSG(memcmp(together[0].c.toks, together[1].c.toks, sizeof(int32_t) * NEW),
                   "two samples with different seeds drew the same tokens: the test cannot tell them apart");
         for (int k = 0; k < 2; k++) CHECK(others[k].fin == RM_FINISH_LENGTH);
+    }
+    rm_model_free(m);
+}
+
+/*
+ * The prefix cache. A request that begins as an earlier one did, under
+ * the same composition, starts after the rows that one left behind
+ * (finished) or holds (running), and answers as it does alone on an
+ * engine without the cache: the same tokens, log-probabilities within
+ * 1e-5. Another composition (a retrieval score, a mode), an adapter
+ * loaded again, or a request whose prompt log-probabilities must run
+ * computes its own rows.
+ */
+enum { PC_NEW = 6 };
+
+/* variant 0: a router with a retrieval prior over e1, e2 with retrieval
+ * scores; 1: one score differs; 2: a mixture of the same experts; 3: the
+ * base alone; 4, 5: selection of e1, with e2 or e4 second (unread); 6, 7:
+ * explicit weights of e1 0.5 or 0.7; 8, 9: a router without a prior, one
+ * score differing (unread) */
+static void prefix_request(rm_engine_request *q, const int32_t *toks, int n, int variant, collected_lp *out) {
+    static const rm_compose_mode modes[10] = {RM_COMPOSE_ROUTER, RM_COMPOSE_ROUTER, RM_COMPOSE_MIXTURE,
+                                              RM_COMPOSE_NONE, RM_COMPOSE_SELECTION, RM_COMPOSE_SELECTION,
+                                              RM_COMPOSE_EXPLICIT, RM_COMPOSE_EXPLICIT, RM_COMPOSE_ROUTER,
+                                              RM_COMPOSE_ROUTER};
+    rm_engine_request_init(q);
+    q->tokens = toks, q->n_tokens = n, q->max_tokens = PC_NEW, q->ignore_eos = true;
+    q->logprobs = true, q->top_logprobs = 5;
+    q->mode = modes[variant];
+    if (q->mode != RM_COMPOSE_NONE) {
+        q->n_adapters = 2, q->adapters[0] = "e1", q->adapters[1] = variant == 5 ? "e4" : "e2";
+        q->weights[0] = variant == 7 ? 0.7f : 0.5f;
+    }
+    if (q->mode == RM_COMPOSE_ROUTER) {
+        q->router = variant < 8 ? "rrouter" : "router";
+        q->retrieval[0] = variant == 1 || variant == 9 ? 0.5f : 0.3f, q->retrieval[1] = 0.1f;
+    }
+    q->on_event = collect_lp, q->user = out;
+}
+
+/* Run one request on e to the end; its prompt tokens it did not compute. */
+static int prefix_run(rm_engine *e, const int32_t *toks, int n, int variant, collected_lp *out) {
+    rm_engine_request q;
+    prefix_request(&q, toks, n, variant, out);
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    drain(e);
+    return out->c.n_prompt_cached;
+}
+
+/* `got` against the same request alone on an engine without the cache. */
+static void prefix_check(const rm_model *m, test_source *ts, const int32_t *toks, int n, int variant,
+                         collected_lp *got, const char *what) {
+    static collected_lp alone;
+    memset(&alone, 0, sizeof alone);
+    rm_engine *a = new_engine_cache(m, ts, 2, 16, 0, -1);
+    if (!a) return;
+    CHECK(prefix_run(a, toks, n, variant, &alone) == 0);
+    rm_engine_free(a);
+    double worst = 0;
+    for (int i = 0; i < PC_NEW && i < got->c.n && i < alone.c.n; i++)
+        worst = fmax(worst, fabs(got->lp[i] - alone.lp[i]));
+    CHECK_MSG(got->c.n == PC_NEW && alone.c.n == PC_NEW &&
+                  !memcmp(got->c.toks, alone.c.toks, sizeof(int32_t) * PC_NEW) && worst < 1e-5,
+              "%s: its tokens or log-probabilities (by %.2e) differ from alone", what, worst);
+    rm_logprob_list_free(&alone.list);
+    rm_logprob_list_free(&got->list);
+}
+
+TEST(engine_prefix_cache_reuses_rows_of_the_same_composition) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    rm_engine *e = new_engine(m, &ts, 4, 16, 0);
+    if (!e) {
+        rm_model_free(m);
+        return;
+    }
+    static collected_lp got[18];
+    memset(got, 0, sizeof got);
+    int32_t pa[30], pb[32], pc[40], pl[30], pm[26], pg[25];
+    for (int t = 0; t < 30; t++) pa[t] = (int32_t)(3 + (t * 13) % 91), pl[t] = (int32_t)(5 + (t * 19) % 87);
+    memcpy(pb, pa, 24 * sizeof *pa);
+    for (int t = 24; t < 32; t++) pb[t] = (int32_t)(40 + t);
+    memcpy(pg, pa, 20 * sizeof *pa);
+    for (int t = 20; t < 25; t++) pg[t] = (int32_t)(9 + t);
+
+    /* A computes everything; B shares its first 24 tokens */
+    CHECK(prefix_run(e, pa, 30, 0, &got[0]) == 0);
+    int b = prefix_run(e, pb, 32, 0, &got[1]);
+    CHECK_MSG(b == 24, "B started after %d tokens (want 24)", b);
+    /* the next turn: A's prompt, its answer, more. A left 35 rows (its last token never ran) */
+    memcpy(pc, pa, 30 * sizeof *pa);
+    memcpy(pc + 30, got[0].c.toks, PC_NEW * sizeof *pc);
+    for (int t = 36; t < 40; t++) pc[t] = (int32_t)(60 + t % 7);
+    int c = prefix_run(e, pc, 40, 0, &got[2]);
+    CHECK_MSG(c == 35, "the next turn started after %d tokens (want 35)", c);
+    /* A again: all but its last token, which must run for its logits */
+    int again = prefix_run(e, pa, 30, 0, &got[3]);
+    CHECK_MSG(again == 29, "A again started after %d tokens (want 29)", again);
+    /* another retrieval score, another mode: their own rows */
+    CHECK(prefix_run(e, pb, 32, 1, &got[4]) == 0);
+    CHECK(prefix_run(e, pb, 32, 2, &got[5]) == 0);
+    /* the base alone: after a base request, not after the router's */
+    CHECK(prefix_run(e, pa, 30, 3, &got[6]) == 0);
+    CHECK(prefix_run(e, pg, 25, 3, &got[7]) == 20);
+    /* an adapter loaded again may be another adapter under the name */
+    CHECK(rm_engine_drop_adapter(e, "e1"));
+    CHECK(prefix_run(e, pb, 32, 0, &got[8]) == 0);
+    /* prompt log-probabilities need every prompt row run */
+    {
+        rm_engine_request q;
+        prefix_request(&q, pb, 32, 0, &got[9]);
+        q.prompt_logprobs = true;
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        drain(e);
+        CHECK(got[9].c.n_prompt_cached == 0 && got[9].c.n == PC_NEW);
+        rm_logprob_list_free(&got[9].list);
+    }
+    /* a running request's rows: M is admitted while L decodes */
+    {
+        rm_engine_request q;
+        prefix_request(&q, pl, 30, 0, &got[10]);
+        q.max_tokens = 12;
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        int n, steps = 0;
+        while (got[10].c.n < 2 && steps++ < 100) CHECK_OK(rm_engine_step(e, &n));
+        memcpy(pm, pl, 20 * sizeof *pl);
+        for (int t = 20; t < 26; t++) pm[t] = (int32_t)(70 + t % 5);
+        prefix_request(&q, pm, 26, 0, &got[11]);
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+        drain(e);
+        CHECK_MSG(got[11].c.n_prompt_cached == 20 && got[10].c.n == 12,
+                  "beside a running request sharing 20 tokens it started after %d", got[11].c.n_prompt_cached);
+        rm_logprob_list_free(&got[10].list);
+    }
+    /* what a mode does not read does not part requests: selection's
+     * second adapter, a router's scores without a prior; weights do */
+    CHECK(prefix_run(e, pa, 30, 4, &got[12]) == 0);
+    CHECK(prefix_run(e, pg, 25, 5, &got[13]) == 20);
+    CHECK(prefix_run(e, pa, 30, 6, &got[14]) == 0);
+    CHECK(prefix_run(e, pg, 25, 7, &got[15]) == 0);
+    CHECK(prefix_run(e, pa, 30, 8, &got[16]) == 0);
+    CHECK(prefix_run(e, pg, 25, 9, &got[17]) == 20);
+    rm_engine_stats st;
+    rm_engine_stats_get(e, &st);
+    printf("  %lld requests started after kept rows, %lld tokens not fed; %d entries of %zu bytes\n",
+           (long long)st.prefix_cache_hits, (long long)st.prefix_cache_tokens, st.prefix_cache_entries,
+           st.prefix_cache_bytes);
+    CHECK(st.prefix_cache_hits == 7 && st.prefix_cache_tokens == 24 + 35 + 29 + 20 + 20 + 20 + 20);
+    CHECK(st.prefix_cache_entries > 0 && st.prefix_cache_bytes > 0);
+    rm_engine_free(e);
+
+    static const struct { int g, n, variant; const char *what; } cases[] = {
+        {0, 30, 0, "A"}, {1, 32, 0, "B after A's rows"}, {2, 40, 0, "the next turn"}, {3, 30, 0, "A again"},
+        {4, 32, 1, "B with another score"}, {5, 32, 2, "B as a mixture"}, {6, 30, 3, "A on the base"},
+        {7, 25, 3, "the base after the base's rows"}, {8, 32, 0, "B after a reload"},
+        {11, 26, 0, "M beside a running request"}, {12, 30, 4, "selection"},
+        {13, 25, 5, "selection after one with another second adapter"}, {14, 30, 6, "explicit"},
+        {15, 25, 7, "explicit with another weight"}, {16, 30, 8, "a router without a prior"},
+        {17, 25, 9, "the router after other scores"}};
+    const int32_t *toks[18] = {pa, pb, pc, pa, pb, pb, pa, pg, pb, pb, pl, pm, pa, pg, pa, pg, pa, pg};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        prefix_check(m, &ts, toks[cases[i].g], cases[i].n, cases[i].variant, &got[cases[i].g], cases[i].what);
+
+    /* without the cache nothing is kept */
+    rm_engine *off = new_engine_cache(m, &ts, 2, 16, 0, -1);
+    if (off) {
+        static collected_lp x, y;
+        memset(&x, 0, sizeof x), memset(&y, 0, sizeof y);
+        CHECK(prefix_run(off, pa, 30, 0, &x) == 0 && prefix_run(off, pa, 30, 0, &y) == 0);
+        rm_engine_stats_get(off, &st);
+        CHECK(st.prefix_cache_hits == 0 && st.prefix_cache_entries == 0);
+        rm_logprob_list_free(&x.list), rm_logprob_list_free(&y.list);
+        rm_engine_free(off);
     }
     rm_model_free(m);
 }
@@ -1578,12 +1763,13 @@ TEST(engine_embedding_layers_and_bad_requests) {
 
     /* A shared prefix of 2 tokens, one at a time, layer 1 first: its rows
      * hold one layer, so the final layer's first embedding computes its
-     * own (and keeps them), and the second starts after them. */
+     * own (and keeps them), and the second starts after them. Layer 1
+     * again then reads the first of every layer's rows, K and V. */
     rm_engine_stats st0, st1;
     rm_engine_stats_get(e, &st0);
     float shared[3][64];
-    static const int order[3] = {1, 0, 2};
-    for (int o = 0; o < 3; o++) {
+    static const int order[4] = {1, 0, 2, 1};
+    for (int o = 0; o < 4; o++) {
         int i = order[o];
         embed_sink sink = {.out = shared[i], .d = 64};
         rm_engine_request q;
@@ -1599,8 +1785,8 @@ TEST(engine_embedding_layers_and_bad_requests) {
                   "after a kept prefix", i, layers[i]);
     }
     rm_engine_stats_get(e, &st1);
-    CHECK_MSG(st1.prefix_hits - st0.prefix_hits == 1 && st1.prefix_tokens - st0.prefix_tokens == 2,
-              "%lld prefix hits of %lld tokens (want 1 of 2)", (long long)(st1.prefix_hits - st0.prefix_hits),
+    CHECK_MSG(st1.prefix_hits - st0.prefix_hits == 2 && st1.prefix_tokens - st0.prefix_tokens == 4,
+              "%lld prefix hits of %lld tokens (want 2 of 4)", (long long)(st1.prefix_hits - st0.prefix_hits),
               (long long)(st1.prefix_tokens - st0.prefix_tokens));
 
     rm_engine_request q;

@@ -141,14 +141,14 @@ static int cant_write(const char *cmd, const char *path) {
 static void usage_batch(void) {
     fprintf(stderr, "usage: ramole batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] "
                     "[--max-seqs N (256)] [--ctx N] [--step-tokens N] [--prefill-tokens auto|all (default)|N] [--kv-type f16|f32] [--kv-block N] [--kv-blocks N] "
-                    "[--max-adapters K] [--adapter-cache MIB] "
+                    "[--max-adapters K] [--adapter-cache MIB] [--prefix-cache MIB (64; 0: off)] "
                     "[--max-rank R] [--lora-type f32|f16|bf16] [--quiet]\n");
 }
 
 int cmd_batch(int argc, char **argv) {
     const char *cmd = "batch", *model = NULL, *in = NULL, *outp = NULL;
     long threads = ramole_cpu_count(), max_seqs = 256, n_ctx = 0, step = 512, max_k = 4, max_rank = 0, kv_block = 0,
-         kv_blocks = 0, cache_mib = 0;
+         kv_blocks = 0, cache_mib = 0, prefix_cache = 64;
     long prefill = -1; /* all: nobody streams, so throughput first */
     ramole_kv_type kv_type = RAMOLE_KV_F32; ramole_adapter_type lora_type = RAMOLE_ADAPTERS_F32;
     bool quiet = false;
@@ -165,6 +165,7 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--kv-block")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 20, &kv_block)) return 2; }
         else if (!strcmp(a, "--kv-blocks")) { VAL(); if (!cli_int(cmd, a, v, 1, INT32_MAX, &kv_blocks)) return 2; }
         else if (!strcmp(a, "--adapter-cache")) { VAL(); if (!cli_int(cmd, a, v, 1, 1 << 24, &cache_mib)) return 2; }
+        else if (!strcmp(a, "--prefix-cache")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &prefix_cache)) return 2; }
         else if (!strcmp(a, "--max-adapters")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_MAX_ADAPTERS, &max_k)) return 2; }
         else if (!strcmp(a, "--max-rank")) { VAL(); if (!cli_int(cmd, a, v, 1, RAMOLE_MAX_RANK, &max_rank)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
@@ -202,7 +203,8 @@ int cmd_batch(int argc, char **argv) {
     ramole_engine_params ep = {.n_threads = (int)threads, .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx,
                                .step_tokens = (int)step, .prefill_tokens = (int)prefill, .kv_type = kv_type, .kv_block = (int)kv_block,
                                .kv_blocks = (int)kv_blocks, .max_adapters = (int)max_k, .max_rank = (int)max_rank,
-                               .adapter_type = lora_type, .adapter_cache_bytes = (size_t)cache_mib << 20};
+                               .adapter_type = lora_type, .adapter_cache_bytes = (size_t)cache_mib << 20,
+                               .prefix_cache_mib = prefix_cache ? (int)prefix_cache : -1};
     reqs = calloc(L.n ? (size_t)L.n : 1, sizeof *reqs);
     res = calloc(L.n ? (size_t)L.n : 1, sizeof *res);
     if (!reqs || !res) {

@@ -16,13 +16,14 @@
 static int usage_eval(FILE *f) {
     fprintf(f,
             "usage: ramole eval --world DIR [--modes base,perfect,selection,mixture,fusion,router] [--settings id,ood]\n"
-            "           [--tasks a,b,...] [--limit N] [--router DIR] [-t THREADS] [--max-seqs N] [--out docs/EVAL.md]\n"
-            "           [--json FILE]\n"
+            "           [--tasks a,b,...] [--limit N] [--router DIR] [-t THREADS] [--max-seqs N] [--prefix-cache MIB]\n"
+            "           [--out docs/EVAL.md] [--json FILE]\n"
             "every test example of every task (or of --tasks) under each mode, in distribution (id: every adapter in\n"
             "the pool) and out of distribution (ood: the task's own adapter removed); writes the report (--out, with\n"
             "SVG charts in its folder's eval/) and, with --json, every per-task score and generation. --router DIR\n"
             "runs the router mode with DIR's router instead of the world's router/ (to compare routers).\n"
-            "defaults: every mode and setting, all tasks and examples, -t all CPUs, --max-seqs 32, --out docs/EVAL.md\n");
+            "defaults: every mode and setting, all tasks and examples, -t all CPUs, --max-seqs 32, --prefix-cache 64 (0: off),\n"
+            "          --out docs/EVAL.md\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -93,6 +94,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--limit")) { if (!cli_int(cmd, a, v, 1, 1 << 30, &x)) return 2; p.limit = (int)x; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!cli_int(cmd, a, v, 1, 256, &x)) return 2; p.n_threads = (int)x; }
         else if (!strcmp(a, "--max-seqs")) { if (!cli_int(cmd, a, v, 1, 1024, &x)) return 2; p.max_seqs = (int)x; }
+        else if (!strcmp(a, "--prefix-cache")) { if (!cli_int(cmd, a, v, 0, 1 << 20, &x)) return 2; p.prefix_cache_mib = x ? (int)x : -1; }
         else if (!strcmp(a, "--tasks")) {
             if (!split_list(a, argv[i], tasks, &n)) return 2;
             p.tasks = (const char *const *)tasks, p.n_tasks = n;

@@ -11,7 +11,7 @@
 
 static void usage_serve(void) {
     fprintf(stderr, "usage: ramole serve -m MODEL [--registry URL | --no-registry] [--host 127.0.0.1] [--port 8080] "
-                    "[--name NAME] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--prefill-tokens auto|all|N] [--queue N] "
+                    "[--name NAME] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--prefill-tokens auto|all|N] [--prefix-cache MIB (64; 0: off)] [--queue N] "
                     "[--max-body BYTES] [--timeout S] [--deadline S] [--grace S] [--top-k K] [--feedback-ttl S]\n");
 }
 
@@ -21,7 +21,7 @@ int cmd_serve(int argc, char **argv) {
          timeout = 30, top_k = 3;
     double grace = 10, deadline = 600, feedback_ttl = RAMOLE_FEEDBACK_TTL;
     bool no_registry = false;
-    long prefill = 0;
+    long prefill = 0, prefix_cache = 64;
     ramole_kv_type kv_type = RAMOLE_KV_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -44,6 +44,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--grace")) { VAL(); if (!cli_float(cmd, a, v, 0, 3600, &grace)) return 2; }
         else if (!strcmp(a, "--kv-type")) { VAL(); if (!cli_kv_type(cmd, v, &kv_type)) return 2; }
         else if (!strcmp(a, "--prefill-tokens")) { VAL(); if (!cli_prefill_tokens(cmd, v, &prefill)) return 2; }
+        else if (!strcmp(a, "--prefix-cache")) { VAL(); if (!cli_int(cmd, a, v, 0, 1 << 20, &prefix_cache)) return 2; }
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
             usage_serve();
@@ -67,6 +68,7 @@ int cmd_serve(int argc, char **argv) {
     ramole_serve_options o = {.model = model, .registry = registry, .no_registry = no_registry, .host = host,
                               .port = (int)port, .model_name = name, .n_threads = (int)threads,
                               .max_seqs = (int)max_seqs, .n_ctx = (int)n_ctx, .kv_type = kv_type, .prefill_tokens = (int)prefill,
+                              .prefix_cache_mib = prefix_cache ? (int)prefix_cache : -1,
                               .queue = (int)queue, .max_body = (size_t)max_body, .timeout_s = (int)timeout,
                               .default_top_k = (int)top_k, .deadline_s = deadline, .feedback_ttl_s = feedback_ttl};
     ramole_server *srv = NULL;

@@ -57,6 +57,7 @@ typedef struct {
     int limit;                /* test examples per task (the first); 0: all */
     int n_threads;            /* 0: every core */
     int max_seqs;             /* sequences in flight (0: 32) */
+    int prefix_cache_mib;     /* as ramole_engine_params.prefix_cache_mib (0: 64 MiB; < 0: none) */
     ramole_eval_progress_fn progress; /* may be NULL; called after every engine step */
     void *user;
 } ramole_eval_params;

@@ -27,6 +27,7 @@ typedef struct {
     int n_ctx;                /* positions one request may reach (0: the model's) */
     ramole_kv_type kv_type;
     int prefill_tokens;       /* as ramole_engine_params.prefill_tokens (0: as many as it decodes) */
+    int prefix_cache_mib;     /* as ramole_engine_params.prefix_cache_mib (0: 64 MiB; < 0: none) */
     int queue;                /* requests waiting beyond the running ones before 429 (0: 64) */
     size_t max_body;          /* bytes of a JSON body (0: 1 MiB) */
     int timeout_s;            /* idle connection timeout (0: 30 s) */

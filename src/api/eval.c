@@ -50,7 +50,7 @@ ramole_status ramole_eval_run(const ramole_eval_params *pp, ramole_eval_report *
     progress_relay relay = {pp->progress, pp->user};
     rm_eval_params p = {.world = pp->world, .router = pp->router, .modes = pp->modes, .settings = pp->settings, .tasks = pp->tasks,
                         .n_tasks = pp->n_tasks, .limit = pp->limit, .n_threads = pp->n_threads,
-                        .max_seqs = pp->max_seqs, .progress = pp->progress ? relay_progress : NULL,
+                        .max_seqs = pp->max_seqs, .prefix_cache_mib = pp->prefix_cache_mib, .progress = pp->progress ? relay_progress : NULL,
                         .user = &relay};
     rm_status st = rm_eval_run(&p, &pr->r);
     if (st != RAMOLE_OK) {

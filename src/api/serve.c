@@ -39,7 +39,8 @@ ramole_status ramole_server_open(const ramole_serve_options *o, ramole_server **
     rm_free(url);
     if (st == RAMOLE_OK) {
         rm_engine_params ep = {.n_threads = o->n_threads, .max_seqs = o->max_seqs, .n_ctx = o->n_ctx,
-                               .prefill_tokens = o->prefill_tokens, .kv_type = o->kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32};
+                               .prefill_tokens = o->prefill_tokens, .prefix_cache_mib = o->prefix_cache_mib,
+                               .kv_type = o->kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32};
         rm_server_opts so = {.host = o->host, .port = o->port, .model_name = o->model_name, .queue = o->queue,
                              .max_body = o->max_body, .timeout_s = o->timeout_s, .default_top_k = o->default_top_k,
                              .deadline_s = o->deadline_s, .feedback_ttl_s = o->feedback_ttl_s};

@@ -323,6 +323,7 @@ void rm_adapter_cache_release(rm_adapter_cache *c, rm_adapter_handle *h) {
 
 const rm_adapter *rm_adapter_handle_adapter(const rm_adapter_handle *h) { return h->a; }
 const char *rm_adapter_handle_name(const rm_adapter_handle *h) { return h->name; }
+uint64_t rm_adapter_handle_serial(const rm_adapter_handle *h) { return h->serial; }
 
 static const rm_router_c *router_c_find(const rm_adapter_handle *router, const rm_adapter_handle *expert) {
     for (const router_c_link *l = expert->rcs; l; l = l->next)

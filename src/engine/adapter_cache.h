@@ -64,6 +64,10 @@ void      rm_adapter_cache_release(rm_adapter_cache *c, rm_adapter_handle *h);
 /* The adapter of a handle (valid while the handle is held). */
 const rm_adapter *rm_adapter_handle_adapter(const rm_adapter_handle *h);
 const char       *rm_adapter_handle_name(const rm_adapter_handle *h);
+/* The load's number, unique within the cache: an adapter loaded again
+ * (after a drop or an eviction) gets a new one, so it tells apart two
+ * versions of one name. */
+uint64_t          rm_adapter_handle_serial(const rm_adapter_handle *h);
 
 /* C of (router, expert), built on first use (outside the lock) and kept
  * with the expert; valid while both handles are held. */

@@ -135,6 +135,7 @@ ramole_status ramole_engine_new(const ramole_model *pm, const ramole_engine_para
                            .kv_type = p.kv_type == RAMOLE_KV_F16 ? RM_TYPE_F16 : RM_TYPE_F32,
                            .max_adapters = p.max_adapters, .max_rank = p.max_rank,
                            .adapter_cache_bytes = p.adapter_cache_bytes,
+                           .prefix_cache_mib = p.prefix_cache_mib,
                            .adapter_type = adapter_types[p.adapter_type],
                            .source = {p.resolve ? resolve_load : NULL, pe}};
     rm_status st = rm_engine_new(pm->m, &ep, &pe->e);
@@ -200,7 +201,8 @@ static void on_event(const rm_engine_event *ev, void *user) {
     ramole_event pev = {.id = ev->id, .finish = (ramole_finish)ev->finish, .token = ev->token, .text = ev->text,
                         .len = ev->len, .error = ev->error, .n_prompt = ev->n_prompt,
                         .n_generated = ev->n_generated, .logprob = ev->logprob,
-                        .top = (const ramole_token_logprob *)ev->top, .n_top = ev->n_top};
+                        .top = (const ramole_token_logprob *)ev->top, .n_top = ev->n_top,
+                        .n_prompt_cached = ev->n_prompt_cached};
     if (t->fn) t->fn(&pev, t->user);
     if (ev->finish != RM_FINISH_NONE) trampoline_free(t);
 }

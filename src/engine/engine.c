@@ -35,6 +35,19 @@
 #include "engine/prefix_store.h"
 #include "model/kv_cache.h"
 
+/* Finished requests' rows kept at most: a line of them is searched per
+ * admitted request. */
+#define PREFIX_CACHE_ENTRIES 256
+
+/* What a generation's rows depend on besides its tokens: its composition,
+ * the adapters named by their load's serial (a reload is another one).
+ * Zeroed before it is filled, so that it compares as bytes. */
+typedef struct {
+    int32_t mode, k;
+    uint64_t serial[RM_LORA_MAX_K + 1]; /* the experts, then the router (0: none) */
+    float weights[RM_LORA_MAX_K], retrieval[RM_LORA_MAX_K];
+} comp_key;
+
 typedef struct req {
     int64_t id;
     int slot;                   /* -1 while waiting */
@@ -51,6 +64,10 @@ typedef struct req {
     bool prompt_lps;            /* and the prompt's, recorded as its rows run: */
     rm_logprob_list plist;      /* prompt tokens 0..plist.n-1 (0's NaN) */
     uint64_t twin_key;          /* its prompt and composition's hash; 0: it computes its own prompt */
+    bool cacheable;             /* its rows may be kept and reused (the prefix cache) under: */
+    comp_key key;
+    bool fed;                   /* a chunk of it has run */
+    int prompt_cached;          /* prompt tokens copied before any ran (the event's n_prompt_cached) */
     rm_sampler *smp;
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
@@ -77,6 +94,7 @@ struct rm_engine {
     const rm_kv_cache *kv;
     rm_adapter_cache *adapters;
     rm_prefix_store *prefixes;   /* embeddings' shared instructions */
+    rm_prefix_store *prompts;    /* finished generations' rows (the prefix cache), or NULL */
     int64_t next_id;
     req *wait_head, *wait_tail;  /* FIFO; preempted requests go back to the front */
     req **slots;                 /* [max_seqs] running request of each slot, or NULL */
@@ -183,6 +201,9 @@ rm_status rm_engine_new(const rm_model *m, const rm_engine_params *pp, rm_engine
     }
     /* a few instructions' rows: one per embedder and layer in practice */
     if (st == RAMOLE_OK) st = rm_prefix_store_new(8, (size_t)64 << 20, &e->prefixes);
+    if (st == RAMOLE_OK && p.prefix_cache_mib >= 0)
+        st = rm_prefix_store_new(PREFIX_CACHE_ENTRIES, (size_t)(p.prefix_cache_mib ? p.prefix_cache_mib : 64) << 20,
+                                 &e->prompts);
     if (st != RAMOLE_OK) {
         rm_engine_free(e);
         return st;
@@ -224,9 +245,20 @@ static void req_free(rm_engine *e, req *r) {
     rm_free(r);
 }
 
-/* Leave the slot: KV blocks back to the pool, composition cleared. */
+/* Keep r's rows for later requests that begin the same way. A failure
+ * to keep them costs only speed. */
+static void prefix_cache_keep(rm_engine *e, const req *r) {
+    if (!e->prompts || !r->cacheable || r->n_cached < RM_ENGINE_PREFIX_MIN) return;
+    if (rm_prefix_store_add(e->prompts, &r->key, sizeof r->key, e->kv, r->slot, r->toks, r->n_cached,
+                            e->m->cfg.n_layers) != RAMOLE_OK)
+        rm_log_warn("engine: %s", ramole_last_error());
+}
+
+/* Leave the slot: rows kept (the rows of [0, n_cached) are whole, also
+ * when a step failed), KV blocks back to the pool, composition cleared. */
 static void slot_leave(rm_engine *e, req *r) {
     if (r->slot < 0) return;
+    prefix_cache_keep(e, r);
     rm_ctx_seq_clear(e->ctx, r->slot);
     rm_lora_set(e->lora, r->slot, NULL);
     e->slots[r->slot] = NULL;
@@ -241,7 +273,8 @@ static void emit(const rm_engine *e, const req *r, rm_finish_reason fin, int32_t
                  const char *err) {
     if (!r->fn) return;
     rm_engine_event ev = {.id = r->id, .finish = fin, .token = token, .text = text ? text : "", .len = len,
-                          .error = err, .n_prompt = r->n_prompt, .n_generated = r->n_toks - r->n_prompt};
+                          .error = err, .n_prompt = r->n_prompt, .n_generated = r->n_toks - r->n_prompt,
+                          .n_prompt_cached = r->prompt_cached};
     if (r->embed && fin == RM_FINISH_LENGTH) {
         ev.hidden = e->pooled;
         ev.n_hidden = e->m->cfg.hidden;
@@ -315,6 +348,7 @@ void rm_engine_free(rm_engine *e) {
     }
     rm_adapter_cache_free(e->adapters);
     rm_prefix_store_free(e->prefixes);
+    rm_prefix_store_free(e->prompts);
     rm_ctx_free(e->ctx);
     rm_lora_state_free(e->lora);
     rm_free(e->slots);
@@ -528,6 +562,27 @@ static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
     return RAMOLE_OK;
 }
 
+/* Whether r's rows may be kept and reused, and the key they go under:
+ * what its mode reads (compose.c), no more, so that requests whose rows
+ * agree share them. Selection reads its first adapter alone; weights count
+ * in explicit mode only; retrieval scores only under a router with a
+ * prior. A router that pools its gates over the prompt is left out: its
+ * slot sums the prompt's scores as they run. */
+static void bind_cache_key(req *r) {
+    const rm_composition *c = &r->comp;
+    bool router = c->mode == RM_COMPOSE_ROUTER;
+    r->cacheable = !(router && c->router->gate_pool == RM_GATE_POOL_PROMPT);
+    memset(&r->key, 0, sizeof r->key);
+    r->key.mode = (int32_t)c->mode;
+    r->key.k = c->mode == RM_COMPOSE_SELECTION ? 1 : c->k;
+    for (int j = 0; j < r->key.k; j++) {
+        r->key.serial[j] = rm_adapter_handle_serial(r->h[j]);
+        if (c->mode == RM_COMPOSE_EXPLICIT) r->key.weights[j] = c->weights[j];
+        if (router && c->router->retrieval_prior != 0) r->key.retrieval[j] = c->retrieval[j];
+    }
+    if (router) r->key.serial[RM_LORA_MAX_K] = rm_adapter_handle_serial(r->hr);
+}
+
 /* A generation's own checks: sampling, length, stop strings, adapters;
  * its token list grows to hold what it may generate. */
 static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *r) {
@@ -545,6 +600,7 @@ static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *
     RM_TRY(rm_detok_init(&r->detok, q->stop, q->n_stop));
     RM_TRY(rm_sampler_new(&q->sampling, e->m->cfg.vocab_size, &r->smp));
     RM_TRY(bind_adapters(e, q, r));
+    bind_cache_key(r);
     if (r->max_new > 0) {
         int32_t *t = rm_realloc(r->toks, (size_t)(r->n_prompt + r->max_new) * sizeof *t);
         if (!t) return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
@@ -661,8 +717,10 @@ static int embed_kv_layers(const rm_engine *e, const req *r) {
 static void prefix_restore(rm_engine *e, req *r) {
     if (!r->embed_shared) return;
     int layers = embed_kv_layers(e, r);
-    const void *rows = rm_prefix_store_find(e->prefixes, r->toks, r->embed_shared, layers);
-    if (!rows || rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, layers, rows) != RAMOLE_OK) return;
+    rm_kv_rows rows;
+    if (rm_prefix_store_match(e->prefixes, NULL, 0, r->toks, r->embed_shared, layers, &rows) < r->embed_shared ||
+        rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, layers, &rows) != RAMOLE_OK)
+        return;
     r->n_cached = r->embed_shared;
     e->st.prefix_hits++;
     e->st.prefix_tokens += r->embed_shared;
@@ -672,8 +730,44 @@ static void prefix_restore(rm_engine *e, req *r) {
  * failure to keep it costs only speed. */
 static void prefix_keep(rm_engine *e, const req *r, int chunk) {
     if (!r->embed_shared || r->n_cached >= r->embed_shared || r->n_cached + chunk < r->embed_shared) return;
-    if (rm_prefix_store_add(e->prefixes, e->kv, r->slot, r->toks, r->embed_shared, embed_kv_layers(e, r)) != RAMOLE_OK)
+    if (rm_prefix_store_add(e->prefixes, NULL, 0, e->kv, r->slot, r->toks, r->embed_shared, embed_kv_layers(e, r)) !=
+        RAMOLE_OK)
         rm_log_warn("engine: %s", ramole_last_error());
+}
+
+/* Leading tokens a and b share, of at most n. */
+static int common_run(const int32_t *a, const int32_t *b, int n) {
+    int i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* A generation in a fresh slot starts after the longest run of leading
+ * tokens it shares with the rows kept of a finished request or held by a
+ * running one, under the same key. Its last token always runs: its logits
+ * are what it samples from. A twin is left to twin_prompt, which waits
+ * for the whole prompt rather than take the part computed so far. Without
+ * blocks for the copy, it computes the rows itself. */
+static void prefix_cache_restore(rm_engine *e, req *r) {
+    int limit = r->n_toks - 1, nl = e->m->cfg.n_layers;
+    if (!e->prompts || !r->cacheable || r->prompt_lps || limit < RM_ENGINE_PREFIX_MIN) return;
+    rm_kv_rows rows;
+    int best = rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit, nl, &rows);
+    const req *from = NULL;
+    for (int s = 0; s < e->p.max_seqs; s++) {
+        const req *a = e->slots[s];
+        if (!a || a == r || !a->cacheable || memcmp(&a->key, &r->key, sizeof r->key) || twins(a, r)) continue;
+        int c = common_run(a->toks, r->toks, a->n_cached < limit ? a->n_cached : limit);
+        if (c > best) best = c, from = a;
+    }
+    if (best < RM_ENGINE_PREFIX_MIN) return;
+    rm_status st = from ? rm_ctx_seq_copy(e->ctx, from->slot, r->slot, best)
+                        : rm_ctx_seq_put(e->ctx, r->slot, best, nl, &rows);
+    if (st != RAMOLE_OK) return;
+    r->n_cached = best;
+    if (!r->fed) r->prompt_cached = best;
+    e->st.prefix_cache_hits++;
+    e->st.prefix_cache_tokens += best;
 }
 
 /* Put the head of the queue into slot s. */
@@ -692,6 +786,8 @@ static rm_status admit(rm_engine *e, int s) {
     if (r->embed) { /* a fresh sum: after a preemption the list is fed again */
         memset(r->acc, 0, (size_t)e->m->cfg.hidden * sizeof *r->acc);
         prefix_restore(e, r);
+    } else {
+        prefix_cache_restore(e, r);
     }
     return RAMOLE_OK;
 }
@@ -809,6 +905,7 @@ static twin_use twin_prompt(rm_engine *e, int i, int *free_blocks) {
         if (short_blocks > *free_blocks || rm_ctx_seq_copy(e->ctx, a->slot, r->slot, n) != RAMOLE_OK) return TWIN_NONE;
         *free_blocks -= short_blocks;
         r->n_cached = n;
+        if (!r->fed) r->prompt_cached = n;
         e->st.twin_hits++;
         e->st.twin_tokens += n;
         return TWIN_COPIED;
@@ -1055,6 +1152,7 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
             continue;
         }
         r->n_cached += e->chunk[i];
+        r->fed = true;
         if (wants) advance(e, r, rm_ctx_logits(e->ctx, li++));
     }
     e->st.tokens_fed += nb;
@@ -1069,6 +1167,8 @@ void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out) {
     out->kv_blocks_total = e->p.kv_blocks;
     out->kv_blocks_used = e->p.kv_blocks - rm_kv_free_blocks(e->kv);
     rm_adapter_cache_stats_get(e->adapters, &out->adapters);
+    out->prefix_cache_entries = e->prompts ? rm_prefix_store_entries(e->prompts) : 0;
+    out->prefix_cache_bytes = e->prompts ? rm_prefix_store_bytes(e->prompts) : 0;
 }
 
 rm_status rm_engine_check(const rm_engine *e) {

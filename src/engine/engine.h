@@ -22,6 +22,18 @@
  * (its blocks freed) and later recomputed from its prompt and the tokens it
  * had generated, so its output does not change.
  *
+ * Prefix cache: a request that leaves its slot (finished, cancelled or
+ * preempted) leaves a copy of its KV rows behind, within
+ * prefix_cache_mib. A request admitted later under the same composition
+ * (the same adapters as loaded, mode, weights, router and retrieval
+ * scores) starts after the longest run of leading tokens it shares with
+ * such a copy or with a running request, at least RM_ENGINE_PREFIX_MIN
+ * tokens: the next turn of a chat, another continuation of one context,
+ * a system prompt every request repeats. Not for embeddings (they keep
+ * their instruction apart), requests whose prompt's log-probabilities
+ * must run, or routers that pool their gates over the prompt (the slot
+ * sums them).
+ *
  * Threads: one thread drives an engine (submit, cancel, step, free); the
  * forward itself runs on the engine's pool. rm_engine_preload,
  * rm_engine_hold_free and rm_engine_drop_adapter may be called from any
@@ -39,6 +51,10 @@ typedef struct rm_engine rm_engine;
  * about this many rows a matrix product still costs what reading the
  * weights costs (the forward switches to GEMM at 32 rows). */
 #define RM_ENGINE_PREFILL_MIN 32
+
+/* Leading tokens a request must share with kept rows to start after them:
+ * below this, a copy saves too little to be worth a lookup's hit. */
+#define RM_ENGINE_PREFIX_MIN 16
 
 typedef struct {
     int n_threads;        /* 0: every core */
@@ -63,6 +79,9 @@ typedef struct {
                                  * machine's memory, at most 8 GiB): a pool that does not
                                  * fit reloads adapters from disk between requests */
     rm_type adapter_type; /* adapters stored as f32 (default), f16 or bf16 */
+    int prefix_cache_mib; /* KV rows of finished generations kept for later requests that begin
+                           * with the same tokens under the same composition (0: 64 MiB; < 0:
+                           * none; rm_engine_stats.prefix_cache_*) */
     rm_adapter_source source;   /* load NULL: adapter names are paths */
 } rm_engine_params;
 
@@ -107,6 +126,8 @@ typedef struct {
     size_t len;
     const char *error;        /* finish ERROR: the message */
     int n_prompt;             /* prompt tokens */
+    int n_prompt_cached;      /* of them, those it did not compute: rows copied from a kept
+                               * prefix, a running request or a twin when it was first admitted */
     int n_generated;          /* tokens generated so far */
     /* the finish event of a router-mode request: the router's weight of each
      * expert (in the request's order), the mean over the modules and the
@@ -268,6 +289,11 @@ typedef struct {
     int64_t prefix_tokens;    /* the prefix tokens they did not feed */
     int64_t twin_hits;        /* generations that copied a twin's prompt (the samples of one prompt) */
     int64_t twin_tokens;      /* the prompt tokens they did not feed */
+    int64_t prefix_cache_hits;   /* generations admitted with leading rows of a finished or running
+                                  * request of the same composition */
+    int64_t prefix_cache_tokens; /* the tokens they did not feed */
+    int prefix_cache_entries;    /* finished requests' rows kept now, */
+    size_t prefix_cache_bytes;   /* in these bytes */
     rm_adapter_cache_stats adapters;
 } rm_engine_stats;
 void rm_engine_stats_get(rm_engine *e, rm_engine_stats *out);

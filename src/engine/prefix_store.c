@@ -1,18 +1,21 @@
 /*
- * prefix_store.c — shared instruction prefixes' KV rows (see
- * prefix_store.h). A handful of entries searched in a line: the engine
- * asks once per admitted embedding.
+ * prefix_store.c — kept KV rows of token sequences (see prefix_store.h).
+ * Entries are searched in a line: the engine asks once per admitted
+ * request, and comparing tokens costs little beside the forward that a
+ * match saves.
  */
 #include "engine/prefix_store.h"
 
 #include <string.h>
 
 typedef struct {
+    void *key;
+    size_t key_len;
     int32_t *toks;
     int n, n_layers;
     void *rows;
     size_t bytes;
-    uint64_t used; /* stamp of the last find or add */
+    uint64_t used; /* stamp of the last match or add */
 } entry;
 
 struct rm_prefix_store {
@@ -37,6 +40,7 @@ rm_status rm_prefix_store_new(int max_entries, size_t max_bytes, rm_prefix_store
 
 static void drop(rm_prefix_store *s, int i) {
     s->bytes -= s->e[i].bytes;
+    rm_free(s->e[i].key);
     rm_free(s->e[i].toks);
     rm_free(s->e[i].rows);
     s->e[i] = s->e[--s->n];
@@ -50,26 +54,52 @@ void rm_prefix_store_free(rm_prefix_store *s) {
     rm_free(s);
 }
 
-static int lookup(const rm_prefix_store *s, const int32_t *toks, int n) {
-    for (int i = 0; i < s->n; i++)
-        if (s->e[i].n == n && !memcmp(s->e[i].toks, toks, (size_t)n * sizeof *toks)) return i;
-    return -1;
+int rm_prefix_store_entries(const rm_prefix_store *s) { return s->n; }
+size_t rm_prefix_store_bytes(const rm_prefix_store *s) { return s->bytes; }
+
+static bool same_key(const entry *x, const void *key, size_t key_len) {
+    return x->key_len == key_len && (!key_len || !memcmp(x->key, key, key_len));
 }
 
-const void *rm_prefix_store_find(rm_prefix_store *s, const int32_t *toks, int n, int n_layers) {
-    int i = lookup(s, toks, n);
-    if (i < 0 || s->e[i].n_layers < n_layers) return NULL;
-    s->e[i].used = ++s->clock;
-    return s->e[i].rows;
+/* Leading tokens a and b share, of at most n. */
+static int common(const int32_t *a, const int32_t *b, int n) {
+    int i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
 }
 
-rm_status rm_prefix_store_add(rm_prefix_store *s, const rm_kv_cache *kv, int seq, const int32_t *toks, int n,
-                              int n_layers) {
+int rm_prefix_store_match(rm_prefix_store *s, const void *key, size_t key_len, const int32_t *toks, int n,
+                          int n_layers, rm_kv_rows *rows) {
+    int best = -1, best_n = 0;
+    for (int i = 0; i < s->n; i++) {
+        const entry *x = &s->e[i];
+        if (x->n_layers < n_layers || !same_key(x, key, key_len)) continue;
+        int c = common(x->toks, toks, x->n < n ? x->n : n);
+        if (c > best_n) best = i, best_n = c;
+    }
+    if (best < 0) return 0;
+    s->e[best].used = ++s->clock;
+    *rows = (rm_kv_rows){.data = s->e[best].rows, .n_pos = s->e[best].n, .n_layers = s->e[best].n_layers};
+    return best_n;
+}
+
+rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_len, const rm_kv_cache *kv, int seq,
+                              const int32_t *toks, int n, int n_layers) {
     size_t bytes = rm_kv_rows_bytes(kv, n, n_layers);
     if (n <= 0 || bytes > s->max_bytes) return RAMOLE_OK;
-    int i = lookup(s, toks, n);
-    if (i >= 0 && s->e[i].n_layers >= n_layers) return RAMOLE_OK;
-    if (i >= 0) drop(s, i);
+    for (int i = 0; i < s->n;) {
+        entry *x = &s->e[i];
+        if (!same_key(x, key, key_len)) {
+            i++;
+            continue;
+        }
+        if (x->n >= n && x->n_layers >= n_layers && common(x->toks, toks, n) == n) { /* holds these already */
+            x->used = ++s->clock;
+            return RAMOLE_OK;
+        }
+        if (x->n <= n && x->n_layers <= n_layers && common(x->toks, toks, x->n) == x->n) drop(s, i); /* these hold it */
+        else i++;
+    }
     /* room: the least recently used go first */
     while (s->n && (s->n == s->max_entries || s->bytes + bytes > s->max_bytes)) {
         int old = 0;
@@ -77,13 +107,15 @@ rm_status rm_prefix_store_add(rm_prefix_store *s, const rm_kv_cache *kv, int seq
             if (s->e[j].used < s->e[old].used) old = j;
         drop(s, old);
     }
-    entry e = {.n = n, .n_layers = n_layers, .bytes = bytes, .used = ++s->clock};
+    entry e = {.key_len = key_len, .n = n, .n_layers = n_layers, .bytes = bytes, .used = ++s->clock};
+    e.key = key_len ? rm_malloc(key_len) : NULL;
     e.toks = rm_malloc((size_t)n * sizeof *e.toks);
     e.rows = rm_malloc(bytes ? bytes : 1);
-    if (!e.toks || !e.rows) {
-        rm_free(e.toks), rm_free(e.rows);
+    if ((key_len && !e.key) || !e.toks || !e.rows) {
+        rm_free(e.key), rm_free(e.toks), rm_free(e.rows);
         return rm_err(RAMOLE_ERR_NOMEM, "prefix store: out of memory");
     }
+    if (key_len) memcpy(e.key, key, key_len);
     memcpy(e.toks, toks, (size_t)n * sizeof *toks);
     rm_kv_get_rows(kv, seq, n, n_layers, e.rows);
     s->e[s->n++] = e;

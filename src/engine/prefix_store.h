@@ -1,14 +1,20 @@
 /*
- * prefix_store.h — KV rows of instruction prefixes that many embeddings
- * share, computed once and copied into each new embedding's sequence.
+ * prefix_store.h — KV rows of token sequences that later requests begin
+ * with, computed once and copied into each new sequence that shares them.
  *
- * Every retrieval embeds "instruction + text" with the base alone, so the
- * instruction's K and V rows are the same for every text: the engine keeps
- * them here after the first embedding computed them, and a later one with
- * the same leading tokens starts its prefill after them. An entry is its
- * tokens, how many layers its rows hold (an inner layer's embedding writes
- * only the layers below it), and the rows (rm_kv_get_rows). Entries are
- * few and small; the least recently used goes when a bound is reached.
+ * Two kinds of rows live in such stores (the engine keeps one of each):
+ * the instruction prefix of retrieval's embeddings, the same for every
+ * text, and the rows of finished generations, whose prompt a later
+ * request may extend (the next turn of a chat, another continuation of
+ * one context, the same system prompt). Rows depend on everything that
+ * ran before them, adapters included, so an entry is filed under a key,
+ * the caller's bytes for that (empty for the base alone). An entry is its
+ * key, its tokens, how many layers its rows hold (an inner layer's
+ * embedding writes only the layers below it), and the rows
+ * (rm_kv_get_rows). Rows of position p depend only on tokens [0, p], so
+ * an entry serves any sequence that shares its first tokens, for as many
+ * positions as they agree. The least recently used entry goes when a
+ * bound is reached.
  *
  * Lifetime: owned by one engine; not thread-safe (the driving thread).
  */
@@ -23,14 +29,28 @@ typedef struct rm_prefix_store rm_prefix_store;
 rm_status rm_prefix_store_new(int max_entries, size_t max_bytes, rm_prefix_store **out);
 void      rm_prefix_store_free(rm_prefix_store *s); /* NULL is a no-op */
 
-/* Rows for tokens [0, n) holding at least n_layers layers, or NULL. The
- * pointer stays valid until the next rm_prefix_store_add. */
-const void *rm_prefix_store_find(rm_prefix_store *s, const int32_t *toks, int n, int n_layers);
+/*
+ * The entry filed under key (key_len bytes) with at least n_layers layers
+ * whose tokens share the longest run of leading tokens with toks[0, n):
+ * returns that run's length (0: none shares the first token) and sets
+ * *rows to the entry's rows, valid until the next rm_prefix_store_add.
+ */
+int rm_prefix_store_match(rm_prefix_store *s, const void *key, size_t key_len, const int32_t *toks, int n,
+                          int n_layers, rm_kv_rows *rows);
 
-/* Keep a copy of positions [0, n) of layers [0, n_layers) of `seq`, whose
- * tokens are toks[0, n). Replaces an entry of the same tokens with fewer
- * layers. A copy larger than the whole bound is not kept (not an error). */
-rm_status rm_prefix_store_add(rm_prefix_store *s, const rm_kv_cache *kv, int seq, const int32_t *toks, int n,
-                              int n_layers);
+/*
+ * Keep a copy of positions [0, n) of layers [0, n_layers) of `seq`, whose
+ * tokens are toks[0, n), under key. When an entry of the key already
+ * begins with these tokens, with as many layers, nothing is copied (it
+ * counts as used); entries of the key that these tokens begin with, with
+ * no more layers, are replaced. A copy larger than the whole bound is not
+ * kept (not an error).
+ */
+rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_len, const rm_kv_cache *kv, int seq,
+                              const int32_t *toks, int n, int n_layers);
+
+/* Entries and bytes of rows kept now. */
+int    rm_prefix_store_entries(const rm_prefix_store *s);
+size_t rm_prefix_store_bytes(const rm_prefix_store *s);
 
 #endif

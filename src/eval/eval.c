@@ -551,7 +551,8 @@ rm_status rm_eval_run(const rm_eval_params *p, rm_eval_report **out) {
     }
     /* offline: no stream waits on a step, so prompts take the whole budget */
     rm_engine_params ep = {.n_threads = p->n_threads, .max_seqs = p->max_seqs ? p->max_seqs : 32,
-                           .prefill_tokens = -1, .max_adapters = RM_EVAL_TOP_K};
+                           .prefill_tokens = -1, .max_adapters = RM_EVAL_TOP_K,
+                           .prefix_cache_mib = p->prefix_cache_mib};
     if ((st = rm_engine_new(m, &ep, &eng)) != RAMOLE_OK) goto out;
     if (r->retrieval) {
         int n_ex = 0;

@@ -192,9 +192,9 @@ void rm_ctx_seq_clear(rm_ctx *c, int seq) {
 }
 int rm_ctx_seq_len(const rm_ctx *c, int seq) { return seq >= 0 && seq < c->p.n_seq ? c->seq_len[seq] : 0; }
 
-rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const void *rows) {
+rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const rm_kv_rows *rows) {
     if (seq < 0 || seq >= c->p.n_seq || c->seq_len[seq] || n_pos <= 0 || n_pos > c->p.n_ctx || n_layers < 0 ||
-        n_layers > c->m->cfg.n_layers)
+        n_layers > c->m->cfg.n_layers || n_pos > rows->n_pos || n_layers > rows->n_layers)
         return rm_err(RAMOLE_ERR_RANGE, "KV put: sequence %d (holding %d positions), %d positions of %d layers",
                       seq, seq >= 0 && seq < c->p.n_seq ? c->seq_len[seq] : 0, n_pos, n_layers);
     RM_TRY(rm_kv_grow(c->kv, seq, n_pos));

@@ -142,11 +142,14 @@ void rm_kv_get_rows(const rm_kv_cache *kv, int seq, int n_pos, int n_layers, voi
             for (int p = 0; p < n_pos; p++, d += kv->row_bytes) memcpy(d, rm_kv_row(kv, v, l, seq, p), kv->row_bytes);
 }
 
-void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const void *src) {
-    const uint8_t *s = src;
+void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const rm_kv_rows *src) {
+    const uint8_t *base = src->data;
     for (int v = 0; v < 2; v++)
-        for (int l = 0; l < n_layers; l++)
+        for (int l = 0; l < n_layers; l++) {
+            /* the copy's own layout: its V half starts after all its layers' K */
+            const uint8_t *s = base + ((size_t)v * (size_t)src->n_layers + (size_t)l) * (size_t)src->n_pos * kv->row_bytes;
             for (int p = 0; p < n_pos; p++, s += kv->row_bytes) memcpy(rm_kv_row(kv, v, l, seq, p), s, kv->row_bytes);
+        }
 }
 
 void rm_kv_copy_rows(rm_kv_cache *kv, int src, int dst, int n_pos) {

@@ -71,13 +71,20 @@ void rm_kv_store(rm_kv_cache *kv, int layer, int seq, int pos, const float *k, c
  * Raw copies of positions [0, n_pos) of layers [0, n_layers) of `seq`, in
  * the cache's own type: K then V, each [n_layers][n_pos][kv_dim]. A copy
  * taken from one sequence and put into another gives it the same states
- * (a shared instruction prefix, computed once). rm_kv_rows_bytes is the
- * size of such a copy. The positions must be owned (a caller bug
- * otherwise); rm_kv_put_rows writes only, the caller grows the sequence.
+ * (a shared instruction prefix, a finished request's prompt: computed
+ * once). rm_kv_rows_bytes is the size of such a copy. The positions must
+ * be owned (a caller bug otherwise); rm_kv_put_rows writes only, the
+ * caller grows the sequence.
  */
+typedef struct rm_kv_rows {
+    const void *data;     /* as rm_kv_get_rows wrote it */
+    int n_pos, n_layers;  /* what it holds */
+} rm_kv_rows;
 size_t rm_kv_rows_bytes(const rm_kv_cache *kv, int n_pos, int n_layers);
 void rm_kv_get_rows(const rm_kv_cache *kv, int seq, int n_pos, int n_layers, void *dst);
-void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const void *src);
+/* The first n_pos positions of the first n_layers layers of src (at most
+ * what it holds) into `seq`. */
+void rm_kv_put_rows(rm_kv_cache *kv, int seq, int n_pos, int n_layers, const rm_kv_rows *src);
 /* Copy positions [0, n_pos) of every layer from sequence src to dst, both
  * owning them (the caller grows dst): a prompt computed once for twins. */
 void rm_kv_copy_rows(rm_kv_cache *kv, int src, int dst, int n_pos);

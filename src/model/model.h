@@ -202,13 +202,15 @@ int       rm_ctx_n_logits(const rm_ctx *c);
 void      rm_ctx_seq_clear(rm_ctx *c, int seq);
 /* Positions the cache holds for `seq`. */
 int       rm_ctx_seq_len(const rm_ctx *c, int seq);
-/* Give the empty sequence `seq` positions [0, n_pos) from a copy that
- * rm_kv_get_rows took of layers [0, n_layers) of another sequence with
- * the same tokens (model/kv_cache.h); decoding goes on at n_pos. Layers
- * above n_layers stay unwritten: only batches that stop below them may
- * read the sequence. ERR_RANGE (nothing changed) when the pool is short
- * or the sequence is not empty. */
-rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const void *rows);
+/* Give the empty sequence `seq` positions [0, n_pos) of layers [0,
+ * n_layers) from a copy that rm_kv_get_rows took of another sequence
+ * whose tokens begin as seq's do (model/kv_cache.h; it may hold more
+ * positions and layers); decoding goes on at n_pos. Layers above n_layers
+ * stay unwritten: only batches that stop below them may read the
+ * sequence. ERR_RANGE (nothing changed) when the pool is short, the
+ * sequence is not empty, or the copy holds less. */
+struct rm_kv_rows;
+rm_status rm_ctx_seq_put(rm_ctx *c, int seq, int n_pos, int n_layers, const struct rm_kv_rows *rows);
 /* Give empty sequence dst the first n_pos positions of sequence src (which
  * holds them), every layer: decoding goes on at n_pos as if dst had
  * computed them. ERR_RANGE (nothing changed) when the pool is short. */

@@ -57,18 +57,21 @@ static const char *finish_name(rm_finish_reason f) {
 }
 
 /* The usage over every choice: a prompt's tokens once, however many samples
- * it has (as OpenAI counts them). Each choice's mu is taken in turn. */
+ * it has (as OpenAI counts them), with the first sample's count of them
+ * that came from the prefix cache (OpenAI's prompt_tokens_details). Each
+ * choice's mu is taken in turn. */
 static json_t *usage_obj(gen_resp *g) {
-    long prompt = 0, completion = 0;
+    long prompt = 0, cached = 0, completion = 0;
     for (int c = 0; c < g->n_choices; c++) {
         srv_req *r = g->ch[c].r;
         pthread_mutex_lock(&r->mu);
-        if (c % g->n == 0) prompt += r->n_prompt;
+        if (c % g->n == 0) prompt += r->n_prompt, cached += r->n_prompt_cached;
         completion += r->n_generated;
         pthread_mutex_unlock(&r->mu);
     }
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
-                     (json_int_t)completion, "total_tokens", (json_int_t)(prompt + completion));
+    return json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
+                     (json_int_t)completion, "total_tokens", (json_int_t)(prompt + completion),
+                     "prompt_tokens_details", "cached_tokens", (json_int_t)cached);
 }
 
 static void wire_set(gen_resp *g, char *s) {

@@ -131,6 +131,13 @@ char *srv_metrics_text(srv_metrics *m, const rm_engine_stats *es, int queued, co
     counter(&b, "ramole_twin_prompts_total", "Generations that copied the prompt of a twin (another sample of it).",
             es->twin_hits);
     counter(&b, "ramole_twin_prompt_tokens_total", "Prompt tokens those generations did not feed.", es->twin_tokens);
+    counter(&b, "ramole_prefix_cache_hits_total",
+            "Generations that started after rows kept of an earlier request that began the same way.",
+            es->prefix_cache_hits);
+    counter(&b, "ramole_prefix_cache_tokens_total", "Prompt tokens those generations did not feed.",
+            es->prefix_cache_tokens);
+    put(&b, "# HELP ramole_prefix_cache_bytes Bytes of KV rows the prefix cache keeps.\n"
+            "# TYPE ramole_prefix_cache_bytes gauge\nramole_prefix_cache_bytes %zu\n", es->prefix_cache_bytes);
     if (b.failed) {
         rm_free(b.s);
         return NULL;

@@ -75,6 +75,7 @@ static void on_event(const rm_engine_event *ev, void *user) {
         r->t_last = now;
     }
     r->n_prompt = ev->n_prompt;
+    r->n_prompt_cached = ev->n_prompt_cached;
     r->n_generated = ev->n_generated;
     bool done = ev->finish != RM_FINISH_NONE;
     if (done && ev->hidden && (r->hidden = rm_malloc((size_t)ev->n_hidden * sizeof *r->hidden))) {

@@ -65,6 +65,7 @@ typedef struct srv_req {
     size_t len, cap;
     rm_finish_reason finish;
     int n_prompt, n_generated;
+    int n_prompt_cached;
     float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
     int n_gates;
     rm_logprob_list lps;        /* each token's log-probabilities, when asked for */

@@ -64,13 +64,17 @@ base_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos 2>/dev/nu
 rev_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev:0.5" 2>/dev/null)
 rev1_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --lora "$TMP/rev" 2>/dev/null)
 presence_text=$($R generate -m "$TMP/m" -p "$P" -n 8 --temp 0 --ignore-eos --presence-penalty -2 2>/dev/null)
+# a prompt that begins with another one (the prefix cache)
+LP="In a quiet village by the sea, the old lighthouse keeper wrote letters every evening to a friend he had never met."
+LP2="$LP Each one began with the weather."
+long_text=$($R generate -m "$TMP/m" -p "$LP2" -n 8 --temp 0 --ignore-eos 2>/dev/null)
 echo "{\"prompt\": $(node -e 'console.log(JSON.stringify(process.argv[1]))' "$P"), \"max_tokens\": 8, \"temperature\": 0, \"ignore_eos\": true, \"logprobs\": 3}" >"$TMP/lp_in.jsonl"
 $R batch -m "$TMP/m" --in "$TMP/lp_in.jsonl" --out "$TMP/lp_out.jsonl" -t 2 2>/dev/null
 batch_logprobs=$(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).logprobs.token_logprobs))' "$TMP/lp_out.jsonl" 2>/dev/null)
 batch_tokens=$(node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).tokens))' "$TMP/lp_out.jsonl" 2>/dev/null)
 ctx=$($R info "$TMP/m" 2>/dev/null | sed -n 's/^context: *\([0-9]*\).*/\1/p')
-node -e 'const [p, b, r, r1, pr, c, bl, bt, d] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, presence_text: pr, ctx: +c, batch_logprobs: JSON.parse(bl || "[]"), batch_tokens: JSON.parse(bt || "[]"), dir: d}))' \
-  "$P" "$base_text" "$rev_text" "$rev1_text" "$presence_text" "$ctx" "$batch_logprobs" "$batch_tokens" "$TMP" >"$TMP/expected.json"
+node -e 'const [p, b, r, r1, pr, c, bl, bt, d, lp, lp2, lt] = process.argv.slice(1); console.log(JSON.stringify({prompt: p, base_text: b, rev_text: r, rev1_text: r1, presence_text: pr, ctx: +c, batch_logprobs: JSON.parse(bl || "[]"), batch_tokens: JSON.parse(bt || "[]"), dir: d, long_prompt: lp, long_prompt2: lp2, long_text: lt}))' \
+  "$P" "$base_text" "$rev_text" "$rev1_text" "$presence_text" "$ctx" "$batch_logprobs" "$batch_tokens" "$TMP" "$LP" "$LP2" "$long_text" >"$TMP/expected.json"
 
 if start_server "$TMP/open.out" --port 0 --max-seqs 8 --max-body 65536 --name tiny --grace 60; then
   grep -q "registry sqlite:$TMP/reg.db with 2 active adapters" "$TMP/open.out" \

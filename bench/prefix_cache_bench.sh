@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench/prefix_cache_bench.sh — the prefix cache on the world's base
+# without a registry: bench/prefix_cache_load.mjs (few-shot prompts that
+# repeat their examples; chats that resend their history) against
+# `ramole serve` with its default cache and with `--prefix-cache 0`, one
+# after the other, PREFIX_BENCH_RUNS (3) times. One JSON line per
+# workload and run, with the ratio of the two servers' seconds.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.bash
+R=${BUILD:-build}/ramole
+OUT=$(mktemp "${TMPDIR:-/tmp}/ramole-prefix.XXXXXX")
+SPID=""
+trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -f "$OUT" "$OUT".*' EXIT
+# load_with ARGS...: the load's lines against a server started with ARGS
+load_with() {
+  $R serve -m world/base --no-registry --port 0 -t "${PREFIX_BENCH_THREADS:-2}" "$@" >"$OUT" 2>/dev/null &
+  SPID=$!
+  local port
+  port=$(serve_port "$OUT" "$SPID") || { echo "prefix_cache_bench: the server did not start" >&2; return 1; }
+  node bench/prefix_cache_load.mjs "http://127.0.0.1:$port" || return 1
+  kill -TERM "$SPID"; wait "$SPID" 2>/dev/null; SPID=""
+}
+for _ in $(seq 1 "${PREFIX_BENCH_RUNS:-3}"); do
+  load_with >"$OUT.on" || exit 1
+  load_with --prefix-cache 0 >"$OUT.off" || exit 1
+  for w in fewshot chat; do
+    on=$(grep "\"$w\"" "$OUT.on"); off=$(grep "\"$w\"" "$OUT.off")
+    s_on=$(json_num seconds <<<"$on"); s_off=$(json_num seconds <<<"$off")
+    printf '{"workload": "%s", "cache_s": %s, "no_cache_s": %s, "speedup": %s, "cached_share": %s, "prompt_tokens": %s}\n' \
+      "$w" "$s_on" "$s_off" "$(ratio "$s_off" "$s_on")" "$(json_num cached_share <<<"$on")" "$(json_num prompt_tokens <<<"$on")"
+  done
+done
