@@ -735,13 +735,6 @@ static void prefix_keep(rm_engine *e, const req *r, int chunk) {
         rm_log_warn("engine: %s", ramole_last_error());
 }
 
-/* Leading tokens a and b share, of at most n. */
-static int common_run(const int32_t *a, const int32_t *b, int n) {
-    int i = 0;
-    while (i < n && a[i] == b[i]) i++;
-    return i;
-}
-
 /* A generation in a fresh slot starts after the longest run of leading
  * tokens it shares with the rows kept of a finished request or held by a
  * running one, under the same key. Its last token always runs: its logits
@@ -757,7 +750,7 @@ static void prefix_cache_restore(rm_engine *e, req *r) {
     for (int s = 0; s < e->p.max_seqs; s++) {
         const req *a = e->slots[s];
         if (!a || a == r || !a->cacheable || memcmp(&a->key, &r->key, sizeof r->key) || twins(a, r)) continue;
-        int c = common_run(a->toks, r->toks, a->n_cached < limit ? a->n_cached : limit);
+        int c = rm_prefix_common(a->toks, r->toks, a->n_cached < limit ? a->n_cached : limit);
         if (c > best) best = c, from = a;
     }
     if (best < RM_ENGINE_PREFIX_MIN) return;

@@ -61,8 +61,7 @@ static bool same_key(const entry *x, const void *key, size_t key_len) {
     return x->key_len == key_len && (!key_len || !memcmp(x->key, key, key_len));
 }
 
-/* Leading tokens a and b share, of at most n. */
-static int common(const int32_t *a, const int32_t *b, int n) {
+int rm_prefix_common(const int32_t *a, const int32_t *b, int n) {
     int i = 0;
     while (i < n && a[i] == b[i]) i++;
     return i;
@@ -74,7 +73,7 @@ int rm_prefix_store_match(rm_prefix_store *s, const void *key, size_t key_len, c
     for (int i = 0; i < s->n; i++) {
         const entry *x = &s->e[i];
         if (x->n_layers < n_layers || !same_key(x, key, key_len)) continue;
-        int c = common(x->toks, toks, x->n < n ? x->n : n);
+        int c = rm_prefix_common(x->toks, toks, x->n < n ? x->n : n);
         if (c > best_n) best = i, best_n = c;
     }
     if (best < 0) return 0;
@@ -93,11 +92,11 @@ rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_le
             i++;
             continue;
         }
-        if (x->n >= n && x->n_layers >= n_layers && common(x->toks, toks, n) == n) { /* holds these already */
+        if (x->n >= n && x->n_layers >= n_layers && rm_prefix_common(x->toks, toks, n) == n) { /* holds these already */
             x->used = ++s->clock;
             return RAMOLE_OK;
         }
-        if (x->n <= n && x->n_layers <= n_layers && common(x->toks, toks, x->n) == x->n) drop(s, i); /* these hold it */
+        if (x->n <= n && x->n_layers <= n_layers && rm_prefix_common(x->toks, toks, x->n) == x->n) drop(s, i); /* these hold it */
         else i++;
     }
     /* room: the least recently used go first */

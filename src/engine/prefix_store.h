@@ -49,6 +49,9 @@ int rm_prefix_store_match(rm_prefix_store *s, const void *key, size_t key_len, c
 rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_len, const rm_kv_cache *kv, int seq,
                               const int32_t *toks, int n, int n_layers);
 
+/* Leading tokens a and b share, of at most n. */
+int rm_prefix_common(const int32_t *a, const int32_t *b, int n);
+
 /* Entries and bytes of rows kept now. */
 int    rm_prefix_store_entries(const rm_prefix_store *s);
 size_t rm_prefix_store_bytes(const rm_prefix_store *s);
