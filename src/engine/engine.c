@@ -63,10 +63,11 @@ typedef struct req {
     rm_token_logprob top[RM_MAX_TOP_LOGPROBS];
     bool prompt_lps;            /* and the prompt's, recorded as its rows run: */
     rm_logprob_list plist;      /* prompt tokens 0..plist.n-1 (0's NaN) */
-    uint64_t twin_key;          /* its prompt and composition's hash; 0: it computes its own prompt */
-    bool cacheable;             /* its rows may be kept and reused (the prefix cache) under: */
+    bool cacheable;             /* its rows may be kept and shared (the prefix cache) under: */
     comp_key key;
     bool fed;                   /* a chunk of it has run */
+    bool ran;                   /* since its admission */
+    bool waited;                /* for a running request's rows, which it may not have got */
     int prompt_cached;          /* prompt tokens copied before any ran (the event's n_prompt_cached) */
     rm_sampler *smp;
     rm_detok detok;
@@ -609,38 +610,6 @@ static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *
     return RAMOLE_OK;
 }
 
-/*
- * Twins: requests with the same prompt and composition (the n samples of
- * one prompt) have the same K and V rows for it, so one computes them and
- * the others copy them (rm_ctx_seq_copy) and compute only the prompt's
- * last token, whose logits each samples from. Not for a request whose
- * prompt rows must run: embeddings, prompt log-probabilities, and a router
- * that pools its gates over the prompt (its slot sums them).
- */
-static uint64_t twin_key(const req *r) {
-    if (r->embed || r->prompt_lps || r->n_prompt < 2) return 0;
-    if (r->comp.mode == RM_COMPOSE_ROUTER && r->comp.router && r->comp.router->gate_pool == RM_GATE_POOL_PROMPT) return 0;
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the tokens, the mode and the experts */
-    const uint8_t *b = (const uint8_t *)r->toks;
-    for (size_t i = 0; i < (size_t)r->n_prompt * sizeof *r->toks; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    h = (h ^ (uint64_t)r->comp.mode) * 0x100000001b3ull;
-    for (int j = 0; j < r->comp.k; j++) h = (h ^ (uint64_t)(uintptr_t)r->comp.experts[j]) * 0x100000001b3ull;
-    return h ? h : 1;
-}
-
-/* Whether a and b are twins: the key, then everything it stands for. */
-static bool twins(const req *a, const req *b) {
-    const rm_composition *x = &a->comp, *y = &b->comp;
-    if (!a->twin_key || a->twin_key != b->twin_key || a->n_prompt != b->n_prompt ||
-        memcmp(a->toks, b->toks, (size_t)a->n_prompt * sizeof *a->toks) || x->mode != y->mode || x->k != y->k ||
-        x->router != y->router)
-        return false;
-    for (int j = 0; j < x->k; j++)
-        if (x->experts[j] != y->experts[j] || x->weights[j] != y->weights[j] || x->retrieval[j] != y->retrieval[j])
-            return false;
-    return true;
-}
-
 rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id) {
     *id = 0;
     req *r = rm_calloc(1, sizeof *r);
@@ -666,7 +635,6 @@ rm_status rm_engine_submit(rm_engine *e, const rm_engine_request *q, int64_t *id
         req_free(e, r);
         return st;
     }
-    r->twin_key = twin_key(r);
     r->id = e->next_id++;
     *id = r->id;
     wait_push_back(e, r);
@@ -735,32 +703,41 @@ static void prefix_keep(rm_engine *e, const req *r, int chunk) {
         rm_log_warn("engine: %s", ramole_last_error());
 }
 
-/* A generation in a fresh slot starts after the longest run of leading
- * tokens it shares with the rows kept of a finished request or held by a
- * running one, under the same key. Its last token always runs: its logits
- * are what it samples from. A twin is left to twin_prompt, which waits
- * for the whole prompt rather than take the part computed so far. Without
- * blocks for the copy, it computes the rows itself. */
-static void prefix_cache_restore(rm_engine *e, req *r) {
-    int limit = r->n_toks - 1, nl = e->m->cfg.n_layers;
-    if (!e->prompts || !r->cacheable || r->prompt_lps || limit < RM_ENGINE_PREFIX_MIN) return;
-    rm_kv_rows rows;
-    int best = rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit, nl, &rows);
-    const req *from = NULL;
-    for (int s = 0; s < e->p.max_seqs; s++) {
-        const req *a = e->slots[s];
-        if (!a || a == r || !a->cacheable || memcmp(&a->key, &r->key, sizeof r->key) || twins(a, r)) continue;
-        int c = rm_prefix_common(a->toks, r->toks, a->n_cached < limit ? a->n_cached : limit);
-        if (c > best) best = c, from = a;
+/*
+ * Give r, which has run nothing since its admission, the first n rows of
+ * a running request (from) or of kept rows, in place of the fewer it
+ * holds: it goes on after them, as if it had computed them. Its last
+ * token always runs (n < n_toks): its logits are what it samples from.
+ * Planning passes the blocks it has left (*free_blocks); false when they,
+ * or the pool, are short, and r computes its rows itself.
+ */
+static bool take_rows(rm_engine *e, req *r, int n, const req *from, const rm_kv_rows *rows, int *free_blocks) {
+    int need = rm_kv_blocks_for(e->kv, n) - rm_kv_seq_blocks(e->kv, r->slot);
+    if (free_blocks && need > *free_blocks) return false;
+    if (r->n_cached) {
+        rm_ctx_seq_clear(e->ctx, r->slot);
+        r->n_cached = 0;
     }
-    if (best < RM_ENGINE_PREFIX_MIN) return;
-    rm_status st = from ? rm_ctx_seq_copy(e->ctx, from->slot, r->slot, best)
-                        : rm_ctx_seq_put(e->ctx, r->slot, best, nl, &rows);
-    if (st != RAMOLE_OK) return;
-    r->n_cached = best;
-    if (!r->fed) r->prompt_cached = best;
+    if ((from ? rm_ctx_seq_copy(e->ctx, from->slot, r->slot, n)
+              : rm_ctx_seq_put(e->ctx, r->slot, n, e->m->cfg.n_layers, rows)) != RAMOLE_OK)
+        return false;
+    if (free_blocks) *free_blocks -= need;
+    r->n_cached = n;
+    if (!r->fed) r->prompt_cached = n;
+    return true;
+}
+
+/* r starts after the longest run of leading tokens (at least
+ * RM_ENGINE_PREFIX_MIN) it shares with the rows kept under its key, when
+ * that run is longer than what it holds. */
+static void restore_kept(rm_engine *e, req *r, int *free_blocks) {
+    int limit = r->n_toks - 1;
+    if (!e->prompts || !r->cacheable || r->prompt_lps || r->ran || limit < RM_ENGINE_PREFIX_MIN) return;
+    rm_kv_rows rows;
+    int n = rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit, e->m->cfg.n_layers, &rows);
+    if (n < RM_ENGINE_PREFIX_MIN || n <= r->n_cached || !take_rows(e, r, n, NULL, &rows, free_blocks)) return;
     e->st.prefix_cache_hits++;
-    e->st.prefix_cache_tokens += best;
+    e->st.prefix_cache_tokens += n;
 }
 
 /* Put the head of the queue into slot s. */
@@ -780,7 +757,8 @@ static rm_status admit(rm_engine *e, int s) {
         memset(r->acc, 0, (size_t)e->m->cfg.hidden * sizeof *r->acc);
         prefix_restore(e, r);
     } else {
-        prefix_cache_restore(e, r);
+        r->ran = r->waited = false;
+        restore_kept(e, r, NULL);
     }
     return RAMOLE_OK;
 }
@@ -881,29 +859,50 @@ static int prompt_rows_cap(const req *r, int want, int *rows_left) {
     return want;
 }
 
-typedef enum { TWIN_NONE, TWIN_WAIT, TWIN_COPIED } twin_use;
+typedef enum { SHARE_NONE, SHARE_WAIT, SHARE_COPIED } share_use;
 
-/* Before r (order i, nothing cached) computes its prompt: copy it from an
- * older running twin that holds it, or wait while one computes it (the
- * oldest twin never waits). Without room for the copy, r computes its own. */
-static twin_use twin_prompt(rm_engine *e, int i, int *free_blocks) {
+/*
+ * Before r (order i) computes its prompt: the older running request of
+ * its key that shares the longest run of leading tokens with it gives
+ * them, when the run is at least RM_ENGINE_PREFIX_MIN tokens or r is its
+ * twin (the same prompt: the n samples of one prompt; r takes all but its
+ * last token). r copies the rows once that request holds them and waits
+ * until then; the oldest never waits, so waits end. A request whose
+ * source left before it could copy (its rows then went to the kept ones)
+ * looks there again. Without the prefix cache (prefix_cache_mib < 0) only
+ * twins share. Not for requests whose prompt rows must run (prompt
+ * log-probabilities), those that are not cacheable (embeddings, routers
+ * pooled over the prompt), or those that ran a chunk since admission.
+ */
+static share_use share_prompt(rm_engine *e, int i, int *free_blocks) {
     req *r = e->order[i];
-    if (!r->twin_key || r->n_cached) return TWIN_NONE;
-    int n = r->n_prompt - 1;
+    if (!r->cacheable || r->prompt_lps || r->ran) return SHARE_NONE;
+    int limit = r->n_toks - 1, best = 0;
+    const req *from = NULL;
     for (int j = 0; j < i; j++) {
-        req *a = e->order[j];
-        if (!a || !twins(a, r)) continue;
-        if (a->n_cached < n) return TWIN_WAIT;
-        int short_blocks = kv_short(e, r, n);
-        if (short_blocks > *free_blocks || rm_ctx_seq_copy(e->ctx, a->slot, r->slot, n) != RAMOLE_OK) return TWIN_NONE;
-        *free_blocks -= short_blocks;
-        r->n_cached = n;
-        if (!r->fed) r->prompt_cached = n;
-        e->st.twin_hits++;
-        e->st.twin_tokens += n;
-        return TWIN_COPIED;
+        const req *a = e->order[j];
+        if (!a || !a->cacheable || memcmp(&a->key, &r->key, sizeof r->key)) continue;
+        int c = rm_prefix_common(a->toks, r->toks, a->n_toks < limit ? a->n_toks : limit);
+        if (c > best) best = c, from = a;
     }
-    return TWIN_NONE;
+    /* a twin: the same prompt, nothing generated yet (the n samples of one prompt) */
+    bool twin = from && best == limit && r->n_toks == r->n_prompt && from->n_prompt == r->n_prompt &&
+                from->toks[limit] == r->toks[limit];
+    /* without the prefix cache, twins alone share */
+    if (!from || best <= r->n_cached || (!twin && (best < RM_ENGINE_PREFIX_MIN || !e->prompts))) {
+        if (r->waited) restore_kept(e, r, free_blocks);
+        r->waited = false;
+        return SHARE_NONE;
+    }
+    if (from->n_cached < best) {
+        r->waited = true;
+        return SHARE_WAIT;
+    }
+    r->waited = false;
+    if (!take_rows(e, r, best, from, NULL, free_blocks)) return SHARE_NONE;
+    if (twin) e->st.twin_hits++, e->st.twin_tokens += best;
+    else e->st.prefix_cache_hits++, e->st.prefix_cache_tokens += best;
+    return SHARE_COPIED;
 }
 
 static int plan(rm_engine *e, int n) {
@@ -928,8 +927,8 @@ static int plan(rm_engine *e, int n) {
     for (int i = 0; i < n && used < budget; i++) {
         req *r = e->order[i];
         if (!r || e->chunk[i]) continue;
-        twin_use use = twin_prompt(e, i, &free_blocks);
-        if (use == TWIN_WAIT || (use == TWIN_NONE && r->n_toks - r->n_cached <= 1)) continue;
+        share_use use = share_prompt(e, i, &free_blocks);
+        if (use == SHARE_WAIT || (use == SHARE_NONE && r->n_toks - r->n_cached <= 1)) continue;
         if (!layer_fits(e, r)) continue;
         int want = r->n_toks - r->n_cached;
         if (want > budget - used) want = budget - used;
@@ -1145,7 +1144,7 @@ rm_status rm_engine_step(rm_engine *e, int *n_run) {
             continue;
         }
         r->n_cached += e->chunk[i];
-        r->fed = true;
+        r->fed = r->ran = true;
         if (wants) advance(e, r, rm_ctx_logits(e->ctx, li++));
     }
     e->st.tokens_fed += nb;

@@ -25,14 +25,19 @@
  * Prefix cache: a request that leaves its slot (finished, cancelled or
  * preempted) leaves a copy of its KV rows behind, within
  * prefix_cache_mib. A request admitted later under the same composition
- * (the same adapters as loaded, mode, weights, router and retrieval
- * scores) starts after the longest run of leading tokens it shares with
- * such a copy or with a running request, at least RM_ENGINE_PREFIX_MIN
- * tokens: the next turn of a chat, another continuation of one context,
- * a system prompt every request repeats. Not for embeddings (they keep
- * their instruction apart), requests whose prompt's log-probabilities
- * must run, or routers that pool their gates over the prompt (the slot
- * sums them).
+ * (as far as its mode reads it: the adapters as loaded, explicit
+ * weights, the router, retrieval scores under a prior) starts after the
+ * longest run of leading tokens it shares with such a copy, at least
+ * RM_ENGINE_PREFIX_MIN tokens: the next turn of a chat, another
+ * continuation of one context, a system prompt every request repeats. A
+ * request that shares such a run with an older running one instead
+ * waits until that one has computed the run and copies it: requests sent
+ * together compute their common start once. Twins (the same prompt and
+ * composition, the n samples of one prompt) always share so, also
+ * without the prefix cache. Not for embeddings (they keep their
+ * instruction apart), requests whose prompt's log-probabilities must
+ * run, or routers that pool their gates over the prompt (the slot sums
+ * them).
  *
  * Threads: one thread drives an engine (submit, cancel, step, free); the
  * forward itself runs on the engine's pool. rm_engine_preload,
