@@ -3,8 +3,9 @@
 # without a registry: bench/prefix_cache_load.mjs (few-shot prompts that
 # repeat their examples; chats that resend their history) against
 # `ramole serve` with its default cache and with `--prefix-cache 0`, one
-# after the other, PREFIX_BENCH_RUNS (3) times. One JSON line per
-# workload and run, with the ratio of the two servers' seconds.
+# after the other, PREFIX_BENCH_RUNS (3) times; then `ramole batch` of 256
+# such few-shot prompts at once, with and without. One JSON line per
+# workload and run, with the ratio of the seconds without to with.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.bash
@@ -30,4 +31,22 @@ for _ in $(seq 1 "${PREFIX_BENCH_RUNS:-3}"); do
     printf '{"workload": "%s", "cache_s": %s, "no_cache_s": %s, "speedup": %s, "cached_share": %s, "prompt_tokens": %s}\n' \
       "$w" "$s_on" "$s_off" "$(ratio "$s_off" "$s_on")" "$(json_num cached_share <<<"$on")" "$(json_num prompt_tokens <<<"$on")"
   done
+done
+# the batch: every prompt the same 8 solved examples and a question of its own
+node -e 'const fs = require("fs");
+const rows = fs.readFileSync("world/tasks/noun_plural/train.jsonl", "utf8").trim().split("\n").map(JSON.parse);
+const shots = rows.slice(0, 8).map((r) => r.input + r.output + "\n\n").join("");
+for (const r of rows.slice(100, 356))
+  console.log(JSON.stringify({ prompt: shots + r.input, max_tokens: 8, temperature: 0 }));' >"$OUT.in" || exit 1
+for _ in $(seq 1 "${PREFIX_BENCH_RUNS:-3}"); do
+  s=()
+  for c in 64 0; do
+    t0=$(date +%s.%N)
+    $R batch -m world/base --in "$OUT.in" --out "$OUT.$c" -t "${PREFIX_BENCH_THREADS:-2}" --prefix-cache "$c" --quiet \
+      2>/dev/null || exit 1
+    s+=("$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')")
+  done
+  same=$(cmp -s "$OUT.64" "$OUT.0" && echo true || echo false)
+  printf '{"workload": "batch", "cache_s": %s, "no_cache_s": %s, "speedup": %s, "same_results": %s}\n' \
+    "${s[0]}" "${s[1]}" "$(ratio "${s[1]}" "${s[0]}")" "$same"
 done
