@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/prefix_cache_bench.sh — the prefix cache on the world's base
 # without a registry: bench/prefix_cache_load.mjs (few-shot prompts that
-# repeat their examples; chats that resend their history) against
+# repeat their examples; chats that resend their history; continuations
+# of one context scored as lm-evaluation-harness scores them) against
 # `ramole serve` with its default cache and with `--prefix-cache 0`, one
 # after the other, PREFIX_BENCH_RUNS (3) times; then `ramole batch` of 256
 # such few-shot prompts at once, with and without. One JSON line per
@@ -25,7 +26,7 @@ load_with() {
 for _ in $(seq 1 "${PREFIX_BENCH_RUNS:-3}"); do
   load_with >"$OUT.on" || exit 1
   load_with --prefix-cache 0 >"$OUT.off" || exit 1
-  for w in fewshot chat; do
+  for w in fewshot chat choices; do
     on=$(grep "\"$w\"" "$OUT.on"); off=$(grep "\"$w\"" "$OUT.off")
     s_on=$(json_num seconds <<<"$on"); s_off=$(json_num seconds <<<"$off")
     printf '{"workload": "%s", "cache_s": %s, "no_cache_s": %s, "speedup": %s, "cached_share": %s, "prompt_tokens": %s}\n' \

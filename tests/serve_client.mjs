@@ -360,6 +360,30 @@ if (mode === "open") {
     return (chat.usage.prompt_tokens_details && chat.usage.prompt_tokens_details.cached_tokens >= 0) || "chat usage " + JSON.stringify(chat.usage);
   });
 
+  // scoring several continuations of one context, as lm-evaluation-harness
+  // sends a multiple-choice question: the context's rows and their
+  // log-probabilities are computed once, and score as when computed alone
+  await check("serve_prefix_cache_scores_continuations_of_one_context", async () => {
+    const body = { model: modelName, echo: true, logprobs: 1, max_tokens: 0, temperature: 0, lora: { mode: "none" } };
+    const ctx = expected.long_prompt;
+    const alone = (await post("/v1/completions", { ...body, prompt: ctx + " Yes." })).json;
+    if (!alone || alone.usage.prompt_tokens_details.cached_tokens !== 0) return "alone: " + JSON.stringify(alone && alone.usage);
+    const list = (await post("/v1/completions", { ...body, prompt: [ctx + " Yes.", ctx + " No, never."] })).json;
+    if (!list || list.choices.length !== 2) return "list: " + JSON.stringify(list).slice(0, 300);
+    const shared = list.usage.prompt_tokens_details.cached_tokens;
+    if (!(shared >= 2 * 16 && shared < list.usage.prompt_tokens)) return "list usage " + JSON.stringify(list.usage);
+    const a = alone.choices[0].logprobs, b = list.choices[0].logprobs, c = list.choices[1].logprobs;
+    let common = 0;
+    while (common < a.tokens.length && a.tokens[common] === c.tokens[common]) common++;
+    if (common < 16 || JSON.stringify(a.tokens) !== JSON.stringify(b.tokens)) return `tokens: ${common} shared`;
+    for (let i = 1; i < a.tokens.length; i++) {
+      if (Math.abs(a.token_logprobs[i] - b.token_logprobs[i]) > 1e-5) return `choice 0, token ${i}: ${b.token_logprobs[i]} vs ${a.token_logprobs[i]}`;
+      if (i < common && Math.abs(a.token_logprobs[i] - c.token_logprobs[i]) > 1e-5) return `choice 1, token ${i}: ${c.token_logprobs[i]} vs ${a.token_logprobs[i]}`;
+    }
+    if (c.token_logprobs[0] !== null || c.token_logprobs.slice(1).some((x) => typeof x !== "number")) return "choice 1: " + JSON.stringify(c.token_logprobs);
+    return true;
+  });
+
   // several choices run together: after the checks of requests that ran alone
   await check("serve_n_samples_and_prompt_lists", async () => {
     // n samples of one prompt: choice j is the one-sample answer with seed + j

@@ -922,7 +922,8 @@ TEST(engine_prefix_cache_reuses_rows_of_the_same_composition) {
     /* an adapter loaded again may be another adapter under the name */
     CHECK(rm_engine_drop_adapter(e, "e1"));
     CHECK(prefix_run(e, pb, 32, 0, &got[8]) == 0);
-    /* prompt log-probabilities need every prompt row run */
+    /* a request scoring its prompt takes rows only with their
+     * log-probabilities, which no kept entry holds yet: it runs them all */
     {
         rm_engine_request q;
         prefix_request(&q, pb, 32, 0, &got[9]);
@@ -1035,6 +1036,107 @@ TEST(engine_prefix_cache_reuses_rows_of_the_same_composition) {
         CHECK(st.prefix_cache_hits == 0 && st.prefix_cache_entries == 0);
         rm_logprob_list_free(&x.list), rm_logprob_list_free(&y.list);
         rm_engine_free(off);
+    }
+    rm_model_free(m);
+}
+
+/*
+ * The prefix cache for requests that score their prompt (OpenAI's echo
+ * with logprobs, as lm-evaluation-harness sends it): they take kept or
+ * running rows only with the log-probabilities recorded beside them, as
+ * many alternatives or more, and their prompt's list then equals the same
+ * request's alone: ids, values within 5e-5, alternatives in order.
+ */
+static int plp_run(rm_engine *e, const int32_t *toks, int n, int top, bool scored, collected_plp *out, bool drain_now) {
+    rm_engine_request q;
+    rm_engine_request_init(&q);
+    q.tokens = toks, q.n_tokens = n, q.max_tokens = 2, q.ignore_eos = true;
+    q.mode = RM_COMPOSE_MIXTURE, q.n_adapters = 2, q.adapters[0] = "e1", q.adapters[1] = "e2";
+    q.logprobs = scored, q.top_logprobs = scored ? top : 0, q.prompt_logprobs = scored;
+    q.on_event = collect_plp, q.user = out;
+    int64_t id;
+    CHECK_OK(rm_engine_submit(e, &q, &id));
+    if (drain_now) drain(e);
+    return out->c.n_prompt_cached;
+}
+
+static void plp_check(const rm_model *m, test_source *ts, const int32_t *toks, int n, int top, collected_plp *got,
+                      const char *what) {
+    static collected_plp alone;
+    rm_logprob_list_free(&alone.prompt);
+    memset(&alone, 0, sizeof alone);
+    rm_engine *a = new_engine_cache(m, ts, 2, 16, 0, -1);
+    if (!a) return;
+    plp_run(a, toks, n, top, true, &alone, true);
+    rm_engine_free(a);
+    const rm_logprob_list *x = &got->prompt, *y = &alone.prompt;
+    bool same = x->n == n && y->n == n && x->n_top == top && y->n_top == top;
+    double worst = 0;
+    for (int i = 1; same && i < n; i++) {
+        same = x->ids[i] == y->ids[i];
+        worst = fmax(worst, fabs(x->lp[i] - y->lp[i]));
+        for (int k = 0; same && k < top; k++) {
+            same = x->top[i * top + k].id == y->top[i * top + k].id;
+            worst = fmax(worst, fabs(x->top[i * top + k].logprob - y->top[i * top + k].logprob));
+        }
+    }
+    CHECK_MSG(same && isnan(x->lp[0]) && worst < 5e-5 && got->c.n == 2 && !memcmp(got->c.toks, alone.c.toks, 2 * sizeof(int32_t)),
+              "%s: its prompt's log-probabilities (%d of %d alternatives, worst %.2e) or answer differ from alone",
+              what, x->n, x->n_top, worst);
+    rm_logprob_list_free(&alone.prompt);
+    rm_logprob_list_free(&got->prompt);
+}
+
+TEST(engine_prefix_cache_carries_prompt_logprobs) {
+    rm_model *m = engine_model();
+    if (!m) return;
+    test_source ts = {0};
+    static collected_plp got[8];
+    memset(got, 0, sizeof got);
+    int32_t p1[30], p2[30], p3[40], p4[36];
+    for (int t = 0; t < 30; t++) p1[t] = (int32_t)(4 + (t * 17) % 85);
+    memcpy(p2, p1, 24 * sizeof *p1);
+    for (int t = 24; t < 30; t++) p2[t] = (int32_t)(50 + t);
+    for (int t = 0; t < 40; t++) p3[t] = (int32_t)(8 + (t * 5) % 81);
+    memcpy(p4, p3, 30 * sizeof *p3);
+    for (int t = 30; t < 36; t++) p4[t] = (int32_t)(20 + t % 4);
+    rm_engine *e = new_engine(m, &ts, 4, 16, 0);
+    if (e) {
+        CHECK(plp_run(e, p1, 30, 5, true, &got[0], true) == 0);
+        /* 24 shared: 23 rows, and the log-probabilities of tokens 0..23 */
+        int c = plp_run(e, p2, 30, 3, true, &got[1], true);
+        CHECK_MSG(c == 23, "a scored prompt sharing 24 tokens with one kept took %d rows (want 23)", c);
+        /* more alternatives than any kept list holds */
+        CHECK(plp_run(e, p2, 30, 8, true, &got[2], true) == 0);
+        /* a plain request takes the rows alone: all but its last token */
+        CHECK(plp_run(e, p1, 30, 0, false, &got[3], true) == 29);
+        rm_engine_free(e);
+        plp_check(m, &ts, p1, 30, 5, &got[0], "the first");
+        plp_check(m, &ts, p2, 30, 3, &got[1], "after kept rows");
+        plp_check(m, &ts, p2, 30, 8, &got[2], "with more alternatives");
+        rm_logprob_list_free(&got[3].prompt);
+    }
+    /* submitted together, room in the step for both: the second waits for
+     * the first's 30 shared tokens; a plain first gives a scored second
+     * nothing */
+    e = new_engine(m, &ts, 4, 64, 0);
+    if (e) {
+        plp_run(e, p3, 40, 5, true, &got[4], false);
+        plp_run(e, p4, 36, 5, true, &got[5], true);
+        CHECK_MSG(got[4].c.n_prompt_cached == 0 && got[5].c.n_prompt_cached == 29,
+                  "running together: %d and %d rows taken (want 0 and 29)", got[4].c.n_prompt_cached,
+                  got[5].c.n_prompt_cached);
+        int32_t p5[40], p6[36];
+        for (int t = 0; t < 40; t++) p5[t] = (int32_t)(3 + (t * 9) % 79);
+        memcpy(p6, p5, 30 * sizeof *p5);
+        for (int t = 30; t < 36; t++) p6[t] = (int32_t)(60 + t % 3);
+        plp_run(e, p5, 40, 0, false, &got[6], false);
+        plp_run(e, p6, 36, 5, true, &got[7], true);
+        CHECK(got[7].c.n_prompt_cached == 0);
+        rm_engine_free(e);
+        plp_check(m, &ts, p4, 36, 5, &got[5], "after a running one");
+        plp_check(m, &ts, p6, 36, 5, &got[7], "after a plain one");
+        rm_logprob_list_free(&got[4].prompt), rm_logprob_list_free(&got[6].prompt);
     }
     rm_model_free(m);
 }

@@ -251,7 +251,7 @@ static void req_free(rm_engine *e, req *r) {
 static void prefix_cache_keep(rm_engine *e, const req *r) {
     if (!e->prompts || !r->cacheable || r->n_cached < RM_ENGINE_PREFIX_MIN) return;
     if (rm_prefix_store_add(e->prompts, &r->key, sizeof r->key, e->kv, r->slot, r->toks, r->n_cached,
-                            e->m->cfg.n_layers) != RAMOLE_OK)
+                            e->m->cfg.n_layers, r->prompt_lps ? &r->plist : NULL) != RAMOLE_OK)
         rm_log_warn("engine: %s", ramole_last_error());
 }
 
@@ -685,9 +685,9 @@ static int embed_kv_layers(const rm_engine *e, const req *r) {
 static void prefix_restore(rm_engine *e, req *r) {
     if (!r->embed_shared) return;
     int layers = embed_kv_layers(e, r);
-    rm_kv_rows rows;
-    if (rm_prefix_store_match(e->prefixes, NULL, 0, r->toks, r->embed_shared, layers, &rows) < r->embed_shared ||
-        rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, layers, &rows) != RAMOLE_OK)
+    rm_prefix_hit hit;
+    if (rm_prefix_store_match(e->prefixes, NULL, 0, r->toks, r->embed_shared, layers, -1, &hit) < r->embed_shared ||
+        rm_ctx_seq_put(e->ctx, r->slot, r->embed_shared, layers, &hit.rows) != RAMOLE_OK)
         return;
     r->n_cached = r->embed_shared;
     e->st.prefix_hits++;
@@ -698,8 +698,8 @@ static void prefix_restore(rm_engine *e, req *r) {
  * failure to keep it costs only speed. */
 static void prefix_keep(rm_engine *e, const req *r, int chunk) {
     if (!r->embed_shared || r->n_cached >= r->embed_shared || r->n_cached + chunk < r->embed_shared) return;
-    if (rm_prefix_store_add(e->prefixes, NULL, 0, e->kv, r->slot, r->toks, r->embed_shared, embed_kv_layers(e, r)) !=
-        RAMOLE_OK)
+    if (rm_prefix_store_add(e->prefixes, NULL, 0, e->kv, r->slot, r->toks, r->embed_shared, embed_kv_layers(e, r),
+                            NULL) != RAMOLE_OK)
         rm_log_warn("engine: %s", ramole_last_error());
 }
 
@@ -708,34 +708,55 @@ static void prefix_keep(rm_engine *e, const req *r, int chunk) {
  * a running request (from) or of kept rows, in place of the fewer it
  * holds: it goes on after them, as if it had computed them. Its last
  * token always runs (n < n_toks): its logits are what it samples from.
+ * A request recording its prompt's log-probabilities takes those of
+ * tokens [0, n] from lps too (token n's comes from row n - 1, which it
+ * does not run), unless it recorded them itself before a preemption.
  * Planning passes the blocks it has left (*free_blocks); false when they,
- * or the pool, are short, and r computes its rows itself.
+ * the pool or memory are short, and r computes its rows itself.
  */
-static bool take_rows(rm_engine *e, req *r, int n, const req *from, const rm_kv_rows *rows, int *free_blocks) {
+static bool take_rows(rm_engine *e, req *r, int n, const req *from, const rm_kv_rows *rows,
+                      const rm_logprob_list *lps, int *free_blocks) {
     int need = rm_kv_blocks_for(e->kv, n) - rm_kv_seq_blocks(e->kv, r->slot);
     if (free_blocks && need > *free_blocks) return false;
+    rm_logprob_list head = {0};
+    if (r->prompt_lps && r->plist.n < n + 1 && rm_logprob_list_copy_head(&head, lps, n + 1, r->n_top) != RAMOLE_OK)
+        return false;
     if (r->n_cached) {
         rm_ctx_seq_clear(e->ctx, r->slot);
         r->n_cached = 0;
     }
     if ((from ? rm_ctx_seq_copy(e->ctx, from->slot, r->slot, n)
-              : rm_ctx_seq_put(e->ctx, r->slot, n, e->m->cfg.n_layers, rows)) != RAMOLE_OK)
+              : rm_ctx_seq_put(e->ctx, r->slot, n, e->m->cfg.n_layers, rows)) != RAMOLE_OK) {
+        rm_logprob_list_free(&head);
         return false;
+    }
+    if (head.n) {
+        rm_logprob_list_free(&r->plist);
+        r->plist = head;
+    }
     if (free_blocks) *free_blocks -= need;
     r->n_cached = n;
     if (!r->fed) r->prompt_cached = n;
     return true;
 }
 
+/* Rows r may take from a source sharing `run` leading tokens with it: a
+ * request recording its prompt's log-probabilities runs the last shared
+ * row itself, whose logits score its first token of its own. */
+static int rows_to_take(const req *r, int run) { return r->prompt_lps ? run - 1 : run; }
+
 /* r starts after the longest run of leading tokens (at least
  * RM_ENGINE_PREFIX_MIN) it shares with the rows kept under its key, when
- * that run is longer than what it holds. */
+ * that run is longer than what it holds; a request recording its
+ * prompt's log-probabilities only from rows kept with theirs. */
 static void restore_kept(rm_engine *e, req *r, int *free_blocks) {
     int limit = r->n_toks - 1;
-    if (!e->prompts || !r->cacheable || r->prompt_lps || r->ran || limit < RM_ENGINE_PREFIX_MIN) return;
-    rm_kv_rows rows;
-    int n = rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit, e->m->cfg.n_layers, &rows);
-    if (n < RM_ENGINE_PREFIX_MIN || n <= r->n_cached || !take_rows(e, r, n, NULL, &rows, free_blocks)) return;
+    if (!e->prompts || !r->cacheable || r->ran || limit < RM_ENGINE_PREFIX_MIN) return;
+    rm_prefix_hit hit;
+    int n = rows_to_take(r, rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit,
+                                                  e->m->cfg.n_layers, r->prompt_lps ? r->n_top : -1, &hit));
+    if (n < RM_ENGINE_PREFIX_MIN || n <= r->n_cached || !take_rows(e, r, n, NULL, &hit.rows, hit.lps, free_blocks))
+        return;
     e->st.prefix_cache_hits++;
     e->st.prefix_cache_tokens += n;
 }
@@ -870,36 +891,41 @@ typedef enum { SHARE_NONE, SHARE_WAIT, SHARE_COPIED } share_use;
  * until then; the oldest never waits, so waits end. A request whose
  * source left before it could copy (its rows then went to the kept ones)
  * looks there again. Without the prefix cache (prefix_cache_mib < 0) only
- * twins share. Not for requests whose prompt rows must run (prompt
- * log-probabilities), those that are not cacheable (embeddings, routers
- * pooled over the prompt), or those that ran a chunk since admission.
+ * twins share. A request recording its prompt's log-probabilities takes
+ * them with the rows, so only from one that records them too (as many
+ * alternatives or more), and only within that one's prompt. Not for those
+ * that are not cacheable (embeddings, routers pooled over the prompt) or
+ * that ran a chunk since admission.
  */
 static share_use share_prompt(rm_engine *e, int i, int *free_blocks) {
     req *r = e->order[i];
-    if (!r->cacheable || r->prompt_lps || r->ran) return SHARE_NONE;
+    if (!r->cacheable || r->ran) return SHARE_NONE;
     int limit = r->n_toks - 1, best = 0;
     const req *from = NULL;
     for (int j = 0; j < i; j++) {
         const req *a = e->order[j];
         if (!a || !a->cacheable || memcmp(&a->key, &r->key, sizeof r->key)) continue;
-        int c = rm_prefix_common(a->toks, r->toks, a->n_toks < limit ? a->n_toks : limit);
+        /* a request scoring its prompt takes rows only with their log-probabilities */
+        if (r->prompt_lps && (!a->prompt_lps || a->n_top < r->n_top)) continue;
+        int reach = r->prompt_lps ? a->n_prompt : a->n_toks;
+        int c = rows_to_take(r, rm_prefix_common(a->toks, r->toks, reach < limit ? reach : limit));
         if (c > best) best = c, from = a;
     }
     /* a twin: the same prompt, nothing generated yet (the n samples of one prompt) */
-    bool twin = from && best == limit && r->n_toks == r->n_prompt && from->n_prompt == r->n_prompt &&
-                from->toks[limit] == r->toks[limit];
+    bool twin = from && !r->prompt_lps && best == limit && r->n_toks == r->n_prompt &&
+                from->n_prompt == r->n_prompt && from->toks[limit] == r->toks[limit];
     /* without the prefix cache, twins alone share */
     if (!from || best <= r->n_cached || (!twin && (best < RM_ENGINE_PREFIX_MIN || !e->prompts))) {
         if (r->waited) restore_kept(e, r, free_blocks);
         r->waited = false;
         return SHARE_NONE;
     }
-    if (from->n_cached < best) {
+    if (from->n_cached < best || (r->prompt_lps && from->plist.n < best + 1)) {
         r->waited = true;
         return SHARE_WAIT;
     }
     r->waited = false;
-    if (!take_rows(e, r, best, from, NULL, free_blocks)) return SHARE_NONE;
+    if (!take_rows(e, r, best, from, NULL, &from->plist, free_blocks)) return SHARE_NONE;
     if (twin) e->st.twin_hits++, e->st.twin_tokens += best;
     else e->st.prefix_cache_hits++, e->st.prefix_cache_tokens += best;
     return SHARE_COPIED;

@@ -34,10 +34,13 @@
  * waits until that one has computed the run and copies it: requests sent
  * together compute their common start once. Twins (the same prompt and
  * composition, the n samples of one prompt) always share so, also
- * without the prefix cache. Not for embeddings (they keep their
- * instruction apart), requests whose prompt's log-probabilities must
- * run, or routers that pool their gates over the prompt (the slot sums
- * them).
+ * without the prefix cache. A request that records its prompt's
+ * log-probabilities takes rows only with the log-probabilities recorded
+ * beside them (kept, or of a running request that records them too, as
+ * many alternatives or more): scoring continuations of one context, as
+ * evaluation harnesses do, computes the context once. Not for embeddings
+ * (they keep their instruction apart) or routers that pool their gates
+ * over the prompt (the slot sums them).
  *
  * Threads: one thread drives an engine (submit, cancel, step, free); the
  * forward itself runs on the engine's pool. rm_engine_preload,
@@ -165,6 +168,10 @@ rm_status rm_logprob_list_add(rm_logprob_list *l, int32_t id, float lp, const rm
 rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev);
 /* dst (empty) as a copy of src. */
 rm_status rm_logprob_list_copy(rm_logprob_list *dst, const rm_logprob_list *src);
+/* dst (empty) as a copy of src's first n tokens (n <= src->n), each with
+ * its first n_top alternatives (n_top <= src->n_top): what a request
+ * asking for fewer would have recorded, since they are sorted. */
+rm_status rm_logprob_list_copy_head(rm_logprob_list *dst, const rm_logprob_list *src, int n, int n_top);
 void      rm_logprob_list_free(rm_logprob_list *l);
 
 typedef void (*rm_engine_event_fn)(const rm_engine_event *ev, void *user);

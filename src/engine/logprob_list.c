@@ -35,10 +35,17 @@ rm_status rm_logprob_list_push(rm_logprob_list *l, const rm_engine_event *ev) {
 }
 
 rm_status rm_logprob_list_copy(rm_logprob_list *dst, const rm_logprob_list *src) {
+    return rm_logprob_list_copy_head(dst, src, src->n, src->n_top);
+}
+
+rm_status rm_logprob_list_copy_head(rm_logprob_list *dst, const rm_logprob_list *src, int n, int n_top) {
     memset(dst, 0, sizeof *dst);
-    for (int i = 0; i < src->n; i++) {
+    if (n > src->n || n_top > src->n_top)
+        return rm_err(RAMOLE_ERR_RANGE, "logprobs: %d tokens of %d alternatives from a list of %d of %d", n, n_top,
+                      src->n, src->n_top);
+    for (int i = 0; i < n; i++) {
         rm_status st = rm_logprob_list_add(dst, src->ids[i], src->lp[i],
-                                           src->top + (size_t)i * (size_t)src->n_top, src->n_top);
+                                           src->top + (size_t)i * (size_t)src->n_top, n_top);
         if (st != RAMOLE_OK) {
             rm_logprob_list_free(dst);
             return st;

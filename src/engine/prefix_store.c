@@ -14,8 +14,9 @@ typedef struct {
     int32_t *toks;
     int n, n_layers;
     void *rows;
-    size_t bytes;
-    uint64_t used; /* stamp of the last match or add */
+    rm_logprob_list lps; /* of its first lps.n tokens (0: none) */
+    size_t bytes;        /* rows and log-probabilities */
+    uint64_t used;       /* stamp of the last match or add */
 } entry;
 
 struct rm_prefix_store {
@@ -43,6 +44,7 @@ static void drop(rm_prefix_store *s, int i) {
     rm_free(s->e[i].key);
     rm_free(s->e[i].toks);
     rm_free(s->e[i].rows);
+    rm_logprob_list_free(&s->e[i].lps);
     s->e[i] = s->e[--s->n];
     memset(&s->e[s->n], 0, sizeof s->e[s->n]);
 }
@@ -67,24 +69,39 @@ int rm_prefix_common(const int32_t *a, const int32_t *b, int n) {
     return i;
 }
 
+/* Whether log-probabilities a hold all of b's (NULL or empty b: none). */
+static bool lps_hold(const rm_logprob_list *a, const rm_logprob_list *b) {
+    return !b || !b->n || (a->n >= b->n && a->n_top >= b->n_top);
+}
+
 int rm_prefix_store_match(rm_prefix_store *s, const void *key, size_t key_len, const int32_t *toks, int n,
-                          int n_layers, rm_kv_rows *rows) {
+                          int n_layers, int lps_top, rm_prefix_hit *hit) {
     int best = -1, best_n = 0;
     for (int i = 0; i < s->n; i++) {
         const entry *x = &s->e[i];
         if (x->n_layers < n_layers || !same_key(x, key, key_len)) continue;
-        int c = rm_prefix_common(x->toks, toks, x->n < n ? x->n : n);
+        int reach = x->n;
+        if (lps_top >= 0) {
+            if (!x->lps.n || x->lps.n_top < lps_top) continue;
+            reach = x->lps.n < reach ? x->lps.n : reach;
+        }
+        int c = rm_prefix_common(x->toks, toks, reach < n ? reach : n);
         if (c > best_n) best = i, best_n = c;
     }
     if (best < 0) return 0;
-    s->e[best].used = ++s->clock;
-    *rows = (rm_kv_rows){.data = s->e[best].rows, .n_pos = s->e[best].n, .n_layers = s->e[best].n_layers};
+    entry *x = &s->e[best];
+    x->used = ++s->clock;
+    hit->rows = (rm_kv_rows){.data = x->rows, .n_pos = x->n, .n_layers = x->n_layers};
+    hit->lps = x->lps.n ? &x->lps : NULL;
     return best_n;
 }
 
 rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_len, const rm_kv_cache *kv, int seq,
-                              const int32_t *toks, int n, int n_layers) {
-    size_t bytes = rm_kv_rows_bytes(kv, n, n_layers);
+                              const int32_t *toks, int n, int n_layers, const rm_logprob_list *lps) {
+    size_t rows_bytes = rm_kv_rows_bytes(kv, n, n_layers);
+    size_t bytes = rows_bytes;
+    if (lps && lps->n)
+        bytes += (size_t)lps->n * (sizeof *lps->ids + sizeof *lps->lp + (size_t)lps->n_top * sizeof *lps->top);
     if (n <= 0 || bytes > s->max_bytes) return RAMOLE_OK;
     for (int i = 0; i < s->n;) {
         entry *x = &s->e[i];
@@ -92,12 +109,16 @@ rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_le
             i++;
             continue;
         }
-        if (x->n >= n && x->n_layers >= n_layers && rm_prefix_common(x->toks, toks, n) == n) { /* holds these already */
+        if (x->n >= n && x->n_layers >= n_layers && lps_hold(&x->lps, lps) &&
+            rm_prefix_common(x->toks, toks, n) == n) { /* holds all this already */
             x->used = ++s->clock;
             return RAMOLE_OK;
         }
-        if (x->n <= n && x->n_layers <= n_layers && rm_prefix_common(x->toks, toks, x->n) == x->n) drop(s, i); /* these hold it */
-        else i++;
+        if (x->n <= n && x->n_layers <= n_layers && (!x->lps.n || (lps && lps_hold(lps, &x->lps))) &&
+            rm_prefix_common(x->toks, toks, x->n) == x->n)
+            drop(s, i); /* this holds all of it */
+        else
+            i++;
     }
     /* room: the least recently used go first */
     while (s->n && (s->n == s->max_entries || s->bytes + bytes > s->max_bytes)) {
@@ -109,10 +130,13 @@ rm_status rm_prefix_store_add(rm_prefix_store *s, const void *key, size_t key_le
     entry e = {.key_len = key_len, .n = n, .n_layers = n_layers, .bytes = bytes, .used = ++s->clock};
     e.key = key_len ? rm_malloc(key_len) : NULL;
     e.toks = rm_malloc((size_t)n * sizeof *e.toks);
-    e.rows = rm_malloc(bytes ? bytes : 1);
-    if ((key_len && !e.key) || !e.toks || !e.rows) {
+    e.rows = rm_malloc(rows_bytes ? rows_bytes : 1);
+    rm_status st = (key_len && !e.key) || !e.toks || !e.rows ? rm_err(RAMOLE_ERR_NOMEM, "prefix store: out of memory")
+                 : lps && lps->n ? rm_logprob_list_copy(&e.lps, lps)
+                                 : RAMOLE_OK;
+    if (st != RAMOLE_OK) {
         rm_free(e.key), rm_free(e.toks), rm_free(e.rows);
-        return rm_err(RAMOLE_ERR_NOMEM, "prefix store: out of memory");
+        return st;
     }
     if (key_len) memcpy(e.key, key, key_len);
     memcpy(e.toks, toks, (size_t)n * sizeof *toks);
