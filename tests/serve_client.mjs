@@ -571,6 +571,21 @@ if (mode === "open") {
     return isError({ status: r.status, json: await r.json(), text: "" }, 403, "upload");
   });
 
+  // the prefix cache per tenant: beta's request does not start after
+  // acme's rows (usage and speed would tell beta how acme's prompts
+  // began), nor acme's with another cache_salt
+  await check("serve_prefix_cache_per_tenant_and_salt", async () => {
+    const prompt = "The harbour master counted the boats every morning, wrote their names in a green ledger, and sent it to the town hall.";
+    const body = { prompt, max_tokens: 2, temperature: 0, lora: { mode: "none" } };
+    const cached = async (key, extra) => {
+      const r = await post("/v1/completions", { ...body, ...extra }, key);
+      return r.json && r.json.usage ? r.json.usage.prompt_tokens_details.cached_tokens : r.text;
+    };
+    const a1 = await cached(K.acme), a2 = await cached(K.acme), b1 = await cached(K.beta), b2 = await cached(K.beta);
+    const s1 = await cached(K.acme, { cache_salt: "user-1" }), s2 = await cached(K.acme, { cache_salt: "user-1" });
+    return (a1 === 0 && a2 >= 16 && b1 === 0 && b2 === a2 && s1 === 0 && s2 === a2) || JSON.stringify({ a1, a2, b1, b2, s1, s2 });
+  });
+
   // tenant isolation: beta never sees acme's private adapter, in any route
   const secretText = K.secret_sample;
   let seed = 7;

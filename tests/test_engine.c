@@ -980,9 +980,24 @@ TEST(engine_prefix_cache_reuses_rows_of_the_same_composition) {
         CHECK_MSG(got[20].c.n == 1 && got[21].c.n_prompt_cached == 20,
                   "X2 after X finished: %d cached (want 20)", got[21].c.n_prompt_cached);
         rm_logprob_list_free(&got[18].list), rm_logprob_list_free(&got[20].list);
+        /* another salt (another tenant) shares nothing, kept or running;
+         * the same salt again does */
+        static collected_lp salted[4];
+        memset(salted, 0, sizeof salted);
+        for (int k = 0; k < 4; k++) {
+            prefix_request(&q, k < 2 ? pw : pw2, k < 2 ? 40 : 36, 0, &salted[k]);
+            q.cache_salt = k == 3 ? 7 : 99;
+            CHECK_OK(rm_engine_submit(w, &q, &id));
+            if (k != 2) drain(w);
+        }
+        CHECK_MSG(salted[0].c.n_prompt_cached == 0 && salted[1].c.n_prompt_cached == 39 &&
+                      salted[2].c.n_prompt_cached == 30 && salted[3].c.n_prompt_cached == 0,
+                  "salts: %d %d %d %d cached (want 0 39 30 0)", salted[0].c.n_prompt_cached,
+                  salted[1].c.n_prompt_cached, salted[2].c.n_prompt_cached, salted[3].c.n_prompt_cached);
+        for (int k = 0; k < 4; k++) rm_logprob_list_free(&salted[k].list);
         rm_engine_stats sw;
         rm_engine_stats_get(w, &sw);
-        CHECK(sw.prefix_cache_hits == 2 && sw.prefix_cache_tokens == 30 + 20);
+        CHECK(sw.prefix_cache_hits == 4 && sw.prefix_cache_tokens == 30 + 20 + 39 + 30);
         rm_engine_free(w);
     }
     /* what a mode does not read does not part requests: selection's

@@ -106,6 +106,20 @@ TEST(request_json_logit_bias) {
     refused("{\"prompt\": \"a\", \"logit_bias\": [1]}", "\"logit_bias\" must be an object");
 }
 
+/* vLLM's cache_salt: kept as given, hashed for the engine; two salts differ */
+TEST(request_json_cache_salt) {
+    rm_request_spec a, b, none;
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"cache_salt\": \"user-1\"}", &a));
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"cache_salt\": \"user-2\"}", &b));
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"cache_salt\": null}", &none));
+    CHECK(a.cache_salt && !strcmp(a.cache_salt, "user-1") && a.req.cache_salt != 0);
+    CHECK(b.req.cache_salt != a.req.cache_salt);
+    CHECK(!none.cache_salt && none.req.cache_salt == 0);
+    rm_request_spec_free(&a), rm_request_spec_free(&b), rm_request_spec_free(&none);
+    refused("{\"prompt\": \"a\", \"cache_salt\": \"\"}", "\"cache_salt\" must be a non-empty string");
+    refused("{\"prompt\": \"a\", \"cache_salt\": 7}", "\"cache_salt\" must be a non-empty string");
+}
+
 TEST(request_json_openai_penalties) {
     rm_request_spec sp;
     CHECK_OK(parse_text("{\"prompt\": \"a\", \"frequency_penalty\": 0.5, \"presence_penalty\": -1.25}", &sp));

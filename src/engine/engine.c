@@ -40,12 +40,14 @@
 #define PREFIX_CACHE_ENTRIES 256
 
 /* What a generation's rows depend on besides its tokens: its composition,
- * the adapters named by their load's serial (a reload is another one).
- * Zeroed before it is filled, so that it compares as bytes. */
+ * the adapters named by their load's serial (a reload is another one);
+ * and who may share them, the request's salt. Zeroed before it is filled,
+ * so that it compares as bytes. */
 typedef struct {
     int32_t mode, k;
     uint64_t serial[RM_LORA_MAX_K + 1]; /* the experts, then the router (0: none) */
     float weights[RM_LORA_MAX_K], retrieval[RM_LORA_MAX_K];
+    uint64_t salt;                      /* the request's cache_salt */
 } comp_key;
 
 typedef struct req {
@@ -569,7 +571,7 @@ static rm_status bind_embed(rm_engine *e, const rm_engine_request *q, req *r) {
  * in explicit mode only; retrieval scores only under a router with a
  * prior. A router that pools its gates over the prompt is left out: its
  * slot sums the prompt's scores as they run. */
-static void bind_cache_key(req *r) {
+static void bind_cache_key(req *r, uint64_t salt) {
     const rm_composition *c = &r->comp;
     bool router = c->mode == RM_COMPOSE_ROUTER;
     r->cacheable = !(router && c->router->gate_pool == RM_GATE_POOL_PROMPT);
@@ -582,6 +584,7 @@ static void bind_cache_key(req *r) {
         if (router && c->router->retrieval_prior != 0) r->key.retrieval[j] = c->retrieval[j];
     }
     if (router) r->key.serial[RM_LORA_MAX_K] = rm_adapter_handle_serial(r->hr);
+    r->key.salt = salt;
 }
 
 /* A generation's own checks: sampling, length, stop strings, adapters;
@@ -601,7 +604,7 @@ static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *
     RM_TRY(rm_detok_init(&r->detok, q->stop, q->n_stop));
     RM_TRY(rm_sampler_new(&q->sampling, e->m->cfg.vocab_size, &r->smp));
     RM_TRY(bind_adapters(e, q, r));
-    bind_cache_key(r);
+    bind_cache_key(r, q->cache_salt);
     if (r->max_new > 0) {
         int32_t *t = rm_realloc(r->toks, (size_t)(r->n_prompt + r->max_new) * sizeof *t);
         if (!t) return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");

@@ -208,6 +208,10 @@ typedef struct {
     const char *router;           /* router mode */
     float retrieval[RM_LORA_MAX_K]; /* router mode: each adapter's retrieval score (its cosine), which
                                      * a router with a retrieval prior weighs in; 0: not retrieved */
+    uint64_t cache_salt;          /* requests share KV rows (the prefix cache, twins) only with
+                                   * requests of the same salt (default 0): a server gives each
+                                   * tenant its own, so that none learns from another's speed or
+                                   * cached_tokens how that one's prompts began */
 
     /* an embedding instead of a generation: the base's hidden states of
      * layer embed_layer (RM_HIDDEN_FINAL, or 0..n_layers as

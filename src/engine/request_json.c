@@ -328,6 +328,20 @@ static rm_status parse_echo(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
+/* vLLM's "cache_salt": kept as given (a server mixes in its tenant), and
+ * as FNV-1a for callers that submit the request as it is. */
+static rm_status parse_cache_salt(const json_t *o, rm_request_spec *sp) {
+    const json_t *v = json_object_get(o, "cache_salt");
+    if (!v || json_is_null(v)) return RAMOLE_OK;
+    if (!json_is_string(v) || !json_string_length(v)) return bad("cache_salt", "a non-empty string");
+    if (!(sp->cache_salt = rm_strndup(json_string_value(v), json_string_length(v))))
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < json_string_length(v); i++) h = (h ^ (uint8_t)sp->cache_salt[i]) * 0x100000001b3ull;
+    sp->req.cache_salt = h;
+    return RAMOLE_OK;
+}
+
 static rm_status parse(const json_t *o, rm_request_spec *sp) {
     if (!json_is_object(o)) return rm_err(RAMOLE_ERR_INVALID, "a request must be a JSON object");
     rm_engine_request *q = &sp->req;
@@ -373,6 +387,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     }
     RM_TRY(parse_logit_bias(o, sp));
     RM_TRY(parse_stop(o, sp));
+    RM_TRY(parse_cache_salt(o, sp));
     return parse_lora(o, sp);
 }
 
@@ -395,5 +410,6 @@ void rm_request_spec_free(rm_request_spec *sp) {
     for (int i = 0; i < RM_LORA_MAX_K; i++) rm_free(sp->adapters[i]);
     rm_free(sp->router);
     rm_free(sp->bias);
+    rm_free(sp->cache_salt);
     memset(sp, 0, sizeof *sp);
 }

@@ -33,6 +33,8 @@
  *                  completions and lm-evaluation-harness's scoring use it;
  *                  with "max_tokens": 0, as OpenAI's, the prompt alone
  *                  (nothing is generated)
+ *   "cache_salt"   non-empty string, vLLM's: requests share KV rows only with
+ *                  requests of the same salt (and the server's tenant)
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
@@ -63,6 +65,7 @@ typedef struct {
     char *router;
     bool echo;               /* completions' "echo": the answer begins with the prompt */
     rm_logit_bias *bias;     /* "logit_bias" */
+    char *cache_salt;        /* "cache_salt" (req.cache_salt holds its 64-bit hash) */
 } rm_request_spec;
 
 /* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s

@@ -10,6 +10,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "serve/serve_internal.h"
@@ -290,6 +291,19 @@ void srv_gen_clear(srv_gen *g) {
     memset(g, 0, sizeof *g);
 }
 
+/* Whose rows a request may share: its tenant's, and of those the requests
+ * with the same "cache_salt": the first 8 bytes of SHA-256 over both
+ * (hashed apart, so that no tenant can choose a salt that lands on
+ * another's). */
+static uint64_t cache_salt(const char *tenant, const char *salt) {
+    char both[2 * 64 + 1], hex[65];
+    rm_sha256_hex(tenant, strlen(tenant), both);
+    rm_sha256_hex(salt ? salt : "", salt ? strlen(salt) : 0, both + 64);
+    rm_sha256_hex(both, 2 * 64, hex);
+    hex[16] = 0;
+    return strtoull(hex, NULL, 16);
+}
+
 /* dst's composition as src's: the same adapters, weights, scores and router. */
 static rm_status copy_composition(rm_request_spec *dst, const rm_request_spec *src) {
     for (int i = 0; i < src->req.n_adapters; i++) {
@@ -403,6 +417,7 @@ bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *t
                 goto fail;
             }
             r->spec.req.sampling.seed += (uint64_t)j; /* n samples, not n copies */
+            r->spec.req.cache_salt = cache_salt(tenant_of(who), r->spec.cache_salt);
             choose_err ce = {500, NULL, NULL};
             rm_reg_response used;
             if (j) {
