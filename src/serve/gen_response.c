@@ -271,7 +271,7 @@ static char *error_text(gen_resp *g, bool all_done) {
         srv_req *r = g->ch[i].r;
         pthread_mutex_lock(&r->mu);
         if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR)) {
-            snprintf(msg, sizeof msg, "%s", r->error ? r->error : "the request failed");
+            snprintf(msg, sizeof msg, "%s", srv_req_error(r) ? srv_req_error(r) : "the request failed");
             why = msg;
         }
         pthread_mutex_unlock(&r->mu);

@@ -42,18 +42,63 @@ void srv_req_release(srv_req *r) {
     rm_free(r);
 }
 
-static void append(srv_req *r, const char *s, size_t n) {
+static bool append(srv_req *r, const char *s, size_t n) {
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 256;
         while (cap < r->len + n + 1) cap *= 2;
         char *t = rm_realloc(r->text, cap);
-        if (!t) return; /* the text is cut short; the finish still arrives */
+        if (!t) return false;
         r->text = t;
         r->cap = cap;
     }
     memcpy(r->text + r->len, s, n);
     r->len += n;
     r->text[r->len] = 0;
+    return true;
+}
+
+bool srv_req_keep(srv_req *r, const rm_engine_event *ev) {
+    bool was_lost = r->lost;
+    if (!r->lost) { /* once lost, nothing more is worth keeping */
+        bool ok = !ev->len || append(r, ev->text, ev->len);
+        ok = ok && rm_logprob_list_push(&r->lps, ev) == RAMOLE_OK;
+        ok = ok && (!ev->prompt_logprobs || r->plps.n || rm_logprob_list_copy(&r->plps, ev->prompt_logprobs) == RAMOLE_OK);
+        r->lost = !ok;
+    }
+    r->n_prompt = ev->n_prompt;
+    r->n_prompt_cached = ev->n_prompt_cached;
+    r->n_generated = ev->n_generated;
+    if (ev->finish == RM_FINISH_NONE) return r->lost && !was_lost;
+    if (ev->hidden && !r->lost) {
+        if ((r->hidden = rm_malloc((size_t)ev->n_hidden * sizeof *r->hidden))) {
+            memcpy(r->hidden, ev->hidden, (size_t)ev->n_hidden * sizeof *r->hidden);
+            r->n_hidden = ev->n_hidden;
+        } else
+            r->lost = true;
+    }
+    r->finish = ev->finish;
+    r->n_gates = ev->n_gates;
+    for (int j = 0; j < ev->n_gates && j < RM_LORA_MAX_K; j++) r->gates[j] = ev->gates[j];
+    if (r->lost) r->finish = RM_FINISH_ERROR; /* srv_req_error says why, without memory */
+    else if (ev->error) r->error = rm_strdup(ev->error);
+    r->state = SRV_DONE;
+    return false; /* finished: nothing to cancel */
+}
+
+const char *srv_req_error(const srv_req *r) { return r->lost ? SRV_LOST_MESSAGE : r->error; }
+
+/* Ask the scheduler to cancel engine request id between steps; with no
+ * room for it in the list, the request runs to its end. */
+static void cancel_push(srv_sched *s, int64_t id) {
+    pthread_mutex_lock(&s->mu);
+    if (s->n_cancels == s->cap_cancels) {
+        int cap = s->cap_cancels ? 2 * s->cap_cancels : 16;
+        int64_t *t = rm_realloc(s->cancels, (size_t)cap * sizeof *t);
+        if (t) s->cancels = t, s->cap_cancels = cap;
+    }
+    if (s->n_cancels < s->cap_cancels) s->cancels[s->n_cancels++] = id;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* The engine's callback, on the scheduler thread inside step/cancel. */
@@ -62,9 +107,7 @@ static void on_event(const rm_engine_event *ev, void *user) {
     double now = rm_time_now();
     pthread_mutex_lock(&r->mu);
     srv_sched *s = r->sched;
-    if (ev->len) append(r, ev->text, ev->len);
-    (void)rm_logprob_list_push(&r->lps, ev); /* out of memory: the list is cut short, as the text would be */
-    if (ev->prompt_logprobs && !r->plps.n) (void)rm_logprob_list_copy(&r->plps, ev->prompt_logprobs);
+    bool lost_now = srv_req_keep(r, ev);
     if (ev->token >= 0) {
         s->step_sampled++;
         if (!r->t_first) {
@@ -74,21 +117,10 @@ static void on_event(const rm_engine_event *ev, void *user) {
             srv_metrics_observe(s->metrics, SRV_H_ITL, now - r->t_last);
         r->t_last = now;
     }
-    r->n_prompt = ev->n_prompt;
-    r->n_prompt_cached = ev->n_prompt_cached;
-    r->n_generated = ev->n_generated;
     bool done = ev->finish != RM_FINISH_NONE;
-    if (done && ev->hidden && (r->hidden = rm_malloc((size_t)ev->n_hidden * sizeof *r->hidden))) {
-        memcpy(r->hidden, ev->hidden, (size_t)ev->n_hidden * sizeof *r->hidden);
-        r->n_hidden = ev->n_hidden;
-    }
     bool embed = r->spec.req.embed;
+    int64_t id = r->id;
     if (done) {
-        r->finish = ev->finish;
-        r->n_gates = ev->n_gates;
-        for (int j = 0; j < ev->n_gates && j < RM_LORA_MAX_K; j++) r->gates[j] = ev->gates[j];
-        if (ev->error) r->error = rm_strdup(ev->error);
-        r->state = SRV_DONE;
         if (embed) s->step_embedded++;
         if (!embed) { /* a generation's figures; its embedding counts under retrieval */
             srv_metrics_tokens(s->metrics, ev->n_prompt, ev->n_generated);
@@ -97,6 +129,7 @@ static void on_event(const rm_engine_event *ev, void *user) {
     }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    if (lost_now) cancel_push(s, id); /* it would generate what no one can keep */
     if (done) {
         pthread_mutex_lock(&s->mu);
         s->in_flight--;
@@ -168,6 +201,7 @@ static void *sched_main(void *arg) {
         }
         srv_req *list = s->head;
         s->head = s->tail = NULL;
+        s->n_queued = 0;
         int nc = s->n_cancels;
         if (nc > cap) {
             int64_t *t = rm_realloc(cancels, (size_t)nc * sizeof *t);
@@ -243,6 +277,7 @@ bool srv_sched_push(srv_sched *s, srv_req *r, int limit) {
     else s->head = r;
     s->tail = r;
     s->n_pushed++;
+    s->n_queued++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return true;
@@ -255,15 +290,7 @@ void srv_sched_cancel(srv_sched *s, srv_req *r) {
     int64_t id = r->id;
     pthread_mutex_unlock(&r->mu);
     if (!running) return; /* queued: submit_one sees the flag; done: nothing to do */
-    pthread_mutex_lock(&s->mu);
-    if (s->n_cancels == s->cap_cancels) {
-        int cap = s->cap_cancels ? 2 * s->cap_cancels : 16;
-        int64_t *t = rm_realloc(s->cancels, (size_t)cap * sizeof *t);
-        if (t) s->cancels = t, s->cap_cancels = cap;
-    }
-    if (s->n_cancels < s->cap_cancels) s->cancels[s->n_cancels++] = id;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    cancel_push(s, id);
 }
 
 void srv_sched_cancel_all(srv_sched *s) {
@@ -276,6 +303,13 @@ void srv_sched_cancel_all(srv_sched *s) {
 int srv_sched_in_flight(srv_sched *s) {
     pthread_mutex_lock(&s->mu);
     int n = s->in_flight;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int srv_sched_queued(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->n_queued + s->stats.waiting;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -334,7 +368,7 @@ rm_status srv_sched_embed(void *user, int n, const int32_t *const *tokens, const
             /* an earlier text failed: only wait for the rest */
         } else if (r->state == SRV_REFUSED || !r->hidden) {
             st = rm_err(r->state == SRV_REFUSED ? r->refused : cancelled ? RAMOLE_ERR_INVALID : RAMOLE_ERR_INTERNAL,
-                        "embedding: %s", r->error ? r->error : rm_finish_reason_name(r->finish));
+                        "embedding: %s", srv_req_error(r) ? srv_req_error(r) : rm_finish_reason_name(r->finish));
         } else {
             if (!d) d = r->n_hidden;
             memcpy(out + (size_t)i * (size_t)d, r->hidden, (size_t)d * sizeof *out);

@@ -66,6 +66,7 @@ typedef struct srv_req {
     rm_finish_reason finish;
     int n_prompt, n_generated;
     int n_prompt_cached;
+    bool lost;                  /* part of the answer could not be kept (out of memory) */
     float gates[RM_LORA_MAX_K];   /* router mode: the mean weights over the answer */
     int n_gates;
     rm_logprob_list lps;        /* each token's log-probabilities, when asked for */
@@ -80,6 +81,18 @@ typedef struct srv_req {
 
 srv_req *srv_req_new(void);
 void     srv_req_release(srv_req *r);
+/* Keep an engine event in r (whose mu the caller holds): its text, its
+ * log-probabilities, the counts, and at the finish the reason, the gates,
+ * the error and an embedding's vector. When memory fails, the answer is
+ * lost rather than cut short: r->lost is set (the return is true the
+ * first time, so that the caller cancels the request), and its finish
+ * becomes ERROR, whatever the engine reported. */
+bool     srv_req_keep(srv_req *r, const rm_engine_event *ev);
+/* Why r failed (under its mu): SRV_LOST_MESSAGE, which needs no memory,
+ * when its answer was lost, else its refusal or ERROR message (NULL:
+ * none). */
+#define SRV_LOST_MESSAGE "serve: out of memory keeping the answer; it is not sent cut short"
+const char *srv_req_error(const srv_req *r);
 
 /* ---- scheduler ------------------------------------------------------------------ */
 
@@ -93,6 +106,7 @@ typedef struct {
     int64_t *cancels;           /* engine ids to cancel */
     int n_cancels, cap_cancels;
     int in_flight;              /* queued + running, for admission */
+    int n_queued;               /* pushed and not yet taken by the scheduler (under mu) */
     bool quit, cancel_all;
     rm_engine_stats stats;      /* snapshot after each step */
     srv_metrics *metrics;
@@ -108,6 +122,9 @@ bool      srv_sched_push(srv_sched *s, srv_req *r, int limit);
 void      srv_sched_cancel(srv_sched *s, srv_req *r);
 void      srv_sched_cancel_all(srv_sched *s);
 int       srv_sched_in_flight(srv_sched *s);
+/* Requests waiting: pushed and not yet submitted, and those the engine
+ * holds in its queue (as of the last step). */
+int       srv_sched_queued(srv_sched *s);
 void      srv_sched_stats(srv_sched *s, rm_engine_stats *out);
 void      srv_sched_stop(srv_sched *s);
 /*

@@ -272,8 +272,9 @@ static enum MHD_Result route_metrics(rm_server *s, struct MHD_Connection *c, con
     rm_free(who.tenant);
     rm_engine_stats es;
     srv_sched_stats(&s->sched, &es);
-    int in_flight = srv_sched_in_flight(&s->sched);
-    int queued = in_flight - es.running;
+    /* not in_flight - running: a finished request leaves in_flight just
+     * after its reply may have gone, and a scrape then saw it queued */
+    int queued = srv_sched_queued(&s->sched);
     rm_reg_rating *ratings = NULL;
     int n_ratings = 0;
     if (s->reg && rm_registry_ratings(s->reg, NULL, &ratings, &n_ratings) != RAMOLE_OK) n_ratings = 0;
