@@ -331,6 +331,10 @@ typedef struct {
     float retrieval[RAMOLE_MAX_ADAPTERS];    /* RAMOLE_COMPOSE_ROUTER: each adapter's retrieval score (its
                                               * cosine, in [-1, 1]), weighed in by a router with a
                                               * retrieval prior; 0: not retrieved */
+    uint64_t cache_salt;    /* requests share computed KV rows (the prefix cache) only with requests
+                             * of the same salt (0 by default): a service gives each tenant or user
+                             * its own, so that none learns from another's speed how its prompts
+                             * began */
     ramole_event_fn on_event;
     void *user;
 } ramole_request;

@@ -252,6 +252,7 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     for (int j = 0; j < r->n_adapters; j++)
         q.adapters[j] = r->adapters[j], q.weights[j] = r->weights[j], q.retrieval[j] = r->retrieval[j];
     q.router = r->router;
+    q.cache_salt = r->cache_salt;
     trampoline *t = rm_calloc(1, sizeof *t);
     if (!t) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
     t->fn = r->on_event;

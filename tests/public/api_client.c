@@ -19,6 +19,7 @@
 typedef struct {
     int32_t toks[64];
     int n;
+    int cached;             /* prompt tokens it did not compute */
     ramole_finish finish;
     int lp_seen, lp_ok;     /* tokens with log-probabilities; those a greedy pick agrees with */
 } result;
@@ -31,6 +32,7 @@ static void on_event(const ramole_event *ev, void *user) {
                     ev->top[1].logprob <= ev->logprob && ev->logprob <= 0;
     }
     if (ev->token >= 0 && r->n < 64) r->toks[r->n++] = ev->token;
+    r->cached = ev->n_prompt_cached;
     if (ev->finish != RAMOLE_FINISH_NONE) r->finish = ev->finish;
 }
 
@@ -117,6 +119,28 @@ int main(int argc, char **argv) {
     }
     if (res[0].lp_seen != 6 || res[0].lp_ok != 6 || res[1].lp_seen)
         return die("log-probabilities: the events do not carry what was asked for", RAMOLE_ERR_INTERNAL);
+    /* the prefix cache: a prompt run again starts after its kept rows (all
+     * but its last token), under the same salt only */
+    int32_t longp[24];
+    for (int t = 0; t < 24; t++) longp[t] = prompts[0][t % 2];
+    result again[3] = {{.n = 0}};
+    for (int k = 0; k < 3; k++) {
+        ramole_request_init(&r);
+        r.tokens = longp;
+        r.n_tokens = 24;
+        r.max_tokens = 2;
+        r.cache_salt = k == 2 ? 42 : 0;
+        r.on_event = on_event;
+        r.user = &again[k];
+        if ((st = ramole_engine_submit(e, &r, &id)) != RAMOLE_OK) return die("submit", st);
+        while (ramole_engine_pending(e))
+            if ((st = ramole_engine_step(e, &ran)) != RAMOLE_OK) return die("step", st);
+    }
+    if (again[0].cached != 0 || again[1].cached != 23 || again[2].cached != 0) {
+        fprintf(stderr, "api_client: cached %d, %d, %d (want 0, 23, 0)\n", again[0].cached, again[1].cached,
+                again[2].cached);
+        return die("the prefix cache", RAMOLE_ERR_INTERNAL);
+    }
     ramole_engine_stats stats;
     ramole_engine_get_stats(e, &stats);
     for (int i = 0; i < n; i++) {
