@@ -69,7 +69,6 @@ typedef struct req {
     comp_key key;
     bool fed;                   /* a chunk of it has run */
     bool ran;                   /* since its admission */
-    bool waited;                /* for a running request's rows, which it may not have got */
     int prompt_cached;          /* prompt tokens copied before any ran (the event's n_prompt_cached) */
     rm_sampler *smp;
     rm_detok detok;
@@ -748,22 +747,6 @@ static bool take_rows(rm_engine *e, req *r, int n, const req *from, const rm_kv_
  * row itself, whose logits score its first token of its own. */
 static int rows_to_take(const req *r, int run) { return r->prompt_lps ? run - 1 : run; }
 
-/* r starts after the longest run of leading tokens (at least
- * RM_ENGINE_PREFIX_MIN) it shares with the rows kept under its key, when
- * that run is longer than what it holds; a request recording its
- * prompt's log-probabilities only from rows kept with theirs. */
-static void restore_kept(rm_engine *e, req *r, int *free_blocks) {
-    int limit = r->n_toks - 1;
-    if (!e->prompts || !r->cacheable || r->ran || limit < RM_ENGINE_PREFIX_MIN) return;
-    rm_prefix_hit hit;
-    int n = rows_to_take(r, rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit,
-                                                  e->m->cfg.n_layers, r->prompt_lps ? r->n_top : -1, &hit));
-    if (n < RM_ENGINE_PREFIX_MIN || n <= r->n_cached || !take_rows(e, r, n, NULL, &hit.rows, hit.lps, free_blocks))
-        return;
-    e->st.prefix_cache_hits++;
-    e->st.prefix_cache_tokens += n;
-}
-
 /* Put the head of the queue into slot s. */
 static rm_status admit(rm_engine *e, int s) {
     req *r = wait_pop(e);
@@ -781,8 +764,7 @@ static rm_status admit(rm_engine *e, int s) {
         memset(r->acc, 0, (size_t)e->m->cfg.hidden * sizeof *r->acc);
         prefix_restore(e, r);
     } else {
-        r->ran = r->waited = false;
-        restore_kept(e, r, NULL);
+        r->ran = false; /* the planner gives it what it shares (share_prompt) */
     }
     return RAMOLE_OK;
 }
@@ -886,51 +868,48 @@ static int prompt_rows_cap(const req *r, int want, int *rows_left) {
 typedef enum { SHARE_NONE, SHARE_WAIT, SHARE_COPIED } share_use;
 
 /*
- * Before r (order i) computes its prompt: the older running request of
- * its key that shares the longest run of leading tokens with it gives
- * them, when the run is at least RM_ENGINE_PREFIX_MIN tokens or r is its
- * twin (the same prompt: the n samples of one prompt; r takes all but its
- * last token). r copies the rows once that request holds them and waits
- * until then; the oldest never waits, so waits end. A request whose
- * source left before it could copy (its rows then went to the kept ones)
- * looks there again. Without the prefix cache (prefix_cache_mib < 0) only
- * twins share. A request recording its prompt's log-probabilities takes
- * them with the rows, so only from one that records them too (as many
- * alternatives or more), and only within that one's prompt. Not for those
- * that are not cacheable (embeddings, routers pooled over the prompt) or
- * that ran a chunk since admission.
+ * Before r (order i) computes its prompt, it starts after the longest run
+ * of leading tokens it shares, at least RM_ENGINE_PREFIX_MIN, with the
+ * rows kept under its key or with an older running request of its key.
+ * A running request gives its rows once it holds them, and r waits until
+ * then; the oldest never waits, so waits end (and if that request leaves
+ * first, its rows are among the kept ones). Twins (the same prompt: the
+ * n samples of one prompt) share whatever the prompt's length; without
+ * the prefix cache (prefix_cache_mib < 0) they alone share. A request
+ * recording its prompt's log-probabilities takes them with the rows, so
+ * only from rows that carry them (as many alternatives or more), and
+ * only within that request's prompt. Not for requests that are not
+ * cacheable (embeddings, routers pooled over the prompt) or that ran a
+ * chunk since admission.
  */
 static share_use share_prompt(rm_engine *e, int i, int *free_blocks) {
     req *r = e->order[i];
     if (!r->cacheable || r->ran) return SHARE_NONE;
-    int limit = r->n_toks - 1, best = 0;
+    int limit = r->n_toks - 1, kept = 0, best = 0;
+    rm_prefix_hit hit = {0};
+    if (e->prompts && limit >= RM_ENGINE_PREFIX_MIN)
+        kept = rows_to_take(r, rm_prefix_store_match(e->prompts, &r->key, sizeof r->key, r->toks, limit,
+                                                     e->m->cfg.n_layers, r->prompt_lps ? r->n_top : -1, &hit));
+    if (kept < RM_ENGINE_PREFIX_MIN) kept = 0;
     const req *from = NULL;
     for (int j = 0; j < i; j++) {
         const req *a = e->order[j];
         if (!a || !a->cacheable || memcmp(&a->key, &r->key, sizeof r->key)) continue;
-        /* a request scoring its prompt takes rows only with their log-probabilities */
         if (r->prompt_lps && (!a->prompt_lps || a->n_top < r->n_top)) continue;
         int reach = r->prompt_lps ? a->n_prompt : a->n_toks;
         int c = rows_to_take(r, rm_prefix_common(a->toks, r->toks, reach < limit ? reach : limit));
         if (c > best) best = c, from = a;
     }
-    /* a twin: the same prompt, nothing generated yet (the n samples of one prompt) */
     bool twin = from && !r->prompt_lps && best == limit && r->n_toks == r->n_prompt &&
                 from->n_prompt == r->n_prompt && from->toks[limit] == r->toks[limit];
-    /* without the prefix cache, twins alone share */
-    if (!from || best <= r->n_cached || (!twin && (best < RM_ENGINE_PREFIX_MIN || !e->prompts))) {
-        if (r->waited) restore_kept(e, r, free_blocks);
-        r->waited = false;
+    bool running = from && best > kept && (twin || (e->prompts && best >= RM_ENGINE_PREFIX_MIN));
+    int n = running ? best : kept;
+    if (n <= r->n_cached) return SHARE_NONE;
+    if (running && (from->n_cached < n || (r->prompt_lps && from->plist.n < n + 1))) return SHARE_WAIT;
+    if (!take_rows(e, r, n, running ? from : NULL, &hit.rows, running ? &from->plist : hit.lps, free_blocks))
         return SHARE_NONE;
-    }
-    if (from->n_cached < best || (r->prompt_lps && from->plist.n < best + 1)) {
-        r->waited = true;
-        return SHARE_WAIT;
-    }
-    r->waited = false;
-    if (!take_rows(e, r, best, from, NULL, &from->plist, free_blocks)) return SHARE_NONE;
-    if (twin) e->st.twin_hits++, e->st.twin_tokens += best;
-    else e->st.prefix_cache_hits++, e->st.prefix_cache_tokens += best;
+    if (twin) e->st.twin_hits++, e->st.twin_tokens += n;
+    else e->st.prefix_cache_hits++, e->st.prefix_cache_tokens += n;
     return SHARE_COPIED;
 }
 
