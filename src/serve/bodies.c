@@ -399,6 +399,7 @@ bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *t
                         n_prompts * (size_t)out->n, SRV_MAX_CHOICES);
         goto fail;
     }
+    uint64_t salt = 0; /* the same for every choice: the caller's tenant and the body's "cache_salt" */
     for (size_t p = 0; p < n_prompts; p++) {
         /* the engine's fields of this prompt; "lora" is resolved here, against the registry */
         json_t *one = json_copy(body);
@@ -417,7 +418,8 @@ bool srv_generate_read(rm_server *s, const caller *who, bool chat, const char *t
                 goto fail;
             }
             r->spec.req.sampling.seed += (uint64_t)j; /* n samples, not n copies */
-            r->spec.req.cache_salt = cache_salt(tenant_of(who), r->spec.cache_salt);
+            if (c == 0) salt = cache_salt(tenant_of(who), r->spec.cache_salt);
+            r->spec.req.cache_salt = salt;
             choose_err ce = {500, NULL, NULL};
             rm_reg_response used;
             if (j) {
