@@ -7,10 +7,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.bash
 R=${BUILD:-build}/ramole
 T=$(mktemp -d "${TMPDIR:-/tmp}/ramole-embed-bench.XXXXXX")
-SPID=""
-trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+trap 'serve_stop; rm -rf "$T"' EXIT
 $R registry init -m world/base --projection world/projection.safetensors --registry "sqlite:$T/reg.db" >/dev/null 2>&1 || exit 1
-$R serve -m world/base --registry "sqlite:$T/reg.db" --port 0 -t "${EMBED_BENCH_THREADS:-2}" >"$T/out" 2>/dev/null &
-SPID=$!
-PORT=$(serve_port "$T/out" "$SPID") || { echo "embeddings_bench: the server did not start" >&2; exit 1; }
+serve_start "$T/out" -m world/base --registry "sqlite:$T/reg.db" -t "${EMBED_BENCH_THREADS:-2}" || exit 1
 node bench/embeddings_load.mjs "http://127.0.0.1:$PORT"

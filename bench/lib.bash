@@ -37,3 +37,20 @@ serve_port() {
   done
   return 1
 }
+
+# serve_start OUT ARGS...: `$R serve --port 0 ARGS` in the background, its
+# stdout in OUT; sets SPID, and PORT once it listens (fails, naming the
+# script, when it never does). serve_stop stops it; both suit a trap.
+serve_start() {
+  local out=$1
+  shift
+  $R serve --port 0 "$@" >"$out" 2>/dev/null &
+  SPID=$!
+  PORT=$(serve_port "$out" "$SPID") || { echo "$(basename "$0"): the server did not start" >&2; return 1; }
+}
+serve_stop() {
+  [ -n "${SPID:-}" ] || return 0
+  kill -TERM "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  SPID=""
+}

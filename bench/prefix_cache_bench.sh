@@ -15,16 +15,12 @@ cd "$(dirname "$0")/.."
 . bench/lib.bash
 R=${BUILD:-build}/ramole
 OUT=$(mktemp "${TMPDIR:-/tmp}/ramole-prefix.XXXXXX")
-SPID=""
-trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -f "$OUT" "$OUT".*' EXIT
+trap 'serve_stop; rm -f "$OUT" "$OUT".*' EXIT
 # load_with ARGS...: the load's lines against a server started with ARGS
 load_with() {
-  $R serve -m world/base --no-registry --port 0 -t "${PREFIX_BENCH_THREADS:-2}" "$@" >"$OUT" 2>/dev/null &
-  SPID=$!
-  local port
-  port=$(serve_port "$OUT" "$SPID") || { echo "prefix_cache_bench: the server did not start" >&2; return 1; }
-  node bench/prefix_cache_load.mjs "http://127.0.0.1:$port" || return 1
-  kill -TERM "$SPID"; wait "$SPID" 2>/dev/null; SPID=""
+  serve_start "$OUT" -m world/base --no-registry -t "${PREFIX_BENCH_THREADS:-2}" "$@" || return 1
+  node bench/prefix_cache_load.mjs "http://127.0.0.1:$PORT" || return 1
+  serve_stop
 }
 for _ in $(seq 1 "${PREFIX_BENCH_RUNS:-3}"); do
   load_with >"$OUT.on" || exit 1

@@ -13,11 +13,10 @@ cd "$(dirname "$0")/.."
 . bench/lib.bash
 R=${BUILD:-build}/ramole
 OUT=$(mktemp "${TMPDIR:-/tmp}/ramole-scoring.XXXXXX")
-SPID=""
-trap '[ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null; wait 2>/dev/null; rm -f "$OUT"' EXIT
-$R serve -m world/base --no-registry --port 0 -t "${SCORING_BENCH_THREADS:-2}" --prefix-cache 0 ${SCORING_BENCH_SERVE_ARGS:-} >"$OUT" 2>/dev/null &
-SPID=$!
-PORT=$(serve_port "$OUT" "$SPID") || { echo "scoring_bench: the server did not start" >&2; exit 1; }
+trap 'serve_stop; rm -f "$OUT"' EXIT
+# shellcheck disable=SC2086 # the extra options are words
+serve_start "$OUT" -m world/base --no-registry -t "${SCORING_BENCH_THREADS:-2}" --prefix-cache 0 \
+  ${SCORING_BENCH_SERVE_ARGS:-} || exit 1
 for _ in $(seq 1 "${SCORING_BENCH_RUNS:-3}"); do
   node bench/scoring_load.mjs "http://127.0.0.1:$PORT" "${SCORING_BENCH_N:-64}" || exit 1
 done
