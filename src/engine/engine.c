@@ -713,13 +713,13 @@ static void prefix_keep(rm_engine *e, const req *r, int chunk) {
  * A request recording its prompt's log-probabilities takes those of
  * tokens [0, n] from lps too (token n's comes from row n - 1, which it
  * does not run), unless it recorded them itself before a preemption.
- * Planning passes the blocks it has left (*free_blocks); false when they,
- * the pool or memory are short, and r computes its rows itself.
+ * The copy takes from the blocks the step's plan has left (*free_blocks);
+ * false when they or memory are short, and r computes its rows itself.
  */
 static bool take_rows(rm_engine *e, req *r, int n, const req *from, const rm_kv_rows *rows,
                       const rm_logprob_list *lps, int *free_blocks) {
     int need = rm_kv_blocks_for(e->kv, n) - rm_kv_seq_blocks(e->kv, r->slot);
-    if (free_blocks && need > *free_blocks) return false;
+    if (need > *free_blocks) return false;
     rm_logprob_list head = {0};
     if (r->prompt_lps && r->plist.n < n + 1 && rm_logprob_list_copy_head(&head, lps, n + 1, r->n_top) != RAMOLE_OK)
         return false;
@@ -736,7 +736,7 @@ static bool take_rows(rm_engine *e, req *r, int n, const req *from, const rm_kv_
         rm_logprob_list_free(&r->plist);
         r->plist = head;
     }
-    if (free_blocks) *free_blocks -= need;
+    *free_blocks -= need;
     r->n_cached = n;
     if (!r->fed) r->prompt_cached = n;
     return true;
