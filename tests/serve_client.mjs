@@ -246,7 +246,9 @@ if (mode === "open") {
   await check("serve_400_unsupported_fields_named", async () => {
     for (const [body, needle] of [[{ prompt: "a", logprobs: 21 }, "\"logprobs\""], [{ prompt: "a", suffix: "z" }, "\"suffix\""],
       [{ messages: [{ role: "user", content: "a" }], tools: [{ type: "function", function: { name: "f" } }] }, "tools"],
-      [{ messages: [{ role: "user", content: "a" }], response_format: { type: "json_object" } }, "response_format"]]) {
+      [{ messages: [{ role: "user", content: "a" }], response_format: { type: "json_schema", json_schema: { name: "p",
+        schema: { type: "object", properties: { s: { type: "string", pattern: "^a" } } } } } }, "keyword \"pattern\" is not supported"],
+      [{ messages: [{ role: "user", content: "a" }], response_format: { type: "xml" } }, "response_format"]]) {
       const route = body.messages ? "/v1/chat/completions" : "/v1/completions";
       const e = isError(await post(route, body), 400, needle);
       if (e !== true) return e;
@@ -254,6 +256,59 @@ if (mode === "open") {
     // and their "off" values, as clients send them, are fine
     const ok = await post("/v1/chat/completions", { messages: [{ role: "user", content: "a" }], ...greedy, tools: [], n: 1, response_format: { type: "text" } });
     return ok.status === 200 || ok.text;
+  });
+
+  // structured outputs: every answer to a response_format validates against
+  // its schema under ajv (JSON Schema 2020-12), streamed or not, on both routes
+  await check("serve_response_format_answers_validate_with_ajv", async () => {
+    const mod = await import(path.join(root, ".cache/npm/node_modules/ajv/dist/2020.js"));
+    const Ajv2020 = mod.default.default || mod.default;
+    const ajv = new Ajv2020({ strict: false });
+    const schema = { type: "object", properties: {
+        name: { type: "string", maxLength: 12 }, age: { type: "integer" }, score: { type: "number" },
+        pets: { type: "array", items: { enum: ["cat", "dog", "fish"] }, maxItems: 3 },
+        home: { anyOf: [{ type: "null" }, { $ref: "#/$defs/Addr" }] } },
+      required: ["name", "age", "home"], additionalProperties: false,
+      $defs: { Addr: { type: "object", properties: { city: { type: "string", maxLength: 10 },
+        zip: { type: "string", minLength: 5, maxLength: 5 } }, required: ["city", "zip"], additionalProperties: false } } };
+    const validate = ajv.compile(schema);
+    const response_format = { type: "json_schema", json_schema: { name: "person", strict: true, schema } };
+    const messages = [{ role: "user", content: "Describe a person as JSON." }];
+    const valid = (text, what) => {
+      let v;
+      try { v = JSON.parse(text); } catch { return `${what}: not JSON: ${JSON.stringify(text)}`; }
+      return validate(v) || `${what}: ${JSON.stringify(validate.errors)} for ${text}`;
+    };
+    for (let seed = 1; seed <= 6; seed++) {
+      const r = await client.chat.completions.create({ model: modelName, messages, temperature: 1, seed, max_tokens: 400,
+        response_format });
+      const c = r.choices[0];
+      if (c.finish_reason !== "stop") return `seed ${seed}: finish ${c.finish_reason}: ${c.message.content}`;
+      const ok = valid(c.message.content, `seed ${seed}`);
+      if (ok !== true) return ok;
+      if (seed > 2) continue;
+      let streamed = "";
+      for await (const ch of await client.chat.completions.create({ model: modelName, messages, temperature: 1, seed,
+        max_tokens: 400, response_format, stream: true }))
+        streamed += ch.choices[0]?.delta?.content ?? "";
+      if (streamed !== c.message.content) return `seed ${seed}: streamed ${streamed} vs ${c.message.content}`;
+    }
+    const comp = await client.completions.create({ model: modelName, prompt: "JSON:", temperature: 1, seed: 3, max_tokens: 400,
+      response_format });
+    if (comp.choices[0].finish_reason !== "stop") return "completions: finish " + comp.choices[0].finish_reason;
+    const ok = valid(comp.choices[0].text, "completions");
+    if (ok !== true) return ok;
+    // json_object: an object (greedy; with ignore_eos its text cannot end inside a string, so bound it)
+    const obj = await client.chat.completions.create({ model: modelName, messages, temperature: 1, seed: 9, max_tokens: 400,
+      response_format: { type: "json_object" } });
+    const t = obj.choices[0].message.content;
+    if (!t.trimStart().startsWith("{")) return "json_object: " + t;
+    if (obj.choices[0].finish_reason === "stop") {
+      let v;
+      try { v = JSON.parse(t); } catch { return "json_object: not JSON: " + t; }
+      if (typeof v !== "object" || v === null || Array.isArray(v)) return "json_object: " + t;
+    }
+    return true;
   });
 
   // 64 greedy requests with mixed adapter sets: one by one, then all at once

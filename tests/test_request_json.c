@@ -182,6 +182,28 @@ TEST(request_json_refuses_what_ramole_does_not_do) {
     refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": \"function\","
             " \"function\": {\"name\": \"f\"}}]}",
             "does not call tools");
-    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"response_format\": {\"type\": \"json_object\"}}",
-            "does not constrain its output");
+}
+
+TEST(request_json_response_format) {
+    rm_request_spec sp;
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"response_format\": {\"type\": \"text\"}}", &sp));
+    CHECK(!sp.req.json_schema);
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"response_format\": {\"type\": \"json_object\"}}", &sp));
+    CHECK(sp.req.json_schema && !strcmp(sp.req.json_schema, "{\"type\":\"object\"}"));
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": "
+                        "{\"name\": \"p\", \"strict\": true, \"schema\": {\"type\": \"object\", \"properties\": "
+                        "{\"n\": {\"type\": \"integer\"}}, \"required\": [\"n\"]}}}}", &sp));
+    CHECK(sp.req.json_schema && strstr(sp.req.json_schema, "\"required\":[\"n\"]"));
+    rm_request_spec_free(&sp);
+    refused("{\"prompt\": \"a\", \"response_format\": {\"type\": \"xml\"}}", "field \"response_format\" must be");
+    refused("{\"prompt\": \"a\", \"response_format\": \"json_object\"}", "field \"response_format\" must be");
+    refused("{\"prompt\": \"a\", \"response_format\": {\"type\": \"json_schema\"}}",
+            "\"response_format.json_schema\" must be an object with a \"schema\"");
+    refused("{\"prompt\": \"a\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": 3, "
+            "\"schema\": {}}}}", "\"response_format.json_schema.name\" must be a string");
+    refused("{\"prompt\": \"a\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"schema\": "
+            "{\"type\": \"object\", \"properties\": {\"z\": {\"type\": \"string\", \"pattern\": \"^a\"}}}}}}",
+            "field \"response_format\": json schema at \"/properties/z\": keyword \"pattern\" is not supported");
 }

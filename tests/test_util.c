@@ -35,20 +35,40 @@ double rm_test_max_rel_diff(const float *a, const float *b, size_t n) {
     return md / (ma > 0 ? ma : 1);
 }
 
-char *rm_test_byte_tokenizer_json(void) {
+/* GPT-2's byte-to-character map, as UTF-8 into s (1 or 2 bytes). */
+static int byte_char(int b, char *s) {
+    int k = 0;
+    for (int c = 0; c < b; c++) k += !((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174);
+    int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    unsigned cp = printable ? (unsigned)b : 256u + (unsigned)k;
+    return cp < 0x80 ? (s[0] = (char)cp, 1) : (s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F)), 2);
+}
+
+char *rm_test_byte_tokenizer_json(void) { return rm_test_byte_level_tokenizer_json(NULL, -1); }
+
+char *rm_test_byte_level_tokenizer_json(const char *const *words, int n_words) {
     json_t *vocab = json_object();
-    for (int b = 0, k = 0; b < 256; b++) {
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)k++;
+    for (int b = 0; b < 256; b++) {
         char s[4];
-        int n = cp < 0x80 ? (s[0] = (char)cp, 1) : (s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F)), 2);
-        json_t *key = json_stringn(s, (size_t)n);
+        json_t *key = json_stringn(s, (size_t)byte_char(b, s));
         json_object_set_new(vocab, json_string_value(key), json_integer(b));
         json_decref(key);
     }
-    json_t *root = json_pack("{s:{s:s, s:b}, s:{s:s}, s:{s:s, s:o, s:[]}}", "pre_tokenizer", "type", "ByteLevel",
+    for (int w = 0; w < n_words; w++) {
+        char s[256];
+        int n = 0;
+        for (const char *c = words[w]; *c && n < 250; c++) n += byte_char((uint8_t)*c, s + n);
+        json_t *key = json_stringn(s, (size_t)n);
+        json_object_set_new(vocab, json_string_value(key), json_integer(256 + w));
+        json_decref(key);
+    }
+    json_t *added = json_array();
+    if (n_words >= 0)
+        json_array_append_new(added, json_pack("{s:i, s:s, s:b}", "id", 256 + n_words, "content", "<|endoftext|>",
+                                               "special", 1));
+    json_t *root = json_pack("{s:{s:s, s:b}, s:{s:s}, s:{s:s, s:o, s:[]}, s:o}", "pre_tokenizer", "type", "ByteLevel",
                              "add_prefix_space", 0, "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
-                             vocab, "merges");
+                             vocab, "merges", "added_tokens", added);
     char *js = root ? json_dumps(root, 0) : NULL;
     json_decref(root);
     return js;

@@ -15,6 +15,10 @@ double rm_test_max_rel_diff(const float *a, const float *b, size_t n);
 /* tokenizer.json text of a byte-level tokenizer (ids 0..255 are the bytes,
  * no merges); malloc'd, NULL on failure. */
 char *rm_test_byte_tokenizer_json(void);
+/* The same with words[0, n_words) as ids 256.. (no merges: they decode,
+ * and encoding never makes them) and <|endoftext|> after them, special
+ * (an end of generation); n_words < 0: the bytes alone, as above. */
+char *rm_test_byte_level_tokenizer_json(const char *const *words, int n_words);
 
 /* xorshift64 draws for tests, reproducible from the state's seed. */
 uint32_t rm_test_rng_u32(uint64_t *state);

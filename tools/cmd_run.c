@@ -28,6 +28,7 @@ typedef struct {
     const char *mode;
     /* retrieval from a registry (generate --registry) */
     const char *registry, *tenant;
+    char *json_schema;             /* --json-schema FILE's text, or --json's */
     long top_k;
     ramole_adapter_type lora_type; /* element type adapters are stored in */
 } run_opts;
@@ -40,6 +41,32 @@ static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
     if (!cli_lora_spec(cmd, arg, &o->lora_weights[o->n_lora])) return false;
     o->lora_paths[o->n_lora++] = arg;
     return true;
+}
+
+/* The whole of file `path`, NUL-terminated (malloc'd), or NULL after saying why. */
+static char *read_text(const char *cmd, const char *path) {
+    FILE *f = fopen(path, "rb");
+    char *s = NULL;
+    size_t n = 0, cap = 0;
+    if (f) {
+        for (size_t got = 1; got;) {
+            if (n + 4096 + 1 > cap) {
+                char *t = realloc(s, cap = cap * 2 + 4096 + 1);
+                if (!t) break;
+                s = t;
+            }
+            n += got = fread(s + n, 1, 4096, f);
+        }
+    }
+    if (!f || ferror(f) || !s) {
+        fprintf(stderr, "ramole %s: cannot read %s\n", cmd, path);
+        if (f) fclose(f);
+        free(s);
+        return NULL;
+    }
+    fclose(f);
+    s[n] = 0;
+    return s;
 }
 
 /* Parse the options every run command shares; false on a bad option. */
@@ -87,6 +114,18 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_adapter_type(cmd, a, v, &o->lora_type)) return false; }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
+        else if (!strcmp(a, "--json") || !strcmp(a, "--json-schema")) {
+            if (o->json_schema) {
+                fprintf(stderr, "ramole %s: give one of --json and --json-schema, once\n", cmd);
+                return false;
+            }
+            if (a[6]) {
+                VAL();
+                if (!(o->json_schema = read_text(cmd, v))) return false;
+            } else if (!(o->json_schema = strdup("{\"type\": \"object\"}"))) {
+                return false;
+            }
+        }
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
             return false;
@@ -280,6 +319,7 @@ int cmd_generate(int argc, char **argv) {
         q.n_tokens = o.n_tokens;
         q.max_tokens = (int)o.n_predict;
         q.ignore_eos = o.ignore_eos;
+        q.json_schema = o.json_schema;
         q.mode = mode;
         q.n_adapters = mode == RAMOLE_COMPOSE_NONE ? 0 : o.n_lora;
         for (int i = 0; i < q.n_adapters; i++)
@@ -315,6 +355,7 @@ out:
     reg_run_free(&rr);
     ramole_model_free(own);
     free(o.tokens);
+    free(o.json_schema);
     return rc;
 }
 
@@ -358,6 +399,7 @@ out:
     ramole_free(logits);
     ramole_model_free(m);
     free(o.tokens);
+    free(o.json_schema);
     return rc;
 }
 
@@ -376,6 +418,7 @@ int cmd_bench(int argc, char **argv) {
     if (st == RAMOLE_OK) st = ramole_model_bench(m, &rp, np, nd, &b);
     ramole_model_free(m);
     free(o.tokens);
+    free(o.json_schema);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
     json_t *r = json_object();
     json_object_set_new(r, "engine", json_string("ramole"));

@@ -12,7 +12,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"generate", cmd_generate, "generate -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--frequency-penalty F] [--presence-penalty P] [--seed S] [-t THREADS] [-c CTX] [--kv-type f32|f16] [LORA]"},
+    {"generate", cmd_generate, "generate -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--frequency-penalty F] [--presence-penalty P] [--seed S] [--json | --json-schema FILE] [-t THREADS] [-c CTX] [--kv-type f32|f16] [LORA]"},
     {"batch", cmd_batch, "batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] [--max-seqs N] [--kv-type f16|f32]   (offline, continuous batching)"},
     {"serve", cmd_serve, "serve -m MODEL [--registry URL] [--host 127.0.0.1] [--port 8080] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--queue N]   (OpenAI-compatible HTTP)"},
     {"logits", cmd_logits, "logits -m MODEL --tokens 1,2,3 [--all] [-t THREADS] [--kv-type f32|f16] [LORA]"},

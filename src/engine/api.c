@@ -245,6 +245,7 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     q.stop = r->stop;
     q.n_stop = r->n_stop;
     q.ignore_eos = r->ignore_eos != 0;
+    q.json_schema = r->json_schema;
     q.logprobs = r->logprobs != 0;
     q.top_logprobs = r->top_logprobs;
     q.mode = (rm_compose_mode)r->mode;

@@ -32,7 +32,9 @@
 #include <unistd.h>
 
 #include "engine/detok.h"
+#include "engine/json_schema.h"
 #include "engine/prefix_store.h"
+#include "engine/token_filter.h"
 #include "model/kv_cache.h"
 
 /* Finished requests' rows kept at most: a line of them is searched per
@@ -71,6 +73,7 @@ typedef struct req {
     bool ran;                   /* since its admission */
     int prompt_cached;          /* prompt tokens copied before any ran (the event's n_prompt_cached) */
     rm_sampler *smp;
+    rm_token_filter *format;    /* the response format's grammar and position, or NULL: free text */
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
     rm_adapter_handle *h[RM_LORA_MAX_K], *hr;
@@ -97,6 +100,7 @@ struct rm_engine {
     rm_adapter_cache *adapters;
     rm_prefix_store *prefixes;   /* embeddings' shared instructions */
     rm_prefix_store *prompts;    /* finished generations' rows (the prefix cache), or NULL */
+    rm_vocab_trie *vocab;        /* the tokens' bytes as a trie, made for the first response format */
     int64_t next_id;
     req *wait_head, *wait_tail;  /* FIFO; preempted requests go back to the front */
     req **slots;                 /* [max_seqs] running request of each slot, or NULL */
@@ -240,6 +244,7 @@ static void req_free(rm_engine *e, req *r) {
     for (int j = 0; j < RM_LORA_MAX_K; j++) rm_adapter_cache_release(e->adapters, r->h[j]);
     rm_adapter_cache_release(e->adapters, r->hr);
     rm_sampler_free(r->smp);
+    rm_token_filter_free(r->format);
     rm_detok_free(&r->detok);
     rm_free(r->toks);
     rm_free(r->acc);
@@ -351,6 +356,7 @@ void rm_engine_free(rm_engine *e) {
     rm_adapter_cache_free(e->adapters);
     rm_prefix_store_free(e->prefixes);
     rm_prefix_store_free(e->prompts);
+    rm_vocab_trie_free(e->vocab);
     rm_ctx_free(e->ctx);
     rm_lora_state_free(e->lora);
     rm_free(e->slots);
@@ -586,8 +592,25 @@ static void bind_cache_key(req *r, uint64_t salt) {
     r->key.salt = salt;
 }
 
-/* A generation's own checks: sampling, length, stop strings, adapters;
- * its token list grows to hold what it may generate. */
+/* A response format: the schema's grammar, and the vocabulary's trie the
+ * first time one is asked for. */
+static rm_status bind_format(rm_engine *e, const rm_engine_request *q, req *r) {
+    if (!q->json_schema || q->prompt_only) return RAMOLE_OK;
+    if (!e->tok) return rm_err(RAMOLE_ERR_INVALID, "request: a response format needs a model with a tokenizer");
+    rm_grammar *g;
+    RM_TRY(rm_json_schema_grammar(q->json_schema, strlen(q->json_schema), &g));
+    if (!e->vocab) {
+        rm_status st = rm_vocab_trie_new(e->tok, e->m->cfg.vocab_size, &e->vocab);
+        if (st != RAMOLE_OK) {
+            rm_grammar_free(g);
+            return st;
+        }
+    }
+    return rm_token_filter_new(e->vocab, g, !q->ignore_eos, &r->format);
+}
+
+/* A generation's own checks: sampling, length, stop strings, response
+ * format, adapters; its token list grows to hold what it may generate. */
 static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *r) {
     RM_TRY(check_sampling(&q->sampling));
     if (q->max_tokens < 0) return rm_err(RAMOLE_ERR_INVALID, "request: max_tokens must be >= 0");
@@ -602,6 +625,7 @@ static rm_status bind_generation(rm_engine *e, const rm_engine_request *q, req *
     if (q->n_stop > 0 && !e->tok) return rm_err(RAMOLE_ERR_INVALID, "request: stop strings need a model with a tokenizer");
     RM_TRY(rm_detok_init(&r->detok, q->stop, q->n_stop));
     RM_TRY(rm_sampler_new(&q->sampling, e->m->cfg.vocab_size, &r->smp));
+    RM_TRY(bind_format(e, q, r));
     RM_TRY(bind_adapters(e, q, r));
     bind_cache_key(r, q->cache_salt);
     if (r->max_new > 0) {
@@ -1047,15 +1071,34 @@ static void advance(rm_engine *e, req *r, const float *logits) {
         req_free(e, r);
         return;
     }
-    int32_t next = rm_sampler_sample(r->smp, logits, r->toks, r->n_toks, r->n_toks - r->n_prompt);
+    /* a response format: only the tokens its grammar takes next */
+    const uint64_t *allow = NULL;
+    rm_status st = RAMOLE_OK;
+    if (r->format) {
+        int n_allowed;
+        st = rm_token_filter_allowed(r->format, &allow, &n_allowed);
+        if (st == RAMOLE_OK && !n_allowed)
+            st = rm_err(RAMOLE_ERR_UNSUPPORTED, "response format: no token of the vocabulary continues the answer");
+        if (st != RAMOLE_OK) {
+            finish(e, r, RM_FINISH_ERROR, ramole_last_error());
+            return;
+        }
+    }
+    int32_t next = rm_sampler_sample_allowed(r->smp, logits, allow, r->toks, r->n_toks, r->n_toks - r->n_prompt);
     r->toks[r->n_toks++] = next;
     if (r->logprobs) r->lp = rm_logprobs(logits, e->m->cfg.vocab_size, next, r->n_top, r->top);
     e->st.tokens_generated++;
-    bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && !r->ignore_eos;
-    bool full = r->n_toks - r->n_prompt >= r->max_new;
+    if (r->format && (st = rm_token_filter_take(r->format, next)) != RAMOLE_OK) {
+        finish(e, r, RM_FINISH_ERROR, ramole_last_error());
+        return;
+    }
+    /* an end token under a format was allowed only where the answer is
+     * complete (also with ignore_eos, when nothing else could follow) */
+    bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && (!r->ignore_eos || r->format);
+    bool formed = r->format && !eog && rm_token_filter_done(r->format); /* the value is complete */
+    bool full = r->n_toks - r->n_prompt >= r->max_new || formed;
     const char *text = NULL;
     size_t len = 0;
-    rm_status st = RAMOLE_OK;
     if (e->tok && eog) st = rm_detok_finish(&r->detok, e->tok, &text, &len);
     else if (e->tok) st = rm_detok_push(&r->detok, e->tok, next, full, &text, &len);
     if (st != RAMOLE_OK) {
@@ -1063,7 +1106,7 @@ static void advance(rm_engine *e, req *r, const float *logits) {
         return;
     }
     rm_finish_reason fin = eog ? RM_FINISH_EOS
-                         : r->detok.stopped ? RM_FINISH_STOP
+                         : r->detok.stopped || formed ? RM_FINISH_STOP
                          : full ? RM_FINISH_LENGTH
                          : RM_FINISH_NONE;
     emit(e, r, fin, next, text, len, NULL);

@@ -191,6 +191,11 @@ typedef struct {
     const char *const *stop;  /* stop strings (copied) */
     int n_stop;
     bool ignore_eos;
+    const char *json_schema;  /* a response format: a JSON Schema (text) the answer must satisfy, in
+                               * json_schema.h's subset ("{\"type\": \"object\"}": any object),
+                               * checked at submit; tokens it does not allow are never sampled,
+                               * and the answer finishes with STOP as soon as its value is
+                               * complete (or at an end token where it may end). NULL: free text */
     bool logprobs;            /* each token's event carries its log-probability */
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt

@@ -3,6 +3,8 @@
  */
 #include "engine/request_json.h"
 
+#include "engine/json_schema.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -210,16 +212,12 @@ static rm_status parse_lora(const json_t *o, rm_request_spec *sp) {
 /* Fields of OpenAI's bodies that ramole does not do, each with its "off"
  * value: off, it is accepted; on, refused by name, since an answer that
  * silently lacks what was asked for is worse than an error. */
-typedef enum { OFF_EMPTY, OFF_ONE, OFF_TEXT } off_kind;
+typedef enum { OFF_EMPTY, OFF_ONE } off_kind;
 
 static bool is_off(const json_t *v, off_kind k) {
     if (!v || json_is_null(v)) return true;
     switch (k) {
     case OFF_ONE: return json_is_integer(v) && json_integer_value(v) == 1;
-    case OFF_TEXT: {
-        const json_t *t = json_object_get(v, "type");
-        return json_is_string(t) && !strcmp(json_string_value(t), "text");
-    }
     default:
         return json_is_false(v) || (json_is_string(v) && !json_string_length(v)) ||
                (json_is_array(v) && !json_array_size(v)) || (json_is_object(v) && !json_object_size(v));
@@ -236,7 +234,6 @@ static rm_status refuse_unsupported(const json_t *o) {
         {"suffix", OFF_EMPTY, "null"},
         {"tools", OFF_EMPTY, "null or []: ramole does not call tools"},
         {"functions", OFF_EMPTY, "null or []: ramole does not call functions"},
-        {"response_format", OFF_TEXT, "{\"type\": \"text\"}: ramole does not constrain its output"},
     };
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)
         if (!is_off(json_object_get(o, fields[f].field), fields[f].off))
@@ -342,6 +339,47 @@ static rm_status parse_cache_salt(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
+/* OpenAI's "response_format": {"type": "text"}, {"type": "json_object"}
+ * (any object), or {"type": "json_schema", "json_schema": {"name",
+ * "schema", "strict", "description"}}. The schema is compiled here too,
+ * so that a request that cannot run says so when it is read. */
+static rm_status parse_response_format(const json_t *o, rm_request_spec *sp) {
+    const json_t *rf = json_object_get(o, "response_format");
+    if (!rf || json_is_null(rf)) return RAMOLE_OK;
+    const char *what = "{\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", "
+                       "\"json_schema\": {\"name\": ..., \"schema\": {...}}}";
+    const json_t *type = json_object_get(rf, "type");
+    if (!json_is_object(rf) || !json_is_string(type)) return bad("response_format", what);
+    const char *t = json_string_value(type);
+    if (!strcmp(t, "text")) return RAMOLE_OK;
+    json_t *schema = NULL;
+    if (!strcmp(t, "json_object")) {
+        schema = json_pack("{s:s}", "type", "object");
+    } else if (!strcmp(t, "json_schema")) {
+        const json_t *js = json_object_get(rf, "json_schema"), *name, *strict;
+        if (!json_is_object(js) || !(schema = json_object_get(js, "schema")) ||
+            (!json_is_object(schema) && !json_is_boolean(schema)))
+            return bad("response_format.json_schema", "an object with a \"schema\" (a JSON Schema object)");
+        if ((name = json_object_get(js, "name")) && !json_is_null(name) && !json_is_string(name))
+            return bad("response_format.json_schema.name", "a string");
+        if ((strict = json_object_get(js, "strict")) && !json_is_null(strict) && !json_is_boolean(strict))
+            return bad("response_format.json_schema.strict", "true, false or null");
+        json_incref(schema);
+    } else {
+        return bad("response_format", what);
+    }
+    sp->json_schema = schema ? json_dumps(schema, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    json_decref(schema);
+    if (!sp->json_schema) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    rm_grammar *g;
+    rm_status st = rm_json_schema_grammar(sp->json_schema, strlen(sp->json_schema), &g);
+    if (st != RAMOLE_OK)
+        return rm_err_prefix(st, "field \"response_format\"");
+    rm_grammar_free(g);
+    sp->req.json_schema = sp->json_schema;
+    return RAMOLE_OK;
+}
+
 static rm_status parse(const json_t *o, rm_request_spec *sp) {
     if (!json_is_object(o)) return rm_err(RAMOLE_ERR_INVALID, "a request must be a JSON object");
     rm_engine_request *q = &sp->req;
@@ -388,6 +426,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     RM_TRY(parse_logit_bias(o, sp));
     RM_TRY(parse_stop(o, sp));
     RM_TRY(parse_cache_salt(o, sp));
+    RM_TRY(parse_response_format(o, sp));
     return parse_lora(o, sp);
 }
 
@@ -411,5 +450,6 @@ void rm_request_spec_free(rm_request_spec *sp) {
     rm_free(sp->router);
     rm_free(sp->bias);
     rm_free(sp->cache_salt);
+    free(sp->json_schema); /* jansson's */
     memset(sp, 0, sizeof *sp);
 }

@@ -35,15 +35,20 @@
  *                  (nothing is generated)
  *   "cache_salt"   non-empty string, vLLM's: requests share KV rows only with
  *                  requests of the same salt (and the server's tenant)
+ *   "response_format"  OpenAI's: {"type": "text"} (the default),
+ *                  {"type": "json_object"} (any JSON object), or {"type":
+ *                  "json_schema", "json_schema": {"name", "schema",
+ *                  "strict"}}: the answer is a JSON text that satisfies
+ *                  the schema (json_schema.h's subset; others are refused
+ *                  naming the keyword), ending as soon as it is complete
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
  *                   adapters are given, weights to 1
  * Other fields are ignored, as OpenAI clients send more than ramole uses,
  * except those that ask for what ramole does not do: "n" and "best_of"
- * other than 1, "suffix", "tools",
- * "functions", and a "response_format" other than text are
- * refused by name unless they hold their "off" value (null, false, 0, "",
+ * other than 1, "suffix", "tools" and
+ * "functions" are refused by name unless they hold their "off" value (null, false, 0, "",
  * [] or {}), which clients send by default.
  * Errors (ERR_INVALID) name the field and what it must be.
  */
@@ -66,6 +71,7 @@ typedef struct {
     bool echo;               /* completions' "echo": the answer begins with the prompt */
     rm_logit_bias *bias;     /* "logit_bias" */
     char *cache_salt;        /* "cache_salt" (req.cache_salt holds its 64-bit hash) */
+    char *json_schema;       /* "response_format"'s schema, compact JSON (req.json_schema) */
 } rm_request_spec;
 
 /* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s

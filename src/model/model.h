@@ -305,6 +305,12 @@ void      rm_sampler_free(rm_sampler *s);
  * of which the last n_output are the output (what OpenAI's penalties see). */
 int32_t   rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history,
                             int n_history, int n_output);
+/* The same among the tokens of mask `allow` alone (bit id of allow[id /
+ * 64]; at least one set): the others' logits are -inf before anything
+ * else, so penalties, filters and the draw see only the allowed ones, as
+ * a response format needs. */
+int32_t   rm_sampler_sample_allowed(rm_sampler *s, const float *logits, const uint64_t *allow,
+                                    const int32_t *history, int n_history, int n_output);
 
 /* A token and its log-probability. */
 typedef struct {

@@ -171,8 +171,16 @@ static void penalise_output(rm_sampler *s, const int32_t *out, int n_output) {
 
 int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *history, int n_history,
                           int n_output) {
+    return rm_sampler_sample_allowed(s, logits, NULL, history, n_history, n_output);
+}
+
+int32_t rm_sampler_sample_allowed(rm_sampler *s, const float *logits, const uint64_t *allow,
+                                  const int32_t *history, int n_history, int n_output) {
     const rm_sampler_params *p = &s->p;
     memcpy(s->logit, logits, (size_t)s->vocab * sizeof *s->logit);
+    if (allow)
+        for (int i = 0; i < s->vocab; i++)
+            if (!(allow[i / 64] >> (i % 64) & 1)) s->logit[i] = -INFINITY;
     if (p->repeat_penalty != 1.0f && history) {
         int from = n_history > p->repeat_last_n ? n_history - p->repeat_last_n : 0;
         for (int i = from; i < n_history; i++) {
@@ -192,7 +200,7 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
     if (p->temperature <= 0) {
         int32_t best = 0;
         for (int i = 1; i < s->vocab; i++)
-            if (s->logit[i] > s->logit[best]) best = i;
+            if (s->logit[i] > s->logit[best]) best = i; /* disallowed tokens are -inf */
         return best;
     }
     int V = s->vocab;
@@ -237,7 +245,9 @@ int32_t rm_sampler_sample(rm_sampler *s, const float *logits, const int32_t *his
         acc += s->prob[i];
         if (r < acc) return s->idx[i];
     }
-    return s->idx[n - 1];
+    for (int i = n - 1; i > 0; i--) /* rounding: the last survivor of nonzero mass */
+        if (s->prob[i] > 0) return s->idx[i];
+    return s->idx[0];
 }
 
 /* Is (x, i) more likely than (y, j): higher logit, then lower id. */
