@@ -174,6 +174,26 @@ TEST(json_schema_refuses_by_name) {
     schema_refused("false", "no value satisfies it");
     schema_refused("{\"type\": \"object\"", "not valid JSON");
     schema_refused("[1]", "must be an object or a boolean");
+    /* sizes: a schema cannot make the matcher recurse or grow without bound */
+    char *big = malloc(20000), *p = big;
+    p += sprintf(p, "{\"type\": \"object\", \"properties\": {");
+    for (int i = 0; i < 300; i++) p += sprintf(p, "%s\"p%d\": {\"type\": \"integer\"}", i ? ", " : "", i);
+    sprintf(p, "}}");
+    schema_refused(big, "more than 256 \"properties\"");
+    p = big + sprintf(big, "{\"$ref\": \"#/$defs/a0\", \"$defs\": {");
+    for (int i = 0; i < 100; i++) p += sprintf(p, "\"a%d\": {\"$ref\": \"#/$defs/a%d\"}, ", i, i + 1);
+    sprintf(p, "\"a100\": {\"type\": \"null\"}}}");
+    schema_refused(big, "nest deeper than 64");
+    free(big);
+    /* 256 optional properties: the longest chain of optional members expands */
+    p = big = malloc(20000);
+    p += sprintf(p, "{\"type\": \"object\", \"properties\": {");
+    for (int i = 0; i < 256; i++) p += sprintf(p, "%s\"p%d\": {\"type\": \"integer\"}", i ? ", " : "", i);
+    sprintf(p, "}}");
+    TAKES(big, "{\"p255\":1}");
+    TAKES(big, "{\"p0\":1,\"p255\":2}");
+    REFUSES(big, "{\"p255\":1,\"p0\":2}");
+    free(big);
 }
 
 /* A tokenizer of single bytes, pairs and a few longer tokens, with an EOS. */

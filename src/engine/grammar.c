@@ -220,10 +220,14 @@ static rm_status pos_clear(rm_grammar_pos *p) {
     return RAMOLE_OK;
 }
 
-/* Add stack st[0, d) unless p holds it already. */
+/* Add stack st[0, d) unless p holds it already. The stacks of a position
+ * mostly share their bottoms and differ at the top, so tops are compared
+ * first. */
 static rm_status pos_push(rm_grammar_pos *p, const int *st, int d) {
     for (int i = 0, at = 1; i < p->v[0]; i++, at += 1 + p->v[at])
-        if (p->v[at] == d && !memcmp(&p->v[at + 1], st, (size_t)d * sizeof *st)) return RAMOLE_OK;
+        if (p->v[at] == d && (!d || p->v[at + d] == st[d - 1]) &&
+            !memcmp(&p->v[at + 1], st, (size_t)d * sizeof *st))
+            return RAMOLE_OK;
     if (!grow((void **)&p->v, &p->cap, p->n + 1 + d, sizeof *p->v))
         return rm_err(RAMOLE_ERR_NOMEM, "grammar: out of memory");
     p->v[p->n] = d;
@@ -235,9 +239,12 @@ static rm_status pos_push(rm_grammar_pos *p, const int *st, int d) {
 
 /* Add the stacks st[0, d) stands for once the references on its top are
  * expanded into each alternative of their rules: every stack added has a
- * byte set on top, or is empty. */
-static rm_status expand(const rm_grammar *g, const int *st, int d, rm_grammar_pos *out) {
+ * byte set on top, or is empty. `level` counts the references expanded
+ * on the way, each a frame of this recursion. */
+static rm_status expand(const rm_grammar *g, const int *st, int d, rm_grammar_pos *out, int level) {
     if (!d || g->el[st[d - 1]].kind == EL_BYTES) return pos_push(out, st, d);
+    if (level >= RM_GRAMMAR_MAX_CHAIN)
+        return rm_err(RAMOLE_ERR_RANGE, "grammar: more than %d rules begin one after another", RM_GRAMMAR_MAX_CHAIN);
     int top = st[d - 1];
     int buf[RM_GRAMMAR_MAX_DEPTH];
     int nd = d - 1;
@@ -245,10 +252,10 @@ static rm_status expand(const rm_grammar *g, const int *st, int d, rm_grammar_po
     if (!is_end(&g->el[top + 1])) buf[nd++] = top + 1; /* what follows the reference */
     for (int p = g->start[g->el[top].arg];;) {
         if (is_end(&g->el[p])) { /* an empty alternative */
-            RM_TRY(expand(g, buf, nd, out));
+            RM_TRY(expand(g, buf, nd, out, level + 1));
         } else if (nd < RM_GRAMMAR_MAX_DEPTH) { /* deeper: dropped */
             buf[nd] = p;
-            RM_TRY(expand(g, buf, nd + 1, out));
+            RM_TRY(expand(g, buf, nd + 1, out, level + 1));
         }
         while (!is_end(&g->el[p])) p++;
         if (g->el[p].kind == EL_END) break;
@@ -260,7 +267,7 @@ static rm_status expand(const rm_grammar *g, const int *st, int d, rm_grammar_po
 rm_status rm_grammar_start(const rm_grammar *g, rm_grammar_pos *out) {
     RM_TRY(pos_clear(out));
     int st = g->start_el;
-    return expand(g, &st, 1, out);
+    return expand(g, &st, 1, out, 0);
 }
 
 static bool has(const uint64_t set[4], uint8_t b) { return set[b >> 6] >> (b & 63) & 1; }
@@ -275,7 +282,7 @@ rm_status rm_grammar_accept(const rm_grammar *g, const rm_grammar_pos *in, uint8
         int top = st[d - 1], nd = d - 1;
         memcpy(buf, st, (size_t)nd * sizeof *buf);
         if (!is_end(&g->el[top + 1])) buf[nd++] = top + 1;
-        RM_TRY(expand(g, buf, nd, out));
+        RM_TRY(expand(g, buf, nd, out, 0));
     }
     return RAMOLE_OK;
 }
@@ -306,10 +313,14 @@ bool rm_grammar_must_end(const rm_grammar_pos *p) { return p->v[0] == 1 && p->v[
 
 bool rm_grammar_dead(const rm_grammar_pos *p) { return !p->v || !p->v[0]; }
 
-bool rm_grammar_may_take(const rm_grammar *g, const rm_grammar_pos *p, uint8_t b) {
+uint64_t rm_grammar_takers(const rm_grammar *g, const rm_grammar_pos *p, uint8_t b) {
+    uint64_t bits = 0;
     for (int i = 0, at = 1; i < p->v[0]; i++, at += 1 + p->v[at]) {
         int d = p->v[at];
-        if (d && has(g->set[g->el[p->v[at + d]].arg], b)) return true;
+        if (d && has(g->set[g->el[p->v[at + d]].arg], b)) {
+            if (i >= 64) return UINT64_MAX;
+            bits |= 1ull << i;
+        }
     }
-    return false;
+    return bits && p->v[0] > 64 ? UINT64_MAX : bits;
 }

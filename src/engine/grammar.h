@@ -16,7 +16,8 @@
  * a stack's depth as it was.
  *
  * A stack deeper than RM_GRAMMAR_MAX_DEPTH is dropped: text nested deeper
- * than that is not accepted.
+ * than that is not accepted. A chain of more than RM_GRAMMAR_MAX_CHAIN
+ * references is an error (ERR_RANGE) of the call that meets it.
  *
  * Lifetime: a grammar is immutable once built and may be read by any
  * number of threads; a position belongs to its caller.
@@ -30,6 +31,10 @@
 #include "core/core.h"
 
 #define RM_GRAMMAR_MAX_DEPTH 256
+/* References expanded one inside another to reach a byte (each a frame of
+ * the matcher's recursion): a position that needs more fails with
+ * ERR_RANGE rather than exhaust the thread's stack. */
+#define RM_GRAMMAR_MAX_CHAIN 512
 
 typedef struct rm_grammar rm_grammar;
 
@@ -78,7 +83,11 @@ rm_status rm_grammar_accept_all(const rm_grammar *g, rm_grammar_pos *p, rm_gramm
 bool rm_grammar_can_end(const rm_grammar_pos *p);  /* the text read so far is complete */
 bool rm_grammar_must_end(const rm_grammar_pos *p); /* and nothing may follow it */
 bool rm_grammar_dead(const rm_grammar_pos *p);     /* nothing accepted the last byte */
-/* Does some stack's top accept byte b (cheap: no expansion)? */
-bool rm_grammar_may_take(const rm_grammar *g, const rm_grammar_pos *p, uint8_t b);
+/* Which of p's stacks take byte b on their top, as bits (stack i: bit i;
+ * cheap: no expansion). rm_grammar_accept's result depends only on these:
+ * two bytes with the same takers lead to the same position. A position of
+ * more than 64 stacks gives UINT64_MAX for any byte some stack takes, and
+ * such results must not be shared. */
+uint64_t rm_grammar_takers(const rm_grammar *g, const rm_grammar_pos *p, uint8_t b);
 
 #endif

@@ -10,9 +10,12 @@
  *
  * The vocabulary is walked as a trie of its tokens' bytes (built once per
  * tokenizer), so a prefix the grammar refuses rules out every token that
- * begins with it at once. A filter keeps the masks of the last few
- * positions it computed: inside a string every character leaves the
- * position as it was, and those masks come back.
+ * begins with it at once. A filter files the grammar positions it meets
+ * and the moves between them by byte (an automaton built as it is
+ * needed, bounded, emptied when full), so that the walks of a response
+ * ask the grammar each question once; and it keeps the masks of the last
+ * few positions whole (inside an unbounded string every character leaves
+ * the position as it was, and those masks come back).
  *
  * Lifetime: a trie is immutable once built (any thread); a filter belongs
  * to one request.
