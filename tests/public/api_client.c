@@ -7,7 +7,8 @@
  * runs, all at once: the prompt TOKENS (comma-separated ids, one request per
  * argument) greedily for 6 tokens, each once without adapters and once with
  * ADAPTER (resolved by name "a" through a resolver); one more as a JSON
- * request; one request cancelled after its first step. Prints one line per
+ * request; one request cancelled after its first step; a response format
+ * on a model without a tokenizer, refused. Prints one line per
  * request, in submission order: its finish reason and tokens.
  */
 #include <stdio.h>
@@ -141,6 +142,14 @@ int main(int argc, char **argv) {
                 again[2].cached);
         return die("the prefix cache", RAMOLE_ERR_INTERNAL);
     }
+    /* a response format reaches the engine: this model has no tokenizer
+     * to read its answer's bytes, so it is refused, saying so */
+    ramole_request_init(&r);
+    r.tokens = longp;
+    r.n_tokens = 4;
+    r.json_schema = "{\"type\": \"boolean\"}";
+    if (ramole_engine_submit(e, &r, &id) != RAMOLE_ERR_INVALID || !strstr(ramole_last_error(), "tokenizer"))
+        return die("a response format without a tokenizer was not refused", RAMOLE_ERR_INTERNAL);
     ramole_engine_stats stats;
     ramole_engine_get_stats(e, &stats);
     for (int i = 0; i < n; i++) {
