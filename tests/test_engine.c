@@ -20,25 +20,15 @@
 #include "engine/engine.h"
 #include "model/kv_cache.h"
 #include "retrieval/embed.h"
+#include "test_util.h"
 
 char *tokt_family_path(const char *family); /* test_tokenizer_golden.c */
 
 static const unsigned ALL = (1u << RM_TARGET_COUNT) - 1;
 
 static rm_model *engine_model_vocab(int vocab) {
-    rm_model_config c;
-    rm_model_config_defaults(&c, RM_ARCH_LLAMA);
-    c.vocab_size = vocab;
-    c.hidden = 64;
-    c.ffn = 96;
-    c.n_layers = 2;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.head_dim = 16;
-    c.rope.n_rot = 16;
-    c.max_pos = 256;
-    rm_model *m = NULL;
-    CHECK_OK(rm_model_random(&c, 11, 0.12f, &m));
+    rm_model *m = rm_test_small_llama(vocab, 256);
+    CHECK(m != NULL);
     return m;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "test_util.h"
 
 char *tokt_family_path(const char *family); /* test_tokenizer_golden.c */
 
@@ -46,22 +47,12 @@ static void collect(const rm_engine_event *ev, void *user) {
 }
 
 static bool gpt2(rm_model **m) {
+    *m = NULL;
     char *path = tokt_family_path("gpt2");
     CHECK_MSG(path != NULL, "the gpt2 tokenizer of the golden set is missing");
     if (!path) return false;
-    rm_model_config c;
-    rm_model_config_defaults(&c, RM_ARCH_LLAMA);
-    c.vocab_size = 50257;
-    c.hidden = 64;
-    c.ffn = 96;
-    c.n_layers = 2;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.head_dim = 16;
-    c.rope.n_rot = 16;
-    c.max_pos = 512;
-    *m = NULL;
-    CHECK_OK(rm_model_random(&c, 11, 0.12f, m));
+    *m = rm_test_small_llama(50257, 512);
+    CHECK(*m != NULL);
     if (*m) CHECK_OK(rm_model_set_tokenizer(*m, path));
     rm_free(path);
     return *m && (*m)->tokenizer;

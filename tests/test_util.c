@@ -3,8 +3,26 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+rm_model *rm_test_small_llama(int vocab, int max_pos) {
+    rm_model_config c;
+    rm_model_config_defaults(&c, RM_ARCH_LLAMA);
+    c.vocab_size = vocab;
+    c.hidden = 64;
+    c.ffn = 96;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 16;
+    c.rope.n_rot = 16;
+    c.max_pos = max_pos;
+    rm_model *m = NULL;
+    if (rm_model_random(&c, 11, 0.12f, &m) != RAMOLE_OK) fprintf(stderr, "rm_test_small_llama: %s\n", ramole_last_error());
+    return m;
+}
 
 float *rm_test_logits_all(const rm_model *m, const int32_t *toks, int n, int threads) {
     if (n < 1 || n > 64) return NULL;

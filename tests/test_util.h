@@ -9,6 +9,9 @@
 /* Logits of every position of one sequence of n <= 64 tokens, run as one
  * batch; malloc'd [n][vocab], NULL on failure. */
 float *rm_test_logits_all(const rm_model *m, const int32_t *toks, int n, int threads);
+/* The engine tests' random Llama: hidden 64, ffn 96, 2 layers of 4 heads
+ * (2 KV heads) of 16, seed 11; NULL on failure (reported). */
+rm_model *rm_test_small_llama(int vocab, int max_pos);
 /* max |a - b| / max |a| (1 when a is all zero). */
 double rm_test_max_rel_diff(const float *a, const float *b, size_t n);
 

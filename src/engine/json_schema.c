@@ -233,10 +233,32 @@ static int numeric_rule(cc *c, bool real) {
     return *memo;
 }
 
+/* open ws close (when it may be empty) | open ws body ws close (body >= 0) */
+static int bracketed(cc *c, char open, char close, bool may_be_empty, int body) {
+    rm_grammar *g = c->g;
+    int ws = ws_rule(c), r = rm_grammar_rule(g);
+    rm_grammar_begin(g, r);
+    if (may_be_empty) {
+        rm_grammar_lit(g, &open, 1);
+        rm_grammar_ref(g, ws);
+        rm_grammar_lit(g, &close, 1);
+    }
+    if (body >= 0) {
+        if (may_be_empty) rm_grammar_or(g);
+        rm_grammar_lit(g, &open, 1);
+        rm_grammar_ref(g, ws);
+        rm_grammar_ref(g, body);
+        rm_grammar_ref(g, ws);
+        rm_grammar_lit(g, &close, 1);
+    }
+    rm_grammar_end(g);
+    return r;
+}
+
 /* "[" ws "]" (when min is 0) | "[" ws item (ws "," ws item){min-1,max-1} ws "]" */
 static int list_rule(cc *c, int item, int min, int max) {
     rm_grammar *g = c->g;
-    int ws = ws_rule(c), rest = -1;
+    int ws = ws_rule(c), items = -1;
     if (max != 0) {
         int sep = rm_grammar_rule(g);
         rm_grammar_begin(g, sep);
@@ -245,26 +267,14 @@ static int list_rule(cc *c, int item, int min, int max) {
         rm_grammar_ref(g, ws);
         rm_grammar_ref(g, item);
         rm_grammar_end(g);
-        rest = rep(c, sep, min > 1 ? min - 1 : 0, max < 0 ? -1 : max - 1);
-    }
-    int r = rm_grammar_rule(g);
-    rm_grammar_begin(g, r);
-    if (min == 0) {
-        rm_grammar_lit(g, "[", 1);
-        rm_grammar_ref(g, ws);
-        rm_grammar_lit(g, "]", 1);
-    }
-    if (max != 0) {
-        if (min == 0) rm_grammar_or(g);
-        rm_grammar_lit(g, "[", 1);
-        rm_grammar_ref(g, ws);
+        int rest = rep(c, sep, min > 1 ? min - 1 : 0, max < 0 ? -1 : max - 1);
+        items = rm_grammar_rule(g);
+        rm_grammar_begin(g, items);
         rm_grammar_ref(g, item);
         rm_grammar_ref(g, rest);
-        rm_grammar_ref(g, ws);
-        rm_grammar_lit(g, "]", 1);
+        rm_grammar_end(g);
     }
-    rm_grammar_end(g);
-    return r;
+    return bracketed(c, '[', ']', min == 0, items);
 }
 
 /* key ws ":" ws value, the key a rule (any string) or a literal (len >= 0) */
@@ -299,28 +309,6 @@ static int more_members(cc *c, int member) {
     return r;
 }
 
-/* "{" ws "}" (when it may be empty) | "{" ws first ws "}" */
-static int braces(cc *c, bool may_be_empty, int first) {
-    rm_grammar *g = c->g;
-    int ws = ws_rule(c), r = rm_grammar_rule(g);
-    rm_grammar_begin(g, r);
-    if (may_be_empty) {
-        rm_grammar_lit(g, "{", 1);
-        rm_grammar_ref(g, ws);
-        rm_grammar_lit(g, "}", 1);
-    }
-    if (first >= 0) {
-        if (may_be_empty) rm_grammar_or(g);
-        rm_grammar_lit(g, "{", 1);
-        rm_grammar_ref(g, ws);
-        rm_grammar_ref(g, first);
-        rm_grammar_ref(g, ws);
-        rm_grammar_lit(g, "}", 1);
-    }
-    rm_grammar_end(g);
-    return r;
-}
-
 /* Any JSON value. */
 static int any_rule(cc *c) {
     if (c->any >= 0) return c->any;
@@ -334,7 +322,7 @@ static int any_rule(cc *c) {
     rm_grammar_ref(g, member);
     rm_grammar_ref(g, more);
     rm_grammar_end(g);
-    int obj = braces(c, true, members);
+    int obj = bracketed(c, '{', '}', true, members);
     int arr = list_rule(c, any, 0, -1);
     rm_grammar_begin(g, any);
     rm_grammar_ref(g, obj);
@@ -418,6 +406,19 @@ static bool type_allows(const json_t *s, const json_t *v) {
     return false;
 }
 
+/* A rule whose alternatives are the rules alts[0, n), which it frees. */
+static int one_of(cc *c, int *alts, size_t n) {
+    int r = rm_grammar_rule(c->g);
+    rm_grammar_begin(c->g, r);
+    for (size_t i = 0; i < n; i++) {
+        if (i) rm_grammar_or(c->g);
+        rm_grammar_ref(c->g, alts[i]);
+    }
+    rm_grammar_end(c->g);
+    rm_free(alts);
+    return r;
+}
+
 /* "enum" or "const": alternatives of the values that s's "type" allows. */
 static int values_rule(cc *c, const json_t *s, const json_t *vals, bool is_const) {
     size_t n = is_const ? 1 : json_array_size(vals);
@@ -440,15 +441,7 @@ static int values_rule(cc *c, const json_t *s, const json_t *vals, bool is_const
         rm_free(alts);
         return fail(c, "%s no value of its \"type\": no value satisfies it", is_const ? "\"const\" is" : "\"enum\" has");
     }
-    int r = rm_grammar_rule(c->g);
-    rm_grammar_begin(c->g, r);
-    for (int i = 0; i < k; i++) {
-        if (i) rm_grammar_or(c->g);
-        rm_grammar_ref(c->g, alts[i]);
-    }
-    rm_grammar_end(c->g);
-    rm_free(alts);
-    return r;
+    return one_of(c, alts, (size_t)k);
 }
 
 /* "anyOf" / "oneOf": alternatives. */
@@ -456,9 +449,7 @@ static int alternatives_rule(cc *c, const json_t *list, const char *kw) {
     size_t n = json_array_size(list);
     if (!json_is_array(list) || !n) return fail(c, "\"%s\" must be a non-empty array of schemas", kw);
     int *alts = rm_malloc(n * sizeof *alts);
-    if (!alts) {
-        return oom(c);
-    }
+    if (!alts) return oom(c);
     for (size_t i = 0; i < n; i++) {
         char idx[24];
         snprintf(idx, sizeof idx, "%zu", i);
@@ -467,15 +458,7 @@ static int alternatives_rule(cc *c, const json_t *list, const char *kw) {
             return -1;
         }
     }
-    int r = rm_grammar_rule(c->g);
-    rm_grammar_begin(c->g, r);
-    for (size_t i = 0; i < n; i++) {
-        if (i) rm_grammar_or(c->g);
-        rm_grammar_ref(c->g, alts[i]);
-    }
-    rm_grammar_end(c->g);
-    rm_free(alts);
-    return r;
+    return one_of(c, alts, n);
 }
 
 /* A local "$ref": "#" or a JSON pointer after it ("#/$defs/Name"), the
@@ -637,7 +620,7 @@ static int object_rule(cc *c, const json_t *s) {
         rm_grammar_end(g);
         rest = r;
     }
-    result = braces(c, !any_required, first);
+    result = bracketed(c, '{', '}', !any_required, first);
 out:
     rm_free(kv);
     rm_free(opt);
@@ -750,30 +733,28 @@ static int compile(cc *c, const json_t *s) {
                                                                           : any_rule(c);
     } else {
         size_t n = json_is_string(t) ? 1 : json_array_size(t);
-        int alts[8];
         if (!n || n > 7) {
             r = fail(c, "\"type\" must name 1 to 7 types%s", "");
             goto out;
         }
+        int *alts = rm_malloc(n * sizeof *alts);
+        if (!alts) {
+            r = oom(c);
+            goto out;
+        }
         for (size_t i = 0; i < n; i++) {
             const json_t *ti = json_is_string(t) ? t : json_array_get(t, i);
-            if (!json_is_string(ti) || !known_type(json_string_value(ti))) {
-                r = fail(c, "\"type\": \"%s\" is not a JSON Schema type", json_is_string(ti) ? json_string_value(ti)
-                                                                                            : "(not a string)");
-                goto out;
-            }
-            if ((alts[i] = type_rule(c, s, json_string_value(ti))) < 0) {
+            if (!json_is_string(ti) || !known_type(json_string_value(ti)))
+                alts[i] = fail(c, "\"type\": \"%s\" is not a JSON Schema type",
+                               json_is_string(ti) ? json_string_value(ti) : "(not a string)");
+            else alts[i] = type_rule(c, s, json_string_value(ti));
+            if (alts[i] < 0) {
+                rm_free(alts);
                 r = -1;
                 goto out;
             }
         }
-        r = rm_grammar_rule(c->g);
-        rm_grammar_begin(c->g, r);
-        for (size_t i = 0; i < n; i++) {
-            if (i) rm_grammar_or(c->g);
-            rm_grammar_ref(c->g, alts[i]);
-        }
-        rm_grammar_end(c->g);
+        r = one_of(c, alts, n);
     }
 out:
     c->nesting--;
