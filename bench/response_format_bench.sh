@@ -87,7 +87,7 @@ peer=1
 # Each engine's free answers are as long as its constrained ones were, seed
 # by seed, so that both rates come from the same lengths of context.
 for _ in $(seq 1 "${RF_BENCH_RUNS:-2}"); do
-  con=$(ramole_rate "$SEEDS" "$caps" --json-schema "$OUT.schema") || { fail "ramole generate --json-schema"; exit 1; }
+  con=$(ramole_rate "$SEEDS" "$caps" --json-schema-file "$OUT.schema") || { fail "ramole generate --json-schema"; exit 1; }
   free=$(ramole_rate "$SEEDS" "$(cat "$OUT.len")" --ignore-eos) || { fail "ramole generate"; exit 1; }
   printf '{"engine": "ramole", "constrained": %s, "free": %s, "ratio": %s}\n' "$con" "$free" \
     "$(ratio "$(json_num tps <<<"$con")" "$(json_num tps <<<"$free")")"

@@ -325,6 +325,8 @@ typedef struct {
                               * for any object (json_object); NULL: free text. Checked at submit;
                               * unsupported keywords are refused by name. The answer ends
                               * (RAMOLE_FINISH_STOP) as soon as its value is complete */
+    const char *grammar;    /* or a grammar in llama.cpp's GBNF that the answer follows from its rule
+                             * root, alike (not both) */
     int logprobs;           /* events carry each token's log-probability */
     int top_logprobs;       /* and that many alternatives (0..RAMOLE_MAX_TOP_LOGPROBS) */
     /* adapters */
@@ -346,6 +348,16 @@ typedef struct {
 
 /* Defaults: greedy, no stop strings, no adapters, adapter weights 1. */
 void ramole_request_init(ramole_request *r);
+
+/* Does text[0, len) satisfy a response format, a JSON Schema or a GBNF
+ * grammar (exactly one of the two non-NULL), as a constrained answer
+ * would: *prefix gets how many leading bytes the format takes (len when
+ * it takes them all), *complete whether the whole text is a complete
+ * answer. ERR_INVALID when the format itself is wrong (the message names
+ * where), as a request carrying it would be refused. llama.cpp's
+ * gbnf-validator does this for its grammars. */
+ramole_status ramole_format_check(const char *json_schema, const char *gbnf, const char *text, size_t len,
+                                  size_t *prefix, int *complete);
 /* The sampling `ramole generate` uses unless told otherwise: temperature
  * 0.8, top_k 40, top_p 0.95, min_p 0.05, no repeat penalty (last 64), a
  * fixed seed. Leaves the prompt and adapters of r alone. */

@@ -298,6 +298,15 @@ if (mode === "open") {
     if (comp.choices[0].finish_reason !== "stop") return "completions: finish " + comp.choices[0].finish_reason;
     const ok = valid(comp.choices[0].text, "completions");
     if (ok !== true) return ok;
+    // llama.cpp's "grammar" field (GBNF): the answer is in the language, read by a RegExp
+    const re = /^[a-z]{2,4}(-[0-9]{1,2}){1,3}$/u;
+    for (let seed = 1; seed <= 3; seed++) {
+      const r = await post("/v1/chat/completions", { model: modelName, messages, temperature: 1, seed, max_tokens: 64,
+        grammar: 'root ::= word ("-" num){1,3}\nword ::= [a-z]{2,4}\nnum ::= [0-9] [0-9]?' });
+      const t = r.json?.choices?.[0]?.message?.content;
+      if (r.status !== 200 || !re.test(t) || r.json.choices[0].finish_reason !== "stop")
+        return `grammar, seed ${seed}: ${r.status} ${r.text}`;
+    }
     // json_object: an object (greedy; with ignore_eos its text cannot end inside a string, so bound it)
     const obj = await client.chat.completions.create({ model: modelName, messages, temperature: 1, seed: 9, max_tokens: 400,
       response_format: { type: "json_object" } });

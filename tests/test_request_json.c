@@ -206,4 +206,13 @@ TEST(request_json_response_format) {
     refused("{\"prompt\": \"a\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"schema\": "
             "{\"type\": \"object\", \"properties\": {\"z\": {\"type\": \"string\", \"pattern\": \"^a\"}}}}}}",
             "field \"response_format\": json schema at \"/properties/z\": keyword \"pattern\" is not supported");
+    /* llama.cpp's "grammar" (GBNF) */
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"grammar\": \"root ::= [0-9]+\"}", &sp));
+    CHECK(sp.req.grammar && !strcmp(sp.req.grammar, "root ::= [0-9]+") && !sp.req.json_schema);
+    rm_request_spec_free(&sp);
+    accepted("{\"prompt\": \"a\", \"grammar\": \"\"}");
+    refused("{\"prompt\": \"a\", \"grammar\": 3}", "field \"grammar\" must be a string");
+    refused("{\"prompt\": \"a\", \"grammar\": \"root ::= x\"}", "field \"grammar\": grammar: rule \"x\"");
+    refused("{\"prompt\": \"a\", \"grammar\": \"root ::= \\\"a\\\"\", \"response_format\": {\"type\": "
+            "\"json_object\"}}", "give one");
 }

@@ -43,6 +43,9 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */
 int cli_fail(const char *cmd, ramole_status st);
 bool cli_ends_with(const char *s, const char *suffix);
+/* The whole of file `path`, NUL-terminated (malloc'd), or NULL after
+ * printing "ramole CMD: cannot read PATH". */
+char *cli_read_text(const char *cmd, const char *path);
 
 /* JSON output goes through jansson, so that names holding quotes or
  * backslashes stay valid JSON. A number as printf's `fmt` ("%.6f",
@@ -57,6 +60,7 @@ json_t *cli_json_u64(uint64_t v);
 bool cli_json_line(FILE *f, json_t *obj);
 
 int cmd_generate(int argc, char **argv);
+int cmd_check_format(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_logits(int argc, char **argv);

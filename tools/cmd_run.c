@@ -28,7 +28,8 @@ typedef struct {
     const char *mode;
     /* retrieval from a registry (generate --registry) */
     const char *registry, *tenant;
-    char *json_schema;             /* --json-schema FILE's text, or --json's */
+    char *json_schema;             /* --json, --json-schema TEXT or --json-schema-file FILE */
+    char *grammar;                 /* --grammar TEXT or --grammar-file FILE (GBNF) */
     long top_k;
     ramole_adapter_type lora_type; /* element type adapters are stored in */
 } run_opts;
@@ -43,30 +44,17 @@ static bool parse_lora(const char *cmd, char *arg, run_opts *o) {
     return true;
 }
 
-/* The whole of file `path`, NUL-terminated (malloc'd), or NULL after saying why. */
-static char *read_text(const char *cmd, const char *path) {
-    FILE *f = fopen(path, "rb");
-    char *s = NULL;
-    size_t n = 0, cap = 0;
-    if (f) {
-        for (size_t got = 1; got;) {
-            if (n + 4096 + 1 > cap) {
-                char *t = realloc(s, cap = cap * 2 + 4096 + 1);
-                if (!t) break;
-                s = t;
-            }
-            n += got = fread(s + n, 1, 4096, f);
-        }
+/* Keep text (NULL: it could not be had, said already) as the response
+ * format; false when one was given before. */
+static bool set_format(const char *cmd, run_opts *o, char **slot, char *text) {
+    if (!text) return false;
+    if (o->json_schema || o->grammar) {
+        fprintf(stderr, "ramole %s: give one of --json, --json-schema[-file] and --grammar[-file], once\n", cmd);
+        free(text);
+        return false;
     }
-    if (!f || ferror(f) || !s) {
-        fprintf(stderr, "ramole %s: cannot read %s\n", cmd, path);
-        if (f) fclose(f);
-        free(s);
-        return NULL;
-    }
-    fclose(f);
-    s[n] = 0;
-    return s;
+    *slot = text;
+    return true;
 }
 
 /* Parse the options every run command shares; false on a bad option. */
@@ -114,18 +102,12 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--lora-type")) { VAL(); if (!cli_adapter_type(cmd, a, v, &o->lora_type)) return false; }
         else if (!strcmp(a, "--all")) o->all = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
-        else if (!strcmp(a, "--json") || !strcmp(a, "--json-schema")) {
-            if (o->json_schema) {
-                fprintf(stderr, "ramole %s: give one of --json and --json-schema, once\n", cmd);
-                return false;
-            }
-            if (a[6]) {
-                VAL();
-                if (!(o->json_schema = read_text(cmd, v))) return false;
-            } else if (!(o->json_schema = strdup("{\"type\": \"object\"}"))) {
-                return false;
-            }
-        }
+        /* response formats, by llama.cpp's names (TEXT, or -file FILE) */
+        else if (!strcmp(a, "--json")) { if (!set_format(cmd, o, &o->json_schema, strdup("{\"type\": \"object\"}"))) return false; }
+        else if (!strcmp(a, "--json-schema")) { VAL(); if (!set_format(cmd, o, &o->json_schema, strdup(v))) return false; }
+        else if (!strcmp(a, "--json-schema-file")) { VAL(); if (!set_format(cmd, o, &o->json_schema, cli_read_text(cmd, v))) return false; }
+        else if (!strcmp(a, "--grammar")) { VAL(); if (!set_format(cmd, o, &o->grammar, strdup(v))) return false; }
+        else if (!strcmp(a, "--grammar-file")) { VAL(); if (!set_format(cmd, o, &o->grammar, cli_read_text(cmd, v))) return false; }
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
             return false;
@@ -320,6 +302,7 @@ int cmd_generate(int argc, char **argv) {
         q.max_tokens = (int)o.n_predict;
         q.ignore_eos = o.ignore_eos;
         q.json_schema = o.json_schema;
+        q.grammar = o.grammar;
         q.mode = mode;
         q.n_adapters = mode == RAMOLE_COMPOSE_NONE ? 0 : o.n_lora;
         for (int i = 0; i < q.n_adapters; i++)
@@ -356,6 +339,7 @@ out:
     ramole_model_free(own);
     free(o.tokens);
     free(o.json_schema);
+    free(o.grammar);
     return rc;
 }
 
@@ -400,6 +384,7 @@ out:
     ramole_model_free(m);
     free(o.tokens);
     free(o.json_schema);
+    free(o.grammar);
     return rc;
 }
 
@@ -419,6 +404,7 @@ int cmd_bench(int argc, char **argv) {
     ramole_model_free(m);
     free(o.tokens);
     free(o.json_schema);
+    free(o.grammar);
     if (st != RAMOLE_OK) return cli_fail(cmd, st);
     json_t *r = json_object();
     json_object_set_new(r, "engine", json_string("ramole"));

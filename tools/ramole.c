@@ -12,7 +12,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"generate", cmd_generate, "generate -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--frequency-penalty F] [--presence-penalty P] [--seed S] [--json | --json-schema FILE] [-t THREADS] [-c CTX] [--kv-type f32|f16] [LORA]"},
+    {"generate", cmd_generate, "generate -m MODEL (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--frequency-penalty F] [--presence-penalty P] [--seed S] [--json | --json-schema TEXT | --json-schema-file FILE | --grammar TEXT | --grammar-file FILE] [-t THREADS] [-c CTX] [--kv-type f32|f16] [LORA]"},
     {"batch", cmd_batch, "batch -m MODEL --in requests.jsonl --out results.jsonl [-t THREADS] [--max-seqs N] [--kv-type f16|f32]   (offline, continuous batching)"},
     {"serve", cmd_serve, "serve -m MODEL [--registry URL] [--host 127.0.0.1] [--port 8080] [-t THREADS] [--max-seqs N] [--ctx N] [--kv-type f16|f32] [--queue N]   (OpenAI-compatible HTTP)"},
     {"logits", cmd_logits, "logits -m MODEL --tokens 1,2,3 [--all] [-t THREADS] [--kv-type f32|f16] [LORA]"},
@@ -31,6 +31,7 @@ static const command commands[] = {
     {"registry", cmd_registry, "registry init -m MODEL [--projection P] [--router R] [--require-approval] | set | check | info   [--registry URL]"},
     {"adapter", cmd_adapter, "adapter add PATH --name NAME --samples FILE | list [--json] | show|rm|disable|enable|approve|reject NAME | recheck NAME|--all"},
     {"tenant", cmd_tenant, "tenant add NAME | tenant list"},
+    {"check-format", cmd_check_format, "check-format (--json-schema TEXT | --json-schema-file F | --grammar GBNF | --grammar-file F) FILE...  # valid, incomplete or invalid at byte N"},
     {"key", cmd_key, "key create --tenant T --role generate|upload|admin | key revoke KEY|ID"},
     {"audit", cmd_audit, "audit [--since T]"},
     {"eval", cmd_eval, "eval --world DIR [--modes base,perfect,selection,mixture,fusion,router] [--settings id,ood] [--tasks a,b] [--limit N] [-t THREADS] [--out docs/EVAL.md] [--json FILE]"},

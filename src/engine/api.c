@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/gbnf.h"
+#include "engine/json_schema.h"
 #include "engine/request_json.h"
 #include "model/public.h"
 
@@ -246,6 +248,7 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
     q.n_stop = r->n_stop;
     q.ignore_eos = r->ignore_eos != 0;
     q.json_schema = r->json_schema;
+    q.grammar = r->grammar;
     q.logprobs = r->logprobs != 0;
     q.top_logprobs = r->top_logprobs;
     q.mode = (rm_compose_mode)r->mode;
@@ -364,5 +367,32 @@ ramole_status ramole_engine_run_all(ramole_engine *pe, ramole_parsed_request *co
     for (int i = 0; i < n; i++) q[i] = reqs[i] ? &reqs[i]->spec.req : NULL;
     rm_status st = rm_engine_run_all(pe->e, q, n, 0, (rm_engine_result *)results, progress, user);
     rm_free(q);
+    return st;
+}
+
+ramole_status ramole_format_check(const char *json_schema, const char *gbnf, const char *text, size_t len,
+                                  size_t *prefix, int *complete) {
+    *prefix = 0;
+    *complete = 0;
+    if (!json_schema == !gbnf) return rm_err(RAMOLE_ERR_INVALID, "format check: give a JSON schema or a grammar");
+    rm_grammar *g;
+    RM_TRY(json_schema ? rm_json_schema_grammar(json_schema, strlen(json_schema), &g)
+                       : rm_gbnf_grammar(gbnf, strlen(gbnf), &g));
+    rm_grammar_pos p = {0}, next = {0};
+    rm_status st = rm_grammar_start(g, &p);
+    size_t i = 0;
+    for (; st == RAMOLE_OK && i < len; i++) {
+        if ((st = rm_grammar_accept(g, &p, (uint8_t)text[i], &next)) != RAMOLE_OK || rm_grammar_dead(&next)) break;
+        rm_grammar_pos t = p;
+        p = next;
+        next = t;
+    }
+    if (st == RAMOLE_OK) {
+        *prefix = i;
+        *complete = i == len && rm_grammar_can_end(&p);
+    }
+    rm_grammar_pos_free(&p);
+    rm_grammar_pos_free(&next);
+    rm_grammar_free(g);
     return st;
 }

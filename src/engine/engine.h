@@ -196,6 +196,8 @@ typedef struct {
                                * checked at submit; tokens it does not allow are never sampled,
                                * and the answer finishes with STOP as soon as its value is
                                * complete (or at an end token where it may end). NULL: free text */
+    const char *grammar;      /* or a grammar in llama.cpp's GBNF (gbnf.h) the answer follows from
+                               * its rule root, alike; at most one of the two */
     bool logprobs;            /* each token's event carries its log-probability */
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt

@@ -24,6 +24,7 @@ struct rm_grammar {
     int n_set, cap_set;
     int building; /* the rule whose body is open, or -1 */
     int start_el; /* an element referring to the root, then END */
+    int left_recursive; /* the rule rm_grammar_finish found left-recursive, or -1 */
     bool oom, misuse;
 };
 
@@ -40,7 +41,7 @@ static bool grow(void **p, int *cap, int need, size_t size) {
 
 rm_grammar *rm_grammar_new(void) {
     rm_grammar *g = rm_calloc(1, sizeof *g);
-    if (g) g->building = g->start_el = -1;
+    if (g) g->building = g->start_el = g->left_recursive = -1;
     return g;
 }
 
@@ -53,6 +54,7 @@ void rm_grammar_free(rm_grammar *g) {
 }
 
 int rm_grammar_n_rules(const rm_grammar *g) { return g->n_rules; }
+int rm_grammar_left_recursive(const rm_grammar *g) { return g->left_recursive; }
 
 int rm_grammar_rule(rm_grammar *g) {
     if (!grow((void **)&g->start, &g->cap_rules, g->n_rules + 1, sizeof *g->start)) {
@@ -115,6 +117,96 @@ void rm_grammar_end(rm_grammar *g) {
     if (g->building < 0) g->misuse = true;
     put(g, EL_END, 0);
     g->building = -1;
+}
+
+int rm_grammar_repeat(rm_grammar *g, int item, int min, int max) {
+    int tail = rm_grammar_rule(g);
+    rm_grammar_begin(g, tail);
+    if (max < 0) {
+        rm_grammar_or(g);
+        rm_grammar_ref(g, item);
+        rm_grammar_ref(g, tail);
+    }
+    rm_grammar_end(g);
+    for (int k = min; max >= 0 && k < max; k++) {
+        int r = rm_grammar_rule(g);
+        rm_grammar_begin(g, r);
+        rm_grammar_or(g);
+        rm_grammar_ref(g, item);
+        rm_grammar_ref(g, tail);
+        rm_grammar_end(g);
+        tail = r;
+    }
+    int r = rm_grammar_rule(g);
+    rm_grammar_begin(g, r);
+    for (int k = 0; k < min; k++) rm_grammar_ref(g, item);
+    rm_grammar_ref(g, tail);
+    rm_grammar_end(g);
+    return r;
+}
+
+static int utf8_encode(uint32_t cp, uint8_t *b) {
+    if (cp < 0x80) return b[0] = (uint8_t)cp, 1;
+    if (cp < 0x800) return b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), 2;
+    if (cp < 0x10000)
+        return b[0] = (uint8_t)(0xE0 | cp >> 12), b[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
+               b[2] = (uint8_t)(0x80 | (cp & 0x3F)), 3;
+    b[0] = (uint8_t)(0xF0 | cp >> 18), b[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
+    b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)), b[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Alternatives of byte-range sequences for the code points [lo, hi]:
+ * split where the encoding's length changes and where a continuation
+ * byte would wrap, until the bytes of lo and of hi bound every byte
+ * position apart (the method of Rust's regex-syntax, utf8.rs). */
+static void utf8_ranges(rm_grammar *g, uint32_t lo, uint32_t hi, bool *first) {
+    if (lo > hi) return;
+    if (lo <= 0xDFFF && hi >= 0xD800) { /* surrogates are not characters */
+        if (lo < 0xD800) utf8_ranges(g, lo, 0xD7FF, first);
+        if (hi > 0xDFFF) utf8_ranges(g, 0xE000, hi, first);
+        return;
+    }
+    static const uint32_t last_of_len[] = {0x7F, 0x7FF, 0xFFFF};
+    for (int i = 0; i < 3; i++)
+        if (lo <= last_of_len[i] && hi > last_of_len[i]) {
+            utf8_ranges(g, lo, last_of_len[i], first);
+            utf8_ranges(g, last_of_len[i] + 1, hi, first);
+            return;
+        }
+    uint8_t a[4], b[4];
+    int n = utf8_encode(lo, a);
+    utf8_encode(hi, b);
+    for (int i = 1; i < n; i++) {
+        uint32_t m = (1u << (6 * i)) - 1;
+        if ((lo & ~m) == (hi & ~m)) continue;
+        if (lo & m) {
+            utf8_ranges(g, lo, lo | m, first);
+            utf8_ranges(g, (lo | m) + 1, hi, first);
+            return;
+        }
+        if ((hi & m) != m) {
+            utf8_ranges(g, lo, (hi & ~m) - 1, first);
+            utf8_ranges(g, hi & ~m, hi, first);
+            return;
+        }
+    }
+    if (!*first) rm_grammar_or(g);
+    *first = false;
+    for (int k = 0; k < n; k++) rm_grammar_range(g, a[k], b[k]);
+}
+
+int rm_grammar_chars(rm_grammar *g, const uint32_t (*r)[2], int n) {
+    int id = rm_grammar_rule(g);
+    rm_grammar_begin(g, id);
+    bool first = true;
+    for (int i = 0; i < n; i++) utf8_ranges(g, r[i][0], r[i][1] > 0x10FFFF ? 0x10FFFF : r[i][1], &first);
+    if (first) { /* nothing: a byte no text holds */
+        uint64_t none[4] = {0};
+        rm_grammar_bytes(g, none);
+    }
+    rm_grammar_end(g);
+    return id;
 }
 
 static bool is_end(const elem *e) { return e->kind == EL_END || e->kind == EL_ALT; }
@@ -188,7 +280,10 @@ rm_status rm_grammar_finish(rm_grammar *g, int root) {
     for (int r = 0; r < g->n_rules && bad < 0; r++) bad = left_recursive(g, nullable, state, r);
     rm_free(nullable);
     rm_free(state);
-    if (bad >= 0) return rm_err(RAMOLE_ERR_INVALID, "grammar: rule %d is left-recursive", bad);
+    if (bad >= 0) {
+        g->left_recursive = bad;
+        return rm_err(RAMOLE_ERR_INVALID, "grammar: rule %d is left-recursive", bad);
+    }
     g->start_el = g->n_el;
     g->building = 0; /* put() checks that a body is open */
     put(g, EL_REF, root);

@@ -55,10 +55,21 @@ void rm_grammar_lit(rm_grammar *g, const char *s, size_t n);  /* these bytes in 
 void rm_grammar_ref(rm_grammar *g, int rule);
 void rm_grammar_or(rm_grammar *g);
 void rm_grammar_end(rm_grammar *g);
+/* Rules made whole (call with no body open), returning the new rule's id:
+ * item repeated min to max times (max < 0: no bound; a bound is a chain of
+ * max - min optional rules, a star a right-recursive rule); */
+int  rm_grammar_repeat(rm_grammar *g, int item, int min, int max);
+/* one character, UTF-8 encoded, whose code point lies in one of the n
+ * ranges [r[i][0], r[i][1]] (surrogates never: they are not characters),
+ * as alternatives of byte-range sequences (RFC 3629's well-formed forms);
+ * no character at all when the ranges hold none. */
+int  rm_grammar_chars(rm_grammar *g, const uint32_t (*r)[2], int n);
 /* Make rule root the start; checks that every rule has a body and that
  * none is left-recursive. ERR_NOMEM, or ERR_INVALID naming the rule. */
 rm_status rm_grammar_finish(rm_grammar *g, int root);
 int rm_grammar_n_rules(const rm_grammar *g);
+/* After rm_grammar_finish refused a left-recursive rule: its id (else -1). */
+int rm_grammar_left_recursive(const rm_grammar *g);
 
 /* ---- matching ---- */
 

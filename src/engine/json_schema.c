@@ -79,34 +79,7 @@ static int ws_rule(cc *c) {
     return c->ws;
 }
 
-/* item{min,max} (max < 0: no bound): item repeated min times, then a
- * chain of optional ones (or a right-recursive star). */
-static int rep(cc *c, int item, int min, int max) {
-    rm_grammar *g = c->g;
-    int tail = rm_grammar_rule(g);
-    rm_grammar_begin(g, tail);
-    if (max < 0) {
-        rm_grammar_or(g);
-        rm_grammar_ref(g, item);
-        rm_grammar_ref(g, tail);
-    }
-    rm_grammar_end(g);
-    for (int k = min; max >= 0 && k < max; k++) {
-        int r = rm_grammar_rule(g);
-        rm_grammar_begin(g, r);
-        rm_grammar_or(g);
-        rm_grammar_ref(g, item);
-        rm_grammar_ref(g, tail);
-        rm_grammar_end(g);
-        tail = r;
-    }
-    int r = rm_grammar_rule(g);
-    rm_grammar_begin(g, r);
-    for (int k = 0; k < min; k++) rm_grammar_ref(g, item);
-    rm_grammar_ref(g, tail);
-    rm_grammar_end(g);
-    return r;
-}
+static int rep(cc *c, int item, int min, int max) { return rm_grammar_repeat(c->g, item, min, max); }
 
 static int range_rule(cc *c, uint8_t lo, uint8_t hi) {
     int r = rm_grammar_rule(c->g);

@@ -3,6 +3,7 @@
  */
 #include "engine/request_json.h"
 
+#include "engine/gbnf.h"
 #include "engine/json_schema.h"
 
 #include <jansson.h>
@@ -380,6 +381,23 @@ static rm_status parse_response_format(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
+/* llama.cpp's "grammar": GBNF text, compiled here too (see above). */
+static rm_status parse_grammar(const json_t *o, rm_request_spec *sp) {
+    const json_t *v = json_object_get(o, "grammar");
+    if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v))) return RAMOLE_OK;
+    if (!json_is_string(v)) return bad("grammar", "a string in llama.cpp's GBNF");
+    if (sp->json_schema) return rm_err(RAMOLE_ERR_INVALID, "fields \"grammar\" and \"response_format\" both "
+                                       "constrain the answer; give one");
+    rm_grammar *g;
+    rm_status st = rm_gbnf_grammar(json_string_value(v), json_string_length(v), &g);
+    if (st != RAMOLE_OK) return rm_err_prefix(st, "field \"grammar\"");
+    rm_grammar_free(g);
+    if (!(sp->grammar = rm_strndup(json_string_value(v), json_string_length(v))))
+        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    sp->req.grammar = sp->grammar;
+    return RAMOLE_OK;
+}
+
 static rm_status parse(const json_t *o, rm_request_spec *sp) {
     if (!json_is_object(o)) return rm_err(RAMOLE_ERR_INVALID, "a request must be a JSON object");
     rm_engine_request *q = &sp->req;
@@ -427,6 +445,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     RM_TRY(parse_stop(o, sp));
     RM_TRY(parse_cache_salt(o, sp));
     RM_TRY(parse_response_format(o, sp));
+    RM_TRY(parse_grammar(o, sp));
     return parse_lora(o, sp);
 }
 
@@ -451,5 +470,6 @@ void rm_request_spec_free(rm_request_spec *sp) {
     rm_free(sp->bias);
     rm_free(sp->cache_salt);
     free(sp->json_schema); /* jansson's */
+    rm_free(sp->grammar);
     memset(sp, 0, sizeof *sp);
 }

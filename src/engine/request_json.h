@@ -41,6 +41,8 @@
  *                  "strict"}}: the answer is a JSON text that satisfies
  *                  the schema (json_schema.h's subset; others are refused
  *                  naming the keyword), ending as soon as it is complete
+ *   "grammar"      llama.cpp's: a grammar in GBNF (gbnf.h) that the answer
+ *                  follows from its rule root; not with a response_format
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
@@ -72,6 +74,7 @@ typedef struct {
     rm_logit_bias *bias;     /* "logit_bias" */
     char *cache_salt;        /* "cache_salt" (req.cache_salt holds its 64-bit hash) */
     char *json_schema;       /* "response_format"'s schema, compact JSON (req.json_schema) */
+    char *grammar;           /* "grammar", GBNF (req.grammar) */
 } rm_request_spec;
 
 /* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s

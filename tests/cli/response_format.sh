@@ -51,7 +51,7 @@ for (const t of texts) {
 files=()
 for seed in 1 2 3 4 5 6; do
   $R generate -m "$TMP/m" -p "A person, as JSON:" -n 400 --temp 1 --top-k 0 --top-p 1 --min-p 0 --seed $seed \
-    --json-schema "$TMP/schema.json" -t 2 >"$TMP/g$seed" 2>/dev/null
+    --json-schema-file "$TMP/schema.json" -t 2 >"$TMP/g$seed" 2>/dev/null
   files+=("$TMP/g$seed")
 done
 if out=$(validate "${files[@]}"); then pass cli_generate_json_schema_validates
@@ -80,8 +80,8 @@ else fail cli_batch_response_format_validates "exit $?: $(head -c 300 "$TMP/err"
 
 echo '{"type": "string", "pattern": "^a"}' >"$TMP/bad.json"
 expect_error cli_json_schema_unsupported_keyword 'keyword "pattern" is not supported' \
-  $R generate -m "$TMP/m" -p x -n 4 --json-schema "$TMP/bad.json"
+  $R generate -m "$TMP/m" -p x -n 4 --json-schema-file "$TMP/bad.json"
 echo '{"type": "object",' >"$TMP/broken.json"
-expect_error cli_json_schema_not_json 'not valid JSON' $R generate -m "$TMP/m" -p x -n 4 --json-schema "$TMP/broken.json"
-expect_error cli_json_schema_missing_file 'cannot read' $R generate -m "$TMP/m" -p x -n 4 --json-schema "$TMP/none.json"
+expect_error cli_json_schema_not_json 'not valid JSON' $R generate -m "$TMP/m" -p x -n 4 --json-schema-file "$TMP/broken.json"
+expect_error cli_json_schema_missing_file 'cannot read' $R generate -m "$TMP/m" -p x -n 4 --json-schema-file "$TMP/none.json"
 expect_error cli_json_twice 'once' $R generate -m "$TMP/m" -p x -n 4 --json --json

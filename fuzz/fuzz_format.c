@@ -1,8 +1,9 @@
 /*
- * fuzz_json_schema.c — a response format's schema, as a request body
- * carries it (untrusted), then a text. Input: the schema's bytes, a NUL,
- * the text's bytes. The schema is compiled (rm_json_schema_grammar: any
- * failure must be a clean error), and a grammar that compiled reads the
+ * fuzz_format.c — a response format, as a request body carries it
+ * (untrusted): a JSON Schema or a GBNF grammar, then a text. Input: the
+ * format's bytes, a NUL, the text's bytes. The format is compiled both as
+ * a schema and as GBNF (rm_json_schema_grammar, rm_gbnf_grammar: any
+ * failure must be a clean error), and each grammar that compiled reads the
  * text byte by byte through a token filter over the harnesses' small
  * byte-level vocabulary (bytes, merges of them, special tokens);
  * at every position the filter's mask must agree with the grammar: a
@@ -11,6 +12,7 @@
  */
 #include <string.h>
 
+#include "engine/gbnf.h"
 #include "engine/json_schema.h"
 #include "engine/token_filter.h"
 #include "fuzz_util.h"
@@ -32,6 +34,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "{\"anyOf\": [{\"enum\": [\"a\", 1, null]}, {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 2}]}\0[{}]",
             "{\"type\": [\"number\", \"boolean\"]}\0-0.5E+12",
             "{\"type\": \"object\", \"additionalProperties\": {\"const\": \"\xc3\xa9\"}}\0{\"x\":\"\xc3\xa9\"}",
+            "root ::= name \" \" (\"is\" | \"was\") \" \" [1-9] [0-9]{0,2} \".\"\nname ::= [A-Z] [a-z]{1,6}\0Ann is 12.",
+            "# comment\nroot ::= (\"(\" root \")\")* [^a-z\\n]? .\n\0(())\xce\xbb",
+            "root ::= [\\x7e-\\U00010001]+ \"\\u00e9\"\0~\xf0\x90\x80\x80\xc3\xa9",
         };
         for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
             char name[32];
@@ -54,22 +59,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const uint8_t *nul = memchr(data, 0, size);
-    size_t n_schema = nul ? (size_t)(nul - data) : size;
-    rm_grammar *g;
-    if (rm_json_schema_grammar((const char *)data, n_schema, &g) != RAMOLE_OK) return 0;
-    rm_grammar *ref;
-    if (rm_json_schema_grammar((const char *)data, n_schema, &ref) != RAMOLE_OK) abort(); /* deterministic */
+/* Read the text through a filter of grammar g (owned) and check every mask
+ * against ref, a second compile of the same format. */
+static void run(rm_grammar *g, rm_grammar *ref, const uint8_t *text, size_t n) {
     rm_token_filter *f;
     if (rm_token_filter_new(trie, g, true, &f) != RAMOLE_OK) {
         rm_grammar_free(ref);
-        return 0;
+        return;
     }
     rm_grammar_pos p = {0}, next = {0};
     if (rm_grammar_start(ref, &p) != RAMOLE_OK) abort();
-    const uint8_t *text = nul ? nul + 1 : data + size;
-    for (size_t i = 0; text + i < data + size && !rm_token_filter_done(f); i++) {
+    for (size_t i = 0; i < n && !rm_token_filter_done(f); i++) {
         const uint64_t *mask;
         int n_allowed;
         if (rm_token_filter_allowed(f, &mask, &n_allowed) != RAMOLE_OK) break; /* a limit, reported */
@@ -92,5 +92,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rm_grammar_pos_free(&next);
     rm_grammar_free(ref);
     rm_token_filter_free(f);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const uint8_t *nul = memchr(data, 0, size);
+    size_t n_format = nul ? (size_t)(nul - data) : size;
+    const uint8_t *text = nul ? nul + 1 : data + size;
+    size_t n_text = (size_t)(data + size - text);
+    rm_grammar *g, *ref;
+    if (rm_json_schema_grammar((const char *)data, n_format, &g) == RAMOLE_OK) {
+        if (rm_json_schema_grammar((const char *)data, n_format, &ref) != RAMOLE_OK) abort(); /* deterministic */
+        run(g, ref, text, n_text);
+    }
+    if (rm_gbnf_grammar((const char *)data, n_format, &g) == RAMOLE_OK) {
+        if (rm_gbnf_grammar((const char *)data, n_format, &ref) != RAMOLE_OK) abort();
+        run(g, ref, text, n_text);
+    }
     return 0;
 }
