@@ -165,12 +165,7 @@ static int parse_char(gp *c, uint32_t *cp) {
 static int put_code_point(gp *c, items *it, uint32_t cp) {
     if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return fail(c, "U+%04X is not a character", (unsigned)cp);
     uint8_t b[4];
-    int n = cp < 0x80 ? (b[0] = (uint8_t)cp, 1)
-          : cp < 0x800 ? (b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), 2)
-          : cp < 0x10000 ? (b[0] = (uint8_t)(0xE0 | cp >> 12), b[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
-                            b[2] = (uint8_t)(0x80 | (cp & 0x3F)), 3)
-          : (b[0] = (uint8_t)(0xF0 | cp >> 18), b[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F)),
-             b[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F)), b[3] = (uint8_t)(0x80 | (cp & 0x3F)), 4);
+    int n = rm_grammar_utf8(cp, b);
     for (int i = 0; i < n; i++)
         if (!push(c, it, -1 - b[i])) return -1;
     return 0;

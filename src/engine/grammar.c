@@ -145,7 +145,7 @@ int rm_grammar_repeat(rm_grammar *g, int item, int min, int max) {
     return r;
 }
 
-static int utf8_encode(uint32_t cp, uint8_t *b) {
+int rm_grammar_utf8(uint32_t cp, uint8_t b[4]) {
     if (cp < 0x80) return b[0] = (uint8_t)cp, 1;
     if (cp < 0x800) return b[0] = (uint8_t)(0xC0 | cp >> 6), b[1] = (uint8_t)(0x80 | (cp & 0x3F)), 2;
     if (cp < 0x10000)
@@ -175,8 +175,8 @@ static void utf8_ranges(rm_grammar *g, uint32_t lo, uint32_t hi, bool *first) {
             return;
         }
     uint8_t a[4], b[4];
-    int n = utf8_encode(lo, a);
-    utf8_encode(hi, b);
+    int n = rm_grammar_utf8(lo, a);
+    rm_grammar_utf8(hi, b);
     for (int i = 1; i < n; i++) {
         uint32_t m = (1u << (6 * i)) - 1;
         if ((lo & ~m) == (hi & ~m)) continue;

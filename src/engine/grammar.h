@@ -64,6 +64,8 @@ int  rm_grammar_repeat(rm_grammar *g, int item, int min, int max);
  * as alternatives of byte-range sequences (RFC 3629's well-formed forms);
  * no character at all when the ranges hold none. */
 int  rm_grammar_chars(rm_grammar *g, const uint32_t (*r)[2], int n);
+/* Code point cp (<= 0x10FFFF) as UTF-8 into b: its length. */
+int  rm_grammar_utf8(uint32_t cp, uint8_t b[4]);
 /* Make rule root the start; checks that every rule has a body and that
  * none is left-recursive. ERR_NOMEM, or ERR_INVALID naming the rule. */
 rm_status rm_grammar_finish(rm_grammar *g, int root);
