@@ -99,13 +99,13 @@ sleep 0.3
 busy_a=$(in_flight_a)
 kill -KILL "$(cat "$RUN/a.pid")"
 wait_all() { for j in $(jobs -p); do wait "$j" 2>/dev/null; done; }
-ok_after=0
+ok_after=0 codes_after=""
 for i in $(seq 1 10); do
-  c=$(curl -s -o /dev/null -w '%{http_code}' "$LB/v1/completions" -d '{"model": "ha1", "prompt": "after", "max_tokens": 2}')
-  [ "$c" = 200 ] && ok_after=$((ok_after + 1))
+  c=$(curl -s -o "$TMP/after$i" -w '%{http_code}' "$LB/v1/completions" -d '{"model": "ha1", "prompt": "after", "max_tokens": 2}')
+  [ "$c" = 200 ] && ok_after=$((ok_after + 1)) || codes_after+=" $c: $(head -c 120 "$TMP/after$i")"
 done
 wait_all
 n_ok=$(cat "$TMP"/code* | grep -o 200 | wc -l)
 # (HAProxy may even retry a's requests on b: at most a's may fail)
 [ "$ok_after" = 10 ] && [ "${busy_a:-0}" -ge 1 ] && [ $((8 - n_ok)) -le "$busy_a" ] && pass serve_ha_kill_one_server_others_serve \
-  || fail serve_ha_kill_one_server_others_serve "after the kill $ok_after/10 ok; in flight $n_ok/8 ok with ${busy_a:-?} running on a"
+  || fail serve_ha_kill_one_server_others_serve "after the kill $ok_after/10 ok${codes_after:+ (others:$codes_after)}; in flight $n_ok/8 ok with ${busy_a:-?} running on a"
