@@ -307,6 +307,14 @@ if (mode === "open") {
       if (r.status !== 200 || !re.test(t) || r.json.choices[0].finish_reason !== "stop")
         return `grammar, seed ${seed}: ${r.status} ${r.text}`;
     }
+    // vLLM's guided_choice: exactly one of the strings
+    const choices = ["positive", "negative", "neutral", "mixed \"feelings\""];
+    for (let seed = 1; seed <= 4; seed++) {
+      const r = await post("/v1/chat/completions", { model: modelName, messages, temperature: 1, seed, max_tokens: 16,
+        guided_choice: choices });
+      const t = r.json?.choices?.[0]?.message?.content;
+      if (r.status !== 200 || !choices.includes(t)) return `guided_choice, seed ${seed}: ${r.status} ${r.text}`;
+    }
     // json_object: an object (greedy; with ignore_eos its text cannot end inside a string, so bound it)
     const obj = await client.chat.completions.create({ model: modelName, messages, temperature: 1, seed: 9, max_tokens: 400,
       response_format: { type: "json_object" } });

@@ -215,4 +215,27 @@ TEST(request_json_response_format) {
     refused("{\"prompt\": \"a\", \"grammar\": \"root ::= x\"}", "field \"grammar\": grammar: rule \"x\"");
     refused("{\"prompt\": \"a\", \"grammar\": \"root ::= \\\"a\\\"\", \"response_format\": {\"type\": "
             "\"json_object\"}}", "give one");
+    /* vLLM's names */
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"guided_json\": {\"type\": \"integer\"}}", &sp));
+    CHECK(sp.req.json_schema && !strcmp(sp.req.json_schema, "{\"type\":\"integer\"}"));
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"guided_json\": \"{\\\"type\\\": \\\"null\\\"}\"}", &sp));
+    CHECK(sp.req.json_schema && !strcmp(sp.req.json_schema, "{\"type\":\"null\"}"));
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"guided_choice\": [\"yes\", \"no \\\"way\\\"\\n\"]}", &sp));
+    CHECK(sp.req.grammar && !strcmp(sp.req.grammar, "root ::= \"yes\" | \"no \\\"way\\\"\\x0A\""));
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"structured_outputs\": {\"choice\": [\"x\"]}}", &sp));
+    CHECK(sp.req.grammar && !strcmp(sp.req.grammar, "root ::= \"x\""));
+    rm_request_spec_free(&sp);
+    CHECK_OK(parse_text("{\"prompt\": \"a\", \"structured_outputs\": {\"json_object\": true}}", &sp));
+    CHECK(sp.req.json_schema && !strcmp(sp.req.json_schema, "{\"type\":\"object\"}"));
+    rm_request_spec_free(&sp);
+    refused("{\"prompt\": \"a\", \"guided_choice\": []}", "field \"guided_choice\" must be a non-empty array");
+    refused("{\"prompt\": \"a\", \"guided_json\": \"{\"}", "field \"guided_json\": not valid JSON");
+    refused("{\"prompt\": \"a\", \"guided_choice\": [\"a\"], \"guided_json\": {}}",
+            "fields \"guided_json\" and \"guided_choice\" both constrain the answer");
+    refused("{\"prompt\": \"a\", \"structured_outputs\": {\"regex\": \"a+\"}}",
+            "field \"structured_outputs.regex\" is not supported");
+    refused("{\"prompt\": \"a\", \"guided_grammar\": \"root ::= (\"}", "field \"guided_grammar\": grammar at line 1");
 }

@@ -340,61 +340,166 @@ static rm_status parse_cache_salt(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
-/* OpenAI's "response_format": {"type": "text"}, {"type": "json_object"}
- * (any object), or {"type": "json_schema", "json_schema": {"name",
- * "schema", "strict", "description"}}. The schema is compiled here too,
- * so that a request that cannot run says so when it is read. */
-static rm_status parse_response_format(const json_t *o, rm_request_spec *sp) {
-    const json_t *rf = json_object_get(o, "response_format");
-    if (!rf || json_is_null(rf)) return RAMOLE_OK;
-    const char *what = "{\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", "
-                       "\"json_schema\": {\"name\": ..., \"schema\": {...}}}";
-    const json_t *type = json_object_get(rf, "type");
-    if (!json_is_object(rf) || !json_is_string(type)) return bad("response_format", what);
-    const char *t = json_string_value(type);
-    if (!strcmp(t, "text")) return RAMOLE_OK;
-    json_t *schema = NULL;
-    if (!strcmp(t, "json_object")) {
-        schema = json_pack("{s:s}", "type", "object");
-    } else if (!strcmp(t, "json_schema")) {
-        const json_t *js = json_object_get(rf, "json_schema"), *name, *strict;
-        if (!json_is_object(js) || !(schema = json_object_get(js, "schema")) ||
-            (!json_is_object(schema) && !json_is_boolean(schema)))
-            return bad("response_format.json_schema", "an object with a \"schema\" (a JSON Schema object)");
-        if ((name = json_object_get(js, "name")) && !json_is_null(name) && !json_is_string(name))
-            return bad("response_format.json_schema.name", "a string");
-        if ((strict = json_object_get(js, "strict")) && !json_is_null(strict) && !json_is_boolean(strict))
-            return bad("response_format.json_schema.strict", "true, false or null");
-        json_incref(schema);
+/* ---- response formats: OpenAI's, llama.cpp's and vLLM's fields, one per request ---- */
+
+/* A schema given as JSON (object or boolean) or as its text, into compact
+ * JSON text (malloc'd, as jansson's). */
+static rm_status schema_text(const json_t *v, const char *field, char **out) {
+    json_t *doc = NULL;
+    if (json_is_string(v)) {
+        json_error_t je;
+        if (!(doc = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY, &je)))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"%s\": not valid JSON: %s (column %d)", field, je.text, je.column);
+    } else if (json_is_object(v) || json_is_boolean(v)) {
+        doc = json_incref((json_t *)v);
     } else {
-        return bad("response_format", what);
+        return bad(field, "a JSON Schema (an object, or its text)");
     }
-    sp->json_schema = schema ? json_dumps(schema, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    json_decref(schema);
-    if (!sp->json_schema) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    rm_grammar *g;
-    rm_status st = rm_json_schema_grammar(sp->json_schema, strlen(sp->json_schema), &g);
-    if (st != RAMOLE_OK)
-        return rm_err_prefix(st, "field \"response_format\"");
-    rm_grammar_free(g);
-    sp->req.json_schema = sp->json_schema;
+    *out = json_dumps(doc, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(doc);
+    return *out ? RAMOLE_OK : rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+}
+
+/* The schema of any object, malloc'd as jansson's texts are. */
+static rm_status any_object(char **out) {
+    static const char any[] = "{\"type\":\"object\"}";
+    if (!(*out = malloc(sizeof any))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    memcpy(*out, any, sizeof any);
     return RAMOLE_OK;
 }
 
-/* llama.cpp's "grammar": GBNF text, compiled here too (see above). */
-static rm_status parse_grammar(const json_t *o, rm_request_spec *sp) {
-    const json_t *v = json_object_get(o, "grammar");
-    if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v))) return RAMOLE_OK;
-    if (!json_is_string(v)) return bad("grammar", "a string in llama.cpp's GBNF");
-    if (sp->json_schema) return rm_err(RAMOLE_ERR_INVALID, "fields \"grammar\" and \"response_format\" both "
-                                       "constrain the answer; give one");
+/* vLLM's guided choice: one of the strings exactly, as a GBNF grammar of
+ * literal alternatives (rm_malloc'd). */
+static rm_status choice_gbnf(const json_t *v, const char *field, char **out) {
+    size_t n = json_array_size(v), cap = 16, len = 0;
+    if (!json_is_array(v) || !n) return bad(field, "a non-empty array of strings");
+    for (size_t i = 0; i < n; i++) {
+        if (!json_is_string(json_array_get(v, i))) return bad(field, "a non-empty array of strings");
+        cap += 8 + 4 * json_string_length(json_array_get(v, i));
+    }
+    char *g = rm_malloc(cap);
+    if (!g) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    len += (size_t)snprintf(g, cap, "root ::=");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *c = json_array_get(v, i);
+        len += (size_t)snprintf(g + len, cap - len, "%s \"", i ? " |" : "");
+        for (size_t k = 0; k < json_string_length(c); k++) {
+            unsigned char b = (unsigned char)json_string_value(c)[k];
+            if (b == '"' || b == '\\') g[len++] = '\\', g[len++] = (char)b;
+            else if (b < 0x20) len += (size_t)snprintf(g + len, cap - len, "\\x%02X", b);
+            else g[len++] = (char)b;
+        }
+        g[len++] = '"';
+    }
+    g[len] = 0;
+    *out = g;
+    return RAMOLE_OK;
+}
+
+/* Keep one format, found under `field`, checking that it compiles (so
+ * that a request that cannot run says so when it is read) and that no
+ * other field gave one. Takes schema (jansson's) or gbnf (rm_malloc'd). */
+static rm_status keep_format(rm_request_spec *sp, const char *field, const char **first, char *schema, char *gbnf) {
+    if (*first) {
+        free(schema);
+        rm_free(gbnf);
+        return rm_err(RAMOLE_ERR_INVALID, "fields \"%s\" and \"%s\" both constrain the answer; give one", *first, field);
+    }
+    *first = field;
     rm_grammar *g;
-    rm_status st = rm_gbnf_grammar(json_string_value(v), json_string_length(v), &g);
-    if (st != RAMOLE_OK) return rm_err_prefix(st, "field \"grammar\"");
+    rm_status st = schema ? rm_json_schema_grammar(schema, strlen(schema), &g) : rm_gbnf_grammar(gbnf, strlen(gbnf), &g);
+    sp->json_schema = schema;
+    sp->grammar = gbnf;
+    if (st != RAMOLE_OK) return rm_err_prefix(st, "field \"%s\"", field);
     rm_grammar_free(g);
-    if (!(sp->grammar = rm_strndup(json_string_value(v), json_string_length(v))))
-        return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-    sp->req.grammar = sp->grammar;
+    sp->req.json_schema = schema;
+    sp->req.grammar = gbnf;
+    return RAMOLE_OK;
+}
+
+static bool given(const json_t *v) { return v && !json_is_null(v); }
+
+/* OpenAI's "response_format" ({"type": "text" | "json_object" |
+ * "json_schema", "json_schema": {"name", "schema", "strict"}}),
+ * llama.cpp's "grammar" (GBNF), vLLM's "guided_json", "guided_choice",
+ * "guided_grammar" and "structured_outputs" ({"json" | "choice" |
+ * "grammar" | "json_object"}): at most one of them. */
+static rm_status parse_format(const json_t *o, rm_request_spec *sp) {
+    const char *first = NULL;
+    char *text = NULL;
+    const json_t *rf = json_object_get(o, "response_format");
+    if (given(rf)) {
+        const char *what = "{\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", "
+                           "\"json_schema\": {\"name\": ..., \"schema\": {...}}}";
+        const json_t *type = json_object_get(rf, "type");
+        if (!json_is_object(rf) || !json_is_string(type)) return bad("response_format", what);
+        const char *t = json_string_value(type);
+        if (!strcmp(t, "json_object")) {
+            RM_TRY(any_object(&text));
+            RM_TRY(keep_format(sp, "response_format", &first, text, NULL));
+        } else if (!strcmp(t, "json_schema")) {
+            const json_t *js = json_object_get(rf, "json_schema"), *schema, *name, *strict;
+            if (!json_is_object(js) || !(schema = json_object_get(js, "schema")) ||
+                (!json_is_object(schema) && !json_is_boolean(schema)))
+                return bad("response_format.json_schema", "an object with a \"schema\" (a JSON Schema object)");
+            if ((name = json_object_get(js, "name")) && !json_is_null(name) && !json_is_string(name))
+                return bad("response_format.json_schema.name", "a string");
+            if ((strict = json_object_get(js, "strict")) && !json_is_null(strict) && !json_is_boolean(strict))
+                return bad("response_format.json_schema.strict", "true, false or null");
+            RM_TRY(schema_text(schema, "response_format", &text));
+            RM_TRY(keep_format(sp, "response_format", &first, text, NULL));
+        } else if (strcmp(t, "text")) {
+            return bad("response_format", what);
+        }
+    }
+    const json_t *v = json_object_get(o, "grammar");
+    if (given(v) && !(json_is_string(v) && !json_string_length(v))) {
+        if (!json_is_string(v)) return bad("grammar", "a string in llama.cpp's GBNF");
+        if (!(text = rm_strndup(json_string_value(v), json_string_length(v)))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        RM_TRY(keep_format(sp, "grammar", &first, NULL, text));
+    }
+    if (given(v = json_object_get(o, "guided_json"))) {
+        RM_TRY(schema_text(v, "guided_json", &text));
+        RM_TRY(keep_format(sp, "guided_json", &first, text, NULL));
+    }
+    if (given(v = json_object_get(o, "guided_choice"))) {
+        RM_TRY(choice_gbnf(v, "guided_choice", &text));
+        RM_TRY(keep_format(sp, "guided_choice", &first, NULL, text));
+    }
+    if (given(v = json_object_get(o, "guided_grammar"))) {
+        if (!json_is_string(v)) return bad("guided_grammar", "a string in GBNF");
+        if (!(text = rm_strndup(json_string_value(v), json_string_length(v)))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        RM_TRY(keep_format(sp, "guided_grammar", &first, NULL, text));
+    }
+    const json_t *so = json_object_get(o, "structured_outputs");
+    if (!given(so)) return RAMOLE_OK;
+    if (!json_is_object(so)) return bad("structured_outputs", "an object of one of \"json\", \"choice\", \"grammar\" or "
+                                        "\"json_object\"");
+    const char *key;
+    json_object_foreach((json_t *)so, key, v) {
+        if (!given(v)) continue;
+        if (!strcmp(key, "json")) {
+            RM_TRY(schema_text(v, "structured_outputs.json", &text));
+            RM_TRY(keep_format(sp, "structured_outputs.json", &first, text, NULL));
+        } else if (!strcmp(key, "choice")) {
+            RM_TRY(choice_gbnf(v, "structured_outputs.choice", &text));
+            RM_TRY(keep_format(sp, "structured_outputs.choice", &first, NULL, text));
+        } else if (!strcmp(key, "grammar")) {
+            if (!json_is_string(v)) return bad("structured_outputs.grammar", "a string in GBNF");
+            if (!(text = rm_strndup(json_string_value(v), json_string_length(v))))
+                return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+            RM_TRY(keep_format(sp, "structured_outputs.grammar", &first, NULL, text));
+        } else if (!strcmp(key, "json_object")) {
+            if (!json_is_boolean(v)) return bad("structured_outputs.json_object", "true or false");
+            if (json_is_false(v)) continue;
+            RM_TRY(any_object(&text));
+            RM_TRY(keep_format(sp, "structured_outputs.json_object", &first, text, NULL));
+        } else if (strcmp(key, "disable_any_whitespace") && strcmp(key, "disable_fallback") &&
+                   strcmp(key, "disable_additional_properties") && strcmp(key, "whitespace_pattern")) {
+            return rm_err(RAMOLE_ERR_INVALID, "field \"structured_outputs.%s\" is not supported; give \"json\", "
+                          "\"choice\", \"grammar\" or \"json_object\"", key);
+        }
+    }
     return RAMOLE_OK;
 }
 
@@ -444,8 +549,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     RM_TRY(parse_logit_bias(o, sp));
     RM_TRY(parse_stop(o, sp));
     RM_TRY(parse_cache_salt(o, sp));
-    RM_TRY(parse_response_format(o, sp));
-    RM_TRY(parse_grammar(o, sp));
+    RM_TRY(parse_format(o, sp));
     return parse_lora(o, sp);
 }
 

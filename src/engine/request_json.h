@@ -42,7 +42,12 @@
  *                  the schema (json_schema.h's subset; others are refused
  *                  naming the keyword), ending as soon as it is complete
  *   "grammar"      llama.cpp's: a grammar in GBNF (gbnf.h) that the answer
- *                  follows from its rule root; not with a response_format
+ *                  follows from its rule root
+ *   "guided_json", "guided_choice" (an array of strings: the answer is one
+ *                  of them), "guided_grammar", "structured_outputs" ({"json"
+ *                  | "choice" | "grammar" | "json_object": true})   vLLM's
+ *                  names for the same; at most one field constrains a
+ *                  request
  *   "lora"         {"mode": "none"|"explicit"|"selection"|"mixture"|"fusion"|
  *                   "router", "adapters": [{"name" or "path", "weight", "score"}],
  *                   "router": name or path}; mode defaults to explicit when
