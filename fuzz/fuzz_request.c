@@ -46,6 +46,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "{\"prompt\": [1], \"lora\": {\"mode\": \"fusion\", \"adapters\": [{\"name\": \"e1\"}, {\"name\": \"e5\"}]}, "
             "\"max_tokens\": 0}",
             "{\"prompt\": [1, 319], \"lora\": {\"mode\": \"selection\", \"adapters\": [{\"name\": \"nope\"}]}}",
+            "{\"prompt\": \"x\", \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"p\", "
+            "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"enum\": [1, \"b\"]}}, \"required\": [\"a\"]}}}}",
+            "{\"prompt\": \"x\", \"grammar\": \"root ::= [a-z]{1,3} (\\\"!\\\" | \\\"?\\\")\"}",
+            "{\"prompt\": \"x\", \"guided_choice\": [\"yes\", \"no\"], \"max_tokens\": 2}",
+            "{\"prompt\": \"x\", \"structured_outputs\": {\"json\": \"{\\\"type\\\": \\\"integer\\\"}\"}}",
         };
         fuzz_seed_texts("request", lines, sizeof lines / sizeof *lines);
         exit(0);

@@ -8,6 +8,7 @@
 #include "test.h"
 #include "../fuzz/fuzz_http.h"
 #include "../fuzz/fuzz_util.h"
+#include "engine/gbnf.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "train/data.h"
@@ -300,4 +301,21 @@ TEST(fuzz_http_upload_gguf_version) {
     /* the file is named as the client named it, not by the server's temporary path */
     CHECK_MSG(!strncmp(reply_message(&rep), "adapter a1.gguf: a1.gguf: ", 26), "%s", reply_message(&rep));
     srv_reply_clear(&rep);
+}
+
+/* fuzz_format: an empty literal repeated ('""?') as the first element of
+ * a sequence made its rule from no items at a null item list (undefined
+ * pointer arithmetic, seen by UBSan). The empty text repeated is fine
+ * once ('?'); repeated without bound it is left recursion, refused. */
+TEST(fuzz_format_empty_literal_repeated) {
+    static const char crash[] = "oot ::= name \" \" (\"\"?\0\0\0 \"was\") \" \" [2-9] '[0-9]{0,2} \".\"\nname ::= [A-Z]n is 12.";
+    rm_grammar *g = NULL;
+    CHECK(rm_gbnf_grammar(crash, sizeof crash - 1, &g) == RAMOLE_ERR_INVALID); /* no rule root, among others */
+    rm_grammar_free(g);
+    CHECK_OK(rm_gbnf_grammar("root ::= (\"\"? \"a\")", 18, &g));
+    rm_grammar_free(g);
+    CHECK(rm_gbnf_grammar("root ::= \"\"? \"a\"", 16, &g) == RAMOLE_OK);
+    rm_grammar_free(g);
+    CHECK(rm_gbnf_grammar("root ::= \"\"* \"a\"", 16, &g) == RAMOLE_ERR_INVALID);
+    CHECK(strstr(ramole_last_error(), "left-recursive") != NULL);
 }

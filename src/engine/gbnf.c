@@ -254,9 +254,9 @@ static void emit(gp *c, int id, const items *it) {
     rm_grammar_end(c->g);
 }
 
-/* A new rule of items it[from, n). */
+/* A new rule of items it[from, n) (none: the empty text). */
 static int rule_of(gp *c, const items *it, int from) {
-    items part = {it->v + from, it->n - from, 0};
+    items part = {it->n > from ? it->v + from : NULL, it->n - from, 0};
     int id = rm_grammar_rule(c->g);
     emit(c, id, &part);
     return id;
