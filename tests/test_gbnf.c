@@ -126,4 +126,8 @@ TEST(gbnf_errors_name_the_place) {
     refused("root \"a\"", "expected \"::=\"");
     refused("root ::= \"a\" )", "line 1 column 14: unexpected ')'");
     refused("root ::= \"\\uD800\"", "is not a character");
+    /* a kilobyte of text must not build a grammar without bound */
+    char big[2048] = "root ::=";
+    for (int i = 0; i < 60; i++) strcat(big, " \"a\"{0,4096}");
+    refused(big, "more than 200000 rules");
 }

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_REPEAT 4096
+#define MAX_REPEAT RM_GRAMMAR_MAX_REPEAT
 #define MAX_NESTING 64
 #define ALT INT_MIN /* between alternatives in an item list */
 
@@ -417,11 +417,6 @@ rm_status rm_gbnf_grammar(const char *text, size_t len, rm_grammar **out) {
             if (c.names[i].rule == rm_grammar_left_recursive(c.g))
                 rm_err(c.st, "grammar: rule \"%s\" is left-recursive: it can reach itself before any character",
                        c.names[i].name);
-    if (c.st == RAMOLE_OK) { /* the first position expands within the matcher's limits */
-        rm_grammar_pos p = {0};
-        c.st = rm_grammar_start(c.g, &p);
-        rm_grammar_pos_free(&p);
-    }
     rm_free(c.names);
     if (c.st != RAMOLE_OK) {
         rm_grammar_free(c.g);

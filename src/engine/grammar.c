@@ -25,7 +25,7 @@ struct rm_grammar {
     int building; /* the rule whose body is open, or -1 */
     int start_el; /* an element referring to the root, then END */
     int left_recursive; /* the rule rm_grammar_finish found left-recursive, or -1 */
-    bool oom, misuse;
+    bool oom, misuse, full; /* full: RM_GRAMMAR_MAX_RULES reached, nothing more is built */
 };
 
 static bool grow(void **p, int *cap, int need, size_t size) {
@@ -53,10 +53,11 @@ void rm_grammar_free(rm_grammar *g) {
     rm_free(g);
 }
 
-int rm_grammar_n_rules(const rm_grammar *g) { return g->n_rules; }
 int rm_grammar_left_recursive(const rm_grammar *g) { return g->left_recursive; }
 
 int rm_grammar_rule(rm_grammar *g) {
+    if (g->n_rules >= RM_GRAMMAR_MAX_RULES) g->full = true;
+    if (g->full) return 0;
     if (!grow((void **)&g->start, &g->cap_rules, g->n_rules + 1, sizeof *g->start)) {
         g->oom = true;
         return 0;
@@ -66,6 +67,7 @@ int rm_grammar_rule(rm_grammar *g) {
 }
 
 static void put(rm_grammar *g, int kind, int arg) {
+    if (g->full) return;
     if (g->building < 0 && kind != EL_END) g->misuse = true;
     if (!grow((void **)&g->el, &g->cap_el, g->n_el + 1, sizeof *g->el)) {
         g->oom = true;
@@ -75,6 +77,7 @@ static void put(rm_grammar *g, int kind, int arg) {
 }
 
 void rm_grammar_begin(rm_grammar *g, int id) {
+    if (g->full) return;
     if (g->building >= 0 || id < 0 || id >= g->n_rules || g->start[id] >= 0) {
         g->misuse = true;
         return;
@@ -114,12 +117,14 @@ void rm_grammar_ref(rm_grammar *g, int rule) {
 void rm_grammar_or(rm_grammar *g) { put(g, EL_ALT, 0); }
 
 void rm_grammar_end(rm_grammar *g) {
+    if (g->full) return;
     if (g->building < 0) g->misuse = true;
     put(g, EL_END, 0);
     g->building = -1;
 }
 
 int rm_grammar_repeat(rm_grammar *g, int item, int min, int max) {
+    if (min > RM_GRAMMAR_MAX_REPEAT || max > RM_GRAMMAR_MAX_REPEAT) g->misuse = true;
     int tail = rm_grammar_rule(g);
     rm_grammar_begin(g, tail);
     if (max < 0) {
@@ -128,7 +133,7 @@ int rm_grammar_repeat(rm_grammar *g, int item, int min, int max) {
         rm_grammar_ref(g, tail);
     }
     rm_grammar_end(g);
-    for (int k = min; max >= 0 && k < max; k++) {
+    for (int k = min; max >= 0 && k < max && !g->full; k++) {
         int r = rm_grammar_rule(g);
         rm_grammar_begin(g, r);
         rm_grammar_or(g);
@@ -139,7 +144,7 @@ int rm_grammar_repeat(rm_grammar *g, int item, int min, int max) {
     }
     int r = rm_grammar_rule(g);
     rm_grammar_begin(g, r);
-    for (int k = 0; k < min; k++) rm_grammar_ref(g, item);
+    for (int k = 0; k < min && !g->full; k++) rm_grammar_ref(g, item);
     rm_grammar_ref(g, tail);
     rm_grammar_end(g);
     return r;
@@ -263,6 +268,7 @@ static int left_recursive(const rm_grammar *g, const bool *nullable, char *state
 }
 
 rm_status rm_grammar_finish(rm_grammar *g, int root) {
+    if (g->full) return rm_err(RAMOLE_ERR_INVALID, "grammar: more than %d rules", RM_GRAMMAR_MAX_RULES);
     if (g->oom) return rm_err(RAMOLE_ERR_NOMEM, "grammar: out of memory");
     if (g->misuse || g->building >= 0 || root < 0 || root >= g->n_rules)
         return rm_err(RAMOLE_ERR_INTERNAL, "grammar: built out of order");
@@ -290,7 +296,10 @@ rm_status rm_grammar_finish(rm_grammar *g, int root) {
     put(g, EL_END, 0);
     g->building = -1;
     if (g->oom) return rm_err(RAMOLE_ERR_NOMEM, "grammar: out of memory");
-    return RAMOLE_OK;
+    rm_grammar_pos p = {0}; /* the first position expands within the matcher's limits */
+    rm_status st = rm_grammar_start(g, &p);
+    rm_grammar_pos_free(&p);
+    return st;
 }
 
 /* ---- positions ---- */

@@ -35,6 +35,11 @@
  * the matcher's recursion): a position that needs more fails with
  * ERR_RANGE rather than exhaust the thread's stack. */
 #define RM_GRAMMAR_MAX_CHAIN 512
+/* Rules in one grammar (about 10 MB of it): a small text (a request's
+ * schema or GBNF) must not build a big grammar; past it rm_grammar_finish
+ * fails with ERR_INVALID. And the largest count rm_grammar_repeat takes. */
+#define RM_GRAMMAR_MAX_RULES 200000
+#define RM_GRAMMAR_MAX_REPEAT 4096
 
 typedef struct rm_grammar rm_grammar;
 
@@ -66,10 +71,11 @@ int  rm_grammar_repeat(rm_grammar *g, int item, int min, int max);
 int  rm_grammar_chars(rm_grammar *g, const uint32_t (*r)[2], int n);
 /* Code point cp (<= 0x10FFFF) as UTF-8 into b: its length. */
 int  rm_grammar_utf8(uint32_t cp, uint8_t b[4]);
-/* Make rule root the start; checks that every rule has a body and that
- * none is left-recursive. ERR_NOMEM, or ERR_INVALID naming the rule. */
+/* Make rule root the start; checks that every rule has a body, that none
+ * is left-recursive, and that the first position expands within the
+ * matcher's limits. ERR_NOMEM, ERR_INVALID (too many rules, a rule
+ * named left-recursive), or ERR_RANGE (too long a chain). */
 rm_status rm_grammar_finish(rm_grammar *g, int root);
-int rm_grammar_n_rules(const rm_grammar *g);
 /* After rm_grammar_finish refused a left-recursive rule: its id (else -1). */
 int rm_grammar_left_recursive(const rm_grammar *g);
 

@@ -15,11 +15,10 @@
 #include <string.h>
 
 #define MAX_NESTING 64   /* schema objects within one another */
-#define MAX_REPEAT 4096  /* largest minItems, maxItems, minLength, maxLength */
+#define MAX_REPEAT RM_GRAMMAR_MAX_REPEAT /* largest minItems, maxItems, minLength, maxLength */
 #define MAX_INDENT 20    /* spaces after a newline in whitespace */
 #define MAX_DIGITS 16
 #define MAX_PROPERTIES 256 /* declared in one object (OpenAI allows 100 in all) */
-#define MAX_RULES 200000   /* in the whole grammar: about 10 MB of it */
 
 typedef struct {
     char *ref;
@@ -676,7 +675,6 @@ static int compile(cc *c, const json_t *s) {
     if (json_is_false(s)) return fail(c, "the schema false: no value satisfies it%s", "");
     if (!json_is_object(s)) return fail(c, "a schema must be an object or a boolean%s", "");
     if (c->nesting >= MAX_NESTING) return fail(c, "schemas nest deeper than %s", "64");
-    if (rm_grammar_n_rules(c->g) > MAX_RULES) return fail(c, "the schema makes more than %s grammar rules", "200000");
     c->nesting++;
     const char *kind;
     int r = check_keywords(c, s, &kind);
@@ -757,11 +755,6 @@ rm_status rm_json_schema_grammar(const char *schema, size_t len, rm_grammar **ou
     rm_grammar_ref(c.g, value);
     rm_grammar_end(c.g);
     st = rm_grammar_finish(c.g, root);
-    if (st == RAMOLE_OK) { /* the first position expands within the matcher's limits */
-        rm_grammar_pos p = {0};
-        st = rm_grammar_start(c.g, &p);
-        rm_grammar_pos_free(&p);
-    }
 done:
     for (int i = 0; i < c.n_refs; i++) rm_free(c.refs[i].ref);
     rm_free(c.refs);
