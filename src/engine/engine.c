@@ -596,12 +596,13 @@ static void bind_cache_key(req *r, uint64_t salt) {
 /* A response format: the schema's or the GBNF's grammar, and the
  * vocabulary's trie the first time one is asked for. */
 static rm_status bind_format(rm_engine *e, const rm_engine_request *q, req *r) {
-    if (q->json_schema && q->grammar)
+    if (!q->format && q->json_schema && q->grammar)
         return rm_err(RAMOLE_ERR_INVALID, "request: give a JSON schema or a grammar, not both");
-    if ((!q->json_schema && !q->grammar) || q->prompt_only) return RAMOLE_OK;
+    if ((!q->format && !q->json_schema && !q->grammar) || q->prompt_only) return RAMOLE_OK;
     if (!e->tok) return rm_err(RAMOLE_ERR_INVALID, "request: a response format needs a model with a tokenizer");
     rm_grammar *g;
-    if (q->json_schema) RM_TRY(rm_json_schema_grammar(q->json_schema, strlen(q->json_schema), &g));
+    if (q->format) g = rm_grammar_retain(q->format);
+    else if (q->json_schema) RM_TRY(rm_json_schema_grammar(q->json_schema, strlen(q->json_schema), &g));
     else RM_TRY(rm_gbnf_grammar(q->grammar, strlen(q->grammar), &g));
     if (!e->vocab) {
         rm_status st = rm_vocab_trie_new(e->tok, e->m->cfg.vocab_size, &e->vocab);

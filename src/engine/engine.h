@@ -51,6 +51,7 @@
 #define RM_ENGINE_H
 
 #include "engine/adapter_cache.h"
+#include "engine/grammar.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct rm_engine rm_engine;
@@ -198,6 +199,10 @@ typedef struct {
                                * complete (or at an end token where it may end). NULL: free text */
     const char *grammar;      /* or a grammar in llama.cpp's GBNF (gbnf.h) the answer follows from
                                * its rule root, alike; at most one of the two */
+    rm_grammar *format;       /* or either one compiled already (the engine keeps a reference);
+                               * when given, json_schema and grammar are not read: a request
+                               * parsed on another thread (request_json.h) spares the driving
+                               * thread the compile, which a large schema makes milliseconds */
     bool logprobs;            /* each token's event carries its log-probability */
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt

@@ -25,6 +25,7 @@ struct rm_grammar {
     int building; /* the rule whose body is open, or -1 */
     int start_el; /* an element referring to the root, then END */
     int left_recursive; /* the rule rm_grammar_finish found left-recursive, or -1 */
+    int refs;
     bool oom, misuse, full; /* full: RM_GRAMMAR_MAX_RULES reached, nothing more is built */
 };
 
@@ -41,12 +42,17 @@ static bool grow(void **p, int *cap, int need, size_t size) {
 
 rm_grammar *rm_grammar_new(void) {
     rm_grammar *g = rm_calloc(1, sizeof *g);
-    if (g) g->building = g->start_el = g->left_recursive = -1;
+    if (g) g->building = g->start_el = g->left_recursive = -1, g->refs = 1;
+    return g;
+}
+
+rm_grammar *rm_grammar_retain(rm_grammar *g) {
+    __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
     return g;
 }
 
 void rm_grammar_free(rm_grammar *g) {
-    if (!g) return;
+    if (!g || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL)) return;
     rm_free(g->el);
     rm_free(g->start);
     rm_free(g->set);

@@ -20,7 +20,10 @@
  * references is an error (ERR_RANGE) of the call that meets it.
  *
  * Lifetime: a grammar is immutable once built and may be read by any
- * number of threads; a position belongs to its caller.
+ * number of threads; it is counted (rm_grammar_retain, rm_grammar_free
+ * drops one reference), so that a request parsed on one thread hands its
+ * compiled grammar to an engine on another. A position belongs to its
+ * caller.
  */
 #ifndef RM_ENGINE_GRAMMAR_H
 #define RM_ENGINE_GRAMMAR_H
@@ -46,8 +49,9 @@ typedef struct rm_grammar rm_grammar;
 /* ---- building (one rule body at a time; a failed allocation is reported by
  * rm_grammar_finish) ---- */
 
-rm_grammar *rm_grammar_new(void); /* NULL: out of memory */
-void        rm_grammar_free(rm_grammar *g); /* NULL is a no-op */
+rm_grammar *rm_grammar_new(void); /* NULL: out of memory; one reference */
+rm_grammar *rm_grammar_retain(rm_grammar *g); /* one more reference (any thread); returns g */
+void        rm_grammar_free(rm_grammar *g);   /* drops one; the last frees (NULL is a no-op) */
 /* A new rule's id, its body still to come (it may be referred to first). */
 int  rm_grammar_rule(rm_grammar *g);
 /* Start the body of rule id; then alternatives of items, separated by

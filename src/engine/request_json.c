@@ -396,9 +396,10 @@ static rm_status choice_gbnf(const json_t *v, const char *field, char **out) {
     return RAMOLE_OK;
 }
 
-/* Keep one format, found under `field`, checking that it compiles (so
- * that a request that cannot run says so when it is read) and that no
- * other field gave one. Takes schema (jansson's) or gbnf (rm_malloc'd). */
+/* Keep one format, found under `field`, and its grammar, compiled here
+ * (a request that cannot run says so when it is read, and the engine's
+ * driving thread is spared the compile); no other field may give one.
+ * Takes schema (jansson's) or gbnf (rm_malloc'd). */
 static rm_status keep_format(rm_request_spec *sp, const char *field, const char **first, char *schema, char *gbnf) {
     if (*first) {
         free(schema);
@@ -406,14 +407,14 @@ static rm_status keep_format(rm_request_spec *sp, const char *field, const char 
         return rm_err(RAMOLE_ERR_INVALID, "fields \"%s\" and \"%s\" both constrain the answer; give one", *first, field);
     }
     *first = field;
-    rm_grammar *g;
-    rm_status st = schema ? rm_json_schema_grammar(schema, strlen(schema), &g) : rm_gbnf_grammar(gbnf, strlen(gbnf), &g);
     sp->json_schema = schema;
     sp->grammar = gbnf;
+    rm_status st = schema ? rm_json_schema_grammar(schema, strlen(schema), &sp->format)
+                          : rm_gbnf_grammar(gbnf, strlen(gbnf), &sp->format);
     if (st != RAMOLE_OK) return rm_err_prefix(st, "field \"%s\"", field);
-    rm_grammar_free(g);
     sp->req.json_schema = schema;
     sp->req.grammar = gbnf;
+    sp->req.format = sp->format;
     return RAMOLE_OK;
 }
 
@@ -575,5 +576,6 @@ void rm_request_spec_free(rm_request_spec *sp) {
     rm_free(sp->cache_salt);
     free(sp->json_schema); /* jansson's */
     rm_free(sp->grammar);
+    rm_grammar_free(sp->format);
     memset(sp, 0, sizeof *sp);
 }

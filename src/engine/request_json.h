@@ -80,6 +80,7 @@ typedef struct {
     char *cache_salt;        /* "cache_salt" (req.cache_salt holds its 64-bit hash) */
     char *json_schema;       /* "response_format"'s schema, compact JSON (req.json_schema) */
     char *grammar;           /* "grammar", GBNF (req.grammar) */
+    rm_grammar *format;      /* either one compiled (req.format), one reference */
 } rm_request_spec;
 
 /* Adapter object `adapter` (a json_t *, entry i of "lora.adapters")'s
