@@ -420,14 +420,40 @@ static rm_status keep_format(rm_request_spec *sp, const char *field, const char 
 
 static bool given(const json_t *v) { return v && !json_is_null(v); }
 
+/* What a format field holds: a schema (an object or its text), a list of
+ * choices, GBNF text, or true for any object. */
+typedef enum { AS_SCHEMA, AS_CHOICE, AS_GBNF, AS_OBJECT } format_kind;
+
+/* The format field `field` holds (v, of kind k), kept as keep_format keeps it. */
+static rm_status take_format(rm_request_spec *sp, const char **first, const char *field, format_kind k,
+                             const json_t *v) {
+    char *text = NULL;
+    switch (k) {
+    case AS_SCHEMA:
+        RM_TRY(schema_text(v, field, &text));
+        return keep_format(sp, field, first, text, NULL);
+    case AS_OBJECT:
+        RM_TRY(any_object(&text));
+        return keep_format(sp, field, first, text, NULL);
+    case AS_CHOICE:
+        RM_TRY(choice_gbnf(v, field, &text));
+        return keep_format(sp, field, first, NULL, text);
+    case AS_GBNF:
+        if (!json_is_string(v)) return bad(field, "a string in GBNF");
+        if (!(text = rm_strndup(json_string_value(v), json_string_length(v))))
+            return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+        return keep_format(sp, field, first, NULL, text);
+    }
+    return RAMOLE_OK;
+}
+
 /* OpenAI's "response_format" ({"type": "text" | "json_object" |
  * "json_schema", "json_schema": {"name", "schema", "strict"}}),
- * llama.cpp's "grammar" (GBNF), vLLM's "guided_json", "guided_choice",
- * "guided_grammar" and "structured_outputs" ({"json" | "choice" |
- * "grammar" | "json_object"}): at most one of them. */
+ * llama.cpp's "grammar" (GBNF; "" is off), vLLM's "guided_json",
+ * "guided_choice", "guided_grammar" and "structured_outputs" ({"json" |
+ * "choice" | "grammar" | "json_object": true}): at most one of them. */
 static rm_status parse_format(const json_t *o, rm_request_spec *sp) {
     const char *first = NULL;
-    char *text = NULL;
     const json_t *rf = json_object_get(o, "response_format");
     if (given(rf)) {
         const char *what = "{\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", "
@@ -436,8 +462,7 @@ static rm_status parse_format(const json_t *o, rm_request_spec *sp) {
         if (!json_is_object(rf) || !json_is_string(type)) return bad("response_format", what);
         const char *t = json_string_value(type);
         if (!strcmp(t, "json_object")) {
-            RM_TRY(any_object(&text));
-            RM_TRY(keep_format(sp, "response_format", &first, text, NULL));
+            RM_TRY(take_format(sp, &first, "response_format", AS_OBJECT, NULL));
         } else if (!strcmp(t, "json_schema")) {
             const json_t *js = json_object_get(rf, "json_schema"), *schema, *name, *strict;
             if (!json_is_object(js) || !(schema = json_object_get(js, "schema")) ||
@@ -447,59 +472,46 @@ static rm_status parse_format(const json_t *o, rm_request_spec *sp) {
                 return bad("response_format.json_schema.name", "a string");
             if ((strict = json_object_get(js, "strict")) && !json_is_null(strict) && !json_is_boolean(strict))
                 return bad("response_format.json_schema.strict", "true, false or null");
-            RM_TRY(schema_text(schema, "response_format", &text));
-            RM_TRY(keep_format(sp, "response_format", &first, text, NULL));
+            RM_TRY(take_format(sp, &first, "response_format", AS_SCHEMA, schema));
         } else if (strcmp(t, "text")) {
             return bad("response_format", what);
         }
     }
-    const json_t *v = json_object_get(o, "grammar");
-    if (given(v) && !(json_is_string(v) && !json_string_length(v))) {
-        if (!json_is_string(v)) return bad("grammar", "a string in llama.cpp's GBNF");
-        if (!(text = rm_strndup(json_string_value(v), json_string_length(v)))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-        RM_TRY(keep_format(sp, "grammar", &first, NULL, text));
+    static const struct {
+        const char *key, *field; /* the key, and its name in messages */
+        format_kind kind;
+    } top[] = {{"grammar", "grammar", AS_GBNF}, {"guided_json", "guided_json", AS_SCHEMA},
+               {"guided_choice", "guided_choice", AS_CHOICE}, {"guided_grammar", "guided_grammar", AS_GBNF}},
+      nested[] = {{"json", "structured_outputs.json", AS_SCHEMA},
+                  {"choice", "structured_outputs.choice", AS_CHOICE},
+                  {"grammar", "structured_outputs.grammar", AS_GBNF},
+                  {"json_object", "structured_outputs.json_object", AS_OBJECT}};
+    for (size_t i = 0; i < sizeof top / sizeof *top; i++) {
+        const json_t *v = json_object_get(o, top[i].key);
+        if (given(v) && !(top[i].kind == AS_GBNF && json_is_string(v) && !json_string_length(v)))
+            RM_TRY(take_format(sp, &first, top[i].field, top[i].kind, v));
     }
-    if (given(v = json_object_get(o, "guided_json"))) {
-        RM_TRY(schema_text(v, "guided_json", &text));
-        RM_TRY(keep_format(sp, "guided_json", &first, text, NULL));
-    }
-    if (given(v = json_object_get(o, "guided_choice"))) {
-        RM_TRY(choice_gbnf(v, "guided_choice", &text));
-        RM_TRY(keep_format(sp, "guided_choice", &first, NULL, text));
-    }
-    if (given(v = json_object_get(o, "guided_grammar"))) {
-        if (!json_is_string(v)) return bad("guided_grammar", "a string in GBNF");
-        if (!(text = rm_strndup(json_string_value(v), json_string_length(v)))) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-        RM_TRY(keep_format(sp, "guided_grammar", &first, NULL, text));
-    }
-    const json_t *so = json_object_get(o, "structured_outputs");
+    const json_t *so = json_object_get(o, "structured_outputs"), *v;
     if (!given(so)) return RAMOLE_OK;
-    if (!json_is_object(so)) return bad("structured_outputs", "an object of one of \"json\", \"choice\", \"grammar\" or "
-                                        "\"json_object\"");
+    if (!json_is_object(so))
+        return bad("structured_outputs", "an object of one of \"json\", \"choice\", \"grammar\" or \"json_object\"");
     const char *key;
     json_object_foreach((json_t *)so, key, v) {
         if (!given(v)) continue;
-        if (!strcmp(key, "json")) {
-            RM_TRY(schema_text(v, "structured_outputs.json", &text));
-            RM_TRY(keep_format(sp, "structured_outputs.json", &first, text, NULL));
-        } else if (!strcmp(key, "choice")) {
-            RM_TRY(choice_gbnf(v, "structured_outputs.choice", &text));
-            RM_TRY(keep_format(sp, "structured_outputs.choice", &first, NULL, text));
-        } else if (!strcmp(key, "grammar")) {
-            if (!json_is_string(v)) return bad("structured_outputs.grammar", "a string in GBNF");
-            if (!(text = rm_strndup(json_string_value(v), json_string_length(v))))
-                return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
-            RM_TRY(keep_format(sp, "structured_outputs.grammar", &first, NULL, text));
-        } else if (!strcmp(key, "json_object")) {
-            if (!json_is_boolean(v)) return bad("structured_outputs.json_object", "true or false");
-            if (json_is_false(v)) continue;
-            RM_TRY(any_object(&text));
-            RM_TRY(keep_format(sp, "structured_outputs.json_object", &first, text, NULL));
-        } else if (strcmp(key, "disable_any_whitespace") && strcmp(key, "disable_fallback") &&
-                   strcmp(key, "disable_additional_properties") && strcmp(key, "whitespace_pattern")) {
-            return rm_err(RAMOLE_ERR_INVALID, "field \"structured_outputs.%s\" is not supported; give \"json\", "
-                          "\"choice\", \"grammar\" or \"json_object\"", key);
+        size_t i = 0;
+        while (i < sizeof nested / sizeof *nested && strcmp(key, nested[i].key)) i++;
+        if (i == sizeof nested / sizeof *nested) {
+            if (strcmp(key, "disable_any_whitespace") && strcmp(key, "disable_fallback") &&
+                strcmp(key, "disable_additional_properties") && strcmp(key, "whitespace_pattern"))
+                return rm_err(RAMOLE_ERR_INVALID, "field \"structured_outputs.%s\" is not supported; give "
+                              "\"json\", \"choice\", \"grammar\" or \"json_object\"", key);
+            continue;
         }
+        if (nested[i].kind == AS_OBJECT) {
+            if (!json_is_boolean(v)) return bad(nested[i].field, "true or false");
+            if (json_is_false(v)) continue;
+        }
+        RM_TRY(take_format(sp, &first, nested[i].field, nested[i].kind, v));
     }
     return RAMOLE_OK;
 }
