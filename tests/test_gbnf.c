@@ -18,7 +18,9 @@ static int takes(const char *gbnf, const char *text, size_t n) {
     }
     rm_grammar_pos p = {0}, tmp = {0};
     bool ok = false;
-    if (rm_grammar_start(g, &p) == RAMOLE_OK && rm_grammar_accept_all(g, &p, &tmp, text, n, &ok) == RAMOLE_OK && ok)
+    size_t taken;
+    if (rm_grammar_start(g, &p) == RAMOLE_OK && rm_grammar_accept_all(g, &p, &tmp, text, n, &taken) == RAMOLE_OK &&
+        taken == n)
         ok = rm_grammar_can_end(&p);
     rm_grammar_pos_free(&p);
     rm_grammar_pos_free(&tmp);

@@ -22,8 +22,9 @@ static int takes(const char *schema, const char *text) {
     }
     rm_grammar_pos p = {0}, tmp = {0};
     bool ok = false;
+    size_t taken;
     if (rm_grammar_start(g, &p) == RAMOLE_OK &&
-        rm_grammar_accept_all(g, &p, &tmp, text, strlen(text), &ok) == RAMOLE_OK && ok)
+        rm_grammar_accept_all(g, &p, &tmp, text, strlen(text), &taken) == RAMOLE_OK && taken == strlen(text))
         ok = rm_grammar_can_end(&p);
     rm_grammar_pos_free(&p);
     rm_grammar_pos_free(&tmp);
@@ -236,9 +237,9 @@ TEST(token_filter_walk_matches_bytewise_check) {
             if (id < V && rm_tok_is_eog(tok, id)) want = rm_grammar_can_end(&p);
             else if (id < V && !rm_tok_is_special(tok, id) && rm_tok_piece(tok, id, &s, &len) == RAMOLE_OK && len) {
                 CHECK_OK(rm_grammar_pos_copy(&q, &p));
-                bool ok;
-                CHECK_OK(rm_grammar_accept_all(ref, &q, &tmp, s, len, &ok));
-                want = ok;
+                size_t taken;
+                CHECK_OK(rm_grammar_accept_all(ref, &q, &tmp, s, len, &taken));
+                want = taken == len;
             }
             bool got = mask[id / 64] >> (id % 64) & 1;
             CHECK_MSG(got == want, "at byte %zu token %d: mask %d, bytewise %d", at, id, got, want);
@@ -257,9 +258,9 @@ TEST(token_filter_walk_matches_bytewise_check) {
         }
         CHECK(id >= 0);
         CHECK_OK(rm_token_filter_take(f, id));
-        bool ok;
-        CHECK_OK(rm_grammar_accept_all(ref, &p, &tmp, one, 1, &ok));
-        CHECK(ok);
+        size_t taken;
+        CHECK_OK(rm_grammar_accept_all(ref, &p, &tmp, one, 1, &taken));
+        CHECK(taken == 1);
     }
     CHECK(rm_token_filter_done(f));
     /* a token the grammar refuses is refused by take too */

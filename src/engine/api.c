@@ -378,21 +378,12 @@ ramole_status ramole_format_check(const char *json_schema, const char *gbnf, con
     rm_grammar *g;
     RM_TRY(json_schema ? rm_json_schema_grammar(json_schema, strlen(json_schema), &g)
                        : rm_gbnf_grammar(gbnf, strlen(gbnf), &g));
-    rm_grammar_pos p = {0}, next = {0};
+    rm_grammar_pos p = {0}, tmp = {0};
     rm_status st = rm_grammar_start(g, &p);
-    size_t i = 0;
-    for (; st == RAMOLE_OK && i < len; i++) {
-        if ((st = rm_grammar_accept(g, &p, (uint8_t)text[i], &next)) != RAMOLE_OK || rm_grammar_dead(&next)) break;
-        rm_grammar_pos t = p;
-        p = next;
-        next = t;
-    }
-    if (st == RAMOLE_OK) {
-        *prefix = i;
-        *complete = i == len && rm_grammar_can_end(&p);
-    }
+    if (st == RAMOLE_OK && (st = rm_grammar_accept_all(g, &p, &tmp, text, len, prefix)) == RAMOLE_OK)
+        *complete = *prefix == len && rm_grammar_can_end(&p);
     rm_grammar_pos_free(&p);
-    rm_grammar_pos_free(&next);
+    rm_grammar_pos_free(&tmp);
     rm_grammar_free(g);
     return st;
 }

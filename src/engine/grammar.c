@@ -398,17 +398,13 @@ rm_status rm_grammar_accept(const rm_grammar *g, const rm_grammar_pos *in, uint8
 }
 
 rm_status rm_grammar_accept_all(const rm_grammar *g, rm_grammar_pos *p, rm_grammar_pos *tmp, const char *s, size_t n,
-                                bool *ok) {
-    *ok = true;
-    for (size_t i = 0; i < n; i++) {
-        RM_TRY(rm_grammar_accept(g, p, (uint8_t)s[i], tmp));
+                                size_t *taken) {
+    for (*taken = 0; *taken < n; ++*taken) {
+        RM_TRY(rm_grammar_accept(g, p, (uint8_t)s[*taken], tmp));
         rm_grammar_pos t = *p;
         *p = *tmp;
         *tmp = t;
-        if (!p->v[0]) {
-            *ok = false;
-            return RAMOLE_OK;
-        }
+        if (!p->v[0]) return RAMOLE_OK;
     }
     return RAMOLE_OK;
 }

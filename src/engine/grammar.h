@@ -99,10 +99,11 @@ rm_status rm_grammar_start(const rm_grammar *g, rm_grammar_pos *out);
 /* out (distinct from in) as in after byte b; out->v[0] == 0 when b cannot
  * come next (ERR_NOMEM only when memory runs out). */
 rm_status rm_grammar_accept(const rm_grammar *g, const rm_grammar_pos *in, uint8_t b, rm_grammar_pos *out);
-/* The same over bytes s[0, n): false when one of them cannot come (out
- * then holds nothing). p is replaced by the result; tmp is scratch. */
+/* The same over bytes s[0, n): *taken gets how many leading bytes it
+ * took (n: all of them; fewer, and p holds nothing: the next one cannot
+ * come). p is replaced by the result; tmp is scratch. */
 rm_status rm_grammar_accept_all(const rm_grammar *g, rm_grammar_pos *p, rm_grammar_pos *tmp, const char *s, size_t n,
-                                bool *ok);
+                                size_t *taken);
 bool rm_grammar_can_end(const rm_grammar_pos *p);  /* the text read so far is complete */
 bool rm_grammar_must_end(const rm_grammar_pos *p); /* and nothing may follow it */
 bool rm_grammar_dead(const rm_grammar_pos *p);     /* nothing accepted the last byte */

@@ -350,11 +350,10 @@ rm_status rm_token_filter_take(rm_token_filter *f, int32_t id) {
         return RAMOLE_OK;
     }
     const char *s;
-    size_t len;
-    bool ok = false;
+    size_t len, taken = 0;
     if (rm_tok_piece(t->tokenizer, id, &s, &len) == RAMOLE_OK && len && !rm_tok_is_special(t->tokenizer, id))
-        RM_TRY(rm_grammar_accept_all(f->g, &f->pos, &f->tmp, s, len, &ok));
-    if (!ok) return rm_err(RAMOLE_ERR_INTERNAL, "token filter: token %d is not allowed here", (int)id);
+        RM_TRY(rm_grammar_accept_all(f->g, &f->pos, &f->tmp, s, len, &taken));
+    if (!len || taken < len) return rm_err(RAMOLE_ERR_INTERNAL, "token filter: token %d is not allowed here", (int)id);
     return RAMOLE_OK;
 }
 
