@@ -250,28 +250,28 @@ bool cli_json_line(FILE *f, json_t *obj) {
 }
 
 /* The whole of file `path`, NUL-terminated (malloc'd), or NULL after saying why. */
-char *cli_read_text(const char *cmd, const char *path) {
+char *cli_read_text(const char *cmd, const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     char *s = NULL;
     size_t n = 0, cap = 0;
-    if (f) {
-        for (size_t got = 1; got;) {
-            if (n + 4096 + 1 > cap) {
-                char *t = realloc(s, cap = cap * 2 + 4096 + 1);
-                if (!t) break;
-                s = t;
-            }
-            n += got = fread(s + n, 1, 4096, f);
+    bool ok = f != NULL;
+    for (size_t got = 1; ok && got;) {
+        if (n + 4096 + 1 > cap) {
+            char *t = realloc(s, cap = cap * 2 + 4096 + 1);
+            if (!(ok = t != NULL)) break;
+            s = t;
         }
+        n += got = fread(s + n, 1, 4096, f);
     }
-    if (!f || ferror(f) || !s) {
+    if (f && ferror(f)) ok = false;
+    if (f) fclose(f);
+    if (!ok) {
         fprintf(stderr, "ramole %s: cannot read %s\n", cmd, path);
-        if (f) fclose(f);
         free(s);
         return NULL;
     }
-    fclose(f);
     s[n] = 0;
+    if (len) *len = n;
     return s;
 }
 

@@ -43,9 +43,9 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Print the library's last error as "ramole CMD: message" and return 1. */
 int cli_fail(const char *cmd, ramole_status st);
 bool cli_ends_with(const char *s, const char *suffix);
-/* The whole of file `path`, NUL-terminated (malloc'd), or NULL after
- * printing "ramole CMD: cannot read PATH". */
-char *cli_read_text(const char *cmd, const char *path);
+/* The whole of file `path`, NUL-terminated (malloc'd), its length in
+ * *len (may be NULL), or NULL after printing "ramole CMD: cannot read PATH". */
+char *cli_read_text(const char *cmd, const char *path, size_t *len);
 
 /* JSON output goes through jansson, so that names holding quotes or
  * backslashes stay valid JSON. A number as printf's `fmt` ("%.6f",

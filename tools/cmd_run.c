@@ -105,9 +105,9 @@ static bool parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         /* response formats, by llama.cpp's names (TEXT, or -file FILE) */
         else if (!strcmp(a, "--json")) { if (!set_format(cmd, o, &o->json_schema, strdup("{\"type\": \"object\"}"))) return false; }
         else if (!strcmp(a, "--json-schema")) { VAL(); if (!set_format(cmd, o, &o->json_schema, strdup(v))) return false; }
-        else if (!strcmp(a, "--json-schema-file")) { VAL(); if (!set_format(cmd, o, &o->json_schema, cli_read_text(cmd, v))) return false; }
+        else if (!strcmp(a, "--json-schema-file")) { VAL(); if (!set_format(cmd, o, &o->json_schema, cli_read_text(cmd, v, NULL))) return false; }
         else if (!strcmp(a, "--grammar")) { VAL(); if (!set_format(cmd, o, &o->grammar, strdup(v))) return false; }
-        else if (!strcmp(a, "--grammar-file")) { VAL(); if (!set_format(cmd, o, &o->grammar, cli_read_text(cmd, v))) return false; }
+        else if (!strcmp(a, "--grammar-file")) { VAL(); if (!set_format(cmd, o, &o->grammar, cli_read_text(cmd, v, NULL))) return false; }
         else {
             fprintf(stderr, "ramole %s: unknown option '%s'\n", cmd, a);
             return false;
