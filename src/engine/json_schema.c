@@ -11,6 +11,7 @@
 #include "engine/json_schema.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,9 +38,13 @@ typedef struct {
     rm_status st; /* the first failure's */
 } cc;
 
-static int fail(cc *c, const char *fmt, const char *arg) {
+static int fail(cc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(cc *c, const char *fmt, ...) {
     char what[256];
-    snprintf(what, sizeof what, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     c->st = rm_err(RAMOLE_ERR_INVALID, "json schema at \"%s\": %s", *c->path ? c->path : "/", what);
     return -1;
 }
@@ -77,8 +82,6 @@ static int ws_rule(cc *c) {
     rm_grammar_end(g);
     return c->ws;
 }
-
-static int rep(cc *c, int item, int min, int max) { return rm_grammar_repeat(c->g, item, min, max); }
 
 static int range_rule(cc *c, uint8_t lo, uint8_t hi) {
     int r = rm_grammar_rule(c->g);
@@ -143,7 +146,7 @@ static int quoted(cc *c, int chars) {
 }
 
 static int string_rule(cc *c) {
-    if (c->string < 0) c->string = quoted(c, rep(c, char_rule(c), 0, -1));
+    if (c->string < 0) c->string = quoted(c, rm_grammar_repeat(c->g, char_rule(c), 0, -1));
     return c->string;
 }
 
@@ -153,17 +156,17 @@ static int numeric_rule(cc *c, bool real) {
     if (*memo >= 0) return *memo;
     rm_grammar *g = c->g;
     int digit = range_rule(c, '0', '9');
-    int more = rep(c, digit, 0, MAX_DIGITS - 1);
+    int more = rm_grammar_repeat(c->g, digit, 0, MAX_DIGITS - 1);
     int frac = -1, exp = -1;
     if (real) {
-        int fd = rep(c, digit, 1, MAX_DIGITS);
+        int fd = rm_grammar_repeat(c->g, digit, 1, MAX_DIGITS);
         frac = rm_grammar_rule(g);
         rm_grammar_begin(g, frac);
         rm_grammar_or(g);
         rm_grammar_lit(g, ".", 1);
         rm_grammar_ref(g, fd);
         rm_grammar_end(g);
-        int ed = rep(c, digit, 1, 3);
+        int ed = rm_grammar_repeat(c->g, digit, 1, 3);
         exp = rm_grammar_rule(g);
         rm_grammar_begin(g, exp);
         rm_grammar_or(g);
@@ -239,7 +242,7 @@ static int list_rule(cc *c, int item, int min, int max) {
         rm_grammar_ref(g, ws);
         rm_grammar_ref(g, item);
         rm_grammar_end(g);
-        int rest = rep(c, sep, min > 1 ? min - 1 : 0, max < 0 ? -1 : max - 1);
+        int rest = rm_grammar_repeat(c->g, sep, min > 1 ? min - 1 : 0, max < 0 ? -1 : max - 1);
         items = rm_grammar_rule(g);
         rm_grammar_begin(g, items);
         rm_grammar_ref(g, item);
@@ -328,9 +331,7 @@ static int compile_at(cc *c, const json_t *s, const char *seg, const char *seg2)
 /* Exactly the compact JSON of v. */
 static int literal_rule(cc *c, const json_t *v) {
     char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (!text) {
-        return oom(c);
-    }
+    if (!text) return oom(c);
     int r = rm_grammar_rule(c->g);
     rm_grammar_begin(c->g, r);
     rm_grammar_lit(c->g, text, strlen(text));
@@ -394,11 +395,9 @@ static int one_of(cc *c, int *alts, size_t n) {
 /* "enum" or "const": alternatives of the values that s's "type" allows. */
 static int values_rule(cc *c, const json_t *s, const json_t *vals, bool is_const) {
     size_t n = is_const ? 1 : json_array_size(vals);
-    if (!is_const && !json_is_array(vals)) return fail(c, "\"enum\" must be an array%s", "");
+    if (!is_const && !json_is_array(vals)) return fail(c, "\"enum\" must be an array");
     int *alts = rm_malloc((n ? n : 1) * sizeof *alts);
-    if (!alts) {
-        return oom(c);
-    }
+    if (!alts) return oom(c);
     int k = 0;
     for (size_t i = 0; i < n; i++) {
         const json_t *v = is_const ? vals : json_array_get(vals, i);
@@ -486,9 +485,7 @@ static bool get_count(cc *c, const json_t *s, const char *kw, int *out) {
     const json_t *v = json_object_get(s, kw);
     if (!v) return true;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_REPEAT) {
-        char what[96];
-        snprintf(what, sizeof what, "\"%s\" must be an integer from 0 to %d", kw, MAX_REPEAT);
-        fail(c, "%s", what);
+        fail(c, "\"%s\" must be an integer from 0 to %d", kw, MAX_REPEAT);
         return false;
     }
     *out = (int)json_integer_value(v);
@@ -506,26 +503,26 @@ static int bounds(cc *c, const json_t *s, const char *min_kw, const char *max_kw
 static int object_rule(cc *c, const json_t *s) {
     const json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required"),
                  *addl = json_object_get(s, "additionalProperties");
-    if (props && !json_is_object(props)) return fail(c, "\"properties\" must be an object%s", "");
-    if (req && !json_is_array(req)) return fail(c, "\"required\" must be an array of names%s", "");
+    if (props && !json_is_object(props)) return fail(c, "\"properties\" must be an object");
+    if (req && !json_is_array(req)) return fail(c, "\"required\" must be an array of names");
     size_t i;
     const json_t *x;
     json_array_foreach(req, i, x) {
-        if (!json_is_string(x)) return fail(c, "\"required\" must be an array of names%s", "");
+        if (!json_is_string(x)) return fail(c, "\"required\" must be an array of names");
         if (!json_object_get(props, json_string_value(x)))
             return fail(c, "required property \"%s\" is not among \"properties\"", json_string_value(x));
     }
     /* other members: any without "properties", else only as "additionalProperties" says */
     int extra = -1;
     if (addl && !json_is_boolean(addl) && !json_is_object(addl))
-        return fail(c, "\"additionalProperties\" must be a boolean or a schema%s", "");
+        return fail(c, "\"additionalProperties\" must be a boolean or a schema");
     if (addl ? !json_is_false(addl) : !props) {
         int v = addl && json_is_object(addl) ? compile_at(c, addl, "additionalProperties", NULL) : any_rule(c);
         if (v < 0) return -1;
         extra = member_rule(c, string_rule(c), NULL, -1, v);
     }
     size_t n = props ? json_object_size(props) : 0;
-    if (n > MAX_PROPERTIES) return fail(c, "more than %s \"properties\" in one object", "256");
+    if (n > MAX_PROPERTIES) return fail(c, "more than %d \"properties\" in one object", MAX_PROPERTIES);
     int *kv = rm_malloc((n ? n : 1) * sizeof *kv);
     bool *opt = rm_malloc((n ? n : 1) * sizeof *opt);
     if (!kv || !opt) {
@@ -605,7 +602,7 @@ static int type_rule(cc *c, const json_t *s, const char *type) {
     if (!strcmp(type, "array")) {
         const json_t *items = json_object_get(s, "items");
         if (items && json_is_array(items))
-            return fail(c, "\"items\" as an array (a tuple) is not supported%s", "");
+            return fail(c, "\"items\" as an array (a tuple) is not supported");
         if (bounds(c, s, "minItems", "maxItems", &min, &max) < 0) return -1;
         int it = items ? compile_at(c, items, "items", NULL) : any_rule(c);
         return it < 0 ? -1 : list_rule(c, it, min, max);
@@ -613,7 +610,7 @@ static int type_rule(cc *c, const json_t *s, const char *type) {
     if (!strcmp(type, "string")) {
         if (bounds(c, s, "minLength", "maxLength", &min, &max) < 0) return -1;
         if (!min && max < 0) return string_rule(c);
-        return quoted(c, rep(c, char_rule(c), min, max));
+        return quoted(c, rm_grammar_repeat(c->g, char_rule(c), min, max));
     }
     if (!strcmp(type, "number")) return numeric_rule(c, true);
     if (!strcmp(type, "integer")) return numeric_rule(c, false);
@@ -649,7 +646,7 @@ static int check_keywords(cc *c, const json_t *s, const char **kind) {
             continue;
         }
         if (!strcmp(key, "enum") || !strcmp(key, "const")) {
-            if (has_values) return fail(c, "\"enum\" beside \"const\" is not supported%s", "");
+            if (has_values) return fail(c, "\"enum\" beside \"const\" is not supported");
             has_values = true;
             continue;
         }
@@ -672,25 +669,25 @@ static int check_keywords(cc *c, const json_t *s, const char **kind) {
 
 static int compile(cc *c, const json_t *s) {
     if (json_is_true(s)) return any_rule(c);
-    if (json_is_false(s)) return fail(c, "the schema false: no value satisfies it%s", "");
-    if (!json_is_object(s)) return fail(c, "a schema must be an object or a boolean%s", "");
-    if (c->nesting >= MAX_NESTING) return fail(c, "schemas nest deeper than %s", "64");
+    if (json_is_false(s)) return fail(c, "the schema false: no value satisfies it");
+    if (!json_is_object(s)) return fail(c, "a schema must be an object or a boolean");
+    if (c->nesting >= MAX_NESTING) return fail(c, "schemas nest deeper than %d", MAX_NESTING);
     c->nesting++;
     const char *kind;
     int r = check_keywords(c, s, &kind);
     if (r < 0) goto out;
     const json_t *t = json_object_get(s, "type");
     if (t && !json_is_string(t) && !json_is_array(t))
-        r = fail(c, "\"type\" must be a name or an array of names%s", "");
+        r = fail(c, "\"type\" must be a name or an array of names");
     else if (kind && !strcmp(kind, "$ref"))
         r = json_is_string(json_object_get(s, "$ref")) ? ref_rule(c, json_string_value(json_object_get(s, "$ref")))
-                                                        : fail(c, "\"$ref\" must be a string%s", "");
+                                                        : fail(c, "\"$ref\" must be a string");
     else if (kind && (!strcmp(kind, "anyOf") || !strcmp(kind, "oneOf")))
         r = alternatives_rule(c, json_object_get(s, kind), kind);
     else if (kind && !strcmp(kind, "allOf"))
         r = json_is_array(json_object_get(s, "allOf")) && json_array_size(json_object_get(s, "allOf")) == 1
                 ? compile_at(c, json_array_get(json_object_get(s, "allOf"), 0), "allOf", "0")
-                : fail(c, "\"allOf\" of more than one schema is not supported%s", "");
+                : fail(c, "\"allOf\" of more than one schema is not supported");
     else if (kind)
         r = values_rule(c, s, json_object_get(s, kind), !strcmp(kind, "const"));
     else if (!t) {
@@ -699,13 +696,13 @@ static int compile(cc *c, const json_t *s) {
                    json_object_get(s, "additionalProperties");
         bool arr = json_object_get(s, "items") || json_object_get(s, "minItems") || json_object_get(s, "maxItems");
         bool str = json_object_get(s, "minLength") || json_object_get(s, "maxLength");
-        if (obj + arr + str > 1) r = fail(c, "keywords of several types without \"type\" are not supported%s", "");
+        if (obj + arr + str > 1) r = fail(c, "keywords of several types without \"type\" are not supported");
         else r = obj ? object_rule(c, s) : arr ? type_rule(c, s, "array") : str ? type_rule(c, s, "string")
                                                                           : any_rule(c);
     } else {
         size_t n = json_is_string(t) ? 1 : json_array_size(t);
         if (!n || n > 7) {
-            r = fail(c, "\"type\" must name 1 to 7 types%s", "");
+            r = fail(c, "\"type\" must name 1 to 7 types");
             goto out;
         }
         int *alts = rm_malloc(n * sizeof *alts);
