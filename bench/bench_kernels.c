@@ -175,7 +175,7 @@ static double time_matmul(rm_pool *pool, rm_type wt, const uint8_t *w, size_t by
 static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t bytes, int copies, float *y,
                             const float *x, const shape *s) {
     static const int64_t ms[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64};
-    int saved = rm_kern_matmul_gemm_min_m(), saved_h = rm_kern_matmul_hgemm_min_m();
+    int saved_h = rm_kern_matmul_hgemm_min_m();
     printf("    %s %s, 2 threads: m, dot path GFLOP/s, GEMM path GFLOP/s\n", s->name, rm_type_name(wt));
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
         double gf[2];
@@ -190,7 +190,7 @@ static void crossover_table(rm_pool *pool, rm_type wt, const uint8_t *w, size_t 
         }
         printf("      m=%-3lld %7.1f %7.1f\n", (long long)ms[i], gf[0], gf[1]);
     }
-    rm_kern_matmul_set_gemm_min_m(saved);
+    rm_kern_matmul_set_gemm_min_m(0);
     rm_kern_matmul_set_hgemm_min_m(saved_h);
 }
 

@@ -118,10 +118,12 @@ extern const rm_kern_ops rm_kern_ops_avx512;
 /* The table of the current ISA (never NULL). */
 const rm_kern_ops *rm_kern_ops_get(void);
 
-/* The m at which rm_matmul switches from dot products to sgemm (tuning only;
- * not thread-safe against concurrent rm_matmul calls). */
+/* The m at which rm_matmul leaves the dot products for wt's GEMM on the
+ * current ISA (q8_0's int8 GEMM starts sooner than sgemm). Setting m > 0
+ * makes it m for every type, 0 restores the measured thresholds (tuning
+ * and tests only; not thread-safe against concurrent rm_matmul calls). */
 void rm_kern_matmul_set_gemm_min_m(int m);
-int  rm_kern_matmul_gemm_min_m(void);
+int  rm_kern_matmul_gemm_min_m(rm_type wt);
 /* Whether q8_0, q4_k and q6_k weights (with AVX-512 VNNI) take the
  * int8 GEMM path (qgemm.c) from that m on, instead of dequantised panels and
  * sgemm (on by default; off for tuning and tests only). */

@@ -1,9 +1,9 @@
 /*
  * matmul.c — Y = X W^T over the thread pool.
  *
- * Two paths, chosen per call:
+ * Four paths, chosen per call by the weights' type and m (X's rows):
  *
- *  - Dot path (m < RM_MM_GEMM_MIN_M: decode and short batches). Memory
+ *  - Dot path (m below the GEMM paths' thresholds: decode and short batches). Memory
  *    bound: every weight byte should be read once per call. Threads take
  *    contiguous blocks of W rows (split of n by (ith, nth)) and walk them in
  *    tiles of 8 rows, dotting X rows four at a time (two-row and padded
@@ -14,8 +14,9 @@
  *    (q4_0, q4_1) or q8_K blocks (the k-quants). One X row against f16 or
  *    bf16 weights with long rows is first rounded to f16 (RM_KERN_HALF_X_MIN_K).
  *
- *  - int8 GEMM path (m >= RM_MM_GEMM_MIN_M, q8_0 / q4_k / q6_k weights,
- *    where the CPU has AVX-512 VNNI): X is quantised once per call (q8_0 or
+ *  - int8 GEMM path (q8_0 weights from m = RM_MM_QGEMM_MIN_M, q4_k / q6_k
+ *    from RM_MM_GEMM_MIN_M or every m once packed at load, where the CPU has
+ *    AVX-512 VNNI): X is quantised once per call (q8_0 or
  *    q8_K), each thread repacks 32 W rows at a time into a tile in its
  *    slice of the scratch and runs it against all X rows (qgemm.c). About
  *    1.4-1.7x the sgemm path's GFLOP/s on one Zen 4 core.
@@ -51,16 +52,27 @@
 void openblas_set_num_threads(int num_threads);
 
 /*
- * Below this many activation rows the dot path wins. 2 Zen cores, 5632x2048
- * (bench_kernels --crossover), GFLOP/s dot vs sgemm: f16 m=16 32 vs 23,
- * m=32 33 vs 30, m=48 34 vs 34; q8_0 m=16 27 vs 22, m=32 41 vs 44.
- * rm_kern_matmul_set_gemm_min_m changes it (benchmarks and tests only).
+ * Below this many activation rows the dot path beats sgemm on widened
+ * panels. 2 Zen cores, 5632x2048 (bench_kernels --crossover), GFLOP/s dot
+ * vs sgemm: f16 m=16 32 vs 23, m=32 33 vs 30, m=48 34 vs 34; q8_0 m=16 27
+ * vs 22, m=32 41 vs 44.
  */
-static int g_gemm_min_m = 32;
-#define RM_MM_GEMM_MIN_M g_gemm_min_m
+#define RM_MM_GEMM_MIN_M 32
 
-void rm_kern_matmul_set_gemm_min_m(int m) { g_gemm_min_m = m < 1 ? 1 : m; }
-int  rm_kern_matmul_gemm_min_m(void) { return g_gemm_min_m; }
+/*
+ * q8_0 weights leave the dot path for the int8 GEMM far sooner: the GEMM
+ * reads each weight tile once for all rows, where the dot path's int8 dots
+ * stay at 60-140 GFLOP/s whatever m. 2 AVX-512 VNNI Zen cores, the four
+ * TinyLlama shapes from DRAM (bench_kernels --crossover), GFLOP/s GEMM vs
+ * dot: m=4 46-128 vs 61-129 (dot ahead on three), m=5 78-153 vs 68-133
+ * (GEMM ahead on all four), m=8 94-206 vs 74-134, m=16 190-287 vs 84-133.
+ */
+#define RM_MM_QGEMM_MIN_M 5
+
+/* 0: each path's own crossover above; else one m for every path (tests and benchmarks) */
+static int g_gemm_min_m;
+
+void rm_kern_matmul_set_gemm_min_m(int m) { g_gemm_min_m = m < 0 ? 0 : m; }
 
 /*
  * GEMM panels: OpenBLAS sgemm (X . panel^T) runs ~3x faster once the panel
@@ -178,6 +190,17 @@ static bool g_int8_gemm = true;
 void rm_kern_matmul_set_int8_gemm(bool on) { g_int8_gemm = on; }
 bool rm_kern_matmul_int8_gemm(void) { return g_int8_gemm; }
 
+/* The m from which the sgemm and k-quant GEMM paths run. */
+static int gemm_min_m(void) { return g_gemm_min_m ? g_gemm_min_m : RM_MM_GEMM_MIN_M; }
+
+/* The m from which q8_0 weights take the int8 GEMM (when ops has its kernel). */
+static int qgemm_min_m(void) { return g_gemm_min_m ? g_gemm_min_m : RM_MM_QGEMM_MIN_M; }
+
+int rm_kern_matmul_gemm_min_m(rm_type wt) {
+    if (wt == RM_TYPE_Q8_0 && g_int8_gemm && rm_qgemm_q8_0_get(rm_kern_ops_get())) return qgemm_min_m();
+    return gemm_min_m();
+}
+
 static size_t qgemm_xu_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)k); }
 static size_t qgemm_xd_bytes(int64_t m, int64_t k) { return align64((size_t)m * (size_t)(k / RM_Q8_0_BLOCK) * 4); }
 static size_t qgemm_bytes(int64_t m, int64_t k, int nth) {
@@ -216,16 +239,19 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     if (m <= 0 || n <= 0 || k <= 0 || wt == RM_TYPE_F32) return 0;
     if (nthreads < 1) nthreads = 1;
     size_t need = 0;
-    int64_t mq = m < RM_MM_GEMM_MIN_M ? m : RM_MM_GEMM_MIN_M - 1; /* rows quantised on the dot path */
+    /* sized for whichever path the ISA of the call takes (tests switch it):
+     * the dot path's rows up to the sgemm crossover, q8_0's int8 GEMM from its own */
+    int64_t gm = gemm_min_m(), mq = m < gm ? m : gm - 1; /* rows quantised on the dot path */
     if (wt == RM_TYPE_Q8_0) need = quant_bytes(mq, k);
     else if (rm_type_is_quant(wt)) need = act_bytes(wt, mq, k);
     else if (half_x_wanted(wt, 1, k)) need = half_x_bytes(k); /* for m = 1, on the dot path */
     if (hgemm_type(wt) && m >= g_hgemm_min_m && hgemm_bytes(m, k, nthreads) > need)
         need = hgemm_bytes(m, k, nthreads);
-    if (m >= RM_MM_GEMM_MIN_M) {
+    if (wt == RM_TYPE_Q8_0 && m >= qgemm_min_m() && qgemm_bytes(m, k, nthreads) > need)
+        need = qgemm_bytes(m, k, nthreads);
+    if (m >= gm) {
         size_t g = (size_t)nthreads * panel_bytes(panel_rows(chunk_rows(n, nthreads)), k);
         need = g > need ? g : need;
-        if (wt == RM_TYPE_Q8_0 && qgemm_bytes(m, k, nthreads) > need) need = qgemm_bytes(m, k, nthreads);
         if ((wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K) && qgemm_k_bytes(wt, m, k, nthreads) > need)
             need = qgemm_k_bytes(wt, m, k, nthreads);
     }
@@ -438,17 +464,23 @@ static void job_qgemm_act(void *ctx, int ith, int nth) {
         }
 }
 
-/* int8 GEMM path, step 2: each thread takes whole tiles of 32 W rows, repacks
- * one into its own slice, and runs it against every X row, four at a time. */
+/* int8 GEMM path, step 2: each thread takes whole tiles of 32 W rows (packed
+ * at load, or repacked into its own slice) and runs each against every X
+ * row, four at a time. */
 static void job_qgemm(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
     int64_t nb = j->k / RM_Q8_0_BLOCK, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
     rm_split(ntiles, ith, nth, &lo, &hi);
-    uint8_t *tile = j->tiles + (size_t)ith * rm_qgemm_tile_bytes(nb);
+    size_t tb = rm_qgemm_tile_bytes(nb);
     for (int64_t t = lo; t < hi; t++) {
         int64_t c0 = t * RM_QGEMM_TILE_COLS;
         int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
-        j->qpack(tile, (const rm_block_q8_0 *)(j->w + (size_t)c0 * j->wrow), nb, nc);
+        const uint8_t *tile = j->packed + (size_t)t * tb;
+        if (!j->packed) {
+            uint8_t *mine = j->tiles + (size_t)ith * tb;
+            j->qpack(mine, (const rm_block_q8_0 *)(j->w + (size_t)c0 * j->wrow), nb, nc);
+            tile = mine;
+        }
         for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
             int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
             j->qgemm(j->xu + i * j->k, j->xud + i * nb, j->k, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
@@ -456,8 +488,6 @@ static void job_qgemm(void *ctx, int ith, int nth) {
     }
 }
 
-/* Tile t of W as a q4_k / q6_k tile: the one packed at load, else W's rows
- * repacked into the thread's slice of the scratch. */
 /* Pack tile t (W rows from t * RM_QGEMM_TILE_COLS, nc of them; wrow bytes
  * each) of a q4_k / q6_k W into dst: at load (rm_matmul_pack) or per call. */
 static void k_tile_pack(uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow, int64_t t, int64_t nb, int nc) {
@@ -466,6 +496,8 @@ static void k_tile_pack(uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow,
     else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, nb, nc);
 }
 
+/* Tile t of W as a q4_k / q6_k tile: the one packed at load, else W's rows
+ * repacked into the thread's slice of the scratch. */
 static const uint8_t *qgemm_k_tile(const mm_job *j, int ith, int64_t t, int nc) {
     int64_t nb = j->k / RM_QK_K;
     size_t tb = qgemm_k_tile_bytes(j->wt, j->k);
@@ -541,7 +573,7 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     size_t have = c && c->work ? c->work_size : 0;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
                 .wrow = rm_type_row_bytes(wt, k)};
-    if (m >= RM_MM_GEMM_MIN_M && wt == RM_TYPE_Q8_0 && g_int8_gemm && rm_qgemm_q8_0_get(j.ops) &&
+    if (m >= qgemm_min_m() && wt == RM_TYPE_Q8_0 && g_int8_gemm && rm_qgemm_q8_0_get(j.ops) &&
         have >= qgemm_bytes(m, k, nth)) {
         j.xu = c->work;
         j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
@@ -560,7 +592,7 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         rm_pool_run(pool, job_hgemm, &j);
         return;
     }
-    if (m >= RM_MM_GEMM_MIN_M && g_int8_gemm && qgemm_k_kernel(j.ops, wt) && have >= qgemm_k_bytes(wt, m, k, nth)) {
+    if (m >= gemm_min_m() && g_int8_gemm && qgemm_k_kernel(j.ops, wt) && have >= qgemm_k_bytes(wt, m, k, nth)) {
         j.xk = c->work;
         j.xk_row = rm_kern_act_row_bytes(wt, k);
         j.tiles = (uint8_t *)c->work + act_bytes(wt, m, k);
@@ -569,7 +601,7 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
         rm_pool_run(pool, job_qgemm_k, &j);
         return;
     }
-    if (m >= RM_MM_GEMM_MIN_M) {
+    if (m >= gemm_min_m()) {
         int64_t want = panel_rows(chunk_rows(n, nth));
         j.panel_stride = have / (size_t)nth & ~(size_t)63;
         int64_t fit = (int64_t)(j.panel_stride / ((size_t)k * 4)); /* smaller panels if scratch is short */
@@ -610,11 +642,17 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
 
 /* ---- weights packed at load ------------------------------------------------ */
 
-static bool pack_type(rm_type wt) { return wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K; }
+static bool pack_type(rm_type wt) { return wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K || wt == RM_TYPE_Q8_0; }
+
+/* Bytes of one packed tile of 32 rows of k, or 0 where k is not whole blocks. */
+static size_t pack_tile_bytes(rm_type wt, int64_t k) {
+    if (wt == RM_TYPE_Q8_0) return k % RM_Q8_0_BLOCK ? 0 : rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
+    return k % RM_QK_K ? 0 : qgemm_k_tile_bytes(wt, k);
+}
 
 size_t rm_matmul_pack_bytes(rm_type wt, int64_t n, int64_t k) {
-    if (!pack_type(wt) || n <= 0 || k <= 0 || k % RM_QK_K) return 0;
-    return (size_t)((n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS) * qgemm_k_tile_bytes(wt, k);
+    if (!pack_type(wt) || n <= 0 || k <= 0) return 0;
+    return (size_t)((n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS) * pack_tile_bytes(wt, k);
 }
 
 static bool g_pack_always;
@@ -626,12 +664,16 @@ bool rm_matmul_pack_wanted(rm_type wt) {
 }
 
 void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) {
-    size_t tb = qgemm_k_tile_bytes(wt, k), wrow = rm_type_row_bytes(wt, k);
-    int64_t nb = k / RM_QK_K;
+    size_t tb = pack_tile_bytes(wt, k), wrow = rm_type_row_bytes(wt, k);
+    rm_qgemm_pack_fn q8_pack = rm_qgemm_pack_get(rm_kern_ops_get()); /* both forms write the same bytes */
     for (int64_t t = 0; t * RM_QGEMM_TILE_COLS < n; t++) {
         int64_t left = n - t * RM_QGEMM_TILE_COLS;
         int nc = left < RM_QGEMM_TILE_COLS ? (int)left : RM_QGEMM_TILE_COLS;
-        k_tile_pack((uint8_t *)dst + (size_t)t * tb, wt, w, wrow, t, nb, nc);
+        uint8_t *dt = (uint8_t *)dst + (size_t)t * tb;
+        if (wt == RM_TYPE_Q8_0)
+            q8_pack(dt, (const rm_block_q8_0 *)((const uint8_t *)w + (size_t)t * RM_QGEMM_TILE_COLS * wrow),
+                    k / RM_Q8_0_BLOCK, nc);
+        else k_tile_pack(dt, wt, w, wrow, t, k / RM_QK_K, nc);
     }
 }
 
@@ -645,11 +687,23 @@ void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) 
 void rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *w, const void *packed,
                       rm_type wt, int64_t n, int64_t k) {
     size_t have = c && c->work ? c->work_size : 0;
-    if (!packed || !pack_type(wt) || !g_int8_gemm || m <= 0 || k % RM_QK_K || have < act_bytes(wt, m, k)) {
+    if (!packed || !pack_type(wt) || !g_int8_gemm || m <= 0 || !pack_tile_bytes(wt, k) ||
+        have < (wt == RM_TYPE_Q8_0 ? qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k) : act_bytes(wt, m, k))) {
         rm_matmul(c, y, x, m, w, wt, n, k);
         return;
     }
     rm_pool *pool = c->pool;
+    if (wt == RM_TYPE_Q8_0) { /* X to unsigned levels, then the tiles against it */
+        mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
+                    .wrow = rm_type_row_bytes(wt, k), .packed = packed, .xu = c->work};
+        j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
+        j.qgemm = rm_qgemm_q8_0_get(j.ops);
+        if (!j.qgemm) j.qgemm = rm_qgemm_q8_0_scalar;
+        if (m > 1) rm_pool_run(pool, job_qgemm_act, &j);
+        else job_qgemm_act(&j, 0, 1);
+        rm_pool_run(pool, job_qgemm, &j);
+        return;
+    }
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
                 .wrow = rm_type_row_bytes(wt, k), .packed = packed, .xk = c->work,
                 .xk_row = rm_kern_act_row_bytes(wt, k)};
