@@ -135,7 +135,7 @@ static inline void fuzz_chat_decode(const uint8_t *data, size_t size, char **tex
     size_t nf = 0;
     for (size_t off = 0; off <= size - 1 && nf < 2 * FUZZ_CHAT_MAX_MSGS; off += strlen(*text + off) + 1)
         field[nf++] = *text + off;
-    for (*n = 0; *n < nf / 2; (*n)++) msgs[*n].role = field[2 * *n], msgs[*n].content = field[2 * *n + 1];
+    for (*n = 0; *n < nf / 2; (*n)++) msgs[*n] = (rm_chat_msg){.role = field[2 * *n], .content = field[2 * *n + 1]};
 }
 
 /* The tiny Llama model the model-dependent harnesses load against (vocab

@@ -291,9 +291,19 @@ typedef struct {
 
 typedef void (*ramole_event_fn)(const ramole_event *ev, void *user);
 
+/* A tool call an assistant message made (OpenAI's tool_calls[].function). */
 typedef struct {
-    const char *role;       /* "system", "user", "assistant" */
-    const char *content;
+    const char *name;
+    const char *arguments;  /* JSON text, put in the prompt as it is */
+} ramole_chat_call;
+
+typedef struct {
+    const char *role;       /* "system", "user", "assistant", "tool" (a tool's result) */
+    const char *content;    /* may be NULL in an assistant message with calls */
+    const ramole_chat_call *calls; /* an assistant's tool calls: only with a chat template that
+                                    * renders tools (Qwen3's), as "tool" messages; tools to offer
+                                    * go through ramole_engine_submit_json's "tools" */
+    int n_calls;
 } ramole_chat_msg;
 
 typedef struct {

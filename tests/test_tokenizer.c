@@ -322,7 +322,7 @@ TEST(tokenizer_chat_golden) {
         if (f == 4 || !have[f]) { json_decref(v); continue; }
         json_t *msgs = json_object_get(v, "messages");
         size_t nm = json_array_size(msgs);
-        rm_chat_msg m[8];
+        rm_chat_msg m[8] = {{0}};
         for (size_t i = 0; i < nm && i < 8; i++) {
             m[i].role = json_string_value(json_object_get(json_array_get(msgs, i), "role"));
             m[i].content = json_string_value(json_object_get(json_array_get(msgs, i), "content"));
@@ -364,6 +364,97 @@ TEST(tokenizer_chat_golden) {
     CHECK_ERR(rm_chat_apply(sp, RM_CHAT_MISTRAL, bad, 2, true, &out), RAMOLE_ERR_INVALID);
     rm_tok_free(sp);
     rm_free(data);
+}
+
+/*
+ * Tools, tool calls and tool results through Qwen3's own template, against
+ * Python's jinja2 running it as transformers does (chat_tools.jsonl, made by
+ * scripts/tokenizer/make_chat_tools_golden.py): the tools as tojson writes
+ * them (rm_chat_tojson: separators, escapes, floats as Python's repr), the
+ * calls' arguments as the client sent them. Templates that do not render
+ * tools refuse them by name.
+ */
+TEST(tokenizer_chat_tools_golden) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/golden/tokenizer/chat_tools.jsonl", rm_test_data_dir());
+    char *data = NULL;
+    size_t len;
+    CHECK_OK(rm_file_read(path, &data, &len));
+    rm_tok *qwen = tokt_family_tok("qwen3"), *llama3 = tokt_family_tok("llama3"); /* cached: not freed */
+    CHECK(qwen != NULL);
+    if (!data || !qwen) return;
+    CHECK(rm_chat_tools_supported(qwen, RM_CHAT_NONE));
+    int checked = 0, matched = 0;
+    for (char *line = data; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t ln = nl ? (size_t)(nl - line) : strlen(line);
+        json_error_t e;
+        json_t *v = ln ? json_loadb(line, ln, 0, &e) : NULL;
+        line = nl ? nl + 1 : line + ln;
+        if (!v) continue;
+        json_t *msgs = json_object_get(v, "messages"), *tools = json_object_get(v, "tools");
+        size_t nm = json_array_size(msgs), nt = json_array_size(tools);
+        rm_chat_msg m[16] = {0};
+        rm_chat_call calls[16][4] = {{{0}}};
+        char *tool_text[8] = {0};
+        CHECK(nm <= 16 && nt <= 8);
+        for (size_t i = 0; i < nt && i < 8; i++) CHECK_OK(rm_chat_tojson(json_array_get(tools, i), &tool_text[i]));
+        for (size_t i = 0; i < nm && i < 16; i++) {
+            json_t *mi = json_array_get(msgs, i), *tc = json_object_get(mi, "tool_calls");
+            m[i].role = json_string_value(json_object_get(mi, "role"));
+            m[i].content = json_string_value(json_object_get(mi, "content")); /* NULL for null */
+            for (size_t k = 0; k < json_array_size(tc) && k < 4; k++) {
+                json_t *fn = json_object_get(json_array_get(tc, k), "function");
+                calls[i][k].name = json_string_value(json_object_get(fn, "name"));
+                calls[i][k].arguments = json_string_value(json_object_get(fn, "arguments"));
+                m[i].n_calls = (int)k + 1;
+            }
+            m[i].calls = calls[i];
+        }
+        char *out = NULL;
+        CHECK_OK(rm_chat_apply_tools(qwen, RM_CHAT_NONE, m, nm, (const char *const *)tool_text, nt,
+                                     json_is_true(json_object_get(v, "gen")), &out));
+        const char *want = json_string_value(json_object_get(v, "text"));
+        checked++;
+        if (out && !strcmp(out, want)) matched++;
+        else CHECK_MSG(0, "chat with tools, line %d: got \"%s\" want \"%s\"", checked, out ? out : "", want);
+        if (llama3 && nt) { /* a template without tools refuses them, naming itself */
+            char *o2 = NULL;
+            CHECK_ERR(rm_chat_apply_tools(llama3, RM_CHAT_NONE, m, nm, (const char *const *)tool_text, nt, true, &o2),
+                         RAMOLE_ERR_UNSUPPORTED);
+            CHECK(strstr(ramole_last_error(), "llama3 template does not render tools") != NULL);
+            CHECK(o2 == NULL);
+        }
+        rm_free(out);
+        for (size_t i = 0; i < nt && i < 8; i++) rm_free(tool_text[i]);
+        json_decref(v);
+    }
+    CHECK(checked >= 16);
+    printf("  tokenizer chat templates with tools: %d/%d renderings exact\n", matched, checked);
+    rm_free(data);
+}
+
+/* Python's json.dumps of numbers and strings the golden file may not hold. */
+TEST(tokenizer_chat_tojson_python_forms) {
+    static const struct { const char *in, *want; } cases[] = {
+        {"[1.0, -0.0, 0.1, 1e-4, 1e-5, 123456789012345678, 1e16, 1.5e300, 2.5e-7, 100.0, 1234567890123456.0]",
+         "[1.0, -0.0, 0.1, 0.0001, 1e-05, 123456789012345678, 1e+16, 1.5e+300, 2.5e-07, 100.0, 1234567890123456.0]"},
+        {"{\"b\": [true, false, null], \"a\": {}, \"c\": []}", "{\"b\": [true, false, null], \"a\": {}, \"c\": []}"},
+        {"\"q\\\"\\\\ /\\u0000\\u001f\\u007f\\n\\r\\t\\b\\f \u00e9\u4e2d\\ud83d\\ude00\"",
+         "\"q\\\"\\\\ /\\u0000\\u001f\x7f\\n\\r\\t\\b\\f \u00e9\u4e2d\xf0\x9f\x98\x80\""},
+        {"0.30000000000000004", "0.30000000000000004"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_error_t e;
+        json_t *v = json_loads(cases[i].in, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        CHECK_MSG(v != NULL, "case %zu: %s", i, e.text);
+        if (!v) continue;
+        char *out = NULL;
+        CHECK_OK(rm_chat_tojson(v, &out));
+        CHECK_MSG(out && !strcmp(out, cases[i].want), "case %zu: got %s want %s", i, out ? out : "", cases[i].want);
+        rm_free(out);
+        json_decref(v);
+    }
 }
 
 /* Random one- and two-byte mutations of a valid file: load either works or

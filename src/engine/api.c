@@ -265,7 +265,11 @@ ramole_status ramole_engine_submit(ramole_engine *pe, const ramole_request *r, i
 }
 
 _Static_assert(sizeof(ramole_chat_msg) == sizeof(rm_chat_msg) &&
-                   offsetof(ramole_chat_msg, content) == offsetof(rm_chat_msg, content),
+                   offsetof(ramole_chat_msg, content) == offsetof(rm_chat_msg, content) &&
+                   offsetof(ramole_chat_msg, calls) == offsetof(rm_chat_msg, calls) &&
+                   offsetof(ramole_chat_msg, n_calls) == offsetof(rm_chat_msg, n_calls) &&
+                   sizeof(ramole_chat_call) == sizeof(rm_chat_call) &&
+                   offsetof(ramole_chat_call, arguments) == offsetof(rm_chat_call, arguments),
                "ramole_chat_msg and rm_chat_msg must share their layout");
 _Static_assert((int)RAMOLE_COMPOSE_ROUTER == (int)RM_COMPOSE_ROUTER && (int)RAMOLE_FINISH_ERROR == (int)RM_FINISH_ERROR,
                "public and internal enums must agree");

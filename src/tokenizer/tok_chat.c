@@ -13,7 +13,11 @@
  *   ChatML  <|im_start|>{role}\n{content}<|im_end|>\n ... [<|im_start|>assistant\n]
  *           Qwen3's variant (it mentions reasoning_content) renders a final
  *           assistant turn after the last user turn with an empty
- *           <think>\n\n</think>\n\n block, as its template does.
+ *           <think>\n\n</think>\n\n block, as its template does, and tools:
+ *           their signatures in the system turn, an assistant's calls as
+ *           <tool_call> blocks, tool results as <tool_response> blocks of a
+ *           user turn (render_qwen3; checked against Python's jinja2 running
+ *           the real template, tests/golden/tokenizer/chat_tools.jsonl).
  *   Llama-3 {bos}<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>...
  *   Llama-2 {bos}[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user|trim} [/INST] {assistant|trim} {eos}...
  *   Mistral {bos}[INST] {user} [/INST]{assistant}{eos}...  (system folded into the first user turn)
@@ -85,14 +89,143 @@ static rm_status alternation(const rm_chat_msg *m, size_t n, size_t first) {
     return RM_OK;
 }
 
+/* Qwen3's template: ChatML that renders reasoning and tools. */
+static bool qwen3_template(const rm_tok *t) {
+    return t && t->chat_template && strstr(t->chat_template, "reasoning_content") &&
+           strstr(t->chat_template, "<|im_start|>");
+}
+
+bool rm_chat_tools_supported(const rm_tok *t, rm_chat_template tmpl) {
+    if (tmpl == RM_CHAT_NONE) tmpl = t ? t->chat : RM_CHAT_NONE;
+    return tmpl == RM_CHAT_CHATML && qwen3_template(t) && strstr(t->chat_template, "<tool_call>");
+}
+
+static bool starts_ends(const char *s, const char *pre, const char *suf) {
+    size_t n = strlen(s), a = strlen(pre), z = strlen(suf);
+    return n >= a && n >= z && !memcmp(s, pre, a) && !memcmp(s + n - z, suf, z);
+}
+
+/* s without the characters c at its start (l) and end (r): [*a, *z) */
+static void strip_nl(const char *s, const char *e, bool l, bool r, const char **a, const char **z) {
+    while (l && s < e && *s == '\n') s++;
+    while (r && e > s && e[-1] == '\n') e--;
+    *a = s, *z = e;
+}
+
+/*
+ * Qwen3's template, step by step as its Jinja text goes:
+ *  1. with tools, a system turn holding the first system message (if any)
+ *     and the tools, one tojson line each, in <tools></tools>; without, the
+ *     first system message as its own turn;
+ *  2. the last "query": the last user message that is not a tool's result
+ *     wrapped in <tool_response></tool_response> (else the last message);
+ *  3. each message: user and later system ones as turns; an assistant's
+ *     reasoning (before </think>) kept only after the last query, in a
+ *     <think> block, then its content and its calls as <tool_call> blocks;
+ *     consecutive tool results as <tool_response> blocks of one user turn;
+ *  4. the assistant header.
+ */
+static rm_status render_qwen3(tok_buf *b, const rm_chat_msg *m, size_t n, const char *const *tools, size_t n_tools,
+                              bool gen) {
+    rm_status st = RM_OK;
+    bool sys0 = n && !strcmp(m[0].role, "system");
+    if (n_tools) {
+        st = put(b, "<|im_start|>system\n");
+        if (!st && sys0) st = put(b, m[0].content);
+        if (!st && sys0) st = put(b, "\n\n");
+        if (!st) st = put(b, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                             "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+        for (size_t i = 0; i < n_tools && !st; i++) {
+            st = put(b, "\n");
+            if (!st) st = put(b, tools[i]);
+        }
+        if (!st) st = put(b, "\n</tools>\n\nFor each function call, return a json object with function name and "
+                             "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+                             "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n");
+    } else if (sys0) {
+        st = put(b, "<|im_start|>system\n");
+        if (!st) st = put(b, m[0].content);
+        if (!st) st = put(b, "<|im_end|>\n");
+    }
+    size_t last_query = n ? n - 1 : 0;
+    for (size_t i = n; i-- > 0;)
+        if (!strcmp(m[i].role, "user") && !starts_ends(m[i].content ? m[i].content : "", "<tool_response>",
+                                                        "</tool_response>")) {
+            last_query = i;
+            break;
+        }
+    for (size_t i = 0; i < n && !st; i++) {
+        const char *role = m[i].role, *c = m[i].content ? m[i].content : ""; /* a call's message may have none */
+        if (!strcmp(role, "user") || (!strcmp(role, "system") && i > 0)) {
+            st = put(b, "<|im_start|>");
+            if (!st) st = put(b, role);
+            if (!st) st = put(b, "\n");
+            if (!st) st = put(b, c);
+            if (!st) st = put(b, "<|im_end|>\n");
+        } else if (!strcmp(role, "assistant")) {
+            /* content: after the last </think>, its leading newlines gone;
+             * reasoning: before the first </think>, after the last <think> there */
+            const char *ce = c + strlen(c), *r = "", *re = r, *end = strstr(c, "</think>");
+            if (end) {
+                const char *last = end, *q;
+                while ((q = strstr(last + 8, "</think>"))) last = q;
+                const char *rs = c;
+                for (const char *o = c; (o = strstr(o, "<think>")) && o < end; o += 7) rs = o + 7;
+                strip_nl(rs, end, true, true, &r, &re);
+                strip_nl(last + 8, ce, true, false, &c, &ce);
+            }
+            st = put(b, "<|im_start|>assistant\n");
+            if (!st && i > last_query && (i + 1 == n || re > r)) {
+                const char *a, *z;
+                st = put(b, "<think>\n");
+                if (!st) st = tok_buf_put(b, r, (size_t)(re - r));
+                if (!st) st = put(b, "\n</think>\n\n");
+                strip_nl(c, ce, true, false, &a, &z);
+                if (!st) st = tok_buf_put(b, a, (size_t)(z - a));
+            } else if (!st) {
+                st = tok_buf_put(b, c, (size_t)(ce - c));
+            }
+            for (int k = 0; k < m[i].n_calls && !st; k++) {
+                if (k > 0 || ce > c) st = put(b, "\n");
+                if (!st) st = put(b, "<tool_call>\n{\"name\": \"");
+                if (!st) st = put(b, m[i].calls[k].name);
+                if (!st) st = put(b, "\", \"arguments\": ");
+                if (!st) st = put(b, m[i].calls[k].arguments);
+                if (!st) st = put(b, "}\n</tool_call>");
+            }
+            if (!st) st = put(b, "<|im_end|>\n");
+        } else if (!strcmp(role, "tool")) {
+            if (i == 0 || strcmp(m[i - 1].role, "tool")) st = put(b, "<|im_start|>user");
+            if (!st) st = put(b, "\n<tool_response>\n");
+            if (!st) st = put(b, c);
+            if (!st) st = put(b, "\n</tool_response>");
+            if (!st && (i + 1 == n || strcmp(m[i + 1].role, "tool"))) st = put(b, "<|im_end|>\n");
+        }
+    }
+    if (!st && gen) st = put(b, "<|im_start|>assistant\n");
+    return st;
+}
+
 rm_status rm_chat_apply(const rm_tok *t, rm_chat_template tmpl, const rm_chat_msg *m, size_t n, bool gen, char **out) {
+    return rm_chat_apply_tools(t, tmpl, m, n, NULL, 0, gen, out);
+}
+
+rm_status rm_chat_apply_tools(const rm_tok *t, rm_chat_template tmpl, const rm_chat_msg *m, size_t n,
+                              const char *const *tools, size_t n_tools, bool gen, char **out) {
     *out = NULL;
     if (tmpl == RM_CHAT_NONE) tmpl = t ? t->chat : RM_CHAT_NONE;
     if (tmpl == RM_CHAT_NONE)
         return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: the chat template is not one ramole knows (chatml, llama2, llama3, mistral); "
                       "name one explicitly", t ? t->name : "tokenizer");
-    for (size_t i = 0; i < n; i++)
-        if (!m[i].role || !m[i].content) return rm_err(RAMOLE_ERR_INVALID, "chat: message %zu has no role or content", i);
+    bool tooling = n_tools > 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!m[i].role || (!m[i].content && !m[i].n_calls))
+            return rm_err(RAMOLE_ERR_INVALID, "chat: message %zu has no role or content", i);
+        tooling |= m[i].n_calls > 0 || !strcmp(m[i].role, "tool");
+    }
+    if (tooling && !rm_chat_tools_supported(t, tmpl))
+        return rm_err(RAMOLE_ERR_UNSUPPORTED, "chat: this model's %s template does not render tools, tool calls or "
+                      "tool results (ramole renders them with Qwen3's template)", rm_chat_template_name(tmpl));
     const char *bos = t ? tokstr(t, t->bos_id, "") : "";
     const char *eos = t ? tokstr(t, t->eos_id, "") : "";
     tok_buf b = {0};
@@ -100,44 +233,20 @@ rm_status rm_chat_apply(const rm_tok *t, rm_chat_template tmpl, const rm_chat_ms
     if (st) return st;
     b.p[0] = 0; /* no messages and no header still give a string: "" */
     switch (tmpl) {
-    case RM_CHAT_CHATML: {
-        bool qwen3 = t && t->chat_template && strstr(t->chat_template, "reasoning_content");
-        size_t last_user = n;
-        for (size_t i = 0; i < n; i++)
-            if (!strcmp(m[i].role, "user")) last_user = i;
+    case RM_CHAT_CHATML:
+        if (qwen3_template(t)) {
+            st = render_qwen3(&b, m, n, tools, n_tools, gen);
+            break;
+        }
         for (size_t i = 0; i < n && !st; i++) {
             st = put(&b, "<|im_start|>");
             if (!st) st = put(&b, m[i].role);
             if (!st) st = put(&b, "\n");
-            if (!st && qwen3 && !strcmp(m[i].role, "assistant")) {
-                /* content after the last </think>; reasoning between <think> and it */
-                const char *c = m[i].content, *end = strstr(c, "</think>"), *r = "", *re = r;
-                if (end) {
-                    const char *last = end, *q;
-                    while ((q = strstr(last + 8, "</think>"))) last = q;
-                    r = c;
-                    re = end; /* split('</think>')[0] */
-                    for (const char *o = r; (o = strstr(o, "<think>")) && o < re; o += 7) r = o + 7;
-                    while (re > r && re[-1] == '\n') re--;
-                    while (r < re && *r == '\n') r++;
-                    c = last + 8;
-                    while (*c == '\n') c++;
-                }
-                if (last_user < n && i > last_user && (i + 1 == n || re > r)) {
-                    st = put(&b, "<think>\n");
-                    if (!st) st = tok_buf_put(&b, r, (size_t)(re - r));
-                    if (!st) st = put(&b, "\n</think>\n\n");
-                    while (*c == '\n') c++;
-                }
-                if (!st) st = put(&b, c);
-            } else if (!st) {
-                st = put(&b, m[i].content);
-            }
+            if (!st) st = put(&b, m[i].content);
             if (!st) st = put(&b, "<|im_end|>\n");
         }
         if (!st && gen) st = put(&b, "<|im_start|>assistant\n");
         break;
-    }
     case RM_CHAT_LLAMA3:
         /* some Llama-3 templates append the header unconditionally */
         if (t && t->chat == RM_CHAT_LLAMA3 && t->chat_template && !strstr(t->chat_template, "add_generation_prompt"))

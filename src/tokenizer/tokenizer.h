@@ -186,9 +186,17 @@ typedef enum {
     RM_CHAT_MISTRAL, /* <s>[INST] ... [/INST]...</s> */
 } rm_chat_template;
 
+/* One tool call an assistant message made (OpenAI's tool_calls[].function). */
 typedef struct {
-    const char *role;    /* "system", "user", "assistant" */
+    const char *name;
+    const char *arguments; /* JSON text, put in the prompt as it is */
+} rm_chat_call;
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant", "tool" (a tool's result) */
     const char *content;
+    const rm_chat_call *calls; /* an assistant's tool calls (templates that render tools) */
+    int n_calls;
 } rm_chat_msg;
 
 /* The template recognised from tokenizer_config.json's chat_template (or the
@@ -209,6 +217,23 @@ const char *rm_chat_template_name(rm_chat_template t);
  */
 rm_status rm_chat_apply(const rm_tok *tok, rm_chat_template tmpl, const rm_chat_msg *msgs, size_t n,
                         bool add_generation_prompt, char **out);
+
+/*
+ * The same with tools the model may call: tools[i] is one tool object
+ * ({"type": "function", "function": {...}}) already written as the
+ * template's tojson writes it (rm_chat_tojson). Only templates that render
+ * tools take them, or messages with tool calls or the "tool" role
+ * (rm_chat_tools_supported): today the Qwen3 family's ChatML, whose model
+ * answers a call as <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>.
+ * Any other is ERR_UNSUPPORTED naming the template.
+ */
+rm_status rm_chat_apply_tools(const rm_tok *tok, rm_chat_template tmpl, const rm_chat_msg *msgs, size_t n,
+                              const char *const *tools, size_t n_tools, bool add_generation_prompt, char **out);
+bool      rm_chat_tools_supported(const rm_tok *tok, rm_chat_template tmpl);
+
+/* JSON value `json` (a json_t *) as Python's json.dumps(ensure_ascii=False)
+ * writes it, transformers' tojson filter (tok_pyjson.c). Fresh string. */
+rm_status rm_chat_tojson(const void *json, char **out);
 
 /* ---- training ----------------------------------------------------------- */
 
