@@ -423,6 +423,24 @@ typedef struct ramole_parsed_request ramole_parsed_request;
 ramole_status ramole_request_parse(const char *json, size_t len, ramole_parsed_request **out);
 void ramole_parsed_request_free(ramole_parsed_request *r);
 
+/* A tool call read out of an answer: the function's name and its
+ * arguments as JSON text (as Python's json.dumps writes them, as vLLM and
+ * `ramole serve` return them). */
+typedef struct {
+    char *name;
+    char *arguments;
+} ramole_tool_call;
+
+/* The tool calls in r's answer text[0, len), as `ramole serve` reads them:
+ * none when r offers no "tools" or its tool_choice is "none"; otherwise the
+ * answer's <tool_call> blocks (the format of the templates that render
+ * tools, Qwen3's), *content_len the length of the text before the first
+ * one. An answer whose blocks are not all calls gives none, and all of it
+ * is content. *calls is freed with ramole_tool_calls_free. */
+ramole_status ramole_request_tool_calls(const ramole_parsed_request *r, const char *text, size_t len,
+                                        ramole_tool_call **calls, int *n, size_t *content_len);
+void ramole_tool_calls_free(ramole_tool_call *calls, int n);
+
 /* One request's outcome; its buffers are the result's own
  * (ramole_result_clear). */
 typedef struct {

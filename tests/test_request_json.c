@@ -85,8 +85,23 @@ TEST(request_json_message_content_parts_and_roles) {
     refused("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}", "part 0 needs a string \"text\"");
     refused("{\"messages\": [{\"role\": \"user\", \"content\": [\"x\"]}]}", "message 0 needs \"content\"");
     refused("{\"messages\": [{\"role\": \"user\", \"content\": null}]}", "message 0 needs \"content\"");
-    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"tool\", \"content\": \"b\"}]}",
-            "message 1 has role \"tool\"");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"function\", \"content\": \"b\"}]}",
+            "message 1 has role \"function\"");
+    /* an assistant's calls (content null beside them) and a tool's result */
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", "
+                        "\"content\": null, \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", \"function\": "
+                        "{\"name\": \"f\", \"arguments\": \"{\\\"x\\\":1}\"}}, {\"type\": \"function\", \"function\": "
+                        "{\"name\": \"g\", \"arguments\": {\"y\": [1.0, \"\u00e9\"]}}}]}, {\"role\": \"tool\", "
+                        "\"tool_call_id\": \"c1\", \"content\": \"ok\"}]}", &sp));
+    if (sp.req.n_messages == 3) {
+        const rm_chat_msg *m = &sp.req.messages[1];
+        CHECK(!m->content && m->n_calls == 2 && !strcmp(m->calls[0].name, "f"));
+        CHECK(!strcmp(m->calls[0].arguments, "{\"x\":1}")); /* a string: as sent */
+        CHECK_MSG(!strcmp(m->calls[1].arguments, "{\"y\": [1.0, \"\xc3\xa9\"]}"), "%s", m->calls[1].arguments); /* tojson */
+        CHECK(!strcmp(sp.req.messages[2].role, "tool") && !strcmp(sp.req.messages[2].content, "ok"));
+    }
+    rm_request_spec_free(&sp);
+    refused("{\"messages\": [{\"role\": \"assistant\", \"content\": null}]}", "message 0 needs \"content\"");
     refused("{\"messages\": [{\"content\": \"a\"}]}", "message 0 needs a string \"role\"");
 }
 
@@ -179,9 +194,17 @@ TEST(request_json_refuses_what_ramole_does_not_do) {
     refused("{\"prompt\": \"a\", \"echo\": \"yes\"}", "field \"echo\" must be true or false");
     refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"echo\": true}", "field \"echo\"");
     refused("{\"prompt\": \"a\", \"suffix\": \"end\"}", "field \"suffix\"");
-    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": \"function\","
-            " \"function\": {\"name\": \"f\"}}]}",
-            "does not call tools");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"functions\": [{\"name\": \"f\"}]}",
+            "field \"functions\" must be null or []: ramole takes \"tools\" instead");
+    refused("{\"prompt\": \"a\", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]}",
+            "\"tools\" needs \"messages\"");
+    /* tools offered: their texts go to the chat template; required makes a format */
+    rm_request_spec sp;
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": "
+                        "\"function\", \"function\": {\"name\": \"f\"}}], \"tool_choice\": \"required\"}", &sp));
+    CHECK(sp.req.n_tools == 1 && sp.req.format != NULL);
+    CHECK(sp.req.tools && !strcmp(sp.req.tools[0], "{\"type\": \"function\", \"function\": {\"name\": \"f\"}}"));
+    rm_request_spec_free(&sp);
 }
 
 TEST(request_json_response_format) {

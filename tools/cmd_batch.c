@@ -119,7 +119,23 @@ static json_t *result_json(const batch_line *b, const ramole_result *r) {
     for (int i = 0; i < r->n_tokens; i++) json_array_append_new(toks, json_integer(r->tokens[i]));
     json_object_set_new(o, "tokens", toks);
     if (r->logprobs.n) json_object_set_new(o, "logprobs", logprobs_json(r));
-    json_object_set_new(o, "finish_reason", json_string(finish_name(r->finish)));
+    const char *finish = finish_name(r->finish);
+    /* a request offering tools: the calls its answer makes, as the server returns them */
+    ramole_tool_call *calls = NULL;
+    int n_calls = 0;
+    size_t content_len = r->len;
+    if (b->req && ramole_request_tool_calls(b->req, r->text ? r->text : "", r->len, &calls, &n_calls, &content_len) ==
+                      RAMOLE_OK && n_calls) {
+        json_t *a = json_array();
+        for (int i = 0; i < n_calls; i++)
+            json_array_append_new(a, json_pack("{s:s, s:{s:s, s:s}}", "type", "function", "function", "name",
+                                               calls[i].name, "arguments", calls[i].arguments));
+        json_object_set_new(o, "content", content_len ? json_stringn(r->text, content_len) : json_null());
+        json_object_set_new(o, "tool_calls", a);
+        if (!strcmp(finish, "stop")) finish = "tool_calls";
+    }
+    ramole_tool_calls_free(calls, n_calls);
+    json_object_set_new(o, "finish_reason", json_string(finish));
     json_t *u = json_object();
     json_object_set_new(u, "prompt_tokens", json_integer(r->n_prompt));
     json_object_set_new(u, "completion_tokens", json_integer(r->n_tokens));

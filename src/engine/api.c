@@ -351,6 +351,18 @@ void ramole_parsed_request_free(ramole_parsed_request *r) {
     rm_free(r);
 }
 
+ramole_status ramole_request_tool_calls(const ramole_parsed_request *r, const char *text, size_t len,
+                                        ramole_tool_call **calls, int *n, size_t *content_len) {
+    *calls = NULL, *n = 0, *content_len = len;
+    if (!rm_tools_active(&r->spec.tools)) return RAMOLE_OK;
+    return rm_tool_calls_parse(text, len, (rm_tool_call **)calls, n, content_len);
+}
+
+void ramole_tool_calls_free(ramole_tool_call *calls, int n) { rm_tool_calls_free((rm_tool_call *)calls, n); }
+
+_Static_assert(sizeof(ramole_tool_call) == sizeof(rm_tool_call) &&
+                   offsetof(ramole_tool_call, arguments) == offsetof(rm_tool_call, arguments),
+               "ramole_tool_call and rm_tool_call must share their layout");
 _Static_assert(sizeof(ramole_result) == sizeof(rm_engine_result) &&
                    offsetof(ramole_result, text) == offsetof(rm_engine_result, text) &&
                    offsetof(ramole_result, tokens) == offsetof(rm_engine_result, tokens) &&

@@ -385,10 +385,11 @@ rm_status rm_engine_encode(const rm_engine *e, const rm_engine_request *q, bool 
         return rm_tok_encode(e->tok, q->prompt, strlen(q->prompt), add_special ? RM_TOK_ADD_SPECIAL : 0, out);
     if (q->n_messages <= 0) return rm_err(RAMOLE_ERR_INVALID, "request: chat messages are empty");
     for (int i = 0; i < q->n_messages; i++)
-        if (!q->messages[i].role || !q->messages[i].content)
+        if (!q->messages[i].role || (!q->messages[i].content && !q->messages[i].n_calls))
             return rm_err(RAMOLE_ERR_INVALID, "request: message %d has no role or no content", i);
     char *text = NULL;
-    rm_status st = rm_chat_apply(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, true, &text);
+    rm_status st = rm_chat_apply_tools(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, q->tools,
+                                       (size_t)q->n_tools, true, &text);
     /* the template writes the special tokens itself */
     if (st == RAMOLE_OK) st = rm_tok_encode(e->tok, text, strlen(text), 0, out);
     rm_free(text);

@@ -186,6 +186,9 @@ typedef struct {
     const char *prompt;
     const rm_chat_msg *messages;
     int n_messages;
+    const char *const *tools; /* with messages: tools offered, as the chat template's tojson
+                               * writes them (tool_calls.h), for templates that render tools */
+    int n_tools;
 
     rm_sampler_params sampling;
     int max_tokens;           /* 0: until the context is full */

@@ -729,7 +729,13 @@ out:
     return r;
 }
 
-rm_status rm_json_schema_grammar(const char *schema, size_t len, rm_grammar **out) {
+/* The frame around the value: texts before and after it, and how many values (framed, sep between) */
+typedef struct {
+    const char *open, *close, *sep;
+    int max_items;
+} frame;
+
+static rm_status schema_grammar(const char *schema, size_t len, const frame *f, rm_grammar **out) {
     *out = NULL;
     json_error_t je;
     json_t *doc = json_loadb(schema, len, JSON_DECODE_ANY, &je);
@@ -745,12 +751,30 @@ rm_status rm_json_schema_grammar(const char *schema, size_t len, rm_grammar **ou
         st = c.st;
         goto done;
     }
-    int root = rm_grammar_rule(c.g); /* leading whitespace, the value, nothing after it */
-    int ws = ws_rule(&c);
-    rm_grammar_begin(c.g, root);
-    rm_grammar_ref(c.g, ws);
-    rm_grammar_ref(c.g, value);
-    rm_grammar_end(c.g);
+    int root = rm_grammar_rule(c.g);
+    if (!f) { /* leading whitespace, the value, nothing after it */
+        int ws = ws_rule(&c);
+        rm_grammar_begin(c.g, root);
+        rm_grammar_ref(c.g, ws);
+        rm_grammar_ref(c.g, value);
+        rm_grammar_end(c.g);
+    } else { /* item = open value close; root = item (sep item){0, max - 1} */
+        int item = rm_grammar_rule(c.g), more = rm_grammar_rule(c.g);
+        rm_grammar_begin(c.g, item);
+        rm_grammar_lit(c.g, f->open, strlen(f->open));
+        rm_grammar_ref(c.g, value);
+        rm_grammar_lit(c.g, f->close, strlen(f->close));
+        rm_grammar_end(c.g);
+        rm_grammar_begin(c.g, more);
+        rm_grammar_lit(c.g, f->sep, strlen(f->sep));
+        rm_grammar_ref(c.g, item);
+        rm_grammar_end(c.g);
+        int rest = f->max_items > 1 ? rm_grammar_repeat(c.g, more, 0, f->max_items - 1) : -1;
+        rm_grammar_begin(c.g, root);
+        rm_grammar_ref(c.g, item);
+        if (rest >= 0) rm_grammar_ref(c.g, rest);
+        rm_grammar_end(c.g);
+    }
     st = rm_grammar_finish(c.g, root);
 done:
     for (int i = 0; i < c.n_refs; i++) rm_free(c.refs[i].ref);
@@ -759,4 +783,14 @@ done:
     if (st != RAMOLE_OK) rm_grammar_free(c.g);
     else *out = c.g;
     return st;
+}
+
+rm_status rm_json_schema_grammar(const char *schema, size_t len, rm_grammar **out) {
+    return schema_grammar(schema, len, NULL, out);
+}
+
+rm_status rm_json_schema_grammar_framed(const char *schema, size_t len, const char *open, const char *close,
+                                        const char *sep, int max_items, rm_grammar **out) {
+    frame f = {open, close, sep, max_items < 1 ? 1 : max_items};
+    return schema_grammar(schema, len, &f, out);
 }

@@ -37,4 +37,9 @@
  * place in the schema (a JSON pointer) and the problem. */
 rm_status rm_json_schema_grammar(const char *schema, size_t len, rm_grammar **out);
 
+/* The same value framed: open V close, then up to max_items - 1 more each
+ * after sep, V with no whitespace before it (tool calls, tool_calls.h). */
+rm_status rm_json_schema_grammar_framed(const char *schema, size_t len, const char *open, const char *close,
+                                        const char *sep, int max_items, rm_grammar **out);
+
 #endif

@@ -74,6 +74,33 @@ static rm_status message_content(const json_t *c, size_t i, char **out) {
     return RAMOLE_OK;
 }
 
+/* An assistant message's "tool_calls" (OpenAI's [{"id", "type": "function",
+ * "function": {"name", "arguments"}}]; arguments a JSON string, or an
+ * object written as tojson writes it) into m's calls. */
+static rm_status message_calls(const json_t *tc, size_t i, rm_chat_msg *m) {
+    if (!tc || json_is_null(tc)) return RAMOLE_OK;
+    const char *what = "field \"messages\": message %zu's \"tool_calls\" must be an array of {\"type\": \"function\", "
+                       "\"function\": {\"name\": string, \"arguments\": string}}";
+    size_t n = json_is_array(tc) ? json_array_size(tc) : 0;
+    if (!json_is_array(tc) || n > 1024) return rm_err(RAMOLE_ERR_INVALID, what, i);
+    if (!n) return RAMOLE_OK;
+    rm_chat_call *calls = rm_calloc(n, sizeof *calls);
+    if (!calls) return rm_err(RAMOLE_ERR_NOMEM, "out of memory");
+    m->calls = calls;
+    for (size_t k = 0; k < n; k++) {
+        const json_t *fn = json_object_get(json_array_get(tc, k), "function");
+        const json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+        if (!json_is_string(name) || (args && !json_is_string(args) && !json_is_object(args)))
+            return rm_err(RAMOLE_ERR_INVALID, what, i);
+        RM_TRY(dup(json_string_value(name), (char **)&calls[k].name));
+        m->n_calls = (int)k + 1;
+        if (!args) RM_TRY(dup("{}", (char **)&calls[k].arguments));
+        else if (json_is_string(args)) RM_TRY(dup(json_string_value(args), (char **)&calls[k].arguments));
+        else RM_TRY(rm_chat_tojson(args, (char **)&calls[k].arguments));
+    }
+    return RAMOLE_OK;
+}
+
 static rm_status parse_prompt(const json_t *o, rm_request_spec *sp) {
     const json_t *p = json_object_get(o, "prompt"), *m = json_object_get(o, "messages");
     if (p && json_is_null(p)) p = NULL;
@@ -113,13 +140,16 @@ static rm_status parse_prompt(const json_t *o, rm_request_spec *sp) {
             return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu needs a string \"role\"", i);
         const char *r = json_string_value(role);
         if (!strcmp(r, "developer")) r = "system"; /* OpenAI's newer name for the system role */
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "tool"))
             return rm_err(RAMOLE_ERR_INVALID, "field \"messages\": message %zu has role \"%s\" (system, developer, "
-                          "user or assistant)", i, r);
+                          "user, assistant or tool)", i, r);
         char *role_s = NULL, *content_s = NULL;
         rm_status st = dup(r, &role_s);
-        if (st == RAMOLE_OK) st = message_content(json_object_get(msg, "content"), i, &content_s);
         sp->messages[i].role = role_s;
+        if (st == RAMOLE_OK && !strcmp(r, "assistant")) st = message_calls(json_object_get(msg, "tool_calls"), i, &sp->messages[i]);
+        const json_t *content = json_object_get(msg, "content");
+        if (st == RAMOLE_OK && (!content || json_is_null(content)) && sp->messages[i].n_calls) content = NULL;
+        else if (st == RAMOLE_OK) st = message_content(content, i, &content_s);
         sp->messages[i].content = content_s;
         RM_TRY(st);
     }
@@ -233,8 +263,8 @@ static rm_status refuse_unsupported(const json_t *o) {
     } fields[] = {
         {"n", OFF_ONE, "1"}, {"best_of", OFF_ONE, "1"},
         {"suffix", OFF_EMPTY, "null"},
-        {"tools", OFF_EMPTY, "null or []: ramole does not call tools"},
-        {"functions", OFF_EMPTY, "null or []: ramole does not call functions"},
+        {"functions", OFF_EMPTY, "null or []: ramole takes \"tools\" instead"},
+        {"function_call", OFF_EMPTY, "null: ramole takes \"tool_choice\" instead"},
     };
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++)
         if (!is_off(json_object_get(o, fields[f].field), fields[f].off))
@@ -516,6 +546,27 @@ static rm_status parse_format(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
+/* The tools a chat request offers, after its format: "required" or a named
+ * tool constrains the answer as a format does, so not beside one. */
+static rm_status parse_tools(const json_t *o, rm_request_spec *sp) {
+    RM_TRY(rm_tools_from_json(o, &sp->tools));
+    if (!sp->tools.n) return RAMOLE_OK;
+    if (!sp->req.n_messages) return rm_err(RAMOLE_ERR_INVALID, "field \"tools\" needs \"messages\" (a chat request)");
+    sp->req.tools = (const char *const *)sp->tools.texts;
+    sp->req.n_tools = sp->tools.n;
+    rm_grammar *g = NULL;
+    RM_TRY(rm_tools_grammar(&sp->tools, &g));
+    if (!g) return RAMOLE_OK;
+    if (sp->format) {
+        rm_grammar_free(g);
+        return rm_err(RAMOLE_ERR_INVALID, "field \"tool_choice\" (a call required) and a response format both "
+                      "constrain the answer; give one");
+    }
+    sp->format = g;
+    sp->req.format = g;
+    return RAMOLE_OK;
+}
+
 static rm_status parse(const json_t *o, rm_request_spec *sp) {
     if (!json_is_object(o)) return rm_err(RAMOLE_ERR_INVALID, "a request must be a JSON object");
     rm_engine_request *q = &sp->req;
@@ -563,6 +614,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     RM_TRY(parse_stop(o, sp));
     RM_TRY(parse_cache_salt(o, sp));
     RM_TRY(parse_format(o, sp));
+    RM_TRY(parse_tools(o, sp));
     return parse_lora(o, sp);
 }
 
@@ -579,7 +631,13 @@ void rm_request_spec_free(rm_request_spec *sp) {
     for (int i = 0; sp->messages && i < sp->req.n_messages; i++) {
         rm_free((char *)sp->messages[i].role);
         rm_free((char *)sp->messages[i].content);
+        for (int k = 0; k < sp->messages[i].n_calls; k++) {
+            rm_free((char *)sp->messages[i].calls[k].name);
+            rm_free((char *)sp->messages[i].calls[k].arguments);
+        }
+        rm_free((rm_chat_call *)sp->messages[i].calls);
     }
+    rm_tools_free(&sp->tools);
     rm_free(sp->messages);
     for (int i = 0; i < RM_REQUEST_MAX_STOP; i++) rm_free(sp->stop[i]);
     for (int i = 0; i < RM_LORA_MAX_K; i++) rm_free(sp->adapters[i]);

@@ -63,6 +63,7 @@
 #define RM_REQUEST_JSON_H
 
 #include "engine/engine.h"
+#include "engine/tool_calls.h"
 
 #define RM_REQUEST_MAX_STOP 16
 
@@ -71,7 +72,8 @@ typedef struct {
     rm_engine_request req;
     int32_t *tokens;
     char *prompt;
-    rm_chat_msg *messages;   /* role/content strings owned */
+    rm_chat_msg *messages;   /* role/content strings and tool calls owned */
+    rm_tools tools;          /* "tools", "tool_choice", "parallel_tool_calls" (req.tools) */
     char *stop[RM_REQUEST_MAX_STOP];
     char *adapters[RM_LORA_MAX_K];
     char *router;

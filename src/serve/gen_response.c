@@ -147,6 +147,23 @@ static json_t *choice_logprobs(gen_resp *g, gen_choice *c, int from, int to) {
     return lp;
 }
 
+/* Whether choice c's answer is read for tool calls (a chat request that
+ * offers tools, tool_choice not "none"). */
+static bool tooled(const gen_resp *g, const srv_req *r) { return g->chat && rm_tools_active(&r->spec.tools); }
+
+/* OpenAI's "tool_calls" of choice i: calls[0..n) with ids unique in the response. */
+static json_t *tool_calls_json(const gen_resp *g, int i, const rm_tool_call *calls, int n) {
+    json_t *a = json_array();
+    const char *tail = strchr(g->id, '-');
+    for (int k = 0; k < n && a; k++) {
+        char id[RM_REG_RESPONSE_ID_MAX + 32];
+        snprintf(id, sizeof id, "call_%s_%d_%d", tail ? tail + 1 : g->id, i, k);
+        json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", k, "id", id, "type", "function",
+                                           "function", "name", calls[k].name, "arguments", calls[k].arguments));
+    }
+    return a;
+}
+
 /* One chunk of choice i: text, log-probabilities since its last chunk, and
  * on its last chunk the finish reason and "lora" (its mu held). */
 static json_t *chunk(gen_resp *g, int i, const char *text, size_t len, const char *finish) {
@@ -201,10 +218,21 @@ static json_t *whole(gen_resp *g) {
         size_t len = r->len;
         char *echoed = r->spec.echo && c->prompt ? echo_join(c->prompt, r->text ? r->text : "", r->len, &len) : NULL;
         const char *text = echoed ? echoed : r->text ? r->text : "";
+        rm_tool_call *calls = NULL;
+        int n_calls = 0;
+        if (tooled(g, r) && rm_tool_calls_parse(text, len, &calls, &n_calls, &len) == RAMOLE_OK && n_calls &&
+            !strcmp(fin, "stop"))
+            fin = "tool_calls";
         json_t *choice = g->chat ? json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", i, "message", "role",
                                              "assistant", "content", text, len, "logprobs", "finish_reason", fin)
                                  : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", text, len, "logprobs",
                                              "finish_reason", fin);
+        if (choice && n_calls) { /* OpenAI's message of calls: content null unless text came before them */
+            json_t *msg = json_object_get(choice, "message");
+            if (!len) json_object_set_new(msg, "content", json_null());
+            json_object_set_new(msg, "tool_calls", tool_calls_json(g, i, calls, n_calls));
+        }
+        rm_tool_calls_free(calls, n_calls);
         rm_free(echoed);
         if (choice && r->spec.req.logprobs) json_object_set_new(choice, "logprobs", choice_logprobs(g, c, 0, r->lps.n));
         if (choice && g->n_choices > 1) json_object_set(choice, "lora", c->lora);
@@ -221,7 +249,10 @@ static bool has_news(const gen_resp *g, const gen_choice *c) {
     const srv_req *r = c->r;
     if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR)) return true;
     if (!g->stream) return false; /* the whole answer waits for every choice */
-    return r->len > c->text_sent || (r->state == SRV_DONE && !c->finished);
+    if (r->state == SRV_DONE && !c->finished) return true;
+    /* text held back as a possible tool call is no news until the answer is done */
+    size_t sendable = tooled(g, r) ? rm_tool_calls_content_prefix(r->text ? r->text : "", r->len) : r->len;
+    return sendable > c->text_sent;
 }
 
 static bool over(const srv_req *r) { return r->state == SRV_DONE || r->state == SRV_REFUSED; }
@@ -299,11 +330,31 @@ static char *stream_choice(gen_resp *g, int i, json_t **fin) {
     char *out = rm_strdup("");
     *fin = NULL;
     pthread_mutex_lock(&r->mu);
-    if (r->len > c->text_sent) out = join(out, sse(chunk(g, i, r->text + c->text_sent, r->len - c->text_sent, NULL)));
-    c->text_sent = r->len;
+    bool done = r->state == SRV_DONE && !c->finished && !(g->late && r->finish == RM_FINISH_CANCELLED);
+    /* an answer read for tool calls holds back what may be a call until it is done */
+    size_t upto = tooled(g, r) && !done ? rm_tool_calls_content_prefix(r->text ? r->text : "", r->len) : r->len;
+    const char *fin_name = finish_name(r->finish);
+    rm_tool_call *calls = NULL;
+    int n_calls = 0;
+    size_t content_len = r->len;
+    if (done && tooled(g, r) && r->text &&
+        rm_tool_calls_parse(r->text, r->len, &calls, &n_calls, &content_len) == RAMOLE_OK && n_calls) {
+        upto = content_len < c->text_sent ? c->text_sent : content_len;
+        if (!strcmp(fin_name, "stop")) fin_name = "tool_calls"; /* an end token, a stop string, or the calls complete */
+    }
+    if (upto > c->text_sent) out = join(out, sse(chunk(g, i, r->text + c->text_sent, upto - c->text_sent, NULL)));
+    if (upto > c->text_sent) c->text_sent = upto;
+    if (n_calls) { /* the calls in one chunk, then the finish */
+        json_t *ch = chunk(g, i, "", 0, NULL), *delta = json_object_get(json_array_get(json_object_get(ch, "choices"), 0), "delta");
+        json_object_del(delta, "content");
+        json_object_set_new(delta, "tool_calls", tool_calls_json(g, i, calls, n_calls));
+        out = join(out, sse(ch));
+        c->text_sent = r->len;
+    }
+    rm_tool_calls_free(calls, n_calls);
     /* cancelled at the deadline: no finish of its own, the deadline's error ends the stream */
-    if (r->state == SRV_DONE && !c->finished && !(g->late && r->finish == RM_FINISH_CANCELLED)) {
-        *fin = chunk(g, i, "", 0, finish_name(r->finish));
+    if (done) {
+        *fin = chunk(g, i, "", 0, fin_name);
         c->finished = true;
     }
     pthread_mutex_unlock(&r->mu);
