@@ -51,6 +51,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             "{\"prompt\": \"x\", \"grammar\": \"root ::= [a-z]{1,3} (\\\"!\\\" | \\\"?\\\")\"}",
             "{\"prompt\": \"x\", \"guided_choice\": [\"yes\", \"no\"], \"max_tokens\": 2}",
             "{\"prompt\": \"x\", \"structured_outputs\": {\"json\": \"{\\\"type\\\": \\\"integer\\\"}\"}}",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"w?\"}, {\"role\": \"assistant\", \"content\": null, "
+            "\"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {\"a\": 1.5e-7}}}]}, "
+            "{\"role\": \"tool\", \"content\": \"ok\"}], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": "
+            "\"f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"number\"}}}}}], "
+            "\"tool_choice\": \"required\", \"parallel_tool_calls\": false}",
         };
         fuzz_seed_texts("request", lines, sizeof lines / sizeof *lines);
         exit(0);
