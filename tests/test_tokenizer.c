@@ -288,6 +288,19 @@ TEST(tokenizer_train_small) {
 
 /* ---- chat templates against the reference renderings ---------------------- */
 
+/* The next JSON line of a golden file from *line on (NULL at its end),
+ * blank and unreadable lines skipped. */
+static json_t *next_golden_line(char **line) {
+    while (**line) {
+        char *nl = strchr(*line, '\n');
+        size_t ln = nl ? (size_t)(nl - *line) : strlen(*line);
+        json_t *v = ln ? json_loadb(*line, ln, 0, NULL) : NULL;
+        *line = nl ? nl + 1 : *line + ln;
+        if (v) return v;
+    }
+    return NULL;
+}
+
 TEST(tokenizer_chat_golden) {
     char path[1024];
     snprintf(path, sizeof path, "%s/golden/tokenizer/chat.jsonl", rm_test_data_dir());
@@ -309,13 +322,8 @@ TEST(tokenizer_chat_golden) {
     if (have[1]) CHECK(rm_tok_is_eog(toks[1], 128009) && rm_tok_is_eog(toks[1], 128001) && !rm_tok_is_eog(toks[1], 128000));
     if (have[3]) CHECK(rm_tok_is_eog(toks[3], 2) && !rm_tok_is_eog(toks[3], 1));
     int checked = 0, matched = 0;
-    for (char *line = data; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t ln = nl ? (size_t)(nl - line) : strlen(line);
-        json_error_t e;
-        json_t *v = ln ? json_loadb(line, ln, 0, &e) : NULL;
-        line = nl ? nl + 1 : line + ln;
-        if (!v) continue;
+    json_t *v;
+    for (char *line = data; (v = next_golden_line(&line));) {
         const char *fam = json_string_value(json_object_get(v, "family"));
         int f = 0;
         while (f < 4 && strcmp(fams[f], fam)) f++;
@@ -385,13 +393,8 @@ TEST(tokenizer_chat_tools_golden) {
     if (!data || !qwen) return;
     CHECK(rm_chat_tools_supported(qwen, RM_CHAT_NONE));
     int checked = 0, matched = 0;
-    for (char *line = data; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t ln = nl ? (size_t)(nl - line) : strlen(line);
-        json_error_t e;
-        json_t *v = ln ? json_loadb(line, ln, 0, &e) : NULL;
-        line = nl ? nl + 1 : line + ln;
-        if (!v) continue;
+    json_t *v;
+    for (char *line = data; (v = next_golden_line(&line));) {
         json_t *msgs = json_object_get(v, "messages"), *tools = json_object_get(v, "tools");
         size_t nm = json_array_size(msgs), nt = json_array_size(tools);
         rm_chat_msg m[16] = {0};
