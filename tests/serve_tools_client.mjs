@@ -130,6 +130,22 @@ await check("serve_tools_auto_and_none_answer", async () => {
   return true;
 });
 
+// "auto": once the model writes <tool_call> (here pushed by logit_bias on
+// that token, id 151657 in Qwen3's vocabulary), the rest follows the
+// grammar of calls, so the call is whole and its arguments validate
+await check("serve_tools_auto_call_follows_grammar_once_begun", async () => {
+  for (let seed = 1; seed <= 4; seed++) {
+    // the tools whose strings are bounded: the bias would fill an open-ended one with <tool_call> text
+    const r = await client.chat.completions.create({ model: modelName, messages, tools: tools.slice(0, 2), temperature: 1,
+      seed, max_tokens: 240, logit_bias: { "151657": 100 }, parallel_tool_calls: false });
+    const c = r.choices[0];
+    if (c.finish_reason !== "tool_calls") return `seed ${seed}: finish ${c.finish_reason}: ${JSON.stringify(c.message)}`;
+    const ok = callsValid(c.message.tool_calls, `seed ${seed}`);
+    if (ok !== true) return ok;
+  }
+  return true;
+});
+
 await check("serve_tools_errors_name_the_field", async () => {
   const cases = [
     [{ messages, tools, tool_choice: { type: "function", function: { name: "fly" } } }, "\"fly\", which \"tools\" does not offer"],

@@ -49,8 +49,9 @@ TEST(tool_calls_required_grammar_takes_calls_of_the_tools) {
     CHECK_MSG(strstr(t.texts[0], "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", ") == t.texts[0],
               "%s", t.texts[0]);
     rm_grammar *g = NULL;
-    CHECK_OK(rm_tools_grammar(&t, &g));
-    CHECK(g != NULL);
+    const char *trigger = "x";
+    CHECK_OK(rm_tools_grammar(&t, &g, &trigger));
+    CHECK(g != NULL && trigger == NULL);
     if (g) {
         CHECK(takes(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>"));
         CHECK(takes(g, "<tool_call>\n{\"name\":\"now\",\"arguments\":{}}\n</tool_call>\n"
@@ -67,7 +68,7 @@ TEST(tool_calls_required_grammar_takes_calls_of_the_tools) {
     CHECK_OK(tools_of(", \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"now\"}}, "
                       "\"parallel_tool_calls\": false", &t));
     CHECK(t.choice == RM_TOOL_CHOICE_NAMED && t.named == 1 && !t.parallel);
-    CHECK_OK(rm_tools_grammar(&t, &g));
+    CHECK_OK(rm_tools_grammar(&t, &g, &trigger));
     if (g) {
         CHECK(takes(g, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"));
         CHECK(!takes(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"x\"}}\n</tool_call>"));
@@ -76,14 +77,18 @@ TEST(tool_calls_required_grammar_takes_calls_of_the_tools) {
     }
     rm_grammar_free(g);
     rm_tools_free(&t);
-    /* auto and none: no grammar */
+    /* auto: the same grammar, from the trigger on; none: no grammar */
     CHECK_OK(tools_of("", &t));
     CHECK(t.choice == RM_TOOL_CHOICE_AUTO && rm_tools_active(&t));
-    CHECK_OK(rm_tools_grammar(&t, &g));
-    CHECK(g == NULL);
+    CHECK_OK(rm_tools_grammar(&t, &g, &trigger));
+    CHECK(g != NULL && trigger && !strcmp(trigger, "<tool_call>"));
+    if (g) CHECK(takes(g, "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>"));
+    rm_grammar_free(g);
     rm_tools_free(&t);
     CHECK_OK(tools_of(", \"tool_choice\": \"none\"", &t));
     CHECK(!rm_tools_active(&t));
+    CHECK_OK(rm_tools_grammar(&t, &g, &trigger));
+    CHECK(g == NULL && trigger == NULL);
     rm_tools_free(&t);
 }
 
@@ -121,9 +126,12 @@ TEST(tool_calls_read_back_as_vllm_reads_them) {
          "<tool_call>{\"name\": \"g\"}</tool_call>", "f({\"b\": [1.5, \"\xc3\xa9\"]});g({});", 12},
         /* cut by max_tokens after a whole JSON: read */
         {"<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_", "f({});", 0},
-        /* an unclosed block before the next one */
+        /* "<tool_call>" inside a string argument is text */
+        {"<tool_call>{\"name\": \"f\", \"arguments\": {\"s\": \"<tool_call>x\"}}</tool_call>",
+         "f({\"s\": \"<tool_call>x\"});", 0},
+        /* a block ends at the first </tool_call>: an unclosed one swallows the next (as vLLM reads it) */
         {"<tool_call>{\"name\": \"f\", \"arguments\": {}}<tool_call>{\"name\": \"g\", \"arguments\": {}}</tool_call>",
-         "f({});g({});", 0},
+         "", ALL},
         /* not calls: the whole text is content */
         {"plain answer", "", ALL},
         {"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": \n</tool_call>", "", ALL},

@@ -75,6 +75,10 @@ typedef struct req {
     int prompt_cached;          /* prompt tokens copied before any ran (the event's n_prompt_cached) */
     rm_sampler *smp;
     rm_token_filter *format;    /* the response format's grammar and position, or NULL: free text */
+    rm_token_filter *waiting;   /* a format waiting for its trigger in the answer (then format) */
+    char *trigger;              /* that trigger */
+    char *tail;                 /* the answer's last bytes, fewer than the trigger's */
+    size_t n_tail;
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
     rm_adapter_handle *h[RM_LORA_MAX_K], *hr;
@@ -246,6 +250,9 @@ static void req_free(rm_engine *e, req *r) {
     rm_adapter_cache_release(e->adapters, r->hr);
     rm_sampler_free(r->smp);
     rm_token_filter_free(r->format);
+    rm_token_filter_free(r->waiting);
+    rm_free(r->trigger);
+    rm_free(r->tail);
     rm_detok_free(&r->detok);
     rm_free(r->toks);
     rm_free(r->acc);
@@ -612,7 +619,42 @@ static rm_status bind_format(rm_engine *e, const rm_engine_request *q, req *r) {
             return st;
         }
     }
-    return rm_token_filter_new(e->vocab, g, !q->ignore_eos, &r->format);
+    if (!q->format_trigger || !*q->format_trigger) return rm_token_filter_new(e->vocab, g, !q->ignore_eos, &r->format);
+    size_t n = strlen(q->format_trigger);
+    if (!(r->trigger = rm_strdup(q->format_trigger)) || !(r->tail = rm_malloc(n))) {
+        rm_grammar_free(g);
+        return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
+    }
+    return rm_token_filter_new(e->vocab, g, !q->ignore_eos, &r->waiting);
+}
+
+/* A format waiting for its trigger, after token id: once the answer's
+ * bytes hold the trigger, the format applies from it (the trigger and what
+ * followed it in the token go through the grammar). When the grammar
+ * refuses those bytes the answer stays free text. */
+static rm_status watch_trigger(rm_engine *e, req *r, int32_t id) {
+    const char *s;
+    size_t len, nt = strlen(r->trigger);
+    if (rm_tok_is_special(e->tok, id) || rm_tok_piece(e->tok, id, &s, &len) != RAMOLE_OK || !len) return RAMOLE_OK;
+    char *w = rm_malloc(r->n_tail + len);
+    if (!w) return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
+    memcpy(w, r->tail, r->n_tail);
+    memcpy(w + r->n_tail, s, len);
+    size_t n = r->n_tail + len;
+    const char *hit = n >= nt ? memmem(w, n, r->trigger, nt) : NULL;
+    if (hit) {
+        r->format = r->waiting, r->waiting = NULL;
+        if (rm_token_filter_take_bytes(r->format, hit, (size_t)(w + n - hit)) != RAMOLE_OK) {
+            rm_token_filter_free(r->format); /* text the grammar cannot follow: the answer stays free */
+            r->format = NULL;
+        }
+    } else { /* keep the last nt - 1 bytes: a trigger may end in the next token */
+        size_t keep = n < nt - 1 ? n : nt - 1;
+        memcpy(r->tail, w + n - keep, keep);
+        r->n_tail = keep;
+    }
+    rm_free(w);
+    return RAMOLE_OK;
 }
 
 /* A generation's own checks: sampling, length, stop strings, response
@@ -1095,6 +1137,10 @@ static void advance(rm_engine *e, req *r, const float *logits) {
     if (r->logprobs) r->lp = rm_logprobs(logits, e->m->cfg.vocab_size, next, r->n_top, r->top);
     e->st.tokens_generated++;
     if (r->format && (st = rm_token_filter_take(r->format, next)) != RAMOLE_OK) {
+        finish(e, r, RM_FINISH_ERROR, ramole_last_error());
+        return;
+    }
+    if (r->waiting && (st = watch_trigger(e, r, next)) != RAMOLE_OK) {
         finish(e, r, RM_FINISH_ERROR, ramole_last_error());
         return;
     }

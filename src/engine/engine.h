@@ -206,6 +206,9 @@ typedef struct {
                                * when given, json_schema and grammar are not read: a request
                                * parsed on another thread (request_json.h) spares the driving
                                * thread the compile, which a large schema makes milliseconds */
+    const char *format_trigger; /* with a format: it applies only from where the answer's text first
+                               * holds this (its grammar beginning with it); the text before is
+                               * free, as llama.cpp's lazy grammars (tool calls under "auto") */
     bool logprobs;            /* each token's event carries its log-probability */
     int top_logprobs;         /* and that many alternatives (0..RM_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;     /* and the first token's, the prompt's (with logprobs): each prompt

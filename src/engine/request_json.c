@@ -555,15 +555,18 @@ static rm_status parse_tools(const json_t *o, rm_request_spec *sp) {
     sp->req.tools = (const char *const *)sp->tools.texts;
     sp->req.n_tools = sp->tools.n;
     rm_grammar *g = NULL;
-    RM_TRY(rm_tools_grammar(&sp->tools, &g));
+    const char *trigger = NULL;
+    RM_TRY(rm_tools_grammar(&sp->tools, &g, &trigger));
     if (!g) return RAMOLE_OK;
-    if (sp->format) {
+    if (sp->format) { /* a response format with tool_choice auto: the format rules the answer */
         rm_grammar_free(g);
+        if (trigger) return RAMOLE_OK;
         return rm_err(RAMOLE_ERR_INVALID, "field \"tool_choice\" (a call required) and a response format both "
                       "constrain the answer; give one");
     }
     sp->format = g;
     sp->req.format = g;
+    sp->req.format_trigger = trigger;
     return RAMOLE_OK;
 }
 

@@ -357,4 +357,11 @@ rm_status rm_token_filter_take(rm_token_filter *f, int32_t id) {
     return RAMOLE_OK;
 }
 
+rm_status rm_token_filter_take_bytes(rm_token_filter *f, const char *s, size_t n) {
+    size_t taken = 0;
+    RM_TRY(rm_grammar_accept_all(f->g, &f->pos, &f->tmp, s, n, &taken));
+    if (taken < n) return rm_err(RAMOLE_ERR_INVALID, "token filter: byte %zu of the text is not allowed", taken);
+    return RAMOLE_OK;
+}
+
 bool rm_token_filter_done(const rm_token_filter *f) { return f->ended || rm_grammar_must_end(&f->pos); }

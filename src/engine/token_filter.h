@@ -47,6 +47,10 @@ void      rm_token_filter_free(rm_token_filter *f); /* NULL is a no-op */
 rm_status rm_token_filter_allowed(rm_token_filter *f, const uint64_t **mask, int *n_allowed);
 /* Move past token id, which must be allowed (ERR_INTERNAL otherwise). */
 rm_status rm_token_filter_take(rm_token_filter *f, int32_t id);
+/* Move past the bytes s[0, n): text the answer already holds when the
+ * filter starts late (a trigger and what came after it in its token).
+ * ERR_INVALID when the grammar refuses them, naming the byte. */
+rm_status rm_token_filter_take_bytes(rm_token_filter *f, const char *s, size_t n);
 /* The response is complete and nothing may follow it (or it took an
  * end-of-generation token). */
 bool      rm_token_filter_done(const rm_token_filter *f);

@@ -127,9 +127,16 @@ static json_t *call_schema(const rm_tools *t, int i) {
                      t->names[i], "arguments", params, "required", "name", "arguments", "additionalProperties", 0);
 }
 
-rm_status rm_tools_grammar(const rm_tools *t, rm_grammar **out) {
-    *out = NULL;
-    if (t->choice != RM_TOOL_CHOICE_REQUIRED && t->choice != RM_TOOL_CHOICE_NAMED) return RAMOLE_OK;
+rm_status rm_tools_grammar(const rm_tools *t, rm_grammar **out, const char **trigger) {
+    *out = NULL, *trigger = NULL;
+    if (!rm_tools_active(t)) return RAMOLE_OK;
+    if (t->choice == RM_TOOL_CHOICE_AUTO) {
+        rm_tools forced = *t;
+        forced.choice = RM_TOOL_CHOICE_REQUIRED;
+        const char *none;
+        if (rm_tools_grammar(&forced, out, &none) == RAMOLE_OK) *trigger = OPEN;
+        return RAMOLE_OK; /* a tool the compiler refuses: calls read as written */
+    }
     /* each tool on its own first, so that an error names the tool whose parameters fail */
     for (int i = 0; i < t->n; i++) {
         if (t->choice == RM_TOOL_CHOICE_NAMED && i != t->named) continue;
@@ -214,14 +221,14 @@ rm_status rm_tool_calls_parse(const char *text, size_t len, rm_tool_call **calls
     rm_status st = RAMOLE_OK;
     int got = 0;
     bool all = true;
+    /* vLLM's <tool_call>(.*?)</tool_call>|<tool_call>(.*): a block ends at
+     * the first </tool_call> after it (a "<tool_call>" inside a string
+     * argument is text), the last unclosed one at the end */
     for (const char *p = first; p && all && st == RAMOLE_OK; p = find(p, end, OPEN)) {
         const char *body = p + strlen(OPEN), *close = find(body, end, CLOSE);
-        const char *next = find(body, end, OPEN);
-        if (next && (!close || next < close)) close = next; /* an unclosed block ends where the next begins */
-        const char *stop = close ? close : end;
-        all = read_call(body, stop, !close, &cs[got], &st);
+        all = read_call(body, close ? close : end, !close, &cs[got], &st);
         if (all) got++;
-        p = close ? (close == next ? next : close + strlen(CLOSE)) : end;
+        p = close ? close + strlen(CLOSE) : end;
     }
     if (st != RAMOLE_OK || !all) {
         rm_tool_calls_free(cs, got + (st != RAMOLE_OK));

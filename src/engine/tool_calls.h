@@ -9,8 +9,9 @@
  * with any text before the first block the answer's content.
  *
  * tool_choice:
- *   "auto" (the default with tools): the model chooses; its answer is read
- *     for calls afterwards.
+ *   "auto" (the default with tools): the model chooses; from a
+ *     "<tool_call>" it writes on, its answer follows the grammar of calls
+ *     (below), and it is read for calls afterwards.
  *   "none": the tools are still shown to the model (as vLLM does), and the
  *     answer is text.
  *   "required", or {"type": "function", "function": {"name": NAME}}: the
@@ -45,9 +46,14 @@ rm_status rm_tools_from_json(const void *obj, rm_tools *t);
 void      rm_tools_free(rm_tools *t);
 /* Whether answers to this request are read for calls. */
 static inline bool rm_tools_active(const rm_tools *t) { return t->n > 0 && t->choice != RM_TOOL_CHOICE_NONE; }
-/* "required" or a named tool: the grammar of the answers allowed (NULL
- * otherwise). Errors name the tool whose parameters cannot be compiled. */
-rm_status rm_tools_grammar(const rm_tools *t, rm_grammar **out);
+/* The grammar of the calls allowed. "required" or a named tool: the
+ * answer's, *trigger NULL; errors name the tool whose parameters cannot be
+ * compiled. "auto": the calls', to apply from *trigger ("<tool_call>") on,
+ * so that a call the model begins is whole and follows its tool's
+ * parameters (as llama.cpp's lazy grammars); NULL when some tool's
+ * parameters cannot be compiled (the calls are then read as written).
+ * "none" or no tools: NULL. */
+rm_status rm_tools_grammar(const rm_tools *t, rm_grammar **out, const char **trigger);
 
 typedef struct {
     char *name;
@@ -59,8 +65,10 @@ typedef struct {
  * with rm_tool_calls_free) and *content_len, the length of the text before
  * the first <tool_call>. No blocks, or any block that is not a JSON object
  * with a string "name": *n 0 and the whole text is content (vLLM's Hermes
- * reader does the same). A last block without its </tool_call> (the answer
- * cut by max_tokens) is read if its JSON is whole.
+ * reader does the same, and like it ends a block at the first
+ * </tool_call>). A last block without its </tool_call> (the answer cut by
+ * max_tokens) is read if its JSON is whole and only the start of its
+ * </tool_call> follows.
  */
 rm_status rm_tool_calls_parse(const char *text, size_t len, rm_tool_call **calls, int *n, size_t *content_len);
 void      rm_tool_calls_free(rm_tool_call *calls, int n);
