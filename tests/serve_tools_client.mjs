@@ -146,6 +146,18 @@ await check("serve_tools_auto_call_follows_grammar_once_begun", async () => {
   return true;
 });
 
+// vLLM's chat_template_kwargs {"enable_thinking": false}: Qwen3's template
+// opens the answer with an empty think block, four tokens more of prompt
+await check("serve_chat_template_kwargs_enable_thinking", async () => {
+  const on = await post("/v1/chat/completions", { model: modelName, messages, max_tokens: 1 });
+  const off = await post("/v1/chat/completions", { model: modelName, messages, max_tokens: 1,
+    chat_template_kwargs: { enable_thinking: false } });
+  if (on.status !== 200 || off.status !== 200) return `${on.text} ${off.text}`;
+  if (off.json.usage.prompt_tokens - on.json.usage.prompt_tokens !== 4)
+    return `prompt tokens ${on.json.usage.prompt_tokens} -> ${off.json.usage.prompt_tokens}`;
+  return true;
+});
+
 await check("serve_tools_errors_name_the_field", async () => {
   const cases = [
     [{ messages, tools, tool_choice: { type: "function", function: { name: "fly" } } }, "\"fly\", which \"tools\" does not offer"],

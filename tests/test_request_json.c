@@ -202,9 +202,19 @@ TEST(request_json_refuses_what_ramole_does_not_do) {
     rm_request_spec sp;
     CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"tools\": [{\"type\": "
                         "\"function\", \"function\": {\"name\": \"f\"}}], \"tool_choice\": \"required\"}", &sp));
-    CHECK(sp.req.n_tools == 1 && sp.req.format != NULL);
+    CHECK(sp.req.n_tools == 1 && sp.req.format != NULL && !sp.req.no_thinking);
     CHECK(sp.req.tools && !strcmp(sp.req.tools[0], "{\"type\": \"function\", \"function\": {\"name\": \"f\"}}"));
     rm_request_spec_free(&sp);
+    /* vLLM's chat_template_kwargs: enable_thinking, nothing else */
+    CHECK_OK(parse_text("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"chat_template_kwargs\": "
+                        "{\"enable_thinking\": false}}", &sp));
+    CHECK(sp.req.no_thinking);
+    rm_request_spec_free(&sp);
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"chat_template_kwargs\": {\"x\": 1}}",
+            "\"chat_template_kwargs.x\" is not one ramole's chat templates take");
+    refused("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"chat_template_kwargs\": "
+            "{\"enable_thinking\": \"no\"}}", "\"chat_template_kwargs.enable_thinking\" must be true or false");
+    refused("{\"prompt\": \"a\", \"chat_template_kwargs\": {\"enable_thinking\": false}}", "needs \"messages\"");
 }
 
 TEST(request_json_response_format) {

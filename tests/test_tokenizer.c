@@ -415,16 +415,17 @@ TEST(tokenizer_chat_tools_golden) {
             m[i].calls = calls[i];
         }
         char *out = NULL;
-        CHECK_OK(rm_chat_apply_tools(qwen, RM_CHAT_NONE, m, nm, (const char *const *)tool_text, nt,
-                                     json_is_true(json_object_get(v, "gen")), &out));
+        rm_chat_opts o = {.tools = (const char *const *)tool_text, .n_tools = nt,
+                          .add_generation_prompt = json_is_true(json_object_get(v, "gen")),
+                          .no_thinking = json_is_false(json_object_get(v, "enable_thinking"))};
+        CHECK_OK(rm_chat_render(qwen, RM_CHAT_NONE, m, nm, &o, &out));
         const char *want = json_string_value(json_object_get(v, "text"));
         checked++;
         if (out && !strcmp(out, want)) matched++;
         else CHECK_MSG(0, "chat with tools, line %d: got \"%s\" want \"%s\"", checked, out ? out : "", want);
         if (llama3 && nt) { /* a template without tools refuses them, naming itself */
             char *o2 = NULL;
-            CHECK_ERR(rm_chat_apply_tools(llama3, RM_CHAT_NONE, m, nm, (const char *const *)tool_text, nt, true, &o2),
-                         RAMOLE_ERR_UNSUPPORTED);
+            CHECK_ERR(rm_chat_render(llama3, RM_CHAT_NONE, m, nm, &o, &o2), RAMOLE_ERR_UNSUPPORTED);
             CHECK(strstr(ramole_last_error(), "llama3 template does not render tools") != NULL);
             CHECK(o2 == NULL);
         }

@@ -6,7 +6,7 @@
 # lstrip_blocks, loopcontrols; tojson = json.dumps(ensure_ascii=False)).
 # The JS port that made chat.jsonl cannot parse this template (messages[::-1]).
 # Writes tests/golden/tokenizer/chat_tools.jsonl: {"gen", "messages",
-# "tools", "text"}; messages as OpenAI's clients send them (assistant
+# "tools", "text"[, "enable_thinking"]}; messages as OpenAI's clients send them (assistant
 # tool_calls with string arguments, content null beside calls).
 #
 #   apt-get install python3-jinja2   # Debian's jinja2
@@ -89,13 +89,18 @@ convs = [
 ]
 
 out = []
-for tools, messages in convs:
-    for gen in (True, False):
+for i, (tools, messages) in enumerate(convs):
+    # chat_template_kwargs {"enable_thinking": false} on three of them, with the generation prompt
+    for gen, thinking in ((True, None), (False, None)) + (((True, False),) if i in (0, 2, 6) else ()):
         # what the template reads: content None as "" (OpenAI's clients send null beside calls)
         msgs = [dict(m, content=m["content"] if m["content"] is not None else "") for m in messages]
+        kw = {} if thinking is None else {"enable_thinking": thinking}
         text = template.render(messages=msgs, tools=tools or None, add_generation_prompt=gen,
-                               bos_token="", eos_token="<|im_end|>")
-        out.append(json.dumps({"gen": gen, "messages": messages, "tools": tools, "text": text}, ensure_ascii=False))
+                               bos_token="", eos_token="<|im_end|>", **kw)
+        line = {"gen": gen, "messages": messages, "tools": tools, "text": text}
+        if thinking is not None:
+            line["enable_thinking"] = thinking
+        out.append(json.dumps(line, ensure_ascii=False))
 path = os.path.join(ROOT, "tests/golden/tokenizer/chat_tools.jsonl")
 with open(path, "w") as f:
     f.write("\n".join(out) + "\n")

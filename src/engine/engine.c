@@ -395,8 +395,9 @@ rm_status rm_engine_encode(const rm_engine *e, const rm_engine_request *q, bool 
         if (!q->messages[i].role || (!q->messages[i].content && !q->messages[i].n_calls))
             return rm_err(RAMOLE_ERR_INVALID, "request: message %d has no role or no content", i);
     char *text = NULL;
-    rm_status st = rm_chat_apply_tools(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, q->tools,
-                                       (size_t)q->n_tools, true, &text);
+    rm_chat_opts o = {.tools = q->tools, .n_tools = (size_t)q->n_tools, .add_generation_prompt = true,
+                      .no_thinking = q->no_thinking};
+    rm_status st = rm_chat_render(e->tok, RM_CHAT_NONE, q->messages, (size_t)q->n_messages, &o, &text);
     /* the template writes the special tokens itself */
     if (st == RAMOLE_OK) st = rm_tok_encode(e->tok, text, strlen(text), 0, out);
     rm_free(text);

@@ -189,6 +189,7 @@ typedef struct {
     const char *const *tools; /* with messages: tools offered, as the chat template's tojson
                                * writes them (tool_calls.h), for templates that render tools */
     int n_tools;
+    bool no_thinking;         /* with messages: chat_template_kwargs {"enable_thinking": false} */
 
     rm_sampler_params sampling;
     int max_tokens;           /* 0: until the context is full */

@@ -546,6 +546,26 @@ static rm_status parse_format(const json_t *o, rm_request_spec *sp) {
     return RAMOLE_OK;
 }
 
+/* vLLM's "chat_template_kwargs": the one ramole's templates take,
+ * "enable_thinking" (Qwen3's); other keys are refused by name rather than
+ * ignored, since the template would have read them. */
+static rm_status parse_template_kwargs(const json_t *o, rm_request_spec *sp) {
+    const json_t *kw = json_object_get(o, "chat_template_kwargs"), *v;
+    if (!kw || json_is_null(kw)) return RAMOLE_OK;
+    if (!json_is_object(kw)) return bad("chat_template_kwargs", "an object, such as {\"enable_thinking\": false}");
+    if (json_object_size(kw) && !sp->req.n_messages)
+        return rm_err(RAMOLE_ERR_INVALID, "field \"chat_template_kwargs\" needs \"messages\" (a chat request)");
+    const char *key;
+    json_object_foreach((json_t *)kw, key, v) {
+        if (strcmp(key, "enable_thinking"))
+            return rm_err(RAMOLE_ERR_INVALID, "field \"chat_template_kwargs.%s\" is not one ramole's chat templates "
+                          "take (enable_thinking)", key);
+        if (!json_is_boolean(v)) return bad("chat_template_kwargs.enable_thinking", "true or false");
+        sp->req.no_thinking = json_is_false(v);
+    }
+    return RAMOLE_OK;
+}
+
 /* The tools a chat request offers, after its format: "required" or a named
  * tool constrains the answer as a format does, so not beside one. */
 static rm_status parse_tools(const json_t *o, rm_request_spec *sp) {
@@ -618,6 +638,7 @@ static rm_status parse(const json_t *o, rm_request_spec *sp) {
     RM_TRY(parse_cache_salt(o, sp));
     RM_TRY(parse_format(o, sp));
     RM_TRY(parse_tools(o, sp));
+    RM_TRY(parse_template_kwargs(o, sp));
     return parse_lora(o, sp);
 }
 

@@ -2,7 +2,7 @@
  * tool_calls.h — the tools a chat request offers (OpenAI's "tools",
  * "tool_choice", "parallel_tool_calls") and the calls a model's answer
  * makes, in the format of the chat templates that render tools (Qwen3's,
- * tokenizer.h rm_chat_apply_tools): each call a block
+ * tokenizer.h rm_chat_render): each call a block
  *
  *   <tool_call>\n{"name": NAME, "arguments": {...}}\n</tool_call>
  *

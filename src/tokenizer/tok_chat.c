@@ -123,10 +123,10 @@ static void strip_nl(const char *s, const char *e, bool l, bool r, const char **
  *     reasoning (before </think>) kept only after the last query, in a
  *     <think> block, then its content and its calls as <tool_call> blocks;
  *     consecutive tool results as <tool_response> blocks of one user turn;
- *  4. the assistant header.
+ *  4. the assistant header, and an empty think block when thinking is off.
  */
 static rm_status render_qwen3(tok_buf *b, const rm_chat_msg *m, size_t n, const char *const *tools, size_t n_tools,
-                              bool gen) {
+                              bool gen, bool no_thinking) {
     rm_status st = RM_OK;
     bool sys0 = n && !strcmp(m[0].role, "system");
     if (n_tools) {
@@ -203,16 +203,21 @@ static rm_status render_qwen3(tok_buf *b, const rm_chat_msg *m, size_t n, const 
         }
     }
     if (!st && gen) st = put(b, "<|im_start|>assistant\n");
+    if (!st && gen && no_thinking) st = put(b, "<think>\n\n</think>\n\n");
     return st;
 }
 
 rm_status rm_chat_apply(const rm_tok *t, rm_chat_template tmpl, const rm_chat_msg *m, size_t n, bool gen, char **out) {
-    return rm_chat_apply_tools(t, tmpl, m, n, NULL, 0, gen, out);
+    rm_chat_opts o = {.add_generation_prompt = gen};
+    return rm_chat_render(t, tmpl, m, n, &o, out);
 }
 
-rm_status rm_chat_apply_tools(const rm_tok *t, rm_chat_template tmpl, const rm_chat_msg *m, size_t n,
-                              const char *const *tools, size_t n_tools, bool gen, char **out) {
+rm_status rm_chat_render(const rm_tok *t, rm_chat_template tmpl, const rm_chat_msg *m, size_t n,
+                         const rm_chat_opts *opts, char **out) {
     *out = NULL;
+    const char *const *tools = opts->tools;
+    size_t n_tools = opts->n_tools;
+    bool gen = opts->add_generation_prompt;
     if (tmpl == RM_CHAT_NONE) tmpl = t ? t->chat : RM_CHAT_NONE;
     if (tmpl == RM_CHAT_NONE)
         return rm_err(RAMOLE_ERR_UNSUPPORTED, "%s: the chat template is not one ramole knows (chatml, llama2, llama3, mistral); "
@@ -235,7 +240,7 @@ rm_status rm_chat_apply_tools(const rm_tok *t, rm_chat_template tmpl, const rm_c
     switch (tmpl) {
     case RM_CHAT_CHATML:
         if (qwen3_template(t)) {
-            st = render_qwen3(&b, m, n, tools, n_tools, gen);
+            st = render_qwen3(&b, m, n, tools, n_tools, gen, opts->no_thinking);
             break;
         }
         for (size_t i = 0; i < n && !st; i++) {

@@ -218,17 +218,26 @@ const char *rm_chat_template_name(rm_chat_template t);
 rm_status rm_chat_apply(const rm_tok *tok, rm_chat_template tmpl, const rm_chat_msg *msgs, size_t n,
                         bool add_generation_prompt, char **out);
 
-/*
- * The same with tools the model may call: tools[i] is one tool object
- * ({"type": "function", "function": {...}}) already written as the
- * template's tojson writes it (rm_chat_tojson). Only templates that render
- * tools take them, or messages with tool calls or the "tool" role
- * (rm_chat_tools_supported): today the Qwen3 family's ChatML, whose model
- * answers a call as <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>.
- * Any other is ERR_UNSUPPORTED naming the template.
- */
-rm_status rm_chat_apply_tools(const rm_tok *tok, rm_chat_template tmpl, const rm_chat_msg *msgs, size_t n,
-                              const char *const *tools, size_t n_tools, bool add_generation_prompt, char **out);
+/* What a rendering takes beside the messages. */
+typedef struct {
+    /* tools the model may call: each tool object ({"type": "function",
+     * "function": {...}}) already written as the template's tojson writes it
+     * (rm_chat_tojson). Only templates that render tools take them, or
+     * messages with tool calls or the "tool" role (rm_chat_tools_supported):
+     * today the Qwen3 family's ChatML, whose model answers a call as
+     * <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>. Any other
+     * is ERR_UNSUPPORTED naming the template. */
+    const char *const *tools;
+    size_t n_tools;
+    bool add_generation_prompt; /* the assistant header after the messages */
+    bool no_thinking;           /* chat_template_kwargs {"enable_thinking": false}: Qwen3's template
+                                 * opens the answer with an empty think block; others ignore it,
+                                 * as their Jinja text does */
+} rm_chat_opts;
+
+/* rm_chat_apply with everything a template may take. */
+rm_status rm_chat_render(const rm_tok *tok, rm_chat_template tmpl, const rm_chat_msg *msgs, size_t n,
+                         const rm_chat_opts *opts, char **out);
 bool      rm_chat_tools_supported(const rm_tok *tok, rm_chat_template tmpl);
 
 /* JSON value `json` (a json_t *) as Python's json.dumps(ensure_ascii=False)
