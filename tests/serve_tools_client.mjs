@@ -40,7 +40,7 @@ const messages = [{ role: "user", content: "What is the weather in Paris, and wh
 function callsValid(calls, what, only) {
   if (!Array.isArray(calls) || !calls.length) return `${what}: no tool_calls`;
   for (const c of calls) {
-    if (c.type !== "function" || typeof c.id !== "string" || !c.id) return `${what}: bad call ${JSON.stringify(c)}`;
+    if (c.type !== "function" || typeof c.id !== "string" || !c.id || "index" in c) return `${what}: bad call ${JSON.stringify(c)}`;
     const v = validators[c.function.name];
     if (!v || (only && c.function.name !== only)) return `${what}: tool ${c.function.name}`;
     let args;
@@ -78,6 +78,7 @@ await check("serve_tools_streamed_calls_match_whole", async () => {
       const d = ch.choices[0]?.delta ?? {};
       content += d.content ?? "";
       for (const t of d.tool_calls ?? []) {
+        if (!Number.isInteger(t.index)) return `seed ${seed}: a delta's call without its index`;
         const c = (calls[t.index] ??= { id: "", type: "function", function: { name: "", arguments: "" } });
         if (t.id) c.id = t.id;
         c.function.name += t.function?.name ?? "";

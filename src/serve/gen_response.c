@@ -151,15 +151,18 @@ static json_t *choice_logprobs(gen_resp *g, gen_choice *c, int from, int to) {
  * offers tools, tool_choice not "none"). */
 static bool tooled(const gen_resp *g, const srv_req *r) { return g->chat && rm_tools_active(&r->spec.tools); }
 
-/* OpenAI's "tool_calls" of choice i: calls[0..n) with ids unique in the response. */
-static json_t *tool_calls_json(const gen_resp *g, int i, const rm_tool_call *calls, int n) {
+/* OpenAI's "tool_calls" of choice i: calls[0..n) with ids unique in the
+ * response; a stream's deltas also number them ("index"), a message does not. */
+static json_t *tool_calls_json(const gen_resp *g, int i, const rm_tool_call *calls, int n, bool delta) {
     json_t *a = json_array();
     const char *tail = strchr(g->id, '-');
     for (int k = 0; k < n && a; k++) {
         char id[RM_REG_RESPONSE_ID_MAX + 32];
         snprintf(id, sizeof id, "call_%s_%d_%d", tail ? tail + 1 : g->id, i, k);
-        json_array_append_new(a, json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", k, "id", id, "type", "function",
-                                           "function", "name", calls[k].name, "arguments", calls[k].arguments));
+        json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
+                              calls[k].name, "arguments", calls[k].arguments);
+        if (c && delta) json_object_set_new(c, "index", json_integer(k));
+        json_array_append_new(a, c);
     }
     return a;
 }
@@ -230,7 +233,7 @@ static json_t *whole(gen_resp *g) {
         if (choice && n_calls) { /* OpenAI's message of calls: content null unless text came before them */
             json_t *msg = json_object_get(choice, "message");
             if (!len) json_object_set_new(msg, "content", json_null());
-            json_object_set_new(msg, "tool_calls", tool_calls_json(g, i, calls, n_calls));
+            json_object_set_new(msg, "tool_calls", tool_calls_json(g, i, calls, n_calls, false));
         }
         rm_tool_calls_free(calls, n_calls);
         rm_free(echoed);
@@ -347,7 +350,7 @@ static char *stream_choice(gen_resp *g, int i, json_t **fin) {
     if (n_calls) { /* the calls in one chunk, then the finish */
         json_t *ch = chunk(g, i, "", 0, NULL), *delta = json_object_get(json_array_get(json_object_get(ch, "choices"), 0), "delta");
         json_object_del(delta, "content");
-        json_object_set_new(delta, "tool_calls", tool_calls_json(g, i, calls, n_calls));
+        json_object_set_new(delta, "tool_calls", tool_calls_json(g, i, calls, n_calls, true));
         out = join(out, sse(ch));
         c->text_sent = r->len;
     }
