@@ -324,6 +324,15 @@ static char *error_text(gen_resp *g, bool all_done) {
     return out;
 }
 
+/* A chunk of choice i whose delta is its tool calls (its mu held). */
+static json_t *calls_chunk(gen_resp *g, int i, const rm_tool_call *calls, int n) {
+    json_t *ch = chunk(g, i, "", 0, NULL);
+    json_t *delta = json_object_get(json_array_get(json_object_get(ch, "choices"), 0), "delta");
+    json_object_del(delta, "content");
+    json_object_set_new(delta, "tool_calls", tool_calls_json(g, i, calls, n, true));
+    return ch;
+}
+
 /* The chunks of choice i since the last call: new text (rm_malloc'd SSE,
  * "" when none), and its finish chunk once it is done (*fin, unsent: the
  * last of all gets the usage first). */
@@ -348,10 +357,7 @@ static char *stream_choice(gen_resp *g, int i, json_t **fin) {
     if (upto > c->text_sent) out = join(out, sse(chunk(g, i, r->text + c->text_sent, upto - c->text_sent, NULL)));
     if (upto > c->text_sent) c->text_sent = upto;
     if (n_calls) { /* the calls in one chunk, then the finish */
-        json_t *ch = chunk(g, i, "", 0, NULL), *delta = json_object_get(json_array_get(json_object_get(ch, "choices"), 0), "delta");
-        json_object_del(delta, "content");
-        json_object_set_new(delta, "tool_calls", tool_calls_json(g, i, calls, n_calls, true));
-        out = join(out, sse(ch));
+        out = join(out, sse(calls_chunk(g, i, calls, n_calls)));
         c->text_sent = r->len;
     }
     rm_tool_calls_free(calls, n_calls);
