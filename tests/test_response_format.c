@@ -166,3 +166,55 @@ TEST(engine_response_format_answers_satisfy_the_schema) {
     free(alone);
     rm_model_free(m);
 }
+
+/*
+ * A format that waits for its trigger (rm_engine_request.format_trigger, as
+ * tool calls under "auto"): GPT-2's single-character tokens "<", "x" and
+ * ">" pushed by logit_bias write free text of those characters until
+ * "<x>" appears across three tokens; from there the grammar rules, so the
+ * answer ends "<x>ddd</x>" and finishes with STOP.
+ */
+TEST(engine_format_trigger_applies_from_the_trigger) {
+    rm_model *m;
+    if (!gpt2(&m)) {
+        rm_model_free(m);
+        return;
+    }
+    rm_engine_params p = {.n_threads = 2, .max_seqs = 4};
+    rm_engine *e;
+    CHECK_OK(rm_engine_new(m, &p, &e));
+    static const rm_logit_bias bias[] = {{27, 30.0f}, {87, 30.0f}, {29, 30.0f}}; /* "<", "x", ">" */
+    answer a[4];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < 4; i++) {
+        rm_engine_request q;
+        rm_engine_request_init(&q);
+        q.prompt = "Tag:";
+        q.max_tokens = 200;
+        q.sampling.temperature = 1.0f;
+        q.sampling.top_k = 0;
+        q.sampling.top_p = 1.0f;
+        q.sampling.min_p = 0;
+        q.sampling.seed = 7 + (uint64_t)i;
+        q.sampling.logit_bias = bias;
+        q.sampling.n_logit_bias = 3;
+        q.grammar = "root ::= \"<x>\" [0-9] [0-9] [0-9] \"</x>\"";
+        q.format_trigger = "<x>";
+        q.on_event = collect;
+        q.user = &a[i];
+        int64_t id;
+        CHECK_OK(rm_engine_submit(e, &q, &id));
+    }
+    drain(e);
+    for (int i = 0; i < 4; i++) {
+        const char *t = a[i].text, *hit = strstr(t, "<x>");
+        size_t n = strlen(t);
+        bool tail_ok = hit && n == (size_t)(hit - t) + 10 && !strcmp(hit + 6, "</x>");
+        for (int d = 3; tail_ok && d < 6; d++) tail_ok = hit[d] >= '0' && hit[d] <= '9';
+        bool free_ok = hit && strspn(t, "<x>") >= (size_t)(hit - t); /* the free part: the biased characters */
+        CHECK_MSG(a[i].finish == RM_FINISH_STOP && tail_ok && free_ok, "answer %d (%s): %s", i,
+                  rm_finish_reason_name(a[i].finish), t);
+    }
+    rm_engine_free(e);
+    rm_model_free(m);
+}
