@@ -44,7 +44,9 @@ TEST(tool_calls_required_grammar_takes_calls_of_the_tools) {
     rm_tools t;
     CHECK_OK(tools_of(", \"tool_choice\": \"required\"", &t));
     CHECK(t.n == 2 && t.choice == RM_TOOL_CHOICE_REQUIRED && t.parallel);
-    CHECK(!strcmp(t.names[1], "now") && !strcmp(t.params[1], "{\"type\": \"object\"}"));
+    char *absent = json_dumps(t.params[1], JSON_COMPACT); /* no parameters: any object */
+    CHECK(!strcmp(t.names[1], "now") && absent && !strcmp(absent, "{\"type\":\"object\"}"));
+    free(absent);
     /* the tool as the template's tojson writes it */
     CHECK_MSG(strstr(t.texts[0], "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", ") == t.texts[0],
               "%s", t.texts[0]);

@@ -19,13 +19,6 @@ static rm_status bad(const char *field, const char *what) {
 
 static rm_status oom(void) { return rm_err(RAMOLE_ERR_NOMEM, "out of memory"); }
 
-/* A JSON value as compact text (jansson's), rm_malloc'd. */
-static char *compact(const json_t *v) {
-    char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *out = t ? rm_strdup(t) : NULL;
-    free(t);
-    return out;
-}
 
 static rm_status parse_tool(const json_t *tool, size_t i, rm_tools *t) {
     const json_t *type = json_object_get(tool, "type"), *fn = json_object_get(tool, "function");
@@ -50,7 +43,7 @@ static rm_status parse_tool(const json_t *tool, size_t i, rm_tools *t) {
     int k = t->n;
     if (!(t->names[k] = rm_strdup(nm))) return oom();
     t->n++; /* owned from here: freed with the rest */
-    t->params[k] = params && !json_is_null(params) ? compact(params) : rm_strdup("{\"type\": \"object\"}");
+    t->params[k] = params && !json_is_null(params) ? json_deep_copy(params) : json_pack("{s:s}", "type", "object");
     if (!t->params[k]) return oom();
     return rm_chat_tojson(tool, &t->texts[k]);
 }
@@ -111,7 +104,7 @@ void rm_tools_free(rm_tools *t) {
     for (int i = 0; i < t->n; i++) {
         rm_free(t->texts[i]);
         rm_free(t->names[i]);
-        rm_free(t->params[i]);
+        json_decref(t->params[i]);
     }
     rm_free(t->texts);
     rm_free(t->names);
@@ -121,56 +114,49 @@ void rm_tools_free(rm_tools *t) {
 
 /* The call object of tool i as a schema: its name as a constant, its arguments its parameters. */
 static json_t *call_schema(const rm_tools *t, int i) {
-    json_t *params = json_loads(t->params[i], 0, NULL);
-    if (!params) return NULL;
-    return json_pack("{s:s, s:{s:{s:s}, s:o}, s:[s, s], s:b}", "type", "object", "properties", "name", "const",
-                     t->names[i], "arguments", params, "required", "name", "arguments", "additionalProperties", 0);
+    return json_pack("{s:s, s:{s:{s:s}, s:O}, s:[s, s], s:b}", "type", "object", "properties", "name", "const",
+                     t->names[i], "arguments", t->params[i], "required", "name", "arguments", "additionalProperties", 0);
+}
+
+/* The grammar of calls to the tools `only` (-1: all of them; else one), or to one of them alone. */
+static rm_status calls_grammar(const rm_tools *t, int only, int max_calls, rm_grammar **out) {
+    *out = NULL;
+    json_t *any = json_array();
+    for (int i = 0; i < t->n && any; i++)
+        if (only < 0 || i == only) json_array_append_new(any, call_schema(t, i));
+    json_t *schema = json_pack("{s:o}", "anyOf", any);
+    char *text = schema ? json_dumps(schema, JSON_COMPACT) : NULL;
+    json_decref(schema);
+    if (!text) return oom();
+    rm_status st = rm_json_schema_grammar_framed(text, strlen(text), OPEN "\n", "\n" CLOSE, "\n", max_calls, out);
+    free(text); /* jansson's */
+    return st;
 }
 
 rm_status rm_tools_grammar(const rm_tools *t, rm_grammar **out, const char **trigger) {
     *out = NULL, *trigger = NULL;
     if (!rm_tools_active(t)) return RAMOLE_OK;
-    if (t->choice == RM_TOOL_CHOICE_AUTO) {
-        rm_tools forced = *t;
-        forced.choice = RM_TOOL_CHOICE_REQUIRED;
-        const char *none;
-        if (rm_tools_grammar(&forced, out, &none) == RAMOLE_OK) *trigger = OPEN;
-        return RAMOLE_OK; /* a tool the compiler refuses: calls read as written */
+    int only = t->choice == RM_TOOL_CHOICE_NAMED ? t->named : -1;
+    rm_status st = calls_grammar(t, only, t->parallel ? RM_TOOL_CALLS_MAX : 1, out);
+    if (t->choice == RM_TOOL_CHOICE_AUTO) { /* from the trigger on; a tool the compiler refuses: calls read as written */
+        if (st == RAMOLE_OK) *trigger = OPEN;
+        return RAMOLE_OK;
     }
-    /* each tool on its own first, so that an error names the tool whose parameters fail */
+    if (st != RAMOLE_ERR_INVALID) return st;
+    /* name the tool whose parameters fail: compiled alone, on this path only */
     for (int i = 0; i < t->n; i++) {
-        if (t->choice == RM_TOOL_CHOICE_NAMED && i != t->named) continue;
-        json_t *one = call_schema(t, i);
-        char *text = one ? compact(one) : NULL;
-        json_decref(one);
-        if (!text) return oom();
         rm_grammar *g = NULL;
-        rm_status st = rm_json_schema_grammar(text, strlen(text), &g);
-        rm_free(text);
-        rm_grammar_free(g);
-        if (st != RAMOLE_OK)
+        if ((only < 0 || i == only) && (st = calls_grammar(t, i, 1, &g)) != RAMOLE_OK)
             return rm_err_prefix(st, "field \"tool_choice\" needs tool \"%s\"'s parameters as a grammar", t->names[i]);
+        rm_grammar_free(g);
     }
-    json_t *any = json_array();
-    for (int i = 0; i < t->n && any; i++)
-        if (t->choice != RM_TOOL_CHOICE_NAMED || i == t->named) json_array_append_new(any, call_schema(t, i));
-    json_t *schema = json_pack("{s:o}", "anyOf", any);
-    char *text = schema ? compact(schema) : NULL;
-    json_decref(schema);
-    if (!text) return oom();
-    rm_status st = rm_json_schema_grammar_framed(text, strlen(text), OPEN "\n", "\n" CLOSE, "\n",
-                                                 t->parallel ? RM_TOOL_CALLS_MAX : 1, out);
-    rm_free(text);
-    return st;
+    return rm_err(RAMOLE_ERR_INVALID, "field \"tool_choice\": the tools' calls make no grammar");
 }
 
 /* ---- reading calls back ---------------------------------------------------- */
 
 static const char *find(const char *s, const char *end, const char *what) {
-    size_t n = strlen(what);
-    for (const char *p = s; p + n <= end; p++)
-        if (!memcmp(p, what, n)) return p;
-    return NULL;
+    return s < end ? memmem(s, (size_t)(end - s), what, strlen(what)) : NULL;
 }
 
 void rm_tool_calls_free(rm_tool_call *calls, int n) {
@@ -231,7 +217,7 @@ rm_status rm_tool_calls_parse(const char *text, size_t len, rm_tool_call **calls
         p = close ? close + strlen(CLOSE) : end;
     }
     if (st != RAMOLE_OK || !all) {
-        rm_tool_calls_free(cs, got + (st != RAMOLE_OK));
+        rm_tool_calls_free(cs, cap); /* entries past those filled are zero */
         return st; /* not calls after all: the whole text is content */
     }
     *calls = cs, *n = got, *content_len = (size_t)(first - text);

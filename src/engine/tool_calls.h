@@ -34,7 +34,7 @@ typedef struct {
     int n;
     char **texts;          /* each tool object as the template's tojson writes it */
     char **names;          /* its function's name */
-    char **params;         /* its "parameters" schema, JSON text ({"type": "object"} when absent) */
+    struct json_t **params; /* its "parameters" schema, owned ({"type": "object"} when absent) */
     rm_tool_choice choice;
     int named;             /* RM_TOOL_CHOICE_NAMED: the index of the tool */
     bool parallel;
