@@ -148,8 +148,8 @@ static rm_status parse_prompt(const json_t *o, rm_request_spec *sp) {
         sp->messages[i].role = role_s;
         if (st == RAMOLE_OK && !strcmp(r, "assistant")) st = message_calls(json_object_get(msg, "tool_calls"), i, &sp->messages[i]);
         const json_t *content = json_object_get(msg, "content");
-        if (st == RAMOLE_OK && (!content || json_is_null(content)) && sp->messages[i].n_calls) content = NULL;
-        else if (st == RAMOLE_OK) st = message_content(content, i, &content_s);
+        bool calls_alone = (!content || json_is_null(content)) && sp->messages[i].n_calls; /* content may be null beside calls */
+        if (st == RAMOLE_OK && !calls_alone) st = message_content(content, i, &content_s);
         sp->messages[i].content = content_s;
         RM_TRY(st);
     }
@@ -574,19 +574,14 @@ static rm_status parse_tools(const json_t *o, rm_request_spec *sp) {
     if (!sp->req.n_messages) return rm_err(RAMOLE_ERR_INVALID, "field \"tools\" needs \"messages\" (a chat request)");
     sp->req.tools = (const char *const *)sp->tools.texts;
     sp->req.n_tools = sp->tools.n;
-    rm_grammar *g = NULL;
-    const char *trigger = NULL;
-    RM_TRY(rm_tools_grammar(&sp->tools, &g, &trigger));
-    if (!g) return RAMOLE_OK;
-    if (sp->format) { /* a response format with tool_choice auto: the format rules the answer */
-        rm_grammar_free(g);
-        if (trigger) return RAMOLE_OK;
-        return rm_err(RAMOLE_ERR_INVALID, "field \"tool_choice\" (a call required) and a response format both "
-                      "constrain the answer; give one");
+    if (sp->format) { /* beside a response format, "auto" leaves the answer to it */
+        if (sp->tools.choice == RM_TOOL_CHOICE_REQUIRED || sp->tools.choice == RM_TOOL_CHOICE_NAMED)
+            return rm_err(RAMOLE_ERR_INVALID, "field \"tool_choice\" (a call required) and a response format both "
+                          "constrain the answer; give one");
+        return RAMOLE_OK;
     }
-    sp->format = g;
-    sp->req.format = g;
-    sp->req.format_trigger = trigger;
+    RM_TRY(rm_tools_grammar(&sp->tools, &sp->format, &sp->req.format_trigger));
+    sp->req.format = sp->format;
     return RAMOLE_OK;
 }
 
