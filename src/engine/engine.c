@@ -76,9 +76,9 @@ typedef struct req {
     rm_sampler *smp;
     rm_token_filter *format;    /* the response format's grammar and position, or NULL: free text */
     rm_token_filter *waiting;   /* a format waiting for its trigger in the answer (then format) */
-    char *trigger;              /* that trigger */
+    char *trigger;              /* that trigger, n_trigger bytes */
     char *tail;                 /* the answer's last bytes, fewer than the trigger's */
-    size_t n_tail;
+    size_t n_trigger, n_tail;
     rm_detok detok;
     rm_composition comp;        /* pointers into the handles below */
     rm_adapter_handle *h[RM_LORA_MAX_K], *hr;
@@ -621,8 +621,8 @@ static rm_status bind_format(rm_engine *e, const rm_engine_request *q, req *r) {
         }
     }
     if (!q->format_trigger || !*q->format_trigger) return rm_token_filter_new(e->vocab, g, !q->ignore_eos, &r->format);
-    size_t n = strlen(q->format_trigger);
-    if (!(r->trigger = rm_strdup(q->format_trigger)) || !(r->tail = rm_malloc(n))) {
+    r->n_trigger = strlen(q->format_trigger);
+    if (!(r->trigger = rm_strdup(q->format_trigger)) || !(r->tail = rm_malloc(r->n_trigger))) {
         rm_grammar_free(g);
         return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
     }
@@ -632,30 +632,37 @@ static rm_status bind_format(rm_engine *e, const rm_engine_request *q, req *r) {
 /* A format waiting for its trigger, after token id: once the answer's
  * bytes hold the trigger, the format applies from it (the trigger and what
  * followed it in the token go through the grammar). When the grammar
- * refuses those bytes the answer stays free text. */
-static rm_status watch_trigger(rm_engine *e, req *r, int32_t id) {
-    const char *s;
-    size_t len, nt = strlen(r->trigger);
-    if (rm_tok_is_special(e->tok, id) || rm_tok_piece(e->tok, id, &s, &len) != RAMOLE_OK || !len) return RAMOLE_OK;
-    char *w = rm_malloc(r->n_tail + len);
-    if (!w) return rm_err(RAMOLE_ERR_NOMEM, "request: out of memory");
-    memcpy(w, r->tail, r->n_tail);
-    memcpy(w + r->n_tail, s, len);
-    size_t n = r->n_tail + len;
-    const char *hit = n >= nt ? memmem(w, n, r->trigger, nt) : NULL;
-    if (hit) {
+ * refuses those bytes the answer stays free text. Per token, without an
+ * allocation: the trigger either begins in the kept tail and ends in the
+ * token, or lies in the token. */
+static void watch_trigger(rm_engine *e, req *r, int32_t id) {
+    const char *s, *t = r->trigger;
+    size_t len, nt = r->n_trigger, from_tail = 0;
+    if (rm_tok_is_special(e->tok, id) || rm_tok_piece(e->tok, id, &s, &len) != RAMOLE_OK || !len) return;
+    for (size_t j = nt - 1; j > 0 && !from_tail; j--) /* the longest part in the tail begins soonest */
+        if (j <= r->n_tail && nt - j <= len && !memcmp(r->tail + r->n_tail - j, t, j) && !memcmp(s, t + j, nt - j))
+            from_tail = j;
+    const char *in = from_tail ? s : memmem(s, len, t, nt);
+    if (in) {
         r->format = r->waiting, r->waiting = NULL;
-        if (rm_token_filter_take_bytes(r->format, hit, (size_t)(w + n - hit)) != RAMOLE_OK) {
+        if (rm_token_filter_take_bytes(r->format, t, from_tail) != RAMOLE_OK ||
+            rm_token_filter_take_bytes(r->format, in, (size_t)(s + len - in)) != RAMOLE_OK) {
             rm_token_filter_free(r->format); /* text the grammar cannot follow: the answer stays free */
             r->format = NULL;
         }
-    } else { /* keep the last nt - 1 bytes: a trigger may end in the next token */
-        size_t keep = n < nt - 1 ? n : nt - 1;
-        memcpy(r->tail, w + n - keep, keep);
-        r->n_tail = keep;
+        return;
     }
-    rm_free(w);
-    return RAMOLE_OK;
+    /* keep the last nt - 1 bytes: a trigger may end in the next token */
+    size_t keep = nt - 1;
+    if (len >= keep) {
+        memcpy(r->tail, s + len - keep, keep);
+        r->n_tail = keep;
+    } else {
+        size_t old = r->n_tail < keep - len ? r->n_tail : keep - len;
+        memmove(r->tail, r->tail + r->n_tail - old, old);
+        memcpy(r->tail + old, s, len);
+        r->n_tail = old + len;
+    }
 }
 
 /* A generation's own checks: sampling, length, stop strings, response
@@ -1141,10 +1148,7 @@ static void advance(rm_engine *e, req *r, const float *logits) {
         finish(e, r, RM_FINISH_ERROR, ramole_last_error());
         return;
     }
-    if (r->waiting && (st = watch_trigger(e, r, next)) != RAMOLE_OK) {
-        finish(e, r, RM_FINISH_ERROR, ramole_last_error());
-        return;
-    }
+    if (r->waiting) watch_trigger(e, r, next);
     /* an end token under a format was allowed only where the answer is
      * complete (also with ignore_eos, when nothing else could follow) */
     bool eog = (e->tok ? rm_tok_is_eog(e->tok, next) : next == e->m->cfg.eos_id) && (!r->ignore_eos || r->format);
