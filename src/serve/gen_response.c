@@ -151,6 +151,16 @@ static json_t *choice_logprobs(gen_resp *g, gen_choice *c, int from, int to) {
  * offers tools, tool_choice not "none"). */
 static bool tooled(const gen_resp *g, const srv_req *r) { return g->chat && rm_tools_active(&r->spec.tools); }
 
+/* How much of choice c's answer may go out now (its mu held): all of it,
+ * or for an answer read for tool calls, up to where a call may begin.
+ * What went out holds no call's beginning, so the search starts there:
+ * each poll reads the new bytes, not the whole answer again. */
+static size_t sendable(const gen_resp *g, const gen_choice *c) {
+    const srv_req *r = c->r;
+    if (!tooled(g, r) || !r->text || r->len <= c->text_sent) return r->len;
+    return c->text_sent + rm_tool_calls_content_prefix(r->text + c->text_sent, r->len - c->text_sent);
+}
+
 /* OpenAI's "tool_calls" of choice i: calls[0..n) with ids unique in the
  * response; a stream's deltas also number them ("index"), a message does not. */
 static json_t *tool_calls_json(const gen_resp *g, int i, const rm_tool_call *calls, int n, bool delta) {
@@ -253,9 +263,7 @@ static bool has_news(const gen_resp *g, const gen_choice *c) {
     if (r->state == SRV_REFUSED || (r->state == SRV_DONE && r->finish == RM_FINISH_ERROR)) return true;
     if (!g->stream) return false; /* the whole answer waits for every choice */
     if (r->state == SRV_DONE && !c->finished) return true;
-    /* text held back as a possible tool call is no news until the answer is done */
-    size_t sendable = tooled(g, r) ? rm_tool_calls_content_prefix(r->text ? r->text : "", r->len) : r->len;
-    return sendable > c->text_sent;
+    return sendable(g, c) > c->text_sent; /* text held back as a possible call is no news */
 }
 
 static bool over(const srv_req *r) { return r->state == SRV_DONE || r->state == SRV_REFUSED; }
@@ -344,7 +352,7 @@ static char *stream_choice(gen_resp *g, int i, json_t **fin) {
     pthread_mutex_lock(&r->mu);
     bool done = r->state == SRV_DONE && !c->finished && !(g->late && r->finish == RM_FINISH_CANCELLED);
     /* an answer read for tool calls holds back what may be a call until it is done */
-    size_t upto = tooled(g, r) && !done ? rm_tool_calls_content_prefix(r->text ? r->text : "", r->len) : r->len;
+    size_t upto = done ? r->len : sendable(g, c);
     const char *fin_name = finish_name(r->finish);
     rm_tool_call *calls = NULL;
     int n_calls = 0;
