@@ -277,7 +277,6 @@ typedef struct {
     float *xud;                /* their scales, m x k/32 */
     uint8_t *tiles;            /* one weight tile per thread */
     rm_qgemm_fn qgemm;
-    rm_qgemm_pack_fn qpack;
     rm_qgemm_k4_fn qgemm_k4;
     const uint8_t *packed;     /* q4_k / q6_k tiles packed at load (rm_matmul_pack), or NULL */
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
@@ -464,6 +463,34 @@ static void job_qgemm_act(void *ctx, int ith, int nth) {
         }
 }
 
+/* Bytes of one int8 GEMM tile of 32 rows of k (q8_0, q4_k, q6_k), or 0
+ * where k is not whole blocks. */
+static size_t pack_tile_bytes(rm_type wt, int64_t k) {
+    if (wt == RM_TYPE_Q8_0) return k % RM_Q8_0_BLOCK ? 0 : rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
+    return k % RM_QK_K ? 0 : qgemm_k_tile_bytes(wt, k);
+}
+
+/* Pack tile t (W rows from t * RM_QGEMM_TILE_COLS, nc of them; wrow bytes
+ * each) of W into dst: at load (rm_matmul_pack) or per call. The q8_0
+ * packers of every ISA write the same bytes. */
+static void tile_pack(const rm_kern_ops *ops, uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow, int64_t t,
+                      int64_t k, int nc) {
+    const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
+    if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
+    else if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, k / RM_QK_K, nc);
+    else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, k / RM_QK_K, nc);
+}
+
+/* Tile t of W: the one packed at load, else W's rows repacked into the
+ * thread's slice of the scratch. */
+static const uint8_t *tile_of(const mm_job *j, int ith, int64_t t, int nc) {
+    size_t tb = pack_tile_bytes(j->wt, j->k);
+    if (j->packed) return j->packed + (size_t)t * tb;
+    uint8_t *tile = j->tiles + (size_t)ith * tb;
+    tile_pack(j->ops, tile, j->wt, j->w, j->wrow, t, j->k, nc);
+    return tile;
+}
+
 /* int8 GEMM path, step 2: each thread takes whole tiles of 32 W rows (packed
  * at load, or repacked into its own slice) and runs each against every X
  * row, four at a time. */
@@ -471,16 +498,10 @@ static void job_qgemm(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
     int64_t nb = j->k / RM_Q8_0_BLOCK, ntiles = (j->n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS, lo, hi;
     rm_split(ntiles, ith, nth, &lo, &hi);
-    size_t tb = rm_qgemm_tile_bytes(nb);
     for (int64_t t = lo; t < hi; t++) {
         int64_t c0 = t * RM_QGEMM_TILE_COLS;
         int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
-        const uint8_t *tile = j->packed + (size_t)t * tb;
-        if (!j->packed) {
-            uint8_t *mine = j->tiles + (size_t)ith * tb;
-            j->qpack(mine, (const rm_block_q8_0 *)(j->w + (size_t)c0 * j->wrow), nb, nc);
-            tile = mine;
-        }
+        const uint8_t *tile = tile_of(j, ith, t, nc);
         for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
             int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
             j->qgemm(j->xu + i * j->k, j->xud + i * nb, j->k, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
@@ -488,23 +509,17 @@ static void job_qgemm(void *ctx, int ith, int nth) {
     }
 }
 
-/* Pack tile t (W rows from t * RM_QGEMM_TILE_COLS, nc of them; wrow bytes
- * each) of a q4_k / q6_k W into dst: at load (rm_matmul_pack) or per call. */
-static void k_tile_pack(uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow, int64_t t, int64_t nb, int nc) {
-    const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
-    if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, nb, nc);
-    else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, nb, nc);
-}
 
-/* Tile t of W as a q4_k / q6_k tile: the one packed at load, else W's rows
- * repacked into the thread's slice of the scratch. */
-static const uint8_t *qgemm_k_tile(const mm_job *j, int ith, int64_t t, int nc) {
-    int64_t nb = j->k / RM_QK_K;
-    size_t tb = qgemm_k_tile_bytes(j->wt, j->k);
-    if (j->packed) return j->packed + (size_t)t * tb;
-    uint8_t *tile = j->tiles + (size_t)ith * tb;
-    k_tile_pack(tile, j->wt, j->w, j->wrow, t, nb, nc);
-    return tile;
+/* The q8_0 int8 GEMM: X to unsigned levels in the scratch (xu, then its
+ * scales), then the tiles (j->packed, or repacked into j->tiles) against
+ * them; the scalar kernel where the ISA has no VNNI one. */
+static void run_q8_0_gemm(rm_pool *pool, mm_job *j) {
+    j->xud = (float *)(j->xu + qgemm_xu_bytes(j->m, j->k));
+    j->qgemm = rm_qgemm_q8_0_get(j->ops);
+    if (!j->qgemm) j->qgemm = rm_qgemm_q8_0_scalar;
+    if (j->m > 1) rm_pool_run(pool, job_qgemm_act, j);
+    else job_qgemm_act(j, 0, 1);
+    rm_pool_run(pool, job_qgemm, j);
 }
 
 /* The same for q4_k / q6_k weights against the q8_K rows in xk. */
@@ -516,7 +531,7 @@ static void job_qgemm_k(void *ctx, int ith, int nth) {
     for (int64_t t = lo; t < hi; t++) {
         int64_t c0 = t * RM_QGEMM_TILE_COLS;
         int nc = j->n - c0 < RM_QGEMM_TILE_COLS ? (int)(j->n - c0) : RM_QGEMM_TILE_COLS;
-        const uint8_t *tile = qgemm_k_tile(j, ith, t, nc);
+        const uint8_t *tile = tile_of(j, ith, t, nc);
         for (int64_t i = 0; i < j->m; i += RM_QGEMM_ROWS) {
             int nr = j->m - i < RM_QGEMM_ROWS ? (int)(j->m - i) : RM_QGEMM_ROWS;
             j->qgemm_k4(x + i * nb, nr, tile, nb, j->y + i * j->n + c0, j->n, nc);
@@ -576,12 +591,8 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
     if (m >= qgemm_min_m() && wt == RM_TYPE_Q8_0 && g_int8_gemm && rm_qgemm_q8_0_get(j.ops) &&
         have >= qgemm_bytes(m, k, nth)) {
         j.xu = c->work;
-        j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
-        j.tiles = (uint8_t *)j.xud + qgemm_xd_bytes(m, k);
-        j.qgemm = rm_qgemm_q8_0_get(j.ops);
-        j.qpack = rm_qgemm_pack_get(j.ops);
-        rm_pool_run(pool, job_qgemm_act, &j);
-        rm_pool_run(pool, job_qgemm, &j);
+        j.tiles = j.xu + qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k);
+        run_q8_0_gemm(pool, &j);
         return;
     }
     if (m >= g_hgemm_min_m && hgemm_type(wt) && g_hgemm && rm_hgemm_get(j.ops, wt, &j.hgemm) &&
@@ -644,12 +655,6 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
 
 static bool pack_type(rm_type wt) { return wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K || wt == RM_TYPE_Q8_0; }
 
-/* Bytes of one packed tile of 32 rows of k, or 0 where k is not whole blocks. */
-static size_t pack_tile_bytes(rm_type wt, int64_t k) {
-    if (wt == RM_TYPE_Q8_0) return k % RM_Q8_0_BLOCK ? 0 : rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
-    return k % RM_QK_K ? 0 : qgemm_k_tile_bytes(wt, k);
-}
-
 size_t rm_matmul_pack_bytes(rm_type wt, int64_t n, int64_t k) {
     if (!pack_type(wt) || n <= 0 || k <= 0) return 0;
     return (size_t)((n + RM_QGEMM_TILE_COLS - 1) / RM_QGEMM_TILE_COLS) * pack_tile_bytes(wt, k);
@@ -665,15 +670,11 @@ bool rm_matmul_pack_wanted(rm_type wt) {
 
 void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) {
     size_t tb = pack_tile_bytes(wt, k), wrow = rm_type_row_bytes(wt, k);
-    rm_qgemm_pack_fn q8_pack = rm_qgemm_pack_get(rm_kern_ops_get()); /* both forms write the same bytes */
+    const rm_kern_ops *ops = rm_kern_ops_get();
     for (int64_t t = 0; t * RM_QGEMM_TILE_COLS < n; t++) {
         int64_t left = n - t * RM_QGEMM_TILE_COLS;
         int nc = left < RM_QGEMM_TILE_COLS ? (int)left : RM_QGEMM_TILE_COLS;
-        uint8_t *dt = (uint8_t *)dst + (size_t)t * tb;
-        if (wt == RM_TYPE_Q8_0)
-            q8_pack(dt, (const rm_block_q8_0 *)((const uint8_t *)w + (size_t)t * RM_QGEMM_TILE_COLS * wrow),
-                    k / RM_Q8_0_BLOCK, nc);
-        else k_tile_pack(dt, wt, w, wrow, t, k / RM_QK_K, nc);
+        tile_pack(ops, (uint8_t *)dst + (size_t)t * tb, wt, w, wrow, t, k, nc);
     }
 }
 
@@ -693,15 +694,10 @@ void rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, 
         return;
     }
     rm_pool *pool = c->pool;
-    if (wt == RM_TYPE_Q8_0) { /* X to unsigned levels, then the tiles against it */
+    if (wt == RM_TYPE_Q8_0) {
         mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
                     .wrow = rm_type_row_bytes(wt, k), .packed = packed, .xu = c->work};
-        j.xud = (float *)(j.xu + qgemm_xu_bytes(m, k));
-        j.qgemm = rm_qgemm_q8_0_get(j.ops);
-        if (!j.qgemm) j.qgemm = rm_qgemm_q8_0_scalar;
-        if (m > 1) rm_pool_run(pool, job_qgemm_act, &j);
-        else job_qgemm_act(&j, 0, 1);
-        rm_pool_run(pool, job_qgemm, &j);
+        run_q8_0_gemm(pool, &j);
         return;
     }
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .w = w, .wt = wt,
