@@ -126,8 +126,9 @@ do_adapters() {
   done
 }
 # lora_steps TASK: LORA_EPOCHS passes over the task's training rows, within
-# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 1125 steps; one of
-# 160 rows (the geography tasks) stays at 150, past which it only overfits
+# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 1125 steps, one of
+# 724 rows (past_motion) 272; a task under 400 rows would stay at 150, past
+# which it only overfits
 lora_steps() {
   local n s
   n=$(wc -l <"$W/tasks/$1/train.jsonl")

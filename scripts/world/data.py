@@ -3,7 +3,7 @@
 from what Debian packages ship (see world/README.md for each source).
 
 Writes, under OUT (default world/):
-  tasks.json, tasks/TASK/{train,test}.jsonl      the 44 tasks
+  tasks.json, tasks/TASK/{train,test}.jsonl      the 45 tasks
   .work/corpus.txt                               the base's pretraining text
   .work/retriever.jsonl                          {"task","input"} of seen tasks
 Deterministic for --seed: every choice below goes through one seeded RNG
@@ -65,6 +65,27 @@ def wordnet_exc(pos):
             if len(p) >= 2:
                 m.setdefault(p[1], p[0])
     return m
+
+
+def primary_domain_words(pos):
+    """{lexicographer file number: sorted plain words whose most frequent
+    sense (the first synset index.POS lists) is in that file}: nouns of
+    animals ("05"), verbs of motion ("38"), ..."""
+    lex = {}
+    with open(f"{WN}/data.{pos}", encoding="latin-1") as f:
+        for line in f:
+            if not line.startswith("  "):
+                p = line.split()
+                lex[int(p[0])] = p[1]
+    out = {}
+    with open(f"{WN}/index.{pos}", encoding="latin-1") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue
+            p = line.split()
+            if plain(p[0]):
+                out.setdefault(lex[int(p[-int(p[2])])], []).append(p[0])
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def plain(w):
@@ -253,9 +274,10 @@ def roman(n):
 # ---------------------------------------------------------------- tasks
 
 class Task:
-    def __init__(self, name, cluster, metric, source, templates, pairs, max_tokens=16):
+    def __init__(self, name, cluster, metric, source, templates, pairs, max_tokens=16, same_skill=None):
         self.name, self.cluster, self.metric, self.source = name, cluster, metric, source
         self.templates, self.pairs, self.max_tokens = templates, pairs, max_tokens
+        self.same_skill = same_skill  # an earlier task of the same skill over a wider source
 
 
 def build_tasks(seed):
@@ -476,43 +498,68 @@ def build_tasks(seed):
     add("initials", "letters", "em", "fortunes",
         ["Write the initials of " + Q + " in capitals.", "Make an acronym of: {x}", "Give the first letters of the words of " + Q + ", capitalised."],
         [(p, "".join(w[0] for w in p.split()).upper()) for p in phrases], max_tokens=10)
-    # 10 geography (facts the base read in its pretraining text)
-    add("capital_of", "geography", "em", "miscfiles",
-        ["What is the capital of {x}?", "Name the capital city of {x}.", "Which city is the capital of {x}?"],
-        [(c["name"], c["capital"]) for c in cs])
-    add("country_of_capital", "geography", "em", "miscfiles",
-        ["Which country has {x} as its capital?", "{x} is the capital of which country?", "Name the country whose capital is {x}."],
-        dedup([(c["capital"], c["name"]) for c in cs]))
-    add("airport_city", "geography", "em", "miscfiles",
-        ["Which city does the airport code {x} serve?", "Name the city of airport {x}.", "Where is the airport with code {x}?"],
-        dedup(air))
-    add("city_airport", "geography", "em", "miscfiles",
-        ["What is the airport code of {x}?", "Give the three-letter airport code for {x}.", "Which airport code serves {x}?"],
-        dedup([(b, a) for a, b in air]))
-    # 11 codes and abbreviations
-    add("country_iso2", "codes", "em", "miscfiles",
-        ["What is the two-letter country code of {x}?", "Give the ISO 3166 alpha-2 code for {x}.", "Write the 2-letter code of {x}."],
-        [(c["name"], c["iso2"]) for c in cs], max_tokens=6)
-    add("country_iso3", "codes", "em", "miscfiles",
-        ["What is the three-letter country code of {x}?", "Give the ISO 3166 alpha-3 code for {x}.", "Write the 3-letter code of {x}."],
-        [(c["name"], c["iso3"]) for c in cs], max_tokens=6)
-    add("currency_code", "codes", "em", "miscfiles",
-        ["What is the ISO code of the currency {x}?", "Give the three-letter code for the {x}.", "Which currency code stands for {x}?"],
-        dedup(cur), max_tokens=6)
-    add("language_code", "codes", "em", "miscfiles",
-        ["What is the two-letter code of the {x} language?", "Give the ISO 639-1 code for {x}.", "Write the language code of {x}."],
-        dedup(lang), max_tokens=6)
-    add("acronym_expand", "codes", "rougeL", "bsdgames",
-        ["What does {x} stand for?", "Expand the acronym {x}.", "Spell out the abbreviation {x}."],
-        dedup(acr), max_tokens=20)
+    # 10-11: clusters of one skill over several sources, as Flan's clusters
+    # hold one task type over several datasets. A source is a WordNet
+    # domain: the words whose most frequent sense is in one lexicographer
+    # file. Each task has its own wording; noun_plural and verb_past do the
+    # same skill over every word, so these tasks keep their test words out of
+    # those two tasks' training rows (same_skill). They replace the
+    # geography and code clusters (recalling capitals and ISO codes), which
+    # no adapter could do on this base (docs/TRAINING.md, "Clusters of one
+    # skill").
+    nd, vd = primary_domain_words("noun"), primary_domain_words("verb")
+    for name, lex, tpls in (
+            ("plural_animal", "05", ["Write the plural of the animal " + Q + ".",
+                                     "Several of the animal {x}: what do you call them?",
+                                     "More than one " + Q + " (an animal): give the word."]),
+            ("plural_artifact", "06", ["What is the plural of the object " + Q + "?",
+                                       "Give the plural form of this thing: {x}",
+                                       "Two of the thing " + Q + " are called what?"]),
+            ("plural_person", "18", ["Write the plural of " + Q + ", a kind of person.",
+                                     "Many people who are a " + Q + " are called what?",
+                                     "Give the plural of this word for a person: {x}"]),
+            ("plural_plant", "20", ["What is the plural of the plant " + Q + "?",
+                                    "Name several of the plant {x} in the plural.",
+                                    "Write the plural form of the plant name " + Q + "."])):
+        add(name, "plural", "em", "wordnet-base", tpls, [(w, plural(w, noun_exc)) for w in nd[lex]],
+            same_skill="noun_plural")
+    for name, lex, tpls in (
+            ("past_change", "30", ["Write the past tense of " + Q + ", a verb of change.",
+                                   "Yesterday it did {x}: how do you say that in the past?",
+                                   "Give the simple past of the change verb " + Q + "."]),
+            ("past_communication", "32", ["What is the past tense of the speech verb " + Q + "?",
+                                          "She will {x} today; what did she do yesterday?",
+                                          "Put the verb of saying " + Q + " in the past tense."]),
+            ("past_contact", "35", ["Write the past of the verb of touching " + Q + ".",
+                                    "Turn " + Q + " (a contact verb) into the past tense.",
+                                    "In the past, to {x} becomes what?"]),
+            ("past_motion", "38", ["Give the past tense of the motion verb " + Q + ".",
+                                   "They {x} now; what did they do last week?",
+                                   "Write the past form of " + Q + ", a verb of movement."]),
+            ("past_social", "41", ["What is the past tense of the social verb " + Q + "?",
+                                   "Write the past tense of " + Q + " as used about people and groups.",
+                                   "The group will {x}; say that it already happened."])):
+        add(name, "past_tense", "em", "wordnet-base", tpls, [(w, past(w, verb_exc)) for w in vd[lex]],
+            same_skill="verb_past")
     return T, (nouns, verbs, adjs, advs, cs, cur, lang, air, acr)
 
 
-def split_task(t, rng):
+def split_task(t, rng, wider=None):
+    """(train rows, test rows, train inputs, test inputs). wider is the split
+    of t.same_skill (its train and test inputs): t trains on none of its
+    test inputs and tests on none of its train inputs, so neither task's
+    adapter has seen the other's test words."""
     pairs = sorted({(x, y) for x, y in t.pairs if x.strip() and y.strip()})  # a source row may lack a field
     rng.shuffle(pairs)
     n_test = min(N_TEST, max(50, len(pairs) // 4))
-    if len(pairs) < n_test + 50:
+    if wider:
+        pairs = [p for p in pairs if p[0] not in wider[1]]
+        testable = [p for p in pairs if p[0] not in wider[0]]
+        n_test = min(n_test, len(testable))
+        test = testable[:n_test]
+        chosen = set(test)
+        pairs = test + [p for p in pairs if p not in chosen]
+    if len(pairs) < n_test + 50 or n_test < 50:
         raise SystemExit(f"task {t.name}: only {len(pairs)} examples from {t.source}, need {n_test + 50}")
     test, train = pairs[:n_test], pairs[n_test:n_test + N_TRAIN]
 
@@ -524,12 +571,15 @@ def split_task(t, rng):
         return out
     first = rows(train[:N_FIRST])
     test_rows = rows(test)
-    return first + rows(train[N_FIRST:]), test_rows
+    return first + rows(train[N_FIRST:]), test_rows, {x for x, _ in train}, {x for x, _ in test}
 
 
 def corpus_lines(srcs, rng):
-    """The base's pretraining text: glosses, fortunes and the facts the
-    geography and code tasks ask for, as plain sentences, shuffled."""
+    """The base's pretraining text: glosses, fortunes and facts (capitals,
+    country, currency and language codes, airports, acronyms) as plain
+    sentences, shuffled. The facts were for the geography and code tasks
+    that the two clusters of one skill replaced; they stay, so that the
+    base is the one the world's adapters were trained on."""
     nouns, verbs, adjs, advs, cs, cur, lang, air, acr = srcs
     out = []
     for syn, kind in ((nouns, "noun"), (verbs, "verb"), (adjs, "adjective"), (advs, "adverb")):
@@ -547,9 +597,8 @@ def corpus_lines(srcs, rng):
     out += [f"{a} stands for {e}." for a, e in acr]
     # numbers in words and figures, as text often writes both
     out += [f"{n} is written {number_words(n)}; in Roman numerals, {roman(n)}." for n in range(1, 1000)]
-    # the facts the geography and code tasks ask for are few lines among
-    # many: they appear FACT_REPEATS times, so that a short pretraining
-    # run has read each more than once
+    # the facts are few lines among many: they appear FACT_REPEATS times,
+    # so that a short pretraining run has read each more than once
     facts = out[n_text:]
     out += facts * (FACT_REPEATS - 1)
     # the prompt format itself, on copying (a skill no task asks for), so
@@ -624,8 +673,12 @@ def main():
     os.makedirs(f"{a.out}/.work", exist_ok=True)
     meta = []
     retr = []
+    inputs = {}  # task: (its train inputs, its test inputs), for same_skill
     for i, t in enumerate(tasks):
-        train, test = split_task(t, random.Random(f"{a.seed}:{t.name}"))
+        train, test, *inputs[t.name] = split_task(t, random.Random(f"{a.seed}:{t.name}"),
+                                                  inputs[t.same_skill] if t.same_skill else None)
+        if t.same_skill and (inputs[t.name][1] & inputs[t.same_skill][0] or inputs[t.name][0] & inputs[t.same_skill][1]):
+            raise SystemExit(f"task {t.name}: shares test words with {t.same_skill}'s training rows or the reverse")
         d = f"{a.out}/tasks/{t.name}"
         os.makedirs(d, exist_ok=True)
         for fn, rows in (("train", train), ("test", test)):
