@@ -507,40 +507,41 @@ def build_tasks(seed):
     # geography and code clusters (recalling capitals and ISO codes), which
     # no adapter could do on this base (docs/TRAINING.md, "Clusters of one
     # skill").
-    nd, vd = primary_domain_words("noun"), primary_domain_words("verb")
-    for name, lex, tpls in (
-            ("plural_animal", "05", ["Write the plural of the animal " + Q + ".",
-                                     "Several of the animal {x}: what do you call them?",
-                                     "More than one " + Q + " (an animal): give the word."]),
-            ("plural_artifact", "06", ["What is the plural of the object " + Q + "?",
-                                       "Give the plural form of this thing: {x}",
-                                       "Two of the thing " + Q + " are called what?"]),
-            ("plural_person", "18", ["Write the plural of " + Q + ", a kind of person.",
-                                     "Many people who are a " + Q + " are called what?",
-                                     "Give the plural of this word for a person: {x}"]),
-            ("plural_plant", "20", ["What is the plural of the plant " + Q + "?",
-                                    "Name several of the plant {x} in the plural.",
-                                    "Write the plural form of the plant name " + Q + "."])):
-        add(name, "plural", "em", "wordnet-base", tpls, [(w, plural(w, noun_exc)) for w in nd[lex]],
-            same_skill="noun_plural")
-    for name, lex, tpls in (
-            ("past_change", "30", ["Write the past tense of " + Q + ", a verb of change.",
-                                   "Yesterday it did {x}: how do you say that in the past?",
-                                   "Give the simple past of the change verb " + Q + "."]),
-            ("past_communication", "32", ["What is the past tense of the speech verb " + Q + "?",
-                                          "She will {x} today; what did she do yesterday?",
-                                          "Put the verb of saying " + Q + " in the past tense."]),
-            ("past_contact", "35", ["Write the past of the verb of touching " + Q + ".",
-                                    "Turn " + Q + " (a contact verb) into the past tense.",
-                                    "In the past, to {x} becomes what?"]),
-            ("past_motion", "38", ["Give the past tense of the motion verb " + Q + ".",
-                                   "They {x} now; what did they do last week?",
-                                   "Write the past form of " + Q + ", a verb of movement."]),
-            ("past_social", "41", ["What is the past tense of the social verb " + Q + "?",
-                                   "Write the past tense of " + Q + " as used about people and groups.",
-                                   "The group will {x}; say that it already happened."])):
-        add(name, "past_tense", "em", "wordnet-base", tpls, [(w, past(w, verb_exc)) for w in vd[lex]],
-            same_skill="verb_past")
+    # (task, lexicographer file, wordings)
+    PLURAL = (
+        ("plural_animal", "05", ["Write the plural of the animal " + Q + ".",
+                                 "Several of the animal {x}: what do you call them?",
+                                 "More than one " + Q + " (an animal): give the word."]),
+        ("plural_artifact", "06", ["What is the plural of the object " + Q + "?",
+                                   "Give the plural form of this thing: {x}",
+                                   "Two of the thing " + Q + " are called what?"]),
+        ("plural_person", "18", ["Write the plural of " + Q + ", a kind of person.",
+                                 "Many people who are a " + Q + " are called what?",
+                                 "Give the plural of this word for a person: {x}"]),
+        ("plural_plant", "20", ["What is the plural of the plant " + Q + "?",
+                                "Name several of the plant {x} in the plural.",
+                                "Write the plural form of the plant name " + Q + "."]))
+    PAST = (
+        ("past_change", "30", ["Write the past tense of " + Q + ", a verb of change.",
+                               "Yesterday it did {x}: how do you say that in the past?",
+                               "Give the simple past of the change verb " + Q + "."]),
+        ("past_communication", "32", ["What is the past tense of the speech verb " + Q + "?",
+                                      "She will {x} today; what did she do yesterday?",
+                                      "Put the verb of saying " + Q + " in the past tense."]),
+        ("past_contact", "35", ["Write the past of the verb of touching " + Q + ".",
+                                "Turn " + Q + " (a contact verb) into the past tense.",
+                                "In the past, to {x} becomes what?"]),
+        ("past_motion", "38", ["Give the past tense of the motion verb " + Q + ".",
+                               "They {x} now; what did they do last week?",
+                               "Write the past form of " + Q + ", a verb of movement."]),
+        ("past_social", "41", ["What is the past tense of the social verb " + Q + "?",
+                               "Write the past tense of " + Q + " as used about people and groups.",
+                               "The group will {x}; say that it already happened."]))
+    for cluster, domains, form, wider, tasks in (
+            ("plural", primary_domain_words("noun"), lambda w: plural(w, noun_exc), "noun_plural", PLURAL),
+            ("past_tense", primary_domain_words("verb"), lambda w: past(w, verb_exc), "verb_past", PAST)):
+        for name, lex, tpls in tasks:
+            add(name, cluster, "em", "wordnet-base", tpls, [(w, form(w)) for w in domains[lex]], same_skill=wider)
     return T, (nouns, verbs, adjs, advs, cs, cur, lang, air, acr)
 
 
