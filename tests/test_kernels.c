@@ -641,29 +641,33 @@ TEST(kernels_qgemm_q6_k_kernels_match_exact_integer_sums) {
 }
 
 /*
- * Weights packed at load (rm_matmul_pack / rm_matmul_packed), q4_k, q6_k
- * and q8_0, every ISA (the scalar tile kernel where the ISA has no VNNI one), 1-3
+ * Weights packed at load (rm_matmul_pack / rm_matmul_packed), q4_k, q6_k,
+ * q8_0, f16 and bf16, every ISA (the scalar tile kernel where the ISA has no
+ * VNNI one; rm_matmul on the file's rows where it has no f16 GEMM), 1-3
  * threads, every m from decode to prefill and partial tiles: against the
  * naive reference on the quantised X (the integer sums are exact, so only
- * float rounding remains), bit for bit against the unpacked int8 GEMM path
- * where both run the same kernel, and bit for bit across threads. The packed
- * form is at most 3% larger than the file's blocks for the k-quants, 18% for
- * q8_0 (40 bytes per 32 weights against 34: a level sum and an f32 scale).
+ * float rounding remains; f16/bf16 on X itself), bit for bit against the
+ * unpacked GEMM path where both run the same kernel, and bit for bit across
+ * threads. The packed form is at most 3% larger than the file's blocks for
+ * the k-quants, 18% for q8_0 (40 bytes per 32 weights against 34: a level
+ * sum and an f32 scale), and as large as the file's for f16/bf16 but for
+ * the last tile's zero rows.
  */
 TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
-    static const rm_type types[] = {RM_TYPE_Q4_K, RM_TYPE_Q6_K, RM_TYPE_Q8_0};
+    static const rm_type types[] = {RM_TYPE_Q4_K, RM_TYPE_Q6_K, RM_TYPE_Q8_0, RM_TYPE_F16, RM_TYPE_BF16};
     static const int64_t ns[] = {1, 31, 32, 33, 100}, ks[] = {256, 768}, ms[] = {1, 2, 3, 4, 5, 9, 31, 32, 37};
     rm_pool *pools[3] = {NULL, NULL, NULL};
     for (int p = 0; p < 3; p++) CHECK_OK(rm_pool_new(p + 1, &pools[p]));
     rm_isa saved = rm_isa_current(), isas[RM_ISA_COUNT];
     int nisa = isa_list(isas);
     double worst_q = 0, worst_thread = 0;
-    int bad_same = 0, same_runs = 0;
-    for (int ti = 0; ti < 3; ti++)
+    int bad_same = 0, same_runs = 0, hgemm_runs = 0;
+    for (int ti = 0; ti < 5; ti++)
         for (int ik = 0; ik < 2; ik++)
             for (int in = 0; in < 5; in++) {
                 rm_type wt = types[ti];
-                int64_t n = ns[in], k = ks[ik], mmax = 37;
+                /* f16/bf16 take any k: one not a multiple of 4 or of a k-block */
+                int64_t n = ns[in], k = ks[ik] + (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16 ? 3 : 0), mmax = 37;
                 size_t pb = rm_matmul_pack_bytes(wt, n, k), fb = rm_type_row_bytes(wt, k) * (size_t)n;
                 size_t padded = (size_t)(n + 31) / 32 * 32 * (fb / (size_t)n); /* the last tile's zero rows */
                 CHECK_MSG(pb > 0 && pb <= padded * (wt == RM_TYPE_Q8_0 ? 40.0 / 34 : 1.03),
@@ -680,7 +684,9 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
                 rm_convert(wt, w, RM_TYPE_F32, wf, n * k);
                 rm_matmul_pack(packed, w, wt, n, k);
                 abs_inputs(wt, w, n * k, wa, x, mmax * k, xa);
-                act_roundtrip(wt, xq, x, mmax, k);
+                bool half = wt == RM_TYPE_F16 || wt == RM_TYPE_BF16; /* X stays f32 */
+                if (half) memcpy(xq, x, (size_t)(mmax * k) * 4);
+                else act_roundtrip(wt, xq, x, mmax, k);
                 size_t ws = rm_matmul_work_size(wt, mmax, n, k, 3);
                 void *work = malloc(ws);
                 for (int im = 0; im < 9; im++) {
@@ -690,18 +696,25 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
                     for (int t = 0; t < nisa; t++) {
                         CHECK_OK(rm_isa_set(isas[t]));
                         rm_compute c = {.pool = NULL, .work = work, .work_size = ws};
+                        const rm_kern_ops *ops = rm_kern_ops_get();
+                        rm_hgemm_fns hf;
+                        bool hgemm_here = half && rm_hgemm_get(ops, wt, &hf);
+                        hgemm_runs += hgemm_here;
                         rm_matmul_packed(&c, y, x, m, w, packed, wt, n, k);
                         worst_q = fmax(worst_q, rel_err_to(y, qref, mag, m * n));
                         for (int p = 0; p < 3; p++) {
                             c.pool = pools[p];
                             rm_matmul_packed(&c, y2, x, m, w, packed, wt, n, k);
-                            worst_thread = fmax(worst_thread, rel_err(y2, y, m * n));
+                            /* an ISA without the f16 kernels reads w on rm_matmul's paths,
+                             * whose sgemm blocks by thread: only the reference holds there */
+                            if (half && !hgemm_here) worst_q = fmax(worst_q, rel_err_to(y2, qref, mag, m * n));
+                            else worst_thread = fmax(worst_thread, rel_err(y2, y, m * n));
                         }
-                        const rm_kern_ops *ops = rm_kern_ops_get();
-                        bool gemm_same = m >= rm_kern_matmul_gemm_min_m(wt) && rm_kern_matmul_int8_gemm() &&
-                                         (wt == RM_TYPE_Q4_K   ? rm_qgemm_q4_k_get(ops) != NULL
-                                          : wt == RM_TYPE_Q6_K ? rm_qgemm_q6_k_get(ops) != NULL
-                                                               : rm_qgemm_q8_0_get(ops) != NULL);
+                        bool gemm_same = half ? hgemm_here && m >= rm_kern_matmul_hgemm_min_m()
+                                              : m >= rm_kern_matmul_gemm_min_m(wt) && rm_kern_matmul_int8_gemm() &&
+                                                    (wt == RM_TYPE_Q4_K   ? rm_qgemm_q4_k_get(ops) != NULL
+                                                     : wt == RM_TYPE_Q6_K ? rm_qgemm_q6_k_get(ops) != NULL
+                                                                          : rm_qgemm_q8_0_get(ops) != NULL);
                         if (gemm_same) { /* the unpacked call repacks into the same tiles: same bits */
                             rm_matmul(&c, y2, x, m, w, wt, n, k);
                             bad_same += memcmp(y, y2, (size_t)(m * n) * 4) != 0;
@@ -717,6 +730,7 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
     CHECK_MSG(worst_thread == 0, "packed path differs across thread counts by %.3g", worst_thread);
     CHECK_MSG(bad_same == 0, "%d of %d packed runs differ from the unpacked int8 GEMM", bad_same, same_runs);
     if (rm_qgemm_q4_k_get(rm_kern_ops_get())) CHECK(same_runs > 0);
+    if (rm_isa_supported(RM_ISA_AVX512)) CHECK_MSG(hgemm_runs > 0, "the packed f16/bf16 kernels never ran");
     for (int p = 0; p < 3; p++) rm_pool_free(pools[p]);
 }
 
@@ -925,10 +939,10 @@ TEST(kernels_hgemm_avx2_kernels) {
                     rm_matmul_ref(ref, x, m, w, wt, n, k);
                     rm_matmul_ref(mag, xa, m, wa, RM_TYPE_F32, n, k);
                     rm_hgemm_pack_x(xp, x, m, k, 0, rm_hgemm_panels(m));
-                    rm_hgemm_cols(&f2, y, n, xp, m, k, w, 0, n, wp);
+                    rm_hgemm_cols(&f2, y, n, xp, m, k, w, NULL, 0, n, wp);
                     worst = fmax(worst, rel_err_to(y, ref, mag, m * n));
                     if (rm_isa_supported(RM_ISA_AVX512)) {
-                        rm_hgemm_cols(&f5, y5, n, xp, m, k, w, 0, n, wp);
+                        rm_hgemm_cols(&f5, y5, n, xp, m, k, w, NULL, 0, n, wp);
                         differ += memcmp(y, y5, (size_t)(m * n) * 4) != 0;
                     }
                     free(wf), free(wa), free(x), free(xa), free(ref), free(mag), free(y), free(y5), free(w);

@@ -17,6 +17,7 @@
 
 #include "formats/gguf.h"
 #include "kernels/kern_internal.h"
+#include "kernels/hgemm.h"
 #include "kernels/qgemm.h"
 #include "lora/adapter.h"
 #include "model/model.h"
@@ -457,22 +458,24 @@ TEST(quant_q4_k_m_follows_llama_cpp) {
 }
 
 /*
- * A q4_k_m file as `ramole convert --type q4_k_m` writes it, opened with its
- * q4_k / q6_k matrices packed at load (forced where the CPU lacks VNNI, so
- * the scalar tile kernels run), against the same model unpacked again: the
- * logits of a prefill (40 rows: the GEMM paths) and of a short batch (the
- * dot path unpacked) agree, bit for bit on the prefill where the unpacked
- * path runs the same VNNI kernel; the packed form is at most 10% above the
- * file's blocks; the file's layout stays readable through data after its
- * pages were released.
+ * A model file saved with `plan` (as `ramole convert --type` writes it),
+ * opened with its matrices of the packed types packed at load (forced where
+ * the CPU lacks the kernels, so the scalar tile kernels run or the file's
+ * rows are read), against the same model unpacked again: the logits of a
+ * prefill (40 rows: the GEMM paths), of a short batch (5 rows: the dot
+ * path unpacked) and of one token (1 row: the packed f16 tiles' row
+ * kernel) agree, bit for bit on
+ * the prefill where the unpacked path runs the same kernel (`same_kernel`);
+ * the packed form is at most `growth` above the file's rows; the file's
+ * layout stays readable through data after its pages were released.
  */
-TEST(quant_q4_k_m_packed_at_load_matches_unpacked) {
+static void check_packed_at_load(int plan, const char *file, double growth, bool same_kernel) {
     rm_model_config c = k_config(3, false);
     rm_model *m = NULL;
     CHECK_OK(rm_model_random(&c, 7, 0.05f, &m));
     if (!m) return;
-    char *path = tmp_path("q4km_pack.gguf");
-    CHECK_OK(rm_model_save(m, RM_SOURCE_GGUF, RM_MODEL_PLAN_Q4_K_M, path));
+    char *path = tmp_path(file);
+    CHECK_OK(rm_model_save(m, RM_SOURCE_GGUF, plan, path));
     rm_model_free(m);
     rm_kern_matmul_set_pack_always(true);
     rm_model *q = NULL;
@@ -491,36 +494,55 @@ TEST(quant_q4_k_m_packed_at_load_matches_unpacked) {
     for (int l = 0; l < 3; l++)
         for (int t = 0; t < RM_TARGET_COUNT; t++) ws[1 + l * RM_TARGET_COUNT + t] = rm_layer_weight(&q->layers[l], t);
     for (int i = 0; i < 1 + 3 * RM_TARGET_COUNT; i++) {
-        bool k = ws[i]->type == RM_TYPE_Q4_K || ws[i]->type == RM_TYPE_Q6_K;
+        rm_type wt = ws[i]->type;
+        bool k = wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K || wt == RM_TYPE_F16;
         want += k;
         packed += k && ws[i]->packed != NULL;
-        if (k) file_bytes += rm_type_row_bytes(ws[i]->type, ws[i]->cols) * (size_t)ws[i]->rows;
+        if (k) file_bytes += rm_type_row_bytes(wt, ws[i]->cols) * (size_t)ws[i]->rows;
     }
-    CHECK_MSG(want == 1 + 3 * RM_TARGET_COUNT && packed == want, "%d of %d k-quant matrices packed", packed, want);
-    CHECK_MSG(q->packed_bytes > 0 && q->packed_bytes <= file_bytes * 1.10, "packed %zu bytes for %zu in the file",
-              q->packed_bytes, file_bytes);
+    CHECK_MSG(want == 1 + 3 * RM_TARGET_COUNT && packed == want, "%s: %d of %d matrices packed", file, packed, want);
+    CHECK_MSG(q->packed_bytes > 0 && q->packed_bytes <= file_bytes * growth, "%s: packed %zu bytes for %zu in the file",
+              file, q->packed_bytes, file_bytes);
     /* the file's blocks, read through data after the release */
     const rm_gguf_tensor *tq = rm_gguf_tensor_find(g, "blk.1.attn_q.weight"), *to = rm_gguf_tensor_find(g, "output.weight");
     CHECK(tq && to && !memcmp(tq->data, q->layers[1].wq.data, tq->nbytes) && !memcmp(to->data, q->output.data, to->nbytes));
     int32_t toks[40];
     for (int i = 0; i < 40; i++) toks[i] = (int32_t)((i * 37 + 11) % c.vocab_size);
     float *pa = rm_test_logits_all(q, toks, 40, 2), *pb = rm_test_logits_all(q, toks, 5, 1);
+    float *pc = rm_test_logits_all(q, toks, 1, 2);
     rm_model_unpack(q);
     CHECK(q->packed_bytes == 0 && q->owned_packed == NULL && q->layers[2].w_down.packed == NULL && !q->output.packed);
     float *ua = rm_test_logits_all(q, toks, 40, 2), *ub = rm_test_logits_all(q, toks, 5, 1);
-    CHECK(pa && pb && ua && ub);
-    if (pa && pb && ua && ub) {
+    float *uc = rm_test_logits_all(q, toks, 1, 2);
+    CHECK(pa && pb && pc && ua && ub && uc);
+    if (pa && pb && pc && ua && ub && uc) {
         double da = rm_test_max_rel_diff(pa, ua, (size_t)40 * (size_t)c.vocab_size);
         double db = rm_test_max_rel_diff(pb, ub, (size_t)5 * (size_t)c.vocab_size);
-        CHECK_MSG(da <= 1e-4 && db <= 1e-4, "packed vs unpacked logits: prefill %.3g, short batch %.3g", da, db);
-        const rm_kern_ops *ops = rm_kern_ops_get();
-        if (rm_qgemm_q4_k_get(ops) && rm_qgemm_q6_k_get(ops))
-            CHECK_MSG(!memcmp(pa, ua, (size_t)40 * (size_t)c.vocab_size * 4), "prefill logits not bit for bit (%.3g)", da);
+        double dc = rm_test_max_rel_diff(pc, uc, (size_t)c.vocab_size);
+        CHECK_MSG(da <= 1e-4 && db <= 1e-4 && dc <= 1e-4,
+                  "%s: packed vs unpacked logits: prefill %.3g, short batch %.3g, one token %.3g", file, da, db, dc);
+        if (same_kernel)
+            CHECK_MSG(!memcmp(pa, ua, (size_t)40 * (size_t)c.vocab_size * 4), "%s: prefill logits not bit for bit (%.3g)",
+                      file, da);
     }
-    free(pa), free(pb), free(ua), free(ub);
+    free(pa), free(pb), free(pc), free(ua), free(ub), free(uc);
     rm_gguf_free(g);
     rm_model_free(q);
     rm_free(path);
+}
+
+TEST(quant_q4_k_m_packed_at_load_matches_unpacked) {
+    const rm_kern_ops *ops = rm_kern_ops_get();
+    check_packed_at_load(RM_MODEL_PLAN_Q4_K_M, "q4km_pack.gguf", 1.10, rm_qgemm_q4_k_get(ops) && rm_qgemm_q6_k_get(ops));
+}
+
+/* f16: the tiles are the file's 16-bit values transposed, as large as the
+ * file's rows but for the zero rows that fill a last tile (the head's 300
+ * rows take 320). */
+TEST(quant_f16_packed_at_load_matches_unpacked) {
+    rm_hgemm_fns f;
+    check_packed_at_load(RM_TYPE_F16, "f16_pack.gguf", 1.01,
+                         rm_hgemm_get(rm_kern_ops_get(), RM_TYPE_F16, &f) && rm_kern_matmul_hgemm_min_m() <= 40);
 }
 
 /* Offset of the u32 type of tensor `name` in a GGUF file's bytes (its info:

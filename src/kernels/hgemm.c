@@ -70,26 +70,43 @@ void rm_hgemm_pack_scalar(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, 
         for (int c = 0; c < RM_HGEMM_NR; c++) wp[kk * RM_HGEMM_NR + c] = c < nc ? w[c * ldw + kk] : 0;
 }
 
+size_t rm_hgemm_tiles_bytes(int64_t n, int64_t k) {
+    return (size_t)((n + RM_HGEMM_NR - 1) / RM_HGEMM_NR) * RM_HGEMM_NR * (size_t)k * 2;
+}
+
+void rm_hgemm_pack_tiles(rm_hgemm_pack_fn pack, uint16_t *tiles, const uint16_t *w, int64_t n, int64_t k) {
+    for (int64_t c = 0; c < n; c += RM_HGEMM_NR)
+        pack(tiles + c * k, w + c * k, k, n - c < RM_HGEMM_NR ? (int)(n - c) : RM_HGEMM_NR, k);
+}
+
 void rm_hgemm_cols(const rm_hgemm_fns *f, float *y, int64_t ldy, const float *xp, int64_t m, int64_t k,
-                   const uint16_t *w, int64_t c0, int64_t c1, uint16_t *wp) {
+                   const uint16_t *w, const uint16_t *tiles, int64_t c0, int64_t c1, uint16_t *wp) {
     for (int64_t c = c0; c < c1; c += RM_HGEMM_NR) {
         int nc = c1 - c < RM_HGEMM_NR ? (int)(c1 - c) : RM_HGEMM_NR;
-        f->pack(wp, w + c * k, k, nc, k); /* whole rows: 32 sequential streams */
+        const uint16_t *t = tiles ? tiles + c * k : wp; /* tile c / 32 starts at element 32 k (c / 32) */
+        if (!tiles) f->pack(wp, w + c * k, k, nc, k);   /* whole rows: 32 sequential streams */
         for (int64_t k0 = 0; k0 < k; k0 += RM_HGEMM_KC) {
             int64_t kc = k - k0 < RM_HGEMM_KC ? k - k0 : RM_HGEMM_KC;
             for (int64_t r0 = 0; r0 < m; r0 += RM_HGEMM_MR) {
                 int rows = m - r0 < RM_HGEMM_MR ? (int)(m - r0) : RM_HGEMM_MR;
-                f->tile(xp + x_offset(m, k0, r0, kc), panel_mr(m - r0), wp + k0 * RM_HGEMM_NR, kc,
+                f->tile(xp + x_offset(m, k0, r0, kc), panel_mr(m - r0), t + k0 * RM_HGEMM_NR, kc,
                         y + r0 * ldy + c, ldy, rows, nc, k0 > 0);
             }
         }
     }
 }
 
+void rm_hgemm_cols_row(const rm_hgemm_fns *f, float *y, const float *x, int64_t k, const uint16_t *tiles, int64_t c0,
+                       int64_t c1) {
+    for (int64_t c = c0; c < c1; c += RM_HGEMM_NR)
+        f->row(x, tiles + c * k, k, y + c, c1 - c < RM_HGEMM_NR ? (int)(c1 - c) : RM_HGEMM_NR);
+}
+
 bool rm_hgemm_get(const rm_kern_ops *ops, rm_type wt, rm_hgemm_fns *out) {
     memset(out, 0, sizeof *out);
     if (ops->isa == RM_ISA_AVX512 && (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16)) {
         out->tile = wt == RM_TYPE_F16 ? rm_hgemm_tile_f16_avx512 : rm_hgemm_tile_bf16_avx512;
+        out->row = wt == RM_TYPE_F16 ? rm_hgemm_row_f16_avx512 : rm_hgemm_row_bf16_avx512;
         out->pack = rm_hgemm_pack_avx512;
         return true;
     }

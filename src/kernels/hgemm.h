@@ -28,10 +28,20 @@ typedef void (*rm_hgemm_tile_fn)(const float *xp, int mr, const uint16_t *wp, in
                                  int rows, int nc, bool accumulate);
 /* Pack nc (<= 32) W rows of kc elements, row stride ldw elements, into the tile layout. */
 typedef void (*rm_hgemm_pack_fn)(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, int64_t kc);
+/*
+ * One X row (x, k elements, not packed) against one tile packed whole:
+ * y[c] = sum over kk < k of x[kk] * widen(wp[kk * 32 + c]) for c < nc (<= 32).
+ * Decoding one sequence: the tile kernel would pad the row to 4 and do four
+ * times the FMAs, which at one row cost more than reading W. Sums in f32
+ * over four interleaved runs of kk, so a row's bits differ from the tile
+ * kernel's (by rounding only).
+ */
+typedef void (*rm_hgemm_row_fn)(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
 
 typedef struct {
     rm_hgemm_tile_fn tile;
     rm_hgemm_pack_fn pack;
+    rm_hgemm_row_fn row;
 } rm_hgemm_fns;
 
 /* The kernels for weights of type wt (f16 or bf16) under the table ops, or
@@ -52,14 +62,30 @@ void    rm_hgemm_pack_x(float *xp, const float *x, int64_t m, int64_t k, int64_t
 size_t  rm_hgemm_w_bytes(int64_t k);
 
 /*
+ * W packed whole, once (at load): tile t (W rows 32t .. 32t + 31, zero rows
+ * past n) over the whole k at tiles + t * 32 * k, in the tile layout above
+ * (k-block k0 of a tile starts at element k0 * 32). The same 2 bytes per
+ * weight as W, but for the last tile's padding. rm_hgemm_pack_tiles writes
+ * it with pack (any packer: they write the same bytes).
+ */
+size_t  rm_hgemm_tiles_bytes(int64_t n, int64_t k);
+void    rm_hgemm_pack_tiles(rm_hgemm_pack_fn pack, uint16_t *tiles, const uint16_t *w, int64_t n, int64_t k);
+
+/*
  * Y[i][c] = X[i] . W[c] for i < m and c in [c0, c1): xp X packed (above),
- * W 16-bit (rows of k elements), Y row stride ldy. Runs on the calling
- * thread; wp is its tile (rm_hgemm_w_bytes(k) bytes). Each
- * output is summed in the same order whatever [c0, c1), so splitting
- * columns over threads gives the same bits.
+ * Y row stride ldy. W is either tiles (packed whole, above; c0 a multiple
+ * of 32) or, when tiles is NULL, w (16-bit rows of k elements) packed tile
+ * by tile into wp, this thread's rm_hgemm_w_bytes(k) bytes. Runs on the
+ * calling thread. Each output is summed in the same order whatever
+ * [c0, c1) and whichever W, so splitting columns over threads, or packing
+ * at load, gives the same bits.
  */
 void rm_hgemm_cols(const rm_hgemm_fns *f, float *y, int64_t ldy, const float *xp, int64_t m, int64_t k,
-                   const uint16_t *w, int64_t c0, int64_t c1, uint16_t *wp);
+                   const uint16_t *w, const uint16_t *tiles, int64_t c0, int64_t c1, uint16_t *wp);
+/* y[c] = x . W[c] for one X row (not packed) and c in [c0, c1) (c0 a
+ * multiple of 32), from tiles packed whole, with f->row. */
+void rm_hgemm_cols_row(const rm_hgemm_fns *f, float *y, const float *x, int64_t k, const uint16_t *tiles, int64_t c0,
+                       int64_t c1);
 
 /* The variants (hgemm_avx512.c, hgemm_avx2.c) and the portable packer. */
 void rm_hgemm_tile_f16_avx512(const float *xp, int mr, const uint16_t *wp, int64_t kc, float *y, int64_t ldy,
@@ -70,6 +96,8 @@ void rm_hgemm_tile_f16_avx2(const float *xp, int mr, const uint16_t *wp, int64_t
                             int rows, int nc, bool accumulate);
 void rm_hgemm_tile_bf16_avx2(const float *xp, int mr, const uint16_t *wp, int64_t kc, float *y, int64_t ldy,
                              int rows, int nc, bool accumulate);
+void rm_hgemm_row_f16_avx512(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
+void rm_hgemm_row_bf16_avx512(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
 void rm_hgemm_pack_avx512(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, int64_t kc);
 void rm_hgemm_pack_scalar(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, int64_t kc);
 

@@ -58,6 +58,42 @@ static inline __attribute__((always_inline)) void tile_body(const int MR, const 
 HGEMM_TILE(rm_hgemm_tile_f16_avx512, false)
 HGEMM_TILE(rm_hgemm_tile_bf16_avx512, true)
 
+/* One row against a tile over the whole k: four pairs of accumulators
+ * (kk mod 4), so the FMAs of consecutive kk do not wait on each other.
+ * Each kk is one 64-byte line of the tile; the line RM_HGEMM_ROW_PREFETCH
+ * bytes ahead is fetched, as the dot kernels do (kern_avx512.c). */
+#define RM_HGEMM_ROW_PREFETCH 2048
+static inline __attribute__((always_inline)) void row_body(const bool bf16, const float *x, const uint16_t *wp,
+                                                           int64_t k, float *y, int nc) {
+    __m512 a0[4], a1[4];
+    for (int u = 0; u < 4; u++) a0[u] = a1[u] = _mm512_setzero_ps();
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4)
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            _mm_prefetch((const char *)(wp + (kk + u) * RM_HGEMM_NR) + RM_HGEMM_ROW_PREFETCH, _MM_HINT_T0);
+            __m512 xb = _mm512_set1_ps(x[kk + u]);
+            a0[u] = _mm512_fmadd_ps(widen16(wp + (kk + u) * RM_HGEMM_NR, bf16), xb, a0[u]);
+            a1[u] = _mm512_fmadd_ps(widen16(wp + (kk + u) * RM_HGEMM_NR + 16, bf16), xb, a1[u]);
+        }
+    for (int u = 0; kk < k; kk++, u++) {
+        __m512 xb = _mm512_set1_ps(x[kk]);
+        a0[u] = _mm512_fmadd_ps(widen16(wp + kk * RM_HGEMM_NR, bf16), xb, a0[u]);
+        a1[u] = _mm512_fmadd_ps(widen16(wp + kk * RM_HGEMM_NR + 16, bf16), xb, a1[u]);
+    }
+    __m512 s0 = _mm512_add_ps(_mm512_add_ps(a0[0], a0[1]), _mm512_add_ps(a0[2], a0[3]));
+    __m512 s1 = _mm512_add_ps(_mm512_add_ps(a1[0], a1[1]), _mm512_add_ps(a1[2], a1[3]));
+    _mm512_mask_storeu_ps(y, lane_mask(nc), s0);
+    _mm512_mask_storeu_ps(y + 16, lane_mask(nc - 16), s1);
+}
+
+void rm_hgemm_row_f16_avx512(const float *x, const uint16_t *wp, int64_t k, float *y, int nc) {
+    row_body(false, x, wp, k, y, nc);
+}
+void rm_hgemm_row_bf16_avx512(const float *x, const uint16_t *wp, int64_t k, float *y, int nc) {
+    row_body(true, x, wp, k, y, nc);
+}
+
 /*
  * Transpose 32 rows of 32 16-bit values in place: five butterfly stages;
  * stage b swaps element (i, c) with (i ^ b, c ^ b) where bit b of i and of

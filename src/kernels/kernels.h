@@ -145,14 +145,17 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
 void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
                  const void *w, rm_type wt, int64_t n, int64_t k);
 /*
- * Weights packed once at load for the int8 kernels (q4_k, q6_k and q8_0):
- * tiles of 32 rows whose levels stay packed as in the file (q4_k 148 bytes
- * per 256 weights against the file's 144, q6_k 210 as in the file, q8_0 40
- * per 32 against 34), interleaved so that the kernels read them directly,
- * for prefill and decode alike.
+ * Weights packed once at load for the GEMM kernels: for the int8 ones
+ * (q4_k, q6_k and q8_0) tiles of 32 rows whose levels stay packed as in
+ * the file (q4_k 148 bytes per 256 weights against the file's 144, q6_k 210
+ * as in the file, q8_0 40 per 32 against 34), interleaved so that the
+ * kernels read them directly; for f16 and bf16 the same 16-bit values as
+ * tiles of 32 rows transposed to [k][32] (hgemm's layout), so that a batch
+ * of a few rows reads W once. For prefill and decode alike.
  * rm_matmul_pack_bytes: size of the packed form of n rows of k (0: wt has
  * none). rm_matmul_pack_wanted: whether this CPU has the kernels that make
- * the packed form worth keeping (AVX-512 VNNI). rm_matmul_pack writes it
+ * the packed form worth keeping (AVX-512 VNNI for the int8 types, AVX-512
+ * for f16/bf16). rm_matmul_pack writes it
  * (dst 64-byte aligned). rm_matmul_packed: Y as rm_matmul gives it, read
  * from `packed`; w (the same rows in the file's layout) is used only when
  * packed is NULL, the int8 path is switched off, or the scratch is short.

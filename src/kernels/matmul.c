@@ -247,6 +247,7 @@ size_t rm_matmul_work_size(rm_type wt, int64_t m, int64_t n, int64_t k, int nthr
     else if (half_x_wanted(wt, 1, k)) need = half_x_bytes(k); /* for m = 1, on the dot path */
     if (hgemm_type(wt) && m >= g_hgemm_min_m && hgemm_bytes(m, k, nthreads) > need)
         need = hgemm_bytes(m, k, nthreads);
+    if (hgemm_type(wt) && rm_hgemm_x_bytes(m, k) > need) need = rm_hgemm_x_bytes(m, k); /* from packed tiles */
     if (wt == RM_TYPE_Q8_0 && m >= qgemm_min_m() && qgemm_bytes(m, k, nthreads) > need)
         need = qgemm_bytes(m, k, nthreads);
     if (m >= gm) {
@@ -278,7 +279,7 @@ typedef struct {
     uint8_t *tiles;            /* one weight tile per thread */
     rm_qgemm_fn qgemm;
     rm_qgemm_k4_fn qgemm_k4;
-    const uint8_t *packed;     /* q4_k / q6_k tiles packed at load (rm_matmul_pack), or NULL */
+    const uint8_t *packed;     /* tiles packed at load (rm_matmul_pack), or NULL */
     uint8_t *panels;           /* GEMM path: nth slices of panel_stride bytes */
     size_t panel_stride;
     int64_t panel_rows;        /* rows per panel (<= panel_stride / (4 k)) */
@@ -463,20 +464,25 @@ static void job_qgemm_act(void *ctx, int ith, int nth) {
         }
 }
 
-/* Bytes of one int8 GEMM tile of 32 rows of k (q8_0, q4_k, q6_k), or 0
- * where k is not whole blocks. */
+/* Bytes of one packed tile of 32 rows of k: the int8 GEMM's (q8_0, q4_k,
+ * q6_k), or 0 where k is not whole blocks; the f16/bf16 GEMM's (hgemm.h). */
 static size_t pack_tile_bytes(rm_type wt, int64_t k) {
+    _Static_assert(RM_HGEMM_NR == RM_QGEMM_TILE_COLS, "one tile width for every packed type");
+    if (hgemm_type(wt)) return rm_hgemm_tiles_bytes(RM_HGEMM_NR, k);
     if (wt == RM_TYPE_Q8_0) return k % RM_Q8_0_BLOCK ? 0 : rm_qgemm_tile_bytes(k / RM_Q8_0_BLOCK);
     return k % RM_QK_K ? 0 : qgemm_k_tile_bytes(wt, k);
 }
 
 /* Pack tile t (W rows from t * RM_QGEMM_TILE_COLS, nc of them; wrow bytes
- * each) of W into dst: at load (rm_matmul_pack) or per call. The q8_0
- * packers of every ISA write the same bytes. */
+ * each) of W into dst: at load (rm_matmul_pack) or per call. The q8_0 and
+ * the f16/bf16 packers of every ISA write the same bytes. */
 static void tile_pack(const rm_kern_ops *ops, uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow, int64_t t,
                       int64_t k, int nc) {
     const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
-    if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
+    rm_hgemm_fns h;
+    if (hgemm_type(wt))
+        (rm_hgemm_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar)((uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
+    else if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
     else if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, k / RM_QK_K, nc);
     else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, k / RM_QK_K, nc);
 }
@@ -554,8 +560,12 @@ static void job_hgemm(void *ctx, int ith, int nth) {
     rm_split(ntiles, ith, nth, &lo, &hi);
     int64_t c1 = hi * RM_HGEMM_NR < j->n ? hi * RM_HGEMM_NR : j->n;
     if (hi <= lo) return;
-    rm_hgemm_cols(&j->hgemm, j->y, j->n, j->hx, j->m, j->k, (const uint16_t *)j->w, lo * RM_HGEMM_NR, c1,
-                  (uint16_t *)(j->tiles + (size_t)ith * rm_hgemm_w_bytes(j->k)));
+    if (j->m == 1 && j->packed && j->hgemm.row) {
+        rm_hgemm_cols_row(&j->hgemm, j->y, j->x, j->k, (const uint16_t *)j->packed, lo * RM_HGEMM_NR, c1);
+        return;
+    }
+    rm_hgemm_cols(&j->hgemm, j->y, j->n, j->hx, j->m, j->k, (const uint16_t *)j->w, (const uint16_t *)j->packed,
+                  lo * RM_HGEMM_NR, c1, j->packed ? NULL : (uint16_t *)(j->tiles + (size_t)ith * rm_hgemm_w_bytes(j->k)));
 }
 
 static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
@@ -653,7 +663,9 @@ void rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m, const v
 
 /* ---- weights packed at load ------------------------------------------------ */
 
-static bool pack_type(rm_type wt) { return wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K || wt == RM_TYPE_Q8_0; }
+static bool pack_type(rm_type wt) {
+    return wt == RM_TYPE_Q4_K || wt == RM_TYPE_Q6_K || wt == RM_TYPE_Q8_0 || hgemm_type(wt);
+}
 
 size_t rm_matmul_pack_bytes(rm_type wt, int64_t n, int64_t k) {
     if (!pack_type(wt) || n <= 0 || k <= 0) return 0;
@@ -665,7 +677,10 @@ void rm_kern_matmul_set_pack_always(bool on) { g_pack_always = on; }
 
 bool rm_matmul_pack_wanted(rm_type wt) {
     if (!pack_type(wt)) return false;
-    return g_pack_always || (rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni"));
+    if (g_pack_always) return true;
+    rm_hgemm_fns h;
+    if (hgemm_type(wt)) return g_hgemm && rm_hgemm_get(rm_kern_ops_get(), wt, &h);
+    return rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
 }
 
 void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) {
@@ -679,14 +694,39 @@ void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) 
 }
 
 /*
- * Y = X W^T from the packed tiles, for every m: X to q8_K rows once (split
- * over the pool), then each thread its whole tiles against all X rows. The
- * scalar tile kernel stands in where the current ISA has no VNNI one (tests
- * forcing an ISA); without packed tiles, with the int8 path off or without
- * scratch, rm_matmul on w.
+ * f16/bf16 from the tiles packed at load, for every m: X packed (on the
+ * calling thread when it is one micro-panel), then each thread its whole
+ * tiles against all X rows, reading W once per call; one row (decoding one
+ * sequence) is read in place by the row kernel. False where this ISA has
+ * no such kernels, the path is off or the scratch is short.
+ */
+static bool hgemm_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *packed, rm_type wt,
+                         int64_t n, int64_t k) {
+    size_t have = c && c->work ? c->work_size : 0;
+    mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .wt = wt, .packed = packed};
+    if (!g_hgemm || !rm_hgemm_get(j.ops, wt, &j.hgemm) || have < rm_hgemm_x_bytes(m, k)) return false;
+    j.hx = c->work;
+    if (m > 1 || !j.hgemm.row) { /* one row is read in place */
+        if (rm_hgemm_panels(m) > 1) rm_pool_run(c->pool, job_hgemm_x, &j);
+        else job_hgemm_x(&j, 0, 1);
+    }
+    rm_pool_run(c->pool, job_hgemm, &j);
+    return true;
+}
+
+/*
+ * Y = X W^T from the packed tiles, for every m. f16/bf16: hgemm_packed.
+ * The int8 types: X to q8_K rows once (split over the pool), then each
+ * thread its whole tiles against all X rows; the scalar tile kernel stands
+ * in where the current ISA has no VNNI one (tests forcing an ISA). Without
+ * packed tiles, with the path off or without scratch, rm_matmul on w.
  */
 void rm_matmul_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *w, const void *packed,
                       rm_type wt, int64_t n, int64_t k) {
+    if (hgemm_type(wt)) {
+        if (!packed || m <= 0 || !hgemm_packed(c, y, x, m, packed, wt, n, k)) rm_matmul(c, y, x, m, w, wt, n, k);
+        return;
+    }
     size_t have = c && c->work ? c->work_size : 0;
     if (!packed || !pack_type(wt) || !g_int8_gemm || m <= 0 || !pack_tile_bytes(wt, k) ||
         have < (wt == RM_TYPE_Q8_0 ? qgemm_xu_bytes(m, k) + qgemm_xd_bytes(m, k) : act_bytes(wt, m, k))) {

@@ -1,14 +1,15 @@
 /*
- * model_pack.c — a model's matrices in the run-time form of the int8
+ * model_pack.c — a model's matrices in the run-time form of the GEMM
  * kernels (kernels.h rm_matmul_pack), made once at load.
  *
  * Why: the q4_k, q6_k and q8_0 GEMM kernels read 32 rows at a time with
- * their level words interleaved; repacking on every forward (as ramole did)
- * is work repeated per call that llama.cpp does once, and at a few rows it
- * was most of a step. The packed form keeps the levels as packed as the
- * file (q4_k 148 bytes per 256 weights against 144, q6_k 210 as the file,
- * q8_0 40 per 32 against 34), so it replaces the file's pages rather than
- * adding to them: those are released once copied (they stay mapped and are
+ * their level words interleaved, the f16/bf16 one 32 rows transposed to
+ * [k][32]; repacking on every forward (as ramole did) is work repeated per
+ * call that llama.cpp does once, and at a few rows it was most of a step.
+ * The packed form keeps the levels as packed as the file (q4_k 148 bytes
+ * per 256 weights against 144, q6_k 210 as the file, q8_0 40 per 32
+ * against 34, f16 and bf16 2 bytes a weight as the file), so it replaces
+ * the file's pages rather than adding to them: those are released once copied (they stay mapped and are
  * read back from the file if merging, converting or writing touches them).
  * Memory: one block for every packed matrix, sizes computed first.
  */
