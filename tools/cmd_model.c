@@ -37,7 +37,7 @@ int cmd_info(int argc, char **argv) {
     printf("parameters:   %lld (%.3f B)\n", (long long)c.n_params, c.n_params / 1e9);
     printf("bytes:        %lld (%.1f MiB)\n", (long long)c.n_bytes, c.n_bytes / 1048576.0);
     if (c.packed_bytes) /* q4_k/q6_k repacked at load: held instead of those matrices' file pages */
-        printf("packed:       %lld (%.1f MiB) in memory for the int8 kernels, in place of their file blocks\n",
+        printf("packed:       %lld (%.1f MiB) in memory for the GEMM kernels, in place of their file blocks\n",
                (long long)c.packed_bytes, c.packed_bytes / 1048576.0);
     ramole_model_free(m);
     return 0;
