@@ -74,11 +74,6 @@ size_t rm_hgemm_tiles_bytes(int64_t n, int64_t k) {
     return (size_t)((n + RM_HGEMM_NR - 1) / RM_HGEMM_NR) * RM_HGEMM_NR * (size_t)k * 2;
 }
 
-void rm_hgemm_pack_tiles(rm_hgemm_pack_fn pack, uint16_t *tiles, const uint16_t *w, int64_t n, int64_t k) {
-    for (int64_t c = 0; c < n; c += RM_HGEMM_NR)
-        pack(tiles + c * k, w + c * k, k, n - c < RM_HGEMM_NR ? (int)(n - c) : RM_HGEMM_NR, k);
-}
-
 void rm_hgemm_cols(const rm_hgemm_fns *f, float *y, int64_t ldy, const float *xp, int64_t m, int64_t k,
                    const uint16_t *w, const uint16_t *tiles, int64_t c0, int64_t c1, uint16_t *wp) {
     for (int64_t c = c0; c < c1; c += RM_HGEMM_NR) {

@@ -62,14 +62,13 @@ void    rm_hgemm_pack_x(float *xp, const float *x, int64_t m, int64_t k, int64_t
 size_t  rm_hgemm_w_bytes(int64_t k);
 
 /*
- * W packed whole, once (at load): tile t (W rows 32t .. 32t + 31, zero rows
- * past n) over the whole k at tiles + t * 32 * k, in the tile layout above
- * (k-block k0 of a tile starts at element k0 * 32). The same 2 bytes per
- * weight as W, but for the last tile's padding. rm_hgemm_pack_tiles writes
- * it with pack (any packer: they write the same bytes).
+ * W packed whole, once (at load; matmul.c packs it tile by tile with any
+ * packer, which all write the same bytes): tile t (W rows 32t .. 32t + 31,
+ * zero rows past n) over the whole k at tiles + t * 32 * k, in the tile
+ * layout above (k-block k0 of a tile starts at element k0 * 32). The same
+ * 2 bytes per weight as W, but for the last tile's padding.
  */
 size_t  rm_hgemm_tiles_bytes(int64_t n, int64_t k);
-void    rm_hgemm_pack_tiles(rm_hgemm_pack_fn pack, uint16_t *tiles, const uint16_t *w, int64_t n, int64_t k);
 
 /*
  * Y[i][c] = X[i] . W[c] for i < m and c in [c0, c1): xp X packed (above),

@@ -703,14 +703,16 @@ void rm_matmul_pack(void *dst, const void *w, rm_type wt, int64_t n, int64_t k) 
 static bool hgemm_packed(const rm_compute *c, float *y, const float *x, int64_t m, const void *packed, rm_type wt,
                          int64_t n, int64_t k) {
     size_t have = c && c->work ? c->work_size : 0;
+    rm_pool *pool = c ? c->pool : NULL;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .wt = wt, .packed = packed};
-    if (!g_hgemm || !rm_hgemm_get(j.ops, wt, &j.hgemm) || have < rm_hgemm_x_bytes(m, k)) return false;
-    j.hx = c->work;
-    if (m > 1 || !j.hgemm.row) { /* one row is read in place */
-        if (rm_hgemm_panels(m) > 1) rm_pool_run(c->pool, job_hgemm_x, &j);
+    if (!g_hgemm || !rm_hgemm_get(j.ops, wt, &j.hgemm)) return false;
+    if (m > 1 || !j.hgemm.row) { /* one row is read in place, X packed otherwise */
+        if (have < rm_hgemm_x_bytes(m, k)) return false;
+        j.hx = c->work;
+        if (rm_hgemm_panels(m) > 1) rm_pool_run(pool, job_hgemm_x, &j);
         else job_hgemm_x(&j, 0, 1);
     }
-    rm_pool_run(c->pool, job_hgemm, &j);
+    rm_pool_run(pool, job_hgemm, &j);
     return true;
 }
 
