@@ -94,6 +94,30 @@ TEST(tool_calls_required_grammar_takes_calls_of_the_tools) {
     rm_tools_free(&t);
 }
 
+/* Under "auto" a grammar that fails to compile for want of memory is an
+ * error, not an answer left unconstrained: every allocation failure point
+ * gives either the grammar with its trigger or ERR_NOMEM with neither. */
+TEST(tool_calls_auto_grammar_out_of_memory_is_an_error) {
+    rm_tools t;
+    CHECK_OK(tools_of("", &t));
+    int nomem = 0, whole = 0, bad = 0;
+    for (size_t n = 1; n < 100000; n++) {
+        rm_grammar *g = NULL;
+        const char *trigger = NULL;
+        rm_alloc_fail_after(n);
+        rm_status st = rm_tools_grammar(&t, &g, &trigger);
+        rm_alloc_fail_after(0);
+        if (st == RAMOLE_ERR_NOMEM && !g && !trigger) nomem++;
+        else if (st == RAMOLE_OK && g && trigger) whole++;
+        else bad++;
+        rm_grammar_free(g);
+        if (st == RAMOLE_OK) break; /* past the last allocation */
+    }
+    CHECK_MSG(bad == 0 && whole == 1 && nomem > 0, "%d failure points gave ERR_NOMEM, %d a grammar, %d neither",
+              nomem, whole, bad);
+    rm_tools_free(&t);
+}
+
 TEST(tool_calls_bad_fields_named) {
     static const struct { const char *tail, *needle; } bad[] = {
         {", \"tool_choice\": \"always\"", "\"tool_choice\" must be"},

@@ -19,7 +19,6 @@ static rm_status bad(const char *field, const char *what) {
 
 static rm_status oom(void) { return rm_err(RAMOLE_ERR_NOMEM, "out of memory"); }
 
-
 static rm_status parse_tool(const json_t *tool, size_t i, rm_tools *t) {
     const json_t *type = json_object_get(tool, "type"), *fn = json_object_get(tool, "function");
     const json_t *name = json_object_get(fn, "name"), *params = json_object_get(fn, "parameters");
@@ -138,11 +137,11 @@ rm_status rm_tools_grammar(const rm_tools *t, rm_grammar **out, const char **tri
     if (!rm_tools_active(t)) return RAMOLE_OK;
     int only = t->choice == RM_TOOL_CHOICE_NAMED ? t->named : -1;
     rm_status st = calls_grammar(t, only, t->parallel ? RM_TOOL_CALLS_MAX : 1, out);
-    if (t->choice == RM_TOOL_CHOICE_AUTO) { /* from the trigger on; a tool the compiler refuses: calls read as written */
-        if (st == RAMOLE_OK) *trigger = OPEN;
-        return RAMOLE_OK;
+    if (st != RAMOLE_ERR_INVALID) { /* out of memory stays an error under "auto" too */
+        if (st == RAMOLE_OK && t->choice == RM_TOOL_CHOICE_AUTO) *trigger = OPEN;
+        return st;
     }
-    if (st != RAMOLE_ERR_INVALID) return st;
+    if (t->choice == RM_TOOL_CHOICE_AUTO) return RAMOLE_OK; /* a tool the compiler refuses: calls read as written */
     /* name the tool whose parameters fail: compiled alone, on this path only */
     for (int i = 0; i < t->n; i++) {
         rm_grammar *g = NULL;
