@@ -161,6 +161,18 @@ static size_t sendable(const gen_resp *g, const gen_choice *c) {
     return c->text_sent + rm_tool_calls_content_prefix(r->text + c->text_sent, r->len - c->text_sent);
 }
 
+/* The calls in an answer text[0, *len) read for them (else none): *len
+ * becomes the content's length before them, and a finish "stop" (an end
+ * token, a stop string, or the calls complete) becomes "tool_calls". */
+static int read_calls(const gen_resp *g, const srv_req *r, const char *text, size_t *len, rm_tool_call **calls,
+                      const char **fin) {
+    int n = 0;
+    *calls = NULL;
+    if (!tooled(g, r) || rm_tool_calls_parse(text, *len, calls, &n, len) != RAMOLE_OK || !n) return 0;
+    if (!strcmp(*fin, "stop")) *fin = "tool_calls";
+    return n;
+}
+
 /* OpenAI's "tool_calls" of choice i: calls[0..n) with ids unique in the
  * response; a stream's deltas also number them ("index"), a message does not. */
 static json_t *tool_calls_json(const gen_resp *g, int i, const rm_tool_call *calls, int n, bool delta) {
@@ -231,11 +243,8 @@ static json_t *whole(gen_resp *g) {
         size_t len = r->len;
         char *echoed = r->spec.echo && c->prompt ? echo_join(c->prompt, r->text ? r->text : "", r->len, &len) : NULL;
         const char *text = echoed ? echoed : r->text ? r->text : "";
-        rm_tool_call *calls = NULL;
-        int n_calls = 0;
-        if (tooled(g, r) && rm_tool_calls_parse(text, len, &calls, &n_calls, &len) == RAMOLE_OK && n_calls &&
-            !strcmp(fin, "stop"))
-            fin = "tool_calls";
+        rm_tool_call *calls;
+        int n_calls = read_calls(g, r, text, &len, &calls, &fin);
         json_t *choice = g->chat ? json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", i, "message", "role",
                                              "assistant", "content", text, len, "logprobs", "finish_reason", fin)
                                  : json_pack("{s:i, s:s%, s:n, s:s}", "index", i, "text", text, len, "logprobs",
@@ -355,13 +364,9 @@ static char *stream_choice(gen_resp *g, int i, json_t **fin) {
     size_t upto = done ? r->len : sendable(g, c);
     const char *fin_name = finish_name(r->finish);
     rm_tool_call *calls = NULL;
-    int n_calls = 0;
     size_t content_len = r->len;
-    if (done && tooled(g, r) && r->text &&
-        rm_tool_calls_parse(r->text, r->len, &calls, &n_calls, &content_len) == RAMOLE_OK && n_calls) {
-        upto = content_len < c->text_sent ? c->text_sent : content_len;
-        if (!strcmp(fin_name, "stop")) fin_name = "tool_calls"; /* an end token, a stop string, or the calls complete */
-    }
+    int n_calls = done && r->text ? read_calls(g, r, r->text, &content_len, &calls, &fin_name) : 0;
+    if (n_calls) upto = content_len < c->text_sent ? c->text_sent : content_len;
     if (upto > c->text_sent) out = join(out, sse(chunk(g, i, r->text + c->text_sent, upto - c->text_sent, NULL)));
     if (upto > c->text_sent) c->text_sent = upto;
     if (n_calls) { /* the calls in one chunk, then the finish */
