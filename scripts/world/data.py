@@ -676,9 +676,10 @@ def main():
     retr = []
     inputs = {}  # task: (its train inputs, its test inputs), for same_skill
     for i, t in enumerate(tasks):
-        train, test, *inputs[t.name] = split_task(t, random.Random(f"{a.seed}:{t.name}"),
-                                                  inputs[t.same_skill] if t.same_skill else None)
-        if t.same_skill and (inputs[t.name][1] & inputs[t.same_skill][0] or inputs[t.name][0] & inputs[t.same_skill][1]):
+        wider = inputs[t.same_skill] if t.same_skill else None
+        train, test, train_in, test_in = split_task(t, random.Random(f"{a.seed}:{t.name}"), wider)
+        inputs[t.name] = (train_in, test_in)
+        if wider and (test_in & wider[0] or train_in & wider[1]):
             raise SystemExit(f"task {t.name}: shares test words with {t.same_skill}'s training rows or the reverse")
         d = f"{a.out}/tasks/{t.name}"
         os.makedirs(d, exist_ok=True)
