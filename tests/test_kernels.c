@@ -661,7 +661,7 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
     rm_isa saved = rm_isa_current(), isas[RM_ISA_COUNT];
     int nisa = isa_list(isas);
     double worst_q = 0, worst_thread = 0;
-    int bad_same = 0, same_runs = 0, hgemm_runs = 0;
+    int bad_same = 0, same_runs = 0, hgemm_runs = 0, hgemm_avx2_runs = 0;
     for (int ti = 0; ti < 5; ti++)
         for (int ik = 0; ik < 2; ik++)
             for (int in = 0; in < 5; in++) {
@@ -698,8 +698,12 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
                         rm_compute c = {.pool = NULL, .work = work, .work_size = ws};
                         const rm_kern_ops *ops = rm_kern_ops_get();
                         rm_hgemm_fns hf;
-                        bool hgemm_here = half && rm_hgemm_get(ops, wt, &hf);
+                        /* hgemm_here: the packed tiles are read (AVX-512 and AVX2);
+                         * hgemm_per_call: so is a tile packed per call (AVX-512) */
+                        bool hgemm_here = half && rm_hgemm_packed_get(ops, wt, &hf);
+                        bool hgemm_per_call = half && rm_hgemm_get(ops, wt, &hf);
                         hgemm_runs += hgemm_here;
+                        hgemm_avx2_runs += hgemm_here && isas[t] == RM_ISA_AVX2;
                         rm_matmul_packed(&c, y, x, m, w, packed, wt, n, k);
                         worst_q = fmax(worst_q, rel_err_to(y, qref, mag, m * n));
                         for (int p = 0; p < 3; p++) {
@@ -710,7 +714,7 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
                             if (half && !hgemm_here) worst_q = fmax(worst_q, rel_err_to(y2, qref, mag, m * n));
                             else worst_thread = fmax(worst_thread, rel_err(y2, y, m * n));
                         }
-                        bool gemm_same = half ? hgemm_here && m >= rm_kern_matmul_hgemm_min_m()
+                        bool gemm_same = half ? hgemm_per_call && m >= rm_kern_matmul_hgemm_min_m()
                                               : m >= rm_kern_matmul_gemm_min_m(wt) && rm_kern_matmul_int8_gemm() &&
                                                     (wt == RM_TYPE_Q4_K   ? rm_qgemm_q4_k_get(ops) != NULL
                                                      : wt == RM_TYPE_Q6_K ? rm_qgemm_q6_k_get(ops) != NULL
@@ -731,6 +735,7 @@ TEST(kernels_matmul_packed_matches_reference_and_unpacked) {
     CHECK_MSG(bad_same == 0, "%d of %d packed runs differ from the unpacked int8 GEMM", bad_same, same_runs);
     if (rm_qgemm_q4_k_get(rm_kern_ops_get())) CHECK(same_runs > 0);
     if (rm_isa_supported(RM_ISA_AVX512)) CHECK_MSG(hgemm_runs > 0, "the packed f16/bf16 kernels never ran");
+    if (rm_isa_supported(RM_ISA_AVX2)) CHECK_MSG(hgemm_avx2_runs > 0, "the packed AVX2 f16/bf16 kernels never ran");
     for (int p = 0; p < 3; p++) rm_pool_free(pools[p]);
 }
 
@@ -796,31 +801,41 @@ TEST(kernels_matmul_work_size) {
 
 /* ---- the f16/bf16 GEMM that widens W in registers (hgemm.c) ---------------- */
 
-/* The AVX-512 W packer writes the bytes of the portable one, for ragged tiles too. */
+/* The AVX2 and AVX-512 W packers write the bytes of the portable one, for
+ * ragged tiles too (nc and kc not multiples of 8 or 32). */
 TEST(kernels_hgemm_pack_matches_scalar) {
     RNG_PRIVATE_BEGIN;
-    if (!rm_isa_supported(RM_ISA_AVX512)) {
-        printf("NOTE kernels: avx512 is not supported by this CPU; its f16 GEMM packer is not tested\n");
-        return;
-    }
     enum { LDW = 300 };
-    static const int ncs[] = {1, 17, 31, 32};
-    static const int64_t kcs[] = {1, 31, 32, 33, 256, 300};
+    static const int ncs[] = {1, 7, 8, 17, 31, 32};
+    static const int64_t kcs[] = {1, 7, 8, 31, 32, 33, 256, 300};
+    static const struct {
+        rm_isa isa;
+        rm_hgemm_pack_fn pack;
+    } packers[] = {{RM_ISA_AVX2, rm_hgemm_pack_avx2}, {RM_ISA_AVX512, rm_hgemm_pack_avx512}};
     uint16_t *w = malloc((32 * LDW + 3) * 2); /* the tiles start 3 elements in */
     uint16_t *a = rm_malloc(32 * 300 * 2), *b = rm_malloc(32 * 300 * 2);
     for (int i = 0; i < 32 * LDW + 3; i++) w[i] = (uint16_t)rng_u32();
-    int bad = 0, bad_layout = 0;
-    for (int ic = 0; ic < 4; ic++)
-        for (int ik = 0; ik < 6; ik++) {
-            memset(a, 0xAB, 32 * 300 * 2), memset(b, 0xCD, 32 * 300 * 2);
-            rm_hgemm_pack_scalar(a, w + 3, LDW, ncs[ic], kcs[ik]);
-            rm_hgemm_pack_avx512(b, w + 3, LDW, ncs[ic], kcs[ik]);
-            bad += memcmp(a, b, (size_t)kcs[ik] * 32 * 2) != 0;
-            for (int64_t kk = 0; kk < kcs[ik]; kk++) /* the layout itself: wp[kk][c] = W[c][kk], zero past nc */
-                for (int c = 0; c < 32; c++) bad_layout += a[kk * 32 + c] != (c < ncs[ic] ? w[3 + c * LDW + kk] : 0);
+    int bad = 0, bad_layout = 0, ran = 0;
+    for (int p = 0; p < 2; p++) {
+        if (!rm_isa_supported(packers[p].isa)) {
+            printf("NOTE kernels: %s is not supported by this CPU; its f16 GEMM packer is not tested\n",
+                   packers[p].isa == RM_ISA_AVX2 ? "avx2" : "avx512");
+            continue;
         }
+        ran++;
+        for (int ic = 0; ic < 6; ic++)
+            for (int ik = 0; ik < 8; ik++) {
+                memset(a, 0xAB, 32 * 300 * 2), memset(b, 0xCD, 32 * 300 * 2);
+                rm_hgemm_pack_scalar(a, w + 3, LDW, ncs[ic], kcs[ik]);
+                packers[p].pack(b, w + 3, LDW, ncs[ic], kcs[ik]);
+                bad += memcmp(a, b, (size_t)kcs[ik] * 32 * 2) != 0;
+                for (int64_t kk = 0; kk < kcs[ik]; kk++) /* the layout itself: wp[kk][c] = W[c][kk], zero past nc */
+                    for (int c = 0; c < 32; c++) bad_layout += a[kk * 32 + c] != (c < ncs[ic] ? w[3 + c * LDW + kk] : 0);
+            }
+    }
     CHECK_MSG(bad == 0, "%d packed tiles differ from the portable packer", bad);
     CHECK_MSG(bad_layout == 0, "%d packed elements out of place", bad_layout);
+    if (rm_isa_supported(RM_ISA_AVX2)) CHECK(ran > 0);
     rm_free(a), rm_free(b), free(w);
     RNG_PRIVATE_END;
 }

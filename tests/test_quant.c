@@ -545,6 +545,19 @@ TEST(quant_f16_packed_at_load_matches_unpacked) {
                          rm_hgemm_get(rm_kern_ops_get(), RM_TYPE_F16, &f) && rm_kern_matmul_hgemm_min_m() <= 40);
 }
 
+/* The same on a CPU with AVX2 alone (the ISA lowered): the tiles are read
+ * by the AVX2 kernels, while the unpacked path has the dot kernels and
+ * sgemm, so the two agree to rounding only. */
+TEST(quant_f16_packed_at_load_avx2_matches_unpacked) {
+    if (!rm_isa_supported(RM_ISA_AVX2)) return;
+    rm_isa saved = rm_isa_current();
+    CHECK_OK(rm_isa_set(RM_ISA_AVX2));
+    rm_hgemm_fns f;
+    CHECK(rm_hgemm_packed_get(rm_kern_ops_get(), RM_TYPE_F16, &f));
+    check_packed_at_load(RM_TYPE_F16, "f16_pack_avx2.gguf", 1.01, false);
+    rm_isa_set(saved);
+}
+
 /* Offset of the u32 type of tensor `name` in a GGUF file's bytes (its info:
  * name, u32 n_dims, n_dims i64 extents, u32 type). */
 static size_t type_offset(const char *data, size_t n, const char *name) {

@@ -105,9 +105,23 @@ bool rm_hgemm_get(const rm_kern_ops *ops, rm_type wt, rm_hgemm_fns *out) {
         out->pack = rm_hgemm_pack_avx512;
         return true;
     }
-    /* The AVX2 kernels (tested) are not chosen: on the AVX-512 host with
-     * RAMOLE_ISA=avx2 they ran at 0.75x of the widened panels (59-63 against
-     * 78-83 GFLOP/s, OpenBLAS using AVX-512 there); an AVX2-only CPU may
-     * decide otherwise. */
+    /* The AVX2 kernels are not chosen per call: transposing each tile per
+     * call, on the AVX-512 host with RAMOLE_ISA=avx2, they ran at 0.75x of
+     * the widened panels (59-63 against 78-83 GFLOP/s, OpenBLAS running its
+     * Haswell kernels). From tiles packed at load they are: below. */
+    return false;
+}
+
+/* With the transposes done once at load, the AVX2 kernels beat the dot
+ * path and the panels: 1.3-1.7x in batched decoding, even at prefill
+ * (docs/BENCH.md, "f16 tiles on AVX2"). */
+bool rm_hgemm_packed_get(const rm_kern_ops *ops, rm_type wt, rm_hgemm_fns *out) {
+    if (rm_hgemm_get(ops, wt, out)) return true;
+    if (ops->isa == RM_ISA_AVX2 && (wt == RM_TYPE_F16 || wt == RM_TYPE_BF16)) {
+        out->tile = wt == RM_TYPE_F16 ? rm_hgemm_tile_f16_avx2 : rm_hgemm_tile_bf16_avx2;
+        out->row = wt == RM_TYPE_F16 ? rm_hgemm_row_f16_avx2 : rm_hgemm_row_bf16_avx2;
+        out->pack = rm_hgemm_pack_avx2;
+        return true;
+    }
     return false;
 }

@@ -48,6 +48,9 @@ typedef struct {
  * false where there are none (other types, the scalar table): the caller
  * then keeps its widened-panel path. */
 bool rm_hgemm_get(const rm_kern_ops *ops, rm_type wt, rm_hgemm_fns *out);
+/* The kernels that read tiles packed at load (rm_matmul_pack), where they
+ * can differ from the per-call ones: a superset of rm_hgemm_get. */
+bool rm_hgemm_packed_get(const rm_kern_ops *ops, rm_type wt, rm_hgemm_fns *out);
 
 /*
  * X packed for the kernel: micro-panel p holds rows 12p .. 12p + 11 (the
@@ -95,8 +98,11 @@ void rm_hgemm_tile_f16_avx2(const float *xp, int mr, const uint16_t *wp, int64_t
                             int rows, int nc, bool accumulate);
 void rm_hgemm_tile_bf16_avx2(const float *xp, int mr, const uint16_t *wp, int64_t kc, float *y, int64_t ldy,
                              int rows, int nc, bool accumulate);
+void rm_hgemm_row_f16_avx2(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
+void rm_hgemm_row_bf16_avx2(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
 void rm_hgemm_row_f16_avx512(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
 void rm_hgemm_row_bf16_avx512(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
+void rm_hgemm_pack_avx2(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, int64_t kc);
 void rm_hgemm_pack_avx512(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, int64_t kc);
 void rm_hgemm_pack_scalar(uint16_t *wp, const uint16_t *w, int64_t ldw, int nc, int64_t kc);
 

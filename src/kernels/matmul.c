@@ -481,7 +481,7 @@ static void tile_pack(const rm_kern_ops *ops, uint8_t *dst, rm_type wt, const ui
     const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
     rm_hgemm_fns h;
     if (hgemm_type(wt))
-        (rm_hgemm_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar)((uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
+        (rm_hgemm_packed_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar)((uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
     else if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
     else if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, k / RM_QK_K, nc);
     else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, k / RM_QK_K, nc);
@@ -679,7 +679,7 @@ bool rm_matmul_pack_wanted(rm_type wt) {
     if (!pack_type(wt)) return false;
     if (g_pack_always) return true;
     rm_hgemm_fns h;
-    if (hgemm_type(wt)) return g_hgemm && rm_hgemm_get(rm_kern_ops_get(), wt, &h);
+    if (hgemm_type(wt)) return g_hgemm && rm_hgemm_packed_get(rm_kern_ops_get(), wt, &h);
     return rm_isa_supported(RM_ISA_AVX512) && __builtin_cpu_supports("avx512vnni");
 }
 
@@ -705,7 +705,7 @@ static bool hgemm_packed(const rm_compute *c, float *y, const float *x, int64_t 
     size_t have = c && c->work ? c->work_size : 0;
     rm_pool *pool = c ? c->pool : NULL;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .wt = wt, .packed = packed};
-    if (!g_hgemm || !rm_hgemm_get(j.ops, wt, &j.hgemm)) return false;
+    if (!g_hgemm || !rm_hgemm_packed_get(j.ops, wt, &j.hgemm)) return false;
     if (m > 1 || !j.hgemm.row) { /* one row is read in place, X packed otherwise */
         if (have < rm_hgemm_x_bytes(m, k)) return false;
         j.hx = c->work;
