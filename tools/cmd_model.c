@@ -36,7 +36,7 @@ int cmd_info(int argc, char **argv) {
            ramole_type_name(c.output_type), ramole_type_name(c.main_type));
     printf("parameters:   %lld (%.3f B)\n", (long long)c.n_params, c.n_params / 1e9);
     printf("bytes:        %lld (%.1f MiB)\n", (long long)c.n_bytes, c.n_bytes / 1048576.0);
-    if (c.packed_bytes) /* q4_k/q6_k repacked at load: held instead of those matrices' file pages */
+    if (c.packed_bytes) /* matrices packed at load (q4_k, q6_k, q8_0, f16, bf16): held in place of their file pages */
         printf("packed:       %lld (%.1f MiB) in memory for the GEMM kernels, in place of their file blocks\n",
                (long long)c.packed_bytes, c.packed_bytes / 1048576.0);
     ramole_model_free(m);
