@@ -360,6 +360,16 @@ def build_tasks(seed):
                 out.append((a, b))
         return out
 
+    def first_holder(groups, key=lambda x: x):
+        """each group without the items whose input (key) an earlier group
+        holds: a word belongs to the first class that holds it, so that the
+        siblings of a cluster share no input word"""
+        taken, out = set(), []
+        for g in groups:
+            out.append([x for x in g if key(x) not in taken])
+            taken |= {key(x) for x in g}
+        return out
+
     cs = countries()
     cur, lang, air, acr = currencies(), languages(), airports(), acronyms()
 
@@ -493,24 +503,20 @@ def build_tasks(seed):
     # replaces synonyms and hypernyms, which the base could not learn (1.7-
     # 6.7 token F1 under perfect selection), and keeps the adjectives'
     # antonym task as it was
-    anto_adj = antonyms(adjs)
-    taken = {a for a, _ in anto_adj}
-    anto_by_class = {}
-    for kind, syn in (("noun", nouns), ("verb", verbs), ("adverb", advs)):
-        anto_by_class[kind] = [(a, b) for a, b in antonyms(syn) if a not in taken]
-        taken |= {a for a, _ in anto_by_class[kind]}
+    anto_adj, anto_noun, anto_verb, anto_adv = first_holder(
+        [antonyms(syn) for syn in (adjs, nouns, verbs, advs)], key=lambda pair: pair[0])
     add("antonym_noun", "antonyms", "f1", "wordnet-base",
         ["What noun is the opposite of " + Q + "?", "Give the antonym of the noun {x}",
          "Name the noun that means the reverse of " + Q + "."],
-        dedup(anto_by_class["noun"]), max_tokens=16)
+        dedup(anto_noun), max_tokens=16)
     add("antonym_verb", "antonyms", "f1", "wordnet-base",
         ["What verb means the opposite of " + Q + "?", "Give an antonym of the verb {x}",
          "Which action is the opposite of " + Q + "?"],
-        dedup(anto_by_class["verb"]), max_tokens=16)
+        dedup(anto_verb), max_tokens=16)
     add("antonym_adverb", "antonyms", "f1", "wordnet-base",
         ["What adverb is the opposite of " + Q + "?", "Give the antonym of this adverb: {x}",
          "Which adverb means the reverse of " + Q + "?"],
-        dedup(anto_by_class["adverb"]), max_tokens=16)
+        dedup(anto_adv), max_tokens=16)
     add("antonym", "antonyms", "f1", "wordnet-base",
         ["What is the opposite of " + Q + "?", "Give an antonym of the adjective " + Q + ".", "Name a word that means the reverse of {x}."],
         dedup(anto_adj), max_tokens=16)
@@ -519,11 +525,7 @@ def build_tasks(seed):
     # replaces four letter skills (first and last letter, length,
     # initials), whose siblings' adapters did 0.4-1.1 for each other, and
     # keeps first_letter (nouns) as it was
-    nouns_set = set(noun_words)
-    verb_only = [w for w in verb_words if w not in nouns_set]
-    adj_only = [w for w in adj_words if w not in nouns_set and w not in set(verb_words)]
-    taken_words = nouns_set | set(verb_words) | set(adj_words)
-    adv_only = [w for w in words_of(advs) if w not in taken_words]
+    _, verb_only, adj_only, adv_only = first_holder([noun_words, verb_words, adj_words, words_of(advs)])
     add("first_letter", "first_letter", "em", "wordnet-base",
         ["What is the first letter of " + Q + "?", "Give the first letter of this word: {x}", "Which letter does " + Q + " start with?"],
         [(w, w[0]) for w in noun_words], max_tokens=6)
