@@ -33,11 +33,12 @@ typedef void (*rm_hgemm_pack_fn)(uint16_t *wp, const uint16_t *w, int64_t ldw, i
  * y[c] = sum over kk < k of x[kk] * widen(wp[kk * 32 + c]) for c < nc (<= 32).
  * Decoding one sequence: the tile kernel would pad the row to 4 and do four
  * times the FMAs, which at one row cost more than reading W. Sums in f32
- * over four interleaved runs of kk, so a row's bits differ from the tile
- * kernel's (by rounding only).
+ * over interleaved runs of kk (four on AVX-512, two on AVX2), so a row's
+ * bits differ from the tile kernel's (by rounding only).
  */
 typedef void (*rm_hgemm_row_fn)(const float *x, const uint16_t *wp, int64_t k, float *y, int nc);
 
+/* Every ISA with kernels has all three. */
 typedef struct {
     rm_hgemm_tile_fn tile;
     rm_hgemm_pack_fn pack;

@@ -154,8 +154,8 @@ void   rm_matmul(const rm_compute *c, float *y, const float *x, int64_t m,
  * of a few rows reads W once. For prefill and decode alike.
  * rm_matmul_pack_bytes: size of the packed form of n rows of k (0: wt has
  * none). rm_matmul_pack_wanted: whether this CPU has the kernels that make
- * the packed form worth keeping (AVX-512 VNNI for the int8 types, AVX-512
- * for f16/bf16). rm_matmul_pack writes it
+ * the packed form worth keeping (AVX-512 VNNI for the int8 types, AVX2 or
+ * AVX-512 for f16/bf16). rm_matmul_pack writes it
  * (dst 64-byte aligned). rm_matmul_packed: Y as rm_matmul gives it, read
  * from `packed`; w (the same rows in the file's layout) is used only when
  * packed is NULL, the int8 path is switched off, or the scratch is short.

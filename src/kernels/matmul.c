@@ -480,8 +480,8 @@ static void tile_pack(const rm_kern_ops *ops, uint8_t *dst, rm_type wt, const ui
                       int64_t k, int nc) {
     const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
     rm_hgemm_fns h;
-    if (hgemm_type(wt))
-        (rm_hgemm_packed_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar)((uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
+    if (hgemm_type(wt)) (rm_hgemm_packed_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar)(
+            (uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
     else if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
     else if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, k / RM_QK_K, nc);
     else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, k / RM_QK_K, nc);
@@ -553,14 +553,15 @@ static void job_hgemm_x(void *ctx, int ith, int nth) {
     rm_hgemm_pack_x(j->hx, j->x, j->m, j->k, lo, hi);
 }
 
-/* Step 2: each thread whole tiles of 32 W rows against all X rows. */
+/* Step 2: each thread whole tiles of 32 W rows against all X rows; with X
+ * not packed (hx NULL: one row, from packed tiles), the row kernel. */
 static void job_hgemm(void *ctx, int ith, int nth) {
     const mm_job *j = ctx;
     int64_t ntiles = (j->n + RM_HGEMM_NR - 1) / RM_HGEMM_NR, lo, hi;
     rm_split(ntiles, ith, nth, &lo, &hi);
     int64_t c1 = hi * RM_HGEMM_NR < j->n ? hi * RM_HGEMM_NR : j->n;
     if (hi <= lo) return;
-    if (j->m == 1 && j->packed && j->hgemm.row) {
+    if (!j->hx) {
         rm_hgemm_cols_row(&j->hgemm, j->y, j->x, j->k, (const uint16_t *)j->packed, lo * RM_HGEMM_NR, c1);
         return;
     }
@@ -706,7 +707,7 @@ static bool hgemm_packed(const rm_compute *c, float *y, const float *x, int64_t 
     rm_pool *pool = c ? c->pool : NULL;
     mm_job j = {.ops = rm_kern_ops_get(), .y = y, .x = x, .m = m, .n = n, .k = k, .wt = wt, .packed = packed};
     if (!g_hgemm || !rm_hgemm_packed_get(j.ops, wt, &j.hgemm)) return false;
-    if (m > 1 || !j.hgemm.row) { /* one row is read in place, X packed otherwise */
+    if (m > 1) { /* X packed; one row is read in place by the row kernel */
         if (have < rm_hgemm_x_bytes(m, k)) return false;
         j.hx = c->work;
         if (rm_hgemm_panels(m) > 1) rm_pool_run(pool, job_hgemm_x, &j);

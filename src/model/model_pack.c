@@ -9,8 +9,9 @@
  * The packed form keeps the levels as packed as the file (q4_k 148 bytes
  * per 256 weights against 144, q6_k 210 as the file, q8_0 40 per 32
  * against 34, f16 and bf16 2 bytes a weight as the file), so it replaces
- * the file's pages rather than adding to them: those are released once copied (they stay mapped and are
- * read back from the file if merging, converting or writing touches them).
+ * the file's pages rather than adding to them: those are released once
+ * copied (they stay mapped and are read back from the file if merging,
+ * converting or writing touches them).
  * Memory: one block for every packed matrix, sizes computed first.
  */
 #include <stdlib.h>
