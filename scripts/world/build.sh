@@ -19,9 +19,9 @@ TH=${THREADS:-$(nproc)}
 BASE_STEPS=${BASE_STEPS:-1800}
 SKILLS_STEPS=${SKILLS_STEPS:-800}
 COPY_STEPS=${COPY_STEPS:-1000}
-LORA_STEPS=${LORA_STEPS:-1200}
+LORA_STEPS=${LORA_STEPS:-2400}
 LORA_MIN_STEPS=150
-LORA_EPOCHS=${LORA_EPOCHS:-6}
+LORA_EPOCHS=${LORA_EPOCHS:-12}
 LORA_BATCH=16
 ROUTER_STEPS=${ROUTER_STEPS:-1200}
 WORK=$W/.work
@@ -126,9 +126,9 @@ do_adapters() {
   done
 }
 # lora_steps TASK: LORA_EPOCHS passes over the task's training rows, within
-# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 1125 steps, one of
-# 724 rows (past_motion) 272; a task under 400 rows would stay at 150, past
-# which it only overfits
+# [LORA_MIN_STEPS, LORA_STEPS]: a task of 3000 rows gets 2250 steps, one of
+# 300 rows (antonym_adverb) 225; twelve epochs beat six on rules, and on
+# words to remember hardly differ (docs/TRAINING.md, "Twelve epochs")
 lora_steps() {
   local n s
   n=$(wc -l <"$W/tasks/$1/train.jsonl")
