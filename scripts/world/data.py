@@ -309,7 +309,6 @@ def build_tasks(seed):
             if all(2 <= len(t) <= 10 for t in p) and len(set(p)) == len(p):
                 phrases.append(" ".join(p))
     phrases = sorted(set(phrases))
-    short_phrases = [p for p in phrases if len(p.split()) <= 4]
 
     def gloss_first(g):
         g = g.split(";")[0].split('"')[0].strip().rstrip(".,:")
@@ -412,7 +411,16 @@ def build_tasks(seed):
         [(w, comparative(w, adj_exc)) for w in short_adj])
     usage_texts = plain_texts(q for syn in (nouns, verbs, adjs, advs) for _, _, g, _ in syn
                               for q in re.findall(r'"([^"]+)"', g))
-    acronym_texts = plain_texts(e for _, e in acronyms())
+    gloss_texts = plain_texts(g for _, _, g, _ in nouns)
+    acronym_texts = plain_texts(e for _, e in acr)
+
+    def last_word_rows(texts):
+        return [(t, t.split()[-1]) for t in texts]
+
+    def snake_rows(texts):
+        """the texts of at most 4 words, each with its snake_case"""
+        return [(t, "_".join(t.split())) for t in texts if len(t.split()) <= 4]
+
     # 3 the last word of a text, over four sources of text (a skill the
     # base's copying phases prepare); it replaces a cluster of reordering
     # tasks (reverse, sort, rotate, swap) that no adapter could do on this
@@ -421,20 +429,20 @@ def build_tasks(seed):
     add("final_word_definition", "final_word", "em", "wordnet-base",
         ["What is the last word of the definition " + Q + "?", "This definition ends with which word: {x}",
          "Give the final word of the dictionary gloss " + Q + "."],
-        [(t, t.split()[-1]) for t in plain_texts(g for _, _, g, _ in nouns)])
+        last_word_rows(gloss_texts))
     add("final_word_action", "final_word", "em", "wordnet-base",
         ["Which word ends the description of an action " + Q + "?", "Name the last word in this meaning of a verb: {x}",
          "The verb's meaning " + Q + " closes with what word?"],
-        [(t, t.split()[-1]) for t in plain_texts(g for _, _, g, _ in verbs)])
+        last_word_rows(plain_texts(g for _, _, g, _ in verbs)))
     add("final_word_usage", "final_word", "em", "wordnet-base",
         ["What word ends the sentence " + Q + "?", "Give the closing word of this example sentence: {x}",
          "Which word comes at the end of the usage example " + Q + "?"],
-        [(t, t.split()[-1]) for t in usage_texts])
+        last_word_rows(usage_texts))
     add("final_word_acronym", "final_word", "em", "bsdgames",
         ["What is the last word of the acronym's expansion " + Q + "?",
          "An abbreviation stands for " + Q + ": give its last word.",
          "Which word ends the phrase behind this acronym: {x}"],
-        [(t, t.split()[-1]) for t in acronym_texts])
+        last_word_rows(acronym_texts))
     # 4 snake_case over four sources of short text (3-4 words): it
     # replaces four case styles (snake, kebab, title, camel), whose
     # siblings' adapters did nothing for each other (0-0.4 out of
@@ -442,21 +450,20 @@ def build_tasks(seed):
     # skill"), and keeps snake_case as it was
     add("snake_case", "snake_case", "em", "fortunes",
         ["Write " + Q + " in snake_case.", "Convert to snake case: {x}", "Join the words of " + Q + " with underscores."],
-        [(p, "_".join(p.split())) for p in short_phrases], max_tokens=24)
+        snake_rows(phrases), max_tokens=24)
     add("snake_definition", "snake_case", "em", "wordnet-base",
         ["Write the definition " + Q + " in snake_case.", "Turn this dictionary gloss into a snake_case name: {x}",
          "Join the words of the definition " + Q + " with underscores."],
-        [(t, "_".join(t.split())) for t in plain_texts(g for _, _, g, _ in nouns) if len(t.split()) <= 4],
-        max_tokens=24)
+        snake_rows(gloss_texts), max_tokens=24)
     add("snake_usage", "snake_case", "em", "wordnet-base",
         ["Convert the example sentence " + Q + " to snake case.", "Make one snake_case identifier from: {x}",
          "Put underscores between the words of " + Q + "."],
-        [(t, "_".join(t.split())) for t in usage_texts if len(t.split()) <= 4], max_tokens=24)
+        snake_rows(usage_texts), max_tokens=24)
     add("snake_acronym", "snake_case", "em", "bsdgames",
         ["Write the expansion of an acronym, " + Q + ", in snake_case.",
          "An abbreviation stands for " + Q + ": give it as a snake_case name.",
          "Join the words behind this acronym with underscores: {x}"],
-        [(t, "_".join(t.split())) for t in acronym_texts if len(t.split()) <= 4], max_tokens=24)
+        snake_rows(acronym_texts), max_tokens=24)
     # 5 picking one word
     add("first_word", "word_pick", "em", "fortunes",
         ["What is the first word of " + Q + "?", "Give the first word: {x}", "Which word comes first in " + Q + "?"],
