@@ -479,10 +479,11 @@ static size_t pack_tile_bytes(rm_type wt, int64_t k) {
 static void tile_pack(const rm_kern_ops *ops, uint8_t *dst, rm_type wt, const uint8_t *w, size_t wrow, int64_t t,
                       int64_t k, int nc) {
     const uint8_t *rows = w + (size_t)t * RM_QGEMM_TILE_COLS * wrow;
-    rm_hgemm_fns h;
-    if (hgemm_type(wt)) (rm_hgemm_packed_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar)(
-            (uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
-    else if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
+    if (hgemm_type(wt)) {
+        rm_hgemm_fns h;
+        rm_hgemm_pack_fn pack = rm_hgemm_packed_get(ops, wt, &h) ? h.pack : rm_hgemm_pack_scalar;
+        pack((uint16_t *)dst, (const uint16_t *)rows, k, nc, k);
+    } else if (wt == RM_TYPE_Q8_0) rm_qgemm_pack_get(ops)(dst, (const rm_block_q8_0 *)rows, k / RM_Q8_0_BLOCK, nc);
     else if (wt == RM_TYPE_Q4_K) rm_qgemm_k4_pack_tile(dst, (const rm_block_q4_k *)rows, k / RM_QK_K, nc);
     else rm_qgemm_k6_pack_tile(dst, (const rm_block_q6_k *)rows, k / RM_QK_K, nc);
 }

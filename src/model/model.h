@@ -124,10 +124,11 @@ void      rm_model_size(const rm_model *m, int64_t *n_params, int64_t *n_bytes);
  * Repack the matrices that have a run-time form worth keeping on this CPU
  * (rm_matmul_pack_wanted: q4_k, q6_k and q8_0 where AVX-512 VNNI is, f16
  * and bf16 where AVX2 or AVX-512 is) into one block the model owns
- * (m->packed_bytes), once, so that no forward repacks them. A model read from a file then releases the file's resident pages of
- * those matrices (rm_file_map_release): their bytes stay readable, read
- * again from the file when merging or converting touches them, so what the
- * process holds is the packed form instead of the file's blocks.
+ * (m->packed_bytes), once, so that no forward repacks them. A model read
+ * from a file then releases the file's resident pages of those matrices
+ * (rm_file_map_release): their bytes stay readable, read again from the
+ * file when merging or converting touches them, so what the process holds
+ * is the packed form instead of the file's blocks.
  * rm_model_open does this unless the environment sets RAMOLE_REPACK=0.
  * A no-op when nothing qualifies or m is packed already. rm_model_unpack
  * frees the packed form: inference reads the file's layout again.
